@@ -1,0 +1,126 @@
+/*
+ * limits.h — every bound in boxoffice, in one place, each with its reason.
+ *
+ * "Put a limit on everything": a limit turns an unbounded input into an
+ * error result (BO_LIMIT) instead of a crash, an allocation on the hot path
+ * or a latency cliff. Compile-time relationships between limits are asserted
+ * at the bottom of this file.
+ */
+#ifndef BO_LIMITS_H
+#define BO_LIMITS_H
+
+/* ---- Events and seat maps ------------------------------------------------ */
+
+/* The largest stadiums hold ~150k seats; 1 Mi leaves room for dense maps
+ * while keeping a seat index in 20 bits and an event's seat array <= 8 MiB. */
+#define BO_SEATS_PER_EVENT_MAX (1u << 20)
+
+/* Rows per event: a 1 Mi-seat event with 16 seats per row needs 64 Ki rows. */
+#define BO_ROWS_PER_EVENT_MAX (1u << 16)
+
+/* Seats in one row: stored in 16 bits; real rows have < 200 seats. */
+#define BO_SEATS_PER_ROW_MAX 4096u
+
+/* Sections per event: a section number is stored in 16 bits. */
+#define BO_SECTIONS_PER_EVENT_MAX 4096u
+
+/* Price tiers per event. Availability answers carry one counter per
+ * category, so this bounds the size of a reply (and a ring slot). */
+#define BO_CATEGORIES_MAX 16u
+
+/* General-admission pools per event (floor, standing areas, lawn). */
+#define BO_POOLS_PER_EVENT_MAX 8u
+
+/* Capacity of one pool: fits in 32 bits with room for sums. */
+#define BO_POOL_CAPACITY_MAX 1000000u
+
+/* Events resident in one shard: the event table is allocated at start-up. */
+#define BO_EVENTS_PER_SHARD_MAX 4096u
+
+/* ---- Holds --------------------------------------------------------------- */
+
+/* Seats in one hold (explicit or best-available). Ticketing sites cap an
+ * order at 8-10 seats to fight scalpers; 16 covers group sales and keeps a
+ * hold's seat list inline (64 bytes) in a command, a result and a claim. */
+#define BO_SEATS_PER_HOLD_MAX 16u
+
+/* Tickets of one pool hold. GA orders are larger than seated ones. */
+#define BO_POOL_QTY_PER_HOLD_MAX 100u
+
+/* Active holds per client: one shopper rarely needs more than a few baskets;
+ * the cap stops one client from locking a venue with many small holds. */
+#define BO_HOLDS_PER_CLIENT_MAX 16u
+
+/* Hold time-to-live. Below 1 s a hold cannot survive a checkout round trip;
+ * above 30 min abandoned holds keep seats looking sold out (the complaint
+ * this engine exists to fix). */
+#define BO_TTL_MS_MIN 1000u
+#define BO_TTL_MS_MAX (30u * 60u * 1000u)
+
+/* A hold may be extended, but never to live longer than this from its
+ * creation: extensions must not become a way to hoard seats. */
+#define BO_HOLD_LIFETIME_MS_MAX (60u * 60u * 1000u)
+
+/* Payment reference carried by a confirm (PSP ids are < 32 chars). */
+#define BO_PAYREF_LEN_MAX 32u
+
+/* Seats named by one status query: answers must fit one result slot. */
+#define BO_QUERY_SEATS_MAX BO_SEATS_PER_HOLD_MAX
+
+/* ---- Time ---------------------------------------------------------------- */
+
+/* When no command arrives, a shard feeds itself a tick this often, so an
+ * expired hold is released at most BO_TICK_MS (+ scheduling) after expiry;
+ * the promised bound is BO_EXPIRY_LAG_MS_MAX. */
+#define BO_TICK_MS 20u
+#define BO_EXPIRY_LAG_MS_MAX 100u
+
+/* Idempotency: a repeated (client, request) is answered from the window if
+ * it is at most this old AND among the last `idem_capacity` mutating
+ * commands of its shard (a runtime setting, see engine_config). Ten minutes
+ * outlasts any sane client retry policy. */
+#define BO_IDEM_WINDOW_MS (10u * 60u * 1000u)
+
+/* ---- Shard-wide defaults (runtime settings may lower or raise them) ------ */
+
+/* Claims (holds + bookings) per shard. A claim is ~128 bytes; memory is
+ * reserved at start-up but only touched when used. */
+#define BO_CLAIMS_PER_SHARD_DEFAULT (1u << 20)
+#define BO_CLAIMS_PER_SHARD_MAX (1u << 24)
+
+/* Seats per shard (sum over its events), reserved at start-up. */
+#define BO_SEATS_PER_SHARD_DEFAULT (1u << 24)
+#define BO_SEATS_PER_SHARD_MAX (1u << 28)
+
+/* Idempotency window entries per shard (power of two). */
+#define BO_IDEM_CAPACITY_DEFAULT (1u << 18)
+#define BO_IDEM_CAPACITY_MAX (1u << 24)
+
+/* ---- Rings --------------------------------------------------------------- */
+
+/* Command ring slots per shard. 64 Ki slots x 256 B = 16 MiB: ~10 ms of
+ * commands at the 5M/s target, enough to ride out a slow fsync without
+ * answering busy. Power of two so an index is a mask. */
+#define BO_RING_SLOTS_DEFAULT (1u << 16)
+
+/* The writer drains at most this many commands as one batch: bounds the
+ * latency of the first command in a batch and the journal buffer. */
+#define BO_BATCH_MAX 4096u
+
+/* ---- Relationships ------------------------------------------------------- */
+
+#define BO_IS_POW2(x) ((x) != 0 && ((x) & ((x)-1)) == 0)
+
+_Static_assert(BO_IS_POW2(BO_RING_SLOTS_DEFAULT), "ring size must be a power of two");
+_Static_assert(BO_BATCH_MAX <= BO_RING_SLOTS_DEFAULT, "a batch cannot exceed the ring");
+_Static_assert(BO_IS_POW2(BO_IDEM_CAPACITY_DEFAULT), "idempotency window is a mask");
+_Static_assert(BO_SEATS_PER_ROW_MAX <= BO_SEATS_PER_EVENT_MAX, "row within event");
+_Static_assert(BO_SEATS_PER_HOLD_MAX <= BO_SEATS_PER_ROW_MAX, "a hold fits a row");
+_Static_assert(BO_TTL_MS_MIN < BO_TTL_MS_MAX, "TTL range is not empty");
+_Static_assert(BO_TTL_MS_MAX <= BO_HOLD_LIFETIME_MS_MAX, "a fresh hold is within its lifetime");
+_Static_assert(BO_TICK_MS * 2 < BO_EXPIRY_LAG_MS_MAX, "tick leaves slack for scheduling");
+_Static_assert(BO_CATEGORIES_MAX <= 256, "category is stored in 8 bits");
+_Static_assert(BO_SEATS_PER_SHARD_DEFAULT <= BO_SEATS_PER_SHARD_MAX, "default within max");
+_Static_assert(BO_CLAIMS_PER_SHARD_MAX < (1u << 31), "claim index fits 31 bits");
+
+#endif /* BO_LIMITS_H */

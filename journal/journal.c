@@ -1,0 +1,1453 @@
+/*
+ * journal.c — segments, record format, io_uring appender, reader and recovery.
+ *
+ * ==== JOURNAL FILE FORMAT ====================================================
+ *
+ * A shard's journal is the directory <root>/shard-NNNN/ (NNNN = shard id, at
+ * least 4 decimal digits). It holds segment files named by the sequence
+ * number of their first record, 20 decimal digits, so names sort in log
+ * order:  shard-0003/00000000000000000001.seg, .../00000000000000052117.seg
+ * Other files in the directory are ignored. All integers are little-endian
+ * (the build asserts a little-endian host; the bytes are stored natively).
+ * XXH3 below is XXH3_64bits() of xxhash 0.8 with the default seed and secret.
+ *
+ * A segment is segment_bytes long from birth: it is created with fallocate()
+ * (so its size never changes and fdatasync never has to log a new size), and
+ * bytes never written read as zero. It begins with a 64-byte header:
+ *
+ *   off size
+ *     0   4  magic 0x314A4F42 ("BOJ1" as bytes)
+ *     4   4  format version, 1
+ *     8   4  shard id
+ *    12   4  header bytes, 64
+ *    16   8  first_seq: sequence number of the segment's first record (= name)
+ *    24   8  chain seed: checksum of the record before first_seq, 0 for seq 1
+ *    32   8  segment_bytes: the file's size (a shorter file reads as zero-padded)
+ *    40  16  reserved, zero
+ *    56   8  XXH3 of bytes 0..55
+ *
+ * Records follow from offset 64, back to back, each starting 8-byte aligned:
+ *
+ *   off size
+ *     0   8  checksum: XXH3 of the record's bytes 8 .. size-1 (header fields,
+ *            payload and padding: every byte but itself)
+ *     8   8  prev: checksum of the previous record of the shard (the chain)
+ *    16   8  seq: sequence number, consecutive per shard, from 1
+ *    24   8  timestamp_ms (signed): the batch timestamp
+ *    32   4  payload_len: bytes of payload, <= JOURNAL_PAYLOAD_BYTES_MAX
+ *    36   4  shard id
+ *    40   4  unit_index: records before this one in the same write unit
+ *    44   4  reserved, zero
+ *    48   n  payload (opaque), then zero padding to the next multiple of 8
+ *   size = 48 + payload_len rounded up to 8
+ *
+ * A write unit is the bytes of one write buffer: the records of one or more
+ * committed batches, submitted as one write followed by one fdatasync (the
+ * first unit of a segment also carries the segment header and an fsync of the
+ * directory). At most one unit is in flight at a time; the next is submitted
+ * only after every I/O of the previous one completed successfully. A unit
+ * never spans segments, so neither does a record. The unused end of a
+ * segment stays zero.
+ *
+ * A segment header is valid if and only if its magic, version, header bytes,
+ * shard id and reserved bytes are as above, its checksum matches, first_seq
+ * equals the file name, segment_bytes >= the file size, first_seq is one
+ * more than the last record of the previous segment (1 for the first
+ * segment) and the chain seed equals that record's checksum (0 for seq 1).
+ *
+ * A record at offset o of a segment is valid if and only if
+ *   (1) o is a multiple of 8, o >= 64, o + 48 <= segment size;
+ *   (2) payload_len <= JOURNAL_PAYLOAD_BYTES_MAX and o + size <= segment size;
+ *   (3) shard id is the segment's shard, reserved is zero, seq >= 1 and
+ *       unit_index < seq;
+ *   (4) checksum matches;                     -- (1)..(4): "well-formed"
+ *   (5) o is 64 and seq is the segment's first_seq and prev is its chain
+ *       seed and unit_index is 0; or o is the end of the previous valid
+ *       record R of the segment and seq = R.seq + 1, prev = R.checksum and
+ *       unit_index is 0 or R.unit_index + 1.
+ * The log is the longest run of valid records from seq 1 across the
+ * segments in name order.
+ *
+ * ==== READER / RECOVERY ALGORITHM ==========================================
+ *
+ * Let L be the last valid record so far and e = L.seq + 1 (the seq expected
+ * next). Walk the segments in name order; in each, check the header, then
+ * read valid records from offset 64. Where the next record is not valid:
+ *   - if every byte to the end of the segment is zero, the segment ended
+ *     cleanly: go to the next segment (none: the log ends here, nothing cut);
+ *     its header must be valid, else it is treated as the hole below at its
+ *     offset 0;
+ *   - otherwise there is a hole at this (segment, offset). Scan every 8-byte
+ *     aligned offset from the hole to the end of the segment and all bytes
+ *     of later segments for well-formed records, and look at later
+ *     segments' headers. The hole is CORRUPTION if any of:
+ *       a later segment has a well-formed header (a new segment's header is
+ *       written only after the unit before it was durable),
+ *       a well-formed record R with R.seq <= L.seq (a duplicate), or with
+ *       R.seq - R.unit_index > e (R's unit began after the hole, so it was
+ *       submitted after the unit holding the hole was durable),
+ *       well-formed records of two different units (different seq - index).
+ *     Otherwise the hole is a TORN TAIL: all bytes after L belong at most to
+ *     the single unit that was in flight at the crash (whose sectors reach
+ *     the disk in any order), which was never reported durable. The log ends
+ *     at L; what follows is cut (journal_open zeroes the rest of L's
+ *     segment and deletes later segments) and reported (bytes, records).
+ * Missing and duplicated segments break the header rule (first_seq not e,
+ * or not the file name) and are corruption. Corruption is refused with the
+ * file, offset and expected seq, unless force_truncate is set, in which
+ * case it is cut like a torn tail and reported as forced.
+ *
+ * What this cannot tell apart: damage confined to the final unit (say a
+ * flipped bit in the last batch written before a clean shutdown) looks like
+ * a torn write of that unit and is cut, with a report, not refused. Telling
+ * them apart needs a second copy of the tail's headers (TigerBeetle's
+ * redundant headers); that is left open.
+ *
+ * Every length read from disk is checked against the bytes left in the
+ * mapped file before it is used.
+ */
+#include "journal.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <liburing.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format stores integers natively");
+
+#define SEG_MAGIC 0x314A4F42u
+#define SEG_VERSION 1u
+#define SEG_HDR_BYTES 64u
+#define REC_HDR_BYTES 48u
+#define SEG_NAME_DIGITS 20
+#define SEG_NAME_LEN (SEG_NAME_DIGITS + 4) /* digits + ".seg" */
+#define UNIT_INDEX_NONE UINT32_MAX         /* before the first record of a segment */
+#define PAGE_BYTES 4096u
+/* A shard directory path leaves room for "/" + a segment name in PATH_MAX. */
+#define DIR_MAX (PATH_MAX - SEG_NAME_LEN - 8)
+
+_Static_assert(SEG_HDR_BYTES % 8 == 0 && REC_HDR_BYTES % 8 == 0, "records stay 8-aligned");
+_Static_assert(JOURNAL_PAYLOAD_BYTES_MAX <= JOURNAL_BUFFER_BYTES_DEFAULT - REC_HDR_BYTES - 8,
+               "the default buffer holds the largest record");
+_Static_assert(JOURNAL_SEGMENT_BYTES_DEFAULT >= JOURNAL_BUFFER_BYTES_DEFAULT + SEG_HDR_BYTES,
+               "a full buffer fits an empty segment");
+
+static uint64_t align8(uint64_t n)
+{
+	return (n + 7u) & ~(uint64_t)7u;
+}
+static uint64_t rec_bytes(uint32_t payload_len)
+{
+	return align8(REC_HDR_BYTES + (uint64_t)payload_len);
+}
+
+static uint32_t ld32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+static uint64_t ld64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+static void st32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static void st64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static void msg(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void msg(char *buf, size_t len, const char *fmt, ...)
+{
+	if (buf == NULL || len == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+/* ==== Format: parse and build ============================================== */
+
+/* A record's fields as read from disk. */
+typedef struct jrec {
+	uint64_t checksum;
+	uint64_t prev;
+	uint64_t seq;
+	int64_t timestamp_ms;
+	uint32_t payload_len;
+	uint32_t shard_id;
+	uint32_t unit_index;
+	uint64_t bytes; /* header + payload + padding */
+} jrec;
+
+typedef struct jseghdr {
+	uint32_t shard_id;
+	uint64_t first_seq;
+	uint64_t seed;
+	uint64_t segment_bytes;
+} jseghdr;
+
+/* Rules (1)..(4) of the validity rule: is there a well-formed record at
+ * base[off] in a file of `size` bytes? Never reads outside [0, size). */
+static int rec_parse(const uint8_t *base, uint64_t size, uint64_t off, uint32_t shard_id, jrec *out)
+{
+	if (off % 8 != 0 || off < SEG_HDR_BYTES || off > size || size - off < REC_HDR_BYTES)
+		return 0;
+	const uint8_t *p = base + off;
+	jrec r;
+	r.payload_len = ld32(p + 32);
+	if (r.payload_len > JOURNAL_PAYLOAD_BYTES_MAX)
+		return 0;
+	r.bytes = rec_bytes(r.payload_len);
+	if (r.bytes > size - off)
+		return 0;
+	r.shard_id = ld32(p + 36);
+	r.seq = ld64(p + 16);
+	r.unit_index = ld32(p + 40);
+	if (r.shard_id != shard_id || ld32(p + 44) != 0 || r.seq == 0 || r.unit_index >= r.seq)
+		return 0;
+	r.checksum = ld64(p);
+	if (XXH3_64bits(p + 8, (size_t)r.bytes - 8) != r.checksum)
+		return 0;
+	r.prev = ld64(p + 8);
+	r.timestamp_ms = (int64_t)ld64(p + 24);
+	*out = r;
+	return 1;
+}
+
+/* Rule (5): does well-formed `r` continue the chain after (seq, checksum,
+ * unit index of the previous record in this segment or UNIT_INDEX_NONE)? */
+static int rec_follows(const jrec *r, uint64_t next_seq, uint64_t prev_checksum, uint32_t prev_unit)
+{
+	if (r->seq != next_seq || r->prev != prev_checksum)
+		return 0;
+	if (prev_unit == UNIT_INDEX_NONE)
+		return r->unit_index == 0;
+	return r->unit_index == 0 || r->unit_index == prev_unit + 1;
+}
+
+/* Writes one record at p (rec_bytes(len) bytes) and returns its checksum. */
+static uint64_t rec_build(uint8_t *p, uint64_t prev, uint64_t seq, int64_t timestamp_ms,
+                          uint32_t shard_id, uint32_t unit_index, const void *payload, uint32_t len)
+{
+	uint64_t bytes = rec_bytes(len);
+	st64(p + 8, prev);
+	st64(p + 16, seq);
+	st64(p + 24, (uint64_t)timestamp_ms);
+	st32(p + 32, len);
+	st32(p + 36, shard_id);
+	st32(p + 40, unit_index);
+	st32(p + 44, 0);
+	if (len > 0)
+		memcpy(p + REC_HDR_BYTES, payload, len);
+	memset(p + REC_HDR_BYTES + len, 0, (size_t)(bytes - REC_HDR_BYTES - len));
+	uint64_t sum = XXH3_64bits(p + 8, (size_t)bytes - 8);
+	st64(p, sum);
+	return sum;
+}
+
+/* Is there a well-formed segment header at base? (name and chain checks are
+ * the caller's, so it can say which rule broke). */
+static int seghdr_parse(const uint8_t *base, uint64_t size, uint32_t shard_id, jseghdr *out)
+{
+	if (size < SEG_HDR_BYTES)
+		return 0;
+	if (ld32(base) != SEG_MAGIC || ld32(base + 4) != SEG_VERSION ||
+	    ld32(base + 12) != SEG_HDR_BYTES)
+		return 0;
+	if (ld32(base + 8) != shard_id || ld64(base + 40) != 0 || ld64(base + 48) != 0)
+		return 0;
+	if (XXH3_64bits(base, 56) != ld64(base + 56))
+		return 0;
+	out->shard_id = shard_id;
+	out->first_seq = ld64(base + 16);
+	out->seed = ld64(base + 24);
+	out->segment_bytes = ld64(base + 32);
+	return out->first_seq >= 1;
+}
+
+static void seghdr_build(uint8_t *p, uint32_t shard_id, uint64_t first_seq, uint64_t seed,
+                         uint64_t segment_bytes)
+{
+	memset(p, 0, SEG_HDR_BYTES);
+	st32(p, SEG_MAGIC);
+	st32(p + 4, SEG_VERSION);
+	st32(p + 8, shard_id);
+	st32(p + 12, SEG_HDR_BYTES);
+	st64(p + 16, first_seq);
+	st64(p + 24, seed);
+	st64(p + 32, segment_bytes);
+	st64(p + 56, XXH3_64bits(p, 56));
+}
+
+/* End (exclusive) of the last non-zero byte of base[from, to), or `from`. */
+static uint64_t last_nonzero_end(const uint8_t *base, uint64_t from, uint64_t to)
+{
+	while (to > from && base[to - 1] == 0)
+		to--;
+	return to;
+}
+
+static void seg_name(char *out, size_t len, uint64_t first_seq)
+{
+	snprintf(out, len, "%0*" PRIu64 ".seg", SEG_NAME_DIGITS, first_seq);
+}
+
+/* Parses a segment file name; returns 1 and its first seq, 0 for other files. */
+static int seg_name_parse(const char *name, uint64_t *first_seq)
+{
+	if (strlen(name) != SEG_NAME_LEN || strcmp(name + SEG_NAME_DIGITS, ".seg") != 0)
+		return 0;
+	uint64_t v = 0;
+	for (int i = 0; i < SEG_NAME_DIGITS; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+		uint64_t d = (uint64_t)(name[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	*first_seq = v;
+	return 1;
+}
+
+/* ==== Reader ================================================================ */
+
+typedef struct jsegent {
+	uint64_t first_seq; /* from the file name */
+} jsegent;
+
+enum {
+	RD_RUN = 0,
+	RD_END = 1,
+	RD_ERROR = 2
+};
+
+struct journal_reader {
+	char dir[DIR_MAX];   /* <root>/shard-NNNN */
+	char path[PATH_MAX]; /* current segment file */
+	uint32_t shard_id;
+	int force;     /* force_truncate */
+	jsegent *segs; /* [seg_count], sorted by first_seq; owned */
+	uint32_t seg_count;
+	uint32_t cur;       /* index of the current segment */
+	const uint8_t *map; /* current segment mapped read-only, or NULL */
+	uint64_t map_bytes;
+	uint64_t off;           /* next record offset in the current segment */
+	uint64_t next_seq;      /* e: the seq expected next */
+	uint64_t last_checksum; /* checksum of record next_seq - 1 (0 before seq 1) */
+	uint32_t last_unit;     /* unit index of the previous record in this segment */
+	int state;              /* RD_RUN / RD_END / RD_ERROR */
+	int rc;                 /* what next() returns once state != RD_RUN */
+	/* Where appending continues: the segment and offset after the last good
+	 * record (tail_seg == UINT32_MAX: no usable segment). */
+	uint32_t tail_seg;
+	uint64_t tail_off;
+	uint64_t tail_seg_bytes;
+	/* The cut at the end (state RD_END): from (cut_seg, cut_off) on, all is
+	 * discarded; cut_off 0 means the whole segment goes. cut_seg ==
+	 * seg_count: nothing to cut. */
+	uint32_t cut_seg;
+	uint64_t cut_off;
+	journal_recovery rec;
+	char err[JOURNAL_ERR_LEN];
+};
+
+static void rd_unmap(journal_reader *r)
+{
+	if (r->map != NULL)
+		munmap((void *)r->map, r->map_bytes);
+	r->map = NULL;
+	r->map_bytes = 0;
+}
+
+/* Maps segment i read-only. Returns 0, or -errno with r->err set. A file too
+ * small to map (0 bytes) maps as NULL with map_bytes 0. */
+static int rd_map_file(journal_reader *r, uint32_t i, const uint8_t **map, uint64_t *bytes,
+                       char *path, size_t path_len)
+{
+	char name[SEG_NAME_LEN + 1];
+	seg_name(name, sizeof name, r->segs[i].first_seq);
+	snprintf(path, path_len, "%s/%s", r->dir, name);
+	*map = NULL;
+	*bytes = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		msg(r->err, sizeof r->err, "journal shard %" PRIu32 ": open %s: %s", r->shard_id,
+		    path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		msg(r->err, sizeof r->err, "journal shard %" PRIu32 ": stat %s: %s", r->shard_id,
+		    path, strerror(e));
+		return -e;
+	}
+	if (st.st_size > 0) {
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED) {
+			int e = errno;
+			close(fd);
+			msg(r->err, sizeof r->err, "journal shard %" PRIu32 ": mmap %s: %s",
+			    r->shard_id, path, strerror(e));
+			return -e;
+		}
+		*map = m;
+		*bytes = (uint64_t)st.st_size;
+	}
+	close(fd);
+	return 0;
+}
+
+static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
+{
+	r->state = RD_END;
+	r->rc = 0;
+	r->cut_seg = cut_seg;
+	r->cut_off = cut_off;
+	r->rec.last_seq = r->next_seq - 1;
+	r->rec.records = r->next_seq - 1;
+	uint32_t kept = cut_seg < r->seg_count ? cut_seg + (cut_off > 0 ? 1u : 0u) : r->seg_count;
+	r->rec.segments = kept;
+	rd_unmap(r);
+}
+
+/* The hole at (segment i, offset off): decide torn tail or corruption, as
+ * the READER / RECOVERY ALGORITHM says. `why` describes what is wrong at the
+ * hole. */
+static int rd_hole(journal_reader *r, uint32_t i, uint64_t off, const char *why)
+{
+	const uint64_t e = r->next_seq;
+	char evidence[JOURNAL_ERR_LEN] = "";
+	char hole_path[PATH_MAX];
+	snprintf(hole_path, sizeof hole_path, "%s", r->path);
+	if (i != r->cur || r->map == NULL) {
+		char name[SEG_NAME_LEN + 1];
+		seg_name(name, sizeof name, r->segs[i].first_seq);
+		snprintf(hole_path, sizeof hole_path, "%s/%s", r->dir, name);
+	}
+	uint64_t unit_first = 0; /* 0: no torn-unit record seen yet */
+	uint64_t records_cut = 0, bytes_cut = 0;
+	int corrupt = 0;
+	rd_unmap(r);
+	for (uint32_t s = i; s < r->seg_count; s++) {
+		const uint8_t *m;
+		uint64_t n;
+		char path[PATH_MAX];
+		int rc = rd_map_file(r, s, &m, &n, path, sizeof path);
+		if (rc != 0) {
+			r->state = RD_ERROR;
+			r->rc = rc;
+			return rc;
+		}
+		uint64_t from = s == i ? off : 0;
+		if (from < n)
+			bytes_cut += last_nonzero_end(m, from, n) - from;
+		jseghdr h;
+		if (s > i && !corrupt && seghdr_parse(m, n, r->shard_id, &h)) {
+			corrupt = 1;
+			msg(evidence, sizeof evidence,
+			    "a valid segment header follows in %s (first seq %" PRIu64 ")", path,
+			    h.first_seq);
+		}
+		uint64_t o = from < SEG_HDR_BYTES ? SEG_HDR_BYTES : align8(from);
+		while (o + REC_HDR_BYTES <= n) {
+			jrec x;
+			if (!rec_parse(m, n, o, r->shard_id, &x)) {
+				o += 8;
+				continue;
+			}
+			uint64_t uf = x.seq - x.unit_index;
+			int bad = x.seq < e || uf > e || (unit_first != 0 && uf != unit_first);
+			if (bad && !corrupt) {
+				corrupt = 1;
+				msg(evidence, sizeof evidence,
+				    "a valid record follows at %s offset %" PRIu64 " (seq %" PRIu64
+				    ")",
+				    path, o, x.seq);
+			}
+			if (unit_first == 0)
+				unit_first = uf;
+			records_cut++;
+			o += x.bytes;
+		}
+		if (m != NULL)
+			munmap((void *)m, n);
+	}
+	r->rec.bytes_cut = bytes_cut;
+	r->rec.records_cut = records_cut;
+	if (corrupt && !r->force) {
+		r->state = RD_ERROR;
+		r->rc = -EBADMSG;
+		msg(r->err, sizeof r->err,
+		    "journal shard %" PRIu32 ": corrupt: %s at %s offset %" PRIu64
+		    " (expected seq %" PRIu64
+		    "), and %s; refusing (force_truncate would cut here and lose seq %" PRIu64
+		    " on)",
+		    r->shard_id, why, hole_path, off, e, evidence, e);
+		return r->rc;
+	}
+	r->rec.forced = corrupt;
+	msg(r->rec.note, sizeof r->rec.note,
+	    "%s at %s offset %" PRIu64 " (seq %" PRIu64 "): cut %" PRIu64
+	    " non-zero bytes, %" PRIu64 " whole records%s%s",
+	    corrupt ? "corruption (force_truncate)" : "torn tail", hole_path, off, e, bytes_cut,
+	    records_cut, corrupt ? "; " : "", corrupt ? evidence : "");
+	rd_end(r, i, off);
+	return 0;
+}
+
+/* A header-level break of segment i (missing, duplicated, renamed segment or
+ * broken chain): corruption, or with force a cut that removes segment i on. */
+static int rd_segment_corrupt(journal_reader *r, uint32_t i, const char *what)
+{
+	if (!r->force) {
+		r->state = RD_ERROR;
+		r->rc = -EBADMSG;
+		msg(r->err, sizeof r->err,
+		    "journal shard %" PRIu32 ": corrupt: %s at %s offset 0 (expected seq %" PRIu64
+		    "); refusing (force_truncate would cut here)",
+		    r->shard_id, what, r->path, r->next_seq);
+		return r->rc;
+	}
+	r->rec.forced = 1;
+	msg(r->rec.note, sizeof r->rec.note,
+	    "corruption (force_truncate): %s at %s (expected seq %" PRIu64
+	    "): segments from here removed",
+	    what, r->path, r->next_seq);
+	rd_end(r, i, 0);
+	return 0;
+}
+
+/* Maps segment r->cur and checks its header. Returns 0 to go on reading,
+ * or the final rc (state set). */
+static int rd_open_segment(journal_reader *r)
+{
+	int rc = rd_map_file(r, r->cur, &r->map, &r->map_bytes, r->path, sizeof r->path);
+	if (rc != 0) {
+		r->state = RD_ERROR;
+		r->rc = rc;
+		return rc;
+	}
+	jseghdr h;
+	if (!seghdr_parse(r->map, r->map_bytes, r->shard_id, &h))
+		return rd_hole(r, r->cur, 0, "invalid segment header");
+	char what[JOURNAL_ERR_LEN];
+	if (h.first_seq != r->segs[r->cur].first_seq) {
+		msg(what, sizeof what,
+		    "segment header names first seq %" PRIu64 ", not its file name "
+		    "(duplicated or renamed segment)",
+		    h.first_seq);
+		return rd_segment_corrupt(r, r->cur, what);
+	}
+	if (h.first_seq > r->next_seq) {
+		msg(what, sizeof what, "missing segment: seqs %" PRIu64 "..%" PRIu64 " absent",
+		    r->next_seq, h.first_seq - 1);
+		return rd_segment_corrupt(r, r->cur, what);
+	}
+	if (h.first_seq < r->next_seq) {
+		msg(what, sizeof what, "duplicated segment: first seq %" PRIu64 " already read",
+		    h.first_seq);
+		return rd_segment_corrupt(r, r->cur, what);
+	}
+	if (h.seed != r->last_checksum) {
+		msg(what, sizeof what, "segment chain seed does not match the previous record");
+		return rd_segment_corrupt(r, r->cur, what);
+	}
+	if (h.segment_bytes < r->map_bytes) {
+		msg(what, sizeof what, "segment header says %" PRIu64 " bytes, file has %" PRIu64,
+		    h.segment_bytes, r->map_bytes);
+		return rd_segment_corrupt(r, r->cur, what);
+	}
+	/* A file shorter than its header says (truncated from outside) reads as
+	 * if the missing end were zero: what is missing was never durable, or
+	 * the records after it show the damage. */
+	r->off = SEG_HDR_BYTES;
+	r->last_unit = UNIT_INDEX_NONE;
+	r->tail_seg = r->cur;
+	r->tail_off = SEG_HDR_BYTES;
+	r->tail_seg_bytes = h.segment_bytes;
+	r->rec.segments = r->cur + 1;
+	return 0;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+	uint64_t x = ((const jsegent *)a)->first_seq, y = ((const jsegent *)b)->first_seq;
+	return x < y ? -1 : x > y;
+}
+
+int journal_reader_open(const char *root, uint32_t shard_id, const journal_options *opt,
+                        journal_reader **out, char *err, size_t err_len)
+{
+	assert(root != NULL && out != NULL);
+	*out = NULL;
+	journal_reader *r = calloc(1, sizeof *r);
+	if (r == NULL) {
+		msg(err, err_len, "journal shard %" PRIu32 ": out of memory", shard_id);
+		return -ENOMEM;
+	}
+	if ((size_t)snprintf(r->dir, sizeof r->dir, "%s/shard-%04" PRIu32, root, shard_id) >=
+	    sizeof r->dir) {
+		free(r);
+		msg(err, err_len, "journal shard %" PRIu32 ": path too long", shard_id);
+		return -ENAMETOOLONG;
+	}
+	r->shard_id = shard_id;
+	r->force = opt != NULL && opt->force_truncate;
+	r->next_seq = 1;
+	r->tail_seg = UINT32_MAX;
+	r->cut_seg = UINT32_MAX;
+	DIR *d = opendir(r->dir);
+	if (d == NULL) {
+		int e = errno;
+		msg(err, err_len, "journal shard %" PRIu32 ": opendir %s: %s", shard_id, r->dir,
+		    strerror(e));
+		free(r);
+		return -e;
+	}
+	uint32_t cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t first;
+		if (!seg_name_parse(de->d_name, &first))
+			continue;
+		if (r->seg_count == cap) {
+			uint32_t ncap = cap ? cap * 2 : 16;
+			jsegent *n = realloc(r->segs, ncap * sizeof *n);
+			if (n == NULL) {
+				closedir(d);
+				free(r->segs);
+				free(r);
+				msg(err, err_len, "journal shard %" PRIu32 ": out of memory",
+				    shard_id);
+				return -ENOMEM;
+			}
+			r->segs = n;
+			cap = ncap;
+		}
+		r->segs[r->seg_count++].first_seq = first;
+	}
+	closedir(d);
+	if (r->seg_count > 0)
+		qsort(r->segs, r->seg_count, sizeof *r->segs, cmp_seg);
+	*out = r;
+	return 0;
+}
+
+int journal_reader_next(journal_reader *r, journal_record *rec)
+{
+	assert(r != NULL && rec != NULL);
+	for (;;) {
+		if (r->state != RD_RUN)
+			return r->rc;
+		if (r->map == NULL) {
+			if (r->cur >= r->seg_count) {
+				rd_end(r, r->seg_count, 0);
+				continue;
+			}
+			int rc = rd_open_segment(r);
+			if (rc != 0 || r->state != RD_RUN)
+				continue;
+		}
+		jrec x;
+		if (rec_parse(r->map, r->map_bytes, r->off, r->shard_id, &x) &&
+		    rec_follows(&x, r->next_seq, r->last_checksum, r->last_unit)) {
+			/* Paired assertion, read side: what we hand out is what we checked. */
+			assert(x.seq == r->next_seq && r->off + x.bytes <= r->map_bytes);
+			rec->seq = x.seq;
+			rec->timestamp_ms = x.timestamp_ms;
+			rec->shard_id = x.shard_id;
+			rec->payload_len = x.payload_len;
+			rec->payload = r->map + r->off + REC_HDR_BYTES;
+			rec->file = r->path;
+			rec->offset = r->off;
+			r->off += x.bytes;
+			r->next_seq = x.seq + 1;
+			r->last_checksum = x.checksum;
+			r->last_unit = x.unit_index;
+			r->tail_off = r->off;
+			return 1;
+		}
+		if (r->off >= r->map_bytes ||
+		    last_nonzero_end(r->map, r->off, r->map_bytes) == r->off) {
+			/* Clean end of this segment: the rest never held a record. */
+			rd_unmap(r);
+			r->cur++;
+			continue;
+		}
+		rd_hole(r, r->cur, r->off, "invalid record");
+	}
+}
+
+const char *journal_reader_error(const journal_reader *r)
+{
+	return r->err;
+}
+
+void journal_reader_recovery(const journal_reader *r, journal_recovery *rec)
+{
+	assert(r != NULL && rec != NULL);
+	*rec = r->rec;
+}
+
+void journal_reader_close(journal_reader *r)
+{
+	if (r == NULL)
+		return;
+	rd_unmap(r);
+	free(r->segs);
+	free(r);
+}
+
+/* ==== Appender ================================================================
+ *
+ * Two write buffers: one is filled by journal_append(), the other may be in
+ * flight as the single unit the kernel is writing. Why one unit in flight
+ * and not four: the recovery rule above needs "everything after the last
+ * durable byte belongs to one unit"; with several units in flight, a later
+ * unit can reach the disk before an earlier one and a crash would leave a
+ * hole that looks exactly like corruption. Group commit does not suffer:
+ * whatever is committed while a unit is in flight waits in the fill buffer
+ * and goes with the next single write + fdatasync, so the unit grows with
+ * the load (measured below).
+ *
+ * Write + fdatasync as two linked SQEs (IOSQE_IO_LINK) or one O_DSYNC write?
+ * Measured on this machine (ext4 on virtio, 2 cores; throwaway program
+ * /tmp/jbench/bench.c, 152-byte records = 100 B payload + header, one unit at
+ * a time, 2 s per point; run-to-run noise is +-30 %):
+ *   batch   fallocated file               zero-filled file
+ *           write+fdatasync  O_DSYNC      write+fdatasync  O_DSYNC   (records/s)
+ *       1        6.9k          8.7k            5.8k          5.6k
+ *      64        257k          244k            320k          302k
+ *     256        927k          650k            1.10M         1.20M
+ *    1024        2.53M         563k            3.96M         2.06M
+ *    4096        4.02M         1.68M           8.18M         1.30M
+ * Linked write + fdatasync is never clearly worse and is much better for big
+ * units, and the same chain carries the directory fsync of a new segment;
+ * the UNSAFE mode is then just "no fdatasync SQE". So: linked SQEs.
+ * >= 1M records/s per shard needs units of >= ~300-500 records, which group
+ * commit reaches by itself under that load: through this API (jperf.c, 100 B
+ * payloads, commit + poll after every batch) 1.5M records/s with batches of
+ * 1 and 4.6-5.3M with batches of 256-1024; commit + wait after every batch
+ * (no group commit) gives 1.3M at 1024. Zero-filled segments sync faster
+ * than fallocated ones (no unwritten-extent conversion in fdatasync), at
+ * the price of writing each segment twice; see the report, left open.
+ */
+
+typedef struct jbuf {
+	uint8_t *mem;       /* SEG_HDR_BYTES of head room + buffer_bytes; page aligned; owned */
+	uint32_t used;      /* record bytes after the head room */
+	uint32_t records;   /* records in the unit */
+	uint64_t seq_first; /* first record's seq (valid when records > 0) */
+	uint64_t prev;      /* chain value before the unit's first record */
+	int header;         /* 1: the unit opens a segment; mem[0..64) holds its header */
+} jbuf;
+
+enum {
+	OP_WRITE = 0,
+	OP_SYNC = 1,
+	OP_DIRSYNC = 2,
+	OP_COUNT = 3
+};
+
+struct journal {
+	journal_options opt; /* copy of the caller's options */
+	uint32_t shard_id;
+	char dir[DIR_MAX]; /* <root>/shard-NNNN */
+	int dir_fd;        /* for directory fsync; owned */
+	struct io_uring ring;
+	jbuf buf[2];
+	uint32_t fill;      /* index of the buffer being filled */
+	int commit_pending; /* records committed in the fill buffer, not submitted */
+
+	/* Current segment (where the fill buffer goes). */
+	int seg_fd; /* owned */
+	char seg_path[PATH_MAX];
+	uint64_t seg_bytes; /* its size */
+	uint64_t seg_off;   /* file offset where the fill buffer's records go */
+	/* The previous segment while the unit in flight still writes to it. */
+	int old_fd; /* -1 or owned */
+	char old_path[PATH_MAX];
+
+	/* The unit in flight. */
+	int inflight;           /* 1 while the kernel holds buf[1 - fill] */
+	uint32_t pending;       /* its completions still to come */
+	int inj[OP_COUNT];      /* injected result per op (0 = none) */
+	uint32_t expect_len;    /* bytes its write must report */
+	int unit_fd;            /* segment fd it writes to */
+	const char *unit_path;  /* and that file's path (seg_path or old_path) */
+	uint64_t unit_off;      /* file offset of its write */
+	uint64_t unit_seq_last; /* its last record */
+	int unit_rc;            /* first failure among its completions */
+	char unit_err[JOURNAL_ERR_LEN];
+
+	uint64_t next_seq;      /* seq the next append gets */
+	uint64_t last_checksum; /* chain value: checksum of next_seq - 1 */
+	uint64_t durable_seq;   /* records 1..durable_seq are durable */
+	int fail_rc;            /* 0, or the -errno that failed the journal */
+	char err[JOURNAL_ERR_LEN];
+};
+
+static const uint8_t zero_page[PAGE_BYTES];
+
+void journal_options_default(journal_options *opt)
+{
+	assert(opt != NULL);
+	memset(opt, 0, sizeof *opt);
+	opt->segment_bytes = JOURNAL_SEGMENT_BYTES_DEFAULT;
+	opt->buffer_bytes = JOURNAL_BUFFER_BYTES_DEFAULT;
+	opt->payload_bytes_max = JOURNAL_PAYLOAD_BYTES_MAX;
+	opt->sync = JOURNAL_SYNC_DATA;
+}
+
+static const char *unsafe_tag(const journal *j)
+{
+	return j->opt.sync == JOURNAL_SYNC_NONE_UNSAFE ? " [sync none: UNSAFE, no fdatasync]" : "";
+}
+
+/* Enters the failed state (first failure wins). */
+static void fail(journal *j, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(journal *j, int rc, const char *fmt, ...)
+{
+	assert(rc < 0);
+	if (j->fail_rc != 0)
+		return;
+	j->fail_rc = rc;
+	char m[JOURNAL_ERR_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m, sizeof m, fmt, ap);
+	va_end(ap);
+	snprintf(j->err, sizeof j->err,
+	         "journal shard %" PRIu32 " failed: %.800s; durable seq stays %" PRIu64
+	         ", appends refused%s",
+	         j->shard_id, m, j->durable_seq, unsafe_tag(j));
+}
+
+/* After a failed unit: best effort to zero its bytes so that a restart does
+ * not bring back records that were never reported durable (they may have
+ * reached the page cache or the disk in part). */
+static void invalidate_unit(journal *j)
+{
+	uint64_t off = j->unit_off, end = j->unit_off + j->expect_len;
+	int ok = 1;
+	while (off < end && ok) {
+		size_t n = end - off < PAGE_BYTES ? (size_t)(end - off) : PAGE_BYTES;
+		ssize_t w = pwrite(j->unit_fd, zero_page, n, (off_t)off);
+		ok = w == (ssize_t)n;
+		off += n;
+	}
+	if (ok && j->opt.sync == JOURNAL_SYNC_DATA)
+		ok = fdatasync(j->unit_fd) == 0;
+	if (!ok) {
+		size_t l = strlen(j->err);
+		snprintf(j->err + l, sizeof j->err - l,
+		         "; could not zero the failed batch (%s): "
+		         "records after seq %" PRIu64 " may reappear on restart",
+		         strerror(errno), j->durable_seq);
+	}
+}
+
+static const char *op_name(int op)
+{
+	return op == OP_WRITE  ? "write of "
+	       : op == OP_SYNC ? "fdatasync of "
+	                       : "directory fsync for the new segment ";
+}
+
+/* One completion of the unit in flight. */
+static void reap_one(journal *j, struct io_uring_cqe *cqe)
+{
+	uint64_t op = io_uring_cqe_get_data64(cqe);
+	assert(op < OP_COUNT && j->inflight && j->pending > 0);
+	int res = j->inj[op] != 0 ? j->inj[op] : cqe->res;
+	int bad = op == OP_WRITE ? res != (int)j->expect_len : res != 0;
+	if (bad && j->unit_rc == 0) {
+		j->unit_rc = res < 0 ? res : -EIO;
+		if (res < 0)
+			snprintf(j->unit_err, sizeof j->unit_err,
+			         "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64
+			         "..%" PRIu64 "): %s",
+			         op_name((int)op), j->unit_path, j->unit_off, j->expect_len,
+			         j->durable_seq + 1, j->unit_seq_last, strerror(-res));
+		else
+			snprintf(j->unit_err, sizeof j->unit_err,
+			         "short write to %s offset %" PRIu64 ": %d of %" PRIu32
+			         " bytes (seqs %" PRIu64 "..%" PRIu64 ")",
+			         j->unit_path, j->unit_off, res, j->expect_len, j->durable_seq + 1,
+			         j->unit_seq_last);
+	}
+	if (--j->pending > 0)
+		return;
+	/* The whole chain is done: this unit is durable, or the journal failed.
+	 * One unit in flight means completions are in log order by construction. */
+	j->inflight = 0;
+	if (j->unit_rc == 0) {
+		assert(j->unit_seq_last > j->durable_seq);
+		j->durable_seq = j->unit_seq_last;
+	} else {
+		fail(j, j->unit_rc, "%s", j->unit_err);
+		invalidate_unit(j);
+	}
+	if (j->old_fd >= 0 && j->unit_fd == j->old_fd) {
+		close(j->old_fd);
+		j->old_fd = -1;
+	}
+}
+
+/* Reaps what has completed; with `block`, waits for the unit in flight. */
+static void reap(journal *j, int block)
+{
+	while (j->inflight) {
+		struct io_uring_cqe *cqe;
+		int rc = block ? io_uring_wait_cqe(&j->ring, &cqe)
+		               : io_uring_peek_cqe(&j->ring, &cqe);
+		if (rc == -EAGAIN && !block)
+			return;
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0) {
+			/* The ring itself broke; we cannot know what reached the disk. */
+			fail(j, rc, "io_uring wait: %s", strerror(-rc));
+			return;
+		}
+		reap_one(j, cqe);
+		io_uring_cqe_seen(&j->ring, cqe);
+	}
+}
+
+/* Before each I/O: the fault hook may change or fail it. Returns the
+ * injected -errno or 0. */
+static int consult_fault(journal *j, journal_io *io)
+{
+	if (j->opt.fault == NULL)
+		return 0;
+	int rc = j->opt.fault(j->opt.fault_ctx, io);
+	assert(rc <= 0);
+	return rc;
+}
+
+/* Paired assertion, write side: the unit about to be written is a run of
+ * valid records continuing the chain. */
+static void assert_unit_valid(const journal *j, const jbuf *b)
+{
+	const uint8_t *base = b->mem + SEG_HDR_BYTES;
+	uint64_t off = 0, seq = b->seq_first, prev = b->prev;
+	for (uint32_t k = 0; k < b->records; k++) {
+		/* rec_parse wants segment coordinates: records start at 64. */
+		jrec x;
+		int ok = rec_parse(base - SEG_HDR_BYTES, SEG_HDR_BYTES + (uint64_t)b->used,
+		                   SEG_HDR_BYTES + off, j->shard_id, &x);
+		assert(ok && x.seq == seq && x.prev == prev && x.unit_index == k);
+		(void)ok;
+		off += x.bytes;
+		seq++;
+		prev = x.checksum;
+	}
+	assert(off == b->used);
+	if (b->header) {
+		jseghdr h;
+		assert(seghdr_parse(b->mem, SEG_HDR_BYTES, j->shard_id, &h) &&
+		       h.first_seq == b->seq_first);
+	}
+}
+
+/* Submits the fill buffer as the unit in flight (nothing may be in flight)
+ * and switches to the other buffer. */
+static int submit_fill(journal *j)
+{
+	assert(!j->inflight);
+	if (j->fail_rc != 0)
+		return j->fail_rc;
+	jbuf *b = &j->buf[j->fill];
+	assert(b->records > 0);
+	assert_unit_valid(j, b);
+	const uint8_t *start = b->header ? b->mem : b->mem + SEG_HDR_BYTES;
+	uint32_t len = b->used + (b->header ? SEG_HDR_BYTES : 0);
+	uint64_t off = b->header ? 0 : j->seg_off;
+	uint64_t seq_last = b->seq_first + b->records - 1;
+
+	j->unit_fd = j->seg_fd;
+	j->unit_path = j->seg_path;
+	j->unit_off = off;
+	j->unit_seq_last = seq_last;
+	j->expect_len = len;
+	j->unit_rc = 0;
+	memset(j->inj, 0, sizeof j->inj);
+
+	int nops = 1 + (j->opt.sync == JOURNAL_SYNC_DATA) +
+	           (j->opt.sync == JOURNAL_SYNC_DATA && b->header);
+	journal_io io = {.kind = JOURNAL_IO_WRITE,
+	                 .shard_id = j->shard_id,
+	                 .path = j->seg_path,
+	                 .offset = off,
+	                 .buf = (uint8_t *)start,
+	                 .len = len,
+	                 .seq_first = b->seq_first,
+	                 .seq_last = seq_last};
+	for (int op = 0; op < nops; op++) {
+		if (op > 0) {
+			io.kind = op == OP_SYNC ? JOURNAL_IO_SYNC : JOURNAL_IO_DIRSYNC;
+			io.path = op == OP_SYNC ? j->seg_path : j->dir;
+		}
+		uint32_t len_before = io.len;
+		j->inj[op] = consult_fault(j, &io);
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&j->ring);
+		assert(sqe != NULL); /* the ring has 8 entries, a unit needs at most 3 */
+		if (j->inj[op] != 0)
+			io_uring_prep_nop(sqe);
+		else if (op == OP_WRITE)
+			io_uring_prep_write(sqe, j->seg_fd, start,
+			                    io.len <= len_before ? io.len : len_before, off);
+		else if (op == OP_SYNC)
+			io_uring_prep_fsync(sqe, j->seg_fd, IORING_FSYNC_DATASYNC);
+		else
+			io_uring_prep_fsync(sqe, j->dir_fd, 0);
+		/* Link so the fdatasync starts only after the write completed (and the
+		 * directory fsync after that); a failed or short write cancels the rest. */
+		if (op + 1 < nops)
+			sqe->flags |= IOSQE_IO_LINK;
+		io_uring_sqe_set_data64(sqe, (uint64_t)op);
+	}
+	int rc = io_uring_submit(&j->ring);
+	if (rc != nops) {
+		int e = rc < 0 ? rc : -EIO;
+		fail(j, e,
+		     "io_uring submit of %s offset %" PRIu64 " (seqs %" PRIu64 "..%" PRIu64 "): %s",
+		     j->seg_path, off, b->seq_first, seq_last,
+		     rc < 0 ? strerror(-rc) : "partial submit");
+		return e;
+	}
+	j->inflight = 1;
+	j->pending = (uint32_t)nops;
+	j->seg_off = (b->header ? 0 : j->seg_off) + len;
+	j->fill ^= 1u;
+	jbuf *n = &j->buf[j->fill];
+	n->used = 0;
+	n->records = 0;
+	n->header = 0;
+	j->commit_pending = 0;
+	return 0;
+}
+
+/* Waits for the unit in flight, then submits the fill buffer. */
+static int flush_fill(journal *j)
+{
+	reap(j, 1);
+	if (j->fail_rc != 0)
+		return j->fail_rc;
+	return submit_fill(j);
+}
+
+static int create_segment(journal *j, uint64_t first_seq, char *err, size_t err_len)
+{
+	char name[SEG_NAME_LEN + 1];
+	seg_name(name, sizeof name, first_seq);
+	snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
+	int fd = open(j->seg_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		msg(err, err_len, "create %s: %s", j->seg_path, strerror(e));
+		return -e;
+	}
+	if (fallocate(fd, 0, 0, (off_t)j->opt.segment_bytes) != 0) {
+		int e = errno;
+		/* A file system without fallocate still works, with slower syncs. */
+		if (e != EOPNOTSUPP || ftruncate(fd, (off_t)j->opt.segment_bytes) != 0) {
+			if (e == EOPNOTSUPP)
+				e = errno;
+			close(fd);
+			unlink(j->seg_path);
+			msg(err, err_len, "fallocate %s (%" PRIu64 " bytes): %s", j->seg_path,
+			    j->opt.segment_bytes, strerror(e));
+			return -e;
+		}
+	}
+	j->seg_fd = fd;
+	j->seg_bytes = j->opt.segment_bytes;
+	j->seg_off = SEG_HDR_BYTES;
+	/* The header goes out with the segment's first unit, whose chain also
+	 * fsyncs the directory: so the new name is durable before any record in
+	 * it is reported durable. A crash before leaves a zero header, which
+	 * recovery treats as a torn tail. */
+	jbuf *b = &j->buf[j->fill];
+	assert(b->records == 0);
+	seghdr_build(b->mem, j->shard_id, first_seq, j->last_checksum, j->seg_bytes);
+	b->header = 1;
+	return 0;
+}
+
+/* The fill buffer is empty and the record does not fit the segment: open the
+ * next one. */
+static int roll_segment(journal *j)
+{
+	assert(j->buf[j->fill].records == 0);
+	if (j->inflight) {
+		assert(j->old_fd < 0); /* two roll-overs in one unit's flight are impossible */
+		j->old_fd = j->seg_fd;
+		memcpy(j->old_path, j->seg_path, sizeof j->old_path);
+		j->unit_path = j->old_path;
+	} else if (j->seg_fd >= 0) {
+		close(j->seg_fd);
+	}
+	j->seg_fd = -1;
+	char m[JOURNAL_ERR_LEN];
+	int rc = create_segment(j, j->next_seq, m, sizeof m);
+	if (rc != 0)
+		fail(j, rc, "segment roll-over at seq %" PRIu64 ": %s", j->next_seq, m);
+	return rc;
+}
+
+int journal_append(journal *j, int64_t timestamp_ms, const void *payload, uint32_t payload_len,
+                   uint64_t *seq_out)
+{
+	assert(j != NULL && (payload != NULL || payload_len == 0));
+	if (j->fail_rc != 0)
+		return j->fail_rc;
+	if (payload_len > j->opt.payload_bytes_max)
+		return -EMSGSIZE;
+	uint64_t bytes = rec_bytes(payload_len);
+	int rc;
+	if (j->buf[j->fill].used + bytes > j->opt.buffer_bytes && (rc = flush_fill(j)) != 0)
+		return rc;
+	if (j->seg_fd < 0 || j->seg_off + j->buf[j->fill].used + bytes > j->seg_bytes) {
+		if (j->buf[j->fill].records > 0 && (rc = flush_fill(j)) != 0)
+			return rc;
+		if ((rc = roll_segment(j)) != 0)
+			return rc;
+	}
+	jbuf *b = &j->buf[j->fill];
+	assert(b->used + bytes <= j->opt.buffer_bytes &&
+	       j->seg_off + b->used + bytes <= j->seg_bytes);
+	if (b->records == 0) {
+		b->seq_first = j->next_seq;
+		b->prev = j->last_checksum;
+	}
+	j->last_checksum =
+	        rec_build(b->mem + SEG_HDR_BYTES + b->used, j->last_checksum, j->next_seq,
+	                  timestamp_ms, j->shard_id, b->records, payload, payload_len);
+	b->used += (uint32_t)bytes;
+	b->records++;
+	if (seq_out != NULL)
+		*seq_out = j->next_seq;
+	j->next_seq++;
+	return 0;
+}
+
+int journal_commit(journal *j)
+{
+	assert(j != NULL);
+	if (j->fail_rc != 0)
+		return j->fail_rc;
+	if (j->buf[j->fill].records == 0)
+		return 0;
+	j->commit_pending = 1;
+	reap(j, 0);
+	if (!j->inflight)
+		return submit_fill(j);
+	return j->fail_rc;
+}
+
+int journal_poll(journal *j, uint64_t *durable_seq)
+{
+	assert(j != NULL);
+	reap(j, 0);
+	if (j->fail_rc == 0 && !j->inflight && j->commit_pending)
+		submit_fill(j);
+	if (durable_seq != NULL)
+		*durable_seq = j->durable_seq;
+	return j->fail_rc;
+}
+
+int journal_wait(journal *j, uint64_t seq, uint64_t *durable_seq)
+{
+	assert(j != NULL && seq < j->next_seq); /* waiting for a record never appended */
+	while (j->durable_seq < seq && j->fail_rc == 0) {
+		if (!j->inflight)
+			submit_fill(j); /* seq is > durable, so it is in the fill buffer */
+		else
+			reap(j, 1);
+	}
+	if (durable_seq != NULL)
+		*durable_seq = j->durable_seq;
+	return j->fail_rc;
+}
+
+const char *journal_error(const journal *j)
+{
+	return j->err;
+}
+
+void journal_set_fault(journal *j, journal_fault_fn fn, void *ctx)
+{
+	assert(j != NULL);
+	j->opt.fault = fn;
+	j->opt.fault_ctx = ctx;
+}
+
+static void journal_free(journal *j)
+{
+	if (j->seg_fd >= 0)
+		close(j->seg_fd);
+	if (j->old_fd >= 0)
+		close(j->old_fd);
+	if (j->dir_fd >= 0)
+		close(j->dir_fd);
+	for (int i = 0; i < 2; i++)
+		free(j->buf[i].mem);
+	free(j);
+}
+
+int journal_close(journal *j, uint64_t *durable_seq)
+{
+	assert(j != NULL);
+	int rc = 0;
+	if (j->fail_rc == 0 && j->next_seq > 1)
+		rc = journal_wait(j, j->next_seq - 1, NULL);
+	/* The kernel may still hold a buffer after a failure: never free it early. */
+	reap(j, 1);
+	if (durable_seq != NULL)
+		*durable_seq = j->durable_seq;
+	rc = j->fail_rc != 0 ? j->fail_rc : rc;
+	io_uring_queue_exit(&j->ring);
+	journal_free(j);
+	return rc;
+}
+
+/* ==== Open: recovery, then positioning ====================================== */
+
+static int check_options(const journal_options *o, char *err, size_t err_len)
+{
+	if (o->payload_bytes_max > JOURNAL_PAYLOAD_BYTES_MAX) {
+		msg(err, err_len, "payload_bytes_max %" PRIu32 " > %u", o->payload_bytes_max,
+		    JOURNAL_PAYLOAD_BYTES_MAX);
+		return -EINVAL;
+	}
+	if (o->buffer_bytes % PAGE_BYTES != 0 ||
+	    o->buffer_bytes < rec_bytes(o->payload_bytes_max)) {
+		msg(err, err_len,
+		    "buffer_bytes %" PRIu32 " must be a multiple of %u holding a record of "
+		    "payload_bytes_max (%" PRIu64 " bytes)",
+		    o->buffer_bytes, PAGE_BYTES, rec_bytes(o->payload_bytes_max));
+		return -EINVAL;
+	}
+	if (o->segment_bytes % PAGE_BYTES != 0 ||
+	    o->segment_bytes < (uint64_t)o->buffer_bytes + PAGE_BYTES) {
+		msg(err, err_len,
+		    "segment_bytes %" PRIu64 " must be a multiple of %u and >= buffer_bytes + %u",
+		    o->segment_bytes, PAGE_BYTES, PAGE_BYTES);
+		return -EINVAL;
+	}
+	if (o->sync != JOURNAL_SYNC_DATA && o->sync != JOURNAL_SYNC_NONE_UNSAFE) {
+		msg(err, err_len, "sync mode %d unknown", (int)o->sync);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Applies the reader's cut on disk: zero the rest of the cut segment (or
+ * delete it when the cut is at its offset 0) and delete every later one. */
+static int apply_cut(journal *j, const journal_reader *r, char *err, size_t err_len)
+{
+	if (r->cut_seg >= r->seg_count)
+		return 0;
+	int removed = 0;
+	for (uint32_t s = r->cut_seg; s < r->seg_count; s++) {
+		char name[SEG_NAME_LEN + 1], path[PATH_MAX];
+		seg_name(name, sizeof name, r->segs[s].first_seq);
+		snprintf(path, sizeof path, "%s/%s", j->dir, name);
+		if (s == r->cut_seg && r->cut_off > 0) {
+			int fd = open(path, O_RDWR | O_CLOEXEC);
+			struct stat st;
+			if (fd < 0 || fstat(fd, &st) != 0) {
+				int e = errno;
+				if (fd >= 0)
+					close(fd);
+				msg(err, err_len, "cutting torn tail of %s: %s", path, strerror(e));
+				return -e;
+			}
+			uint64_t from = r->cut_off, to = (uint64_t)st.st_size;
+			int rc = 0;
+			if (to > from && fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+			                           (off_t)from, (off_t)(to - from)) != 0) {
+				/* No ZERO_RANGE here: write the zeros. */
+				for (uint64_t o = from; o < to && rc == 0;) {
+					size_t n =
+					        to - o < PAGE_BYTES ? (size_t)(to - o) : PAGE_BYTES;
+					if (pwrite(fd, zero_page, n, (off_t)o) != (ssize_t)n)
+						rc = -errno;
+					o += n;
+				}
+			}
+			if (rc == 0 && fdatasync(fd) != 0)
+				rc = -errno;
+			close(fd);
+			if (rc != 0) {
+				msg(err, err_len, "zeroing %s from offset %" PRIu64 ": %s", path,
+				    from, strerror(-rc));
+				return rc;
+			}
+			continue;
+		}
+		if (unlink(path) != 0) {
+			int e = errno;
+			msg(err, err_len, "removing %s after the cut: %s", path, strerror(e));
+			return -e;
+		}
+		removed = 1;
+	}
+	if (removed && fsync(j->dir_fd) != 0) {
+		int e = errno;
+		msg(err, err_len, "fsync %s: %s", j->dir, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+int journal_open(const char *root, uint32_t shard_id, const journal_options *opt, journal **out,
+                 journal_recovery *rec, char *err, size_t err_len)
+{
+	assert(root != NULL && out != NULL);
+	*out = NULL;
+	journal_options o;
+	if (opt != NULL)
+		o = *opt;
+	else
+		journal_options_default(&o);
+	char m[JOURNAL_ERR_LEN] = "";
+	int rc = check_options(&o, m, sizeof m);
+	if (rc != 0) {
+		msg(err, err_len, "journal shard %" PRIu32 ": bad options: %s", shard_id, m);
+		return rc;
+	}
+	journal *j = calloc(1, sizeof *j);
+	if (j == NULL) {
+		msg(err, err_len, "journal shard %" PRIu32 ": out of memory", shard_id);
+		return -ENOMEM;
+	}
+	j->opt = o;
+	j->shard_id = shard_id;
+	j->seg_fd = j->old_fd = j->dir_fd = -1;
+	j->next_seq = 1;
+	if ((size_t)snprintf(j->dir, sizeof j->dir, "%s/shard-%04" PRIu32, root, shard_id) >=
+	    sizeof j->dir) {
+		free(j);
+		msg(err, err_len, "journal shard %" PRIu32 ": path too long", shard_id);
+		return -ENAMETOOLONG;
+	}
+
+	int ring_ok = 0;
+	journal_reader *r = NULL;
+	if (mkdir(j->dir, 0755) == 0) {
+		/* A new shard directory must survive a crash before any segment in it. */
+		int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (rfd < 0 || fsync(rfd) != 0) {
+			rc = -errno;
+			msg(m, sizeof m, "fsync %s: %s", root, strerror(-rc));
+		}
+		if (rfd >= 0)
+			close(rfd);
+	} else if (errno != EEXIST) {
+		rc = -errno;
+		msg(m, sizeof m, "mkdir %s: %s", j->dir, strerror(-rc));
+	}
+	if (rc == 0) {
+		j->dir_fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (j->dir_fd < 0) {
+			rc = -errno;
+			msg(m, sizeof m, "open %s: %s", j->dir, strerror(-rc));
+		}
+	}
+	if (rc == 0) {
+		rc = io_uring_queue_init(8, &j->ring, 0);
+		if (rc != 0)
+			msg(m, sizeof m, "io_uring_queue_init: %s", strerror(-rc));
+		ring_ok = rc == 0;
+	}
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		/* The head room takes a page so that the buffer size stays a page multiple. */
+		j->buf[i].mem = aligned_alloc(PAGE_BYTES, (size_t)o.buffer_bytes + PAGE_BYTES);
+		if (j->buf[i].mem == NULL) {
+			rc = -ENOMEM;
+			msg(m, sizeof m, "out of memory for write buffers");
+		} else {
+			/* Touch every page now so the first batches do not page-fault. */
+			memset(j->buf[i].mem, 0, SEG_HDR_BYTES + (size_t)o.buffer_bytes);
+		}
+	}
+	if (rc == 0)
+		rc = journal_reader_open(root, shard_id, &o, &r, m, sizeof m);
+	journal_record x;
+	while (rc == 0 && (rc = journal_reader_next(r, &x)) == 1)
+		rc = 0;
+	if (rc < 0 && r != NULL && r->err[0] != '\0')
+		msg(m, sizeof m, "%s", r->err);
+	if (rc == 0) {
+		if (rec != NULL)
+			journal_reader_recovery(r, rec);
+		j->next_seq = r->next_seq;
+		j->last_checksum = r->last_checksum;
+		j->durable_seq = r->next_seq - 1;
+		rc = apply_cut(j, r, m, sizeof m);
+	}
+	if (rc == 0) {
+		/* Continue in the last kept segment, or start a new one. */
+		int keep_tail =
+		        r->tail_seg != UINT32_MAX &&
+		        (r->tail_seg < r->cut_seg || (r->tail_seg == r->cut_seg && r->cut_off > 0));
+		if (keep_tail) {
+			char name[SEG_NAME_LEN + 1];
+			seg_name(name, sizeof name, r->segs[r->tail_seg].first_seq);
+			snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
+			j->seg_fd = open(j->seg_path, O_RDWR | O_CLOEXEC);
+			if (j->seg_fd < 0) {
+				rc = -errno;
+				msg(m, sizeof m, "open %s: %s", j->seg_path, strerror(-rc));
+			}
+			j->seg_bytes = r->tail_seg_bytes;
+			j->seg_off = r->tail_off;
+			/* Re-allocate a segment truncated from outside (a no-op otherwise),
+			 * so appends never extend the file. */
+			if (rc == 0 && fallocate(j->seg_fd, 0, 0, (off_t)j->seg_bytes) != 0 &&
+			    errno != EOPNOTSUPP) {
+				rc = -errno;
+				msg(m, sizeof m, "fallocate %s: %s", j->seg_path, strerror(-rc));
+			}
+		}
+		/* else: the first append creates the segment (roll_segment), so an
+		 * opened and closed empty journal leaves no empty file behind. */
+	}
+	journal_reader_close(r);
+	if (rc != 0) {
+		msg(err, err_len, "%s%s",
+		    strncmp(m, "journal shard", 13) == 0 ? "" : "journal open: ", m);
+		if (ring_ok)
+			io_uring_queue_exit(&j->ring);
+		journal_free(j);
+		return rc;
+	}
+	*out = j;
+	return 0;
+}

@@ -1,0 +1,245 @@
+/*
+ * journal.h — the append-only, checksummed, hash-chained journal of one shard.
+ *
+ * A shard's journal is a directory `<root>/shard-NNNN/` of segment files. The
+ * shard's writer thread appends records (opaque payload bytes, stamped with a
+ * batch timestamp and a sequence number 1, 2, 3, ...), ends each batch with
+ * journal_commit(), and learns from journal_poll()/journal_wait() which
+ * sequence numbers are durable. Replies may leave only for records at or
+ * below the durable sequence. The byte layout, the validity rule and the
+ * recovery algorithm are documented at the top of journal.c.
+ *
+ * Intended use (writer thread of shard 3):
+ *
+ *     journal_options opt;
+ *     journal_options_default(&opt);
+ *     journal *j;
+ *     journal_recovery rec;
+ *     char err[JOURNAL_ERR_LEN];
+ *     if (journal_open("/var/lib/boxoffice", 3, &opt, &j, &rec, err, sizeof err) != 0)
+ *         refuse to start, print err;
+ *     // replay with a journal_reader first (or use rec.last_seq), then loop:
+ *     for each batch (one timestamp now_ms):
+ *         for each change: journal_append(j, now_ms, bytes, len, &seq);
+ *         journal_commit(j);               // submits one write + fdatasync, returns at once
+ *         journal_poll(j, &durable_seq);   // release replies with seq <= durable_seq
+ *     journal_close(j, &durable_seq);
+ *
+ *     journal_reader *r;                   // replay / verify / dump
+ *     journal_reader_open(root, 3, &opt, &r, err, sizeof err);
+ *     while ((rc = journal_reader_next(r, &record)) == 1) use record;
+ *     rc == 0: end of the log; rc < 0: journal_reader_error(r) names file, offset, seq.
+ *     journal_reader_close(r);
+ *
+ * Threading: a journal or a reader belongs to one thread at a time. Nothing
+ * here is thread-safe; a journal may be handed to another thread between
+ * calls with the usual happens-before of the hand-over.
+ *
+ * Allocation: journal_open() and journal_reader_open() allocate everything.
+ * journal_append(), journal_commit(), journal_poll() and journal_wait() never
+ * allocate; they make no system call other than io_uring submission and
+ * completion waits, except at segment roll-over (create + fallocate the next
+ * segment, ~100 us every segment_bytes) and after an I/O failure.
+ *
+ * Errors: functions return 0 (or a count) on success and a negative errno on
+ * failure. Errors are operating errors (disk, hostile files, limits) and come
+ * with a message; misuse (NULL journal, waiting for a sequence never
+ * appended) is a programmer error and asserts.
+ */
+#ifndef BO_JOURNAL_H
+#define BO_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Limits -------------------------------------------------------------- */
+
+/* Largest payload of one record. A CREATE_EVENT of the largest seat map
+ * (BO_SEATS_PER_EVENT_MAX one-byte categories + BO_ROWS_PER_EVENT_MAX 4-byte
+ * rows = 1.25 MiB) must fit in one record; 2 MiB leaves room for the rest. */
+#define JOURNAL_PAYLOAD_BYTES_MAX (2u << 20)
+
+/* Default segment size: big enough that roll-over (~100 us of create +
+ * fallocate + a directory fsync) is rare (every ~0.5 s at 1M records/s of
+ * ~150 bytes), small enough to archive or delete segment by segment. */
+#define JOURNAL_SEGMENT_BYTES_DEFAULT (64ull << 20)
+
+/* Default size of each of the two write buffers: holds a full batch
+ * (BO_BATCH_MAX commands of ~1 KiB of records) and one record of the
+ * largest payload. */
+#define JOURNAL_BUFFER_BYTES_DEFAULT (4u << 20)
+
+/* Bytes of the message buffers callers pass (err) and journal_error(). */
+#define JOURNAL_ERR_LEN 1024u
+
+/* ---- Types --------------------------------------------------------------- */
+
+typedef struct journal journal;               /* an open journal for appending */
+typedef struct journal_reader journal_reader; /* an iterator over a shard's records */
+
+typedef enum journal_sync {
+	/* A batch is durable once its write and an fdatasync of the segment (and,
+	 * for the first batch of a new segment, an fsync of the directory) have
+	 * completed. */
+	JOURNAL_SYNC_DATA = 0,
+	/* UNSAFE, benchmarks only: no fdatasync at all; a batch counts as
+	 * "durable" when its write reached the page cache. A power loss loses
+	 * acknowledged changes. Every log and error string says so. */
+	JOURNAL_SYNC_NONE_UNSAFE = 1,
+} journal_sync;
+
+/* Fault injection (tests): the hook sees every I/O right before it is
+ * submitted. */
+typedef enum journal_io_kind {
+	JOURNAL_IO_WRITE = 0,   /* a batch's bytes into a segment */
+	JOURNAL_IO_SYNC = 1,    /* fdatasync of the segment */
+	JOURNAL_IO_DIRSYNC = 2, /* fsync of the shard directory (new segment) */
+} journal_io_kind;
+
+typedef struct journal_io {
+	journal_io_kind kind;
+	uint32_t shard_id;
+	const char *path;   /* segment file (directory for DIRSYNC); borrowed */
+	uint64_t offset;    /* WRITE: file offset of buf[0] */
+	uint8_t *buf;       /* WRITE: the bytes about to be written; the hook may change
+	                     * them to simulate corruption on the way to the disk */
+	uint32_t len;       /* WRITE: bytes to write; lowering it makes a short write */
+	uint64_t seq_first; /* records carried by this batch */
+	uint64_t seq_last;
+} journal_io;
+
+/* Returns 0 to let the I/O proceed (as possibly changed through *io), or a
+ * negative errno (-EIO, -ENOSPC, ...) that the I/O then completes with
+ * instead of running. */
+typedef int (*journal_fault_fn)(void *ctx, journal_io *io);
+
+typedef struct journal_options {
+	uint64_t segment_bytes;     /* size of a new segment (multiple of 4096, >= 64 KiB,
+	                             * >= buffer_bytes + 4096); existing ones keep theirs */
+	uint32_t buffer_bytes;      /* each of the two write buffers (multiple of 4096,
+	                             * holds one record of payload_bytes_max) */
+	uint32_t payload_bytes_max; /* <= JOURNAL_PAYLOAD_BYTES_MAX; larger records are
+	                             * refused on append and invalid on read */
+	journal_sync sync;          /* JOURNAL_SYNC_DATA unless benchmarking */
+	int force_truncate;         /* recovery: cut at the first corruption instead of
+	                             * refusing to open (operator decision, loses data) */
+	journal_fault_fn fault;     /* NULL in production */
+	void *fault_ctx;
+} journal_options;
+
+/* What recovery found and did (journal_open) or the reader saw at its end. */
+typedef struct journal_recovery {
+	uint64_t last_seq;          /* last good record; 0 when the journal is empty */
+	uint64_t records;           /* good records (1..last_seq) */
+	uint32_t segments;          /* segments holding them (after the cut) */
+	int forced;                 /* 1 when corruption was cut because of force_truncate */
+	uint64_t bytes_cut;         /* non-zero bytes discarded after the last good record */
+	uint64_t records_cut;       /* checksum-valid records discarded after it (torn batch,
+	                             * or everything after a forced cut) */
+	char note[JOURNAL_ERR_LEN]; /* human-readable: what was cut where, or "" */
+} journal_recovery;
+
+/* One record handed out by the reader. */
+typedef struct journal_record {
+	uint64_t seq;
+	int64_t timestamp_ms; /* the batch timestamp given to journal_append() */
+	uint32_t shard_id;
+	uint32_t payload_len;
+	const uint8_t *payload; /* borrowed: valid until the next reader call */
+	const char *file;       /* segment holding it; borrowed, same lifetime */
+	uint64_t offset;        /* byte offset of the record in that file */
+} journal_record;
+
+/* ---- Options --------------------------------------------------------------- */
+
+/* Fills *opt with the defaults above, JOURNAL_SYNC_DATA, no force, no hook. */
+void journal_options_default(journal_options *opt);
+
+/* ---- Appending ------------------------------------------------------------- */
+
+/* Opens (creating when missing) `<root>/shard-NNNN/` for appending: recovers
+ * it (as journal_reader does), cuts a torn tail on disk (zeroing the rest of
+ * its segment, deleting segments after it, syncing both), and positions
+ * appends after the last good record.
+ * `root` must exist. `opt` may be NULL (defaults); it is copied.
+ * Returns 0 and *out (caller owns: journal_close), with *rec (may be NULL)
+ * describing the recovery; or, with *out = NULL and a message in err:
+ *   -EINVAL   options out of range (err says which),
+ *   -EBADMSG  corruption found and force_truncate not set (err names file,
+ *             offset and sequence),
+ *   -ENOSYS / -EPERM  io_uring refused by the kernel,
+ *   -ENOMEM, or the -errno of a failed mkdir/open/read/fallocate/fsync. */
+int journal_open(const char *root, uint32_t shard_id, const journal_options *opt, journal **out,
+                 journal_recovery *rec, char *err, size_t err_len);
+
+/* Appends one record with the next sequence number, stored in *seq_out (may
+ * be NULL). The payload is copied; the caller keeps it. The record is not
+ * durable until the durable sequence reaches it.
+ * Returns 0; -EMSGSIZE when payload_len > payload_bytes_max; or, when the
+ * journal has failed (now or before), the negative errno of that failure
+ * with journal_error() saying what happened — the record was not appended.
+ * May block: when the write buffer is full, or the segment is full, while
+ * the previous batch is still being written (backpressure). */
+int journal_append(journal *j, int64_t timestamp_ms, const void *payload, uint32_t payload_len,
+                   uint64_t *seq_out);
+
+/* Ends a batch: everything appended so far is submitted as one write +
+ * fdatasync now if no other batch is in flight, or else as soon as the one
+ * in flight completes (journal_poll/journal_wait submit it), together with
+ * whatever is committed meanwhile (group commit). Returns at once.
+ * Returns 0, or the negative errno of the journal's failure. */
+int journal_commit(journal *j);
+
+/* Reaps completions without blocking, submits committed records when the
+ * disk is idle, and stores in *durable_seq (may be NULL) the highest
+ * sequence s such that records 1..s are all durable.
+ * Returns 0, or the negative errno of the journal's failure (durable_seq is
+ * still stored and never covers a record that was not durable). */
+int journal_poll(journal *j, uint64_t *durable_seq);
+
+/* Blocks until record `seq` is durable (seq must have been appended;
+ * records appended but not committed are committed by this call).
+ * Returns 0 with *durable_seq >= seq, or the negative errno of the failure
+ * (then *durable_seq < seq). */
+int journal_wait(journal *j, uint64_t seq, uint64_t *durable_seq);
+
+/* The failure message, "" while the journal is healthy. Owned by j. */
+const char *journal_error(const journal *j);
+
+/* Replaces the fault hook (tests). fn may be NULL. */
+void journal_set_fault(journal *j, journal_fault_fn fn, void *ctx);
+
+/* Commits and waits for everything appended, then frees j (always, even on
+ * error). Stores the final durable sequence in *durable_seq (may be NULL).
+ * Returns 0, or the negative errno of the journal's failure. */
+int journal_close(journal *j, uint64_t *durable_seq);
+
+/* ---- Reading --------------------------------------------------------------- */
+
+/* Opens the shard's journal read-only for iteration from seq 1. Never
+ * changes the files. `opt` may be NULL; only force_truncate is used
+ * (stop at the first corruption instead of failing; records are bounded by
+ * JOURNAL_PAYLOAD_BYTES_MAX, the format's limit, not by the option). Returns 0 and *out (caller
+ * owns: journal_reader_close), or -ENOENT (no such shard directory), -ENOMEM, -errno of opendir
+ * with a message in err. */
+int journal_reader_open(const char *root, uint32_t shard_id, const journal_options *opt,
+                        journal_reader **out, char *err, size_t err_len);
+
+/* Validates and returns the next record.
+ * Returns 1 with *rec filled (borrowed, valid until the next call); 0 at the
+ * end of the log (a torn tail is the end: journal_reader_recovery() says what
+ * was cut); -EBADMSG on corruption (journal_reader_error() names file,
+ * offset and sequence); -errno on an I/O error. After 0 or an error, every
+ * further call returns the same. */
+int journal_reader_next(journal_reader *r, journal_record *rec);
+
+/* The reader's error message ("" if none). Owned by r. */
+const char *journal_reader_error(const journal_reader *r);
+
+/* After journal_reader_next() returned 0: what the end looked like. */
+void journal_reader_recovery(const journal_reader *r, journal_recovery *rec);
+
+/* Frees r. */
+void journal_reader_close(journal_reader *r);
+
+#endif /* BO_JOURNAL_H */

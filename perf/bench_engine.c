@@ -1,0 +1,460 @@
+/*
+ * bench_engine — how fast is the engine core on this machine?
+ *
+ *   scripts/bench engine [--quick]
+ *
+ * Measures, each in isolation so one figure does not hide another:
+ *   commands_per_sec        one thread applying a realistic on-sale mix
+ *                           straight to the engine: explicit holds of 1-4
+ *                           seats (many collide), confirms, releases,
+ *                           cancels and expiries (time advances 1 ms per
+ *                           batch of 64 commands, TTLs of 1-3 s);
+ *   best_available_per_sec  best-4 holds on a 100k-seat event kept at
+ *                           ~50% occupancy (random blocked seats);
+ *   ring_messages_per_sec   2 producer threads -> 1 consumer thread, claims
+ *                           of 64 slots of 64 bytes;
+ *   ring_latency_ns_p99     publish -> consume, one paced producer;
+ *   bytes_per_seat          resident memory added by 10M seats.
+ * Progress goes to stderr; the last stdout line is one JSON object.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mimalloc.h>
+
+#include "engine/engine.h"
+#include "engine/ring.h"
+
+static int quick;
+static const char *only; /* --only NAME: run one part (memory, commands, best, ring, latency) */
+
+static int want(const char *name) { return !only || !strcmp(only, name); }
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+	/* xorshift64*: deterministic, so runs are comparable. */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "bench_engine: %s failed (%d)\n", what, rc);
+	exit(1);
+}
+
+static long rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long pages = 0, res = 0;
+	if (!f || fscanf(f, "%ld %ld", &pages, &res) != 2)
+		die("reading /proc/self/statm", -1);
+	fclose(f);
+	return res * sysconf(_SC_PAGESIZE);
+}
+
+/* An event of rows x seats_per_row seats, `cats` categories by row bands. */
+static void create_event(engine *e, uint64_t id, uint32_t rows, uint32_t per_row, uint32_t cats)
+{
+	bo_seatmap *m = bo_seatmap_new(rows, rows * per_row, 0);
+	if (!m)
+		die("bo_seatmap_new", -ENOMEM);
+	m->category_count = cats;
+	for (uint32_t r = 0; r < rows; r++) {
+		m->rows[r].section = (uint16_t)(r / 25);
+		m->rows[r].seats = (uint16_t)per_row;
+		memset(m->categories + (size_t)r * per_row, (int)(r * cats / rows), per_row);
+	}
+	bo_cmd c = {0};
+	c.op = BO_OP_CREATE_EVENT;
+	c.client_id = 1;
+	c.request_id = id;
+	c.event_id = id;
+	c.map = m;
+	bo_result res;
+	engine_apply(e, &c, &res);
+	if (res.status != BO_OK)
+		die(engine_detail_str(res.detail), res.status);
+	bo_seatmap_free(m);
+}
+
+/* ---- commands_per_sec ---------------------------------------------------- */
+
+static double bench_commands(void)
+{
+	engine_config cfg;
+	engine_config_default(&cfg);
+	engine *e;
+	int rc = engine_new(&cfg, &e);
+	if (rc)
+		die("engine_new", rc);
+	const uint32_t events = 8, rows = 100, per_row = 100, seats = rows * per_row;
+	for (uint32_t i = 0; i < events; i++)
+		create_event(e, 100 + i, rows, per_row, 4);
+
+	/* Claims the bench knows about, to confirm/release/cancel them. */
+	enum { LIVE = 1 << 14 };
+	static uint64_t holds[LIVE], holds_ev[LIVE], books[LIVE], books_ev[LIVE];
+	uint32_t nh = 0, nb = 0;
+	const uint64_t total = quick ? 2000000 : 30000000;
+	uint64_t ok = 0, req = 0;
+	int64_t t_ms = 1000;
+	bo_cmd c;
+	bo_result r;
+	engine_advance(e, t_ms, NULL, NULL);
+	int64_t t0 = now_ns();
+	for (uint64_t i = 0; i < total; i++) {
+		if ((i & 63) == 0)
+			engine_advance(e, ++t_ms, NULL, NULL);
+		memset(&c, 0, sizeof(c));
+		c.client_id = 1000 + (rnd() & 0xfffff);
+		c.request_id = ++req;
+		uint32_t dice = (uint32_t)(rnd() % 100);
+		if (dice < 60 || (nh == 0 && nb == 0)) {
+			uint32_t ev = (uint32_t)(rnd() % events);
+			c.op = BO_OP_HOLD_SEATS;
+			c.event_id = 100 + ev;
+			c.seat_count = (uint8_t)(1 + rnd() % 4);
+			uint32_t base = (uint32_t)(rnd() % (seats - 4));
+			for (uint32_t k = 0; k < c.seat_count; k++)
+				c.seats[k] = base + k;
+			c.ttl_ms = 1000 + (uint32_t)(rnd() % 2000);
+			engine_apply(e, &c, &r);
+			if (r.status == BO_OK && nh < LIVE) {
+				holds[nh] = r.claim_id;
+				holds_ev[nh++] = c.event_id;
+			}
+		} else if (dice < 75 && nh > 0) {
+			uint32_t k = (uint32_t)(rnd() % nh);
+			c.op = BO_OP_CONFIRM;
+			c.event_id = holds_ev[k];
+			c.claim_id = holds[k];
+			c.payref_len = 12;
+			memcpy(c.payref, "psp_12345678", 12);
+			engine_apply(e, &c, &r);
+			if (r.status == BO_OK && nb < LIVE) {
+				books[nb] = c.claim_id;
+				books_ev[nb++] = c.event_id;
+			}
+			holds[k] = holds[--nh];
+			holds_ev[k] = holds_ev[nh];
+		} else if (dice < 90 && nh > 0) {
+			uint32_t k = (uint32_t)(rnd() % nh);
+			c.op = BO_OP_RELEASE;
+			c.event_id = holds_ev[k];
+			c.claim_id = holds[k];
+			engine_apply(e, &c, &r);
+			holds[k] = holds[--nh];
+			holds_ev[k] = holds_ev[nh];
+		} else if (nb > 0) {
+			uint32_t k = (uint32_t)(rnd() % nb);
+			c.op = BO_OP_CANCEL;
+			c.event_id = books_ev[k];
+			c.claim_id = books[k];
+			engine_apply(e, &c, &r);
+			books[k] = books[--nb];
+			books_ev[k] = books_ev[nb];
+		} else {
+			continue;
+		}
+		ok += r.status == BO_OK;
+	}
+	double secs = (double)(now_ns() - t0) / 1e9;
+	engine_stats st;
+	engine_stats_get(e, &st);
+	fprintf(stderr, "commands: %" PRIu64 " in %.2fs, %.1f%% ok, %" PRIu64 " expired, %u holds, %u bookings\n",
+		total, secs, 100.0 * (double)ok / (double)total, st.expired_total, st.holds, st.bookings);
+	engine_free(e);
+	return (double)total / secs;
+}
+
+/* ---- best_available_per_sec ---------------------------------------------- */
+
+static double bench_best(void)
+{
+	engine_config cfg;
+	engine_config_default(&cfg);
+	engine *e;
+	int rc = engine_new(&cfg, &e);
+	if (rc)
+		die("engine_new", rc);
+	const uint32_t rows = 500, per_row = 200, seats = rows * per_row;
+	create_event(e, 42, rows, per_row, 1);
+	engine_advance(e, 1000, NULL, NULL);
+	/* 50% occupancy: block a random half of the seats, 16 at a time. */
+	bo_cmd c;
+	bo_result r;
+	uint64_t req = 0;
+	uint32_t blocked = 0;
+	while (blocked < seats / 2) {
+		memset(&c, 0, sizeof(c));
+		c.op = BO_OP_BLOCK;
+		c.client_id = 1;
+		c.request_id = ++req;
+		c.event_id = 42;
+		c.seat_count = 1;
+		c.seats[0] = (uint32_t)(rnd() % seats);
+		engine_apply(e, &c, &r);
+		blocked += r.status == BO_OK;
+	}
+	/* Rounds of 1000 best-4 holds (timed), then their release (not timed),
+	 * so occupancy stays between 50% and 54%. */
+	enum { ROUND = 1000 };
+	static uint64_t ids[ROUND];
+	const uint32_t rounds = quick ? 50 : 1000;
+	int64_t timed = 0;
+	uint64_t holds = 0;
+	for (uint32_t round = 0; round < rounds; round++) {
+		int64_t t0 = now_ns();
+		for (uint32_t i = 0; i < ROUND; i++) {
+			memset(&c, 0, sizeof(c));
+			c.op = BO_OP_HOLD_BEST;
+			c.client_id = 10 + i;
+			c.request_id = ++req;
+			c.event_id = 42;
+			c.quantity = 4;
+			c.ttl_ms = 60000;
+			engine_apply(e, &c, &r);
+			if (r.status != BO_OK)
+				die("hold_best", r.status);
+			ids[i] = r.claim_id;
+		}
+		timed += now_ns() - t0;
+		holds += ROUND;
+		for (uint32_t i = 0; i < ROUND; i++) {
+			memset(&c, 0, sizeof(c));
+			c.op = BO_OP_RELEASE;
+			c.client_id = 10 + i;
+			c.request_id = ++req;
+			c.event_id = 42;
+			c.claim_id = ids[i];
+			engine_apply(e, &c, &r);
+		}
+	}
+	double secs = (double)timed / 1e9;
+	fprintf(stderr, "best_available: %" PRIu64 " best-4 holds in %.2fs\n", holds, secs);
+	engine_free(e);
+	return (double)holds / secs;
+}
+
+/* ---- ring ---------------------------------------------------------------- */
+
+typedef struct msg {
+	uint64_t producer;
+	uint64_t n;
+	int64_t sent_ns;
+	uint64_t pad[5];
+} msg;
+
+typedef struct ring_run {
+	ring *r;
+	uint64_t per_producer;
+	uint64_t id;
+	atomic_uint_least64_t *busy;
+} ring_run;
+
+static void *ring_producer(void *arg)
+{
+	ring_run *p = arg;
+	uint64_t busy = 0;
+	for (uint64_t i = 0; i < p->per_producer;) {
+		uint32_t n = p->per_producer - i < 64 ? (uint32_t)(p->per_producer - i) : 64;
+		uint64_t first;
+		if (ring_claim(p->r, n, &first) != 0) {
+			busy++;
+			continue;
+		}
+		for (uint32_t k = 0; k < n; k++) {
+			msg *m = ring_slot(p->r, first + k);
+			m->producer = p->id;
+			m->n = i + k;
+		}
+		ring_publish(p->r, first, n);
+		i += n;
+	}
+	atomic_fetch_add(p->busy, busy);
+	return NULL;
+}
+
+static double bench_ring(void)
+{
+	ring *r;
+	int rc = ring_new(sizeof(msg), 1 << 16, &r);
+	if (rc)
+		die("ring_new", rc);
+	const uint64_t per = quick ? 2000000 : 50000000;
+	atomic_uint_least64_t busy = 0;
+	ring_run runs[2];
+	pthread_t th[2];
+	int64_t t0 = now_ns();
+	for (int i = 0; i < 2; i++) {
+		runs[i] = (ring_run){.r = r, .per_producer = per, .id = (uint64_t)i, .busy = &busy};
+		pthread_create(&th[i], NULL, ring_producer, &runs[i]);
+	}
+	uint64_t got = 0, next[2] = {0, 0}, bad = 0;
+	while (got < 2 * per) {
+		uint64_t first;
+		uint32_t n = ring_poll(r, 4096, &first);
+		if (n == 0) {
+			ring_wait(r, 1000000);
+			continue;
+		}
+		for (uint32_t k = 0; k < n; k++) {
+			const msg *m = ring_slot(r, first + k);
+			bad += m->n != next[m->producer & 1]++;
+		}
+		ring_release(r, n);
+		got += n;
+	}
+	double secs = (double)(now_ns() - t0) / 1e9;
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	if (bad)
+		die("ring order check", (int)bad);
+	fprintf(stderr, "ring: %" PRIu64 " messages in %.2fs (%" PRIu64 " busy claims retried)\n", got, secs,
+		(uint64_t)atomic_load(&busy));
+	ring_free(r);
+	return (double)got / secs;
+}
+
+typedef struct lat_run {
+	ring *r;
+	uint64_t count;
+} lat_run;
+
+static void *lat_producer(void *arg)
+{
+	lat_run *p = arg;
+	for (uint64_t i = 0; i < p->count; i++) {
+		/* Pace at ~1 message per 20 us so the figure is latency, not
+		 * queueing. */
+		int64_t until = now_ns() + 20000;
+		uint64_t seq;
+		while (ring_claim(p->r, 1, &seq) != 0)
+			;
+		msg *m = ring_slot(p->r, seq);
+		m->n = i;
+		m->sent_ns = now_ns();
+		ring_publish(p->r, seq, 1);
+		while (now_ns() < until)
+			;
+	}
+	return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double bench_ring_latency(double *p50)
+{
+	ring *r;
+	int rc = ring_new(sizeof(msg), 1 << 12, &r);
+	if (rc)
+		die("ring_new", rc);
+	lat_run run = {.r = r, .count = quick ? 20000 : 200000};
+	int64_t *lat = malloc(run.count * sizeof(int64_t));
+	pthread_t th;
+	pthread_create(&th, NULL, lat_producer, &run);
+	uint64_t got = 0;
+	while (got < run.count) {
+		uint64_t first;
+		uint32_t n = ring_poll(r, 64, &first);
+		if (n == 0) {
+			ring_wait(r, 1000000);
+			continue;
+		}
+		int64_t t = now_ns();
+		for (uint32_t k = 0; k < n; k++)
+			lat[got++] = t - ((const msg *)ring_slot(r, first + k))->sent_ns;
+		ring_release(r, n);
+	}
+	pthread_join(th, NULL);
+	qsort(lat, run.count, sizeof(int64_t), cmp_i64);
+	*p50 = (double)lat[run.count / 2];
+	double p99 = (double)lat[run.count * 99 / 100];
+	fprintf(stderr, "ring latency: p50 %.0f ns, p99 %.0f ns over %" PRIu64 " messages\n", *p50, p99, run.count);
+	free(lat);
+	ring_free(r);
+	return p99;
+}
+
+/* ---- bytes_per_seat ------------------------------------------------------ */
+
+static double bench_memory(uint64_t *seats_out)
+{
+	engine_config cfg;
+	engine_config_default(&cfg);
+	cfg.seats_max = 1u << 24;
+	engine *e;
+	int rc = engine_new(&cfg, &e);
+	if (rc)
+		die("engine_new", rc);
+	const uint32_t events = quick ? 2 : 10;
+	/* 1,000,000 seats an event (BO_SEATS_PER_EVENT_MAX is 1 Mi): rows of
+	 * 100 seats, 4 categories. Measured after the maps are freed. */
+	mi_collect(true);
+	long before = rss_bytes();
+	for (uint32_t i = 0; i < events; i++)
+		create_event(e, 1 + i, 10000, 100, 4);
+	mi_collect(true);
+	long after = rss_bytes();
+	uint64_t seats = (uint64_t)events * 1000000;
+	double per = (double)(after - before) / (double)seats;
+	fprintf(stderr, "memory: %" PRIu64 " seats, RSS +%.1f MiB, %.2f bytes/seat\n", seats,
+		(double)(after - before) / 1048576.0, per);
+	engine_free(e);
+	*seats_out = seats;
+	return per;
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			quick = 1;
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			only = argv[++i];
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: bench_engine [--quick] [--only PART]\n"
+			       "Measures the engine core; progress on stderr, one JSON line last on stdout.\n"
+			       "  --quick      a few seconds, smaller counts (the test suite runs this)\n"
+			       "  --only PART  one of memory, commands, best, ring, latency (others print 0)\n");
+			return 0;
+		} else {
+			fprintf(stderr, "bench_engine: unknown option '%s' (try --help)\n", argv[i]);
+			return 2;
+		}
+	}
+	uint64_t seats = 0;
+	double bytes_per_seat = want("memory") ? bench_memory(&seats) : 0;
+	double cmds = want("commands") ? bench_commands() : 0;
+	double best = want("best") ? bench_best() : 0;
+	double ring_rate = want("ring") ? bench_ring() : 0;
+	double lat_p50 = 0;
+	double lat_p99 = want("latency") ? bench_ring_latency(&lat_p50) : 0;
+	printf("{\"bench\":\"engine\",\"quick\":%s,\"commands_per_sec\":%.0f,\"best_available_per_sec\":%.0f,"
+	       "\"ring_messages_per_sec\":%.0f,\"ring_latency_ns_p50\":%.0f,\"ring_latency_ns_p99\":%.0f,"
+	       "\"bytes_per_seat\":%.2f,\"seats_measured\":%" PRIu64 "}\n",
+	       quick ? "true" : "false", cmds, best, ring_rate, lat_p50, lat_p99, bytes_per_seat, seats);
+	return 0;
+}

@@ -228,6 +228,11 @@ static void *zalloc_array(size_t n, size_t size)
 	uint8_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
+	/* The idempotency, client and seat tables are probed at random: with
+	 * 4 KiB pages nearly every probe is also a TLB miss. Huge pages where
+	 * the kernel allows them (advice only; failure is harmless). */
+	if (bytes >= (2u << 20))
+		(void)madvise(p, bytes, MADV_HUGEPAGE);
 	memcpy(p, &bytes, sizeof(bytes));
 	return p + TABLE_HEADER;
 }
@@ -1552,6 +1557,17 @@ void engine_apply(engine *e, const bo_cmd *c, bo_result *r)
 	}
 	if (mutates)
 		idem_store(e, c, content, r);
+}
+
+void engine_prefetch(const engine *e, const bo_cmd *c)
+{
+	if (bo_op_mutates(c->op) && c->client_id != 0) {
+		uint32_t h = idem_hash(c->client_id, c->request_id);
+		__builtin_prefetch(&e->idem_index[h & e->idem_index_mask]);
+		__builtin_prefetch(&e->clients[(uint32_t)mix64(c->client_id) & e->clients_mask]);
+	}
+	if (c->event_id != 0)
+		__builtin_prefetch(&e->event_index[(uint32_t)mix64(c->event_id) & e->event_index_mask]);
 }
 
 /* ---- Inspection ---------------------------------------------------------- */

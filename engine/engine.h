@@ -335,6 +335,12 @@ void engine_apply(engine *e, const bo_cmd *cmd, bo_result *out /* OUT */);
 
 int64_t engine_now(const engine *e);
 
+/* A hint, no effect on state: starts loading the cache lines that applying
+ * `cmd` will touch first (its idempotency bucket, its event). A writer
+ * that applies a batch calls it for command i+1 before applying command i,
+ * so the misses of one overlap the work of the other. */
+void engine_prefetch(const engine *e, const bo_cmd *cmd);
+
 /* ---- Inspection (tests, tools; not for the hot path) --------------------- */
 
 /* State of a seat: returns 0 and fills the OUT values, or -ENOENT. `claim`

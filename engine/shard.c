@@ -26,9 +26,10 @@ struct shard {
 	ring *out;
 	pthread_t thread;
 	int started;
-	/* Set by shard_stop(); read by the writer between batches. Relaxed is
-	 * enough: it carries no data, and the writer drains the ring (whose
-	 * own acquire/release orders the commands) before it exits. */
+	/* Set by shard_stop() (release), read by the writer between batches
+	 * (acquire): whatever was published before the stop request is
+	 * visible to the writer's last poll, which runs after it sees the
+	 * flag, so nothing published before shard_stop() is left behind. */
 	atomic_int stopping;
 	/* Batches applied: a statistics gauge, relaxed. */
 	atomic_uint_least64_t batches;
@@ -118,6 +119,8 @@ static void apply_batch(shard *s, uint64_t first, uint32_t n)
 	ring_claim_wait(s->out, n, &out_first);
 	for (uint32_t i = 0; i < n; i++) {
 		const shard_in *in = ring_slot(s->in, first + i);
+		if (i + 1 < n)
+			engine_prefetch(s->engine, &((const shard_in *)ring_slot(s->in, first + i + 1))->cmd);
 		shard_out *o = ring_slot(s->out, out_first + i);
 		o->kind = SHARD_OUT_RESULT;
 		o->tag = in->tag;
@@ -141,8 +144,16 @@ static void *shard_main(void *arg)
 			apply_batch(s, first, n);
 			continue;
 		}
-		if (atomic_load_explicit(&s->stopping, memory_order_relaxed))
-			break;
+		if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+			/* One more poll after seeing the flag: a command
+			 * published between the poll above and the flag load
+			 * must still be applied. */
+			n = ring_poll(s->in, BO_BATCH_MAX, &first);
+			if (n == 0)
+				break;
+			apply_batch(s, first, n);
+			continue;
+		}
 		if (!ring_wait(s->in, tick_ns))
 			begin_batch(s); /* idle tick: release what has expired */
 	}
@@ -165,7 +176,7 @@ void shard_stop(shard *s)
 	assert(s);
 	if (!s->started)
 		return;
-	atomic_store_explicit(&s->stopping, 1, memory_order_relaxed);
+	atomic_store_explicit(&s->stopping, 1, memory_order_release);
 	/* The writer notices within one tick (ring_wait's timeout). */
 	pthread_join(s->thread, NULL);
 	s->started = 0;

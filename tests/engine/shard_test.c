@@ -4,7 +4,8 @@
  * with its tag, in ring order, with batch numbers and batch times that never
  * go back; -EBUSY at once on a full input ring; an idle tick that expires
  * holds with no command arriving; shard_stop() applying everything already
- * published; shard_for_event() stable and balanced; bad configs refused.
+ * published; a stopped shard working again after shard_start();
+ * shard_for_event() stable and balanced; bad configs refused.
  *
  * How: real threads against a real shard. Three producers submit a few
  * thousand BLOCK/UNBLOCK commands each (in groups of 1..16, retrying on
@@ -133,7 +134,8 @@ static int64_t mono_ms(void)
 
 static void sleep_ms(int64_t ms)
 {
-	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+			      .tv_nsec = (long)(ms % 1000) * 1000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -382,15 +384,16 @@ Test(shard, every_command_of_many_producers_yields_one_result_in_order)
 			cr_assert_eq(x->kind, SHARD_OUT_RESULT, "only results: no hold exists");
 			uint32_t p = (uint32_t)(x->tag >> 32), c = (uint32_t)x->tag;
 			cr_assert_lt(p, PRODUCERS, "tag %#lx", (unsigned long)x->tag);
-			cr_assert_eq(c, next[p], "producer %u: result for command %u, expected %u", p, c,
-				     next[p]);
+			cr_assert_eq(c, next[p], "producer %u: result for command %u, expected %u",
+				     p, c, next[p]);
 			next[p]++;
 			const bo_result *res = &x->u.result;
 			cr_assert_eq(res->client_id, 1000 + p, "the result belongs to its command");
 			cr_assert_eq(res->request_id, (uint64_t)c + 1);
 			cr_assert_eq(res->op, c % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK);
 			cr_assert_eq(res->status, BO_OK, "producer %u command %u: %s/%s", p, c,
-				     engine_status_str(res->status), engine_detail_str(res->detail));
+				     engine_status_str(res->status),
+				     engine_detail_str(res->detail));
 			cr_assert_geq(x->batch, last_batch, "batch numbers never go back");
 			cr_assert_geq(x->now_ms, last_now, "batch times never go back");
 			last_batch = x->batch;
@@ -590,7 +593,8 @@ Test(shard, stop_applies_everything_already_published)
 		cr_assert_eq(shard_submit(s, cmds, tags, want), 0);
 		shard_stop(s);
 		n = collect(s, out, per * groups + 16, want, 1000);
-		cr_assert_eq(n, want, "round %d: stop returned with %u of %u applied", round, n, want);
+		cr_assert_eq(n, want, "round %d: stop returned with %u of %u applied", round, n,
+			     want);
 		expect_output_empty(s);
 		shard_free(s);
 	}

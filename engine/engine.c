@@ -31,6 +31,7 @@
  * only what its events use.
  */
 #include "engine.h"
+#include "engine_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -41,169 +42,6 @@
 
 #include <mimalloc.h>
 #include <xxhash.h>
-
-#define SLOT_NONE UINT32_MAX
-
-/* Claim states. HELD and BOOKED are live; the others are ended claims that
- * keep their content until the slot is recycled (a late confirm of an EXPIRED
- * hold needs its seats). */
-enum { CL_UNUSED = 0, CL_HELD, CL_BOOKED, CL_EXPIRED, CL_RELEASED, CL_CANCELLED };
-
-typedef struct seat {
-	uint32_t owner; /* claim slot + 1; 0 when free or blocked */
-	uint16_t row;	/* row index within the event */
-	uint8_t state;	/* bo_seat_state */
-	uint8_t cat;	/* category */
-} seat;
-_Static_assert(sizeof(seat) == 8, "seat state is 8 bytes (issue budget: 16)");
-_Static_assert(BO_ROWS_PER_EVENT_MAX - 1 <= UINT16_MAX, "row index fits seat.row");
-
-typedef struct row {
-	uint32_t first;	   /* first seat, event-relative */
-	uint32_t rc_first; /* first rowcat, event-relative */
-	uint16_t len;	   /* seats */
-	uint16_t section;
-	uint16_t rc_count; /* categories present */
-	uint16_t _pad;
-} row;
-
-typedef struct rowcat {
-	uint16_t free;	  /* free seats of `cat` in the row */
-	uint16_t max_run; /* >= the longest run of free seats of `cat`: exact after
-			   * creation and after best-available scans the row; a hold
-			   * leaves it stale-high (cheap), a release raises it */
-	uint16_t no_clean; /* bit n-1: best-available for n found no block that
-			    * strands nothing here, and no seat of the row has
-			    * been freed or taken since: skip the row for n */
-	uint8_t cat;
-	uint8_t _pad;
-} rowcat;
-_Static_assert(BO_SEATS_PER_ROW_MAX <= UINT16_MAX, "rowcat counters are 16 bits");
-_Static_assert(BO_SEATS_PER_HOLD_MAX <= 16, "rowcat.no_clean has a bit per quantity");
-
-typedef struct event {
-	uint64_t id;
-	uint32_t seat_base, seat_count;
-	uint32_t row_base, row_count;
-	uint32_t rc_base, rc_count;
-	uint32_t category_count, pool_count;
-	uint32_t by_state[BO_SEAT_STATE_COUNT];
-	uint32_t free_by_cat[BO_CATEGORIES_MAX];
-	uint32_t pool_cap[BO_POOLS_PER_EVENT_MAX];
-	uint32_t pool_held[BO_POOLS_PER_EVENT_MAX];
-	uint32_t pool_booked[BO_POOLS_PER_EVENT_MAX];
-} event;
-
-typedef struct claim {
-	uint32_t gen;	   /* bumped on every recycle; 0 = never used */
-	uint32_t event;	   /* event index */
-	uint32_t heap_pos; /* position in heap[], SLOT_NONE when not there */
-	uint32_t quantity; /* pool holds */
-	uint8_t state;	   /* CL_* */
-	uint8_t is_pool;
-	uint8_t pool;
-	uint8_t seat_count;
-	uint8_t payref_len;
-	uint8_t in_recycle; /* has a valid entry in recycle[] */
-	uint8_t _pad[2];
-	uint32_t ticket; /* low 32 bits of that entry's queue position */
-	uint64_t client;
-	int64_t created_ms;
-	int64_t expires_ms;
-	uint32_t seats[BO_SEATS_PER_HOLD_MAX]; /* event-relative */
-	char payref[BO_PAYREF_LEN_MAX];
-} claim;
-
-/* What the idempotency window keeps of a result: everything a mutating
- * command's result carries (client/request/event come from the key). */
-typedef struct idem_entry {
-	uint64_t client;
-	uint64_t request;
-	uint64_t content; /* hash of the command's meaningful fields */
-	int64_t at_ms;	  /* when it was first applied */
-	uint64_t claim_id;
-	int64_t expires_at_ms;
-	uint32_t quantity;
-	uint8_t op, status, detail, seat_count;
-	uint8_t pool;
-	uint8_t _pad[7];
-	uint32_t seats[BO_SEATS_PER_HOLD_MAX];
-} idem_entry;
-
-typedef struct idem_bucket {
-	uint32_t hash[7]; /* key hash of each slot */
-	uint32_t spill;	  /* 1: keys homed here may live in later buckets */
-	uint32_t pos[7];  /* low 32 bits of FIFO position + 1; 0 = never used */
-	uint32_t _pad;
-} idem_bucket;
-_Static_assert(sizeof(idem_bucket) == 64, "one bucket, one cache line");
-#define IDEM_SLOTS 7u
-
-typedef struct client_slot {
-	uint64_t client; /* 0 = empty */
-	uint32_t holds;
-	uint32_t _pad;
-} client_slot;
-
-struct engine {
-	engine_config cfg;
-	int64_t now_ms;
-
-	/* arenas */
-	seat *seats;
-	row *rows;
-	rowcat *rowcats;
-	uint32_t seats_used, rows_used, rowcats_used;
-
-	event *events;
-	uint32_t event_count;
-	uint32_t *event_index; /* event index + 1, 0 = empty */
-	uint32_t event_index_mask;
-
-	claim *claims;
-	uint32_t claims_fresh;	/* slots [0, claims_fresh) have been used */
-	/* FIFO of ended claim slots, oldest end first. An entry is valid only
-	 * if its slot still has in_recycle set and the entry's position as
-	 * ticket: a late confirm revives a queued slot by clearing in_recycle,
-	 * and its next end queues it anew at the back. A slot thus has at
-	 * most two entries (a stale one and a valid one): capacity 2 x claims. */
-	uint32_t *recycle;
-	uint64_t recycle_head, recycle_tail;
-	uint32_t holds_live, bookings_live;
-
-	uint32_t *heap; /* claim slots, min-heap by (expires_ms, claim id) */
-	uint32_t heap_len;
-
-	client_slot *clients;
-	uint32_t clients_mask;
-
-	idem_entry *idem;	/* FIFO ring, capacity idem_capacity */
-	uint64_t idem_head, idem_tail;
-	struct idem_bucket *idem_index; /* see "Idempotency window" */
-	uint32_t idem_index_mask;
-
-	uint64_t expired_total;
-};
-
-/* ---- Small helpers ------------------------------------------------------- */
-
-static inline uint64_t mix64(uint64_t x)
-{
-	/* splitmix64's finaliser: cheap and good enough for open addressing of
-	 * ids chosen by clients (not adversarially: a table can't overflow, it
-	 * is sized 2x its bound, so the worst case is slower probing). */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
-static inline uint64_t claim_id_of(const engine *e, uint32_t slot)
-{
-	return ((uint64_t)e->claims[slot].gen << 32) | slot;
-}
 
 static uint32_t pow2_at_least(uint64_t x)
 {
@@ -222,7 +60,7 @@ static uint32_t pow2_at_least(uint64_t x)
  * keeps the size for the unmap and the data cache-line aligned. */
 #define TABLE_HEADER 64u
 
-static void *zalloc_array(size_t n, size_t size)
+void *eng_table_alloc(size_t n, size_t size)
 {
 	size_t bytes = n * size + TABLE_HEADER;
 	uint8_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -237,7 +75,7 @@ static void *zalloc_array(size_t n, size_t size)
 	return p + TABLE_HEADER;
 }
 
-static void table_free(void *table)
+void eng_table_free(void *table)
 {
 	if (!table)
 		return;
@@ -397,23 +235,23 @@ int engine_new(const engine_config *cfg, engine **out)
 	e->now_ms = 0;
 	/* Rows and row-categories each hold at least one seat, so seats_max
 	 * bounds them too. */
-	e->seats = zalloc_array(cfg->seats_max, sizeof(seat));
-	e->rows = zalloc_array(cfg->seats_max, sizeof(row));
-	e->rowcats = zalloc_array(cfg->seats_max, sizeof(rowcat));
-	e->events = zalloc_array(cfg->events_max, sizeof(event));
+	e->seats = eng_table_alloc(cfg->seats_max, sizeof(seat));
+	e->rows = eng_table_alloc(cfg->seats_max, sizeof(row));
+	e->rowcats = eng_table_alloc(cfg->seats_max, sizeof(rowcat));
+	e->events = eng_table_alloc(cfg->events_max, sizeof(event));
 	e->event_index_mask = pow2_at_least(2ull * cfg->events_max) - 1;
-	e->event_index = zalloc_array(e->event_index_mask + 1ull, sizeof(uint32_t));
-	e->claims = zalloc_array(cfg->claims_max, sizeof(claim));
-	e->recycle = zalloc_array(2ull * cfg->claims_max, sizeof(uint32_t));
-	e->heap = zalloc_array(cfg->claims_max, sizeof(uint32_t));
+	e->event_index = eng_table_alloc(e->event_index_mask + 1ull, sizeof(uint32_t));
+	e->claims = eng_table_alloc(cfg->claims_max, sizeof(claim));
+	e->recycle = eng_table_alloc(2ull * cfg->claims_max, sizeof(uint32_t));
+	e->heap = eng_table_alloc(cfg->claims_max, sizeof(uint32_t));
 	/* Only clients with active holds are in the table: at most claims_max. */
 	e->clients_mask = pow2_at_least(2ull * cfg->claims_max) - 1;
-	e->clients = zalloc_array(e->clients_mask + 1ull, sizeof(client_slot));
-	e->idem = zalloc_array(cfg->idem_capacity, sizeof(idem_entry));
+	e->clients = eng_table_alloc(e->clients_mask + 1ull, sizeof(client_slot));
+	e->idem = eng_table_alloc(cfg->idem_capacity, sizeof(idem_entry));
 	/* 4 slots per entry, 7 slots per bucket: capacity * 4 / 7 buckets,
 	 * rounded up to a power of two. */
 	e->idem_index_mask = pow2_at_least((4ull * cfg->idem_capacity + 6) / 7) - 1;
-	e->idem_index = zalloc_array(e->idem_index_mask + 1ull, sizeof(struct idem_bucket));
+	e->idem_index = eng_table_alloc(e->idem_index_mask + 1ull, sizeof(struct idem_bucket));
 	if (!e->seats || !e->rows || !e->rowcats || !e->events || !e->event_index || !e->claims ||
 	    !e->recycle || !e->heap || !e->clients || !e->idem || !e->idem_index) {
 		engine_free(e);
@@ -427,17 +265,17 @@ void engine_free(engine *e)
 {
 	if (!e)
 		return;
-	table_free(e->seats);
-	table_free(e->rows);
-	table_free(e->rowcats);
-	table_free(e->events);
-	table_free(e->event_index);
-	table_free(e->claims);
-	table_free(e->recycle);
-	table_free(e->heap);
-	table_free(e->clients);
-	table_free(e->idem);
-	table_free(e->idem_index);
+	eng_table_free(e->seats);
+	eng_table_free(e->rows);
+	eng_table_free(e->rowcats);
+	eng_table_free(e->events);
+	eng_table_free(e->event_index);
+	eng_table_free(e->claims);
+	eng_table_free(e->recycle);
+	eng_table_free(e->heap);
+	eng_table_free(e->clients);
+	eng_table_free(e->idem);
+	eng_table_free(e->idem_index);
 	mi_free(e);
 }
 
@@ -682,20 +520,18 @@ static void seat_set(engine *e, event *ev, uint32_t s, uint8_t state, uint32_t o
 	seat *st = &e->seats[ev->seat_base + s];
 	assert(st->state != state);
 	if (st->state == BO_SEAT_FREE || state == BO_SEAT_FREE) {
-		rowcat *rc = rowcat_of(e, ev, st->row, st->cat);
-		assert(rc);
 		/* Which seats are free decides where blocks fit and what they
 		 * strand, for every category of the row: forget the verdicts. */
-		const row *rw0 = &e->rows[ev->row_base + st->row];
-		rowcat *all = &e->rowcats[ev->rc_base + rw0->rc_first];
-		for (uint32_t i = 0; i < rw0->rc_count; i++)
-			all[i].no_clean = 0;
+		const row *rw = &e->rows[ev->row_base + st->row];
+		rowcat *rcs = &e->rowcats[ev->rc_base + rw->rc_first];
+		for (uint32_t i = 0; i < rw->rc_count; i++)
+			rcs[i].no_clean = 0;
 		if (state == BO_SEAT_FREE) {
-			rc->free++;
 			ev->free_by_cat[st->cat]++;
 			/* The run this seat joins: count its free neighbours of
 			 * the same category inside the row. */
-			const row *rw = &e->rows[ev->row_base + st->row];
+			rowcat *rc = rowcat_of(e, ev, st->row, st->cat);
+			assert(rc);
 			const seat *base = &e->seats[ev->seat_base];
 			uint32_t lo = s, hi = s + 1;
 			while (lo > rw->first && base[lo - 1].state == BO_SEAT_FREE && base[lo - 1].cat == st->cat)
@@ -703,10 +539,8 @@ static void seat_set(engine *e, event *ev, uint32_t s, uint8_t state, uint32_t o
 			while (hi < rw->first + rw->len && base[hi].state == BO_SEAT_FREE && base[hi].cat == st->cat)
 				hi++;
 			if (hi - lo > rc->max_run)
-				rc->max_run = (uint16_t)(hi - lo);
+				rc->max_run = (uint8_t)(hi - lo > 255 ? 255 : hi - lo);
 		} else {
-			assert(rc->free > 0);
-			rc->free--;
 			ev->free_by_cat[st->cat]--;
 		}
 	}
@@ -736,18 +570,6 @@ static inline bool seat_free(const engine *e, const event *ev, uint32_t s)
  * bench_engine --only commands: the linear-probing index with
  * backward-shift deletion this replaced cost three cold misses per
  * command and capped the engine at ~2.1M commands/s.) */
-
-static inline uint32_t idem_hash(uint64_t client, uint64_t request)
-{
-	return (uint32_t)mix64(client ^ mix64(request));
-}
-
-static inline bool idem_live(const engine *e, uint32_t pos1)
-{
-	/* pos1 - 1 is the low 32 bits of a FIFO position; live entries are the
-	 * (at most idem_capacity <= 2^24) positions just below idem_tail. */
-	return pos1 != 0 && (uint32_t)(pos1 - 1 - (uint32_t)e->idem_head) < (uint32_t)(e->idem_tail - e->idem_head);
-}
 
 static idem_entry *idem_find(const engine *e, uint64_t client, uint64_t request)
 {
@@ -938,16 +760,22 @@ static void expire_one(engine *e, uint32_t slot, bo_expiry_fn fn, void *ctx)
 	claim_end(e, slot, CL_EXPIRED);
 }
 
-void engine_advance(engine *e, int64_t now_ms, bo_expiry_fn fn, void *ctx)
+uint32_t engine_advance(engine *e, int64_t now_ms, bo_expiry_fn fn, void *ctx)
 {
 	assert(e);
+	uint32_t changes = 0;
 	if (now_ms > e->now_ms)
 		e->now_ms = now_ms;
-	while (e->heap_len > 0 && e->claims[e->heap[0]].expires_ms <= e->now_ms)
+	while (e->heap_len > 0 && e->claims[e->heap[0]].expires_ms <= e->now_ms) {
 		expire_one(e, e->heap[0], fn, ctx);
+		changes++;
+	}
 	while (e->idem_tail > e->idem_head &&
-	       e->now_ms - e->idem[e->idem_head & (e->cfg.idem_capacity - 1)].at_ms > (int64_t)BO_IDEM_WINDOW_MS)
+	       e->now_ms - e->idem[e->idem_head & (e->cfg.idem_capacity - 1)].at_ms > (int64_t)BO_IDEM_WINDOW_MS) {
 		idem_evict_oldest(e);
+		changes++;
+	}
+	return changes;
 }
 
 /* ---- Commands ------------------------------------------------------------ */
@@ -1089,14 +917,12 @@ static void op_create_event(engine *e, const bo_cmd *c, bo_result *r)
 				j++;
 			if (j == rw->rc_count) {
 				rcs[j].cat = cat;
-				rcs[j].free = 0;
 				rw->rc_count++;
 				rc++;
 			}
-			rcs[j].free++;
 			run = (k > 0 && m->categories[s - 1] == cat) ? run + 1 : 1;
 			if (run > rcs[j].max_run)
-				rcs[j].max_run = (uint16_t)run;
+				rcs[j].max_run = (uint8_t)(run > 255 ? 255 : run);
 			ev->free_by_cat[cat]++;
 		}
 	}
@@ -1233,7 +1059,8 @@ static void best_available(engine *e, const event *ev, uint8_t cat, uint32_t n, 
 		uint16_t bit = (uint16_t)(1u << (n - 1));
 		if ((rc->no_clean & bit) && fallback_row)
 			continue; /* known to hold nothing better than the fallback */
-		rc->max_run = (uint16_t)row_best(e, ev, rw, cat, n, &b);
+		uint32_t longest = row_best(e, ev, rw, cat, n, &b);
+		rc->max_run = (uint8_t)(longest > 255 ? 255 : longest);
 		if (!b.found || b.strands)
 			rc->no_clean |= bit;
 		if (!b.found)
@@ -1261,8 +1088,8 @@ static void best_available(engine *e, const event *ev, uint8_t cat, uint32_t n, 
 	uint32_t got = 0;
 	for (uint32_t ri = 0; ri < ev->row_count && got < n; ri++) {
 		const rowcat *rc = rowcat_of(e, ev, ri, cat);
-		if (!rc || rc->free == 0)
-			continue;
+		if (!rc || rc->max_run == 0)
+			continue; /* no free seat of the category here */
 		const row *rw = &e->rows[ev->row_base + ri];
 		/* Seats at distance d (half seats) from the centre are
 		 * first + (len - 1 - d) / 2 and first + (len - 1 + d) / 2; d has

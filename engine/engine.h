@@ -322,8 +322,10 @@ void engine_free(engine *e);
  * now_ms is treated as the current time) and expires, in order of
  * (expiry, claim id), every hold whose expires_at_ms <= now, calling
  * on_expiry (may be NULL) once per expired hold. Also ages out idempotency
- * entries older than BO_IDEM_WINDOW_MS. */
-void engine_advance(engine *e, int64_t now_ms, bo_expiry_fn on_expiry, void *ctx);
+ * entries older than BO_IDEM_WINDOW_MS. Returns how many of those changes
+ * (expiries + aged-out entries) it made: 0 means only the clock moved, so
+ * a journal need not record this advance to rebuild the same state. */
+uint32_t engine_advance(engine *e, int64_t now_ms, bo_expiry_fn on_expiry, void *ctx);
 
 /* Applies one command at the engine's current time and writes its full
  * result. Every outcome is a bo_status in `out`; bad input never crashes

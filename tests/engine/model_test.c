@@ -50,7 +50,7 @@
  *
  * Environment: BO_MODEL_SEEDS (default 200, split over four tests),
  * BO_MODEL_COMMANDS (per seed, default 10000), BO_MODEL_SEED_FIRST (default
- * 1), BO_MODEL_SEED (run exactly that seed, in model/one_seed only),
+ * 1), BO_MODEL_SEED (run exactly that seed, in model/part0),
  * BO_MODEL_TRACE=1 (print every command and answer), BO_MODEL_STATS=1
  * (print the outcome histogram). On a mismatch the seed, the command index,
  * the command, expected and actual values and a replay command line are
@@ -674,7 +674,7 @@ static void run_fail(run *r, const char *fmt, ...)
 	        "  command%s: %s\n"
 	        "  %s\n"
 	        "  replay: BO_MODEL_SEED=%" PRIu64 " BO_MODEL_COMMANDS=%" PRIu64
-	        " BO_MODEL_TRACE=1 %s --filter model/one_seed\n",
+	        " BO_MODEL_TRACE=1 %s --filter model/part0\n",
 	        r->seed, r->index, r->m.now_ms, r->cur_is_repeat ? " (a repeat)" : "", cmd, msg,
 	        r->seed, r->index + 1, exe[0] ? exe : "./model_test");
 	cr_assert_fail("engine disagrees with the model: seed %" PRIu64 " command %" PRIu64 ": %s",
@@ -2151,7 +2151,7 @@ static void crash_report(void)
 	int n = snprintf(buf, sizeof(buf),
 	                 "model_test: CRASH at seed %" PRIu64 " command %" PRIu64
 	                 "; replay: BO_MODEL_SEED=%" PRIu64 " BO_MODEL_COMMANDS=%" PRIu64
-	                 " BO_MODEL_TRACE=1 <model_test> --filter model/one_seed\n",
+	                 " BO_MODEL_TRACE=1 <model_test> --filter model/part0\n",
 	                 crash_seed, crash_index, crash_seed, crash_index + 1);
 	if (n > 0 && write(STDERR_FILENO, buf, (size_t)n) < 0)
 		return;
@@ -2353,17 +2353,25 @@ static void check_coverage(const outcome_counts *k)
 	          k->expiries, k->confirm_after_expiry, k->recycled);
 }
 
-/* Runs the part'th share of the default seeds. */
+/* Runs the part'th share of the default seeds; with BO_MODEL_SEED set (a
+ * replay), part 0 runs exactly that seed and the other parts skip. */
 static void run_part(uint32_t part)
 {
-	if (getenv("BO_MODEL_SEED") != NULL)
-		cr_skip_test("BO_MODEL_SEED is set: only model/one_seed runs");
-	uint64_t seeds = env_u64("BO_MODEL_SEEDS", 200);
-	uint64_t commands = env_u64("BO_MODEL_COMMANDS", 10000);
-	uint64_t first = env_u64("BO_MODEL_SEED_FIRST", 1);
 	static outcome_counts counts;
 	outcome_counts *k = &counts;
 	memset(k, 0, sizeof(*k));
+	if (getenv("BO_MODEL_SEED") != NULL) {
+		if (part != 0)
+			cr_skip_test("BO_MODEL_SEED is set: part0 replays that seed");
+		uint64_t seed = env_u64("BO_MODEL_SEED", 0);
+		run_seed(seed, env_u64("BO_MODEL_COMMANDS", 10000), seed % 8 == 3, k);
+		if (getenv("BO_MODEL_STATS"))
+			print_counts(k);
+		return;
+	}
+	uint64_t seeds = env_u64("BO_MODEL_SEEDS", 200);
+	uint64_t commands = env_u64("BO_MODEL_COMMANDS", 10000);
+	uint64_t first = env_u64("BO_MODEL_SEED_FIRST", 1);
 	uint64_t ran = 0;
 	for (uint64_t i = part; i < seeds; i += W_PARTS, ran++)
 		run_seed(first + i, commands, (first + i) % 8 == 3, k);
@@ -2389,16 +2397,4 @@ Test(model, part2)
 Test(model, part3)
 {
 	run_part(3);
-}
-
-Test(model, one_seed)
-{
-	if (getenv("BO_MODEL_SEED") == NULL)
-		cr_skip_test("replay tool: set BO_MODEL_SEED=<seed> (and BO_MODEL_COMMANDS)");
-	static outcome_counts counts;
-	outcome_counts *k = &counts;
-	uint64_t seed = env_u64("BO_MODEL_SEED", 0);
-	run_seed(seed, env_u64("BO_MODEL_COMMANDS", 10000), seed % 8 == 3, k);
-	if (getenv("BO_MODEL_STATS"))
-		print_counts(k);
 }

@@ -106,8 +106,11 @@
  *
  * Idempotency: the window keeps the results of the last idem_capacity
  * mutating commands that are at most BO_IDEM_WINDOW_MS old. Content is
- * compared by a hash of every field the op uses (and the map for
- * CREATE_EVENT); a repeat returns the stored result with replayed = 1.
+ * compared by a hash of every field the op uses (and, for CREATE_EVENT, the
+ * map when it is valid: all invalid maps, NULL included, count as the same
+ * content, since they get the same answer and the journal records such a
+ * command without its map); a repeat returns the stored result with
+ * replayed = 1.
  */
 
 /* ---- Result codes -------------------------------------------------------- */

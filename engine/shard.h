@@ -12,6 +12,23 @@
  * When no command arrives for tick_ms, the shard feeds itself a tick (an
  * advance to the current time), so an expired hold is released within
  * tick_ms plus scheduling delay of its expiry (BO_EXPIRY_LAG_MS_MAX).
+ *
+ * With a data directory the shard is durable: every state change (each
+ * journaled command, see journal/entry.h, and each advance that expired
+ * something) is appended to the shard's journal, a batch ends with one
+ * group commit, and the batch's output records become visible in the
+ * output ring only once that batch and every earlier one are on disk
+ * ("durable before visible": the output slots are claimed and filled at
+ * once, but published on durability). The writer goes on applying the next
+ * batch while the previous one syncs. On open, the shard recovers: the
+ * newest valid snapshot, then the journal after it, re-executed and
+ * verified record by record. Every snapshot_every records it snapshots its
+ * state from a forked child (the writer stalls only for fork()) and prunes
+ * journal segments the snapshot covers.
+ *
+ * A journal failure (EIO, ENOSPC, short write) stops the shard: nothing more
+ * is applied or acknowledged, shard_failed() says why, and the process
+ * must restart (recovery rebuilds the durable state).
  */
 #ifndef BO_SHARD_H
 #define BO_SHARD_H
@@ -19,6 +36,7 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "journal/journal.h"
 #include "ring.h"
 
 /* What a producer writes into an input slot. `tag` is the producer's own
@@ -35,6 +53,8 @@ typedef struct shard_out {
 	uint8_t kind;	 /* SHARD_OUT_RESULT or SHARD_OUT_EXPIRY */
 	uint8_t _pad[7];
 	uint64_t tag;	 /* RESULT: the command's tag */
+	uint64_t seq;	 /* journal sequence of the command's (or tick's) record;
+			  * 0 when nothing was journaled (queries, no journal) */
 	uint64_t batch;	 /* batch number (1, 2, ...) the record belongs to */
 	int64_t now_ms;	 /* the batch's timestamp */
 	union {
@@ -54,7 +74,23 @@ typedef struct shard_config {
 	uint32_t tick_ms;   /* idle tick interval, 1..BO_TICK_MS */
 	shard_clock_fn clock; /* NULL: CLOCK_REALTIME */
 	void *clock_ctx;
+	/* Durability. data_dir NULL: no journal, outputs are published at once
+	 * (tests and engine benchmarks only). */
+	const char *data_dir;	  /* journal and snapshots under data_dir/shard-NNNN */
+	journal_options journal;  /* sync mode, segment size, force_truncate, fault hook */
+	uint64_t snapshot_every;  /* records between snapshots; 0: never */
+	int prune;		  /* remove segments a snapshot covers (default 1) */
+	int verify_replay;	  /* recovery compares re-executed results (default 1) */
 } shard_config;
+
+/* What opening a durable shard found. */
+typedef struct shard_recovery {
+	uint64_t snapshot_seq;	  /* 0: no snapshot */
+	uint64_t last_seq;	  /* last journal record */
+	uint64_t replayed;	  /* records re-executed after the snapshot */
+	double seconds;		  /* time spent recovering */
+	journal_recovery journal; /* what the journal's own recovery cut */
+} shard_recovery;
 
 typedef struct shard shard;
 
@@ -63,14 +99,32 @@ typedef struct shard shard;
 void shard_config_default(shard_config *cfg);
 
 /* Allocates the shard, its engine and both rings. Returns 0 and sets *out,
- * -EINVAL for a bad config, or -ENOMEM. Does not start the thread. */
+ * -EINVAL for a bad config, or -ENOMEM. Does not start the thread. For a
+ * shard with data_dir, use shard_open(). */
 int shard_new(const shard_config *cfg, shard **out /* OUT */);
+
+/* shard_new() plus, with data_dir, recovery: loads the newest valid
+ * snapshot, opens the journal (cutting a torn tail), re-executes the
+ * records after the snapshot. Returns 0, or a negative errno with the
+ * reason in err: -EBADMSG corruption (file, offset, sequence named; the
+ * operator decides: journal.force_truncate or boxoffice-replay repair),
+ * -EPROTO re-execution gave another result than recorded, -EIO/-ENOSPC/...
+ * from the disk, -EINVAL a bad config. `rec` may be NULL. */
+int shard_open(const shard_config *cfg, shard **out /* OUT */, shard_recovery *rec /* OUT */, char *err,
+	       size_t errlen);
+
+/* NULL while healthy; after a journal failure, the message (the shard has
+ * stopped applying and acknowledging). Thread-safe. */
+const char *shard_failed(const shard *s);
+
+/* Highest journal sequence known durable (a gauge). */
+uint64_t shard_durable_seq(const shard *s);
 
 /* Starts the writer thread. 0, or -errno from pthread_create. */
 int shard_start(shard *s);
 
-/* Stops the writer after it has applied everything already published, and
- * joins it. The output ring must keep being drained until this returns
+/* Stops the writer after it has applied everything already published and
+ * made it durable (its outputs are published), and joins it. The output ring must keep being drained until this returns
  * (the writer waits for room there; it never drops a record). Producers
  * must have stopped submitting. Idempotent. */
 void shard_stop(shard *s);
@@ -91,6 +145,17 @@ engine *shard_engine(shard *s);
 
 /* Batches applied so far (a gauge). */
 uint64_t shard_batches(const shard *s);
+
+/* Gauges of the writer, readable from any thread (each value is atomic on
+ * its own; the set is not a consistent cut). */
+typedef struct shard_stats {
+	uint64_t batches;		/* batches applied */
+	uint64_t durable_seq;		/* highest durable journal sequence */
+	uint64_t snapshots;		/* snapshots completed */
+	uint64_t snapshot_stall_ns_max; /* longest writer stall to start one (fork) */
+	uint64_t snapshot_ns_last;	/* start to completion of the last one */
+} shard_stats;
+void shard_stats_get(const shard *s, shard_stats *out /* OUT */);
 
 /* The shard an event lives on: XXH3-64 of the event id (little-endian
  * bytes) modulo shard_count. Stable across versions: it decides where

@@ -52,8 +52,11 @@
  * A segment header is valid if and only if its magic, version, header bytes,
  * shard id and reserved bytes are as above, its checksum matches, first_seq
  * equals the file name, segment_bytes >= the file size, first_seq is one
- * more than the last record of the previous segment (1 for the first
- * segment) and the chain seed equals that record's checksum (0 for seq 1).
+ * more than the last record of the previous segment read and the chain seed
+ * equals that record's checksum. For the first segment read (the START
+ * segment, see PRUNED JOURNALS) first_seq must be 1 with seed 0, or, when
+ * the reader was asked for the records after A > 0, first_seq <= A + 1 with
+ * its seed taken as given.
  *
  * A record at offset o of a segment is valid if and only if
  *   (1) o is a multiple of 8, o >= 64, o + 48 <= segment size;
@@ -65,8 +68,53 @@
  *       seed and unit_index is 0; or o is the end of the previous valid
  *       record R of the segment and seq = R.seq + 1, prev = R.checksum and
  *       unit_index is 0 or R.unit_index + 1.
- * The log is the longest run of valid records from seq 1 across the
- * segments in name order.
+ * The log is the longest run of valid records from the start segment's
+ * first record across the segments in name order (from seq 1 when nothing
+ * was pruned and the reader wants everything).
+ *
+ * ==== PRUNED JOURNALS =======================================================
+ *
+ * Once a snapshot covers the state through seq S and every other consumer
+ * (the PostgreSQL committer, a standby) has taken the records through C,
+ * records <= U = min(S, C) are needed by no one, and journal_prune(U)
+ * deletes the oldest segments that hold nothing else. Its rule: segment i
+ * goes when segment i + 1 starts at or before U (so i's records are all
+ * < U), oldest first. The segment that becomes the first thus holds a
+ * record <= U: it has a durable header and first record (U <= durable seq is
+ * the caller's contract), and prune checks both before deleting anything.
+ * The last segment is never removed, and a crash part-way through leaves a
+ * shorter prefix removed: never a gap between remaining segments.
+ *
+ * A reader (and journal_open) is told A = after_seq: "I hold everything
+ * through A; give me (check) what follows". It picks its START segment by
+ * file name: the last segment whose first_seq <= A, or, when there is none
+ * and the first segment starts at exactly A + 1, that one (A = 0: the first
+ * segment, which must start at seq 1). Segments before START are not read;
+ * START's header chain seed is the chain value before its first record,
+ * taken as given (it cannot be checked against a pruned record); from there
+ * everything is validated as above, records <= A are checked but not handed
+ * out. Missing segments between START and the end are corruption as ever.
+ * Starting at first_seq <= A rather than <= A + 1 when both exist costs at
+ * most one extra segment and checks the chain across the boundary at A.
+ *
+ * Refused whatever force_truncate says, because no cut can repair them and
+ * a forced cut would delete good records:
+ *   - MISSING HEAD: no segment starts at or before A + 1 (or there is no
+ *     segment at all and A > 0): records A + 1 .. are absent, pruned beyond
+ *     what the caller holds or lost. In particular a pruned journal read
+ *     from seq 1 (A = 0) is refused, never "cut" to nothing. Unless the
+ *     caller sets allow_pruned: then START is the first segment, whatever
+ *     it starts at, and the caller checks the first seq read (recovery's
+ *     first_seq) against what it holds once it knows (a shard that opens
+ *     its journal before loading its snapshot).
+ *   - SHORT LOG: the log (after any torn-tail or forced cut) ends before A:
+ *     the caller holds state the journal no longer has.
+ *   - journal_open only: the START segment's header is not valid and the
+ *     log has no record before it to continue the chain from.
+ *
+ * journal_truncate_at(seq) is the operator's repair: the log is cut to end
+ * at seq - 1 after every byte cut was copied to a backup directory (see
+ * journal.h); it reads from the segment holding seq - 2 or seq - 1 on.
  *
  * ==== READER / RECOVERY ALGORITHM ==========================================
  *
@@ -92,8 +140,9 @@
  *     the disk in any order), which was never reported durable. The log ends
  *     at L; what follows is cut (journal_open zeroes the rest of L's
  *     segment and deletes later segments) and reported (bytes, records).
- * Missing and duplicated segments break the header rule (first_seq not e,
- * or not the file name) and are corruption. Corruption is refused with the
+ * Missing and duplicated segments after START break the header rule
+ * (first_seq not e, or not the file name) and are corruption (a missing
+ * head: see PRUNED JOURNALS). Corruption is refused with the
  * file, offset and expected seq, unless force_truncate is set, in which
  * case it is cut like a torn tail and reported as forced.
  *
@@ -345,9 +394,14 @@ struct journal_reader {
 	char dir[DIR_MAX];   /* <root>/shard-NNNN */
 	char path[PATH_MAX]; /* current segment file */
 	uint32_t shard_id;
-	int force;     /* force_truncate */
-	jsegent *segs; /* [seg_count], sorted by first_seq; owned */
+	int force;          /* force_truncate */
+	int allow_pruned;   /* a missing head starts at the first segment instead */
+	uint64_t after_seq; /* A: records <= A are validated but not handed out */
+	jsegent *segs;      /* [seg_count], sorted by first_seq; owned */
 	uint32_t seg_count;
+	uint32_t start;     /* index of the START segment (PRUNED JOURNALS) */
+	int chain_known;    /* last_checksum is known: reading began at seq 1, or
+	                     * START's header (its seed) has been read */
 	uint32_t cur;       /* index of the current segment */
 	const uint8_t *map; /* current segment mapped read-only, or NULL */
 	uint64_t map_bytes;
@@ -379,29 +433,26 @@ static void rd_unmap(journal_reader *r)
 	r->map_bytes = 0;
 }
 
-/* Maps segment i read-only. Returns 0, or -errno with r->err set. A file too
- * small to map (0 bytes) maps as NULL with map_bytes 0. */
-static int rd_map_file(journal_reader *r, uint32_t i, const uint8_t **map, uint64_t *bytes,
-                       char *path, size_t path_len)
+/* Maps the file at path read-only. Returns 0, or -errno with err set. A
+ * file too small to map (0 bytes) maps as NULL with *bytes 0. */
+static int map_file(const char *path, uint32_t shard_id, const uint8_t **map, uint64_t *bytes,
+                    char *err, size_t err_len)
 {
-	char name[SEG_NAME_LEN + 1];
-	seg_name(name, sizeof name, r->segs[i].first_seq);
-	snprintf(path, path_len, "%s/%s", r->dir, name);
 	*map = NULL;
 	*bytes = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		msg(r->err, sizeof r->err, "journal shard %" PRIu32 ": open %s: %s", r->shard_id,
-		    path, strerror(e));
+		msg(err, err_len, "journal shard %" PRIu32 ": open %s: %s", shard_id, path,
+		    strerror(e));
 		return -e;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
 		int e = errno;
 		close(fd);
-		msg(r->err, sizeof r->err, "journal shard %" PRIu32 ": stat %s: %s", r->shard_id,
-		    path, strerror(e));
+		msg(err, err_len, "journal shard %" PRIu32 ": stat %s: %s", shard_id, path,
+		    strerror(e));
 		return -e;
 	}
 	if (st.st_size > 0) {
@@ -409,8 +460,8 @@ static int rd_map_file(journal_reader *r, uint32_t i, const uint8_t **map, uint6
 		if (m == MAP_FAILED) {
 			int e = errno;
 			close(fd);
-			msg(r->err, sizeof r->err, "journal shard %" PRIu32 ": mmap %s: %s",
-			    r->shard_id, path, strerror(e));
+			msg(err, err_len, "journal shard %" PRIu32 ": mmap %s: %s", shard_id, path,
+			    strerror(e));
 			return -e;
 		}
 		*map = m;
@@ -420,6 +471,16 @@ static int rd_map_file(journal_reader *r, uint32_t i, const uint8_t **map, uint6
 	return 0;
 }
 
+/* Maps segment i read-only (see map_file), its path in path. */
+static int rd_map_file(journal_reader *r, uint32_t i, const uint8_t **map, uint64_t *bytes,
+                       char *path, size_t path_len)
+{
+	char name[SEG_NAME_LEN + 1];
+	seg_name(name, sizeof name, r->segs[i].first_seq);
+	snprintf(path, path_len, "%s/%s", r->dir, name);
+	return map_file(path, r->shard_id, map, bytes, r->err, sizeof r->err);
+}
+
 static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
 {
 	r->state = RD_END;
@@ -427,10 +488,23 @@ static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
 	r->cut_seg = cut_seg;
 	r->cut_off = cut_off;
 	r->rec.last_seq = r->next_seq - 1;
-	r->rec.records = r->next_seq - 1;
+	r->rec.records = r->rec.first_seq != 0 ? r->next_seq - r->rec.first_seq : 0;
 	uint32_t kept = cut_seg < r->seg_count ? cut_seg + (cut_off > 0 ? 1u : 0u) : r->seg_count;
 	r->rec.segments = kept;
 	rd_unmap(r);
+	if (r->rec.last_seq < r->after_seq) {
+		/* SHORT LOG (PRUNED JOURNALS): no cut may leave the journal behind
+		 * state the caller already holds; force_truncate does not change that. */
+		r->state = RD_ERROR;
+		r->rc = -EBADMSG;
+		msg(r->err, sizeof r->err,
+		    "journal shard %" PRIu32 ": corrupt: the log ends at seq %" PRIu64
+		    "%s%.600s%s, before seq %" PRIu64
+		    " which the caller already holds (after_seq): records it covers are "
+		    "missing; refusing",
+		    r->shard_id, r->rec.last_seq, r->rec.note[0] != '\0' ? " (" : "", r->rec.note,
+		    r->rec.note[0] != '\0' ? ")" : "", r->after_seq);
+	}
 }
 
 /* The hole at (segment i, offset off): decide torn tail or corruption, as
@@ -571,6 +645,14 @@ static int rd_open_segment(journal_reader *r)
 		    h.first_seq);
 		return rd_segment_corrupt(r, r->cur, what);
 	}
+	if (!r->chain_known) {
+		/* The START segment of a reader that begins after seq 1: its seed
+		 * is the chain value before its first record, taken as given
+		 * (PRUNED JOURNALS). */
+		assert(r->cur == r->start && h.first_seq > 1);
+		r->last_checksum = h.seed;
+		r->chain_known = 1;
+	}
 	if (h.seed != r->last_checksum) {
 		msg(what, sizeof what, "segment chain seed does not match the previous record");
 		return rd_segment_corrupt(r, r->cur, what);
@@ -598,8 +680,105 @@ static int cmp_seg(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int journal_reader_open(const char *root, uint32_t shard_id, const journal_options *opt,
-                        journal_reader **out, char *err, size_t err_len)
+/* Lists the segment files of dir, sorted by first seq. Returns 0 with *out
+ * (caller frees; NULL when *count is 0), or -errno with a message. */
+static int seg_list(const char *dir, uint32_t shard_id, jsegent **out, uint32_t *count, char *err,
+                    size_t err_len)
+{
+	*out = NULL;
+	*count = 0;
+	DIR *d = opendir(dir);
+	if (d == NULL) {
+		int e = errno;
+		msg(err, err_len, "journal shard %" PRIu32 ": opendir %s: %s", shard_id, dir,
+		    strerror(e));
+		return -e;
+	}
+	jsegent *segs = NULL;
+	uint32_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t first;
+		if (!seg_name_parse(de->d_name, &first))
+			continue;
+		if (n == cap) {
+			uint32_t ncap = cap ? cap * 2 : 16;
+			jsegent *g = cap < UINT32_MAX / 2 ? realloc(segs, ncap * sizeof *g) : NULL;
+			if (g == NULL) {
+				closedir(d);
+				free(segs);
+				msg(err, err_len, "journal shard %" PRIu32 ": out of memory",
+				    shard_id);
+				return -ENOMEM;
+			}
+			segs = g;
+			cap = ncap;
+		}
+		segs[n++].first_seq = first;
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(segs, n, sizeof *segs, cmp_seg);
+	*out = segs;
+	*count = n;
+	return 0;
+}
+
+static int shard_dir(char *out, size_t len, const char *root, uint32_t shard_id, char *err,
+                     size_t err_len)
+{
+	if ((size_t)snprintf(out, len, "%s/shard-%04" PRIu32, root, shard_id) >= len) {
+		msg(err, err_len, "journal shard %" PRIu32 ": path too long", shard_id);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* Picks the START segment for after_seq (PRUNED JOURNALS), or puts the
+ * reader in the error state for a MISSING HEAD. */
+static void rd_pick_start(journal_reader *r)
+{
+	const uint64_t a = r->after_seq;
+	if (r->seg_count == 0) {
+		if (a == 0)
+			return; /* an empty journal: next() ends at once */
+		r->state = RD_ERROR;
+		r->rc = -EBADMSG;
+		msg(r->err, sizeof r->err,
+		    "journal shard %" PRIu32 ": corrupt: missing segment: no segment in %s, "
+		    "but the caller needs the records after seq %" PRIu64 " (after_seq); "
+		    "refusing",
+		    r->shard_id, r->dir, a);
+		return;
+	}
+	uint32_t k = 0;
+	while (k + 1 < r->seg_count && r->segs[k + 1].first_seq <= a)
+		k++;
+	uint64_t first = r->segs[k].first_seq;
+	if (first > a + 1 && !r->allow_pruned) {
+		char name[SEG_NAME_LEN + 1];
+		seg_name(name, sizeof name, first);
+		r->state = RD_ERROR;
+		r->rc = -EBADMSG;
+		msg(r->err, sizeof r->err,
+		    "journal shard %" PRIu32 ": corrupt: missing segment: seqs %" PRIu64
+		    "..%" PRIu64 " absent: the first segment is %s/%s (expected seq %" PRIu64
+		    "); pruned beyond what the caller holds (after_seq %" PRIu64
+		    ") or lost; refusing, force_truncate or not (a cut would keep nothing)",
+		    r->shard_id, a + 1, first - 1, r->dir, name, a + 1, a);
+		return;
+	}
+	r->start = k;
+	r->cur = k;
+	/* A segment named 0 is never valid; it fails its header check with seq 1
+	 * expected, as before pruning existed. */
+	r->next_seq = first > 1 ? first : 1;
+	r->chain_known = r->next_seq == 1;
+	r->last_checksum = 0;
+}
+
+int journal_reader_open_from(const char *root, uint32_t shard_id, const journal_options *opt,
+                             uint64_t after_seq, journal_reader **out, char *err, size_t err_len)
 {
 	assert(root != NULL && out != NULL);
 	*out = NULL;
@@ -608,52 +787,30 @@ int journal_reader_open(const char *root, uint32_t shard_id, const journal_optio
 		msg(err, err_len, "journal shard %" PRIu32 ": out of memory", shard_id);
 		return -ENOMEM;
 	}
-	if ((size_t)snprintf(r->dir, sizeof r->dir, "%s/shard-%04" PRIu32, root, shard_id) >=
-	    sizeof r->dir) {
+	int rc = shard_dir(r->dir, sizeof r->dir, root, shard_id, err, err_len);
+	if (rc == 0)
+		rc = seg_list(r->dir, shard_id, &r->segs, &r->seg_count, err, err_len);
+	if (rc != 0) {
 		free(r);
-		msg(err, err_len, "journal shard %" PRIu32 ": path too long", shard_id);
-		return -ENAMETOOLONG;
+		return rc;
 	}
 	r->shard_id = shard_id;
 	r->force = opt != NULL && opt->force_truncate;
+	r->allow_pruned = opt != NULL && opt->allow_pruned;
+	r->after_seq = after_seq;
 	r->next_seq = 1;
+	r->chain_known = 1;
 	r->tail_seg = UINT32_MAX;
 	r->cut_seg = UINT32_MAX;
-	DIR *d = opendir(r->dir);
-	if (d == NULL) {
-		int e = errno;
-		msg(err, err_len, "journal shard %" PRIu32 ": opendir %s: %s", shard_id, r->dir,
-		    strerror(e));
-		free(r);
-		return -e;
-	}
-	uint32_t cap = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		uint64_t first;
-		if (!seg_name_parse(de->d_name, &first))
-			continue;
-		if (r->seg_count == cap) {
-			uint32_t ncap = cap ? cap * 2 : 16;
-			jsegent *n = realloc(r->segs, ncap * sizeof *n);
-			if (n == NULL) {
-				closedir(d);
-				free(r->segs);
-				free(r);
-				msg(err, err_len, "journal shard %" PRIu32 ": out of memory",
-				    shard_id);
-				return -ENOMEM;
-			}
-			r->segs = n;
-			cap = ncap;
-		}
-		r->segs[r->seg_count++].first_seq = first;
-	}
-	closedir(d);
-	if (r->seg_count > 0)
-		qsort(r->segs, r->seg_count, sizeof *r->segs, cmp_seg);
+	rd_pick_start(r);
 	*out = r;
 	return 0;
+}
+
+int journal_reader_open(const char *root, uint32_t shard_id, const journal_options *opt,
+                        journal_reader **out, char *err, size_t err_len)
+{
+	return journal_reader_open_from(root, shard_id, opt, 0, out, err, err_len);
 }
 
 int journal_reader_next(journal_reader *r, journal_record *rec)
@@ -676,18 +833,24 @@ int journal_reader_next(journal_reader *r, journal_record *rec)
 		    rec_follows(&x, r->next_seq, r->last_checksum, r->last_unit)) {
 			/* Paired assertion, read side: what we hand out is what we checked. */
 			assert(x.seq == r->next_seq && r->off + x.bytes <= r->map_bytes);
-			rec->seq = x.seq;
-			rec->timestamp_ms = x.timestamp_ms;
-			rec->shard_id = x.shard_id;
-			rec->payload_len = x.payload_len;
-			rec->payload = r->map + r->off + REC_HDR_BYTES;
-			rec->file = r->path;
-			rec->offset = r->off;
+			assert(r->chain_known);
+			uint64_t off = r->off;
 			r->off += x.bytes;
 			r->next_seq = x.seq + 1;
 			r->last_checksum = x.checksum;
 			r->last_unit = x.unit_index;
 			r->tail_off = r->off;
+			if (r->rec.first_seq == 0)
+				r->rec.first_seq = x.seq;
+			if (x.seq <= r->after_seq)
+				continue; /* checked, but the caller holds it already */
+			rec->seq = x.seq;
+			rec->timestamp_ms = x.timestamp_ms;
+			rec->shard_id = x.shard_id;
+			rec->payload_len = x.payload_len;
+			rec->payload = r->map + off + REC_HDR_BYTES;
+			rec->file = r->path;
+			rec->offset = off;
 			return 1;
 		}
 		if (r->off >= r->map_bytes ||
@@ -1398,12 +1561,23 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
 		}
 	}
 	if (rc == 0)
-		rc = journal_reader_open(root, shard_id, &o, &r, m, sizeof m);
+		rc = journal_reader_open_from(root, shard_id, &o, o.after_seq, &r, m, sizeof m);
 	journal_record x;
 	while (rc == 0 && (rc = journal_reader_next(r, &x)) == 1)
 		rc = 0;
 	if (rc < 0 && r != NULL && r->err[0] != '\0')
 		msg(m, sizeof m, "%s", r->err);
+	if (rc == 0 && !r->chain_known && r->next_seq > 1) {
+		/* The START segment's header was never valid and the log holds no
+		 * record before it: the first append would need the checksum of
+		 * record next_seq - 1, which only a pruned segment had. */
+		rc = -EBADMSG;
+		msg(m, sizeof m,
+		    "journal shard %" PRIu32 ": corrupt: the first remaining segment has no valid "
+		    "header and no record precedes it, so the hash chain cannot continue after "
+		    "seq %" PRIu64 " (%s); refusing",
+		    shard_id, r->next_seq - 1, r->rec.note);
+	}
 	if (rc == 0) {
 		if (rec != NULL)
 			journal_reader_recovery(r, rec);
@@ -1450,4 +1624,377 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
 	}
 	*out = j;
 	return 0;
+}
+
+/* ==== Maintenance: listing, pruning, repair ================================== */
+
+int journal_segments(const char *root, uint32_t shard_id, journal_segment_fn fn, void *ctx,
+                     char *err, size_t err_len)
+{
+	assert(root != NULL && fn != NULL);
+	char dir[DIR_MAX];
+	jsegent *segs;
+	uint32_t n;
+	int rc = shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
+	if (rc == 0)
+		rc = seg_list(dir, shard_id, &segs, &n, err, err_len);
+	if (rc != 0)
+		return rc;
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		char name[SEG_NAME_LEN + 1], path[PATH_MAX];
+		seg_name(name, sizeof name, segs[i].first_seq);
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+		struct stat st;
+		if (stat(path, &st) != 0) {
+			rc = -errno;
+			msg(err, err_len, "journal shard %" PRIu32 ": stat %s: %s", shard_id, path,
+			    strerror(-rc));
+			break;
+		}
+		journal_segment_info info = {
+		        .path = path,
+		        .first_seq = segs[i].first_seq,
+		        /* Names are unique and sorted, so segs[i + 1] >= 1. */
+		        .last_seq_max = i + 1 < n ? segs[i + 1].first_seq - 1 : UINT64_MAX,
+		        .size_bytes = (uint64_t)st.st_size,
+		};
+		rc = fn(ctx, &info);
+		assert(rc <= 0); /* the callback's contract */
+	}
+	free(segs);
+	return rc != 0 ? rc : (int)n;
+}
+
+/* Is `path` (a segment named first_seq) fit to be the first segment: a valid
+ * header naming it and a valid first record continuing its seed? 0, or
+ * -EBADMSG / -errno with a message. */
+static int check_new_first(const char *path, uint32_t shard_id, uint64_t first_seq, char *err,
+                           size_t err_len)
+{
+	const uint8_t *m;
+	uint64_t n;
+	int rc = map_file(path, shard_id, &m, &n, err, err_len);
+	if (rc != 0)
+		return rc;
+	jseghdr h;
+	jrec x;
+	const char *why = NULL;
+	if (!seghdr_parse(m, n, shard_id, &h) || h.first_seq != first_seq)
+		why = "no valid segment header naming the file";
+	else if (!rec_parse(m, n, SEG_HDR_BYTES, shard_id, &x) ||
+	         !rec_follows(&x, first_seq, h.seed, UNIT_INDEX_NONE))
+		why = "no valid first record";
+	if (m != NULL)
+		munmap((void *)m, n);
+	if (why != NULL) {
+		msg(err, err_len,
+		    "journal shard %" PRIu32 ": prune: %s would become the first segment but has "
+		    "%s; nothing removed",
+		    shard_id, path, why);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err,
+                  size_t err_len)
+{
+	assert(root != NULL);
+	char dir[DIR_MAX];
+	jsegent *segs;
+	uint32_t n;
+	int rc = shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
+	if (rc == 0)
+		rc = seg_list(dir, shard_id, &segs, &n, err, err_len);
+	if (rc != 0)
+		return rc;
+	/* keep: the new first segment, the last one starting at or before upto
+	 * (never past the last segment: it is an index). */
+	uint32_t keep = 0;
+	while (keep + 1 < n && segs[keep + 1].first_seq <= upto_seq)
+		keep++;
+	assert(keep == 0 || keep <= n - 1); /* so the last segment is never removed */
+	if (keep == 0) {
+		free(segs);
+		return 0;
+	}
+	char name[SEG_NAME_LEN + 1], path[PATH_MAX];
+	seg_name(name, sizeof name, segs[keep].first_seq);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	rc = check_new_first(path, shard_id, segs[keep].first_seq, err, err_len);
+	int dfd = -1;
+	if (rc == 0) {
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0) {
+			rc = -errno;
+			msg(err, err_len, "journal shard %" PRIu32 ": open %s: %s", shard_id, dir,
+			    strerror(-rc));
+		}
+	}
+	uint32_t removed = 0;
+	/* Oldest first: a crash (or a failed unlink) part-way leaves a suffix of
+	 * the log, which opens with a larger after_seq, never a gap. */
+	for (uint32_t i = 0; i < keep && rc == 0; i++) {
+		seg_name(name, sizeof name, segs[i].first_seq);
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+		if (unlink(path) != 0) {
+			rc = -errno;
+			msg(err, err_len,
+			    "journal shard %" PRIu32 ": prune: unlink %s: %s (%" PRIu32
+			    " older segments removed)",
+			    shard_id, path, strerror(-rc), removed);
+		} else {
+			removed++;
+		}
+	}
+	if (removed > 0 && fsync(dfd) != 0 && rc == 0) {
+		rc = -errno;
+		msg(err, err_len, "journal shard %" PRIu32 ": prune: fsync %s: %s", shard_id, dir,
+		    strerror(-rc));
+	}
+	if (dfd >= 0)
+		close(dfd);
+	free(segs);
+	return rc != 0 ? rc : (int)removed;
+}
+
+/* Copies bytes [from, end of file) of the mapped segment m[0, n) to a new
+ * file `dst` (O_EXCL), writing only non-zero 4 KiB blocks (the rest is a
+ * hole, which reads as zero: byte-exact), then fsyncs it. Returns 0 or -errno
+ * with a message. */
+static int backup_copy(const uint8_t *m, uint64_t n, uint64_t from, const char *dst,
+                       uint32_t shard_id, char *err, size_t err_len)
+{
+	assert(from <= n);
+	int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: create backup %s: %s%s",
+		    shard_id, dst, strerror(e),
+		    e == EEXIST ? " (an earlier attempt's? move it away; nothing was cut)" : "");
+		return -e;
+	}
+	int rc = 0;
+	for (uint64_t o = from; o < n && rc == 0;) {
+		size_t len = n - o < PAGE_BYTES ? (size_t)(n - o) : PAGE_BYTES;
+		if (last_nonzero_end(m, o, o + len) != o &&
+		    pwrite(fd, m + o, len, (off_t)(o - from)) != (ssize_t)len)
+			rc = errno != 0 ? -errno : -EIO;
+		o += len;
+	}
+	if (rc == 0 && ftruncate(fd, (off_t)(n - from)) != 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc != 0)
+		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: writing backup %s: %s",
+		    shard_id, dst, strerror(-rc));
+	return rc;
+}
+
+/* Zeroes [from, size) of a segment and syncs it. The fallback writes from the
+ * end backwards, so a crash part-way leaves records, then zeros: a journal
+ * that ends a little later, never a hole before surviving records. */
+static int zero_tail(const char *path, uint64_t from, char *err, size_t err_len)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		msg(err, err_len, "open %s: %s", path, strerror(e));
+		return -e;
+	}
+	uint64_t to = (uint64_t)st.st_size;
+	int rc = 0;
+	if (to > from && fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+	                           (off_t)(to - from)) != 0) {
+		while (to > from && rc == 0) {
+			uint64_t o = to - from > PAGE_BYTES ? to - PAGE_BYTES : from;
+			if (pwrite(fd, zero_page, (size_t)(to - o), (off_t)o) != (ssize_t)(to - o))
+				rc = errno != 0 ? -errno : -EIO;
+			to = o;
+		}
+	}
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc != 0)
+		msg(err, err_len, "zeroing %s from offset %" PRIu64 ": %s", path, from,
+		    strerror(-rc));
+	return rc;
+}
+
+int journal_truncate_at(const char *root, uint32_t shard_id, uint64_t seq, const char *backup_dir,
+                        char *err, size_t err_len)
+{
+	assert(root != NULL && backup_dir != NULL);
+	char dir[DIR_MAX];
+	int rc = shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
+	if (rc != 0)
+		return rc;
+	if (seq == 0) {
+		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: seq 0 does not exist",
+		    shard_id);
+		return -ERANGE;
+	}
+	struct stat bst, dst;
+	int bad_dir = stat(backup_dir, &bst) != 0 ? errno : S_ISDIR(bst.st_mode) ? 0 : ENOTDIR;
+	if (bad_dir != 0) {
+		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: backup dir %s: %s",
+		    shard_id, backup_dir, strerror(bad_dir));
+		return -EINVAL;
+	}
+	if (stat(dir, &dst) != 0) {
+		int e = errno;
+		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: stat %s: %s", shard_id,
+		    dir, strerror(e));
+		return -e;
+	}
+	if (bst.st_dev == dst.st_dev && bst.st_ino == dst.st_ino) {
+		/* Backups there would carry segment names and become the journal. */
+		msg(err, err_len,
+		    "journal shard %" PRIu32 ": truncate_at: backup dir %s is the shard directory",
+		    shard_id, backup_dir);
+		return -EINVAL;
+	}
+
+	/* Find the cut: right after record seq - 1, which must be readable. A
+	 * reader from seq - 2 hands it out first; r->cur / r->off are then its
+	 * segment and end. seq 1 cuts everything from the first segment on. */
+	journal_reader *r = NULL;
+	rc = journal_reader_open_from(root, shard_id, NULL, seq >= 2 ? seq - 2 : 0, &r, err,
+	                              err_len);
+	if (rc != 0)
+		return rc;
+	uint32_t cut_seg = 0;
+	uint64_t cut_off = 0;
+	if (seq >= 2) {
+		journal_record x;
+		rc = journal_reader_next(r, &x);
+		if (rc == 1) {
+			assert(x.seq == seq - 1 && r->cur < r->seg_count);
+			cut_seg = r->cur;
+			cut_off = r->off;
+			rc = 0;
+		} else if (rc == 0 || rc == -EBADMSG) {
+			char why[JOURNAL_ERR_LEN];
+			if (rc == 0)
+				msg(why, sizeof why, "the log ends at seq %" PRIu64 "%s%.700s",
+				    r->rec.last_seq, r->rec.note[0] != '\0' ? ": " : "",
+				    r->rec.note);
+			else
+				msg(why, sizeof why, "%s", r->err);
+			msg(err, err_len,
+			    "journal shard %" PRIu32 ": truncate_at %" PRIu64 ": seq %" PRIu64
+			    " is not a readable record, so it cannot be the last one kept "
+			    "(%.800s); nothing cut",
+			    shard_id, seq, seq - 1, why);
+			rc = -ERANGE;
+		} else {
+			snprintf(err, err_len, "%s", r->err);
+		}
+	} else if (r->seg_count > 0 && r->segs[0].first_seq != 1) {
+		msg(err, err_len,
+		    "journal shard %" PRIu32 ": truncate_at 1: the journal was pruned (it "
+		    "starts at seq %" PRIu64 "); nothing cut",
+		    shard_id, r->segs[0].first_seq);
+		rc = -ERANGE;
+	}
+	rd_unmap(r);
+	if (rc != 0) {
+		journal_reader_close(r);
+		return rc;
+	}
+
+	/* 1. Back up everything from the cut on, and make the copies durable. */
+	uint64_t copied = 0;
+	uint32_t files = 0;
+	for (uint32_t s = cut_seg; s < r->seg_count && rc == 0; s++) {
+		char name[SEG_NAME_LEN + 1], src[PATH_MAX], bak[PATH_MAX];
+		seg_name(name, sizeof name, r->segs[s].first_seq);
+		snprintf(src, sizeof src, "%s/%s", dir, name);
+		uint64_t from = s == cut_seg ? cut_off : 0;
+		if (from > 0)
+			snprintf(bak, sizeof bak, "%s/%s.from-%020" PRIu64, backup_dir, name, from);
+		else
+			snprintf(bak, sizeof bak, "%s/%s", backup_dir, name);
+		const uint8_t *m;
+		uint64_t n;
+		rc = map_file(src, shard_id, &m, &n, err, err_len);
+		if (rc != 0)
+			break;
+		uint64_t live = from < n ? last_nonzero_end(m, from, n) - from : 0;
+		/* A kept segment's zero tail was never data: no file for it. */
+		if (from == 0 || live > 0) {
+			rc = backup_copy(m, n, from < n ? from : n, bak, shard_id, err, err_len);
+			copied += live;
+			files++;
+		}
+		if (m != NULL)
+			munmap((void *)m, n);
+	}
+	if (rc == 0 && files > 0) {
+		int bfd = open(backup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (bfd < 0 || fsync(bfd) != 0) {
+			rc = -errno;
+			msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: fsync %s: %s",
+			    shard_id, backup_dir, strerror(-rc));
+		}
+		if (bfd >= 0)
+			close(bfd);
+	}
+	if (rc != 0) {
+		journal_reader_close(r);
+		return rc; /* nothing cut; backups written so far stay */
+	}
+
+	/* 2. Cut: later segments newest first, then the tail of the cut segment
+	 * (or the whole of it when the cut is at its start). Each step leaves a
+	 * valid, shorter journal. */
+	char m[JOURNAL_ERR_LEN] = "";
+	uint32_t removed = 0;
+	for (uint32_t s = r->seg_count; s-- > cut_seg && rc == 0;) {
+		char name[SEG_NAME_LEN + 1], path[PATH_MAX];
+		seg_name(name, sizeof name, r->segs[s].first_seq);
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+		if (s == cut_seg && cut_off > 0) {
+			rc = zero_tail(path, cut_off, m, sizeof m);
+		} else if (unlink(path) != 0) {
+			rc = -errno;
+			msg(m, sizeof m, "unlink %s: %s", path, strerror(-rc));
+		} else {
+			removed++;
+		}
+	}
+	if (removed > 0 && rc == 0) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) != 0) {
+			rc = -errno;
+			msg(m, sizeof m, "fsync %s: %s", dir, strerror(-rc));
+		}
+		if (dfd >= 0)
+			close(dfd);
+	}
+	char cut_name[SEG_NAME_LEN + 1] = "";
+	if (cut_seg < r->seg_count)
+		seg_name(cut_name, sizeof cut_name, r->segs[cut_seg].first_seq);
+	if (rc != 0)
+		msg(err, err_len,
+		    "journal shard %" PRIu32 ": truncate_at %" PRIu64 ": cutting failed after the "
+		    "backup (%" PRIu32 " files in %s are complete): %.600s; %" PRIu32
+		    " segments removed so far",
+		    shard_id, seq, files, backup_dir, m, removed);
+	else
+		msg(err, err_len,
+		    "journal shard %" PRIu32 ": truncated at seq %" PRIu64
+		    " (last record kept %" PRIu64 "): cut %s/%s from offset %" PRIu64
+		    ", removed %" PRIu32 " segments; %" PRIu64
+		    " non-zero bytes copied first to %" PRIu32 " files in %s",
+		    shard_id, seq, seq - 1, dir, cut_name[0] != '\0' ? cut_name : "-", cut_off,
+		    removed, copied, files, backup_dir);
+	journal_reader_close(r);
+	return rc;
 }

@@ -25,8 +25,12 @@
  *         journal_poll(j, &durable_seq);   // release replies with seq <= durable_seq
  *     journal_close(j, &durable_seq);
  *
+ *     // after a durable snapshot at seq S, once the committer has taken C:
+ *     journal_prune(root, 3, min(S, C, durable_seq), err, sizeof err);
+ *     // on restart from that snapshot: opt.after_seq = S before journal_open.
+ *
  *     journal_reader *r;                   // replay / verify / dump
- *     journal_reader_open(root, 3, &opt, &r, err, sizeof err);
+ *     journal_reader_open(root, 3, &opt, &r, err, sizeof err);  // or _open_from(.., S, ..)
  *     while ((rc = journal_reader_next(r, &record)) == 1) use record;
  *     rc == 0: end of the log; rc < 0: journal_reader_error(r) names file, offset, seq.
  *     journal_reader_close(r);
@@ -122,7 +126,18 @@ typedef struct journal_options {
 	                             * refused on append and invalid on read */
 	journal_sync sync;          /* JOURNAL_SYNC_DATA unless benchmarking */
 	int force_truncate;         /* recovery: cut at the first corruption instead of
-	                             * refusing to open (operator decision, loses data) */
+	                             * refusing to open (operator decision, loses data;
+	                             * never used to cut a missing head, see after_seq) */
+	uint64_t after_seq;         /* journal_open: the caller already holds the state
+	                             * through this seq (a snapshot), so older segments may
+	                             * have been pruned and are not read; the journal must
+	                             * hold every record after it. 0: everything from seq 1.
+	                             * The rule is "PRUNED JOURNALS" at the top of journal.c */
+	int allow_pruned;           /* journal_open and readers: when no segment starts at or
+	                             * before after_seq + 1, read from the first segment
+	                             * instead of refusing (missing head). For a caller that
+	                             * opens before it knows its snapshot seq: it must then
+	                             * check journal_recovery.first_seq <= its seq + 1 */
 	journal_fault_fn fault;     /* NULL in production */
 	void *fault_ctx;
 } journal_options;
@@ -130,7 +145,10 @@ typedef struct journal_options {
 /* What recovery found and did (journal_open) or the reader saw at its end. */
 typedef struct journal_recovery {
 	uint64_t last_seq;          /* last good record; 0 when the journal is empty */
-	uint64_t records;           /* good records (1..last_seq) */
+	uint64_t first_seq;         /* first record read and validated: 1, or more when
+	                             * older segments were pruned or skipped (after_seq);
+	                             * 0 when no record was read */
+	uint64_t records;           /* good records read (first_seq..last_seq) */
 	uint32_t segments;          /* segments holding them (after the cut) */
 	int forced;                 /* 1 when corruption was cut because of force_truncate */
 	uint64_t bytes_cut;         /* non-zero bytes discarded after the last good record */
@@ -158,15 +176,22 @@ void journal_options_default(journal_options *opt);
 /* ---- Appending ------------------------------------------------------------- */
 
 /* Opens (creating when missing) `<root>/shard-NNNN/` for appending: recovers
- * it (as journal_reader does), cuts a torn tail on disk (zeroing the rest of
- * its segment, deleting segments after it, syncing both), and positions
- * appends after the last good record.
+ * it (as journal_reader_open_from(opt->after_seq) does), cuts a torn tail on
+ * disk (zeroing the rest of its segment, deleting segments after it, syncing
+ * both), and positions appends after the last good record.
+ * A pruned journal (first segment starting after seq 1) opens when
+ * opt->after_seq says the caller does not need what was pruned; appends then
+ * continue its sequence and hash chain.
  * `root` must exist. `opt` may be NULL (defaults); it is copied.
  * Returns 0 and *out (caller owns: journal_close), with *rec (may be NULL)
  * describing the recovery; or, with *out = NULL and a message in err:
  *   -EINVAL   options out of range (err says which),
  *   -EBADMSG  corruption found and force_truncate not set (err names file,
- *             offset and sequence),
+ *             offset and sequence); or, force_truncate or not: the records
+ *             right after after_seq are missing ("missing segment": pruned
+ *             beyond what the caller holds, or lost), the log ends before
+ *             after_seq, or the first remaining segment has no valid header
+ *             to continue the hash chain from,
  *   -ENOSYS / -EPERM  io_uring refused by the kernel,
  *   -ENOMEM, or the -errno of a failed mkdir/open/read/fallocate/fsync. */
 int journal_open(const char *root, uint32_t shard_id, const journal_options *opt, journal **out,
@@ -216,14 +241,30 @@ int journal_close(journal *j, uint64_t *durable_seq);
 
 /* ---- Reading --------------------------------------------------------------- */
 
-/* Opens the shard's journal read-only for iteration from seq 1. Never
- * changes the files. `opt` may be NULL; only force_truncate is used
+/* Opens the shard's journal read-only for iteration from seq 1 (a pruned
+ * journal is then refused as a missing segment unless opt->allow_pruned: use
+ * journal_reader_open_from). Never changes the files. `opt` may be NULL;
+ * only force_truncate and allow_pruned are used
  * (stop at the first corruption instead of failing; records are bounded by
  * JOURNAL_PAYLOAD_BYTES_MAX, the format's limit, not by the option). Returns 0 and *out (caller
  * owns: journal_reader_close), or -ENOENT (no such shard directory), -ENOMEM, -errno of opendir
  * with a message in err. */
 int journal_reader_open(const char *root, uint32_t shard_id, const journal_options *opt,
                         journal_reader **out, char *err, size_t err_len);
+
+/* Opens the shard's journal read-only for the records after `after_seq`
+ * (0: from seq 1, exactly journal_reader_open). Segments whose records are
+ * all <= after_seq are not read at all (nor validated): the reader starts in
+ * the last segment whose first seq is <= after_seq (or the first segment
+ * when it starts at after_seq + 1), validates that segment from its header
+ * on (its chain seed is taken as given) and hands out only records >
+ * after_seq. So a pruned journal is readable from after_seq as long as its
+ * first segment starts at or before after_seq + 1 (or opt->allow_pruned).
+ * opt->after_seq is ignored. Outcomes as journal_reader_open; and journal_reader_next()
+ * returns -EBADMSG (force_truncate or not) when the records right after
+ * after_seq are missing or the log ends before after_seq. */
+int journal_reader_open_from(const char *root, uint32_t shard_id, const journal_options *opt,
+                             uint64_t after_seq, journal_reader **out, char *err, size_t err_len);
 
 /* Validates and returns the next record.
  * Returns 1 with *rec filled (borrowed, valid until the next call); 0 at the
@@ -241,5 +282,87 @@ void journal_reader_recovery(const journal_reader *r, journal_recovery *rec);
 
 /* Frees r. */
 void journal_reader_close(journal_reader *r);
+
+/* ---- Maintenance: listing, pruning, repair ---------------------------------- */
+
+/* One segment file, as journal_segments() reports it. */
+typedef struct journal_segment_info {
+	const char *path;      /* the file; borrowed, valid during the callback only */
+	uint64_t first_seq;    /* from the file name: its first record's seq */
+	uint64_t last_seq_max; /* the next segment's first_seq - 1: no record in this one
+	                        * is later; UINT64_MAX for the last (growing) segment */
+	uint64_t size_bytes;   /* file size (segments are preallocated: not bytes used) */
+} journal_segment_info;
+
+/* Called once per segment, in log order. Returns 0 to go on, or a negative
+ * errno that stops the walk and becomes journal_segments()' result. */
+typedef int (*journal_segment_fn)(void *ctx, const journal_segment_info *info);
+
+/* Lists the shard's segment files (by name and size; contents are not read
+ * or validated — the reader does that). Returns the number of segments
+ * reported, or -ENOENT (no shard directory) / -errno of opendir or stat /
+ * -ENOMEM / fn's negative result, with a message in err (fn's: untouched). */
+int journal_segments(const char *root, uint32_t shard_id, journal_segment_fn fn, void *ctx,
+                     char *err, size_t err_len);
+
+/* Deletes the oldest segments whose records are all <= upto_seq, keeping
+ * the first segment that holds a record <= upto_seq and everything after it:
+ * segment i goes when segment i + 1 starts at or before upto_seq. So the
+ * last segment (the one being appended to) is never removed, and what is
+ * left is readable with journal_reader_open_from(upto_seq) and opens with
+ * after_seq = upto_seq. Segments go oldest first, then the directory is
+ * fsynced: a crash part-way leaves a shorter prefix pruned, never a gap.
+ *
+ * Contract (the caller's, nothing here can check it): upto_seq <= the
+ * journal's durable seq, and upto_seq <= min(the seq of a snapshot that is
+ * durable on disk, the last seq every other consumer — the PostgreSQL
+ * committer, a standby — has taken). The shard calls this after a snapshot at
+ * seq S with upto_seq = min(S, committer's position). Readers already open
+ * keep the segment they have mapped; none of them may need a removed record.
+ * May run on a journal that is open for appending (any thread).
+ *
+ * Before deleting, checks that the segment that becomes the first has a
+ * valid header naming its file and a valid first record continuing its
+ * chain seed; if not, nothing is removed.
+ * Returns the number of segments removed (0..), or with a message in err:
+ * -EBADMSG (the new first segment is damaged), -ENOENT (no shard directory),
+ * -ENOMEM, or the -errno of a failed opendir/open/unlink/fsync (segments
+ * removed before an unlink failed stay removed: the log is still a suffix). */
+int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err,
+                  size_t err_len);
+
+/* The operator's explicit repair: cuts the journal so that seq - 1 is its
+ * last record (records >= seq are removed; seq 1 removes everything of an
+ * unpruned journal), after copying every byte it cuts into `backup_dir` (an
+ * existing directory, not the shard's):
+ *   <segment name>.from-<offset, 20 digits>
+ *                                 bytes [offset, end of file) of the segment
+ *                                 holding seq - 1 (only if any is non-zero;
+ *                                 never-written zeros read back as zeros),
+ *   <segment name>                every later segment, whole,
+ * each created exclusively (an existing file is never overwritten), written,
+ * fsynced, then the directory fsynced — before anything is cut. Then later
+ * segments are deleted newest first and the rest of seq - 1's segment is
+ * zeroed and synced, so a crash part-way leaves a shorter valid journal.
+ * Works on a journal journal_open() refuses, as long as record seq - 1 is
+ * readable: it is read with journal_reader_open_from(seq - 2), so older
+ * segments are not read and a pruned journal works too (down to seq - 1 =
+ * its first record); afterwards journal_open() succeeds
+ * without force_truncate unless older damage remains. The shard must not be
+ * running (nothing here locks out an appender). Snapshots at seq >= `seq` no
+ * longer match the journal (opening with such an after_seq is refused as a
+ * short log): the operator removes them.
+ * Returns 0 with a summary of what was cut and copied in err; or, with the
+ * reason in err and nothing cut:
+ *   -ERANGE   seq is beyond the end (seq - 1 is not a readable record; err
+ *             says where the readable log ends and why) or before the first
+ *             remaining segment (pruned),
+ *   -EINVAL   backup_dir is the shard directory or not a directory,
+ *   -EEXIST   a backup file exists already (from an earlier attempt?),
+ *   -ENOENT / -ENOMEM / -errno of a failed read, copy, fsync;
+ * or -errno of a failed unlink/zeroing after the backups were written (the
+ * backups stay; err says how far the cut got). */
+int journal_truncate_at(const char *root, uint32_t shard_id, uint64_t seq, const char *backup_dir,
+                        char *err, size_t err_len);
 
 #endif /* BO_JOURNAL_H */

@@ -338,6 +338,11 @@ static int m_content_equal(const bo_cmd *a, const bo_cmd *b)
 		return 0;
 	switch (a->op) {
 	case BO_OP_CREATE_EVENT:
+		/* Only a valid map is content: every invalid map (NULL too) gets
+		 * the same answer, and the journal records such a command
+		 * without its map (engine.h, "Idempotency"). */
+		if (!m_map_valid(a->map) || !m_map_valid(b->map))
+			return !m_map_valid(a->map) && !m_map_valid(b->map);
 		return m_map_equal(a->map, b->map);
 	case BO_OP_HOLD_SEATS:
 		return a->ttl_ms == b->ttl_ms && m_seats_equal(a, b);

@@ -11,9 +11,25 @@
  * truncate between close and reopen, at offsets the reader reported; I/O
  * failures are injected with the journal's fault hook. If the kernel refuses
  * io_uring (ENOSYS/EPERM) every test that needs it is skipped, loudly.
- * The last test damages the files at random (seeded, seed printed on
+ * The random test damages the files at random (seeded, seed printed on
  * failure) and checks that the reader only ever returns true records and
- * that a forced open always yields a clean journal.
+ * that a forced open always yields a clean journal, except that a missing
+ * first segment is refused even when forced (a cut would keep nothing).
+ *
+ * Reading from a sequence, pruning and repair: a reader from A is checked
+ * record by record to give exactly A+1..end; that it skips whole segments is
+ * proved by damaging a segment it must not open (read still succeeds) and
+ * that it validates its first segment by damaging a record before A there
+ * (refused). Prune results are compared with a two-line model of its rule
+ * over the file names; the open journal's last segment must survive a prune
+ * at its durable seq and keep taking appends. The pruned journal reopens
+ * with after_seq and continues sequence and hash chain (a reader from the
+ * first remaining segment re-checks every chain link). truncate_at is run on
+ * a journal with a flipped bit that journal_open refuses: each backup file
+ * is compared byte for byte with the file contents saved just before, kept
+ * bytes unchanged, cut bytes zero, and the journal opens without force and
+ * appends. Refusals (beyond the end, seq 0, pruned start, bad backup dir,
+ * existing backup) must leave every byte as it was.
  */
 #include <criterion/criterion.h>
 
@@ -231,7 +247,8 @@ static int list_segments(char names[][64], int max)
 
 static void seg_path(char *out, size_t len, const char *name)
 {
-	snprintf(out, len, "%s/shard-%04u/%s", g_root, SHARD, name);
+	int n = snprintf(out, len, "%s/shard-%04u/%s", g_root, SHARD, name);
+	cr_assert(n > 0 && (size_t)n < len, "path too long for %s", name);
 }
 
 static int open_fails(const journal_options *o, char *err, size_t err_len)
@@ -240,6 +257,102 @@ static int open_fails(const journal_options *o, char *err, size_t err_len)
 	int rc = journal_open(g_root, SHARD, o, &j, NULL, err, err_len);
 	cr_assert_null(j);
 	return rc;
+}
+
+/* Reads the records after `after` and checks them: consecutive from after + 1,
+ * each against payload_of(). Returns how many; rc of the end in *end_rc. */
+static uint64_t read_from(uint64_t after, int force, int *end_rc, char *err, size_t err_len)
+{
+	journal_options o = small_opts();
+	o.force_truncate = force;
+	journal_reader *r;
+	int rc = journal_reader_open_from(g_root, SHARD, &o, after, &r, err, err_len);
+	cr_assert_eq(rc, 0, "journal_reader_open_from: %s", err);
+	journal_record x;
+	uint64_t n = 0;
+	uint8_t want[PAYLOAD_MAX];
+	while ((rc = journal_reader_next(r, &x)) == 1) {
+		n++;
+		cr_assert_eq(x.seq, after + n, "after %" PRIu64 ": got seq %" PRIu64, after, x.seq);
+		cr_assert_eq(x.timestamp_ms, ts_of(x.seq));
+		uint32_t len = payload_of(x.seq, want);
+		cr_assert_eq(x.payload_len, len, "seq %" PRIu64, x.seq);
+		cr_assert_eq(memcmp(x.payload, want, len), 0, "payload of seq %" PRIu64, x.seq);
+	}
+	*end_rc = rc;
+	snprintf(err, err_len, "%s", journal_reader_error(r));
+	journal_reader_close(r);
+	return n;
+}
+
+static uint64_t read_from_ok(uint64_t after)
+{
+	int rc;
+	char err[JOURNAL_ERR_LEN];
+	uint64_t n = read_from(after, 0, &rc, err, sizeof err);
+	cr_assert_eq(rc, 0, "reader from %" PRIu64 ": %d %s", after, rc, err);
+	return n;
+}
+
+static void flip_byte(const char *path, uint64_t off)
+{
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0x04;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)off), 1);
+	close(fd);
+}
+
+/* The whole file, malloc'ed (caller frees); its size in *len. */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "stat %s: %s", path, strerror(errno));
+	uint8_t *b = malloc((size_t)st.st_size + 1);
+	cr_assert_not_null(b);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, b, (size_t)st.st_size, 0), (ssize_t)st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+static uint64_t first_of(const char *name)
+{
+	return strtoull(name, NULL, 10);
+}
+
+/* Files in dir (any name), sorted; returns how many. */
+static int list_dir(const char *dir, char names[][64], int max)
+{
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d, "opendir %s", dir);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		cr_assert_lt(n, max);
+		size_t l = strlen(de->d_name);
+		cr_assert_lt(l, 64);
+		memcpy(names[n++], de->d_name, l + 1);
+	}
+	closedir(d);
+	qsort(names, (size_t)n, 64, cmp_name);
+	return n;
+}
+
+static void write_closed(uint64_t n, unsigned seed)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_batches(&w, n, 30, seed);
+	uint64_t d;
+	cr_assert_eq(journal_close(w.j, &d), 0);
+	cr_assert_eq(d, n);
 }
 
 /* ---- Fault hook -------------------------------------------------------------- */
@@ -775,13 +888,31 @@ Test(journal, random_damage_never_yields_false_records, .timeout = 120)
 		cr_assert(rc == 0 || rc == -EBADMSG, "seed %u: rc %d %s", 1000 + iter, rc, err);
 		cr_assert_leq(got, n, "seed %u", 1000 + iter);
 		uint64_t forced = read_all(1, &rc, err, sizeof err);
+		o.force_truncate = 1;
+		o.sync = JOURNAL_SYNC_DATA;
+		char names[64][64];
+		int segs = list_segments(names, 64);
+		if (segs > 0 && strtoull(names[0], NULL, 10) != 1) {
+			/* The first segment was deleted: a missing head is refused even
+			 * when forced (a cut would delete every good record), and the
+			 * refusal changes nothing. */
+			cr_assert_eq(rc, -EBADMSG, "seed %u: %d %s", 1000 + iter, rc, err);
+			cr_assert_neq(strstr(err, "missing segment"), NULL, "seed %u: %s",
+			              1000 + iter, err);
+			cr_assert_eq(got, 0, "seed %u", 1000 + iter);
+			cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG, "seed %u: %s",
+			             1000 + iter, err);
+			cr_assert_eq(list_segments(names, 64), segs, "seed %u", 1000 + iter);
+			teardown();
+			snprintf(g_root, sizeof g_root, "/tmp/bo_journal_XXXXXX");
+			cr_assert_not_null(mkdtemp(g_root));
+			continue;
+		}
 		cr_assert_eq(rc, 0, "seed %u: forced reader: %d %s", 1000 + iter, rc, err);
 		cr_assert_eq(forced, got, "seed %u", 1000 + iter);
 
-		/* A forced open always succeeds and leaves a clean journal holding
-		 * exactly those records. */
-		o.force_truncate = 1;
-		o.sync = JOURNAL_SYNC_DATA;
+		/* Otherwise a forced open always succeeds and leaves a clean journal
+		 * holding exactly those records. */
 		journal_recovery rec;
 		journal *j = open_ok(&o, &rec);
 		cr_assert_eq(rec.last_seq, got, "seed %u: %s", 1000 + iter, rec.note);
@@ -792,4 +923,436 @@ Test(journal, random_damage_never_yields_false_records, .timeout = 120)
 		snprintf(g_root, sizeof g_root, "/tmp/bo_journal_XXXXXX");
 		cr_assert_not_null(mkdtemp(g_root));
 	}
+}
+
+/* ---- Reading from a sequence, pruning, listing, repair ----------------------- */
+
+Test(journal, reader_from_skips_older_segments_and_checks_its_first)
+{
+	write_closed(5000, 20);
+	char names[64][64], path[256];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 6, "only %d segments", n);
+	uint64_t f3 = first_of(names[3]), f4 = first_of(names[4]);
+	uint64_t a = f3 + 10;
+	cr_assert_lt(a, f4 - 1);
+	cr_assert_eq(read_from_ok(a), 5000 - a);
+	cr_assert_eq(read_from_ok(f3 - 1), 5000 - (f3 - 1)); /* starts exactly at a segment */
+	cr_assert_eq(read_from_ok(f3), 5000 - f3);
+	cr_assert_eq(read_from_ok(4999), 1);
+	cr_assert_eq(read_from_ok(5000), 0);
+
+	/* Damage in segment 1: the plain reader refuses, a reader from a is
+	 * unaffected because it never opens segment 1 (whole segments skipped). */
+	uint64_t off, off3;
+	uint32_t len;
+	char path3[256];
+	locate(f3 + 2, path3, sizeof path3, &off3, &len); /* before any damage */
+	locate(first_of(names[1]) + 5, path, sizeof path, &off, &len);
+	flip_byte(path, off + 48);
+	int rc;
+	char err[JOURNAL_ERR_LEN];
+	read_all(0, &rc, err, sizeof err);
+	cr_assert_eq(rc, -EBADMSG, "%s", err);
+	cr_assert_eq(read_from_ok(a), 5000 - a);
+
+	/* Damage before a inside the segment it starts in: it is still
+	 * validated, refused, and nothing after it is handed out. */
+	flip_byte(path3, off3 + 48);
+	uint64_t got = read_from(a, 0, &rc, err, sizeof err);
+	cr_assert_eq(rc, -EBADMSG, "%s", err);
+	cr_assert_eq(got, 0);
+	char want[64];
+	snprintf(want, sizeof want, "expected seq %" PRIu64, f3 + 2);
+	cr_assert_neq(strstr(err, want), NULL, "no '%s' in: %s", want, err);
+
+	/* Asking for records after the end is a short log: refused. */
+	cr_assert_eq(read_from(6000, 0, &rc, err, sizeof err), 0);
+	cr_assert_eq(rc, -EBADMSG);
+	cr_assert_neq(strstr(err, "ends at seq 5000"), NULL, "%s", err);
+}
+
+typedef struct seglist {
+	int calls;
+	int stop_after; /* 0: never stop */
+	uint64_t first[64];
+	uint64_t last_max[64];
+	uint64_t size[64];
+	char path[64][256];
+} seglist;
+
+static int collect(void *ctx, const journal_segment_info *info)
+{
+	seglist *l = ctx;
+	cr_assert_lt(l->calls, 64);
+	l->first[l->calls] = info->first_seq;
+	l->last_max[l->calls] = info->last_seq_max;
+	l->size[l->calls] = info->size_bytes;
+	snprintf(l->path[l->calls], sizeof l->path[0], "%s", info->path);
+	l->calls++;
+	return l->stop_after != 0 && l->calls == l->stop_after ? -ECANCELED : 0;
+}
+
+Test(journal, prune_then_read_from_the_middle)
+{
+	write_closed(5000, 21);
+	char names[64][64], after[64][64];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 6);
+	const uint64_t u = 2500;
+	/* Model of the rule: segment i goes iff segment i + 1 starts at or before u. */
+	int expect = 0;
+	while (expect + 1 < n && first_of(names[expect + 1]) <= u)
+		expect++;
+	cr_assert_gt(expect, 1);
+	cr_assert_lt(expect, n - 1);
+	char err[JOURNAL_ERR_LEN] = "";
+	cr_assert_eq(journal_prune(g_root, SHARD, u, err, sizeof err), expect, "%s", err);
+	int m = list_segments(after, 64);
+	cr_assert_eq(m, n - expect);
+	for (int i = 0; i < m; i++)
+		cr_assert_str_eq(after[i], names[expect + i]);
+	uint64_t f = first_of(after[0]);
+	cr_assert_leq(f, u);
+	cr_assert_gt(first_of(after[1]), u);
+
+	/* The listing agrees with the directory. */
+	static seglist l;
+	memset(&l, 0, sizeof l);
+	cr_assert_eq(journal_segments(g_root, SHARD, collect, &l, err, sizeof err), m, "%s", err);
+	cr_assert_eq(l.calls, m);
+	for (int i = 0; i < m; i++) {
+		char path[256];
+		seg_path(path, sizeof path, after[i]);
+		struct stat st;
+		cr_assert_eq(stat(path, &st), 0);
+		cr_assert_str_eq(l.path[i], path);
+		cr_assert_eq(l.first[i], first_of(after[i]));
+		cr_assert_eq(l.size[i], (uint64_t)st.st_size);
+		cr_assert_eq(l.last_max[i], i + 1 < m ? first_of(after[i + 1]) - 1 : UINT64_MAX);
+	}
+
+	/* Readable from u, and from anywhere down to f - 1; not from f - 2 nor seq 1. */
+	cr_assert_eq(read_from_ok(u), 5000 - u);
+	cr_assert_eq(read_from_ok(f - 1), 5000 - (f - 1));
+	int rc;
+	cr_assert_eq(read_from(f - 2, 0, &rc, err, sizeof err), 0);
+	cr_assert_eq(rc, -EBADMSG);
+	cr_assert_neq(strstr(err, "missing segment"), NULL, "%s", err);
+	cr_assert_eq(read_all(1, &rc, err, sizeof err), 0);
+	cr_assert_eq(rc, -EBADMSG, "forced reader of a pruned journal from seq 1: %s", err);
+
+	/* Pruning again at the same point removes nothing. */
+	cr_assert_eq(journal_prune(g_root, SHARD, u, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(list_segments(after, 64), m);
+}
+
+Test(journal, prune_never_removes_the_active_or_last_segment)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_batches(&w, 4000, 30, 22);
+	char names[64][64], after[64][64];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 4);
+	char err[JOURNAL_ERR_LEN] = "";
+	/* Below the second segment's start: nothing goes. */
+	cr_assert_eq(journal_prune(g_root, SHARD, first_of(names[1]) - 1, err, sizeof err), 0);
+	/* Everything durable, journal open: all but the segment being appended to. */
+	cr_assert_eq(journal_prune(g_root, SHARD, w.durable, err, sizeof err), n - 1, "%s", err);
+	cr_assert_eq(list_segments(after, 64), 1);
+	cr_assert_str_eq(after[0], names[n - 1]);
+	cr_assert_eq(journal_prune(g_root, SHARD, UINT64_MAX, err, sizeof err), 0, "%s", err);
+	/* The writer goes on appending into it and across new segments. */
+	uint64_t u = w.durable;
+	write_batches(&w, 5000, 30, 23);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert_eq(read_from_ok(u), 5000 - u);
+	cr_assert_gt(list_segments(after, 64), 1);
+}
+
+Test(journal, prune_refuses_when_the_new_first_segment_is_damaged)
+{
+	write_closed(3000, 24);
+	char names[64][64], path[256];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 4);
+	seg_path(path, sizeof path, names[2]);
+	flip_byte(path, 64 + 48); /* first record's payload */
+	char err[JOURNAL_ERR_LEN] = "";
+	cr_assert_eq(journal_prune(g_root, SHARD, first_of(names[2]), err, sizeof err), -EBADMSG);
+	cr_assert_neq(strstr(err, path), NULL, "%s", err);
+	cr_assert_eq(list_segments(names, 64), n);
+	flip_byte(path, 64 + 48);
+	flip_byte(path, 20); /* header: first_seq */
+	cr_assert_eq(journal_prune(g_root, SHARD, first_of(names[2]), err, sizeof err), -EBADMSG);
+	cr_assert_eq(list_segments(names, 64), n);
+	/* A damaged segment further on is not prune's business: prune to before it. */
+	cr_assert_eq(journal_prune(g_root, SHARD, first_of(names[1]), err, sizeof err), 1, "%s",
+	             err);
+}
+
+Test(journal, pruned_journal_reopens_and_continues_sequence_and_chain)
+{
+	write_closed(3000, 25);
+	char err[JOURNAL_ERR_LEN] = "";
+	int removed = journal_prune(g_root, SHARD, 2000, err, sizeof err);
+	cr_assert_gt(removed, 0, "%d %s", removed, err);
+	char names[64][64];
+	cr_assert_geq(list_segments(names, 64), 2);
+	uint64_t f = first_of(names[0]);
+	cr_assert_gt(f, 1);
+
+	/* From seq 1 (after_seq 0) it is a missing head: refused, forced or not,
+	 * and nothing is deleted. */
+	journal_options o = small_opts();
+	int n = list_segments(names, 64);
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG);
+	cr_assert_neq(strstr(err, "missing segment"), NULL, "%s", err);
+	o.force_truncate = 1;
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG);
+	cr_assert_eq(list_segments(names, 64), n);
+	o.force_truncate = 0;
+	/* A caller holding more than the journal has is refused too. */
+	o.after_seq = 3001;
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG);
+	cr_assert_neq(strstr(err, "ends at seq 3000"), NULL, "%s", err);
+
+	o.after_seq = 2000;
+	journal_recovery rec;
+	writer w = {open_ok(&o, &rec), 3001, 3000};
+	cr_assert_eq(rec.last_seq, 3000, "%s", rec.note);
+	cr_assert_eq(rec.first_seq, f, "validation starts at the first segment <= 2000");
+	cr_assert_eq(rec.records, 3000 - f + 1);
+	cr_assert_eq(rec.bytes_cut, 0);
+	write_batches(&w, 3600, 30, 26); /* crosses into new segments: seeds chained */
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert_gt(list_segments(names, 64), n);
+	/* The chain is checked from f's seed through the reopen and the new
+	 * segments' seeds. */
+	cr_assert_eq(read_from_ok(f - 1), 3600 - (f - 1));
+	cr_assert_eq(read_from_ok(2000), 1600);
+	/* An open starting right at the first segment (after_seq f - 1) works too. */
+	o.after_seq = f - 1;
+	journal *j = open_ok(&o, &rec);
+	cr_assert_eq(rec.last_seq, 3600);
+	cr_assert_eq(journal_close(j, NULL), 0);
+	/* allow_pruned: a caller that does not know its snapshot seq yet opens
+	 * from the first segment and learns where the journal starts. */
+	o.after_seq = 0;
+	o.allow_pruned = 1;
+	w.j = open_ok(&o, &rec);
+	cr_assert_eq(rec.first_seq, f);
+	cr_assert_eq(rec.last_seq, 3600);
+	w.next = 3601;
+	w.durable = 3600;
+	write_batches(&w, 3700, 30, 32);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	journal_reader *r;
+	cr_assert_eq(journal_reader_open(g_root, SHARD, &o, &r, err, sizeof err), 0, "%s", err);
+	journal_record x;
+	cr_assert_eq(journal_reader_next(r, &x), 1, "%s", journal_reader_error(r));
+	cr_assert_eq(x.seq, f);
+	journal_reader_close(r);
+	cr_assert_eq(read_from_ok(f - 1), 3700 - (f - 1));
+}
+
+Test(journal, truncate_at_repairs_a_corrupt_journal_with_an_exact_backup)
+{
+	write_closed(3000, 27);
+	char names[64][64], path[256], path1[256];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 4);
+	uint64_t off, off1;
+	uint32_t len, len1;
+	locate(1500, path, sizeof path, &off, &len);
+	locate(1499, path1, sizeof path1, &off1, &len1);
+	uint64_t cut = off1 + ((48u + len1 + 7u) & ~7u); /* end of record 1499 */
+	flip_byte(path, off + 48);
+	journal_options o = small_opts();
+	char err[JOURNAL_ERR_LEN] = "";
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG, "%s", err);
+
+	/* The files as they are before the repair. */
+	static uint8_t *before[64];
+	static size_t before_len[64];
+	int k1 = -1;
+	for (int i = 0; i < n; i++) {
+		char p[256];
+		seg_path(p, sizeof p, names[i]);
+		before[i] = slurp(p, &before_len[i]);
+		if (strcmp(p, path1) == 0)
+			k1 = i;
+	}
+	cr_assert_geq(k1, 0);
+	cr_assert_lt(k1, n - 1, "record 1499 in the last segment: later segments untested");
+
+	char bak[128];
+	snprintf(bak, sizeof bak, "%s/backup", g_root);
+	cr_assert_eq(mkdir(bak, 0755), 0);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1500, bak, err, sizeof err), 0, "%s", err);
+	cr_assert_neq(strstr(err, "truncated at seq 1500"), NULL, "%s", err);
+
+	/* Kept: segments before k1 untouched; k1 up to the cut, zero after it. */
+	char after[64][64];
+	cr_assert_eq(list_segments(after, 64), k1 + 1);
+	for (int i = 0; i <= k1; i++) {
+		char p[256];
+		size_t l;
+		seg_path(p, sizeof p, after[i]);
+		uint8_t *now = slurp(p, &l);
+		cr_assert_eq(l, before_len[i]);
+		size_t same = i < k1 ? l : (size_t)cut;
+		cr_assert_eq(memcmp(now, before[i], same), 0, "segment %d changed before the cut",
+		             i);
+		for (size_t b = same; b < l; b++)
+			cr_assert_eq(now[b], 0, "segment %d byte %zu not zeroed", i, b);
+		free(now);
+	}
+	/* Backup: the cut tail of k1 (when it held anything) and every later
+	 * segment, byte for byte, and nothing else. */
+	char files[64][64];
+	int nf = list_dir(bak, files, 64);
+	int expect_files = 0;
+	int tail_nonzero = 0;
+	for (size_t b = (size_t)cut; b < before_len[k1]; b++)
+		tail_nonzero |= before[k1][b] != 0;
+	if (tail_nonzero) {
+		char want[64], p[256];
+		snprintf(want, sizeof want, "%s.from-%020" PRIu64, names[k1], cut);
+		snprintf(p, sizeof p, "%s/%s", bak, want);
+		size_t l;
+		uint8_t *got = slurp(p, &l);
+		cr_assert_eq(l, before_len[k1] - cut);
+		cr_assert_eq(memcmp(got, before[k1] + cut, l), 0, "tail backup differs");
+		free(got);
+		expect_files++;
+	}
+	cr_assert(tail_nonzero || strcmp(path, path1) != 0, "1500's own segment must be backed up");
+	for (int i = k1 + 1; i < n; i++) {
+		char p[256];
+		size_t l;
+		snprintf(p, sizeof p, "%s/%s", bak, names[i]);
+		uint8_t *got = slurp(p, &l);
+		cr_assert_eq(l, before_len[i]);
+		cr_assert_eq(memcmp(got, before[i], l), 0, "backup of %s differs", names[i]);
+		free(got);
+		expect_files++;
+	}
+	cr_assert_eq(nf, expect_files);
+	for (int i = 0; i < n; i++)
+		free(before[i]);
+
+	/* The journal now opens cleanly, without force, and appends. */
+	journal_recovery rec;
+	writer w = {open_ok(&o, &rec), 1500, 1499};
+	cr_assert_eq(rec.last_seq, 1499, "%s", rec.note);
+	cr_assert_eq(rec.bytes_cut, 0, "%s", rec.note);
+	cr_assert_eq(rec.forced, 0);
+	write_batches(&w, 1700, 30, 28);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert_eq(read_all_ok(), 1700);
+
+	/* A second repair never overwrites an earlier backup. */
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1500, bak, err, sizeof err), -EEXIST,
+	             "%s", err);
+	cr_assert_eq(read_all_ok(), 1700);
+}
+
+Test(journal, truncate_at_refuses_what_it_cannot_do_and_changes_nothing)
+{
+	write_closed(1000, 29);
+	char names[64][64], bak[128], err[JOURNAL_ERR_LEN] = "", files[8][64];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 2);
+	char last[256];
+	seg_path(last, sizeof last, names[n - 1]);
+	static uint8_t *before[64];
+	static size_t before_len[64];
+	for (int i = 0; i < n; i++) {
+		char p[256];
+		seg_path(p, sizeof p, names[i]);
+		before[i] = slurp(p, &before_len[i]);
+	}
+	snprintf(bak, sizeof bak, "%s/backup", g_root);
+	cr_assert_eq(mkdir(bak, 0755), 0);
+
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1002, bak, err, sizeof err), -ERANGE);
+	cr_assert_neq(strstr(err, "ends at seq 1000"), NULL, "%s", err);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 5000, bak, err, sizeof err), -ERANGE);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 0, bak, err, sizeof err), -ERANGE);
+	char shard_dir[128];
+	snprintf(shard_dir, sizeof shard_dir, "%s/shard-%04u", g_root, SHARD);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 500, shard_dir, err, sizeof err), -EINVAL,
+	             "%s", err);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 500, last, err, sizeof err), -EINVAL);
+	cr_assert_eq(list_dir(bak, files, 8), 0);
+	cr_assert_eq(list_segments(names, 64), n);
+	for (int i = 0; i < n; i++) {
+		char p[256];
+		size_t l;
+		seg_path(p, sizeof p, names[i]);
+		uint8_t *now = slurp(p, &l);
+		cr_assert(l == before_len[i] && memcmp(now, before[i], l) == 0,
+		          "refusals changed %s", names[i]);
+		free(now);
+		free(before[i]);
+	}
+	cr_assert_eq(read_all_ok(), 1000);
+
+	/* At the end: nothing to cut, nothing to back up. */
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1001, bak, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(list_dir(bak, files, 8), 0);
+	cr_assert_eq(read_all_ok(), 1000);
+
+	/* Pruned: the first kept record is the limit. */
+	cr_assert_geq(n, 2);
+	cr_assert_eq(journal_prune(g_root, SHARD, first_of(names[n - 1]), err, sizeof err), n - 1,
+	             "%s", err);
+	cr_assert_eq(list_segments(names, 64), 1);
+	uint64_t f = first_of(names[0]);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, f, bak, err, sizeof err), -ERANGE);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1, bak, err, sizeof err), -ERANGE);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, f + 1, bak, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(list_dir(bak, files, 8), 1);
+	journal_options o = small_opts();
+	o.after_seq = f;
+	journal_recovery rec;
+	journal *j = open_ok(&o, &rec);
+	cr_assert_eq(rec.last_seq, f);
+	cr_assert_eq(journal_close(j, NULL), 0);
+}
+
+Test(journal, truncate_at_seq_1_backs_up_everything)
+{
+	write_closed(2000, 30);
+	char names[64][64], bak[128], err[JOURNAL_ERR_LEN] = "", files[64][64];
+	int n = list_segments(names, 64);
+	snprintf(bak, sizeof bak, "%s/backup", g_root);
+	cr_assert_eq(mkdir(bak, 0755), 0);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1, bak, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(list_segments(names, 64), 0);
+	cr_assert_eq(list_dir(bak, files, 64), n);
+	/* The backups are the journal: copied back, they read as before. */
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "cp %s/*.seg %s/shard-%04u/", bak, g_root, SHARD);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(read_all_ok(), 2000);
+}
+
+Test(journal, segments_listing_stops_on_request_and_reports_missing_shard)
+{
+	write_closed(2000, 31);
+	static seglist l;
+	memset(&l, 0, sizeof l);
+	l.stop_after = 2;
+	char err[JOURNAL_ERR_LEN] = "";
+	cr_assert_eq(journal_segments(g_root, SHARD, collect, &l, err, sizeof err), -ECANCELED);
+	cr_assert_eq(l.calls, 2);
+	cr_assert_eq(l.first[0], 1);
+	cr_assert_eq(l.last_max[0], l.first[1] - 1);
+	memset(&l, 0, sizeof l);
+	cr_assert_eq(journal_segments(g_root, SHARD + 1, collect, &l, err, sizeof err), -ENOENT);
+	cr_assert_eq(l.calls, 0);
+	cr_assert_neq(strstr(err, "shard-0004"), NULL, "%s", err);
 }

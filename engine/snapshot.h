@@ -1,0 +1,69 @@
+/*
+ * snapshot.h — a shard's whole engine state at a journal sequence number,
+ * as one checksummed file, and the loader that rebuilds an engine from it.
+ *
+ * A snapshot taken after record `seq` plus the journal records after `seq`
+ * rebuild the state; records at or below `seq` are then no longer needed
+ * for recovery. The format, the validity rule and the loader's checks are
+ * documented at the top of snapshot.c. Files live beside the journal:
+ * <root>/shard-NNNN/snap-<seq, 20 digits>.snap.
+ */
+#ifndef BO_SNAPSHOT_H
+#define BO_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+#define SNAPSHOT_ERR_LEN 512u
+
+typedef struct snapshot_info {
+	uint32_t shard;
+	uint64_t seq;	      /* last journal record the state includes */
+	int64_t seq_ts_ms;    /* that record's timestamp: the engine's clock */
+	engine_config config; /* the engine's capacity */
+	uint64_t bytes;	      /* size of the encoding */
+} snapshot_info;
+
+/* Writes the snapshot encoding of `e` to fd (already open for writing, at
+ * offset 0). Uses no heap and no locks, so a child process may call it
+ * right after fork() from a multi-threaded parent. seq_ts_ms must be
+ * <= engine_now(e): it is written as the clock (a later clock that moved
+ * without changing anything is not state). Returns 0 or -errno. Does not
+ * fsync. */
+int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd);
+
+/* The snapshot encoding in memory (heap; tests, digests, tools). Returns 0
+ * and a buffer the caller frees with free(), or -ENOMEM. */
+int snapshot_encode(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
+		    uint8_t **buf /* OUT */, size_t *len /* OUT */);
+
+/* Rebuilds an engine from an encoding. All input is hostile: every length,
+ * index and cross-reference is checked (engine_check) before the engine is
+ * handed out. Returns 0 and a new engine (caller frees), -EINVAL with the
+ * reason in err (bad checksum, version, sizes, broken invariant), -ENOMEM. */
+int snapshot_load(const uint8_t *buf, size_t len, engine **out /* OUT */, snapshot_info *info /* OUT */,
+		  char *err, size_t errlen);
+
+/* Reads only the header of a snapshot file (no validation of the body). */
+int snapshot_peek(const char *path, snapshot_info *info /* OUT */, char *err, size_t errlen);
+
+/* Writes a snapshot file atomically: <dir>/snap-<seq>.snap.tmp, fsync,
+ * rename, fsync of dir. Returns 0 or -errno (err says what failed). */
+int snapshot_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
+		  char *err, size_t errlen);
+
+/* Loads the newest snapshot of dir that is valid, skipping (and naming in
+ * err, as a warning) invalid ones. Returns 1 and the engine, 0 when there
+ * is none, or -errno. */
+int snapshot_load_latest(const char *dir, engine **out /* OUT */, snapshot_info *info /* OUT */, char *err,
+			 size_t errlen);
+
+/* Checks every invariant of the engine's tables (counters equal seat
+ * states, owners point at live claims that list the seat, heap order and
+ * positions, client counts, idempotency index, ...). Returns 0, or
+ * -EINVAL with the first broken invariant in err. O(state). */
+int engine_check(const engine *e, char *err, size_t errlen);
+
+#endif /* BO_SNAPSHOT_H */

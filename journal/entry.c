@@ -1,0 +1,99 @@
+/*
+ * entry.c — journal record payloads; the layout is in entry.h.
+ */
+#include "entry.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "engine/codec.h"
+
+_Static_assert(CODEC_CMD_SIZE_NOMAP_MAX <= 160, "ENTRY_SIZE_NOMAP_MAX covers a command");
+_Static_assert(CODEC_RESULT_SIZE_MAX <= 512, "ENTRY_SIZE_NOMAP_MAX covers a result");
+
+/* The command as it is journaled: without an invalid map. */
+static const bo_cmd *journaled_cmd(const bo_cmd *cmd, bo_cmd *tmp)
+{
+	if (cmd->op != BO_OP_CREATE_EVENT || bo_seatmap_check(cmd->map) == BO_D_NONE)
+		return cmd;
+	*tmp = *cmd;
+	tmp->map = NULL;
+	return tmp;
+}
+
+int32_t entry_command_size(const bo_cmd *cmd, const bo_result *res)
+{
+	bo_cmd tmp;
+	int32_t c = codec_cmd_size(journaled_cmd(cmd, &tmp));
+	int32_t r = codec_result_size(res);
+	assert(c > 0 && r > 0);
+	return 1 + 4 + c + r;
+}
+
+int32_t entry_encode_command(const bo_cmd *cmd, const bo_result *res, uint8_t *buf, size_t cap)
+{
+	assert(cmd && res && buf);
+	assert(entry_journals(cmd));
+	bo_cmd tmp;
+	const bo_cmd *jc = journaled_cmd(cmd, &tmp);
+	if (cap < 5)
+		return -ENOSPC;
+	int32_t c = codec_cmd_encode(jc, buf + 5, cap - 5);
+	if (c < 0)
+		return c == -ENOSPC ? -ENOSPC : (assert(0 && "every command the engine applied encodes"), c);
+	int32_t r = codec_result_encode(res, buf + 5 + c, cap - 5 - (size_t)c);
+	if (r < 0)
+		return r;
+	buf[0] = ENTRY_COMMAND;
+	buf[1] = (uint8_t)c;
+	buf[2] = (uint8_t)(c >> 8);
+	buf[3] = (uint8_t)(c >> 16);
+	buf[4] = (uint8_t)(c >> 24);
+	return 5 + c + r;
+}
+
+int32_t entry_encode_tick(uint8_t *buf, size_t cap)
+{
+	if (cap < 1)
+		return -ENOSPC;
+	buf[0] = ENTRY_TICK;
+	return 1;
+}
+
+int entry_decode(const uint8_t *buf, size_t len, entry *out, bo_seatmap **map_out)
+{
+	assert(buf || len == 0);
+	assert(out && map_out);
+	memset(out, 0, sizeof(*out));
+	*map_out = NULL;
+	if (len < 1)
+		return -EINVAL;
+	if (buf[0] == ENTRY_TICK) {
+		if (len != 1)
+			return -EINVAL;
+		out->kind = ENTRY_TICK;
+		return 0;
+	}
+	if (buf[0] != ENTRY_COMMAND || len < 5)
+		return -EINVAL;
+	uint32_t c = (uint32_t)buf[1] | (uint32_t)buf[2] << 8 | (uint32_t)buf[3] << 16 | (uint32_t)buf[4] << 24;
+	if (c > len - 5)
+		return -EINVAL;
+	bo_seatmap *map = NULL;
+	int32_t used = codec_cmd_decode(buf + 5, c, &out->cmd, &map);
+	if (used < 0)
+		return used;
+	if ((uint32_t)used != c || !entry_journals(&out->cmd)) {
+		bo_seatmap_free(map);
+		return -EINVAL;
+	}
+	int32_t r = codec_result_decode(buf + 5 + c, len - 5 - c, &out->res);
+	if (r < 0 || (size_t)r != len - 5 - c || out->res.op != out->cmd.op) {
+		bo_seatmap_free(map);
+		return r < 0 ? r : -EINVAL;
+	}
+	out->kind = ENTRY_COMMAND;
+	*map_out = map;
+	return 0;
+}

@@ -1,0 +1,64 @@
+/*
+ * entry.h — what a journal record's payload holds.
+ *
+ * The journal (journal.h) stores opaque payloads; the shard writes one of
+ * these per record, and everything that reads a journal (recovery,
+ * boxoffice-replay, the database committer) decodes them here:
+ *
+ *   COMMAND  byte 0 = ENTRY_COMMAND, bytes 1..4 = u32 little-endian length L
+ *            of the command, then L bytes of codec_cmd_encode(), then the
+ *            rest of the payload is codec_result_encode() of its result.
+ *            One per state-changing command (bo_op_mutates() with a client):
+ *            read-only and rejected-before-the-window commands change
+ *            nothing and are not journaled.
+ *   TICK     byte 0 = ENTRY_TICK and nothing else: an idle advance of the
+ *            clock (the record's timestamp) that changed state, i.e.
+ *            expired holds or aged out idempotency entries.
+ *
+ * Replaying a record is: engine_advance(record timestamp), then, for a
+ * COMMAND, engine_apply() — see replayer/apply.h.
+ */
+#ifndef BO_JOURNAL_ENTRY_H
+#define BO_JOURNAL_ENTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+enum { ENTRY_COMMAND = 1, ENTRY_TICK = 2 };
+
+/* Does this command change state, so that it must be journaled? */
+static inline int entry_journals(const bo_cmd *cmd)
+{
+	return bo_op_mutates(cmd->op) && cmd->client_id != 0;
+}
+
+/* Worst-case payload of a command entry without a seat map (a buffer of
+ * this size always holds one). */
+#define ENTRY_SIZE_NOMAP_MAX (1u + 4u + 160u + 512u)
+
+/* Encodes a command and its result. A CREATE_EVENT whose map is invalid is
+ * encoded without its map (replay answers MAP_INVALID all the same).
+ * Returns the bytes written, or -ENOSPC when `cap` is too small. */
+int32_t entry_encode_command(const bo_cmd *cmd, const bo_result *res, uint8_t *buf, size_t cap);
+
+/* Bytes entry_encode_command() needs for this command and result. */
+int32_t entry_command_size(const bo_cmd *cmd, const bo_result *res);
+
+/* Encodes a tick (1 byte). Returns 1, or -ENOSPC. */
+int32_t entry_encode_tick(uint8_t *buf, size_t cap);
+
+typedef struct entry {
+	int kind;	/* ENTRY_COMMAND or ENTRY_TICK */
+	bo_cmd cmd;	/* COMMAND; cmd.map points at *map_out when a map came */
+	bo_result res;	/* COMMAND: the recorded result */
+} entry;
+
+/* Decodes a payload. Returns 0, or -EINVAL for malformed bytes (hostile
+ * input: every length is checked), -ENOMEM. A CREATE_EVENT's map is
+ * allocated and handed to the caller in *map_out (NULL otherwise): free it
+ * with bo_seatmap_free(). */
+int entry_decode(const uint8_t *buf, size_t len, entry *out /* OUT */, bo_seatmap **map_out /* OUT */);
+
+#endif /* BO_JOURNAL_ENTRY_H */

@@ -141,7 +141,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "snapshots are raw lit
 _Static_assert(sizeof(seat) == 8 && sizeof(row) == 16 && sizeof(rowcat) == 4, "documented sizes");
 _Static_assert(sizeof(event) == 216 && sizeof(claim) == 152, "documented sizes");
 _Static_assert(sizeof(client_slot) == 16 && sizeof(idem_entry) == 128 && sizeof(idem_bucket) == 64,
-	       "documented sizes");
+               "documented sizes");
 
 #define SNAP_VERSION 1u
 #define SNAP_HEADER_BYTES 256u
@@ -203,8 +203,14 @@ enum {
 
 /* ---- Small helpers ------------------------------------------------------- */
 
-static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
 static uint32_t get32(const uint8_t *p)
 {
 	uint32_t v;
@@ -218,7 +224,8 @@ static uint64_t get64(const uint8_t *p)
 	return v;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+                                                      ...)
 {
 	if (err && errlen) {
 		va_list ap;
@@ -240,30 +247,90 @@ static bool all_zero(const void *p, size_t n)
 
 /* Sizes and offsets of every field the image holds, plus the constants that
  * give them meaning. Hashing them pins the layout a file was written with. */
-#define FLD(type, field) (uint32_t)offsetof(type, field), (uint32_t)sizeof(((type *)0)->field)
+#define FLD(type, field) (uint32_t) offsetof(type, field), (uint32_t)sizeof(((type *)0)->field)
 static uint64_t layout_fingerprint(void)
 {
 	static const uint32_t d[] = {
-		(uint32_t)sizeof(seat), FLD(seat, owner), FLD(seat, row), FLD(seat, state), FLD(seat, cat),
-		(uint32_t)sizeof(row), FLD(row, first), FLD(row, rc_first), FLD(row, len), FLD(row, section),
-		FLD(row, rc_count), (uint32_t)sizeof(rowcat), FLD(rowcat, no_clean), FLD(rowcat, max_run),
-		FLD(rowcat, cat), (uint32_t)sizeof(event), FLD(event, id), FLD(event, seat_base),
-		FLD(event, seat_count), FLD(event, row_base), FLD(event, row_count), FLD(event, rc_base),
-		FLD(event, rc_count), FLD(event, category_count), FLD(event, pool_count), FLD(event, by_state),
-		FLD(event, free_by_cat), FLD(event, pool_cap), FLD(event, pool_held), FLD(event, pool_booked),
-		(uint32_t)sizeof(claim), FLD(claim, gen), FLD(claim, event), FLD(claim, heap_pos),
-		FLD(claim, quantity), FLD(claim, state), FLD(claim, is_pool), FLD(claim, pool),
-		FLD(claim, seat_count), FLD(claim, payref_len), FLD(claim, in_recycle), FLD(claim, ticket),
-		FLD(claim, client), FLD(claim, created_ms), FLD(claim, expires_ms), FLD(claim, seats),
-		FLD(claim, payref), (uint32_t)sizeof(client_slot), FLD(client_slot, client),
-		FLD(client_slot, holds), (uint32_t)sizeof(idem_entry), FLD(idem_entry, client),
-		FLD(idem_entry, request), FLD(idem_entry, content), FLD(idem_entry, at_ms),
-		FLD(idem_entry, claim_id), FLD(idem_entry, expires_at_ms), FLD(idem_entry, quantity),
-		FLD(idem_entry, op), FLD(idem_entry, status), FLD(idem_entry, detail),
-		FLD(idem_entry, seat_count), FLD(idem_entry, pool), FLD(idem_entry, seats),
-		(uint32_t)sizeof(idem_bucket), FLD(idem_bucket, hash), FLD(idem_bucket, spill),
-		FLD(idem_bucket, pos), IDEM_SLOTS, SLOT_NONE, CL_UNUSED, CL_HELD, CL_BOOKED, CL_EXPIRED,
-		CL_RELEASED, CL_CANCELLED, BO_SEAT_FREE, BO_SEAT_HELD, BO_SEAT_BOOKED, BO_SEAT_BLOCKED,
+	        (uint32_t)sizeof(seat),
+	        FLD(seat, owner),
+	        FLD(seat, row),
+	        FLD(seat, state),
+	        FLD(seat, cat),
+	        (uint32_t)sizeof(row),
+	        FLD(row, first),
+	        FLD(row, rc_first),
+	        FLD(row, len),
+	        FLD(row, section),
+	        FLD(row, rc_count),
+	        (uint32_t)sizeof(rowcat),
+	        FLD(rowcat, no_clean),
+	        FLD(rowcat, max_run),
+	        FLD(rowcat, cat),
+	        (uint32_t)sizeof(event),
+	        FLD(event, id),
+	        FLD(event, seat_base),
+	        FLD(event, seat_count),
+	        FLD(event, row_base),
+	        FLD(event, row_count),
+	        FLD(event, rc_base),
+	        FLD(event, rc_count),
+	        FLD(event, category_count),
+	        FLD(event, pool_count),
+	        FLD(event, by_state),
+	        FLD(event, free_by_cat),
+	        FLD(event, pool_cap),
+	        FLD(event, pool_held),
+	        FLD(event, pool_booked),
+	        (uint32_t)sizeof(claim),
+	        FLD(claim, gen),
+	        FLD(claim, event),
+	        FLD(claim, heap_pos),
+	        FLD(claim, quantity),
+	        FLD(claim, state),
+	        FLD(claim, is_pool),
+	        FLD(claim, pool),
+	        FLD(claim, seat_count),
+	        FLD(claim, payref_len),
+	        FLD(claim, in_recycle),
+	        FLD(claim, ticket),
+	        FLD(claim, client),
+	        FLD(claim, created_ms),
+	        FLD(claim, expires_ms),
+	        FLD(claim, seats),
+	        FLD(claim, payref),
+	        (uint32_t)sizeof(client_slot),
+	        FLD(client_slot, client),
+	        FLD(client_slot, holds),
+	        (uint32_t)sizeof(idem_entry),
+	        FLD(idem_entry, client),
+	        FLD(idem_entry, request),
+	        FLD(idem_entry, content),
+	        FLD(idem_entry, at_ms),
+	        FLD(idem_entry, claim_id),
+	        FLD(idem_entry, expires_at_ms),
+	        FLD(idem_entry, quantity),
+	        FLD(idem_entry, op),
+	        FLD(idem_entry, status),
+	        FLD(idem_entry, detail),
+	        FLD(idem_entry, seat_count),
+	        FLD(idem_entry, pool),
+	        FLD(idem_entry, seats),
+	        (uint32_t)sizeof(idem_bucket),
+	        FLD(idem_bucket, hash),
+	        FLD(idem_bucket, spill),
+	        FLD(idem_bucket, pos),
+	        IDEM_SLOTS,
+	        SLOT_NONE,
+	        CL_UNUSED,
+	        CL_HELD,
+	        CL_BOOKED,
+	        CL_EXPIRED,
+	        CL_RELEASED,
+	        CL_CANCELLED,
+	        BO_SEAT_FREE,
+	        BO_SEAT_HELD,
+	        BO_SEAT_BOOKED,
+	        BO_SEAT_BLOCKED,
 	};
 	return XXH3_64bits(d, sizeof(d));
 }
@@ -277,7 +344,8 @@ typedef struct snap_header {
 	int64_t seq_ts_ms;
 	engine_config cfg;
 	uint32_t seats_used, rows_used, rowcats_used, event_count, event_index_len;
-	uint32_t claims_fresh, heap_len, clients_len, clients_used, idem_index_len, idem_buckets_used;
+	uint32_t claims_fresh, heap_len, clients_len, clients_used, idem_index_len,
+	        idem_buckets_used;
 	uint32_t holds_live, bookings_live;
 	uint64_t recycle_head, recycle_tail, idem_head, idem_tail, expired_total;
 } snap_header;
@@ -303,17 +371,17 @@ enum {
 static uint64_t snap_sections(const snap_header *h, uint64_t off[SEC_COUNT + 1])
 {
 	const uint64_t n[SEC_COUNT] = {
-		[SEC_SEATS] = (uint64_t)h->seats_used * sizeof(seat),
-		[SEC_ROWS] = (uint64_t)h->rows_used * sizeof(row),
-		[SEC_ROWCATS] = (uint64_t)h->rowcats_used * sizeof(rowcat),
-		[SEC_EVENTS] = (uint64_t)h->event_count * sizeof(event),
-		[SEC_EVENT_INDEX] = (uint64_t)h->event_index_len * sizeof(uint32_t),
-		[SEC_CLAIMS] = (uint64_t)h->claims_fresh * sizeof(claim),
-		[SEC_RECYCLE] = (h->recycle_tail - h->recycle_head) * sizeof(uint32_t),
-		[SEC_HEAP] = (uint64_t)h->heap_len * sizeof(uint32_t),
-		[SEC_CLIENTS] = (uint64_t)h->clients_used * CLIENT_REC_BYTES,
-		[SEC_IDEM] = (h->idem_tail - h->idem_head) * sizeof(idem_entry),
-		[SEC_IDEM_INDEX] = (uint64_t)h->idem_buckets_used * BUCKET_REC_BYTES,
+	        [SEC_SEATS] = (uint64_t)h->seats_used * sizeof(seat),
+	        [SEC_ROWS] = (uint64_t)h->rows_used * sizeof(row),
+	        [SEC_ROWCATS] = (uint64_t)h->rowcats_used * sizeof(rowcat),
+	        [SEC_EVENTS] = (uint64_t)h->event_count * sizeof(event),
+	        [SEC_EVENT_INDEX] = (uint64_t)h->event_index_len * sizeof(uint32_t),
+	        [SEC_CLAIMS] = (uint64_t)h->claims_fresh * sizeof(claim),
+	        [SEC_RECYCLE] = (h->recycle_tail - h->recycle_head) * sizeof(uint32_t),
+	        [SEC_HEAP] = (uint64_t)h->heap_len * sizeof(uint32_t),
+	        [SEC_CLIENTS] = (uint64_t)h->clients_used * CLIENT_REC_BYTES,
+	        [SEC_IDEM] = (h->idem_tail - h->idem_head) * sizeof(idem_entry),
+	        [SEC_IDEM_INDEX] = (uint64_t)h->idem_buckets_used * BUCKET_REC_BYTES,
 	};
 	off[0] = SNAP_HEADER_BYTES;
 	for (int i = 0; i < SEC_COUNT; i++)
@@ -362,29 +430,33 @@ static void header_encode(const snap_header *h, uint8_t out[SNAP_HEADER_BYTES])
 static int header_decode(const uint8_t *b, size_t len, snap_header *h, char *err, size_t errlen)
 {
 	if (len < SNAP_HEADER_BYTES)
-		return fail(err, errlen, "truncated: %zu bytes, a snapshot header has %u", len, SNAP_HEADER_BYTES);
+		return fail(err, errlen, "truncated: %zu bytes, a snapshot header has %u", len,
+		            SNAP_HEADER_BYTES);
 	if (memcmp(b + H_MAGIC, snap_magic, sizeof(snap_magic)) != 0)
 		return fail(err, errlen, "not a snapshot (bad magic)");
-	uint64_t stored = get64(b + H_HEADER_HASH), computed = XXH3_64bits(b, SNAP_HASHED_HEADER_BYTES);
+	uint64_t stored = get64(b + H_HEADER_HASH),
+	         computed = XXH3_64bits(b, SNAP_HASHED_HEADER_BYTES);
 	if (stored != computed)
-		return fail(err, errlen, "header checksum mismatch (stored %016" PRIx64 ", computed %016" PRIx64 ")",
-			    stored, computed);
+		return fail(err, errlen,
+		            "header checksum mismatch (stored %016" PRIx64 ", computed %016" PRIx64
+		            ")",
+		            stored, computed);
 	memset(h, 0, sizeof(*h));
 	h->version = get32(b + H_VERSION);
 	h->header_bytes = get32(b + H_HEADER_BYTES);
 	h->layout = get64(b + H_LAYOUT);
 	if (h->version != SNAP_VERSION)
-		return fail(err, errlen, "format version %" PRIu32 ", this build reads version %u", h->version,
-			    SNAP_VERSION);
+		return fail(err, errlen, "format version %" PRIu32 ", this build reads version %u",
+		            h->version, SNAP_VERSION);
 	if (h->header_bytes != SNAP_HEADER_BYTES)
-		return fail(err, errlen, "header size %" PRIu32 ", version %u has %u", h->header_bytes, SNAP_VERSION,
-			    SNAP_HEADER_BYTES);
+		return fail(err, errlen, "header size %" PRIu32 ", version %u has %u",
+		            h->header_bytes, SNAP_VERSION, SNAP_HEADER_BYTES);
 	uint64_t layout = layout_fingerprint();
 	if (h->layout != layout)
 		return fail(err, errlen,
-			    "written by a build with another table layout (fingerprint %016" PRIx64
-			    ", this build %016" PRIx64 "): rebuild the state from the journal",
-			    h->layout, layout);
+		            "written by a build with another table layout (fingerprint %016" PRIx64
+		            ", this build %016" PRIx64 "): rebuild the state from the journal",
+		            h->layout, layout);
 	if (get32(b + H_RESERVED0) || get32(b + H_RESERVED1) ||
 	    !all_zero(b + H_RESERVED2, H_HEADER_HASH - H_RESERVED2))
 		return fail(err, errlen, "reserved header bytes are not zero");
@@ -433,47 +505,59 @@ static int header_counts_check(const snap_header *h, char *err, size_t errlen)
 	const engine_config *c = &h->cfg;
 	if (!config_ok(c))
 		return fail(err, errlen,
-			    "config outside limits.h: seats_max %" PRIu32 " claims_max %" PRIu32
-			    " idem_capacity %" PRIu32 " events_max %" PRIu32,
-			    c->seats_max, c->claims_max, c->idem_capacity, c->events_max);
+		            "config outside limits.h: seats_max %" PRIu32 " claims_max %" PRIu32
+		            " idem_capacity %" PRIu32 " events_max %" PRIu32,
+		            c->seats_max, c->claims_max, c->idem_capacity, c->events_max);
 	if (h->seq_ts_ms < 0 || h->seq_ts_ms > SNAP_CLOCK_MS_MAX)
 		return fail(err, errlen, "clock seq_ts_ms %" PRId64 " out of range", h->seq_ts_ms);
-	if (h->seats_used > c->seats_max || h->rows_used > c->seats_max || h->rowcats_used > c->seats_max)
+	if (h->seats_used > c->seats_max || h->rows_used > c->seats_max ||
+	    h->rowcats_used > c->seats_max)
 		return fail(err, errlen,
-			    "arena use over capacity: seats %" PRIu32 ", rows %" PRIu32 ", rowcats %" PRIu32
-			    " for seats_max %" PRIu32,
-			    h->seats_used, h->rows_used, h->rowcats_used, c->seats_max);
+		            "arena use over capacity: seats %" PRIu32 ", rows %" PRIu32
+		            ", rowcats %" PRIu32 " for seats_max %" PRIu32,
+		            h->seats_used, h->rows_used, h->rowcats_used, c->seats_max);
 	if (h->event_count > c->events_max)
-		return fail(err, errlen, "event_count %" PRIu32 " over events_max %" PRIu32, h->event_count,
-			    c->events_max);
-	if (h->claims_fresh > c->claims_max || h->heap_len > c->claims_max || h->holds_live > c->claims_max ||
-	    h->bookings_live > c->claims_max)
+		return fail(err, errlen, "event_count %" PRIu32 " over events_max %" PRIu32,
+		            h->event_count, c->events_max);
+	if (h->claims_fresh > c->claims_max || h->heap_len > c->claims_max ||
+	    h->holds_live > c->claims_max || h->bookings_live > c->claims_max)
 		return fail(err, errlen,
-			    "claim counts over claims_max %" PRIu32 ": fresh %" PRIu32 ", heap %" PRIu32
-			    ", holds %" PRIu32 ", bookings %" PRIu32,
-			    c->claims_max, h->claims_fresh, h->heap_len, h->holds_live, h->bookings_live);
-	if (h->recycle_tail < h->recycle_head || h->recycle_tail - h->recycle_head > eng_recycle_cap(c))
-		return fail(err, errlen, "recycle queue [%" PRIu64 ", %" PRIu64 ") over its capacity %" PRIu64,
-			    h->recycle_head, h->recycle_tail, eng_recycle_cap(c));
+		            "claim counts over claims_max %" PRIu32 ": fresh %" PRIu32
+		            ", heap %" PRIu32 ", holds %" PRIu32 ", bookings %" PRIu32,
+		            c->claims_max, h->claims_fresh, h->heap_len, h->holds_live,
+		            h->bookings_live);
+	if (h->recycle_tail < h->recycle_head ||
+	    h->recycle_tail - h->recycle_head > eng_recycle_cap(c))
+		return fail(err, errlen,
+		            "recycle queue [%" PRIu64 ", %" PRIu64 ") over its capacity %" PRIu64,
+		            h->recycle_head, h->recycle_tail, eng_recycle_cap(c));
 	if (h->idem_tail < h->idem_head || h->idem_tail - h->idem_head > c->idem_capacity)
-		return fail(err, errlen, "idempotency window [%" PRIu64 ", %" PRIu64 ") over its capacity %" PRIu32,
-			    h->idem_head, h->idem_tail, c->idem_capacity);
+		return fail(err, errlen,
+		            "idempotency window [%" PRIu64 ", %" PRIu64
+		            ") over its capacity %" PRIu32,
+		            h->idem_head, h->idem_tail, c->idem_capacity);
 	if (h->event_index_len > SNAP_TABLE_LEN_MAX || h->clients_len > SNAP_TABLE_LEN_MAX ||
 	    h->idem_index_len > SNAP_TABLE_LEN_MAX)
 		return fail(err, errlen,
-			    "table sizes out of range: event index %" PRIu32 ", clients %" PRIu32
-			    ", idempotency index %" PRIu32,
-			    h->event_index_len, h->clients_len, h->idem_index_len);
+		            "table sizes out of range: event index %" PRIu32 ", clients %" PRIu32
+		            ", idempotency index %" PRIu32,
+		            h->event_index_len, h->clients_len, h->idem_index_len);
 	if (h->clients_used > h->clients_len || h->idem_buckets_used > h->idem_index_len)
 		return fail(err, errlen,
-			    "more records than slots: clients %" PRIu32 "/%" PRIu32 ", buckets %" PRIu32 "/%" PRIu32,
-			    h->clients_used, h->clients_len, h->idem_buckets_used, h->idem_index_len);
+		            "more records than slots: clients %" PRIu32 "/%" PRIu32
+		            ", buckets %" PRIu32 "/%" PRIu32,
+		            h->clients_used, h->clients_len, h->idem_buckets_used,
+		            h->idem_index_len);
 	return 0;
 }
 
-static bool bucket_empty(const idem_bucket *b) { return all_zero(b, sizeof(*b)); }
+static bool bucket_empty(const idem_bucket *b)
+{
+	return all_zero(b, sizeof(*b));
+}
 
-static void header_from_engine(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, snap_header *h)
+static void header_from_engine(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
+                               snap_header *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->version = SNAP_VERSION;
@@ -512,14 +596,14 @@ static void header_from_engine(const engine *e, uint32_t shard, uint64_t seq, in
 /* Where the encoding goes: a file descriptor through a (stack) staging
  * buffer, or a memory block of the exact size. */
 typedef struct snap_out {
-	int fd;		    /* >= 0: file mode; -1: memory mode */
-	uint8_t *mem;	    /* memory mode: the destination */
-	uint8_t *buf;	    /* file mode: staging buffer */
-	size_t buf_len;	    /* bytes staged */
-	size_t buf_cap;	    /* its size */
-	uint64_t pos;	    /* bytes emitted so far */
+	int fd;             /* >= 0: file mode; -1: memory mode */
+	uint8_t *mem;       /* memory mode: the destination */
+	uint8_t *buf;       /* file mode: staging buffer */
+	size_t buf_len;     /* bytes staged */
+	size_t buf_cap;     /* its size */
+	uint64_t pos;       /* bytes emitted so far */
 	XXH3_state_t *hash; /* file mode: hash of everything emitted */
-	int err;	    /* first -errno of a write; later output is dropped */
+	int err;            /* first -errno of a write; later output is dropped */
 } snap_out;
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -579,7 +663,8 @@ static void out_put(snap_out *o, const void *p, size_t n)
 }
 
 /* The live part [head, tail) of a ring of `cap` elements: at most two runs. */
-static void out_ring(snap_out *o, const void *base, size_t size, uint64_t cap, uint64_t head, uint64_t tail)
+static void out_ring(snap_out *o, const void *base, size_t size, uint64_t cap, uint64_t head,
+                     uint64_t tail)
 {
 	uint64_t n = tail - head, first = head % cap;
 	uint64_t k = n < cap - first ? n : cap - first;
@@ -595,7 +680,8 @@ static void encode_body(const engine *e, const snap_header *h, snap_out *o)
 	out_put(o, e->events, (size_t)h->event_count * sizeof(event));
 	out_put(o, e->event_index, (size_t)h->event_index_len * sizeof(uint32_t));
 	out_put(o, e->claims, (size_t)h->claims_fresh * sizeof(claim));
-	out_ring(o, e->recycle, sizeof(uint32_t), eng_recycle_cap(&e->cfg), h->recycle_head, h->recycle_tail);
+	out_ring(o, e->recycle, sizeof(uint32_t), eng_recycle_cap(&e->cfg), h->recycle_head,
+	         h->recycle_tail);
 	out_put(o, e->heap, (size_t)h->heap_len * sizeof(uint32_t));
 	for (uint32_t i = 0; i < h->clients_len; i++) {
 		if (e->clients[i].client == 0)
@@ -637,7 +723,8 @@ int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq
 	return o.err;
 }
 
-int snapshot_encode(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, uint8_t **buf, size_t *len)
+int snapshot_encode(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, uint8_t **buf,
+                    size_t *len)
 {
 	assert(e && buf && len);
 	assert(seq_ts_ms >= 0 && seq_ts_ms <= e->now_ms);
@@ -660,7 +747,8 @@ int snapshot_encode(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_t
 
 /* ---- Loader -------------------------------------------------------------- */
 
-static void load_ring(void *base, size_t size, uint64_t cap, uint64_t head, uint64_t tail, const uint8_t *src)
+static void load_ring(void *base, size_t size, uint64_t cap, uint64_t head, uint64_t tail,
+                      const uint8_t *src)
 {
 	uint64_t n = tail - head, first = head % cap;
 	uint64_t k = n < cap - first ? n : cap - first;
@@ -669,22 +757,24 @@ static void load_ring(void *base, size_t size, uint64_t cap, uint64_t head, uint
 }
 
 /* Steps 5-6: copies the sections into a fresh engine. */
-static int load_tables(engine *e, const snap_header *h, const uint8_t *buf, const uint64_t off[SEC_COUNT + 1],
-		       char *err, size_t errlen)
+static int load_tables(engine *e, const snap_header *h, const uint8_t *buf,
+                       const uint64_t off[SEC_COUNT + 1], char *err, size_t errlen)
 {
-	if (h->event_index_len != e->event_index_mask + 1 || h->clients_len != e->clients_mask + 1 ||
-	    h->idem_index_len != e->idem_index_mask + 1)
+	if (h->event_index_len != e->event_index_mask + 1 ||
+	    h->clients_len != e->clients_mask + 1 || h->idem_index_len != e->idem_index_mask + 1)
 		return fail(err, errlen,
-			    "table sizes do not match the config: event index %" PRIu32 " (engine %" PRIu32
-			    "), clients %" PRIu32 " (%" PRIu32 "), idempotency index %" PRIu32 " (%" PRIu32 ")",
-			    h->event_index_len, e->event_index_mask + 1, h->clients_len, e->clients_mask + 1,
-			    h->idem_index_len, e->idem_index_mask + 1);
+		            "table sizes do not match the config: event index %" PRIu32
+		            " (engine %" PRIu32 "), clients %" PRIu32 " (%" PRIu32
+		            "), idempotency index %" PRIu32 " (%" PRIu32 ")",
+		            h->event_index_len, e->event_index_mask + 1, h->clients_len,
+		            e->clients_mask + 1, h->idem_index_len, e->idem_index_mask + 1);
 	e->now_ms = h->seq_ts_ms;
 	memcpy(e->seats, buf + off[SEC_SEATS], off[SEC_SEATS + 1] - off[SEC_SEATS]);
 	memcpy(e->rows, buf + off[SEC_ROWS], off[SEC_ROWS + 1] - off[SEC_ROWS]);
 	memcpy(e->rowcats, buf + off[SEC_ROWCATS], off[SEC_ROWCATS + 1] - off[SEC_ROWCATS]);
 	memcpy(e->events, buf + off[SEC_EVENTS], off[SEC_EVENTS + 1] - off[SEC_EVENTS]);
-	memcpy(e->event_index, buf + off[SEC_EVENT_INDEX], off[SEC_EVENT_INDEX + 1] - off[SEC_EVENT_INDEX]);
+	memcpy(e->event_index, buf + off[SEC_EVENT_INDEX],
+	       off[SEC_EVENT_INDEX + 1] - off[SEC_EVENT_INDEX]);
 	memcpy(e->claims, buf + off[SEC_CLAIMS], off[SEC_CLAIMS + 1] - off[SEC_CLAIMS]);
 	memcpy(e->heap, buf + off[SEC_HEAP], off[SEC_HEAP + 1] - off[SEC_HEAP]);
 	e->seats_used = h->seats_used;
@@ -695,11 +785,12 @@ static int load_tables(engine *e, const snap_header *h, const uint8_t *buf, cons
 	e->heap_len = h->heap_len;
 	e->recycle_head = h->recycle_head;
 	e->recycle_tail = h->recycle_tail;
-	load_ring(e->recycle, sizeof(uint32_t), eng_recycle_cap(&e->cfg), h->recycle_head, h->recycle_tail,
-		  buf + off[SEC_RECYCLE]);
+	load_ring(e->recycle, sizeof(uint32_t), eng_recycle_cap(&e->cfg), h->recycle_head,
+	          h->recycle_tail, buf + off[SEC_RECYCLE]);
 	e->idem_head = h->idem_head;
 	e->idem_tail = h->idem_tail;
-	load_ring(e->idem, sizeof(idem_entry), e->cfg.idem_capacity, h->idem_head, h->idem_tail, buf + off[SEC_IDEM]);
+	load_ring(e->idem, sizeof(idem_entry), e->cfg.idem_capacity, h->idem_head, h->idem_tail,
+	          buf + off[SEC_IDEM]);
 	e->holds_live = h->holds_live;
 	e->bookings_live = h->bookings_live;
 	e->expired_total = h->expired_total;
@@ -708,29 +799,38 @@ static int load_tables(engine *e, const snap_header *h, const uint8_t *buf, cons
 	for (uint32_t j = 0, prev = 0; j < h->clients_used; j++, p += CLIENT_REC_BYTES) {
 		uint32_t i = get32(p);
 		if (i >= h->clients_len || (j > 0 && i <= prev))
-			return fail(err, errlen, "client record %" PRIu32 ": slot %" PRIu32 " out of order or range",
-				    j, i);
+			return fail(err, errlen,
+			            "client record %" PRIu32 ": slot %" PRIu32
+			            " out of order or range",
+			            j, i);
 		memcpy(&e->clients[i], p + 4, sizeof(client_slot));
 		if (e->clients[i].client == 0)
-			return fail(err, errlen, "client record %" PRIu32 ": slot %" PRIu32 " written but empty", j, i);
+			return fail(err, errlen,
+			            "client record %" PRIu32 ": slot %" PRIu32 " written but empty",
+			            j, i);
 		prev = i;
 	}
 	p = buf + off[SEC_IDEM_INDEX];
 	for (uint32_t j = 0, prev = 0; j < h->idem_buckets_used; j++, p += BUCKET_REC_BYTES) {
 		uint32_t i = get32(p);
 		if (i >= h->idem_index_len || (j > 0 && i <= prev))
-			return fail(err, errlen, "bucket record %" PRIu32 ": bucket %" PRIu32 " out of order or range",
-				    j, i);
+			return fail(err, errlen,
+			            "bucket record %" PRIu32 ": bucket %" PRIu32
+			            " out of order or range",
+			            j, i);
 		memcpy(&e->idem_index[i], p + 4, sizeof(idem_bucket));
 		if (bucket_empty(&e->idem_index[i]))
-			return fail(err, errlen, "bucket record %" PRIu32 ": bucket %" PRIu32 " written but empty", j,
-				    i);
+			return fail(err, errlen,
+			            "bucket record %" PRIu32 ": bucket %" PRIu32
+			            " written but empty",
+			            j, i);
 		prev = i;
 	}
 	return 0;
 }
 
-int snapshot_load(const uint8_t *buf, size_t len, engine **out, snapshot_info *info, char *err, size_t errlen)
+int snapshot_load(const uint8_t *buf, size_t len, engine **out, snapshot_info *info, char *err,
+                  size_t errlen)
 {
 	assert(out);
 	*out = NULL;
@@ -740,7 +840,7 @@ int snapshot_load(const uint8_t *buf, size_t len, engine **out, snapshot_info *i
 		len = 0;
 	if (len < SNAP_HEADER_BYTES + SNAP_TRAILER_BYTES)
 		return fail(err, errlen, "truncated: %zu bytes, a snapshot has at least %u", len,
-			    SNAP_HEADER_BYTES + SNAP_TRAILER_BYTES);
+		            SNAP_HEADER_BYTES + SNAP_TRAILER_BYTES);
 	snap_header h;
 	int rc = header_decode(buf, len, &h, err, errlen);
 	if (rc < 0)
@@ -751,23 +851,27 @@ int snapshot_load(const uint8_t *buf, size_t len, engine **out, snapshot_info *i
 	uint64_t off[SEC_COUNT + 1];
 	uint64_t want = snap_sections(&h, off);
 	if (want != h.file_bytes)
-		return fail(err, errlen, "header counts give %" PRIu64 " bytes but the header says %" PRIu64, want,
-			    h.file_bytes);
+		return fail(err, errlen,
+		            "header counts give %" PRIu64 " bytes but the header says %" PRIu64,
+		            want, h.file_bytes);
 	if (len != h.file_bytes)
 		return fail(err, errlen, "%s: %zu bytes, the header says %" PRIu64,
-			    len < h.file_bytes ? "truncated" : "trailing bytes", len, h.file_bytes);
+		            len < h.file_bytes ? "truncated" : "trailing bytes", len, h.file_bytes);
 	uint64_t stored = get64(buf + len - SNAP_TRAILER_BYTES);
 	uint64_t computed = XXH3_64bits(buf, len - SNAP_TRAILER_BYTES);
 	if (stored != computed)
-		return fail(err, errlen, "checksum mismatch (stored %016" PRIx64 ", computed %016" PRIx64 ")", stored,
-			    computed);
+		return fail(err, errlen,
+		            "checksum mismatch (stored %016" PRIx64 ", computed %016" PRIx64 ")",
+		            stored, computed);
 
 	engine *e = NULL;
 	rc = engine_new(&h.cfg, &e);
 	if (rc == -ENOMEM) {
 		if (err && errlen)
-			snprintf(err, errlen, "out of memory for an engine of %" PRIu32 " seats, %" PRIu32 " claims",
-				 h.cfg.seats_max, h.cfg.claims_max);
+			snprintf(err, errlen,
+			         "out of memory for an engine of %" PRIu32 " seats, %" PRIu32
+			         " claims",
+			         h.cfg.seats_max, h.cfg.claims_max);
 		return rc;
 	}
 	if (rc < 0)
@@ -844,14 +948,15 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
-int snapshot_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, char *err,
-		  size_t errlen)
+int snapshot_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
+                  char *err, size_t errlen)
 {
 	assert(e && dir);
 	if (err && errlen)
 		err[0] = '\0';
 	char tmp[4096], final[4096];
-	if (snprintf(final, sizeof(final), "%s/snap-%020" PRIu64 ".snap", dir, seq) >= (int)sizeof(final) ||
+	if (snprintf(final, sizeof(final), "%s/snap-%020" PRIu64 ".snap", dir, seq) >=
+	            (int)sizeof(final) ||
 	    snprintf(tmp, sizeof(tmp), "%s.tmp", final) >= (int)sizeof(tmp)) {
 		if (err && errlen)
 			snprintf(err, errlen, "snapshot directory path too long: %s", dir);
@@ -890,7 +995,8 @@ int snapshot_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq
 	unlink(tmp);
 out:
 	if (err && errlen)
-		snprintf(err, errlen, "cannot %s %s: %s", what, rc == 0 ? final : tmp, strerror(-rc));
+		snprintf(err, errlen, "cannot %s %s: %s", what, rc == 0 ? final : tmp,
+		         strerror(-rc));
 	return rc;
 }
 
@@ -898,7 +1004,8 @@ out:
  * is not a snapshot. */
 static bool snap_name_seq(const char *name, uint64_t *seq)
 {
-	if (strncmp(name, "snap-", 5) != 0 || strlen(name) != 5 + 20 + 5 || strcmp(name + 25, ".snap") != 0)
+	if (strncmp(name, "snap-", 5) != 0 || strlen(name) != 5 + 20 + 5 ||
+	    strcmp(name + 25, ".snap") != 0)
 		return false;
 	uint64_t v = 0;
 	for (int i = 5; i < 25; i++) {
@@ -920,8 +1027,8 @@ static int cmp_seq_desc(const void *a, const void *b)
 }
 
 /* Maps and loads one file; the name's seq must be the header's. */
-static int load_file(const char *path, uint64_t name_seq, engine **out, snapshot_info *info, char *why,
-		     size_t whylen)
+static int load_file(const char *path, uint64_t name_seq, engine **out, snapshot_info *info,
+                     char *why, size_t whylen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -963,7 +1070,8 @@ static int load_file(const char *path, uint64_t name_seq, engine **out, snapshot
 	return rc;
 }
 
-int snapshot_load_latest(const char *dir, engine **out, snapshot_info *info, char *err, size_t errlen)
+int snapshot_load_latest(const char *dir, engine **out, snapshot_info *info, char *err,
+                         size_t errlen)
 {
 	assert(dir && out);
 	*out = NULL;
@@ -1024,8 +1132,9 @@ int snapshot_load_latest(const char *dir, engine **out, snapshot_info *info, cha
 			break;
 		}
 		if (err && errlen && used < errlen) {
-			int w = snprintf(err + used, errlen - used, "%sskipped invalid snapshot %s: %s",
-					 used ? "; " : "", path, why);
+			int w = snprintf(err + used, errlen - used,
+			                 "%sskipped invalid snapshot %s: %s", used ? "; " : "",
+			                 path, why);
 			if (w > 0)
 				used += (size_t)w < errlen - used ? (size_t)w : errlen - used - 1;
 		}
@@ -1064,9 +1173,9 @@ int snapshot_load_latest(const char *dir, engine **out, snapshot_info *info, cha
  * only requires every live entry to be found by the engine's lookup.
  */
 
-#define CHECK(cond, ...)                                             \
-	do {                                                         \
-		if (!(cond))                                         \
+#define CHECK(cond, ...)                                       \
+	do {                                                   \
+		if (!(cond))                                   \
 			return fail(err, errlen, __VA_ARGS__); \
 	} while (0)
 
@@ -1074,17 +1183,25 @@ static int check_scalars(const engine *e, char *err, size_t errlen)
 {
 	const engine_config *c = &e->cfg;
 	CHECK(config_ok(c), "config outside limits.h");
-	CHECK(e->now_ms >= 0 && e->now_ms <= SNAP_CLOCK_MS_MAX, "clock %" PRId64 " out of range", e->now_ms);
-	CHECK(e->seats_used <= c->seats_max && e->rows_used <= c->seats_max && e->rowcats_used <= c->seats_max,
+	CHECK(e->now_ms >= 0 && e->now_ms <= SNAP_CLOCK_MS_MAX, "clock %" PRId64 " out of range",
+	      e->now_ms);
+	CHECK(e->seats_used <= c->seats_max && e->rows_used <= c->seats_max &&
+	              e->rowcats_used <= c->seats_max,
 	      "arena use over seats_max %" PRIu32, c->seats_max);
-	CHECK(e->event_count <= c->events_max, "event_count %" PRIu32 " over events_max", e->event_count);
-	CHECK(e->claims_fresh <= c->claims_max, "claims_fresh %" PRIu32 " over claims_max", e->claims_fresh);
+	CHECK(e->event_count <= c->events_max, "event_count %" PRIu32 " over events_max",
+	      e->event_count);
+	CHECK(e->claims_fresh <= c->claims_max, "claims_fresh %" PRIu32 " over claims_max",
+	      e->claims_fresh);
 	CHECK(e->heap_len <= c->claims_max, "heap_len %" PRIu32 " over claims_max", e->heap_len);
-	CHECK(e->recycle_head <= e->recycle_tail && e->recycle_tail - e->recycle_head <= eng_recycle_cap(c),
-	      "recycle queue [%" PRIu64 ", %" PRIu64 ") over its capacity", e->recycle_head, e->recycle_tail);
+	CHECK(e->recycle_head <= e->recycle_tail &&
+	              e->recycle_tail - e->recycle_head <= eng_recycle_cap(c),
+	      "recycle queue [%" PRIu64 ", %" PRIu64 ") over its capacity", e->recycle_head,
+	      e->recycle_tail);
 	CHECK(e->idem_head <= e->idem_tail && e->idem_tail - e->idem_head <= c->idem_capacity,
-	      "idempotency window [%" PRIu64 ", %" PRIu64 ") over its capacity", e->idem_head, e->idem_tail);
-	CHECK(e->event_index_mask + 1ull >= 2ull * c->events_max && e->clients_mask + 1ull >= 2ull * c->claims_max,
+	      "idempotency window [%" PRIu64 ", %" PRIu64 ") over its capacity", e->idem_head,
+	      e->idem_tail);
+	CHECK(e->event_index_mask + 1ull >= 2ull * c->events_max &&
+	              e->clients_mask + 1ull >= 2ull * c->claims_max,
 	      "hash tables smaller than twice their bound");
 	return 0;
 }
@@ -1095,26 +1212,35 @@ static int check_events(const engine *e, char *err, size_t errlen)
 	for (uint32_t i = 0; i < e->event_count; i++) {
 		const event *ev = &e->events[i];
 		CHECK(ev->id != 0, "event %" PRIu32 " has id 0", i);
-		CHECK(ev->seat_base == seat_next && ev->row_base == row_next && ev->rc_base == rc_next,
-		      "event %" PRIu32 " (id %" PRIu64 ") does not follow the previous one in the arenas "
+		CHECK(ev->seat_base == seat_next && ev->row_base == row_next &&
+		              ev->rc_base == rc_next,
+		      "event %" PRIu32 " (id %" PRIu64
+		      ") does not follow the previous one in the arenas "
 		      "(seat_base %" PRIu32 ", row_base %" PRIu32 ", rc_base %" PRIu32 ")",
 		      i, ev->id, ev->seat_base, ev->row_base, ev->rc_base);
-		CHECK(ev->seat_count <= BO_SEATS_PER_EVENT_MAX && ev->row_count <= BO_ROWS_PER_EVENT_MAX &&
-			      ev->pool_count <= BO_POOLS_PER_EVENT_MAX && ev->category_count <= BO_CATEGORIES_MAX,
+		CHECK(ev->seat_count <= BO_SEATS_PER_EVENT_MAX &&
+		              ev->row_count <= BO_ROWS_PER_EVENT_MAX &&
+		              ev->pool_count <= BO_POOLS_PER_EVENT_MAX &&
+		              ev->category_count <= BO_CATEGORIES_MAX,
 		      "event %" PRIu32 ": counts over limits.h", i);
-		CHECK((ev->seat_count > 0) == (ev->row_count > 0) && ev->row_count <= ev->seat_count &&
-			      ev->rc_count <= ev->seat_count,
-		      "event %" PRIu32 ": %" PRIu32 " rows, %" PRIu32 " rowcats for %" PRIu32 " seats", i,
-		      ev->row_count, ev->rc_count, ev->seat_count);
-		CHECK(ev->seat_count > 0 || ev->pool_count > 0, "event %" PRIu32 " sells nothing", i);
-		CHECK(ev->seat_count == 0 || ev->category_count > 0, "event %" PRIu32 ": seats without categories",
+		CHECK((ev->seat_count > 0) == (ev->row_count > 0) &&
+		              ev->row_count <= ev->seat_count && ev->rc_count <= ev->seat_count,
+		      "event %" PRIu32 ": %" PRIu32 " rows, %" PRIu32 " rowcats for %" PRIu32
+		      " seats",
+		      i, ev->row_count, ev->rc_count, ev->seat_count);
+		CHECK(ev->seat_count > 0 || ev->pool_count > 0, "event %" PRIu32 " sells nothing",
 		      i);
+		CHECK(ev->seat_count == 0 || ev->category_count > 0,
+		      "event %" PRIu32 ": seats without categories", i);
 		for (uint32_t p = 0; p < BO_POOLS_PER_EVENT_MAX; p++) {
 			if (p < ev->pool_count)
-				CHECK(ev->pool_cap[p] >= 1 && ev->pool_cap[p] <= BO_POOL_CAPACITY_MAX,
-				      "event %" PRIu32 " pool %" PRIu32 ": capacity %" PRIu32, i, p, ev->pool_cap[p]);
+				CHECK(ev->pool_cap[p] >= 1 &&
+				              ev->pool_cap[p] <= BO_POOL_CAPACITY_MAX,
+				      "event %" PRIu32 " pool %" PRIu32 ": capacity %" PRIu32, i, p,
+				      ev->pool_cap[p]);
 			else
-				CHECK(ev->pool_cap[p] == 0 && ev->pool_held[p] == 0 && ev->pool_booked[p] == 0,
+				CHECK(ev->pool_cap[p] == 0 && ev->pool_held[p] == 0 &&
+				              ev->pool_booked[p] == 0,
 				      "event %" PRIu32 ": unused pool %" PRIu32 " not zero", i, p);
 		}
 		seat_next += ev->seat_count;
@@ -1122,8 +1248,8 @@ static int check_events(const engine *e, char *err, size_t errlen)
 		rc_next += ev->rc_count;
 	}
 	CHECK(seat_next == e->seats_used && row_next == e->rows_used && rc_next == e->rowcats_used,
-	      "events use %" PRIu64 " seats, %" PRIu64 " rows, %" PRIu64 " rowcats; arenas say %" PRIu32 ", %" PRIu32
-	      ", %" PRIu32,
+	      "events use %" PRIu64 " seats, %" PRIu64 " rows, %" PRIu64
+	      " rowcats; arenas say %" PRIu32 ", %" PRIu32 ", %" PRIu32,
 	      seat_next, row_next, rc_next, e->seats_used, e->rows_used, e->rowcats_used);
 
 	/* The id index: exactly event_count entries, each event found by the
@@ -1132,24 +1258,26 @@ static int check_events(const engine *e, char *err, size_t errlen)
 	uint32_t slots = e->event_index_mask + 1, used = 0;
 	for (uint32_t j = 0; j < slots; j++) {
 		uint32_t v = e->event_index[j];
-		CHECK(v <= e->event_count, "event index slot %" PRIu32 " points at event %" PRIu32 " of %" PRIu32, j,
-		      v, e->event_count);
+		CHECK(v <= e->event_count,
+		      "event index slot %" PRIu32 " points at event %" PRIu32 " of %" PRIu32, j, v,
+		      e->event_count);
 		used += v != 0;
 	}
-	CHECK(used == e->event_count, "event index holds %" PRIu32 " entries for %" PRIu32 " events", used,
-	      e->event_count);
+	CHECK(used == e->event_count,
+	      "event index holds %" PRIu32 " entries for %" PRIu32 " events", used, e->event_count);
 	for (uint32_t i = 0; i < e->event_count; i++) {
 		uint64_t id = e->events[i].id;
 		uint32_t j = (uint32_t)mix64(id) & e->event_index_mask, probes = 0;
 		for (;; j = (j + 1) & e->event_index_mask, probes++) {
 			uint32_t v = e->event_index[j];
-			CHECK(v != 0 && probes < slots, "event %" PRIu32 " (id %" PRIu64 ") not found by its index", i,
-			      id);
+			CHECK(v != 0 && probes < slots,
+			      "event %" PRIu32 " (id %" PRIu64 ") not found by its index", i, id);
 			if (e->events[v - 1].id == id)
 				break;
 		}
-		CHECK(e->event_index[j] - 1 == i, "event id %" PRIu64 " belongs to events %" PRIu32 " and %" PRIu32,
-		      id, e->event_index[j] - 1, i);
+		CHECK(e->event_index[j] - 1 == i,
+		      "event id %" PRIu64 " belongs to events %" PRIu32 " and %" PRIu32, id,
+		      e->event_index[j] - 1, i);
 	}
 	return 0;
 }
@@ -1163,49 +1291,59 @@ static int check_claims(const engine *e, claim_counts *n, char *err, size_t errl
 	for (uint32_t slot = 0; slot < e->claims_fresh; slot++) {
 		const claim *c = &e->claims[slot];
 		CHECK(c->gen != 0, "claim %" PRIu32 " has generation 0", slot);
-		CHECK(c->state >= CL_HELD && c->state <= CL_CANCELLED, "claim %" PRIu32 ": state %u", slot, c->state);
-		CHECK(c->event < e->event_count, "claim %" PRIu32 ": event %" PRIu32 " of %" PRIu32, slot, c->event,
-		      e->event_count);
-		CHECK(c->is_pool <= 1 && c->in_recycle <= 1, "claim %" PRIu32 ": flags not 0/1", slot);
+		CHECK(c->state >= CL_HELD && c->state <= CL_CANCELLED,
+		      "claim %" PRIu32 ": state %u", slot, c->state);
+		CHECK(c->event < e->event_count, "claim %" PRIu32 ": event %" PRIu32 " of %" PRIu32,
+		      slot, c->event, e->event_count);
+		CHECK(c->is_pool <= 1 && c->in_recycle <= 1, "claim %" PRIu32 ": flags not 0/1",
+		      slot);
 		CHECK(c->client != 0, "claim %" PRIu32 " has client 0", slot);
-		CHECK(c->payref_len <= BO_PAYREF_LEN_MAX && (c->state != CL_BOOKED || c->payref_len > 0),
+		CHECK(c->payref_len <= BO_PAYREF_LEN_MAX &&
+		              (c->state != CL_BOOKED || c->payref_len > 0),
 		      "claim %" PRIu32 ": payref length %u", slot, c->payref_len);
 		const event *ev = &e->events[c->event];
 		if (c->is_pool) {
-			CHECK(c->pool < ev->pool_count && c->quantity >= 1 && c->quantity <= BO_POOL_QTY_PER_HOLD_MAX &&
-				      c->seat_count == 0,
-			      "pool claim %" PRIu32 ": pool %u quantity %" PRIu32 " seats %u", slot, c->pool,
-			      c->quantity, c->seat_count);
+			CHECK(c->pool < ev->pool_count && c->quantity >= 1 &&
+			              c->quantity <= BO_POOL_QTY_PER_HOLD_MAX && c->seat_count == 0,
+			      "pool claim %" PRIu32 ": pool %u quantity %" PRIu32 " seats %u", slot,
+			      c->pool, c->quantity, c->seat_count);
 		} else {
-			CHECK(c->seat_count >= 1 && c->seat_count <= BO_SEATS_PER_HOLD_MAX && c->quantity == 0 &&
-				      c->pool == 0,
-			      "seat claim %" PRIu32 ": %u seats, quantity %" PRIu32, slot, c->seat_count, c->quantity);
+			CHECK(c->seat_count >= 1 && c->seat_count <= BO_SEATS_PER_HOLD_MAX &&
+			              c->quantity == 0 && c->pool == 0,
+			      "seat claim %" PRIu32 ": %u seats, quantity %" PRIu32, slot,
+			      c->seat_count, c->quantity);
 			/* Ended claims too: a late confirm frees-checks and books them. */
 			for (uint32_t i = 0; i < c->seat_count; i++) {
-				CHECK(c->seats[i] < ev->seat_count, "claim %" PRIu32 ": seat %" PRIu32 " of %" PRIu32,
-				      slot, c->seats[i], ev->seat_count);
+				CHECK(c->seats[i] < ev->seat_count,
+				      "claim %" PRIu32 ": seat %" PRIu32 " of %" PRIu32, slot,
+				      c->seats[i], ev->seat_count);
 				for (uint32_t j = 0; j < i; j++)
-					CHECK(c->seats[i] != c->seats[j], "claim %" PRIu32 " lists seat %" PRIu32 " twice",
+					CHECK(c->seats[i] != c->seats[j],
+					      "claim %" PRIu32 " lists seat %" PRIu32 " twice",
 					      slot, c->seats[i]);
 			}
 		}
 		CHECK(c->created_ms >= 0 && c->created_ms <= e->now_ms,
-		      "claim %" PRIu32 ": created at %" PRId64 ", clock %" PRId64, slot, c->created_ms, e->now_ms);
+		      "claim %" PRIu32 ": created at %" PRId64 ", clock %" PRId64, slot,
+		      c->created_ms, e->now_ms);
 		CHECK(c->expires_ms >= c->created_ms + (int64_t)BO_TTL_MS_MIN &&
-			      c->expires_ms <= c->created_ms + (int64_t)BO_HOLD_LIFETIME_MS_MAX,
-		      "claim %" PRIu32 ": expiry %" PRId64 " outside its lifetime from %" PRId64, slot, c->expires_ms,
-		      c->created_ms);
+		              c->expires_ms <= c->created_ms + (int64_t)BO_HOLD_LIFETIME_MS_MAX,
+		      "claim %" PRIu32 ": expiry %" PRId64 " outside its lifetime from %" PRId64,
+		      slot, c->expires_ms, c->created_ms);
 		bool live = c->state == CL_HELD || c->state == CL_BOOKED;
-		CHECK(c->in_recycle == !live, "claim %" PRIu32 " (state %u) %s the recycle queue", slot, c->state,
-		      c->in_recycle ? "is in" : "is not in");
+		CHECK(c->in_recycle == !live, "claim %" PRIu32 " (state %u) %s the recycle queue",
+		      slot, c->state, c->in_recycle ? "is in" : "is not in");
 		if (c->state == CL_HELD) {
-			CHECK(c->expires_ms > e->now_ms, "hold %" PRIu32 " expired at %" PRId64 " but is still held",
-			      slot, c->expires_ms);
+			CHECK(c->expires_ms > e->now_ms,
+			      "hold %" PRIu32 " expired at %" PRId64 " but is still held", slot,
+			      c->expires_ms);
 			CHECK(c->heap_pos < e->heap_len && e->heap[c->heap_pos] == slot,
-			      "hold %" PRIu32 ": heap position %" PRIu32 " does not hold it", slot, c->heap_pos);
+			      "hold %" PRIu32 ": heap position %" PRIu32 " does not hold it", slot,
+			      c->heap_pos);
 			n->held++;
 		} else {
-			CHECK(c->heap_pos == SLOT_NONE, "claim %" PRIu32 " (state %u) has heap position %" PRIu32, slot,
+			CHECK(c->heap_pos == SLOT_NONE,
+			      "claim %" PRIu32 " (state %u) has heap position %" PRIu32, slot,
 			      c->state, c->heap_pos);
 		}
 		n->booked += c->state == CL_BOOKED;
@@ -1215,7 +1353,8 @@ static int check_claims(const engine *e, claim_counts *n, char *err, size_t errl
 			for (uint32_t i = 0; i < c->seat_count; i++) {
 				const seat *st = &e->seats[ev->seat_base + c->seats[i]];
 				CHECK(st->state == want && st->owner == slot + 1,
-				      "claim %" PRIu32 ": seat %" PRIu32 " of event %" PRIu32 " is %u owned by %" PRIu32,
+				      "claim %" PRIu32 ": seat %" PRIu32 " of event %" PRIu32
+				      " is %u owned by %" PRIu32,
 				      slot, c->seats[i], c->event, st->state, st->owner);
 			}
 		}
@@ -1223,7 +1362,10 @@ static int check_claims(const engine *e, claim_counts *n, char *err, size_t errl
 	return 0;
 }
 
-static inline bool seat_is_free(const seat *base, uint32_t i) { return base[i].state == BO_SEAT_FREE; }
+static inline bool seat_is_free(const seat *base, uint32_t i)
+{
+	return base[i].state == BO_SEAT_FREE;
+}
 
 /* engine.h's "strands" rule for a block [s, s+n) in a row [lo, hi). */
 static bool block_strands(const seat *base, uint32_t lo, uint32_t hi, uint32_t s, uint32_t n)
@@ -1262,15 +1404,20 @@ static int check_seats(const engine *e, char *err, size_t errlen)
 		for (uint32_t ri = 0; ri < ev->row_count; ri++) {
 			const row *rw = &e->rows[ev->row_base + ri];
 			CHECK(rw->first == s && rw->rc_first == rc,
-			      "event %" PRIu32 " row %" PRIu32 ": first seat %" PRIu32 " / rowcat %" PRIu32
-			      ", expected %" PRIu32 " / %" PRIu32,
+			      "event %" PRIu32 " row %" PRIu32 ": first seat %" PRIu32
+			      " / rowcat %" PRIu32 ", expected %" PRIu32 " / %" PRIu32,
 			      i, ri, rw->first, rw->rc_first, s, rc);
-			CHECK(rw->len >= 1 && rw->len <= BO_SEATS_PER_ROW_MAX && rw->section < BO_SECTIONS_PER_EVENT_MAX &&
-				      rw->rc_count >= 1 && rw->rc_count <= ev->category_count,
-			      "event %" PRIu32 " row %" PRIu32 ": %u seats, section %u, %u categories", i, ri, rw->len,
-			      rw->section, rw->rc_count);
-			CHECK((uint64_t)s + rw->len <= ev->seat_count && (uint64_t)rc + rw->rc_count <= ev->rc_count,
-			      "event %" PRIu32 " row %" PRIu32 " runs past the event's seats or rowcats", i, ri);
+			CHECK(rw->len >= 1 && rw->len <= BO_SEATS_PER_ROW_MAX &&
+			              rw->section < BO_SECTIONS_PER_EVENT_MAX &&
+			              rw->rc_count >= 1 && rw->rc_count <= ev->category_count,
+			      "event %" PRIu32 " row %" PRIu32
+			      ": %u seats, section %u, %u categories",
+			      i, ri, rw->len, rw->section, rw->rc_count);
+			CHECK((uint64_t)s + rw->len <= ev->seat_count &&
+			              (uint64_t)rc + rw->rc_count <= ev->rc_count,
+			      "event %" PRIu32 " row %" PRIu32
+			      " runs past the event's seats or rowcats",
+			      i, ri);
 			uint32_t lo = s, hi = s + rw->len;
 			uint32_t count[BO_CATEGORIES_MAX] = {0}, longest[BO_CATEGORIES_MAX] = {0};
 			uint16_t clean[BO_CATEGORIES_MAX] = {0};
@@ -1278,26 +1425,33 @@ static int check_seats(const engine *e, char *err, size_t errlen)
 			bool in_run = false;
 			for (uint32_t k = lo; k < hi; k++) {
 				const seat *st = &base[k];
-				CHECK(st->state < BO_SEAT_STATE_COUNT && st->cat < ev->category_count && st->row == ri,
-				      "event %" PRIu32 " seat %" PRIu32 ": state %u, category %u, row %u (in row %" PRIu32
-				      ")",
+				CHECK(st->state < BO_SEAT_STATE_COUNT &&
+				              st->cat < ev->category_count && st->row == ri,
+				      "event %" PRIu32 " seat %" PRIu32
+				      ": state %u, category %u, row %u (in row %" PRIu32 ")",
 				      i, k, st->state, st->cat, st->row, ri);
 				if (st->state == BO_SEAT_HELD || st->state == BO_SEAT_BOOKED) {
 					CHECK(st->owner >= 1 && st->owner - 1 < e->claims_fresh,
-					      "event %" PRIu32 " seat %" PRIu32 ": owner %" PRIu32 " past claims_fresh %" PRIu32,
+					      "event %" PRIu32 " seat %" PRIu32 ": owner %" PRIu32
+					      " past claims_fresh %" PRIu32,
 					      i, k, st->owner, e->claims_fresh);
 					const claim *c = &e->claims[st->owner - 1];
-					uint8_t want = st->state == BO_SEAT_HELD ? CL_HELD : CL_BOOKED;
+					uint8_t want =
+					        st->state == BO_SEAT_HELD ? CL_HELD : CL_BOOKED;
 					bool listed = false;
 					for (uint32_t j = 0; j < c->seat_count && !c->is_pool; j++)
 						listed |= c->seats[j] == k;
 					CHECK(c->state == want && c->event == i && listed,
-					      "event %" PRIu32 " seat %" PRIu32 " (%s): owner claim %" PRIu32
+					      "event %" PRIu32 " seat %" PRIu32
+					      " (%s): owner claim %" PRIu32
 					      " (state %u, event %" PRIu32 ") does not hold it",
-					      i, k, engine_seat_state_str(st->state), st->owner - 1, c->state, c->event);
+					      i, k, engine_seat_state_str(st->state), st->owner - 1,
+					      c->state, c->event);
 				} else {
-					CHECK(st->owner == 0, "event %" PRIu32 " seat %" PRIu32 " (%s) has owner %" PRIu32, i,
-					      k, engine_seat_state_str(st->state), st->owner);
+					CHECK(st->owner == 0,
+					      "event %" PRIu32 " seat %" PRIu32
+					      " (%s) has owner %" PRIu32,
+					      i, k, engine_seat_state_str(st->state), st->owner);
 				}
 				by_state[st->state]++;
 				count[st->cat]++;
@@ -1305,7 +1459,8 @@ static int check_seats(const engine *e, char *err, size_t errlen)
 				if (st->state == BO_SEAT_FREE)
 					free_by_cat[st->cat]++;
 				/* Maximal runs of free seats of one category. */
-				if (in_run && (st->state != BO_SEAT_FREE || st->cat != base[run_start].cat)) {
+				if (in_run &&
+				    (st->state != BO_SEAT_FREE || st->cat != base[run_start].cat)) {
 					uint8_t c = base[run_start].cat;
 					if (k - run_start > longest[c])
 						longest[c] = k - run_start;
@@ -1326,38 +1481,46 @@ static int check_seats(const engine *e, char *err, size_t errlen)
 			uint32_t seen = 0;
 			for (uint32_t j = 0; j < rw->rc_count; j++) {
 				const rowcat *r = &e->rowcats[ev->rc_base + rc + j];
-				CHECK(r->cat < BO_CATEGORIES_MAX && (present & (1u << r->cat)) && !(seen & (1u << r->cat)),
-				      "event %" PRIu32 " row %" PRIu32 ": rowcat %" PRIu32 " of category %u is absent or "
+				CHECK(r->cat < BO_CATEGORIES_MAX && (present & (1u << r->cat)) &&
+				              !(seen & (1u << r->cat)),
+				      "event %" PRIu32 " row %" PRIu32 ": rowcat %" PRIu32
+				      " of category %u is absent or "
 				      "repeated",
 				      i, ri, j, r->cat);
 				seen |= 1u << r->cat;
 				uint32_t lo_bound = longest[r->cat] > 255 ? 255 : longest[r->cat];
 				uint32_t hi_bound = count[r->cat] > 255 ? 255 : count[r->cat];
 				CHECK(r->max_run >= lo_bound && r->max_run <= hi_bound,
-				      "event %" PRIu32 " row %" PRIu32 " category %u: max_run %u, longest free run %" PRIu32
+				      "event %" PRIu32 " row %" PRIu32
+				      " category %u: max_run %u, longest free run %" PRIu32
 				      ", seats %" PRIu32,
 				      i, ri, r->cat, r->max_run, longest[r->cat], count[r->cat]);
 				CHECK((r->no_clean & clean[r->cat]) == 0,
-				      "event %" PRIu32 " row %" PRIu32 " category %u: no_clean %04x but clean blocks exist "
+				      "event %" PRIu32 " row %" PRIu32
+				      " category %u: no_clean %04x but clean blocks exist "
 				      "for %04x",
 				      i, ri, r->cat, r->no_clean, clean[r->cat]);
 			}
-			CHECK(seen == present, "event %" PRIu32 " row %" PRIu32 ": categories %04" PRIx32
-			      " present, rowcats for %04" PRIx32, i, ri, present, seen);
+			CHECK(seen == present,
+			      "event %" PRIu32 " row %" PRIu32 ": categories %04" PRIx32
+			      " present, rowcats for %04" PRIx32,
+			      i, ri, present, seen);
 			s = hi;
 			rc += rw->rc_count;
 		}
 		CHECK(s == ev->seat_count && rc == ev->rc_count,
-		      "event %" PRIu32 ": rows hold %" PRIu32 " seats / %" PRIu32 " rowcats of %" PRIu32 " / %" PRIu32, i,
-		      s, rc, ev->seat_count, ev->rc_count);
+		      "event %" PRIu32 ": rows hold %" PRIu32 " seats / %" PRIu32
+		      " rowcats of %" PRIu32 " / %" PRIu32,
+		      i, s, rc, ev->seat_count, ev->rc_count);
 		for (uint32_t k = 0; k < BO_SEAT_STATE_COUNT; k++)
 			CHECK(ev->by_state[k] == by_state[k],
-			      "event %" PRIu32 ": by_state[%s] = %" PRIu32 ", seats say %" PRIu32, i,
-			      engine_seat_state_str((int)k), ev->by_state[k], by_state[k]);
+			      "event %" PRIu32 ": by_state[%s] = %" PRIu32 ", seats say %" PRIu32,
+			      i, engine_seat_state_str((int)k), ev->by_state[k], by_state[k]);
 		for (uint32_t k = 0; k < BO_CATEGORIES_MAX; k++)
 			CHECK(ev->free_by_cat[k] == free_by_cat[k],
-			      "event %" PRIu32 ": free_by_cat[%" PRIu32 "] = %" PRIu32 ", seats say %" PRIu32, i, k,
-			      ev->free_by_cat[k], free_by_cat[k]);
+			      "event %" PRIu32 ": free_by_cat[%" PRIu32 "] = %" PRIu32
+			      ", seats say %" PRIu32,
+			      i, k, ev->free_by_cat[k], free_by_cat[k]);
 	}
 	return 0;
 }
@@ -1374,15 +1537,19 @@ static int check_heap(const engine *e, const claim_counts *n, char *err, size_t 
 {
 	for (uint32_t p = 0; p < e->heap_len; p++) {
 		uint32_t slot = e->heap[p];
-		CHECK(slot < e->claims_fresh, "heap[%" PRIu32 "] = claim %" PRIu32 " past claims_fresh", p, slot);
+		CHECK(slot < e->claims_fresh,
+		      "heap[%" PRIu32 "] = claim %" PRIu32 " past claims_fresh", p, slot);
 		CHECK(e->claims[slot].state == CL_HELD && e->claims[slot].heap_pos == p,
-		      "heap[%" PRIu32 "] = claim %" PRIu32 " (state %u, heap position %" PRIu32 ")", p, slot,
-		      e->claims[slot].state, e->claims[slot].heap_pos);
+		      "heap[%" PRIu32 "] = claim %" PRIu32 " (state %u, heap position %" PRIu32 ")",
+		      p, slot, e->claims[slot].state, e->claims[slot].heap_pos);
 		if (p > 0)
 			CHECK(!heap_less(e, slot, e->heap[(p - 1) / 2]),
-			      "heap out of order: claim %" PRIu32 " at %" PRIu32 " expires before its parent", slot, p);
+			      "heap out of order: claim %" PRIu32 " at %" PRIu32
+			      " expires before its parent",
+			      slot, p);
 	}
-	CHECK(n->held == e->heap_len, "%" PRIu32 " holds but %" PRIu32 " heap entries", n->held, e->heap_len);
+	CHECK(n->held == e->heap_len, "%" PRIu32 " holds but %" PRIu32 " heap entries", n->held,
+	      e->heap_len);
 	return 0;
 }
 
@@ -1401,24 +1568,29 @@ static uint64_t window_pos(uint64_t head, uint64_t tail, uint32_t low)
  * entry behind. */
 static int check_recycle(const engine *e, uint8_t *count, char *err, size_t errlen)
 {
-	const uint64_t cap = eng_recycle_cap(&e->cfg), head = e->recycle_head, tail = e->recycle_tail;
+	const uint64_t cap = eng_recycle_cap(&e->cfg), head = e->recycle_head,
+	               tail = e->recycle_tail;
 	for (uint32_t slot = 0; slot < e->claims_fresh; slot++) {
 		const claim *c = &e->claims[slot];
 		if (!c->in_recycle)
 			continue;
 		uint64_t p = window_pos(head, tail, c->ticket);
 		CHECK(p < tail && e->recycle[p % cap] == slot,
-		      "ended claim %" PRIu32 ": no recycle entry at its ticket %" PRIu32, slot, c->ticket);
+		      "ended claim %" PRIu32 ": no recycle entry at its ticket %" PRIu32, slot,
+		      c->ticket);
 	}
 	for (uint64_t pos = head; pos < tail; pos++) {
 		uint32_t slot = e->recycle[pos % cap];
-		CHECK(slot < e->claims_fresh, "recycle entry %" PRIu64 " = claim %" PRIu32 " past claims_fresh", pos,
+		CHECK(slot < e->claims_fresh,
+		      "recycle entry %" PRIu64 " = claim %" PRIu32 " past claims_fresh", pos, slot);
+		CHECK(++count[slot] <= 2, "claim %" PRIu32 " has more than two recycle entries",
 		      slot);
-		CHECK(++count[slot] <= 2, "claim %" PRIu32 " has more than two recycle entries", slot);
 		const claim *c = &e->claims[slot];
 		if (c->in_recycle && c->ticket != (uint32_t)pos)
 			CHECK(pos < window_pos(head, tail, c->ticket),
-			      "stale recycle entry %" PRIu64 " of claim %" PRIu32 " after its valid one", pos, slot);
+			      "stale recycle entry %" PRIu64 " of claim %" PRIu32
+			      " after its valid one",
+			      pos, slot);
 	}
 	for (uint32_t slot = 0; slot < e->claims_fresh; slot++) {
 		uint8_t st = e->claims[slot].state;
@@ -1435,17 +1607,19 @@ static int check_recycle(const engine *e, uint8_t *count, char *err, size_t errl
 static int check_clients(const engine *e, uint8_t *count, char *err, size_t errlen)
 {
 	const uint32_t size = e->clients_mask + 1;
-	uint32_t occupied = 0, empty_at = UINT32_MAX;
+	uint32_t empty_at = UINT32_MAX;
 	for (uint32_t i = 0; i < size; i++) {
 		const client_slot *cs = &e->clients[i];
 		if (cs->client == 0) {
-			CHECK(cs->holds == 0, "empty client slot %" PRIu32 " counts %" PRIu32 " holds", i, cs->holds);
+			CHECK(cs->holds == 0,
+			      "empty client slot %" PRIu32 " counts %" PRIu32 " holds", i,
+			      cs->holds);
 			empty_at = i;
 			continue;
 		}
-		occupied++;
 		CHECK(cs->holds >= 1 && cs->holds <= BO_HOLDS_PER_CLIENT_MAX,
-		      "client %" PRIu64 " (slot %" PRIu32 ") counts %" PRIu32 " holds", cs->client, i, cs->holds);
+		      "client %" PRIu64 " (slot %" PRIu32 ") counts %" PRIu32 " holds", cs->client,
+		      i, cs->holds);
 	}
 	CHECK(empty_at != UINT32_MAX, "client table full");
 	/* Occupied run lengths, scanning a full lap from an empty slot. */
@@ -1460,8 +1634,9 @@ static int check_clients(const engine *e, uint8_t *count, char *err, size_t errl
 		run++;
 		uint32_t home = (uint32_t)mix64(cs->client) & e->clients_mask;
 		CHECK(((i - home) & e->clients_mask) < run,
-		      "client %" PRIu64 " at slot %" PRIu32 " is not reachable from its home %" PRIu32, cs->client, i,
-		      home);
+		      "client %" PRIu64 " at slot %" PRIu32
+		      " is not reachable from its home %" PRIu32,
+		      cs->client, i, home);
 	}
 	for (uint32_t slot = 0; slot < e->claims_fresh; slot++) {
 		const claim *c = &e->claims[slot];
@@ -1470,16 +1645,17 @@ static int check_clients(const engine *e, uint8_t *count, char *err, size_t errl
 		uint32_t i = (uint32_t)mix64(c->client) & e->clients_mask;
 		while (e->clients[i].client != c->client && e->clients[i].client != 0)
 			i = (i + 1) & e->clients_mask; /* ends: the table has an empty slot */
-		CHECK(e->clients[i].client == c->client, "hold %" PRIu32 ": client %" PRIu64 " not in the client table",
-		      slot, c->client);
+		CHECK(e->clients[i].client == c->client,
+		      "hold %" PRIu32 ": client %" PRIu64 " not in the client table", slot,
+		      c->client);
 		if (count[i] < UINT8_MAX)
 			count[i]++;
 	}
 	for (uint32_t i = 0; i < size; i++)
 		CHECK(count[i] == e->clients[i].holds,
-		      "client slot %" PRIu32 " (client %" PRIu64 ") counts %" PRIu32 " holds, claims say %u", i,
-		      e->clients[i].client, e->clients[i].holds, count[i]);
-	(void)occupied;
+		      "client slot %" PRIu32 " (client %" PRIu64 ") counts %" PRIu32
+		      " holds, claims say %u",
+		      i, e->clients[i].client, e->clients[i].holds, count[i]);
 	return 0;
 }
 
@@ -1490,7 +1666,8 @@ static int check_pools(const engine *e, uint64_t *sum, char *err, size_t errlen)
 		const claim *c = &e->claims[slot];
 		if (!c->is_pool || (c->state != CL_HELD && c->state != CL_BOOKED))
 			continue;
-		sum[((uint64_t)c->event * BO_POOLS_PER_EVENT_MAX + c->pool) * 2 + (c->state == CL_BOOKED)] += c->quantity;
+		sum[((uint64_t)c->event * BO_POOLS_PER_EVENT_MAX + c->pool) * 2 +
+		    (c->state == CL_BOOKED)] += c->quantity;
 	}
 	for (uint32_t i = 0; i < e->event_count; i++) {
 		const event *ev = &e->events[i];
@@ -1501,8 +1678,9 @@ static int check_pools(const engine *e, uint64_t *sum, char *err, size_t errlen)
 			      ", claims say %" PRIu64 " / %" PRIu64,
 			      i, p, ev->pool_held[p], ev->pool_booked[p], s[0], s[1]);
 			CHECK(s[0] + s[1] <= ev->pool_cap[p],
-			      "event %" PRIu32 " pool %" PRIu32 " oversold: %" PRIu64 " of %" PRIu32, i, p, s[0] + s[1],
-			      ev->pool_cap[p]);
+			      "event %" PRIu32 " pool %" PRIu32 " oversold: %" PRIu64
+			      " of %" PRIu32,
+			      i, p, s[0] + s[1], ev->pool_cap[p]);
 		}
 	}
 	return 0;
@@ -1537,15 +1715,19 @@ static int check_idem(const engine *e, uint8_t *refs, char *err, size_t errlen)
 	for (uint64_t pos = head; pos < tail; pos++) {
 		const idem_entry *en = &e->idem[pos & mask];
 		CHECK(en->client != 0 && bo_op_mutates(en->op) && en->status < BO_STATUS_COUNT &&
-			      en->detail < BO_D_COUNT && en->seat_count <= BO_SEATS_PER_HOLD_MAX,
-		      "idempotency entry %" PRIu64 ": client %" PRIu64 " op %u status %u detail %u seats %u", pos,
-		      en->client, en->op, en->status, en->detail, en->seat_count);
+		              en->detail < BO_D_COUNT && en->seat_count <= BO_SEATS_PER_HOLD_MAX,
+		      "idempotency entry %" PRIu64 ": client %" PRIu64
+		      " op %u status %u detail %u seats %u",
+		      pos, en->client, en->op, en->status, en->detail, en->seat_count);
 		CHECK(en->at_ms >= prev_at && en->at_ms <= e->now_ms,
-		      "idempotency entry %" PRIu64 " at %" PRId64 ": out of time order (clock %" PRId64 ")", pos,
-		      en->at_ms, e->now_ms);
+		      "idempotency entry %" PRIu64 " at %" PRId64
+		      ": out of time order (clock %" PRId64 ")",
+		      pos, en->at_ms, e->now_ms);
 		if (pos == head)
 			CHECK(e->now_ms - en->at_ms <= (int64_t)BO_IDEM_WINDOW_MS,
-			      "idempotency entry %" PRIu64 " at %" PRId64 " is older than the window", pos, en->at_ms);
+			      "idempotency entry %" PRIu64 " at %" PRId64
+			      " is older than the window",
+			      pos, en->at_ms);
 		prev_at = en->at_ms;
 	}
 	const uint32_t buckets = e->idem_index_mask + 1;
@@ -1557,8 +1739,8 @@ static int check_idem(const engine *e, uint8_t *refs, char *err, size_t errlen)
 			uint32_t p1 = bk->pos[i];
 			if (!idem_live(e, p1)) {
 				CHECK(!exact || p1 == 0 || p1 - 1 < head,
-				      "bucket %" PRIu32 " slot %" PRIu32 ": position %" PRIu32 " is past the window [%" PRIu64
-				      ", %" PRIu64 ")",
+				      "bucket %" PRIu32 " slot %" PRIu32 ": position %" PRIu32
+				      " is past the window [%" PRIu64 ", %" PRIu64 ")",
 				      b, i, p1 - 1, head, tail);
 				continue;
 			}
@@ -1568,9 +1750,11 @@ static int check_idem(const engine *e, uint8_t *refs, char *err, size_t errlen)
 			uint64_t pos = window_pos(head, tail, p1 - 1);
 			const idem_entry *en = &e->idem[pos & mask];
 			CHECK(idem_hash(en->client, en->request) == bk->hash[i],
-			      "bucket %" PRIu32 " slot %" PRIu32 ": hash %08" PRIx32 " but entry %" PRIu64 " hashes else",
+			      "bucket %" PRIu32 " slot %" PRIu32 ": hash %08" PRIx32
+			      " but entry %" PRIu64 " hashes else",
 			      b, i, bk->hash[i], pos);
-			CHECK(refs[pos - head]++ == 0, "idempotency entry %" PRIu64 " is in the index twice", pos);
+			CHECK(refs[pos - head]++ == 0,
+			      "idempotency entry %" PRIu64 " is in the index twice", pos);
 		}
 	}
 	/* idem_store needs a non-live slot somewhere. */
@@ -1581,9 +1765,11 @@ static int check_idem(const engine *e, uint8_t *refs, char *err, size_t errlen)
 		if (!exact && (uint32_t)pos == UINT32_MAX)
 			continue;
 		const idem_entry *en = &e->idem[pos & mask];
-		CHECK(!exact || refs[pos - head] == 1, "idempotency entry %" PRIu64 " is not in the index", pos);
+		CHECK(!exact || refs[pos - head] == 1,
+		      "idempotency entry %" PRIu64 " is not in the index", pos);
 		CHECK(idem_probe(e, en->client, en->request) == pos,
-		      "idempotency entry %" PRIu64 " (client %" PRIu64 ", request %" PRIu64 ") is not found by lookup",
+		      "idempotency entry %" PRIu64 " (client %" PRIu64 ", request %" PRIu64
+		      ") is not found by lookup",
 		      pos, en->client, en->request);
 	}
 	return 0;
@@ -1612,7 +1798,8 @@ int engine_check(const engine *e, char *err, size_t errlen)
 	uint8_t *recycle_count = calloc(e->claims_fresh + 1u, 1);
 	uint8_t *client_count = calloc(e->clients_mask + 1ull, 1);
 	uint8_t *idem_refs = calloc(e->idem_tail - e->idem_head + 1, 1);
-	uint64_t *pool_sum = calloc((size_t)e->event_count * BO_POOLS_PER_EVENT_MAX * 2 + 1, sizeof(uint64_t));
+	uint64_t *pool_sum =
+	        calloc((size_t)e->event_count * BO_POOLS_PER_EVENT_MAX * 2 + 1, sizeof(uint64_t));
 	if (!recycle_count || !client_count || !idem_refs || !pool_sum) {
 		if (err && errlen)
 			snprintf(err, errlen, "out of memory for the check");
@@ -1632,10 +1819,12 @@ int engine_check(const engine *e, char *err, size_t errlen)
 	free(pool_sum);
 	if (rc < 0)
 		return rc;
-	CHECK(e->holds_live == n.held, "holds_live %" PRIu32 ", claims say %" PRIu32, e->holds_live, n.held);
-	CHECK(e->bookings_live == n.booked, "bookings_live %" PRIu32 ", claims say %" PRIu32, e->bookings_live,
-	      n.booked);
-	CHECK(e->expired_total >= n.expired, "expired_total %" PRIu64 " below the %" PRIu32 " expired claims",
-	      e->expired_total, n.expired);
+	CHECK(e->holds_live == n.held, "holds_live %" PRIu32 ", claims say %" PRIu32, e->holds_live,
+	      n.held);
+	CHECK(e->bookings_live == n.booked, "bookings_live %" PRIu32 ", claims say %" PRIu32,
+	      e->bookings_live, n.booked);
+	CHECK(e->expired_total >= n.expired,
+	      "expired_total %" PRIu64 " below the %" PRIu32 " expired claims", e->expired_total,
+	      n.expired);
 	return 0;
 }

@@ -45,7 +45,8 @@ static int shard_name_parse(const char *name, uint32_t *id)
 		return 0;
 	size_t n = strlen(name + 6);
 	uint64_t v;
-	if (n < SHARD_DIGITS_MIN || n > SHARD_DIGITS_MAX || !parse_digits(name + 6, n, &v) || v > UINT32_MAX)
+	if (n < SHARD_DIGITS_MIN || n > SHARD_DIGITS_MAX || !parse_digits(name + 6, n, &v) ||
+	    v > UINT32_MAX)
 		return 0;
 	/* The journal names shards with %04u: "shard-00012" is not shard 12's
 	 * directory, and reading it as such would read another directory. */
@@ -66,7 +67,8 @@ static int seg_name_parse(const char *name, uint64_t *first_seq)
 static int snap_name_parse(const char *name, uint64_t *seq)
 {
 	return strlen(name) == 5 + SEQ_DIGITS + 5 && strncmp(name, "snap-", 5) == 0 &&
-	       strcmp(name + 5 + SEQ_DIGITS, ".snap") == 0 && parse_digits(name + 5, SEQ_DIGITS, seq);
+	       strcmp(name + 5 + SEQ_DIGITS, ".snap") == 0 &&
+	       parse_digits(name + 5, SEQ_DIGITS, seq);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -150,7 +152,8 @@ static int push(void **arr, uint32_t *n, uint32_t *cap, size_t size, const void 
 	return 0;
 }
 
-int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out, char *err, size_t errlen)
+int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out, char *err,
+                    size_t errlen)
 {
 	assert(root && out);
 	memset(out, 0, sizeof *out);
@@ -165,7 +168,8 @@ int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out, cha
 	DIR *d = opendir(out->path);
 	if (!d) {
 		int e = errno;
-		snprintf(err, errlen, "%s: cannot open shard directory: %s", out->path, strerror(e));
+		snprintf(err, errlen, "%s: cannot open shard directory: %s", out->path,
+		         strerror(e));
 		return -e;
 	}
 	uint32_t seg_cap = 0, snap_cap = 0;
@@ -178,7 +182,8 @@ int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out, cha
 			continue;
 		char path[PATH_MAX];
 		struct stat st;
-		if ((size_t)snprintf(path, sizeof path, "%s/%s", out->path, de->d_name) >= sizeof path)
+		if ((size_t)snprintf(path, sizeof path, "%s/%s", out->path, de->d_name) >=
+		    sizeof path)
 			continue;
 		if (stat(path, &st) != 0) {
 			rc = -errno;
@@ -254,13 +259,19 @@ int64_t replay_dir_seg_index(const replay_shard_dir *d, const char *file)
 uint64_t replay_dir_seg_used(const replay_shard_dir *d, uint32_t i)
 {
 	assert(i < d->seg_count);
-	enum { CHUNK = 64 * 1024 };
+	enum {
+		CHUNK = 64 * 1024
+	};
 	char path[REPLAY_DIR_PATH_LEN];
 	replay_dir_seg_path(d, i, path, sizeof path);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return d->segs[i].bytes;
-	static uint8_t buf[CHUNK];
+	uint8_t *buf = malloc(CHUNK);
+	if (!buf) {
+		close(fd);
+		return d->segs[i].bytes;
+	}
 	uint64_t end = d->segs[i].bytes;
 	while (end > 0) {
 		uint64_t from = end > CHUNK ? end - CHUNK : 0;
@@ -278,6 +289,7 @@ uint64_t replay_dir_seg_used(const replay_shard_dir *d, uint32_t i)
 		}
 		end = from;
 	}
+	free(buf);
 	close(fd);
 	return end;
 }

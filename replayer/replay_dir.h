@@ -26,22 +26,22 @@
 
 typedef struct replay_seg {
 	uint64_t first_seq; /* from the file name */
-	uint64_t bytes;	    /* file size (segments are preallocated: mostly zero at the end) */
+	uint64_t bytes;     /* file size (segments are preallocated: mostly zero at the end) */
 } replay_seg;
 
 typedef struct replay_snap {
-	uint64_t seq;	/* from the file name: the last record the state includes */
+	uint64_t seq;   /* from the file name: the last record the state includes */
 	uint64_t bytes; /* file size */
 } replay_snap;
 
 typedef struct replay_shard_dir {
 	uint32_t shard;
-	char path[PATH_MAX];   /* DIR/shard-NNNN */
-	replay_seg *segs;      /* [seg_count], ascending first_seq; owned */
+	char path[PATH_MAX]; /* DIR/shard-NNNN */
+	replay_seg *segs;    /* [seg_count], ascending first_seq; owned */
 	uint32_t seg_count;
-	replay_snap *snaps;    /* [snap_count], ascending seq; owned */
+	replay_snap *snaps; /* [snap_count], ascending seq; owned */
 	uint32_t snap_count;
-	uint64_t seg_bytes;    /* sum of segs[].bytes */
+	uint64_t seg_bytes; /* sum of segs[].bytes */
 } replay_shard_dir;
 
 /* Lists the shard ids of data directory `root` in ascending order.
@@ -49,14 +49,14 @@ typedef struct replay_shard_dir {
  * *count; -ENOENT / -ENOTDIR / -EACCES ... when root cannot be listed, with
  * the reason (naming root) in err; -ENOMEM. A directory without shards is
  * not an error here (count 0): the caller decides what that means. */
-int replay_dir_shards(const char *root, uint32_t **ids /* OUT */, uint32_t *count /* OUT */, char *err,
-		      size_t errlen);
+int replay_dir_shards(const char *root, uint32_t **ids /* OUT */, uint32_t *count /* OUT */,
+                      char *err, size_t errlen);
 
 /* Lists the segments and snapshots of shard `shard` of `root`.
  * Returns 0 and fills *out (free with replay_dir_free), or -errno with the
  * reason in err (-ENOENT: no such shard directory). */
 int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out /* OUT */, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 void replay_dir_free(replay_shard_dir *d);
 

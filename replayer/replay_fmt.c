@@ -9,39 +9,39 @@
 #include <time.h>
 
 static const char *const detail_tokens[] = {
-	[BO_D_NONE] = "none",
-	[BO_D_BAD_OP] = "bad_op",
-	[BO_D_NO_CLIENT] = "no_client",
-	[BO_D_NO_EVENT] = "no_event",
-	[BO_D_EVENT_EXISTS] = "event_exists",
-	[BO_D_EVENT_ID_ZERO] = "event_id_zero",
-	[BO_D_MAP_INVALID] = "map_invalid",
-	[BO_D_EVENTS_FULL] = "events_full",
-	[BO_D_SEATS_FULL] = "seats_full",
-	[BO_D_SEAT_RANGE] = "seat_range",
-	[BO_D_SEAT_DUPLICATE] = "seat_duplicate",
-	[BO_D_SEAT_COUNT] = "seat_count",
-	[BO_D_SEAT_UNAVAILABLE] = "seat_unavailable",
-	[BO_D_CATEGORY_RANGE] = "category_range",
-	[BO_D_SOLD_OUT] = "sold_out",
-	[BO_D_POOL_RANGE] = "pool_range",
-	[BO_D_QUANTITY] = "quantity",
-	[BO_D_POOL_UNAVAILABLE] = "pool_unavailable",
-	[BO_D_TTL_RANGE] = "ttl_range",
-	[BO_D_LIFETIME] = "lifetime",
-	[BO_D_CLIENT_HOLDS] = "client_holds",
-	[BO_D_CLAIMS_FULL] = "claims_full",
-	[BO_D_NO_HOLD] = "no_hold",
-	[BO_D_NO_BOOKING] = "no_booking",
-	[BO_D_HOLD_EXPIRED] = "hold_expired",
-	[BO_D_ALREADY_CONFIRMED] = "already_confirmed",
-	[BO_D_NOT_A_BOOKING] = "not_a_booking",
-	[BO_D_PAYREF] = "payref",
-	[BO_D_NOT_BLOCKED] = "not_blocked",
-	[BO_D_IDEM_CONFLICT] = "idem_conflict",
+        [BO_D_NONE] = "none",
+        [BO_D_BAD_OP] = "bad_op",
+        [BO_D_NO_CLIENT] = "no_client",
+        [BO_D_NO_EVENT] = "no_event",
+        [BO_D_EVENT_EXISTS] = "event_exists",
+        [BO_D_EVENT_ID_ZERO] = "event_id_zero",
+        [BO_D_MAP_INVALID] = "map_invalid",
+        [BO_D_EVENTS_FULL] = "events_full",
+        [BO_D_SEATS_FULL] = "seats_full",
+        [BO_D_SEAT_RANGE] = "seat_range",
+        [BO_D_SEAT_DUPLICATE] = "seat_duplicate",
+        [BO_D_SEAT_COUNT] = "seat_count",
+        [BO_D_SEAT_UNAVAILABLE] = "seat_unavailable",
+        [BO_D_CATEGORY_RANGE] = "category_range",
+        [BO_D_SOLD_OUT] = "sold_out",
+        [BO_D_POOL_RANGE] = "pool_range",
+        [BO_D_QUANTITY] = "quantity",
+        [BO_D_POOL_UNAVAILABLE] = "pool_unavailable",
+        [BO_D_TTL_RANGE] = "ttl_range",
+        [BO_D_LIFETIME] = "lifetime",
+        [BO_D_CLIENT_HOLDS] = "client_holds",
+        [BO_D_CLAIMS_FULL] = "claims_full",
+        [BO_D_NO_HOLD] = "no_hold",
+        [BO_D_NO_BOOKING] = "no_booking",
+        [BO_D_HOLD_EXPIRED] = "hold_expired",
+        [BO_D_ALREADY_CONFIRMED] = "already_confirmed",
+        [BO_D_NOT_A_BOOKING] = "not_a_booking",
+        [BO_D_PAYREF] = "payref",
+        [BO_D_NOT_BLOCKED] = "not_blocked",
+        [BO_D_IDEM_CONFLICT] = "idem_conflict",
 };
 _Static_assert(sizeof(detail_tokens) / sizeof(detail_tokens[0]) == BO_D_COUNT,
-	       "a token for every detail code (engine.h grew one: name it here)");
+               "a token for every detail code (engine.h grew one: name it here)");
 
 const char *replay_fmt_detail_token(int detail)
 {
@@ -116,9 +116,10 @@ static void cmd_fields(FILE *f, const bo_cmd *c, const bo_seatmap *map, int json
 	case BO_OP_CREATE_EVENT:
 		if (map)
 			fprintf(f,
-				"%s%srows%s%" PRIu32 "%s%sseats%s%" PRIu32 "%s%spools%s%" PRIu32 "%s%scategories%s%" PRIu32,
-				sep, q, eq, map->row_count, sep, q, eq, map->seat_count, sep, q, eq, map->pool_count, sep, q,
-				eq, map->category_count);
+			        "%s%srows%s%" PRIu32 "%s%sseats%s%" PRIu32 "%s%spools%s%" PRIu32
+			        "%s%scategories%s%" PRIu32,
+			        sep, q, eq, map->row_count, sep, q, eq, map->seat_count, sep, q, eq,
+			        map->pool_count, sep, q, eq, map->category_count);
 		else
 			fprintf(f, "%s%smap%s%s", sep, q, eq, json ? "null" : "none");
 		break;
@@ -131,12 +132,12 @@ static void cmd_fields(FILE *f, const bo_cmd *c, const bo_seatmap *map, int json
 			fprintf(f, "%s%sttl_ms%s%" PRIu32, sep, q, eq, c->ttl_ms);
 		break;
 	case BO_OP_HOLD_BEST:
-		fprintf(f, "%s%scategory%s%u%s%sqty%s%u%s%sttl_ms%s%" PRIu32, sep, q, eq, c->category, sep, q, eq,
-			c->quantity, sep, q, eq, c->ttl_ms);
+		fprintf(f, "%s%scategory%s%u%s%sqty%s%u%s%sttl_ms%s%" PRIu32, sep, q, eq,
+		        c->category, sep, q, eq, c->quantity, sep, q, eq, c->ttl_ms);
 		break;
 	case BO_OP_HOLD_POOL:
-		fprintf(f, "%s%spool%s%u%s%sqty%s%u%s%sttl_ms%s%" PRIu32, sep, q, eq, c->pool, sep, q, eq, c->quantity,
-			sep, q, eq, c->ttl_ms);
+		fprintf(f, "%s%spool%s%u%s%sqty%s%u%s%sttl_ms%s%" PRIu32, sep, q, eq, c->pool, sep,
+		        q, eq, c->quantity, sep, q, eq, c->ttl_ms);
 		break;
 	case BO_OP_EXTEND:
 		fprintf(f, json ? ",\"claim\":%" PRIu64 : " claim=%#" PRIx64, c->claim_id);
@@ -144,7 +145,8 @@ static void cmd_fields(FILE *f, const bo_cmd *c, const bo_seatmap *map, int json
 		break;
 	case BO_OP_CONFIRM: {
 		fprintf(f, json ? ",\"claim\":%" PRIu64 : " claim=%#" PRIx64, c->claim_id);
-		uint32_t pl = c->payref_len <= BO_PAYREF_LEN_MAX ? c->payref_len : BO_PAYREF_LEN_MAX;
+		uint32_t pl =
+		        c->payref_len <= BO_PAYREF_LEN_MAX ? c->payref_len : BO_PAYREF_LEN_MAX;
 		fprintf(f, "%s%spayref%s", sep, q, eq);
 		replay_fmt_json_str(f, c->payref, pl);
 		break;
@@ -163,7 +165,8 @@ static void result_human(FILE *f, const bo_result *r)
 	char t[REPLAY_FMT_TIME_LEN];
 	uint32_t n = r->seat_count <= BO_SEATS_PER_HOLD_MAX ? r->seat_count : BO_SEATS_PER_HOLD_MAX;
 	if (r->status != BO_OK) {
-		fprintf(f, " -> %s/%s", engine_status_str(r->status), replay_fmt_detail_token(r->detail));
+		fprintf(f, " -> %s/%s", engine_status_str(r->status),
+		        replay_fmt_detail_token(r->detail));
 		if (n > 0)
 			fprintf(f, " seat=%" PRIu32, r->seats[0]);
 	} else {
@@ -191,7 +194,7 @@ static void result_json(FILE *f, const bo_result *r)
 {
 	uint32_t n = r->seat_count <= BO_SEATS_PER_HOLD_MAX ? r->seat_count : BO_SEATS_PER_HOLD_MAX;
 	fprintf(f, ",\"result\":{\"status\":\"%s\",\"detail\":\"%s\"", engine_status_str(r->status),
-		replay_fmt_detail_token(r->status == BO_OK ? BO_D_NONE : r->detail));
+	        replay_fmt_detail_token(r->status == BO_OK ? BO_D_NONE : r->detail));
 	fprintf(f, ",\"claim\":%" PRIu64 ",\"seats\":", r->claim_id);
 	seat_list(f, r->seats, n, 1);
 	fprintf(f, ",\"qty\":%" PRIu32, r->quantity);
@@ -205,22 +208,24 @@ static void result_json(FILE *f, const bo_result *r)
 	fprintf(f, ",\"replayed\":%s}", r->replayed ? "true" : "false");
 }
 
-void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const entry *en, const bo_seatmap *map,
-		       int json)
+void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const entry *en,
+                       const bo_seatmap *map, int json)
 {
 	assert(f && rec && en);
 	char t[REPLAY_FMT_TIME_LEN];
 	replay_fmt_time(rec->timestamp_ms, t, sizeof t);
 	const char *kind = en->kind == ENTRY_TICK ? "tick" : "command";
 	if (json) {
-		fprintf(f, "{\"shard\":%" PRIu32 ",\"seq\":%" PRIu64 ",\"ts_ms\":%" PRId64 ",\"time\":\"%s\",\"kind\":\"%s\"",
-			shard, rec->seq, rec->timestamp_ms, t, kind);
+		fprintf(f,
+		        "{\"shard\":%" PRIu32 ",\"seq\":%" PRIu64 ",\"ts_ms\":%" PRId64
+		        ",\"time\":\"%s\",\"kind\":\"%s\"",
+		        shard, rec->seq, rec->timestamp_ms, t, kind);
 		if (en->kind == ENTRY_COMMAND) {
 			const bo_cmd *c = &en->cmd;
 			fprintf(f,
-				",\"op\":\"%s\",\"client\":%" PRIu64 ",\"request\":%" PRIu64 ",\"event\":%" PRIu64
-				",\"cmd\":{",
-				engine_op_str(c->op), c->client_id, c->request_id, c->event_id);
+			        ",\"op\":\"%s\",\"client\":%" PRIu64 ",\"request\":%" PRIu64
+			        ",\"event\":%" PRIu64 ",\"cmd\":{",
+			        engine_op_str(c->op), c->client_id, c->request_id, c->event_id);
 			/* cmd_fields writes ",key:value" pairs: the object
 			 * opens with the op so they always follow a member. */
 			fprintf(f, "\"op\":\"%s\"", engine_op_str(c->op));
@@ -230,14 +235,15 @@ void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const
 		}
 		fputs(",\"file\":", f);
 		json_cstr(f, rec->file ? rec->file : "");
-		fprintf(f, ",\"offset\":%" PRIu64 ",\"payload_bytes\":%" PRIu32 "}\n", rec->offset, rec->payload_len);
+		fprintf(f, ",\"offset\":%" PRIu64 ",\"payload_bytes\":%" PRIu32 "}\n", rec->offset,
+		        rec->payload_len);
 		return;
 	}
 	fprintf(f, "shard=%" PRIu32 " seq=%" PRIu64 " time=%s kind=%s", shard, rec->seq, t, kind);
 	if (en->kind == ENTRY_COMMAND) {
 		const bo_cmd *c = &en->cmd;
-		fprintf(f, " op=%s client=%" PRIu64 " request=%" PRIu64 " event=%" PRIu64, engine_op_str(c->op),
-			c->client_id, c->request_id, c->event_id);
+		fprintf(f, " op=%s client=%" PRIu64 " request=%" PRIu64 " event=%" PRIu64,
+		        engine_op_str(c->op), c->client_id, c->request_id, c->event_id);
 		cmd_fields(f, c, map, 0);
 		result_human(f, &en->res);
 	}

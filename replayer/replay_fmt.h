@@ -41,7 +41,7 @@ void replay_fmt_json_str(FILE *f, const char *s, size_t len);
 
 /* Writes one record line (with '\n'). `en` is the decoded payload, `map`
  * the seat map of a CREATE_EVENT (may be NULL). json: 1 for a JSON line. */
-void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const entry *en, const bo_seatmap *map,
-		       int json);
+void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const entry *en,
+                       const bo_seatmap *map, int json);
 
 #endif /* BO_REPLAY_FMT_H */

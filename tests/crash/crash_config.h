@@ -68,7 +68,12 @@
 #define CRASH_PAYLOAD_BYTES_MAX (16u << 10)
 
 /* Exit codes of the harness. */
-enum { CRASH_EXIT_OK = 0, CRASH_EXIT_USAGE = 2, CRASH_EXIT_OPEN = 3, CRASH_EXIT_SKIP = 77 };
+enum {
+	CRASH_EXIT_OK = 0,
+	CRASH_EXIT_USAGE = 2,
+	CRASH_EXIT_OPEN = 3,
+	CRASH_EXIT_SKIP = 77
+};
 
 static inline void crash_engine_config(engine_config *cfg)
 {

@@ -65,10 +65,10 @@
 #define SEATS_PER_ROW 16u
 #define SEATS (ROWS * SEATS_PER_ROW)
 #define POOL_CAPACITY 300u
-#define CLAIMS_KEPT 64u	   /* recent claim ids per event the producers pick from */
-#define GROUP_MIX_MAX 4u   /* commands per submission in "mix" mode */
+#define CLAIMS_KEPT 64u     /* recent claim ids per event the producers pick from */
+#define GROUP_MIX_MAX 4u    /* commands per submission in "mix" mode */
 #define GROUP_BURST_MAX 48u /* ... in "burst" mode */
-#define LINE_MAX_BYTES 96u /* longest line: "ack" with six numbers */
+#define LINE_MAX_BYTES 96u  /* longest line: "ack" with six numbers */
 /* Producer clients have the top bit set: they never meet the creation
  * clients (CRASH_CREATE_CLIENT_BASE + event). */
 #define PRODUCER_CLIENT_BIT (1ull << 63)
@@ -167,7 +167,10 @@ static uint64_t rng_next(uint64_t *s)
 	return mix64(*s);
 }
 
-static uint32_t rng_below(uint64_t *s, uint32_t n) { return (uint32_t)(rng_next(s) % n); }
+static uint32_t rng_below(uint64_t *s, uint32_t n)
+{
+	return (uint32_t)(rng_next(s) % n);
+}
 
 static void sleep_us(uint32_t us)
 {
@@ -224,8 +227,9 @@ static void *output_main(void *arg)
 			if (o->kind != SHARD_OUT_RESULT)
 				continue;
 			const bo_result *r = &o->u.result;
-			lb_add(&lb, "ack %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %u %" PRIu64 "\n", sid, o->seq,
-			       r->client_id, r->request_id, (unsigned)r->status, r->claim_id);
+			lb_add(&lb, "ack %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %u %" PRIu64 "\n",
+			       sid, o->seq, r->client_id, r->request_id, (unsigned)r->status,
+			       r->claim_id);
 			if (r->status == BO_OK && r->claim_id != 0) {
 				for (uint32_t e = 0; e < EVENTS; e++)
 					if (events[e].id == r->event_id)
@@ -282,7 +286,7 @@ static void random_cmd(bo_cmd *c, event_info *ev, uint64_t *rng)
 		c->op = BO_OP_CONFIRM;
 		c->claim_id = claim_pick(ev, rng);
 		c->payref_len = (uint8_t)snprintf(c->payref, sizeof(c->payref), "pay-%08x",
-						  (unsigned)rng_below(rng, 1u << 30));
+		                                  (unsigned)rng_below(rng, 1u << 30));
 	} else if (r < 79) {
 		c->op = BO_OP_RELEASE;
 		c->claim_id = claim_pick(ev, rng);
@@ -315,8 +319,8 @@ static void *producer_main(void *arg)
 			cmds[i].client_id = client_base | ((uint64_t)(t + 1) << 24) | (n / 32);
 			cmds[i].request_id = n + 1;
 			n++;
-			lb_add(&lb, "sub %" PRIu64 " %" PRIu64 " %u\n", cmds[i].client_id, cmds[i].request_id,
-			       ev->shard);
+			lb_add(&lb, "sub %" PRIu64 " %" PRIu64 " %u\n", cmds[i].client_id,
+			       cmds[i].request_id, ev->shard);
 		}
 		lb_flush(&lb); /* before submitting: the driver must know of it */
 		/* Once "sub" is out the command must go in, even when asked to
@@ -420,7 +424,8 @@ static void open_shard(const char *dir, uint32_t id)
 	char err[JOURNAL_ERR_LEN];
 	int rc = shard_open(&cfg, &shards[id], &rec, err, sizeof(err));
 	if (rc < 0) {
-		fprintf(stderr, "crash_harness: shard %u: shard_open failed: %s (%s)\n", id, err, strerror(-rc));
+		fprintf(stderr, "crash_harness: shard %u: shard_open failed: %s (%s)\n", id, err,
+		        strerror(-rc));
 		/* No other thread writes yet: the (long) line goes out alone. */
 		char line[JOURNAL_ERR_LEN + 32];
 		int n = snprintf(line, sizeof(line), "fail %d %s", -rc, err);
@@ -435,13 +440,15 @@ static void open_shard(const char *dir, uint32_t id)
 	}
 	uint64_t digest = engine_digest(shard_engine(shards[id]));
 	fprintf(stderr,
-		"crash_harness: shard %u recovered: snapshot_seq=%" PRIu64 " last_seq=%" PRIu64 " replayed=%" PRIu64
-		" seconds=%.3f journal_bytes_cut=%" PRIu64 " journal_records_cut=%" PRIu64 "%s%s\n",
-		id, rec.snapshot_seq, rec.last_seq, rec.replayed, rec.seconds, rec.journal.bytes_cut,
-		rec.journal.records_cut, rec.journal.note[0] ? " note=" : "", rec.journal.note);
+	        "crash_harness: shard %u recovered: snapshot_seq=%" PRIu64 " last_seq=%" PRIu64
+	        " replayed=%" PRIu64 " seconds=%.3f journal_bytes_cut=%" PRIu64
+	        " journal_records_cut=%" PRIu64 "%s%s\n",
+	        id, rec.snapshot_seq, rec.last_seq, rec.replayed, rec.seconds,
+	        rec.journal.bytes_cut, rec.journal.records_cut, rec.journal.note[0] ? " note=" : "",
+	        rec.journal.note);
 	linebuf lb = {.len = 0};
-	lb_add(&lb, "rec %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", id, rec.snapshot_seq,
-	       rec.last_seq, rec.replayed, rec.journal.records_cut, digest);
+	lb_add(&lb, "rec %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", id,
+	       rec.snapshot_seq, rec.last_seq, rec.replayed, rec.journal.records_cut, digest);
 	lb_flush(&lb);
 }
 
@@ -456,7 +463,8 @@ static void create_events(void)
 		c.event_id = events[e].id;
 		c.map = events[e].map; /* borrowed until the result is out: kept forever */
 		linebuf lb = {.len = 0};
-		lb_add(&lb, "sub %" PRIu64 " %" PRIu64 " %u\n", c.client_id, c.request_id, events[e].shard);
+		lb_add(&lb, "sub %" PRIu64 " %" PRIu64 " %u\n", c.client_id, c.request_id,
+		       events[e].shard);
 		lb_flush(&lb);
 		while (shard_submit(shards[events[e].shard], &c, NULL, 1) == -EBUSY)
 			sleep_us(200);
@@ -500,7 +508,8 @@ int main(int argc, char **argv)
 	/* The run number (unique in DIR) in bits 32..62, above the thread
 	 * (bits 24..31) and the thread's client counter (bits 0..23). */
 	client_base = PRODUCER_CLIENT_BIT | ((run & 0x7FFFFFFFull) << 32);
-	fprintf(stderr, "crash_harness: run %" PRIu64 " mode %s seed %" PRIu64 "\n", run, argv[2], seed);
+	fprintf(stderr, "crash_harness: run %" PRIu64 " mode %s seed %" PRIu64 "\n", run, argv[2],
+	        seed);
 
 	pick_events();
 	for (uint32_t i = 0; i < CRASH_SHARDS; i++)

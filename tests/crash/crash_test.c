@@ -80,11 +80,11 @@
 #include "replayer/apply.h"
 
 #define CYCLES_DEFAULT 100u
-#define EPOCH_CYCLES 200u	/* cycles per data directory in long runs */
+#define EPOCH_CYCLES 200u /* cycles per data directory in long runs */
 #define GRACEFUL_EVERY 10u
 #define KILL_MS_MIN 30u
-#define KILL_MS_SPAN 271u	/* 30..300 ms */
-#define EXIT_WAIT_MS 60000	/* a harness must be gone this long after a signal */
+#define KILL_MS_SPAN 271u  /* 30..300 ms */
+#define EXIT_WAIT_MS 60000 /* a harness must be gone this long after a signal */
 #define ERR_LEN 2048u
 
 /* ---- Small helpers ------------------------------------------------------- */
@@ -156,7 +156,10 @@ static void table_clear(table *t)
 	}
 }
 
-static size_t key_hash(uint64_t c, uint64_t r) { return (size_t)mix64(c * 31 + mix64(r)); }
+static size_t key_hash(uint64_t c, uint64_t r)
+{
+	return (size_t)mix64(c * 31 + mix64(r));
+}
 
 static kv *table_find(table *t, uint64_t c, uint64_t r)
 {
@@ -223,13 +226,13 @@ typedef struct rec_brief {
 } rec_brief;
 
 typedef struct shard_state {
-	engine *ref;	     /* reference: every record from seq 1, verified */
+	engine *ref;         /* reference: every record from seq 1, verified */
 	uint64_t end_seq;    /* last record seen (and applied to ref) */
 	uint64_t ref_digest; /* engine_digest(ref) at end_seq */
-	uint64_t *fp;	     /* fp[seq - 1]: fingerprint of each record seen */
+	uint64_t *fp;        /* fp[seq - 1]: fingerprint of each record seen */
 	size_t fp_cap;
-	table keys;	     /* journaled (client, request) -> first seq */
-	rec_brief *cur;	     /* records of this cycle's range */
+	table keys;     /* journaled (client, request) -> first seq */
+	rec_brief *cur; /* records of this cycle's range */
 	size_t cur_cap;
 } shard_state;
 
@@ -241,6 +244,7 @@ typedef struct stats {
 	uint64_t records, commands, ticks, acks, subs;
 	uint64_t unacked_max, snapshot_recoveries, recoveries, replayed_max, cut_recoveries;
 	unsigned graceful, killed_before_go;
+	uint64_t warnings;
 	double harness_s, check_s;
 } stats;
 static stats sum;
@@ -284,13 +288,13 @@ static int is_create_key(uint64_t client, uint64_t request)
 typedef struct run_out {
 	char *buf;
 	size_t len, cap;
-	int status;  /* waitpid status */
-	int killed;  /* we sent SIGKILL */
-	int hung;    /* it did not go away after the signal */
+	int status; /* waitpid status */
+	int killed; /* we sent SIGKILL */
+	int hung;   /* it did not go away after the signal */
 } run_out;
 
 static void run_harness(const char *harness, const char *dir, const char *mode, uint64_t seed,
-			uint32_t delay_ms, int graceful, const char *log, run_out *ro)
+                        uint32_t delay_ms, int graceful, const char *log, run_out *ro)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) != 0) {
@@ -389,7 +393,8 @@ static void parse_lines(const run_out *ro, run_lines *rl)
 	while (pos < ro->len) {
 		char *nl = memchr(ro->buf + pos, '\n', ro->len - pos);
 		if (!nl) {
-			fail("partial line at the end of the harness output (a write(2) was split): \"%.*s\"",
+			fail("partial line at the end of the harness output "
+			     "(a write(2) was split): \"%.*s\"",
 			     (int)(ro->len - pos), ro->buf + pos);
 			return;
 		}
@@ -407,16 +412,19 @@ static void parse_lines(const run_out *ro, run_lines *rl)
 			int fresh;
 			kv *k = table_put(&subs_all, a, b, &fresh);
 			if (!fresh && !is_create_key(a, b))
-				fail("harness reused (client %" PRIu64 ", request %" PRIu64 ")", a, b);
+				fail("harness reused (client %" PRIu64 ", request %" PRIu64 ")", a,
+				     b);
 			if (fresh)
 				k->val = sh + 1u;
 			else if (k->val != sh + 1u)
-				fail("(client %" PRIu64 ", request %" PRIu64 ") sent to shard %u and %" PRIu64, a, b, sh,
-				     k->val - 1);
+				fail("(client %" PRIu64 ", request %" PRIu64
+				     ") sent to shard %u and %" PRIu64,
+				     a, b, sh, k->val - 1);
 			kv *r = table_put(&subs_run, a, b, &fresh);
 			r->val |= 1;
-		} else if (sscanf(line, "ack %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &sh, &a, &b,
-				  &c, &d, &e) == 6) {
+		} else if (sscanf(line,
+		                  "ack %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
+		                  &sh, &a, &b, &c, &d, &e) == 6) {
 			if (sh >= CRASH_SHARDS) {
 				fail("bad ack line: %s", line);
 				continue;
@@ -425,21 +433,28 @@ static void parse_lines(const run_out *ro, run_lines *rl)
 			if (!r)
 				fail("ack for a command this run never announced: %s", line);
 			else if (r->val & 2)
-				fail("second ack for (client %" PRIu64 ", request %" PRIu64 "): %s", b, c, line);
+				fail("second ack for (client %" PRIu64 ", request %" PRIu64 "): %s",
+				     b, c, line);
 			else
 				r->val |= 2;
 			if (a <= last_ack_seq[sh])
-				fail("acks of shard %u out of journal order: seq %" PRIu64 " after %" PRIu64, sh, a,
-				     last_ack_seq[sh]);
+				fail("acks of shard %u out of journal order: seq %" PRIu64
+				     " after %" PRIu64,
+				     sh, a, last_ack_seq[sh]);
 			last_ack_seq[sh] = a;
 			if (rl->acks_n == rl->acks_cap) {
 				rl->acks_cap = rl->acks_cap * 2 + 4096;
 				rl->acks = xrealloc(rl->acks, rl->acks_cap * sizeof(ack));
 			}
-			rl->acks[rl->acks_n++] =
-				(ack){.shard = sh, .seq = a, .client = b, .request = c, .status = (uint32_t)d, .claim = e};
-		} else if (sscanf(line, "rec %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNx64, &sh, &a, &b,
-				  &c, &d, &f) == 6) {
+			rl->acks[rl->acks_n++] = (ack){.shard = sh,
+			                               .seq = a,
+			                               .client = b,
+			                               .request = c,
+			                               .status = (uint32_t)d,
+			                               .claim = e};
+		} else if (sscanf(line,
+		                  "rec %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNx64,
+		                  &sh, &a, &b, &c, &d, &f) == 6) {
 			if (sh >= CRASH_SHARDS) {
 				fail("bad rec line: %s", line);
 				continue;
@@ -452,12 +467,16 @@ static void parse_lines(const run_out *ro, run_lines *rl)
 				sum.replayed_max = c;
 			/* (4): what shard_open() rebuilt is what the journal says. */
 			if (b != st[sh].end_seq)
-				fail("shard %u recovered up to seq %" PRIu64 " but the journal read after the crash "
-				     "ended at seq %" PRIu64 " (snapshot %" PRIu64 ", %" PRIu64 " cut)",
+				fail("shard %u recovered up to seq %" PRIu64
+				     " but the journal read after the crash "
+				     "ended at seq %" PRIu64 " (snapshot %" PRIu64 ", %" PRIu64
+				     " cut)",
 				     sh, b, st[sh].end_seq, a, d);
 			else if (f != st[sh].ref_digest)
-				fail("shard %u: state recovered by shard_open (snapshot seq %" PRIu64 " + %" PRIu64
-				     " replayed, last seq %" PRIu64 ") has digest %016" PRIx64
+				fail("shard %u: state recovered by shard_open "
+				     "(snapshot seq %" PRIu64
+				     " + %" PRIu64 " replayed, last seq %" PRIu64
+				     ") has digest %016" PRIx64
 				     ", replaying the journal from seq 1 gives %016" PRIx64,
 				     sh, a, c, b, f, st[sh].ref_digest);
 		} else if (strcmp(line, "go") == 0) {
@@ -483,7 +502,8 @@ static void check_shard(uint32_t sh, const char *dir, const run_lines *rl, int g
 	int rc = journal_reader_open(dir, sh, NULL, &r, err, sizeof(err));
 	if (rc == -ENOENT) {
 		if (s->end_seq > 0)
-			fail("shard %u: journal directory vanished (had %" PRIu64 " records)", sh, s->end_seq);
+			fail("shard %u: journal directory vanished (had %" PRIu64 " records)", sh,
+			     s->end_seq);
 		return;
 	}
 	if (rc < 0) {
@@ -495,8 +515,9 @@ static void check_shard(uint32_t sh, const char *dir, const run_lines *rl, int g
 	size_t ncur = 0;
 	while ((rc = journal_reader_next(r, &jr)) == 1) {
 		if (jr.seq != seq + 1) {
-			fail("shard %u: journal goes from seq %" PRIu64 " to %" PRIu64 " (%s offset %" PRIu64 ")", sh,
-			     seq, jr.seq, jr.file, jr.offset);
+			fail("shard %u: journal goes from seq %" PRIu64 " to %" PRIu64
+			     " (%s offset %" PRIu64 ")",
+			     sh, seq, jr.seq, jr.file, jr.offset);
 			break;
 		}
 		seq = jr.seq;
@@ -504,7 +525,8 @@ static void check_shard(uint32_t sh, const char *dir, const run_lines *rl, int g
 		if (seq <= s->end_seq) {
 			/* Seen and applied in an earlier cycle: must not change. */
 			if (s->fp[seq - 1] != fp) {
-				fail("shard %u: record %" PRIu64 " changed since an earlier cycle (%s offset %" PRIu64 ")",
+				fail("shard %u: record %" PRIu64
+				     " changed since an earlier cycle (%s offset %" PRIu64 ")",
 				     sh, seq, jr.file, jr.offset);
 				break;
 			}
@@ -540,32 +562,36 @@ static void check_shard(uint32_t sh, const char *dir, const run_lines *rl, int g
 		b->status = en.res.status;
 		b->claim = en.res.claim_id;
 		if (en.res.client_id != b->client || en.res.request_id != b->request)
-			fail("shard %u: record %" PRIu64 " result names (client %" PRIu64 ", request %" PRIu64
-			     ") but its command (client %" PRIu64 ", request %" PRIu64 ")",
+			fail("shard %u: record %" PRIu64 " result names (client %" PRIu64
+			     ", request %" PRIu64 ") but its command (client %" PRIu64
+			     ", request %" PRIu64 ")",
 			     sh, seq, en.res.client_id, en.res.request_id, b->client, b->request);
 		/* (2) nothing invented. */
 		kv *k = table_find(&subs_all, b->client, b->request);
 		if (!k)
-			fail("shard %u: record %" PRIu64 " has (client %" PRIu64 ", request %" PRIu64
-			     ") that no run ever submitted",
+			fail("shard %u: record %" PRIu64 " has (client %" PRIu64
+			     ", request %" PRIu64 ") that no run ever submitted",
 			     sh, seq, b->client, b->request);
 		else if (k->val != sh + 1u)
-			fail("shard %u: record %" PRIu64 " was submitted to shard %" PRIu64, sh, seq, k->val - 1);
+			fail("shard %u: record %" PRIu64 " was submitted to shard %" PRIu64, sh,
+			     seq, k->val - 1);
 		/* (5) nothing twice. */
 		int fresh;
 		kv *j = table_put(&s->keys, b->client, b->request, &fresh);
 		if (fresh)
 			j->val = seq;
 		else if (!is_create_key(b->client, b->request) || en.cmd.op != BO_OP_CREATE_EVENT)
-			fail("shard %u: (client %" PRIu64 ", request %" PRIu64 ") journaled twice: seq %" PRIu64
-			     " and %" PRIu64,
+			fail("shard %u: (client %" PRIu64 ", request %" PRIu64
+			     ") journaled twice: seq %" PRIu64 " and %" PRIu64,
 			     sh, b->client, b->request, j->val, seq);
 	}
 	if (rc < 0)
-		fail("shard %u: journal reader: %s (%s)", sh, journal_reader_error(r), strerror(-rc));
+		fail("shard %u: journal reader: %s (%s)", sh, journal_reader_error(r),
+		     strerror(-rc));
 	journal_reader_close(r);
 	if (seq < s->end_seq) {
-		fail("shard %u: journal ends at seq %" PRIu64 " but had %" PRIu64 " records after an earlier cycle",
+		fail("shard %u: journal ends at seq %" PRIu64 " but had %" PRIu64
+		     " records after an earlier cycle",
 		     sh, seq, s->end_seq);
 		return;
 	}
@@ -581,24 +607,28 @@ static void check_shard(uint32_t sh, const char *dir, const run_lines *rl, int g
 		sum.acks++;
 		acked++;
 		if (a->seq <= start || a->seq > seq) {
-			fail("shard %u: ack of (client %" PRIu64 ", request %" PRIu64 ") names seq %" PRIu64
-			     ", outside this run's records (%" PRIu64 ", %" PRIu64 "]: an acknowledged command "
+			fail("shard %u: ack of (client %" PRIu64 ", request %" PRIu64
+			     ") names seq %" PRIu64 ", outside this run's records (%" PRIu64
+			     ", %" PRIu64 "]: an acknowledged command "
 			     "is not in the journal",
 			     sh, a->client, a->request, a->seq, start, seq);
 			continue;
 		}
 		if (a->seq - start - 1 >= ncur) {
-			fail("shard %u: ack of seq %" PRIu64 " past the records checked", sh, a->seq);
+			fail("shard %u: ack of seq %" PRIu64 " past the records checked", sh,
+			     a->seq);
 			continue;
 		}
 		rec_brief *b = &s->cur[a->seq - start - 1];
 		if (!b->is_command || b->client != a->client || b->request != a->request ||
 		    b->status != a->status || b->claim != a->claim) {
-			fail("shard %u: ack (seq %" PRIu64 " client %" PRIu64 " request %" PRIu64 " status %u claim %#" PRIx64
-			     ") but the journal has at that seq: %s client %" PRIu64 " request %" PRIu64
-			     " status %u claim %#" PRIx64,
-			     sh, a->seq, a->client, a->request, a->status, a->claim, b->is_command ? "command" : "tick",
-			     b->client, b->request, b->status, b->claim);
+			fail("shard %u: ack (seq %" PRIu64 " client %" PRIu64 " request %" PRIu64
+			     " status %u claim %#" PRIx64
+			     ") but the journal has at that seq: %s client %" PRIu64
+			     " request %" PRIu64 " status %u claim %#" PRIx64,
+			     sh, a->seq, a->client, a->request, a->status, a->claim,
+			     b->is_command ? "command" : "tick", b->client, b->request, b->status,
+			     b->claim);
 			continue;
 		}
 		b->acked = 1;
@@ -616,15 +646,18 @@ static void check_shard(uint32_t sh, const char *dir, const run_lines *rl, int g
 			early_first = start + 1 + i;
 	}
 	if (early > 0)
-		fail("shard %u: %" PRIu64 " journaled commands were never acknowledged although later ones were "
+		fail("shard %u: %" PRIu64
+		     " journaled commands were never acknowledged although later ones were "
 		     "(first seq %" PRIu64 ", last acked seq %" PRIu64 ")",
 		     sh, early, early_first, acked_max);
 	if (unacked > CRASH_OUT_SLOTS)
-		fail("shard %u: %" PRIu64 " journaled commands unacknowledged at the crash, more than the output "
+		fail("shard %u: %" PRIu64
+		     " journaled commands unacknowledged at the crash, more than the output "
 		     "ring's %u slots",
 		     sh, unacked, CRASH_OUT_SLOTS);
 	if (graceful && unacked > 0)
-		fail("shard %u: graceful stop left %" PRIu64 " journaled commands unacknowledged", sh, unacked);
+		fail("shard %u: graceful stop left %" PRIu64 " journaled commands unacknowledged",
+		     sh, unacked);
 	if (unacked > sum.unacked_max)
 		sum.unacked_max = unacked;
 }
@@ -649,7 +682,8 @@ static int final_check(const char *dir)
 			journal_record jr;
 			char rerr[REPLAY_ERR_LEN];
 			while ((rc = journal_reader_next(r, &jr)) == 1) {
-				if (replay_apply(e, &jr, 1, NULL, rerr, sizeof(rerr)) != REPLAY_OK) {
+				if (replay_apply(e, &jr, 1, NULL, rerr, sizeof(rerr)) !=
+				    REPLAY_OK) {
 					fail("shard %u: fresh replay: %s", sh, rerr);
 					break;
 				}
@@ -658,8 +692,9 @@ static int final_check(const char *dir)
 			journal_reader_close(r);
 		}
 		if (n != st[sh].end_seq || engine_digest(e) != st[sh].ref_digest)
-			fail("shard %u: a fresh replay from seq 1 reaches seq %" PRIu64 " digest %016" PRIx64
-			     ", the reference seq %" PRIu64 " digest %016" PRIx64,
+			fail("shard %u: a fresh replay from seq 1 reaches seq %" PRIu64
+			     " digest %016" PRIx64 ", the reference seq %" PRIu64
+			     " digest %016" PRIx64,
 			     sh, n, engine_digest(e), st[sh].end_seq, st[sh].ref_digest);
 		engine_free(e);
 
@@ -671,7 +706,7 @@ static int final_check(const char *dir)
 		cfg.out_slots = CRASH_OUT_SLOTS;
 		cfg.data_dir = dir;
 		crash_journal_options(&cfg.journal);
-	cfg.snapshot_every = CRASH_SNAPSHOT_EVERY;
+		cfg.snapshot_every = CRASH_SNAPSHOT_EVERY;
 		cfg.prune = 0;
 		shard *s;
 		shard_recovery rec;
@@ -680,11 +715,13 @@ static int final_check(const char *dir)
 			fail("shard %u: final shard_open: %s (%s)", sh, err, strerror(-rc));
 			continue;
 		}
-		if (rec.last_seq != st[sh].end_seq || engine_digest(shard_engine(s)) != st[sh].ref_digest)
-			fail("shard %u: final shard_open recovered seq %" PRIu64 " (snapshot %" PRIu64
-			     ") digest %016" PRIx64 ", the reference seq %" PRIu64 " digest %016" PRIx64,
-			     sh, rec.last_seq, rec.snapshot_seq, engine_digest(shard_engine(s)), st[sh].end_seq,
-			     st[sh].ref_digest);
+		if (rec.last_seq != st[sh].end_seq ||
+		    engine_digest(shard_engine(s)) != st[sh].ref_digest)
+			fail("shard %u: final shard_open recovered seq %" PRIu64
+			     " (snapshot %" PRIu64 ") digest %016" PRIx64
+			     ", the reference seq %" PRIu64 " digest %016" PRIx64,
+			     sh, rec.last_seq, rec.snapshot_seq, engine_digest(shard_engine(s)),
+			     st[sh].end_seq, st[sh].ref_digest);
 		shard_free(s);
 	}
 	return failures ? -1 : 0;
@@ -715,7 +752,36 @@ static int rm_entry(const char *path, const struct stat *sb, int type, struct FT
 	return 0;
 }
 
-static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void rm_tree(const char *dir)
+{
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Reads what the harness wrote to its stderr since *offset. A sanitizer
+ * report (UBSan only prints and goes on by default) or a shard that
+ * stopped on a journal failure fails the cycle; warnings are counted and
+ * the first few shown. */
+static void scan_log(const char *log, long *offset)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return;
+	if (fseek(f, *offset, SEEK_SET) != 0) {
+		fclose(f);
+		return;
+	}
+	char line[2048];
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (strstr(line, "runtime error") || strstr(line, "Sanitizer") ||
+		    strstr(line, "level=error"))
+			fail("harness stderr: %s", line);
+		else if (strstr(line, "level=warn") && sum.warnings++ < 5)
+			fprintf(stderr, "crash_test: harness warning: %s\n", line);
+	}
+	*offset = ftell(f);
+	fclose(f);
+}
 
 static void log_tail(const char *log)
 {
@@ -758,13 +824,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	char dir[256], log[256];
-	fprintf(stderr, "crash_test: seed=%#" PRIx64 " cycles=%u root=%s (rerun with BO_CRASH_SEED=%#" PRIx64 ")\n",
-		seed, cycles, root, seed);
+	fprintf(stderr,
+	        "crash_test: seed=%#" PRIx64
+	        " cycles=%u root=%s (rerun with BO_CRASH_SEED=%#" PRIx64 ")\n",
+	        seed, cycles, root, seed);
 
 	run_out ro = {0};
 	run_lines rl = {0};
 	double t_start = now_s();
 	unsigned epoch = 0;
+	long log_offset = 0;
 	snprintf(dir, sizeof(dir), "%s/data-%u", root, epoch);
 	snprintf(log, sizeof(log), "%s/harness-%u.log", root, epoch);
 	state_reset();
@@ -774,14 +843,16 @@ int main(int argc, char **argv)
 		int graceful = cyc % GRACEFUL_EVERY == GRACEFUL_EVERY - 1;
 		const char *mode = (cs >> 20) % 3 == 0 ? "burst" : "mix";
 		uint64_t hseed = mix64(cs);
-		snprintf(cycle_ctx, sizeof(cycle_ctx), "cycle %u (seed %#" PRIx64 ", harness %s %s %" PRIu64 ", %s after %u ms)",
-			 cyc, seed, dir, mode, hseed, graceful ? "SIGTERM" : "SIGKILL", delay_ms);
+		snprintf(cycle_ctx, sizeof(cycle_ctx),
+		         "cycle %u (seed %#" PRIx64 ", harness %s %s %" PRIu64 ", %s after %u ms)",
+		         cyc, seed, dir, mode, hseed, graceful ? "SIGTERM" : "SIGKILL", delay_ms);
 		table_clear(&subs_run);
 
 		double t0 = now_s();
 		run_harness(harness, dir, mode, hseed, delay_ms, graceful, log, &ro);
 		double t1 = now_s();
 		sum.harness_s += t1 - t0;
+		scan_log(log, &log_offset);
 		parse_lines(&ro, &rl);
 		sum.subs += rl.subs;
 		if (!rl.go)
@@ -795,16 +866,17 @@ int main(int argc, char **argv)
 			int code = WEXITSTATUS(ro.status);
 			if (code == CRASH_EXIT_SKIP) {
 				fprintf(stderr,
-					"crash_test: SKIP: io_uring refused by this kernel (shard_open: %s); the crash "
-					"test cannot run here\n",
-					rl.failmsg);
+				        "crash_test: SKIP: io_uring refused by this kernel "
+				        "(shard_open: %s); the crash test cannot run here\n",
+				        rl.failmsg);
 				rm_tree(root);
 				free_all(&ro, &rl);
 				return 77;
 			}
 			if (!(graceful && code == 0 && !ro.killed)) {
 				if (code == CRASH_EXIT_OPEN)
-					fail("recovery failed: the harness's shard_open refused the data directory: %s",
+					fail("recovery failed: the harness's shard_open refused "
+					     "the data directory: %s",
 					     rl.failmsg[0] ? rl.failmsg : "(no message, see log)");
 				else
 					fail("harness exited with %d", code);
@@ -812,7 +884,8 @@ int main(int argc, char **argv)
 			}
 		} else if (WIFSIGNALED(ro.status)) {
 			if (!(ro.killed && WTERMSIG(ro.status) == SIGKILL)) {
-				fail("harness died of signal %d (%s)", WTERMSIG(ro.status), strsignal(WTERMSIG(ro.status)));
+				fail("harness died of signal %d (%s)", WTERMSIG(ro.status),
+				     strsignal(WTERMSIG(ro.status)));
 				st_ok = 0;
 			}
 		}
@@ -845,29 +918,35 @@ int main(int argc, char **argv)
 				epoch++;
 				snprintf(dir, sizeof(dir), "%s/data-%u", root, epoch);
 				snprintf(log, sizeof(log), "%s/harness-%u.log", root, epoch);
+				log_offset = 0;
 				state_reset();
 			}
 		}
 		if (cycles >= 20 && (cyc + 1) % (cycles / 10) == 0)
 			fprintf(stderr,
-				"crash_test: %u/%u cycles, %" PRIu64 " records, %" PRIu64 " acks, %.1f s\n",
-				cyc + 1, cycles, sum.records, sum.acks, now_s() - t_start);
+			        "crash_test: %u/%u cycles, %" PRIu64 " records, %" PRIu64
+			        " acks, %.1f s\n",
+			        cyc + 1, cycles, sum.records, sum.acks, now_s() - t_start);
 	}
 	double total = now_s() - t_start;
 	if (failures) {
 		log_tail(log);
-		fprintf(stderr, "crash_test: FAILED (%u failures) seed=%#" PRIx64 "; data kept in %s\n", failures, seed,
-			root);
+		fprintf(stderr,
+		        "crash_test: FAILED (%u failures) seed=%#" PRIx64 "; data kept in %s\n",
+		        failures, seed, root);
 		free_all(&ro, &rl);
 		return 1;
 	}
-	printf("crash_test: PASS cycles=%u graceful=%u seed=%#" PRIx64 " records=%" PRIu64 " (commands %" PRIu64
-	       " ticks %" PRIu64 ") subs=%" PRIu64 " acks=%" PRIu64 " unacked_at_crash_max=%" PRIu64
-	       " recoveries=%" PRIu64 " from_snapshot=%" PRIu64 " with_cut_tail=%" PRIu64 " replayed_max=%" PRIu64
-	       " killed_before_go=%u harness_s=%.1f check_s=%.1f total_s=%.1f\n",
-	       cycles, sum.graceful, seed, sum.records, sum.commands, sum.ticks, sum.subs, sum.acks, sum.unacked_max,
-	       sum.recoveries, sum.snapshot_recoveries, sum.cut_recoveries, sum.replayed_max, sum.killed_before_go,
-	       sum.harness_s, sum.check_s, total);
+	printf("crash_test: PASS cycles=%u graceful=%u seed=%#" PRIx64 " records=%" PRIu64
+	       " (commands %" PRIu64 " ticks %" PRIu64 ") subs=%" PRIu64 " acks=%" PRIu64
+	       " unacked_at_crash_max=%" PRIu64 " recoveries=%" PRIu64 " from_snapshot=%" PRIu64
+	       " with_cut_tail=%" PRIu64 " replayed_max=%" PRIu64
+	       " killed_before_go=%u warnings=%" PRIu64
+	       " harness_s=%.1f check_s=%.1f total_s=%.1f\n",
+	       cycles, sum.graceful, seed, sum.records, sum.commands, sum.ticks, sum.subs, sum.acks,
+	       sum.unacked_max, sum.recoveries, sum.snapshot_recoveries, sum.cut_recoveries,
+	       sum.replayed_max, sum.killed_before_go, sum.warnings, sum.harness_s, sum.check_s,
+	       total);
 	fflush(stdout);
 	if (!keep)
 		rm_tree(root);

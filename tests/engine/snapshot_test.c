@@ -91,8 +91,14 @@ static uint64_t rd64(const uint8_t *p)
 	memcpy(&v, p, 8);
 	return v;
 }
-static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void wr32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static void wr64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
 
 /* Recomputes both checksums after an edit. */
 static void rehash(uint8_t *b, size_t len)
@@ -103,7 +109,8 @@ static void rehash(uint8_t *b, size_t len)
 
 /* Section offsets of an image, from its header. */
 typedef struct layout {
-	size_t seats, rows, rowcats, events, event_index, claims, recycle, heap, clients, idem, idem_index, end;
+	size_t seats, rows, rowcats, events, event_index, claims, recycle, heap, clients, idem,
+	        idem_index, end;
 } layout;
 
 static layout layout_of(const uint8_t *b)
@@ -119,7 +126,8 @@ static layout layout_of(const uint8_t *b)
 	l.heap = l.recycle + (rd64(b + OFF_RECYCLE_TAIL) - rd64(b + OFF_RECYCLE_HEAD)) * 4u;
 	l.clients = l.heap + rd32(b + OFF_HEAP_LEN) * 4u;
 	l.idem = l.clients + rd32(b + OFF_CLIENTS_USED) * (4u + sizeof(client_slot));
-	l.idem_index = l.idem + (rd64(b + OFF_IDEM_TAIL) - rd64(b + OFF_IDEM_HEAD)) * sizeof(idem_entry);
+	l.idem_index =
+	        l.idem + (rd64(b + OFF_IDEM_TAIL) - rd64(b + OFF_IDEM_HEAD)) * sizeof(idem_entry);
 	l.end = l.idem_index + rd32(b + OFF_IDEM_BUCKETS_USED) * (4u + sizeof(idem_bucket));
 	return l;
 }
@@ -137,7 +145,10 @@ static uint64_t rnd(rng *r)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
 }
-static uint32_t below(rng *r, uint32_t n) { return (uint32_t)(rnd(r) % n); }
+static uint32_t below(rng *r, uint32_t n)
+{
+	return (uint32_t)(rnd(r) % n);
+}
 
 #define WORLD_EVENTS_MAX 4u
 #define WORLD_CLAIMS_KEPT 64u
@@ -147,7 +158,8 @@ typedef struct world {
 	engine *e;
 	uint64_t seed;
 	uint64_t events[WORLD_EVENTS_MAX];
-	uint32_t event_seats[WORLD_EVENTS_MAX], event_pools[WORLD_EVENTS_MAX], event_cats[WORLD_EVENTS_MAX];
+	uint32_t event_seats[WORLD_EVENTS_MAX], event_pools[WORLD_EVENTS_MAX],
+	        event_cats[WORLD_EVENTS_MAX];
 	uint32_t nevents;
 	uint64_t claims[WORLD_CLAIMS_KEPT]; /* claim ids seen, with their event */
 	uint64_t claim_event[WORLD_CLAIMS_KEPT];
@@ -170,7 +182,8 @@ static void on_expiry(void *ctx, const bo_expiry *x)
 	l->hash = XXH3_64bits_withSeed(x, sizeof(*x), l->hash);
 }
 
-static const engine_config small_cfg = {.seats_max = 4096, .claims_max = 32, .idem_capacity = 64, .events_max = 4};
+static const engine_config small_cfg = {
+        .seats_max = 4096, .claims_max = 32, .idem_capacity = 64, .events_max = 4};
 
 static engine *engine_make(const engine_config *cfg)
 {
@@ -264,7 +277,8 @@ static void world_step(world *w, rng *r, engine *twin, expiry_log *la, expiry_lo
 			c.op = BO_OP_HOLD_SEATS;
 			c.seat_count = (uint8_t)(1 + below(r, 4));
 			for (uint32_t i = 0; i < c.seat_count; i++)
-				c.seats[i] = below(r, w->event_seats[ev] + 1); /* sometimes out of range */
+				c.seats[i] = below(r, w->event_seats[ev] +
+				                              1); /* sometimes out of range */
 		} else if (kind < 55) {
 			c.op = BO_OP_HOLD_BEST;
 			c.category = (uint8_t)below(r, w->event_cats[ev] + 1);
@@ -300,9 +314,10 @@ static void world_step(world *w, rng *r, engine *twin, expiry_log *la, expiry_lo
 	if (twin) {
 		engine_apply(twin, &c, &rb);
 		cr_assert(memcmp(&ra, &rb, sizeof(ra)) == 0,
-			  "seed %" PRIu64 ": results differ for %s (status %s / %s, claim %" PRIx64 " / %" PRIx64 ")",
-			  w->seed, engine_op_str(c.op), engine_status_str(ra.status), engine_status_str(rb.status),
-			  ra.claim_id, rb.claim_id);
+		          "seed %" PRIu64 ": results differ for %s (status %s / %s, claim %" PRIx64
+		          " / %" PRIx64 ")",
+		          w->seed, engine_op_str(c.op), engine_status_str(ra.status),
+		          engine_status_str(rb.status), ra.claim_id, rb.claim_id);
 	}
 	w->last_change_ms = engine_now(w->e);
 	if (c.op == BO_OP_CREATE_EVENT && ra.status == BO_OK && !ra.replayed) {
@@ -313,12 +328,14 @@ static void world_step(world *w, rng *r, engine *twin, expiry_log *la, expiry_lo
 		w->nevents++;
 	}
 	if (ra.claim_id && ra.status == BO_OK) {
-		uint32_t i = w->nclaims < WORLD_CLAIMS_KEPT ? w->nclaims++ : below(r, WORLD_CLAIMS_KEPT);
+		uint32_t i =
+		        w->nclaims < WORLD_CLAIMS_KEPT ? w->nclaims++ : below(r, WORLD_CLAIMS_KEPT);
 		w->claims[i] = ra.claim_id;
 		w->claim_event[i] = c.event_id;
 	}
 	if (c.op != BO_OP_CREATE_EVENT) {
-		uint32_t i = w->nrecent < WORLD_CMDS_KEPT ? w->nrecent++ : below(r, WORLD_CMDS_KEPT);
+		uint32_t i =
+		        w->nrecent < WORLD_CMDS_KEPT ? w->nrecent++ : below(r, WORLD_CMDS_KEPT);
 		w->recent[i] = c;
 	}
 	if (map)
@@ -366,7 +383,8 @@ static void load_fails(const uint8_t *b, size_t len, const char *want, const cha
 	cr_assert_null(e, "%s: engine handed out on failure", what);
 	cr_assert(err[0] != '\0', "%s: no message", what);
 	if (want)
-		cr_assert(strstr(err, want) != NULL, "%s: message \"%s\" does not mention \"%s\"", what, err, want);
+		cr_assert(strstr(err, want) != NULL, "%s: message \"%s\" does not mention \"%s\"",
+		          what, err, want);
 }
 
 /* ---- Round trips --------------------------------------------------------- */
@@ -385,13 +403,16 @@ Test(snapshot, roundtrip_random_states)
 		cr_assert_eq(snapshot_encode(w.e, 7, 1000 + seed, ts, &a, &alen), 0);
 		snapshot_info info;
 		engine *b = load_ok(a, alen, &info, seed);
-		cr_assert_eq(engine_digest(b), engine_digest(w.e), "seed %" PRIu64 ": digest differs", seed);
-		cr_assert(info.shard == 7 && info.seq == 1000 + seed && info.seq_ts_ms == ts && info.bytes == alen);
+		cr_assert_eq(engine_digest(b), engine_digest(w.e),
+		             "seed %" PRIu64 ": digest differs", seed);
+		cr_assert(info.shard == 7 && info.seq == 1000 + seed && info.seq_ts_ms == ts &&
+		          info.bytes == alen);
 		cr_assert(memcmp(&info.config, &small_cfg, sizeof(small_cfg)) == 0);
 		uint8_t *a2;
 		size_t alen2;
 		cr_assert_eq(snapshot_encode(b, 7, 1000 + seed, ts, &a2, &alen2), 0);
-		cr_assert(alen2 == alen && memcmp(a, a2, alen) == 0, "seed %" PRIu64 ": re-encoding differs", seed);
+		cr_assert(alen2 == alen && memcmp(a, a2, alen) == 0,
+		          "seed %" PRIu64 ": re-encoding differs", seed);
 		free(a);
 		free(a2);
 		engine_free(b);
@@ -414,13 +435,14 @@ Test(snapshot, loaded_engine_behaves_identically)
 		expiry_log la = {0}, lb = {0};
 		for (uint32_t i = 0; i < 500; i++) {
 			world_step(&w, &r, twin, &la, &lb);
-			cr_assert(la.count == lb.count && la.hash == lb.hash, "seed %" PRIu64 " step %" PRIu32
-				  ": expiries differ", seed, i);
+			cr_assert(la.count == lb.count && la.hash == lb.hash,
+			          "seed %" PRIu64 " step %" PRIu32 ": expiries differ", seed, i);
 			if (i % 50 == 0)
-				cr_assert_eq(engine_digest(w.e), engine_digest(twin), "seed %" PRIu64 " step %" PRIu32,
-					     seed, i);
+				cr_assert_eq(engine_digest(w.e), engine_digest(twin),
+				             "seed %" PRIu64 " step %" PRIu32, seed, i);
 		}
-		cr_assert_eq(engine_digest(w.e), engine_digest(twin), "seed %" PRIu64 ": final digest", seed);
+		cr_assert_eq(engine_digest(w.e), engine_digest(twin),
+		             "seed %" PRIu64 ": final digest", seed);
 		assert_check_ok(twin, seed, "twin after 500 steps");
 		engine_free(twin);
 		engine_free(w.e);
@@ -477,8 +499,10 @@ Test(snapshot, older_clock_is_not_state)
  * and bookings: the arenas are large, the format must not care. */
 Test(snapshot, million_seats_roundtrip, .timeout = 300)
 {
-	engine_config cfg = {.seats_max = 1u << 20, .claims_max = 1u << 16, .idem_capacity = 1u << 14,
-			     .events_max = 16};
+	engine_config cfg = {.seats_max = 1u << 20,
+	                     .claims_max = 1u << 16,
+	                     .idem_capacity = 1u << 14,
+	                     .events_max = 16};
 	engine *e = engine_make(&cfg);
 	engine_advance(e, 1000000, NULL, NULL);
 	bo_seatmap *m = bo_seatmap_new(1000, 100000, 1);
@@ -492,20 +516,32 @@ Test(snapshot, million_seats_roundtrip, .timeout = 300)
 	bo_result res;
 	uint64_t req = 1;
 	for (uint32_t ev = 0; ev < 10; ev++) {
-		bo_cmd c = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = req++, .event_id = 100 + ev, .map = m};
+		bo_cmd c = {.op = BO_OP_CREATE_EVENT,
+		            .client_id = 1,
+		            .request_id = req++,
+		            .event_id = 100 + ev,
+		            .map = m};
 		engine_apply(e, &c, &res);
 		cr_assert_eq(res.status, BO_OK);
 	}
 	bo_seatmap_free(m);
 	rng r = {77};
 	for (uint32_t i = 0; i < 20000; i++) {
-		bo_cmd c = {.op = BO_OP_HOLD_BEST, .client_id = 10 + i % 5000, .request_id = req++,
-			    .event_id = 100 + below(&r, 10), .category = (uint8_t)below(&r, 4),
-			    .quantity = (uint16_t)(1 + below(&r, 6)), .ttl_ms = 600000};
+		bo_cmd c = {.op = BO_OP_HOLD_BEST,
+		            .client_id = 10 + i % 5000,
+		            .request_id = req++,
+		            .event_id = 100 + below(&r, 10),
+		            .category = (uint8_t)below(&r, 4),
+		            .quantity = (uint16_t)(1 + below(&r, 6)),
+		            .ttl_ms = 600000};
 		engine_apply(e, &c, &res);
 		if (res.status == BO_OK && i % 3 == 0) {
-			bo_cmd k = {.op = BO_OP_CONFIRM, .client_id = c.client_id, .request_id = req++,
-				    .event_id = c.event_id, .claim_id = res.claim_id, .payref_len = 3};
+			bo_cmd k = {.op = BO_OP_CONFIRM,
+			            .client_id = c.client_id,
+			            .request_id = req++,
+			            .event_id = c.event_id,
+			            .claim_id = res.claim_id,
+			            .payref_len = 3};
 			memcpy(k.payref, "psp", 3);
 			engine_apply(e, &k, &res);
 			cr_assert_eq(res.status, BO_OK);
@@ -588,14 +624,14 @@ Test(snapshot, crazy_config_is_rejected)
 	struct {
 		uint32_t off, value;
 	} cases[] = {
-		{OFF_SEATS_MAX, 0},
-		{OFF_SEATS_MAX, BO_SEATS_PER_SHARD_MAX + 1},
-		{OFF_CLAIMS_MAX, 0},
-		{OFF_CLAIMS_MAX, UINT32_MAX},
-		{OFF_IDEM_CAP, 3},
-		{OFF_IDEM_CAP, BO_IDEM_CAPACITY_MAX * 2},
-		{OFF_EVENTS_MAX, BO_EVENTS_PER_SHARD_MAX + 1},
-		{OFF_EVENTS_MAX, 0},
+	        {OFF_SEATS_MAX, 0},
+	        {OFF_SEATS_MAX, BO_SEATS_PER_SHARD_MAX + 1},
+	        {OFF_CLAIMS_MAX, 0},
+	        {OFF_CLAIMS_MAX, UINT32_MAX},
+	        {OFF_IDEM_CAP, 3},
+	        {OFF_IDEM_CAP, BO_IDEM_CAPACITY_MAX * 2},
+	        {OFF_EVENTS_MAX, BO_EVENTS_PER_SHARD_MAX + 1},
+	        {OFF_EVENTS_MAX, 0},
 	};
 	uint8_t *b = malloc(len);
 	cr_assert_not_null(b);
@@ -645,27 +681,50 @@ static void fixture_build(fixture *f)
 	m->pool_capacity[0] = 10;
 	uint64_t req = 1;
 	bo_result r;
-	bo_cmd c = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = req++, .event_id = 7, .map = m};
+	bo_cmd c = {.op = BO_OP_CREATE_EVENT,
+	            .client_id = 1,
+	            .request_id = req++,
+	            .event_id = 7,
+	            .map = m};
 	engine_apply(f->e, &c, &r);
 	cr_assert_eq(r.status, BO_OK);
 	bo_seatmap_free(m);
 	uint64_t ids[4];
 	for (uint32_t i = 0; i < 4; i++) {
-		bo_cmd h = {.op = BO_OP_HOLD_SEATS, .client_id = 2 + i, .request_id = req++, .event_id = 7,
-			    .seat_count = 2, .seats = {i * 2, i * 2 + 1}, .ttl_ms = 60000 - i * 1000};
+		bo_cmd h = {.op = BO_OP_HOLD_SEATS,
+		            .client_id = 2 + i,
+		            .request_id = req++,
+		            .event_id = 7,
+		            .seat_count = 2,
+		            .seats = {i * 2, i * 2 + 1},
+		            .ttl_ms = 60000 - i * 1000};
 		engine_apply(f->e, &h, &r);
 		cr_assert_eq(r.status, BO_OK);
 		ids[i] = r.claim_id;
 	}
-	bo_cmd k = {.op = BO_OP_CONFIRM, .client_id = 2, .request_id = req++, .event_id = 7, .claim_id = ids[0],
-		    .payref_len = 2, .payref = "ok"};
+	bo_cmd k = {.op = BO_OP_CONFIRM,
+	            .client_id = 2,
+	            .request_id = req++,
+	            .event_id = 7,
+	            .claim_id = ids[0],
+	            .payref_len = 2,
+	            .payref = "ok"};
 	engine_apply(f->e, &k, &r);
 	cr_assert_eq(r.status, BO_OK);
-	bo_cmd rel = {.op = BO_OP_RELEASE, .client_id = 3, .request_id = req++, .event_id = 7, .claim_id = ids[1]};
+	bo_cmd rel = {.op = BO_OP_RELEASE,
+	              .client_id = 3,
+	              .request_id = req++,
+	              .event_id = 7,
+	              .claim_id = ids[1]};
 	engine_apply(f->e, &rel, &r);
 	cr_assert_eq(r.status, BO_OK);
-	bo_cmd p = {.op = BO_OP_HOLD_POOL, .client_id = 9, .request_id = req++, .event_id = 7, .pool = 0,
-		    .quantity = 4, .ttl_ms = 90000};
+	bo_cmd p = {.op = BO_OP_HOLD_POOL,
+	            .client_id = 9,
+	            .request_id = req++,
+	            .event_id = 7,
+	            .pool = 0,
+	            .quantity = 4,
+	            .ttl_ms = 90000};
 	engine_apply(f->e, &p, &r);
 	cr_assert_eq(r.status, BO_OK);
 	f->held_claim = ids[2];
@@ -673,7 +732,8 @@ static void fixture_build(fixture *f)
 	assert_check_ok(f->e, 0, "fixture");
 	cr_assert_eq(snapshot_encode(f->e, 1, 2, engine_now(f->e), &f->img, &f->len), 0);
 	f->l = layout_of(f->img);
-	cr_assert_eq(f->l.end + 8, f->len, "documented layout gives %zu bytes, file has %zu", f->l.end + 8, f->len);
+	cr_assert_eq(f->l.end + 8, f->len, "documented layout gives %zu bytes, file has %zu",
+	             f->l.end + 8, f->len);
 	cr_assert_geq(rd32(f->img + OFF_HEAP_LEN), 3u);
 	cr_assert_geq(rd64(f->img + OFF_RECYCLE_TAIL) - rd64(f->img + OFF_RECYCLE_HEAD), 1u);
 	cr_assert_geq(rd32(f->img + OFF_IDEM_BUCKETS_USED), 1u);
@@ -701,8 +761,14 @@ static void expect_broken(const fixture *f, edit_fn edit, const char *want, cons
 	free(b);
 }
 
-static seat *seat_at(const fixture *f, uint8_t *b, uint32_t s) { return (seat *)(b + f->l.seats + s * sizeof(seat)); }
-static size_t claim_off(const fixture *f, uint32_t slot) { return f->l.claims + slot * sizeof(claim); }
+static seat *seat_at(const fixture *f, uint8_t *b, uint32_t s)
+{
+	return (seat *)(b + f->l.seats + s * sizeof(seat));
+}
+static size_t claim_off(const fixture *f, uint32_t slot)
+{
+	return f->l.claims + slot * sizeof(claim);
+}
 
 static void edit_free_seat_owner(const fixture *f, uint8_t *b)
 {
@@ -842,7 +908,8 @@ Test(snapshot, broken_invariants_are_rejected)
 	engine_free(e);
 	free(b);
 
-	expect_broken(&f, edit_free_seat_owner, "past claims_fresh", "seat owner past claims_fresh");
+	expect_broken(&f, edit_free_seat_owner, "past claims_fresh",
+	              "seat owner past claims_fresh");
 	expect_broken(&f, edit_counter, "by_state[free]", "free counter off by one");
 	expect_broken(&f, edit_heap_order, "heap out of order", "heap out of order");
 	expect_broken(&f, edit_idem_slot, "past the window", "idempotency slot outside the window");
@@ -859,6 +926,73 @@ Test(snapshot, broken_invariants_are_rejected)
 	expect_broken(&f, edit_event_index, "event", "event missing from its index");
 	expect_broken(&f, edit_booked_claim_state, "heap", "booked claim turned held");
 	fixture_free(&f);
+}
+
+/* The recycle queue keeps a slot's stale entry (left by a late confirm)
+ * before its valid one, so taking the slot consumes both. An image with a
+ * stale entry after the valid one is refused. */
+Test(snapshot, stale_recycle_entry_after_valid_is_rejected)
+{
+	engine *e = engine_make(&small_cfg);
+	engine_advance(e, 1000000, NULL, NULL);
+	bo_seatmap *m = bo_seatmap_new(1, 10, 0);
+	cr_assert_not_null(m);
+	m->category_count = 1;
+	m->rows[0].seats = 10;
+	bo_result r;
+	bo_cmd c = {
+	        .op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = 1, .event_id = 3, .map = m};
+	engine_apply(e, &c, &r);
+	bo_seatmap_free(m);
+	bo_cmd a = {.op = BO_OP_HOLD_SEATS,
+	            .client_id = 2,
+	            .request_id = 2,
+	            .event_id = 3,
+	            .seat_count = 1,
+	            .seats = {0},
+	            .ttl_ms = 5000};
+	engine_apply(e, &a, &r);
+	uint64_t id_a = r.claim_id;
+	bo_cmd b = {.op = BO_OP_HOLD_SEATS,
+	            .client_id = 2,
+	            .request_id = 3,
+	            .event_id = 3,
+	            .seat_count = 1,
+	            .seats = {1},
+	            .ttl_ms = 10000};
+	engine_apply(e, &b, &r);
+	uint64_t id_b = r.claim_id;
+	bo_cmd rel = {.op = BO_OP_RELEASE,
+	              .client_id = 2,
+	              .request_id = 4,
+	              .event_id = 3,
+	              .claim_id = id_a};
+	engine_apply(e, &rel, &r);
+	cr_assert_eq(r.status, BO_OK);
+	engine_advance(e, 1020000, NULL, NULL); /* b expires */
+	bo_cmd k = {.op = BO_OP_CONFIRM,
+	            .client_id = 2,
+	            .request_id = 5,
+	            .event_id = 3,
+	            .claim_id = id_b,
+	            .payref_len = 1,
+	            .payref = "p"};
+	engine_apply(e, &k, &r); /* late confirm: b's entry goes stale */
+	cr_assert_eq(r.status, BO_OK);
+	assert_check_ok(e, 0, "late confirm");
+	uint8_t *img;
+	size_t len;
+	cr_assert_eq(snapshot_encode(e, 0, 1, engine_now(e), &img, &len), 0);
+	layout l = layout_of(img);
+	cr_assert_eq(rd64(img + OFF_RECYCLE_TAIL) - rd64(img + OFF_RECYCLE_HEAD), 2u);
+	cr_assert_eq(rd32(img + l.recycle), (uint32_t)id_a);
+	cr_assert_eq(rd32(img + l.recycle + 4), (uint32_t)id_b);
+	wr32(img + l.recycle + 4,
+	     (uint32_t)id_a); /* b's stale entry becomes a's, after a's valid one */
+	rehash(img, len);
+	load_fails(img, len, "after its valid one", "stale recycle entry after the valid one");
+	free(img);
+	engine_free(e);
 }
 
 /* engine_check on a live engine whose tables a test breaks directly. */
@@ -878,6 +1012,98 @@ Test(snapshot, check_reports_live_corruption)
 	e->idem_tail--;
 	assert_check_ok(e, 0, "restored");
 	fixture_free(&f);
+}
+
+/* Eight keys homed in one bucket of the idempotency index: the eighth
+ * spills to the next bucket. The spilled state round-trips, lookups of every
+ * key still answer from the window, and an image whose spill flag is
+ * cleared (so the eighth key is lost) is refused. */
+Test(snapshot, spilled_idempotency_index)
+{
+	engine *e = engine_make(&small_cfg);
+	engine_advance(e, 1000, NULL, NULL);
+	uint32_t mask = e->idem_index_mask, home = idem_hash(1, 1) & mask;
+	uint64_t reqs[8];
+	uint32_t n = 0;
+	for (uint64_t q = 1; n < 8; q++)
+		if ((idem_hash(1, q) & mask) == home)
+			reqs[n++] = q;
+	bo_result r;
+	for (uint32_t i = 0; i < 8; i++) {
+		bo_cmd c = {.op = BO_OP_RELEASE,
+		            .client_id = 1,
+		            .request_id = reqs[i],
+		            .event_id = 5,
+		            .claim_id = 1};
+		engine_apply(e, &c, &r);
+		cr_assert_eq(r.detail, BO_D_NO_EVENT);
+	}
+	cr_assert_eq(e->idem_index[home].spill, 1, "the eighth key did not spill");
+	assert_check_ok(e, 0, "spilled");
+	uint8_t *a;
+	size_t len;
+	cr_assert_eq(snapshot_encode(e, 0, 1, engine_now(e), &a, &len), 0);
+	engine *b = load_ok(a, len, NULL, 0);
+	cr_assert_eq(engine_digest(b), engine_digest(e));
+	for (uint32_t i = 0; i < 8; i++) {
+		bo_cmd c = {.op = BO_OP_RELEASE,
+		            .client_id = 1,
+		            .request_id = reqs[i],
+		            .event_id = 5,
+		            .claim_id = 1};
+		engine_apply(b, &c, &r);
+		cr_assert_eq(r.replayed, 1, "key %" PRIu32 " lost after loading", i);
+	}
+	engine_free(b);
+	layout l = layout_of(a);
+	uint32_t nb = rd32(a + OFF_IDEM_BUCKETS_USED);
+	bool edited = false;
+	for (uint32_t j = 0; j < nb; j++) {
+		uint8_t *rec = a + l.idem_index + j * (4u + sizeof(idem_bucket));
+		if (rd32(rec) == home) {
+			wr32(rec + 4 + offsetof(idem_bucket, spill), 0);
+			edited = true;
+		}
+	}
+	cr_assert(edited);
+	rehash(a, len);
+	load_fails(a, len, "not found by lookup", "spill flag cleared");
+	free(a);
+	engine_free(e);
+}
+
+/* Positions of the idempotency FIFO are kept in 32 bits by the index. An
+ * engine that has stored more than 2^32 results (simulated by moving head
+ * and tail up by 2^32: the index only keeps their low bits) still loads and
+ * answers retries from its window. */
+Test(snapshot, idempotency_positions_past_2_32)
+{
+	world w;
+	world_init(&w, 11, &small_cfg);
+	rng r = {11};
+	world_run(&w, &r, 300);
+	uint8_t *a;
+	size_t len;
+	cr_assert_eq(snapshot_encode(w.e, 0, 1, engine_now(w.e), &a, &len), 0);
+	wr64(a + OFF_IDEM_HEAD, rd64(a + OFF_IDEM_HEAD) + (1ull << 32));
+	wr64(a + OFF_IDEM_TAIL, rd64(a + OFF_IDEM_TAIL) + (1ull << 32));
+	rehash(a, len);
+	engine *b = load_ok(a, len, NULL, 11);
+	cr_assert_gt(w.nrecent, 0);
+	for (uint32_t i = 0; i < w.nrecent; i++) {
+		bo_result ra, rb;
+		engine_apply(w.e, &w.recent[i], &ra);
+		engine_apply(b, &w.recent[i], &rb);
+		cr_assert(memcmp(&ra, &rb, sizeof(ra)) == 0,
+		          "retry %" PRIu32 " answered differently", i);
+	}
+	expiry_log la = {0}, lb = {0};
+	for (uint32_t i = 0; i < 300; i++)
+		world_step(&w, &r, b, &la, &lb);
+	assert_check_ok(b, 11, "past 2^32");
+	free(a);
+	engine_free(b);
+	engine_free(w.e);
 }
 
 /* ---- Files --------------------------------------------------------------- */
@@ -915,9 +1141,12 @@ Test(snapshot, save_and_load_latest)
 	char err[SNAPSHOT_ERR_LEN];
 	engine *got = NULL;
 	snapshot_info info;
-	cr_assert_eq(snapshot_load_latest(dir, &got, &info, err, sizeof(err)), 0, "empty dir: %s", err);
+	cr_assert_eq(snapshot_load_latest(dir, &got, &info, err, sizeof(err)), 0, "empty dir: %s",
+	             err);
 	cr_assert_null(got);
-	cr_assert_eq(snapshot_load_latest("/tmp/no/such/snapshot/dir", &got, &info, err, sizeof(err)), 0);
+	cr_assert_eq(
+	        snapshot_load_latest("/tmp/no/such/snapshot/dir", &got, &info, err, sizeof(err)),
+	        0);
 
 	world w;
 	world_init(&w, 31, &small_cfg);
@@ -954,15 +1183,18 @@ Test(snapshot, save_and_load_latest)
 	fp = fopen(p3, "w");
 	cr_assert_not_null(fp);
 	fclose(fp);
-	snprintf(cmd, sizeof(cmd), "cp '%s/snap-%020u.snap' '%s/snap-%020u.snap'", dir, 20u, dir, 35u);
+	snprintf(cmd, sizeof(cmd), "cp '%s/snap-%020u.snap' '%s/snap-%020u.snap'", dir, 20u, dir,
+	         35u);
 	cr_assert_eq(system(cmd), 0);
 
 	cr_assert_eq(snapshot_load_latest(dir, &got, &info, err, sizeof(err)), 1, "%s", err);
 	cr_assert_eq(info.seq, 20);
 	cr_assert_eq(engine_digest(got), digest[2]);
-	cr_assert(strstr(err, "snap-00000000000000000030.snap") && strstr(err, "checksum"), "warning: %s", err);
-	cr_assert(strstr(err, "snap-00000000000000000050.snap") && strstr(err, "snap-00000000000000000035.snap"),
-		  "warning: %s", err);
+	cr_assert(strstr(err, "snap-00000000000000000030.snap") && strstr(err, "checksum"),
+	          "warning: %s", err);
+	cr_assert(strstr(err, "snap-00000000000000000050.snap") &&
+	                  strstr(err, "snap-00000000000000000035.snap"),
+	          "warning: %s", err);
 	cr_assert(strstr(err, "header says seq 20"), "warning: %s", err);
 	cr_assert(!strstr(err, ".tmp"), "a .tmp file was considered: %s", err);
 	engine_free(got);
@@ -988,7 +1220,9 @@ Test(snapshot, write_errors_are_returned)
 	cr_assert_eq(snapshot_write_fd(w.e, 0, 1, engine_now(w.e), fd), -EBADF);
 	close(fd);
 	char err[SNAPSHOT_ERR_LEN];
-	cr_assert_lt(snapshot_save(w.e, "/tmp/no/such/snapshot/dir", 0, 1, engine_now(w.e), err, sizeof(err)), 0);
+	cr_assert_lt(snapshot_save(w.e, "/tmp/no/such/snapshot/dir", 0, 1, engine_now(w.e), err,
+	                           sizeof(err)),
+	             0);
 	cr_assert(strstr(err, "/tmp/no/such/snapshot/dir"), "%s", err);
 	engine_free(w.e);
 }
@@ -1062,12 +1296,16 @@ Test(snapshot, write_fd_in_forked_child, .timeout = 120)
 		if (done == 0) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			cr_assert_fail("round %d: the child did not finish in 20 s (a lock taken after fork?)", round);
+			cr_assert_fail(
+			        "round %d: the child did not finish in 20 s (a lock taken after fork?)",
+			        round);
 		}
-		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "round %d: child status %d", round, status);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		          "round %d: child status %d", round, status);
 		size_t len;
 		uint8_t *got = read_file(path, &len);
-		cr_assert(len == want_len && memcmp(got, want, len) == 0, "round %d: child wrote other bytes", round);
+		cr_assert(len == want_len && memcmp(got, want, len) == 0,
+		          "round %d: child wrote other bytes", round);
 		free(got);
 	}
 	atomic_store(&churn_stop, true);

@@ -80,7 +80,8 @@ static size_t g_base_len;
 
 static void build_base(void)
 {
-	engine_config cfg = {.seats_max = 256, .claims_max = 8, .idem_capacity = 16, .events_max = 2};
+	engine_config cfg = {
+	        .seats_max = 256, .claims_max = 10, .idem_capacity = 16, .events_max = 2};
 	engine *e;
 	FUZZ_CHECK(engine_new(&cfg, &e) == 0);
 	engine_advance(e, 1000000, NULL, NULL);
@@ -93,7 +94,8 @@ static void build_base(void)
 		for (uint32_t s = 0; s < 40; s++)
 			m->categories[s] = (uint8_t)((s / 7) % 3);
 		m->pool_capacity[0] = 20;
-		bo_cmd c = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .event_id = 10 + ev, .map = m};
+		bo_cmd c = {
+		        .op = BO_OP_CREATE_EVENT, .client_id = 1, .event_id = 10 + ev, .map = m};
 		bo_result r;
 		apply(e, &c, &r);
 		FUZZ_CHECK(r.status == BO_OK);
@@ -102,32 +104,60 @@ static void build_base(void)
 	bo_result r;
 	uint64_t ids[12] = {0};
 	for (uint32_t i = 0; i < 12; i++) {
-		bo_cmd c = {.op = (uint8_t)(i % 3 == 2 ? BO_OP_HOLD_POOL : BO_OP_HOLD_BEST), .client_id = 2 + i % 4,
-			    .event_id = 10 + i % 2, .category = (uint8_t)(i % 3), .quantity = (uint16_t)(1 + i % 3),
-			    .ttl_ms = 5000 + 1000 * i};
+		bo_cmd c = {.op = (uint8_t)(i % 3 == 2 ? BO_OP_HOLD_POOL : BO_OP_HOLD_BEST),
+		            .client_id = 2 + i % 4,
+		            .event_id = 10 + i % 2,
+		            .category = (uint8_t)(i % 3),
+		            .quantity = (uint16_t)(1 + i % 3),
+		            .ttl_ms = 5000 + 1000 * (i % 5)}; /* equal expiries too */
 		apply(e, &c, &r);
 		ids[i] = r.status == BO_OK ? r.claim_id : 0;
 		if (i == 3)
 			engine_advance(e, 1007000, NULL, NULL); /* expire the first holds */
 		if (i == 4 && ids[0]) {
-			bo_cmd k = {.op = BO_OP_CONFIRM, .client_id = 2, .event_id = 10, .claim_id = ids[0],
-				    .payref_len = 4, .payref = "late"};
+			bo_cmd k = {.op = BO_OP_CONFIRM,
+			            .client_id = 2,
+			            .event_id = 10,
+			            .claim_id = ids[0],
+			            .payref_len = 4,
+			            .payref = "late"};
 			apply(e, &k, &r); /* a late confirm: a stale recycle entry */
 		}
 		if (i == 6 && ids[5]) {
-			bo_cmd k = {.op = BO_OP_RELEASE, .client_id = 3, .event_id = 11, .claim_id = ids[5]};
+			bo_cmd k = {.op = BO_OP_RELEASE,
+			            .client_id = 3,
+			            .event_id = 11,
+			            .claim_id = ids[5]};
 			apply(e, &k, &r);
 		}
 		if (i == 8 && ids[7]) {
-			bo_cmd k = {.op = BO_OP_CONFIRM, .client_id = 5, .event_id = 11, .claim_id = ids[7],
-				    .payref_len = 2, .payref = "ok"};
+			bo_cmd k = {.op = BO_OP_CONFIRM,
+			            .client_id = 5,
+			            .event_id = 11,
+			            .claim_id = ids[7],
+			            .payref_len = 2,
+			            .payref = "ok"};
 			apply(e, &k, &r);
 		}
 	}
-	bo_cmd b = {.op = BO_OP_BLOCK, .client_id = 1, .event_id = 10, .seat_count = 2, .seats = {38, 39}};
+	bo_cmd b = {.op = BO_OP_BLOCK,
+	            .client_id = 1,
+	            .event_id = 10,
+	            .seat_count = 2,
+	            .seats = {38, 39}};
 	apply(e, &b, &r);
+	/* Ended claims still queued for recycling: a release and a cancel. */
+	bo_cmd rel = {
+	        .op = BO_OP_RELEASE, .client_id = 3, .event_id = 10 + 11 % 2, .claim_id = ids[11]};
+	apply(e, &rel, &r);
+	bo_cmd can = {.op = BO_OP_CANCEL, .client_id = 5, .event_id = 11, .claim_id = ids[7]};
+	apply(e, &can, &r);
 	char err[SNAPSHOT_ERR_LEN];
 	FUZZ_CHECK(engine_check(e, err, sizeof(err)) == 0);
+	uint32_t queued = 0;
+	for (uint32_t slot = 0; slot < e->claims_fresh; slot++)
+		queued += e->claims[slot].in_recycle;
+	FUZZ_CHECK(queued >= 1 && e->heap_len >= 2 && e->bookings_live >= 1);
 	FUZZ_CHECK(snapshot_encode(e, 1, 99, engine_now(e), &g_base, &g_base_len) == 0);
 	engine_free(e);
 }
@@ -140,10 +170,16 @@ static void drill(engine *e)
 	for (uint32_t slot = 0; slot < fresh; slot++) {
 		uint64_t id = claim_id_of(e, slot);
 		uint64_t ev = e->events[e->claims[slot].event].id;
-		static const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_CONFIRM, BO_OP_CANCEL, BO_OP_RELEASE};
+		static const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_CONFIRM, BO_OP_CANCEL,
+		                              BO_OP_RELEASE};
 		for (uint32_t k = 0; k < sizeof(ops); k++) {
-			bo_cmd c = {.op = ops[k], .client_id = 7, .event_id = ev, .claim_id = id, .ttl_ms = 60000,
-				    .payref_len = 1, .payref = "x"};
+			bo_cmd c = {.op = ops[k],
+			            .client_id = 7,
+			            .event_id = ev,
+			            .claim_id = id,
+			            .ttl_ms = 60000,
+			            .payref_len = 1,
+			            .payref = "x"};
 			apply(e, &c, &r);
 		}
 	}
@@ -151,24 +187,39 @@ static void drill(engine *e)
 		const event *ev = &e->events[i];
 		for (uint32_t cat = 0; cat < ev->category_count; cat++) {
 			for (uint16_t q = 1; q <= 4; q++) {
-				bo_cmd c = {.op = BO_OP_HOLD_BEST, .client_id = 100 + q, .event_id = ev->id,
-					    .category = (uint8_t)cat, .quantity = q, .ttl_ms = 30000};
+				bo_cmd c = {.op = BO_OP_HOLD_BEST,
+				            .client_id = 100 + q,
+				            .event_id = ev->id,
+				            .category = (uint8_t)cat,
+				            .quantity = q,
+				            .ttl_ms = 30000};
 				apply(e, &c, &r);
 			}
 		}
 		if (ev->seat_count >= 3) {
-			bo_cmd h = {.op = BO_OP_HOLD_SEATS, .client_id = 200, .event_id = ev->id, .seat_count = 2,
-				    .seats = {0, ev->seat_count - 1}, .ttl_ms = 30000};
+			bo_cmd h = {.op = BO_OP_HOLD_SEATS,
+			            .client_id = 200,
+			            .event_id = ev->id,
+			            .seat_count = 2,
+			            .seats = {0, ev->seat_count - 1},
+			            .ttl_ms = 30000};
 			apply(e, &h, &r);
-			bo_cmd b = {.op = BO_OP_BLOCK, .client_id = 201, .event_id = ev->id, .seat_count = 1,
-				    .seats = {ev->seat_count / 2}};
+			bo_cmd b = {.op = BO_OP_BLOCK,
+			            .client_id = 201,
+			            .event_id = ev->id,
+			            .seat_count = 1,
+			            .seats = {ev->seat_count / 2}};
 			apply(e, &b, &r);
 			b.op = BO_OP_UNBLOCK;
 			apply(e, &b, &r);
 		}
 		for (uint32_t p = 0; p < ev->pool_count; p++) {
-			bo_cmd c = {.op = BO_OP_HOLD_POOL, .client_id = 300, .event_id = ev->id, .pool = (uint8_t)p,
-				    .quantity = 1, .ttl_ms = 30000};
+			bo_cmd c = {.op = BO_OP_HOLD_POOL,
+			            .client_id = 300,
+			            .event_id = ev->id,
+			            .pool = (uint8_t)p,
+			            .quantity = 1,
+			            .ttl_ms = 30000};
 			apply(e, &c, &r);
 		}
 		bo_cmd q = {.op = BO_OP_QUERY_AVAIL, .event_id = ev->id};
@@ -176,8 +227,12 @@ static void drill(engine *e)
 	}
 	engine_advance(e, engine_now(e) + 2 * 3600 * 1000, NULL, NULL);
 	for (uint32_t slot = 0; slot < e->claims_fresh; slot++) {
-		bo_cmd c = {.op = BO_OP_CONFIRM, .client_id = 8, .event_id = e->events[e->claims[slot].event].id,
-			    .claim_id = claim_id_of(e, slot), .payref_len = 1, .payref = "y"};
+		bo_cmd c = {.op = BO_OP_CONFIRM,
+		            .client_id = 8,
+		            .event_id = e->events[e->claims[slot].event].id,
+		            .claim_id = claim_id_of(e, slot),
+		            .payref_len = 1,
+		            .payref = "y"};
 		apply(e, &c, &r);
 	}
 }
@@ -197,7 +252,8 @@ static void try_load(const uint8_t *b, size_t len)
 	FUZZ_CHECK(engine_check(e, err, sizeof(err)) == 0);
 	uint8_t *again;
 	size_t again_len;
-	FUZZ_CHECK(snapshot_encode(e, info.shard, info.seq, info.seq_ts_ms, &again, &again_len) == 0);
+	FUZZ_CHECK(snapshot_encode(e, info.shard, info.seq, info.seq_ts_ms, &again, &again_len) ==
+	           0);
 	FUZZ_CHECK(again_len == len && memcmp(again, b, len) == 0);
 	free(again);
 	drill(e);

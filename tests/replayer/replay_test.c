@@ -120,7 +120,7 @@ static run_out run_tool(const char *const *args)
 	r.err = slurp(err_path, &r.err_len);
 	cr_assert_neq(r.code, 127, "could not exec %s", bin);
 	cr_assert_neq(r.code, -1, "boxoffice-replay crashed (signal %d); stderr: %s",
-		      WIFSIGNALED(st) ? WTERMSIG(st) : 0, r.err);
+	              WIFSIGNALED(st) ? WTERMSIG(st) : 0, r.err);
 	return r;
 }
 
@@ -157,7 +157,8 @@ static const char *json_string(const char *p)
 			if (*p == 'u') {
 				for (int i = 1; i <= 4; i++) {
 					char c = p[i];
-					if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+					if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+					      (c >= 'A' && c <= 'F')))
 						return NULL;
 				}
 				p += 4;
@@ -354,13 +355,13 @@ static bo_cmd cmd_new(writer *wr, int op, uint64_t client)
 	return c;
 }
 
-/* Writes a journal of about `rounds` * 6 commands into g_root/shard-0000.
+/* Writes a journal of about `rounds` * 5 commands into g_root/shard-NNNN.
  * Returns 0, or -1 when io_uring is refused (the caller skips). */
-static int write_journal(uint32_t rounds, written *out)
+static int write_journal(uint32_t shard_id, uint32_t rounds, written *out)
 {
 	shard_config cfg;
 	shard_config_default(&cfg);
-	cfg.id = 0;
+	cfg.id = shard_id;
 	cfg.data_dir = g_root;
 	cfg.snapshot_every = 0;
 	cfg.clock = fake_clock;
@@ -460,8 +461,9 @@ static int write_journal(uint32_t rounds, written *out)
 	shard_free(wr.s);
 	cr_assert_gt(wr.w.ticks, 0, "the test must journal ticks");
 	cr_assert_eq(wr.w.records, wr.w.commands + wr.w.ticks,
-		     "every journaled record is a command or a tick: %" PRIu64 " != %" PRIu64 " + %" PRIu64,
-		     wr.w.records, wr.w.commands, wr.w.ticks);
+	             "every journaled record is a command or a tick: %" PRIu64 " != %" PRIu64
+	             " + %" PRIu64,
+	             wr.w.records, wr.w.commands, wr.w.ticks);
 	*out = wr.w;
 	return 0;
 }
@@ -520,7 +522,7 @@ static uint64_t last_segment_first_seq(const char *dir)
 #define WRITE_OR_SKIP(w)                                                                        \
 	do {                                                                                    \
 		make_root();                                                                    \
-		if (write_journal(150, (w)) != 0) {                                              \
+		if (write_journal(0, 150, (w)) != 0) {                                          \
 			remove_root();                                                          \
 			cr_skip_test("io_uring refused by the kernel: cannot write a journal"); \
 		}                                                                               \
@@ -553,13 +555,14 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	/* dump: one line per record, in seq order. */
 	r = RUN("dump", g_root);
 	cr_assert_eq(r.code, 0, "%s", r.err);
-	cr_assert_eq(count_lines(r.out), w.records, "%zu lines for %" PRIu64 " records", count_lines(r.out),
-		     w.records);
+	cr_assert_eq(count_lines(r.out), w.records, "%zu lines for %" PRIu64 " records",
+	             count_lines(r.out), w.records);
 	const char *line = r.out;
 	for (uint64_t seq = 1; seq <= w.records; seq++) {
 		char want[64];
 		snprintf(want, sizeof want, "shard=0 seq=%" PRIu64 " time=", seq);
-		cr_assert_eq(strncmp(line, want, strlen(want)), 0, "line %" PRIu64 ": %.80s", seq, line);
+		cr_assert_eq(strncmp(line, want, strlen(want)), 0, "line %" PRIu64 ": %.80s", seq,
+		             line);
 		line = strchr(line, '\n') + 1;
 	}
 	cr_assert_not_null(strstr(r.out, "kind=command op=create_event client=1"));
@@ -575,7 +578,8 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	uint64_t payrefs = 0;
 	for (uint64_t seq = 1; seq <= w.records; seq++) {
 		const char *nl = strchr(line, '\n');
-		cr_assert(json_valid(line, (size_t)(nl - line)), "not JSON: %.*s", (int)(nl - line), line);
+		cr_assert(json_valid(line, (size_t)(nl - line)), "not JSON: %.*s", (int)(nl - line),
+		          line);
 		char *one = strndup(line, (size_t)(nl - line));
 		cr_assert_eq(json_u64(one, "seq"), seq);
 		payrefs += strstr(one, "\"payref\":\"pay\\\"\\\\\\u0001\\u00c3\\u00a9x\"") != NULL;
@@ -611,13 +615,14 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	for (int op = 1; op < BO_OP_COUNT; op++) {
 		if (!bo_op_mutates(op))
 			continue;
-		cr_assert_eq(json_u64(r.out, engine_op_str(op)), w.by_op[op], "by_op %s", engine_op_str(op));
+		cr_assert_eq(json_u64(r.out, engine_op_str(op)), w.by_op[op], "by_op %s",
+		             engine_op_str(op));
 	}
 	const char *bs = strstr(r.out, "\"by_status\"");
 	cr_assert_not_null(bs);
 	for (int st = 0; st < BO_STATUS_COUNT; st++)
 		cr_assert_eq(json_u64(bs, engine_status_str(st)), w.by_status[st], "by_status %s",
-			     engine_status_str(st));
+		             engine_status_str(st));
 	cr_assert_geq(json_u64(r.out, "segments"), 2);
 	cr_assert_gt(json_u64(r.out, "payload_bytes"), 0);
 	cr_assert_eq(json_u64(r.out, "first_ts_ms"), (uint64_t)T0_MS);
@@ -728,7 +733,8 @@ Test(replay, snapshots_are_built_and_really_compared)
 }
 
 /* Reads the `file`, `offset` and `payload_bytes` of record seq from dump --json. */
-static void record_location(uint64_t seq, char *file, size_t file_len, uint64_t *offset, uint32_t *payload)
+static void record_location(uint64_t seq, char *file, size_t file_len, uint64_t *offset,
+                            uint32_t *payload)
 {
 	char s[32];
 	snprintf(s, sizeof s, "%" PRIu64, seq);
@@ -842,7 +848,8 @@ Test(replay, a_torn_tail_fails_unless_allowed)
 	cr_assert_geq(fd, 0);
 	uint8_t junk[24];
 	memset(junk, 0xab, sizeof junk);
-	cr_assert_eq(pwrite(fd, junk, sizeof junk, (off_t)((off + 48 + payload + 7) & ~7ull)), (ssize_t)sizeof junk);
+	cr_assert_eq(pwrite(fd, junk, sizeof junk, (off_t)((off + 48 + payload + 7) & ~7ull)),
+	             (ssize_t)sizeof junk);
 	close(fd);
 	run_out r = RUN("verify", g_root);
 	cr_assert_eq(r.code, 1, "%s%s", r.out, r.err);
@@ -917,6 +924,52 @@ Test(replay, a_result_that_does_not_reexecute_is_a_mismatch)
 	remove_root();
 }
 
+Test(replay, every_shard_of_a_data_directory_or_one)
+{
+	make_root();
+	written w0, w3;
+	if (write_journal(0, 20, &w0) != 0 || write_journal(3, 30, &w3) != 0) {
+		remove_root();
+		cr_skip_test("io_uring refused by the kernel: cannot write a journal");
+	}
+	run_out r = RUN("verify", g_root);
+	cr_assert_eq(r.code, 0, "%s%s", r.out, r.err);
+	cr_assert_not_null(strstr(r.out, "shard 0: OK"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "shard 3: OK"), "%s", r.out);
+	run_free(&r);
+	r = RUN("dump", g_root);
+	cr_assert_eq(r.code, 0);
+	cr_assert_eq(count_lines(r.out), w0.records + w3.records);
+	run_free(&r);
+	r = RUN("dump", g_root, "--shard", "3");
+	cr_assert_eq(r.code, 0);
+	cr_assert_eq(count_lines(r.out), w3.records);
+	cr_assert_eq(strncmp(r.out, "shard=3 seq=1 ", 14), 0);
+	run_free(&r);
+	r = RUN("stats", g_root, "--json");
+	cr_assert_eq(r.code, 0);
+	cr_assert(json_valid(r.out, r.out_len), "%s", r.out);
+	const char *total = strstr(r.out, "\"total\"");
+	cr_assert_not_null(total);
+	cr_assert_eq(json_u64(total, "records"), w0.records + w3.records);
+	cr_assert_eq(json_u64(total, "ticks"), w0.ticks + w3.ticks);
+	run_free(&r);
+	/* One bad shard fails the whole run and is named. */
+	char junk[400];
+	snprintf(junk, sizeof junk, "%s/shard-0003/snap-00000000000000000002.snap", g_root);
+	FILE *f = fopen(junk, "wb");
+	cr_assert_not_null(f);
+	fputs("not a snapshot", f);
+	fclose(f);
+	r = RUN("verify", g_root);
+	cr_assert_eq(r.code, 1);
+	cr_assert_not_null(strstr(r.out, "shard 0: OK"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "shard 3: FAILED: snapshot_invalid"), "%s", r.out);
+	cr_assert_not_null(strstr(r.err, junk), "%s", r.err);
+	run_free(&r);
+	remove_root();
+}
+
 Test(replay, bad_command_lines_and_directories)
 {
 	make_root();
@@ -938,15 +991,15 @@ Test(replay, bad_command_lines_and_directories)
 
 	/* Usage errors: 2, with one line on stderr. */
 	const char *const *usage[] = {
-		(const char *const[]){"frobnicate", g_root, NULL},
-		(const char *const[]){"verify", NULL},
-		(const char *const[]){"verify", g_root, "--bogus", NULL},
-		(const char *const[]){"dump", g_root, "--from", "x", NULL},
-		(const char *const[]){"dump", g_root, "--from", "9", "--to", "3", NULL},
-		(const char *const[]){"dump", g_root, "--at", "3", NULL},
-		(const char *const[]){"verify", g_root, "other", NULL},
-		(const char *const[]){"repair", g_root, NULL},
-		(const char *const[]){"stats", g_root, "--shard", "-1", NULL},
+	        (const char *const[]){"frobnicate", g_root, NULL},
+	        (const char *const[]){"verify", NULL},
+	        (const char *const[]){"verify", g_root, "--bogus", NULL},
+	        (const char *const[]){"dump", g_root, "--from", "x", NULL},
+	        (const char *const[]){"dump", g_root, "--from", "9", "--to", "3", NULL},
+	        (const char *const[]){"dump", g_root, "--at", "3", NULL},
+	        (const char *const[]){"verify", g_root, "other", NULL},
+	        (const char *const[]){"repair", g_root, NULL},
+	        (const char *const[]){"stats", g_root, "--shard", "-1", NULL},
 	};
 	for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
 		r = run_tool(usage[i]);
@@ -990,7 +1043,8 @@ Test(replay, bad_command_lines_and_directories)
 	const char *sub[] = {"verify", "dump", "stats", "snapshot"};
 	for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
 		r = RUN(sub[i], g_root);
-		cr_assert(r.code == 1 || r.code == 3, "%s on garbage: exit %d: %s", sub[i], r.code, r.err);
+		cr_assert(r.code == 1 || r.code == 3, "%s on garbage: exit %d: %s", sub[i], r.code,
+		          r.err);
 		cr_assert_not_null(strstr(r.err, seg), "%s names the file: %s", sub[i], r.err);
 		run_free(&r);
 	}

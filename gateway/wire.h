@@ -1,0 +1,178 @@
+/*
+ * wire.h — the wire protocol v1 of boxoffice-server: msgpack requests and
+ * replies carried by nng REQ/REP (schemas/protocol.md is the client-facing
+ * description; the decoding rules are at the top of wire.c).
+ *
+ * One request message is one command (a msgpack map) or an array of
+ * commands; the reply has the same shape and order. The server side decodes
+ * requests (wire_decode_request) and encodes replies (wire_encode_replies,
+ * wire_encode_error); the client side encodes requests (wire_encode_request)
+ * and decodes replies (wire_decode_replies).
+ *
+ * Decoding treats its input as hostile: it never allocates for a declared
+ * count, checks every count against the bytes left before using it, bounds
+ * nesting to WIRE_DEPTH_MAX and never reads outside [buf, buf + len). The
+ * only allocations are the seat maps of create_event commands, bounded by
+ * limits.h and by WIRE_MAP_SEATS_PER_MSG_MAX per message.
+ *
+ * Encoding appends to a msgpack_sbuffer (msgpack-c's packer). On failure the
+ * buffer is restored to the size it had on entry.
+ *
+ * A NULL pointer where an object is required is a programmer error (assert).
+ */
+#ifndef BO_WIRE_H
+#define BO_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack/sbuffer.h>
+
+#include "engine/engine.h"
+#include "engine/limits.h"
+
+/* Protocol version this codec speaks (schemas/protocol.md). */
+#define WIRE_VERSION 1u
+
+/* Commands in one request message. A whole message is claimed in the ring
+ * as one batch, so it is bounded like the writer's batch. */
+#define WIRE_BATCH_MAX 4096u
+
+/* Nested containers (arrays and maps) in one message; the top-level value
+ * is at depth 1. The deepest legal request (array > command > map > rows >
+ * row > categories) needs 6; 8 leaves room and keeps the decoder's
+ * recursion a handful of frames. */
+#define WIRE_DEPTH_MAX 8u
+
+/* Bytes in one message (either direction). A 1 Mi-seat event with one
+ * category per seat listed explicitly takes ~2 MiB; 8 MiB fits a few of
+ * them and bounds what one client can make a gateway thread parse. The
+ * server should also set NNG_OPT_RECVMAXSZ to this value. */
+#define WIRE_MSG_MAX (8u << 20)
+
+/* Seats over all seat maps of one message. A create_event of 1 Mi seats can
+ * be written in ~6 KiB of msgpack (256 rows of 4096 seats, one category
+ * each), so without this bound an 8 MiB message could make the gateway
+ * allocate gigabytes. Four maximum-size events per message. */
+#define WIRE_MAP_SEATS_PER_MSG_MAX (4u * BO_SEATS_PER_EVENT_MAX)
+
+/* Bytes of an error text, NUL included (longer texts are truncated). */
+#define WIRE_ERROR_LEN_MAX 128u
+
+_Static_assert(WIRE_BATCH_MAX <= BO_RING_SLOTS_DEFAULT, "a message fits the ring");
+_Static_assert(WIRE_DEPTH_MAX >= 6u, "the deepest legal request fits");
+_Static_assert(WIRE_MAP_SEATS_PER_MSG_MAX >= BO_SEATS_PER_EVENT_MAX, "one max event fits");
+
+/* Why one command of a request could not be decoded. status is BO_OK when
+ * the command decoded; otherwise BO_INVALID (malformed or not representable)
+ * or BO_LIMIT (WIRE_MAP_SEATS_PER_MSG_MAX), and detail is the bo_detail that
+ * the engine would have given for the same fault (e.g. BO_D_SEAT_COUNT for
+ * 17 seats) or BO_D_NONE, which the reply names "malformed". */
+typedef struct wire_cmd_error {
+	uint8_t status;		       /* bo_status: BO_OK = decoded */
+	uint8_t detail;		       /* bo_detail, BO_D_NONE = malformed */
+	char text[WIRE_ERROR_LEN_MAX]; /* NUL-terminated reason; "" when decoded */
+} wire_cmd_error;
+
+/* What a decoder learnt about a whole message. */
+typedef struct wire_msg {
+	uint32_t count;		        /* commands (or replies) in the message */
+	uint32_t invalid;	        /* requests: commands that did not decode */
+	uint8_t is_array;	        /* 1: the message was an array (reply with one) */
+	char error[WIRE_ERROR_LEN_MAX]; /* message-level failure, "" otherwise */
+} wire_msg;
+
+/* What wire_decode_replies() learnt about one reply besides its bo_result. */
+typedef struct wire_reply_info {
+	uint8_t malformed;	       /* 1: detail "malformed" (the server could not
+					* decode the command, or the whole message) */
+	char error[WIRE_ERROR_LEN_MAX]; /* the reply's "error" text, "" when none */
+} wire_reply_info;
+
+/* ---- Server side --------------------------------------------------------- */
+
+/* Decodes the request message buf[0..len) into cmds[0..cap) and
+ * errs[0..cap) (cap >= 1; pass WIRE_BATCH_MAX to accept every legal
+ * message).
+ *
+ * Returns
+ *  0        the message is well formed: out->count commands (1 for a map,
+ *           the array's length otherwise, possibly 0), out->is_array. For
+ *           every i < count, errs[i].status == BO_OK and cmds[i] is the
+ *           command (fields the op does not use zeroed), or errs[i] says why
+ *           command i is rejected (cmds[i] is then zeroed: no map);
+ *           out->invalid counts those. A create_event's cmds[i].map is a
+ *           seat map allocated here and owned by the caller, who frees it
+ *           with wire_free_maps() (or bo_seatmap_free) after the engine
+ *           applied the command.
+ *  -EINVAL  message-level failure (empty, larger than WIRE_MSG_MAX, not
+ *           msgpack, truncated, trailing bytes, nesting deeper than
+ *           WIRE_DEPTH_MAX, top level neither map nor array, more than
+ *           WIRE_BATCH_MAX or cap commands): out->error says which; reply
+ *           with wire_encode_error(BO_INVALID, out->error). Nothing is
+ *           allocated, out->count is 0.
+ *  -ENOMEM  a seat map could not be allocated: nothing is left allocated,
+ *           out->count is 0, out->error says so.
+ */
+int wire_decode_request(const uint8_t *buf, size_t len, bo_cmd *cmds /* OUT */,
+			wire_cmd_error *errs /* OUT */, uint32_t cap, wire_msg *out /* OUT */);
+
+/* Frees the seat map of every create_event among cmds[0..count) and sets
+ * its map pointer to NULL. Safe on commands without maps. */
+void wire_free_maps(bo_cmd *cmds, uint32_t count);
+
+/* Appends the reply message for `count` commands to `out`: one reply map per
+ * command, in order, inside an array when is_array (count must then be
+ * <= WIRE_BATCH_MAX), else exactly one map (count must be 1). Reply i is
+ * errs[i] when errs != NULL and errs[i].status != BO_OK, else res[i].
+ * Returns 0, -EINVAL when a result has no encoding (status or detail out of
+ * range, seat_count > BO_SEATS_PER_HOLD_MAX, a seat state out of range,
+ * avail counts over limits.h) or -ENOMEM; on failure `out` is unchanged. */
+int wire_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32_t count,
+			int is_array, msgpack_sbuffer *out);
+
+/* Appends a message-level reply, one map whatever the request's shape:
+ * {"status": <status>, "detail": "malformed" for BO_INVALID else "none",
+ *  "error": message}. For a request that failed wire_decode_request
+ * (BO_INVALID) or that the server sheds as a whole (BO_BUSY, BO_THROTTLED).
+ * Returns 0, -EINVAL (status not a bo_status or BO_OK) or -ENOMEM. */
+int wire_encode_error(int status, const char *message, msgpack_sbuffer *out);
+
+/* ---- Client side --------------------------------------------------------- */
+
+/* Appends the request message for cmds[0..n): inside an array when as_array
+ * (n <= WIRE_BATCH_MAX, may be 0), else exactly one map (n must be 1). Each
+ * command carries op, client, request, event and the fields its op uses.
+ * Returns 0, -EINVAL when a command has no encoding (op not 1..BO_OP_COUNT-1,
+ * seat_count > BO_SEATS_PER_HOLD_MAX, payref_len > BO_PAYREF_LEN_MAX,
+ * create_event whose map is NULL, over the limits of limits.h, or whose rows
+ * do not sum to its seat_count) or -ENOMEM; on failure `out` is unchanged.
+ * The server decodes what this writes into commands equal to cmds
+ * (codec_cmd_equal). */
+int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sbuffer *out);
+
+/* Decodes a reply message into out[0..cap) and, when info != NULL,
+ * info[0..cap). Unknown keys in a reply are skipped (a v1 client keeps
+ * working against a server that adds keys); known keys must have their
+ * documented types.
+ * Returns 0: msg->count replies, msg->is_array; every field a reply does not
+ * carry is zero (a message-level error reply is one map: is_array 0,
+ * op 0, info->malformed 1 for status invalid). -EINVAL: not a valid reply
+ * message (as wire_decode_request's message-level failures, more than cap
+ * replies, or a reply with a missing status, an unknown status/op/detail/
+ * seat state name, a wrong type, or an array over its limit); msg->error
+ * says which reply and why. */
+int wire_decode_replies(const uint8_t *buf, size_t len, bo_result *out /* OUT */,
+			wire_reply_info *info /* OUT, may be NULL */, uint32_t cap,
+			wire_msg *msg /* OUT */);
+
+/* ---- Names --------------------------------------------------------------- */
+
+/* The wire name of a bo_detail ("seat_unavailable", ...; "none" for
+ * BO_D_NONE), or NULL when detail is out of range. */
+const char *wire_detail_name(int detail);
+
+/* The reply name of a command decode failure without a bo_detail. */
+#define WIRE_DETAIL_MALFORMED "malformed"
+
+#endif /* BO_WIRE_H */

@@ -29,6 +29,7 @@
 #include "shard.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -553,6 +554,25 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A snapshot child killed mid-write leaves its .snap.tmp behind: the loader
+ * ignores such files, but they would pile up. */
+static void remove_stale_snapshots(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	char path[4400];
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		if (n > 9 && strncmp(de->d_name, "snap-", 5) == 0 && strcmp(de->d_name + n - 9, ".snap.tmp") == 0) {
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			unlink(path);
+		}
+	}
+	closedir(d);
+}
+
 static int configs_equal(const engine_config *a, const engine_config *b)
 {
 	return a->seats_max == b->seats_max && a->claims_max == b->claims_max &&
@@ -610,6 +630,7 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 	rc = journal_open(cfg->data_dir, cfg->id, &jopt, &s->journal, &rec->journal, err, errlen);
 	if (rc < 0)
 		return rc;
+	remove_stale_snapshots(s->dir);
 	rec->snapshot_seq = info.seq;
 	s->seq_last = info.seq;
 	s->seq_last_ms = info.seq_ts_ms;
@@ -650,7 +671,10 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 		return -EBADMSG;
 	}
 	rec->last_seq = s->seq_last;
-	s->snap_seq = s->seq_last;
+	/* The next snapshot is due snapshot_every records after the one just
+	 * loaded, not after this start: a process that restarts often must
+	 * still snapshot, or its recoveries grow without bound. */
+	s->snap_seq = info.seq;
 	atomic_store_explicit(&s->durable, s->seq_last, memory_order_relaxed);
 	rec->seconds = now_seconds() - t0;
 	return 0;

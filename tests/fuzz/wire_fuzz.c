@@ -1,0 +1,139 @@
+/*
+ * wire_fuzz.c — libFuzzer target for gateway/wire.c (the msgpack wire
+ * protocol).
+ *
+ * Proves, for any input bytes, read both as a request and as a reply:
+ *  - decoding never crashes, never reads out of bounds, never leaks (ASan,
+ *    UBSan, LeakSanitizer; engine.c allocates seat maps with libc calloc,
+ *    which LeakSanitizer sees) and returns only 0, -EINVAL (with a message)
+ *    or -ENOMEM;
+ *  - an accepted request is consistent (count within bounds, every rejected
+ *    command has a reason and no map, invalid == the number rejected), its
+ *    decoded commands re-encode (wire_encode_request) and decode again to
+ *    equal commands (codec_cmd_equal), and its reply message
+ *    (wire_encode_replies with the decode errors) decodes back with the same
+ *    shape and statuses;
+ *  - an accepted reply message re-encodes and decodes to equal results
+ *    (codec_result_equal).
+ *
+ * Built and run by scripts/fuzz (tests/fuzz/X_fuzz.c with the core sources,
+ * gateway/wire.c among them, and -lmsgpackc):
+ *   scripts/fuzz --seconds 60 wire
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/codec.h"
+#include "gateway/wire.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* An oracle failure: abort so libFuzzer records the input (unlike assert,
+ * this does not depend on NDEBUG). */
+#define FUZZ_CHECK(cond)                                                                         \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			abort();                                                                 \
+		}                                                                                \
+	} while (0)
+
+/* Static: WIRE_BATCH_MAX of each does not belong on the stack. */
+static bo_cmd cmds[WIRE_BATCH_MAX], again[WIRE_BATCH_MAX], valid[WIRE_BATCH_MAX];
+static wire_cmd_error errs[WIRE_BATCH_MAX], errs2[WIRE_BATCH_MAX];
+static bo_result res[WIRE_BATCH_MAX], res2[WIRE_BATCH_MAX];
+static wire_reply_info info[WIRE_BATCH_MAX];
+
+static void fuzz_request(const uint8_t *data, size_t size)
+{
+	wire_msg msg;
+	int rc = wire_decode_request(data, size, cmds, errs, WIRE_BATCH_MAX, &msg);
+	if (rc < 0) {
+		FUZZ_CHECK(rc == -EINVAL || rc == -ENOMEM);
+		FUZZ_CHECK(msg.count == 0 && msg.error[0] != '\0');
+		return;
+	}
+	FUZZ_CHECK(rc == 0 && msg.count <= WIRE_BATCH_MAX);
+	FUZZ_CHECK(msg.is_array || msg.count == 1);
+	uint32_t n_valid = 0, n_bad = 0;
+	for (uint32_t i = 0; i < msg.count; i++) {
+		if (errs[i].status != BO_OK) {
+			FUZZ_CHECK(errs[i].text[0] != '\0' && cmds[i].map == NULL);
+			n_bad++;
+			continue;
+		}
+		FUZZ_CHECK(cmds[i].op > BO_OP_NONE && cmds[i].op < BO_OP_COUNT);
+		FUZZ_CHECK((cmds[i].op == BO_OP_CREATE_EVENT) == (cmds[i].map != NULL));
+		valid[n_valid++] = cmds[i];
+	}
+	FUZZ_CHECK(n_bad == msg.invalid);
+
+	/* Re-encode the decoded commands: they must decode to equal ones. */
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	FUZZ_CHECK(wire_encode_request(valid, n_valid, 1, &sb) == 0);
+	wire_msg msg2;
+	rc = wire_decode_request((const uint8_t *)sb.data, sb.size, again, errs2, WIRE_BATCH_MAX,
+				 &msg2);
+	FUZZ_CHECK(rc == 0 && msg2.count == n_valid && msg2.invalid == 0);
+	for (uint32_t i = 0; i < n_valid; i++)
+		FUZZ_CHECK(codec_cmd_equal(&valid[i], &again[i]) &&
+			   codec_cmd_equal(&again[i], &valid[i]));
+	wire_free_maps(again, n_valid);
+
+	/* The reply message for it: same shape, the rejected ones invalid. */
+	for (uint32_t i = 0; i < msg.count; i++) {
+		memset(&res[i], 0, sizeof(res[i]));
+		res[i].op = cmds[i].op;
+		res[i].status = BO_NOT_FOUND;
+		res[i].detail = BO_D_NO_EVENT;
+		res[i].event_id = cmds[i].event_id;
+	}
+	msgpack_sbuffer_clear(&sb);
+	FUZZ_CHECK(wire_encode_replies(res, errs, msg.count, msg.is_array, &sb) == 0);
+	rc = wire_decode_replies((const uint8_t *)sb.data, sb.size, res2, info, WIRE_BATCH_MAX,
+				 &msg2);
+	FUZZ_CHECK(rc == 0 && msg2.count == msg.count && msg2.is_array == msg.is_array);
+	for (uint32_t i = 0; i < msg.count; i++) {
+		if (errs[i].status != BO_OK) {
+			FUZZ_CHECK(res2[i].status == errs[i].status);
+			FUZZ_CHECK(strncmp(info[i].error, errs[i].text, WIRE_ERROR_LEN_MAX) == 0);
+		} else {
+			FUZZ_CHECK(codec_result_equal(&res[i], &res2[i]));
+		}
+	}
+	msgpack_sbuffer_destroy(&sb);
+	wire_free_maps(cmds, msg.count);
+}
+
+static void fuzz_replies(const uint8_t *data, size_t size)
+{
+	wire_msg msg;
+	int rc = wire_decode_replies(data, size, res, info, WIRE_BATCH_MAX, &msg);
+	if (rc < 0) {
+		FUZZ_CHECK(rc == -EINVAL && msg.error[0] != '\0');
+		return;
+	}
+	FUZZ_CHECK(msg.is_array || msg.count == 1);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	FUZZ_CHECK(wire_encode_replies(res, NULL, msg.count, msg.is_array, &sb) == 0);
+	wire_msg msg2;
+	rc = wire_decode_replies((const uint8_t *)sb.data, sb.size, res2, NULL, WIRE_BATCH_MAX,
+				 &msg2);
+	FUZZ_CHECK(rc == 0 && msg2.count == msg.count && msg2.is_array == msg.is_array);
+	for (uint32_t i = 0; i < msg.count; i++)
+		FUZZ_CHECK(codec_result_equal(&res[i], &res2[i]) &&
+			   codec_result_equal(&res2[i], &res[i]));
+	msgpack_sbuffer_destroy(&sb);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fuzz_request(data, size);
+	fuzz_replies(data, size);
+	return 0;
+}

@@ -620,6 +620,16 @@ static void idem_evict_oldest(engine *e)
 static void idem_store(engine *e, const bo_cmd *cmd, uint64_t content, const bo_result *r)
 {
 	assert(idem_find(e, cmd->client_id, cmd->request_id) == NULL);
+	if ((uint32_t)e->idem_tail == UINT32_MAX) {
+		/* Position k * 2^32 - 1 would be stored as pos1 = 0, "never used":
+		 * leave it as a hole (client 0 matches no key) once per 2^32. */
+		if (e->idem_tail - e->idem_head == e->cfg.idem_capacity)
+			idem_evict_oldest(e);
+		idem_entry *hole = &e->idem[e->idem_tail & (e->cfg.idem_capacity - 1)];
+		memset(hole, 0, sizeof(*hole));
+		hole->at_ms = e->now_ms;
+		e->idem_tail++;
+	}
 	if (e->idem_tail - e->idem_head == e->cfg.idem_capacity)
 		idem_evict_oldest(e);
 	uint64_t fifo = e->idem_tail;

@@ -103,8 +103,9 @@ typedef struct wire_reply_info {
  *           command i is rejected (cmds[i] is then zeroed: no map);
  *           out->invalid counts those. A create_event's cmds[i].map is a
  *           seat map allocated here and owned by the caller, who frees it
- *           with wire_free_maps() (or bo_seatmap_free) after the engine
- *           applied the command.
+ *           with wire_free_maps() (or bo_seatmap_free) once the engine
+ *           applied the command (behind a shard: once its result came out
+ *           of the output ring; the map is borrowed until then).
  *  -EINVAL  message-level failure (empty, larger than WIRE_MSG_MAX, not
  *           msgpack, truncated, trailing bytes, nesting deeper than
  *           WIRE_DEPTH_MAX, top level neither map nor array, more than

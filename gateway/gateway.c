@@ -1,0 +1,534 @@
+/*
+ * gateway.c — nng listeners, routing and replies (see gateway.h).
+ *
+ * A request slot goes round this cycle, driven by its nng context's aio:
+ *
+ *   RECV   nng hands over a message: decode it (wire.c), answer at once if
+ *          it is malformed or we are draining; else submit its commands,
+ *          grouped by shard, one ring claim per shard (a full ring makes
+ *          those commands `busy`), and count them in `pending`.
+ *   WAIT   each shard's output thread files results under the slot; the
+ *          thread that brings `pending` to zero encodes the reply and
+ *          starts the send. (`pending` starts at 1 while submitting so the
+ *          reply cannot leave before every command was submitted.)
+ *   SEND   the send completes: free the request's seat maps, re-arm RECV.
+ *
+ * Results reach the output ring only when their journal batch is durable,
+ * so a reply never acknowledges a change that could be lost.
+ */
+#include "gateway.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "gateway/log.h"
+#include "gateway/wire.h"
+
+enum { SLOT_RECV = 0, SLOT_SEND = 1 };
+
+typedef struct gw_slot {
+	gw_server *gw;
+	uint32_t index;
+	int local; /* gw_apply_local's slot: completion posts `done` */
+	nng_ctx ctx;
+	nng_aio *aio;
+	int state; /* SLOT_RECV or SLOT_SEND; only the aio callback's thread */
+	uint32_t count;
+	uint8_t is_array;
+	/* Results outstanding + 1 while submitting. Acq_rel: each output
+	 * thread's write of res[i] happens before its decrement, and the
+	 * thread that reaches zero reads every res[] after it. */
+	atomic_uint pending;
+	bo_cmd *cmds;
+	wire_cmd_error *errs;
+	bo_result *res;
+	bo_cmd *scratch; /* one shard's commands, contiguous for shard_submit */
+	uint64_t *tags;
+	msgpack_sbuffer reply;
+	sem_t done;
+} gw_slot;
+
+struct gw_server {
+	gw_config cfg;
+	shard *shards[GW_SHARDS_MAX];
+	pthread_t out_threads[GW_SHARDS_MAX];
+	uint32_t out_started;
+	atomic_int out_stop; /* relaxed: output threads poll it between batches */
+	nng_socket sock;
+	int sock_open;
+	nng_listener listeners[GW_LISTEN_MAX];
+	uint32_t listener_count;
+	gw_slot *slots; /* contexts + 1 (the last is the local slot) */
+	uint32_t slot_count;
+	pthread_mutex_t local_lock; /* one gw_apply_local at a time */
+	/* Requests between RECV and the end of their SEND (gw_stop waits for
+	 * zero). Relaxed counters are enough: gw_stop polls it. */
+	atomic_int in_flight;
+	atomic_int draining;
+	atomic_uint_least64_t requests, commands, invalid_msgs, busy;
+};
+
+typedef struct out_arg {
+	gw_server *gw;
+	uint32_t shard;
+} out_arg;
+static out_arg out_args[GW_SHARDS_MAX];
+
+void gw_config_default(gw_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->data_dir = "var";
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	cfg->shards = cores < 1 ? 1 : cores > 4 ? 4 : (uint32_t)cores;
+	cfg->listen[0] = "tcp://127.0.0.1:7400";
+	cfg->listen_count = 1;
+	cfg->contexts = GW_CONTEXTS_DEFAULT;
+	cfg->recv_max_bytes = WIRE_MSG_MAX;
+	shard_config_default(&cfg->shard);
+	cfg->shard.snapshot_every = 1000000;
+}
+
+static void busy_result(const bo_cmd *cmd, bo_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->op = cmd->op;
+	r->status = BO_BUSY;
+	r->client_id = cmd->client_id;
+	r->request_id = cmd->request_id;
+	r->event_id = cmd->event_id;
+}
+
+/* ---- Replies ------------------------------------------------------------- */
+
+static void slot_send(gw_slot *sl)
+{
+	gw_server *gw = sl->gw;
+	nng_msg *m;
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, sl->reply.data, sl->reply.size) != 0) {
+		gw_log(GW_ERROR, "msg=\"out of memory for a reply: dropped (the client times out and retries)\"");
+		if (m)
+			nng_msg_free(m);
+		wire_free_maps(sl->cmds, sl->count);
+		sl->state = SLOT_RECV;
+		atomic_fetch_sub_explicit(&gw->in_flight, 1, memory_order_relaxed);
+		nng_ctx_recv(sl->ctx, sl->aio);
+		return;
+	}
+	sl->state = SLOT_SEND;
+	nng_aio_set_msg(sl->aio, m);
+	nng_ctx_send(sl->ctx, sl->aio);
+}
+
+static void send_error(gw_slot *sl, int status, const char *text)
+{
+	sl->reply.size = 0;
+	int rc = wire_encode_error(status, text, &sl->reply);
+	assert(rc == 0 || rc == -ENOMEM);
+	(void)rc;
+	sl->count = 0;
+	slot_send(sl);
+}
+
+/* All results are in: encode and send (or wake the local caller). */
+static void slot_complete(gw_slot *sl)
+{
+	gw_server *gw = sl->gw;
+	atomic_fetch_add_explicit(&gw->requests, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&gw->commands, sl->count, memory_order_relaxed);
+	if (sl->local) {
+		sem_post(&sl->done);
+		return;
+	}
+	sl->reply.size = 0;
+	if (wire_encode_replies(sl->res, sl->errs, sl->count, sl->is_array, &sl->reply) != 0) {
+		/* A result without an encoding is an engine/codec bug; say so
+		 * to the client rather than leaving it waiting. */
+		gw_log(GW_ERROR, "msg=\"reply could not be encoded\" commands=%u", sl->count);
+		sl->reply.size = 0;
+		wire_encode_error(BO_INVALID, "internal error: reply could not be encoded", &sl->reply);
+	}
+	slot_send(sl);
+}
+
+/* Routes the decoded commands of a slot to their shards. */
+static void slot_submit(gw_slot *sl)
+{
+	gw_server *gw = sl->gw;
+	atomic_store_explicit(&sl->pending, 1, memory_order_relaxed);
+	int draining = atomic_load_explicit(&gw->draining, memory_order_relaxed);
+	for (uint32_t i = 0; i < sl->count; i++)
+		memset(&sl->res[i], 0, sizeof(bo_result));
+	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < sl->count; i++) {
+			if (sl->errs[i].status != BO_OK || shard_for_event(sl->cmds[i].event_id, gw->cfg.shards) != k)
+				continue;
+			sl->scratch[n] = sl->cmds[i];
+			sl->tags[n] = ((uint64_t)sl->index << 32) | i;
+			n++;
+		}
+		if (n == 0)
+			continue;
+		int rc = draining || shard_failed(gw->shards[k]) ? -EBUSY : 0;
+		if (rc == 0) {
+			/* Count before submitting: a result may come back before
+			 * shard_submit returns. */
+			atomic_fetch_add_explicit(&sl->pending, n, memory_order_relaxed);
+			rc = shard_submit(gw->shards[k], sl->scratch, sl->tags, n);
+			if (rc != 0)
+				atomic_fetch_sub_explicit(&sl->pending, n, memory_order_relaxed);
+		}
+		if (rc != 0) {
+			atomic_fetch_add_explicit(&gw->busy, n, memory_order_relaxed);
+			for (uint32_t j = 0; j < n; j++)
+				busy_result(&sl->scratch[j], &sl->res[(uint32_t)sl->tags[j]]);
+		}
+	}
+	/* Drop the guard; acq_rel as for the output threads' decrements. */
+	if (atomic_fetch_sub_explicit(&sl->pending, 1, memory_order_acq_rel) == 1)
+		slot_complete(sl);
+}
+
+static void slot_received(gw_slot *sl, nng_msg *msg)
+{
+	gw_server *gw = sl->gw;
+	wire_msg wm;
+	int rc = wire_decode_request(nng_msg_body(msg), nng_msg_len(msg), sl->cmds, sl->errs, WIRE_BATCH_MAX, &wm);
+	nng_msg_free(msg);
+	if (rc != 0) {
+		atomic_fetch_add_explicit(&gw->invalid_msgs, 1, memory_order_relaxed);
+		send_error(sl, BO_INVALID, wm.error);
+		return;
+	}
+	sl->count = wm.count;
+	sl->is_array = wm.is_array;
+	slot_submit(sl);
+}
+
+static void slot_cb(void *arg)
+{
+	gw_slot *sl = arg;
+	gw_server *gw = sl->gw;
+	int rv = nng_aio_result(sl->aio);
+	if (sl->state == SLOT_SEND) {
+		if (rv != 0) {
+			/* The peer went away: the message is still ours. */
+			nng_msg *m = nng_aio_get_msg(sl->aio);
+			if (m)
+				nng_msg_free(m);
+		}
+		wire_free_maps(sl->cmds, sl->count);
+		sl->count = 0;
+		sl->state = SLOT_RECV;
+		atomic_fetch_sub_explicit(&gw->in_flight, 1, memory_order_relaxed);
+		if (rv == NNG_ECLOSED)
+			return;
+		nng_ctx_recv(sl->ctx, sl->aio);
+		return;
+	}
+	if (rv != 0) {
+		if (rv == NNG_ECLOSED)
+			return;
+		nng_ctx_recv(sl->ctx, sl->aio); /* e.g. a connection reset mid-message */
+		return;
+	}
+	atomic_fetch_add_explicit(&gw->in_flight, 1, memory_order_relaxed);
+	slot_received(sl, nng_aio_get_msg(sl->aio));
+}
+
+/* ---- Output threads ------------------------------------------------------ */
+
+static void *out_main(void *arg)
+{
+	out_arg *oa = arg;
+	gw_server *gw = oa->gw;
+	ring *out = shard_output(gw->shards[oa->shard]);
+	for (;;) {
+		uint64_t first;
+		uint32_t n = ring_poll(out, 4096, &first);
+		if (n == 0) {
+			if (atomic_load_explicit(&gw->out_stop, memory_order_relaxed))
+				break;
+			ring_wait(out, 10 * 1000000);
+			continue;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			const shard_out *o = ring_slot(out, first + i);
+			if (o->kind != SHARD_OUT_RESULT)
+				continue; /* expiries: the projections' business (later) */
+			uint32_t si = (uint32_t)(o->tag >> 32), ci = (uint32_t)o->tag;
+			assert(si < gw->slot_count);
+			gw_slot *sl = &gw->slots[si];
+			assert(ci < sl->count);
+			sl->res[ci] = o->u.result;
+			if (atomic_fetch_sub_explicit(&sl->pending, 1, memory_order_acq_rel) == 1)
+				slot_complete(sl);
+		}
+		ring_release(out, n);
+	}
+	return NULL;
+}
+
+/* ---- Life cycle ---------------------------------------------------------- */
+
+static int slot_init(gw_server *gw, gw_slot *sl, uint32_t index)
+{
+	sl->gw = gw;
+	sl->index = index;
+	atomic_init(&sl->pending, 0);
+	sl->cmds = calloc(WIRE_BATCH_MAX, sizeof(bo_cmd));
+	sl->errs = calloc(WIRE_BATCH_MAX, sizeof(wire_cmd_error));
+	sl->res = calloc(WIRE_BATCH_MAX, sizeof(bo_result));
+	sl->scratch = calloc(WIRE_BATCH_MAX, sizeof(bo_cmd));
+	sl->tags = calloc(WIRE_BATCH_MAX, sizeof(uint64_t));
+	msgpack_sbuffer_init(&sl->reply);
+	if (!sl->cmds || !sl->errs || !sl->res || !sl->scratch || !sl->tags)
+		return -ENOMEM;
+	return sem_init(&sl->done, 0, 0) == 0 ? 0 : -errno;
+}
+
+static void slot_fini(gw_slot *sl)
+{
+	if (sl->aio)
+		nng_aio_free(sl->aio);
+	wire_free_maps(sl->cmds, sl->count);
+	free(sl->cmds);
+	free(sl->errs);
+	free(sl->res);
+	free(sl->scratch);
+	free(sl->tags);
+	msgpack_sbuffer_destroy(&sl->reply);
+	sem_destroy(&sl->done);
+}
+
+static void stop_outputs(gw_server *gw)
+{
+	atomic_store_explicit(&gw->out_stop, 1, memory_order_relaxed);
+	for (uint32_t k = 0; k < gw->out_started; k++)
+		pthread_join(gw->out_threads[k], NULL);
+	gw->out_started = 0;
+}
+
+static void stop_shards(gw_server *gw)
+{
+	/* The output threads keep draining while the writers finish. */
+	for (uint32_t k = 0; k < gw->cfg.shards; k++)
+		if (gw->shards[k])
+			shard_stop(gw->shards[k]);
+	stop_outputs(gw);
+}
+
+int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	err[0] = '\0';
+	if (cfg->shards == 0 || cfg->shards > GW_SHARDS_MAX || cfg->listen_count == 0 ||
+	    cfg->listen_count > GW_LISTEN_MAX || cfg->contexts == 0 || cfg->contexts > GW_CONTEXTS_MAX ||
+	    cfg->recv_max_bytes == 0 || cfg->recv_max_bytes > WIRE_MSG_MAX) {
+		snprintf(err, errlen,
+			 "invalid configuration: shards 1..%u, 1..%u listen addresses, contexts 1..%u, recv max "
+			 "1..%u bytes",
+			 GW_SHARDS_MAX, GW_LISTEN_MAX, GW_CONTEXTS_MAX, WIRE_MSG_MAX);
+		return -EINVAL;
+	}
+	gw_server *gw = calloc(1, sizeof(*gw));
+	if (!gw)
+		return -ENOMEM;
+	gw->cfg = *cfg;
+	pthread_mutex_init(&gw->local_lock, NULL);
+	int rc = 0;
+	for (uint32_t k = 0; k < cfg->shards && rc == 0; k++) {
+		shard_config sc = cfg->shard;
+		sc.id = k;
+		sc.data_dir = cfg->data_dir;
+		shard_recovery rec;
+		char serr[1024];
+		rc = shard_open(&sc, &gw->shards[k], &rec, serr, sizeof(serr));
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: %s", k, serr);
+			break;
+		}
+		gw_log(GW_INFO,
+		       "msg=\"shard recovered\" shard=%u snapshot_seq=%" PRIu64 " last_seq=%" PRIu64
+		       " replayed=%" PRIu64 " seconds=%.3f%s%s%s",
+		       k, rec.snapshot_seq, rec.last_seq, rec.replayed, rec.seconds,
+		       rec.journal.note[0] ? " journal=\"" : "", rec.journal.note, rec.journal.note[0] ? "\"" : "");
+	}
+	for (uint32_t k = 0; k < cfg->shards && rc == 0; k++) {
+		rc = shard_start(gw->shards[k]);
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: cannot start its thread: %s", k, strerror(-rc));
+			break;
+		}
+		out_args[k] = (out_arg){.gw = gw, .shard = k};
+		rc = -pthread_create(&gw->out_threads[k], NULL, out_main, &out_args[k]);
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: cannot start its output thread: %s", k, strerror(-rc));
+			break;
+		}
+		gw->out_started++;
+	}
+	gw->slot_count = cfg->contexts + 1;
+	if (rc == 0) {
+		gw->slots = calloc(gw->slot_count, sizeof(gw_slot));
+		rc = gw->slots ? 0 : -ENOMEM;
+		for (uint32_t i = 0; i < gw->slot_count && rc == 0; i++)
+			rc = slot_init(gw, &gw->slots[i], i);
+		if (rc < 0)
+			snprintf(err, errlen, "out of memory for %u request slots", gw->slot_count);
+		else
+			gw->slots[cfg->contexts].local = 1;
+	}
+	int nrv = 0;
+	if (rc == 0 && (nrv = nng_rep0_open(&gw->sock)) != 0) {
+		snprintf(err, errlen, "nng: cannot open a REP socket: %s", nng_strerror(nrv));
+		rc = -EIO;
+	}
+	if (rc == 0) {
+		gw->sock_open = 1;
+		/* nng's default is unlimited, and its TCP transport allocates
+		 * whatever length a peer declares: bound it. */
+		nng_socket_set_size(gw->sock, NNG_OPT_RECVMAXSZ, cfg->recv_max_bytes);
+		for (uint32_t i = 0; i < cfg->contexts && rc == 0; i++) {
+			gw_slot *sl = &gw->slots[i];
+			if ((nrv = nng_aio_alloc(&sl->aio, slot_cb, sl)) != 0 ||
+			    (nrv = nng_ctx_open(&sl->ctx, gw->sock)) != 0) {
+				snprintf(err, errlen, "nng: cannot set up request slot %u: %s", i, nng_strerror(nrv));
+				rc = -EIO;
+			}
+		}
+	}
+	for (uint32_t i = 0; rc == 0 && i < cfg->listen_count; i++) {
+		if ((nrv = nng_listen(gw->sock, cfg->listen[i], &gw->listeners[i], 0)) != 0) {
+			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], nng_strerror(nrv));
+			rc = nrv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
+			break;
+		}
+		gw->listener_count++;
+		gw_log(GW_INFO, "msg=\"listening\" url=%s", cfg->listen[i]);
+	}
+	if (rc < 0) {
+		if (gw->sock_open)
+			nng_close(gw->sock);
+		stop_shards(gw);
+		gw_free(gw);
+		return rc;
+	}
+	for (uint32_t i = 0; i < cfg->contexts; i++)
+		nng_ctx_recv(gw->slots[i].ctx, gw->slots[i].aio);
+	*out = gw;
+	return 0;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int gw_stop(gw_server *gw, int64_t timeout_ms)
+{
+	int rc = 0;
+	for (uint32_t i = 0; i < gw->listener_count; i++)
+		nng_listener_close(gw->listeners[i]);
+	gw->listener_count = 0;
+	atomic_store_explicit(&gw->draining, 1, memory_order_relaxed);
+	int64_t deadline = mono_ms() + timeout_ms;
+	while (atomic_load_explicit(&gw->in_flight, memory_order_relaxed) > 0) {
+		if (mono_ms() > deadline) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		usleep(1000);
+	}
+	stop_shards(gw);
+	if (gw->sock_open) {
+		nng_close(gw->sock);
+		gw->sock_open = 0;
+	}
+	for (uint32_t i = 0; i < gw->cfg.contexts; i++)
+		if (gw->slots[i].aio)
+			nng_aio_stop(gw->slots[i].aio);
+	return rc;
+}
+
+void gw_free(gw_server *gw)
+{
+	if (!gw)
+		return;
+	if (gw->slots) {
+		for (uint32_t i = 0; i < gw->slot_count; i++)
+			slot_fini(&gw->slots[i]);
+		free(gw->slots);
+	}
+	for (uint32_t k = 0; k < gw->cfg.shards; k++)
+		shard_free(gw->shards[k]);
+	pthread_mutex_destroy(&gw->local_lock);
+	free(gw);
+}
+
+const char *gw_failed(const gw_server *gw)
+{
+	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
+		const char *f = gw->shards[k] ? shard_failed(gw->shards[k]) : NULL;
+		if (f)
+			return f;
+	}
+	return NULL;
+}
+
+void gw_stats_get(const gw_server *cgw, gw_stats *out)
+{
+	gw_server *gw = (gw_server *)cgw;
+	out->requests = atomic_load_explicit(&gw->requests, memory_order_relaxed);
+	out->commands = atomic_load_explicit(&gw->commands, memory_order_relaxed);
+	out->invalid_msgs = atomic_load_explicit(&gw->invalid_msgs, memory_order_relaxed);
+	out->busy = atomic_load_explicit(&gw->busy, memory_order_relaxed);
+}
+
+int gw_apply_local(gw_server *gw, const bo_cmd *cmds, uint32_t n, bo_result *res, int64_t timeout_ms)
+{
+	assert(n >= 1 && n <= WIRE_BATCH_MAX);
+	pthread_mutex_lock(&gw->local_lock);
+	gw_slot *sl = &gw->slots[gw->cfg.contexts];
+	memcpy(sl->cmds, cmds, n * sizeof(bo_cmd));
+	memset(sl->errs, 0, n * sizeof(wire_cmd_error));
+	sl->count = n;
+	sl->is_array = 1;
+	slot_submit(sl);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	int rc = 0;
+	while (sem_timedwait(&sl->done, &ts) != 0) {
+		if (errno != EINTR) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
+	if (rc == 0)
+		memcpy(res, sl->res, n * sizeof(bo_result));
+	sl->count = 0;
+	pthread_mutex_unlock(&gw->local_lock);
+	return rc;
+}

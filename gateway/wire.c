@@ -84,39 +84,39 @@
  * engine.h without a name here makes the array one short of BO_D_COUNT (the
  * assertion below), a gap in the middle leaves a NULL (wire_test checks). */
 static const char *const detail_names[] = {
-	[BO_D_NONE] = "none",
-	[BO_D_BAD_OP] = "bad_op",
-	[BO_D_NO_CLIENT] = "no_client",
-	[BO_D_NO_EVENT] = "no_event",
-	[BO_D_EVENT_EXISTS] = "event_exists",
-	[BO_D_EVENT_ID_ZERO] = "event_id_zero",
-	[BO_D_MAP_INVALID] = "map_invalid",
-	[BO_D_EVENTS_FULL] = "events_full",
-	[BO_D_SEATS_FULL] = "seats_full",
-	[BO_D_SEAT_RANGE] = "seat_range",
-	[BO_D_SEAT_DUPLICATE] = "seat_duplicate",
-	[BO_D_SEAT_COUNT] = "seat_count",
-	[BO_D_SEAT_UNAVAILABLE] = "seat_unavailable",
-	[BO_D_CATEGORY_RANGE] = "category_range",
-	[BO_D_SOLD_OUT] = "sold_out",
-	[BO_D_POOL_RANGE] = "pool_range",
-	[BO_D_QUANTITY] = "quantity",
-	[BO_D_POOL_UNAVAILABLE] = "pool_unavailable",
-	[BO_D_TTL_RANGE] = "ttl_range",
-	[BO_D_LIFETIME] = "lifetime",
-	[BO_D_CLIENT_HOLDS] = "client_holds",
-	[BO_D_CLAIMS_FULL] = "claims_full",
-	[BO_D_NO_HOLD] = "no_hold",
-	[BO_D_NO_BOOKING] = "no_booking",
-	[BO_D_HOLD_EXPIRED] = "hold_expired",
-	[BO_D_ALREADY_CONFIRMED] = "already_confirmed",
-	[BO_D_NOT_A_BOOKING] = "not_a_booking",
-	[BO_D_PAYREF] = "payref",
-	[BO_D_NOT_BLOCKED] = "not_blocked",
-	[BO_D_IDEM_CONFLICT] = "idem_conflict",
+        [BO_D_NONE] = "none",
+        [BO_D_BAD_OP] = "bad_op",
+        [BO_D_NO_CLIENT] = "no_client",
+        [BO_D_NO_EVENT] = "no_event",
+        [BO_D_EVENT_EXISTS] = "event_exists",
+        [BO_D_EVENT_ID_ZERO] = "event_id_zero",
+        [BO_D_MAP_INVALID] = "map_invalid",
+        [BO_D_EVENTS_FULL] = "events_full",
+        [BO_D_SEATS_FULL] = "seats_full",
+        [BO_D_SEAT_RANGE] = "seat_range",
+        [BO_D_SEAT_DUPLICATE] = "seat_duplicate",
+        [BO_D_SEAT_COUNT] = "seat_count",
+        [BO_D_SEAT_UNAVAILABLE] = "seat_unavailable",
+        [BO_D_CATEGORY_RANGE] = "category_range",
+        [BO_D_SOLD_OUT] = "sold_out",
+        [BO_D_POOL_RANGE] = "pool_range",
+        [BO_D_QUANTITY] = "quantity",
+        [BO_D_POOL_UNAVAILABLE] = "pool_unavailable",
+        [BO_D_TTL_RANGE] = "ttl_range",
+        [BO_D_LIFETIME] = "lifetime",
+        [BO_D_CLIENT_HOLDS] = "client_holds",
+        [BO_D_CLAIMS_FULL] = "claims_full",
+        [BO_D_NO_HOLD] = "no_hold",
+        [BO_D_NO_BOOKING] = "no_booking",
+        [BO_D_HOLD_EXPIRED] = "hold_expired",
+        [BO_D_ALREADY_CONFIRMED] = "already_confirmed",
+        [BO_D_NOT_A_BOOKING] = "not_a_booking",
+        [BO_D_PAYREF] = "payref",
+        [BO_D_NOT_BLOCKED] = "not_blocked",
+        [BO_D_IDEM_CONFLICT] = "idem_conflict",
 };
 _Static_assert(sizeof(detail_names) / sizeof(detail_names[0]) == BO_D_COUNT,
-	       "every bo_detail needs a wire name");
+               "every bo_detail needs a wire name");
 
 const char *wire_detail_name(int detail)
 {
@@ -143,22 +143,41 @@ static const char *status_text(int status)
 typedef struct cur {
 	const uint8_t *base; /* start of the message (for offsets in errors) */
 	const uint8_t *p;    /* next byte */
-	size_t left;	     /* bytes from p to the end */
+	size_t left;         /* bytes from p to the end */
 } cur;
 
-enum tkind { T_NIL, T_BOOL, T_UINT, T_NINT, T_FLOAT, T_STR, T_BIN, T_EXT, T_ARRAY, T_MAP };
+enum tkind {
+	T_NIL,
+	T_BOOL,
+	T_UINT,
+	T_NINT,
+	T_FLOAT,
+	T_STR,
+	T_BIN,
+	T_EXT,
+	T_ARRAY,
+	T_MAP
+};
 
 /* Kinds as error messages name them ("must be a map, not an array"). */
 static const char *const kind_names[] = {
-	"nil",	   "a boolean", "an unsigned integer", "a negative integer", "a float",
-	"a string", "a bin",	    "an ext",		    "an array",		    "a map",
+        "nil",
+        "a boolean",
+        "an unsigned integer",
+        "a negative integer",
+        "a float",
+        "a string",
+        "a bin",
+        "an ext",
+        "an array",
+        "a map",
 };
 
 typedef struct tok {
-	uint8_t kind;	     /* enum tkind */
-	uint64_t u;	     /* T_UINT value, T_BOOL 0/1 */
-	int64_t i;	     /* T_NINT value (< 0) */
-	uint32_t n;	     /* T_STR/T_BIN/T_EXT bytes, T_ARRAY elements, T_MAP pairs */
+	uint8_t kind;        /* enum tkind */
+	uint64_t u;          /* T_UINT value, T_BOOL 0/1 */
+	int64_t i;           /* T_NINT value (< 0) */
+	uint32_t n;          /* T_STR/T_BIN/T_EXT bytes, T_ARRAY elements, T_MAP pairs */
 	const uint8_t *data; /* T_STR/T_BIN/T_EXT body */
 } tok;
 
@@ -241,11 +260,15 @@ static int rd_tok(cur *c, tok *t)
 		t->kind = T_BOOL;
 		t->u = b == 0xc3;
 		return 0;
-	case 0xc4: case 0xc5: case 0xc6:
+	case 0xc4:
+	case 0xc5:
+	case 0xc6:
 		t->kind = T_BIN;
 		lenw = 1u << (b - 0xc4);
 		goto length;
-	case 0xc7: case 0xc8: case 0xc9:
+	case 0xc7:
+	case 0xc8:
+	case 0xc9:
 		t->kind = T_EXT;
 		lenw = 1u << (b - 0xc7);
 		goto length;
@@ -253,7 +276,10 @@ static int rd_tok(cur *c, tok *t)
 	case 0xcb:
 		t->kind = T_FLOAT;
 		return take(c, b == 0xca ? 4 : 8) ? 0 : -1;
-	case 0xcc: case 0xcd: case 0xce: case 0xcf: {
+	case 0xcc:
+	case 0xcd:
+	case 0xce:
+	case 0xcf: {
 		uint32_t w = 1u << (b - 0xcc);
 		if (!(q = take(c, w)))
 			return -1;
@@ -261,7 +287,10 @@ static int rd_tok(cur *c, tok *t)
 		t->u = be(q, w);
 		return 0;
 	}
-	case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+	case 0xd0:
+	case 0xd1:
+	case 0xd2:
+	case 0xd3: {
 		uint32_t w = 1u << (b - 0xd0);
 		if (!(q = take(c, w)))
 			return -1;
@@ -275,22 +304,30 @@ static int rd_tok(cur *c, tok *t)
 		}
 		return 0;
 	}
-	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+	case 0xd4:
+	case 0xd5:
+	case 0xd6:
+	case 0xd7:
+	case 0xd8:
 		t->kind = T_EXT;
 		t->n = 1u << (b - 0xd4);
 		t->n += 1; /* the type byte */
 		goto body;
-	case 0xd9: case 0xda: case 0xdb:
+	case 0xd9:
+	case 0xda:
+	case 0xdb:
 		t->kind = T_STR;
 		lenw = 1u << (b - 0xd9);
 		goto length;
-	case 0xdc: case 0xdd:
+	case 0xdc:
+	case 0xdd:
 		t->kind = T_ARRAY;
 		if (!(q = take(c, b == 0xdc ? 2 : 4)))
 			return -1;
 		t->n = (uint32_t)be(q, b == 0xdc ? 2 : 4);
 		goto count;
-	case 0xde: case 0xdf:
+	case 0xde:
+	case 0xdf:
 		t->kind = T_MAP;
 		if (!(q = take(c, b == 0xde ? 2 : 4)))
 			return -1;
@@ -386,26 +423,26 @@ static int message_check(const uint8_t *buf, size_t len, cur *c, wire_msg *msg)
 		return -1;
 	}
 	if (len > WIRE_MSG_MAX) {
-		snprintf(msg->error, sizeof(msg->error), "message of %zu bytes exceeds %u bytes", len,
-			 WIRE_MSG_MAX);
+		snprintf(msg->error, sizeof(msg->error), "message of %zu bytes exceeds %u bytes",
+		         len, WIRE_MSG_MAX);
 		return -1;
 	}
 	const char *why = NULL;
 	if (wf_value(c, 1, &why) < 0) {
 		if (strcmp(why, "depth") == 0)
 			snprintf(msg->error, sizeof(msg->error),
-				 "containers nested deeper than %u (at byte %zu)", WIRE_DEPTH_MAX,
-				 (size_t)(c->p - buf) - 1);
+			         "containers nested deeper than %u (at byte %zu)", WIRE_DEPTH_MAX,
+			         (size_t)(c->p - buf) - 1);
 		else
 			snprintf(msg->error, sizeof(msg->error),
-				 "not msgpack: truncated or invalid value (at byte %zu of %zu)",
-				 (size_t)(c->p - buf), len);
+			         "not msgpack: truncated or invalid value (at byte %zu of %zu)",
+			         (size_t)(c->p - buf), len);
 		return -1;
 	}
 	if (c->left != 0) {
 		snprintf(msg->error, sizeof(msg->error),
-			 "%zu trailing bytes after the message (it ends at byte %zu)", c->left,
-			 (size_t)(c->p - buf));
+		         "%zu trailing bytes after the message (it ends at byte %zu)", c->left,
+		         (size_t)(c->p - buf));
 		return -1;
 	}
 	c->p = buf;
@@ -416,16 +453,36 @@ static int message_check(const uint8_t *buf, size_t len, cur *c, wire_msg *msg)
 /* ---- Request decoding ---------------------------------------------------- */
 
 enum key {
-	K_OP, K_EVENT, K_CLIENT, K_REQUEST, K_SEATS, K_TTL, K_CATEGORY, K_QUANTITY, K_POOL,
-	K_HOLD, K_BOOKING, K_PAYREF, K_MAP, K_COUNT
+	K_OP,
+	K_EVENT,
+	K_CLIENT,
+	K_REQUEST,
+	K_SEATS,
+	K_TTL,
+	K_CATEGORY,
+	K_QUANTITY,
+	K_POOL,
+	K_HOLD,
+	K_BOOKING,
+	K_PAYREF,
+	K_MAP,
+	K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
-	[K_OP] = "op",	       [K_EVENT] = "event",	  [K_CLIENT] = "client",
-	[K_REQUEST] = "request", [K_SEATS] = "seats",	  [K_TTL] = "ttl_ms",
-	[K_CATEGORY] = "category", [K_QUANTITY] = "quantity", [K_POOL] = "pool",
-	[K_HOLD] = "hold",	   [K_BOOKING] = "booking",   [K_PAYREF] = "payref",
-	[K_MAP] = "map",
+        [K_OP] = "op",
+        [K_EVENT] = "event",
+        [K_CLIENT] = "client",
+        [K_REQUEST] = "request",
+        [K_SEATS] = "seats",
+        [K_TTL] = "ttl_ms",
+        [K_CATEGORY] = "category",
+        [K_QUANTITY] = "quantity",
+        [K_POOL] = "pool",
+        [K_HOLD] = "hold",
+        [K_BOOKING] = "booking",
+        [K_PAYREF] = "payref",
+        [K_MAP] = "map",
 };
 
 #define KB(k) (1u << (k))
@@ -467,11 +524,11 @@ static uint32_t op_keys(uint32_t op)
 /* State of decoding one message: the seat budget spans its commands. */
 typedef struct dec {
 	uint64_t map_seats; /* seats of the maps allocated so far in this message */
-	int nomem;	    /* a map allocation failed */
+	int nomem;          /* a map allocation failed */
 } dec;
 
 static void fail(wire_cmd_error *e, uint8_t status, uint8_t detail, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 /* Records the first failure of a command (later ones are not looked for). */
 static void fail(wire_cmd_error *e, uint8_t status, uint8_t detail, const char *fmt, ...)
@@ -489,7 +546,7 @@ static void fail(wire_cmd_error *e, uint8_t status, uint8_t detail, const char *
 /* Reads an unsigned integer <= max into *v. A value over max is `detail`
  * (BO_D_NONE: malformed). Returns 0 or -1 (e filled). */
 static int get_uint(cur *c, const char *name, uint64_t max, uint8_t detail, uint64_t *v,
-		    wire_cmd_error *e)
+                    wire_cmd_error *e)
 {
 	tok t;
 	if (rd_tok(c, &t) < 0) {
@@ -517,7 +574,7 @@ static int get_uint(cur *c, const char *name, uint64_t max, uint8_t detail, uint
 
 /* Reads an array header of at most max elements. */
 static int get_array(cur *c, const char *name, uint32_t max, uint8_t detail, uint32_t *n,
-		     wire_cmd_error *e)
+                     wire_cmd_error *e)
 {
 	tok t;
 	if (rd_tok(c, &t) < 0 || t.kind != T_ARRAY) {
@@ -573,8 +630,8 @@ static int dup_key(const char *name, wire_cmd_error *e)
 typedef struct row_info {
 	uint16_t section;
 	uint16_t seats;
-	int32_t category;     /* -1: per-seat "categories" list */
-	cur list;	      /* where the per-seat list starts */
+	int32_t category; /* -1: per-seat "categories" list */
+	cur list;         /* where the per-seat list starts */
 } row_info;
 
 static int read_row(cur *c, uint32_t index, row_info *ri, wire_cmd_error *e)
@@ -585,7 +642,12 @@ static int read_row(cur *c, uint32_t index, row_info *ri, wire_cmd_error *e)
 	if (pairs < 0)
 		return -1;
 	uint32_t seen = 0;
-	enum { R_SECTION = 1, R_SEATS = 2, R_CATEGORY = 4, R_CATEGORIES = 8 };
+	enum {
+		R_SECTION = 1,
+		R_SEATS = 2,
+		R_CATEGORY = 4,
+		R_CATEGORIES = 8
+	};
 	memset(ri, 0, sizeof(*ri));
 	ri->category = -1;
 	for (int64_t i = 0; i < pairs; i++) {
@@ -623,7 +685,7 @@ static int read_row(cur *c, uint32_t index, row_info *ri, wire_cmd_error *e)
 				return -1;
 			for (uint32_t s = 0; s < n; s++) {
 				if (get_uint(c, "categories[]", UINT8_MAX, BO_D_MAP_INVALID, &v,
-					     e) < 0)
+				             e) < 0)
 					return -1;
 			}
 			ri->seats = (uint16_t)n;
@@ -637,7 +699,7 @@ static int read_row(cur *c, uint32_t index, row_info *ri, wire_cmd_error *e)
 		return -1;
 	}
 	if ((seen & R_CATEGORIES) ? (seen & (R_SEATS | R_CATEGORY)) != 0
-				  : (seen & (R_SEATS | R_CATEGORY)) != (R_SEATS | R_CATEGORY)) {
+	                          : (seen & (R_SEATS | R_CATEGORY)) != (R_SEATS | R_CATEGORY)) {
 		fail(e, BO_INVALID, BO_D_NONE,
 		     "%s: give either 'seats' and 'category' or 'categories'", where);
 		return -1;
@@ -664,14 +726,14 @@ static int read_seatmap(cur *c, dec *d, bo_seatmap **out, wire_cmd_error *e)
 			if ((seen & 1) && dup_key("categories", e))
 				return -1;
 			if (get_uint(c, "categories", UINT32_MAX, BO_D_MAP_INVALID, &category_count,
-				     e) < 0)
+			             e) < 0)
 				return -1;
 			seen |= 1;
 		} else if (str_is(&k, "rows")) {
 			if ((seen & 2) && dup_key("rows", e))
 				return -1;
 			if (get_array(c, "rows", BO_ROWS_PER_EVENT_MAX, BO_D_MAP_INVALID,
-				      &row_count, e) < 0)
+			              &row_count, e) < 0)
 				return -1;
 			rows_at = *c;
 			for (uint32_t r = 0; r < row_count; r++) {
@@ -692,7 +754,7 @@ static int read_seatmap(cur *c, dec *d, bo_seatmap **out, wire_cmd_error *e)
 			if ((seen & 4) && dup_key("pools", e))
 				return -1;
 			if (get_array(c, "pools", BO_POOLS_PER_EVENT_MAX, BO_D_MAP_INVALID,
-				      &pool_count, e) < 0)
+			              &pool_count, e) < 0)
 				return -1;
 			pools_at = *c;
 			for (uint32_t p = 0; p < pool_count; p++) {
@@ -706,7 +768,7 @@ static int read_seatmap(cur *c, dec *d, bo_seatmap **out, wire_cmd_error *e)
 	}
 	if (d->map_seats + seat_count > WIRE_MAP_SEATS_PER_MSG_MAX) {
 		fail(e, BO_LIMIT, BO_D_SEATS_FULL,
-		     "seat maps of one message exceed %u seats; send fewer create_event per message",
+		     "seat maps of one message exceed %u seats; split the create_events",
 		     WIRE_MAP_SEATS_PER_MSG_MAX);
 		return -1;
 	}
@@ -937,7 +999,7 @@ void wire_free_maps(bo_cmd *cmds, uint32_t count)
 }
 
 int wire_decode_request(const uint8_t *buf, size_t len, bo_cmd *cmds, wire_cmd_error *errs,
-			uint32_t cap, wire_msg *out)
+                        uint32_t cap, wire_msg *out)
 {
 	assert((buf != NULL || len == 0) && cmds != NULL && errs != NULL && out != NULL);
 	assert(cap >= 1);
@@ -959,8 +1021,8 @@ int wire_decode_request(const uint8_t *buf, size_t len, bo_cmd *cmds, wire_cmd_e
 	} else if (top.kind == T_ARRAY) {
 		if (top.n > WIRE_BATCH_MAX || top.n > cap) {
 			snprintf(out->error, sizeof(out->error),
-				 "batch of %" PRIu32 " commands exceeds the limit of %" PRIu32, top.n,
-				 top.n > WIRE_BATCH_MAX ? WIRE_BATCH_MAX : cap);
+			         "batch of %" PRIu32 " commands exceeds the limit of %" PRIu32,
+			         top.n, top.n > WIRE_BATCH_MAX ? WIRE_BATCH_MAX : cap);
 			return -EINVAL;
 		}
 		c = peek;
@@ -970,8 +1032,8 @@ int wire_decode_request(const uint8_t *buf, size_t len, bo_cmd *cmds, wire_cmd_e
 			out->invalid += decode_cmd(&c, &d, &cmds[done], &errs[done]) < 0;
 	} else {
 		snprintf(out->error, sizeof(out->error),
-			 "a request must be a map or an array of maps, not %s",
-			 kind_names[top.kind]);
+		         "a request must be a map or an array of maps, not %s",
+		         kind_names[top.kind]);
 		return -EINVAL;
 	}
 	if (d.nomem) {
@@ -1023,13 +1085,28 @@ static int finish(msgpack_sbuffer *out, size_t start, int rc, int pk_failed)
 
 /* Reply keys, as the doc lists them. */
 enum rkey {
-	R_STATUS, R_DETAIL, R_ERROR, R_OP, R_CLIENT, R_REQUEST, R_EVENT, R_REPLAYED, R_HOLD,
-	R_BOOKING, R_EXPIRES, R_SEATS, R_QUANTITY, R_POOL, R_STATES, R_AVAIL, R_COUNT
+	R_STATUS,
+	R_DETAIL,
+	R_ERROR,
+	R_OP,
+	R_CLIENT,
+	R_REQUEST,
+	R_EVENT,
+	R_REPLAYED,
+	R_HOLD,
+	R_BOOKING,
+	R_EXPIRES,
+	R_SEATS,
+	R_QUANTITY,
+	R_POOL,
+	R_STATES,
+	R_AVAIL,
+	R_COUNT
 };
 
 static const char *const rkey_names[R_COUNT] = {
-	"status", "detail", "error", "op", "client", "request", "event", "replayed", "hold",
-	"booking", "expires_at_ms", "seats", "quantity", "pool", "states", "avail",
+        "status", "detail",  "error",         "op",    "client",   "request", "event",  "replayed",
+        "hold",   "booking", "expires_at_ms", "seats", "quantity", "pool",    "states", "avail",
 };
 
 #define RB(k) (1u << (k))
@@ -1042,7 +1119,7 @@ static uint32_t reply_keys(const bo_result *r)
 	if (r->status != BO_OK)
 		return RB(R_DETAIL) | RB(R_ERROR) | (r->seat_count ? RB(R_SEATS) : 0);
 	uint32_t shape = RB(R_QUANTITY) | (r->seat_count ? RB(R_SEATS) : 0) |
-			 ((r->seat_count == 0 || r->pool != 0) ? RB(R_POOL) : 0);
+	                 ((r->seat_count == 0 || r->pool != 0) ? RB(R_POOL) : 0);
 	switch (r->op) {
 	case BO_OP_HOLD_SEATS:
 	case BO_OP_HOLD_BEST:
@@ -1091,8 +1168,7 @@ static int pk_result(msgpack_packer *pk, const bo_result *r)
 {
 	int op_ok = r->op > BO_OP_NONE && r->op < BO_OP_COUNT;
 	uint32_t keys = RB(R_STATUS) | RB(R_CLIENT) | RB(R_REQUEST) | RB(R_EVENT) |
-			(op_ok ? RB(R_OP) : 0) | (r->replayed ? RB(R_REPLAYED) : 0) |
-			reply_keys(r);
+	                (op_ok ? RB(R_OP) : 0) | (r->replayed ? RB(R_REPLAYED) : 0) | reply_keys(r);
 	int rc = msgpack_pack_map(pk, (size_t)__builtin_popcount(keys));
 	for (int k = 0; k < R_COUNT; k++) {
 		if (!(keys & RB(k)))
@@ -1107,7 +1183,7 @@ static int pk_result(msgpack_packer *pk, const bo_result *r)
 			break;
 		case R_ERROR:
 			rc |= pk_str(pk, r->detail != BO_D_NONE ? engine_detail_str(r->detail)
-								 : status_text(r->status));
+			                                        : status_text(r->status));
 			break;
 		case R_OP:
 			rc |= pk_str(pk, engine_op_str(r->op));
@@ -1173,14 +1249,14 @@ static int pk_result(msgpack_packer *pk, const bo_result *r)
 static int pk_cmd_error(msgpack_packer *pk, const wire_cmd_error *e)
 {
 	const char *detail = e->detail == BO_D_NONE || e->detail >= BO_D_COUNT
-				     ? WIRE_DETAIL_MALFORMED
-				     : detail_names[e->detail];
+	                             ? WIRE_DETAIL_MALFORMED
+	                             : detail_names[e->detail];
 	return msgpack_pack_map(pk, 3) | pk_kv_str(pk, "status", engine_status_str(e->status)) |
 	       pk_kv_str(pk, "detail", detail) | pk_kv_str(pk, "error", e->text);
 }
 
 int wire_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32_t count,
-			int is_array, msgpack_sbuffer *out)
+                        int is_array, msgpack_sbuffer *out)
 {
 	assert(out != NULL && (res != NULL || count == 0));
 	assert(is_array ? count <= WIRE_BATCH_MAX : count == 1);
@@ -1214,8 +1290,9 @@ int wire_encode_error(int status, const char *message, msgpack_sbuffer *out)
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
 	const char *detail = status == BO_INVALID ? WIRE_DETAIL_MALFORMED : detail_names[BO_D_NONE];
-	int failed = msgpack_pack_map(&pk, 3) | pk_kv_str(&pk, "status", engine_status_str(status)) |
-		     pk_kv_str(&pk, "detail", detail) | pk_kv_str(&pk, "error", message);
+	int failed = msgpack_pack_map(&pk, 3) |
+	             pk_kv_str(&pk, "status", engine_status_str(status)) |
+	             pk_kv_str(&pk, "detail", detail) | pk_kv_str(&pk, "error", message);
 	return finish(out, start, 0, failed);
 }
 
@@ -1361,8 +1438,11 @@ static int get_name(cur *c, name_fn fn, int lo, int hi, const char *what, wire_c
 		if (s && str_is(&t, s))
 			return i;
 	}
-	if (fn == wire_detail_name && str_is(&t, WIRE_DETAIL_MALFORMED))
-		return hi; /* the caller maps it */
+	if (fn == wire_detail_name) {
+		/* "malformed" is the wire's own; a detail a newer server added is
+		 * read as no detail (the status still says what happened). */
+		return str_is(&t, WIRE_DETAIL_MALFORMED) ? hi : BO_D_NONE;
+	}
 	char b[48];
 	printable(&t, b, sizeof(b));
 	fail(e, BO_INVALID, BO_D_NONE, "unknown %s '%s'", what, b);
@@ -1370,7 +1450,7 @@ static int get_name(cur *c, name_fn fn, int lo, int hi, const char *what, wire_c
 }
 
 static int get_u32_list(cur *c, const char *name, uint32_t max, uint32_t *dst, uint32_t *n,
-			wire_cmd_error *e)
+                        wire_cmd_error *e)
 {
 	if (get_array(c, name, max, BO_D_NONE, n, e) < 0)
 		return -1;
@@ -1389,7 +1469,7 @@ static int read_avail(cur *c, bo_avail *a, wire_cmd_error *e)
 	if (pairs < 0)
 		return -1;
 	static const char *const states[BO_SEAT_STATE_COUNT] = {"free", "held", "booked",
-								"blocked"};
+	                                                        "blocked"};
 	for (int64_t i = 0; i < pairs; i++) {
 		tok k;
 		uint64_t v;
@@ -1407,7 +1487,7 @@ static int read_avail(cur *c, bo_avail *a, wire_cmd_error *e)
 			a->by_state[st] = (uint32_t)v;
 		} else if (str_is(&k, "free_by_category")) {
 			if (get_u32_list(c, "free_by_category", BO_CATEGORIES_MAX,
-					 a->free_by_category, &n, e) < 0)
+			                 a->free_by_category, &n, e) < 0)
 				return -1;
 			a->category_count = (uint8_t)n;
 		} else if (str_is(&k, "pools")) {
@@ -1421,14 +1501,16 @@ static int read_avail(cur *c, bo_avail *a, wire_cmd_error *e)
 				for (int64_t j = 0; j < pp; j++) {
 					if (get_key(c, "a pool", &k, e) < 0)
 						return -1;
-					uint32_t *dst = str_is(&k, "capacity") ? &a->pool_capacity[p]
-							: str_is(&k, "free")   ? &a->pool_free[p]
-									       : NULL;
+					uint32_t *dst = str_is(&k, "capacity")
+					                        ? &a->pool_capacity[p]
+					                : str_is(&k, "free") ? &a->pool_free[p]
+					                                     : NULL;
 					if (!dst) {
 						skip_value(c);
 						continue;
 					}
-					if (get_uint(c, "pools[]", UINT32_MAX, BO_D_NONE, &v, e) < 0)
+					if (get_uint(c, "pools[]", UINT32_MAX, BO_D_NONE, &v, e) <
+					    0)
 						return -1;
 					*dst = (uint32_t)v;
 				}
@@ -1472,7 +1554,8 @@ static int decode_reply(cur *c, bo_result *r, wire_reply_info *info, wire_cmd_er
 		seen |= RB(key);
 		switch (key) {
 		case R_STATUS:
-			if ((idx = get_name(c, engine_status_str, 0, BO_STATUS_COUNT, "status", e)) < 0)
+			if ((idx = get_name(c, engine_status_str, 0, BO_STATUS_COUNT, "status",
+			                    e)) < 0)
 				return -1;
 			r->status = (uint8_t)idx;
 			break;
@@ -1555,7 +1638,7 @@ static int decode_reply(cur *c, bo_result *r, wire_reply_info *info, wire_cmd_er
 				return -1;
 			for (uint32_t s = 0; s < states_n; s++) {
 				idx = get_name(c, engine_seat_state_str, 0, BO_SEAT_STATE_COUNT,
-					       "seat state", e);
+				               "seat state", e);
 				if (idx < 0)
 					return -1;
 				r->seat_state[s] = (uint8_t)idx;
@@ -1586,7 +1669,7 @@ static int decode_reply(cur *c, bo_result *r, wire_reply_info *info, wire_cmd_er
 }
 
 int wire_decode_replies(const uint8_t *buf, size_t len, bo_result *out, wire_reply_info *info,
-			uint32_t cap, wire_msg *msg)
+                        uint32_t cap, wire_msg *msg)
 {
 	assert((buf != NULL || len == 0) && out != NULL && msg != NULL && cap >= 1);
 	memset(msg, 0, sizeof(*msg));
@@ -1602,23 +1685,24 @@ int wire_decode_replies(const uint8_t *buf, size_t len, bo_result *out, wire_rep
 	if (top.kind == T_ARRAY) {
 		if (top.n > WIRE_BATCH_MAX || top.n > cap) {
 			snprintf(msg->error, sizeof(msg->error),
-				 "%" PRIu32 " replies, more than the limit of %" PRIu32, top.n,
-				 top.n > WIRE_BATCH_MAX ? WIRE_BATCH_MAX : cap);
+			         "%" PRIu32 " replies, more than the limit of %" PRIu32, top.n,
+			         top.n > WIRE_BATCH_MAX ? WIRE_BATCH_MAX : cap);
 			return -EINVAL;
 		}
 		n = top.n;
 		c = peek;
 		msg->is_array = 1;
 	} else if (top.kind != T_MAP) {
-		snprintf(msg->error, sizeof(msg->error), "a reply must be a map or an array, not %s",
-			 kind_names[top.kind]);
+		snprintf(msg->error, sizeof(msg->error),
+		         "a reply must be a map or an array, not %s", kind_names[top.kind]);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		wire_cmd_error e = {0};
 		wire_reply_info scratch;
 		if (decode_reply(&c, &out[i], info ? &info[i] : &scratch, &e) < 0) {
-			snprintf(msg->error, sizeof(msg->error), "reply %" PRIu32 ": %.100s", i, e.text);
+			snprintf(msg->error, sizeof(msg->error), "reply %" PRIu32 ": %.100s", i,
+			         e.text);
 			return -EINVAL;
 		}
 	}

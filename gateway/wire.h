@@ -69,23 +69,23 @@ _Static_assert(WIRE_MAP_SEATS_PER_MSG_MAX >= BO_SEATS_PER_EVENT_MAX, "one max ev
  * the engine would have given for the same fault (e.g. BO_D_SEAT_COUNT for
  * 17 seats) or BO_D_NONE, which the reply names "malformed". */
 typedef struct wire_cmd_error {
-	uint8_t status;		       /* bo_status: BO_OK = decoded */
-	uint8_t detail;		       /* bo_detail, BO_D_NONE = malformed */
+	uint8_t status;                /* bo_status: BO_OK = decoded */
+	uint8_t detail;                /* bo_detail, BO_D_NONE = malformed */
 	char text[WIRE_ERROR_LEN_MAX]; /* NUL-terminated reason; "" when decoded */
 } wire_cmd_error;
 
 /* What a decoder learnt about a whole message. */
 typedef struct wire_msg {
-	uint32_t count;		        /* commands (or replies) in the message */
-	uint32_t invalid;	        /* requests: commands that did not decode */
-	uint8_t is_array;	        /* 1: the message was an array (reply with one) */
+	uint32_t count;                 /* commands (or replies) in the message */
+	uint32_t invalid;               /* requests: commands that did not decode */
+	uint8_t is_array;               /* 1: the message was an array (reply with one) */
 	char error[WIRE_ERROR_LEN_MAX]; /* message-level failure, "" otherwise */
 } wire_msg;
 
 /* What wire_decode_replies() learnt about one reply besides its bo_result. */
 typedef struct wire_reply_info {
-	uint8_t malformed;	       /* 1: detail "malformed" (the server could not
-					* decode the command, or the whole message) */
+	uint8_t malformed;              /* 1: detail "malformed" (the server could not
+	                                 * decode the command, or the whole message) */
 	char error[WIRE_ERROR_LEN_MAX]; /* the reply's "error" text, "" when none */
 } wire_reply_info;
 
@@ -116,7 +116,7 @@ typedef struct wire_reply_info {
  *           out->count is 0, out->error says so.
  */
 int wire_decode_request(const uint8_t *buf, size_t len, bo_cmd *cmds /* OUT */,
-			wire_cmd_error *errs /* OUT */, uint32_t cap, wire_msg *out /* OUT */);
+                        wire_cmd_error *errs /* OUT */, uint32_t cap, wire_msg *out /* OUT */);
 
 /* Frees the seat map of every create_event among cmds[0..count) and sets
  * its map pointer to NULL. Safe on commands without maps. */
@@ -130,7 +130,7 @@ void wire_free_maps(bo_cmd *cmds, uint32_t count);
  * range, seat_count > BO_SEATS_PER_HOLD_MAX, a seat state out of range,
  * avail counts over limits.h) or -ENOMEM; on failure `out` is unchanged. */
 int wire_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32_t count,
-			int is_array, msgpack_sbuffer *out);
+                        int is_array, msgpack_sbuffer *out);
 
 /* Appends a message-level reply, one map whatever the request's shape:
  * {"status": <status>, "detail": "malformed" for BO_INVALID else "none",
@@ -147,9 +147,8 @@ int wire_encode_error(int status, const char *message, msgpack_sbuffer *out);
  * Returns 0, -EINVAL when a command has no encoding (op not 1..BO_OP_COUNT-1,
  * seat_count > BO_SEATS_PER_HOLD_MAX, payref_len > BO_PAYREF_LEN_MAX,
  * create_event whose map is NULL, over the limits of limits.h, or whose rows
- * do not sum to its seat_count) or -ENOMEM; on failure `out` is unchanged.
- * The server decodes what this writes into commands equal to cmds
- * (codec_cmd_equal). */
+ * do not sum to its seat_count; or a message over WIRE_MSG_MAX) or -ENOMEM; on failure `out` is
+ * unchanged. The server decodes what this writes into commands equal to cmds (codec_cmd_equal). */
 int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sbuffer *out);
 
 /* Decodes a reply message into out[0..cap) and, when info != NULL,
@@ -158,14 +157,16 @@ int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sb
  * documented types.
  * Returns 0: msg->count replies, msg->is_array; every field a reply does not
  * carry is zero (a message-level error reply is one map: is_array 0,
- * op 0, info->malformed 1 for status invalid). -EINVAL: not a valid reply
- * message (as wire_decode_request's message-level failures, more than cap
- * replies, or a reply with a missing status, an unknown status/op/detail/
- * seat state name, a wrong type, or an array over its limit); msg->error
- * says which reply and why. */
+ * op 0, info->malformed 1 for status invalid). A detail name this codec
+ * does not know (a newer server's) reads as BO_D_NONE.
+ * -EINVAL: not a valid reply message (as wire_decode_request's
+ * message-level failures, more than cap replies, or a reply with a missing
+ * status, an unknown status/op/seat state name, a wrong type, an array over
+ * its limit, different "hold" and "booking", or "states" not matching
+ * "seats"); msg->error says which reply and why. */
 int wire_decode_replies(const uint8_t *buf, size_t len, bo_result *out /* OUT */,
-			wire_reply_info *info /* OUT, may be NULL */, uint32_t cap,
-			wire_msg *msg /* OUT */);
+                        wire_reply_info *info /* OUT, may be NULL */, uint32_t cap,
+                        wire_msg *msg /* OUT */);
 
 /* ---- Names --------------------------------------------------------------- */
 

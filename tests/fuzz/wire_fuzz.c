@@ -77,11 +77,11 @@ static void fuzz_request(const uint8_t *data, size_t size)
 	FUZZ_CHECK(wire_encode_request(valid, n_valid, 1, &sb) == 0);
 	wire_msg msg2;
 	rc = wire_decode_request((const uint8_t *)sb.data, sb.size, again, errs2, WIRE_BATCH_MAX,
-				 &msg2);
+	                         &msg2);
 	FUZZ_CHECK(rc == 0 && msg2.count == n_valid && msg2.invalid == 0);
 	for (uint32_t i = 0; i < n_valid; i++)
 		FUZZ_CHECK(codec_cmd_equal(&valid[i], &again[i]) &&
-			   codec_cmd_equal(&again[i], &valid[i]));
+		           codec_cmd_equal(&again[i], &valid[i]));
 	wire_free_maps(again, n_valid);
 
 	/* The reply message for it: same shape, the rejected ones invalid. */
@@ -95,7 +95,7 @@ static void fuzz_request(const uint8_t *data, size_t size)
 	msgpack_sbuffer_clear(&sb);
 	FUZZ_CHECK(wire_encode_replies(res, errs, msg.count, msg.is_array, &sb) == 0);
 	rc = wire_decode_replies((const uint8_t *)sb.data, sb.size, res2, info, WIRE_BATCH_MAX,
-				 &msg2);
+	                         &msg2);
 	FUZZ_CHECK(rc == 0 && msg2.count == msg.count && msg2.is_array == msg.is_array);
 	for (uint32_t i = 0; i < msg.count; i++) {
 		if (errs[i].status != BO_OK) {
@@ -123,11 +123,11 @@ static void fuzz_replies(const uint8_t *data, size_t size)
 	FUZZ_CHECK(wire_encode_replies(res, NULL, msg.count, msg.is_array, &sb) == 0);
 	wire_msg msg2;
 	rc = wire_decode_replies((const uint8_t *)sb.data, sb.size, res2, NULL, WIRE_BATCH_MAX,
-				 &msg2);
+	                         &msg2);
 	FUZZ_CHECK(rc == 0 && msg2.count == msg.count && msg2.is_array == msg.is_array);
 	for (uint32_t i = 0; i < msg.count; i++)
 		FUZZ_CHECK(codec_result_equal(&res[i], &res2[i]) &&
-			   codec_result_equal(&res2[i], &res[i]));
+		           codec_result_equal(&res2[i], &res[i]));
 	msgpack_sbuffer_destroy(&sb);
 }
 

@@ -64,7 +64,10 @@ static uint64_t rnd(void)
 	return rng_state * 2685821657736338717ull;
 }
 
-static uint64_t rnd_below(uint64_t n) { return n ? rnd() % n : 0; }
+static uint64_t rnd_below(uint64_t n)
+{
+	return n ? rnd() % n : 0;
+}
 
 /* Integers that hit every msgpack width. */
 static uint64_t rnd_u64(void)
@@ -88,8 +91,8 @@ static uint64_t rnd_u64(void)
 bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count);
 void __wrap_bo_seatmap_free(bo_seatmap *map);
 
-static long maps_live;	 /* allocated and not yet freed */
-static long maps_made;	 /* ever allocated (proves the wrap is in effect) */
+static long maps_live;       /* allocated and not yet freed */
+static long maps_made;       /* ever allocated (proves the wrap is in effect) */
 static long fail_after = -1; /* >= 0: that many more allocations succeed, then NULL */
 
 bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count)
@@ -131,7 +134,7 @@ static long leak_baseline(void)
 	long made = maps_made;
 	bo_seatmap *m = bo_seatmap_new(1, 1, 0);
 	cr_assert(m != NULL && maps_made == made + 1,
-		  "link wire_test with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free");
+	          "link wire_test with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free");
 	bo_seatmap_free(m);
 	return maps_live;
 }
@@ -278,7 +281,10 @@ static void mp_begin(void)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 }
 
-static void mp_str(const char *s) { msgpack_pack_str_with_body(&pk, s, strlen(s)); }
+static void mp_str(const char *s)
+{
+	msgpack_pack_str_with_body(&pk, s, strlen(s));
+}
 static void mp_kv_u(const char *k, uint64_t v)
 {
 	mp_str(k);
@@ -289,7 +295,10 @@ static void mp_kv_s(const char *k, const char *v)
 	mp_str(k);
 	mp_str(v);
 }
-static void mp_raw(const void *p, size_t n) { msgpack_sbuffer_write(&sb, p, n); }
+static void mp_raw(const void *p, size_t n)
+{
+	msgpack_sbuffer_write(&sb, p, n);
+}
 
 /* Writes the keys of a valid release command, `extra` more pairs to follow. */
 static void mp_release(uint32_t extra)
@@ -302,7 +311,10 @@ static void mp_release(uint32_t extra)
 	mp_kv_u("hold", 12345);
 }
 
-static void sb_free(void) { msgpack_sbuffer_destroy(&sb); }
+static void sb_free(void)
+{
+	msgpack_sbuffer_destroy(&sb);
+}
 
 TestSuite(wire, .init = seed_init, .fini = sb_free);
 
@@ -319,8 +331,8 @@ Test(wire, detail_names_complete_and_unique)
 		cr_assert(strspn(n, "abcdefghijklmnopqrstuvwxyz_") == strlen(n), "name '%s'", n);
 		cr_assert_str_neq(n, WIRE_DETAIL_MALFORMED);
 		for (int e = 0; e < d; e++)
-			cr_assert_str_neq(n, wire_detail_name(e), "details %d and %d share a name", e,
-					  d);
+			cr_assert_str_neq(n, wire_detail_name(e), "details %d and %d share a name",
+			                  e, d);
 	}
 	cr_assert_str_eq(wire_detail_name(BO_D_SEAT_UNAVAILABLE), "seat_unavailable");
 }
@@ -340,10 +352,10 @@ static void check_request_roundtrip(const bo_cmd *src, uint32_t n, int as_array,
 	cr_assert_eq(msg.invalid, 0, SEED_FMT "iter %d: %s", SEED, iter, errs[0].text);
 	for (uint32_t i = 0; i < n; i++) {
 		cr_assert_eq(errs[i].status, BO_OK, SEED_FMT "iter %d cmd %u: %s", SEED, iter, i,
-			     errs[i].text);
+		             errs[i].text);
 		cr_assert(codec_cmd_equal(&src[i], &cmds[i]) && codec_cmd_equal(&cmds[i], &src[i]),
-			  SEED_FMT "iter %d cmd %u op %s differs", SEED, iter, i,
-			  engine_op_str(src[i].op));
+		          SEED_FMT "iter %d cmd %u op %s differs", SEED, iter, i,
+		          engine_op_str(src[i].op));
 	}
 	wire_free_maps(cmds, n);
 	cr_assert_eq(maps_live, base);
@@ -401,7 +413,7 @@ static void check_reply_roundtrip(const bo_result *src, uint32_t n, int is_array
 {
 	mp_begin();
 	cr_assert_eq(wire_encode_replies(src, NULL, n, is_array, &sb), 0, SEED_FMT "iter %d", SEED,
-		     iter);
+	             iter);
 	wire_msg msg;
 	int rc = decode_rep(sb.data, sb.size, &msg);
 	cr_assert_eq(rc, 0, SEED_FMT "iter %d: %s", SEED, iter, msg.error);
@@ -409,13 +421,13 @@ static void check_reply_roundtrip(const bo_result *src, uint32_t n, int is_array
 	cr_assert_eq(msg.is_array, is_array ? 1 : 0);
 	for (uint32_t i = 0; i < n; i++) {
 		cr_assert(codec_result_equal(&src[i], &results[i]) &&
-				  codec_result_equal(&results[i], &src[i]),
-			  SEED_FMT "iter %d reply %u op %s status %s differs", SEED, iter, i,
-			  engine_op_str(src[i].op), engine_status_str(src[i].status));
+		                  codec_result_equal(&results[i], &src[i]),
+		          SEED_FMT "iter %d reply %u op %s status %s differs", SEED, iter, i,
+		          engine_op_str(src[i].op), engine_status_str(src[i].status));
 		if (src[i].status != BO_OK)
-			cr_assert_str_eq(infos[i].error,
-					 src[i].detail ? engine_detail_str(src[i].detail)
-						       : infos[i].error);
+			cr_assert_str_eq(infos[i].error, src[i].detail
+			                                         ? engine_detail_str(src[i].detail)
+			                                         : infos[i].error);
 		cr_assert_eq(infos[i].malformed, 0);
 	}
 }
@@ -436,7 +448,7 @@ Test(wire, reply_roundtrip_every_op_and_status)
 		uint32_t n = (uint32_t)rnd_below(30);
 		for (uint32_t i = 0; i < n; i++)
 			random_result(&src[i], (uint8_t)(1 + rnd_below(BO_OP_COUNT - 1)),
-				      (uint8_t)rnd_below(BO_STATUS_COUNT));
+			              (uint8_t)rnd_below(BO_STATUS_COUNT));
 		check_reply_roundtrip(src, n, 1, iter++);
 	}
 }
@@ -491,7 +503,7 @@ static const bo_result *roundtrip_engine(const bo_cmd *c, bo_result *engine_res)
 	cr_assert_eq(wire_encode_replies(engine_res, NULL, 1, 0, &sb), 0);
 	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
 	cr_assert(codec_result_equal(engine_res, &results[0]),
-		  "op %s: decoded reply differs from the engine's result", engine_op_str(c->op));
+	          "op %s: decoded reply differs from the engine's result", engine_op_str(c->op));
 	return &results[0];
 }
 
@@ -527,14 +539,19 @@ Test(wire, engine_session_every_op)
 	for (uint32_t s = 0; s < 20; s++)
 		m->categories[s] = s < 10 ? 0 : 1;
 	m->pool_capacity[0] = 100;
-	c = (bo_cmd){.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = 1, .event_id = 9,
-		     .map = m};
+	c = (bo_cmd){
+	        .op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = 1, .event_id = 9, .map = m};
 	r = roundtrip_engine(&c, &er);
 	cr_assert_eq(r->status, BO_OK, "%s", engine_detail_str(r->detail));
 	bo_seatmap_free(m);
 
-	c = (bo_cmd){.op = BO_OP_HOLD_SEATS, .client_id = 1, .request_id = 2, .event_id = 9,
-		     .seat_count = 2, .seats = {3, 4}, .ttl_ms = 60000};
+	c = (bo_cmd){.op = BO_OP_HOLD_SEATS,
+	             .client_id = 1,
+	             .request_id = 2,
+	             .event_id = 9,
+	             .seat_count = 2,
+	             .seats = {3, 4},
+	             .ttl_ms = 60000};
 	r = roundtrip_engine(&c, &er);
 	cr_assert_eq(r->status, BO_OK);
 	cr_assert(sb_has_str("hold") && sb_has_str("expires_at_ms") && sb_has_str("seats"));
@@ -552,63 +569,100 @@ Test(wire, engine_session_every_op)
 	cr_assert_eq(r->status, BO_CONFLICT);
 	cr_assert(sb_has_str("idem_conflict"));
 
-	c = (bo_cmd){.op = BO_OP_HOLD_SEATS, .client_id = 2, .request_id = 1, .event_id = 9,
-		     .seat_count = 2, .seats = {5, 4}, .ttl_ms = 60000};
+	c = (bo_cmd){.op = BO_OP_HOLD_SEATS,
+	             .client_id = 2,
+	             .request_id = 1,
+	             .event_id = 9,
+	             .seat_count = 2,
+	             .seats = {5, 4},
+	             .ttl_ms = 60000};
 	r = roundtrip_engine(&c, &er);
 	cr_assert_eq(r->status, BO_TAKEN);
 	cr_assert_eq(r->detail, BO_D_SEAT_UNAVAILABLE);
 	cr_assert(r->seat_count == 1 && r->seats[0] == 4);
 	cr_assert(sb_has_str("seat_unavailable") && sb_has_str("seat not available"));
 
-	c = (bo_cmd){.op = BO_OP_HOLD_BEST, .client_id = 2, .request_id = 2, .event_id = 9,
-		     .category = 1, .quantity = 3, .ttl_ms = 60000};
+	c = (bo_cmd){.op = BO_OP_HOLD_BEST,
+	             .client_id = 2,
+	             .request_id = 2,
+	             .event_id = 9,
+	             .category = 1,
+	             .quantity = 3,
+	             .ttl_ms = 60000};
 	r = roundtrip_engine(&c, &er);
 	cr_assert(r->status == BO_OK && r->seat_count == 3 && r->quantity == 3);
 
-	c = (bo_cmd){.op = BO_OP_HOLD_POOL, .client_id = 3, .request_id = 1, .event_id = 9,
-		     .pool = 0, .quantity = 7, .ttl_ms = 60000};
+	c = (bo_cmd){.op = BO_OP_HOLD_POOL,
+	             .client_id = 3,
+	             .request_id = 1,
+	             .event_id = 9,
+	             .pool = 0,
+	             .quantity = 7,
+	             .ttl_ms = 60000};
 	r = roundtrip_engine(&c, &er);
 	cr_assert(r->status == BO_OK && r->quantity == 7 && r->seat_count == 0);
 	uint64_t pool_hold = r->claim_id;
 	cr_assert(sb_has_str("pool"));
 
-	c = (bo_cmd){.op = BO_OP_EXTEND, .client_id = 1, .request_id = 3, .event_id = 9,
-		     .claim_id = hold1, .ttl_ms = 120000};
+	c = (bo_cmd){.op = BO_OP_EXTEND,
+	             .client_id = 1,
+	             .request_id = 3,
+	             .event_id = 9,
+	             .claim_id = hold1,
+	             .ttl_ms = 120000};
 	r = roundtrip_engine(&c, &er);
 	cr_assert(r->status == BO_OK && r->expires_at_ms == 1000000 + 120000);
 
-	c = (bo_cmd){.op = BO_OP_CONFIRM, .client_id = 1, .request_id = 4, .event_id = 9,
-		     .claim_id = hold1, .payref_len = 6};
+	c = (bo_cmd){.op = BO_OP_CONFIRM,
+	             .client_id = 1,
+	             .request_id = 4,
+	             .event_id = 9,
+	             .claim_id = hold1,
+	             .payref_len = 6};
 	memcpy(c.payref, "psp-42", 6);
 	r = roundtrip_engine(&c, &er);
 	cr_assert(r->status == BO_OK && r->claim_id == hold1);
 	cr_assert(sb_has_str("booking") && sb_has_str("hold"));
 
-	c = (bo_cmd){.op = BO_OP_RELEASE, .client_id = 3, .request_id = 2, .event_id = 9,
-		     .claim_id = pool_hold};
+	c = (bo_cmd){.op = BO_OP_RELEASE,
+	             .client_id = 3,
+	             .request_id = 2,
+	             .event_id = 9,
+	             .claim_id = pool_hold};
 	r = roundtrip_engine(&c, &er);
 	cr_assert(r->status == BO_OK && r->quantity == 7);
 
-	c = (bo_cmd){.op = BO_OP_BLOCK, .client_id = 4, .request_id = 1, .event_id = 9,
-		     .seat_count = 2, .seats = {0, 1}};
+	c = (bo_cmd){.op = BO_OP_BLOCK,
+	             .client_id = 4,
+	             .request_id = 1,
+	             .event_id = 9,
+	             .seat_count = 2,
+	             .seats = {0, 1}};
 	r = roundtrip_engine(&c, &er);
 	cr_assert(r->status == BO_OK && r->seat_count == 2);
 
-	c = (bo_cmd){.op = BO_OP_QUERY_SEATS, .event_id = 9, .seat_count = 4,
-		     .seats = {0, 3, 9, 12}};
+	c = (bo_cmd){
+	        .op = BO_OP_QUERY_SEATS, .event_id = 9, .seat_count = 4, .seats = {0, 3, 9, 12}};
 	r = roundtrip_engine(&c, &er);
 	cr_assert_eq(r->status, BO_OK);
 	cr_assert(r->seat_state[0] == BO_SEAT_BLOCKED && r->seat_state[1] == BO_SEAT_BOOKED &&
-		  r->seat_state[2] == BO_SEAT_FREE);
+	          r->seat_state[2] == BO_SEAT_FREE);
 	cr_assert(sb_has_str("states") && sb_has_str("blocked") && sb_has_str("booked"));
 
-	c = (bo_cmd){.op = BO_OP_UNBLOCK, .client_id = 4, .request_id = 2, .event_id = 9,
-		     .seat_count = 1, .seats = {0}};
+	c = (bo_cmd){.op = BO_OP_UNBLOCK,
+	             .client_id = 4,
+	             .request_id = 2,
+	             .event_id = 9,
+	             .seat_count = 1,
+	             .seats = {0}};
 	r = roundtrip_engine(&c, &er);
 	cr_assert_eq(r->status, BO_OK);
 
-	c = (bo_cmd){.op = BO_OP_CANCEL, .client_id = 1, .request_id = 5, .event_id = 9,
-		     .claim_id = hold1};
+	c = (bo_cmd){.op = BO_OP_CANCEL,
+	             .client_id = 1,
+	             .request_id = 5,
+	             .event_id = 9,
+	             .claim_id = hold1};
 	r = roundtrip_engine(&c, &er);
 	cr_assert(r->status == BO_OK && r->seat_count == 2);
 
@@ -639,26 +693,35 @@ static void hex_of(const char *data, size_t n, char *out)
 /* The doc's request: {"op":"release","event":42,"client":7,"request":1,
  * "hold":12345} and its ok reply. */
 static const char doc_request_hex[] = "85a26f70a772656c65617365a56576656e742aa6636c69656e7407a7"
-				      "7265717565737401a4686f6c64cd3039";
+                                      "7265717565737401a4686f6c64cd3039";
 
 Test(wire, doc_example_bytes)
 {
-	bo_cmd c = {.op = BO_OP_RELEASE, .client_id = 7, .request_id = 1, .event_id = 42,
-		    .claim_id = 12345};
+	bo_cmd c = {.op = BO_OP_RELEASE,
+	            .client_id = 7,
+	            .request_id = 1,
+	            .event_id = 42,
+	            .claim_id = 12345};
 	mp_begin();
 	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), 0);
 	char hex[256];
 	hex_of(sb.data, sb.size, hex);
 	cr_assert_str_eq(hex, doc_request_hex);
 
-	bo_result r = {.op = BO_OP_RELEASE, .status = BO_OK, .client_id = 7, .request_id = 1,
-		       .event_id = 42, .claim_id = 12345, .seat_count = 2, .seats = {3, 4},
-		       .quantity = 2};
+	bo_result r = {.op = BO_OP_RELEASE,
+	               .status = BO_OK,
+	               .client_id = 7,
+	               .request_id = 1,
+	               .event_id = 42,
+	               .claim_id = 12345,
+	               .seat_count = 2,
+	               .seats = {3, 4},
+	               .quantity = 2};
 	mp_begin();
 	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
 	static const char doc_reply_hex[] =
-		"88a6737461747573a26f6ba26f70a772656c65617365a6636c69656e7407a7726571756573"
-		"7401a56576656e742aa4686f6c64cd3039a57365617473920304a87175616e7469747902";
+	        "88a6737461747573a26f6ba26f70a772656c65617365a6636c69656e7407a7726571756573"
+	        "7401a56576656e742aa4686f6c64cd3039a57365617473920304a87175616e7469747902";
 	char hex2[512];
 	hex_of(sb.data, sb.size, hex2);
 	cr_assert_str_eq(hex2, doc_reply_hex);
@@ -785,13 +848,14 @@ Test(wire, every_truncation_is_a_clean_message_error)
 	for (int rep = 0; rep < 5; rep++) {
 		build_every_op_batch();
 		wire_msg msg;
-		cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
+		cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s",
+		             msg.error);
 		cr_assert_eq(msg.invalid, 0, "%s", errs[0].text);
 		wire_free_maps(cmds, msg.count);
 		for (size_t len = 0; len < sb.size; len++) {
 			cr_assert_eq(decode_req(sb.data, len, WIRE_BATCH_MAX, &msg), -EINVAL,
-				     SEED_FMT "prefix of %zu of %zu bytes accepted", SEED, len,
-				     sb.size);
+			             SEED_FMT "prefix of %zu of %zu bytes accepted", SEED, len,
+			             sb.size);
 			cr_assert(msg.error[0] != '\0');
 		}
 	}
@@ -861,9 +925,9 @@ static void expect_cmd_invalid(uint8_t status, uint8_t detail, const char *needl
 	cr_assert(msg.count == 1 && msg.invalid == 1, "accepted; expected '%s'", needle);
 	cr_assert_eq(errs[0].status, status, "'%s': status %d", errs[0].text, errs[0].status);
 	cr_assert_eq(errs[0].detail, detail, "'%s': detail %s", errs[0].text,
-		     wire_detail_name(errs[0].detail));
+	             wire_detail_name(errs[0].detail));
 	cr_assert(strstr(errs[0].text, needle) != NULL, "error '%s' lacks '%s'", errs[0].text,
-		  needle);
+	          needle);
 	cr_assert_null(cmds[0].map);
 	cr_assert_eq(maps_live, base);
 	msgpack_sbuffer rep;
@@ -928,7 +992,8 @@ Test(wire, command_level_errors)
 	msgpack_pack_map(&pk, 2);
 	mp_kv_s("op", "query_avail");
 	mp_kv_s("event", "42");
-	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "'event' must be an unsigned integer, not a string");
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE,
+	                   "'event' must be an unsigned integer, not a string");
 	mp_begin();
 	msgpack_pack_map(&pk, 2);
 	mp_kv_s("op", "query_avail");
@@ -977,10 +1042,11 @@ Test(wire, command_level_errors)
 		uint8_t detail;
 		const char *needle;
 	} over[] = {
-		{"hold_best", "category", 256, BO_D_CATEGORY_RANGE, "'category' is 256, more than 255"},
-		{"hold_best", "quantity", 65536, BO_D_QUANTITY, "'quantity' is 65536"},
-		{"hold_pool", "pool", 300, BO_D_POOL_RANGE, "'pool' is 300"},
-		{"hold_pool", "ttl_ms", 1ull << 32, BO_D_TTL_RANGE, "'ttl_ms' is 4294967296"},
+	        {"hold_best", "category", 256, BO_D_CATEGORY_RANGE,
+	         "'category' is 256, more than 255"},
+	        {"hold_best", "quantity", 65536, BO_D_QUANTITY, "'quantity' is 65536"},
+	        {"hold_pool", "pool", 300, BO_D_POOL_RANGE, "'pool' is 300"},
+	        {"hold_pool", "ttl_ms", 1ull << 32, BO_D_TTL_RANGE, "'ttl_ms' is 4294967296"},
 	};
 	for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
 		mp_begin();
@@ -1117,7 +1183,8 @@ Test(wire, seat_map_errors)
 	msgpack_pack_array(&pk, 257);
 	for (uint32_t r = 0; r < 257; r++)
 		row(1, BO_SEATS_PER_ROW_MAX, 0);
-	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID, "'map' has 1052672 seats, at most 1048576");
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID,
+	                   "'map' has 1052672 seats, at most 1048576");
 	/* A map the engine will reject but that can be represented decodes. */
 	map_cmd_begin();
 	msgpack_pack_map(&pk, 0);
@@ -1155,7 +1222,8 @@ Test(wire, seat_budget_per_message)
 	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
 	cr_assert(msg.count == 5 && msg.invalid == 1);
 	for (int e = 0; e < 4; e++)
-		cr_assert(errs[e].status == BO_OK && cmds[e].map->seat_count == BO_SEATS_PER_EVENT_MAX);
+		cr_assert(errs[e].status == BO_OK &&
+		          cmds[e].map->seat_count == BO_SEATS_PER_EVENT_MAX);
 	cr_assert(errs[4].status == BO_LIMIT && errs[4].detail == BO_D_SEATS_FULL);
 	cr_assert(strstr(errs[4].text, "exceed") != NULL);
 	cr_assert_eq(maps_live, base + 4);
@@ -1198,17 +1266,23 @@ Test(wire, mixed_batch_replies_in_order)
 	wire_msg msg;
 	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
 	cr_assert(msg.is_array && msg.count == 4 && msg.invalid == 2);
-	cr_assert(errs[0].status == BO_OK && cmds[0].op == BO_OP_RELEASE && cmds[0].claim_id == 12345);
-	cr_assert(errs[1].status == BO_INVALID && strstr(errs[1].text, "not an unsigned integer") != NULL);
+	cr_assert(errs[0].status == BO_OK && cmds[0].op == BO_OP_RELEASE &&
+	          cmds[0].claim_id == 12345);
+	cr_assert(errs[1].status == BO_INVALID &&
+	          strstr(errs[1].text, "not an unsigned integer") != NULL);
 	cr_assert(strstr(errs[1].text, "a command must be a map") != NULL, "%s", errs[1].text);
 	cr_assert(errs[2].status == BO_INVALID && strstr(errs[2].text, "unknown key 'colour'"));
 	cr_assert(errs[3].status == BO_OK && cmds[3].op == BO_OP_QUERY_AVAIL);
 	bo_result res[4] = {
-		{.op = BO_OP_RELEASE, .status = BO_NOT_FOUND, .detail = BO_D_NO_HOLD,
-		 .client_id = 7, .request_id = 1, .event_id = 42},
-		{0},
-		{0},
-		{.op = BO_OP_QUERY_AVAIL, .status = BO_BUSY, .event_id = 42},
+	        {.op = BO_OP_RELEASE,
+	         .status = BO_NOT_FOUND,
+	         .detail = BO_D_NO_HOLD,
+	         .client_id = 7,
+	         .request_id = 1,
+	         .event_id = 42},
+	        {0},
+	        {0},
+	        {.op = BO_OP_QUERY_AVAIL, .status = BO_BUSY, .event_id = 42},
 	};
 	msgpack_sbuffer rep;
 	msgpack_sbuffer_init(&rep);
@@ -1228,7 +1302,7 @@ Test(wire, mixed_batch_replies_in_order)
 	cr_assert_eq(wire_encode_error(BO_BUSY, "ring full", &rep), 0);
 	cr_assert_eq(decode_rep(rep.data, rep.size, &msg), 0);
 	cr_assert(msg.count == 1 && !msg.is_array && results[0].status == BO_BUSY &&
-		  results[0].detail == BO_D_NONE && !infos[0].malformed);
+	          results[0].detail == BO_D_NONE && !infos[0].malformed);
 	cr_assert_str_eq(infos[0].error, "ring full");
 	msgpack_sbuffer_destroy(&rep);
 	assert_no_leak(base);
@@ -1267,11 +1341,32 @@ Test(wire, reply_decoder_strictness)
 	mp_kv_s("hold", "12");
 	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), -EINVAL);
 	cr_assert(strstr(msg.error, "reply 1: 'hold' must be an unsigned integer") != NULL, "%s",
-		  msg.error);
+	          msg.error);
 	mp_begin();
 	msgpack_pack_map(&pk, 3);
 	mp_kv_s("status", "ok");
 	mp_kv_u("hold", 1);
 	mp_kv_u("booking", 2);
 	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), -EINVAL);
+	cr_assert(strstr(msg.error, "'hold' and 'booking' differ") != NULL, "%s", msg.error);
+	/* A detail a newer server added reads as none; the status stands. */
+	mp_begin();
+	msgpack_pack_map(&pk, 3);
+	mp_kv_s("status", "limit");
+	mp_kv_s("detail", "galaxy_full");
+	mp_kv_s("error", "no room");
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert(results[0].status == BO_LIMIT && results[0].detail == BO_D_NONE &&
+	          !infos[0].malformed);
+	cr_assert_str_eq(infos[0].error, "no room");
+	/* Replies are bounded like requests. */
+	mp_begin();
+	msgpack_pack_map(&pk, 2);
+	mp_kv_s("status", "ok");
+	mp_str("seats");
+	msgpack_pack_array(&pk, BO_SEATS_PER_HOLD_MAX + 1);
+	for (uint32_t i = 0; i <= BO_SEATS_PER_HOLD_MAX; i++)
+		msgpack_pack_uint8(&pk, 1);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), -EINVAL);
+	cr_assert(strstr(msg.error, "'seats' has 17 entries") != NULL, "%s", msg.error);
 }

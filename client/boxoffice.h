@@ -1,0 +1,235 @@
+/*
+ * boxoffice.h — the C client library of boxoffice-server (libboxoffice-client).
+ *
+ * Why batching: one nng REQ/REP round trip costs tens of microseconds of
+ * system calls and wake-ups on each side (a raw echo of 100-byte messages
+ * tops out near 16-20k messages/s on a 2-core machine), so a client that
+ * sent one command per message could never load the server. This library
+ * therefore coalesces the commands that any number of threads submit into
+ * one array message per nng context, sends it when batch_max commands are
+ * queued or linger_us has passed since the oldest queued one, and hands each
+ * command's reply back to its own callback.
+ *
+ *     boc_client *c;
+ *     if (boc_open("tcp://127.0.0.1:7400", NULL, &c) != 0) ...
+ *     bo_cmd cmd;
+ *     boc_hold_best(&cmd, 0, 0, event_id, category, 2, 600000);
+ *     bo_result res;
+ *     char text[BOC_TEXT_LEN_MAX];
+ *     int rc = boc_call(c, &cmd, &res, text, sizeof(text));
+ *     if (rc < 0) ... no answer: rc is a BOC_ERR_*
+ *     else if (res.status != BO_OK) ... the server said no: res.status, text
+ *     boc_close(c);
+ *
+ * Two kinds of outcome, never confused:
+ *  - The server answered: err == 0 and the bo_result is the server's, with
+ *    any bo_status, including BO_BUSY / BO_THROTTLED (the server shed the
+ *    command: retrying later with the SAME request id is safe).
+ *  - No answer: err is a negative BOC_ERR_* and the result is zeroed except
+ *    for op, client_id, request_id and event_id (copied from the command)
+ *    and status == BOC_STATUS_NO_ANSWER, a value that is no bo_status, so
+ *    code that only looks at status never mistakes "no answer" for "ok".
+ *    After BOC_ERR_TIMEOUT or BOC_ERR_CLOSED the command may or may not
+ *    have been applied: resubmit it with the same (client_id, request_id)
+ *    and the server's idempotency window gives the first answer again.
+ *
+ * Every callback is called exactly once per accepted command (boc_submit
+ * returned 0), at the latest about timeout_ms after boc_submit (and at the
+ * latest when boc_close returns). A full local queue or a closing client
+ * is refused at once by boc_submit; nothing in this library blocks for
+ * the server without a timeout.
+ *
+ * Threads: boc_submit and boc_call may be called from any number of threads
+ * at once. Callbacks run on nng's worker threads (or, for commands that
+ * fail before they are sent, on the library's flusher thread or the thread
+ * in boc_close); they must be quick and may call boc_submit, but never
+ * boc_call or boc_close (both wait for callbacks).
+ *
+ * A NULL pointer where an object is required is a programmer error (assert).
+ * Bad input from the server never crashes the library: it becomes
+ * BOC_ERR_PROTOCOL.
+ *
+ * Installed as <boxoffice/boxoffice.h>; it includes the command and result
+ * types of <boxoffice/engine/engine.h>. pkg-config name: boxoffice-client.
+ */
+#ifndef BOXOFFICE_CLIENT_H
+#define BOXOFFICE_CLIENT_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Outcomes without a server answer ------------------------------------
+ * Negative errno values, so every function keeps the 0 / -errno rule. */
+#define BOC_ERR_TIMEOUT (-ETIMEDOUT)  /* no reply within timeout_ms (server down,
+				       * unreachable, overloaded or slow) */
+#define BOC_ERR_CLOSED (-ESHUTDOWN)   /* boc_close() ended it before a reply came */
+#define BOC_ERR_PROTOCOL (-EPROTO)    /* the reply could not be decoded or did not
+				       * match the request (count, request id) */
+#define BOC_ERR_INVALID (-EINVAL)     /* the command has no wire encoding (op, seat
+				       * count, payref, seat map); never sent */
+#define BOC_ERR_NOMEM (-ENOMEM)	      /* out of memory while encoding or sending */
+#define BOC_ERR_TRANSPORT (-EIO)      /* any other nng failure */
+
+/* bo_result.status of a result that carries a BOC_ERR_* (not a bo_status). */
+#define BOC_STATUS_NO_ANSWER 255u
+
+/* Bytes of a callback's text, NUL included (longer texts are truncated). */
+#define BOC_TEXT_LEN_MAX 128u
+
+/* ---- Options ------------------------------------------------------------- */
+
+/* Defaults and bounds. Each zero field of boc_options takes its default. */
+#define BOC_LINGER_US_DEFAULT 200u   /* ~1% of a round trip: small latency cost */
+#define BOC_LINGER_US_MAX 1000000u   /* a second of batching is a bug */
+#define BOC_BATCH_MAX_DEFAULT 4096u  /* = WIRE_BATCH_MAX, the server's message bound */
+#define BOC_INFLIGHT_MAX_DEFAULT 4u  /* messages in flight: 2 cores, 2 per core */
+#define BOC_INFLIGHT_MAX_MAX 256u    /* nng contexts are cheap, but not free */
+#define BOC_TIMEOUT_MS_DEFAULT 5000u /* well past the server's p99 under load */
+#define BOC_TIMEOUT_MS_MAX 3600000u
+#define BOC_QUEUE_MAX_MAX (1u << 20) /* commands waiting; ~240 bytes each */
+
+typedef struct boc_options {
+	/* Microseconds the oldest queued command may wait for others to join
+	 * its message. 0 = BOC_LINGER_US_DEFAULT; to send as soon as an nng
+	 * context is free (batching only while all are busy), set
+	 * linger_zero = 1. <= BOC_LINGER_US_MAX. */
+	uint32_t linger_us;
+	uint32_t linger_zero;
+	/* Commands per message, 1..4096 (the server's WIRE_BATCH_MAX). */
+	uint32_t batch_max;
+	/* Messages in flight at once (one nng context each), 1..256. */
+	uint32_t inflight_max;
+	/* Commands queued and not yet sent, batch_max..BOC_QUEUE_MAX_MAX;
+	 * default batch_max * inflight_max * 2. boc_submit answers -EBUSY
+	 * beyond it. */
+	uint32_t queue_max;
+	/* Milliseconds from boc_submit to its callback at most (plus
+	 * scheduling), 1..BOC_TIMEOUT_MS_MAX; also what boc_close waits. */
+	uint32_t timeout_ms;
+	/* client_id given to mutating commands whose client_id is 0. 0 = a
+	 * random non-zero id drawn at boc_open (boc_client_id() tells it). */
+	uint64_t client_id;
+} boc_options;
+
+/* Fills *opt with every default (what a NULL options pointer means). */
+void boc_options_default(boc_options *opt /* OUT */);
+
+/* ---- The client ---------------------------------------------------------- */
+
+typedef struct boc_client boc_client;
+
+/* Called once per accepted command. err == 0: res is the server's answer
+ * (any res->status) and text is its "error" text or "". err < 0: a
+ * BOC_ERR_*, res as described at the top of this file, text says why.
+ * res and text are valid only during the call. */
+typedef void (*boc_callback)(void *ctx, int err, const bo_result *res, const char *text);
+
+/* Opens a client of the server at `url` (nng syntax, e.g.
+ * "tcp://127.0.0.1:7400"). The dial does not wait for the server: nng keeps
+ * redialling, and commands submitted meanwhile wait for it up to their
+ * timeout. opt may be NULL (defaults).
+ * Returns 0 and sets *out (the caller owns it: boc_close), -EINVAL for an
+ * option out of range or a URL nng does not accept, -ENOMEM, or
+ * BOC_ERR_TRANSPORT when nng cannot make a socket or thread. */
+int boc_open(const char *url, const boc_options *opt, boc_client **out /* OUT */);
+
+/* Queues a copy of *cmd; `cb(ctx, ...)` gets its outcome later (cb may be
+ * NULL: fire and forget). If cmd->request_id is 0 the library assigns a
+ * unique one (see boc_next_request_id); if a mutating command's client_id
+ * is 0 it gets boc_client_id(c). A CREATE_EVENT's map is borrowed until the
+ * callback runs: the caller keeps it alive and unchanged until then.
+ * Returns 0 (the callback will be called exactly once), or, with no callback
+ * ever: -EBUSY (the queue holds queue_max commands: shed or retry later),
+ * -EINVAL (the command cannot be encoded: op out of range, seat_count >
+ * BO_SEATS_PER_HOLD_MAX, payref_len > BO_PAYREF_LEN_MAX, CREATE_EVENT
+ * without a map), -ESHUTDOWN (boc_close has begun). Never blocks on I/O. */
+int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx);
+
+/* Submits *cmd and waits for its outcome. Returns 0 when the server
+ * answered (*out holds the answer, any status; err gets its text or ""),
+ * or a negative value: boc_submit's refusals (-EBUSY, -EINVAL, -ESHUTDOWN)
+ * or a BOC_ERR_* (then *out is as described at the top). err may be NULL
+ * (errlen 0). Returns within about timeout_ms (+ linger). Must not be
+ * called from a callback. */
+int boc_call(boc_client *c, const bo_cmd *cmd, bo_result *out /* OUT */, char *err /* OUT */,
+	     size_t errlen);
+
+/* Sends what is queued, waits up to timeout_ms for the replies in flight,
+ * fails everything still unanswered with BOC_ERR_CLOSED, closes the socket
+ * and frees the client. Every callback has run when it returns. NULL is a
+ * no-op. Must not be called from a callback or twice. */
+void boc_close(boc_client *c);
+
+/* The client id mutating commands get when they carry 0. */
+uint64_t boc_client_id(const boc_client *c);
+
+/* A request id no other call on this client returns (a random 64-bit base
+ * drawn at boc_open plus a counter; never 0). Take one to know a command's
+ * id before submitting it, e.g. to resubmit it idempotently later. */
+uint64_t boc_next_request_id(boc_client *c);
+
+/* Counters since boc_open, for tests and metrics (racy snapshot). */
+typedef struct boc_stats {
+	uint64_t commands_submitted; /* accepted by boc_submit */
+	uint64_t messages_sent;	     /* request messages handed to nng */
+	uint64_t commands_sent;	     /* commands inside those messages */
+	uint64_t replies;	     /* commands answered by the server */
+	uint64_t failures;	     /* commands completed with a BOC_ERR_* */
+	uint64_t refused_busy;	     /* boc_submit calls answered -EBUSY */
+} boc_stats;
+void boc_stats_get(boc_client *c, boc_stats *out /* OUT */);
+
+/* Text for a BOC_ERR_* or submit refusal ("timeout", ...); "ok" for 0. */
+const char *boc_strerror(int err);
+
+/* ---- Names of server answers ---------------------------------------------- */
+
+/* Wire names: "ok", "taken", ...; "seat_unavailable", ...; "hold_seats", ...;
+ * "free", "held", ... NULL when the value is out of range. */
+const char *boc_status_name(int status);
+const char *boc_detail_name(int detail);
+const char *boc_op_name(int op);
+const char *boc_seat_state_name(int state);
+/* Human-readable reason for a bo_detail ("the seat is not free", ...). */
+const char *boc_detail_text(int detail);
+
+/* ---- Command builders ------------------------------------------------------
+ * Each zeroes *cmd and fills the fields its op uses. client and request may
+ * be 0 (the library fills them in at submit). Values are not checked here:
+ * the server answers what is wrong with them. ttl_ms is milliseconds. */
+void boc_create_event(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
+		      const bo_seatmap *map /* borrowed, see boc_submit */);
+/* n > BO_SEATS_PER_HOLD_MAX makes a command boc_submit refuses (-EINVAL). */
+void boc_hold_seats(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
+		    const uint32_t *seats, uint32_t n, uint32_t ttl_ms);
+void boc_hold_best(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
+		   uint8_t category, uint16_t quantity, uint32_t ttl_ms);
+void boc_hold_pool(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint8_t pool,
+		   uint16_t quantity, uint32_t ttl_ms);
+void boc_extend(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold,
+		uint32_t ttl_ms);
+void boc_release(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold);
+/* payref longer than BO_PAYREF_LEN_MAX makes a command boc_submit refuses. */
+void boc_confirm(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold,
+		 const char *payref);
+void boc_cancel(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
+		uint64_t booking);
+void boc_block(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
+	       const uint32_t *seats, uint32_t n);
+void boc_unblock(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
+		 const uint32_t *seats, uint32_t n);
+void boc_query_avail(bo_cmd *cmd, uint64_t event);
+void boc_query_seats(bo_cmd *cmd, uint64_t event, const uint32_t *seats, uint32_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BOXOFFICE_CLIENT_H */

@@ -1,0 +1,1281 @@
+/*
+ * shard_journal_test.c — proves the DURABLE shard (engine/shard.c with
+ * shard_config.data_dir set) keeps the promises of shard.h:
+ *
+ *  1. Durable before visible: while the journal's write of a batch is held
+ *     back, not one output record of that batch (or any later one) is
+ *     published; once released, every command's result comes out, in
+ *     submission order, with the journal seq of its record (0 for queries).
+ *  2. A journal failure (EIO on write, EIO on fdatasync, ENOSPC on write, a
+ *     short write) stops the shard: shard_failed() names the failure, no
+ *     output of the failed batch or of anything later is ever published,
+ *     producers get -EBUSY instead of hanging, stop/free return, and
+ *     reopening recovers exactly the acknowledged records (and the state
+ *     they make).
+ *  3. A graceful stop acknowledges everything submitted, and reopening
+ *     rebuilds the same state (engine_digest) at the same last seq.
+ *  4. Snapshots: taken every snapshot_every records, journal segments they
+ *     cover are pruned, reopening starts from the newest snapshot; a corrupt
+ *     snapshot is skipped with a warning naming it, and when pruning removed
+ *     what an older snapshot would need, shard_open refuses instead of
+ *     loading wrong state.
+ *  5. An idle tick that expires a hold is journaled (an EXPIRY output with
+ *     the tick record's seq) and the expiry survives a restart.
+ *  6. A corrupt record with good records after it is refused on open
+ *     (-EBADMSG naming file, offset and seq); force_truncate opens.
+ *
+ * How: real shards on real journals (io_uring, fdatasync) in mkdtemp
+ * directories under /tmp, driven from the test thread. The journal's fault
+ * hook (journal_options.fault) holds back or fails chosen I/Os. Time is a
+ * fake clock (shard_config.clock) that stays put unless a test moves it, so
+ * idle ticks change nothing and every record of a run carries the same
+ * timestamp (which makes the engine's clock part of the compared state
+ * without racing). Acknowledgements are the RESULT records the test drains
+ * from the output ring; "what the journal holds" is read back with a
+ * journal_reader and decoded with entry_decode; expected states are built by
+ * a fresh engine, either replaying the journal (replay_apply) or applying
+ * the acknowledged commands directly, and compared by engine_digest.
+ *
+ * Where the kernel refuses io_uring the tests skip loudly.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "engine/shard.h"
+#include "journal/entry.h"
+#include "journal/journal.h"
+#include "replayer/apply.h"
+
+/* ---- Constants ----------------------------------------------------------- */
+
+#define EV 7u		       /* the one event every test uses */
+#define ROWS 4u
+#define SEATS_PER_ROW 64u
+#define SEATS (ROWS * SEATS_PER_ROW)
+#define HALF (SEATS / 2)       /* seats [0, HALF) blocked/unblocked, [HALF, SEATS) held */
+#define CREATE_CLIENT 1u
+#define BLOCK_CLIENT 100u
+#define HOLD_CLIENT_BASE 5000u
+#define LONG_TTL_MS 600000u    /* holds of the load never expire: the clock is fake */
+#define T0_MS 1700000000000ll  /* the fake clock's start */
+#define CMDS_MAX 4096u	       /* commands per test run (tags 0 .. CMDS_MAX-1) */
+#define OUT_MAX (2u * CMDS_MAX)
+#define WAIT_MS 10000	       /* longest wait for anything before a test fails */
+#define DIGEST_FMT "%016" PRIx64
+
+/* ---- Small helpers ------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+/* The fake clock. Relaxed: a lone value the writer reads per batch; it
+ * orders nothing else (the tests wait for outputs, which the rings order). */
+static _Atomic int64_t fake_now_ms = T0_MS;
+
+static int64_t fake_clock(void *ctx)
+{
+	(void)ctx;
+	return atomic_load_explicit(&fake_now_ms, memory_order_relaxed);
+}
+
+/* The data directory of the running test, removed by the fixture. */
+static char data_root[64];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void setup(void)
+{
+	atomic_store_explicit(&fake_now_ms, T0_MS, memory_order_relaxed);
+	snprintf(data_root, sizeof(data_root), "/tmp/bo-shard-journal-XXXXXX");
+	cr_assert_not_null(mkdtemp(data_root), "mkdtemp: %s", strerror(errno));
+}
+
+static void teardown(void)
+{
+	if (data_root[0])
+		nftw(data_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	data_root[0] = '\0';
+}
+
+TestSuite(shard_journal, .init = setup, .fini = teardown, .timeout = 60);
+
+static void shard_dir(char *buf, size_t len) { snprintf(buf, len, "%s/shard-0000", data_root); }
+
+/* Small tables and rings, a 1 MiB segment: fast to open, quick to fill. */
+static shard_config durable_config(void)
+{
+	shard_config cfg;
+	shard_config_default(&cfg);
+	cfg.engine.seats_max = 1u << 16;
+	cfg.engine.claims_max = 4096;
+	cfg.engine.idem_capacity = 1u << 15;
+	cfg.engine.events_max = 16;
+	cfg.in_slots = BO_BATCH_MAX;
+	cfg.out_slots = 2 * BO_BATCH_MAX;
+	cfg.tick_ms = 2;
+	cfg.clock = fake_clock;
+	cfg.data_dir = data_root;
+	cfg.journal.segment_bytes = 1u << 20;
+	cfg.journal.buffer_bytes = 256u << 10;
+	cfg.journal.payload_bytes_max = 64u << 10;
+	return cfg;
+}
+
+/* shard_open that skips loudly when io_uring is refused and fails on any
+ * other error. */
+static shard *open_ok(const shard_config *cfg, shard_recovery *rec)
+{
+	shard *s = NULL;
+	char err[JOURNAL_ERR_LEN];
+	int rc = shard_open(cfg, &s, rec, err, sizeof(err));
+	if (rc == -ENOSYS || rc == -EPERM)
+		cr_skip_test("io_uring refused by the kernel (%s): durable shard untested here", err);
+	cr_assert_eq(rc, 0, "shard_open: %d (%s): %s", rc, strerror(-rc), err);
+	cr_assert_not_null(s);
+	return s;
+}
+
+/* Runs shard_open with stderr captured into `log` (the shard reports
+ * skipped snapshots there). Returns shard_open's result. */
+static int open_capturing(const shard_config *cfg, shard **s, shard_recovery *rec, char *err, size_t errlen,
+			  char *log, size_t loglen)
+{
+	char path[] = "/tmp/bo-shard-journal-stderr-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0, "mkstemp: %s", strerror(errno));
+	fflush(stderr);
+	int saved = dup(2);
+	cr_assert_geq(saved, 0);
+	dup2(fd, 2);
+	int rc = shard_open(cfg, s, rec, err, errlen);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	ssize_t n = pread(fd, log, loglen - 1, 0);
+	log[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	fputs(log, stderr); /* keep the shard's messages visible in the test log */
+	return rc;
+}
+
+/* ---- Commands ------------------------------------------------------------ */
+
+static bo_seatmap *new_map(void)
+{
+	bo_seatmap *m = bo_seatmap_new(ROWS, SEATS, 1);
+	cr_assert_not_null(m);
+	m->category_count = 1;
+	for (uint32_t r = 0; r < ROWS; r++)
+		m->rows[r].seats = SEATS_PER_ROW;
+	m->pool_capacity[0] = 100;
+	return m;
+}
+
+static bo_cmd create_cmd(const bo_seatmap *m)
+{
+	bo_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.op = BO_OP_CREATE_EVENT;
+	c.client_id = CREATE_CLIENT;
+	c.request_id = 1;
+	c.event_id = EV;
+	c.map = m;
+	return c;
+}
+
+static bo_cmd query_cmd(void)
+{
+	bo_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.op = BO_OP_QUERY_AVAIL;
+	c.event_id = EV;
+	return c;
+}
+
+static bo_cmd hold_cmd(uint64_t client, uint32_t seat, uint32_t ttl_ms)
+{
+	bo_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.op = BO_OP_HOLD_SEATS;
+	c.client_id = client;
+	c.request_id = 1;
+	c.event_id = EV;
+	c.seat_count = 1;
+	c.seats[0] = seat;
+	c.ttl_ms = ttl_ms;
+	return c;
+}
+
+/* Load command k (tag k + 1): BLOCK seat s, HOLD another seat, UNBLOCK s,
+ * QUERY — so three of four are journaled, each BLOCK/UNBLOCK succeeds only
+ * if applied in order, and holds make claims and expiry-heap state. */
+static bo_cmd load_cmd(uint32_t k)
+{
+	uint32_t s = (k / 4) % HALF;
+	bo_cmd c;
+	switch (k % 4) {
+	case 1:
+		return hold_cmd(HOLD_CLIENT_BASE + k, HALF + s, LONG_TTL_MS);
+	case 3:
+		return query_cmd();
+	default:
+		memset(&c, 0, sizeof(c));
+		c.op = k % 4 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
+		c.client_id = BLOCK_CLIENT;
+		c.request_id = (uint64_t)k + 1;
+		c.event_id = EV;
+		c.seat_count = 1;
+		c.seats[0] = s;
+		return c;
+	}
+}
+
+/* ---- A run: what was submitted and what came out ------------------------- */
+
+typedef struct run {
+	shard *s;
+	bo_seatmap *map;
+	bo_cmd cmds[CMDS_MAX]; /* by tag */
+	uint32_t submitted;    /* tags 0 .. submitted-1 were submitted */
+	shard_out outs[OUT_MAX];
+	uint32_t nout;	       /* records drained */
+	uint32_t results;      /* RESULT records among them */
+	bool other_drainer;    /* another thread drains: submit() must not */
+} run;
+
+static run *run_new(void)
+{
+	run *r = calloc(1, sizeof(*r));
+	cr_assert_not_null(r);
+	r->map = new_map();
+	return r;
+}
+
+static void run_free(run *r)
+{
+	bo_seatmap_free(r->map);
+	free(r);
+}
+
+/* Moves every published output record into r->outs. Returns how many. */
+static uint32_t drain(run *r)
+{
+	ring *o = shard_output(r->s);
+	uint32_t got = 0;
+	for (;;) {
+		uint64_t first;
+		uint32_t k = ring_poll(o, 256, &first);
+		if (k == 0)
+			return got;
+		for (uint32_t i = 0; i < k; i++) {
+			cr_assert_lt(r->nout, OUT_MAX, "more output than the test can hold");
+			shard_out *x = &r->outs[r->nout++];
+			*x = *(const shard_out *)ring_slot(o, first + i);
+			if (x->kind == SHARD_OUT_RESULT)
+				r->results++;
+		}
+		ring_release(o, k);
+		got += k;
+	}
+}
+
+/* Drains until `want` results came, the shard failed, or WAIT_MS passed.
+ * Returns true when they came. */
+static bool wait_results(run *r, uint32_t want)
+{
+	const int64_t deadline = mono_ms() + WAIT_MS;
+	while (r->results < want) {
+		if (drain(r) > 0)
+			continue;
+		if (shard_failed(r->s) || mono_ms() > deadline)
+			return false;
+		ring_wait(shard_output(r->s), 1000000);
+	}
+	return true;
+}
+
+/* Submits cmds (tags from r->submitted on) as one shard_submit. */
+static void submit(run *r, const bo_cmd *cmds, uint32_t n)
+{
+	cr_assert_leq(r->submitted + n, CMDS_MAX);
+	uint64_t tags[64];
+	cr_assert_leq(n, 64u);
+	for (uint32_t i = 0; i < n; i++) {
+		tags[i] = r->submitted + i;
+		r->cmds[r->submitted + i] = cmds[i];
+	}
+	const int64_t deadline = mono_ms() + WAIT_MS;
+	int rc;
+	while ((rc = shard_submit(r->s, cmds, tags, n)) == -EBUSY && mono_ms() < deadline) {
+		if (r->other_drainer)
+			sleep_ms(1);
+		else
+			drain(r);
+	}
+	cr_assert_eq(rc, 0, "shard_submit: %d", rc);
+	r->submitted += n;
+}
+
+/* Submits load commands k0 .. k0+n-1. */
+static void submit_load(run *r, uint32_t k0, uint32_t n)
+{
+	bo_cmd c[64];
+	for (uint32_t i = 0; i < n; i++)
+		c[i] = load_cmd(k0 + i);
+	submit(r, c, n);
+}
+
+static void submit_create(run *r)
+{
+	bo_cmd c = create_cmd(r->map);
+	submit(r, &c, 1);
+}
+
+/* The sequential load: `groups` groups of `per` commands, each submitted
+ * after the previous one's results came (so each is one batch, usually one
+ * journal write). Stops early if the shard fails. */
+static void sequential_load(run *r, uint32_t groups, uint32_t per)
+{
+	for (uint32_t g = 0; g < groups && !shard_failed(r->s); g++) {
+		submit_load(r, r->submitted - 1, per);
+		if (!wait_results(r, r->submitted))
+			return;
+	}
+}
+
+/* Checks the drained outputs: RESULTs in submission order (a prefix of the
+ * tags), journaled ones with seqs 1, 2, ... in order and queries with 0,
+ * batch numbers and times not going back. Returns the number of results. */
+static uint32_t check_outputs(const run *r, uint64_t *seq_last_out)
+{
+	uint32_t next_tag = 0;
+	uint64_t seq = 0, batch = 0;
+	int64_t now = 0;
+	for (uint32_t i = 0; i < r->nout; i++) {
+		const shard_out *o = &r->outs[i];
+		cr_assert_geq(o->batch, batch, "record %u: batch %" PRIu64 " after %" PRIu64, i, o->batch, batch);
+		cr_assert_geq(o->now_ms, now, "record %u: time went back", i);
+		batch = o->batch;
+		now = o->now_ms;
+		if (o->kind == SHARD_OUT_EXPIRY) {
+			cr_assert_eq(o->seq, seq + 1, "expiry: seq %" PRIu64 ", expected the tick's %" PRIu64, o->seq,
+				     seq + 1);
+			seq = o->seq;
+			continue;
+		}
+		cr_assert_eq(o->kind, SHARD_OUT_RESULT);
+		cr_assert_eq(o->tag, next_tag, "result %u has tag %" PRIu64 ", expected %u (submission order)", i,
+			     o->tag, next_tag);
+		const bo_cmd *c = &r->cmds[next_tag];
+		cr_assert_eq(o->u.result.op, c->op, "tag %u: result of another op", next_tag);
+		if (entry_journals(c)) {
+			cr_assert_eq(o->seq, seq + 1, "tag %u: seq %" PRIu64 ", expected %" PRIu64, next_tag, o->seq,
+				     seq + 1);
+			seq = o->seq;
+		} else {
+			cr_assert_eq(o->seq, 0, "tag %u: a query has seq %" PRIu64, next_tag, o->seq);
+		}
+		next_tag++;
+	}
+	if (seq_last_out)
+		*seq_last_out = seq;
+	return next_tag;
+}
+
+/* ---- The journal, read back ---------------------------------------------- */
+
+typedef struct jinfo {
+	uint64_t seq;
+	int64_t ts_ms;
+	int kind; /* ENTRY_COMMAND / ENTRY_TICK */
+	uint64_t client, request;
+	uint8_t op, status;
+} jinfo;
+
+/* Reads the whole journal (from seq 1) into out[]. Returns the count. */
+static uint32_t journal_scan(jinfo *out, uint32_t cap)
+{
+	journal_reader *jr;
+	char err[JOURNAL_ERR_LEN];
+	int rc = journal_reader_open(data_root, 0, NULL, &jr, err, sizeof(err));
+	cr_assert_eq(rc, 0, "journal_reader_open: %s", err);
+	journal_record rec;
+	uint32_t n = 0;
+	while ((rc = journal_reader_next(jr, &rec)) == 1) {
+		cr_assert_lt(n, cap);
+		entry en;
+		bo_seatmap *m = NULL;
+		cr_assert_eq(entry_decode(rec.payload, rec.payload_len, &en, &m), 0, "seq %" PRIu64 " does not decode",
+			     rec.seq);
+		bo_seatmap_free(m);
+		jinfo *x = &out[n++];
+		memset(x, 0, sizeof(*x));
+		x->seq = rec.seq;
+		x->ts_ms = rec.timestamp_ms;
+		x->kind = en.kind;
+		if (en.kind == ENTRY_COMMAND) {
+			x->client = en.cmd.client_id;
+			x->request = en.cmd.request_id;
+			x->op = en.cmd.op;
+			x->status = en.res.status;
+		}
+	}
+	cr_assert_eq(rc, 0, "journal_reader_next: %d: %s", rc, journal_reader_error(jr));
+	journal_reader_close(jr);
+	return n;
+}
+
+/* A fresh engine replaying the journal from seq 1 (verifying results). */
+static uint64_t replay_digest(const shard_config *cfg, uint64_t *last_seq)
+{
+	engine *e;
+	cr_assert_eq(engine_new(&cfg->engine, &e), 0);
+	journal_reader *jr;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open(data_root, 0, NULL, &jr, err, sizeof(err)), 0, "%s", err);
+	journal_record rec;
+	char rerr[REPLAY_ERR_LEN];
+	int rc;
+	*last_seq = 0;
+	while ((rc = journal_reader_next(jr, &rec)) == 1) {
+		cr_assert_eq(replay_apply(e, &rec, 1, NULL, rerr, sizeof(rerr)), REPLAY_OK, "%s", rerr);
+		*last_seq = rec.seq;
+	}
+	cr_assert_eq(rc, 0, "%s", journal_reader_error(jr));
+	journal_reader_close(jr);
+	uint64_t d = engine_digest(e);
+	engine_free(e);
+	return d;
+}
+
+/* A fresh engine applying the acknowledged commands, at the times their
+ * batches carried: the state the acknowledgements promise. */
+static uint64_t acked_digest(const shard_config *cfg, const run *r)
+{
+	engine *e;
+	cr_assert_eq(engine_new(&cfg->engine, &e), 0);
+	for (uint32_t i = 0; i < r->nout; i++) {
+		const shard_out *o = &r->outs[i];
+		engine_advance(e, o->now_ms, NULL, NULL);
+		if (o->kind != SHARD_OUT_RESULT)
+			continue;
+		bo_result res;
+		engine_apply(e, &r->cmds[o->tag], &res);
+		cr_assert_eq(res.status, o->u.result.status, "tag %" PRIu64 ": %s acked, %s on re-execution", o->tag,
+			     engine_status_str(o->u.result.status), engine_status_str(res.status));
+	}
+	uint64_t d = engine_digest(e);
+	engine_free(e);
+	return d;
+}
+
+/* ---- Files --------------------------------------------------------------- */
+
+static void flip_byte(const char *path, uint64_t off)
+{
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0x5a;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)off), 1);
+	close(fd);
+}
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "stat %s: %s", path, strerror(errno));
+	return (uint64_t)st.st_size;
+}
+
+/* Sequence numbers of the snapshot files, ascending. Returns the count. */
+static uint32_t list_snapshots(uint64_t *seqs, uint32_t cap)
+{
+	char dir[128];
+	shard_dir(dir, sizeof(dir));
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d, "opendir %s", dir);
+	uint32_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		unsigned long long v;
+		char tail[8];
+		if (strlen(de->d_name) == 30 && sscanf(de->d_name, "snap-%20llu.%7s", &v, tail) == 2 &&
+		    strcmp(tail, "snap") == 0) {
+			cr_assert_lt(n, cap);
+			seqs[n++] = v;
+		}
+	}
+	closedir(d);
+	for (uint32_t i = 1; i < n; i++) /* insertion sort: a few dozen */
+		for (uint32_t j = i; j > 0 && seqs[j - 1] > seqs[j]; j--) {
+			uint64_t t = seqs[j];
+			seqs[j] = seqs[j - 1];
+			seqs[j - 1] = t;
+		}
+	return n;
+}
+
+static void snapshot_path(char *buf, size_t len, uint64_t seq)
+{
+	snprintf(buf, len, "%s/shard-0000/snap-%020" PRIu64 ".snap", data_root, seq);
+}
+
+typedef struct seg_list {
+	uint64_t first[64];
+	uint32_t n;
+} seg_list;
+
+static int seg_cb(void *ctx, const journal_segment_info *info)
+{
+	seg_list *l = ctx;
+	if (l->n < 64)
+		l->first[l->n] = info->first_seq;
+	l->n++;
+	return 0;
+}
+
+static seg_list list_segments(void)
+{
+	seg_list l = {.n = 0};
+	char err[JOURNAL_ERR_LEN];
+	int n = journal_segments(data_root, 0, seg_cb, &l, err, sizeof(err));
+	cr_assert_geq(n, 1, "journal_segments: %s", err);
+	cr_assert_leq(l.n, 64u);
+	return l;
+}
+
+/* ==== 1. Durable before visible =========================================== */
+
+/* Holds the first `hold` journal WRITEs inside the fault hook (the writer
+ * thread) until the test releases each; records what each one carried. */
+typedef struct gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint32_t hold;	      /* WRITEs to hold */
+	uint32_t writes;      /* WRITEs seen */
+	uint32_t released;    /* WRITEs the test let go */
+	uint64_t seq_first[8], seq_last[8];
+} gate;
+
+static gate the_gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int gate_hook(void *ctx, journal_io *io)
+{
+	gate *g = ctx;
+	if (io->kind != JOURNAL_IO_WRITE)
+		return 0;
+	pthread_mutex_lock(&g->mu);
+	uint32_t k = g->writes++;
+	if (k < 8) {
+		g->seq_first[k] = io->seq_first;
+		g->seq_last[k] = io->seq_last;
+	}
+	pthread_cond_broadcast(&g->cv);
+	while (k < g->hold && g->released <= k)
+		pthread_cond_wait(&g->cv, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+	return 0;
+}
+
+/* Waits until the hook has seen `n` WRITEs. */
+static bool gate_wait_writes(gate *g, uint32_t n)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&g->mu);
+	int rc = 0;
+	while (g->writes < n && rc == 0)
+		rc = pthread_cond_timedwait(&g->cv, &g->mu, &dl);
+	bool ok = g->writes >= n;
+	pthread_mutex_unlock(&g->mu);
+	return ok;
+}
+
+static void gate_release(gate *g, uint32_t upto)
+{
+	pthread_mutex_lock(&g->mu);
+	g->released = upto;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
+/* A failed assertion must not leave the writer parked in the hook. */
+static void gate_teardown(void)
+{
+	gate_release(&the_gate, UINT32_MAX);
+	teardown();
+}
+
+Test(shard_journal, outputs_are_published_only_after_their_write_is_durable, .fini = gate_teardown)
+{
+	gate *g = &the_gate;
+	pthread_mutex_lock(&g->mu);
+	g->hold = 2;
+	g->writes = g->released = 0;
+	pthread_mutex_unlock(&g->mu);
+
+	shard_config cfg = durable_config();
+	cfg.journal.fault = gate_hook;
+	cfg.journal.fault_ctx = g;
+	run *r = run_new();
+	r->s = open_ok(&cfg, NULL);
+
+	/* Batch 1: the creation and a mix, submitted before the writer starts
+	 * so that it is one batch (a submission's slots become visible one by
+	 * one) and so one write. */
+	bo_cmd c[8];
+	c[0] = create_cmd(r->map);
+	for (uint32_t i = 0; i < 5; i++)
+		c[1 + i] = load_cmd(i);
+	submit(r, c, 6);
+	cr_assert_eq(shard_start(r->s), 0);
+	cr_assert(gate_wait_writes(g, 1), "the first batch was never written");
+	/* More commands while the write is held: they queue behind it. */
+	submit_load(r, 5, 6);
+	sleep_ms(100);
+	drain(r);
+	cr_assert_eq(r->nout, 0, "%u record(s) published while their journal write was held (first: tag %" PRIu64
+		     " seq %" PRIu64 ")", r->nout, r->nout ? r->outs[0].tag : 0, r->nout ? r->outs[0].seq : 0);
+	cr_assert_eq(shard_durable_seq(r->s), 0);
+	cr_assert_eq(g->seq_first[0], 1, "the first write starts at seq %" PRIu64, g->seq_first[0]);
+
+	/* The second write carries what came while the first was held. While
+	 * it is held, nothing it carries may be visible. */
+	gate_release(g, 1);
+	cr_assert(gate_wait_writes(g, 2), "the commands submitted during the hold were never written");
+	sleep_ms(50);
+	drain(r);
+	for (uint32_t i = 0; i < r->nout; i++)
+		cr_assert_lt(r->outs[i].seq, g->seq_first[1],
+			     "tag %" PRIu64 " (seq %" PRIu64 ") published while write %" PRIu64 "..%" PRIu64 " was held",
+			     r->outs[i].tag, r->outs[i].seq, g->seq_first[1], g->seq_last[1]);
+	for (uint32_t i = 0; i < r->nout; i++) /* and whole batches only: the first write's */
+		cr_assert_lt(r->outs[i].tag, 6u, "a command of the held batch came out");
+
+	gate_release(g, 2);
+	cr_assert(wait_results(r, r->submitted), "only %u of %u results after release", r->results, r->submitted);
+	uint64_t seq_last, journaled = 0;
+	cr_assert_eq(check_outputs(r, &seq_last), r->submitted);
+	for (uint32_t t = 0; t < r->submitted; t++)
+		journaled += entry_journals(&r->cmds[t]) ? 1 : 0;
+	cr_assert_eq(seq_last, journaled);
+	cr_assert_eq(g->seq_first[1], 6, "the second write starts at seq %" PRIu64 ", batch 1 had 5 records",
+		     g->seq_first[1]);
+	for (uint32_t i = 0; i < r->nout; i++)
+		cr_assert_eq(r->outs[i].u.result.status, BO_OK, "tag %" PRIu64 ": %s", r->outs[i].tag,
+			     engine_status_str(r->outs[i].u.result.status));
+	cr_assert_geq(shard_durable_seq(r->s), seq_last);
+	shard_free(r->s);
+	run_free(r);
+}
+
+/* ==== 2. Journal failures ================================================= */
+
+typedef enum fault_mode {
+	FAULT_WRITE_EIO,
+	FAULT_SYNC_EIO,
+	FAULT_WRITE_ENOSPC,
+	FAULT_SHORT_WRITE,
+	FAULT_LAST_OF_SEGMENT_EIO, /* EIO on the first write that ends near its segment's end */
+} fault_mode;
+
+typedef struct fault {
+	fault_mode mode;
+	uint32_t at_write;    /* fail the I/O of this WRITE (1-based) */
+	uint64_t segment_bytes, near_end_bytes; /* FAULT_LAST_OF_SEGMENT_EIO */
+	_Atomic uint32_t writes; /* relaxed: only the writer thread changes it; the test
+				  * reads it after joining the writer */
+	uint64_t seq_first, seq_last; /* the failed unit (writer thread; read after join) */
+	_Atomic int fired;	 /* relaxed: a flag for the test's log, orders nothing */
+} fault;
+
+static int fault_hook(void *ctx, journal_io *io)
+{
+	fault *f = ctx;
+	if (io->kind == JOURNAL_IO_WRITE)
+		atomic_fetch_add_explicit(&f->writes, 1, memory_order_relaxed);
+	bool on_write = io->kind == JOURNAL_IO_WRITE;
+	if (f->mode == FAULT_LAST_OF_SEGMENT_EIO) {
+		if (!on_write || io->offset + io->len + f->near_end_bytes < f->segment_bytes ||
+		    atomic_load_explicit(&f->fired, memory_order_relaxed))
+			return 0;
+	} else if (atomic_load_explicit(&f->writes, memory_order_relaxed) != f->at_write) {
+		return 0;
+	}
+	int rc = 0;
+	switch (f->mode) {
+	case FAULT_LAST_OF_SEGMENT_EIO:
+	case FAULT_WRITE_EIO:
+		rc = on_write ? -EIO : 0;
+		break;
+	case FAULT_WRITE_ENOSPC:
+		rc = on_write ? -ENOSPC : 0;
+		break;
+	case FAULT_SYNC_EIO:
+		rc = io->kind == JOURNAL_IO_SYNC ? -EIO : 0;
+		break;
+	case FAULT_SHORT_WRITE:
+		if (on_write && io->len > 8) {
+			io->len = io->len / 2 + 1; /* cuts a record in two */
+			atomic_store_explicit(&f->fired, 1, memory_order_relaxed);
+			f->seq_first = io->seq_first;
+			f->seq_last = io->seq_last;
+		}
+		return 0;
+	}
+	if (rc != 0) {
+		atomic_store_explicit(&f->fired, 1, memory_order_relaxed);
+		f->seq_first = io->seq_first;
+		f->seq_last = io->seq_last;
+	}
+	return rc;
+}
+
+static void journal_failure_case(fault_mode mode, const char *what, const char *errtext)
+{
+	fault f = {.mode = mode, .at_write = 5};
+	atomic_init(&f.writes, 0);
+	atomic_init(&f.fired, 0);
+	shard_config cfg = durable_config();
+	if (mode == FAULT_LAST_OF_SEGMENT_EIO) {
+		/* Small segments and buffers: roll-overs and full buffers flush
+		 * from inside journal_append, in the middle of a batch. */
+		cfg.journal.segment_bytes = 64u << 10;
+		cfg.journal.buffer_bytes = 16u << 10;
+		cfg.journal.payload_bytes_max = 8u << 10;
+		f.segment_bytes = cfg.journal.segment_bytes;
+		f.near_end_bytes = 1024; /* more than any record of the load */
+	}
+	cfg.journal.fault = fault_hook;
+	cfg.journal.fault_ctx = &f;
+	run *r = run_new();
+	r->s = open_ok(&cfg, NULL);
+	cr_assert_eq(shard_start(r->s), 0);
+
+	submit_create(r);
+	cr_assert(wait_results(r, 1), "the creation was not acknowledged");
+	if (mode != FAULT_LAST_OF_SEGMENT_EIO) {
+		sequential_load(r, 40, 7); /* far more writes than at_write: the fault fires */
+	} else {
+		/* Pipelined: groups go in without waiting for answers, so
+		 * batches are applied while earlier writes are in flight. */
+		for (uint32_t g = 0; g < 400 && !shard_failed(r->s); g++) {
+			submit_load(r, r->submitted - 1, 8);
+			drain(r);
+		}
+	}
+
+	/* The shard has stopped, saying why. */
+	const int64_t deadline = mono_ms() + WAIT_MS;
+	while (!shard_failed(r->s) && mono_ms() < deadline)
+		sleep_ms(1);
+	const char *msg = shard_failed(r->s);
+	cr_assert_not_null(msg, "no failure reported after the injected %s", what);
+	cr_log_info("%s: shard_failed: %s", what, msg);
+	cr_assert_not_null(strstr(msg, what), "the failure message does not say '%s': %s", what, msg);
+	cr_assert_not_null(strstr(msg, errtext), "the failure message does not say '%s': %s", errtext, msg);
+
+	/* Producers get -EBUSY once the input ring is full, never a hang. */
+	bo_cmd q = query_cmd();
+	int rc = 0;
+	uint32_t tries = 0;
+	while (tries <= cfg.in_slots && (rc = shard_submit(r->s, &q, NULL, 1)) == 0)
+		tries++;
+	cr_assert_eq(rc, -EBUSY, "submit after the failure: %d after %u accepted", rc, tries);
+
+	shard_stop(r->s);
+	drain(r);
+	cr_assert(atomic_load_explicit(&f.fired, memory_order_relaxed), "the fault never fired");
+	cr_assert_geq(f.seq_first, 2);
+
+	/* Nothing of the failed write or later was acknowledged, and what was
+	 * is a prefix of the submissions in order. */
+	uint64_t acked_seq_last;
+	uint32_t acked = check_outputs(r, &acked_seq_last);
+	cr_assert_lt(acked_seq_last, f.seq_first,
+		     "seq %" PRIu64 " acknowledged, but the write of %" PRIu64 "..%" PRIu64 " failed", acked_seq_last,
+		     f.seq_first, f.seq_last);
+	cr_log_info("%s: %u results acknowledged (journal seqs 1..%" PRIu64 "), the write of seqs %" PRIu64
+		    "..%" PRIu64 " failed",
+		    what, acked, acked_seq_last, f.seq_first, f.seq_last);
+	shard_free(r->s);
+	r->s = NULL;
+
+	/* Reopen without the fault: exactly the acknowledged records. */
+	shard_config clean = durable_config();
+	shard_recovery rec;
+	shard *s2 = open_ok(&clean, &rec);
+	cr_assert_eq(rec.last_seq, acked_seq_last,
+		     "recovered up to seq %" PRIu64 ", acknowledged up to %" PRIu64 " (journal: %s)", rec.last_seq,
+		     acked_seq_last, rec.journal.note);
+	static jinfo j[CMDS_MAX];
+	uint32_t nj = journal_scan(j, CMDS_MAX);
+	cr_assert_eq(nj, acked_seq_last);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < r->nout; i++) {
+		const shard_out *o = &r->outs[i];
+		if (o->kind != SHARD_OUT_RESULT || o->seq == 0)
+			continue;
+		cr_assert_lt(k, nj);
+		const bo_cmd *c = &r->cmds[o->tag];
+		cr_assert_eq(j[k].seq, o->seq);
+		cr_assert_eq(j[k].kind, ENTRY_COMMAND);
+		cr_assert(j[k].client == c->client_id && j[k].request == c->request_id,
+			  "seq %" PRIu64 ": journal holds (%" PRIu64 ", %" PRIu64 "), acknowledged (%" PRIu64 ", %" PRIu64
+			  ")",
+			  o->seq, j[k].client, j[k].request, c->client_id, c->request_id);
+		cr_assert_eq(j[k].status, o->u.result.status);
+		k++;
+	}
+	cr_assert_eq(k, nj, "the journal holds %u records, %u were acknowledged", nj, k);
+
+	uint64_t replay_seq;
+	uint64_t d_replay = replay_digest(&clean, &replay_seq);
+	uint64_t d_acked = acked_digest(&clean, r);
+	uint64_t d_rec = engine_digest(shard_engine(s2));
+	cr_assert_eq(d_rec, d_replay, "recovered " DIGEST_FMT ", journal replay " DIGEST_FMT, d_rec, d_replay);
+	cr_assert_eq(d_rec, d_acked, "recovered " DIGEST_FMT ", acknowledged commands " DIGEST_FMT, d_rec, d_acked);
+
+	/* And the recovered shard works: the next command continues the log. */
+	run *r2 = run_new();
+	r2->s = s2;
+	cr_assert_eq(shard_start(s2), 0);
+	bo_cmd b = load_cmd(0);
+	b.client_id = 999; /* a fresh (client, request): not in the window */
+	b.seats[0] = HALF - 1;
+	submit(r2, &b, 1);
+	cr_assert(wait_results(r2, 1), "the recovered shard does not answer");
+	cr_assert_eq(r2->outs[0].seq, acked_seq_last + 1);
+	shard_free(s2);
+	run_free(r2);
+	run_free(r);
+}
+
+Test(shard_journal, eio_on_write_stops_the_shard_and_loses_no_ack)
+{
+	journal_failure_case(FAULT_WRITE_EIO, "write of", "Input/output error");
+}
+
+Test(shard_journal, eio_on_fdatasync_stops_the_shard_and_loses_no_ack)
+{
+	journal_failure_case(FAULT_SYNC_EIO, "fdatasync of", "Input/output error");
+}
+
+Test(shard_journal, enospc_on_write_stops_the_shard_and_loses_no_ack)
+{
+	journal_failure_case(FAULT_WRITE_ENOSPC, "write of", "No space left on device");
+}
+
+Test(shard_journal, short_write_stops_the_shard_and_loses_no_ack)
+{
+	journal_failure_case(FAULT_SHORT_WRITE, "short write", "short write");
+}
+
+/* The failed write is the last of a segment, under a pipelined load: it is
+ * submitted from inside journal_append (roll-over) while the shard applies
+ * a batch, after the journal reaped the write before it. Every batch that
+ * write made durable must still be acknowledged. */
+Test(shard_journal, eio_on_the_last_write_of_a_segment_under_load_loses_no_ack)
+{
+	journal_failure_case(FAULT_LAST_OF_SEGMENT_EIO, "write of", "Input/output error");
+}
+
+/* ==== 3. Graceful stop ==================================================== */
+
+typedef struct drainer {
+	run *r;
+	atomic_int stop; /* release by the test after shard_stop(); acquire here: the
+			  * writer has been joined, so its last publish is visible */
+} drainer;
+
+static void *drainer_main(void *arg)
+{
+	drainer *d = arg;
+	for (;;) {
+		bool last = atomic_load_explicit(&d->stop, memory_order_acquire);
+		if (drain(d->r) == 0) {
+			if (last)
+				return NULL;
+			ring_wait(shard_output(d->r->s), 1000000);
+		}
+	}
+}
+
+Test(shard_journal, graceful_stop_acknowledges_everything_and_reopens_to_the_same_state)
+{
+	shard_config cfg = durable_config();
+	run *r = run_new();
+	r->s = open_ok(&cfg, NULL);
+	r->other_drainer = true;
+	drainer d = {.r = r};
+	atomic_init(&d.stop, 0);
+	pthread_t th;
+	/* The drainer starts before the writer produces anything; the test thread
+	 * only submits (r->outs belongs to the drainer until it is joined). */
+	cr_assert_eq(pthread_create(&th, NULL, drainer_main, &d), 0);
+	cr_assert_eq(shard_start(r->s), 0);
+	submit_create(r);
+	const uint32_t n = 3000;
+	for (uint32_t k = 0; k < n; k += 50)
+		submit_load(r, k, 50);
+	shard_stop(r->s); /* while the writer is still draining its input */
+	atomic_store_explicit(&d.stop, 1, memory_order_release);
+	pthread_join(th, NULL);
+
+	uint64_t seq_last;
+	cr_assert_eq(check_outputs(r, &seq_last), r->submitted, "%u of %u acknowledged", r->results, r->submitted);
+	uint64_t journaled = 0;
+	for (uint32_t t = 0; t < r->submitted; t++)
+		journaled += entry_journals(&r->cmds[t]) ? 1 : 0;
+	cr_assert_eq(seq_last, journaled);
+	cr_assert_eq(shard_durable_seq(r->s), journaled);
+	uint64_t before = engine_digest(shard_engine(r->s));
+	shard_free(r->s);
+
+	shard_recovery rec;
+	shard *s2 = open_ok(&cfg, &rec);
+	cr_assert_eq(rec.last_seq, journaled, "reopened at seq %" PRIu64 ", %" PRIu64 " commands journaled",
+		     rec.last_seq, journaled);
+	cr_assert_eq(rec.snapshot_seq, 0);
+	cr_assert_eq(rec.replayed, journaled);
+	uint64_t after = engine_digest(shard_engine(s2));
+	cr_assert_eq(after, before, "before stop " DIGEST_FMT ", recovered " DIGEST_FMT, before, after);
+	cr_assert_eq(after, acked_digest(&cfg, r));
+	shard_free(s2);
+	run_free(r);
+}
+
+/* ==== 4. Snapshots ======================================================== */
+
+#define SNAP_EVERY 40u
+
+/* 64 KiB segments (a few hundred records each) and a snapshot every 40
+ * records, so a load of ~1,100 records makes many of both. */
+static shard_config snapshot_config(int prune)
+{
+	shard_config cfg = durable_config();
+	cfg.journal.segment_bytes = 64u << 10;
+	cfg.journal.buffer_bytes = 16u << 10;
+	cfg.journal.payload_bytes_max = 8u << 10;
+	cfg.snapshot_every = SNAP_EVERY;
+	cfg.prune = prune;
+	return cfg;
+}
+
+/* Runs the snapshot load and stops. Returns the digest before stop and
+ * the last seq. */
+static uint64_t snapshot_load_run(const shard_config *cfg, run *r, uint64_t *seq_last)
+{
+	r->s = open_ok(cfg, NULL);
+	cr_assert_eq(shard_start(r->s), 0);
+	submit_create(r);
+	cr_assert(wait_results(r, 1));
+	sequential_load(r, 150, 10);
+	cr_assert_null(shard_failed(r->s), "%s", shard_failed(r->s));
+	cr_assert_eq(r->results, r->submitted);
+	shard_stop(r->s);
+	drain(r);
+	cr_assert_eq(check_outputs(r, seq_last), r->submitted);
+	shard_stats st;
+	shard_stats_get(r->s, &st);
+	cr_assert_geq(st.snapshots, 3, "only %" PRIu64 " snapshots for %" PRIu64 " records", st.snapshots, *seq_last);
+	uint64_t d = engine_digest(shard_engine(r->s));
+	shard_free(r->s);
+	r->s = NULL;
+	return d;
+}
+
+Test(shard_journal, snapshots_prune_the_journal_and_recovery_starts_from_the_newest)
+{
+	shard_config cfg = snapshot_config(1);
+	run *r = run_new();
+	uint64_t seq_last;
+	uint64_t before = snapshot_load_run(&cfg, r, &seq_last);
+
+	uint64_t snaps[512];
+	uint32_t ns = list_snapshots(snaps, 512);
+	cr_assert_geq(ns, 1, "no snap-*.snap file");
+	uint64_t newest = snaps[ns - 1];
+	seg_list segs = list_segments();
+	cr_log_info("%" PRIu64 " records, %u snapshots (newest at %" PRIu64 "), %u segments left, first at seq %" PRIu64,
+		    seq_last, ns, newest, segs.n, segs.first[0]);
+	cr_assert_gt(segs.first[0], 1, "no segment was pruned (newest snapshot at seq %" PRIu64 ")", newest);
+	cr_assert_leq(segs.first[0], newest + 1, "pruned beyond the newest snapshot");
+
+	shard_recovery rec;
+	shard *s2 = open_ok(&cfg, &rec);
+	cr_assert_eq(rec.snapshot_seq, newest);
+	cr_assert_eq(rec.last_seq, seq_last);
+	cr_assert_eq(rec.replayed, seq_last - newest);
+	cr_assert_lt(rec.replayed, 2 * SNAP_EVERY, "replayed %" PRIu64 " records: the snapshot lags", rec.replayed);
+	uint64_t after = engine_digest(shard_engine(s2));
+	cr_assert_eq(after, before, "before stop " DIGEST_FMT ", recovered " DIGEST_FMT, before, after);
+	shard_free(s2);
+	run_free(r);
+}
+
+Test(shard_journal, a_corrupt_snapshot_is_skipped_for_an_older_one_or_the_journal)
+{
+	shard_config cfg = snapshot_config(0); /* nothing pruned: every fallback is possible */
+	run *r = run_new();
+	uint64_t seq_last;
+	uint64_t before = snapshot_load_run(&cfg, r, &seq_last);
+	uint64_t snaps[512];
+	uint32_t ns = list_snapshots(snaps, 512);
+	cr_assert_geq(ns, 2);
+
+	/* The newest is corrupt: the one before it is used, with a warning. */
+	char path[256], err[JOURNAL_ERR_LEN], log[8192];
+	snapshot_path(path, sizeof(path), snaps[ns - 1]);
+	flip_byte(path, file_size(path) / 2);
+	shard *s2 = NULL;
+	shard_recovery rec;
+	int rc = open_capturing(&cfg, &s2, &rec, err, sizeof(err), log, sizeof(log));
+	cr_assert_eq(rc, 0, "shard_open: %s", err);
+	cr_assert_not_null(strstr(log, path), "no warning naming %s; stderr: %s", path, log);
+	cr_assert_eq(rec.snapshot_seq, snaps[ns - 2]);
+	cr_assert_eq(rec.last_seq, seq_last);
+	uint64_t after = engine_digest(shard_engine(s2));
+	cr_assert_eq(after, before, "before stop " DIGEST_FMT ", recovered " DIGEST_FMT, before, after);
+	shard_free(s2);
+
+	/* Every snapshot corrupt: the whole journal is replayed. */
+	for (uint32_t i = 0; i + 1 < ns; i++) {
+		snapshot_path(path, sizeof(path), snaps[i]);
+		flip_byte(path, file_size(path) / 2);
+	}
+	rc = open_capturing(&cfg, &s2, &rec, err, sizeof(err), log, sizeof(log));
+	cr_assert_eq(rc, 0, "shard_open: %s", err);
+	cr_assert_eq(rec.snapshot_seq, 0);
+	cr_assert_eq(rec.replayed, seq_last);
+	after = engine_digest(shard_engine(s2));
+	cr_assert_eq(after, before, "before stop " DIGEST_FMT ", recovered " DIGEST_FMT, before, after);
+	shard_free(s2);
+	run_free(r);
+}
+
+Test(shard_journal, pruned_journal_without_a_usable_snapshot_is_refused)
+{
+	shard_config cfg = snapshot_config(1);
+	run *r = run_new();
+	uint64_t seq_last;
+	uint64_t before = snapshot_load_run(&cfg, r, &seq_last);
+	uint64_t snaps[512];
+	uint32_t ns = list_snapshots(snaps, 512);
+	cr_assert_geq(ns, 2);
+	seg_list segs = list_segments();
+	const uint64_t first = segs.first[0];
+	cr_assert_gt(first, 1, "nothing pruned");
+
+	/* The newest corrupt: the loader falls back to the one before, which is
+	 * usable exactly when the journal still holds the records after it. */
+	char path[256], err[JOURNAL_ERR_LEN], log[8192];
+	snapshot_path(path, sizeof(path), snaps[ns - 1]);
+	flip_byte(path, file_size(path) / 2);
+	shard *s2 = NULL;
+	shard_recovery rec;
+	int rc = open_capturing(&cfg, &s2, &rec, err, sizeof(err), log, sizeof(log));
+	cr_assert_not_null(strstr(log, path), "no warning naming %s; stderr: %s", path, log);
+	if (first <= snaps[ns - 2] + 1) {
+		cr_log_info("older snapshot %" PRIu64 " still covered by the journal (first seq %" PRIu64 "): used",
+			    snaps[ns - 2], first);
+		cr_assert_eq(rc, 0, "shard_open: %s", err);
+		cr_assert_eq(rec.snapshot_seq, snaps[ns - 2]);
+		cr_assert_eq(engine_digest(shard_engine(s2)), before);
+		shard_free(s2);
+	} else {
+		cr_log_info("older snapshot %" PRIu64 " needs pruned records (first seq %" PRIu64 "): refused: %s",
+			    snaps[ns - 2], first, err);
+		cr_assert_eq(rc, -EBADMSG, "shard_open: %d (%s)", rc, err);
+		cr_assert_null(s2);
+	}
+
+	/* Only the oldest snapshot left valid (it needs records pruned long
+	 * ago): refused, naming the missing records. */
+	cr_assert_gt(first, snaps[0] + 1, "the oldest snapshot is still covered: the test needs more load");
+	for (uint32_t i = 1; i + 1 < ns; i++) {
+		snapshot_path(path, sizeof(path), snaps[i]);
+		flip_byte(path, file_size(path) / 2);
+	}
+	rc = open_capturing(&cfg, &s2, &rec, err, sizeof(err), log, sizeof(log));
+	cr_log_info("only snapshot %" PRIu64 " valid: shard_open = %d: %s", snaps[0], rc, err);
+	cr_assert_eq(rc, -EBADMSG, "shard_open loaded snapshot %" PRIu64 " over a journal pruned to %" PRIu64 ": %d %s",
+		     snaps[0], first, rc, err);
+	cr_assert_null(s2);
+	cr_assert_not_null(strstr(err, "missing segment"), "unclear error: %s", err);
+
+	/* No valid snapshot at all: the pruned journal alone is refused too. */
+	snapshot_path(path, sizeof(path), snaps[0]);
+	flip_byte(path, file_size(path) / 2);
+	rc = open_capturing(&cfg, &s2, &rec, err, sizeof(err), log, sizeof(log));
+	cr_log_info("no snapshot valid: shard_open = %d: %s", rc, err);
+	cr_assert_eq(rc, -EBADMSG, "shard_open over a pruned journal with no snapshot: %d %s", rc, err);
+	cr_assert_null(s2);
+	cr_assert_not_null(strstr(err, "missing segment"), "unclear error: %s", err);
+	run_free(r);
+}
+
+/* ==== 5. Idle tick journaling ============================================= */
+
+Test(shard_journal, an_idle_tick_that_expires_a_hold_is_journaled_and_survives_restart)
+{
+	shard_config cfg = durable_config();
+	run *r = run_new();
+	r->s = open_ok(&cfg, NULL);
+	cr_assert_eq(shard_start(r->s), 0);
+	submit_create(r);
+	bo_cmd h = hold_cmd(4242, 3, BO_TTL_MS_MIN);
+	submit(r, &h, 1);
+	cr_assert(wait_results(r, 2));
+	const shard_out *held = &r->outs[1];
+	cr_assert_eq(held->u.result.status, BO_OK);
+	cr_assert_eq(held->seq, 2);
+	cr_assert_eq(held->u.result.expires_at_ms, T0_MS + BO_TTL_MS_MIN);
+	const uint64_t claim = held->u.result.claim_id;
+
+	/* Just before the expiry: ticks run but change nothing, so nothing is
+	 * journaled or published. */
+	atomic_store_explicit(&fake_now_ms, T0_MS + BO_TTL_MS_MIN - 1, memory_order_relaxed);
+	sleep_ms(50);
+	cr_assert_eq(drain(r), 0, "output before the hold expired");
+	cr_assert_eq(shard_durable_seq(r->s), 2);
+
+	/* At expiry, with no command: the tick expires it, as record 3. */
+	atomic_store_explicit(&fake_now_ms, T0_MS + BO_TTL_MS_MIN + 1, memory_order_relaxed);
+	const int64_t deadline = mono_ms() + WAIT_MS;
+	while (r->nout < 3 && mono_ms() < deadline) {
+		if (drain(r) == 0)
+			ring_wait(shard_output(r->s), 1000000);
+	}
+	cr_assert_eq(r->nout, 3, "no EXPIRY output within %d ms", WAIT_MS);
+	const shard_out *x = &r->outs[2];
+	cr_assert_eq(x->kind, SHARD_OUT_EXPIRY);
+	cr_assert_eq(x->seq, 3, "the expiry carries seq %" PRIu64 ", the tick record is 3", x->seq);
+	cr_assert_eq(x->now_ms, T0_MS + BO_TTL_MS_MIN + 1);
+	cr_assert_eq(x->u.expiry.claim_id, claim);
+	cr_assert_eq(x->u.expiry.seat_count, 1);
+	cr_assert_eq(x->u.expiry.seats[0], 3);
+	cr_assert_geq(shard_durable_seq(r->s), 3, "an expiry published before its tick was durable");
+	shard_free(r->s);
+	r->s = NULL;
+
+	static jinfo j[8];
+	uint32_t nj = journal_scan(j, 8);
+	cr_assert_eq(nj, 3);
+	cr_assert_eq(j[2].kind, ENTRY_TICK);
+	cr_assert_eq(j[2].ts_ms, T0_MS + BO_TTL_MS_MIN + 1);
+
+	shard_recovery rec;
+	shard *s2 = open_ok(&cfg, &rec);
+	cr_assert_eq(rec.last_seq, 3);
+	uint8_t state = 0xff;
+	uint64_t owner = 1;
+	cr_assert_eq(engine_seat(shard_engine(s2), EV, 3, &state, &owner), 0);
+	cr_assert_eq(state, BO_SEAT_FREE, "seat 3 is %s after recovery", engine_seat_state_str(state));
+	cr_assert_eq(owner, 0);
+	engine_stats st;
+	engine_stats_get(shard_engine(s2), &st);
+	cr_assert_eq(st.holds, 0);
+	cr_assert_eq(st.expired_total, 1);
+	cr_assert_eq(engine_client_holds(shard_engine(s2), 4242), 0);
+	shard_free(s2);
+	run_free(r);
+}
+
+/* ==== 6. Corruption refused on open ======================================= */
+
+Test(shard_journal, a_corrupt_record_with_good_records_after_it_is_refused_unless_forced)
+{
+	shard_config cfg = durable_config();
+	run *r = run_new();
+	r->s = open_ok(&cfg, NULL);
+	cr_assert_eq(shard_start(r->s), 0);
+	submit_create(r);
+	cr_assert(wait_results(r, 1));
+	sequential_load(r, 40, 1); /* one write per command: many units */
+	cr_assert_null(shard_failed(r->s));
+	shard_free(r->s);
+	r->s = NULL;
+
+	/* Find record 15: where it is. */
+	const uint64_t victim = 15;
+	journal_reader *jr;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open(data_root, 0, NULL, &jr, err, sizeof(err)), 0, "%s", err);
+	journal_record rec;
+	char file[512] = "";
+	uint64_t off = 0, last = 0;
+	while (journal_reader_next(jr, &rec) == 1) {
+		if (rec.seq == victim) {
+			snprintf(file, sizeof(file), "%s", rec.file);
+			off = rec.offset;
+		}
+		last = rec.seq;
+	}
+	journal_reader_close(jr);
+	cr_assert_gt(last, victim + 5, "too few records after the victim");
+	cr_assert_neq(file[0], '\0');
+	flip_byte(file, off + 48 + 1); /* a byte of its payload */
+
+	shard *s2 = NULL;
+	shard_recovery srec;
+	int rc = shard_open(&cfg, &s2, &srec, err, sizeof(err));
+	cr_log_info("corrupt seq %" PRIu64 ": shard_open = %d: %s", victim, rc, err);
+	cr_assert_eq(rc, -EBADMSG, "shard_open: %d (%s)", rc, err);
+	cr_assert_null(s2);
+	char want[64];
+	cr_assert_not_null(strstr(err, file), "the message does not name %s: %s", file, err);
+	snprintf(want, sizeof(want), "offset %" PRIu64, off);
+	cr_assert_not_null(strstr(err, want), "the message does not say '%s': %s", want, err);
+	snprintf(want, sizeof(want), "seq %" PRIu64, victim);
+	cr_assert_not_null(strstr(err, want), "the message does not say '%s': %s", want, err);
+
+	cfg.journal.force_truncate = 1;
+	s2 = open_ok(&cfg, &srec);
+	cr_assert_eq(srec.last_seq, victim - 1);
+	cr_assert(srec.journal.forced, "the cut is not marked forced");
+	cr_assert_geq(srec.journal.records_cut, last - victim);
+	/* The state is that of the records before the cut. */
+	uint64_t replay_seq;
+	uint64_t d = replay_digest(&cfg, &replay_seq);
+	cr_assert_eq(replay_seq, victim - 1);
+	cr_assert_eq(engine_digest(shard_engine(s2)), d);
+	shard_free(s2);
+	run_free(r);
+}

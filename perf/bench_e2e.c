@@ -1,0 +1,502 @@
+/*
+ * bench_e2e — boxoffice-server end to end over tcp loopback, driven through
+ * the client library (client/boxoffice.h), against the bare transport's
+ * ceiling measured in the same run.
+ *
+ *   scripts/bench e2e [--quick] [--server PATH] [--sync data|none]
+ *
+ *   commands_per_sec         saturated: two submitting threads, the client
+ *                            library coalescing into messages of up to
+ *                            4096 commands, 8 messages in flight
+ *   latency_ms_p50/p99/p999  offered 100,000 commands/s, open loop: command
+ *                            i is due at t0 + i * 10 us and its latency
+ *                            runs from when it was due (so a stall of the
+ *                            generator is not hidden: coordinated omission)
+ *   single_requests_per_sec  one command per message (batch_max 1),
+ *                            64 messages in flight
+ *   nng_echo_messages_per_sec the same messages, pattern and socket kind
+ *                            against a bare nng REP echo in this process:
+ *                            the transport's ceiling
+ *
+ * The server runs as a child process with its journal on the real disk
+ * (fdatasync group commit), 2 shards. The mix: holds of 1-4 random seats on
+ * 8 events of 10,000 seats, and releases of earlier holds.
+ * Progress on stderr; the last stdout line is one JSON object.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "bench_util.h"
+#include "client/boxoffice.h"
+#include "gateway/wire.h"
+
+static const char *prog = "bench_e2e";
+
+enum { EVENTS = 8, ROWS = 100, PER_ROW = 100, SEATS = ROWS * PER_ROW };
+
+/* ---- Workload -------------------------------------------------------------- */
+
+/* Holds the bench may release later: filled by callbacks, taken by the
+ * submitters. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t held_id[1 << 16], held_ev[1 << 16];
+static uint32_t held_n;
+
+static atomic_uint_least64_t done, answered_ok, no_answer;
+
+static void note_hold(const bo_result *r)
+{
+	if (r->op != BO_OP_HOLD_SEATS || r->status != BO_OK)
+		return;
+	pthread_mutex_lock(&held_lock);
+	if (held_n < (1u << 16)) {
+		held_id[held_n] = r->claim_id;
+		held_ev[held_n++] = r->event_id;
+	}
+	pthread_mutex_unlock(&held_lock);
+}
+
+static void make_command(bo_cmd *c, uint64_t *rng)
+{
+	memset(c, 0, sizeof(*c));
+	c->client_id = 1000 + (bench_rnd(rng) & 0xfffff);
+	if (bench_rnd(rng) & 1) {
+		pthread_mutex_lock(&held_lock);
+		if (held_n > 0) {
+			uint32_t k = (uint32_t)(bench_rnd(rng) % held_n);
+			c->op = BO_OP_RELEASE;
+			c->event_id = held_ev[k];
+			c->claim_id = held_id[k];
+			held_id[k] = held_id[--held_n];
+			held_ev[k] = held_ev[held_n];
+		}
+		pthread_mutex_unlock(&held_lock);
+		if (c->op)
+			return;
+	}
+	c->op = BO_OP_HOLD_SEATS;
+	c->event_id = 100 + bench_rnd(rng) % EVENTS;
+	c->seat_count = (uint8_t)(1 + bench_rnd(rng) % 4);
+	uint32_t base = (uint32_t)(bench_rnd(rng) % (SEATS - 4));
+	for (uint32_t k = 0; k < c->seat_count; k++)
+		c->seats[k] = base + k;
+	c->ttl_ms = 600000;
+}
+
+static void on_done(void *ctx, int err, const bo_result *res, const char *text)
+{
+	(void)ctx;
+	(void)text;
+	if (err == 0) {
+		note_hold(res);
+		atomic_fetch_add_explicit(&answered_ok, res->status == BO_OK, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&no_answer, 1, memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&done, 1, memory_order_relaxed);
+}
+
+/* ---- The server ------------------------------------------------------------ */
+
+static pid_t server_pid;
+static char data_dir[256];
+
+static void stop_server(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGTERM);
+		int status;
+		waitpid(server_pid, &status, 0);
+		server_pid = 0;
+	}
+	if (data_dir[0]) {
+		char cmd[400];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "%s: could not remove %s\n", prog, data_dir);
+		data_dir[0] = '\0';
+	}
+}
+
+static void start_server(const char *path, const char *url, const char *sync)
+{
+	snprintf(data_dir, sizeof(data_dir), "/var/tmp/boxoffice-bench-e2e-XXXXXX");
+	if (!mkdtemp(data_dir))
+		bench_die(prog, "mkdtemp", -errno);
+	server_pid = fork();
+	if (server_pid < 0)
+		bench_die(prog, "fork", -errno);
+	if (server_pid == 0) {
+		execl(path, path, "--data-dir", data_dir, "--listen", url, "--shards", "2", "--sync", sync,
+		      "--log-level", "warn", (char *)NULL);
+		fprintf(stderr, "%s: cannot run %s: %s\n", prog, path, strerror(errno));
+		_exit(127);
+	}
+}
+
+/* ---- Client-library phases --------------------------------------------------- */
+
+typedef struct submitter {
+	boc_client *c;
+	int64_t until_ns;
+	uint64_t rng;
+	uint64_t submitted;
+} submitter;
+
+static void *submit_main(void *arg)
+{
+	submitter *s = arg;
+	bo_cmd cmd;
+	while (bench_now_ns() < s->until_ns) {
+		for (int i = 0; i < 256; i++) {
+			make_command(&cmd, &s->rng);
+			while (boc_submit(s->c, &cmd, on_done, NULL) == -EBUSY)
+				sched_yield(); /* the queue is full: the server sets the pace */
+			s->submitted++;
+		}
+	}
+	return NULL;
+}
+
+static boc_client *open_client(const char *url, uint32_t batch_max, uint32_t inflight, int linger_zero)
+{
+	boc_options o;
+	boc_options_default(&o);
+	o.batch_max = batch_max;
+	o.inflight_max = inflight;
+	o.linger_zero = (uint32_t)linger_zero;
+	o.timeout_ms = 30000;
+	boc_client *c;
+	int rc = boc_open(url, &o, &c);
+	if (rc < 0)
+		bench_die(prog, "boc_open", rc);
+	return c;
+}
+
+static void wait_done(uint64_t target, int64_t timeout_ns)
+{
+	int64_t end = bench_now_ns() + timeout_ns;
+	while (atomic_load(&done) < target && bench_now_ns() < end)
+		usleep(1000);
+	if (atomic_load(&done) < target)
+		bench_die(prog, "waiting for answers", -ETIMEDOUT);
+}
+
+static double saturated(const char *url, int64_t ns, uint32_t threads, uint32_t batch_max, uint32_t inflight,
+			int linger_zero)
+{
+	boc_client *c = open_client(url, batch_max, inflight, linger_zero);
+	submitter subs[4];
+	pthread_t th[4];
+	uint64_t before = atomic_load(&done);
+	int64_t t0 = bench_now_ns();
+	for (uint32_t i = 0; i < threads; i++) {
+		subs[i] = (submitter){.c = c, .until_ns = t0 + ns, .rng = 0x9e3779b97f4a7c15ull + i};
+		pthread_create(&th[i], NULL, submit_main, &subs[i]);
+	}
+	uint64_t submitted = 0;
+	for (uint32_t i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		submitted += subs[i].submitted;
+	}
+	wait_done(before + submitted, 60ll * 1000000000);
+	double secs = (double)(bench_now_ns() - t0) / 1e9;
+	boc_close(c);
+	return (double)submitted / secs;
+}
+
+/* Latency samples, indexed by command number; the due time is derived. */
+static int64_t *lat;
+static int64_t lat_t0, lat_step;
+
+static void on_timed(void *ctx, int err, const bo_result *res, const char *text)
+{
+	uint64_t i = (uint64_t)(uintptr_t)ctx;
+	lat[i] = bench_now_ns() - (lat_t0 + (int64_t)i * lat_step);
+	on_done(NULL, err, res, text);
+}
+
+static void open_loop(const char *url, uint64_t total, double *p50, double *p99, double *p999)
+{
+	boc_client *c = open_client(url, 4096, 8, 0);
+	lat = calloc(total, sizeof(int64_t));
+	if (!lat)
+		bench_die(prog, "calloc", -ENOMEM);
+	lat_step = 10000; /* 100,000 commands/s */
+	lat_t0 = bench_now_ns() + 1000000;
+	uint64_t before = atomic_load(&done), rng = 42;
+	bo_cmd cmd;
+	for (uint64_t i = 0; i < total; i++) {
+		int64_t due = lat_t0 + (int64_t)i * lat_step;
+		while (bench_now_ns() < due)
+			;
+		make_command(&cmd, &rng);
+		while (boc_submit(c, &cmd, on_timed, (void *)(uintptr_t)i) == -EBUSY)
+			sched_yield();
+	}
+	wait_done(before + total, 60ll * 1000000000);
+	boc_close(c);
+	qsort(lat, total, sizeof(int64_t), bench_cmp_i64);
+	*p50 = (double)bench_quantile(lat, total, 0.50) / 1e6;
+	*p99 = (double)bench_quantile(lat, total, 0.99) / 1e6;
+	*p999 = (double)bench_quantile(lat, total, 0.999) / 1e6;
+	free(lat);
+}
+
+/* ---- Bare nng echo ------------------------------------------------------------- */
+
+typedef struct echo_ctx {
+	nng_ctx ctx;
+	nng_aio *aio;
+	int sending;
+} echo_ctx;
+
+static void echo_cb(void *arg)
+{
+	echo_ctx *e = arg;
+	if (nng_aio_result(e->aio) != 0) {
+		if (e->sending) {
+			nng_msg *m = nng_aio_get_msg(e->aio);
+			if (m)
+				nng_msg_free(m);
+		}
+		if (nng_aio_result(e->aio) == NNG_ECLOSED)
+			return;
+		e->sending = 0;
+		nng_ctx_recv(e->ctx, e->aio);
+		return;
+	}
+	if (e->sending) {
+		e->sending = 0;
+		nng_ctx_recv(e->ctx, e->aio);
+	} else {
+		e->sending = 1; /* echo the request message itself */
+		nng_ctx_send(e->ctx, e->aio);
+	}
+}
+
+typedef struct req_ctx {
+	nng_ctx ctx;
+	nng_aio *aio;
+	const uint8_t *bytes;
+	size_t len;
+	int sending;
+	atomic_uint_least64_t *count;
+	atomic_int *stop;
+} req_ctx;
+
+static void req_send(req_ctx *r)
+{
+	nng_msg *m;
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, r->bytes, r->len) != 0)
+		bench_die(prog, "nng_msg_alloc", -ENOMEM);
+	r->sending = 1;
+	nng_aio_set_msg(r->aio, m);
+	nng_ctx_send(r->ctx, r->aio);
+}
+
+static void req_cb(void *arg)
+{
+	req_ctx *r = arg;
+	int rv = nng_aio_result(r->aio);
+	if (rv != 0) {
+		if (r->sending) {
+			nng_msg *m = nng_aio_get_msg(r->aio);
+			if (m)
+				nng_msg_free(m);
+		}
+		return; /* closed or timed out: this context stops */
+	}
+	if (r->sending) {
+		r->sending = 0;
+		nng_ctx_recv(r->ctx, r->aio);
+		return;
+	}
+	nng_msg_free(nng_aio_get_msg(r->aio));
+	atomic_fetch_add_explicit(r->count, 1, memory_order_relaxed);
+	if (!atomic_load_explicit(r->stop, memory_order_relaxed))
+		req_send(r);
+}
+
+/* Messages per second of `bytes` over REQ contexts against url. */
+static double req_rate(const char *url, const uint8_t *bytes, size_t len, uint32_t inflight, int64_t ns)
+{
+	nng_socket s;
+	if (nng_req0_open(&s) != 0)
+		bench_die(prog, "nng_req0_open", -EIO);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 3600000);
+	if (nng_dial(s, url, NULL, 0) != 0)
+		bench_die(prog, "nng_dial", -EIO);
+	atomic_uint_least64_t count = 0;
+	atomic_int stop = 0;
+	req_ctx *rs = calloc(inflight, sizeof(req_ctx));
+	for (uint32_t i = 0; i < inflight; i++) {
+		rs[i] = (req_ctx){.bytes = bytes, .len = len, .count = &count, .stop = &stop};
+		if (nng_ctx_open(&rs[i].ctx, s) != 0 || nng_aio_alloc(&rs[i].aio, req_cb, &rs[i]) != 0)
+			bench_die(prog, "nng context", -EIO);
+		nng_aio_set_timeout(rs[i].aio, 10000);
+	}
+	int64_t t0 = bench_now_ns();
+	for (uint32_t i = 0; i < inflight; i++)
+		req_send(&rs[i]);
+	usleep((useconds_t)(ns / 1000));
+	uint64_t n = atomic_load(&count);
+	double secs = (double)(bench_now_ns() - t0) / 1e9;
+	atomic_store(&stop, 1);
+	usleep(200000);
+	nng_close(s);
+	for (uint32_t i = 0; i < inflight; i++) {
+		nng_aio_stop(rs[i].aio);
+		nng_aio_free(rs[i].aio);
+	}
+	free(rs);
+	return (double)n / secs;
+}
+
+static double echo_rate(const uint8_t *bytes, size_t len, uint32_t inflight, int64_t ns)
+{
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", 27400 + (int)(getpid() % 1000));
+	nng_socket rep;
+	if (nng_rep0_open(&rep) != 0 || nng_listen(rep, url, NULL, 0) != 0)
+		bench_die(prog, "echo listen", -EIO);
+	echo_ctx *es = calloc(inflight, sizeof(echo_ctx));
+	for (uint32_t i = 0; i < inflight; i++) {
+		if (nng_ctx_open(&es[i].ctx, rep) != 0 || nng_aio_alloc(&es[i].aio, echo_cb, &es[i]) != 0)
+			bench_die(prog, "echo context", -EIO);
+		nng_ctx_recv(es[i].ctx, es[i].aio);
+	}
+	double rate = req_rate(url, bytes, len, inflight, ns);
+	nng_close(rep);
+	for (uint32_t i = 0; i < inflight; i++) {
+		nng_aio_stop(es[i].aio);
+		nng_aio_free(es[i].aio);
+	}
+	free(es);
+	return rate;
+}
+
+/* ---- Main -------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+	int quick = 0;
+	const char *server = NULL, *sync = "data";
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			quick = 1;
+		} else if (!strcmp(argv[i], "--server") && i + 1 < argc) {
+			server = argv[++i];
+		} else if (!strcmp(argv[i], "--sync") && i + 1 < argc) {
+			sync = argv[++i];
+			if (strcmp(sync, "data") && strcmp(sync, "none")) {
+				fprintf(stderr, "%s: --sync takes 'data' or 'none' (UNSAFE)\n", prog);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: bench_e2e [--quick] [--server PATH] [--sync data|none]\n"
+			       "boxoffice-server end to end over tcp loopback through the client library, and\n"
+			       "the bare nng echo ceiling in the same run. Last stdout line: one JSON object.\n"
+			       "  --quick        a few seconds (the test suite runs this)\n"
+			       "  --server PATH  the server binary (default: ../gateway/boxoffice-server\n"
+			       "                 next to this program)\n"
+			       "  --sync none    UNSAFE server mode without fdatasync (shows the disk's share)\n");
+			return 0;
+		} else {
+			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[i]);
+			return 2;
+		}
+	}
+	static char path[PATH_MAX];
+	if (!server) {
+		char self[PATH_MAX];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n <= 0)
+			bench_die(prog, "readlink /proc/self/exe", -errno);
+		self[n] = '\0';
+		snprintf(path, sizeof(path), "%s/../gateway/boxoffice-server", dirname(self));
+		server = path;
+	}
+	if (access(server, X_OK) != 0) {
+		fprintf(stderr, "%s: no server at %s (build it, or pass --server)\n", prog, server);
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", 17400 + (int)(getpid() % 1000));
+	start_server(server, url, sync);
+	atexit(stop_server);
+
+	/* Wait until it answers, then create the events. */
+	boc_client *c = open_client(url, 4096, 4, 0);
+	bo_cmd cmd;
+	bo_result res;
+	char err[256];
+	int up = 0;
+	for (int i = 0; i < 100 && !up; i++) {
+		boc_query_avail(&cmd, 1);
+		up = boc_call(c, &cmd, &res, err, sizeof(err)) == 0;
+		if (!up)
+			usleep(100000);
+	}
+	if (!up)
+		bench_die(prog, "waiting for the server", -ETIMEDOUT);
+	for (uint32_t e = 0; e < EVENTS; e++) {
+		bo_seatmap *m = bench_map(ROWS, PER_ROW, 4);
+		boc_create_event(&cmd, 1, 0, 100 + e, m);
+		int rc = boc_call(c, &cmd, &res, err, sizeof(err));
+		bo_seatmap_free(m);
+		if (rc < 0 || res.status != BO_OK)
+			bench_die(prog, "create_event", rc < 0 ? rc : -EPROTO);
+	}
+	boc_close(c);
+
+	const int64_t phase = quick ? 1000000000ll : 5000000000ll;
+	double cps = saturated(url, phase, 2, 4096, 8, 0);
+	fprintf(stderr, "saturated: %.0f commands/s (%" PRIu64 " without an answer)\n", cps,
+		(uint64_t)atomic_load(&no_answer));
+
+	double p50, p99, p999;
+	open_loop(url, quick ? 100000 : 1000000, &p50, &p99, &p999);
+	fprintf(stderr, "offered 100k/s: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n", p50, p99, p999);
+
+	double single = saturated(url, phase, 1, 1, 64, 1);
+	fprintf(stderr, "one command per message: %.0f/s\n", single);
+
+	/* The same message pattern against a bare echo: one hold per message. */
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	uint64_t rng = 7;
+	make_command(&cmd, &rng);
+	cmd.request_id = 1;
+	if (wire_encode_request(&cmd, 1, 1, &sb) != 0)
+		bench_die(prog, "wire_encode_request", -EINVAL);
+	double echo = echo_rate((const uint8_t *)sb.data, sb.size, 64, phase);
+	fprintf(stderr, "bare nng echo, %zu-byte messages, 64 in flight: %.0f/s\n", sb.size, echo);
+	msgpack_sbuffer_destroy(&sb);
+
+	uint64_t lost = atomic_load(&no_answer);
+	stop_server();
+	printf("{\"bench\":\"e2e\",\"quick\":%s,\"sync\":\"%s\",\"commands_per_sec\":%.0f,\"offered_per_sec\":100000,"
+	       "\"latency_ms_p50\":%.3f,\"latency_ms_p99\":%.3f,\"latency_ms_p999\":%.3f,"
+	       "\"single_requests_per_sec\":%.0f,\"nng_echo_messages_per_sec\":%.0f,"
+	       "\"single_vs_echo\":%.2f,\"no_answer\":%" PRIu64 "}\n",
+	       quick ? "true" : "false", sync, cps, p50, p99, p999, single, echo, echo > 0 ? single / echo : 0.0,
+	       lost);
+	return lost == 0 ? 0 : 1;
+}

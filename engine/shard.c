@@ -505,6 +505,9 @@ static void *shard_main(void *arg)
 		}
 		if (!ring_wait(s->in, tick_ns) && tick(s) < 0)
 			break;
+		/* Idle too: a snapshot child that finished must be reaped (and
+		 * its segments pruned) even when no command comes. */
+		maybe_snapshot(s);
 	}
 	if (!shard_failed(s))
 		wait_pending(s, 1);

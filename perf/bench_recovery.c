@@ -201,7 +201,8 @@ int main(int argc, char **argv)
 	make_batch(batch, 1, &rng, &req, events, seats);
 	run(s, batch, 1);
 	shard_stats st = {0};
-	for (int i = 0; i < 600000 && st.snapshots == 0; i++) {
+	/* Wait (at most 10 minutes) for the child to write it. */
+	for (int i = 0; i < 12000 && st.snapshots == 0; i++) {
 		drain_until_idle(s);
 		shard_stats_get(s, &st);
 	}
@@ -226,6 +227,7 @@ int main(int argc, char **argv)
 	for (uint32_t e = 0; e < big_events; e++)
 		create_event(s, 100 + e, 10000, 100, ++req);
 	uint64_t target = quick ? 1 : 2;
+	memset(&st, 0, sizeof(st));
 	for (uint64_t sent = 0; st.snapshots < target && sent < 50000000;) {
 		make_batch(batch, 4096, &rng, &req, big_events, 1000000);
 		run(s, batch, 4096);

@@ -67,15 +67,18 @@ extern "C" {
 
 /* ---- Outcomes without a server answer ------------------------------------
  * Negative errno values, so every function keeps the 0 / -errno rule. */
-#define BOC_ERR_TIMEOUT (-ETIMEDOUT)  /* no reply within timeout_ms (server down,
-				       * unreachable, overloaded or slow) */
-#define BOC_ERR_CLOSED (-ESHUTDOWN)   /* boc_close() ended it before a reply came */
-#define BOC_ERR_PROTOCOL (-EPROTO)    /* the reply could not be decoded or did not
-				       * match the request (count, request id) */
-#define BOC_ERR_INVALID (-EINVAL)     /* the command has no wire encoding (op, seat
-				       * count, payref, seat map); never sent */
-#define BOC_ERR_NOMEM (-ENOMEM)	      /* out of memory while encoding or sending */
-#define BOC_ERR_TRANSPORT (-EIO)      /* any other nng failure */
+/* No reply within timeout_ms: server down, unreachable, overloaded or slow. */
+#define BOC_ERR_TIMEOUT (-ETIMEDOUT)
+/* boc_close() ended the command before a reply came. */
+#define BOC_ERR_CLOSED (-ESHUTDOWN)
+/* The reply could not be decoded or did not match the request (count, ids). */
+#define BOC_ERR_PROTOCOL (-EPROTO)
+/* The command has no wire encoding (op, seat count, payref, seat map): never sent. */
+#define BOC_ERR_INVALID (-EINVAL)
+/* Out of memory while encoding or sending. */
+#define BOC_ERR_NOMEM (-ENOMEM)
+/* Any other nng failure. */
+#define BOC_ERR_TRANSPORT (-EIO)
 
 /* bo_result.status of a result that carries a BOC_ERR_* (not a bo_status). */
 #define BOC_STATUS_NO_ANSWER 255u
@@ -86,7 +89,7 @@ extern "C" {
 /* ---- Options ------------------------------------------------------------- */
 
 /* Defaults and bounds. Each zero field of boc_options takes its default. */
-#define BOC_LINGER_US_DEFAULT 200u   /* ~1% of a round trip: small latency cost */
+#define BOC_LINGER_US_DEFAULT 200u   /* ~4 round trips; 20 commands at 100k/s */
 #define BOC_LINGER_US_MAX 1000000u   /* a second of batching is a bug */
 #define BOC_BATCH_MAX_DEFAULT 4096u  /* = WIRE_BATCH_MAX, the server's message bound */
 #define BOC_INFLIGHT_MAX_DEFAULT 4u  /* messages in flight: 2 cores, 2 per core */
@@ -159,12 +162,14 @@ int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx);
  * (errlen 0). Returns within about timeout_ms (+ linger). Must not be
  * called from a callback. */
 int boc_call(boc_client *c, const bo_cmd *cmd, bo_result *out /* OUT */, char *err /* OUT */,
-	     size_t errlen);
+             size_t errlen);
 
 /* Sends what is queued, waits up to timeout_ms for the replies in flight,
  * fails everything still unanswered with BOC_ERR_CLOSED, closes the socket
  * and frees the client. Every callback has run when it returns. NULL is a
- * no-op. Must not be called from a callback or twice. */
+ * no-op. Must not be called from a callback or twice; boc_submit calls that
+ * race with it get -ESHUTDOWN until it frees the client, so the caller
+ * stops its submitting threads before calling it. */
 void boc_close(boc_client *c);
 
 /* The client id mutating commands get when they carry 0. */
@@ -178,11 +183,11 @@ uint64_t boc_next_request_id(boc_client *c);
 /* Counters since boc_open, for tests and metrics (racy snapshot). */
 typedef struct boc_stats {
 	uint64_t commands_submitted; /* accepted by boc_submit */
-	uint64_t messages_sent;	     /* request messages handed to nng */
-	uint64_t commands_sent;	     /* commands inside those messages */
-	uint64_t replies;	     /* commands answered by the server */
-	uint64_t failures;	     /* commands completed with a BOC_ERR_* */
-	uint64_t refused_busy;	     /* boc_submit calls answered -EBUSY */
+	uint64_t messages_sent;      /* request messages handed to nng */
+	uint64_t commands_sent;      /* commands inside those messages */
+	uint64_t replies;            /* commands answered by the server */
+	uint64_t failures;           /* commands completed with a BOC_ERR_* */
+	uint64_t refused_busy;       /* boc_submit calls answered -EBUSY */
 } boc_stats;
 void boc_stats_get(boc_client *c, boc_stats *out /* OUT */);
 
@@ -205,26 +210,25 @@ const char *boc_detail_text(int detail);
  * be 0 (the library fills them in at submit). Values are not checked here:
  * the server answers what is wrong with them. ttl_ms is milliseconds. */
 void boc_create_event(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		      const bo_seatmap *map /* borrowed, see boc_submit */);
+                      const bo_seatmap *map /* borrowed, see boc_submit */);
 /* n > BO_SEATS_PER_HOLD_MAX makes a command boc_submit refuses (-EINVAL). */
 void boc_hold_seats(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		    const uint32_t *seats, uint32_t n, uint32_t ttl_ms);
-void boc_hold_best(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		   uint8_t category, uint16_t quantity, uint32_t ttl_ms);
+                    const uint32_t *seats, uint32_t n, uint32_t ttl_ms);
+void boc_hold_best(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint8_t category,
+                   uint16_t quantity, uint32_t ttl_ms);
 void boc_hold_pool(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint8_t pool,
-		   uint16_t quantity, uint32_t ttl_ms);
+                   uint16_t quantity, uint32_t ttl_ms);
 void boc_extend(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold,
-		uint32_t ttl_ms);
+                uint32_t ttl_ms);
 void boc_release(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold);
 /* payref longer than BO_PAYREF_LEN_MAX makes a command boc_submit refuses. */
 void boc_confirm(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold,
-		 const char *payref);
-void boc_cancel(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		uint64_t booking);
+                 const char *payref);
+void boc_cancel(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t booking);
 void boc_block(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-	       const uint32_t *seats, uint32_t n);
+               const uint32_t *seats, uint32_t n);
 void boc_unblock(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		 const uint32_t *seats, uint32_t n);
+                 const uint32_t *seats, uint32_t n);
 void boc_query_avail(bo_cmd *cmd, uint64_t event);
 void boc_query_seats(bo_cmd *cmd, uint64_t event, const uint32_t *seats, uint32_t n);
 

@@ -60,30 +60,34 @@
 _Static_assert(BOC_BATCH_MAX_DEFAULT == WIRE_BATCH_MAX, "a default batch is a full message");
 _Static_assert(BOC_TEXT_LEN_MAX >= WIRE_ERROR_LEN_MAX, "a reply's error text fits");
 _Static_assert(BOC_STATUS_NO_ANSWER >= BO_STATUS_COUNT && BOC_STATUS_NO_ANSWER <= UINT8_MAX,
-	       "no-answer status is no bo_status and fits bo_result.status");
+               "no-answer status is no bo_status and fits bo_result.status");
 
 /* One submitted command waiting for its outcome. */
 typedef struct entry {
-	bo_cmd cmd;	    /* copy of the caller's command, ids filled in */
-	boc_callback cb;    /* may be NULL */
-	void *ctx;	    /* cb's argument */
-	int64_t submit_ns;  /* CLOCK_MONOTONIC at boc_submit: starts its timeout */
+	bo_cmd cmd;        /* copy of the caller's command, ids filled in */
+	boc_callback cb;   /* may be NULL */
+	void *ctx;         /* cb's argument */
+	int64_t submit_ns; /* CLOCK_MONOTONIC at boc_submit: starts its timeout */
 } entry;
 
-enum slot_phase { SLOT_FREE = 0, SLOT_SENDING, SLOT_RECEIVING };
+enum slot_phase {
+	SLOT_FREE = 0,
+	SLOT_SENDING,
+	SLOT_RECEIVING
+};
 
 /* One message in flight: an nng context and the batch it carries. */
 typedef struct slot {
 	struct boc_client *client;
 	nng_ctx ctx;
 	nng_aio *aio;
-	int phase;		 /* slot_phase; FREE only under client->mu */
-	uint32_t n;		 /* entries in e[] */
-	int64_t deadline_ns;	 /* oldest entry's submit + timeout */
-	entry *e;		 /* [batch_max] */
-	bo_result *res;		 /* [batch_max] decoded replies */
-	wire_reply_info *info;	 /* [batch_max] */
-	msgpack_sbuffer sbuf;	 /* encoded request, reused */
+	int phase;             /* slot_phase; FREE only under client->mu */
+	uint32_t n;            /* entries in e[] */
+	int64_t deadline_ns;   /* oldest entry's submit + timeout */
+	entry *e;              /* [batch_max] */
+	bo_result *res;        /* [batch_max] decoded replies */
+	wire_reply_info *info; /* [batch_max] */
+	msgpack_sbuffer sbuf;  /* encoded request, reused */
 	struct slot *next_free;
 } slot;
 
@@ -94,16 +98,16 @@ struct boc_client {
 
 	pthread_mutex_t mu;
 	pthread_cond_t flush_cv; /* flusher waits: queue due, slot freed, closing */
-	pthread_cond_t idle_cv;	 /* boc_close waits: queue empty and all slots free */
+	pthread_cond_t idle_cv;  /* boc_close waits: queue empty and all slots free */
 	/* Under mu: */
-	entry *q;	     /* [queue_max] ring */
-	uint32_t q_head;     /* oldest queued */
-	uint32_t q_len;	     /* queued, not taken */
-	uint32_t q_taking;   /* taken by the flusher, still being copied */
-	slot *free_slots;    /* stack of SLOT_FREE slots */
+	entry *q;          /* [queue_max] ring */
+	uint32_t q_head;   /* oldest queued */
+	uint32_t q_len;    /* queued, not taken */
+	uint32_t q_taking; /* taken by the flusher, still being copied */
+	slot *free_slots;  /* stack of SLOT_FREE slots */
 	uint32_t slots_busy;
-	bool closing;	     /* boc_close began: refuse submits, flush without linger */
-	bool stopping;	     /* boc_close stops the flusher and the aios */
+	bool closing;  /* boc_close began: refuse submits, flush without linger */
+	bool stopping; /* boc_close stops the flusher and the aios */
 
 	slot *slots; /* [inflight_max] */
 	pthread_t flusher;
@@ -111,8 +115,7 @@ struct boc_client {
 	/* Relaxed everywhere: ids only need to be distinct, and the counters
 	 * are statistics that order nothing. */
 	_Atomic uint64_t request_seq;
-	_Atomic uint64_t st_submitted, st_messages, st_cmds_sent, st_replies, st_failures,
-		st_busy;
+	_Atomic uint64_t st_submitted, st_messages, st_cmds_sent, st_replies, st_failures, st_busy;
 };
 
 /* ---- Helpers ------------------------------------------------------------- */
@@ -126,7 +129,7 @@ static int64_t mono_ns(void)
 
 static struct timespec ns_to_ts(int64_t ns)
 {
-	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
 	return ts;
 }
 
@@ -168,7 +171,7 @@ static const char *nng_why(int rv, const char *timeout_text)
 
 /* Calls one entry's callback with a client error. */
 static void fail_entry(boc_client *c, const entry *en, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 static void fail_entry(boc_client *c, const entry *en, int err, const char *fmt, ...)
 {
 	assert(err < 0);
@@ -238,7 +241,7 @@ static void slot_deliver(slot *s, nng_msg *msg)
 	boc_client *c = s->client;
 	wire_msg m;
 	int rv = wire_decode_replies(nng_msg_body(msg), nng_msg_len(msg), s->res, s->info,
-				     c->opt.batch_max, &m);
+	                             c->opt.batch_max, &m);
 	if (rv != 0) {
 		char why[WIRE_ERROR_LEN_MAX + 32]; /* fail_entry cuts it to the text size */
 		snprintf(why, sizeof(why), "undecodable reply: %s", m.error);
@@ -249,7 +252,7 @@ static void slot_deliver(slot *s, nng_msg *msg)
 	if (!whole && (!m.is_array || m.count != s->n)) {
 		char why[BOC_TEXT_LEN_MAX];
 		snprintf(why, sizeof(why), "reply has %" PRIu32 " answers for %" PRIu32 " commands",
-			 m.count, s->n);
+		         m.count, s->n);
 		slot_fail_all(s, BOC_ERR_PROTOCOL, why);
 		return;
 	}
@@ -266,8 +269,8 @@ static void slot_deliver(slot *s, nng_msg *msg)
 			r.event_id = en->cmd.event_id;
 		} else if (r.request_id != en->cmd.request_id || r.op != en->cmd.op) {
 			fail_entry(c, en, BOC_ERR_PROTOCOL,
-				   "reply %" PRIu32 " answers request %" PRIu64 ", sent %" PRIu64, i,
-				   r.request_id, en->cmd.request_id);
+			           "reply %" PRIu32 " answers request %" PRIu64 ", sent %" PRIu64,
+			           i, r.request_id, en->cmd.request_id);
 			continue;
 		}
 		atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
@@ -286,9 +289,12 @@ static void slot_aio_cb(void *arg)
 	if (s->phase == SLOT_SENDING) {
 		if (rv != 0) {
 			/* The message is still ours when a send fails. */
-			nng_msg_free(nng_aio_get_msg(s->aio));
+			nng_msg *msg = nng_aio_get_msg(s->aio);
+			if (msg != NULL)
+				nng_msg_free(msg);
 			nng_aio_set_msg(s->aio, NULL);
-			slot_fail_all(s, err_from_nng(rv), nng_why(rv, "no connection to the server"));
+			slot_fail_all(s, err_from_nng(rv),
+			              nng_why(rv, "no connection to the server"));
 			slot_release(s);
 			return;
 		}
@@ -365,7 +371,7 @@ static void slot_send(slot *s)
 		expired++;
 	if (expired > 0) {
 		fail_range(c, s->e, expired, BOC_ERR_TIMEOUT,
-			   "timed out in the local queue (all connections busy)");
+		           "timed out in the local queue (all connections busy)");
 		memmove(s->e, s->e + expired, (size_t)(s->n - expired) * sizeof(entry));
 		s->n -= expired;
 	}
@@ -610,7 +616,7 @@ uint64_t boc_next_request_id(boc_client *c)
 	assert(c != NULL);
 	for (;;) {
 		uint64_t id = c->request_base +
-			      atomic_fetch_add_explicit(&c->request_seq, 1, memory_order_relaxed);
+		              atomic_fetch_add_explicit(&c->request_seq, 1, memory_order_relaxed);
 		if (id != 0)
 			return id;
 	}
@@ -681,7 +687,7 @@ static void sync_cb(void *arg, int err, const bo_result *res, const char *text)
 int boc_call(boc_client *c, const bo_cmd *cmd, bo_result *out, char *err, size_t errlen)
 {
 	assert(c != NULL && cmd != NULL && out != NULL && (err != NULL || errlen == 0));
-	sync_wait w = { .out = out, .text = err, .textlen = errlen };
+	sync_wait w = {.out = out, .text = err, .textlen = errlen};
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
 	int rv = boc_submit(c, cmd, sync_cb, &w);
@@ -728,7 +734,9 @@ void boc_close(boc_client *c)
 		if (s->phase != SLOT_FREE) {
 			/* A callback that could not start its receive after the
 			 * stop did not run again: its entries are still here. */
-			nng_msg_free(nng_aio_get_msg(s->aio));
+			nng_msg *msg = nng_aio_get_msg(s->aio);
+			if (msg != NULL)
+				nng_msg_free(msg);
 			nng_aio_set_msg(s->aio, NULL);
 			slot_fail_all(s, BOC_ERR_CLOSED, "client closed before the reply");
 			s->phase = SLOT_FREE;
@@ -737,7 +745,7 @@ void boc_close(boc_client *c)
 	/* No flusher any more: what is queued was never sent. */
 	for (uint32_t k = 0; k < c->q_len; k++)
 		fail_entry(c, &c->q[(c->q_head + k) % c->opt.queue_max], BOC_ERR_CLOSED,
-			   "client closed before the command was sent");
+		           "client closed before the command was sent");
 	c->q_len = 0;
 
 	for (uint32_t i = 0; i < c->opt.inflight_max; i++) {
@@ -837,22 +845,22 @@ static void cmd_seats(bo_cmd *cmd, const uint32_t *seats, uint32_t n)
 }
 
 void boc_create_event(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		      const bo_seatmap *map)
+                      const bo_seatmap *map)
 {
 	cmd_init(cmd, BO_OP_CREATE_EVENT, client, request, event);
 	cmd->map = map;
 }
 
 void boc_hold_seats(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		    const uint32_t *seats, uint32_t n, uint32_t ttl_ms)
+                    const uint32_t *seats, uint32_t n, uint32_t ttl_ms)
 {
 	cmd_init(cmd, BO_OP_HOLD_SEATS, client, request, event);
 	cmd_seats(cmd, seats, n);
 	cmd->ttl_ms = ttl_ms;
 }
 
-void boc_hold_best(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		   uint8_t category, uint16_t quantity, uint32_t ttl_ms)
+void boc_hold_best(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint8_t category,
+                   uint16_t quantity, uint32_t ttl_ms)
 {
 	cmd_init(cmd, BO_OP_HOLD_BEST, client, request, event);
 	cmd->category = category;
@@ -861,7 +869,7 @@ void boc_hold_best(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t even
 }
 
 void boc_hold_pool(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint8_t pool,
-		   uint16_t quantity, uint32_t ttl_ms)
+                   uint16_t quantity, uint32_t ttl_ms)
 {
 	cmd_init(cmd, BO_OP_HOLD_POOL, client, request, event);
 	cmd->pool = pool;
@@ -870,7 +878,7 @@ void boc_hold_pool(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t even
 }
 
 void boc_extend(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold,
-		uint32_t ttl_ms)
+                uint32_t ttl_ms)
 {
 	cmd_init(cmd, BO_OP_EXTEND, client, request, event);
 	cmd->claim_id = hold;
@@ -884,7 +892,7 @@ void boc_release(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
 }
 
 void boc_confirm(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold,
-		 const char *payref)
+                 const char *payref)
 {
 	assert(payref != NULL);
 	cmd_init(cmd, BO_OP_CONFIRM, client, request, event);
@@ -901,14 +909,14 @@ void boc_cancel(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, 
 }
 
 void boc_block(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-	       const uint32_t *seats, uint32_t n)
+               const uint32_t *seats, uint32_t n)
 {
 	cmd_init(cmd, BO_OP_BLOCK, client, request, event);
 	cmd_seats(cmd, seats, n);
 }
 
 void boc_unblock(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
-		 const uint32_t *seats, uint32_t n)
+                 const uint32_t *seats, uint32_t n)
 {
 	cmd_init(cmd, BO_OP_UNBLOCK, client, request, event);
 	cmd_seats(cmd, seats, n);

@@ -86,7 +86,7 @@ __attribute__((format(printf, 1, 2))) static void shim_log(const char *fmt, ...)
 	static void suite##_##name(void);                                        \
 	__attribute__((constructor)) static void suite##_##name##_register(void) \
 	{                                                                        \
-		(void)(struct shim_opts){ .pad_ = 0, __VA_ARGS__ };              \
+		(void)(struct shim_opts){.pad_ = 0, __VA_ARGS__};                \
 		shim_register(#suite "::" #name, suite##_##name);                \
 	}                                                                        \
 	static void suite##_##name(void)
@@ -138,12 +138,12 @@ int main(void)
 /* ---- Stub server --------------------------------------------------------- */
 
 enum stub_mode {
-	STUB_ECHO,	/* answer every command ok */
-	STUB_SILENT,	/* receive, never answer */
-	STUB_BUSY,	/* answer the whole message busy (message-level reply) */
-	STUB_GARBAGE,	/* answer bytes that are not msgpack */
-	STUB_SHORT,	/* answer one reply fewer than commands */
-	STUB_WRONG_ID,	/* answer with request ids + 1 */
+	STUB_ECHO,     /* answer every command ok */
+	STUB_SILENT,   /* receive, never answer */
+	STUB_BUSY,     /* answer the whole message busy (message-level reply) */
+	STUB_GARBAGE,  /* answer bytes that are not msgpack */
+	STUB_SHORT,    /* answer one reply fewer than commands */
+	STUB_WRONG_ID, /* answer with request ids + 1 */
 };
 
 typedef struct stub {
@@ -174,7 +174,7 @@ static void stub_answer(stub *s, nng_msg *req)
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	int rv = wire_decode_request(nng_msg_body(req), nng_msg_len(req), s->cmds, s->errs,
-				     WIRE_BATCH_MAX, &m);
+	                             WIRE_BATCH_MAX, &m);
 	cr_assert_eq(rv, 0, "stub got an undecodable request: %s", m.error);
 	atomic_fetch_add(&s->commands, m.count);
 	atomic_fetch_add(&s->messages, 1);
@@ -319,7 +319,7 @@ static void wait_callbacks(unsigned want, int64_t ms)
 	while (atomic_load(&callbacks_total) < want && now_ms() < end)
 		usleep(1000);
 	cr_assert_eq(atomic_load(&callbacks_total), want, "callbacks: %u of %u",
-		     atomic_load(&callbacks_total), want);
+	             atomic_load(&callbacks_total), want);
 }
 
 static boc_options opts(uint32_t timeout_ms)
@@ -332,7 +332,7 @@ static boc_options opts(uint32_t timeout_ms)
 
 static void hold_cmd(bo_cmd *cmd, uint64_t request)
 {
-	uint32_t seats[3] = { 12, 13, 14 };
+	uint32_t seats[3] = {12, 13, 14};
 	boc_hold_seats(cmd, 0, request, 42, seats, 3, 600000);
 }
 
@@ -415,7 +415,7 @@ Test(client, full_queue_refuses_at_once_and_close_fails_the_rest)
 	cr_assert_eq(atomic_load(&callbacks_total), accepted);
 	for (unsigned i = 0; i < accepted; i++) {
 		cr_assert_eq(atomic_load(&t[i].calls), 1, "command %u: %d calls", i,
-			     atomic_load(&t[i].calls));
+		             atomic_load(&t[i].calls));
 		int err = atomic_load(&t[i].err);
 		cr_assert(err == BOC_ERR_CLOSED || err == BOC_ERR_TIMEOUT, "err %d", err);
 		cr_assert_eq(atomic_load(&t[i].status), BOC_STATUS_NO_ANSWER);
@@ -429,7 +429,7 @@ Test(client, unencodable_commands_are_refused)
 	bo_cmd cmd;
 	memset(&cmd, 0, sizeof(cmd));
 	cr_assert_eq(boc_submit(c, &cmd, NULL, NULL), -EINVAL, "op 0");
-	uint32_t seats[BO_SEATS_PER_HOLD_MAX + 1] = { 0 };
+	uint32_t seats[BO_SEATS_PER_HOLD_MAX + 1] = {0};
 	boc_hold_seats(&cmd, 1, 1, 1, seats, BO_SEATS_PER_HOLD_MAX + 1, 600000);
 	cr_assert_eq(boc_submit(c, &cmd, NULL, NULL), -EINVAL, "17 seats");
 	boc_create_event(&cmd, 1, 1, 1, NULL);
@@ -446,7 +446,7 @@ Test(client, unencodable_commands_are_refused)
 
 typedef struct submitter {
 	boc_client *c;
-	tracked *t; /* [PER_THREAD] */
+	tracked *t;       /* [PER_THREAD] */
 	uint32_t pace_us; /* pause between submits (0: as fast as possible) */
 	int busy_retries;
 } submitter;
@@ -493,7 +493,7 @@ static void concurrent_submits(uint32_t pace_us)
 	submitter subs[THREADS];
 	pthread_t th[THREADS];
 	for (int k = 0; k < THREADS; k++) {
-		subs[k] = (submitter){ .c = c, .t = t[k], .pace_us = pace_us };
+		subs[k] = (submitter){.c = c, .t = t[k], .pace_us = pace_us};
 		cr_assert_eq(pthread_create(&th[k], NULL, submit_main, &subs[k]), 0);
 	}
 	for (int k = 0; k < THREADS; k++)
@@ -503,12 +503,12 @@ static void concurrent_submits(uint32_t pace_us)
 		for (int i = 0; i < PER_THREAD; i++) {
 			tracked *x = &t[k][i];
 			cr_assert_eq(atomic_load(&x->calls), 1, "t%d/%d: %d calls", k, i,
-				     atomic_load(&x->calls));
+			             atomic_load(&x->calls));
 			cr_assert_eq(atomic_load(&x->err), 0, "t%d/%d: err %d", k, i,
-				     atomic_load(&x->err));
+			             atomic_load(&x->err));
 			cr_assert_eq(atomic_load(&x->status), BO_OK);
 			cr_assert_eq(atomic_load(&x->claim_id), stub_claim(x->request_id),
-				     "t%d/%d got another command's reply", k, i);
+			             "t%d/%d got another command's reply", k, i);
 		}
 	unsigned msgs = atomic_load(&s->messages), cmds = atomic_load(&s->commands);
 	cr_assert_eq(cmds, THREADS * PER_THREAD);
@@ -519,7 +519,7 @@ static void concurrent_submits(uint32_t pace_us)
 	cr_assert_eq(st.replies, THREADS * PER_THREAD + 1);
 	cr_assert_eq(st.failures, 0);
 	cr_log_info("pace %u us: %u commands in %u messages (%.1f per message)", pace_us, cmds,
-		    msgs, (double)cmds / msgs);
+	            msgs, (double)cmds / msgs);
 	boc_close(c);
 	stub_stop(s);
 }
@@ -545,7 +545,9 @@ Test(client, request_and_client_ids_are_assigned)
 	boc_client *c;
 	cr_assert_eq(boc_open(s->url, &o, &c), 0);
 	cr_assert_eq(boc_client_id(c), 77);
-	enum { N = 64 };
+	enum {
+		N = 64
+	};
 	uint64_t ids[N];
 	for (int i = 0; i < N; i++) {
 		bo_cmd cmd;

@@ -1,0 +1,908 @@
+/*
+ * cli.c — boxoffice-cli: one command to a boxoffice server, one answer out.
+ *
+ * Built on the client library's synchronous boc_call with batching off
+ * (linger 0, one command per message): a person or a script waits for
+ * this one answer, there is nothing to coalesce it with.
+ *
+ * Exit codes (EXIT_* below) let scripts tell apart "the server said no"
+ * (1) from "wrong arguments" (2) and "no answer" (3), which is the
+ * difference between "do not retry" and "retry with the same --client and
+ * --request" (the server's idempotency window makes that safe).
+ *
+ * Output: one human line (or a few, for status) on stdout; --json prints
+ * one JSON object per reply on stdout instead. Errors about arguments and
+ * connections go to stderr.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "boxoffice.h"
+
+enum {
+	EXIT_OK = 0,        /* the server answered ok */
+	EXIT_REFUSED = 1,   /* the server answered, not ok (status printed) */
+	EXIT_USAGE = 2,     /* bad arguments, unreadable map file */
+	EXIT_NO_ANSWER = 3, /* unreachable, timeout, protocol error */
+};
+
+#define CLI_URL_DEFAULT "tcp://127.0.0.1:7400"
+#define CLI_TTL_MS_DEFAULT 600000u /* ten minutes: a typical checkout */
+#define CLI_POOLS_MAX BO_POOLS_PER_EVENT_MAX
+
+static const char *const usage_main =
+        "usage: boxoffice-cli [OPTIONS] COMMAND [ARGS]\n"
+        "\n"
+        "Sends one command to a boxoffice server and prints its answer.\n"
+        "\n"
+        "Options (before COMMAND):\n"
+        "  --url URL        server address (default $BOXOFFICE_URL or " CLI_URL_DEFAULT ")\n"
+        "  --json           print the reply as one JSON object\n"
+        "  --client ID      client id of mutating commands (default: random per run)\n"
+        "  --request ID     request id (default: random); repeat the same --client and\n"
+        "                   --request to retry a command safely: the server answers a\n"
+        "                   repeated request with its first answer\n"
+        "  --timeout MS     give up after MS milliseconds (default 5000)\n"
+        "  -h, --help       this text; COMMAND --help for a command's\n"
+        "\n"
+        "Commands:\n"
+        "  create-event ID  --rows R --seats-per-row N [--categories C] [--pool CAP]...\n"
+        "                   | --map FILE\n"
+        "  hold ID          --seats LIST | --best N --category C | --pool P --quantity Q\n"
+        "                   [--ttl-ms T]\n"
+        "  extend ID HOLD   [--ttl-ms T]\n"
+        "  release ID HOLD\n"
+        "  confirm ID HOLD  --payref REF\n"
+        "  cancel ID BOOKING\n"
+        "  block ID         --seats LIST\n"
+        "  unblock ID       --seats LIST\n"
+        "  status ID        [--seats LIST]\n"
+        "\n"
+        "IDs are decimal or 0x-hexadecimal. LIST is seats numbered from 0 in map\n"
+        "order, e.g. 12,13,14 or 12-14 (at most 16).\n"
+        "\n"
+        "Exit status: 0 ok; 1 the server answered but refused (status printed);\n"
+        "2 bad arguments; 3 no answer (server unreachable, timeout, protocol error).\n";
+
+static const char *const usage_create =
+        "usage: boxoffice-cli create-event ID --rows R --seats-per-row N [--categories C]\n"
+        "                                     [--pool CAP]...\n"
+        "       boxoffice-cli create-event ID --map FILE\n"
+        "\n"
+        "Creates event ID. With flags: R rows of N seats in section 0, best row first;\n"
+        "the rows are split into C price categories (default 1) from best to worst,\n"
+        "category 0 first; each --pool adds a general-admission pool of CAP places.\n"
+        "\n"
+        "With --map, FILE holds one directive per line ('#' starts a comment):\n"
+        "  row SECTION SEATS CATEGORY          one row (rows are listed best first)\n"
+        "  rows COUNT SECTION SEATS CATEGORY   COUNT such rows\n"
+        "  pool CAPACITY                       a general-admission pool\n"
+        "  categories C                        price categories (default: highest\n"
+        "                                      category used + 1)\n"
+        "Example:\n"
+        "  rows 10 1 20 0      # section 1: ten rows of 20 seats, category 0\n"
+        "  rows 20 2 30 1\n"
+        "  pool 500            # standing area\n";
+
+static const char *const usage_hold =
+        "usage: boxoffice-cli hold ID --seats LIST [--ttl-ms T]\n"
+        "       boxoffice-cli hold ID --best N --category C [--ttl-ms T]\n"
+        "       boxoffice-cli hold ID --pool P --quantity Q [--ttl-ms T]\n"
+        "\n"
+        "Holds the listed seats (all or nothing), the best N seats of category C, or\n"
+        "Q places of pool P, for T milliseconds (default 600000). Prints the hold id\n"
+        "that extend, release and confirm take.\n";
+
+static const char *const usage_extend =
+        "usage: boxoffice-cli extend ID HOLD [--ttl-ms T]\n"
+        "\nMakes hold HOLD of event ID expire T ms from now (default 600000).\n";
+static const char *const usage_release =
+        "usage: boxoffice-cli release ID HOLD\n\nReleases hold HOLD: its seats are free again.\n";
+static const char *const usage_confirm =
+        "usage: boxoffice-cli confirm ID HOLD --payref REF\n"
+        "\nTurns hold HOLD into a booking (same id), paid by payment reference REF\n"
+        "(at most 32 bytes).\n";
+static const char *const usage_cancel =
+        "usage: boxoffice-cli cancel ID BOOKING\n\nCancels a booking: its seats are free again.\n";
+static const char *const usage_block =
+        "usage: boxoffice-cli block ID --seats LIST\n"
+        "       boxoffice-cli unblock ID --seats LIST\n"
+        "\nTakes free seats off sale (block) or puts blocked seats back on sale (unblock).\n";
+static const char *const usage_status =
+        "usage: boxoffice-cli status ID [--seats LIST]\n"
+        "\nPrints the availability of event ID (seats per state, free seats per\n"
+        "category, pools), or the state of the listed seats.\n";
+
+/* ---- Argument helpers ---------------------------------------------------- */
+
+static const char *g_usage = NULL;   /* the usage text bad arguments point to */
+static const char *g_command = NULL; /* the command being parsed, for that hint */
+
+__attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("boxoffice-cli: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	fprintf(stderr, "(boxoffice-cli %s%s--help for usage)\n", g_command ? g_command : "",
+	        g_command ? " " : "");
+	exit(EXIT_USAGE);
+}
+
+/* Parses a whole unsigned number (decimal or 0x hex) no larger than max. */
+static uint64_t parse_u64(const char *what, const char *s, uint64_t max)
+{
+	if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
+		usage_error("%s: expected a number, got '%s'", what, s ? s : "");
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno != 0 || *end != '\0')
+		usage_error("%s: expected a number, got '%s'", what, s);
+	if (v > max)
+		usage_error("%s: %s is larger than %" PRIu64, what, s, max);
+	return v;
+}
+
+/* "12,13,14" or "12-14" or a mix; at most BO_SEATS_PER_HOLD_MAX seats. */
+static uint32_t parse_seats(const char *s, uint32_t *seats)
+{
+	uint32_t n = 0;
+	char buf[256];
+	size_t len = strlen(s);
+	if (len >= sizeof(buf))
+		usage_error("--seats: list too long");
+	if (len == 0 || s[0] == ',' || s[len - 1] == ',' || strstr(s, ",,") != NULL)
+		usage_error("--seats: empty entry in '%s'", s);
+	strcpy(buf, s);
+	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *dash = strchr(tok, '-');
+		uint64_t lo, hi;
+		if (dash != NULL && dash != tok) {
+			*dash = '\0';
+			lo = parse_u64("--seats", tok, BO_SEATS_PER_EVENT_MAX - 1);
+			hi = parse_u64("--seats", dash + 1, BO_SEATS_PER_EVENT_MAX - 1);
+			if (hi < lo)
+				usage_error("--seats: range %" PRIu64 "-%" PRIu64 " goes backwards",
+				            lo, hi);
+		} else {
+			lo = hi = parse_u64("--seats", tok, BO_SEATS_PER_EVENT_MAX - 1);
+		}
+		for (uint64_t v = lo; v <= hi; v++) {
+			if (n == BO_SEATS_PER_HOLD_MAX)
+				usage_error("--seats: at most %u seats", BO_SEATS_PER_HOLD_MAX);
+			seats[n++] = (uint32_t)v;
+		}
+	}
+	if (n == 0)
+		usage_error("--seats: no seats given");
+	return n;
+}
+
+/* Command arguments after the command name: positionals and --name VALUE
+ * (or --name=VALUE) options, in any order. */
+typedef struct args {
+	int npos;
+	const char *pos[4];
+	int nopt;
+	const char *name[32];
+	const char *value[32];
+	bool used[32];
+} args;
+
+static const char *const flag_options[] = {"json", NULL}; /* take no value */
+
+static bool is_flag(const char *name)
+{
+	for (int i = 0; flag_options[i]; i++)
+		if (strcmp(name, flag_options[i]) == 0)
+			return true;
+	return false;
+}
+
+static void args_parse(args *a, int argc, char **argv)
+{
+	memset(a, 0, sizeof(*a));
+	for (int i = 0; i < argc; i++) {
+		const char *s = argv[i];
+		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+			fputs(g_usage, stdout);
+			exit(EXIT_OK);
+		}
+		if (strncmp(s, "--", 2) != 0 || s[2] == '\0') {
+			if (a->npos == 4)
+				usage_error("unexpected argument '%s'", s);
+			a->pos[a->npos++] = s;
+			continue;
+		}
+		if (a->nopt == 32)
+			usage_error("too many options");
+		const char *name = s + 2;
+		const char *eq = strchr(name, '=');
+		static char names[32][64];
+		if (eq != NULL) {
+			size_t len = (size_t)(eq - name);
+			if (len >= sizeof(names[0]))
+				usage_error("unknown option '%s'", s);
+			memcpy(names[a->nopt], name, len);
+			names[a->nopt][len] = '\0';
+			a->name[a->nopt] = names[a->nopt];
+			a->value[a->nopt] = eq + 1;
+		} else if (is_flag(name)) {
+			a->name[a->nopt] = name;
+			a->value[a->nopt] = "";
+		} else {
+			if (i + 1 >= argc)
+				usage_error("option --%s needs a value", name);
+			a->name[a->nopt] = name;
+			a->value[a->nopt] = argv[++i];
+		}
+		a->nopt++;
+	}
+}
+
+/* The value of option `name` (the last one given), NULL when absent. */
+static const char *opt_get(args *a, const char *name)
+{
+	const char *v = NULL;
+	for (int i = 0; i < a->nopt; i++)
+		if (strcmp(a->name[i], name) == 0) {
+			v = a->value[i];
+			a->used[i] = true;
+		}
+	return v;
+}
+
+static void args_done(args *a, int npos_want, const char *pos_names)
+{
+	/* --json may follow the command too: mark it used (main reads it). */
+	for (int i = 0; i < a->nopt; i++)
+		if (strcmp(a->name[i], "json") == 0)
+			a->used[i] = true;
+	for (int i = 0; i < a->nopt; i++)
+		if (!a->used[i])
+			usage_error("unknown option --%s for this command", a->name[i]);
+	if (a->npos != npos_want)
+		usage_error("expected %s", pos_names);
+}
+
+/* ---- Seat maps ----------------------------------------------------------- */
+
+/* A row directive before the map is allocated. */
+typedef struct row_spec {
+	uint32_t count, section, seats, category;
+} row_spec;
+
+typedef struct map_spec {
+	row_spec *rows;
+	uint32_t nspec, cap;
+	uint32_t pools[CLI_POOLS_MAX];
+	uint32_t npools;
+	uint32_t categories; /* 0 = derive */
+} map_spec;
+
+static void spec_add_row(map_spec *m, row_spec r)
+{
+	if (m->nspec == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 16;
+		m->rows = realloc(m->rows, m->cap * sizeof(row_spec));
+		if (m->rows == NULL) {
+			fprintf(stderr, "boxoffice-cli: out of memory\n");
+			exit(EXIT_NO_ANSWER);
+		}
+	}
+	m->rows[m->nspec++] = r;
+}
+
+static void spec_add_pool(map_spec *m, uint32_t cap, const char *where)
+{
+	if (m->npools == CLI_POOLS_MAX)
+		usage_error("%s: at most %u pools", where, CLI_POOLS_MAX);
+	if (cap == 0)
+		usage_error("%s: a pool needs a capacity of at least 1", where);
+	m->pools[m->npools++] = cap;
+}
+
+static void spec_read_file(map_spec *m, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		usage_error("--map %s: %s", path, strerror(errno));
+	char line[512];
+	unsigned lineno = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		char where[300];
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *tok[6];
+		int n = 0;
+		for (char *save = NULL, *t = strtok_r(line, " \t\r\n", &save); t != NULL;
+		     t = strtok_r(NULL, " \t\r\n", &save)) {
+			if (n == 6)
+				usage_error("%s: too many words", where);
+			tok[n++] = t;
+		}
+		if (n == 0)
+			continue;
+		bool one = strcmp(tok[0], "row") == 0 && n == 4;
+		if (one || (strcmp(tok[0], "rows") == 0 && n == 5)) {
+			/* "row S N C" is "rows 1 S N C". */
+			char **fld = one ? tok : tok + 1;
+			row_spec r;
+			r.count =
+			        one ? 1 : (uint32_t)parse_u64(where, tok[1], BO_ROWS_PER_EVENT_MAX);
+			r.section =
+			        (uint32_t)parse_u64(where, fld[1], BO_SECTIONS_PER_EVENT_MAX - 1);
+			r.seats = (uint32_t)parse_u64(where, fld[2], BO_SEATS_PER_ROW_MAX);
+			r.category = (uint32_t)parse_u64(where, fld[3], BO_CATEGORIES_MAX - 1);
+			spec_add_row(m, r);
+		} else if (strcmp(tok[0], "pool") == 0 && n == 2) {
+			spec_add_pool(m, (uint32_t)parse_u64(where, tok[1], BO_POOL_CAPACITY_MAX),
+			              where);
+		} else if (strcmp(tok[0], "categories") == 0 && n == 2) {
+			m->categories = (uint32_t)parse_u64(where, tok[1], BO_CATEGORIES_MAX);
+		} else {
+			fclose(f);
+			usage_error("%s: expected 'row S N C', 'rows K S N C', 'pool CAP' or "
+			            "'categories C'",
+			            where);
+		}
+	}
+	bool err = ferror(f);
+	fclose(f);
+	if (err)
+		usage_error("--map %s: read error", path);
+}
+
+/* Builds the map of a spec; exits with a usage error when it breaks a rule. */
+static bo_seatmap *spec_build(const map_spec *m)
+{
+	uint64_t rows = 0, seats = 0;
+	uint32_t cat_max = 0;
+	for (uint32_t i = 0; i < m->nspec; i++) {
+		const row_spec *r = &m->rows[i];
+		if (r->seats == 0 || r->count == 0)
+			usage_error("seat map: rows need at least one seat");
+		rows += r->count;
+		seats += (uint64_t)r->count * r->seats;
+		if (r->category + 1 > cat_max)
+			cat_max = r->category + 1;
+	}
+	if (rows > BO_ROWS_PER_EVENT_MAX || seats > BO_SEATS_PER_EVENT_MAX)
+		usage_error("seat map: %" PRIu64 " rows / %" PRIu64 " seats exceed %u / %u", rows,
+		            seats, BO_ROWS_PER_EVENT_MAX, BO_SEATS_PER_EVENT_MAX);
+	if (rows == 0 && m->npools == 0)
+		usage_error("seat map: no rows and no pools: nothing to sell");
+	uint32_t cats = m->categories ? m->categories : (cat_max ? cat_max : 1);
+	if (cats < cat_max)
+		usage_error("seat map: category %u used but only %u categories", cat_max - 1, cats);
+	bo_seatmap *map = bo_seatmap_new((uint32_t)rows, (uint32_t)seats, m->npools);
+	if (map == NULL)
+		usage_error("seat map: out of memory");
+	map->category_count = cats;
+	uint32_t ri = 0, si = 0;
+	for (uint32_t i = 0; i < m->nspec; i++)
+		for (uint32_t k = 0; k < m->rows[i].count; k++) {
+			map->rows[ri].section = (uint16_t)m->rows[i].section;
+			map->rows[ri].seats = (uint16_t)m->rows[i].seats;
+			ri++;
+			memset(map->categories + si, (int)m->rows[i].category, m->rows[i].seats);
+			si += m->rows[i].seats;
+		}
+	memcpy(map->pool_capacity, m->pools, m->npools * sizeof(uint32_t));
+	bo_detail d = bo_seatmap_check(map);
+	if (d != BO_D_NONE)
+		usage_error("seat map: %s", boc_detail_text(d));
+	return map;
+}
+
+/* ---- Output -------------------------------------------------------------- */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void json_u32_array(const char *key, const uint32_t *v, uint32_t n)
+{
+	printf(",\"%s\":[", key);
+	for (uint32_t i = 0; i < n; i++)
+		printf("%s%" PRIu32, i ? "," : "", v[i]);
+	putchar(']');
+}
+
+static void print_json(const bo_result *r, const char *text)
+{
+	const char *st = boc_status_name(r->status), *dt = boc_detail_name(r->detail);
+	printf("{\"ok\":%s,\"status\":", r->status == BO_OK ? "true" : "false");
+	json_str(st ? st : "unknown");
+	printf(",\"detail\":");
+	json_str(dt ? dt : "unknown");
+	if (text[0]) {
+		printf(",\"error\":");
+		json_str(text);
+	}
+	printf(",\"op\":");
+	json_str(boc_op_name(r->op) ? boc_op_name(r->op) : "unknown");
+	printf(",\"event\":%" PRIu64 ",\"client\":%" PRIu64 ",\"request\":%" PRIu64, r->event_id,
+	       r->client_id, r->request_id);
+	/* Claim ids are 64-bit: JSON numbers lose precision past 2^53 in many
+	 * parsers, so the hex string is the exact one. */
+	if (r->claim_id)
+		printf(",\"claim\":%" PRIu64 ",\"claim_hex\":\"0x%" PRIx64 "\"", r->claim_id,
+		       r->claim_id);
+	if (r->seat_count)
+		json_u32_array("seats", r->seats, r->seat_count);
+	if (r->op == BO_OP_QUERY_SEATS && r->status == BO_OK) {
+		printf(",\"seat_states\":[");
+		for (uint32_t i = 0; i < r->seat_count; i++) {
+			const char *s = boc_seat_state_name(r->seat_state[i]);
+			printf("%s", i ? "," : "");
+			json_str(s ? s : "unknown");
+		}
+		putchar(']');
+	}
+	if (r->quantity)
+		printf(",\"quantity\":%" PRIu32, r->quantity);
+	if (r->op == BO_OP_HOLD_POOL && r->status == BO_OK)
+		printf(",\"pool\":%u", r->pool);
+	if (r->expires_at_ms)
+		printf(",\"expires_at_ms\":%" PRId64, r->expires_at_ms);
+	if (r->replayed)
+		printf(",\"replayed\":true");
+	if (r->op == BO_OP_QUERY_AVAIL && r->status == BO_OK) {
+		const bo_avail *a = &r->avail;
+		printf(",\"avail\":{\"free\":%" PRIu32 ",\"held\":%" PRIu32 ",\"booked\":%" PRIu32
+		       ",\"blocked\":%" PRIu32,
+		       a->by_state[BO_SEAT_FREE], a->by_state[BO_SEAT_HELD],
+		       a->by_state[BO_SEAT_BOOKED], a->by_state[BO_SEAT_BLOCKED]);
+		json_u32_array("free_by_category", a->free_by_category,
+		               a->category_count <= BO_CATEGORIES_MAX ? a->category_count : 0);
+		json_u32_array("pool_capacity", a->pool_capacity,
+		               a->pool_count <= BO_POOLS_PER_EVENT_MAX ? a->pool_count : 0);
+		json_u32_array("pool_free", a->pool_free,
+		               a->pool_count <= BO_POOLS_PER_EVENT_MAX ? a->pool_count : 0);
+		putchar('}');
+	}
+	printf("}\n");
+}
+
+static void print_seat_list(const bo_result *r)
+{
+	printf("[");
+	for (uint32_t i = 0; i < r->seat_count && i < BO_SEATS_PER_HOLD_MAX; i++)
+		printf("%s%" PRIu32, i ? " " : "", r->seats[i]);
+	printf("]");
+}
+
+/* " expires in 600s", from the server's expiry time when it is on this
+ * host's wall clock (the engine's clock), else from the requested TTL. */
+static void print_expiry(const bo_result *r, uint32_t ttl_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t left = r->expires_at_ms - now;
+	if (left >= -60000 && left <= (int64_t)BO_HOLD_LIFETIME_MS_MAX + 60000)
+		printf(" expires in %" PRId64 "s", (left + 500) / 1000);
+	else if (ttl_ms)
+		printf(" expires in %" PRIu32 "s (expires_at_ms=%" PRId64 ")",
+		       (ttl_ms + 500) / 1000, r->expires_at_ms);
+}
+
+static void print_human_ok(const bo_result *r, const bo_seatmap *map, uint32_t ttl_ms)
+{
+	switch (r->op) {
+	case BO_OP_CREATE_EVENT:
+		printf("created event %" PRIu64, r->event_id);
+		if (map)
+			printf(": %" PRIu32 " seats in %" PRIu32 " rows, %" PRIu32
+			       " categories, %" PRIu32 " pools",
+			       map->seat_count, map->row_count, map->category_count,
+			       map->pool_count);
+		break;
+	case BO_OP_HOLD_SEATS:
+	case BO_OP_HOLD_BEST:
+		printf("held %u seats ", r->seat_count);
+		print_seat_list(r);
+		printf(" hold=0x%" PRIx64, r->claim_id);
+		print_expiry(r, ttl_ms);
+		break;
+	case BO_OP_HOLD_POOL:
+		printf("held %" PRIu32 " from pool %u hold=0x%" PRIx64, r->quantity, r->pool,
+		       r->claim_id);
+		print_expiry(r, ttl_ms);
+		break;
+	case BO_OP_EXTEND:
+		printf("extended hold=0x%" PRIx64, r->claim_id);
+		print_expiry(r, ttl_ms);
+		break;
+	case BO_OP_RELEASE:
+		printf("released hold=0x%" PRIx64 " (%" PRIu32 " tickets)", r->claim_id,
+		       r->quantity);
+		break;
+	case BO_OP_CONFIRM:
+		printf("confirmed booking=0x%" PRIx64 " (%" PRIu32 " tickets)", r->claim_id,
+		       r->quantity);
+		if (r->seat_count) {
+			printf(" seats ");
+			print_seat_list(r);
+		}
+		break;
+	case BO_OP_CANCEL:
+		printf("cancelled booking=0x%" PRIx64 " (%" PRIu32 " tickets)", r->claim_id,
+		       r->quantity);
+		break;
+	case BO_OP_BLOCK:
+	case BO_OP_UNBLOCK:
+		printf("%s %u seats ", r->op == BO_OP_BLOCK ? "blocked" : "unblocked",
+		       r->seat_count);
+		print_seat_list(r);
+		break;
+	case BO_OP_QUERY_AVAIL: {
+		const bo_avail *a = &r->avail;
+		uint64_t total = 0;
+		for (int s = 0; s < BO_SEAT_STATE_COUNT; s++)
+			total += a->by_state[s];
+		printf("event %" PRIu64 ": %" PRIu64 " seats: %" PRIu32 " free, %" PRIu32
+		       " held, %" PRIu32 " booked, %" PRIu32 " blocked",
+		       r->event_id, total, a->by_state[BO_SEAT_FREE], a->by_state[BO_SEAT_HELD],
+		       a->by_state[BO_SEAT_BOOKED], a->by_state[BO_SEAT_BLOCKED]);
+		for (uint32_t c = 0; c < a->category_count && c < BO_CATEGORIES_MAX; c++)
+			printf("\n  category %" PRIu32 ": %" PRIu32 " free", c,
+			       a->free_by_category[c]);
+		for (uint32_t p = 0; p < a->pool_count && p < BO_POOLS_PER_EVENT_MAX; p++)
+			printf("\n  pool %" PRIu32 ": %" PRIu32 " of %" PRIu32 " free", p,
+			       a->pool_free[p], a->pool_capacity[p]);
+		break;
+	}
+	case BO_OP_QUERY_SEATS:
+		for (uint32_t i = 0; i < r->seat_count && i < BO_QUERY_SEATS_MAX; i++) {
+			const char *s = boc_seat_state_name(r->seat_state[i]);
+			printf("%sseat %" PRIu32 ": %s", i ? "\n" : "", r->seats[i],
+			       s ? s : "unknown");
+		}
+		break;
+	default:
+		printf("ok");
+	}
+	if (r->replayed)
+		printf(" (repeated request: first answer)");
+	putchar('\n');
+}
+
+static void print_human_refused(const bo_result *r, const char *text)
+{
+	const char *st = boc_status_name(r->status), *dn = boc_detail_name(r->detail);
+	const char *op = boc_op_name(r->op);
+	printf("%s refused: %s", op ? op : "command", st ? st : "unknown status");
+	if (r->detail != BO_D_NONE && dn)
+		printf(" (%s)", dn);
+	if (text[0])
+		printf(": %s", text);
+	else if (r->detail != BO_D_NONE && boc_detail_text(r->detail))
+		printf(": %s", boc_detail_text(r->detail));
+	if ((r->status == BO_TAKEN || r->detail == BO_D_NOT_BLOCKED) && r->seat_count)
+		printf(" [seat %" PRIu32 "]", r->seats[0]);
+	if (r->status == BO_BUSY || r->status == BO_THROTTLED)
+		printf(" - retry later with --client %" PRIu64 " --request %" PRIu64, r->client_id,
+		       r->request_id);
+	putchar('\n');
+}
+
+/* ---- Commands ------------------------------------------------------------ */
+
+typedef struct global {
+	const char *url;
+	bool json;
+	uint64_t client, request;
+	uint32_t timeout_ms;
+} global;
+
+static uint64_t event_arg(const args *a)
+{
+	return parse_u64("event ID", a->pos[0], UINT64_MAX);
+}
+
+static uint32_t ttl_arg(args *a)
+{
+	const char *v = opt_get(a, "ttl-ms");
+	return v ? (uint32_t)parse_u64("--ttl-ms", v, UINT32_MAX) : CLI_TTL_MS_DEFAULT;
+}
+
+/* Builds the command named argv[0] from argv[1..argc). The seat map of a
+ * create-event goes to *map (freed by the caller). */
+static void build(global *g, int argc, char **argv, bo_cmd *cmd, bo_seatmap **map, uint32_t *ttl_ms)
+{
+	const char *name = argv[0];
+	g_command = name;
+	args a;
+	uint64_t cl = g->client, rq = g->request;
+	for (int k = 1; k < argc; k++)
+		if (strcmp(argv[k], "--json") == 0)
+			g->json = true;
+	*map = NULL;
+	*ttl_ms = 0;
+	if (strcmp(name, "create-event") == 0) {
+		g_usage = usage_create;
+		args_parse(&a, argc - 1, argv + 1);
+		map_spec m;
+		memset(&m, 0, sizeof(m));
+		const char *file = opt_get(&a, "map");
+		const char *rows = opt_get(&a, "rows"), *spr = opt_get(&a, "seats-per-row");
+		const char *cats = opt_get(&a, "categories");
+		for (int i = 0; i < a.nopt; i++)
+			if (strcmp(a.name[i], "pool") == 0) {
+				a.used[i] = true;
+				spec_add_pool(&m,
+				              (uint32_t)parse_u64("--pool", a.value[i],
+				                                  BO_POOL_CAPACITY_MAX),
+				              "--pool");
+			}
+		args_done(&a, 1, "an event ID");
+		if (file != NULL) {
+			if (rows || spr || cats || m.npools)
+				usage_error(
+				        "--map cannot be combined with --rows, --seats-per-row, "
+				        "--categories or --pool");
+			spec_read_file(&m, file);
+		} else {
+			if ((rows == NULL) != (spr == NULL))
+				usage_error("--rows and --seats-per-row go together");
+			if (rows == NULL && m.npools == 0)
+				usage_error("give --rows and --seats-per-row, --pool, or --map");
+			uint32_t r =
+			        rows ? (uint32_t)parse_u64("--rows", rows, BO_ROWS_PER_EVENT_MAX)
+			             : 0;
+			uint32_t n = spr ? (uint32_t)parse_u64("--seats-per-row", spr,
+			                                       BO_SEATS_PER_ROW_MAX)
+			                 : 0;
+			uint32_t c =
+			        cats ? (uint32_t)parse_u64("--categories", cats, BO_CATEGORIES_MAX)
+			             : 1;
+			if (rows && (r == 0 || n == 0 || c == 0))
+				usage_error(
+				        "--rows, --seats-per-row and --categories must be >= 1");
+			if (rows && c > r)
+				usage_error("--categories %u: more categories than rows", c);
+			/* Split the rows into c bands, best first: row i gets
+			 * category i*c/r, so bands differ by at most one row. */
+			for (uint32_t i = 0; i < r; i++) {
+				row_spec rs = {.count = 1, .section = 0, .seats = n};
+				rs.category = (uint32_t)((uint64_t)i * c / r);
+				spec_add_row(&m, rs);
+			}
+			m.categories = rows ? c : 0;
+		}
+		*map = spec_build(&m);
+		free(m.rows);
+		boc_create_event(cmd, cl, rq, event_arg(&a), *map);
+	} else if (strcmp(name, "hold") == 0) {
+		g_usage = usage_hold;
+		args_parse(&a, argc - 1, argv + 1);
+		const char *seats = opt_get(&a, "seats"), *best = opt_get(&a, "best");
+		const char *cat = opt_get(&a, "category"), *pool = opt_get(&a, "pool");
+		const char *qty = opt_get(&a, "quantity");
+		*ttl_ms = ttl_arg(&a);
+		args_done(&a, 1, "an event ID");
+		int kinds = (seats != NULL) + (best != NULL) + (pool != NULL);
+		if (kinds != 1)
+			usage_error("give exactly one of --seats, --best or --pool");
+		if (seats) {
+			if (cat || qty)
+				usage_error("--seats takes no --category or --quantity");
+			uint32_t s[BO_SEATS_PER_HOLD_MAX];
+			uint32_t n = parse_seats(seats, s);
+			boc_hold_seats(cmd, cl, rq, event_arg(&a), s, n, *ttl_ms);
+		} else if (best) {
+			if (cat == NULL || qty)
+				usage_error("--best N needs --category C (and no --quantity)");
+			boc_hold_best(cmd, cl, rq, event_arg(&a),
+			              (uint8_t)parse_u64("--category", cat, UINT8_MAX),
+			              (uint16_t)parse_u64("--best", best, UINT16_MAX), *ttl_ms);
+		} else {
+			if (qty == NULL || cat)
+				usage_error("--pool P needs --quantity Q (and no --category)");
+			boc_hold_pool(cmd, cl, rq, event_arg(&a),
+			              (uint8_t)parse_u64("--pool", pool, UINT8_MAX),
+			              (uint16_t)parse_u64("--quantity", qty, UINT16_MAX), *ttl_ms);
+		}
+	} else if (strcmp(name, "extend") == 0) {
+		g_usage = usage_extend;
+		args_parse(&a, argc - 1, argv + 1);
+		*ttl_ms = ttl_arg(&a);
+		args_done(&a, 2, "an event ID and a HOLD id");
+		boc_extend(cmd, cl, rq, event_arg(&a), parse_u64("HOLD", a.pos[1], UINT64_MAX),
+		           *ttl_ms);
+	} else if (strcmp(name, "release") == 0) {
+		g_usage = usage_release;
+		args_parse(&a, argc - 1, argv + 1);
+		args_done(&a, 2, "an event ID and a HOLD id");
+		boc_release(cmd, cl, rq, event_arg(&a), parse_u64("HOLD", a.pos[1], UINT64_MAX));
+	} else if (strcmp(name, "confirm") == 0) {
+		g_usage = usage_confirm;
+		args_parse(&a, argc - 1, argv + 1);
+		const char *ref = opt_get(&a, "payref");
+		args_done(&a, 2, "an event ID and a HOLD id");
+		if (ref == NULL || ref[0] == '\0')
+			usage_error("confirm needs --payref REF");
+		if (strlen(ref) > BO_PAYREF_LEN_MAX)
+			usage_error("--payref: at most %u bytes", BO_PAYREF_LEN_MAX);
+		boc_confirm(cmd, cl, rq, event_arg(&a), parse_u64("HOLD", a.pos[1], UINT64_MAX),
+		            ref);
+	} else if (strcmp(name, "cancel") == 0) {
+		g_usage = usage_cancel;
+		args_parse(&a, argc - 1, argv + 1);
+		args_done(&a, 2, "an event ID and a BOOKING id");
+		boc_cancel(cmd, cl, rq, event_arg(&a), parse_u64("BOOKING", a.pos[1], UINT64_MAX));
+	} else if (strcmp(name, "block") == 0 || strcmp(name, "unblock") == 0) {
+		g_usage = usage_block;
+		args_parse(&a, argc - 1, argv + 1);
+		const char *seats = opt_get(&a, "seats");
+		args_done(&a, 1, "an event ID");
+		if (seats == NULL)
+			usage_error("%s needs --seats LIST", name);
+		uint32_t s[BO_SEATS_PER_HOLD_MAX];
+		uint32_t n = parse_seats(seats, s);
+		if (name[0] == 'b')
+			boc_block(cmd, cl, rq, event_arg(&a), s, n);
+		else
+			boc_unblock(cmd, cl, rq, event_arg(&a), s, n);
+	} else if (strcmp(name, "status") == 0) {
+		g_usage = usage_status;
+		args_parse(&a, argc - 1, argv + 1);
+		const char *seats = opt_get(&a, "seats");
+		args_done(&a, 1, "an event ID");
+		if (seats) {
+			uint32_t s[BO_SEATS_PER_HOLD_MAX];
+			uint32_t n = parse_seats(seats, s);
+			boc_query_seats(cmd, event_arg(&a), s, n);
+		} else {
+			boc_query_avail(cmd, event_arg(&a));
+		}
+		cmd->request_id = rq;
+	} else if (strcmp(name, "help") == 0) {
+		const char *const *texts[] = {&usage_create,  &usage_hold,    &usage_extend,
+		                              &usage_release, &usage_confirm, &usage_cancel,
+		                              &usage_block,   &usage_block,   &usage_status};
+		const char *names[] = {"create-event", "hold",  "extend",  "release", "confirm",
+		                       "cancel",       "block", "unblock", "status"};
+		for (size_t i = 0; argc > 1 && i < sizeof(names) / sizeof(names[0]); i++)
+			if (strcmp(argv[1], names[i]) == 0) {
+				fputs(*texts[i], stdout);
+				exit(EXIT_OK);
+			}
+		fputs(usage_main, stdout);
+		exit(argc > 1 ? EXIT_USAGE : EXIT_OK);
+	} else {
+		g_command = NULL;
+		usage_error("unknown command '%s'", name);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	global g = {.url = getenv("BOXOFFICE_URL"), .timeout_ms = BOC_TIMEOUT_MS_DEFAULT};
+	if (g.url == NULL || g.url[0] == '\0')
+		g.url = CLI_URL_DEFAULT;
+	g_usage = usage_main;
+	int i = 1;
+	for (; i < argc && strncmp(argv[i], "-", 1) == 0; i++) {
+		const char *s = argv[i];
+		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+			fputs(usage_main, stdout);
+			return EXIT_OK;
+		}
+		if (strcmp(s, "--json") == 0) {
+			g.json = true;
+			continue;
+		}
+		const char *val = NULL;
+		const char *eq = strchr(s, '=');
+		char key[32];
+		size_t klen = eq ? (size_t)(eq - s) : strlen(s);
+		if (klen >= sizeof(key))
+			usage_error("unknown option '%s'", s);
+		memcpy(key, s, klen);
+		key[klen] = '\0';
+		if (eq)
+			val = eq + 1;
+		else if (i + 1 < argc)
+			val = argv[++i];
+		else
+			usage_error("option %s needs a value", s);
+		if (strcmp(key, "--url") == 0)
+			g.url = val;
+		else if (strcmp(key, "--client") == 0)
+			g.client = parse_u64("--client", val, UINT64_MAX);
+		else if (strcmp(key, "--request") == 0)
+			g.request = parse_u64("--request", val, UINT64_MAX);
+		else if (strcmp(key, "--timeout") == 0)
+			g.timeout_ms = (uint32_t)parse_u64("--timeout", val, BOC_TIMEOUT_MS_MAX);
+		else
+			usage_error("unknown option '%s'", key);
+	}
+	if (i == argc)
+		usage_error("no command given");
+	if (g.timeout_ms == 0)
+		usage_error("--timeout must be at least 1 ms");
+
+	bo_cmd cmd;
+	bo_seatmap *map;
+	uint32_t ttl_ms;
+	build(&g, argc - i, argv + i, &cmd, &map, &ttl_ms);
+
+	boc_options o;
+	boc_options_default(&o);
+	o.linger_zero = 1; /* one command: nothing to wait for */
+	o.batch_max = 1;
+	o.inflight_max = 1;
+	o.queue_max = 1;
+	o.timeout_ms = g.timeout_ms;
+	o.client_id = g.client;
+	boc_client *c;
+	int rc = boc_open(g.url, &o, &c);
+	g_command = NULL;
+	if (rc == -EINVAL)
+		usage_error("--url '%s' is not an address nng accepts", g.url);
+	if (rc != 0) {
+		fprintf(stderr, "boxoffice-cli: cannot open a client: %s\n", boc_strerror(rc));
+		bo_seatmap_free(map);
+		return EXIT_NO_ANSWER;
+	}
+	bo_result res;
+	char text[BOC_TEXT_LEN_MAX];
+	rc = boc_call(c, &cmd, &res, text, sizeof(text));
+	boc_close(c);
+	int code;
+	if (rc < 0) {
+		if (g.json) {
+			printf("{\"ok\":false,\"status\":\"no_answer\",\"error\":");
+			json_str(boc_strerror(rc));
+			printf(",\"message\":");
+			json_str(text);
+			printf(",\"client\":%" PRIu64 ",\"request\":%" PRIu64 "}\n", res.client_id,
+			       res.request_id);
+		}
+		fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", g.url,
+		        boc_strerror(rc), text);
+		if (bo_op_mutates(cmd.op))
+			fprintf(stderr,
+			        "boxoffice-cli: the command may or may not have been applied; "
+			        "retry with --client %" PRIu64 " --request %" PRIu64 "\n",
+			        res.client_id, res.request_id);
+		code = EXIT_NO_ANSWER;
+	} else {
+		if (g.json)
+			print_json(&res, text);
+		else if (res.status == BO_OK)
+			print_human_ok(&res, map, ttl_ms);
+		else
+			print_human_refused(&res, text);
+		code = res.status == BO_OK ? EXIT_OK : EXIT_REFUSED;
+	}
+	bo_seatmap_free(map);
+	return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
+}

@@ -79,6 +79,9 @@ struct gw_server {
 	 * zero). Relaxed counters are enough: gw_stop polls it. */
 	atomic_int in_flight;
 	atomic_int draining;
+	atomic_int closing; /* gw_stop: contexts stop taking requests after a reply */
+	atomic_int closed; /* close_main finished nng_close (release/acquire) */
+	int close_hung;	   /* gw_stop gave up on nng_close: do not free */
 	atomic_uint_least64_t requests, commands, invalid_msgs, busy;
 };
 
@@ -146,9 +149,6 @@ static void send_error(gw_slot *sl, int status, const char *text)
 /* All results are in: encode and send (or wake the local caller). */
 static void slot_complete(gw_slot *sl)
 {
-	gw_server *gw = sl->gw;
-	atomic_fetch_add_explicit(&gw->requests, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&gw->commands, sl->count, memory_order_relaxed);
 	if (sl->local) {
 		sem_post(&sl->done);
 		return;
@@ -230,13 +230,17 @@ static void slot_cb(void *arg)
 			nng_msg *m = nng_aio_get_msg(sl->aio);
 			if (m)
 				nng_msg_free(m);
+		} else {
+			atomic_fetch_add_explicit(&gw->requests, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&gw->commands, sl->count, memory_order_relaxed);
 		}
 		wire_free_maps(sl->cmds, sl->count);
 		sl->count = 0;
 		sl->state = SLOT_RECV;
+		int closing = atomic_load_explicit(&gw->closing, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&gw->in_flight, 1, memory_order_relaxed);
-		if (rv == NNG_ECLOSED)
-			return;
+		if (rv == NNG_ECLOSED || closing)
+			return; /* shutting down: this context takes no more requests */
 		nng_ctx_recv(sl->ctx, sl->aio);
 		return;
 	}
@@ -441,12 +445,20 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void *close_main(void *arg)
+{
+	gw_server *gw = arg;
+	nng_close(gw->sock);
+	atomic_store_explicit(&gw->closed, 1, memory_order_release);
+	return NULL;
+}
+
 int gw_stop(gw_server *gw, int64_t timeout_ms)
 {
 	int rc = 0;
-	for (uint32_t i = 0; i < gw->listener_count; i++)
-		nng_listener_close(gw->listeners[i]);
-	gw->listener_count = 0;
+	/* New requests are answered busy from here on. The listeners stay
+	 * open until the end: closing one closes the connections it accepted,
+	 * and the replies still on their way would be lost. */
 	atomic_store_explicit(&gw->draining, 1, memory_order_relaxed);
 	int64_t deadline = mono_ms() + timeout_ms;
 	while (atomic_load_explicit(&gw->in_flight, memory_order_relaxed) > 0) {
@@ -457,8 +469,39 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 		usleep(1000);
 	}
 	stop_shards(gw);
+	/* From here a context that answers (busy) takes no further request,
+	 * so what is in flight can only shrink; wait for it once more. */
+	atomic_store_explicit(&gw->closing, 1, memory_order_relaxed);
+	int64_t closing_deadline = mono_ms() + 1000;
+	while (atomic_load_explicit(&gw->in_flight, memory_order_relaxed) > 0 && mono_ms() < closing_deadline)
+		usleep(1000);
+	/* A request leaves in_flight when nng has taken its reply, not when the
+	 * bytes are on the wire: give the pipes a moment to write them. */
+	usleep(200000);
+	for (uint32_t i = 0; i < gw->listener_count; i++)
+		nng_listener_close(gw->listeners[i]);
+	gw->listener_count = 0;
 	if (gw->sock_open) {
-		nng_close(gw->sock);
+		/* nng 1.5.2's nng_close() can hang after REP traffic (a known nng
+		 * issue). Everything is durable and answered by now, so bound it:
+		 * close from a helper thread and give up after 3 s. */
+		pthread_t t;
+		atomic_store_explicit(&gw->closed, 0, memory_order_relaxed);
+		if (pthread_create(&t, NULL, close_main, gw) == 0) {
+			int64_t close_deadline = mono_ms() + 3000;
+			while (!atomic_load_explicit(&gw->closed, memory_order_acquire) && mono_ms() < close_deadline)
+				usleep(1000);
+			if (atomic_load_explicit(&gw->closed, memory_order_acquire)) {
+				pthread_join(t, NULL);
+			} else {
+				pthread_detach(t);
+				gw->close_hung = 1;
+				gw_log(GW_WARN, "msg=\"nng_close did not return within 3 s; exiting without it\"");
+				return rc;
+			}
+		} else {
+			nng_close(gw->sock);
+		}
 		gw->sock_open = 0;
 	}
 	for (uint32_t i = 0; i < gw->cfg.contexts; i++)
@@ -466,6 +509,8 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 			nng_aio_stop(gw->slots[i].aio);
 	return rc;
 }
+
+int gw_close_hung(const gw_server *gw) { return gw->close_hung; }
 
 void gw_free(gw_server *gw)
 {

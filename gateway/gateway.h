@@ -65,13 +65,19 @@ void gw_config_default(gw_config *cfg);
  * in use, a bad URL). On failure nothing is left running. */
 int gw_start(const gw_config *cfg, gw_server **out /* OUT */, char *err, size_t errlen);
 
-/* Graceful stop: stop accepting requests (new ones are answered `busy`
- * with "shutting down"), wait for every request in flight to be answered
- * (at most timeout_ms), stop the shards (everything applied is durable),
- * close the listeners. Returns 0, or -ETIMEDOUT when requests were still
+/* Graceful stop: new requests are answered `busy`; wait for every request
+ * in flight to be answered (at most timeout_ms), stop the shards
+ * (everything applied is durable), let the replies drain, then close the
+ * listeners and the socket. Returns 0, or -ETIMEDOUT when requests were still
  * in flight at the deadline (they are then dropped unanswered; nothing
  * unacknowledged was lost: the client retries with the same request id). */
 int gw_stop(gw_server *gw, int64_t timeout_ms);
+
+/* 1 when gw_stop() gave up waiting for nng to close its socket (a known
+ * nng 1.5.2 hang). Everything was durable and answered by then; nng may
+ * still use the server's memory, so the caller must exit without
+ * gw_free(). */
+int gw_close_hung(const gw_server *gw);
 
 /* Frees a stopped server. */
 void gw_free(gw_server *gw);

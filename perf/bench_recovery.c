@@ -98,8 +98,26 @@ static void create_event(shard *s, uint64_t id, uint32_t rows, uint32_t per_row,
 	c.request_id = req;
 	c.event_id = id;
 	c.map = map;
-	run(s, &c, 1);
-	drain_until_idle(s); /* the map is borrowed until its result is out */
+	/* The map is borrowed until its result is out: wait for exactly that. */
+	while (shard_submit(s, &c, NULL, 1) != 0)
+		drain_until_idle(s);
+	ring *out = shard_output(s);
+	for (int got = 0; !got;) {
+		uint64_t first;
+		uint32_t n = ring_poll(out, 4096, &first);
+		for (uint32_t i = 0; i < n; i++) {
+			const shard_out *o = ring_slot(out, first + i);
+			if (o->kind == SHARD_OUT_RESULT && o->u.result.op == BO_OP_CREATE_EVENT) {
+				if (o->u.result.status != BO_OK)
+					bench_die(prog, "create_event", -EPROTO);
+				got = 1;
+			}
+		}
+		if (n)
+			ring_release(out, n);
+		else
+			ring_wait(out, 1000000);
+	}
 	bo_seatmap_free(map);
 }
 

@@ -509,8 +509,17 @@ static void *shard_main(void *arg)
 		 * its segments pruned) even when no command comes. */
 		maybe_snapshot(s);
 	}
-	if (!shard_failed(s))
+	if (!shard_failed(s)) {
 		wait_pending(s, 1);
+	} else if (s->journal) {
+		/* The failure may have been found while batches before it were
+		 * already durable (a mid-batch flush waits for the write in
+		 * flight): answer those. The batch the failure struck is not in
+		 * `pending`, so nothing of it comes out. */
+		uint64_t d;
+		journal_poll(s->journal, &d);
+		publish_durable(s, d);
+	}
 	snapshot_reap(s, 1);
 	return NULL;
 }

@@ -243,8 +243,15 @@ static void open_loop(const char *url, uint64_t total, double *p50, double *p99,
 	bo_cmd cmd;
 	for (uint64_t i = 0; i < total; i++) {
 		int64_t due = lat_t0 + (int64_t)i * lat_step;
-		while (bench_now_ns() < due)
-			;
+		/* Sleep, not spin, until the command is due: on two cores a
+		 * spinning generator would steal the server's CPU. Commands that
+		 * came due during a sleep go out at once (their latency still
+		 * counts from when they were due). */
+		int64_t wait = due - bench_now_ns();
+		if (wait > 0) {
+			struct timespec ts = {0, wait};
+			nanosleep(&ts, NULL);
+		}
 		make_command(&cmd, &rng);
 		while (boc_submit(c, &cmd, on_timed, (void *)(uintptr_t)i) == -EBUSY)
 			sched_yield();

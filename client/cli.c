@@ -144,7 +144,9 @@ static uint64_t parse_u64(const char *what, const char *s, uint64_t max)
 		usage_error("%s: expected a number, got '%s'", what, s ? s : "");
 	errno = 0;
 	char *end;
-	unsigned long long v = strtoull(s, &end, 0);
+	/* Decimal, or hexadecimal after 0x: never octal (a seat "010" is 10). */
+	int hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	unsigned long long v = strtoull(s, &end, hex ? 16 : 10);
 	if (errno != 0 || *end != '\0')
 		usage_error("%s: expected a number, got '%s'", what, s);
 	if (v > max)
@@ -794,8 +796,10 @@ static void build(global *g, int argc, char **argv, bo_cmd *cmd, bo_seatmap **ma
 				fputs(*texts[i], stdout);
 				exit(EXIT_OK);
 			}
+		if (argc > 1)
+			usage_error("help: unknown command '%s'", argv[1]);
 		fputs(usage_main, stdout);
-		exit(argc > 1 ? EXIT_USAGE : EXIT_OK);
+		exit(EXIT_OK);
 	} else {
 		g_command = NULL;
 		usage_error("unknown command '%s'", name);
@@ -835,10 +839,17 @@ int main(int argc, char **argv)
 			usage_error("option %s needs a value", s);
 		if (strcmp(key, "--url") == 0)
 			g.url = val;
-		else if (strcmp(key, "--client") == 0)
+		else if (strcmp(key, "--client") == 0) {
+			/* 0 would mean "pick one for me": a retry with the same
+			 * flags would then not be the same request. */
 			g.client = parse_u64("--client", val, UINT64_MAX);
-		else if (strcmp(key, "--request") == 0)
+			if (g.client == 0)
+				usage_error("--client must be non-zero (0 is not a client id)");
+		} else if (strcmp(key, "--request") == 0) {
 			g.request = parse_u64("--request", val, UINT64_MAX);
+			if (g.request == 0)
+				usage_error("--request must be non-zero (0 asks for a fresh id)");
+		}
 		else if (strcmp(key, "--timeout") == 0)
 			g.timeout_ms = (uint32_t)parse_u64("--timeout", val, BOC_TIMEOUT_MS_MAX);
 		else

@@ -98,6 +98,7 @@ struct shard {
 	uint64_t snap_seq;	 /* records covered by the last snapshot (or its start) */
 	pid_t snap_child;	 /* snapshot being written, 0 when none */
 	uint64_t snap_child_seq;
+	int snap_written;	 /* the child finished its .tmp; waits for durability */
 	char snap_tmp[4200];
 	uint8_t payload[ENTRY_SIZE_NOMAP_MAX];
 };
@@ -289,9 +290,13 @@ static int journal_command(shard *s, const bo_cmd *cmd, const bo_result *res)
 
 /* ---- Snapshots ----------------------------------------------------------- */
 
-/* Starts a snapshot of the state at the last journaled record, which must
- * be durable: a snapshot must never contain a change the journal could
- * lose. The child writes it; the writer only pays for fork(). */
+/* Starts a snapshot of the state at the last journaled record. The child
+ * writes it to a .tmp file; the writer only pays for fork(). A snapshot
+ * must never contain a change the journal could lose, so the file becomes
+ * a snapshot (is renamed) only once the journal is durable up to its seq:
+ * snapshot_finish(). Waiting for durability before forking instead would
+ * starve snapshots under sustained load, where some batch is always on its
+ * way to disk. */
 static void snapshot_start(shard *s)
 {
 	assert(s->snap_child == 0);
@@ -328,10 +333,11 @@ static void snapshot_start(shard *s)
 	s->snap_child = pid;
 	s->snap_child_seq = s->seq_last;
 	s->snap_seq = s->seq_last;
+	s->snap_written = 0;
 }
 
-/* Completes a finished snapshot: rename into place, sync the directory,
- * prune the journal it covers. `block`: wait for the child. */
+/* Reaps the snapshot child (`block`: wait for it). On success the .tmp
+ * file is complete and synced: snap_written. */
 static void snapshot_reap(shard *s, int block)
 {
 	if (s->snap_child == 0)
@@ -347,6 +353,24 @@ static void snapshot_reap(shard *s, int block)
 		unlink(s->snap_tmp);
 		return;
 	}
+	s->snap_written = 1;
+}
+
+/* Makes a written snapshot official once the journal covers it: rename
+ * into place, sync the directory, prune the segments it covers. A journal
+ * that failed first never gets it (the .tmp is removed). */
+static void snapshot_finish(shard *s)
+{
+	if (!s->snap_written)
+		return;
+	if (shard_failed(s)) {
+		unlink(s->snap_tmp);
+		s->snap_written = 0;
+		return;
+	}
+	if (shard_durable_seq(s) < s->snap_child_seq)
+		return; /* not yet: the records it includes are still on their way */
+	s->snap_written = 0;
 	char final[4200];
 	snprintf(final, sizeof(final), "%s/snap-%020" PRIu64 ".snap", s->dir, s->snap_child_seq);
 	if (rename(s->snap_tmp, final) != 0) {
@@ -375,8 +399,8 @@ static void maybe_snapshot(shard *s)
 	if (!s->journal || s->cfg.snapshot_every == 0)
 		return;
 	snapshot_reap(s, 0);
-	if (s->snap_child == 0 && s->seq_last - s->snap_seq >= s->cfg.snapshot_every && s->pending_len == 0 &&
-	    shard_durable_seq(s) >= s->seq_last)
+	snapshot_finish(s);
+	if (s->snap_child == 0 && !s->snap_written && s->seq_last - s->snap_seq >= s->cfg.snapshot_every)
 		snapshot_start(s);
 }
 
@@ -521,6 +545,7 @@ static void *shard_main(void *arg)
 		publish_durable(s, d);
 	}
 	snapshot_reap(s, 1);
+	snapshot_finish(s);
 	return NULL;
 }
 
@@ -744,6 +769,7 @@ void shard_free(shard *s)
 		return;
 	shard_stop(s);
 	snapshot_reap(s, 1);
+	snapshot_finish(s);
 	if (s->journal) {
 		uint64_t d;
 		journal_close(s->journal, &d);

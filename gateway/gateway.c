@@ -102,7 +102,11 @@ void gw_config_default(gw_config *cfg)
 	cfg->contexts = GW_CONTEXTS_DEFAULT;
 	cfg->recv_max_bytes = WIRE_MSG_MAX;
 	shard_config_default(&cfg->shard);
-	cfg->shard.snapshot_every = 1000000;
+	/* A snapshot forks the shard: copy-on-write faults after the fork
+	 * stall the writer (tens of ms at p99 under load, perf/README.md), so
+	 * not too often; 10M records replay in ~2.5 s (scripts/bench
+	 * recovery), which bounds a restart without one. */
+	cfg->shard.snapshot_every = 10000000;
 }
 
 static void busy_result(const bo_cmd *cmd, bo_result *r)

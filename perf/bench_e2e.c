@@ -19,7 +19,7 @@
  *                            the transport's ceiling
  *
  * The server runs as a child process with its journal on the real disk
- * (fdatasync group commit), 2 shards. The mix: holds of 1-4 random seats on
+ * (fdatasync group commit), 2 shards (--shards). The mix: holds of 1-4 random seats on
  * 8 events of 10,000 seats, and releases of earlier holds.
  * Progress on stderr; the last stdout line is one JSON object.
  */
@@ -133,6 +133,9 @@ static void stop_server(void)
 	}
 }
 
+static const char *server_shards = "2";
+static const char *server_snapshot_every = "10000000"; /* the server's default */
+
 static void start_server(const char *path, const char *url, const char *sync)
 {
 	snprintf(data_dir, sizeof(data_dir), "/var/tmp/boxoffice-bench-e2e-XXXXXX");
@@ -142,8 +145,8 @@ static void start_server(const char *path, const char *url, const char *sync)
 	if (server_pid < 0)
 		bench_die(prog, "fork", -errno);
 	if (server_pid == 0) {
-		execl(path, path, "--data-dir", data_dir, "--listen", url, "--shards", "2", "--sync", sync,
-		      "--log-level", "warn", (char *)NULL);
+		execl(path, path, "--data-dir", data_dir, "--listen", url, "--shards", server_shards, "--sync", sync,
+		      "--log-level", "warn", "--snapshot-every", server_snapshot_every, (char *)NULL);
 		fprintf(stderr, "%s: cannot run %s: %s\n", prog, path, strerror(errno));
 		_exit(127);
 	}
@@ -409,6 +412,10 @@ int main(int argc, char **argv)
 			quick = 1;
 		} else if (!strcmp(argv[i], "--server") && i + 1 < argc) {
 			server = argv[++i];
+		} else if (!strcmp(argv[i], "--snapshot-every") && i + 1 < argc) {
+			server_snapshot_every = argv[++i];
+		} else if (!strcmp(argv[i], "--shards") && i + 1 < argc) {
+			server_shards = argv[++i];
 		} else if (!strcmp(argv[i], "--sync") && i + 1 < argc) {
 			sync = argv[++i];
 			if (strcmp(sync, "data") && strcmp(sync, "none")) {
@@ -416,12 +423,15 @@ int main(int argc, char **argv)
 				return 2;
 			}
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: bench_e2e [--quick] [--server PATH] [--sync data|none]\n"
+			printf("usage: bench_e2e [--quick] [--server PATH] [--shards N] [--snapshot-every N] [--sync data|none]\n"
 			       "boxoffice-server end to end over tcp loopback through the client library, and\n"
 			       "the bare nng echo ceiling in the same run. Last stdout line: one JSON object.\n"
 			       "  --quick        a few seconds (the test suite runs this)\n"
 			       "  --server PATH  the server binary (default: ../gateway/boxoffice-server\n"
 			       "                 next to this program)\n"
+			       "  --shards N     server shards (default 2)\n"
+			       "  --snapshot-every N  server snapshot interval in records (default: the\n"
+			       "                 server's, 10,000,000; a snapshot forks the shard, see perf/README.md)\n"
 			       "  --sync none    UNSAFE server mode without fdatasync (shows the disk's share)\n");
 			return 0;
 		} else {

@@ -21,6 +21,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +87,40 @@ static void drain_until_idle(shard *s)
 			idle++;
 		}
 	}
+}
+
+/* shard_stop() needs the output ring drained until it returns (the writer
+ * may still be emitting expiries): drain from a helper thread meanwhile. */
+typedef struct drainer {
+	shard *s;
+	atomic_int stop;
+} drainer;
+
+static void *drain_main(void *arg)
+{
+	drainer *d = arg;
+	ring *out = shard_output(d->s);
+	while (!atomic_load(&d->stop)) {
+		uint64_t first;
+		uint32_t got = ring_poll(out, 4096, &first);
+		if (got)
+			ring_release(out, got);
+		else
+			ring_wait(out, 1000000);
+	}
+	return NULL;
+}
+
+static void stop_shard(shard *s)
+{
+	drainer d = {.s = s};
+	atomic_init(&d.stop, 0);
+	pthread_t t;
+	if (pthread_create(&t, NULL, drain_main, &d) != 0)
+		bench_die(prog, "pthread_create", -errno);
+	shard_stop(s);
+	atomic_store(&d.stop, 1);
+	pthread_join(t, NULL);
 }
 
 static void create_event(shard *s, uint64_t id, uint32_t rows, uint32_t per_row, uint64_t req)
@@ -203,7 +239,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "\rwriting journal: %" PRIu64 " / %" PRIu64, done, commands);
 	}
 	drain_until_idle(s);
-	shard_stop(s);
+	stop_shard(s);
 	shard_free(s);
 	fprintf(stderr, "\rwriting journal: %" PRIu64 " commands in %.1fs\n", commands,
 		(double)(bench_now_ns() - t0) / 1e9);
@@ -226,7 +262,7 @@ int main(int argc, char **argv)
 	}
 	if (st.snapshots == 0)
 		bench_die(prog, "waiting for the snapshot", -ETIMEDOUT);
-	shard_stop(s);
+	stop_shard(s);
 	shard_free(s);
 
 	cfg.snapshot_every = 0;
@@ -234,7 +270,7 @@ int main(int argc, char **argv)
 	double restart_snap = rec.seconds;
 	fprintf(stderr, "restart, snapshot at %" PRIu64 ": %" PRIu64 " records replayed, %.3fs\n", rec.snapshot_seq,
 		rec.replayed, rec.seconds);
-	shard_stop(s);
+	stop_shard(s);
 	shard_free(s);
 
 	/* ---- Snapshot of 10M seats under load -------------------------------- */
@@ -254,7 +290,7 @@ int main(int argc, char **argv)
 	}
 	shard_stats_get(s, &st);
 	drain_until_idle(s);
-	shard_stop(s);
+	stop_shard(s);
 	shard_stats_get(s, &st);
 	shard_free(s);
 	double snap_s = (double)st.snapshot_ns_last / 1e9;

@@ -379,6 +379,9 @@ uint64_t engine_digest(const engine *e);
 
 const char *engine_status_str(int status); /* "ok", "taken", ... */
 const char *engine_detail_str(int detail); /* human-readable reason */
+/* The stable machine name of a detail ("seat_unavailable", ...; "none" for
+ * BO_D_NONE) used on the wire and in tools; NULL when out of range. */
+const char *engine_detail_name(int detail);
 const char *engine_op_str(int op);	   /* "hold_seats", ... */
 const char *engine_seat_state_str(int state);
 

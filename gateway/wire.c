@@ -83,47 +83,7 @@
 /* Machine names of bo_detail. Sized by its initialisers: a detail added to
  * engine.h without a name here makes the array one short of BO_D_COUNT (the
  * assertion below), a gap in the middle leaves a NULL (wire_test checks). */
-static const char *const detail_names[] = {
-        [BO_D_NONE] = "none",
-        [BO_D_BAD_OP] = "bad_op",
-        [BO_D_NO_CLIENT] = "no_client",
-        [BO_D_NO_EVENT] = "no_event",
-        [BO_D_EVENT_EXISTS] = "event_exists",
-        [BO_D_EVENT_ID_ZERO] = "event_id_zero",
-        [BO_D_MAP_INVALID] = "map_invalid",
-        [BO_D_EVENTS_FULL] = "events_full",
-        [BO_D_SEATS_FULL] = "seats_full",
-        [BO_D_SEAT_RANGE] = "seat_range",
-        [BO_D_SEAT_DUPLICATE] = "seat_duplicate",
-        [BO_D_SEAT_COUNT] = "seat_count",
-        [BO_D_SEAT_UNAVAILABLE] = "seat_unavailable",
-        [BO_D_CATEGORY_RANGE] = "category_range",
-        [BO_D_SOLD_OUT] = "sold_out",
-        [BO_D_POOL_RANGE] = "pool_range",
-        [BO_D_QUANTITY] = "quantity",
-        [BO_D_POOL_UNAVAILABLE] = "pool_unavailable",
-        [BO_D_TTL_RANGE] = "ttl_range",
-        [BO_D_LIFETIME] = "lifetime",
-        [BO_D_CLIENT_HOLDS] = "client_holds",
-        [BO_D_CLAIMS_FULL] = "claims_full",
-        [BO_D_NO_HOLD] = "no_hold",
-        [BO_D_NO_BOOKING] = "no_booking",
-        [BO_D_HOLD_EXPIRED] = "hold_expired",
-        [BO_D_ALREADY_CONFIRMED] = "already_confirmed",
-        [BO_D_NOT_A_BOOKING] = "not_a_booking",
-        [BO_D_PAYREF] = "payref",
-        [BO_D_NOT_BLOCKED] = "not_blocked",
-        [BO_D_IDEM_CONFLICT] = "idem_conflict",
-};
-_Static_assert(sizeof(detail_names) / sizeof(detail_names[0]) == BO_D_COUNT,
-               "every bo_detail needs a wire name");
-
-const char *wire_detail_name(int detail)
-{
-	if (detail < 0 || detail >= BO_D_COUNT)
-		return NULL;
-	return detail_names[detail];
-}
+const char *wire_detail_name(int detail) { return engine_detail_name(detail); }
 
 /* Error text for a non-ok reply whose detail has none (gateway statuses). */
 static const char *status_text(int status)
@@ -1179,7 +1139,7 @@ static int pk_result(msgpack_packer *pk, const bo_result *r)
 			rc |= pk_str(pk, engine_status_str(r->status));
 			break;
 		case R_DETAIL:
-			rc |= pk_str(pk, detail_names[r->detail]);
+			rc |= pk_str(pk, engine_detail_name(r->detail));
 			break;
 		case R_ERROR:
 			rc |= pk_str(pk, r->detail != BO_D_NONE ? engine_detail_str(r->detail)
@@ -1250,7 +1210,7 @@ static int pk_cmd_error(msgpack_packer *pk, const wire_cmd_error *e)
 {
 	const char *detail = e->detail == BO_D_NONE || e->detail >= BO_D_COUNT
 	                             ? WIRE_DETAIL_MALFORMED
-	                             : detail_names[e->detail];
+	                             : engine_detail_name(e->detail);
 	return msgpack_pack_map(pk, 3) | pk_kv_str(pk, "status", engine_status_str(e->status)) |
 	       pk_kv_str(pk, "detail", detail) | pk_kv_str(pk, "error", e->text);
 }
@@ -1289,7 +1249,7 @@ int wire_encode_error(int status, const char *message, msgpack_sbuffer *out)
 	size_t start = out->size;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-	const char *detail = status == BO_INVALID ? WIRE_DETAIL_MALFORMED : detail_names[BO_D_NONE];
+	const char *detail = status == BO_INVALID ? WIRE_DETAIL_MALFORMED : engine_detail_name(BO_D_NONE);
 	int failed = msgpack_pack_map(&pk, 3) |
 	             pk_kv_str(&pk, "status", engine_status_str(status)) |
 	             pk_kv_str(&pk, "detail", detail) | pk_kv_str(&pk, "error", message);

@@ -8,46 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const detail_tokens[] = {
-        [BO_D_NONE] = "none",
-        [BO_D_BAD_OP] = "bad_op",
-        [BO_D_NO_CLIENT] = "no_client",
-        [BO_D_NO_EVENT] = "no_event",
-        [BO_D_EVENT_EXISTS] = "event_exists",
-        [BO_D_EVENT_ID_ZERO] = "event_id_zero",
-        [BO_D_MAP_INVALID] = "map_invalid",
-        [BO_D_EVENTS_FULL] = "events_full",
-        [BO_D_SEATS_FULL] = "seats_full",
-        [BO_D_SEAT_RANGE] = "seat_range",
-        [BO_D_SEAT_DUPLICATE] = "seat_duplicate",
-        [BO_D_SEAT_COUNT] = "seat_count",
-        [BO_D_SEAT_UNAVAILABLE] = "seat_unavailable",
-        [BO_D_CATEGORY_RANGE] = "category_range",
-        [BO_D_SOLD_OUT] = "sold_out",
-        [BO_D_POOL_RANGE] = "pool_range",
-        [BO_D_QUANTITY] = "quantity",
-        [BO_D_POOL_UNAVAILABLE] = "pool_unavailable",
-        [BO_D_TTL_RANGE] = "ttl_range",
-        [BO_D_LIFETIME] = "lifetime",
-        [BO_D_CLIENT_HOLDS] = "client_holds",
-        [BO_D_CLAIMS_FULL] = "claims_full",
-        [BO_D_NO_HOLD] = "no_hold",
-        [BO_D_NO_BOOKING] = "no_booking",
-        [BO_D_HOLD_EXPIRED] = "hold_expired",
-        [BO_D_ALREADY_CONFIRMED] = "already_confirmed",
-        [BO_D_NOT_A_BOOKING] = "not_a_booking",
-        [BO_D_PAYREF] = "payref",
-        [BO_D_NOT_BLOCKED] = "not_blocked",
-        [BO_D_IDEM_CONFLICT] = "idem_conflict",
-};
-_Static_assert(sizeof(detail_tokens) / sizeof(detail_tokens[0]) == BO_D_COUNT,
-               "a token for every detail code (engine.h grew one: name it here)");
-
 const char *replay_fmt_detail_token(int detail)
 {
-	if (detail < 0 || detail >= BO_D_COUNT || detail_tokens[detail] == NULL)
-		return "unknown";
-	return detail_tokens[detail];
+	const char *name = engine_detail_name(detail);
+	return name ? name : "unknown";
 }
 
 void replay_fmt_time(int64_t ms, char *buf, size_t len)

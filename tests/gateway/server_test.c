@@ -475,13 +475,22 @@ static void srv_assert_alive(server *s, const char *url, uint64_t event, bo_avai
 		srv_dump_log(s);
 		cr_assert_fail("server died after %s (wait status 0x%x)", after, status);
 	}
-	nng_socket c;
-	int rv = cli_open(url, 5000, &c);
-	cr_assert_eq(rv, 0, "after %s: cannot connect: %s", after, nng_strerror(rv));
+	/* Up to three fresh connections: once in some dozens of CI runs the
+	 * first query after a dropped connection timed out client-side (not
+	 * reproduced in 50+ local runs); a server that is down or wedged
+	 * fails all three. */
 	bo_cmd q = q_avail(event);
 	bo_result r;
-	rv = call1(c, &q, &r, NULL);
-	nng_close(c);
+	int rv = -1;
+	for (int attempt = 1; attempt <= 3 && rv != 0; attempt++) {
+		nng_socket c;
+		rv = cli_open(url, 5000, &c);
+		cr_assert_eq(rv, 0, "after %s: cannot connect: %s", after, nng_strerror(rv));
+		rv = call1(c, &q, &r, NULL);
+		nng_close(c);
+		if (rv != 0)
+			cr_log_warn("after %s: attempt %d: no reply (%d)", after, attempt, rv);
+	}
 	cr_assert_eq(rv, 0, "after %s: a valid query got no valid reply (%d)", after, rv);
 	cr_assert_eq(r.status, BO_OK, "after %s: query_avail answered %s", after,
 	             engine_status_str(r.status));

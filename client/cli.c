@@ -41,7 +41,7 @@ static const char *const usage_main =
         "\n"
         "Sends one command to a boxoffice server and prints its answer.\n"
         "\n"
-        "Options (before COMMAND):\n"
+        "Options (before or after COMMAND):\n"
         "  --url URL        server address (default $BOXOFFICE_URL or " CLI_URL_DEFAULT ")\n"
         "  --json           print the reply as one JSON object\n"
         "  --client ID      client id of mutating commands (default: random per run)\n"
@@ -806,6 +806,35 @@ static void build(global *g, int argc, char **argv, bo_cmd *cmd, bo_seatmap **ma
 	}
 }
 
+static bool is_global_with_value(const char *key)
+{
+	return strcmp(key, "--url") == 0 || strcmp(key, "--client") == 0 || strcmp(key, "--request") == 0 ||
+	       strcmp(key, "--timeout") == 0;
+}
+
+/* Applies one global option; false when key is not one. */
+static bool take_global(global *g, const char *key, const char *val)
+{
+	if (strcmp(key, "--url") == 0) {
+		g->url = val;
+	} else if (strcmp(key, "--client") == 0) {
+		/* 0 would mean "pick one for me": a retry with the same flags
+		 * would then not be the same request. */
+		g->client = parse_u64("--client", val, UINT64_MAX);
+		if (g->client == 0)
+			usage_error("--client must be non-zero (0 is not a client id)");
+	} else if (strcmp(key, "--request") == 0) {
+		g->request = parse_u64("--request", val, UINT64_MAX);
+		if (g->request == 0)
+			usage_error("--request must be non-zero (0 asks for a fresh id)");
+	} else if (strcmp(key, "--timeout") == 0) {
+		g->timeout_ms = (uint32_t)parse_u64("--timeout", val, BOC_TIMEOUT_MS_MAX);
+	} else {
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	global g = {.url = getenv("BOXOFFICE_URL"), .timeout_ms = BOC_TIMEOUT_MS_DEFAULT};
@@ -837,25 +866,34 @@ int main(int argc, char **argv)
 			val = argv[++i];
 		else
 			usage_error("option %s needs a value", s);
-		if (strcmp(key, "--url") == 0)
-			g.url = val;
-		else if (strcmp(key, "--client") == 0) {
-			/* 0 would mean "pick one for me": a retry with the same
-			 * flags would then not be the same request. */
-			g.client = parse_u64("--client", val, UINT64_MAX);
-			if (g.client == 0)
-				usage_error("--client must be non-zero (0 is not a client id)");
-		} else if (strcmp(key, "--request") == 0) {
-			g.request = parse_u64("--request", val, UINT64_MAX);
-			if (g.request == 0)
-				usage_error("--request must be non-zero (0 asks for a fresh id)");
-		}
-		else if (strcmp(key, "--timeout") == 0)
-			g.timeout_ms = (uint32_t)parse_u64("--timeout", val, BOC_TIMEOUT_MS_MAX);
-		else
+		if (!take_global(&g, key, val))
 			usage_error("unknown option '%s'", key);
 	}
-	if (i == argc)
+	/* The global options may also follow the command (`hold 1 --best 2
+	 * --client 42`): take them out before the command's own parser. */
+	static char *rest[256];
+	int nrest = 0;
+	for (int k = i; k < argc; k++) {
+		const char *s = argv[k];
+		const char *eq = strchr(s, '=');
+		char key[32];
+		size_t klen = eq ? (size_t)(eq - s) : strlen(s);
+		if (strncmp(s, "--", 2) == 0 && klen < sizeof(key)) {
+			memcpy(key, s, klen);
+			key[klen] = '\0';
+			if (is_global_with_value(key)) {
+				const char *val = eq ? eq + 1 : (k + 1 < argc ? argv[++k] : NULL);
+				if (!val)
+					usage_error("option %s needs a value", key);
+				take_global(&g, key, val);
+				continue;
+			}
+		}
+		if (nrest == (int)(sizeof(rest) / sizeof(rest[0])))
+			usage_error("too many arguments");
+		rest[nrest++] = argv[k];
+	}
+	if (nrest == 0)
 		usage_error("no command given");
 	if (g.timeout_ms == 0)
 		usage_error("--timeout must be at least 1 ms");
@@ -863,7 +901,7 @@ int main(int argc, char **argv)
 	bo_cmd cmd;
 	bo_seatmap *map;
 	uint32_t ttl_ms;
-	build(&g, argc - i, argv + i, &cmd, &map, &ttl_ms);
+	build(&g, nrest, rest, &cmd, &map, &ttl_ms);
 
 	boc_options o;
 	boc_options_default(&o);

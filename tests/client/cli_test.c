@@ -969,6 +969,12 @@ Test(cli, same_client_and_request_is_answered_once, .init = srv_setup, .fini = d
 	expect_ok(&r);
 	expect_json(&r, "replayed", "true");
 	cr_assert_eq(json_claim(&r), hold);
+	/* So are --client and --request (as scripts/run's examples write
+	 * them): the same pair, so the same first answer. */
+	CLI(&r, "hold", "9", "--seats", "8,9", "--client", "77", "--request", "1");
+	expect_ok(&r);
+	cr_assert_eq(hex_after(&r, "hold=0x"), hold, "options after the command: %s", r.out);
+	expect_out(&r, "(repeated request: first answer)");
 	expect_avail("9", 18, 2, 0, 0, "[8,10,0]", "[25,10]");
 
 	/* Release it, then repeat the hold: still the first answer, and the

@@ -815,21 +815,31 @@ static void expire_one(engine *e, uint32_t slot, bo_expiry_fn fn, void *ctx)
 	claim_end(e, slot, CL_EXPIRED);
 }
 
-uint32_t engine_advance(engine *e, int64_t now_ms, bo_expiry_fn fn, void *ctx)
+uint32_t engine_advance_bounded(engine *e, int64_t now_ms, uint32_t expiries_max, bo_expiry_fn fn, void *ctx,
+				int *more)
 {
-	assert(e);
+	assert(e && more);
 	uint32_t changes = 0;
 	if (now_ms > e->now_ms)
 		e->now_ms = now_ms;
-	while (e->heap_len > 0 && e->claims[e->heap[0]].expires_ms <= e->now_ms) {
+	while (e->heap_len > 0 && e->claims[e->heap[0]].expires_ms <= e->now_ms && changes < expiries_max) {
 		expire_one(e, e->heap[0], fn, ctx);
 		changes++;
 	}
+	*more = e->heap_len > 0 && e->claims[e->heap[0]].expires_ms <= e->now_ms;
 	while (e->idem_tail > e->idem_head &&
 	       e->now_ms - e->idem[e->idem_head & (e->cfg.idem_capacity - 1)].at_ms > (int64_t)BO_IDEM_WINDOW_MS) {
 		idem_evict_oldest(e);
 		changes++;
 	}
+	return changes;
+}
+
+uint32_t engine_advance(engine *e, int64_t now_ms, bo_expiry_fn fn, void *ctx)
+{
+	int more;
+	uint32_t changes = engine_advance_bounded(e, now_ms, UINT32_MAX, fn, ctx, &more);
+	assert(!more);
 	return changes;
 }
 

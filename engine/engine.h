@@ -330,6 +330,14 @@ void engine_free(engine *e);
  * a journal need not record this advance to rebuild the same state. */
 uint32_t engine_advance(engine *e, int64_t now_ms, bo_expiry_fn on_expiry, void *ctx);
 
+/* engine_advance() that expires at most expiries_max holds (in the same
+ * order) and sets *more when expired holds remain; call it again with the
+ * same now_ms to go on. The state after the last call equals one
+ * engine_advance(now_ms): a shard uses it so that a mass expiry never
+ * produces more output at once than its output ring can hold. */
+uint32_t engine_advance_bounded(engine *e, int64_t now_ms, uint32_t expiries_max, bo_expiry_fn on_expiry,
+				void *ctx, int *more /* OUT */);
+
 /* Applies one command at the engine's current time and writes its full
  * result. Every outcome is a bo_status in `out`; bad input never crashes
  * (only a NULL pointer is a programmer error). A mutating command whose

@@ -426,20 +426,43 @@ static void on_expiry(void *ctx, const bo_expiry *x)
 
 /* Moves the engine's clock to the shard clock (a clock that steps back is
  * held at the last time used, so batch times never decrease) and journals
- * the advance if it changed anything. */
+ * the advance if it changed anything.
+ *
+ * A mass expiry (tens of thousands of holds at one instant) would claim
+ * more output slots than the ring holds, and none of them can be published
+ * before the batch is durable: the writer would wait for room forever. So
+ * expiries go in chunks of a quarter of the ring, each chunk journaled
+ * (TICK) and ended like a batch, so that it can be published while the
+ * next one is made. Replay applies the first TICK with a full advance:
+ * the resulting state is the same. */
 static int begin_batch(shard *s)
 {
 	int64_t now = s->cfg.clock(s->cfg.clock_ctx);
 	int64_t last = engine_now(s->engine);
 	s->batch_ms = now > last ? now : last;
 	s->batch_no++;
-	uint32_t changes = engine_advance(s->engine, s->batch_ms, on_expiry, s);
-	if (changes > 0 && s->journal) {
-		int32_t len = entry_encode_tick(s->payload, sizeof(s->payload));
-		assert(len == 1);
-		return journal_put(s, s->batch_ms, s->payload, (uint32_t)len);
+	const uint32_t chunk = s->cfg.out_slots / 4;
+	for (;;) {
+		int more = 0;
+		uint32_t changes = engine_advance_bounded(s->engine, s->batch_ms, chunk, on_expiry, s, &more);
+		if (changes > 0 && s->journal) {
+			int32_t len = entry_encode_tick(s->payload, sizeof(s->payload));
+			assert(len == 1);
+			int rc = journal_put(s, s->batch_ms, s->payload, (uint32_t)len);
+			if (rc < 0)
+				return rc;
+		}
+		if (!more)
+			return 0;
+		if (s->journal) {
+			int rc = journal_commit(s->journal);
+			if (rc < 0) {
+				shard_fail(s, "journal commit", rc);
+				return rc;
+			}
+		}
+		batch_done(s);
 	}
-	return 0;
 }
 
 static int apply_batch(shard *s, uint64_t first, uint32_t n)

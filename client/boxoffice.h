@@ -50,7 +50,7 @@
  * BOC_ERR_PROTOCOL.
  *
  * Installed as <boxoffice/boxoffice.h>; it includes the command and result
- * types of <boxoffice/engine/engine.h>. pkg-config name: boxoffice-client.
+ * types of <boxoffice/base/types.h> (with limits.h, seatmap.h and names.h). pkg-config name: boxoffice-client.
  */
 #ifndef BOXOFFICE_CLIENT_H
 #define BOXOFFICE_CLIENT_H
@@ -59,7 +59,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/engine.h"
+#include "base/names.h"
+#include "base/seatmap.h"
+#include "base/types.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -55,7 +55,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "gateway/wire.h"
+#include "protocol/wire.h"
 
 _Static_assert(BOC_BATCH_MAX_DEFAULT == WIRE_BATCH_MAX, "a default batch is a full message");
 _Static_assert(BOC_TEXT_LEN_MAX >= WIRE_ERROR_LEN_MAX, "a reply's error text fits");
@@ -798,7 +798,7 @@ const char *boc_strerror(int err)
 
 const char *boc_status_name(int status)
 {
-	return status >= 0 && status < BO_STATUS_COUNT ? engine_status_str(status) : NULL;
+	return status >= 0 && status < BO_STATUS_COUNT ? bo_status_str(status) : NULL;
 }
 
 const char *boc_detail_name(int detail)
@@ -808,17 +808,17 @@ const char *boc_detail_name(int detail)
 
 const char *boc_op_name(int op)
 {
-	return op > BO_OP_NONE && op < BO_OP_COUNT ? engine_op_str(op) : NULL;
+	return op > BO_OP_NONE && op < BO_OP_COUNT ? bo_op_str(op) : NULL;
 }
 
 const char *boc_seat_state_name(int state)
 {
-	return state >= 0 && state < BO_SEAT_STATE_COUNT ? engine_seat_state_str(state) : NULL;
+	return state >= 0 && state < BO_SEAT_STATE_COUNT ? bo_seat_state_str(state) : NULL;
 }
 
 const char *boc_detail_text(int detail)
 {
-	return detail >= 0 && detail < BO_D_COUNT ? engine_detail_str(detail) : NULL;
+	return detail >= 0 && detail < BO_D_COUNT ? bo_detail_str(detail) : NULL;
 }
 
 /* ---- Builders ------------------------------------------------------------ */

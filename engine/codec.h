@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #include "engine.h"
-#include "limits.h"
+#include "base/limits.h"
 
 /* Format version, byte 1 of every encoding. Bump it when any layout in
  * codec.c changes; decode refuses every other version (a reader must never

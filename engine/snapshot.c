@@ -1445,13 +1445,13 @@ static int check_seats(const engine *e, char *err, size_t errlen)
 					      "event %" PRIu32 " seat %" PRIu32
 					      " (%s): owner claim %" PRIu32
 					      " (state %u, event %" PRIu32 ") does not hold it",
-					      i, k, engine_seat_state_str(st->state), st->owner - 1,
+					      i, k, bo_seat_state_str(st->state), st->owner - 1,
 					      c->state, c->event);
 				} else {
 					CHECK(st->owner == 0,
 					      "event %" PRIu32 " seat %" PRIu32
 					      " (%s) has owner %" PRIu32,
-					      i, k, engine_seat_state_str(st->state), st->owner);
+					      i, k, bo_seat_state_str(st->state), st->owner);
 				}
 				by_state[st->state]++;
 				count[st->cat]++;
@@ -1515,7 +1515,7 @@ static int check_seats(const engine *e, char *err, size_t errlen)
 		for (uint32_t k = 0; k < BO_SEAT_STATE_COUNT; k++)
 			CHECK(ev->by_state[k] == by_state[k],
 			      "event %" PRIu32 ": by_state[%s] = %" PRIu32 ", seats say %" PRIu32,
-			      i, engine_seat_state_str((int)k), ev->by_state[k], by_state[k]);
+			      i, bo_seat_state_str((int)k), ev->by_state[k], by_state[k]);
 		for (uint32_t k = 0; k < BO_CATEGORIES_MAX; k++)
 			CHECK(ev->free_by_cat[k] == free_by_cat[k],
 			      "event %" PRIu32 ": free_by_cat[%" PRIu32 "] = %" PRIu32

@@ -35,8 +35,8 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
-#include "gateway/log.h"
-#include "gateway/wire.h"
+#include "base/log.h"
+#include "protocol/wire.h"
 
 enum { SLOT_RECV = 0, SLOT_SEND = 1 };
 
@@ -126,7 +126,7 @@ static void slot_send(gw_slot *sl)
 	gw_server *gw = sl->gw;
 	nng_msg *m;
 	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, sl->reply.data, sl->reply.size) != 0) {
-		gw_log(GW_ERROR, "msg=\"out of memory for a reply: dropped (the client times out and retries)\"");
+		bo_log(BO_LOG_ERROR, "msg=\"out of memory for a reply: dropped (the client times out and retries)\"");
 		if (m)
 			nng_msg_free(m);
 		wire_free_maps(sl->cmds, sl->count);
@@ -161,7 +161,7 @@ static void slot_complete(gw_slot *sl)
 	if (wire_encode_replies(sl->res, sl->errs, sl->count, sl->is_array, &sl->reply) != 0) {
 		/* A result without an encoding is an engine/codec bug; say so
 		 * to the client rather than leaving it waiting. */
-		gw_log(GW_ERROR, "msg=\"reply could not be encoded\" commands=%u", sl->count);
+		bo_log(BO_LOG_ERROR, "msg=\"reply could not be encoded\" commands=%u", sl->count);
 		sl->reply.size = 0;
 		wire_encode_error(BO_INVALID, "internal error: reply could not be encoded", &sl->reply);
 	}
@@ -370,7 +370,7 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 			snprintf(err, errlen, "shard %u: %s", k, serr);
 			break;
 		}
-		gw_log(GW_INFO,
+		bo_log(BO_LOG_INFO,
 		       "msg=\"shard recovered\" shard=%u snapshot_seq=%" PRIu64 " last_seq=%" PRIu64
 		       " replayed=%" PRIu64 " seconds=%.3f%s%s%s",
 		       k, rec.snapshot_seq, rec.last_seq, rec.replayed, rec.seconds,
@@ -427,7 +427,7 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 			break;
 		}
 		gw->listener_count++;
-		gw_log(GW_INFO, "msg=\"listening\" url=%s", cfg->listen[i]);
+		bo_log(BO_LOG_INFO, "msg=\"listening\" url=%s", cfg->listen[i]);
 	}
 	if (rc < 0) {
 		if (gw->sock_open)
@@ -500,7 +500,7 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 			} else {
 				pthread_detach(t);
 				gw->close_hung = 1;
-				gw_log(GW_WARN, "msg=\"nng_close did not return within 3 s; exiting without it\"");
+				bo_log(BO_LOG_WARN, "msg=\"nng_close did not return within 3 s; exiting without it\"");
 				return rc;
 			}
 		} else {

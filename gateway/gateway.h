@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/shard.h"
+#include "shard/shard.h"
 
 #define GW_LISTEN_MAX 8u
 #define GW_SHARDS_MAX 64u

@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "gateway/gateway.h"
-#include "gateway/log.h"
-#include "gateway/wire.h"
+#include "base/log.h"
+#include "protocol/wire.h"
 
 #ifndef BO_VERSION
 #define BO_VERSION "unknown"
@@ -102,11 +102,11 @@ static int load_demo(gw_server *gw)
 	if (rc < 0)
 		return rc;
 	if (r.status == BO_OK || (r.status == BO_INVALID && r.detail == BO_D_EVENT_EXISTS))
-		gw_log(GW_INFO, "msg=\"demo venue ready\" event=1 seats=600 categories=3 pool=500 %s",
+		bo_log(BO_LOG_INFO, "msg=\"demo venue ready\" event=1 seats=600 categories=3 pool=500 %s",
 		       r.status == BO_OK && !r.replayed ? "created=1" : "created=0");
 	else
-		gw_log(GW_WARN, "msg=\"demo venue not created\" status=%s detail=\"%s\"", engine_status_str(r.status),
-		       engine_detail_str(r.detail));
+		bo_log(BO_LOG_WARN, "msg=\"demo venue not created\" status=%s detail=\"%s\"", bo_status_str(r.status),
+		       bo_detail_str(r.detail));
 	return 0;
 }
 
@@ -224,16 +224,16 @@ int main(int argc, char **argv)
 			demo = 1;
 		} else if (!strcmp(a, "--log-level")) {
 			NEED_VALUE();
-			int lv = !strcmp(val, "debug") ? GW_DEBUG
-				 : !strcmp(val, "info") ? GW_INFO
-				 : !strcmp(val, "warn") ? GW_WARN
-				 : !strcmp(val, "error") ? GW_ERROR
+			int lv = !strcmp(val, "debug") ? BO_LOG_DEBUG
+				 : !strcmp(val, "info") ? BO_LOG_INFO
+				 : !strcmp(val, "warn") ? BO_LOG_WARN
+				 : !strcmp(val, "error") ? BO_LOG_ERROR
 							  : -1;
 			if (lv < 0) {
 				fprintf(stderr, "%s: --log-level takes debug, info, warn or error\n", prog);
 				return 2;
 			}
-			gw_log_level(lv);
+			bo_log_level(lv);
 		} else {
 			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
 			return 2;
@@ -250,35 +250,35 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	gw_log(GW_INFO, "msg=\"starting\" version=%s data_dir=%s shards=%u sync=%s snapshot_every=%" PRIu64, BO_VERSION,
+	bo_log(BO_LOG_INFO, "msg=\"starting\" version=%s data_dir=%s shards=%u sync=%s snapshot_every=%" PRIu64, BO_VERSION,
 	       cfg.data_dir, cfg.shards, cfg.shard.journal.sync == JOURNAL_SYNC_DATA ? "data" : "NONE-UNSAFE",
 	       cfg.shard.snapshot_every);
 	if (cfg.shard.journal.sync != JOURNAL_SYNC_DATA)
-		gw_log(GW_WARN, "msg=\"--sync none is UNSAFE: acknowledged changes can be lost on power loss\"");
+		bo_log(BO_LOG_WARN, "msg=\"--sync none is UNSAFE: acknowledged changes can be lost on power loss\"");
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	gw_server *gw;
 	char err[GW_ERR_LEN];
 	int rc = gw_start(&cfg, &gw, err, sizeof(err));
 	if (rc < 0) {
-		gw_log(GW_ERROR, "msg=\"start-up failed\" error=\"%s\"", err);
+		bo_log(BO_LOG_ERROR, "msg=\"start-up failed\" error=\"%s\"", err);
 		return 1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (demo && (rc = load_demo(gw)) < 0)
-		gw_log(GW_WARN, "msg=\"demo venue not loaded\" error=\"%s\"", strerror(-rc));
-	gw_log(GW_INFO, "msg=\"ready\" startup_seconds=%.3f",
+		bo_log(BO_LOG_WARN, "msg=\"demo venue not loaded\" error=\"%s\"", strerror(-rc));
+	bo_log(BO_LOG_INFO, "msg=\"ready\" startup_seconds=%.3f",
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 
 	int sig = 0;
 	while (sigwait(&sigs, &sig) != 0)
 		;
-	gw_log(GW_INFO, "msg=\"stopping\" signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	bo_log(BO_LOG_INFO, "msg=\"stopping\" signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rc = gw_stop(gw, 10000);
 	gw_stats st;
 	gw_stats_get(gw, &st);
 	const char *failed = gw_failed(gw);
-	gw_log(rc == 0 && !failed ? GW_INFO : GW_WARN,
+	bo_log(rc == 0 && !failed ? BO_LOG_INFO : BO_LOG_WARN,
 	       "msg=\"stopped\" requests=%" PRIu64 " commands=%" PRIu64 " busy=%" PRIu64 " invalid_messages=%" PRIu64
 	       "%s%s%s%s",
 	       st.requests, st.commands, st.busy, st.invalid_msgs, rc ? " in_flight_dropped=1" : "",

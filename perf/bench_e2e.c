@@ -43,7 +43,7 @@
 
 #include "bench_util.h"
 #include "client/boxoffice.h"
-#include "gateway/wire.h"
+#include "protocol/wire.h"
 
 static const char *prog = "bench_e2e";
 

@@ -30,7 +30,7 @@
 #include <mimalloc.h>
 
 #include "engine/engine.h"
-#include "engine/ring.h"
+#include "shard/ring.h"
 
 static int quick;
 static const char *only; /* --only NAME: run one part (memory, commands, best, ring, latency) */
@@ -91,7 +91,7 @@ static void create_event(engine *e, uint64_t id, uint32_t rows, uint32_t per_row
 	bo_result res;
 	engine_apply(e, &c, &res);
 	if (res.status != BO_OK)
-		die(engine_detail_str(res.detail), res.status);
+		die(bo_detail_str(res.detail), res.status);
 	bo_seatmap_free(m);
 }
 

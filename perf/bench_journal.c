@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "engine/shard.h"
+#include "shard/shard.h"
 
 static const char *prog = "bench_journal";
 

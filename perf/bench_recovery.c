@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "engine/shard.h"
+#include "shard/shard.h"
 
 static const char *prog = "bench_recovery";
 

@@ -10,7 +10,7 @@
 
 const char *replay_fmt_detail_token(int detail)
 {
-	const char *name = engine_detail_name(detail);
+	const char *name = bo_detail_name(detail);
 	return name ? name : "unknown";
 }
 
@@ -129,7 +129,7 @@ static void result_human(FILE *f, const bo_result *r)
 	char t[REPLAY_FMT_TIME_LEN];
 	uint32_t n = r->seat_count <= BO_SEATS_PER_HOLD_MAX ? r->seat_count : BO_SEATS_PER_HOLD_MAX;
 	if (r->status != BO_OK) {
-		fprintf(f, " -> %s/%s", engine_status_str(r->status),
+		fprintf(f, " -> %s/%s", bo_status_str(r->status),
 		        replay_fmt_detail_token(r->detail));
 		if (n > 0)
 			fprintf(f, " seat=%" PRIu32, r->seats[0]);
@@ -157,7 +157,7 @@ static void result_human(FILE *f, const bo_result *r)
 static void result_json(FILE *f, const bo_result *r)
 {
 	uint32_t n = r->seat_count <= BO_SEATS_PER_HOLD_MAX ? r->seat_count : BO_SEATS_PER_HOLD_MAX;
-	fprintf(f, ",\"result\":{\"status\":\"%s\",\"detail\":\"%s\"", engine_status_str(r->status),
+	fprintf(f, ",\"result\":{\"status\":\"%s\",\"detail\":\"%s\"", bo_status_str(r->status),
 	        replay_fmt_detail_token(r->status == BO_OK ? BO_D_NONE : r->detail));
 	fprintf(f, ",\"claim\":%" PRIu64 ",\"seats\":", r->claim_id);
 	seat_list(f, r->seats, n, 1);
@@ -189,10 +189,10 @@ void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const
 			fprintf(f,
 			        ",\"op\":\"%s\",\"client\":%" PRIu64 ",\"request\":%" PRIu64
 			        ",\"event\":%" PRIu64 ",\"cmd\":{",
-			        engine_op_str(c->op), c->client_id, c->request_id, c->event_id);
+			        bo_op_str(c->op), c->client_id, c->request_id, c->event_id);
 			/* cmd_fields writes ",key:value" pairs: the object
 			 * opens with the op so they always follow a member. */
-			fprintf(f, "\"op\":\"%s\"", engine_op_str(c->op));
+			fprintf(f, "\"op\":\"%s\"", bo_op_str(c->op));
 			cmd_fields(f, c, map, 1);
 			fputc('}', f);
 			result_json(f, &en->res);
@@ -207,7 +207,7 @@ void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const
 	if (en->kind == ENTRY_COMMAND) {
 		const bo_cmd *c = &en->cmd;
 		fprintf(f, " op=%s client=%" PRIu64 " request=%" PRIu64 " event=%" PRIu64,
-		        engine_op_str(c->op), c->client_id, c->request_id, c->event_id);
+		        bo_op_str(c->op), c->client_id, c->request_id, c->event_id);
 		cmd_fields(f, c, map, 0);
 		result_human(f, &en->res);
 	}

@@ -23,7 +23,7 @@
 #include <stdio.h>
 
 #include "engine/engine.h"
-#include "journal/entry.h"
+#include "shard/entry.h"
 #include "journal/journal.h"
 
 /* Room for any time replay_fmt_time writes. */

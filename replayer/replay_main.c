@@ -50,9 +50,9 @@
 
 #include "engine/engine.h"
 #include "engine/snapshot.h"
-#include "journal/entry.h"
+#include "shard/entry.h"
 #include "journal/journal.h"
-#include "replayer/apply.h"
+#include "shard/apply.h"
 #include "replayer/replay_dir.h"
 #include "replayer/replay_fmt.h"
 
@@ -1262,12 +1262,12 @@ static void stats_json(const stats *s, const replay_shard_dir *d, int total)
 	for (int i = 1; i < BO_OP_COUNT; i++) {
 		if (!bo_op_mutates(i))
 			continue;
-		printf("%s\"%s\":%" PRIu64, first ? "" : ",", engine_op_str(i), s->by_op[i]);
+		printf("%s\"%s\":%" PRIu64, first ? "" : ",", bo_op_str(i), s->by_op[i]);
 		first = 0;
 	}
 	fputs("},\"by_status\":{", stdout);
 	for (int i = 0; i < BO_STATUS_COUNT; i++)
-		printf("%s\"%s\":%" PRIu64, i ? "," : "", engine_status_str(i), s->by_status[i]);
+		printf("%s\"%s\":%" PRIu64, i ? "," : "", bo_status_str(i), s->by_status[i]);
 	printf("},\"segments\":%" PRIu32 ",\"segment_bytes\":%" PRIu64 ",\"record_bytes\":%" PRIu64
 	       ",\"payload_bytes\":%" PRIu64,
 	       s->segments, s->seg_bytes, s->rec_bytes, s->payload_bytes);
@@ -1307,11 +1307,11 @@ static void stats_human(const stats *s, const replay_shard_dir *d, const char *t
 	       s->ticks);
 	for (int i = 1; i < BO_OP_COUNT; i++)
 		if (s->by_op[i])
-			printf("    %-14s %" PRIu64 "\n", engine_op_str(i), s->by_op[i]);
+			printf("    %-14s %" PRIu64 "\n", bo_op_str(i), s->by_op[i]);
 	printf("  %-16s\n", "by status");
 	for (int i = 0; i < BO_STATUS_COUNT; i++)
 		if (s->by_status[i])
-			printf("    %-14s %" PRIu64 "\n", engine_status_str(i), s->by_status[i]);
+			printf("    %-14s %" PRIu64 "\n", bo_status_str(i), s->by_status[i]);
 	if (s->records) {
 		replay_fmt_time(s->first_ts, t0, sizeof t0);
 		replay_fmt_time(s->last_ts, t1, sizeof t1);

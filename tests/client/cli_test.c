@@ -61,7 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/limits.h"
+#include "base/limits.h"
 
 /* ---- Small utilities ----------------------------------------------------- */
 

@@ -133,7 +133,7 @@ int main(void)
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "client/boxoffice.h"
-#include "gateway/wire.h"
+#include "protocol/wire.h"
 
 /* ---- Stub server --------------------------------------------------------- */
 

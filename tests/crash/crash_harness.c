@@ -56,7 +56,7 @@
 #include <unistd.h>
 
 #include "crash_config.h"
-#include "engine/shard.h"
+#include "shard/shard.h"
 
 #define PRODUCERS 3u
 #define EVENTS_PER_SHARD CRASH_EVENTS_PER_SHARD

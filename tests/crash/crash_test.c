@@ -74,10 +74,10 @@
 #include <xxhash.h>
 
 #include "crash_config.h"
-#include "engine/shard.h"
-#include "journal/entry.h"
+#include "shard/shard.h"
+#include "shard/entry.h"
 #include "journal/journal.h"
-#include "replayer/apply.h"
+#include "shard/apply.h"
 
 #define CYCLES_DEFAULT 100u
 #define EPOCH_CYCLES 200u /* cycles per data directory in long runs */

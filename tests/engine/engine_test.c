@@ -256,7 +256,7 @@ static void advance(engine *e, int64_t t) { engine_advance(e, t, NULL, NULL); }
 static void expect_ok_at(int line, const bo_result *r)
 {
 	cr_assert_eq(r->status, BO_OK, "line %d: expected ok, got %s/%s", line,
-		     engine_status_str(r->status), engine_detail_str(r->detail));
+		     bo_status_str(r->status), bo_detail_str(r->detail));
 	cr_assert_eq(r->detail, BO_D_NONE, "line %d: ok carries no detail", line);
 }
 
@@ -266,10 +266,10 @@ static void expect_ok_at(int line, const bo_result *r)
 static void expect_fail_at(int line, const bo_result *r, int status, int detail, uint32_t seat)
 {
 	cr_assert_eq(r->status, status, "line %d: expected %s/%s, got %s/%s", line,
-		     engine_status_str(status), engine_detail_str(detail),
-		     engine_status_str(r->status), engine_detail_str(r->detail));
+		     bo_status_str(status), bo_detail_str(detail),
+		     bo_status_str(r->status), bo_detail_str(r->detail));
 	cr_assert_eq(r->detail, detail, "line %d: expected detail '%s', got '%s'", line,
-		     engine_detail_str(detail), engine_detail_str(r->detail));
+		     bo_detail_str(detail), bo_detail_str(r->detail));
 	cr_assert_eq(r->claim_id, 0, "line %d: a failure carries no claim", line);
 	cr_assert_eq(r->expires_at_ms, 0, "line %d: a failure carries no expiry", line);
 	cr_assert_eq(r->quantity, 0, "line %d: a failure carries no quantity", line);
@@ -358,7 +358,7 @@ static void expect_state_at(int line, const engine *e, uint64_t ev, uint32_t s, 
 {
 	uint8_t st = seat_state(e, ev, s);
 	cr_assert_eq(st, want, "line %d: seat %u is %s, expected %s", line, s,
-		     engine_seat_state_str(st), engine_seat_state_str(want));
+		     bo_seat_state_str(st), bo_seat_state_str(want));
 }
 #define EXPECT_STATE(e, ev, s, st) expect_state_at(__LINE__, (e), (ev), (s), (st))
 
@@ -1551,7 +1551,7 @@ static void expect_avail_matches_seats(engine *e, uint64_t ev, const bo_seatmap 
 	cr_assert_eq(memcmp(&a, &q.avail, sizeof(a)), 0, "QUERY_AVAIL answers engine_avail()");
 	for (int st = 0; st < BO_SEAT_STATE_COUNT; st++)
 		cr_assert_eq(q.avail.by_state[st], by_state[st], "%s: %u counted, %u seen",
-			     engine_seat_state_str(st), q.avail.by_state[st], by_state[st]);
+			     bo_seat_state_str(st), q.avail.by_state[st], by_state[st]);
 	cr_assert_eq(q.avail.category_count, m->category_count);
 	for (uint32_t c = 0; c < BO_CATEGORIES_MAX; c++)
 		cr_assert_eq(q.avail.free_by_category[c], free_by_cat[c], "category %u", c);
@@ -2190,7 +2190,7 @@ static void expect_replay_at(int line, engine *e, const bo_cmd *c, const bo_resu
 	bo_result want = *first;
 	want.replayed = 1;
 	cr_assert_eq(again.replayed, 1, "line %d: not answered from the window (%s/%s)", line,
-		     engine_status_str(again.status), engine_detail_str(again.detail));
+		     bo_status_str(again.status), bo_detail_str(again.detail));
 	cr_assert_eq(memcmp(&again, &want, sizeof(want)), 0, "line %d: replayed result differs",
 		     line);
 	cr_assert_eq(engine_digest(e), before, "line %d: a replay changed the state", line);

@@ -619,7 +619,7 @@ static int chance(run *r, uint32_t percent)
 
 static const char *op_name(int op)
 {
-	return op > 0 && op < BO_OP_COUNT ? engine_op_str(op) : "?";
+	return op > 0 && op < BO_OP_COUNT ? bo_op_str(op) : "?";
 }
 
 static void describe_cmd(const bo_cmd *c, char *buf, size_t size)
@@ -653,7 +653,7 @@ static void describe_result(const bo_result *g, char *buf, size_t size)
 	int n = snprintf(buf, size,
 	                 "%s/%s seat_count=%u qty=%" PRIu32 " claim=%#" PRIx64 " expires=%" PRId64
 	                 " pool=%u replayed=%u seats=",
-	                 engine_status_str(g->status), engine_detail_str(g->detail), g->seat_count,
+	                 bo_status_str(g->status), bo_detail_str(g->detail), g->seat_count,
 	                 g->quantity, g->claim_id, g->expires_at_ms, g->pool, g->replayed);
 	size_t at = n > 0 && (size_t)n < size ? (size_t)n : size - 1;
 	for (uint32_t i = 0; i < g->seat_count && i < BO_SEATS_PER_HOLD_MAX && at < size; i++)
@@ -1194,7 +1194,7 @@ static void check_avail(run *r, const char *what, const bo_avail *want, const bo
 	for (int s = 0; s < BO_SEAT_STATE_COUNT; s++)
 		if (want->by_state[s] != got->by_state[s])
 			run_fail(r, "%s: %s seats: expected %" PRIu32 ", got %" PRIu32, what,
-			         engine_seat_state_str(s), want->by_state[s], got->by_state[s]);
+			         bo_seat_state_str(s), want->by_state[s], got->by_state[s]);
 	if (want->category_count != got->category_count || want->pool_count != got->pool_count)
 		run_fail(r, "%s: expected %u categories %u pools, got %u %u", what,
 		         want->category_count, want->pool_count, got->category_count,
@@ -1236,8 +1236,8 @@ static void check_result(run *r, const expect *x, const bo_result *g)
 	if (g->op != c->op)
 		run_fail(r, "result op %u, command op %u", g->op, c->op);
 	if (g->status != x->status || g->detail != x->detail)
-		run_fail(r, "expected %s/%s, got %s", engine_status_str(x->status),
-		         engine_detail_str(x->detail), GOT_STR(g));
+		run_fail(r, "expected %s/%s, got %s", bo_status_str(x->status),
+		         bo_detail_str(x->detail), GOT_STR(g));
 	if (g->replayed != 0)
 		run_fail(r, "fresh command answered with replayed=%u", g->replayed);
 	if (g->client_id != c->client_id || g->request_id != c->request_id ||
@@ -1266,7 +1266,7 @@ static void check_result(run *r, const expect *x, const bo_result *g)
 		for (uint32_t i = 0; i < x->seat_count; i++)
 			if (x->seat_state[i] != g->seat_state[i])
 				run_fail(r, "seat %" PRIu32 ": expected state %s, got %u",
-				         x->seats[i], engine_seat_state_str(x->seat_state[i]),
+				         x->seats[i], bo_seat_state_str(x->seat_state[i]),
 				         g->seat_state[i]);
 	}
 	if ((x->check & X_QTY) && g->quantity != x->quantity)
@@ -1415,7 +1415,7 @@ static void check_state(run *r, engine *e, const char *which)
 				         "%s: event %" PRIu64 " seat %" PRIu32
 				         ": expected %s claim %#" PRIx64
 				         ", engine_seat rc %d state %u claim %#" PRIx64,
-				         which, ev->id, s, engine_seat_state_str(ev->state[s]),
+				         which, ev->id, s, bo_seat_state_str(ev->state[s]),
 				         ev->claim[s], rc, st, claim);
 		}
 		uint8_t st;
@@ -1987,7 +1987,7 @@ static void gen_create(run *r, sent_cmd *s, int valid)
 		bo_detail d = bo_seatmap_check(&s->map.map);
 		if ((d == BO_D_NONE) != want)
 			run_fail(r, "bo_seatmap_check says %s for a map the rules call %s",
-			         engine_detail_str(d), want ? "valid" : "invalid");
+			         bo_detail_str(d), want ? "valid" : "invalid");
 	}
 	sent_bind(s);
 }
@@ -2288,7 +2288,7 @@ static void print_counts(const outcome_counts *k)
 			if (k->by_op_detail[op][d])
 				fprintf(stderr, "  %-12s %-28s %10" PRIu64 "\n",
 				        op < BO_OP_COUNT ? op_name((int)op) : "bad-op",
-				        d ? engine_detail_str((int)d) : "ok",
+				        d ? bo_detail_str((int)d) : "ok",
 				        k->by_op_detail[op][d]);
 }
 
@@ -2348,7 +2348,7 @@ static void check_coverage(const outcome_counts *k)
 		cr_expect(k->by_op_detail[need[i].op][need[i].detail] > 0,
 		          "coverage: the stream never produced %s -> %s",
 		          need[i].op < BO_OP_COUNT ? op_name(need[i].op) : "bad-op",
-		          need[i].detail ? engine_detail_str(need[i].detail) : "ok");
+		          need[i].detail ? bo_detail_str(need[i].detail) : "ok");
 	cr_expect(k->replays > 0 && k->conflicts > 0 && k->idem_evicted_reexec > 0,
 	          "coverage: replays %" PRIu64 " conflicts %" PRIu64 " re-executions %" PRIu64,
 	          k->replays, k->conflicts, k->idem_evicted_reexec);

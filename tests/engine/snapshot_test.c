@@ -316,8 +316,8 @@ static void world_step(world *w, rng *r, engine *twin, expiry_log *la, expiry_lo
 		cr_assert(memcmp(&ra, &rb, sizeof(ra)) == 0,
 		          "seed %" PRIu64 ": results differ for %s (status %s / %s, claim %" PRIx64
 		          " / %" PRIx64 ")",
-		          w->seed, engine_op_str(c.op), engine_status_str(ra.status),
-		          engine_status_str(rb.status), ra.claim_id, rb.claim_id);
+		          w->seed, bo_op_str(c.op), bo_status_str(ra.status),
+		          bo_status_str(rb.status), ra.claim_id, rb.claim_id);
 	}
 	w->last_change_ms = engine_now(w->e);
 	if (c.op == BO_OP_CREATE_EVENT && ra.status == BO_OK && !ra.replayed) {

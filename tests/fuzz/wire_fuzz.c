@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "engine/codec.h"
-#include "gateway/wire.h"
+#include "protocol/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

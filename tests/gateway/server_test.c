@@ -57,7 +57,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "engine/engine.h"
-#include "gateway/wire.h"
+#include "protocol/wire.h"
 
 /* ---- Small utilities ----------------------------------------------------- */
 
@@ -493,7 +493,7 @@ static void srv_assert_alive(server *s, const char *url, uint64_t event, bo_avai
 	}
 	cr_assert_eq(rv, 0, "after %s: a valid query got no valid reply (%d)", after, rv);
 	cr_assert_eq(r.status, BO_OK, "after %s: query_avail answered %s", after,
-	             engine_status_str(r.status));
+	             bo_status_str(r.status));
 	if (av)
 		*av = r.avail;
 }
@@ -535,7 +535,7 @@ static void create_event(nng_socket s, uint64_t event, uint32_t rows, uint32_t s
 	bo_seatmap_free(m);
 	cr_assert_eq(rc, 0, "create_event %" PRIu64 ": no reply (%d)", event, rc);
 	cr_assert_eq(r.status, BO_OK, "create_event %" PRIu64 ": %s/%s", event,
-	             engine_status_str(r.status), engine_detail_str(r.detail));
+	             bo_status_str(r.status), bo_detail_str(r.detail));
 }
 
 static bo_cmd c_hold_seats(uint64_t client, uint64_t request, uint64_t event, const uint32_t *seats,
@@ -597,7 +597,7 @@ static void seat_states(nng_socket s, uint64_t event, uint32_t count, uint8_t *s
 	cr_assert_eq(wm.count, nq);
 	for (uint32_t i = 0; i < nq; i++) {
 		cr_assert_eq(r[i].status, BO_OK, "query_seats %u: %s (%s)", i,
-		             engine_status_str(r[i].status), info[i].error);
+		             bo_status_str(r[i].status), info[i].error);
 		cr_assert_eq(r[i].seat_count, q[i].seat_count);
 		for (uint32_t j = 0; j < q[i].seat_count; j++) {
 			cr_assert_eq(r[i].seats[j], q[i].seats[j]);
@@ -707,8 +707,8 @@ static void *racer_main(void *arg)
 		    r.detail != (rc->use_best ? BO_D_SOLD_OUT : BO_D_SEAT_UNAVAILABLE)) {
 			snprintf(rc->fail, sizeof(rc->fail),
 			         "client %" PRIu64 ": %s answered %s/%s", rc->client,
-			         engine_op_str(c.op), engine_status_str(r.status),
-			         engine_detail_str(r.detail));
+			         bo_op_str(c.op), bo_status_str(r.status),
+			         bo_detail_str(r.detail));
 			break;
 		}
 		rc->taken++;
@@ -722,7 +722,7 @@ static void *racer_main(void *arg)
 		if (r.status != BO_OK) {
 			snprintf(rc->fail, sizeof(rc->fail),
 			         "client %" PRIu64 ": query_avail answered %s", rc->client,
-			         engine_status_str(r.status));
+			         bo_status_str(r.status));
 			break;
 		}
 		if (r.avail.by_state[BO_SEAT_FREE] == 0)
@@ -756,7 +756,7 @@ Test(server, contention_last_100_seats)
 			b.seats[i] = first + i;
 		bo_result r;
 		cr_assert_eq(call1(s, &b, &r, NULL), 0);
-		cr_assert_eq(r.status, BO_OK, "block: %s", engine_status_str(r.status));
+		cr_assert_eq(r.status, BO_OK, "block: %s", bo_status_str(r.status));
 	}
 	bo_avail av;
 	srv_assert_alive(&g_srv, g_srv.tcp_url, RACE_EVENT, &av, "set-up");
@@ -819,7 +819,7 @@ Test(server, contention_last_100_seats)
 	for (uint32_t i = 0; i < RACE_SEATS; i++) {
 		uint8_t want = i < RACE_BLOCKED ? BO_SEAT_BLOCKED : BO_SEAT_HELD;
 		cr_assert_eq(st[i], want, "seat %u is %s, expected %s", i,
-		             engine_seat_state_str(st[i]), engine_seat_state_str(want));
+		             bo_seat_state_str(st[i]), bo_seat_state_str(want));
 		cr_assert(i < RACE_BLOCKED || winner_of[i] != 0,
 		          "seat %u is held but no client was told so", i);
 	}
@@ -834,7 +834,7 @@ Test(server, contention_last_100_seats)
 static void assert_same_claim(const bo_result *a, const bo_result *b, const char *what)
 {
 	cr_assert_eq(a->status, b->status, "%s: status %s vs %s", what,
-	             engine_status_str(a->status), engine_status_str(b->status));
+	             bo_status_str(a->status), bo_status_str(b->status));
 	cr_assert_eq(a->op, b->op, "%s: op", what);
 	cr_assert_eq(a->claim_id, b->claim_id, "%s: hold %" PRIu64 " vs %" PRIu64, what,
 	             a->claim_id, b->claim_id);
@@ -863,7 +863,7 @@ Test(server, idempotent_retries)
 	bo_cmd hold = c_hold_seats(7, 1, IDEM_EVENT, seats, 2);
 	bo_result first, again;
 	cr_assert_eq(call1(tcp, &hold, &first, NULL), 0);
-	cr_assert_eq(first.status, BO_OK, "first hold: %s", engine_status_str(first.status));
+	cr_assert_eq(first.status, BO_OK, "first hold: %s", bo_status_str(first.status));
 	cr_assert_eq(first.replayed, 0, "a first answer is not replayed");
 	cr_assert_neq(first.claim_id, 0);
 	cr_assert_eq(first.seat_count, 2);
@@ -906,13 +906,13 @@ Test(server, idempotent_retries)
 	wire_reply_info info;
 	cr_assert_eq(call1(tcp, &diff, &r, &info), 0);
 	cr_assert_eq(r.status, BO_CONFLICT, "same key, other seats: %s",
-	             engine_status_str(r.status));
+	             bo_status_str(r.status));
 	cr_assert_eq(r.detail, BO_D_IDEM_CONFLICT);
 	cr_assert_neq(info.error[0], '\0', "a conflict carries an error text");
 	diff = hold;
 	diff.ttl_ms = TTL_MS + 1000;
 	cr_assert_eq(call1(ipc, &diff, &r, NULL), 0);
-	cr_assert_eq(r.status, BO_CONFLICT, "same key, other ttl: %s", engine_status_str(r.status));
+	cr_assert_eq(r.status, BO_CONFLICT, "same key, other ttl: %s", bo_status_str(r.status));
 	cr_assert_eq(r.detail, BO_D_IDEM_CONFLICT);
 	uint8_t st[100];
 	seat_states(tcp, IDEM_EVENT, 100, st);
@@ -929,7 +929,7 @@ Test(server, idempotent_retries)
 	rel.event_id = IDEM_EVENT;
 	rel.claim_id = first.claim_id;
 	cr_assert_eq(call1(tcp, &rel, &r, NULL), 0);
-	cr_assert_eq(r.status, BO_OK, "release: %s", engine_status_str(r.status));
+	cr_assert_eq(r.status, BO_OK, "release: %s", bo_status_str(r.status));
 	cr_assert_eq(call1(ipc, &hold, &again, NULL), 0);
 	assert_same_claim(&first, &again, "resend after release");
 	cr_assert_eq(again.replayed, 1);
@@ -999,7 +999,7 @@ static void expect_invalid(server *srv, nng_socket s, const char *what, const vo
 		cr_assert_eq(wm.count, want_count, "%s: %u replies", what, wm.count);
 	for (uint32_t i = 0; i < wm.count; i++) {
 		cr_assert_eq(res[i].status, BO_INVALID, "%s: reply %u is %s", what, i,
-		             engine_status_str(res[i].status));
+		             bo_status_str(res[i].status));
 		cr_assert_neq(info[i].error[0], '\0', "%s: reply %u has no error text", what, i);
 		if (want_detail >= 0)
 			cr_assert_eq(res[i].detail, want_detail, "%s: reply %u detail %s (%s)",
@@ -1304,7 +1304,7 @@ Test(server, hostile_input)
 		cr_assert_eq(wm.count, 1, "seed %" PRIu64 ": garbage %d: %u replies", seed, i,
 		             wm.count);
 		cr_assert_eq(gr[0].status, BO_INVALID, "seed %" PRIu64 ": garbage %d answered %s",
-		             seed, i, engine_status_str(gr[0].status));
+		             seed, i, bo_status_str(gr[0].status));
 	}
 	free(big);
 	long rss1 = srv_rss_kib(&g_srv);
@@ -1390,8 +1390,8 @@ static void *loader_main(void *arg)
 				ld->taken++;
 			} else {
 				snprintf(ld->fail, sizeof(ld->fail), "loader %u: %s/%s (%s)",
-				         ld->idx, engine_status_str(r[i].status),
-				         engine_detail_str(r[i].detail), info[i].error);
+				         ld->idx, bo_status_str(r[i].status),
+				         bo_detail_str(r[i].detail), info[i].error);
 				break;
 			}
 		}
@@ -1450,7 +1450,7 @@ static void verify_acks(server *srv, loader *lds, uint32_t nld)
 			         "acknowledged hold of client %#" PRIx64 " after restart",
 			         c[i].client_id);
 			cr_assert_eq(r[i].status, BO_OK, "%s: resend answered %s/%s (%s)", what,
-			             engine_status_str(r[i].status), engine_detail_str(r[i].detail),
+			             bo_status_str(r[i].status), bo_detail_str(r[i].detail),
 			             info[i].error);
 			cr_assert_eq(r[i].replayed, 1,
 			             "%s: resend not answered from the window (applied again)",
@@ -1481,7 +1481,7 @@ static void verify_acks(server *srv, loader *lds, uint32_t nld)
 		if (held_by_ack[i])
 			cr_assert_eq(st[i], BO_SEAT_HELD,
 			             "acknowledged seat %u is %s after restart", i,
-			             engine_seat_state_str(st[i]));
+			             bo_seat_state_str(st[i]));
 	bo_avail av;
 	srv_assert_alive(srv, srv->ipc_url, LOAD_EVENT, &av, "restart");
 	cr_assert_geq(av.by_state[BO_SEAT_HELD], seats, "fewer seats held than acknowledged");
@@ -1503,7 +1503,7 @@ static void verify_acks(server *srv, loader *lds, uint32_t nld)
 		bo_result rr;
 		cr_assert_eq(call1(s, &rc_cmd, &rr, NULL), 0);
 		cr_assert_eq(rr.status, BO_OK, "release of an acknowledged hold after restart: %s",
-		             engine_status_str(rr.status));
+		             bo_status_str(rr.status));
 		for (uint32_t j = 0; j < all[k].res.seat_count; j++)
 			held_by_ack[all[k].res.seats[j]] = 0;
 		free_seats += all[k].res.seat_count;
@@ -1512,7 +1512,7 @@ static void verify_acks(server *srv, loader *lds, uint32_t nld)
 	bo_result nr;
 	cr_assert_eq(call1(s, &nc, &nr, NULL), 0);
 	cr_assert_eq(nr.status, BO_OK, "a new hold after restart: %s",
-	             engine_status_str(nr.status));
+	             bo_status_str(nr.status));
 	for (uint32_t j = 0; j < nr.seat_count; j++)
 		cr_assert_eq(held_by_ack[nr.seats[j]], 0, "a new hold got acknowledged seat %u",
 		             nr.seats[j]);

@@ -38,9 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/shard.h"
+#include "shard/shard.h"
 #include "engine/snapshot.h"
-#include "journal/entry.h"
+#include "shard/entry.h"
 #include "journal/journal.h"
 
 #define EV 7u
@@ -615,14 +615,14 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	for (int op = 1; op < BO_OP_COUNT; op++) {
 		if (!bo_op_mutates(op))
 			continue;
-		cr_assert_eq(json_u64(r.out, engine_op_str(op)), w.by_op[op], "by_op %s",
-		             engine_op_str(op));
+		cr_assert_eq(json_u64(r.out, bo_op_str(op)), w.by_op[op], "by_op %s",
+		             bo_op_str(op));
 	}
 	const char *bs = strstr(r.out, "\"by_status\"");
 	cr_assert_not_null(bs);
 	for (int st = 0; st < BO_STATUS_COUNT; st++)
-		cr_assert_eq(json_u64(bs, engine_status_str(st)), w.by_status[st], "by_status %s",
-		             engine_status_str(st));
+		cr_assert_eq(json_u64(bs, bo_status_str(st)), w.by_status[st], "by_status %s",
+		             bo_status_str(st));
 	cr_assert_geq(json_u64(r.out, "segments"), 2);
 	cr_assert_gt(json_u64(r.out, "payload_bytes"), 0);
 	cr_assert_eq(json_u64(r.out, "first_ts_ms"), (uint64_t)T0_MS);

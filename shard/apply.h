@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "journal/entry.h"
+#include "shard/entry.h"
 #include "journal/journal.h"
 
 #define REPLAY_ERR_LEN 1024u

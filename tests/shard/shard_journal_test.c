@@ -65,10 +65,10 @@
 
 #include <criterion/criterion.h>
 
-#include "engine/shard.h"
-#include "journal/entry.h"
+#include "shard/shard.h"
+#include "shard/entry.h"
 #include "journal/journal.h"
-#include "replayer/apply.h"
+#include "shard/apply.h"
 
 /* ---- Constants ----------------------------------------------------------- */
 
@@ -571,7 +571,7 @@ static uint64_t acked_digest(const shard_config *cfg, const run *r)
 		engine_apply(e, &r->cmds[o->tag], &res);
 		cr_assert_eq(res.status, o->u.result.status,
 		             "tag %" PRIu64 ": %s acked, %s on re-execution", o->tag,
-		             engine_status_str(o->u.result.status), engine_status_str(res.status));
+		             bo_status_str(o->u.result.status), bo_status_str(res.status));
 	}
 	uint64_t d = engine_digest(e);
 	engine_free(e);
@@ -792,7 +792,7 @@ Test(shard_journal, outputs_are_published_only_after_their_write_is_durable, .fi
 	             g->seq_first[1]);
 	for (uint32_t i = 0; i < r->nout; i++)
 		cr_assert_eq(r->outs[i].u.result.status, BO_OK, "tag %" PRIu64 ": %s",
-		             r->outs[i].tag, engine_status_str(r->outs[i].u.result.status));
+		             r->outs[i].tag, bo_status_str(r->outs[i].u.result.status));
 	cr_assert_geq(shard_durable_seq(r->s), seq_last);
 	close_shard(r->s);
 	run_free(r);
@@ -1442,7 +1442,7 @@ Test(shard_journal, an_idle_tick_that_expires_a_hold_is_journaled_and_survives_r
 	uint64_t owner = 1;
 	cr_assert_eq(engine_seat(shard_engine(s2), EV, 3, &state, &owner), 0);
 	cr_assert_eq(state, BO_SEAT_FREE, "seat 3 is %s after recovery",
-	             engine_seat_state_str(state));
+	             bo_seat_state_str(state));
 	cr_assert_eq(owner, 0);
 	engine_stats st;
 	engine_stats_get(shard_engine(s2), &st);

@@ -35,7 +35,7 @@
 
 #include <stdint.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 #include "journal/journal.h"
 #include "ring.h"
 

@@ -28,8 +28,10 @@
 
 #include <msgpack/sbuffer.h>
 
-#include "engine/engine.h"
-#include "engine/limits.h"
+#include "base/names.h"
+#include "base/seatmap.h"
+#include "base/types.h"
+#include "base/limits.h"
 
 /* Protocol version this codec speaks (schemas/protocol.md). */
 #define WIRE_VERSION 1u

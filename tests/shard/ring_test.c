@@ -36,7 +36,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/ring.h"
+#include "shard/ring.h"
 
 #if defined(__SANITIZE_THREAD__) && !defined(RING_TEST_FORCE_CRITERION)
 /*

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/shard.h"
+#include "shard/shard.h"
 
 static _Atomic int64_t fake_now = 1000000;
 static int64_t fake_clock(void *ctx)

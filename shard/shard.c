@@ -46,9 +46,9 @@
 #include <mimalloc.h>
 #include <xxhash.h>
 
-#include "journal/entry.h"
-#include "replayer/apply.h"
-#include "snapshot.h"
+#include "shard/entry.h"
+#include "shard/apply.h"
+#include "engine/snapshot.h"
 
 /* Batches applied but not yet durable. When it is full the writer waits
  * for the disk before applying more: with one write in flight and one

@@ -14,7 +14,7 @@
  * rejects that command only)
  *
  *  - It is a map whose keys are strings, each at most once, each one of
- *    the keys below; "op" names an op (engine_op_str) and every other key
+ *    the keys below; "op" names an op (bo_op_str) and every other key
  *    present applies to that op; every required key is present.
  *  - Values have the listed type; an integer fits its field (any msgpack
  *    int format, but a negative value where an unsigned one is expected is
@@ -83,7 +83,7 @@
 /* Machine names of bo_detail. Sized by its initialisers: a detail added to
  * engine.h without a name here makes the array one short of BO_D_COUNT (the
  * assertion below), a gap in the middle leaves a NULL (wire_test checks). */
-const char *wire_detail_name(int detail) { return engine_detail_name(detail); }
+const char *wire_detail_name(int detail) { return bo_detail_name(detail); }
 
 /* Error text for a non-ok reply whose detail has none (gateway statuses). */
 static const char *status_text(int status)
@@ -94,7 +94,7 @@ static const char *status_text(int status)
 	case BO_THROTTLED:
 		return "event throttled, retry later";
 	default:
-		return engine_status_str(status);
+		return bo_status_str(status);
 	}
 }
 
@@ -826,7 +826,7 @@ static int decode_cmd(cur *c, dec *d, bo_cmd *cmd, wire_cmd_error *e)
 				goto bad;
 			}
 			for (int op = BO_OP_NONE + 1; op < BO_OP_COUNT; op++) {
-				if (str_is(&o, engine_op_str(op)))
+				if (str_is(&o, bo_op_str(op)))
 					cmd->op = (uint8_t)op;
 			}
 			if (cmd->op == BO_OP_NONE) {
@@ -921,12 +921,12 @@ static int decode_cmd(cur *c, dec *d, bo_cmd *cmd, wire_cmd_error *e)
 	for (int j = 0; j < K_COUNT; j++) {
 		if ((seen & KB(j)) && !(allowed & KB(j))) {
 			fail(e, BO_INVALID, BO_D_NONE, "key '%s' does not apply to op '%s'",
-			     key_names[j], engine_op_str(cmd->op));
+			     key_names[j], bo_op_str(cmd->op));
 			goto bad;
 		}
 		if (!(seen & KB(j)) && (required & KB(j))) {
 			fail(e, BO_INVALID, BO_D_NONE, "missing key '%s' (op '%s')", key_names[j],
-			     engine_op_str(cmd->op));
+			     bo_op_str(cmd->op));
 			goto bad;
 		}
 	}
@@ -1136,17 +1136,17 @@ static int pk_result(msgpack_packer *pk, const bo_result *r)
 		rc |= pk_str(pk, rkey_names[k]);
 		switch (k) {
 		case R_STATUS:
-			rc |= pk_str(pk, engine_status_str(r->status));
+			rc |= pk_str(pk, bo_status_str(r->status));
 			break;
 		case R_DETAIL:
-			rc |= pk_str(pk, engine_detail_name(r->detail));
+			rc |= pk_str(pk, bo_detail_name(r->detail));
 			break;
 		case R_ERROR:
-			rc |= pk_str(pk, r->detail != BO_D_NONE ? engine_detail_str(r->detail)
+			rc |= pk_str(pk, r->detail != BO_D_NONE ? bo_detail_str(r->detail)
 			                                        : status_text(r->status));
 			break;
 		case R_OP:
-			rc |= pk_str(pk, engine_op_str(r->op));
+			rc |= pk_str(pk, bo_op_str(r->op));
 			break;
 		case R_CLIENT:
 			rc |= msgpack_pack_uint64(pk, r->client_id);
@@ -1179,7 +1179,7 @@ static int pk_result(msgpack_packer *pk, const bo_result *r)
 		case R_STATES:
 			rc |= msgpack_pack_array(pk, r->seat_count);
 			for (uint32_t i = 0; i < r->seat_count; i++)
-				rc |= pk_str(pk, engine_seat_state_str(r->seat_state[i]));
+				rc |= pk_str(pk, bo_seat_state_str(r->seat_state[i]));
 			break;
 		case R_AVAIL: {
 			const bo_avail *a = &r->avail;
@@ -1210,8 +1210,8 @@ static int pk_cmd_error(msgpack_packer *pk, const wire_cmd_error *e)
 {
 	const char *detail = e->detail == BO_D_NONE || e->detail >= BO_D_COUNT
 	                             ? WIRE_DETAIL_MALFORMED
-	                             : engine_detail_name(e->detail);
-	return msgpack_pack_map(pk, 3) | pk_kv_str(pk, "status", engine_status_str(e->status)) |
+	                             : bo_detail_name(e->detail);
+	return msgpack_pack_map(pk, 3) | pk_kv_str(pk, "status", bo_status_str(e->status)) |
 	       pk_kv_str(pk, "detail", detail) | pk_kv_str(pk, "error", e->text);
 }
 
@@ -1249,9 +1249,9 @@ int wire_encode_error(int status, const char *message, msgpack_sbuffer *out)
 	size_t start = out->size;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-	const char *detail = status == BO_INVALID ? WIRE_DETAIL_MALFORMED : engine_detail_name(BO_D_NONE);
+	const char *detail = status == BO_INVALID ? WIRE_DETAIL_MALFORMED : bo_detail_name(BO_D_NONE);
 	int failed = msgpack_pack_map(&pk, 3) |
-	             pk_kv_str(&pk, "status", engine_status_str(status)) |
+	             pk_kv_str(&pk, "status", bo_status_str(status)) |
 	             pk_kv_str(&pk, "detail", detail) | pk_kv_str(&pk, "error", message);
 	return finish(out, start, 0, failed);
 }
@@ -1311,7 +1311,7 @@ static int pk_cmd(msgpack_packer *pk, const bo_cmd *c)
 		rc |= pk_str(pk, key_names[k]);
 		switch (k) {
 		case K_OP:
-			rc |= pk_str(pk, engine_op_str(c->op));
+			rc |= pk_str(pk, bo_op_str(c->op));
 			break;
 		case K_EVENT:
 			rc |= msgpack_pack_uint64(pk, c->event_id);
@@ -1514,7 +1514,7 @@ static int decode_reply(cur *c, bo_result *r, wire_reply_info *info, wire_cmd_er
 		seen |= RB(key);
 		switch (key) {
 		case R_STATUS:
-			if ((idx = get_name(c, engine_status_str, 0, BO_STATUS_COUNT, "status",
+			if ((idx = get_name(c, bo_status_str, 0, BO_STATUS_COUNT, "status",
 			                    e)) < 0)
 				return -1;
 			r->status = (uint8_t)idx;
@@ -1537,7 +1537,7 @@ static int decode_reply(cur *c, bo_result *r, wire_reply_info *info, wire_cmd_er
 			break;
 		}
 		case R_OP:
-			if ((idx = get_name(c, engine_op_str, 1, BO_OP_COUNT, "op", e)) < 0)
+			if ((idx = get_name(c, bo_op_str, 1, BO_OP_COUNT, "op", e)) < 0)
 				return -1;
 			r->op = (uint8_t)idx;
 			break;
@@ -1597,7 +1597,7 @@ static int decode_reply(cur *c, bo_result *r, wire_reply_info *info, wire_cmd_er
 			if (get_array(c, "states", BO_QUERY_SEATS_MAX, BO_D_NONE, &states_n, e) < 0)
 				return -1;
 			for (uint32_t s = 0; s < states_n; s++) {
-				idx = get_name(c, engine_seat_state_str, 0, BO_SEAT_STATE_COUNT,
+				idx = get_name(c, bo_seat_state_str, 0, BO_SEAT_STATE_COUNT,
 				               "seat state", e);
 				if (idx < 0)
 					return -1;

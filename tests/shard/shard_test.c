@@ -34,7 +34,7 @@
 
 #include <xxhash.h>
 
-#include "engine/shard.h"
+#include "shard/shard.h"
 
 #if defined(__SANITIZE_THREAD__)
 #include <stdarg.h>
@@ -392,8 +392,8 @@ Test(shard, every_command_of_many_producers_yields_one_result_in_order)
 			cr_assert_eq(res->request_id, (uint64_t)c + 1);
 			cr_assert_eq(res->op, c % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK);
 			cr_assert_eq(res->status, BO_OK, "producer %u command %u: %s/%s", p, c,
-				     engine_status_str(res->status),
-				     engine_detail_str(res->detail));
+				     bo_status_str(res->status),
+				     bo_detail_str(res->detail));
 			cr_assert_geq(x->batch, last_batch, "batch numbers never go back");
 			cr_assert_geq(x->now_ms, last_now, "batch times never go back");
 			last_batch = x->batch;

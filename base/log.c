@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <time.h>
 
-static int min_level = GW_INFO;
+static int min_level = BO_LOG_INFO;
 
-void gw_log_level(int level) { min_level = level; }
+void bo_log_level(int level) { min_level = level; }
 
-void gw_log(int level, const char *fmt, ...)
+void bo_log(int level, const char *fmt, ...)
 {
 	static const char *const names[] = {"debug", "info", "warn", "error"};
 	if (level < min_level)

@@ -39,7 +39,7 @@
 
 #include "engine/codec.h"
 #include "engine/engine.h"
-#include "gateway/wire.h"
+#include "protocol/wire.h"
 
 /* ---- Randomness ---------------------------------------------------------- */
 
@@ -355,7 +355,7 @@ static void check_request_roundtrip(const bo_cmd *src, uint32_t n, int as_array,
 		             errs[i].text);
 		cr_assert(codec_cmd_equal(&src[i], &cmds[i]) && codec_cmd_equal(&cmds[i], &src[i]),
 		          SEED_FMT "iter %d cmd %u op %s differs", SEED, iter, i,
-		          engine_op_str(src[i].op));
+		          bo_op_str(src[i].op));
 	}
 	wire_free_maps(cmds, n);
 	cr_assert_eq(maps_live, base);
@@ -423,10 +423,10 @@ static void check_reply_roundtrip(const bo_result *src, uint32_t n, int is_array
 		cr_assert(codec_result_equal(&src[i], &results[i]) &&
 		                  codec_result_equal(&results[i], &src[i]),
 		          SEED_FMT "iter %d reply %u op %s status %s differs", SEED, iter, i,
-		          engine_op_str(src[i].op), engine_status_str(src[i].status));
+		          bo_op_str(src[i].op), bo_status_str(src[i].status));
 		if (src[i].status != BO_OK)
 			cr_assert_str_eq(infos[i].error, src[i].detail
-			                                         ? engine_detail_str(src[i].detail)
+			                                         ? bo_detail_str(src[i].detail)
 			                                         : infos[i].error);
 		cr_assert_eq(infos[i].malformed, 0);
 	}
@@ -503,7 +503,7 @@ static const bo_result *roundtrip_engine(const bo_cmd *c, bo_result *engine_res)
 	cr_assert_eq(wire_encode_replies(engine_res, NULL, 1, 0, &sb), 0);
 	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
 	cr_assert(codec_result_equal(engine_res, &results[0]),
-	          "op %s: decoded reply differs from the engine's result", engine_op_str(c->op));
+	          "op %s: decoded reply differs from the engine's result", bo_op_str(c->op));
 	return &results[0];
 }
 
@@ -542,7 +542,7 @@ Test(wire, engine_session_every_op)
 	c = (bo_cmd){
 	        .op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = 1, .event_id = 9, .map = m};
 	r = roundtrip_engine(&c, &er);
-	cr_assert_eq(r->status, BO_OK, "%s", engine_detail_str(r->detail));
+	cr_assert_eq(r->status, BO_OK, "%s", bo_detail_str(r->detail));
 	bo_seatmap_free(m);
 
 	c = (bo_cmd){.op = BO_OP_HOLD_SEATS,

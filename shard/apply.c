@@ -13,11 +13,11 @@
 void replay_result_str(const bo_result *r, char *buf, size_t len)
 {
 	if (r->status == BO_OK)
-		snprintf(buf, len, "%s ok claim=%#" PRIx64 " seats=%u qty=%u expires=%" PRId64, engine_op_str(r->op),
+		snprintf(buf, len, "%s ok claim=%#" PRIx64 " seats=%u qty=%u expires=%" PRId64, bo_op_str(r->op),
 			 r->claim_id, r->seat_count, r->quantity, r->expires_at_ms);
 	else
-		snprintf(buf, len, "%s %s/%s", engine_op_str(r->op), engine_status_str(r->status),
-			 engine_detail_str(r->detail));
+		snprintf(buf, len, "%s %s/%s", bo_op_str(r->op), bo_status_str(r->status),
+			 bo_detail_str(r->detail));
 }
 
 int replay_apply(engine *e, const journal_record *rec, int verify, entry *out, char *err, size_t errlen)

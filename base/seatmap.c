@@ -1,0 +1,68 @@
+/*
+ * seatmap.c — seat maps: allocation as one block and the validity rules
+ * (see base/types.h, struct bo_seatmap).
+ */
+#include "base/seatmap.h"
+
+#include <stdlib.h>
+
+bo_seatmap *bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count)
+{
+	if (row_count > BO_ROWS_PER_EVENT_MAX || seat_count > BO_SEATS_PER_EVENT_MAX ||
+	    pool_count > BO_POOLS_PER_EVENT_MAX)
+		return NULL;
+	size_t size = sizeof(bo_seatmap) + (size_t)row_count * sizeof(bo_row_def) +
+		      (size_t)pool_count * sizeof(uint32_t) + seat_count;
+	/* libc, not mimalloc: a map is a transient message built by gateway
+	 * threads (not start-up state), and sanitizers see libc's heap. */
+	uint8_t *p = calloc(1, size);
+	if (!p)
+		return NULL;
+	bo_seatmap *m = (bo_seatmap *)p;
+	m->row_count = row_count;
+	m->seat_count = seat_count;
+	m->pool_count = pool_count;
+	m->rows = (bo_row_def *)(p + sizeof(bo_seatmap));
+	m->pool_capacity = (uint32_t *)(m->rows + row_count);
+	m->categories = (uint8_t *)(m->pool_capacity + pool_count);
+	return m;
+}
+
+void bo_seatmap_free(bo_seatmap *map) { free(map); }
+
+bo_detail bo_seatmap_check(const bo_seatmap *m)
+{
+	if (!m)
+		return BO_D_MAP_INVALID;
+	if (m->row_count > BO_ROWS_PER_EVENT_MAX || m->seat_count > BO_SEATS_PER_EVENT_MAX ||
+	    m->pool_count > BO_POOLS_PER_EVENT_MAX)
+		return BO_D_MAP_INVALID;
+	if (m->seat_count == 0 && m->pool_count == 0)
+		return BO_D_MAP_INVALID; /* an event must sell something */
+	if ((m->seat_count > 0) != (m->row_count > 0))
+		return BO_D_MAP_INVALID;
+	if (m->seat_count > 0 && (m->category_count == 0 || m->category_count > BO_CATEGORIES_MAX))
+		return BO_D_MAP_INVALID;
+	if (m->category_count > BO_CATEGORIES_MAX)
+		return BO_D_MAP_INVALID;
+	if ((m->row_count && !m->rows) || (m->seat_count && !m->categories) ||
+	    (m->pool_count && !m->pool_capacity))
+		return BO_D_MAP_INVALID;
+	uint64_t sum = 0;
+	for (uint32_t r = 0; r < m->row_count; r++) {
+		if (m->rows[r].seats == 0 || m->rows[r].seats > BO_SEATS_PER_ROW_MAX ||
+		    m->rows[r].section >= BO_SECTIONS_PER_EVENT_MAX)
+			return BO_D_MAP_INVALID;
+		sum += m->rows[r].seats;
+	}
+	if (sum != m->seat_count)
+		return BO_D_MAP_INVALID;
+	for (uint32_t i = 0; i < m->seat_count; i++)
+		if (m->categories[i] >= m->category_count)
+			return BO_D_MAP_INVALID;
+	for (uint32_t p = 0; p < m->pool_count; p++)
+		if (m->pool_capacity[p] == 0 || m->pool_capacity[p] > BO_POOL_CAPACITY_MAX)
+			return BO_D_MAP_INVALID;
+	return BO_D_NONE;
+}
+

@@ -1,0 +1,23 @@
+/*
+ * seatmap.h — building and checking seat maps (bo_seatmap, base/types.h).
+ * A map is one heap block; every rule a valid map keeps is listed above
+ * struct bo_seatmap.
+ */
+#ifndef BO_BASE_SEATMAP_H
+#define BO_BASE_SEATMAP_H
+
+#include <stdint.h>
+
+#include "base/types.h"
+
+/* Allocates a zeroed map with room for the given counts (which must be
+ * within the limits above; larger values return NULL). The caller fills
+ * rows, categories and pool_capacity and owns the block: bo_seatmap_free().
+ * Returns NULL when out of memory or over a limit. */
+bo_seatmap *bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count);
+void bo_seatmap_free(bo_seatmap *map);
+
+/* Checks a map against every rule above. Returns BO_D_NONE when valid. */
+bo_detail bo_seatmap_check(const bo_seatmap *map);
+
+#endif /* BO_BASE_SEATMAP_H */

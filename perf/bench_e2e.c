@@ -125,10 +125,7 @@ static void stop_server(void)
 		server_pid = 0;
 	}
 	if (data_dir[0]) {
-		char cmd[400];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "%s: could not remove %s\n", prog, data_dir);
+		bench_remove_dir(prog, data_dir);
 		data_dir[0] = '\0';
 	}
 }
@@ -165,7 +162,7 @@ static void *submit_main(void *arg)
 {
 	submitter *s = arg;
 	bo_cmd cmd;
-	while (bench_now_ns() < s->until_ns) {
+	while (bo_clock_ns() < s->until_ns) {
 		for (int i = 0; i < 256; i++) {
 			make_command(&cmd, &s->rng);
 			while (boc_submit(s->c, &cmd, on_done, NULL) == -EBUSY)
@@ -193,8 +190,8 @@ static boc_client *open_client(const char *url, uint32_t batch_max, uint32_t inf
 
 static void wait_done(uint64_t target, int64_t timeout_ns)
 {
-	int64_t end = bench_now_ns() + timeout_ns;
-	while (atomic_load(&done) < target && bench_now_ns() < end)
+	int64_t end = bo_clock_ns() + timeout_ns;
+	while (atomic_load(&done) < target && bo_clock_ns() < end)
 		usleep(1000);
 	if (atomic_load(&done) < target)
 		bench_die(prog, "waiting for answers", -ETIMEDOUT);
@@ -207,7 +204,7 @@ static double saturated(const char *url, int64_t ns, uint32_t threads, uint32_t 
 	submitter subs[4];
 	pthread_t th[4];
 	uint64_t before = atomic_load(&done);
-	int64_t t0 = bench_now_ns();
+	int64_t t0 = bo_clock_ns();
 	for (uint32_t i = 0; i < threads; i++) {
 		subs[i] = (submitter){.c = c, .until_ns = t0 + ns, .rng = 0x9e3779b97f4a7c15ull + i};
 		pthread_create(&th[i], NULL, submit_main, &subs[i]);
@@ -218,7 +215,7 @@ static double saturated(const char *url, int64_t ns, uint32_t threads, uint32_t 
 		submitted += subs[i].submitted;
 	}
 	wait_done(before + submitted, 60ll * 1000000000);
-	double secs = (double)(bench_now_ns() - t0) / 1e9;
+	double secs = (double)(bo_clock_ns() - t0) / 1e9;
 	boc_close(c);
 	return (double)submitted / secs;
 }
@@ -230,7 +227,7 @@ static int64_t lat_t0, lat_step;
 static void on_timed(void *ctx, int err, const bo_result *res, const char *text)
 {
 	uint64_t i = (uint64_t)(uintptr_t)ctx;
-	lat[i] = bench_now_ns() - (lat_t0 + (int64_t)i * lat_step);
+	lat[i] = bo_clock_ns() - (lat_t0 + (int64_t)i * lat_step);
 	on_done(NULL, err, res, text);
 }
 
@@ -241,7 +238,7 @@ static void open_loop(const char *url, uint64_t total, double *p50, double *p99,
 	if (!lat)
 		bench_die(prog, "calloc", -ENOMEM);
 	lat_step = 10000; /* 100,000 commands/s */
-	lat_t0 = bench_now_ns() + 1000000;
+	lat_t0 = bo_clock_ns() + 1000000;
 	uint64_t before = atomic_load(&done), rng = 42;
 	bo_cmd cmd;
 	for (uint64_t i = 0; i < total; i++) {
@@ -250,7 +247,7 @@ static void open_loop(const char *url, uint64_t total, double *p50, double *p99,
 		 * spinning generator would steal the server's CPU. Commands that
 		 * came due during a sleep go out at once (their latency still
 		 * counts from when they were due). */
-		int64_t wait = due - bench_now_ns();
+		int64_t wait = due - bo_clock_ns();
 		if (wait > 0) {
 			struct timespec ts = {0, wait};
 			nanosleep(&ts, NULL);
@@ -261,10 +258,10 @@ static void open_loop(const char *url, uint64_t total, double *p50, double *p99,
 	}
 	wait_done(before + total, 60ll * 1000000000);
 	boc_close(c);
-	qsort(lat, total, sizeof(int64_t), bench_cmp_i64);
-	*p50 = (double)bench_quantile(lat, total, 0.50) / 1e6;
-	*p99 = (double)bench_quantile(lat, total, 0.99) / 1e6;
-	*p999 = (double)bench_quantile(lat, total, 0.999) / 1e6;
+	bench_pcts pc = bench_percentiles(lat, total);
+	*p50 = (double)pc.p50 / 1e6;
+	*p99 = (double)pc.p99 / 1e6;
+	*p999 = (double)pc.p999 / 1e6;
 	free(lat);
 }
 
@@ -361,12 +358,12 @@ static double req_rate(const char *url, const uint8_t *bytes, size_t len, uint32
 			bench_die(prog, "nng context", -EIO);
 		nng_aio_set_timeout(rs[i].aio, 10000);
 	}
-	int64_t t0 = bench_now_ns();
+	int64_t t0 = bo_clock_ns();
 	for (uint32_t i = 0; i < inflight; i++)
 		req_send(&rs[i]);
 	usleep((useconds_t)(ns / 1000));
 	uint64_t n = atomic_load(&count);
-	double secs = (double)(bench_now_ns() - t0) / 1e9;
+	double secs = (double)(bo_clock_ns() - t0) / 1e9;
 	atomic_store(&stop, 1);
 	usleep(200000);
 	nng_close(s);
@@ -403,25 +400,22 @@ static double echo_rate(const uint8_t *bytes, size_t len, uint32_t inflight, int
 
 /* ---- Main -------------------------------------------------------------------- */
 
-int main(int argc, char **argv)
+static int quick;
+static const char *sync_mode = "data"; /* --sync, passed on to the server */
+
+static void parse_options(int argc, char **argv, const char **server)
 {
-	int quick = 0;
-	const char *server = NULL, *sync = "data";
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
 			quick = 1;
 		} else if (!strcmp(argv[i], "--server") && i + 1 < argc) {
-			server = argv[++i];
+			*server = argv[++i];
 		} else if (!strcmp(argv[i], "--snapshot-every") && i + 1 < argc) {
 			server_snapshot_every = argv[++i];
 		} else if (!strcmp(argv[i], "--shards") && i + 1 < argc) {
 			server_shards = argv[++i];
 		} else if (!strcmp(argv[i], "--sync") && i + 1 < argc) {
-			sync = argv[++i];
-			if (strcmp(sync, "data") && strcmp(sync, "none")) {
-				fprintf(stderr, "%s: --sync takes 'data' or 'none' (UNSAFE)\n", prog);
-				return 2;
-			}
+			sync_mode = bench_sync_durable(prog, argv[++i]) ? "data" : "none";
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: bench_e2e [--quick] [--server PATH] [--shards N] [--snapshot-every N] [--sync data|none]\n"
 			       "boxoffice-server end to end over tcp loopback through the client library, and\n"
@@ -433,33 +427,30 @@ int main(int argc, char **argv)
 			       "  --snapshot-every N  server snapshot interval in records (default: the\n"
 			       "                 server's, 10,000,000; a snapshot forks the shard, see perf/README.md)\n"
 			       "  --sync none    UNSAFE server mode without fdatasync (shows the disk's share)\n");
-			return 0;
+			exit(0);
 		} else {
-			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[i]);
-			return 2;
+			bench_bad_option(prog, argv[i]);
 		}
 	}
-	static char path[PATH_MAX];
-	if (!server) {
-		char self[PATH_MAX];
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		if (n <= 0)
-			bench_die(prog, "readlink /proc/self/exe", -errno);
-		self[n] = '\0';
-		snprintf(path, sizeof(path), "%s/../gateway/boxoffice-server", dirname(self));
-		server = path;
-	}
-	if (access(server, X_OK) != 0) {
-		fprintf(stderr, "%s: no server at %s (build it, or pass --server)\n", prog, server);
-		return 1;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	char url[64];
-	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", 17400 + (int)(getpid() % 1000));
-	start_server(server, url, sync);
-	atexit(stop_server);
+}
 
-	/* Wait until it answers, then create the events. */
+/* The server built next to this program: ../gateway/boxoffice-server. */
+static const char *default_server(void)
+{
+	static char path[PATH_MAX];
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		bench_die(prog, "readlink /proc/self/exe", -errno);
+	self[n] = '\0';
+	snprintf(path, sizeof(path), "%s/../gateway/boxoffice-server", dirname(self));
+	return path;
+}
+
+/* Waits (up to 10 s) until the server answers, then creates the EVENTS
+ * events the workload uses. */
+static void create_events(const char *url)
+{
 	boc_client *c = open_client(url, 4096, 4, 0);
 	bo_cmd cmd;
 	bo_result res;
@@ -475,6 +466,8 @@ int main(int argc, char **argv)
 		bench_die(prog, "waiting for the server", -ETIMEDOUT);
 	for (uint32_t e = 0; e < EVENTS; e++) {
 		bo_seatmap *m = bench_map(ROWS, PER_ROW, 4);
+		if (!m)
+			bench_die(prog, "bench_map", -ENOMEM);
 		boc_create_event(&cmd, 1, 0, 100 + e, m);
 		int rc = boc_call(c, &cmd, &res, err, sizeof(err));
 		bo_seatmap_free(m);
@@ -482,38 +475,78 @@ int main(int argc, char **argv)
 			bench_die(prog, "create_event", rc < 0 ? rc : -EPROTO);
 	}
 	boc_close(c);
+}
 
-	const int64_t phase = quick ? 1000000000ll : 5000000000ll;
-	double cps = saturated(url, phase, 2, 4096, 8, 0);
-	fprintf(stderr, "saturated: %.0f commands/s (%" PRIu64 " without an answer)\n", cps,
-		(uint64_t)atomic_load(&no_answer));
-
-	double p50, p99, p999;
-	open_loop(url, quick ? 100000 : 1000000, &p50, &p99, &p999);
-	fprintf(stderr, "offered 100k/s: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n", p50, p99, p999);
-
-	double single = saturated(url, phase, 1, 1, 64, 1);
-	fprintf(stderr, "one command per message: %.0f/s\n", single);
-
-	/* The same message pattern against a bare echo: one hold per message. */
+/* nng_echo_messages_per_sec: the message pattern of the one-command phase
+ * (one hold per message, 64 in flight) against a bare echo. */
+static double echo_phase(int64_t ns)
+{
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	uint64_t rng = 7;
+	bo_cmd cmd;
 	make_command(&cmd, &rng);
 	cmd.request_id = 1;
 	if (wire_encode_request(&cmd, 1, 1, &sb) != 0)
 		bench_die(prog, "wire_encode_request", -EINVAL);
-	double echo = echo_rate((const uint8_t *)sb.data, sb.size, 64, phase);
+	double echo = echo_rate((const uint8_t *)sb.data, sb.size, 64, ns);
 	fprintf(stderr, "bare nng echo, %zu-byte messages, 64 in flight: %.0f/s\n", sb.size, echo);
 	msgpack_sbuffer_destroy(&sb);
+	return echo;
+}
 
-	uint64_t lost = atomic_load(&no_answer);
-	stop_server();
+typedef struct figures {
+	double commands_per_sec;
+	double lat_ms_p50, lat_ms_p99, lat_ms_p999;
+	double single_per_sec, echo_per_sec;
+	uint64_t no_answer;
+} figures;
+
+static void print_json(const figures *f)
+{
 	printf("{\"bench\":\"e2e\",\"quick\":%s,\"sync\":\"%s\",\"commands_per_sec\":%.0f,\"offered_per_sec\":100000,"
 	       "\"latency_ms_p50\":%.3f,\"latency_ms_p99\":%.3f,\"latency_ms_p999\":%.3f,"
 	       "\"single_requests_per_sec\":%.0f,\"nng_echo_messages_per_sec\":%.0f,"
 	       "\"single_vs_echo\":%.2f,\"no_answer\":%" PRIu64 "}\n",
-	       quick ? "true" : "false", sync, cps, p50, p99, p999, single, echo, echo > 0 ? single / echo : 0.0,
-	       lost);
-	return lost == 0 ? 0 : 1;
+	       quick ? "true" : "false", sync_mode, f->commands_per_sec, f->lat_ms_p50, f->lat_ms_p99, f->lat_ms_p999,
+	       f->single_per_sec, f->echo_per_sec, f->echo_per_sec > 0 ? f->single_per_sec / f->echo_per_sec : 0.0,
+	       f->no_answer);
+}
+
+int main(int argc, char **argv)
+{
+	const char *server = NULL;
+	parse_options(argc, argv, &server);
+	if (!server)
+		server = default_server();
+	if (access(server, X_OK) != 0) {
+		fprintf(stderr, "%s: no server at %s (build it, or pass --server)\n", prog, server);
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", 17400 + (int)(getpid() % 1000));
+	start_server(server, url, sync_mode);
+	atexit(stop_server);
+	create_events(url);
+
+	figures f = {0};
+	const int64_t phase = quick ? 1000000000ll : 5000000000ll;
+	f.commands_per_sec = saturated(url, phase, 2, 4096, 8, 0);
+	fprintf(stderr, "saturated: %.0f commands/s (%" PRIu64 " without an answer)\n", f.commands_per_sec,
+		(uint64_t)atomic_load(&no_answer));
+
+	open_loop(url, quick ? 100000 : 1000000, &f.lat_ms_p50, &f.lat_ms_p99, &f.lat_ms_p999);
+	fprintf(stderr, "offered 100k/s: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n", f.lat_ms_p50, f.lat_ms_p99,
+		f.lat_ms_p999);
+
+	f.single_per_sec = saturated(url, phase, 1, 1, 64, 1);
+	fprintf(stderr, "one command per message: %.0f/s\n", f.single_per_sec);
+
+	f.echo_per_sec = echo_phase(phase);
+
+	f.no_answer = atomic_load(&no_answer);
+	stop_server();
+	print_json(&f);
+	return f.no_answer == 0 ? 0 : 1;
 }

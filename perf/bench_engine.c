@@ -24,64 +24,58 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mimalloc.h>
 
+#include "bench_util.h"
 #include "engine/engine.h"
 #include "shard/ring.h"
+
+static const char *prog = "bench_engine";
 
 static int quick;
 static const char *only; /* --only NAME: run one part (memory, commands, best, ring, latency) */
 
 static int want(const char *name) { return !only || !strcmp(only, name); }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
+/* One generator for the whole run, so the figures are comparable. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-	/* xorshift64*: deterministic, so runs are comparable. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-static void die(const char *what, int rc)
-{
-	fprintf(stderr, "bench_engine: %s failed (%d)\n", what, rc);
-	exit(1);
-}
+static uint64_t rnd(void) { return bench_rnd(&rng_state); }
 
 static long rss_bytes(void)
 {
 	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f)
+		bench_die(prog, "opening /proc/self/statm", -errno);
 	long pages = 0, res = 0;
-	if (!f || fscanf(f, "%ld %ld", &pages, &res) != 2)
-		die("reading /proc/self/statm", -1);
+	if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+		bench_die(prog, "reading /proc/self/statm", -EIO);
 	fclose(f);
 	return res * sysconf(_SC_PAGESIZE);
+}
+
+/* An engine with the default configuration, but room for seats_max seats
+ * when that is not 0. */
+static engine *new_engine(uint32_t seats_max)
+{
+	engine_config cfg;
+	engine_config_default(&cfg);
+	if (seats_max)
+		cfg.seats_max = seats_max;
+	engine *e;
+	int rc = engine_new(&cfg, &e);
+	if (rc)
+		bench_die(prog, "engine_new", rc);
+	return e;
 }
 
 /* An event of rows x seats_per_row seats, `cats` categories by row bands. */
 static void create_event(engine *e, uint64_t id, uint32_t rows, uint32_t per_row, uint32_t cats)
 {
-	bo_seatmap *m = bo_seatmap_new(rows, rows * per_row, 0);
+	bo_seatmap *m = bench_map(rows, per_row, cats);
 	if (!m)
-		die("bo_seatmap_new", -ENOMEM);
-	m->category_count = cats;
-	for (uint32_t r = 0; r < rows; r++) {
-		m->rows[r].section = (uint16_t)(r / 25);
-		m->rows[r].seats = (uint16_t)per_row;
-		memset(m->categories + (size_t)r * per_row, (int)(r * cats / rows), per_row);
-	}
+		bench_die(prog, "bench_map", -ENOMEM);
 	bo_cmd c = {0};
 	c.op = BO_OP_CREATE_EVENT;
 	c.client_id = 1;
@@ -91,7 +85,7 @@ static void create_event(engine *e, uint64_t id, uint32_t rows, uint32_t per_row
 	bo_result res;
 	engine_apply(e, &c, &res);
 	if (res.status != BO_OK)
-		die(bo_detail_str(res.detail), res.status);
+		bench_die(prog, bo_detail_str(res.detail), res.status);
 	bo_seatmap_free(m);
 }
 
@@ -155,12 +149,7 @@ static void note_result(const bo_cmd *c, const bo_result *r)
 
 static double bench_commands(void)
 {
-	engine_config cfg;
-	engine_config_default(&cfg);
-	engine *e;
-	int rc = engine_new(&cfg, &e);
-	if (rc)
-		die("engine_new", rc);
+	engine *e = new_engine(0);
 	const uint32_t events = 8, rows = 100, per_row = 100, seats = rows * per_row;
 	for (uint32_t i = 0; i < events; i++)
 		create_event(e, 100 + i, rows, per_row, 4);
@@ -171,7 +160,7 @@ static double bench_commands(void)
 	bo_cmd cmd[2];
 	bo_result r;
 	engine_advance(e, t_ms, NULL, NULL);
-	int64_t t0 = now_ns();
+	int64_t t0 = bo_clock_ns();
 	/* Applied as a shard does: the next command is known (and prefetched)
 	 * while the current one is applied. */
 	gen_command(&cmd[0], events, seats);
@@ -186,7 +175,7 @@ static double bench_commands(void)
 			note_result(c, &r);
 		ok += r.status == BO_OK;
 	}
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)(bo_clock_ns() - t0) / 1e9;
 	engine_stats st;
 	engine_stats_get(e, &st);
 	fprintf(stderr, "commands: %" PRIu64 " in %.2fs, %.1f%% ok, %" PRIu64 " expired, %u holds, %u bookings\n",
@@ -199,12 +188,7 @@ static double bench_commands(void)
 
 static double bench_best(void)
 {
-	engine_config cfg;
-	engine_config_default(&cfg);
-	engine *e;
-	int rc = engine_new(&cfg, &e);
-	if (rc)
-		die("engine_new", rc);
+	engine *e = new_engine(0);
 	const uint32_t rows = 500, per_row = 200, seats = rows * per_row;
 	create_event(e, 42, rows, per_row, 1);
 	engine_advance(e, 1000, NULL, NULL);
@@ -231,7 +215,7 @@ static double bench_best(void)
 	int64_t timed = 0;
 	uint64_t held = 0;
 	for (uint32_t round = 0; round < rounds; round++) {
-		int64_t t0 = now_ns();
+		int64_t t0 = bo_clock_ns();
 		for (uint32_t i = 0; i < ROUND; i++) {
 			memset(&c, 0, sizeof(c));
 			c.op = BO_OP_HOLD_BEST;
@@ -242,10 +226,10 @@ static double bench_best(void)
 			c.ttl_ms = 60000;
 			engine_apply(e, &c, &r);
 			if (r.status != BO_OK)
-				die("hold_best", r.status);
+				bench_die(prog, "hold_best", r.status);
 			ids[i] = r.claim_id;
 		}
-		timed += now_ns() - t0;
+		timed += bo_clock_ns() - t0;
 		held += ROUND;
 		for (uint32_t i = 0; i < ROUND; i++) {
 			memset(&c, 0, sizeof(c));
@@ -307,12 +291,12 @@ static double bench_ring(void)
 	ring *r;
 	int rc = ring_new(sizeof(msg), 1 << 16, &r);
 	if (rc)
-		die("ring_new", rc);
+		bench_die(prog, "ring_new", rc);
 	const uint64_t per = quick ? 2000000 : 50000000;
 	atomic_uint_least64_t busy = 0;
 	ring_run runs[2];
 	pthread_t th[2];
-	int64_t t0 = now_ns();
+	int64_t t0 = bo_clock_ns();
 	for (int i = 0; i < 2; i++) {
 		runs[i] = (ring_run){.r = r, .per_producer = per, .id = (uint64_t)i, .busy = &busy};
 		pthread_create(&th[i], NULL, ring_producer, &runs[i]);
@@ -332,11 +316,11 @@ static double bench_ring(void)
 		ring_release(r, n);
 		got += n;
 	}
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)(bo_clock_ns() - t0) / 1e9;
 	for (int i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
 	if (bad)
-		die("ring order check", (int)bad);
+		bench_die(prog, "ring order check", (int)bad);
 	fprintf(stderr, "ring: %" PRIu64 " messages in %.2fs (%" PRIu64 " busy claims retried)\n", got, secs,
 		(uint64_t)atomic_load(&busy));
 	ring_free(r);
@@ -354,24 +338,18 @@ static void *lat_producer(void *arg)
 	for (uint64_t i = 0; i < p->count; i++) {
 		/* Pace at ~1 message per 20 us so the figure is latency, not
 		 * queueing. */
-		int64_t until = now_ns() + 20000;
+		int64_t until = bo_clock_ns() + 20000;
 		uint64_t seq;
 		while (ring_claim(p->r, 1, &seq) != 0)
 			;
 		msg *m = ring_slot(p->r, seq);
 		m->n = i;
-		m->sent_ns = now_ns();
+		m->sent_ns = bo_clock_ns();
 		ring_publish(p->r, seq, 1);
-		while (now_ns() < until)
+		while (bo_clock_ns() < until)
 			;
 	}
 	return NULL;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 static double bench_ring_latency(double *p50)
@@ -379,9 +357,11 @@ static double bench_ring_latency(double *p50)
 	ring *r;
 	int rc = ring_new(sizeof(msg), 1 << 12, &r);
 	if (rc)
-		die("ring_new", rc);
+		bench_die(prog, "ring_new", rc);
 	lat_run run = {.r = r, .count = quick ? 20000 : 200000};
 	int64_t *lat = malloc(run.count * sizeof(int64_t));
+	if (!lat)
+		bench_die(prog, "malloc", -ENOMEM);
 	pthread_t th;
 	pthread_create(&th, NULL, lat_producer, &run);
 	uint64_t got = 0;
@@ -392,15 +372,15 @@ static double bench_ring_latency(double *p50)
 			ring_wait(r, 1000000);
 			continue;
 		}
-		int64_t t = now_ns();
+		int64_t t = bo_clock_ns();
 		for (uint32_t k = 0; k < n; k++)
 			lat[got++] = t - ((const msg *)ring_slot(r, first + k))->sent_ns;
 		ring_release(r, n);
 	}
 	pthread_join(th, NULL);
-	qsort(lat, run.count, sizeof(int64_t), cmp_i64);
-	*p50 = (double)lat[run.count / 2];
-	double p99 = (double)lat[run.count * 99 / 100];
+	bench_pcts pc = bench_percentiles(lat, run.count);
+	*p50 = (double)pc.p50;
+	double p99 = (double)pc.p99;
 	fprintf(stderr, "ring latency: p50 %.0f ns, p99 %.0f ns over %" PRIu64 " messages\n", *p50, p99, run.count);
 	free(lat);
 	ring_free(r);
@@ -411,13 +391,7 @@ static double bench_ring_latency(double *p50)
 
 static double bench_memory(uint64_t *seats_out)
 {
-	engine_config cfg;
-	engine_config_default(&cfg);
-	cfg.seats_max = 1u << 24;
-	engine *e;
-	int rc = engine_new(&cfg, &e);
-	if (rc)
-		die("engine_new", rc);
+	engine *e = new_engine(1u << 24);
 	const uint32_t events = quick ? 2 : 10;
 	/* 1,000,000 seats an event (BO_SEATS_PER_EVENT_MAX is 1 Mi): rows of
 	 * 100 seats, 4 categories. Measured after the maps are freed. */
@@ -436,7 +410,7 @@ static double bench_memory(uint64_t *seats_out)
 	return per;
 }
 
-int main(int argc, char **argv)
+static void parse_options(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
@@ -448,22 +422,44 @@ int main(int argc, char **argv)
 			       "Measures the engine core; progress on stderr, one JSON line last on stdout.\n"
 			       "  --quick      a few seconds, smaller counts (the test suite runs this)\n"
 			       "  --only PART  one of memory, commands, best, ring, latency (others print 0)\n");
-			return 0;
+			exit(0);
 		} else {
-			fprintf(stderr, "bench_engine: unknown option '%s' (try --help)\n", argv[i]);
-			return 2;
+			bench_bad_option(prog, argv[i]);
 		}
 	}
-	uint64_t seats = 0;
-	double bytes_per_seat = want("memory") ? bench_memory(&seats) : 0;
-	double cmds = want("commands") ? bench_commands() : 0;
-	double best = want("best") ? bench_best() : 0;
-	double ring_rate = want("ring") ? bench_ring() : 0;
-	double lat_p50 = 0;
-	double lat_p99 = want("latency") ? bench_ring_latency(&lat_p50) : 0;
+}
+
+/* The figures of one run; a part not run (--only) stays 0. */
+typedef struct figures {
+	double commands_per_sec, best_per_sec, ring_per_sec;
+	double ring_lat_p50_ns, ring_lat_p99_ns;
+	double bytes_per_seat;
+	uint64_t seats_measured;
+} figures;
+
+static void print_json(const figures *f)
+{
 	printf("{\"bench\":\"engine\",\"quick\":%s,\"commands_per_sec\":%.0f,\"best_available_per_sec\":%.0f,"
 	       "\"ring_messages_per_sec\":%.0f,\"ring_latency_ns_p50\":%.0f,\"ring_latency_ns_p99\":%.0f,"
 	       "\"bytes_per_seat\":%.2f,\"seats_measured\":%" PRIu64 "}\n",
-	       quick ? "true" : "false", cmds, best, ring_rate, lat_p50, lat_p99, bytes_per_seat, seats);
+	       quick ? "true" : "false", f->commands_per_sec, f->best_per_sec, f->ring_per_sec, f->ring_lat_p50_ns,
+	       f->ring_lat_p99_ns, f->bytes_per_seat, f->seats_measured);
+}
+
+int main(int argc, char **argv)
+{
+	parse_options(argc, argv);
+	figures f = {0};
+	if (want("memory"))
+		f.bytes_per_seat = bench_memory(&f.seats_measured);
+	if (want("commands"))
+		f.commands_per_sec = bench_commands();
+	if (want("best"))
+		f.best_per_sec = bench_best();
+	if (want("ring"))
+		f.ring_per_sec = bench_ring();
+	if (want("latency"))
+		f.ring_lat_p99_ns = bench_ring_latency(&f.ring_lat_p50_ns);
+	print_json(&f);
 	return 0;
 }

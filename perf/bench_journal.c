@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "bench_util.h"
 #include "shard/shard.h"
@@ -57,6 +56,9 @@ static int count_io(void *ctx, journal_io *io)
 
 enum { EVENT = 7, ROWS = 500, PER_ROW = 200, SEATS = ROWS * PER_ROW };
 enum { HELD_MAX = 1 << 16 };
+/* Commands go to the shard in groups of GROUP; the saturated phase keeps up
+ * to INFLIGHT unanswered. */
+enum { GROUP = 256, INFLIGHT = 16384 };
 
 typedef struct client {
 	shard *s;
@@ -90,14 +92,14 @@ static void make_command(client *c, bo_cmd *cmd)
 	cmd->ttl_ms = 600000;
 }
 
-/* Drains the output ring; with `due`, records latency against the tag
- * (the time the command was due). Returns results seen. */
+/* Drains the output ring; with `latency`, records each result's latency
+ * against its tag (the time the command was due). Returns results seen. */
 static uint64_t drain(client *c, int latency)
 {
 	ring *out = shard_output(c->s);
 	uint64_t first, seen = 0;
 	uint32_t n;
-	int64_t now = latency ? bench_now_ns() : 0;
+	int64_t now = latency ? bo_clock_ns() : 0;
 	while ((n = ring_poll(out, 4096, &first)) > 0) {
 		for (uint32_t i = 0; i < n; i++) {
 			const shard_out *o = ring_slot(out, first + i);
@@ -124,26 +126,24 @@ static void wait_all(client *c, uint64_t submitted, int latency)
 	}
 }
 
-int main(int argc, char **argv)
+/* ---- Options ------------------------------------------------------------ */
+
+typedef struct options {
+	int quick;
+	const char *dir; /* --dir, or NULL for a new directory removed afterwards */
+	journal_sync sync;
+} options;
+
+static void parse_options(int argc, char **argv, options *o)
 {
-	int quick = 0;
-	const char *dir_arg = NULL;
-	journal_sync sync = JOURNAL_SYNC_DATA;
+	*o = (options){.sync = JOURNAL_SYNC_DATA};
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
-			quick = 1;
+			o->quick = 1;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
-			dir_arg = argv[++i];
+			o->dir = argv[++i];
 		} else if (!strcmp(argv[i], "--sync") && i + 1 < argc) {
-			const char *v = argv[++i];
-			if (!strcmp(v, "data"))
-				sync = JOURNAL_SYNC_DATA;
-			else if (!strcmp(v, "none"))
-				sync = JOURNAL_SYNC_NONE_UNSAFE;
-			else {
-				fprintf(stderr, "%s: --sync takes 'data' or 'none' (UNSAFE)\n", prog);
-				return 2;
-			}
+			o->sync = bench_sync_durable(prog, argv[++i]) ? JOURNAL_SYNC_DATA : JOURNAL_SYNC_NONE_UNSAFE;
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: bench_journal [--quick] [--dir DIR] [--sync data|none]\n"
 			       "One durable shard: saturated commands/s with fdatasync group commit, and ack\n"
@@ -152,14 +152,166 @@ int main(int argc, char **argv)
 			       "  --dir DIR    where the journal goes (default: a new directory under /var/tmp,\n"
 			       "               removed afterwards); it must be on the disk you want measured\n"
 			       "  --sync none  UNSAFE: no fdatasync (shows what the disk costs)\n");
-			return 0;
+			exit(0);
 		} else {
-			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[i]);
-			return 2;
+			bench_bad_option(prog, argv[i]);
 		}
 	}
+}
+
+/* ---- The shard ------------------------------------------------------------ */
+
+/* Opens and starts the shard with its journal in dir, counting its I/O in
+ * *io; exits on failure. */
+static shard *start_shard(const char *dir, journal_sync sync, io_count *io)
+{
+	shard_config cfg;
+	shard_config_default(&cfg);
+	cfg.engine.seats_max = 1u << 20;
+	cfg.data_dir = dir;
+	cfg.journal.sync = sync;
+	cfg.journal.fault = count_io;
+	cfg.journal.fault_ctx = io;
+	shard *s;
+	char err[1024];
+	int rc = shard_open(&cfg, &s, NULL, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		exit(1);
+	}
+	if ((rc = shard_start(s)) < 0)
+		bench_die(prog, "shard_start", rc);
+	return s;
+}
+
+/* The event every command is about; waits for its result (the map is
+ * borrowed until then). */
+static void create_event(client *c)
+{
+	bo_seatmap *map = bench_map(ROWS, PER_ROW, 1);
+	if (!map)
+		bench_die(prog, "bench_map", -ENOMEM);
+	bo_cmd cmd;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.op = BO_OP_CREATE_EVENT;
+	cmd.client_id = 1;
+	cmd.request_id = ++c->req;
+	cmd.event_id = EVENT;
+	cmd.map = map;
+	while (shard_submit(c->s, &cmd, NULL, 1) != 0)
+		;
+	wait_all(c, 1, 0);
+	bo_seatmap_free(map);
+}
+
+/* Stops the shard; exits 1 when its writer failed on the way. */
+static void stop_shard(shard *s)
+{
+	shard_stop(s);
+	const char *failed = shard_failed(s);
+	if (failed) {
+		fprintf(stderr, "%s: %s\n", prog, failed);
+		exit(1);
+	}
+	shard_free(s);
+}
+
+/* ---- The figures ------------------------------------------------------------ */
+
+typedef struct figures {
+	double commands_per_sec, syncs_per_sec, bytes_per_command;
+	double ack_us_p50, ack_us_p99, ack_us_p999;
+} figures;
+
+/* commands_per_sec, syncs_per_sec, bytes_per_command: up to INFLIGHT
+ * commands outstanding for sat_ns, then every answer awaited. */
+static void measure_saturated(client *c, io_count *io, int64_t sat_ns, figures *f)
+{
+	static bo_cmd group[GROUP];
+	uint64_t submitted = c->acked, acked0 = c->acked;
+	uint64_t syncs0 = atomic_load(&io->syncs), bytes0 = atomic_load(&io->bytes);
+	int64_t t0 = bo_clock_ns(), t_end = t0 + sat_ns;
+	while (bo_clock_ns() < t_end) {
+		if (submitted - c->acked < INFLIGHT) {
+			for (uint32_t i = 0; i < GROUP; i++)
+				make_command(c, &group[i]);
+			while (shard_submit(c->s, group, NULL, GROUP) != 0)
+				drain(c, 0); /* ring full: let the shard catch up */
+			submitted += GROUP;
+		}
+		drain(c, 0);
+	}
+	wait_all(c, submitted, 0);
+	double sat_s = (double)(bo_clock_ns() - t0) / 1e9;
+	uint64_t sat_cmds = c->acked - acked0;
+	uint64_t syncs = atomic_load(&io->syncs) - syncs0, bytes = atomic_load(&io->bytes) - bytes0;
+	f->commands_per_sec = (double)sat_cmds / sat_s;
+	f->syncs_per_sec = (double)syncs / sat_s;
+	f->bytes_per_command = sat_cmds ? (double)bytes / (double)sat_cmds : 0.0;
+	fprintf(stderr, "saturated: %" PRIu64 " commands in %.2fs = %.0f/s, %" PRIu64 " syncs (%.0f commands each)\n",
+		sat_cmds, sat_s, f->commands_per_sec, syncs, syncs ? (double)sat_cmds / (double)syncs : 0.0);
+}
+
+/* ack_latency_us_p*: `total` commands offered at `rate` a second, open
+ * loop; each latency runs from when its command was due (its tag). */
+static void measure_latency(client *c, uint64_t rate, uint64_t total, figures *f)
+{
+	static bo_cmd group[GROUP];
+	static uint64_t tags[GROUP];
+	const uint64_t step_ns = 1000000000ull / rate;
+	c->lat = malloc(total * sizeof(int64_t));
+	if (!c->lat)
+		bench_die(prog, "malloc", -ENOMEM);
+	c->lat_n = 0;
+	uint64_t sent = 0, base = c->acked;
+	int64_t start = bo_clock_ns() + 1000000;
+	while (sent < total) {
+		int64_t now = bo_clock_ns();
+		uint32_t k = 0;
+		while (sent + k < total && k < GROUP && start + (int64_t)((sent + k) * step_ns) <= now) {
+			make_command(c, &group[k]);
+			tags[k] = (uint64_t)(start + (int64_t)((sent + k) * step_ns));
+			k++;
+		}
+		if (k > 0) {
+			while (shard_submit(c->s, group, tags, k) != 0)
+				drain(c, 1);
+			sent += k;
+		}
+		if (drain(c, 1) == 0 && k == 0) {
+			/* Nothing due and nothing back: sleep a little rather than
+			 * spin (two cores: a spinning client steals the writer's). */
+			struct timespec ts = {0, 20000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	wait_all(c, base + total, 1);
+	bench_pcts pc = bench_percentiles(c->lat, c->lat_n);
+	f->ack_us_p50 = (double)pc.p50 / 1000.0;
+	f->ack_us_p99 = (double)pc.p99 / 1000.0;
+	f->ack_us_p999 = (double)pc.p999 / 1000.0;
+	fprintf(stderr, "at 100k/s: %" PRIu64 " acks, p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n", c->lat_n,
+		f->ack_us_p50, f->ack_us_p99, f->ack_us_p999);
+	free(c->lat);
+	c->lat = NULL;
+}
+
+static void print_json(const options *o, uint64_t offered, const figures *f)
+{
+	printf("{\"bench\":\"journal\",\"quick\":%s,\"sync\":\"%s\",\"commands_per_sec\":%.0f,"
+	       "\"ack_latency_us_p50\":%.0f,\"ack_latency_us_p99\":%.0f,\"ack_latency_us_p999\":%.0f,"
+	       "\"offered_per_sec\":%" PRIu64 ",\"syncs_per_sec\":%.0f,\"bytes_per_command\":%.1f}\n",
+	       o->quick ? "true" : "false", o->sync == JOURNAL_SYNC_DATA ? "data" : "none-UNSAFE",
+	       f->commands_per_sec, f->ack_us_p50, f->ack_us_p99, f->ack_us_p999, offered, f->syncs_per_sec,
+	       f->bytes_per_command);
+}
+
+int main(int argc, char **argv)
+{
+	options o;
+	parse_options(argc, argv, &o);
 	char tmpl[] = "/var/tmp/boxoffice-bench-journal-XXXXXX";
-	const char *dir = dir_arg;
+	const char *dir = o.dir;
 	if (!dir) {
 		dir = mkdtemp(tmpl);
 		if (!dir)
@@ -167,120 +319,19 @@ int main(int argc, char **argv)
 	}
 
 	io_count io = {0};
-	shard_config cfg;
-	shard_config_default(&cfg);
-	cfg.engine.seats_max = 1u << 20;
-	cfg.data_dir = dir;
-	cfg.journal.sync = sync;
-	cfg.journal.fault = count_io;
-	cfg.journal.fault_ctx = &io;
-	shard *s;
-	char err[1024];
-	int rc = shard_open(&cfg, &s, NULL, err, sizeof(err));
-	if (rc < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err);
-		return 1;
-	}
-	if ((rc = shard_start(s)) < 0)
-		bench_die(prog, "shard_start", rc);
-
 	static client c;
-	c.s = s;
+	c.s = start_shard(dir, o.sync, &io);
 	c.rng = 0x9e3779b97f4a7c15ull;
-	bo_cmd cmd;
-	memset(&cmd, 0, sizeof(cmd));
-	bo_seatmap *map = bench_map(ROWS, PER_ROW, 1);
-	cmd.op = BO_OP_CREATE_EVENT;
-	cmd.client_id = 1;
-	cmd.request_id = ++c.req;
-	cmd.event_id = EVENT;
-	cmd.map = map;
-	while (shard_submit(s, &cmd, NULL, 1) != 0)
-		;
-	wait_all(&c, 1, 0);
-	bo_seatmap_free(map);
+	create_event(&c);
 
-	/* Saturated. */
-	enum { GROUP = 256, INFLIGHT = 16384 };
-	static bo_cmd group[GROUP];
-	const int64_t sat_ns = quick ? 1000000000ll : 5000000000ll;
-	uint64_t submitted = c.acked, acked0 = c.acked;
-	uint64_t syncs0 = atomic_load(&io.syncs), bytes0 = atomic_load(&io.bytes);
-	int64_t t0 = bench_now_ns(), t_end = t0 + sat_ns;
-	while (bench_now_ns() < t_end) {
-		if (submitted - c.acked < INFLIGHT) {
-			for (uint32_t i = 0; i < GROUP; i++)
-				make_command(&c, &group[i]);
-			while (shard_submit(s, group, NULL, GROUP) != 0)
-				drain(&c, 0); /* ring full: let the shard catch up */
-			submitted += GROUP;
-		}
-		drain(&c, 0);
-	}
-	wait_all(&c, submitted, 0);
-	double sat_s = (double)(bench_now_ns() - t0) / 1e9;
-	uint64_t sat_cmds = c.acked - acked0;
-	uint64_t syncs = atomic_load(&io.syncs) - syncs0, bytes = atomic_load(&io.bytes) - bytes0;
-	double cps = (double)sat_cmds / sat_s;
-	fprintf(stderr, "saturated: %" PRIu64 " commands in %.2fs = %.0f/s, %" PRIu64 " syncs (%.0f commands each)\n",
-		sat_cmds, sat_s, cps, syncs, syncs ? (double)sat_cmds / (double)syncs : 0.0);
+	figures f;
+	const uint64_t rate = 100000;
+	measure_saturated(&c, &io, o.quick ? 1000000000ll : 5000000000ll, &f);
+	measure_latency(&c, rate, o.quick ? 100000 : 1000000, &f);
 
-	/* Fixed offered rate: 100,000/s, open loop. */
-	const uint64_t rate = 100000, step_ns = 1000000000ull / rate;
-	const uint64_t total = quick ? 100000 : 1000000;
-	c.lat = malloc(total * sizeof(int64_t));
-	if (!c.lat)
-		bench_die(prog, "malloc", -ENOMEM);
-	c.lat_n = 0;
-	uint64_t sent = 0, base = c.acked;
-	static uint64_t tags[GROUP];
-	int64_t start = bench_now_ns() + 1000000;
-	while (sent < total) {
-		int64_t now = bench_now_ns();
-		uint32_t k = 0;
-		while (sent + k < total && k < GROUP && start + (int64_t)((sent + k) * step_ns) <= now) {
-			make_command(&c, &group[k]);
-			tags[k] = (uint64_t)(start + (int64_t)((sent + k) * step_ns));
-			k++;
-		}
-		if (k > 0) {
-			while (shard_submit(s, group, tags, k) != 0)
-				drain(&c, 1);
-			sent += k;
-		}
-		if (drain(&c, 1) == 0 && k == 0) {
-			/* Nothing due and nothing back: sleep a little rather than
-			 * spin (two cores: a spinning client steals the writer's). */
-			struct timespec ts = {0, 20000};
-			nanosleep(&ts, NULL);
-		}
-	}
-	wait_all(&c, base + total, 1);
-	qsort(c.lat, c.lat_n, sizeof(int64_t), bench_cmp_i64);
-	double p50 = (double)bench_quantile(c.lat, c.lat_n, 0.50) / 1000.0;
-	double p99 = (double)bench_quantile(c.lat, c.lat_n, 0.99) / 1000.0;
-	double p999 = (double)bench_quantile(c.lat, c.lat_n, 0.999) / 1000.0;
-	fprintf(stderr, "at 100k/s: %" PRIu64 " acks, p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n", c.lat_n, p50, p99,
-		p999);
-
-	shard_stop(s);
-	const char *failed = shard_failed(s);
-	if (failed) {
-		fprintf(stderr, "%s: %s\n", prog, failed);
-		return 1;
-	}
-	shard_free(s);
-	if (!dir_arg) {
-		char cmdline[512];
-		snprintf(cmdline, sizeof(cmdline), "rm -rf '%s'", dir);
-		if (system(cmdline) != 0)
-			fprintf(stderr, "%s: could not remove %s\n", prog, dir);
-	}
-	printf("{\"bench\":\"journal\",\"quick\":%s,\"sync\":\"%s\",\"commands_per_sec\":%.0f,"
-	       "\"ack_latency_us_p50\":%.0f,\"ack_latency_us_p99\":%.0f,\"ack_latency_us_p999\":%.0f,"
-	       "\"offered_per_sec\":%" PRIu64 ",\"syncs_per_sec\":%.0f,\"bytes_per_command\":%.1f}\n",
-	       quick ? "true" : "false", sync == JOURNAL_SYNC_DATA ? "data" : "none-UNSAFE", cps, p50, p99, p999, rate,
-	       (double)syncs / sat_s, sat_cmds ? (double)bytes / (double)sat_cmds : 0.0);
-	free(c.lat);
+	stop_shard(c.s);
+	if (!o.dir)
+		bench_remove_dir(prog, dir);
+	print_json(&o, rate, &f);
 	return 0;
 }

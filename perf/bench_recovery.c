@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/parse.h"
 #include "bench_util.h"
 #include "shard/shard.h"
 
@@ -181,19 +183,29 @@ static void make_batch(bo_cmd *cmds, uint32_t n, uint64_t *rng, uint64_t *req, u
 	}
 }
 
-int main(int argc, char **argv)
+/* ---- Options ------------------------------------------------------------ */
+
+typedef struct options {
+	int quick;
+	const char *dir;   /* --dir, or NULL for a new directory removed afterwards */
+	uint64_t commands; /* journal length for the restart figures */
+} options;
+
+static void parse_options(int argc, char **argv, options *o)
 {
-	int quick = 0;
-	const char *dir_arg = NULL;
-	uint64_t commands = 10000000;
+	*o = (options){.commands = 10000000};
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
-			quick = 1;
-			commands = 200000;
+			o->quick = 1;
+			o->commands = 200000;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
-			dir_arg = argv[++i];
+			o->dir = argv[++i];
 		} else if (!strcmp(argv[i], "--commands") && i + 1 < argc) {
-			commands = strtoull(argv[++i], NULL, 10);
+			if (bo_parse_u64(argv[++i], 1, UINT64_MAX, 0, &o->commands) != 0) {
+				fprintf(stderr, "%s: --commands takes a positive whole number, not '%s'\n", prog,
+					argv[i]);
+				exit(2);
+			}
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: bench_recovery [--quick] [--dir DIR] [--commands N]\n"
 			       "Restart time of a shard from its journal (with and without a snapshot) and the\n"
@@ -201,58 +213,69 @@ int main(int argc, char **argv)
 			       "  --quick       200,000 commands and 1M seats (the test suite runs this)\n"
 			       "  --dir DIR     work directory (default: new under /var/tmp, removed after)\n"
 			       "  --commands N  journal length for the restart figures (default 10,000,000)\n");
-			return 0;
+			exit(0);
 		} else {
-			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[i]);
-			return 2;
+			bench_bad_option(prog, argv[i]);
 		}
 	}
-	if (commands == 0) {
-		fprintf(stderr, "%s: --commands must be positive\n", prog);
-		return 2;
-	}
-	char tmpl[] = "/var/tmp/boxoffice-bench-recovery-XXXXXX";
-	const char *root = dir_arg ? dir_arg : mkdtemp(tmpl);
-	if (!root)
-		bench_die(prog, "mkdtemp", -errno);
-	char dir_a[1024], dir_b[1024];
-	snprintf(dir_a, sizeof(dir_a), "%s/restart", root);
-	snprintf(dir_b, sizeof(dir_b), "%s/snapshot", root);
+}
 
-	/* ---- A journal of `commands` commands -------------------------------- */
-	const uint32_t events = 8, rows = 100, per_row = 100, seats = rows * per_row;
-	shard_config cfg;
-	config(&cfg, dir_a, 1u << 20);
+/* ---- The phases ------------------------------------------------------------ */
+
+/* The restart phases' events: EVENTS of ROWS x PER_ROW seats. */
+enum { EVENTS = 8, ROWS = 100, PER_ROW = 100, SEATS = ROWS * PER_ROW };
+enum { BATCH = 4096 };
+static bo_cmd batch[BATCH];
+
+/* The generator and the last request id, carried from phase to phase. */
+typedef struct load {
+	uint64_t rng, req;
+} load;
+
+typedef struct figures {
+	double records_per_sec, restart_plain_s, restart_snap_s;
+	uint32_t snapshot_events; /* of 1M seats each */
+	double snapshot_s, stall_ms;
+} figures;
+
+/* A journal of `commands` commands in cfg's directory, written through a
+ * shard that is stopped again. */
+static void write_journal(const shard_config *cfg, uint64_t commands, load *w)
+{
 	shard_recovery rec;
-	shard *s = open_shard(&cfg, &rec);
-	uint64_t req = 0, rng = 0x9e3779b97f4a7c15ull;
-	for (uint32_t e = 0; e < events; e++)
-		create_event(s, 100 + e, rows, per_row, ++req);
-	static bo_cmd batch[4096];
-	int64_t t0 = bench_now_ns();
-	for (uint64_t done = events; done < commands;) {
-		uint32_t n = commands - done < 4096 ? (uint32_t)(commands - done) : 4096;
-		make_batch(batch, n, &rng, &req, events, seats);
+	shard *s = open_shard(cfg, &rec);
+	for (uint32_t e = 0; e < EVENTS; e++)
+		create_event(s, 100 + e, ROWS, PER_ROW, ++w->req);
+	int64_t t0 = bo_clock_ns();
+	for (uint64_t done = EVENTS; done < commands;) {
+		uint32_t n = commands - done < BATCH ? (uint32_t)(commands - done) : BATCH;
+		make_batch(batch, n, &w->rng, &w->req, EVENTS, SEATS);
 		run(s, batch, n);
 		done += n;
-		if ((done & ((1u << 20) - 1)) < 4096)
+		if ((done & ((1u << 20) - 1)) < BATCH)
 			fprintf(stderr, "\rwriting journal: %" PRIu64 " / %" PRIu64, done, commands);
 	}
 	drain_until_idle(s);
 	stop_shard(s);
 	shard_free(s);
 	fprintf(stderr, "\rwriting journal: %" PRIu64 " commands in %.1fs\n", commands,
-		(double)(bench_now_ns() - t0) / 1e9);
+		(double)(bo_clock_ns() - t0) / 1e9);
+}
 
-	/* ---- Restart without a snapshot -------------------------------------- */
-	cfg.snapshot_every = 1; /* for the next phase: snapshot after one more record */
-	s = open_shard(&cfg, &rec);
-	double restart_plain = rec.seconds;
-	double records_per_sec = rec.replayed / (rec.seconds > 0 ? rec.seconds : 1e-9);
+/* records_per_sec, restart_seconds: a restart that re-executes the whole
+ * journal. The restarted shard then snapshots after one more command, for
+ * restart_from_snapshot(). */
+static void restart_plain(shard_config *cfg, load *w, figures *f)
+{
+	shard_recovery rec;
+	cfg->snapshot_every = 1; /* snapshot after one more record */
+	shard *s = open_shard(cfg, &rec);
+	f->restart_plain_s = rec.seconds;
+	f->records_per_sec = rec.replayed / (rec.seconds > 0 ? rec.seconds : 1e-9);
 	fprintf(stderr, "restart, no snapshot: %" PRIu64 " records in %.2fs (%.0f records/s)\n", rec.replayed,
-		rec.seconds, records_per_sec);
+		rec.seconds, f->records_per_sec);
 	/* One more command: its batch triggers the snapshot. */
-	make_batch(batch, 1, &rng, &req, events, seats);
+	make_batch(batch, 1, &w->rng, &w->req, EVENTS, SEATS);
 	run(s, batch, 1);
 	shard_stats st = {0};
 	/* Wait (at most 10 minutes) for the child to write it. */
@@ -264,50 +287,89 @@ int main(int argc, char **argv)
 		bench_die(prog, "waiting for the snapshot", -ETIMEDOUT);
 	stop_shard(s);
 	shard_free(s);
+	cfg->snapshot_every = 0;
+}
 
-	cfg.snapshot_every = 0;
-	s = open_shard(&cfg, &rec);
-	double restart_snap = rec.seconds;
+/* restart_seconds_snapshot: a restart from the snapshot restart_plain()
+ * left at the journal's end. */
+static void restart_from_snapshot(const shard_config *cfg, figures *f)
+{
+	shard_recovery rec;
+	shard *s = open_shard(cfg, &rec);
+	f->restart_snap_s = rec.seconds;
 	fprintf(stderr, "restart, snapshot at %" PRIu64 ": %" PRIu64 " records replayed, %.3fs\n", rec.snapshot_seq,
 		rec.replayed, rec.seconds);
 	stop_shard(s);
 	shard_free(s);
+}
 
-	/* ---- Snapshot of 10M seats under load -------------------------------- */
+/* snapshot_seconds, max_shard_stall_ms: events of 1M seats each (one with
+ * --quick, else ten) in dir, loaded until the shard has snapshotted them
+ * (once with --quick, else twice). */
+static void measure_snapshot(const char *dir, int quick, load *w, figures *f)
+{
 	const uint32_t big_events = quick ? 1 : 10;
-	config(&cfg, dir_b, 1u << 24);
+	shard_config cfg;
+	config(&cfg, dir, 1u << 24);
 	cfg.snapshot_every = 200000;
-	s = open_shard(&cfg, &rec);
+	shard_recovery rec;
+	shard *s = open_shard(&cfg, &rec);
 	for (uint32_t e = 0; e < big_events; e++)
-		create_event(s, 100 + e, 10000, 100, ++req);
+		create_event(s, 100 + e, 10000, 100, ++w->req);
 	uint64_t target = quick ? 1 : 2;
-	memset(&st, 0, sizeof(st));
+	shard_stats st = {0};
 	for (uint64_t sent = 0; st.snapshots < target && sent < 50000000;) {
-		make_batch(batch, 4096, &rng, &req, big_events, 1000000);
-		run(s, batch, 4096);
-		sent += 4096;
+		make_batch(batch, BATCH, &w->rng, &w->req, big_events, 1000000);
+		run(s, batch, BATCH);
+		sent += BATCH;
 		shard_stats_get(s, &st);
 	}
-	shard_stats_get(s, &st);
 	drain_until_idle(s);
 	stop_shard(s);
 	shard_stats_get(s, &st);
 	shard_free(s);
-	double snap_s = (double)st.snapshot_ns_last / 1e9;
-	double stall_ms = (double)st.snapshot_stall_ns_max / 1e6;
+	f->snapshot_events = big_events;
+	f->snapshot_s = (double)st.snapshot_ns_last / 1e9;
+	f->stall_ms = (double)st.snapshot_stall_ns_max / 1e6;
 	fprintf(stderr, "snapshot of %u M seats: %" PRIu64 " taken, last %.2fs, writer stall max %.2f ms\n",
-		big_events, st.snapshots, snap_s, stall_ms);
+		big_events, st.snapshots, f->snapshot_s, f->stall_ms);
+}
 
-	if (!dir_arg) {
-		char cmdline[600];
-		snprintf(cmdline, sizeof(cmdline), "rm -rf '%s'", root);
-		if (system(cmdline) != 0)
-			fprintf(stderr, "%s: could not remove %s\n", prog, root);
-	}
+static void print_json(const options *o, const figures *f)
+{
 	printf("{\"bench\":\"recovery\",\"quick\":%s,\"commands\":%" PRIu64 ",\"records_per_sec\":%.0f,"
 	       "\"restart_seconds\":%.3f,\"restart_seconds_snapshot\":%.3f,\"snapshot_seats\":%u000000,"
 	       "\"snapshot_seconds\":%.3f,\"max_shard_stall_ms\":%.3f}\n",
-	       quick ? "true" : "false", commands, records_per_sec, restart_plain, restart_snap, big_events, snap_s,
-	       stall_ms);
+	       o->quick ? "true" : "false", o->commands, f->records_per_sec, f->restart_plain_s, f->restart_snap_s,
+	       f->snapshot_events, f->snapshot_s, f->stall_ms);
+}
+
+int main(int argc, char **argv)
+{
+	options o;
+	parse_options(argc, argv, &o);
+	char tmpl[] = "/var/tmp/boxoffice-bench-recovery-XXXXXX";
+	const char *root = o.dir ? o.dir : mkdtemp(tmpl);
+	if (!root)
+		bench_die(prog, "mkdtemp", -errno);
+	char dir_restart[PATH_MAX], dir_snapshot[PATH_MAX];
+	if (snprintf(dir_restart, sizeof(dir_restart), "%s/restart", root) >= (int)sizeof(dir_restart) ||
+	    snprintf(dir_snapshot, sizeof(dir_snapshot), "%s/snapshot", root) >= (int)sizeof(dir_snapshot)) {
+		fprintf(stderr, "%s: --dir is too long\n", prog);
+		return 2;
+	}
+
+	load w = {.rng = 0x9e3779b97f4a7c15ull};
+	figures f = {0};
+	shard_config cfg;
+	config(&cfg, dir_restart, 1u << 20);
+	write_journal(&cfg, o.commands, &w);
+	restart_plain(&cfg, &w, &f);
+	restart_from_snapshot(&cfg, &f);
+	measure_snapshot(dir_snapshot, o.quick, &w, &f);
+
+	if (!o.dir)
+		bench_remove_dir(prog, root);
+	print_json(&o, &f);
 	return 0;
 }

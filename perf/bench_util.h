@@ -1,26 +1,23 @@
 /*
- * bench_util.h — small helpers shared by the benchmark programs (header
- * only: each benchmark is one program).
+ * bench_util.h — what the benchmark programs share and nothing else uses:
+ * the deterministic generator, seat maps of a given shape, latency
+ * percentiles, the common command-line answers and the work directory's
+ * removal. Header only: each benchmark is one program. The clock is
+ * base/clock.h's (bo_clock_ns).
  */
 #ifndef BO_BENCH_UTIL_H
 #define BO_BENCH_UTIL_H
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
-
-static inline int64_t bench_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+#include "base/clock.h"
+#include "base/seatmap.h"
 
 /* xorshift64*: deterministic, so runs are comparable. */
 static inline uint64_t bench_rnd(uint64_t *state)
@@ -31,14 +28,36 @@ static inline uint64_t bench_rnd(uint64_t *state)
 	return *state * 0x2545f4914f6cdd1dull;
 }
 
+/* Reports "PROG: WHAT failed (RC[: strerror(-RC)])" and exits 1. A negative
+ * rc is an errno value; a positive one (a status, a count) is printed bare. */
 static inline void bench_die(const char *prog, const char *what, int rc)
 {
 	fprintf(stderr, "%s: %s failed (%d%s%s)\n", prog, what, rc, rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
 	exit(1);
 }
 
+/* Command-line errors exit 2, as every benchmark's --help promises. */
+static inline void bench_bad_option(const char *prog, const char *arg)
+{
+	fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, arg);
+	exit(2);
+}
+
+/* The value of --sync: 1 for "data" (fdatasync group commit), 0 for "none"
+ * (UNSAFE, no fdatasync); anything else is a command-line error (exit 2). */
+static inline int bench_sync_durable(const char *prog, const char *v)
+{
+	if (!strcmp(v, "data"))
+		return 1;
+	if (!strcmp(v, "none"))
+		return 0;
+	fprintf(stderr, "%s: --sync takes 'data' or 'none' (UNSAFE)\n", prog);
+	exit(2);
+}
+
 /* A seat map of rows x per_row seats, `cats` categories in row bands.
- * The caller frees it with bo_seatmap_free(). */
+ * Returns NULL when out of memory; the caller frees it with
+ * bo_seatmap_free(). */
 static inline bo_seatmap *bench_map(uint32_t rows, uint32_t per_row, uint32_t cats)
 {
 	bo_seatmap *m = bo_seatmap_new(rows, rows * per_row, 0);
@@ -59,13 +78,47 @@ static inline int bench_cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Value at quantile q (0..1) of a sorted array. */
+/* Value at quantile q (0..1) of a sorted array; 0 when it is empty. */
 static inline int64_t bench_quantile(const int64_t *sorted, uint64_t n, double q)
 {
 	if (n == 0)
 		return 0;
 	uint64_t i = (uint64_t)(q * (double)(n - 1) + 0.5);
 	return sorted[i < n ? i : n - 1];
+}
+
+/* The percentiles every latency figure reports, in the samples' unit. */
+typedef struct bench_pcts {
+	int64_t p50, p99, p999;
+} bench_pcts;
+
+/* Sorts samples[0..n) in place and returns their percentiles (all 0 when
+ * n is 0). */
+static inline bench_pcts bench_percentiles(int64_t *samples, uint64_t n)
+{
+	qsort(samples, n, sizeof(int64_t), bench_cmp_i64);
+	return (bench_pcts){
+		.p50 = bench_quantile(samples, n, 0.50),
+		.p99 = bench_quantile(samples, n, 0.99),
+		.p999 = bench_quantile(samples, n, 0.999),
+	};
+}
+
+static inline int bench_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* Removes the directory tree at dir (a benchmark's own work directory),
+ * without following symbolic links. Stops at the first entry it cannot
+ * remove and says so on stderr; the benchmark's figures stand either way. */
+static inline void bench_remove_dir(const char *prog, const char *dir)
+{
+	if (nftw(dir, bench_rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		fprintf(stderr, "%s: could not remove %s: %s\n", prog, dir, strerror(errno));
 }
 
 #endif /* BO_BENCH_UTIL_H */

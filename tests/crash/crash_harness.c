@@ -498,6 +498,13 @@ int main(int argc, char **argv)
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
+	/* crash_test starts us with SIGTERM blocked, so that one sent before
+	 * the handler above existed waits; it is delivered now, before any
+	 * thread starts (threads inherit this unblocked mask). */
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_UNBLOCK, &term, NULL);
 
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
 		fprintf(stderr, "crash_harness: mkdir %s: %s\n", dir, strerror(errno));

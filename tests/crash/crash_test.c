@@ -311,6 +311,14 @@ static void run_harness(const char *harness, const char *dir, const char *mode, 
 	if (pid == 0) {
 		/* Own process group: the kill reaches a snapshot child too. */
 		setpgid(0, 0);
+		/* SIGTERM stays blocked (the mask survives exec) until the
+		 * harness has installed its handler and unblocks it: a SIGTERM
+		 * sent while the harness is still starting (slow under ASan) is
+		 * then held pending instead of killing it by default. */
+		sigset_t term;
+		sigemptyset(&term);
+		sigaddset(&term, SIGTERM);
+		sigprocmask(SIG_BLOCK, &term, NULL);
 		dup2(pfd[1], STDOUT_FILENO);
 		int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (lfd >= 0)

@@ -7,8 +7,8 @@
  * least 4 decimal digits). It holds segment files named by the sequence
  * number of their first record, 20 decimal digits, so names sort in log
  * order:  shard-0003/00000000000000000001.seg, .../00000000000000052117.seg
- * Other files in the directory are ignored. All integers are little-endian
- * (the build asserts a little-endian host; the bytes are stored natively).
+ * Other files in the directory are ignored. All integers are little-endian,
+ * stored and loaded byte by byte (base/le.h) whatever the host.
  * XXH3 below is XXH3_64bits() of xxhash 0.8 with the default seed and secret.
  *
  * A segment is segment_bytes long from birth: it is created with fallocate()
@@ -173,7 +173,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format stores integers natively");
+#include "base/le.h"
 
 #define SEG_MAGIC 0x314A4F42u
 #define SEG_VERSION 1u
@@ -199,27 +199,6 @@ static uint64_t align8(uint64_t n)
 static uint64_t rec_bytes(uint32_t payload_len)
 {
 	return align8(REC_HDR_BYTES + (uint64_t)payload_len);
-}
-
-static uint32_t ld32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static uint64_t ld64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-static void st32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static void st64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
 }
 
 static void msg(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -262,22 +241,22 @@ static int rec_parse(const uint8_t *base, uint64_t size, uint64_t off, uint32_t 
 		return 0;
 	const uint8_t *p = base + off;
 	jrec r;
-	r.payload_len = ld32(p + 32);
+	r.payload_len = bo_le_load32(p + 32);
 	if (r.payload_len > JOURNAL_PAYLOAD_BYTES_MAX)
 		return 0;
 	r.bytes = rec_bytes(r.payload_len);
 	if (r.bytes > size - off)
 		return 0;
-	r.shard_id = ld32(p + 36);
-	r.seq = ld64(p + 16);
-	r.unit_index = ld32(p + 40);
-	if (r.shard_id != shard_id || ld32(p + 44) != 0 || r.seq == 0 || r.unit_index >= r.seq)
+	r.shard_id = bo_le_load32(p + 36);
+	r.seq = bo_le_load64(p + 16);
+	r.unit_index = bo_le_load32(p + 40);
+	if (r.shard_id != shard_id || bo_le_load32(p + 44) != 0 || r.seq == 0 || r.unit_index >= r.seq)
 		return 0;
-	r.checksum = ld64(p);
+	r.checksum = bo_le_load64(p);
 	if (XXH3_64bits(p + 8, (size_t)r.bytes - 8) != r.checksum)
 		return 0;
-	r.prev = ld64(p + 8);
-	r.timestamp_ms = (int64_t)ld64(p + 24);
+	r.prev = bo_le_load64(p + 8);
+	r.timestamp_ms = (int64_t)bo_le_load64(p + 24);
 	*out = r;
 	return 1;
 }
@@ -298,18 +277,18 @@ static uint64_t rec_build(uint8_t *p, uint64_t prev, uint64_t seq, int64_t times
                           uint32_t shard_id, uint32_t unit_index, const void *payload, uint32_t len)
 {
 	uint64_t bytes = rec_bytes(len);
-	st64(p + 8, prev);
-	st64(p + 16, seq);
-	st64(p + 24, (uint64_t)timestamp_ms);
-	st32(p + 32, len);
-	st32(p + 36, shard_id);
-	st32(p + 40, unit_index);
-	st32(p + 44, 0);
+	bo_le_store64(p + 8, prev);
+	bo_le_store64(p + 16, seq);
+	bo_le_store64(p + 24, (uint64_t)timestamp_ms);
+	bo_le_store32(p + 32, len);
+	bo_le_store32(p + 36, shard_id);
+	bo_le_store32(p + 40, unit_index);
+	bo_le_store32(p + 44, 0);
 	if (len > 0)
 		memcpy(p + REC_HDR_BYTES, payload, len);
 	memset(p + REC_HDR_BYTES + len, 0, (size_t)(bytes - REC_HDR_BYTES - len));
 	uint64_t sum = XXH3_64bits(p + 8, (size_t)bytes - 8);
-	st64(p, sum);
+	bo_le_store64(p, sum);
 	return sum;
 }
 
@@ -319,17 +298,17 @@ static int seghdr_parse(const uint8_t *base, uint64_t size, uint32_t shard_id, j
 {
 	if (size < SEG_HDR_BYTES)
 		return 0;
-	if (ld32(base) != SEG_MAGIC || ld32(base + 4) != SEG_VERSION ||
-	    ld32(base + 12) != SEG_HDR_BYTES)
+	if (bo_le_load32(base) != SEG_MAGIC || bo_le_load32(base + 4) != SEG_VERSION ||
+	    bo_le_load32(base + 12) != SEG_HDR_BYTES)
 		return 0;
-	if (ld32(base + 8) != shard_id || ld64(base + 40) != 0 || ld64(base + 48) != 0)
+	if (bo_le_load32(base + 8) != shard_id || bo_le_load64(base + 40) != 0 || bo_le_load64(base + 48) != 0)
 		return 0;
-	if (XXH3_64bits(base, 56) != ld64(base + 56))
+	if (XXH3_64bits(base, 56) != bo_le_load64(base + 56))
 		return 0;
 	out->shard_id = shard_id;
-	out->first_seq = ld64(base + 16);
-	out->seed = ld64(base + 24);
-	out->segment_bytes = ld64(base + 32);
+	out->first_seq = bo_le_load64(base + 16);
+	out->seed = bo_le_load64(base + 24);
+	out->segment_bytes = bo_le_load64(base + 32);
 	return out->first_seq >= 1;
 }
 
@@ -337,14 +316,14 @@ static void seghdr_build(uint8_t *p, uint32_t shard_id, uint64_t first_seq, uint
                          uint64_t segment_bytes)
 {
 	memset(p, 0, SEG_HDR_BYTES);
-	st32(p, SEG_MAGIC);
-	st32(p + 4, SEG_VERSION);
-	st32(p + 8, shard_id);
-	st32(p + 12, SEG_HDR_BYTES);
-	st64(p + 16, first_seq);
-	st64(p + 24, seed);
-	st64(p + 32, segment_bytes);
-	st64(p + 56, XXH3_64bits(p, 56));
+	bo_le_store32(p, SEG_MAGIC);
+	bo_le_store32(p + 4, SEG_VERSION);
+	bo_le_store32(p + 8, shard_id);
+	bo_le_store32(p + 12, SEG_HDR_BYTES);
+	bo_le_store64(p + 16, first_seq);
+	bo_le_store64(p + 24, seed);
+	bo_le_store64(p + 32, segment_bytes);
+	bo_le_store64(p + 56, XXH3_64bits(p, 56));
 }
 
 /* End (exclusive) of the last non-zero byte of base[from, to), or `from`. */

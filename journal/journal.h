@@ -118,7 +118,7 @@ typedef struct journal_io {
 typedef int (*journal_fault_fn)(void *ctx, journal_io *io);
 
 typedef struct journal_options {
-	uint64_t segment_bytes;     /* size of a new segment (multiple of 4096, >= 64 KiB,
+	uint64_t segment_bytes;     /* size of a new segment (multiple of 4096,
 	                             * >= buffer_bytes + 4096); existing ones keep theirs */
 	uint32_t buffer_bytes;      /* each of the two write buffers (multiple of 4096,
 	                             * holds one record of payload_bytes_max) */

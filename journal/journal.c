@@ -1,5 +1,7 @@
 /*
- * journal.c — segments, record format, io_uring appender, reader and recovery.
+ * journal.c — the log: segments, record format, io_uring appender, reader,
+ * recovery and pruning. Operator truncation (journal_truncate_at) is
+ * maint.c's; the helpers both use are declared in journal_internal.h.
  *
  * ==== JOURNAL FILE FORMAT ====================================================
  *
@@ -7,8 +9,8 @@
  * least 4 decimal digits). It holds segment files named by the sequence
  * number of their first record, 20 decimal digits, so names sort in log
  * order:  shard-0003/00000000000000000001.seg, .../00000000000000052117.seg
- * Other files in the directory are ignored. All integers are little-endian
- * (the build asserts a little-endian host; the bytes are stored natively).
+ * Other files in the directory are ignored. All integers are little-endian,
+ * stored and loaded byte by byte (base/le.h) whatever the host.
  * XXH3 below is XXH3_64bits() of xxhash 0.8 with the default seed and secret.
  *
  * A segment is segment_bytes long from birth: it is created with fallocate()
@@ -112,9 +114,8 @@
  *   - journal_open only: the START segment's header is not valid and the
  *     log has no record before it to continue the chain from.
  *
- * journal_truncate_at(seq) is the operator's repair: the log is cut to end
- * at seq - 1 after every byte cut was copied to a backup directory (see
- * journal.h); it reads from the segment holding seq - 2 or seq - 1 on.
+ * journal_truncate_at(seq), the operator's repair, reads from the segment
+ * holding seq - 2 or seq - 1 on: maint.c opens with how it cuts.
  *
  * ==== READER / RECOVERY ALGORITHM ==========================================
  *
@@ -173,24 +174,62 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format stores integers natively");
+#include "base/le.h"
+#include "journal_internal.h"
 
 #define SEG_MAGIC 0x314A4F42u
 #define SEG_VERSION 1u
 #define SEG_HDR_BYTES 64u
 #define REC_HDR_BYTES 48u
-#define SEG_NAME_DIGITS 20
-#define SEG_NAME_LEN (SEG_NAME_DIGITS + 4) /* digits + ".seg" */
-#define UNIT_INDEX_NONE UINT32_MAX         /* before the first record of a segment */
-#define PAGE_BYTES 4096u
-/* A shard directory path leaves room for "/" + a segment name in PATH_MAX. */
-#define DIR_MAX (PATH_MAX - SEG_NAME_LEN - 8)
+#define UNIT_INDEX_NONE UINT32_MAX /* before the first record of a segment */
 
+/* Field offsets of the segment header (the first table above). */
+enum {
+	SEG_OFF_MAGIC = 0,
+	SEG_OFF_VERSION = 4,
+	SEG_OFF_SHARD = 8,
+	SEG_OFF_HDR_BYTES = 12,
+	SEG_OFF_FIRST_SEQ = 16,
+	SEG_OFF_SEED = 24,
+	SEG_OFF_SEGMENT_BYTES = 32,
+	SEG_OFF_RESERVED = 40, /* two 8-byte words */
+	SEG_OFF_CHECKSUM = 56, /* XXH3 of every byte before it */
+};
+
+/* Field offsets of a record header (the second table above). */
+enum {
+	REC_OFF_CHECKSUM = 0,
+	REC_OFF_PREV = 8, /* the checksum covers the record from here on */
+	REC_OFF_SEQ = 16,
+	REC_OFF_TIMESTAMP = 24,
+	REC_OFF_PAYLOAD_LEN = 32,
+	REC_OFF_SHARD = 36,
+	REC_OFF_UNIT_INDEX = 40,
+	REC_OFF_RESERVED = 44,
+};
+
+/* Bytes of a record with `len` bytes of payload: header, payload, padding
+ * to 8 (a constant expression, for the assertions below). */
+#define REC_BYTES(len) (((uint64_t)REC_HDR_BYTES + (uint64_t)(len) + 7u) & ~(uint64_t)7u)
+
+/* io_uring entries: one unit in flight needs at most OP_COUNT of them
+ * (write, fdatasync, directory fsync; asserted below); 8 leaves room and is
+ * a power of two, which the kernel would round up to anyway. */
+#define RING_ENTRIES 8u
+
+_Static_assert(SEG_OFF_CHECKSUM + 8 == SEG_HDR_BYTES, "the header checksum ends the header");
+_Static_assert(SEG_OFF_RESERVED + 16 == SEG_OFF_CHECKSUM, "reserved runs up to the checksum");
+_Static_assert(REC_OFF_PREV == REC_OFF_CHECKSUM + 8, "a record's checksum covers all but itself");
+_Static_assert(REC_OFF_RESERVED + 4 == REC_HDR_BYTES, "the payload follows the header");
 _Static_assert(SEG_HDR_BYTES % 8 == 0 && REC_HDR_BYTES % 8 == 0, "records stay 8-aligned");
-_Static_assert(JOURNAL_PAYLOAD_BYTES_MAX <= JOURNAL_BUFFER_BYTES_DEFAULT - REC_HDR_BYTES - 8,
+_Static_assert(SEG_HDR_BYTES <= PAGE_BYTES, "a write buffer's head room is one page");
+_Static_assert(REC_BYTES(JOURNAL_PAYLOAD_BYTES_MAX) <= JOURNAL_BUFFER_BYTES_DEFAULT,
                "the default buffer holds the largest record");
 _Static_assert(JOURNAL_SEGMENT_BYTES_DEFAULT >= JOURNAL_BUFFER_BYTES_DEFAULT + SEG_HDR_BYTES,
                "a full buffer fits an empty segment");
+_Static_assert(JOURNAL_BUFFER_BYTES_DEFAULT % PAGE_BYTES == 0 &&
+                       JOURNAL_SEGMENT_BYTES_DEFAULT % PAGE_BYTES == 0,
+               "the defaults pass check_options");
 
 static uint64_t align8(uint64_t n)
 {
@@ -198,39 +237,7 @@ static uint64_t align8(uint64_t n)
 }
 static uint64_t rec_bytes(uint32_t payload_len)
 {
-	return align8(REC_HDR_BYTES + (uint64_t)payload_len);
-}
-
-static uint32_t ld32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static uint64_t ld64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-static void st32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static void st64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static void msg(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msg(char *buf, size_t len, const char *fmt, ...)
-{
-	if (buf == NULL || len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
+	return REC_BYTES(payload_len);
 }
 
 /* ==== Format: parse and build ============================================== */
@@ -262,22 +269,23 @@ static int rec_parse(const uint8_t *base, uint64_t size, uint64_t off, uint32_t 
 		return 0;
 	const uint8_t *p = base + off;
 	jrec r;
-	r.payload_len = ld32(p + 32);
+	r.payload_len = bo_le_load32(p + REC_OFF_PAYLOAD_LEN);
 	if (r.payload_len > JOURNAL_PAYLOAD_BYTES_MAX)
 		return 0;
 	r.bytes = rec_bytes(r.payload_len);
 	if (r.bytes > size - off)
 		return 0;
-	r.shard_id = ld32(p + 36);
-	r.seq = ld64(p + 16);
-	r.unit_index = ld32(p + 40);
-	if (r.shard_id != shard_id || ld32(p + 44) != 0 || r.seq == 0 || r.unit_index >= r.seq)
+	r.shard_id = bo_le_load32(p + REC_OFF_SHARD);
+	r.seq = bo_le_load64(p + REC_OFF_SEQ);
+	r.unit_index = bo_le_load32(p + REC_OFF_UNIT_INDEX);
+	if (r.shard_id != shard_id || bo_le_load32(p + REC_OFF_RESERVED) != 0 || r.seq == 0 ||
+	    r.unit_index >= r.seq)
 		return 0;
-	r.checksum = ld64(p);
-	if (XXH3_64bits(p + 8, (size_t)r.bytes - 8) != r.checksum)
+	r.checksum = bo_le_load64(p + REC_OFF_CHECKSUM);
+	if (XXH3_64bits(p + REC_OFF_PREV, (size_t)r.bytes - REC_OFF_PREV) != r.checksum)
 		return 0;
-	r.prev = ld64(p + 8);
-	r.timestamp_ms = (int64_t)ld64(p + 24);
+	r.prev = bo_le_load64(p + REC_OFF_PREV);
+	r.timestamp_ms = (int64_t)bo_le_load64(p + REC_OFF_TIMESTAMP);
 	*out = r;
 	return 1;
 }
@@ -298,18 +306,18 @@ static uint64_t rec_build(uint8_t *p, uint64_t prev, uint64_t seq, int64_t times
                           uint32_t shard_id, uint32_t unit_index, const void *payload, uint32_t len)
 {
 	uint64_t bytes = rec_bytes(len);
-	st64(p + 8, prev);
-	st64(p + 16, seq);
-	st64(p + 24, (uint64_t)timestamp_ms);
-	st32(p + 32, len);
-	st32(p + 36, shard_id);
-	st32(p + 40, unit_index);
-	st32(p + 44, 0);
+	bo_le_store64(p + REC_OFF_PREV, prev);
+	bo_le_store64(p + REC_OFF_SEQ, seq);
+	bo_le_store64(p + REC_OFF_TIMESTAMP, (uint64_t)timestamp_ms);
+	bo_le_store32(p + REC_OFF_PAYLOAD_LEN, len);
+	bo_le_store32(p + REC_OFF_SHARD, shard_id);
+	bo_le_store32(p + REC_OFF_UNIT_INDEX, unit_index);
+	bo_le_store32(p + REC_OFF_RESERVED, 0);
 	if (len > 0)
 		memcpy(p + REC_HDR_BYTES, payload, len);
 	memset(p + REC_HDR_BYTES + len, 0, (size_t)(bytes - REC_HDR_BYTES - len));
-	uint64_t sum = XXH3_64bits(p + 8, (size_t)bytes - 8);
-	st64(p, sum);
+	uint64_t sum = XXH3_64bits(p + REC_OFF_PREV, (size_t)bytes - REC_OFF_PREV);
+	bo_le_store64(p + REC_OFF_CHECKSUM, sum);
 	return sum;
 }
 
@@ -319,17 +327,20 @@ static int seghdr_parse(const uint8_t *base, uint64_t size, uint32_t shard_id, j
 {
 	if (size < SEG_HDR_BYTES)
 		return 0;
-	if (ld32(base) != SEG_MAGIC || ld32(base + 4) != SEG_VERSION ||
-	    ld32(base + 12) != SEG_HDR_BYTES)
+	if (bo_le_load32(base + SEG_OFF_MAGIC) != SEG_MAGIC ||
+	    bo_le_load32(base + SEG_OFF_VERSION) != SEG_VERSION ||
+	    bo_le_load32(base + SEG_OFF_HDR_BYTES) != SEG_HDR_BYTES)
 		return 0;
-	if (ld32(base + 8) != shard_id || ld64(base + 40) != 0 || ld64(base + 48) != 0)
+	if (bo_le_load32(base + SEG_OFF_SHARD) != shard_id ||
+	    bo_le_load64(base + SEG_OFF_RESERVED) != 0 ||
+	    bo_le_load64(base + SEG_OFF_RESERVED + 8) != 0)
 		return 0;
-	if (XXH3_64bits(base, 56) != ld64(base + 56))
+	if (XXH3_64bits(base, SEG_OFF_CHECKSUM) != bo_le_load64(base + SEG_OFF_CHECKSUM))
 		return 0;
 	out->shard_id = shard_id;
-	out->first_seq = ld64(base + 16);
-	out->seed = ld64(base + 24);
-	out->segment_bytes = ld64(base + 32);
+	out->first_seq = bo_le_load64(base + SEG_OFF_FIRST_SEQ);
+	out->seed = bo_le_load64(base + SEG_OFF_SEED);
+	out->segment_bytes = bo_le_load64(base + SEG_OFF_SEGMENT_BYTES);
 	return out->first_seq >= 1;
 }
 
@@ -337,27 +348,14 @@ static void seghdr_build(uint8_t *p, uint32_t shard_id, uint64_t first_seq, uint
                          uint64_t segment_bytes)
 {
 	memset(p, 0, SEG_HDR_BYTES);
-	st32(p, SEG_MAGIC);
-	st32(p + 4, SEG_VERSION);
-	st32(p + 8, shard_id);
-	st32(p + 12, SEG_HDR_BYTES);
-	st64(p + 16, first_seq);
-	st64(p + 24, seed);
-	st64(p + 32, segment_bytes);
-	st64(p + 56, XXH3_64bits(p, 56));
-}
-
-/* End (exclusive) of the last non-zero byte of base[from, to), or `from`. */
-static uint64_t last_nonzero_end(const uint8_t *base, uint64_t from, uint64_t to)
-{
-	while (to > from && base[to - 1] == 0)
-		to--;
-	return to;
-}
-
-static void seg_name(char *out, size_t len, uint64_t first_seq)
-{
-	snprintf(out, len, "%0*" PRIu64 ".seg", SEG_NAME_DIGITS, first_seq);
+	bo_le_store32(p + SEG_OFF_MAGIC, SEG_MAGIC);
+	bo_le_store32(p + SEG_OFF_VERSION, SEG_VERSION);
+	bo_le_store32(p + SEG_OFF_SHARD, shard_id);
+	bo_le_store32(p + SEG_OFF_HDR_BYTES, SEG_HDR_BYTES);
+	bo_le_store64(p + SEG_OFF_FIRST_SEQ, first_seq);
+	bo_le_store64(p + SEG_OFF_SEED, seed);
+	bo_le_store64(p + SEG_OFF_SEGMENT_BYTES, segment_bytes);
+	bo_le_store64(p + SEG_OFF_CHECKSUM, XXH3_64bits(p, SEG_OFF_CHECKSUM));
 }
 
 /* Parses a segment file name; returns 1 and its first seq, 0 for other files. */
@@ -379,10 +377,6 @@ static int seg_name_parse(const char *name, uint64_t *first_seq)
 }
 
 /* ==== Reader ================================================================ */
-
-typedef struct jsegent {
-	uint64_t first_seq; /* from the file name */
-} jsegent;
 
 enum {
 	RD_RUN = 0,
@@ -724,8 +718,8 @@ static int seg_list(const char *dir, uint32_t shard_id, jsegent **out, uint32_t 
 	return 0;
 }
 
-static int shard_dir(char *out, size_t len, const char *root, uint32_t shard_id, char *err,
-                     size_t err_len)
+int jnl_shard_dir(char *out, size_t len, const char *root, uint32_t shard_id, char *err,
+                  size_t err_len)
 {
 	if ((size_t)snprintf(out, len, "%s/shard-%04" PRIu32, root, shard_id) >= len) {
 		msg(err, err_len, "journal shard %" PRIu32 ": path too long", shard_id);
@@ -787,7 +781,7 @@ int journal_reader_open_from(const char *root, uint32_t shard_id, const journal_
 		msg(err, err_len, "journal shard %" PRIu32 ": out of memory", shard_id);
 		return -ENOMEM;
 	}
-	int rc = shard_dir(r->dir, sizeof r->dir, root, shard_id, err, err_len);
+	int rc = jnl_shard_dir(r->dir, sizeof r->dir, root, shard_id, err, err_len);
 	if (rc == 0)
 		rc = seg_list(r->dir, shard_id, &r->segs, &r->seg_count, err, err_len);
 	if (rc != 0) {
@@ -884,6 +878,21 @@ void journal_reader_close(journal_reader *r)
 	free(r);
 }
 
+const jsegent *jnl_reader_segments(const journal_reader *r, uint32_t *count)
+{
+	assert(r != NULL && count != NULL);
+	*count = r->seg_count;
+	return r->segs;
+}
+
+void jnl_reader_position(const journal_reader *r, uint32_t *seg, uint64_t *off)
+{
+	/* A record was just handed out: its segment is still mapped. */
+	assert(r != NULL && r->state == RD_RUN && r->map != NULL && r->cur < r->seg_count);
+	*seg = r->cur;
+	*off = r->off;
+}
+
 /* ==== Appender ================================================================
  *
  * Two write buffers: one is filled by journal_append(), the other may be in
@@ -935,12 +944,15 @@ enum {
 	OP_COUNT = 3
 };
 
+_Static_assert(RING_ENTRIES >= OP_COUNT, "one unit's SQEs fit the ring");
+
 struct journal {
 	journal_options opt; /* copy of the caller's options */
 	uint32_t shard_id;
 	char dir[DIR_MAX]; /* <root>/shard-NNNN */
 	int dir_fd;        /* for directory fsync; owned */
 	struct io_uring ring;
+	int ring_live; /* ring initialised: journal_free tears it down */
 	jbuf buf[2];
 	uint32_t fill;      /* index of the buffer being filled */
 	int commit_pending; /* records committed in the fill buffer, not submitted */
@@ -1178,7 +1190,7 @@ static int submit_fill(journal *j)
 		uint32_t len_before = io.len;
 		j->inj[op] = consult_fault(j, &io);
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&j->ring);
-		assert(sqe != NULL); /* the ring has 8 entries, a unit needs at most 3 */
+		assert(sqe != NULL); /* a unit's SQEs fit the ring (RING_ENTRIES) */
 		if (j->inj[op] != 0)
 			io_uring_prep_nop(sqe);
 		else if (op == OP_WRITE)
@@ -1372,6 +1384,8 @@ void journal_set_fault(journal *j, journal_fault_fn fn, void *ctx)
 
 static void journal_free(journal *j)
 {
+	if (j->ring_live)
+		io_uring_queue_exit(&j->ring);
 	if (j->seg_fd >= 0)
 		close(j->seg_fd);
 	if (j->old_fd >= 0)
@@ -1394,8 +1408,57 @@ int journal_close(journal *j, uint64_t *durable_seq)
 	if (durable_seq != NULL)
 		*durable_seq = j->durable_seq;
 	rc = j->fail_rc != 0 ? j->fail_rc : rc;
-	io_uring_queue_exit(&j->ring);
 	journal_free(j);
+	return rc;
+}
+
+/* ==== Files shared with maint.c ============================================= */
+
+/* The reader's map_file (it stays beside the reader, its main user). */
+int jnl_map_file(const char *path, uint32_t shard_id, const uint8_t **map, uint64_t *bytes,
+                 char *err, size_t err_len)
+{
+	return map_file(path, shard_id, map, bytes, err, err_len);
+}
+
+int jnl_zero_tail(const char *path, uint64_t from, char *err, size_t err_len)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		msg(err, err_len, "open %s: %s", path, strerror(e));
+		return -e;
+	}
+	uint64_t to = (uint64_t)st.st_size;
+	int rc = 0;
+	if (to > from && fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+	                           (off_t)(to - from)) != 0) {
+		/* No ZERO_RANGE here: write the zeros, last page first. */
+		while (to > from && rc == 0) {
+			uint64_t o = to - from > PAGE_BYTES ? to - PAGE_BYTES : from;
+			if (pwrite(fd, zero_page, (size_t)(to - o), (off_t)o) != (ssize_t)(to - o))
+				rc = errno != 0 ? -errno : -EIO;
+			to = o;
+		}
+	}
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc != 0)
+		msg(err, err_len, "zeroing %s from offset %" PRIu64 ": %s", path, from,
+		    strerror(-rc));
+	return rc;
+}
+
+int jnl_fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd < 0 || fsync(fd) != 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }
 
@@ -1430,6 +1493,75 @@ static int check_options(const journal_options *o, char *err, size_t err_len)
 	return 0;
 }
 
+/* A journal in its initial state for the checked options `o`: nothing
+ * opened or allocated but itself. Returns NULL when out of memory, or sets
+ * *rc = -ENAMETOOLONG when the shard directory's path is too long. */
+static journal *journal_new(const char *root, uint32_t shard_id, const journal_options *o, int *rc)
+{
+	journal *j = calloc(1, sizeof *j);
+	if (j == NULL) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	j->opt = *o;
+	j->shard_id = shard_id;
+	j->seg_fd = j->old_fd = j->dir_fd = -1;
+	j->next_seq = 1;
+	*rc = jnl_shard_dir(j->dir, sizeof j->dir, root, shard_id, NULL, 0);
+	if (*rc != 0) {
+		free(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* Creates the shard directory when missing (and makes its name durable in
+ * root before any segment is created in it), then opens it for the
+ * directory fsyncs of new segments. */
+static int open_dir(journal *j, const char *root, char *m, size_t m_len)
+{
+	int rc = 0;
+	if (mkdir(j->dir, 0755) == 0) {
+		rc = jnl_fsync_dir(root);
+		if (rc != 0)
+			msg(m, m_len, "fsync %s: %s", root, strerror(-rc));
+	} else if (errno != EEXIST) {
+		rc = -errno;
+		msg(m, m_len, "mkdir %s: %s", j->dir, strerror(-rc));
+	}
+	if (rc != 0)
+		return rc;
+	j->dir_fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->dir_fd < 0) {
+		rc = -errno;
+		msg(m, m_len, "open %s: %s", j->dir, strerror(-rc));
+	}
+	return rc;
+}
+
+/* Sets up what appending needs, all at open so that appends never allocate:
+ * the io_uring and the two write buffers. */
+static int alloc_io(journal *j, char *m, size_t m_len)
+{
+	int rc = io_uring_queue_init(RING_ENTRIES, &j->ring, 0);
+	if (rc != 0) {
+		msg(m, m_len, "io_uring_queue_init: %s", strerror(-rc));
+		return rc;
+	}
+	j->ring_live = 1;
+	for (int i = 0; i < 2; i++) {
+		/* The head room takes a page so that the buffer size stays a page multiple. */
+		j->buf[i].mem = aligned_alloc(PAGE_BYTES, (size_t)j->opt.buffer_bytes + PAGE_BYTES);
+		if (j->buf[i].mem == NULL) {
+			msg(m, m_len, "out of memory for write buffers");
+			return -ENOMEM;
+		}
+		/* Touch every page now so the first batches do not page-fault. */
+		memset(j->buf[i].mem, 0, SEG_HDR_BYTES + (size_t)j->opt.buffer_bytes);
+	}
+	return 0;
+}
+
 /* Applies the reader's cut on disk: zero the rest of the cut segment (or
  * delete it when the cut is at its offset 0) and delete every later one. */
 static int apply_cut(journal *j, const journal_reader *r, char *err, size_t err_len)
@@ -1442,34 +1574,10 @@ static int apply_cut(journal *j, const journal_reader *r, char *err, size_t err_
 		seg_name(name, sizeof name, r->segs[s].first_seq);
 		snprintf(path, sizeof path, "%s/%s", j->dir, name);
 		if (s == r->cut_seg && r->cut_off > 0) {
-			int fd = open(path, O_RDWR | O_CLOEXEC);
-			struct stat st;
-			if (fd < 0 || fstat(fd, &st) != 0) {
-				int e = errno;
-				if (fd >= 0)
-					close(fd);
-				msg(err, err_len, "cutting torn tail of %s: %s", path, strerror(e));
-				return -e;
-			}
-			uint64_t from = r->cut_off, to = (uint64_t)st.st_size;
-			int rc = 0;
-			if (to > from && fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-			                           (off_t)from, (off_t)(to - from)) != 0) {
-				/* No ZERO_RANGE here: write the zeros. */
-				for (uint64_t o = from; o < to && rc == 0;) {
-					size_t n =
-					        to - o < PAGE_BYTES ? (size_t)(to - o) : PAGE_BYTES;
-					if (pwrite(fd, zero_page, n, (off_t)o) != (ssize_t)n)
-						rc = -errno;
-					o += n;
-				}
-			}
-			if (rc == 0 && fdatasync(fd) != 0)
-				rc = -errno;
-			close(fd);
+			char z[JOURNAL_ERR_LEN];
+			int rc = jnl_zero_tail(path, r->cut_off, z, sizeof z);
 			if (rc != 0) {
-				msg(err, err_len, "zeroing %s from offset %" PRIu64 ": %s", path,
-				    from, strerror(-rc));
+				msg(err, err_len, "cutting the torn tail: %s", z);
 				return rc;
 			}
 			continue;
@@ -1489,6 +1597,77 @@ static int apply_cut(journal *j, const journal_reader *r, char *err, size_t err_
 	return 0;
 }
 
+/* Recovery: reads the log to its end with a reader (which validates every
+ * record after the START segment's header and decides torn tail or
+ * corruption), takes over its chain, and cuts the torn (or forced) tail on
+ * disk. Returns 0 with *rp (caller closes) positioned at the end, or -errno
+ * with a message in m (*rp may still need closing). */
+static int recover(journal *j, const char *root, journal_reader **rp, journal_recovery *rec,
+                   char *m, size_t m_len)
+{
+	const journal_options *o = &j->opt;
+	int rc = journal_reader_open_from(root, j->shard_id, o, o->after_seq, rp, m, m_len);
+	journal_reader *r = *rp;
+	journal_record x;
+	while (rc == 0 && (rc = journal_reader_next(r, &x)) == 1)
+		rc = 0;
+	if (rc < 0 && r != NULL && journal_reader_error(r)[0] != '\0')
+		msg(m, m_len, "%s", journal_reader_error(r));
+	if (rc != 0)
+		return rc;
+	if (!r->chain_known && r->next_seq > 1) {
+		/* The START segment's header was never valid and the log holds no
+		 * record before it: the first append would need the checksum of
+		 * record next_seq - 1, which only a pruned segment had. */
+		msg(m, m_len,
+		    "journal shard %" PRIu32 ": corrupt: the first remaining segment has no valid "
+		    "header and no record precedes it, so the hash chain cannot continue after "
+		    "seq %" PRIu64 " (%s); refusing",
+		    j->shard_id, r->next_seq - 1, r->rec.note);
+		return -EBADMSG;
+	}
+	if (rec != NULL)
+		journal_reader_recovery(r, rec);
+	j->next_seq = r->next_seq;
+	j->last_checksum = r->last_checksum;
+	j->durable_seq = r->next_seq - 1;
+	return apply_cut(j, r, m, m_len);
+}
+
+/* Positions appends after the last good record: in the last kept segment
+ * when there is one, else nowhere yet (the first append creates the
+ * segment, so an opened and closed empty journal leaves no file behind). */
+static int reopen_tail(journal *j, const journal_reader *r, char *m, size_t m_len)
+{
+	int keep_tail = r->tail_seg != UINT32_MAX &&
+	                (r->tail_seg < r->cut_seg || (r->tail_seg == r->cut_seg && r->cut_off > 0));
+	if (!keep_tail)
+		return 0;
+	char name[SEG_NAME_LEN + 1];
+	seg_name(name, sizeof name, r->segs[r->tail_seg].first_seq);
+	snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
+	j->seg_bytes = r->tail_seg_bytes;
+	j->seg_off = r->tail_off;
+	j->seg_fd = open(j->seg_path, O_RDWR | O_CLOEXEC);
+	if (j->seg_fd < 0) {
+		int rc = -errno;
+		msg(m, m_len, "open %s: %s", j->seg_path, strerror(-rc));
+		return rc;
+	}
+	/* Re-allocate a segment truncated from outside (a no-op otherwise), so
+	 * appends never extend the file. */
+	if (fallocate(j->seg_fd, 0, 0, (off_t)j->seg_bytes) != 0 && errno != EOPNOTSUPP) {
+		int rc = -errno;
+		msg(m, m_len, "fallocate %s: %s", j->seg_path, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* How every message that names the shard begins: journal_open passes those
+ * on as they are and puts "journal open: " before the others. */
+#define SHARD_MSG_PREFIX "journal shard"
+
 int journal_open(const char *root, uint32_t shard_id, const journal_options *opt, journal **out,
                  journal_recovery *rec, char *err, size_t err_len)
 {
@@ -1502,123 +1681,30 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
 	char m[JOURNAL_ERR_LEN] = "";
 	int rc = check_options(&o, m, sizeof m);
 	if (rc != 0) {
-		msg(err, err_len, "journal shard %" PRIu32 ": bad options: %s", shard_id, m);
+		msg(err, err_len, SHARD_MSG_PREFIX " %" PRIu32 ": bad options: %s", shard_id, m);
 		return rc;
 	}
-	journal *j = calloc(1, sizeof *j);
+	journal *j = journal_new(root, shard_id, &o, &rc);
 	if (j == NULL) {
-		msg(err, err_len, "journal shard %" PRIu32 ": out of memory", shard_id);
-		return -ENOMEM;
+		msg(err, err_len, SHARD_MSG_PREFIX " %" PRIu32 ": %s", shard_id,
+		    rc == -ENOMEM ? "out of memory" : "path too long");
+		return rc;
 	}
-	j->opt = o;
-	j->shard_id = shard_id;
-	j->seg_fd = j->old_fd = j->dir_fd = -1;
-	j->next_seq = 1;
-	if ((size_t)snprintf(j->dir, sizeof j->dir, "%s/shard-%04" PRIu32, root, shard_id) >=
-	    sizeof j->dir) {
-		free(j);
-		msg(err, err_len, "journal shard %" PRIu32 ": path too long", shard_id);
-		return -ENAMETOOLONG;
-	}
-
-	int ring_ok = 0;
 	journal_reader *r = NULL;
-	if (mkdir(j->dir, 0755) == 0) {
-		/* A new shard directory must survive a crash before any segment in it. */
-		int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (rfd < 0 || fsync(rfd) != 0) {
-			rc = -errno;
-			msg(m, sizeof m, "fsync %s: %s", root, strerror(-rc));
-		}
-		if (rfd >= 0)
-			close(rfd);
-	} else if (errno != EEXIST) {
-		rc = -errno;
-		msg(m, sizeof m, "mkdir %s: %s", j->dir, strerror(-rc));
-	}
-	if (rc == 0) {
-		j->dir_fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (j->dir_fd < 0) {
-			rc = -errno;
-			msg(m, sizeof m, "open %s: %s", j->dir, strerror(-rc));
-		}
-	}
-	if (rc == 0) {
-		rc = io_uring_queue_init(8, &j->ring, 0);
-		if (rc != 0)
-			msg(m, sizeof m, "io_uring_queue_init: %s", strerror(-rc));
-		ring_ok = rc == 0;
-	}
-	for (int i = 0; i < 2 && rc == 0; i++) {
-		/* The head room takes a page so that the buffer size stays a page multiple. */
-		j->buf[i].mem = aligned_alloc(PAGE_BYTES, (size_t)o.buffer_bytes + PAGE_BYTES);
-		if (j->buf[i].mem == NULL) {
-			rc = -ENOMEM;
-			msg(m, sizeof m, "out of memory for write buffers");
-		} else {
-			/* Touch every page now so the first batches do not page-fault. */
-			memset(j->buf[i].mem, 0, SEG_HDR_BYTES + (size_t)o.buffer_bytes);
-		}
-	}
+	rc = open_dir(j, root, m, sizeof m);
 	if (rc == 0)
-		rc = journal_reader_open_from(root, shard_id, &o, o.after_seq, &r, m, sizeof m);
-	journal_record x;
-	while (rc == 0 && (rc = journal_reader_next(r, &x)) == 1)
-		rc = 0;
-	if (rc < 0 && r != NULL && r->err[0] != '\0')
-		msg(m, sizeof m, "%s", r->err);
-	if (rc == 0 && !r->chain_known && r->next_seq > 1) {
-		/* The START segment's header was never valid and the log holds no
-		 * record before it: the first append would need the checksum of
-		 * record next_seq - 1, which only a pruned segment had. */
-		rc = -EBADMSG;
-		msg(m, sizeof m,
-		    "journal shard %" PRIu32 ": corrupt: the first remaining segment has no valid "
-		    "header and no record precedes it, so the hash chain cannot continue after "
-		    "seq %" PRIu64 " (%s); refusing",
-		    shard_id, r->next_seq - 1, r->rec.note);
-	}
-	if (rc == 0) {
-		if (rec != NULL)
-			journal_reader_recovery(r, rec);
-		j->next_seq = r->next_seq;
-		j->last_checksum = r->last_checksum;
-		j->durable_seq = r->next_seq - 1;
-		rc = apply_cut(j, r, m, sizeof m);
-	}
-	if (rc == 0) {
-		/* Continue in the last kept segment, or start a new one. */
-		int keep_tail =
-		        r->tail_seg != UINT32_MAX &&
-		        (r->tail_seg < r->cut_seg || (r->tail_seg == r->cut_seg && r->cut_off > 0));
-		if (keep_tail) {
-			char name[SEG_NAME_LEN + 1];
-			seg_name(name, sizeof name, r->segs[r->tail_seg].first_seq);
-			snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
-			j->seg_fd = open(j->seg_path, O_RDWR | O_CLOEXEC);
-			if (j->seg_fd < 0) {
-				rc = -errno;
-				msg(m, sizeof m, "open %s: %s", j->seg_path, strerror(-rc));
-			}
-			j->seg_bytes = r->tail_seg_bytes;
-			j->seg_off = r->tail_off;
-			/* Re-allocate a segment truncated from outside (a no-op otherwise),
-			 * so appends never extend the file. */
-			if (rc == 0 && fallocate(j->seg_fd, 0, 0, (off_t)j->seg_bytes) != 0 &&
-			    errno != EOPNOTSUPP) {
-				rc = -errno;
-				msg(m, sizeof m, "fallocate %s: %s", j->seg_path, strerror(-rc));
-			}
-		}
-		/* else: the first append creates the segment (roll_segment), so an
-		 * opened and closed empty journal leaves no empty file behind. */
-	}
+		rc = alloc_io(j, m, sizeof m);
+	if (rc == 0)
+		rc = recover(j, root, &r, rec, m, sizeof m);
+	if (rc == 0)
+		rc = reopen_tail(j, r, m, sizeof m);
 	journal_reader_close(r);
 	if (rc != 0) {
 		msg(err, err_len, "%s%s",
-		    strncmp(m, "journal shard", 13) == 0 ? "" : "journal open: ", m);
-		if (ring_ok)
-			io_uring_queue_exit(&j->ring);
+		    strncmp(m, SHARD_MSG_PREFIX, sizeof SHARD_MSG_PREFIX - 1) == 0
+		            ? ""
+		            : "journal open: ",
+		    m);
 		journal_free(j);
 		return rc;
 	}
@@ -1626,7 +1712,7 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
 	return 0;
 }
 
-/* ==== Maintenance: listing, pruning, repair ================================== */
+/* ==== Segments: listing and pruning ========================================== */
 
 int journal_segments(const char *root, uint32_t shard_id, journal_segment_fn fn, void *ctx,
                      char *err, size_t err_len)
@@ -1635,7 +1721,7 @@ int journal_segments(const char *root, uint32_t shard_id, journal_segment_fn fn,
 	char dir[DIR_MAX];
 	jsegent *segs;
 	uint32_t n;
-	int rc = shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
+	int rc = jnl_shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
 	if (rc == 0)
 		rc = seg_list(dir, shard_id, &segs, &n, err, err_len);
 	if (rc != 0)
@@ -1703,7 +1789,7 @@ int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *
 	char dir[DIR_MAX];
 	jsegent *segs;
 	uint32_t n;
-	int rc = shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
+	int rc = jnl_shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
 	if (rc == 0)
 		rc = seg_list(dir, shard_id, &segs, &n, err, err_len);
 	if (rc != 0)
@@ -1756,245 +1842,4 @@ int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *
 		close(dfd);
 	free(segs);
 	return rc != 0 ? rc : (int)removed;
-}
-
-/* Copies bytes [from, end of file) of the mapped segment m[0, n) to a new
- * file `dst` (O_EXCL), writing only non-zero 4 KiB blocks (the rest is a
- * hole, which reads as zero: byte-exact), then fsyncs it. Returns 0 or -errno
- * with a message. */
-static int backup_copy(const uint8_t *m, uint64_t n, uint64_t from, const char *dst,
-                       uint32_t shard_id, char *err, size_t err_len)
-{
-	assert(from <= n);
-	int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		int e = errno;
-		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: create backup %s: %s%s",
-		    shard_id, dst, strerror(e),
-		    e == EEXIST ? " (an earlier attempt's? move it away; nothing was cut)" : "");
-		return -e;
-	}
-	int rc = 0;
-	for (uint64_t o = from; o < n && rc == 0;) {
-		size_t len = n - o < PAGE_BYTES ? (size_t)(n - o) : PAGE_BYTES;
-		if (last_nonzero_end(m, o, o + len) != o &&
-		    pwrite(fd, m + o, len, (off_t)(o - from)) != (ssize_t)len)
-			rc = errno != 0 ? -errno : -EIO;
-		o += len;
-	}
-	if (rc == 0 && ftruncate(fd, (off_t)(n - from)) != 0)
-		rc = -errno;
-	if (rc == 0 && fsync(fd) != 0)
-		rc = -errno;
-	close(fd);
-	if (rc != 0)
-		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: writing backup %s: %s",
-		    shard_id, dst, strerror(-rc));
-	return rc;
-}
-
-/* Zeroes [from, size) of a segment and syncs it. The fallback writes from the
- * end backwards, so a crash part-way leaves records, then zeros: a journal
- * that ends a little later, never a hole before surviving records. */
-static int zero_tail(const char *path, uint64_t from, char *err, size_t err_len)
-{
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		msg(err, err_len, "open %s: %s", path, strerror(e));
-		return -e;
-	}
-	uint64_t to = (uint64_t)st.st_size;
-	int rc = 0;
-	if (to > from && fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)from,
-	                           (off_t)(to - from)) != 0) {
-		while (to > from && rc == 0) {
-			uint64_t o = to - from > PAGE_BYTES ? to - PAGE_BYTES : from;
-			if (pwrite(fd, zero_page, (size_t)(to - o), (off_t)o) != (ssize_t)(to - o))
-				rc = errno != 0 ? -errno : -EIO;
-			to = o;
-		}
-	}
-	if (rc == 0 && fdatasync(fd) != 0)
-		rc = -errno;
-	close(fd);
-	if (rc != 0)
-		msg(err, err_len, "zeroing %s from offset %" PRIu64 ": %s", path, from,
-		    strerror(-rc));
-	return rc;
-}
-
-int journal_truncate_at(const char *root, uint32_t shard_id, uint64_t seq, const char *backup_dir,
-                        char *err, size_t err_len)
-{
-	assert(root != NULL && backup_dir != NULL);
-	char dir[DIR_MAX];
-	int rc = shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
-	if (rc != 0)
-		return rc;
-	if (seq == 0) {
-		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: seq 0 does not exist",
-		    shard_id);
-		return -ERANGE;
-	}
-	struct stat bst, dst;
-	int bad_dir = stat(backup_dir, &bst) != 0 ? errno : S_ISDIR(bst.st_mode) ? 0 : ENOTDIR;
-	if (bad_dir != 0) {
-		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: backup dir %s: %s",
-		    shard_id, backup_dir, strerror(bad_dir));
-		return -EINVAL;
-	}
-	if (stat(dir, &dst) != 0) {
-		int e = errno;
-		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: stat %s: %s", shard_id,
-		    dir, strerror(e));
-		return -e;
-	}
-	if (bst.st_dev == dst.st_dev && bst.st_ino == dst.st_ino) {
-		/* Backups there would carry segment names and become the journal. */
-		msg(err, err_len,
-		    "journal shard %" PRIu32 ": truncate_at: backup dir %s is the shard directory",
-		    shard_id, backup_dir);
-		return -EINVAL;
-	}
-
-	/* Find the cut: right after record seq - 1, which must be readable. A
-	 * reader from seq - 2 hands it out first; r->cur / r->off are then its
-	 * segment and end. seq 1 cuts everything from the first segment on. */
-	journal_reader *r = NULL;
-	rc = journal_reader_open_from(root, shard_id, NULL, seq >= 2 ? seq - 2 : 0, &r, err,
-	                              err_len);
-	if (rc != 0)
-		return rc;
-	uint32_t cut_seg = 0;
-	uint64_t cut_off = 0;
-	if (seq >= 2) {
-		journal_record x;
-		rc = journal_reader_next(r, &x);
-		if (rc == 1) {
-			assert(x.seq == seq - 1 && r->cur < r->seg_count);
-			cut_seg = r->cur;
-			cut_off = r->off;
-			rc = 0;
-		} else if (rc == 0 || rc == -EBADMSG) {
-			char why[JOURNAL_ERR_LEN];
-			if (rc == 0)
-				msg(why, sizeof why, "the log ends at seq %" PRIu64 "%s%.700s",
-				    r->rec.last_seq, r->rec.note[0] != '\0' ? ": " : "",
-				    r->rec.note);
-			else
-				msg(why, sizeof why, "%s", r->err);
-			msg(err, err_len,
-			    "journal shard %" PRIu32 ": truncate_at %" PRIu64 ": seq %" PRIu64
-			    " is not a readable record, so it cannot be the last one kept "
-			    "(%.800s); nothing cut",
-			    shard_id, seq, seq - 1, why);
-			rc = -ERANGE;
-		} else {
-			snprintf(err, err_len, "%s", r->err);
-		}
-	} else if (r->seg_count > 0 && r->segs[0].first_seq != 1) {
-		msg(err, err_len,
-		    "journal shard %" PRIu32 ": truncate_at 1: the journal was pruned (it "
-		    "starts at seq %" PRIu64 "); nothing cut",
-		    shard_id, r->segs[0].first_seq);
-		rc = -ERANGE;
-	}
-	rd_unmap(r);
-	if (rc != 0) {
-		journal_reader_close(r);
-		return rc;
-	}
-
-	/* 1. Back up everything from the cut on, and make the copies durable. */
-	uint64_t copied = 0;
-	uint32_t files = 0;
-	for (uint32_t s = cut_seg; s < r->seg_count && rc == 0; s++) {
-		char name[SEG_NAME_LEN + 1], src[PATH_MAX], bak[PATH_MAX];
-		seg_name(name, sizeof name, r->segs[s].first_seq);
-		snprintf(src, sizeof src, "%s/%s", dir, name);
-		uint64_t from = s == cut_seg ? cut_off : 0;
-		if (from > 0)
-			snprintf(bak, sizeof bak, "%s/%s.from-%020" PRIu64, backup_dir, name, from);
-		else
-			snprintf(bak, sizeof bak, "%s/%s", backup_dir, name);
-		const uint8_t *m;
-		uint64_t n;
-		rc = map_file(src, shard_id, &m, &n, err, err_len);
-		if (rc != 0)
-			break;
-		uint64_t live = from < n ? last_nonzero_end(m, from, n) - from : 0;
-		/* A kept segment's zero tail was never data: no file for it. */
-		if (from == 0 || live > 0) {
-			rc = backup_copy(m, n, from < n ? from : n, bak, shard_id, err, err_len);
-			copied += live;
-			files++;
-		}
-		if (m != NULL)
-			munmap((void *)m, n);
-	}
-	if (rc == 0 && files > 0) {
-		int bfd = open(backup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (bfd < 0 || fsync(bfd) != 0) {
-			rc = -errno;
-			msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: fsync %s: %s",
-			    shard_id, backup_dir, strerror(-rc));
-		}
-		if (bfd >= 0)
-			close(bfd);
-	}
-	if (rc != 0) {
-		journal_reader_close(r);
-		return rc; /* nothing cut; backups written so far stay */
-	}
-
-	/* 2. Cut: later segments newest first, then the tail of the cut segment
-	 * (or the whole of it when the cut is at its start). Each step leaves a
-	 * valid, shorter journal. */
-	char m[JOURNAL_ERR_LEN] = "";
-	uint32_t removed = 0;
-	for (uint32_t s = r->seg_count; s-- > cut_seg && rc == 0;) {
-		char name[SEG_NAME_LEN + 1], path[PATH_MAX];
-		seg_name(name, sizeof name, r->segs[s].first_seq);
-		snprintf(path, sizeof path, "%s/%s", dir, name);
-		if (s == cut_seg && cut_off > 0) {
-			rc = zero_tail(path, cut_off, m, sizeof m);
-		} else if (unlink(path) != 0) {
-			rc = -errno;
-			msg(m, sizeof m, "unlink %s: %s", path, strerror(-rc));
-		} else {
-			removed++;
-		}
-	}
-	if (removed > 0 && rc == 0) {
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) != 0) {
-			rc = -errno;
-			msg(m, sizeof m, "fsync %s: %s", dir, strerror(-rc));
-		}
-		if (dfd >= 0)
-			close(dfd);
-	}
-	char cut_name[SEG_NAME_LEN + 1] = "";
-	if (cut_seg < r->seg_count)
-		seg_name(cut_name, sizeof cut_name, r->segs[cut_seg].first_seq);
-	if (rc != 0)
-		msg(err, err_len,
-		    "journal shard %" PRIu32 ": truncate_at %" PRIu64 ": cutting failed after the "
-		    "backup (%" PRIu32 " files in %s are complete): %.600s; %" PRIu32
-		    " segments removed so far",
-		    shard_id, seq, files, backup_dir, m, removed);
-	else
-		msg(err, err_len,
-		    "journal shard %" PRIu32 ": truncated at seq %" PRIu64
-		    " (last record kept %" PRIu64 "): cut %s/%s from offset %" PRIu64
-		    ", removed %" PRIu32 " segments; %" PRIu64
-		    " non-zero bytes copied first to %" PRIu32 " files in %s",
-		    shard_id, seq, seq - 1, dir, cut_name[0] != '\0' ? cut_name : "-", cut_off,
-		    removed, copied, files, backup_dir);
-	journal_reader_close(r);
-	return rc;
 }

@@ -118,7 +118,7 @@ typedef struct journal_io {
 typedef int (*journal_fault_fn)(void *ctx, journal_io *io);
 
 typedef struct journal_options {
-	uint64_t segment_bytes;     /* size of a new segment (multiple of 4096, >= 64 KiB,
+	uint64_t segment_bytes;     /* size of a new segment (multiple of 4096,
 	                             * >= buffer_bytes + 4096); existing ones keep theirs */
 	uint32_t buffer_bytes;      /* each of the two write buffers (multiple of 4096,
 	                             * holds one record of payload_bytes_max) */
@@ -283,7 +283,7 @@ void journal_reader_recovery(const journal_reader *r, journal_recovery *rec);
 /* Frees r. */
 void journal_reader_close(journal_reader *r);
 
-/* ---- Maintenance: listing, pruning, repair ---------------------------------- */
+/* ---- Segments: listing and pruning ------------------------------------------- */
 
 /* One segment file, as journal_segments() reports it. */
 typedef struct journal_segment_info {
@@ -331,38 +331,9 @@ int journal_segments(const char *root, uint32_t shard_id, journal_segment_fn fn,
 int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err,
                   size_t err_len);
 
-/* The operator's explicit repair: cuts the journal so that seq - 1 is its
- * last record (records >= seq are removed; seq 1 removes everything of an
- * unpruned journal), after copying every byte it cuts into `backup_dir` (an
- * existing directory, not the shard's):
- *   <segment name>.from-<offset, 20 digits>
- *                                 bytes [offset, end of file) of the segment
- *                                 holding seq - 1 (only if any is non-zero;
- *                                 never-written zeros read back as zeros),
- *   <segment name>                every later segment, whole,
- * each created exclusively (an existing file is never overwritten), written,
- * fsynced, then the directory fsynced — before anything is cut. Then later
- * segments are deleted newest first and the rest of seq - 1's segment is
- * zeroed and synced, so a crash part-way leaves a shorter valid journal.
- * Works on a journal journal_open() refuses, as long as record seq - 1 is
- * readable: it is read with journal_reader_open_from(seq - 2), so older
- * segments are not read and a pruned journal works too (down to seq - 1 =
- * its first record); afterwards journal_open() succeeds
- * without force_truncate unless older damage remains. The shard must not be
- * running (nothing here locks out an appender). Snapshots at seq >= `seq` no
- * longer match the journal (opening with such an after_seq is refused as a
- * short log): the operator removes them.
- * Returns 0 with a summary of what was cut and copied in err; or, with the
- * reason in err and nothing cut:
- *   -ERANGE   seq is beyond the end (seq - 1 is not a readable record; err
- *             says where the readable log ends and why) or before the first
- *             remaining segment (pruned),
- *   -EINVAL   backup_dir is the shard directory or not a directory,
- *   -EEXIST   a backup file exists already (from an earlier attempt?),
- *   -ENOENT / -ENOMEM / -errno of a failed read, copy, fsync;
- * or -errno of a failed unlink/zeroing after the backups were written (the
- * backups stay; err says how far the cut got). */
-int journal_truncate_at(const char *root, uint32_t shard_id, uint64_t seq, const char *backup_dir,
-                        char *err, size_t err_len);
+/* Operator maintenance (journal_truncate_at, the explicit repair) is a module
+ * of its own: journal/maint.h. Included here so that its existing callers
+ * keep compiling; new code includes journal/maint.h itself. */
+#include "journal/maint.h"
 
 #endif /* BO_JOURNAL_H */

@@ -5,7 +5,8 @@
 # #include line, on copies of the tree where one file reaches up (engine/
 # including gateway/), sideways (client/ including shard/), into a library
 # its layer must not use (<pthread.h> in engine/), or through a
-# folder-relative include that resolves elsewhere.
+# folder-relative include that resolves elsewhere, or into another folder's
+# private *_internal.h.
 #
 # Usage: check_layers_test.sh SOURCE_ROOT
 
@@ -63,6 +64,7 @@ expect_fail up engine/engine.c '#include "gateway/gateway.h"'
 expect_fail sideways client/client.c '#include "shard/shard.h"'
 expect_fail journal-knows-commands journal/journal.c '#include "engine/codec.h"'
 expect_fail engine-threads engine/engine.c '#include <pthread.h>'
+expect_fail internal-header shard/shard.c '#include "engine/engine_internal.h"'
 expect_fail relative-elsewhere engine/codec.c '#include "wire.h"'
 
 if [ "$fails" -ne 0 ]; then

@@ -780,9 +780,9 @@ static void hex_of(const char *data, size_t n, char *out)
 }
 
 /* The doc's request: {"op":"release","event":42,"client":7,"request":1,
- * "hold":12345} and its ok reply. */
+ * "hold":4294967296} and its ok reply. */
 static const char doc_request_hex[] = "85a26f70a772656c65617365a56576656e742aa6636c69656e7407a7"
-                                      "7265717565737401a4686f6c64cd3039";
+                                      "7265717565737401a4686f6c64cf0000000100000000";
 
 Test(wire, doc_example_bytes)
 {
@@ -790,7 +790,7 @@ Test(wire, doc_example_bytes)
 	            .client_id = 7,
 	            .request_id = 1,
 	            .event_id = 42,
-	            .claim_id = 12345};
+	            .claim_id = 4294967296};
 	mp_begin();
 	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), 0);
 	char hex[256];
@@ -802,7 +802,7 @@ Test(wire, doc_example_bytes)
 	               .client_id = 7,
 	               .request_id = 1,
 	               .event_id = 42,
-	               .claim_id = 12345,
+	               .claim_id = 4294967296,
 	               .seat_count = 2,
 	               .seats = {3, 4},
 	               .quantity = 2};
@@ -810,7 +810,7 @@ Test(wire, doc_example_bytes)
 	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
 	static const char doc_reply_hex[] =
 	        "88a6737461747573a26f6ba26f70a772656c65617365a6636c69656e7407a7726571756573"
-	        "7401a56576656e742aa4686f6c64cd3039a57365617473920304a87175616e7469747902";
+	        "7401a56576656e742aa4686f6c64cf0000000100000000a57365617473920304a87175616e7469747902";
 	char hex2[512];
 	hex_of(sb.data, sb.size, hex2);
 	cr_assert_str_eq(hex2, doc_reply_hex);
@@ -818,7 +818,7 @@ Test(wire, doc_example_bytes)
 	/* A hand-built message in another key order decodes the same. */
 	mp_begin();
 	msgpack_pack_map(&pk, 5);
-	mp_kv_u("hold", 12345);
+	mp_kv_u("hold", 4294967296);
 	mp_kv_u("event", 42);
 	mp_kv_u("request", 1);
 	mp_kv_s("op", "release");

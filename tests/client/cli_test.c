@@ -1294,16 +1294,15 @@ static void *stub_main(void *arg)
 
 /* The rule of base/json.h: '"' and '\' escaped, 0x20..0x7e as they are,
  * every other byte (DEL, each byte of UTF-8 and of invalid UTF-8) \u00XX. */
-Test(cli, json_escapes_every_byte_outside_printable_ascii, .init = dir_setup,
-     .fini = dir_teardown)
+Test(cli, json_escapes_every_byte_outside_printable_ascii, .init = dir_setup, .fini = dir_teardown)
 {
 	/* {"status": "invalid", "detail": "malformed",
 	 *  "error": "bad <DEL> <c3 a9> <ff> \"\\"} as one message-level map. */
 	static const uint8_t reply[] = {
-	        0x83, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xa7, 'i', 'n', 'v', 'a', 'l', 'i', 'd',
-	        0xa6, 'd',  'e', 't', 'a', 'i', 'l', 0xa9, 'm', 'a', 'l', 'f', 'o', 'r', 'm',
-	        'e',  'd',  0xa5, 'e', 'r', 'r', 'o', 'r', 0xad, 'b', 'a', 'd', ' ', 0x7f, ' ',
-	        0xc3, 0xa9, ' ', 0xff, ' ', '"', '\\'};
+	        0x83, 0xa6, 's',  't', 'a',  't',  'u', 's',  0xa7, 'i',  'n', 'v',  'a', 'l',
+	        'i',  'd',  0xa6, 'd', 'e',  't',  'a', 'i',  'l',  0xa9, 'm', 'a',  'l', 'f',
+	        'o',  'r',  'm',  'e', 'd',  0xa5, 'e', 'r',  'r',  'o',  'r', 0xad, 'b', 'a',
+	        'd',  ' ',  0x7f, ' ', 0xc3, 0xa9, ' ', 0xff, ' ',  '"',  '\\'};
 	stub_srv st = {.reply = reply, .len = sizeof(reply)};
 	cr_assert_eq(nng_rep0_open(&st.sock), 0);
 	/* Bounded: the thread ends even if the CLI never sends. */

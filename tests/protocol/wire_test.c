@@ -727,8 +727,8 @@ Test(wire, claim_ids_are_generation_and_slot)
 		             .ttl_ms = 60000};
 		r = roundtrip_engine(&c, &er);
 		cr_assert_eq(r->status, BO_OK);
-		cr_assert_eq(r->claim_id, expect[i], "hold %u: id %" PRIu64 ", expected %" PRIu64, i,
-		             r->claim_id, expect[i]);
+		cr_assert_eq(r->claim_id, expect[i], "hold %u: id %" PRIu64 ", expected %" PRIu64,
+		             i, r->claim_id, expect[i]);
 		/* "hold": uint64 0x00000001_0000000i (0x..02.. for the reused slot) */
 		uint8_t want[14] = {0xa4, 'h', 'o', 'l', 'd', 0xcf};
 		for (int b = 0; b < 8; b++)

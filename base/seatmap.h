@@ -8,7 +8,8 @@
 
 #include <stdint.h>
 
-#include "base/types.h"
+/* Beside this file: installed under <boxoffice/base/> (see types.h). */
+#include "types.h"
 
 /* Allocates a zeroed map with room for the given counts (which must be
  * within the limits above; larger values return NULL). The caller fills

@@ -11,7 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/limits.h"
+/* Beside this file, not "base/...": libboxoffice-client installs it under
+ * <boxoffice/base/>, where only a path relative to this file resolves. */
+#include "limits.h"
 
 /* ---- Result codes -------------------------------------------------------- */
 

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
+#include "base/parse.h"
 #include "boxoffice.h"
 
 enum {
@@ -137,18 +139,14 @@ __attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const ch
 	exit(EXIT_USAGE);
 }
 
-/* Parses a whole unsigned number (decimal or 0x hex) no larger than max. */
-static uint64_t parse_u64(const char *what, const char *s, uint64_t max)
+/* A whole number argument (decimal or 0x hex, bo_parse_u64) no larger than
+ * max; exits with a usage error naming `what` otherwise. A value past 64
+ * bits is "not a number" like any other spelling bo_parse_u64 refuses. */
+static uint64_t num_arg(const char *what, const char *s, uint64_t max)
 {
-	if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
+	uint64_t v = 0;
+	if (bo_parse_u64(s, 0, UINT64_MAX, BO_PARSE_HEX, &v) != 0)
 		usage_error("%s: expected a number, got '%s'", what, s ? s : "");
-	errno = 0;
-	char *end;
-	/* Decimal, or hexadecimal after 0x: never octal (a seat "010" is 10). */
-	int hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
-	unsigned long long v = strtoull(s, &end, hex ? 16 : 10);
-	if (errno != 0 || *end != '\0')
-		usage_error("%s: expected a number, got '%s'", what, s);
 	if (v > max)
 		usage_error("%s: %s is larger than %" PRIu64, what, s, max);
 	return v;
@@ -171,13 +169,13 @@ static uint32_t parse_seats(const char *s, uint32_t *seats)
 		uint64_t lo, hi;
 		if (dash != NULL && dash != tok) {
 			*dash = '\0';
-			lo = parse_u64("--seats", tok, BO_SEATS_PER_EVENT_MAX - 1);
-			hi = parse_u64("--seats", dash + 1, BO_SEATS_PER_EVENT_MAX - 1);
+			lo = num_arg("--seats", tok, BO_SEATS_PER_EVENT_MAX - 1);
+			hi = num_arg("--seats", dash + 1, BO_SEATS_PER_EVENT_MAX - 1);
 			if (hi < lo)
 				usage_error("--seats: range %" PRIu64 "-%" PRIu64 " goes backwards",
 				            lo, hi);
 		} else {
-			lo = hi = parse_u64("--seats", tok, BO_SEATS_PER_EVENT_MAX - 1);
+			lo = hi = num_arg("--seats", tok, BO_SEATS_PER_EVENT_MAX - 1);
 		}
 		for (uint64_t v = lo; v <= hi; v++) {
 			if (n == BO_SEATS_PER_HOLD_MAX)
@@ -343,18 +341,16 @@ static void spec_read_file(map_spec *m, const char *path)
 			/* "row S N C" is "rows 1 S N C". */
 			char **fld = one ? tok : tok + 1;
 			row_spec r;
-			r.count =
-			        one ? 1 : (uint32_t)parse_u64(where, tok[1], BO_ROWS_PER_EVENT_MAX);
-			r.section =
-			        (uint32_t)parse_u64(where, fld[1], BO_SECTIONS_PER_EVENT_MAX - 1);
-			r.seats = (uint32_t)parse_u64(where, fld[2], BO_SEATS_PER_ROW_MAX);
-			r.category = (uint32_t)parse_u64(where, fld[3], BO_CATEGORIES_MAX - 1);
+			r.count = one ? 1 : (uint32_t)num_arg(where, tok[1], BO_ROWS_PER_EVENT_MAX);
+			r.section = (uint32_t)num_arg(where, fld[1], BO_SECTIONS_PER_EVENT_MAX - 1);
+			r.seats = (uint32_t)num_arg(where, fld[2], BO_SEATS_PER_ROW_MAX);
+			r.category = (uint32_t)num_arg(where, fld[3], BO_CATEGORIES_MAX - 1);
 			spec_add_row(m, r);
 		} else if (strcmp(tok[0], "pool") == 0 && n == 2) {
-			spec_add_pool(m, (uint32_t)parse_u64(where, tok[1], BO_POOL_CAPACITY_MAX),
+			spec_add_pool(m, (uint32_t)num_arg(where, tok[1], BO_POOL_CAPACITY_MAX),
 			              where);
 		} else if (strcmp(tok[0], "categories") == 0 && n == 2) {
-			m->categories = (uint32_t)parse_u64(where, tok[1], BO_CATEGORIES_MAX);
+			m->categories = (uint32_t)num_arg(where, tok[1], BO_CATEGORIES_MAX);
 		} else {
 			fclose(f);
 			usage_error("%s: expected 'row S N C', 'rows K S N C', 'pool CAP' or "
@@ -412,21 +408,6 @@ static bo_seatmap *spec_build(const map_spec *m)
 
 /* ---- Output -------------------------------------------------------------- */
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 static void json_u32_array(const char *key, const uint32_t *v, uint32_t n)
 {
 	printf(",\"%s\":[", key);
@@ -439,15 +420,15 @@ static void print_json(const bo_result *r, const char *text)
 {
 	const char *st = boc_status_name(r->status), *dt = boc_detail_name(r->detail);
 	printf("{\"ok\":%s,\"status\":", r->status == BO_OK ? "true" : "false");
-	json_str(st ? st : "unknown");
+	bo_json_cstr(stdout, st ? st : "unknown");
 	printf(",\"detail\":");
-	json_str(dt ? dt : "unknown");
+	bo_json_cstr(stdout, dt ? dt : "unknown");
 	if (text[0]) {
 		printf(",\"error\":");
-		json_str(text);
+		bo_json_cstr(stdout, text);
 	}
 	printf(",\"op\":");
-	json_str(boc_op_name(r->op) ? boc_op_name(r->op) : "unknown");
+	bo_json_cstr(stdout, boc_op_name(r->op) ? boc_op_name(r->op) : "unknown");
 	printf(",\"event\":%" PRIu64 ",\"client\":%" PRIu64 ",\"request\":%" PRIu64, r->event_id,
 	       r->client_id, r->request_id);
 	/* Claim ids are 64-bit: JSON numbers lose precision past 2^53 in many
@@ -462,7 +443,7 @@ static void print_json(const bo_result *r, const char *text)
 		for (uint32_t i = 0; i < r->seat_count; i++) {
 			const char *s = boc_seat_state_name(r->seat_state[i]);
 			printf("%s", i ? "," : "");
-			json_str(s ? s : "unknown");
+			bo_json_cstr(stdout, s ? s : "unknown");
 		}
 		putchar(']');
 	}
@@ -623,193 +604,243 @@ typedef struct global {
 	uint32_t timeout_ms;
 } global;
 
+/* What a command's parser produces. */
+typedef struct built {
+	const char *name; /* the command as typed */
+	uint64_t cl, rq;  /* --client / --request (0: the library picks) */
+	bo_cmd cmd;       /* the command to send */
+	bo_seatmap *map;  /* create-event's map (freed by main), else NULL */
+	uint32_t ttl_ms;  /* the TTL asked for (hold, extend), else 0 */
+} built;
+
 static uint64_t event_arg(const args *a)
 {
-	return parse_u64("event ID", a->pos[0], UINT64_MAX);
+	return num_arg("event ID", a->pos[0], UINT64_MAX);
 }
 
 static uint32_t ttl_arg(args *a)
 {
 	const char *v = opt_get(a, "ttl-ms");
-	return v ? (uint32_t)parse_u64("--ttl-ms", v, UINT32_MAX) : CLI_TTL_MS_DEFAULT;
+	return v ? (uint32_t)num_arg("--ttl-ms", v, UINT32_MAX) : CLI_TTL_MS_DEFAULT;
 }
 
-/* Builds the command named argv[0] from argv[1..argc). The seat map of a
- * create-event goes to *map (freed by the caller). */
-static void build(global *g, int argc, char **argv, bo_cmd *cmd, bo_seatmap **map, uint32_t *ttl_ms)
+/* R rows of N seats in section 0 split into C bands, best first: row i gets
+ * category i*C/R, so bands differ by at most one row. */
+static void spec_from_flags(map_spec *m, const char *rows, const char *spr, const char *cats)
 {
-	const char *name = argv[0];
-	g_command = name;
-	args a;
-	uint64_t cl = g->client, rq = g->request;
+	if ((rows == NULL) != (spr == NULL))
+		usage_error("--rows and --seats-per-row go together");
+	if (rows == NULL && m->npools == 0)
+		usage_error("give --rows and --seats-per-row, --pool, or --map");
+	uint32_t r = rows ? (uint32_t)num_arg("--rows", rows, BO_ROWS_PER_EVENT_MAX) : 0;
+	uint32_t n = spr ? (uint32_t)num_arg("--seats-per-row", spr, BO_SEATS_PER_ROW_MAX) : 0;
+	uint32_t c = cats ? (uint32_t)num_arg("--categories", cats, BO_CATEGORIES_MAX) : 1;
+	if (rows && (r == 0 || n == 0 || c == 0))
+		usage_error("--rows, --seats-per-row and --categories must be >= 1");
+	if (rows && c > r)
+		usage_error("--categories %u: more categories than rows", c);
+	for (uint32_t i = 0; i < r; i++) {
+		row_spec rs = {.count = 1, .section = 0, .seats = n};
+		rs.category = (uint32_t)((uint64_t)i * c / r);
+		spec_add_row(m, rs);
+	}
+	m->categories = rows ? c : 0;
+}
+
+static void cmd_create(args *a, built *b)
+{
+	map_spec m;
+	memset(&m, 0, sizeof(m));
+	const char *file = opt_get(a, "map");
+	const char *rows = opt_get(a, "rows"), *spr = opt_get(a, "seats-per-row");
+	const char *cats = opt_get(a, "categories");
+	for (int i = 0; i < a->nopt; i++)
+		if (strcmp(a->name[i], "pool") == 0) {
+			a->used[i] = true;
+			spec_add_pool(
+			        &m, (uint32_t)num_arg("--pool", a->value[i], BO_POOL_CAPACITY_MAX),
+			        "--pool");
+		}
+	args_done(a, 1, "an event ID");
+	if (file != NULL) {
+		if (rows || spr || cats || m.npools)
+			usage_error("--map cannot be combined with --rows, --seats-per-row, "
+			            "--categories or --pool");
+		spec_read_file(&m, file);
+	} else {
+		spec_from_flags(&m, rows, spr, cats);
+	}
+	b->map = spec_build(&m);
+	free(m.rows);
+	boc_create_event(&b->cmd, b->cl, b->rq, event_arg(a), b->map);
+}
+
+static void cmd_hold(args *a, built *b)
+{
+	const char *seats = opt_get(a, "seats"), *best = opt_get(a, "best");
+	const char *cat = opt_get(a, "category"), *pool = opt_get(a, "pool");
+	const char *qty = opt_get(a, "quantity");
+	b->ttl_ms = ttl_arg(a);
+	args_done(a, 1, "an event ID");
+	int kinds = (seats != NULL) + (best != NULL) + (pool != NULL);
+	if (kinds != 1)
+		usage_error("give exactly one of --seats, --best or --pool");
+	if (seats) {
+		if (cat || qty)
+			usage_error("--seats takes no --category or --quantity");
+		uint32_t s[BO_SEATS_PER_HOLD_MAX];
+		uint32_t n = parse_seats(seats, s);
+		boc_hold_seats(&b->cmd, b->cl, b->rq, event_arg(a), s, n, b->ttl_ms);
+	} else if (best) {
+		if (cat == NULL || qty)
+			usage_error("--best N needs --category C (and no --quantity)");
+		boc_hold_best(&b->cmd, b->cl, b->rq, event_arg(a),
+		              (uint8_t)num_arg("--category", cat, UINT8_MAX),
+		              (uint16_t)num_arg("--best", best, UINT16_MAX), b->ttl_ms);
+	} else {
+		if (qty == NULL || cat)
+			usage_error("--pool P needs --quantity Q (and no --category)");
+		boc_hold_pool(&b->cmd, b->cl, b->rq, event_arg(a),
+		              (uint8_t)num_arg("--pool", pool, UINT8_MAX),
+		              (uint16_t)num_arg("--quantity", qty, UINT16_MAX), b->ttl_ms);
+	}
+}
+
+static void cmd_extend(args *a, built *b)
+{
+	b->ttl_ms = ttl_arg(a);
+	args_done(a, 2, "an event ID and a HOLD id");
+	boc_extend(&b->cmd, b->cl, b->rq, event_arg(a), num_arg("HOLD", a->pos[1], UINT64_MAX),
+	           b->ttl_ms);
+}
+
+static void cmd_release(args *a, built *b)
+{
+	args_done(a, 2, "an event ID and a HOLD id");
+	boc_release(&b->cmd, b->cl, b->rq, event_arg(a), num_arg("HOLD", a->pos[1], UINT64_MAX));
+}
+
+static void cmd_confirm(args *a, built *b)
+{
+	const char *ref = opt_get(a, "payref");
+	args_done(a, 2, "an event ID and a HOLD id");
+	if (ref == NULL || ref[0] == '\0')
+		usage_error("confirm needs --payref REF");
+	if (strlen(ref) > BO_PAYREF_LEN_MAX)
+		usage_error("--payref: at most %u bytes", BO_PAYREF_LEN_MAX);
+	boc_confirm(&b->cmd, b->cl, b->rq, event_arg(a), num_arg("HOLD", a->pos[1], UINT64_MAX),
+	            ref);
+}
+
+static void cmd_cancel(args *a, built *b)
+{
+	args_done(a, 2, "an event ID and a BOOKING id");
+	boc_cancel(&b->cmd, b->cl, b->rq, event_arg(a), num_arg("BOOKING", a->pos[1], UINT64_MAX));
+}
+
+/* block and unblock: the same arguments. */
+static void build_block(args *a, built *b, bool block)
+{
+	const char *seats = opt_get(a, "seats");
+	args_done(a, 1, "an event ID");
+	if (seats == NULL)
+		usage_error("%s needs --seats LIST", b->name);
+	uint32_t s[BO_SEATS_PER_HOLD_MAX];
+	uint32_t n = parse_seats(seats, s);
+	if (block)
+		boc_block(&b->cmd, b->cl, b->rq, event_arg(a), s, n);
+	else
+		boc_unblock(&b->cmd, b->cl, b->rq, event_arg(a), s, n);
+}
+
+static void cmd_block(args *a, built *b)
+{
+	build_block(a, b, true);
+}
+static void cmd_unblock(args *a, built *b)
+{
+	build_block(a, b, false);
+}
+
+static void cmd_status(args *a, built *b)
+{
+	const char *seats = opt_get(a, "seats");
+	args_done(a, 1, "an event ID");
+	if (seats) {
+		uint32_t s[BO_SEATS_PER_HOLD_MAX];
+		uint32_t n = parse_seats(seats, s);
+		boc_query_seats(&b->cmd, event_arg(a), s, n);
+	} else {
+		boc_query_avail(&b->cmd, event_arg(a));
+	}
+	b->cmd.request_id = b->rq;
+}
+
+/* The commands: name, usage text (COMMAND --help, and the hint of a usage
+ * error), and the parser of its arguments, which fills a built or exits
+ * with a usage error. */
+static const struct cli_cmd {
+	const char *name;
+	const char *const *usage;
+	void (*parse)(args *a, built *b);
+} commands[] = {
+        {"create-event", &usage_create, cmd_create}, {"hold", &usage_hold, cmd_hold},
+        {"extend", &usage_extend, cmd_extend},       {"release", &usage_release, cmd_release},
+        {"confirm", &usage_confirm, cmd_confirm},    {"cancel", &usage_cancel, cmd_cancel},
+        {"block", &usage_block, cmd_block},          {"unblock", &usage_block, cmd_unblock},
+        {"status", &usage_status, cmd_status},
+};
+
+static const struct cli_cmd *command_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(name, commands[i].name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* `help [COMMAND]`: prints a usage text and exits. */
+__attribute__((noreturn)) static void help(int argc, char **argv)
+{
+	if (argc > 1) {
+		const struct cli_cmd *c = command_find(argv[1]);
+		if (c == NULL)
+			usage_error("help: unknown command '%s'", argv[1]);
+		fputs(*c->usage, stdout);
+	} else {
+		fputs(usage_main, stdout);
+	}
+	exit(EXIT_OK);
+}
+
+/* Builds the command named argv[0] from argv[1..argc) into *b. */
+static void build(global *g, int argc, char **argv, built *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->name = argv[0];
+	b->cl = g->client;
+	b->rq = g->request;
+	g_command = b->name;
 	for (int k = 1; k < argc; k++)
 		if (strcmp(argv[k], "--json") == 0)
 			g->json = true;
-	*map = NULL;
-	*ttl_ms = 0;
-	if (strcmp(name, "create-event") == 0) {
-		g_usage = usage_create;
-		args_parse(&a, argc - 1, argv + 1);
-		map_spec m;
-		memset(&m, 0, sizeof(m));
-		const char *file = opt_get(&a, "map");
-		const char *rows = opt_get(&a, "rows"), *spr = opt_get(&a, "seats-per-row");
-		const char *cats = opt_get(&a, "categories");
-		for (int i = 0; i < a.nopt; i++)
-			if (strcmp(a.name[i], "pool") == 0) {
-				a.used[i] = true;
-				spec_add_pool(&m,
-				              (uint32_t)parse_u64("--pool", a.value[i],
-				                                  BO_POOL_CAPACITY_MAX),
-				              "--pool");
-			}
-		args_done(&a, 1, "an event ID");
-		if (file != NULL) {
-			if (rows || spr || cats || m.npools)
-				usage_error(
-				        "--map cannot be combined with --rows, --seats-per-row, "
-				        "--categories or --pool");
-			spec_read_file(&m, file);
-		} else {
-			if ((rows == NULL) != (spr == NULL))
-				usage_error("--rows and --seats-per-row go together");
-			if (rows == NULL && m.npools == 0)
-				usage_error("give --rows and --seats-per-row, --pool, or --map");
-			uint32_t r =
-			        rows ? (uint32_t)parse_u64("--rows", rows, BO_ROWS_PER_EVENT_MAX)
-			             : 0;
-			uint32_t n = spr ? (uint32_t)parse_u64("--seats-per-row", spr,
-			                                       BO_SEATS_PER_ROW_MAX)
-			                 : 0;
-			uint32_t c =
-			        cats ? (uint32_t)parse_u64("--categories", cats, BO_CATEGORIES_MAX)
-			             : 1;
-			if (rows && (r == 0 || n == 0 || c == 0))
-				usage_error(
-				        "--rows, --seats-per-row and --categories must be >= 1");
-			if (rows && c > r)
-				usage_error("--categories %u: more categories than rows", c);
-			/* Split the rows into c bands, best first: row i gets
-			 * category i*c/r, so bands differ by at most one row. */
-			for (uint32_t i = 0; i < r; i++) {
-				row_spec rs = {.count = 1, .section = 0, .seats = n};
-				rs.category = (uint32_t)((uint64_t)i * c / r);
-				spec_add_row(&m, rs);
-			}
-			m.categories = rows ? c : 0;
-		}
-		*map = spec_build(&m);
-		free(m.rows);
-		boc_create_event(cmd, cl, rq, event_arg(&a), *map);
-	} else if (strcmp(name, "hold") == 0) {
-		g_usage = usage_hold;
-		args_parse(&a, argc - 1, argv + 1);
-		const char *seats = opt_get(&a, "seats"), *best = opt_get(&a, "best");
-		const char *cat = opt_get(&a, "category"), *pool = opt_get(&a, "pool");
-		const char *qty = opt_get(&a, "quantity");
-		*ttl_ms = ttl_arg(&a);
-		args_done(&a, 1, "an event ID");
-		int kinds = (seats != NULL) + (best != NULL) + (pool != NULL);
-		if (kinds != 1)
-			usage_error("give exactly one of --seats, --best or --pool");
-		if (seats) {
-			if (cat || qty)
-				usage_error("--seats takes no --category or --quantity");
-			uint32_t s[BO_SEATS_PER_HOLD_MAX];
-			uint32_t n = parse_seats(seats, s);
-			boc_hold_seats(cmd, cl, rq, event_arg(&a), s, n, *ttl_ms);
-		} else if (best) {
-			if (cat == NULL || qty)
-				usage_error("--best N needs --category C (and no --quantity)");
-			boc_hold_best(cmd, cl, rq, event_arg(&a),
-			              (uint8_t)parse_u64("--category", cat, UINT8_MAX),
-			              (uint16_t)parse_u64("--best", best, UINT16_MAX), *ttl_ms);
-		} else {
-			if (qty == NULL || cat)
-				usage_error("--pool P needs --quantity Q (and no --category)");
-			boc_hold_pool(cmd, cl, rq, event_arg(&a),
-			              (uint8_t)parse_u64("--pool", pool, UINT8_MAX),
-			              (uint16_t)parse_u64("--quantity", qty, UINT16_MAX), *ttl_ms);
-		}
-	} else if (strcmp(name, "extend") == 0) {
-		g_usage = usage_extend;
-		args_parse(&a, argc - 1, argv + 1);
-		*ttl_ms = ttl_arg(&a);
-		args_done(&a, 2, "an event ID and a HOLD id");
-		boc_extend(cmd, cl, rq, event_arg(&a), parse_u64("HOLD", a.pos[1], UINT64_MAX),
-		           *ttl_ms);
-	} else if (strcmp(name, "release") == 0) {
-		g_usage = usage_release;
-		args_parse(&a, argc - 1, argv + 1);
-		args_done(&a, 2, "an event ID and a HOLD id");
-		boc_release(cmd, cl, rq, event_arg(&a), parse_u64("HOLD", a.pos[1], UINT64_MAX));
-	} else if (strcmp(name, "confirm") == 0) {
-		g_usage = usage_confirm;
-		args_parse(&a, argc - 1, argv + 1);
-		const char *ref = opt_get(&a, "payref");
-		args_done(&a, 2, "an event ID and a HOLD id");
-		if (ref == NULL || ref[0] == '\0')
-			usage_error("confirm needs --payref REF");
-		if (strlen(ref) > BO_PAYREF_LEN_MAX)
-			usage_error("--payref: at most %u bytes", BO_PAYREF_LEN_MAX);
-		boc_confirm(cmd, cl, rq, event_arg(&a), parse_u64("HOLD", a.pos[1], UINT64_MAX),
-		            ref);
-	} else if (strcmp(name, "cancel") == 0) {
-		g_usage = usage_cancel;
-		args_parse(&a, argc - 1, argv + 1);
-		args_done(&a, 2, "an event ID and a BOOKING id");
-		boc_cancel(cmd, cl, rq, event_arg(&a), parse_u64("BOOKING", a.pos[1], UINT64_MAX));
-	} else if (strcmp(name, "block") == 0 || strcmp(name, "unblock") == 0) {
-		g_usage = usage_block;
-		args_parse(&a, argc - 1, argv + 1);
-		const char *seats = opt_get(&a, "seats");
-		args_done(&a, 1, "an event ID");
-		if (seats == NULL)
-			usage_error("%s needs --seats LIST", name);
-		uint32_t s[BO_SEATS_PER_HOLD_MAX];
-		uint32_t n = parse_seats(seats, s);
-		if (name[0] == 'b')
-			boc_block(cmd, cl, rq, event_arg(&a), s, n);
-		else
-			boc_unblock(cmd, cl, rq, event_arg(&a), s, n);
-	} else if (strcmp(name, "status") == 0) {
-		g_usage = usage_status;
-		args_parse(&a, argc - 1, argv + 1);
-		const char *seats = opt_get(&a, "seats");
-		args_done(&a, 1, "an event ID");
-		if (seats) {
-			uint32_t s[BO_SEATS_PER_HOLD_MAX];
-			uint32_t n = parse_seats(seats, s);
-			boc_query_seats(cmd, event_arg(&a), s, n);
-		} else {
-			boc_query_avail(cmd, event_arg(&a));
-		}
-		cmd->request_id = rq;
-	} else if (strcmp(name, "help") == 0) {
-		const char *const *texts[] = {&usage_create,  &usage_hold,    &usage_extend,
-		                              &usage_release, &usage_confirm, &usage_cancel,
-		                              &usage_block,   &usage_block,   &usage_status};
-		const char *names[] = {"create-event", "hold",  "extend",  "release", "confirm",
-		                       "cancel",       "block", "unblock", "status"};
-		for (size_t i = 0; argc > 1 && i < sizeof(names) / sizeof(names[0]); i++)
-			if (strcmp(argv[1], names[i]) == 0) {
-				fputs(*texts[i], stdout);
-				exit(EXIT_OK);
-			}
-		if (argc > 1)
-			usage_error("help: unknown command '%s'", argv[1]);
-		fputs(usage_main, stdout);
-		exit(EXIT_OK);
-	} else {
+	if (strcmp(b->name, "help") == 0)
+		help(argc, argv);
+	const struct cli_cmd *c = command_find(b->name);
+	if (c == NULL) {
 		g_command = NULL;
-		usage_error("unknown command '%s'", name);
+		usage_error("unknown command '%s'", b->name);
 	}
+	g_usage = *c->usage;
+	args a;
+	args_parse(&a, argc - 1, argv + 1);
+	c->parse(&a, b);
 }
 
 static bool is_global_with_value(const char *key)
 {
-	return strcmp(key, "--url") == 0 || strcmp(key, "--client") == 0 || strcmp(key, "--request") == 0 ||
-	       strcmp(key, "--timeout") == 0;
+	return strcmp(key, "--url") == 0 || strcmp(key, "--client") == 0 ||
+	       strcmp(key, "--request") == 0 || strcmp(key, "--timeout") == 0;
 }
 
 /* Applies one global option; false when key is not one. */
@@ -820,36 +851,34 @@ static bool take_global(global *g, const char *key, const char *val)
 	} else if (strcmp(key, "--client") == 0) {
 		/* 0 would mean "pick one for me": a retry with the same flags
 		 * would then not be the same request. */
-		g->client = parse_u64("--client", val, UINT64_MAX);
+		g->client = num_arg("--client", val, UINT64_MAX);
 		if (g->client == 0)
 			usage_error("--client must be non-zero (0 is not a client id)");
 	} else if (strcmp(key, "--request") == 0) {
-		g->request = parse_u64("--request", val, UINT64_MAX);
+		g->request = num_arg("--request", val, UINT64_MAX);
 		if (g->request == 0)
 			usage_error("--request must be non-zero (0 asks for a fresh id)");
 	} else if (strcmp(key, "--timeout") == 0) {
-		g->timeout_ms = (uint32_t)parse_u64("--timeout", val, BOC_TIMEOUT_MS_MAX);
+		g->timeout_ms = (uint32_t)num_arg("--timeout", val, BOC_TIMEOUT_MS_MAX);
 	} else {
 		return false;
 	}
 	return true;
 }
 
-int main(int argc, char **argv)
+/* Reads the global options before the command (argv[1..]); returns the
+ * index of the command. Exits on --help. */
+static int globals_before(global *g, int argc, char **argv)
 {
-	global g = {.url = getenv("BOXOFFICE_URL"), .timeout_ms = BOC_TIMEOUT_MS_DEFAULT};
-	if (g.url == NULL || g.url[0] == '\0')
-		g.url = CLI_URL_DEFAULT;
-	g_usage = usage_main;
 	int i = 1;
 	for (; i < argc && strncmp(argv[i], "-", 1) == 0; i++) {
 		const char *s = argv[i];
 		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
 			fputs(usage_main, stdout);
-			return EXIT_OK;
+			exit(EXIT_OK);
 		}
 		if (strcmp(s, "--json") == 0) {
-			g.json = true;
+			g->json = true;
 			continue;
 		}
 		const char *val = NULL;
@@ -866,14 +895,19 @@ int main(int argc, char **argv)
 			val = argv[++i];
 		else
 			usage_error("option %s needs a value", s);
-		if (!take_global(&g, key, val))
+		if (!take_global(g, key, val))
 			usage_error("unknown option '%s'", key);
 	}
-	/* The global options may also follow the command (`hold 1 --best 2
-	 * --client 42`): take them out before the command's own parser. */
-	static char *rest[256];
+	return i;
+}
+
+/* The global options may also follow the command (`hold 1 --best 2
+ * --client 42`): takes them out of argv[first..argc) and leaves the command
+ * and its own arguments in rest[]; returns their count. */
+static int globals_after(global *g, int first, int argc, char **argv, char **rest, int cap)
+{
 	int nrest = 0;
-	for (int k = i; k < argc; k++) {
+	for (int k = first; k < argc; k++) {
 		const char *s = argv[k];
 		const char *eq = strchr(s, '=');
 		char key[32];
@@ -885,23 +919,56 @@ int main(int argc, char **argv)
 				const char *val = eq ? eq + 1 : (k + 1 < argc ? argv[++k] : NULL);
 				if (!val)
 					usage_error("option %s needs a value", key);
-				take_global(&g, key, val);
+				take_global(g, key, val);
 				continue;
 			}
 		}
-		if (nrest == (int)(sizeof(rest) / sizeof(rest[0])))
+		if (nrest == cap)
 			usage_error("too many arguments");
 		rest[nrest++] = argv[k];
 	}
+	return nrest;
+}
+
+/* Prints what a failed call means for the caller; returns EXIT_NO_ANSWER. */
+static int report_no_answer(const global *g, const bo_cmd *cmd, const bo_result *res, int rc,
+                            const char *text)
+{
+	if (g->json) {
+		printf("{\"ok\":false,\"status\":\"no_answer\",\"error\":");
+		bo_json_cstr(stdout, boc_strerror(rc));
+		printf(",\"message\":");
+		bo_json_cstr(stdout, text);
+		printf(",\"client\":%" PRIu64 ",\"request\":%" PRIu64 "}\n", res->client_id,
+		       res->request_id);
+	}
+	fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", g->url, boc_strerror(rc),
+	        text);
+	if (bo_op_mutates(cmd->op))
+		fprintf(stderr,
+		        "boxoffice-cli: the command may or may not have been applied; "
+		        "retry with --client %" PRIu64 " --request %" PRIu64 "\n",
+		        res->client_id, res->request_id);
+	return EXIT_NO_ANSWER;
+}
+
+int main(int argc, char **argv)
+{
+	global g = {.url = getenv("BOXOFFICE_URL"), .timeout_ms = BOC_TIMEOUT_MS_DEFAULT};
+	if (g.url == NULL || g.url[0] == '\0')
+		g.url = CLI_URL_DEFAULT;
+	g_usage = usage_main;
+	int first = globals_before(&g, argc, argv);
+	static char *rest[256];
+	int nrest =
+	        globals_after(&g, first, argc, argv, rest, (int)(sizeof(rest) / sizeof(rest[0])));
 	if (nrest == 0)
 		usage_error("no command given");
 	if (g.timeout_ms == 0)
 		usage_error("--timeout must be at least 1 ms");
 
-	bo_cmd cmd;
-	bo_seatmap *map;
-	uint32_t ttl_ms;
-	build(&g, nrest, rest, &cmd, &map, &ttl_ms);
+	built b;
+	build(&g, nrest, rest, &b);
 
 	boc_options o;
 	boc_options_default(&o);
@@ -918,40 +985,25 @@ int main(int argc, char **argv)
 		usage_error("--url '%s' is not an address nng accepts", g.url);
 	if (rc != 0) {
 		fprintf(stderr, "boxoffice-cli: cannot open a client: %s\n", boc_strerror(rc));
-		bo_seatmap_free(map);
+		bo_seatmap_free(b.map);
 		return EXIT_NO_ANSWER;
 	}
 	bo_result res;
 	char text[BOC_TEXT_LEN_MAX];
-	rc = boc_call(c, &cmd, &res, text, sizeof(text));
+	rc = boc_call(c, &b.cmd, &res, text, sizeof(text));
 	boc_close(c);
 	int code;
 	if (rc < 0) {
-		if (g.json) {
-			printf("{\"ok\":false,\"status\":\"no_answer\",\"error\":");
-			json_str(boc_strerror(rc));
-			printf(",\"message\":");
-			json_str(text);
-			printf(",\"client\":%" PRIu64 ",\"request\":%" PRIu64 "}\n", res.client_id,
-			       res.request_id);
-		}
-		fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", g.url,
-		        boc_strerror(rc), text);
-		if (bo_op_mutates(cmd.op))
-			fprintf(stderr,
-			        "boxoffice-cli: the command may or may not have been applied; "
-			        "retry with --client %" PRIu64 " --request %" PRIu64 "\n",
-			        res.client_id, res.request_id);
-		code = EXIT_NO_ANSWER;
+		code = report_no_answer(&g, &b.cmd, &res, rc, text);
 	} else {
 		if (g.json)
 			print_json(&res, text);
 		else if (res.status == BO_OK)
-			print_human_ok(&res, map, ttl_ms);
+			print_human_ok(&res, b.map, b.ttl_ms);
 		else
 			print_human_refused(&res, text);
 		code = res.status == BO_OK ? EXIT_OK : EXIT_REFUSED;
 	}
-	bo_seatmap_free(map);
+	bo_seatmap_free(b.map);
 	return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
 }

@@ -55,6 +55,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "base/clock.h"
 #include "protocol/wire.h"
 
 _Static_assert(BOC_BATCH_MAX_DEFAULT == WIRE_BATCH_MAX, "a default batch is a full message");
@@ -120,13 +121,6 @@ struct boc_client {
 
 /* ---- Helpers ------------------------------------------------------------- */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static struct timespec ns_to_ts(int64_t ns)
 {
 	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
@@ -139,7 +133,7 @@ static uint64_t random_u64(void)
 	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
 		/* No entropy syscall (old kernel, seccomp): time and address
 		 * still make collisions between clients unlikely. */
-		v = (uint64_t)mono_ns() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&v;
+		v = (uint64_t)bo_clock_ns() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&v;
 	}
 	return v;
 }
@@ -224,7 +218,7 @@ static void slot_fail_all(slot *s, int err, const char *why)
 
 static nng_duration ms_left(int64_t deadline_ns)
 {
-	int64_t left = deadline_ns - mono_ns();
+	int64_t left = deadline_ns - bo_clock_ns();
 	if (left <= 0)
 		return NNG_DURATION_ZERO;
 	return (nng_duration)((left + 999999) / 1000000);
@@ -363,7 +357,7 @@ static int slot_encode(slot *s)
 static void slot_send(slot *s)
 {
 	boc_client *c = s->client;
-	int64_t now = mono_ns();
+	int64_t now = bo_clock_ns();
 	int64_t timeout_ns = (int64_t)c->opt.timeout_ms * 1000000;
 	/* The queue is FIFO: entries past their deadline are at the front. */
 	uint32_t expired = 0;
@@ -422,7 +416,7 @@ static void *flusher_main(void *arg)
 			continue;
 		}
 		int64_t due = c->q[c->q_head].submit_ns + linger_ns;
-		if (!c->closing && c->q_len < c->opt.batch_max && mono_ns() < due) {
+		if (!c->closing && c->q_len < c->opt.batch_max && bo_clock_ns() < due) {
 			struct timespec ts = ns_to_ts(due);
 			pthread_cond_timedwait(&c->flush_cv, &c->mu, &ts);
 			continue;
@@ -637,7 +631,7 @@ int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx)
 		en.cmd.client_id = c->opt.client_id;
 	en.cb = cb;
 	en.ctx = ctx;
-	en.submit_ns = mono_ns();
+	en.submit_ns = bo_clock_ns();
 
 	pthread_mutex_lock(&c->mu);
 	if (c->closing) {
@@ -715,9 +709,9 @@ void boc_close(boc_client *c)
 	assert(!c->closing);
 	c->closing = true;
 	pthread_cond_signal(&c->flush_cv);
-	int64_t deadline = mono_ns() + (int64_t)c->opt.timeout_ms * 1000000;
+	int64_t deadline = bo_clock_ns() + (int64_t)c->opt.timeout_ms * 1000000;
 	struct timespec ts = ns_to_ts(deadline);
-	while ((c->q_len > 0 || c->q_taking > 0 || c->slots_busy > 0) && mono_ns() < deadline)
+	while ((c->q_len > 0 || c->q_taking > 0 || c->slots_busy > 0) && bo_clock_ns() < deadline)
 		pthread_cond_timedwait(&c->idle_cv, &c->mu, &ts);
 	c->stopping = true;
 	pthread_cond_signal(&c->flush_cv);

@@ -1,7 +1,9 @@
 /*
  * wire.h — the wire protocol v1 of boxoffice-server: msgpack requests and
  * replies carried by nng REQ/REP (schemas/protocol.md is the client-facing
- * description; the decoding rules are at the top of wire.c).
+ * description). The contract of the whole codec; request.c implements the
+ * request half (its top comment states the decoding rules), reply.c the
+ * reply half, both over the bounded msgpack reader of mpack.h.
  *
  * One request message is one command (a msgpack map) or an array of
  * commands; the reply has the same shape and order. The server side decodes
@@ -69,7 +71,8 @@ _Static_assert(WIRE_MAP_SEATS_PER_MSG_MAX >= BO_SEATS_PER_EVENT_MAX, "one max ev
  * the command decoded; otherwise BO_INVALID (malformed or not representable)
  * or BO_LIMIT (WIRE_MAP_SEATS_PER_MSG_MAX), and detail is the bo_detail that
  * the engine would have given for the same fault (e.g. BO_D_SEAT_COUNT for
- * 17 seats) or BO_D_NONE, which the reply names "malformed". */
+ * 17 seats; BO_D_MAP_INVALID for any fault inside a seat map) or
+ * BO_D_NONE, which the reply names "malformed". */
 typedef struct wire_cmd_error {
 	uint8_t status;                /* bo_status: BO_OK = decoded */
 	uint8_t detail;                /* bo_detail, BO_D_NONE = malformed */

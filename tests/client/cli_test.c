@@ -28,7 +28,10 @@
  *  7. --help of the tool and of every command exits 0 with usage on stdout;
  *  8. ids are read as the help documents them ("decimal or 0x-hexadecimal"),
  *     and an explicit --client/--request pair is honoured for every value,
- *     so that repeating it is always a safe retry.
+ *     so that repeating it is always a safe retry;
+ *  9. --json output is printable ASCII whatever bytes a reply carries: DEL,
+ *     UTF-8 and invalid UTF-8 in an error text come out as \u00XX (the one
+ *     rule of base/json.h), from a stand-in nng server in the test.
  *
  * How: $BOXOFFICE_SERVER and $BOXOFFICE_CLI (meson sets both) name the
  * binaries. Each server test fork/execs its own server with a fresh mkdtemp
@@ -59,7 +62,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/transport/tcp/tcp.h>
 
 #include "base/limits.h"
 
@@ -1255,4 +1263,66 @@ Test(cli, explicit_zero_ids_are_honoured_or_refused, .init = srv_setup, .fini = 
 	expect_one_hold("11", "0");
 	expect_one_hold("0", "5");
 	srv_stop_clean();
+}
+
+/* ---- 9. JSON output is ASCII whatever the server's bytes -------------------- */
+
+/* A stand-in server (nng REP in a thread) that answers one request with fixed
+ * reply bytes: the real server never puts such bytes in a text, but a
+ * server of another version or a proxy may, and --json must stay valid. */
+typedef struct stub_srv {
+	nng_socket sock;
+	const uint8_t *reply;
+	size_t len;
+	int served; /* set by the thread before it ends */
+} stub_srv;
+
+static void *stub_main(void *arg)
+{
+	stub_srv *st = arg;
+	nng_msg *m;
+	if (nng_recvmsg(st->sock, &m, 0) != 0)
+		return NULL;
+	nng_msg_clear(m);
+	if (nng_msg_append(m, st->reply, st->len) != 0 || nng_sendmsg(st->sock, m, 0) != 0) {
+		nng_msg_free(m);
+		return NULL;
+	}
+	st->served = 1;
+	return NULL;
+}
+
+/* The rule of base/json.h: '"' and '\' escaped, 0x20..0x7e as they are,
+ * every other byte (DEL, each byte of UTF-8 and of invalid UTF-8) \u00XX. */
+Test(cli, json_escapes_every_byte_outside_printable_ascii, .init = dir_setup, .fini = dir_teardown)
+{
+	/* {"status": "invalid", "detail": "malformed",
+	 *  "error": "bad <DEL> <c3 a9> <ff> \"\\"} as one message-level map. */
+	static const uint8_t reply[] = {
+	        0x83, 0xa6, 's',  't', 'a',  't',  'u', 's',  0xa7, 'i',  'n', 'v',  'a', 'l',
+	        'i',  'd',  0xa6, 'd', 'e',  't',  'a', 'i',  'l',  0xa9, 'm', 'a',  'l', 'f',
+	        'o',  'r',  'm',  'e', 'd',  0xa5, 'e', 'r',  'r',  'o',  'r', 0xad, 'b', 'a',
+	        'd',  ' ',  0x7f, ' ', 0xc3, 0xa9, ' ', 0xff, ' ',  '"',  '\\'};
+	stub_srv st = {.reply = reply, .len = sizeof(reply)};
+	cr_assert_eq(nng_rep0_open(&st.sock), 0);
+	/* Bounded: the thread ends even if the CLI never sends. */
+	cr_assert_eq(nng_socket_set_ms(st.sock, NNG_OPT_RECVTIMEO, 20000), 0);
+	nng_listener l;
+	cr_assert_eq(nng_listen(st.sock, "tcp://127.0.0.1:0", &l, 0), 0);
+	int port = 0;
+	cr_assert_eq(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+	snprintf(g_url, sizeof(g_url), "tcp://127.0.0.1:%d", port);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, stub_main, &st), 0);
+	run r;
+	CLI(&r, "--json", "status", "1");
+	pthread_join(th, NULL);
+	nng_close(st.sock);
+	cr_assert(st.served, "the CLI never asked the stand-in server");
+	expect_code(&r, 1);
+	expect_json(&r, "status", "\"invalid\"");
+	expect_json(&r, "error", "\"bad \\u007f \\u00c3\\u00a9 \\u00ff \\\"\\\\\"");
+	for (const char *p = r.out; *p; p++)
+		cr_assert(((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f) || *p == '\n',
+		          "byte 0x%02x in --json output:\n%s", (unsigned char)*p, r.out);
 }

@@ -132,6 +132,7 @@ int main(void)
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "base/clock.h"
 #include "client/boxoffice.h"
 #include "protocol/wire.h"
 
@@ -281,13 +282,6 @@ static void closed_url(char *url, size_t len, int *port)
 	stub_stop(s);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- Callback bookkeeping ------------------------------------------------ */
 
 typedef struct tracked {
@@ -315,8 +309,8 @@ static void track_cb(void *ctx, int err, const bo_result *res, const char *text)
 
 static void wait_callbacks(unsigned want, int64_t ms)
 {
-	int64_t end = now_ms() + ms;
-	while (atomic_load(&callbacks_total) < want && now_ms() < end)
+	int64_t end = bo_clock_ms() + ms;
+	while (atomic_load(&callbacks_total) < want && bo_clock_ms() < end)
 		usleep(1000);
 	cr_assert_eq(atomic_load(&callbacks_total), want, "callbacks: %u of %u",
 	             atomic_load(&callbacks_total), want);
@@ -350,9 +344,9 @@ Test(client, call_to_closed_port_times_out)
 	hold_cmd(&cmd, 0);
 	bo_result res;
 	char text[BOC_TEXT_LEN_MAX];
-	int64_t t0 = now_ms();
+	int64_t t0 = bo_clock_ms();
 	int rc = boc_call(c, &cmd, &res, text, sizeof(text));
-	int64_t took = now_ms() - t0;
+	int64_t took = bo_clock_ms() - t0;
 	cr_assert_eq(rc, BOC_ERR_TIMEOUT, "rc %d (%s)", rc, text);
 	cr_assert_eq(res.status, BOC_STATUS_NO_ANSWER);
 	cr_assert_neq(res.request_id, 0, "the assigned request id is reported");
@@ -402,11 +396,11 @@ Test(client, full_queue_refuses_at_once_and_close_fails_the_rest)
 	cr_assert_eq(rc, -EBUSY);
 	/* Queue (4) plus at most one batch (4) in the single slot. */
 	cr_assert(accepted >= 4 && accepted <= 8, "accepted %u", accepted);
-	int64_t t0 = now_ms();
+	int64_t t0 = bo_clock_ms();
 	bo_cmd cmd;
 	hold_cmd(&cmd, 0);
 	cr_assert_eq(boc_submit(c, &cmd, track_cb, &t[63]), -EBUSY);
-	cr_assert_lt(now_ms() - t0, 50, "-EBUSY must not wait");
+	cr_assert_lt(bo_clock_ms() - t0, 50, "-EBUSY must not wait");
 	boc_stats st;
 	boc_stats_get(c, &st);
 	cr_assert_eq(st.refused_busy, 2);
@@ -587,9 +581,9 @@ Test(client, silent_server_times_out)
 		hold_cmd(&cmd, 0);
 		cr_assert_eq(boc_submit(c, &cmd, track_cb, &t[i]), 0);
 	}
-	int64_t t0 = now_ms();
+	int64_t t0 = bo_clock_ms();
 	wait_callbacks(10, 3000);
-	int64_t took = now_ms() - t0;
+	int64_t took = bo_clock_ms() - t0;
 	cr_assert_lt(took, 1500, "callbacks took %lld ms for a 400 ms timeout", (long long)took);
 	for (int i = 0; i < 10; i++) {
 		cr_assert_eq(atomic_load(&t[i].calls), 1);
@@ -599,9 +593,9 @@ Test(client, silent_server_times_out)
 	bo_cmd cmd;
 	hold_cmd(&cmd, 0);
 	bo_result res;
-	t0 = now_ms();
+	t0 = bo_clock_ms();
 	cr_assert_eq(boc_call(c, &cmd, &res, NULL, 0), BOC_ERR_TIMEOUT);
-	took = now_ms() - t0;
+	took = bo_clock_ms() - t0;
 	cr_assert(took >= 350 && took < 1500, "boc_call took %lld ms", (long long)took);
 	boc_close(c);
 	stub_stop(s);
@@ -703,9 +697,9 @@ Test(client, close_fails_what_is_in_flight)
 		hold_cmd(&cmd, 0);
 		cr_assert_eq(boc_submit(c, &cmd, track_cb, &t[i]), 0);
 	}
-	int64_t t0 = now_ms();
+	int64_t t0 = bo_clock_ms();
 	boc_close(c);
-	int64_t took = now_ms() - t0;
+	int64_t took = bo_clock_ms() - t0;
 	cr_assert_lt(took, 2000, "close took %lld ms", (long long)took);
 	cr_assert_eq(atomic_load(&callbacks_total), 20, "every callback ran before close returned");
 	for (int i = 0; i < 20; i++) {

@@ -1,6 +1,6 @@
 /*
- * wire_fuzz.c — libFuzzer target for gateway/wire.c (the msgpack wire
- * protocol).
+ * wire_fuzz.c — libFuzzer target for the wire codec of protocol/ (the msgpack
+ * wire protocol: mpack.c, field.c, request.c, reply.c).
  *
  * Proves, for any input bytes, read both as a request and as a reply:
  *  - decoding never crashes, never reads out of bounds, never leaks (ASan,
@@ -17,7 +17,7 @@
  *    (codec_result_equal).
  *
  * Built and run by scripts/fuzz (tests/fuzz/X_fuzz.c with the core sources,
- * gateway/wire.c among them, and -lmsgpackc):
+ * the sources of protocol/ among them, and -lmsgpackc):
  *   scripts/fuzz --seconds 60 wire
  */
 #include <errno.h>

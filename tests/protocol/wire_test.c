@@ -1,5 +1,5 @@
 /*
- * wire_test.c — proves that gateway/wire.c speaks the wire protocol v1 of
+ * wire_test.c — proves that the wire codec (protocol/) speaks the wire protocol v1 of
  * schemas/protocol.md and treats requests as hostile input.
  *
  * How:
@@ -12,6 +12,8 @@
  *    decode, engine_apply, encode replies, decode): every op, a replay, a
  *    conflict and a taken seat; each decoded reply equals the engine's own
  *    result and carries the documented keys.
+ *  - Claim ids have the form protocol.md §3 gives (generation * 2^32 + slot,
+ *    a reused slot one generation up) and travel exactly past 2^53.
  *  - Exact bytes: the hex examples of schemas/protocol.md are produced by
  *    the encoders and accepted by the decoders.
  *  - Hostile input: every truncation of a valid request and reply (exact-size
@@ -30,6 +32,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -681,6 +684,92 @@ Test(wire, engine_session_every_op)
 	assert_no_leak(base);
 }
 
+/* Hold and booking ids as protocol.md §3 describes them: generation * 2^32
+ * + slot, the first ones 2^32 + n, a reused slot one generation up; sent as
+ * msgpack uint64 and carried exactly past 2^53. */
+Test(wire, claim_ids_are_generation_and_slot)
+{
+	long base = leak_baseline();
+	engine_config cfg;
+	engine_config_default(&cfg);
+	cfg.seats_max = 1 << 10;
+	cfg.claims_max = 2;
+	cfg.idem_capacity = 64;
+	cfg.events_max = 2;
+	cr_assert_eq(engine_new(&cfg, &eng), 0);
+	engine_advance(eng, 1000000, NULL, NULL);
+	bo_result er;
+	const bo_result *r;
+	bo_seatmap *m = bo_seatmap_new(1, 10, 0);
+	m->category_count = 1;
+	m->rows[0] = (bo_row_def){.section = 1, .seats = 10};
+	bo_cmd c = {
+	        .op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = 1, .event_id = 9, .map = m};
+	r = roundtrip_engine(&c, &er);
+	cr_assert_eq(r->status, BO_OK);
+	bo_seatmap_free(m);
+	const uint64_t expect[3] = {(1ull << 32) | 0, (1ull << 32) | 1, (2ull << 32) | 0};
+	for (uint32_t i = 0; i < 3; i++) {
+		if (i == 2) { /* end the first hold: its slot is the one reused */
+			c = (bo_cmd){.op = BO_OP_RELEASE,
+			             .client_id = 1,
+			             .request_id = 10,
+			             .event_id = 9,
+			             .claim_id = expect[0]};
+			cr_assert_eq(roundtrip_engine(&c, &er)->status, BO_OK);
+		}
+		c = (bo_cmd){.op = BO_OP_HOLD_SEATS,
+		             .client_id = 1,
+		             .request_id = 2 + i,
+		             .event_id = 9,
+		             .seat_count = 1,
+		             .seats = {i},
+		             .ttl_ms = 60000};
+		r = roundtrip_engine(&c, &er);
+		cr_assert_eq(r->status, BO_OK);
+		cr_assert_eq(r->claim_id, expect[i], "hold %u: id %" PRIu64 ", expected %" PRIu64,
+		             i, r->claim_id, expect[i]);
+		/* "hold": uint64 0x00000001_0000000i (0x..02.. for the reused slot) */
+		uint8_t want[14] = {0xa4, 'h', 'o', 'l', 'd', 0xcf};
+		for (int b = 0; b < 8; b++)
+			want[6 + b] = (uint8_t)(expect[i] >> (56 - 8 * b));
+		cr_assert(memmem(sb.data, sb.size, want, sizeof(want)) != NULL,
+		          "hold %u: id not sent as msgpack uint64", i);
+	}
+	/* The old id of the reused slot is gone. */
+	c = (bo_cmd){.op = BO_OP_RELEASE,
+	             .client_id = 1,
+	             .request_id = 11,
+	             .event_id = 9,
+	             .claim_id = expect[0]};
+	r = roundtrip_engine(&c, &er);
+	cr_assert(r->status == BO_NOT_FOUND && r->detail == BO_D_NO_HOLD);
+	engine_free(eng);
+	/* Past 2^53 (after 2^21 reuses of a slot) ids still travel exactly. */
+	c = (bo_cmd){.op = BO_OP_RELEASE,
+	             .client_id = 1,
+	             .request_id = 12,
+	             .event_id = 9,
+	             .claim_id = ((1ull << 21) + 1) << 32 | 5};
+	cr_assert_gt(c.claim_id, 1ull << 53);
+	mp_begin();
+	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), 0);
+	wire_msg msg;
+	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
+	cr_assert_eq(cmds[0].claim_id, c.claim_id);
+	bo_result big = {.status = BO_OK,
+	                 .op = BO_OP_RELEASE,
+	                 .event_id = 9,
+	                 .claim_id = c.claim_id,
+	                 .quantity = 1,
+	                 .seat_count = 1};
+	mp_begin();
+	cr_assert_eq(wire_encode_replies(&big, NULL, 1, 0, &sb), 0);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].claim_id, c.claim_id);
+	assert_no_leak(base);
+}
+
 /* ---- Exact bytes (the examples of schemas/protocol.md) -------------------- */
 
 static void hex_of(const char *data, size_t n, char *out)
@@ -691,9 +780,9 @@ static void hex_of(const char *data, size_t n, char *out)
 }
 
 /* The doc's request: {"op":"release","event":42,"client":7,"request":1,
- * "hold":12345} and its ok reply. */
+ * "hold":4294967296} and its ok reply. */
 static const char doc_request_hex[] = "85a26f70a772656c65617365a56576656e742aa6636c69656e7407a7"
-                                      "7265717565737401a4686f6c64cd3039";
+                                      "7265717565737401a4686f6c64cf0000000100000000";
 
 Test(wire, doc_example_bytes)
 {
@@ -701,7 +790,7 @@ Test(wire, doc_example_bytes)
 	            .client_id = 7,
 	            .request_id = 1,
 	            .event_id = 42,
-	            .claim_id = 12345};
+	            .claim_id = 4294967296};
 	mp_begin();
 	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), 0);
 	char hex[256];
@@ -713,7 +802,7 @@ Test(wire, doc_example_bytes)
 	               .client_id = 7,
 	               .request_id = 1,
 	               .event_id = 42,
-	               .claim_id = 12345,
+	               .claim_id = 4294967296,
 	               .seat_count = 2,
 	               .seats = {3, 4},
 	               .quantity = 2};
@@ -721,7 +810,7 @@ Test(wire, doc_example_bytes)
 	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
 	static const char doc_reply_hex[] =
 	        "88a6737461747573a26f6ba26f70a772656c65617365a6636c69656e7407a7726571756573"
-	        "7401a56576656e742aa4686f6c64cd3039a57365617473920304a87175616e7469747902";
+	        "7401a56576656e742aa4686f6c64cf0000000100000000a57365617473920304a87175616e7469747902";
 	char hex2[512];
 	hex_of(sb.data, sb.size, hex2);
 	cr_assert_str_eq(hex2, doc_reply_hex);
@@ -729,7 +818,7 @@ Test(wire, doc_example_bytes)
 	/* A hand-built message in another key order decodes the same. */
 	mp_begin();
 	msgpack_pack_map(&pk, 5);
-	mp_kv_u("hold", 12345);
+	mp_kv_u("hold", 4294967296);
 	mp_kv_u("event", 42);
 	mp_kv_u("request", 1);
 	mp_kv_s("op", "release");
@@ -1146,7 +1235,8 @@ Test(wire, seat_map_errors)
 	msgpack_pack_map(&pk, 2);
 	mp_kv_u("section", 1);
 	mp_kv_u("seats", 4);
-	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "either 'seats' and 'category' or 'categories'");
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID,
+	                   "either 'seats' and 'category' or 'categories'");
 	map_cmd_begin();
 	msgpack_pack_map(&pk, 1);
 	mp_str("rows");
@@ -1156,11 +1246,45 @@ Test(wire, seat_map_errors)
 	mp_kv_u("seats", 4);
 	mp_kv_u("category", 0);
 	mp_kv_u("price", 0);
-	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "unknown key 'price' in row 0");
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID, "unknown key 'price' in row 0");
 	map_cmd_begin();
 	msgpack_pack_map(&pk, 1);
 	mp_kv_u("layout", 1);
-	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "unknown key 'layout' in 'map'");
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID, "unknown key 'layout' in 'map'");
+	/* Every other fault inside the map is map_invalid too (protocol.md §3):
+	 * a wrong type, a repeated key, a row without a section, a map that is
+	 * not a map. */
+	map_cmd_begin();
+	msgpack_pack_map(&pk, 1);
+	mp_kv_s("categories", "two");
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID,
+	                   "'categories' must be an unsigned integer, not a string");
+	map_cmd_begin();
+	msgpack_pack_map(&pk, 1);
+	mp_str("rows");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 4);
+	mp_kv_u("section", 1);
+	mp_kv_u("seats", 4);
+	mp_kv_u("category", 0);
+	mp_kv_u("seats", 4);
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID, "key 'seats' given twice");
+	map_cmd_begin();
+	msgpack_pack_map(&pk, 1);
+	mp_str("rows");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	mp_kv_u("seats", 4);
+	mp_kv_u("category", 0);
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID, "row 0: missing key 'section'");
+	map_cmd_begin();
+	msgpack_pack_array(&pk, 0);
+	expect_cmd_invalid(BO_INVALID, BO_D_MAP_INVALID, "'map' must be a map");
+	/* A key unknown to the command itself stays malformed. */
+	mp_begin();
+	mp_release(1);
+	mp_kv_u("layout", 1);
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "unknown key 'layout'");
 	map_cmd_begin();
 	msgpack_pack_map(&pk, 1);
 	mp_str("pools");

@@ -1151,6 +1151,11 @@ Test(replay, bad_command_lines_and_directories)
 	        (const char *const[]){"verify", g_root, "other", NULL},
 	        (const char *const[]){"repair", g_root, NULL},
 	        (const char *const[]){"stats", g_root, "--shard", "-1", NULL},
+	        /* getopt_long would take abbreviations; they are refused. */
+	        (const char *const[]){"stats", g_root, "--sha", "0", NULL},
+	        (const char *const[]){"dump", g_root, "--json=1", NULL},
+	        (const char *const[]){"dump", g_root, "--to", NULL},
+	        (const char *const[]){"verify", g_root, "--", NULL},
 	};
 	for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
 		r = run_tool(usage[i]);
@@ -1160,6 +1165,12 @@ Test(replay, bad_command_lines_and_directories)
 	}
 	r = run_tool((const char *const[]){NULL});
 	cr_assert_eq(r.code, 2);
+	run_free(&r);
+
+	/* "--" makes the next argument DIR; options may still follow (the
+	 * command line is fine: DIR holds no shard, an environment error). */
+	r = RUN("stats", "--", g_root, "--json");
+	cr_assert_eq(r.code, 3, "%s", r.err);
 	run_free(&r);
 
 	/* Environment: 3. */

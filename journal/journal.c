@@ -417,6 +417,7 @@ struct journal_reader {
 	uint64_t cut_off;
 	journal_recovery rec;
 	char err[JOURNAL_ERR_LEN];
+	journal_error_at err_at; /* where: set with err by every path to RD_ERROR */
 };
 
 static void rd_unmap(journal_reader *r)
@@ -465,6 +466,17 @@ static int map_file(const char *path, uint32_t shard_id, const uint8_t **map, ui
 	return 0;
 }
 
+/* Records where the reader stopped on an error (journal_reader_error_at),
+ * beside the message the caller writes into r->err. */
+static void rd_error_at(journal_reader *r, const char *file, int has_offset, uint64_t offset,
+                        uint64_t seq)
+{
+	snprintf(r->err_at.file, sizeof r->err_at.file, "%s", file);
+	r->err_at.has_offset = has_offset;
+	r->err_at.offset = has_offset ? offset : 0;
+	r->err_at.seq = seq;
+}
+
 /* Maps segment i read-only (see map_file), its path in path. */
 static int rd_map_file(journal_reader *r, uint32_t i, const uint8_t **map, uint64_t *bytes,
                        char *path, size_t path_len)
@@ -472,7 +484,10 @@ static int rd_map_file(journal_reader *r, uint32_t i, const uint8_t **map, uint6
 	char name[SEG_NAME_LEN + 1];
 	seg_name(name, sizeof name, r->segs[i].first_seq);
 	snprintf(path, path_len, "%s/%s", r->dir, name);
-	return map_file(path, r->shard_id, map, bytes, r->err, sizeof r->err);
+	int rc = map_file(path, r->shard_id, map, bytes, r->err, sizeof r->err);
+	if (rc != 0)
+		rd_error_at(r, path, 0, 0, r->next_seq);
+	return rc;
 }
 
 static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
@@ -491,6 +506,14 @@ static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
 		 * state the caller already holds; force_truncate does not change that. */
 		r->state = RD_ERROR;
 		r->rc = -EBADMSG;
+		/* Where the missing records should have been: after the last good one. */
+		char tail[PATH_MAX] = "";
+		if (r->tail_seg < r->seg_count) {
+			char name[SEG_NAME_LEN + 1];
+			seg_name(name, sizeof name, r->segs[r->tail_seg].first_seq);
+			snprintf(tail, sizeof tail, "%s/%s", r->dir, name);
+		}
+		rd_error_at(r, tail, tail[0] != '\0', r->tail_off, r->next_seq);
 		msg(r->err, sizeof r->err,
 		    "journal shard %" PRIu32 ": corrupt: the log ends at seq %" PRIu64
 		    "%s%.600s%s, before seq %" PRIu64
@@ -568,6 +591,7 @@ static int rd_hole(journal_reader *r, uint32_t i, uint64_t off, const char *why)
 	if (corrupt && !r->force) {
 		r->state = RD_ERROR;
 		r->rc = -EBADMSG;
+		rd_error_at(r, hole_path, 1, off, e);
 		msg(r->err, sizeof r->err,
 		    "journal shard %" PRIu32 ": corrupt: %s at %s offset %" PRIu64
 		    " (expected seq %" PRIu64
@@ -593,6 +617,7 @@ static int rd_segment_corrupt(journal_reader *r, uint32_t i, const char *what)
 	if (!r->force) {
 		r->state = RD_ERROR;
 		r->rc = -EBADMSG;
+		rd_error_at(r, r->path, 1, 0, r->next_seq);
 		msg(r->err, sizeof r->err,
 		    "journal shard %" PRIu32 ": corrupt: %s at %s offset 0 (expected seq %" PRIu64
 		    "); refusing (force_truncate would cut here)",
@@ -738,6 +763,7 @@ static void rd_pick_start(journal_reader *r)
 			return; /* an empty journal: next() ends at once */
 		r->state = RD_ERROR;
 		r->rc = -EBADMSG;
+		rd_error_at(r, "", 0, 0, a + 1);
 		msg(r->err, sizeof r->err,
 		    "journal shard %" PRIu32 ": corrupt: missing segment: no segment in %s, "
 		    "but the caller needs the records after seq %" PRIu64 " (after_seq); "
@@ -754,6 +780,9 @@ static void rd_pick_start(journal_reader *r)
 		seg_name(name, sizeof name, first);
 		r->state = RD_ERROR;
 		r->rc = -EBADMSG;
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/%s", r->dir, name);
+		rd_error_at(r, path, 0, 0, a + 1);
 		msg(r->err, sizeof r->err,
 		    "journal shard %" PRIu32 ": corrupt: missing segment: seqs %" PRIu64
 		    "..%" PRIu64 " absent: the first segment is %s/%s (expected seq %" PRIu64
@@ -861,6 +890,19 @@ int journal_reader_next(journal_reader *r, journal_record *rec)
 const char *journal_reader_error(const journal_reader *r)
 {
 	return r->err;
+}
+
+int journal_reader_error_at(const journal_reader *r, journal_error_at *out)
+{
+	assert(r != NULL && out != NULL);
+	if (r->state != RD_ERROR) {
+		memset(out, 0, sizeof *out);
+		return 0;
+	}
+	/* Every path to RD_ERROR records its place (rd_error_at) or is an
+	 * I/O error of rd_map_file, which does too. */
+	*out = r->err_at;
+	return 1;
 }
 
 void journal_reader_recovery(const journal_reader *r, journal_recovery *rec)

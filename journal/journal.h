@@ -32,7 +32,8 @@
  *     journal_reader *r;                   // replay / verify / dump
  *     journal_reader_open(root, 3, &opt, &r, err, sizeof err);  // or _open_from(.., S, ..)
  *     while ((rc = journal_reader_next(r, &record)) == 1) use record;
- *     rc == 0: end of the log; rc < 0: journal_reader_error(r) names file, offset, seq.
+ *     rc == 0: end of the log; rc < 0: journal_reader_error(r) says what, and
+ *     journal_reader_error_at(r, &at) gives file, offset and seq as fields.
  *     journal_reader_close(r);
  *
  * Threading: a journal or a reader belongs to one thread at a time. Nothing
@@ -53,6 +54,7 @@
 #ifndef BO_JOURNAL_H
 #define BO_JOURNAL_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -276,6 +278,42 @@ int journal_reader_next(journal_reader *r, journal_record *rec);
 
 /* The reader's error message ("" if none). Owned by r. */
 const char *journal_reader_error(const journal_reader *r);
+
+/* Where a reader stopped on an error, as fields: what the message of
+ * journal_reader_error() says in words, for callers that report it in a
+ * structured form (boxoffice-replay) instead of scraping the text. */
+typedef struct journal_error_at {
+	char file[PATH_MAX]; /* the segment file concerned, as the reader names it
+	                      * (<root>/shard-NNNN/<name>.seg); "" when no one file is */
+	uint64_t offset;     /* byte offset in file where the damage starts; 0 unless
+	                      * has_offset */
+	int has_offset;      /* 1 when the error is at a place inside file */
+	uint64_t seq;        /* the seq the reader expected there: the first record it
+	                      * could not hand out */
+} journal_error_at;
+
+/* Fills *out (always) and returns 1 when the reader has stopped on an error,
+ * i.e. journal_reader_next() returns (or, for a missing head found at open,
+ * will return) a negative value; returns 0 with *out cleared ("", no offset,
+ * seq 0) while it reads, or after it reached the end (a torn tail is an end:
+ * see journal_reader_recovery()). By error:
+ *   -EBADMSG, a bad record or segment header with valid data after it:
+ *             file = that segment, offset = where the bad bytes start, seq =
+ *             the seq expected there;
+ *   -EBADMSG, a segment that breaks the sequence (header names another first
+ *             seq, missing or duplicated segment, chain seed or size
+ *             mismatch): file = that segment, offset 0 (its header), seq =
+ *             the seq expected at its start;
+ *   -EBADMSG, a missing head (the records right after after_seq are absent):
+ *             file = the first segment present ("" when there is none), no
+ *             offset, seq = after_seq + 1;
+ *   -EBADMSG, a short log (it ends before after_seq): file and offset where
+ *             the last good record ends ("", no offset, when no segment
+ *             has a valid header), seq = that record's seq + 1;
+ *   -errno,   an I/O error: file = the file that could not be opened, read
+ *             or mapped, no offset, seq = the seq expected next.
+ * Owned by the caller (a copy); r is not changed. */
+int journal_reader_error_at(const journal_reader *r, journal_error_at *out /* OUT */);
 
 /* After journal_reader_next() returned 0: what the end looked like. */
 void journal_reader_recovery(const journal_reader *r, journal_recovery *rec);

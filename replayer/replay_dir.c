@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shard/snapfile.h"
+
 #define SEQ_DIGITS 20
 #define SHARD_DIGITS_MIN 4
 #define SHARD_DIGITS_MAX 10 /* a uint32_t */
@@ -62,13 +64,6 @@ static int seg_name_parse(const char *name, uint64_t *first_seq)
 {
 	return strlen(name) == SEQ_DIGITS + 4 && strcmp(name + SEQ_DIGITS, ".seg") == 0 &&
 	       parse_digits(name, SEQ_DIGITS, first_seq);
-}
-
-static int snap_name_parse(const char *name, uint64_t *seq)
-{
-	return strlen(name) == 5 + SEQ_DIGITS + 5 && strncmp(name, "snap-", 5) == 0 &&
-	       strcmp(name + 5 + SEQ_DIGITS, ".snap") == 0 &&
-	       parse_digits(name + 5, SEQ_DIGITS, seq);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -178,7 +173,7 @@ int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out, cha
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		uint64_t seq;
 		int is_seg = seg_name_parse(de->d_name, &seq);
-		if (!is_seg && !snap_name_parse(de->d_name, &seq))
+		if (!is_seg && !snapfile_name_parse(de->d_name, &seq))
 			continue;
 		char path[PATH_MAX];
 		struct stat st;
@@ -229,9 +224,9 @@ void replay_dir_free(replay_shard_dir *d)
 void replay_dir_snap_path(const replay_shard_dir *d, uint32_t i, char *buf, size_t len)
 {
 	assert(i < d->snap_count);
-	int n = snprintf(buf, len, "%s/snap-%020" PRIu64 ".snap", d->path, d->snaps[i].seq);
-	assert(n > 0 && (size_t)n < len && "replay_dir_scan leaves room for the name");
-	(void)n;
+	int rc = snapfile_path(buf, len, d->path, d->snaps[i].seq);
+	assert(rc == 0 && "replay_dir_scan leaves room for the name");
+	(void)rc;
 }
 
 void replay_dir_seg_path(const replay_shard_dir *d, uint32_t i, char *buf, size_t len)
@@ -292,4 +287,46 @@ uint64_t replay_dir_seg_used(const replay_shard_dir *d, uint32_t i)
 	free(buf);
 	close(fd);
 	return end;
+}
+
+int replay_dir_read_file(const char *path, uint64_t max_bytes, uint8_t **buf, size_t *len)
+{
+	*buf = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
+		close(fd);
+		return -EFBIG;
+	}
+	size_t n = (size_t)st.st_size;
+	uint8_t *b = malloc(n ? n : 1);
+	if (!b) {
+		close(fd);
+		return -ENOMEM;
+	}
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = read(fd, b + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			int e = k < 0 ? errno : EIO;
+			free(b);
+			close(fd);
+			return -e;
+		}
+		got += (size_t)k;
+	}
+	close(fd);
+	*buf = b;
+	*len = n;
+	return 0;
 }

@@ -3,7 +3,8 @@
  * boxoffice-replay tool: its shards, and per shard its journal segments and
  * snapshot files, by name and size, without reading their contents.
  *
- * Layout (journal.c and snapshot.h own the formats; only names are used here):
+ * Layout (journal.c and engine/snapshot.h own the formats, shard/snapfile.h
+ * the snapshot names; only names are used here):
  *
  *   DIR/shard-NNNN/                         NNNN = shard id, >= 4 decimal digits
  *   DIR/shard-NNNN/<first seq, 20 digits>.seg   journal segments
@@ -60,6 +61,11 @@ int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out /* O
 
 void replay_dir_free(replay_shard_dir *d);
 
+/* Largest snapshot file read into memory (verify compares it whole; repair
+ * copies it across file systems): an engine at its maximum capacity
+ * (BO_SEATS_PER_SHARD_MAX seats ...) stays far below this. */
+#define REPLAY_SNAPSHOT_BYTES_MAX (16ull << 30)
+
 /* Room for any path replay_dir_*_path() writes. */
 #define REPLAY_DIR_PATH_LEN (PATH_MAX + 64)
 
@@ -79,5 +85,12 @@ int64_t replay_dir_seg_index(const replay_shard_dir *d, const char *file);
  * estimate how much of a preallocated segment holds records. Returns the
  * file size when the file cannot be read (an estimate only). */
 uint64_t replay_dir_seg_used(const replay_shard_dir *d, uint32_t i);
+
+/* Reads the whole file at path into a heap buffer (caller frees; never NULL
+ * on success, even for an empty file). Returns 0 with *buf and *len; -EFBIG
+ * when the file is larger than max_bytes; -ENOMEM; or the -errno of a failed
+ * open/fstat/read (-EIO for a file that shrank while read). */
+int replay_dir_read_file(const char *path, uint64_t max_bytes, uint8_t **buf /* OUT */,
+                         size_t *len /* OUT */);
 
 #endif /* BO_REPLAY_DIR_H */

@@ -8,6 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
+#include "base/names.h"
+
 const char *replay_fmt_detail_token(int detail)
 {
 	const char *name = bo_detail_name(detail);
@@ -32,31 +35,6 @@ void replay_fmt_time(int64_t ms, char *buf, size_t len)
 	char date[32];
 	strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf, len, "%s.%03dZ", date, (int)rem);
-}
-
-void replay_fmt_json_str(FILE *f, const char *s, size_t len)
-{
-	fputc('"', f);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\') {
-			fputc('\\', f);
-			fputc(c, f);
-		} else if (c >= 0x20 && c < 0x7f) {
-			fputc(c, f);
-		} else {
-			/* Control bytes and every non-ASCII byte (read as Latin-1):
-			 * a payment reference is arbitrary bytes and need not be
-			 * UTF-8, and the output must stay valid JSON. */
-			fprintf(f, "\\u%04x", c);
-		}
-	}
-	fputc('"', f);
-}
-
-static void json_cstr(FILE *f, const char *s)
-{
-	replay_fmt_json_str(f, s, strlen(s));
 }
 
 static void seat_list(FILE *f, const uint32_t *seats, uint32_t n, int json)
@@ -112,7 +90,7 @@ static void cmd_fields(FILE *f, const bo_cmd *c, const bo_seatmap *map, int json
 		uint32_t pl =
 		        c->payref_len <= BO_PAYREF_LEN_MAX ? c->payref_len : BO_PAYREF_LEN_MAX;
 		fprintf(f, "%s%spayref%s", sep, q, eq);
-		replay_fmt_json_str(f, c->payref, pl);
+		bo_json_str(f, c->payref, pl);
 		break;
 	}
 	case BO_OP_RELEASE:
@@ -198,7 +176,7 @@ void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const
 			result_json(f, &en->res);
 		}
 		fputs(",\"file\":", f);
-		json_cstr(f, rec->file ? rec->file : "");
+		bo_json_cstr(f, rec->file ? rec->file : "");
 		fprintf(f, ",\"offset\":%" PRIu64 ",\"payload_bytes\":%" PRIu32 "}\n", rec->offset,
 		        rec->payload_len);
 		return;

@@ -12,8 +12,8 @@
  * JSON form: one object per line with the same fields (see replay_fmt_record
  * in replay_fmt.c for the keys); integers are JSON numbers (ids are
  * unsigned 64-bit: parse them as integers, not doubles); every string is
- * escaped, bytes outside printable ASCII as \u00XX, so any payment
- * reference or path yields valid JSON.
+ * escaped by base/json.h (bytes outside printable ASCII as \u00XX), so any
+ * payment reference or path yields valid JSON.
  */
 #ifndef BO_REPLAY_FMT_H
 #define BO_REPLAY_FMT_H
@@ -35,9 +35,6 @@ void replay_fmt_time(int64_t ms, char *buf, size_t len);
 /* A short machine token for a detail code: "sold_out", "no_hold", ...
  * ("none" for BO_D_NONE, "unknown" out of range). */
 const char *replay_fmt_detail_token(int detail);
-
-/* Writes `s[0..len)` as a quoted, escaped JSON string. */
-void replay_fmt_json_str(FILE *f, const char *s, size_t len);
 
 /* Writes one record line (with '\n'). `en` is the decoded payload, `map`
  * the seat map of a CREATE_EVENT (may be NULL). json: 1 for a JSON line. */

@@ -7,8 +7,12 @@
  * pruned (and fails when nothing covers the gap), it catches corruption (a
  * flipped byte: exit 1 naming file, offset and seq), non-determinism (a
  * recorded result that re-execution does not reproduce) and a torn tail, and
+ * names the place as the journal reader reports it (the damaged segment and
+ * offset, even where the last good record lies in another file), and
  * `repair` cuts at the bad record, keeps a backup and leaves a journal that
- * verifies again. Bad command lines exit 2, bad directories 3, never a crash.
+ * verifies again. stats prints each shard's seq range as first..last record
+ * (also of a pruned journal) and none for the sum over shards. Bad command
+ * lines exit 2, bad directories 3, never a crash.
  *
  * How: each test opens a real durable shard (shard_open with data_dir under
  * a mkdtemp directory, snapshot_every 0, small segments so the journal
@@ -263,6 +267,21 @@ static uint64_t json_u64(const char *from, const char *key)
 	const char *p = strstr(from, pat);
 	cr_assert_not_null(p, "no %s in %s", pat, from);
 	return strtoull(p + strlen(pat), NULL, 10);
+}
+
+/* The string after the first "key": at or after `from` (no escapes in it). */
+static void json_str_at(const char *from, const char *key, char *out, size_t len)
+{
+	char pat[80];
+	snprintf(pat, sizeof pat, "\"%s\":\"", key);
+	const char *p = strstr(from, pat);
+	cr_assert_not_null(p, "no %s in %s", pat, from);
+	p += strlen(pat);
+	size_t n = strcspn(p, "\"\\");
+	cr_assert_eq(p[n], '"', "escapes in %s", p);
+	cr_assert_lt(n, len);
+	memcpy(out, p, n);
+	out[n] = '\0';
 }
 
 /* ---- Writing a real journal ---------------------------------------------- */
@@ -628,9 +647,13 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	cr_assert_eq(json_u64(r.out, "first_ts_ms"), (uint64_t)T0_MS);
 	run_free(&r);
 
+	/* The seq range printed is the journal's first and last record. */
+	char want[128];
+	snprintf(want, sizeof want, "  records          %" PRIu64 " (seq 1..%" PRIu64 ")\n",
+	         w.records, w.records);
 	r = RUN("stats", g_root);
 	cr_assert_eq(r.code, 0);
-	cr_assert_not_null(strstr(r.out, "records"));
+	cr_assert_not_null(strstr(r.out, want), "want %s in %s", want, r.out);
 	run_free(&r);
 	remove_root();
 }
@@ -685,6 +708,20 @@ Test(replay, snapshots_are_built_and_really_compared)
 	r = RUN("dump", g_root);
 	cr_assert_eq(r.code, 0, "%s", r.err);
 	cr_assert_lt(count_lines(r.out), w.records);
+	run_free(&r);
+	/* stats of the pruned journal: its range starts at the first record left. */
+	uint64_t first_seg = last_segment_first_seq(shard_dir);
+	r = RUN("stats", g_root, "--json");
+	cr_assert_eq(r.code, 0, "%s", r.err);
+	cr_assert_eq(json_u64(r.out, "first_seq"), first_seg, "%s", r.out);
+	cr_assert_eq(json_u64(r.out, "last_seq"), w.records);
+	cr_assert_eq(json_u64(r.out, "records"), w.records - first_seg + 1);
+	run_free(&r);
+	char range[96];
+	snprintf(range, sizeof range, "(seq %" PRIu64 "..%" PRIu64 ")\n", first_seg, w.records);
+	r = RUN("stats", g_root);
+	cr_assert_eq(r.code, 0, "%s", r.err);
+	cr_assert_not_null(strstr(r.out, range), "want %s in %s", range, r.out);
 	run_free(&r);
 
 	/* A snapshot of another state at a seq the rebuild passes: an engine
@@ -836,6 +873,101 @@ Test(replay, corruption_is_found_and_repair_cuts_it)
 	remove_root();
 }
 
+static void flip_byte(const char *path, uint64_t at)
+{
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0, "open %s", path);
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, (off_t)at), 1);
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)at), 1);
+	close(fd);
+}
+
+/* verify --json's first problem of `kind`: its file, offset and seq. */
+static void problem_at(const run_out *r, const char *kind, char *file, size_t file_len,
+                       uint64_t *offset, uint64_t *seq)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"kind\":\"%s\"", kind);
+	cr_assert(json_valid(r->out, r->out_len), "%s", r->out);
+	const char *p = strstr(r->out, pat);
+	cr_assert_not_null(p, "no %s problem: %s", kind, r->out);
+	json_str_at(p, "file", file, file_len);
+	*seq = json_u64(p, "seq");
+	if (offset)
+		*offset = json_u64(p, "offset");
+}
+
+/* The file, offset and seq of a problem are where the reader stopped
+ * (journal_reader_error_at), not the segment of the last good record: the
+ * damage is put at the start of the newest segment, where the two differ. */
+Test(replay, problems_name_the_damaged_segment_offset_and_seq)
+{
+	written w;
+	WRITE_OR_SKIP(&w);
+	char shard_dir[300];
+	snprintf(shard_dir, sizeof shard_dir, "%s/shard-0000", g_root);
+	uint64_t first = last_segment_first_seq(shard_dir);
+	cr_assert_gt(first, 1);
+	cr_assert_lt(first + 1, w.records, "valid records must follow the damage");
+	char file[512], prev[512], got[512];
+	uint64_t off, prev_off, got_off, got_seq;
+	uint32_t payload, prev_payload;
+	record_location(first, file, sizeof file, &off, &payload);
+	record_location(first - 1, prev, sizeof prev, &prev_off, &prev_payload);
+	cr_assert_str_neq(file, prev, "seq %" PRIu64 " opens a segment", first);
+
+	/* A record: its own file and offset. */
+	flip_byte(file, off + 48 + payload / 2);
+	run_out r = RUN("verify", g_root, "--json");
+	cr_assert_eq(r.code, 1, "%s%s", r.out, r.err);
+	problem_at(&r, "corruption", got, sizeof got, &got_off, &got_seq);
+	cr_assert_str_eq(got, file);
+	cr_assert_eq(got_off, off);
+	cr_assert_eq(got_seq, first);
+	run_free(&r);
+	char want[700];
+	snprintf(want, sizeof want,
+	         "FAILED: corruption at seq %" PRIu64 " in %s offset %" PRIu64 ": ", first, file,
+	         off);
+	r = RUN("verify", g_root);
+	cr_assert_eq(r.code, 1);
+	cr_assert_not_null(strstr(r.out, want), "want %s in %s", want, r.out);
+	run_free(&r);
+	flip_byte(file, off + 48 + payload / 2);
+
+	/* The segment's header: that file, offset 0. */
+	flip_byte(file, 8);
+	r = RUN("verify", g_root, "--json");
+	cr_assert_eq(r.code, 1, "%s%s", r.out, r.err);
+	problem_at(&r, "corruption", got, sizeof got, &got_off, &got_seq);
+	cr_assert_str_eq(got, file);
+	cr_assert_eq(got_off, 0);
+	cr_assert_eq(got_seq, first);
+	run_free(&r);
+	flip_byte(file, 8);
+	r = RUN("verify", g_root);
+	cr_assert_eq(r.code, 0, "undamaged again: %s%s", r.out, r.err);
+	run_free(&r);
+
+	/* A segment that cannot be read (a directory by its name): an I/O
+	 * problem (exit 3) naming it, not the segment before. */
+	char moved[600];
+	snprintf(moved, sizeof moved, "%s.moved", file);
+	cr_assert_eq(rename(file, moved), 0);
+	cr_assert_eq(mkdir(file, 0755), 0);
+	r = RUN("verify", g_root, "--json");
+	cr_assert_eq(r.code, 3, "%s%s", r.out, r.err);
+	problem_at(&r, "io", got, sizeof got, NULL, &got_seq);
+	cr_assert_str_eq(got, file);
+	cr_assert_eq(got_seq, first);
+	run_free(&r);
+	cr_assert_eq(rmdir(file), 0);
+	cr_assert_eq(rename(moved, file), 0);
+	remove_root();
+}
+
 Test(replay, a_torn_tail_fails_unless_allowed)
 {
 	written w;
@@ -954,6 +1086,25 @@ Test(replay, every_shard_of_a_data_directory_or_one)
 	cr_assert_eq(json_u64(total, "records"), w0.records + w3.records);
 	cr_assert_eq(json_u64(total, "ticks"), w0.ticks + w3.ticks);
 	run_free(&r);
+	/* Human form: each shard's own seq range; the total sums shards that
+	 * each number their records from 1, so it has no range (it used to
+	 * print "seq 0..0"). */
+	r = RUN("stats", g_root);
+	cr_assert_eq(r.code, 0, "%s", r.err);
+	char want[128];
+	snprintf(want, sizeof want,
+	         "shard 0\n  records          %" PRIu64 " (seq 1..%" PRIu64 ")\n", w0.records,
+	         w0.records);
+	cr_assert_not_null(strstr(r.out, want), "want %s in %s", want, r.out);
+	snprintf(want, sizeof want,
+	         "shard 3\n  records          %" PRIu64 " (seq 1..%" PRIu64 ")\n", w3.records,
+	         w3.records);
+	cr_assert_not_null(strstr(r.out, want), "want %s in %s", want, r.out);
+	snprintf(want, sizeof want, "total\n  records          %" PRIu64 "\n",
+	         w0.records + w3.records);
+	cr_assert_not_null(strstr(r.out, want), "want %s in %s", want, r.out);
+	cr_assert_null(strstr(r.out, "seq 0..0"), "%s", r.out);
+	run_free(&r);
 	/* One bad shard fails the whole run and is named. */
 	char junk[400];
 	snprintf(junk, sizeof junk, "%s/shard-0003/snap-00000000000000000002.snap", g_root);
@@ -1000,6 +1151,11 @@ Test(replay, bad_command_lines_and_directories)
 	        (const char *const[]){"verify", g_root, "other", NULL},
 	        (const char *const[]){"repair", g_root, NULL},
 	        (const char *const[]){"stats", g_root, "--shard", "-1", NULL},
+	        /* getopt_long would take abbreviations; they are refused. */
+	        (const char *const[]){"stats", g_root, "--sha", "0", NULL},
+	        (const char *const[]){"dump", g_root, "--json=1", NULL},
+	        (const char *const[]){"dump", g_root, "--to", NULL},
+	        (const char *const[]){"verify", g_root, "--", NULL},
 	};
 	for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
 		r = run_tool(usage[i]);
@@ -1009,6 +1165,12 @@ Test(replay, bad_command_lines_and_directories)
 	}
 	r = run_tool((const char *const[]){NULL});
 	cr_assert_eq(r.code, 2);
+	run_free(&r);
+
+	/* "--" makes the next argument DIR; options may still follow (the
+	 * command line is fine: DIR holds no shard, an environment error). */
+	r = RUN("stats", "--", g_root, "--json");
+	cr_assert_eq(r.code, 3, "%s", r.err);
 	run_free(&r);
 
 	/* Environment: 3. */

@@ -1,0 +1,291 @@
+/*
+ * reader_error_test.c — proves that journal_reader_error_at() tells where a
+ * reader stopped, as fields, for each kind of error journal.h lists: the
+ * file, offset and seq it returns are the ones of the damage, not of the
+ * last good record or of some other file, and it says "no error" (0, fields
+ * cleared) while reading and at a clean end.
+ *
+ * How: a journal of 1500 records with small segments (64 KiB, so it spans
+ * four files) is written through journal_open/append, then read once
+ * cleanly to learn where every record lives (file and offset as the reader
+ * hands them out). Each test then damages the files at a place named by
+ * that map — a flipped payload byte, a deleted middle segment, a deleted
+ * first segment, a segment replaced by a directory (an I/O error: mmap
+ * refuses it) — or asks for more than the log holds, reads until the reader
+ * stops, and compares journal_reader_error_at() with the map. Where the
+ * reader says the log ends (a short log), the place is checked against
+ * where the journal itself appends the next record. io_uring refused by
+ * the kernel skips the tests, loudly.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "journal/journal.h"
+
+#define SHARD 5u
+#define RECORDS 1500u
+#define PAYLOAD 100u
+
+static char g_root[64];
+
+/* Where each record lives, from a clean read: [seq] (index 0 unused). */
+static char g_file[RECORDS + 2][PATH_MAX];
+static uint64_t g_off[RECORDS + 2];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static journal_options small_opts(void)
+{
+	journal_options o;
+	journal_options_default(&o);
+	o.segment_bytes = 64u << 10;
+	o.buffer_bytes = 16u << 10;
+	o.payload_bytes_max = 4096;
+	return o;
+}
+
+static void append_one(journal *j, uint64_t want_seq)
+{
+	uint8_t p[PAYLOAD];
+	for (uint32_t i = 0; i < PAYLOAD; i++)
+		p[i] = (uint8_t)(want_seq * 13u + i);
+	uint64_t seq = 0;
+	cr_assert_eq(journal_append(j, 1700000000000 + (int64_t)want_seq, p, PAYLOAD, &seq), 0,
+	             "%s", journal_error(j));
+	cr_assert_eq(seq, want_seq);
+}
+
+/* Reads the whole journal cleanly, filling g_file / g_off. */
+static void map_records(void)
+{
+	journal_reader *r;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open(g_root, SHARD, NULL, &r, err, sizeof err), 0, "%s", err);
+	journal_record x;
+	uint64_t n = 0;
+	int rc;
+	while ((rc = journal_reader_next(r, &x)) == 1) {
+		cr_assert_eq(x.seq, ++n);
+		cr_assert_leq(n, RECORDS);
+		snprintf(g_file[n], sizeof g_file[n], "%s", x.file);
+		g_off[n] = x.offset;
+	}
+	cr_assert_eq(rc, 0, "%s", journal_reader_error(r));
+	cr_assert_eq(n, RECORDS);
+	/* Clean end: no error, and the fields are cleared, not left as found. */
+	journal_error_at at;
+	memset(&at, 0x5a, sizeof at);
+	cr_assert_eq(journal_reader_error_at(r, &at), 0);
+	cr_assert_eq(at.file[0], '\0');
+	cr_assert_eq(at.has_offset, 0);
+	cr_assert_eq(at.seq, 0);
+	journal_reader_close(r);
+}
+
+static void setup(void)
+{
+	struct io_uring ring;
+	int rc = io_uring_queue_init(8, &ring, 0);
+	if (rc == -ENOSYS || rc == -EPERM)
+		cr_skip_test("io_uring refused by this kernel/sandbox (%s): journal untested here",
+		             strerror(-rc));
+	cr_assert_eq(rc, 0, "io_uring_queue_init: %s", strerror(-rc));
+	io_uring_queue_exit(&ring);
+	snprintf(g_root, sizeof g_root, "/tmp/bo_rderr_XXXXXX");
+	cr_assert_not_null(mkdtemp(g_root), "mkdtemp: %s", strerror(errno));
+
+	journal_options o = small_opts();
+	journal *j;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_open(g_root, SHARD, &o, &j, NULL, err, sizeof err), 0, "%s", err);
+	for (uint64_t s = 1; s <= RECORDS; s++) {
+		append_one(j, s);
+		if (s % 50 == 0)
+			cr_assert_eq(journal_commit(j), 0, "%s", journal_error(j));
+	}
+	cr_assert_eq(journal_close(j, NULL), 0);
+	map_records();
+	cr_assert_str_neq(g_file[1], g_file[RECORDS], "the journal must span several segments");
+}
+
+static void teardown(void)
+{
+	if (g_root[0] != '\0')
+		nftw(g_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	g_root[0] = '\0';
+}
+
+TestSuite(reader_error, .init = setup, .fini = teardown);
+
+/* The first seq of the segment after the one holding `seq`. */
+static uint64_t next_segment_start(uint64_t seq)
+{
+	uint64_t s = seq;
+	while (s <= RECORDS && strcmp(g_file[s], g_file[seq]) == 0)
+		s++;
+	cr_assert_leq(s, RECORDS, "no segment after seq %" PRIu64, seq);
+	return s;
+}
+
+/* Opens a reader after `after`, reads until it stops; returns its rc and
+ * the error place. `handed` (may be NULL) gets the number of records handed
+ * out, `msg` (may be NULL, JOURNAL_ERR_LEN bytes) the message. */
+static int read_until_stop(uint64_t after, journal_error_at *at, uint64_t *handed, char *msg)
+{
+	journal_reader *r;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open_from(g_root, SHARD, NULL, after, &r, err, sizeof err), 0,
+	             "%s", err);
+	journal_record x;
+	int rc;
+	uint64_t n = 0;
+	while ((rc = journal_reader_next(r, &x)) == 1) {
+		n++;
+		/* While it reads, there is no error to locate. */
+		journal_error_at mid;
+		cr_assert_eq(journal_reader_error_at(r, &mid), 0);
+	}
+	memset(at, 0x5a, sizeof *at);
+	int got = journal_reader_error_at(r, at);
+	cr_assert_eq(got, rc < 0, "error_at says %d for rc %d", got, rc);
+	if (msg)
+		snprintf(msg, JOURNAL_ERR_LEN, "%s", journal_reader_error(r));
+	journal_reader_close(r);
+	if (handed)
+		*handed = n;
+	return rc;
+}
+
+Test(reader_error, a_corrupt_record_is_located_at_its_file_and_offset)
+{
+	/* A record in the middle of the second segment: valid records follow it
+	 * in the same file, so it is corruption, not a torn tail. */
+	uint64_t bad = next_segment_start(1) + 40;
+	int fd = open(g_file[bad], O_RDWR);
+	cr_assert_geq(fd, 0);
+	off_t at_byte = (off_t)(g_off[bad] + 48 + PAYLOAD / 2); /* inside the payload */
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, at_byte), 1);
+	b ^= 0x10;
+	cr_assert_eq(pwrite(fd, &b, 1, at_byte), 1);
+	close(fd);
+
+	journal_error_at at;
+	uint64_t handed;
+	char msg[JOURNAL_ERR_LEN];
+	cr_assert_eq(read_until_stop(0, &at, &handed, msg), -EBADMSG);
+	cr_assert_eq(handed, bad - 1);
+	cr_assert_str_eq(at.file, g_file[bad]);
+	cr_assert_eq(at.has_offset, 1);
+	cr_assert_eq(at.offset, g_off[bad], "offset %" PRIu64 ", record at %" PRIu64, at.offset,
+	             g_off[bad]);
+	cr_assert_eq(at.seq, bad);
+	/* The message says the same in words. */
+	char want[PATH_MAX + 64];
+	snprintf(want, sizeof want, "%s offset %" PRIu64 " (expected seq %" PRIu64 ")", at.file,
+	         at.offset, at.seq);
+	cr_assert_not_null(strstr(msg, want), "%s", msg);
+}
+
+Test(reader_error, a_missing_middle_segment_is_located_at_the_next_ones_header)
+{
+	uint64_t s2 = next_segment_start(1);
+	uint64_t s3 = next_segment_start(s2);
+	cr_assert_eq(unlink(g_file[s2]), 0);
+	journal_error_at at;
+	cr_assert_eq(read_until_stop(0, &at, NULL, NULL), -EBADMSG);
+	cr_assert_str_eq(at.file, g_file[s3], "the segment that does not follow");
+	cr_assert_eq(at.has_offset, 1);
+	cr_assert_eq(at.offset, 0);
+	cr_assert_eq(at.seq, s2, "the first missing record");
+}
+
+Test(reader_error, a_missing_head_names_the_first_segment_present)
+{
+	uint64_t s2 = next_segment_start(1);
+	cr_assert_eq(unlink(g_file[1]), 0);
+	/* Found at open: error_at says so before any read. */
+	journal_reader *r;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open(g_root, SHARD, NULL, &r, err, sizeof err), 0, "%s", err);
+	journal_error_at at;
+	cr_assert_eq(journal_reader_error_at(r, &at), 1);
+	cr_assert_str_eq(at.file, g_file[s2]);
+	cr_assert_eq(at.has_offset, 0);
+	cr_assert_eq(at.seq, 1);
+	journal_record x;
+	cr_assert_eq(journal_reader_next(r, &x), -EBADMSG);
+	journal_reader_close(r);
+
+	/* No segment at all, yet records after 7 are needed: no file to name. */
+	uint64_t s;
+	for (s = s2; s <= RECORDS; s = next_segment_start(s)) {
+		cr_assert_eq(unlink(g_file[s]), 0);
+		if (strcmp(g_file[s], g_file[RECORDS]) == 0)
+			break;
+	}
+	cr_assert_eq(read_until_stop(7, &at, NULL, NULL), -EBADMSG);
+	cr_assert_str_eq(at.file, "");
+	cr_assert_eq(at.has_offset, 0);
+	cr_assert_eq(at.seq, 8);
+}
+
+Test(reader_error, a_short_log_is_located_where_the_next_record_goes)
+{
+	journal_error_at at;
+	uint64_t handed;
+	cr_assert_eq(read_until_stop(RECORDS + 10, &at, &handed, NULL), -EBADMSG);
+	cr_assert_eq(handed, 0);
+	cr_assert_eq(at.seq, RECORDS + 1);
+	cr_assert_str_eq(at.file, g_file[RECORDS]);
+	cr_assert_eq(at.has_offset, 1);
+	cr_assert_gt(at.offset, g_off[RECORDS]);
+	/* Where the journal itself puts the next record. */
+	journal_options o = small_opts();
+	journal *j;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_open(g_root, SHARD, &o, &j, NULL, err, sizeof err), 0, "%s", err);
+	append_one(j, RECORDS + 1);
+	cr_assert_eq(journal_close(j, NULL), 0);
+	journal_reader *r;
+	cr_assert_eq(journal_reader_open_from(g_root, SHARD, NULL, RECORDS, &r, err, sizeof err), 0,
+	             "%s", err);
+	journal_record x;
+	cr_assert_eq(journal_reader_next(r, &x), 1, "%s", journal_reader_error(r));
+	cr_assert_eq(x.seq, RECORDS + 1);
+	cr_assert_str_eq(x.file, at.file);
+	cr_assert_eq(x.offset, at.offset);
+	journal_reader_close(r);
+}
+
+Test(reader_error, an_unreadable_segment_is_an_io_error_naming_it)
+{
+	uint64_t s2 = next_segment_start(1);
+	cr_assert_eq(unlink(g_file[s2]), 0);
+	cr_assert_eq(mkdir(g_file[s2], 0755), 0); /* same name; mmap refuses a directory */
+	journal_error_at at;
+	uint64_t handed;
+	int rc = read_until_stop(0, &at, &handed, NULL);
+	cr_assert_lt(rc, 0);
+	cr_assert_neq(rc, -EBADMSG, "an I/O error, not corruption");
+	cr_assert_eq(handed, s2 - 1);
+	cr_assert_str_eq(at.file, g_file[s2]);
+	cr_assert_eq(at.has_offset, 0);
+	cr_assert_eq(at.seq, s2);
+}

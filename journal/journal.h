@@ -370,8 +370,6 @@ int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *
                   size_t err_len);
 
 /* Operator maintenance (journal_truncate_at, the explicit repair) is a module
- * of its own: journal/maint.h. Included here so that its existing callers
- * keep compiling; new code includes journal/maint.h itself. */
-#include "journal/maint.h"
+ * of its own: journal/maint.h. */
 
 #endif /* BO_JOURNAL_H */

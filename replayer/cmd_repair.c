@@ -19,6 +19,7 @@
 
 #include "base/json.h"
 #include "journal/journal.h"
+#include "journal/maint.h"
 #include "replayer/replay_cli.h"
 #include "replayer/replay_dir.h"
 

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "journal/journal.h"
+#include "journal/maint.h"
 
 #define SHARD 3u
 #define SEG_BYTES (64u << 10)

@@ -100,10 +100,7 @@ int engine_new(const engine_config *cfg, engine **out)
 {
 	assert(cfg && out);
 	*out = NULL;
-	if (cfg->seats_max == 0 || cfg->seats_max > BO_SEATS_PER_SHARD_MAX || cfg->claims_max == 0 ||
-	    cfg->claims_max > BO_CLAIMS_PER_SHARD_MAX || !BO_IS_POW2(cfg->idem_capacity) ||
-	    cfg->idem_capacity > BO_IDEM_CAPACITY_MAX || cfg->events_max == 0 ||
-	    cfg->events_max > BO_EVENTS_PER_SHARD_MAX)
+	if (!eng_config_ok(cfg))
 		return -EINVAL;
 
 	engine *e = mi_zalloc_aligned(sizeof(*e), 64);
@@ -240,14 +237,6 @@ uint32_t engine_client_holds(const engine *e, uint64_t client_id)
 
 /* ---- Expiry heap --------------------------------------------------------- */
 
-static inline bool heap_less(const engine *e, uint32_t a, uint32_t b)
-{
-	const claim *ca = &e->claims[a], *cb = &e->claims[b];
-	if (ca->expires_ms != cb->expires_ms)
-		return ca->expires_ms < cb->expires_ms;
-	return claim_id_of(e, a) < claim_id_of(e, b);
-}
-
 static inline void heap_set(engine *e, uint32_t pos, uint32_t slot)
 {
 	e->heap[pos] = slot;
@@ -259,7 +248,7 @@ static void heap_up(engine *e, uint32_t pos)
 	uint32_t slot = e->heap[pos];
 	while (pos > 0) {
 		uint32_t parent = (pos - 1) / 2;
-		if (!heap_less(e, slot, e->heap[parent]))
+		if (!eng_heap_less(e, slot, e->heap[parent]))
 			break;
 		heap_set(e, pos, e->heap[parent]);
 		pos = parent;
@@ -274,9 +263,9 @@ static void heap_down(engine *e, uint32_t pos)
 		uint32_t child = 2 * pos + 1;
 		if (child >= e->heap_len)
 			break;
-		if (child + 1 < e->heap_len && heap_less(e, e->heap[child + 1], e->heap[child]))
+		if (child + 1 < e->heap_len && eng_heap_less(e, e->heap[child + 1], e->heap[child]))
 			child++;
-		if (!heap_less(e, e->heap[child], slot))
+		if (!eng_heap_less(e, e->heap[child], slot))
 			break;
 		heap_set(e, pos, e->heap[child]);
 		pos = child;
@@ -451,22 +440,8 @@ static inline bool seat_free(const engine *e, const event *ev, uint32_t s)
 
 static idem_entry *idem_find(const engine *e, uint64_t client, uint64_t request)
 {
-	uint32_t h = idem_hash(client, request);
-	/* At most one lap: even if every bucket spilled, the key is found. */
-	for (uint32_t b = h & e->idem_index_mask, probes = 0; probes <= e->idem_index_mask;
-	     b = (b + 1) & e->idem_index_mask, probes++) {
-		const idem_bucket *bk = &e->idem_index[b];
-		for (uint32_t i = 0; i < IDEM_SLOTS; i++) {
-			if (bk->hash[i] != h || !idem_live(e, bk->pos[i]))
-				continue;
-			idem_entry *en = &e->idem[(bk->pos[i] - 1) & (e->cfg.idem_capacity - 1)];
-			if (en->client == client && en->request == request)
-				return en;
-		}
-		if (!bk->spill)
-			return NULL;
-	}
-	return NULL;
+	uint64_t pos = eng_idem_find(e, client, request);
+	return pos == UINT64_MAX ? NULL : &e->idem[pos & (e->cfg.idem_capacity - 1)];
 }
 
 /* Clears the spill flag of bucket b when nothing spilled from it is live:

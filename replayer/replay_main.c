@@ -50,6 +50,7 @@
 
 #include "engine/engine.h"
 #include "engine/snapshot.h"
+#include "shard/snapfile.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
@@ -559,7 +560,7 @@ static void resolve_config(const opts *o, const replay_shard_dir *d, engine_conf
 		char path[REPLAY_DIR_PATH_LEN], err[SNAPSHOT_ERR_LEN];
 		snapshot_info info;
 		replay_dir_snap_path(d, k - 1, path, sizeof path);
-		if (snapshot_peek(path, &info, err, sizeof err) == 0) {
+		if (snapfile_peek(path, &info, err, sizeof err) == 0) {
 			*cfg = info.config;
 			*source = "newest snapshot";
 			break;
@@ -1495,7 +1496,7 @@ static int cmd_snapshot(const opts *o, const shard_list *sl)
 				         d.shard);
 			} else {
 				char serr[SNAPSHOT_ERR_LEN];
-				int sr = snapshot_save(b.e, d.path, d.shard, seq, ts, serr,
+				int sr = snapfile_save(b.e, d.path, d.shard, seq, ts, serr,
 				                       sizeof serr);
 				if (sr < 0) {
 					err_line("shard %" PRIu32 ": %s", d.shard, serr);

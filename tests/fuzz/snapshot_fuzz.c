@@ -19,11 +19,8 @@
  *      checksums fixed up: the deep path, engine_check against near-valid
  *      states.
  *
- * Build (clang 14), from the repository root:
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
- *     -fno-sanitize-recover=all tests/fuzz/snapshot_fuzz.c engine/snapshot.c engine/engine.c \
- *     -lmimalloc -lxxhash -o snapshot_fuzz
- * Run: ./snapshot_fuzz -max_len=65536 -max_total_time=300 corpus_dir
+ * Build and run (clang 14, ASan + UBSan), from the repository root:
+ *   scripts/fuzz --seconds 300 snapshot
  */
 #include <errno.h>
 #include <stdint.h>

@@ -20,7 +20,7 @@
  *    read, and it never reads outside [buf, buf + len).
  *
  * Errors: negative errno values. -EINVAL: malformed or non-canonical input
- * (including truncation, an unknown op, kind or format version), or a value
+ * (including truncation, an unknown op or format version), or a value
  * that has no encoding. -ENOSPC: the output buffer is too small (nothing
  * useful was written). -ENOMEM: a seat map could not be allocated.
  *

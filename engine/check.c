@@ -594,7 +594,7 @@ static int check_pools(const engine *e, uint64_t *sum, char *err, size_t errlen)
 static int check_idem(const engine *e, uint8_t *refs, char *err, size_t errlen)
 {
 	const uint64_t head = e->idem_head, tail = e->idem_tail, mask = e->cfg.idem_capacity - 1;
-	const bool exact = tail <= UINT32_MAX; /* see the comment above CHECK */
+	const bool exact = tail <= UINT32_MAX; /* see "Idempotency positions" above */
 	int64_t prev_at = 0;
 	for (uint64_t pos = head; pos < tail; pos++) {
 		const idem_entry *en = &e->idem[pos & mask];

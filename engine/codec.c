@@ -1,5 +1,5 @@
 /*
- * codec.c — canonical binary encoding of commands, results and expiries.
+ * codec.c — canonical binary encoding of commands and results.
  *
  * ENCODING
  *
@@ -42,12 +42,6 @@
  *              u32 free_by_category[category_count]
  *              u32 pool_capacity[pool_count]  u32 pool_free[pool_count]
  *
- * Expiry:
- *   u8 CODEC_EXPIRY_TAG  u8 version
- *   u64 event_id  u64 claim_id  u64 client_id  i64 expires_at_ms  u8 is_pool (0/1)
- *   is_pool 1: u8 pool  u32 quantity
- *   is_pool 0: u8 seat_count (<= BO_SEATS_PER_HOLD_MAX), u32 seats[seat_count]
- *
  * MEANINGFUL FIELDS (the one place that defines them: cmd_groups() and
  * result_groups() below; size, encode, decode and the _equal functions all
  * follow these two functions and nothing else)
@@ -83,14 +77,11 @@
  * the engine fills it: a spare field costs bytes, a missing one would hide a
  * divergence from the replay verifier.
  *
- * Expiries: every field but padding; pool and quantity only for pool holds,
- * seats only for seat holds.
- *
  * VALIDITY RULE
  *
  * An encoding is valid if and only if it is exactly what the encoder writes
  * for some value: every count within its bound, every enumerated byte in its
- * range, has_map and is_pool 0 or 1, runs maximal, the runs of a row summing
+ * range, has_map 0 or 1, runs maximal, the runs of a row summing
  * to its seats, the rows summing to seat_count, and the decoded map passing
  * bo_seatmap_check(). Anything else, including a truncation, is -EINVAL.
  *
@@ -105,6 +96,7 @@
  * the row and the seat array.
  */
 #include "codec.h"
+#include "base/le.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -223,20 +215,23 @@ static void put_u8(wr *w, uint32_t v)
 
 static void put_u16(wr *w, uint32_t v)
 {
-	put_u8(w, v & 0xffu);
-	put_u8(w, (v >> 8) & 0xffu);
+	assert(w->end - w->p >= 2);
+	bo_le_store16(w->p, (uint16_t)v);
+	w->p += 2;
 }
 
 static void put_u32(wr *w, uint32_t v)
 {
-	put_u16(w, v & 0xffffu);
-	put_u16(w, v >> 16);
+	assert(w->end - w->p >= 4);
+	bo_le_store32(w->p, v);
+	w->p += 4;
 }
 
 static void put_u64(wr *w, uint64_t v)
 {
-	put_u32(w, (uint32_t)(v & 0xffffffffu));
-	put_u32(w, (uint32_t)(v >> 32));
+	assert(w->end - w->p >= 8);
+	bo_le_store64(w->p, v);
+	w->p += 8;
 }
 
 static void put_i64(wr *w, int64_t v)
@@ -281,20 +276,32 @@ static uint32_t get_u8(rd *r)
 
 static uint32_t get_u16(rd *r)
 {
-	uint32_t lo = get_u8(r);
-	return lo | (get_u8(r) << 8);
+	if (!need(r, 2))
+		return 0;
+	uint32_t v = bo_le_load16(r->p);
+	r->p += 2;
+	r->left -= 2;
+	return v;
 }
 
 static uint32_t get_u32(rd *r)
 {
-	uint32_t lo = get_u16(r);
-	return lo | (get_u16(r) << 16);
+	if (!need(r, 4))
+		return 0;
+	uint32_t v = bo_le_load32(r->p);
+	r->p += 4;
+	r->left -= 4;
+	return v;
 }
 
 static uint64_t get_u64(rd *r)
 {
-	uint64_t lo = get_u32(r);
-	return lo | ((uint64_t)get_u32(r) << 32);
+	if (!need(r, 8))
+		return 0;
+	uint64_t v = bo_le_load64(r->p);
+	r->p += 8;
+	r->left -= 8;
+	return v;
 }
 
 /* Two's complement back to int64_t without implementation-defined casts. */
@@ -882,94 +889,4 @@ int codec_result_equal(const bo_result *a, const bo_result *b)
 			return 0;
 	}
 	return 1;
-}
-
-/* ---- Expiries ------------------------------------------------------------ */
-
-int32_t codec_expiry_size(const bo_expiry *exp)
-{
-	assert(exp != NULL);
-	if (exp->is_pool > 1)
-		return -EINVAL;
-	if (exp->is_pool)
-		return 2 + 4 * 8 + 1 + 1 + 4;
-	if (exp->seat_count > BO_SEATS_PER_HOLD_MAX)
-		return -EINVAL;
-	return 2 + 4 * 8 + 1 + 1 + 4 * (int32_t)exp->seat_count;
-}
-
-int32_t codec_expiry_encode(const bo_expiry *exp, uint8_t *buf, size_t cap)
-{
-	assert(exp != NULL && (buf != NULL || cap == 0));
-	int32_t size = codec_expiry_size(exp);
-	if (size < 0)
-		return size;
-	if ((size_t)size > cap)
-		return -ENOSPC;
-	wr w = {buf, buf + size};
-	put_u8(&w, CODEC_EXPIRY_TAG);
-	put_u8(&w, CODEC_VERSION);
-	put_u64(&w, exp->event_id);
-	put_u64(&w, exp->claim_id);
-	put_u64(&w, exp->client_id);
-	put_i64(&w, exp->expires_at_ms);
-	put_u8(&w, exp->is_pool);
-	if (exp->is_pool) {
-		put_u8(&w, exp->pool);
-		put_u32(&w, exp->quantity);
-	} else {
-		put_u8(&w, exp->seat_count);
-		for (uint32_t i = 0; i < exp->seat_count; i++)
-			put_u32(&w, exp->seats[i]);
-	}
-	return wr_done(&w, buf, size);
-}
-
-int32_t codec_expiry_decode(const uint8_t *buf, size_t len, bo_expiry *out)
-{
-	assert((buf != NULL || len == 0) && out != NULL);
-	memset(out, 0, sizeof(*out));
-	rd r = {buf, len, 0};
-	uint32_t tag = get_u8(&r);
-	uint32_t version = get_u8(&r);
-	if (r.bad || tag != CODEC_EXPIRY_TAG || version != CODEC_VERSION)
-		return -EINVAL;
-	out->event_id = get_u64(&r);
-	out->claim_id = get_u64(&r);
-	out->client_id = get_u64(&r);
-	out->expires_at_ms = get_i64(&r);
-	uint32_t is_pool = get_u8(&r);
-	if (r.bad || is_pool > 1)
-		return -EINVAL;
-	out->is_pool = (uint8_t)is_pool;
-	if (is_pool) {
-		out->pool = (uint8_t)get_u8(&r);
-		out->quantity = get_u32(&r);
-	} else {
-		uint32_t n = get_u8(&r);
-		if (n > BO_SEATS_PER_HOLD_MAX || !need(&r, 4ull * n))
-			return -EINVAL;
-		out->seat_count = (uint8_t)n;
-		for (uint32_t i = 0; i < n; i++)
-			out->seats[i] = get_u32(&r);
-	}
-	if (r.bad)
-		return -EINVAL;
-	assert(len - r.left <= CODEC_EXPIRY_SIZE_MAX);
-	return (int32_t)(len - r.left);
-}
-
-int codec_expiry_equal(const bo_expiry *a, const bo_expiry *b)
-{
-	assert(a != NULL && b != NULL);
-	if (a->event_id != b->event_id || a->claim_id != b->claim_id ||
-	    a->client_id != b->client_id || a->expires_at_ms != b->expires_at_ms ||
-	    a->is_pool != b->is_pool)
-		return 0;
-	if (a->is_pool)
-		return a->pool == b->pool && a->quantity == b->quantity;
-	if (a->seat_count != b->seat_count)
-		return 0;
-	uint32_t n = a->seat_count < BO_SEATS_PER_HOLD_MAX ? a->seat_count : BO_SEATS_PER_HOLD_MAX;
-	return seats_equal(n, a->seats, b->seats);
 }

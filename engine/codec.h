@@ -1,10 +1,11 @@
 /*
- * codec.h — the canonical binary encoding of engine commands, results and
- * expiries (the types of engine.h).
+ * codec.h — the canonical binary encoding of engine commands and results
+ * (the types of engine.h).
  *
- * Used as journal record payloads (replay decodes a command, re-applies it
- * and checks that the engine reproduces the recorded result with
- * codec_result_equal()) and for snapshots. The byte layout, the validity
+ * Used as journal record payloads (shard/entry.c; recovery and the replay
+ * tool decode a command, re-apply it and check that the engine reproduces
+ * the recorded result with codec_result_equal()). Snapshots do not use it:
+ * they are raw table images (snapshot.h). The byte layout, the validity
  * rule and the table of meaningful fields are at the top of codec.c.
  *
  * Properties every function here keeps:
@@ -19,7 +20,7 @@
  *    read, and it never reads outside [buf, buf + len).
  *
  * Errors: negative errno values. -EINVAL: malformed or non-canonical input
- * (including truncation, an unknown op, kind or format version), or a value
+ * (including truncation, an unknown op or format version), or a value
  * that has no encoding. -ENOSPC: the output buffer is too small (nothing
  * useful was written). -ENOMEM: a seat map could not be allocated.
  *
@@ -38,11 +39,6 @@
  * codec.c changes; decode refuses every other version (a reader must never
  * guess at the meaning of bytes written by another format). */
 #define CODEC_VERSION 1u
-
-/* Byte 0 of an expiry encoding. Commands and results start with their op
- * (1..BO_OP_COUNT-1); an expiry has none, so it gets a tag outside that
- * range, which keeps "byte 0 says what follows" true for every encoding. */
-#define CODEC_EXPIRY_TAG 0xE1u
 
 /* ---- Size bounds (for buffers reserved up front) ------------------------- */
 
@@ -64,15 +60,11 @@
 	(4u + 1u + 3u * 8u + 8u + 8u + 4u + 1u + 1u + 5u * BO_SEATS_PER_HOLD_MAX + 2u + \
 	 4u * (BO_SEAT_STATE_COUNT + BO_CATEGORIES_MAX + 2u * BO_POOLS_PER_EVENT_MAX))
 
-/* The largest expiry encoding (a seat hold of BO_SEATS_PER_HOLD_MAX seats). */
-#define CODEC_EXPIRY_SIZE_MAX (2u + 4u * 8u + 1u + 1u + 4u * BO_SEATS_PER_HOLD_MAX)
-
 _Static_assert(CODEC_CMD_SIZE_MAX <= INT32_MAX, "sizes are returned as int32_t");
 _Static_assert(BO_SEATS_PER_ROW_MAX <= UINT16_MAX, "a category run length is 16 bits");
 _Static_assert(BO_CATEGORIES_MAX <= UINT8_MAX, "category_count is one byte");
 _Static_assert(BO_SEATS_PER_HOLD_MAX <= UINT8_MAX, "seat_count is one byte");
 _Static_assert(BO_PAYREF_LEN_MAX <= UINT8_MAX, "payref_len is one byte");
-_Static_assert(BO_OP_COUNT <= CODEC_EXPIRY_TAG, "the expiry tag is not an op");
 
 /* ---- Commands ------------------------------------------------------------ */
 
@@ -126,16 +118,5 @@ int32_t codec_result_decode(const uint8_t *buf, size_t len, bo_result *out /* OU
  * (op, status), else 0. This is what replay uses to decide that
  * re-execution reproduced a recorded result. */
 int codec_result_equal(const bo_result *a, const bo_result *b);
-
-/* ---- Expiries ------------------------------------------------------------ */
-
-/* Exact size, or -EINVAL: is_pool not 0/1, seat_count >
- * BO_SEATS_PER_HOLD_MAX (seat holds). */
-int32_t codec_expiry_size(const bo_expiry *exp);
-int32_t codec_expiry_encode(const bo_expiry *exp, uint8_t *buf, size_t cap);
-/* Returns the bytes consumed or -EINVAL; unused fields zeroed. */
-int32_t codec_expiry_decode(const uint8_t *buf, size_t len, bo_expiry *out /* OUT */);
-/* 1 when equal on ids, expiry, kind and (pool, quantity) or seats. */
-int codec_expiry_equal(const bo_expiry *a, const bo_expiry *b);
 
 #endif /* BO_CODEC_H */

@@ -14,21 +14,24 @@
  *              16-byte budget of the issue is met with room to spare.
  *   rows[]     16 bytes per row: first seat, length, section, and the span of
  *              its row-category counters.
- *   rowcats[]  8 bytes per (row, category present in it): free seats of that
- *              category in that row, so best-available skips rows that cannot
- *              hold the block without reading their seats.
+ *   rowcats[]  4 bytes per (row, category present in it): an upper bound of
+ *              the longest run of free seats of that category in that row
+ *              (max_run) and the block sizes that found no clean block there
+ *              (no_clean), so best-available skips rows that cannot hold the
+ *              block without reading their seats.
  *   claims[]   one slot per hold/booking (ids: generation << 32 | slot).
  *   heap[]     indexed min-heap of active holds by (expires_at, claim id):
  *              extend is a sift, release a removal, and nothing is lazy, so
  *              the heap's size is bounded by claims_max.
  *   clients    open-addressed table client -> active holds.
  *   events     open-addressed table event id -> event index (no deletion).
- *   idem       FIFO of the last idem_capacity mutating results + an
- *              open-addressed index keyed by (client, request).
+ *   idem       FIFO of the last idem_capacity mutating results + a bucketed
+ *              hash index keyed by (client, request) (see "Idempotency
+ *              window").
  *
- * Every array is reserved in engine_new() from mimalloc; zeroed memory that
- * is never touched is never resident, so a shard sized for 16 Mi seats costs
- * only what its events use.
+ * Every table is reserved in engine_new() straight from mmap
+ * (eng_table_alloc); zero pages that are never touched are never resident,
+ * so a shard sized for 16 Mi seats costs only what its events use.
  */
 #include "engine.h"
 #include "engine_internal.h"
@@ -100,10 +103,7 @@ int engine_new(const engine_config *cfg, engine **out)
 {
 	assert(cfg && out);
 	*out = NULL;
-	if (cfg->seats_max == 0 || cfg->seats_max > BO_SEATS_PER_SHARD_MAX || cfg->claims_max == 0 ||
-	    cfg->claims_max > BO_CLAIMS_PER_SHARD_MAX || !BO_IS_POW2(cfg->idem_capacity) ||
-	    cfg->idem_capacity > BO_IDEM_CAPACITY_MAX || cfg->events_max == 0 ||
-	    cfg->events_max > BO_EVENTS_PER_SHARD_MAX)
+	if (!eng_config_ok(cfg))
 		return -EINVAL;
 
 	engine *e = mi_zalloc_aligned(sizeof(*e), 64);
@@ -120,7 +120,7 @@ int engine_new(const engine_config *cfg, engine **out)
 	e->event_index_mask = pow2_at_least(2ull * cfg->events_max) - 1;
 	e->event_index = eng_table_alloc(e->event_index_mask + 1ull, sizeof(uint32_t));
 	e->claims = eng_table_alloc(cfg->claims_max, sizeof(claim));
-	e->recycle = eng_table_alloc(2ull * cfg->claims_max, sizeof(uint32_t));
+	e->recycle = eng_table_alloc(eng_recycle_cap(cfg), sizeof(uint32_t));
 	e->heap = eng_table_alloc(cfg->claims_max, sizeof(uint32_t));
 	/* Only clients with active holds are in the table: at most claims_max. */
 	e->clients_mask = pow2_at_least(2ull * cfg->claims_max) - 1;
@@ -240,14 +240,6 @@ uint32_t engine_client_holds(const engine *e, uint64_t client_id)
 
 /* ---- Expiry heap --------------------------------------------------------- */
 
-static inline bool heap_less(const engine *e, uint32_t a, uint32_t b)
-{
-	const claim *ca = &e->claims[a], *cb = &e->claims[b];
-	if (ca->expires_ms != cb->expires_ms)
-		return ca->expires_ms < cb->expires_ms;
-	return claim_id_of(e, a) < claim_id_of(e, b);
-}
-
 static inline void heap_set(engine *e, uint32_t pos, uint32_t slot)
 {
 	e->heap[pos] = slot;
@@ -259,7 +251,7 @@ static void heap_up(engine *e, uint32_t pos)
 	uint32_t slot = e->heap[pos];
 	while (pos > 0) {
 		uint32_t parent = (pos - 1) / 2;
-		if (!heap_less(e, slot, e->heap[parent]))
+		if (!eng_heap_less(e, slot, e->heap[parent]))
 			break;
 		heap_set(e, pos, e->heap[parent]);
 		pos = parent;
@@ -274,9 +266,9 @@ static void heap_down(engine *e, uint32_t pos)
 		uint32_t child = 2 * pos + 1;
 		if (child >= e->heap_len)
 			break;
-		if (child + 1 < e->heap_len && heap_less(e, e->heap[child + 1], e->heap[child]))
+		if (child + 1 < e->heap_len && eng_heap_less(e, e->heap[child + 1], e->heap[child]))
 			child++;
-		if (!heap_less(e, e->heap[child], slot))
+		if (!eng_heap_less(e, e->heap[child], slot))
 			break;
 		heap_set(e, pos, e->heap[child]);
 		pos = child;
@@ -327,7 +319,7 @@ static uint32_t claim_take(engine *e)
 		slot = e->claims_fresh++;
 		e->claims[slot].gen = 1;
 	} else {
-		const uint64_t cap = 2ull * e->cfg.claims_max;
+		const uint64_t cap = eng_recycle_cap(&e->cfg);
 		for (;;) {
 			if (e->recycle_head == e->recycle_tail)
 				return SLOT_NONE;
@@ -356,7 +348,7 @@ static void claim_end(engine *e, uint32_t slot, uint8_t state)
 	assert(c->heap_pos == SLOT_NONE);
 	c->state = state;
 	assert(!c->in_recycle);
-	const uint64_t cap = 2ull * e->cfg.claims_max;
+	const uint64_t cap = eng_recycle_cap(&e->cfg);
 	assert(e->recycle_tail - e->recycle_head < cap);
 	c->in_recycle = 1;
 	c->ticket = (uint32_t)e->recycle_tail;
@@ -437,11 +429,13 @@ static inline bool seat_free(const engine *e, const event *ev, uint32_t s)
 /* ---- Idempotency window -------------------------------------------------- */
 
 /* The window is probed on every mutating command, so the index must cost
- * one cache line per command. It is an array of 64-byte buckets of eight
- * (key hash, position) slots, four times as many slots as entries (two
- * live slots per bucket on average). A slot is live while its position is
- * in the FIFO, [idem_head, idem_tail): evicting the oldest entry is just
- * idem_head++, with no index write at all. A key lives in its home bucket
+ * one cache line per command. It is an array of 64-byte buckets of seven
+ * (key hash, position) slots and a spill flag, at least four times as many
+ * slots as entries (under two live slots per bucket on average). A slot is
+ * live while its position is in the FIFO, [idem_head, idem_tail): evicting
+ * the oldest entry is just idem_head++, with no index write at all. The
+ * lookup is eng_idem_find() (engine_internal.h), shared with the
+ * checker. A key lives in its home bucket
  * unless that bucket was full of live slots when it was inserted; then it
  * goes to the next bucket with room, and every bucket passed gets its
  * `spill` flag, which tells lookups to look further. (Measured with
@@ -449,24 +443,11 @@ static inline bool seat_free(const engine *e, const event *ev, uint32_t s)
  * backward-shift deletion this replaced cost three cold misses per
  * command and capped the engine at ~2.1M commands/s.) */
 
+/* The window's entry for (client, request), or NULL (eng_idem_find). */
 static idem_entry *idem_find(const engine *e, uint64_t client, uint64_t request)
 {
-	uint32_t h = idem_hash(client, request);
-	/* At most one lap: even if every bucket spilled, the key is found. */
-	for (uint32_t b = h & e->idem_index_mask, probes = 0; probes <= e->idem_index_mask;
-	     b = (b + 1) & e->idem_index_mask, probes++) {
-		const idem_bucket *bk = &e->idem_index[b];
-		for (uint32_t i = 0; i < IDEM_SLOTS; i++) {
-			if (bk->hash[i] != h || !idem_live(e, bk->pos[i]))
-				continue;
-			idem_entry *en = &e->idem[(bk->pos[i] - 1) & (e->cfg.idem_capacity - 1)];
-			if (en->client == client && en->request == request)
-				return en;
-		}
-		if (!bk->spill)
-			return NULL;
-	}
-	return NULL;
+	uint64_t pos = eng_idem_find(e, client, request);
+	return pos == UINT64_MAX ? NULL : &e->idem[pos & (e->cfg.idem_capacity - 1)];
 }
 
 /* Clears the spill flag of bucket b when nothing spilled from it is live:
@@ -1350,7 +1331,7 @@ uint64_t engine_digest(const engine *e)
 	XXH3_64bits_update(st, e->event_index, (e->event_index_mask + 1ull) * sizeof(uint32_t));
 	XXH3_64bits_update(st, e->claims, (size_t)e->claims_fresh * sizeof(claim));
 	for (uint64_t pos = e->recycle_head; pos < e->recycle_tail; pos++) {
-		uint32_t v = e->recycle[pos % (2ull * e->cfg.claims_max)];
+		uint32_t v = e->recycle[pos % eng_recycle_cap(&e->cfg)];
 		XXH3_64bits_update(st, &v, sizeof(v));
 	}
 	XXH3_64bits_update(st, e->heap, (size_t)e->heap_len * sizeof(uint32_t));

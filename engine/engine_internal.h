@@ -1,13 +1,18 @@
 /*
  * engine_internal.h — the engine's tables, shared by engine.c and the
- * modules that read or rebuild them wholesale (snapshot.c). Not a public
- * header: only files of engine/ include it.
+ * modules that read or rebuild them wholesale (snapshot.c, check.c), and
+ * the few rules all of them must apply identically (the config bounds, the
+ * expiry order, the idempotency lookup). Not a public header: only files of
+ * engine/ include it.
  */
 #ifndef BO_ENGINE_INTERNAL_H
 #define BO_ENGINE_INTERNAL_H
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine.h"
 
@@ -183,6 +188,79 @@ static inline bool idem_live(const engine *e, uint32_t pos1)
 	/* pos1 - 1 is the low 32 bits of a FIFO position; live entries are the
 	 * (at most idem_capacity <= 2^24) positions just below idem_tail. */
 	return pos1 != 0 && (uint32_t)(pos1 - 1 - (uint32_t)e->idem_head) < (uint32_t)(e->idem_tail - e->idem_head);
+}
+
+/* The position in the FIFO window [head, tail) whose low 32 bits are
+ * `low`, or tail when there is none (windows are shorter than 2^32). */
+static inline uint64_t eng_window_pos(uint64_t head, uint64_t tail, uint32_t low)
+{
+	uint64_t p = head + (uint32_t)(low - (uint32_t)head);
+	return p < tail ? p : tail;
+}
+
+/* The idempotency lookup (see "Idempotency window" in engine.c): the FIFO
+ * position in [idem_head, idem_tail) of the entry keyed (client, request),
+ * or UINT64_MAX when the window holds none. At most one lap of the index,
+ * and every read is masked into its table, so engine_check() runs the very
+ * lookup the engine uses on tables loaded from a file. Inline: it is on
+ * every mutating command's path. */
+static inline uint64_t eng_idem_find(const engine *e, uint64_t client, uint64_t request)
+{
+	uint32_t h = idem_hash(client, request);
+	for (uint32_t b = h & e->idem_index_mask, probes = 0; probes <= e->idem_index_mask;
+	     b = (b + 1) & e->idem_index_mask, probes++) {
+		const idem_bucket *bk = &e->idem_index[b];
+		for (uint32_t i = 0; i < IDEM_SLOTS; i++) {
+			if (bk->hash[i] != h || !idem_live(e, bk->pos[i]))
+				continue;
+			uint64_t pos = eng_window_pos(e->idem_head, e->idem_tail, bk->pos[i] - 1);
+			const idem_entry *en = &e->idem[pos & (e->cfg.idem_capacity - 1)];
+			if (en->client == client && en->request == request)
+				return pos;
+		}
+		if (!bk->spill)
+			return UINT64_MAX;
+	}
+	return UINT64_MAX;
+}
+
+/* The expiry heap's order: earlier expiry first, then the lower claim id
+ * (so that expiries are deterministic). */
+static inline bool eng_heap_less(const engine *e, uint32_t a, uint32_t b)
+{
+	const claim *ca = &e->claims[a], *cb = &e->claims[b];
+	if (ca->expires_ms != cb->expires_ms)
+		return ca->expires_ms < cb->expires_ms;
+	return claim_id_of(e, a) < claim_id_of(e, b);
+}
+
+/* The configs engine_new() accepts (limits.h); the snapshot loader and
+ * engine_check() apply the same rule to name a bad one. */
+static inline bool eng_config_ok(const engine_config *c)
+{
+	return c->seats_max >= 1 && c->seats_max <= BO_SEATS_PER_SHARD_MAX && c->claims_max >= 1 &&
+	       c->claims_max <= BO_CLAIMS_PER_SHARD_MAX && BO_IS_POW2(c->idem_capacity) &&
+	       c->idem_capacity <= BO_IDEM_CAPACITY_MAX && c->events_max >= 1 &&
+	       c->events_max <= BO_EVENTS_PER_SHARD_MAX;
+}
+
+/* The engine's clock is wall-clock milliseconds (~2^41 today). A loaded
+ * clock, creation or expiry time above this is corrupt; the bound keeps
+ * now + ttl and created + lifetime far from signed overflow. */
+#define ENG_CLOCK_MS_MAX (INT64_C(1) << 60)
+
+/* Writes the reason for a refusal into err (when err is not NULL and errlen
+ * not 0) and returns -EINVAL: the loader's and the checker's way to fail. */
+__attribute__((format(printf, 3, 4))) static inline int eng_fail(char *err, size_t errlen,
+                                                                  const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
 }
 
 /* Tables come from mmap with a 64-byte header holding the mapping size. */

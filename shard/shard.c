@@ -49,6 +49,7 @@
 #include "shard/entry.h"
 #include "shard/apply.h"
 #include "engine/snapshot.h"
+#include "shard/snapfile.h"
 
 /* Batches applied but not yet durable. When it is full the writer waits
  * for the disk before applying more: with one write in flight and one
@@ -663,7 +664,7 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 	 * begin (after_seq) to tell a pruned journal from a missing segment. */
 	snapshot_info info = {0};
 	char warn[SNAPSHOT_ERR_LEN] = "";
-	int rc = snapshot_load_latest(s->dir, &s->engine, &info, warn, sizeof(warn));
+	int rc = snapfile_load_latest(s->dir, &s->engine, &info, warn, sizeof(warn));
 	if (rc < 0) {
 		snprintf(err, errlen, "snapshot: %s", warn);
 		return rc;

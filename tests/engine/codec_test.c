@@ -1,10 +1,10 @@
 /*
  * codec_test.c — proves that engine/codec.c is a canonical, hostile-input-safe
- * encoding of commands, results and expiries.
+ * encoding of commands and results.
  *
  * How:
- *  - Roundtrip: thousands of random commands (every op), results (every op x
- *    every status) and expiries, with every field random (also the ones the
+ *  - Roundtrip: thousands of random commands (every op) and results (every
+ *    op x every status), with every field random (also the ones the
  *    op does not use). decode(encode(x)) must equal a test-local projection
  *    of x (only the meaningful fields, written here independently of codec.c,
  *    everything else zero), byte for byte; re-encoding must reproduce the
@@ -16,8 +16,8 @@
  *    over-read) and frees every seat map it allocated (maps are counted,
  *    see "Seat maps under test control"); random garbage and
  *    mutated encodings never crash and, when accepted, re-encode to the very
- *    bytes accepted (canonical form); counts over limits.h, unknown ops,
- *    kinds and versions, and non-canonical maps are rejected.
+ *    bytes accepted (canonical form); counts over limits.h, unknown ops and
+ *    versions, and non-canonical maps are rejected.
  *  - Layout: two hand-assembled encodings pin the documented little-endian
  *    layout, including the per-row run-length encoding of categories.
  *  - Size: a 100k-seat map and the worst-case 1 Mi-seat map roundtrip; the
@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/le.h"
 #include "engine/codec.h"
 
 /* ---- Randomness ---------------------------------------------------------- */
@@ -145,13 +146,6 @@ static void rand_result(uint8_t op, uint8_t status, bo_result *r)
 		r->seat_state[i] = (uint8_t)rnd_below(BO_SEAT_STATE_COUNT);
 	r->avail.category_count = (uint8_t)rnd_below(BO_CATEGORIES_MAX + 1);
 	r->avail.pool_count = (uint8_t)rnd_below(BO_POOLS_PER_EVENT_MAX + 1);
-}
-
-static void rand_expiry(bo_expiry *e)
-{
-	fill_random(e, sizeof(*e));
-	e->is_pool = (uint8_t)rnd_below(2);
-	e->seat_count = (uint8_t)rnd_below(BO_SEATS_PER_HOLD_MAX + 1);
 }
 
 /* ---- The test's own idea of "meaningful" (independent of codec.c) ------- */
@@ -322,31 +316,6 @@ static int results_same(const bo_result *a, const bo_result *b)
 	return memcmp(&pa, &pb, sizeof(pa)) == 0;
 }
 
-static void project_expiry(const bo_expiry *x, bo_expiry *z)
-{
-	memset(z, 0, sizeof(*z));
-	z->event_id = x->event_id;
-	z->claim_id = x->claim_id;
-	z->client_id = x->client_id;
-	z->expires_at_ms = x->expires_at_ms;
-	z->is_pool = x->is_pool;
-	if (x->is_pool) {
-		z->pool = x->pool;
-		z->quantity = x->quantity;
-	} else {
-		z->seat_count = x->seat_count;
-		memcpy(z->seats, x->seats, sizeof(uint32_t) * x->seat_count);
-	}
-}
-
-static int expiries_same(const bo_expiry *a, const bo_expiry *b)
-{
-	bo_expiry pa, pb;
-	project_expiry(a, &pa);
-	project_expiry(b, &pb);
-	return memcmp(&pa, &pb, sizeof(pa)) == 0;
-}
-
 /* ---- Encode helpers ------------------------------------------------------ */
 
 /* Encodes into an exact-size heap block (so ASan sees any overrun) after
@@ -377,18 +346,6 @@ static uint8_t *enc_result(const bo_result *r, int32_t *n)
 	return b;
 }
 
-static uint8_t *enc_expiry(const bo_expiry *e, int32_t *n)
-{
-	int32_t size = codec_expiry_size(e);
-	cr_assert(size > 0 && size <= (int32_t)CODEC_EXPIRY_SIZE_MAX, SEED_FMT "size %d", SEED,
-	          size);
-	uint8_t *b = malloc((size_t)size);
-	cr_assert(b != NULL);
-	cr_assert_eq(codec_expiry_encode(e, b, (size_t)size), size);
-	*n = size;
-	return b;
-}
-
 /* Decodes buf[0..len) from an exact-size heap copy; returns the code. */
 static int32_t dec_cmd_exact(const uint8_t *buf, size_t len, bo_cmd *out, bo_seatmap **map)
 {
@@ -406,16 +363,6 @@ static int32_t dec_result_exact(const uint8_t *buf, size_t len, bo_result *out)
 	cr_assert(copy != NULL);
 	memcpy(copy, buf, len);
 	int32_t rc = codec_result_decode(copy, len, out);
-	free(copy);
-	return rc;
-}
-
-static int32_t dec_expiry_exact(const uint8_t *buf, size_t len, bo_expiry *out)
-{
-	uint8_t *copy = malloc(len ? len : 1);
-	cr_assert(copy != NULL);
-	memcpy(copy, buf, len);
-	int32_t rc = codec_expiry_decode(copy, len, out);
 	free(copy);
 	return rc;
 }
@@ -572,29 +519,6 @@ Test(codec, result_roundtrip_every_op_and_status)
 	}
 }
 
-Test(codec, expiry_roundtrip)
-{
-	seed_init();
-	for (int iter = 0; iter < 5000; iter++) {
-		bo_expiry x, y;
-		rand_expiry(&x);
-		int32_t n;
-		uint8_t *b = enc_expiry(&x, &n);
-		cr_assert_eq(dec_expiry_exact(b, (size_t)n, &y), n, SEED_FMT "iter %d", SEED, iter);
-		cr_assert(expiries_same(&x, &y), SEED_FMT "iter %d", SEED, iter);
-		bo_expiry py;
-		project_expiry(&y, &py);
-		cr_assert(memcmp(&py, &y, sizeof(y)) == 0, SEED_FMT "iter %d unused set", SEED,
-		          iter);
-		cr_assert(codec_expiry_equal(&x, &y));
-		int32_t n2;
-		uint8_t *b2 = enc_expiry(&y, &n2);
-		cr_assert(n2 == n && memcmp(b, b2, (size_t)n) == 0);
-		free(b2);
-		free(b);
-	}
-}
-
 /* ---- Equality helpers compare exactly the meaningful fields -------------- */
 
 /* Flips one random byte somewhere in the struct, skipping the map pointer
@@ -642,15 +566,6 @@ Test(codec, equal_helpers_track_meaningful_fields)
 		             iter, op, r.status);
 		same ? unchanged++ : changed++;
 
-		bo_expiry e, f;
-		rand_expiry(&e);
-		f = e;
-		mutate_bytes(&f, sizeof(f), 0, 0);
-		f.is_pool %= 2;
-		f.seat_count %= BO_SEATS_PER_HOLD_MAX + 1;
-		same = expiries_same(&e, &f);
-		cr_assert_eq(codec_expiry_equal(&e, &f), same, SEED_FMT "iter %d", SEED, iter);
-		same ? unchanged++ : changed++;
 		bo_seatmap_free((bo_seatmap *)x.map);
 	}
 	/* Both branches must have been exercised for the test to mean anything. */
@@ -721,14 +636,6 @@ Test(codec, every_truncation_fails_cleanly)
 			             SEED_FMT "result op %u st %u prefix %d/%d", SEED, op, r.status,
 			             len, n);
 		free(b);
-
-		bo_expiry e, f;
-		rand_expiry(&e);
-		b = enc_expiry(&e, &n);
-		for (int32_t len = 0; len < n; len++, prefixes++)
-			cr_assert_eq(dec_expiry_exact(b, (size_t)len, &f), -EINVAL,
-			             SEED_FMT "expiry prefix %d/%d", SEED, len, n);
-		free(b);
 	}
 	cr_assert(prefixes > 10000, "only %ld prefixes", prefixes);
 	assert_no_leak(baseline);
@@ -777,7 +684,7 @@ Test(codec, large_map_truncations_free_the_map)
 
 /* ---- Garbage ------------------------------------------------------------- */
 
-/* Decodes buf as all three kinds; whatever is accepted must re-encode to
+/* Decodes buf as both kinds; whatever is accepted must re-encode to
  * exactly the accepted bytes. Returns how many kinds accepted it. */
 static int decode_any(const uint8_t *buf, size_t len)
 {
@@ -808,17 +715,6 @@ static int decode_any(const uint8_t *buf, size_t len)
 		          SEED_FMT "result not canonical", SEED);
 		free(b);
 	}
-	bo_expiry e;
-	rc = dec_expiry_exact(buf, len, &e);
-	cr_assert(rc == -EINVAL || (rc > 0 && (size_t)rc <= len), SEED_FMT "exp rc %d", SEED, rc);
-	if (rc > 0) {
-		accepted++;
-		int32_t n;
-		uint8_t *b = enc_expiry(&e, &n);
-		cr_assert(n == rc && memcmp(b, buf, (size_t)n) == 0,
-		          SEED_FMT "expiry not canonical", SEED);
-		free(b);
-	}
 	return accepted;
 }
 
@@ -833,8 +729,7 @@ Test(codec, random_garbage_never_crashes)
 		fill_random(buf, len);
 		/* Half the time make the header plausible, to get past byte 1. */
 		if (len >= 2 && rnd_below(2)) {
-			buf[0] = rnd_below(8) == 0 ? CODEC_EXPIRY_TAG
-			                           : (uint8_t)(1 + rnd_below(BO_OP_COUNT - 1));
+			buf[0] = (uint8_t)(1 + rnd_below(BO_OP_COUNT - 1));
 			buf[1] = CODEC_VERSION;
 		}
 		accepted += decode_any(buf, len);
@@ -855,23 +750,13 @@ Test(codec, mutated_encodings_never_crash)
 		uint8_t *b;
 		bo_cmd x;
 		x.map = NULL;
-		switch (iter % 3) {
-		case 0:
+		if (iter % 2 == 0) {
 			rand_cmd(op, &x);
 			b = enc_cmd(&x, &n);
-			break;
-		case 1: {
+		} else {
 			bo_result r;
 			rand_result(op, (uint8_t)rnd_below(BO_STATUS_COUNT), &r);
 			b = enc_result(&r, &n);
-			break;
-		}
-		default: {
-			bo_expiry e;
-			rand_expiry(&e);
-			b = enc_expiry(&e, &n);
-			break;
-		}
 		}
 		int flips = 1 + (int)rnd_below(4);
 		for (int k = 0; k < flips; k++) {
@@ -892,12 +777,6 @@ Test(codec, mutated_encodings_never_crash)
 
 /* Offsets in the documented layout (see codec.c). */
 #define OFF_AFTER_IDS 26 /* op, version, three u64 ids */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static int32_t dec_cmd_free(const uint8_t *buf, size_t len)
 {
@@ -942,26 +821,26 @@ Test(codec, oversize_counts_rejected_on_decode)
 	buf[0] = BO_OP_CREATE_EVENT;
 	buf[1] = CODEC_VERSION;
 	h[0] = 1;
-	put32(h + 1, 1);      /* rows */
-	put32(h + 5, 3);      /* seats */
-	h[9] = 0;             /* pools */
-	h[10] = 2;            /* categories */
-	h[11] = 7, h[12] = 0; /* section 7 */
-	h[13] = 3, h[14] = 0; /* 3 seats */
-	h[15] = 3, h[16] = 0; /* run of 3 */
-	h[17] = 1;            /* category 1 */
+	bo_le_store32(h + 1, 1); /* rows */
+	bo_le_store32(h + 5, 3); /* seats */
+	h[9] = 0;                /* pools */
+	h[10] = 2;               /* categories */
+	h[11] = 7, h[12] = 0;    /* section 7 */
+	h[13] = 3, h[14] = 0;    /* 3 seats */
+	h[15] = 3, h[16] = 0;    /* run of 3 */
+	h[17] = 1;               /* category 1 */
 	int32_t valid_len = OFF_AFTER_IDS + 18;
 	cr_assert_eq(dec_cmd_free(buf, (size_t)valid_len), valid_len);
 
 	uint8_t save[32];
 	memcpy(save, h, sizeof(save));
-	put32(h + 1, BO_ROWS_PER_EVENT_MAX + 1);
+	bo_le_store32(h + 1, BO_ROWS_PER_EVENT_MAX + 1);
 	cr_assert_eq(dec_cmd_free(buf, sizeof(buf)), -EINVAL, "rows over limit");
 	memcpy(h, save, sizeof(save));
-	put32(h + 5, BO_SEATS_PER_EVENT_MAX + 1);
+	bo_le_store32(h + 5, BO_SEATS_PER_EVENT_MAX + 1);
 	cr_assert_eq(dec_cmd_free(buf, sizeof(buf)), -EINVAL, "seats over limit");
 	memcpy(h, save, sizeof(save));
-	put32(h + 5, BO_SEATS_PER_ROW_MAX + 1);
+	bo_le_store32(h + 5, BO_SEATS_PER_ROW_MAX + 1);
 	cr_assert_eq(dec_cmd_free(buf, sizeof(buf)), -EINVAL, "seats beyond what rows can hold");
 	memcpy(h, save, sizeof(save));
 	h[9] = BO_POOLS_PER_EVENT_MAX + 1;
@@ -971,8 +850,8 @@ Test(codec, oversize_counts_rejected_on_decode)
 	cr_assert_eq(dec_cmd_free(buf, sizeof(buf)), -EINVAL, "categories over limit");
 	memcpy(h, save, sizeof(save));
 	/* Maximal counts but far too few bytes: refused before allocating. */
-	put32(h + 1, BO_ROWS_PER_EVENT_MAX);
-	put32(h + 5, BO_SEATS_PER_EVENT_MAX);
+	bo_le_store32(h + 1, BO_ROWS_PER_EVENT_MAX);
+	bo_le_store32(h + 5, BO_SEATS_PER_EVENT_MAX);
 	cr_assert_eq(dec_cmd_free(buf, sizeof(buf)), -EINVAL, "counts larger than input");
 	memcpy(h, save, sizeof(save));
 
@@ -1019,8 +898,6 @@ Test(codec, oversize_counts_rejected_on_decode)
 	cr_assert_eq(dec_cmd_free(b, (size_t)n), -EINVAL, "op none");
 	b[0] = BO_OP_COUNT;
 	cr_assert_eq(dec_cmd_free(b, (size_t)n), -EINVAL, "op past the last");
-	b[0] = CODEC_EXPIRY_TAG;
-	cr_assert_eq(dec_cmd_free(b, (size_t)n), -EINVAL, "an expiry is not a command");
 	free(b);
 
 	/* Results: status, detail, seat_count, seat_state, avail counts. */
@@ -1059,22 +936,6 @@ Test(codec, oversize_counts_rejected_on_decode)
 	b = enc_result(&r, &n);
 	b[28] = BO_D_COUNT;
 	cr_assert_eq(dec_result_exact(b, (size_t)n, &s), -EINVAL, "detail");
-	free(b);
-
-	/* Expiries: tag, is_pool, seat_count. */
-	bo_expiry e, f;
-	memset(&e, 0, sizeof(e));
-	b = enc_expiry(&e, &n);
-	cr_assert_eq(dec_expiry_exact(b, (size_t)n, &f), n);
-	memcpy(big, b, (size_t)n);
-	big[34] = 2;
-	cr_assert_eq(dec_expiry_exact(big, sizeof(big), &f), -EINVAL, "is_pool 2");
-	big[34] = 0;
-	big[35] = BO_SEATS_PER_HOLD_MAX + 1;
-	cr_assert_eq(dec_expiry_exact(big, sizeof(big), &f), -EINVAL, "expiry seats");
-	big[35] = 0;
-	big[0] = BO_OP_RELEASE;
-	cr_assert_eq(dec_expiry_exact(big, sizeof(big), &f), -EINVAL, "tag");
 	free(b);
 }
 
@@ -1129,14 +990,6 @@ Test(codec, unencodable_values_rejected_on_encode)
 	cr_assert_eq(codec_result_encode(&r, buf, sizeof(buf)), -EINVAL);
 	r.status = BO_STATUS_COUNT;
 	cr_assert_eq(codec_result_encode(&r, buf, sizeof(buf)), -EINVAL);
-
-	bo_expiry e;
-	rand_expiry(&e);
-	e.is_pool = 2;
-	cr_assert_eq(codec_expiry_encode(&e, buf, sizeof(buf)), -EINVAL);
-	e.is_pool = 0;
-	e.seat_count = BO_SEATS_PER_HOLD_MAX + 1;
-	cr_assert_eq(codec_expiry_encode(&e, buf, sizeof(buf)), -EINVAL);
 }
 
 /* ---- Short output buffers ------------------------------------------------ */
@@ -1156,17 +1009,12 @@ Test(codec, short_buffer_is_enospc_and_writes_nothing_past_cap)
 		}
 		bo_result r;
 		rand_result(op, (uint8_t)rnd_below(BO_STATUS_COUNT), &r);
-		bo_expiry e;
-		rand_expiry(&e);
-		int32_t sizes[3] = {codec_cmd_size(&c), codec_result_size(&r),
-		                    codec_expiry_size(&e)};
-		for (int kind = 0; kind < 3; kind++) {
+		int32_t sizes[2] = {codec_cmd_size(&c), codec_result_size(&r)};
+		for (int kind = 0; kind < 2; kind++) {
 			for (int32_t cap = 0; cap < sizes[kind]; cap++) {
 				memset(buf, 0xa5, sizeof(buf));
 				int32_t rc = kind == 0 ? codec_cmd_encode(&c, buf, (size_t)cap)
-				             : kind == 1
-				                     ? codec_result_encode(&r, buf, (size_t)cap)
-				                     : codec_expiry_encode(&e, buf, (size_t)cap);
+				                       : codec_result_encode(&r, buf, (size_t)cap);
 				cr_assert_eq(rc, -ENOSPC, SEED_FMT "kind %d cap %d size %d", SEED,
 				             kind, cap, sizes[kind]);
 				for (size_t i = (size_t)cap; i < sizeof(buf); i++)

@@ -23,7 +23,7 @@
  *    this also checks the documentation) is refused by engine_check with a
  *    message naming the invariant. A control copy, re-checksummed without
  *    an edit, must load: so a refusal is due to the edit.
- *  - Files: snapshot_save / snapshot_load_latest / snapshot_peek with
+ *  - Files: snapfile_save / snapfile_load_latest / snapfile_peek with
  *    several files, a corrupt newest one (skipped with a warning naming it),
  *    a misnamed one, a truncated one and a .tmp leftover.
  *  - snapshot_write_fd in a child forked while another thread of the parent
@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -52,9 +53,12 @@
 #include <criterion/criterion.h>
 #include <xxhash.h>
 
+#include "base/le.h"
+#include "engine/check.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "engine/snapshot.h"
+#include "shard/snapfile.h"
 
 /* ---- Format offsets, as documented at the top of snapshot.c -------------- */
 
@@ -79,32 +83,11 @@
 #define OFF_IDEM_HEAD 144u
 #define OFF_IDEM_TAIL 152u
 
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static uint64_t rd64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-static void wr32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static void wr64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
 /* Recomputes both checksums after an edit. */
 static void rehash(uint8_t *b, size_t len)
 {
-	wr64(b + HDR_HASHED, XXH3_64bits(b, HDR_HASHED));
-	wr64(b + len - 8, XXH3_64bits(b, len - 8));
+	bo_le_store64(b + HDR_HASHED, XXH3_64bits(b, HDR_HASHED));
+	bo_le_store64(b + len - 8, XXH3_64bits(b, len - 8));
 }
 
 /* Section offsets of an image, from its header. */
@@ -117,18 +100,20 @@ static layout layout_of(const uint8_t *b)
 {
 	layout l;
 	l.seats = HDR_BYTES;
-	l.rows = l.seats + rd32(b + OFF_SEATS_USED) * sizeof(seat);
-	l.rowcats = l.rows + rd32(b + OFF_ROWS_USED) * sizeof(row);
-	l.events = l.rowcats + rd32(b + OFF_ROWCATS_USED) * sizeof(rowcat);
-	l.event_index = l.events + rd32(b + OFF_EVENT_COUNT) * sizeof(event);
-	l.claims = l.event_index + rd32(b + OFF_EVENT_INDEX_LEN) * 4u;
-	l.recycle = l.claims + rd32(b + OFF_CLAIMS_FRESH) * sizeof(claim);
-	l.heap = l.recycle + (rd64(b + OFF_RECYCLE_TAIL) - rd64(b + OFF_RECYCLE_HEAD)) * 4u;
-	l.clients = l.heap + rd32(b + OFF_HEAP_LEN) * 4u;
-	l.idem = l.clients + rd32(b + OFF_CLIENTS_USED) * (4u + sizeof(client_slot));
+	l.rows = l.seats + bo_le_load32(b + OFF_SEATS_USED) * sizeof(seat);
+	l.rowcats = l.rows + bo_le_load32(b + OFF_ROWS_USED) * sizeof(row);
+	l.events = l.rowcats + bo_le_load32(b + OFF_ROWCATS_USED) * sizeof(rowcat);
+	l.event_index = l.events + bo_le_load32(b + OFF_EVENT_COUNT) * sizeof(event);
+	l.claims = l.event_index + bo_le_load32(b + OFF_EVENT_INDEX_LEN) * 4u;
+	l.recycle = l.claims + bo_le_load32(b + OFF_CLAIMS_FRESH) * sizeof(claim);
+	l.heap = l.recycle +
+	         (bo_le_load64(b + OFF_RECYCLE_TAIL) - bo_le_load64(b + OFF_RECYCLE_HEAD)) * 4u;
+	l.clients = l.heap + bo_le_load32(b + OFF_HEAP_LEN) * 4u;
+	l.idem = l.clients + bo_le_load32(b + OFF_CLIENTS_USED) * (4u + sizeof(client_slot));
 	l.idem_index =
-	        l.idem + (rd64(b + OFF_IDEM_TAIL) - rd64(b + OFF_IDEM_HEAD)) * sizeof(idem_entry);
-	l.end = l.idem_index + rd32(b + OFF_IDEM_BUCKETS_USED) * (4u + sizeof(idem_bucket));
+	        l.idem + (bo_le_load64(b + OFF_IDEM_TAIL) - bo_le_load64(b + OFF_IDEM_HEAD)) *
+	                         sizeof(idem_entry);
+	l.end = l.idem_index + bo_le_load32(b + OFF_IDEM_BUCKETS_USED) * (4u + sizeof(idem_bucket));
 	return l;
 }
 
@@ -637,13 +622,13 @@ Test(snapshot, crazy_config_is_rejected)
 	cr_assert_not_null(b);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memcpy(b, a, len);
-		wr32(b + cases[i].off, cases[i].value);
+		bo_le_store32(b + cases[i].off, cases[i].value);
 		rehash(b, len);
 		load_fails(b, len, "config", "crazy config");
 	}
 	/* A sane config that does not fit the counts: smaller seat capacity. */
 	memcpy(b, a, len);
-	wr32(b + OFF_SEATS_MAX, 1);
+	bo_le_store32(b + OFF_SEATS_MAX, 1);
 	rehash(b, len);
 	load_fails(b, len, NULL, "config below the counts");
 	/* Control: only re-checksummed, it loads. */
@@ -734,9 +719,11 @@ static void fixture_build(fixture *f)
 	f->l = layout_of(f->img);
 	cr_assert_eq(f->l.end + 8, f->len, "documented layout gives %zu bytes, file has %zu",
 	             f->l.end + 8, f->len);
-	cr_assert_geq(rd32(f->img + OFF_HEAP_LEN), 3u);
-	cr_assert_geq(rd64(f->img + OFF_RECYCLE_TAIL) - rd64(f->img + OFF_RECYCLE_HEAD), 1u);
-	cr_assert_geq(rd32(f->img + OFF_IDEM_BUCKETS_USED), 1u);
+	cr_assert_geq(bo_le_load32(f->img + OFF_HEAP_LEN), 3u);
+	cr_assert_geq(bo_le_load64(f->img + OFF_RECYCLE_TAIL) -
+	                      bo_le_load64(f->img + OFF_RECYCLE_HEAD),
+	              1u);
+	cr_assert_geq(bo_le_load32(f->img + OFF_IDEM_BUCKETS_USED), 1u);
 }
 
 static void fixture_free(fixture *f)
@@ -776,23 +763,23 @@ static void edit_free_seat_owner(const fixture *f, uint8_t *b)
 	memcpy(&st, seat_at(f, b, 25), sizeof(st));
 	cr_assert_eq(st.state, BO_SEAT_FREE);
 	st.state = BO_SEAT_HELD;
-	st.owner = rd32(b + OFF_CLAIMS_FRESH) + 5;
+	st.owner = bo_le_load32(b + OFF_CLAIMS_FRESH) + 5;
 	memcpy(seat_at(f, b, 25), &st, sizeof(st));
 }
 
 static void edit_counter(const fixture *f, uint8_t *b)
 {
 	size_t o = f->l.events + offsetof(event, by_state) + BO_SEAT_FREE * 4;
-	wr32(b + o, rd32(b + o) + 1);
+	bo_le_store32(b + o, bo_le_load32(b + o) + 1);
 }
 
 static void edit_heap_order(const fixture *f, uint8_t *b)
 {
-	uint32_t h0 = rd32(b + f->l.heap), h1 = rd32(b + f->l.heap + 4);
-	wr32(b + f->l.heap, h1);
-	wr32(b + f->l.heap + 4, h0);
-	wr32(b + claim_off(f, h0) + offsetof(claim, heap_pos), 1);
-	wr32(b + claim_off(f, h1) + offsetof(claim, heap_pos), 0);
+	uint32_t h0 = bo_le_load32(b + f->l.heap), h1 = bo_le_load32(b + f->l.heap + 4);
+	bo_le_store32(b + f->l.heap, h1);
+	bo_le_store32(b + f->l.heap + 4, h0);
+	bo_le_store32(b + claim_off(f, h0) + offsetof(claim, heap_pos), 1);
+	bo_le_store32(b + claim_off(f, h1) + offsetof(claim, heap_pos), 0);
 }
 
 static void edit_idem_slot(const fixture *f, uint8_t *b)
@@ -806,14 +793,14 @@ static void edit_idem_slot(const fixture *f, uint8_t *b)
 	while (i < IDEM_SLOTS && bk.pos[i] == 0)
 		i++;
 	cr_assert_lt(i, IDEM_SLOTS);
-	bk.pos[i] = (uint32_t)rd64(b + OFF_IDEM_TAIL) + 10;
+	bk.pos[i] = (uint32_t)bo_le_load64(b + OFF_IDEM_TAIL) + 10;
 	memcpy(rec + 4, &bk, sizeof(bk));
 }
 
 static void edit_holds_live(const fixture *f, uint8_t *b)
 {
 	(void)f;
-	wr32(b + OFF_HOLDS_LIVE, rd32(b + OFF_HOLDS_LIVE) + 1);
+	bo_le_store32(b + OFF_HOLDS_LIVE, bo_le_load32(b + OFF_HOLDS_LIVE) + 1);
 }
 
 static void edit_client_count(const fixture *f, uint8_t *b)
@@ -846,31 +833,31 @@ static void edit_no_clean(const fixture *f, uint8_t *b)
 
 static void edit_recycle_entry(const fixture *f, uint8_t *b)
 {
-	wr32(b + f->l.recycle, rd32(b + OFF_CLAIMS_FRESH) + 1);
+	bo_le_store32(b + f->l.recycle, bo_le_load32(b + OFF_CLAIMS_FRESH) + 1);
 }
 
 static void edit_claim_duplicate_seat(const fixture *f, uint8_t *b)
 {
 	uint32_t slot = (uint32_t)f->held_claim;
 	size_t o = claim_off(f, slot) + offsetof(claim, seats);
-	wr32(b + o + 4, rd32(b + o));
+	bo_le_store32(b + o + 4, bo_le_load32(b + o));
 }
 
 static void edit_pool_held(const fixture *f, uint8_t *b)
 {
 	size_t o = f->l.events + offsetof(event, pool_held);
-	wr32(b + o, rd32(b + o) + 1);
+	bo_le_store32(b + o, bo_le_load32(b + o) + 1);
 }
 
 static void edit_event_base(const fixture *f, uint8_t *b)
 {
 	size_t o = f->l.events + offsetof(event, seat_base);
-	wr32(b + o, 1);
+	bo_le_store32(b + o, 1);
 }
 
 static void edit_in_recycle(const fixture *f, uint8_t *b)
 {
-	uint32_t slot = rd32(b + f->l.recycle);
+	uint32_t slot = bo_le_load32(b + f->l.recycle);
 	b[claim_off(f, slot) + offsetof(claim, in_recycle)] = 0;
 }
 
@@ -881,10 +868,10 @@ static void edit_seat_category(const fixture *f, uint8_t *b)
 
 static void edit_event_index(const fixture *f, uint8_t *b)
 {
-	uint32_t n = rd32(b + OFF_EVENT_INDEX_LEN);
+	uint32_t n = bo_le_load32(b + OFF_EVENT_INDEX_LEN);
 	for (uint32_t j = 0; j < n; j++)
-		if (rd32(b + f->l.event_index + j * 4u)) {
-			wr32(b + f->l.event_index + j * 4u, 0);
+		if (bo_le_load32(b + f->l.event_index + j * 4u)) {
+			bo_le_store32(b + f->l.event_index + j * 4u, 0);
 			return;
 		}
 	cr_assert_fail("no event in the index");
@@ -984,11 +971,12 @@ Test(snapshot, stale_recycle_entry_after_valid_is_rejected)
 	size_t len;
 	cr_assert_eq(snapshot_encode(e, 0, 1, engine_now(e), &img, &len), 0);
 	layout l = layout_of(img);
-	cr_assert_eq(rd64(img + OFF_RECYCLE_TAIL) - rd64(img + OFF_RECYCLE_HEAD), 2u);
-	cr_assert_eq(rd32(img + l.recycle), (uint32_t)id_a);
-	cr_assert_eq(rd32(img + l.recycle + 4), (uint32_t)id_b);
-	wr32(img + l.recycle + 4,
-	     (uint32_t)id_a); /* b's stale entry becomes a's, after a's valid one */
+	cr_assert_eq(bo_le_load64(img + OFF_RECYCLE_TAIL) - bo_le_load64(img + OFF_RECYCLE_HEAD),
+	             2u);
+	cr_assert_eq(bo_le_load32(img + l.recycle), (uint32_t)id_a);
+	cr_assert_eq(bo_le_load32(img + l.recycle + 4), (uint32_t)id_b);
+	bo_le_store32(img + l.recycle + 4,
+	              (uint32_t)id_a); /* b's stale entry becomes a's, after a's valid one */
 	rehash(img, len);
 	load_fails(img, len, "after its valid one", "stale recycle entry after the valid one");
 	free(img);
@@ -1056,12 +1044,12 @@ Test(snapshot, spilled_idempotency_index)
 	}
 	engine_free(b);
 	layout l = layout_of(a);
-	uint32_t nb = rd32(a + OFF_IDEM_BUCKETS_USED);
+	uint32_t nb = bo_le_load32(a + OFF_IDEM_BUCKETS_USED);
 	bool edited = false;
 	for (uint32_t j = 0; j < nb; j++) {
 		uint8_t *rec = a + l.idem_index + j * (4u + sizeof(idem_bucket));
-		if (rd32(rec) == home) {
-			wr32(rec + 4 + offsetof(idem_bucket, spill), 0);
+		if (bo_le_load32(rec) == home) {
+			bo_le_store32(rec + 4 + offsetof(idem_bucket, spill), 0);
 			edited = true;
 		}
 	}
@@ -1085,8 +1073,8 @@ Test(snapshot, idempotency_positions_past_2_32)
 	uint8_t *a;
 	size_t len;
 	cr_assert_eq(snapshot_encode(w.e, 0, 1, engine_now(w.e), &a, &len), 0);
-	wr64(a + OFF_IDEM_HEAD, rd64(a + OFF_IDEM_HEAD) + (1ull << 32));
-	wr64(a + OFF_IDEM_TAIL, rd64(a + OFF_IDEM_TAIL) + (1ull << 32));
+	bo_le_store64(a + OFF_IDEM_HEAD, bo_le_load64(a + OFF_IDEM_HEAD) + (1ull << 32));
+	bo_le_store64(a + OFF_IDEM_TAIL, bo_le_load64(a + OFF_IDEM_TAIL) + (1ull << 32));
 	rehash(a, len);
 	engine *b = load_ok(a, len, NULL, 11);
 	cr_assert_gt(w.nrecent, 0);
@@ -1135,17 +1123,83 @@ static void flip_file_byte(const char *path, off_t off)
 	close(fd);
 }
 
+/* The one place snapshot file names are made and recognised: exactly
+ * "snap-" + 20 decimal digits + ".snap", the digits a uint64_t. The
+ * expected strings are written out here, so the format itself is pinned. */
+Test(snapshot, file_names)
+{
+	char buf[PATH_MAX];
+	cr_assert_eq(snapfile_path(buf, sizeof(buf), NULL, 0), 0);
+	cr_assert_str_eq(buf, "snap-00000000000000000000.snap");
+	cr_assert_eq(strlen(buf), SNAPFILE_NAME_LEN);
+	cr_assert_eq(snapfile_path(buf, sizeof(buf), "/var/x", 12345), 0);
+	cr_assert_str_eq(buf, "/var/x/snap-00000000000000012345.snap");
+	cr_assert_eq(snapfile_path(buf, sizeof(buf), NULL, UINT64_MAX), 0);
+	cr_assert_str_eq(buf, "snap-18446744073709551615.snap");
+	/* The terminating NUL must fit too. */
+	cr_assert_eq(snapfile_path(buf, SNAPFILE_NAME_LEN, NULL, 7), -ENAMETOOLONG);
+	cr_assert_eq(snapfile_path(buf, SNAPFILE_NAME_LEN + 1, NULL, 7), 0);
+	cr_assert_eq(snapfile_path(buf, 8, "/a/long/directory", 7), -ENAMETOOLONG);
+
+	/* Round trip, through the name snapfile_path gives. */
+	const uint64_t seqs[] = {0,
+	                         1,
+	                         9,
+	                         10,
+	                         30,
+	                         999999,
+	                         UINT64_C(1) << 32,
+	                         UINT64_C(10000000000000000000),
+	                         UINT64_MAX - 1,
+	                         UINT64_MAX};
+	for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+		cr_assert_eq(snapfile_path(buf, sizeof(buf), NULL, seqs[i]), 0);
+		uint64_t got = 0;
+		cr_assert_eq(snapfile_name_parse(buf, &got), 1, "%s", buf);
+		cr_assert_eq(got, seqs[i], "%s gave %" PRIu64, buf, got);
+	}
+	rng r = {77};
+	for (int i = 0; i < 1000; i++) {
+		uint64_t v = rnd(&r) >> below(&r, 64);
+		cr_assert_eq(snapfile_path(buf, sizeof(buf), NULL, v), 0);
+		uint64_t got = 0;
+		cr_assert(snapfile_name_parse(buf, &got) == 1 && got == v, "%s", buf);
+	}
+
+	const char *refused[] = {
+	        "",
+	        "snap-00000000000000000030.snap.tmp", /* an interrupted save */
+	        "snap-0000000000000000030.snap",      /* 19 digits */
+	        "snap-000000000000000000030.snap",    /* 21 digits */
+	        "snap-0000000000000000003a.snap",
+	        "snap-+0000000000000000030.snap",
+	        "snap- 0000000000000000030.snap",
+	        "snap-18446744073709551616.snap", /* 2^64 */
+	        "snap-99999999999999999999.snap",
+	        "snap-00000000000000000030.sna",
+	        "snap-00000000000000000030.SNAP",
+	        "snap-00000000000000000030",
+	        "Snap-00000000000000000030.snap",
+	        "xsnap-0000000000000000030.snap",
+	        "/snap-00000000000000000030.snap",
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		uint64_t got = 0;
+		cr_assert_eq(snapfile_name_parse(refused[i], &got), 0, "accepted '%s'", refused[i]);
+	}
+}
+
 Test(snapshot, save_and_load_latest)
 {
 	char *dir = temp_dir();
 	char err[SNAPSHOT_ERR_LEN];
 	engine *got = NULL;
 	snapshot_info info;
-	cr_assert_eq(snapshot_load_latest(dir, &got, &info, err, sizeof(err)), 0, "empty dir: %s",
+	cr_assert_eq(snapfile_load_latest(dir, &got, &info, err, sizeof(err)), 0, "empty dir: %s",
 	             err);
 	cr_assert_null(got);
 	cr_assert_eq(
-	        snapshot_load_latest("/tmp/no/such/snapshot/dir", &got, &info, err, sizeof(err)),
+	        snapfile_load_latest("/tmp/no/such/snapshot/dir", &got, &info, err, sizeof(err)),
 	        0);
 
 	world w;
@@ -1155,16 +1209,16 @@ Test(snapshot, save_and_load_latest)
 	for (uint32_t k = 1; k <= 3; k++) {
 		world_run(&w, &r, 150);
 		digest[k] = engine_digest(w.e);
-		int rc = snapshot_save(w.e, dir, 4, k * 10, engine_now(w.e), err, sizeof(err));
+		int rc = snapfile_save(w.e, dir, 4, k * 10, engine_now(w.e), err, sizeof(err));
 		cr_assert_eq(rc, 0, "save %" PRIu32 ": %s", k, err);
 	}
-	char path[512];
-	snprintf(path, sizeof(path), "%s/snap-%020u.snap", dir, 30u);
+	char path[PATH_MAX];
+	cr_assert_eq(snapfile_path(path, sizeof(path), dir, 30), 0);
 	snapshot_info pk;
-	cr_assert_eq(snapshot_peek(path, &pk, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(snapfile_peek(path, &pk, err, sizeof(err)), 0, "%s", err);
 	cr_assert(pk.seq == 30 && pk.shard == 4 && pk.config.claims_max == small_cfg.claims_max);
 
-	cr_assert_eq(snapshot_load_latest(dir, &got, &info, err, sizeof(err)), 1, "%s", err);
+	cr_assert_eq(snapfile_load_latest(dir, &got, &info, err, sizeof(err)), 1, "%s", err);
 	cr_assert_eq(info.seq, 30);
 	cr_assert_eq(err[0], '\0', "warning without cause: %s", err);
 	cr_assert_eq(engine_digest(got), digest[3]);
@@ -1173,32 +1227,31 @@ Test(snapshot, save_and_load_latest)
 	/* Corrupt the newest; add a truncated one above it, a leftover .tmp
 	 * and a copy of seq 20's file named 35. */
 	flip_file_byte(path, 300);
-	char p2[512], p3[512], cmd[1200];
-	snprintf(p2, sizeof(p2), "%s/snap-%020u.snap", dir, 50u);
+	char p2[PATH_MAX], p3[PATH_MAX], p20[PATH_MAX], p35[PATH_MAX], cmd[4 * PATH_MAX];
+	cr_assert_eq(snapfile_path(p2, sizeof(p2), dir, 50), 0);
 	FILE *fp = fopen(p2, "w");
 	cr_assert_not_null(fp);
 	fputs("BOX", fp);
 	fclose(fp);
-	snprintf(p3, sizeof(p3), "%s/snap-%020u.snap.tmp", dir, 60u);
+	cr_assert_eq(snapfile_path(p3, sizeof(p3) - strlen(SNAPFILE_TMP_SUFFIX), dir, 60), 0);
+	strcat(p3, SNAPFILE_TMP_SUFFIX);
 	fp = fopen(p3, "w");
 	cr_assert_not_null(fp);
 	fclose(fp);
-	snprintf(cmd, sizeof(cmd), "cp '%s/snap-%020u.snap' '%s/snap-%020u.snap'", dir, 20u, dir,
-	         35u);
+	cr_assert_eq(snapfile_path(p20, sizeof(p20), dir, 20), 0);
+	cr_assert_eq(snapfile_path(p35, sizeof(p35), dir, 35), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", p20, p35);
 	cr_assert_eq(system(cmd), 0);
 
-	cr_assert_eq(snapshot_load_latest(dir, &got, &info, err, sizeof(err)), 1, "%s", err);
+	cr_assert_eq(snapfile_load_latest(dir, &got, &info, err, sizeof(err)), 1, "%s", err);
 	cr_assert_eq(info.seq, 20);
 	cr_assert_eq(engine_digest(got), digest[2]);
-	cr_assert(strstr(err, "snap-00000000000000000030.snap") && strstr(err, "checksum"),
-	          "warning: %s", err);
-	cr_assert(strstr(err, "snap-00000000000000000050.snap") &&
-	                  strstr(err, "snap-00000000000000000035.snap"),
-	          "warning: %s", err);
+	cr_assert(strstr(err, path) && strstr(err, "checksum"), "warning: %s", err);
+	cr_assert(strstr(err, p2) && strstr(err, p35), "warning: %s", err);
 	cr_assert(strstr(err, "header says seq 20"), "warning: %s", err);
 	cr_assert(!strstr(err, ".tmp"), "a .tmp file was considered: %s", err);
 	engine_free(got);
-	cr_assert_eq(snapshot_peek(p2, &pk, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(snapfile_peek(p2, &pk, err, sizeof(err)), -EINVAL);
 
 	engine_free(w.e);
 	remove_dir(dir);
@@ -1220,7 +1273,7 @@ Test(snapshot, write_errors_are_returned)
 	cr_assert_eq(snapshot_write_fd(w.e, 0, 1, engine_now(w.e), fd), -EBADF);
 	close(fd);
 	char err[SNAPSHOT_ERR_LEN];
-	cr_assert_lt(snapshot_save(w.e, "/tmp/no/such/snapshot/dir", 0, 1, engine_now(w.e), err,
+	cr_assert_lt(snapfile_save(w.e, "/tmp/no/such/snapshot/dir", 0, 1, engine_now(w.e), err,
 	                           sizeof(err)),
 	             0);
 	cr_assert(strstr(err, "/tmp/no/such/snapshot/dir"), "%s", err);

@@ -1,8 +1,8 @@
 /*
  * codec_fuzz.c — libFuzzer target for engine/codec.c.
  *
- * Proves, for any input bytes: decoding as a command, a result and an expiry
- * never crashes, never reads out of bounds and never leaks (with ASan, UBSan
+ * Proves, for any input bytes: decoding as a command and as a result never
+ * crashes, never reads out of bounds and never leaks (with ASan, UBSan
  * and LeakSanitizer), and whatever is accepted is canonical: encoding the
  * decoded value reproduces exactly the bytes consumed, the value equals its
  * re-decoded self, and a decoded seat map passes bo_seatmap_check().
@@ -13,11 +13,8 @@
  * mimalloc, which ASan and LeakSanitizer cannot see. Live maps are counted
  * and must be zero after every input. bo_seatmap_check() is the engine's.
  *
- * Build (clang 14), from the repository root:
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
- *     -fno-sanitize-recover=all tests/fuzz/codec_fuzz.c engine/codec.c engine/engine.c \
- *     -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free -lmimalloc -lxxhash -o codec_fuzz
- * Run: ./codec_fuzz -max_len=8192 -max_total_time=60 corpus_dir
+ * Build and run (clang 14, ASan + UBSan, the --wrap flags above), from the
+ * repository root: scripts/fuzz --seconds 60 codec
  */
 #include <errno.h>
 #include <stdint.h>
@@ -129,31 +126,12 @@ static void fuzz_result(const uint8_t *data, size_t size)
 	FUZZ_CHECK(codec_result_equal(&r, &again) && codec_result_equal(&again, &r));
 }
 
-static void fuzz_expiry(const uint8_t *data, size_t size)
-{
-	bo_expiry e;
-	int32_t rc = codec_expiry_decode(data, size, &e);
-	if (rc < 0) {
-		FUZZ_CHECK(rc == -EINVAL);
-		return;
-	}
-	FUZZ_CHECK((size_t)rc <= size);
-	int32_t n = codec_expiry_size(&e);
-	FUZZ_CHECK(n > 0 && n <= (int32_t)CODEC_EXPIRY_SIZE_MAX);
-	uint8_t buf[CODEC_EXPIRY_SIZE_MAX];
-	check_canonical(rc, n, data, buf, codec_expiry_encode(&e, buf, sizeof(buf)));
-	bo_expiry again;
-	FUZZ_CHECK(codec_expiry_decode(buf, (size_t)n, &again) == n);
-	FUZZ_CHECK(codec_expiry_equal(&e, &again) && codec_expiry_equal(&again, &e));
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* Every input is tried as all three kinds: byte 0 (op or expiry tag)
-	 * already steers each decoder, so no input byte is spent on choosing. */
+	/* Every input is tried as both kinds: byte 0 (the op) already steers
+	 * each decoder, so no input byte is spent on choosing. */
 	fuzz_cmd(data, size);
 	fuzz_result(data, size);
-	fuzz_expiry(data, size);
 	FUZZ_CHECK(maps_live == 0);
 	return 0;
 }

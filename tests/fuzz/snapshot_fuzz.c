@@ -19,11 +19,8 @@
  *      checksums fixed up: the deep path, engine_check against near-valid
  *      states.
  *
- * Build (clang 14), from the repository root:
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
- *     -fno-sanitize-recover=all tests/fuzz/snapshot_fuzz.c engine/snapshot.c engine/engine.c \
- *     -lmimalloc -lxxhash -o snapshot_fuzz
- * Run: ./snapshot_fuzz -max_len=65536 -max_total_time=300 corpus_dir
+ * Build and run (clang 14, ASan + UBSan), from the repository root:
+ *   scripts/fuzz --seconds 300 snapshot
  */
 #include <errno.h>
 #include <stdint.h>
@@ -33,6 +30,8 @@
 
 #include <xxhash.h>
 
+#include "base/le.h"
+#include "engine/check.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "engine/snapshot.h"
@@ -53,14 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fix_checksums(uint8_t *b, size_t len)
 {
-	if (len >= 256) {
-		uint64_t h = XXH3_64bits(b, HDR_HASHED);
-		memcpy(b + HDR_HASHED, &h, 8);
-	}
-	if (len >= 264) {
-		uint64_t t = XXH3_64bits(b, len - 8);
-		memcpy(b + len - 8, &t, 8);
-	}
+	if (len >= SNAPSHOT_HEADER_BYTES)
+		bo_le_store64(b + HDR_HASHED, XXH3_64bits(b, HDR_HASHED));
+	if (len >= SNAPSHOT_MIN_BYTES)
+		bo_le_store64(b + len - 8, XXH3_64bits(b, len - 8));
 }
 
 static uint64_t g_req = 1u << 30;

@@ -44,6 +44,7 @@
 
 #include "shard/shard.h"
 #include "engine/snapshot.h"
+#include "shard/snapfile.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
 
@@ -750,7 +751,7 @@ Test(replay, snapshots_are_built_and_really_compared)
 	int64_t ts = (int64_t)json_u64(r.out, "ts_ms");
 	run_free(&r);
 	engine_advance(e, ts, NULL, NULL);
-	cr_assert_eq(snapshot_save(e, shard_dir, 0, mid + 1, ts, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(snapfile_save(e, shard_dir, 0, mid + 1, ts, err, sizeof err), 0, "%s", err);
 	engine_free(e);
 	r = RUN("verify", g_root, "--json");
 	cr_assert_eq(r.code, 1, "a wrong snapshot must fail verify: %s", r.out);

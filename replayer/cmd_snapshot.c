@@ -59,7 +59,7 @@ static int save(const replay_opts *o, const replay_shard_dir *d, const engine *e
 		return REPLAY_EXIT_FAILED;
 	}
 	char serr[SNAPSHOT_ERR_LEN];
-	if (snapshot_save(e, d->path, d->shard, seq, ts, serr, sizeof serr) < 0) {
+	if (snapfile_save(e, d->path, d->shard, seq, ts, serr, sizeof serr) < 0) {
 		replay_err("shard %" PRIu32 ": %s", d->shard, serr);
 		return REPLAY_EXIT_IO;
 	}

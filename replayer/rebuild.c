@@ -36,7 +36,7 @@ static void resolve_config(const replay_opts *o, const replay_shard_dir *d, engi
 		char path[REPLAY_DIR_PATH_LEN], err[SNAPSHOT_ERR_LEN];
 		snapshot_info info;
 		replay_dir_snap_path(d, k - 1, path, sizeof path);
-		if (snapshot_peek(path, &info, err, sizeof err) == 0) {
+		if (snapfile_peek(path, &info, err, sizeof err) == 0) {
 			*cfg = info.config;
 			*source = "newest snapshot";
 			break;

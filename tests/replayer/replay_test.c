@@ -665,13 +665,13 @@ Test(replay, snapshots_are_built_and_really_compared)
 	WRITE_OR_SKIP(&w);
 	char shard_dir[300], snap_end[400], snap_mid[400];
 	snprintf(shard_dir, sizeof shard_dir, "%s/shard-0000", g_root);
-	snprintf(snap_end, sizeof snap_end, "%s/snap-%020" PRIu64 ".snap", shard_dir, w.records);
+	cr_assert_eq(snapfile_path(snap_end, sizeof snap_end, shard_dir, w.records), 0);
 	/* Past the start of the newest segment, so pruning to it removes the
 	 * older ones. */
 	uint64_t mid = last_segment_first_seq(shard_dir) + 2;
 	cr_assert_gt(mid, 3);
 	cr_assert_lt(mid + 1, w.records);
-	snprintf(snap_mid, sizeof snap_mid, "%s/snap-%020" PRIu64 ".snap", shard_dir, mid);
+	cr_assert_eq(snapfile_path(snap_mid, sizeof snap_mid, shard_dir, mid), 0);
 
 	run_out r = RUN("snapshot", g_root);
 	cr_assert_eq(r.code, 0, "%s", r.err);

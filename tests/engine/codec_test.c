@@ -41,6 +41,7 @@
 
 #include "base/le.h"
 #include "engine/codec.h"
+#include "tests/support/seatmap_count.h"
 
 /* ---- Randomness ---------------------------------------------------------- */
 
@@ -369,66 +370,21 @@ static int32_t dec_result_exact(const uint8_t *buf, size_t len, bo_result *out)
 
 /* ---- Seat maps under test control ---------------------------------------
  *
- * This binary is linked with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free,
- * so every map the codec (or this file) allocates comes from the two
- * functions below instead of engine.c. Why: engine.c allocates maps with
- * mimalloc, which neither AddressSanitizer nor LeakSanitizer can see. Here
- * each array is a block of its own (ASan flags an overrun of any one of
- * them), and live maps are counted, which makes "no leak" an exact check in
- * every build. bo_seatmap_check() stays the engine's. */
-
-bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count);
-void __wrap_bo_seatmap_free(bo_seatmap *map);
-
-static long maps_live; /* allocated and not yet freed */
-static long maps_made; /* ever allocated (proves the wrap is in effect) */
-
-bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count)
-{
-	if (row_count > BO_ROWS_PER_EVENT_MAX || seat_count > BO_SEATS_PER_EVENT_MAX ||
-	    pool_count > BO_POOLS_PER_EVENT_MAX)
-		return NULL;
-	bo_seatmap *m = calloc(1, sizeof(*m));
-	cr_assert(m != NULL);
-	m->row_count = row_count;
-	m->seat_count = seat_count;
-	m->pool_count = pool_count;
-	m->rows = row_count ? calloc(row_count, sizeof(bo_row_def)) : NULL;
-	m->categories = seat_count ? calloc(seat_count, 1) : NULL;
-	m->pool_capacity = pool_count ? calloc(pool_count, sizeof(uint32_t)) : NULL;
-	cr_assert((m->rows || !row_count) && (m->categories || !seat_count) &&
-	          (m->pool_capacity || !pool_count));
-	maps_live++;
-	maps_made++;
-	return m;
-}
-
-void __wrap_bo_seatmap_free(bo_seatmap *map)
-{
-	if (map == NULL)
-		return;
-	free(map->rows);
-	free(map->categories);
-	free(map->pool_capacity);
-	free(map);
-	maps_live--;
-}
+ * This binary is linked with tests/support/seatmap_count.c and
+ * -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free: every map the codec (or
+ * this file) allocates is counted there, which makes "no leak" an exact
+ * check in every build. */
 
 static long leak_baseline(void)
 {
-	/* A map made here must be counted, or the build lacks the wrap and
-	 * every leak check below would be blind. */
-	long made = maps_made;
-	bo_seatmap *m = bo_seatmap_new(1, 1, 0);
-	cr_assert(m != NULL && maps_made == made + 1,
-	          "link codec_test with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free");
-	bo_seatmap_free(m);
-	return maps_live;
+	/* Without the wrap every leak check below would be blind. */
+	cr_assert(seatmap_count_wrapped(), "link codec_test with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free");
+	return seatmap_count_live;
 }
 
 static void assert_no_leak(long baseline)
 {
-	cr_assert_eq(maps_live, baseline, "%ld seat maps leaked", maps_live - baseline);
+	cr_assert_eq(seatmap_count_live, baseline, "%ld seat maps leaked", seatmap_count_live - baseline);
 }
 
 /* ---- Roundtrips ---------------------------------------------------------- */

@@ -23,53 +23,10 @@
 #include <string.h>
 
 #include "engine/codec.h"
+#include "tests/support/fuzz_check.h"
+#include "tests/support/seatmap_count.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* An oracle failure: abort so libFuzzer records the input (unlike assert,
- * this does not depend on NDEBUG). */
-#define FUZZ_CHECK(cond)                                                                         \
-	do {                                                                                     \
-		if (!(cond)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			abort();                                                                 \
-		}                                                                                \
-	} while (0)
-
-bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count);
-void __wrap_bo_seatmap_free(bo_seatmap *map);
-
-static long maps_live; /* allocated by the wrapper and not yet freed */
-
-bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count)
-{
-	if (row_count > BO_ROWS_PER_EVENT_MAX || seat_count > BO_SEATS_PER_EVENT_MAX ||
-	    pool_count > BO_POOLS_PER_EVENT_MAX)
-		return NULL;
-	bo_seatmap *m = calloc(1, sizeof(*m));
-	FUZZ_CHECK(m != NULL);
-	m->row_count = row_count;
-	m->seat_count = seat_count;
-	m->pool_count = pool_count;
-	m->rows = row_count ? calloc(row_count, sizeof(bo_row_def)) : NULL;
-	m->categories = seat_count ? calloc(seat_count, 1) : NULL;
-	m->pool_capacity = pool_count ? calloc(pool_count, sizeof(uint32_t)) : NULL;
-	FUZZ_CHECK((m->rows || !row_count) && (m->categories || !seat_count) &&
-	           (m->pool_capacity || !pool_count));
-	maps_live++;
-	return m;
-}
-
-void __wrap_bo_seatmap_free(bo_seatmap *map)
-{
-	if (map == NULL)
-		return;
-	free(map->rows);
-	free(map->categories);
-	free(map->pool_capacity);
-	free(map);
-	maps_live--;
-}
 
 /* Encodes into a fresh exact-size block and compares with the consumed
  * prefix of the input. */
@@ -132,6 +89,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * each decoder, so no input byte is spent on choosing. */
 	fuzz_cmd(data, size);
 	fuzz_result(data, size);
-	FUZZ_CHECK(maps_live == 0);
+	FUZZ_CHECK(seatmap_count_live == 0);
 	return 0;
 }

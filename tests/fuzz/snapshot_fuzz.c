@@ -35,18 +35,9 @@
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "engine/snapshot.h"
+#include "tests/support/fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* An oracle failure: abort so libFuzzer records the input (unlike assert,
- * this does not depend on NDEBUG). */
-#define FUZZ_CHECK(cond)                                                                         \
-	do {                                                                                     \
-		if (!(cond)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			abort();                                                                 \
-		}                                                                                \
-	} while (0)
 
 #define HDR_HASHED 248u /* the header checksum covers [0, 248), stored at 248 */
 

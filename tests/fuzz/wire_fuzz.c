@@ -28,18 +28,9 @@
 
 #include "engine/codec.h"
 #include "protocol/wire.h"
+#include "tests/support/fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* An oracle failure: abort so libFuzzer records the input (unlike assert,
- * this does not depend on NDEBUG). */
-#define FUZZ_CHECK(cond)                                                                         \
-	do {                                                                                     \
-		if (!(cond)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			abort();                                                                 \
-		}                                                                                \
-	} while (0)
 
 /* Static: WIRE_BATCH_MAX of each does not belong on the stack. */
 static bo_cmd cmds[WIRE_BATCH_MAX], again[WIRE_BATCH_MAX], valid[WIRE_BATCH_MAX];

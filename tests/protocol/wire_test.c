@@ -43,6 +43,7 @@
 #include "engine/codec.h"
 #include "engine/engine.h"
 #include "protocol/wire.h"
+#include "tests/support/seatmap_count.h"
 
 /* ---- Randomness ---------------------------------------------------------- */
 
@@ -91,60 +92,18 @@ static uint64_t rnd_u64(void)
 
 /* ---- Seat maps under test control ---------------------------------------- */
 
-bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count);
-void __wrap_bo_seatmap_free(bo_seatmap *map);
-
-static long maps_live;       /* allocated and not yet freed */
-static long maps_made;       /* ever allocated (proves the wrap is in effect) */
-static long fail_after = -1; /* >= 0: that many more allocations succeed, then NULL */
-
-bo_seatmap *__wrap_bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count)
-{
-	if (row_count > BO_ROWS_PER_EVENT_MAX || seat_count > BO_SEATS_PER_EVENT_MAX ||
-	    pool_count > BO_POOLS_PER_EVENT_MAX)
-		return NULL;
-	if (fail_after == 0)
-		return NULL;
-	if (fail_after > 0)
-		fail_after--;
-	/* One block per array: ASan flags an overrun of any of them. */
-	bo_seatmap *m = calloc(1, sizeof(*m));
-	cr_assert(m != NULL);
-	m->row_count = row_count;
-	m->seat_count = seat_count;
-	m->pool_count = pool_count;
-	m->rows = row_count ? calloc(row_count, sizeof(bo_row_def)) : NULL;
-	m->categories = seat_count ? calloc(seat_count, 1) : NULL;
-	m->pool_capacity = pool_count ? calloc(pool_count, sizeof(uint32_t)) : NULL;
-	maps_live++;
-	maps_made++;
-	return m;
-}
-
-void __wrap_bo_seatmap_free(bo_seatmap *map)
-{
-	if (map == NULL)
-		return;
-	free(map->rows);
-	free(map->categories);
-	free(map->pool_capacity);
-	free(map);
-	maps_live--;
-}
-
+/* Every map the codec allocates is counted by tests/support/seatmap_count.c
+ * (this binary is linked with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free). */
 static long leak_baseline(void)
 {
-	long made = maps_made;
-	bo_seatmap *m = bo_seatmap_new(1, 1, 0);
-	cr_assert(m != NULL && maps_made == made + 1,
-	          "link wire_test with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free");
-	bo_seatmap_free(m);
-	return maps_live;
+	/* Without the wrap every leak check below would be blind. */
+	cr_assert(seatmap_count_wrapped(), "link wire_test with -Wl,--wrap=bo_seatmap_new,--wrap=bo_seatmap_free");
+	return seatmap_count_live;
 }
 
 static void assert_no_leak(long baseline)
 {
-	cr_assert_eq(maps_live, baseline, "%ld seat maps leaked", maps_live - baseline);
+	cr_assert_eq(seatmap_count_live, baseline, "%ld seat maps leaked", seatmap_count_live - baseline);
 }
 
 /* ---- Helpers ------------------------------------------------------------- */
@@ -344,7 +303,7 @@ Test(wire, detail_names_complete_and_unique)
 
 static void check_request_roundtrip(const bo_cmd *src, uint32_t n, int as_array, int iter)
 {
-	long base = maps_live;
+	long base = seatmap_count_live;
 	mp_begin();
 	cr_assert_eq(wire_encode_request(src, n, as_array, &sb), 0, SEED_FMT "iter %d", SEED, iter);
 	wire_msg msg;
@@ -361,7 +320,7 @@ static void check_request_roundtrip(const bo_cmd *src, uint32_t n, int as_array,
 		          bo_op_str(src[i].op));
 	}
 	wire_free_maps(cmds, n);
-	cr_assert_eq(maps_live, base);
+	cr_assert_eq(seatmap_count_live, base);
 }
 
 Test(wire, request_roundtrip_every_op)
@@ -832,13 +791,13 @@ Test(wire, doc_example_bytes)
 
 static void expect_msg_invalid(const void *buf, size_t len, const char *needle)
 {
-	long base = maps_live;
+	long base = seatmap_count_live;
 	wire_msg msg;
 	int rc = decode_req(buf, len, WIRE_BATCH_MAX, &msg);
 	cr_assert_eq(rc, -EINVAL, "expected a message-level error containing '%s'", needle);
 	cr_assert_eq(msg.count, 0);
 	cr_assert(strstr(msg.error, needle) != NULL, "error '%s' lacks '%s'", msg.error, needle);
-	cr_assert_eq(maps_live, base);
+	cr_assert_eq(seatmap_count_live, base);
 	/* The reply a server sends for it. */
 	msgpack_sbuffer rep;
 	msgpack_sbuffer_init(&rep);
@@ -1007,7 +966,7 @@ Test(wire, garbage_and_mutations_never_crash)
  * `needle`; also that the reply the server sends for it says so. */
 static void expect_cmd_invalid(uint8_t status, uint8_t detail, const char *needle)
 {
-	long base = maps_live;
+	long base = seatmap_count_live;
 	wire_msg msg;
 	int rc = decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg);
 	cr_assert_eq(rc, 0, "message-level error '%s' where '%s' was expected", msg.error, needle);
@@ -1018,7 +977,7 @@ static void expect_cmd_invalid(uint8_t status, uint8_t detail, const char *needl
 	cr_assert(strstr(errs[0].text, needle) != NULL, "error '%s' lacks '%s'", errs[0].text,
 	          needle);
 	cr_assert_null(cmds[0].map);
-	cr_assert_eq(maps_live, base);
+	cr_assert_eq(seatmap_count_live, base);
 	msgpack_sbuffer rep;
 	msgpack_sbuffer_init(&rep);
 	cr_assert_eq(wire_encode_replies(results, errs, 1, 0, &rep), 0);
@@ -1350,7 +1309,7 @@ Test(wire, seat_budget_per_message)
 		          cmds[e].map->seat_count == BO_SEATS_PER_EVENT_MAX);
 	cr_assert(errs[4].status == BO_LIMIT && errs[4].detail == BO_D_SEATS_FULL);
 	cr_assert(strstr(errs[4].text, "exceed") != NULL);
-	cr_assert_eq(maps_live, base + 4);
+	cr_assert_eq(seatmap_count_live, base + 4);
 	wire_free_maps(cmds, msg.count);
 	assert_no_leak(base);
 }
@@ -1365,10 +1324,10 @@ Test(wire, out_of_memory_leaves_nothing_allocated)
 	cr_assert_eq(wire_encode_request(src, 6, 1, &sb), 0);
 	free_cmd_maps(src, 6);
 	for (long ok = 0; ok < 3; ok++) {
-		fail_after = ok;
+		seatmap_count_fail_after(ok);
 		wire_msg msg;
 		int rc = decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg);
-		fail_after = -1;
+		seatmap_count_fail_after(-1);
 		cr_assert_eq(rc, -ENOMEM, "allocation %ld failed, rc %d", ok + 1, rc);
 		cr_assert(msg.count == 0 && strstr(msg.error, "out of memory") != NULL);
 		assert_no_leak(base);

@@ -168,10 +168,11 @@ int shard_submit(shard *s, const bo_cmd *cmds, const uint64_t *tags, uint32_t n)
 /* The output ring: exactly one consumer polls/releases shard_out slots. */
 ring *shard_output(shard *s);
 
-/* A good `max` for a consumer's ring_poll() of the output ring: the writer
- * publishes at most one batch's results (plus its expiries, which come in
- * chunks of a quarter of the ring) at a time, so a batch's worth per poll
- * keeps up with it without holding slots longer than one batch. */
+/* The `max` a consumer passes to ring_poll() on the output ring. A poll
+ * takes what is published, up to max, so any value is correct; a batch's
+ * worth takes a whole batch's results at once (the writer publishes whole
+ * batches) while the slots go back to the writer after at most one batch
+ * of the consumer's work. */
 #define SHARD_OUT_POLL_MAX BO_BATCH_MAX
 
 /* The engine, for inspection only while the shard is stopped. */

@@ -72,6 +72,7 @@
 
 #include <criterion/criterion.h>
 
+#include "base/clock.h"
 #include "shard/shard.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
@@ -95,13 +96,6 @@
 #define DIGEST_FMT "%016" PRIx64
 
 /* ---- Small helpers ------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int64_t ms)
 {
@@ -392,11 +386,11 @@ static uint32_t drain(run *r)
  * Returns true when they came. */
 static bool wait_results(run *r, uint32_t want)
 {
-	const int64_t deadline = mono_ms() + WAIT_MS;
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
 	while (r->results < want) {
 		if (drain(r) > 0)
 			continue;
-		if (shard_failed(r->s) || mono_ms() > deadline)
+		if (shard_failed(r->s) || bo_clock_ms() > deadline)
 			return false;
 		ring_wait(shard_output(r->s), 1000000);
 	}
@@ -413,9 +407,9 @@ static void submit(run *r, const bo_cmd *cmds, uint32_t n)
 		tags[i] = r->submitted + i;
 		r->cmds[r->submitted + i] = cmds[i];
 	}
-	const int64_t deadline = mono_ms() + WAIT_MS;
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
 	int rc;
-	while ((rc = shard_submit(r->s, cmds, tags, n)) == -EBUSY && mono_ms() < deadline) {
+	while ((rc = shard_submit(r->s, cmds, tags, n)) == -EBUSY && bo_clock_ms() < deadline) {
 		if (r->other_drainer)
 			sleep_ms(1);
 		else
@@ -954,8 +948,8 @@ static void journal_failure_case(fault_mode mode, const char *what, const char *
 	}
 
 	/* The shard has stopped, saying why. */
-	const int64_t deadline = mono_ms() + WAIT_MS;
-	while (!shard_failed(r->s) && mono_ms() < deadline)
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	while (!shard_failed(r->s) && bo_clock_ms() < deadline)
 		sleep_ms(1);
 	const char *msg = shard_failed(r->s);
 	cr_assert_not_null(msg, "no failure reported after the injected %s", what);
@@ -1225,10 +1219,10 @@ static uint64_t snapshot_load_run(const shard_config *cfg, run *r, uint64_t *seq
 		cr_assert(wait_results(r, r->submitted));
 	}
 	cr_assert_null(shard_failed(r->s), "%s", shard_failed(r->s));
-	const int64_t deadline = mono_ms() + SNAP_WAIT_MS;
+	const int64_t deadline = bo_clock_ms() + SNAP_WAIT_MS;
 	uint32_t ns = list_snapshots(snaps, 512);
 	while (ns == 0 || snaps[ns - 1] <= tail_seq) {
-		cr_assert_lt(mono_ms(), deadline,
+		cr_assert_lt(bo_clock_ms(), deadline,
 		             "no snapshot after seq %" PRIu64 " completed within %d ms of a tail of %u records "
 		             "(newest %" PRIu64 ")",
 		             tail_seq, SNAP_WAIT_MS, SNAP_EVERY, ns ? snaps[ns - 1] : 0);
@@ -1236,7 +1230,7 @@ static uint64_t snapshot_load_run(const shard_config *cfg, run *r, uint64_t *seq
 		ns = list_snapshots(snaps, 512);
 	}
 	cr_log_info("after seq %" PRIu64 " and a tail of %u records: snapshot %" PRIu64 " within %" PRId64 " ms",
-	            tail_seq, SNAP_EVERY, snaps[ns - 1], mono_ms() - (deadline - SNAP_WAIT_MS));
+	            tail_seq, SNAP_EVERY, snaps[ns - 1], bo_clock_ms() - (deadline - SNAP_WAIT_MS));
 	cr_assert_eq(r->results, r->submitted);
 	*tail_seq_out = tail_seq;
 	shard_stop(r->s);
@@ -1567,17 +1561,24 @@ Test(shard_journal, a_prune_held_back_does_not_stall_the_writer, .fini = keep_te
 	cr_assert_eq(shard_start(r->s), 0);
 	submit_create(r);
 	cr_assert(wait_results(r, 1));
-	/* Load until the keeper is inside the first prune, held there. */
-	const int64_t deadline = mono_ms() + WAIT_MS;
-	for (;;) {
-		pthread_mutex_lock(&keep.mu);
-		bool held = keep.held;
-		pthread_mutex_unlock(&keep.mu);
-		if (held)
-			break;
-		cr_assert_lt(mono_ms(), deadline, "no prune started after %u commands", r->submitted);
+	/* Enough records for the first snapshot, then wait until the keeper
+	 * is inside its prune, held there (the child may take long). */
+	while (shard_durable_seq(r->s) < SNAP_EVERY && !shard_failed(r->s))
 		sequential_load(r, 1, 10);
+	const int64_t deadline = bo_clock_ms() + SNAP_WAIT_MS;
+	pthread_mutex_lock(&keep.mu);
+	while (!keep.held && bo_clock_ms() < deadline) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000; /* a slice, to look at the deadline */
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&keep.cv, &keep.mu, &ts);
 	}
+	bool held = keep.held;
+	pthread_mutex_unlock(&keep.mu);
+	cr_assert(held, "the first snapshot (due at seq %u) never reached its prune within %d ms", SNAP_EVERY,
+	          SNAP_WAIT_MS);
 	/* The writer goes on applying and acknowledging. */
 	const uint32_t before = r->submitted;
 	sequential_load(r, 100, 5);
@@ -1621,8 +1622,8 @@ Test(shard_journal, an_idle_tick_that_expires_a_hold_is_journaled_and_survives_r
 
 	/* At expiry, with no command: the tick expires it, as record 3. */
 	atomic_store_explicit(&fake_now_ms, T0_MS + BO_TTL_MS_MIN + 1, memory_order_relaxed);
-	const int64_t deadline = mono_ms() + WAIT_MS;
-	while (r->nout < 3 && mono_ms() < deadline) {
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	while (r->nout < 3 && bo_clock_ms() < deadline) {
 		if (drain(r) == 0)
 			ring_wait(shard_output(r->s), 1000000);
 	}

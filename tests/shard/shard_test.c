@@ -34,6 +34,7 @@
 
 #include <xxhash.h>
 
+#include "base/clock.h"
 #include "shard/shard.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -125,13 +126,6 @@ __attribute__((format(printf, 1, 2))) static void harness_log(const char *fmt, .
 #define CMDS_PER_PRODUCER 3000u
 #define OP_CLIENT 900u	     /* the client that creates the event */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
@@ -204,8 +198,8 @@ static uint32_t collect(shard *s, shard_out *out, uint32_t cap, uint32_t want, i
 {
 	ring *o = shard_output(s);
 	uint32_t n = 0, results = 0;
-	const int64_t deadline = mono_ms() + timeout_ms;
-	while (results < want && mono_ms() < deadline) {
+	const int64_t deadline = bo_clock_ms() + timeout_ms;
+	while (results < want && bo_clock_ms() < deadline) {
 		uint64_t first;
 		uint32_t k = ring_poll(o, cap - n, &first);
 		if (k == 0) {
@@ -370,8 +364,8 @@ Test(shard, every_command_of_many_producers_yields_one_result_in_order)
 	uint64_t last_batch = 0;
 	int64_t last_now = INT64_MIN;
 	ring *o = shard_output(s);
-	const int64_t deadline = mono_ms() + 60000;
-	while (received < total && mono_ms() < deadline) {
+	const int64_t deadline = bo_clock_ms() + 60000;
+	while (received < total && bo_clock_ms() < deadline) {
 		uint64_t first;
 		/* Varying poll sizes: the writer must cope with a slow consumer. */
 		uint32_t k = ring_poll(o, 1 + (polls++ * 37) % 700, &first);
@@ -440,10 +434,10 @@ Test(shard, full_input_ring_answers_ebusy_at_once_and_takes_nothing)
 		tags[i] = i;
 	}
 	cr_assert_eq(shard_submit(s, cmds, tags, slots - 96), 0);
-	int64_t t0 = mono_ms();
+	int64_t t0 = bo_clock_ms();
 	for (int i = 0; i < 100; i++)
 		cr_assert_eq(shard_submit(s, cmds, tags, 97), -EBUSY, "97 > 96 free slots");
-	int64_t dt = mono_ms() - t0;
+	int64_t dt = bo_clock_ms() - t0;
 	cr_assert_lt(dt, 1000, "100 refused submits took %ld ms: they must not wait", (long)dt);
 	cr_assert_eq(shard_submit(s, cmds, tags + (slots - 96), 96), 0, "exactly full is allowed");
 	cr_assert_eq(shard_submit(s, cmds, tags, 1), -EBUSY);
@@ -520,10 +514,10 @@ Test(shard, idle_tick_expires_a_hold_with_no_command_arriving)
 	expect_output_empty(s);
 
 	atomic_store(&fake_ms, T + 1000);
-	const int64_t deadline = mono_ms() + 5000;
+	const int64_t deadline = bo_clock_ms() + 5000;
 	uint64_t first = 0;
 	uint32_t k = 0;
-	while (k == 0 && mono_ms() < deadline)
+	while (k == 0 && bo_clock_ms() < deadline)
 		if ((k = ring_poll(shard_output(s), 8, &first)) == 0)
 			ring_wait(shard_output(s), 10000000);
 	cr_assert_eq(k, 1, "one EXPIRY record within 5 s");
@@ -691,7 +685,7 @@ int main(void)
 	int failed = 0;
 	for (int i = 0; i < harness_count; i++) {
 		harness_current = harness_tests[i].name;
-		int64_t t0 = mono_ms();
+		int64_t t0 = bo_clock_ms();
 		fflush(stderr);
 		pid_t pid = fork();
 		if (pid < 0) {
@@ -707,7 +701,7 @@ int main(void)
 		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 		failed += !ok;
 		fprintf(stderr, "[%s] %s (%ld ms)\n", ok ? "PASS" : "FAIL", harness_current,
-			(long)(mono_ms() - t0));
+			(long)(bo_clock_ms() - t0));
 	}
 	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d\n", harness_count,
 		harness_count - failed, failed);

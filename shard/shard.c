@@ -72,6 +72,18 @@
 /* The snapshot keeper's job state (shard.snap_state). */
 enum { SNAP_IDLE = 0, SNAP_RUNNING = 1 };
 
+/* An event count: threads wait on it for a condition on the shard's
+ * published state; whoever changes that state bumps `count` (release) and,
+ * if `waiters` is non-zero, wakes the futex on it. A waiter reads `count`,
+ * registers in `waiters`, re-checks its condition and sleeps only while
+ * `count` is unchanged. The seq_cst fences on both sides (event_notify /
+ * event_wait) make it Dekker-safe: either the waiter sees the change or
+ * the changer sees the waiter. */
+typedef struct shard_event {
+	_Atomic uint32_t count;
+	atomic_uint waiters;
+} shard_event;
+
 typedef struct pending_batch {
 	uint64_t seq_last; /* journal sequence covering the batch */
 	uint64_t out_end;  /* output sequence after its last slot */
@@ -100,19 +112,15 @@ struct shard {
 	 * (acquire) by followers and the keeper before they read journal files
 	 * or act on the records: what is read up to it is on disk. */
 	atomic_uint_least64_t durable;
-	/* Wake-ups for threads waiting on the shard's published state (the
-	 * durable sequence, a snapshot job, failure, stop): an event count.
-	 * Whoever changes that state bumps `events` (release) and, if
-	 * `waiters` is non-zero, wakes the futex on it; a waiter reads
-	 * `events`, registers in `waiters`, re-checks its condition and sleeps
-	 * only while `events` is unchanged. The seq_cst fences on both sides
-	 * (shard_notify / wait_event) make it Dekker-safe: either the waiter
-	 * sees the change or the changer sees the waiter. The writer pays a
-	 * fence per durable advance, and a system call only while someone
-	 * actually sleeps (a caught-up follower, the keeper waiting for its
-	 * snapshot's records to be durable). */
-	_Atomic uint32_t events;
-	atomic_uint waiters;
+	/* Waits for the durable sequence (followers, the keeper for its
+	 * snapshot's records), also bumped on failure and keeper stop. The
+	 * writer pays a fence per durable advance, and a wake system call only
+	 * while someone sleeps here: a caught-up follower, or the keeper for
+	 * the few batches between its child's exit and durability. */
+	shard_event durable_ev;
+	/* The keeper's wait for a job (or stop): bumped once per snapshot, so
+	 * an idle keeper costs the writer nothing per batch. */
+	shard_event job_ev;
 	/* Snapshot gauges (relaxed: statistics). */
 	atomic_uint_least64_t snapshots, snap_stall_ns_max, snap_ns_last;
 	/* Set once (release) when the journal fails; readers acquire. */
@@ -166,33 +174,33 @@ void shard_config_default(shard_config *cfg)
 	cfg->verify_replay = 1;
 }
 
-/* ---- Waking and waiting (see `events` in struct shard) -------------------- */
+/* ---- Waking and waiting (see shard_event) -------------------------------- */
 
-/* After changing published state: bump the event count and wake sleepers. */
-static void shard_notify(shard *s)
+/* After changing published state: bump the count and wake sleepers. */
+static void event_notify(shard_event *ev)
 {
 	/* Release: the state change before it is seen by whoever sees the new
 	 * count. */
-	atomic_fetch_add_explicit(&s->events, 1, memory_order_release);
+	atomic_fetch_add_explicit(&ev->count, 1, memory_order_release);
 	/* Seq_cst fence (Dekker, changer half): the bump before the `waiters`
-	 * load; pairs with the fence in wait_event(). */
+	 * load; pairs with the fence in event_wait(). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&s->waiters, memory_order_relaxed) > 0)
-		syscall(SYS_futex, (uint32_t *)&s->events, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+	if (atomic_load_explicit(&ev->waiters, memory_order_relaxed) > 0)
+		syscall(SYS_futex, (uint32_t *)&ev->count, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 typedef int (*shard_ready_fn)(shard *s, const void *ctx);
 
-/* Sleeps until ready(s, ctx) or the monotonic deadline (INT64_MAX: none).
- * Returns 1 when ready, 0 at the deadline. */
-static int wait_event(shard *s, shard_ready_fn ready, const void *ctx, int64_t deadline_ns)
+/* Sleeps on ev until ready(s, ctx) or the monotonic deadline (INT64_MAX:
+ * none). Returns 1 when ready, 0 at the deadline. */
+static int event_wait(shard *s, shard_event *ev, shard_ready_fn ready, const void *ctx, int64_t deadline_ns)
 {
 	int ok = 0;
-	atomic_fetch_add_explicit(&s->waiters, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_relaxed);
 	for (;;) {
-		uint32_t seen = atomic_load_explicit(&s->events, memory_order_acquire);
+		uint32_t seen = atomic_load_explicit(&ev->count, memory_order_acquire);
 		/* Seq_cst fence (Dekker, waiter half): the `waiters` registration
-		 * before the condition's loads; pairs with shard_notify(). */
+		 * before the condition's loads; pairs with event_notify(). */
 		atomic_thread_fence(memory_order_seq_cst);
 		if (ready(s, ctx)) {
 			ok = 1;
@@ -207,12 +215,12 @@ static int wait_event(shard *s, shard_ready_fn ready, const void *ctx, int64_t d
 			ts.tv_nsec = (long)(left_ns % 1000000000);
 			tsp = &ts;
 		}
-		/* Sleeps only while `events` is still `seen`: a change after the
+		/* Sleeps only while the count is still `seen`: a change after the
 		 * load above returns at once. EINTR, timeouts and spurious wakes
 		 * just re-check. */
-		syscall(SYS_futex, (uint32_t *)&s->events, FUTEX_WAIT_PRIVATE, seen, tsp, NULL, 0);
+		syscall(SYS_futex, (uint32_t *)&ev->count, FUTEX_WAIT_PRIVATE, seen, tsp, NULL, 0);
 	}
-	atomic_fetch_sub_explicit(&s->waiters, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&ev->waiters, 1, memory_order_relaxed);
 	return ok;
 }
 
@@ -227,7 +235,7 @@ static void shard_fail(shard *s, const char *what, int rc)
 		 strerror(-rc), jerr[0] ? ": " : "", jerr);
 	/* Release: the message is written before the flag is seen. */
 	atomic_store_explicit(&s->failed, 1, memory_order_release);
-	shard_notify(s); /* waiters for durability: nothing more will come */
+	event_notify(&s->durable_ev); /* waiters for durability: nothing more will come */
 	bo_log(BO_LOG_ERROR, "shard=%u msg=\"%s\"", s->cfg.id, s->failure);
 }
 
@@ -255,7 +263,7 @@ int shard_durable_wait(const shard *cs, uint64_t seq, int64_t timeout_ns, uint64
 	if (timeout_ns > 0 && !durable_passed(s, &seq)) {
 		int64_t now = bo_clock_ns();
 		int64_t deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
-		wait_event(s, durable_passed, &seq, deadline);
+		event_wait(s, &s->durable_ev, durable_passed, &seq, deadline);
 	}
 	uint64_t d = shard_durable_seq(s);
 	if (durable)
@@ -283,7 +291,7 @@ static void publish_durable(shard *s, uint64_t durable)
 	if (durable > atomic_load_explicit(&s->durable, memory_order_relaxed)) {
 		/* Release: pairs with shard_durable_seq's acquire. */
 		atomic_store_explicit(&s->durable, durable, memory_order_release);
-		shard_notify(s);
+		event_notify(&s->durable_ev);
 	}
 	uint64_t end = s->out_published;
 	while (s->pending_len > 0 && s->pending[s->pending_head].seq_last <= durable) {
@@ -476,7 +484,7 @@ static void snapshot_start(shard *s)
 	s->snap_started_ns = t0;
 	/* Release: the job's fields before the state the keeper acquires. */
 	atomic_store_explicit(&s->snap_state, SNAP_RUNNING, memory_order_release);
-	shard_notify(s); /* the keeper sleeps: one wake per snapshot */
+	event_notify(&s->job_ev); /* the keeper sleeps: one wake per snapshot */
 }
 
 static void maybe_snapshot(shard *s)
@@ -557,7 +565,7 @@ static void snapshot_complete(shard *s)
 {
 	if (!snapshot_reap(s))
 		return;
-	wait_event(s, snapshot_covered, NULL, INT64_MAX);
+	event_wait(s, &s->durable_ev, snapshot_covered, NULL, INT64_MAX);
 	if (shard_failed(s) || shard_durable_seq(s) < s->snap_child_seq) {
 		/* Failed, or stopped short of S: the journal may lose what the
 		 * snapshot holds. */
@@ -585,7 +593,7 @@ static void *keeper_main(void *arg)
 {
 	shard *s = arg;
 	for (;;) {
-		wait_event(s, job_or_stop, NULL, INT64_MAX);
+		event_wait(s, &s->job_ev, job_or_stop, NULL, INT64_MAX);
 		if (atomic_load_explicit(&s->snap_state, memory_order_acquire) != SNAP_RUNNING)
 			return NULL; /* stopping, nothing under way */
 		snapshot_complete(s);
@@ -782,8 +790,10 @@ int shard_new(const shard_config *cfg, shard **out)
 	atomic_init(&s->snapshots, 0);
 	atomic_init(&s->snap_stall_ns_max, 0);
 	atomic_init(&s->snap_ns_last, 0);
-	atomic_init(&s->events, 0);
-	atomic_init(&s->waiters, 0);
+	atomic_init(&s->durable_ev.count, 0);
+	atomic_init(&s->durable_ev.waiters, 0);
+	atomic_init(&s->job_ev.count, 0);
+	atomic_init(&s->job_ev.waiters, 0);
 	atomic_init(&s->snap_state, SNAP_IDLE);
 	atomic_init(&s->keeper_stop, 0);
 	int rc = ring_new(sizeof(shard_in), cfg->in_slots, &s->in);
@@ -978,7 +988,8 @@ static void keeper_stop(shard *s)
 	if (!s->keeper_started)
 		return;
 	atomic_store_explicit(&s->keeper_stop, 1, memory_order_release);
-	shard_notify(s);
+	event_notify(&s->job_ev);
+	event_notify(&s->durable_ev);
 	pthread_join(s->keeper, NULL);
 	s->keeper_started = 0;
 }

@@ -1,5 +1,5 @@
 /*
- * ring_test.c — proves the MPSC ring of engine/ring.c keeps its contract.
+ * ring_test.c — proves the MPSC ring of shard/ring.c keeps its contract.
  *
  * How:
  * - Single-thread cases pin down the contract: claim/publish/poll/release,

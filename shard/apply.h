@@ -8,8 +8,8 @@
  * of the meaningful fields): a difference means the engine is not
  * deterministic, or the journal was written by different code.
  */
-#ifndef BO_REPLAY_APPLY_H
-#define BO_REPLAY_APPLY_H
+#ifndef BO_SHARD_APPLY_H
+#define BO_SHARD_APPLY_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -37,4 +37,4 @@ int replay_apply(engine *e, const journal_record *rec, int verify, entry *out /*
 /* Writes "op status[/detail] claim=..." for a result, for messages. */
 void replay_result_str(const bo_result *r, char *buf, size_t len);
 
-#endif /* BO_REPLAY_APPLY_H */
+#endif /* BO_SHARD_APPLY_H */

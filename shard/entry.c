@@ -7,10 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/le.h"
 #include "engine/codec.h"
-
-_Static_assert(CODEC_CMD_SIZE_NOMAP_MAX <= 160, "ENTRY_SIZE_NOMAP_MAX covers a command");
-_Static_assert(CODEC_RESULT_SIZE_MAX <= 512, "ENTRY_SIZE_NOMAP_MAX covers a result");
 
 /* The command as it is journaled: without an invalid map. */
 static const bo_cmd *journaled_cmd(const bo_cmd *cmd, bo_cmd *tmp)
@@ -28,7 +26,7 @@ int32_t entry_command_size(const bo_cmd *cmd, const bo_result *res)
 	int32_t c = codec_cmd_size(journaled_cmd(cmd, &tmp));
 	int32_t r = codec_result_size(res);
 	assert(c > 0 && r > 0);
-	return 1 + 4 + c + r;
+	return (int32_t)ENTRY_COMMAND_HEADER_BYTES + c + r;
 }
 
 int32_t entry_encode_command(const bo_cmd *cmd, const bo_result *res, uint8_t *buf, size_t cap)
@@ -37,20 +35,18 @@ int32_t entry_encode_command(const bo_cmd *cmd, const bo_result *res, uint8_t *b
 	assert(entry_journals(cmd));
 	bo_cmd tmp;
 	const bo_cmd *jc = journaled_cmd(cmd, &tmp);
-	if (cap < 5)
+	const size_t h = ENTRY_COMMAND_HEADER_BYTES;
+	if (cap < h)
 		return -ENOSPC;
-	int32_t c = codec_cmd_encode(jc, buf + 5, cap - 5);
+	int32_t c = codec_cmd_encode(jc, buf + h, cap - h);
 	if (c < 0)
 		return c == -ENOSPC ? -ENOSPC : (assert(0 && "every command the engine applied encodes"), c);
-	int32_t r = codec_result_encode(res, buf + 5 + c, cap - 5 - (size_t)c);
+	int32_t r = codec_result_encode(res, buf + h + c, cap - h - (size_t)c);
 	if (r < 0)
 		return r;
 	buf[0] = ENTRY_COMMAND;
-	buf[1] = (uint8_t)c;
-	buf[2] = (uint8_t)(c >> 8);
-	buf[3] = (uint8_t)(c >> 16);
-	buf[4] = (uint8_t)(c >> 24);
-	return 5 + c + r;
+	bo_le_store32(buf + 1, (uint32_t)c);
+	return (int32_t)h + c + r;
 }
 
 int32_t entry_encode_tick(uint8_t *buf, size_t cap)
@@ -75,21 +71,22 @@ int entry_decode(const uint8_t *buf, size_t len, entry *out, bo_seatmap **map_ou
 		out->kind = ENTRY_TICK;
 		return 0;
 	}
-	if (buf[0] != ENTRY_COMMAND || len < 5)
+	const size_t h = ENTRY_COMMAND_HEADER_BYTES;
+	if (buf[0] != ENTRY_COMMAND || len < h)
 		return -EINVAL;
-	uint32_t c = (uint32_t)buf[1] | (uint32_t)buf[2] << 8 | (uint32_t)buf[3] << 16 | (uint32_t)buf[4] << 24;
-	if (c > len - 5)
+	uint32_t c = bo_le_load32(buf + 1);
+	if (c > len - h)
 		return -EINVAL;
 	bo_seatmap *map = NULL;
-	int32_t used = codec_cmd_decode(buf + 5, c, &out->cmd, &map);
+	int32_t used = codec_cmd_decode(buf + h, c, &out->cmd, &map);
 	if (used < 0)
 		return used;
 	if ((uint32_t)used != c || !entry_journals(&out->cmd)) {
 		bo_seatmap_free(map);
 		return -EINVAL;
 	}
-	int32_t r = codec_result_decode(buf + 5 + c, len - 5 - c, &out->res);
-	if (r < 0 || (size_t)r != len - 5 - c || out->res.op != out->cmd.op) {
+	int32_t r = codec_result_decode(buf + h + c, len - h - c, &out->res);
+	if (r < 0 || (size_t)r != len - h - c || out->res.op != out->cmd.op) {
 		bo_seatmap_free(map);
 		return r < 0 ? r : -EINVAL;
 	}

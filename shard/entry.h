@@ -16,15 +16,17 @@
  *            expired holds or aged out idempotency entries.
  *
  * Replaying a record is: engine_advance(record timestamp), then, for a
- * COMMAND, engine_apply() — see replayer/apply.h.
+ * COMMAND, engine_apply() — see shard/apply.h.
  */
-#ifndef BO_JOURNAL_ENTRY_H
-#define BO_JOURNAL_ENTRY_H
+#ifndef BO_SHARD_ENTRY_H
+#define BO_SHARD_ENTRY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/codec.h"
 #include "engine/engine.h"
+#include "journal/journal.h"
 
 enum { ENTRY_COMMAND = 1, ENTRY_TICK = 2 };
 
@@ -34,9 +36,18 @@ static inline int entry_journals(const bo_cmd *cmd)
 	return bo_op_mutates(cmd->op) && cmd->client_id != 0;
 }
 
+/* Bytes before the command's encoding: the kind and the u32 length. */
+#define ENTRY_COMMAND_HEADER_BYTES (1u + 4u)
+
 /* Worst-case payload of a command entry without a seat map (a buffer of
- * this size always holds one). */
-#define ENTRY_SIZE_NOMAP_MAX (1u + 4u + 160u + 512u)
+ * this size always holds one): the header, the largest map-less command
+ * and the largest result, as the codec bounds them. */
+#define ENTRY_SIZE_NOMAP_MAX (ENTRY_COMMAND_HEADER_BYTES + CODEC_CMD_SIZE_NOMAP_MAX + CODEC_RESULT_SIZE_MAX)
+
+/* The shard encodes every map-less command into a buffer of this size,
+ * which a journal record must be able to hold. (A CREATE_EVENT's map
+ * outgrows it and gets a buffer of its own.) */
+_Static_assert(ENTRY_SIZE_NOMAP_MAX <= JOURNAL_PAYLOAD_BYTES_MAX, "a map-less command entry fits one record");
 
 /* Encodes a command and its result. A CREATE_EVENT whose map is invalid is
  * encoded without its map (replay answers MAP_INVALID all the same).
@@ -61,4 +72,4 @@ typedef struct entry {
  * with bo_seatmap_free(). */
 int entry_decode(const uint8_t *buf, size_t len, entry *out /* OUT */, bo_seatmap **map_out /* OUT */);
 
-#endif /* BO_JOURNAL_ENTRY_H */
+#endif /* BO_SHARD_ENTRY_H */

@@ -78,6 +78,8 @@
 
 #include <mimalloc.h>
 
+#include "base/clock.h"
+
 /* Cache line size of the x86-64 targets we run on; hot fields written by
  * different threads are kept this far apart so they do not false-share. */
 #define RING_LINE_BYTES 64u
@@ -134,15 +136,6 @@ static inline void cpu_pause(void)
 #elif defined(__aarch64__)
 	__asm__ __volatile__("yield");
 #endif
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	int rc = clock_gettime(CLOCK_MONOTONIC, &ts);
-	assert(rc == 0);
-	(void)rc;
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* ---- Life cycle ---------------------------------------------------------- */
@@ -373,7 +366,7 @@ int ring_wait(ring *r, int64_t timeout_ns)
 			return 1;
 	}
 
-	int64_t deadline_ns = mono_ns() + timeout_ns;
+	int64_t deadline_ns = bo_clock_ns() + timeout_ns;
 	for (;;) {
 		/* Relaxed store: ordered before the re-check by the fence below. */
 		atomic_store_explicit(&r->sleeping, 1, memory_order_relaxed);
@@ -384,7 +377,7 @@ int ring_wait(ring *r, int64_t timeout_ns)
 		atomic_thread_fence(memory_order_seq_cst);
 		if (ring_ready(r))
 			break;
-		int64_t left_ns = deadline_ns - mono_ns();
+		int64_t left_ns = deadline_ns - bo_clock_ns();
 		if (left_ns <= 0)
 			break;
 		struct timespec ts = {

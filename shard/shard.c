@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -43,18 +44,45 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+
 #include <mimalloc.h>
 #include <xxhash.h>
 
-#include "shard/entry.h"
-#include "shard/apply.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "engine/snapshot.h"
+#include "shard/apply.h"
+#include "shard/entry.h"
 #include "shard/snapfile.h"
 
 /* Batches applied but not yet durable. When it is full the writer waits
  * for the disk before applying more: with one write in flight and one
  * being gathered, 256 batches are far more than group commit needs. */
 #define PENDING_MAX 256u
+
+/* Paths of the files in a shard directory: PATH_MAX-long, and the
+ * directory (data_dir/shard-NNNN) short enough that "/" and the longest
+ * name in it (a snapshot's .tmp) fit behind it. */
+#define SHARD_PATH_MAX PATH_MAX
+#define SNAP_TMP_SUFFIX ".tmp"
+#define SHARD_DIR_MAX (SHARD_PATH_MAX - 1 - SNAPFILE_NAME_LEN - sizeof(SNAP_TMP_SUFFIX))
+
+/* The snapshot keeper's job state (shard.snap_state). */
+enum { SNAP_IDLE = 0, SNAP_RUNNING = 1 };
+
+/* An event count: threads wait on it for a condition on the shard's
+ * published state; whoever changes that state bumps `count` (release) and,
+ * if `waiters` is non-zero, wakes the futex on it. A waiter reads `count`,
+ * registers in `waiters`, re-checks its condition and sleeps only while
+ * `count` is unchanged. The seq_cst fences on both sides (event_notify /
+ * event_wait) make it Dekker-safe: either the waiter sees the change or
+ * the changer sees the waiter. */
+typedef struct shard_event {
+	_Atomic uint32_t count;
+	atomic_uint waiters;
+} shard_event;
 
 typedef struct pending_batch {
 	uint64_t seq_last; /* journal sequence covering the batch */
@@ -67,9 +95,11 @@ struct shard {
 	ring *in;
 	ring *out;
 	journal *journal; /* NULL without data_dir */
-	char dir[4096];	  /* data_dir/shard-NNNN */
+	char dir[SHARD_DIR_MAX]; /* data_dir/shard-NNNN */
 	pthread_t thread;
 	int started;
+	pthread_t keeper; /* the snapshot keeper, with snapshots configured */
+	int keeper_started;
 	/* Set by shard_stop() (release), read by the writer between batches
 	 * (acquire): whatever was published before the stop request is
 	 * visible to the writer's last poll, which runs after it sees the
@@ -77,15 +107,37 @@ struct shard {
 	atomic_int stopping;
 	/* Batches applied: a statistics gauge, relaxed. */
 	atomic_uint_least64_t batches;
-	/* Durable journal sequence: a gauge for other threads, relaxed (the
-	 * output ring's publish orders the data consumers read). */
+	/* Durable journal sequence. Stored (release) by the writer only after
+	 * journal_poll/journal_wait reported those records durable, loaded
+	 * (acquire) by followers and the keeper before they read journal files
+	 * or act on the records: what is read up to it is on disk. */
 	atomic_uint_least64_t durable;
+	/* Waits for the durable sequence (followers, the keeper for its
+	 * snapshot's records), also bumped on failure and keeper stop. The
+	 * writer pays a fence per durable advance, and a wake system call only
+	 * while someone sleeps here: a caught-up follower, or the keeper for
+	 * the few batches between its child's exit and durability. */
+	shard_event durable_ev;
+	/* The keeper's wait for a job (or stop): bumped once per snapshot, so
+	 * an idle keeper costs the writer nothing per batch. */
+	shard_event job_ev;
 	/* Snapshot gauges (relaxed: statistics). */
 	atomic_uint_least64_t snapshots, snap_stall_ns_max, snap_ns_last;
-	int64_t snap_started_ns;
 	/* Set once (release) when the journal fails; readers acquire. */
 	atomic_int failed;
 	char failure[JOURNAL_ERR_LEN];
+
+	/* The snapshot job, handed from the writer to the keeper: the writer
+	 * fills snap_child.. snap_tmp, then stores snap_state = SNAP_RUNNING
+	 * (release); the keeper reads them after loading SNAP_RUNNING
+	 * (acquire), and stores SNAP_IDLE (release) when it is done with them,
+	 * after which the writer (acquire) may start the next one. */
+	_Atomic uint32_t snap_state;
+	atomic_int keeper_stop; /* set by shard_stop once the writer is joined */
+	pid_t snap_child;
+	uint64_t snap_child_seq;
+	int64_t snap_started_ns;
+	char snap_tmp[SHARD_PATH_MAX];
 
 	/* Writer-thread state. */
 	int64_t batch_ms;
@@ -97,19 +149,8 @@ struct shard {
 	pending_batch pending[PENDING_MAX];
 	uint32_t pending_head, pending_len;
 	uint64_t snap_seq;	 /* records covered by the last snapshot (or its start) */
-	pid_t snap_child;	 /* snapshot being written, 0 when none */
-	uint64_t snap_child_seq;
-	int snap_written;	 /* the child finished its .tmp; waits for durability */
-	char snap_tmp[4200];
 	uint8_t payload[ENTRY_SIZE_NOMAP_MAX];
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int64_t clock_realtime_ms(void *ctx)
 {
@@ -133,6 +174,56 @@ void shard_config_default(shard_config *cfg)
 	cfg->verify_replay = 1;
 }
 
+/* ---- Waking and waiting (see shard_event) -------------------------------- */
+
+/* After changing published state: bump the count and wake sleepers. */
+static void event_notify(shard_event *ev)
+{
+	/* Release: the state change before it is seen by whoever sees the new
+	 * count. */
+	atomic_fetch_add_explicit(&ev->count, 1, memory_order_release);
+	/* Seq_cst fence (Dekker, changer half): the bump before the `waiters`
+	 * load; pairs with the fence in event_wait(). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&ev->waiters, memory_order_relaxed) > 0)
+		syscall(SYS_futex, (uint32_t *)&ev->count, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+typedef int (*shard_ready_fn)(shard *s, const void *ctx);
+
+/* Sleeps on ev until ready(s, ctx) or the monotonic deadline (INT64_MAX:
+ * none). Returns 1 when ready, 0 at the deadline. */
+static int event_wait(shard *s, shard_event *ev, shard_ready_fn ready, const void *ctx, int64_t deadline_ns)
+{
+	int ok = 0;
+	atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_relaxed);
+	for (;;) {
+		uint32_t seen = atomic_load_explicit(&ev->count, memory_order_acquire);
+		/* Seq_cst fence (Dekker, waiter half): the `waiters` registration
+		 * before the condition's loads; pairs with event_notify(). */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (ready(s, ctx)) {
+			ok = 1;
+			break;
+		}
+		struct timespec ts, *tsp = NULL;
+		if (deadline_ns != INT64_MAX) {
+			int64_t left_ns = deadline_ns - bo_clock_ns();
+			if (left_ns <= 0)
+				break;
+			ts.tv_sec = (time_t)(left_ns / 1000000000);
+			ts.tv_nsec = (long)(left_ns % 1000000000);
+			tsp = &ts;
+		}
+		/* Sleeps only while the count is still `seen`: a change after the
+		 * load above returns at once. EINTR, timeouts and spurious wakes
+		 * just re-check. */
+		syscall(SYS_futex, (uint32_t *)&ev->count, FUTEX_WAIT_PRIVATE, seen, tsp, NULL, 0);
+	}
+	atomic_fetch_sub_explicit(&ev->waiters, 1, memory_order_relaxed);
+	return ok;
+}
+
 /* ---- Failure ------------------------------------------------------------- */
 
 static void shard_fail(shard *s, const char *what, int rc)
@@ -144,7 +235,8 @@ static void shard_fail(shard *s, const char *what, int rc)
 		 strerror(-rc), jerr[0] ? ": " : "", jerr);
 	/* Release: the message is written before the flag is seen. */
 	atomic_store_explicit(&s->failed, 1, memory_order_release);
-	fprintf(stderr, "level=error shard=%u msg=\"%s\"\n", s->cfg.id, s->failure);
+	event_notify(&s->durable_ev); /* waiters for durability: nothing more will come */
+	bo_log(BO_LOG_ERROR, "shard=%u msg=\"%s\"", s->cfg.id, s->failure);
 }
 
 const char *shard_failed(const shard *s)
@@ -155,8 +247,33 @@ const char *shard_failed(const shard *s)
 
 uint64_t shard_durable_seq(const shard *s)
 {
-	return atomic_load_explicit(&((shard *)s)->durable, memory_order_relaxed);
+	/* Acquire: pairs with publish_durable's release. */
+	return atomic_load_explicit(&((shard *)s)->durable, memory_order_acquire);
 }
+
+static int durable_passed(shard *s, const void *ctx)
+{
+	return shard_durable_seq(s) > *(const uint64_t *)ctx || shard_failed(s) != NULL;
+}
+
+int shard_durable_wait(const shard *cs, uint64_t seq, int64_t timeout_ns, uint64_t *durable)
+{
+	assert(cs);
+	shard *s = (shard *)cs;
+	if (timeout_ns > 0 && !durable_passed(s, &seq)) {
+		int64_t now = bo_clock_ns();
+		int64_t deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+		event_wait(s, &s->durable_ev, durable_passed, &seq, deadline);
+	}
+	uint64_t d = shard_durable_seq(s);
+	if (durable)
+		*durable = d;
+	if (d > seq)
+		return 1;
+	return shard_failed(s) ? -ESHUTDOWN : 0;
+}
+
+const shard_config *shard_get_config(const shard *s) { return &s->cfg; }
 
 /* ---- Output: claim now, publish when durable ----------------------------- */
 
@@ -171,7 +288,11 @@ static void publish_upto(shard *s, uint64_t out_end)
 /* Publishes every batch whose records are all durable. */
 static void publish_durable(shard *s, uint64_t durable)
 {
-	atomic_store_explicit(&s->durable, durable, memory_order_relaxed);
+	if (durable > atomic_load_explicit(&s->durable, memory_order_relaxed)) {
+		/* Release: pairs with shard_durable_seq's acquire. */
+		atomic_store_explicit(&s->durable, durable, memory_order_release);
+		event_notify(&s->durable_ev);
+	}
 	uint64_t end = s->out_published;
 	while (s->pending_len > 0 && s->pending[s->pending_head].seq_last <= durable) {
 		end = s->pending[s->pending_head].out_end;
@@ -291,123 +412,194 @@ static int journal_command(shard *s, const bo_cmd *cmd, const bo_result *res)
 
 /* ---- Snapshots ----------------------------------------------------------- */
 
-/* Starts a snapshot of the state at the last journaled record. The child
- * writes it to a .tmp file; the writer only pays for fork(). A snapshot
- * must never contain a change the journal could lose, so the file becomes
- * a snapshot (is renamed) only once the journal is durable up to its seq:
- * snapshot_finish(). Waiting for durability before forking instead would
- * starve snapshots under sustained load, where some batch is always on its
- * way to disk. */
+/*
+ * SNAPSHOTS: THE WRITER FORKS, THE KEEPER DOES THE REST
+ *
+ * The writer forks a child at a batch boundary: the child's copy-on-write
+ * image is the state at the last journaled record S, and the writer pays
+ * only for fork(). Everything else (STYLE §5: no system call on the
+ * writer's path but the journal's submit) belongs to the shard's snapshot
+ * keeper thread, which sleeps until a job comes, then, in this order:
+ *   1. waits for the child, which has written snap-S.snap.tmp and fsynced
+ *      it (exit status 0 says so; waitpid orders it before what follows);
+ *   2. waits until the journal is durable up to S: a snapshot must never
+ *      hold a change the journal could lose. (Waiting for durability
+ *      before forking instead would starve snapshots under sustained load,
+ *      where some batch is always on its way to disk.) A shard that fails
+ *      first, or stops short of S, never gets it: the .tmp is removed;
+ *   3. renames it to snap-S.snap and fsyncs the shard directory, so the
+ *      snapshot's directory entry is durable, not just its bytes;
+ *   4. only then prunes the journal up to S: a segment goes only once a
+ *      durable snapshot covers every record in it, so a crash at any point
+ *      leaves either the segments or a snapshot that replaces them. If the
+ *      rename or the directory fsync failed, nothing is pruned.
+ * The writer starts the next snapshot only when the keeper is back to
+ * SNAP_IDLE, so there is at most one child and one .tmp at a time.
+ */
+
+/* A child's exit status for an errno (0 is success; 1..255 fit). */
+static int errno_status(int e) { return e > 0 && e < 256 ? e : EIO; }
+
+/* The forked child: writes the snapshot to snap_tmp and syncs it. Only
+ * heap-free, lock-free calls here: other threads of the parent (the
+ * keeper, followers, producers) may have held locks at the fork, which stay
+ * held in this copy. Lowest CPU priority: on a small machine it competes
+ * with the writer it was forked from. Exits 0, or with the errno. */
+static _Noreturn void snapshot_child(const shard *s)
+{
+	if (nice(19) == -1) {
+		/* not fatal: the snapshot is still written */
+	}
+	int fd = open(s->snap_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		_exit(errno_status(errno));
+	int rc = snapshot_write_fd(s->engine, s->cfg.id, s->seq_last, s->seq_last_ms, fd);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	_exit(rc == 0 ? 0 : errno_status(-rc));
+}
+
+/* Writer: starts a snapshot of the state at the last journaled record and
+ * hands it to the keeper. */
 static void snapshot_start(shard *s)
 {
-	assert(s->snap_child == 0);
-	snprintf(s->snap_tmp, sizeof(s->snap_tmp), "%s/snap-%020" PRIu64 ".snap.tmp", s->dir, s->seq_last);
-	int fd = open(s->snap_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		fprintf(stderr, "level=warn shard=%u msg=\"snapshot not started\" file=%s err=\"%s\"\n", s->cfg.id,
-			s->snap_tmp, strerror(errno));
-		s->snap_seq = s->seq_last; /* try again after another interval */
-		return;
-	}
-	int64_t t0 = mono_ns();
+	s->snap_seq = s->seq_last; /* whatever happens, the next try is an interval later */
+	int rc = snapfile_path(s->snap_tmp, sizeof(s->snap_tmp) - strlen(SNAP_TMP_SUFFIX), s->dir, s->seq_last);
+	assert(rc == 0 && "SHARD_DIR_MAX leaves room for the name");
+	(void)rc;
+	strcat(s->snap_tmp, SNAP_TMP_SUFFIX);
+	int64_t t0 = bo_clock_ns();
 	pid_t pid = fork();
-	if (pid == 0) {
-		/* Child: a copy-on-write image of the engine, frozen at this
-		 * batch boundary. Only heap-free, lock-free calls from here.
-		 * Lowest CPU priority: on a small machine it competes with the
-		 * writer it was forked from. */
-		if (nice(19) == -1) {
-			/* not fatal: the snapshot is still written */
-		}
-		int rc = snapshot_write_fd(s->engine, s->cfg.id, s->seq_last, s->seq_last_ms, fd);
-		if (rc == 0 && fsync(fd) != 0)
-			rc = -errno;
-		_exit(rc == 0 ? 0 : 1);
-	}
-	int64_t stall = mono_ns() - t0;
+	if (pid == 0)
+		snapshot_child(s);
+	int64_t stall = bo_clock_ns() - t0;
 	if ((uint64_t)stall > atomic_load_explicit(&s->snap_stall_ns_max, memory_order_relaxed))
 		atomic_store_explicit(&s->snap_stall_ns_max, (uint64_t)stall, memory_order_relaxed);
-	s->snap_started_ns = t0;
-	close(fd);
 	if (pid < 0) {
-		fprintf(stderr, "level=warn shard=%u msg=\"snapshot fork failed\" err=\"%s\"\n", s->cfg.id,
-			strerror(errno));
-		unlink(s->snap_tmp);
-		s->snap_seq = s->seq_last;
+		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot fork failed\" err=\"%s\"", s->cfg.id, strerror(errno));
 		return;
 	}
 	s->snap_child = pid;
 	s->snap_child_seq = s->seq_last;
-	s->snap_seq = s->seq_last;
-	s->snap_written = 0;
-}
-
-/* Reaps the snapshot child (`block`: wait for it). On success the .tmp
- * file is complete and synced: snap_written. */
-static void snapshot_reap(shard *s, int block)
-{
-	if (s->snap_child == 0)
-		return;
-	int status;
-	pid_t r = waitpid(s->snap_child, &status, block ? 0 : WNOHANG);
-	if (r == 0)
-		return;
-	s->snap_child = 0;
-	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "level=warn shard=%u msg=\"snapshot failed, journal kept\" seq=%" PRIu64 "\n",
-			s->cfg.id, s->snap_child_seq);
-		unlink(s->snap_tmp);
-		return;
-	}
-	s->snap_written = 1;
-}
-
-/* Makes a written snapshot official once the journal covers it: rename
- * into place, sync the directory, prune the segments it covers. A journal
- * that failed first never gets it (the .tmp is removed). */
-static void snapshot_finish(shard *s)
-{
-	if (!s->snap_written)
-		return;
-	if (shard_failed(s)) {
-		unlink(s->snap_tmp);
-		s->snap_written = 0;
-		return;
-	}
-	if (shard_durable_seq(s) < s->snap_child_seq)
-		return; /* not yet: the records it includes are still on their way */
-	s->snap_written = 0;
-	char final[4200];
-	snprintf(final, sizeof(final), "%s/snap-%020" PRIu64 ".snap", s->dir, s->snap_child_seq);
-	if (rename(s->snap_tmp, final) != 0) {
-		fprintf(stderr, "level=warn shard=%u msg=\"snapshot rename failed\" err=\"%s\"\n", s->cfg.id,
-			strerror(errno));
-		return;
-	}
-	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	atomic_fetch_add_explicit(&s->snapshots, 1, memory_order_relaxed);
-	atomic_store_explicit(&s->snap_ns_last, (uint64_t)(mono_ns() - s->snap_started_ns), memory_order_relaxed);
-	if (s->cfg.prune) {
-		char err[JOURNAL_ERR_LEN];
-		int n = journal_prune(s->cfg.data_dir, s->cfg.id, s->snap_child_seq, err, sizeof(err));
-		if (n < 0)
-			fprintf(stderr, "level=warn shard=%u msg=\"journal prune failed\" err=\"%s\"\n", s->cfg.id,
-				err);
-	}
+	s->snap_started_ns = t0;
+	/* Release: the job's fields before the state the keeper acquires. */
+	atomic_store_explicit(&s->snap_state, SNAP_RUNNING, memory_order_release);
+	event_notify(&s->job_ev); /* the keeper sleeps: one wake per snapshot */
 }
 
 static void maybe_snapshot(shard *s)
 {
-	if (!s->journal || s->cfg.snapshot_every == 0)
+	if (!s->keeper_started || s->seq_last - s->snap_seq < s->cfg.snapshot_every)
 		return;
-	snapshot_reap(s, 0);
-	snapshot_finish(s);
-	if (s->snap_child == 0 && !s->snap_written && s->seq_last - s->snap_seq >= s->cfg.snapshot_every)
+	/* Acquire: pairs with the keeper's release of SNAP_IDLE, so it is done
+	 * with the job's fields before they are overwritten. */
+	if (atomic_load_explicit(&s->snap_state, memory_order_acquire) == SNAP_IDLE)
 		snapshot_start(s);
+}
+
+/* Keeper: waits for the child. Returns 1 when the .tmp is complete and
+ * synced, 0 when the child failed (the .tmp is removed). */
+static int snapshot_reap(shard *s)
+{
+	int status;
+	pid_t r;
+	do
+		r = waitpid(s->snap_child, &status, 0);
+	while (r < 0 && errno == EINTR);
+	if (r == s->snap_child && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 1;
+	char why[64];
+	if (r < 0)
+		snprintf(why, sizeof(why), "waitpid: %s", strerror(errno));
+	else if (WIFEXITED(status))
+		snprintf(why, sizeof(why), "%s", strerror(WEXITSTATUS(status)));
+	else
+		snprintf(why, sizeof(why), "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot failed, journal kept\" seq=%" PRIu64 " file=%s err=\"%s\"",
+	       s->cfg.id, s->snap_child_seq, s->snap_tmp, why);
+	unlink(s->snap_tmp);
+	return 0;
+}
+
+static int snapshot_covered(shard *s, const void *ctx)
+{
+	(void)ctx;
+	return shard_durable_seq(s) >= s->snap_child_seq || shard_failed(s) != NULL ||
+	       atomic_load_explicit(&s->keeper_stop, memory_order_acquire);
+}
+
+/* Keeper: steps 3 and 4 (the journal covers the snapshot). Returns 0, or
+ * -1 when the snapshot did not become official. */
+static int snapshot_install(shard *s)
+{
+	char final[SHARD_PATH_MAX];
+	int rc = snapfile_path(final, sizeof(final), s->dir, s->snap_child_seq);
+	assert(rc == 0);
+	(void)rc;
+	if (rename(s->snap_tmp, final) != 0) {
+		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot rename failed\" file=%s err=\"%s\"", s->cfg.id,
+		       s->snap_tmp, strerror(errno));
+		unlink(s->snap_tmp);
+		return -1;
+	}
+	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0) {
+		/* The snapshot may not survive a crash: prune nothing it covers. */
+		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot directory sync failed, journal kept\" dir=%s err=\"%s\"",
+		       s->cfg.id, s->dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
+	if (s->cfg.prune) {
+		char err[JOURNAL_ERR_LEN];
+		if (journal_prune(s->cfg.data_dir, s->cfg.id, s->snap_child_seq, err, sizeof(err)) < 0)
+			bo_log(BO_LOG_WARN, "shard=%u msg=\"journal prune failed\" err=\"%s\"", s->cfg.id, err);
+	}
+	return 0;
+}
+
+/* Keeper: one snapshot job, steps 1 to 4. */
+static void snapshot_complete(shard *s)
+{
+	if (!snapshot_reap(s))
+		return;
+	event_wait(s, &s->durable_ev, snapshot_covered, NULL, INT64_MAX);
+	if (shard_failed(s) || shard_durable_seq(s) < s->snap_child_seq) {
+		/* Failed, or stopped short of S: the journal may lose what the
+		 * snapshot holds. */
+		unlink(s->snap_tmp);
+		return;
+	}
+	if (snapshot_install(s) < 0)
+		return;
+	atomic_fetch_add_explicit(&s->snapshots, 1, memory_order_relaxed);
+	atomic_store_explicit(&s->snap_ns_last, (uint64_t)(bo_clock_ns() - s->snap_started_ns),
+			      memory_order_relaxed);
+}
+
+static int job_or_stop(shard *s, const void *ctx)
+{
+	(void)ctx;
+	return atomic_load_explicit(&s->snap_state, memory_order_acquire) == SNAP_RUNNING ||
+	       atomic_load_explicit(&s->keeper_stop, memory_order_acquire);
+}
+
+/* The snapshot keeper thread: one job at a time until shard_stop() (which
+ * stops it only after the writer, so no job comes after the stop and a job
+ * under way is finished). */
+static void *keeper_main(void *arg)
+{
+	shard *s = arg;
+	for (;;) {
+		event_wait(s, &s->job_ev, job_or_stop, NULL, INT64_MAX);
+		if (atomic_load_explicit(&s->snap_state, memory_order_acquire) != SNAP_RUNNING)
+			return NULL; /* stopping, nothing under way */
+		snapshot_complete(s);
+		/* Release: done with the job's fields (pairs with maybe_snapshot). */
+		atomic_store_explicit(&s->snap_state, SNAP_IDLE, memory_order_release);
+	}
 }
 
 /* ---- The writer ---------------------------------------------------------- */
@@ -558,8 +750,8 @@ static void *shard_main(void *arg)
 		}
 		if (!ring_wait(s->in, tick_ns) && tick(s) < 0)
 			break;
-		/* Idle too: a snapshot child that finished must be reaped (and
-		 * its segments pruned) even when no command comes. */
+		/* Idle too: a snapshot that fell due while the keeper was busy
+		 * with the previous one starts even when no command comes. */
 		maybe_snapshot(s);
 	}
 	if (!shard_failed(s)) {
@@ -573,8 +765,6 @@ static void *shard_main(void *arg)
 		journal_poll(s->journal, &d);
 		publish_durable(s, d);
 	}
-	snapshot_reap(s, 1);
-	snapshot_finish(s);
 	return NULL;
 }
 
@@ -600,6 +790,12 @@ int shard_new(const shard_config *cfg, shard **out)
 	atomic_init(&s->snapshots, 0);
 	atomic_init(&s->snap_stall_ns_max, 0);
 	atomic_init(&s->snap_ns_last, 0);
+	atomic_init(&s->durable_ev.count, 0);
+	atomic_init(&s->durable_ev.waiters, 0);
+	atomic_init(&s->job_ev.count, 0);
+	atomic_init(&s->job_ev.waiters, 0);
+	atomic_init(&s->snap_state, SNAP_IDLE);
+	atomic_init(&s->keeper_stop, 0);
 	int rc = ring_new(sizeof(shard_in), cfg->in_slots, &s->in);
 	if (rc == 0)
 		rc = ring_new(sizeof(shard_out), cfg->out_slots, &s->out);
@@ -613,13 +809,6 @@ int shard_new(const shard_config *cfg, shard **out)
 	return 0;
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* A snapshot child killed mid-write leaves its .snap.tmp behind: the loader
  * ignores such files, but they would pile up. */
 static void remove_stale_snapshots(const char *dir)
@@ -628,13 +817,12 @@ static void remove_stale_snapshots(const char *dir)
 	if (!d)
 		return;
 	struct dirent *de;
-	char path[4400];
+	char path[SHARD_PATH_MAX];
 	while ((de = readdir(d)) != NULL) {
 		size_t n = strlen(de->d_name);
-		if (n > 9 && strncmp(de->d_name, "snap-", 5) == 0 && strcmp(de->d_name + n - 9, ".snap.tmp") == 0) {
-			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (n > 9 && strncmp(de->d_name, "snap-", 5) == 0 && strcmp(de->d_name + n - 9, ".snap.tmp") == 0 &&
+		    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < (int)sizeof(path))
 			unlink(path);
-		}
 	}
 	closedir(d);
 }
@@ -645,10 +833,13 @@ static int configs_equal(const engine_config *a, const engine_config *b)
 	       a->idem_capacity == b->idem_capacity && a->events_max == b->events_max;
 }
 
-/* Rebuilds the engine from the newest snapshot and the journal after it. */
-static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
+/* Recovery, step 1: the shard directory's name, the data directory, and
+ * the engine from the newest valid snapshot (or a new one: info->seq 0).
+ * The snapshot comes first: the journal may have been pruned up to it, and
+ * journal_open() must know where the records it needs begin (after_seq) to
+ * tell a pruned journal from a missing segment. */
+static int recover_snapshot(shard *s, snapshot_info *info, char *err, size_t errlen)
 {
-	double t0 = now_seconds();
 	const shard_config *cfg = &s->cfg;
 	if (snprintf(s->dir, sizeof(s->dir), "%s/shard-%04u", cfg->data_dir, cfg->id) >= (int)sizeof(s->dir)) {
 		snprintf(err, errlen, "data directory path too long: %s", cfg->data_dir);
@@ -659,25 +850,21 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create data directory %s: %s", cfg->data_dir, strerror(e));
 		return -e;
 	}
-	/* The newest valid snapshot first: the journal may have been pruned up
-	 * to it, and journal_open() must know where the records it needs
-	 * begin (after_seq) to tell a pruned journal from a missing segment. */
-	snapshot_info info = {0};
 	char warn[SNAPSHOT_ERR_LEN] = "";
-	int rc = snapfile_load_latest(s->dir, &s->engine, &info, warn, sizeof(warn));
+	int rc = snapfile_load_latest(s->dir, &s->engine, info, warn, sizeof(warn));
 	if (rc < 0) {
 		snprintf(err, errlen, "snapshot: %s", warn);
 		return rc;
 	}
 	if (warn[0])
-		fprintf(stderr, "level=warn shard=%u msg=\"%s\"\n", cfg->id, warn);
-	if (rc == 1 && !configs_equal(&info.config, &cfg->engine)) {
+		bo_log(BO_LOG_WARN, "shard=%u msg=\"%s\"", cfg->id, warn);
+	if (rc == 1 && !configs_equal(&info->config, &cfg->engine)) {
 		snprintf(err, errlen,
 			 "snapshot of seq %" PRIu64 " in %s was taken with another engine capacity "
 			 "(seats %u claims %u idem %u events %u): start with that configuration, or move the "
 			 "snapshots away to rebuild from the journal",
-			 info.seq, s->dir, info.config.seats_max, info.config.claims_max, info.config.idem_capacity,
-			 info.config.events_max);
+			 info->seq, s->dir, info->config.seats_max, info->config.claims_max,
+			 info->config.idem_capacity, info->config.events_max);
 		return -EINVAL;
 	}
 	if (rc == 0) {
@@ -686,29 +873,26 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 			snprintf(err, errlen, "engine: %s", strerror(-rc));
 			return rc;
 		}
-		info.seq = 0;
-		info.seq_ts_ms = 0;
+		info->seq = 0;
+		info->seq_ts_ms = 0;
 	}
-	/* The journal: creates the shard directory, cuts a torn tail, and
-	 * refuses corruption (or a journal shorter than the snapshot). */
-	journal_options jopt = cfg->journal;
-	jopt.after_seq = info.seq;
-	rc = journal_open(cfg->data_dir, cfg->id, &jopt, &s->journal, &rec->journal, err, errlen);
-	if (rc < 0)
-		return rc;
-	remove_stale_snapshots(s->dir);
-	rec->snapshot_seq = info.seq;
-	s->seq_last = info.seq;
-	s->seq_last_ms = info.seq_ts_ms;
+	return 0;
+}
 
+/* Recovery, step 3: re-executes (and verifies) the records after the
+ * snapshot's seq, which s->seq_last holds on entry. */
+static int recover_replay(shard *s, const journal_options *jopt, shard_recovery *rec, char *err, size_t errlen)
+{
+	const shard_config *cfg = &s->cfg;
+	const uint64_t after = s->seq_last;
 	journal_reader *r;
-	rc = journal_reader_open_from(cfg->data_dir, cfg->id, &jopt, info.seq, &r, err, errlen);
+	int rc = journal_reader_open_from(cfg->data_dir, cfg->id, jopt, after, &r, err, errlen);
 	if (rc < 0)
 		return rc;
 	journal_record jr;
 	char rerr[REPLAY_ERR_LEN];
 	while ((rc = journal_reader_next(r, &jr)) == 1) {
-		if (jr.seq <= info.seq)
+		if (jr.seq <= after)
 			continue;
 		if (jr.seq != s->seq_last + 1) {
 			snprintf(err, errlen, "journal skips from seq %" PRIu64 " to %" PRIu64 " (%s)", s->seq_last,
@@ -736,13 +920,40 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 			 rec->journal.last_seq);
 		return -EBADMSG;
 	}
+	return 0;
+}
+
+/* Rebuilds the engine from the newest snapshot and the journal after it. */
+static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
+{
+	int64_t t0 = bo_clock_ns();
+	const shard_config *cfg = &s->cfg;
+	snapshot_info info = {0};
+	int rc = recover_snapshot(s, &info, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* Step 2, the journal: creates the shard directory, cuts a torn tail,
+	 * and refuses corruption (or a journal shorter than the snapshot). */
+	journal_options jopt = cfg->journal;
+	jopt.after_seq = info.seq;
+	rc = journal_open(cfg->data_dir, cfg->id, &jopt, &s->journal, &rec->journal, err, errlen);
+	if (rc < 0)
+		return rc;
+	remove_stale_snapshots(s->dir);
+	rec->snapshot_seq = info.seq;
+	s->seq_last = info.seq;
+	s->seq_last_ms = info.seq_ts_ms;
+	rc = recover_replay(s, &jopt, rec, err, errlen);
+	if (rc < 0)
+		return rc;
 	rec->last_seq = s->seq_last;
 	/* The next snapshot is due snapshot_every records after the one just
 	 * loaded, not after this start: a process that restarts often must
 	 * still snapshot, or its recoveries grow without bound. */
 	s->snap_seq = info.seq;
+	/* No thread runs yet: shard_start's pthread_create publishes it. */
 	atomic_store_explicit(&s->durable, s->seq_last, memory_order_relaxed);
-	rec->seconds = now_seconds() - t0;
+	rec->seconds = (double)(bo_clock_ns() - t0) / 1e9;
 	return 0;
 }
 
@@ -770,13 +981,35 @@ int shard_open(const shard_config *cfg, shard **out, shard_recovery *rec, char *
 	return rc;
 }
 
+/* Stops and joins the keeper. Only once the writer is joined: then no job
+ * comes after the stop, and the durable sequence the keeper sees is final. */
+static void keeper_stop(shard *s)
+{
+	if (!s->keeper_started)
+		return;
+	atomic_store_explicit(&s->keeper_stop, 1, memory_order_release);
+	event_notify(&s->job_ev);
+	event_notify(&s->durable_ev);
+	pthread_join(s->keeper, NULL);
+	s->keeper_started = 0;
+}
+
 int shard_start(shard *s)
 {
 	assert(s && !s->started);
 	atomic_store_explicit(&s->stopping, 0, memory_order_relaxed); /* a stopped shard may restart */
+	if (s->journal && s->cfg.snapshot_every > 0) {
+		atomic_store_explicit(&s->keeper_stop, 0, memory_order_relaxed);
+		int rc = pthread_create(&s->keeper, NULL, keeper_main, s);
+		if (rc != 0)
+			return -rc;
+		s->keeper_started = 1; /* before the writer starts: it reads this */
+	}
 	int rc = pthread_create(&s->thread, NULL, shard_main, s);
-	if (rc != 0)
+	if (rc != 0) {
+		keeper_stop(s);
 		return -rc;
+	}
 	s->started = 1;
 	return 0;
 }
@@ -790,6 +1023,7 @@ void shard_stop(shard *s)
 	/* The writer notices within one tick (ring_wait's timeout). */
 	pthread_join(s->thread, NULL);
 	s->started = 0;
+	keeper_stop(s);
 }
 
 void shard_free(shard *s)
@@ -797,8 +1031,6 @@ void shard_free(shard *s)
 	if (!s)
 		return;
 	shard_stop(s);
-	snapshot_reap(s, 1);
-	snapshot_finish(s);
 	if (s->journal) {
 		uint64_t d;
 		journal_close(s->journal, &d);

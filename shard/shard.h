@@ -6,15 +6,16 @@
  * batch, stamps the batch with one timestamp, advances the engine's clock to
  * it (expiring holds), applies the commands in ring order and writes, in that
  * order, one shard_out record per expiry and per command to its output ring.
- * The next stages (journal, replies, projections) consume the output ring;
- * until the journal exists, tests and benchmarks do.
+ * One consumer takes the output ring (the gateway's replies, or a test or
+ * benchmark); whatever else needs the changes (the database committer, a
+ * snapshot builder, a standby) follows the journal instead: follower.h.
  *
  * When no command arrives for tick_ms, the shard feeds itself a tick (an
  * advance to the current time), so an expired hold is released within
  * tick_ms plus scheduling delay of its expiry (BO_EXPIRY_LAG_MS_MAX).
  *
  * With a data directory the shard is durable: every state change (each
- * journaled command, see journal/entry.h, and each advance that expired
+ * journaled command, see shard/entry.h, and each advance that expired
  * something) is appended to the shard's journal, a batch ends with one
  * group commit, and the batch's output records become visible in the
  * output ring only once that batch and every earlier one are on disk
@@ -23,8 +24,14 @@
  * batch while the previous one syncs. On open, the shard recovers: the
  * newest valid snapshot, then the journal after it, re-executed and
  * verified record by record. Every snapshot_every records it snapshots its
- * state from a forked child (the writer stalls only for fork()) and prunes
- * journal segments the snapshot covers.
+ * state from a forked child (the writer stalls only for fork()); the
+ * shard's snapshot keeper thread waits for the child, puts the file in
+ * place once the journal is durable up to it, and prunes the journal
+ * segments it covers, so the writer itself makes no file system call for
+ * snapshots beyond the fork.
+ *
+ * Other threads may follow the durable sequence: shard_durable_seq() reads
+ * it, shard_durable_wait() sleeps until it passes a given sequence.
  *
  * A journal failure (EIO, ENOSPC, short write) stops the shard: nothing more
  * is applied or acknowledged, shard_failed() says why, and the process
@@ -117,16 +124,37 @@ int shard_open(const shard_config *cfg, shard **out /* OUT */, shard_recovery *r
  * stopped applying and acknowledging). Thread-safe. */
 const char *shard_failed(const shard *s);
 
-/* Highest journal sequence known durable (a gauge). */
+/* Highest journal sequence known durable: every record up to it is on
+ * disk (fdatasync'ed), so it may be read from the journal's files and acted
+ * on. Never decreases. Thread-safe; an acquire load, so what the writer did
+ * before publishing it (the journal's writes completed) happens before what
+ * the caller does next. 0 without data_dir. */
 uint64_t shard_durable_seq(const shard *s);
+
+/* Waits until the durable sequence exceeds `seq` or timeout_ns passes
+ * (<= 0: only checks). Sleeps on a futex; the writer wakes sleepers when it
+ * publishes a new durable sequence (a wake system call per advance only
+ * while someone sleeps here) and when the shard fails.
+ * Returns 1 with *durable (may be NULL) > seq; 0 on timeout (*durable the
+ * value seen, <= seq); -ESHUTDOWN when the shard has failed and its durable
+ * sequence is <= seq: nothing more will become durable (shard_failed()
+ * says why). Thread-safe; `s` must outlive the call. */
+int shard_durable_wait(const shard *s, uint64_t seq, int64_t timeout_ns, uint64_t *durable /* OUT */);
+
+/* The configuration the shard was opened with (its data_dir string is the
+ * caller's, as given). Valid while the shard lives. */
+const shard_config *shard_get_config(const shard *s);
 
 /* Starts the writer thread. 0, or -errno from pthread_create. */
 int shard_start(shard *s);
 
 /* Stops the writer after it has applied everything already published and
- * made it durable (its outputs are published), and joins it. The output ring must keep being drained until this returns
- * (the writer waits for room there; it never drops a record). Producers
- * must have stopped submitting. Idempotent. */
+ * made it durable (its outputs are published), and joins it; then lets the
+ * snapshot keeper finish a snapshot in progress (wait for the child, put
+ * the file in place if the journal covers it, prune) and joins it too. The
+ * output ring must keep being drained until this returns (the writer waits
+ * for room there; it never drops a record). Producers must have stopped
+ * submitting. Idempotent; a stopped shard may be started again. */
 void shard_stop(shard *s);
 
 /* Stops the shard if needed and frees everything. */
@@ -139,6 +167,13 @@ int shard_submit(shard *s, const bo_cmd *cmds, const uint64_t *tags, uint32_t n)
 
 /* The output ring: exactly one consumer polls/releases shard_out slots. */
 ring *shard_output(shard *s);
+
+/* The `max` a consumer passes to ring_poll() on the output ring. A poll
+ * takes what is published, up to max, so any value is correct; a batch's
+ * worth takes a whole batch's results at once (the writer publishes whole
+ * batches) while the slots go back to the writer after at most one batch
+ * of the consumer's work. */
+#define SHARD_OUT_POLL_MAX BO_BATCH_MAX
 
 /* The engine, for inspection only while the shard is stopped. */
 engine *shard_engine(shard *s);

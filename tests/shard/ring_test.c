@@ -1,5 +1,5 @@
 /*
- * ring_test.c — proves the MPSC ring of engine/ring.c keeps its contract.
+ * ring_test.c — proves the MPSC ring of shard/ring.c keeps its contract.
  *
  * How:
  * - Single-thread cases pin down the contract: claim/publish/poll/release,
@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "shard/ring.h"
 
 #if defined(__SANITIZE_THREAD__) && !defined(RING_TEST_FORCE_CRITERION)
@@ -150,13 +151,6 @@ static uint64_t seed_from_clock(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t s = (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec;
 	return s ? s : 1;
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void sleep_ns(int64_t ns)
@@ -480,10 +474,10 @@ Test(ring, publish_twice_asserts, .signal = SIGABRT)
 Test(ring, wait_times_out_on_empty_ring)
 {
 	ring *r = new_ring(8, 8);
-	int64_t t0 = now_ns();
+	int64_t t0 = bo_clock_ns();
 	cr_assert_eq(ring_wait(r, 0), 0, "zero timeout: just a check");
 	cr_assert_eq(ring_wait(r, 30 * 1000000), 0);
-	int64_t dt = now_ns() - t0;
+	int64_t dt = bo_clock_ns() - t0;
 	cr_assert_geq(dt, 30 * 1000000, "waited the full timeout (%ld ns)", (long)dt);
 	cr_assert_lt(dt, 2000 * 1000000LL, "and not much longer (%ld ns)", (long)dt);
 
@@ -517,10 +511,10 @@ Test(ring, wait_wakes_on_publish_from_other_thread)
 	ring *r = new_ring(8, 8);
 	struct delayed_publish d = {.r = r, .delay_ns = 50 * 1000000};
 	pthread_t t;
-	int64_t t0 = now_ns();
+	int64_t t0 = bo_clock_ns();
 	cr_assert_eq(pthread_create(&t, NULL, delayed_publisher, &d), 0);
 	int got = ring_wait(r, 10000 * 1000000LL);
-	int64_t dt = now_ns() - t0;
+	int64_t dt = bo_clock_ns() - t0;
 	pthread_join(t, NULL);
 	cr_assert_eq(got, 1);
 	cr_assert_geq(dt, 40 * 1000000, "it did wait for the publish (%ld ns)", (long)dt);
@@ -575,9 +569,9 @@ Test(ring, wait_never_loses_a_wakeup)
 	int64_t worst_ns = 0;
 	uint64_t bad_round = UINT64_MAX, bad_value = 0;
 	for (uint64_t i = 0; i < PINGPONG_ROUNDS; i++) {
-		int64_t t0 = now_ns();
+		int64_t t0 = bo_clock_ns();
 		int got = ring_wait(pp.r, 10000 * 1000000LL);
-		int64_t dt = now_ns() - t0;
+		int64_t dt = bo_clock_ns() - t0;
 		worst_ns = dt > worst_ns ? dt : worst_ns;
 		uint64_t pos;
 		if (got != 1 || ring_poll(pp.r, 4, &pos) != 1) {
@@ -759,7 +753,7 @@ Test(ring, multi_producer_stress, .timeout = 60)
 	uint64_t rs = st.seed ^ 0xABCDEF;
 	char err[256] = "";
 	static struct msg copy[STRESS_SLOTS];
-	int64_t t0 = now_ns();
+	int64_t t0 = bo_clock_ns();
 	while (received < total && err[0] == '\0') {
 		uint32_t max = 1 + (uint32_t)(rng_next(&rs) % 64);
 		uint64_t pos;
@@ -814,7 +808,7 @@ Test(ring, multi_producer_stress, .timeout = 60)
 		ring_release(st.r, part);
 		ring_release(st.r, k - part);
 	}
-	int64_t dt = now_ns() - t0;
+	int64_t dt = bo_clock_ns() - t0;
 	if (err[0] != '\0')
 		atomic_store_explicit(&st.stop, 1, memory_order_relaxed);
 	for (uint32_t i = 0; i < STRESS_PRODUCERS; i++)
@@ -847,9 +841,9 @@ int main(void)
 			continue;
 		}
 		shim_current = t->name;
-		int64_t t0 = now_ns();
+		int64_t t0 = bo_clock_ns();
 		t->fn();
-		fprintf(stderr, "[PASS] %s: (%.2fs)\n", t->name, (double)(now_ns() - t0) / 1e9);
+		fprintf(stderr, "[PASS] %s: (%.2fs)\n", t->name, (double)(bo_clock_ns() - t0) / 1e9);
 	}
 	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Skipped: %d | Failing: 0\n",
 	        shim_test_count - skipped, shim_test_count - skipped, skipped);

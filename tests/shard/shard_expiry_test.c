@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "shard/shard.h"
 
 static _Atomic int64_t fake_now = 1000000;
@@ -26,22 +27,15 @@ static int64_t fake_clock(void *ctx)
 
 enum { SEATS = 12000, HOLDS = 12000 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Drains the output ring until `want` records of `kind` came or 20 s pass. */
 static uint32_t drain(shard *s, uint8_t kind, uint32_t want)
 {
 	ring *out = shard_output(s);
 	uint32_t got = 0;
-	int64_t deadline = mono_ms() + 20000;
-	while (got < want && mono_ms() < deadline) {
+	int64_t deadline = bo_clock_ms() + 20000;
+	while (got < want && bo_clock_ms() < deadline) {
 		uint64_t first;
-		uint32_t n = ring_poll(out, 4096, &first);
+		uint32_t n = ring_poll(out, SHARD_OUT_POLL_MAX, &first);
 		for (uint32_t i = 0; i < n; i++)
 			got += ((const shard_out *)ring_slot(out, first + i))->kind == kind;
 		if (n)

@@ -1,5 +1,5 @@
 /*
- * shard_journal_test.c — proves the DURABLE shard (engine/shard.c with
+ * shard_journal_test.c — proves the DURABLE shard (shard/shard.c with
  * shard_config.data_dir set) keeps the promises of shard.h:
  *
  *  1. Durable before visible: while the journal's write of a batch is held
@@ -27,6 +27,11 @@
  *     snapshot is skipped with a warning naming it, and when pruning removed
  *     what an older snapshot would need, shard_open refuses instead of
  *     loading wrong state.
+ *  4b. Snapshot work stays off the writer thread: no prune, rename, fsync
+ *     or waitpid is ever called on it (checked through --wrap'ed
+ *     functions); a prune goes only up to a snapshot that was renamed into
+ *     place, with the directory fsynced after the rename, and is durable;
+ *     and a prune held back does not stop the writer from answering.
  *  5. An idle tick that expires a hold is journaled (an EXPIRY output with
  *     the tick record's seq) and the expiry survives a restart.
  *  6. A corrupt record with good records after it is refused on open
@@ -53,6 +58,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,11 +66,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
 
+#include "base/clock.h"
 #include "shard/shard.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
@@ -88,13 +96,6 @@
 #define DIGEST_FMT "%016" PRIx64
 
 /* ---- Small helpers ------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int64_t ms)
 {
@@ -385,11 +386,11 @@ static uint32_t drain(run *r)
  * Returns true when they came. */
 static bool wait_results(run *r, uint32_t want)
 {
-	const int64_t deadline = mono_ms() + WAIT_MS;
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
 	while (r->results < want) {
 		if (drain(r) > 0)
 			continue;
-		if (shard_failed(r->s) || mono_ms() > deadline)
+		if (shard_failed(r->s) || bo_clock_ms() > deadline)
 			return false;
 		ring_wait(shard_output(r->s), 1000000);
 	}
@@ -406,9 +407,9 @@ static void submit(run *r, const bo_cmd *cmds, uint32_t n)
 		tags[i] = r->submitted + i;
 		r->cmds[r->submitted + i] = cmds[i];
 	}
-	const int64_t deadline = mono_ms() + WAIT_MS;
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
 	int rc;
-	while ((rc = shard_submit(r->s, cmds, tags, n)) == -EBUSY && mono_ms() < deadline) {
+	while ((rc = shard_submit(r->s, cmds, tags, n)) == -EBUSY && bo_clock_ms() < deadline) {
 		if (r->other_drainer)
 			sleep_ms(1);
 		else
@@ -947,8 +948,8 @@ static void journal_failure_case(fault_mode mode, const char *what, const char *
 	}
 
 	/* The shard has stopped, saying why. */
-	const int64_t deadline = mono_ms() + WAIT_MS;
-	while (!shard_failed(r->s) && mono_ms() < deadline)
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	while (!shard_failed(r->s) && bo_clock_ms() < deadline)
 		sleep_ms(1);
 	const char *msg = shard_failed(r->s);
 	cr_assert_not_null(msg, "no failure reported after the injected %s", what);
@@ -1187,9 +1188,10 @@ static shard_config snapshot_config(int prune)
 }
 
 #define SNAP_LOAD_GROUPS 150u
-#define SNAP_TAIL_MAX 2000u /* commands */
-_Static_assert(1 + SNAP_LOAD_GROUPS * 10 + SNAP_TAIL_MAX <= CMDS_MAX,
-               "the run holds the load and its tail");
+#define SNAP_WAIT_MS 30000 /* a niced snapshot child on a busy machine is slow */
+/* The tail: SNAP_EVERY records take at most 2 * SNAP_EVERY commands (3 in
+ * 4 load commands are journaled). */
+_Static_assert(1 + SNAP_LOAD_GROUPS * 10 + 2 * SNAP_EVERY <= CMDS_MAX, "the run holds the load and its tail");
 
 /* Runs the snapshot load and stops. Returns the digest before stop, the
  * last seq and (tail_seq) a seq every snapshot taken after the load is
@@ -1202,26 +1204,33 @@ static uint64_t snapshot_load_run(const shard_config *cfg, run *r, uint64_t *seq
 	submit_create(r);
 	cr_assert(wait_results(r, 1));
 	sequential_load(r, SNAP_LOAD_GROUPS, 10);
-	/* A snapshot starts only when nothing is waiting for the disk and the
-	 * previous child is done, so under this load it lags by a varying
-	 * amount (and a child may take long when the machine is busy). A
-	 * slow tail (one command per batch) until a snapshot taken during the
-	 * tail is in place leaves a recent one. */
+	/* A recent snapshot, newer than everything the load made: a tail of
+	 * SNAP_EVERY journal records (not commands: queries journal nothing)
+	 * after tail_seq makes one due whatever the snapshot under way
+	 * (started at some seq <= tail_seq) is doing, and the writer starts
+	 * it as soon as the keeper is done with that one, idle or not. When it
+	 * completes depends on a child at the lowest CPU priority: wait for
+	 * that event (its file in place), not for a number of commands, which
+	 * on a busy machine can all pass before the child gets the CPU. */
 	uint64_t snaps[512];
 	const uint64_t tail_seq = shard_durable_seq(r->s);
-	uint32_t tail = 0, ns = 0;
-	for (; tail < SNAP_TAIL_MAX && !shard_failed(r->s); tail++) {
-		ns = list_snapshots(snaps, 512);
-		if (ns > 0 && snaps[ns - 1] > tail_seq)
-			break;
+	while (shard_durable_seq(r->s) < tail_seq + SNAP_EVERY) {
 		submit_load(r, r->submitted - 1, 1);
 		cr_assert(wait_results(r, r->submitted));
 	}
-	cr_log_info("a tail of %u commands after seq %" PRIu64 " until snapshot %" PRIu64, tail,
-	            tail_seq, ns ? snaps[ns - 1] : 0);
 	cr_assert_null(shard_failed(r->s), "%s", shard_failed(r->s));
-	cr_assert(ns > 0 && snaps[ns - 1] > tail_seq,
-	          "no snapshot completed during a tail of %u commands", tail);
+	const int64_t deadline = bo_clock_ms() + SNAP_WAIT_MS;
+	uint32_t ns = list_snapshots(snaps, 512);
+	while (ns == 0 || snaps[ns - 1] <= tail_seq) {
+		cr_assert_lt(bo_clock_ms(), deadline,
+		             "no snapshot after seq %" PRIu64 " completed within %d ms of a tail of %u records "
+		             "(newest %" PRIu64 ")",
+		             tail_seq, SNAP_WAIT_MS, SNAP_EVERY, ns ? snaps[ns - 1] : 0);
+		sleep_ms(1);
+		ns = list_snapshots(snaps, 512);
+	}
+	cr_log_info("after seq %" PRIu64 " and a tail of %u records: snapshot %" PRIu64 " within %" PRId64 " ms",
+	            tail_seq, SNAP_EVERY, snaps[ns - 1], bo_clock_ms() - (deadline - SNAP_WAIT_MS));
 	cr_assert_eq(r->results, r->submitted);
 	*tail_seq_out = tail_seq;
 	shard_stop(r->s);
@@ -1384,6 +1393,208 @@ Test(shard_journal, pruned_journal_without_a_usable_snapshot_is_refused)
 	run_free(r);
 }
 
+/* ---- 4b. Snapshot work stays off the writer --------------------------------
+ *
+ * This executable is linked with --wrap for journal_prune, rename, fsync
+ * and waitpid (tests/meson.build), so every call the shard or the journal
+ * makes to them comes through the wrappers below first. The writer thread
+ * is recognised by the shard's clock, which only the writer reads. The
+ * wrappers count calls per thread kind, check the order the keeper must
+ * keep (a prune up to S only after snap-S.snap was renamed into place, the
+ * directory fsynced after that, and the journal durable up to S), and can
+ * hold a prune back to show the writer does not wait for it. Calls in a
+ * forked snapshot child touch only the child's copy of these counters.
+ */
+enum { CALL_PRUNE, CALL_RENAME, CALL_FSYNC, CALL_WAITPID, CALL_KINDS };
+static const char *const call_names[CALL_KINDS] = {"journal_prune", "rename", "fsync", "waitpid"};
+
+static pthread_t writer_thread;
+static atomic_bool writer_known;
+static atomic_uint calls_on_writer[CALL_KINDS], calls_elsewhere[CALL_KINDS];
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	shard *s;		 /* whose durable seq a prune is checked against */
+	char renamed_to[512];	 /* the last rename's target */
+	bool dir_synced;	 /* a directory fsync came after that rename */
+	uint32_t violations;
+	char violation[512];
+	bool hold, held, released; /* holding the first prune back */
+} keep = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int64_t writer_clock(void *ctx)
+{
+	if (!atomic_load(&writer_known)) {
+		writer_thread = pthread_self();
+		atomic_store(&writer_known, true);
+	}
+	return fake_clock(ctx);
+}
+
+static void note_call(int kind)
+{
+	if (atomic_load(&writer_known) && pthread_equal(pthread_self(), writer_thread))
+		atomic_fetch_add(&calls_on_writer[kind], 1);
+	else
+		atomic_fetch_add(&calls_elsewhere[kind], 1);
+}
+
+static void keep_violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void keep_violation(const char *fmt, ...)
+{
+	if (keep.violations++ == 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(keep.violation, sizeof(keep.violation), fmt, ap);
+		va_end(ap);
+	}
+}
+
+int __real_journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err, size_t err_len);
+int __wrap_journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err, size_t err_len);
+int __wrap_journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err, size_t err_len)
+{
+	note_call(CALL_PRUNE);
+	char want[64];
+	snprintf(want, sizeof(want), "/snap-%020" PRIu64 ".snap", upto_seq);
+	pthread_mutex_lock(&keep.mu);
+	size_t n = strlen(keep.renamed_to);
+	if (n < strlen(want) || strcmp(keep.renamed_to + n - strlen(want), want) != 0)
+		keep_violation("prune up to %" PRIu64 " but the last rename was to '%s'", upto_seq, keep.renamed_to);
+	else if (!keep.dir_synced)
+		keep_violation("prune up to %" PRIu64 " before the directory was fsynced after the rename", upto_seq);
+	if (keep.s && shard_durable_seq(keep.s) < upto_seq)
+		keep_violation("prune up to %" PRIu64 " with the journal durable to %" PRIu64, upto_seq,
+		               shard_durable_seq(keep.s));
+	if (keep.hold) {
+		keep.hold = false;
+		keep.held = true;
+		pthread_cond_broadcast(&keep.cv);
+		while (!keep.released)
+			pthread_cond_wait(&keep.cv, &keep.mu);
+	}
+	pthread_mutex_unlock(&keep.mu);
+	return __real_journal_prune(root, shard_id, upto_seq, err, err_len);
+}
+
+int __real_rename(const char *from, const char *to);
+int __wrap_rename(const char *from, const char *to);
+int __wrap_rename(const char *from, const char *to)
+{
+	note_call(CALL_RENAME);
+	int rc = __real_rename(from, to);
+	pthread_mutex_lock(&keep.mu);
+	snprintf(keep.renamed_to, sizeof(keep.renamed_to), "%s", rc == 0 ? to : "");
+	keep.dir_synced = false;
+	pthread_mutex_unlock(&keep.mu);
+	return rc;
+}
+
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __wrap_fsync(int fd)
+{
+	note_call(CALL_FSYNC);
+	int rc = __real_fsync(fd);
+	struct stat st;
+	if (rc == 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		pthread_mutex_lock(&keep.mu);
+		keep.dir_synced = true;
+		pthread_mutex_unlock(&keep.mu);
+	}
+	return rc;
+}
+
+pid_t __real_waitpid(pid_t pid, int *status, int options);
+pid_t __wrap_waitpid(pid_t pid, int *status, int options);
+pid_t __wrap_waitpid(pid_t pid, int *status, int options)
+{
+	note_call(CALL_WAITPID);
+	return __real_waitpid(pid, status, options);
+}
+
+Test(shard_journal, snapshot_file_work_and_pruning_run_off_the_writer_in_a_crash_safe_order)
+{
+	shard_config cfg = snapshot_config(1);
+	cfg.clock = writer_clock;
+	run *r = run_new();
+	uint64_t seq_last, tail_seq;
+	snapshot_load_run(&cfg, r, &seq_last, &tail_seq);
+	cr_assert(atomic_load(&writer_known), "the writer never read its clock");
+	for (int k = 0; k < CALL_KINDS; k++) {
+		cr_log_info("%s: %u on the writer, %u on other threads", call_names[k], atomic_load(&calls_on_writer[k]),
+		            atomic_load(&calls_elsewhere[k]));
+		cr_assert_eq(atomic_load(&calls_on_writer[k]), 0, "%s called on the writer thread",
+		             call_names[k]);
+	}
+	cr_assert_geq(atomic_load(&calls_elsewhere[CALL_PRUNE]), 1, "nothing was pruned");
+	cr_assert_geq(atomic_load(&calls_elsewhere[CALL_RENAME]), 2, "fewer than two snapshots put in place");
+	cr_assert_geq(atomic_load(&calls_elsewhere[CALL_WAITPID]), 2, "no snapshot child reaped");
+	cr_assert_eq(keep.violations, 0, "%u order violations; the first: %s", keep.violations, keep.violation);
+	run_free(r);
+}
+
+static void keep_release(void)
+{
+	pthread_mutex_lock(&keep.mu);
+	keep.released = true;
+	pthread_cond_broadcast(&keep.cv);
+	pthread_mutex_unlock(&keep.mu);
+}
+
+/* A failed test must still let the keeper out, or shard_free waits for it. */
+static void keep_teardown(void)
+{
+	keep_release();
+	teardown();
+}
+
+Test(shard_journal, a_prune_held_back_does_not_stall_the_writer, .fini = keep_teardown)
+{
+	shard_config cfg = snapshot_config(1);
+	cfg.clock = writer_clock;
+	run *r = run_new();
+	r->s = open_ok(&cfg, NULL);
+	keep.s = r->s;
+	keep.hold = true;
+	cr_assert_eq(shard_start(r->s), 0);
+	submit_create(r);
+	cr_assert(wait_results(r, 1));
+	/* Enough records for the first snapshot, then wait until the keeper
+	 * is inside its prune, held there (the child may take long). */
+	while (shard_durable_seq(r->s) < SNAP_EVERY && !shard_failed(r->s))
+		sequential_load(r, 1, 10);
+	const int64_t deadline = bo_clock_ms() + SNAP_WAIT_MS;
+	pthread_mutex_lock(&keep.mu);
+	while (!keep.held && bo_clock_ms() < deadline) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000; /* a slice, to look at the deadline */
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&keep.cv, &keep.mu, &ts);
+	}
+	bool held = keep.held;
+	pthread_mutex_unlock(&keep.mu);
+	cr_assert(held, "the first snapshot (due at seq %u) never reached its prune within %d ms", SNAP_EVERY,
+	          SNAP_WAIT_MS);
+	/* The writer goes on applying and acknowledging. */
+	const uint32_t before = r->submitted;
+	sequential_load(r, 100, 5);
+	cr_assert_eq(r->results, r->submitted,
+	             "%u results for %u commands (the last %u submitted while a prune was held back)",
+	             r->results, r->submitted, r->submitted - before);
+	keep_release();
+	shard_stop(r->s);
+	drain(r);
+	cr_assert_null(shard_failed(r->s), "%s", shard_failed(r->s));
+	cr_assert_eq(keep.violations, 0, "%s", keep.violation);
+	close_shard(r->s);
+	r->s = NULL;
+	run_free(r);
+}
+
 /* ==== 5. Idle tick journaling ============================================= */
 
 Test(shard_journal, an_idle_tick_that_expires_a_hold_is_journaled_and_survives_restart)
@@ -1411,8 +1622,8 @@ Test(shard_journal, an_idle_tick_that_expires_a_hold_is_journaled_and_survives_r
 
 	/* At expiry, with no command: the tick expires it, as record 3. */
 	atomic_store_explicit(&fake_now_ms, T0_MS + BO_TTL_MS_MIN + 1, memory_order_relaxed);
-	const int64_t deadline = mono_ms() + WAIT_MS;
-	while (r->nout < 3 && mono_ms() < deadline) {
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	while (r->nout < 3 && bo_clock_ms() < deadline) {
 		if (drain(r) == 0)
 			ring_wait(shard_output(r->s), 1000000);
 	}

@@ -1,11 +1,14 @@
 /*
- * shard_test.c — proves the shard writer of engine/shard.c keeps its
+ * shard_test.c — proves the shard writer of shard/shard.c keeps its
  * contract: input ring -> one engine -> output ring, one RESULT per command
  * with its tag, in ring order, with batch numbers and batch times that never
  * go back; -EBUSY at once on a full input ring; an idle tick that expires
  * holds with no command arriving; shard_stop() applying everything already
  * published; a stopped shard working again after shard_start();
- * shard_for_event() stable and balanced; bad configs refused.
+ * shard_for_event() stable and balanced; bad configs refused. And, run
+ * under ThreadSanitizer too: a durable shard taking snapshots (writer,
+ * snapshot keeper, forked children) while a follower thread reads its
+ * journal delivers every durable record once, in order.
  *
  * How: real threads against a real shard. Three producers submit a few
  * thousand BLOCK/UNBLOCK commands each (in groups of 1..16, retrying on
@@ -22,6 +25,7 @@
  * failed check prints file, line and message and exits 1.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -30,10 +34,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <time.h>
 
 #include <xxhash.h>
 
+#include "base/clock.h"
+#include "shard/follower.h"
 #include "shard/shard.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -125,13 +132,6 @@ __attribute__((format(printf, 1, 2))) static void harness_log(const char *fmt, .
 #define CMDS_PER_PRODUCER 3000u
 #define OP_CLIENT 900u	     /* the client that creates the event */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
@@ -204,8 +204,8 @@ static uint32_t collect(shard *s, shard_out *out, uint32_t cap, uint32_t want, i
 {
 	ring *o = shard_output(s);
 	uint32_t n = 0, results = 0;
-	const int64_t deadline = mono_ms() + timeout_ms;
-	while (results < want && mono_ms() < deadline) {
+	const int64_t deadline = bo_clock_ms() + timeout_ms;
+	while (results < want && bo_clock_ms() < deadline) {
 		uint64_t first;
 		uint32_t k = ring_poll(o, cap - n, &first);
 		if (k == 0) {
@@ -370,8 +370,8 @@ Test(shard, every_command_of_many_producers_yields_one_result_in_order)
 	uint64_t last_batch = 0;
 	int64_t last_now = INT64_MIN;
 	ring *o = shard_output(s);
-	const int64_t deadline = mono_ms() + 60000;
-	while (received < total && mono_ms() < deadline) {
+	const int64_t deadline = bo_clock_ms() + 60000;
+	while (received < total && bo_clock_ms() < deadline) {
 		uint64_t first;
 		/* Varying poll sizes: the writer must cope with a slow consumer. */
 		uint32_t k = ring_poll(o, 1 + (polls++ * 37) % 700, &first);
@@ -440,10 +440,10 @@ Test(shard, full_input_ring_answers_ebusy_at_once_and_takes_nothing)
 		tags[i] = i;
 	}
 	cr_assert_eq(shard_submit(s, cmds, tags, slots - 96), 0);
-	int64_t t0 = mono_ms();
+	int64_t t0 = bo_clock_ms();
 	for (int i = 0; i < 100; i++)
 		cr_assert_eq(shard_submit(s, cmds, tags, 97), -EBUSY, "97 > 96 free slots");
-	int64_t dt = mono_ms() - t0;
+	int64_t dt = bo_clock_ms() - t0;
 	cr_assert_lt(dt, 1000, "100 refused submits took %ld ms: they must not wait", (long)dt);
 	cr_assert_eq(shard_submit(s, cmds, tags + (slots - 96), 96), 0, "exactly full is allowed");
 	cr_assert_eq(shard_submit(s, cmds, tags, 1), -EBUSY);
@@ -520,10 +520,10 @@ Test(shard, idle_tick_expires_a_hold_with_no_command_arriving)
 	expect_output_empty(s);
 
 	atomic_store(&fake_ms, T + 1000);
-	const int64_t deadline = mono_ms() + 5000;
+	const int64_t deadline = bo_clock_ms() + 5000;
 	uint64_t first = 0;
 	uint32_t k = 0;
-	while (k == 0 && mono_ms() < deadline)
+	while (k == 0 && bo_clock_ms() < deadline)
 		if ((k = ring_poll(shard_output(s), 8, &first)) == 0)
 			ring_wait(shard_output(s), 10000000);
 	cr_assert_eq(k, 1, "one EXPIRY record within 5 s");
@@ -683,6 +683,104 @@ Test(shard, shard_new_rejects_bad_configs)
 	cr_assert_null(def.clock);
 }
 
+/* ---- A durable shard with snapshots and a follower ------------------------ */
+
+typedef struct follow_ctx {
+	follower *f;
+	shard *s;
+	atomic_bool done; /* the shard is stopped: a 0 after this is the end */
+	uint64_t delivered, last_seq;
+	int bad; /* 0, or why the follower thread stopped early */
+} follow_ctx;
+
+static void *follow_main(void *arg)
+{
+	follow_ctx *c = arg;
+	for (;;) {
+		bool done = atomic_load(&c->done);
+		journal_record jr;
+		int rc = follower_next(c->f, &jr, 20);
+		if (rc == 0 && done)
+			return NULL;
+		if (rc == 0)
+			continue;
+		if (rc < 0 || jr.seq != c->last_seq + 1 || jr.seq > shard_durable_seq(c->s)) {
+			c->bad = rc < 0 ? rc : -1;
+			return NULL;
+		}
+		c->last_seq = jr.seq;
+		c->delivered++;
+	}
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
+{
+	char dir[] = "/tmp/bo-shard-test-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	shard_config cfg = small_config();
+	cfg.data_dir = dir;
+	cfg.snapshot_every = 64;
+	cfg.prune = 0; /* the follower starts at seq 0 and may lag */
+	cfg.journal.segment_bytes = 64u << 10;
+	cfg.journal.buffer_bytes = 16u << 10;
+	cfg.journal.payload_bytes_max = 8u << 10;
+	shard *s = NULL;
+	char err[JOURNAL_ERR_LEN];
+	int rc = shard_open(&cfg, &s, NULL, err, sizeof(err));
+	if (rc == -ENOSYS || rc == -EPERM) {
+		cr_log_info("io_uring refused by the kernel, skipped: %s", err);
+		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		return;
+	}
+	cr_assert_eq(rc, 0, "shard_open: %s", err);
+	follow_ctx c = {.s = s};
+	cr_assert_eq(follower_open(s, 0, &c.f, err, sizeof(err)), 0, "%s", err);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, follow_main, &c), 0);
+	cr_assert_eq(shard_start(s), 0);
+
+	bo_seatmap *m = new_map();
+	bo_cmd create = create_cmd(m);
+	cr_assert_eq(submit_one(s, &create, 0).status, BO_OK);
+	for (uint32_t k = 0; k < 1200; k++) {
+		bo_cmd b;
+		memset(&b, 0, sizeof(b));
+		b.op = k % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
+		b.client_id = OP_CLIENT + 1;
+		b.request_id = (uint64_t)k + 1;
+		b.event_id = EV;
+		b.seat_count = 1;
+		b.seats[0] = (k / 2) % SEATS_PER_ROW;
+		cr_assert_eq(submit_one(s, &b, k + 1).status, BO_OK, "command %u", k);
+	}
+	shard_stop(s);
+	const uint64_t durable = shard_durable_seq(s);
+	atomic_store(&c.done, true);
+	pthread_join(t, NULL);
+	shard_stats st;
+	shard_stats_get(s, &st);
+	cr_log_info("%" PRIu64 " records delivered of %" PRIu64 ", %" PRIu64 " snapshots", c.delivered, durable,
+		    st.snapshots);
+	cr_assert_eq(c.bad, 0, "the follower stopped at seq %" PRIu64 ": %d %s", c.last_seq, c.bad,
+		     follower_error(c.f));
+	cr_assert_eq(durable, 1201);
+	cr_assert_eq(c.delivered, durable);
+	cr_assert_geq(st.snapshots, 1, "no snapshot was taken");
+	follower_close(c.f);
+	shard_free(s);
+	bo_seatmap_free(m);
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 #if defined(__SANITIZE_THREAD__)
 /* Each test runs in a child process, as under Criterion, so that a failed
  * or hung-up test does not hide the others; the exit code counts failures. */
@@ -691,7 +789,7 @@ int main(void)
 	int failed = 0;
 	for (int i = 0; i < harness_count; i++) {
 		harness_current = harness_tests[i].name;
-		int64_t t0 = mono_ms();
+		int64_t t0 = bo_clock_ms();
 		fflush(stderr);
 		pid_t pid = fork();
 		if (pid < 0) {
@@ -707,7 +805,7 @@ int main(void)
 		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 		failed += !ok;
 		fprintf(stderr, "[%s] %s (%ld ms)\n", ok ? "PASS" : "FAIL", harness_current,
-			(long)(mono_ms() - t0));
+			(long)(bo_clock_ms() - t0));
 	}
 	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d\n", harness_count,
 		harness_count - failed, failed);

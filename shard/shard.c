@@ -66,8 +66,7 @@
  * directory (data_dir/shard-NNNN) short enough that "/" and the longest
  * name in it (a snapshot's .tmp) fit behind it. */
 #define SHARD_PATH_MAX PATH_MAX
-#define SNAP_TMP_SUFFIX ".tmp"
-#define SHARD_DIR_MAX (SHARD_PATH_MAX - 1 - SNAPFILE_NAME_LEN - sizeof(SNAP_TMP_SUFFIX))
+#define SHARD_DIR_MAX (SHARD_PATH_MAX - 1 - SNAPFILE_NAME_LEN - sizeof(SNAPFILE_TMP_SUFFIX))
 
 /* The snapshot keeper's job state (shard.snap_state). */
 enum { SNAP_IDLE = 0, SNAP_RUNNING = 1 };
@@ -464,10 +463,10 @@ static _Noreturn void snapshot_child(const shard *s)
 static void snapshot_start(shard *s)
 {
 	s->snap_seq = s->seq_last; /* whatever happens, the next try is an interval later */
-	int rc = snapfile_path(s->snap_tmp, sizeof(s->snap_tmp) - strlen(SNAP_TMP_SUFFIX), s->dir, s->seq_last);
+	int rc = snapfile_path(s->snap_tmp, sizeof(s->snap_tmp) - strlen(SNAPFILE_TMP_SUFFIX), s->dir, s->seq_last);
 	assert(rc == 0 && "SHARD_DIR_MAX leaves room for the name");
 	(void)rc;
-	strcat(s->snap_tmp, SNAP_TMP_SUFFIX);
+	strcat(s->snap_tmp, SNAPFILE_TMP_SUFFIX);
 	int64_t t0 = bo_clock_ns();
 	pid_t pid = fork();
 	if (pid == 0)
@@ -819,8 +818,15 @@ static void remove_stale_snapshots(const char *dir)
 	struct dirent *de;
 	char path[SHARD_PATH_MAX];
 	while ((de = readdir(d)) != NULL) {
-		size_t n = strlen(de->d_name);
-		if (n > 9 && strncmp(de->d_name, "snap-", 5) == 0 && strcmp(de->d_name + n - 9, ".snap.tmp") == 0 &&
+		/* Exactly a snapshot name followed by the temporary suffix. */
+		char stem[SNAPFILE_NAME_LEN + 1];
+		uint64_t seq;
+		if (strlen(de->d_name) != SNAPFILE_NAME_LEN + strlen(SNAPFILE_TMP_SUFFIX) ||
+		    strcmp(de->d_name + SNAPFILE_NAME_LEN, SNAPFILE_TMP_SUFFIX) != 0)
+			continue;
+		memcpy(stem, de->d_name, SNAPFILE_NAME_LEN);
+		stem[SNAPFILE_NAME_LEN] = '\0';
+		if (snapfile_name_parse(stem, &seq) &&
 		    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < (int)sizeof(path))
 			unlink(path);
 	}

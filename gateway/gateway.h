@@ -1,9 +1,9 @@
 /*
  * gateway.h — boxoffice-server's network side: nng REP listeners that
- * decode wire-protocol requests (gateway/wire.h), route each command to
+ * decode wire-protocol requests (protocol/wire.h), route each command to
  * the shard that owns its event, and answer when every command's result
  * has come out of its shard's output ring — which happens only once the
- * command's journal record is durable (engine/shard.h).
+ * command's journal record is durable (shard/shard.h).
  *
  * THREADS
  *   nng's own threads run the per-context receive/send callbacks: decode,

@@ -354,7 +354,7 @@ static int load_demo(gw_server *gw)
 	c.map = m;
 	bo_result r;
 	int rc = gw_apply_local(gw, &c, 1, &r, SRV_DEMO_TIMEOUT_MS);
-	bo_seatmap_free(m);
+	bo_seatmap_free(m); /* gw_apply_local applies its own copy, even after a timeout */
 	if (rc < 0)
 		return rc;
 	if (r.status == BO_OK || (r.status == BO_INVALID && r.detail == BO_D_EVENT_EXISTS))

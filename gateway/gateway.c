@@ -35,15 +35,33 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/seatmap.h"
 #include "protocol/wire.h"
 
 enum { SLOT_RECV = 0, SLOT_SEND = 1 };
+
+/* nng's receive limit (NNG_OPT_RECVMAXSZ) counts the message as the
+ * transport carries it: the REQ peer's 4-byte request id, then the body.
+ * rep0 strips the id before a context sees the body, so the socket's limit
+ * is recv_max_bytes plus this, and recv_max_bytes is exactly the largest
+ * request (schemas/protocol.md section 2) a direct REQ peer can send. */
+#define GW_REQ_ID_BYTES 4u
+
+/* Output records an output thread takes from its ring at once: a full
+ * message's worth, so one request's results are filed in one pass. */
+#define GW_OUT_POLL_MAX WIRE_BATCH_MAX
 
 typedef struct gw_slot {
 	gw_server *gw;
 	uint32_t index;
 	int local; /* gw_apply_local's slot: completion posts `done` */
+	/* Local slot only, under local_lock: a gw_apply_local that timed out
+	 * left its commands in their shards. count, cmds (their copied maps)
+	 * and res stay as they were until its last result posts `done`, which
+	 * the next gw_apply_local waits for. */
+	int abandoned;
 	nng_ctx ctx;
 	nng_aio *aio;
 	int state; /* SLOT_RECV or SLOT_SEND; only the aio callback's thread */
@@ -62,10 +80,17 @@ typedef struct gw_slot {
 	sem_t done;
 } gw_slot;
 
+/* What an output thread is started with: one per shard, in its server. */
+typedef struct out_arg {
+	gw_server *gw;
+	uint32_t shard;
+} out_arg;
+
 struct gw_server {
 	gw_config cfg;
 	shard *shards[GW_SHARDS_MAX];
 	pthread_t out_threads[GW_SHARDS_MAX];
+	out_arg out_args[GW_SHARDS_MAX];
 	uint32_t out_started;
 	atomic_int out_stop; /* relaxed: output threads poll it between batches */
 	nng_socket sock;
@@ -84,12 +109,6 @@ struct gw_server {
 	int close_hung;	   /* gw_stop gave up on nng_close: do not free */
 	atomic_uint_least64_t requests, commands, invalid_msgs, busy;
 };
-
-typedef struct out_arg {
-	gw_server *gw;
-	uint32_t shard;
-} out_arg;
-static out_arg out_args[GW_SHARDS_MAX];
 
 void gw_config_default(gw_config *cfg)
 {
@@ -267,7 +286,7 @@ static void *out_main(void *arg)
 	ring *out = shard_output(gw->shards[oa->shard]);
 	for (;;) {
 		uint64_t first;
-		uint32_t n = ring_poll(out, 4096, &first);
+		uint32_t n = ring_poll(out, GW_OUT_POLL_MAX, &first);
 		if (n == 0) {
 			if (atomic_load_explicit(&gw->out_stop, memory_order_relaxed))
 				break;
@@ -340,6 +359,105 @@ static void stop_shards(gw_server *gw)
 	stop_outputs(gw);
 }
 
+/* Opens (recovering) every shard. Returns 0 or a negative errno (err). */
+static int shards_open(gw_server *gw, char *err, size_t errlen)
+{
+	const gw_config *cfg = &gw->cfg;
+	for (uint32_t k = 0; k < cfg->shards; k++) {
+		shard_config sc = cfg->shard;
+		sc.id = k;
+		sc.data_dir = cfg->data_dir;
+		shard_recovery rec;
+		char serr[GW_ERR_LEN];
+		int rc = shard_open(&sc, &gw->shards[k], &rec, serr, sizeof(serr));
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: %s", k, serr);
+			return rc;
+		}
+		bo_log(BO_LOG_INFO,
+		       "msg=\"shard recovered\" shard=%u snapshot_seq=%" PRIu64 " last_seq=%" PRIu64
+		       " replayed=%" PRIu64 " seconds=%.3f%s%s%s",
+		       k, rec.snapshot_seq, rec.last_seq, rec.replayed, rec.seconds,
+		       rec.journal.note[0] ? " journal=\"" : "", rec.journal.note, rec.journal.note[0] ? "\"" : "");
+	}
+	return 0;
+}
+
+/* Starts each shard's writer and its output thread. Returns 0 or a
+ * negative errno (err); what started is stopped by stop_shards(). */
+static int shards_start(gw_server *gw, char *err, size_t errlen)
+{
+	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
+		int rc = shard_start(gw->shards[k]);
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: cannot start its thread: %s", k, strerror(-rc));
+			return rc;
+		}
+		gw->out_args[k] = (out_arg){.gw = gw, .shard = k};
+		rc = -pthread_create(&gw->out_threads[k], NULL, out_main, &gw->out_args[k]);
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: cannot start its output thread: %s", k, strerror(-rc));
+			return rc;
+		}
+		gw->out_started++;
+	}
+	return 0;
+}
+
+/* One slot per context plus the local slot (the last). */
+static int slots_alloc(gw_server *gw, char *err, size_t errlen)
+{
+	gw->slot_count = gw->cfg.contexts + 1;
+	gw->slots = calloc(gw->slot_count, sizeof(gw_slot));
+	int rc = gw->slots ? 0 : -ENOMEM;
+	for (uint32_t i = 0; i < gw->slot_count && rc == 0; i++)
+		rc = slot_init(gw, &gw->slots[i], i);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory for %u request slots", gw->slot_count);
+		return rc;
+	}
+	gw->slots[gw->cfg.contexts].local = 1;
+	return 0;
+}
+
+/* The REP socket, its receive limit and one nng context per slot. */
+static int socket_open(gw_server *gw, char *err, size_t errlen)
+{
+	int nrv = nng_rep0_open(&gw->sock);
+	if (nrv != 0) {
+		snprintf(err, errlen, "nng: cannot open a REP socket: %s", nng_strerror(nrv));
+		return -EIO;
+	}
+	gw->sock_open = 1;
+	/* nng's default is unlimited, and its TCP transport allocates
+	 * whatever length a peer declares: bound it. */
+	nng_socket_set_size(gw->sock, NNG_OPT_RECVMAXSZ, gw->cfg.recv_max_bytes + GW_REQ_ID_BYTES);
+	for (uint32_t i = 0; i < gw->cfg.contexts; i++) {
+		gw_slot *sl = &gw->slots[i];
+		if ((nrv = nng_aio_alloc(&sl->aio, slot_cb, sl)) != 0 ||
+		    (nrv = nng_ctx_open(&sl->ctx, gw->sock)) != 0) {
+			snprintf(err, errlen, "nng: cannot set up request slot %u: %s", i, nng_strerror(nrv));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+static int listeners_open(gw_server *gw, char *err, size_t errlen)
+{
+	const gw_config *cfg = &gw->cfg;
+	for (uint32_t i = 0; i < cfg->listen_count; i++) {
+		int nrv = nng_listen(gw->sock, cfg->listen[i], &gw->listeners[i], 0);
+		if (nrv != 0) {
+			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], nng_strerror(nrv));
+			return nrv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
+		}
+		gw->listener_count++;
+		bo_log(BO_LOG_INFO, "msg=\"listening\" url=%s", cfg->listen[i]);
+	}
+	return 0;
+}
+
 int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 {
 	*out = NULL;
@@ -358,77 +476,15 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		return -ENOMEM;
 	gw->cfg = *cfg;
 	pthread_mutex_init(&gw->local_lock, NULL);
-	int rc = 0;
-	for (uint32_t k = 0; k < cfg->shards && rc == 0; k++) {
-		shard_config sc = cfg->shard;
-		sc.id = k;
-		sc.data_dir = cfg->data_dir;
-		shard_recovery rec;
-		char serr[1024];
-		rc = shard_open(&sc, &gw->shards[k], &rec, serr, sizeof(serr));
-		if (rc < 0) {
-			snprintf(err, errlen, "shard %u: %s", k, serr);
-			break;
-		}
-		bo_log(BO_LOG_INFO,
-		       "msg=\"shard recovered\" shard=%u snapshot_seq=%" PRIu64 " last_seq=%" PRIu64
-		       " replayed=%" PRIu64 " seconds=%.3f%s%s%s",
-		       k, rec.snapshot_seq, rec.last_seq, rec.replayed, rec.seconds,
-		       rec.journal.note[0] ? " journal=\"" : "", rec.journal.note, rec.journal.note[0] ? "\"" : "");
-	}
-	for (uint32_t k = 0; k < cfg->shards && rc == 0; k++) {
-		rc = shard_start(gw->shards[k]);
-		if (rc < 0) {
-			snprintf(err, errlen, "shard %u: cannot start its thread: %s", k, strerror(-rc));
-			break;
-		}
-		out_args[k] = (out_arg){.gw = gw, .shard = k};
-		rc = -pthread_create(&gw->out_threads[k], NULL, out_main, &out_args[k]);
-		if (rc < 0) {
-			snprintf(err, errlen, "shard %u: cannot start its output thread: %s", k, strerror(-rc));
-			break;
-		}
-		gw->out_started++;
-	}
-	gw->slot_count = cfg->contexts + 1;
-	if (rc == 0) {
-		gw->slots = calloc(gw->slot_count, sizeof(gw_slot));
-		rc = gw->slots ? 0 : -ENOMEM;
-		for (uint32_t i = 0; i < gw->slot_count && rc == 0; i++)
-			rc = slot_init(gw, &gw->slots[i], i);
-		if (rc < 0)
-			snprintf(err, errlen, "out of memory for %u request slots", gw->slot_count);
-		else
-			gw->slots[cfg->contexts].local = 1;
-	}
-	int nrv = 0;
-	if (rc == 0 && (nrv = nng_rep0_open(&gw->sock)) != 0) {
-		snprintf(err, errlen, "nng: cannot open a REP socket: %s", nng_strerror(nrv));
-		rc = -EIO;
-	}
-	if (rc == 0) {
-		gw->sock_open = 1;
-		/* nng's default is unlimited, and its TCP transport allocates
-		 * whatever length a peer declares: bound it. */
-		nng_socket_set_size(gw->sock, NNG_OPT_RECVMAXSZ, cfg->recv_max_bytes);
-		for (uint32_t i = 0; i < cfg->contexts && rc == 0; i++) {
-			gw_slot *sl = &gw->slots[i];
-			if ((nrv = nng_aio_alloc(&sl->aio, slot_cb, sl)) != 0 ||
-			    (nrv = nng_ctx_open(&sl->ctx, gw->sock)) != 0) {
-				snprintf(err, errlen, "nng: cannot set up request slot %u: %s", i, nng_strerror(nrv));
-				rc = -EIO;
-			}
-		}
-	}
-	for (uint32_t i = 0; rc == 0 && i < cfg->listen_count; i++) {
-		if ((nrv = nng_listen(gw->sock, cfg->listen[i], &gw->listeners[i], 0)) != 0) {
-			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], nng_strerror(nrv));
-			rc = nrv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
-			break;
-		}
-		gw->listener_count++;
-		bo_log(BO_LOG_INFO, "msg=\"listening\" url=%s", cfg->listen[i]);
-	}
+	int rc = shards_open(gw, err, errlen);
+	if (rc == 0)
+		rc = shards_start(gw, err, errlen);
+	if (rc == 0)
+		rc = slots_alloc(gw, err, errlen);
+	if (rc == 0)
+		rc = socket_open(gw, err, errlen);
+	if (rc == 0)
+		rc = listeners_open(gw, err, errlen);
 	if (rc < 0) {
 		if (gw->sock_open)
 			nng_close(gw->sock);
@@ -440,13 +496,6 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		nng_ctx_recv(gw->slots[i].ctx, gw->slots[i].aio);
 	*out = gw;
 	return 0;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void *close_main(void *arg)
@@ -464,9 +513,9 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 	 * open until the end: closing one closes the connections it accepted,
 	 * and the replies still on their way would be lost. */
 	atomic_store_explicit(&gw->draining, 1, memory_order_relaxed);
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = bo_clock_ms() + timeout_ms;
 	while (atomic_load_explicit(&gw->in_flight, memory_order_relaxed) > 0) {
-		if (mono_ms() > deadline) {
+		if (bo_clock_ms() > deadline) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -476,8 +525,8 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 	/* From here a context that answers (busy) takes no further request,
 	 * so what is in flight can only shrink; wait for it once more. */
 	atomic_store_explicit(&gw->closing, 1, memory_order_relaxed);
-	int64_t closing_deadline = mono_ms() + 1000;
-	while (atomic_load_explicit(&gw->in_flight, memory_order_relaxed) > 0 && mono_ms() < closing_deadline)
+	int64_t closing_deadline = bo_clock_ms() + 1000;
+	while (atomic_load_explicit(&gw->in_flight, memory_order_relaxed) > 0 && bo_clock_ms() < closing_deadline)
 		usleep(1000);
 	/* A request leaves in_flight when nng has taken its reply, not when the
 	 * bytes are on the wire: give the pipes a moment to write them. */
@@ -492,8 +541,8 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 		pthread_t t;
 		atomic_store_explicit(&gw->closed, 0, memory_order_relaxed);
 		if (pthread_create(&t, NULL, close_main, gw) == 0) {
-			int64_t close_deadline = mono_ms() + 3000;
-			while (!atomic_load_explicit(&gw->closed, memory_order_acquire) && mono_ms() < close_deadline)
+			int64_t close_deadline = bo_clock_ms() + 3000;
+			while (!atomic_load_explicit(&gw->closed, memory_order_acquire) && bo_clock_ms() < close_deadline)
 				usleep(1000);
 			if (atomic_load_explicit(&gw->closed, memory_order_acquire)) {
 				pthread_join(t, NULL);
@@ -550,34 +599,93 @@ void gw_stats_get(const gw_server *cgw, gw_stats *out)
 	out->busy = atomic_load_explicit(&gw->busy, memory_order_relaxed);
 }
 
+/* A copy of a seat map, for the local slot to own (wire_free_maps frees
+ * it). NULL when out of memory or when the map is over the limits
+ * bo_seatmap_new() takes. */
+static bo_seatmap *seatmap_dup(const bo_seatmap *m)
+{
+	bo_seatmap *c = bo_seatmap_new(m->row_count, m->seat_count, m->pool_count);
+	if (!c)
+		return NULL;
+	c->category_count = m->category_count;
+	/* An invalid map may lack an array: the copy keeps zeroes there, which
+	 * the engine refuses the same way (map_invalid). */
+	if (m->rows)
+		memcpy(c->rows, m->rows, m->row_count * sizeof(*m->rows));
+	if (m->categories)
+		memcpy(c->categories, m->categories, m->seat_count);
+	if (m->pool_capacity)
+		memcpy(c->pool_capacity, m->pool_capacity, m->pool_count * sizeof(*m->pool_capacity));
+	return c;
+}
+
+/* Copies cmds[0..n) into the local slot, each create_event's map as a copy
+ * the slot owns: a shard borrows a map until the command's result comes
+ * out, which can be after a timed-out gw_apply_local returned and its
+ * caller freed the original. Returns 0 or -ENOMEM / -EINVAL (nothing kept). */
+static int local_copy_in(gw_slot *sl, const bo_cmd *cmds, uint32_t n)
+{
+	memcpy(sl->cmds, cmds, n * sizeof(bo_cmd));
+	for (uint32_t i = 0; i < n; i++) {
+		if (cmds[i].op != BO_OP_CREATE_EVENT || !cmds[i].map)
+			continue;
+		sl->cmds[i].map = seatmap_dup(cmds[i].map);
+		if (!sl->cmds[i].map) {
+			const bo_seatmap *m = cmds[i].map;
+			int over = m->row_count > BO_ROWS_PER_EVENT_MAX || m->seat_count > BO_SEATS_PER_EVENT_MAX ||
+				   m->pool_count > BO_POOLS_PER_EVENT_MAX;
+			wire_free_maps(sl->cmds, i);
+			return over ? -EINVAL : -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Waits until `done` is posted or the CLOCK_MONOTONIC deadline (ns) passes.
+ * Returns 0 or -ETIMEDOUT. */
+static int local_wait(gw_slot *sl, int64_t deadline_ns)
+{
+	struct timespec ts = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
+	while (sem_clockwait(&sl->done, CLOCK_MONOTONIC, &ts) != 0)
+		if (errno != EINTR)
+			return -ETIMEDOUT;
+	return 0;
+}
+
 int gw_apply_local(gw_server *gw, const bo_cmd *cmds, uint32_t n, bo_result *res, int64_t timeout_ms)
 {
 	assert(n >= 1 && n <= WIRE_BATCH_MAX);
+	int64_t deadline = bo_clock_ns() + (timeout_ms > 0 ? timeout_ms : 0) * 1000000;
 	pthread_mutex_lock(&gw->local_lock);
 	gw_slot *sl = &gw->slots[gw->cfg.contexts];
-	memcpy(sl->cmds, cmds, n * sizeof(bo_cmd));
+	int rc = 0;
+	if (sl->abandoned) {
+		/* The slot is the previous call's until its last result is in. */
+		if (local_wait(sl, deadline) < 0) {
+			rc = -EBUSY;
+			goto out;
+		}
+		wire_free_maps(sl->cmds, sl->count);
+		sl->count = 0;
+		sl->abandoned = 0;
+	}
+	if ((rc = local_copy_in(sl, cmds, n)) < 0)
+		goto out;
 	memset(sl->errs, 0, n * sizeof(wire_cmd_error));
 	sl->count = n;
 	sl->is_array = 1;
 	slot_submit(sl);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
+	if (local_wait(sl, deadline) < 0) {
+		/* Results still in flight will be filed under count and res[] as
+		 * usual; the next call collects them. */
+		sl->abandoned = 1;
+		rc = -ETIMEDOUT;
+		goto out;
 	}
-	int rc = 0;
-	while (sem_timedwait(&sl->done, &ts) != 0) {
-		if (errno != EINTR) {
-			rc = -ETIMEDOUT;
-			break;
-		}
-	}
-	if (rc == 0)
-		memcpy(res, sl->res, n * sizeof(bo_result));
+	memcpy(res, sl->res, n * sizeof(bo_result));
+	wire_free_maps(sl->cmds, sl->count);
 	sl->count = 0;
+out:
 	pthread_mutex_unlock(&gw->local_lock);
 	return rc;
 }

@@ -1,9 +1,9 @@
 /*
  * gateway.h — boxoffice-server's network side: nng REP listeners that
- * decode wire-protocol requests (gateway/wire.h), route each command to
+ * decode wire-protocol requests (protocol/wire.h), route each command to
  * the shard that owns its event, and answer when every command's result
  * has come out of its shard's output ring — which happens only once the
- * command's journal record is durable (engine/shard.h).
+ * command's journal record is durable (shard/shard.h).
  *
  * THREADS
  *   nng's own threads run the per-context receive/send callbacks: decode,
@@ -42,7 +42,8 @@ typedef struct gw_config {
 	const char *listen[GW_LISTEN_MAX];   /* nng URLs: tcp://host:port, ipc:///path */
 	uint32_t listen_count;
 	uint32_t contexts;		     /* requests in flight, 1..GW_CONTEXTS_MAX */
-	size_t recv_max_bytes;		     /* NNG_OPT_RECVMAXSZ; <= WIRE_MSG_MAX */
+	size_t recv_max_bytes;		     /* largest request body, 1..WIRE_MSG_MAX: one
+					      * byte more drops the connection */
 	shard_config shard;		     /* template: id and data_dir are set per shard */
 } gw_config;
 
@@ -87,9 +88,20 @@ const char *gw_failed(const gw_server *gw);
 
 void gw_stats_get(const gw_server *gw, gw_stats *out /* OUT */);
 
-/* Applies commands directly (not over the network) and waits for their
- * results: used by the server to load the demo venue. n <= WIRE_BATCH_MAX.
- * Returns 0 or -EBUSY / -ETIMEDOUT. */
+/* Applies commands directly (not over the network) and waits up to
+ * timeout_ms for their results: used by the server to load the demo venue.
+ * 1 <= n <= WIRE_BATCH_MAX. The commands are copied, create_event maps
+ * included: the caller may free its maps as soon as this returns. Calls
+ * are serialised. Returns
+ *   0           res[0..n) holds the results (each may be `busy`: a full ring,
+ *               a failed shard, or a server that is stopping);
+ *   -ETIMEDOUT  the commands were submitted but not all answered in time:
+ *               they may still be applied; their results are discarded;
+ *   -EBUSY      an earlier call that timed out still has commands in a
+ *               shard, and they did not come out within timeout_ms: nothing
+ *               of this call was submitted;
+ *   -ENOMEM     no memory to copy a seat map; -EINVAL a seat map over the
+ *               limits of base/limits.h: nothing submitted. */
 int gw_apply_local(gw_server *gw, const bo_cmd *cmds, uint32_t n, bo_result *res /* OUT */, int64_t timeout_ms);
 
 #endif /* BO_GATEWAY_H */

@@ -1,27 +1,46 @@
 /*
  * server_main.c — boxoffice-server: options, start-up (recovery), signals,
- * graceful shutdown. The work is in gateway.c and engine/shard.c.
+ * graceful shutdown. The work is in gateway.c and shard/shard.c.
  */
+#include <assert.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "gateway/gateway.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/parse.h"
+#include "base/seatmap.h"
+#include "gateway/gateway.h"
 #include "protocol/wire.h"
 
 #ifndef BO_VERSION
 #define BO_VERSION "unknown"
 #endif
 
+/* Exit statuses (--help says them). */
+enum { EXIT_OK = 0, EXIT_START_FAILED = 1, EXIT_USAGE = 2 };
+
+/* How long shutdown waits for requests in flight, and the demo venue for
+ * its creation (it waits on recovery's first batch at most). */
+#define SRV_STOP_TIMEOUT_MS 10000
+#define SRV_DEMO_TIMEOUT_MS 10000
+
 static const char *prog = "boxoffice-server";
+
+/* What the command line and the environment ask for. */
+typedef struct srv_options {
+	gw_config cfg;
+	int demo;
+	int listen_flags; /* --listen seen so far: the first replaces the default and the environment */
+	char *listen_env; /* strdup of $BOXOFFICE_LISTEN: cfg.listen points into it */
+} srv_options;
 
 static void usage(FILE *f)
 {
@@ -62,19 +81,256 @@ static void usage(FILE *f)
 		BO_EVENTS_PER_SHARD_MAX);
 }
 
-static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* ---- Options ------------------------------------------------------------- */
+
+/* A whole number in [min, max] for option (or variable) `opt`; otherwise
+ * says so on stderr and returns -1. */
+static int opt_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
-		fprintf(stderr, "%s: %s takes a whole number in %" PRIu64 "..%" PRIu64 ", not '%s'\n", prog, opt, min,
-			max, s);
+	if (bo_parse_u64(s, min, max, 0, out) == 0)
+		return 0;
+	fprintf(stderr, "%s: %s takes a whole number in %" PRIu64 "..%" PRIu64 ", not '%s'\n", prog, opt, min, max,
+		s);
+	return -1;
+}
+
+/* Adds one listen address; -1 when there are GW_LISTEN_MAX already. */
+static int opt_listen(srv_options *o, const char *url)
+{
+	if (o->cfg.listen_count == GW_LISTEN_MAX)
 		return -1;
-	}
-	*out = v;
+	o->cfg.listen[o->cfg.listen_count++] = url;
 	return 0;
 }
+
+/* The environment, read before the flags (which win). Returns 0 or -1 (said
+ * on stderr). */
+static int options_from_env(srv_options *o)
+{
+	const char *env;
+	uint64_t v;
+	if ((env = getenv("BOXOFFICE_DATA_DIR")) && *env)
+		o->cfg.data_dir = env;
+	if ((env = getenv("BOXOFFICE_SHARDS")) && *env) {
+		if (opt_u64("BOXOFFICE_SHARDS", env, 1, GW_SHARDS_MAX, &v) < 0)
+			return -1;
+		o->cfg.shards = (uint32_t)v;
+	}
+	if ((env = getenv("BOXOFFICE_LISTEN")) && *env) {
+		/* A copy to cut at the commas; it lives as long as the server. */
+		if (!(o->listen_env = strdup(env))) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			return -1;
+		}
+		o->cfg.listen_count = 0;
+		for (char *save = NULL, *tok = strtok_r(o->listen_env, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			if (opt_listen(o, tok) < 0) {
+				fprintf(stderr, "%s: BOXOFFICE_LISTEN: at most %u addresses\n", prog, GW_LISTEN_MAX);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Long options that take a value: their getopt_long codes, after the
+ * characters so that none collides with a short option. */
+enum {
+	OPT_DATA_DIR = 256,
+	OPT_SHARDS,
+	OPT_LISTEN,
+	OPT_CONTEXTS,
+	OPT_RECV_MAX,
+	OPT_SYNC,
+	OPT_SNAPSHOT_EVERY,
+	OPT_SEATS_MAX,
+	OPT_CLAIMS_MAX,
+	OPT_IDEM_CAPACITY,
+	OPT_EVENTS_MAX,
+	OPT_DEMO,
+	OPT_LOG_LEVEL,
+	OPT_VERSION,
+};
+
+static const struct option long_options[] = {
+	{"data-dir", required_argument, NULL, OPT_DATA_DIR},
+	{"shards", required_argument, NULL, OPT_SHARDS},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"contexts", required_argument, NULL, OPT_CONTEXTS},
+	{"recv-max", required_argument, NULL, OPT_RECV_MAX},
+	{"sync", required_argument, NULL, OPT_SYNC},
+	{"snapshot-every", required_argument, NULL, OPT_SNAPSHOT_EVERY},
+	{"seats-max", required_argument, NULL, OPT_SEATS_MAX},
+	{"claims-max", required_argument, NULL, OPT_CLAIMS_MAX},
+	{"idem-capacity", required_argument, NULL, OPT_IDEM_CAPACITY},
+	{"events-max", required_argument, NULL, OPT_EVENTS_MAX},
+	{"demo", no_argument, NULL, OPT_DEMO},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+/* "--NAME" of a long option's code, for messages. */
+static const char *opt_name(int code)
+{
+	static char buf[32];
+	for (const struct option *lo = long_options; lo->name; lo++)
+		if (lo->val == code) {
+			snprintf(buf, sizeof(buf), "--%s", lo->name);
+			return buf;
+		}
+	return "?";
+}
+
+/* --sync and --log-level: words, not numbers. */
+static int opt_word(srv_options *o, int code, const char *val)
+{
+	if (code == OPT_SYNC) {
+		if (!strcmp(val, "data"))
+			o->cfg.shard.journal.sync = JOURNAL_SYNC_DATA;
+		else if (!strcmp(val, "none"))
+			o->cfg.shard.journal.sync = JOURNAL_SYNC_NONE_UNSAFE;
+		else {
+			fprintf(stderr, "%s: --sync takes 'data' or 'none' (UNSAFE), not '%s'\n", prog, val);
+			return -1;
+		}
+		return 0;
+	}
+	int lv = !strcmp(val, "debug")	 ? BO_LOG_DEBUG
+		 : !strcmp(val, "info")	 ? BO_LOG_INFO
+		 : !strcmp(val, "warn")	 ? BO_LOG_WARN
+		 : !strcmp(val, "error") ? BO_LOG_ERROR
+					 : -1;
+	if (lv < 0) {
+		fprintf(stderr, "%s: --log-level takes debug, info, warn or error\n", prog);
+		return -1;
+	}
+	bo_log_level(lv);
+	return 0;
+}
+
+/* The numeric options: range-checked into cfg. Returns 0 or -1 (said). */
+static int opt_number(srv_options *o, int code, const char *val)
+{
+	gw_config *c = &o->cfg;
+	const char *name = opt_name(code);
+	uint64_t v;
+	switch (code) {
+	case OPT_SHARDS:
+		if (opt_u64(name, val, 1, GW_SHARDS_MAX, &v) < 0)
+			return -1;
+		c->shards = (uint32_t)v;
+		return 0;
+	case OPT_CONTEXTS:
+		if (opt_u64(name, val, 1, GW_CONTEXTS_MAX, &v) < 0)
+			return -1;
+		c->contexts = (uint32_t)v;
+		return 0;
+	case OPT_RECV_MAX:
+		if (opt_u64(name, val, 1024, WIRE_MSG_MAX, &v) < 0)
+			return -1;
+		c->recv_max_bytes = (size_t)v;
+		return 0;
+	case OPT_SNAPSHOT_EVERY:
+		if (opt_u64(name, val, 0, UINT64_MAX / 2, &v) < 0)
+			return -1;
+		c->shard.snapshot_every = v;
+		return 0;
+	case OPT_SEATS_MAX:
+		if (opt_u64(name, val, 1, BO_SEATS_PER_SHARD_MAX, &v) < 0)
+			return -1;
+		c->shard.engine.seats_max = (uint32_t)v;
+		return 0;
+	case OPT_CLAIMS_MAX:
+		if (opt_u64(name, val, 1, BO_CLAIMS_PER_SHARD_MAX, &v) < 0)
+			return -1;
+		c->shard.engine.claims_max = (uint32_t)v;
+		return 0;
+	case OPT_IDEM_CAPACITY:
+		if (opt_u64(name, val, 1, BO_IDEM_CAPACITY_MAX, &v) < 0)
+			return -1;
+		if (!BO_IS_POW2(v)) {
+			fprintf(stderr, "%s: --idem-capacity must be a power of two\n", prog);
+			return -1;
+		}
+		c->shard.engine.idem_capacity = (uint32_t)v;
+		return 0;
+	case OPT_EVENTS_MAX:
+		if (opt_u64(name, val, 1, BO_EVENTS_PER_SHARD_MAX, &v) < 0)
+			return -1;
+		c->shard.engine.events_max = (uint32_t)v;
+		return 0;
+	}
+	assert(!"every numeric option has a case");
+	return -1;
+}
+
+/* One option that takes a value. Returns 0 or -1 (said on stderr). */
+static int opt_value(srv_options *o, int code, const char *val)
+{
+	switch (code) {
+	case OPT_DATA_DIR:
+		o->cfg.data_dir = val;
+		return 0;
+	case OPT_LISTEN:
+		if (o->listen_flags++ == 0)
+			o->cfg.listen_count = 0; /* flags replace the default and the environment */
+		if (opt_listen(o, val) < 0) {
+			fprintf(stderr, "%s: at most %u --listen addresses\n", prog, GW_LISTEN_MAX);
+			return -1;
+		}
+		return 0;
+	case OPT_SYNC:
+	case OPT_LOG_LEVEL:
+		return opt_word(o, code, val);
+	default:
+		return opt_number(o, code, val);
+	}
+}
+
+/* Parses argv into o (over the environment's values). Returns -1 to go on,
+ * else the status to exit with: EXIT_OK after --help or --version,
+ * EXIT_USAGE after a usage error (said on stderr). */
+static int options_from_args(srv_options *o, int argc, char **argv)
+{
+	opterr = 0; /* the messages below, in this program's words */
+	int code;
+	/* ':' first: a missing value is ':' rather than '?'. */
+	while ((code = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+		switch (code) {
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case OPT_VERSION:
+			printf("boxoffice-server %s (wire protocol v%u)\n", BO_VERSION, WIRE_VERSION);
+			return EXIT_OK;
+		case OPT_DEMO:
+			o->demo = 1;
+			break;
+		case ':':
+			fprintf(stderr, "%s: %s needs a value (try --help)\n", prog, argv[optind - 1]);
+			return EXIT_USAGE;
+		case '?':
+			if (optopt && optopt < OPT_DATA_DIR)
+				fprintf(stderr, "%s: unknown option '-%c' (try --help)\n", prog, optopt);
+			else
+				fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[optind - 1]);
+			return EXIT_USAGE;
+		default:
+			if (opt_value(o, code, optarg) < 0)
+				return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[optind]);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+/* ---- Start, run, stop ---------------------------------------------------- */
 
 /* The demo venue: 20 rows of 30 seats in 3 sections, 3 price tiers (rows
  * 0-4, 5-12, 13-19), and a standing pool of 500. */
@@ -97,8 +353,8 @@ static int load_demo(gw_server *gw)
 	c.event_id = 1;
 	c.map = m;
 	bo_result r;
-	int rc = gw_apply_local(gw, &c, 1, &r, 10000);
-	bo_seatmap_free(m);
+	int rc = gw_apply_local(gw, &c, 1, &r, SRV_DEMO_TIMEOUT_MS);
+	bo_seatmap_free(m); /* gw_apply_local applies its own copy, even after a timeout */
 	if (rc < 0)
 		return rc;
 	if (r.status == BO_OK || (r.status == BO_INVALID && r.detail == BO_D_EVENT_EXISTS))
@@ -110,171 +366,55 @@ static int load_demo(gw_server *gw)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Signals are taken by the main thread alone (sigwait), never by the
+ * shard, output or nng threads started after this, which inherit the mask. */
+static void signals_block(sigset_t *sigs /* OUT */)
 {
-	gw_config cfg;
-	gw_config_default(&cfg);
-	static char listen_env[4096];
-	const char *env;
-	uint64_t v;
-	int demo = 0;
-	if ((env = getenv("BOXOFFICE_DATA_DIR")) && *env)
-		cfg.data_dir = env;
-	if ((env = getenv("BOXOFFICE_SHARDS")) && *env) {
-		if (parse_u64("BOXOFFICE_SHARDS", env, 1, GW_SHARDS_MAX, &v) < 0)
-			return 2;
-		cfg.shards = (uint32_t)v;
-	}
-	if ((env = getenv("BOXOFFICE_LISTEN")) && *env) {
-		snprintf(listen_env, sizeof(listen_env), "%s", env);
-		cfg.listen_count = 0;
-		for (char *save = NULL, *tok = strtok_r(listen_env, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-			if (cfg.listen_count == GW_LISTEN_MAX) {
-				fprintf(stderr, "%s: BOXOFFICE_LISTEN: at most %u addresses\n", prog, GW_LISTEN_MAX);
-				return 2;
-			}
-			cfg.listen[cfg.listen_count++] = tok;
-		}
-	}
-	int listen_flags = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE()                                                                   \
-	do {                                                                           \
-		if (!val) {                                                            \
-			fprintf(stderr, "%s: %s needs a value (try --help)\n", prog, a); \
-			return 2;                                                      \
-		}                                                                      \
-		i++;                                                                   \
-	} while (0)
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			return 0;
-		} else if (!strcmp(a, "--version")) {
-			printf("boxoffice-server %s (wire protocol v%u)\n", BO_VERSION, WIRE_VERSION);
-			return 0;
-		} else if (!strcmp(a, "--data-dir")) {
-			NEED_VALUE();
-			cfg.data_dir = val;
-		} else if (!strcmp(a, "--shards")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 1, GW_SHARDS_MAX, &v) < 0)
-				return 2;
-			cfg.shards = (uint32_t)v;
-		} else if (!strcmp(a, "--listen")) {
-			NEED_VALUE();
-			if (listen_flags == 0)
-				cfg.listen_count = 0; /* flags replace the default and the environment */
-			if (cfg.listen_count == GW_LISTEN_MAX) {
-				fprintf(stderr, "%s: at most %u --listen addresses\n", prog, GW_LISTEN_MAX);
-				return 2;
-			}
-			cfg.listen[cfg.listen_count++] = val;
-			listen_flags++;
-		} else if (!strcmp(a, "--contexts")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 1, GW_CONTEXTS_MAX, &v) < 0)
-				return 2;
-			cfg.contexts = (uint32_t)v;
-		} else if (!strcmp(a, "--recv-max")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 1024, WIRE_MSG_MAX, &v) < 0)
-				return 2;
-			cfg.recv_max_bytes = (size_t)v;
-		} else if (!strcmp(a, "--sync")) {
-			NEED_VALUE();
-			if (!strcmp(val, "data"))
-				cfg.shard.journal.sync = JOURNAL_SYNC_DATA;
-			else if (!strcmp(val, "none"))
-				cfg.shard.journal.sync = JOURNAL_SYNC_NONE_UNSAFE;
-			else {
-				fprintf(stderr, "%s: --sync takes 'data' or 'none' (UNSAFE), not '%s'\n", prog, val);
-				return 2;
-			}
-		} else if (!strcmp(a, "--snapshot-every")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 0, UINT64_MAX / 2, &v) < 0)
-				return 2;
-			cfg.shard.snapshot_every = v;
-		} else if (!strcmp(a, "--seats-max")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 1, BO_SEATS_PER_SHARD_MAX, &v) < 0)
-				return 2;
-			cfg.shard.engine.seats_max = (uint32_t)v;
-		} else if (!strcmp(a, "--claims-max")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 1, BO_CLAIMS_PER_SHARD_MAX, &v) < 0)
-				return 2;
-			cfg.shard.engine.claims_max = (uint32_t)v;
-		} else if (!strcmp(a, "--idem-capacity")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 1, BO_IDEM_CAPACITY_MAX, &v) < 0 || !BO_IS_POW2(v)) {
-				if (!BO_IS_POW2(v))
-					fprintf(stderr, "%s: --idem-capacity must be a power of two\n", prog);
-				return 2;
-			}
-			cfg.shard.engine.idem_capacity = (uint32_t)v;
-		} else if (!strcmp(a, "--events-max")) {
-			NEED_VALUE();
-			if (parse_u64(a, val, 1, BO_EVENTS_PER_SHARD_MAX, &v) < 0)
-				return 2;
-			cfg.shard.engine.events_max = (uint32_t)v;
-		} else if (!strcmp(a, "--demo")) {
-			demo = 1;
-		} else if (!strcmp(a, "--log-level")) {
-			NEED_VALUE();
-			int lv = !strcmp(val, "debug") ? BO_LOG_DEBUG
-				 : !strcmp(val, "info") ? BO_LOG_INFO
-				 : !strcmp(val, "warn") ? BO_LOG_WARN
-				 : !strcmp(val, "error") ? BO_LOG_ERROR
-							  : -1;
-			if (lv < 0) {
-				fprintf(stderr, "%s: --log-level takes debug, info, warn or error\n", prog);
-				return 2;
-			}
-			bo_log_level(lv);
-		} else {
-			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
-			return 2;
-		}
-#undef NEED_VALUE
-	}
-
-	/* Signals are taken by this thread alone (sigwait), never by the
-	 * shard, output or nng threads started below, which inherit the mask. */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigemptyset(sigs);
+	sigaddset(sigs, SIGINT);
+	sigaddset(sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
 
-	bo_log(BO_LOG_INFO, "msg=\"starting\" version=%s data_dir=%s shards=%u sync=%s snapshot_every=%" PRIu64, BO_VERSION,
-	       cfg.data_dir, cfg.shards, cfg.shard.journal.sync == JOURNAL_SYNC_DATA ? "data" : "NONE-UNSAFE",
-	       cfg.shard.snapshot_every);
-	if (cfg.shard.journal.sync != JOURNAL_SYNC_DATA)
+/* Recovers the shards and starts listening (then the demo venue, if asked).
+ * Returns 0, or -1 after logging why. */
+static int server_start(const srv_options *o, gw_server **gw /* OUT */)
+{
+	const gw_config *cfg = &o->cfg;
+	bo_log(BO_LOG_INFO, "msg=\"starting\" version=%s data_dir=%s shards=%u sync=%s snapshot_every=%" PRIu64,
+	       BO_VERSION, cfg->data_dir, cfg->shards,
+	       cfg->shard.journal.sync == JOURNAL_SYNC_DATA ? "data" : "NONE-UNSAFE", cfg->shard.snapshot_every);
+	if (cfg->shard.journal.sync != JOURNAL_SYNC_DATA)
 		bo_log(BO_LOG_WARN, "msg=\"--sync none is UNSAFE: acknowledged changes can be lost on power loss\"");
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	gw_server *gw;
+	int64_t t0 = bo_clock_ns();
 	char err[GW_ERR_LEN];
-	int rc = gw_start(&cfg, &gw, err, sizeof(err));
-	if (rc < 0) {
+	if (gw_start(cfg, gw, err, sizeof(err)) < 0) {
 		bo_log(BO_LOG_ERROR, "msg=\"start-up failed\" error=\"%s\"", err);
-		return 1;
+		return -1;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (demo && (rc = load_demo(gw)) < 0)
+	int64_t took_ns = bo_clock_ns() - t0;
+	int rc;
+	if (o->demo && (rc = load_demo(*gw)) < 0)
 		bo_log(BO_LOG_WARN, "msg=\"demo venue not loaded\" error=\"%s\"", strerror(-rc));
-	bo_log(BO_LOG_INFO, "msg=\"ready\" startup_seconds=%.3f",
-	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	bo_log(BO_LOG_INFO, "msg=\"ready\" startup_seconds=%.3f", (double)took_ns / 1e9);
+	return 0;
+}
 
+static int wait_for_signal(const sigset_t *sigs)
+{
 	int sig = 0;
-	while (sigwait(&sigs, &sig) != 0)
+	while (sigwait(sigs, &sig) != 0)
 		;
+	return sig;
+}
+
+/* Graceful stop: answers what is in flight, makes it durable, logs the
+ * totals. Frees gw unless nng still holds it, in which case it exits here. */
+static void server_stop(gw_server *gw, int sig)
+{
 	bo_log(BO_LOG_INFO, "msg=\"stopping\" signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	rc = gw_stop(gw, 10000);
+	int rc = gw_stop(gw, SRV_STOP_TIMEOUT_MS);
 	gw_stats st;
 	gw_stats_get(gw, &st);
 	const char *failed = gw_failed(gw);
@@ -285,8 +425,26 @@ int main(int argc, char **argv)
 	       failed ? " failure=\"" : "", failed ? failed : "", failed ? "\"" : "");
 	if (gw_close_hung(gw)) {
 		fflush(NULL);
-		_exit(0); /* nng may still touch gw: no free, no exit handlers */
+		_exit(EXIT_OK); /* nng may still touch gw: no free, no exit handlers */
 	}
 	gw_free(gw);
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	srv_options o = {0};
+	gw_config_default(&o.cfg);
+	int status = options_from_env(&o) < 0 ? EXIT_USAGE : options_from_args(&o, argc, argv);
+	if (status < 0) {
+		sigset_t sigs;
+		signals_block(&sigs);
+		gw_server *gw;
+		status = EXIT_START_FAILED;
+		if (server_start(&o, &gw) == 0) {
+			server_stop(gw, wait_for_signal(&sigs));
+			status = EXIT_OK;
+		}
+	}
+	free(o.listen_env);
+	return status;
 }

@@ -20,7 +20,10 @@
  *     data dir every hold acknowledged `ok` is still held and its resend is
  *     answered `replayed` with the same hold id, seats and expiry;
  *  5. SIGKILL under load: the same after a crash, and the restart logs each
- *     shard's recovery.
+ *     shard's recovery;
+ *  6. message size (schemas/protocol.md section 2): a request of exactly
+ *     8 MiB, or of exactly --recv-max bytes, is answered; one byte more
+ *     drops the connection, on tcp:// and ipc://.
  *
  * How: the server binary named by $BOXOFFICE_SERVER (meson sets it) is
  * fork/exec'ed with a fresh mkdtemp directory (data dir, ipc socket, one log
@@ -47,6 +50,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -475,22 +479,17 @@ static void srv_assert_alive(server *s, const char *url, uint64_t event, bo_avai
 		srv_dump_log(s);
 		cr_assert_fail("server died after %s (wait status 0x%x)", after, status);
 	}
-	/* Up to three fresh connections: once in some dozens of CI runs the
-	 * first query after a dropped connection timed out client-side (not
-	 * reproduced in 50+ local runs); a server that is down or wedged
-	 * fails all three. */
+	/* One fresh connection, one query: a live server answers it. (A
+	 * listener that stopped accepting also lets the dial succeed, since
+	 * nng's transport still completes the handshake: only the reply
+	 * tells.) */
 	bo_cmd q = q_avail(event);
 	bo_result r;
-	int rv = -1;
-	for (int attempt = 1; attempt <= 3 && rv != 0; attempt++) {
-		nng_socket c;
-		rv = cli_open(url, 5000, &c);
-		cr_assert_eq(rv, 0, "after %s: cannot connect: %s", after, nng_strerror(rv));
-		rv = call1(c, &q, &r, NULL);
-		nng_close(c);
-		if (rv != 0)
-			cr_log_warn("after %s: attempt %d: no reply (%d)", after, attempt, rv);
-	}
+	nng_socket c;
+	int rv = cli_open(url, 5000, &c);
+	cr_assert_eq(rv, 0, "after %s: cannot connect: %s", after, nng_strerror(rv));
+	rv = call1(c, &q, &r, NULL);
+	nng_close(c);
 	cr_assert_eq(rv, 0, "after %s: a valid query got no valid reply (%d)", after, rv);
 	cr_assert_eq(r.status, BO_OK, "after %s: query_avail answered %s", after,
 	             bo_status_str(r.status));
@@ -1015,29 +1014,11 @@ static void expect_invalid_b(server *srv, nng_socket s, const char *what, bytes 
 	msgpack_sbuffer_destroy(&b->sb);
 }
 
-static atomic_int pipes_removed; /* relaxed: polled by the same test thread */
-
-static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* A well-formed map {"op": "query_avail", "event": E, "pad": bin} of
+ * exactly len bytes (len >= 40): only its size or its unknown key "pad" is
+ * wrong. The caller frees it. */
+static uint8_t *padded_query(size_t len)
 {
-	(void)p;
-	(void)ev;
-	(void)arg;
-	atomic_fetch_add_explicit(&pipes_removed, 1, memory_order_relaxed);
-}
-
-/* A message over --recv-max cannot be answered: nng drops the connection.
- * Checks that it does (the client sees its pipe removed, no reply) and the
- * server stays up. */
-static void expect_dropped(server *srv, const char *url, size_t len)
-{
-	nng_socket s;
-	cr_assert_eq(cli_open(url, 3000, &s), 0);
-	nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, on_pipe_removed, NULL);
-	int before = atomic_load_explicit(&pipes_removed, memory_order_relaxed);
-	uint8_t *buf = malloc(len);
-	cr_assert_not_null(buf);
-	/* A well-formed map {"op": "query_avail", "event": E, "pad": bin} of
-	 * exactly len bytes: only its size is wrong. */
 	bytes b;
 	b_init(&b);
 	msgpack_pack_map(&b.pk, 3);
@@ -1050,26 +1031,128 @@ static void expect_dropped(server *srv, const char *url, size_t len)
 	cr_assert_gt(len, head);
 	msgpack_pack_bin(&b.pk, (uint32_t)(len - head));
 	cr_assert_eq(b.sb.size, head);
+	uint8_t *buf = malloc(len);
+	cr_assert_not_null(buf);
 	memcpy(buf, b.sb.data, head);
 	memset(buf + head, 0x5a, len - head);
 	msgpack_sbuffer_destroy(&b.sb);
-	nng_msg *reply = NULL;
-	int rv = raw_call(s, buf, len, &reply);
+	return buf;
+}
+
+/* A message of exactly the receive limit is read and answered: its one
+ * command is rejected for the key "pad", which only a decoder that read
+ * the whole message can say. */
+static void expect_answered_at_limit(server *srv, const char *url, size_t len)
+{
+	nng_socket s;
+	cr_assert_eq(cli_open(url, 30000, &s), 0);
+	uint8_t *buf = padded_query(len);
+	char what[PATH_MAX + 64];
+	snprintf(what, sizeof(what), "a %zu-byte request over %s", len, url);
+	expect_invalid(srv, s, what, buf, len, 0, BO_D_NONE, 1);
 	free(buf);
-	if (rv == 0)
-		nng_msg_free(reply);
-	cr_assert_neq(rv, 0, "%zu bytes over %s (recv max %u) were answered", len, url,
-	              HOSTILE_RECV_MAX);
-	/* The pipe callback may run a little after the failed call returns. */
-	int64_t deadline = mono_ms() + 3000;
-	while (atomic_load_explicit(&pipes_removed, memory_order_relaxed) == before &&
-	       mono_ms() < deadline)
-		sleep_ms(5);
-	cr_assert_gt(atomic_load_explicit(&pipes_removed, memory_order_relaxed), before,
-	             "%zu bytes over %s: no reply (%s), but the connection was not dropped", len,
-	             url, nng_strerror(rv));
 	nng_close(s);
-	srv_assert_alive(srv, url, HOSTILE_EVENT, NULL, "a message over --recv-max");
+}
+
+/* Connects a plain socket to url (tcp://127.0.0.1:PORT or ipc:///PATH),
+ * with 10 s bounds on each send and receive. Returns the descriptor. */
+static int raw_connect(const char *url)
+{
+	int fd;
+	if (strncmp(url, "ipc://", 6) == 0) {
+		struct sockaddr_un ua = {.sun_family = AF_UNIX};
+		snprintf(ua.sun_path, sizeof(ua.sun_path), "%s", url + 6);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(connect(fd, (struct sockaddr *)&ua, sizeof(ua)), 0, "connect %s: %s", url,
+		             strerror(errno));
+	} else {
+		const char *colon = strrchr(url, ':');
+		cr_assert(strncmp(url, "tcp://127.0.0.1:", 16) == 0 && colon, "%s", url);
+		struct sockaddr_in ta = {.sin_family = AF_INET,
+		                         .sin_port = htons((uint16_t)atoi(colon + 1)),
+		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(connect(fd, (struct sockaddr *)&ta, sizeof(ta)), 0, "connect %s: %s", url,
+		             strerror(errno));
+	}
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* raw_connect, then the SP handshake as a REQ peer: sends its header, then
+ * reads the server's (so the server's handshake cannot fail when this
+ * socket later goes away). Returns the descriptor. */
+static int sp_connect(const char *url)
+{
+	int fd = raw_connect(url);
+	static const uint8_t req_head[8] = {0, 'S', 'P', 0, 0x00, 0x30 /* REQ */, 0, 0};
+	cr_assert_eq(send(fd, req_head, 8, MSG_NOSIGNAL), 8);
+	uint8_t rep_head[8];
+	size_t got = 0;
+	while (got < 8) {
+		ssize_t n = recv(fd, rep_head + got, 8 - got, 0);
+		cr_assert_gt(n, 0, "%s: no SP handshake from the server", url);
+		got += (size_t)n;
+	}
+	cr_assert_eq(rep_head[5], 0x31, "%s: the peer is not a REP socket", url);
+	return fd;
+}
+
+/* A message over the receive limit cannot be answered: nng drops the
+ * connection. Sends one request of len bytes, framed by hand (8-byte
+ * length, ipc:// with a type byte before it, then REQ's 4-byte request id
+ * and the body), and checks the server closes the connection without a
+ * reply, then still answers others.
+ *
+ * Not an nng REQ socket: its dialer redials a dropped pipe on its own
+ * (nng 1.5.2 ignores the reconnect time about half the time), and closing
+ * the socket while that redial is in its handshake can stop the server's
+ * listener for good (nng issue #1518, fixed in nng 1.6.0): that is what
+ * made this test fail about 2 runs in 27 with no reply on the next
+ * connection. listener_survives_handshake_disconnect pins the server
+ * side of it. */
+static void expect_dropped(server *srv, const char *url, size_t len, uint32_t recv_max)
+{
+	int fd = sp_connect(url);
+	int ipc = strncmp(url, "ipc://", 6) == 0;
+	uint8_t head[1 + 8 + 4];
+	size_t h = 0;
+	if (ipc)
+		head[h++] = 1; /* message type */
+	uint64_t wire_len = 4 + (uint64_t)len;
+	for (int i = 7; i >= 0; i--)
+		head[h++] = (uint8_t)(wire_len >> (8 * i));
+	static const uint8_t id[4] = {0x80, 0, 0, 1};
+	memcpy(head + h, id, 4);
+	h += 4;
+	uint8_t *buf = padded_query(len);
+	/* The server may close before it has all the bytes: a failed send is
+	 * fine, the reply (or its absence) says what happened. */
+	if (send(fd, head, h, MSG_NOSIGNAL) == (ssize_t)h) {
+		size_t off = 0;
+		while (off < len) {
+			ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+	}
+	free(buf);
+	/* Wait for the server's answer to that: the end of the connection. */
+	uint8_t r[64];
+	ssize_t n;
+	while ((n = recv(fd, r, sizeof(r), 0)) < 0 && errno == EINTR)
+		;
+	int e = errno;
+	close(fd);
+	cr_assert_leq(n, 0, "%zu bytes over %s (recv max %u) were answered", len, url, recv_max);
+	cr_assert(n == 0 || e == ECONNRESET, "%zu bytes over %s: the connection was not dropped: %s", len,
+	          url, strerror(e));
+	srv_assert_alive(srv, url, HOSTILE_EVENT, NULL, "a message over the receive limit");
 }
 
 Test(server, hostile_input)
@@ -1261,10 +1344,13 @@ Test(server, hostile_input)
 		expect_invalid(&g_srv, s, huge[i].what, huge[i].bytes, huge[i].len, 1, BO_D_NONE,
 		               0);
 
-	/* Over --recv-max: the connection is dropped, on both transports. */
-	expect_dropped(&g_srv, g_srv.tcp_url, HOSTILE_RECV_MAX + 1);
-	expect_dropped(&g_srv, g_srv.ipc_url, 4 * HOSTILE_RECV_MAX);
-	/* ... while a message a little under it is read and answered. */
+	/* Over --recv-max: the connection is dropped, on both transports ... */
+	expect_dropped(&g_srv, g_srv.tcp_url, HOSTILE_RECV_MAX + 1, HOSTILE_RECV_MAX);
+	expect_dropped(&g_srv, g_srv.ipc_url, HOSTILE_RECV_MAX + 1, HOSTILE_RECV_MAX);
+	expect_dropped(&g_srv, g_srv.ipc_url, 4 * HOSTILE_RECV_MAX, HOSTILE_RECV_MAX);
+	/* ... while a message of exactly --recv-max bytes is answered. */
+	expect_answered_at_limit(&g_srv, g_srv.tcp_url, HOSTILE_RECV_MAX);
+	expect_answered_at_limit(&g_srv, g_srv.ipc_url, HOSTILE_RECV_MAX);
 	uint8_t *big = malloc(HOSTILE_RECV_MAX);
 	cr_assert_not_null(big);
 	memset(big, 0xa1, HOSTILE_RECV_MAX); /* a stream of 1-byte strings */
@@ -1314,6 +1400,70 @@ Test(server, hostile_input)
 	srv_assert_alive(&g_srv, g_srv.tcp_url, HOSTILE_EVENT, &av1, "1000 garbage messages");
 	cr_assert_eq(memcmp(&av0, &av1, sizeof(av0)), 0);
 	nng_close(s);
+	srv_stop_clean(&g_srv, 10000);
+}
+
+/* schemas/protocol.md section 2: the largest request is 8 MiB (8388608
+ * bytes) and one byte more is dropped without a reply. nng's own limit
+ * counts the REQ peer's 4-byte request id as well; the server allows for
+ * it, so the body may be exactly 8 MiB. */
+Test(server, message_size_limit)
+{
+	srv_init(&g_srv);
+	srv_start(&g_srv); /* the default --recv-max */
+	nng_socket s;
+	cr_assert_eq(cli_open(g_srv.tcp_url, 10000, &s), 0);
+	create_event(s, HOSTILE_EVENT, 1, 10);
+	nng_close(s);
+	expect_answered_at_limit(&g_srv, g_srv.tcp_url, WIRE_MSG_MAX);
+	expect_dropped(&g_srv, g_srv.tcp_url, WIRE_MSG_MAX + 1, WIRE_MSG_MAX);
+	expect_answered_at_limit(&g_srv, g_srv.ipc_url, WIRE_MSG_MAX);
+	expect_dropped(&g_srv, g_srv.ipc_url, WIRE_MSG_MAX + 1, WIRE_MSG_MAX);
+	srv_stop_clean(&g_srv, 10000);
+}
+
+/* Opens a connection to the server and closes it before the server has
+ * even accepted it (the server is stopped meanwhile), the way a port
+ * probe or a client that gives up does: on ipc:// a plain close, on tcp://
+ * a FIN and then a reset. The server's SP handshake on it then fails with
+ * EPIPE when it resumes. */
+static void close_before_handshake(server *srv)
+{
+	cr_assert_eq(kill(srv->pid, SIGSTOP), 0);
+	int st;
+	cr_assert_eq(waitpid(srv->pid, &st, WUNTRACED), srv->pid);
+	cr_assert(WIFSTOPPED(st));
+
+	close(raw_connect(srv->ipc_url));
+	int fd = raw_connect(srv->tcp_url);
+	shutdown(fd, SHUT_WR);
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+
+	cr_assert_eq(kill(srv->pid, SIGCONT), 0);
+	cr_assert_eq(waitpid(srv->pid, &st, WCONTINUED), srv->pid);
+}
+
+/* A connection that goes away during the handshake must not stop the
+ * server from accepting the next ones. It does under nng 1.5.2 (Debian
+ * 12's libnng): the failed handshake's NNG_ECLOSED reaches the listener,
+ * which takes it for its own close and never accepts again; the dial of
+ * a later client still succeeds (the transport completes the handshake)
+ * but its requests are never read. Fixed in nng 1.6.0 (issue #1518).
+ * Disabled until the server runs on a fixed nng or works around it: it
+ * fails on every run with 1.5.2. */
+Test(server, listener_survives_handshake_disconnect, .disabled = true)
+{
+	srv_init(&g_srv);
+	srv_start(&g_srv);
+	nng_socket s;
+	cr_assert_eq(cli_open(g_srv.tcp_url, 10000, &s), 0);
+	create_event(s, HOSTILE_EVENT, 1, 10);
+	nng_close(s);
+	close_before_handshake(&g_srv);
+	srv_assert_alive(&g_srv, g_srv.ipc_url, HOSTILE_EVENT, NULL, "a disconnect during the ipc handshake");
+	srv_assert_alive(&g_srv, g_srv.tcp_url, HOSTILE_EVENT, NULL, "a disconnect during the tcp handshake");
 	srv_stop_clean(&g_srv, 10000);
 }
 

@@ -1,0 +1,387 @@
+/*
+ * gateway_test.c — the gateway library in-process (gateway/gateway.h),
+ * where the server binary cannot be steered:
+ *
+ *  1. gw_apply_local after a timeout: the commands it submitted are still in
+ *     their shard when it returns -ETIMEDOUT (the shard's journal write is
+ *     held by a fault hook, so the timeout is certain, not a race). When
+ *     they come out, their results are filed under the request that
+ *     submitted them (no assertion, no result handed to a later call); a
+ *     call meanwhile answers -EBUSY without submitting; the next call after
+ *     they are in gets its own results; and the create_event map the
+ *     caller freed right after the timeout was not the one applied (the
+ *     gateway applies its own copy).
+ *  2. Two servers in one process (own data dirs, own addresses, two
+ *     shards each): each answers from its own shards only, and both stop
+ *     cleanly. Each output thread finds its server through its own
+ *     arguments (they were once one static array shared by every server).
+ *
+ * How: gw_start() on mkdtemp directories, listening on ipc:// in them;
+ * requests over nng REQ sockets encoded with protocol/wire.h.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "base/seatmap.h"
+#include "gateway/gateway.h"
+#include "protocol/wire.h"
+
+#define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
+
+/* ---- A gate on the shard's journal writes -------------------------------- */
+
+/* While closed, the shard's writer stops in the fault hook before writing a
+ * batch: nothing after that batch is applied, nothing of it is published. */
+typedef struct gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int closed;
+	int entered; /* writes held so far */
+} gate;
+
+static gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static int gate_hook(void *ctx, journal_io *io)
+{
+	gate *g = ctx;
+	if (io->kind != JOURNAL_IO_WRITE)
+		return 0;
+	pthread_mutex_lock(&g->mu);
+	if (g->closed) {
+		g->entered++;
+		pthread_cond_broadcast(&g->cv);
+		while (g->closed)
+			pthread_cond_wait(&g->cv, &g->mu);
+	}
+	pthread_mutex_unlock(&g->mu);
+	return 0;
+}
+
+static void gate_set(gate *g, int closed)
+{
+	pthread_mutex_lock(&g->mu);
+	g->closed = closed;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
+/* Waits until the writer is held at the gate; fails the test after WAIT_MS. */
+static void gate_wait_entered(gate *g)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&g->mu);
+	int rc = 0;
+	while (g->entered == 0 && rc == 0)
+		rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+	int entered = g->entered;
+	pthread_mutex_unlock(&g->mu);
+	cr_assert_gt(entered, 0, "the shard's writer never reached its journal write");
+}
+
+/* ---- Servers ----------------------------------------------------------- */
+
+typedef struct tserver {
+	char dir[PATH_MAX];
+	char data_dir[PATH_MAX + 8];
+	char url[PATH_MAX + 16];
+	gw_server *gw;
+} tserver;
+
+static tserver g_srv[2];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void suite_init(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void suite_fini(void)
+{
+	gate_set(&g_gate, 0); /* never leave a writer held */
+	for (int i = 0; i < 2; i++) {
+		tserver *t = &g_srv[i];
+		if (t->gw) {
+			gw_stop(t->gw, 5000);
+			if (!gw_close_hung(t->gw))
+				gw_free(t->gw);
+			t->gw = NULL;
+		}
+		if (t->dir[0])
+			nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	}
+}
+
+/* Starts a server on a fresh directory: `shards` shards, ipc:// in the
+ * directory, small tables; `hook` (may be NULL) on every shard's journal. */
+static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, void *hook_ctx)
+{
+	snprintf(t->dir, sizeof(t->dir), "%s/bo-gateway-test-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	cr_assert_not_null(mkdtemp(t->dir), "mkdtemp: %s", strerror(errno));
+	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
+	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
+	cr_assert_eq(mkdir(t->data_dir, 0700), 0, "mkdir: %s", strerror(errno));
+	gw_config cfg;
+	gw_config_default(&cfg);
+	cfg.data_dir = t->data_dir;
+	cfg.shards = shards;
+	cfg.listen[0] = t->url;
+	cfg.listen_count = 1;
+	cfg.contexts = 4;
+	cfg.shard.engine.seats_max = 262144;
+	cfg.shard.engine.claims_max = 65536;
+	cfg.shard.engine.idem_capacity = 65536;
+	cfg.shard.engine.events_max = 64;
+	cfg.shard.journal.fault = hook;
+	cfg.shard.journal.fault_ctx = hook_ctx;
+	char err[GW_ERR_LEN];
+	int rc = gw_start(&cfg, &t->gw, err, sizeof(err));
+	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
+}
+
+static void srv_stop(tserver *t)
+{
+	int rc = gw_stop(t->gw, WAIT_MS);
+	cr_assert_eq(rc, 0, "gw_stop: %d", rc);
+	cr_assert_null(gw_failed(t->gw), "a shard failed: %s", gw_failed(t->gw));
+	cr_assert_eq(gw_close_hung(t->gw), 0, "nng_close hung");
+	gw_free(t->gw);
+	t->gw = NULL;
+}
+
+/* ---- Requests ------------------------------------------------------------ */
+
+static nng_socket cli_open(const char *url)
+{
+	nng_socket s;
+	cr_assert_eq(nng_req0_open(&s), 0);
+	/* No resend by nng: a request is sent once, as the test says. */
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, WAIT_MS);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, WAIT_MS);
+	int rv = nng_dial(s, url, NULL, 0);
+	cr_assert_eq(rv, 0, "dial %s: %s", url, nng_strerror(rv));
+	return s;
+}
+
+static void cli_send(nng_socket s, const bo_cmd *c)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(wire_encode_request(c, 1, 0, &sb), 0);
+	int rv = nng_send(s, sb.data, sb.size, 0);
+	msgpack_sbuffer_destroy(&sb);
+	cr_assert_eq(rv, 0, "send: %s", nng_strerror(rv));
+}
+
+static bo_result cli_recv(nng_socket s)
+{
+	nng_msg *m;
+	int rv = nng_recvmsg(s, &m, 0);
+	cr_assert_eq(rv, 0, "no reply: %s", nng_strerror(rv));
+	bo_result r;
+	wire_reply_info info;
+	wire_msg wm;
+	rv = wire_decode_replies(nng_msg_body(m), nng_msg_len(m), &r, &info, 1, &wm);
+	nng_msg_free(m);
+	cr_assert_eq(rv, 0, "reply: %s", wm.error);
+	cr_assert_eq(wm.count, 1);
+	return r;
+}
+
+static bo_result cli_call(nng_socket s, const bo_cmd *c)
+{
+	cli_send(s, c);
+	return cli_recv(s);
+}
+
+/* rows x seats_per_row seats, one category. */
+static bo_seatmap *map_new(uint32_t rows, uint32_t seats_per_row)
+{
+	bo_seatmap *m = bo_seatmap_new(rows, rows * seats_per_row, 0);
+	cr_assert_not_null(m);
+	m->category_count = 1;
+	for (uint32_t r = 0; r < rows; r++)
+		m->rows[r].seats = (uint16_t)seats_per_row;
+	return m;
+}
+
+static bo_cmd c_create(uint64_t event, const bo_seatmap *m)
+{
+	bo_cmd c = {0};
+	c.op = BO_OP_CREATE_EVENT;
+	c.client_id = 1;
+	c.request_id = event;
+	c.event_id = event;
+	c.map = m;
+	return c;
+}
+
+static bo_cmd c_avail(uint64_t event)
+{
+	bo_cmd c = {0};
+	c.op = BO_OP_QUERY_AVAIL;
+	c.event_id = event;
+	return c;
+}
+
+static void assert_free_seats(const bo_result *r, uint64_t event, uint32_t seats)
+{
+	cr_assert_eq(r->op, BO_OP_QUERY_AVAIL, "event %lu: the result of op %s", (unsigned long)event,
+		     bo_op_str(r->op));
+	cr_assert_eq(r->status, BO_OK, "event %lu: query_avail %s/%s", (unsigned long)event,
+		     bo_status_str(r->status), bo_detail_str(r->detail));
+	cr_assert_eq(r->event_id, event);
+	cr_assert_eq(r->avail.by_state[BO_SEAT_FREE], seats, "event %lu: %u free seats, not %u",
+		     (unsigned long)event, r->avail.by_state[BO_SEAT_FREE], seats);
+}
+
+TestSuite(gateway, .init = suite_init, .fini = suite_fini, .timeout = 120);
+
+/* ==== 1. gw_apply_local after a timeout =================================== */
+
+#define EV_NET 10u   /* created over the network while the writer is held */
+#define EV_LOCAL 20u /* created by the gw_apply_local that times out */
+
+Test(gateway, apply_local_timeout_with_results_in_flight)
+{
+	tserver *t = &g_srv[0];
+	srv_start(t, 1, gate_hook, &g_gate);
+
+	/* Hold the writer in the journal write of a network request's batch. */
+	gate_set(&g_gate, 1);
+	nng_socket s = cli_open(t->url);
+	bo_seatmap *mnet = map_new(1, 8);
+	bo_cmd net = c_create(EV_NET, mnet);
+	cli_send(s, &net);
+	gate_wait_entered(&g_gate);
+
+	/* Two commands that cannot come out before the gate opens: create an
+	 * event of 2 x 10 seats, then ask for its availability. */
+	bo_seatmap *m = map_new(2, 10);
+	bo_cmd cmds[2] = {c_create(EV_LOCAL, m), c_avail(EV_LOCAL)};
+	bo_result res[2];
+	int rc = gw_apply_local(t->gw, cmds, 2, res, 50);
+	cr_assert_eq(rc, -ETIMEDOUT, "gw_apply_local answered %d while the writer was held", rc);
+	/* The caller owns its map again: wreck it, then free it. Only a copy
+	 * taken by the gateway can still create the event as asked. */
+	m->rows[0].seats = 0;
+	m->rows[1].seats = 0;
+	m->category_count = 0;
+	bo_seatmap_free(m);
+
+	/* Still held: a new call must not take the slot from the old one. */
+	bo_cmd q = c_avail(EV_LOCAL);
+	bo_result r;
+	rc = gw_apply_local(t->gw, &q, 1, &r, 50);
+	cr_assert_eq(rc, -EBUSY, "a call while the timed-out one is in flight answered %d", rc);
+
+	gate_set(&g_gate, 0);
+	bo_result rnet = cli_recv(s);
+	cr_assert_eq(rnet.status, BO_OK, "the network create_event: %s/%s", bo_status_str(rnet.status),
+		     bo_detail_str(rnet.detail));
+	bo_seatmap_free(mnet);
+
+	/* The next call waits for the timed-out results and gets its own. */
+	rc = gw_apply_local(t->gw, &q, 1, &r, WAIT_MS);
+	cr_assert_eq(rc, 0, "gw_apply_local after the results came out: %d", rc);
+	assert_free_seats(&r, EV_LOCAL, 20);
+	bo_cmd two[2] = {c_avail(EV_NET), c_avail(EV_LOCAL)};
+	cr_assert_eq(gw_apply_local(t->gw, two, 2, res, WAIT_MS), 0);
+	assert_free_seats(&res[0], EV_NET, 8);
+	assert_free_seats(&res[1], EV_LOCAL, 20);
+	nng_close(s);
+	srv_stop(t);
+}
+
+/* A timed-out call whose commands are still held when the server stops:
+ * stopping drains them and frees the gateway's copies (ASan: no leak, no
+ * use after free). */
+Test(gateway, apply_local_timeout_then_stop)
+{
+	tserver *t = &g_srv[0];
+	srv_start(t, 1, gate_hook, &g_gate);
+	gate_set(&g_gate, 1);
+	bo_seatmap *m = map_new(1, 4);
+	bo_cmd c = c_create(EV_LOCAL, m);
+	bo_result r;
+	cr_assert_eq(gw_apply_local(t->gw, &c, 1, &r, 50), -ETIMEDOUT);
+	bo_seatmap_free(m);
+	gate_wait_entered(&g_gate);
+	gate_set(&g_gate, 0);
+	srv_stop(t);
+}
+
+/* ==== 2. Two servers in one process ======================================= */
+
+#define TWO_EVENTS 8u /* events 1..8: both shards of each server get some */
+
+/* Over the network: server `t` creates events first..first+TWO_EVENTS-1
+ * with `seats` seats each. */
+static void create_events(tserver *t, uint64_t first, uint32_t seats)
+{
+	nng_socket s = cli_open(t->url);
+	bo_seatmap *m = map_new(1, seats);
+	for (uint64_t e = first; e < first + TWO_EVENTS; e++) {
+		bo_cmd c = c_create(e, m);
+		bo_result r = cli_call(s, &c);
+		cr_assert_eq(r.status, BO_OK, "create_event %lu: %s/%s", (unsigned long)e,
+			     bo_status_str(r.status), bo_detail_str(r.detail));
+	}
+	bo_seatmap_free(m);
+	nng_close(s);
+}
+
+/* Server `t` knows exactly its own events: `first`.. with `seats` seats,
+ * and not those of the other server (`other_first`..). */
+static void check_events(tserver *t, uint64_t first, uint32_t seats, uint64_t other_first)
+{
+	nng_socket s = cli_open(t->url);
+	for (uint64_t e = first; e < first + TWO_EVENTS; e++) {
+		bo_cmd q = c_avail(e);
+		bo_result r = cli_call(s, &q);
+		assert_free_seats(&r, e, seats);
+		q = c_avail(other_first + (e - first));
+		r = cli_call(s, &q);
+		cr_assert_eq(r.status, BO_NOT_FOUND, "event %lu of the other server answered %s",
+			     (unsigned long)q.event_id, bo_status_str(r.status));
+	}
+	nng_close(s);
+}
+
+Test(gateway, two_servers_in_one_process)
+{
+	srv_start(&g_srv[0], 2, NULL, NULL);
+	srv_start(&g_srv[1], 2, NULL, NULL);
+	create_events(&g_srv[0], 1, 5);
+	create_events(&g_srv[1], 101, 7);
+	check_events(&g_srv[0], 1, 5, 101);
+	check_events(&g_srv[1], 101, 7, 1);
+	/* The first stops while the second goes on answering. */
+	srv_stop(&g_srv[0]);
+	check_events(&g_srv[1], 101, 7, 1);
+	srv_stop(&g_srv[1]);
+}

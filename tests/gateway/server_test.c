@@ -1451,9 +1451,12 @@ static void close_before_handshake(server *srv)
  * which takes it for its own close and never accepts again; the dial of
  * a later client still succeeds (the transport completes the handshake)
  * but its requests are never read. Fixed in nng 1.6.0 (issue #1518).
- * Disabled until the server runs on a fixed nng or works around it: it
- * fails on every run with 1.5.2. */
-Test(server, listener_survives_handshake_disconnect, .disabled = true)
+ * Its own Criterion suite, run by meson as an expected failure (test
+ * 'nng-1518-listener', should_fail): it fails on every run with 1.5.2, and
+ * the day it passes (a fixed nng, or a workaround in the gateway) meson
+ * reports an unexpected pass, which scripts/test counts as a failure, so
+ * that it is moved back into the 'server' suite. */
+Test(nng_1518, listener_survives_handshake_disconnect)
 {
 	srv_init(&g_srv);
 	srv_start(&g_srv);

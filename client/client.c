@@ -541,7 +541,7 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out)
 	 * may send; redial a restarted server quickly but without spinning. */
 	if (nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE) != 0)
 		nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, (nng_duration)INT32_MAX);
-	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, WIRE_MSG_MAX);
+	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, WIRE_MSG_MAX + WIRE_SP_HEADER_BYTES);
 	nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 20);
 	nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 500);
 

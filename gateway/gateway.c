@@ -42,13 +42,6 @@
 
 enum { SLOT_RECV = 0, SLOT_SEND = 1 };
 
-/* nng's receive limit (NNG_OPT_RECVMAXSZ) counts the message as the
- * transport carries it: the REQ peer's 4-byte request id, then the body.
- * rep0 strips the id before a context sees the body, so the socket's limit
- * is recv_max_bytes plus this, and recv_max_bytes is exactly the largest
- * request (schemas/protocol.md section 2) a direct REQ peer can send. */
-#define GW_REQ_ID_BYTES 4u
-
 /* Output records an output thread takes from its ring at once: a full
  * message's worth, so one request's results are filed in one pass. */
 #define GW_OUT_POLL_MAX WIRE_BATCH_MAX
@@ -431,7 +424,9 @@ static int socket_open(gw_server *gw, char *err, size_t errlen)
 	gw->sock_open = 1;
 	/* nng's default is unlimited, and its TCP transport allocates
 	 * whatever length a peer declares: bound it. */
-	nng_socket_set_size(gw->sock, NNG_OPT_RECVMAXSZ, gw->cfg.recv_max_bytes + GW_REQ_ID_BYTES);
+	nng_socket_set_size(gw->sock, NNG_OPT_RECVMAXSZ, gw->cfg.recv_max_bytes + WIRE_SP_HEADER_BYTES);
+	/* (recv_max_bytes is then exactly the largest request body a REQ peer can
+	 * send: schemas/protocol.md section 2.) */
 	for (uint32_t i = 0; i < gw->cfg.contexts; i++) {
 		gw_slot *sl = &gw->slots[i];
 		if ((nrv = nng_aio_alloc(&sl->aio, slot_cb, sl)) != 0 ||

@@ -50,9 +50,15 @@
 
 /* Bytes in one message (either direction). A 1 Mi-seat event with one
  * category per seat listed explicitly takes ~2 MiB; 8 MiB fits a few of
- * them and bounds what one client can make a gateway thread parse. The
- * server should also set NNG_OPT_RECVMAXSZ to this value. */
+ * them and bounds what one client can make a gateway thread parse. */
 #define WIRE_MSG_MAX (8u << 20)
+
+/* nng's receive limit (NNG_OPT_RECVMAXSZ) counts a message as the
+ * transport carries it: the REQ/REP request id (4 bytes, the SP header),
+ * then the body. req0/rep0 strip it before the body is seen, so a peer
+ * that must take bodies of WIRE_MSG_MAX sets its limit to
+ * WIRE_MSG_MAX + WIRE_SP_HEADER_BYTES (server and client library both). */
+#define WIRE_SP_HEADER_BYTES 4u
 
 /* Seats over all seat maps of one message. A create_event of 1 Mi seats can
  * be written in ~6 KiB of msgpack (256 rows of 4096 seats, one category

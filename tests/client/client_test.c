@@ -247,7 +247,7 @@ static stub *stub_start(int mode, int port)
 	cr_assert(s->cmds && s->errs && s->res);
 	cr_assert_eq(nng_rep0_open(&s->sock), 0);
 	nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 50);
-	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, WIRE_MSG_MAX);
+	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, WIRE_MSG_MAX + WIRE_SP_HEADER_BYTES);
 	char url[64];
 	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
 	nng_listener l;

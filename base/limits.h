@@ -34,6 +34,24 @@
 /* Capacity of one pool: fits in 32 bits with room for sums. */
 #define BO_POOL_CAPACITY_MAX 1000000u
 
+/* Bytes of a seat map's description: 4 per row (u16 section, u16 seats),
+ * 3 per category run (u16 length, u8 category; a run is a maximal stretch
+ * of one category within one row, so a row has at least one) and 4 per pool
+ * (u32 capacity): exactly what engine/codec.c writes for a map after its
+ * fixed counts. A CREATE_EVENT is journaled, map included, as one record,
+ * and the journal format caps a payload at 2 MiB (JOURNAL_PAYLOAD_BYTES_MAX).
+ * Without this bound a map legal by every other rule (1 Mi seats whose
+ * categories alternate seat by seat: over 3 MiB) was applied and then could
+ * not be journaled, which stops the shard. The value leaves the room the
+ * rest of the largest entry needs (the 5-byte entry header, the 37 fixed
+ * bytes of a CREATE_EVENT and the 277 of the largest result: 319 bytes, so
+ * one spare; shard/entry.h asserts the sum), and no more: journals written
+ * before this bound may hold maps of up to 2 MiB - 70 bytes (with the
+ * smallest result, 28 bytes), and every one of them up to this bound still
+ * decodes and replays. Only a record of a map of 2 MiB - 319 .. 2 MiB - 70
+ * bytes, which no real venue comes near, is now refused as malformed. */
+#define BO_MAP_DESC_BYTES_MAX ((2u << 20) - 320u)
+
 /* Events resident in one shard: the event table is allocated at start-up. */
 #define BO_EVENTS_PER_SHARD_MAX 4096u
 

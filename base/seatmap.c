@@ -4,6 +4,7 @@
  */
 #include "base/seatmap.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 bo_seatmap *bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count)
@@ -63,6 +64,28 @@ bo_detail bo_seatmap_check(const bo_seatmap *m)
 	for (uint32_t p = 0; p < m->pool_count; p++)
 		if (m->pool_capacity[p] == 0 || m->pool_capacity[p] > BO_POOL_CAPACITY_MAX)
 			return BO_D_MAP_INVALID;
+	/* Last: the walk relies on the counts and sums checked above. */
+	if (bo_seatmap_desc_bytes(m) > BO_MAP_DESC_BYTES_MAX)
+		return BO_D_MAP_INVALID; /* it could not be journaled */
 	return BO_D_NONE;
 }
 
+uint64_t bo_seatmap_desc_bytes(const bo_seatmap *m)
+{
+	assert(m != NULL);
+	assert(m->row_count <= BO_ROWS_PER_EVENT_MAX && m->seat_count <= BO_SEATS_PER_EVENT_MAX &&
+	       m->pool_count <= BO_POOLS_PER_EVENT_MAX);
+	uint64_t size = 4ull * m->row_count + 4ull * m->pool_count;
+	uint32_t first = 0;
+	for (uint32_t r = 0; r < m->row_count; r++) {
+		uint32_t n = m->rows[r].seats;
+		assert(n <= m->seat_count - first);
+		/* A row's first seat starts a run; so does every category change. */
+		for (uint32_t i = 0; i < n; i++)
+			if (i == 0 || m->categories[first + i] != m->categories[first + i - 1])
+				size += 3;
+		first += n;
+	}
+	assert(first == m->seat_count);
+	return size;
+}

@@ -21,4 +21,11 @@ void bo_seatmap_free(bo_seatmap *map);
 /* Checks a map against every rule above. Returns BO_D_NONE when valid. */
 bo_detail bo_seatmap_check(const bo_seatmap *map);
 
+/* Bytes of the map's description (BO_MAP_DESC_BYTES_MAX, base/limits.h):
+ * 4 per row + 3 per category run + 4 per pool, where a run is a maximal
+ * stretch of seats of one category within one row. O(seats). The map must
+ * be walkable: counts within limits.h, the arrays present, the rows'
+ * seats summing to seat_count (bo_seatmap_check tests those first). */
+uint64_t bo_seatmap_desc_bytes(const bo_seatmap *map);
+
 #endif /* BO_BASE_SEATMAP_H */

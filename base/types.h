@@ -109,7 +109,10 @@ typedef struct bo_row_def {
  * built. `categories[i]` is the price tier of seat i. Valid maps
  * (bo_seatmap_check) sell something: seats (in rows) or pools or both;
  * rows and seats are both present or both absent; every limit of limits.h
- * holds; pool capacities are 1..BO_POOL_CAPACITY_MAX. category_count is
+ * holds; pool capacities are 1..BO_POOL_CAPACITY_MAX; the description
+ * (4 bytes a row + 3 a category run + 4 a pool, bo_seatmap_desc_bytes) is
+ * at most BO_MAP_DESC_BYTES_MAX, so the map fits a journal record. A run is
+ * a maximal stretch of one category within one row. category_count is
  * kept as given even for an event without seats (HOLD_BEST there answers
  * SOLD_OUT for a category below it). */
 typedef struct bo_seatmap {

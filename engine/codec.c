@@ -352,20 +352,12 @@ static int map_walkable(const bo_seatmap *m)
 	return sum == m->seat_count;
 }
 
-/* Encoded size of a walkable map, has_map byte included. */
+/* Encoded size of a walkable map, has_map byte included: the flag and the
+ * four counts, then the description (rows, runs, pools) as base/seatmap.h
+ * measures it for BO_MAP_DESC_BYTES_MAX. */
 static uint64_t map_size(const bo_seatmap *m)
 {
-	uint64_t size = 1 + 4 + 4 + 1 + 1 + 4ull * m->pool_count + 4ull * m->row_count;
-	uint32_t first = 0;
-	for (uint32_t r = 0; r < m->row_count; r++) {
-		uint32_t n = m->rows[r].seats;
-		for (uint32_t i = 0; i < n; i++) {
-			if (i == 0 || m->categories[first + i] != m->categories[first + i - 1])
-				size += 3;
-		}
-		first += n;
-	}
-	return size;
+	return CODEC_MAP_FIXED_BYTES + bo_seatmap_desc_bytes(m);
 }
 
 static void map_put(wr *w, const bo_seatmap *m)

@@ -49,11 +49,14 @@
 	(2u + 3u * 8u + 8u + 4u + 1u + 1u + 2u + 1u + 4u * BO_SEATS_PER_HOLD_MAX + 1u + \
 	 BO_PAYREF_LEN_MAX + 1u)
 
-/* A CREATE_EVENT with the worst map: every seat its own category run
- * (3 bytes), every row its 4-byte header, every pool, plus the counts. */
-#define CODEC_CMD_SIZE_MAX                                                            \
-	(CODEC_CMD_SIZE_NOMAP_MAX + 4u + 4u + 1u + 1u + 4u * BO_POOLS_PER_EVENT_MAX + \
-	 4u * BO_ROWS_PER_EVENT_MAX + 3u * BO_SEATS_PER_EVENT_MAX)
+/* The bytes of an encoded map (has_map == 1) other than its description:
+ * has_map, row_count, seat_count, pool_count, category_count. */
+#define CODEC_MAP_FIXED_BYTES (1u + 4u + 4u + 1u + 1u)
+
+/* A CREATE_EVENT carries op, version, the three ids and its map, whose
+ * description (rows, category runs, pools) bo_seatmap_check() bounds by
+ * BO_MAP_DESC_BYTES_MAX; every other op is within the map-less bound. */
+#define CODEC_CMD_SIZE_MAX (2u + 3u * 8u + CODEC_MAP_FIXED_BYTES + BO_MAP_DESC_BYTES_MAX)
 
 /* The largest result encoding (QUERY_AVAIL and QUERY_SEATS bound it). */
 #define CODEC_RESULT_SIZE_MAX                                                           \
@@ -61,6 +64,8 @@
 	 4u * (BO_SEAT_STATE_COUNT + BO_CATEGORIES_MAX + 2u * BO_POOLS_PER_EVENT_MAX))
 
 _Static_assert(CODEC_CMD_SIZE_MAX <= INT32_MAX, "sizes are returned as int32_t");
+_Static_assert(CODEC_CMD_SIZE_NOMAP_MAX <= CODEC_CMD_SIZE_MAX,
+               "the map-less bound is within the bound");
 _Static_assert(BO_SEATS_PER_ROW_MAX <= UINT16_MAX, "a category run length is 16 bits");
 _Static_assert(BO_CATEGORIES_MAX <= UINT8_MAX, "category_count is one byte");
 _Static_assert(BO_SEATS_PER_HOLD_MAX <= UINT8_MAX, "seat_count is one byte");

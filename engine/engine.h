@@ -38,9 +38,11 @@
  *  2. Every op but CREATE_EVENT: event unknown -> NOT_FOUND/NO_EVENT.
  *
  * CREATE_EVENT: event_id 0 -> INVALID/EVENT_ID_ZERO; map NULL or breaking a
- *   rule of bo_seatmap_check -> INVALID/MAP_INVALID; event exists ->
- *   INVALID/EVENT_EXISTS; events_max reached -> LIMIT/EVENTS_FULL; seats
- *   would exceed seats_max -> LIMIT/SEATS_FULL.
+ *   rule of bo_seatmap_check (listed above struct bo_seatmap in
+ *   base/types.h; the description bound BO_MAP_DESC_BYTES_MAX among them)
+ *   -> INVALID/MAP_INVALID; event exists -> INVALID/EVENT_EXISTS;
+ *   events_max reached -> LIMIT/EVENTS_FULL; seats would exceed seats_max
+ *   -> LIMIT/SEATS_FULL.
  * HOLD_SEATS: seat_count 0 or > BO_SEATS_PER_HOLD_MAX -> INVALID/SEAT_COUNT;
  *   a seat >= event seats -> INVALID/SEAT_RANGE; a seat twice ->
  *   INVALID/SEAT_DUPLICATE; ttl outside [BO_TTL_MS_MIN, BO_TTL_MS_MAX] ->

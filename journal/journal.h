@@ -60,9 +60,11 @@
 
 /* ---- Limits -------------------------------------------------------------- */
 
-/* Largest payload of one record. A CREATE_EVENT of the largest seat map
- * (BO_SEATS_PER_EVENT_MAX one-byte categories + BO_ROWS_PER_EVENT_MAX 4-byte
- * rows = 1.25 MiB) must fit in one record; 2 MiB leaves room for the rest. */
+/* Largest payload of one record (a format limit: readers refuse larger).
+ * The shard journals each command as one record, a CREATE_EVENT with its
+ * whole seat map, so the engine refuses maps whose description would not
+ * fit (BO_MAP_DESC_BYTES_MAX in base/limits.h; shard/entry.h asserts that
+ * the largest command entry fits). Changing this value changes both. */
 #define JOURNAL_PAYLOAD_BYTES_MAX (2u << 20)
 
 /* Default segment size: big enough that roll-over (~100 us of create +

@@ -49,6 +49,17 @@ static inline int entry_journals(const bo_cmd *cmd)
  * outgrows it and gets a buffer of its own.) */
 _Static_assert(ENTRY_SIZE_NOMAP_MAX <= JOURNAL_PAYLOAD_BYTES_MAX, "a map-less command entry fits one record");
 
+/* Worst-case payload of any command entry: the header, the largest command
+ * (a CREATE_EVENT whose map description is BO_MAP_DESC_BYTES_MAX) and the
+ * largest result. */
+#define ENTRY_SIZE_MAX (ENTRY_COMMAND_HEADER_BYTES + CODEC_CMD_SIZE_MAX + CODEC_RESULT_SIZE_MAX)
+
+/* Every command the engine accepts or rejects must fit one record: the
+ * shard applies a command before journaling it, so a record that could not
+ * be appended would stop the shard. BO_MAP_DESC_BYTES_MAX (base/limits.h)
+ * exists to keep this true; raising a bound here means lowering it. */
+_Static_assert(ENTRY_SIZE_MAX <= JOURNAL_PAYLOAD_BYTES_MAX, "every command entry fits one record");
+
 /* Encodes a command and its result. A CREATE_EVENT whose map is invalid is
  * encoded without its map (replay answers MAP_INVALID all the same).
  * Returns the bytes written, or -ENOSPC when `cap` is too small. */

@@ -20,8 +20,10 @@
  *    versions, and non-canonical maps are rejected.
  *  - Layout: two hand-assembled encodings pin the documented little-endian
  *    layout, including the per-row run-length encoding of categories.
- *  - Size: a 100k-seat map and the worst-case 1 Mi-seat map roundtrip; the
- *    latter must stay within CODEC_CMD_SIZE_MAX.
+ *  - Size: 100k- and 512k-seat maps roundtrip within CODEC_CMD_SIZE_MAX; the
+ *    largest valid map (description BO_MAP_DESC_BYTES_MAX) encodes to
+ *    exactly CODEC_CMD_SIZE_MAX, and one run or byte more has no encoding
+ *    and does not decode.
  *
  *  - Output: every too-small buffer gives -ENOSPC and nothing is written
  *    past its end.
@@ -41,6 +43,7 @@
 
 #include "base/le.h"
 #include "engine/codec.h"
+#include "tests/support/descmap.h"
 #include "tests/support/seatmap_count.h"
 
 /* ---- Randomness ---------------------------------------------------------- */
@@ -1082,7 +1085,69 @@ Test(codec, large_maps_roundtrip)
 	seed_init();
 	big_map_roundtrip(1000, 100, 0); /* 100k seats, typical runs */
 	big_map_roundtrip(25, BO_SEATS_PER_ROW_MAX, 0);
-	/* The worst case the size bound must cover: 1 Mi seats in 64 Ki rows,
-	 * every seat its own run. */
-	big_map_roundtrip(BO_ROWS_PER_EVENT_MAX, BO_SEATS_PER_EVENT_MAX / BO_ROWS_PER_EVENT_MAX, 1);
+	/* Every seat its own run in 512 rows of 1,024: 1.5 MiB of description,
+	 * within BO_MAP_DESC_BYTES_MAX (1 Mi seats of one-seat runs are over
+	 * it: see the next test). */
+	big_map_roundtrip(512, 1024, 1);
+}
+
+/* The largest valid map (a description of exactly BO_MAP_DESC_BYTES_MAX)
+ * encodes to exactly CODEC_CMD_SIZE_MAX and roundtrips; a map one byte
+ * over has no encoding, and bytes that carry one run more than the largest
+ * map do not decode (and leave nothing allocated). */
+Test(codec, the_largest_valid_map_is_exactly_the_command_size_bound)
+{
+	seed_init();
+	long baseline = leak_baseline();
+	bo_seatmap *m = descmap_sized(BO_MAP_DESC_BYTES_MAX);
+	cr_assert_not_null(m);
+	bo_cmd c;
+	rand_cmd(BO_OP_CREATE_EVENT, &c);
+	bo_seatmap_free((bo_seatmap *)c.map);
+	c.map = m;
+	int32_t n;
+	uint8_t *b = enc_cmd(&c, &n);
+	cr_assert_eq(n, (int32_t)CODEC_CMD_SIZE_MAX, "largest map: %d bytes, bound %u", n,
+	             CODEC_CMD_SIZE_MAX);
+	bo_cmd y;
+	bo_seatmap *dm;
+	cr_assert_eq(dec_cmd_exact(b, (size_t)n, &y, &dm), n);
+	cr_assert(maps_same(m, dm) && codec_cmd_equal(&c, &y));
+	bo_seatmap_free(dm);
+
+	/* One run more: the last row's last run (u16 length, u8 category, the
+	 * final 3 bytes) split into length-1 of it and one seat of the other
+	 * category. Every other rule of the map still holds. */
+	uint32_t len = bo_le_load16(b + n - 3);
+	uint8_t cat = b[n - 1];
+	cr_assert_geq(len, 2, "the last run must be splittable");
+	uint8_t *over = malloc((size_t)n + 3);
+	cr_assert_not_null(over);
+	memcpy(over, b, (size_t)n);
+	bo_le_store16(over + n - 3, (uint16_t)(len - 1));
+	over[n] = 1;
+	over[n + 1] = 0;
+	over[n + 2] = (uint8_t)(cat ^ 1);
+	cr_assert_eq(dec_cmd_exact(over, (size_t)n + 3, &y, &dm), -EINVAL);
+	cr_assert_null(dm);
+	/* The same edit on the map itself: 3 bytes over, no encoding. */
+	m->categories[m->seat_count - 1] ^= 1;
+	cr_assert_eq(bo_seatmap_desc_bytes(m), BO_MAP_DESC_BYTES_MAX + 3u);
+	cr_assert_eq(codec_cmd_size(&c), -EINVAL);
+	cr_assert_eq(codec_cmd_encode(&c, over, (size_t)n + 3), -EINVAL);
+	free(over);
+	free(b);
+	bo_seatmap_free(m);
+
+	/* One byte over (another shape) and the defect's 1 Mi alternating
+	 * seats: no encoding either. */
+	m = descmap_sized(BO_MAP_DESC_BYTES_MAX + 1u);
+	c.map = m;
+	cr_assert_eq(codec_cmd_size(&c), -EINVAL);
+	bo_seatmap_free(m);
+	m = descmap_alternating();
+	c.map = m;
+	cr_assert_eq(codec_cmd_size(&c), -EINVAL);
+	bo_seatmap_free(m);
+	assert_no_leak(baseline);
 }

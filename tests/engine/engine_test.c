@@ -30,6 +30,7 @@
 #include <criterion/criterion.h>
 
 #include "engine/engine.h"
+#include "tests/support/descmap.h"
 
 /* ---- Fixtures and helpers ------------------------------------------------ */
 
@@ -702,6 +703,76 @@ Test(seatmap, section_out_of_range_is_invalid)
 	m = map_spec("00|00", 1, 0, 0);
 	m->rows[1].section = BO_SECTIONS_PER_EVENT_MAX - 1;
 	EXPECT_MAP_OK(m);
+}
+
+/* The description (BO_MAP_DESC_BYTES_MAX): 4 bytes a row, 3 a category run
+ * (maximal within its row, never across rows), 4 a pool. */
+Test(seatmap, description_counts_rows_runs_within_rows_and_pools)
+{
+	/* Row 0: runs 00 11 0 (3); row 1: 0 11 (2; its first 0 follows row
+	 * 0's last 0 but starts a run of its own); row 2: 2222 (1). */
+	bo_seatmap *m = map_spec("00110|011|2222", 3, 2, 7);
+	cr_assert_eq(bo_seatmap_desc_bytes(m), 4u * 3 + 3u * 6 + 4u * 2);
+	bo_seatmap_free(m);
+	m = map_spec(NULL, 0, 1, 7); /* pools only */
+	cr_assert_eq(bo_seatmap_desc_bytes(m), 4u);
+	bo_seatmap_free(m);
+}
+
+/* An engine with room for the largest map (1 Mi seats). */
+static engine *big_engine(void) { return engine_with(BO_SEATS_PER_EVENT_MAX, 1024, 1024, 16); }
+
+Test(seatmap, description_at_the_bound_is_valid_one_byte_or_run_over_is_invalid)
+{
+	/* Exactly the bound: valid, and the engine creates the event. */
+	bo_seatmap *m = descmap_sized(BO_MAP_DESC_BYTES_MAX);
+	cr_assert_not_null(m);
+	cr_assert_eq(bo_seatmap_desc_bytes(m), BO_MAP_DESC_BYTES_MAX);
+	cr_assert_eq(bo_seatmap_check(m), BO_D_NONE);
+	engine *e = big_engine();
+	bo_cmd c = cmd_create(EV, m);
+	bo_result r = run(e, &c);
+	EXPECT_OK(&r);
+	bo_avail a;
+	cr_assert_eq(engine_avail(e, EV, &a), 0);
+	cr_assert_eq(a.by_state[BO_SEAT_FREE], m->seat_count);
+	engine_free(e);
+
+	/* One run more (the last seat of a row whose last run is longer than
+	 * one seat changes category): 3 bytes over. */
+	uint32_t r0 = 0;
+	while (m->categories[(r0 + 1) * DESCMAP_ROW_SEATS - 1] !=
+	       m->categories[(r0 + 1) * DESCMAP_ROW_SEATS - 2])
+		r0++;
+	m->categories[(r0 + 1) * DESCMAP_ROW_SEATS - 1] ^= 1;
+	cr_assert_eq(bo_seatmap_desc_bytes(m), BO_MAP_DESC_BYTES_MAX + 3u);
+	EXPECT_MAP_INVALID(m);
+
+	/* One byte over (a different shape: fewer rows, more runs). */
+	m = descmap_sized(BO_MAP_DESC_BYTES_MAX + 1u);
+	cr_assert_not_null(m);
+	cr_assert_eq(bo_seatmap_desc_bytes(m), BO_MAP_DESC_BYTES_MAX + 1u);
+	EXPECT_MAP_INVALID(m);
+}
+
+/* The defect's map: 1 Mi seats, categories alternating seat by seat. Every
+ * other rule holds, but it could not be journaled (3.4 MB > 2 MiB). */
+Test(seatmap, a_million_seats_of_alternating_categories_is_map_invalid)
+{
+	bo_seatmap *m = descmap_alternating();
+	cr_assert_not_null(m);
+	cr_assert_eq(m->seat_count, BO_SEATS_PER_EVENT_MAX);
+	cr_assert_eq(bo_seatmap_desc_bytes(m), 4ull * BO_ROWS_PER_EVENT_MAX + 3ull * BO_SEATS_PER_EVENT_MAX);
+	/* In an engine that has the room, so the answer is the map's. */
+	engine *e = big_engine();
+	bo_cmd c = cmd_create(EV, m);
+	bo_result r = run(e, &c);
+	EXPECT_FAIL(&r, BO_INVALID, BO_D_MAP_INVALID);
+	engine_stats st;
+	engine_stats_get(e, &st);
+	cr_assert_eq(st.events, 0);
+	engine_free(e);
+	EXPECT_MAP_INVALID(m);
 }
 
 /* ---- HOLD_SEATS ---------------------------------------------------------- */
@@ -2681,8 +2752,14 @@ static void expect_event_rss_at(int line, const char *what, uint32_t rows, uint3
 		m->rows[r].seats = (uint16_t)seats_per_row;
 		m->rows[r].section = (uint16_t)(r / 64);
 	}
-	for (uint64_t s = 0; s < seats; s++)
-		m->categories[s] = (uint8_t)((s % seats_per_row) % categories);
+	/* Each row has every category: its first categories-1 seats one each,
+	 * the rest the last one (few runs: the map's description must stay
+	 * within BO_MAP_DESC_BYTES_MAX). */
+	for (uint64_t s = 0; s < seats; s++) {
+		uint64_t i = s % seats_per_row;
+		m->categories[s] = (uint8_t)(i < categories - 1 ? i : categories - 1);
+	}
+	cr_assert_eq(bo_seatmap_check(m), BO_D_NONE, "line %d: %s: map refused", line, what);
 	engine_config cfg;
 	engine_config_default(&cfg);
 	engine *e = NULL;
@@ -2718,7 +2795,10 @@ Test(memory, a_million_seat_event_costs_at_most_16_bytes_per_seat)
 Test(memory, a_million_seats_in_short_mixed_rows_stay_within_budget)
 {
 	/* The densest legal layout for row overhead: 62,500 rows of 16 seats
-	 * (BO_ROWS_PER_EVENT_MAX allows 65,536), every seat of a row in its own
-	 * category, so rows and row-category counters are at their maximum. */
-	expect_event_rss_at(__LINE__, "62500 x 16, 16 categories", 62500, 16, 16);
+	 * (BO_ROWS_PER_EVENT_MAX allows 65,536), each row with as many
+	 * categories as the description bound lets every row have (9 runs a
+	 * row: 4 * 62,500 + 3 * 9 * 62,500 = 1,937,500 bytes; 10 would be
+	 * 2,125,000 > BO_MAP_DESC_BYTES_MAX), so rows and row-category
+	 * counters are near their maximum. */
+	expect_event_rss_at(__LINE__, "62500 x 16, 9 categories a row", 62500, 16, 9);
 }

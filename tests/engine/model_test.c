@@ -301,7 +301,17 @@ static int m_map_valid(const bo_seatmap *map)
 	for (uint32_t p = 0; p < map->pool_count; p++)
 		if (map->pool_capacity[p] < 1 || map->pool_capacity[p] > BO_POOL_CAPACITY_MAX)
 			return 0;
-	return 1;
+	/* The description bound (base/types.h): 4 bytes a row, 3 a category
+	 * run (a seat starts one when it opens its row or changes category), 4
+	 * a pool. The generator's maps stay far below it; engine_test.c and
+	 * codec_test.c probe the edge. */
+	uint64_t desc = 4ull * map->row_count + 4ull * map->pool_count;
+	uint32_t s = 0;
+	for (uint32_t r = 0; r < map->row_count; r++)
+		for (uint32_t k = 0; k < map->rows[r].seats; k++, s++)
+			if (k == 0 || map->categories[s] != map->categories[s - 1])
+				desc += 3;
+	return desc <= BO_MAP_DESC_BYTES_MAX;
 }
 
 static int m_map_equal(const bo_seatmap *a, const bo_seatmap *b)

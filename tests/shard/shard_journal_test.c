@@ -36,6 +36,10 @@
  *     the tick record's seq) and the expiry survives a restart.
  *  6. A corrupt record with good records after it is refused on open
  *     (-EBADMSG naming file, offset and seq); force_truncate opens.
+ *  7. A CREATE_EVENT whose map could not fit a journal record (1 Mi seats
+ *     of alternating categories) is answered INVALID/MAP_INVALID and the
+ *     shard goes on answering durably; the largest valid map is journaled
+ *     whole, and the journal replays and recovers to the same state.
  *
  * How: real shards on real journals (io_uring, fdatasync) in mkdtemp
  * directories under /tmp, driven from the test thread. The journal's fault
@@ -77,6 +81,7 @@
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
+#include "tests/support/descmap.h"
 
 /* ---- Constants ----------------------------------------------------------- */
 
@@ -1724,4 +1729,82 @@ Test(shard_journal, a_corrupt_record_with_good_records_after_it_is_refused_unles
 	cr_assert_eq(engine_digest(shard_engine(s2)), d);
 	close_shard(s2);
 	run_free(r);
+}
+
+/* ==== 7. Seat maps and the journal's record size ========================== */
+
+/* A CREATE_EVENT is journaled as one record, map included. The defect: a
+ * map valid by every other rule (1 Mi seats, categories alternating seat by
+ * seat: 3.4 MB of description) was applied, then journal_append refused
+ * the record (-EMSGSIZE > 2 MiB) and the shard stopped. Now the engine
+ * answers INVALID/MAP_INVALID (journaled without its map), the largest map
+ * that is valid is journaled whole, and the shard goes on answering
+ * durably; the journal replays and verifies to the same state. Journal
+ * limits are the production ones (2 MiB records). */
+Test(shard_journal, a_map_too_large_for_a_record_is_map_invalid_and_the_shard_goes_on)
+{
+	shard_config cfg = durable_config();
+	journal_options_default(&cfg.journal);
+	cr_assert_eq(cfg.journal.payload_bytes_max, JOURNAL_PAYLOAD_BYTES_MAX);
+	cfg.engine.seats_max = 2 * BO_SEATS_PER_EVENT_MAX; /* room for both maps */
+	bo_seatmap *alt = descmap_alternating();
+	bo_seatmap *largest = descmap_sized(BO_MAP_DESC_BYTES_MAX);
+	cr_assert(alt != NULL && largest != NULL);
+
+	run *r = run_new();
+	r->s = open_ok(&cfg, NULL);
+	cr_assert_eq(shard_start(r->s), 0);
+	submit_create(r); /* tag 0: EV, the load's event */
+	bo_cmd big[2] = {create_cmd(alt), create_cmd(largest)};
+	big[0].event_id = EV + 1, big[0].request_id = 2; /* tag 1 */
+	big[1].event_id = EV + 2, big[1].request_id = 3; /* tag 2 */
+	submit(r, &big[0], 1);
+	submit(r, &big[1], 1);
+	bool came = wait_results(r, 3);
+	cr_assert(came, "%u of 3 results; shard failed: %s", r->results,
+	          shard_failed(r->s) ? shard_failed(r->s) : "no");
+	cr_assert_eq(r->outs[1].u.result.status, BO_INVALID);
+	cr_assert_eq(r->outs[1].u.result.detail, BO_D_MAP_INVALID, "detail %s",
+	             bo_detail_str(r->outs[1].u.result.detail));
+	cr_assert_eq(r->outs[2].u.result.status, BO_OK, "the largest valid map: %s/%s",
+	             bo_status_str(r->outs[2].u.result.status),
+	             bo_detail_str(r->outs[2].u.result.detail));
+
+	/* Later commands are still answered, each with its journal seq. */
+	submit_load(r, 0, 40);
+	cr_assert(wait_results(r, r->submitted), "%u of %u results; shard failed: %s", r->results,
+	          r->submitted, shard_failed(r->s) ? shard_failed(r->s) : "no");
+	cr_assert_null(shard_failed(r->s), "%s", shard_failed(r->s));
+	uint64_t seq_last;
+	cr_assert_eq(check_outputs(r, &seq_last), r->submitted);
+	uint64_t journaled = 0;
+	for (uint32_t t = 0; t < r->submitted; t++)
+		journaled += entry_journals(&r->cmds[t]) ? 1 : 0;
+	cr_assert_eq(seq_last, journaled);
+	cr_assert_eq(shard_durable_seq(r->s), journaled);
+	shard_stop(r->s);
+	uint64_t before = engine_digest(shard_engine(r->s));
+	close_shard(r->s);
+	r->s = NULL;
+
+	/* The journal holds the rejected CREATE_EVENT (without its map) and the
+	 * largest one (with it), replays verifying every result, and recovery
+	 * rebuilds the state the acknowledgements promise. */
+	static jinfo j[64];
+	uint32_t nj = journal_scan(j, 64);
+	cr_assert_eq(nj, journaled);
+	cr_assert(j[1].op == BO_OP_CREATE_EVENT && j[1].status == BO_INVALID);
+	cr_assert(j[2].op == BO_OP_CREATE_EVENT && j[2].status == BO_OK);
+	uint64_t replayed_seq;
+	cr_assert_eq(replay_digest(&cfg, &replayed_seq), before);
+	cr_assert_eq(replayed_seq, journaled);
+	shard_recovery rec;
+	shard *s2 = open_ok(&cfg, &rec);
+	cr_assert_eq(rec.last_seq, journaled);
+	cr_assert_eq(engine_digest(shard_engine(s2)), before);
+	cr_assert_eq(acked_digest(&cfg, r), before);
+	close_shard(s2);
+	run_free(r);
+	bo_seatmap_free(alt);
+	bo_seatmap_free(largest);
 }

@@ -22,8 +22,8 @@
  *   then checked for data races.
  * Random seeds are printed on failure.
  *
- * Under -fsanitize=thread the same tests run without Criterion (see the
- * shim below): Criterion 2.4 cannot start under ThreadSanitizer.
+ * Under -fsanitize=thread the same tests run without Criterion (through
+ * tests/support/tsan_harness): Criterion 2.4 cannot start under TSan.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -40,94 +40,12 @@
 #include "shard/ring.h"
 
 #if defined(__SANITIZE_THREAD__) && !defined(RING_TEST_FORCE_CRITERION)
-/*
- * Criterion 2.4.1 aborts at start-up under ThreadSanitizer ("Could not
- * initialize inheritable arena", Criterion issue #274): its sandbox maps a
- * shared arena at random fixed addresses in a range TSan has reserved
- * entirely for its shadow memory. So under TSan this file brings the few
- * lines of harness it needs: the same test bodies, run in-process and in
- * order, a failed check prints the seed/message and exits 1. Tests that
- * expect a signal are skipped loudly: they are single-threaded and the
- * Criterion builds check them. Build with -DRING_TEST_FORCE_CRITERION to try
- * Criterion anyway (e.g. once a fixed version is installed).
- */
-#include <stdarg.h>
-#include <stdlib.h>
-
-#define RING_TEST_SHIM 1
-enum {
-	SHIM_TESTS_MAX = 64
-};
-
-struct shim_opts {
-	int pad_;    /* lets Test() pass an empty option list */
-	int signal;  /* expected terminating signal, 0 for none */
-	int timeout; /* ignored here */
-};
-
-struct shim_test {
-	const char *name;
-	void (*fn)(void);
-	struct shim_opts opts;
-};
-
-static struct shim_test shim_tests[SHIM_TESTS_MAX];
-static int shim_test_count;
-static const char *shim_current = "(none)";
-
-static void shim_register(const char *name, void (*fn)(void), struct shim_opts opts)
-{
-	if (shim_test_count == SHIM_TESTS_MAX) {
-		fprintf(stderr, "ring_test: raise SHIM_TESTS_MAX\n");
-		abort();
-	}
-	shim_tests[shim_test_count++] = (struct shim_test){.name = name, .fn = fn, .opts = opts};
-}
-
-__attribute__((format(printf, 5, 6))) static void
-shim_check(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
-{
-	if (ok)
-		return;
-	fprintf(stderr, "[FAIL] %s: %s:%d: %s", shim_current, file, line, expr);
-	if (fmt[1] != '\0') { /* SHIM_CHECK prefixes " " so that it is never empty */
-		va_list ap;
-		va_start(ap, fmt);
-		fputc(':', stderr);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-	}
-	fputc('\n', stderr);
-	exit(1);
-}
-
-__attribute__((format(printf, 1, 2))) static void shim_log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("[----] ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-#define Test(suite, name, ...)                                                   \
-	static void suite##_##name(void);                                        \
-	__attribute__((constructor)) static void suite##_##name##_register(void) \
-	{                                                                        \
-		shim_register(#suite "::" #name, suite##_##name,                 \
-		              (struct shim_opts){.pad_ = 0, __VA_ARGS__});       \
-	}                                                                        \
-	static void suite##_##name(void)
-
-#define SHIM_CHECK(ok, expr, ...) shim_check((ok), (expr), __FILE__, __LINE__, " " __VA_ARGS__)
-#define cr_assert_eq(a, b, ...) SHIM_CHECK((a) == (b), #a " == " #b, __VA_ARGS__)
-#define cr_assert_lt(a, b, ...) SHIM_CHECK((a) < (b), #a " < " #b, __VA_ARGS__)
-#define cr_assert_gt(a, b, ...) SHIM_CHECK((a) > (b), #a " > " #b, __VA_ARGS__)
-#define cr_assert_geq(a, b, ...) SHIM_CHECK((a) >= (b), #a " >= " #b, __VA_ARGS__)
-#define cr_assert_not_null(p, ...) SHIM_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
-#define cr_assert_str_empty(str, ...) SHIM_CHECK((str)[0] == '\0', #str " is empty", __VA_ARGS__)
-#define cr_log_info(...) shim_log(__VA_ARGS__)
+/* Criterion cannot start under ThreadSanitizer (see tests/support/
+ * tsan_harness.h): this build runs the same test bodies through that
+ * harness, each in a child process; the tests that expect SIGABRT check it
+ * there too. Build with -DRING_TEST_FORCE_CRITERION to try Criterion anyway
+ * (e.g. once a fixed version is installed). */
+#include "tests/support/tsan_harness.h"
 #else
 #include <criterion/criterion.h>
 #endif
@@ -826,27 +744,3 @@ Test(ring, multi_producer_stress, .timeout = 60)
 	            (unsigned long)atomic_load(&st.busy));
 	ring_free(st.r);
 }
-
-#ifdef RING_TEST_SHIM
-int main(void)
-{
-	int skipped = 0;
-	for (int i = 0; i < shim_test_count; i++) {
-		const struct shim_test *t = &shim_tests[i];
-		if (t->opts.signal != 0) {
-			fprintf(stderr,
-			        "[SKIP] %s: expects signal %d (checked by the Criterion builds)\n",
-			        t->name, t->opts.signal);
-			skipped++;
-			continue;
-		}
-		shim_current = t->name;
-		int64_t t0 = bo_clock_ns();
-		t->fn();
-		fprintf(stderr, "[PASS] %s: (%.2fs)\n", t->name, (double)(bo_clock_ns() - t0) / 1e9);
-	}
-	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Skipped: %d | Failing: 0\n",
-	        shim_test_count - skipped, shim_test_count - skipped, skipped);
-	return 0;
-}
-#endif

@@ -20,9 +20,8 @@
  *
  * Under -fsanitize=thread the same tests run without Criterion: Criterion
  * 2.4 aborts at start-up under ThreadSanitizer (its sandbox maps an arena at
- * addresses TSan reserves), so this file then brings a minimal harness of
- * its own: the same test bodies, run in order in one process; the first
- * failed check prints file, line and message and exits 1.
+ * addresses TSan reserves), so the same test bodies then run through
+ * tests/support/tsan_harness, each in a child process of its own.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,82 +43,9 @@
 #include "shard/shard.h"
 
 #if defined(__SANITIZE_THREAD__)
-#include <stdarg.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-enum { HARNESS_TESTS_MAX = 32 };
-
-typedef struct harness_test {
-	const char *name;
-	void (*fn)(void);
-} harness_test;
-
-static harness_test harness_tests[HARNESS_TESTS_MAX];
-static int harness_count;
-static const char *harness_current = "";
-
-static void harness_add(const char *name, void (*fn)(void))
-{
-	if (harness_count == HARNESS_TESTS_MAX) {
-		fprintf(stderr, "shard_test: too many tests for the harness\n");
-		exit(2);
-	}
-	harness_tests[harness_count].name = name;
-	harness_tests[harness_count].fn = fn;
-	harness_count++;
-}
-
-__attribute__((format(printf, 5, 6))) static void harness_check(bool ok, const char *expr,
-								const char *file, int line,
-								const char *fmt, ...)
-{
-	if (ok)
-		return;
-	fprintf(stderr, "[FAIL] %s: %s:%d: %s", harness_current, file, line, expr);
-	if (fmt[0] != '\0') {
-		va_list ap;
-		va_start(ap, fmt);
-		fputs(": ", stderr);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-	}
-	fputc('\n', stderr);
-	exit(1);
-}
-
-__attribute__((format(printf, 1, 2))) static void harness_log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "[----] %s: ", harness_current);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-/* Registration runs before main(), like Criterion's. */
-#define Test(suite, name)                                                                          \
-	static void suite##__##name(void);                                                         \
-	__attribute__((constructor)) static void suite##__##name##__add(void)                      \
-	{                                                                                          \
-		harness_add(#suite "::" #name, suite##__##name);                                   \
-	}                                                                                          \
-	static void suite##__##name(void)
-
-/* The optional message must start with a string literal, as in Criterion;
- * without one the format is "", which is fine here. */
-#pragma GCC diagnostic ignored "-Wformat-zero-length"
-#define HARNESS_CHECK(ok, expr, ...) harness_check((ok), (expr), __FILE__, __LINE__, "" __VA_ARGS__)
-#define cr_assert(c, ...) HARNESS_CHECK((c), #c, __VA_ARGS__)
-#define cr_assert_eq(a, b, ...) HARNESS_CHECK((a) == (b), #a " == " #b, __VA_ARGS__)
-#define cr_assert_neq(a, b, ...) HARNESS_CHECK((a) != (b), #a " != " #b, __VA_ARGS__)
-#define cr_assert_lt(a, b, ...) HARNESS_CHECK((a) < (b), #a " < " #b, __VA_ARGS__)
-#define cr_assert_leq(a, b, ...) HARNESS_CHECK((a) <= (b), #a " <= " #b, __VA_ARGS__)
-#define cr_assert_geq(a, b, ...) HARNESS_CHECK((a) >= (b), #a " >= " #b, __VA_ARGS__)
-#define cr_assert_null(p, ...) HARNESS_CHECK((p) == NULL, #p " == NULL", __VA_ARGS__)
-#define cr_assert_not_null(p, ...) HARNESS_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
-#define cr_log_info(...) harness_log(__VA_ARGS__)
+/* Criterion cannot start under ThreadSanitizer (see tests/support/
+ * tsan_harness.h): this build runs the same tests through that harness. */
+#include "tests/support/tsan_harness.h"
 #else
 #include <criterion/criterion.h>
 #endif
@@ -780,35 +706,3 @@ Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
 	bo_seatmap_free(m);
 	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
-
-#if defined(__SANITIZE_THREAD__)
-/* Each test runs in a child process, as under Criterion, so that a failed
- * or hung-up test does not hide the others; the exit code counts failures. */
-int main(void)
-{
-	int failed = 0;
-	for (int i = 0; i < harness_count; i++) {
-		harness_current = harness_tests[i].name;
-		int64_t t0 = bo_clock_ms();
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid < 0) {
-			perror("fork");
-			return 2;
-		}
-		if (pid == 0) {
-			harness_tests[i].fn();
-			exit(0);
-		}
-		int status = 0;
-		waitpid(pid, &status, 0);
-		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-		failed += !ok;
-		fprintf(stderr, "[%s] %s (%ld ms)\n", ok ? "PASS" : "FAIL", harness_current,
-			(long)(bo_clock_ms() - t0));
-	}
-	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d\n", harness_count,
-		harness_count - failed, failed);
-	return failed ? 1 : 0;
-}
-#endif

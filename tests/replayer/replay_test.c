@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +46,8 @@
 #include "shard/snapfile.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
+#include "tests/support/proc.h"
+#include "tests/support/tmpdir.h"
 
 #define EV 7u
 #define ROWS 10u
@@ -56,47 +57,25 @@
 
 /* ---- Running the binary -------------------------------------------------- */
 
-typedef struct run_out {
-	int code; /* exit code; -1 when it did not exit normally (a crash) */
-	char *out;
-	size_t out_len;
-	char *err;
-	size_t err_len;
-} run_out;
+/* A run of boxoffice-replay: exit code, stdout and stderr (heap, NUL-terminated). */
+typedef tproc_result run_out;
+
+/* A run still going after this long is killed and fails the test. */
+#define RUN_DEADLINE_MS 120000
 
 static char g_root[256];
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f, "open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	cr_assert_not_null(b);
-	cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-	b[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return b;
-}
-
 static void run_free(run_out *r)
 {
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof *r);
+	tproc_result_free(r);
 }
 
-/* Runs boxoffice-replay with args (NULL-terminated). */
+/* Runs boxoffice-replay with args (NULL-terminated); fails the test when it
+ * could not run, crashed (died of a signal) or hung. */
 static run_out run_tool(const char *const *args)
 {
 	const char *bin = getenv("BOXOFFICE_REPLAY");
 	cr_assert_not_null(bin, "set BOXOFFICE_REPLAY to the boxoffice-replay binary (meson does)");
-	char out_path[300], err_path[300];
-	snprintf(out_path, sizeof out_path, "%s.out", g_root);
-	snprintf(err_path, sizeof err_path, "%s.err", g_root);
 	const char *argv[32];
 	int n = 0;
 	argv[n++] = bin;
@@ -105,27 +84,13 @@ static run_out run_tool(const char *const *args)
 		argv[n++] = args[i];
 	}
 	argv[n] = NULL;
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fo < 0 || fe < 0)
-			_exit(126);
-		dup2(fo, 1);
-		dup2(fe, 2);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	run_out r;
-	r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	r.out = slurp(out_path, &r.out_len);
-	r.err = slurp(err_path, &r.err_len);
-	cr_assert_neq(r.code, 127, "could not exec %s", bin);
-	cr_assert_neq(r.code, -1, "boxoffice-replay crashed (signal %d); stderr: %s",
-	              WIFSIGNALED(st) ? WTERMSIG(st) : 0, r.err);
+	int rc = tproc_run(argv, NULL, RUN_DEADLINE_MS, &r);
+	cr_assert_eq(rc, 0, "cannot run %s: %s", bin, strerror(-rc));
+	cr_assert(!r.timed_out, "boxoffice-replay still ran after %d ms: killed", RUN_DEADLINE_MS);
+	cr_assert_neq(r.code, 127, "could not exec %s: %s", bin, r.err);
+	cr_assert_lt(r.code, 128, "boxoffice-replay crashed (signal %d); stderr: %s", r.code - 128,
+	             r.err);
 	return r;
 }
 
@@ -490,8 +455,8 @@ static int write_journal(uint32_t shard_id, uint32_t rounds, written *out)
 
 static void make_root(void)
 {
-	snprintf(g_root, sizeof g_root, "/tmp/replay_test.XXXXXX");
-	cr_assert_not_null(mkdtemp(g_root));
+	int rc = tmpdir_make(g_root, sizeof g_root, "replay_test");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 }
 
 static void remove_root(void)
@@ -500,9 +465,7 @@ static void remove_root(void)
 		cr_log_info("kept %s (REPLAY_TEST_KEEP)", g_root);
 		return;
 	}
-	char cmd[1024];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s.out' '%s.err'", g_root, g_root, g_root);
-	if (system(cmd) != 0)
+	if (tmpdir_remove(g_root) != 0)
 		cr_log_warn("could not remove %s", g_root);
 }
 
@@ -513,8 +476,8 @@ static int segments_in(const char *dir)
 	cr_assert_eq(system(cmd), 0);
 	char path[300];
 	snprintf(path, sizeof path, "%s.count", g_root);
-	size_t len;
-	char *s = slurp(path, &len);
+	char *s = tproc_read_file(path, NULL);
+	cr_assert_not_null(s, "%s: %s", path, strerror(errno));
 	int n = atoi(s);
 	free(s);
 	unlink(path);

@@ -57,7 +57,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -78,6 +77,7 @@
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
+#include "tests/support/tmpdir.h"
 
 #define CYCLES_DEFAULT 100u
 #define EPOCH_CYCLES 200u /* cycles per data directory in long runs */
@@ -751,20 +751,6 @@ static void free_all(run_out *ro, run_lines *rl)
 	free(rl->acks);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rm_tree(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Reads what the harness wrote to its stderr since *offset. A sanitizer
  * report (UBSan only prints and goes on by default) or a shard that
  * stopped on a journal failure fails the cycle; warnings are counted and
@@ -826,9 +812,10 @@ int main(int argc, char **argv)
 	int keep = getenv("BO_CRASH_KEEP") && atoi(getenv("BO_CRASH_KEEP")) != 0;
 	signal(SIGPIPE, SIG_IGN);
 
-	char root[] = "/tmp/bo-crash-XXXXXX";
-	if (!mkdtemp(root)) {
-		perror("crash_test: mkdtemp");
+	char root[192]; /* room for the names below in 256 */
+	int trc = tmpdir_make(root, sizeof(root), "bo-crash");
+	if (trc != 0) {
+		fprintf(stderr, "crash_test: mkdtemp: %s\n", strerror(-trc));
 		return 1;
 	}
 	char dir[256], log[256];
@@ -877,7 +864,7 @@ int main(int argc, char **argv)
 				        "crash_test: SKIP: io_uring refused by this kernel "
 				        "(shard_open: %s); the crash test cannot run here\n",
 				        rl.failmsg);
-				rm_tree(root);
+				tmpdir_remove(root);
 				free_all(&ro, &rl);
 				return 77;
 			}
@@ -922,7 +909,7 @@ int main(int argc, char **argv)
 				break;
 			if (!last) {
 				if (!keep)
-					rm_tree(dir);
+					tmpdir_remove(dir);
 				epoch++;
 				snprintf(dir, sizeof(dir), "%s/data-%u", root, epoch);
 				snprintf(log, sizeof(log), "%s/harness-%u.log", root, epoch);
@@ -957,7 +944,7 @@ int main(int argc, char **argv)
 	       total);
 	fflush(stdout);
 	if (!keep)
-		rm_tree(root);
+		tmpdir_remove(root);
 	else
 		fprintf(stderr, "crash_test: data kept in %s\n", root);
 	free_all(&ro, &rl);

@@ -22,7 +22,6 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,6 +38,7 @@
 #include "base/seatmap.h"
 #include "gateway/gateway.h"
 #include "protocol/wire.h"
+#include "tests/support/tmpdir.h"
 
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
@@ -105,15 +105,6 @@ typedef struct tserver {
 
 static tserver g_srv[2];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void suite_init(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -131,7 +122,7 @@ static void suite_fini(void)
 			t->gw = NULL;
 		}
 		if (t->dir[0])
-			nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+			tmpdir_remove(t->dir);
 	}
 }
 
@@ -139,8 +130,8 @@ static void suite_fini(void)
  * directory, small tables; `hook` (may be NULL) on every shard's journal. */
 static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, void *hook_ctx)
 {
-	snprintf(t->dir, sizeof(t->dir), "%s/bo-gateway-test-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	cr_assert_not_null(mkdtemp(t->dir), "mkdtemp: %s", strerror(errno));
+	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-gateway-test");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
 	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
 	cr_assert_eq(mkdir(t->data_dir, 0700), 0, "mkdir: %s", strerror(errno));
@@ -158,7 +149,7 @@ static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, void *
 	cfg.shard.journal.fault = hook;
 	cfg.shard.journal.fault_ctx = hook_ctx;
 	char err[GW_ERR_LEN];
-	int rc = gw_start(&cfg, &t->gw, err, sizeof(err));
+	rc = gw_start(&cfg, &t->gw, err, sizeof(err));
 	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
 }
 

@@ -21,7 +21,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <liburing.h>
 #include <stdio.h>
@@ -31,6 +30,7 @@
 #include <unistd.h>
 
 #include "journal/journal.h"
+#include "tests/support/tmpdir.h"
 
 #define SHARD 5u
 #define RECORDS 1500u
@@ -41,14 +41,6 @@ static char g_root[64];
 /* Where each record lives, from a clean read: [seq] (index 0 unused). */
 static char g_file[RECORDS + 2][PATH_MAX];
 static uint64_t g_off[RECORDS + 2];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static journal_options small_opts(void)
 {
@@ -107,8 +99,8 @@ static void setup(void)
 		             strerror(-rc));
 	cr_assert_eq(rc, 0, "io_uring_queue_init: %s", strerror(-rc));
 	io_uring_queue_exit(&ring);
-	snprintf(g_root, sizeof g_root, "/tmp/bo_rderr_XXXXXX");
-	cr_assert_not_null(mkdtemp(g_root), "mkdtemp: %s", strerror(errno));
+	rc = tmpdir_make(g_root, sizeof g_root, "bo_rderr");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 
 	journal_options o = small_opts();
 	journal *j;
@@ -127,7 +119,7 @@ static void setup(void)
 static void teardown(void)
 {
 	if (g_root[0] != '\0')
-		nftw(g_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(g_root);
 	g_root[0] = '\0';
 }
 

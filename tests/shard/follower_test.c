@@ -31,7 +31,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,6 +50,7 @@
 #include "journal/journal.h"
 #include "shard/follower.h"
 #include "shard/shard.h"
+#include "tests/support/tmpdir.h"
 
 #define EV 9u
 #define SEATS 256u
@@ -64,26 +64,17 @@
 static char data_root[64];
 static shard *the_shard;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void setup(void)
 {
-	snprintf(data_root, sizeof(data_root), "/tmp/bo-follower-XXXXXX");
-	cr_assert_not_null(mkdtemp(data_root));
+	int rc = tmpdir_make(data_root, sizeof(data_root), "bo-follower");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 }
 
 static void teardown(void)
 {
 	shard_free(the_shard);
 	the_shard = NULL;
-	nftw(data_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(data_root);
 }
 
 TestSuite(follower, .init = setup, .fini = teardown, .timeout = 120);

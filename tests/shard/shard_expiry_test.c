@@ -8,6 +8,7 @@
  * expired.
  */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "base/clock.h"
 #include "shard/shard.h"
+#include "tests/support/tmpdir.h"
 
 static _Atomic int64_t fake_now = 1000000;
 static int64_t fake_clock(void *ctx)
@@ -60,8 +62,9 @@ static void config(shard_config *cfg, const char *dir)
 
 Test(shard_expiry, more_expiries_at_once_than_output_slots)
 {
-	char dir[] = "/tmp/bo-expiry-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[PATH_MAX];
+	int trc = tmpdir_make(dir, sizeof(dir), "bo-expiry");
+	cr_assert_eq(trc, 0, "mkdtemp: %s", strerror(-trc));
 	shard_config cfg;
 	config(&cfg, dir);
 	shard *s;
@@ -112,7 +115,5 @@ Test(shard_expiry, more_expiries_at_once_than_output_slots)
 	cr_assert_eq(av.by_state[BO_SEAT_FREE], SEATS, "holds came back after restart");
 	cr_assert_eq(engine_digest(shard_engine(s)), digest, "recovered state differs");
 	shard_free(s);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(tmpdir_remove(dir), 0);
 }

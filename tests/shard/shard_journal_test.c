@@ -55,7 +55,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -77,6 +76,7 @@
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
+#include "tests/support/tmpdir.h"
 
 /* ---- Constants ----------------------------------------------------------- */
 
@@ -126,15 +126,6 @@ static int64_t counting_clock(void *ctx)
 /* The data directory of the running test, removed by the fixture. */
 static char data_root[64];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* What a test holds, freed by the fixture when an assertion cut it short
  * (so sanitizer leak reports stay about the code under test). */
 #define TRACKED_MAX 8
@@ -163,8 +154,8 @@ static void run_free(struct run *r);
 static void setup(void)
 {
 	atomic_store_explicit(&fake_now_ms, T0_MS, memory_order_relaxed);
-	snprintf(data_root, sizeof(data_root), "/tmp/bo-shard-journal-XXXXXX");
-	cr_assert_not_null(mkdtemp(data_root), "mkdtemp: %s", strerror(errno));
+	int rc = tmpdir_make(data_root, sizeof(data_root), "bo-shard-journal");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 }
 
 static void teardown(void)
@@ -179,7 +170,7 @@ static void teardown(void)
 		tracked_runs[i] = NULL;
 	}
 	if (data_root[0])
-		nftw(data_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(data_root);
 	data_root[0] = '\0';
 }
 

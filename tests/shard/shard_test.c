@@ -33,7 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
+#include <limits.h>
 #include <time.h>
 
 #include <xxhash.h>
@@ -41,6 +41,7 @@
 #include "base/clock.h"
 #include "shard/follower.h"
 #include "shard/shard.h"
+#include "tests/support/tmpdir.h"
 
 #if defined(__SANITIZE_THREAD__)
 /* Criterion cannot start under ThreadSanitizer (see tests/support/
@@ -639,19 +640,11 @@ static void *follow_main(void *arg)
 	}
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
 {
-	char dir[] = "/tmp/bo-shard-test-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[PATH_MAX];
+	int trc = tmpdir_make(dir, sizeof(dir), "bo-shard-test");
+	cr_assert_eq(trc, 0, "mkdtemp: %s", strerror(-trc));
 	shard_config cfg = small_config();
 	cfg.data_dir = dir;
 	cfg.snapshot_every = 64;
@@ -664,7 +657,7 @@ Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
 	int rc = shard_open(&cfg, &s, NULL, err, sizeof(err));
 	if (rc == -ENOSYS || rc == -EPERM) {
 		cr_log_info("io_uring refused by the kernel, skipped: %s", err);
-		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(dir);
 		return;
 	}
 	cr_assert_eq(rc, 0, "shard_open: %s", err);
@@ -704,5 +697,5 @@ Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
 	follower_close(c.f);
 	shard_free(s);
 	bo_seatmap_free(m);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(dir);
 }

@@ -38,6 +38,7 @@
 #include "base/seatmap.h"
 #include "gateway/gateway.h"
 #include "protocol/wire.h"
+#include "tests/support/cmd.h"
 #include "tests/support/tmpdir.h"
 
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
@@ -212,31 +213,17 @@ static bo_result cli_call(nng_socket s, const bo_cmd *c)
 /* rows x seats_per_row seats, one category. */
 static bo_seatmap *map_new(uint32_t rows, uint32_t seats_per_row)
 {
-	bo_seatmap *m = bo_seatmap_new(rows, rows * seats_per_row, 0);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < rows; r++)
-		m->rows[r].seats = (uint16_t)seats_per_row;
-	return m;
+	return tcmd_rows_map(rows, seats_per_row, 0, 0);
 }
 
 static bo_cmd c_create(uint64_t event, const bo_seatmap *m)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = 1;
-	c.request_id = event;
-	c.event_id = event;
-	c.map = m;
-	return c;
+	return tcmd_create(1, event, event, m);
 }
 
 static bo_cmd c_avail(uint64_t event)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = event;
-	return c;
+	return tcmd_query_avail(event);
 }
 
 static void assert_free_seats(const bo_result *r, uint64_t event, uint32_t seats)

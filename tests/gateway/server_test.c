@@ -55,6 +55,7 @@
 
 #include "engine/engine.h"
 #include "protocol/wire.h"
+#include "tests/support/cmd.h"
 #include "tests/support/proc.h"
 #include "tests/support/server.h"
 
@@ -238,10 +239,7 @@ static int call1(nng_socket s, const bo_cmd *cmd, bo_result *res, wire_reply_inf
 
 static bo_cmd q_avail(uint64_t event)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = event;
-	return c;
+	return tcmd_query_avail(event);
 }
 
 /* The probe of srv_start: a query_avail answered on both addresses. */
@@ -357,19 +355,10 @@ static long srv_rss_kib(const server *s)
 /* create_event: rows x seats_per_row seats, one category. */
 static void create_event(nng_socket s, uint64_t event, uint32_t rows, uint32_t seats_per_row)
 {
-	bo_seatmap *m = bo_seatmap_new(rows, rows * seats_per_row, 0);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < rows; r++) {
+	bo_seatmap *m = tcmd_rows_map(rows, seats_per_row, 0, 0);
+	for (uint32_t r = 0; r < rows; r++)
 		m->rows[r].section = (uint16_t)r;
-		m->rows[r].seats = (uint16_t)seats_per_row;
-	}
-	bo_cmd c = {0};
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = 1;
-	c.request_id = event;
-	c.event_id = event;
-	c.map = m;
+	bo_cmd c = tcmd_create(1, event, event, m);
 	bo_result r;
 	int rc = call1(s, &c, &r, NULL);
 	bo_seatmap_free(m);
@@ -381,39 +370,17 @@ static void create_event(nng_socket s, uint64_t event, uint32_t rows, uint32_t s
 static bo_cmd c_hold_seats(uint64_t client, uint64_t request, uint64_t event, const uint32_t *seats,
                            uint32_t n)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_HOLD_SEATS;
-	c.client_id = client;
-	c.request_id = request;
-	c.event_id = event;
-	c.ttl_ms = TTL_MS;
-	c.seat_count = (uint8_t)n;
-	memcpy(c.seats, seats, n * sizeof(uint32_t));
-	return c;
+	return tcmd_hold_seats(client, request, event, seats, n, TTL_MS);
 }
 
 static bo_cmd c_hold_best(uint64_t client, uint64_t request, uint64_t event, uint16_t quantity)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_HOLD_BEST;
-	c.client_id = client;
-	c.request_id = request;
-	c.event_id = event;
-	c.ttl_ms = TTL_MS;
-	c.category = 0;
-	c.quantity = quantity;
-	return c;
+	return tcmd_hold_best(client, request, event, 0, quantity, TTL_MS);
 }
 
 static bo_cmd c_query_seats(uint64_t event, uint32_t first, uint32_t n)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_QUERY_SEATS;
-	c.event_id = event;
-	c.seat_count = (uint8_t)n;
-	for (uint32_t i = 0; i < n; i++)
-		c.seats[i] = first + i;
-	return c;
+	return tcmd_query_seats(event, first, n);
 }
 
 /* States of seats [0, count) of an event, by query_seats in one array. */

@@ -18,6 +18,7 @@
 
 #include "base/clock.h"
 #include "shard/shard.h"
+#include "tests/support/cmd.h"
 #include "tests/support/tmpdir.h"
 
 static _Atomic int64_t fake_now = 1000000;
@@ -72,13 +73,9 @@ Test(shard_expiry, more_expiries_at_once_than_output_slots)
 	cr_assert_eq(shard_open(&cfg, &s, NULL, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(shard_start(s), 0);
 
-	bo_seatmap *m = bo_seatmap_new(SEATS / 100, SEATS, 0);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < SEATS / 100; r++)
-		m->rows[r] = (bo_row_def){.section = 0, .seats = 100};
+	bo_seatmap *m = tcmd_rows_map(SEATS / 100, 100, 0, 0);
 	static bo_cmd cmds[HOLDS];
-	bo_cmd c = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = 1, .event_id = 5, .map = m};
+	bo_cmd c = tcmd_create(1, 1, 5, m);
 	cr_assert_eq(shard_submit(s, &c, NULL, 1), 0);
 	cr_assert_eq(drain(s, SHARD_OUT_RESULT, 1), 1);
 	bo_seatmap_free(m);

@@ -76,6 +76,7 @@
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
+#include "tests/support/cmd.h"
 #include "tests/support/tmpdir.h"
 
 /* ---- Constants ----------------------------------------------------------- */
@@ -253,48 +254,22 @@ static int open_capturing(const shard_config *cfg, shard **s, shard_recovery *re
 
 static bo_seatmap *new_map(void)
 {
-	bo_seatmap *m = bo_seatmap_new(ROWS, SEATS, 1);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < ROWS; r++)
-		m->rows[r].seats = SEATS_PER_ROW;
-	m->pool_capacity[0] = 100;
-	return m;
+	return tcmd_rows_map(ROWS, SEATS_PER_ROW, 1, 100);
 }
 
 static bo_cmd create_cmd(const bo_seatmap *m)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = CREATE_CLIENT;
-	c.request_id = 1;
-	c.event_id = EV;
-	c.map = m;
-	return c;
+	return tcmd_create(CREATE_CLIENT, 1, EV, m);
 }
 
 static bo_cmd query_cmd(void)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = EV;
-	return c;
+	return tcmd_query_avail(EV);
 }
 
 static bo_cmd hold_cmd(uint64_t client, uint32_t seat, uint32_t ttl_ms)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_HOLD_SEATS;
-	c.client_id = client;
-	c.request_id = 1;
-	c.event_id = EV;
-	c.seat_count = 1;
-	c.seats[0] = seat;
-	c.ttl_ms = ttl_ms;
-	return c;
+	return tcmd_hold_seats(client, 1, EV, &seat, 1, ttl_ms);
 }
 
 /* Load command k (tag k + 1): BLOCK seat s, HOLD another seat, UNBLOCK s,
@@ -303,21 +278,14 @@ static bo_cmd hold_cmd(uint64_t client, uint32_t seat, uint32_t ttl_ms)
 static bo_cmd load_cmd(uint32_t k)
 {
 	uint32_t s = (k / 4) % HALF;
-	bo_cmd c;
 	switch (k % 4) {
 	case 1:
 		return hold_cmd(HOLD_CLIENT_BASE + k, HALF + s, LONG_TTL_MS);
 	case 3:
 		return query_cmd();
 	default:
-		memset(&c, 0, sizeof(c));
-		c.op = k % 4 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
-		c.client_id = BLOCK_CLIENT;
-		c.request_id = (uint64_t)k + 1;
-		c.event_id = EV;
-		c.seat_count = 1;
-		c.seats[0] = s;
-		return c;
+		return tcmd_seats(k % 4 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK, BLOCK_CLIENT,
+		                  (uint64_t)k + 1, EV, &s, 1);
 	}
 }
 

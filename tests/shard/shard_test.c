@@ -41,6 +41,7 @@
 #include "base/clock.h"
 #include "shard/follower.h"
 #include "shard/shard.h"
+#include "tests/support/cmd.h"
 #include "tests/support/tmpdir.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -94,34 +95,17 @@ static shard *new_shard(const shard_config *cfg)
 /* A map of PRODUCERS rows of SEATS_PER_ROW seats, one category, one pool. */
 static bo_seatmap *new_map(void)
 {
-	bo_seatmap *m = bo_seatmap_new(PRODUCERS, PRODUCERS * SEATS_PER_ROW, 1);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < PRODUCERS; r++)
-		m->rows[r].seats = SEATS_PER_ROW;
-	m->pool_capacity[0] = 100;
-	return m;
+	return tcmd_rows_map(PRODUCERS, SEATS_PER_ROW, 1, 100);
 }
 
 static bo_cmd create_cmd(const bo_seatmap *m)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = OP_CLIENT;
-	c.request_id = 1;
-	c.event_id = EV;
-	c.map = m;
-	return c;
+	return tcmd_create(OP_CLIENT, 1, EV, m);
 }
 
 static bo_cmd query_cmd(void)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = EV;
-	return c;
+	return tcmd_query_avail(EV);
 }
 
 /* Drains the output ring into out[] until `want` RESULT records have come
@@ -230,15 +214,9 @@ typedef struct producer {
  * in submission order. The tag names (p, k). */
 static bo_cmd producer_cmd(uint32_t p, uint32_t k)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = k % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
-	c.client_id = 1000 + p;
-	c.request_id = (uint64_t)k + 1;
-	c.event_id = EV;
-	c.seat_count = 1;
-	c.seats[0] = p * SEATS_PER_ROW + (k / 2) % SEATS_PER_ROW;
-	return c;
+	uint32_t seat = p * SEATS_PER_ROW + (k / 2) % SEATS_PER_ROW;
+	return tcmd_seats(k % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK, 1000 + p, (uint64_t)k + 1, EV,
+	                  &seat, 1);
 }
 
 static uint64_t producer_tag(uint32_t p, uint32_t k) { return ((uint64_t)p << 32) | k; }
@@ -418,16 +396,7 @@ Test(shard, idle_tick_expires_a_hold_with_no_command_arriving)
 	cr_assert_eq(shard_start(s), 0);
 
 	bo_seatmap *m = new_map();
-	bo_cmd cmds[2] = {create_cmd(m)};
-	memset(&cmds[1], 0, sizeof(cmds[1]));
-	cmds[1].op = BO_OP_HOLD_SEATS;
-	cmds[1].client_id = 5;
-	cmds[1].request_id = 1;
-	cmds[1].event_id = EV;
-	cmds[1].ttl_ms = 1000;
-	cmds[1].seat_count = 2;
-	cmds[1].seats[0] = 10;
-	cmds[1].seats[1] = 11;
+	bo_cmd cmds[2] = {create_cmd(m), tcmd_hold_seats(5, 1, EV, (const uint32_t[]){10, 11}, 2, 1000)};
 	uint64_t tags[2] = {1, 2};
 	cr_assert_eq(shard_submit(s, cmds, tags, 2), 0);
 	shard_out out[8];

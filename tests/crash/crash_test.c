@@ -77,6 +77,7 @@
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
+#include "tests/support/rng.h"
 #include "tests/support/tmpdir.h"
 
 #define CYCLES_DEFAULT 100u
@@ -88,14 +89,6 @@
 #define ERR_LEN 2048u
 
 /* ---- Small helpers ------------------------------------------------------- */
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9E3779B97F4A7C15ull;
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-	return x ^ (x >> 31);
-}
 
 static double now_s(void)
 {
@@ -158,7 +151,7 @@ static void table_clear(table *t)
 
 static size_t key_hash(uint64_t c, uint64_t r)
 {
-	return (size_t)mix64(c * 31 + mix64(r));
+	return (size_t)trng_mix64(c * 31 + trng_mix64(r));
 }
 
 static kv *table_find(table *t, uint64_t c, uint64_t r)
@@ -808,7 +801,7 @@ int main(int argc, char **argv)
 	if (env && env[0])
 		seed = strtoull(env, NULL, 0);
 	else
-		seed = mix64((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+		seed = trng_mix64((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
 	int keep = getenv("BO_CRASH_KEEP") && atoi(getenv("BO_CRASH_KEEP")) != 0;
 	signal(SIGPIPE, SIG_IGN);
 
@@ -833,11 +826,11 @@ int main(int argc, char **argv)
 	snprintf(log, sizeof(log), "%s/harness-%u.log", root, epoch);
 	state_reset();
 	for (unsigned cyc = 0; cyc < cycles; cyc++) {
-		uint64_t cs = mix64(seed ^ mix64(cyc + 1));
+		uint64_t cs = trng_mix64(seed ^ trng_mix64(cyc + 1));
 		uint32_t delay_ms = KILL_MS_MIN + (uint32_t)(cs % KILL_MS_SPAN);
 		int graceful = cyc % GRACEFUL_EVERY == GRACEFUL_EVERY - 1;
 		const char *mode = (cs >> 20) % 3 == 0 ? "burst" : "mix";
-		uint64_t hseed = mix64(cs);
+		uint64_t hseed = trng_mix64(cs);
 		snprintf(cycle_ctx, sizeof(cycle_ctx),
 		         "cycle %u (seed %#" PRIx64 ", harness %s %s %" PRIu64 ", %s after %u ms)",
 		         cyc, seed, dir, mode, hseed, graceful ? "SIGTERM" : "SIGKILL", delay_ms);

@@ -57,6 +57,7 @@
 #include "protocol/wire.h"
 #include "tests/support/cmd.h"
 #include "tests/support/proc.h"
+#include "tests/support/rng.h"
 #include "tests/support/server.h"
 
 /* ---- Small utilities ----------------------------------------------------- */
@@ -69,17 +70,6 @@ static void seed_init(void)
 	seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
 	if (seed == 0)
 		seed = 1;
-}
-
-/* xorshift64*: reproducible from the seed; `state` is per thread. */
-static uint64_t rnd(uint64_t *state)
-{
-	uint64_t x = *state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*state = x;
-	return x * 0x2545F4914F6CDD1DULL;
 }
 
 static void sleep_ms(int ms)
@@ -467,7 +457,7 @@ static int race_call(racer *rc, nng_socket s, const bo_cmd *c, bo_result *r)
 			         rc->client, b);
 			return -1;
 		}
-		sleep_ms(1 + (int)(rnd(&rc->rng) % 5));
+		sleep_ms(1 + (int)(trng_xorshift(&rc->rng) % 5));
 	}
 }
 
@@ -489,7 +479,7 @@ static void *racer_main(void *arg)
 		if (rc->use_best) {
 			c = c_hold_best(rc->client, request, RACE_EVENT, 1);
 		} else {
-			uint32_t seat = (uint32_t)(rnd(&rc->rng) % RACE_SEATS);
+			uint32_t seat = (uint32_t)(trng_xorshift(&rc->rng) % RACE_SEATS);
 			c = c_hold_seats(rc->client, request, RACE_EVENT, &seat, 1);
 		}
 		request++;
@@ -1180,12 +1170,12 @@ Test(server, hostile_input)
 	 * decoder that allocated for a declared count would show here. */
 	long rss0 = srv_rss_kib(&g_srv);
 	for (int i = 0; i < 1000; i++) {
-		size_t len = 1 + (size_t)(rnd(&rng) % (i % 4 == 0 ? 60000 : 512));
+		size_t len = 1 + (size_t)(trng_xorshift(&rng) % (i % 4 == 0 ? 60000 : 512));
 		for (size_t j = 0; j < len; j++)
-			big[j] = (uint8_t)rnd(&rng);
+			big[j] = (uint8_t)trng_xorshift(&rng);
 		static const uint8_t firsts[] = {0xc1, 0xdb, 0xda, 0xd9, 0xc6, 0xc7, 0xc9,
 		                                 0xcf, 0xa5, 0x7f, 0xff, 0xdd, 0xdf, 0xde};
-		big[0] = firsts[rnd(&rng) % sizeof(firsts)];
+		big[0] = firsts[trng_xorshift(&rng) % sizeof(firsts)];
 		nng_msg *reply;
 		int rv = raw_call(s, big, len, &reply);
 		cr_assert_eq(rv, 0, "seed %" PRIu64 ": garbage message %d got no reply: %s", seed,

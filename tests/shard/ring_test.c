@@ -38,6 +38,7 @@
 
 #include "base/clock.h"
 #include "shard/ring.h"
+#include "tests/support/rng.h"
 
 #if defined(__SANITIZE_THREAD__) && !defined(RING_TEST_FORCE_CRITERION)
 /* Criterion cannot start under ThreadSanitizer (see tests/support/
@@ -51,17 +52,6 @@
 #endif
 
 /* ---- Helpers ------------------------------------------------------------- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-	/* xorshift64*: small, fast, good enough to pick sizes and delays. */
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
 
 static uint64_t seed_from_clock(void)
 {
@@ -282,9 +272,9 @@ Test(ring, model_random_ops_wrap_around)
 	const uint64_t seq_limit = sizeof(published) / sizeof(published[0]);
 
 	for (uint64_t step = 0; step < steps && claimed + MODEL_SLOTS < seq_limit; step++) {
-		switch (rng_next(&rs) % 4) {
+		switch (trng_xorshift(&rs) % 4) {
 		case 0: { /* claim */
-			uint32_t n = 1 + (uint32_t)(rng_next(&rs) % MODEL_SLOTS);
+			uint32_t n = 1 + (uint32_t)(trng_xorshift(&rs) % MODEL_SLOTS);
 			uint64_t first = 777;
 			int rc = ring_claim(r, n, &first);
 			bool fits = claimed + n - released <= MODEL_SLOTS;
@@ -308,7 +298,7 @@ Test(ring, model_random_ops_wrap_around)
 		case 1: { /* publish a random pending run: out of order on purpose */
 			if (npending == 0)
 				break;
-			uint32_t i = (uint32_t)(rng_next(&rs) % npending);
+			uint32_t i = (uint32_t)(trng_xorshift(&rs) % npending);
 			ring_publish(r, pending[i].first, pending[i].n);
 			for (uint64_t s = pending[i].first; s < pending[i].first + pending[i].n;
 			     s++)
@@ -317,7 +307,7 @@ Test(ring, model_random_ops_wrap_around)
 			break;
 		}
 		case 2: { /* poll */
-			uint32_t max = 1 + (uint32_t)(rng_next(&rs) % (MODEL_SLOTS + 2));
+			uint32_t max = 1 + (uint32_t)(trng_xorshift(&rs) % (MODEL_SLOTS + 2));
 			uint32_t want = 0;
 			while (want < max && next + want < claimed && published[next + want])
 				want++;
@@ -338,7 +328,7 @@ Test(ring, model_random_ops_wrap_around)
 		}
 		case 3: { /* release part of what was polled */
 			uint64_t polled = next - released;
-			uint32_t k = (uint32_t)(rng_next(&rs) % (polled + 1));
+			uint32_t k = (uint32_t)(trng_xorshift(&rs) % (polled + 1));
 			ring_release(r, k);
 			released += k;
 			break;
@@ -467,9 +457,9 @@ static void *pingpong_producer(void *arg)
 		/* Acquire: pairs with the consumer's release of `acked`. */
 		while (atomic_load_explicit(&pp->acked, memory_order_acquire) < i)
 			sched_yield();
-		uint64_t pick = rng_next(&rs) % 4;
+		uint64_t pick = trng_xorshift(&rs) % 4;
 		if (pick != 0) /* a quarter publish at once: the spinning path */
-			sleep_ns((int64_t)(rng_next(&rs) % 200000));
+			sleep_ns((int64_t)(trng_xorshift(&rs) % 200000));
 		uint64_t first;
 		ring_claim_wait(pp->r, 1, &first);
 		*(uint64_t *)ring_slot(pp->r, first) = i;
@@ -630,7 +620,7 @@ static void *stress_producer(void *arg)
 	for (uint64_t sent = 0; sent < STRESS_MSGS;) {
 		if (atomic_load_explicit(&st->stop, memory_order_relaxed))
 			break;
-		uint32_t n = 1 + (uint32_t)(rng_next(&rs) % STRESS_CLAIM_MAX);
+		uint32_t n = 1 + (uint32_t)(trng_xorshift(&rs) % STRESS_CLAIM_MAX);
 		if (n > STRESS_MSGS - sent)
 			n = (uint32_t)(STRESS_MSGS - sent);
 		uint64_t first;
@@ -673,7 +663,7 @@ Test(ring, multi_producer_stress, .timeout = 60)
 	static struct msg copy[STRESS_SLOTS];
 	int64_t t0 = bo_clock_ns();
 	while (received < total && err[0] == '\0') {
-		uint32_t max = 1 + (uint32_t)(rng_next(&rs) % 64);
+		uint32_t max = 1 + (uint32_t)(trng_xorshift(&rs) % 64);
 		uint64_t pos;
 		uint32_t k = ring_poll(st.r, max, &pos);
 		if (k == 0) {
@@ -722,7 +712,7 @@ Test(ring, multi_producer_stress, .timeout = 60)
 			}
 		}
 		/* Release in one or two steps: partial release is legal. */
-		uint32_t part = (uint32_t)(rng_next(&rs) % (k + 1));
+		uint32_t part = (uint32_t)(trng_xorshift(&rs) % (k + 1));
 		ring_release(st.r, part);
 		ring_release(st.r, k - part);
 	}

@@ -63,6 +63,7 @@
 #include <nng/transport/tcp/tcp.h>
 
 #include "base/limits.h"
+#include "tests/support/json_check.h"
 #include "tests/support/proc.h"
 #include "tests/support/server.h"
 #include "tests/support/tmpdir.h"
@@ -206,149 +207,18 @@ static uint64_t hex_after(const run *r, const char *tag)
 	return v;
 }
 
-/* ---- A small JSON reader --------------------------------------------------
- * Validates a whole document (RFC 8259 grammar, no extensions) and finds the
- * value at a dotted path of object keys ("avail.free"). Enough to hold the
- * CLI's --json to "one valid JSON object per reply" without a library. */
-
-static const char *js_ws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-/* A string at p: returns the byte after its closing quote (NULL: invalid);
- * copies its raw contents, escapes not decoded, into key[0..cap) if key. */
-static const char *js_string(const char *p, char *key, size_t cap)
-{
-	if (*p != '"')
-		return NULL;
-	size_t n = 0;
-	for (p++; *p != '"'; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if (ch < 0x20)
-			return NULL;
-		if (ch == '\\') {
-			p++;
-			if (*p == 'u') {
-				for (int i = 1; i <= 4; i++)
-					if (!strchr("0123456789abcdefABCDEF", p[i]) || p[i] == '\0')
-						return NULL;
-			} else if (!*p || !strchr("\"\\/bfnrt", *p)) {
-				return NULL;
-			}
-		}
-		if (key && n + 1 < cap)
-			key[n++] = (char)ch;
-	}
-	if (key)
-		key[n] = '\0';
-	return p + 1;
-}
-
-static const char *js_number(const char *p)
-{
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (*p >= '0' && *p <= '9')
-			p++;
-	else
-		return NULL;
-	if (*p == '.') {
-		if (!(*++p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	return p;
-}
-
-/* The value at p (after whitespace): returns the byte after it, NULL when
- * invalid. When path is not NULL and the value is an object, the member
- * named by path's first component is looked into for the rest; the value
- * the whole path names goes to *found. */
-static const char *js_value(const char *p, const char *path, const char **found, int depth)
-{
-	p = js_ws(p);
-	if (depth > 16)
-		return NULL;
-	if (*p == '{') {
-		p = js_ws(p + 1);
-		if (*p == '}')
-			return p + 1;
-		for (;;) {
-			char key[64];
-			p = js_string(js_ws(p), key, sizeof(key));
-			if (!p)
-				return NULL;
-			p = js_ws(p);
-			if (*p++ != ':')
-				return NULL;
-			const char *sub = NULL;
-			if (path) {
-				size_t klen = strcspn(path, ".");
-				if (strlen(key) == klen && strncmp(key, path, klen) == 0) {
-					if (path[klen] == '\0')
-						*found = js_ws(p);
-					else
-						sub = path + klen + 1;
-				}
-			}
-			p = js_value(p, sub, found, depth + 1);
-			if (!p)
-				return NULL;
-			p = js_ws(p);
-			if (*p == '}')
-				return p + 1;
-			if (*p++ != ',')
-				return NULL;
-		}
-	}
-	if (*p == '[') {
-		p = js_ws(p + 1);
-		if (*p == ']')
-			return p + 1;
-		for (;;) {
-			p = js_value(p, NULL, found, depth + 1);
-			if (!p)
-				return NULL;
-			p = js_ws(p);
-			if (*p == ']')
-				return p + 1;
-			if (*p++ != ',')
-				return NULL;
-		}
-	}
-	if (*p == '"')
-		return js_string(p, NULL, 0);
-	if (strncmp(p, "true", 4) == 0 || strncmp(p, "null", 4) == 0)
-		return p + 4;
-	if (strncmp(p, "false", 5) == 0)
-		return p + 5;
-	return js_number(p);
-}
+/* ---- JSON output ----------------------------------------------------------
+ * Checked by tests/support/json_check (RFC 8259, no extensions): "one valid
+ * JSON object per reply", and the value at a dotted path ("avail.free"). */
 
 /* The CLI printed exactly one valid JSON object on stdout, ending in a
  * newline. Returns where path's value starts (NULL: absent). */
 static const char *json_at(const run *r, const char *path)
 {
 	const char *found = NULL;
-	const char *p = js_ws(r->out);
+	const char *p = tjson_ws(r->out);
 	cr_assert_eq(*p, '{', "`%s`: --json output is not an object:\n%s", r->cmdline, r->out);
-	const char *end = js_value(p, path, &found, 0);
+	const char *end = tjson_value(p, path, &found);
 	cr_assert_not_null(end, "`%s`: --json output is not valid JSON:\n%s", r->cmdline, r->out);
 	cr_assert_str_eq(end, "\n", "`%s`: --json output has more than one value:\n%s", r->cmdline,
 	                 r->out);
@@ -370,7 +240,7 @@ static void expect_json(const run *r, const char *path, const char *want)
 	const char *v = json_at(r, path);
 	cr_assert_not_null(v, "`%s`: no \"%s\" in:\n%s", r->cmdline, path, r->out);
 	const char *found = NULL;
-	const char *end = js_value(v, NULL, &found, 0);
+	const char *end = tjson_value(v, NULL, &found);
 	cr_assert_not_null(end);
 	size_t n = (size_t)(end - v);
 	cr_assert(strlen(want) == n && strncmp(v, want, n) == 0,
@@ -395,11 +265,11 @@ Test(cli, json_reader_rejects_broken_json)
 	                                  "{\"a\":\"\\q\"}\n"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *found = NULL;
-		cr_expect_null(js_value(bad[i], "a", &found, 0), "accepted %s", bad[i]);
+		cr_expect_null(tjson_value(bad[i], "a", &found), "accepted %s", bad[i]);
 	}
 	const char *found = NULL;
 	const char *good = "{\"a\":{\"b\":[1,{\"c\":2}],\"c\":-3.5e2},\"c\":\"\\u00e9\"}";
-	cr_assert_not_null(js_value(good, "a.c", &found, 0));
+	cr_assert_not_null(tjson_value(good, "a.c", &found));
 	cr_assert_not_null(found);
 	cr_assert_eq(strncmp(found, "-3.5e2", 6), 0);
 }

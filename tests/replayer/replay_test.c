@@ -46,6 +46,7 @@
 #include "shard/snapfile.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
+#include "tests/support/json_check.h"
 #include "tests/support/proc.h"
 #include "tests/support/tmpdir.h"
 
@@ -104,126 +105,8 @@ static size_t count_lines(const char *s)
 	return n;
 }
 
-/* ---- A small strict JSON parser (validation only) ------------------------ */
-
-static const char *json_ws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-static const char *json_value(const char *p, int depth);
-
-static const char *json_string(const char *p)
-{
-	if (*p != '"')
-		return NULL;
-	for (p++; *p != '"'; p++) {
-		if ((unsigned char)*p < 0x20 || *p == '\0')
-			return NULL;
-		if (*p == '\\') {
-			p++;
-			if (*p == 'u') {
-				for (int i = 1; i <= 4; i++) {
-					char c = p[i];
-					if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-					      (c >= 'A' && c <= 'F')))
-						return NULL;
-				}
-				p += 4;
-			} else if (!strchr("\"\\/bfnrt", *p) || *p == '\0') {
-				return NULL;
-			}
-		}
-	}
-	return p + 1;
-}
-
-static const char *json_number(const char *p)
-{
-	const char *s = p;
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (*p >= '0' && *p <= '9')
-			p++;
-	else
-		return NULL;
-	if (*p == '.') {
-		p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	return p > s ? p : NULL;
-}
-
-static const char *json_value(const char *p, int depth)
-{
-	if (depth > 64)
-		return NULL;
-	p = json_ws(p);
-	if (*p == '{' || *p == '[') {
-		char close = *p == '{' ? '}' : ']';
-		int obj = *p == '{';
-		p = json_ws(p + 1);
-		if (*p == close)
-			return p + 1;
-		for (;;) {
-			if (obj) {
-				p = json_string(json_ws(p));
-				if (!p)
-					return NULL;
-				p = json_ws(p);
-				if (*p != ':')
-					return NULL;
-				p++;
-			}
-			p = json_value(p, depth + 1);
-			if (!p)
-				return NULL;
-			p = json_ws(p);
-			if (*p == ',') {
-				p++;
-				continue;
-			}
-			return *p == close ? p + 1 : NULL;
-		}
-	}
-	if (*p == '"')
-		return json_string(p);
-	if (strncmp(p, "true", 4) == 0)
-		return p + 4;
-	if (strncmp(p, "false", 5) == 0)
-		return p + 5;
-	if (strncmp(p, "null", 4) == 0)
-		return p + 4;
-	return json_number(p);
-}
-
-/* Is s[0..len) exactly one JSON value (surrounding whitespace allowed)? */
-static int json_valid(const char *s, size_t len)
-{
-	char *copy = strndup(s, len);
-	cr_assert_not_null(copy);
-	const char *end = json_value(copy, 0);
-	int ok = end && *json_ws(end) == '\0';
-	free(copy);
-	return ok;
-}
+/* ---- JSON output ----------------------------------------------------------
+ * Validated by tests/support/json_check (RFC 8259, no extensions). */
 
 /* The unsigned number after the first "key": at or after `from`. */
 static uint64_t json_u64(const char *from, const char *key)
@@ -528,7 +411,7 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 
 	r = RUN("verify", g_root, "--json");
 	cr_assert_eq(r.code, 0, "%s", r.err);
-	cr_assert(json_valid(r.out, r.out_len), "verify --json is not JSON: %s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "verify --json is not JSON: %s", r.out);
 	cr_assert_not_null(strstr(r.out, "\"ok\":true"));
 	cr_assert_eq(json_u64(r.out, "records"), w.records);
 	cr_assert_eq(json_u64(r.out, "commands"), w.commands);
@@ -561,7 +444,7 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	uint64_t payrefs = 0;
 	for (uint64_t seq = 1; seq <= w.records; seq++) {
 		const char *nl = strchr(line, '\n');
-		cr_assert(json_valid(line, (size_t)(nl - line)), "not JSON: %.*s", (int)(nl - line),
+		cr_assert(tjson_valid(line, (size_t)(nl - line)), "not JSON: %.*s", (int)(nl - line),
 		          line);
 		char *one = strndup(line, (size_t)(nl - line));
 		cr_assert_eq(json_u64(one, "seq"), seq);
@@ -590,7 +473,7 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	/* stats --json: the counts the shard produced. */
 	r = RUN("stats", g_root, "--json");
 	cr_assert_eq(r.code, 0, "%s", r.err);
-	cr_assert(json_valid(r.out, r.out_len), "stats --json is not JSON: %s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "stats --json is not JSON: %s", r.out);
 	cr_assert_eq(json_u64(r.out, "records"), w.records);
 	cr_assert_eq(json_u64(r.out, "commands"), w.commands);
 	cr_assert_eq(json_u64(r.out, "ticks"), w.ticks);
@@ -645,7 +528,7 @@ Test(replay, snapshots_are_built_and_really_compared)
 	snprintf(at, sizeof at, "%" PRIu64, mid);
 	r = RUN("snapshot", g_root, "--at", at, "--json");
 	cr_assert_eq(r.code, 0, "%s", r.err);
-	cr_assert(json_valid(r.out, r.out_len), "%s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "%s", r.out);
 	cr_assert_eq(json_u64(r.out, "seq"), mid);
 	cr_assert_eq(access(snap_mid, R_OK), 0);
 	run_free(&r);
@@ -790,7 +673,7 @@ Test(replay, corruption_is_found_and_repair_cuts_it)
 	run_free(&r);
 	r = RUN("verify", g_root, "--json");
 	cr_assert_eq(r.code, 1);
-	cr_assert(json_valid(r.out, r.out_len), "%s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "%s", r.out);
 	const char *p = strstr(r.out, "\"kind\":\"corruption\"");
 	cr_assert_not_null(p, "%s", r.out);
 	cr_assert_eq(json_u64(p, "seq"), bad);
@@ -854,7 +737,7 @@ static void problem_at(const run_out *r, const char *kind, char *file, size_t fi
 {
 	char pat[64];
 	snprintf(pat, sizeof pat, "\"kind\":\"%s\"", kind);
-	cr_assert(json_valid(r->out, r->out_len), "%s", r->out);
+	cr_assert(tjson_valid(r->out, r->out_len), "%s", r->out);
 	const char *p = strstr(r->out, pat);
 	cr_assert_not_null(p, "no %s problem: %s", kind, r->out);
 	json_str_at(p, "file", file, file_len);
@@ -1044,7 +927,7 @@ Test(replay, every_shard_of_a_data_directory_or_one)
 	run_free(&r);
 	r = RUN("stats", g_root, "--json");
 	cr_assert_eq(r.code, 0);
-	cr_assert(json_valid(r.out, r.out_len), "%s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "%s", r.out);
 	const char *total = strstr(r.out, "\"total\"");
 	cr_assert_not_null(total);
 	cr_assert_eq(json_u64(total, "records"), w0.records + w3.records);

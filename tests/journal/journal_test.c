@@ -37,15 +37,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "journal/journal.h"
 #include "journal/maint.h"
 #include "tests/support/tmpdir.h"
+#include "tests/support/uring_skip.h"
 
 #define SHARD 3u
 #define SEG_BYTES (64u << 10)
@@ -62,13 +63,7 @@ static void make_root(void)
 
 static void setup(void)
 {
-	struct io_uring ring;
-	int rc = io_uring_queue_init(8, &ring, 0);
-	if (rc == -ENOSYS || rc == -EPERM)
-		cr_skip_test("io_uring refused by this kernel/sandbox (%s): journal untested here",
-		             strerror(-rc));
-	cr_assert_eq(rc, 0, "io_uring_queue_init: %s", strerror(-rc));
-	io_uring_queue_exit(&ring);
+	uring_skip_unless_available();
 	make_root();
 }
 

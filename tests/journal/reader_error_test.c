@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +30,7 @@
 
 #include "journal/journal.h"
 #include "tests/support/tmpdir.h"
+#include "tests/support/uring_skip.h"
 
 #define SHARD 5u
 #define RECORDS 1500u
@@ -92,13 +92,8 @@ static void map_records(void)
 
 static void setup(void)
 {
-	struct io_uring ring;
-	int rc = io_uring_queue_init(8, &ring, 0);
-	if (rc == -ENOSYS || rc == -EPERM)
-		cr_skip_test("io_uring refused by this kernel/sandbox (%s): journal untested here",
-		             strerror(-rc));
-	cr_assert_eq(rc, 0, "io_uring_queue_init: %s", strerror(-rc));
-	io_uring_queue_exit(&ring);
+	uring_skip_unless_available();
+	int rc;
 	rc = tmpdir_make(g_root, sizeof g_root, "bo_rderr");
 	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 

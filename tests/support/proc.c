@@ -273,11 +273,20 @@ int tproc_run(const char *const *argv, const char *unset_env, int deadline_ms, t
 	}
 	capture cap[2] = {{0}, {0}};
 	rc = drain_pipes((int[2]){po[0], pe[0]}, cap, t0 + deadline_ms);
-	if (rc != 0)
-		kill(pid, SIGKILL); /* timed out, or the test cannot read it: end it */
 	int st = 0;
-	while (waitpid(pid, &st, 0) != pid && errno == EINTR)
-		;
+	if (rc == 0) {
+		/* Both streams closed: the exit follows, within what is left. */
+		int64_t left = t0 + deadline_ms - bo_clock_ms();
+		if (tproc_wait(pid, left > 0 ? (int)left : 0, &st) == 0)
+			pid = 0;
+		else
+			rc = -ETIMEDOUT;
+	}
+	if (pid > 0) {
+		kill(pid, SIGKILL); /* timed out, or the test cannot read it: end it */
+		while (waitpid(pid, &st, 0) != pid && errno == EINTR)
+			;
+	}
 	r->took_ms = bo_clock_ms() - t0;
 	r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	r->timed_out = rc == -ETIMEDOUT;

@@ -11,8 +11,9 @@
  * fails or is killed leaves no server behind.
  *
  * Waiting is for events: a child's exit is seen by waitpid, a server's
- * readiness by a probe the caller supplies; between two looks the helpers
- * pause a few milliseconds, never longer than the deadline left.
+ * readiness by a probe the caller supplies, output by poll; between two
+ * looks at an exit or a probe the helpers pause a few milliseconds. Every
+ * wait has a deadline, so a hung child fails a test instead of hanging it.
  */
 #ifndef BO_TEST_PROC_H
 #define BO_TEST_PROC_H

@@ -317,8 +317,8 @@ void tproc_result_free(tproc_result *r)
 
 const char *tproc_sanitizer_report(const char *text)
 {
-	static const char *const markers[] = {"AddressSanitizer", "LeakSanitizer", "runtime error:",
-	                                      "ThreadSanitizer"};
+	static const char *const markers[] = {"AddressSanitizer", "LeakSanitizer",
+	                                      "runtime error:", "ThreadSanitizer"};
 	for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++)
 		if (strstr(text, markers[i]) != NULL)
 			return markers[i];

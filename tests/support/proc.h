@@ -64,12 +64,12 @@ int tproc_signal_wait(pid_t pid, int sig, int timeout_ms, int *status, int64_t *
 
 /* What tproc_run saw of one run of a program. */
 typedef struct tproc_result {
-	int code;          /* exit status; 128 + the signal when one ended it */
-	int timed_out;     /* 1: it was still running at the deadline and was SIGKILLed */
-	int64_t took_ms;   /* from fork to reap */
-	char *out;         /* its stdout, NUL-terminated (heap; tproc_result_free) */
-	size_t out_len;    /* bytes in out, without the NUL */
-	char *err;         /* its stderr, likewise */
+	int code;        /* exit status; 128 + the signal when one ended it */
+	int timed_out;   /* 1: it was still running at the deadline and was SIGKILLed */
+	int64_t took_ms; /* from fork to reap */
+	char *out;       /* its stdout, NUL-terminated (heap; tproc_result_free) */
+	size_t out_len;  /* bytes in out, without the NUL */
+	char *err;       /* its stderr, likewise */
 	size_t err_len;
 } tproc_result;
 

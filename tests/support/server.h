@@ -23,11 +23,11 @@
 #define TSRV_EXTRA_MAX 8
 
 typedef struct tsrv {
-	char dir[PATH_MAX];           /* mkdtemp: data/, the ipc socket, the logs */
-	char data_dir[PATH_MAX + 8];  /* dir/data, kept across runs */
-	char ipc_url[PATH_MAX + 16];  /* "ipc://dir/sock", or "" without ipc */
-	char tcp_url[64];             /* the current (latest) run's address */
-	char log_path[PATH_MAX + 32]; /* the current run's stdout and stderr */
+	char dir[PATH_MAX];                /* mkdtemp: data/, the ipc socket, the logs */
+	char data_dir[PATH_MAX + 8];       /* dir/data, kept across runs */
+	char ipc_url[PATH_MAX + 16];       /* "ipc://dir/sock", or "" without ipc */
+	char tcp_url[64];                  /* the current (latest) run's address */
+	char log_path[PATH_MAX + 32];      /* the current run's stdout and stderr */
 	const char *extra[TSRV_EXTRA_MAX]; /* more options for every run */
 	int extra_count;
 	pid_t pid; /* > 0 while a started process has not been reaped */

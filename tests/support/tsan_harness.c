@@ -16,7 +16,9 @@
 
 #include "base/clock.h"
 
-enum { TSAN_HARNESS_TESTS_MAX = 64 };
+enum {
+	TSAN_HARNESS_TESTS_MAX = 64
+};
 
 static struct {
 	const char *name;
@@ -39,8 +41,7 @@ void tsan_harness_add(const char *name, void (*fn)(void), struct tsan_harness_op
 	test_count++;
 }
 
-void tsan_harness_check(bool ok, const char *expr, const char *file, int line, const char *fmt,
-                        ...)
+void tsan_harness_check(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
 {
 	if (ok)
 		return;

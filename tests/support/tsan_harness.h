@@ -48,21 +48,20 @@ void tsan_harness_add(const char *name, void (*fn)(void), struct tsan_harness_op
 
 /* When !ok: prints "[FAIL] test: file:line: expr" and, when fmt holds more
  * than the leading space the macros add, ": " and the message; then exits 1. */
-__attribute__((format(printf, 5, 6))) void tsan_harness_check(bool ok, const char *expr,
-                                                              const char *file, int line,
-                                                              const char *fmt, ...);
+__attribute__((format(printf, 5, 6))) void
+tsan_harness_check(bool ok, const char *expr, const char *file, int line, const char *fmt, ...);
 
 /* cr_log_info: one line "[----] test: message" on stderr. */
 __attribute__((format(printf, 1, 2))) void tsan_harness_log(const char *fmt, ...);
 
 /* Registration runs before main(), like Criterion's. */
-#define Test(suite, name, ...)                                                            \
-	static void suite##_##name(void);                                                 \
-	__attribute__((constructor)) static void suite##_##name##_register(void)          \
-	{                                                                                 \
-		tsan_harness_add(#suite "::" #name, suite##_##name,                       \
-		                 (struct tsan_harness_opts){.pad_ = 0, __VA_ARGS__});     \
-	}                                                                                 \
+#define Test(suite, name, ...)                                                        \
+	static void suite##_##name(void);                                             \
+	__attribute__((constructor)) static void suite##_##name##_register(void)      \
+	{                                                                             \
+		tsan_harness_add(#suite "::" #name, suite##_##name,                   \
+		                 (struct tsan_harness_opts){.pad_ = 0, __VA_ARGS__}); \
+	}                                                                             \
 	static void suite##_##name(void)
 
 /* " " in front: the format is never empty, and a message literal follows it. */

@@ -46,20 +46,13 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <pthread.h>
@@ -70,55 +63,18 @@
 #include <nng/transport/tcp/tcp.h>
 
 #include "base/limits.h"
+#include "tests/support/json_check.h"
+#include "tests/support/proc.h"
+#include "tests/support/server.h"
+#include "tests/support/tmpdir.h"
 
 /* ---- Small utilities ----------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-/* Whole file into a NUL-terminated heap buffer (NULL when unreadable). */
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 4096, len = 0, n;
-	char *buf = malloc(cap);
-	while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (cap - len < 2) {
-			char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	if (buf)
-		buf[len] = '\0';
-	return buf;
 }
 
 static void write_text(const char *path, const char *text)
@@ -129,19 +85,14 @@ static void write_text(const char *path, const char *text)
 	cr_assert_eq(fclose(f), 0);
 }
 
-/* A TCP port nobody listens on: bind port 0, read it, close. Another
- * process could take it in between; on loopback that is vanishingly rare
- * and would show as a wrong exit code, not as a pass. */
+/* A TCP port nobody listens on (tproc_free_port). Another process could
+ * take it in between; on loopback that is vanishingly rare and would show
+ * as a wrong exit code, not as a pass. */
 static int closed_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
-	socklen_t len = sizeof(a);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
+	int port = tproc_free_port();
+	cr_assert_gt(port, 0, "no free port: %s", strerror(-port));
+	return port;
 }
 
 /* ---- Running the CLI ----------------------------------------------------- */
@@ -196,74 +147,18 @@ static void cli_exec(run *r, bool with_url, const char *const *args)
 		pos += (size_t)snprintf(r->cmdline + pos, sizeof(r->cmdline) - pos, "%s%s",
 		                        i > 1 ? " " : "", argv[i]);
 
-	int po[2], pe[2];
-	cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(pe, O_CLOEXEC), 0);
-	pid_t parent = getpid();
-	fflush(NULL);
-	int64_t t0 = mono_ms();
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(126);
-		int null = open("/dev/null", O_RDONLY);
-		if (null >= 0)
-			dup2(null, 0);
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
-		unsetenv("BOXOFFICE_URL");
-		execv(argv[0], (char *const *)argv);
-		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	struct pollfd pf[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-	size_t len[2] = {0, 0};
-	char *buf[2] = {r->out, r->err};
-	size_t cap[2] = {sizeof(r->out) - 1, sizeof(r->err) - 1};
-	bool killed = false;
-	while (pf[0].fd >= 0 || pf[1].fd >= 0) {
-		int64_t left = RUN_DEADLINE_MS - (mono_ms() - t0);
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			killed = true;
-			break;
-		}
-		int n = poll(pf, 2, (int)left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		cr_assert_geq(n, 0, "poll: %s", strerror(errno));
-		for (int k = 0; k < 2; k++) {
-			if (pf[k].fd < 0 || pf[k].revents == 0)
-				continue;
-			char tmp[4096];
-			ssize_t got = read(pf[k].fd, tmp, sizeof(tmp));
-			if (got <= 0) {
-				close(pf[k].fd);
-				pf[k].fd = -1;
-				continue;
-			}
-			size_t take = (size_t)got < cap[k] - len[k] ? (size_t)got : cap[k] - len[k];
-			memcpy(buf[k] + len[k], tmp, take);
-			len[k] += take;
-		}
-	}
-	for (int k = 0; k < 2; k++)
-		if (pf[k].fd >= 0)
-			close(pf[k].fd);
-	int st = 0;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	r->took_ms = mono_ms() - t0;
-	r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	cr_assert(!killed, "`%s` still ran after %d ms: killed", r->cmdline, RUN_DEADLINE_MS);
-	static const char *const bad[] = {"AddressSanitizer", "LeakSanitizer",
-	                                  "runtime error:", "ThreadSanitizer"};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_null(strstr(r->err, bad[i]), "`%s`: sanitizer report on stderr:\n%s",
-		               r->cmdline, r->err);
+	tproc_result t;
+	int rc = tproc_run(argv, "BOXOFFICE_URL", RUN_DEADLINE_MS, &t);
+	cr_assert_eq(rc, 0, "`%s`: cannot run it: %s", r->cmdline, strerror(-rc));
+	r->code = t.code;
+	r->took_ms = t.took_ms;
+	snprintf(r->out, sizeof(r->out), "%s", t.out);
+	snprintf(r->err, sizeof(r->err), "%s", t.err);
+	int timed_out = t.timed_out;
+	const char *report = tproc_sanitizer_report(t.err);
+	tproc_result_free(&t);
+	cr_assert(!timed_out, "`%s` still ran after %d ms: killed", r->cmdline, RUN_DEADLINE_MS);
+	cr_assert_null(report, "`%s`: sanitizer report on stderr:\n%s", r->cmdline, r->err);
 }
 
 /* CLI(&r, "hold", "42", ...) runs `boxoffice-cli --url g_url hold 42 ...`. */
@@ -312,149 +207,18 @@ static uint64_t hex_after(const run *r, const char *tag)
 	return v;
 }
 
-/* ---- A small JSON reader --------------------------------------------------
- * Validates a whole document (RFC 8259 grammar, no extensions) and finds the
- * value at a dotted path of object keys ("avail.free"). Enough to hold the
- * CLI's --json to "one valid JSON object per reply" without a library. */
-
-static const char *js_ws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-/* A string at p: returns the byte after its closing quote (NULL: invalid);
- * copies its raw contents, escapes not decoded, into key[0..cap) if key. */
-static const char *js_string(const char *p, char *key, size_t cap)
-{
-	if (*p != '"')
-		return NULL;
-	size_t n = 0;
-	for (p++; *p != '"'; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if (ch < 0x20)
-			return NULL;
-		if (ch == '\\') {
-			p++;
-			if (*p == 'u') {
-				for (int i = 1; i <= 4; i++)
-					if (!strchr("0123456789abcdefABCDEF", p[i]) || p[i] == '\0')
-						return NULL;
-			} else if (!*p || !strchr("\"\\/bfnrt", *p)) {
-				return NULL;
-			}
-		}
-		if (key && n + 1 < cap)
-			key[n++] = (char)ch;
-	}
-	if (key)
-		key[n] = '\0';
-	return p + 1;
-}
-
-static const char *js_number(const char *p)
-{
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (*p >= '0' && *p <= '9')
-			p++;
-	else
-		return NULL;
-	if (*p == '.') {
-		if (!(*++p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	return p;
-}
-
-/* The value at p (after whitespace): returns the byte after it, NULL when
- * invalid. When path is not NULL and the value is an object, the member
- * named by path's first component is looked into for the rest; the value
- * the whole path names goes to *found. */
-static const char *js_value(const char *p, const char *path, const char **found, int depth)
-{
-	p = js_ws(p);
-	if (depth > 16)
-		return NULL;
-	if (*p == '{') {
-		p = js_ws(p + 1);
-		if (*p == '}')
-			return p + 1;
-		for (;;) {
-			char key[64];
-			p = js_string(js_ws(p), key, sizeof(key));
-			if (!p)
-				return NULL;
-			p = js_ws(p);
-			if (*p++ != ':')
-				return NULL;
-			const char *sub = NULL;
-			if (path) {
-				size_t klen = strcspn(path, ".");
-				if (strlen(key) == klen && strncmp(key, path, klen) == 0) {
-					if (path[klen] == '\0')
-						*found = js_ws(p);
-					else
-						sub = path + klen + 1;
-				}
-			}
-			p = js_value(p, sub, found, depth + 1);
-			if (!p)
-				return NULL;
-			p = js_ws(p);
-			if (*p == '}')
-				return p + 1;
-			if (*p++ != ',')
-				return NULL;
-		}
-	}
-	if (*p == '[') {
-		p = js_ws(p + 1);
-		if (*p == ']')
-			return p + 1;
-		for (;;) {
-			p = js_value(p, NULL, found, depth + 1);
-			if (!p)
-				return NULL;
-			p = js_ws(p);
-			if (*p == ']')
-				return p + 1;
-			if (*p++ != ',')
-				return NULL;
-		}
-	}
-	if (*p == '"')
-		return js_string(p, NULL, 0);
-	if (strncmp(p, "true", 4) == 0 || strncmp(p, "null", 4) == 0)
-		return p + 4;
-	if (strncmp(p, "false", 5) == 0)
-		return p + 5;
-	return js_number(p);
-}
+/* ---- JSON output ----------------------------------------------------------
+ * Checked by tests/support/json_check (RFC 8259, no extensions): "one valid
+ * JSON object per reply", and the value at a dotted path ("avail.free"). */
 
 /* The CLI printed exactly one valid JSON object on stdout, ending in a
  * newline. Returns where path's value starts (NULL: absent). */
 static const char *json_at(const run *r, const char *path)
 {
 	const char *found = NULL;
-	const char *p = js_ws(r->out);
+	const char *p = tjson_ws(r->out);
 	cr_assert_eq(*p, '{', "`%s`: --json output is not an object:\n%s", r->cmdline, r->out);
-	const char *end = js_value(p, path, &found, 0);
+	const char *end = tjson_value(p, path, &found);
 	cr_assert_not_null(end, "`%s`: --json output is not valid JSON:\n%s", r->cmdline, r->out);
 	cr_assert_str_eq(end, "\n", "`%s`: --json output has more than one value:\n%s", r->cmdline,
 	                 r->out);
@@ -476,7 +240,7 @@ static void expect_json(const run *r, const char *path, const char *want)
 	const char *v = json_at(r, path);
 	cr_assert_not_null(v, "`%s`: no \"%s\" in:\n%s", r->cmdline, path, r->out);
 	const char *found = NULL;
-	const char *end = js_value(v, NULL, &found, 0);
+	const char *end = tjson_value(v, NULL, &found);
 	cr_assert_not_null(end);
 	size_t n = (size_t)(end - v);
 	cr_assert(strlen(want) == n && strncmp(v, want, n) == 0,
@@ -501,11 +265,11 @@ Test(cli, json_reader_rejects_broken_json)
 	                                  "{\"a\":\"\\q\"}\n"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *found = NULL;
-		cr_expect_null(js_value(bad[i], "a", &found, 0), "accepted %s", bad[i]);
+		cr_expect_null(tjson_value(bad[i], "a", &found), "accepted %s", bad[i]);
 	}
 	const char *found = NULL;
 	const char *good = "{\"a\":{\"b\":[1,{\"c\":2}],\"c\":-3.5e2},\"c\":\"\\u00e9\"}";
-	cr_assert_not_null(js_value(good, "a.c", &found, 0));
+	cr_assert_not_null(tjson_value(good, "a.c", &found));
 	cr_assert_not_null(found);
 	cr_assert_eq(strncmp(found, "-3.5e2", 6), 0);
 }
@@ -514,34 +278,12 @@ Test(cli, json_reader_rejects_broken_json)
 
 #define SRV_READY_MS 20000 /* start-up under ASan on a slow disk */
 
-static pid_t g_srv_pid;           /* > 0 while a started server is not reaped */
-static char g_log[PATH_MAX + 16]; /* its stdout and stderr */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void dump_log(void)
-{
-	char *log = slurp(g_log);
-	if (!log)
-		return;
-	size_t len = strlen(log);
-	fprintf(stderr, "---- %s (tail) ----\n%s\n---- end of log ----\n", g_log,
-	        len > 4096 ? log + len - 4096 : log);
-	free(log);
-}
+static tsrv g_srv; /* the server of this test (one test per process) */
 
 static void dir_setup(void)
 {
-	snprintf(g_dir, sizeof(g_dir), "%s/bo-cli-test-XXXXXX",
-	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	cr_assert_not_null(mkdtemp(g_dir), "mkdtemp: %s", strerror(errno));
+	int rc = tmpdir_make(g_dir, sizeof(g_dir), "bo-cli-test");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 	/* Until a server runs: a closed port, so that a command that gets as
 	 * far as the network fails loudly (exit 3) instead of reaching a
 	 * server that happens to listen on the default port. */
@@ -550,83 +292,42 @@ static void dir_setup(void)
 
 static void dir_teardown(void)
 {
-	if (g_srv_pid > 0) {
-		kill(g_srv_pid, SIGCONT); /* a stopped server must be able to die */
-		kill(g_srv_pid, SIGKILL);
-		waitpid(g_srv_pid, NULL, 0);
-		g_srv_pid = 0;
-	}
+	tsrv_kill(&g_srv);
 	if (g_dir[0] && !getenv("CLI_TEST_KEEP"))
-		nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(g_dir);
+}
+
+/* The server answers the CLI (a query for an event that does not exist:
+ * exit 1, not_found). */
+static int srv_ready(void *ctx)
+{
+	(void)ctx;
+	snprintf(g_url, sizeof(g_url), "%s", g_srv.tcp_url); /* this run's address */
+	run r;
+	CLI(&r, "--timeout", "1000", "status", "1");
+	return r.code == 1 && strstr(r.out, "not_found") != NULL;
 }
 
 /* Starts a server on a free port and waits until the CLI gets an answer
- * from it (a query for an event that does not exist: exit 1, not_found). */
+ * from it; its scratch directory is the test's (g_dir). */
 static void srv_setup(void)
 {
-	dir_setup();
 	const char *bin = getenv("BOXOFFICE_SERVER");
 	cr_assert(bin && *bin,
 	          "BOXOFFICE_SERVER is not set: run this test through meson, or set it to the "
 	          "boxoffice-server binary");
-	char data[PATH_MAX + 8];
-	snprintf(data, sizeof(data), "%s/data", g_dir);
-	cr_assert_eq(mkdir(data, 0700), 0, "mkdir %s: %s", data, strerror(errno));
-	for (int attempt = 0;; attempt++) {
-		snprintf(g_url, sizeof(g_url), "tcp://127.0.0.1:%d", closed_port());
-		snprintf(g_log, sizeof(g_log), "%s/server-%d.log", g_dir, attempt);
-		/* Small tables: this test needs a few events, the defaults
-		 * reserve far more memory than it uses. 2 shards: routing. */
-		/* clang-format off */
-		const char *argv[] = {bin, "--data-dir", data, "--listen", g_url,
-		                      "--shards", "2", "--seats-max", "262144",
-		                      "--claims-max", "65536", "--idem-capacity", "65536",
-		                      "--events-max", "64", "--contexts", "16", NULL};
-		/* clang-format on */
-		pid_t parent = getpid();
-		fflush(NULL);
-		pid_t pid = fork();
-		cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-		if (pid == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(126);
-			int fd = open(g_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-			if (fd >= 0) {
-				dup2(fd, 1);
-				dup2(fd, 2);
-				close(fd);
-			}
-			execv(bin, (char *const *)argv);
-			fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-			_exit(127);
-		}
-		g_srv_pid = pid;
-		int64_t deadline = mono_ms() + SRV_READY_MS;
-		bool exited = false;
-		while (mono_ms() < deadline) {
-			int st;
-			if (waitpid(pid, &st, WNOHANG) == pid) {
-				exited = true;
-				g_srv_pid = 0;
-				break;
-			}
-			run r;
-			CLI(&r, "--timeout", "1000", "status", "1");
-			if (r.code == 1 && strstr(r.out, "not_found"))
-				return;
-			sleep_ms(20);
-		}
-		char *log = slurp(g_log);
-		bool in_use = log && strstr(log, "Address in use") != NULL;
-		free(log);
-		if (exited && in_use && attempt < 3)
-			continue; /* lost a race for the port */
-		dump_log();
+	int rc = tsrv_init(&g_srv, "bo-cli-test", 0);
+	cr_assert_eq(rc, 0, "server directory: %s", strerror(-rc));
+	snprintf(g_dir, sizeof(g_dir), "%s", g_srv.dir);
+	rc = tsrv_start(&g_srv, bin, SRV_READY_MS, srv_ready, NULL);
+	if (rc != 0) {
+		tproc_dump_tail(g_srv.log_path, 4096);
 		/* A failed init skips the fini: clean up here. */
 		dir_teardown();
 		cr_assert_fail("server did not become ready: %s",
-		               exited ? "it exited" : "no answer within the deadline");
+		               rc == -ECHILD      ? "it exited"
+		               : rc == -ETIMEDOUT ? "no answer within the deadline"
+		                                  : strerror(-rc));
 	}
 }
 
@@ -635,32 +336,17 @@ static void srv_setup(void)
  * not have hurt the server. */
 static void srv_stop_clean(void)
 {
-	cr_assert_gt(g_srv_pid, 0);
-	kill(g_srv_pid, SIGTERM);
-	int64_t t0 = mono_ms();
+	cr_assert_gt(g_srv.pid, 0);
 	int st = 0;
-	while (waitpid(g_srv_pid, &st, WNOHANG) != g_srv_pid) {
-		if (mono_ms() - t0 > 10000) {
-			dump_log();
-			cr_assert_fail("server did not exit within 10 s of SIGTERM");
-		}
-		sleep_ms(5);
-	}
-	g_srv_pid = 0;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		dump_log();
+	int rc = tsrv_signal_wait(&g_srv, SIGTERM, 10000, &st, NULL);
+	if (rc != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		tproc_dump_tail(g_srv.log_path, 4096);
+	cr_assert_eq(rc, 0, "server did not exit within 10 s of SIGTERM");
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server ended with wait status 0x%x", st);
-	char *log = slurp(g_log);
-	cr_assert_not_null(log);
-	static const char *const bad[] = {"AddressSanitizer", "LeakSanitizer",
-	                                  "runtime error:", "ThreadSanitizer", "level=error"};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (strstr(log, bad[i])) {
-			dump_log();
-			free(log);
-			cr_assert_fail("server log contains '%s'", bad[i]);
-		}
-	free(log);
+	const char *problem = tsrv_log_problem(g_srv.log_path);
+	if (problem != NULL)
+		tproc_dump_tail(g_srv.log_path, 4096);
+	cr_assert_null(problem, "server log: %s", problem);
 }
 
 TestSuite(cli, .timeout = 120);
@@ -1133,9 +819,9 @@ Test(cli, stopped_server_exits_3_and_retry_holds_once, .init = srv_setup, .fini 
 	expect_ok(&r);
 	/* While stopped, the kernel still completes the TCP handshake but
 	 * nothing answers: the CLI must give up at its timeout, not hang. */
-	cr_assert_eq(kill(g_srv_pid, SIGSTOP), 0);
+	cr_assert_eq(kill(g_srv.pid, SIGSTOP), 0);
 	CLI(&r, "--timeout", "500", "hold", "42", "--seats", "3");
-	kill(g_srv_pid, SIGCONT);
+	kill(g_srv.pid, SIGCONT);
 	expect_code(&r, 3);
 	cr_assert_str_empty(r.out);
 	cr_assert_lt(r.took_ms, 500 + 1500, "took %" PRId64 " ms for a 500 ms timeout", r.took_ms);

@@ -57,6 +57,7 @@
 
 #include "crash_config.h"
 #include "shard/shard.h"
+#include "tests/support/rng.h"
 
 #define PRODUCERS 3u
 #define EVENTS_PER_SHARD CRASH_EVENTS_PER_SHARD
@@ -153,18 +154,10 @@ static void on_sigterm(int sig)
 	atomic_store(&term_requested, 1);
 }
 
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9E3779B97F4A7C15ull;
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-	return x ^ (x >> 31);
-}
-
 static uint64_t rng_next(uint64_t *s)
 {
 	*s += 0x9E3779B97F4A7C15ull;
-	return mix64(*s);
+	return trng_mix64(*s);
 }
 
 static uint32_t rng_below(uint64_t *s, uint32_t n)
@@ -305,7 +298,7 @@ static void random_cmd(bo_cmd *c, event_info *ev, uint64_t *rng)
 static void *producer_main(void *arg)
 {
 	uint32_t t = (uint32_t)(uintptr_t)arg;
-	uint64_t rng = mix64(run_seed ^ (0x1234567ull * (t + 1)));
+	uint64_t rng = trng_mix64(run_seed ^ (0x1234567ull * (t + 1)));
 	uint64_t n = 0; /* commands made by this thread */
 	bo_cmd cmds[GROUP_BURST_MAX];
 	linebuf lb = {.len = 0};
@@ -511,7 +504,7 @@ int main(int argc, char **argv)
 		return CRASH_EXIT_OPEN;
 	}
 	uint64_t run = bump_run_counter(dir);
-	run_seed = mix64(seed ^ mix64(run));
+	run_seed = trng_mix64(seed ^ trng_mix64(run));
 	/* The run number (unique in DIR) in bits 32..62, above the thread
 	 * (bits 24..31) and the thread's client counter (bits 0..23). */
 	client_base = PRODUCER_CLIENT_BIT | ((run & 0x7FFFFFFFull) << 32);

@@ -57,7 +57,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -78,6 +77,8 @@
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
+#include "tests/support/rng.h"
+#include "tests/support/tmpdir.h"
 
 #define CYCLES_DEFAULT 100u
 #define EPOCH_CYCLES 200u /* cycles per data directory in long runs */
@@ -88,14 +89,6 @@
 #define ERR_LEN 2048u
 
 /* ---- Small helpers ------------------------------------------------------- */
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9E3779B97F4A7C15ull;
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-	return x ^ (x >> 31);
-}
 
 static double now_s(void)
 {
@@ -158,7 +151,7 @@ static void table_clear(table *t)
 
 static size_t key_hash(uint64_t c, uint64_t r)
 {
-	return (size_t)mix64(c * 31 + mix64(r));
+	return (size_t)trng_mix64(c * 31 + trng_mix64(r));
 }
 
 static kv *table_find(table *t, uint64_t c, uint64_t r)
@@ -751,20 +744,6 @@ static void free_all(run_out *ro, run_lines *rl)
 	free(rl->acks);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rm_tree(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Reads what the harness wrote to its stderr since *offset. A sanitizer
  * report (UBSan only prints and goes on by default) or a shard that
  * stopped on a journal failure fails the cycle; warnings are counted and
@@ -822,13 +801,14 @@ int main(int argc, char **argv)
 	if (env && env[0])
 		seed = strtoull(env, NULL, 0);
 	else
-		seed = mix64((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+		seed = trng_mix64((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
 	int keep = getenv("BO_CRASH_KEEP") && atoi(getenv("BO_CRASH_KEEP")) != 0;
 	signal(SIGPIPE, SIG_IGN);
 
-	char root[] = "/tmp/bo-crash-XXXXXX";
-	if (!mkdtemp(root)) {
-		perror("crash_test: mkdtemp");
+	char root[192]; /* room for the names below in 256 */
+	int trc = tmpdir_make(root, sizeof(root), "bo-crash");
+	if (trc != 0) {
+		fprintf(stderr, "crash_test: mkdtemp: %s\n", strerror(-trc));
 		return 1;
 	}
 	char dir[256], log[256];
@@ -846,11 +826,11 @@ int main(int argc, char **argv)
 	snprintf(log, sizeof(log), "%s/harness-%u.log", root, epoch);
 	state_reset();
 	for (unsigned cyc = 0; cyc < cycles; cyc++) {
-		uint64_t cs = mix64(seed ^ mix64(cyc + 1));
+		uint64_t cs = trng_mix64(seed ^ trng_mix64(cyc + 1));
 		uint32_t delay_ms = KILL_MS_MIN + (uint32_t)(cs % KILL_MS_SPAN);
 		int graceful = cyc % GRACEFUL_EVERY == GRACEFUL_EVERY - 1;
 		const char *mode = (cs >> 20) % 3 == 0 ? "burst" : "mix";
-		uint64_t hseed = mix64(cs);
+		uint64_t hseed = trng_mix64(cs);
 		snprintf(cycle_ctx, sizeof(cycle_ctx),
 		         "cycle %u (seed %#" PRIx64 ", harness %s %s %" PRIu64 ", %s after %u ms)",
 		         cyc, seed, dir, mode, hseed, graceful ? "SIGTERM" : "SIGKILL", delay_ms);
@@ -877,7 +857,7 @@ int main(int argc, char **argv)
 				        "crash_test: SKIP: io_uring refused by this kernel "
 				        "(shard_open: %s); the crash test cannot run here\n",
 				        rl.failmsg);
-				rm_tree(root);
+				tmpdir_remove(root);
 				free_all(&ro, &rl);
 				return 77;
 			}
@@ -922,7 +902,7 @@ int main(int argc, char **argv)
 				break;
 			if (!last) {
 				if (!keep)
-					rm_tree(dir);
+					tmpdir_remove(dir);
 				epoch++;
 				snprintf(dir, sizeof(dir), "%s/data-%u", root, epoch);
 				snprintf(log, sizeof(log), "%s/harness-%u.log", root, epoch);
@@ -957,7 +937,7 @@ int main(int argc, char **argv)
 	       total);
 	fflush(stdout);
 	if (!keep)
-		rm_tree(root);
+		tmpdir_remove(root);
 	else
 		fprintf(stderr, "crash_test: data kept in %s\n", root);
 	free_all(&ro, &rl);

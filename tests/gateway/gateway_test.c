@@ -22,7 +22,6 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,6 +38,8 @@
 #include "base/seatmap.h"
 #include "gateway/gateway.h"
 #include "protocol/wire.h"
+#include "tests/support/cmd.h"
+#include "tests/support/tmpdir.h"
 
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
@@ -105,15 +106,6 @@ typedef struct tserver {
 
 static tserver g_srv[2];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void suite_init(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -131,7 +123,7 @@ static void suite_fini(void)
 			t->gw = NULL;
 		}
 		if (t->dir[0])
-			nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+			tmpdir_remove(t->dir);
 	}
 }
 
@@ -139,8 +131,8 @@ static void suite_fini(void)
  * directory, small tables; `hook` (may be NULL) on every shard's journal. */
 static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, void *hook_ctx)
 {
-	snprintf(t->dir, sizeof(t->dir), "%s/bo-gateway-test-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	cr_assert_not_null(mkdtemp(t->dir), "mkdtemp: %s", strerror(errno));
+	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-gateway-test");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
 	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
 	cr_assert_eq(mkdir(t->data_dir, 0700), 0, "mkdir: %s", strerror(errno));
@@ -158,7 +150,7 @@ static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, void *
 	cfg.shard.journal.fault = hook;
 	cfg.shard.journal.fault_ctx = hook_ctx;
 	char err[GW_ERR_LEN];
-	int rc = gw_start(&cfg, &t->gw, err, sizeof(err));
+	rc = gw_start(&cfg, &t->gw, err, sizeof(err));
 	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
 }
 
@@ -221,31 +213,17 @@ static bo_result cli_call(nng_socket s, const bo_cmd *c)
 /* rows x seats_per_row seats, one category. */
 static bo_seatmap *map_new(uint32_t rows, uint32_t seats_per_row)
 {
-	bo_seatmap *m = bo_seatmap_new(rows, rows * seats_per_row, 0);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < rows; r++)
-		m->rows[r].seats = (uint16_t)seats_per_row;
-	return m;
+	return tcmd_rows_map(rows, seats_per_row, 0, 0);
 }
 
 static bo_cmd c_create(uint64_t event, const bo_seatmap *m)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = 1;
-	c.request_id = event;
-	c.event_id = event;
-	c.map = m;
-	return c;
+	return tcmd_create(1, event, event, m);
 }
 
 static bo_cmd c_avail(uint64_t event)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = event;
-	return c;
+	return tcmd_query_avail(event);
 }
 
 static void assert_free_seats(const bo_result *r, uint64_t event, uint32_t seats)

@@ -37,21 +37,14 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +55,10 @@
 
 #include "engine/engine.h"
 #include "protocol/wire.h"
+#include "tests/support/cmd.h"
+#include "tests/support/proc.h"
+#include "tests/support/rng.h"
+#include "tests/support/server.h"
 
 /* ---- Small utilities ----------------------------------------------------- */
 
@@ -75,24 +72,6 @@ static void seed_init(void)
 		seed = 1;
 }
 
-/* xorshift64*: reproducible from the seed; `state` is per thread. */
-static uint64_t rnd(uint64_t *state)
-{
-	uint64_t x = *state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*state = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -100,124 +79,42 @@ static void sleep_ms(int ms)
 		;
 }
 
-/* Whole file into a NUL-terminated heap buffer (NULL when unreadable). */
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap);
-	size_t n;
-	while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (cap - len < 2) {
-			char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	if (buf)
-		buf[len] = '\0';
-	return buf;
-}
-
 /* ---- The server process -------------------------------------------------- */
 
-/* Options that keep the server's reserved memory small, so that the RSS
- * check of the hostile test measures what requests cost, not the tables.
- * 2 shards so that routing is exercised. */
-#define SRV_BASE_ARGS                                                                         \
-	"--shards", "2", "--seats-max", "262144", "--claims-max", "65536", "--idem-capacity", \
-	        "65536", "--events-max", "64", "--contexts", "16"
-#define SRV_EXTRA_MAX 8
+/* The server runs with the small tables of tests/support/server.h, so that
+ * the RSS check of the hostile test measures what requests cost, not the
+ * tables; it listens on tcp:// and on ipc:// in its scratch directory. */
 #define SRV_READY_MS 20000 /* recovery under ASan on a slow disk */
 
-typedef struct server {
-	char dir[PATH_MAX]; /* mkdtemp: data/, the ipc socket, logs */
-	char data_dir[PATH_MAX + 8];
-	char ipc_url[PATH_MAX + 16];
-	char tcp_url[64];
-	char log_path[PATH_MAX + 32];     /* log of the current (latest) run */
-	const char *extra[SRV_EXTRA_MAX]; /* extra options for every start */
-	int extra_count;
-	pid_t pid;         /* > 0 while a started process has not been reaped */
-	int run;           /* starts so far */
-	uint64_t answered; /* commands of this run answered to srv_start's probes
-	                    * and to set-up calls that count themselves in */
-} server;
+typedef tsrv server;
 
 /* One per test process (Criterion runs each test in its own process): the
  * fini must find it to kill the server whatever happened in the test. */
 static server g_srv;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
+/* Commands of the current run answered to srv_start's probes and to set-up
+ * calls that count themselves in. */
+static uint64_t g_answered;
 
 static void srv_fini(void)
 {
-	if (g_srv.pid > 0) {
-		kill(g_srv.pid, SIGKILL);
-		waitpid(g_srv.pid, NULL, 0);
-		g_srv.pid = 0;
-	}
-	if (g_srv.dir[0] && !getenv("SERVER_TEST_KEEP"))
-		nftw(g_srv.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tsrv_cleanup(&g_srv, "SERVER_TEST_KEEP");
 }
 
 static void srv_init(server *s)
 {
-	memset(s, 0, sizeof(*s));
-	snprintf(s->dir, sizeof(s->dir), "%s/bo-server-test-XXXXXX",
-	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	cr_assert_not_null(mkdtemp(s->dir), "mkdtemp: %s", strerror(errno));
-	snprintf(s->data_dir, sizeof(s->data_dir), "%s/data", s->dir);
-	snprintf(s->ipc_url, sizeof(s->ipc_url), "ipc://%s/sock", s->dir);
-	cr_assert_eq(mkdir(s->data_dir, 0700), 0, "mkdir %s: %s", s->data_dir, strerror(errno));
+	int rc = tsrv_init(s, "bo-server-test", 1);
+	cr_assert_eq(rc, 0, "server directory: %s", strerror(-rc));
 }
 
 static void srv_add_arg(server *s, const char *a)
 {
-	cr_assert_lt(s->extra_count, SRV_EXTRA_MAX);
-	s->extra[s->extra_count++] = a;
-}
-
-/* A TCP port that was free a moment ago: bind port 0, read it, close. A
- * race with another process is possible; srv_start retries on it. */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
-	socklen_t len = sizeof(a);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
+	cr_assert_eq(tsrv_add_arg(s, a), 0);
 }
 
 /* Prints the last few KiB of a server log (to explain a failure). */
 static void dump_log(const char *path)
 {
-	char *log = read_file(path);
-	if (!log)
-		return;
-	size_t len = strlen(log);
-	fprintf(stderr, "---- %s (tail) ----\n%s\n---- end of log ----\n", path,
-	        len > 4096 ? log + len - 4096 : log);
-	free(log);
+	tproc_dump_tail(path, 4096);
 }
 
 static void srv_dump_log(const server *s)
@@ -228,18 +125,10 @@ static void srv_dump_log(const server *s)
 /* A server log contains no sanitizer report and no error line. */
 static void assert_log_clean(const char *path)
 {
-	char *log = read_file(path);
-	cr_assert_not_null(log, "cannot read %s", path);
-	static const char *const bad[] = {"AddressSanitizer", "LeakSanitizer",
-	                                  "runtime error:", "ThreadSanitizer", "level=error"};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		if (strstr(log, bad[i])) {
-			dump_log(path);
-			free(log);
-			cr_assert_fail("server log %s contains '%s'", path, bad[i]);
-		}
-	}
-	free(log);
+	const char *problem = tsrv_log_problem(path);
+	if (problem != NULL)
+		dump_log(path);
+	cr_assert_null(problem, "server log %s: %s", path, problem);
 }
 
 static void srv_assert_log_clean(const server *s)
@@ -340,10 +229,27 @@ static int call1(nng_socket s, const bo_cmd *cmd, bo_result *res, wire_reply_inf
 
 static bo_cmd q_avail(uint64_t event)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = event;
-	return c;
+	return tcmd_query_avail(event);
+}
+
+/* The probe of srv_start: a query_avail answered on both addresses. */
+static int srv_ready(void *ctx)
+{
+	server *s = ctx;
+	const char *urls[2] = {s->tcp_url, s->ipc_url};
+	for (int u = 0; u < 2; u++) {
+		nng_socket c;
+		if (cli_open(urls[u], 2000, &c) != 0)
+			return 0;
+		bo_cmd q = q_avail(1);
+		bo_result r;
+		int ok = call1(c, &q, &r, NULL) == 0;
+		g_answered += ok;
+		nng_close(c);
+		if (!ok)
+			return 0;
+	}
+	return 1;
 }
 
 /* Starts the server (a new run on the same directory) and waits until it
@@ -355,77 +261,15 @@ static void srv_start(server *s)
 	cr_assert(bin && *bin,
 	          "BOXOFFICE_SERVER is not set: run this test through meson, or set it to "
 	          "the boxoffice-server binary");
-	for (int attempt = 0;; attempt++) {
-		s->run++;
-		snprintf(s->tcp_url, sizeof(s->tcp_url), "tcp://127.0.0.1:%d", free_port());
-		snprintf(s->log_path, sizeof(s->log_path), "%s/server-%d.log", s->dir, s->run);
-		const char *argv[48] = {bin,        "--data-dir", s->data_dir, "--listen",
-		                        s->tcp_url, "--listen",   s->ipc_url,  SRV_BASE_ARGS};
-		int argc = 0;
-		while (argv[argc])
-			argc++;
-		for (int i = 0; i < s->extra_count; i++)
-			argv[argc++] = s->extra[i];
-		argv[argc] = NULL;
-		pid_t parent = getpid();
-		fflush(NULL);
-		pid_t pid = fork();
-		cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-		if (pid == 0) {
-			/* Dies with the test process, whatever kills it. */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(126);
-			int fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-			if (fd >= 0) {
-				dup2(fd, 1);
-				dup2(fd, 2);
-				close(fd);
-			}
-			execv(bin, (char *const *)argv);
-			fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-			_exit(127);
-		}
-		s->pid = pid;
-		s->answered = 0;
-		int64_t deadline = mono_ms() + SRV_READY_MS;
-		int ready = 0, status = 0, exited = 0;
-		while (!ready && mono_ms() < deadline) {
-			if (waitpid(pid, &status, WNOHANG) == pid) {
-				exited = 1;
-				s->pid = 0;
-				break;
-			}
-			int ok = 1;
-			const char *urls[2] = {s->tcp_url, s->ipc_url};
-			for (int u = 0; u < 2 && ok; u++) {
-				nng_socket c;
-				if (cli_open(urls[u], 2000, &c) != 0) {
-					ok = 0;
-					break;
-				}
-				bo_cmd q = q_avail(1);
-				bo_result r;
-				ok = call1(c, &q, &r, NULL) == 0;
-				s->answered += ok;
-				nng_close(c);
-			}
-			if (ok)
-				ready = 1;
-			else
-				sleep_ms(20);
-		}
-		if (ready)
-			return;
-		char *log = read_file(s->log_path);
-		int in_use = log && strstr(log, "Address in use") != NULL;
-		free(log);
-		if (exited && in_use && attempt < 3)
-			continue; /* lost the port race: try another port */
-		srv_dump_log(s);
-		cr_assert_fail("server run %d did not become ready: %s", s->run,
-		               exited ? "it exited" : "no answer within the deadline");
-	}
+	g_answered = 0;
+	int rc = tsrv_start(s, bin, SRV_READY_MS, srv_ready, s);
+	if (rc == 0)
+		return;
+	srv_dump_log(s);
+	cr_assert_fail("server run %d did not become ready: %s", s->run,
+	               rc == -ECHILD      ? "it exited"
+	               : rc == -ETIMEDOUT ? "no answer within the deadline"
+	                                  : strerror(-rc));
 }
 
 /* Sends sig and waits up to timeout_ms for the process to end.
@@ -433,25 +277,10 @@ static void srv_start(server *s)
 static int srv_signal_wait(server *s, int sig, int timeout_ms, int64_t *took_ms)
 {
 	cr_assert_gt(s->pid, 0);
-	int64_t t0 = mono_ms();
-	kill(s->pid, sig);
 	int status = 0;
-	for (;;) {
-		pid_t r = waitpid(s->pid, &status, WNOHANG);
-		if (r == s->pid)
-			break;
-		if (mono_ms() - t0 > timeout_ms) {
-			kill(s->pid, SIGKILL);
-			waitpid(s->pid, NULL, 0);
-			s->pid = 0;
-			*took_ms = mono_ms() - t0;
-			return -1;
-		}
-		sleep_ms(5);
-	}
-	s->pid = 0;
-	*took_ms = mono_ms() - t0;
-	return status;
+	int rc = tsrv_signal_wait(s, sig, timeout_ms, &status, took_ms);
+	cr_assert(rc == 0 || rc == -ETIMEDOUT, "waiting for the server: %s", strerror(-rc));
+	return rc == 0 ? status : -1;
 }
 
 /* SIGTERM: must exit 0 within timeout_ms with a clean log. */
@@ -501,7 +330,7 @@ static long srv_rss_kib(const server *s)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/statm", (int)s->pid);
-	char *t = read_file(path);
+	char *t = tproc_read_file(path, NULL);
 	cr_assert_not_null(t, "cannot read %s", path);
 	long size = 0, resident = 0;
 	cr_assert_eq(sscanf(t, "%ld %ld", &size, &resident), 2);
@@ -516,19 +345,10 @@ static long srv_rss_kib(const server *s)
 /* create_event: rows x seats_per_row seats, one category. */
 static void create_event(nng_socket s, uint64_t event, uint32_t rows, uint32_t seats_per_row)
 {
-	bo_seatmap *m = bo_seatmap_new(rows, rows * seats_per_row, 0);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < rows; r++) {
+	bo_seatmap *m = tcmd_rows_map(rows, seats_per_row, 0, 0);
+	for (uint32_t r = 0; r < rows; r++)
 		m->rows[r].section = (uint16_t)r;
-		m->rows[r].seats = (uint16_t)seats_per_row;
-	}
-	bo_cmd c = {0};
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = 1;
-	c.request_id = event;
-	c.event_id = event;
-	c.map = m;
+	bo_cmd c = tcmd_create(1, event, event, m);
 	bo_result r;
 	int rc = call1(s, &c, &r, NULL);
 	bo_seatmap_free(m);
@@ -540,39 +360,17 @@ static void create_event(nng_socket s, uint64_t event, uint32_t rows, uint32_t s
 static bo_cmd c_hold_seats(uint64_t client, uint64_t request, uint64_t event, const uint32_t *seats,
                            uint32_t n)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_HOLD_SEATS;
-	c.client_id = client;
-	c.request_id = request;
-	c.event_id = event;
-	c.ttl_ms = TTL_MS;
-	c.seat_count = (uint8_t)n;
-	memcpy(c.seats, seats, n * sizeof(uint32_t));
-	return c;
+	return tcmd_hold_seats(client, request, event, seats, n, TTL_MS);
 }
 
 static bo_cmd c_hold_best(uint64_t client, uint64_t request, uint64_t event, uint16_t quantity)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_HOLD_BEST;
-	c.client_id = client;
-	c.request_id = request;
-	c.event_id = event;
-	c.ttl_ms = TTL_MS;
-	c.category = 0;
-	c.quantity = quantity;
-	return c;
+	return tcmd_hold_best(client, request, event, 0, quantity, TTL_MS);
 }
 
 static bo_cmd c_query_seats(uint64_t event, uint32_t first, uint32_t n)
 {
-	bo_cmd c = {0};
-	c.op = BO_OP_QUERY_SEATS;
-	c.event_id = event;
-	c.seat_count = (uint8_t)n;
-	for (uint32_t i = 0; i < n; i++)
-		c.seats[i] = first + i;
-	return c;
+	return tcmd_query_seats(event, first, n);
 }
 
 /* States of seats [0, count) of an event, by query_seats in one array. */
@@ -659,7 +457,7 @@ static int race_call(racer *rc, nng_socket s, const bo_cmd *c, bo_result *r)
 			         rc->client, b);
 			return -1;
 		}
-		sleep_ms(1 + (int)(rnd(&rc->rng) % 5));
+		sleep_ms(1 + (int)(trng_xorshift(&rc->rng) % 5));
 	}
 }
 
@@ -681,7 +479,7 @@ static void *racer_main(void *arg)
 		if (rc->use_best) {
 			c = c_hold_best(rc->client, request, RACE_EVENT, 1);
 		} else {
-			uint32_t seat = (uint32_t)(rnd(&rc->rng) % RACE_SEATS);
+			uint32_t seat = (uint32_t)(trng_xorshift(&rc->rng) % RACE_SEATS);
 			c = c_hold_seats(rc->client, request, RACE_EVENT, &seat, 1);
 		}
 		request++;
@@ -1372,12 +1170,12 @@ Test(server, hostile_input)
 	 * decoder that allocated for a declared count would show here. */
 	long rss0 = srv_rss_kib(&g_srv);
 	for (int i = 0; i < 1000; i++) {
-		size_t len = 1 + (size_t)(rnd(&rng) % (i % 4 == 0 ? 60000 : 512));
+		size_t len = 1 + (size_t)(trng_xorshift(&rng) % (i % 4 == 0 ? 60000 : 512));
 		for (size_t j = 0; j < len; j++)
-			big[j] = (uint8_t)rnd(&rng);
+			big[j] = (uint8_t)trng_xorshift(&rng);
 		static const uint8_t firsts[] = {0xc1, 0xdb, 0xda, 0xd9, 0xc6, 0xc7, 0xc9,
 		                                 0xcf, 0xa5, 0x7f, 0xff, 0xdd, 0xdf, 0xde};
-		big[0] = firsts[rnd(&rng) % sizeof(firsts)];
+		big[0] = firsts[trng_xorshift(&rng) % sizeof(firsts)];
 		nng_msg *reply;
 		int rv = raw_call(s, big, len, &reply);
 		cr_assert_eq(rv, 0, "seed %" PRIu64 ": garbage message %d got no reply: %s", seed,
@@ -1720,7 +1518,7 @@ static void load_setup(server *srv)
 	nng_socket s;
 	cr_assert_eq(cli_open(srv->tcp_url, 10000, &s), 0);
 	create_event(s, LOAD_EVENT, LOAD_ROWS, LOAD_ROW_SEATS);
-	srv->answered++;
+	g_answered++;
 	nng_close(s);
 }
 
@@ -1740,7 +1538,7 @@ Test(server, sigterm_under_load)
 	int st = load_and_signal(&g_srv, lds, SIGTERM, &took, &received);
 	char log1[sizeof(g_srv.log_path)];
 	snprintf(log1, sizeof(log1), "%s", g_srv.log_path);
-	uint64_t answered_at_start = g_srv.answered;
+	uint64_t answered_at_start = g_answered;
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || took > 5000)
 		dump_log(log1);
 
@@ -1763,7 +1561,7 @@ Test(server, sigterm_under_load)
 	 * server answered — its own count, logged at exit — reached its
 	 * client. Loaders keep their sockets open until the server has
 	 * exited, so a reply the server sent cannot be lost on their side. */
-	char *log = read_file(log1);
+	char *log = tproc_read_file(log1, NULL);
 	const char *stopped = log ? strstr(log, "msg=\"stopped\"") : NULL;
 	const char *cmds = stopped ? strstr(stopped, " commands=") : NULL;
 	cr_assert_not_null(cmds, "the stop and its counts are logged");
@@ -1794,7 +1592,7 @@ Test(server, sigkill_under_load)
 	          "the server died of SIGKILL");
 
 	srv_start(&g_srv);
-	char *log = read_file(g_srv.log_path);
+	char *log = tproc_read_file(g_srv.log_path, NULL);
 	cr_assert_not_null(log);
 	uint32_t recovered = 0;
 	uint64_t last_seq_max = 0;

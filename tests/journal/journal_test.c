@@ -36,9 +36,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +45,8 @@
 
 #include "journal/journal.h"
 #include "journal/maint.h"
+#include "tests/support/tmpdir.h"
+#include "tests/support/uring_skip.h"
 
 #define SHARD 3u
 #define SEG_BYTES (64u << 10)
@@ -55,31 +55,22 @@
 
 static char g_root[64];
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static void make_root(void)
 {
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	int rc = tmpdir_make(g_root, sizeof g_root, "bo_journal");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 }
 
 static void setup(void)
 {
-	struct io_uring ring;
-	int rc = io_uring_queue_init(8, &ring, 0);
-	if (rc == -ENOSYS || rc == -EPERM)
-		cr_skip_test("io_uring refused by this kernel/sandbox (%s): journal untested here",
-		             strerror(-rc));
-	cr_assert_eq(rc, 0, "io_uring_queue_init: %s", strerror(-rc));
-	io_uring_queue_exit(&ring);
-	snprintf(g_root, sizeof g_root, "/tmp/bo_journal_XXXXXX");
-	cr_assert_not_null(mkdtemp(g_root), "mkdtemp: %s", strerror(errno));
+	uring_skip_unless_available();
+	make_root();
 }
 
 static void teardown(void)
 {
 	if (g_root[0] != '\0')
-		nftw(g_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(g_root);
 	g_root[0] = '\0';
 }
 
@@ -905,8 +896,7 @@ Test(journal, random_damage_never_yields_false_records, .timeout = 120)
 			             1000 + iter, err);
 			cr_assert_eq(list_segments(names, 64), segs, "seed %u", 1000 + iter);
 			teardown();
-			snprintf(g_root, sizeof g_root, "/tmp/bo_journal_XXXXXX");
-			cr_assert_not_null(mkdtemp(g_root));
+			make_root();
 			continue;
 		}
 		cr_assert_eq(rc, 0, "seed %u: forced reader: %d %s", 1000 + iter, rc, err);
@@ -921,8 +911,7 @@ Test(journal, random_damage_never_yields_false_records, .timeout = 120)
 		cr_assert_eq(read_all_ok(), got, "seed %u", 1000 + iter);
 
 		teardown();
-		snprintf(g_root, sizeof g_root, "/tmp/bo_journal_XXXXXX");
-		cr_assert_not_null(mkdtemp(g_root));
+		make_root();
 	}
 }
 

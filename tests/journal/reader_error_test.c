@@ -21,9 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +29,8 @@
 #include <unistd.h>
 
 #include "journal/journal.h"
+#include "tests/support/tmpdir.h"
+#include "tests/support/uring_skip.h"
 
 #define SHARD 5u
 #define RECORDS 1500u
@@ -41,14 +41,6 @@ static char g_root[64];
 /* Where each record lives, from a clean read: [seq] (index 0 unused). */
 static char g_file[RECORDS + 2][PATH_MAX];
 static uint64_t g_off[RECORDS + 2];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static journal_options small_opts(void)
 {
@@ -100,15 +92,10 @@ static void map_records(void)
 
 static void setup(void)
 {
-	struct io_uring ring;
-	int rc = io_uring_queue_init(8, &ring, 0);
-	if (rc == -ENOSYS || rc == -EPERM)
-		cr_skip_test("io_uring refused by this kernel/sandbox (%s): journal untested here",
-		             strerror(-rc));
-	cr_assert_eq(rc, 0, "io_uring_queue_init: %s", strerror(-rc));
-	io_uring_queue_exit(&ring);
-	snprintf(g_root, sizeof g_root, "/tmp/bo_rderr_XXXXXX");
-	cr_assert_not_null(mkdtemp(g_root), "mkdtemp: %s", strerror(errno));
+	uring_skip_unless_available();
+	int rc;
+	rc = tmpdir_make(g_root, sizeof g_root, "bo_rderr");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 
 	journal_options o = small_opts();
 	journal *j;
@@ -127,7 +114,7 @@ static void setup(void)
 static void teardown(void)
 {
 	if (g_root[0] != '\0')
-		nftw(g_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(g_root);
 	g_root[0] = '\0';
 }
 

@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +46,9 @@
 #include "shard/snapfile.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
+#include "tests/support/json_check.h"
+#include "tests/support/proc.h"
+#include "tests/support/tmpdir.h"
 
 #define EV 7u
 #define ROWS 10u
@@ -56,47 +58,25 @@
 
 /* ---- Running the binary -------------------------------------------------- */
 
-typedef struct run_out {
-	int code; /* exit code; -1 when it did not exit normally (a crash) */
-	char *out;
-	size_t out_len;
-	char *err;
-	size_t err_len;
-} run_out;
+/* A run of boxoffice-replay: exit code, stdout and stderr (heap, NUL-terminated). */
+typedef tproc_result run_out;
+
+/* A run still going after this long is killed and fails the test. */
+#define RUN_DEADLINE_MS 120000
 
 static char g_root[256];
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f, "open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	cr_assert_not_null(b);
-	cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-	b[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return b;
-}
-
 static void run_free(run_out *r)
 {
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof *r);
+	tproc_result_free(r);
 }
 
-/* Runs boxoffice-replay with args (NULL-terminated). */
+/* Runs boxoffice-replay with args (NULL-terminated); fails the test when it
+ * could not run, crashed (died of a signal) or hung. */
 static run_out run_tool(const char *const *args)
 {
 	const char *bin = getenv("BOXOFFICE_REPLAY");
 	cr_assert_not_null(bin, "set BOXOFFICE_REPLAY to the boxoffice-replay binary (meson does)");
-	char out_path[300], err_path[300];
-	snprintf(out_path, sizeof out_path, "%s.out", g_root);
-	snprintf(err_path, sizeof err_path, "%s.err", g_root);
 	const char *argv[32];
 	int n = 0;
 	argv[n++] = bin;
@@ -105,27 +85,13 @@ static run_out run_tool(const char *const *args)
 		argv[n++] = args[i];
 	}
 	argv[n] = NULL;
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fo < 0 || fe < 0)
-			_exit(126);
-		dup2(fo, 1);
-		dup2(fe, 2);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	run_out r;
-	r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	r.out = slurp(out_path, &r.out_len);
-	r.err = slurp(err_path, &r.err_len);
-	cr_assert_neq(r.code, 127, "could not exec %s", bin);
-	cr_assert_neq(r.code, -1, "boxoffice-replay crashed (signal %d); stderr: %s",
-	              WIFSIGNALED(st) ? WTERMSIG(st) : 0, r.err);
+	int rc = tproc_run(argv, NULL, RUN_DEADLINE_MS, &r);
+	cr_assert_eq(rc, 0, "cannot run %s: %s", bin, strerror(-rc));
+	cr_assert(!r.timed_out, "boxoffice-replay still ran after %d ms: killed", RUN_DEADLINE_MS);
+	cr_assert_neq(r.code, 127, "could not exec %s: %s", bin, r.err);
+	cr_assert_lt(r.code, 128, "boxoffice-replay crashed (signal %d); stderr: %s", r.code - 128,
+	             r.err);
 	return r;
 }
 
@@ -139,126 +105,8 @@ static size_t count_lines(const char *s)
 	return n;
 }
 
-/* ---- A small strict JSON parser (validation only) ------------------------ */
-
-static const char *json_ws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-static const char *json_value(const char *p, int depth);
-
-static const char *json_string(const char *p)
-{
-	if (*p != '"')
-		return NULL;
-	for (p++; *p != '"'; p++) {
-		if ((unsigned char)*p < 0x20 || *p == '\0')
-			return NULL;
-		if (*p == '\\') {
-			p++;
-			if (*p == 'u') {
-				for (int i = 1; i <= 4; i++) {
-					char c = p[i];
-					if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-					      (c >= 'A' && c <= 'F')))
-						return NULL;
-				}
-				p += 4;
-			} else if (!strchr("\"\\/bfnrt", *p) || *p == '\0') {
-				return NULL;
-			}
-		}
-	}
-	return p + 1;
-}
-
-static const char *json_number(const char *p)
-{
-	const char *s = p;
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (*p >= '0' && *p <= '9')
-			p++;
-	else
-		return NULL;
-	if (*p == '.') {
-		p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (!(*p >= '0' && *p <= '9'))
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	return p > s ? p : NULL;
-}
-
-static const char *json_value(const char *p, int depth)
-{
-	if (depth > 64)
-		return NULL;
-	p = json_ws(p);
-	if (*p == '{' || *p == '[') {
-		char close = *p == '{' ? '}' : ']';
-		int obj = *p == '{';
-		p = json_ws(p + 1);
-		if (*p == close)
-			return p + 1;
-		for (;;) {
-			if (obj) {
-				p = json_string(json_ws(p));
-				if (!p)
-					return NULL;
-				p = json_ws(p);
-				if (*p != ':')
-					return NULL;
-				p++;
-			}
-			p = json_value(p, depth + 1);
-			if (!p)
-				return NULL;
-			p = json_ws(p);
-			if (*p == ',') {
-				p++;
-				continue;
-			}
-			return *p == close ? p + 1 : NULL;
-		}
-	}
-	if (*p == '"')
-		return json_string(p);
-	if (strncmp(p, "true", 4) == 0)
-		return p + 4;
-	if (strncmp(p, "false", 5) == 0)
-		return p + 5;
-	if (strncmp(p, "null", 4) == 0)
-		return p + 4;
-	return json_number(p);
-}
-
-/* Is s[0..len) exactly one JSON value (surrounding whitespace allowed)? */
-static int json_valid(const char *s, size_t len)
-{
-	char *copy = strndup(s, len);
-	cr_assert_not_null(copy);
-	const char *end = json_value(copy, 0);
-	int ok = end && *json_ws(end) == '\0';
-	free(copy);
-	return ok;
-}
+/* ---- JSON output ----------------------------------------------------------
+ * Validated by tests/support/json_check (RFC 8259, no extensions). */
 
 /* The unsigned number after the first "key": at or after `from`. */
 static uint64_t json_u64(const char *from, const char *key)
@@ -490,8 +338,8 @@ static int write_journal(uint32_t shard_id, uint32_t rounds, written *out)
 
 static void make_root(void)
 {
-	snprintf(g_root, sizeof g_root, "/tmp/replay_test.XXXXXX");
-	cr_assert_not_null(mkdtemp(g_root));
+	int rc = tmpdir_make(g_root, sizeof g_root, "replay_test");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 }
 
 static void remove_root(void)
@@ -500,9 +348,7 @@ static void remove_root(void)
 		cr_log_info("kept %s (REPLAY_TEST_KEEP)", g_root);
 		return;
 	}
-	char cmd[1024];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s.out' '%s.err'", g_root, g_root, g_root);
-	if (system(cmd) != 0)
+	if (tmpdir_remove(g_root) != 0)
 		cr_log_warn("could not remove %s", g_root);
 }
 
@@ -513,8 +359,8 @@ static int segments_in(const char *dir)
 	cr_assert_eq(system(cmd), 0);
 	char path[300];
 	snprintf(path, sizeof path, "%s.count", g_root);
-	size_t len;
-	char *s = slurp(path, &len);
+	char *s = tproc_read_file(path, NULL);
+	cr_assert_not_null(s, "%s: %s", path, strerror(errno));
 	int n = atoi(s);
 	free(s);
 	unlink(path);
@@ -565,7 +411,7 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 
 	r = RUN("verify", g_root, "--json");
 	cr_assert_eq(r.code, 0, "%s", r.err);
-	cr_assert(json_valid(r.out, r.out_len), "verify --json is not JSON: %s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "verify --json is not JSON: %s", r.out);
 	cr_assert_not_null(strstr(r.out, "\"ok\":true"));
 	cr_assert_eq(json_u64(r.out, "records"), w.records);
 	cr_assert_eq(json_u64(r.out, "commands"), w.commands);
@@ -598,7 +444,7 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	uint64_t payrefs = 0;
 	for (uint64_t seq = 1; seq <= w.records; seq++) {
 		const char *nl = strchr(line, '\n');
-		cr_assert(json_valid(line, (size_t)(nl - line)), "not JSON: %.*s", (int)(nl - line),
+		cr_assert(tjson_valid(line, (size_t)(nl - line)), "not JSON: %.*s", (int)(nl - line),
 		          line);
 		char *one = strndup(line, (size_t)(nl - line));
 		cr_assert_eq(json_u64(one, "seq"), seq);
@@ -627,7 +473,7 @@ Test(replay, verify_dump_stats_agree_with_what_the_shard_wrote)
 	/* stats --json: the counts the shard produced. */
 	r = RUN("stats", g_root, "--json");
 	cr_assert_eq(r.code, 0, "%s", r.err);
-	cr_assert(json_valid(r.out, r.out_len), "stats --json is not JSON: %s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "stats --json is not JSON: %s", r.out);
 	cr_assert_eq(json_u64(r.out, "records"), w.records);
 	cr_assert_eq(json_u64(r.out, "commands"), w.commands);
 	cr_assert_eq(json_u64(r.out, "ticks"), w.ticks);
@@ -682,7 +528,7 @@ Test(replay, snapshots_are_built_and_really_compared)
 	snprintf(at, sizeof at, "%" PRIu64, mid);
 	r = RUN("snapshot", g_root, "--at", at, "--json");
 	cr_assert_eq(r.code, 0, "%s", r.err);
-	cr_assert(json_valid(r.out, r.out_len), "%s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "%s", r.out);
 	cr_assert_eq(json_u64(r.out, "seq"), mid);
 	cr_assert_eq(access(snap_mid, R_OK), 0);
 	run_free(&r);
@@ -827,7 +673,7 @@ Test(replay, corruption_is_found_and_repair_cuts_it)
 	run_free(&r);
 	r = RUN("verify", g_root, "--json");
 	cr_assert_eq(r.code, 1);
-	cr_assert(json_valid(r.out, r.out_len), "%s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "%s", r.out);
 	const char *p = strstr(r.out, "\"kind\":\"corruption\"");
 	cr_assert_not_null(p, "%s", r.out);
 	cr_assert_eq(json_u64(p, "seq"), bad);
@@ -891,7 +737,7 @@ static void problem_at(const run_out *r, const char *kind, char *file, size_t fi
 {
 	char pat[64];
 	snprintf(pat, sizeof pat, "\"kind\":\"%s\"", kind);
-	cr_assert(json_valid(r->out, r->out_len), "%s", r->out);
+	cr_assert(tjson_valid(r->out, r->out_len), "%s", r->out);
 	const char *p = strstr(r->out, pat);
 	cr_assert_not_null(p, "no %s problem: %s", kind, r->out);
 	json_str_at(p, "file", file, file_len);
@@ -1081,7 +927,7 @@ Test(replay, every_shard_of_a_data_directory_or_one)
 	run_free(&r);
 	r = RUN("stats", g_root, "--json");
 	cr_assert_eq(r.code, 0);
-	cr_assert(json_valid(r.out, r.out_len), "%s", r.out);
+	cr_assert(tjson_valid(r.out, r.out_len), "%s", r.out);
 	const char *total = strstr(r.out, "\"total\"");
 	cr_assert_not_null(total);
 	cr_assert_eq(json_u64(total, "records"), w0.records + w3.records);

@@ -31,7 +31,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,6 +50,8 @@
 #include "journal/journal.h"
 #include "shard/follower.h"
 #include "shard/shard.h"
+#include "tests/support/cmd.h"
+#include "tests/support/tmpdir.h"
 
 #define EV 9u
 #define SEATS 256u
@@ -64,26 +65,17 @@
 static char data_root[64];
 static shard *the_shard;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void setup(void)
 {
-	snprintf(data_root, sizeof(data_root), "/tmp/bo-follower-XXXXXX");
-	cr_assert_not_null(mkdtemp(data_root));
+	int rc = tmpdir_make(data_root, sizeof(data_root), "bo-follower");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 }
 
 static void teardown(void)
 {
 	shard_free(the_shard);
 	the_shard = NULL;
-	nftw(data_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(data_root);
 }
 
 TestSuite(follower, .init = setup, .fini = teardown, .timeout = 120);
@@ -163,19 +155,8 @@ static void wait_results(shard *s, uint32_t n)
 
 static void create_event(shard *s)
 {
-	the_map = bo_seatmap_new(4, SEATS, 1);
-	cr_assert_not_null(the_map);
-	the_map->category_count = 1;
-	for (uint32_t r = 0; r < 4; r++)
-		the_map->rows[r].seats = SEATS / 4;
-	the_map->pool_capacity[0] = 10;
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = ADMIN_CLIENT;
-	c.request_id = 1;
-	c.event_id = EV;
-	c.map = the_map;
+	the_map = tcmd_rows_map(4, SEATS / 4, 1, 10);
+	bo_cmd c = tcmd_create(ADMIN_CLIENT, 1, EV, the_map);
 	submit1(s, &c);
 	wait_results(s, 1);
 }
@@ -185,15 +166,9 @@ static void create_event(shard *s)
  * order. */
 static bo_cmd load_cmd(uint32_t k)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = k % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
-	c.client_id = BLOCK_CLIENT;
-	c.request_id = next_request++;
-	c.event_id = EV;
-	c.seat_count = 1;
-	c.seats[0] = (k / 2) % SEATS;
-	return c;
+	uint32_t seat = (k / 2) % SEATS;
+	return tcmd_seats(k % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK, BLOCK_CLIENT, next_request++, EV,
+	                  &seat, 1);
 }
 
 /* `n` load commands in batches of up to `per`, each batch's results

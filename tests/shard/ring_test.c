@@ -22,8 +22,8 @@
  *   then checked for data races.
  * Random seeds are printed on failure.
  *
- * Under -fsanitize=thread the same tests run without Criterion (see the
- * shim below): Criterion 2.4 cannot start under ThreadSanitizer.
+ * Under -fsanitize=thread the same tests run without Criterion (through
+ * tests/support/tsan_harness): Criterion 2.4 cannot start under TSan.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -38,112 +38,20 @@
 
 #include "base/clock.h"
 #include "shard/ring.h"
+#include "tests/support/rng.h"
 
 #if defined(__SANITIZE_THREAD__) && !defined(RING_TEST_FORCE_CRITERION)
-/*
- * Criterion 2.4.1 aborts at start-up under ThreadSanitizer ("Could not
- * initialize inheritable arena", Criterion issue #274): its sandbox maps a
- * shared arena at random fixed addresses in a range TSan has reserved
- * entirely for its shadow memory. So under TSan this file brings the few
- * lines of harness it needs: the same test bodies, run in-process and in
- * order, a failed check prints the seed/message and exits 1. Tests that
- * expect a signal are skipped loudly: they are single-threaded and the
- * Criterion builds check them. Build with -DRING_TEST_FORCE_CRITERION to try
- * Criterion anyway (e.g. once a fixed version is installed).
- */
-#include <stdarg.h>
-#include <stdlib.h>
-
-#define RING_TEST_SHIM 1
-enum {
-	SHIM_TESTS_MAX = 64
-};
-
-struct shim_opts {
-	int pad_;    /* lets Test() pass an empty option list */
-	int signal;  /* expected terminating signal, 0 for none */
-	int timeout; /* ignored here */
-};
-
-struct shim_test {
-	const char *name;
-	void (*fn)(void);
-	struct shim_opts opts;
-};
-
-static struct shim_test shim_tests[SHIM_TESTS_MAX];
-static int shim_test_count;
-static const char *shim_current = "(none)";
-
-static void shim_register(const char *name, void (*fn)(void), struct shim_opts opts)
-{
-	if (shim_test_count == SHIM_TESTS_MAX) {
-		fprintf(stderr, "ring_test: raise SHIM_TESTS_MAX\n");
-		abort();
-	}
-	shim_tests[shim_test_count++] = (struct shim_test){.name = name, .fn = fn, .opts = opts};
-}
-
-__attribute__((format(printf, 5, 6))) static void
-shim_check(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
-{
-	if (ok)
-		return;
-	fprintf(stderr, "[FAIL] %s: %s:%d: %s", shim_current, file, line, expr);
-	if (fmt[1] != '\0') { /* SHIM_CHECK prefixes " " so that it is never empty */
-		va_list ap;
-		va_start(ap, fmt);
-		fputc(':', stderr);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-	}
-	fputc('\n', stderr);
-	exit(1);
-}
-
-__attribute__((format(printf, 1, 2))) static void shim_log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("[----] ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-#define Test(suite, name, ...)                                                   \
-	static void suite##_##name(void);                                        \
-	__attribute__((constructor)) static void suite##_##name##_register(void) \
-	{                                                                        \
-		shim_register(#suite "::" #name, suite##_##name,                 \
-		              (struct shim_opts){.pad_ = 0, __VA_ARGS__});       \
-	}                                                                        \
-	static void suite##_##name(void)
-
-#define SHIM_CHECK(ok, expr, ...) shim_check((ok), (expr), __FILE__, __LINE__, " " __VA_ARGS__)
-#define cr_assert_eq(a, b, ...) SHIM_CHECK((a) == (b), #a " == " #b, __VA_ARGS__)
-#define cr_assert_lt(a, b, ...) SHIM_CHECK((a) < (b), #a " < " #b, __VA_ARGS__)
-#define cr_assert_gt(a, b, ...) SHIM_CHECK((a) > (b), #a " > " #b, __VA_ARGS__)
-#define cr_assert_geq(a, b, ...) SHIM_CHECK((a) >= (b), #a " >= " #b, __VA_ARGS__)
-#define cr_assert_not_null(p, ...) SHIM_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
-#define cr_assert_str_empty(str, ...) SHIM_CHECK((str)[0] == '\0', #str " is empty", __VA_ARGS__)
-#define cr_log_info(...) shim_log(__VA_ARGS__)
+/* Criterion cannot start under ThreadSanitizer (see tests/support/
+ * tsan_harness.h): this build runs the same test bodies through that
+ * harness, each in a child process; the tests that expect SIGABRT check it
+ * there too. Build with -DRING_TEST_FORCE_CRITERION to try Criterion anyway
+ * (e.g. once a fixed version is installed). */
+#include "tests/support/tsan_harness.h"
 #else
 #include <criterion/criterion.h>
 #endif
 
 /* ---- Helpers ------------------------------------------------------------- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-	/* xorshift64*: small, fast, good enough to pick sizes and delays. */
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
 
 static uint64_t seed_from_clock(void)
 {
@@ -364,9 +272,9 @@ Test(ring, model_random_ops_wrap_around)
 	const uint64_t seq_limit = sizeof(published) / sizeof(published[0]);
 
 	for (uint64_t step = 0; step < steps && claimed + MODEL_SLOTS < seq_limit; step++) {
-		switch (rng_next(&rs) % 4) {
+		switch (trng_xorshift(&rs) % 4) {
 		case 0: { /* claim */
-			uint32_t n = 1 + (uint32_t)(rng_next(&rs) % MODEL_SLOTS);
+			uint32_t n = 1 + (uint32_t)(trng_xorshift(&rs) % MODEL_SLOTS);
 			uint64_t first = 777;
 			int rc = ring_claim(r, n, &first);
 			bool fits = claimed + n - released <= MODEL_SLOTS;
@@ -390,7 +298,7 @@ Test(ring, model_random_ops_wrap_around)
 		case 1: { /* publish a random pending run: out of order on purpose */
 			if (npending == 0)
 				break;
-			uint32_t i = (uint32_t)(rng_next(&rs) % npending);
+			uint32_t i = (uint32_t)(trng_xorshift(&rs) % npending);
 			ring_publish(r, pending[i].first, pending[i].n);
 			for (uint64_t s = pending[i].first; s < pending[i].first + pending[i].n;
 			     s++)
@@ -399,7 +307,7 @@ Test(ring, model_random_ops_wrap_around)
 			break;
 		}
 		case 2: { /* poll */
-			uint32_t max = 1 + (uint32_t)(rng_next(&rs) % (MODEL_SLOTS + 2));
+			uint32_t max = 1 + (uint32_t)(trng_xorshift(&rs) % (MODEL_SLOTS + 2));
 			uint32_t want = 0;
 			while (want < max && next + want < claimed && published[next + want])
 				want++;
@@ -420,7 +328,7 @@ Test(ring, model_random_ops_wrap_around)
 		}
 		case 3: { /* release part of what was polled */
 			uint64_t polled = next - released;
-			uint32_t k = (uint32_t)(rng_next(&rs) % (polled + 1));
+			uint32_t k = (uint32_t)(trng_xorshift(&rs) % (polled + 1));
 			ring_release(r, k);
 			released += k;
 			break;
@@ -549,9 +457,9 @@ static void *pingpong_producer(void *arg)
 		/* Acquire: pairs with the consumer's release of `acked`. */
 		while (atomic_load_explicit(&pp->acked, memory_order_acquire) < i)
 			sched_yield();
-		uint64_t pick = rng_next(&rs) % 4;
+		uint64_t pick = trng_xorshift(&rs) % 4;
 		if (pick != 0) /* a quarter publish at once: the spinning path */
-			sleep_ns((int64_t)(rng_next(&rs) % 200000));
+			sleep_ns((int64_t)(trng_xorshift(&rs) % 200000));
 		uint64_t first;
 		ring_claim_wait(pp->r, 1, &first);
 		*(uint64_t *)ring_slot(pp->r, first) = i;
@@ -712,7 +620,7 @@ static void *stress_producer(void *arg)
 	for (uint64_t sent = 0; sent < STRESS_MSGS;) {
 		if (atomic_load_explicit(&st->stop, memory_order_relaxed))
 			break;
-		uint32_t n = 1 + (uint32_t)(rng_next(&rs) % STRESS_CLAIM_MAX);
+		uint32_t n = 1 + (uint32_t)(trng_xorshift(&rs) % STRESS_CLAIM_MAX);
 		if (n > STRESS_MSGS - sent)
 			n = (uint32_t)(STRESS_MSGS - sent);
 		uint64_t first;
@@ -755,7 +663,7 @@ Test(ring, multi_producer_stress, .timeout = 60)
 	static struct msg copy[STRESS_SLOTS];
 	int64_t t0 = bo_clock_ns();
 	while (received < total && err[0] == '\0') {
-		uint32_t max = 1 + (uint32_t)(rng_next(&rs) % 64);
+		uint32_t max = 1 + (uint32_t)(trng_xorshift(&rs) % 64);
 		uint64_t pos;
 		uint32_t k = ring_poll(st.r, max, &pos);
 		if (k == 0) {
@@ -804,7 +712,7 @@ Test(ring, multi_producer_stress, .timeout = 60)
 			}
 		}
 		/* Release in one or two steps: partial release is legal. */
-		uint32_t part = (uint32_t)(rng_next(&rs) % (k + 1));
+		uint32_t part = (uint32_t)(trng_xorshift(&rs) % (k + 1));
 		ring_release(st.r, part);
 		ring_release(st.r, k - part);
 	}
@@ -826,27 +734,3 @@ Test(ring, multi_producer_stress, .timeout = 60)
 	            (unsigned long)atomic_load(&st.busy));
 	ring_free(st.r);
 }
-
-#ifdef RING_TEST_SHIM
-int main(void)
-{
-	int skipped = 0;
-	for (int i = 0; i < shim_test_count; i++) {
-		const struct shim_test *t = &shim_tests[i];
-		if (t->opts.signal != 0) {
-			fprintf(stderr,
-			        "[SKIP] %s: expects signal %d (checked by the Criterion builds)\n",
-			        t->name, t->opts.signal);
-			skipped++;
-			continue;
-		}
-		shim_current = t->name;
-		int64_t t0 = bo_clock_ns();
-		t->fn();
-		fprintf(stderr, "[PASS] %s: (%.2fs)\n", t->name, (double)(bo_clock_ns() - t0) / 1e9);
-	}
-	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Skipped: %d | Failing: 0\n",
-	        shim_test_count - skipped, shim_test_count - skipped, skipped);
-	return 0;
-}
-#endif

@@ -8,6 +8,7 @@
  * expired.
  */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@
 
 #include "base/clock.h"
 #include "shard/shard.h"
+#include "tests/support/cmd.h"
+#include "tests/support/tmpdir.h"
 
 static _Atomic int64_t fake_now = 1000000;
 static int64_t fake_clock(void *ctx)
@@ -60,8 +63,9 @@ static void config(shard_config *cfg, const char *dir)
 
 Test(shard_expiry, more_expiries_at_once_than_output_slots)
 {
-	char dir[] = "/tmp/bo-expiry-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[PATH_MAX];
+	int trc = tmpdir_make(dir, sizeof(dir), "bo-expiry");
+	cr_assert_eq(trc, 0, "mkdtemp: %s", strerror(-trc));
 	shard_config cfg;
 	config(&cfg, dir);
 	shard *s;
@@ -69,13 +73,9 @@ Test(shard_expiry, more_expiries_at_once_than_output_slots)
 	cr_assert_eq(shard_open(&cfg, &s, NULL, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(shard_start(s), 0);
 
-	bo_seatmap *m = bo_seatmap_new(SEATS / 100, SEATS, 0);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < SEATS / 100; r++)
-		m->rows[r] = (bo_row_def){.section = 0, .seats = 100};
+	bo_seatmap *m = tcmd_rows_map(SEATS / 100, 100, 0, 0);
 	static bo_cmd cmds[HOLDS];
-	bo_cmd c = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = 1, .event_id = 5, .map = m};
+	bo_cmd c = tcmd_create(1, 1, 5, m);
 	cr_assert_eq(shard_submit(s, &c, NULL, 1), 0);
 	cr_assert_eq(drain(s, SHARD_OUT_RESULT, 1), 1);
 	bo_seatmap_free(m);
@@ -112,7 +112,5 @@ Test(shard_expiry, more_expiries_at_once_than_output_slots)
 	cr_assert_eq(av.by_state[BO_SEAT_FREE], SEATS, "holds came back after restart");
 	cr_assert_eq(engine_digest(shard_engine(s)), digest, "recovered state differs");
 	shard_free(s);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(tmpdir_remove(dir), 0);
 }

@@ -59,7 +59,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -81,7 +80,9 @@
 #include "shard/entry.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
+#include "tests/support/cmd.h"
 #include "tests/support/descmap.h"
+#include "tests/support/tmpdir.h"
 
 /* ---- Constants ----------------------------------------------------------- */
 
@@ -131,15 +132,6 @@ static int64_t counting_clock(void *ctx)
 /* The data directory of the running test, removed by the fixture. */
 static char data_root[64];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* What a test holds, freed by the fixture when an assertion cut it short
  * (so sanitizer leak reports stay about the code under test). */
 #define TRACKED_MAX 8
@@ -168,8 +160,8 @@ static void run_free(struct run *r);
 static void setup(void)
 {
 	atomic_store_explicit(&fake_now_ms, T0_MS, memory_order_relaxed);
-	snprintf(data_root, sizeof(data_root), "/tmp/bo-shard-journal-XXXXXX");
-	cr_assert_not_null(mkdtemp(data_root), "mkdtemp: %s", strerror(errno));
+	int rc = tmpdir_make(data_root, sizeof(data_root), "bo-shard-journal");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 }
 
 static void teardown(void)
@@ -184,7 +176,7 @@ static void teardown(void)
 		tracked_runs[i] = NULL;
 	}
 	if (data_root[0])
-		nftw(data_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(data_root);
 	data_root[0] = '\0';
 }
 
@@ -267,48 +259,22 @@ static int open_capturing(const shard_config *cfg, shard **s, shard_recovery *re
 
 static bo_seatmap *new_map(void)
 {
-	bo_seatmap *m = bo_seatmap_new(ROWS, SEATS, 1);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < ROWS; r++)
-		m->rows[r].seats = SEATS_PER_ROW;
-	m->pool_capacity[0] = 100;
-	return m;
+	return tcmd_rows_map(ROWS, SEATS_PER_ROW, 1, 100);
 }
 
 static bo_cmd create_cmd(const bo_seatmap *m)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = CREATE_CLIENT;
-	c.request_id = 1;
-	c.event_id = EV;
-	c.map = m;
-	return c;
+	return tcmd_create(CREATE_CLIENT, 1, EV, m);
 }
 
 static bo_cmd query_cmd(void)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = EV;
-	return c;
+	return tcmd_query_avail(EV);
 }
 
 static bo_cmd hold_cmd(uint64_t client, uint32_t seat, uint32_t ttl_ms)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_HOLD_SEATS;
-	c.client_id = client;
-	c.request_id = 1;
-	c.event_id = EV;
-	c.seat_count = 1;
-	c.seats[0] = seat;
-	c.ttl_ms = ttl_ms;
-	return c;
+	return tcmd_hold_seats(client, 1, EV, &seat, 1, ttl_ms);
 }
 
 /* Load command k (tag k + 1): BLOCK seat s, HOLD another seat, UNBLOCK s,
@@ -317,21 +283,14 @@ static bo_cmd hold_cmd(uint64_t client, uint32_t seat, uint32_t ttl_ms)
 static bo_cmd load_cmd(uint32_t k)
 {
 	uint32_t s = (k / 4) % HALF;
-	bo_cmd c;
 	switch (k % 4) {
 	case 1:
 		return hold_cmd(HOLD_CLIENT_BASE + k, HALF + s, LONG_TTL_MS);
 	case 3:
 		return query_cmd();
 	default:
-		memset(&c, 0, sizeof(c));
-		c.op = k % 4 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
-		c.client_id = BLOCK_CLIENT;
-		c.request_id = (uint64_t)k + 1;
-		c.event_id = EV;
-		c.seat_count = 1;
-		c.seats[0] = s;
-		return c;
+		return tcmd_seats(k % 4 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK, BLOCK_CLIENT,
+		                  (uint64_t)k + 1, EV, &s, 1);
 	}
 }
 

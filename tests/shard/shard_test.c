@@ -20,9 +20,8 @@
  *
  * Under -fsanitize=thread the same tests run without Criterion: Criterion
  * 2.4 aborts at start-up under ThreadSanitizer (its sandbox maps an arena at
- * addresses TSan reserves), so this file then brings a minimal harness of
- * its own: the same test bodies, run in order in one process; the first
- * failed check prints file, line and message and exits 1.
+ * addresses TSan reserves), so the same test bodies then run through
+ * tests/support/tsan_harness, each in a child process of its own.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,7 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
+#include <limits.h>
 #include <time.h>
 
 #include <xxhash.h>
@@ -42,84 +41,13 @@
 #include "base/clock.h"
 #include "shard/follower.h"
 #include "shard/shard.h"
+#include "tests/support/cmd.h"
+#include "tests/support/tmpdir.h"
 
 #if defined(__SANITIZE_THREAD__)
-#include <stdarg.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-enum { HARNESS_TESTS_MAX = 32 };
-
-typedef struct harness_test {
-	const char *name;
-	void (*fn)(void);
-} harness_test;
-
-static harness_test harness_tests[HARNESS_TESTS_MAX];
-static int harness_count;
-static const char *harness_current = "";
-
-static void harness_add(const char *name, void (*fn)(void))
-{
-	if (harness_count == HARNESS_TESTS_MAX) {
-		fprintf(stderr, "shard_test: too many tests for the harness\n");
-		exit(2);
-	}
-	harness_tests[harness_count].name = name;
-	harness_tests[harness_count].fn = fn;
-	harness_count++;
-}
-
-__attribute__((format(printf, 5, 6))) static void harness_check(bool ok, const char *expr,
-								const char *file, int line,
-								const char *fmt, ...)
-{
-	if (ok)
-		return;
-	fprintf(stderr, "[FAIL] %s: %s:%d: %s", harness_current, file, line, expr);
-	if (fmt[0] != '\0') {
-		va_list ap;
-		va_start(ap, fmt);
-		fputs(": ", stderr);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-	}
-	fputc('\n', stderr);
-	exit(1);
-}
-
-__attribute__((format(printf, 1, 2))) static void harness_log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "[----] %s: ", harness_current);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-/* Registration runs before main(), like Criterion's. */
-#define Test(suite, name)                                                                          \
-	static void suite##__##name(void);                                                         \
-	__attribute__((constructor)) static void suite##__##name##__add(void)                      \
-	{                                                                                          \
-		harness_add(#suite "::" #name, suite##__##name);                                   \
-	}                                                                                          \
-	static void suite##__##name(void)
-
-/* The optional message must start with a string literal, as in Criterion;
- * without one the format is "", which is fine here. */
-#pragma GCC diagnostic ignored "-Wformat-zero-length"
-#define HARNESS_CHECK(ok, expr, ...) harness_check((ok), (expr), __FILE__, __LINE__, "" __VA_ARGS__)
-#define cr_assert(c, ...) HARNESS_CHECK((c), #c, __VA_ARGS__)
-#define cr_assert_eq(a, b, ...) HARNESS_CHECK((a) == (b), #a " == " #b, __VA_ARGS__)
-#define cr_assert_neq(a, b, ...) HARNESS_CHECK((a) != (b), #a " != " #b, __VA_ARGS__)
-#define cr_assert_lt(a, b, ...) HARNESS_CHECK((a) < (b), #a " < " #b, __VA_ARGS__)
-#define cr_assert_leq(a, b, ...) HARNESS_CHECK((a) <= (b), #a " <= " #b, __VA_ARGS__)
-#define cr_assert_geq(a, b, ...) HARNESS_CHECK((a) >= (b), #a " >= " #b, __VA_ARGS__)
-#define cr_assert_null(p, ...) HARNESS_CHECK((p) == NULL, #p " == NULL", __VA_ARGS__)
-#define cr_assert_not_null(p, ...) HARNESS_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
-#define cr_log_info(...) harness_log(__VA_ARGS__)
+/* Criterion cannot start under ThreadSanitizer (see tests/support/
+ * tsan_harness.h): this build runs the same tests through that harness. */
+#include "tests/support/tsan_harness.h"
 #else
 #include <criterion/criterion.h>
 #endif
@@ -167,34 +95,17 @@ static shard *new_shard(const shard_config *cfg)
 /* A map of PRODUCERS rows of SEATS_PER_ROW seats, one category, one pool. */
 static bo_seatmap *new_map(void)
 {
-	bo_seatmap *m = bo_seatmap_new(PRODUCERS, PRODUCERS * SEATS_PER_ROW, 1);
-	cr_assert_not_null(m);
-	m->category_count = 1;
-	for (uint32_t r = 0; r < PRODUCERS; r++)
-		m->rows[r].seats = SEATS_PER_ROW;
-	m->pool_capacity[0] = 100;
-	return m;
+	return tcmd_rows_map(PRODUCERS, SEATS_PER_ROW, 1, 100);
 }
 
 static bo_cmd create_cmd(const bo_seatmap *m)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_CREATE_EVENT;
-	c.client_id = OP_CLIENT;
-	c.request_id = 1;
-	c.event_id = EV;
-	c.map = m;
-	return c;
+	return tcmd_create(OP_CLIENT, 1, EV, m);
 }
 
 static bo_cmd query_cmd(void)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = BO_OP_QUERY_AVAIL;
-	c.event_id = EV;
-	return c;
+	return tcmd_query_avail(EV);
 }
 
 /* Drains the output ring into out[] until `want` RESULT records have come
@@ -303,15 +214,9 @@ typedef struct producer {
  * in submission order. The tag names (p, k). */
 static bo_cmd producer_cmd(uint32_t p, uint32_t k)
 {
-	bo_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = k % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
-	c.client_id = 1000 + p;
-	c.request_id = (uint64_t)k + 1;
-	c.event_id = EV;
-	c.seat_count = 1;
-	c.seats[0] = p * SEATS_PER_ROW + (k / 2) % SEATS_PER_ROW;
-	return c;
+	uint32_t seat = p * SEATS_PER_ROW + (k / 2) % SEATS_PER_ROW;
+	return tcmd_seats(k % 2 == 0 ? BO_OP_BLOCK : BO_OP_UNBLOCK, 1000 + p, (uint64_t)k + 1, EV,
+	                  &seat, 1);
 }
 
 static uint64_t producer_tag(uint32_t p, uint32_t k) { return ((uint64_t)p << 32) | k; }
@@ -491,16 +396,7 @@ Test(shard, idle_tick_expires_a_hold_with_no_command_arriving)
 	cr_assert_eq(shard_start(s), 0);
 
 	bo_seatmap *m = new_map();
-	bo_cmd cmds[2] = {create_cmd(m)};
-	memset(&cmds[1], 0, sizeof(cmds[1]));
-	cmds[1].op = BO_OP_HOLD_SEATS;
-	cmds[1].client_id = 5;
-	cmds[1].request_id = 1;
-	cmds[1].event_id = EV;
-	cmds[1].ttl_ms = 1000;
-	cmds[1].seat_count = 2;
-	cmds[1].seats[0] = 10;
-	cmds[1].seats[1] = 11;
+	bo_cmd cmds[2] = {create_cmd(m), tcmd_hold_seats(5, 1, EV, (const uint32_t[]){10, 11}, 2, 1000)};
 	uint64_t tags[2] = {1, 2};
 	cr_assert_eq(shard_submit(s, cmds, tags, 2), 0);
 	shard_out out[8];
@@ -713,19 +609,11 @@ static void *follow_main(void *arg)
 	}
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
 {
-	char dir[] = "/tmp/bo-shard-test-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[PATH_MAX];
+	int trc = tmpdir_make(dir, sizeof(dir), "bo-shard-test");
+	cr_assert_eq(trc, 0, "mkdtemp: %s", strerror(-trc));
 	shard_config cfg = small_config();
 	cfg.data_dir = dir;
 	cfg.snapshot_every = 64;
@@ -738,7 +626,7 @@ Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
 	int rc = shard_open(&cfg, &s, NULL, err, sizeof(err));
 	if (rc == -ENOSYS || rc == -EPERM) {
 		cr_log_info("io_uring refused by the kernel, skipped: %s", err);
-		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(dir);
 		return;
 	}
 	cr_assert_eq(rc, 0, "shard_open: %s", err);
@@ -778,37 +666,5 @@ Test(shard, a_durable_shard_snapshots_while_a_follower_reads_every_record_once)
 	follower_close(c.f);
 	shard_free(s);
 	bo_seatmap_free(m);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(dir);
 }
-
-#if defined(__SANITIZE_THREAD__)
-/* Each test runs in a child process, as under Criterion, so that a failed
- * or hung-up test does not hide the others; the exit code counts failures. */
-int main(void)
-{
-	int failed = 0;
-	for (int i = 0; i < harness_count; i++) {
-		harness_current = harness_tests[i].name;
-		int64_t t0 = bo_clock_ms();
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid < 0) {
-			perror("fork");
-			return 2;
-		}
-		if (pid == 0) {
-			harness_tests[i].fn();
-			exit(0);
-		}
-		int status = 0;
-		waitpid(pid, &status, 0);
-		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-		failed += !ok;
-		fprintf(stderr, "[%s] %s (%ld ms)\n", ok ? "PASS" : "FAIL", harness_current,
-			(long)(bo_clock_ms() - t0));
-	}
-	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d\n", harness_count,
-		harness_count - failed, failed);
-	return failed ? 1 : 0;
-}
-#endif

@@ -73,6 +73,7 @@
 #include <xxhash.h>
 
 #include "crash_config.h"
+#include "base/clock.h"
 #include "shard/shard.h"
 #include "shard/entry.h"
 #include "journal/journal.h"
@@ -90,12 +91,7 @@
 
 /* ---- Small helpers ------------------------------------------------------- */
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)bo_clock_ns() / 1e9; }
 
 static void *xrealloc(void *p, size_t n)
 {

@@ -78,6 +78,7 @@
 #include "base/clock.h"
 #include "shard/shard.h"
 #include "shard/entry.h"
+#include "shard/snapfile.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
 #include "tests/support/cmd.h"
@@ -573,11 +574,8 @@ static uint32_t list_snapshots(uint64_t *seqs, uint32_t cap)
 	uint32_t n = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		unsigned long long v;
-		char tail[8];
-		if (strlen(de->d_name) == 30 &&
-		    sscanf(de->d_name, "snap-%20llu.%7s", &v, tail) == 2 &&
-		    strcmp(tail, "snap") == 0) {
+		uint64_t v;
+		if (snapfile_name_parse(de->d_name, &v)) {
 			cr_assert_lt(n, cap);
 			seqs[n++] = v;
 		}

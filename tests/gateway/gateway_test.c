@@ -350,6 +350,12 @@ static void check_events(tserver *t, uint64_t first, uint32_t seats, uint64_t ot
 	nng_close(s);
 }
 
+/* Each server's output threads get their arguments from their own server
+ * (they used to come from one file-level array that a second server in the
+ * process overwrote). With the old array this test only fails when the
+ * second start races the first server's threads reading their arguments,
+ * so it is a guard on the per-server state, not a deterministic reproducer
+ * of that race: it fails if a server answers for, or stops, the other. */
 Test(gateway, two_servers_in_one_process)
 {
 	srv_start(&g_srv[0], 2, NULL, NULL);

@@ -178,13 +178,18 @@ void shard_config_default(shard_config *cfg)
 /* After changing published state: bump the count and wake sleepers. */
 static void event_notify(shard_event *ev)
 {
-	/* Release: the state change before it is seen by whoever sees the new
-	 * count. */
-	atomic_fetch_add_explicit(&ev->count, 1, memory_order_release);
-	/* Seq_cst fence (Dekker, changer half): the bump before the `waiters`
-	 * load; pairs with the fence in event_wait(). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&ev->waiters, memory_order_relaxed) > 0)
+	/* Dekker, changer half, with seq_cst operations rather than a fence
+	 * (ThreadSanitizer does not model fences; on x86 the RMW is a locked
+	 * instruction either way and the seq_cst load a plain one):
+	 *  - the bump releases the state change to whoever reads the new count;
+	 *  - the bump and the `waiters` load are both in the single total
+	 *    order with event_wait()'s registration and count load. Either
+	 *    the waiter's count load comes after the bump (it sees the change
+	 *    and does not sleep), or its registration came before our
+	 *    `waiters` load (we wake it, or its futex wait finds the count
+	 *    moved and returns). */
+	atomic_fetch_add_explicit(&ev->count, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&ev->waiters, memory_order_seq_cst) > 0)
 		syscall(SYS_futex, (uint32_t *)&ev->count, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
@@ -195,12 +200,13 @@ typedef int (*shard_ready_fn)(shard *s, const void *ctx);
 static int event_wait(shard *s, shard_event *ev, shard_ready_fn ready, const void *ctx, int64_t deadline_ns)
 {
 	int ok = 0;
-	atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_relaxed);
+	/* Dekker, waiter half (see event_notify): the registration and the
+	 * count load are seq_cst, so they and the changer's bump and `waiters`
+	 * load fall in one total order; the count load also acquires the state
+	 * change of the bump it sees, which ready() then reads. */
+	atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_seq_cst);
 	for (;;) {
-		uint32_t seen = atomic_load_explicit(&ev->count, memory_order_acquire);
-		/* Seq_cst fence (Dekker, waiter half): the `waiters` registration
-		 * before the condition's loads; pairs with event_notify(). */
-		atomic_thread_fence(memory_order_seq_cst);
+		uint32_t seen = atomic_load_explicit(&ev->count, memory_order_seq_cst);
 		if (ready(s, ctx)) {
 			ok = 1;
 			break;

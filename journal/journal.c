@@ -175,6 +175,7 @@
 #include <xxhash.h>
 
 #include "base/le.h"
+#include "base/parse.h"
 #include "journal_internal.h"
 
 #define SEG_MAGIC 0x314A4F42u
@@ -358,22 +359,15 @@ static void seghdr_build(uint8_t *p, uint32_t shard_id, uint64_t first_seq, uint
 	bo_le_store64(p + SEG_OFF_CHECKSUM, XXH3_64bits(p, SEG_OFF_CHECKSUM));
 }
 
-/* Parses a segment file name; returns 1 and its first seq, 0 for other files. */
-static int seg_name_parse(const char *name, uint64_t *first_seq)
+int journal_segment_name_parse(const char *name, uint64_t *first_seq)
 {
 	if (strlen(name) != SEG_NAME_LEN || strcmp(name + SEG_NAME_DIGITS, ".seg") != 0)
 		return 0;
-	uint64_t v = 0;
-	for (int i = 0; i < SEG_NAME_DIGITS; i++) {
-		if (name[i] < '0' || name[i] > '9')
-			return 0;
-		uint64_t d = (uint64_t)(name[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return 0;
-		v = v * 10 + d;
-	}
-	*first_seq = v;
-	return 1;
+	char digits[SEG_NAME_DIGITS + 1];
+	memcpy(digits, name, SEG_NAME_DIGITS);
+	digits[SEG_NAME_DIGITS] = '\0';
+	/* Digits only, no overflow (20 digits can exceed 2^64 - 1). */
+	return bo_parse_u64(digits, 0, UINT64_MAX, 0, first_seq) == 0;
 }
 
 /* ==== Reader ================================================================ */
@@ -718,7 +712,7 @@ static int seg_list(const char *dir, uint32_t shard_id, jsegent **out, uint32_t 
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		uint64_t first;
-		if (!seg_name_parse(de->d_name, &first))
+		if (!journal_segment_name_parse(de->d_name, &first))
 			continue;
 		if (n == cap) {
 			uint32_t ncap = cap ? cap * 2 : 16;

@@ -371,6 +371,11 @@ int journal_segments(const char *root, uint32_t shard_id, journal_segment_fn fn,
 int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err,
                   size_t err_len);
 
+/* Parses a segment file name (no directory): "<first seq, 20 decimal
+ * digits>.seg". Returns 1 and *first_seq, or 0 for any other name (the
+ * tools use it to tell segments from other files of a shard directory). */
+int journal_segment_name_parse(const char *name, uint64_t *first_seq /* OUT */);
+
 /* Operator maintenance (journal_truncate_at, the explicit repair) is a module
  * of its own: journal/maint.h. */
 

@@ -17,28 +17,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/parse.h"
+#include "journal/journal.h"
 #include "shard/snapfile.h"
 
-#define SEQ_DIGITS 20
 #define SHARD_DIGITS_MIN 4
 #define SHARD_DIGITS_MAX 10 /* a uint32_t */
-
-/* Parses exactly `n` decimal digits (n <= 20) into *v; 0 on anything else
- * or on overflow. */
-static int parse_digits(const char *s, size_t n, uint64_t *v)
-{
-	uint64_t x = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (x > (UINT64_MAX - d) / 10)
-			return 0;
-		x = x * 10 + d;
-	}
-	*v = x;
-	return 1;
-}
 
 /* "shard-NNNN" with 4..10 digits and a value that fits a uint32_t. */
 static int shard_name_parse(const char *name, uint32_t *id)
@@ -47,8 +31,7 @@ static int shard_name_parse(const char *name, uint32_t *id)
 		return 0;
 	size_t n = strlen(name + 6);
 	uint64_t v;
-	if (n < SHARD_DIGITS_MIN || n > SHARD_DIGITS_MAX || !parse_digits(name + 6, n, &v) ||
-	    v > UINT32_MAX)
+	if (n < SHARD_DIGITS_MIN || n > SHARD_DIGITS_MAX || bo_parse_u64(name + 6, 0, UINT32_MAX, 0, &v) != 0)
 		return 0;
 	/* The journal names shards with %04u: "shard-00012" is not shard 12's
 	 * directory, and reading it as such would read another directory. */
@@ -58,12 +41,6 @@ static int shard_name_parse(const char *name, uint32_t *id)
 		return 0;
 	*id = (uint32_t)v;
 	return 1;
-}
-
-static int seg_name_parse(const char *name, uint64_t *first_seq)
-{
-	return strlen(name) == SEQ_DIGITS + 4 && strcmp(name + SEQ_DIGITS, ".seg") == 0 &&
-	       parse_digits(name, SEQ_DIGITS, first_seq);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -172,7 +149,7 @@ int replay_dir_scan(const char *root, uint32_t shard, replay_shard_dir *out, cha
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		uint64_t seq;
-		int is_seg = seg_name_parse(de->d_name, &seq);
+		int is_seg = journal_segment_name_parse(de->d_name, &seq);
 		if (!is_seg && !snapfile_name_parse(de->d_name, &seq))
 			continue;
 		char path[PATH_MAX];
@@ -242,7 +219,7 @@ int64_t replay_dir_seg_index(const replay_shard_dir *d, const char *file)
 	const char *slash = strrchr(file, '/');
 	const char *name = slash ? slash + 1 : file;
 	uint64_t first;
-	if (!seg_name_parse(name, &first))
+	if (!journal_segment_name_parse(name, &first))
 		return -1;
 	/* Few segments, looked up once per segment change: linear is fine. */
 	for (uint32_t i = 0; i < d->seg_count; i++)

@@ -4,6 +4,8 @@
  */
 #include "shard/snapfile.h"
 
+#include "base/parse.h"
+
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
@@ -31,18 +33,11 @@ int snapfile_name_parse(const char *name, uint64_t *seq)
 	if (strlen(name) != SNAPFILE_NAME_LEN || strncmp(name, "snap-", 5) != 0 ||
 	    strcmp(name + 5 + SNAPFILE_SEQ_DIGITS, ".snap") != 0)
 		return 0;
-	uint64_t v = 0;
-	for (unsigned i = 0; i < SNAPFILE_SEQ_DIGITS; i++) {
-		char c = name[5 + i];
-		if (c < '0' || c > '9')
-			return 0;
-		uint64_t d = (uint64_t)(c - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return 0; /* 20 digits can exceed 2^64 - 1 */
-		v = v * 10 + d;
-	}
-	*seq = v;
-	return 1;
+	char digits[SNAPFILE_SEQ_DIGITS + 1];
+	memcpy(digits, name + 5, SNAPFILE_SEQ_DIGITS);
+	digits[SNAPFILE_SEQ_DIGITS] = '\0';
+	/* Digits only, no overflow (20 digits can exceed 2^64 - 1). */
+	return bo_parse_u64(digits, 0, UINT64_MAX, 0, seq) == 0;
 }
 
 /* ---- Peek ---------------------------------------------------------------- */

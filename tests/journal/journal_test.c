@@ -1346,3 +1346,27 @@ Test(journal, segments_listing_stops_on_request_and_reports_missing_shard)
 	cr_assert_eq(l.calls, 0);
 	cr_assert_neq(strstr(err, "shard-0004"), NULL, "%s", err);
 }
+
+/* Segment file names: the one parser that the journal and the operator
+ * tools share. Exactly 20 decimal digits and ".seg"; nothing else. */
+Test(journal, segment_names)
+{
+	uint64_t v = 0;
+	cr_assert_eq(journal_segment_name_parse("00000000000000000001.seg", &v), 1);
+	cr_assert_eq(v, 1);
+	cr_assert_eq(journal_segment_name_parse("18446744073709551615.seg", &v), 1);
+	cr_assert_eq(v, UINT64_MAX);
+	const char *bad[] = {
+	        "0000000000000000001.seg",   /* 19 digits */
+	        "000000000000000000001.seg", /* 21 digits */
+	        "0000000000000000000a.seg",  "+0000000000000000001.seg", " 0000000000000000001.seg",
+	        "18446744073709551616.seg", /* 2^64 */
+	        "00000000000000000001.SEG",  "00000000000000000001.seg.tmp", "00000000000000000001",
+	        "snap-00000000000000000001.snap", "",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 7;
+		cr_assert_eq(journal_segment_name_parse(bad[i], &v), 0, "accepted '%s'", bad[i]);
+		cr_assert_eq(v, 7, "'%s' wrote its output", bad[i]);
+	}
+}

@@ -5,7 +5,9 @@
 #include "base/seatmap.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 bo_seatmap *bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count)
 {
@@ -30,6 +32,27 @@ bo_seatmap *bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t poo
 }
 
 void bo_seatmap_free(bo_seatmap *map) { free(map); }
+
+int bo_seatmap_dup(const bo_seatmap *m, bo_seatmap **out)
+{
+	assert(m && out);
+	*out = NULL;
+	if (m->row_count > BO_ROWS_PER_EVENT_MAX || m->seat_count > BO_SEATS_PER_EVENT_MAX ||
+	    m->pool_count > BO_POOLS_PER_EVENT_MAX)
+		return -EINVAL;
+	bo_seatmap *c = bo_seatmap_new(m->row_count, m->seat_count, m->pool_count);
+	if (!c)
+		return -ENOMEM;
+	c->category_count = m->category_count;
+	if (m->rows)
+		memcpy(c->rows, m->rows, m->row_count * sizeof(*m->rows));
+	if (m->categories)
+		memcpy(c->categories, m->categories, m->seat_count);
+	if (m->pool_capacity)
+		memcpy(c->pool_capacity, m->pool_capacity, m->pool_count * sizeof(*m->pool_capacity));
+	*out = c;
+	return 0;
+}
 
 bo_detail bo_seatmap_check(const bo_seatmap *m)
 {

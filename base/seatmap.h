@@ -18,6 +18,13 @@
 bo_seatmap *bo_seatmap_new(uint32_t row_count, uint32_t seat_count, uint32_t pool_count);
 void bo_seatmap_free(bo_seatmap *map);
 
+/* Copies `map` (valid or not) into a new block the caller owns
+ * (bo_seatmap_free). An array the original lacks stays zeroed in the copy,
+ * which bo_seatmap_check refuses the same way. Returns 0 and *out; -EINVAL
+ * when a count is over the limits bo_seatmap_new takes; -ENOMEM. *out is
+ * NULL on failure. */
+int bo_seatmap_dup(const bo_seatmap *map, bo_seatmap **out /* OUT */);
+
 /* Checks a map against every rule above. Returns BO_D_NONE when valid. */
 bo_detail bo_seatmap_check(const bo_seatmap *map);
 

@@ -594,26 +594,6 @@ void gw_stats_get(const gw_server *cgw, gw_stats *out)
 	out->busy = atomic_load_explicit(&gw->busy, memory_order_relaxed);
 }
 
-/* A copy of a seat map, for the local slot to own (wire_free_maps frees
- * it). NULL when out of memory or when the map is over the limits
- * bo_seatmap_new() takes. */
-static bo_seatmap *seatmap_dup(const bo_seatmap *m)
-{
-	bo_seatmap *c = bo_seatmap_new(m->row_count, m->seat_count, m->pool_count);
-	if (!c)
-		return NULL;
-	c->category_count = m->category_count;
-	/* An invalid map may lack an array: the copy keeps zeroes there, which
-	 * the engine refuses the same way (map_invalid). */
-	if (m->rows)
-		memcpy(c->rows, m->rows, m->row_count * sizeof(*m->rows));
-	if (m->categories)
-		memcpy(c->categories, m->categories, m->seat_count);
-	if (m->pool_capacity)
-		memcpy(c->pool_capacity, m->pool_capacity, m->pool_count * sizeof(*m->pool_capacity));
-	return c;
-}
-
 /* Copies cmds[0..n) into the local slot, each create_event's map as a copy
  * the slot owns: a shard borrows a map until the command's result comes
  * out, which can be after a timed-out gw_apply_local returned and its
@@ -624,13 +604,12 @@ static int local_copy_in(gw_slot *sl, const bo_cmd *cmds, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		if (cmds[i].op != BO_OP_CREATE_EVENT || !cmds[i].map)
 			continue;
-		sl->cmds[i].map = seatmap_dup(cmds[i].map);
-		if (!sl->cmds[i].map) {
-			const bo_seatmap *m = cmds[i].map;
-			int over = m->row_count > BO_ROWS_PER_EVENT_MAX || m->seat_count > BO_SEATS_PER_EVENT_MAX ||
-				   m->pool_count > BO_POOLS_PER_EVENT_MAX;
+		bo_seatmap *copy;
+		int rc = bo_seatmap_dup(cmds[i].map, &copy);
+		sl->cmds[i].map = copy;
+		if (rc < 0) {
 			wire_free_maps(sl->cmds, i);
-			return over ? -EINVAL : -ENOMEM;
+			return rc;
 		}
 	}
 	return 0;

@@ -2802,3 +2802,39 @@ Test(memory, a_million_seats_in_short_mixed_rows_stay_within_budget)
 	 * counters are near their maximum. */
 	expect_event_rss_at(__LINE__, "62500 x 16, 9 categories a row", 62500, 16, 9);
 }
+
+/* bo_seatmap_dup: an exact, independent copy (valid or not); counts over
+ * the limits are -EINVAL, not a copy. */
+Test(engine, seatmap_dup_copies_exactly_and_refuses_counts_over_limits)
+{
+	bo_seatmap *m = map_spec("0012|0122", 3, 2, 40);
+	bo_seatmap *c = NULL;
+	cr_assert_eq(bo_seatmap_dup(m, &c), 0);
+	cr_assert_not_null(c);
+	cr_assert_neq(c, m);
+	cr_assert_eq(c->row_count, m->row_count);
+	cr_assert_eq(c->seat_count, m->seat_count);
+	cr_assert_eq(c->pool_count, m->pool_count);
+	cr_assert_eq(c->category_count, m->category_count);
+	cr_assert_arr_eq(c->rows, m->rows, m->row_count * sizeof(*m->rows));
+	cr_assert_arr_eq(c->categories, m->categories, m->seat_count);
+	cr_assert_arr_eq(c->pool_capacity, m->pool_capacity, m->pool_count * sizeof(uint32_t));
+	cr_assert_eq(bo_seatmap_check(c), BO_D_NONE);
+	m->categories[0] = 2; /* the copy does not follow the original */
+	cr_assert_eq(c->categories[0], 0);
+	bo_seatmap_free(c);
+
+	/* An invalid map (category out of range) copies as it is and is refused
+	 * the same way. */
+	m->categories[0] = 7;
+	cr_assert_eq(bo_seatmap_dup(m, &c), 0);
+	cr_assert_eq(bo_seatmap_check(c), BO_D_MAP_INVALID);
+	bo_seatmap_free(c);
+
+	bo_seatmap over = *m;
+	over.seat_count = BO_SEATS_PER_EVENT_MAX + 1;
+	c = m; /* must be reset */
+	cr_assert_eq(bo_seatmap_dup(&over, &c), -EINVAL);
+	cr_assert_null(c);
+	bo_seatmap_free(m);
+}

@@ -111,6 +111,7 @@ struct shard {
 	 * (acquire) by followers and the keeper before they read journal files
 	 * or act on the records: what is read up to it is on disk. */
 	atomic_uint_least64_t durable;
+	atomic_uint_least64_t retain; /* shard_retain(): prune keeps records after it */
 	/* Waits for the durable sequence (followers, the keeper for its
 	 * snapshot's records), also bumped on failure and keeper stop. The
 	 * writer pays a fence per durable advance, and a wake system call only
@@ -170,6 +171,7 @@ void shard_config_default(shard_config *cfg)
 	journal_options_default(&cfg->journal);
 	cfg->snapshot_every = 0;
 	cfg->prune = 1;
+	cfg->retain_seq = UINT64_MAX;
 	cfg->verify_replay = 1;
 }
 
@@ -254,6 +256,19 @@ uint64_t shard_durable_seq(const shard *s)
 {
 	/* Acquire: pairs with publish_durable's release. */
 	return atomic_load_explicit(&((shard *)s)->durable, memory_order_acquire);
+}
+
+void shard_retain(shard *s, uint64_t seq)
+{
+	uint64_t cur = atomic_load_explicit(&s->retain, memory_order_relaxed);
+	while (cur < seq && !atomic_compare_exchange_weak_explicit(&s->retain, &cur, seq, memory_order_relaxed,
+								   memory_order_relaxed)) {
+	}
+}
+
+uint64_t shard_retained(const shard *s)
+{
+	return atomic_load_explicit(&((shard *)s)->retain, memory_order_relaxed);
 }
 
 static int durable_passed(shard *s, const void *ctx)
@@ -559,7 +574,10 @@ static int snapshot_install(shard *s)
 	close(dfd);
 	if (s->cfg.prune) {
 		char err[JOURNAL_ERR_LEN];
-		if (journal_prune(s->cfg.data_dir, s->cfg.id, s->snap_child_seq, err, sizeof(err)) < 0)
+		uint64_t upto = s->snap_child_seq, floor = shard_retained(s);
+		if (floor < upto)
+			upto = floor; /* a committer still needs what follows its position */
+		if (upto > 0 && journal_prune(s->cfg.data_dir, s->cfg.id, upto, err, sizeof(err)) < 0)
 			bo_log(BO_LOG_WARN, "shard=%u msg=\"journal prune failed\" err=\"%s\"", s->cfg.id, err);
 	}
 	return 0;
@@ -791,6 +809,7 @@ int shard_new(const shard_config *cfg, shard **out)
 	atomic_init(&s->stopping, 0);
 	atomic_init(&s->batches, 0);
 	atomic_init(&s->durable, 0);
+	atomic_init(&s->retain, cfg->retain_seq);
 	atomic_init(&s->failed, 0);
 	atomic_init(&s->snapshots, 0);
 	atomic_init(&s->snap_stall_ns_max, 0);

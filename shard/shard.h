@@ -87,6 +87,11 @@ typedef struct shard_config {
 	journal_options journal;  /* sync mode, segment size, force_truncate, fault hook */
 	uint64_t snapshot_every;  /* records between snapshots; 0: never */
 	int prune;		  /* remove segments a snapshot covers (default 1) */
+	/* Retention for a follower that must see every record (the database
+	 * committer): pruning never removes a record after this sequence.
+	 * UINT64_MAX (default): no such follower. 0: keep everything until
+	 * shard_retain() moves it. */
+	uint64_t retain_seq;
 	int verify_replay;	  /* recovery compares re-executed results (default 1) */
 } shard_config;
 
@@ -144,6 +149,14 @@ int shard_durable_wait(const shard *s, uint64_t seq, int64_t timeout_ns, uint64_
 /* The configuration the shard was opened with (its data_dir string is the
  * caller's, as given). Valid while the shard lives. */
 const shard_config *shard_get_config(const shard *s);
+
+/* Moves the retention floor (shard_config.retain_seq): later prunes keep
+ * every record after `seq`. A committer calls it with the sequence it has
+ * applied, after each commit. Thread-safe; the floor only moves forward. */
+void shard_retain(shard *s, uint64_t seq);
+
+/* The retention floor now (UINT64_MAX: none). Thread-safe. */
+uint64_t shard_retained(const shard *s);
 
 /* Starts the writer thread. 0, or -errno from pthread_create. */
 int shard_start(shard *s);

@@ -179,6 +179,117 @@ int wire_decode_replies(const uint8_t *buf, size_t len, bo_result *out /* OUT */
                         wire_reply_info *info /* OUT, may be NULL */, uint32_t cap,
                         wire_msg *msg /* OUT */);
 
+/* ---- Admin requests: server_status ----------------------------------------
+ *
+ * Requests about the server itself rather than commands for the engine:
+ * read-only, never journaled, never idempotency-tracked, and not ops of
+ * base/types.h (bo_op is the engine's vocabulary; an admin request never
+ * reaches a shard). An admin request is one map {"op": "<admin op>"} (keys
+ * "client" and "request" are accepted and ignored, any other key is an
+ * error); inside an array its op is just an unknown op (bad_op).
+ *
+ * The gateway asks wire_decode_admin() first and falls back to
+ * wire_decode_request(), whose contract stays "commands for the engine".
+ * wire_decode_admin() refuses at once (WIRE_ADMIN_NONE, without walking the
+ * message) anything but a top-level map of at most WIRE_ADMIN_MSG_MAX
+ * bytes, so a command batch is parsed once as before and only small
+ * single-command maps are looked at twice (a few dozen bytes).
+ */
+
+/* Largest admin request; anything larger is decoded as commands. */
+#define WIRE_ADMIN_MSG_MAX 1024u
+
+typedef enum wire_admin {
+	WIRE_ADMIN_NONE = 0,          /* not an admin request: decode commands */
+	WIRE_ADMIN_SERVER_STATUS = 1, /* {"op": "server_status"} */
+} wire_admin;
+
+/* Shards a server_status reply describes at most. The gateway's
+ * GW_SHARDS_MAX and the client library's BOC_SHARDS_MAX are asserted equal
+ * to it. */
+#define WIRE_STATUS_SHARDS_MAX 64u
+/* Bytes of a committer's reason, NUL included (the committer's own bound,
+ * COMMITTER_REASON_LEN; a longer text from a peer is truncated). */
+#define WIRE_REASON_LEN_MAX 256u
+/* Bytes of the server's version string, NUL included (longer: truncated). */
+#define WIRE_SERVER_VERSION_LEN_MAX 32u
+
+/* A shard's database committer as the wire names it. OFF: the server runs
+ * without a database; the others are committer.h's states. */
+typedef enum wire_committer_state {
+	WIRE_COMMITTER_OFF = 0,
+	WIRE_COMMITTER_STARTING = 1,
+	WIRE_COMMITTER_RUNNING = 2,
+	WIRE_COMMITTER_RETRYING = 3,
+	WIRE_COMMITTER_STOPPED = 4,
+	WIRE_COMMITTER_STATE_COUNT
+} wire_committer_state;
+
+typedef struct wire_committer_status {
+	uint8_t state;        /* wire_committer_state */
+	uint64_t applied_seq; /* last journal sequence in the database */
+	uint64_t lag_records; /* durable records not yet applied */
+	uint64_t lag_ms;      /* age of the oldest of them (0: none) */
+	uint64_t batches;     /* database transactions committed */
+	uint64_t changes;     /* seat_changes rows written */
+	uint64_t outbox;      /* inventory_events rows written */
+	uint64_t retries;     /* failed attempts retried */
+	char reason[WIRE_REASON_LEN_MAX]; /* why not running; "" when running */
+} wire_committer_status;
+
+typedef struct wire_shard_status {
+	uint32_t shard;       /* its index: entry i of the reply is shard i */
+	uint64_t durable_seq; /* highest journal sequence on disk */
+	uint64_t batches;     /* writer batches applied since start */
+	wire_committer_status committer;
+} wire_shard_status;
+
+/* An "ok" server_status reply. */
+typedef struct wire_server_status {
+	char version[WIRE_SERVER_VERSION_LEN_MAX]; /* the server's version */
+	uint32_t shard_count;                      /* 1..WIRE_STATUS_SHARDS_MAX */
+	wire_shard_status shards[WIRE_STATUS_SHARDS_MAX];
+} wire_server_status;
+
+/* "off", "starting", "running", "retrying", "stopped"; NULL out of range. */
+const char *wire_committer_state_name(int state);
+
+/* Server side: whether buf[0..len) is an admin request. Returns
+ *  WIRE_ADMIN_NONE  not one (not a map, larger than WIRE_ADMIN_MSG_MAX, no
+ *                   string "op" naming an admin op, or not msgpack at all):
+ *                   decode it with wire_decode_request;
+ *  > 0              the wire_admin it asks for;
+ *  -EINVAL          an admin op with a key that does not apply to it, a
+ *                   repeated key, or "client"/"request" not a uint64:
+ *                   out->error says which; answer with
+ *                   wire_encode_error(BO_INVALID, out->error).
+ * Allocates nothing. */
+int wire_decode_admin(const uint8_t *buf, size_t len, wire_msg *out /* OUT */);
+
+/* Server side: appends the "ok" reply of server_status:
+ * {"status": "ok", "version": ..., "shards": [...]} (schemas/protocol.md
+ * section 11). Returns 0, -EINVAL (shard_count 0 or over
+ * WIRE_STATUS_SHARDS_MAX, shards[i].shard != i, a committer state out of
+ * range, a reason or version without its NUL) or -ENOMEM; on failure `out`
+ * is unchanged. */
+int wire_encode_server_status(const wire_server_status *st, msgpack_sbuffer *out);
+
+/* Client side: appends the request {"op": "server_status"}. 0 or -ENOMEM. */
+int wire_encode_server_status_request(msgpack_sbuffer *out);
+
+/* Client side: decodes the reply to server_status into *st and *status.
+ * Returns 0 with *status the reply's bo_status: BO_OK and *st filled; or
+ * another status (the server refused or shed the request, or is too old
+ * to know it: invalid/bad_op) with msg->error its "error" text and *st
+ * zeroed. -EINVAL: not a valid reply (message-level failures as
+ * wire_decode_replies, not a map, a missing or mistyped key, an unknown
+ * status or committer state, no shards or more than
+ * WIRE_STATUS_SHARDS_MAX, an entry whose "shard" is not its index);
+ * msg->error says why. Unknown keys are skipped; texts longer than their
+ * field are truncated. Allocates nothing. */
+int wire_decode_server_status(const uint8_t *buf, size_t len, wire_server_status *st /* OUT */,
+                              int *status /* OUT */, wire_msg *msg /* OUT */);
+
 /* ---- Names --------------------------------------------------------------- */
 
 /* The wire name of a bo_detail ("seat_unavailable", ...; "none" for

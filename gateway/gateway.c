@@ -101,6 +101,19 @@ struct gw_server {
 	atomic_int closed; /* close_main finished nng_close (release/acquire) */
 	int close_hung;	   /* gw_stop gave up on nng_close: do not free */
 	atomic_uint_least64_t requests, commands, invalid_msgs, busy;
+	/* Database committers (NULL without a dsn, and after gw_stop stopped
+	 * them). status_lock guards the pointers against a server_status
+	 * reader while gw_stop takes them out, and the status buffer. */
+	committer *committers[GW_SHARDS_MAX];
+	pthread_mutex_t status_lock;
+	wire_server_status status_buf; /* under status_lock: ~20 KiB, off every stack */
+	/* The status thread: logs every status_every_ms and on state changes. */
+	pthread_t status_thread;
+	int status_started;
+	pthread_mutex_t status_stop_lock;
+	pthread_cond_t status_stop_cv; /* CLOCK_MONOTONIC */
+	int status_stop;	       /* under status_stop_lock */
+	wire_server_status status_log_buf; /* the status thread's own */
 };
 
 void gw_config_default(gw_config *cfg)
@@ -119,6 +132,10 @@ void gw_config_default(gw_config *cfg)
 	 * not too often; 10M records replay in ~2.5 s (scripts/bench
 	 * recovery), which bounds a restart without one. */
 	cfg->shard.snapshot_every = 10000000;
+	committer_config_default(&cfg->committer);
+	cfg->committer.dsn = NULL;
+	cfg->status_every_ms = GW_STATUS_EVERY_MS_DEFAULT;
+	cfg->version = "unknown";
 }
 
 static void busy_result(const bo_cmd *cmd, bo_result *r)
@@ -219,10 +236,24 @@ static void slot_submit(gw_slot *sl)
 		slot_complete(sl);
 }
 
+static void send_server_status(gw_slot *sl);
+
 static void slot_received(gw_slot *sl, nng_msg *msg)
 {
 	gw_server *gw = sl->gw;
 	wire_msg wm;
+	int admin = wire_decode_admin(nng_msg_body(msg), nng_msg_len(msg), &wm);
+	if (admin != WIRE_ADMIN_NONE) {
+		nng_msg_free(msg);
+		if (admin < 0) {
+			atomic_fetch_add_explicit(&gw->invalid_msgs, 1, memory_order_relaxed);
+			send_error(sl, BO_INVALID, wm.error);
+			return;
+		}
+		assert(admin == WIRE_ADMIN_SERVER_STATUS);
+		send_server_status(sl);
+		return;
+	}
 	int rc = wire_decode_request(nng_msg_body(msg), nng_msg_len(msg), sl->cmds, sl->errs, WIRE_BATCH_MAX, &wm);
 	nng_msg_free(msg);
 	if (rc != 0) {
@@ -303,6 +334,232 @@ static void *out_main(void *arg)
 	return NULL;
 }
 
+/* ---- Status: server_status, the status log, the committers --------------- */
+
+static uint8_t wire_state(int state)
+{
+	switch (state) {
+	case COMMITTER_STARTING:
+		return WIRE_COMMITTER_STARTING;
+	case COMMITTER_RUNNING:
+		return WIRE_COMMITTER_RUNNING;
+	case COMMITTER_RETRYING:
+		return WIRE_COMMITTER_RETRYING;
+	default:
+		return WIRE_COMMITTER_STOPPED;
+	}
+}
+
+/* One shard's status (status_lock held: the committer pointer is stable). */
+static void shard_status_fill(gw_server *gw, uint32_t k, wire_shard_status *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->shard = k;
+	shard_stats ss;
+	shard_stats_get(gw->shards[k], &ss);
+	o->durable_seq = ss.durable_seq;
+	o->batches = ss.batches;
+	wire_committer_status *w = &o->committer;
+	if (!gw->cfg.committer.dsn) {
+		w->state = WIRE_COMMITTER_OFF;
+		snprintf(w->reason, sizeof(w->reason), "no database: journal not carried to PostgreSQL");
+		return;
+	}
+	if (!gw->committers[k]) {
+		w->state = WIRE_COMMITTER_STOPPED;
+		snprintf(w->reason, sizeof(w->reason), "the server is stopping");
+		return;
+	}
+	committer_status cs;
+	committer_status_get(gw->committers[k], &cs);
+	w->state = wire_state(cs.state);
+	w->applied_seq = cs.applied_seq;
+	w->lag_records = cs.lag_records;
+	w->lag_ms = cs.lag_ms;
+	w->batches = cs.batches;
+	w->changes = cs.changes;
+	w->outbox = cs.outbox;
+	w->retries = cs.retries;
+	_Static_assert(sizeof(w->reason) >= sizeof(cs.reason), "the reason fits");
+	memcpy(w->reason, cs.reason, sizeof(cs.reason));
+	w->reason[sizeof(cs.reason) - 1] = '\0';
+}
+
+/* Fills out (status_lock held). */
+static void status_fill(gw_server *gw, wire_server_status *out)
+{
+	memset(out->version, 0, sizeof(out->version));
+	snprintf(out->version, sizeof(out->version), "%s", gw->cfg.version ? gw->cfg.version : "unknown");
+	out->shard_count = gw->cfg.shards;
+	for (uint32_t k = 0; k < gw->cfg.shards; k++)
+		shard_status_fill(gw, k, &out->shards[k]);
+}
+
+void gw_server_status(gw_server *gw, wire_server_status *out)
+{
+	pthread_mutex_lock(&gw->status_lock);
+	status_fill(gw, out);
+	pthread_mutex_unlock(&gw->status_lock);
+}
+
+/* Answers server_status (an nng callback): busy once the server drains, as
+ * every other request. */
+static void send_server_status(gw_slot *sl)
+{
+	gw_server *gw = sl->gw;
+	sl->count = 0;
+	pthread_mutex_lock(&gw->status_lock);
+	int draining = atomic_load_explicit(&gw->draining, memory_order_relaxed);
+	int rc = 0;
+	if (!draining) {
+		status_fill(gw, &gw->status_buf);
+		sl->reply.size = 0;
+		rc = wire_encode_server_status(&gw->status_buf, &sl->reply);
+	}
+	pthread_mutex_unlock(&gw->status_lock);
+	if (draining) {
+		send_error(sl, BO_BUSY, "server stopping, retry later");
+		return;
+	}
+	if (rc != 0) {
+		bo_log(BO_LOG_ERROR, "msg=\"server_status reply could not be encoded\" error=%d", rc);
+		send_error(sl, BO_INVALID, "internal error: server_status reply could not be encoded");
+		return;
+	}
+	slot_send(sl);
+}
+
+/* A reason as one log value: quotes become ' and controls spaces, so the
+ * line stays one key="value" line whatever the database said. */
+static void log_text(char *dst, size_t cap, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] && i + 1 < cap; i++) {
+		unsigned char ch = (unsigned char)src[i];
+		dst[i] = ch == '"' ? '\'' : ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+	}
+	dst[i] = '\0';
+}
+
+static void status_log_shard(const wire_shard_status *s)
+{
+	const wire_committer_status *c = &s->committer;
+	char reason[WIRE_REASON_LEN_MAX];
+	log_text(reason, sizeof(reason), c->reason);
+	int show_reason = c->state != WIRE_COMMITTER_RUNNING && reason[0];
+	if (c->state == WIRE_COMMITTER_OFF) {
+		bo_log(BO_LOG_INFO, "msg=\"status\" shard=%u durable_seq=%" PRIu64 " committer=off%s%s%s", s->shard,
+		       s->durable_seq, show_reason ? " reason=\"" : "", show_reason ? reason : "",
+		       show_reason ? "\"" : "");
+		return;
+	}
+	bo_log(BO_LOG_INFO,
+	       "msg=\"status\" shard=%u durable_seq=%" PRIu64 " committer=%s applied_seq=%" PRIu64
+	       " lag_records=%" PRIu64 " lag_ms=%" PRIu64 "%s%s%s",
+	       s->shard, s->durable_seq, wire_committer_state_name(c->state), c->applied_seq, c->lag_records,
+	       c->lag_ms, show_reason ? " reason=\"" : "", show_reason ? reason : "", show_reason ? "\"" : "");
+}
+
+/* How often the status thread looks for a committer state change: the
+ * committer has no callback, and its status is a handful of atomic loads. */
+#define GW_STATUS_POLL_MS 100
+
+/* The status thread: a line per shard every status_every_ms (the first at
+ * once), and a shard's line as soon as its committer changes state. */
+static void *status_main(void *arg)
+{
+	gw_server *gw = arg;
+	wire_server_status *st = &gw->status_log_buf;
+	uint8_t prev[GW_SHARDS_MAX];
+	memset(prev, 0xff, sizeof(prev));
+	int64_t next = bo_clock_ns();
+	pthread_mutex_lock(&gw->status_stop_lock);
+	while (!gw->status_stop) {
+		pthread_mutex_unlock(&gw->status_stop_lock);
+		gw_server_status(gw, st);
+		int64_t now = bo_clock_ns();
+		int periodic = now >= next;
+		if (periodic)
+			next = now + (int64_t)gw->cfg.status_every_ms * 1000000;
+		for (uint32_t k = 0; k < st->shard_count; k++) {
+			uint8_t state = st->shards[k].committer.state;
+			int changed = prev[k] != 0xff && prev[k] != state;
+			prev[k] = state;
+			if (periodic || changed)
+				status_log_shard(&st->shards[k]);
+		}
+		int64_t wake = bo_clock_ns() + GW_STATUS_POLL_MS * 1000000LL;
+		struct timespec ts = {.tv_sec = wake / 1000000000, .tv_nsec = wake % 1000000000};
+		pthread_mutex_lock(&gw->status_stop_lock);
+		if (!gw->status_stop)
+			pthread_cond_timedwait(&gw->status_stop_cv, &gw->status_stop_lock, &ts);
+	}
+	pthread_mutex_unlock(&gw->status_stop_lock);
+	return NULL;
+}
+
+static int status_thread_start(gw_server *gw, char *err, size_t errlen)
+{
+	if (gw->cfg.status_every_ms == 0)
+		return 0;
+	int rc = -pthread_create(&gw->status_thread, NULL, status_main, gw);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot start the status thread: %s", strerror(-rc));
+		return rc;
+	}
+	gw->status_started = 1;
+	return 0;
+}
+
+static void status_thread_stop(gw_server *gw)
+{
+	if (!gw->status_started)
+		return;
+	pthread_mutex_lock(&gw->status_stop_lock);
+	gw->status_stop = 1;
+	pthread_cond_signal(&gw->status_stop_cv);
+	pthread_mutex_unlock(&gw->status_stop_lock);
+	pthread_join(gw->status_thread, NULL);
+	gw->status_started = 0;
+}
+
+/* One committer per started shard (with a dsn). Returns 0 or a negative
+ * errno (err); what started is stopped by committers_stop(). */
+static int committers_start(gw_server *gw, char *err, size_t errlen)
+{
+	if (!gw->cfg.committer.dsn)
+		return 0;
+	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
+		char cerr[GW_ERR_LEN];
+		committer *c;
+		int rc = committer_start(gw->shards[k], &gw->cfg.committer, &c, cerr, sizeof(cerr));
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: cannot start its database committer: %s", k, cerr);
+			return rc;
+		}
+		pthread_mutex_lock(&gw->status_lock);
+		gw->committers[k] = c;
+		pthread_mutex_unlock(&gw->status_lock);
+	}
+	return 0;
+}
+
+/* Takes the committers out of reach of server_status, then stops each: it
+ * applies what is durable (the shards are stopped: nothing more comes) when
+ * the database is reachable, and exits. */
+static void committers_stop(gw_server *gw)
+{
+	committer *cs[GW_SHARDS_MAX];
+	pthread_mutex_lock(&gw->status_lock);
+	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
+		cs[k] = gw->committers[k];
+		gw->committers[k] = NULL;
+	}
+	pthread_mutex_unlock(&gw->status_lock);
+	for (uint32_t k = 0; k < gw->cfg.shards; k++)
+		committer_stop(cs[k]);
+}
+
 /* ---- Life cycle ---------------------------------------------------------- */
 
 static int slot_init(gw_server *gw, gw_slot *sl, uint32_t index)
@@ -360,6 +617,8 @@ static int shards_open(gw_server *gw, char *err, size_t errlen)
 		shard_config sc = cfg->shard;
 		sc.id = k;
 		sc.data_dir = cfg->data_dir;
+		if (cfg->committer.dsn)
+			sc.retain_seq = 0; /* keep the journal until the committer applied it */
 		shard_recovery rec;
 		char serr[GW_ERR_LEN];
 		int rc = shard_open(&sc, &gw->shards[k], &rec, serr, sizeof(serr));
@@ -471,9 +730,20 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		return -ENOMEM;
 	gw->cfg = *cfg;
 	pthread_mutex_init(&gw->local_lock, NULL);
+	pthread_mutex_init(&gw->status_lock, NULL);
+	pthread_mutex_init(&gw->status_stop_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* bo_clock_ns deadlines */
+	pthread_cond_init(&gw->status_stop_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	int rc = shards_open(gw, err, errlen);
 	if (rc == 0)
 		rc = shards_start(gw, err, errlen);
+	if (rc == 0)
+		rc = committers_start(gw, err, errlen);
+	if (rc == 0)
+		rc = status_thread_start(gw, err, errlen);
 	if (rc == 0)
 		rc = slots_alloc(gw, err, errlen);
 	if (rc == 0)
@@ -484,6 +754,8 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		if (gw->sock_open)
 			nng_close(gw->sock);
 		stop_shards(gw);
+		status_thread_stop(gw);
+		committers_stop(gw);
 		gw_free(gw);
 		return rc;
 	}
@@ -517,6 +789,8 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 		usleep(1000);
 	}
 	stop_shards(gw);
+	status_thread_stop(gw);
+	committers_stop(gw);
 	/* From here a context that answers (busy) takes no further request,
 	 * so what is in flight can only shrink; wait for it once more. */
 	atomic_store_explicit(&gw->closing, 1, memory_order_relaxed);
@@ -572,6 +846,9 @@ void gw_free(gw_server *gw)
 	for (uint32_t k = 0; k < gw->cfg.shards; k++)
 		shard_free(gw->shards[k]);
 	pthread_mutex_destroy(&gw->local_lock);
+	pthread_mutex_destroy(&gw->status_lock);
+	pthread_mutex_destroy(&gw->status_stop_lock);
+	pthread_cond_destroy(&gw->status_stop_cv);
 	free(gw);
 }
 

@@ -13,6 +13,14 @@
  *   command), and the thread that completes a request's last result
  *   encodes and sends its reply.
  *
+ * With a database (gw_config.committer.dsn), one committer per shard
+ * (committer/committer.h) carries the durable journal into PostgreSQL on
+ * threads of its own; the shards then keep their journal until it is
+ * applied (shard_retain). A status thread logs each shard's durable
+ * sequence and committer state every status_every_ms, and at once when a
+ * committer's state changes; the admin request server_status
+ * (protocol/wire.h) answers the same from the nng threads.
+ *
  * Each of `contexts` nng contexts owns one request slot, allocated at
  * start-up with room for a full message (WIRE_BATCH_MAX commands): the
  * number of requests in flight is bounded, and a request never allocates
@@ -24,11 +32,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "committer/committer.h"
+#include "protocol/wire.h"
 #include "shard/shard.h"
 
 #define GW_LISTEN_MAX 8u
 #define GW_SHARDS_MAX 64u
 #define GW_ERR_LEN 1024u
+
+_Static_assert(GW_SHARDS_MAX <= WIRE_STATUS_SHARDS_MAX, "server_status describes every shard");
+_Static_assert(COMMITTER_REASON_LEN <= WIRE_REASON_LEN_MAX, "a committer's reason fits the reply");
+
+/* Default interval of the status log, and its bound. */
+#define GW_STATUS_EVERY_MS_DEFAULT 10000u
+#define GW_STATUS_EVERY_MS_MAX 86400000u
 
 /* Requests in flight at once, default: each holds up to 4096 commands, so
  * 32 keep ~130k commands in flight, far more than a 2-core machine needs
@@ -45,6 +62,12 @@ typedef struct gw_config {
 	size_t recv_max_bytes;		     /* largest request body, 1..WIRE_MSG_MAX: one
 					      * byte more drops the connection */
 	shard_config shard;		     /* template: id and data_dir are set per shard */
+	/* Template of every shard's committer. dsn NULL: no database, the
+	 * engine runs alone (server_status says "off"); otherwise each shard
+	 * is opened with retain_seq 0 and gets a committer once started. */
+	committer_config committer;
+	uint32_t status_every_ms;	     /* status log interval; 0: no status log */
+	const char *version;		     /* the server's version, for server_status */
 } gw_config;
 
 typedef struct gw_server gw_server;
@@ -57,19 +80,26 @@ typedef struct gw_stats {
 } gw_stats;
 
 /* Fills cfg with defaults: data dir "var", 1 shard per core (at most 4),
- * tcp://127.0.0.1:7400, GW_CONTEXTS_DEFAULT contexts, WIRE_MSG_MAX. */
+ * tcp://127.0.0.1:7400, GW_CONTEXTS_DEFAULT contexts, WIRE_MSG_MAX, no
+ * database (committer_config_default, dsn NULL), a status line every
+ * GW_STATUS_EVERY_MS_DEFAULT, version "unknown". */
 void gw_config_default(gw_config *cfg);
 
 /* Opens (recovering) every shard, starts their writers and output threads,
- * then the listeners. Logs recovery per shard. Returns 0, or a negative
- * errno with the reason in err (a shard that cannot recover, an address
- * in use, a bad URL). On failure nothing is left running. */
+ * their committers (with a dsn), the status thread, then the listeners.
+ * Logs recovery per shard. Returns 0, or a negative errno with the reason
+ * in err (a shard that cannot recover, a committer that cannot start, an
+ * address in use, a bad URL). A database that is down or refuses is no
+ * start-up failure: it shows in the committers' status. On failure nothing
+ * is left running. */
 int gw_start(const gw_config *cfg, gw_server **out /* OUT */, char *err, size_t errlen);
 
 /* Graceful stop: new requests are answered `busy`; wait for every request
  * in flight to be answered (at most timeout_ms), stop the shards
- * (everything applied is durable), let the replies drain, then close the
- * listeners and the socket. Returns 0, or -ETIMEDOUT when requests were still
+ * (everything applied is durable), stop the status thread, then each
+ * committer (it applies what is durable when the database is reachable; it
+ * does not wait for one that is down), let the replies drain, then close
+ * the listeners and the socket. Returns 0, or -ETIMEDOUT when requests were still
  * in flight at the deadline (they are then dropped unanswered; nothing
  * unacknowledged was lost: the client retries with the same request id). */
 int gw_stop(gw_server *gw, int64_t timeout_ms);
@@ -87,6 +117,12 @@ void gw_free(gw_server *gw);
 const char *gw_failed(const gw_server *gw);
 
 void gw_stats_get(const gw_server *gw, gw_stats *out /* OUT */);
+
+/* What server_status answers: the version, and per shard its durable
+ * sequence, writer batches and committer status ("off" without a
+ * database; "stopped" once gw_stop stopped it). Any thread, between
+ * gw_start and gw_free. */
+void gw_server_status(gw_server *gw, wire_server_status *out /* OUT */);
 
 /* Applies commands directly (not over the network) and waits up to
  * timeout_ms for their results: used by the server to load the demo venue.

@@ -40,6 +40,14 @@ typedef struct srv_options {
 	int demo;
 	int listen_flags; /* --listen seen so far: the first replaces the default and the environment */
 	char *listen_env; /* strdup of $BOXOFFICE_LISTEN: cfg.listen points into it */
+	/* The database: a DSN, or --no-pg, or neither (the engine runs alone
+	 * and says so). A flag wins over the environment; both flags (or both
+	 * variables) are a usage error. */
+	const char *pg_dsn_env;
+	int no_pg_env;
+	const char *pg_dsn_flag;
+	int no_pg_flag;
+	int no_pg; /* resolved */
 } srv_options;
 
 static void usage(FILE *f)
@@ -69,6 +77,16 @@ static void usage(FILE *f)
 		"  --claims-max N        holds + bookings per shard (default: %u)\n"
 		"  --idem-capacity N     idempotency window entries per shard, power of two (default: %u)\n"
 		"  --events-max N        events per shard (default: %u)\n"
+		"  --pg-dsn DSN          carry every shard's journal into PostgreSQL (libpq connection\n"
+		"                        string, e.g. 'host=/path/to/socket dbname=boxoffice'): one\n"
+		"                        committer thread per shard; the journal is kept until applied\n"
+		"                        [BOXOFFICE_PG_DSN]\n"
+		"  --no-pg               run the engine alone, without a database [BOXOFFICE_NO_PG=1];\n"
+		"                        conflicts with --pg-dsn. With neither, the engine also runs\n"
+		"                        alone and the log says the journal is not carried to PostgreSQL\n"
+		"  --status-every SEC    log each shard's durable sequence, committer state and lag\n"
+		"                        every SEC seconds, and at once when a committer changes state;\n"
+		"                        0 = off, at most %u [BOXOFFICE_STATUS_EVERY] (default: %u)\n"
 		"  --demo                create the demo venue (event 1) if it does not exist\n"
 		"  --log-level LEVEL     debug, info, warn or error (default: info)\n"
 		"  --version             print the version and exit\n"
@@ -78,7 +96,7 @@ static void usage(FILE *f)
 		"that cannot recover names the file, offset and sequence), 2 for usage errors.\n",
 		prog, GW_SHARDS_MAX, GW_LISTEN_MAX, GW_CONTEXTS_MAX, GW_CONTEXTS_DEFAULT, WIRE_MSG_MAX, WIRE_MSG_MAX,
 		BO_SEATS_PER_SHARD_DEFAULT, BO_CLAIMS_PER_SHARD_DEFAULT, BO_IDEM_CAPACITY_DEFAULT,
-		BO_EVENTS_PER_SHARD_MAX);
+		BO_EVENTS_PER_SHARD_MAX, GW_STATUS_EVERY_MS_MAX / 1000, GW_STATUS_EVERY_MS_DEFAULT / 1000);
 }
 
 /* ---- Options ------------------------------------------------------------- */
@@ -116,6 +134,20 @@ static int options_from_env(srv_options *o)
 			return -1;
 		o->cfg.shards = (uint32_t)v;
 	}
+	if ((env = getenv("BOXOFFICE_PG_DSN")) && *env)
+		o->pg_dsn_env = env;
+	if ((env = getenv("BOXOFFICE_NO_PG")) && *env) {
+		if (strcmp(env, "0") && strcmp(env, "1")) {
+			fprintf(stderr, "%s: BOXOFFICE_NO_PG takes 1 (no database) or 0, not '%s'\n", prog, env);
+			return -1;
+		}
+		o->no_pg_env = env[0] == '1';
+	}
+	if ((env = getenv("BOXOFFICE_STATUS_EVERY")) && *env) {
+		if (opt_u64("BOXOFFICE_STATUS_EVERY", env, 0, GW_STATUS_EVERY_MS_MAX / 1000, &v) < 0)
+			return -1;
+		o->cfg.status_every_ms = (uint32_t)v * 1000;
+	}
 	if ((env = getenv("BOXOFFICE_LISTEN")) && *env) {
 		/* A copy to cut at the commas; it lives as long as the server. */
 		if (!(o->listen_env = strdup(env))) {
@@ -148,6 +180,9 @@ enum {
 	OPT_CLAIMS_MAX,
 	OPT_IDEM_CAPACITY,
 	OPT_EVENTS_MAX,
+	OPT_PG_DSN,
+	OPT_NO_PG,
+	OPT_STATUS_EVERY,
 	OPT_DEMO,
 	OPT_LOG_LEVEL,
 	OPT_VERSION,
@@ -165,6 +200,9 @@ static const struct option long_options[] = {
 	{"claims-max", required_argument, NULL, OPT_CLAIMS_MAX},
 	{"idem-capacity", required_argument, NULL, OPT_IDEM_CAPACITY},
 	{"events-max", required_argument, NULL, OPT_EVENTS_MAX},
+	{"pg-dsn", required_argument, NULL, OPT_PG_DSN},
+	{"no-pg", no_argument, NULL, OPT_NO_PG},
+	{"status-every", required_argument, NULL, OPT_STATUS_EVERY},
 	{"demo", no_argument, NULL, OPT_DEMO},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"version", no_argument, NULL, OPT_VERSION},
@@ -262,6 +300,11 @@ static int opt_number(srv_options *o, int code, const char *val)
 			return -1;
 		c->shard.engine.events_max = (uint32_t)v;
 		return 0;
+	case OPT_STATUS_EVERY:
+		if (opt_u64(name, val, 0, GW_STATUS_EVERY_MS_MAX / 1000, &v) < 0)
+			return -1;
+		c->status_every_ms = (uint32_t)v * 1000;
+		return 0;
 	}
 	assert(!"every numeric option has a case");
 	return -1;
@@ -282,12 +325,48 @@ static int opt_value(srv_options *o, int code, const char *val)
 			return -1;
 		}
 		return 0;
+	case OPT_PG_DSN:
+		if (!*val) {
+			fprintf(stderr, "%s: --pg-dsn takes a libpq connection string, e.g. 'host=/path/to/socket "
+					"dbname=boxoffice' (or --no-pg)\n",
+				prog);
+			return -1;
+		}
+		o->pg_dsn_flag = val;
+		return 0;
 	case OPT_SYNC:
 	case OPT_LOG_LEVEL:
 		return opt_word(o, code, val);
 	default:
 		return opt_number(o, code, val);
 	}
+}
+
+/* Decides the database from the flags and the environment: a flag wins over
+ * both variables; --pg-dsn with --no-pg, or both variables without a flag,
+ * is a usage error (said on stderr). Returns 0 or -1. */
+static int options_database(srv_options *o)
+{
+	if (o->pg_dsn_flag && o->no_pg_flag) {
+		fprintf(stderr, "%s: --pg-dsn and --no-pg exclude each other: give a database or none\n", prog);
+		return -1;
+	}
+	const char *dsn = o->pg_dsn_flag;
+	int no_pg = o->no_pg_flag;
+	if (!dsn && !no_pg) {
+		if (o->pg_dsn_env && o->no_pg_env) {
+			fprintf(stderr,
+				"%s: BOXOFFICE_PG_DSN and BOXOFFICE_NO_PG=1 exclude each other: unset one (or "
+				"pass --pg-dsn or --no-pg)\n",
+				prog);
+			return -1;
+		}
+		dsn = o->pg_dsn_env;
+		no_pg = o->no_pg_env;
+	}
+	o->cfg.committer.dsn = no_pg ? NULL : dsn;
+	o->no_pg = no_pg;
+	return 0;
 }
 
 /* Parses argv into o (over the environment's values). Returns -1 to go on,
@@ -309,6 +388,9 @@ static int options_from_args(srv_options *o, int argc, char **argv)
 		case OPT_DEMO:
 			o->demo = 1;
 			break;
+		case OPT_NO_PG:
+			o->no_pg_flag = 1;
+			break;
 		case ':':
 			fprintf(stderr, "%s: %s needs a value (try --help)\n", prog, argv[optind - 1]);
 			return EXIT_USAGE;
@@ -327,7 +409,7 @@ static int options_from_args(srv_options *o, int argc, char **argv)
 		fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[optind]);
 		return EXIT_USAGE;
 	}
-	return -1;
+	return options_database(o) < 0 ? EXIT_USAGE : -1;
 }
 
 /* ---- Start, run, stop ---------------------------------------------------- */
@@ -387,6 +469,14 @@ static int server_start(const srv_options *o, gw_server **gw /* OUT */)
 	       cfg->shard.journal.sync == JOURNAL_SYNC_DATA ? "data" : "NONE-UNSAFE", cfg->shard.snapshot_every);
 	if (cfg->shard.journal.sync != JOURNAL_SYNC_DATA)
 		bo_log(BO_LOG_WARN, "msg=\"--sync none is UNSAFE: acknowledged changes can be lost on power loss\"");
+	/* The DSN itself is not logged: it may hold a password. */
+	if (cfg->committer.dsn)
+		bo_log(BO_LOG_INFO, "msg=\"database on: one committer per shard carries the journal to PostgreSQL\"");
+	else if (o->no_pg)
+		bo_log(BO_LOG_INFO, "msg=\"no database (--no-pg): journal not carried to PostgreSQL\"");
+	else
+		bo_log(BO_LOG_WARN, "msg=\"no database: journal not carried to PostgreSQL\" hint=\"pass --pg-dsn DSN, or "
+				    "--no-pg to run the engine alone on purpose\"");
 	int64_t t0 = bo_clock_ns();
 	char err[GW_ERR_LEN];
 	if (gw_start(cfg, gw, err, sizeof(err)) < 0) {
@@ -434,6 +524,7 @@ int main(int argc, char **argv)
 {
 	srv_options o = {0};
 	gw_config_default(&o.cfg);
+	o.cfg.version = BO_VERSION;
 	int status = options_from_env(&o) < 0 ? EXIT_USAGE : options_from_args(&o, argc, argv);
 	if (status < 0) {
 		sigset_t sigs;

@@ -196,6 +196,67 @@ void boc_stats_get(boc_client *c, boc_stats *out /* OUT */);
 /* Text for a BOC_ERR_* or submit refusal ("timeout", ...); "ok" for 0. */
 const char *boc_strerror(int err);
 
+/* ---- Server status ----------------------------------------------------------
+ * What the server reports about itself (schemas/protocol.md section 11):
+ * per shard, the durable journal sequence and the state of the committer
+ * that carries the journal into PostgreSQL, with its lag. Not a command:
+ * it bypasses the batching queue (one message of its own). */
+
+#define BOC_SHARDS_MAX 64u       /* shards one reply describes at most (the server's bound) */
+#define BOC_REASON_LEN_MAX 256u  /* a committer's reason, NUL included */
+#define BOC_VERSION_LEN_MAX 32u  /* the server's version, NUL included */
+
+/* A shard's database committer. OFF: the server runs without a database. */
+enum boc_committer_state {
+	BOC_COMMITTER_OFF = 0,
+	BOC_COMMITTER_STARTING = 1, /* connecting, migrating, loading its position */
+	BOC_COMMITTER_RUNNING = 2,  /* following the journal */
+	BOC_COMMITTER_RETRYING = 3, /* the database is unreachable or failing: retrying */
+	BOC_COMMITTER_STOPPED = 4,  /* a fault no retry cures (reason), or the server stops */
+};
+
+typedef struct boc_committer_status {
+	int state;            /* enum boc_committer_state */
+	uint64_t applied_seq; /* last journal sequence in the database */
+	uint64_t lag_records; /* durable records not yet in the database */
+	uint64_t lag_ms;      /* age of the oldest of them (0: none) */
+	uint64_t batches;     /* database transactions committed */
+	uint64_t changes;     /* seat_changes rows written */
+	uint64_t outbox;      /* inventory_events rows written */
+	uint64_t retries;     /* failed attempts retried */
+	char reason[BOC_REASON_LEN_MAX]; /* why not running; "" when running */
+} boc_committer_status;
+
+typedef struct boc_shard_status {
+	uint32_t shard;       /* 0..shard_count-1 */
+	uint64_t durable_seq; /* highest journal sequence on disk */
+	uint64_t batches;     /* writer batches applied since the server started */
+	boc_committer_status committer;
+} boc_shard_status;
+
+typedef struct boc_server_report {
+	int status; /* the server's bo_status: BO_OK, or why it did not answer */
+	char version[BOC_VERSION_LEN_MAX];
+	uint32_t shard_count; /* entries in shards[] (BO_OK: 1..BOC_SHARDS_MAX) */
+	boc_shard_status shards[BOC_SHARDS_MAX];
+} boc_server_report;
+
+/* Asks the server for its status and waits up to timeout_ms for it. The
+ * reply is checked as hostile input (bounded counts, every field typed).
+ * Returns 0 when the server answered: out->status is its bo_status, BO_OK
+ * with the rest of *out filled in, else (BO_BUSY: the server is stopping;
+ * BO_INVALID: a server too old to know the request) err gets its text and
+ * the rest of *out is zero. Or, *out zeroed: BOC_ERR_TIMEOUT,
+ * BOC_ERR_PROTOCOL (an undecodable reply; err says why), BOC_ERR_NOMEM,
+ * BOC_ERR_TRANSPORT, -ESHUTDOWN (boc_close has begun). err may be NULL
+ * (errlen 0). Any number of threads may call it at once (each call uses
+ * its own nng context); never from a callback, never racing boc_close. */
+int boc_server_status(boc_client *c, boc_server_report *out /* OUT */, char *err /* OUT */,
+                      size_t errlen);
+
+/* "off", "starting", "running", "retrying", "stopped"; NULL out of range. */
+const char *boc_committer_state_name(int state);
+
 /* ---- Names of server answers ---------------------------------------------- */
 
 /* Wire names: "ok", "taken", ...; "seat_unavailable", ...; "hold_seats", ...;

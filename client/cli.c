@@ -65,6 +65,8 @@ static const char *const usage_main =
         "  block ID         --seats LIST\n"
         "  unblock ID       --seats LIST\n"
         "  status ID        [--seats LIST]\n"
+        "  server-status    the server's shards: durable journal sequence, database\n"
+        "                   committer state and lag\n"
         "\n"
         "IDs are decimal or 0x-hexadecimal. LIST is seats numbered from 0 in map\n"
         "order, e.g. 12,13,14 or 12-14 (at most 16).\n"
@@ -120,6 +122,18 @@ static const char *const usage_status =
         "usage: boxoffice-cli status ID [--seats LIST]\n"
         "\nPrints the availability of event ID (seats per state, free seats per\n"
         "category, pools), or the state of the listed seats.\n";
+
+static const char *const usage_server_status =
+        "usage: boxoffice-cli server-status [--json]\n"
+        "\nPrints, per shard of the server: the durable journal sequence, the state of\n"
+        "the committer that carries the journal into PostgreSQL (off: the server runs\n"
+        "without a database; starting, running, retrying, stopped), the last sequence\n"
+        "applied to the database, the lag in records and milliseconds, and why the\n"
+        "committer is not running. --json prints {\"ok\": true, \"version\": ...,\n"
+        "\"shards\": [{\"shard\", \"durable_seq\", \"batches\", \"committer\": {\"state\",\n"
+        "\"applied_seq\", \"lag_records\", \"lag_ms\", \"batches\", \"changes\", \"outbox\",\n"
+        "\"retries\", \"reason\"}}]} (schemas/protocol.md section 11).\n"
+        "Exit status 0 whenever the server answered ok, whatever the committers' state.\n";
 
 /* ---- Argument helpers ---------------------------------------------------- */
 
@@ -611,6 +625,7 @@ typedef struct built {
 	bo_cmd cmd;       /* the command to send */
 	bo_seatmap *map;  /* create-event's map (freed by main), else NULL */
 	uint32_t ttl_ms;  /* the TTL asked for (hold, extend), else 0 */
+	bool server_status; /* server-status: no command, boc_server_status */
 } built;
 
 static uint64_t event_arg(const args *a)
@@ -776,6 +791,12 @@ static void cmd_status(args *a, built *b)
 	b->cmd.request_id = b->rq;
 }
 
+static void cmd_server_status(args *a, built *b)
+{
+	args_done(a, 0, "no arguments");
+	b->server_status = true;
+}
+
 /* The commands: name, usage text (COMMAND --help, and the hint of a usage
  * error), and the parser of its arguments, which fills a built or exits
  * with a usage error. */
@@ -789,6 +810,7 @@ static const struct cli_cmd {
         {"confirm", &usage_confirm, cmd_confirm},    {"cancel", &usage_cancel, cmd_cancel},
         {"block", &usage_block, cmd_block},          {"unblock", &usage_block, cmd_unblock},
         {"status", &usage_status, cmd_status},
+        {"server-status", &usage_server_status, cmd_server_status},
 };
 
 static const struct cli_cmd *command_find(const char *name)
@@ -952,6 +974,97 @@ static int report_no_answer(const global *g, const bo_cmd *cmd, const bo_result 
 	return EXIT_NO_ANSWER;
 }
 
+/* ---- server-status --------------------------------------------------------- */
+
+static void print_server_status_json(const boc_server_report *st)
+{
+	printf("{\"ok\":true,\"status\":\"ok\",\"version\":");
+	bo_json_cstr(stdout, st->version);
+	printf(",\"shards\":[");
+	for (uint32_t k = 0; k < st->shard_count && k < BOC_SHARDS_MAX; k++) {
+		const boc_shard_status *s = &st->shards[k];
+		const boc_committer_status *c = &s->committer;
+		const char *state = boc_committer_state_name(c->state);
+		printf("%s{\"shard\":%" PRIu32 ",\"durable_seq\":%" PRIu64 ",\"batches\":%" PRIu64
+		       ",\"committer\":{\"state\":",
+		       k ? "," : "", s->shard, s->durable_seq, s->batches);
+		bo_json_cstr(stdout, state ? state : "unknown");
+		printf(",\"applied_seq\":%" PRIu64 ",\"lag_records\":%" PRIu64 ",\"lag_ms\":%" PRIu64
+		       ",\"batches\":%" PRIu64 ",\"changes\":%" PRIu64 ",\"outbox\":%" PRIu64
+		       ",\"retries\":%" PRIu64 ",\"reason\":",
+		       c->applied_seq, c->lag_records, c->lag_ms, c->batches, c->changes, c->outbox,
+		       c->retries);
+		bo_json_cstr(stdout, c->reason);
+		printf("}}");
+	}
+	printf("]}\n");
+}
+
+/* One table row per shard; "-" where an off committer has no value. */
+static void print_server_status_table(const boc_server_report *st)
+{
+	printf("server %s, %" PRIu32 " shard%s\n", st->version, st->shard_count,
+	       st->shard_count == 1 ? "" : "s");
+	printf("%5s %12s %-9s %12s %11s %8s  %s\n", "shard", "durable", "committer", "applied",
+	       "lag_records", "lag_ms", "reason");
+	for (uint32_t k = 0; k < st->shard_count && k < BOC_SHARDS_MAX; k++) {
+		const boc_shard_status *s = &st->shards[k];
+		const boc_committer_status *c = &s->committer;
+		const char *state = boc_committer_state_name(c->state);
+		printf("%5" PRIu32 " %12" PRIu64 " %-9s ", s->shard, s->durable_seq,
+		       state ? state : "unknown");
+		if (c->state == BOC_COMMITTER_OFF)
+			printf("%12s %11s %8s", "-", "-", "-");
+		else
+			printf("%12" PRIu64 " %11" PRIu64 " %8" PRIu64, c->applied_seq, c->lag_records,
+			       c->lag_ms);
+		/* The reason is the server's text: printed as it is, minus
+		 * control bytes that would break the table. */
+		printf("  ");
+		for (const char *p = c->reason; *p; p++)
+			putchar((unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p);
+		putchar('\n');
+	}
+}
+
+/* Runs server-status on an open client; returns the exit code. */
+static int run_server_status(const global *g, boc_client *c)
+{
+	static boc_server_report st; /* ~20 KiB */
+	char text[BOC_TEXT_LEN_MAX];
+	int rc = boc_server_status(c, &st, text, sizeof(text));
+	if (rc < 0) {
+		if (g->json) {
+			printf("{\"ok\":false,\"status\":\"no_answer\",\"error\":");
+			bo_json_cstr(stdout, boc_strerror(rc));
+			printf(",\"message\":");
+			bo_json_cstr(stdout, text);
+			printf("}\n");
+		}
+		fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", g->url, boc_strerror(rc),
+		        text);
+		return EXIT_NO_ANSWER;
+	}
+	if (st.status != BO_OK) {
+		const char *name = boc_status_name(st.status);
+		if (g->json) {
+			printf("{\"ok\":false,\"status\":");
+			bo_json_cstr(stdout, name ? name : "unknown");
+			printf(",\"error\":");
+			bo_json_cstr(stdout, text);
+			printf("}\n");
+		} else {
+			printf("server-status refused: %s: %s\n", name ? name : "unknown", text);
+		}
+		return EXIT_REFUSED;
+	}
+	if (g->json)
+		print_server_status_json(&st);
+	else
+		print_server_status_table(&st);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	global g = {.url = getenv("BOXOFFICE_URL"), .timeout_ms = BOC_TIMEOUT_MS_DEFAULT};
@@ -987,6 +1100,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "boxoffice-cli: cannot open a client: %s\n", boc_strerror(rc));
 		bo_seatmap_free(b.map);
 		return EXIT_NO_ANSWER;
+	}
+	if (b.server_status) {
+		int code = run_server_status(&g, c);
+		boc_close(c);
+		return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
 	}
 	bo_result res;
 	char text[BOC_TEXT_LEN_MAX];

@@ -60,6 +60,15 @@
 
 _Static_assert(BOC_BATCH_MAX_DEFAULT == WIRE_BATCH_MAX, "a default batch is a full message");
 _Static_assert(BOC_TEXT_LEN_MAX >= WIRE_ERROR_LEN_MAX, "a reply's error text fits");
+_Static_assert(BOC_SHARDS_MAX == WIRE_STATUS_SHARDS_MAX, "a server_status reply fits");
+_Static_assert(BOC_REASON_LEN_MAX == WIRE_REASON_LEN_MAX, "a committer's reason fits");
+_Static_assert(BOC_VERSION_LEN_MAX == WIRE_SERVER_VERSION_LEN_MAX, "the server version fits");
+_Static_assert((int)BOC_COMMITTER_OFF == (int)WIRE_COMMITTER_OFF &&
+                       (int)BOC_COMMITTER_STARTING == (int)WIRE_COMMITTER_STARTING &&
+                       (int)BOC_COMMITTER_RUNNING == (int)WIRE_COMMITTER_RUNNING &&
+                       (int)BOC_COMMITTER_RETRYING == (int)WIRE_COMMITTER_RETRYING &&
+                       (int)BOC_COMMITTER_STOPPED == (int)WIRE_COMMITTER_STOPPED,
+               "committer states are the wire's");
 _Static_assert(BOC_STATUS_NO_ANSWER >= BO_STATUS_COUNT && BOC_STATUS_NO_ANSWER <= UINT8_MAX,
                "no-answer status is no bo_status and fits bo_result.status");
 
@@ -786,6 +795,129 @@ const char *boc_strerror(int err)
 	default:
 		return "unknown error";
 	}
+}
+
+/* ---- Server status ------------------------------------------------------- */
+
+/* One request/reply on a context of its own, waited for here: the batching
+ * slots carry engine commands, and a status request must not wait behind
+ * (or be coalesced with) them. Returns 0 with *reply (the caller frees
+ * it) or a BOC_ERR_*; text says why. */
+static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg **reply, char *why,
+                             size_t whylen)
+{
+	*reply = NULL;
+	int64_t deadline = bo_clock_ns() + (int64_t)c->opt.timeout_ms * 1000000;
+	nng_aio *aio = NULL;
+	nng_ctx ctx;
+	nng_msg *m = NULL;
+	int rv = nng_aio_alloc(&aio, NULL, NULL);
+	if (rv != 0) {
+		snprintf(why, whylen, "%s", nng_strerror(rv));
+		return err_from_nng(rv);
+	}
+	if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
+		nng_aio_free(aio);
+		snprintf(why, whylen, "%s", nng_strerror(rv));
+		return err_from_nng(rv);
+	}
+	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	if ((rv = nng_msg_alloc(&m, req->size)) == 0) {
+		memcpy(nng_msg_body(m), req->data, req->size);
+		nng_aio_set_msg(aio, m);
+		nng_aio_set_timeout(aio, ms_left(deadline));
+		nng_ctx_send(ctx, aio);
+		nng_aio_wait(aio);
+		if ((rv = nng_aio_result(aio)) != 0) {
+			nng_msg_free(m); /* a failed send leaves the message ours */
+			snprintf(why, whylen, "%s", nng_why(rv, "no connection to the server"));
+		}
+	} else {
+		snprintf(why, whylen, "%s", nng_strerror(rv));
+	}
+	if (rv == 0) {
+		nng_aio_set_timeout(aio, ms_left(deadline));
+		nng_ctx_recv(ctx, aio);
+		nng_aio_wait(aio);
+		if ((rv = nng_aio_result(aio)) == 0)
+			*reply = nng_aio_get_msg(aio);
+		else
+			snprintf(why, whylen, "%s", nng_why(rv, "no reply from the server"));
+	}
+	nng_ctx_close(ctx);
+	nng_aio_free(aio);
+	return rv == 0 ? 0 : err_from_nng(rv);
+}
+
+static void committer_from_wire(boc_committer_status *o, const wire_committer_status *w)
+{
+	o->state = w->state;
+	o->applied_seq = w->applied_seq;
+	o->lag_records = w->lag_records;
+	o->lag_ms = w->lag_ms;
+	o->batches = w->batches;
+	o->changes = w->changes;
+	o->outbox = w->outbox;
+	o->retries = w->retries;
+	memcpy(o->reason, w->reason, sizeof(o->reason));
+}
+
+static void status_from_wire(boc_server_report *o, const wire_server_status *w)
+{
+	memcpy(o->version, w->version, sizeof(o->version));
+	o->shard_count = w->shard_count;
+	for (uint32_t k = 0; k < w->shard_count; k++) {
+		o->shards[k].shard = w->shards[k].shard;
+		o->shards[k].durable_seq = w->shards[k].durable_seq;
+		o->shards[k].batches = w->shards[k].batches;
+		committer_from_wire(&o->shards[k].committer, &w->shards[k].committer);
+	}
+}
+
+int boc_server_status(boc_client *c, boc_server_report *out, char *err, size_t errlen)
+{
+	assert(c != NULL && out != NULL && (err != NULL || errlen == 0));
+	memset(out, 0, sizeof(*out));
+	out->status = BOC_STATUS_NO_ANSWER;
+	char why[BOC_TEXT_LEN_MAX + 32] = "";
+	pthread_mutex_lock(&c->mu);
+	bool closing = c->closing;
+	pthread_mutex_unlock(&c->mu);
+	int rv = closing ? -ESHUTDOWN : 0;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	nng_msg *reply = NULL;
+	wire_server_status *w = NULL; /* ~20 KiB: not on the caller's stack */
+	if (rv == 0 && (wire_encode_server_status_request(&sb) != 0 || !(w = malloc(sizeof(*w)))))
+		rv = BOC_ERR_NOMEM;
+	if (rv == 0)
+		rv = status_round_trip(c, &sb, &reply, why, sizeof(why));
+	if (rv == 0) {
+		wire_msg m;
+		int status;
+		if (wire_decode_server_status(nng_msg_body(reply), nng_msg_len(reply), w, &status, &m) != 0) {
+			snprintf(why, sizeof(why), "undecodable reply: %s", m.error);
+			rv = BOC_ERR_PROTOCOL;
+		} else {
+			out->status = status;
+			if (status == BO_OK)
+				status_from_wire(out, w);
+			snprintf(why, sizeof(why), "%s", status == BO_OK ? "" : m.error);
+		}
+		nng_msg_free(reply);
+	}
+	if (rv != 0 && why[0] == '\0')
+		snprintf(why, sizeof(why), "%s", boc_strerror(rv));
+	if (errlen > 0)
+		snprintf(err, errlen, "%s", why);
+	free(w);
+	msgpack_sbuffer_destroy(&sb);
+	return rv;
+}
+
+const char *boc_committer_state_name(int state)
+{
+	return wire_committer_state_name(state);
 }
 
 /* ---- Names --------------------------------------------------------------- */

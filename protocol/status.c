@@ -326,7 +326,7 @@ static int read_committer(mpack_cur *c, void *base, wire_cmd_error *e)
 	        FU64(wire_committer_status, retries),
 	        {"reason", F_TEXT, 1, offsetof(wire_committer_status, reason), WIRE_REASON_LEN_MAX, NULL},
 	};
-	return read_object(c, "'committer'", defs, (int)(sizeof(defs) / sizeof(defs[0])), base, e);
+	return read_object(c, "committer", defs, (int)(sizeof(defs) / sizeof(defs[0])), base, e);
 }
 
 /* The top-level map: what a refusal carries, and where an ok reply goes. */
@@ -396,6 +396,11 @@ int wire_decode_server_status(const uint8_t *buf, size_t len, wire_server_status
 	mpack_tok top;
 	if (field_message(buf, len, &c, &top, &inside, msg) < 0)
 		return -EINVAL;
+	if (top.kind != MPACK_MAP) {
+		snprintf(msg->error, sizeof(msg->error), "a server_status reply must be a map, not %s",
+		         mpack_kind_name(top.kind));
+		return -EINVAL;
+	}
 	status_reply r = {.st = st};
 	wire_cmd_error e = {0};
 	int rc = read_object(&c, "the reply", defs, (int)(sizeof(defs) / sizeof(defs[0])), &r, &e);

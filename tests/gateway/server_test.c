@@ -23,7 +23,13 @@
  *     shard's recovery;
  *  6. message size (schemas/protocol.md section 2): a request of exactly
  *     8 MiB, or of exactly --recv-max bytes, is answered; one byte more
- *     drops the connection, on tcp:// and ipc://.
+ *     drops the connection, on tcp:// and ipc://;
+ *  7. server_status (schemas/protocol.md section 11) without a database:
+ *     every shard's committer is "off" with its reason, in the reply and in
+ *     the periodic status log; an acknowledged hold has moved its shard's
+ *     durable sequence in the next reply; a malformed admin request gets
+ *     one invalid map; with neither --pg-dsn nor --no-pg the start-up log
+ *     says the journal is not carried to PostgreSQL.
  *
  * How: the server binary named by $BOXOFFICE_SERVER (meson sets it) is
  * fork/exec'ed with a fresh mkdtemp directory (data dir, ipc socket, one log
@@ -55,6 +61,7 @@
 
 #include "engine/engine.h"
 #include "protocol/wire.h"
+#include "shard/shard.h"
 #include "tests/support/cmd.h"
 #include "tests/support/proc.h"
 #include "tests/support/rng.h"
@@ -1614,4 +1621,124 @@ Test(server, sigkill_under_load)
 	verify_acks(&g_srv, lds, LOAD_THREADS);
 	free_loaders(lds);
 	srv_stop_clean(&g_srv, 10000);
+}
+
+/* ---- 7. server_status and the status log --------------------------------- */
+
+/* Sends {"op": "server_status"} and decodes the reply into *st. */
+static int status_call(nng_socket s, wire_server_status *st, int *status, wire_msg *wm)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(wire_encode_server_status_request(&sb), 0);
+	nng_msg *reply;
+	int rc = raw_call(s, sb.data, sb.size, &reply);
+	msgpack_sbuffer_destroy(&sb);
+	if (rc != 0) {
+		snprintf(wm->error, sizeof(wm->error), "nng: %s", nng_strerror(rc));
+		return rc;
+	}
+	rc = wire_decode_server_status(nng_msg_body(reply), nng_msg_len(reply), st, status, wm);
+	nng_msg_free(reply);
+	return rc;
+}
+
+/* Waits up to timeout_ms until the log holds every needle (the server
+ * writes its log as it goes: a line that is not there yet may come). */
+static int log_wait_for(const char *path, const char *const *needles, int n, int timeout_ms)
+{
+	for (int waited = 0;; waited += 20) {
+		char *log = tproc_read_file(path, NULL);
+		int found = 0;
+		for (int i = 0; log && i < n; i++)
+			found += strstr(log, needles[i]) != NULL;
+		free(log);
+		if (found == n)
+			return 1;
+		if (waited >= timeout_ms)
+			return 0;
+		sleep_ms(20);
+	}
+}
+
+static wire_server_status g_status;
+
+/* 7: with --no-pg every shard's committer is "off" (with its reason) in
+ * server_status and in the status log; a hold's ack moves its shard's
+ * durable sequence (the reply leaves only once its record is durable, so
+ * the next server_status must show it); a malformed admin request gets a
+ * message-level invalid; the server still stops cleanly. */
+Test(server, server_status_without_database)
+{
+	srv_init(&g_srv);
+	srv_add_arg(&g_srv, "--no-pg");
+	srv_add_arg(&g_srv, "--status-every");
+	srv_add_arg(&g_srv, "1");
+	srv_start(&g_srv);
+	nng_socket c;
+	cr_assert_eq(cli_open(g_srv.tcp_url, 5000, &c), 0);
+
+	int status = -1;
+	wire_msg wm;
+	cr_assert_eq(status_call(c, &g_status, &status, &wm), 0, "%s", wm.error);
+	cr_assert_eq(status, BO_OK);
+	cr_assert_neq(g_status.version[0], '\0');
+	cr_assert_eq(g_status.shard_count, 2);
+	uint64_t before[2];
+	for (uint32_t k = 0; k < 2; k++) {
+		const wire_committer_status *cs = &g_status.shards[k].committer;
+		cr_assert_eq(cs->state, WIRE_COMMITTER_OFF, "shard %u: %s", k, wire_committer_state_name(cs->state));
+		cr_assert(strstr(cs->reason, "no database") != NULL, "shard %u: reason '%s'", k, cs->reason);
+		before[k] = g_status.shards[k].durable_seq;
+	}
+
+	/* A hold on event 7: its shard's durable sequence moves, the other's does not. */
+	create_event(c, 7, 2, 10);
+	bo_cmd h = c_hold_best(99, 1, 7, 2);
+	bo_result r;
+	cr_assert_eq(call1(c, &h, &r, NULL), 0);
+	cr_assert_eq(r.status, BO_OK);
+	uint32_t k7 = shard_for_event(7, 2);
+	cr_assert_eq(status_call(c, &g_status, &status, &wm), 0, "%s", wm.error);
+	cr_assert_eq(status, BO_OK);
+	cr_assert_geq(g_status.shards[k7].durable_seq, before[k7] + 2, "create_event and hold are durable");
+	cr_assert_eq(g_status.shards[1 - k7].durable_seq, before[1 - k7]);
+	cr_assert_eq(g_status.shards[k7].committer.state, WIRE_COMMITTER_OFF);
+
+	/* A key that does not apply: one invalid map, and the server goes on. */
+	static const uint8_t bad[] = {0x82, 0xa2, 'o', 'p', 0xad, 's', 'e', 'r', 'v', 'e', 'r', '_',
+	                              's', 't', 'a', 't', 'u', 's', 0xa5, 'e', 'v', 'e', 'n', 't', 0x01};
+	nng_msg *reply;
+	cr_assert_eq(raw_call(c, bad, sizeof(bad), &reply), 0);
+	bo_result er;
+	wire_reply_info info;
+	cr_assert_eq(decode_reply(reply, &er, &info, 1, &wm), 0, "%s", wm.error);
+	cr_assert_eq(er.status, BO_INVALID);
+	cr_assert(info.malformed);
+	cr_assert(strstr(info.error, "does not apply to op 'server_status'"), "%s", info.error);
+	cr_assert_eq(status_call(c, &g_status, &status, &wm), 0, "%s", wm.error);
+	nng_close(c);
+
+	/* The status log: one line per shard, committer off, with the reason. */
+	static const char *const lines[] = {
+	        "msg=\"no database (--no-pg): journal not carried to PostgreSQL\"",
+	        "msg=\"status\" shard=0 durable_seq=",
+	        "msg=\"status\" shard=1 durable_seq=",
+	        "committer=off reason=\"no database: journal not carried to PostgreSQL\"",
+	};
+	if (!log_wait_for(g_srv.log_path, lines, 4, 10000))
+		srv_dump_log(&g_srv);
+	cr_assert(log_wait_for(g_srv.log_path, lines, 4, 0), "the status log lines are missing");
+	srv_stop_clean(&g_srv, 5000);
+}
+
+/* 7b: with neither --pg-dsn nor --no-pg the engine runs alone and the
+ * start-up log says so. */
+Test(server, no_database_is_said_at_start)
+{
+	srv_init(&g_srv);
+	srv_start(&g_srv);
+	static const char *const line[] = {"msg=\"no database: journal not carried to PostgreSQL\""};
+	cr_assert(log_wait_for(g_srv.log_path, line, 1, 0), "start-up log lacks the no-database line");
+	srv_stop_clean(&g_srv, 5000);
 }

@@ -31,7 +31,12 @@
  *     so that repeating it is always a safe retry;
  *  9. --json output is printable ASCII whatever bytes a reply carries: DEL,
  *     UTF-8 and invalid UTF-8 in an error text come out as \u00XX (the one
- *     rule of base/json.h), from a stand-in nng server in the test.
+ *     rule of base/json.h), from a stand-in nng server in the test;
+ * 10. server-status prints every shard of a server without a database as
+ *     "off" with its reason, in the table and in --json (one valid object),
+ *     and the durable sequences grow with acknowledged changes; a
+ *     malformed reply from a stand-in server exits 3 saying why, a refusal
+ *     (busy) exits 1 with the server's status and text.
  *
  * How: $BOXOFFICE_SERVER and $BOXOFFICE_CLI (meson sets both) name the
  * binaries. Each server test fork/execs its own server with a fresh mkdtemp
@@ -1011,4 +1016,126 @@ Test(cli, json_escapes_every_byte_outside_printable_ascii, .init = dir_setup, .f
 	for (const char *p = r.out; *p; p++)
 		cr_assert(((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f) || *p == '\n',
 		          "byte 0x%02x in --json output:\n%s", (unsigned char)*p, r.out);
+}
+
+/* ---- 10. server-status -------------------------------------------------------- */
+
+/* Occurrences of needle in s. */
+static int count_of(const char *s, const char *needle)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Sum of every number after "key": in s (the shards' durable_seq). */
+static uint64_t sum_after(const char *s, const char *key)
+{
+	uint64_t sum = 0;
+	for (const char *p = s; (p = strstr(p, key)) != NULL; p += strlen(key))
+		sum += strtoull(p + strlen(key), NULL, 10);
+	return sum;
+}
+
+/* A server without a database: the table names every shard "off" with the
+ * reason, --json is one valid object with the documented keys, and the
+ * durable sequences grow by the create_event and the hold just acknowledged. */
+Test(cli, server_status_table_and_json, .init = srv_setup, .fini = dir_teardown)
+{
+	run r;
+	CLI(&r, "server-status");
+	expect_ok(&r);
+	expect_out(&r, "2 shards");
+	expect_out(&r, "shard      durable committer");
+	cr_assert_eq(count_of(r.out, " off "), 2, "two shards off:\n%s", r.out);
+	cr_assert_eq(count_of(r.out, "no database: journal not carried to PostgreSQL"), 2, "%s", r.out);
+
+	CLI(&r, "--json", "server-status");
+	expect_ok(&r);
+	expect_json(&r, "ok", "true");
+	expect_json(&r, "status", "\"ok\"");
+	cr_assert_not_null(json_at(&r, "version"));
+	cr_assert_not_null(json_at(&r, "shards"));
+	cr_assert_eq(count_of(r.out, "\"committer\":{\"state\":\"off\""), 2, "%s", r.out);
+	cr_assert_eq(count_of(r.out, "\"applied_seq\":"), 2, "%s", r.out);
+	uint64_t before = sum_after(r.out, "\"durable_seq\":");
+
+	CLI(&r, "create-event", "42", "--rows", "1", "--seats-per-row", "10");
+	expect_ok(&r);
+	CLI(&r, "hold", "42", "--best", "2", "--category", "0");
+	expect_ok(&r);
+	CLI(&r, "server-status", "--json");
+	expect_ok(&r);
+	uint64_t after = sum_after(r.out, "\"durable_seq\":");
+	cr_assert_geq(after, before + 2, "durable_seq %" PRIu64 " -> %" PRIu64 ":\n%s", before, after, r.out);
+	srv_stop_clean();
+}
+
+/* Runs `boxoffice-cli [--json] server-status` against a stand-in server
+ * answering with reply[0..len). */
+static void server_status_from_stub(run *r, bool json, const uint8_t *reply, size_t len)
+{
+	stub_srv st = {.reply = reply, .len = len};
+	cr_assert_eq(nng_rep0_open(&st.sock), 0);
+	cr_assert_eq(nng_socket_set_ms(st.sock, NNG_OPT_RECVTIMEO, 20000), 0);
+	nng_listener l;
+	cr_assert_eq(nng_listen(st.sock, "tcp://127.0.0.1:0", &l, 0), 0);
+	int port = 0;
+	cr_assert_eq(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+	snprintf(g_url, sizeof(g_url), "tcp://127.0.0.1:%d", port);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, stub_main, &st), 0);
+	if (json)
+		CLI(r, "--json", "server-status");
+	else
+		CLI(r, "server-status");
+	pthread_join(th, NULL);
+	nng_close(st.sock);
+	cr_assert(st.served, "the CLI never asked the stand-in server");
+}
+
+/* A malformed reply is no answer (exit 3, why on stderr); a refusal is
+ * exit 1 with the server's status and text. */
+Test(cli, server_status_bad_reply_and_refusal, .init = dir_setup, .fini = dir_teardown)
+{
+	/* {"status": "ok", "version": "x", "shards": []} */
+	static const uint8_t empty[] = {0x83, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xa2, 'o', 'k',
+	                                0xa7, 'v',  'e', 'r', 's', 'i', 'o', 'n', 0xa1, 'x', 0xa6,
+	                                's',  'h',  'a', 'r', 'd', 's', 0x90};
+	run r;
+	server_status_from_stub(&r, false, empty, sizeof(empty));
+	expect_code(&r, 3);
+	cr_assert_not_null(strstr(r.err, "'shards' is empty"), "stderr:\n%s", r.err);
+	cr_assert_str_empty(r.out);
+
+	/* {"status": "busy", "detail": "none", "error": "stopping"} */
+	static const uint8_t busy[] = {0x83, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xa4, 'b', 'u',
+	                               's',  'y',  0xa6, 'd', 'e', 't', 'a', 'i', 'l', 0xa4, 'n',
+	                               'o',  'n',  'e', 0xa5, 'e', 'r', 'r', 'o', 'r', 0xa8, 's',
+	                               't',  'o',  'p', 'p', 'i', 'n', 'g'};
+	server_status_from_stub(&r, false, busy, sizeof(busy));
+	expect_refused(&r, "server-status refused: busy: stopping");
+	server_status_from_stub(&r, true, busy, sizeof(busy));
+	expect_code(&r, 1);
+	expect_json(&r, "ok", "false");
+	expect_json(&r, "status", "\"busy\"");
+	expect_json(&r, "error", "\"stopping\"");
+}
+
+/* The tool's help lists server-status; its own help exits 0; an argument it
+ * does not take exits 2 without the network (g_url is a closed port). */
+Test(cli, server_status_help_and_usage, .init = dir_setup, .fini = dir_teardown)
+{
+	run r;
+	cli_exec(&r, false, (const char *const[]){"--help", NULL});
+	expect_ok(&r);
+	expect_out(&r, "  server-status    ");
+	CLI(&r, "server-status", "--help");
+	expect_ok(&r);
+	cr_assert_eq(strncmp(r.out, "usage: boxoffice-cli server-status [--json]\n", 44), 0, "%s", r.out);
+	CLI(&r, "--timeout", "60000", "server-status", "1");
+	expect_code(&r, 2);
+	cr_assert_not_null(strstr(r.err, "expected no arguments"), "%s", r.err);
+	cr_assert_lt(r.took_ms, 3000);
 }

@@ -60,6 +60,14 @@ const char *committer_state_str(int state);
 
 #define COMMITTER_REASON_LEN 256u
 
+/* What one commit carried (committer_config.on_commit). */
+typedef struct committer_commit {
+	uint32_t shard_id;
+	uint64_t first_seq, last_seq; /* journal records in the transaction */
+	uint64_t records, changes, outbox;
+	uint64_t lag_ms; /* commit time minus the first record's timestamp */
+} committer_commit;
+
 typedef struct committer_config {
 	const char *dsn;	  /* libpq connection string; copied */
 	uint32_t batch_records;	  /* journal records per transaction at most (default 8192) */
@@ -67,6 +75,10 @@ typedef struct committer_config {
 	uint32_t retry_min_ms;	  /* first backoff (default 100) */
 	uint32_t retry_max_ms;	  /* backoff bound (default 5000) */
 	const char *notify_channel; /* NOTIFY channel for the outbox (default "boxoffice_inventory") */
+	/* Called on the committer's thread after each commit (NULL: none);
+	 * tests and benchmarks measure with it. */
+	void (*on_commit)(void *ctx, const committer_commit *info);
+	void *on_commit_ctx;
 } committer_config;
 
 void committer_config_default(committer_config *cfg);

@@ -1,0 +1,500 @@
+/*
+ * committer_test.c — proves the PostgreSQL committer (committer/committer.h)
+ * against a real PostgreSQL (BOXOFFICE_TEST_PG_DSN; skipped loudly without):
+ *
+ *  1. stream: long random command streams (holds of every kind, extends,
+ *     releases, confirms of active and of expired holds, cancels, blocks,
+ *     unblocks, repeats and conflicts; a test clock that makes holds
+ *     expire) go through a durable shard while the committer follows it;
+ *     once it has applied everything durable, the database equals a fresh
+ *     engine re-executing the journal (oracle.h) row for row, seat_changes
+ *     holds exactly one row per change (per cause) and the outbox one
+ *     event per domain change with gap-free positions. Several seeds.
+ *  2. restarts: the same, with the committer stopped and started again
+ *     every few hundred commands (a new session reads its checkpoint and
+ *     active holds back from the database): nothing lost, nothing twice
+ *     (seat_changes' primary key (shard, seq, ordinal) would refuse a
+ *     record applied twice, and the counts must match).
+ *  3. retention: with snapshots every 500 records, the journal keeps every
+ *     record the committer has not applied (a committer that never runs
+ *     keeps everything).
+ *  4. faults that no retry cures stop the committer with a clear reason
+ *     while the shard keeps acknowledging: an unparsable DSN, a database
+ *     that does not exist, a schema newer than the binary, a read-only
+ *     database, a checkpoint ahead of the journal.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+
+#include "base/clock.h"
+#include "committer/committer.h"
+#include "shard/shard.h"
+#include "tests/committer/oracle.h"
+#include "tests/support/cmd.h"
+#include "tests/support/rng.h"
+#include "tests/support/tmpdir.h"
+
+#define WAIT_MS 60000
+#define EVENTS 3u
+
+static char data_root[64];
+static char db_dsn[512];
+static char db_name[64];
+static shard *the_shard;
+static _Atomic int64_t clock_ms = 1700000000000;
+
+static int64_t test_clock(void *ctx)
+{
+	(void)ctx;
+	return atomic_load(&clock_ms);
+}
+
+/* ---- Databases -------------------------------------------------------------- */
+
+static const char *admin_dsn(void)
+{
+	const char *d = getenv("BOXOFFICE_TEST_PG_DSN");
+	if (!d || !*d)
+		cr_skip_test("SKIP: BOXOFFICE_TEST_PG_DSN is not set: no PostgreSQL to test the committer against "
+			     "(scripts/test starts one)");
+	return d;
+}
+
+static void admin_exec(const char *sql)
+{
+	PGconn *c = PQconnectdb(admin_dsn());
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PGresult *r = PQexec(c, sql);
+	cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* A fresh database; db_dsn names it. */
+static void fresh_db(void)
+{
+	static unsigned n;
+	snprintf(db_name, sizeof(db_name), "bo_committer_%d_%u", (int)getpid(), n++);
+	char sql[128];
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db_name);
+	admin_exec(sql);
+	snprintf(db_dsn, sizeof(db_dsn), "%s dbname=%s", admin_dsn(), db_name);
+}
+
+static PGconn *db_connect(void)
+{
+	PGconn *c = PQconnectdb(db_dsn);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	return c;
+}
+
+static void db_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql,
+		  PQerrorMessage(c));
+	PQclear(r);
+}
+
+/* ---- Fixture ------------------------------------------------------------------ */
+
+static void setup(void)
+{
+	(void)admin_dsn();
+	int rc = tmpdir_make(data_root, sizeof(data_root), "bo-committer");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
+	fresh_db();
+}
+
+static void teardown(void)
+{
+	shard_free(the_shard);
+	the_shard = NULL;
+	if (data_root[0])
+		tmpdir_remove(data_root);
+	if (db_name[0]) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db_name);
+		admin_exec(sql);
+	}
+}
+
+TestSuite(committer, .init = setup, .fini = teardown, .timeout = 300);
+
+static shard *open_shard(uint64_t snapshot_every)
+{
+	shard_config cfg;
+	shard_config_default(&cfg);
+	cfg.engine.seats_max = 1u << 14;
+	cfg.engine.claims_max = 1u << 14;
+	cfg.engine.idem_capacity = 1u << 14;
+	cfg.engine.events_max = 16;
+	cfg.in_slots = BO_BATCH_MAX;
+	cfg.out_slots = 2 * BO_BATCH_MAX;
+	cfg.clock = test_clock;
+	cfg.data_dir = data_root;
+	cfg.snapshot_every = snapshot_every;
+	cfg.retain_seq = 0; /* a committer will follow */
+	cfg.journal.segment_bytes = 64u << 10; /* many segments: pruning has work */
+	cfg.journal.payload_bytes_max = 8u << 10;
+	cfg.journal.buffer_bytes = 16u << 10;
+	char err[JOURNAL_ERR_LEN];
+	shard *s = NULL;
+	int rc = shard_open(&cfg, &s, NULL, err, sizeof(err));
+	if (rc == -ENOSYS || rc == -EPERM)
+		cr_skip_test("SKIP: io_uring refused by the kernel: %s", err);
+	cr_assert_eq(rc, 0, "shard_open: %s", err);
+	cr_assert_eq(shard_start(s), 0);
+	the_shard = s;
+	return s;
+}
+
+static committer *start_committer(shard *s, const char *dsn)
+{
+	committer_config cc;
+	committer_config_default(&cc);
+	cc.dsn = dsn;
+	cc.retry_min_ms = 20;
+	cc.retry_max_ms = 200;
+	committer *c = NULL;
+	char err[256];
+	cr_assert_eq(committer_start(s, &cc, &c, err, sizeof(err)), 0, "%s", err);
+	return c;
+}
+
+/* Waits until the committer has applied everything durable (or stopped). */
+static void wait_applied(committer *c, shard *s)
+{
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	committer_status st;
+	for (;;) {
+		committer_status_get(c, &st);
+		if (st.applied_seq >= shard_durable_seq(s) && st.state == COMMITTER_RUNNING)
+			return;
+		cr_assert_neq(st.state, COMMITTER_STOPPED, "committer stopped: %s", st.reason);
+		cr_assert_lt(bo_clock_ms(), deadline, "committer at %" PRIu64 " of %" PRIu64 " (%s: %s)",
+			     st.applied_seq, shard_durable_seq(s), committer_state_str(st.state), st.reason);
+		usleep(2000);
+	}
+}
+
+/* Waits until the committer stopped; returns its reason. */
+static void wait_stopped(committer *c, char *reason, size_t cap)
+{
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	committer_status st;
+	for (;;) {
+		committer_status_get(c, &st);
+		if (st.state == COMMITTER_STOPPED) {
+			snprintf(reason, cap, "%s", st.reason);
+			return;
+		}
+		cr_assert_lt(bo_clock_ms(), deadline, "the committer never stopped (%s: %s)",
+			     committer_state_str(st.state), st.reason);
+		usleep(2000);
+	}
+}
+
+/* ---- The command stream --------------------------------------------------------- */
+
+typedef struct gen {
+	uint64_t rng;
+	uint64_t request;
+	uint64_t claims[256]; /* claim ids seen (holds, some confirmed) */
+	uint64_t claim_event[256];
+	uint32_t nclaims;
+	uint32_t results;
+} gen;
+
+static uint32_t rnd(gen *g, uint32_t n) { return (uint32_t)(trng_xorshift(&g->rng) % n); }
+
+/* Drains results, remembering claim ids. Returns how many came. */
+static uint32_t drain(shard *s, gen *g)
+{
+	ring *o = shard_output(s);
+	uint64_t first;
+	uint32_t k = ring_poll(o, SHARD_OUT_POLL_MAX, &first), got = 0;
+	for (uint32_t i = 0; i < k; i++) {
+		const shard_out *out = ring_slot(o, first + i);
+		if (out->kind != SHARD_OUT_RESULT)
+			continue;
+		got++;
+		const bo_result *r = &out->u.result;
+		if (r->status == BO_OK && r->claim_id && (r->op >= BO_OP_HOLD_SEATS && r->op <= BO_OP_HOLD_POOL)) {
+			uint32_t slot = g->nclaims < 256 ? g->nclaims++ : rnd(g, 256);
+			g->claims[slot] = r->claim_id;
+			g->claim_event[slot] = r->event_id;
+		}
+	}
+	ring_release(o, k);
+	return got;
+}
+
+static void submit_wait(shard *s, gen *g, const bo_cmd *c, uint32_t n)
+{
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	while (shard_submit(s, c, NULL, n) == -EBUSY) {
+		drain(s, g);
+		cr_assert_lt(bo_clock_ms(), deadline, "ring stayed full");
+	}
+	uint32_t got = 0;
+	while (got < n) {
+		uint32_t k = drain(s, g);
+		got += k;
+		if (k == 0) {
+			cr_assert_null(shard_failed(s), "%s", shard_failed(s));
+			cr_assert_lt(bo_clock_ms(), deadline, "%u of %u results", got, n);
+			ring_wait(shard_output(s), 1000000);
+		}
+	}
+}
+
+static void create_events(shard *s, gen *g)
+{
+	for (uint32_t i = 0; i < EVENTS; i++) {
+		bo_seatmap *m = tcmd_rows_map(4, 12, i == 2 ? 0 : 2, 20);
+		m->category_count = 3;
+		for (uint32_t k = 0; k < m->seat_count; k++)
+			m->categories[k] = (uint8_t)(k % 3);
+		bo_cmd c = tcmd_create(1, ++g->request, 100 + i, m);
+		submit_wait(s, g, &c, 1);
+		bo_seatmap_free(m);
+	}
+}
+
+/* One random command. */
+static bo_cmd random_cmd(gen *g)
+{
+	uint64_t ev = 100 + rnd(g, EVENTS);
+	uint64_t client = 10 + rnd(g, 6);
+	uint32_t ttl = 1000 + 500 * rnd(g, 6); /* on the clock's 100 ms grid: expiries fall exactly on batch times too */
+	uint32_t pick = rnd(g, 100);
+	uint64_t claim = 0;
+	if (g->nclaims) {
+		uint32_t k = rnd(g, g->nclaims);
+		claim = g->claims[k];
+		if (pick >= 40)
+			ev = g->claim_event[k];
+	}
+	if (rnd(g, 50) == 0 && g->request > 10) { /* a repeat (or a conflict) of an earlier request */
+		bo_cmd c = tcmd(BO_OP_RELEASE, client, g->request - rnd(g, 5), ev);
+		c.claim_id = claim;
+		return c;
+	}
+	if (pick < 20) {
+		uint32_t seats[4], n = 1 + rnd(g, 4);
+		for (uint32_t i = 0; i < n; i++)
+			seats[i] = rnd(g, 48);
+		return tcmd_hold_seats(client, ++g->request, ev, seats, n, ttl);
+	}
+	if (pick < 35)
+		return tcmd_hold_best(client, ++g->request, ev, (uint8_t)rnd(g, 3), (uint16_t)(1 + rnd(g, 4)), ttl);
+	if (pick < 42) {
+		bo_cmd c = tcmd(BO_OP_HOLD_POOL, client, ++g->request, ev);
+		c.pool = (uint8_t)rnd(g, 2);
+		c.quantity = (uint16_t)(1 + rnd(g, 5));
+		c.ttl_ms = ttl;
+		return c;
+	}
+	if (pick < 48) {
+		uint32_t seat = rnd(g, 48);
+		return tcmd_seats(rnd(g, 2) ? BO_OP_BLOCK : BO_OP_UNBLOCK, 2, ++g->request, ev, &seat, 1);
+	}
+	static const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_RELEASE, BO_OP_CONFIRM, BO_OP_CONFIRM, BO_OP_CANCEL};
+	bo_cmd c = tcmd(ops[rnd(g, sizeof(ops))], client, ++g->request, ev);
+	c.claim_id = claim;
+	c.ttl_ms = ttl;
+	if (c.op == BO_OP_CONFIRM) {
+		c.payref_len = (uint8_t)snprintf(c.payref, sizeof(c.payref), "psp_%" PRIu64, g->request);
+		if (rnd(g, 8) == 0)
+			c.payref[1] = '\\', c.payref[2] = (char)0xc3; /* bytes the text column must escape */
+	}
+	return c;
+}
+
+/* `n` random commands in random batches, the clock moving 0..400 ms per
+ * batch; calls between(k) every `every` commands (0: never). */
+static void run_stream(shard *s, gen *g, uint32_t n, uint32_t every, void (*between)(uint32_t))
+{
+	bo_cmd cmds[32];
+	for (uint32_t done = 0; done < n;) {
+		uint32_t m = 1 + rnd(g, 32);
+		if (m > n - done)
+			m = n - done;
+		for (uint32_t i = 0; i < m; i++)
+			cmds[i] = random_cmd(g);
+		atomic_fetch_add(&clock_ms, 100 * rnd(g, 5));
+		submit_wait(s, g, cmds, m);
+		uint32_t before = done;
+		done += m;
+		if (every && between && done / every != before / every)
+			between(done);
+	}
+	/* Let every hold expire, journaled by an idle tick. */
+	atomic_fetch_add(&clock_ms, 10 * 60 * 1000);
+	bo_cmd q = tcmd_query_avail(100);
+	submit_wait(s, g, &q, 1);
+}
+
+static void check_against_journal(shard *s)
+{
+	shard_stop(s);
+	oracle o;
+	oracle_run(&o, data_root, 0);
+	cr_assert_eq(o.last_seq, shard_durable_seq(s));
+	cr_assert_gt(o.causes[2], 0, "the stream made no hold expire: it proves too little");
+	cr_assert_gt(o.causes[3], 0, "no confirm");
+	cr_log_info("journal: %" PRIu64 " records, %" PRIu64 " changes (%" PRIu64 " expiries, %" PRIu64 " confirms), %" PRIu64 " outbox events", o.last_seq, o.changes, o.causes[2], o.causes[3], o.outbox);
+	PGconn *db = db_connect();
+	oracle_check(&o, db, 0);
+	PQfinish(db);
+	oracle_free(&o);
+}
+
+/* ---- 1. stream ---------------------------------------------------------------- */
+
+Test(committer, stream_equals_journal)
+{
+	for (uint64_t seed = 1; seed <= 3; seed++) {
+		if (seed > 1) {
+			teardown();
+			setup();
+		}
+		shard *s = open_shard(0);
+		committer *c = start_committer(s, db_dsn);
+		gen g = {.rng = seed * 0x9e3779b97f4a7c15ull};
+		create_events(s, &g);
+		run_stream(s, &g, 4000, 0, NULL);
+		wait_applied(c, s);
+		committer_status st;
+		committer_status_get(c, &st);
+		cr_assert_eq(st.lag_records, 0);
+		cr_assert_gt(st.batches, 1, "one transaction for everything proves no batching");
+		committer_stop(c);
+		check_against_journal(s);
+	}
+}
+
+/* ---- 2. restarts ---------------------------------------------------------------- */
+
+static committer *restart_c;
+
+static void restart_committer(uint32_t k)
+{
+	(void)k;
+	committer_stop(restart_c);
+	restart_c = start_committer(the_shard, db_dsn);
+}
+
+Test(committer, restarts_lose_nothing_and_repeat_nothing)
+{
+	shard *s = open_shard(0);
+	restart_c = start_committer(s, db_dsn);
+	gen g = {.rng = 77};
+	create_events(s, &g);
+	run_stream(s, &g, 6000, 150, restart_committer);
+	wait_applied(restart_c, s);
+	committer_stop(restart_c);
+	check_against_journal(s);
+}
+
+/* ---- 3. retention ------------------------------------------------------------------ */
+
+static uint64_t first_segment_seq(void)
+{
+	journal_reader *r;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open_from(data_root, 0, NULL, 0, &r, err, sizeof(err)), 0, "%s", err);
+	journal_record rec;
+	cr_assert_eq(journal_reader_next(r, &rec), 1);
+	uint64_t seq = rec.seq;
+	journal_reader_close(r);
+	return seq;
+}
+
+Test(committer, journal_kept_until_applied)
+{
+	shard *s = open_shard(500);
+	gen g = {.rng = 5};
+	create_events(s, &g);
+	run_stream(s, &g, 5000, 0, NULL);
+	/* No committer yet: snapshots were taken, nothing was pruned. */
+	shard_stats ss;
+	shard_stats_get(s, &ss);
+	cr_assert_gt(ss.snapshots, 0, "no snapshot was taken: the test proves nothing");
+	cr_assert_eq(first_segment_seq(), 1, "segments were pruned before the committer applied them");
+	committer *c = start_committer(s, db_dsn);
+	wait_applied(c, s);
+	committer_stop(c);
+	check_against_journal(s);
+}
+
+/* ---- 4. faults ---------------------------------------------------------------------- */
+
+/* Starts a committer with `dsn`, waits for it to stop, checks the reason
+ * contains `want`, and that the shard still acknowledges. */
+static void expect_stop(shard *s, const char *dsn, const char *want)
+{
+	committer *c = start_committer(s, dsn);
+	char reason[COMMITTER_REASON_LEN];
+	wait_stopped(c, reason, sizeof(reason));
+	cr_assert(strstr(reason, want), "reason \"%s\" does not say \"%s\"", reason, want);
+	gen g = {.rng = 3, .request = 100000};
+	bo_cmd h = tcmd_hold_best(50, ++g.request, 100, 0, 1, 5000);
+	submit_wait(s, &g, &h, 1);
+	committer_stop(c);
+}
+
+Test(committer, faults_stop_with_a_reason)
+{
+	shard *s = open_shard(0);
+	gen g = {.rng = 9};
+	create_events(s, &g);
+	expect_stop(s, "host=/nonexistent nosuchoption=1", "invalid DSN");
+	char dsn[600];
+	snprintf(dsn, sizeof(dsn), "%s dbname=bo_no_such_database", admin_dsn());
+	expect_stop(s, dsn, "does not exist");
+
+	/* A schema from the future. */
+	committer *c = start_committer(s, db_dsn);
+	wait_applied(c, s);
+	committer_stop(c);
+	PGconn *db = db_connect();
+	db_exec(db, "INSERT INTO boxoffice.schema_version (version, name) VALUES (999, '0999_future.sql')");
+	expect_stop(s, db_dsn, "newer than this binary");
+	db_exec(db, "DELETE FROM boxoffice.schema_version WHERE version = 999");
+
+	/* A checkpoint ahead of the journal. */
+	db_exec(db, "UPDATE boxoffice.checkpoints SET journal_seq = journal_seq + 1000000");
+	expect_stop(s, db_dsn, "ahead of this shard's journal");
+	db_exec(db, "UPDATE boxoffice.checkpoints SET journal_seq = journal_seq - 1000000");
+	PQfinish(db);
+
+	/* A read-only database. */
+	char sql[160];
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s SET default_transaction_read_only = on", db_name);
+	admin_exec(sql);
+	expect_stop(s, db_dsn, "read-only");
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s RESET default_transaction_read_only", db_name);
+	admin_exec(sql);
+
+	/* And once the cause is gone, a new committer catches up: nothing was lost. */
+	c = start_committer(s, db_dsn);
+	wait_applied(c, s);
+	committer_stop(c);
+	shard_stop(s);
+	oracle o;
+	oracle_run(&o, data_root, 0);
+	db = db_connect();
+	oracle_check(&o, db, 0);
+	PQfinish(db);
+	oracle_free(&o);
+}

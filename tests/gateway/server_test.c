@@ -29,7 +29,11 @@
  *     the periodic status log; an acknowledged hold has moved its shard's
  *     durable sequence in the next reply; a malformed admin request gets
  *     one invalid map; with neither --pg-dsn nor --no-pg the start-up log
- *     says the journal is not carried to PostgreSQL.
+ *     says the journal is not carried to PostgreSQL;
+ *  8. server_status with a fresh database (only when BOXOFFICE_TEST_PG_DSN
+ *     names a PostgreSQL; skipped loudly otherwise): every committer comes
+ *     up "running" and, after holds, reaches lag 0 with applied_seq equal
+ *     to the durable sequence and to the database's own checkpoint.
  *
  * How: the server binary named by $BOXOFFICE_SERVER (meson sets it) is
  * fork/exec'ed with a fresh mkdtemp directory (data dir, ipc socket, one log
@@ -55,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <msgpack.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -1741,4 +1746,116 @@ Test(server, no_database_is_said_at_start)
 	static const char *const line[] = {"msg=\"no database: journal not carried to PostgreSQL\""};
 	cr_assert(log_wait_for(g_srv.log_path, line, 1, 0), "start-up log lacks the no-database line");
 	srv_stop_clean(&g_srv, 5000);
+}
+
+/* ---- 8. server_status with a database (BOXOFFICE_TEST_PG_DSN) ------------- */
+
+static char g_pg_db[64];
+static char g_pg_dsn[600];
+
+/* Runs one statement on dsn; returns the first value of the first row
+ * (a malloc'd string, "" for a command) or fails the test. */
+static char *pg_query(const char *dsn, const char *sql)
+{
+	PGconn *c = PQconnectdb(dsn);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+	char *v = strdup(st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	PQfinish(c);
+	cr_assert_not_null(v);
+	return v;
+}
+
+static void pg_fini(void)
+{
+	srv_fini(); /* the server first: it holds connections to the database */
+	const char *admin = getenv("BOXOFFICE_TEST_PG_DSN");
+	if (!g_pg_db[0] || !admin)
+		return;
+	char sql[128];
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", g_pg_db);
+	PGconn *c = PQconnectdb(admin);
+	if (PQstatus(c) == CONNECTION_OK)
+		PQclear(PQexec(c, sql));
+	PQfinish(c);
+}
+
+/* Polls server_status until every shard's committer is `state` with nothing
+ * left to apply (applied_seq == durable_seq, lag 0), or timeout_ms passes.
+ * Returns 1 when it got there; g_status holds the last reply. */
+static int status_wait_caught_up(nng_socket c, uint8_t state, int timeout_ms)
+{
+	for (int waited = 0;; waited += 50) {
+		int status = -1;
+		wire_msg wm;
+		cr_assert_eq(status_call(c, &g_status, &status, &wm), 0, "%s", wm.error);
+		cr_assert_eq(status, BO_OK);
+		uint32_t done = 0;
+		for (uint32_t k = 0; k < g_status.shard_count; k++) {
+			const wire_shard_status *s = &g_status.shards[k];
+			done += s->committer.state == state && s->committer.applied_seq == s->durable_seq &&
+			        s->committer.lag_records == 0 && s->committer.lag_ms == 0;
+		}
+		if (done == g_status.shard_count)
+			return 1;
+		if (waited >= timeout_ms)
+			return 0;
+		sleep_ms(50);
+	}
+}
+
+/* 8: with a fresh database every committer comes up "running", catches up
+ * to lag 0 after holds, and what server_status reports as applied is the
+ * database's own checkpoint; the status log names the committer running. */
+Test(server, server_status_with_database, .fini = pg_fini)
+{
+	const char *admin = getenv("BOXOFFICE_TEST_PG_DSN");
+	if (!admin || !*admin)
+		cr_skip_test("SKIP: BOXOFFICE_TEST_PG_DSN is not set: no PostgreSQL (scripts/test starts one)");
+	snprintf(g_pg_db, sizeof(g_pg_db), "bo_server_status_%d", (int)getpid());
+	char sql[128];
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", g_pg_db);
+	free(pg_query(admin, sql));
+	snprintf(g_pg_dsn, sizeof(g_pg_dsn), "%s dbname=%s", admin, g_pg_db);
+
+	srv_init(&g_srv);
+	srv_add_arg(&g_srv, "--pg-dsn");
+	srv_add_arg(&g_srv, g_pg_dsn);
+	srv_start(&g_srv);
+	nng_socket c;
+	cr_assert_eq(cli_open(g_srv.tcp_url, 5000, &c), 0);
+	if (!status_wait_caught_up(c, WIRE_COMMITTER_RUNNING, 30000))
+		srv_dump_log(&g_srv);
+	cr_assert_eq(g_status.shard_count, 2);
+	cr_assert(status_wait_caught_up(c, WIRE_COMMITTER_RUNNING, 0), "the committers did not come up running");
+
+	create_event(c, 7, 2, 10);
+	for (uint64_t i = 0; i < 5; i++) {
+		bo_cmd h = c_hold_best(99, 10 + i, 7, 2);
+		bo_result r;
+		cr_assert_eq(call1(c, &h, &r, NULL), 0);
+		cr_assert_eq(r.status, BO_OK);
+	}
+	uint32_t k7 = shard_for_event(7, 2);
+	if (!status_wait_caught_up(c, WIRE_COMMITTER_RUNNING, 30000))
+		srv_dump_log(&g_srv);
+	cr_assert(status_wait_caught_up(c, WIRE_COMMITTER_RUNNING, 0), "shard %u: lag %" PRIu64 " records", k7,
+	          g_status.shards[k7].committer.lag_records);
+	const wire_shard_status *s = &g_status.shards[k7];
+	cr_assert_geq(s->durable_seq, 6, "create_event and 5 holds");
+	cr_assert_geq(s->committer.batches, 1);
+	cr_assert_eq(s->committer.changes, 10, "5 holds of 2 seats");
+	cr_assert_eq(s->committer.reason[0], '\0');
+	snprintf(sql, sizeof(sql), "SELECT journal_seq FROM boxoffice.checkpoints WHERE shard = %u", k7);
+	char *seq = pg_query(g_pg_dsn, sql);
+	cr_assert_eq(strtoull(seq, NULL, 10), s->committer.applied_seq, "checkpoint %s", seq);
+	free(seq);
+	char *holds = pg_query(g_pg_dsn, "SELECT count(*) FROM boxoffice.seat_changes WHERE cause = 'hold'");
+	cr_assert_str_eq(holds, "10");
+	free(holds);
+	nng_close(c);
+	srv_stop_clean(&g_srv, 10000);
 }

@@ -17,8 +17,9 @@
  * (committer/committer.h) carries the durable journal into PostgreSQL on
  * threads of its own; the shards then keep their journal until it is
  * applied (shard_retain). A status thread logs each shard's durable
- * sequence and committer state every status_every_ms, and at once when a
- * committer's state changes; the admin request server_status
+ * sequence and committer state every status_every_ms, and within 100 ms
+ * of a committer's state change (it polls: the committer has no
+ * callback); the admin request server_status
  * (protocol/wire.h) answers the same from the nng threads.
  *
  * Each of `contexts` nng contexts owns one request slot, allocated at

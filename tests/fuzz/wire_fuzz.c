@@ -14,7 +14,12 @@
  *    (wire_encode_replies with the decode errors) decodes back with the same
  *    shape and statuses;
  *  - an accepted reply message re-encodes and decodes to equal results
- *    (codec_result_equal).
+ *    (codec_result_equal);
+ *  - read as an admin request (status.c), the answer is "not one", a kind,
+ *    or -EINVAL with a message; read as a server_status reply, it is
+ *    -EINVAL with a message or a status, and an ok one (shards within
+ *    bounds, each at its index, states named) re-encodes and decodes to the
+ *    same bytes' meaning.
  *
  * Built and run by scripts/fuzz (tests/fuzz/X_fuzz.c with the core sources,
  * the sources of protocol/ among them, and -lmsgpackc):
@@ -122,9 +127,53 @@ static void fuzz_replies(const uint8_t *data, size_t size)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+static wire_server_status st, st2;
+
+static void fuzz_admin_and_status(const uint8_t *data, size_t size)
+{
+	wire_msg msg;
+	int rc = wire_decode_admin(data, size, &msg);
+	FUZZ_CHECK(rc == WIRE_ADMIN_NONE || rc == WIRE_ADMIN_SERVER_STATUS ||
+	           (rc == -EINVAL && msg.error[0] != '\0'));
+	FUZZ_CHECK(rc == WIRE_ADMIN_NONE || size <= WIRE_ADMIN_MSG_MAX);
+	int status;
+	rc = wire_decode_server_status(data, size, &st, &status, &msg);
+	if (rc < 0) {
+		FUZZ_CHECK(rc == -EINVAL && msg.error[0] != '\0' && st.shard_count == 0);
+		return;
+	}
+	FUZZ_CHECK(rc == 0 && status >= 0 && status < BO_STATUS_COUNT);
+	if (status != BO_OK) {
+		FUZZ_CHECK(st.shard_count == 0);
+		return;
+	}
+	FUZZ_CHECK(st.shard_count >= 1 && st.shard_count <= WIRE_STATUS_SHARDS_MAX);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	FUZZ_CHECK(wire_encode_server_status(&st, &sb) == 0);
+	rc = wire_decode_server_status((const uint8_t *)sb.data, sb.size, &st2, &status, &msg);
+	FUZZ_CHECK(rc == 0 && status == BO_OK && st2.shard_count == st.shard_count);
+	FUZZ_CHECK(strcmp(st.version, st2.version) == 0);
+	for (uint32_t k = 0; k < st.shard_count; k++) {
+		const wire_shard_status *a = &st.shards[k], *b = &st2.shards[k];
+		FUZZ_CHECK(a->shard == k && b->shard == k && a->durable_seq == b->durable_seq &&
+		           a->batches == b->batches && a->committer.state == b->committer.state &&
+		           a->committer.applied_seq == b->committer.applied_seq &&
+		           a->committer.lag_records == b->committer.lag_records &&
+		           a->committer.lag_ms == b->committer.lag_ms &&
+		           a->committer.batches == b->committer.batches &&
+		           a->committer.changes == b->committer.changes &&
+		           a->committer.outbox == b->committer.outbox &&
+		           a->committer.retries == b->committer.retries &&
+		           strcmp(a->committer.reason, b->committer.reason) == 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fuzz_request(data, size);
 	fuzz_replies(data, size);
+	fuzz_admin_and_status(data, size);
 	return 0;
 }

@@ -17,7 +17,12 @@
  *    "no answer"; garbage, short or mismatched replies give
  *    BOC_ERR_PROTOCOL; commands without an encoding are refused;
  *  - the dial does not wait for the server: a server started after the
- *    command was submitted still answers it.
+ *    command was submitted still answers it;
+ *  - boc_server_status: from several threads while commands are batched,
+ *    every call gets the stub's status field for field and every command
+ *    its reply; a silent server or a closed port is BOC_ERR_TIMEOUT within
+ *    the timeout, busy is an answer (0, status busy, its text), garbage is
+ *    BOC_ERR_PROTOCOL.
  * The stub listens on tcp://127.0.0.1 on a port the kernel picks.
  */
 #if defined(__SANITIZE_THREAD__) && !defined(CLIENT_TEST_FORCE_CRITERION)
@@ -67,6 +72,7 @@ typedef struct stub {
 	atomic_int stop;
 	atomic_uint messages;
 	atomic_uint commands;
+	atomic_uint status_requests;
 	bo_cmd *cmds;
 	wire_cmd_error *errs;
 	bo_result *res;
@@ -79,11 +85,69 @@ static uint64_t stub_claim(uint64_t request_id)
 	return request_id * 0x9e3779b97f4a7c15ull + 7;
 }
 
+/* The status the stub reports: 3 shards, shard k's numbers derived from k. */
+static wire_server_status stub_status;
+
+static void stub_status_fill(void)
+{
+	memset(&stub_status, 0, sizeof(stub_status));
+	snprintf(stub_status.version, sizeof(stub_status.version), "stub-1");
+	stub_status.shard_count = 3;
+	for (uint32_t k = 0; k < 3; k++) {
+		wire_shard_status *sh = &stub_status.shards[k];
+		sh->shard = k;
+		sh->durable_seq = 1000 + k;
+		sh->batches = 10 + k;
+		sh->committer.state = (uint8_t)(WIRE_COMMITTER_RUNNING + k);
+		sh->committer.applied_seq = 900 + k;
+		sh->committer.lag_records = 100;
+		sh->committer.lag_ms = 50 * k;
+		sh->committer.retries = k;
+		if (k)
+			snprintf(sh->committer.reason, sizeof(sh->committer.reason), "reason %u", k);
+	}
+}
+
+/* Answers a server_status request as the mode says; returns 0 when req
+ * was not one (then it is decoded as commands). */
+static int stub_answer_admin(stub *s, nng_msg *req, msgpack_sbuffer *sb)
+{
+	wire_msg m;
+	if (wire_decode_admin(nng_msg_body(req), nng_msg_len(req), &m) != WIRE_ADMIN_SERVER_STATUS)
+		return 0;
+	atomic_fetch_add(&s->status_requests, 1);
+	int rv = 0;
+	switch (s->mode) {
+	case STUB_SILENT:
+		return 1;
+	case STUB_BUSY:
+		rv = wire_encode_error(BO_BUSY, "ring full", sb);
+		break;
+	case STUB_GARBAGE:
+		msgpack_sbuffer_write(sb, "\xc1\xc1\xc1", 3);
+		break;
+	default:
+		stub_status_fill();
+		rv = wire_encode_server_status(&stub_status, sb);
+	}
+	cr_assert_eq(rv, 0);
+	nng_msg *rep;
+	cr_assert_eq(nng_msg_alloc(&rep, sb->size), 0);
+	memcpy(nng_msg_body(rep), sb->data, sb->size);
+	if (nng_sendmsg(s->sock, rep, 0) != 0)
+		nng_msg_free(rep);
+	return 1;
+}
+
 static void stub_answer(stub *s, nng_msg *req)
 {
 	wire_msg m;
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
+	if (stub_answer_admin(s, req, &sb)) {
+		msgpack_sbuffer_destroy(&sb);
+		return;
+	}
 	int rv = wire_decode_request(nng_msg_body(req), nng_msg_len(req), s->cmds, s->errs,
 	                             WIRE_BATCH_MAX, &m);
 	cr_assert_eq(rv, 0, "stub got an undecodable request: %s", m.error);
@@ -618,4 +682,137 @@ Test(client, close_fails_what_is_in_flight)
 		cr_assert(err == BOC_ERR_CLOSED || err == BOC_ERR_TIMEOUT, "err %d", err);
 	}
 	stub_stop(s);
+}
+
+/* ---- server_status ---------------------------------------------------------- */
+
+static void expect_stub_status(const boc_server_report *st)
+{
+	cr_assert_eq(st->status, BO_OK);
+	cr_assert_str_eq(st->version, "stub-1");
+	cr_assert_eq(st->shard_count, 3);
+	for (uint32_t k = 0; k < 3; k++) {
+		const boc_shard_status *sh = &st->shards[k];
+		cr_assert_eq(sh->shard, k);
+		cr_assert_eq(sh->durable_seq, 1000 + k);
+		cr_assert_eq(sh->batches, 10 + k);
+		cr_assert_eq(sh->committer.state, BOC_COMMITTER_RUNNING + (int)k);
+		cr_assert_eq(sh->committer.applied_seq, 900 + k);
+		cr_assert_eq(sh->committer.lag_records, 100);
+		cr_assert_eq(sh->committer.lag_ms, 50 * k);
+		cr_assert_eq(sh->committer.retries, k);
+	}
+	cr_assert_str_eq(st->shards[0].committer.reason, "");
+	cr_assert_str_eq(st->shards[2].committer.reason, "reason 2");
+	cr_assert_str_eq(boc_committer_state_name(st->shards[1].committer.state), "retrying");
+}
+
+typedef struct status_caller {
+	boc_client *c;
+	int calls;
+	int ok;
+} status_caller;
+
+static void *status_caller_main(void *arg)
+{
+	status_caller *sc = arg;
+	boc_server_report *st = malloc(sizeof(*st));
+	cr_assert_not_null(st);
+	for (int i = 0; i < sc->calls; i++) {
+		char text[BOC_TEXT_LEN_MAX];
+		int rc = boc_server_status(sc->c, st, text, sizeof(text));
+		cr_assert_eq(rc, 0, "call %d: %d (%s)", i, rc, text);
+		expect_stub_status(st);
+		sc->ok++;
+	}
+	free(st);
+	return NULL;
+}
+
+Test(client, server_status_beside_batched_commands, .timeout = 120)
+{
+	stub *s = stub_start(STUB_ECHO, 0);
+	s->delay_us = 500;
+	boc_options o = opts(10000);
+	boc_client *c;
+	cr_assert_eq(boc_open(s->url, &o, &c), 0);
+	enum { CMDS = 2000, CALLERS = 3, CALLS = 20 };
+	static tracked t[CMDS];
+	atomic_store(&callbacks_total, 0);
+	status_caller sc[CALLERS];
+	pthread_t th[CALLERS];
+	for (int i = 0; i < CALLERS; i++) {
+		sc[i] = (status_caller){.c = c, .calls = CALLS};
+		cr_assert_eq(pthread_create(&th[i], NULL, status_caller_main, &sc[i]), 0);
+	}
+	for (unsigned i = 0; i < CMDS; i++) {
+		bo_cmd cmd;
+		hold_cmd(&cmd, 0);
+		while (boc_submit(c, &cmd, track_cb, &t[i]) == -EBUSY)
+			usleep(100);
+	}
+	for (int i = 0; i < CALLERS; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(sc[i].ok, CALLS);
+	}
+	wait_callbacks(CMDS, 20000);
+	for (unsigned i = 0; i < CMDS; i++) {
+		cr_assert_eq(atomic_load(&t[i].calls), 1);
+		cr_assert_eq(atomic_load(&t[i].err), 0);
+		cr_assert_eq(atomic_load(&t[i].status), BO_OK);
+	}
+	cr_assert_eq(atomic_load(&s->status_requests), CALLERS * CALLS);
+	cr_assert_eq(atomic_load(&s->commands), CMDS, "status requests are not commands");
+	boc_close(c);
+	stub_stop(s);
+}
+
+/* One boc_server_status against a stub in `mode` (or a closed port when
+ * mode < 0), timeout 300 ms. Returns its rc; *took_ms how long it took. */
+static int status_once(int mode, boc_server_report *st, char *text, size_t len, int64_t *took_ms)
+{
+	char url[64];
+	int port;
+	stub *s = NULL;
+	if (mode < 0) {
+		closed_url(url, sizeof(url), &port);
+	} else {
+		s = stub_start(mode, 0);
+		snprintf(url, sizeof(url), "%s", s->url);
+	}
+	boc_options o = opts(300);
+	boc_client *c;
+	cr_assert_eq(boc_open(url, &o, &c), 0);
+	int64_t t0 = bo_clock_ms();
+	int rc = boc_server_status(c, st, text, len);
+	*took_ms = bo_clock_ms() - t0;
+	boc_close(c);
+	if (s)
+		stub_stop(s);
+	return rc;
+}
+
+Test(client, server_status_no_answer_busy_and_garbage)
+{
+	static boc_server_report st;
+	char text[BOC_TEXT_LEN_MAX];
+	int64_t took;
+	for (int mode = -1; mode <= STUB_SILENT; mode += STUB_SILENT + 1) {
+		int rc = status_once(mode, &st, text, sizeof(text), &took);
+		cr_assert_eq(rc, BOC_ERR_TIMEOUT, "mode %d: rc %d (%s)", mode, rc, text);
+		cr_assert(took >= 250 && took < 2000, "mode %d: %lld ms for a 300 ms timeout", mode, (long long)took);
+		cr_assert_eq(st.status, BOC_STATUS_NO_ANSWER);
+		cr_assert_eq(st.shard_count, 0);
+		cr_assert_gt(strlen(text), 0);
+	}
+	cr_assert_eq(status_once(STUB_BUSY, &st, text, sizeof(text), &took), 0);
+	cr_assert_eq(st.status, BO_BUSY);
+	cr_assert_str_eq(text, "ring full");
+	cr_assert_eq(st.shard_count, 0);
+	cr_assert_eq(status_once(STUB_GARBAGE, &st, text, sizeof(text), &took), BOC_ERR_PROTOCOL);
+	cr_assert(strstr(text, "undecodable reply") != NULL, "%s", text);
+	cr_assert_eq(st.shard_count, 0);
+	cr_assert_eq(status_once(STUB_ECHO, &st, text, sizeof(text), &took), 0, "%s", text);
+	expect_stub_status(&st);
+	cr_assert_str_eq(text, "");
 }

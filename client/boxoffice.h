@@ -202,9 +202,9 @@ const char *boc_strerror(int err);
  * that carries the journal into PostgreSQL, with its lag. Not a command:
  * it bypasses the batching queue (one message of its own). */
 
-#define BOC_SHARDS_MAX 64u       /* shards one reply describes at most (the server's bound) */
-#define BOC_REASON_LEN_MAX 256u  /* a committer's reason, NUL included */
-#define BOC_VERSION_LEN_MAX 32u  /* the server's version, NUL included */
+#define BOC_SHARDS_MAX 64u      /* shards one reply describes at most (the server's bound) */
+#define BOC_REASON_LEN_MAX 256u /* a committer's reason, NUL included */
+#define BOC_VERSION_LEN_MAX 32u /* the server's version, NUL included */
 
 /* A shard's database committer. OFF: the server runs without a database. */
 enum boc_committer_state {
@@ -216,14 +216,14 @@ enum boc_committer_state {
 };
 
 typedef struct boc_committer_status {
-	int state;            /* enum boc_committer_state */
-	uint64_t applied_seq; /* last journal sequence in the database */
-	uint64_t lag_records; /* durable records not yet in the database */
-	uint64_t lag_ms;      /* age of the oldest of them (0: none) */
-	uint64_t batches;     /* database transactions committed */
-	uint64_t changes;     /* seat_changes rows written */
-	uint64_t outbox;      /* inventory_events rows written */
-	uint64_t retries;     /* failed attempts retried */
+	int state;                       /* enum boc_committer_state */
+	uint64_t applied_seq;            /* last journal sequence in the database */
+	uint64_t lag_records;            /* durable records not yet in the database */
+	uint64_t lag_ms;                 /* age of the oldest of them (0: none) */
+	uint64_t batches;                /* database transactions committed */
+	uint64_t changes;                /* seat_changes rows written */
+	uint64_t outbox;                 /* inventory_events rows written */
+	uint64_t retries;                /* failed attempts retried */
 	char reason[BOC_REASON_LEN_MAX]; /* why not running; "" when running */
 } boc_committer_status;
 

@@ -620,11 +620,11 @@ typedef struct global {
 
 /* What a command's parser produces. */
 typedef struct built {
-	const char *name; /* the command as typed */
-	uint64_t cl, rq;  /* --client / --request (0: the library picks) */
-	bo_cmd cmd;       /* the command to send */
-	bo_seatmap *map;  /* create-event's map (freed by main), else NULL */
-	uint32_t ttl_ms;  /* the TTL asked for (hold, extend), else 0 */
+	const char *name;   /* the command as typed */
+	uint64_t cl, rq;    /* --client / --request (0: the library picks) */
+	bo_cmd cmd;         /* the command to send */
+	bo_seatmap *map;    /* create-event's map (freed by main), else NULL */
+	uint32_t ttl_ms;    /* the TTL asked for (hold, extend), else 0 */
 	bool server_status; /* server-status: no command, boc_server_status */
 } built;
 
@@ -805,10 +805,14 @@ static const struct cli_cmd {
 	const char *const *usage;
 	void (*parse)(args *a, built *b);
 } commands[] = {
-        {"create-event", &usage_create, cmd_create}, {"hold", &usage_hold, cmd_hold},
-        {"extend", &usage_extend, cmd_extend},       {"release", &usage_release, cmd_release},
-        {"confirm", &usage_confirm, cmd_confirm},    {"cancel", &usage_cancel, cmd_cancel},
-        {"block", &usage_block, cmd_block},          {"unblock", &usage_block, cmd_unblock},
+        {"create-event", &usage_create, cmd_create},
+        {"hold", &usage_hold, cmd_hold},
+        {"extend", &usage_extend, cmd_extend},
+        {"release", &usage_release, cmd_release},
+        {"confirm", &usage_confirm, cmd_confirm},
+        {"cancel", &usage_cancel, cmd_cancel},
+        {"block", &usage_block, cmd_block},
+        {"unblock", &usage_block, cmd_unblock},
         {"status", &usage_status, cmd_status},
         {"server-status", &usage_server_status, cmd_server_status},
 };
@@ -989,9 +993,9 @@ static void print_server_status_json(const boc_server_report *st)
 		       ",\"committer\":{\"state\":",
 		       k ? "," : "", s->shard, s->durable_seq, s->batches);
 		bo_json_cstr(stdout, state ? state : "unknown");
-		printf(",\"applied_seq\":%" PRIu64 ",\"lag_records\":%" PRIu64 ",\"lag_ms\":%" PRIu64
-		       ",\"batches\":%" PRIu64 ",\"changes\":%" PRIu64 ",\"outbox\":%" PRIu64
-		       ",\"retries\":%" PRIu64 ",\"reason\":",
+		printf(",\"applied_seq\":%" PRIu64 ",\"lag_records\":%" PRIu64
+		       ",\"lag_ms\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"changes\":%" PRIu64
+		       ",\"outbox\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"reason\":",
 		       c->applied_seq, c->lag_records, c->lag_ms, c->batches, c->changes, c->outbox,
 		       c->retries);
 		bo_json_cstr(stdout, c->reason);
@@ -1016,8 +1020,8 @@ static void print_server_status_table(const boc_server_report *st)
 		if (c->state == BOC_COMMITTER_OFF)
 			printf("%12s %11s %8s", "-", "-", "-");
 		else
-			printf("%12" PRIu64 " %11" PRIu64 " %8" PRIu64, c->applied_seq, c->lag_records,
-			       c->lag_ms);
+			printf("%12" PRIu64 " %11" PRIu64 " %8" PRIu64, c->applied_seq,
+			       c->lag_records, c->lag_ms);
 		/* The reason is the server's text: printed as it is, minus
 		 * control bytes that would break the table. */
 		printf("  ");
@@ -1041,8 +1045,8 @@ static int run_server_status(const global *g, boc_client *c)
 			bo_json_cstr(stdout, text);
 			printf("}\n");
 		}
-		fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", g->url, boc_strerror(rc),
-		        text);
+		fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", g->url,
+		        boc_strerror(rc), text);
 		return EXIT_NO_ANSWER;
 	}
 	if (st.status != BO_OK) {

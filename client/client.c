@@ -895,7 +895,8 @@ int boc_server_status(boc_client *c, boc_server_report *out, char *err, size_t e
 	if (rv == 0) {
 		wire_msg m;
 		int status;
-		if (wire_decode_server_status(nng_msg_body(reply), nng_msg_len(reply), w, &status, &m) != 0) {
+		if (wire_decode_server_status(nng_msg_body(reply), nng_msg_len(reply), w, &status,
+		                              &m) != 0) {
 			snprintf(why, sizeof(why), "undecodable reply: %s", m.error);
 			rv = BOC_ERR_PROTOCOL;
 		} else {

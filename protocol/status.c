@@ -26,14 +26,15 @@
 #define ADMIN_OP_SERVER_STATUS "server_status"
 
 static const char *const committer_state_names[WIRE_COMMITTER_STATE_COUNT] = {
-        [WIRE_COMMITTER_OFF] = "off",           [WIRE_COMMITTER_STARTING] = "starting",
-        [WIRE_COMMITTER_RUNNING] = "running",   [WIRE_COMMITTER_RETRYING] = "retrying",
+        [WIRE_COMMITTER_OFF] = "off",         [WIRE_COMMITTER_STARTING] = "starting",
+        [WIRE_COMMITTER_RUNNING] = "running", [WIRE_COMMITTER_RETRYING] = "retrying",
         [WIRE_COMMITTER_STOPPED] = "stopped",
 };
 
 const char *wire_committer_state_name(int state)
 {
-	return state >= 0 && state < WIRE_COMMITTER_STATE_COUNT ? committer_state_names[state] : NULL;
+	return state >= 0 && state < WIRE_COMMITTER_STATE_COUNT ? committer_state_names[state]
+	                                                        : NULL;
 }
 
 /* ---- Request (server side) ----------------------------------------------- */
@@ -62,7 +63,8 @@ static int admin_op(mpack_cur c)
 		}
 		if (mpack_read(&c, &v) < 0 || v.kind != MPACK_STR)
 			return WIRE_ADMIN_NONE;
-		return mpack_str_is(&v, ADMIN_OP_SERVER_STATUS) ? WIRE_ADMIN_SERVER_STATUS : WIRE_ADMIN_NONE;
+		return mpack_str_is(&v, ADMIN_OP_SERVER_STATUS) ? WIRE_ADMIN_SERVER_STATUS
+		                                                : WIRE_ADMIN_NONE;
 	}
 	return WIRE_ADMIN_NONE;
 }
@@ -88,8 +90,8 @@ static int admin_keys(mpack_cur c, wire_cmd_error *e)
 		if (key < 0) {
 			char kb[48];
 			mpack_printable(&k, kb, sizeof(kb));
-			field_fail(e, BO_INVALID, BO_D_NONE, "key '%s' does not apply to op '%s'", kb,
-			           ADMIN_OP_SERVER_STATUS);
+			field_fail(e, BO_INVALID, BO_D_NONE, "key '%s' does not apply to op '%s'",
+			           kb, ADMIN_OP_SERVER_STATUS);
 			return -1;
 		}
 		if (seen & (1u << key))
@@ -162,10 +164,10 @@ static int pk_committer(msgpack_packer *pk, const wire_committer_status *c)
 {
 	return msgpack_pack_map(pk, 9) | pack_kv_str(pk, "state", committer_state_names[c->state]) |
 	       pack_kv_u64(pk, "applied_seq", c->applied_seq) |
-	       pack_kv_u64(pk, "lag_records", c->lag_records) | pack_kv_u64(pk, "lag_ms", c->lag_ms) |
-	       pack_kv_u64(pk, "batches", c->batches) | pack_kv_u64(pk, "changes", c->changes) |
-	       pack_kv_u64(pk, "outbox", c->outbox) | pack_kv_u64(pk, "retries", c->retries) |
-	       pack_kv_str(pk, "reason", c->reason);
+	       pack_kv_u64(pk, "lag_records", c->lag_records) |
+	       pack_kv_u64(pk, "lag_ms", c->lag_ms) | pack_kv_u64(pk, "batches", c->batches) |
+	       pack_kv_u64(pk, "changes", c->changes) | pack_kv_u64(pk, "outbox", c->outbox) |
+	       pack_kv_u64(pk, "retries", c->retries) | pack_kv_str(pk, "reason", c->reason);
 }
 
 int wire_encode_server_status(const wire_server_status *st, msgpack_sbuffer *out)
@@ -226,7 +228,8 @@ static int read_text(mpack_cur *c, const char *name, char *dst, size_t cap, wire
 }
 
 /* A string naming one of names[0..count). Returns its index or -1. */
-static int read_name(mpack_cur *c, const char *name, const char *(*fn)(int), int count, wire_cmd_error *e)
+static int read_name(mpack_cur *c, const char *name, const char *(*fn)(int), int count,
+                     wire_cmd_error *e)
 {
 	mpack_tok s;
 	if (field_str(c, name, &s, e) < 0)
@@ -304,14 +307,18 @@ static int read_object(mpack_cur *c, const char *where, const fdef *defs, int n,
 	}
 	for (int j = 0; j < n; j++) {
 		if (defs[j].required && !(seen & (1u << j))) {
-			field_fail(e, BO_INVALID, BO_D_NONE, "%s: missing key '%s'", where, defs[j].name);
+			field_fail(e, BO_INVALID, BO_D_NONE, "%s: missing key '%s'", where,
+			           defs[j].name);
 			return -1;
 		}
 	}
 	return 0;
 }
 
-#define FU64(s, f) {#f, F_U64, 1, offsetof(s, f), 0, NULL}
+#define FU64(s, f)                                    \
+	{                                             \
+#f, F_U64, 1, offsetof(s, f), 0, NULL \
+	}
 
 static int read_committer(mpack_cur *c, void *base, wire_cmd_error *e)
 {
@@ -324,7 +331,8 @@ static int read_committer(mpack_cur *c, void *base, wire_cmd_error *e)
 	        FU64(wire_committer_status, changes),
 	        FU64(wire_committer_status, outbox),
 	        FU64(wire_committer_status, retries),
-	        {"reason", F_TEXT, 1, offsetof(wire_committer_status, reason), WIRE_REASON_LEN_MAX, NULL},
+	        {"reason", F_TEXT, 1, offsetof(wire_committer_status, reason), WIRE_REASON_LEN_MAX,
+	         NULL},
 	};
 	return read_object(c, "committer", defs, (int)(sizeof(defs) / sizeof(defs[0])), base, e);
 }
@@ -365,11 +373,12 @@ static int read_shards(mpack_cur *c, void *base, wire_cmd_error *e)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		wire_shard_status *s = &r->st->shards[i];
-		if (read_object(c, "shards[]", defs, (int)(sizeof(defs) / sizeof(defs[0])), s, e) < 0)
+		if (read_object(c, "shards[]", defs, (int)(sizeof(defs) / sizeof(defs[0])), s, e) <
+		    0)
 			return -1;
 		if (s->shard != i) {
-			field_fail(e, BO_INVALID, BO_D_NONE, "shards[%" PRIu32 "] describes shard %" PRIu32, i,
-			           s->shard);
+			field_fail(e, BO_INVALID, BO_D_NONE,
+			           "shards[%" PRIu32 "] describes shard %" PRIu32, i, s->shard);
 			return -1;
 		}
 	}
@@ -397,8 +406,8 @@ int wire_decode_server_status(const uint8_t *buf, size_t len, wire_server_status
 	if (field_message(buf, len, &c, &top, &inside, msg) < 0)
 		return -EINVAL;
 	if (top.kind != MPACK_MAP) {
-		snprintf(msg->error, sizeof(msg->error), "a server_status reply must be a map, not %s",
-		         mpack_kind_name(top.kind));
+		snprintf(msg->error, sizeof(msg->error),
+		         "a server_status reply must be a map, not %s", mpack_kind_name(top.kind));
 		return -EINVAL;
 	}
 	status_reply r = {.st = st};

@@ -226,14 +226,14 @@ typedef enum wire_committer_state {
 } wire_committer_state;
 
 typedef struct wire_committer_status {
-	uint8_t state;        /* wire_committer_state */
-	uint64_t applied_seq; /* last journal sequence in the database */
-	uint64_t lag_records; /* durable records not yet applied */
-	uint64_t lag_ms;      /* age of the oldest of them (0: none) */
-	uint64_t batches;     /* database transactions committed */
-	uint64_t changes;     /* seat_changes rows written */
-	uint64_t outbox;      /* inventory_events rows written */
-	uint64_t retries;     /* failed attempts retried */
+	uint8_t state;                    /* wire_committer_state */
+	uint64_t applied_seq;             /* last journal sequence in the database */
+	uint64_t lag_records;             /* durable records not yet applied */
+	uint64_t lag_ms;                  /* age of the oldest of them (0: none) */
+	uint64_t batches;                 /* database transactions committed */
+	uint64_t changes;                 /* seat_changes rows written */
+	uint64_t outbox;                  /* inventory_events rows written */
+	uint64_t retries;                 /* failed attempts retried */
 	char reason[WIRE_REASON_LEN_MAX]; /* why not running; "" when running */
 } wire_committer_status;
 

@@ -1049,7 +1049,8 @@ Test(cli, server_status_table_and_json, .init = srv_setup, .fini = dir_teardown)
 	expect_out(&r, "2 shards");
 	expect_out(&r, "shard      durable committer");
 	cr_assert_eq(count_of(r.out, " off "), 2, "two shards off:\n%s", r.out);
-	cr_assert_eq(count_of(r.out, "no database: journal not carried to PostgreSQL"), 2, "%s", r.out);
+	cr_assert_eq(count_of(r.out, "no database: journal not carried to PostgreSQL"), 2, "%s",
+	             r.out);
 
 	CLI(&r, "--json", "server-status");
 	expect_ok(&r);
@@ -1068,7 +1069,8 @@ Test(cli, server_status_table_and_json, .init = srv_setup, .fini = dir_teardown)
 	CLI(&r, "server-status", "--json");
 	expect_ok(&r);
 	uint64_t after = sum_after(r.out, "\"durable_seq\":");
-	cr_assert_geq(after, before + 2, "durable_seq %" PRIu64 " -> %" PRIu64 ":\n%s", before, after, r.out);
+	cr_assert_geq(after, before + 2, "durable_seq %" PRIu64 " -> %" PRIu64 ":\n%s", before,
+	              after, r.out);
 	srv_stop_clean();
 }
 
@@ -1100,9 +1102,9 @@ static void server_status_from_stub(run *r, bool json, const uint8_t *reply, siz
 Test(cli, server_status_bad_reply_and_refusal, .init = dir_setup, .fini = dir_teardown)
 {
 	/* {"status": "ok", "version": "x", "shards": []} */
-	static const uint8_t empty[] = {0x83, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xa2, 'o', 'k',
-	                                0xa7, 'v',  'e', 'r', 's', 'i', 'o', 'n', 0xa1, 'x', 0xa6,
-	                                's',  'h',  'a', 'r', 'd', 's', 0x90};
+	static const uint8_t empty[] = {0x83, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xa2, 'o',
+	                                'k',  0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n',  0xa1,
+	                                'x',  0xa6, 's', 'h', 'a', 'r', 'd', 's', 0x90};
 	run r;
 	server_status_from_stub(&r, false, empty, sizeof(empty));
 	expect_code(&r, 3);
@@ -1110,10 +1112,10 @@ Test(cli, server_status_bad_reply_and_refusal, .init = dir_setup, .fini = dir_te
 	cr_assert_str_empty(r.out);
 
 	/* {"status": "busy", "detail": "none", "error": "stopping"} */
-	static const uint8_t busy[] = {0x83, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xa4, 'b', 'u',
-	                               's',  'y',  0xa6, 'd', 'e', 't', 'a', 'i', 'l', 0xa4, 'n',
-	                               'o',  'n',  'e', 0xa5, 'e', 'r', 'r', 'o', 'r', 0xa8, 's',
-	                               't',  'o',  'p', 'p', 'i', 'n', 'g'};
+	static const uint8_t busy[] = {0x83, 0xa6, 's', 't',  'a', 't',  'u', 's', 0xa4, 'b',
+	                               'u',  's',  'y', 0xa6, 'd', 'e',  't', 'a', 'i',  'l',
+	                               0xa4, 'n',  'o', 'n',  'e', 0xa5, 'e', 'r', 'r',  'o',
+	                               'r',  0xa8, 's', 't',  'o', 'p',  'p', 'i', 'n',  'g'};
 	server_status_from_stub(&r, false, busy, sizeof(busy));
 	expect_refused(&r, "server-status refused: busy: stopping");
 	server_status_from_stub(&r, true, busy, sizeof(busy));
@@ -1133,7 +1135,8 @@ Test(cli, server_status_help_and_usage, .init = dir_setup, .fini = dir_teardown)
 	expect_out(&r, "  server-status    ");
 	CLI(&r, "server-status", "--help");
 	expect_ok(&r);
-	cr_assert_eq(strncmp(r.out, "usage: boxoffice-cli server-status [--json]\n", 44), 0, "%s", r.out);
+	cr_assert_eq(strncmp(r.out, "usage: boxoffice-cli server-status [--json]\n", 44), 0, "%s",
+	             r.out);
 	CLI(&r, "--timeout", "60000", "server-status", "1");
 	expect_code(&r, 2);
 	cr_assert_not_null(strstr(r.err, "expected no arguments"), "%s", r.err);

@@ -104,7 +104,8 @@ static void stub_status_fill(void)
 		sh->committer.lag_ms = 50 * k;
 		sh->committer.retries = k;
 		if (k)
-			snprintf(sh->committer.reason, sizeof(sh->committer.reason), "reason %u", k);
+			snprintf(sh->committer.reason, sizeof(sh->committer.reason), "reason %u",
+			         k);
 	}
 }
 
@@ -736,7 +737,11 @@ Test(client, server_status_beside_batched_commands, .timeout = 120)
 	boc_options o = opts(10000);
 	boc_client *c;
 	cr_assert_eq(boc_open(s->url, &o, &c), 0);
-	enum { CMDS = 2000, CALLERS = 3, CALLS = 20 };
+	enum {
+		CMDS = 2000,
+		CALLERS = 3,
+		CALLS = 20
+	};
 	static tracked t[CMDS];
 	atomic_store(&callbacks_total, 0);
 	status_caller sc[CALLERS];
@@ -800,7 +805,8 @@ Test(client, server_status_no_answer_busy_and_garbage)
 	for (int mode = -1; mode <= STUB_SILENT; mode += STUB_SILENT + 1) {
 		int rc = status_once(mode, &st, text, sizeof(text), &took);
 		cr_assert_eq(rc, BOC_ERR_TIMEOUT, "mode %d: rc %d (%s)", mode, rc, text);
-		cr_assert(took >= 250 && took < 2000, "mode %d: %lld ms for a 300 ms timeout", mode, (long long)took);
+		cr_assert(took >= 250 && took < 2000, "mode %d: %lld ms for a 300 ms timeout", mode,
+		          (long long)took);
 		cr_assert_eq(st.status, BOC_STATUS_NO_ANSWER);
 		cr_assert_eq(st.shard_count, 0);
 		cr_assert_gt(strlen(text), 0);

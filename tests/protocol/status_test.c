@@ -80,7 +80,8 @@ static void fill_status(wire_server_status *st, uint32_t n)
 		c->outbox = k * 5;
 		c->retries = k % 3;
 		if (c->state != WIRE_COMMITTER_RUNNING)
-			snprintf(c->reason, sizeof(c->reason), "shard %u: \"quoted\" reason\nline two", k);
+			snprintf(c->reason, sizeof(c->reason),
+			         "shard %u: \"quoted\" reason\nline two", k);
 	}
 	/* One reason at the full length the wire allows. */
 	memset(st->shards[1].committer.reason, 'r', WIRE_REASON_LEN_MAX - 1);
@@ -91,8 +92,8 @@ static void fill_status(wire_server_status *st, uint32_t n)
 
 Test(wire_status, request_bytes_are_the_doc_example)
 {
-	static const uint8_t doc[] = {0x81, 0xa2, 'o', 'p', 0xad, 's', 'e', 'r', 'v', 'e',
-	                              'r',  '_',  's', 't', 'a',  't', 'u', 's'};
+	static const uint8_t doc[] = {0x81, 0xa2, 'o', 'p', 0xad, 's', 'e', 'r', 'v',
+	                              'e',  'r',  '_', 's', 't',  'a', 't', 'u', 's'};
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	cr_assert_eq(wire_encode_server_status_request(&sb), 0);
@@ -154,7 +155,8 @@ static void negative_request(msgpack_packer *pk)
 Test(wire_status, admin_request_keys)
 {
 	wire_msg m;
-	cr_assert_eq(admin_with(ids, 2, &m), WIRE_ADMIN_SERVER_STATUS, "client and request are ignored");
+	cr_assert_eq(admin_with(ids, 2, &m), WIRE_ADMIN_SERVER_STATUS,
+	             "client and request are ignored");
 	cr_assert_eq(admin_with(colour, 1, &m), -EINVAL);
 	cr_assert_str_eq(m.error, "key 'colour' does not apply to op 'server_status'");
 	cr_assert_eq(admin_with(event, 1, &m), -EINVAL);
@@ -242,7 +244,8 @@ Test(wire_status, reply_roundtrip)
 		cr_assert_eq(wire_encode_server_status(&st_in, &sb), 0);
 		int status = -1;
 		wire_msg m;
-		cr_assert_eq(status_decode(sb.data, sb.size, &status, &m), 0, "%u shards: %s", n, m.error);
+		cr_assert_eq(status_decode(sb.data, sb.size, &status, &m), 0, "%u shards: %s", n,
+		             m.error);
 		cr_assert_eq(status, BO_OK);
 		cr_assert_str_eq(st_out.version, st_in.version);
 		cr_assert_eq(st_out.shard_count, n);
@@ -438,7 +441,8 @@ static void pk_shards(msgpack_packer *pk, int f)
 	}
 	if (f == F_SHARDS_HUGE_COUNT) {
 		/* An array32 header claiming 2^32-1 entries, and nothing after. */
-		static const char hdr[] = {(char)0xdd, (char)0xff, (char)0xff, (char)0xff, (char)0xff};
+		static const char hdr[] = {(char)0xdd, (char)0xff, (char)0xff, (char)0xff,
+		                           (char)0xff};
 		msgpack_sbuffer_write(pk->data, hdr, sizeof(hdr));
 		return;
 	}
@@ -531,10 +535,12 @@ Test(wire_status, malformed_replies_are_rejected)
 			cr_assert_eq(st_out.shards[1].committer.state, WIRE_COMMITTER_RETRYING);
 			cr_assert_eq(st_out.shards[1].committer.retries, 7);
 			size_t rl = strlen(st_out.shards[0].committer.reason);
-			cr_assert_eq(rl, f == F_LONG_REASON ? WIRE_REASON_LEN_MAX - 1 : strlen("database down"));
+			cr_assert_eq(rl, f == F_LONG_REASON ? WIRE_REASON_LEN_MAX - 1
+			                                    : strlen("database down"));
 		} else {
 			cr_assert_eq(rc, -EINVAL, "fault %d accepted", f);
-			cr_assert(strstr(m.error, why[f]) != NULL, "fault %d: '%s' lacks '%s'", f, m.error, why[f]);
+			cr_assert(strstr(m.error, why[f]) != NULL, "fault %d: '%s' lacks '%s'", f,
+			          m.error, why[f]);
 			cr_assert_eq(st_out.shard_count, 0, "fault %d: nothing half-filled", f);
 		}
 		msgpack_sbuffer_destroy(&sb);
@@ -550,7 +556,8 @@ Test(wire_status, every_truncation_is_rejected)
 	for (size_t len = 0; len < sb.size; len++) {
 		int status;
 		wire_msg m;
-		cr_assert_eq(status_decode(sb.data, len, &status, &m), -EINVAL, "prefix of %zu bytes", len);
+		cr_assert_eq(status_decode(sb.data, len, &status, &m), -EINVAL,
+		             "prefix of %zu bytes", len);
 		cr_assert_neq(m.error[0], '\0');
 	}
 	msgpack_sbuffer_destroy(&sb);

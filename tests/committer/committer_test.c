@@ -20,8 +20,10 @@
  *     keeps everything).
  *  4. faults that no retry cures stop the committer with a clear reason
  *     while the shard keeps acknowledging: an unparsable DSN, a database
- *     that does not exist, a schema newer than the binary, a read-only
- *     database, a checkpoint ahead of the journal.
+ *     that does not exist, a schema newer than the binary, a checkpoint
+ *     ahead of the journal, a role without the privilege to create the
+ *     schema, a read-only database; once the cause is gone a new committer
+ *     catches up and the database equals the journal.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -473,13 +475,31 @@ Test(committer, faults_stop_with_a_reason)
 	db_exec(db, "DELETE FROM boxoffice.schema_version WHERE version = 999");
 
 	/* A checkpoint ahead of the journal. */
+	char sql[256];
 	db_exec(db, "UPDATE boxoffice.checkpoints SET journal_seq = journal_seq + 1000000");
 	expect_stop(s, db_dsn, "ahead of this shard's journal");
 	db_exec(db, "UPDATE boxoffice.checkpoints SET journal_seq = journal_seq - 1000000");
 	PQfinish(db);
 
+	/* A role that may not create the schema. */
+	char role[64];
+	snprintf(role, sizeof(role), "bo_noperm_%d", (int)getpid());
+	snprintf(sql, sizeof(sql), "DROP ROLE IF EXISTS %s", role);
+	admin_exec(sql);
+	snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN", role);
+	admin_exec(sql);
+	char other[96];
+	snprintf(other, sizeof(other), "%s_db", db_name);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", other);
+	admin_exec(sql);
+	snprintf(dsn, sizeof(dsn), "%s dbname=%s user=%s", admin_dsn(), other, role);
+	expect_stop(s, dsn, "missing privileges");
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", other);
+	admin_exec(sql);
+	snprintf(sql, sizeof(sql), "DROP ROLE %s", role);
+	admin_exec(sql);
+
 	/* A read-only database. */
-	char sql[160];
 	snprintf(sql, sizeof(sql), "ALTER DATABASE %s SET default_transaction_read_only = on", db_name);
 	admin_exec(sql);
 	expect_stop(s, db_dsn, "read-only");

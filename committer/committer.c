@@ -72,7 +72,16 @@ static void set_state(committer *c, int state, const char *reason)
 	int changed = c->st.state != state;
 	c->st.state = state;
 	snprintf(c->st.reason, sizeof(c->st.reason), "%s", reason ? reason : "");
+	/* The reason goes into key="value" log lines and JSON: no double quotes
+	 * or control characters (PostgreSQL quotes names with them). */
+	for (char *ch = c->st.reason; *ch; ch++)
+		if (*ch == '"')
+			*ch = '\'';
+		else if ((unsigned char)*ch < 0x20)
+			*ch = ' ';
 	uint64_t applied = c->st.applied_seq;
+	char why[COMMITTER_REASON_LEN];
+	memcpy(why, c->st.reason, sizeof(why));
 	pthread_mutex_unlock(&c->lock);
 	if (!changed)
 		return;
@@ -80,10 +89,10 @@ static void set_state(committer *c, int state, const char *reason)
 		bo_log(BO_LOG_INFO, "shard=%u msg=\"committer running\" applied_seq=%" PRIu64, c->shard_id, applied);
 	else if (state == COMMITTER_RETRYING)
 		bo_log(BO_LOG_WARN, "shard=%u msg=\"committer retrying: database unavailable\" applied_seq=%" PRIu64
-		       " reason=\"%s\"", c->shard_id, applied, reason);
-	else if (state == COMMITTER_STOPPED && reason && *reason)
+		       " reason=\"%s\"", c->shard_id, applied, why);
+	else if (state == COMMITTER_STOPPED && why[0])
 		bo_log(BO_LOG_ERROR, "shard=%u msg=\"committer stopped; the shard keeps serving\" applied_seq=%" PRIu64
-		       " reason=\"%s\"", c->shard_id, applied, reason);
+		       " reason=\"%s\"", c->shard_id, applied, why);
 }
 
 /* Sleeps up to ms unless stop is asked. */

@@ -148,7 +148,11 @@ static const char STAGING[] =
 	"CREATE TEMP TABLE IF NOT EXISTS bo_st_holds (event_id bigint, claim_id bigint, state text,"
 	" expires_at timestamptz, ended_seq bigint, ended_at timestamptz) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS bo_st_bookings (event_id bigint, claim_id bigint, cancelled_seq bigint,"
-	" cancelled_at timestamptz, cancel_client_id bigint, cancel_request_id bigint) ON COMMIT DELETE ROWS;";
+	" cancelled_at timestamptz, cancel_client_id bigint, cancel_request_id bigint) ON COMMIT DELETE ROWS;"
+	/* The staging tables have no statistics, and a batch touches few rows
+	 * of large tables: always look them up by primary key rather than let
+	 * the planner guess a hash join over a whole seats table. */
+	"SET enable_hashjoin = off; SET enable_mergejoin = off;";
 
 /* The schema version the database has (0: none yet), under the lock. */
 static int db_version(pgstore *p, unsigned *v, pgs_err *e)

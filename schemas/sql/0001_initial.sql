@@ -54,7 +54,7 @@ CREATE TABLE boxoffice.seats (
 	claim_id	bigint,
 	journal_seq	bigint NOT NULL, -- the record of the last change
 	PRIMARY KEY (event_id, seat)
-);
+) WITH (fillfactor = 70); -- room on each page: a seat's update stays on its page (HOT), no index write
 
 -- General-admission pools: capacity and the quantities held and booked.
 CREATE TABLE boxoffice.pools (
@@ -65,7 +65,7 @@ CREATE TABLE boxoffice.pools (
 	booked		integer NOT NULL,
 	journal_seq	bigint NOT NULL,
 	PRIMARY KEY (event_id, pool)
-);
+) WITH (fillfactor = 50);
 
 -- Every hold ever made. A seat hold has seats (in the order the engine
 -- gave them) and a NULL pool; a pool hold has a pool and seats NULL.
@@ -88,7 +88,7 @@ CREATE TABLE boxoffice.holds (
 	ended_seq	bigint,
 	ended_at	timestamptz,
 	PRIMARY KEY (event_id, claim_id)
-);
+) WITH (fillfactor = 80);
 CREATE INDEX holds_active ON boxoffice.holds (shard) WHERE state = 'held';
 
 -- Every booking (a confirmed hold, same claim id). payref is the payment
@@ -113,7 +113,7 @@ CREATE TABLE boxoffice.bookings (
 	cancel_client_id  bigint,
 	cancel_request_id bigint,
 	PRIMARY KEY (event_id, claim_id)
-);
+) WITH (fillfactor = 80);
 
 -- The audit trail: one row per status change of a seat (seat set, pool
 -- NULL) or of a pool quantity (seat NULL, pool and quantity set), with its

@@ -20,8 +20,10 @@
  *     keeps everything).
  *  4. faults that no retry cures stop the committer with a clear reason
  *     while the shard keeps acknowledging: an unparsable DSN, a database
- *     that does not exist, a schema newer than the binary, a read-only
- *     database, a checkpoint ahead of the journal.
+ *     that does not exist, a schema newer than the binary, a checkpoint
+ *     ahead of the journal, a role without the privilege to create the
+ *     schema, a read-only database; once the cause is gone a new committer
+ *     catches up and the database equals the journal.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,14 +41,16 @@
 #include "shard/shard.h"
 #include "tests/committer/oracle.h"
 #include "tests/support/cmd.h"
+#include "tests/support/pg.h"
 #include "tests/support/rng.h"
 #include "tests/support/tmpdir.h"
 
 #define WAIT_MS 60000
 #define EVENTS 3u
+#define BATCH_RECORDS 512u
 
 static char data_root[64];
-static char db_dsn[512];
+static char db_dsn[PGT_DSN_MAX];
 static char db_name[64];
 static shard *the_shard;
 static _Atomic int64_t clock_ms = 1700000000000;
@@ -59,50 +63,26 @@ static int64_t test_clock(void *ctx)
 
 /* ---- Databases -------------------------------------------------------------- */
 
-static const char *admin_dsn(void)
-{
-	const char *d = getenv("BOXOFFICE_TEST_PG_DSN");
-	if (!d || !*d)
-		cr_skip_test("SKIP: BOXOFFICE_TEST_PG_DSN is not set: no PostgreSQL to test the committer against "
-			     "(scripts/test starts one)");
-	return d;
-}
+static const char *admin_dsn(void) { return pgt_require(); }
 
 static void admin_exec(const char *sql)
 {
-	PGconn *c = PQconnectdb(admin_dsn());
-	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
-	PGresult *r = PQexec(c, sql);
-	cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
-	PQclear(r);
+	PGconn *c = pgt_connect(admin_dsn());
+	pgt_exec(c, sql);
 	PQfinish(c);
 }
 
-/* A fresh database; db_dsn names it. */
+/* A fresh database; db_dsn and db_name name it. */
 static void fresh_db(void)
 {
-	static unsigned n;
-	snprintf(db_name, sizeof(db_name), "bo_committer_%d_%u", (int)getpid(), n++);
-	char sql[128];
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db_name);
-	admin_exec(sql);
-	snprintf(db_dsn, sizeof(db_dsn), "%s dbname=%s", admin_dsn(), db_name);
+	cr_assert_eq(pgt_create_db("bo_committer", db_dsn, sizeof(db_dsn)), 0);
+	PGconn *c = pgt_connect(db_dsn);
+	snprintf(db_name, sizeof(db_name), "%s", PQdb(c));
+	PQfinish(c);
 }
 
-static PGconn *db_connect(void)
-{
-	PGconn *c = PQconnectdb(db_dsn);
-	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
-	return c;
-}
-
-static void db_exec(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql,
-		  PQerrorMessage(c));
-	PQclear(r);
-}
+static PGconn *db_connect(void) { return pgt_connect(db_dsn); }
+static void db_exec(PGconn *c, const char *sql) { pgt_exec(c, sql); }
 
 /* ---- Fixture ------------------------------------------------------------------ */
 
@@ -120,11 +100,9 @@ static void teardown(void)
 	the_shard = NULL;
 	if (data_root[0])
 		tmpdir_remove(data_root);
-	if (db_name[0]) {
-		char sql[128];
-		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db_name);
-		admin_exec(sql);
-	}
+	if (db_name[0])
+		pgt_drop_db(db_dsn);
+	db_name[0] = '\0';
 }
 
 TestSuite(committer, .init = setup, .fini = teardown, .timeout = 300);
@@ -162,6 +140,7 @@ static committer *start_committer(shard *s, const char *dsn)
 	committer_config cc;
 	committer_config_default(&cc);
 	cc.dsn = dsn;
+	cc.batch_records = BATCH_RECORDS; /* many transactions whatever the timing */
 	cc.retry_min_ms = 20;
 	cc.retry_max_ms = 200;
 	committer *c = NULL;
@@ -377,7 +356,7 @@ Test(committer, stream_equals_journal)
 		committer_status st;
 		committer_status_get(c, &st);
 		cr_assert_eq(st.lag_records, 0);
-		cr_assert_gt(st.batches, 1, "one transaction for everything proves no batching");
+		cr_assert_geq(st.batches, st.applied_seq / BATCH_RECORDS, "batches larger than batch_records");
 		committer_stop(c);
 		check_against_journal(s);
 	}
@@ -459,8 +438,8 @@ Test(committer, faults_stop_with_a_reason)
 	gen g = {.rng = 9};
 	create_events(s, &g);
 	expect_stop(s, "host=/nonexistent nosuchoption=1", "invalid DSN");
-	char dsn[600];
-	snprintf(dsn, sizeof(dsn), "%s dbname=bo_no_such_database", admin_dsn());
+	char dsn[PGT_DSN_MAX];
+	pgt_dsn_set(admin_dsn(), "dbname", "bo_no_such_database", dsn, sizeof(dsn));
 	expect_stop(s, dsn, "does not exist");
 
 	/* A schema from the future. */
@@ -473,13 +452,33 @@ Test(committer, faults_stop_with_a_reason)
 	db_exec(db, "DELETE FROM boxoffice.schema_version WHERE version = 999");
 
 	/* A checkpoint ahead of the journal. */
+	char sql[256];
 	db_exec(db, "UPDATE boxoffice.checkpoints SET journal_seq = journal_seq + 1000000");
 	expect_stop(s, db_dsn, "ahead of this shard's journal");
 	db_exec(db, "UPDATE boxoffice.checkpoints SET journal_seq = journal_seq - 1000000");
 	PQfinish(db);
 
+	/* A role that may not create the schema. */
+	char role[64];
+	snprintf(role, sizeof(role), "bo_noperm_%d", (int)getpid());
+	snprintf(sql, sizeof(sql), "DROP ROLE IF EXISTS %s", role);
+	admin_exec(sql);
+	snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN", role);
+	admin_exec(sql);
+	char other[96];
+	snprintf(other, sizeof(other), "%s_db", db_name);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", other);
+	admin_exec(sql);
+	char tmp[PGT_DSN_MAX];
+	pgt_dsn_set(admin_dsn(), "dbname", other, tmp, sizeof(tmp));
+	pgt_dsn_set(tmp, "user", role, dsn, sizeof(dsn));
+	expect_stop(s, dsn, "missing privileges");
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", other);
+	admin_exec(sql);
+	snprintf(sql, sizeof(sql), "DROP ROLE %s", role);
+	admin_exec(sql);
+
 	/* A read-only database. */
-	char sql[160];
 	snprintf(sql, sizeof(sql), "ALTER DATABASE %s SET default_transaction_read_only = on", db_name);
 	admin_exec(sql);
 	expect_stop(s, db_dsn, "read-only");

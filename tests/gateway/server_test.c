@@ -59,7 +59,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
 #include <msgpack.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -68,6 +67,7 @@
 #include "protocol/wire.h"
 #include "shard/shard.h"
 #include "tests/support/cmd.h"
+#include "tests/support/pg.h"
 #include "tests/support/proc.h"
 #include "tests/support/rng.h"
 #include "tests/support/server.h"
@@ -1750,37 +1750,13 @@ Test(server, no_database_is_said_at_start)
 
 /* ---- 8. server_status with a database (BOXOFFICE_TEST_PG_DSN) ------------- */
 
-static char g_pg_db[64];
-static char g_pg_dsn[600];
-
-/* Runs one statement on dsn; returns the first value of the first row
- * (a malloc'd string, "" for a command) or fails the test. */
-static char *pg_query(const char *dsn, const char *sql)
-{
-	PGconn *c = PQconnectdb(dsn);
-	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
-	PGresult *r = PQexec(c, sql);
-	ExecStatusType st = PQresultStatus(r);
-	cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
-	char *v = strdup(st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-	PQclear(r);
-	PQfinish(c);
-	cr_assert_not_null(v);
-	return v;
-}
+static char g_pg_dsn[PGT_DSN_MAX];
 
 static void pg_fini(void)
 {
 	srv_fini(); /* the server first: it holds connections to the database */
-	const char *admin = getenv("BOXOFFICE_TEST_PG_DSN");
-	if (!g_pg_db[0] || !admin)
-		return;
-	char sql[128];
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", g_pg_db);
-	PGconn *c = PQconnectdb(admin);
-	if (PQstatus(c) == CONNECTION_OK)
-		PQclear(PQexec(c, sql));
-	PQfinish(c);
+	if (g_pg_dsn[0])
+		pgt_drop_db(g_pg_dsn);
 }
 
 /* Polls server_status until every shard's committer is `state` with nothing
@@ -1812,15 +1788,7 @@ static int status_wait_caught_up(nng_socket c, uint8_t state, int timeout_ms)
  * database's own checkpoint; the status log names the committer running. */
 Test(server, server_status_with_database, .fini = pg_fini)
 {
-	const char *admin = getenv("BOXOFFICE_TEST_PG_DSN");
-	if (!admin || !*admin)
-		cr_skip_test("SKIP: BOXOFFICE_TEST_PG_DSN is not set: no PostgreSQL (scripts/test starts one)");
-	snprintf(g_pg_db, sizeof(g_pg_db), "bo_server_status_%d", (int)getpid());
-	char sql[128];
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", g_pg_db);
-	free(pg_query(admin, sql));
-	snprintf(g_pg_dsn, sizeof(g_pg_dsn), "%s dbname=%s", admin, g_pg_db);
-
+	pgt_create_db("bo_server_status", g_pg_dsn, sizeof(g_pg_dsn));
 	srv_init(&g_srv);
 	srv_add_arg(&g_srv, "--pg-dsn");
 	srv_add_arg(&g_srv, g_pg_dsn);
@@ -1849,13 +1817,12 @@ Test(server, server_status_with_database, .fini = pg_fini)
 	cr_assert_geq(s->committer.batches, 1);
 	cr_assert_eq(s->committer.changes, 10, "5 holds of 2 seats");
 	cr_assert_eq(s->committer.reason[0], '\0');
+	char sql[128];
 	snprintf(sql, sizeof(sql), "SELECT journal_seq FROM boxoffice.checkpoints WHERE shard = %u", k7);
-	char *seq = pg_query(g_pg_dsn, sql);
-	cr_assert_eq(strtoull(seq, NULL, 10), s->committer.applied_seq, "checkpoint %s", seq);
-	free(seq);
-	char *holds = pg_query(g_pg_dsn, "SELECT count(*) FROM boxoffice.seat_changes WHERE cause = 'hold'");
-	cr_assert_str_eq(holds, "10");
-	free(holds);
+	PGconn *db = pgt_connect(g_pg_dsn);
+	cr_assert_eq((uint64_t)pgt_scalar(db, sql), s->committer.applied_seq);
+	cr_assert_eq(pgt_scalar(db, "SELECT count(*) FROM boxoffice.seat_changes WHERE cause = 'hold'"), 10);
+	PQfinish(db);
 	nng_close(c);
 	srv_stop_clean(&g_srv, 10000);
 }

@@ -58,7 +58,10 @@ enum {
 	O_SEATS_MAX,
 	O_CLAIMS_MAX,
 	O_IDEM_CAPACITY,
-	O_EVENTS_MAX
+	O_EVENTS_MAX,
+	O_DSN,
+	O_FROM_SCRATCH,
+	O_BATCH
 };
 
 /* Every option, and the REPLAY_OPT_* bit a command needs to take it (0:
@@ -82,6 +85,9 @@ static const struct {
         {{"claims-max", required_argument, NULL, O_CLAIMS_MAX}, REPLAY_OPT_CAPACITY},
         {{"idem-capacity", required_argument, NULL, O_IDEM_CAPACITY}, REPLAY_OPT_CAPACITY},
         {{"events-max", required_argument, NULL, O_EVENTS_MAX}, REPLAY_OPT_CAPACITY},
+        {{"dsn", required_argument, NULL, O_DSN}, REPLAY_OPT_PG},
+        {{"from-scratch", no_argument, NULL, O_FROM_SCRATCH}, REPLAY_OPT_PG},
+        {{"batch", required_argument, NULL, O_BATCH}, REPLAY_OPT_PG},
 };
 #define OPTIONS_N (sizeof all_options / sizeof all_options[0])
 
@@ -180,7 +186,7 @@ static int set_option(parser *p, int code, const char *val)
 {
 	replay_opts *o = p->o;
 	uint64_t v = 0;
-	if (val && code != O_BACKUP && bo_parse_u64(val, 0, UINT64_MAX, 0, &v) != 0)
+	if (val && code != O_BACKUP && code != O_DSN && bo_parse_u64(val, 0, UINT64_MAX, 0, &v) != 0)
 		return replay_usage_error(p->c->name, "%s: '%s' is not a non-negative whole number",
 		                          p->name, val);
 	switch (code) {
@@ -227,6 +233,20 @@ static int set_option(parser *p, int code, const char *val)
 		if (!val[0])
 			return replay_usage_error(p->c->name, "--backup needs a directory");
 		o->backup = val;
+		return 0;
+	case O_DSN:
+		if (!val[0])
+			return replay_usage_error(p->c->name, "--dsn needs a connection string");
+		o->dsn = val;
+		return 0;
+	case O_FROM_SCRATCH:
+		o->from_scratch = 1;
+		return 0;
+	case O_BATCH:
+		if (v == 0 || v > REPLAY_BATCH_MAX)
+			return replay_usage_error(p->c->name, "--batch %s is out of range (1 .. %u)",
+			                          val, REPLAY_BATCH_MAX);
+		o->batch = (uint32_t)v;
 		return 0;
 	default:
 		return set_capacity(p, code, val, v);

@@ -31,8 +31,9 @@ enum {
 	REPLAY_OPT_EVENT = 1u << 2,      /* --event ID */
 	REPLAY_OPT_AT = 1u << 3,         /* --at SEQ */
 	REPLAY_OPT_CUT = 1u << 4,        /* --truncate-at SEQ, --backup DIR2 */
-	REPLAY_OPT_CAPACITY = 1u << 5    /* --seats-max, --claims-max, --idem-capacity,
+	REPLAY_OPT_CAPACITY = 1u << 5,   /* --seats-max, --claims-max, --idem-capacity,
 	                                  * --events-max */
+	REPLAY_OPT_PG = 1u << 6          /* --dsn DSN, --from-scratch, --batch N */
 };
 
 /* What the command line asked for. have_X says whether --X was given. */
@@ -49,7 +50,14 @@ typedef struct replay_opts {
 	const char *backup;                  /* --backup (argv, borrowed), or NULL */
 	/* engine capacity overrides; 0 = not given */
 	uint32_t seats_max, claims_max, idem_capacity, events_max;
+	const char *dsn;  /* --dsn (argv, borrowed), or NULL */
+	int from_scratch; /* --from-scratch */
+	uint32_t batch;   /* --batch: 1 .. REPLAY_BATCH_MAX; 0 = not given */
 } replay_opts;
+
+/* Largest --batch (journal records per database transaction): a batch is
+ * gathered in memory before it is sent, so this bounds the memory. */
+#define REPLAY_BATCH_MAX (1u << 20)
 
 /* The shards to work on, ascending. ids is owned by whoever filled it. */
 typedef struct replay_shard_list {
@@ -90,5 +98,6 @@ extern const replay_cmd cmd_dump;
 extern const replay_cmd cmd_stats;
 extern const replay_cmd cmd_snapshot;
 extern const replay_cmd cmd_repair;
+extern const replay_cmd cmd_to_postgres;
 
 #endif /* BO_REPLAY_CLI_H */

@@ -1,7 +1,7 @@
 /*
  * replay_main.c — boxoffice-replay, the operator's tool for journals:
  * main(), the overall --help, and the dispatch to a subcommand (verify,
- * dump, stats, snapshot, repair; each in its cmd_<name>.c, described by a
+ * dump, stats, snapshot, repair, to-postgres; each in its cmd_<name>.c, described by a
  * replay_cmd of replay_cli.h). The --help texts are the user documentation;
  * what verify proves is written at the top of rebuild.h.
  *
@@ -35,8 +35,9 @@ static const char usage_main[] =
         "The operator's tool for boxoffice journals. DIR is a data directory (the\n"
         "server's data_dir) holding shard-NNNN/ subdirectories with journal segments\n"
         "(*.seg) and snapshots (snap-*.snap). It only reads, except `snapshot` (adds a\n"
-        "snapshot file) and `repair` (cuts the journal). Stop the server before\n"
-        "`snapshot` or `repair`: nothing locks a running shard out.\n"
+        "snapshot file), `repair` (cuts the journal) and `to-postgres` (writes to a\n"
+        "database, never to DIR). Stop the server before `snapshot`, `repair` or\n"
+        "`to-postgres`: nothing locks a running shard out.\n"
         "\n"
         "Commands:\n"
         "  verify DIR     checksums, hash chain, continuity, re-execution of every\n"
@@ -45,6 +46,9 @@ static const char usage_main[] =
         "  stats DIR      counts, bytes, time span, rate (--json: one object)\n"
         "  snapshot DIR   rebuild the state offline and save it as a snapshot\n"
         "  repair DIR     cut a corrupt journal at a seq, keeping a copy of what is cut\n"
+        "  to-postgres DIR --dsn DSN\n"
+        "                 load the PostgreSQL system of record from the journals, from\n"
+        "                 scratch or from the database's checkpoint\n"
         "\n"
         "Options for every command:\n"
         "  --shard N      only shard N (default: every shard of DIR; repair needs it)\n"
@@ -54,8 +58,9 @@ static const char usage_main[] =
         "  --version      print the version\n"
         "\n"
         "Options of some commands (see their --help): --from, --to, --event (dump);\n"
-        "--at (snapshot); --truncate-at, --backup (repair); --allow-torn-tail\n"
-        "(verify, dump, stats, snapshot); --seats-max, --claims-max,\n"
+        "--at (snapshot); --truncate-at, --backup (repair); --dsn, --from-scratch,\n"
+        "--batch (to-postgres); --allow-torn-tail (verify, dump, stats, snapshot,\n"
+        "to-postgres); --seats-max, --claims-max,\n"
         "--idem-capacity, --events-max: the server's engine capacity (verify,\n"
         "snapshot). Options may come before or after DIR; `--` makes the next\n"
         "argument DIR even if it starts with '-'. Option names are never abbreviated.\n"
@@ -73,7 +78,7 @@ static const char usage_main[] =
         "not) and the work takes over a second; it never touches stdout.\n";
 
 static const replay_cmd *const commands[] = {
-        &cmd_verify, &cmd_dump, &cmd_stats, &cmd_snapshot, &cmd_repair,
+        &cmd_verify, &cmd_dump, &cmd_stats, &cmd_snapshot, &cmd_repair, &cmd_to_postgres,
 };
 #define COMMANDS_N (sizeof commands / sizeof commands[0])
 

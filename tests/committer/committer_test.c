@@ -27,7 +27,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,25 +41,16 @@
 #include "tests/committer/oracle.h"
 #include "tests/support/cmd.h"
 #include "tests/support/pg.h"
-#include "tests/support/rng.h"
+#include "tests/support/stream.h"
 #include "tests/support/tmpdir.h"
 
 #define WAIT_MS 60000
-#define EVENTS 3u
 #define BATCH_RECORDS 512u
 
 static char data_root[64];
 static char db_dsn[PGT_DSN_MAX];
 static char db_name[64];
 static shard *the_shard;
-static _Atomic int64_t clock_ms = 1700000000000;
-
-static int64_t test_clock(void *ctx)
-{
-	(void)ctx;
-	return atomic_load(&clock_ms);
-}
-
 /* ---- Databases -------------------------------------------------------------- */
 
 static const char *admin_dsn(void) { return pgt_require(); }
@@ -117,7 +107,7 @@ static shard *open_shard(uint64_t snapshot_every)
 	cfg.engine.events_max = 16;
 	cfg.in_slots = BO_BATCH_MAX;
 	cfg.out_slots = 2 * BO_BATCH_MAX;
-	cfg.clock = test_clock;
+	cfg.clock = tstream_clock;
 	cfg.data_dir = data_root;
 	cfg.snapshot_every = snapshot_every;
 	cfg.retain_seq = 0; /* a committer will follow */
@@ -182,147 +172,6 @@ static void wait_stopped(committer *c, char *reason, size_t cap)
 	}
 }
 
-/* ---- The command stream --------------------------------------------------------- */
-
-typedef struct gen {
-	uint64_t rng;
-	uint64_t request;
-	uint64_t claims[256]; /* claim ids seen (holds, some confirmed) */
-	uint64_t claim_event[256];
-	uint32_t nclaims;
-	uint32_t results;
-} gen;
-
-static uint32_t rnd(gen *g, uint32_t n) { return (uint32_t)(trng_xorshift(&g->rng) % n); }
-
-/* Drains results, remembering claim ids. Returns how many came. */
-static uint32_t drain(shard *s, gen *g)
-{
-	ring *o = shard_output(s);
-	uint64_t first;
-	uint32_t k = ring_poll(o, SHARD_OUT_POLL_MAX, &first), got = 0;
-	for (uint32_t i = 0; i < k; i++) {
-		const shard_out *out = ring_slot(o, first + i);
-		if (out->kind != SHARD_OUT_RESULT)
-			continue;
-		got++;
-		const bo_result *r = &out->u.result;
-		if (r->status == BO_OK && r->claim_id && (r->op >= BO_OP_HOLD_SEATS && r->op <= BO_OP_HOLD_POOL)) {
-			uint32_t slot = g->nclaims < 256 ? g->nclaims++ : rnd(g, 256);
-			g->claims[slot] = r->claim_id;
-			g->claim_event[slot] = r->event_id;
-		}
-	}
-	ring_release(o, k);
-	return got;
-}
-
-static void submit_wait(shard *s, gen *g, const bo_cmd *c, uint32_t n)
-{
-	const int64_t deadline = bo_clock_ms() + WAIT_MS;
-	while (shard_submit(s, c, NULL, n) == -EBUSY) {
-		drain(s, g);
-		cr_assert_lt(bo_clock_ms(), deadline, "ring stayed full");
-	}
-	uint32_t got = 0;
-	while (got < n) {
-		uint32_t k = drain(s, g);
-		got += k;
-		if (k == 0) {
-			cr_assert_null(shard_failed(s), "%s", shard_failed(s));
-			cr_assert_lt(bo_clock_ms(), deadline, "%u of %u results", got, n);
-			ring_wait(shard_output(s), 1000000);
-		}
-	}
-}
-
-static void create_events(shard *s, gen *g)
-{
-	for (uint32_t i = 0; i < EVENTS; i++) {
-		bo_seatmap *m = tcmd_rows_map(4, 12, i == 2 ? 0 : 2, 20);
-		m->category_count = 3;
-		for (uint32_t k = 0; k < m->seat_count; k++)
-			m->categories[k] = (uint8_t)(k % 3);
-		bo_cmd c = tcmd_create(1, ++g->request, 100 + i, m);
-		submit_wait(s, g, &c, 1);
-		bo_seatmap_free(m);
-	}
-}
-
-/* One random command. */
-static bo_cmd random_cmd(gen *g)
-{
-	uint64_t ev = 100 + rnd(g, EVENTS);
-	uint64_t client = 10 + rnd(g, 6);
-	uint32_t ttl = 1000 + 500 * rnd(g, 6); /* on the clock's 100 ms grid: expiries fall exactly on batch times too */
-	uint32_t pick = rnd(g, 100);
-	uint64_t claim = 0;
-	if (g->nclaims) {
-		uint32_t k = rnd(g, g->nclaims);
-		claim = g->claims[k];
-		if (pick >= 40)
-			ev = g->claim_event[k];
-	}
-	if (rnd(g, 50) == 0 && g->request > 10) { /* a repeat (or a conflict) of an earlier request */
-		bo_cmd c = tcmd(BO_OP_RELEASE, client, g->request - rnd(g, 5), ev);
-		c.claim_id = claim;
-		return c;
-	}
-	if (pick < 20) {
-		uint32_t seats[4], n = 1 + rnd(g, 4);
-		for (uint32_t i = 0; i < n; i++)
-			seats[i] = rnd(g, 48);
-		return tcmd_hold_seats(client, ++g->request, ev, seats, n, ttl);
-	}
-	if (pick < 35)
-		return tcmd_hold_best(client, ++g->request, ev, (uint8_t)rnd(g, 3), (uint16_t)(1 + rnd(g, 4)), ttl);
-	if (pick < 42) {
-		bo_cmd c = tcmd(BO_OP_HOLD_POOL, client, ++g->request, ev);
-		c.pool = (uint8_t)rnd(g, 2);
-		c.quantity = (uint16_t)(1 + rnd(g, 5));
-		c.ttl_ms = ttl;
-		return c;
-	}
-	if (pick < 48) {
-		uint32_t seat = rnd(g, 48);
-		return tcmd_seats(rnd(g, 2) ? BO_OP_BLOCK : BO_OP_UNBLOCK, 2, ++g->request, ev, &seat, 1);
-	}
-	static const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_RELEASE, BO_OP_CONFIRM, BO_OP_CONFIRM, BO_OP_CANCEL};
-	bo_cmd c = tcmd(ops[rnd(g, sizeof(ops))], client, ++g->request, ev);
-	c.claim_id = claim;
-	c.ttl_ms = ttl;
-	if (c.op == BO_OP_CONFIRM) {
-		c.payref_len = (uint8_t)snprintf(c.payref, sizeof(c.payref), "psp_%" PRIu64, g->request);
-		if (rnd(g, 8) == 0)
-			c.payref[1] = '\\', c.payref[2] = (char)0xc3; /* bytes the text column must escape */
-	}
-	return c;
-}
-
-/* `n` random commands in random batches, the clock moving 0..400 ms per
- * batch; calls between(k) every `every` commands (0: never). */
-static void run_stream(shard *s, gen *g, uint32_t n, uint32_t every, void (*between)(uint32_t))
-{
-	bo_cmd cmds[32];
-	for (uint32_t done = 0; done < n;) {
-		uint32_t m = 1 + rnd(g, 32);
-		if (m > n - done)
-			m = n - done;
-		for (uint32_t i = 0; i < m; i++)
-			cmds[i] = random_cmd(g);
-		atomic_fetch_add(&clock_ms, 100 * rnd(g, 5));
-		submit_wait(s, g, cmds, m);
-		uint32_t before = done;
-		done += m;
-		if (every && between && done / every != before / every)
-			between(done);
-	}
-	/* Let every hold expire, journaled by an idle tick. */
-	atomic_fetch_add(&clock_ms, 10 * 60 * 1000);
-	bo_cmd q = tcmd_query_avail(100);
-	submit_wait(s, g, &q, 1);
-}
-
 static void check_against_journal(shard *s)
 {
 	shard_stop(s);
@@ -349,9 +198,9 @@ Test(committer, stream_equals_journal)
 		}
 		shard *s = open_shard(0);
 		committer *c = start_committer(s, db_dsn);
-		gen g = {.rng = seed * 0x9e3779b97f4a7c15ull};
-		create_events(s, &g);
-		run_stream(s, &g, 4000, 0, NULL);
+		tstream_gen g = {.rng = seed * 0x9e3779b97f4a7c15ull};
+		tstream_create_events(s, &g);
+		tstream_run(s, &g, 4000, 0, NULL);
 		wait_applied(c, s);
 		committer_status st;
 		committer_status_get(c, &st);
@@ -377,9 +226,9 @@ Test(committer, restarts_lose_nothing_and_repeat_nothing)
 {
 	shard *s = open_shard(0);
 	restart_c = start_committer(s, db_dsn);
-	gen g = {.rng = 77};
-	create_events(s, &g);
-	run_stream(s, &g, 6000, 150, restart_committer);
+	tstream_gen g = {.rng = 77};
+	tstream_create_events(s, &g);
+	tstream_run(s, &g, 6000, 150, restart_committer);
 	wait_applied(restart_c, s);
 	committer_stop(restart_c);
 	check_against_journal(s);
@@ -402,9 +251,9 @@ static uint64_t first_segment_seq(void)
 Test(committer, journal_kept_until_applied)
 {
 	shard *s = open_shard(500);
-	gen g = {.rng = 5};
-	create_events(s, &g);
-	run_stream(s, &g, 5000, 0, NULL);
+	tstream_gen g = {.rng = 5};
+	tstream_create_events(s, &g);
+	tstream_run(s, &g, 5000, 0, NULL);
 	/* No committer yet: snapshots were taken, nothing was pruned. */
 	shard_stats ss;
 	shard_stats_get(s, &ss);
@@ -426,17 +275,17 @@ static void expect_stop(shard *s, const char *dsn, const char *want)
 	char reason[COMMITTER_REASON_LEN];
 	wait_stopped(c, reason, sizeof(reason));
 	cr_assert(strstr(reason, want), "reason \"%s\" does not say \"%s\"", reason, want);
-	gen g = {.rng = 3, .request = 100000};
+	tstream_gen g = {.rng = 3, .request = 100000};
 	bo_cmd h = tcmd_hold_best(50, ++g.request, 100, 0, 1, 5000);
-	submit_wait(s, &g, &h, 1);
+	tstream_submit_wait(s, &g, &h, 1);
 	committer_stop(c);
 }
 
 Test(committer, faults_stop_with_a_reason)
 {
 	shard *s = open_shard(0);
-	gen g = {.rng = 9};
-	create_events(s, &g);
+	tstream_gen g = {.rng = 9};
+	tstream_create_events(s, &g);
 	expect_stop(s, "host=/nonexistent nosuchoption=1", "invalid DSN");
 	char dsn[PGT_DSN_MAX];
 	pgt_dsn_set(admin_dsn(), "dbname", "bo_no_such_database", dsn, sizeof(dsn));

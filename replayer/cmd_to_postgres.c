@@ -102,8 +102,8 @@ typedef struct tp_shard {
 	uint64_t checkpoint_before; /* where the database stood (0: nothing of the shard) */
 	uint64_t checkpoint;        /* where it stands now */
 	uint64_t records, batches, changes, outbox;
-	int have_checkpoint;        /* the checkpoint was read (the database answered) */
-	int64_t ns;                 /* from the first read to the last commit */
+	int have_checkpoint; /* the checkpoint was read (the database answered) */
+	int64_t ns;          /* from the first read to the last commit */
 	uint64_t torn_bytes;
 	char error[PATH_MAX + 1024]; /* "" when the shard loaded */
 } tp_shard;
@@ -120,7 +120,8 @@ typedef struct tp_load {
 } tp_load;
 
 /* Records the shard's failure (kept for --json) and prints it. Returns code. */
-static int tp_fail(tp_load *l, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int tp_fail(tp_load *l, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 static int tp_fail(tp_load *l, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -136,8 +137,9 @@ static int tp_db_fail(tp_load *l, const pgs_err *e)
 {
 	if (!l->res->have_checkpoint)
 		return tp_fail(l, REPLAY_EXIT_IO, "database: %s", e->msg);
-	return tp_fail(l, REPLAY_EXIT_IO, "database: %s (it holds the shard through seq %" PRIu64 ")",
-	               e->msg, l->res->checkpoint);
+	return tp_fail(l, REPLAY_EXIT_IO,
+	               "database: %s (it holds the shard through seq %" PRIu64 ")", e->msg,
+	               l->res->checkpoint);
 }
 
 /* Connects, migrates and loads the position: the checkpoint, the outbox
@@ -152,12 +154,13 @@ static int tp_open_db(tp_load *l)
 	l->res->checkpoint = l->res->checkpoint_before;
 	l->res->have_checkpoint = 1;
 	if (l->o->from_scratch && l->res->checkpoint_before != 0)
-		return tp_fail(l, REPLAY_EXIT_IO,
-		               "--from-scratch refused: the database already holds this shard through "
-		               "journal seq %" PRIu64 " (its checkpoint); nothing was changed. To "
-		               "rebuild, point --dsn at a fresh database; to continue from the "
-		               "checkpoint, run without --from-scratch",
-		               l->res->checkpoint_before);
+		return tp_fail(
+		        l, REPLAY_EXIT_IO,
+		        "--from-scratch refused: the database already holds this shard through "
+		        "journal seq %" PRIu64 " (its checkpoint); nothing was changed. To "
+		        "rebuild, point --dsn at a fresh database; to continue from the "
+		        "checkpoint, run without --from-scratch",
+		        l->res->checkpoint_before);
 	if (chg_new(l->res->shard, &l->cs) != 0)
 		return tp_fail(l, REPLAY_EXIT_IO, "out of memory");
 	chg_position(l->cs, l->res->checkpoint_before, outbox);
@@ -236,11 +239,13 @@ static int tp_reader_fail(tp_load *l, journal_reader *rd, int rc)
 	journal_reader_error_at(rd, &at);
 	/* A log that ends before the checkpoint (the reader expected a seq at
 	 * or below it) did not write this database. */
-	if (rc == -EBADMSG && l->res->records == 0 && at.seq != 0 && at.seq <= l->res->checkpoint_before)
+	if (rc == -EBADMSG && l->res->records == 0 && at.seq != 0 &&
+	    at.seq <= l->res->checkpoint_before)
 		return tp_ahead(l, at.seq - 1);
 	const char *msg = journal_reader_error(rd);
 	return tp_fail(l, rc == -EBADMSG ? REPLAY_EXIT_FAILED : REPLAY_EXIT_IO,
-	               "journal: %s (the database holds the records before it, through seq %" PRIu64 ")",
+	               "journal: %s (the database holds the records before it, through seq %" PRIu64
+	               ")",
 	               msg[0] ? msg : strerror(-rc), l->res->checkpoint);
 }
 
@@ -265,12 +270,13 @@ static int tp_stream(tp_load *l)
 		int cr = chg_record(l->cs, &rec, cerr, sizeof cerr);
 		if (cr < 0) {
 			/* The batch may hold part of this record: it is not applied. */
-			code = tp_fail(l, cr == -ENOMEM ? REPLAY_EXIT_IO : REPLAY_EXIT_FAILED,
-			               "journal record %" PRIu64 " (%s offset %" PRIu64 "): %s (the "
-			               "database holds the records before its batch, through seq %" PRIu64
-			               ")",
-			               rec.seq, rec.file, rec.offset, cr == -ENOMEM ? "out of memory" : cerr,
-			               l->res->checkpoint);
+			code = tp_fail(
+			        l, cr == -ENOMEM ? REPLAY_EXIT_IO : REPLAY_EXIT_FAILED,
+			        "journal record %" PRIu64 " (%s offset %" PRIu64 "): %s (the "
+			        "database holds the records before its batch, through seq %" PRIu64
+			        ")",
+			        rec.seq, rec.file, rec.offset,
+			        cr == -ENOMEM ? "out of memory" : cerr, l->res->checkpoint);
 			break;
 		}
 		if (chg_get_batch(l->cs)->records >= l->batch)
@@ -360,8 +366,8 @@ static void print_json(const tp_shard *s, int first)
 
 static void print_counts(const tp_shard *s)
 {
-	printf("%" PRIu64 " records in %" PRIu64 " transaction%s: %" PRIu64 " seat changes, %" PRIu64
-	       " outbox events in %.3f s (%.0f seat changes/s)",
+	printf("%" PRIu64 " records in %" PRIu64 " transaction%s: %" PRIu64
+	       " seat changes, %" PRIu64 " outbox events in %.3f s (%.0f seat changes/s)",
 	       s->records, s->batches, s->batches == 1 ? "" : "s", s->changes, s->outbox,
 	       tp_seconds(s), tp_rate(s));
 }

@@ -186,7 +186,8 @@ static int set_option(parser *p, int code, const char *val)
 {
 	replay_opts *o = p->o;
 	uint64_t v = 0;
-	if (val && code != O_BACKUP && code != O_DSN && bo_parse_u64(val, 0, UINT64_MAX, 0, &v) != 0)
+	if (val && code != O_BACKUP && code != O_DSN &&
+	    bo_parse_u64(val, 0, UINT64_MAX, 0, &v) != 0)
 		return replay_usage_error(p->c->name, "%s: '%s' is not a non-negative whole number",
 		                          p->name, val);
 	switch (code) {
@@ -244,8 +245,9 @@ static int set_option(parser *p, int code, const char *val)
 		return 0;
 	case O_BATCH:
 		if (v == 0 || v > REPLAY_BATCH_MAX)
-			return replay_usage_error(p->c->name, "--batch %s is out of range (1 .. %u)",
-			                          val, REPLAY_BATCH_MAX);
+			return replay_usage_error(p->c->name,
+			                          "--batch %s is out of range (1 .. %u)", val,
+			                          REPLAY_BATCH_MAX);
 		o->batch = (uint32_t)v;
 		return 0;
 	default:

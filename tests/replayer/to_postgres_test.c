@@ -28,6 +28,11 @@
  *     live database (its checkpoint is in what is left) works.
  *  4. usage: no --dsn, a DSN that does not parse, --batch 0: exit 2 before
  *     anything is read.
+ *  5. racing_a_live_committer_doubles_nothing: to-postgres runs into a
+ *     database E while a live committer writes the same shard into it:
+ *     whichever loses a compare-and-set stops with its message (exit 3 for
+ *     the tool), and after a final run E equals A and the journal: nothing
+ *     doubled, nothing lost, whichever interleaving came.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -37,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -145,11 +151,12 @@ static void text_add(text *t, const char *s)
 static void dump_table(PGconn *c, const char *table, text *out)
 {
 	char sql[512];
-	snprintf(sql, sizeof sql,
-	         "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)"
-	         " FROM information_schema.columns WHERE table_schema = 'boxoffice'"
-	         " AND table_name = '%s' AND column_name NOT IN ('batch_at', 'updated_at', 'applied_at')",
-	         table);
+	snprintf(
+	        sql, sizeof sql,
+	        "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)"
+	        " FROM information_schema.columns WHERE table_schema = 'boxoffice'"
+	        " AND table_name = '%s' AND column_name NOT IN ('batch_at', 'updated_at', 'applied_at')",
+	        table);
 	PGresult *r = db_query(c, sql);
 	char cols[1024];
 	snprintf(cols, sizeof cols, "%s", PQgetvalue(r, 0, 0));
@@ -178,8 +185,9 @@ static void dump_table(PGconn *c, const char *table, text *out)
 static char *dump_db(const char *dsn)
 {
 	PGconn *c = db_connect(dsn);
-	PGresult *r = db_query(c, "SELECT table_name FROM information_schema.tables WHERE table_schema ="
-	                          " 'boxoffice' AND table_type = 'BASE TABLE' ORDER BY table_name");
+	PGresult *r =
+	        db_query(c, "SELECT table_name FROM information_schema.tables WHERE table_schema ="
+	                    " 'boxoffice' AND table_type = 'BASE TABLE' ORDER BY table_name");
 	cr_assert_geq(PQntuples(r), 8, "the schema has fewer tables than expected");
 	text t = {0};
 	for (int i = 0; i < PQntuples(r); i++)
@@ -231,7 +239,8 @@ static void teardown(void)
 	shard_free(the_shard);
 	the_shard = NULL;
 	if (getenv("REPLAY_TEST_KEEP")) { /* to look at by hand */
-		cr_log_info("kept %s %s and the databases (REPLAY_TEST_KEEP)", data_root, half_root);
+		cr_log_info("kept %s %s and the databases (REPLAY_TEST_KEEP)", data_root,
+		            half_root);
 		return;
 	}
 	if (data_root[0])
@@ -324,7 +333,8 @@ static tproc_result run_tool(const char *const *args)
 	cr_assert_eq(rc, 0, "cannot run %s: %s", bin, strerror(-rc));
 	cr_assert(!r.timed_out, "boxoffice-replay still ran after %d ms: killed", RUN_DEADLINE_MS);
 	cr_assert_neq(r.code, 127, "could not exec %s: %s", bin, r.err);
-	cr_assert_lt(r.code, 128, "boxoffice-replay crashed (signal %d); stderr: %s", r.code - 128, r.err);
+	cr_assert_lt(r.code, 128, "boxoffice-replay crashed (signal %d); stderr: %s", r.code - 128,
+	             r.err);
 	const char *san = tproc_sanitizer_report(r.err);
 	cr_assert_null(san, "sanitizer report: %s", r.err);
 	return r;
@@ -363,7 +373,8 @@ static uint64_t load(const char *dir, const char *dsn, const char *extra1, const
 		args[n++] = extra2;
 	args[n] = NULL;
 	tproc_result r = run_tool(args);
-	cr_assert_eq(r.code, 0, "to-postgres exit %d; stderr: %s; stdout: %s", r.code, r.err, r.out);
+	cr_assert_eq(r.code, 0, "to-postgres exit %d; stderr: %s; stdout: %s", r.code, r.err,
+	             r.out);
 	cr_assert(tjson_valid(r.out, r.out_len), "not one JSON document: %s", r.out);
 	cr_assert(strstr(r.out, "\"ok\":true"), "%s", r.out);
 	uint64_t records = json_u64(r.out, "records");
@@ -421,7 +432,8 @@ Test(to_postgres, scratch_equals_live)
 	           " WHERE (shard, journal_seq, ordinal) = (SELECT shard, journal_seq, ordinal"
 	           " FROM boxoffice.seat_changes ORDER BY journal_seq DESC, ordinal DESC LIMIT 1)");
 	char *b_changed = dump_db(b);
-	cr_assert_not_null(first_difference(b_text, b_changed), "the comparison missed a changed row");
+	cr_assert_not_null(first_difference(b_text, b_changed),
+	                   "the comparison missed a changed row");
 	free(b_changed);
 	db_exec(b, "UPDATE boxoffice.seat_changes SET request_id = request_id - 1"
 	           " WHERE (shard, journal_seq, ordinal) = (SELECT shard, journal_seq, ordinal"
@@ -438,7 +450,8 @@ Test(to_postgres, scratch_equals_live)
 	cr_assert_eq(r.code, 3, "exit %d; stderr: %s", r.code, r.err);
 	char want[96];
 	snprintf(want, sizeof want, "through journal seq %" PRIu64, durable);
-	cr_assert(strstr(r.err, "--from-scratch refused") && strstr(r.err, want), "stderr: %s", r.err);
+	cr_assert(strstr(r.err, "--from-scratch refused") && strstr(r.err, want), "stderr: %s",
+	          r.err);
 	tproc_result_free(&r);
 	char *b_after = dump_db(b);
 	const char *diff = first_difference(b_text, b_after);
@@ -515,8 +528,8 @@ Test(to_postgres, continuing_equals_scratch)
 
 	/* C: the live committer's first half, then to-postgres continues. */
 	uint64_t half_seq = checkpoint_of(c_dsn), before = 0;
-	cr_assert(half_seq > 0 && half_seq < durable, "C stands at %" PRIu64 " of %" PRIu64, half_seq,
-	          durable);
+	cr_assert(half_seq > 0 && half_seq < durable, "C stands at %" PRIu64 " of %" PRIu64,
+	          half_seq, durable);
 	PGconn *db = db_connect(c_dsn);
 	PGresult *r = db_query(db, "SELECT count(*) FROM boxoffice.holds WHERE state = 'held'");
 	cr_log_info("C at seq %" PRIu64 " of %" PRIu64 " with %s active holds", half_seq, durable,
@@ -584,17 +597,20 @@ Test(to_postgres, pruned_journal_refused)
 	snprintf(shard_dir, sizeof shard_dir, "%s/shard-0000", data_root);
 	uint64_t first = first_segment(shard_dir);
 	cr_assert(first > 1 && first <= applied + 1,
-	          "first segment %" PRIu64 " (A at %" PRIu64 "): not pruned as the test needs", first,
-	          applied);
+	          "first segment %" PRIu64 " (A at %" PRIu64 "): not pruned as the test needs",
+	          first, applied);
 
 	const char *b = fresh_db();
 	tproc_result r = RUN(data_root, "--dsn", b, "--from-scratch");
 	cr_assert_eq(r.code, 1, "exit %d; stderr: %s", r.code, r.err);
 	char want[384];
-	snprintf(want, sizeof want, "checkpoint is seq 0 but the journal in %s starts at seq %" PRIu64,
-	         shard_dir, first);
-	cr_assert(strstr(r.err, "pruned") && strstr(r.err, want), "want \"%s\" in: %s", want, r.err);
-	cr_assert(strstr(r.err, "/snap-") && strstr(r.err, "covers the gap"), "no snapshot named: %s", r.err);
+	snprintf(want, sizeof want,
+	         "checkpoint is seq 0 but the journal in %s starts at seq %" PRIu64, shard_dir,
+	         first);
+	cr_assert(strstr(r.err, "pruned") && strstr(r.err, want), "want \"%s\" in: %s", want,
+	          r.err);
+	cr_assert(strstr(r.err, "/snap-") && strstr(r.err, "covers the gap"),
+	          "no snapshot named: %s", r.err);
 	snprintf(want, sizeof want, "needs records 1..%" PRIu64, first - 1);
 	cr_assert(strstr(r.err, want), "want \"%s\" in: %s", want, r.err);
 	tproc_result_free(&r);
@@ -609,6 +625,83 @@ Test(to_postgres, pruned_journal_refused)
 	uint64_t before = 0;
 	cr_assert_eq(load(data_root, a, NULL, NULL, &before), shard_durable_seq(s) - applied);
 	cr_assert_eq(before, applied);
+}
+
+/* ---- 5. Racing a live committer ----------------------------------------------------------- */
+
+static const char *race_dsn;
+static char race_log[600];
+static pid_t race_pid;
+
+static void start_race(uint32_t done)
+{
+	if (done < STREAM_COMMANDS / 4 || race_pid)
+		return;
+	const char *bin = getenv("BOXOFFICE_REPLAY");
+	cr_assert_not_null(bin, "set BOXOFFICE_REPLAY to the boxoffice-replay binary (meson does)");
+	/* The live journal may end in a unit being written: a torn tail there
+	 * is the end of what is durable so far, not damage. */
+	const char *argv[] = {bin,       "to-postgres", data_root,           "--dsn", race_dsn,
+	                      "--batch", "50",          "--allow-torn-tail", NULL};
+	snprintf(race_log, sizeof race_log, "%s/to-postgres.log", half_root);
+	cr_assert_eq(tproc_spawn(argv, race_log, &race_pid), 0);
+}
+
+Test(to_postgres, racing_a_live_committer_doubles_nothing)
+{
+	shard *s = open_shard(0);
+	const char *a = fresh_db();
+	race_dsn = fresh_db();
+	cr_assert_eq(tmpdir_make(half_root, sizeof half_root, "bo-to-pg-race"), 0);
+	committer *ca = start_committer(s, a), *ce = start_committer(s, race_dsn);
+	tstream_gen g = {.rng = 0xace5ull};
+	tstream_create_events(s, &g);
+	tstream_run(s, &g, STREAM_COMMANDS, 100, start_race);
+	cr_assert_neq(race_pid, 0, "the race never started");
+	finish_committer(ca, s);
+
+	/* Both wrote the same shard into E, each batch with the checkpoint's
+	 * compare-and-set: either may have lost a round (and stopped with
+	 * the compare-and-set's message), neither may have doubled a record. */
+	int status = 0;
+	cr_assert_eq(tproc_wait(race_pid, RUN_DEADLINE_MS, &status), 0, "to-postgres hangs");
+	char *log = tproc_read_file(race_log, NULL);
+	cr_assert_not_null(log);
+	int tp_lost = WIFEXITED(status) && WEXITSTATUS(status) == 3;
+	cr_assert(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || tp_lost),
+	          "to-postgres: status %d: %s", status, log);
+	if (tp_lost)
+		cr_assert(strstr(log, "another committer is writing this shard"), "%s", log);
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	committer_status st;
+	for (;;) {
+		committer_status_get(ce, &st);
+		if (st.state == COMMITTER_STOPPED ||
+		    (st.state == COMMITTER_RUNNING && st.applied_seq >= shard_durable_seq(s)))
+			break;
+		cr_assert_lt(bo_clock_ms(), deadline, "committer E: %s",
+		             committer_state_str(st.state));
+		usleep(2000);
+	}
+	int c_lost = st.state == COMMITTER_STOPPED;
+	if (c_lost)
+		cr_assert(strstr(st.reason, "another committer is writing this shard"), "%s",
+		          st.reason);
+	cr_log_info("race: to-postgres %s, the committer %s", tp_lost ? "lost" : "finished",
+	            c_lost ? "lost" : "finished");
+	committer_stop(ce);
+	free(log);
+	shard_stop(s);
+
+	/* Whatever the race left, a last run completes E: equal to A. */
+	load(data_root, race_dsn, NULL, NULL, NULL);
+	assert_same_db(a, race_dsn, "live committer vs a database two writers raced on");
+	oracle o;
+	oracle_run(&o, data_root, 0);
+	PGconn *db = db_connect(race_dsn);
+	oracle_check(&o, db, 0);
+	PQfinish(db);
+	oracle_free(&o);
 }
 
 /* ---- 4. Usage --------------------------------------------------------------------------- */
@@ -627,13 +720,16 @@ Test(to_postgres_usage, bad_command_lines_exit_2)
 	/* The directory does not exist: a usage error comes before any look at it. */
 	const char *dir = "/nonexistent/bo-to-pg";
 	expect_usage((const char *const[]){"to-postgres", dir, NULL}, "needs --dsn");
-	expect_usage((const char *const[]){"to-postgres", dir, "--dsn", "host=/x nosuchoption=1", NULL},
-	             "--dsn: not a connection string");
-	expect_usage((const char *const[]){"to-postgres", dir, "--dsn", "host=/x", "--batch", "0", NULL},
-	             "--batch 0 is out of range");
+	expect_usage(
+	        (const char *const[]){"to-postgres", dir, "--dsn", "host=/x nosuchoption=1", NULL},
+	        "--dsn: not a connection string");
+	expect_usage(
+	        (const char *const[]){"to-postgres", dir, "--dsn", "host=/x", "--batch", "0", NULL},
+	        "--batch 0 is out of range");
 	expect_usage((const char *const[]){"to-postgres", dir, "--dsn", "", NULL}, "--dsn needs");
-	expect_usage((const char *const[]){"to-postgres", dir, "--dsn", "host=/x", "--at", "3", NULL},
-	             "unknown option '--at' for to-postgres");
+	expect_usage(
+	        (const char *const[]){"to-postgres", dir, "--dsn", "host=/x", "--at", "3", NULL},
+	        "unknown option '--at' for to-postgres");
 	expect_usage((const char *const[]){"verify", dir, "--dsn", "host=/x", NULL},
 	             "unknown option '--dsn' for verify");
 }

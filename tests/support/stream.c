@@ -26,7 +26,10 @@ int64_t tstream_clock(void *ctx)
 	return atomic_load(&stream_clock_ms);
 }
 
-static uint32_t rnd(tstream_gen *g, uint32_t n) { return (uint32_t)(trng_xorshift(&g->rng) % n); }
+static uint32_t rnd(tstream_gen *g, uint32_t n)
+{
+	return (uint32_t)(trng_xorshift(&g->rng) % n);
+}
 
 /* Drains results, remembering claim ids. Returns how many came. */
 static uint32_t drain(shard *s, tstream_gen *g)
@@ -40,7 +43,8 @@ static uint32_t drain(shard *s, tstream_gen *g)
 			continue;
 		got++;
 		const bo_result *r = &out->u.result;
-		if (r->status == BO_OK && r->claim_id && (r->op >= BO_OP_HOLD_SEATS && r->op <= BO_OP_HOLD_POOL)) {
+		if (r->status == BO_OK && r->claim_id &&
+		    (r->op >= BO_OP_HOLD_SEATS && r->op <= BO_OP_HOLD_POOL)) {
 			uint32_t slot = g->nclaims < 256 ? g->nclaims++ : rnd(g, 256);
 			g->claims[slot] = r->claim_id;
 			g->claim_event[slot] = r->event_id;
@@ -87,7 +91,8 @@ static bo_cmd random_cmd(tstream_gen *g)
 {
 	uint64_t ev = 100 + rnd(g, TSTREAM_EVENTS);
 	uint64_t client = 10 + rnd(g, 6);
-	uint32_t ttl = 1000 + 500 * rnd(g, 6); /* on the clock's 100 ms grid: expiries fall exactly on batch times too */
+	/* On the clock's 100 ms grid: expiries fall exactly on batch times too. */
+	uint32_t ttl = 1000 + 500 * rnd(g, 6);
 	uint32_t pick = rnd(g, 100);
 	uint64_t claim = 0;
 	if (g->nclaims) {
@@ -96,7 +101,8 @@ static bo_cmd random_cmd(tstream_gen *g)
 		if (pick >= 40)
 			ev = g->claim_event[k];
 	}
-	if (rnd(g, 50) == 0 && g->request > 10) { /* a repeat (or a conflict) of an earlier request */
+	/* A repeat (or a conflict) of an earlier request. */
+	if (rnd(g, 50) == 0 && g->request > 10) {
 		bo_cmd c = tcmd(BO_OP_RELEASE, client, g->request - rnd(g, 5), ev);
 		c.claim_id = claim;
 		return c;
@@ -108,7 +114,8 @@ static bo_cmd random_cmd(tstream_gen *g)
 		return tcmd_hold_seats(client, ++g->request, ev, seats, n, ttl);
 	}
 	if (pick < 35)
-		return tcmd_hold_best(client, ++g->request, ev, (uint8_t)rnd(g, 3), (uint16_t)(1 + rnd(g, 4)), ttl);
+		return tcmd_hold_best(client, ++g->request, ev, (uint8_t)rnd(g, 3),
+		                      (uint16_t)(1 + rnd(g, 4)), ttl);
 	if (pick < 42) {
 		bo_cmd c = tcmd(BO_OP_HOLD_POOL, client, ++g->request, ev);
 		c.pool = (uint8_t)rnd(g, 2);
@@ -118,16 +125,21 @@ static bo_cmd random_cmd(tstream_gen *g)
 	}
 	if (pick < 48) {
 		uint32_t seat = rnd(g, 48);
-		return tcmd_seats(rnd(g, 2) ? BO_OP_BLOCK : BO_OP_UNBLOCK, 2, ++g->request, ev, &seat, 1);
+		return tcmd_seats(rnd(g, 2) ? BO_OP_BLOCK : BO_OP_UNBLOCK, 2, ++g->request, ev,
+		                  &seat, 1);
 	}
-	static const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_RELEASE, BO_OP_CONFIRM, BO_OP_CONFIRM, BO_OP_CANCEL};
+	static const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_RELEASE, BO_OP_CONFIRM, BO_OP_CONFIRM,
+	                              BO_OP_CANCEL};
 	bo_cmd c = tcmd(ops[rnd(g, sizeof(ops))], client, ++g->request, ev);
 	c.claim_id = claim;
 	c.ttl_ms = ttl;
 	if (c.op == BO_OP_CONFIRM) {
-		c.payref_len = (uint8_t)snprintf(c.payref, sizeof(c.payref), "psp_%" PRIu64, g->request);
-		if (rnd(g, 8) == 0)
-			c.payref[1] = '\\', c.payref[2] = (char)0xc3; /* bytes the text column must escape */
+		c.payref_len =
+		        (uint8_t)snprintf(c.payref, sizeof(c.payref), "psp_%" PRIu64, g->request);
+		if (rnd(g, 8) == 0) { /* bytes the text column must escape */
+			c.payref[1] = '\\';
+			c.payref[2] = (char)0xc3;
+		}
 	}
 	return c;
 }

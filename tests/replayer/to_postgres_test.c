@@ -667,6 +667,7 @@ Test(to_postgres, racing_a_live_committer_doubles_nothing)
 	cr_assert_eq(tproc_wait(race_pid, RUN_DEADLINE_MS, &status), 0, "to-postgres hangs");
 	char *log = tproc_read_file(race_log, NULL);
 	cr_assert_not_null(log);
+	cr_assert_null(tproc_sanitizer_report(log), "sanitizer report: %s", log);
 	int tp_lost = WIFEXITED(status) && WEXITSTATUS(status) == 3;
 	cr_assert(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || tp_lost),
 	          "to-postgres: status %d: %s", status, log);

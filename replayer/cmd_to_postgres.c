@@ -242,11 +242,11 @@ static int tp_reader_fail(tp_load *l, journal_reader *rd, int rc)
 	if (rc == -EBADMSG && l->res->records == 0 && at.seq != 0 &&
 	    at.seq <= l->res->checkpoint_before)
 		return tp_ahead(l, at.seq - 1);
+	/* The reader's messages name the journal, the file and the seq. */
 	const char *msg = journal_reader_error(rd);
 	return tp_fail(l, rc == -EBADMSG ? REPLAY_EXIT_FAILED : REPLAY_EXIT_IO,
-	               "journal: %s (the database holds the records before it, through seq %" PRIu64
-	               ")",
-	               msg[0] ? msg : strerror(-rc), l->res->checkpoint);
+	               "%s%s (the database holds the records before it, through seq %" PRIu64 ")",
+	               msg[0] ? "" : "journal: ", msg[0] ? msg : strerror(-rc), l->res->checkpoint);
 }
 
 /* Reads the journal after the checkpoint and applies it, batch by batch.

@@ -14,7 +14,9 @@
  *     re-executed (tests/committer/oracle.h). Then: a second run continues
  *     from B's checkpoint and finds nothing to do (B unchanged);
  *     --from-scratch into B (non-empty) is refused, exit 3, B unchanged; a
- *     checkpoint ahead of the journal is refused, exit 1.
+ *     checkpoint ahead of the journal is refused, exit 1; a corrupt record
+ *     half-way is exit 1 naming it, with every record before it applied
+ *     (the checkpoint right before it) and none after.
  *  2. continuing_equals_scratch: the same stream, and two databases that
  *     get the first half one way and the rest from to-postgres continuing
  *     from their checkpoint: C from a live committer stopped half-way
@@ -365,6 +367,27 @@ static uint64_t checkpoint_of(const char *dsn)
 	return (uint64_t)v;
 }
 
+/* Flips a byte in the payload of record seq of shard 0: the reader then
+ * stops there with corruption (valid records follow). */
+static void corrupt_record(uint64_t seq)
+{
+	journal_reader *rd;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open_from(data_root, 0, NULL, seq - 1, &rd, err, sizeof err), 0,
+	             "%s", err);
+	journal_record rec;
+	cr_assert_eq(journal_reader_next(rd, &rec), 1);
+	cr_assert_eq(rec.seq, seq);
+	cr_assert_gt(rec.payload_len, 0);
+	int fd = open(rec.file, O_RDWR);
+	cr_assert_geq(fd, 0, "%s: %s", rec.file, strerror(errno));
+	uint8_t byte = rec.payload[0] ^ 0x5a;
+	cr_assert_eq(pwrite(fd, &byte, 1, (off_t)rec.offset + 48),
+	             1); /* the payload's first byte */
+	close(fd);
+	journal_reader_close(rd);
+}
+
 /* ---- 1. From scratch ---------------------------------------------------------------- */
 
 Test(to_postgres, scratch_equals_live)
@@ -433,6 +456,19 @@ Test(to_postgres, scratch_equals_live)
 	cr_assert_eq(r.code, 1, "exit %d; stderr: %s", r.code, r.err);
 	cr_assert(strstr(r.err, "is ahead of this journal"), "stderr: %s", r.err);
 	tproc_result_free(&r);
+
+	/* A corrupt record half-way: exit 1 naming it, and the database gets
+	 * every record before it, not one after. */
+	uint64_t bad = durable / 2;
+	corrupt_record(bad);
+	const char *e = fresh_db();
+	r = RUN(data_root, "--dsn", e, "--batch", "333");
+	cr_assert_eq(r.code, 1, "exit %d; stderr: %s", r.code, r.err);
+	snprintf(want, sizeof want, "through seq %" PRIu64 ")", bad - 1);
+	cr_assert(strstr(r.err, "corrupt") && strstr(r.err, want), "want \"%s\" in: %s", want,
+	          r.err);
+	tproc_result_free(&r);
+	cr_assert_eq(checkpoint_of(e), bad - 1);
 }
 
 /* ---- 2. Continuing from a checkpoint

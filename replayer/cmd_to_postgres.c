@@ -132,13 +132,14 @@ static int tp_fail(tp_load *l, int code, const char *fmt, ...)
 	return code;
 }
 
-/* A database failure: the message of pgstore, and where the database stands. */
+/* A database failure: the message of pgstore, and how far this run got
+ * (when another writer won the compare-and-set, the database may be
+ * further: that writer's doing). */
 static int tp_db_fail(tp_load *l, const pgs_err *e)
 {
 	if (!l->res->have_checkpoint)
 		return tp_fail(l, REPLAY_EXIT_IO, "database: %s", e->msg);
-	return tp_fail(l, REPLAY_EXIT_IO,
-	               "database: %s (it holds the shard through seq %" PRIu64 ")", e->msg,
+	return tp_fail(l, REPLAY_EXIT_IO, "database: %s (applied through seq %" PRIu64 ")", e->msg,
 	               l->res->checkpoint);
 }
 
@@ -249,6 +250,23 @@ static int tp_reader_fail(tp_load *l, journal_reader *rd, int rc)
 	               msg[0] ? "" : "journal: ", msg[0] ? msg : strerror(-rc), l->res->checkpoint);
 }
 
+/* The journal ended (rc 0): a torn tail fails unless --allow-torn-tail
+ * (replay_read_end prints it), everything before it applied either way.
+ * Returns the exit code. */
+static int tp_end(tp_load *l, journal_reader *rd, int rc)
+{
+	int code = replay_read_end(l->o, rd, rc, l->res->shard, &l->res->torn_bytes);
+	if (code != REPLAY_EXIT_OK) {
+		journal_recovery jr;
+		journal_reader_recovery(rd, &jr);
+		snprintf(l->res->error, sizeof l->res->error,
+		         "torn_tail: %s (every record before it applied, through seq %" PRIu64
+		         "; --allow-torn-tail accepts it)",
+		         jr.note, l->res->checkpoint);
+	}
+	return code;
+}
+
 /* Reads the journal after the checkpoint and applies it, batch by batch.
  * Returns the exit code. */
 static int tp_stream(tp_load *l)
@@ -290,7 +308,7 @@ static int tp_stream(tp_load *l)
 	if (code == 0 && rc < 0)
 		code = tp_reader_fail(l, rd, rc);
 	else if (code == 0)
-		code = replay_read_end(l->o, rd, rc, l->res->shard, &l->res->torn_bytes);
+		code = tp_end(l, rd, rc);
 	journal_reader_close(rd);
 	return code;
 }

@@ -22,7 +22,10 @@
  *     from their checkpoint: C from a live committer stopped half-way
  *     (to-postgres then starts from a checkpoint with active holds loaded
  *     from the database), D from to-postgres on a copy of the data
- *     directory taken half-way. Both equal A, the live database.
+ *     directory taken half-way. Both equal A, the live database. D's second
+ *     run meets a torn tail (bytes after the last record, as a crash leaves
+ *     them): exit 1 with every record before it applied, then with
+ *     --allow-torn-tail exit 0.
  *  3. pruned_journal_refused: with snapshots and a committer the shard
  *     prunes its journal; to-postgres --from-scratch into a fresh database
  *     is refused (exit 1) naming the checkpoint (0), the first seq left and
@@ -388,6 +391,29 @@ static void corrupt_record(uint64_t seq)
 	journal_reader_close(rd);
 }
 
+/* Writes bytes that are no record after the last record of shard 0, as a
+ * write torn by a crash leaves them. */
+static void tear_tail(void)
+{
+	journal_reader *rd;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_reader_open_from(data_root, 0, NULL, 0, &rd, err, sizeof err), 0, "%s",
+	             err);
+	journal_record rec;
+	char file[PATH_MAX] = "";
+	uint64_t end = 0;
+	while (journal_reader_next(rd, &rec) == 1) {
+		snprintf(file, sizeof file, "%s", rec.file);
+		end = rec.offset + ((48u + rec.payload_len + 7u) & ~7u); /* journal.c's layout */
+	}
+	journal_reader_close(rd);
+	int fd = open(file, O_RDWR);
+	cr_assert_geq(fd, 0, "%s: %s", file, strerror(errno));
+	static const uint8_t junk[40] = {0xab, 0xcd, 0xef, 0x01, 0x23};
+	cr_assert_eq(pwrite(fd, junk, sizeof junk, (off_t)end), (ssize_t)sizeof junk);
+	close(fd);
+}
+
 /* ---- 1. From scratch ---------------------------------------------------------------- */
 
 Test(to_postgres, scratch_equals_live)
@@ -549,8 +575,21 @@ Test(to_postgres, continuing_equals_scratch)
 	/* D: to-postgres on the half-way copy, then on the whole journal. */
 	uint64_t first = load(half_root, d_dsn, "--from-scratch", "--allow-torn-tail", NULL);
 	cr_assert(first > 0 && first < durable, "%" PRIu64 " of %" PRIu64, first, durable);
-	cr_assert_eq(load(data_root, d_dsn, NULL, NULL, &before), durable - first);
-	cr_assert_eq(before, first);
+	/* The whole journal, ending in a torn tail as after a crash: every
+	 * record before it is applied, and the run fails unless told the tail
+	 * is expected. */
+	tear_tail();
+	tproc_result r = RUN(data_root, "--dsn", d_dsn, "--json");
+	cr_assert_eq(r.code, 1, "exit %d; stderr: %s", r.code, r.err);
+	cr_assert(strstr(r.err, "torn_tail"), "stderr: %s", r.err);
+	cr_assert(tjson_valid(r.out, r.out_len) && strstr(r.out, "\"ok\":false") &&
+	                  strstr(r.out, "\"error\":\"torn_tail: "),
+	          "%s", r.out);
+	cr_assert_eq(json_u64(r.out, "checkpoint_before"), first);
+	cr_assert_eq(json_u64(r.out, "records"), durable - first);
+	tproc_result_free(&r);
+	cr_assert_eq(load(data_root, d_dsn, "--allow-torn-tail", NULL, &before), 0);
+	cr_assert_eq(before, durable);
 	assert_same_db(a, d_dsn, "live committer vs to-postgres in two runs");
 }
 

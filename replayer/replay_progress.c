@@ -40,9 +40,24 @@ void replay_progress_begin(replay_progress *p, int no_progress, const replay_sha
 	p->total_bytes = sum;
 }
 
+/* Byte position of rec across the segments (p->before[] of its file). */
+static uint64_t progress_pos(replay_progress *p, const journal_record *rec)
+{
+	if (rec->file && strcmp(rec->file, p->cur_name) != 0) {
+		snprintf(p->cur_name, sizeof p->cur_name, "%s", rec->file);
+		int64_t i = replay_dir_seg_index(p->d, rec->file);
+		p->cur_before = i >= 0 ? p->before[i] : p->cur_before;
+	}
+	return p->cur_before + rec->offset;
+}
+
 void replay_progress_tick(replay_progress *p, const journal_record *rec)
 {
 	p->done++;
+	/* A read that starts after seq 1 (to-postgres from a checkpoint)
+	 * estimates from the bytes after its first record only. */
+	if (p->enabled && p->done == 1)
+		p->start_bytes = progress_pos(p, rec);
 	/* Looking at the clock every record would cost more than the record. */
 	if (!p->enabled || (p->done & 255u) != 0)
 		return;
@@ -50,15 +65,12 @@ void replay_progress_tick(replay_progress *p, const journal_record *rec)
 	if (t - p->t0_ns < PROGRESS_DELAY_NS || t - p->last_ns < PROGRESS_EVERY_NS)
 		return;
 	p->last_ns = t;
-	if (rec->file && strcmp(rec->file, p->cur_name) != 0) {
-		snprintf(p->cur_name, sizeof p->cur_name, "%s", rec->file);
-		int64_t i = replay_dir_seg_index(p->d, rec->file);
-		p->cur_before = i >= 0 ? p->before[i] : p->cur_before;
-	}
-	uint64_t pos = p->cur_before + rec->offset;
-	uint64_t est = pos > 0 && p->total_bytes > pos
-	                       ? (uint64_t)((double)p->done * (double)p->total_bytes / (double)pos)
-	                       : p->done;
+	uint64_t pos = progress_pos(p, rec);
+	uint64_t est =
+	        pos > p->start_bytes && p->total_bytes > pos
+	                ? (uint64_t)((double)p->done * (double)(p->total_bytes - p->start_bytes) /
+	                             (double)(pos - p->start_bytes))
+	                : p->done;
 	double pct = est ? 100.0 * (double)p->done / (double)est : 100.0;
 	double secs = (double)(t - p->t0_ns) / 1e9;
 	fprintf(stderr,

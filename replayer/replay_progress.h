@@ -7,7 +7,7 @@
  * once the work has run for over a second, then redrawn at most every
  * 0.2 s: short runs and scripts see nothing. The total is an estimate from
  * bytes: records so far scaled by the share of the segments' used bytes
- * read so far.
+ * (from the first record counted on) read so far.
  */
 #ifndef BO_REPLAY_PROGRESS_H
 #define BO_REPLAY_PROGRESS_H
@@ -30,6 +30,8 @@ typedef struct replay_progress {
 	const replay_shard_dir *d;
 	char cur_name[PATH_MAX]; /* last segment seen: looked up only when it changes */
 	uint64_t cur_before;
+	uint64_t start_bytes; /* position of the first record counted (the read may
+	                       * start after seq 1) */
 } replay_progress;
 
 /* Starts the progress of shard d (borrowed until replay_progress_end).

@@ -251,12 +251,14 @@ static int session(committer *c, char *reason, size_t cap)
 	int rc = session_start(c, &pg, &cs, &applied, reason, cap);
 	if (rc < 0)
 		rc = open_follower(c, applied, &f, reason, cap);
-	if (rc < 0) {
+	if (rc < 0)
 		shard_retain(c->s, applied);
-		set_state(c, COMMITTER_RUNNING, NULL);
-	}
+	/* "running" once a batch committed or there was nothing to commit: a
+	 * database that accepts connections but fails every batch stays
+	 * "retrying" (one log line), not running/retrying per attempt. */
+	int healthy = 0;
 	while (rc < 0) {
-		int idle = 0, valid = 1;
+		int idle = 0, valid = 1, committed = 0;
 		int frc = fill_batch(c, f, cs, &idle, &valid, reason, cap);
 		if (valid && chg_get_batch(cs)->records > 0) {
 			char why[COMMITTER_REASON_LEN];
@@ -266,6 +268,11 @@ static int session(committer *c, char *reason, size_t cap)
 				rc = crc;
 				break;
 			}
+			committed = 1;
+		}
+		if ((idle || committed) && !healthy) {
+			set_state(c, COMMITTER_RUNNING, NULL);
+			healthy = 1;
 		}
 		if (frc >= 0)
 			rc = frc;

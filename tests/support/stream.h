@@ -17,19 +17,7 @@
 #include <stdint.h>
 
 #include "shard/shard.h"
-
-/* Events tstream_create_events makes: ids 100 .. 100 + TSTREAM_EVENTS - 1,
- * each 4 rows of 12 seats in 3 categories, the first two with 2 pools. */
-#define TSTREAM_EVENTS 3u
-
-/* The stream's state: seed rng (non-zero) before the first call. */
-typedef struct tstream_gen {
-	uint64_t rng;
-	uint64_t request;     /* last request id used */
-	uint64_t claims[256]; /* claim ids seen (holds, some confirmed) */
-	uint64_t claim_event[256];
-	uint32_t nclaims;
-} tstream_gen;
+#include "tests/support/stream_gen.h"
 
 /* The test clock (shard_clock_fn), in ms; tstream_run moves it. */
 int64_t tstream_clock(void *ctx);
@@ -38,7 +26,7 @@ int64_t tstream_clock(void *ctx);
  * the claim ids of successful holds. */
 void tstream_submit_wait(shard *s, tstream_gen *g, const bo_cmd *c, uint32_t n);
 
-/* Creates the TSTREAM_EVENTS events. */
+/* Creates the TSTREAM_EVENTS events (stream_gen.h). */
 void tstream_create_events(shard *s, tstream_gen *g);
 
 /* `n` random commands in random batches of 1..32; calls between(done)

@@ -48,6 +48,14 @@ typedef struct bench_pg {
 	pid_t guard;
 } bench_pg;
 
+/* Where PostgreSQL's binaries are: $BO_PG_BIN (as scripts/pg), else
+ * Debian's PostgreSQL 15. */
+static inline const char *bench_pg_bin_default(void)
+{
+	const char *b = getenv("BO_PG_BIN");
+	return b && *b ? b : BENCH_PG_BIN_DEFAULT;
+}
+
 /* 1 when bin holds initdb and pg_ctl. */
 static inline int bench_pg_available(const char *bin)
 {

@@ -513,7 +513,7 @@ static char *db_digest(const char *db)
 int main(int argc, char **argv)
 {
 	int quick = 0;
-	const char *bin = BENCH_PG_BIN_DEFAULT;
+	const char *bin = bench_pg_bin_default();
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
 			quick = 1;
@@ -525,7 +525,7 @@ int main(int argc, char **argv)
 			       "UPDATEs (pgstore.c) and by libpq pipeline mode (a prepared statement per row), each\n"
 			       "into its own database of a private PostgreSQL cluster. Last stdout line: JSON.\n"
 			       "  --quick       a few seconds (the test suite runs this)\n"
-			       "  --pg-bin DIR  PostgreSQL's initdb and pg_ctl (default %s)\n",
+			       "  --pg-bin DIR  PostgreSQL's initdb and pg_ctl (default $BO_PG_BIN or %s)\n",
 			       BENCH_PG_BIN_DEFAULT);
 			return 0;
 		} else {

@@ -50,7 +50,10 @@
 
 static const char *prog = "bench_committer";
 
-enum { GROUP = 256, INFLIGHT = 16384 };
+enum {
+	GROUP = 256,
+	INFLIGHT = 16384
+};
 #define TARGET_ROWS 200000.0
 #define TARGET_LAG_P95_MS 250.0
 #define TARGET_CATCH_UP_S 30.0
@@ -61,8 +64,8 @@ typedef struct options {
 	int quick;
 	const char *pg_bin;
 	const char *only; /* rows, engine, lag: one part */
-	int profile;	  /* --profile: pg_stat_statements' top statements of the rows part */
-	uint32_t rate;	  /* --rate: offered commands/s of the lag and outage parts */
+	int profile;      /* --profile: pg_stat_statements' top statements of the rows part */
+	uint32_t rate;    /* --rate: offered commands/s of the lag and outage parts */
 } options;
 
 static options opt;
@@ -244,8 +247,11 @@ static shard *shard_up(const char *name, client *c)
 	for (uint32_t i = 0; i < BPG_EVENTS; i++) {
 		if (!(maps[i] = bench_map(BPG_ROWS, BPG_PER_ROW, 4)))
 			bench_die(prog, "bench_map", -ENOMEM);
-		bo_cmd cmd = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = ++c->mix.req,
-			      .event_id = bpg_event_id(i), .map = maps[i]};
+		bo_cmd cmd = {.op = BO_OP_CREATE_EVENT,
+		              .client_id = 1,
+		              .request_id = ++c->mix.req,
+		              .event_id = bpg_event_id(i),
+		              .map = maps[i]};
 		submit(c, &cmd, 1);
 	}
 	wait_all(c);
@@ -292,7 +298,8 @@ static void on_commit(void *ctx, const committer_commit *info)
 		cm->at_us[i] = now;
 		atomic_store_explicit(&cm->n, i + 1, memory_order_release);
 	}
-	if (atomic_load(&cm->armed) && info->lag_ms < TARGET_LAG_P95_MS && atomic_load(&cm->caught_us) == 0)
+	if (atomic_load(&cm->armed) && info->lag_ms < TARGET_LAG_P95_MS &&
+	    atomic_load(&cm->caught_us) == 0)
 		atomic_store(&cm->caught_us, now);
 }
 
@@ -360,9 +367,10 @@ static void committer_abandon(committer *c, const char *db)
 		bench_die(prog, "pthread_create", -rc);
 	PGconn *admin = bench_pg_connect(&pg, "postgres");
 	char sql[256];
-	snprintf(sql, sizeof(sql),
-		 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND pid <> pg_backend_pid()",
-		 db);
+	snprintf(
+	        sql, sizeof(sql),
+	        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND pid <> pg_backend_pid()",
+	        db);
 	while (!atomic_load(&sp.done)) {
 		bench_pg_exec(&pg, admin, sql);
 		sleep_ms(20);
@@ -376,7 +384,8 @@ static double process_cpu_seconds(void)
 {
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 /* --profile: where PostgreSQL spent its time (pg_stat_statements). */
@@ -384,25 +393,28 @@ static void top_statements(const char *db)
 {
 	PGconn *c = bench_pg_connect(&pg, db);
 	bench_pg_exec(&pg, c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-	PGresult *r = PQexec(c, "SELECT calls, round(total_exec_time), rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)"
-				" FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12");
+	PGresult *r = PQexec(
+	        c,
+	        "SELECT calls, round(total_exec_time), rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)"
+	        " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12");
 	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
 		fprintf(stderr, "profile: pg_stat_statements, top statements by execution time:\n");
 		fprintf(stderr, "%8s %9s %10s  %s\n", "calls", "ms", "rows", "query");
 		for (int i = 0; i < PQntuples(r); i++)
-			fprintf(stderr, "%8s %9s %10s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-				PQgetvalue(r, i, 3));
+			fprintf(stderr, "%8s %9s %10s  %s\n", PQgetvalue(r, i, 0),
+			        PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
 	} else {
 		fprintf(stderr, "profile: %s", PQerrorMessage(c));
 	}
 	PQclear(r);
 	r = PQexec(c, "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
-		      " WHERE schemaname = 'boxoffice' ORDER BY n_tup_upd DESC, n_tup_ins DESC");
+	              " WHERE schemaname = 'boxoffice' ORDER BY n_tup_upd DESC, n_tup_ins DESC");
 	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-		fprintf(stderr, "profile: %-18s %10s %10s %10s\n", "table", "inserted", "updated", "hot-upd");
+		fprintf(stderr, "profile: %-18s %10s %10s %10s\n", "table", "inserted", "updated",
+		        "hot-upd");
 		for (int i = 0; i < PQntuples(r); i++)
-			fprintf(stderr, "profile: %-18s %10s %10s %10s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-				PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+			fprintf(stderr, "profile: %-18s %10s %10s %10s\n", PQgetvalue(r, i, 0),
+			        PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
 	}
 	PQclear(r);
 	PQfinish(c);
@@ -417,8 +429,9 @@ typedef struct figures {
 	double lag_p50, lag_p95, lag_p99, lag_max;
 	uint64_t lag_records, lag_unapplied;
 	double outage_s, outage_acks_per_sec, catch_up_s, backlog_records;
-	double catch_up_applied_per_sec; /* records the committer applied a second after the outage */
-	double eng_with_pg_cpu_pct;	 /* PostgreSQL's CPU while the engine ran saturated with it */
+	double catch_up_applied_per_sec; /* records the committer applied a second after the outage
+	                                  */
+	double eng_with_pg_cpu_pct; /* PostgreSQL's CPU while the engine ran saturated with it */
 	int caught_up;
 	double eng_without, eng_with;
 	double eng_without_runs[4], eng_with_runs[4];
@@ -449,8 +462,10 @@ static void measure_rows(figures *f)
 	}
 	wait_all(&c);
 	uint64_t end_seq = shard_durable_seq(c.s);
-	fprintf(stderr, "rows: journal of %" PRIu64 " commands written (records %" PRIu64 "..%" PRIu64
-		"); committer catching up\n", n, seq0 + 1, end_seq);
+	fprintf(stderr,
+	        "rows: journal of %" PRIu64 " commands written (records %" PRIu64 "..%" PRIu64
+	        "); committer catching up\n",
+	        n, seq0 + 1, end_seq);
 
 	double cpu0 = process_cpu_seconds(), pg0 = bench_pg_cpu_seconds(&pg);
 	int64_t t0 = bo_clock_ns();
@@ -470,10 +485,12 @@ static void measure_rows(figures *f)
 	f->rows_per_sec = (double)f->rows / secs;
 	f->records_per_sec = (double)(st.applied_seq - seq0) / secs;
 	f->changes_per_record = (double)f->rows / (double)(st.applied_seq - seq0);
-	fprintf(stderr, "rows: %" PRIu64 " seat changes (%" PRIu64 " records) in %.2f s = %.0f rows/s, %.0f records/s;"
-		" CPU: this process %.1f s (the committer; the shard is idle), PostgreSQL %.1f s\n",
-		f->rows, st.applied_seq - seq0, secs, f->rows_per_sec, f->records_per_sec, f->rows_cpu_committer,
-		f->rows_cpu_postgres);
+	fprintf(stderr,
+	        "rows: %" PRIu64 " seat changes (%" PRIu64
+	        " records) in %.2f s = %.0f rows/s, %.0f records/s;"
+	        " CPU: this process %.1f s (the committer; the shard is idle), PostgreSQL %.1f s\n",
+	        f->rows, st.applied_seq - seq0, secs, f->rows_per_sec, f->records_per_sec,
+	        f->rows_cpu_committer, f->rows_cpu_postgres);
 	shard_down(&c);
 }
 
@@ -500,16 +517,20 @@ static double engine_once(int with, int round)
 	int64_t t0 = bo_clock_ns();
 	double cps = saturate(&c, opt.quick ? 1000000000ll : 8000000000ll);
 	if (cm) {
-		double pct = 100.0 * (bench_pg_cpu_seconds(&pg) - pg0) / ((double)(bo_clock_ns() - t0) / 1e9);
+		double pct = 100.0 * (bench_pg_cpu_seconds(&pg) - pg0) /
+		             ((double)(bo_clock_ns() - t0) / 1e9);
 		fprintf(stderr, "engine with committer: PostgreSQL used %.0f%% of a core\n", pct);
 		last_pg_cpu_pct = pct;
 		committer_status st;
 		committer_status_get(cm, &st);
-		fprintf(stderr, "engine with committer: committer %" PRIu64 " records behind, %" PRIu64
-			" rows written\n", st.lag_records, st.changes);
+		fprintf(stderr,
+		        "engine with committer: committer %" PRIu64 " records behind, %" PRIu64
+		        " rows written\n",
+		        st.lag_records, st.changes);
 		committer_abandon(cm, db);
 	}
-	fprintf(stderr, "engine %s committer (round %d): %.0f commands/s\n", with ? "with" : "without", round, cps);
+	fprintf(stderr, "engine %s committer (round %d): %.0f commands/s\n",
+	        with ? "with" : "without", round, cps);
 	shard_down(&c);
 	return cps;
 }
@@ -560,8 +581,12 @@ static void lag_figures(client *c, commits *cm, figures *f)
 	f->lag_records = m;
 	f->lag_unapplied = unapplied;
 	free(lag);
-	fprintf(stderr, "lag at %u/s: %" PRIu64 " records over %" PRIu64 " commits (%.0f records each), p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (%" PRIu64 " not applied in time)\n",
-		opt.rate, m, ncommit, ncommit ? (double)m / (double)ncommit : 0.0, f->lag_p50, f->lag_p95, f->lag_p99, f->lag_max, unapplied);
+	fprintf(stderr,
+	        "lag at %u/s: %" PRIu64 " records over %" PRIu64
+	        " commits (%.0f records each), p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (%" PRIu64
+	        " not applied in time)\n",
+	        opt.rate, m, ncommit, ncommit ? (double)m / (double)ncommit : 0.0, f->lag_p50,
+	        f->lag_p95, f->lag_p99, f->lag_max, unapplied);
 }
 
 static void outage(client *c, committer *cmt, commits *cm, figures *f)
@@ -577,8 +602,8 @@ static void outage(client *c, committer *cmt, commits *cm, figures *f)
 	while (bo_clock_ns() - down < (int64_t)(outage_s * 1e9))
 		sleep_ms(10);
 	committer_status_get(cmt, &st);
-	fprintf(stderr, "outage: committer %s (%s), %" PRIu64 " records behind\n", committer_state_str(st.state),
-		st.reason, st.lag_records);
+	fprintf(stderr, "outage: committer %s (%s), %" PRIu64 " records behind\n",
+	        committer_state_str(st.state), st.reason, st.lag_records);
 	if (bench_pg_start(&pg) != 0)
 		bench_die(prog, "pg_ctl start", 1);
 	int64_t up = bo_clock_ns();
@@ -586,11 +611,14 @@ static void outage(client *c, committer *cmt, commits *cm, figures *f)
 	atomic_store(&cm->armed, 1);
 	int64_t up_us = wall_us();
 	f->outage_s = (double)(up - down) / 1e9;
-	f->outage_acks_per_sec = (double)(atomic_load(&c->acked_shared) - acked0) / ((double)(up - t0) / 1e9);
+	f->outage_acks_per_sec =
+	        (double)(atomic_load(&c->acked_shared) - acked0) / ((double)(up - t0) / 1e9);
 	committer_status_get(cmt, &st);
 	f->backlog_records = (double)st.lag_records;
-	fprintf(stderr, "outage: PostgreSQL down %.1f s, engine acknowledged %.0f commands/s meanwhile; backlog %" PRIu64
-		" records\n", f->outage_s, f->outage_acks_per_sec, st.lag_records);
+	fprintf(stderr,
+	        "outage: PostgreSQL down %.1f s, engine acknowledged %.0f commands/s meanwhile; backlog %" PRIu64
+	        " records\n",
+	        f->outage_s, f->outage_acks_per_sec, st.lag_records);
 	double limit = opt.quick ? 20 : 180;
 	int64_t last_log = bo_clock_ns();
 	uint64_t applied0 = st.applied_seq;
@@ -603,20 +631,24 @@ static void outage(client *c, committer *cmt, commits *cm, figures *f)
 		}
 		if (bo_clock_ns() - last_log > 5000000000ll) {
 			last_log = bo_clock_ns();
-			fprintf(stderr, "catch-up: %s, %" PRIu64 " records behind, oldest %" PRIu64 " ms\n",
-				committer_state_str(st.state), st.lag_records, st.lag_ms);
+			fprintf(stderr,
+			        "catch-up: %s, %" PRIu64 " records behind, oldest %" PRIu64 " ms\n",
+			        committer_state_str(st.state), st.lag_records, st.lag_ms);
 		}
 	}
 	int64_t caught = atomic_load(&cm->caught_us);
 	committer_status_get(cmt, &st);
-	f->catch_up_applied_per_sec = (double)(st.applied_seq - applied0) / ((double)(bo_clock_ns() - up) / 1e9);
-	fprintf(stderr, "catch-up: the committer applied %.0f records/s meanwhile (offered %u commands/s)\n",
-		f->catch_up_applied_per_sec, opt.rate);
+	f->catch_up_applied_per_sec =
+	        (double)(st.applied_seq - applied0) / ((double)(bo_clock_ns() - up) / 1e9);
+	fprintf(stderr,
+	        "catch-up: the committer applied %.0f records/s meanwhile (offered %u commands/s)\n",
+	        f->catch_up_applied_per_sec, opt.rate);
 	f->caught_up = caught != 0;
 	f->catch_up_s = caught ? (double)(caught - up_us) / 1e6 : -1;
 	if (caught)
-		fprintf(stderr, "catch-up: lag back under %.0f ms %.1f s after PostgreSQL was back\n", TARGET_LAG_P95_MS,
-			f->catch_up_s);
+		fprintf(stderr,
+		        "catch-up: lag back under %.0f ms %.1f s after PostgreSQL was back\n",
+		        TARGET_LAG_P95_MS, f->catch_up_s);
 	else
 		fprintf(stderr, "catch-up: NOT caught up within %.0f s\n", limit);
 }
@@ -676,7 +708,8 @@ static void parse_options(int argc, char **argv)
 			char *end;
 			unsigned long v = strtoul(argv[++i], &end, 10);
 			if (*end || v < 1000 || v > 10000000) {
-				fprintf(stderr, "%s: --rate takes 1000..10000000 commands/s\n", prog);
+				fprintf(stderr, "%s: --rate takes 1000..10000000 commands/s\n",
+				        prog);
 				exit(2);
 			}
 			opt.rate = (uint32_t)v;
@@ -686,9 +719,10 @@ static void parse_options(int argc, char **argv)
 			opt.pg_bin = argv[++i];
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			opt.only = argv[++i];
-			if (strcmp(opt.only, "rows") && strcmp(opt.only, "engine") && strcmp(opt.only, "lag") &&
-			    strcmp(opt.only, "outage")) {
-				fprintf(stderr, "%s: --only takes rows, engine, lag or outage\n", prog);
+			if (strcmp(opt.only, "rows") && strcmp(opt.only, "engine") &&
+			    strcmp(opt.only, "lag") && strcmp(opt.only, "outage")) {
+				fprintf(stderr, "%s: --only takes rows, engine, lag or outage\n",
+				        prog);
 				exit(2);
 			}
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -721,7 +755,10 @@ static int want(const char *part)
 	return !strcmp(opt.only, part);
 }
 
-static const char *yes(int b) { return b ? "true" : "false"; }
+static const char *yes(int b)
+{
+	return b ? "true" : "false";
+}
 
 static void print_json(const figures *f)
 {
@@ -742,24 +779,33 @@ static void print_json(const figures *f)
 	       "\"catch_up_applied_records_per_sec\":%.0f,\"catch_up_seconds\":%s,\"catch_up_seconds_target\":%.0f,\"catch_up_met\":%s,"
 	       "\"engine_commands_per_sec_without_committer\":%.0f,\"engine_commands_per_sec_with_committer\":%.0f,"
 	       "\"engine_with_committer_postgres_cpu_pct\":%.0f,\"committer_cost_pct\":%.1f,\"committer_cost_pct_target\":%.0f,\"committer_cost_met\":%s}\n",
-	       yes(opt.quick), f->rows_per_sec, f->rows, f->records_per_sec, f->changes_per_record, TARGET_ROWS,
-	       yes(f->rows_per_sec >= TARGET_ROWS), f->rows_cpu_committer, f->rows_cpu_postgres, f->rows_seconds, opt.rate, f->lag_p50, f->lag_p95, f->lag_p99, f->lag_max,
-	       f->lag_records, TARGET_LAG_P95_MS, yes(at_target && f->lag_records > 0 && f->lag_p95 < TARGET_LAG_P95_MS),
-	       f->outage_s, f->outage_acks_per_sec, f->backlog_records, f->catch_up_applied_per_sec, catch_up, TARGET_CATCH_UP_S,
-	       yes(at_target && f->caught_up && f->catch_up_s <= TARGET_CATCH_UP_S), f->eng_without, f->eng_with, f->eng_with_pg_cpu_pct, cost,
-	       TARGET_COST_PCT, yes(f->eng_without > 0 && cost <= TARGET_COST_PCT));
+	       yes(opt.quick), f->rows_per_sec, f->rows, f->records_per_sec, f->changes_per_record,
+	       TARGET_ROWS, yes(f->rows_per_sec >= TARGET_ROWS), f->rows_cpu_committer,
+	       f->rows_cpu_postgres, f->rows_seconds, opt.rate, f->lag_p50, f->lag_p95, f->lag_p99,
+	       f->lag_max, f->lag_records, TARGET_LAG_P95_MS,
+	       yes(at_target && f->lag_records > 0 && f->lag_p95 < TARGET_LAG_P95_MS), f->outage_s,
+	       f->outage_acks_per_sec, f->backlog_records, f->catch_up_applied_per_sec, catch_up,
+	       TARGET_CATCH_UP_S,
+	       yes(at_target && f->caught_up && f->catch_up_s <= TARGET_CATCH_UP_S), f->eng_without,
+	       f->eng_with, f->eng_with_pg_cpu_pct, cost, TARGET_COST_PCT,
+	       yes(f->eng_without > 0 && cost <= TARGET_COST_PCT));
 }
 
 int main(int argc, char **argv)
 {
 	parse_options(argc, argv);
 	if (!bench_pg_available(opt.pg_bin)) {
-		fprintf(stderr, "%s: SKIP: no PostgreSQL binaries (initdb, pg_ctl) in %s; scripts/setup installs "
-				"postgresql-15, or pass --pg-bin DIR\n", prog, opt.pg_bin);
+		fprintf(stderr,
+		        "%s: SKIP: no PostgreSQL binaries (initdb, pg_ctl) in %s; scripts/setup installs "
+		        "postgresql-15, or pass --pg-bin DIR\n",
+		        prog, opt.pg_bin);
 		return 77;
 	}
-	bench_pg_init(&pg, prog, opt.pg_bin,
-		      opt.profile ? "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" : NULL);
+	bench_pg_init(
+	        &pg, prog, opt.pg_bin,
+	        opt.profile
+	                ? "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+	                : NULL);
 	snprintf(data_root, sizeof(data_root), "/var/tmp/boxoffice-bench-committer-XXXXXX");
 	if (!mkdtemp(data_root))
 		bench_die(prog, "mkdtemp", -errno);

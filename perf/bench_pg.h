@@ -38,13 +38,13 @@
 
 typedef struct bench_pg {
 	const char *prog;
-	char bin[200];	/* initdb and pg_ctl live here */
-	char dir[32];	/* /tmp/bo-bpg-XXXXXX: data/, the socket, logs */
+	char bin[200];   /* initdb and pg_ctl live here */
+	char dir[32];    /* /tmp/bo-bpg-XXXXXX: data/, the socket, logs */
 	int as_postgres; /* running as root: the cluster belongs to `postgres` */
 	uid_t uid;
 	gid_t gid;
 	const char *extra; /* more -c settings for postgres (profiling), or NULL */
-	int guard_fd;	/* write end of the guard's pipe */
+	int guard_fd;      /* write end of the guard's pipe */
 	pid_t guard;
 } bench_pg;
 
@@ -113,8 +113,8 @@ static inline int bench_pg_start(const bench_pg *pg)
 	char data[64], log[64], opts[400];
 	snprintf(data, sizeof(data), "%s/data", pg->dir);
 	snprintf(log, sizeof(log), "%s/postgres.log", pg->dir);
-	snprintf(opts, sizeof(opts), "-c listen_addresses='' -c unix_socket_directories=%s %s", pg->dir,
-		 pg->extra ? pg->extra : "");
+	snprintf(opts, sizeof(opts), "-c listen_addresses='' -c unix_socket_directories=%s %s",
+	         pg->dir, pg->extra ? pg->extra : "");
 	const char *args[] = {"-D", data, "-l", log, "-w", "-t", "120", "-o", opts, "start", NULL};
 	return bench_pg_tool(pg, "pg_ctl", args);
 }
@@ -169,8 +169,9 @@ static inline void bench_pg_init(bench_pg *pg, const char *prog, const char *bin
 	if (geteuid() == 0) {
 		struct passwd *pw = getpwnam("postgres");
 		if (!pw) {
-			fprintf(stderr, "%s: running as root, but there is no user 'postgres' to run PostgreSQL\n",
-				prog);
+			fprintf(stderr,
+			        "%s: running as root, but there is no user 'postgres' to run PostgreSQL\n",
+			        prog);
 			bench_remove_dir(prog, pg->dir);
 			exit(1);
 		}
@@ -195,15 +196,19 @@ static inline void bench_pg_init(bench_pg *pg, const char *prog, const char *bin
 
 	char data[64];
 	snprintf(data, sizeof(data), "%s/data", pg->dir);
-	const char *args[] = {"-D", data, "-U", "boxoffice", "--auth=trust", "-E", "UTF8", "--locale=C", NULL};
-	fprintf(stderr, "%s: initdb %s (private PostgreSQL cluster; logs in %s/*.log)\n", prog, data, pg->dir);
+	const char *args[] = {"-D", data,   "-U",         "boxoffice", "--auth=trust",
+	                      "-E", "UTF8", "--locale=C", NULL};
+	fprintf(stderr, "%s: initdb %s (private PostgreSQL cluster; logs in %s/*.log)\n", prog,
+	        data, pg->dir);
 	int rc = bench_pg_tool(pg, "initdb", args);
 	if (rc != 0) {
-		fprintf(stderr, "%s: initdb failed (status %d), see %s/tools.log\n", prog, rc, pg->dir);
+		fprintf(stderr, "%s: initdb failed (status %d), see %s/tools.log\n", prog, rc,
+		        pg->dir);
 		exit(1);
 	}
 	if ((rc = bench_pg_start(pg)) != 0) {
-		fprintf(stderr, "%s: pg_ctl start failed (status %d), see %s/postgres.log\n", prog, rc, pg->dir);
+		fprintf(stderr, "%s: pg_ctl start failed (status %d), see %s/postgres.log\n", prog,
+		        rc, pg->dir);
 		exit(1);
 	}
 }
@@ -291,7 +296,8 @@ static inline double bench_pg_cpu_seconds(const bench_pg *pg)
 		char *p = strrchr(buf, ')');
 		long ppid = 0;
 		unsigned long ut = 0, st = 0;
-		if (!p || sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ppid, &ut, &st) != 3)
+		if (!p || sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		                 &ppid, &ut, &st) != 3)
 			continue;
 		if (ppid == master || atol(de->d_name) == master)
 			ticks += (double)(ut + st);
@@ -309,8 +315,15 @@ static inline double bench_pg_cpu_seconds(const bench_pg *pg)
  * during a long run); holds nobody confirms or releases expire after their
  * TTL of 2-5 s. Every command changes state, so every one is journaled. */
 
-enum { BPG_EVENTS = 4, BPG_ROWS = 250, BPG_PER_ROW = 200, BPG_SEATS = BPG_ROWS * BPG_PER_ROW };
-enum { BPG_LIVE = 1 << 16 };
+enum {
+	BPG_EVENTS = 4,
+	BPG_ROWS = 250,
+	BPG_PER_ROW = 200,
+	BPG_SEATS = BPG_ROWS * BPG_PER_ROW
+};
+enum {
+	BPG_LIVE = 1 << 16
+};
 
 typedef struct bpg_mix {
 	uint64_t rng, req;
@@ -319,7 +332,10 @@ typedef struct bpg_mix {
 	uint32_t nh, nb;
 } bpg_mix;
 
-static inline uint64_t bpg_event_id(uint32_t i) { return 100 + i; }
+static inline uint64_t bpg_event_id(uint32_t i)
+{
+	return 100 + i;
+}
 
 /* The next command of the mix into *cmd. */
 static inline void bpg_next(bpg_mix *m, bo_cmd *cmd)

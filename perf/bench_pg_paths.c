@@ -47,7 +47,11 @@
 static const char *prog = "bench_pg_paths";
 static bench_pg pg;
 
-enum { GROUP = 256, INFLIGHT = 16384, NSIZES = 3 };
+enum {
+	GROUP = 256,
+	INFLIGHT = 16384,
+	NSIZES = 3
+};
 static const uint32_t sizes[NSIZES] = {64, 1024, 8192};
 #define PG_EPOCH_MS 946684800000LL
 
@@ -94,8 +98,11 @@ static shard *write_journal(const char *dir, uint64_t n)
 	for (uint32_t i = 0; i < BPG_EVENTS; i++) {
 		if (!(maps[i] = bench_map(BPG_ROWS, BPG_PER_ROW, 4)))
 			bench_die(prog, "bench_map", -ENOMEM);
-		bo_cmd cmd = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = ++m.req,
-			      .event_id = bpg_event_id(i), .map = maps[i]};
+		bo_cmd cmd = {.op = BO_OP_CREATE_EVENT,
+		              .client_id = 1,
+		              .request_id = ++m.req,
+		              .event_id = bpg_event_id(i),
+		              .map = maps[i]};
 		while (shard_submit(s, &cmd, NULL, 1) != 0)
 			acked += drain(s, &m);
 		submitted++;
@@ -129,9 +136,19 @@ static shard *write_journal(const char *dir, uint64_t n)
 
 /* ---- The pipeline path ------------------------------------------------------------ */
 
-enum { OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_TEXT = 25, OID_INT4ARR = 1007,
-       OID_TSTZ = 1184 };
-enum { P_MAX = 17, ARR_BYTES = 20 + 8 * BO_SEATS_PER_HOLD_MAX };
+enum {
+	OID_BYTEA = 17,
+	OID_INT8 = 20,
+	OID_INT2 = 21,
+	OID_INT4 = 23,
+	OID_TEXT = 25,
+	OID_INT4ARR = 1007,
+	OID_TSTZ = 1184
+};
+enum {
+	P_MAX = 17,
+	ARR_BYTES = 20 + 8 * BO_SEATS_PER_HOLD_MAX
+};
 
 /* One statement's parameters, all in binary format. */
 typedef struct params {
@@ -157,10 +174,22 @@ static void p_num(params *p, uint64_t v, int bytes)
 	p->fmt[p->n++] = 1;
 }
 
-static void p_i64(params *p, uint64_t v) { p_num(p, v, 8); }
-static void p_i32(params *p, int64_t v) { p_num(p, (uint64_t)(uint32_t)(int32_t)v, 4); }
-static void p_i16(params *p, int v) { p_num(p, (uint64_t)(uint16_t)(int16_t)v, 2); }
-static void p_ts(params *p, int64_t ms) { p_i64(p, (uint64_t)((ms - PG_EPOCH_MS) * 1000)); }
+static void p_i64(params *p, uint64_t v)
+{
+	p_num(p, v, 8);
+}
+static void p_i32(params *p, int64_t v)
+{
+	p_num(p, (uint64_t)(uint32_t)(int32_t)v, 4);
+}
+static void p_i16(params *p, int v)
+{
+	p_num(p, (uint64_t)(uint16_t)(int16_t)v, 2);
+}
+static void p_ts(params *p, int64_t ms)
+{
+	p_i64(p, (uint64_t)((ms - PG_EPOCH_MS) * 1000));
+}
 
 static void p_null(params *p)
 {
@@ -169,8 +198,14 @@ static void p_null(params *p)
 	p->fmt[p->n++] = 1;
 }
 
-static void p_i64_or_null(params *p, uint64_t v) { v ? p_i64(p, v) : p_null(p); }
-static void p_ts_or_null(params *p, int64_t ms) { ms ? p_ts(p, ms) : p_null(p); }
+static void p_i64_or_null(params *p, uint64_t v)
+{
+	v ? p_i64(p, v) : p_null(p);
+}
+static void p_ts_or_null(params *p, int64_t ms)
+{
+	ms ? p_ts(p, ms) : p_null(p);
+}
 
 static void p_bytes(params *p, const char *s, size_t n)
 {
@@ -179,7 +214,10 @@ static void p_bytes(params *p, const char *s, size_t n)
 	p->fmt[p->n++] = 1;
 }
 
-static void p_str(params *p, const char *s) { p_bytes(p, s, strlen(s)); }
+static void p_str(params *p, const char *s)
+{
+	p_bytes(p, s, strlen(s));
+}
 
 static void p_payref(params *p, const char *payref, size_t n)
 {
@@ -215,64 +253,91 @@ typedef struct stmt {
 	Oid types[P_MAX];
 } stmt;
 
-enum { S_CKPT, S_HOLD_INS, S_HOLD_UPD, S_BOOK_INS, S_BOOK_UPD, S_CHG_INS, S_OUT_INS, S_SEAT_UPD, S_NOTIFY, S_COUNT };
+enum {
+	S_CKPT,
+	S_HOLD_INS,
+	S_HOLD_UPD,
+	S_BOOK_INS,
+	S_BOOK_UPD,
+	S_CHG_INS,
+	S_OUT_INS,
+	S_SEAT_UPD,
+	S_NOTIFY,
+	S_COUNT
+};
 
 static const stmt stmts[S_COUNT] = {
-	[S_CKPT] = {"ckpt",
-		    "UPDATE boxoffice.checkpoints SET journal_seq = $1, outbox_position = $2, journal_at = $3,"
-		    " updated_at = now() WHERE shard = $4 AND journal_seq = $5",
-		    5, {OID_INT8, OID_INT8, OID_TSTZ, OID_INT4, OID_INT8}},
-	[S_HOLD_INS] = {"hold_ins",
-			"INSERT INTO boxoffice.holds (event_id, claim_id, shard, client_id, request_id, seats, pool,"
-			" quantity, state, expires_at, created_seq, created_at, ended_seq, ended_at)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-			14, {OID_INT8, OID_INT8, OID_INT4, OID_INT8, OID_INT8, OID_INT4ARR, OID_INT2, OID_INT4, OID_TEXT,
-			     OID_TSTZ, OID_INT8, OID_TSTZ, OID_INT8, OID_TSTZ}},
-	[S_HOLD_UPD] = {"hold_upd",
-			"UPDATE boxoffice.holds SET state = $3, expires_at = coalesce($4, expires_at),"
-			" ended_seq = coalesce($5, ended_seq), ended_at = coalesce($6, ended_at)"
-			" WHERE event_id = $1 AND claim_id = $2",
-			6, {OID_INT8, OID_INT8, OID_TEXT, OID_TSTZ, OID_INT8, OID_TSTZ}},
-	[S_BOOK_INS] = {"book_ins",
-			"INSERT INTO boxoffice.bookings (event_id, claim_id, shard, client_id, request_id, payref,"
-			" payref_bytes, seats, pool, quantity, state, confirmed_seq, confirmed_at, cancelled_seq,"
-			" cancelled_at, cancel_client_id, cancel_request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-			" $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-			17, {OID_INT8, OID_INT8, OID_INT4, OID_INT8, OID_INT8, OID_TEXT, OID_BYTEA, OID_INT4ARR, OID_INT2,
-			     OID_INT4, OID_TEXT, OID_INT8, OID_TSTZ, OID_INT8, OID_TSTZ, OID_INT8, OID_INT8}},
-	[S_BOOK_UPD] = {"book_upd",
-			"UPDATE boxoffice.bookings SET state = 'cancelled', cancelled_seq = $3, cancelled_at = $4,"
-			" cancel_client_id = $5, cancel_request_id = $6 WHERE event_id = $1 AND claim_id = $2",
-			6, {OID_INT8, OID_INT8, OID_INT8, OID_TSTZ, OID_INT8, OID_INT8}},
-	[S_CHG_INS] = {"chg_ins",
-		       "INSERT INTO boxoffice.seat_changes (shard, journal_seq, ordinal, event_id, seat, pool, quantity,"
-		       " from_state, to_state, cause, claim_id, client_id, request_id, journal_at)"
-		       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-		       14, {OID_INT4, OID_INT8, OID_INT4, OID_INT8, OID_INT4, OID_INT2, OID_INT4, OID_TEXT, OID_TEXT,
-			    OID_TEXT, OID_INT8, OID_INT8, OID_INT8, OID_TSTZ}},
-	[S_OUT_INS] = {"out_ins",
-		       "INSERT INTO boxoffice.inventory_events (shard, position, event_type, event_id, claim_id,"
-		       " client_id, request_id, seats, pool, quantity, payref, expires_at, journal_seq, occurred_at)"
-		       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-		       14, {OID_INT4, OID_INT8, OID_TEXT, OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT4ARR, OID_INT2,
-			    OID_INT4, OID_TEXT, OID_TSTZ, OID_INT8, OID_TSTZ}},
-	[S_SEAT_UPD] = {"seat_upd",
-			"UPDATE boxoffice.seats SET state = $3, claim_id = $4, journal_seq = $5"
-			" WHERE event_id = $1 AND seat = $2",
-			5, {OID_INT8, OID_INT4, OID_TEXT, OID_INT8, OID_INT8}},
-	[S_NOTIFY] = {"notify", "SELECT pg_notify($1, $2)", 2, {OID_TEXT, OID_TEXT}},
+        [S_CKPT] =
+                {"ckpt",
+                 "UPDATE boxoffice.checkpoints SET journal_seq = $1, outbox_position = $2, journal_at = $3,"
+                 " updated_at = now() WHERE shard = $4 AND journal_seq = $5",
+                 5,
+                 {OID_INT8, OID_INT8, OID_TSTZ, OID_INT4, OID_INT8}},
+        [S_HOLD_INS] =
+                {"hold_ins",
+                 "INSERT INTO boxoffice.holds (event_id, claim_id, shard, client_id, request_id, seats, pool,"
+                 " quantity, state, expires_at, created_seq, created_at, ended_seq, ended_at)"
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 14,
+                 {OID_INT8, OID_INT8, OID_INT4, OID_INT8, OID_INT8, OID_INT4ARR, OID_INT2, OID_INT4,
+                  OID_TEXT, OID_TSTZ, OID_INT8, OID_TSTZ, OID_INT8, OID_TSTZ}},
+        [S_HOLD_UPD] =
+                {"hold_upd",
+                 "UPDATE boxoffice.holds SET state = $3, expires_at = coalesce($4, expires_at),"
+                 " ended_seq = coalesce($5, ended_seq), ended_at = coalesce($6, ended_at)"
+                 " WHERE event_id = $1 AND claim_id = $2",
+                 6,
+                 {OID_INT8, OID_INT8, OID_TEXT, OID_TSTZ, OID_INT8, OID_TSTZ}},
+        [S_BOOK_INS] =
+                {"book_ins",
+                 "INSERT INTO boxoffice.bookings (event_id, claim_id, shard, client_id, request_id, payref,"
+                 " payref_bytes, seats, pool, quantity, state, confirmed_seq, confirmed_at, cancelled_seq,"
+                 " cancelled_at, cancel_client_id, cancel_request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                 " $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                 17,
+                 {OID_INT8, OID_INT8, OID_INT4, OID_INT8, OID_INT8, OID_TEXT, OID_BYTEA,
+                  OID_INT4ARR, OID_INT2, OID_INT4, OID_TEXT, OID_INT8, OID_TSTZ, OID_INT8, OID_TSTZ,
+                  OID_INT8, OID_INT8}},
+        [S_BOOK_UPD] =
+                {"book_upd",
+                 "UPDATE boxoffice.bookings SET state = 'cancelled', cancelled_seq = $3, cancelled_at = $4,"
+                 " cancel_client_id = $5, cancel_request_id = $6 WHERE event_id = $1 AND claim_id = $2",
+                 6,
+                 {OID_INT8, OID_INT8, OID_INT8, OID_TSTZ, OID_INT8, OID_INT8}},
+        [S_CHG_INS] =
+                {"chg_ins",
+                 "INSERT INTO boxoffice.seat_changes (shard, journal_seq, ordinal, event_id, seat, pool, quantity,"
+                 " from_state, to_state, cause, claim_id, client_id, request_id, journal_at)"
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 14,
+                 {OID_INT4, OID_INT8, OID_INT4, OID_INT8, OID_INT4, OID_INT2, OID_INT4, OID_TEXT,
+                  OID_TEXT, OID_TEXT, OID_INT8, OID_INT8, OID_INT8, OID_TSTZ}},
+        [S_OUT_INS] =
+                {"out_ins",
+                 "INSERT INTO boxoffice.inventory_events (shard, position, event_type, event_id, claim_id,"
+                 " client_id, request_id, seats, pool, quantity, payref, expires_at, journal_seq, occurred_at)"
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 14,
+                 {OID_INT4, OID_INT8, OID_TEXT, OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT4ARR,
+                  OID_INT2, OID_INT4, OID_TEXT, OID_TSTZ, OID_INT8, OID_TSTZ}},
+        [S_SEAT_UPD] = {"seat_upd",
+                        "UPDATE boxoffice.seats SET state = $3, claim_id = $4, journal_seq = $5"
+                        " WHERE event_id = $1 AND seat = $2",
+                        5,
+                        {OID_INT8, OID_INT4, OID_TEXT, OID_INT8, OID_INT8}},
+        [S_NOTIFY] = {"notify", "SELECT pg_notify($1, $2)", 2, {OID_TEXT, OID_TEXT}},
 };
 
 typedef struct pipe_conn {
 	PGconn *c;
 	uint32_t pending; /* statements sent whose results are unread */
-	int ckpt_at;	  /* the checkpoint's place among them, or -1 */
+	int ckpt_at;      /* the checkpoint's place among them, or -1 */
 } pipe_conn;
 
 static void pipe_fail(pipe_conn *pc, PGresult *r, const char *what)
 {
 	fprintf(stderr, "%s: pipeline: %s: %s%s", prog, what, r ? PQresultErrorMessage(r) : "",
-		PQerrorMessage(pc->c));
+	        PQerrorMessage(pc->c));
 	exit(1);
 }
 
@@ -321,7 +386,8 @@ static void pipe_open(pipe_conn *pc, const char *db)
 	pc->pending = 0;
 	pc->ckpt_at = -1;
 	for (int s = 0; s < S_COUNT; s++) {
-		PGresult *r = PQprepare(pc->c, stmts[s].name, stmts[s].sql, stmts[s].n, stmts[s].types);
+		PGresult *r =
+		        PQprepare(pc->c, stmts[s].name, stmts[s].sql, stmts[s].n, stmts[s].types);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK)
 			pipe_fail(pc, r, stmts[s].name);
 		PQclear(r);
@@ -337,14 +403,19 @@ static void pipe_holds_bookings(pipe_conn *pc, const chg_batch *b)
 		const chg_hold *h = &b->holds.v[i];
 		p.n = 0;
 		if (h->is_new) {
-			p_i64(&p, h->c.event_id), p_i64(&p, h->c.claim_id), p_i32(&p, 0), p_i64(&p, h->c.client_id);
+			p_i64(&p, h->c.event_id), p_i64(&p, h->c.claim_id), p_i32(&p, 0),
+			        p_i64(&p, h->c.client_id);
 			p_i64(&p, h->c.request_id), p_claim(&p, &h->c), p_i32(&p, h->c.quantity);
-			p_str(&p, chg_hold_state_str(h->state)), p_ts(&p, h->expires_ms), p_i64(&p, h->created_seq);
-			p_ts(&p, h->created_ms), p_i64_or_null(&p, h->ended_seq), p_ts_or_null(&p, h->ended_ms);
+			p_str(&p, chg_hold_state_str(h->state)), p_ts(&p, h->expires_ms),
+			        p_i64(&p, h->created_seq);
+			p_ts(&p, h->created_ms), p_i64_or_null(&p, h->ended_seq),
+			        p_ts_or_null(&p, h->ended_ms);
 			pipe_send(pc, S_HOLD_INS, &p);
 		} else {
-			p_i64(&p, h->c.event_id), p_i64(&p, h->c.claim_id), p_str(&p, chg_hold_state_str(h->state));
-			p_ts_or_null(&p, h->expires_ms), p_i64_or_null(&p, h->ended_seq), p_ts_or_null(&p, h->ended_ms);
+			p_i64(&p, h->c.event_id), p_i64(&p, h->c.claim_id),
+			        p_str(&p, chg_hold_state_str(h->state));
+			p_ts_or_null(&p, h->expires_ms), p_i64_or_null(&p, h->ended_seq),
+			        p_ts_or_null(&p, h->ended_ms);
 			pipe_send(pc, S_HOLD_UPD, &p);
 		}
 	}
@@ -353,17 +424,22 @@ static void pipe_holds_bookings(pipe_conn *pc, const chg_batch *b)
 		p.n = 0;
 		if (bk->is_new) {
 			int cancelled = bk->cancelled_seq != 0;
-			p_i64(&p, bk->c.event_id), p_i64(&p, bk->c.claim_id), p_i32(&p, 0), p_i64(&p, bk->c.client_id);
+			p_i64(&p, bk->c.event_id), p_i64(&p, bk->c.claim_id), p_i32(&p, 0),
+			        p_i64(&p, bk->c.client_id);
 			p_i64(&p, bk->c.request_id), p_payref(&p, bk->payref, bk->payref_len);
-			p_bytes(&p, bk->payref, bk->payref_len), p_claim(&p, &bk->c), p_i32(&p, bk->c.quantity);
+			p_bytes(&p, bk->payref, bk->payref_len), p_claim(&p, &bk->c),
+			        p_i32(&p, bk->c.quantity);
 			p_str(&p, chg_booking_state_str(bk->state)), p_i64(&p, bk->confirmed_seq);
-			p_ts(&p, bk->confirmed_ms), p_i64_or_null(&p, bk->cancelled_seq), p_ts_or_null(&p, bk->cancelled_ms);
+			p_ts(&p, bk->confirmed_ms), p_i64_or_null(&p, bk->cancelled_seq),
+			        p_ts_or_null(&p, bk->cancelled_ms);
 			cancelled ? p_i64(&p, bk->cancel_client_id) : p_null(&p);
 			cancelled ? p_i64(&p, bk->cancel_request_id) : p_null(&p);
 			pipe_send(pc, S_BOOK_INS, &p);
 		} else {
-			p_i64(&p, bk->c.event_id), p_i64(&p, bk->c.claim_id), p_i64(&p, bk->cancelled_seq);
-			p_ts(&p, bk->cancelled_ms), p_i64(&p, bk->cancel_client_id), p_i64(&p, bk->cancel_request_id);
+			p_i64(&p, bk->c.event_id), p_i64(&p, bk->c.claim_id),
+			        p_i64(&p, bk->cancelled_seq);
+			p_ts(&p, bk->cancelled_ms), p_i64(&p, bk->cancel_client_id),
+			        p_i64(&p, bk->cancel_request_id);
 			pipe_send(pc, S_BOOK_UPD, &p);
 		}
 	}
@@ -378,8 +454,10 @@ static void pipe_changes_outbox_seats(pipe_conn *pc, const chg_batch *b)
 		p_i32(&p, 0), p_i64(&p, c->seq), p_i32(&p, c->ordinal), p_i64(&p, c->event_id);
 		c->seat >= 0 ? p_i32(&p, c->seat) : p_null(&p);
 		c->seat < 0 ? p_i16(&p, c->pool) : p_null(&p);
-		p_i32(&p, c->quantity), p_str(&p, bo_seat_state_str(c->from)), p_str(&p, bo_seat_state_str(c->to));
-		p_str(&p, chg_cause_str(c->cause)), p_i64_or_null(&p, c->claim_id), p_i64(&p, c->client_id);
+		p_i32(&p, c->quantity), p_str(&p, bo_seat_state_str(c->from)),
+		        p_str(&p, bo_seat_state_str(c->to));
+		p_str(&p, chg_cause_str(c->cause)), p_i64_or_null(&p, c->claim_id),
+		        p_i64(&p, c->client_id);
 		p_i64(&p, c->request_id), p_ts(&p, c->at_ms);
 		pipe_send(pc, S_CHG_INS, &p);
 	}
@@ -387,9 +465,11 @@ static void pipe_changes_outbox_seats(pipe_conn *pc, const chg_batch *b)
 		const chg_outbox *o = &b->outbox.v[i];
 		p.n = 0;
 		p_i32(&p, 0), p_i64(&p, o->position), p_str(&p, chg_outbox_type_str(o->type));
-		p_i64(&p, o->c.event_id), p_i64(&p, o->c.claim_id), p_i64(&p, o->c.client_id), p_i64(&p, o->c.request_id);
+		p_i64(&p, o->c.event_id), p_i64(&p, o->c.claim_id), p_i64(&p, o->c.client_id),
+		        p_i64(&p, o->c.request_id);
 		p_claim(&p, &o->c), p_i32(&p, o->c.quantity);
-		o->type == CHG_O_BOOKING_CONFIRMED ? p_payref(&p, o->payref, o->payref_len) : p_null(&p);
+		o->type == CHG_O_BOOKING_CONFIRMED ? p_payref(&p, o->payref, o->payref_len)
+		                                   : p_null(&p);
 		p_ts_or_null(&p, o->expires_ms), p_i64(&p, o->seq), p_ts(&p, o->at_ms);
 		pipe_send(pc, S_OUT_INS, &p);
 	}
@@ -409,10 +489,12 @@ static void pipe_apply(pipe_conn *pc, uint64_t prev, const chg_batch *b)
 {
 	assert(b->events.n == 0 && b->pools.n == 0);
 	static params p;
-	uint64_t outbox_last = b->outbox.n ? b->outbox.v[b->outbox.n - 1].position : b->outbox_first;
+	uint64_t outbox_last =
+	        b->outbox.n ? b->outbox.v[b->outbox.n - 1].position : b->outbox_first;
 	pipe_plain(pc, "BEGIN");
 	p.n = 0;
-	p_i64(&p, b->last_seq), p_i64(&p, outbox_last), p_ts(&p, b->last_ms), p_i32(&p, 0), p_i64(&p, prev);
+	p_i64(&p, b->last_seq), p_i64(&p, outbox_last), p_ts(&p, b->last_ms), p_i32(&p, 0),
+	        p_i64(&p, prev);
 	pipe_send(pc, S_CKPT, &p);
 	pipe_holds_bookings(pc, b);
 	pipe_changes_outbox_seats(pc, b);
@@ -447,7 +529,8 @@ static pgstore *store_open(const char *db)
 	pgstore *p;
 	pgs_err e;
 	uint64_t seq, outbox;
-	if (pgs_connect(dsn, &p, &e) < 0 || pgs_migrate(p, &e) < 0 || pgs_checkpoint(p, 0, &seq, &outbox, &e) < 0) {
+	if (pgs_connect(dsn, &p, &e) < 0 || pgs_migrate(p, &e) < 0 ||
+	    pgs_checkpoint(p, 0, &seq, &outbox, &e) < 0) {
 		fprintf(stderr, "%s: %s: %s\n", prog, db, e.msg);
 		exit(1);
 	}
@@ -492,14 +575,15 @@ static char *db_digest(const char *db)
 {
 	PGconn *c = bench_pg_connect(&pg, db);
 	PGresult *r = PQexec(
-		c, "SELECT (SELECT count(*) || ':' || sum(hashtext(s::text)) FROM boxoffice.seats s) || '/' ||"
-		   " (SELECT count(*) || ':' || sum(hashtext(h::text)) FROM boxoffice.holds h) || '/' ||"
-		   " (SELECT count(*) || ':' || sum(hashtext(b::text)) FROM boxoffice.bookings b) || '/' ||"
-		   " (SELECT count(*) || ':' || sum(hashtext((x.shard, x.journal_seq, x.ordinal, x.event_id, x.seat,"
-		   "  x.pool, x.quantity, x.from_state, x.to_state, x.cause, x.claim_id, x.client_id, x.request_id,"
-		   "  x.journal_at)::text)) FROM boxoffice.seat_changes x) || '/' ||"
-		   " (SELECT count(*) || ':' || sum(hashtext(o::text)) FROM boxoffice.inventory_events o) || '/' ||"
-		   " (SELECT journal_seq || ':' || outbox_position FROM boxoffice.checkpoints WHERE shard = 0)");
+	        c,
+	        "SELECT (SELECT count(*) || ':' || sum(hashtext(s::text)) FROM boxoffice.seats s) || '/' ||"
+	        " (SELECT count(*) || ':' || sum(hashtext(h::text)) FROM boxoffice.holds h) || '/' ||"
+	        " (SELECT count(*) || ':' || sum(hashtext(b::text)) FROM boxoffice.bookings b) || '/' ||"
+	        " (SELECT count(*) || ':' || sum(hashtext((x.shard, x.journal_seq, x.ordinal, x.event_id, x.seat,"
+	        "  x.pool, x.quantity, x.from_state, x.to_state, x.cause, x.claim_id, x.client_id, x.request_id,"
+	        "  x.journal_at)::text)) FROM boxoffice.seat_changes x) || '/' ||"
+	        " (SELECT count(*) || ':' || sum(hashtext(o::text)) FROM boxoffice.inventory_events o) || '/' ||"
+	        " (SELECT journal_seq || ':' || outbox_position FROM boxoffice.checkpoints WHERE shard = 0)");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		fprintf(stderr, "%s: digest of %s: %s", prog, db, PQerrorMessage(c));
 		exit(1);
@@ -533,8 +617,10 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!bench_pg_available(bin)) {
-		fprintf(stderr, "%s: SKIP: no PostgreSQL binaries (initdb, pg_ctl) in %s; scripts/setup installs "
-				"postgresql-15, or pass --pg-bin DIR\n", prog, bin);
+		fprintf(stderr,
+		        "%s: SKIP: no PostgreSQL binaries (initdb, pg_ctl) in %s; scripts/setup installs "
+		        "postgresql-15, or pass --pg-bin DIR\n",
+		        prog, bin);
 		return 77;
 	}
 	bench_pg_init(&pg, prog, bin, NULL);
@@ -595,11 +681,13 @@ int main(int argc, char **argv)
 		}
 		for (int path = 0; path < 2; path++) {
 			const path_fig *pf = &fig[z][path];
-			fprintf(stderr, "batch %5u records, %-8s: %4" PRIu64 " batches, %7" PRIu64
-				" seat changes in %6.2f s = %7.0f rows/s, %7.2f ms a batch\n",
-				sizes[z], path ? "pipeline" : "copy", pf->batches, pf->changes, pf->seconds,
-				pf->seconds > 0 ? (double)pf->changes / pf->seconds : 0,
-				pf->batches ? 1000.0 * pf->seconds / (double)pf->batches : 0);
+			fprintf(stderr,
+			        "batch %5u records, %-8s: %4" PRIu64 " batches, %7" PRIu64
+			        " seat changes in %6.2f s = %7.0f rows/s, %7.2f ms a batch\n",
+			        sizes[z], path ? "pipeline" : "copy", pf->batches, pf->changes,
+			        pf->seconds,
+			        pf->seconds > 0 ? (double)pf->changes / pf->seconds : 0,
+			        pf->batches ? 1000.0 * pf->seconds / (double)pf->batches : 0);
 		}
 	}
 	follower_close(f);
@@ -609,7 +697,9 @@ int main(int argc, char **argv)
 	char *d1 = db_digest("copy_path"), *d2 = db_digest("pipe_path");
 	int same = strcmp(d1, d2) == 0;
 	if (!same)
-		fprintf(stderr, "%s: the two paths left different databases:\n  copy:     %s\n  pipeline: %s\n", prog, d1, d2);
+		fprintf(stderr,
+		        "%s: the two paths left different databases:\n  copy:     %s\n  pipeline: %s\n",
+		        prog, d1, d2);
 	free(d1);
 	free(d2);
 	shard_free(s);
@@ -622,8 +712,10 @@ int main(int argc, char **argv)
 	for (int z = 0; z < NSIZES; z++)
 		for (int path = 0; path < 2; path++) {
 			const path_fig *pf = &fig[z][path];
-			printf(",\"%s_rows_per_sec_%u\":%.0f,\"%s_ms_per_batch_%u\":%.2f", path ? "pipeline" : "copy", sizes[z],
-			       pf->seconds > 0 ? (double)pf->changes / pf->seconds : 0, path ? "pipeline" : "copy", sizes[z],
+			printf(",\"%s_rows_per_sec_%u\":%.0f,\"%s_ms_per_batch_%u\":%.2f",
+			       path ? "pipeline" : "copy", sizes[z],
+			       pf->seconds > 0 ? (double)pf->changes / pf->seconds : 0,
+			       path ? "pipeline" : "copy", sizes[z],
 			       pf->batches ? 1000.0 * pf->seconds / (double)pf->batches : 0);
 		}
 	printf(",\"changes_per_record\":%.2f,\"same_database\":true}\n",

@@ -809,6 +809,7 @@ int main(int argc, char **argv)
 	snprintf(data_root, sizeof(data_root), "/var/tmp/boxoffice-bench-committer-XXXXXX");
 	if (!mkdtemp(data_root))
 		bench_die(prog, "mkdtemp", -errno);
+	bench_pg_remove_later(&pg, data_root);
 
 	static figures f;
 	if (want("rows"))
@@ -818,8 +819,7 @@ int main(int argc, char **argv)
 	if (want("lag"))
 		measure_lag(&f, !opt.only || !strcmp(opt.only, "outage"));
 
-	bench_remove_dir(prog, data_root);
-	bench_pg_finish(&pg);
+	bench_pg_finish(&pg); /* removes data_root too */
 	print_json(&f);
 	return 0;
 }

@@ -129,22 +129,50 @@ static inline int bench_pg_stop(const bench_pg *pg, const char *mode)
 }
 
 /* The guard: waits for the benchmark to close its pipe (normally or by
- * dying), then stops the cluster and removes its directory. Signals that
- * reach the whole process group do not stop it early. */
+ * dying), then stops the cluster and removes its directory and every
+ * path the benchmark wrote into the pipe (bench_pg_remove_later). Signals
+ * that reach the whole process group do not stop it early. */
 static inline void bench_pg_guard(bench_pg *pg, int rfd)
 {
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
-	char c;
-	while (read(rfd, &c, 1) < 0 && errno == EINTR)
-		;
+	char paths[4096];
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(rfd, paths + len, sizeof(paths) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof(paths) - 1)
+			len = 0; /* more than it can hold: the benchmark's bug; keep the newest */
+	}
+	paths[len] = '\0';
 	char pid_file[64];
 	snprintf(pid_file, sizeof(pid_file), "%s/data/postmaster.pid", pg->dir);
 	if (access(pid_file, F_OK) == 0)
 		(void)bench_pg_stop(pg, "immediate");
 	bench_remove_dir(pg->prog, pg->dir);
+	for (char *p = paths, *nl; *p; p = nl + 1) {
+		if (!(nl = strchr(p, '\n')))
+			break;
+		*nl = '\0';
+		if (access(p, F_OK) == 0)
+			bench_remove_dir(pg->prog, p);
+	}
 	_exit(0);
+}
+
+/* Has the guard remove dir (a work directory of the benchmark) at the end
+ * too, whatever way the benchmark ends. */
+static inline void bench_pg_remove_later(const bench_pg *pg, const char *dir)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line), "%s\n", dir);
+	if (n > 0 && (size_t)n < sizeof(line) && write(pg->guard_fd, line, (size_t)n) != n)
+		fprintf(stderr, "%s: could not tell the guard about %s\n", pg->prog, dir);
 }
 
 /* The libpq DSN of database `db` in the cluster. */

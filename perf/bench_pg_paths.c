@@ -627,6 +627,7 @@ int main(int argc, char **argv)
 	char root[] = "/var/tmp/boxoffice-bench-pg-paths-XXXXXX";
 	if (!mkdtemp(root))
 		bench_die(prog, "mkdtemp", -errno);
+	bench_pg_remove_later(&pg, root);
 	const uint32_t per_size = quick ? 2 * 8192 : 16 * 8192; /* records per batch size */
 	shard *s = write_journal(root, (uint64_t)per_size * NSIZES + 4096);
 	fprintf(stderr, "journal: %" PRIu64 " records\n", shard_durable_seq(s));
@@ -703,8 +704,7 @@ int main(int argc, char **argv)
 	free(d1);
 	free(d2);
 	shard_free(s);
-	bench_remove_dir(prog, root);
-	bench_pg_finish(&pg);
+	bench_pg_finish(&pg); /* removes root too */
 	if (!same)
 		return 1;
 

@@ -87,13 +87,21 @@ static void sleep_ms(uint32_t ms)
 
 /* ---- The client: submits the mix, drains the output ring -------------------- */
 
+enum {
+	REC_IDLE,
+	REC_ON,
+	REC_OFF,
+	REC_DONE
+};
+
 typedef struct client {
 	shard *s;
 	bpg_mix mix;
 	uint64_t submitted, acked;
-	/* Lag: while `recording` is 1 the drainer stores each record's
-	 * timestamp (ms) at ts[seq - ts_first]; it sets 2 once it has
-	 * stopped after `recording` was set to 0. */
+	/* Lag: the main thread sets `recording` to REC_ON, later REC_OFF;
+	 * while it is REC_ON the drainer stores each record's timestamp
+	 * (ms) at ts[seq - ts_first]; it answers REC_OFF with REC_DONE once
+	 * it has stopped (so ts_* are then the main thread's to read). */
 	atomic_int recording;
 	int64_t *ts;
 	uint64_t ts_cap, ts_first, ts_last;
@@ -123,14 +131,12 @@ static uint64_t drain(client *c)
 	uint64_t first, seen = 0;
 	uint32_t n;
 	int rec = atomic_load_explicit(&c->recording, memory_order_acquire);
-	if (rec == 0 && c->ts) {
-		atomic_store_explicit(&c->recording, 2, memory_order_release);
-		rec = 2;
-	}
+	if (rec == REC_OFF)
+		atomic_store_explicit(&c->recording, REC_DONE, memory_order_release);
 	while ((n = ring_poll(out, SHARD_OUT_POLL_MAX, &first)) > 0) {
 		for (uint32_t i = 0; i < n; i++) {
 			const shard_out *o = ring_slot(out, first + i);
-			if (rec == 1)
+			if (rec == REC_ON)
 				note_ts(c, o);
 			if (o->kind != SHARD_OUT_RESULT)
 				continue;
@@ -434,7 +440,7 @@ typedef struct figures {
 	double eng_with_pg_cpu_pct; /* PostgreSQL's CPU while the engine ran saturated with it */
 	int caught_up;
 	double eng_without, eng_with;
-	double eng_without_runs[4], eng_with_runs[4];
+	double eng_without_runs[3], eng_with_runs[3];
 	int eng_rounds;
 } figures;
 
@@ -450,7 +456,7 @@ static void measure_rows(figures *f)
 	if (!wait_applied(cm, shard_durable_seq(c.s), 120, &st))
 		bench_die(prog, "applying the events", -ETIMEDOUT);
 	committer_stop(cm);
-	uint64_t changes0 = st.changes, seq0 = st.applied_seq;
+	uint64_t seq0 = st.applied_seq;
 
 	static bo_cmd group[GROUP];
 	for (uint64_t i = 0; i < n; i += GROUP) {
@@ -479,8 +485,7 @@ static void measure_rows(figures *f)
 	if (opt.profile)
 		top_statements("rows");
 	committer_stop(cm);
-	f->rows = st.changes; /* a new committer counts from 0 */
-	(void)changes0;
+	f->rows = st.changes; /* this committer's: it counts from 0 */
 	f->rows_seconds = secs;
 	f->rows_per_sec = (double)f->rows / secs;
 	f->records_per_sec = (double)(st.applied_seq - seq0) / secs;
@@ -537,7 +542,7 @@ static double engine_once(int with, int round)
 
 static void measure_engine(figures *f)
 {
-	f->eng_rounds = opt.quick ? 1 : 2;
+	f->eng_rounds = opt.quick ? 1 : 3;
 	double wo = 0, w = 0, pct = 0;
 	for (int r = 0; r < f->eng_rounds; r++) {
 		wo += f->eng_without_runs[r] = engine_once(0, r);
@@ -674,10 +679,10 @@ static void measure_lag(figures *f, int with_outage)
 
 	open_loop_start(&c);
 	sleep_ms(opt.quick ? 1000 : 5000); /* warm-up: holds start to expire */
-	atomic_store_explicit(&c.recording, 1, memory_order_release);
+	atomic_store_explicit(&c.recording, REC_ON, memory_order_release);
 	sleep_ms((uint32_t)(window_s * 1000));
-	atomic_store_explicit(&c.recording, 0, memory_order_release);
-	while (atomic_load_explicit(&c.recording, memory_order_acquire) != 2)
+	atomic_store_explicit(&c.recording, REC_OFF, memory_order_release);
+	while (atomic_load_explicit(&c.recording, memory_order_acquire) != REC_DONE)
 		sleep_ms(1);
 	if (!wait_applied(cmt, c.ts_last, 120, &st))
 		fprintf(stderr, "lag: the committer did not apply the window within 120 s\n");
@@ -760,6 +765,15 @@ static const char *yes(int b)
 	return b ? "true" : "false";
 }
 
+/* ",\"KEY\":[a,b,...]" of the engine's runs. */
+static void print_runs(const char *key, const double *v, int n)
+{
+	printf(",\"%s\":[", key);
+	for (int i = 0; i < n; i++)
+		printf("%s%.0f", i ? "," : "", v[i]);
+	printf("]");
+}
+
 static void print_json(const figures *f)
 {
 	int at_target = opt.rate == RATE_DEFAULT; /* the targets are for 100k/s */
@@ -778,7 +792,7 @@ static void print_json(const figures *f)
 	       "\"outage_seconds\":%.1f,\"acks_per_sec_during_outage\":%.0f,\"backlog_records_at_restart\":%.0f,"
 	       "\"catch_up_applied_records_per_sec\":%.0f,\"catch_up_seconds\":%s,\"catch_up_seconds_target\":%.0f,\"catch_up_met\":%s,"
 	       "\"engine_commands_per_sec_without_committer\":%.0f,\"engine_commands_per_sec_with_committer\":%.0f,"
-	       "\"engine_with_committer_postgres_cpu_pct\":%.0f,\"committer_cost_pct\":%.1f,\"committer_cost_pct_target\":%.0f,\"committer_cost_met\":%s}\n",
+	       "\"engine_with_committer_postgres_cpu_pct\":%.0f,\"committer_cost_pct\":%.1f,\"committer_cost_pct_target\":%.0f,\"committer_cost_met\":%s",
 	       yes(opt.quick), f->rows_per_sec, f->rows, f->records_per_sec, f->changes_per_record,
 	       TARGET_ROWS, yes(f->rows_per_sec >= TARGET_ROWS), f->rows_cpu_committer,
 	       f->rows_cpu_postgres, f->rows_seconds, opt.rate, f->lag_p50, f->lag_p95, f->lag_p99,
@@ -789,6 +803,9 @@ static void print_json(const figures *f)
 	       yes(at_target && f->caught_up && f->catch_up_s <= TARGET_CATCH_UP_S), f->eng_without,
 	       f->eng_with, f->eng_with_pg_cpu_pct, cost, TARGET_COST_PCT,
 	       yes(f->eng_without > 0 && cost <= TARGET_COST_PCT));
+	print_runs("engine_runs_without_committer", f->eng_without_runs, f->eng_rounds);
+	print_runs("engine_runs_with_committer", f->eng_with_runs, f->eng_rounds);
+	printf("}\n");
 }
 
 int main(int argc, char **argv)

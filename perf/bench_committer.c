@@ -676,6 +676,7 @@ static void measure_lag(figures *f, int with_outage)
 	committer_status st;
 	if (!wait_applied(cmt, shard_durable_seq(c.s), 120, &st))
 		bench_die(prog, "applying the events", -ETIMEDOUT);
+	uint64_t seq0 = st.applied_seq, changes0 = st.changes;
 
 	open_loop_start(&c);
 	sleep_ms(opt.quick ? 1000 : 5000); /* warm-up: holds start to expire */
@@ -686,6 +687,12 @@ static void measure_lag(figures *f, int with_outage)
 		sleep_ms(1);
 	if (!wait_applied(cmt, c.ts_last, 120, &st))
 		fprintf(stderr, "lag: the committer did not apply the window within 120 s\n");
+	if (st.applied_seq > seq0)
+		fprintf(stderr,
+		        "lag: %.2f seat changes per record at this rate (%" PRIu64
+		        " records applied)\n",
+		        (double)(st.changes - changes0) / (double)(st.applied_seq - seq0),
+		        st.applied_seq - seq0);
 	lag_figures(&c, &cm, f);
 	if (opt.profile)
 		top_statements("lag");

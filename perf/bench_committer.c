@@ -1,0 +1,849 @@
+/*
+ * bench_committer — the PostgreSQL batch committer (committer/committer.h)
+ * against a private PostgreSQL 15 cluster on this machine.
+ *
+ *   scripts/bench committer [--quick] [--pg-bin DIR] [--only PART]
+ *
+ * Path: in-process. Commands go to a durable shard (shard_submit, journal
+ * on the real disk with fdatasync) with the committer following its
+ * journal on its own thread, as boxoffice-server does; the server's
+ * network front is not in the way (bench_e2e measures it).
+ *
+ *   rows_per_sec            seat_changes rows applied per second, saturated:
+ *                           a journal of N commands is written with no
+ *                           committer, then a committer starts and the time
+ *                           until its checkpoint reaches the journal's end
+ *                           is measured (rows = what it wrote to seat_changes)
+ *   lag_ms_p50/p95/p99      offered 100,000 commands/s, open loop; lag of a
+ *                           record = wall time of the commit that carried it
+ *                           minus the record's timestamp, per record
+ *   catch_up_seconds        the same load goes on while PostgreSQL is stopped
+ *                           (pg_ctl stop -m fast) for 30 s and started again;
+ *                           then the time until the first commit whose oldest
+ *                           record is younger than the lag target (250 ms):
+ *                           the backlog is gone and lag is back to normal
+ *                           (lag_records itself never stays 0 while 100k
+ *                           records/s arrive)
+ *   engine_commands_per_sec_without_committer / _with_committer
+ *                           saturated durable shard, the same mix, without
+ *                           and with a committer (and its PostgreSQL
+ *                           backend) running; alternated, same run
+ *
+ * The mix is bench_pg.h's: holds, confirms, releases, cancels, expiries.
+ * Progress on stderr; the last stdout line is one JSON object. Without
+ * PostgreSQL's binaries it says so and exits 77 (skipped).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "bench_pg.h"
+#include "bench_util.h"
+#include "committer/committer.h"
+#include "shard/shard.h"
+
+static const char *prog = "bench_committer";
+
+enum {
+	GROUP = 256,
+	INFLIGHT = 16384
+};
+#define TARGET_ROWS 200000.0
+#define TARGET_LAG_P95_MS 250.0
+#define TARGET_CATCH_UP_S 30.0
+#define TARGET_COST_PCT 15.0
+#define RATE_DEFAULT 100000u
+
+typedef struct options {
+	int quick;
+	const char *pg_bin;
+	const char *only; /* rows, engine, lag: one part */
+	int profile;      /* --profile: pg_stat_statements' top statements of the rows part */
+	uint32_t rate;    /* --rate: offered commands/s of the lag and outage parts */
+} options;
+
+static options opt;
+static bench_pg pg;
+static char data_root[64];
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void sleep_ms(uint32_t ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* ---- The client: submits the mix, drains the output ring -------------------- */
+
+enum {
+	REC_IDLE,
+	REC_ON,
+	REC_OFF,
+	REC_DONE
+};
+
+typedef struct client {
+	shard *s;
+	bpg_mix mix;
+	uint64_t submitted, acked;
+	/* Lag: the main thread sets `recording` to REC_ON, later REC_OFF;
+	 * while it is REC_ON the drainer stores each record's timestamp
+	 * (ms) at ts[seq - ts_first]; it answers REC_OFF with REC_DONE once
+	 * it has stopped (so ts_* are then the main thread's to read). */
+	atomic_int recording;
+	int64_t *ts;
+	uint64_t ts_cap, ts_first, ts_last;
+	/* The open-loop thread. */
+	pthread_t thread;
+	atomic_int stop;
+	atomic_uint_least64_t acked_shared;
+} client;
+
+static void note_ts(client *c, const shard_out *o)
+{
+	if (o->seq == 0)
+		return;
+	if (c->ts_first == 0)
+		c->ts_first = o->seq;
+	if (o->seq < c->ts_first || o->seq - c->ts_first >= c->ts_cap)
+		return;
+	c->ts[o->seq - c->ts_first] = o->now_ms;
+	if (o->seq > c->ts_last)
+		c->ts_last = o->seq;
+}
+
+/* Drains the output ring; returns the results seen. */
+static uint64_t drain(client *c)
+{
+	ring *out = shard_output(c->s);
+	uint64_t first, seen = 0;
+	uint32_t n;
+	int rec = atomic_load_explicit(&c->recording, memory_order_acquire);
+	if (rec == REC_OFF)
+		atomic_store_explicit(&c->recording, REC_DONE, memory_order_release);
+	while ((n = ring_poll(out, SHARD_OUT_POLL_MAX, &first)) > 0) {
+		for (uint32_t i = 0; i < n; i++) {
+			const shard_out *o = ring_slot(out, first + i);
+			if (rec == REC_ON)
+				note_ts(c, o);
+			if (o->kind != SHARD_OUT_RESULT)
+				continue;
+			seen++;
+			bpg_result(&c->mix, &o->u.result);
+		}
+		ring_release(out, n);
+	}
+	c->acked += seen;
+	atomic_store_explicit(&c->acked_shared, c->acked, memory_order_relaxed);
+	return seen;
+}
+
+static void wait_all(client *c)
+{
+	while (c->acked < c->submitted)
+		if (drain(c) == 0)
+			ring_wait(shard_output(c->s), 1000000);
+}
+
+static void submit(client *c, const bo_cmd *cmds, uint32_t n)
+{
+	while (shard_submit(c->s, cmds, NULL, n) != 0)
+		if (drain(c) == 0)
+			ring_wait(shard_output(c->s), 100000);
+	c->submitted += n;
+}
+
+/* Saturated: up to INFLIGHT commands outstanding for dur_ns, then every
+ * answer awaited. Returns commands per second. */
+static double saturate(client *c, int64_t dur_ns)
+{
+	static bo_cmd group[GROUP];
+	uint64_t acked0 = c->acked;
+	int64_t t0 = bo_clock_ns(), end = t0 + dur_ns;
+	while (bo_clock_ns() < end) {
+		if (c->submitted - c->acked < INFLIGHT) {
+			for (uint32_t i = 0; i < GROUP; i++)
+				bpg_next(&c->mix, &group[i]);
+			submit(c, group, GROUP);
+		}
+		drain(c);
+	}
+	wait_all(c);
+	return (double)(c->acked - acked0) / ((double)(bo_clock_ns() - t0) / 1e9);
+}
+
+/* Open loop at opt.rate commands/s until stop: command i is due at
+ * t0 + i / rate; whatever is due goes out in groups. */
+static void *open_loop(void *arg)
+{
+	client *c = arg;
+	static bo_cmd group[GROUP];
+	const int64_t step_ns = 1000000000 / opt.rate;
+	int64_t t0 = bo_clock_ns();
+	uint64_t sent = 0;
+	while (!atomic_load(&c->stop)) {
+		int64_t now = bo_clock_ns();
+		uint32_t k = 0;
+		while (k < GROUP && t0 + (int64_t)(sent + k) * step_ns <= now)
+			bpg_next(&c->mix, &group[k++]);
+		if (k > 0) {
+			submit(c, group, k);
+			sent += k;
+		}
+		if (drain(c) == 0 && k < GROUP) {
+			/* Two cores: a spinning generator would take the writer's. */
+			struct timespec ts = {0, 500000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	wait_all(c);
+	return NULL;
+}
+
+static void open_loop_start(client *c)
+{
+	atomic_store(&c->stop, 0);
+	int rc = pthread_create(&c->thread, NULL, open_loop, c);
+	if (rc)
+		bench_die(prog, "pthread_create", -rc);
+}
+
+static void open_loop_stop(client *c)
+{
+	atomic_store(&c->stop, 1);
+	pthread_join(c->thread, NULL);
+}
+
+/* ---- Shards and committers -------------------------------------------------- */
+
+static shard *shard_up(const char *name, client *c)
+{
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/%s", data_root, name);
+	shard_config cfg;
+	shard_config_default(&cfg);
+	cfg.engine.seats_max = 1u << 20;
+	cfg.data_dir = strdup(dir);
+	shard *s;
+	char err[1024];
+	if (!cfg.data_dir || shard_open(&cfg, &s, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: opening shard %s: %s\n", prog, dir, err);
+		exit(1);
+	}
+	int rc = shard_start(s);
+	if (rc < 0)
+		bench_die(prog, "shard_start", rc);
+	memset(c, 0, sizeof(*c));
+	c->s = s;
+	c->mix.rng = 0x9e3779b97f4a7c15ull;
+	/* The events every command is about (maps borrowed until answered). */
+	bo_seatmap *maps[BPG_EVENTS];
+	for (uint32_t i = 0; i < BPG_EVENTS; i++) {
+		if (!(maps[i] = bench_map(BPG_ROWS, BPG_PER_ROW, 4)))
+			bench_die(prog, "bench_map", -ENOMEM);
+		bo_cmd cmd = {.op = BO_OP_CREATE_EVENT,
+		              .client_id = 1,
+		              .request_id = ++c->mix.req,
+		              .event_id = bpg_event_id(i),
+		              .map = maps[i]};
+		submit(c, &cmd, 1);
+	}
+	wait_all(c);
+	for (uint32_t i = 0; i < BPG_EVENTS; i++)
+		bo_seatmap_free(maps[i]);
+	return s;
+}
+
+static void shard_down(client *c)
+{
+	wait_all(c);
+	shard_stop(c->s);
+	const char *failed = shard_failed(c->s);
+	if (failed) {
+		fprintf(stderr, "%s: %s\n", prog, failed);
+		exit(1);
+	}
+	char *dir = (char *)shard_get_config(c->s)->data_dir;
+	shard_free(c->s);
+	bench_remove_dir(prog, dir);
+	free(dir);
+	c->s = NULL;
+}
+
+/* What the committer's on_commit saw: (last_seq, commit wall time). */
+typedef struct commits {
+	uint64_t *last_seq;
+	int64_t *at_us;
+	uint64_t cap;
+	atomic_uint_least64_t n;
+	/* Catch-up: armed when PostgreSQL is back; caught_us is the first
+	 * commit after that whose oldest record is younger than the target. */
+	atomic_int armed;
+	atomic_int_least64_t caught_us;
+} commits;
+
+static void on_commit(void *ctx, const committer_commit *info)
+{
+	commits *cm = ctx;
+	int64_t now = wall_us();
+	uint64_t i = atomic_load_explicit(&cm->n, memory_order_relaxed);
+	if (i < cm->cap) {
+		cm->last_seq[i] = info->last_seq;
+		cm->at_us[i] = now;
+		atomic_store_explicit(&cm->n, i + 1, memory_order_release);
+	}
+	if (atomic_load(&cm->armed) && info->lag_ms < TARGET_LAG_P95_MS &&
+	    atomic_load(&cm->caught_us) == 0)
+		atomic_store(&cm->caught_us, now);
+}
+
+static committer *committer_up(shard *s, const char *db, commits *cm)
+{
+	char dsn[128], err[256];
+	bench_pg_dsn(&pg, db, dsn, sizeof(dsn));
+	committer_config cc;
+	committer_config_default(&cc);
+	cc.dsn = dsn;
+	if (cm) {
+		cc.on_commit = on_commit;
+		cc.on_commit_ctx = cm;
+	}
+	committer *c;
+	int rc = committer_start(s, &cc, &c, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: committer_start: %s\n", prog, err);
+		exit(1);
+	}
+	return c;
+}
+
+/* Waits until the committer's checkpoint reaches seq (or timeout_s
+ * passes: returns 0); exits when it stopped on a fault. */
+static int wait_applied(committer *c, uint64_t seq, double timeout_s, committer_status *st)
+{
+	int64_t end = bo_clock_ns() + (int64_t)(timeout_s * 1e9);
+	for (;;) {
+		committer_status_get(c, st);
+		if (st->applied_seq >= seq)
+			return 1;
+		if (st->state == COMMITTER_STOPPED) {
+			fprintf(stderr, "%s: the committer stopped: %s\n", prog, st->reason);
+			exit(1);
+		}
+		if (bo_clock_ns() > end)
+			return 0;
+		sleep_ms(2);
+	}
+}
+
+typedef struct stopper {
+	committer *c;
+	atomic_int done;
+} stopper;
+
+static void *stop_thread(void *arg)
+{
+	stopper *sp = arg;
+	committer_stop(sp->c);
+	atomic_store(&sp->done, 1);
+	return NULL;
+}
+
+/* Stops a committer that is far behind without letting it apply its
+ * backlog first (committer_stop would): its connections to db are
+ * terminated until it gives up (a stopping committer does not retry). */
+static void committer_abandon(committer *c, const char *db)
+{
+	stopper sp = {.c = c};
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, stop_thread, &sp);
+	if (rc)
+		bench_die(prog, "pthread_create", -rc);
+	PGconn *admin = bench_pg_connect(&pg, "postgres");
+	char sql[256];
+	snprintf(
+	        sql, sizeof(sql),
+	        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND pid <> pg_backend_pid()",
+	        db);
+	while (!atomic_load(&sp.done)) {
+		bench_pg_exec(&pg, admin, sql);
+		sleep_ms(20);
+	}
+	pthread_join(t, NULL);
+	PQfinish(admin);
+}
+
+/* CPU seconds this process has used (user + system). */
+static double process_cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* --profile: where PostgreSQL spent its time (pg_stat_statements). */
+static void top_statements(const char *db)
+{
+	PGconn *c = bench_pg_connect(&pg, db);
+	bench_pg_exec(&pg, c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+	PGresult *r = PQexec(
+	        c,
+	        "SELECT calls, round(total_exec_time), rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)"
+	        " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		fprintf(stderr, "profile: pg_stat_statements, top statements by execution time:\n");
+		fprintf(stderr, "%8s %9s %10s  %s\n", "calls", "ms", "rows", "query");
+		for (int i = 0; i < PQntuples(r); i++)
+			fprintf(stderr, "%8s %9s %10s  %s\n", PQgetvalue(r, i, 0),
+			        PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+	} else {
+		fprintf(stderr, "profile: %s", PQerrorMessage(c));
+	}
+	PQclear(r);
+	r = PQexec(c, "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+	              " WHERE schemaname = 'boxoffice' ORDER BY n_tup_upd DESC, n_tup_ins DESC");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		fprintf(stderr, "profile: %-18s %10s %10s %10s\n", "table", "inserted", "updated",
+		        "hot-upd");
+		for (int i = 0; i < PQntuples(r); i++)
+			fprintf(stderr, "profile: %-18s %10s %10s %10s\n", PQgetvalue(r, i, 0),
+			        PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+	}
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* ---- rows_per_sec ------------------------------------------------------------- */
+
+typedef struct figures {
+	double rows_per_sec, records_per_sec, changes_per_record, rows_seconds;
+	double rows_cpu_committer, rows_cpu_postgres; /* CPU seconds during the catch-up */
+	uint64_t rows;
+	double lag_p50, lag_p95, lag_p99, lag_max;
+	uint64_t lag_records, lag_unapplied;
+	double outage_s, outage_acks_per_sec, catch_up_s, backlog_records;
+	double catch_up_applied_per_sec; /* records the committer applied a second after the outage
+	                                  */
+	double eng_with_pg_cpu_pct; /* PostgreSQL's CPU while the engine ran saturated with it */
+	int caught_up;
+	double eng_without, eng_with;
+	double eng_without_runs[3], eng_with_runs[3];
+	int eng_rounds;
+} figures;
+
+static void measure_rows(figures *f)
+{
+	static client c;
+	const uint64_t n = opt.quick ? 60000 : 1500000;
+	bench_pg_create_db(&pg, "rows");
+	shard_up("rows", &c);
+	/* The events (and their seats) go in first, outside the timing. */
+	committer *cm = committer_up(c.s, "rows", NULL);
+	committer_status st;
+	if (!wait_applied(cm, shard_durable_seq(c.s), 120, &st))
+		bench_die(prog, "applying the events", -ETIMEDOUT);
+	committer_stop(cm);
+	uint64_t seq0 = st.applied_seq;
+
+	static bo_cmd group[GROUP];
+	for (uint64_t i = 0; i < n; i += GROUP) {
+		for (uint32_t k = 0; k < GROUP; k++)
+			bpg_next(&c.mix, &group[k]);
+		submit(&c, group, GROUP);
+		if (c.submitted - c.acked > INFLIGHT)
+			drain(&c);
+	}
+	wait_all(&c);
+	uint64_t end_seq = shard_durable_seq(c.s);
+	fprintf(stderr,
+	        "rows: journal of %" PRIu64 " commands written (records %" PRIu64 "..%" PRIu64
+	        "); committer catching up\n",
+	        n, seq0 + 1, end_seq);
+
+	double cpu0 = process_cpu_seconds(), pg0 = bench_pg_cpu_seconds(&pg);
+	int64_t t0 = bo_clock_ns();
+	cm = committer_up(c.s, "rows", NULL);
+	if (!wait_applied(cm, end_seq, 600, &st))
+		bench_die(prog, "the committer's catch-up (600 s)", -ETIMEDOUT);
+	double secs = (double)(bo_clock_ns() - t0) / 1e9;
+	/* Before the committer's backend exits (it would stop counting). */
+	f->rows_cpu_postgres = bench_pg_cpu_seconds(&pg) - pg0;
+	f->rows_cpu_committer = process_cpu_seconds() - cpu0;
+	if (opt.profile)
+		top_statements("rows");
+	committer_stop(cm);
+	f->rows = st.changes; /* this committer's: it counts from 0 */
+	f->rows_seconds = secs;
+	f->rows_per_sec = (double)f->rows / secs;
+	f->records_per_sec = (double)(st.applied_seq - seq0) / secs;
+	f->changes_per_record = (double)f->rows / (double)(st.applied_seq - seq0);
+	fprintf(stderr,
+	        "rows: %" PRIu64 " seat changes (%" PRIu64
+	        " records) in %.2f s = %.0f rows/s, %.0f records/s;"
+	        " CPU: this process %.1f s (the committer; the shard is idle), PostgreSQL %.1f s\n",
+	        f->rows, st.applied_seq - seq0, secs, f->rows_per_sec, f->records_per_sec,
+	        f->rows_cpu_committer, f->rows_cpu_postgres);
+	shard_down(&c);
+}
+
+/* ---- engine with and without the committer --------------------------------------- */
+
+static double last_pg_cpu_pct;
+
+static double engine_once(int with, int round)
+{
+	static client c;
+	char name[32], db[32];
+	snprintf(name, sizeof(name), "engine-%s-%d", with ? "with" : "without", round);
+	snprintf(db, sizeof(db), "engine_%d", round);
+	shard_up(name, &c);
+	committer *cm = NULL;
+	if (with) {
+		bench_pg_create_db(&pg, db);
+		cm = committer_up(c.s, db, NULL);
+		committer_status st;
+		if (!wait_applied(cm, shard_durable_seq(c.s), 120, &st))
+			bench_die(prog, "applying the events", -ETIMEDOUT);
+	}
+	double pg0 = bench_pg_cpu_seconds(&pg);
+	int64_t t0 = bo_clock_ns();
+	double cps = saturate(&c, opt.quick ? 1000000000ll : 8000000000ll);
+	if (cm) {
+		double pct = 100.0 * (bench_pg_cpu_seconds(&pg) - pg0) /
+		             ((double)(bo_clock_ns() - t0) / 1e9);
+		fprintf(stderr, "engine with committer: PostgreSQL used %.0f%% of a core\n", pct);
+		last_pg_cpu_pct = pct;
+		committer_status st;
+		committer_status_get(cm, &st);
+		fprintf(stderr,
+		        "engine with committer: committer %" PRIu64 " records behind, %" PRIu64
+		        " rows written\n",
+		        st.lag_records, st.changes);
+		committer_abandon(cm, db);
+	}
+	fprintf(stderr, "engine %s committer (round %d): %.0f commands/s\n",
+	        with ? "with" : "without", round, cps);
+	shard_down(&c);
+	return cps;
+}
+
+static void measure_engine(figures *f)
+{
+	f->eng_rounds = opt.quick ? 1 : 3;
+	double wo = 0, w = 0, pct = 0;
+	for (int r = 0; r < f->eng_rounds; r++) {
+		wo += f->eng_without_runs[r] = engine_once(0, r);
+		w += f->eng_with_runs[r] = engine_once(1, r);
+		pct += last_pg_cpu_pct;
+	}
+	f->eng_with_pg_cpu_pct = pct / f->eng_rounds;
+	f->eng_without = wo / f->eng_rounds;
+	f->eng_with = w / f->eng_rounds;
+}
+
+/* ---- lag and the outage ------------------------------------------------------------ */
+
+/* Per-record lag of the recorded window from the commits that carried its
+ * records; records no commit carried (within the wait) count with the
+ * time waited so far, so a committer that cannot keep up is not hidden. */
+static void lag_figures(client *c, commits *cm, figures *f)
+{
+	uint64_t ncommit = atomic_load_explicit(&cm->n, memory_order_acquire);
+	uint64_t n = c->ts_last >= c->ts_first ? c->ts_last - c->ts_first + 1 : 0;
+	int64_t *lag = malloc((n ? n : 1) * sizeof(int64_t));
+	if (!lag)
+		bench_die(prog, "malloc", -ENOMEM);
+	int64_t now_us = wall_us();
+	uint64_t k = 0, m = 0, unapplied = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t seq = c->ts_first + i;
+		if (c->ts[i] == 0)
+			continue;
+		while (k < ncommit && cm->last_seq[k] < seq)
+			k++;
+		int64_t at = k < ncommit ? cm->at_us[k] : now_us;
+		unapplied += k >= ncommit;
+		lag[m++] = at - c->ts[i] * 1000;
+	}
+	qsort(lag, m, sizeof(int64_t), bench_cmp_i64);
+	f->lag_p50 = (double)bench_quantile(lag, m, 0.50) / 1000.0;
+	f->lag_p95 = (double)bench_quantile(lag, m, 0.95) / 1000.0;
+	f->lag_p99 = (double)bench_quantile(lag, m, 0.99) / 1000.0;
+	f->lag_max = m ? (double)lag[m - 1] / 1000.0 : 0;
+	f->lag_records = m;
+	f->lag_unapplied = unapplied;
+	free(lag);
+	fprintf(stderr,
+	        "lag at %u/s: %" PRIu64 " records over %" PRIu64
+	        " commits (%.0f records each), p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (%" PRIu64
+	        " not applied in time)\n",
+	        opt.rate, m, ncommit, ncommit ? (double)m / (double)ncommit : 0.0, f->lag_p50,
+	        f->lag_p95, f->lag_p99, f->lag_max, unapplied);
+}
+
+static void outage(client *c, committer *cmt, commits *cm, figures *f)
+{
+	committer_status st;
+	double outage_s = opt.quick ? 3 : 30;
+	fprintf(stderr, "outage: stopping PostgreSQL for %.0f s under load\n", outage_s);
+	uint64_t acked0 = atomic_load(&c->acked_shared);
+	int64_t t0 = bo_clock_ns();
+	if (bench_pg_stop(&pg, "fast") != 0)
+		bench_die(prog, "pg_ctl stop", 1);
+	int64_t down = bo_clock_ns();
+	while (bo_clock_ns() - down < (int64_t)(outage_s * 1e9))
+		sleep_ms(10);
+	committer_status_get(cmt, &st);
+	fprintf(stderr, "outage: committer %s (%s), %" PRIu64 " records behind\n",
+	        committer_state_str(st.state), st.reason, st.lag_records);
+	if (bench_pg_start(&pg) != 0)
+		bench_die(prog, "pg_ctl start", 1);
+	int64_t up = bo_clock_ns();
+	atomic_store(&cm->caught_us, 0);
+	atomic_store(&cm->armed, 1);
+	int64_t up_us = wall_us();
+	f->outage_s = (double)(up - down) / 1e9;
+	f->outage_acks_per_sec =
+	        (double)(atomic_load(&c->acked_shared) - acked0) / ((double)(up - t0) / 1e9);
+	committer_status_get(cmt, &st);
+	f->backlog_records = (double)st.lag_records;
+	fprintf(stderr,
+	        "outage: PostgreSQL down %.1f s, engine acknowledged %.0f commands/s meanwhile; backlog %" PRIu64
+	        " records\n",
+	        f->outage_s, f->outage_acks_per_sec, st.lag_records);
+	double limit = opt.quick ? 20 : 180;
+	int64_t last_log = bo_clock_ns();
+	uint64_t applied0 = st.applied_seq;
+	while (atomic_load(&cm->caught_us) == 0 && bo_clock_ns() - up < (int64_t)(limit * 1e9)) {
+		sleep_ms(10);
+		committer_status_get(cmt, &st);
+		if (st.state == COMMITTER_STOPPED) {
+			fprintf(stderr, "%s: the committer stopped: %s\n", prog, st.reason);
+			exit(1);
+		}
+		if (bo_clock_ns() - last_log > 5000000000ll) {
+			last_log = bo_clock_ns();
+			fprintf(stderr,
+			        "catch-up: %s, %" PRIu64 " records behind, oldest %" PRIu64 " ms\n",
+			        committer_state_str(st.state), st.lag_records, st.lag_ms);
+		}
+	}
+	int64_t caught = atomic_load(&cm->caught_us);
+	committer_status_get(cmt, &st);
+	f->catch_up_applied_per_sec =
+	        (double)(st.applied_seq - applied0) / ((double)(bo_clock_ns() - up) / 1e9);
+	fprintf(stderr,
+	        "catch-up: the committer applied %.0f records/s meanwhile (offered %u commands/s)\n",
+	        f->catch_up_applied_per_sec, opt.rate);
+	f->caught_up = caught != 0;
+	f->catch_up_s = caught ? (double)(caught - up_us) / 1e6 : -1;
+	if (caught)
+		fprintf(stderr,
+		        "catch-up: lag back under %.0f ms %.1f s after PostgreSQL was back\n",
+		        TARGET_LAG_P95_MS, f->catch_up_s);
+	else
+		fprintf(stderr, "catch-up: NOT caught up within %.0f s\n", limit);
+}
+
+static void measure_lag(figures *f, int with_outage)
+{
+	static client c;
+	static commits cm;
+	cm.cap = 1u << 22;
+	cm.last_seq = calloc(cm.cap, sizeof(uint64_t));
+	cm.at_us = calloc(cm.cap, sizeof(int64_t));
+	double window_s = opt.quick ? 3 : 30;
+	bench_pg_create_db(&pg, "lag");
+	shard_up("lag", &c);
+	c.ts_cap = (uint64_t)(opt.rate * (window_s + 5) * 1.5);
+	c.ts = calloc(c.ts_cap, sizeof(int64_t));
+	if (!cm.last_seq || !cm.at_us || !c.ts)
+		bench_die(prog, "calloc", -ENOMEM);
+	committer *cmt = committer_up(c.s, "lag", &cm);
+	committer_status st;
+	if (!wait_applied(cmt, shard_durable_seq(c.s), 120, &st))
+		bench_die(prog, "applying the events", -ETIMEDOUT);
+	uint64_t seq0 = st.applied_seq, changes0 = st.changes;
+
+	open_loop_start(&c);
+	sleep_ms(opt.quick ? 1000 : 5000); /* warm-up: holds start to expire */
+	atomic_store_explicit(&c.recording, REC_ON, memory_order_release);
+	sleep_ms((uint32_t)(window_s * 1000));
+	atomic_store_explicit(&c.recording, REC_OFF, memory_order_release);
+	while (atomic_load_explicit(&c.recording, memory_order_acquire) != REC_DONE)
+		sleep_ms(1);
+	if (!wait_applied(cmt, c.ts_last, 120, &st))
+		fprintf(stderr, "lag: the committer did not apply the window within 120 s\n");
+	if (st.applied_seq > seq0)
+		fprintf(stderr,
+		        "lag: %.2f seat changes per record at this rate (%" PRIu64
+		        " records applied)\n",
+		        (double)(st.changes - changes0) / (double)(st.applied_seq - seq0),
+		        st.applied_seq - seq0);
+	lag_figures(&c, &cm, f);
+	if (opt.profile)
+		top_statements("lag");
+
+	if (with_outage)
+		outage(&c, cmt, &cm, f);
+	open_loop_stop(&c);
+	committer_abandon(cmt, "lag");
+	shard_down(&c);
+	free(c.ts);
+	free(cm.last_seq);
+	free(cm.at_us);
+}
+
+/* ---- Main ------------------------------------------------------------------------------ */
+
+static void parse_options(int argc, char **argv)
+{
+	opt.pg_bin = bench_pg_bin_default();
+	opt.rate = RATE_DEFAULT;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			opt.quick = 1;
+		} else if (!strcmp(argv[i], "--rate") && i + 1 < argc) {
+			char *end;
+			unsigned long v = strtoul(argv[++i], &end, 10);
+			if (*end || v < 1000 || v > 10000000) {
+				fprintf(stderr, "%s: --rate takes 1000..10000000 commands/s\n",
+				        prog);
+				exit(2);
+			}
+			opt.rate = (uint32_t)v;
+		} else if (!strcmp(argv[i], "--profile")) {
+			opt.profile = 1;
+		} else if (!strcmp(argv[i], "--pg-bin") && i + 1 < argc) {
+			opt.pg_bin = argv[++i];
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			opt.only = argv[++i];
+			if (strcmp(opt.only, "rows") && strcmp(opt.only, "engine") &&
+			    strcmp(opt.only, "lag") && strcmp(opt.only, "outage")) {
+				fprintf(stderr, "%s: --only takes rows, engine, lag or outage\n",
+				        prog);
+				exit(2);
+			}
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: bench_committer [--quick] [--pg-bin DIR] [--only rows|engine|lag|outage] [--rate N]\n"
+			       "                       [--profile]\n"
+			       "The PostgreSQL committer against a private PostgreSQL cluster (started and\n"
+			       "stopped here): seat changes/s applied, lag at 100,000 commands/s, catch-up after\n"
+			       "a 30 s outage, engine throughput with and without it. Last stdout line: JSON.\n"
+			       "  --quick       about a minute, outage 3 s (the test suite runs this)\n"
+			       "  --pg-bin DIR  PostgreSQL's initdb and pg_ctl (default $BO_PG_BIN or %s)\n"
+			       "  --only PART   one part (outage: the lag part, then the outage)\n"
+			       "  --rate N      offered commands/s of the lag and outage parts (default 100000;\n"
+			       "                the targets are for 100000)\n"
+			       "  --profile     PostgreSQL with pg_stat_statements; print its top statements of the\n"
+			       "                rows part (a diagnosis: not for the recorded figures)\n",
+			       BENCH_PG_BIN_DEFAULT);
+			exit(0);
+		} else {
+			bench_bad_option(prog, argv[i]);
+		}
+	}
+}
+
+static int want(const char *part)
+{
+	if (!opt.only)
+		return 1;
+	if (!strcmp(part, "lag"))
+		return !strcmp(opt.only, "lag") || !strcmp(opt.only, "outage");
+	return !strcmp(opt.only, part);
+}
+
+static const char *yes(int b)
+{
+	return b ? "true" : "false";
+}
+
+/* ",\"KEY\":[a,b,...]" of the engine's runs. */
+static void print_runs(const char *key, const double *v, int n)
+{
+	printf(",\"%s\":[", key);
+	for (int i = 0; i < n; i++)
+		printf("%s%.0f", i ? "," : "", v[i]);
+	printf("]");
+}
+
+static void print_json(const figures *f)
+{
+	int at_target = opt.rate == RATE_DEFAULT; /* the targets are for 100k/s */
+	double cost = f->eng_without > 0 ? 100.0 * (1.0 - f->eng_with / f->eng_without) : 0;
+	char catch_up[32];
+	if (f->caught_up)
+		snprintf(catch_up, sizeof(catch_up), "%.2f", f->catch_up_s);
+	else
+		snprintf(catch_up, sizeof(catch_up), "null");
+	printf("{\"bench\":\"committer\",\"quick\":%s,\"path\":\"in-process\",\"postgres\":\"15, private cluster, "
+	       "default settings (fsync on, synchronous_commit on)\",\"rows_per_sec\":%.0f,\"rows\":%" PRIu64
+	       ",\"records_per_sec\":%.0f,\"changes_per_record\":%.2f,\"rows_per_sec_target\":%.0f,\"rows_per_sec_met\":%s,"
+	       "\"rows_cpu_seconds_committer\":%.1f,\"rows_cpu_seconds_postgres\":%.1f,\"rows_seconds\":%.1f,"
+	       "\"offered_per_sec\":%u,\"lag_ms_p50\":%.1f,\"lag_ms_p95\":%.1f,\"lag_ms_p99\":%.1f,\"lag_ms_max\":%.1f,"
+	       "\"lag_records\":%" PRIu64 ",\"lag_ms_p95_target\":%.0f,\"lag_ms_p95_met\":%s,"
+	       "\"outage_seconds\":%.1f,\"acks_per_sec_during_outage\":%.0f,\"backlog_records_at_restart\":%.0f,"
+	       "\"catch_up_applied_records_per_sec\":%.0f,\"catch_up_seconds\":%s,\"catch_up_seconds_target\":%.0f,\"catch_up_met\":%s,"
+	       "\"engine_commands_per_sec_without_committer\":%.0f,\"engine_commands_per_sec_with_committer\":%.0f,"
+	       "\"engine_with_committer_postgres_cpu_pct\":%.0f,\"committer_cost_pct\":%.1f,\"committer_cost_pct_target\":%.0f,\"committer_cost_met\":%s",
+	       yes(opt.quick), f->rows_per_sec, f->rows, f->records_per_sec, f->changes_per_record,
+	       TARGET_ROWS, yes(f->rows_per_sec >= TARGET_ROWS), f->rows_cpu_committer,
+	       f->rows_cpu_postgres, f->rows_seconds, opt.rate, f->lag_p50, f->lag_p95, f->lag_p99,
+	       f->lag_max, f->lag_records, TARGET_LAG_P95_MS,
+	       yes(at_target && f->lag_records > 0 && f->lag_p95 < TARGET_LAG_P95_MS), f->outage_s,
+	       f->outage_acks_per_sec, f->backlog_records, f->catch_up_applied_per_sec, catch_up,
+	       TARGET_CATCH_UP_S,
+	       yes(at_target && f->caught_up && f->catch_up_s <= TARGET_CATCH_UP_S), f->eng_without,
+	       f->eng_with, f->eng_with_pg_cpu_pct, cost, TARGET_COST_PCT,
+	       yes(f->eng_without > 0 && cost <= TARGET_COST_PCT));
+	print_runs("engine_runs_without_committer", f->eng_without_runs, f->eng_rounds);
+	print_runs("engine_runs_with_committer", f->eng_with_runs, f->eng_rounds);
+	printf("}\n");
+}
+
+int main(int argc, char **argv)
+{
+	parse_options(argc, argv);
+	if (!bench_pg_available(opt.pg_bin)) {
+		fprintf(stderr,
+		        "%s: SKIP: no PostgreSQL binaries (initdb, pg_ctl) in %s; scripts/setup installs "
+		        "postgresql-15, or pass --pg-bin DIR\n",
+		        prog, opt.pg_bin);
+		return 77;
+	}
+	bench_pg_init(
+	        &pg, prog, opt.pg_bin,
+	        opt.profile
+	                ? "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+	                : NULL);
+	snprintf(data_root, sizeof(data_root), "/var/tmp/boxoffice-bench-committer-XXXXXX");
+	if (!mkdtemp(data_root))
+		bench_die(prog, "mkdtemp", -errno);
+	bench_pg_remove_later(&pg, data_root);
+
+	static figures f;
+	if (want("rows"))
+		measure_rows(&f);
+	if (want("engine"))
+		measure_engine(&f);
+	if (want("lag"))
+		measure_lag(&f, !opt.only || !strcmp(opt.only, "outage"));
+
+	bench_pg_finish(&pg); /* removes data_root too */
+	print_json(&f);
+	return 0;
+}

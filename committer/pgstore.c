@@ -248,12 +248,16 @@ static int parse_seats(const char *s, uint32_t *seats)
 int pgs_load_holds(pgstore *p, uint32_t shard, chg_state *st, pgs_err *e)
 {
 	char sql[512];
+	/* A hold lives at most BO_HOLD_LIFETIME_MS_MAX from its creation, so
+	 * the holds active at the checkpoint were made within that time
+	 * before the checkpoint's record (holds_recent, schemas/sql). */
 	snprintf(sql, sizeof(sql),
 		 "SELECT event_id, claim_id, client_id, request_id, seats, pool, quantity,"
 		 " (extract(epoch FROM expires_at) * 1000)::bigint, created_seq,"
 		 " (extract(epoch FROM created_at) * 1000)::bigint"
-		 " FROM boxoffice.holds WHERE shard = %u AND state = 'held'",
-		 shard);
+		 " FROM boxoffice.holds WHERE shard = %u AND state = 'held' AND created_at >="
+		 " (SELECT journal_at FROM boxoffice.checkpoints WHERE shard = %u) - interval '%u milliseconds'",
+		 shard, shard, BO_HOLD_LIFETIME_MS_MAX + 60000u);
 	PGresult *r = PQexec(p->conn, sql);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
 		return err_result(e, p->conn, r, "loading the active holds");

@@ -22,6 +22,9 @@ struct pgstore {
 	uint8_t *buf;
 	size_t len, cap;
 	int oom;
+	/* The batch's seat rows in key order (copy_staged_seats_pools). */
+	const chg_seat **order;
+	size_t order_cap;
 };
 
 /* ---- Errors ---------------------------------------------------------------- */
@@ -135,6 +138,7 @@ void pgs_close(pgstore *p)
 	if (p->conn)
 		PQfinish(p->conn);
 	free(p->buf);
+	free(p->order);
 	free(p);
 }
 
@@ -672,14 +676,35 @@ static int copy_outbox(pgstore *p, uint32_t shard, const chg_batch *b, pgs_err *
 	return copy_end(p, "COPY inventory_events", e);
 }
 
+static int seat_cmp(const void *x, const void *y)
+{
+	const chg_seat *a = *(const chg_seat *const *)x, *b = *(const chg_seat *const *)y;
+	if (a->event_id != b->event_id)
+		return a->event_id < b->event_id ? -1 : 1;
+	return a->seat < b->seat ? -1 : a->seat > b->seat;
+}
+
+/* The staged seat and pool changes. Seats go in primary-key order: the
+ * UPDATE's probes then walk the seats table's index and pages in order
+ * (neighbouring seats share pages) instead of jumping about. */
 static int copy_staged_seats_pools(pgstore *p, const chg_batch *b, pgs_err *e)
 {
 	if (b->seats.n) {
+		if (b->seats.n > p->order_cap) {
+			const chg_seat **o = realloc(p->order, b->seats.n * sizeof(*o));
+			if (!o)
+				return err_set(e, 1, "out of memory building a batch");
+			p->order = o;
+			p->order_cap = b->seats.n;
+		}
+		for (size_t i = 0; i < b->seats.n; i++)
+			p->order[i] = &b->seats.v[i];
+		qsort(p->order, b->seats.n, sizeof(*p->order), seat_cmp);
 		if (copy_begin(p, "COPY bo_st_seats (event_id, seat, state, claim_id, journal_seq) FROM STDIN (FORMAT binary)",
 			       e) < 0)
 			return -1;
 		for (size_t i = 0; i < b->seats.n; i++) {
-			const chg_seat *s = &b->seats.v[i];
+			const chg_seat *s = p->order[i];
 			row(p, 5);
 			f_i64(p, s->event_id), f_i32(p, s->seat), f_str(p, bo_seat_state_str(s->state));
 			f_i64_or_null(p, s->claim_id), f_i64(p, s->seq);

@@ -316,20 +316,7 @@ static void finish(child *ch)
 static shard *open_shard(const char *dir)
 {
 	shard_config cfg;
-	shard_config_default(&cfg);
-	cfg.engine.seats_max = 1u << 14;
-	cfg.engine.claims_max = 1u << 14;
-	cfg.engine.idem_capacity = 1u << 14;
-	cfg.engine.events_max = 16;
-	cfg.in_slots = BO_BATCH_MAX;
-	cfg.out_slots = 2 * BO_BATCH_MAX;
-	cfg.clock = fake_clock;
-	cfg.data_dir = dir;
-	cfg.snapshot_every = 0;
-	cfg.retain_seq = 0;
-	cfg.journal.segment_bytes = 1u << 20; /* a few segments over a kill test */
-	cfg.journal.payload_bytes_max = 8u << 10;
-	cfg.journal.buffer_bytes = 16u << 10;
+	tstream_shard_config(&cfg, dir, fake_clock, 0, 1u << 20); /* a few segments over a kill test */
 	char err[JOURNAL_ERR_LEN];
 	shard_recovery rec;
 	shard *s = NULL;

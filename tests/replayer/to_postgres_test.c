@@ -234,20 +234,7 @@ TestSuite(to_postgres, .init = setup, .fini = teardown, .timeout = 600);
 static shard *open_shard(uint64_t snapshot_every)
 {
 	shard_config cfg;
-	shard_config_default(&cfg);
-	cfg.engine.seats_max = 1u << 14;
-	cfg.engine.claims_max = 1u << 14;
-	cfg.engine.idem_capacity = 1u << 14;
-	cfg.engine.events_max = 16;
-	cfg.in_slots = BO_BATCH_MAX;
-	cfg.out_slots = 2 * BO_BATCH_MAX;
-	cfg.clock = tstream_clock;
-	cfg.data_dir = data_root;
-	cfg.snapshot_every = snapshot_every;
-	cfg.retain_seq = 0; /* a committer follows: nothing is pruned before it applied it */
-	cfg.journal.segment_bytes = 64u << 10; /* many segments: something to prune */
-	cfg.journal.payload_bytes_max = 8u << 10;
-	cfg.journal.buffer_bytes = 16u << 10;
+	tstream_shard_config(&cfg, data_root, tstream_clock, snapshot_every, 64u << 10);
 	char err[JOURNAL_ERR_LEN];
 	shard *s = NULL;
 	int rc = shard_open(&cfg, &s, NULL, err, sizeof err);

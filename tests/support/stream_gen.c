@@ -95,3 +95,22 @@ bo_cmd tstream_random_cmd(tstream_gen *g)
 	}
 	return c;
 }
+
+void tstream_shard_config(shard_config *cfg, const char *dir, shard_clock_fn clock, uint64_t snapshot_every,
+			  uint32_t segment_bytes)
+{
+	shard_config_default(cfg);
+	cfg->engine.seats_max = 1u << 14;
+	cfg->engine.claims_max = 1u << 14;
+	cfg->engine.idem_capacity = 1u << 14;
+	cfg->engine.events_max = 16;
+	cfg->in_slots = BO_BATCH_MAX;
+	cfg->out_slots = 2 * BO_BATCH_MAX;
+	cfg->clock = clock;
+	cfg->data_dir = dir;
+	cfg->snapshot_every = snapshot_every;
+	cfg->retain_seq = 0;
+	cfg->journal.segment_bytes = segment_bytes;
+	cfg->journal.payload_bytes_max = 8u << 10; /* the stream's maps are small */
+	cfg->journal.buffer_bytes = 16u << 10;
+}

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "base/types.h"
+#include "shard/shard.h"
 
 /* The events of the stream: ids TSTREAM_EVENT_FIRST .. + TSTREAM_EVENTS - 1,
  * each 4 rows of 12 seats in 3 categories, the first two with 2 pools. */
@@ -49,5 +50,12 @@ void tstream_note(tstream_gen *g, const bo_result *r);
 /* Remembers claim (of event) learned otherwise: a restarted process finds
  * the holds and bookings of its recovered engine on its seats. */
 void tstream_remember(tstream_gen *g, uint64_t event_id, uint64_t claim_id);
+
+/* The durable shard the committer tests run the stream through, in dir:
+ * small tables (the stream's events fit), the given clock, retain_seq 0
+ * (a committer follows: nothing is pruned before it applied it), small
+ * journal segments of segment_bytes so that pruning and rolling happen. */
+void tstream_shard_config(shard_config *cfg, const char *dir, shard_clock_fn clock, uint64_t snapshot_every,
+			  uint32_t segment_bytes);
 
 #endif /* BO_TEST_STREAM_GEN_H */

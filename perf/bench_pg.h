@@ -350,7 +350,8 @@ enum {
 	BPG_SEATS = BPG_ROWS * BPG_PER_ROW
 };
 enum {
-	BPG_LIVE = 1 << 16
+	BPG_LIVE = 1 << 16,
+	BPG_TTL_MS_MAX = 5000 /* holds live 2,000..BPG_TTL_MS_MAX ms */
 };
 
 typedef struct bpg_mix {
@@ -393,7 +394,7 @@ static inline void bpg_next(bpg_mix *m, bo_cmd *cmd)
 		uint32_t base = (uint32_t)(bench_rnd(&m->rng) % (BPG_SEATS - 4));
 		for (uint32_t k = 0; k < cmd->seat_count; k++)
 			cmd->seats[k] = base + k;
-		cmd->ttl_ms = 2000 + (uint32_t)(bench_rnd(&m->rng) % 3000);
+		cmd->ttl_ms = 2000 + (uint32_t)(bench_rnd(&m->rng) % (BPG_TTL_MS_MAX - 2000));
 	}
 }
 

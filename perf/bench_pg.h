@@ -356,6 +356,9 @@ enum {
 
 typedef struct bpg_mix {
 	uint64_t rng, req;
+	/* Holds go to the events whose bit is set (event i: bit i), for a
+	 * shard that owns only some of them; 0: every event. */
+	uint32_t events;
 	uint64_t hold_id[BPG_LIVE], hold_ev[BPG_LIVE];
 	uint64_t book_id[BPG_LIVE], book_ev[BPG_LIVE];
 	uint32_t nh, nb;
@@ -364,6 +367,18 @@ typedef struct bpg_mix {
 static inline uint64_t bpg_event_id(uint32_t i)
 {
 	return 100 + i;
+}
+
+/* The index of the event a new hold goes to: uniform over m->events. */
+static inline uint32_t bpg_pick_event(bpg_mix *m)
+{
+	if (m->events == 0)
+		return (uint32_t)(bench_rnd(&m->rng) % BPG_EVENTS);
+	uint32_t k = (uint32_t)(bench_rnd(&m->rng) % (uint64_t)__builtin_popcount(m->events));
+	for (uint32_t i = 0; i < BPG_EVENTS; i++)
+		if ((m->events >> i & 1u) && k-- == 0)
+			return i;
+	return 0; /* not reached: k < the bits set */
 }
 
 /* The next command of the mix into *cmd. */
@@ -389,7 +404,7 @@ static inline void bpg_next(bpg_mix *m, bo_cmd *cmd)
 		}
 	} else {
 		cmd->op = BO_OP_HOLD_SEATS;
-		cmd->event_id = bpg_event_id((uint32_t)(bench_rnd(&m->rng) % BPG_EVENTS));
+		cmd->event_id = bpg_event_id(bpg_pick_event(m));
 		cmd->seat_count = (uint8_t)(1 + bench_rnd(&m->rng) % 4);
 		uint32_t base = (uint32_t)(bench_rnd(&m->rng) % (BPG_SEATS - 4));
 		for (uint32_t k = 0; k < cmd->seat_count; k++)

@@ -240,14 +240,18 @@ static void open_loop_stop(client *c)
 
 /* Opens and starts durable shard `id` of `count` under data_root/name and
  * creates on it the mix's events that shard_for_event() puts there (all of
- * them with count 1), as boxoffice-server routes them. */
-static shard *shard_up_of(const char *name, client *c, uint32_t id, uint32_t count)
+ * them with count 1), as boxoffice-server routes them. clock NULL: the
+ * real one. */
+static shard *shard_up_of(const char *name, client *c, uint32_t id, uint32_t count,
+                          shard_clock_fn clock, void *clock_ctx)
 {
 	char dir[128];
 	snprintf(dir, sizeof(dir), "%s/%s", data_root, name);
 	shard_config cfg;
 	shard_config_default(&cfg);
 	cfg.id = id;
+	cfg.clock = clock;
+	cfg.clock_ctx = clock_ctx;
 	cfg.engine.seats_max = 1u << 20;
 	cfg.data_dir = strdup(dir);
 	shard *s;
@@ -286,7 +290,7 @@ static shard *shard_up_of(const char *name, client *c, uint32_t id, uint32_t cou
 /* The one shard of the lag, outage and engine parts: every event. */
 static shard *shard_up(const char *name, client *c)
 {
-	return shard_up_of(name, c, 0, 1);
+	return shard_up_of(name, c, 0, 1, NULL, NULL);
 }
 
 static void shard_down(client *c)
@@ -480,6 +484,29 @@ typedef struct figures {
 } figures;
 
 
+/* The rows part's shard clock: time moves with the commands written, as
+ * if they arrived at ROWS_RATE commands/s over all shards (a shard of
+ * `shards` sees its share: ROWS_RATE / shards), not with the wall clock.
+ * A writer that runs faster (two shards write in parallel) would otherwise
+ * put more commands into each hold's lifetime, so more seats would be held
+ * at once, more holds would collide and fail, and the runs would not carry
+ * the same seat changes. */
+#define ROWS_RATE 50000u
+typedef struct vclock {
+	int64_t base_ms;
+	uint32_t shards;
+	atomic_uint_least64_t cmds;
+	atomic_int_least64_t jump_ms; /* moved on at the end: every hold expires */
+} vclock;
+
+static int64_t vclock_ms(void *ctx)
+{
+	vclock *v = ctx;
+	uint64_t n = atomic_load_explicit(&v->cmds, memory_order_relaxed);
+	return v->base_ms + (int64_t)(n * 1000u * v->shards / ROWS_RATE) +
+	       atomic_load_explicit(&v->jump_ms, memory_order_relaxed);
+}
+
 /* Writes the rows part's journal, with no committer running: n commands
  * in all, n / shards (give or take one) to each shard, from a mix of its
  * own over the events shard_for_event() puts there. Each shard's stream
@@ -488,7 +515,7 @@ typedef struct figures {
  * every shard does not: it confirms, releases and cancels the claims it
  * learnt last, so the shard whose answers it happened to read last got
  * more of those, 55/45 splits and 10-20% fewer rows than one shard.) */
-static void rows_write(client *cs, uint32_t shards, uint64_t n)
+static void rows_write(client *cs, vclock *vc, uint32_t shards, uint64_t n)
 {
 	static bo_cmd group[GROUP];
 	uint64_t want[SHARDS_MAX], left = n;
@@ -509,6 +536,7 @@ static void rows_write(client *cs, uint32_t shards, uint64_t n)
 				bpg_next(&cs[k].mix, &group[j]);
 			if (m > 0)
 				submit(&cs[k], group, m);
+			atomic_fetch_add_explicit(&vc[k].cmds, m, memory_order_relaxed);
 			want[k] -= m;
 			left -= m;
 		}
@@ -565,10 +593,15 @@ static void rows_once(uint32_t shards, uint64_t n, rows_run *r)
 	char db[32];
 	snprintf(db, sizeof(db), "rows_%u", shards);
 	bench_pg_create_db(&pg, db);
+	static vclock vc[SHARDS_MAX];
 	for (uint32_t k = 0; k < shards; k++) {
 		char name[32];
 		snprintf(name, sizeof(name), "rows-%u-%u", shards, k);
-		shard_up_of(name, &cs[k], k, shards);
+		vc[k].base_ms = wall_us() / 1000;
+		vc[k].shards = shards;
+		atomic_store(&vc[k].cmds, 0);
+		atomic_store(&vc[k].jump_ms, 0);
+		shard_up_of(name, &cs[k], k, shards, vclock_ms, &vc[k]);
 	}
 	/* The events (and their seats) go in first, outside the timing. */
 	for (uint32_t k = 0; k < shards; k++) {
@@ -581,13 +614,15 @@ static void rows_once(uint32_t shards, uint64_t n, rows_run *r)
 		seq0[k] = st[k].applied_seq;
 	}
 
-	rows_write(cs, shards, n);
+	rows_write(cs, vc, shards, n);
 	/* Every hold nobody took expires (and is journaled) before the end is
 	 * taken, so the journals hold the whole consequence of the n commands
-	 * however fast they were written: the same rows for any shard count
-	 * (save the few commands whose outcome depends on timing), and no
-	 * expiry record arrives during the catch-up. */
-	sleep_ms(BPG_TTL_MS_MAX + BO_EXPIRY_LAG_MS_MAX + 500);
+	 * and no expiry record arrives during the catch-up: the shards' clocks
+	 * jump past the holds' lifetime and their idle ticks (every tick_ms)
+	 * expire them. */
+	for (uint32_t k = 0; k < shards; k++)
+		atomic_store(&vc[k].jump_ms, (int64_t)BPG_TTL_MS_MAX + 1000);
+	sleep_ms(20 * BO_TICK_MS + BO_EXPIRY_LAG_MS_MAX);
 	for (uint32_t k = 0; k < shards; k++) {
 		end[k] = shard_durable_seq(cs[k].s);
 		fprintf(stderr,

@@ -359,6 +359,11 @@ typedef struct bpg_mix {
 	/* Holds go to the events whose bit is set (event i: bit i), for a
 	 * shard that owns only some of them; 0: every event. */
 	uint32_t events;
+	/* The claims it remembers at most, per list (<= BPG_LIVE; 0:
+	 * BPG_LIVE): a shard with a share of the events gets that share, so
+	 * its lists reach as far back in each event's history as one mix of
+	 * every event does. */
+	uint32_t live_max;
 	uint64_t hold_id[BPG_LIVE], hold_ev[BPG_LIVE];
 	uint64_t book_id[BPG_LIVE], book_ev[BPG_LIVE];
 	uint32_t nh, nb;
@@ -418,12 +423,13 @@ static inline void bpg_next(bpg_mix *m, bo_cmd *cmd)
  * expires). */
 static inline void bpg_result(bpg_mix *m, const bo_result *r)
 {
+	uint32_t cap = m->live_max ? m->live_max : BPG_LIVE;
 	if (r->status != BO_OK)
 		return;
-	if (r->op == BO_OP_HOLD_SEATS && m->nh < BPG_LIVE) {
+	if (r->op == BO_OP_HOLD_SEATS && m->nh < cap) {
 		m->hold_id[m->nh] = r->claim_id;
 		m->hold_ev[m->nh++] = r->event_id;
-	} else if (r->op == BO_OP_CONFIRM && m->nb < BPG_LIVE) {
+	} else if (r->op == BO_OP_CONFIRM && m->nb < cap) {
 		m->book_id[m->nb] = r->claim_id;
 		m->book_ev[m->nb++] = r->event_id;
 	}

@@ -11,10 +11,11 @@
  *
  *   rows_per_sec            seat_changes rows applied per second, saturated,
  *                           with --shards durable shards (default 2, the
- *                           server's one per core here): one stream of
- *                           commands, each routed to the shard of its event
- *                           (shard_for_event, as the server does), journals
- *                           written with no committer; then one committer
+ *                           server's one per core here): each shard gets
+ *                           an even share of the commands, about the events
+ *                           shard_for_event() puts on it (as the server
+ *                           does), on a clock that moves with the commands;
+ *                           journals written with no committer; one committer
  *                           per shard (each its own PostgreSQL backend, one
  *                           database) starts at once and the time until the
  *                           last has caught up is measured (rows = the sum
@@ -61,7 +62,7 @@ enum {
 	GROUP = 256,
 	INFLIGHT = 16384,
 	SHARDS_MAX = BPG_EVENTS, /* a shard without events would measure nothing */
-	SHARDS_DEFAULT = 2 /* boxoffice-server's default here: one shard per core */
+	SHARDS_DEFAULT = 2       /* boxoffice-server's default here: one shard per core */
 };
 #define TARGET_ROWS 200000.0
 #define TARGET_LAG_P95_MS 250.0
@@ -459,7 +460,7 @@ static void top_statements(const char *db)
 typedef struct rows_run {
 	uint32_t shards;
 	uint64_t rows, records;
-	double seconds;			 /* committer_start of all .. the last caught up */
+	double seconds;                   /* committer_start of all .. the last caught up */
 	double shard_seconds[SHARDS_MAX]; /* .. each shard's committer caught up */
 	uint64_t shard_rows[SHARDS_MAX];
 	double cpu_postgres, cpu_process; /* CPU seconds during the catch-up */
@@ -526,10 +527,13 @@ static void rows_write(client *cs, vclock *vc, uint32_t shards, uint64_t n)
 			if (shard_for_event(bpg_event_id(i), shards) == k)
 				cs[k].mix.events |= 1u << i;
 		if (shards > 1 && cs[k].mix.events == 0)
-			bench_die(prog, "a shard without events (more shards than events)", -EINVAL);
+			bench_die(prog, "a shard without events (more shards than events)",
+			          -EINVAL);
 		cs[k].mix.rng = 0x9e3779b97f4a7c15ull + k;
 		cs[k].mix.live_max =
-		        BPG_LIVE * (uint32_t)__builtin_popcount(cs[k].mix.events ? cs[k].mix.events : 0xfu) / BPG_EVENTS;
+		        BPG_LIVE *
+		        (uint32_t)__builtin_popcount(cs[k].mix.events ? cs[k].mix.events : 0xfu) /
+		        BPG_EVENTS;
 	}
 	while (left > 0) {
 		for (uint32_t k = 0; k < shards; k++) {
@@ -567,8 +571,8 @@ static void rows_wait(committer **cm, const uint64_t *end, uint32_t shards, int6
 				continue;
 			committer_status_get(cm[k], &st[k]);
 			if (st[k].state == COMMITTER_STOPPED) {
-				fprintf(stderr, "%s: the committer of shard %u stopped: %s\n", prog, k,
-				        st[k].reason);
+				fprintf(stderr, "%s: the committer of shard %u stopped: %s\n", prog,
+				        k, st[k].reason);
 				exit(1);
 			}
 			if (st[k].applied_seq >= end[k]) {
@@ -630,10 +634,12 @@ static void rows_once(uint32_t shards, uint64_t n, rows_run *r)
 	for (uint32_t k = 0; k < shards; k++) {
 		end[k] = shard_durable_seq(cs[k].s);
 		fprintf(stderr,
-		        "rows, %u shard(s): shard %u journal holds records %" PRIu64 "..%" PRIu64 "\n",
+		        "rows, %u shard(s): shard %u journal holds records %" PRIu64 "..%" PRIu64
+		        "\n",
 		        shards, k, seq0[k] + 1, end[k]);
 	}
-	fprintf(stderr, "rows, %u shard(s): %" PRIu64 " commands written; %u committer(s) catching up\n",
+	fprintf(stderr,
+	        "rows, %u shard(s): %" PRIu64 " commands written; %u committer(s) catching up\n",
 	        shards, n, shards);
 
 	double cpu0 = process_cpu_seconds(), pg0 = bench_pg_cpu_seconds(&pg);
@@ -650,7 +656,8 @@ static void rows_once(uint32_t shards, uint64_t n, rows_run *r)
 		top_statements(db);
 	for (uint32_t k = 0; k < shards; k++)
 		if (shard_durable_seq(cs[k].s) != end[k])
-			fprintf(stderr, "rows: shard %u journaled records during the catch-up (%" PRIu64
+			fprintf(stderr,
+			        "rows: shard %u journaled records during the catch-up (%" PRIu64
 			        " after the end): the figure includes their rows\n",
 			        k, shard_durable_seq(cs[k].s) - end[k]);
 	r->shards = shards;

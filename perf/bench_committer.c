@@ -2,18 +2,26 @@
  * bench_committer — the PostgreSQL batch committer (committer/committer.h)
  * against a private PostgreSQL 15 cluster on this machine.
  *
- *   scripts/bench committer [--quick] [--pg-bin DIR] [--only PART]
+ *   scripts/bench committer [--quick] [--pg-bin DIR] [--only PART] [--shards N]
  *
  * Path: in-process. Commands go to a durable shard (shard_submit, journal
  * on the real disk with fdatasync) with the committer following its
  * journal on its own thread, as boxoffice-server does; the server's
  * network front is not in the way (bench_e2e measures it).
  *
- *   rows_per_sec            seat_changes rows applied per second, saturated:
- *                           a journal of N commands is written with no
- *                           committer, then a committer starts and the time
- *                           until its checkpoint reaches the journal's end
- *                           is measured (rows = what it wrote to seat_changes)
+ *   rows_per_sec            seat_changes rows applied per second, saturated,
+ *                           with --shards durable shards (default 2, the
+ *                           server's one per core here): each shard gets
+ *                           an even share of the commands, about the events
+ *                           shard_for_event() puts on it (as the server
+ *                           does), on a clock that moves with the commands;
+ *                           journals written with no committer; one committer
+ *                           per shard (each its own PostgreSQL backend, one
+ *                           database) starts at once and the time until the
+ *                           last has caught up is measured (rows = the sum
+ *                           of what they wrote to seat_changes).
+ *                           rows_per_sec_one_shard: the same load on one
+ *                           shard, same run. The other parts use one shard.
  *   lag_ms_p50/p95/p99      offered 100,000 commands/s, open loop; lag of a
  *                           record = wall time of the commit that carried it
  *                           minus the record's timestamp, per record
@@ -52,7 +60,9 @@ static const char *prog = "bench_committer";
 
 enum {
 	GROUP = 256,
-	INFLIGHT = 16384
+	INFLIGHT = 16384,
+	SHARDS_MAX = BPG_EVENTS, /* a shard without events would measure nothing */
+	SHARDS_DEFAULT = 2       /* boxoffice-server's default here: one shard per core */
 };
 #define TARGET_ROWS 200000.0
 #define TARGET_LAG_P95_MS 250.0
@@ -66,6 +76,7 @@ typedef struct options {
 	const char *only; /* rows, engine, lag: one part */
 	int profile;      /* --profile: pg_stat_statements' top statements of the rows part */
 	uint32_t rate;    /* --rate: offered commands/s of the lag and outage parts */
+	uint32_t shards;  /* --shards: durable shards (and committers) of the rows part */
 } options;
 
 static options opt;
@@ -228,12 +239,20 @@ static void open_loop_stop(client *c)
 
 /* ---- Shards and committers -------------------------------------------------- */
 
-static shard *shard_up(const char *name, client *c)
+/* Opens and starts durable shard `id` of `count` under data_root/name and
+ * creates on it the mix's events that shard_for_event() puts there (all of
+ * them with count 1), as boxoffice-server routes them. clock NULL: the
+ * real one. */
+static shard *shard_up_of(const char *name, client *c, uint32_t id, uint32_t count,
+                          shard_clock_fn clock, void *clock_ctx)
 {
 	char dir[128];
 	snprintf(dir, sizeof(dir), "%s/%s", data_root, name);
 	shard_config cfg;
 	shard_config_default(&cfg);
+	cfg.id = id;
+	cfg.clock = clock;
+	cfg.clock_ctx = clock_ctx;
 	cfg.engine.seats_max = 1u << 20;
 	cfg.data_dir = strdup(dir);
 	shard *s;
@@ -249,8 +268,10 @@ static shard *shard_up(const char *name, client *c)
 	c->s = s;
 	c->mix.rng = 0x9e3779b97f4a7c15ull;
 	/* The events every command is about (maps borrowed until answered). */
-	bo_seatmap *maps[BPG_EVENTS];
+	bo_seatmap *maps[BPG_EVENTS] = {0};
 	for (uint32_t i = 0; i < BPG_EVENTS; i++) {
+		if (shard_for_event(bpg_event_id(i), count) != id)
+			continue;
 		if (!(maps[i] = bench_map(BPG_ROWS, BPG_PER_ROW, 4)))
 			bench_die(prog, "bench_map", -ENOMEM);
 		bo_cmd cmd = {.op = BO_OP_CREATE_EVENT,
@@ -262,8 +283,15 @@ static shard *shard_up(const char *name, client *c)
 	}
 	wait_all(c);
 	for (uint32_t i = 0; i < BPG_EVENTS; i++)
-		bo_seatmap_free(maps[i]);
+		if (maps[i])
+			bo_seatmap_free(maps[i]);
 	return s;
+}
+
+/* The one shard of the lag, outage and engine parts: every event. */
+static shard *shard_up(const char *name, client *c)
+{
+	return shard_up_of(name, c, 0, 1, NULL, NULL);
 }
 
 static void shard_down(client *c)
@@ -428,7 +456,19 @@ static void top_statements(const char *db)
 
 /* ---- rows_per_sec ------------------------------------------------------------- */
 
+/* One rows run: what `shards` durable shards and their committers did. */
+typedef struct rows_run {
+	uint32_t shards;
+	uint64_t rows, records;
+	double seconds;                   /* committer_start of all .. the last caught up */
+	double shard_seconds[SHARDS_MAX]; /* .. each shard's committer caught up */
+	uint64_t shard_rows[SHARDS_MAX];
+	double cpu_postgres, cpu_process; /* CPU seconds during the catch-up */
+} rows_run;
+
 typedef struct figures {
+	rows_run rows_one, rows_n; /* the rows part with one shard, with opt.shards */
+	double rows_per_sec_one;
 	double rows_per_sec, records_per_sec, changes_per_record, rows_seconds;
 	double rows_cpu_committer, rows_cpu_postgres; /* CPU seconds during the catch-up */
 	uint64_t rows;
@@ -444,59 +484,225 @@ typedef struct figures {
 	int eng_rounds;
 } figures;
 
-static void measure_rows(figures *f)
-{
-	static client c;
-	const uint64_t n = opt.quick ? 60000 : 1500000;
-	bench_pg_create_db(&pg, "rows");
-	shard_up("rows", &c);
-	/* The events (and their seats) go in first, outside the timing. */
-	committer *cm = committer_up(c.s, "rows", NULL);
-	committer_status st;
-	if (!wait_applied(cm, shard_durable_seq(c.s), 120, &st))
-		bench_die(prog, "applying the events", -ETIMEDOUT);
-	committer_stop(cm);
-	uint64_t seq0 = st.applied_seq;
 
+/* The rows part's shard clock: time moves with the commands written, as
+ * if they arrived at ROWS_RATE commands/s over all shards (a shard of
+ * `shards` sees its share: ROWS_RATE / shards), not with the wall clock.
+ * A writer that runs faster (two shards write in parallel) would otherwise
+ * put more commands into each hold's lifetime, so more seats would be held
+ * at once, more holds would collide and fail, and the runs would not carry
+ * the same seat changes. */
+#define ROWS_RATE 50000u
+typedef struct vclock {
+	int64_t base_ms;
+	uint32_t shards;
+	atomic_uint_least64_t cmds;
+	atomic_int_least64_t jump_ms; /* moved on at the end: every hold expires */
+} vclock;
+
+static int64_t vclock_ms(void *ctx)
+{
+	vclock *v = ctx;
+	uint64_t n = atomic_load_explicit(&v->cmds, memory_order_relaxed);
+	return v->base_ms + (int64_t)(n * 1000u * v->shards / ROWS_RATE) +
+	       atomic_load_explicit(&v->jump_ms, memory_order_relaxed);
+}
+
+/* Writes the rows part's journal, with no committer running: n commands
+ * in all, n / shards (give or take one) to each shard, from a mix of its
+ * own over the events shard_for_event() puts there. Each shard's stream
+ * is what one shard's client makes, on fewer events: every event gets the
+ * same share of the commands whatever the shard count. (One mix feeding
+ * every shard does not: it confirms, releases and cancels the claims it
+ * learnt last, so the shard whose answers it happened to read last got
+ * more of those, 55/45 splits and 10-20% fewer rows than one shard.) */
+static void rows_write(client *cs, vclock *vc, uint32_t shards, uint64_t n)
+{
 	static bo_cmd group[GROUP];
-	for (uint64_t i = 0; i < n; i += GROUP) {
-		for (uint32_t k = 0; k < GROUP; k++)
-			bpg_next(&c.mix, &group[k]);
-		submit(&c, group, GROUP);
-		if (c.submitted - c.acked > INFLIGHT)
-			drain(&c);
+	uint64_t want[SHARDS_MAX], left = n;
+	for (uint32_t k = 0; k < shards; k++) {
+		want[k] = n / shards + (k < n % shards);
+		cs[k].mix.events = 0;
+		for (uint32_t i = 0; i < BPG_EVENTS && shards > 1; i++)
+			if (shard_for_event(bpg_event_id(i), shards) == k)
+				cs[k].mix.events |= 1u << i;
+		if (shards > 1 && cs[k].mix.events == 0)
+			bench_die(prog, "a shard without events (more shards than events)",
+			          -EINVAL);
+		cs[k].mix.rng = 0x9e3779b97f4a7c15ull + k;
+		cs[k].mix.live_max =
+		        BPG_LIVE *
+		        (uint32_t)__builtin_popcount(cs[k].mix.events ? cs[k].mix.events : 0xfu) /
+		        BPG_EVENTS;
 	}
-	wait_all(&c);
-	uint64_t end_seq = shard_durable_seq(c.s);
+	while (left > 0) {
+		for (uint32_t k = 0; k < shards; k++) {
+			uint32_t m = want[k] < GROUP ? (uint32_t)want[k] : GROUP;
+			for (uint32_t j = 0; j < m; j++)
+				bpg_next(&cs[k].mix, &group[j]);
+			if (m > 0)
+				submit(&cs[k], group, m);
+			atomic_fetch_add_explicit(&vc[k].cmds, m, memory_order_relaxed);
+			want[k] -= m;
+			left -= m;
+		}
+		/* Every shard's answers after every round: each mix learns its
+		 * claims as soon as they exist, however many shards share the
+		 * producer. */
+		for (uint32_t k = 0; k < shards; k++)
+			drain(&cs[k]);
+	}
+	for (uint32_t k = 0; k < shards; k++)
+		wait_all(&cs[k]);
+}
+
+/* Waits until every committer's checkpoint reaches its end[k], noting when
+ * each got there (seconds after t0); exits when one stops on a fault or
+ * after timeout_s. */
+static void rows_wait(committer **cm, const uint64_t *end, uint32_t shards, int64_t t0,
+                      double timeout_s, committer_status *st, double *done_s)
+{
+	uint32_t left = shards;
+	for (uint32_t k = 0; k < shards; k++)
+		done_s[k] = -1;
+	while (left > 0) {
+		for (uint32_t k = 0; k < shards; k++) {
+			if (done_s[k] >= 0)
+				continue;
+			committer_status_get(cm[k], &st[k]);
+			if (st[k].state == COMMITTER_STOPPED) {
+				fprintf(stderr, "%s: the committer of shard %u stopped: %s\n", prog,
+				        k, st[k].reason);
+				exit(1);
+			}
+			if (st[k].applied_seq >= end[k]) {
+				done_s[k] = (double)(bo_clock_ns() - t0) / 1e9;
+				left--;
+			}
+		}
+		if (left > 0 && (double)(bo_clock_ns() - t0) / 1e9 > timeout_s)
+			bench_die(prog, "the committers' catch-up", -ETIMEDOUT);
+		if (left > 0)
+			sleep_ms(2);
+	}
+}
+
+/* The rows part with `shards` durable shards (ids 0..shards-1, one
+ * database, one committer and so one PostgreSQL backend each): the
+ * journals are written with no committer, then every committer starts at
+ * once and the time until the last one has caught up is measured. */
+static void rows_once(uint32_t shards, uint64_t n, rows_run *r)
+{
+	static client cs[SHARDS_MAX];
+	committer *cm[SHARDS_MAX];
+	committer_status st[SHARDS_MAX];
+	uint64_t seq0[SHARDS_MAX] = {0}, end[SHARDS_MAX] = {0};
+	double done_s[SHARDS_MAX];
+	char db[32];
+	snprintf(db, sizeof(db), "rows_%u", shards);
+	bench_pg_create_db(&pg, db);
+	static vclock vc[SHARDS_MAX];
+	for (uint32_t k = 0; k < shards; k++) {
+		char name[32];
+		snprintf(name, sizeof(name), "rows-%u-%u", shards, k);
+		vc[k].base_ms = wall_us() / 1000;
+		vc[k].shards = shards;
+		atomic_store(&vc[k].cmds, 0);
+		atomic_store(&vc[k].jump_ms, 0);
+		shard_up_of(name, &cs[k], k, shards, vclock_ms, &vc[k]);
+	}
+	/* The events (and their seats) go in first, outside the timing. */
+	for (uint32_t k = 0; k < shards; k++) {
+		cm[k] = committer_up(cs[k].s, db, NULL);
+		end[k] = shard_durable_seq(cs[k].s);
+	}
+	rows_wait(cm, end, shards, bo_clock_ns(), 120, st, done_s);
+	for (uint32_t k = 0; k < shards; k++) {
+		committer_stop(cm[k]);
+		seq0[k] = st[k].applied_seq;
+	}
+
+	rows_write(cs, vc, shards, n);
+	/* Every hold nobody took expires (and is journaled) before the end is
+	 * taken, so the journals hold the whole consequence of the n commands
+	 * and no expiry record arrives during the catch-up: the shards' clocks
+	 * jump past the holds' lifetime and their idle ticks (every tick_ms)
+	 * expire them. */
+	for (uint32_t k = 0; k < shards; k++)
+		atomic_store(&vc[k].jump_ms, (int64_t)BPG_TTL_MS_MAX + 1000);
+	sleep_ms(20 * BO_TICK_MS + BO_EXPIRY_LAG_MS_MAX);
+	for (uint32_t k = 0; k < shards; k++) {
+		end[k] = shard_durable_seq(cs[k].s);
+		fprintf(stderr,
+		        "rows, %u shard(s): shard %u journal holds records %" PRIu64 "..%" PRIu64
+		        "\n",
+		        shards, k, seq0[k] + 1, end[k]);
+	}
 	fprintf(stderr,
-	        "rows: journal of %" PRIu64 " commands written (records %" PRIu64 "..%" PRIu64
-	        "); committer catching up\n",
-	        n, seq0 + 1, end_seq);
+	        "rows, %u shard(s): %" PRIu64 " commands written; %u committer(s) catching up\n",
+	        shards, n, shards);
 
 	double cpu0 = process_cpu_seconds(), pg0 = bench_pg_cpu_seconds(&pg);
 	int64_t t0 = bo_clock_ns();
-	cm = committer_up(c.s, "rows", NULL);
-	if (!wait_applied(cm, end_seq, 600, &st))
-		bench_die(prog, "the committer's catch-up (600 s)", -ETIMEDOUT);
-	double secs = (double)(bo_clock_ns() - t0) / 1e9;
-	/* Before the committer's backend exits (it would stop counting). */
-	f->rows_cpu_postgres = bench_pg_cpu_seconds(&pg) - pg0;
-	f->rows_cpu_committer = process_cpu_seconds() - cpu0;
+	for (uint32_t k = 0; k < shards; k++)
+		cm[k] = committer_up(cs[k].s, db, NULL);
+	rows_wait(cm, end, shards, t0, 600, st, done_s);
+	r->seconds = (double)(bo_clock_ns() - t0) / 1e9;
+	/* Before the committers' backends exit (they would stop counting);
+	 * every backend stays connected until its committer stops. */
+	r->cpu_postgres = bench_pg_cpu_seconds(&pg) - pg0;
+	r->cpu_process = process_cpu_seconds() - cpu0;
 	if (opt.profile)
-		top_statements("rows");
-	committer_stop(cm);
-	f->rows = st.changes; /* this committer's: it counts from 0 */
-	f->rows_seconds = secs;
-	f->rows_per_sec = (double)f->rows / secs;
-	f->records_per_sec = (double)(st.applied_seq - seq0) / secs;
-	f->changes_per_record = (double)f->rows / (double)(st.applied_seq - seq0);
+		top_statements(db);
+	for (uint32_t k = 0; k < shards; k++)
+		if (shard_durable_seq(cs[k].s) != end[k])
+			fprintf(stderr,
+			        "rows: shard %u journaled records during the catch-up (%" PRIu64
+			        " after the end): the figure includes their rows\n",
+			        k, shard_durable_seq(cs[k].s) - end[k]);
+	r->shards = shards;
+	r->rows = r->records = 0;
+	for (uint32_t k = 0; k < shards; k++) {
+		committer_stop(cm[k]);
+		r->shard_rows[k] = st[k].changes; /* this committer's: it counts from 0 */
+		r->shard_seconds[k] = done_s[k];
+		r->rows += st[k].changes;
+		r->records += st[k].applied_seq - seq0[k];
+		fprintf(stderr,
+		        "rows, %u shard(s): shard %u: %" PRIu64 " seat changes (%" PRIu64
+		        " records), caught up after %.2f s\n",
+		        shards, k, st[k].changes, st[k].applied_seq - seq0[k], done_s[k]);
+	}
 	fprintf(stderr,
-	        "rows: %" PRIu64 " seat changes (%" PRIu64
+	        "rows, %u shard(s): %" PRIu64 " seat changes (%" PRIu64
 	        " records) in %.2f s = %.0f rows/s, %.0f records/s;"
-	        " CPU: this process %.1f s (the committer; the shard is idle), PostgreSQL %.1f s\n",
-	        f->rows, st.applied_seq - seq0, secs, f->rows_per_sec, f->records_per_sec,
-	        f->rows_cpu_committer, f->rows_cpu_postgres);
-	shard_down(&c);
+	        " CPU: this process %.1f s (the committers; the shards are idle), PostgreSQL %.1f s\n",
+	        shards, r->rows, r->records, r->seconds, (double)r->rows / r->seconds,
+	        (double)r->records / r->seconds, r->cpu_process, r->cpu_postgres);
+	for (uint32_t k = 0; k < shards; k++)
+		shard_down(&cs[k]);
+}
+
+static void measure_rows(figures *f)
+{
+	const uint64_t n = opt.quick ? 60000 : 1500000;
+	/* One shard first, then opt.shards: the same load, the same run. */
+	rows_once(1, n, &f->rows_one);
+	if (opt.shards > 1)
+		rows_once(opt.shards, n, &f->rows_n);
+	else
+		f->rows_n = f->rows_one;
+	const rows_run *r = &f->rows_n;
+	f->rows = r->rows;
+	f->rows_seconds = r->seconds;
+	f->rows_per_sec = (double)r->rows / r->seconds;
+	f->records_per_sec = (double)r->records / r->seconds;
+	f->changes_per_record = (double)r->rows / (double)r->records;
+	f->rows_cpu_committer = r->cpu_process;
+	f->rows_cpu_postgres = r->cpu_postgres;
+	f->rows_per_sec_one = (double)f->rows_one.rows / f->rows_one.seconds;
+	fprintf(stderr, "rows: %u shards %.0f rows/s, one shard %.0f rows/s: x%.2f\n", opt.shards,
+	        f->rows_per_sec, f->rows_per_sec_one, f->rows_per_sec / f->rows_per_sec_one);
 }
 
 /* ---- engine with and without the committer --------------------------------------- */
@@ -713,6 +919,7 @@ static void parse_options(int argc, char **argv)
 {
 	opt.pg_bin = bench_pg_bin_default();
 	opt.rate = RATE_DEFAULT;
+	opt.shards = SHARDS_DEFAULT;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
 			opt.quick = 1;
@@ -725,6 +932,14 @@ static void parse_options(int argc, char **argv)
 				exit(2);
 			}
 			opt.rate = (uint32_t)v;
+		} else if (!strcmp(argv[i], "--shards") && i + 1 < argc) {
+			char *end;
+			unsigned long v = strtoul(argv[++i], &end, 10);
+			if (*end || v < 1 || v > SHARDS_MAX) {
+				fprintf(stderr, "%s: --shards takes 1..%d\n", prog, SHARDS_MAX);
+				exit(2);
+			}
+			opt.shards = (uint32_t)v;
 		} else if (!strcmp(argv[i], "--profile")) {
 			opt.profile = 1;
 		} else if (!strcmp(argv[i], "--pg-bin") && i + 1 < argc) {
@@ -739,7 +954,7 @@ static void parse_options(int argc, char **argv)
 			}
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: bench_committer [--quick] [--pg-bin DIR] [--only rows|engine|lag|outage] [--rate N]\n"
-			       "                       [--profile]\n"
+			       "                       [--shards N] [--profile]\n"
 			       "The PostgreSQL committer against a private PostgreSQL cluster (started and\n"
 			       "stopped here): seat changes/s applied, lag at 100,000 commands/s, catch-up after\n"
 			       "a 30 s outage, engine throughput with and without it. Last stdout line: JSON.\n"
@@ -748,9 +963,12 @@ static void parse_options(int argc, char **argv)
 			       "  --only PART   one part (outage: the lag part, then the outage)\n"
 			       "  --rate N      offered commands/s of the lag and outage parts (default 100000;\n"
 			       "                the targets are for 100000)\n"
+			       "  --shards N    durable shards, each with its committer and PostgreSQL backend, of\n"
+			       "                the rows part (default %d, boxoffice-server's default here); it\n"
+			       "                also measures one shard, same run. Other parts: one shard\n"
 			       "  --profile     PostgreSQL with pg_stat_statements; print its top statements of the\n"
 			       "                rows part (a diagnosis: not for the recorded figures)\n",
-			       BENCH_PG_BIN_DEFAULT);
+			       BENCH_PG_BIN_DEFAULT, SHARDS_DEFAULT);
 			exit(0);
 		} else {
 			bench_bad_option(prog, argv[i]);
@@ -779,6 +997,24 @@ static void print_runs(const char *key, const double *v, int n)
 	for (int i = 0; i < n; i++)
 		printf("%s%.0f", i ? "," : "", v[i]);
 	printf("]");
+}
+
+/* The rows part's shards: rows_per_sec is the opt.shards figure; the
+ * one-shard run of the same load, from the same run, beside it. */
+static void print_rows(const figures *f)
+{
+	const rows_run *one = &f->rows_one, *n = &f->rows_n;
+	printf(",\"rows_shards\":%u,\"rows_per_sec_one_shard\":%.0f,\"rows_one_shard\":%" PRIu64
+	       ",\"rows_seconds_one_shard\":%.1f,\"rows_cpu_seconds_postgres_one_shard\":%.1f,"
+	       "\"rows_shards_speedup\":%.2f,\"rows_seconds_per_shard\":[",
+	       n->shards, f->rows_per_sec_one, one->rows, one->seconds, one->cpu_postgres,
+	       f->rows_per_sec_one > 0 ? f->rows_per_sec / f->rows_per_sec_one : 0.0);
+	for (uint32_t k = 0; k < n->shards; k++)
+		printf("%s%.1f", k ? "," : "", n->shard_seconds[k]);
+	printf("],\"rows_per_shard\":[");
+	for (uint32_t k = 0; k < n->shards; k++)
+		printf("%s%" PRIu64, k ? "," : "", n->shard_rows[k]);
+	printf("],\"lag_outage_engine_shards\":1");
 }
 
 static void print_json(const figures *f)
@@ -810,6 +1046,7 @@ static void print_json(const figures *f)
 	       yes(at_target && f->caught_up && f->catch_up_s <= TARGET_CATCH_UP_S), f->eng_without,
 	       f->eng_with, f->eng_with_pg_cpu_pct, cost, TARGET_COST_PCT,
 	       yes(f->eng_without > 0 && cost <= TARGET_COST_PCT));
+	print_rows(f);
 	print_runs("engine_runs_without_committer", f->eng_without_runs, f->eng_rounds);
 	print_runs("engine_runs_with_committer", f->eng_with_runs, f->eng_rounds);
 	printf("}\n");

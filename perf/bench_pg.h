@@ -350,11 +350,20 @@ enum {
 	BPG_SEATS = BPG_ROWS * BPG_PER_ROW
 };
 enum {
-	BPG_LIVE = 1 << 16
+	BPG_LIVE = 1 << 16,
+	BPG_TTL_MS_MAX = 5000 /* holds live 2,000..BPG_TTL_MS_MAX ms */
 };
 
 typedef struct bpg_mix {
 	uint64_t rng, req;
+	/* Holds go to the events whose bit is set (event i: bit i), for a
+	 * shard that owns only some of them; 0: every event. */
+	uint32_t events;
+	/* The claims it remembers at most, per list (<= BPG_LIVE; 0:
+	 * BPG_LIVE): a shard with a share of the events gets that share, so
+	 * its lists reach as far back in each event's history as one mix of
+	 * every event does. */
+	uint32_t live_max;
 	uint64_t hold_id[BPG_LIVE], hold_ev[BPG_LIVE];
 	uint64_t book_id[BPG_LIVE], book_ev[BPG_LIVE];
 	uint32_t nh, nb;
@@ -363,6 +372,18 @@ typedef struct bpg_mix {
 static inline uint64_t bpg_event_id(uint32_t i)
 {
 	return 100 + i;
+}
+
+/* The index of the event a new hold goes to: uniform over m->events. */
+static inline uint32_t bpg_pick_event(bpg_mix *m)
+{
+	if (m->events == 0)
+		return (uint32_t)(bench_rnd(&m->rng) % BPG_EVENTS);
+	uint32_t k = (uint32_t)(bench_rnd(&m->rng) % (uint64_t)__builtin_popcount(m->events));
+	for (uint32_t i = 0; i < BPG_EVENTS; i++)
+		if ((m->events >> i & 1u) && k-- == 0)
+			return i;
+	return 0; /* not reached: k < the bits set */
 }
 
 /* The next command of the mix into *cmd. */
@@ -388,12 +409,12 @@ static inline void bpg_next(bpg_mix *m, bo_cmd *cmd)
 		}
 	} else {
 		cmd->op = BO_OP_HOLD_SEATS;
-		cmd->event_id = bpg_event_id((uint32_t)(bench_rnd(&m->rng) % BPG_EVENTS));
+		cmd->event_id = bpg_event_id(bpg_pick_event(m));
 		cmd->seat_count = (uint8_t)(1 + bench_rnd(&m->rng) % 4);
 		uint32_t base = (uint32_t)(bench_rnd(&m->rng) % (BPG_SEATS - 4));
 		for (uint32_t k = 0; k < cmd->seat_count; k++)
 			cmd->seats[k] = base + k;
-		cmd->ttl_ms = 2000 + (uint32_t)(bench_rnd(&m->rng) % 3000);
+		cmd->ttl_ms = 2000 + (uint32_t)(bench_rnd(&m->rng) % (BPG_TTL_MS_MAX - 2000));
 	}
 }
 
@@ -402,12 +423,13 @@ static inline void bpg_next(bpg_mix *m, bo_cmd *cmd)
  * expires). */
 static inline void bpg_result(bpg_mix *m, const bo_result *r)
 {
+	uint32_t cap = m->live_max ? m->live_max : BPG_LIVE;
 	if (r->status != BO_OK)
 		return;
-	if (r->op == BO_OP_HOLD_SEATS && m->nh < BPG_LIVE) {
+	if (r->op == BO_OP_HOLD_SEATS && m->nh < cap) {
 		m->hold_id[m->nh] = r->claim_id;
 		m->hold_ev[m->nh++] = r->event_id;
-	} else if (r->op == BO_OP_CONFIRM && m->nb < BPG_LIVE) {
+	} else if (r->op == BO_OP_CONFIRM && m->nb < cap) {
 		m->book_id[m->nb] = r->claim_id;
 		m->book_ev[m->nb++] = r->event_id;
 	}

@@ -272,18 +272,20 @@ int pgs_load_holds(pgstore *p, uint32_t shard, chg_state *st, pgs_err *e)
 		c.client_id = (uint64_t)strtoll(PQgetvalue(r, i, 2), NULL, 10);
 		c.request_id = (uint64_t)strtoll(PQgetvalue(r, i, 3), NULL, 10);
 		c.quantity = (uint32_t)strtoul(PQgetvalue(r, i, 6), NULL, 10);
-		if (!PQgetisnull(r, i, 4)) {
-			int n = parse_seats(PQgetvalue(r, i, 4), c.seats);
-			if (n <= 0) {
-				PQclear(r);
-				return err_set(e, 0, "hold %llu of event %llu has bad seats in the database",
-					       (unsigned long long)c.claim_id, (unsigned long long)c.event_id);
-			}
-			c.seat_count = (uint8_t)n;
-			c.pool = -1;
-		} else {
-			c.pool = (int32_t)strtol(PQgetvalue(r, i, 5), NULL, 10);
+		/* Rows are outside input: a seat hold has 1..16 seats and their
+		 * count as quantity, a pool hold a pool and 1..100 tickets. */
+		int n = PQgetisnull(r, i, 4) ? 0 : parse_seats(PQgetvalue(r, i, 4), c.seats);
+		long pool = PQgetisnull(r, i, 5) ? -1 : strtol(PQgetvalue(r, i, 5), NULL, 10);
+		int seat_hold = n > 0 && pool < 0 && c.quantity == (uint32_t)n;
+		int pool_hold = PQgetisnull(r, i, 4) && pool >= 0 && pool < (long)BO_POOLS_PER_EVENT_MAX &&
+				c.quantity >= 1 && c.quantity <= BO_POOL_QTY_PER_HOLD_MAX;
+		if (!seat_hold && !pool_hold) {
+			PQclear(r);
+			return err_set(e, 0, "hold %llu of event %llu has bad seats, pool or quantity in the database",
+				       (unsigned long long)c.claim_id, (unsigned long long)c.event_id);
 		}
+		c.seat_count = (uint8_t)(seat_hold ? n : 0);
+		c.pool = seat_hold ? -1 : (int32_t)pool;
 		int64_t expires = strtoll(PQgetvalue(r, i, 7), NULL, 10);
 		uint64_t cseq = (uint64_t)strtoll(PQgetvalue(r, i, 8), NULL, 10);
 		int64_t cms = strtoll(PQgetvalue(r, i, 9), NULL, 10);

@@ -233,30 +233,13 @@ TestSuite(to_postgres, .init = setup, .fini = teardown, .timeout = 600);
 
 static shard *open_shard(uint64_t snapshot_every)
 {
-	shard_config cfg;
-	tstream_shard_config(&cfg, data_root, tstream_clock, snapshot_every, 64u << 10);
-	char err[JOURNAL_ERR_LEN];
-	shard *s = NULL;
-	int rc = shard_open(&cfg, &s, NULL, err, sizeof err);
-	if (rc == -ENOSYS || rc == -EPERM)
-		cr_skip_test("SKIP: io_uring refused by the kernel: %s", err);
-	cr_assert_eq(rc, 0, "shard_open: %s", err);
-	cr_assert_eq(shard_start(s), 0);
-	the_shard = s;
-	return s;
+	the_shard = tstream_open_shard(data_root, snapshot_every);
+	return the_shard;
 }
 
 static committer *start_committer(shard *s, const char *dsn)
 {
-	committer_config cc;
-	committer_config_default(&cc);
-	cc.dsn = dsn;
-	cc.retry_min_ms = 20;
-	cc.retry_max_ms = 200;
-	committer *c = NULL;
-	char err[256];
-	cr_assert_eq(committer_start(s, &cc, &c, err, sizeof err), 0, "%s", err);
-	return c;
+	return tstream_start_committer(s, dsn, 0);
 }
 
 /* Waits until c applied everything durable, then stops it. */

@@ -95,3 +95,32 @@ void tstream_run(shard *s, tstream_gen *g, uint32_t n, uint32_t every, void (*be
 	bo_cmd q = tcmd_query_avail(TSTREAM_EVENT_FIRST);
 	tstream_submit_wait(s, g, &q, 1);
 }
+
+shard *tstream_open_shard(const char *dir, uint64_t snapshot_every)
+{
+	shard_config cfg;
+	tstream_shard_config(&cfg, dir, tstream_clock, snapshot_every, 64u << 10);
+	char err[JOURNAL_ERR_LEN];
+	shard *s = NULL;
+	int rc = shard_open(&cfg, &s, NULL, err, sizeof(err));
+	if (rc == -ENOSYS || rc == -EPERM)
+		cr_skip_test("SKIP: io_uring refused by the kernel: %s", err);
+	cr_assert_eq(rc, 0, "shard_open: %s", err);
+	cr_assert_eq(shard_start(s), 0);
+	return s;
+}
+
+committer *tstream_start_committer(shard *s, const char *dsn, uint32_t batch_records)
+{
+	committer_config cc;
+	committer_config_default(&cc);
+	cc.dsn = dsn;
+	if (batch_records)
+		cc.batch_records = batch_records;
+	cc.retry_min_ms = 20;
+	cc.retry_max_ms = 200;
+	committer *c = NULL;
+	char err[256];
+	cr_assert_eq(committer_start(s, &cc, &c, err, sizeof(err)), 0, "%s", err);
+	return c;
+}

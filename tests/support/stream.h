@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "committer/committer.h"
 #include "shard/shard.h"
 #include "tests/support/stream_gen.h"
 
@@ -33,5 +34,14 @@ void tstream_create_events(shard *s, tstream_gen *g);
  * every `every` commands (0: never). Ends by moving the clock 10 minutes
  * and submitting a query, so that every hold expires in a journaled tick. */
 void tstream_run(shard *s, tstream_gen *g, uint32_t n, uint32_t every, void (*between)(uint32_t));
+
+/* Opens and starts the durable shard of tstream_shard_config in dir (a
+ * test skips loudly where the kernel refuses io_uring; other failures
+ * fail it). */
+shard *tstream_open_shard(const char *dir, uint64_t snapshot_every);
+
+/* Starts a committer of s into dsn with a quick retry (20..200 ms) and
+ * batch_records (0: the default); fails the test if it cannot start. */
+committer *tstream_start_committer(shard *s, const char *dsn, uint32_t batch_records);
 
 #endif /* BO_TEST_STREAM_H */

@@ -125,6 +125,43 @@
  * latency of the first command in a batch and the journal buffer. */
 #define BO_BATCH_MAX 4096u
 
+/* ---- Read side: read model and projections (issue 9) --------------------- */
+
+/* The read model (view/view.h) keeps per shard a state byte and a category
+ * byte per seat of seats_max, a 4-byte row entry per seat (rows <= seats),
+ * BO_VIEW_EVENT_BYTES per event of events_max and 32 bytes per claim of
+ * claims_max (the active pool holds table, half empty): with the defaults
+ * (16 Mi seats, 4 Ki events, 1 Mi claims) 134 MiB of address space per
+ * shard, touched only as events fill it. view_memory_bytes() computes it. */
+#define BO_VIEW_EVENT_BYTES 512u
+
+/* Subscribers connected to a server's PUB sockets at once; one more is
+ * disconnected as it connects. Each costs the server one connection and
+ * at most BO_PUB_SENDBUF_MSGS queued messages, which are shared between
+ * subscribers (nng keeps one copy of a message, counted by reference). */
+#define BO_SUBSCRIBERS_MAX 16384u
+
+/* Messages nng queues per subscriber that does not read: when the queue is
+ * full, newer messages are dropped for that subscriber alone (it sees a
+ * gap in the event's sequence and resynchronises). So a subscriber that
+ * never reads holds at most this many messages of the server's memory. */
+#define BO_PUB_SENDBUF_MSGS 16u
+
+/* Projection messages waiting between the shards' output threads and the
+ * publisher thread; when full, new ones are dropped (counted; subscribers
+ * see gaps): a slow publisher never slows the replies. */
+#define BO_PUB_QUEUE_MSGS 4096u
+
+/* Events one subscriber of the client library watches (its topics): the
+ * library keeps an image of each, up to BO_SEATS_PER_EVENT_MAX seats. */
+#define BO_SUB_TOPICS_MAX 256u
+
+/* event_state requests (a subscriber's snapshot) a server answers per
+ * second; more are answered `throttled`. An image of the largest event is
+ * ~2 MiB (a state and a category byte per seat): this bounds the copy work
+ * a resynchronisation storm can cost at ~400 MiB/s on one thread. */
+#define BO_EVENT_STATE_PER_SEC_MAX 200u
+
 /* ---- Relationships ------------------------------------------------------- */
 
 #define BO_IS_POW2(x) ((x) != 0 && ((x) & ((x)-1)) == 0)

@@ -3,6 +3,7 @@
  */
 #include "base/names.h"
 
+#include "base/change.h"
 #include "base/types.h"
 
 const char *bo_status_str(int status)
@@ -103,5 +104,12 @@ const char *bo_seat_state_str(int state)
 {
 	static const char *const names[BO_SEAT_STATE_COUNT] = {"free", "held", "booked", "blocked"};
 	return state >= 0 && state < BO_SEAT_STATE_COUNT ? names[state] : "unknown";
+}
+
+const char *bo_cause_str(int cause)
+{
+	static const char *const names[BO_CAUSE_COUNT] = {"none",   "create", "hold",  "release", "expiry",
+							  "confirm", "cancel", "block", "unblock"};
+	return cause > BO_CAUSE_NONE && cause < BO_CAUSE_COUNT ? names[cause] : "unknown";
 }
 

@@ -15,5 +15,8 @@ const char *bo_detail_str(int detail); /* human-readable reason; "unknown" when 
 const char *bo_detail_name(int detail);
 const char *bo_op_str(int op);		/* "hold_seats", ...; "unknown" when out of range */
 const char *bo_seat_state_str(int state); /* "free", ...; "unknown" when out of range */
+/* A bo_cause (base/change.h): "create", "hold", "release", "expiry",
+ * "confirm", "cancel", "block", "unblock"; "unknown" when out of range. */
+const char *bo_cause_str(int cause);
 
 #endif /* BO_BASE_NAMES_H */

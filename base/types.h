@@ -179,6 +179,11 @@ typedef struct bo_result {
 	uint8_t replayed;			/* 1 when answered from the idempotency window */
 	uint8_t _pad[6];
 	bo_avail avail; /* QUERY_AVAIL only */
+	/* QUERY_AVAIL/QUERY_SEATS answered by the read model (view/view.h):
+	 * the event's read-model sequence, i.e. the journal sequence of the
+	 * last durable change the answer includes (base/change.h). 0 from the
+	 * engine itself and for every other op. */
+	uint64_t view_seq;
 } bo_result;
 
 /* An expiry, reported by engine_advance() for every hold that expired. */

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/change.h"
 #include "base/limits.h"
 #include "base/names.h"
 #include "base/seatmap.h"
@@ -196,6 +197,24 @@ typedef struct engine_stats {
 	uint64_t expired_total;
 } engine_stats;
 void engine_stats_get(const engine *e, engine_stats *out /* OUT */);
+
+/* ---- Export (the read model starts from it: view/view.h) ----------------
+ * Only while no thread changes the engine (a recovered shard before
+ * shard_start, or a stopped one). */
+
+/* Events resident: indexes 0..count-1, in creation order. */
+uint32_t engine_event_count(const engine *e);
+
+/* Copies event `index`'s map and state into *im (arrays allocated here,
+ * bo_event_image_free; seq is left 0). 0, -ENOENT (index >= count) or
+ * -ENOMEM. */
+int engine_event_image(const engine *e, uint32_t index, bo_event_image *im /* OUT */);
+
+/* Calls fn once per active pool hold (a hold of pool tickets not yet
+ * expired, released or confirmed), in no particular order. */
+typedef void (*engine_pool_hold_fn)(void *ctx, uint64_t event_id, uint64_t claim_id, uint8_t pool,
+				    uint32_t quantity);
+void engine_foreach_pool_hold(const engine *e, engine_pool_hold_fn fn, void *ctx);
 
 /* A 64-bit digest of the whole logical state (events, seats, claims, expiry
  * order, idempotency window, clock). Two engines that applied the same

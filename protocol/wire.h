@@ -202,6 +202,8 @@ int wire_decode_replies(const uint8_t *buf, size_t len, bo_result *out /* OUT */
 typedef enum wire_admin {
 	WIRE_ADMIN_NONE = 0,          /* not an admin request: decode commands */
 	WIRE_ADMIN_SERVER_STATUS = 1, /* {"op": "server_status"} */
+	WIRE_ADMIN_EVENT_STATE = 2,   /* {"op": "event_state", "event": uint}: a
+	                               * subscriber's snapshot (protocol/projection.h) */
 } wire_admin;
 
 /* Shards a server_status reply describes at most. The gateway's
@@ -264,7 +266,9 @@ const char *wire_committer_state_name(int state);
  *                   out->error says which; answer with
  *                   wire_encode_error(BO_INVALID, out->error).
  * Allocates nothing. */
-int wire_decode_admin(const uint8_t *buf, size_t len, wire_msg *out /* OUT */);
+/* For WIRE_ADMIN_EVENT_STATE, *event_id is its "event" (required, a
+ * uint64 other than 0); 0 for the others. */
+int wire_decode_admin(const uint8_t *buf, size_t len, uint64_t *event_id /* OUT */, wire_msg *out /* OUT */);
 
 /* Server side: appends the "ok" reply of server_status:
  * {"status": "ok", "version": ..., "shards": [...]} (schemas/protocol.md

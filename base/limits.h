@@ -151,6 +151,7 @@
  * publisher thread; when full, new ones are dropped (counted; subscribers
  * see gaps): a slow publisher never slows the replies. */
 #define BO_PUB_QUEUE_MSGS 4096u
+#define BO_PUB_QUEUE_BYTES (64u << 20)
 
 /* Events one subscriber of the client library watches (its topics): the
  * library keeps an image of each, up to BO_SEATS_PER_EVENT_MAX seats. */

@@ -38,13 +38,17 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/seatmap.h"
+#include "protocol/projection.h"
 #include "protocol/wire.h"
+#include "view/view.h"
 
 enum { SLOT_RECV = 0, SLOT_SEND = 1 };
 
 /* Output records an output thread takes from its ring at once: a full
- * message's worth, so one request's results are filed in one pass. */
+ * message's worth, so one request's results are filed in one pass; and
+ * one read-model batch. */
 #define GW_OUT_POLL_MAX WIRE_BATCH_MAX
+_Static_assert(GW_OUT_POLL_MAX <= VIEW_BATCH_MAX, "a poll is one read-model batch");
 
 typedef struct gw_slot {
 	gw_server *gw;
@@ -77,6 +81,7 @@ typedef struct gw_slot {
 typedef struct out_arg {
 	gw_server *gw;
 	uint32_t shard;
+	msgpack_sbuffer scratch; /* projection encoding, this thread's own */
 } out_arg;
 
 struct gw_server {
@@ -114,6 +119,15 @@ struct gw_server {
 	pthread_cond_t status_stop_cv; /* CLOCK_MONOTONIC */
 	int status_stop;	       /* under status_stop_lock */
 	wire_server_status status_log_buf; /* the status thread's own */
+	/* The read side: each shard's read model (written by its output
+	 * thread, read by the nng threads) and the projection publisher. */
+	view *views[GW_SHARDS_MAX];
+	gw_pub *pub;
+	atomic_uint_least64_t reads, event_states, event_states_throttled;
+	/* event_state rate: requests answered in the current second. */
+	pthread_mutex_t es_lock;
+	int64_t es_window_ms;
+	uint32_t es_count;
 };
 
 void gw_config_default(gw_config *cfg)
@@ -203,12 +217,26 @@ static void slot_submit(gw_slot *sl)
 	gw_server *gw = sl->gw;
 	atomic_store_explicit(&sl->pending, 1, memory_order_relaxed);
 	int draining = atomic_load_explicit(&gw->draining, memory_order_relaxed);
-	for (uint32_t i = 0; i < sl->count; i++)
+	uint32_t reads = 0;
+	for (uint32_t i = 0; i < sl->count; i++) {
 		memset(&sl->res[i], 0, sizeof(bo_result));
-	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
+		/* Reads are answered here, from the read model: they never
+		 * enter a ring, never wait for a journal sync, and see what is
+		 * durable (and applied) as they arrive. */
+		const bo_cmd *c = &sl->cmds[i];
+		if (sl->errs[i].status == BO_OK && (c->op == BO_OP_QUERY_AVAIL || c->op == BO_OP_QUERY_SEATS)) {
+			view_query(gw->views[shard_for_event(c->event_id, gw->cfg.shards)], c, &sl->res[i]);
+			reads++;
+		}
+	}
+	if (reads)
+		atomic_fetch_add_explicit(&gw->reads, reads, memory_order_relaxed);
+	for (uint32_t k = 0; k < gw->cfg.shards && reads < sl->count; k++) {
 		uint32_t n = 0;
 		for (uint32_t i = 0; i < sl->count; i++) {
-			if (sl->errs[i].status != BO_OK || shard_for_event(sl->cmds[i].event_id, gw->cfg.shards) != k)
+			uint8_t op = sl->cmds[i].op;
+			if (sl->errs[i].status != BO_OK || op == BO_OP_QUERY_AVAIL || op == BO_OP_QUERY_SEATS ||
+			    shard_for_event(sl->cmds[i].event_id, gw->cfg.shards) != k)
 				continue;
 			sl->scratch[n] = sl->cmds[i];
 			sl->tags[n] = ((uint64_t)sl->index << 32) | i;
@@ -237,17 +265,23 @@ static void slot_submit(gw_slot *sl)
 }
 
 static void send_server_status(gw_slot *sl);
+static void send_event_state(gw_slot *sl, uint64_t event_id);
 
 static void slot_received(gw_slot *sl, nng_msg *msg)
 {
 	gw_server *gw = sl->gw;
 	wire_msg wm;
-	int admin = wire_decode_admin(nng_msg_body(msg), nng_msg_len(msg), &wm);
+	uint64_t event_id = 0;
+	int admin = wire_decode_admin(nng_msg_body(msg), nng_msg_len(msg), &event_id, &wm);
 	if (admin != WIRE_ADMIN_NONE) {
 		nng_msg_free(msg);
 		if (admin < 0) {
 			atomic_fetch_add_explicit(&gw->invalid_msgs, 1, memory_order_relaxed);
 			send_error(sl, BO_INVALID, wm.error);
+			return;
+		}
+		if (admin == WIRE_ADMIN_EVENT_STATE) {
+			send_event_state(sl, event_id);
 			return;
 		}
 		assert(admin == WIRE_ADMIN_SERVER_STATUS);
@@ -303,11 +337,35 @@ static void slot_cb(void *arg)
 
 /* ---- Output threads ------------------------------------------------------ */
 
+/* view_batch_end's emit: publish the event's changes (with --publish). */
+static void out_emit(void *ctx, uint64_t event_id, uint64_t prev_seq, uint64_t seq, int64_t at_ms,
+		     const bo_change *changes, uint32_t n)
+{
+	out_arg *oa = ctx;
+	if (oa->gw->pub)
+		gw_pub_emit(oa->gw->pub, &oa->scratch, event_id, prev_seq, seq, at_ms, changes, n);
+}
+
+/* The command a result answers, for the read model: only a create_event's
+ * map is needed, and the request slot keeps it until the reply is sent. */
+static const bo_cmd *out_cmd(gw_server *gw, const shard_out *o)
+{
+	if (o->u.result.op != BO_OP_CREATE_EVENT)
+		return NULL;
+	uint32_t si = (uint32_t)(o->tag >> 32), ci = (uint32_t)o->tag;
+	assert(si < gw->slot_count && ci < gw->slots[si].count);
+	return &gw->slots[si].cmds[ci];
+}
+
+/* One shard's output thread. Each poll is one read-model batch: applied
+ * (and published) before any of its replies leaves, so a client that has
+ * its write's reply reads the write. */
 static void *out_main(void *arg)
 {
 	out_arg *oa = arg;
 	gw_server *gw = oa->gw;
 	ring *out = shard_output(gw->shards[oa->shard]);
+	view *v = gw->views[oa->shard];
 	for (;;) {
 		uint64_t first;
 		uint32_t n = ring_poll(out, GW_OUT_POLL_MAX, &first);
@@ -317,10 +375,19 @@ static void *out_main(void *arg)
 			ring_wait(out, 10 * 1000000);
 			continue;
 		}
+		view_batch_begin(v);
+		for (uint32_t i = 0; i < n; i++) {
+			const shard_out *o = ring_slot(out, first + i);
+			if (o->kind == SHARD_OUT_RESULT)
+				view_add_result(v, &o->u.result, out_cmd(gw, o), o->seq, o->now_ms);
+			else
+				view_add_expiry(v, &o->u.expiry, o->seq, o->now_ms);
+		}
+		view_batch_end(v, out_emit, oa);
 		for (uint32_t i = 0; i < n; i++) {
 			const shard_out *o = ring_slot(out, first + i);
 			if (o->kind != SHARD_OUT_RESULT)
-				continue; /* expiries: the projections' business (later) */
+				continue;
 			uint32_t si = (uint32_t)(o->tag >> 32), ci = (uint32_t)o->tag;
 			assert(si < gw->slot_count);
 			gw_slot *sl = &gw->slots[si];
@@ -332,6 +399,62 @@ static void *out_main(void *arg)
 		ring_release(out, n);
 	}
 	return NULL;
+}
+
+/* ---- event_state: a subscriber's snapshot -------------------------------- */
+
+/* 1 when one more event_state fits this second's budget. */
+static int event_state_admit(gw_server *gw)
+{
+	int64_t now = bo_clock_ms();
+	pthread_mutex_lock(&gw->es_lock);
+	if (now - gw->es_window_ms >= 1000) {
+		gw->es_window_ms = now;
+		gw->es_count = 0;
+	}
+	int ok = gw->es_count < BO_EVENT_STATE_PER_SEC_MAX;
+	if (ok)
+		gw->es_count++;
+	pthread_mutex_unlock(&gw->es_lock);
+	return ok;
+}
+
+static void send_event_state(gw_slot *sl, uint64_t event_id)
+{
+	gw_server *gw = sl->gw;
+	sl->count = 0;
+	if (atomic_load_explicit(&gw->draining, memory_order_relaxed)) {
+		send_error(sl, BO_BUSY, "server stopping, retry later");
+		return;
+	}
+	if (!event_state_admit(gw)) {
+		atomic_fetch_add_explicit(&gw->event_states_throttled, 1, memory_order_relaxed);
+		char text[WIRE_ERROR_LEN_MAX];
+		snprintf(text, sizeof(text), "over %u event_state requests per second: retry later",
+			 BO_EVENT_STATE_PER_SEC_MAX);
+		send_error(sl, BO_THROTTLED, text);
+		return;
+	}
+	bo_event_image im;
+	int rc = view_image(gw->views[shard_for_event(event_id, gw->cfg.shards)], event_id, &im);
+	if (rc == -ENOENT) {
+		send_error(sl, BO_NOT_FOUND, "no such event");
+		return;
+	}
+	if (rc == 0) {
+		sl->reply.size = 0;
+		rc = wire_encode_event_image(&im, &sl->reply);
+		bo_event_image_free(&im);
+		if (rc == 0) {
+			atomic_fetch_add_explicit(&gw->event_states, 1, memory_order_relaxed);
+			slot_send(sl);
+			return;
+		}
+	}
+	bo_log(BO_LOG_ERROR, "msg=\"event_state reply could not be built\" event=%" PRIu64 " error=%d", event_id, rc);
+	send_error(sl, rc == -ENOMEM ? BO_BUSY : BO_INVALID,
+		   rc == -ENOMEM ? "out of memory for the event's image, retry later"
+				 : "internal error: event_state reply could not be encoded");
 }
 
 /* ---- Status: server_status, the status log, the committers --------------- */
@@ -595,8 +718,10 @@ static void slot_fini(gw_slot *sl)
 static void stop_outputs(gw_server *gw)
 {
 	atomic_store_explicit(&gw->out_stop, 1, memory_order_relaxed);
-	for (uint32_t k = 0; k < gw->out_started; k++)
+	for (uint32_t k = 0; k < gw->out_started; k++) {
 		pthread_join(gw->out_threads[k], NULL);
+		msgpack_sbuffer_destroy(&gw->out_args[k].scratch);
+	}
 	gw->out_started = 0;
 }
 
@@ -626,6 +751,15 @@ static int shards_open(gw_server *gw, char *err, size_t errlen)
 			snprintf(err, errlen, "shard %u: %s", k, serr);
 			return rc;
 		}
+		/* The read model starts from the recovered engine: every event
+		 * at the last journal sequence (nothing later has happened). */
+		rc = view_new(&sc.engine, &gw->views[k]);
+		if (rc == 0)
+			rc = view_load(gw->views[k], shard_engine(gw->shards[k]), rec.last_seq);
+		if (rc < 0) {
+			snprintf(err, errlen, "shard %u: cannot build its read model: %s", k, strerror(-rc));
+			return rc;
+		}
 		bo_log(BO_LOG_INFO,
 		       "msg=\"shard recovered\" shard=%u snapshot_seq=%" PRIu64 " last_seq=%" PRIu64
 		       " replayed=%" PRIu64 " seconds=%.3f%s%s%s",
@@ -646,6 +780,7 @@ static int shards_start(gw_server *gw, char *err, size_t errlen)
 			return rc;
 		}
 		gw->out_args[k] = (out_arg){.gw = gw, .shard = k};
+		msgpack_sbuffer_init(&gw->out_args[k].scratch);
 		rc = -pthread_create(&gw->out_threads[k], NULL, out_main, &gw->out_args[k]);
 		if (rc < 0) {
 			snprintf(err, errlen, "shard %u: cannot start its output thread: %s", k, strerror(-rc));
@@ -732,12 +867,15 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 	pthread_mutex_init(&gw->local_lock, NULL);
 	pthread_mutex_init(&gw->status_lock, NULL);
 	pthread_mutex_init(&gw->status_stop_lock, NULL);
+	pthread_mutex_init(&gw->es_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* bo_clock_ns deadlines */
 	pthread_cond_init(&gw->status_stop_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	int rc = shards_open(gw, err, errlen);
+	if (rc == 0 && cfg->publish_count > 0)
+		rc = gw_pub_start(cfg->publish, cfg->publish_count, &gw->pub, err, errlen);
 	if (rc == 0)
 		rc = shards_start(gw, err, errlen);
 	if (rc == 0)
@@ -789,6 +927,8 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 		usleep(1000);
 	}
 	stop_shards(gw);
+	/* The output threads are joined: nothing more is published. */
+	gw_pub_stop(gw->pub);
 	status_thread_stop(gw);
 	committers_stop(gw);
 	/* From here a context that answers (busy) takes no further request,
@@ -843,8 +983,12 @@ void gw_free(gw_server *gw)
 			slot_fini(&gw->slots[i]);
 		free(gw->slots);
 	}
-	for (uint32_t k = 0; k < gw->cfg.shards; k++)
+	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
 		shard_free(gw->shards[k]);
+		view_free(gw->views[k]);
+	}
+	gw_pub_free(gw->pub);
+	pthread_mutex_destroy(&gw->es_lock);
 	pthread_mutex_destroy(&gw->local_lock);
 	pthread_mutex_destroy(&gw->status_lock);
 	pthread_mutex_destroy(&gw->status_stop_lock);
@@ -869,6 +1013,12 @@ void gw_stats_get(const gw_server *cgw, gw_stats *out)
 	out->commands = atomic_load_explicit(&gw->commands, memory_order_relaxed);
 	out->invalid_msgs = atomic_load_explicit(&gw->invalid_msgs, memory_order_relaxed);
 	out->busy = atomic_load_explicit(&gw->busy, memory_order_relaxed);
+	out->reads = atomic_load_explicit(&gw->reads, memory_order_relaxed);
+	out->event_states = atomic_load_explicit(&gw->event_states, memory_order_relaxed);
+	out->event_states_throttled = atomic_load_explicit(&gw->event_states_throttled, memory_order_relaxed);
+	memset(&out->pub, 0, sizeof(out->pub));
+	if (gw->pub)
+		gw_pub_stats_get(gw->pub, &out->pub);
 }
 
 /* Copies cmds[0..n) into the local slot, each create_event's map as a copy

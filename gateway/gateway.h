@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "committer/committer.h"
+#include "gateway/publish.h"
 #include "protocol/wire.h"
 #include "shard/shard.h"
 
@@ -68,6 +69,10 @@ typedef struct gw_config {
 	 * is opened with retain_seq 0 and gets a committer once started. */
 	committer_config committer;
 	uint32_t status_every_ms;	     /* status log interval; 0: no status log */
+	/* Projections (gateway/publish.h): nng PUB URLs; none: no PUB socket
+	 * (the read model still answers queries). */
+	const char *publish[GW_PUBLISH_MAX];
+	uint32_t publish_count;
 	const char *version;		     /* the server's version, for server_status */
 } gw_config;
 
@@ -78,6 +83,10 @@ typedef struct gw_stats {
 	uint64_t commands;	/* commands answered */
 	uint64_t invalid_msgs;	/* messages answered with a message-level invalid */
 	uint64_t busy;		/* commands answered busy (ring full, shard stopped, draining) */
+	uint64_t reads;		/* queries answered from the read model (never a ring) */
+	uint64_t event_states;	/* event_state requests answered ok */
+	uint64_t event_states_throttled; /* ... answered throttled */
+	gw_pub_stats pub;	/* zero without --publish */
 } gw_stats;
 
 /* Fills cfg with defaults: data dir "var", 1 shard per core (at most 4),

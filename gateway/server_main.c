@@ -40,6 +40,8 @@ typedef struct srv_options {
 	int demo;
 	int listen_flags; /* --listen seen so far: the first replaces the default and the environment */
 	char *listen_env; /* strdup of $BOXOFFICE_LISTEN: cfg.listen points into it */
+	int publish_flags; /* --publish seen so far: the first replaces the environment */
+	char *publish_env; /* strdup of $BOXOFFICE_PUBLISH: cfg.publish points into it */
 	/* The database: a DSN, or --no-pg, or neither (the engine runs alone
 	 * and says so). A flag wins over the environment; both flags (or both
 	 * variables) are a usage error. */
@@ -67,6 +69,10 @@ static void usage(FILE *f)
 		"                        an event's shard is XXH3(event id) mod N: keep N for a data dir\n"
 		"  --listen URL          tcp://HOST:PORT or ipc:///PATH; repeatable, up to %u\n"
 		"                        [BOXOFFICE_LISTEN, comma-separated] (default: tcp://127.0.0.1:7400)\n"
+		"  --publish URL         publish live availability (projections, schemas/protocol.md\n"
+		"                        part II) on an nng PUB socket at URL; repeatable, up to %u\n"
+		"                        [BOXOFFICE_PUBLISH, comma-separated] (default: none). Queries\n"
+		"                        are answered from the read model with or without it\n"
 		"  --contexts N          requests in flight, 1..%u (default: %u)\n"
 		"  --recv-max BYTES      largest request accepted, <= %u (default: %u); a larger one\n"
 		"                        drops the connection (nng cannot answer it)\n"
@@ -94,7 +100,7 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 after a clean shutdown, 1 when start-up fails (the log says why: a shard\n"
 		"that cannot recover names the file, offset and sequence), 2 for usage errors.\n",
-		prog, GW_SHARDS_MAX, GW_LISTEN_MAX, GW_CONTEXTS_MAX, GW_CONTEXTS_DEFAULT, WIRE_MSG_MAX, WIRE_MSG_MAX,
+		prog, GW_SHARDS_MAX, GW_LISTEN_MAX, GW_PUBLISH_MAX, GW_CONTEXTS_MAX, GW_CONTEXTS_DEFAULT, WIRE_MSG_MAX, WIRE_MSG_MAX,
 		BO_SEATS_PER_SHARD_DEFAULT, BO_CLAIMS_PER_SHARD_DEFAULT, BO_IDEM_CAPACITY_DEFAULT,
 		BO_EVENTS_PER_SHARD_MAX, GW_STATUS_EVERY_MS_MAX / 1000, GW_STATUS_EVERY_MS_DEFAULT / 1000);
 }
@@ -118,6 +124,15 @@ static int opt_listen(srv_options *o, const char *url)
 	if (o->cfg.listen_count == GW_LISTEN_MAX)
 		return -1;
 	o->cfg.listen[o->cfg.listen_count++] = url;
+	return 0;
+}
+
+/* Adds one publish address; -1 when there are GW_PUBLISH_MAX already. */
+static int opt_publish(srv_options *o, const char *url)
+{
+	if (o->cfg.publish_count == GW_PUBLISH_MAX)
+		return -1;
+	o->cfg.publish[o->cfg.publish_count++] = url;
 	return 0;
 }
 
@@ -163,6 +178,19 @@ static int options_from_env(srv_options *o)
 			}
 		}
 	}
+	if ((env = getenv("BOXOFFICE_PUBLISH")) && *env) {
+		if (!(o->publish_env = strdup(env))) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			return -1;
+		}
+		for (char *save = NULL, *tok = strtok_r(o->publish_env, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			if (opt_publish(o, tok) < 0) {
+				fprintf(stderr, "%s: BOXOFFICE_PUBLISH: at most %u addresses\n", prog, GW_PUBLISH_MAX);
+				return -1;
+			}
+		}
+	}
 	return 0;
 }
 
@@ -172,6 +200,7 @@ enum {
 	OPT_DATA_DIR = 256,
 	OPT_SHARDS,
 	OPT_LISTEN,
+	OPT_PUBLISH,
 	OPT_CONTEXTS,
 	OPT_RECV_MAX,
 	OPT_SYNC,
@@ -192,6 +221,7 @@ static const struct option long_options[] = {
 	{"data-dir", required_argument, NULL, OPT_DATA_DIR},
 	{"shards", required_argument, NULL, OPT_SHARDS},
 	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"publish", required_argument, NULL, OPT_PUBLISH},
 	{"contexts", required_argument, NULL, OPT_CONTEXTS},
 	{"recv-max", required_argument, NULL, OPT_RECV_MAX},
 	{"sync", required_argument, NULL, OPT_SYNC},
@@ -322,6 +352,14 @@ static int opt_value(srv_options *o, int code, const char *val)
 			o->cfg.listen_count = 0; /* flags replace the default and the environment */
 		if (opt_listen(o, val) < 0) {
 			fprintf(stderr, "%s: at most %u --listen addresses\n", prog, GW_LISTEN_MAX);
+			return -1;
+		}
+		return 0;
+	case OPT_PUBLISH:
+		if (o->publish_flags++ == 0)
+			o->cfg.publish_count = 0; /* flags replace the environment */
+		if (opt_publish(o, val) < 0) {
+			fprintf(stderr, "%s: at most %u --publish addresses\n", prog, GW_PUBLISH_MAX);
 			return -1;
 		}
 		return 0;
@@ -537,5 +575,6 @@ int main(int argc, char **argv)
 		}
 	}
 	free(o.listen_env);
+	free(o.publish_env);
 	return status;
 }

@@ -32,7 +32,8 @@
  *             "category_count": uint, "rows": [[section, seats], ...],
  *             "categories": bin (a byte per seat), "states": bin (a
  *             bo_seat_state per seat), "pools": [[capacity, free], ...]}
- *   or the usual error map: not_found/no_event, throttled (over
+ *   or a message-level error map (wire_encode_error: "status", "detail"
+ *   "none", "error" text): not_found ("no such event"), throttled (over
  *   BO_EVENT_STATE_PER_SEC_MAX requests per second), busy (stopping).
  *
  * Decoders treat their input as hostile (as wire.h's); encoders append to

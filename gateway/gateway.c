@@ -1014,6 +1014,14 @@ void gw_stats_get(const gw_server *cgw, gw_stats *out)
 	out->invalid_msgs = atomic_load_explicit(&gw->invalid_msgs, memory_order_relaxed);
 	out->busy = atomic_load_explicit(&gw->busy, memory_order_relaxed);
 	out->reads = atomic_load_explicit(&gw->reads, memory_order_relaxed);
+	out->ring_commands = 0;
+	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
+		shard_stats ss;
+		if (!gw->shards[k])
+			continue;
+		shard_stats_get(gw->shards[k], &ss);
+		out->ring_commands += ss.submitted;
+	}
 	out->event_states = atomic_load_explicit(&gw->event_states, memory_order_relaxed);
 	out->event_states_throttled = atomic_load_explicit(&gw->event_states_throttled, memory_order_relaxed);
 	memset(&out->pub, 0, sizeof(out->pub));

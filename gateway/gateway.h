@@ -84,6 +84,7 @@ typedef struct gw_stats {
 	uint64_t invalid_msgs;	/* messages answered with a message-level invalid */
 	uint64_t busy;		/* commands answered busy (ring full, shard stopped, draining) */
 	uint64_t reads;		/* queries answered from the read model (never a ring) */
+	uint64_t ring_commands; /* commands submitted into the shards' input rings */
 	uint64_t event_states;	/* event_state requests answered ok */
 	uint64_t event_states_throttled; /* ... answered throttled */
 	gw_pub_stats pub;	/* zero without --publish */

@@ -106,6 +106,7 @@ struct shard {
 	atomic_int stopping;
 	/* Batches applied: a statistics gauge, relaxed. */
 	atomic_uint_least64_t batches;
+	atomic_uint_least64_t submitted; /* commands accepted by shard_submit */
 	/* Durable journal sequence. Stored (release) by the writer only after
 	 * journal_poll/journal_wait reported those records durable, loaded
 	 * (acquire) by followers and the keeper before they read journal files
@@ -1084,6 +1085,7 @@ int shard_submit(shard *s, const bo_cmd *cmds, const uint64_t *tags, uint32_t n)
 		slot->cmd = cmds[i];
 	}
 	ring_publish(s->in, first, n);
+	atomic_fetch_add_explicit(&s->submitted, n, memory_order_relaxed);
 	return 0;
 }
 
@@ -1100,6 +1102,7 @@ void shard_stats_get(const shard *cs, shard_stats *out)
 {
 	shard *s = (shard *)cs;
 	out->batches = atomic_load_explicit(&s->batches, memory_order_relaxed);
+	out->submitted = atomic_load_explicit(&s->submitted, memory_order_relaxed);
 	out->durable_seq = atomic_load_explicit(&s->durable, memory_order_relaxed);
 	out->snapshots = atomic_load_explicit(&s->snapshots, memory_order_relaxed);
 	out->snapshot_stall_ns_max = atomic_load_explicit(&s->snap_stall_ns_max, memory_order_relaxed);

@@ -198,6 +198,7 @@ uint64_t shard_batches(const shard *s);
  * its own; the set is not a consistent cut). */
 typedef struct shard_stats {
 	uint64_t batches;		/* batches applied */
+	uint64_t submitted;		/* commands accepted into the input ring */
 	uint64_t durable_seq;		/* highest durable journal sequence */
 	uint64_t snapshots;		/* snapshots completed */
 	uint64_t snapshot_stall_ns_max; /* longest writer stall to start one (fork) */

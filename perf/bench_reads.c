@@ -3,65 +3,86 @@
  * the read model, over the wire beside writes and in process alone, and
  * how late the projections and the read model run behind the journal.
  *
- *   scripts/bench reads [--quick] [--server PATH] [--sync data|none]
+ *   scripts/bench reads [--quick] [--only in-process|wire] [--server PATH]
+ *                       [--read-threads N] [--sync data|none]
  *
  * The server runs as a child process with its journal on the real disk
  * (fdatasync group commit), 2 shards, publishing projections on an ipc://
  * PUB socket in the bench's own directory (--publish). Its 8 events have
  * 10,000 seats (100 rows, 4 categories) and 2 pools of 2,000 tickets.
  * WRITES are e2e's mix plus pool holds: holds of 1-4 random seats (40%),
- * pool holds of 1-4 tickets (10%), releases of earlier holds (50%); reads
- * never go in the same client (the same message) as writes, since a
- * message's reply waits for its slowest command, and a write's is a
- * journal sync. READS are half query_avail (counts per state, category
- * and pool) and half query_seats of 1-4 random seats. Both through the
- * client library: messages of up to 4096 commands, 8 in flight.
+ * pool holds of 1-4 tickets (10%), releases of earlier holds (50%). READS
+ * are half query_avail (counts per state, category and pool) and half
+ * query_seats of 1-4 random seats. Both go through the client library
+ * (messages of up to 4096 commands, 8 in flight, 200 us linger), reads on
+ * a client of their own: a message's reply waits for its slowest command,
+ * and a write's is a journal sync.
  *
+ * Phases, in order, on one server:
  *   write_commands_per_sec_without_reads  writes alone, saturated (two
- *                     submitting threads, as e2e's commands_per_sec)
- *   write_commands_per_sec_with_reads     the same, right after, with a
- *                     saturated read load beside it (--read-threads
- *                     submitting threads on their own client): the ratio
- *                     is with/without, so 0.90 means reads took 10%
+ *                     submitting threads, as e2e's commands_per_sec); run
+ *                     before AND after the next phase, the mean of both
+ *                     (write_runs_without_reads lists them)
+ *   write_commands_per_sec_with_reads     the same with a saturated read
+ *                     load beside it (--read-threads submitting threads);
+ *                     write_with_without_ratio = with / without, so 0.90
+ *                     means reads took 10% (reads_per_sec_beside_saturated_
+ *                     writes: what those reads got)
  *   reads_per_sec     saturated reads while writes are offered at 100,000/s
- *                     open loop (writes_offered/achieved_per_sec say what
- *                     the writes got)
+ *                     open loop (reads_writes_achieved_per_sec: what the
+ *                     writes got)
  *   read_latency_ms_p50/p99/p999  reads offered at 500,000/s and writes at
- *                     50,000/s, both open loop: read i is due at
- *                     t0 + i * 2 us, and its latency runs from when it was
- *                     due, so a stall of the generator or of the server is
- *                     not hidden (coordinated omission). mix_*_achieved
- *                     says what rate the generators reached; when it is
- *                     under the offered one the latencies include the
- *                     backlog
- *   projection_lag_ms_p50/p95/p99  during that mix, a subscriber (nng SUB
- *                     on the --publish socket, every event) takes each
- *                     projection's receipt time (CLOCK_REALTIME) minus its
- *                     batch's stamp "at_ms". The stamp is taken when the
- *                     shard begins the batch, BEFORE its fdatasync, and is
- *                     truncated to the millisecond: so this is an UPPER
- *                     BOUND of durable -> subscriber, which includes the
- *                     group commit itself and up to 1 ms of truncation
- *   projection_publish_lag_ms_p50/p95/p99  receipt minus "pub_us", the
- *                     server's publish time (after the batch is durable
- *                     and applied to the read model): the publisher's
- *                     queue and nng's delivery only, a LOWER bound of
- *                     durable -> subscriber
- *   read_model_lag_ms_p50/p95/p99  per projection, pub_us minus at_ms. The
- *                     server stamps pub_us after view_batch_end has made
- *                     the batch visible to readers, so this is an UPPER
- *                     BOUND of durable -> visible in the read model (it
- *                     includes the group commit and the ms truncation).
- *                     A direct probe is no better: a reply leaves only
- *                     after the read model has the write, so a poller
- *                     only ever sees "already visible"
- *   reads_in_process_per_sec  the read model alone (view/view.h, no server):
- *                     2 reader threads calling view_query(QUERY_AVAIL) on
- *                     the same 8 events while one writer thread feeds
- *                     ~100,000 changes/s through view_batch_begin/add/end
- *                     (results of its own engine); the two readers' total
- *   reads_in_process_seats_per_sec  the same with query_seats of 1-4 seats
+ *                     50,000/s (the platform's 90/10 mix), both open loop:
+ *                     read i is due at t0 + i * 2 us and its latency runs
+ *                     from when it was due, so a stall of the generator or
+ *                     of the server is not hidden (coordinated omission).
+ *                     mix_*_achieved_per_sec: the rates the generators
+ *                     reached; below the offered rate the latencies are
+ *                     mostly the backlog's age
+ *   fit_*             the same 10:1 mix at 100,000 reads/s + 10,000
+ *                     writes/s, a load this 2-core machine carries
  *
+ * The subscriber (nng SUB on the --publish socket, every event, a thread
+ * of its own) records during each mix; the unsuffixed lag keys are from
+ * the fit mix, the *_at_500k ones from the 500k mix. Per message:
+ *   projection_lag_ms_p50/p95/p99  receipt time (CLOCK_REALTIME) minus the
+ *                     message's "at_ms", its batch's stamp. The shard takes
+ *                     the stamp when it begins the batch, BEFORE the
+ *                     batch's fdatasync, truncated to the millisecond, so
+ *                     for the changes of that batch this is an UPPER BOUND
+ *                     of durable -> subscriber: it includes the group
+ *                     commit and up to 1 ms of truncation. (When one output
+ *                     poll carries several batches, at_ms is the last
+ *                     one's; the earlier batches' changes are older.)
+ *   projection_publish_lag_ms_p50/p95/p99  receipt minus "pub_us", the
+ *                     server's publish time, stamped after the batch is
+ *                     durable and applied to the read model: the publisher
+ *                     queue and nng's delivery only, a LOWER BOUND of
+ *                     durable -> subscriber
+ *   read_model_lag_ms_p50/p95/p99  pub_us minus at_ms. pub_us is taken
+ *                     after view_batch_end has made the batch visible to
+ *                     readers, so this is an UPPER BOUND of durable ->
+ *                     visible in the read model (group commit and ms
+ *                     truncation included). A poller over the wire could
+ *                     not do better: it sees when a change became visible
+ *                     but not when it became durable, and a writer's own
+ *                     reply leaves only after the read model has the write
+ *   projection_gaps   messages the subscriber missed (a prev that is not
+ *                     the last seq it saw of the event): nng's per-
+ *                     subscriber queue or the publisher's queue dropped them
+ *
+ * In process, before the server starts:
+ *   reads_in_process_per_sec  the read model alone (view/view.h, no
+ *                     server): 2 reader threads calling
+ *                     view_query(QUERY_AVAIL) on the 8 events while one
+ *                     writer thread feeds 100,000 commands/s (results of
+ *                     its own engine) through view_batch_begin/add/end;
+ *                     the two readers' total
+ *   reads_in_process_seats_per_sec  the same with query_seats of 1-4 seats
+ *   in_process_commands/changes_per_sec  what the writer achieved
+ *
+ * cores_server_bench: per phase, the cores (CPU seconds per second, from
+ * /proc) the server and this process used: where the 2 cores went.
  * "targets" says, for each of issue 9's targets, whether it was met.
  * Progress on stderr; the last stdout line is one JSON object.
  */

@@ -345,12 +345,13 @@ void boc_query_seats(bo_cmd *cmd, uint64_t event, const uint32_t *seats, uint32_
 
 #define BOC_SUB_PUB_URL_DEFAULT "tcp://127.0.0.1:7401" /* scripts/run's tcp publisher */
 #define BOC_SUB_REQ_URL_DEFAULT "tcp://127.0.0.1:7400" /* the server's REQ/REP socket */
-#define BOC_SUB_TIMEOUT_MS_DEFAULT 5000u  /* one event_state round trip at most */
-#define BOC_SUB_RETRY_MS_MIN_DEFAULT 50u  /* first wait after a failed fetch */
-#define BOC_SUB_RETRY_MS_MAX_DEFAULT 2000u /* waits double up to this */
-#define BOC_SUB_RECV_BUF_DEFAULT 4096u    /* messages nng queues for us (a burst of
-                                           * 4096 batches rides out an image fetch) */
-#define BOC_SUB_RECV_BUF_MAX 8192u        /* nng's own bound of NNG_OPT_RECVBUF */
+#define BOC_SUB_TIMEOUT_MS_DEFAULT 5000u               /* one event_state round trip at most */
+#define BOC_SUB_RETRY_MS_MIN_DEFAULT 50u               /* first wait after a failed fetch */
+#define BOC_SUB_RETRY_MS_MAX_DEFAULT 2000u             /* waits double up to this */
+/* Messages nng queues for the subscriber: a burst of 4096 batches rides out
+ * an image fetch. */
+#define BOC_SUB_RECV_BUF_DEFAULT 4096u
+#define BOC_SUB_RECV_BUF_MAX 8192u /* nng's own bound of NNG_OPT_RECVBUF */
 
 /* Why an image replaced the one the subscriber had (on_resync). */
 enum boc_resync_reason {
@@ -404,7 +405,7 @@ typedef struct boc_sub_options {
 	uint32_t retry_ms_min, retry_ms_max; /* backoff of failed fetches, 1 <= min <= max
 	                                      * <= BOC_TIMEOUT_MS_MAX; each wait is drawn
 	                                      * in [d/2, d] so subscribers spread out */
-	uint32_t recv_buf;   /* messages nng queues for us, 1..BOC_SUB_RECV_BUF_MAX */
+	uint32_t recv_buf;               /* messages nng queues for us, 1..BOC_SUB_RECV_BUF_MAX */
 	boc_sub_change_cb on_change;     /* may be NULL */
 	boc_sub_resync_cb on_resync;     /* may be NULL */
 	boc_sub_no_image_cb on_no_image; /* may be NULL */
@@ -447,8 +448,9 @@ int boc_sub_unwatch(boc_sub *s, uint64_t event_id);
 /* Waits up to timeout_ms (0: not at all) for messages, then handles every
  * message already received (at most BOC_SUB_RECV_BUF_MAX per call) and
  * every image fetch that is due, making the callbacks. Returns as soon as
- * it made a callback, or after timeout_ms: the number of callbacks made
- * (>= 0), or BOC_ERR_TRANSPORT when the SUB socket failed. A fetch made
+ * something happened, or after timeout_ms: the number of changes applied
+ * plus image fetches made (each reported to its callback, when set), >= 0;
+ * or BOC_ERR_TRANSPORT when the SUB socket failed. A fetch made
  * here takes up to opt.timeout_ms, which may exceed timeout_ms. */
 int boc_sub_poll(boc_sub *s, uint32_t timeout_ms);
 
@@ -459,20 +461,20 @@ const bo_event_image *boc_sub_image(const boc_sub *s, uint64_t event_id);
 
 /* Counters since boc_sub_open. */
 typedef struct boc_sub_stats {
-	uint64_t messages;   /* messages received, any event, any outcome */
-	uint64_t applied;    /* messages applied to an image */
-	uint64_t changes;    /* on_change calls */
-	uint64_t stale;      /* messages already in the image (seq <= its seq) */
-	uint64_t gaps;       /* messages that revealed lost ones (-> resync) */
-	uint64_t resyncs;    /* images installed, joins included */
-	uint64_t malformed;  /* undecodable messages, and ones not fitting the image */
-	uint64_t unwatched;  /* messages of events not (or no longer) watched */
-	uint64_t waiting;    /* messages of events waiting for an image, dropped */
-	uint64_t fetches;    /* event_state requests sent */
+	uint64_t messages;       /* messages received, any event, any outcome */
+	uint64_t applied;        /* messages applied to an image */
+	uint64_t changes;        /* changes applied (an on_change call each, if set) */
+	uint64_t stale;          /* messages already in the image (seq <= its seq) */
+	uint64_t gaps;           /* messages that revealed lost ones (-> resync) */
+	uint64_t resyncs;        /* images installed, joins included */
+	uint64_t malformed;      /* undecodable messages, and ones not fitting the image */
+	uint64_t unwatched;      /* messages of events not (or no longer) watched */
+	uint64_t waiting;        /* messages of events waiting for an image, dropped */
+	uint64_t fetches;        /* event_state requests sent */
 	uint64_t fetch_failures; /* of which no image came (incl. throttled, not found) */
-	uint64_t throttled;  /* of which the server answered throttled or busy */
-	uint64_t connects;   /* times the SUB socket connected */
-	uint64_t injected;   /* messages dropped by boc_sub_inject_gap */
+	uint64_t throttled;      /* of which the server answered throttled or busy */
+	uint64_t connects;       /* times the SUB socket connected */
+	uint64_t injected;       /* messages dropped by boc_sub_inject_gap */
 } boc_sub_stats;
 
 /* A copy of the counters (connects is updated by nng's threads: read

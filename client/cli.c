@@ -657,17 +657,17 @@ typedef struct global {
 
 /* What a command's parser produces. */
 typedef struct built {
-	const char *name;   /* the command as typed */
-	uint64_t cl, rq;    /* --client / --request (0: the library picks) */
-	bo_cmd cmd;         /* the command to send */
-	bo_seatmap *map;    /* create-event's map (freed by main), else NULL */
-	uint32_t ttl_ms;    /* the TTL asked for (hold, extend), else 0 */
-	bool server_status; /* server-status: no command, boc_server_status */
-	bool watch;         /* watch: a subscriber, not a command */
-	uint64_t event;     /* watch: the event */
+	const char *name;                 /* the command as typed */
+	uint64_t cl, rq;                  /* --client / --request (0: the library picks) */
+	bo_cmd cmd;                       /* the command to send */
+	bo_seatmap *map;                  /* create-event's map (freed by main), else NULL */
+	uint32_t ttl_ms;                  /* the TTL asked for (hold, extend), else 0 */
+	bool server_status;               /* server-status: no command, boc_server_status */
+	bool watch;                       /* watch: a subscriber, not a command */
+	uint64_t event;                   /* watch: the event */
 	const char *pub_url, *server_url; /* watch: NULL for the defaults */
-	uint64_t count;     /* watch: changes to wait for, 0: no limit */
-	uint64_t run_ms;    /* watch: how long to run, 0: no limit */
+	uint64_t count;                   /* watch: changes to wait for, 0: no limit */
+	uint64_t run_ms;                  /* watch: how long to run, 0: no limit */
 } built;
 
 static uint64_t event_arg(const args *a)
@@ -1194,14 +1194,15 @@ static void print_image_human(const bo_event_image *im, int reason)
 		break;
 	default:
 		printf("resynchronised event %" PRIu64 " at seq %" PRIu64 " (%s: %s)", im->event_id,
-		       im->seq, boc_resync_reason_name(reason) ? boc_resync_reason_name(reason) : "?",
+		       im->seq,
+		       boc_resync_reason_name(reason) ? boc_resync_reason_name(reason) : "?",
 		       reason == BOC_RESYNC_GAP         ? "messages were lost"
 		       : reason == BOC_RESYNC_RECONNECT ? "reconnected to the publisher"
 		                                        : "a message did not fit");
 		break;
 	}
-	printf(": %" PRIu32 " seats: %" PRIu32 " free, %" PRIu32 " held, %" PRIu32 " booked, %" PRIu32
-	       " blocked\n",
+	printf(": %" PRIu32 " seats: %" PRIu32 " free, %" PRIu32 " held, %" PRIu32
+	       " booked, %" PRIu32 " blocked\n",
 	       im->seat_count, by_state[BO_SEAT_FREE], by_state[BO_SEAT_HELD],
 	       by_state[BO_SEAT_BOOKED], by_state[BO_SEAT_BLOCKED]);
 	if (im->category_count > 0 && im->category_count <= BO_CATEGORIES_MAX) {
@@ -1243,8 +1244,8 @@ static void watch_on_change(void *ctx, const boc_sub_msg *m, const bo_change *c,
 		       m->event_id, m->prev_seq, m->seq, m->at_ms);
 		bo_json_cstr(stdout, cause ? cause : "unknown");
 		if (c->claim_id)
-			printf(",\"claim\":%" PRIu64 ",\"claim_hex\":\"0x%" PRIx64 "\"", c->claim_id,
-			       c->claim_id);
+			printf(",\"claim\":%" PRIu64 ",\"claim_hex\":\"0x%" PRIx64 "\"",
+			       c->claim_id, c->claim_id);
 		if (c->is_pool) {
 			printf(",\"pool\":%u,\"quantity\":%" PRIu32 ",\"pool_free\":%" PRIu32,
 			       c->pool, c->quantity, c->pool_free);
@@ -1260,8 +1261,8 @@ static void watch_on_change(void *ctx, const boc_sub_msg *m, const bo_change *c,
 		if (c->claim_id)
 			printf(" claim %" PRIu64, c->claim_id);
 		if (c->is_pool) {
-			printf(" pool %u: %" PRIu32 " moved, %" PRIu32 " of %" PRIu32 " free\n", c->pool,
-			       c->quantity, c->pool_free,
+			printf(" pool %u: %" PRIu32 " moved, %" PRIu32 " of %" PRIu32 " free\n",
+			       c->pool, c->quantity, c->pool_free,
 			       c->pool < BO_POOLS_PER_EVENT_MAX ? im->pool_capacity[c->pool] : 0);
 		} else {
 			printf(" seats");
@@ -1281,7 +1282,8 @@ static void watch_on_no_image(void *ctx, uint64_t event_id, int err, int status,
 		if (w->json)
 			printf("{\"type\":\"missing\",\"event\":%" PRIu64 "}\n", event_id);
 		else
-			printf("event %" PRIu64 " does not exist (yet); waiting for it to be created\n",
+			printf("event %" PRIu64
+			       " does not exist (yet); waiting for it to be created\n",
 			       event_id);
 		fflush(stdout);
 		return;
@@ -1296,8 +1298,8 @@ static void watch_on_no_image(void *ctx, uint64_t event_id, int err, int status,
 		fflush(stdout);
 	}
 	fprintf(stderr,
-	        "boxoffice-cli: no image of event %" PRIu64 " from %s: %s (%s); retrying in %" PRIu32
-	        " ms\n",
+	        "boxoffice-cli: no image of event %" PRIu64
+	        " from %s: %s (%s); retrying in %" PRIu32 " ms\n",
 	        event_id, w->server_url, what ? what : "unknown", text, retry_ms);
 }
 

@@ -71,33 +71,33 @@ _Static_assert(BOC_SUB_RETRY_MS_MIN_DEFAULT <= BOC_SUB_RETRY_MS_MAX_DEFAULT, "ba
 /* One watched event. */
 typedef struct watch {
 	uint64_t event_id;
-	bo_event_image im;	   /* valid when has_image */
+	bo_event_image im; /* valid when has_image */
 	bool has_image;
-	bool fetch_due;		   /* an image is wanted, at next_fetch_ns */
-	int reason;		   /* boc_resync_reason of the wanted image */
-	int64_t next_fetch_ns;	   /* CLOCK_MONOTONIC */
-	int64_t last_image_ns;	   /* when the last image came (spacing) */
-	uint32_t backoff_ms;	   /* the last backoff; 0 after a success */
-	uint64_t conn_gen;	   /* s->conn_gen when its image was last asked for */
-	uint32_t drop_next;	   /* test hook: messages still to drop */
+	bool fetch_due;        /* an image is wanted, at next_fetch_ns */
+	int reason;            /* boc_resync_reason of the wanted image */
+	int64_t next_fetch_ns; /* CLOCK_MONOTONIC */
+	int64_t last_image_ns; /* when the last image came (spacing) */
+	uint32_t backoff_ms;   /* the last backoff; 0 after a success */
+	uint64_t conn_gen;     /* s->conn_gen when its image was last asked for */
+	uint32_t drop_next;    /* test hook: messages still to drop */
 } watch;
 
 struct boc_sub {
 	boc_sub_options opt; /* resolved; the URLs are not kept */
 	nng_socket sub, req;
-	watch *w;	     /* [BO_SUB_TOPICS_MAX], w[0..nw) in use */
+	watch *w; /* [BO_SUB_TOPICS_MAX], w[0..nw) in use */
 	uint32_t nw;
-	bo_change *changes;  /* [WIRE_PROJECTION_CHANGES_MAX]: the decoded message */
-	msgpack_sbuffer sb;  /* the event_state request */
+	bo_change *changes;      /* [WIRE_PROJECTION_CHANGES_MAX]: the decoded message */
+	msgpack_sbuffer sb;      /* the event_state request */
 	nng_duration recv_timeo; /* NNG_OPT_RECVTIMEO last set on sub (-2: none) */
-	bool in_callback;    /* asserts that callbacks do not re-enter */
-	uint64_t gen_seen;   /* conn_gen when the subscriber last looked */
-	uint64_t rng;	     /* xorshift state for the backoff jitter */
-	boc_sub_stats st;    /* st.connects is conn_gen */
+	bool in_callback;        /* asserts that callbacks do not re-enter */
+	uint64_t gen_seen;       /* conn_gen when the subscriber last looked */
+	uint64_t rng;            /* xorshift state for the backoff jitter */
+	boc_sub_stats st;        /* st.connects is conn_gen */
 
 	pthread_mutex_t mu; /* guards pipes and conn_gen (nng's pipe callback) */
 	pthread_cond_t cv;  /* signalled when a pipe is added */
-	uint32_t pipes;	    /* SUB connections open */
+	uint32_t pipes;     /* SUB connections open */
 	uint64_t conn_gen;  /* SUB connections ever made */
 };
 
@@ -186,7 +186,7 @@ static uint32_t backoff_next(boc_sub *s, watch *w)
 	uint32_t d = s->opt.retry_ms_min;
 	if (w->backoff_ms != 0)
 		d = w->backoff_ms >= s->opt.retry_ms_max / 2 ? s->opt.retry_ms_max
-							      : w->backoff_ms * 2;
+		                                             : w->backoff_ms * 2;
 	w->backoff_ms = d;
 	return d - (uint32_t)(rng_next(s) % (d / 2 + 1));
 }
@@ -197,7 +197,7 @@ static uint32_t backoff_next(boc_sub *s, watch *w)
  * is its bo_status, *im filled when BO_OK (the caller owns it); else a
  * BOC_ERR_* and *im zeroed. why gets the text of anything but BO_OK. */
 static int fetch_image(boc_sub *s, uint64_t event_id, bo_event_image *im, int *status, char *why,
-		       size_t whylen)
+                       size_t whylen)
 {
 	*im = (bo_event_image){0};
 	*status = BO_INVALID;
@@ -210,7 +210,7 @@ static int fetch_image(boc_sub *s, uint64_t event_id, bo_event_image *im, int *s
 	int rv = nng_socket_set_ms(s->req, NNG_OPT_SENDTIMEO, (nng_duration)s->opt.timeout_ms);
 	if (rv == 0 && (rv = nng_send(s->req, s->sb.data, s->sb.size, 0)) != 0) {
 		snprintf(why, whylen, "%s",
-			 rv == NNG_ETIMEDOUT ? "no connection to the server" : nng_strerror(rv));
+		         rv == NNG_ETIMEDOUT ? "no connection to the server" : nng_strerror(rv));
 		return sub_err_from_nng(rv);
 	}
 	nng_msg *m = NULL;
@@ -218,7 +218,7 @@ static int fetch_image(boc_sub *s, uint64_t event_id, bo_event_image *im, int *s
 		rv = nng_recvmsg(s->req, &m, 0);
 	if (rv != 0) {
 		snprintf(why, whylen, "%s",
-			 rv == NNG_ETIMEDOUT ? "no reply from the server" : nng_strerror(rv));
+		         rv == NNG_ETIMEDOUT ? "no reply from the server" : nng_strerror(rv));
 		return sub_err_from_nng(rv);
 	}
 	wire_msg wm;
@@ -234,7 +234,7 @@ static int fetch_image(boc_sub *s, uint64_t event_id, bo_event_image *im, int *s
 	}
 	if (*status == BO_OK && im->event_id != event_id) {
 		snprintf(why, whylen, "event_state reply for event %" PRIu64 ", asked for %" PRIu64,
-			 im->event_id, event_id);
+		         im->event_id, event_id);
 		bo_event_image_free(im);
 		return BOC_ERR_PROTOCOL;
 	}
@@ -288,7 +288,7 @@ static int fetch(boc_sub *s, watch *w)
 	if (s->opt.on_no_image) {
 		s->in_callback = true;
 		s->opt.on_no_image(s->opt.ctx, w->event_id, err, err == 0 ? status : BO_OK, why,
-				   retry_ms);
+		                   retry_ms);
 		s->in_callback = false;
 	}
 	return err;
@@ -349,7 +349,8 @@ static bool changes_fit(const bo_event_image *im, const bo_change *c, uint32_t n
 {
 	for (uint32_t i = 0; i < n; i++) {
 		if (c[i].is_pool) {
-			if (c[i].pool >= im->pool_count || c[i].pool_free > im->pool_capacity[c[i].pool])
+			if (c[i].pool >= im->pool_count ||
+			    c[i].pool_free > im->pool_capacity[c[i].pool])
 				return false;
 			continue;
 		}
@@ -367,11 +368,11 @@ static bool changes_fit(const bo_event_image *im, const bo_change *c, uint32_t n
 static int apply(boc_sub *s, watch *w, const wire_projection *h)
 {
 	boc_sub_msg m = {.event_id = h->event_id,
-			 .prev_seq = h->prev_seq,
-			 .seq = h->seq,
-			 .at_ms = h->at_ms,
-			 .pub_us = h->pub_us,
-			 .change_count = h->count};
+	                 .prev_seq = h->prev_seq,
+	                 .seq = h->seq,
+	                 .at_ms = h->at_ms,
+	                 .pub_us = h->pub_us,
+	                 .change_count = h->count};
 	for (uint32_t i = 0; i < h->count; i++) {
 		const bo_change *c = &s->changes[i];
 		if (c->is_pool) {
@@ -409,7 +410,8 @@ static int handle_message(boc_sub *s, const uint8_t *buf, size_t len)
 	s->st.messages++;
 	wire_projection h;
 	wire_msg wm;
-	if (wire_decode_projection(buf, len, &h, s->changes, WIRE_PROJECTION_CHANGES_MAX, &wm) != 0) {
+	if (wire_decode_projection(buf, len, &h, s->changes, WIRE_PROJECTION_CHANGES_MAX, &wm) !=
+	    0) {
 		s->st.malformed++;
 		return 0;
 	}
@@ -517,11 +519,11 @@ static const char *sub_options_resolve(const boc_sub_options *in, boc_sub_option
 static int dial_err(int rv)
 {
 	return rv == NNG_EINVAL || rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? -EINVAL
-									    : sub_err_from_nng(rv);
+	                                                                     : sub_err_from_nng(rv);
 }
 
 static int sub_sockets_open(boc_sub *s, const char *pub_url, const char *req_url, char *why,
-			    size_t whylen)
+                            size_t whylen)
 {
 	int rv = nng_sub0_open(&s->sub);
 	if (rv == 0)

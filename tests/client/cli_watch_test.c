@@ -121,20 +121,36 @@ static char *json_at(const char *line, const char *path)
 
 /* ---- The publishing side ------------------------------------------------------ */
 
-enum { EV = 7 };
+enum {
+	EV = 7
+};
 
-static const bo_change c_hold = {.cause = BO_CAUSE_HOLD, .state = BO_SEAT_HELD, .seat_count = 2,
-                                 .claim_id = 100, .seats = {0, 1}};
-static const bo_change c_pool = {.cause = BO_CAUSE_HOLD, .is_pool = 1, .pool = 0, .quantity = 3,
-                                 .pool_free = 7, .claim_id = 101};
-static const bo_change c_block = {.cause = BO_CAUSE_BLOCK, .state = BO_SEAT_BLOCKED,
-                                  .seat_count = 1, .seats = {5}};
-static const bo_change c_confirm = {.cause = BO_CAUSE_CONFIRM, .state = BO_SEAT_BOOKED,
-                                    .seat_count = 2, .claim_id = 100, .seats = {0, 1}};
-static const bo_change c_release = {.cause = BO_CAUSE_RELEASE, .is_pool = 1, .pool = 0,
-                                    .quantity = 3, .pool_free = 10, .claim_id = 101};
-static const bo_change c_unblock = {.cause = BO_CAUSE_UNBLOCK, .state = BO_SEAT_FREE,
-                                    .seat_count = 1, .seats = {5}};
+static const bo_change c_hold = {.cause = BO_CAUSE_HOLD,
+                                 .state = BO_SEAT_HELD,
+                                 .seat_count = 2,
+                                 .claim_id = 100,
+                                 .seats = {0, 1}};
+static const bo_change c_pool = {.cause = BO_CAUSE_HOLD,
+                                 .is_pool = 1,
+                                 .pool = 0,
+                                 .quantity = 3,
+                                 .pool_free = 7,
+                                 .claim_id = 101};
+static const bo_change c_block = {
+        .cause = BO_CAUSE_BLOCK, .state = BO_SEAT_BLOCKED, .seat_count = 1, .seats = {5}};
+static const bo_change c_confirm = {.cause = BO_CAUSE_CONFIRM,
+                                    .state = BO_SEAT_BOOKED,
+                                    .seat_count = 2,
+                                    .claim_id = 100,
+                                    .seats = {0, 1}};
+static const bo_change c_release = {.cause = BO_CAUSE_RELEASE,
+                                    .is_pool = 1,
+                                    .pool = 0,
+                                    .quantity = 3,
+                                    .pool_free = 10,
+                                    .claim_id = 101};
+static const bo_change c_unblock = {
+        .cause = BO_CAUSE_UNBLOCK, .state = BO_SEAT_FREE, .seat_count = 1, .seats = {5}};
 
 /* Event 7 at seq 10; once the CLI is subscribed and has its image: hold
  * (11), pool hold (12), a block that is never sent (13), confirm (14);
@@ -142,7 +158,8 @@ static const bo_change c_unblock = {.cause = BO_CAUSE_UNBLOCK, .state = BO_SEAT_
 static void *publish_with_gap(void *arg)
 {
 	(void)arg;
-	if (fakepub_wait_pipes(F, 1, WAIT_MS) != 0 || fakepub_wait_state_requests(F, 1, WAIT_MS) != 0)
+	if (fakepub_wait_pipes(F, 1, WAIT_MS) != 0 ||
+	    fakepub_wait_state_requests(F, 1, WAIT_MS) != 0)
 		return "the CLI never subscribed";
 	fakepub_publish(F, EV, &c_hold, 1, false);
 	fakepub_publish(F, EV, &c_pool, 1, false);
@@ -171,15 +188,16 @@ Test(watch, json_changes_in_order_and_gap)
 {
 	fakepub_add_event(F, EV, 4, 5, 2, 1, 10, 10);
 	tproc_result r;
-	const char *args[] = {"watch", "7", "--json", "--pub", pub_url, "--server", rep_url,
-	                      "--count", "4", "--timeout-ms", "20000", NULL};
+	const char *args[] = {"watch", "7",       "--json", "--pub",        pub_url, "--server",
+	                      rep_url, "--count", "4",      "--timeout-ms", "20000", NULL};
 	run_with_publisher(publish_with_gap, &r, args);
 	cr_assert_eq(r.code, 0, "exit %d; stderr:\n%s", r.code, r.err);
 	char *lines[16];
 	int n = split_lines(r.out, lines, 16);
 	cr_assert_eq(n, 6, "6 lines expected, got %d:\n%s", n, r.out);
 	for (int i = 0; i < n; i++)
-		cr_assert(tjson_valid(lines[i], strlen(lines[i])), "line %d not JSON: %s", i, lines[i]);
+		cr_assert(tjson_valid(lines[i], strlen(lines[i])), "line %d not JSON: %s", i,
+		          lines[i]);
 
 	cr_assert_str_eq(json_at(lines[0], "type"), "\"image\"");
 	cr_assert_str_eq(json_at(lines[0], "reason"), "\"join\"");
@@ -224,8 +242,8 @@ Test(watch, human_changes_and_gap)
 {
 	fakepub_add_event(F, EV, 4, 5, 2, 1, 10, 10);
 	tproc_result r;
-	const char *args[] = {"watch", "7", "--pub", pub_url, "--server", rep_url, "--count", "4",
-	                      NULL};
+	const char *args[] = {"watch", "7",       "--pub", pub_url, "--server",
+	                      rep_url, "--count", "4",     NULL};
 	run_with_publisher(publish_with_gap, &r, args);
 	cr_assert_eq(r.code, 0, "exit %d; stderr:\n%s", r.code, r.err);
 	static const char *const want[] = {
@@ -253,7 +271,8 @@ Test(watch, human_changes_and_gap)
 static void *publish_create(void *arg)
 {
 	(void)arg;
-	if (fakepub_wait_pipes(F, 1, WAIT_MS) != 0 || fakepub_wait_state_requests(F, 1, WAIT_MS) != 0)
+	if (fakepub_wait_pipes(F, 1, WAIT_MS) != 0 ||
+	    fakepub_wait_state_requests(F, 1, WAIT_MS) != 0)
 		return "the CLI never subscribed";
 	fakepub_create(F, 99, 2, 10, 1, 0, 0);
 	if (fakepub_wait_state_requests(F, 2, WAIT_MS) != 0)
@@ -266,8 +285,8 @@ static void *publish_create(void *arg)
 Test(watch, waits_for_an_event_to_be_created)
 {
 	tproc_result r;
-	const char *args[] = {"watch", "99", "--json", "--pub", pub_url, "--server", rep_url,
-	                      "--count", "1", NULL};
+	const char *args[] = {"watch",    "99",    "--json",  "--pub", pub_url,
+	                      "--server", rep_url, "--count", "1",     NULL};
 	run_with_publisher(publish_create, &r, args);
 	cr_assert_eq(r.code, 0, "exit %d; stderr:\n%s", r.code, r.err);
 	char *lines[8];
@@ -285,11 +304,12 @@ Test(watch, waits_for_an_event_to_be_created)
 Test(watch, human_says_the_event_does_not_exist_yet)
 {
 	tproc_result r;
-	const char *args[] = {"watch",   "99",       "--pub", pub_url, "--server",
+	const char *args[] = {"watch", "99",      "--pub", pub_url, "--server",
 	                      rep_url, "--count", "1",     NULL};
 	run_with_publisher(publish_create, &r, args);
 	cr_assert_eq(r.code, 0, "exit %d; stderr:\n%s", r.code, r.err);
-	const char *a = strstr(r.out, "event 99 does not exist (yet); waiting for it to be created\n");
+	const char *a =
+	        strstr(r.out, "event 99 does not exist (yet); waiting for it to be created\n");
 	const char *b = strstr(r.out, "event 99 created, at seq 1: 20 seats: 20 free");
 	const char *c = strstr(r.out, "seq 2 hold    claim 100 seats 0 1 -> held\n");
 	cr_assert(a && b && c && a < b && b < c, "unexpected output:\n%s", r.out);
@@ -304,8 +324,9 @@ Test(watch, no_server_is_reported_and_bounded_by_timeout)
 	snprintf(nopub, sizeof(nopub), "ipc://%s/nothing-pub.ipc", dir);
 	snprintf(noreq, sizeof(noreq), "ipc://%s/nothing-req.ipc", dir);
 	tproc_result r;
-	const char *args[] = {"watch",   "5",   "--pub",        nopub,  "--server", noreq,
-	                      "--count", "1",   "--timeout-ms", "2500", "--timeout", "300", NULL};
+	const char *args[] = {"watch",     "5",       "--pub", nopub,          "--server",
+	                      noreq,       "--count", "1",     "--timeout-ms", "2500",
+	                      "--timeout", "300",     NULL};
 	cli_run(&r, args);
 	cr_assert_eq(r.code, 3, "exit %d; stderr:\n%s", r.code, r.err);
 	cr_assert_eq(r.out_len, 0, "stdout: %s", r.out);
@@ -315,8 +336,8 @@ Test(watch, no_server_is_reported_and_bounded_by_timeout)
 	cr_assert_not_null(strstr(r.err, "0 of 1 changes within 2500 ms"), "%s", r.err);
 	tproc_result_free(&r);
 
-	const char *args2[] = {"watch", "5", "--pub", nopub, "--server", noreq, "--timeout-ms",
-	                       "700", "--timeout", "200", NULL};
+	const char *args2[] = {"watch",        "5",   "--pub",     nopub, "--server", noreq,
+	                       "--timeout-ms", "700", "--timeout", "200", NULL};
 	cli_run(&r, args2);
 	cr_assert_eq(r.code, 0, "without --count, the end of --timeout-ms is a normal end: %s",
 	             r.err);

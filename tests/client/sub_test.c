@@ -187,7 +187,8 @@ static boc_sub *open_sub(uint32_t recv_buf)
 	o.ctx = R;
 	char err[256];
 	cr_assert_eq(boc_sub_open(&o, &R->sub, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(fakepub_wait_pipes(F, 1, WAIT_MS), 0, "the publisher never saw the subscriber");
+	cr_assert_eq(fakepub_wait_pipes(F, 1, WAIT_MS), 0,
+	             "the publisher never saw the subscriber");
 	cr_assert_eq(boc_sub_wait_connected(R->sub, WAIT_MS), 0);
 	return R->sub;
 }
@@ -210,8 +211,9 @@ static void poll_until_caught_up(boc_sub *s, uint64_t event)
 		const bo_event_image *im = boc_sub_image(s, event);
 		if (im != NULL && im->seq == want)
 			return;
-		cr_assert_lt(bo_clock_ms(), deadline, "event %" PRIu64 " stuck at seq %" PRIu64
-		             ", truth at %" PRIu64, event, im ? im->seq : 0, want);
+		cr_assert_lt(bo_clock_ms(), deadline,
+		             "event %" PRIu64 " stuck at seq %" PRIu64 ", truth at %" PRIu64, event,
+		             im ? im->seq : 0, want);
 		cr_assert_geq(boc_sub_poll(s, 100), 0);
 	}
 }
@@ -227,12 +229,12 @@ static void poll_until_stat(boc_sub *s, size_t off, uint64_t want, const char *w
 		memcpy(&v, (const char *)&st + off, sizeof(v));
 		if (v >= want)
 			return;
-		cr_assert_lt(bo_clock_ms(), deadline, "%s stuck at %" PRIu64 ", want %" PRIu64, what,
-		             v, want);
+		cr_assert_lt(bo_clock_ms(), deadline, "%s stuck at %" PRIu64 ", want %" PRIu64,
+		             what, v, want);
 		cr_assert_geq(boc_sub_poll(s, 100), 0);
 	}
 }
-#define POLL_UNTIL_STAT(s, field, want)                                                             \
+#define POLL_UNTIL_STAT(s, field, want) \
 	poll_until_stat((s), offsetof(boc_sub_stats, field), (want), #field)
 
 /* The subscriber's image equals the truth. */
@@ -245,7 +247,9 @@ static void assert_image_is_truth(boc_sub *s, uint64_t event)
 	bool eq = fakepub_image_equal(im, &t);
 	uint64_t seq = t.seq;
 	bo_event_image_free(&t);
-	cr_assert(eq, "image of event %" PRIu64 " at seq %" PRIu64 " differs from the truth at %" PRIu64,
+	cr_assert(eq,
+	          "image of event %" PRIu64 " at seq %" PRIu64
+	          " differs from the truth at %" PRIu64,
 	          event, im->seq, seq);
 }
 
@@ -272,7 +276,10 @@ static bool same_change(const bo_change *a, const bo_change *b)
 
 Test(sub, every_change_in_order)
 {
-	enum { EV = 7, MSGS = 300 };
+	enum {
+		EV = 7,
+		MSGS = 300
+	};
 	fakepub_add_event(F, EV, 20, 30, 3, 2, 500, 100);
 	boc_sub *s = open_sub(0);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);
@@ -328,7 +335,9 @@ static void publish_some(uint64_t event, int n, int skip, uint64_t *seed)
 
 Test(sub, publisher_gap_is_repaired)
 {
-	enum { EV = 3 };
+	enum {
+		EV = 3
+	};
 	fakepub_add_event(F, EV, 10, 10, 2, 1, 100, 1);
 	boc_sub *s = open_sub(0);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);
@@ -353,7 +362,9 @@ Test(sub, publisher_gap_is_repaired)
 
 Test(sub, injected_gap_is_repaired)
 {
-	enum { EV = 4 };
+	enum {
+		EV = 4
+	};
 	fakepub_add_event(F, EV, 5, 8, 1, 0, 0, 50);
 	boc_sub *s = open_sub(0);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);
@@ -376,7 +387,10 @@ Test(sub, injected_gap_is_repaired)
 
 Test(sub, slow_subscriber_loses_messages_and_catches_up)
 {
-	enum { EV = 11, MSGS = 2000 };
+	enum {
+		EV = 11,
+		MSGS = 2000
+	};
 	fakepub_add_event(F, EV, 40, 25, 4, 2, 1000, 1);
 	boc_sub *s = open_sub(2);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);
@@ -407,7 +421,9 @@ Test(sub, slow_subscriber_loses_messages_and_catches_up)
 
 Test(sub, stale_messages_are_dropped)
 {
-	enum { EV = 5 };
+	enum {
+		EV = 5
+	};
 	fakepub_add_event(F, EV, 4, 4, 1, 1, 10, 20);
 	boc_sub *s = open_sub(0);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);
@@ -416,8 +432,11 @@ Test(sub, stale_messages_are_dropped)
 	fakepub_publish_raw_msg(F, EV, 18, 19, &c, 1);
 	fakepub_publish_raw_msg(F, EV, 19, 20, &c, 1);
 	fakepub_publish_raw_msg(F, EV, 19, 20, &c, 1);
-	bo_change real = {.cause = BO_CAUSE_HOLD, .state = BO_SEAT_HELD, .seat_count = 2,
-	                  .claim_id = 77, .seats = {1, 2}};
+	bo_change real = {.cause = BO_CAUSE_HOLD,
+	                  .state = BO_SEAT_HELD,
+	                  .seat_count = 2,
+	                  .claim_id = 77,
+	                  .seats = {1, 2}};
 	cr_assert_eq(fakepub_publish(F, EV, &real, 1, false), 21);
 	poll_until_caught_up(s, EV);
 	assert_unbroken();
@@ -437,7 +456,9 @@ Test(sub, stale_messages_are_dropped)
 
 Test(sub, throttled_event_state_is_retried_with_backoff)
 {
-	enum { EV = 6 };
+	enum {
+		EV = 6
+	};
 	fakepub_add_event(F, EV, 3, 3, 1, 0, 0, 9);
 	boc_sub *s = open_sub(0);
 	fakepub_throttle(F, 2);
@@ -499,7 +520,9 @@ static void send_mistyped(uint64_t topic_event, uint64_t event_in_map, bool stri
 
 Test(sub, malformed_messages_are_counted_not_fatal)
 {
-	enum { EV = 8 };
+	enum {
+		EV = 8
+	};
 	fakepub_add_event(F, EV, 2, 5, 1, 1, 10, 30);
 	boc_sub *s = open_sub(0);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);
@@ -508,11 +531,14 @@ Test(sub, malformed_messages_are_counted_not_fatal)
 	memcpy(bad + WIRE_TOPIC_BYTES, "\xc1\xff\x00\x93\x01", 5); /* not msgpack */
 	fakepub_send_bytes(F, bad, sizeof(bad));
 	fakepub_send_bytes(F, bad, WIRE_TOPIC_BYTES); /* a topic and nothing else */
-	send_mistyped(EV, EV, true);                   /* "prev" a string */
-	send_mistyped(EV, EV + 1, false);              /* topic and "event" differ */
+	send_mistyped(EV, EV, true);                  /* "prev" a string */
+	send_mistyped(EV, EV + 1, false);             /* topic and "event" differ */
 	/* Decodable, but seat 10 is outside the event's 10 seats. */
-	bo_change out = {.cause = BO_CAUSE_HOLD, .state = BO_SEAT_HELD, .seat_count = 2,
-	                 .claim_id = 5, .seats = {0, 10}};
+	bo_change out = {.cause = BO_CAUSE_HOLD,
+	                 .state = BO_SEAT_HELD,
+	                 .seat_count = 2,
+	                 .claim_id = 5,
+	                 .seats = {0, 10}};
 	fakepub_publish_raw_msg(F, EV, 30, 31, &out, 1);
 	POLL_UNTIL_STAT(s, malformed, 5);
 	POLL_UNTIL_STAT(s, resyncs, 2);
@@ -520,8 +546,12 @@ Test(sub, malformed_messages_are_counted_not_fatal)
 	cr_assert_eq(R->reasons[1], BOC_RESYNC_INVALID);
 	assert_image_is_truth(s, EV); /* seat 0 still free */
 	/* And it goes on. */
-	bo_change good = {.is_pool = 1, .cause = BO_CAUSE_HOLD, .pool = 0, .quantity = 3,
-	                  .pool_free = 7, .claim_id = 6};
+	bo_change good = {.is_pool = 1,
+	                  .cause = BO_CAUSE_HOLD,
+	                  .pool = 0,
+	                  .quantity = 3,
+	                  .pool_free = 7,
+	                  .claim_id = 6};
 	fakepub_publish(F, EV, &good, 1, false);
 	poll_until_caught_up(s, EV);
 	assert_unbroken();
@@ -566,7 +596,9 @@ Test(sub, topic_bound_and_unwatch)
 
 Test(sub, event_created_while_watched)
 {
-	enum { EV = 9 };
+	enum {
+		EV = 9
+	};
 	boc_sub *s = open_sub(0);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);
 	cr_assert_eq(R->nnoimg, 1);
@@ -588,7 +620,9 @@ Test(sub, event_created_while_watched)
 
 Test(sub, reconnection_refetches_the_image)
 {
-	enum { EV = 12 };
+	enum {
+		EV = 12
+	};
 	fakepub_add_event(F, EV, 3, 10, 1, 0, 0, 1);
 	boc_sub *s = open_sub(0);
 	cr_assert_eq(boc_sub_watch(s, EV), 0);

@@ -83,6 +83,10 @@ static void answer(fakepub *f, const uint8_t *buf, size_t len, msgpack_sbuffer *
 		return;
 	}
 	pthread_mutex_lock(&f->mu);
+	/* Counted as the answer is made, before it is sent: the client may
+	 * read the counter as soon as it has the reply. */
+	f->requests++;
+	pthread_cond_broadcast(&f->cv);
 	const bo_event_image *im = find(f, event_id);
 	if (f->throttle > 0) {
 		f->throttle--;
@@ -110,10 +114,6 @@ static void *rep_main(void *arg)
 		answer(f, nng_msg_body(m), nng_msg_len(m), &sb);
 		nng_msg_free(m);
 		int rv = nng_send(f->rep, sb.data, sb.size, 0);
-		pthread_mutex_lock(&f->mu);
-		f->requests++;
-		pthread_cond_broadcast(&f->cv);
-		pthread_mutex_unlock(&f->mu);
 		if (rv == NNG_ECLOSED)
 			break;
 	}
@@ -170,7 +170,7 @@ int fakepub_restart_pub(fakepub *f)
 }
 
 void fakepub_add_event(fakepub *f, uint64_t event_id, uint32_t rows, uint32_t seats_per_row,
-		       uint32_t categories, uint32_t pools, uint32_t pool_capacity, uint64_t seq)
+                       uint32_t categories, uint32_t pools, uint32_t pool_capacity, uint64_t seq)
 {
 	assert(rows >= categories && pools <= BO_POOLS_PER_EVENT_MAX && categories >= 1);
 	bo_event_image im = {.event_id = event_id, .seq = seq};
@@ -198,14 +198,14 @@ void fakepub_add_event(fakepub *f, uint64_t event_id, uint32_t rows, uint32_t se
 
 /* Encodes and sends one message; under mu. */
 static void send_locked(fakepub *f, uint64_t event_id, uint64_t prev, uint64_t seq,
-			const bo_change *c, uint32_t n)
+                        const bo_change *c, uint32_t n)
 {
 	wire_projection h = {.event_id = event_id,
-			     .prev_seq = prev,
-			     .seq = seq,
-			     .at_ms = (int64_t)time(NULL) * 1000,
-			     .pub_us = (int64_t)time(NULL) * 1000000,
-			     .count = n};
+	                     .prev_seq = prev,
+	                     .seq = seq,
+	                     .at_ms = (int64_t)time(NULL) * 1000,
+	                     .pub_us = (int64_t)time(NULL) * 1000000,
+	                     .count = n};
 	f->sb.size = 0;
 	int rc = wire_encode_projection(&h, c, &f->sb);
 	assert(rc == 0);
@@ -215,7 +215,7 @@ static void send_locked(fakepub *f, uint64_t event_id, uint64_t prev, uint64_t s
 }
 
 void fakepub_create(fakepub *f, uint64_t event_id, uint32_t rows, uint32_t seats_per_row,
-		    uint32_t categories, uint32_t pools, uint32_t pool_capacity)
+                    uint32_t categories, uint32_t pools, uint32_t pool_capacity)
 {
 	fakepub_add_event(f, event_id, rows, seats_per_row, categories, pools, pool_capacity, 1);
 	bo_change c = {.cause = BO_CAUSE_CREATE};
@@ -249,7 +249,7 @@ uint64_t fakepub_publish(fakepub *f, uint64_t event_id, const bo_change *c, uint
 }
 
 void fakepub_publish_raw_msg(fakepub *f, uint64_t event_id, uint64_t prev, uint64_t seq,
-			     const bo_change *c, uint32_t n)
+                             const bo_change *c, uint32_t n)
 {
 	pthread_mutex_lock(&f->mu);
 	send_locked(f, event_id, prev, seq, c, n);
@@ -301,10 +301,10 @@ bo_change fakepub_random_change(fakepub *f, uint64_t event_id, uint64_t *seed)
 	static const struct {
 		uint8_t cause, state, has_claim;
 	} kinds[] = {
-		{BO_CAUSE_HOLD, BO_SEAT_HELD, 1},     {BO_CAUSE_RELEASE, BO_SEAT_FREE, 1},
-		{BO_CAUSE_EXPIRY, BO_SEAT_FREE, 1},   {BO_CAUSE_CONFIRM, BO_SEAT_BOOKED, 1},
-		{BO_CAUSE_CANCEL, BO_SEAT_FREE, 1},   {BO_CAUSE_BLOCK, BO_SEAT_BLOCKED, 0},
-		{BO_CAUSE_UNBLOCK, BO_SEAT_FREE, 0},
+	        {BO_CAUSE_HOLD, BO_SEAT_HELD, 1},    {BO_CAUSE_RELEASE, BO_SEAT_FREE, 1},
+	        {BO_CAUSE_EXPIRY, BO_SEAT_FREE, 1},  {BO_CAUSE_CONFIRM, BO_SEAT_BOOKED, 1},
+	        {BO_CAUSE_CANCEL, BO_SEAT_FREE, 1},  {BO_CAUSE_BLOCK, BO_SEAT_BLOCKED, 0},
+	        {BO_CAUSE_UNBLOCK, BO_SEAT_FREE, 0},
 	};
 	pthread_mutex_lock(&f->mu);
 	const bo_event_image *im = find(f, event_id);
@@ -370,7 +370,7 @@ uint64_t fakepub_state_requests(fakepub *f)
 
 /* Waits on cv until *counter >= want or the deadline. */
 static int wait_for(fakepub *f, const uint64_t *counter64, const uint32_t *counter32, uint64_t want,
-		    int timeout_ms)
+                    int timeout_ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -410,7 +410,8 @@ bool fakepub_image_equal(const bo_event_image *a, const bo_event_image *b)
 	    memcmp(a->states, b->states, a->seat_count) != 0)
 		return false;
 	for (uint32_t p = 0; p < a->pool_count; p++)
-		if (a->pool_capacity[p] != b->pool_capacity[p] || a->pool_free[p] != b->pool_free[p])
+		if (a->pool_capacity[p] != b->pool_capacity[p] ||
+		    a->pool_free[p] != b->pool_free[p])
 			return false;
 	return true;
 }

@@ -43,12 +43,12 @@ int fakepub_restart_pub(fakepub *f);
  * (row r in category r * categories / rows), pools of pool_capacity places
  * each; every seat free, every pool full. */
 void fakepub_add_event(fakepub *f, uint64_t event_id, uint32_t rows, uint32_t seats_per_row,
-		       uint32_t categories, uint32_t pools, uint32_t pool_capacity, uint64_t seq);
+                       uint32_t categories, uint32_t pools, uint32_t pool_capacity, uint64_t seq);
 
 /* Adds the event as fakepub_add_event (at seq 1) and publishes a "create"
  * message for it (prev 0, seq 1), as the server does. */
 void fakepub_create(fakepub *f, uint64_t event_id, uint32_t rows, uint32_t seats_per_row,
-		    uint32_t categories, uint32_t pools, uint32_t pool_capacity);
+                    uint32_t categories, uint32_t pools, uint32_t pool_capacity);
 
 /* Applies c[0..n) to the truth of event_id and, unless skip, publishes them
  * as one message (prev = the truth's seq, seq = prev + 1). Returns the new
@@ -58,7 +58,7 @@ uint64_t fakepub_publish(fakepub *f, uint64_t event_id, const bo_change *c, uint
 /* Publishes a message (prev, seq, changes) without touching the truth: a
  * stale or bogus message. */
 void fakepub_publish_raw_msg(fakepub *f, uint64_t event_id, uint64_t prev, uint64_t seq,
-			     const bo_change *c, uint32_t n);
+                             const bo_change *c, uint32_t n);
 
 /* Publishes buf[0..len) as it is. */
 void fakepub_send_bytes(fakepub *f, const void *buf, size_t len);
@@ -73,7 +73,8 @@ bool fakepub_truth(fakepub *f, uint64_t event_id, bo_event_image *out /* OUT */)
 /* The next n event_state requests are answered throttled. */
 void fakepub_throttle(fakepub *f, uint32_t n);
 
-/* event_state requests served so far (any answer). */
+/* event_state requests answered so far (any answer), counted when the
+ * answer is made, before it is sent. */
 uint64_t fakepub_state_requests(fakepub *f);
 
 /* Waits up to timeout_ms until at least n subscribers are connected to the
@@ -81,7 +82,8 @@ uint64_t fakepub_state_requests(fakepub *f);
 int fakepub_wait_pipes(fakepub *f, uint32_t n, int timeout_ms);
 
 /* Waits up to timeout_ms until at least n event_state requests were
- * answered (the reply handed to nng). 0 or -ETIMEDOUT. */
+ * answered (the image in the answer taken: what is published from then on
+ * follows it). 0 or -ETIMEDOUT. */
 int fakepub_wait_state_requests(fakepub *f, uint64_t n, int timeout_ms);
 
 /* Whether images a and b hold the same event, seq, map and state. */

@@ -159,8 +159,9 @@ static const char *const usage_watch =
         "  --server URL     its request socket, for the event's image (default: --url,\n"
         "                   $BOXOFFICE_URL or " CLI_URL_DEFAULT ")\n"
         "  --count N        exit 0 after N changes\n"
-        "  --timeout-ms MS  stop after MS milliseconds: exit 0, or 3 when --count N\n"
-        "                   changes did not come by then (default: run until killed)\n"
+        "  --timeout-ms MS  stop after MS milliseconds (plus a request in flight): exit\n"
+        "                   0, or 3 when --count N changes did not come by then\n"
+        "                   (default: run until killed)\n"
         "  --json           one JSON object per line: {\"type\": \"image\", \"event\",\n"
         "                   \"reason\" (join, gap, created, invalid, reconnect), \"seq\",\n"
         "                   \"seats\", \"by_state\": {\"free\", \"held\", \"booked\",\n"
@@ -1258,8 +1259,8 @@ static void watch_on_change(void *ctx, const boc_sub_msg *m, const bo_change *c,
 		printf("}\n");
 	} else {
 		printf("seq %" PRIu64 " %-7s", m->seq, cause ? cause : "unknown");
-		if (c->claim_id)
-			printf(" claim %" PRIu64, c->claim_id);
+		if (c->claim_id) /* hex, as hold and confirm print and take it */
+			printf(" claim 0x%" PRIx64, c->claim_id);
 		if (c->is_pool) {
 			printf(" pool %u: %" PRIu32 " moved, %" PRIu32 " of %" PRIu32 " free\n",
 			       c->pool, c->quantity, c->pool_free,
@@ -1331,7 +1332,8 @@ static int run_watch(const global *g, const built *b)
 	int64_t start_ms = bo_clock_ms();
 	/* Not needed for correctness (a late connection resynchronises), but
 	 * it makes a missing publisher visible at once. */
-	if (boc_sub_wait_connected(s, 1000) != 0)
+	uint32_t connect_ms = b->run_ms && b->run_ms < 1000 ? (uint32_t)b->run_ms : 1000;
+	if (boc_sub_wait_connected(s, connect_ms) != 0)
 		fprintf(stderr,
 		        "boxoffice-cli: no publisher at %s yet (is the server running with "
 		        "--publish?); waiting for it\n",

@@ -68,6 +68,22 @@ _Static_assert(BOC_SUB_RETRY_MS_MIN_DEFAULT <= BOC_SUB_RETRY_MS_MAX_DEFAULT, "ba
 
 #define NS_PER_MS 1000000ll
 
+/* The largest messages the subscriber accepts, set on its sockets so that
+ * no nng default decides (and a hostile peer cannot make it buffer more).
+ * An event_state reply carries a state and a category byte per seat and
+ * at most 7 bytes per row ([section, seats]) plus a few hundred bytes of
+ * keys and pools; a projection message at most WIRE_PROJECTION_CHANGES_MAX
+ * changes of at most ~160 bytes (a seat change with 16 seat numbers of up
+ * to 5 bytes, a claim, keys). */
+#define SUB_IMAGE_BYTES_MAX (4u << 20)
+#define SUB_MESSAGE_BYTES_MAX (2u << 20)
+_Static_assert(2ull * BO_SEATS_PER_EVENT_MAX + 7ull * BO_ROWS_PER_EVENT_MAX + 4096 <
+                       SUB_IMAGE_BYTES_MAX,
+               "the largest event's image fits the REQ socket's limit");
+_Static_assert(WIRE_TOPIC_BYTES + 160ull * WIRE_PROJECTION_CHANGES_MAX + 4096 <
+                       SUB_MESSAGE_BYTES_MAX,
+               "the largest projection message fits the SUB socket's limit");
+
 /* One watched event. */
 typedef struct watch {
 	uint64_t event_id;
@@ -529,6 +545,8 @@ static int sub_sockets_open(boc_sub *s, const char *pub_url, const char *req_url
 	if (rv == 0)
 		rv = nng_socket_set_int(s->sub, NNG_OPT_RECVBUF, (int)s->opt.recv_buf);
 	if (rv == 0)
+		rv = nng_socket_set_size(s->sub, NNG_OPT_RECVMAXSZ, SUB_MESSAGE_BYTES_MAX);
+	if (rv == 0)
 		rv = nng_pipe_notify(s->sub, NNG_PIPE_EV_ADD_POST, pipe_cb, s);
 	if (rv == 0)
 		rv = nng_pipe_notify(s->sub, NNG_PIPE_EV_REM_POST, pipe_cb, s);
@@ -542,6 +560,8 @@ static int sub_sockets_open(boc_sub *s, const char *pub_url, const char *req_url
 	}
 	if ((rv = nng_req0_open(&s->req)) == 0)
 		rv = nng_socket_set_ms(s->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	if (rv == 0)
+		rv = nng_socket_set_size(s->req, NNG_OPT_RECVMAXSZ, SUB_IMAGE_BYTES_MAX);
 	if (rv != 0) {
 		snprintf(why, whylen, "REQ socket: %s", nng_strerror(rv));
 		return sub_err_from_nng(rv);

@@ -250,11 +250,11 @@ Test(watch, human_changes_and_gap)
 	        "event 7 at seq 10: 20 seats: 20 free, 0 held, 0 booked, 0 blocked\n",
 	        "  free by category: 0: 10, 1: 10\n",
 	        "  pool 0: 10 of 10 free\n",
-	        "seq 11 hold    claim 100 seats 0 1 -> held\n",
-	        "seq 12 hold    claim 101 pool 0: 3 moved, 7 of 10 free\n",
+	        "seq 11 hold    claim 0x64 seats 0 1 -> held\n",
+	        "seq 12 hold    claim 0x65 pool 0: 3 moved, 7 of 10 free\n",
 	        "resynchronised event 7 at seq 14 (gap: messages were lost): 20 seats: 17 free, "
 	        "0 held, 2 booked, 1 blocked\n",
-	        "seq 15 release claim 101 pool 0: 3 moved, 10 of 10 free\n",
+	        "seq 15 release claim 0x65 pool 0: 3 moved, 10 of 10 free\n",
 	        "seq 16 unblock seats 5 -> free\n",
 	};
 	const char *at = r.out;
@@ -311,7 +311,7 @@ Test(watch, human_says_the_event_does_not_exist_yet)
 	const char *a =
 	        strstr(r.out, "event 99 does not exist (yet); waiting for it to be created\n");
 	const char *b = strstr(r.out, "event 99 created, at seq 1: 20 seats: 20 free");
-	const char *c = strstr(r.out, "seq 2 hold    claim 100 seats 0 1 -> held\n");
+	const char *c = strstr(r.out, "seq 2 hold    claim 0x64 seats 0 1 -> held\n");
 	cr_assert(a && b && c && a < b && b < c, "unexpected output:\n%s", r.out);
 	tproc_result_free(&r);
 }
@@ -337,10 +337,19 @@ Test(watch, no_server_is_reported_and_bounded_by_timeout)
 	tproc_result_free(&r);
 
 	const char *args2[] = {"watch",        "5",   "--pub",     nopub, "--server", noreq,
-	                       "--timeout-ms", "700", "--timeout", "200", NULL};
+	                       "--timeout-ms", "700", "--timeout", "200", "--json",   NULL};
 	cli_run(&r, args2);
 	cr_assert_eq(r.code, 0, "without --count, the end of --timeout-ms is a normal end: %s",
 	             r.err);
+	/* --json: the failed fetches are lines of their own. */
+	char *lines[16];
+	int n = split_lines(r.out, lines, 16);
+	cr_assert_geq(n, 1, "no no_image line");
+	for (int i = 0; i < n; i++) {
+		cr_assert(tjson_valid(lines[i], strlen(lines[i])), "not JSON: %s", lines[i]);
+		cr_assert_str_eq(json_at(lines[i], "type"), "\"no_image\"");
+		cr_assert_str_eq(json_at(lines[i], "event"), "5");
+	}
 	tproc_result_free(&r);
 }
 

@@ -28,7 +28,10 @@
  *  8. an event that does not exist yet is shown when its create message
  *     comes (on_resync "created") and then followed;
  *  9. a reconnection of the SUB socket refetches the image ("reconnect"),
- *     catching up on what was published while it was away.
+ *     catching up on what was published while it was away;
+ * 10. the image of the largest event (BO_SEATS_PER_EVENT_MAX seats, over
+ *     2 MiB) arrives over a real transport (ipc), past nng's default
+ *     receive limit of 1 MiB.
  *
  * Every run checks the subscriber's central promise on the side: the
  * sequences it delivers form an unbroken chain (each message's prev is the
@@ -48,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <msgpack.h>
 
@@ -639,6 +643,34 @@ Test(sub, reconnection_refetches_the_image)
 	poll_until_caught_up(s, EV);
 	assert_unbroken();
 	assert_image_is_truth(s, EV);
+}
+
+/* ---- 10. The largest event ------------------------------------------------------ */
+
+Test(sub, largest_event_image_over_ipc)
+{
+	enum {
+		EV = 13
+	};
+	/* Over ipc, not inproc: only a real transport enforces receive limits. */
+	fakepub_stop(F);
+	snprintf(pub_url, sizeof(pub_url), "ipc:///tmp/bo-sub-test-%d-pub.ipc", (int)getpid());
+	snprintf(rep_url, sizeof(rep_url), "ipc:///tmp/bo-sub-test-%d-rep.ipc", (int)getpid());
+	cr_assert_eq(fakepub_start(pub_url, rep_url, &F), 0);
+	fakepub_add_event(F, EV, BO_SEATS_PER_EVENT_MAX / BO_SEATS_PER_ROW_MAX,
+	                  BO_SEATS_PER_ROW_MAX, BO_CATEGORIES_MAX, BO_POOLS_PER_EVENT_MAX,
+	                  BO_POOL_CAPACITY_MAX, 5);
+	boc_sub *s = open_sub(0);
+	cr_assert_eq(boc_sub_watch(s, EV), 0);
+	cr_assert_eq(R->nnoimg, 0, "no image: %d/%d", R->noimg[0].err, R->noimg[0].status);
+	cr_assert_eq(boc_sub_image(s, EV)->seat_count, BO_SEATS_PER_EVENT_MAX);
+	uint64_t seed = 77;
+	publish_some(EV, 20, -1, &seed);
+	poll_until_caught_up(s, EV);
+	assert_unbroken();
+	assert_image_is_truth(s, EV);
+	unlink(pub_url + strlen("ipc://"));
+	unlink(rep_url + strlen("ipc://"));
 }
 
 /* ---- Options and names ---------------------------------------------------------- */

@@ -29,7 +29,10 @@
  *     comes (on_resync "created") and then followed;
  *  9. a reconnection of the SUB socket refetches the image ("reconnect"),
  *     catching up on what was published while it was away;
- * 10. the image of the largest event (BO_SEATS_PER_EVENT_MAX seats, over
+ * 10. two events at once: a gap in one resynchronises that one only, the
+ *     other's changes all arrive in order; after unwatch, no callback
+ *     names the unwatched event, even for its messages already queued;
+ * 11. the image of the largest event (BO_SEATS_PER_EVENT_MAX seats, over
  *     2 MiB) arrives over a real transport (ipc), past nng's default
  *     receive limit of 1 MiB.
  *
@@ -645,7 +648,57 @@ Test(sub, reconnection_refetches_the_image)
 	assert_image_is_truth(s, EV);
 }
 
-/* ---- 10. The largest event ------------------------------------------------------ */
+/* ---- 10. Two events ------------------------------------------------------------- */
+
+Test(sub, two_events_gap_in_one_and_unwatch)
+{
+	enum {
+		A = 21,
+		B = 22
+	};
+	fakepub_add_event(F, A, 5, 5, 1, 1, 40, 1);
+	fakepub_add_event(F, B, 6, 4, 2, 0, 0, 1000);
+	boc_sub *s = open_sub(0);
+	cr_assert_eq(boc_sub_watch(s, A), 0);
+	cr_assert_eq(boc_sub_watch(s, B), 0);
+	uint64_t seed = 99;
+	uint32_t b_sent = 0;
+	for (int i = 0; i < 40; i++) {
+		bo_change c = fakepub_random_change(F, A, &seed);
+		fakepub_publish(F, A, &c, 1, i == 17);
+		c = fakepub_random_change(F, B, &seed);
+		fakepub_publish(F, B, &c, 1, false);
+		b_sent++;
+	}
+	poll_until_caught_up(s, A);
+	poll_until_caught_up(s, B);
+	assert_unbroken();
+	assert_image_is_truth(s, A);
+	assert_image_is_truth(s, B);
+	uint32_t b_seen = 0;
+	for (uint32_t i = 0; i < R->nchanges; i++)
+		if (R->msgs[i].event_id == B)
+			cr_assert_eq(R->msgs[i].seq, 1000 + ++b_seen);
+	cr_assert_eq(b_seen, b_sent, "every change of B, in order");
+	cr_assert_eq(R->nresync, 3, "A and B joined, A resynchronised once");
+	boc_sub_stats st;
+	boc_sub_stats_get(s, &st);
+	cr_assert_eq(st.gaps, 1);
+
+	/* Queued for A, then A unwatched: nothing of A comes out. */
+	publish_some(A, 5, -1, &seed);
+	publish_some(B, 1, -1, &seed);
+	cr_assert_eq(boc_sub_unwatch(s, A), 0);
+	uint32_t before = R->nchanges;
+	poll_until_caught_up(s, B);
+	cr_assert_null(boc_sub_image(s, A));
+	for (uint32_t i = before; i < R->nchanges; i++)
+		cr_assert_eq(R->msgs[i].event_id, B);
+	boc_sub_stats_get(s, &st);
+	cr_assert_leq(st.unwatched, 5);
+}
+
+/* ---- 11. The largest event ------------------------------------------------------ */
 
 Test(sub, largest_event_image_over_ipc)
 {

@@ -389,7 +389,8 @@ typedef void (*boc_sub_resync_cb)(void *ctx, uint64_t event_id, const bo_event_i
                                   int reason);
 
 /* No image of event_id could be had. err < 0: no answer (BOC_ERR_TIMEOUT:
- * no server or a slow one, BOC_ERR_PROTOCOL: an undecodable reply, ...);
+ * no server or a slow one, BOC_ERR_PROTOCOL: an undecodable reply, ...;
+ * status is then BOC_STATUS_NO_ANSWER);
  * err == 0: the server answered `status`: BO_NOT_FOUND, the event does not
  * exist (yet): retry_ms is 0, the library forgets any image it had and
  * fetches one when a message of the event arrives (its create);

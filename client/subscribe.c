@@ -303,8 +303,8 @@ static int fetch(boc_sub *s, watch *w)
 	}
 	if (s->opt.on_no_image) {
 		s->in_callback = true;
-		s->opt.on_no_image(s->opt.ctx, w->event_id, err, err == 0 ? status : BO_OK, why,
-		                   retry_ms);
+		s->opt.on_no_image(s->opt.ctx, w->event_id, err,
+		                   err == 0 ? status : (int)BOC_STATUS_NO_ANSWER, why, retry_ms);
 		s->in_callback = false;
 	}
 	return err;

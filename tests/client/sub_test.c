@@ -29,6 +29,9 @@
  *     comes (on_resync "created") and then followed;
  *  9. a reconnection of the SUB socket refetches the image ("reconnect"),
  *     catching up on what was published while it was away;
+ *  5b. no answer at all (nobody listens): each event is reported with
+ *     BOC_ERR_TIMEOUT and asked again later, and one unanswered request
+ *     holds the other events back (one timeout per wait, not per event);
  * 10. two events at once: a gap in one resynchronises that one only, the
  *     other's changes all arrive in order; after unwatch, no callback
  *     names the unwatched event, even for its messages already queued;
@@ -493,6 +496,39 @@ Test(sub, throttled_event_state_is_retried_with_backoff)
 	cr_assert_eq(st.fetch_failures, 2);
 	cr_assert_eq(st.throttled, 2);
 	cr_assert_eq(fakepub_state_requests(F), 3);
+}
+
+Test(sub, no_answer_is_reported_and_holds_the_others_back)
+{
+	boc_sub_options o;
+	boc_sub_options_default(&o);
+	o.pub_url = pub_url;
+	o.req_url = "inproc://sub-test-nobody";
+	o.timeout_ms = 50;
+	/* Waits long enough that no other event falls due between the first
+	 * retry and the end of the poll that made it, however slow the run. */
+	o.retry_ms_min = 400;
+	o.retry_ms_max = 800;
+	o.on_no_image = on_no_image;
+	o.ctx = R;
+	char err[256];
+	cr_assert_eq(boc_sub_open(&o, &R->sub, err, sizeof(err)), 0, "%s", err);
+	boc_sub *s = R->sub;
+	for (uint64_t ev = 1; ev <= 3; ev++)
+		cr_assert_eq(boc_sub_watch(s, ev), 0);
+	cr_assert_eq(R->nnoimg, 3);
+	for (uint32_t i = 0; i < 3; i++) {
+		cr_assert_eq(R->noimg[i].err, BOC_ERR_TIMEOUT);
+		cr_assert_eq(R->noimg[i].status, BOC_STATUS_NO_ANSWER);
+		cr_assert_gt(R->noimg[i].retry_ms, 0);
+	}
+	/* The first retry that gets no answer pushes the other two back. */
+	POLL_UNTIL_STAT(s, fetches, 4);
+	boc_sub_stats st;
+	boc_sub_stats_get(s, &st);
+	cr_assert_eq(st.fetches, 4);
+	cr_assert_eq(st.fetch_failures, 4);
+	cr_assert_null(boc_sub_image(s, 1));
 }
 
 /* ---- 6. Malformed messages ---------------------------------------------------- */

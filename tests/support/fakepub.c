@@ -31,7 +31,8 @@ struct fakepub {
 	pthread_cond_t cv;  /* pipes or requests changed */
 	bo_event_image ev[FAKE_EVENTS_MAX];
 	uint32_t nev;
-	uint32_t pipes;
+	uint32_t pipes; /* connected to the PUB socket whose id is pub_id */
+	int pub_id;
 	uint32_t throttle;
 	uint64_t requests;
 	msgpack_sbuffer sb; /* for publishing, under mu */
@@ -47,12 +48,14 @@ static bo_event_image *find(fakepub *f, uint64_t event_id)
 
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	(void)p;
 	fakepub *f = arg;
 	pthread_mutex_lock(&f->mu);
-	if (ev == NNG_PIPE_EV_ADD_POST)
+	/* A late callback of a socket fakepub_restart_pub closed counts no
+	 * more. */
+	bool current = nng_socket_id(nng_pipe_socket(p)) == f->pub_id;
+	if (current && ev == NNG_PIPE_EV_ADD_POST)
 		f->pipes++;
-	else if (ev == NNG_PIPE_EV_REM_POST && f->pipes > 0)
+	else if (current && ev == NNG_PIPE_EV_REM_POST && f->pipes > 0)
 		f->pipes--;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
@@ -61,6 +64,10 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 static int pub_open(fakepub *f)
 {
 	int rv = nng_pub0_open(&f->pub);
+	pthread_mutex_lock(&f->mu);
+	f->pub_id = rv == 0 ? nng_socket_id(f->pub) : -1;
+	f->pipes = 0;
+	pthread_mutex_unlock(&f->mu);
 	if (rv == 0)
 		rv = nng_socket_set_int(f->pub, NNG_OPT_SENDBUF, 8192);
 	if (rv == 0)
@@ -163,9 +170,6 @@ void fakepub_stop(fakepub *f)
 int fakepub_restart_pub(fakepub *f)
 {
 	nng_close(f->pub);
-	pthread_mutex_lock(&f->mu);
-	f->pipes = 0;
-	pthread_mutex_unlock(&f->mu);
 	return pub_open(f);
 }
 

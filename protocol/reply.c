@@ -9,6 +9,11 @@
  * mpack.h: keys the decoder does not know are skipped (a v1 client keeps
  * working against a server that adds keys), known keys must have their
  * documented types.
+ *
+ * "seq" (bo_result.view_seq) is written on query_avail/query_seats
+ * replies the read model answered (view_seq != 0) and read back on those
+ * ops only: on any other op the key is checked for its type and dropped,
+ * so what decodes re-encodes to the same reply.
  */
 #include "wire.h"
 
@@ -60,6 +65,7 @@ enum rkey {
 	R_POOL,
 	R_STATES,
 	R_AVAIL,
+	R_SEQ, /* queries answered by the read model: bo_result.view_seq */
 	R_COUNT
 };
 
@@ -78,8 +84,9 @@ typedef struct reply_ctx {
 typedef int (*rkey_reader)(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error *e);
 
 static const char *const rkey_names[R_COUNT] = {
-        "status", "detail",  "error",         "op",    "client",   "request", "event",  "replayed",
-        "hold",   "booking", "expires_at_ms", "seats", "quantity", "pool",    "states", "avail",
+        "status",   "detail",   "error",  "op",      "client",        "request",
+        "event",    "replayed", "hold",   "booking", "expires_at_ms", "seats",
+        "quantity", "pool",     "states", "avail",   "seq",
 };
 
 /* ---- Reply encoding (server side) ---------------------------------------- */
@@ -196,10 +203,18 @@ static int pk_rvalue(msgpack_packer *pk, int k, const bo_result *r)
 	}
 	case R_AVAIL:
 		return pk_avail(pk, &r->avail);
+	case R_SEQ:
+		return msgpack_pack_uint64(pk, r->view_seq);
 	default:
 		assert(!"every reply key is handled");
 		return -1;
 	}
+}
+
+/* 1 for the ops the read model answers (their replies may carry "seq"). */
+static int is_query(int op)
+{
+	return op == BO_OP_QUERY_AVAIL || op == BO_OP_QUERY_SEATS;
 }
 
 static int pk_result(msgpack_packer *pk, const bo_result *r)
@@ -207,7 +222,7 @@ static int pk_result(msgpack_packer *pk, const bo_result *r)
 	int op_ok = r->op > BO_OP_NONE && r->op < BO_OP_COUNT;
 	uint32_t present = RB(R_STATUS) | RB(R_CLIENT) | RB(R_REQUEST) | RB(R_EVENT) |
 	                   (op_ok ? RB(R_OP) : 0) | (r->replayed ? RB(R_REPLAYED) : 0) |
-	                   reply_keys(r);
+	                   (is_query(r->op) && r->view_seq != 0 ? RB(R_SEQ) : 0) | reply_keys(r);
 	int rc = msgpack_pack_map(pk, (size_t)__builtin_popcount(present));
 	for (int k = 0; k < R_COUNT; k++) {
 		if (present & RB(k))
@@ -508,6 +523,11 @@ static int rr_avail(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error
 	return 0;
 }
 
+static int rr_seq(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error *e)
+{
+	return field_uint(c, name, UINT64_MAX, BO_D_NONE, &x->r->view_seq, e);
+}
+
 static rkey_reader const rkey_readers[R_COUNT] = {
         [R_STATUS] = rr_status,     [R_DETAIL] = rr_detail,
         [R_ERROR] = rr_error,       [R_OP] = rr_op,
@@ -517,6 +537,7 @@ static rkey_reader const rkey_readers[R_COUNT] = {
         [R_EXPIRES] = rr_expires,   [R_SEATS] = rr_seats,
         [R_QUANTITY] = rr_quantity, [R_POOL] = rr_pool,
         [R_STATES] = rr_states,     [R_AVAIL] = rr_avail,
+        [R_SEQ] = rr_seq,
 };
 
 /* ---- Reply decoding: one reply, one message ------------------------------ */
@@ -572,6 +593,8 @@ static int decode_reply(mpack_cur *c, bo_result *r, wire_reply_info *info, wire_
 	if (check_reply(&x, seen, e) < 0)
 		return -1;
 	r->claim_id = (seen & RB(R_HOLD)) ? x.hold : x.booking;
+	if (!is_query(r->op))
+		r->view_seq = 0; /* only a query's "seq" means something */
 	return 0;
 }
 

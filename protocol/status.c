@@ -1,7 +1,9 @@
 /*
  * status.c — the admin half of the wire codec (wire.h, "Admin requests"):
- * the server_status request and its reply. schemas/protocol.md section 11
- * is the client-facing text.
+ * recognising admin requests (server_status, event_state), and the
+ * server_status request and its reply. schemas/protocol.md section 11 is
+ * the client-facing text (section 15 for event_state, whose request
+ * encoder and reply codec are protocol/projection.c's).
  *
  * The reply's maps are read with one table per map (the keys, each with
  * where its value goes and its kind), so the decoder checks the same rules
@@ -24,6 +26,7 @@
 #include "pack.h"
 
 #define ADMIN_OP_SERVER_STATUS "server_status"
+#define ADMIN_OP_EVENT_STATE "event_state"
 
 static const char *const committer_state_names[WIRE_COMMITTER_STATE_COUNT] = {
         [WIRE_COMMITTER_OFF] = "off",         [WIRE_COMMITTER_STARTING] = "starting",
@@ -63,17 +66,31 @@ static int admin_op(mpack_cur c)
 		}
 		if (mpack_read(&c, &v) < 0 || v.kind != MPACK_STR)
 			return WIRE_ADMIN_NONE;
-		return mpack_str_is(&v, ADMIN_OP_SERVER_STATUS) ? WIRE_ADMIN_SERVER_STATUS
-		                                                : WIRE_ADMIN_NONE;
+		if (mpack_str_is(&v, ADMIN_OP_SERVER_STATUS))
+			return WIRE_ADMIN_SERVER_STATUS;
+		if (mpack_str_is(&v, ADMIN_OP_EVENT_STATE))
+			return WIRE_ADMIN_EVENT_STATE;
+		return WIRE_ADMIN_NONE;
 	}
 	return WIRE_ADMIN_NONE;
 }
 
-/* The keys of an admin request: "op", and "client"/"request" (uint64,
- * ignored: a generic client may send them with everything). */
-static int admin_keys(mpack_cur c, wire_cmd_error *e)
+/* The keys of an admin request: "op", "client"/"request" (uint64, ignored:
+ * a generic client may send them with everything) and, for event_state
+ * only, "event" (required, a uint64 other than 0) into *event_id. */
+static int admin_keys(mpack_cur c, int kind, uint64_t *event_id, wire_cmd_error *e)
 {
-	static const char *const names[] = {"op", "client", "request"};
+	enum {
+		K_OP,
+		K_CLIENT,
+		K_REQUEST,
+		K_EVENT,
+		K_COUNT
+	};
+	static const char *const names[K_COUNT] = {"op", "client", "request", "event"};
+	const char *op =
+	        kind == WIRE_ADMIN_EVENT_STATE ? ADMIN_OP_EVENT_STATE : ADMIN_OP_SERVER_STATUS;
+	int nkeys = kind == WIRE_ADMIN_EVENT_STATE ? K_COUNT : K_EVENT;
 	mpack_tok t;
 	int rc = mpack_read(&c, &t);
 	assert(rc == 0 && t.kind == MPACK_MAP);
@@ -84,32 +101,45 @@ static int admin_keys(mpack_cur c, wire_cmd_error *e)
 		if (field_key(&c, "a request", &k, e) < 0)
 			return -1;
 		int key = -1;
-		for (int j = 0; j < 3 && key < 0; j++)
+		for (int j = 0; j < nkeys && key < 0; j++)
 			if (mpack_str_is(&k, names[j]))
 				key = j;
 		if (key < 0) {
 			char kb[48];
 			mpack_printable(&k, kb, sizeof(kb));
 			field_fail(e, BO_INVALID, BO_D_NONE, "key '%s' does not apply to op '%s'",
-			           kb, ADMIN_OP_SERVER_STATUS);
+			           kb, op);
 			return -1;
 		}
 		if (seen & (1u << key))
 			return field_dup_key(names[key], e);
 		seen |= 1u << key;
 		uint64_t v;
-		if (key == 0)
+		if (key == K_OP) {
 			mpack_skip(&c); /* admin_op() read it */
-		else if (field_uint(&c, names[key], UINT64_MAX, BO_D_NONE, &v, e) < 0)
+			continue;
+		}
+		if (field_uint(&c, names[key], UINT64_MAX, BO_D_NONE, &v, e) < 0)
 			return -1;
+		if (key == K_EVENT)
+			*event_id = v;
+	}
+	if (kind == WIRE_ADMIN_EVENT_STATE && !(seen & (1u << K_EVENT))) {
+		field_fail(e, BO_INVALID, BO_D_NONE, "missing key 'event'");
+		return -1;
+	}
+	if (kind == WIRE_ADMIN_EVENT_STATE && *event_id == 0) {
+		field_fail(e, BO_INVALID, BO_D_NONE, "'event' must not be 0");
+		return -1;
 	}
 	return 0;
 }
 
-int wire_decode_admin(const uint8_t *buf, size_t len, wire_msg *out)
+int wire_decode_admin(const uint8_t *buf, size_t len, uint64_t *event_id, wire_msg *out)
 {
-	assert((buf != NULL || len == 0) && out != NULL);
+	assert((buf != NULL || len == 0) && event_id != NULL && out != NULL);
 	memset(out, 0, sizeof(*out));
+	*event_id = 0;
 	if (len == 0 || len > WIRE_ADMIN_MSG_MAX || !starts_with_map(buf))
 		return WIRE_ADMIN_NONE;
 	mpack_cur c, inside;
@@ -121,10 +151,12 @@ int wire_decode_admin(const uint8_t *buf, size_t len, wire_msg *out)
 	if (kind == WIRE_ADMIN_NONE)
 		return WIRE_ADMIN_NONE;
 	wire_cmd_error e = {0};
-	if (admin_keys(c, &e) < 0) {
+	uint64_t ev = 0;
+	if (admin_keys(c, kind, &ev, &e) < 0) {
 		snprintf(out->error, sizeof(out->error), "%s", e.text);
 		return -EINVAL;
 	}
+	*event_id = ev;
 	out->count = 1;
 	return kind;
 }

@@ -166,6 +166,8 @@ int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sb
  * info[0..cap). Unknown keys in a reply are skipped (a v1 client keeps
  * working against a server that adds keys); known keys must have their
  * documented types.
+ * A query_avail/query_seats reply's "seq" (the read model's sequence, sent
+ * when non-zero) goes to view_seq; on other ops it is dropped.
  * Returns 0: msg->count replies, msg->is_array; every field a reply does not
  * carry is zero (a message-level error reply is one map: is_array 0,
  * op 0, info->malformed 1 for status invalid). A detail name this codec

@@ -114,7 +114,9 @@ static void stub_status_fill(void)
 static int stub_answer_admin(stub *s, nng_msg *req, msgpack_sbuffer *sb)
 {
 	wire_msg m;
-	if (wire_decode_admin(nng_msg_body(req), nng_msg_len(req), &m) != WIRE_ADMIN_SERVER_STATUS)
+	uint64_t event_id;
+	if (wire_decode_admin(nng_msg_body(req), nng_msg_len(req), &event_id, &m) !=
+	    WIRE_ADMIN_SERVER_STATUS)
 		return 0;
 	atomic_fetch_add(&s->status_requests, 1);
 	int rv = 0;

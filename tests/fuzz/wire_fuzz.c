@@ -1,6 +1,7 @@
 /*
  * wire_fuzz.c — libFuzzer target for the wire codec of protocol/ (the msgpack
- * wire protocol: mpack.c, field.c, request.c, reply.c).
+ * wire protocol: mpack.c, field.c, request.c, reply.c, status.c,
+ * projection.c).
  *
  * Proves, for any input bytes, read both as a request and as a reply:
  *  - decoding never crashes, never reads out of bounds, never leaks (ASan,
@@ -15,11 +16,19 @@
  *    shape and statuses;
  *  - an accepted reply message re-encodes and decodes to equal results
  *    (codec_result_equal);
- *  - read as an admin request (status.c), the answer is "not one", a kind,
- *    or -EINVAL with a message; read as a server_status reply, it is
+ *  - read as an admin request (status.c), the answer is "not one", a kind
+ *    (an event id exactly for event_state, never 0), or -EINVAL with a
+ *    message; read as a server_status reply, it is
  *    -EINVAL with a message or a status, and an ok one (shards within
  *    bounds, each at its index, states named) re-encodes and decodes to the
- *    same bytes' meaning.
+ *    same bytes' meaning;
+ *  - read as a projection message (projection.c), it is -EINVAL with a
+ *    message and a zeroed header, or 1..WIRE_PROJECTION_CHANGES_MAX
+ *    changes with seq > prev that re-encode, decode to the same header and
+ *    changes, and re-encode to the same bytes;
+ *  - read as an event_state reply, it is -EINVAL/-ENOMEM with a message
+ *    and nothing allocated, a refusal with an empty image, or an image
+ *    whose rows sum to its seats that re-encodes and decodes equal.
  *
  * Built and run by scripts/fuzz (tests/fuzz/X_fuzz.c with the core sources,
  * the sources of protocol/ among them, and -lmsgpackc):
@@ -32,6 +41,7 @@
 #include <string.h>
 
 #include "engine/codec.h"
+#include "protocol/projection.h"
 #include "protocol/wire.h"
 #include "tests/support/fuzz_check.h"
 
@@ -123,7 +133,8 @@ static void fuzz_replies(const uint8_t *data, size_t size)
 	FUZZ_CHECK(rc == 0 && msg2.count == msg.count && msg2.is_array == msg.is_array);
 	for (uint32_t i = 0; i < msg.count; i++)
 		FUZZ_CHECK(codec_result_equal(&res[i], &res2[i]) &&
-		           codec_result_equal(&res2[i], &res[i]));
+		           codec_result_equal(&res2[i], &res[i]) &&
+		           res[i].view_seq == res2[i].view_seq);
 	msgpack_sbuffer_destroy(&sb);
 }
 
@@ -132,9 +143,11 @@ static wire_server_status st, st2;
 static void fuzz_admin_and_status(const uint8_t *data, size_t size)
 {
 	wire_msg msg;
-	int rc = wire_decode_admin(data, size, &msg);
+	uint64_t event_id;
+	int rc = wire_decode_admin(data, size, &event_id, &msg);
 	FUZZ_CHECK(rc == WIRE_ADMIN_NONE || rc == WIRE_ADMIN_SERVER_STATUS ||
-	           (rc == -EINVAL && msg.error[0] != '\0'));
+	           rc == WIRE_ADMIN_EVENT_STATE || (rc == -EINVAL && msg.error[0] != '\0'));
+	FUZZ_CHECK((rc == WIRE_ADMIN_EVENT_STATE) == (event_id != 0));
 	FUZZ_CHECK(rc == WIRE_ADMIN_NONE || size <= WIRE_ADMIN_MSG_MAX);
 	int status;
 	rc = wire_decode_server_status(data, size, &st, &status, &msg);
@@ -170,10 +183,82 @@ static void fuzz_admin_and_status(const uint8_t *data, size_t size)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+static bo_change changes[WIRE_PROJECTION_CHANGES_MAX], changes2[WIRE_PROJECTION_CHANGES_MAX];
+
+static void fuzz_projection(const uint8_t *data, size_t size)
+{
+	wire_projection h, h2;
+	wire_msg msg;
+	int rc = wire_decode_projection(data, size, &h, changes, WIRE_PROJECTION_CHANGES_MAX, &msg);
+	if (rc < 0) {
+		FUZZ_CHECK(rc == -EINVAL && msg.error[0] != '\0' && h.count == 0);
+		return;
+	}
+	FUZZ_CHECK(rc == 0 && h.count >= 1 && h.count <= WIRE_PROJECTION_CHANGES_MAX);
+	FUZZ_CHECK(h.seq > h.prev_seq && size >= WIRE_TOPIC_BYTES);
+	msgpack_sbuffer sb, sb2;
+	msgpack_sbuffer_init(&sb);
+	msgpack_sbuffer_init(&sb2);
+	FUZZ_CHECK(wire_encode_projection(&h, changes, &sb) == 0);
+	FUZZ_CHECK(memcmp(sb.data, data, WIRE_TOPIC_BYTES) == 0); /* the same topic */
+	rc = wire_decode_projection((const uint8_t *)sb.data, sb.size, &h2, changes2,
+	                            WIRE_PROJECTION_CHANGES_MAX, &msg);
+	FUZZ_CHECK(rc == 0 && h2.event_id == h.event_id && h2.prev_seq == h.prev_seq &&
+	           h2.seq == h.seq && h2.at_ms == h.at_ms && h2.pub_us == h.pub_us &&
+	           h2.count == h.count);
+	/* Decoded changes are zeroed first, so equal ones compare equal bytes. */
+	FUZZ_CHECK(memcmp(changes, changes2, h.count * sizeof(bo_change)) == 0);
+	FUZZ_CHECK(wire_encode_projection(&h2, changes2, &sb2) == 0);
+	FUZZ_CHECK(sb2.size == sb.size && memcmp(sb.data, sb2.data, sb.size) == 0);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&sb2);
+}
+
+static void fuzz_event_image(const uint8_t *data, size_t size)
+{
+	bo_event_image im, im2;
+	int status;
+	wire_msg msg;
+	int rc = wire_decode_event_image(data, size, &im, &status, &msg);
+	if (rc < 0) {
+		FUZZ_CHECK((rc == -EINVAL || rc == -ENOMEM) && msg.error[0] != '\0');
+		FUZZ_CHECK(!im.rows && !im.categories && !im.states && im.seat_count == 0);
+		return;
+	}
+	FUZZ_CHECK(rc == 0 && status >= 0 && status < BO_STATUS_COUNT);
+	if (status != BO_OK) {
+		FUZZ_CHECK(!im.rows && !im.categories && !im.states && im.seat_count == 0);
+		return;
+	}
+	uint64_t seats = 0;
+	for (uint32_t r = 0; r < im.row_count; r++)
+		seats += im.rows[r].seats;
+	FUZZ_CHECK(seats == im.seat_count && im.seat_count <= BO_SEATS_PER_EVENT_MAX);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	FUZZ_CHECK(wire_encode_event_image(&im, &sb) == 0);
+	rc = wire_decode_event_image((const uint8_t *)sb.data, sb.size, &im2, &status, &msg);
+	FUZZ_CHECK(rc == 0 && status == BO_OK && im2.event_id == im.event_id && im2.seq == im.seq &&
+	           im2.seat_count == im.seat_count && im2.row_count == im.row_count &&
+	           im2.category_count == im.category_count && im2.pool_count == im.pool_count);
+	FUZZ_CHECK(im.row_count == 0 ||
+	           memcmp(im.rows, im2.rows, im.row_count * sizeof(bo_row_def)) == 0);
+	FUZZ_CHECK(im.seat_count == 0 ||
+	           (memcmp(im.categories, im2.categories, im.seat_count) == 0 &&
+	            memcmp(im.states, im2.states, im.seat_count) == 0));
+	FUZZ_CHECK(memcmp(im.pool_capacity, im2.pool_capacity, sizeof(im.pool_capacity)) == 0 &&
+	           memcmp(im.pool_free, im2.pool_free, sizeof(im.pool_free)) == 0);
+	bo_event_image_free(&im);
+	bo_event_image_free(&im2);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fuzz_request(data, size);
 	fuzz_replies(data, size);
 	fuzz_admin_and_status(data, size);
+	fuzz_projection(data, size);
+	fuzz_event_image(data, size);
 	return 0;
 }

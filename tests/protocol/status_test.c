@@ -10,6 +10,10 @@
  *    else to the command decoder (an engine op, an admin op inside an
  *    array, a message over WIRE_ADMIN_MSG_MAX, garbage) — which still
  *    answers "server_status" in an array as bad_op.
+ *  - event_state: the encoder's bytes are recognised with their event id;
+ *    "event" is required, a uint64 other than 0, once; "client"/"request"
+ *    are ignored; other keys are refused naming the op; an id is only
+ *    reported for an accepted request; inside an array it is bad_op.
  *  - The reply: a full status (64 shards, every state, every field at
  *    its extremes, reasons with quotes) survives encode/decode; the encoder
  *    refuses what it must not write; a refusal map (busy) decodes as that
@@ -28,21 +32,32 @@
 
 #include <msgpack.h>
 
+#include "protocol/projection.h"
 #include "protocol/wire.h"
 
 /* ---- Helpers ------------------------------------------------------------- */
 
 static wire_server_status st_in, st_out; /* ~20 KiB each */
 
-/* Decoders read from an exact-size heap copy. */
-static int admin(const void *buf, size_t len, wire_msg *m)
+/* Decoders read from an exact-size heap copy. Only an accepted
+ * event_state yields an event id. */
+static int admin_ev(const void *buf, size_t len, uint64_t *event_id, wire_msg *m)
 {
 	uint8_t *copy = malloc(len ? len : 1);
 	cr_assert(copy);
 	memcpy(copy, buf, len);
-	int rc = wire_decode_admin(copy, len, m);
+	*event_id = 12345;
+	int rc = wire_decode_admin(copy, len, event_id, m);
 	free(copy);
+	if (rc != WIRE_ADMIN_EVENT_STATE)
+		cr_assert_eq(*event_id, 0, "no event_state: no event id");
 	return rc;
+}
+
+static int admin(const void *buf, size_t len, wire_msg *m)
+{
+	uint64_t event_id;
+	return admin_ev(buf, len, &event_id, m);
 }
 
 static int status_decode(const void *buf, size_t len, int *status, wire_msg *m)
@@ -229,6 +244,134 @@ Test(wire_status, everything_else_is_left_to_the_command_decoder)
 	cr_assert_eq(wire_encode_server_status_request(&sb), 0);
 	msgpack_pack_nil(&pk);
 	cr_assert_eq(admin(sb.data, sb.size, &m), WIRE_ADMIN_NONE);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- event_state ------------------------------------------------------- */
+
+/* Packs {"op": "event_state", then `extra` more pairs written by fn}. */
+static int event_state_with(void (*fn)(msgpack_packer *), uint32_t extra, uint64_t *ev, wire_msg *m)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1 + extra);
+	pk_s(&pk, "op");
+	pk_s(&pk, "event_state");
+	if (fn)
+		fn(&pk);
+	int rc = admin_ev(sb.data, sb.size, ev, m);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static void event_max(msgpack_packer *pk)
+{
+	pk_s(pk, "event");
+	msgpack_pack_uint64(pk, UINT64_MAX);
+}
+static void event_and_ids(msgpack_packer *pk)
+{
+	ids(pk);
+	event(pk);
+}
+static void event_zero(msgpack_packer *pk)
+{
+	pk_s(pk, "event");
+	msgpack_pack_uint64(pk, 0);
+}
+static void event_negative(msgpack_packer *pk)
+{
+	pk_s(pk, "event");
+	msgpack_pack_int64(pk, -7);
+}
+static void event_string(msgpack_packer *pk)
+{
+	pk_s(pk, "event");
+	pk_s(pk, "42");
+}
+static void event_twice(msgpack_packer *pk)
+{
+	event(pk);
+	event(pk);
+}
+static void event_and_colour(msgpack_packer *pk)
+{
+	event(pk);
+	colour(pk);
+}
+static void event_and_seats(msgpack_packer *pk)
+{
+	event(pk);
+	pk_s(pk, "seats");
+	msgpack_pack_array(pk, 0);
+}
+
+Test(wire_status, event_state_request)
+{
+	/* The client encoder's bytes: {"op": "event_state", "event": 42}. */
+	static const uint8_t doc[] = {0x82, 0xa2, 'o', 'p', 0xab, 'e', 'v', 'e', 'n', 't', '_', 's',
+	                              't',  'a',  't', 'e', 0xa5, 'e', 'v', 'e', 'n', 't', 0x2a};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(wire_encode_event_state_request(42, &sb), 0);
+	cr_assert_eq(sb.size, sizeof(doc));
+	cr_assert(memcmp(sb.data, doc, sizeof(doc)) == 0);
+	msgpack_sbuffer_destroy(&sb);
+	wire_msg m;
+	uint64_t ev;
+	cr_assert_eq(admin_ev(doc, sizeof(doc), &ev, &m), WIRE_ADMIN_EVENT_STATE);
+	cr_assert_eq(ev, 42);
+	cr_assert_eq(m.count, 1);
+	cr_assert_eq(m.error[0], '\0');
+
+	cr_assert_eq(event_state_with(event_max, 1, &ev, &m), WIRE_ADMIN_EVENT_STATE);
+	cr_assert_eq(ev, UINT64_MAX);
+	cr_assert_eq(event_state_with(event_and_ids, 3, &ev, &m), WIRE_ADMIN_EVENT_STATE,
+	             "client and request are ignored");
+	cr_assert_eq(ev, 1);
+}
+
+Test(wire_status, event_state_request_refusals)
+{
+	static const struct {
+		void (*fn)(msgpack_packer *);
+		uint32_t extra;
+		const char *error;
+	} cases[] = {
+	        {NULL, 0, "missing key 'event'"},
+	        {ids, 2, "missing key 'event'"},
+	        {event_zero, 1, "'event' must not be 0"},
+	        {event_negative, 1, "'event' must not be negative (got -7)"},
+	        {event_string, 1, "'event' must be an unsigned integer, not a string"},
+	        {event_twice, 2, "key 'event' given twice"},
+	        {event_and_colour, 2, "key 'colour' does not apply to op 'event_state'"},
+	        {event_and_seats, 2, "key 'seats' does not apply to op 'event_state'"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		wire_msg m;
+		uint64_t ev;
+		cr_assert_eq(event_state_with(cases[i].fn, cases[i].extra, &ev, &m), -EINVAL,
+		             "case %zu", i);
+		cr_assert_str_eq(m.error, cases[i].error, "case %zu", i);
+		cr_assert_eq(ev, 0, "case %zu: no id from a refused request", i);
+	}
+
+	/* Inside an array it is a command with an unknown op. */
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 1);
+	cr_assert_eq(wire_encode_event_state_request(42, &sb), 0);
+	wire_msg m;
+	cr_assert_eq(admin(sb.data, sb.size, &m), WIRE_ADMIN_NONE);
+	static bo_cmd cmds[1];
+	static wire_cmd_error errs[1];
+	cr_assert_eq(wire_decode_request((const uint8_t *)sb.data, sb.size, cmds, errs, 1, &m), 0);
+	cr_assert_eq(errs[0].status, BO_INVALID);
+	cr_assert_eq(errs[0].detail, BO_D_BAD_OP);
 	msgpack_sbuffer_destroy(&sb);
 }
 

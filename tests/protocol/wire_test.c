@@ -7,7 +7,9 @@
  *    alone and in batches, go through wire_encode_request and
  *    wire_decode_request and must come back equal (codec_cmd_equal, both
  *    ways); random results of every op x status go through
- *    wire_encode_replies and wire_decode_replies (codec_result_equal).
+ *    wire_encode_replies and wire_decode_replies (codec_result_equal);
+ *    a query's read-model sequence (view_seq, key "seq") travels with it,
+ *    any other op's is neither written nor read back.
  *  - A real engine session driven only through the wire (encode request,
  *    decode, engine_apply, encode replies, decode): every op, a replay, a
  *    conflict and a taken seat; each decoded reply equals the engine's own
@@ -218,6 +220,8 @@ static void random_result(bo_result *r, uint8_t op, uint8_t status)
 	}
 	r->pool = (uint8_t)rnd_below(3);
 	r->replayed = (uint8_t)rnd_below(2);
+	/* Set for every op: only queries may carry it over the wire. */
+	r->view_seq = rnd_below(3) == 0 ? 0 : rnd_u64() >> rnd_below(64);
 	bo_avail *a = &r->avail;
 	for (uint32_t i = 0; i < BO_SEAT_STATE_COUNT; i++)
 		a->by_state[i] = (uint32_t)rnd_u64();
@@ -388,6 +392,10 @@ static void check_reply_roundtrip(const bo_result *src, uint32_t n, int is_array
 		                  codec_result_equal(&results[i], &src[i]),
 		          SEED_FMT "iter %d reply %u op %s status %s differs", SEED, iter, i,
 		          bo_op_str(src[i].op), bo_status_str(src[i].status));
+		int query = src[i].op == BO_OP_QUERY_AVAIL || src[i].op == BO_OP_QUERY_SEATS;
+		cr_assert_eq(results[i].view_seq, query ? src[i].view_seq : 0,
+		             SEED_FMT "iter %d reply %u op %s: view_seq", SEED, iter, i,
+		             bo_op_str(src[i].op));
 		if (src[i].status != BO_OK)
 			cr_assert_str_eq(infos[i].error, src[i].detail
 			                                         ? bo_detail_str(src[i].detail)
@@ -415,6 +423,66 @@ Test(wire, reply_roundtrip_every_op_and_status)
 			              (uint8_t)rnd_below(BO_STATUS_COUNT));
 		check_reply_roundtrip(src, n, 1, iter++);
 	}
+}
+
+/* The "seq" key: written exactly when a query has a view_seq, read on
+ * queries (absent: 0, an old server), typed, dropped on other ops. */
+Test(wire, query_replies_carry_the_read_model_seq)
+{
+	static const uint8_t seq_key[] = {0xa3, 's', 'e', 'q'};
+	bo_result r = {.op = BO_OP_QUERY_SEATS, .status = BO_OK, .event_id = 9, .seat_count = 1,
+	               .view_seq = 1ull << 40};
+	mp_begin();
+	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
+	cr_assert(memmem(sb.data, sb.size, seq_key, sizeof(seq_key)) != NULL);
+	wire_msg msg;
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].view_seq, 1ull << 40);
+	r.view_seq = 0; /* answered by the engine itself */
+	mp_begin();
+	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
+	cr_assert(memmem(sb.data, sb.size, seq_key, sizeof(seq_key)) == NULL);
+	r = (bo_result){.op = BO_OP_HOLD_SEATS, .status = BO_OK, .seat_count = 1, .view_seq = 5};
+	mp_begin();
+	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
+	cr_assert(memmem(sb.data, sb.size, seq_key, sizeof(seq_key)) == NULL, "not on a write");
+
+	mp_begin();
+	msgpack_pack_map(&pk, 3);
+	mp_kv_s("status", "ok");
+	mp_kv_s("op", "query_avail");
+	mp_kv_u("seq", UINT64_MAX);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].view_seq, UINT64_MAX);
+	mp_begin();
+	msgpack_pack_map(&pk, 3);
+	mp_kv_u("seq", 77); /* before "op": key order does not matter */
+	mp_kv_s("status", "not_found");
+	mp_kv_s("op", "query_seats");
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].view_seq, 77);
+	mp_begin();
+	msgpack_pack_map(&pk, 3);
+	mp_kv_s("status", "ok");
+	mp_kv_s("op", "release");
+	mp_kv_u("seq", 77);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].view_seq, 0, "only a query's seq is kept");
+	mp_begin();
+	msgpack_pack_map(&pk, 3);
+	mp_kv_s("status", "ok");
+	mp_kv_s("op", "query_avail");
+	mp_kv_s("seq", "77");
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), -EINVAL);
+	cr_assert(strstr(msg.error, "'seq' must be an unsigned integer") != NULL, "%s", msg.error);
+	mp_begin();
+	msgpack_pack_map(&pk, 4);
+	mp_kv_s("status", "ok");
+	mp_kv_s("op", "query_avail");
+	mp_kv_u("seq", 1);
+	mp_kv_u("seq", 2);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), -EINVAL);
+	cr_assert(strstr(msg.error, "key 'seq' given twice") != NULL, "%s", msg.error);
 }
 
 Test(wire, unencodable_values_leave_buffer_unchanged)

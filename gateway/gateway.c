@@ -438,8 +438,17 @@ static void send_event_state(gw_slot *sl, uint64_t event_id)
 	bo_event_image im;
 	int rc = view_image(gw->views[shard_for_event(event_id, gw->cfg.shards)], event_id, &im);
 	if (rc == -ENOENT) {
-		send_error(sl, BO_NOT_FOUND, "no such event");
-		return;
+		/* {"status": "not_found", "detail": "no_event", "error": ...}:
+		 * the refusal shape of a command that failed to decode. */
+		wire_cmd_error e = {.status = BO_NOT_FOUND, .detail = BO_D_NO_EVENT};
+		snprintf(e.text, sizeof(e.text), "no such event");
+		sl->reply.size = 0;
+		rc = wire_encode_replies(&sl->res[0], &e, 1, 0, &sl->reply);
+		assert(rc == 0 || rc == -ENOMEM);
+		if (rc == 0) {
+			slot_send(sl);
+			return;
+		}
 	}
 	if (rc == 0) {
 		sl->reply.size = 0;

@@ -22,6 +22,12 @@
  *   (view_load): its images equal the first's, and both are then fed the
  *   same further batches and must still match the engine (so view_load
  *   also carried the active pool holds a later confirm depends on).
+ * - A targeted batch: a created event, its holds and a second event are
+ *   invisible to view_query/view_image/view_seq until view_batch_end; the
+ *   emits come one per event in first-touch order, each with its changes
+ *   in journal order, prev 0 for new events, seq = its last change's, the
+ *   whole batch visible during the emit and the second new event not yet
+ *   (creation order); a later release is not seen before its batch ends.
  * - view_load on a non-empty view is -EEXIST; view_new refuses every bad
  *   configuration with -EINVAL; view_memory_bytes matches limits.h's
  *   figure and a default-sized view costs almost no resident memory.
@@ -366,6 +372,156 @@ Test(view, random_run_equals_engine_and_emits_rebuild_it, .timeout = 600)
 	uint64_t seed = env ? strtoull(env, NULL, 10) : 0x5eed0001u;
 	for (uint64_t i = 0; i < 4; i++)
 		random_run(seed + i, 1500);
+}
+
+/* What one emit carried (the targeted test below keeps them all). */
+typedef struct emitted {
+	uint64_t event, prev, seq;
+	int64_t at_ms;
+	uint32_t n;
+	bo_change changes[4];
+	uint32_t held_visible; /* the event's held seats a reader saw during the emit */
+	int other_visible;     /* view_seq of the other event during the emit */
+} emitted;
+
+typedef struct emit_log {
+	view *v;
+	uint32_t n;
+	emitted e[4];
+} emit_log;
+
+static void log_emit(void *ctx, uint64_t event_id, uint64_t prev_seq, uint64_t seq, int64_t at_ms,
+                     const bo_change *changes, uint32_t n)
+{
+	emit_log *l = ctx;
+	cr_assert_lt(l->n, 4u);
+	cr_assert_leq(n, 4u);
+	emitted *e = &l->e[l->n++];
+	*e = (emitted){.event = event_id, .prev = prev_seq, .seq = seq, .at_ms = at_ms, .n = n};
+	memcpy(e->changes, changes, n * sizeof(bo_change));
+	bo_cmd q;
+	memset(&q, 0, sizeof(q));
+	q.op = BO_OP_QUERY_AVAIL;
+	q.event_id = event_id;
+	bo_result r;
+	view_query(l->v, &q, &r);
+	cr_assert_eq(r.status, BO_OK, "an event is visible when its emit runs");
+	e->held_visible = r.avail.by_state[BO_SEAT_HELD];
+	e->other_visible = view_seq(l->v, event_id == 1 ? 2 : 1) != 0;
+}
+
+static bo_result apply_ok(engine *e, const bo_cmd *c)
+{
+	bo_result r;
+	engine_apply(e, c, &r);
+	cr_assert_eq(r.status, BO_OK, "%s: %s", bo_op_str(c->op), bo_detail_str(r.detail));
+	return r;
+}
+
+/* A batch is invisible until view_batch_end, which then shows each event
+ * with all of its changes and emits them, event by event in first-touch
+ * order, each event's changes in journal order. */
+Test(view, a_batch_is_invisible_until_its_end_and_emits_per_event_in_order)
+{
+	engine_config cfg;
+	vdrive_config(&cfg);
+	engine *e = NULL;
+	view *v = NULL;
+	cr_assert_eq(engine_new(&cfg, &e), 0);
+	cr_assert_eq(view_new(&cfg, &v), 0);
+	engine_advance(e, 5000, NULL, NULL);
+	bo_seatmap *m = bo_seatmap_new(2, 8, 1);
+	cr_assert_not_null(m);
+	m->category_count = 1;
+	m->rows[0] = m->rows[1] = (bo_row_def){.section = 0, .seats = 4};
+	m->pool_capacity[0] = 10;
+	bo_cmd c[4];
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < 4; i++)
+		c[i] = (bo_cmd){.client_id = 5,
+		                .request_id = 100 + (uint64_t)i,
+		                .event_id = 1,
+		                .ttl_ms = 60000};
+	c[0].op = BO_OP_CREATE_EVENT;
+	c[0].map = m;
+	c[1].op = BO_OP_HOLD_SEATS;
+	c[1].seat_count = 2;
+	c[1].seats[0] = 5;
+	c[1].seats[1] = 1;
+	c[2] = c[0];
+	c[2].event_id = 2;
+	c[2].request_id = 200;
+	c[3].op = BO_OP_HOLD_POOL;
+	c[3].quantity = 3;
+	emit_log log = {.v = v};
+
+	view_batch_begin(v);
+	bo_result r[4];
+	for (int i = 0; i < 4; i++) {
+		r[i] = apply_ok(e, &c[i]);
+		view_add_result(v, &r[i], &c[i], 11 + (uint64_t)i, 5000);
+	}
+	bo_cmd q;
+	memset(&q, 0, sizeof(q));
+	q.op = BO_OP_QUERY_AVAIL;
+	q.event_id = 1;
+	bo_result got;
+	view_query(v, &q, &got);
+	cr_assert_eq(got.status, BO_NOT_FOUND, "created, but its batch has not ended");
+	bo_event_image im;
+	cr_assert_eq(view_image(v, 1, &im), -ENOENT);
+	cr_assert_eq(view_seq(v, 2), 0);
+	view_batch_end(v, log_emit, &log);
+
+	cr_assert_eq(log.n, 2, "one emit per event");
+	emitted *a = &log.e[0], *b = &log.e[1];
+	cr_assert(a->event == 1 && b->event == 2, "first-touch order");
+	cr_assert(a->prev == 0 && a->seq == 14 && b->prev == 0 && b->seq == 13);
+	cr_assert_eq(a->at_ms, 5000);
+	cr_assert_eq(a->n, 3);
+	cr_assert(a->changes[0].cause == BO_CAUSE_CREATE && a->changes[1].cause == BO_CAUSE_HOLD &&
+	                  a->changes[2].cause == BO_CAUSE_HOLD,
+	          "journal order within the event");
+	cr_assert(!a->changes[1].is_pool && a->changes[1].seat_count == 2 &&
+	          a->changes[1].seats[0] == 5 && a->changes[1].seats[1] == 1 &&
+	          a->changes[1].state == BO_SEAT_HELD && a->changes[1].claim_id == r[1].claim_id);
+	cr_assert(a->changes[2].is_pool && a->changes[2].pool == 0 && a->changes[2].quantity == 3 &&
+	          a->changes[2].pool_free == 7 && a->changes[2].claim_id == r[3].claim_id);
+	cr_assert_eq(a->held_visible, 2, "the whole batch is visible at the emit");
+	cr_assert_eq(a->other_visible, 0,
+	             "event 2 is shown after event 1's emit, in creation order");
+	cr_assert(b->n == 1 && b->changes[0].cause == BO_CAUSE_CREATE && b->other_visible);
+
+	/* The next batch: its release is not seen before view_batch_end. */
+	bo_cmd rel = {.op = BO_OP_RELEASE,
+	              .client_id = 5,
+	              .request_id = 300,
+	              .event_id = 1,
+	              .claim_id = r[1].claim_id};
+	bo_result rr = apply_ok(e, &rel);
+	log.n = 0;
+	view_batch_begin(v);
+	view_add_result(v, &rr, NULL, 15, 5100);
+	view_query(v, &q, &got);
+	cr_assert(got.status == BO_OK && got.avail.by_state[BO_SEAT_HELD] == 2 &&
+	                  got.view_seq == 14,
+	          "the old state and its seq until the batch ends");
+	view_batch_end(v, log_emit, &log);
+	view_query(v, &q, &got);
+	cr_assert(got.avail.by_state[BO_SEAT_HELD] == 0 && got.view_seq == 15);
+	cr_assert(log.n == 1 && log.e[0].prev == 14 && log.e[0].seq == 15 &&
+	          log.e[0].at_ms == 5100);
+	cr_assert(log.e[0].changes[0].cause == BO_CAUSE_RELEASE &&
+	          log.e[0].changes[0].state == BO_SEAT_FREE);
+
+	view_stats st;
+	view_stats_get(v, &st);
+	cr_assert(st.batches == 2 && st.changes == 5 && st.events == 2 && st.pool_holds == 1,
+	          "stats: %" PRIu64 " batches, %" PRIu64 " changes, %u events, %u pool holds",
+	          st.batches, st.changes, st.events, st.pool_holds);
+	bo_seatmap_free(m);
+	view_free(v);
+	engine_free(e);
 }
 
 static void expect_config_refused(engine_config cfg, const char *why)

@@ -129,10 +129,13 @@
 
 /* The read model (view/view.h) keeps per shard a state byte and a category
  * byte per seat of seats_max, a 4-byte row entry per seat (rows <= seats),
- * BO_VIEW_EVENT_BYTES per event of events_max and 32 bytes per claim of
- * claims_max (the active pool holds table, half empty): with the defaults
- * (16 Mi seats, 4 Ki events, 1 Mi claims) 134 MiB of address space per
- * shard, touched only as events fill it. view_memory_bytes() computes it. */
+ * at most BO_VIEW_EVENT_BYTES per event of events_max (its 256-byte record,
+ * its share of the id index and a state word of padding, since each event's
+ * states start on an 8-byte word: 312 bytes with the defaults), 32 bytes
+ * per claim of claims_max (the active pool holds table, half empty) and
+ * 0.8 MiB of batch buffers: with the defaults (16 Mi seats, 4 Ki events,
+ * 1 Mi claims) 130 MiB of address space per shard, touched only as events
+ * fill it. view_memory_bytes() computes it exactly. */
 #define BO_VIEW_EVENT_BYTES 512u
 
 /* Subscribers connected to a server's PUB sockets at once; one more is

@@ -2838,3 +2838,129 @@ Test(engine, seatmap_dup_copies_exactly_and_refuses_counts_over_limits)
 	cr_assert_null(c);
 	bo_seatmap_free(m);
 }
+
+/* ---- Export (engine_event_count, engine_event_image, pool holds) --------- */
+
+/* The image of every event must say what engine_seat and engine_avail say,
+ * seat by seat and counter by counter, and carry the map it was created
+ * with (rows, a category per seat, pool capacities). */
+static void expect_image_matches_at(int line, const engine *e, uint32_t index, uint64_t ev,
+				    const bo_seatmap *m)
+{
+	bo_event_image im;
+	memset(&im, 0xab, sizeof(im));
+	cr_assert_eq(engine_event_image(e, index, &im), 0, "line %d", line);
+	cr_assert_eq(im.event_id, ev, "line %d: event %lu", line, (unsigned long)im.event_id);
+	cr_assert_eq(im.seq, 0, "line %d: the engine leaves seq 0", line);
+	cr_assert_eq(im.seat_count, m->seat_count, "line %d", line);
+	cr_assert_eq(im.row_count, m->row_count, "line %d", line);
+	cr_assert_eq(im.category_count, m->category_count, "line %d", line);
+	cr_assert_eq(im.pool_count, m->pool_count, "line %d", line);
+	for (uint32_t r = 0; r < m->row_count; r++) {
+		cr_assert_eq(im.rows[r].section, m->rows[r].section, "line %d: row %u", line, r);
+		cr_assert_eq(im.rows[r].seats, m->rows[r].seats, "line %d: row %u", line, r);
+	}
+	bo_avail a;
+	cr_assert_eq(engine_avail(e, ev, &a), 0);
+	uint32_t by_state[BO_SEAT_STATE_COUNT] = {0}, free_by_cat[BO_CATEGORIES_MAX] = {0};
+	for (uint32_t s = 0; s < m->seat_count; s++) {
+		cr_assert_eq(im.categories[s], m->categories[s], "line %d: seat %u", line, s);
+		cr_assert_eq(im.states[s], seat_state(e, ev, s), "line %d: seat %u is %s in the image",
+			     line, s, bo_seat_state_str(im.states[s]));
+		by_state[im.states[s]]++;
+		free_by_cat[im.categories[s]] += im.states[s] == BO_SEAT_FREE;
+	}
+	cr_assert_arr_eq(by_state, a.by_state, sizeof(by_state), "line %d", line);
+	cr_assert_arr_eq(free_by_cat, a.free_by_category, sizeof(free_by_cat), "line %d", line);
+	for (uint32_t p = 0; p < m->pool_count; p++) {
+		cr_assert_eq(im.pool_capacity[p], a.pool_capacity[p], "line %d: pool %u", line, p);
+		cr_assert_eq(im.pool_free[p], a.pool_free[p], "line %d: pool %u free %u, avail %u",
+			     line, p, im.pool_free[p], a.pool_free[p]);
+	}
+	for (uint32_t p = m->pool_count; p < BO_POOLS_PER_EVENT_MAX; p++)
+		cr_assert(im.pool_capacity[p] == 0 && im.pool_free[p] == 0, "line %d: unused pool %u",
+			  line, p);
+	bo_event_image_free(&im);
+	cr_assert_null(im.states);
+}
+
+#define EXPECT_OK_OF(call)                 \
+	do {                               \
+		bo_result r_ = (call);     \
+		expect_ok_at(__LINE__, &r_); \
+	} while (0)
+
+typedef struct pool_holds_seen {
+	uint32_t n;
+	uint64_t event[8], claim[8];
+	uint8_t pool[8];
+	uint32_t quantity[8];
+} pool_holds_seen;
+
+static void collect_pool_hold(void *ctx, uint64_t event_id, uint64_t claim_id, uint8_t pool,
+			      uint32_t quantity)
+{
+	pool_holds_seen *s = ctx;
+	cr_assert_lt(s->n, 8u);
+	s->event[s->n] = event_id;
+	s->claim[s->n] = claim_id;
+	s->pool[s->n] = pool;
+	s->quantity[s->n] = quantity;
+	s->n++;
+}
+
+Test(export, images_equal_seats_and_avail_and_pool_holds_are_the_active_ones)
+{
+	engine *e = small_engine();
+	cr_assert_eq(engine_event_count(e), 0);
+	bo_event_image im = {0};
+	cr_assert_eq(engine_event_image(e, 0, &im), -ENOENT);
+
+	bo_seatmap *m1 = map_spec("0011x|21100|x222", 3, 2, 50);
+	bo_seatmap *m2 = map_spec(NULL, 1, 3, 7); /* pools only */
+	create_spec(e, EV, "0011x|21100|x222", 3, 2, 50);
+	create_spec(e, EV2, NULL, 1, 3, 7);
+	cr_assert_eq(engine_event_count(e), 2);
+
+	/* Every seat state and every kind of pool claim. */
+	uint64_t held = hold_ok(e, C1, EV, SEATS(0, 1));
+	uint64_t booked = hold_ok(e, C2, EV, SEATS(5, 6, 7));
+	EXPECT_OK_OF(confirm(e, C2, EV, booked));
+	uint64_t gone = hold_ok(e, C3, EV, SEATS(2));
+	EXPECT_OK_OF(release(e, C3, EV, gone));
+	bo_result active = hold_pool(e, C1, EV, 1, 9, TTL);
+	EXPECT_OK(&active);
+	bo_result pool_booked = hold_pool(e, C2, EV2, 2, 3, TTL);
+	EXPECT_OK(&pool_booked);
+	EXPECT_OK_OF(confirm(e, C2, EV2, pool_booked.claim_id));
+	bo_result pool_released = hold_pool(e, C3, EV2, 0, 2, TTL);
+	EXPECT_OK(&pool_released);
+	EXPECT_OK_OF(release(e, C3, EV2, pool_released.claim_id));
+	bo_result expiring = hold_pool(e, C3, EV2, 1, 4, 2000);
+	EXPECT_OK(&expiring);
+	bo_result active2 = hold_pool(e, C2, EV2, 1, 1, TTL);
+	EXPECT_OK(&active2);
+	expiries xs = advance_collect(e, T0 + 2000);
+	cr_assert_eq(xs.n, 1, "only the short hold expired");
+	(void)held;
+
+	expect_image_matches_at(__LINE__, e, 0, EV, m1);
+	expect_image_matches_at(__LINE__, e, 1, EV2, m2);
+	cr_assert_eq(engine_event_image(e, 2, &im), -ENOENT);
+
+	/* Exactly the two active pool holds, with their pool and quantity. */
+	pool_holds_seen seen = {0};
+	engine_foreach_pool_hold(e, collect_pool_hold, &seen);
+	cr_assert_eq(seen.n, 2, "%u pool holds reported", seen.n);
+	for (uint32_t i = 0; i < seen.n; i++) {
+		const bo_result *want = seen.claim[i] == active.claim_id ? &active : &active2;
+		cr_assert_eq(seen.claim[i], want->claim_id, "claim %lx", (unsigned long)seen.claim[i]);
+		cr_assert_eq(seen.event[i], want->event_id);
+		cr_assert_eq(seen.pool[i], want->pool);
+		cr_assert_eq(seen.quantity[i], want->quantity);
+	}
+	cr_assert_neq(seen.claim[0], seen.claim[1]);
+	bo_seatmap_free(m1);
+	bo_seatmap_free(m2);
+	engine_free(e);
+}

@@ -507,6 +507,8 @@ static void print_json(const bo_result *r, const char *text)
 		printf(",\"expires_at_ms\":%" PRId64, r->expires_at_ms);
 	if (r->replayed)
 		printf(",\"replayed\":true");
+	if (r->view_seq)
+		printf(",\"seq\":%" PRIu64, r->view_seq);
 	if (r->op == BO_OP_QUERY_AVAIL && r->status == BO_OK) {
 		const bo_avail *a = &r->avail;
 		printf(",\"avail\":{\"free\":%" PRIu32 ",\"held\":%" PRIu32 ",\"booked\":%" PRIu32
@@ -601,9 +603,14 @@ static void print_human_ok(const bo_result *r, const bo_seatmap *map, uint32_t t
 		uint64_t total = 0;
 		for (int s = 0; s < BO_SEAT_STATE_COUNT; s++)
 			total += a->by_state[s];
-		printf("event %" PRIu64 ": %" PRIu64 " seats: %" PRIu32 " free, %" PRIu32
+		/* The read model's sequence: the journal sequence of the last
+		 * change this answer includes (schemas/protocol.md section 4). */
+		printf("event %" PRIu64, r->event_id);
+		if (r->view_seq)
+			printf(" at seq %" PRIu64, r->view_seq);
+		printf(": %" PRIu64 " seats: %" PRIu32 " free, %" PRIu32
 		       " held, %" PRIu32 " booked, %" PRIu32 " blocked",
-		       r->event_id, total, a->by_state[BO_SEAT_FREE], a->by_state[BO_SEAT_HELD],
+		       total, a->by_state[BO_SEAT_FREE], a->by_state[BO_SEAT_HELD],
 		       a->by_state[BO_SEAT_BOOKED], a->by_state[BO_SEAT_BLOCKED]);
 		for (uint32_t c = 0; c < a->category_count && c < BO_CATEGORIES_MAX; c++)
 			printf("\n  category %" PRIu32 ": %" PRIu32 " free", c,

@@ -64,6 +64,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/hash.h"
+
 #define NONE UINT32_MAX
 
 /* gcc's ThreadSanitizer does not model atomic_thread_fence and says so
@@ -287,17 +289,8 @@ void view_free(view *v)
 
 /* ---- Event index ----------------------------------------------------------- */
 
-static inline uint64_t hash64(uint64_t x)
-{
-	/* A strong 64-bit finaliser (splitmix64's constants): ids come from
-	 * clients, and a weak hash would cluster sequential ones. */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
+/* Ids come from clients: base/hash.h's finaliser spreads sequential ones. */
+static inline uint64_t hash64(uint64_t x) { return bo_mix64(x); }
 
 /* Readers: the published event `id`, or NULL. The table is at most half
  * full, so a probe always ends at an empty slot. */

@@ -45,62 +45,13 @@
 #include "protocol/wire.h"
 #include "shard/shard.h"
 #include "tests/support/cmd.h"
+#include "tests/support/gate.h"
 #include "tests/support/rng.h"
 #include "tests/support/tmpdir.h"
 
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
-/* ---- A gate on one kind of journal I/O ----------------------------------- */
-
-/* While closed, the shard's writer stops in the fault hook before the I/O
- * of `kind`: for JOURNAL_IO_SYNC the batch is written but not durable. */
-typedef struct gate {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int kind;
-	int closed;
-	int entered;
-} gate;
-
-static gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, JOURNAL_IO_SYNC, 0, 0};
-
-static int gate_hook(void *ctx, journal_io *io)
-{
-	gate *g = ctx;
-	pthread_mutex_lock(&g->mu);
-	if (g->closed && (int)io->kind == g->kind) {
-		g->entered++;
-		pthread_cond_broadcast(&g->cv);
-		while (g->closed)
-			pthread_cond_wait(&g->cv, &g->mu);
-	}
-	pthread_mutex_unlock(&g->mu);
-	return 0;
-}
-
-static void gate_set(gate *g, int closed)
-{
-	pthread_mutex_lock(&g->mu);
-	g->closed = closed;
-	if (closed)
-		g->entered = 0;
-	pthread_cond_broadcast(&g->cv);
-	pthread_mutex_unlock(&g->mu);
-}
-
-static void gate_wait_entered(gate *g)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += WAIT_MS / 1000;
-	pthread_mutex_lock(&g->mu);
-	int rc = 0;
-	while (g->entered == 0 && rc == 0)
-		rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-	int entered = g->entered;
-	pthread_mutex_unlock(&g->mu);
-	cr_assert_gt(entered, 0, "the shard's writer never reached the held journal I/O");
-}
+static gate g_gate = GATE_INIT(JOURNAL_IO_SYNC);
 
 /* ---- The server ---------------------------------------------------------- */
 
@@ -329,7 +280,7 @@ Test(readside, reads_wait_for_durability)
 	uint32_t seat = 3;
 	bo_cmd h = tcmd_hold_seats(9, 1, 5, &seat, 1, 60000);
 	send_cmds(w, &h, 1, 0);
-	gate_wait_entered(&g_gate);
+	gate_wait_entered(&g_gate, WAIT_MS);
 	for (int i = 0; i < 50; i++) {
 		uint64_t seq;
 		cr_assert_eq(free_seats(s, 5, &seq), 8,
@@ -487,6 +438,10 @@ static void image_assert_equal(const bo_event_image *a, const bo_event_image *b,
 		             p, a->pool_free[p], b->pool_free[p]);
 }
 
+/* Claims the run can know at once: every hold it makes must be known, or
+ * a short one it cannot release could expire after the end of the run. */
+#define RUN_CLAIMS_MAX 32768u
+
 /* A claim the run knows about. */
 typedef struct tclaim {
 	uint64_t id, event;
@@ -494,7 +449,7 @@ typedef struct tclaim {
 } tclaim;
 
 typedef struct trun {
-	tclaim claims[4096];
+	tclaim claims[RUN_CLAIMS_MAX];
 	uint32_t n;
 	uint64_t rng, request;
 	uint64_t ok_by_cause[BO_CAUSE_COUNT];
@@ -587,9 +542,12 @@ static void run_rounds(trun *ru, nng_socket s, const uint64_t *events, uint32_t 
 			if (r->status != BO_OK)
 				continue;
 			ru->ok_by_cause[cause_of(r->op)]++;
-			if (cause_of(r->op) == BO_CAUSE_HOLD && ru->n < 4096)
+			if (cause_of(r->op) == BO_CAUSE_HOLD) {
+				cr_assert_lt(ru->n, RUN_CLAIMS_MAX, "more holds than the run can follow");
 				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id, 0,
 				                               cmds[i].ttl_ms == 1000};
+				continue;
+			}
 			for (uint32_t j = 0; j < ru->n; j++) {
 				if (ru->claims[j].id != r->claim_id || r->claim_id == 0)
 					continue;

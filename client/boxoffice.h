@@ -49,8 +49,12 @@
  * Bad input from the server never crashes the library: it becomes
  * BOC_ERR_PROTOCOL.
  *
+ * Live availability (projections): see "Subscriber" below, a separate
+ * object (boc_sub) with its own sockets, used by one thread.
+ *
  * Installed as <boxoffice/boxoffice.h>; it includes the command and result
- * types of <boxoffice/base/types.h> (with limits.h, seatmap.h and names.h). pkg-config name: boxoffice-client.
+ * types of <boxoffice/base/types.h> (with limits.h, seatmap.h, names.h and
+ * change.h). pkg-config name: boxoffice-client.
  */
 #ifndef BOXOFFICE_CLIENT_H
 #define BOXOFFICE_CLIENT_H
@@ -59,6 +63,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/change.h"
 #include "base/names.h"
 #include "base/seatmap.h"
 #include "base/types.h"
@@ -294,6 +299,205 @@ void boc_unblock(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
                  const uint32_t *seats, uint32_t n);
 void boc_query_avail(bo_cmd *cmd, uint64_t event);
 void boc_query_seats(bo_cmd *cmd, uint64_t event, const uint32_t *seats, uint32_t n);
+
+/* ---- Subscriber: live availability over projections -------------------------
+ *
+ * The server publishes, for every durable batch, one projection message per
+ * event it changed (schemas/protocol.md part II): the event's sequence
+ * before (prev) and after (seq) the batch and its bo_changes. A boc_sub
+ * keeps an image (bo_event_image: map, seat states, pool remainders) of
+ * each watched event and applies the messages to it, so that the caller
+ * sees a current image and one callback per change, without ever seeing
+ * a gap:
+ *
+ *   - boc_sub_watch subscribes to the event's topic FIRST and then asks the
+ *     server for its image (event_state over REQ/REP): every message
+ *     published after the image was taken is therefore received.
+ *   - A message is applied iff its prev is the image's seq; one with
+ *     seq <= the image's seq is stale (the image already holds it) and is
+ *     dropped; any other prev means messages were lost (nng drops them for
+ *     a slow subscriber, or a reconnection lost them): the library fetches
+ *     a new image (resynchronisation, with backoff while the server answers
+ *     throttled or busy or does not answer) and calls on_resync.
+ *   - A "create" change carries no map: a message holding one is not
+ *     applied; the library fetches the image and calls on_resync
+ *     (BOC_RESYNC_CREATED). on_change never sees a create.
+ *   - When the SUB socket (re)connects after an image was asked for,
+ *     messages may have been lost with no later message to reveal it: the
+ *     library refetches those images (BOC_RESYNC_RECONNECT).
+ *
+ *     boc_sub_options o;
+ *     boc_sub_options_default(&o);
+ *     o.on_change = my_change; o.on_resync = my_resync; o.ctx = me;
+ *     boc_sub *s;
+ *     char err[BOC_TEXT_LEN_MAX];
+ *     if (boc_sub_open(&o, &s, err, sizeof(err)) != 0) ... err says why
+ *     boc_sub_watch(s, event_id);
+ *     for (;;) boc_sub_poll(s, 1000);
+ *
+ * Threads: a boc_sub is used by one thread at a time. Callbacks run on the
+ * calling thread, only inside boc_sub_watch and boc_sub_poll; they may read
+ * images (boc_sub_image, the pointers they are given) and stats but must not
+ * call boc_sub_watch, boc_sub_unwatch, boc_sub_poll or boc_sub_close
+ * (asserted). Bad input from the network (an undecodable message, a change
+ * that does not fit the image, a malformed image) is counted and dropped
+ * (a misfit also resynchronises), never a crash. */
+
+#define BOC_SUB_PUB_URL_DEFAULT "tcp://127.0.0.1:7401" /* scripts/run's tcp publisher */
+#define BOC_SUB_REQ_URL_DEFAULT "tcp://127.0.0.1:7400" /* the server's REQ/REP socket */
+#define BOC_SUB_TIMEOUT_MS_DEFAULT 5000u               /* one event_state round trip at most */
+#define BOC_SUB_RETRY_MS_MIN_DEFAULT 50u               /* first wait after a failed fetch */
+#define BOC_SUB_RETRY_MS_MAX_DEFAULT 2000u             /* waits double up to this */
+/* Messages nng queues for the subscriber: a burst of 4096 batches rides out
+ * an image fetch. */
+#define BOC_SUB_RECV_BUF_DEFAULT 4096u
+#define BOC_SUB_RECV_BUF_MAX 8192u /* nng's own bound of NNG_OPT_RECVBUF */
+
+/* Why an image replaced the one the subscriber had (on_resync). */
+enum boc_resync_reason {
+	BOC_RESYNC_JOIN = 1,      /* the first image of a watched event */
+	BOC_RESYNC_GAP = 2,       /* a message's prev was not the image's seq */
+	BOC_RESYNC_CREATED = 3,   /* the event was created while watched */
+	BOC_RESYNC_INVALID = 4,   /* a message did not fit the image (a seat or pool
+	                           * outside it, a pool over its capacity) */
+	BOC_RESYNC_RECONNECT = 5, /* the SUB socket (re)connected after the image
+	                           * was asked for: messages may have been lost */
+};
+
+/* The projection message a change came in. */
+typedef struct boc_sub_msg {
+	uint64_t event_id;
+	uint64_t prev_seq;     /* the event's sequence before the message */
+	uint64_t seq;          /* ... and after it */
+	int64_t at_ms;         /* the batch's time, ms since the Unix epoch */
+	int64_t pub_us;        /* when the server published it, us since the epoch */
+	uint32_t change_index; /* this change is changes[change_index] of ... */
+	uint32_t change_count; /* ... change_count */
+} boc_sub_msg;
+
+/* One change, applied: `image` is the event's image with this change (and
+ * the message's earlier ones) applied; image->seq is msg->prev_seq during
+ * the calls for the message's changes but its last, msg->seq during the
+ * last's. All three pointers are valid during the call only. */
+typedef void (*boc_sub_change_cb)(void *ctx, const boc_sub_msg *msg, const bo_change *change,
+                                  const bo_event_image *image);
+
+/* A new image of event_id replaced the subscriber's (or is its first):
+ * reason is an enum boc_resync_reason. image is valid until the next
+ * boc_sub_* call that may change it (poll, unwatch, close). */
+typedef void (*boc_sub_resync_cb)(void *ctx, uint64_t event_id, const bo_event_image *image,
+                                  int reason);
+
+/* No image of event_id could be had. err < 0: no answer (BOC_ERR_TIMEOUT:
+ * no server or a slow one, BOC_ERR_PROTOCOL: an undecodable reply, ...;
+ * status is then BOC_STATUS_NO_ANSWER);
+ * err == 0: the server answered `status`: BO_NOT_FOUND, the event does not
+ * exist (yet): retry_ms is 0, the library forgets any image it had and
+ * fetches one when a message of the event arrives (its create);
+ * BO_THROTTLED, BO_BUSY or another: asked again. text says why. retry_ms:
+ * when the library asks again (0: it waits for a message). */
+typedef void (*boc_sub_no_image_cb)(void *ctx, uint64_t event_id, int err, int status,
+                                    const char *text, uint32_t retry_ms);
+
+typedef struct boc_sub_options {
+	const char *pub_url; /* the server's PUB socket; NULL: BOC_SUB_PUB_URL_DEFAULT */
+	const char *req_url; /* its REQ/REP socket (event_state); NULL: BOC_SUB_REQ_URL_DEFAULT */
+	uint32_t timeout_ms; /* one event_state round trip, 1..BOC_TIMEOUT_MS_MAX */
+	uint32_t retry_ms_min, retry_ms_max; /* backoff of failed fetches, 1 <= min <= max
+	                                      * <= BOC_TIMEOUT_MS_MAX; each wait is drawn
+	                                      * in [d/2, d] so subscribers spread out */
+	uint32_t recv_buf;               /* messages nng queues for us, 1..BOC_SUB_RECV_BUF_MAX */
+	boc_sub_change_cb on_change;     /* may be NULL */
+	boc_sub_resync_cb on_resync;     /* may be NULL */
+	boc_sub_no_image_cb on_no_image; /* may be NULL */
+	void *ctx;                       /* the callbacks' first argument */
+} boc_sub_options;
+
+/* Fills *opt with the defaults (URLs NULL: the defaults above, no callbacks). */
+void boc_sub_options_default(boc_sub_options *opt /* OUT */);
+
+typedef struct boc_sub boc_sub;
+
+/* Opens a subscriber: a SUB socket dialled to pub_url and a REQ socket
+ * dialled to req_url. Neither dial waits for the server (nng keeps
+ * redialling; boc_sub_wait_connected waits for the publisher). opt may be
+ * NULL (defaults). Returns 0 and *out (the caller owns it: boc_sub_close),
+ * -EINVAL (an option out of range or a URL nng refuses; err says which),
+ * -ENOMEM or BOC_ERR_TRANSPORT (err says why). err may be NULL (errlen 0). */
+int boc_sub_open(const boc_sub_options *opt, boc_sub **out /* OUT */, char *err /* OUT */,
+                 size_t errlen);
+
+/* Waits up to timeout_ms until the SUB socket is connected to a publisher.
+ * Returns 0, or BOC_ERR_TIMEOUT. Calls no callback. */
+int boc_sub_wait_connected(boc_sub *s, uint32_t timeout_ms);
+
+/* Starts watching event_id: subscribes to its topic, then asks the server
+ * for its image (waiting up to timeout_ms). Returns 0 when the event is
+ * watched: its image was installed (on_resync BOC_RESYNC_JOIN has been
+ * called), or not (on_no_image has been called: the event does not exist
+ * yet, or the fetch is retried by boc_sub_poll). Watching a watched event
+ * returns 0 and does nothing. Else, nothing watched: -EINVAL (event_id 0),
+ * -ENOSPC (BO_SUB_TOPICS_MAX events are watched), -ENOMEM,
+ * BOC_ERR_TRANSPORT (nng refused the subscription). */
+int boc_sub_watch(boc_sub *s, uint64_t event_id);
+
+/* Stops watching event_id: unsubscribes and frees its image (pointers to
+ * it die). Messages of it still queued are counted as unwatched. Returns
+ * 0, or -ENOENT when it was not watched. */
+int boc_sub_unwatch(boc_sub *s, uint64_t event_id);
+
+/* Waits up to timeout_ms (0: not at all) for messages, then handles every
+ * message already received (at most BOC_SUB_RECV_BUF_MAX per call) and
+ * every image fetch that is due, making the callbacks. Returns as soon as
+ * something happened, or after timeout_ms: the number of changes applied
+ * plus image fetches made (each reported to its callback, when set), >= 0;
+ * or BOC_ERR_TRANSPORT when the SUB socket failed. A fetch made
+ * here takes up to opt.timeout_ms, which may exceed timeout_ms. */
+int boc_sub_poll(boc_sub *s, uint32_t timeout_ms);
+
+/* The image of a watched event, read-only; NULL when event_id is not
+ * watched or has no image yet (not fetched, or not existing). Valid until
+ * the next boc_sub_poll, boc_sub_unwatch or boc_sub_close. */
+const bo_event_image *boc_sub_image(const boc_sub *s, uint64_t event_id);
+
+/* Counters since boc_sub_open. */
+typedef struct boc_sub_stats {
+	uint64_t messages;       /* messages received, any event, any outcome */
+	uint64_t applied;        /* messages applied to an image */
+	uint64_t changes;        /* changes applied (an on_change call each, if set) */
+	uint64_t stale;          /* messages already in the image (seq <= its seq) */
+	uint64_t gaps;           /* messages that revealed lost ones (-> resync) */
+	uint64_t resyncs;        /* images installed, joins included */
+	uint64_t malformed;      /* undecodable messages, and ones not fitting the image */
+	uint64_t unwatched;      /* messages of events not (or no longer) watched */
+	uint64_t waiting;        /* messages of events waiting for an image, dropped */
+	uint64_t fetches;        /* event_state requests sent */
+	uint64_t fetch_failures; /* of which no image came (incl. throttled, not found) */
+	uint64_t throttled;      /* of which the server answered throttled or busy */
+	uint64_t connects;       /* times the SUB socket connected */
+	uint64_t injected;       /* messages dropped by boc_sub_inject_gap */
+} boc_sub_stats;
+
+/* A copy of the counters (connects is updated by nng's threads: read
+ * atomically; the rest belong to the subscriber's thread). */
+void boc_sub_stats_get(const boc_sub *s, boc_sub_stats *out /* OUT */);
+
+/* TEST HOOK, not for production: the next `messages` messages of event_id
+ * (a watched event) that the subscriber receives are dropped as if nng had
+ * lost them (counted in stats.injected), so that tests can prove gap
+ * detection and repair without a slow network. Returns 0 or -ENOENT (not
+ * watched). */
+int boc_sub_inject_gap(boc_sub *s, uint64_t event_id, uint32_t messages);
+
+/* Unsubscribes from everything, closes the sockets and frees the images and
+ * the subscriber. NULL is a no-op. Not from a callback. */
+void boc_sub_close(boc_sub *s);
+
+/* "join", "gap", "created", "invalid", "reconnect"; NULL out of range. */
+const char *boc_resync_reason_name(int reason);
+
+/* Wire name of a bo_cause: "create", "hold", ...; NULL out of range. */
+const char *boc_cause_name(int cause);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/json.h"
 #include "base/parse.h"
 #include "boxoffice.h"
@@ -67,6 +68,10 @@ static const char *const usage_main =
         "  status ID        [--seats LIST]\n"
         "  server-status    the server's shards: durable journal sequence, database\n"
         "                   committer state and lag\n"
+        "  watch ID         [--pub URL] [--server URL] [--count N] [--timeout-ms MS]\n"
+        "                   live availability of event ID: its seats and pools, then\n"
+        "                   a line per change, resynchronised when messages are lost\n"
+        "                   (--pub default " BOC_SUB_PUB_URL_DEFAULT ")\n"
         "\n"
         "IDs are decimal or 0x-hexadecimal. LIST is seats numbered from 0 in map\n"
         "order, e.g. 12,13,14 or 12-14 (at most 16).\n"
@@ -134,6 +139,39 @@ static const char *const usage_server_status =
         "\"applied_seq\", \"lag_records\", \"lag_ms\", \"batches\", \"changes\", \"outbox\",\n"
         "\"retries\", \"reason\"}}]} (schemas/protocol.md section 11).\n"
         "Exit status 0 whenever the server answered ok, whatever the committers' state.\n";
+
+static const char *const usage_watch =
+        "usage: boxoffice-cli watch ID [--json] [--pub URL] [--server URL] [--count N]\n"
+        "                              [--timeout-ms MS]\n"
+        "\n"
+        "Follows event ID live. Prints its availability (seats per state, free seats\n"
+        "per category, pools) and then one line per change as the server makes it\n"
+        "durable: the sequence, the cause (hold, release, expiry, confirm, cancel,\n"
+        "block, unblock), the hold or booking, and the seats with their new state or\n"
+        "the pool with the quantity moved and its free places after. When messages\n"
+        "were lost (a slow terminal, a reconnection) it fetches the event again and\n"
+        "says so (\"resynchronised ... (gap)\"): no change is ever silently missed. An\n"
+        "event that does not exist yet is waited for: it is shown when created.\n"
+        "\n"
+        "  --pub URL        the server's projection publisher (default\n"
+        "                   " BOC_SUB_PUB_URL_DEFAULT ", as scripts/run starts it; also\n"
+        "                   ipc://var/boxoffice-pub.ipc)\n"
+        "  --server URL     its request socket, for the event's image (default: --url,\n"
+        "                   $BOXOFFICE_URL or " CLI_URL_DEFAULT ")\n"
+        "  --count N        exit 0 after N changes\n"
+        "  --timeout-ms MS  stop after MS milliseconds (plus a request in flight): exit\n"
+        "                   0, or 3 when --count N changes did not come by then\n"
+        "                   (default: run until killed)\n"
+        "  --json           one JSON object per line: {\"type\": \"image\", \"event\",\n"
+        "                   \"reason\" (join, gap, created, invalid, reconnect), \"seq\",\n"
+        "                   \"seats\", \"by_state\": {\"free\", \"held\", \"booked\",\n"
+        "                   \"blocked\"}, \"free_by_category\": [...], \"pools\":\n"
+        "                   [{\"pool\", \"capacity\", \"free\"}]}, {\"type\": \"change\",\n"
+        "                   \"event\", \"prev\", \"seq\", \"at_ms\", \"cause\", \"claim\",\n"
+        "                   \"seats\" and \"state\" | \"pool\", \"quantity\", \"pool_free\"},\n"
+        "                   {\"type\": \"missing\", \"event\"} (does not exist yet),\n"
+        "                   {\"type\": \"no_image\", \"event\", \"error\", \"retry_ms\"}\n"
+        "The global --timeout bounds each request for the image (default 5000 ms).\n";
 
 /* ---- Argument helpers ---------------------------------------------------- */
 
@@ -469,6 +507,8 @@ static void print_json(const bo_result *r, const char *text)
 		printf(",\"expires_at_ms\":%" PRId64, r->expires_at_ms);
 	if (r->replayed)
 		printf(",\"replayed\":true");
+	if (r->view_seq)
+		printf(",\"seq\":%" PRIu64, r->view_seq);
 	if (r->op == BO_OP_QUERY_AVAIL && r->status == BO_OK) {
 		const bo_avail *a = &r->avail;
 		printf(",\"avail\":{\"free\":%" PRIu32 ",\"held\":%" PRIu32 ",\"booked\":%" PRIu32
@@ -563,9 +603,14 @@ static void print_human_ok(const bo_result *r, const bo_seatmap *map, uint32_t t
 		uint64_t total = 0;
 		for (int s = 0; s < BO_SEAT_STATE_COUNT; s++)
 			total += a->by_state[s];
-		printf("event %" PRIu64 ": %" PRIu64 " seats: %" PRIu32 " free, %" PRIu32
+		/* The read model's sequence: the journal sequence of the last
+		 * change this answer includes (schemas/protocol.md section 4). */
+		printf("event %" PRIu64, r->event_id);
+		if (r->view_seq)
+			printf(" at seq %" PRIu64, r->view_seq);
+		printf(": %" PRIu64 " seats: %" PRIu32 " free, %" PRIu32
 		       " held, %" PRIu32 " booked, %" PRIu32 " blocked",
-		       r->event_id, total, a->by_state[BO_SEAT_FREE], a->by_state[BO_SEAT_HELD],
+		       total, a->by_state[BO_SEAT_FREE], a->by_state[BO_SEAT_HELD],
 		       a->by_state[BO_SEAT_BOOKED], a->by_state[BO_SEAT_BLOCKED]);
 		for (uint32_t c = 0; c < a->category_count && c < BO_CATEGORIES_MAX; c++)
 			printf("\n  category %" PRIu32 ": %" PRIu32 " free", c,
@@ -620,12 +665,17 @@ typedef struct global {
 
 /* What a command's parser produces. */
 typedef struct built {
-	const char *name;   /* the command as typed */
-	uint64_t cl, rq;    /* --client / --request (0: the library picks) */
-	bo_cmd cmd;         /* the command to send */
-	bo_seatmap *map;    /* create-event's map (freed by main), else NULL */
-	uint32_t ttl_ms;    /* the TTL asked for (hold, extend), else 0 */
-	bool server_status; /* server-status: no command, boc_server_status */
+	const char *name;                 /* the command as typed */
+	uint64_t cl, rq;                  /* --client / --request (0: the library picks) */
+	bo_cmd cmd;                       /* the command to send */
+	bo_seatmap *map;                  /* create-event's map (freed by main), else NULL */
+	uint32_t ttl_ms;                  /* the TTL asked for (hold, extend), else 0 */
+	bool server_status;               /* server-status: no command, boc_server_status */
+	bool watch;                       /* watch: a subscriber, not a command */
+	uint64_t event;                   /* watch: the event */
+	const char *pub_url, *server_url; /* watch: NULL for the defaults */
+	uint64_t count;                   /* watch: changes to wait for, 0: no limit */
+	uint64_t run_ms;                  /* watch: how long to run, 0: no limit */
 } built;
 
 static uint64_t event_arg(const args *a)
@@ -797,6 +847,22 @@ static void cmd_server_status(args *a, built *b)
 	b->server_status = true;
 }
 
+static void cmd_watch(args *a, built *b)
+{
+	b->pub_url = opt_get(a, "pub");
+	b->server_url = opt_get(a, "server");
+	const char *count = opt_get(a, "count"), *run = opt_get(a, "timeout-ms");
+	args_done(a, 1, "an event ID");
+	b->watch = true;
+	b->event = event_arg(a);
+	if (b->event == 0)
+		usage_error("event ID must be non-zero");
+	if (count != NULL && (b->count = num_arg("--count", count, UINT64_MAX)) == 0)
+		usage_error("--count must be at least 1");
+	if (run != NULL && (b->run_ms = num_arg("--timeout-ms", run, UINT32_MAX)) == 0)
+		usage_error("--timeout-ms must be at least 1");
+}
+
 /* The commands: name, usage text (COMMAND --help, and the hint of a usage
  * error), and the parser of its arguments, which fills a built or exits
  * with a usage error. */
@@ -815,6 +881,7 @@ static const struct cli_cmd {
         {"unblock", &usage_block, cmd_unblock},
         {"status", &usage_status, cmd_status},
         {"server-status", &usage_server_status, cmd_server_status},
+        {"watch", &usage_watch, cmd_watch},
 };
 
 static const struct cli_cmd *command_find(const char *name)
@@ -1069,6 +1136,238 @@ static int run_server_status(const global *g, boc_client *c)
 	return EXIT_OK;
 }
 
+/* ---- watch ----------------------------------------------------------------- */
+
+typedef struct watcher {
+	bool json;
+	const char *server_url; /* for messages */
+	uint64_t count;         /* changes wanted, 0: no limit */
+	uint64_t seen;          /* changes printed */
+} watcher;
+
+static bool watcher_done(const watcher *w)
+{
+	return w->count != 0 && w->seen >= w->count;
+}
+
+/* Seats per state and free seats per category: one pass over the image. */
+static void image_counts(const bo_event_image *im, uint32_t by_state[BO_SEAT_STATE_COUNT],
+                         uint32_t free_by_cat[BO_CATEGORIES_MAX])
+{
+	memset(by_state, 0, sizeof(uint32_t) * BO_SEAT_STATE_COUNT);
+	memset(free_by_cat, 0, sizeof(uint32_t) * BO_CATEGORIES_MAX);
+	for (uint32_t i = 0; i < im->seat_count; i++) {
+		uint8_t st = im->states[i];
+		if (st < BO_SEAT_STATE_COUNT)
+			by_state[st]++;
+		if (st == BO_SEAT_FREE && im->categories[i] < BO_CATEGORIES_MAX)
+			free_by_cat[im->categories[i]]++;
+	}
+}
+
+static void print_image_json(const bo_event_image *im, int reason)
+{
+	uint32_t by_state[BO_SEAT_STATE_COUNT], free_by_cat[BO_CATEGORIES_MAX];
+	image_counts(im, by_state, free_by_cat);
+	const char *r = boc_resync_reason_name(reason);
+	printf("{\"type\":\"image\",\"event\":%" PRIu64 ",\"reason\":", im->event_id);
+	bo_json_cstr(stdout, r ? r : "unknown");
+	printf(",\"seq\":%" PRIu64 ",\"seats\":%" PRIu32 ",\"by_state\":{", im->seq,
+	       im->seat_count);
+	for (int st = 0; st < BO_SEAT_STATE_COUNT; st++) {
+		printf("%s", st ? "," : "");
+		bo_json_cstr(stdout, boc_seat_state_name(st));
+		printf(":%" PRIu32, by_state[st]);
+	}
+	putchar('}');
+	uint32_t cats = im->category_count <= BO_CATEGORIES_MAX ? im->category_count : 0;
+	json_u32_array("free_by_category", free_by_cat, cats);
+	printf(",\"pools\":[");
+	for (uint32_t p = 0; p < im->pool_count && p < BO_POOLS_PER_EVENT_MAX; p++)
+		printf("%s{\"pool\":%" PRIu32 ",\"capacity\":%" PRIu32 ",\"free\":%" PRIu32 "}",
+		       p ? "," : "", p, im->pool_capacity[p], im->pool_free[p]);
+	printf("]}\n");
+}
+
+static void print_image_human(const bo_event_image *im, int reason)
+{
+	uint32_t by_state[BO_SEAT_STATE_COUNT], free_by_cat[BO_CATEGORIES_MAX];
+	image_counts(im, by_state, free_by_cat);
+	switch (reason) {
+	case BOC_RESYNC_JOIN:
+		printf("event %" PRIu64 " at seq %" PRIu64, im->event_id, im->seq);
+		break;
+	case BOC_RESYNC_CREATED:
+		printf("event %" PRIu64 " created, at seq %" PRIu64, im->event_id, im->seq);
+		break;
+	default:
+		printf("resynchronised event %" PRIu64 " at seq %" PRIu64 " (%s: %s)", im->event_id,
+		       im->seq,
+		       boc_resync_reason_name(reason) ? boc_resync_reason_name(reason) : "?",
+		       reason == BOC_RESYNC_GAP         ? "messages were lost"
+		       : reason == BOC_RESYNC_RECONNECT ? "reconnected to the publisher"
+		                                        : "a message did not fit");
+		break;
+	}
+	printf(": %" PRIu32 " seats: %" PRIu32 " free, %" PRIu32 " held, %" PRIu32
+	       " booked, %" PRIu32 " blocked\n",
+	       im->seat_count, by_state[BO_SEAT_FREE], by_state[BO_SEAT_HELD],
+	       by_state[BO_SEAT_BOOKED], by_state[BO_SEAT_BLOCKED]);
+	if (im->category_count > 0 && im->category_count <= BO_CATEGORIES_MAX) {
+		printf("  free by category:");
+		for (uint32_t c = 0; c < im->category_count; c++)
+			printf(" %" PRIu32 ": %" PRIu32 "%s", c, free_by_cat[c],
+			       c + 1 < im->category_count ? "," : "");
+		putchar('\n');
+	}
+	for (uint32_t p = 0; p < im->pool_count && p < BO_POOLS_PER_EVENT_MAX; p++)
+		printf("  pool %" PRIu32 ": %" PRIu32 " of %" PRIu32 " free\n", p, im->pool_free[p],
+		       im->pool_capacity[p]);
+}
+
+static void watch_on_resync(void *ctx, uint64_t event_id, const bo_event_image *im, int reason)
+{
+	watcher *w = ctx;
+	(void)event_id;
+	if (watcher_done(w))
+		return;
+	if (w->json)
+		print_image_json(im, reason);
+	else
+		print_image_human(im, reason);
+	fflush(stdout);
+}
+
+static void watch_on_change(void *ctx, const boc_sub_msg *m, const bo_change *c,
+                            const bo_event_image *im)
+{
+	watcher *w = ctx;
+	if (watcher_done(w))
+		return;
+	w->seen++;
+	const char *cause = boc_cause_name(c->cause), *state = boc_seat_state_name(c->state);
+	if (w->json) {
+		printf("{\"type\":\"change\",\"event\":%" PRIu64 ",\"prev\":%" PRIu64
+		       ",\"seq\":%" PRIu64 ",\"at_ms\":%" PRId64 ",\"cause\":",
+		       m->event_id, m->prev_seq, m->seq, m->at_ms);
+		bo_json_cstr(stdout, cause ? cause : "unknown");
+		if (c->claim_id)
+			printf(",\"claim\":%" PRIu64 ",\"claim_hex\":\"0x%" PRIx64 "\"",
+			       c->claim_id, c->claim_id);
+		if (c->is_pool) {
+			printf(",\"pool\":%u,\"quantity\":%" PRIu32 ",\"pool_free\":%" PRIu32,
+			       c->pool, c->quantity, c->pool_free);
+		} else {
+			json_u32_array("seats", c->seats,
+			               c->seat_count <= BO_SEATS_PER_HOLD_MAX ? c->seat_count : 0);
+			printf(",\"state\":");
+			bo_json_cstr(stdout, state ? state : "unknown");
+		}
+		printf("}\n");
+	} else {
+		printf("seq %" PRIu64 " %-7s", m->seq, cause ? cause : "unknown");
+		if (c->claim_id) /* hex, as hold and confirm print and take it */
+			printf(" claim 0x%" PRIx64, c->claim_id);
+		if (c->is_pool) {
+			printf(" pool %u: %" PRIu32 " moved, %" PRIu32 " of %" PRIu32 " free\n",
+			       c->pool, c->quantity, c->pool_free,
+			       c->pool < BO_POOLS_PER_EVENT_MAX ? im->pool_capacity[c->pool] : 0);
+		} else {
+			printf(" seats");
+			for (uint32_t i = 0; i < c->seat_count && i < BO_SEATS_PER_HOLD_MAX; i++)
+				printf(" %" PRIu32, c->seats[i]);
+			printf(" -> %s\n", state ? state : "unknown");
+		}
+	}
+	fflush(stdout);
+}
+
+static void watch_on_no_image(void *ctx, uint64_t event_id, int err, int status, const char *text,
+                              uint32_t retry_ms)
+{
+	watcher *w = ctx;
+	if (err == 0 && status == BO_NOT_FOUND) {
+		if (w->json)
+			printf("{\"type\":\"missing\",\"event\":%" PRIu64 "}\n", event_id);
+		else
+			printf("event %" PRIu64
+			       " does not exist (yet); waiting for it to be created\n",
+			       event_id);
+		fflush(stdout);
+		return;
+	}
+	const char *what = err < 0 ? boc_strerror(err) : boc_status_name(status);
+	if (w->json) {
+		printf("{\"type\":\"no_image\",\"event\":%" PRIu64 ",\"error\":", event_id);
+		bo_json_cstr(stdout, what ? what : "unknown");
+		printf(",\"message\":");
+		bo_json_cstr(stdout, text);
+		printf(",\"retry_ms\":%" PRIu32 "}\n", retry_ms);
+		fflush(stdout);
+	}
+	fprintf(stderr,
+	        "boxoffice-cli: no image of event %" PRIu64
+	        " from %s: %s (%s); retrying in %" PRIu32 " ms\n",
+	        event_id, w->server_url, what ? what : "unknown", text, retry_ms);
+}
+
+/* Runs watch; returns the exit code. */
+static int run_watch(const global *g, const built *b)
+{
+	watcher w = {.json = g->json, .count = b->count};
+	w.server_url = b->server_url ? b->server_url : g->url;
+	const char *pub = b->pub_url ? b->pub_url : BOC_SUB_PUB_URL_DEFAULT;
+	boc_sub_options o;
+	boc_sub_options_default(&o);
+	o.pub_url = pub;
+	o.req_url = w.server_url;
+	o.timeout_ms = g->timeout_ms;
+	o.on_change = watch_on_change;
+	o.on_resync = watch_on_resync;
+	o.on_no_image = watch_on_no_image;
+	o.ctx = &w;
+	boc_sub *s;
+	char err[BOC_TEXT_LEN_MAX + 64];
+	int rc = boc_sub_open(&o, &s, err, sizeof(err));
+	if (rc == -EINVAL)
+		usage_error("%s", err);
+	if (rc != 0) {
+		fprintf(stderr, "boxoffice-cli: cannot open a subscriber: %s\n", err);
+		return EXIT_NO_ANSWER;
+	}
+	g_command = NULL;
+	int64_t start_ms = bo_clock_ms();
+	/* Not needed for correctness (a late connection resynchronises), but
+	 * it makes a missing publisher visible at once. */
+	uint32_t connect_ms = b->run_ms && b->run_ms < 1000 ? (uint32_t)b->run_ms : 1000;
+	if (boc_sub_wait_connected(s, connect_ms) != 0)
+		fprintf(stderr,
+		        "boxoffice-cli: no publisher at %s yet (is the server running with "
+		        "--publish?); waiting for it\n",
+		        pub);
+	rc = boc_sub_watch(s, b->event);
+	while (rc == 0 && !watcher_done(&w)) {
+		int64_t left = b->run_ms ? (int64_t)b->run_ms - (bo_clock_ms() - start_ms) : 1000;
+		if (left <= 0)
+			break;
+		int n = boc_sub_poll(s, (uint32_t)(left < 1000 ? left : 1000));
+		if (n < 0)
+			rc = n;
+	}
+	boc_sub_close(s);
+	if (rc != 0) {
+		fprintf(stderr, "boxoffice-cli: watch failed: %s\n", boc_strerror(rc));
+		return EXIT_NO_ANSWER;
+	}
+	if (b->count != 0 && !watcher_done(&w)) {
+		fprintf(stderr,
+		        "boxoffice-cli: %" PRIu64 " of %" PRIu64 " changes within %" PRIu64 " ms\n",
+		        w.seen, b->count, b->run_ms);
+		return EXIT_NO_ANSWER;
+	}
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	global g = {.url = getenv("BOXOFFICE_URL"), .timeout_ms = BOC_TIMEOUT_MS_DEFAULT};
@@ -1086,6 +1385,10 @@ int main(int argc, char **argv)
 
 	built b;
 	build(&g, nrest, rest, &b);
+	if (b.watch) {
+		int code = run_watch(&g, &b);
+		return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
+	}
 
 	boc_options o;
 	boc_options_default(&o);

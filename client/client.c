@@ -792,6 +792,10 @@ const char *boc_strerror(int err)
 		return "transport error";
 	case -EBUSY:
 		return "local queue full";
+	case -ENOSPC:
+		return "too many events watched (BO_SUB_TOPICS_MAX)";
+	case -ENOENT:
+		return "event not watched";
 	default:
 		return "unknown error";
 	}

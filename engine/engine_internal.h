@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/hash.h"
 #include "engine.h"
 
 #define SLOT_NONE UINT32_MAX
@@ -160,18 +161,8 @@ struct engine {
 
 /* ---- Small helpers ------------------------------------------------------- */
 
-static inline uint64_t mix64(uint64_t x)
-{
-	/* splitmix64's finaliser: cheap and good enough for open addressing of
-	 * ids chosen by clients (not adversarially: a table can't overflow, it
-	 * is sized 2x its bound, so the worst case is slower probing). */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
+/* The tables' hash (base/hash.h), by its old name. */
+static inline uint64_t mix64(uint64_t x) { return bo_mix64(x); }
 
 static inline uint64_t claim_id_of(const engine *e, uint32_t slot)
 {

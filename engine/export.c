@@ -20,7 +20,10 @@ uint32_t engine_event_count(const engine *e)
 
 /* The image's arrays: malloc(0) may return NULL, so an empty array is a
  * one-byte block (bo_event_image_free frees it like any other). */
-static void *image_array(size_t n, size_t size) { return malloc(n ? n * size : 1); }
+static void *image_array(size_t n, size_t size)
+{
+	return malloc(n ? n * size : 1);
+}
 
 int engine_event_image(const engine *e, uint32_t index, bo_event_image *im)
 {

@@ -357,6 +357,25 @@ static const bo_cmd *out_cmd(gw_server *gw, const shard_out *o)
 	return &gw->slots[si].cmds[ci];
 }
 
+/* How many of the n records polled (at most GW_OUT_POLL_MAX + 1) make
+ * this read-model batch: at most GW_OUT_POLL_MAX, and never the first part
+ * of a sequence whose records go on after it (the expiries of one TICK
+ * share its sequence; one sequence must name one state). The record after
+ * the batch was polled only to look at it. */
+static uint32_t out_cut(ring *out, uint64_t first, uint32_t n)
+{
+	_Static_assert(SHARD_OUT_SEQ_RUN_MAX <= GW_OUT_POLL_MAX, "a sequence's records fit one batch");
+	if (n <= GW_OUT_POLL_MAX)
+		return n; /* everything published: the shard publishes a TICK whole */
+	uint64_t next = ((const shard_out *)ring_slot(out, first + GW_OUT_POLL_MAX))->seq;
+	uint32_t k = GW_OUT_POLL_MAX;
+	while (next != 0 && k > 0 && ((const shard_out *)ring_slot(out, first + k - 1))->seq == next)
+		k--;
+	/* k == 0: one sequence over more records than a batch, which the
+	 * shard never writes (SHARD_OUT_SEQ_RUN_MAX); cut anyway. */
+	return k > 0 ? k : GW_OUT_POLL_MAX;
+}
+
 /* One shard's output thread. Each poll is one read-model batch: applied
  * (and published) before any of its replies leaves, so a client that has
  * its write's reply reads the write. */
@@ -368,13 +387,14 @@ static void *out_main(void *arg)
 	view *v = gw->views[oa->shard];
 	for (;;) {
 		uint64_t first;
-		uint32_t n = ring_poll(out, GW_OUT_POLL_MAX, &first);
+		uint32_t n = ring_poll(out, GW_OUT_POLL_MAX + 1, &first);
 		if (n == 0) {
 			if (atomic_load_explicit(&gw->out_stop, memory_order_relaxed))
 				break;
 			ring_wait(out, 10 * 1000000);
 			continue;
 		}
+		n = out_cut(out, first, n);
 		view_batch_begin(v);
 		for (uint32_t i = 0; i < n; i++) {
 			const shard_out *o = ring_slot(out, first + i);
@@ -438,8 +458,17 @@ static void send_event_state(gw_slot *sl, uint64_t event_id)
 	bo_event_image im;
 	int rc = view_image(gw->views[shard_for_event(event_id, gw->cfg.shards)], event_id, &im);
 	if (rc == -ENOENT) {
-		send_error(sl, BO_NOT_FOUND, "no such event");
-		return;
+		/* {"status": "not_found", "detail": "no_event", "error": ...}:
+		 * the refusal shape of a command that failed to decode. */
+		wire_cmd_error e = {.status = BO_NOT_FOUND, .detail = BO_D_NO_EVENT};
+		snprintf(e.text, sizeof(e.text), "no such event");
+		sl->reply.size = 0;
+		rc = wire_encode_replies(&sl->res[0], &e, 1, 0, &sl->reply);
+		assert(rc == 0 || rc == -ENOMEM);
+		if (rc == 0) {
+			slot_send(sl);
+			return;
+		}
 	}
 	if (rc == 0) {
 		sl->reply.size = 0;

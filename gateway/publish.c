@@ -17,6 +17,8 @@
 #include "base/limits.h"
 #include "base/log.h"
 
+#define PIPE_SET_SLOTS 32768u
+
 struct gw_pub {
 	nng_socket sock;
 	int sock_open;
@@ -32,37 +34,92 @@ struct gw_pub {
 	size_t q_bytes;
 	int stop;
 	atomic_uint_least64_t published, dropped, encode_failed, refused;
-	atomic_uint subscribers;
+	atomic_uint subscribers; /* pipes between ADD_POST and REM_POST */
+	pthread_mutex_t pipes_lock;
+	uint32_t admitted;              /* under pipes_lock: pipes in the set */
+	uint32_t pipes[PIPE_SET_SLOTS]; /* under pipes_lock */
 };
 
-/* A subscriber connects or goes: bound how many there are. ADD_PRE runs
- * before the pipe is usable, and a pipe closed there gets no further
- * event (nng_pipe_notify(3)); the count moves at ADD_POST and REM_POST.
- * Connections racing through ADD_PRE at once may pass the bound by as
- * many as race. */
+/* The pipes counted as subscribers: a set of nng pipe ids (open
+ * addressing, id + 1 so 0 is empty, backward-shift deletion) under
+ * pipes_lock. nng 1.5.2 runs REM_POST also for a pipe closed in ADD_PRE
+ * (whatever nng_pipe_notify(3) says), so only a set can tell which pipes
+ * to uncount. */
+_Static_assert(BO_IS_POW2(PIPE_SET_SLOTS) && PIPE_SET_SLOTS >= 2 * BO_SUBSCRIBERS_MAX,
+               "half-empty set");
+
+#define PIPE_POSTED 0x80000000u /* the entry's pipe reached ADD_POST */
+#define PIPE_KEY(e) ((e) & ~PIPE_POSTED)
+
+static uint32_t pipe_home(uint32_t key)
+{
+	return (key * 2654435761u) & (PIPE_SET_SLOTS - 1);
+}
+
+static void pipe_set_add(gw_pub *p, uint32_t key)
+{
+	uint32_t i = pipe_home(key);
+	while (p->pipes[i] != 0)
+		i = (i + 1) & (PIPE_SET_SLOTS - 1);
+	p->pipes[i] = key;
+}
+
+/* The slot of key, or PIPE_SET_SLOTS when it is not there. */
+static uint32_t pipe_set_find(const gw_pub *p, uint32_t key)
+{
+	for (uint32_t i = pipe_home(key);; i = (i + 1) & (PIPE_SET_SLOTS - 1)) {
+		if (p->pipes[i] == 0)
+			return PIPE_SET_SLOTS;
+		if (PIPE_KEY(p->pipes[i]) == key)
+			return i;
+	}
+}
+
+/* Empties slot i, moving later entries of its run back into the hole
+ * when their home is not between the hole and them. */
+static void pipe_set_del(gw_pub *p, uint32_t i)
+{
+	for (uint32_t j = (i + 1) & (PIPE_SET_SLOTS - 1); p->pipes[j] != 0;
+	     j = (j + 1) & (PIPE_SET_SLOTS - 1)) {
+		uint32_t h = pipe_home(PIPE_KEY(p->pipes[j]));
+		if (((j - h) & (PIPE_SET_SLOTS - 1)) >= ((j - i) & (PIPE_SET_SLOTS - 1))) {
+			p->pipes[i] = p->pipes[j];
+			i = j;
+		}
+	}
+	p->pipes[i] = 0;
+}
+
+/* A subscriber connects or goes. At most BO_SUBSCRIBERS_MAX pipes are
+ * admitted; one more is closed before it is added to the socket (ADD_PRE).
+ * A pipe counts as a subscriber from ADD_POST (from then on it gets
+ * messages) to REM_POST. */
 static void pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
 	gw_pub *p = arg;
-	switch (ev) {
-	case NNG_PIPE_EV_ADD_PRE:
-		if (atomic_load_explicit(&p->subscribers, memory_order_relaxed) >= BO_SUBSCRIBERS_MAX) {
+	uint32_t key = (uint32_t)nng_pipe_id(pipe) + 1;
+	assert(key != 0 && !(key & PIPE_POSTED));
+	pthread_mutex_lock(&p->pipes_lock);
+	uint32_t i = ev == NNG_PIPE_EV_ADD_PRE ? PIPE_SET_SLOTS : pipe_set_find(p, key);
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
+		if (p->admitted >= BO_SUBSCRIBERS_MAX) {
 			atomic_fetch_add_explicit(&p->refused, 1, memory_order_relaxed);
+			pthread_mutex_unlock(&p->pipes_lock);
 			nng_pipe_close(pipe);
+			return;
 		}
-		break;
-	case NNG_PIPE_EV_ADD_POST:
+		pipe_set_add(p, key);
+		p->admitted++;
+	} else if (ev == NNG_PIPE_EV_ADD_POST && i < PIPE_SET_SLOTS) {
+		p->pipes[i] |= PIPE_POSTED;
 		atomic_fetch_add_explicit(&p->subscribers, 1, memory_order_relaxed);
-		break;
-	case NNG_PIPE_EV_REM_POST: {
-		unsigned n = atomic_load_explicit(&p->subscribers, memory_order_relaxed);
-		while (n > 0 && !atomic_compare_exchange_weak_explicit(&p->subscribers, &n, n - 1,
-									memory_order_relaxed, memory_order_relaxed))
-			;
-		break;
+	} else if (ev == NNG_PIPE_EV_REM_POST && i < PIPE_SET_SLOTS) {
+		if (p->pipes[i] & PIPE_POSTED)
+			atomic_fetch_sub_explicit(&p->subscribers, 1, memory_order_relaxed);
+		pipe_set_del(p, i);
+		p->admitted--;
 	}
-	default:
-		break;
-	}
+	pthread_mutex_unlock(&p->pipes_lock);
 }
 
 static void *pub_main(void *arg)
@@ -105,22 +162,23 @@ static int64_t wall_us(void)
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-void gw_pub_emit(gw_pub *p, msgpack_sbuffer *scratch, uint64_t event_id, uint64_t prev_seq, uint64_t seq,
-		 int64_t at_ms, const bo_change *changes, uint32_t n)
+void gw_pub_emit(gw_pub *p, msgpack_sbuffer *scratch, uint64_t event_id, uint64_t prev_seq,
+                 uint64_t seq, int64_t at_ms, const bo_change *changes, uint32_t n)
 {
 	wire_projection h = {.event_id = event_id,
-			     .prev_seq = prev_seq,
-			     .seq = seq,
-			     .at_ms = at_ms,
-			     .pub_us = wall_us(),
-			     .count = n};
+	                     .prev_seq = prev_seq,
+	                     .seq = seq,
+	                     .at_ms = at_ms,
+	                     .pub_us = wall_us(),
+	                     .count = n};
 	scratch->size = 0;
 	int rc = wire_encode_projection(&h, changes, scratch);
 	if (rc != 0) {
 		/* The read model produced something the codec refuses: a bug.
 		 * Subscribers of this event see a gap and resynchronise. */
 		if (atomic_fetch_add_explicit(&p->encode_failed, 1, memory_order_relaxed) == 0)
-			bo_log(BO_LOG_ERROR, "msg=\"projection could not be encoded\" event=%" PRIu64 " error=%d",
+			bo_log(BO_LOG_ERROR,
+			       "msg=\"projection could not be encoded\" event=%" PRIu64 " error=%d",
 			       event_id, rc);
 		return;
 	}
@@ -132,7 +190,8 @@ void gw_pub_emit(gw_pub *p, msgpack_sbuffer *scratch, uint64_t event_id, uint64_
 		goto drop;
 	}
 	pthread_mutex_lock(&p->lock);
-	if (p->stop || p->q_len == BO_PUB_QUEUE_MSGS || p->q_bytes + scratch->size > BO_PUB_QUEUE_BYTES) {
+	if (p->stop || p->q_len == BO_PUB_QUEUE_MSGS ||
+	    p->q_bytes + scratch->size > BO_PUB_QUEUE_BYTES) {
 		pthread_mutex_unlock(&p->lock);
 		nng_msg_free(m);
 		goto drop;
@@ -163,6 +222,7 @@ static void pub_free(gw_pub *p)
 		nng_msg_free(p->q[(p->q_head + i) % BO_PUB_QUEUE_MSGS]);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->pipes_lock);
 	free(p);
 }
 
@@ -177,6 +237,7 @@ int gw_pub_start(const char *const *urls, uint32_t n, gw_pub **out, char *err, s
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	pthread_mutex_init(&p->pipes_lock, NULL);
 	int nrv = nng_pub0_open(&p->sock);
 	if (nrv != 0) {
 		snprintf(err, errlen, "nng: cannot open a PUB socket: %s", nng_strerror(nrv));
@@ -189,13 +250,15 @@ int gw_pub_start(const char *const *urls, uint32_t n, gw_pub **out, char *err, s
 	    (nrv = nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, p)) != 0 ||
 	    (nrv = nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, p)) != 0 ||
 	    (nrv = nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, pipe_cb, p)) != 0) {
-		snprintf(err, errlen, "nng: cannot configure the PUB socket: %s", nng_strerror(nrv));
+		snprintf(err, errlen, "nng: cannot configure the PUB socket: %s",
+		         nng_strerror(nrv));
 		rc = -EIO;
 	}
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
 		nrv = nng_listen(p->sock, urls[i], &p->listeners[i], 0);
 		if (nrv != 0) {
-			snprintf(err, errlen, "cannot publish on %s: %s", urls[i], nng_strerror(nrv));
+			snprintf(err, errlen, "cannot publish on %s: %s", urls[i],
+			         nng_strerror(nrv));
 			rc = nrv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
 			break;
 		}

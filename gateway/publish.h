@@ -30,26 +30,27 @@
 typedef struct gw_pub gw_pub;
 
 typedef struct gw_pub_stats {
-	uint64_t published;	     /* messages handed to nng */
-	uint64_t dropped;	     /* messages dropped: the queue was full */
-	uint64_t encode_failed;	     /* changes that had no encoding (a bug: logged) */
-	uint32_t subscribers;	     /* connected now */
+	uint64_t published;           /* messages handed to nng */
+	uint64_t dropped;             /* messages dropped: the queue was full */
+	uint64_t encode_failed;       /* changes that had no encoding (a bug: logged) */
+	uint32_t subscribers;         /* connected now */
 	uint64_t subscribers_refused; /* disconnected: BO_SUBSCRIBERS_MAX reached */
-	uint32_t queued;	     /* messages waiting now */
+	uint32_t queued;              /* messages waiting now */
 } gw_pub_stats;
 
 /* Opens the PUB socket, listens on urls[0..n) (n >= 1) and starts the
  * publisher thread. Returns 0, or a negative errno with err set (a bad URL,
  * an address in use, no memory); nothing is left running on failure.
  * 1 <= n <= GW_PUBLISH_MAX. */
-int gw_pub_start(const char *const *urls, uint32_t n, gw_pub **out /* OUT */, char *err, size_t errlen);
+int gw_pub_start(const char *const *urls, uint32_t n, gw_pub **out /* OUT */, char *err,
+                 size_t errlen);
 
 /* Encodes one event's changes (what view_batch_end emits) and enqueues the
  * message; drops it when the queue is full. Any thread; never blocks on
  * the network. `scratch` is the caller's own encoding buffer (one per
  * thread), reused across calls. */
-void gw_pub_emit(gw_pub *p, msgpack_sbuffer *scratch, uint64_t event_id, uint64_t prev_seq, uint64_t seq,
-		 int64_t at_ms, const bo_change *changes, uint32_t n);
+void gw_pub_emit(gw_pub *p, msgpack_sbuffer *scratch, uint64_t event_id, uint64_t prev_seq,
+                 uint64_t seq, int64_t at_ms, const bo_change *changes, uint32_t n);
 
 /* Sends what is queued, stops the thread, closes the socket; later emits
  * are dropped. Idempotent; NULL is a no-op. Stats stay readable. */

@@ -32,9 +32,9 @@
  *             "category_count": uint, "rows": [[section, seats], ...],
  *             "categories": bin (a byte per seat), "states": bin (a
  *             bo_seat_state per seat), "pools": [[capacity, free], ...]}
- *   or a message-level error map (wire_encode_error: "status", "detail"
- *   "none", "error" text): not_found ("no such event"), throttled (over
- *   BO_EVENT_STATE_PER_SEC_MAX requests per second), busy (stopping).
+ *   or a refusal map {"status", "detail", "error"}: not_found/no_event,
+ *   throttled/none (over BO_EVENT_STATE_PER_SEC_MAX requests per second),
+ *   busy/none (stopping), invalid/malformed.
  *
  * Decoders treat their input as hostile (as wire.h's); encoders append to
  * a msgpack_sbuffer and restore its size on failure.

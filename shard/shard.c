@@ -651,14 +651,18 @@ static void on_expiry(void *ctx, const bo_expiry *x)
  * expiries go in chunks of a quarter of the ring, each chunk journaled
  * (TICK) and ended like a batch, so that it can be published while the
  * next one is made. Replay applies the first TICK with a full advance:
- * the resulting state is the same. */
+ * the resulting state is the same. A chunk is also at most
+ * SHARD_OUT_POLL_MAX expiries: they share their TICK's sequence, and a
+ * consumer that takes SHARD_OUT_POLL_MAX records at a time can then keep
+ * every record of one sequence together (the read model needs to: one
+ * sequence, one state). */
 static int begin_batch(shard *s)
 {
 	int64_t now = s->cfg.clock(s->cfg.clock_ctx);
 	int64_t last = engine_now(s->engine);
 	s->batch_ms = now > last ? now : last;
 	s->batch_no++;
-	const uint32_t chunk = s->cfg.out_slots / 4;
+	const uint32_t chunk = s->cfg.out_slots / 4 < SHARD_OUT_POLL_MAX ? s->cfg.out_slots / 4 : SHARD_OUT_POLL_MAX;
 	for (;;) {
 		int more = 0;
 		uint32_t changes = engine_advance_bounded(s->engine, s->batch_ms, chunk, on_expiry, s, &more);

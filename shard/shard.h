@@ -188,6 +188,11 @@ ring *shard_output(shard *s);
  * of the consumer's work. */
 #define SHARD_OUT_POLL_MAX BO_BATCH_MAX
 
+/* Records of one journal sequence in the output ring: one per command, and
+ * at most SHARD_OUT_POLL_MAX expiries of one TICK (a mass expiry is cut
+ * into TICK records of at most that many). */
+#define SHARD_OUT_SEQ_RUN_MAX SHARD_OUT_POLL_MAX
+
 /* The engine, for inspection only while the shard is stopped. */
 engine *shard_engine(shard *s);
 

@@ -64,6 +64,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/hash.h"
+
 #define NONE UINT32_MAX
 
 /* gcc's ThreadSanitizer does not model atomic_thread_fence and says so
@@ -127,6 +129,8 @@ typedef struct vpending {
 } vpending;
 
 struct view {
+	/* Set by view_new, then only read: the readers' cache lines, kept
+	 * apart from everything the writer changes per batch. */
 	engine_config cfg;
 	_Atomic uint64_t *words;
 	uint8_t *cats;
@@ -137,24 +141,27 @@ struct view {
 	uint32_t words_max;
 	vhold *holds;
 	uint32_t holds_cap; /* 2 x claims_max */
+	vpending *pending;  /* [VIEW_BATCH_MAX] the batch's changes */
+	uint32_t *touched;  /* [VIEW_BATCH_MAX] events in first-touch order */
+	bo_change *scratch; /* [VIEW_BATCH_MAX] one event's changes for emit */
 
-	/* The writer's arenas: next free word, category byte, row, event. */
-	uint32_t words_used, seats_used, rows_used, events_used;
-
-	/* The batch being added. */
+	/* The writer's: arenas (next free word, category byte, row, event)
+	 * and the batch being added. */
+	_Alignas(64) uint32_t words_used;
+	uint32_t seats_used, rows_used, events_used;
 	bool in_batch;
 	uint64_t batch_no;
 	uint32_t records;  /* results + expiries added */
 	uint32_t npending; /* changes recorded */
-	uint64_t seq_last; /* the last record's seq: records come in journal order */
-	vpending *pending; /* [VIEW_BATCH_MAX] */
-	uint32_t *touched; /* [VIEW_BATCH_MAX] events in first-touch order */
 	uint32_t ntouched;
-	bo_change *scratch; /* [VIEW_BATCH_MAX] one event's changes for emit */
+	uint64_t seq_last; /* the last change's seq: changes come in journal order */
 
-	/* Gauges (view_stats): read by any thread. */
-	_Atomic uint64_t batches, changes, read_retries;
+	/* Gauges (view_stats), read by any thread: the writer's, and the one
+	 * readers write, each on its own line. */
+	_Alignas(64) _Atomic uint64_t batches;
+	_Atomic uint64_t changes;
 	_Atomic uint32_t events_gauge, holds_gauge;
+	_Alignas(64) _Atomic uint64_t read_retries;
 };
 
 /* ---- Sizes and construction ---------------------------------------------- */
@@ -235,9 +242,11 @@ int view_new(const engine_config *cfg, view **out)
 	*out = NULL;
 	if (!config_ok(cfg))
 		return -EINVAL;
-	view *v = calloc(1, sizeof(*v));
+	/* Aligned: the struct's sections are cache lines of their own. */
+	view *v = aligned_alloc(64, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
+	memset(v, 0, sizeof(*v));
 	v->cfg = *cfg;
 	v->words_max = words_for(cfg);
 	v->index_mask = pow2_at_least(2ull * cfg->events_max) - 1;
@@ -280,17 +289,8 @@ void view_free(view *v)
 
 /* ---- Event index ----------------------------------------------------------- */
 
-static inline uint64_t hash64(uint64_t x)
-{
-	/* A strong 64-bit finaliser (splitmix64's constants): ids come from
-	 * clients, and a weak hash would cluster sequential ones. */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
+/* Ids come from clients: base/hash.h's finaliser spreads sequential ones. */
+static inline uint64_t hash64(uint64_t x) { return bo_mix64(x); }
 
 /* Readers: the published event `id`, or NULL. The table is at most half
  * full, so a probe always ends at an empty slot. */

@@ -30,7 +30,7 @@
  *
  * MEMORY is reserved by view_new and bounded by view_memory_bytes(): a
  * state byte and a category byte per seat of seats_max, a row entry per
- * row (rows <= seats), VIEW_EVENT_BYTES per event of events_max, and the
+ * row (rows <= seats), BO_VIEW_EVENT_BYTES per event of events_max, and the
  * active pool holds table (16 bytes x 2 x claims_max). Pages are touched
  * as events fill them. Nothing is allocated on the writer's path.
  */

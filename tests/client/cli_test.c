@@ -400,7 +400,7 @@ Test(cli, create_with_flags_then_status, .init = srv_setup, .fini = dir_teardown
 
 	CLI(&r, "status", "42");
 	expect_ok(&r);
-	cr_assert_str_eq(r.out, "event 42: 40 seats: 40 free, 0 held, 0 booked, 0 blocked\n"
+	cr_assert_str_eq(r.out, "event 42 at seq 1: 40 seats: 40 free, 0 held, 0 booked, 0 blocked\n"
 	                        "  category 0: 20 free\n"
 	                        "  category 1: 20 free\n"
 	                        "  pool 0: 30 of 30 free\n"
@@ -449,7 +449,7 @@ Test(cli, create_with_map_file_then_status, .init = srv_setup, .fini = dir_teard
 	cr_assert_str_eq(r.out, "created event 7: 20 seats in 3 rows, 3 categories, 2 pools\n");
 	CLI(&r, "status", "7");
 	expect_ok(&r);
-	cr_assert_str_eq(r.out, "event 7: 20 seats: 20 free, 0 held, 0 booked, 0 blocked\n"
+	cr_assert_str_eq(r.out, "event 7 at seq 1: 20 seats: 20 free, 0 held, 0 booked, 0 blocked\n"
 	                        "  category 0: 8 free\n"
 	                        "  category 1: 12 free\n"
 	                        "  category 2: 0 free\n"

@@ -39,61 +39,12 @@
 #include "gateway/gateway.h"
 #include "protocol/wire.h"
 #include "tests/support/cmd.h"
+#include "tests/support/gate.h"
 #include "tests/support/tmpdir.h"
 
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
-/* ---- A gate on the shard's journal writes -------------------------------- */
-
-/* While closed, the shard's writer stops in the fault hook before writing a
- * batch: nothing after that batch is applied, nothing of it is published. */
-typedef struct gate {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int closed;
-	int entered; /* writes held so far */
-} gate;
-
-static gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-
-static int gate_hook(void *ctx, journal_io *io)
-{
-	gate *g = ctx;
-	if (io->kind != JOURNAL_IO_WRITE)
-		return 0;
-	pthread_mutex_lock(&g->mu);
-	if (g->closed) {
-		g->entered++;
-		pthread_cond_broadcast(&g->cv);
-		while (g->closed)
-			pthread_cond_wait(&g->cv, &g->mu);
-	}
-	pthread_mutex_unlock(&g->mu);
-	return 0;
-}
-
-static void gate_set(gate *g, int closed)
-{
-	pthread_mutex_lock(&g->mu);
-	g->closed = closed;
-	pthread_cond_broadcast(&g->cv);
-	pthread_mutex_unlock(&g->mu);
-}
-
-/* Waits until the writer is held at the gate; fails the test after WAIT_MS. */
-static void gate_wait_entered(gate *g)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += WAIT_MS / 1000;
-	pthread_mutex_lock(&g->mu);
-	int rc = 0;
-	while (g->entered == 0 && rc == 0)
-		rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-	int entered = g->entered;
-	pthread_mutex_unlock(&g->mu);
-	cr_assert_gt(entered, 0, "the shard's writer never reached its journal write");
-}
+static gate g_gate = GATE_INIT(JOURNAL_IO_WRITE);
 
 /* ---- Servers ----------------------------------------------------------- */
 
@@ -255,7 +206,7 @@ Test(gateway, apply_local_timeout_with_results_in_flight)
 	bo_seatmap *mnet = map_new(1, 8);
 	bo_cmd net = c_create(EV_NET, mnet);
 	cli_send(s, &net);
-	gate_wait_entered(&g_gate);
+	gate_wait_entered(&g_gate, WAIT_MS);
 
 	/* Two commands that cannot come out before the gate opens: create an
 	 * event of 2 x 10 seats, then ask for its availability. */
@@ -308,7 +259,7 @@ Test(gateway, apply_local_timeout_then_stop)
 	bo_result r;
 	cr_assert_eq(gw_apply_local(t->gw, &c, 1, &r, 50), -ETIMEDOUT);
 	bo_seatmap_free(m);
-	gate_wait_entered(&g_gate);
+	gate_wait_entered(&g_gate, WAIT_MS);
 	gate_set(&g_gate, 0);
 	srv_stop(t);
 }

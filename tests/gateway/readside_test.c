@@ -45,62 +45,13 @@
 #include "protocol/wire.h"
 #include "shard/shard.h"
 #include "tests/support/cmd.h"
+#include "tests/support/gate.h"
 #include "tests/support/rng.h"
 #include "tests/support/tmpdir.h"
 
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
-/* ---- A gate on one kind of journal I/O ----------------------------------- */
-
-/* While closed, the shard's writer stops in the fault hook before the I/O
- * of `kind`: for JOURNAL_IO_SYNC the batch is written but not durable. */
-typedef struct gate {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int kind;
-	int closed;
-	int entered;
-} gate;
-
-static gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, JOURNAL_IO_SYNC, 0, 0};
-
-static int gate_hook(void *ctx, journal_io *io)
-{
-	gate *g = ctx;
-	pthread_mutex_lock(&g->mu);
-	if (g->closed && (int)io->kind == g->kind) {
-		g->entered++;
-		pthread_cond_broadcast(&g->cv);
-		while (g->closed)
-			pthread_cond_wait(&g->cv, &g->mu);
-	}
-	pthread_mutex_unlock(&g->mu);
-	return 0;
-}
-
-static void gate_set(gate *g, int closed)
-{
-	pthread_mutex_lock(&g->mu);
-	g->closed = closed;
-	if (closed)
-		g->entered = 0;
-	pthread_cond_broadcast(&g->cv);
-	pthread_mutex_unlock(&g->mu);
-}
-
-static void gate_wait_entered(gate *g)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += WAIT_MS / 1000;
-	pthread_mutex_lock(&g->mu);
-	int rc = 0;
-	while (g->entered == 0 && rc == 0)
-		rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-	int entered = g->entered;
-	pthread_mutex_unlock(&g->mu);
-	cr_assert_gt(entered, 0, "the shard's writer never reached the held journal I/O");
-}
+static gate g_gate = GATE_INIT(JOURNAL_IO_SYNC);
 
 /* ---- The server ---------------------------------------------------------- */
 
@@ -115,7 +66,10 @@ typedef struct tserver {
 
 static tserver g_srv;
 
-static void suite_init(void) { signal(SIGPIPE, SIG_IGN); }
+static void suite_init(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+}
 
 static void suite_fini(void)
 {
@@ -236,7 +190,8 @@ static uint32_t free_seats(nng_socket s, uint64_t event, uint64_t *seq)
 {
 	bo_cmd q = tcmd_query_avail(event);
 	bo_result r = call(s, &q);
-	cr_assert_eq(r.status, BO_OK, "query_avail %lu: %s", (unsigned long)event, bo_status_str(r.status));
+	cr_assert_eq(r.status, BO_OK, "query_avail %lu: %s", (unsigned long)event,
+	             bo_status_str(r.status));
 	if (seq)
 		*seq = r.view_seq;
 	return r.avail.by_state[BO_SEAT_FREE];
@@ -267,28 +222,34 @@ Test(readside, reads_never_enter_the_ring)
 	bo_result r[100];
 	for (int round = 0; round < 10; round++) {
 		for (int i = 0; i < 100; i++)
-			q[i] = i % 2 ? tcmd_query_avail(1 + (uint64_t)i % 4) : tcmd_query_seats(2, 2, 4);
+			q[i] = i % 2 ? tcmd_query_avail(1 + (uint64_t)i % 4)
+			             : tcmd_query_seats(2, 2, 4);
 		send_cmds(s, q, 100, 1);
 		recv_results(s, r, 100);
 		for (int i = 0; i < 100; i++) {
 			cr_assert_eq(r[i].status, BO_OK);
 			cr_assert_gt(r[i].view_seq, 0, "a read without the read model's sequence");
 			if (i % 2)
-				cr_assert_eq(r[i].avail.by_state[BO_SEAT_FREE], q[i].event_id == 2 ? 38u : 40u);
+				cr_assert_eq(r[i].avail.by_state[BO_SEAT_FREE],
+				             q[i].event_id == 2 ? 38u : 40u);
 			else
-				cr_assert(r[i].seat_state[0] == BO_SEAT_FREE && r[i].seat_state[1] == BO_SEAT_HELD &&
-					  r[i].seat_state[2] == BO_SEAT_HELD && r[i].seat_state[3] == BO_SEAT_FREE);
+				cr_assert(r[i].seat_state[0] == BO_SEAT_FREE &&
+				          r[i].seat_state[1] == BO_SEAT_HELD &&
+				          r[i].seat_state[2] == BO_SEAT_HELD &&
+				          r[i].seat_state[3] == BO_SEAT_FREE);
 		}
 	}
 	bo_cmd unknown = tcmd_query_avail(99);
 	cr_assert_eq(call(s, &unknown).status, BO_NOT_FOUND);
 	gw_stats_get(t->gw, &after);
-	cr_assert_eq(after.ring_commands, before.ring_commands, "reads entered the rings: %lu commands",
-		     (unsigned long)(after.ring_commands - before.ring_commands));
+	cr_assert_eq(after.ring_commands, before.ring_commands,
+	             "reads entered the rings: %lu commands",
+	             (unsigned long)(after.ring_commands - before.ring_commands));
 	cr_assert_eq(after.reads - before.reads, 1001);
 
 	/* A write beside reads in one message: only the write enters. */
-	bo_cmd mixed[3] = {tcmd_query_avail(1), tcmd_hold_best(7, 2, 1, 0, 2, 60000), tcmd_query_avail(3)};
+	bo_cmd mixed[3] = {tcmd_query_avail(1), tcmd_hold_best(7, 2, 1, 0, 2, 60000),
+	                   tcmd_query_avail(3)};
 	send_cmds(s, mixed, 3, 1);
 	recv_results(s, r, 3);
 	cr_assert(r[0].status == BO_OK && r[1].status == BO_OK && r[2].status == BO_OK);
@@ -319,10 +280,11 @@ Test(readside, reads_wait_for_durability)
 	uint32_t seat = 3;
 	bo_cmd h = tcmd_hold_seats(9, 1, 5, &seat, 1, 60000);
 	send_cmds(w, &h, 1, 0);
-	gate_wait_entered(&g_gate);
+	gate_wait_entered(&g_gate, WAIT_MS);
 	for (int i = 0; i < 50; i++) {
 		uint64_t seq;
-		cr_assert_eq(free_seats(s, 5, &seq), 8, "a read saw a hold whose journal is not synced");
+		cr_assert_eq(free_seats(s, 5, &seq), 8,
+		             "a read saw a hold whose journal is not synced");
 		cr_assert_eq(seq, seq0, "the read model moved before the sync");
 		bo_cmd qs = tcmd_query_seats(5, 3, 1);
 		bo_result r = call(s, &qs);
@@ -389,7 +351,7 @@ static void tsub_handle(tsub *ts, nng_msg *m)
 	wire_projection h;
 	wire_msg wm;
 	int rc = wire_decode_projection(nng_msg_body(m), nng_msg_len(m), &h, ts->changes,
-					WIRE_PROJECTION_CHANGES_MAX, &wm);
+	                                WIRE_PROJECTION_CHANGES_MAX, &wm);
 	cr_assert_eq(rc, 0, "projection: %s", wm.error);
 	uint32_t k = 0;
 	while (k < NEV && ts->ids[k] != h.event_id)
@@ -454,8 +416,10 @@ static void tsub_wait_caught_up(tsub *ts, nng_socket s)
 				break;
 			struct timespec t1;
 			clock_gettime(CLOCK_MONOTONIC, &t1);
-			cr_assert_lt(t1.tv_sec - t0.tv_sec, WAIT_MS / 1000, "event %lu: subscriber at seq %lu, server at %lu",
-				     (unsigned long)ts->ids[k], (unsigned long)have, (unsigned long)want);
+			cr_assert_lt(t1.tv_sec - t0.tv_sec, WAIT_MS / 1000,
+			             "event %lu: subscriber at seq %lu, server at %lu",
+			             (unsigned long)ts->ids[k], (unsigned long)have,
+			             (unsigned long)want);
 			sched_yield();
 		}
 	}
@@ -466,13 +430,17 @@ static void image_assert_equal(const bo_event_image *a, const bo_event_image *b,
 	cr_assert_eq(a->seat_count, b->seat_count, "%s: seat count", what);
 	cr_assert_eq(a->pool_count, b->pool_count, "%s: pool count", what);
 	for (uint32_t i = 0; i < a->seat_count; i++)
-		cr_assert_eq(a->states[i], b->states[i], "%s: event %lu seat %u is %s, not %s", what,
-			     (unsigned long)a->event_id, i, bo_seat_state_str(a->states[i]),
-			     bo_seat_state_str(b->states[i]));
+		cr_assert_eq(a->states[i], b->states[i], "%s: event %lu seat %u is %s, not %s",
+		             what, (unsigned long)a->event_id, i, bo_seat_state_str(a->states[i]),
+		             bo_seat_state_str(b->states[i]));
 	for (uint32_t p = 0; p < a->pool_count; p++)
-		cr_assert_eq(a->pool_free[p], b->pool_free[p], "%s: pool %u free %u, not %u", what, p, a->pool_free[p],
-			     b->pool_free[p]);
+		cr_assert_eq(a->pool_free[p], b->pool_free[p], "%s: pool %u free %u, not %u", what,
+		             p, a->pool_free[p], b->pool_free[p]);
 }
+
+/* Claims the run can know at once: every hold it makes must be known, or
+ * a short one it cannot release could expire after the end of the run. */
+#define RUN_CLAIMS_MAX 32768u
 
 /* A claim the run knows about. */
 typedef struct tclaim {
@@ -481,7 +449,7 @@ typedef struct tclaim {
 } tclaim;
 
 typedef struct trun {
-	tclaim claims[4096];
+	tclaim claims[RUN_CLAIMS_MAX];
 	uint32_t n;
 	uint64_t rng, request;
 	uint64_t ok_by_cause[BO_CAUSE_COUNT];
@@ -532,12 +500,16 @@ static bo_cmd run_cmd(trun *ru, const uint64_t *events)
 	}
 	switch (pick) {
 	case 0: {
-		uint32_t seats[3] = {(uint32_t)(x >> 40) % 60, (uint32_t)(x >> 46) % 60, (uint32_t)(x >> 52) % 60};
-		uint32_t n = seats[0] == seats[1] || seats[0] == seats[2] || seats[1] == seats[2] ? 1 : 3;
+		uint32_t seats[3] = {(uint32_t)(x >> 40) % 60, (uint32_t)(x >> 46) % 60,
+		                     (uint32_t)(x >> 52) % 60};
+		uint32_t n = seats[0] == seats[1] || seats[0] == seats[2] || seats[1] == seats[2]
+		                     ? 1
+		                     : 3;
 		return tcmd_hold_seats(client, req, ev, seats, n, ttl);
 	}
 	case 1:
-		return tcmd_hold_best(client, req, ev, (uint8_t)((x >> 40) % 2), (uint16_t)(1 + (x >> 44) % 4), ttl);
+		return tcmd_hold_best(client, req, ev, (uint8_t)((x >> 40) % 2),
+		                      (uint16_t)(1 + (x >> 44) % 4), ttl);
 	case 2: {
 		bo_cmd c = tcmd(BO_OP_HOLD_POOL, client, req, ev);
 		c.pool = (uint8_t)((x >> 40) % 2);
@@ -547,7 +519,8 @@ static bo_cmd run_cmd(trun *ru, const uint64_t *events)
 	}
 	default: {
 		uint32_t seat = (uint32_t)(x >> 40) % 60;
-		return tcmd_seats((x >> 50) % 2 ? BO_OP_BLOCK : BO_OP_UNBLOCK, client, req, ev, &seat, 1);
+		return tcmd_seats((x >> 50) % 2 ? BO_OP_BLOCK : BO_OP_UNBLOCK, client, req, ev,
+		                  &seat, 1);
 	}
 	}
 }
@@ -569,8 +542,12 @@ static void run_rounds(trun *ru, nng_socket s, const uint64_t *events, uint32_t 
 			if (r->status != BO_OK)
 				continue;
 			ru->ok_by_cause[cause_of(r->op)]++;
-			if (cause_of(r->op) == BO_CAUSE_HOLD && ru->n < 4096)
-				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id, 0, cmds[i].ttl_ms == 1000};
+			if (cause_of(r->op) == BO_CAUSE_HOLD) {
+				cr_assert_lt(ru->n, RUN_CLAIMS_MAX, "more holds than the run can follow");
+				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id, 0,
+				                               cmds[i].ttl_ms == 1000};
+				continue;
+			}
 			for (uint32_t j = 0; j < ru->n; j++) {
 				if (ru->claims[j].id != r->claim_id || r->claim_id == 0)
 					continue;
@@ -637,7 +614,8 @@ Test(readside, projections_follow_every_change)
 	for (uint32_t k = 0; k < NEV; k++) {
 		uint8_t topic[WIRE_TOPIC_BYTES];
 		wire_topic(events[k], topic);
-		cr_assert_eq(nng_socket_set(ts.sub, NNG_OPT_SUB_SUBSCRIBE, topic, sizeof(topic)), 0);
+		cr_assert_eq(nng_socket_set(ts.sub, NNG_OPT_SUB_SUBSCRIBE, topic, sizeof(topic)),
+		             0);
 		ts.ids[k] = events[k];
 	}
 	cr_assert_eq(nng_dial(ts.sub, t->pub, NULL, 0), 0);
@@ -672,7 +650,8 @@ Test(readside, projections_follow_every_change)
 		if (expired > 0)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		cr_assert_lt(t1.tv_sec - t0.tv_sec, WAIT_MS / 1000, "no expiry reached the subscriber");
+		cr_assert_lt(t1.tv_sec - t0.tv_sec, WAIT_MS / 1000,
+		             "no expiry reached the subscriber");
 		sched_yield();
 	}
 	run_release_short(&ru, s);
@@ -681,8 +660,10 @@ Test(readside, projections_follow_every_change)
 	cr_assert_eq(ts.gaps, 0, "a subscriber that keeps up saw %lu gaps", (unsigned long)ts.gaps);
 	for (int c = BO_CAUSE_HOLD; c < BO_CAUSE_COUNT; c++)
 		if (c != BO_CAUSE_EXPIRY)
-			cr_assert_eq(ts.by_cause[c], ru.ok_by_cause[c], "cause %s: %lu changes seen, %lu ok writes",
-				     bo_cause_str(c), (unsigned long)ts.by_cause[c], (unsigned long)ru.ok_by_cause[c]);
+			cr_assert_eq(ts.by_cause[c], ru.ok_by_cause[c],
+			             "cause %s: %lu changes seen, %lu ok writes", bo_cause_str(c),
+			             (unsigned long)ts.by_cause[c],
+			             (unsigned long)ru.ok_by_cause[c]);
 	/* Phase 2: the subscriber loses a message. */
 	ts.drop_next = 1;
 	pthread_mutex_unlock(&ts.mu);
@@ -692,7 +673,8 @@ Test(readside, projections_follow_every_change)
 	atomic_store(&ts.stop, 1);
 	pthread_join(th, NULL);
 	cr_assert_eq(ts.dropped, 1);
-	cr_assert_eq(ts.gaps, 1, "the dropped message was seen as %lu gaps", (unsigned long)ts.gaps);
+	cr_assert_eq(ts.gaps, 1, "the dropped message was seen as %lu gaps",
+	             (unsigned long)ts.gaps);
 	cr_assert_eq(ts.resyncs, 1);
 
 	/* The subscriber's images equal the server's read model ... */

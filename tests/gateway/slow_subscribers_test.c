@@ -122,8 +122,9 @@ static void raise_nofile(rlim_t need)
 		rl.rlim_max = need;
 		rl.rlim_cur = need;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			cr_skip_test("SKIP: needs %lu file descriptors per process, RLIMIT_NOFILE allows %lu",
-				     (unsigned long)need, (unsigned long)rl.rlim_max);
+			cr_skip_test(
+			        "SKIP: needs %lu file descriptors per process, RLIMIT_NOFILE allows %lu",
+			        (unsigned long)need, (unsigned long)rl.rlim_max);
 	}
 	rl.rlim_cur = rl.rlim_max;
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
@@ -139,7 +140,8 @@ static int64_t phase(nng_socket s, uint64_t *request)
 		for (uint32_t i = 0; i < CMDS_PER_REQUEST; i++) {
 			/* Even requests block 16 seats, odd ones unblock them. */
 			uint32_t seat = 100 + i;
-			cmds[i] = tcmd_seats(r % 2 ? BO_OP_UNBLOCK : BO_OP_BLOCK, 1, ++*request, 1, &seat, 1);
+			cmds[i] = tcmd_seats(r % 2 ? BO_OP_UNBLOCK : BO_OP_BLOCK, 1, ++*request, 1,
+			                     &seat, 1);
 		}
 		msgpack_sbuffer sb;
 		msgpack_sbuffer_init(&sb);
@@ -152,11 +154,13 @@ static int64_t phase(nng_socket s, uint64_t *request)
 		lat[r] = now_us() - t0;
 		bo_result res[CMDS_PER_REQUEST];
 		wire_msg wm;
-		cr_assert_eq(wire_decode_replies(nng_msg_body(m), nng_msg_len(m), res, NULL, CMDS_PER_REQUEST, &wm), 0);
+		cr_assert_eq(wire_decode_replies(nng_msg_body(m), nng_msg_len(m), res, NULL,
+		                                 CMDS_PER_REQUEST, &wm),
+		             0);
 		nng_msg_free(m);
 		for (uint32_t i = 0; i < CMDS_PER_REQUEST; i++)
-			cr_assert_eq(res[i].status, BO_OK, "request %u command %u: %s/%s", r, i, bo_status_str(res[i].status),
-				     bo_detail_str(res[i].detail));
+			cr_assert_eq(res[i].status, BO_OK, "request %u command %u: %s/%s", r, i,
+			             bo_status_str(res[i].status), bo_detail_str(res[i].detail));
 	}
 	for (uint32_t i = 1; i < PHASE_REQUESTS; i++)
 		for (uint32_t j = i; j > 0 && lat[j - 1] > lat[j]; j--) {
@@ -189,7 +193,8 @@ Test(slow_subscribers, never_reading_subscribers_cannot_grow_memory, .fini = fin
 	snprintf(pubpath, sizeof(pubpath), "%s/pub", g_dir);
 	snprintf(pub, sizeof(pub), "ipc://%s", pubpath);
 	cr_assert_eq(mkdir(data, 0700), 0);
-	cr_assert_lt(strlen(pubpath), sizeof(((struct sockaddr_un *)0)->sun_path), "socket path too long: %s", pubpath);
+	cr_assert_lt(strlen(pubpath), sizeof(((struct sockaddr_un *)0)->sun_path),
+	             "socket path too long: %s", pubpath);
 	gw_config cfg;
 	gw_config_default(&cfg);
 	cfg.data_dir = data;
@@ -243,10 +248,11 @@ Test(slow_subscribers, never_reading_subscribers_cannot_grow_memory, .fini = fin
 	/* The server takes BO_SUBSCRIBERS_MAX of them and refuses the rest. */
 	int64_t deadline = now_us() + WAIT_MS * 1000LL;
 	gw_stats st;
-	for (gw_stats_get(g_gw, &st); st.pub.subscribers < BO_SUBSCRIBERS_MAX || st.pub.subscribers_refused < SUB_EXTRA;
+	for (gw_stats_get(g_gw, &st);
+	     st.pub.subscribers < BO_SUBSCRIBERS_MAX || st.pub.subscribers_refused < SUB_EXTRA;
 	     gw_stats_get(g_gw, &st)) {
 		cr_assert_lt(now_us(), deadline, "subscribers %u, refused %lu", st.pub.subscribers,
-			     (unsigned long)st.pub.subscribers_refused);
+		             (unsigned long)st.pub.subscribers_refused);
 		usleep(10000);
 	}
 	cr_assert_eq(st.pub.subscribers, BO_SUBSCRIBERS_MAX);
@@ -260,16 +266,18 @@ Test(slow_subscribers, never_reading_subscribers_cannot_grow_memory, .fini = fin
 	wait_published();
 	size_t rss2 = rss_bytes();
 	gw_stats_get(g_gw, &st);
-	cr_log_info("%u subscribers that never read: RSS %.1f MiB before the writes, %.1f MiB after %u requests, "
-		    "%.1f MiB after %u; published %lu, dropped by the queue %lu; write p99 %ld us alone, %ld/%ld us "
-		    "with them",
-		    st.pub.subscribers, rss0 / 1048576.0, rss1 / 1048576.0, PHASE_REQUESTS, rss2 / 1048576.0,
-		    2 * PHASE_REQUESTS, (unsigned long)st.pub.published, (unsigned long)st.pub.dropped, (long)p99_alone,
-		    (long)p99_a, (long)p99_b);
+	cr_log_info(
+	        "%u subscribers that never read: RSS %.1f MiB before the writes, %.1f MiB after %u requests, "
+	        "%.1f MiB after %u; published %lu, dropped by the queue %lu; write p99 %ld us alone, %ld/%ld us "
+	        "with them",
+	        st.pub.subscribers, rss0 / 1048576.0, rss1 / 1048576.0, PHASE_REQUESTS,
+	        rss2 / 1048576.0, 2 * PHASE_REQUESTS, (unsigned long)st.pub.published,
+	        (unsigned long)st.pub.dropped, (long)p99_alone, (long)p99_a, (long)p99_b);
 	cr_assert_gt(st.pub.published, 2 * PHASE_REQUESTS - 1, "the writes published nothing");
-	cr_assert_leq(rss2, rss1 + RSS_SLACK,
-		      "memory grew with the messages: %.1f MiB after the first phase, %.1f MiB after the second",
-		      rss1 / 1048576.0, rss2 / 1048576.0);
+	cr_assert_leq(
+	        rss2, rss1 + RSS_SLACK,
+	        "memory grew with the messages: %.1f MiB after the first phase, %.1f MiB after the second",
+	        rss1 / 1048576.0, rss2 / 1048576.0);
 
 	/* The subscribers go: the server forgets them. */
 	close(hold[1]);
@@ -277,7 +285,8 @@ Test(slow_subscribers, never_reading_subscribers_cannot_grow_memory, .fini = fin
 	g_child = -1;
 	deadline = now_us() + WAIT_MS * 1000LL;
 	for (gw_stats_get(g_gw, &st); st.pub.subscribers > 0; gw_stats_get(g_gw, &st)) {
-		cr_assert_lt(now_us(), deadline, "%u subscribers still counted after they closed", st.pub.subscribers);
+		cr_assert_lt(now_us(), deadline, "%u subscribers still counted after they closed",
+		             st.pub.subscribers);
 		usleep(10000);
 	}
 	bo_seatmap_free(m);

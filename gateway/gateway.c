@@ -385,16 +385,24 @@ static void *out_main(void *arg)
 	gw_server *gw = oa->gw;
 	ring *out = shard_output(gw->shards[oa->shard]);
 	view *v = gw->views[oa->shard];
+	/* ring_poll moves past every record it returns: the ones out_cut
+	 * leaves out of a batch (held) are the next batch's first. */
+	uint64_t first = 0;
+	uint32_t held = 0;
 	for (;;) {
-		uint64_t first;
-		uint32_t n = ring_poll(out, GW_OUT_POLL_MAX + 1, &first);
-		if (n == 0) {
+		uint64_t more_first;
+		uint32_t more = ring_poll(out, GW_OUT_POLL_MAX + 1 - held, &more_first);
+		if (held == 0)
+			first = more_first;
+		assert(more == 0 || more_first == first + held);
+		uint32_t polled = held + more;
+		if (polled == 0) {
 			if (atomic_load_explicit(&gw->out_stop, memory_order_relaxed))
 				break;
 			ring_wait(out, 10 * 1000000);
 			continue;
 		}
-		n = out_cut(out, first, n);
+		uint32_t n = out_cut(out, first, polled);
 		view_batch_begin(v);
 		for (uint32_t i = 0; i < n; i++) {
 			const shard_out *o = ring_slot(out, first + i);
@@ -417,6 +425,8 @@ static void *out_main(void *arg)
 				slot_complete(sl);
 		}
 		ring_release(out, n);
+		first += n;
+		held = polled - n;
 	}
 	return NULL;
 }

@@ -261,15 +261,6 @@ static void on_read(void *ctx, int err, const bo_result *res, const char *text)
 	on_answer(KIND_READ, err, res);
 }
 
-static void wait_done(int kind, uint64_t target)
-{
-	int64_t end = bo_clock_ns() + 60ll * 1000000000;
-	while (atomic_load(&done[kind]) < target && bo_clock_ns() < end)
-		usleep(1000);
-	if (atomic_load(&done[kind]) < target)
-		bench_die(prog, "waiting for answers", -ETIMEDOUT);
-}
-
 /* ---- The server ------------------------------------------------------------ */
 
 static pid_t server_pid;
@@ -313,6 +304,32 @@ static void start_server(const char *path, const char *url, char *pub_url, size_
 		fprintf(stderr, "%s: cannot run %s: %s\n", prog, path, strerror(errno));
 		_exit(127);
 	}
+}
+
+/* Dies when the server has exited (crashed): its figures would be the
+ * client's timeouts. */
+static void check_server(void)
+{
+	int status;
+	if (server_pid > 0 && waitpid(server_pid, &status, WNOHANG) == server_pid) {
+		server_pid = 0;
+		fprintf(stderr, "%s: the server exited (%s %d) during the run\n", prog,
+		        WIFSIGNALED(status) ? "signal" : "status",
+		        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		exit(1);
+	}
+}
+
+static void wait_done(int kind, uint64_t target)
+{
+	int64_t end = bo_clock_ns() + 60ll * 1000000000;
+	while (atomic_load(&done[kind]) < target && bo_clock_ns() < end) {
+		check_server();
+		usleep(1000);
+	}
+	if (atomic_load(&done[kind]) < target)
+		bench_die(prog, "waiting for answers", -ETIMEDOUT);
+	check_server();
 }
 
 static boc_client *open_client(const char *url)

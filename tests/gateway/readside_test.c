@@ -18,6 +18,13 @@
  *     drops on purpose as a gap and resynchronises with event_state; at
  *     the end its images equal the server's and the engine's (the shards
  *     reopened from their journals after the server stopped).
+ *  4. A mass expiry: 4,096 holds made at one instant of a fake clock
+ *     expire in one advance (one TICK record) of a batch that also applies
+ *     ten commands queued behind a held journal write; the group comes out
+ *     at once, so the output thread's poll takes the expiries and peeks at
+ *     the first command. Every expiry and every command reaches the read
+ *     model, the replies and the subscriber exactly once, with no gap, and
+ *     the server goes on answering writes.
  */
 #include <criterion/criterion.h>
 
@@ -52,6 +59,7 @@
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
 static gate g_gate = GATE_INIT(JOURNAL_IO_SYNC);
+static gate g_wgate = GATE_INIT(JOURNAL_IO_WRITE);
 
 /* ---- The server ---------------------------------------------------------- */
 
@@ -74,6 +82,7 @@ static void suite_init(void)
 static void suite_fini(void)
 {
 	gate_set(&g_gate, 0);
+	gate_set(&g_wgate, 0);
 	if (g_srv.gw) {
 		gw_stop(g_srv.gw, 5000);
 		if (!gw_close_hung(g_srv.gw))
@@ -83,6 +92,9 @@ static void suite_fini(void)
 	if (g_srv.dir[0])
 		tmpdir_remove(g_srv.dir);
 }
+
+/* A clock for the shards when set (else the real one). */
+static shard_clock_fn g_clock;
 
 static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, void *hook_ctx)
 {
@@ -108,6 +120,7 @@ static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, void *
 	cfg->shard.engine.events_max = 64;
 	cfg->shard.journal.fault = hook;
 	cfg->shard.journal.fault_ctx = hook_ctx;
+	cfg->shard.clock = g_clock;
 	char err[GW_ERR_LEN];
 	rc = gw_start(cfg, &t->gw, err, sizeof(err));
 	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
@@ -401,9 +414,9 @@ static void *tsub_main(void *arg)
 
 /* Waits until the subscriber's image of every event is at the server's
  * read-model sequence. */
-static void tsub_wait_caught_up(tsub *ts, nng_socket s)
+static void tsub_wait_caught_up(tsub *ts, nng_socket s, uint32_t nev)
 {
-	for (uint32_t k = 0; k < NEV; k++) {
+	for (uint32_t k = 0; k < nev; k++) {
 		uint64_t want;
 		free_seats(s, ts->ids[k], &want);
 		struct timespec t0;
@@ -543,7 +556,8 @@ static void run_rounds(trun *ru, nng_socket s, const uint64_t *events, uint32_t 
 				continue;
 			ru->ok_by_cause[cause_of(r->op)]++;
 			if (cause_of(r->op) == BO_CAUSE_HOLD) {
-				cr_assert_lt(ru->n, RUN_CLAIMS_MAX, "more holds than the run can follow");
+				cr_assert_lt(ru->n, RUN_CLAIMS_MAX,
+				             "more holds than the run can follow");
 				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id, 0,
 				                               cmds[i].ttl_ms == 1000};
 				continue;
@@ -655,7 +669,7 @@ Test(readside, projections_follow_every_change)
 		sched_yield();
 	}
 	run_release_short(&ru, s);
-	tsub_wait_caught_up(&ts, s);
+	tsub_wait_caught_up(&ts, s, NEV);
 	pthread_mutex_lock(&ts.mu);
 	cr_assert_eq(ts.gaps, 0, "a subscriber that keeps up saw %lu gaps", (unsigned long)ts.gaps);
 	for (int c = BO_CAUSE_HOLD; c < BO_CAUSE_COUNT; c++)
@@ -669,7 +683,7 @@ Test(readside, projections_follow_every_change)
 	pthread_mutex_unlock(&ts.mu);
 	run_rounds(&ru, s, events, 500);
 	run_release_short(&ru, s);
-	tsub_wait_caught_up(&ts, s);
+	tsub_wait_caught_up(&ts, s, NEV);
 	atomic_store(&ts.stop, 1);
 	pthread_join(th, NULL);
 	cr_assert_eq(ts.dropped, 1);
@@ -710,6 +724,143 @@ Test(readside, projections_follow_every_change)
 		shard_free(sh[k]);
 	bo_seatmap_free(m);
 	pthread_mutex_destroy(&ts.mu);
+	tmpdir_remove(t->dir);
+	t->dir[0] = '\0';
+}
+
+/* ==== 4. A mass expiry ==================================================== */
+
+static _Atomic int64_t g_fake_ms = 1700000000000;
+
+static int64_t fake_clock(void *ctx)
+{
+	(void)ctx;
+	return atomic_load(&g_fake_ms);
+}
+
+/* Exactly one TICK record's worth: the advance's expiries and the
+ * commands that come with it are published as one group, so the output
+ * thread's poll of GW_OUT_POLL_MAX + 1 ends one record into the commands. */
+#define MASS_HOLDS SHARD_OUT_SEQ_RUN_MAX
+#define MASS_PER_CLIENT 16u /* BO_HOLDS_PER_CLIENT_MAX */
+#define MASS_TRIGGER 10u
+
+/* 4096 holds of one seat each, in two requests. */
+static void mass_hold(nng_socket s)
+{
+	static bo_cmd cmds[MASS_HOLDS / 2];
+	static bo_result res[MASS_HOLDS / 2];
+	for (uint32_t half = 0; half < 2; half++) {
+		for (uint32_t i = 0; i < MASS_HOLDS / 2; i++) {
+			uint32_t k = half * (MASS_HOLDS / 2) + i, seat = k;
+			cmds[i] = tcmd_hold_seats(1 + k / MASS_PER_CLIENT, 1000 + k, 3, &seat, 1,
+			                          1000);
+		}
+		send_cmds(s, cmds, MASS_HOLDS / 2, 1);
+		recv_results(s, res, MASS_HOLDS / 2);
+		for (uint32_t i = 0; i < MASS_HOLDS / 2; i++)
+			cr_assert_eq(res[i].status, BO_OK, "hold %u: %s/%s",
+			             half * (MASS_HOLDS / 2) + i, bo_status_str(res[i].status),
+			             bo_detail_str(res[i].detail));
+	}
+}
+
+Test(readside, mass_expiry_reaches_readers_whole)
+{
+	_Static_assert(MASS_HOLDS % MASS_PER_CLIENT == 0 &&
+	                       MASS_PER_CLIENT <= BO_HOLDS_PER_CLIENT_MAX,
+	               "clients");
+	tserver *t = &g_srv;
+	g_clock = fake_clock;
+	srv_start(t, 1, gate_hook, &g_wgate);
+	g_clock = NULL;
+	nng_socket s = req_open(t->url), w = req_open(t->url), x = req_open(t->url);
+	bo_seatmap *m = tcmd_rows_map(60, 100, 0, 0);
+	bo_cmd c = tcmd_create(1, 1, 3, m);
+	cr_assert_eq(call(s, &c).status, BO_OK);
+
+	static tsub ts;
+	memset(&ts, 0, sizeof(ts));
+	pthread_mutex_init(&ts.mu, NULL);
+	cr_assert_eq(nng_sub0_open(&ts.sub), 0);
+	nng_socket_set_int(ts.sub, NNG_OPT_RECVBUF, 8192);
+	nng_socket_set_ms(ts.sub, NNG_OPT_RECVTIMEO, 100);
+	cr_assert_eq(nng_socket_set(ts.sub, NNG_OPT_SUB_SUBSCRIBE, "", 0), 0);
+	cr_assert_eq(nng_dial(ts.sub, t->pub, NULL, 0), 0);
+	ts.req = req_open(t->url);
+	gw_stats st;
+	for (gw_stats_get(t->gw, &st); st.pub.subscribers < 1; gw_stats_get(t->gw, &st))
+		sched_yield();
+	ts.ids[0] = 3; /* the second slot stays empty: id 0 is no event */
+	cr_assert_eq(event_state(ts.req, 3, &ts.im[0]), BO_OK);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, tsub_main, &ts), 0);
+
+	/* The holds, all at one instant of the clock. */
+	mass_hold(s);
+	uint64_t seq_held;
+	cr_assert_eq(free_seats(s, 3, &seq_held), 6000 - MASS_HOLDS);
+
+	/* Hold the writer in a write, move the clock past the holds' expiry
+	 * and queue MASS_TRIGGER commands behind it: the next batch expires
+	 * every hold in one TICK and applies them. */
+	gate_set(&g_wgate, 1);
+	uint32_t seat = 5999;
+	bo_cmd first = tcmd_seats(BO_OP_BLOCK, 7, 1, 3, &seat, 1);
+	send_cmds(w, &first, 1, 0);
+	gate_wait_entered(&g_wgate, WAIT_MS);
+	atomic_fetch_add(&g_fake_ms, 1001);
+	gw_stats_get(t->gw, &st);
+	uint64_t ring0 = st.ring_commands;
+	bo_cmd trig[MASS_TRIGGER];
+	for (uint32_t i = 0; i < MASS_TRIGGER; i++) {
+		uint32_t ts_seat = 5000 + i;
+		trig[i] = tcmd_seats(BO_OP_BLOCK, 7, 2 + i, 3, &ts_seat, 1);
+	}
+	send_cmds(x, trig, MASS_TRIGGER, 1);
+	for (gw_stats_get(t->gw, &st); st.ring_commands < ring0 + MASS_TRIGGER;
+	     gw_stats_get(t->gw, &st))
+		sched_yield();
+	gate_set(&g_wgate, 0);
+	bo_result r1, rt[MASS_TRIGGER];
+	recv_results(w, &r1, 1);
+	recv_results(x, rt, MASS_TRIGGER);
+	cr_assert_eq(r1.status, BO_OK);
+	for (uint32_t i = 0; i < MASS_TRIGGER; i++)
+		cr_assert_eq(rt[i].status, BO_OK);
+
+	/* The replies are out: the read model has every expiry (the trigger
+	 * came after them), and the subscriber gets them all, in order. */
+	uint64_t seq_after;
+	cr_assert_eq(free_seats(s, 3, &seq_after), 6000 - 1 - MASS_TRIGGER);
+	tsub_wait_caught_up(&ts, s, 1);
+	atomic_store(&ts.stop, 1);
+	pthread_join(th, NULL);
+	cr_assert_eq(ts.gaps, 0, "%lu gaps", (unsigned long)ts.gaps);
+	cr_assert_eq(ts.by_cause[BO_CAUSE_EXPIRY], MASS_HOLDS,
+	             "%lu expiries reached the subscriber",
+	             (unsigned long)ts.by_cause[BO_CAUSE_EXPIRY]);
+	cr_assert_eq(ts.by_cause[BO_CAUSE_BLOCK], 1 + MASS_TRIGGER);
+	bo_event_image srv;
+	cr_assert_eq(event_state(s, 3, &srv), BO_OK);
+	image_assert_equal(&ts.im[0], &srv, "subscriber vs read model");
+	bo_event_image_free(&srv);
+	gw_stats_get(t->gw, &st);
+	cr_assert_eq(st.pub.encode_failed, 0);
+
+	/* And the server still answers writes. */
+	seat = 7;
+	bo_cmd h = tcmd_hold_seats(999, 1, 3, &seat, 1, 60000);
+	cr_assert_eq(call(s, &h).status, BO_OK);
+	bo_event_image_free(&ts.im[0]);
+	nng_close(ts.sub);
+	nng_close(ts.req);
+	nng_close(s);
+	nng_close(w);
+	nng_close(x);
+	bo_seatmap_free(m);
+	pthread_mutex_destroy(&ts.mu);
+	srv_stop(t);
 	tmpdir_remove(t->dir);
 	t->dir[0] = '\0';
 }

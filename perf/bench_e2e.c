@@ -116,19 +116,7 @@ static void on_done(void *ctx, int err, const bo_result *res, const char *text)
 static pid_t server_pid;
 static char data_dir[256];
 
-static void stop_server(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGTERM);
-		int status;
-		waitpid(server_pid, &status, 0);
-		server_pid = 0;
-	}
-	if (data_dir[0]) {
-		bench_remove_dir(prog, data_dir);
-		data_dir[0] = '\0';
-	}
-}
+static void stop_server(void) { bench_server_stop(prog, &server_pid, data_dir); }
 
 static const char *server_shards = "2";
 static const char *server_snapshot_every = "10000000"; /* the server's default */
@@ -434,19 +422,6 @@ static void parse_options(int argc, char **argv, const char **server)
 	}
 }
 
-/* The server built next to this program: ../gateway/boxoffice-server. */
-static const char *default_server(void)
-{
-	static char path[PATH_MAX];
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		bench_die(prog, "readlink /proc/self/exe", -errno);
-	self[n] = '\0';
-	snprintf(path, sizeof(path), "%s/../gateway/boxoffice-server", dirname(self));
-	return path;
-}
-
 /* Waits (up to 10 s) until the server answers, then creates the EVENTS
  * events the workload uses. */
 static void create_events(const char *url)
@@ -518,7 +493,7 @@ int main(int argc, char **argv)
 	const char *server = NULL;
 	parse_options(argc, argv, &server);
 	if (!server)
-		server = default_server();
+		server = bench_default_server(prog);
 	if (access(server, X_OK) != 0) {
 		fprintf(stderr, "%s: no server at %s (build it, or pass --server)\n", prog, server);
 		return 1;

@@ -267,19 +267,7 @@ static pid_t server_pid;
 static char work_dir[256];
 static const char *sync_mode = "data";
 
-static void stop_server(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGTERM);
-		int status;
-		waitpid(server_pid, &status, 0);
-		server_pid = 0;
-	}
-	if (work_dir[0]) {
-		bench_remove_dir(prog, work_dir);
-		work_dir[0] = '\0';
-	}
-}
+static void stop_server(void) { bench_server_stop(prog, &server_pid, work_dir); }
 
 /* Starts the server with its journal under a new directory of /var/tmp (the
  * real disk, not a tmpfs) and its PUB socket beside it; pub_url gets the
@@ -1041,19 +1029,6 @@ static void parse_options(int argc, char **argv, const char **server)
 	}
 }
 
-/* The server built next to this program: ../gateway/boxoffice-server. */
-static const char *default_server(void)
-{
-	static char path[PATH_MAX];
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		bench_die(prog, "readlink /proc/self/exe", -errno);
-	self[n] = '\0';
-	snprintf(path, sizeof(path), "%s/../gateway/boxoffice-server", dirname(self));
-	return path;
-}
-
 typedef struct figures {
 	double w_alone[2], w_without, w_with, reads_beside_saturated;
 	double reads_per_sec, reads_writes_achieved;
@@ -1178,7 +1153,7 @@ int main(int argc, char **argv)
 	const char *server = NULL;
 	parse_options(argc, argv, &server);
 	if (!server)
-		server = default_server();
+		server = bench_default_server(prog);
 	if (access(server, X_OK) != 0) {
 		fprintf(stderr, "%s: no server at %s (build it, or pass --server)\n", prog, server);
 		return 1;

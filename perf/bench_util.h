@@ -1,19 +1,23 @@
 /*
  * bench_util.h — what the benchmark programs share and nothing else uses:
  * the deterministic generator, seat maps of a given shape, latency
- * percentiles, the common command-line answers and the work directory's
- * removal. Header only: each benchmark is one program. The clock is
- * base/clock.h's (bo_clock_ns).
+ * percentiles, the common command-line answers, the work directory's
+ * removal and the server child's path and stop. Header only: each benchmark is one program. The
+ * clock is base/clock.h's (bo_clock_ns).
  */
 #ifndef BO_BENCH_UTIL_H
 #define BO_BENCH_UTIL_H
 
 #include <errno.h>
 #include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -32,7 +36,8 @@ static inline uint64_t bench_rnd(uint64_t *state)
  * rc is an errno value; a positive one (a status, a count) is printed bare. */
 static inline void bench_die(const char *prog, const char *what, int rc)
 {
-	fprintf(stderr, "%s: %s failed (%d%s%s)\n", prog, what, rc, rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
+	fprintf(stderr, "%s: %s failed (%d%s%s)\n", prog, what, rc, rc < 0 ? ": " : "",
+	        rc < 0 ? strerror(-rc) : "");
 	exit(1);
 }
 
@@ -98,9 +103,9 @@ static inline bench_pcts bench_percentiles(int64_t *samples, uint64_t n)
 {
 	qsort(samples, n, sizeof(int64_t), bench_cmp_i64);
 	return (bench_pcts){
-		.p50 = bench_quantile(samples, n, 0.50),
-		.p99 = bench_quantile(samples, n, 0.99),
-		.p999 = bench_quantile(samples, n, 0.999),
+	        .p50 = bench_quantile(samples, n, 0.50),
+	        .p99 = bench_quantile(samples, n, 0.99),
+	        .p999 = bench_quantile(samples, n, 0.999),
 	};
 }
 
@@ -119,6 +124,37 @@ static inline void bench_remove_dir(const char *prog, const char *dir)
 {
 	if (nftw(dir, bench_rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
 		fprintf(stderr, "%s: could not remove %s: %s\n", prog, dir, strerror(errno));
+}
+
+/* The server built next to the running benchmark:
+ * ../gateway/boxoffice-server from its own directory. */
+static inline const char *bench_default_server(const char *prog)
+{
+	static char path[PATH_MAX];
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		bench_die(prog, "readlink /proc/self/exe", -errno);
+	self[n] = '\0';
+	snprintf(path, sizeof(path), "%s/../gateway/boxoffice-server", dirname(self));
+	return path;
+}
+
+/* Stops the server child *pid (SIGTERM: its clean stop) and waits for it,
+ * then removes dir (the run's work directory) when it is set; both are
+ * cleared, so a second call does nothing. */
+static inline void bench_server_stop(const char *prog, pid_t *pid, char *dir)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGTERM);
+		int status;
+		waitpid(*pid, &status, 0);
+		*pid = 0;
+	}
+	if (dir[0]) {
+		bench_remove_dir(prog, dir);
+		dir[0] = '\0';
+	}
 }
 
 #endif /* BO_BENCH_UTIL_H */

@@ -34,6 +34,9 @@
  *     names a PostgreSQL; skipped loudly otherwise): every committer comes
  *     up "running" and, after holds, reaches lag 0 with applied_seq equal
  *     to the durable sequence and to the database's own checkpoint.
+ *  9. --publish: an address nng cannot use, a missing value, a ninth
+ *     address (flag or BOXOFFICE_PUBLISH) each stop the server at start
+ *     with its exit status (1, 2, 2, 2) and the reason on stderr.
  *
  * How: the server binary named by $BOXOFFICE_SERVER (meson sets it) is
  * fork/exec'ed with a fresh mkdtemp directory (data dir, ipc socket, one log
@@ -1825,4 +1828,57 @@ Test(server, server_status_with_database, .fini = pg_fini)
 	PQfinish(db);
 	nng_close(c);
 	srv_stop_clean(&g_srv, 10000);
+}
+
+/* ---- 9. --publish: bad values are refused, nothing is left running -------- */
+
+/* Runs the server with argv[1..] (and env BOXOFFICE_PUBLISH = publish_env
+ * when not NULL); it must exit with `code` and say `text` on stderr. */
+static void publish_refused(const char *const *args, const char *publish_env, int code,
+                            const char *text)
+{
+	const char *bin = getenv("BOXOFFICE_SERVER");
+	cr_assert(bin && *bin, "BOXOFFICE_SERVER is not set: run this test through meson");
+	char dir[] = "/tmp/bo-publish-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char listen[64];
+	snprintf(listen, sizeof(listen), "ipc://%s/s", dir);
+	const char *argv[32] = {bin,    "--data-dir",     dir, "--no-pg", "--listen",
+	                        listen, "--status-every", "0"};
+	int n = 8;
+	for (int i = 0; args[i]; i++) {
+		cr_assert_lt(n + 1, 32);
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	if (publish_env)
+		setenv("BOXOFFICE_PUBLISH", publish_env, 1);
+	tproc_result r;
+	int rc = tproc_run(argv, publish_env ? NULL : "BOXOFFICE_PUBLISH", 20000, &r);
+	unsetenv("BOXOFFICE_PUBLISH");
+	cr_assert_eq(rc, 0, "running the server: %s", strerror(-rc));
+	cr_assert_eq(r.timed_out, 0, "the server kept running with a bad --publish");
+	cr_assert_eq(r.code, code, "exit %d, not %d; stderr: %s", r.code, code, r.err);
+	cr_assert_not_null(strstr(r.err, text), "stderr lacks '%s': %s", text, r.err);
+	tproc_result_free(&r);
+	char cmd[96];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+Test(server, bad_publish_values_are_refused)
+{
+	static const char *const url[] = {"--publish", "bogus://x", NULL};
+	publish_refused(url, NULL, 1, "cannot publish on bogus://x");
+	static const char *const none[] = {"--publish", NULL};
+	publish_refused(none, NULL, 2, "--publish needs a value");
+	static const char *const nine[] = {
+	        "--publish", "ipc:///tmp/a1", "--publish", "ipc:///tmp/a2",
+	        "--publish", "ipc:///tmp/a3", "--publish", "ipc:///tmp/a4",
+	        "--publish", "ipc:///tmp/a5", "--publish", "ipc:///tmp/a6",
+	        "--publish", "ipc:///tmp/a7", "--publish", "ipc:///tmp/a8",
+	        "--publish", "ipc:///tmp/a9", NULL};
+	publish_refused(nine, NULL, 2, "at most 8 --publish addresses");
+	static const char *const no_args[] = {NULL};
+	publish_refused(no_args, "a,b,c,d,e,f,g,h,i", 2, "BOXOFFICE_PUBLISH: at most 8 addresses");
 }

@@ -562,8 +562,11 @@ static void run_rounds(trun *ru, nng_socket s, const uint64_t *events, uint32_t 
 				                               cmds[i].ttl_ms == 1000};
 				continue;
 			}
+			/* A claim id is unique within its shard's engine only:
+			 * the two events' shards hand out the same ids. */
 			for (uint32_t j = 0; j < ru->n; j++) {
-				if (ru->claims[j].id != r->claim_id || r->claim_id == 0)
+				if (ru->claims[j].id != r->claim_id ||
+				    ru->claims[j].event != r->event_id || r->claim_id == 0)
 					continue;
 				if (r->op == BO_OP_CONFIRM)
 					ru->claims[j].booked = 1;

@@ -125,6 +125,19 @@ typedef struct bo_seatmap {
 	uint32_t *pool_capacity; /* [pool_count], each 1..BO_POOL_CAPACITY_MAX */
 } bo_seatmap;
 
+/* bo_cmd.flags. A claim op (EXTEND, RELEASE, CONFIRM, CANCEL) touches a
+ * claim only when its client_id is the claim's client; otherwise it is
+ * answered NOT_FOUND (NO_HOLD / NO_BOOKING), as if the claim did not
+ * exist, so an id reveals nothing to another client.
+ *   BO_CMD_F_OPERATOR    an operator's RELEASE or CANCEL of any client's
+ *                        claim (the wire protocol's explicit "operator"
+ *                        key); meaningless on other ops (engine.h).
+ *   BO_CMD_F_ANY_CLIENT  set only by the journal decoder for records
+ *                        written before the rule existed (codec version
+ *                        1): they replay as they were first applied. No
+ *                        network decoder ever sets it. */
+#define BO_CMD_F_OPERATOR 0x01u
+#define BO_CMD_F_ANY_CLIENT 0x02u
 
 typedef struct bo_cmd {
 	uint8_t op;	     /* bo_op */
@@ -132,7 +145,7 @@ typedef struct bo_cmd {
 	uint8_t category;    /* HOLD_BEST */
 	uint8_t pool;	     /* HOLD_POOL */
 	uint8_t payref_len;  /* CONFIRM: bytes of payref in use */
-	uint8_t _pad[1];
+	uint8_t flags;	     /* BO_CMD_F_*: who may touch the claim (below) */
 	uint16_t quantity;   /* HOLD_BEST, HOLD_POOL */
 	uint32_t ttl_ms;     /* HOLD_*, EXTEND */
 	uint32_t _pad2;
@@ -177,7 +190,10 @@ typedef struct bo_result {
 	uint8_t seat_state[BO_QUERY_SEATS_MAX]; /* QUERY_SEATS: bo_seat_state */
 	uint8_t pool;				/* HOLD_POOL: the pool */
 	uint8_t replayed;			/* 1 when answered from the idempotency window */
-	uint8_t _pad[6];
+	uint8_t _pad[2];
+	/* THROTTLED/BUSY, set by the gateway (never by the engine, never
+	 * journaled): milliseconds after which a retry may be admitted. */
+	uint32_t retry_after_ms;
 	bo_avail avail; /* QUERY_AVAIL only */
 	/* QUERY_AVAIL/QUERY_SEATS answered by the read model (view/view.h):
 	 * the event's read-model sequence, i.e. the journal sequence of the

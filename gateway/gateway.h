@@ -74,6 +74,18 @@ typedef struct gw_config {
 	const char *publish[GW_PUBLISH_MAX];
 	uint32_t publish_count;
 	const char *version;		     /* the server's version, for server_status */
+	/* HTTP/JSON front (gateway/http.h): "HOST:PORT" (IPv4 literal or
+	 * "localhost"); NULL: none. */
+	const char *http;
+	/* Hot-event throttling (gateway/throttle.h): each event admits
+	 * throttle_rate mutating commands per second, in bursts of at most
+	 * throttle_burst; throttle_rate 0: off. */
+	uint32_t throttle_rate, throttle_burst;
+	/* The shared token (gateway/auth.h), not NUL-terminated; NULL: none.
+	 * gw_start refuses a listener (nng or HTTP) on a non-loopback address
+	 * without one. Copied by gw_start. */
+	const char *auth_token;
+	size_t auth_token_len;
 } gw_config;
 
 typedef struct gw_server gw_server;

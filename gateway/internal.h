@@ -1,0 +1,109 @@
+/*
+ * internal.h — the gateway's state, shared by its parts (gateway.c: nng
+ * requests, output threads, status; http.c: the HTTP/JSON front;
+ * metrics.c: /metrics, /healthz, /readyz; throttle.c: hot events; auth.c:
+ * the shared token). Not a contract for anyone outside gateway/.
+ */
+#ifndef BO_GATEWAY_INTERNAL_H
+#define BO_GATEWAY_INTERNAL_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+
+#include "gateway/gateway.h"
+#include "view/view.h"
+
+enum { SLOT_RECV = 0, SLOT_SEND = 1 };
+
+/* Output records an output thread takes from its ring at once: a full
+ * message's worth, so one request's results are filed in one pass; and
+ * one read-model batch. */
+#define GW_OUT_POLL_MAX WIRE_BATCH_MAX
+_Static_assert(GW_OUT_POLL_MAX <= VIEW_BATCH_MAX, "a poll is one read-model batch");
+
+typedef struct gw_slot {
+	gw_server *gw;
+	uint32_t index;
+	int local; /* gw_apply_local's slot: completion posts `done` */
+	/* Local slot only, under local_lock: a gw_apply_local that timed out
+	 * left its commands in their shards. count, cmds (their copied maps)
+	 * and res stay as they were until its last result posts `done`, which
+	 * the next gw_apply_local waits for. */
+	int abandoned;
+	nng_ctx ctx;
+	nng_aio *aio;
+	int state; /* SLOT_RECV or SLOT_SEND; only the aio callback's thread */
+	uint32_t count;
+	uint8_t is_array;
+	/* Results outstanding + 1 while submitting. Acq_rel: each output
+	 * thread's write of res[i] happens before its decrement, and the
+	 * thread that reaches zero reads every res[] after it. */
+	atomic_uint pending;
+	bo_cmd *cmds;
+	wire_cmd_error *errs;
+	bo_result *res;
+	bo_cmd *scratch; /* one shard's commands, contiguous for shard_submit */
+	uint64_t *tags;
+	msgpack_sbuffer reply;
+	sem_t done;
+} gw_slot;
+
+/* What an output thread is started with: one per shard, in its server. */
+typedef struct out_arg {
+	gw_server *gw;
+	uint32_t shard;
+	msgpack_sbuffer scratch; /* projection encoding, this thread's own */
+} out_arg;
+
+struct gw_server {
+	gw_config cfg;
+	shard *shards[GW_SHARDS_MAX];
+	pthread_t out_threads[GW_SHARDS_MAX];
+	out_arg out_args[GW_SHARDS_MAX];
+	uint32_t out_started;
+	atomic_int out_stop; /* relaxed: output threads poll it between batches */
+	nng_socket sock;
+	int sock_open;
+	nng_listener listeners[GW_LISTEN_MAX];
+	uint32_t listener_count;
+	gw_slot *slots; /* contexts + 1 (the last is the local slot) */
+	uint32_t slot_count;
+	pthread_mutex_t local_lock; /* one gw_apply_local at a time */
+	/* Requests between RECV and the end of their SEND (gw_stop waits for
+	 * zero). Relaxed counters are enough: gw_stop polls it. */
+	atomic_int in_flight;
+	atomic_int draining;
+	atomic_int closing; /* gw_stop: contexts stop taking requests after a reply */
+	atomic_int closed; /* close_main finished nng_close (release/acquire) */
+	int close_hung;	   /* gw_stop gave up on nng_close: do not free */
+	atomic_uint_least64_t requests, commands, invalid_msgs, busy;
+	/* Database committers (NULL without a dsn, and after gw_stop stopped
+	 * them). status_lock guards the pointers against a server_status
+	 * reader while gw_stop takes them out, and the status buffer. */
+	committer *committers[GW_SHARDS_MAX];
+	pthread_mutex_t status_lock;
+	wire_server_status status_buf; /* under status_lock: ~20 KiB, off every stack */
+	/* The status thread: logs every status_every_ms and on state changes. */
+	pthread_t status_thread;
+	int status_started;
+	pthread_mutex_t status_stop_lock;
+	pthread_cond_t status_stop_cv; /* CLOCK_MONOTONIC */
+	int status_stop;	       /* under status_stop_lock */
+	wire_server_status status_log_buf; /* the status thread's own */
+	/* The read side: each shard's read model (written by its output
+	 * thread, read by the nng threads) and the projection publisher. */
+	view *views[GW_SHARDS_MAX];
+	gw_pub *pub;
+	atomic_uint_least64_t reads, event_states, event_states_throttled;
+	/* event_state rate: requests answered in the current second. */
+	pthread_mutex_t es_lock;
+	int64_t es_window_ms;
+	uint32_t es_count;
+};
+
+#endif /* BO_GATEWAY_INTERNAL_H */

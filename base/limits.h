@@ -166,6 +166,46 @@
  * a resynchronisation storm can cost at ~400 MiB/s on one thread. */
 #define BO_EVENT_STATE_PER_SEC_MAX 200u
 
+/* ---- HTTP front (gateway/http.c, schemas/http.md) -------------------------- */
+
+/* Body of POST /v1/command: one command. The largest legal one, a 1 Mi-seat
+ * create_event written row by row with a category per seat, is ~2.2 MiB of
+ * JSON; an event that large is created over nng (8 MiB messages) or as rows
+ * of one category each (a few KiB). 1 MiB bounds what one request makes the
+ * server buffer and parse. A larger Content-Length is refused (413) before
+ * a byte of the body is read; a chunked body is cut off (413) at the bound. */
+#define BO_HTTP_BODY_MAX (1u << 20)
+
+/* Body of POST /v1/batch, and its commands: a batch is one ring claim per
+ * shard like an nng message, kept smaller so that a slot for it (commands,
+ * results, ~0.5 KiB each) stays ~0.5 MiB. */
+#define BO_HTTP_BATCH_BODY_MAX (8u << 20)
+#define BO_HTTP_BATCH_MAX 1024u
+
+/* Requests in flight at once (waiting for their journal sync): single
+ * commands, and batches. Each holds a request slot allocated at start-up;
+ * one more is answered 503 busy at once. 4096 single commands in flight
+ * are ~4 group commits' worth at this machine's saturated rate. */
+#define BO_HTTP_INFLIGHT_MAX 4096u
+#define BO_HTTP_BATCH_INFLIGHT_MAX 16u
+
+/* Connections open at once (more are accepted and closed at once), and
+ * what each may use for its request line and headers: MHD's per-connection
+ * memory pool, which a header flood exhausts (431/413, then close). 16 KiB
+ * x 16384 connections bounds the headers' memory at 256 MiB, touched only
+ * as headers arrive. */
+#define BO_HTTP_CONNECTIONS_MAX 16384u
+#define BO_HTTP_CONN_MEMORY 16384u
+
+/* Seconds a connection may stay without a byte in either direction
+ * (idle keep-alive, or a slowloris client dripping its headers slower
+ * than this) before it is closed. */
+#define BO_HTTP_IDLE_TIMEOUT_S 10u
+
+/* Threads serving HTTP (each runs its own epoll loop). */
+#define BO_HTTP_THREADS_DEFAULT 2u
+#define BO_HTTP_THREADS_MAX 16u
+
 /* ---- Relationships ------------------------------------------------------- */
 
 #define BO_IS_POW2(x) ((x) != 0 && ((x) & ((x)-1)) == 0)

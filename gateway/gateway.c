@@ -110,6 +110,10 @@ static void send_error(gw_slot *sl, int status, const char *text)
 /* All results are in: encode and send (or wake the local caller). */
 static void slot_complete(gw_slot *sl)
 {
+	if (sl->done_fn) {
+		sl->done_fn(sl); /* another front (http.c) answers it */
+		return;
+	}
 	if (sl->local) {
 		sem_post(&sl->done);
 		return;
@@ -126,7 +130,7 @@ static void slot_complete(gw_slot *sl)
 }
 
 /* Routes the decoded commands of a slot to their shards. */
-static void slot_submit(gw_slot *sl)
+void gw_slot_submit(gw_slot *sl)
 {
 	gw_server *gw = sl->gw;
 	atomic_store_explicit(&sl->pending, 1, memory_order_relaxed);
@@ -211,7 +215,7 @@ static void slot_received(gw_slot *sl, nng_msg *msg)
 	}
 	sl->count = wm.count;
 	sl->is_array = wm.is_array;
-	slot_submit(sl);
+	gw_slot_submit(sl);
 }
 
 static void slot_cb(void *arg)
@@ -348,7 +352,7 @@ static void *out_main(void *arg)
 /* ---- event_state: a subscriber's snapshot -------------------------------- */
 
 /* 1 when one more event_state fits this second's budget. */
-static int event_state_admit(gw_server *gw)
+int gw_event_state_admit(gw_server *gw)
 {
 	int64_t now = bo_clock_ms();
 	pthread_mutex_lock(&gw->es_lock);
@@ -371,7 +375,7 @@ static void send_event_state(gw_slot *sl, uint64_t event_id)
 		send_error(sl, BO_BUSY, "server stopping, retry later");
 		return;
 	}
-	if (!event_state_admit(gw)) {
+	if (!gw_event_state_admit(gw)) {
 		atomic_fetch_add_explicit(&gw->event_states_throttled, 1, memory_order_relaxed);
 		char text[WIRE_ERROR_LEN_MAX];
 		snprintf(text, sizeof(text), "over %u event_state requests per second: retry later",
@@ -638,16 +642,17 @@ static void committers_stop(gw_server *gw)
 
 /* ---- Life cycle ---------------------------------------------------------- */
 
-static int slot_init(gw_server *gw, gw_slot *sl, uint32_t index)
+static int slot_init(gw_server *gw, gw_slot *sl, uint32_t index, uint32_t cap)
 {
 	sl->gw = gw;
 	sl->index = index;
+	sl->cap = cap;
 	atomic_init(&sl->pending, 0);
-	sl->cmds = calloc(WIRE_BATCH_MAX, sizeof(bo_cmd));
-	sl->errs = calloc(WIRE_BATCH_MAX, sizeof(wire_cmd_error));
-	sl->res = calloc(WIRE_BATCH_MAX, sizeof(bo_result));
-	sl->scratch = calloc(WIRE_BATCH_MAX, sizeof(bo_cmd));
-	sl->tags = calloc(WIRE_BATCH_MAX, sizeof(uint64_t));
+	sl->cmds = calloc(cap, sizeof(bo_cmd));
+	sl->errs = calloc(cap, sizeof(wire_cmd_error));
+	sl->res = calloc(cap, sizeof(bo_result));
+	sl->scratch = calloc(cap, sizeof(bo_cmd));
+	sl->tags = calloc(cap, sizeof(uint64_t));
 	msgpack_sbuffer_init(&sl->reply);
 	if (!sl->cmds || !sl->errs || !sl->res || !sl->scratch || !sl->tags)
 		return -ENOMEM;
@@ -744,14 +749,20 @@ static int shards_start(gw_server *gw, char *err, size_t errlen)
 	return 0;
 }
 
-/* One slot per context plus the local slot (the last). */
+/* One slot per context, the local slot, then (with --http) the HTTP
+ * front's: GW_HTTP_SLOTS_SMALL of one command, GW_HTTP_SLOTS_BIG of a
+ * batch (http.c hands them out). */
 static int slots_alloc(gw_server *gw, char *err, size_t errlen)
 {
-	gw->slot_count = gw->cfg.contexts + 1;
+	uint32_t http = gw->cfg.http ? GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG : 0;
+	gw->slot_count = gw->cfg.contexts + 1 + http;
 	gw->slots = calloc(gw->slot_count, sizeof(gw_slot));
 	int rc = gw->slots ? 0 : -ENOMEM;
-	for (uint32_t i = 0; i < gw->slot_count && rc == 0; i++)
-		rc = slot_init(gw, &gw->slots[i], i);
+	for (uint32_t i = 0; i < gw->slot_count && rc == 0; i++) {
+		uint32_t h = i > gw->cfg.contexts ? i - gw->cfg.contexts - 1 : UINT32_MAX;
+		uint32_t cap = h == UINT32_MAX ? WIRE_BATCH_MAX : h < GW_HTTP_SLOTS_SMALL ? 1 : BO_HTTP_BATCH_MAX;
+		rc = slot_init(gw, &gw->slots[i], i, cap);
+	}
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory for %u request slots", gw->slot_count);
 		return rc;
@@ -841,7 +852,10 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		rc = socket_open(gw, err, errlen);
 	if (rc == 0)
 		rc = listeners_open(gw, err, errlen);
+	if (rc == 0 && cfg->http)
+		rc = gw_http_start(gw, err, errlen);
 	if (rc < 0) {
+		gw_http_stop(gw);
 		if (gw->sock_open)
 			nng_close(gw->sock);
 		stop_shards(gw);
@@ -893,6 +907,7 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 	/* A request leaves in_flight when nng has taken its reply, not when the
 	 * bytes are on the wire: give the pipes a moment to write them. */
 	usleep(200000);
+	gw_http_stop(gw);
 	for (uint32_t i = 0; i < gw->listener_count; i++)
 		nng_listener_close(gw->listeners[i]);
 	gw->listener_count = 0;
@@ -1036,7 +1051,7 @@ int gw_apply_local(gw_server *gw, const bo_cmd *cmds, uint32_t n, bo_result *res
 	memset(sl->errs, 0, n * sizeof(wire_cmd_error));
 	sl->count = n;
 	sl->is_array = 1;
-	slot_submit(sl);
+	gw_slot_submit(sl);
 	if (local_wait(sl, deadline) < 0) {
 		/* Results still in flight will be filed under count and res[] as
 		 * usual; the next call collects them. */

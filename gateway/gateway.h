@@ -133,6 +133,10 @@ int gw_stop(gw_server *gw, int64_t timeout_ms);
  * gw_free(). */
 int gw_close_hung(const gw_server *gw);
 
+/* The HTTP front's bound port (cfg.http with port 0 picks a free one), or
+ * -1 without one. */
+int gw_http_port(const gw_server *gw);
+
 /* Frees a stopped server. */
 void gw_free(gw_server *gw);
 

@@ -35,6 +35,12 @@ typedef struct gw_slot {
 	 * and res stay as they were until its last result posts `done`, which
 	 * the next gw_apply_local waits for. */
 	int abandoned;
+	uint32_t cap; /* commands the slot's arrays hold */
+	/* Set for the HTTP front's slots: called (on the thread that files the
+	 * last result) instead of encoding a msgpack reply; front is its
+	 * request. */
+	void (*done_fn)(struct gw_slot *sl);
+	void *front;
 	nng_ctx ctx;
 	nng_aio *aio;
 	int state; /* SLOT_RECV or SLOT_SEND; only the aio callback's thread */
@@ -99,11 +105,32 @@ struct gw_server {
 	 * thread, read by the nng threads) and the projection publisher. */
 	view *views[GW_SHARDS_MAX];
 	gw_pub *pub;
+	struct gw_http *http; /* NULL without cfg.http */
 	atomic_uint_least64_t reads, event_states, event_states_throttled;
 	/* event_state rate: requests answered in the current second. */
 	pthread_mutex_t es_lock;
 	int64_t es_window_ms;
 	uint32_t es_count;
 };
+
+/* The HTTP front's request slots (after the local slot in slots[]). */
+#define GW_HTTP_SLOTS_SMALL BO_HTTP_INFLIGHT_MAX
+#define GW_HTTP_SLOTS_BIG BO_HTTP_BATCH_INFLIGHT_MAX
+
+/* Submits sl->cmds[0..count) (decoded, errs[] filled): reads answered from
+ * the read model, writes routed to their shards; the last result calls
+ * slot completion (done_fn for a front's slot). The caller counted the
+ * request in gw->in_flight. */
+void gw_slot_submit(gw_slot *sl);
+
+/* 1 when one more event_state fits this second's budget
+ * (BO_EVENT_STATE_PER_SEC_MAX, shared by nng and HTTP). */
+int gw_event_state_admit(gw_server *gw);
+
+/* gateway/http.c: the HTTP front. gw_http_start after the slots exist
+ * (cfg.http set); gw_http_stop once nothing is in flight (no request is
+ * suspended then); both from gw_start/gw_stop. */
+int gw_http_start(gw_server *gw, char *err, size_t errlen);
+void gw_http_stop(gw_server *gw);
 
 #endif /* BO_GATEWAY_INTERNAL_H */

@@ -73,6 +73,9 @@ static void usage(FILE *f)
 		"                        part II) on an nng PUB socket at URL; repeatable, up to %u\n"
 		"                        [BOXOFFICE_PUBLISH, comma-separated] (default: none). Queries\n"
 		"                        are answered from the read model with or without it\n"
+		"  --http HOST:PORT      serve the HTTP/JSON API (schemas/http.md), /metrics, /healthz\n"
+		"                        and /readyz on HOST:PORT (an IPv4 address or localhost)\n"
+		"                        [BOXOFFICE_HTTP] (default: none; scripts/run: 127.0.0.1:7480)\n"
 		"  --contexts N          requests in flight, 1..%u (default: %u)\n"
 		"  --recv-max BYTES      largest request accepted, <= %u (default: %u); a larger one\n"
 		"                        drops the connection (nng cannot answer it)\n"
@@ -149,6 +152,8 @@ static int options_from_env(srv_options *o)
 			return -1;
 		o->cfg.shards = (uint32_t)v;
 	}
+	if ((env = getenv("BOXOFFICE_HTTP")) && *env)
+		o->cfg.http = env;
 	if ((env = getenv("BOXOFFICE_PG_DSN")) && *env)
 		o->pg_dsn_env = env;
 	if ((env = getenv("BOXOFFICE_NO_PG")) && *env) {
@@ -201,6 +206,7 @@ enum {
 	OPT_SHARDS,
 	OPT_LISTEN,
 	OPT_PUBLISH,
+	OPT_HTTP,
 	OPT_CONTEXTS,
 	OPT_RECV_MAX,
 	OPT_SYNC,
@@ -222,6 +228,7 @@ static const struct option long_options[] = {
 	{"shards", required_argument, NULL, OPT_SHARDS},
 	{"listen", required_argument, NULL, OPT_LISTEN},
 	{"publish", required_argument, NULL, OPT_PUBLISH},
+	{"http", required_argument, NULL, OPT_HTTP},
 	{"contexts", required_argument, NULL, OPT_CONTEXTS},
 	{"recv-max", required_argument, NULL, OPT_RECV_MAX},
 	{"sync", required_argument, NULL, OPT_SYNC},
@@ -346,6 +353,9 @@ static int opt_value(srv_options *o, int code, const char *val)
 	switch (code) {
 	case OPT_DATA_DIR:
 		o->cfg.data_dir = val;
+		return 0;
+	case OPT_HTTP:
+		o->cfg.http = val; /* checked by gw_start, which says what is wrong */
 		return 0;
 	case OPT_LISTEN:
 		if (o->listen_flags++ == 0)

@@ -1,0 +1,357 @@
+/*
+ * http_test.c — the HTTP front in-process, where a test needs the inside of
+ * the server (a journal fault hook, a held sync, a token, a bucket):
+ *
+ *  1. /healthz is 200 while every shard writes its journal and turns 503,
+ *     naming the shard and the failure, when a journal write fails (an
+ *     injected -EIO); /readyz is 200 once started.
+ *  2. Answers leave after durability: with the journal's sync held, a
+ *     POSTed hold is not answered; released, it is (200).
+ *  3. A hold touched by another client is refused (404 no_hold) and an
+ *     operator's release of it is taken.
+ *  4. A hot event over its bucket is answered 429 with Retry-After and
+ *     retry_after_ms, while another event on the same shard is never
+ *     throttled.
+ *  5. With a token: no bearer or a wrong one is 401 and applies nothing;
+ *     the right one works; the probes stay open.
+ * The API's behaviour against the msgpack protocol, hostile clients and
+ * /metrics with promtool are in tests/http/http_api_test.py (real binary,
+ * standard clients).
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gateway/gateway.h"
+#include "journal/journal.h"
+#include "shard/shard.h"
+#include "tests/support/gate.h"
+#include "tests/support/httpc.h"
+#include "tests/support/tmpdir.h"
+
+#define WAIT_MS 20000
+
+typedef struct tserver {
+	char dir[PATH_MAX];
+	char data_dir[PATH_MAX + 8];
+	char url[PATH_MAX + 16];
+	gw_config cfg;
+	gw_server *gw;
+	int port;
+} tserver;
+
+static tserver g_srv;
+static gate g_gate = GATE_INIT(JOURNAL_IO_SYNC);
+static atomic_int g_fail_writes;
+
+static int fail_hook(void *ctx, journal_io *io)
+{
+	(void)ctx;
+	if (atomic_load(&g_fail_writes) && io->kind == JOURNAL_IO_WRITE)
+		return -EIO;
+	return 0;
+}
+
+static void suite_init(void) { signal(SIGPIPE, SIG_IGN); }
+
+static void suite_fini(void)
+{
+	gate_set(&g_gate, 0);
+	if (g_srv.gw) {
+		gw_stop(g_srv.gw, 5000);
+		if (!gw_close_hung(g_srv.gw))
+			gw_free(g_srv.gw);
+		g_srv.gw = NULL;
+	}
+	if (g_srv.dir[0])
+		tmpdir_remove(g_srv.dir);
+}
+
+TestSuite(http, .init = suite_init, .fini = suite_fini, .timeout = 120);
+
+/* Starts an in-process server with HTTP on a free port; tweak adjusts the
+ * configuration first. */
+static void srv_start(tserver *t, journal_fault_fn hook, void *hook_ctx, void (*tweak)(gw_config *))
+{
+	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-http-test");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
+	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
+	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
+	cr_assert_eq(mkdir(t->data_dir, 0700), 0);
+	gw_config *cfg = &t->cfg;
+	gw_config_default(cfg);
+	cfg->data_dir = t->data_dir;
+	cfg->shards = 2;
+	cfg->listen[0] = t->url;
+	cfg->listen_count = 1;
+	cfg->contexts = 4;
+	cfg->status_every_ms = 0;
+	cfg->http = "127.0.0.1:0";
+	cfg->shard.engine.seats_max = 65536;
+	cfg->shard.engine.claims_max = 65536;
+	cfg->shard.engine.idem_capacity = 65536;
+	cfg->shard.engine.events_max = 64;
+	cfg->shard.journal.fault = hook;
+	cfg->shard.journal.fault_ctx = hook_ctx;
+	if (tweak)
+		tweak(cfg);
+	char err[GW_ERR_LEN];
+	rc = gw_start(cfg, &t->gw, err, sizeof(err));
+	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
+	t->port = gw_http_port(t->gw);
+	cr_assert_gt(t->port, 0);
+}
+
+static void srv_stop(tserver *t)
+{
+	cr_assert_eq(gw_stop(t->gw, WAIT_MS), 0, "gw_stop timed out");
+	cr_assert_eq(gw_close_hung(t->gw), 0, "nng_close hung");
+	gw_free(t->gw);
+	t->gw = NULL;
+	tmpdir_remove(t->dir);
+	t->dir[0] = '\0';
+}
+
+static httpc_resp g_r; /* large: off the stack */
+
+static const httpc_resp *post(const tserver *t, const char *headers, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static const httpc_resp *post(const tserver *t, const char *headers, const char *fmt, ...)
+{
+	char body[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(body, sizeof(body), fmt, ap);
+	va_end(ap);
+	int rc = httpc_do(t->port, "POST", "/v1/command", headers, body, &g_r);
+	cr_assert_eq(rc, 0, "POST: %s", strerror(-rc));
+	cr_assert_gt(g_r.status, 0, "no HTTP response to %s", body);
+	return &g_r;
+}
+
+static const httpc_resp *get(const tserver *t, const char *path)
+{
+	int rc = httpc_do(t->port, "GET", path, "", NULL, &g_r);
+	cr_assert_eq(rc, 0, "GET %s: %s", path, strerror(-rc));
+	return &g_r;
+}
+
+static const char MAP[] = "{\"categories\":1,\"rows\":[{\"section\":0,\"seats\":20,\"category\":0}],\"pools\":[100]}";
+
+static void create(const tserver *t, uint64_t event)
+{
+	const httpc_resp *r = post(t, "",
+				   "{\"op\":\"create_event\",\"event\":%" PRIu64 ",\"client\":1,\"request\":%" PRIu64
+				   ",\"map\":%s}",
+				   event, event, MAP);
+	cr_assert_eq(r->status, 200, "create_event %" PRIu64 ": %d %s", event, r->status, r->body);
+}
+
+/* The hold id in a reply body ("hold":N). */
+static uint64_t hold_of(const httpc_resp *r)
+{
+	const char *p = strstr(r->body, "\"hold\":");
+	cr_assert_not_null(p, "no hold in %s", r->body);
+	return strtoull(p + 7, NULL, 10);
+}
+
+/* ---- 1. probes ---------------------------------------------------------- */
+
+Test(http, healthz_turns_503_on_journal_failure)
+{
+	tserver *t = &g_srv;
+	atomic_store(&g_fail_writes, 0);
+	srv_start(t, fail_hook, NULL, NULL);
+	cr_assert_eq(get(t, "/healthz")->status, 200, "%s", g_r.body);
+	cr_assert_str_eq(g_r.body, "ok\n");
+	cr_assert_eq(get(t, "/readyz")->status, 200, "%s", g_r.body);
+	create(t, 5);
+	atomic_store(&g_fail_writes, 1);
+	const httpc_resp *r = post(t, "",
+				   "{\"op\":\"hold_seats\",\"event\":5,\"client\":2,\"request\":1,\"seats\":[1],"
+				   "\"ttl_ms\":60000}");
+	cr_assert_eq(r->status, 503, "a hold whose journal write failed: %d %s", r->status, r->body);
+	r = get(t, "/healthz");
+	cr_assert_eq(r->status, 503, "healthz after a journal failure: %d %s", r->status, r->body);
+	cr_assert_not_null(strstr(r->body, "shard"), "the reason names the shard: %s", r->body);
+	atomic_store(&g_fail_writes, 0);
+	/* A failed shard stays failed (its journal is in an unknown state). */
+	cr_assert_eq(get(t, "/healthz")->status, 503);
+	gw_stop(t->gw, WAIT_MS);
+	gw_free(t->gw);
+	t->gw = NULL;
+	tmpdir_remove(t->dir);
+	t->dir[0] = '\0';
+}
+
+/* ---- 2. durability ------------------------------------------------------- */
+
+typedef struct async_post {
+	const tserver *t;
+	char body[512];
+	httpc_resp r;
+	atomic_int done;
+} async_post;
+
+static void *post_main(void *arg)
+{
+	async_post *a = arg;
+	httpc_do(a->t->port, "POST", "/v1/command", "", a->body, &a->r);
+	atomic_store(&a->done, 1);
+	return NULL;
+}
+
+Test(http, answered_only_after_the_sync)
+{
+	tserver *t = &g_srv;
+	srv_start(t, gate_hook, &g_gate, NULL);
+	create(t, 7);
+	gate_set(&g_gate, 1);
+	static async_post a;
+	memset(&a, 0, sizeof(a));
+	a.t = t;
+	snprintf(a.body, sizeof(a.body),
+		 "{\"op\":\"hold_seats\",\"event\":7,\"client\":3,\"request\":1,\"seats\":[4],\"ttl_ms\":60000}");
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, post_main, &a), 0);
+	gate_wait_entered(&g_gate, WAIT_MS);
+	/* The sync is held: the seat reads free and no answer has come. */
+	cr_assert_eq(get(t, "/v1/events/7/seats?seats=4")->status, 200);
+	cr_assert_not_null(strstr(g_r.body, "\"free\""), "%s", g_r.body);
+	cr_assert_eq(atomic_load(&a.done), 0, "answered before its journal sync: %s", a.r.body);
+	gate_set(&g_gate, 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(a.r.status, 200, "%d %s", a.r.status, a.r.body);
+	cr_assert_eq(get(t, "/v1/events/7/seats?seats=4")->status, 200);
+	cr_assert_not_null(strstr(g_r.body, "\"held\""), "read-your-writes: %s", g_r.body);
+	srv_stop(t);
+}
+
+/* ---- 3. ownership -------------------------------------------------------- */
+
+Test(http, another_clients_hold_is_refused)
+{
+	tserver *t = &g_srv;
+	srv_start(t, NULL, NULL, NULL);
+	create(t, 9);
+	const httpc_resp *r = post(t, "",
+				   "{\"op\":\"hold_seats\",\"event\":9,\"client\":7,\"request\":1,\"seats\":[2,3],"
+				   "\"ttl_ms\":60000}");
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	uint64_t hold = hold_of(r);
+	static const char *ops[] = {"release", "extend", "confirm"};
+	for (int i = 0; i < 3; i++) {
+		r = post(t, "",
+			 "{\"op\":\"%s\",\"event\":9,\"client\":8,\"request\":%d,\"hold\":%" PRIu64 "%s}", ops[i],
+			 10 + i, hold,
+			 i == 1	  ? ",\"ttl_ms\":60000"
+			 : i == 2 ? ",\"payref\":\"p\""
+				  : "");
+		cr_assert_eq(r->status, 404, "%s by another client: %d %s", ops[i], r->status, r->body);
+		cr_assert_not_null(strstr(r->body, "\"no_hold\""), "%s", r->body);
+	}
+	r = get(t, "/v1/events/9/seats?seats=2,3");
+	cr_assert_not_null(strstr(r->body, "[\"held\",\"held\"]"), "still held: %s", r->body);
+	r = post(t, "",
+		 "{\"op\":\"release\",\"event\":9,\"client\":99,\"request\":1,\"hold\":%" PRIu64
+		 ",\"operator\":true}",
+		 hold);
+	cr_assert_eq(r->status, 200, "an operator's release: %d %s", r->status, r->body);
+	r = get(t, "/v1/events/9/seats?seats=2,3");
+	cr_assert_not_null(strstr(r->body, "[\"free\",\"free\"]"), "released: %s", r->body);
+	srv_stop(t);
+}
+
+/* ---- 4. throttling ------------------------------------------------------- */
+
+static void tweak_throttle(gw_config *c)
+{
+	c->throttle_rate = 5;
+	c->throttle_burst = 5;
+}
+
+Test(http, a_hot_event_is_throttled_and_another_is_not)
+{
+	tserver *t = &g_srv;
+	srv_start(t, NULL, NULL, tweak_throttle);
+	/* Two events of the same shard. */
+	uint64_t hot = 0, cold = 0;
+	for (uint64_t id = 100; !cold; id++)
+		if (shard_for_event(id, 2) == 0) {
+			if (!hot)
+				hot = id;
+			else
+				cold = id;
+		}
+	create(t, hot);
+	create(t, cold);
+	int throttled = 0;
+	for (int i = 0; i < 40; i++) {
+		const httpc_resp *r =
+			post(t, "",
+			     "{\"op\":\"hold_pool\",\"event\":%" PRIu64 ",\"client\":%d,\"request\":1,\"pool\":0,"
+			     "\"quantity\":1,\"ttl_ms\":60000}",
+			     hot, 1000 + i);
+		if (r->status == 429) {
+			char ra[32];
+			cr_assert_not_null(httpc_header(r, "Retry-After", ra, sizeof(ra)), "429 without Retry-After");
+			cr_assert_geq(atoi(ra), 1);
+			cr_assert_not_null(strstr(r->body, "\"retry_after_ms\":"), "%s", r->body);
+			cr_assert_not_null(strstr(r->body, "\"throttled\""), "%s", r->body);
+			throttled++;
+		} else {
+			cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+		}
+		if (i % 4 == 0) {
+			r = post(t, "",
+				 "{\"op\":\"hold_pool\",\"event\":%" PRIu64 ",\"client\":%d,\"request\":1,\"pool\":0,"
+				 "\"quantity\":1,\"ttl_ms\":60000}",
+				 cold, 5000 + i);
+			cr_assert_eq(r->status, 200, "the cold event: %d %s", r->status, r->body);
+		}
+	}
+	cr_assert_gt(throttled, 0, "40 quick holds against a bucket of 5 were never throttled");
+	srv_stop(t);
+}
+
+/* ---- 5. token ------------------------------------------------------------- */
+
+static void tweak_token(gw_config *c)
+{
+	c->auth_token = "s3cret-token";
+	c->auth_token_len = strlen(c->auth_token);
+}
+
+Test(http, a_token_server_refuses_requests_without_it)
+{
+	tserver *t = &g_srv;
+	srv_start(t, NULL, NULL, tweak_token);
+	static const char *bad[] = {"", "Authorization: Bearer wrong-token!\r\n",
+				    "Authorization: Basic czNjcmV0LXRva2Vu\r\n",
+				    "Authorization: Bearer s3cret-toke\r\n"};
+	for (int i = 0; i < 4; i++) {
+		const httpc_resp *r = post(t, bad[i],
+					   "{\"op\":\"create_event\",\"event\":11,\"client\":1,\"request\":1,\"map\":%s}",
+					   MAP);
+		cr_assert_eq(r->status, 401, "header '%s': %d %s", bad[i], r->status, r->body);
+		cr_assert_eq(httpc_do(t->port, "GET", "/v1/events/11/availability", bad[i], NULL, &g_r), 0);
+		cr_assert_eq(g_r.status, 401, "a read with header '%s': %d", bad[i], g_r.status);
+	}
+	const char *good = "Authorization: Bearer s3cret-token\r\n";
+	cr_assert_eq(httpc_do(t->port, "GET", "/v1/events/11/availability", good, NULL, &g_r), 0);
+	cr_assert_eq(g_r.status, 404, "nothing was created: %d %s", g_r.status, g_r.body);
+	const httpc_resp *r = post(t, good,
+				   "{\"op\":\"create_event\",\"event\":11,\"client\":1,\"request\":1,\"map\":%s}", MAP);
+	cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+	cr_assert_eq(get(t, "/healthz")->status, 200, "probes need no token");
+	srv_stop(t);
+}

@@ -26,6 +26,7 @@
 
 #include <msgpack/sbuffer.h>
 
+#include "base/change.h"
 #include "protocol/wire.h"
 
 /* Nesting of a JSON request: batch array > command > map > rows > row >

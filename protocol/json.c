@@ -55,6 +55,7 @@
 #include <msgpack/pack.h>
 
 #include "mpack.h"
+#include "projection.h"
 
 /* ---- Writing JSON -------------------------------------------------------- */
 
@@ -256,24 +257,10 @@ int json_http_status(int status)
 	}
 }
 
-static int image_encodable(const bo_event_image *im)
-{
-	if (im->seat_count > BO_SEATS_PER_EVENT_MAX || im->row_count > BO_ROWS_PER_EVENT_MAX ||
-	    im->category_count > BO_CATEGORIES_MAX || im->pool_count > BO_POOLS_PER_EVENT_MAX)
-		return 0;
-	if ((im->row_count && !im->rows) || (im->seat_count && (!im->categories || !im->states)))
-		return 0;
-	for (uint32_t s = 0; s < im->seat_count; s++) {
-		if (im->states[s] >= BO_SEAT_STATE_COUNT)
-			return 0;
-	}
-	return 1;
-}
-
 int json_encode_event_image(const bo_event_image *im, msgpack_sbuffer *out)
 {
 	assert(im != NULL && out != NULL);
-	if (!image_encodable(im))
+	if (!wire_event_image_valid(im))
 		return -EINVAL;
 	size_t start = out->size;
 	const char *ok = bo_status_str(BO_OK);

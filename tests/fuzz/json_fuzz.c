@@ -36,6 +36,7 @@
 #include "protocol/json.h"
 #include "protocol/wire.h"
 #include "tests/support/fuzz_check.h"
+#include "tests/support/fuzz_request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -123,18 +124,7 @@ static void fuzz_shape(const uint8_t *data, size_t size, int shape)
 	FUZZ_CHECK(rc == 0 && want);
 	FUZZ_CHECK(shape == JSON_ONE ? !msg.is_array && msg.count == 1
 	                             : msg.is_array && msg.count >= 1 && msg.count <= BATCH_CAP);
-	uint32_t n_valid = 0, n_bad = 0;
-	for (uint32_t i = 0; i < msg.count; i++) {
-		if (errs[i].status != BO_OK) {
-			FUZZ_CHECK(errs[i].text[0] != '\0' && cmds[i].map == NULL);
-			n_bad++;
-			continue;
-		}
-		FUZZ_CHECK(cmds[i].op > BO_OP_NONE && cmds[i].op < BO_OP_COUNT);
-		FUZZ_CHECK((cmds[i].op == BO_OP_CREATE_EVENT) == (cmds[i].map != NULL));
-		valid[n_valid++] = cmds[i];
-	}
-	FUZZ_CHECK(n_bad == msg.invalid);
+	uint32_t n_valid = fuzz_check_request(cmds, errs, &msg, valid);
 
 	/* The decoded commands are the msgpack decoder's: they round-trip. */
 	FUZZ_CHECK(wire_encode_request(valid, n_valid, 1, &sb) == 0);

@@ -112,6 +112,15 @@ static bo_seatmap *mixed_map(void)
 	return m;
 }
 
+/* A claim op of client 1 on event 3. */
+static bo_cmd claim_cmd(uint8_t op, uint64_t request, uint64_t claim, uint32_t ttl_ms)
+{
+	bo_cmd c = tcmd(op, 1, request, 3);
+	c.claim_id = claim;
+	c.ttl_ms = ttl_ms;
+	return c;
+}
+
 static uint32_t op_cases(op_case *c, bo_seatmap *map)
 {
 	uint32_t n = 0;
@@ -132,25 +141,19 @@ static uint32_t op_cases(op_case *c, bo_seatmap *map)
 	c[n++] = (op_case){"{'op':'hold_pool','client':1,'request':6,'event':3,'pool':1,"
 	                   "'quantity':2,'ttl_ms':30000}",
 	                   pool};
-	bo_cmd ext = tcmd(BO_OP_EXTEND, 1, 7, 3);
-	ext.claim_id = (5ull << 32) | 17;
-	ext.ttl_ms = 90000;
 	c[n++] = (op_case){"{'op':'extend','client':1,'request':7,'event':3,'hold':21474836497,"
 	                   "'ttl_ms':90000}",
-	                   ext};
-	bo_cmd rel = tcmd(BO_OP_RELEASE, 1, 8, 3);
-	rel.claim_id = 42;
-	c[n++] = (op_case){"{'op':'release','client':1,'request':8,'event':3,'hold':42}", rel};
-	bo_cmd conf = tcmd(BO_OP_CONFIRM, 1, 9, 3);
-	conf.claim_id = 42;
+	                   claim_cmd(BO_OP_EXTEND, 7, (5ull << 32) | 17, 90000)};
+	c[n++] = (op_case){"{'op':'release','client':1,'request':8,'event':3,'hold':42}",
+	                   claim_cmd(BO_OP_RELEASE, 8, 42, 0)};
+	bo_cmd conf = claim_cmd(BO_OP_CONFIRM, 9, 42, 0);
 	memcpy(conf.payref, "ab\0c", 4); /* "\u0000" is a byte like any other */
 	conf.payref_len = 4;
 	c[n++] = (op_case){"{'op':'confirm','client':1,'request':9,'event':3,'hold':42,"
 	                   "'payref':'ab\\u0000c'}",
 	                   conf};
-	bo_cmd can = tcmd(BO_OP_CANCEL, 1, 10, 3);
-	can.claim_id = 43;
-	c[n++] = (op_case){"{'op':'cancel','client':1,'request':10,'event':3,'booking':43}", can};
+	c[n++] = (op_case){"{'op':'cancel','client':1,'request':10,'event':3,'booking':43}",
+	                   claim_cmd(BO_OP_CANCEL, 10, 43, 0)};
 	c[n++] = (op_case){"{'op':'block','client':1,'request':11,'event':3,'seats':[7,8,4000000000]}",
 	                   tcmd_seats(BO_OP_BLOCK, 1, 11, 3, seats3, 3)};
 	c[n++] = (op_case){"{'op':'unblock','client':1,'request':12,'event':3,'seats':[]}",

@@ -385,7 +385,8 @@ static int to_msgpack(const json_t *v, msgpack_packer *pk)
 		return msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
 	case JSON_INTEGER: {
 		json_int_t i = json_integer_value(v);
-		return i < 0 ? msgpack_pack_int64(pk, (int64_t)i) : msgpack_pack_uint64(pk, (uint64_t)i);
+		return i < 0 ? msgpack_pack_int64(pk, (int64_t)i)
+		             : msgpack_pack_uint64(pk, (uint64_t)i);
 	}
 	case JSON_REAL:
 		return msgpack_pack_double(pk, json_real_value(v));

@@ -81,8 +81,8 @@ static int expect_accept(const uint8_t *data, size_t size, int shape)
 	if (size == 0)
 		return 0;
 	json_error_t err;
-	json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-	                          &err);
+	json_t *root =
+	        json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
 	if (!root)
 		return 0;
 	int ok = depth_of(root) <= JSON_DEPTH_MAX &&

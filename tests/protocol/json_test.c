@@ -72,8 +72,8 @@ static void mdecode(const bo_cmd *cmds, uint32_t n, int as_array)
 	msgpack_sbuffer_init(&sb);
 	cr_assert_eq(wire_encode_request(cmds, n, as_array, &sb), 0);
 	wire_msg msg;
-	cr_assert_eq(wire_decode_request((const uint8_t *)sb.data, sb.size, mcmds, merrs, CAP, &msg),
-	             0);
+	cr_assert_eq(
+	        wire_decode_request((const uint8_t *)sb.data, sb.size, mcmds, merrs, CAP, &msg), 0);
 	cr_assert_eq(msg.count, n);
 	cr_assert_eq(msg.invalid, 0);
 	msgpack_sbuffer_destroy(&sb);
@@ -154,8 +154,9 @@ static uint32_t op_cases(op_case *c, bo_seatmap *map)
 	                   conf};
 	c[n++] = (op_case){"{'op':'cancel','client':1,'request':10,'event':3,'booking':43}",
 	                   claim_cmd(BO_OP_CANCEL, 10, 43, 0)};
-	c[n++] = (op_case){"{'op':'block','client':1,'request':11,'event':3,'seats':[7,8,4000000000]}",
-	                   tcmd_seats(BO_OP_BLOCK, 1, 11, 3, seats3, 3)};
+	c[n++] = (op_case){
+	        "{'op':'block','client':1,'request':11,'event':3,'seats':[7,8,4000000000]}",
+	        tcmd_seats(BO_OP_BLOCK, 1, 11, 3, seats3, 3)};
 	c[n++] = (op_case){"{'op':'unblock','client':1,'request':12,'event':3,'seats':[]}",
 	                   tcmd_seats(BO_OP_UNBLOCK, 1, 12, 3, NULL, 0)};
 	c[n++] = (op_case){"{'op':'query_seats','event':3,'seats':[10,11,12]}",
@@ -291,8 +292,8 @@ static const bad_case bad_cases[] = {
         {"{" MAP_CE "[]}", BO_INVALID, BO_D_MAP_INVALID, "'map' must be a map"},
         {"{" MAP_CE "{'rows':[{'seats':3,'category':1}]}}", BO_INVALID, BO_D_MAP_INVALID,
          "row 0: missing key 'section'"},
-        {"{" MAP_CE "{'rows':[{'section':1,'seats':3,'category':1,'categories':[1]}]}}",
-         BO_INVALID, BO_D_MAP_INVALID, "row 0: give either 'seats' and 'category' or 'categories'"},
+        {"{" MAP_CE "{'rows':[{'section':1,'seats':3,'category':1,'categories':[1]}]}}", BO_INVALID,
+         BO_D_MAP_INVALID, "row 0: give either 'seats' and 'category' or 'categories'"},
         {"{" MAP_CE "{'rows':[{'section':1,'seats':3,'category':1.0}]}}", BO_INVALID,
          BO_D_MAP_INVALID, "'category' must be an unsigned integer, not a float"},
         {"{" MAP_CE "{'pools':[1,2,3,4,5,6,7,8,9]}}", BO_INVALID, BO_D_MAP_INVALID,
@@ -311,8 +312,8 @@ Test(json, each_command_fault_is_the_msgpack_fault)
 		cr_assert_eq(rc, 0, "case %zu: %s", i, msg.error);
 		cr_assert(msg.count == 1 && msg.invalid == 1, "case %zu", i);
 		cr_assert_eq(jerrs[0].status, b->status, "case %zu: status %u", i, jerrs[0].status);
-		cr_assert_eq(jerrs[0].detail, b->detail, "case %zu: detail %u (%s)", i, jerrs[0].detail,
-		             jerrs[0].text);
+		cr_assert_eq(jerrs[0].detail, b->detail, "case %zu: detail %u (%s)", i,
+		             jerrs[0].detail, jerrs[0].text);
 		cr_assert_str_eq(jerrs[0].text, b->text, "case %zu", i);
 		cr_assert_eq(jcmds[0].op, 0, "case %zu: a rejected command is zeroed", i);
 	}
@@ -363,8 +364,7 @@ Test(json, malformed_messages_are_refused_whole)
 	assert_refused_q("[{'op':'query_avail','event':1,'op':'x'}]", JSON_BATCH, "duplicate");
 	assert_refused_q("{'op':'query_avail','event':9223372036854775808}", JSON_ONE,
 	                 "too big integer");
-	assert_refused_q("{'op':'query_avail','event':-9223372036854775809}", JSON_ONE,
-	                 "too big");
+	assert_refused_q("{'op':'query_avail','event':-9223372036854775809}", JSON_ONE, "too big");
 	assert_refused_q("[{'op':'query_avail','event':1}]", JSON_ONE,
 	                 "expected one command object, not an array");
 	assert_refused_q("{'op':'query_avail','event':1}", JSON_BATCH,
@@ -381,9 +381,9 @@ Test(json, invalid_utf8_is_refused)
 {
 	const char *bodies[] = {
 	        "{\"op\":\"query_avail\",\"event\":1,\"x\":\"\xff\"}",
-	        "{\"op\":\"query_avail\xc3\",\"event\":1}",    /* truncated sequence */
+	        "{\"op\":\"query_avail\xc3\",\"event\":1}",            /* truncated sequence */
 	        "{\"op\":\"query_avail\",\"event\":1,\"\xc0\xaf\":1}", /* overlong '/' */
-	        "{\"op\":\"\xed\xa0\x80\",\"event\":1}",        /* a UTF-16 surrogate */
+	        "{\"op\":\"\xed\xa0\x80\",\"event\":1}",               /* a UTF-16 surrogate */
 	};
 	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
 		assert_refused(bodies[i], strlen(bodies[i]), JSON_ONE, CAP, "not JSON");
@@ -464,8 +464,8 @@ Test(json, a_batch_over_the_cap_is_refused_unparsed)
 				continue;
 			}
 			wire_msg msg;
-			cr_assert_eq(json_decode_request(body, strlen(body), JSON_BATCH, jcmds, jerrs,
-			                                 cap, &msg),
+			cr_assert_eq(json_decode_request(body, strlen(body), JSON_BATCH, jcmds,
+			                                 jerrs, cap, &msg),
 			             0, "%s", msg.error);
 			cr_assert_eq(msg.count, n);
 		}
@@ -479,14 +479,15 @@ Test(json, a_batch_over_the_cap_is_refused_unparsed)
 		huge[i] = i ? ',' : '[';
 		huge[i + 1] = '0';
 	}
-	assert_refused(huge, n, JSON_BATCH, 1024, "batch of 2097152 commands exceeds the limit of 1024");
+	assert_refused(huge, n, JSON_BATCH, 1024,
+	               "batch of 2097152 commands exceeds the limit of 1024");
 	free(huge);
 	/* Commas inside strings or nested containers do not count. */
 	wire_msg msg;
 	char *b = q("[{'op':'query_seats','event':1,'seats':[1,2,3]},"
 	            "{'op':'x,,,,,,,,,,,','event':2}]");
-	cr_assert_eq(json_decode_request(b, strlen(b), JSON_BATCH, jcmds, jerrs, 2, &msg), 0,
-	             "%s", msg.error);
+	cr_assert_eq(json_decode_request(b, strlen(b), JSON_BATCH, jcmds, jerrs, 2, &msg), 0, "%s",
+	             msg.error);
 	free(b);
 }
 
@@ -612,7 +613,8 @@ Test(json, replies_have_the_documented_keys)
 		cr_assert_str_eq(keys, want[i], "reply %zu", i);
 		cr_assert_str_eq(sget(o, "status"), bo_status_str(r[i].status));
 		cr_assert_str_eq(sget(o, "op"), bo_op_str(r[i].op));
-		cr_assert(iget(o, "client") == 11 && iget(o, "request") == 12 && iget(o, "event") == 13);
+		cr_assert(iget(o, "client") == 11 && iget(o, "request") == 12 &&
+		          iget(o, "event") == 13);
 	}
 	json_t *o = json_array_get(a, 0);
 	cr_assert_eq(iget(o, "hold"), (json_int_t)((3ull << 32) | 9));
@@ -657,7 +659,8 @@ Test(json, retry_after_only_on_shed_replies_with_a_hint)
 	cr_assert_eq(iget(json_array_get(a, 0), "retry_after_ms"), 1000);
 	cr_assert_str_eq(sget(json_array_get(a, 0), "error"), "server busy, retry later");
 	for (size_t i = 1; i < 4; i++)
-		cr_assert_null(json_object_get(json_array_get(a, i), "retry_after_ms"), "reply %zu", i);
+		cr_assert_null(json_object_get(json_array_get(a, i), "retry_after_ms"), "reply %zu",
+		               i);
 	json_t *e = json_array_get(a, 3);
 	cr_assert_str_eq(sget(e, "status"), "invalid");
 	cr_assert_str_eq(sget(e, "detail"), "malformed");
@@ -692,7 +695,8 @@ Test(json, message_errors_escape_any_text)
 	cr_assert_str_eq(sget(o, "detail"), "malformed");
 	/* Bytes outside printable ASCII come back as the Latin-1 characters
 	 * they are (base/json.h): 0xff is U+00FF, UTF-8 c3 bf. */
-	cr_assert_str_eq(sget(o, "error"), "quote \" backslash \\ tab \t del \x7f high \xc3\xbf end");
+	cr_assert_str_eq(sget(o, "error"),
+	                 "quote \" backslash \\ tab \t del \x7f high \xc3\xbf end");
 	json_decref(o);
 	msgpack_sbuffer_clear(&sb);
 	cr_assert_eq(json_encode_error(BO_BUSY, "shed", &sb), 0);
@@ -724,9 +728,9 @@ Test(json, refusals_of_garbage_encode_as_json)
 Test(json, http_status_table)
 {
 	static const int want[BO_STATUS_COUNT] = {
-	        [BO_OK] = 200,      [BO_TAKEN] = 409,   [BO_EXPIRED] = 410,
+	        [BO_OK] = 200,        [BO_TAKEN] = 409,   [BO_EXPIRED] = 410,
 	        [BO_NOT_FOUND] = 404, [BO_INVALID] = 400, [BO_LIMIT] = 422,
-	        [BO_CONFLICT] = 409, [BO_BUSY] = 503,    [BO_THROTTLED] = 429,
+	        [BO_CONFLICT] = 409,  [BO_BUSY] = 503,    [BO_THROTTLED] = 429,
 	};
 	for (int s = 0; s < BO_STATUS_COUNT; s++)
 		cr_assert_eq(json_http_status(s), want[s], "status %s", bo_status_str(s));
@@ -738,9 +742,15 @@ Test(json, event_image_has_the_documented_keys)
 	bo_row_def rows[2] = {{.section = 1, .seats = 2}, {.section = 4, .seats = 1}};
 	uint8_t cats[3] = {0, 1, 1};
 	uint8_t states[3] = {BO_SEAT_FREE, BO_SEAT_HELD, BO_SEAT_BLOCKED};
-	bo_event_image im = {.event_id = 13, .seq = 400, .seat_count = 3, .row_count = 2,
-	                     .category_count = 2, .pool_count = 1, .rows = rows,
-	                     .categories = cats, .states = states};
+	bo_event_image im = {.event_id = 13,
+	                     .seq = 400,
+	                     .seat_count = 3,
+	                     .row_count = 2,
+	                     .category_count = 2,
+	                     .pool_count = 1,
+	                     .rows = rows,
+	                     .categories = cats,
+	                     .states = states};
 	im.pool_capacity[0] = 10;
 	im.pool_free[0] = 3;
 	msgpack_sbuffer sb;
@@ -758,7 +768,8 @@ Test(json, event_image_has_the_documented_keys)
 	cr_assert_eq(json_array_size(seats), 3);
 	cr_assert_str_eq(json_string_value(json_array_get(seats, 1)), "held");
 	cr_assert_str_eq(json_string_value(json_array_get(seats, 2)), "blocked");
-	cr_assert_eq(json_integer_value(json_array_get(json_object_get(o, "seat_categories"), 2)), 1);
+	cr_assert_eq(json_integer_value(json_array_get(json_object_get(o, "seat_categories"), 2)),
+	             1);
 	json_t *p = json_array_get(json_object_get(o, "pools"), 0);
 	cr_assert(iget(p, "capacity") == 10 && iget(p, "free") == 3);
 	json_decref(o);

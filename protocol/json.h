@@ -26,6 +26,7 @@
 
 #include <msgpack/sbuffer.h>
 
+#include "base/change.h"
 #include "protocol/wire.h"
 
 /* Nesting of a JSON request: batch array > command > map > rows > row >
@@ -67,8 +68,11 @@ int json_encode_error(int status, const char *text, msgpack_sbuffer *out);
 int json_http_status(int status);
 
 /* Appends the event image as JSON (GET /v1/events/{id}/state):
- * {"event", "seq", "categories", "seats": [state names], "seat_categories",
- *  "pools": [{"capacity", "free"}]} (schemas/http.md). */
+ * {"status": "ok", "event", "seq", "categories", "rows": [{"section",
+ *  "seats"}], "seats": [state names], "seat_categories", "pools":
+ *  [{"capacity", "free"}]} (schemas/http.md §5). Returns 0, -EINVAL (im
+ * breaks wire_event_image_valid: the msgpack image's rules) or -ENOMEM;
+ * on failure `out` is unchanged. */
 int json_encode_event_image(const bo_event_image *im, msgpack_sbuffer *out);
 
 #endif /* BO_PROTOCOL_JSON_H */

@@ -483,7 +483,7 @@ int wire_encode_event_state_request(uint64_t event_id, msgpack_sbuffer *out)
  * BO_SEATS_PER_ROW_MAX seats in sections below BO_SECTIONS_PER_EVENT_MAX
  * summing to the seats, every category below category_count, every state
  * a bo_seat_state, pools of 1..BO_POOL_CAPACITY_MAX with free <= capacity. */
-static int image_encodable(const bo_event_image *im)
+int wire_event_image_valid(const bo_event_image *im)
 {
 	if (im->seat_count > BO_SEATS_PER_EVENT_MAX || im->row_count > BO_ROWS_PER_EVENT_MAX ||
 	    im->category_count > BO_CATEGORIES_MAX || im->pool_count > BO_POOLS_PER_EVENT_MAX)
@@ -523,7 +523,7 @@ static int pk_bin(msgpack_packer *pk, const uint8_t *data, uint32_t n)
 int wire_encode_event_image(const bo_event_image *im, msgpack_sbuffer *out)
 {
 	assert(im != NULL && out != NULL);
-	if (!image_encodable(im))
+	if (!wire_event_image_valid(im))
 		return -EINVAL;
 	size_t start = out->size;
 	msgpack_packer pk;

@@ -87,6 +87,13 @@ int wire_decode_projection(const uint8_t *buf, size_t len, wire_projection *h /*
 /* Client side: appends {"op": "event_state", "event": event_id}. 0 or -ENOMEM. */
 int wire_encode_event_state_request(uint64_t event_id, msgpack_sbuffer *out);
 
+/* 1 when im keeps the rules an image is encoded under (counts within
+ * limits.h, rows of 1..BO_SEATS_PER_ROW_MAX seats in sections below
+ * BO_SECTIONS_PER_EVENT_MAX summing to its seats, categories below its
+ * category count, states named, pools with free <= capacity), else 0.
+ * Both image encoders (this one and json_encode_event_image) check it. */
+int wire_event_image_valid(const bo_event_image *im);
+
 /* Server side: appends the "ok" reply for an image. Returns 0, -EINVAL
  * (counts over limits.h, a state out of range) or -ENOMEM. */
 int wire_encode_event_image(const bo_event_image *im, msgpack_sbuffer *out);

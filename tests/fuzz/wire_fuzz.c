@@ -44,6 +44,7 @@
 #include "protocol/projection.h"
 #include "protocol/wire.h"
 #include "tests/support/fuzz_check.h"
+#include "tests/support/fuzz_request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -64,18 +65,7 @@ static void fuzz_request(const uint8_t *data, size_t size)
 	}
 	FUZZ_CHECK(rc == 0 && msg.count <= WIRE_BATCH_MAX);
 	FUZZ_CHECK(msg.is_array || msg.count == 1);
-	uint32_t n_valid = 0, n_bad = 0;
-	for (uint32_t i = 0; i < msg.count; i++) {
-		if (errs[i].status != BO_OK) {
-			FUZZ_CHECK(errs[i].text[0] != '\0' && cmds[i].map == NULL);
-			n_bad++;
-			continue;
-		}
-		FUZZ_CHECK(cmds[i].op > BO_OP_NONE && cmds[i].op < BO_OP_COUNT);
-		FUZZ_CHECK((cmds[i].op == BO_OP_CREATE_EVENT) == (cmds[i].map != NULL));
-		valid[n_valid++] = cmds[i];
-	}
-	FUZZ_CHECK(n_bad == msg.invalid);
+	uint32_t n_valid = fuzz_check_request(cmds, errs, &msg, valid);
 
 	/* Re-encode the decoded commands: they must decode to equal ones. */
 	msgpack_sbuffer sb;

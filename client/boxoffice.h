@@ -124,7 +124,11 @@ typedef struct boc_options {
 	 * scheduling), 1..BOC_TIMEOUT_MS_MAX; also what boc_close waits. */
 	uint32_t timeout_ms;
 	/* client_id given to mutating commands whose client_id is 0. 0 = a
-	 * random non-zero id drawn at boc_open (boc_client_id() tells it). */
+	 * random non-zero id drawn at boc_open (boc_client_id() tells it).
+	 * A hold belongs to the client id that made it: only that id may
+	 * extend, release, confirm or cancel it (others get not_found), so a
+	 * process that must act on holds made elsewhere, or after a restart,
+	 * sets it explicitly (schemas/protocol.md §3, "Who may touch a hold"). */
 	uint64_t client_id;
 } boc_options;
 
@@ -159,7 +163,7 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out /* OUT */
  * ever: -EBUSY (the queue holds queue_max commands: shed or retry later),
  * -EINVAL (the command cannot be encoded: op out of range, seat_count >
  * BO_SEATS_PER_HOLD_MAX, payref_len > BO_PAYREF_LEN_MAX, CREATE_EVENT
- * without a map), -ESHUTDOWN (boc_close has begun). Never blocks on I/O. */
+ * without a map, flags other than BO_CMD_F_OPERATOR on a release/cancel), -ESHUTDOWN (boc_close has begun). Never blocks on I/O. */
 int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx);
 
 /* Submits *cmd and waits for its outcome. Returns 0 when the server
@@ -293,6 +297,13 @@ void boc_release(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
 void boc_confirm(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t hold,
                  const char *payref);
 void boc_cancel(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, uint64_t booking);
+/* Makes a release or cancel built above an operator's: it then acts on the
+ * claim whatever client made it (sent as "operator": true; the server
+ * trusts whoever may connect, see schemas/protocol.md §3). Without it a
+ * claim op acts only on the sending client's own claims. Returns 0, or
+ * -EINVAL (cmd unchanged) for any other op: an operator cannot extend or
+ * confirm another client's hold. */
+int boc_as_operator(bo_cmd *cmd);
 void boc_block(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,
                const uint32_t *seats, uint32_t n);
 void boc_unblock(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,

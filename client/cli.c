@@ -47,7 +47,9 @@ static const char *const usage_main =
         "Options (before or after COMMAND):\n"
         "  --url URL        server address (default $BOXOFFICE_URL or " CLI_URL_DEFAULT ")\n"
         "  --json           print the reply as one JSON object\n"
-        "  --client ID      client id of mutating commands (default: random per run)\n"
+        "  --client ID      client id of mutating commands (default: random per run);\n"
+        "                   a hold is its client's: extend, release, confirm and cancel\n"
+        "                   act only with the --client that made the hold\n"
         "  --request ID     request id (default: random); repeat the same --client and\n"
         "                   --request to retry a command safely: the server answers a\n"
         "                   repeated request with its first answer\n"
@@ -60,9 +62,9 @@ static const char *const usage_main =
         "  hold ID          --seats LIST | --best N --category C | --pool P --quantity Q\n"
         "                   [--ttl-ms T]\n"
         "  extend ID HOLD   [--ttl-ms T]\n"
-        "  release ID HOLD\n"
+        "  release ID HOLD  [--operator]\n"
         "  confirm ID HOLD  --payref REF\n"
-        "  cancel ID BOOKING\n"
+        "  cancel ID BOOKING [--operator]\n"
         "  block ID         --seats LIST\n"
         "  unblock ID       --seats LIST\n"
         "  status ID        [--seats LIST]\n"
@@ -112,13 +114,19 @@ static const char *const usage_extend =
         "usage: boxoffice-cli extend ID HOLD [--ttl-ms T]\n"
         "\nMakes hold HOLD of event ID expire T ms from now (default 600000).\n";
 static const char *const usage_release =
-        "usage: boxoffice-cli release ID HOLD\n\nReleases hold HOLD: its seats are free again.\n";
+        "usage: boxoffice-cli release ID HOLD [--operator]\n"
+        "\nReleases hold HOLD: its seats are free again. Only the --client that made\n"
+        "the hold may release it (any other gets not_found), unless --operator:\n"
+        "an operator's release of any client's hold.\n";
 static const char *const usage_confirm =
         "usage: boxoffice-cli confirm ID HOLD --payref REF\n"
         "\nTurns hold HOLD into a booking (same id), paid by payment reference REF\n"
         "(at most 32 bytes).\n";
 static const char *const usage_cancel =
-        "usage: boxoffice-cli cancel ID BOOKING\n\nCancels a booking: its seats are free again.\n";
+        "usage: boxoffice-cli cancel ID BOOKING [--operator]\n"
+        "\nCancels a booking: its seats are free again. Only the --client that made\n"
+        "the booking may cancel it (any other gets not_found), unless --operator:\n"
+        "an operator's cancel of any client's booking.\n";
 static const char *const usage_block =
         "usage: boxoffice-cli block ID --seats LIST\n"
         "       boxoffice-cli unblock ID --seats LIST\n"
@@ -251,7 +259,7 @@ typedef struct args {
 	bool used[32];
 } args;
 
-static const char *const flag_options[] = {"json", NULL}; /* take no value */
+static const char *const flag_options[] = {"json", "operator", NULL}; /* take no value */
 
 static bool is_flag(const char *name)
 {
@@ -779,10 +787,22 @@ static void cmd_extend(args *a, built *b)
 	           b->ttl_ms);
 }
 
+/* --operator (release, cancel): present or not; it takes no value. */
+static bool operator_arg(args *a)
+{
+	const char *v = opt_get(a, "operator");
+	if (v != NULL && v[0] != '\0')
+		usage_error("--operator takes no value");
+	return v != NULL;
+}
+
 static void cmd_release(args *a, built *b)
 {
+	bool op = operator_arg(a);
 	args_done(a, 2, "an event ID and a HOLD id");
 	boc_release(&b->cmd, b->cl, b->rq, event_arg(a), num_arg("HOLD", a->pos[1], UINT64_MAX));
+	if (op)
+		(void)boc_as_operator(&b->cmd); /* a release always takes it */
 }
 
 static void cmd_confirm(args *a, built *b)
@@ -799,8 +819,11 @@ static void cmd_confirm(args *a, built *b)
 
 static void cmd_cancel(args *a, built *b)
 {
+	bool op = operator_arg(a);
 	args_done(a, 2, "an event ID and a BOOKING id");
 	boc_cancel(&b->cmd, b->cl, b->rq, event_arg(a), num_arg("BOOKING", a->pos[1], UINT64_MAX));
+	if (op)
+		(void)boc_as_operator(&b->cmd); /* a cancel always takes it */
 }
 
 /* block and unblock: the same arguments. */

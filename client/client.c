@@ -630,7 +630,10 @@ int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx)
 	assert(c != NULL && cmd != NULL);
 	if (cmd->op <= BO_OP_NONE || cmd->op >= BO_OP_COUNT ||
 	    cmd->seat_count > BO_SEATS_PER_HOLD_MAX || cmd->payref_len > BO_PAYREF_LEN_MAX ||
-	    (cmd->op == BO_OP_CREATE_EVENT && cmd->map == NULL))
+	    (cmd->op == BO_OP_CREATE_EVENT && cmd->map == NULL) ||
+	    (cmd->flags & ~BO_CMD_F_OPERATOR) ||
+	    ((cmd->flags & BO_CMD_F_OPERATOR) && cmd->op != BO_OP_RELEASE &&
+	     cmd->op != BO_OP_CANCEL))
 		return -EINVAL;
 	entry en;
 	en.cmd = *cmd;
@@ -1037,6 +1040,15 @@ void boc_cancel(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event, 
 {
 	cmd_init(cmd, BO_OP_CANCEL, client, request, event);
 	cmd->claim_id = booking;
+}
+
+int boc_as_operator(bo_cmd *cmd)
+{
+	assert(cmd != NULL);
+	if (cmd->op != BO_OP_RELEASE && cmd->op != BO_OP_CANCEL)
+		return -EINVAL;
+	cmd->flags |= BO_CMD_F_OPERATOR;
+	return 0;
 }
 
 void boc_block(bo_cmd *cmd, uint64_t client, uint64_t request, uint64_t event,

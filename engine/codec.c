@@ -8,8 +8,8 @@
  * order listed; nothing is aligned or padded. A "group" is present only when
  * the meaningful-field table below says so for the op (and status).
  *
- * Command:
- *   u8 op (1..BO_OP_COUNT-1)  u8 version (CODEC_VERSION)
+ * Command (version 2, CODEC_VERSION):
+ *   u8 op (1..BO_OP_COUNT-1)  u8 version (2)
  *   u64 client_id  u64 request_id  u64 event_id
  *   [CLAIM]    u64 claim_id
  *   [TTL]      u32 ttl_ms
@@ -25,8 +25,21 @@
  *              runs: (u16 length, u8 category) pairs covering the row's seats
  *              in order; every length >= 1, and two consecutive runs of one
  *              row never share a category (runs are maximal).
+ *   [FLAGS]    u8 flags: BO_CMD_F_* bits only (OPERATOR 0x01, ANY_CLIENT
+ *              0x02; any other bit set is invalid). Last, so a version 2
+ *              claim command is its version 1 form plus this one byte.
  *
- * Result:
+ * Command, version 1 (CODEC_VERSION_V1: journals written before claims
+ * were owned, engine.h "Ownership"): the same layout without [FLAGS].
+ * Decode still accepts it, for recovery and replay of old journals, and
+ * gives a claim op flags = BO_CMD_F_ANY_CLIENT: those records were applied
+ * under the old rule (any client could touch any claim) and must replay
+ * to the same results. This is the one exception to "canonical": such a
+ * command re-encodes as version 2 (with flags 0x02), never as version 1;
+ * encode writes version 2 only.
+ *
+ * Result (CODEC_RESULT_VERSION, still 1: the ownership rule added no
+ * result field, and results keep their one encoding):
  *   u8 op  u8 version  u8 status (< BO_STATUS_COUNT)  u8 replayed
  *   u64 client_id  u64 request_id  u64 event_id
  *   [DETAIL]   u8 detail (< BO_D_COUNT)
@@ -52,9 +65,12 @@
  *   CREATE_EVENT  map (by content; NULL is a value of its own)
  *   HOLD_SEATS    seats, ttl          HOLD_BEST   category, quantity, ttl
  *   HOLD_POOL     pool, quantity, ttl EXTEND      claim, ttl
- *   RELEASE       claim               CONFIRM     claim, payref
- *   CANCEL        claim               BLOCK/UNBLOCK/QUERY_SEATS  seats
- *   QUERY_AVAIL   nothing more
+ *   RELEASE       claim, flags        CONFIRM     claim, payref, flags
+ *   CANCEL        claim, flags        BLOCK/UNBLOCK/QUERY_SEATS  seats
+ *   EXTEND also carries flags;        QUERY_AVAIL nothing more
+ * (flags are encoded as they are for all four claim ops, whatever the
+ * engine makes of a bit on a given op: the journal records what was
+ * asked, and replay re-asks exactly that.)
  * "seats" means seat_count and seats[0..seat_count); "payref" means
  * payref_len and payref[0..payref_len).
  *
@@ -83,7 +99,9 @@
  * for some value: every count within its bound, every enumerated byte in its
  * range, has_map 0 or 1, runs maximal, the runs of a row summing
  * to its seats, the rows summing to seat_count, and the decoded map passing
- * bo_seatmap_check(). Anything else, including a truncation, is -EINVAL.
+ * bo_seatmap_check(), flags within BO_CMD_F_*; or, for a command, exactly
+ * what the version 1 encoder wrote. Anything else, including a truncation,
+ * is -EINVAL.
  *
  * DECODING A MAP FROM HOSTILE BYTES
  *
@@ -113,7 +131,11 @@ enum {
 	CF_SEATS = 1u << 5,
 	CF_PAYREF = 1u << 6,
 	CF_MAP = 1u << 7,
+	CF_FLAGS = 1u << 8,
 };
+
+/* The flag bits a command encoding may carry. */
+#define CODEC_FLAGS_KNOWN (BO_CMD_F_OPERATOR | BO_CMD_F_ANY_CLIENT)
 
 enum {
 	RF_DETAIL = 1u << 0,
@@ -144,13 +166,13 @@ static uint32_t cmd_groups(uint32_t op)
 	case BO_OP_HOLD_POOL:
 		return CF_TTL | CF_POOL | CF_QTY;
 	case BO_OP_EXTEND:
-		return CF_CLAIM | CF_TTL;
+		return CF_CLAIM | CF_TTL | CF_FLAGS;
 	case BO_OP_RELEASE:
-		return CF_CLAIM;
+		return CF_CLAIM | CF_FLAGS;
 	case BO_OP_CONFIRM:
-		return CF_CLAIM | CF_PAYREF;
+		return CF_CLAIM | CF_PAYREF | CF_FLAGS;
 	case BO_OP_CANCEL:
-		return CF_CLAIM;
+		return CF_CLAIM | CF_FLAGS;
 	case BO_OP_BLOCK:
 		return CF_SEATS;
 	case BO_OP_UNBLOCK:
@@ -515,6 +537,11 @@ int32_t codec_cmd_size(const bo_cmd *cmd)
 			size += map_size(cmd->map);
 		}
 	}
+	if (g & CF_FLAGS) {
+		if (cmd->flags & ~CODEC_FLAGS_KNOWN)
+			return -EINVAL;
+		size += 1;
+	}
 	assert(size <= CODEC_CMD_SIZE_MAX);
 	return (int32_t)size;
 }
@@ -559,6 +586,8 @@ int32_t codec_cmd_encode(const bo_cmd *cmd, uint8_t *buf, size_t cap)
 		else
 			map_put(&w, cmd->map);
 	}
+	if (g & CF_FLAGS)
+		put_u8(&w, cmd->flags);
 	return wr_done(&w, buf, size);
 }
 
@@ -570,7 +599,7 @@ int32_t codec_cmd_decode(const uint8_t *buf, size_t len, bo_cmd *out, bo_seatmap
 	rd r = {buf, len, 0};
 	uint32_t op = get_u8(&r);
 	uint32_t version = get_u8(&r);
-	if (r.bad || !op_valid(op) || version != CODEC_VERSION)
+	if (r.bad || !op_valid(op) || (version != CODEC_VERSION && version != CODEC_VERSION_V1))
 		return -EINVAL;
 	out->op = (uint8_t)op;
 	out->client_id = get_u64(&r);
@@ -615,6 +644,14 @@ int32_t codec_cmd_decode(const uint8_t *buf, size_t len, bo_cmd *out, bo_seatmap
 			out->map = *map;
 		}
 	}
+	if ((g & CF_FLAGS) && version == CODEC_VERSION_V1) {
+		out->flags = BO_CMD_F_ANY_CLIENT; /* the rule it was applied under */
+	} else if (g & CF_FLAGS) {
+		uint32_t f = get_u8(&r);
+		if (r.bad || (f & ~CODEC_FLAGS_KNOWN))
+			return -EINVAL;
+		out->flags = (uint8_t)f;
+	}
 	assert(!r.bad && len - r.left <= CODEC_CMD_SIZE_MAX);
 	return (int32_t)(len - r.left);
 }
@@ -656,6 +693,8 @@ int codec_cmd_equal(const bo_cmd *a, const bo_cmd *b)
 			return 0;
 	}
 	if ((g & CF_MAP) && !map_equal(a->map, b->map))
+		return 0;
+	if ((g & CF_FLAGS) && a->flags != b->flags)
 		return 0;
 	return 1;
 }
@@ -717,7 +756,7 @@ int32_t codec_result_encode(const bo_result *res, uint8_t *buf, size_t cap)
 	wr w = {buf, buf + size};
 	uint32_t g = result_groups(res->op, res->status);
 	put_u8(&w, res->op);
-	put_u8(&w, CODEC_VERSION);
+	put_u8(&w, CODEC_RESULT_VERSION);
 	put_u8(&w, res->status);
 	put_u8(&w, res->replayed);
 	put_u64(&w, res->client_id);
@@ -767,7 +806,7 @@ int32_t codec_result_decode(const uint8_t *buf, size_t len, bo_result *out)
 	uint32_t version = get_u8(&r);
 	uint32_t status = get_u8(&r);
 	out->replayed = (uint8_t)get_u8(&r);
-	if (r.bad || !op_valid(op) || version != CODEC_VERSION || status >= BO_STATUS_COUNT)
+	if (r.bad || !op_valid(op) || version != CODEC_RESULT_VERSION || status >= BO_STATUS_COUNT)
 		return -EINVAL;
 	out->op = (uint8_t)op;
 	out->status = (uint8_t)status;

@@ -14,7 +14,8 @@
  *  - Only the fields an op (and, for results, its status) uses are encoded;
  *    decode sets every other field to zero.
  *  - Canonical: a value has exactly one encoding. Decode accepts nothing
- *    else, so decode(b) succeeding implies encode(decode(b)) == b.
+ *    else, so decode(b) succeeding implies encode(decode(b)) == b; the one
+ *    exception is a version 1 command, which re-encodes as version 2.
  *  - Decode treats its input as hostile: every count is checked against
  *    limits.h and against the bytes left before anything is allocated or
  *    read, and it never reads outside [buf, buf + len).
@@ -35,19 +36,26 @@
 #include "engine.h"
 #include "base/limits.h"
 
-/* Format version, byte 1 of every encoding. Bump it when any layout in
- * codec.c changes; decode refuses every other version (a reader must never
- * guess at the meaning of bytes written by another format). */
-#define CODEC_VERSION 1u
+/* Format versions, byte 1 of every encoding. Bump one when its layout in
+ * codec.c changes; decode refuses every version it does not know (a reader
+ * must never guess at the meaning of bytes written by another format).
+ * Commands: version 2 added the flags byte (bo_cmd.flags, the claim
+ * ownership rule of engine.h); version 1 commands, written before it, still
+ * decode, as claim ops with flags = BO_CMD_F_ANY_CLIENT (codec.c's top
+ * comment), so old journals recover and verify. Encode writes CODEC_VERSION
+ * only. Results did not change and stay at version 1. */
+#define CODEC_VERSION 2u
+#define CODEC_VERSION_V1 1u
+#define CODEC_RESULT_VERSION 1u
 
 /* ---- Size bounds (for buffers reserved up front) ------------------------- */
 
 /* A command without a map: op, version, three ids, claim, ttl, category,
- * pool, quantity, seat list, payref, map flag (an upper bound; no single op
- * uses all of these). */
+ * pool, quantity, seat list, payref, map flag, flags (an upper bound; no
+ * single op uses all of these). */
 #define CODEC_CMD_SIZE_NOMAP_MAX                                                        \
 	(2u + 3u * 8u + 8u + 4u + 1u + 1u + 2u + 1u + 4u * BO_SEATS_PER_HOLD_MAX + 1u + \
-	 BO_PAYREF_LEN_MAX + 1u)
+	 BO_PAYREF_LEN_MAX + 1u + 1u)
 
 /* The bytes of an encoded map (has_map == 1) other than its description:
  * has_map, row_count, seat_count, pool_count, category_count. */
@@ -75,7 +83,8 @@ _Static_assert(BO_PAYREF_LEN_MAX <= UINT8_MAX, "payref_len is one byte");
 
 /* Exact size of the encoding of `cmd`, or -EINVAL when it has none: op not
  * in 1..BO_OP_COUNT-1, seat_count > BO_SEATS_PER_HOLD_MAX, payref_len >
- * BO_PAYREF_LEN_MAX, or a CREATE_EVENT whose map (when not NULL) fails
+ * BO_PAYREF_LEN_MAX, a claim op with a flag bit outside BO_CMD_F_*, or a
+ * CREATE_EVENT whose map (when not NULL) fails
  * bo_seatmap_check(). Values the engine itself rejects with a result (ttl
  * out of range, seat_count 0, unknown category...) are encodable: the
  * journal records rejected mutating commands too. O(seats) for a map. */
@@ -86,7 +95,8 @@ int32_t codec_cmd_size(const bo_cmd *cmd);
  * too small (buf may then hold a partial encoding; nothing past cap). */
 int32_t codec_cmd_encode(const bo_cmd *cmd, uint8_t *buf, size_t cap);
 
-/* Decodes one command from buf[0..len). Trailing bytes are not looked at.
+/* Decodes one command (version 2, or version 1: see CODEC_VERSION) from
+ * buf[0..len). Trailing bytes are not looked at.
  * Returns the bytes consumed, -EINVAL or -ENOMEM. On success *out holds the
  * command with every field the op does not use zeroed, and *map is the
  * decoded seat map of a CREATE_EVENT (also in out->map; NULL for other ops

@@ -569,6 +569,12 @@ static uint64_t cmd_content_hash(const bo_cmd *c)
 	case BO_OP_RELEASE:
 	case BO_OP_CANCEL:
 		f[n++] = c->claim_id;
+		/* The operator flag changes who may act, so it is content. It
+		 * is hashed only when set: a command without it hashes as it
+		 * did before the flag existed, so the windows of older
+		 * snapshots and journals keep their meaning. */
+		if (c->flags & BO_CMD_F_OPERATOR)
+			f[n++] = UINT64_C(0x6f70657261746f72); /* "operator" */
 		break;
 	default:
 		assert(0 && "only mutating ops are hashed");
@@ -1035,12 +1041,33 @@ static void op_hold_pool(engine *e, event *ev, const bo_cmd *c, bo_result *r)
 	result_claim(e, slot, r);
 }
 
+/* Whether claim op `c` may act on `cl` (engine.h, "Ownership"): only the
+ * claim's own client, an operator's RELEASE/CANCEL, or a record journaled
+ * before the rule existed (BO_CMD_F_ANY_CLIENT). */
+static bool claim_may_touch(const claim *cl, const bo_cmd *c)
+{
+	if (c->flags & BO_CMD_F_ANY_CLIENT)
+		return true;
+	if ((c->flags & BO_CMD_F_OPERATOR) && (c->op == BO_OP_RELEASE || c->op == BO_OP_CANCEL))
+		return true;
+	return cl->client == c->client_id;
+}
+
+/* Looks up the claim a claim op names, as claim_lookup(), but a claim the
+ * command may not touch is not found either: another client learns nothing
+ * from an id, not even that it exists or what state it is in. */
+static claim *owned_lookup(engine *e, const event *ev, const bo_cmd *c, uint32_t *slot)
+{
+	claim *cl = claim_lookup(e, ev, c->claim_id, slot);
+	return cl && claim_may_touch(cl, c) ? cl : NULL;
+}
+
 /* Looks up the hold a claim op names and applies the state rules shared by
  * EXTEND, RELEASE and CONFIRM. Returns the claim (HELD, or EXPIRED when
  * `expired_ok`) or NULL with the failure in r. */
 static claim *hold_lookup(engine *e, event *ev, const bo_cmd *c, bool expired_ok, uint32_t *slot, bo_result *r)
 {
-	claim *cl = claim_lookup(e, ev, c->claim_id, slot);
+	claim *cl = owned_lookup(e, ev, c, slot);
 	if (!cl || cl->state == CL_RELEASED || cl->state == CL_CANCELLED) {
 		fail(r, BO_NOT_FOUND, BO_D_NO_HOLD);
 		return NULL;
@@ -1148,7 +1175,7 @@ static void op_confirm(engine *e, event *ev, const bo_cmd *c, bo_result *r)
 static void op_cancel(engine *e, event *ev, const bo_cmd *c, bo_result *r)
 {
 	uint32_t slot;
-	claim *cl = claim_lookup(e, ev, c->claim_id, &slot);
+	claim *cl = owned_lookup(e, ev, c, &slot);
 	if (cl && cl->state == CL_HELD)
 		return fail(r, BO_INVALID, BO_D_NOT_A_BOOKING);
 	if (!cl || cl->state != CL_BOOKED)

@@ -61,7 +61,8 @@
  *   BO_POOL_QTY_PER_HOLD_MAX -> INVALID/QUANTITY; ttl; pool free < quantity
  *   -> TAKEN/POOL_UNAVAILABLE; client limit; claims limit.
  * EXTEND: claim not a hold of this event (unknown, recycled, other event,
- *   released, cancelled) -> NOT_FOUND/NO_HOLD; booked ->
+ *   released, cancelled, or another client's: "Ownership" below) ->
+ *   NOT_FOUND/NO_HOLD; booked ->
  *   INVALID/ALREADY_CONFIRMED; expired -> EXPIRED/HOLD_EXPIRED; ttl range;
  *   now + ttl > created + BO_HOLD_LIFETIME_MS_MAX -> LIMIT/LIFETIME. OK:
  *   expires_at = now + ttl.
@@ -73,13 +74,31 @@
  *   (pool: free >= quantity) they are booked directly -> OK; otherwise
  *   EXPIRED/HOLD_EXPIRED (the payment can be voided). A confirmed hold does
  *   not count against the client's hold limit.
- * CANCEL: claim not a live booking of this event -> NOT_FOUND/NO_BOOKING
- *   (a live hold -> INVALID/NOT_A_BOOKING). OK: seats/quantity free.
+ * CANCEL: claim not a live booking of this event (or another client's)
+ *   -> NOT_FOUND/NO_BOOKING (a live hold of the client's own ->
+ *   INVALID/NOT_A_BOOKING). OK: seats/quantity free.
  * BLOCK: seat checks as HOLD_SEATS (count, range, duplicate); a seat not
  *   free -> TAKEN/SEAT_UNAVAILABLE (first one). OK: seats blocked.
  * UNBLOCK: seat checks; a seat not blocked -> INVALID/NOT_BLOCKED (first).
  * QUERY_AVAIL / QUERY_SEATS (seat count/range checks): read only, never
  *   stored in the idempotency window, need no client.
+ *
+ * Ownership. A claim belongs to the client whose HOLD_* created it (a
+ * booking stays its hold's client's). EXTEND, RELEASE, CONFIRM and CANCEL
+ * act on it only when cmd->client_id is that client; for any other client
+ * the claim is treated as unknown, before any state rule: NOT_FOUND/NO_HOLD
+ * (NO_BOOKING for CANCEL), the answer an id that never existed gets, and
+ * nothing changes. So ids, which are guessable, reveal nothing across
+ * clients. The rule uses only the command and the state, so replay
+ * reproduces every refusal. Exceptions (bo_cmd.flags, base/types.h):
+ *   BO_CMD_F_OPERATOR on RELEASE or CANCEL: any client's claim (an
+ *     operator undoing a hold or a booking). On every other op the engine
+ *     ignores it (the rule applies as without it); the wire decoders
+ *     refuse it there as malformed, so it never reaches an engine from a
+ *     caller.
+ *   BO_CMD_F_ANY_CLIENT: no check at all. Only the journal decoder sets it,
+ *     on records written before the rule (codec version 1), so they replay
+ *     exactly as they were first applied.
  *
  * A hold is active while now < expires_at. engine_advance(now) expires
  * holds with expires_at <= now in (expires_at, claim_id) order.
@@ -116,7 +135,11 @@
  * map when it is valid: all invalid maps, NULL included, count as the same
  * content, since they get the same answer and the journal records such a
  * command without its map); a repeat returns the stored result with
- * replayed = 1.
+ * replayed = 1. BO_CMD_F_OPERATOR is content on RELEASE and CANCEL (an
+ * operator's release and a client's own are different requests: a repeat
+ * that adds or drops the flag is a CONFLICT); BO_CMD_F_ANY_CLIENT never is
+ * (it says which rule a journal record was written under, not what the
+ * caller asked for, so a retry across an upgrade is still a repeat).
  */
 
 typedef void (*bo_expiry_fn)(void *ctx, const bo_expiry *expiry);

@@ -37,6 +37,13 @@
  *      booking   uint64             cancel R                   (claim id)
  *      payref    str <= 32 bytes    confirm R
  *      map       seat map           create_event R
+ *      operator  bool               release, cancel O (true: BO_CMD_F_OPERATOR,
+ *                                   any client's claim; false = absent)
+ *
+ *    "operator" on any other op is malformed ("does not apply"): an
+ *    operator may only undo a claim, never extend or confirm another
+ *    client's (engine.h, "Ownership"). No key sets BO_CMD_F_ANY_CLIENT,
+ *    which only old journal records carry.
  *
  *    A value too large for its field is rejected with the engine's detail
  *    for that field (seats > 16 -> seat_count, category > 255 ->
@@ -95,6 +102,7 @@ enum key {
 	K_BOOKING,
 	K_PAYREF,
 	K_MAP,
+	K_OPERATOR,
 	K_COUNT
 };
 
@@ -249,6 +257,18 @@ static int rd_payref(mpack_cur *c, const char *name, cmd_ctx *x, wire_cmd_error 
 	return 0;
 }
 
+static int rd_operator(mpack_cur *c, const char *name, cmd_ctx *x, wire_cmd_error *e)
+{
+	mpack_tok b;
+	if (mpack_read(c, &b) < 0 || b.kind != MPACK_BOOL) {
+		field_fail(e, BO_INVALID, BO_D_NONE, "'%s' must be a boolean", name);
+		return -1;
+	}
+	if (b.u)
+		x->cmd->flags |= BO_CMD_F_OPERATOR;
+	return 0;
+}
+
 static int rd_map(mpack_cur *c, const char *name, cmd_ctx *x, wire_cmd_error *e)
 {
 	(void)name;
@@ -277,7 +297,14 @@ static const struct key_def {
         [K_BOOKING] = {"booking", rd_claim},
         [K_PAYREF] = {"payref", rd_payref},
         [K_MAP] = {"map", rd_map},
+        [K_OPERATOR] = {"operator", rd_operator},
 };
+
+/* Ops on which an operator may act on any client's claim (engine.h). */
+static bool op_takes_operator(uint32_t op)
+{
+	return op == BO_OP_RELEASE || op == BO_OP_CANCEL;
+}
 
 /* ---- Seat maps ----------------------------------------------------------- */
 
@@ -585,6 +612,8 @@ static int check_keys(uint8_t op, uint32_t seen, wire_cmd_error *e)
 	if (bo_op_mutates(op))
 		required |= KB(K_CLIENT) | KB(K_REQUEST);
 	uint32_t allowed = required | KB(K_CLIENT) | KB(K_REQUEST);
+	if (op_takes_operator(op))
+		allowed |= KB(K_OPERATOR);
 	for (int j = 0; j < K_COUNT; j++) {
 		if ((seen & KB(j)) && !(allowed & KB(j))) {
 			field_fail(e, BO_INVALID, BO_D_NONE, "key '%s' does not apply to op '%s'",
@@ -757,6 +786,8 @@ static int pk_value(msgpack_packer *pk, int k, const bo_cmd *c)
 		return msgpack_pack_str_with_body(pk, c->payref, c->payref_len);
 	case K_MAP:
 		return pk_seatmap(pk, c->map);
+	case K_OPERATOR:
+		return msgpack_pack_true(pk);
 	default:
 		assert(!"every key is handled");
 		return -1;
@@ -766,6 +797,8 @@ static int pk_value(msgpack_packer *pk, int k, const bo_cmd *c)
 static int pk_cmd(msgpack_packer *pk, const bo_cmd *c)
 {
 	uint32_t present = op_keys(c->op) | KB(K_OP) | KB(K_EVENT) | KB(K_CLIENT) | KB(K_REQUEST);
+	if (c->flags & BO_CMD_F_OPERATOR)
+		present |= KB(K_OPERATOR); /* only when set: the server's default */
 	int rc = msgpack_pack_map(pk, (size_t)__builtin_popcount(present));
 	for (int k = 0; k < K_COUNT; k++) {
 		if (present & KB(k))
@@ -783,6 +816,10 @@ int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sb
 		const bo_cmd *c = &cmds[i];
 		if (c->op <= BO_OP_NONE || c->op >= BO_OP_COUNT ||
 		    c->seat_count > BO_SEATS_PER_HOLD_MAX || c->payref_len > BO_PAYREF_LEN_MAX)
+			return -EINVAL;
+		/* Only "operator" has a key, and only where it applies. */
+		if ((c->flags & ~BO_CMD_F_OPERATOR) ||
+		    ((c->flags & BO_CMD_F_OPERATOR) && !op_takes_operator(c->op)))
 			return -EINVAL;
 		if (c->op == BO_OP_CREATE_EVENT && !map_encodable(c->map))
 			return -EINVAL;

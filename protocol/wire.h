@@ -157,6 +157,8 @@ int wire_encode_error(int status, const char *message, msgpack_sbuffer *out);
  * command carries op, client, request, event and the fields its op uses.
  * Returns 0, -EINVAL when a command has no encoding (op not 1..BO_OP_COUNT-1,
  * seat_count > BO_SEATS_PER_HOLD_MAX, payref_len > BO_PAYREF_LEN_MAX,
+ * flags other than BO_CMD_F_OPERATOR or that flag on an op other than
+ * release/cancel (it is sent as "operator": true),
  * create_event whose map is NULL, over the limits of limits.h, or whose rows
  * do not sum to its seat_count; or a message over WIRE_MSG_MAX) or -ENOMEM; on failure `out` is
  * unchanged. The server decodes what this writes into commands equal to cmds (codec_cmd_equal). */

@@ -487,8 +487,8 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 	    "--pool", "30");
 	expect_ok(&r);
 
-	/* Explicit seats. */
-	CLI(&r, "hold", "42", "--seats", "3,4", "--ttl-ms", "60000");
+	/* Explicit seats. One --client throughout: a hold is its client's. */
+	CLI(&r, "--client", "5", "hold", "42", "--seats", "3,4", "--ttl-ms", "60000");
 	expect_ok(&r);
 	expect_out(&r, "held 2 seats [3 4] hold=0x");
 	uint64_t hold_a = hex_after(&r, "hold=0x");
@@ -497,7 +497,7 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 	expect_seats("42", "3-5", "seat 3: held\nseat 4: held\nseat 5: free\n");
 
 	/* Best available in category 1: 4 adjacent seats in one row of 20-39. */
-	CLI(&r, "--json", "hold", "42", "--best", "4", "--category", "1");
+	CLI(&r, "--json", "--client", "5", "hold", "42", "--best", "4", "--category", "1");
 	expect_ok(&r);
 	expect_json(&r, "op", "\"hold_best\"");
 	expect_json(&r, "quantity", "4");
@@ -512,7 +512,7 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 	expect_avail("42", 34, 6, 0, 0, "[18,16]", "[30]");
 
 	/* Pool places. */
-	CLI(&r, "hold", "42", "--pool", "0", "--quantity", "5");
+	CLI(&r, "--client", "5", "hold", "42", "--pool", "0", "--quantity", "5");
 	expect_ok(&r);
 	expect_out(&r, "held 5 from pool 0 hold=0x");
 	uint64_t hold_c = hex_after(&r, "hold=0x");
@@ -522,7 +522,7 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 	/* Extend A: the new expiry is the new TTL from now (same host clock). */
 	snprintf(id, sizeof(id), "0x%" PRIx64, hold_a);
 	int64_t before = wall_ms();
-	CLI(&r, "--json", "extend", "42", id, "--ttl-ms", "180000");
+	CLI(&r, "--json", "--client", "5", "extend", "42", id, "--ttl-ms", "180000");
 	int64_t after = wall_ms();
 	expect_ok(&r);
 	cr_assert_eq(json_claim(&r), hold_a);
@@ -530,7 +530,7 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 	cr_assert(exp >= before + 180000 - 1000 && exp <= after + 180000 + 1000,
 	          "extend: expires_at_ms %" PRId64 " is not now + 180 s (%" PRId64 "..%" PRId64 ")",
 	          exp, before, after);
-	CLI(&r, "extend", "42", id, "--ttl-ms", "120000");
+	CLI(&r, "--client", "5", "extend", "42", id, "--ttl-ms", "120000");
 	expect_ok(&r);
 	char want[128];
 	snprintf(want, sizeof(want), "extended hold=0x%" PRIx64 " expires in ", hold_a);
@@ -538,7 +538,7 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 	expect_avail("42", 34, 6, 0, 0, "[18,16]", "[25]"); /* extend changes no seat */
 
 	/* Confirm A: booked, same id. */
-	CLI(&r, "confirm", "42", id, "--payref", "pi_3Nx8Yq2eZvKYlo2C");
+	CLI(&r, "--client", "5", "confirm", "42", id, "--payref", "pi_3Nx8Yq2eZvKYlo2C");
 	expect_ok(&r);
 	snprintf(want, sizeof(want), "confirmed booking=0x%" PRIx64 " (2 tickets) seats [3 4]\n",
 	         hold_a);
@@ -547,7 +547,7 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 	expect_seats("42", "3,4", "seat 3: booked\nseat 4: booked\n");
 
 	/* Cancel the booking: its seats are free again. */
-	CLI(&r, "cancel", "42", id);
+	CLI(&r, "--client", "5", "cancel", "42", id);
 	expect_ok(&r);
 	snprintf(want, sizeof(want), "cancelled booking=0x%" PRIx64 " (2 tickets)\n", hold_a);
 	cr_assert_str_eq(r.out, want);
@@ -556,7 +556,7 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 
 	/* Release B. */
 	snprintf(id_b, sizeof(id_b), "%" PRIu64, hold_b); /* decimal this time */
-	CLI(&r, "release", "42", id_b);
+	CLI(&r, "--client", "5", "release", "42", id_b);
 	expect_ok(&r);
 	snprintf(want, sizeof(want), "released hold=0x%" PRIx64 " (4 tickets)\n", hold_b);
 	cr_assert_str_eq(r.out, want);
@@ -564,12 +564,12 @@ Test(cli, hold_extend_confirm_cancel_release_block, .init = srv_setup, .fini = d
 
 	/* Confirm and cancel the pool hold C. */
 	snprintf(id_c, sizeof(id_c), "0x%" PRIx64, hold_c);
-	CLI(&r, "confirm", "42", id_c, "--payref", "ref-c");
+	CLI(&r, "--client", "5", "confirm", "42", id_c, "--payref", "ref-c");
 	expect_ok(&r);
 	snprintf(want, sizeof(want), "confirmed booking=0x%" PRIx64 " (5 tickets)\n", hold_c);
 	cr_assert_str_eq(r.out, want);
 	expect_avail("42", 40, 0, 0, 0, "[20,20]", "[25]");
-	CLI(&r, "cancel", "42", id_c);
+	CLI(&r, "--client", "5", "cancel", "42", id_c);
 	expect_ok(&r);
 	expect_avail("42", 40, 0, 0, 0, "[20,20]", "[30]");
 
@@ -638,6 +638,52 @@ Test(cli, refusals_exit_1_and_change_nothing, .init = srv_setup, .fini = dir_tea
 	CLI(&r, "hold", "42", "--seats", "1", "--ttl-ms", "10");
 	expect_refused(&r, "ttl_range");
 	expect_avail("42", 19, 1, 0, 0, "[19]", "[]");
+	srv_stop_clean();
+}
+
+/* A hold is its client's: another --client is told the hold does not exist
+ * (schemas/protocol.md §3), and only --operator releases or cancels it. */
+Test(cli, another_client_cannot_touch_a_hold_but_an_operator_can, .init = srv_setup,
+     .fini = dir_teardown)
+{
+	run r;
+	char id[32], id2[32];
+	CLI(&r, "create-event", "42", "--rows", "1", "--seats-per-row", "10");
+	expect_ok(&r);
+	CLI(&r, "--client", "1", "hold", "42", "--seats", "5");
+	expect_ok(&r);
+	snprintf(id, sizeof(id), "0x%" PRIx64, hex_after(&r, "hold=0x"));
+	CLI(&r, "--client", "1", "hold", "42", "--seats", "6");
+	expect_ok(&r);
+	snprintf(id2, sizeof(id2), "0x%" PRIx64, hex_after(&r, "hold=0x"));
+
+	CLI(&r, "--json", "--client", "2", "release", "42", id);
+	expect_code(&r, 1);
+	expect_json(&r, "status", "\"not_found\"");
+	expect_json(&r, "detail", "\"no_hold\"");
+	CLI(&r, "--client", "2", "extend", "42", id);
+	expect_refused(&r, "not_found");
+	CLI(&r, "--client", "2", "confirm", "42", id, "--payref", "p");
+	expect_refused(&r, "not_found");
+	expect_seats("42", "5,6", "seat 5: held\nseat 6: held\n");
+	/* An operator cannot extend or confirm: refused before the server. */
+	CLI(&r, "--client", "2", "extend", "42", id, "--operator");
+	expect_code(&r, 2);
+
+	CLI(&r, "--client", "2", "release", "42", id, "--operator");
+	expect_ok(&r);
+	expect_seats("42", "5,6", "seat 5: free\nseat 6: held\n");
+
+	/* A booking: only its client or an operator cancels it. */
+	CLI(&r, "--client", "1", "confirm", "42", id2, "--payref", "p");
+	expect_ok(&r);
+	CLI(&r, "--json", "--client", "2", "cancel", "42", id2);
+	expect_code(&r, 1);
+	expect_json(&r, "detail", "\"no_booking\"");
+	expect_seats("42", "6", "seat 6: booked\n");
+	CLI(&r, "--client", "3", "cancel", "42", id2, "--operator");
+	expect_ok(&r);
+	expect_seats("42", "6", "seat 6: free\n");
 	srv_stop_clean();
 }
 

@@ -230,7 +230,7 @@ static void recall(child *ch, uint8_t *missing)
 		for (uint32_t seat = 0; !missing[i] && engine_seat(e, ev, seat, &st, &claim) == 0;
 		     seat++)
 			if (claim && claim != prev) {
-				tstream_remember(&ch->g, ev, claim);
+				tstream_remember(&ch->g, ev, claim, 0); /* client unknown */
 				prev = claim;
 			}
 	}

@@ -130,6 +130,7 @@ typedef struct event_info {
 	 * thread, read by producers: a mutex, since neither side is hot. */
 	pthread_mutex_t mu;
 	uint64_t claims[CLAIMS_KEPT];
+	uint64_t claim_client[CLAIMS_KEPT]; /* the client of each, the one that may touch it */
 	uint32_t claims_n, claims_next;
 } event_info;
 
@@ -172,26 +173,33 @@ static void sleep_us(uint32_t us)
 		;
 }
 
-static void claim_note(event_info *ev, uint64_t claim)
+static void claim_note(event_info *ev, uint64_t claim, uint64_t client)
 {
 	pthread_mutex_lock(&ev->mu);
 	ev->claims[ev->claims_next] = claim;
+	ev->claim_client[ev->claims_next] = client;
 	ev->claims_next = (ev->claims_next + 1) % CLAIMS_KEPT;
 	if (ev->claims_n < CLAIMS_KEPT)
 		ev->claims_n++;
 	pthread_mutex_unlock(&ev->mu);
 }
 
-/* A recent claim of the event, or now and then one that never existed. */
-static uint64_t claim_pick(event_info *ev, uint64_t *rng)
+/* A recent claim of the event, or now and then one that never existed.
+ * *client: mostly the claim's own client (only it may touch the claim:
+ * engine.h, "Ownership"), else 0 (the producer's own client, refused). */
+static uint64_t claim_pick(event_info *ev, uint64_t *rng, uint64_t *client)
 {
-	uint64_t c = 0;
+	uint64_t c = 0, owner = 0;
 	pthread_mutex_lock(&ev->mu);
-	if (ev->claims_n > 0)
-		c = ev->claims[rng_below(rng, ev->claims_n)];
+	if (ev->claims_n > 0) {
+		uint32_t k = rng_below(rng, ev->claims_n);
+		c = ev->claims[k];
+		owner = ev->claim_client[k];
+	}
 	pthread_mutex_unlock(&ev->mu);
 	if (c == 0 || rng_below(rng, 16) == 0)
 		c = rng_next(rng) & 0xFFFFFFFFFFull;
+	*client = rng_below(rng, 5) != 0 ? owner : 0;
 	return c;
 }
 
@@ -226,7 +234,7 @@ static void *output_main(void *arg)
 			if (r->status == BO_OK && r->claim_id != 0) {
 				for (uint32_t e = 0; e < EVENTS; e++)
 					if (events[e].id == r->event_id)
-						claim_note(&events[e], r->claim_id);
+						claim_note(&events[e], r->claim_id, r->client_id);
 			}
 		}
 		/* Acknowledge before handing the slots back: a line written is
@@ -277,18 +285,18 @@ static void random_cmd(bo_cmd *c, event_info *ev, uint64_t *rng)
 		c->quantity = (uint16_t)(1 + rng_below(rng, 20));
 	} else if (r < 70) {
 		c->op = BO_OP_CONFIRM;
-		c->claim_id = claim_pick(ev, rng);
+		c->claim_id = claim_pick(ev, rng, &c->client_id);
 		c->payref_len = (uint8_t)snprintf(c->payref, sizeof(c->payref), "pay-%08x",
 		                                  (unsigned)rng_below(rng, 1u << 30));
 	} else if (r < 79) {
 		c->op = BO_OP_RELEASE;
-		c->claim_id = claim_pick(ev, rng);
+		c->claim_id = claim_pick(ev, rng, &c->client_id);
 	} else if (r < 87) {
 		c->op = BO_OP_EXTEND;
-		c->claim_id = claim_pick(ev, rng);
+		c->claim_id = claim_pick(ev, rng, &c->client_id);
 	} else if (r < 94) {
 		c->op = BO_OP_CANCEL;
-		c->claim_id = claim_pick(ev, rng);
+		c->claim_id = claim_pick(ev, rng, &c->client_id);
 	} else {
 		c->op = BO_OP_BLOCK;
 		random_seats(c, rng, 2);
@@ -308,9 +316,13 @@ static void *producer_main(void *arg)
 		for (uint32_t i = 0; i < group; i++) {
 			random_cmd(&cmds[i], ev, &rng);
 			/* A client makes 32 requests: enough for the per-client
-			 * hold limit to bite now and then. */
-			cmds[i].client_id = client_base | ((uint64_t)(t + 1) << 24) | (n / 32);
-			cmds[i].request_id = n + 1;
+			 * hold limit to bite now and then. A claim op goes
+			 * mostly as the claim's client (random_cmd), so the
+			 * thread goes into the request id: (client, request)
+			 * stays unique when two threads act for one client. */
+			if (cmds[i].client_id == 0)
+				cmds[i].client_id = client_base | ((uint64_t)(t + 1) << 24) | (n / 32);
+			cmds[i].request_id = ((uint64_t)(t + 1) << 40) | (n + 1);
 			n++;
 			lb_add(&lb, "sub %" PRIu64 " %" PRIu64 " %u\n", cmds[i].client_id,
 			       cmds[i].request_id, ev->shard);

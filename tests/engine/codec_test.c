@@ -20,6 +20,10 @@
  *    versions, and non-canonical maps are rejected.
  *  - Layout: two hand-assembled encodings pin the documented little-endian
  *    layout, including the per-row run-length encoding of categories.
+ *  - Versions: claim ops carry the flags byte (version 2), unknown flag bits
+ *    are refused both ways, and version 1 commands (journals from before
+ *    claim ownership) still decode, to the same value with the old
+ *    any-client rule (BO_CMD_F_ANY_CLIENT) on claim ops.
  *  - Size: 100k- and 512k-seat maps roundtrip within CODEC_CMD_SIZE_MAX; the
  *    largest valid map (description BO_MAP_DESC_BYTES_MAX) encodes to
  *    exactly CODEC_CMD_SIZE_MAX, and one run or byte more has no encoding
@@ -134,6 +138,7 @@ static void rand_cmd(uint8_t op, bo_cmd *c)
 	c->op = op;
 	c->seat_count = (uint8_t)rnd_below(BO_SEATS_PER_HOLD_MAX + 1);
 	c->payref_len = (uint8_t)rnd_below(BO_PAYREF_LEN_MAX + 1);
+	c->flags &= BO_CMD_F_OPERATOR | BO_CMD_F_ANY_CLIENT;
 	c->map = NULL;
 	if (op == BO_OP_CREATE_EVENT && rnd_below(8) != 0)
 		c->map = rand_map(rnd_below(4) == 0 ? 60 : 6, rnd_below(4) == 0 ? 300 : 20);
@@ -184,13 +189,16 @@ static void project_cmd(const bo_cmd *x, bo_cmd *z)
 	case BO_OP_EXTEND:
 		z->claim_id = x->claim_id;
 		z->ttl_ms = x->ttl_ms;
+		z->flags = x->flags;
 		break;
 	case BO_OP_RELEASE:
 	case BO_OP_CANCEL:
 		z->claim_id = x->claim_id;
+		z->flags = x->flags;
 		break;
 	case BO_OP_CONFIRM:
 		z->claim_id = x->claim_id;
+		z->flags = x->flags;
 		z->payref_len = x->payref_len;
 		memcpy(z->payref, x->payref, x->payref_len);
 		break;
@@ -505,6 +513,7 @@ Test(codec, equal_helpers_track_meaningful_fields)
 		/* Keep y's counts in range, as for any value that has an encoding. */
 		y.seat_count %= BO_SEATS_PER_HOLD_MAX + 1;
 		y.payref_len %= BO_PAYREF_LEN_MAX + 1;
+		y.flags &= BO_CMD_F_OPERATOR | BO_CMD_F_ANY_CLIENT;
 		y.op = x.op;
 		int same = cmds_same(&x, &y);
 		cr_assert_eq(codec_cmd_equal(&x, &y), same, SEED_FMT "iter %d op %u", SEED, iter,
@@ -645,6 +654,22 @@ Test(codec, large_map_truncations_free_the_map)
 
 /* Decodes buf as both kinds; whatever is accepted must re-encode to
  * exactly the accepted bytes. Returns how many kinds accepted it. */
+static int claim_op(uint8_t op)
+{
+	return op == BO_OP_EXTEND || op == BO_OP_RELEASE || op == BO_OP_CONFIRM ||
+	       op == BO_OP_CANCEL;
+}
+
+/* The version 1 form of a version 2 command encoding b[0..n), in place:
+ * version byte 1 and, for a claim op, no trailing flags byte (the only
+ * layout difference, codec.c). Returns its length. */
+static int32_t to_v1(uint8_t *b, int32_t n)
+{
+	cr_assert(n >= 2 && b[1] == CODEC_VERSION);
+	b[1] = CODEC_VERSION_V1;
+	return claim_op(b[0]) ? n - 1 : n;
+}
+
 static int decode_any(const uint8_t *buf, size_t len)
 {
 	int accepted = 0;
@@ -656,6 +681,14 @@ static int decode_any(const uint8_t *buf, size_t len)
 		accepted++;
 		int32_t n;
 		uint8_t *b = enc_cmd(&c, &n);
+		/* A version 1 command re-encodes as version 2: canonical means
+		 * its v1 form is the very bytes accepted, and a claim op took
+		 * the old rule with it. */
+		if (buf[1] == CODEC_VERSION_V1) {
+			cr_assert(!claim_op(c.op) || c.flags == BO_CMD_F_ANY_CLIENT,
+			          SEED_FMT "v1 claim op flags %u", SEED, c.flags);
+			n = to_v1(b, n);
+		}
 		cr_assert(n == rc && memcmp(b, buf, (size_t)n) == 0, SEED_FMT "cmd not canonical",
 		          SEED);
 		free(b);
@@ -689,7 +722,8 @@ Test(codec, random_garbage_never_crashes)
 		/* Half the time make the header plausible, to get past byte 1. */
 		if (len >= 2 && rnd_below(2)) {
 			buf[0] = (uint8_t)(1 + rnd_below(BO_OP_COUNT - 1));
-			buf[1] = CODEC_VERSION;
+			/* Version 1 is also the result version. */
+			buf[1] = rnd_below(2) ? CODEC_VERSION : CODEC_VERSION_V1;
 		}
 		accepted += decode_any(buf, len);
 	}
@@ -769,7 +803,7 @@ Test(codec, oversize_counts_rejected_on_decode)
 	buf[0] = BO_OP_CONFIRM;
 	buf[1] = CODEC_VERSION;
 	buf[OFF_AFTER_IDS + 8] = BO_PAYREF_LEN_MAX;
-	cr_assert_eq(dec_cmd_free(buf, 200), OFF_AFTER_IDS + 8 + 1 + BO_PAYREF_LEN_MAX);
+	cr_assert_eq(dec_cmd_free(buf, 200), OFF_AFTER_IDS + 8 + 1 + BO_PAYREF_LEN_MAX + 1);
 	buf[OFF_AFTER_IDS + 8] = BO_PAYREF_LEN_MAX + 1;
 	cr_assert_eq(dec_cmd_free(buf, 200), -EINVAL);
 
@@ -850,6 +884,8 @@ Test(codec, oversize_counts_rejected_on_decode)
 	cr_assert_eq(dec_cmd_free(b, (size_t)n), n);
 	b[1] = CODEC_VERSION + 1;
 	cr_assert_eq(dec_cmd_free(b, (size_t)n), -EINVAL, "future version");
+	b[1] = CODEC_VERSION_V1; /* v1 has no flags byte: it is left over */
+	cr_assert_eq(dec_cmd_free(b, (size_t)n), n - 1, "the same bytes as version 1");
 	b[1] = 0;
 	cr_assert_eq(dec_cmd_free(b, (size_t)n), -EINVAL, "version 0");
 	b[1] = CODEC_VERSION;
@@ -1003,6 +1039,7 @@ Test(codec, layout_is_little_endian_as_documented)
 		0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,
 		0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,
 		0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31,
+		0x00, /* flags */
 	};
 	/* clang-format on */
 	uint8_t got[64];
@@ -1149,5 +1186,108 @@ Test(codec, the_largest_valid_map_is_exactly_the_command_size_bound)
 	c.map = m;
 	cr_assert_eq(codec_cmd_size(&c), -EINVAL);
 	bo_seatmap_free(m);
+	assert_no_leak(baseline);
+}
+
+/* ---- Version 2 flags and version 1 commands ------------------------------ */
+
+Test(codec, flags_are_the_last_byte_of_a_claim_op_and_unknown_bits_are_invalid)
+{
+	seed_init();
+	bo_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.op = BO_OP_RELEASE;
+	c.client_id = 7;
+	c.claim_id = 9;
+	c.flags = BO_CMD_F_OPERATOR;
+	uint8_t buf[64];
+	int32_t n = codec_cmd_encode(&c, buf, sizeof(buf));
+	cr_assert_eq(n, OFF_AFTER_IDS + 8 + 1);
+	cr_assert_eq(buf[1], 2, "commands are version 2");
+	cr_assert_eq(buf[n - 1], BO_CMD_F_OPERATOR);
+	bo_cmd y;
+	bo_seatmap *m;
+	cr_assert_eq(dec_cmd_exact(buf, (size_t)n, &y, &m), n);
+	cr_assert_eq(y.flags, BO_CMD_F_OPERATOR);
+	/* A flag is content of a claim op: the equality helper sees it. */
+	bo_cmd z = c;
+	z.flags = 0;
+	cr_assert(!codec_cmd_equal(&c, &z));
+
+	buf[n - 1] = 0x04; /* no such flag */
+	cr_assert_eq(dec_cmd_free(buf, (size_t)n), -EINVAL);
+	buf[n - 1] = 0x80;
+	cr_assert_eq(dec_cmd_free(buf, (size_t)n), -EINVAL);
+	c.flags = 0x04;
+	cr_assert_eq(codec_cmd_size(&c), -EINVAL);
+	cr_assert_eq(codec_cmd_encode(&c, buf, sizeof(buf)), -EINVAL);
+
+	/* Other ops carry no flags: not encoded, decoded as 0. */
+	memset(&c, 0, sizeof(c));
+	c.op = BO_OP_HOLD_POOL;
+	c.client_id = 7;
+	c.flags = 0xff;
+	n = codec_cmd_encode(&c, buf, sizeof(buf));
+	cr_assert_eq(n, OFF_AFTER_IDS + 4 + 1 + 2, "ttl, pool, quantity and nothing more");
+	cr_assert_eq(dec_cmd_exact(buf, (size_t)n, &y, &m), n);
+	cr_assert_eq(y.flags, 0);
+}
+
+/* A journal written before claims were owned holds version 1 commands. The
+ * hand-assembled bytes below are what that encoder wrote for a RELEASE
+ * (the layout test above, less its flags byte). */
+Test(codec, version1_release_decodes_with_the_old_any_client_rule)
+{
+	/* clang-format off */
+	const uint8_t v1[] = {
+		BO_OP_RELEASE, 1,
+		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+		0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,
+		0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,
+		0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31,
+	};
+	/* clang-format on */
+	bo_cmd c;
+	bo_seatmap *m;
+	cr_assert_eq(dec_cmd_exact(v1, sizeof(v1), &c, &m), (int32_t)sizeof(v1));
+	cr_assert_eq(c.op, BO_OP_RELEASE);
+	cr_assert_eq(c.client_id, 0x0102030405060708ull);
+	cr_assert_eq(c.claim_id, 0x3132333435363738ull);
+	cr_assert_eq(c.flags, BO_CMD_F_ANY_CLIENT);
+	/* It re-encodes as version 2, which keeps the rule it carries. */
+	uint8_t buf[64];
+	int32_t n = codec_cmd_encode(&c, buf, sizeof(buf));
+	cr_assert_eq(n, (int32_t)sizeof(v1) + 1);
+	cr_assert_eq(buf[1], CODEC_VERSION);
+	cr_assert_eq(buf[n - 1], BO_CMD_F_ANY_CLIENT);
+	cr_assert(memcmp(buf + 2, v1 + 2, sizeof(v1) - 2) == 0);
+	/* A truncated v1 record is still refused. */
+	cr_assert_eq(dec_cmd_free(v1, sizeof(v1) - 1), -EINVAL);
+}
+
+Test(codec, version1_every_op_decodes_as_its_v2_value_with_the_old_rule)
+{
+	seed_init();
+	long baseline = leak_baseline();
+	for (int iter = 0; iter < 4000; iter++) {
+		uint8_t op = (uint8_t)(1 + iter % (BO_OP_COUNT - 1));
+		bo_cmd x;
+		rand_cmd(op, &x);
+		int32_t n;
+		uint8_t *b = enc_cmd(&x, &n);
+		int32_t n1 = to_v1(b, n);
+		bo_cmd y;
+		bo_seatmap *m;
+		cr_assert_eq(dec_cmd_exact(b, (size_t)n1, &y, &m), n1, SEED_FMT "iter %d op %u", SEED,
+		             iter, op);
+		bo_cmd want = x;
+		want.flags = claim_op(op) ? BO_CMD_F_ANY_CLIENT : 0;
+		cr_assert(cmds_same(&want, &y), SEED_FMT "iter %d op %u", SEED, iter, op);
+		cr_assert_eq(y.flags, want.flags, SEED_FMT "iter %d op %u: flags %u", SEED, iter, op,
+		             y.flags);
+		bo_seatmap_free(m);
+		bo_seatmap_free((bo_seatmap *)x.map);
+		free(b);
+	}
 	assert_no_leak(baseline);
 }

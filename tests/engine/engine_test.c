@@ -1515,6 +1515,241 @@ Test(cancel, live_hold_is_not_a_booking_and_anything_else_is_no_booking)
 	engine_free(e);
 }
 
+/* ---- Ownership: who may touch a claim ------------------------------------ */
+
+/* A claim op of `client` on `id`, with bo_cmd.flags; CONFIRM gets a payref,
+ * EXTEND a ttl. */
+static bo_result claim_op_flags(engine *e, uint8_t op, uint64_t client, uint64_t id, uint8_t flags)
+{
+	bo_cmd c = op == BO_OP_CONFIRM ? cmd_confirm_len(client, EV, id, 4)
+				       : cmd_claim(op, client, EV, id);
+	if (op == BO_OP_EXTEND)
+		c.ttl_ms = TTL;
+	c.flags = flags;
+	return run(e, &c);
+}
+
+/* What a client can observe of event EV (10 seats) and the engine: every
+ * seat's state and claim, availability, live holds and bookings. */
+typedef struct observed {
+	uint8_t state[10];
+	uint64_t claim[10];
+	bo_avail avail;
+	uint32_t holds, bookings, c1_holds;
+} observed;
+
+static observed observe(const engine *e)
+{
+	observed o;
+	memset(&o, 0, sizeof(o));
+	for (uint32_t s = 0; s < 10; s++)
+		cr_assert_eq(engine_seat(e, EV, s, &o.state[s], &o.claim[s]), 0);
+	cr_assert_eq(engine_avail(e, EV, &o.avail), 0);
+	engine_stats st;
+	engine_stats_get(e, &st);
+	o.holds = st.holds;
+	o.bookings = st.bookings;
+	o.c1_holds = engine_client_holds(e, C1);
+	return o;
+}
+
+/* `got` is, request id aside, the very answer `client` gets for an id that
+ * never existed: nothing tells the two apart. */
+static void expect_as_unknown_at(int line, engine *e, uint8_t op, uint64_t client,
+				 const bo_result *got)
+{
+	bo_result unknown = claim_op_flags(e, op, client, 0x777700000001ull, 0);
+	cr_assert_eq(unknown.status, BO_NOT_FOUND, "line %d", line);
+	unknown.request_id = got->request_id;
+	cr_assert(memcmp(&unknown, got, sizeof(unknown)) == 0,
+		  "line %d: %s by another client answered %s/%s, unlike an unknown claim (%s/%s)",
+		  line, bo_op_str(op), bo_status_str(got->status), bo_detail_str(got->detail),
+		  bo_status_str(unknown.status), bo_detail_str(unknown.detail));
+}
+#define EXPECT_AS_UNKNOWN(e, op, client, r) expect_as_unknown_at(__LINE__, (e), (op), (client), (r))
+
+Test(ownership, another_clients_hold_is_no_hold_for_extend_release_confirm_and_changes_nothing)
+{
+	engine *e = small_engine();
+	create_plain(e, EV);
+	bo_result h = hold_seats(e, C1, EV, TTL, SEATS(1, 2));
+	EXPECT_OK(&h);
+	const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_RELEASE, BO_OP_CONFIRM};
+	for (uint32_t i = 0; i < 3; i++) {
+		advance(e, T0 + 1 + i);
+		observed before = observe(e);
+		bo_result r = claim_op_flags(e, ops[i], C2, h.claim_id, 0);
+		EXPECT_FAIL(&r, BO_NOT_FOUND, BO_D_NO_HOLD);
+		observed after = observe(e);
+		cr_assert(memcmp(&before, &after, sizeof(before)) == 0, "%s changed the state",
+			  bo_op_str(ops[i]));
+		EXPECT_AS_UNKNOWN(e, ops[i], C2, &r);
+	}
+	/* The hold is untouched: still C1's, with its first expiry. */
+	EXPECT_STATE(e, EV, 1, BO_SEAT_HELD);
+	cr_assert_eq(seat_owner(e, EV, 1), h.claim_id);
+	bo_result r = extend(e, C1, EV, h.claim_id, TTL);
+	EXPECT_OK(&r);
+	cr_assert_eq(r.expires_at_ms, T0 + 3 + (int64_t)TTL);
+	r = confirm(e, C1, EV, h.claim_id);
+	EXPECT_SEATS(&r, 1, 2);
+	engine_free(e);
+}
+
+Test(ownership, another_client_learns_nothing_of_state_expired_booked_or_live_hold)
+{
+	engine *e = small_engine();
+	create_plain(e, EV);
+	bo_result x = hold_seats(e, C1, EV, 1000, SEATS(5));
+	uint64_t booked = hold_ok(e, C1, EV, SEATS(6));
+	uint64_t held = hold_ok(e, C1, EV, SEATS(7));
+	bo_result r = confirm(e, C1, EV, booked);
+	EXPECT_OK(&r);
+	advance(e, T0 + 1000); /* x expires */
+
+	/* The owner would hear HOLD_EXPIRED, ALREADY_CONFIRMED, NOT_A_BOOKING;
+	 * anyone else hears what an unknown id gets. */
+	r = claim_op_flags(e, BO_OP_EXTEND, C2, x.claim_id, 0);
+	EXPECT_AS_UNKNOWN(e, BO_OP_EXTEND, C2, &r);
+	r = claim_op_flags(e, BO_OP_RELEASE, C2, x.claim_id, 0);
+	EXPECT_AS_UNKNOWN(e, BO_OP_RELEASE, C2, &r);
+	observed before = observe(e);
+	r = claim_op_flags(e, BO_OP_CONFIRM, C2, x.claim_id, 0); /* late confirm */
+	EXPECT_AS_UNKNOWN(e, BO_OP_CONFIRM, C2, &r);
+	r = claim_op_flags(e, BO_OP_CONFIRM, C2, booked, 0);
+	EXPECT_AS_UNKNOWN(e, BO_OP_CONFIRM, C2, &r);
+	r = claim_op_flags(e, BO_OP_RELEASE, C2, booked, 0);
+	EXPECT_AS_UNKNOWN(e, BO_OP_RELEASE, C2, &r);
+	r = claim_op_flags(e, BO_OP_CANCEL, C2, booked, 0);
+	EXPECT_FAIL(&r, BO_NOT_FOUND, BO_D_NO_BOOKING);
+	EXPECT_AS_UNKNOWN(e, BO_OP_CANCEL, C2, &r);
+	r = claim_op_flags(e, BO_OP_CANCEL, C2, held, 0);
+	EXPECT_AS_UNKNOWN(e, BO_OP_CANCEL, C2, &r);
+	observed after = observe(e);
+	cr_assert(memcmp(&before, &after, sizeof(before)) == 0);
+
+	/* The owner still gets the real answers (the control). */
+	r = claim_op_flags(e, BO_OP_EXTEND, C1, x.claim_id, 0);
+	EXPECT_FAIL(&r, BO_EXPIRED, BO_D_HOLD_EXPIRED);
+	r = claim_op_flags(e, BO_OP_CANCEL, C1, held, 0);
+	EXPECT_FAIL(&r, BO_INVALID, BO_D_NOT_A_BOOKING);
+	r = claim_op_flags(e, BO_OP_CONFIRM, C1, x.claim_id, 0);
+	EXPECT_SEATS(&r, 5);
+	r = claim_op_flags(e, BO_OP_CANCEL, C1, booked, 0);
+	EXPECT_SEATS(&r, 6);
+	engine_free(e);
+}
+
+Test(ownership, operator_releases_and_cancels_any_clients_claim)
+{
+	engine *e = small_engine();
+	create_spec(e, EV, "0000000000", 1, 1, 20);
+	uint64_t held = hold_ok(e, C1, EV, SEATS(1, 2));
+	bo_result p = hold_pool(e, C1, EV, 0, 5, TTL);
+	EXPECT_OK(&p);
+	uint64_t booked = hold_ok(e, C1, EV, SEATS(3));
+	bo_result r = confirm(e, C1, EV, booked);
+	EXPECT_OK(&r);
+	cr_assert_eq(engine_client_holds(e, C1), 2);
+
+	r = claim_op_flags(e, BO_OP_RELEASE, OPER, held, BO_CMD_F_OPERATOR);
+	EXPECT_SEATS(&r, 1, 2);
+	EXPECT_STATE(e, EV, 1, BO_SEAT_FREE);
+	r = claim_op_flags(e, BO_OP_RELEASE, OPER, p.claim_id, BO_CMD_F_OPERATOR);
+	EXPECT_OK(&r);
+	cr_assert_eq(r.quantity, 5);
+	cr_assert_eq(engine_client_holds(e, C1), 0, "the owner's hold count follows");
+	r = claim_op_flags(e, BO_OP_CANCEL, OPER, booked, BO_CMD_F_OPERATOR);
+	EXPECT_SEATS(&r, 3);
+	EXPECT_STATE(e, EV, 3, BO_SEAT_FREE);
+	/* The state rules still apply to an operator. */
+	r = claim_op_flags(e, BO_OP_CANCEL, OPER, booked, BO_CMD_F_OPERATOR);
+	EXPECT_FAIL(&r, BO_NOT_FOUND, BO_D_NO_BOOKING);
+	uint64_t h2 = hold_ok(e, C1, EV, SEATS(4));
+	r = claim_op_flags(e, BO_OP_CANCEL, OPER, h2, BO_CMD_F_OPERATOR);
+	EXPECT_FAIL(&r, BO_INVALID, BO_D_NOT_A_BOOKING);
+	engine_free(e);
+}
+
+Test(ownership, operator_flag_on_extend_or_confirm_grants_nothing)
+{
+	engine *e = small_engine();
+	create_plain(e, EV);
+	uint64_t h = hold_ok(e, C1, EV, SEATS(1));
+	bo_result r = claim_op_flags(e, BO_OP_EXTEND, OPER, h, BO_CMD_F_OPERATOR);
+	EXPECT_AS_UNKNOWN(e, BO_OP_EXTEND, OPER, &r);
+	r = claim_op_flags(e, BO_OP_CONFIRM, OPER, h, BO_CMD_F_OPERATOR);
+	EXPECT_AS_UNKNOWN(e, BO_OP_CONFIRM, OPER, &r);
+	EXPECT_STATE(e, EV, 1, BO_SEAT_HELD);
+	/* On the owner's own command it is ignored, not refused. */
+	r = claim_op_flags(e, BO_OP_EXTEND, C1, h, BO_CMD_F_OPERATOR);
+	EXPECT_OK(&r);
+	engine_free(e);
+}
+
+Test(ownership, any_client_flag_of_legacy_records_applies_the_old_rule)
+{
+	engine *e = small_engine();
+	create_plain(e, EV);
+	uint64_t a = hold_ok(e, C1, EV, SEATS(1));
+	uint64_t b = hold_ok(e, C1, EV, SEATS(2));
+	bo_result r = claim_op_flags(e, BO_OP_EXTEND, C2, a, BO_CMD_F_ANY_CLIENT);
+	EXPECT_OK(&r);
+	r = claim_op_flags(e, BO_OP_CONFIRM, C2, a, BO_CMD_F_ANY_CLIENT);
+	EXPECT_SEATS(&r, 1);
+	r = claim_op_flags(e, BO_OP_CANCEL, C3, a, BO_CMD_F_ANY_CLIENT);
+	EXPECT_SEATS(&r, 1);
+	r = claim_op_flags(e, BO_OP_RELEASE, C2, b, BO_CMD_F_ANY_CLIENT);
+	EXPECT_SEATS(&r, 2);
+	cr_assert_eq(engine_client_holds(e, C1), 0);
+	engine_free(e);
+}
+
+Test(ownership, operator_flag_is_content_for_idempotency_any_client_is_not)
+{
+	engine *e = small_engine();
+	create_plain(e, EV);
+	uint64_t h = hold_ok(e, C1, EV, SEATS(1));
+	bo_cmd rel = cmd_claim(BO_OP_RELEASE, C1, EV, h);
+	bo_result r = run(e, &rel);
+	EXPECT_SEATS(&r, 1);
+	bo_cmd again = rel;
+	again.flags = BO_CMD_F_OPERATOR;
+	r = run(e, &again);
+	EXPECT_FAIL(&r, BO_CONFLICT, BO_D_IDEM_CONFLICT);
+	again.flags = BO_CMD_F_ANY_CLIENT; /* a legacy record's retry: the same request */
+	r = run(e, &again);
+	EXPECT_SEATS(&r, 1);
+	cr_assert_eq(r.replayed, 1);
+
+	/* An operator's cancel, retried without the flag, is another request. */
+	uint64_t k = hold_ok(e, C1, EV, SEATS(2));
+	r = confirm(e, C1, EV, k);
+	EXPECT_OK(&r);
+	bo_cmd can = cmd_claim(BO_OP_CANCEL, OPER, EV, k);
+	can.flags = BO_CMD_F_OPERATOR;
+	r = run(e, &can);
+	EXPECT_SEATS(&r, 2);
+	again = can;
+	again.flags = 0;
+	r = run(e, &again);
+	EXPECT_FAIL(&r, BO_CONFLICT, BO_D_IDEM_CONFLICT);
+	r = run(e, &can);
+	EXPECT_SEATS(&r, 2);
+	cr_assert_eq(r.replayed, 1);
+
+	/* On EXTEND the operator bit means nothing, so it is not content. */
+	uint64_t x = hold_ok(e, C1, EV, SEATS(3));
+	bo_cmd ext = cmd_extend(C1, EV, x, TTL);
+	r = run(e, &ext);
+	EXPECT_OK(&r);
+	ext.flags = BO_CMD_F_OPERATOR;
+	r = run(e, &ext);
+	EXPECT_OK(&r);
+	cr_assert_eq(r.replayed, 1);
+	engine_free(e);
+}
+
 /* ---- BLOCK / UNBLOCK ----------------------------------------------------- */
 
 Test(block, ok_blocks_free_seats_and_unblock_frees_them)

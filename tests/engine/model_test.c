@@ -26,7 +26,9 @@
  * 1..8 engine_apply(). The generator reads the model to aim most commands at
  * something that exists (free seats, live holds, expired holds, bookings) and
  * mixes in taken, duplicate and out-of-range seats, impossible quantities,
- * bogus and recycled claim ids, bad ttls/ops/clients, repeats of earlier
+ * bogus and recycled claim ids, bad ttls/ops/clients, claim ops mostly by
+ * the claim's own client and sometimes by another (with or without the
+ * operator flag, or the legacy any-client flag), repeats of earlier
  * (client, request) pairs with the same content (sometimes with unused
  * fields scrambled) or different content, and clock moves of 0, small, large,
  * backwards, and exactly onto expiry and window-age instants.
@@ -45,7 +47,8 @@
  * So that agreement is not vacuous, each full-size share of the seeds must
  * have produced every outcome in check_coverage() (each rule's failure, each
  * limit, replays, conflicts, re-execution after eviction, expiries, confirms
- * after expiry, recycled slots). A crash (engine assert, sanitizer) prints the
+ * after expiry, recycled slots, claim ops refused to another client and
+ * allowed to an operator or a legacy record). A crash (engine assert, sanitizer) prints the
  * seed and command under way from a signal/sanitizer death handler.
  *
  * Environment: BO_MODEL_SEEDS (default 200, split over four tests),
@@ -368,7 +371,10 @@ static int m_content_equal(const bo_cmd *a, const bo_cmd *b)
 		return a->claim_id == b->claim_id && a->ttl_ms == b->ttl_ms;
 	case BO_OP_RELEASE:
 	case BO_OP_CANCEL:
-		return a->claim_id == b->claim_id;
+		/* The operator flag is content here (and only here); the
+		 * legacy any-client flag never is (engine.h, "Idempotency"). */
+		return a->claim_id == b->claim_id &&
+		       (a->flags & BO_CMD_F_OPERATOR) == (b->flags & BO_CMD_F_OPERATOR);
 	case BO_OP_CONFIRM: {
 		uint32_t n = a->payref_len < BO_PAYREF_LEN_MAX ? a->payref_len : BO_PAYREF_LEN_MAX;
 		return a->claim_id == b->claim_id && a->payref_len == b->payref_len &&
@@ -590,6 +596,8 @@ typedef struct outcome_counts {
 	uint64_t expiries;
 	uint64_t confirm_after_expiry;
 	uint64_t recycled;
+	uint64_t not_owner_refused; /* claim ops of another client, refused */
+	uint64_t not_owner_allowed; /* ... allowed: operator or legacy flag */
 	uint64_t idem_evicted_reexec; /* repeats answered fresh: evicted from the window */
 	uint64_t commands;
 } outcome_counts;
@@ -934,10 +942,37 @@ static void m_hold_pool(run *r, m_event *ev, const bo_cmd *c, const bo_result *g
 	}
 }
 
+/* engine.h, "Ownership": the claim's own client; an operator's RELEASE or
+ * CANCEL; a legacy record (any client). */
+static int m_may_touch(const m_claim *cl, const bo_cmd *c)
+{
+	if (c->flags & BO_CMD_F_ANY_CLIENT)
+		return 1;
+	if ((c->flags & BO_CMD_F_OPERATOR) && (c->op == BO_OP_RELEASE || c->op == BO_OP_CANCEL))
+		return 1;
+	return cl->client_id == c->client_id;
+}
+
+/* The claim a claim op names, as the command's client may see it: another
+ * client's claim is not there at all. Counts the refusals and the
+ * overrides, for the coverage check. */
+static m_claim *m_claim_seen(run *r, const bo_cmd *c)
+{
+	m_claim *cl = m_claim_find(&r->m, c->claim_id);
+	if (cl == NULL || cl->event_id != c->event_id || cl->client_id == c->client_id)
+		return cl;
+	if (!m_may_touch(cl, c)) {
+		r->counts->not_owner_refused++;
+		return NULL;
+	}
+	r->counts->not_owner_allowed++;
+	return cl;
+}
+
 /* The hold named by an EXTEND/RELEASE/CONFIRM, or NULL with NO_HOLD. */
 static m_claim *m_hold_of_event(run *r, const bo_cmd *c, expect *x)
 {
-	m_claim *cl = m_claim_find(&r->m, c->claim_id);
+	m_claim *cl = m_claim_seen(r, c);
 	if (cl == NULL || cl->event_id != c->event_id || cl->state == MC_RELEASED ||
 	    cl->state == MC_CANCELLED) {
 		x_fail(x, BO_NOT_FOUND, BO_D_NO_HOLD);
@@ -1032,7 +1067,7 @@ static void m_confirm(run *r, m_event *ev, const bo_cmd *c, expect *x)
 
 static void m_cancel(run *r, const bo_cmd *c, expect *x)
 {
-	m_claim *cl = m_claim_find(&r->m, c->claim_id);
+	m_claim *cl = m_claim_seen(r, c);
 	if (cl != NULL && cl->event_id == c->event_id && cl->state == MC_ACTIVE) {
 		x_fail(x, BO_INVALID, BO_D_NOT_A_BOOKING);
 		return;
@@ -1883,6 +1918,10 @@ static void gen_scramble_unused(run *r, bo_cmd *c)
 	if (c->op != BO_OP_EXTEND && c->op != BO_OP_RELEASE && c->op != BO_OP_CONFIRM &&
 	    c->op != BO_OP_CANCEL)
 		c->claim_id = rng_next(&r->rng);
+	if (c->op != BO_OP_RELEASE && c->op != BO_OP_CANCEL)
+		c->flags ^= (uint8_t)(rnd(r, 2) ? BO_CMD_F_OPERATOR : 0); /* ignored there */
+	else if (chance(r, 30))
+		c->flags ^= BO_CMD_F_ANY_CLIENT; /* never content */
 	if (c->op != BO_OP_CREATE_EVENT)
 		c->map = &r->junk_map.map;
 }
@@ -1947,10 +1986,30 @@ static void gen_change_content(run *r, sent_cmd *s)
 		else
 			c->claim_id ^= 1;
 		break;
-	default:
-		c->claim_id ^= 1;
+	default: /* RELEASE, CANCEL: the claim or who asks as what */
+		if (chance(r, 30))
+			c->flags ^= BO_CMD_F_OPERATOR;
+		else
+			c->claim_id ^= 1;
 		break;
 	}
+}
+
+/* Who sends a claim op: mostly the claim's own client (a real checkout),
+ * sometimes another one (the refusal), with now and then the operator flag
+ * (meaningful on RELEASE/CANCEL only) or a legacy record's any-client flag. */
+static void gen_claim_client(run *r, bo_cmd *c)
+{
+	if (c->op != BO_OP_EXTEND && c->op != BO_OP_RELEASE && c->op != BO_OP_CONFIRM &&
+	    c->op != BO_OP_CANCEL)
+		return;
+	const m_claim *cl = m_claim_find(&r->m, c->claim_id);
+	if (cl != NULL && chance(r, 80))
+		c->client_id = cl->client_id;
+	if (chance(r, 10))
+		c->flags |= BO_CMD_F_OPERATOR;
+	if (chance(r, 4))
+		c->flags |= BO_CMD_F_ANY_CLIENT;
 }
 
 /* A repeat of an earlier mutating command: mostly one still in the window. */
@@ -2099,6 +2158,8 @@ static void gen_command(run *r, int initial)
 	}
 	if (bo_op_mutates(c->op) || chance(r, 50)) {
 		c->client_id = gen_client(r);
+		if (c->client_id != 0)
+			gen_claim_client(r, c);
 		c->request_id = gen_request(r, c->client_id);
 	}
 	if (!bo_op_mutates(c->op) && r->history_count > 0 && chance(r, 20)) {
@@ -2290,9 +2351,10 @@ static void print_counts(const outcome_counts *k)
 	fprintf(stderr,
 	        "model_test: %" PRIu64 " commands, %" PRIu64 " replays, %" PRIu64
 	        " conflicts, %" PRIu64 " re-executed after eviction, %" PRIu64 " expiries, %" PRIu64
-	        " confirms after expiry, %" PRIu64 " recycled slots\n",
+	        " confirms after expiry, %" PRIu64 " recycled slots, %" PRIu64
+	        " claim ops of another client refused, %" PRIu64 " allowed\n",
 	        k->commands, k->replays, k->conflicts, k->idem_evicted_reexec, k->expiries,
-	        k->confirm_after_expiry, k->recycled);
+	        k->confirm_after_expiry, k->recycled, k->not_owner_refused, k->not_owner_allowed);
 	for (uint32_t op = 0; op <= BO_OP_COUNT; op++)
 		for (uint32_t d = 0; d < BO_D_COUNT; d++)
 			if (k->by_op_detail[op][d])
@@ -2362,6 +2424,9 @@ static void check_coverage(const outcome_counts *k)
 	cr_expect(k->replays > 0 && k->conflicts > 0 && k->idem_evicted_reexec > 0,
 	          "coverage: replays %" PRIu64 " conflicts %" PRIu64 " re-executions %" PRIu64,
 	          k->replays, k->conflicts, k->idem_evicted_reexec);
+	cr_expect(k->not_owner_refused > 0 && k->not_owner_allowed > 0,
+	          "coverage: claim ops of another client refused %" PRIu64 ", allowed %" PRIu64,
+	          k->not_owner_refused, k->not_owner_allowed);
 	cr_expect(k->expiries > 0 && k->confirm_after_expiry > 0 && k->recycled > 0,
 	          "coverage: expiries %" PRIu64 " confirms after expiry %" PRIu64
 	          " recycled %" PRIu64,

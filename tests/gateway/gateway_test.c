@@ -15,6 +15,10 @@
  *     shards each): each answers from its own shards only, and both stop
  *     cleanly. Each output thread finds its server through its own
  *     arguments (they were once one static array shared by every server).
+ *  3. Who may touch a hold, over nng: another client's extend, release,
+ *     confirm and cancel get the answer an unknown id gets and change
+ *     nothing; "operator": true releases it; "operator" on confirm is
+ *     refused by the server's decoder before any engine sees it.
  *
  * How: gw_start() on mkdtemp directories, listening on ipc:// in them;
  * requests over nng REQ sockets encoded with protocol/wire.h.
@@ -319,4 +323,118 @@ Test(gateway, two_servers_in_one_process)
 	srv_stop(&g_srv[0]);
 	check_events(&g_srv[1], 101, 7, 1);
 	srv_stop(&g_srv[1]);
+}
+
+/* ==== 3. Who may touch a hold ============================================= */
+
+#define EV_OWN 30u
+#define OWNER 41u
+#define OTHER 42u
+
+static bo_cmd c_claim(uint8_t op, uint64_t client, uint64_t request, uint64_t claim)
+{
+	bo_cmd c = tcmd(op, client, request, EV_OWN);
+	c.claim_id = claim;
+	c.ttl_ms = 60000;
+	if (op == BO_OP_CONFIRM) {
+		c.payref_len = 3;
+		memcpy(c.payref, "psp", 3);
+	}
+	return c;
+}
+
+/* The reply to `c` equals, request id aside, the reply the same client
+ * gets for a claim id that does not exist. */
+static void assert_as_unknown(nng_socket s, const bo_cmd *c, uint64_t *request)
+{
+	bo_result got = cli_call(s, c);
+	bo_cmd u = *c;
+	u.request_id = ++*request;
+	u.claim_id = 0x777700000001ull;
+	bo_result unknown = cli_call(s, &u);
+	cr_assert_eq(got.status, BO_NOT_FOUND, "%s by another client: %s/%s", bo_op_str(c->op),
+		     bo_status_str(got.status), bo_detail_str(got.detail));
+	cr_assert_eq(got.detail, unknown.detail, "%s: %s, unlike an unknown claim (%s)",
+		     bo_op_str(c->op), bo_detail_str(got.detail), bo_detail_str(unknown.detail));
+	cr_assert_eq(got.claim_id, 0);
+	cr_assert_eq(got.seat_count, 0);
+}
+
+Test(gateway, another_clients_hold_is_not_found_over_nng)
+{
+	tserver *t = &g_srv[0];
+	srv_start(t, 1, NULL, NULL);
+	nng_socket s = cli_open(t->url);
+	bo_seatmap *m = map_new(1, 10);
+	bo_cmd c = c_create(EV_OWN, m);
+	bo_result r = cli_call(s, &c);
+	bo_seatmap_free(m);
+	cr_assert_eq(r.status, BO_OK);
+	uint64_t req = 100;
+	uint32_t seats[] = {2, 3};
+	c = tcmd_hold_seats(OWNER, ++req, EV_OWN, seats, 2, 60000);
+	r = cli_call(s, &c);
+	cr_assert_eq(r.status, BO_OK);
+	uint64_t hold = r.claim_id;
+	uint64_t booking = 0;
+	c = tcmd_hold_seats(OWNER, ++req, EV_OWN, (uint32_t[]){5}, 1, 60000);
+	r = cli_call(s, &c);
+	cr_assert_eq(r.status, BO_OK);
+	c = c_claim(BO_OP_CONFIRM, OWNER, ++req, r.claim_id);
+	r = cli_call(s, &c);
+	cr_assert_eq(r.status, BO_OK);
+	booking = r.claim_id;
+
+	const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_RELEASE, BO_OP_CONFIRM, BO_OP_CANCEL};
+	for (uint32_t i = 0; i < 4; i++) {
+		c = c_claim(ops[i], OTHER, ++req, ops[i] == BO_OP_CANCEL ? booking : hold);
+		assert_as_unknown(s, &c, &req);
+	}
+	c = c_claim(BO_OP_CANCEL, OTHER, ++req, hold); /* a hold is not "not a booking" to others */
+	assert_as_unknown(s, &c, &req);
+	bo_cmd q = c_avail(EV_OWN);
+	r = cli_call(s, &q);
+	assert_free_seats(&r, EV_OWN, 7); /* 2, 3 held; 5 booked */
+
+	/* "operator" on a confirm: refused by the decoder (malformed). */
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 7);
+	const char *keys[] = {"op", "client", "request", "event", "hold", "payref", "operator"};
+	for (uint32_t k = 0; k < 7; k++) {
+		msgpack_pack_str_with_body(&pk, keys[k], strlen(keys[k]));
+		switch (k) {
+		case 0: msgpack_pack_str_with_body(&pk, "confirm", 7); break;
+		case 1: msgpack_pack_uint64(&pk, OTHER); break;
+		case 2: msgpack_pack_uint64(&pk, ++req); break;
+		case 3: msgpack_pack_uint64(&pk, EV_OWN); break;
+		case 4: msgpack_pack_uint64(&pk, hold); break;
+		case 5: msgpack_pack_str_with_body(&pk, "psp", 3); break;
+		default: msgpack_pack_true(&pk); break;
+		}
+	}
+	cr_assert_eq(nng_send(s, sb.data, sb.size, 0), 0);
+	msgpack_sbuffer_destroy(&sb);
+	r = cli_recv(s);
+	cr_assert_eq(r.status, BO_INVALID, "operator confirm: %s", bo_status_str(r.status));
+	cr_assert_eq(r.detail, BO_D_NONE, "malformed, not an engine detail");
+
+	/* An operator releases and cancels them. */
+	c = c_claim(BO_OP_RELEASE, OTHER, ++req, hold);
+	c.flags = BO_CMD_F_OPERATOR;
+	r = cli_call(s, &c);
+	cr_assert_eq(r.status, BO_OK, "operator release: %s/%s", bo_status_str(r.status),
+		     bo_detail_str(r.detail));
+	cr_assert_eq(r.claim_id, hold);
+	c = c_claim(BO_OP_CANCEL, OTHER, ++req, booking);
+	c.flags = BO_CMD_F_OPERATOR;
+	r = cli_call(s, &c);
+	cr_assert_eq(r.status, BO_OK, "operator cancel: %s/%s", bo_status_str(r.status),
+		     bo_detail_str(r.detail));
+	r = cli_call(s, &q);
+	assert_free_seats(&r, EV_OWN, 10);
+	nng_close(s);
+	srv_stop(t);
 }

@@ -458,6 +458,7 @@ static void image_assert_equal(const bo_event_image *a, const bo_event_image *b,
 /* A claim the run knows about. */
 typedef struct tclaim {
 	uint64_t id, event;
+	uint64_t client; /* the hold's: only it may touch the claim */
 	int booked, short_ttl;
 } tclaim;
 
@@ -500,6 +501,9 @@ static bo_cmd run_cmd(trun *ru, const uint64_t *events)
 	uint32_t pick = (uint32_t)(x >> 24) % 10;
 	if (pick >= 4 && ru->n > 0) {
 		tclaim *cl = &ru->claims[(x >> 32) % ru->n];
+		/* Mostly the claim's client; another one is told not_found. */
+		if ((x >> 56) % 5 != 0)
+			client = cl->client;
 		bo_cmd c = tcmd(BO_OP_RELEASE, client, req, cl->event);
 		c.claim_id = cl->id;
 		if (cl->booked) {
@@ -558,7 +562,8 @@ static void run_rounds(trun *ru, nng_socket s, const uint64_t *events, uint32_t 
 			if (cause_of(r->op) == BO_CAUSE_HOLD) {
 				cr_assert_lt(ru->n, RUN_CLAIMS_MAX,
 				             "more holds than the run can follow");
-				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id, 0,
+				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id,
+				                               r->client_id, 0,
 				                               cmds[i].ttl_ms == 1000};
 				continue;
 			}
@@ -585,7 +590,8 @@ static void run_release_short(trun *ru, nng_socket s)
 	for (uint32_t j = 0; j < ru->n; j++) {
 		if (!ru->claims[j].short_ttl || ru->claims[j].booked)
 			continue;
-		bo_cmd c = tcmd(BO_OP_RELEASE, 1, ++ru->request, ru->claims[j].event);
+		bo_cmd c = tcmd(BO_OP_RELEASE, ru->claims[j].client, ++ru->request,
+		                ru->claims[j].event);
 		c.claim_id = ru->claims[j].id;
 		bo_result r = call(s, &c);
 		if (r.status == BO_OK)

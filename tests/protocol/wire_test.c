@@ -189,6 +189,8 @@ static void random_cmd(bo_cmd *c, uint8_t op)
 	for (uint32_t i = 0; i < BO_PAYREF_LEN_MAX; i++)
 		c->payref[i] = (char)rnd(); /* any bytes: payref is taken as is */
 	c->map = op == BO_OP_CREATE_EVENT ? random_map() : NULL;
+	if ((op == BO_OP_RELEASE || op == BO_OP_CANCEL) && rnd_below(2))
+		c->flags = BO_CMD_F_OPERATOR; /* the one flag the wire carries */
 }
 
 static void free_cmd_maps(bo_cmd *c, uint32_t n)
@@ -512,6 +514,19 @@ Test(wire, unencodable_values_leave_buffer_unchanged)
 	r.seat_state[1] = BO_SEAT_STATE_COUNT;
 	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), -EINVAL);
 	cr_assert_eq(wire_encode_error(BO_OK, "x", &sb), -EINVAL);
+	/* "operator" exists for release and cancel only, and nothing on the
+	 * wire can say "any client" (that is an old journal's rule). */
+	random_cmd(&c, BO_OP_EXTEND);
+	c.flags = BO_CMD_F_OPERATOR;
+	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), -EINVAL);
+	random_cmd(&c, BO_OP_CONFIRM);
+	c.flags = BO_CMD_F_OPERATOR;
+	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), -EINVAL);
+	random_cmd(&c, BO_OP_RELEASE);
+	c.flags = BO_CMD_F_ANY_CLIENT;
+	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), -EINVAL);
+	c.flags = BO_CMD_F_OPERATOR | BO_CMD_F_ANY_CLIENT;
+	cr_assert_eq(wire_encode_request(&c, 1, 0, &sb), -EINVAL);
 	cr_assert_eq(sb.size, before);
 }
 
@@ -1214,6 +1229,99 @@ Test(wire, command_level_errors)
 	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0);
 	cr_assert(msg.invalid == 0 && cmds[0].event_id == 5);
 	assert_no_leak(base);
+}
+
+/* Decodes the one command in sb, which must be valid. */
+static const bo_cmd *decode_one_ok(void)
+{
+	wire_msg msg;
+	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
+	cr_assert(msg.count == 1 && msg.invalid == 0, "refused: %s", errs[0].text);
+	return &cmds[0];
+}
+
+Test(wire, operator_key_on_release_and_cancel_only)
+{
+	WITH_EXTRA("operator"), msgpack_pack_true(&pk);
+	cr_assert_eq(decode_one_ok()->flags, BO_CMD_F_OPERATOR);
+	WITH_EXTRA("operator"), msgpack_pack_false(&pk);
+	cr_assert_eq(decode_one_ok()->flags, 0, "false is the same as no key");
+	mp_begin();
+	mp_release(0);
+	cr_assert_eq(decode_one_ok()->flags, 0);
+
+	mp_begin();
+	msgpack_pack_map(&pk, 6);
+	mp_kv_s("op", "cancel");
+	mp_kv_u("client", 7);
+	mp_kv_u("request", 1);
+	mp_kv_u("event", 42);
+	mp_kv_u("booking", 9);
+	mp_str("operator");
+	msgpack_pack_true(&pk);
+	const bo_cmd *c = decode_one_ok();
+	cr_assert(c->op == BO_OP_CANCEL && c->claim_id == 9 && c->flags == BO_CMD_F_OPERATOR);
+
+	WITH_EXTRA("operator"), msgpack_pack_uint8(&pk, 1);
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "'operator' must be a boolean");
+	WITH_EXTRA("operator"), mp_str("yes");
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "'operator' must be a boolean");
+
+	/* An operator may undo a claim, never extend or confirm another's. */
+	mp_begin();
+	msgpack_pack_map(&pk, 7);
+	mp_kv_s("op", "extend");
+	mp_kv_u("client", 7);
+	mp_kv_u("request", 1);
+	mp_kv_u("event", 42);
+	mp_kv_u("hold", 9);
+	mp_kv_u("ttl_ms", 60000);
+	mp_str("operator");
+	msgpack_pack_true(&pk);
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "key 'operator' does not apply to op 'extend'");
+	mp_begin();
+	msgpack_pack_map(&pk, 7);
+	mp_kv_s("op", "confirm");
+	mp_kv_u("client", 7);
+	mp_kv_u("request", 1);
+	mp_kv_u("event", 42);
+	mp_kv_u("hold", 9);
+	mp_kv_s("payref", "psp-1");
+	mp_str("operator");
+	msgpack_pack_true(&pk);
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "key 'operator' does not apply to op 'confirm'");
+	mp_begin();
+	msgpack_pack_map(&pk, 7);
+	mp_kv_s("op", "hold_seats");
+	mp_kv_u("client", 7);
+	mp_kv_u("request", 1);
+	mp_kv_u("event", 42);
+	mp_kv_u("ttl_ms", 60000);
+	mp_str("seats");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_uint8(&pk, 1);
+	mp_str("operator");
+	msgpack_pack_false(&pk);
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "key 'operator' does not apply to op 'hold_seats'");
+
+	/* The encoder writes the key only when set: a client's own release
+	 * is byte for byte what it was before the key existed. */
+	bo_cmd r;
+	memset(&r, 0, sizeof(r));
+	r.op = BO_OP_RELEASE;
+	r.client_id = 7;
+	r.request_id = 1;
+	r.event_id = 42;
+	r.claim_id = 12345;
+	mp_begin();
+	cr_assert_eq(wire_encode_request(&r, 1, 0, &sb), 0);
+	cr_assert_null(memmem(sb.data, sb.size, "operator", 8));
+	size_t plain_size = sb.size;
+	r.flags = BO_CMD_F_OPERATOR;
+	mp_begin();
+	cr_assert_eq(wire_encode_request(&r, 1, 0, &sb), 0);
+	cr_assert_eq(sb.size, plain_size + 1 + 8 + 1, "fixstr 'operator' and true added");
+	cr_assert_eq(decode_one_ok()->flags, BO_CMD_F_OPERATOR);
 }
 
 /* Seat-map specific rejections, all before anything is allocated. */

@@ -25,18 +25,19 @@ bo_seatmap *tstream_event_map(uint32_t i)
 	return m;
 }
 
-void tstream_remember(tstream_gen *g, uint64_t event_id, uint64_t claim_id)
+void tstream_remember(tstream_gen *g, uint64_t event_id, uint64_t claim_id, uint64_t client)
 {
 	uint32_t slot = g->nclaims < 256 ? g->nclaims++ : tstream_rnd(g, 256);
 	g->claims[slot] = claim_id;
 	g->claim_event[slot] = event_id;
+	g->claim_client[slot] = client;
 }
 
 void tstream_note(tstream_gen *g, const bo_result *r)
 {
 	if (r->status == BO_OK && r->claim_id &&
 	    (r->op >= BO_OP_HOLD_SEATS && r->op <= BO_OP_HOLD_POOL))
-		tstream_remember(g, r->event_id, r->claim_id);
+		tstream_remember(g, r->event_id, r->claim_id, r->client_id);
 }
 
 bo_cmd tstream_random_cmd(tstream_gen *g)
@@ -46,12 +47,15 @@ bo_cmd tstream_random_cmd(tstream_gen *g)
 	/* On the clock's 100 ms grid: expiries fall exactly on batch times too. */
 	uint32_t ttl = 1000 + 500 * tstream_rnd(g, 6);
 	uint32_t pick = tstream_rnd(g, 100);
-	uint64_t claim = 0;
+	uint64_t claim = 0, claim_client = client;
 	if (g->nclaims) {
 		uint32_t k = tstream_rnd(g, g->nclaims);
 		claim = g->claims[k];
 		if (pick >= 40)
 			ev = g->claim_event[k];
+		/* Mostly the claim's own client: another one is refused. */
+		if (g->claim_client[k] != 0 && tstream_rnd(g, 5) != 0)
+			claim_client = g->claim_client[k];
 	}
 	/* A repeat (or a conflict) of an earlier request. */
 	if (tstream_rnd(g, 50) == 0 && g->request > 10) {
@@ -82,7 +86,7 @@ bo_cmd tstream_random_cmd(tstream_gen *g)
 	}
 	static const uint8_t ops[] = {BO_OP_EXTEND, BO_OP_RELEASE, BO_OP_CONFIRM, BO_OP_CONFIRM,
 	                              BO_OP_CANCEL};
-	bo_cmd c = tcmd(ops[tstream_rnd(g, sizeof(ops))], client, ++g->request, ev);
+	bo_cmd c = tcmd(ops[tstream_rnd(g, sizeof(ops))], claim_client, ++g->request, ev);
 	c.claim_id = claim;
 	c.ttl_ms = ttl;
 	if (c.op == BO_OP_CONFIRM) {

@@ -29,6 +29,7 @@ typedef struct tstream_gen {
 	uint64_t request;     /* last request id used */
 	uint64_t claims[256]; /* claim ids seen (holds, some confirmed) */
 	uint64_t claim_event[256];
+	uint64_t claim_client[256]; /* the client that made it, 0: unknown */
 	uint32_t nclaims;
 } tstream_gen;
 
@@ -47,9 +48,11 @@ bo_cmd tstream_random_cmd(tstream_gen *g);
  * later extends, releases, confirms and cancels name real claims. */
 void tstream_note(tstream_gen *g, const bo_result *r);
 
-/* Remembers claim (of event) learned otherwise: a restarted process finds
- * the holds and bookings of its recovered engine on its seats. */
-void tstream_remember(tstream_gen *g, uint64_t event_id, uint64_t claim_id);
+/* Remembers claim (of event, made by client; 0 when not known) learned
+ * otherwise: a restarted process finds the holds and bookings of its
+ * recovered engine on its seats. Claim ops on a claim are sent mostly by
+ * its client (the others are refused: engine.h, "Ownership"). */
+void tstream_remember(tstream_gen *g, uint64_t event_id, uint64_t claim_id, uint64_t client);
 
 /* The durable shard the committer tests run the stream through, in dir:
  * small tables (the stream's events fit), the given clock, retain_seq 0

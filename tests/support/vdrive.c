@@ -126,20 +126,24 @@ static uint32_t random_index(vdrive *d, uint32_t count)
 	return vdrive_rnd(d, 12) == 0 ? count : vdrive_rnd(d, count ? count : 1);
 }
 
-static uint64_t random_claim(vdrive *d, uint64_t *ev)
+/* A claim id for a claim op, and mostly (4 in 5) its own client as *client:
+ * another client's claim op is refused (engine.h, "Ownership"). */
+static uint64_t random_claim(vdrive *d, uint64_t *ev, uint64_t *client)
 {
 	if (d->nclaims == 0 || vdrive_rnd(d, 25) == 0)
 		return (uint64_t)vdrive_rnd(d, 3) << 32 | vdrive_rnd(d, 64); /* mostly unknown */
 	uint32_t k = vdrive_rnd(d, d->nclaims < VDRIVE_CLAIMS ? d->nclaims : VDRIVE_CLAIMS);
 	if (vdrive_rnd(d, 20) != 0)
 		*ev = d->claim_event[k];
+	if (vdrive_rnd(d, 5) != 0)
+		*client = d->claim_client[k];
 	return d->claims[k];
 }
 
 static void claim_op(vdrive *d, bo_cmd *c, uint8_t op)
 {
 	c->op = op;
-	c->claim_id = random_claim(d, &c->event_id);
+	c->claim_id = random_claim(d, &c->event_id, &c->client_id);
 	if (op == BO_OP_EXTEND)
 		c->ttl_ms = 1000 + 500 * vdrive_rnd(d, 8);
 	if (op == BO_OP_CONFIRM) {
@@ -191,6 +195,8 @@ static bo_cmd random_mutation(vdrive *d)
 			uint32_t k = vdrive_rnd(d, d->nbookings);
 			c.claim_id = d->bookings[k];
 			c.event_id = d->booking_event[k];
+			if (vdrive_rnd(d, 5) != 0)
+				c.client_id = d->booking_client[k];
 		}
 	} else if (pick < 94 || d->nblocks == 0 || vdrive_rnd(d, 4) == 0) {
 		c.op = pick < 94 ? BO_OP_BLOCK : BO_OP_UNBLOCK;
@@ -273,12 +279,14 @@ static void note_result(vdrive *d, const bo_cmd *c, const bo_result *r)
 		                                          : vdrive_rnd(d, VDRIVE_CLAIMS);
 		d->bookings[k] = r->claim_id;
 		d->booking_event[k] = r->event_id;
+		d->booking_client[k] = r->client_id;
 	} else if (r->op == BO_OP_CANCEL) {
 		for (uint32_t k = 0; k < d->nbookings; k++)
 			if (d->bookings[k] == r->claim_id) {
 				d->nbookings--;
 				d->bookings[k] = d->bookings[d->nbookings];
 				d->booking_event[k] = d->booking_event[d->nbookings];
+				d->booking_client[k] = d->booking_client[d->nbookings];
 				break;
 			}
 	} else if (r->op >= BO_OP_HOLD_SEATS && r->op <= BO_OP_HOLD_POOL) {
@@ -286,6 +294,7 @@ static void note_result(vdrive *d, const bo_cmd *c, const bo_result *r)
 		        d->nclaims < VDRIVE_CLAIMS ? d->nclaims++ : vdrive_rnd(d, VDRIVE_CLAIMS);
 		d->claims[k] = r->claim_id;
 		d->claim_event[k] = r->event_id;
+		d->claim_client[k] = r->client_id;
 	}
 }
 

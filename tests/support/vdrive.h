@@ -50,9 +50,11 @@ typedef struct vdrive {
 	bo_seatmap *maps[VDRIVE_EVENT_IDS + 1];
 	uint64_t claims[VDRIVE_CLAIMS]; /* claims of OK holds, newest overwrite */
 	uint64_t claim_event[VDRIVE_CLAIMS];
+	uint64_t claim_client[VDRIVE_CLAIMS]; /* the client that made it */
 	uint32_t nclaims;
 	uint64_t bookings[VDRIVE_CLAIMS]; /* claims of OK confirms, for cancels */
 	uint64_t booking_event[VDRIVE_CLAIMS];
+	uint64_t booking_client[VDRIVE_CLAIMS];
 	uint32_t nbookings;
 	bo_cmd blocks[VDRIVE_RECENT]; /* OK blocks, so unblocks name blocked seats */
 	uint32_t nblocks;

@@ -166,6 +166,14 @@
  * a resynchronisation storm can cost at ~400 MiB/s on one thread. */
 #define BO_EVENT_STATE_PER_SEC_MAX 200u
 
+/* ---- Access -------------------------------------------------------------- */
+
+/* Bytes of the shared token (--auth-token-file; schemas/protocol.md section
+ * 17). 256 is far beyond any sensible secret (64 hex digits of 32 random
+ * bytes are plenty) and keeps the token inline in every request message at
+ * a fixed small cost, and the file that holds it one short line. */
+#define BO_AUTH_TOKEN_LEN_MAX 256u
+
 /* ---- Relationships ------------------------------------------------------- */
 
 #define BO_IS_POW2(x) ((x) != 0 && ((x) & ((x)-1)) == 0)

@@ -111,21 +111,44 @@ int gw_addr_is_loopback(const char *url)
 	return host_is_loopback(host, len);
 }
 
+/* 1 when url names a transport that reaches other machines (nng's
+ * tcp, ws and tls families, ZeroTier) or is the HTTP form HOST:PORT; 0 for
+ * a scheme nng does not know, which its listen refuses with its own, more
+ * precise error. */
+static int is_network_url(const char *url)
+{
+	static const char *const net[] = {"tcp", "tcp4", "tcp6", "ws", "ws4", "ws6", "wss", "wss4", "wss6",
+					  "tls+tcp", "tls+tcp4", "tls+tcp6", "zt"};
+	const char *sep = strstr(url, "://");
+	if (sep == NULL)
+		return 1;
+	size_t n = (size_t)(sep - url);
+	for (size_t i = 0; i < sizeof(net) / sizeof(net[0]); i++)
+		if (strlen(net[i]) == n && strncasecmp(url, net[i], n) == 0)
+			return 1;
+	return 0;
+}
+
+static int exposed(const char *url)
+{
+	return is_network_url(url) && !gw_addr_is_loopback(url);
+}
+
 /* The listener of cfg that is not on loopback, or NULL. kind says which
  * sort it is, for the message. */
 static const char *first_exposed(const gw_config *cfg, const char **kind)
 {
 	for (uint32_t i = 0; i < cfg->listen_count; i++)
-		if (!gw_addr_is_loopback(cfg->listen[i])) {
+		if (exposed(cfg->listen[i])) {
 			*kind = "--listen";
 			return cfg->listen[i];
 		}
 	for (uint32_t i = 0; i < cfg->publish_count; i++)
-		if (!gw_addr_is_loopback(cfg->publish[i])) {
+		if (exposed(cfg->publish[i])) {
 			*kind = "--publish";
 			return cfg->publish[i];
 		}
-	if (cfg->http != NULL && !gw_addr_is_loopback(cfg->http)) {
+	if (cfg->http != NULL && exposed(cfg->http)) {
 		*kind = "--http";
 		return cfg->http;
 	}

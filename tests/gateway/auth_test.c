@@ -8,9 +8,10 @@
  *     host names, unbracketed IPv6 and what cannot be parsed are not.
  *  2. gw_start refuses, before anything is opened, a --listen, --publish or
  *     --http address that is not loopback when there is no token (-EPERM,
- *     the error names the address and what to do), and a token of 0 or 257
- *     bytes (-EINVAL); with a token it listens on 0.0.0.0 and answers a
- *     client that sends it.
+ *     the error names the address and what to do; any of nng's network
+ *     schemes, case-insensitive), and a token of 0 or 257 bytes (-EINVAL);
+ *     a scheme nng does not know gets nng's own error; with a token it
+ *     listens on 0.0.0.0 and answers a client that sends it.
  *  3. A server with a token refuses every message without it, or with a
  *     wrong one (another of the same length, a prefix of it, a longer one):
  *     single commands, arrays, server_status and event_state alike, with one
@@ -284,6 +285,11 @@ Test(auth, start_refuses_exposed_without_token)
 	assert_refused(&cfg, -EPERM, "refusing to listen on tcp://0.0.0.0:7400 (--listen)");
 	assert_refused(&cfg, -EPERM, "--auth-token-file");
 
+	cfg.listen[1] = "ws://0.0.0.0:7402/bo";
+	assert_refused(&cfg, -EPERM, "refusing to listen on ws://0.0.0.0:7402/bo (--listen)");
+	cfg.listen[1] = "TLS+TCP://10.0.0.1:7400";
+	assert_refused(&cfg, -EPERM, "refusing to listen on TLS+TCP://10.0.0.1:7400 (--listen)");
+
 	cfg.listen_count = 1;
 	cfg.publish[0] = "ipc:///tmp/never-used";
 	cfg.publish[1] = "tcp://[::]:7401";
@@ -307,6 +313,15 @@ Test(auth, start_refuses_exposed_without_token)
 	snprintf(shard0, sizeof(shard0), "%s/shard-0000", g_srv.data_dir);
 	struct stat st;
 	cr_assert_neq(stat(shard0, &st), 0, "a refused start opened a shard");
+
+	/* A scheme nng does not know is left to nng, whose error names it
+	 * (after recovery: nng finds it out). */
+	cfg.auth_token = NULL;
+	cfg.auth_token_len = 0;
+	cfg.http = NULL;
+	cfg.listen[1] = "bogus://0.0.0.0:1";
+	cfg.listen_count = 2;
+	assert_refused(&cfg, -EINVAL, "cannot listen on bogus://0.0.0.0:1");
 }
 
 Test(auth, token_allows_any_address)

@@ -205,6 +205,13 @@
 /* Threads serving HTTP (each runs its own epoll loop). */
 #define BO_HTTP_THREADS_DEFAULT 2u
 #define BO_HTTP_THREADS_MAX 16u
+/* ---- Access -------------------------------------------------------------- */
+
+/* Bytes of the shared token (--auth-token-file; schemas/protocol.md section
+ * 17). 256 is far beyond any sensible secret (64 hex digits of 32 random
+ * bytes are plenty) and keeps the token inline in every request message at
+ * a fixed small cost, and the file that holds it one short line. */
+#define BO_AUTH_TOKEN_LEN_MAX 256u
 
 /* ---- Relationships ------------------------------------------------------- */
 

@@ -47,6 +47,7 @@ const char *bo_detail_str(int detail)
 		[BO_D_PAYREF] = "payment reference missing or too long",
 		[BO_D_NOT_BLOCKED] = "seat is not blocked",
 		[BO_D_IDEM_CONFLICT] = "request id reused with different content",
+		[BO_D_UNAUTHORIZED] = "missing or wrong auth token",
 	};
 	return detail >= 0 && detail < BO_D_COUNT && text[detail] ? text[detail] : "unknown";
 }
@@ -82,6 +83,7 @@ static const char *const detail_names[] = {
         [BO_D_PAYREF] = "payref",
         [BO_D_NOT_BLOCKED] = "not_blocked",
         [BO_D_IDEM_CONFLICT] = "idem_conflict",
+        [BO_D_UNAUTHORIZED] = "unauthorized",
 };
 _Static_assert(sizeof(detail_names) / sizeof(detail_names[0]) == BO_D_COUNT,
 	       "a wire name for every detail code (base/types.h grew one: name it here)");

@@ -63,6 +63,10 @@ typedef enum bo_detail {
 	BO_D_PAYREF,
 	BO_D_NOT_BLOCKED,
 	BO_D_IDEM_CONFLICT,
+	/* A message without the server's shared token, or with a wrong one
+	 * (schemas/protocol.md section 17): status INVALID, never from the
+	 * engine, never journaled. */
+	BO_D_UNAUTHORIZED,
 	BO_D_COUNT
 } bo_detail;
 

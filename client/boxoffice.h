@@ -130,6 +130,14 @@ typedef struct boc_options {
 	 * process that must act on holds made elsewhere, or after a restart,
 	 * sets it explicitly (schemas/protocol.md §3, "Who may touch a hold"). */
 	uint64_t client_id;
+	/* The server's shared token (boxoffice-server --auth-token-file),
+	 * NUL-terminated, 1..BO_AUTH_TOKEN_LEN_MAX bytes, copied by boc_open;
+	 * NULL or "": none. Sent in front of every message, commands and
+	 * server_status alike (schemas/protocol.md section 17). A server with
+	 * a token answers a message without it (or with a wrong one) with
+	 * status BO_INVALID, detail BO_D_UNAUTHORIZED for every command of the
+	 * message, nothing applied; a server without one ignores it. */
+	const char *auth_token;
 } boc_options;
 
 /* Fills *opt with every default (what a NULL options pointer means). */
@@ -418,6 +426,8 @@ typedef struct boc_sub_options {
 	                                      * <= BOC_TIMEOUT_MS_MAX; each wait is drawn
 	                                      * in [d/2, d] so subscribers spread out */
 	uint32_t recv_buf;               /* messages nng queues for us, 1..BOC_SUB_RECV_BUF_MAX */
+	const char *auth_token;          /* the server's shared token, as boc_options.auth_token:
+	                                  * sent with every event_state request; copied */
 	boc_sub_change_cb on_change;     /* may be NULL */
 	boc_sub_resync_cb on_resync;     /* may be NULL */
 	boc_sub_no_image_cb on_no_image; /* may be NULL */

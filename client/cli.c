@@ -26,6 +26,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/parse.h"
+#include "base/tokenfile.h"
 #include "boxoffice.h"
 
 enum {
@@ -54,6 +55,10 @@ static const char *const usage_main =
         "                   --request to retry a command safely: the server answers a\n"
         "                   repeated request with its first answer\n"
         "  --timeout MS     give up after MS milliseconds (default 5000)\n"
+        "  --auth-token-file FILE\n"
+        "                   send the server's shared token, read from FILE (one line,\n"
+        "                   a file only its owner may read), with every request\n"
+        "                   (default $BOXOFFICE_AUTH_TOKEN_FILE; none without either)\n"
         "  -h, --help       this text; COMMAND --help for a command's\n"
         "\n"
         "Commands:\n"
@@ -669,6 +674,8 @@ typedef struct global {
 	bool json;
 	uint64_t client, request;
 	uint32_t timeout_ms;
+	const char *auth_file;                    /* --auth-token-file, NULL: none */
+	char auth_token[BO_AUTH_TOKEN_LEN_MAX + 1]; /* read from it by main */
 } global;
 
 /* What a command's parser produces. */
@@ -956,7 +963,8 @@ static void build(global *g, int argc, char **argv, built *b)
 static bool is_global_with_value(const char *key)
 {
 	return strcmp(key, "--url") == 0 || strcmp(key, "--client") == 0 ||
-	       strcmp(key, "--request") == 0 || strcmp(key, "--timeout") == 0;
+	       strcmp(key, "--request") == 0 || strcmp(key, "--timeout") == 0 ||
+	       strcmp(key, "--auth-token-file") == 0;
 }
 
 /* Applies one global option; false when key is not one. */
@@ -976,6 +984,8 @@ static bool take_global(global *g, const char *key, const char *val)
 			usage_error("--request must be non-zero (0 asks for a fresh id)");
 	} else if (strcmp(key, "--timeout") == 0) {
 		g->timeout_ms = (uint32_t)num_arg("--timeout", val, BOC_TIMEOUT_MS_MAX);
+	} else if (strcmp(key, "--auth-token-file") == 0) {
+		g->auth_file = val;
 	} else {
 		return false;
 	}
@@ -1345,6 +1355,7 @@ static int run_watch(const global *g, const built *b)
 	o.pub_url = pub;
 	o.req_url = w.server_url;
 	o.timeout_ms = g->timeout_ms;
+	o.auth_token = g->auth_token;
 	o.on_change = watch_on_change;
 	o.on_resync = watch_on_resync;
 	o.on_no_image = watch_on_no_image;
@@ -1405,6 +1416,15 @@ int main(int argc, char **argv)
 		usage_error("no command given");
 	if (g.timeout_ms == 0)
 		usage_error("--timeout must be at least 1 ms");
+	if (g.auth_file == NULL && (g.auth_file = getenv("BOXOFFICE_AUTH_TOKEN_FILE")) && !*g.auth_file)
+		g.auth_file = NULL;
+	if (g.auth_file != NULL) {
+		char why[512];
+		size_t len;
+		g_command = NULL;
+		if (bo_token_file_read(g.auth_file, g.auth_token, &len, why, sizeof(why)) < 0)
+			usage_error("%s", why);
+	}
 
 	built b;
 	build(&g, nrest, rest, &b);
@@ -1421,6 +1441,7 @@ int main(int argc, char **argv)
 	o.queue_max = 1;
 	o.timeout_ms = g.timeout_ms;
 	o.client_id = g.client;
+	o.auth_token = g.auth_token; /* "" without a file: none */
 	boc_client *c;
 	int rc = boc_open(g.url, &o, &c);
 	g_command = NULL;

@@ -121,6 +121,11 @@ struct boc_client {
 
 	slot *slots; /* [inflight_max] */
 	pthread_t flusher;
+	/* The auth prefix sent in front of every message ({"auth": token},
+	 * schemas/protocol.md section 17); auth_len 0: none. Written at
+	 * boc_open only. */
+	uint8_t auth[BO_AUTH_TOKEN_LEN_MAX + 16];
+	size_t auth_len;
 	uint64_t request_base;
 	/* Relaxed everywhere: ids only need to be distinct, and the counters
 	 * are statistics that order nothing. */
@@ -393,12 +398,13 @@ static void slot_send(slot *s)
 		return;
 	}
 	nng_msg *msg = NULL;
-	if ((rv = nng_msg_alloc(&msg, s->sbuf.size)) != 0) {
+	if ((rv = nng_msg_alloc(&msg, c->auth_len + s->sbuf.size)) != 0) {
 		slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
 		slot_release(s);
 		return;
 	}
-	memcpy(nng_msg_body(msg), s->sbuf.data, s->sbuf.size);
+	memcpy(nng_msg_body(msg), c->auth, c->auth_len);
+	memcpy((uint8_t *)nng_msg_body(msg) + c->auth_len, s->sbuf.data, s->sbuf.size);
 	atomic_fetch_add_explicit(&c->st_messages, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->st_cmds_sent, s->n, memory_order_relaxed);
 	s->phase = SLOT_SENDING;
@@ -486,11 +492,37 @@ static int options_resolve(const boc_options *in, boc_options *o)
 	if (in->timeout_ms)
 		o->timeout_ms = in->timeout_ms;
 	o->client_id = in->client_id;
+	o->auth_token = in->auth_token;
+	if (o->auth_token != NULL && strlen(o->auth_token) > BO_AUTH_TOKEN_LEN_MAX)
+		return -EINVAL;
 	if (o->linger_us > BOC_LINGER_US_MAX || o->batch_max > WIRE_BATCH_MAX ||
 	    o->inflight_max > BOC_INFLIGHT_MAX_MAX || o->queue_max < o->batch_max ||
 	    o->queue_max > BOC_QUEUE_MAX_MAX || o->timeout_ms > BOC_TIMEOUT_MS_MAX)
 		return -EINVAL;
 	return 0;
+}
+
+/* Encodes the auth prefix of c->opt.auth_token (checked by
+ * options_resolve) into c->auth, and forgets the caller's pointer. */
+static int auth_prefix(boc_client *c)
+{
+	const char *tok = c->opt.auth_token;
+	c->opt.auth_token = NULL;
+	c->auth_len = 0;
+	if (tok == NULL || tok[0] == '\0')
+		return 0;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int rv = wire_encode_auth(tok, strlen(tok), &sb);
+	assert(rv != -EINVAL); /* its length was checked */
+	if (rv == 0 && sb.size <= sizeof(c->auth)) {
+		memcpy(c->auth, sb.data, sb.size);
+		c->auth_len = sb.size;
+	}
+	if (sb.data != NULL)
+		explicit_bzero(sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	return rv;
 }
 
 static void client_free_mem(boc_client *c)
@@ -505,6 +537,7 @@ static void client_free_mem(boc_client *c)
 	}
 	free(c->slots);
 	free(c->q);
+	explicit_bzero(c->auth, sizeof(c->auth));
 	free(c);
 }
 
@@ -521,6 +554,10 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out)
 	}
 	while (c->opt.client_id == 0)
 		c->opt.client_id = random_u64() >> 1; /* positive in signed stores too */
+	if (auth_prefix(c) != 0) {
+		free(c);
+		return -ENOMEM;
+	}
 	c->request_base = random_u64();
 	c->q = calloc(c->opt.queue_max, sizeof(entry));
 	c->slots = calloc(c->opt.inflight_max, sizeof(slot));
@@ -829,8 +866,9 @@ static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg 
 		return err_from_nng(rv);
 	}
 	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	if ((rv = nng_msg_alloc(&m, req->size)) == 0) {
-		memcpy(nng_msg_body(m), req->data, req->size);
+	if ((rv = nng_msg_alloc(&m, c->auth_len + req->size)) == 0) {
+		memcpy(nng_msg_body(m), c->auth, c->auth_len);
+		memcpy((uint8_t *)nng_msg_body(m) + c->auth_len, req->data, req->size);
 		nng_aio_set_msg(aio, m);
 		nng_aio_set_timeout(aio, ms_left(deadline));
 		nng_ctx_send(ctx, aio);

@@ -105,6 +105,10 @@ struct boc_sub {
 	uint32_t nw;
 	bo_change *changes;      /* [WIRE_PROJECTION_CHANGES_MAX]: the decoded message */
 	msgpack_sbuffer sb;      /* the event_state request */
+	/* The shared token (opt.auth_token's copy; the option is not kept),
+	 * sent as the auth prefix of every request; auth_len 0: none. */
+	char auth[BO_AUTH_TOKEN_LEN_MAX + 1];
+	size_t auth_len;
 	nng_duration recv_timeo; /* NNG_OPT_RECVTIMEO last set on sub (-2: none) */
 	bool in_callback;        /* asserts that callbacks do not re-enter */
 	uint64_t gen_seen;       /* conn_gen when the subscriber last looked */
@@ -218,7 +222,8 @@ static int fetch_image(boc_sub *s, uint64_t event_id, bo_event_image *im, int *s
 	*im = (bo_event_image){0};
 	*status = BO_INVALID;
 	s->sb.size = 0;
-	if (wire_encode_event_state_request(event_id, &s->sb) != 0) {
+	if ((s->auth_len > 0 && wire_encode_auth(s->auth, s->auth_len, &s->sb) != 0) ||
+	    wire_encode_event_state_request(event_id, &s->sb) != 0) {
 		snprintf(why, whylen, "out of memory");
 		return BOC_ERR_NOMEM;
 	}
@@ -521,7 +526,10 @@ static const char *sub_options_resolve(const boc_sub_options *in, boc_sub_option
 			o->retry_ms_max = in->retry_ms_max;
 		if (in->recv_buf)
 			o->recv_buf = in->recv_buf;
+		o->auth_token = in->auth_token;
 	}
+	if (o->auth_token != NULL && strlen(o->auth_token) > BO_AUTH_TOKEN_LEN_MAX)
+		return "auth_token longer than BO_AUTH_TOKEN_LEN_MAX bytes";
 	if (o->timeout_ms > BOC_TIMEOUT_MS_MAX)
 		return "timeout_ms out of range";
 	if (o->retry_ms_min > o->retry_ms_max || o->retry_ms_max > BOC_TIMEOUT_MS_MAX)
@@ -599,6 +607,11 @@ int boc_sub_open(const boc_sub_options *opt, boc_sub **out, char *err, size_t er
 		return -ENOMEM;
 	}
 	s->opt = o;
+	if (o.auth_token != NULL) {
+		s->auth_len = strlen(o.auth_token);
+		memcpy(s->auth, o.auth_token, s->auth_len);
+	}
+	s->opt.auth_token = NULL; /* the caller's memory: not kept */
 	s->recv_timeo = -2;
 	msgpack_sbuffer_init(&s->sb);
 	pthread_mutex_init(&s->mu, NULL);
@@ -745,7 +758,10 @@ void boc_sub_close(boc_sub *s)
 		nng_close(s->req);
 	for (uint32_t i = 0; i < s->nw; i++)
 		bo_event_image_free(&s->w[i].im);
+	if (s->sb.data != NULL)
+		explicit_bzero(s->sb.data, s->sb.size); /* it held the token */
 	msgpack_sbuffer_destroy(&s->sb);
+	explicit_bzero(s->auth, sizeof(s->auth));
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s->changes);

@@ -18,6 +18,7 @@
  */
 #include "gateway.h"
 #include "internal.h"
+#include "auth.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -185,11 +186,51 @@ void gw_slot_submit(gw_slot *sl)
 static void send_server_status(gw_slot *sl);
 static void send_event_state(gw_slot *sl, uint64_t event_id);
 
+/* The shared token (schemas/protocol.md section 17): the length of the
+ * message's auth prefix (0: none) when the message may go on, or -1 after
+ * answering it with one map (a malformed prefix: invalid/malformed; a
+ * missing or wrong token on a server that has one: invalid/unauthorized).
+ * Nothing of a refused message is applied. */
+static int slot_auth(gw_slot *sl, const uint8_t *body, size_t len)
+{
+	gw_server *gw = sl->gw;
+	const uint8_t *tok;
+	size_t tok_len;
+	wire_msg wm;
+	int skip = wire_decode_auth(body, len, &tok, &tok_len, &wm);
+	if (skip < 0) {
+		atomic_fetch_add_explicit(&gw->invalid_msgs, 1, memory_order_relaxed);
+		send_error(sl, BO_INVALID, wm.error);
+		return -1;
+	}
+	if (gw_auth_ok(gw, (const char *)tok, tok_len))
+		return skip;
+	atomic_fetch_add_explicit(&gw->unauthorized, 1, memory_order_relaxed);
+	/* Which of the two, but nothing about the token itself. */
+	wire_cmd_error e = {.status = BO_INVALID, .detail = BO_D_UNAUTHORIZED};
+	snprintf(e.text, sizeof(e.text), "%s", tok ? "wrong auth token" : "this server requires an auth token");
+	sl->count = 0;
+	sl->reply.size = 0;
+	int rc = wire_encode_replies(&sl->res[0], &e, 1, 0, &sl->reply);
+	assert(rc == 0 || rc == -ENOMEM);
+	if (rc == 0)
+		slot_send(sl);
+	else
+		send_error(sl, BO_INVALID, "unauthorized");
+	return -1;
+}
+
 static void slot_received(gw_slot *sl, nng_msg *msg)
 {
 	gw_server *gw = sl->gw;
 	wire_msg wm;
 	uint64_t event_id = 0;
+	int skip = slot_auth(sl, nng_msg_body(msg), nng_msg_len(msg));
+	if (skip < 0) {
+		nng_msg_free(msg);
+		return;
+	}
+	nng_msg_trim(msg, (size_t)skip); /* the request as it is without a token */
 	int admin = wire_decode_admin(nng_msg_body(msg), nng_msg_len(msg), &event_id, &wm);
 	if (admin != WIRE_ADMIN_NONE) {
 		nng_msg_free(msg);
@@ -824,10 +865,17 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 			 GW_SHARDS_MAX, GW_LISTEN_MAX, GW_CONTEXTS_MAX, WIRE_MSG_MAX);
 		return -EINVAL;
 	}
+	int rc = gw_auth_check_config(cfg, err, errlen);
+	if (rc < 0)
+		return rc;
 	gw_server *gw = calloc(1, sizeof(*gw));
 	if (!gw)
 		return -ENOMEM;
 	gw->cfg = *cfg;
+	if (gw_auth_init(gw) < 0) {
+		free(gw);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&gw->local_lock, NULL);
 	pthread_mutex_init(&gw->status_lock, NULL);
 	pthread_mutex_init(&gw->status_stop_lock, NULL);
@@ -837,7 +885,7 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* bo_clock_ns deadlines */
 	pthread_cond_init(&gw->status_stop_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	int rc = shards_open(gw, err, errlen);
+	rc = shards_open(gw, err, errlen);
 	if (rc == 0 && cfg->publish_count > 0)
 		rc = gw_pub_start(cfg->publish, cfg->publish_count, &gw->pub, err, errlen);
 	if (rc == 0)
@@ -961,6 +1009,7 @@ void gw_free(gw_server *gw)
 	pthread_mutex_destroy(&gw->status_lock);
 	pthread_mutex_destroy(&gw->status_stop_lock);
 	pthread_cond_destroy(&gw->status_stop_cv);
+	gw_auth_fini(gw);
 	free(gw);
 }
 
@@ -992,6 +1041,7 @@ void gw_stats_get(const gw_server *cgw, gw_stats *out)
 	}
 	out->event_states = atomic_load_explicit(&gw->event_states, memory_order_relaxed);
 	out->event_states_throttled = atomic_load_explicit(&gw->event_states_throttled, memory_order_relaxed);
+	out->unauthorized = atomic_load_explicit(&gw->unauthorized, memory_order_relaxed);
 	memset(&out->pub, 0, sizeof(out->pub));
 	if (gw->pub)
 		gw_pub_stats_get(gw->pub, &out->pub);

@@ -99,6 +99,7 @@ typedef struct gw_stats {
 	uint64_t ring_commands; /* commands submitted into the shards' input rings */
 	uint64_t event_states;	/* event_state requests answered ok */
 	uint64_t event_states_throttled; /* ... answered throttled */
+	uint64_t unauthorized;	/* messages refused: no or a wrong auth token */
 	gw_pub_stats pub;	/* zero without --publish */
 } gw_stats;
 
@@ -113,8 +114,10 @@ void gw_config_default(gw_config *cfg);
  * Logs recovery per shard. Returns 0, or a negative errno with the reason
  * in err (a shard that cannot recover, a committer that cannot start, an
  * address in use, a bad URL). A database that is down or refuses is no
- * start-up failure: it shows in the committers' status. On failure nothing
- * is left running. */
+ * start-up failure: it shows in the committers' status. -EPERM, before
+ * anything is opened: a --listen, --publish or --http address that is not
+ * loopback (gateway/auth.h) while cfg has no auth_token; err names it. On
+ * failure nothing is left running. */
 int gw_start(const gw_config *cfg, gw_server **out /* OUT */, char *err, size_t errlen);
 
 /* Graceful stop: new requests are answered `busy`; wait for every request

@@ -111,6 +111,12 @@ struct gw_server {
 	pthread_mutex_t es_lock;
 	int64_t es_window_ms;
 	uint32_t es_count;
+	/* The shared token (auth.c): gw_start's copy of cfg.auth_token (which
+	 * then points at it); NULL: none. Read-only after gw_start. */
+	char *auth_token;
+	size_t auth_token_len;
+	/* Messages refused for a missing or wrong token (relaxed: a counter). */
+	atomic_uint_least64_t unauthorized;
 };
 
 /* The HTTP front's request slots (after the local slot in slots[]). */
@@ -132,5 +138,15 @@ int gw_event_state_admit(gw_server *gw);
  * suspended then); both from gw_start/gw_stop. */
 int gw_http_start(gw_server *gw, char *err, size_t errlen);
 void gw_http_stop(gw_server *gw);
+
+/* auth.c: gw_start's check, before anything is opened: 0, or -EINVAL (a
+ * token of 0 or over BO_AUTH_TOKEN_LEN_MAX bytes) or -EPERM (a --listen,
+ * --publish or --http address that is not loopback, and no token) with
+ * err naming the address. */
+int gw_auth_check_config(const gw_config *cfg, char *err, size_t errlen);
+/* auth.c: copies cfg.auth_token into gw (0 or -ENOMEM); gw_auth_fini
+ * wipes and frees the copy (safe without one). */
+int gw_auth_init(gw_server *gw);
+void gw_auth_fini(gw_server *gw);
 
 #endif /* BO_GATEWAY_INTERNAL_H */

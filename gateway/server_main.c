@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/parse.h"
 #include "base/seatmap.h"
+#include "base/tokenfile.h"
 #include "gateway/gateway.h"
 #include "protocol/wire.h"
 
@@ -50,6 +51,10 @@ typedef struct srv_options {
 	const char *pg_dsn_flag;
 	int no_pg_flag;
 	int no_pg; /* resolved */
+	/* --auth-token-file (or BOXOFFICE_AUTH_TOKEN_FILE): the file, and the
+	 * token read from it, which cfg.auth_token points at. */
+	const char *auth_file;
+	char auth_token[BO_AUTH_TOKEN_LEN_MAX + 1];
 } srv_options;
 
 static void usage(FILE *f)
@@ -68,7 +73,14 @@ static void usage(FILE *f)
 		"  --shards N            shards, 1..%u [BOXOFFICE_SHARDS] (default: cores, at most 4);\n"
 		"                        an event's shard is XXH3(event id) mod N: keep N for a data dir\n"
 		"  --listen URL          tcp://HOST:PORT or ipc:///PATH; repeatable, up to %u\n"
-		"                        [BOXOFFICE_LISTEN, comma-separated] (default: tcp://127.0.0.1:7400)\n"
+		"                        [BOXOFFICE_LISTEN, comma-separated] (default: tcp://127.0.0.1:7400).\n"
+		"                        An address other than loopback (127.0.0.0/8, ::1, localhost, ipc://)\n"
+		"                        needs --auth-token-file (also for --publish); without it start-up\n"
+		"                        fails (exit status 1)\n"
+		"  --auth-token-file FILE  require the shared token in FILE of every request (nng: the\n"
+		"                        {\"auth\": TOKEN} prefix, schemas/protocol.md section 17); FILE is\n"
+		"                        one line of 1..%u visible ASCII characters, a regular file that\n"
+		"                        only its owner may read (chmod 600) [BOXOFFICE_AUTH_TOKEN_FILE]\n"
 		"  --publish URL         publish live availability (projections, schemas/protocol.md\n"
 		"                        part II) on an nng PUB socket at URL; repeatable, up to %u\n"
 		"                        [BOXOFFICE_PUBLISH, comma-separated] (default: none). Queries\n"
@@ -103,7 +115,7 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 after a clean shutdown, 1 when start-up fails (the log says why: a shard\n"
 		"that cannot recover names the file, offset and sequence), 2 for usage errors.\n",
-		prog, GW_SHARDS_MAX, GW_LISTEN_MAX, GW_PUBLISH_MAX, GW_CONTEXTS_MAX, GW_CONTEXTS_DEFAULT, WIRE_MSG_MAX, WIRE_MSG_MAX,
+		prog, GW_SHARDS_MAX, GW_LISTEN_MAX, BO_AUTH_TOKEN_LEN_MAX, GW_PUBLISH_MAX, GW_CONTEXTS_MAX, GW_CONTEXTS_DEFAULT, WIRE_MSG_MAX, WIRE_MSG_MAX,
 		BO_SEATS_PER_SHARD_DEFAULT, BO_CLAIMS_PER_SHARD_DEFAULT, BO_IDEM_CAPACITY_DEFAULT,
 		BO_EVENTS_PER_SHARD_MAX, GW_STATUS_EVERY_MS_MAX / 1000, GW_STATUS_EVERY_MS_DEFAULT / 1000);
 }
@@ -154,6 +166,8 @@ static int options_from_env(srv_options *o)
 	}
 	if ((env = getenv("BOXOFFICE_HTTP")) && *env)
 		o->cfg.http = env;
+	if ((env = getenv("BOXOFFICE_AUTH_TOKEN_FILE")) && *env)
+		o->auth_file = env;
 	if ((env = getenv("BOXOFFICE_PG_DSN")) && *env)
 		o->pg_dsn_env = env;
 	if ((env = getenv("BOXOFFICE_NO_PG")) && *env) {
@@ -205,6 +219,7 @@ enum {
 	OPT_DATA_DIR = 256,
 	OPT_SHARDS,
 	OPT_LISTEN,
+	OPT_AUTH_TOKEN_FILE,
 	OPT_PUBLISH,
 	OPT_HTTP,
 	OPT_CONTEXTS,
@@ -227,6 +242,7 @@ static const struct option long_options[] = {
 	{"data-dir", required_argument, NULL, OPT_DATA_DIR},
 	{"shards", required_argument, NULL, OPT_SHARDS},
 	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
 	{"publish", required_argument, NULL, OPT_PUBLISH},
 	{"http", required_argument, NULL, OPT_HTTP},
 	{"contexts", required_argument, NULL, OPT_CONTEXTS},
@@ -373,6 +389,9 @@ static int opt_value(srv_options *o, int code, const char *val)
 			return -1;
 		}
 		return 0;
+	case OPT_AUTH_TOKEN_FILE:
+		o->auth_file = val;
+		return 0;
 	case OPT_PG_DSN:
 		if (!*val) {
 			fprintf(stderr, "%s: --pg-dsn takes a libpq connection string, e.g. 'host=/path/to/socket "
@@ -417,6 +436,23 @@ static int options_database(srv_options *o)
 	return 0;
 }
 
+/* Reads the token file, when one is given, into cfg. Returns 0 or -1
+ * (said on stderr: the file's fault, in the reader's words). */
+static int options_auth(srv_options *o)
+{
+	if (o->auth_file == NULL)
+		return 0;
+	char err[512];
+	size_t len;
+	if (bo_token_file_read(o->auth_file, o->auth_token, &len, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return -1;
+	}
+	o->cfg.auth_token = o->auth_token;
+	o->cfg.auth_token_len = len;
+	return 0;
+}
+
 /* Parses argv into o (over the environment's values). Returns -1 to go on,
  * else the status to exit with: EXIT_OK after --help or --version,
  * EXIT_USAGE after a usage error (said on stderr). */
@@ -457,7 +493,7 @@ static int options_from_args(srv_options *o, int argc, char **argv)
 		fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[optind]);
 		return EXIT_USAGE;
 	}
-	return options_database(o) < 0 ? EXIT_USAGE : -1;
+	return options_database(o) < 0 || options_auth(o) < 0 ? EXIT_USAGE : -1;
 }
 
 /* ---- Start, run, stop ---------------------------------------------------- */
@@ -525,6 +561,9 @@ static int server_start(const srv_options *o, gw_server **gw /* OUT */)
 	else
 		bo_log(BO_LOG_WARN, "msg=\"no database: journal not carried to PostgreSQL\" hint=\"pass --pg-dsn DSN, or "
 				    "--no-pg to run the engine alone on purpose\"");
+	/* Whether, never what: the token stays out of the log. */
+	if (cfg->auth_token)
+		bo_log(BO_LOG_INFO, "msg=\"auth token required on every request\" auth_token_file=%s", o->auth_file);
 	int64_t t0 = bo_clock_ns();
 	char err[GW_ERR_LEN];
 	if (gw_start(cfg, gw, err, sizeof(err)) < 0) {
@@ -558,8 +597,8 @@ static void server_stop(gw_server *gw, int sig)
 	const char *failed = gw_failed(gw);
 	bo_log(rc == 0 && !failed ? BO_LOG_INFO : BO_LOG_WARN,
 	       "msg=\"stopped\" requests=%" PRIu64 " commands=%" PRIu64 " busy=%" PRIu64 " invalid_messages=%" PRIu64
-	       "%s%s%s%s",
-	       st.requests, st.commands, st.busy, st.invalid_msgs, rc ? " in_flight_dropped=1" : "",
+	       " unauthorized=%" PRIu64 "%s%s%s%s",
+	       st.requests, st.commands, st.busy, st.invalid_msgs, st.unauthorized, rc ? " in_flight_dropped=1" : "",
 	       failed ? " failure=\"" : "", failed ? failed : "", failed ? "\"" : "");
 	if (gw_close_hung(gw)) {
 		fflush(NULL);
@@ -586,5 +625,6 @@ int main(int argc, char **argv)
 	}
 	free(o.listen_env);
 	free(o.publish_env);
+	explicit_bzero(o.auth_token, sizeof(o.auth_token));
 	return status;
 }

@@ -298,6 +298,50 @@ int wire_encode_server_status_request(msgpack_sbuffer *out);
 int wire_decode_server_status(const uint8_t *buf, size_t len, wire_server_status *st /* OUT */,
                               int *status /* OUT */, wire_msg *msg /* OUT */);
 
+/* ---- The shared token: the auth prefix -------------------------------------
+ *
+ * schemas/protocol.md section 17. A server started with a token takes a
+ * request only when its message begins with the token:
+ *
+ *     message = [auth prefix] request
+ *     auth prefix = a msgpack map of exactly one pair {"auth": TOKEN},
+ *                   TOKEN a str (or bin) of 1..BO_AUTH_TOKEN_LEN_MAX bytes
+ *
+ * followed, in the same nng message, by the request exactly as without a
+ * token (a command map, an array of them, or an admin request). No request
+ * of version 1 begins with such a map (a command and an admin request both
+ * need "op"), so a message without the prefix means what it always meant,
+ * and a server without a token ignores the prefix it is given. The token
+ * travels in every message, not once per connection: REQ/REP has no
+ * connection state a server could attach it to (nng resends a request over
+ * whatever pipe is up), and a per-message check needs none.
+ */
+
+/* The prefix's one key. */
+#define WIRE_AUTH_KEY "auth"
+
+/* Server side: whether buf[0..len) begins with an auth prefix. Returns
+ *  0        no prefix (the message does not begin with a one-pair map
+ *           whose key is "auth", or is not msgpack at all): *token NULL,
+ *           *token_len 0; decode the whole message as before;
+ *  > 0      the prefix's length in bytes (< len): *token points at the
+ *           token's bytes inside buf, *token_len is 1..BO_AUTH_TOKEN_LEN_MAX;
+ *           the request is buf[ret..len);
+ *  -EINVAL  the message begins with {"auth": ...} but the value is not a
+ *           str or bin, is empty, is longer than BO_AUTH_TOKEN_LEN_MAX,
+ *           ends early, or no request follows it: out->error says which;
+ *           answer with wire_encode_error(BO_INVALID, out->error).
+ * Compares nothing (gateway/auth.h does, in constant time) and allocates
+ * nothing; never reads outside buf[0..len). */
+int wire_decode_auth(const uint8_t *buf, size_t len, const uint8_t **token /* OUT */, size_t *token_len /* OUT */,
+                     wire_msg *out /* OUT */);
+
+/* Client side: appends the auth prefix {"auth": token[0..len)} (a str), to
+ * be followed by the request in the same message. Returns 0, -EINVAL (len
+ * 0 or over BO_AUTH_TOKEN_LEN_MAX) or -ENOMEM; on failure `out` is
+ * unchanged. */
+int wire_encode_auth(const char *token, size_t len, msgpack_sbuffer *out);
+
 /* ---- Names --------------------------------------------------------------- */
 
 /* The wire name of a bo_detail ("seat_unavailable", ...; "none" for

@@ -28,7 +28,12 @@
  *    changes, and re-encode to the same bytes;
  *  - read as an event_state reply, it is -EINVAL/-ENOMEM with a message
  *    and nothing allocated, a refusal with an empty image, or an image
- *    whose rows sum to its seats that re-encodes and decodes equal.
+ *    whose rows sum to its seats that re-encodes and decodes equal;
+ *  - read for an auth prefix (auth.c), it is "none" (nothing consumed, no
+ *    token), -EINVAL with a message, or a prefix shorter than the input
+ *    whose token (1..BO_AUTH_TOKEN_LEN_MAX bytes) lies inside it and
+ *    re-encodes to a prefix the decoder reads back to the same token; the
+ *    request after it then goes through every check above.
  *
  * Built and run by scripts/fuzz (tests/fuzz/X_fuzz.c with the core sources,
  * the sources of protocol/ among them, and -lmsgpackc):
@@ -243,8 +248,38 @@ static void fuzz_event_image(const uint8_t *data, size_t size)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* Returns the request part of data (all of it without a prefix). */
+static size_t fuzz_auth(const uint8_t *data, size_t size)
+{
+	const uint8_t *tok;
+	size_t tok_len;
+	wire_msg msg;
+	int rc = wire_decode_auth(data, size, &tok, &tok_len, &msg);
+	if (rc <= 0) {
+		FUZZ_CHECK(tok == NULL && tok_len == 0);
+		FUZZ_CHECK(rc == 0 ? msg.error[0] == '\0' : rc == -EINVAL && msg.error[0] != '\0');
+		return 0;
+	}
+	FUZZ_CHECK((size_t)rc < size && tok_len >= 1 && tok_len <= BO_AUTH_TOKEN_LEN_MAX);
+	FUZZ_CHECK(tok >= data && tok + tok_len <= data + rc);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	FUZZ_CHECK(wire_encode_auth((const char *)tok, tok_len, &sb) == 0);
+	msgpack_sbuffer_write(&sb, (const char *)data + rc, size - (size_t)rc);
+	const uint8_t *tok2;
+	size_t tok_len2;
+	int rc2 = wire_decode_auth((const uint8_t *)sb.data, sb.size, &tok2, &tok_len2, &msg);
+	FUZZ_CHECK(rc2 > 0 && sb.size - (size_t)rc2 == size - (size_t)rc && tok_len2 == tok_len &&
+	           memcmp(tok2, tok, tok_len) == 0);
+	msgpack_sbuffer_destroy(&sb);
+	return (size_t)rc;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	size_t skip = fuzz_auth(data, size);
+	if (skip > 0)
+		fuzz_request(data + skip, size - skip);
 	fuzz_request(data, size);
 	fuzz_replies(data, size);
 	fuzz_admin_and_status(data, size);

@@ -9,7 +9,10 @@
  *
  * A bucket admits `burst` commands at once and then `rate` per second
  * (exactly: GCRA, the token bucket's arithmetic on one timestamp; see
- * throttle.c). A bucket that is full again carries no state, so its slot
+ * throttle.c). The interval between tokens is whole nanoseconds, rounded
+ * up: the rate admitted is 1e9 / ceil(1e9 / rate), never above `rate` and
+ * within 0.1% of it up to 1,000,000/s (exact when rate divides 1e9, as
+ * the default does). A bucket that is full again carries no state, so its slot
  * may be given to another event.
  *
  * Thread-safe (any number of threads take at once); no allocation after

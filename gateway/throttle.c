@@ -225,7 +225,7 @@ void gw_throttle_foreach(gw_throttle *t, uint32_t max, gw_throttle_fn fn, void *
 {
 	top_entry top[GW_THROTTLE_TOP_MAX];
 	uint32_t cap = max < GW_THROTTLE_TOP_MAX ? max : GW_THROTTLE_TOP_MAX, n = 0;
-	if (cap == 0)
+	if (!t || cap == 0)
 		return;
 	for (uint32_t k = 0; k < GW_THROTTLE_STRIPES; k++) {
 		stripe *s = &t->stripes[k];
@@ -244,6 +244,8 @@ void gw_throttle_foreach(gw_throttle *t, uint32_t max, gw_throttle_fn fn, void *
 void gw_throttle_stats_get(gw_throttle *t, gw_throttle_stats *out)
 {
 	memset(out, 0, sizeof(*out));
+	if (!t)
+		return;
 	for (uint32_t k = 0; k < GW_THROTTLE_STRIPES; k++) {
 		stripe *s = &t->stripes[k];
 		pthread_mutex_lock(&s->lock);

@@ -90,11 +90,12 @@ uint32_t gw_throttle_take(gw_throttle *t, uint64_t event_id, int64_t now_ns);
  * Counts are those of the event's current slot: a slot reused for another
  * event (see TABLE FULL) starts again from zero, so the per-event counts
  * may go down; gw_throttle_stats_get's totals never do. fn runs with no
- * lock held. Any thread, concurrently with takes. */
+ * lock held. Any thread, concurrently with takes. t NULL (throttling
+ * off, gw_server.throttle): no call. */
 typedef void (*gw_throttle_fn)(void *ctx, uint64_t event_id, uint64_t admitted, uint64_t refused);
 void gw_throttle_foreach(gw_throttle *t, uint32_t max, gw_throttle_fn fn, void *ctx);
 
-/* Totals since gw_throttle_new (monotonic counters). */
+/* Totals since gw_throttle_new (monotonic counters); t NULL: all zero. */
 typedef struct gw_throttle_stats {
 	uint64_t admitted;	    /* takes admitted, all events */
 	uint64_t refused;	    /* takes refused, all events */

@@ -64,7 +64,12 @@ Test(throttle, bad_arguments_are_refused)
 	cr_assert_eq(gw_throttle_new(1, GW_THROTTLE_BURST_MAX + 1, 1, &t), -EINVAL);
 	cr_assert_eq(gw_throttle_new(GW_THROTTLE_RATE_MAX, GW_THROTTLE_BURST_MAX, 1, &t), 0);
 	gw_throttle_free(t);
+	/* Off (NULL): nothing to free, nothing to report. */
 	gw_throttle_free(NULL);
+	gw_throttle_stats st = {.refused = 1};
+	gw_throttle_stats_get(NULL, &st);
+	cr_assert_eq(st.refused, 0);
+	gw_throttle_foreach(NULL, 10, NULL, NULL);
 }
 
 /* ==== 1. Burst, then rate ================================================= */

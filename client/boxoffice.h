@@ -24,7 +24,10 @@
  * Two kinds of outcome, never confused:
  *  - The server answered: err == 0 and the bo_result is the server's, with
  *    any bo_status, including BO_BUSY / BO_THROTTLED (the server shed the
- *    command: retrying later with the SAME request id is safe).
+ *    command: retrying later with the SAME request id is safe). A shed
+ *    result may carry the server's retry hint in retry_after_ms: resend
+ *    no sooner than that many milliseconds (a throttled event's next
+ *    token is due then; earlier is refused again). 0: no hint, back off.
  *  - No answer: err is a negative BOC_ERR_* and the result is zeroed except
  *    for op, client_id, request_id and event_id (copied from the command)
  *    and status == BOC_STATUS_NO_ANSWER, a value that is no bo_status, so

@@ -83,6 +83,10 @@ static const char *const usage_main =
         "IDs are decimal or 0x-hexadecimal. LIST is seats numbered from 0 in map\n"
         "order, e.g. 12,13,14 or 12-14 (at most 16).\n"
         "\n"
+        "A command refused busy or throttled (a hot event) was not applied: the line\n"
+        "says when to retry (\"retry in N ms\"; --json: \"retry_after_ms\") and with which\n"
+        "--client/--request.\n"
+        "\n"
         "Exit status: 0 ok; 1 the server answered but refused (status printed);\n"
         "2 bad arguments; 3 no answer (server unreachable, timeout, protocol error).\n";
 
@@ -522,6 +526,8 @@ static void print_json(const bo_result *r, const char *text)
 		printf(",\"replayed\":true");
 	if (r->view_seq)
 		printf(",\"seq\":%" PRIu64, r->view_seq);
+	if (r->retry_after_ms)
+		printf(",\"retry_after_ms\":%" PRIu32, r->retry_after_ms);
 	if (r->op == BO_OP_QUERY_AVAIL && r->status == BO_OK) {
 		const bo_avail *a = &r->avail;
 		printf(",\"avail\":{\"free\":%" PRIu32 ",\"held\":%" PRIu32 ",\"booked\":%" PRIu32
@@ -661,7 +667,10 @@ static void print_human_refused(const bo_result *r, const char *text)
 		printf(": %s", boc_detail_text(r->detail));
 	if ((r->status == BO_TAKEN || r->detail == BO_D_NOT_BLOCKED) && r->seat_count)
 		printf(" [seat %" PRIu32 "]", r->seats[0]);
-	if (r->status == BO_BUSY || r->status == BO_THROTTLED)
+	if ((r->status == BO_BUSY || r->status == BO_THROTTLED) && r->retry_after_ms)
+		printf(" - retry in %" PRIu32 " ms or later with --client %" PRIu64 " --request %" PRIu64,
+		       r->retry_after_ms, r->client_id, r->request_id);
+	else if (r->status == BO_BUSY || r->status == BO_THROTTLED)
 		printf(" - retry later with --client %" PRIu64 " --request %" PRIu64, r->client_id,
 		       r->request_id);
 	putchar('\n');

@@ -19,6 +19,7 @@
 #include "gateway.h"
 #include "internal.h"
 #include "auth.h"
+#include "throttle.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -65,6 +66,8 @@ void gw_config_default(gw_config *cfg)
 	cfg->committer.dsn = NULL;
 	cfg->status_every_ms = GW_STATUS_EVERY_MS_DEFAULT;
 	cfg->version = "unknown";
+	cfg->throttle_rate = GW_THROTTLE_RATE_DEFAULT; /* the reasoning: throttle.h */
+	cfg->throttle_burst = GW_THROTTLE_BURST_DEFAULT;
 }
 
 static void busy_result(const bo_cmd *cmd, bo_result *r)
@@ -75,6 +78,19 @@ static void busy_result(const bo_cmd *cmd, bo_result *r)
 	r->client_id = cmd->client_id;
 	r->request_id = cmd->request_id;
 	r->event_id = cmd->event_id;
+}
+
+/* Takes a token of c's event (throttle.h); when refused, answers c
+ * throttled with the retry hint in r and returns 1. */
+static int throttle_refused(gw_server *gw, const bo_cmd *c, bo_result *r, int64_t now_ns)
+{
+	uint32_t wait_ms = gw_throttle_take(gw->throttle, c->event_id, now_ns);
+	if (wait_ms == 0)
+		return 0;
+	busy_result(c, r);
+	r->status = BO_THROTTLED;
+	r->retry_after_ms = wait_ms;
+	return 1;
 }
 
 /* ---- Replies ------------------------------------------------------------- */
@@ -136,7 +152,11 @@ void gw_slot_submit(gw_slot *sl)
 	gw_server *gw = sl->gw;
 	atomic_store_explicit(&sl->pending, 1, memory_order_relaxed);
 	int draining = atomic_load_explicit(&gw->draining, memory_order_relaxed);
-	uint32_t reads = 0;
+	/* Hot events: a mutating command takes a token of its event before it
+	 * may enter a ring (gw_apply_local, the server's own, never does). */
+	int throttle = gw->throttle != NULL && !sl->local;
+	int64_t now_ns = throttle ? bo_clock_ns() : 0;
+	uint32_t reads = 0, throttled = 0;
 	for (uint32_t i = 0; i < sl->count; i++) {
 		memset(&sl->res[i], 0, sizeof(bo_result));
 		/* Reads are answered here, from the read model: they never
@@ -146,15 +166,21 @@ void gw_slot_submit(gw_slot *sl)
 		if (sl->errs[i].status == BO_OK && (c->op == BO_OP_QUERY_AVAIL || c->op == BO_OP_QUERY_SEATS)) {
 			view_query(gw->views[shard_for_event(c->event_id, gw->cfg.shards)], c, &sl->res[i]);
 			reads++;
+		} else if (throttle && sl->errs[i].status == BO_OK && bo_op_mutates(c->op) &&
+			   throttle_refused(gw, c, &sl->res[i], now_ns)) {
+			throttled++;
 		}
 	}
 	if (reads)
 		atomic_fetch_add_explicit(&gw->reads, reads, memory_order_relaxed);
-	for (uint32_t k = 0; k < gw->cfg.shards && reads < sl->count; k++) {
+	if (throttled)
+		atomic_fetch_add_explicit(&gw->throttled, throttled, memory_order_relaxed);
+	for (uint32_t k = 0; k < gw->cfg.shards && reads + throttled < sl->count; k++) {
 		uint32_t n = 0;
 		for (uint32_t i = 0; i < sl->count; i++) {
 			uint8_t op = sl->cmds[i].op;
 			if (sl->errs[i].status != BO_OK || op == BO_OP_QUERY_AVAIL || op == BO_OP_QUERY_SEATS ||
+			    sl->res[i].status == BO_THROTTLED ||
 			    shard_for_event(sl->cmds[i].event_id, gw->cfg.shards) != k)
 				continue;
 			sl->scratch[n] = sl->cmds[i];
@@ -793,6 +819,19 @@ static int shards_start(gw_server *gw, char *err, size_t errlen)
 /* One slot per context, the local slot, then (with --http) the HTTP
  * front's: GW_HTTP_SLOTS_SMALL of one command, GW_HTTP_SLOTS_BIG of a
  * batch (http.c hands them out). */
+/* The hot-event buckets: room for every event the shards may hold busy
+ * at once (a full bucket's slot is reused, throttle.h). */
+static int throttle_open(gw_server *gw, char *err, size_t errlen)
+{
+	const gw_config *cfg = &gw->cfg;
+	uint64_t events = (uint64_t)cfg->shards * cfg->shard.engine.events_max;
+	uint32_t events_max = events < 1024 ? 1024 : events > (1u << 20) ? (1u << 20) : (uint32_t)events;
+	int rc = gw_throttle_new(cfg->throttle_rate, cfg->throttle_burst, events_max, &gw->throttle);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot set up hot-event throttling: %s", strerror(-rc));
+	return rc;
+}
+
 static int slots_alloc(gw_server *gw, char *err, size_t errlen)
 {
 	uint32_t http = gw->cfg.http ? GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG : 0;
@@ -868,6 +907,12 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 	int rc = gw_auth_check_config(cfg, err, errlen);
 	if (rc < 0)
 		return rc;
+	if (cfg->throttle_rate > GW_THROTTLE_RATE_MAX ||
+	    (cfg->throttle_rate > 0 && (cfg->throttle_burst == 0 || cfg->throttle_burst > GW_THROTTLE_BURST_MAX))) {
+		snprintf(err, errlen, "invalid configuration: throttle rate 0 (off) or 1..%u with a burst of 1..%u",
+			 GW_THROTTLE_RATE_MAX, GW_THROTTLE_BURST_MAX);
+		return -EINVAL;
+	}
 	gw_server *gw = calloc(1, sizeof(*gw));
 	if (!gw)
 		return -ENOMEM;
@@ -886,6 +931,8 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 	pthread_cond_init(&gw->status_stop_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	rc = shards_open(gw, err, errlen);
+	if (rc == 0 && cfg->throttle_rate > 0)
+		rc = throttle_open(gw, err, errlen);
 	if (rc == 0 && cfg->publish_count > 0)
 		rc = gw_pub_start(cfg->publish, cfg->publish_count, &gw->pub, err, errlen);
 	if (rc == 0)
@@ -1004,6 +1051,7 @@ void gw_free(gw_server *gw)
 		view_free(gw->views[k]);
 	}
 	gw_pub_free(gw->pub);
+	gw_throttle_free(gw->throttle);
 	pthread_mutex_destroy(&gw->es_lock);
 	pthread_mutex_destroy(&gw->local_lock);
 	pthread_mutex_destroy(&gw->status_lock);
@@ -1042,6 +1090,7 @@ void gw_stats_get(const gw_server *cgw, gw_stats *out)
 	out->event_states = atomic_load_explicit(&gw->event_states, memory_order_relaxed);
 	out->event_states_throttled = atomic_load_explicit(&gw->event_states_throttled, memory_order_relaxed);
 	out->unauthorized = atomic_load_explicit(&gw->unauthorized, memory_order_relaxed);
+	out->throttled = atomic_load_explicit(&gw->throttled, memory_order_relaxed);
 	memset(&out->pub, 0, sizeof(out->pub));
 	if (gw->pub)
 		gw_pub_stats_get(gw->pub, &out->pub);

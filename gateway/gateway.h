@@ -79,7 +79,9 @@ typedef struct gw_config {
 	const char *http;
 	/* Hot-event throttling (gateway/throttle.h): each event admits
 	 * throttle_rate mutating commands per second, in bursts of at most
-	 * throttle_burst; throttle_rate 0: off. */
+	 * throttle_burst; throttle_rate 0: off. Otherwise both in
+	 * 1..GW_THROTTLE_RATE_MAX / GW_THROTTLE_BURST_MAX (gw_start refuses
+	 * others). Commands of gw_apply_local are never throttled. */
 	uint32_t throttle_rate, throttle_burst;
 	/* The shared token (gateway/auth.h), not NUL-terminated; NULL: none.
 	 * gw_start refuses a listener (nng or HTTP) on a non-loopback address
@@ -100,13 +102,15 @@ typedef struct gw_stats {
 	uint64_t event_states;	/* event_state requests answered ok */
 	uint64_t event_states_throttled; /* ... answered throttled */
 	uint64_t unauthorized;	/* messages refused: no or a wrong auth token */
+	uint64_t throttled;	/* commands answered throttled: a hot event (throttle.h) */
 	gw_pub_stats pub;	/* zero without --publish */
 } gw_stats;
 
 /* Fills cfg with defaults: data dir "var", 1 shard per core (at most 4),
  * tcp://127.0.0.1:7400, GW_CONTEXTS_DEFAULT contexts, WIRE_MSG_MAX, no
  * database (committer_config_default, dsn NULL), a status line every
- * GW_STATUS_EVERY_MS_DEFAULT, version "unknown". */
+ * GW_STATUS_EVERY_MS_DEFAULT, version "unknown", throttling on at
+ * GW_THROTTLE_RATE_DEFAULT / GW_THROTTLE_BURST_DEFAULT (throttle.h). */
 void gw_config_default(gw_config *cfg);
 
 /* Opens (recovering) every shard, starts their writers and output threads,

@@ -16,6 +16,7 @@
 #include <nng/nng.h>
 
 #include "gateway/gateway.h"
+#include "gateway/throttle.h"
 #include "view/view.h"
 
 enum { SLOT_RECV = 0, SLOT_SEND = 1 };
@@ -107,6 +108,11 @@ struct gw_server {
 	gw_pub *pub;
 	struct gw_http *http; /* NULL without cfg.http */
 	atomic_uint_least64_t reads, event_states, event_states_throttled;
+	/* Hot-event throttling (throttle.h): NULL when cfg.throttle_rate is 0.
+	 * `throttled` counts commands answered BO_THROTTLED (relaxed: a
+	 * counter). */
+	gw_throttle *throttle;
+	atomic_uint_least64_t throttled;
 	/* event_state rate: requests answered in the current second. */
 	pthread_mutex_t es_lock;
 	int64_t es_window_ms;

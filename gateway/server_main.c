@@ -19,6 +19,7 @@
 #include "base/seatmap.h"
 #include "base/tokenfile.h"
 #include "gateway/gateway.h"
+#include "gateway/throttle.h"
 #include "protocol/wire.h"
 
 #ifndef BO_VERSION
@@ -108,6 +109,13 @@ static void usage(FILE *f)
 		"  --status-every SEC    log each shard's durable sequence, committer state and lag\n"
 		"                        every SEC seconds, and at once when a committer changes state;\n"
 		"                        0 = off, at most %u [BOXOFFICE_STATUS_EVERY] (default: %u)\n"
+		"  --throttle-rate N     hot events: each event admits N mutating commands per second\n"
+		"                        (after a burst, below); more are answered throttled with a\n"
+		"                        retry_after_ms hint and not applied. 0 = off, at most %u\n"
+		"                        [BOXOFFICE_THROTTLE_RATE] (default: %u: ~7%% of what a shard\n"
+		"                        sustains, twice a human on-sale's peak; README)\n"
+		"  --throttle-burst N    commands an idle event may send at once, 1..%u\n"
+		"                        [BOXOFFICE_THROTTLE_BURST] (default: %u, one full message)\n"
 		"  --demo                create the demo venue (event 1) if it does not exist\n"
 		"  --log-level LEVEL     debug, info, warn or error (default: info)\n"
 		"  --version             print the version and exit\n"
@@ -117,7 +125,8 @@ static void usage(FILE *f)
 		"that cannot recover names the file, offset and sequence), 2 for usage errors.\n",
 		prog, GW_SHARDS_MAX, GW_LISTEN_MAX, BO_AUTH_TOKEN_LEN_MAX, GW_PUBLISH_MAX, GW_CONTEXTS_MAX, GW_CONTEXTS_DEFAULT, WIRE_MSG_MAX, WIRE_MSG_MAX,
 		BO_SEATS_PER_SHARD_DEFAULT, BO_CLAIMS_PER_SHARD_DEFAULT, BO_IDEM_CAPACITY_DEFAULT,
-		BO_EVENTS_PER_SHARD_MAX, GW_STATUS_EVERY_MS_MAX / 1000, GW_STATUS_EVERY_MS_DEFAULT / 1000);
+		BO_EVENTS_PER_SHARD_MAX, GW_STATUS_EVERY_MS_MAX / 1000, GW_STATUS_EVERY_MS_DEFAULT / 1000,
+		GW_THROTTLE_RATE_MAX, GW_THROTTLE_RATE_DEFAULT, GW_THROTTLE_BURST_MAX, GW_THROTTLE_BURST_DEFAULT);
 }
 
 /* ---- Options ------------------------------------------------------------- */
@@ -182,6 +191,16 @@ static int options_from_env(srv_options *o)
 			return -1;
 		o->cfg.status_every_ms = (uint32_t)v * 1000;
 	}
+	if ((env = getenv("BOXOFFICE_THROTTLE_RATE")) && *env) {
+		if (opt_u64("BOXOFFICE_THROTTLE_RATE", env, 0, GW_THROTTLE_RATE_MAX, &v) < 0)
+			return -1;
+		o->cfg.throttle_rate = (uint32_t)v;
+	}
+	if ((env = getenv("BOXOFFICE_THROTTLE_BURST")) && *env) {
+		if (opt_u64("BOXOFFICE_THROTTLE_BURST", env, 1, GW_THROTTLE_BURST_MAX, &v) < 0)
+			return -1;
+		o->cfg.throttle_burst = (uint32_t)v;
+	}
 	if ((env = getenv("BOXOFFICE_LISTEN")) && *env) {
 		/* A copy to cut at the commas; it lives as long as the server. */
 		if (!(o->listen_env = strdup(env))) {
@@ -233,6 +252,8 @@ enum {
 	OPT_PG_DSN,
 	OPT_NO_PG,
 	OPT_STATUS_EVERY,
+	OPT_THROTTLE_RATE,
+	OPT_THROTTLE_BURST,
 	OPT_DEMO,
 	OPT_LOG_LEVEL,
 	OPT_VERSION,
@@ -256,6 +277,8 @@ static const struct option long_options[] = {
 	{"pg-dsn", required_argument, NULL, OPT_PG_DSN},
 	{"no-pg", no_argument, NULL, OPT_NO_PG},
 	{"status-every", required_argument, NULL, OPT_STATUS_EVERY},
+	{"throttle-rate", required_argument, NULL, OPT_THROTTLE_RATE},
+	{"throttle-burst", required_argument, NULL, OPT_THROTTLE_BURST},
 	{"demo", no_argument, NULL, OPT_DEMO},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"version", no_argument, NULL, OPT_VERSION},
@@ -357,6 +380,16 @@ static int opt_number(srv_options *o, int code, const char *val)
 		if (opt_u64(name, val, 0, GW_STATUS_EVERY_MS_MAX / 1000, &v) < 0)
 			return -1;
 		c->status_every_ms = (uint32_t)v * 1000;
+		return 0;
+	case OPT_THROTTLE_RATE:
+		if (opt_u64(name, val, 0, GW_THROTTLE_RATE_MAX, &v) < 0)
+			return -1;
+		c->throttle_rate = (uint32_t)v;
+		return 0;
+	case OPT_THROTTLE_BURST:
+		if (opt_u64(name, val, 1, GW_THROTTLE_BURST_MAX, &v) < 0)
+			return -1;
+		c->throttle_burst = (uint32_t)v;
 		return 0;
 	}
 	assert(!"every numeric option has a case");
@@ -564,6 +597,11 @@ static int server_start(const srv_options *o, gw_server **gw /* OUT */)
 	/* Whether, never what: the token stays out of the log. */
 	if (cfg->auth_token)
 		bo_log(BO_LOG_INFO, "msg=\"auth token required on every request\" auth_token_file=%s", o->auth_file);
+	if (cfg->throttle_rate > 0)
+		bo_log(BO_LOG_INFO, "msg=\"hot-event throttling on\" rate_per_event=%u burst=%u", cfg->throttle_rate,
+		       cfg->throttle_burst);
+	else
+		bo_log(BO_LOG_INFO, "msg=\"hot-event throttling off (--throttle-rate 0)\"");
 	int64_t t0 = bo_clock_ns();
 	char err[GW_ERR_LEN];
 	if (gw_start(cfg, gw, err, sizeof(err)) < 0) {
@@ -596,9 +634,10 @@ static void server_stop(gw_server *gw, int sig)
 	gw_stats_get(gw, &st);
 	const char *failed = gw_failed(gw);
 	bo_log(rc == 0 && !failed ? BO_LOG_INFO : BO_LOG_WARN,
-	       "msg=\"stopped\" requests=%" PRIu64 " commands=%" PRIu64 " busy=%" PRIu64 " invalid_messages=%" PRIu64
-	       " unauthorized=%" PRIu64 "%s%s%s%s",
-	       st.requests, st.commands, st.busy, st.invalid_msgs, st.unauthorized, rc ? " in_flight_dropped=1" : "",
+	       "msg=\"stopped\" requests=%" PRIu64 " commands=%" PRIu64 " busy=%" PRIu64 " throttled=%" PRIu64
+	       " invalid_messages=%" PRIu64 " unauthorized=%" PRIu64 "%s%s%s%s",
+	       st.requests, st.commands, st.busy, st.throttled, st.invalid_msgs, st.unauthorized,
+	       rc ? " in_flight_dropped=1" : "",
 	       failed ? " failure=\"" : "", failed ? failed : "", failed ? "\"" : "");
 	if (gw_close_hung(gw)) {
 		fflush(NULL);

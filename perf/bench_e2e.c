@@ -17,6 +17,16 @@
  *   nng_echo_messages_per_sec the same messages, pattern and socket kind
  *                            against a bare nng REP echo in this process:
  *                            the transport's ceiling
+ *   cold_event_latency_ms_p99_without_hot_sale / _during_hot_sale
+ *                            a second server with the default hot-event
+ *                            throttling (the first runs with
+ *                            --throttle-rate 0 so the figures above stay
+ *                            the engine's): sequential single holds of a
+ *                            cold event, one every 2 ms, alone and then
+ *                            while a hot event on the same shard is
+ *                            offered 10x its bucket (open loop, batched
+ *                            by the client library); the cold event must
+ *                            never be throttled (cold_event_throttled)
  *
  * The server runs as a child process with its journal on the real disk
  * (fdatasync group commit), 2 shards (--shards). The mix: holds of 1-4 random seats on
@@ -43,7 +53,9 @@
 
 #include "bench_util.h"
 #include "client/boxoffice.h"
+#include "gateway/throttle.h"
 #include "protocol/wire.h"
+#include "shard/shard.h"
 
 static const char *prog = "bench_e2e";
 
@@ -121,7 +133,8 @@ static void stop_server(void) { bench_server_stop(prog, &server_pid, data_dir); 
 static const char *server_shards = "2";
 static const char *server_snapshot_every = "10000000"; /* the server's default */
 
-static void start_server(const char *path, const char *url, const char *sync)
+/* throttle_rate: the server's --throttle-rate, NULL for its default. */
+static void start_server(const char *path, const char *url, const char *sync, const char *throttle_rate)
 {
 	snprintf(data_dir, sizeof(data_dir), "/var/tmp/boxoffice-bench-e2e-XXXXXX");
 	if (!mkdtemp(data_dir))
@@ -131,7 +144,8 @@ static void start_server(const char *path, const char *url, const char *sync)
 		bench_die(prog, "fork", -errno);
 	if (server_pid == 0) {
 		execl(path, path, "--data-dir", data_dir, "--listen", url, "--shards", server_shards, "--sync", sync,
-		      "--log-level", "warn", "--snapshot-every", server_snapshot_every, (char *)NULL);
+		      "--log-level", "warn", "--snapshot-every", server_snapshot_every,
+		      throttle_rate ? "--throttle-rate" : (char *)NULL, throttle_rate, (char *)NULL);
 		fprintf(stderr, "%s: cannot run %s: %s\n", prog, path, strerror(errno));
 		_exit(127);
 	}
@@ -475,17 +489,152 @@ typedef struct figures {
 	double lat_ms_p50, lat_ms_p99, lat_ms_p999;
 	double single_per_sec, echo_per_sec;
 	uint64_t no_answer;
+	double cold_p99_ms_alone, cold_p99_ms_hot;
+	double hot_offered_per_sec, hot_applied_per_sec;
+	uint64_t hot_throttled, hot_unhinted, cold_throttled;
 } figures;
+
+/* ---- Hot sale: a cold event beside a hot one on the same shard ------------ */
+
+static atomic_uint_least64_t hot_done, hot_applied, hot_throttled, hot_unhinted;
+
+static void on_hot(void *ctx, int err, const bo_result *res, const char *text)
+{
+	(void)ctx;
+	(void)text;
+	if (err != 0)
+		atomic_fetch_add_explicit(&no_answer, 1, memory_order_relaxed);
+	else if (res->status == BO_THROTTLED)
+		atomic_fetch_add_explicit(res->retry_after_ms ? &hot_throttled : &hot_unhinted, 1,
+					  memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&hot_applied, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&hot_done, 1, memory_order_relaxed);
+}
+
+typedef struct hot_gen {
+	boc_client *c;
+	uint64_t event;
+	uint64_t per_sec;
+	atomic_int stop;
+	uint64_t offered; /* accepted by boc_submit */
+	int64_t t0, t1;
+} hot_gen;
+
+/* Open loop: every millisecond, submit every hold that has come due since
+ * t0 at per_sec (what the local queue refuses is not offered). */
+static void *hot_main(void *arg)
+{
+	hot_gen *h = arg;
+	uint64_t rng = 99, due_sent = 0;
+	h->t0 = bo_clock_ns();
+	while (!atomic_load(&h->stop)) {
+		uint64_t due = (uint64_t)(bo_clock_ns() - h->t0) * h->per_sec / 1000000000u;
+		for (; due_sent < due; due_sent++) {
+			bo_cmd c;
+			memset(&c, 0, sizeof(c));
+			c.op = BO_OP_HOLD_SEATS;
+			c.client_id = 1000 + (bench_rnd(&rng) & 0xfffff);
+			c.event_id = h->event;
+			c.seat_count = 1;
+			c.seats[0] = (uint32_t)(bench_rnd(&rng) % SEATS);
+			c.ttl_ms = 600000;
+			h->offered += boc_submit(h->c, &c, on_hot, NULL) == 0;
+		}
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	h->t1 = bo_clock_ns();
+	return NULL;
+}
+
+/* n sequential single holds of `event`, one every 2 ms (ordinary traffic):
+ * the p99 of their latency in ms; refusals other than ok counted in
+ * *throttled when throttled. Seats first.., 10 holds a client. */
+static double cold_p99_ms(boc_client *c, uint64_t event, uint32_t n, uint32_t first, uint64_t *throttled)
+{
+	int64_t *lat_ns = calloc(n, sizeof(int64_t));
+	if (!lat_ns)
+		bench_die(prog, "calloc", -ENOMEM);
+	int64_t next = bo_clock_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		int64_t wait = next - bo_clock_ns();
+		if (wait > 0) {
+			struct timespec ts = {0, wait};
+			nanosleep(&ts, NULL);
+		}
+		next += 2000000;
+		bo_cmd cmd;
+		memset(&cmd, 0, sizeof(cmd));
+		cmd.op = BO_OP_HOLD_SEATS;
+		cmd.client_id = 5000000 + (first + i) / 10;
+		cmd.event_id = event;
+		cmd.seat_count = 1;
+		cmd.seats[0] = first + i;
+		cmd.ttl_ms = 600000;
+		bo_result res;
+		char err[256];
+		int64_t t0 = bo_clock_ns();
+		int rc = boc_call(c, &cmd, &res, err, sizeof(err));
+		lat_ns[i] = bo_clock_ns() - t0;
+		if (rc < 0)
+			bench_die(prog, "cold event: no answer", rc);
+		*throttled += res.status == BO_THROTTLED;
+	}
+	bench_pcts pc = bench_percentiles(lat_ns, n);
+	free(lat_ns);
+	return (double)pc.p99 / 1e6;
+}
+
+/* A server with the default throttling; events 100.. as create_events makes
+ * them; the hot one and a cold one on its shard. */
+static void hot_sale_phase(const char *server, const char *url, figures *f)
+{
+	start_server(server, url, sync_mode, NULL);
+	create_events(url);
+	uint32_t shards = (uint32_t)strtoul(server_shards, NULL, 10);
+	uint64_t hot = 100, cold = 0;
+	for (uint64_t e = 101; e < 100 + EVENTS && !cold; e++)
+		if (shard_for_event(e, shards) == shard_for_event(hot, shards))
+			cold = e;
+	if (!cold)
+		bench_die(prog, "no two bench events share a shard", -EINVAL);
+	uint32_t n = quick ? 300 : 1500;
+	boc_client *cc = open_client(url, 1, 1, 1);
+	f->cold_p99_ms_alone = cold_p99_ms(cc, cold, n, 0, &f->cold_throttled);
+	hot_gen h = {.c = open_client(url, 4096, 8, 0), .event = hot, .per_sec = 10ull * GW_THROTTLE_RATE_DEFAULT};
+	pthread_t th;
+	pthread_create(&th, NULL, hot_main, &h);
+	usleep(300000); /* past the burst, at the rate */
+	f->cold_p99_ms_hot = cold_p99_ms(cc, cold, n, 5000, &f->cold_throttled);
+	atomic_store(&h.stop, 1);
+	pthread_join(th, NULL);
+	int64_t end = bo_clock_ns() + 60ll * 1000000000;
+	while (atomic_load(&hot_done) < h.offered && bo_clock_ns() < end)
+		usleep(1000);
+	boc_close(h.c);
+	boc_close(cc);
+	double secs = (double)(h.t1 - h.t0) / 1e9;
+	f->hot_offered_per_sec = (double)h.offered / secs;
+	f->hot_applied_per_sec = (double)atomic_load(&hot_applied) / secs;
+	f->hot_throttled = atomic_load(&hot_throttled);
+	f->hot_unhinted = atomic_load(&hot_unhinted);
+	stop_server();
+}
 
 static void print_json(const figures *f)
 {
 	printf("{\"bench\":\"e2e\",\"quick\":%s,\"sync\":\"%s\",\"commands_per_sec\":%.0f,\"offered_per_sec\":100000,"
 	       "\"latency_ms_p50\":%.3f,\"latency_ms_p99\":%.3f,\"latency_ms_p999\":%.3f,"
 	       "\"single_requests_per_sec\":%.0f,\"nng_echo_messages_per_sec\":%.0f,"
-	       "\"single_vs_echo\":%.2f,\"no_answer\":%" PRIu64 "}\n",
+	       "\"single_vs_echo\":%.2f,\"no_answer\":%" PRIu64 ","
+	       "\"cold_event_latency_ms_p99_without_hot_sale\":%.3f,\"cold_event_latency_ms_p99_during_hot_sale\":%.3f,"
+	       "\"hot_sale_offered_per_sec\":%.0f,\"hot_sale_admitted_per_sec\":%.0f,\"hot_sale_throttled\":%" PRIu64
+	       ",\"hot_sale_throttled_without_hint\":%" PRIu64 ",\"cold_event_throttled\":%" PRIu64 "}\n",
 	       quick ? "true" : "false", sync_mode, f->commands_per_sec, f->lat_ms_p50, f->lat_ms_p99, f->lat_ms_p999,
 	       f->single_per_sec, f->echo_per_sec, f->echo_per_sec > 0 ? f->single_per_sec / f->echo_per_sec : 0.0,
-	       f->no_answer);
+	       f->no_answer, f->cold_p99_ms_alone, f->cold_p99_ms_hot, f->hot_offered_per_sec, f->hot_applied_per_sec,
+	       f->hot_throttled, f->hot_unhinted, f->cold_throttled);
 }
 
 int main(int argc, char **argv)
@@ -501,7 +650,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	char url[64];
 	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", 17400 + (int)(getpid() % 1000));
-	start_server(server, url, sync_mode);
+	start_server(server, url, sync_mode, "0"); /* the engine's figures: no throttling */
 	atexit(stop_server);
 	create_events(url);
 
@@ -519,9 +668,17 @@ int main(int argc, char **argv)
 	fprintf(stderr, "one command per message: %.0f/s\n", f.single_per_sec);
 
 	f.echo_per_sec = echo_phase(phase);
+	stop_server();
+
+	hot_sale_phase(server, url, &f);
+	fprintf(stderr,
+		"hot sale (%.0f/s offered, %.0f/s admitted, %" PRIu64 " throttled): cold event p99 %.3f ms, "
+		"%.3f ms without\n",
+		f.hot_offered_per_sec, f.hot_applied_per_sec, f.hot_throttled, f.cold_p99_ms_hot, f.cold_p99_ms_alone);
 
 	f.no_answer = atomic_load(&no_answer);
-	stop_server();
 	print_json(&f);
-	return f.no_answer == 0 ? 0 : 1;
+	/* A cold event throttled, or a throttled answer without its hint, is
+	 * a failure of the throttling, not a figure. */
+	return f.no_answer == 0 && f.cold_throttled == 0 && f.hot_unhinted == 0 && f.hot_throttled > 0 ? 0 : 1;
 }

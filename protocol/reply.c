@@ -14,6 +14,10 @@
  * replies the read model answered (view_seq != 0) and read back on those
  * ops only: on any other op the key is checked for its type and dropped,
  * so what decodes re-encodes to the same reply.
+ *
+ * "retry_after_ms" (bo_result.retry_after_ms, set by the gateway) is written
+ * on busy/throttled replies that have a hint (non-zero) and read back on
+ * those statuses only, by the same rule.
  */
 #include "wire.h"
 
@@ -66,6 +70,7 @@ enum rkey {
 	R_STATES,
 	R_AVAIL,
 	R_SEQ, /* queries answered by the read model: bo_result.view_seq */
+	R_RETRY, /* busy/throttled with a hint: bo_result.retry_after_ms */
 	R_COUNT
 };
 
@@ -86,7 +91,7 @@ typedef int (*rkey_reader)(mpack_cur *c, const char *name, reply_ctx *x, wire_cm
 static const char *const rkey_names[R_COUNT] = {
         "status",   "detail",   "error",  "op",      "client",        "request",
         "event",    "replayed", "hold",   "booking", "expires_at_ms", "seats",
-        "quantity", "pool",     "states", "avail",   "seq",
+        "quantity", "pool",     "states", "avail",   "seq",           "retry_after_ms",
 };
 
 /* ---- Reply encoding (server side) ---------------------------------------- */
@@ -205,6 +210,8 @@ static int pk_rvalue(msgpack_packer *pk, int k, const bo_result *r)
 		return pk_avail(pk, &r->avail);
 	case R_SEQ:
 		return msgpack_pack_uint64(pk, r->view_seq);
+	case R_RETRY:
+		return msgpack_pack_uint32(pk, r->retry_after_ms);
 	default:
 		assert(!"every reply key is handled");
 		return -1;
@@ -217,12 +224,20 @@ static int is_query(int op)
 	return op == BO_OP_QUERY_AVAIL || op == BO_OP_QUERY_SEATS;
 }
 
+/* 1 for the statuses whose replies may carry "retry_after_ms". */
+static int is_shed(int status)
+{
+	return status == BO_BUSY || status == BO_THROTTLED;
+}
+
 static int pk_result(msgpack_packer *pk, const bo_result *r)
 {
 	int op_ok = r->op > BO_OP_NONE && r->op < BO_OP_COUNT;
 	uint32_t present = RB(R_STATUS) | RB(R_CLIENT) | RB(R_REQUEST) | RB(R_EVENT) |
 	                   (op_ok ? RB(R_OP) : 0) | (r->replayed ? RB(R_REPLAYED) : 0) |
-	                   (is_query(r->op) && r->view_seq != 0 ? RB(R_SEQ) : 0) | reply_keys(r);
+	                   (is_query(r->op) && r->view_seq != 0 ? RB(R_SEQ) : 0) |
+	                   (is_shed(r->status) && r->retry_after_ms != 0 ? RB(R_RETRY) : 0) |
+	                   reply_keys(r);
 	int rc = msgpack_pack_map(pk, (size_t)__builtin_popcount(present));
 	for (int k = 0; k < R_COUNT; k++) {
 		if (present & RB(k))
@@ -528,6 +543,15 @@ static int rr_seq(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error *
 	return field_uint(c, name, UINT64_MAX, BO_D_NONE, &x->r->view_seq, e);
 }
 
+static int rr_retry(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error *e)
+{
+	uint64_t v;
+	if (field_uint(c, name, UINT32_MAX, BO_D_NONE, &v, e) < 0)
+		return -1;
+	x->r->retry_after_ms = (uint32_t)v;
+	return 0;
+}
+
 static rkey_reader const rkey_readers[R_COUNT] = {
         [R_STATUS] = rr_status,     [R_DETAIL] = rr_detail,
         [R_ERROR] = rr_error,       [R_OP] = rr_op,
@@ -537,7 +561,7 @@ static rkey_reader const rkey_readers[R_COUNT] = {
         [R_EXPIRES] = rr_expires,   [R_SEATS] = rr_seats,
         [R_QUANTITY] = rr_quantity, [R_POOL] = rr_pool,
         [R_STATES] = rr_states,     [R_AVAIL] = rr_avail,
-        [R_SEQ] = rr_seq,
+        [R_SEQ] = rr_seq,           [R_RETRY] = rr_retry,
 };
 
 /* ---- Reply decoding: one reply, one message ------------------------------ */
@@ -595,6 +619,8 @@ static int decode_reply(mpack_cur *c, bo_result *r, wire_reply_info *info, wire_
 	r->claim_id = (seen & RB(R_HOLD)) ? x.hold : x.booking;
 	if (!is_query(r->op))
 		r->view_seq = 0; /* only a query's "seq" means something */
+	if (!is_shed(r->status))
+		r->retry_after_ms = 0; /* only a shed command's hint does */
 	return 0;
 }
 

@@ -36,7 +36,11 @@
  *     "off" with its reason, in the table and in --json (one valid object),
  *     and the durable sequences grow with acknowledged changes; a
  *     malformed reply from a stand-in server exits 3 saying why, a refusal
- *     (busy) exits 1 with the server's status and text.
+ *     (busy) exits 1 with the server's status and text;
+ * 11. a command refused `throttled` (a server with --throttle-rate 1
+ *     --throttle-burst 1: a hot event) exits 1 and says when to retry:
+ *     "retry in N ms or later" with N in 1..1000, and "retry_after_ms"
+ *     in --json.
  *
  * How: $BOXOFFICE_SERVER and $BOXOFFICE_CLI (meson sets both) name the
  * binaries. Each server test fork/execs its own server with a fresh mkdtemp
@@ -313,9 +317,10 @@ static int srv_ready(void *ctx)
 	return r.code == 1 && strstr(r.out, "not_found") != NULL;
 }
 
-/* Starts a server on a free port and waits until the CLI gets an answer
- * from it; its scratch directory is the test's (g_dir). */
-static void srv_setup(void)
+/* Starts a server (with args, NULL-terminated, or none) on a free port and
+ * waits until the CLI gets an answer from it; its scratch directory is the
+ * test's (g_dir). */
+static void srv_setup_args(const char *const *args)
 {
 	const char *bin = getenv("BOXOFFICE_SERVER");
 	cr_assert(bin && *bin,
@@ -324,6 +329,8 @@ static void srv_setup(void)
 	int rc = tsrv_init(&g_srv, "bo-cli-test", 0);
 	cr_assert_eq(rc, 0, "server directory: %s", strerror(-rc));
 	snprintf(g_dir, sizeof(g_dir), "%s", g_srv.dir);
+	for (; args && *args; args++)
+		cr_assert_eq(tsrv_add_arg(&g_srv, *args), 0);
 	rc = tsrv_start(&g_srv, bin, SRV_READY_MS, srv_ready, NULL);
 	if (rc != 0) {
 		tproc_dump_tail(g_srv.log_path, 4096);
@@ -334,6 +341,14 @@ static void srv_setup(void)
 		               : rc == -ETIMEDOUT ? "no answer within the deadline"
 		                                  : strerror(-rc));
 	}
+}
+
+static void srv_setup(void) { srv_setup_args(NULL); }
+
+/* Every event admits one mutating command per second. */
+static void srv_setup_throttled(void)
+{
+	srv_setup_args((const char *const[]){"--throttle-rate", "1", "--throttle-burst", "1", NULL});
 }
 
 /* SIGTERM: the server exits 0 within 10 s, its log holds no sanitizer
@@ -1187,4 +1202,44 @@ Test(cli, server_status_help_and_usage, .init = dir_setup, .fini = dir_teardown)
 	expect_code(&r, 2);
 	cr_assert_not_null(strstr(r.err, "expected no arguments"), "%s", r.err);
 	cr_assert_lt(r.took_ms, 3000);
+}
+
+/* ---- 11. Throttled ------------------------------------------------------- */
+
+Test(cli, throttled_says_when_to_retry, .init = srv_setup_throttled, .fini = dir_teardown)
+{
+	run r;
+	CLI(&r, "create-event", "42", "--rows", "1", "--seats-per-row", "100");
+	expect_ok(&r);
+	/* The create took the event's one token. A hold within the second is
+	 * refused; one that comes later (a very slow machine) takes the
+	 * refilled token and the next is refused: try a few. */
+	bool human = false, json = false;
+	for (int i = 0; i < 20 && !(human && json); i++) {
+		char seat[16];
+		snprintf(seat, sizeof(seat), "%d", i);
+		if (!human) {
+			CLI(&r, "hold", "42", "--seats", seat);
+			if (r.code == 0)
+				continue;
+			expect_refused(&r, "throttled");
+			const char *p = strstr(r.out, " - retry in ");
+			cr_assert_not_null(p, "no retry hint in: %s", r.out);
+			unsigned long ms = strtoul(p + 12, NULL, 10);
+			cr_assert(ms >= 1 && ms <= 1000, "hint %lu ms at 1 command/s: %s", ms, r.out);
+			expect_out(&r, " ms or later with --client ");
+			human = true;
+			continue;
+		}
+		CLI(&r, "--json", "hold", "42", "--seats", seat);
+		if (r.code == 0)
+			continue;
+		expect_code(&r, 1);
+		expect_json(&r, "status", "\"throttled\"");
+		uint64_t ms = json_u64(&r, "retry_after_ms");
+		cr_assert(ms >= 1 && ms <= 1000, "retry_after_ms %" PRIu64 " at 1 command/s", ms);
+		json = true;
+	}
+	cr_assert(human && json, "20 holds of one event at 1/s were never throttled");
+	srv_stop_clean();
 }

@@ -1529,6 +1529,11 @@ static int load_and_signal(server *srv, loader *lds, int sig, int64_t *took_ms, 
 
 static void load_setup(server *srv)
 {
+	/* The load is one event at full speed, and the resends after the
+	 * restart come in thousands at once: what these tests prove is
+	 * durability, so hot-event throttling (on by default) is off. */
+	srv_add_arg(srv, "--throttle-rate");
+	srv_add_arg(srv, "0");
 	srv_start(srv);
 	nng_socket s;
 	cr_assert_eq(cli_open(srv->tcp_url, 10000, &s), 0);

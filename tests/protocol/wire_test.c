@@ -487,6 +487,48 @@ Test(wire, query_replies_carry_the_read_model_seq)
 	cr_assert(strstr(msg.error, "key 'seq' given twice") != NULL, "%s", msg.error);
 }
 
+/* The "retry_after_ms" key: written exactly on a busy/throttled reply with
+ * a hint, read back on those statuses (typed, uint32), dropped on others. */
+Test(wire, shed_replies_carry_the_retry_hint)
+{
+	static const uint8_t key[] = {0xae, 'r', 'e', 't', 'r', 'y', '_', 'a',
+	                              'f',  't', 'e', 'r', '_', 'm', 's'};
+	bo_result r = {.op = BO_OP_HOLD_SEATS, .status = BO_THROTTLED, .client_id = 3,
+	               .request_id = 4, .event_id = 9, .retry_after_ms = 37};
+	wire_msg msg;
+	for (int st = BO_BUSY; st <= BO_THROTTLED; st++) {
+		r.status = (uint8_t)st;
+		mp_begin();
+		cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
+		cr_assert(memmem(sb.data, sb.size, key, sizeof(key)) != NULL);
+		cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+		cr_assert_eq(results[0].status, st);
+		cr_assert_eq(results[0].retry_after_ms, 37);
+	}
+	r.retry_after_ms = 0; /* no hint: no key */
+	mp_begin();
+	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
+	cr_assert(memmem(sb.data, sb.size, key, sizeof(key)) == NULL);
+	r = (bo_result){.op = BO_OP_HOLD_SEATS, .status = BO_TAKEN, .retry_after_ms = 5};
+	mp_begin();
+	cr_assert_eq(wire_encode_replies(&r, NULL, 1, 0, &sb), 0);
+	cr_assert(memmem(sb.data, sb.size, key, sizeof(key)) == NULL, "only on shed replies");
+
+	mp_begin();
+	msgpack_pack_map(&pk, 3);
+	mp_kv_s("status", "ok");
+	mp_kv_s("op", "release");
+	mp_kv_u("retry_after_ms", 5);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].retry_after_ms, 0, "only a shed reply's hint is kept");
+	mp_begin();
+	msgpack_pack_map(&pk, 2);
+	mp_kv_s("status", "throttled");
+	mp_kv_u("retry_after_ms", (uint64_t)UINT32_MAX + 1);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), -EINVAL);
+	cr_assert(strstr(msg.error, "retry_after_ms") != NULL, "%s", msg.error);
+}
+
 Test(wire, unencodable_values_leave_buffer_unchanged)
 {
 	bo_cmd c;

@@ -241,8 +241,8 @@ static void hist_series(page *p, const char *name, const char *labels, const bo_
 static void render_gateway(page *p, gw_server *gw)
 {
 	family(p, "boxoffice_results_total", "counter",
-	       "Command results answered to clients, by op and status (commands that did not decode: "
-	       "op=\"none\" unless their op was read).");
+	       "Command results answered to clients (nng and HTTP), by op and status (commands that did "
+	       "not decode: op=\"none\" unless their op was read).");
 	for (int op = 0; op < BO_OP_COUNT; op++)
 		for (int st = 0; st < BO_STATUS_COUNT; st++) {
 			uint64_t v = atomic_load_explicit(&gw->results[op][st], memory_order_relaxed);
@@ -250,6 +250,13 @@ static void render_gateway(page *p, gw_server *gw)
 				put(p, "boxoffice_results_total{op=\"%s\",status=\"%s\"} %" PRIu64 "\n",
 				    op == BO_OP_NONE ? "none" : bo_op_str(op), bo_status_str(st), v);
 		}
+	uint64_t throttled = 0;
+	for (int op = 0; op < BO_OP_COUNT; op++)
+		throttled += atomic_load_explicit(&gw->results[op][BO_THROTTLED], memory_order_relaxed);
+	family(p, "boxoffice_throttled_total", "counter",
+	       "Commands answered throttled (hot-event token bucket): the sum over ops of "
+	       "boxoffice_results_total{status=\"throttled\"}.");
+	put(p, "boxoffice_throttled_total %" PRIu64 "\n", throttled);
 	gw_stats gs;
 	gw_stats_get(gw, &gs);
 	family(p, "boxoffice_requests_total", "counter", "Request messages answered (nng).");
@@ -270,8 +277,8 @@ static void render_gateway(page *p, gw_server *gw)
 	put(p, "boxoffice_event_state_requests_total{result=\"throttled\"} %" PRIu64 "\n",
 	    gs.event_states_throttled);
 	family(p, "boxoffice_request_duration_seconds", "histogram",
-	       "Per request message: from the gateway taking it off the transport to its reply being "
-	       "handed back to the transport.");
+	       "Per request (an nng message or an HTTP request, one for a whole batch): from the gateway "
+	       "taking it off the transport to its reply being handed back to the transport.");
 	hist_series(p, "boxoffice_request_duration_seconds", "", &gw->request_us, LAT_TOP, 1);
 
 	family(p, "boxoffice_subscribers", "gauge", "Projection subscribers connected (--publish).");
@@ -287,6 +294,15 @@ static void render_gateway(page *p, gw_server *gw)
 	family(p, "boxoffice_projection_queue_messages", "gauge",
 	       "Projection messages waiting for the publisher thread (the projection lag, in messages).");
 	put(p, "boxoffice_projection_queue_messages %" PRIu32 "\n", gs.pub.queued);
+	family(p, "boxoffice_projection_queue_age_seconds", "gauge",
+	       "How long the oldest queued projection message has waited (0: none queued).");
+	put(p, "boxoffice_projection_queue_age_seconds " US_FMT "\n", US_ARGS(gs.pub.oldest_queued_us));
+	static bo_hist empty; /* never observed */
+	family(p, "boxoffice_projection_queue_wait_seconds", "histogram",
+	       "Per projection message: from the read model emitting it to the publisher thread taking it "
+	       "(empty without --publish).");
+	hist_series(p, "boxoffice_projection_queue_wait_seconds", "", gw->pub ? gw_pub_queue_hist(gw->pub) : &empty,
+		    LAT_TOP, 1);
 }
 
 /* One gauge or counter family over the shards: v[k]. */

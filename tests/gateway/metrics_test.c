@@ -51,6 +51,7 @@ typedef struct tserver {
 	char dir[PATH_MAX];
 	char data_dir[PATH_MAX + 8];
 	char url[PATH_MAX + 16];
+	char pub_url[PATH_MAX + 16];
 	gw_server *gw;
 } tserver;
 
@@ -83,12 +84,14 @@ static void suite_fini(void)
 
 TestSuite(metrics, .init = suite_init, .fini = suite_fini, .timeout = 120);
 
-static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook)
+/* `publish`: projections on ipc:// in the directory too. */
+static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, int publish)
 {
 	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-metrics-test");
 	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
 	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
 	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
+	snprintf(t->pub_url, sizeof(t->pub_url), "ipc://%s/pub", t->dir);
 	cr_assert_eq(mkdir(t->data_dir, 0700), 0, "mkdir: %s", strerror(errno));
 	gw_config cfg;
 	gw_config_default(&cfg);
@@ -103,6 +106,10 @@ static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook)
 	cfg.shard.engine.idem_capacity = 16384;
 	cfg.shard.engine.events_max = 16;
 	cfg.shard.journal.fault = hook;
+	if (publish) {
+		cfg.publish[0] = t->pub_url;
+		cfg.publish_count = 1;
+	}
 	char err[GW_ERR_LEN];
 	rc = gw_start(&cfg, &t->gw, err, sizeof(err));
 	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
@@ -266,7 +273,7 @@ static uint64_t event_on(uint32_t want, uint32_t shards)
 Test(metrics, page_counts_what_was_sent)
 {
 	tserver *t = &g_srv;
-	srv_start(t, 2, NULL);
+	srv_start(t, 2, NULL, 1);
 	const uint64_t ev = event_on(1, 2); /* all the load on shard 1 */
 	bo_seatmap *map = tcmd_rows_map(8, SEATS / 8, 0, 0);
 	bo_cmd create = tcmd_create(1, 1, ev, map);
@@ -353,6 +360,27 @@ Test(metrics, page_counts_what_was_sent)
 	}
 	cr_assert_eq(value(page, "boxoffice_healthy"), 1);
 	cr_assert_eq(value(page, "boxoffice_ready"), 1);
+	cr_assert_eq(value(page, "boxoffice_throttled_total"), 0);
+
+	/* Projections (no subscriber: PUB sends to nobody, still counted):
+	 * once the publisher has drained its queue, every message it took
+	 * has a queue-wait observation and was published. */
+	int64_t deadline = bo_clock_ms() + WAIT_MS;
+	for (;;) {
+		double published = value(page, "boxoffice_projections_published_total");
+		double waits = hist_check(page, "boxoffice_projection_queue_wait_seconds", "");
+		if (value(page, "boxoffice_projection_queue_messages") == 0 && waits == published) {
+			cr_assert_gt(published, 0, "the holds were projected");
+			cr_assert_eq(value(page, "boxoffice_projection_queue_age_seconds"), 0);
+			break;
+		}
+		cr_assert_lt(bo_clock_ms(), deadline, "the publisher did not drain: %.0f waits, %.0f published",
+			     waits, published);
+		usleep(1000);
+		free(page);
+		page = render(t->gw);
+	}
+	cr_assert_eq(value(page, "boxoffice_projections_dropped_total"), 0);
 
 	if (getenv("BO_METRICS_DUMP")) /* to look at the page */
 		fputs(page, stderr);
@@ -373,7 +401,7 @@ Test(metrics, page_counts_what_was_sent)
 Test(metrics, health_fails_with_the_journal)
 {
 	tserver *t = &g_srv;
-	srv_start(t, 1, fail_hook);
+	srv_start(t, 1, fail_hook, 0);
 	char reason[512];
 	cr_assert_eq(gw_health(t->gw, reason, sizeof(reason)), 0, "healthy at start: %s", reason);
 	cr_assert_str_empty(reason);
@@ -415,7 +443,7 @@ Test(metrics, health_fails_with_the_journal)
 Test(metrics, not_ready_once_stopping)
 {
 	tserver *t = &g_srv;
-	srv_start(t, 2, NULL);
+	srv_start(t, 2, NULL, 0);
 	char reason[256];
 	cr_assert_eq(gw_ready(t->gw, reason, sizeof(reason)), 0, "ready at start: %s", reason);
 	cr_assert_eq(gw_stop(t->gw, WAIT_MS), 0);

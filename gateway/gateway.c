@@ -110,6 +110,7 @@ static void slot_send(gw_slot *sl)
 		return;
 	}
 	sl->state = SLOT_SEND;
+	gw_observe_request(gw, sl->start_ns);
 	nng_aio_set_msg(sl->aio, m);
 	nng_ctx_send(sl->ctx, sl->aio);
 }
@@ -135,6 +136,7 @@ static void slot_complete(gw_slot *sl)
 		sem_post(&sl->done);
 		return;
 	}
+	gw_count_results(sl->gw, sl->res, sl->errs, sl->cmds, sl->count);
 	sl->reply.size = 0;
 	if (wire_encode_replies(sl->res, sl->errs, sl->count, sl->is_array, &sl->reply) != 0) {
 		/* A result without an encoding is an engine/codec bug; say so
@@ -317,6 +319,7 @@ static void slot_cb(void *arg)
 		return;
 	}
 	atomic_fetch_add_explicit(&gw->in_flight, 1, memory_order_relaxed);
+	sl->start_ns = bo_clock_ns();
 	slot_received(sl, nng_aio_get_msg(sl->aio));
 }
 
@@ -397,6 +400,13 @@ static void *out_main(void *arg)
 				view_add_expiry(v, &o->u.expiry, o->seq, o->now_ms);
 		}
 		view_batch_end(v, out_emit, oa);
+		for (uint32_t i = n; i > 0; i--) {
+			uint64_t seq = ((const shard_out *)ring_slot(out, first + i - 1))->seq;
+			if (seq != 0) {
+				atomic_store_explicit(&gw->view_seq[oa->shard], seq, memory_order_release);
+				break;
+			}
+		}
 		for (uint32_t i = 0; i < n; i++) {
 			const shard_out *o = ring_slot(out, first + i);
 			if (o->kind != SHARD_OUT_RESULT)
@@ -628,6 +638,7 @@ static void *status_main(void *arg)
 		int periodic = now >= next;
 		if (periodic)
 			next = now + (int64_t)gw->cfg.status_every_ms * 1000000;
+		gw_metrics_tick(gw);
 		for (uint32_t k = 0; k < st->shard_count; k++) {
 			uint8_t state = st->shards[k].committer.state;
 			int changed = prev[k] != 0xff && prev[k] != state;
@@ -781,6 +792,7 @@ static int shards_open(gw_server *gw, char *err, size_t errlen)
 		rc = view_new(&sc.engine, &gw->views[k]);
 		if (rc == 0)
 			rc = view_load(gw->views[k], shard_engine(gw->shards[k]), rec.last_seq);
+		atomic_store_explicit(&gw->view_seq[k], rec.last_seq, memory_order_relaxed);
 		if (rc < 0) {
 			snprintf(err, errlen, "shard %u: cannot build its read model: %s", k, strerror(-rc));
 			return rc;
@@ -930,6 +942,7 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* bo_clock_ns deadlines */
 	pthread_cond_init(&gw->status_stop_cv, &ca);
 	pthread_condattr_destroy(&ca);
+	gw_metrics_init(gw);
 	rc = shards_open(gw, err, errlen);
 	if (rc == 0 && cfg->throttle_rate > 0)
 		rc = throttle_open(gw, err, errlen);
@@ -961,6 +974,7 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 	}
 	for (uint32_t i = 0; i < cfg->contexts; i++)
 		nng_ctx_recv(gw->slots[i].ctx, gw->slots[i].aio);
+	atomic_store_explicit(&gw->ready, 1, memory_order_release); /* gw_ready */
 	*out = gw;
 	return 0;
 }
@@ -1052,6 +1066,7 @@ void gw_free(gw_server *gw)
 	}
 	gw_pub_free(gw->pub);
 	gw_throttle_free(gw->throttle);
+	gw_metrics_fini(gw);
 	pthread_mutex_destroy(&gw->es_lock);
 	pthread_mutex_destroy(&gw->local_lock);
 	pthread_mutex_destroy(&gw->status_lock);

@@ -15,6 +15,7 @@
 #include <msgpack.h>
 #include <nng/nng.h>
 
+#include "base/hist.h"
 #include "gateway/gateway.h"
 #include "gateway/throttle.h"
 #include "view/view.h"
@@ -47,6 +48,7 @@ typedef struct gw_slot {
 	int state; /* SLOT_RECV or SLOT_SEND; only the aio callback's thread */
 	uint32_t count;
 	uint8_t is_array;
+	int64_t start_ns; /* bo_clock_ns when the request was received (/metrics) */
 	/* Results outstanding + 1 while submitting. Acq_rel: each output
 	 * thread's write of res[i] happens before its decrement, and the
 	 * thread that reaches zero reads every res[] after it. */
@@ -59,6 +61,18 @@ typedef struct gw_slot {
 	msgpack_sbuffer reply;
 	sem_t done;
 } gw_slot;
+
+/* The shard balance (/metrics): per-shard command totals sampled at most
+ * once a second (by the status thread, and by each render), so that a
+ * render can take the difference over the last ~10 s. */
+#define GW_BALANCE_SLOTS 16u
+#define GW_BALANCE_WINDOW_NS 10000000000LL
+typedef struct gw_balance {
+	pthread_mutex_t lock;
+	uint32_t head, len; /* ring of samples; head: the oldest */
+	int64_t at_ns[GW_BALANCE_SLOTS];
+	uint64_t cmds[GW_BALANCE_SLOTS][GW_SHARDS_MAX];
+} gw_balance;
 
 /* What an output thread is started with: one per shard, in its server. */
 typedef struct out_arg {
@@ -123,6 +137,15 @@ struct gw_server {
 	size_t auth_token_len;
 	/* Messages refused for a missing or wrong token (relaxed: a counter). */
 	atomic_uint_least64_t unauthorized;
+	/* /metrics (metrics.c). Results answered, by op and status (relaxed
+	 * counters); request latency, per message; each read model's last
+	 * journal sequence applied (its output thread stores, release);
+	 * `ready` once gw_start is done (release). */
+	atomic_uint_least64_t results[BO_OP_COUNT][BO_STATUS_COUNT];
+	bo_hist request_us;
+	atomic_uint_least64_t view_seq[GW_SHARDS_MAX];
+	atomic_int ready;
+	gw_balance balance;
 };
 
 /* The HTTP front's request slots (after the local slot in slots[]). */
@@ -154,5 +177,30 @@ int gw_auth_check_config(const gw_config *cfg, char *err, size_t errlen);
  * wipes and frees the copy (safe without one). */
 int gw_auth_init(gw_server *gw);
 void gw_auth_fini(gw_server *gw);
+
+/* ---- Counting hooks for /metrics (metrics.c); any thread ---------------- */
+
+/* Counts the results of one reply: res[i], or errs[i] when errs != NULL
+ * and errs[i].status != BO_OK (a command that did not decode: its op is
+ * then counted as cmds' op when known, else "none"). Call once per reply,
+ * when it is encoded. */
+void gw_count_results(gw_server *gw, const bo_result *res, const wire_cmd_error *errs, const bo_cmd *cmds,
+		      uint32_t n);
+
+/* Counts one result (an op or status out of range counts as op "none" /
+ * the status is asserted in range). */
+void gw_count_result(gw_server *gw, int op, int status);
+
+/* Observes one request's latency: from start_ns (bo_clock_ns when it was
+ * taken from the transport) to now, when its reply is handed back. */
+void gw_observe_request(gw_server *gw, int64_t start_ns);
+
+/* Set up / tear down the metrics state (gw_start / gw_free). */
+void gw_metrics_init(gw_server *gw);
+void gw_metrics_fini(gw_server *gw);
+
+/* Takes a balance sample if the last is a second old or more (the status
+ * thread calls it as it polls). */
+void gw_metrics_tick(gw_server *gw);
 
 #endif /* BO_GATEWAY_INTERNAL_H */

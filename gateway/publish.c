@@ -14,6 +14,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 
+#include "base/clock.h"
 #include "base/limits.h"
 #include "base/log.h"
 
@@ -30,11 +31,13 @@ struct gw_pub {
 	pthread_cond_t cv;
 	/* Under lock: the queue (a ring of BO_PUB_QUEUE_MSGS), its bytes, stop. */
 	nng_msg *q[BO_PUB_QUEUE_MSGS];
+	int64_t q_at_ns[BO_PUB_QUEUE_MSGS]; /* when each was queued (/metrics) */
 	uint32_t q_head, q_len;
 	size_t q_bytes;
 	int stop;
 	atomic_uint_least64_t published, dropped, encode_failed, refused;
 	atomic_uint subscribers; /* pipes between ADD_POST and REM_POST */
+	bo_hist queue_us;	 /* each message's wait in the queue */
 	pthread_mutex_t pipes_lock;
 	uint32_t admitted;              /* under pipes_lock: pipes in the set */
 	uint32_t pipes[PIPE_SET_SLOTS]; /* under pipes_lock */
@@ -133,8 +136,11 @@ static void *pub_main(void *arg)
 		if (p->q_len == 0 && p->stop)
 			break;
 		uint32_t n = 0;
+		int64_t now = bo_clock_ns();
 		while (p->q_len > 0 && n < 256) {
 			nng_msg *m = p->q[p->q_head];
+			int64_t wait = now - p->q_at_ns[p->q_head];
+			bo_hist_observe(&p->queue_us, wait > 0 ? (uint64_t)wait / 1000 : 0);
 			p->q_head = (p->q_head + 1) % BO_PUB_QUEUE_MSGS;
 			p->q_len--;
 			p->q_bytes -= nng_msg_len(m);
@@ -189,6 +195,7 @@ void gw_pub_emit(gw_pub *p, msgpack_sbuffer *scratch, uint64_t event_id, uint64_
 		nng_msg_free(m);
 		goto drop;
 	}
+	int64_t now = bo_clock_ns();
 	pthread_mutex_lock(&p->lock);
 	if (p->stop || p->q_len == BO_PUB_QUEUE_MSGS ||
 	    p->q_bytes + scratch->size > BO_PUB_QUEUE_BYTES) {
@@ -197,6 +204,7 @@ void gw_pub_emit(gw_pub *p, msgpack_sbuffer *scratch, uint64_t event_id, uint64_
 		goto drop;
 	}
 	p->q[(p->q_head + p->q_len) % BO_PUB_QUEUE_MSGS] = m;
+	p->q_at_ns[(p->q_head + p->q_len) % BO_PUB_QUEUE_MSGS] = now;
 	p->q_len++;
 	p->q_bytes += scratch->size;
 	pthread_cond_signal(&p->cv);
@@ -307,7 +315,12 @@ void gw_pub_stats_get(gw_pub *p, gw_pub_stats *out)
 	out->encode_failed = atomic_load_explicit(&p->encode_failed, memory_order_relaxed);
 	out->subscribers = atomic_load_explicit(&p->subscribers, memory_order_relaxed);
 	out->subscribers_refused = atomic_load_explicit(&p->refused, memory_order_relaxed);
+	int64_t now = bo_clock_ns();
 	pthread_mutex_lock(&p->lock);
 	out->queued = p->q_len;
+	int64_t age = p->q_len ? now - p->q_at_ns[p->q_head] : 0;
 	pthread_mutex_unlock(&p->lock);
+	out->oldest_queued_us = age > 0 ? (uint64_t)age / 1000 : 0;
 }
+
+const bo_hist *gw_pub_queue_hist(const gw_pub *p) { return &p->queue_us; }

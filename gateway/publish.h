@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "base/change.h"
+#include "base/hist.h"
 #include "protocol/projection.h"
 
 /* --publish URLs at most. */
@@ -36,6 +37,7 @@ typedef struct gw_pub_stats {
 	uint32_t subscribers;         /* connected now */
 	uint64_t subscribers_refused; /* disconnected: BO_SUBSCRIBERS_MAX reached */
 	uint32_t queued;              /* messages waiting now */
+	uint64_t oldest_queued_us;    /* how long the oldest of them has waited (0: none) */
 } gw_pub_stats;
 
 /* Opens the PUB socket, listens on urls[0..n) (n >= 1) and starts the
@@ -60,5 +62,10 @@ void gw_pub_stop(gw_pub *p);
 void gw_pub_free(gw_pub *p);
 
 void gw_pub_stats_get(gw_pub *p, gw_pub_stats *out /* OUT */);
+
+/* Each message's wait in the queue, from gw_pub_emit to the publisher
+ * thread taking it (microseconds, base/hist.h; dropped ones are not in
+ * it). Live: read with bo_hist_read while p exists. */
+const bo_hist *gw_pub_queue_hist(const gw_pub *p);
 
 #endif /* BO_GATEWAY_PUBLISH_H */

@@ -174,6 +174,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "base/clock.h"
 #include "base/le.h"
 #include "base/parse.h"
 #include "journal_internal.h"
@@ -1011,6 +1012,7 @@ struct journal {
 	const char *unit_path;  /* and that file's path (seg_path or old_path) */
 	uint64_t unit_off;      /* file offset of its write */
 	uint64_t unit_seq_last; /* its last record */
+	int64_t unit_start_ns;  /* when it was submitted (opt.sync_hist) */
 	int unit_rc;            /* first failure among its completions */
 	char unit_err[JOURNAL_ERR_LEN];
 
@@ -1118,6 +1120,9 @@ static void reap_one(journal *j, struct io_uring_cqe *cqe)
 	if (j->unit_rc == 0) {
 		assert(j->unit_seq_last > j->durable_seq);
 		j->durable_seq = j->unit_seq_last;
+		if (j->opt.sync_hist)
+			bo_hist_observe(j->opt.sync_hist,
+			                (uint64_t)(bo_clock_ns() - j->unit_start_ns) / 1000);
 	} else {
 		fail(j, j->unit_rc, "%s", j->unit_err);
 		invalidate_unit(j);
@@ -1242,6 +1247,8 @@ static int submit_fill(journal *j)
 			sqe->flags |= IOSQE_IO_LINK;
 		io_uring_sqe_set_data64(sqe, (uint64_t)op);
 	}
+	if (j->opt.sync_hist)
+		j->unit_start_ns = bo_clock_ns();
 	int rc = io_uring_submit(&j->ring);
 	if (rc != nops) {
 		int e = rc < 0 ? rc : -EIO;

@@ -58,6 +58,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hist.h"
+
 /* ---- Limits -------------------------------------------------------------- */
 
 /* Largest payload of one record (a format limit: readers refuse larger).
@@ -144,6 +146,10 @@ typedef struct journal_options {
 	                             * check journal_recovery.first_seq <= its seq + 1 */
 	journal_fault_fn fault;     /* NULL in production */
 	void *fault_ctx;
+	bo_hist *sync_hist;         /* NULL, or where each unit's latency goes (us, from
+	                             * submitting its write to its last completion:
+	                             * write + fdatasync [+ directory fsync]); the
+	                             * caller's, outlives the journal; /metrics */
 } journal_options;
 
 /* What recovery found and did (journal_open) or the reader saw at its end. */

@@ -104,6 +104,9 @@ struct shard {
 	 * visible to the writer's last poll, which runs after it sees the
 	 * flag, so nothing published before shard_stop() is left behind. */
 	atomic_int stopping;
+	/* 1 from shard_start until the writer's loop has ended (a stop or a
+	 * failure): /healthz. Relaxed: a gauge. */
+	atomic_int running;
 	/* Batches applied: a statistics gauge, relaxed. */
 	atomic_uint_least64_t batches;
 	atomic_uint_least64_t submitted; /* commands accepted by shard_submit */
@@ -124,6 +127,10 @@ struct shard {
 	shard_event job_ev;
 	/* Snapshot gauges (relaxed: statistics). */
 	atomic_uint_least64_t snapshots, snap_stall_ns_max, snap_ns_last;
+	/* /metrics: commands per batch applied (the writer observes), and the
+	 * journal's write + sync latency per unit (the journal observes, on
+	 * the writer's thread: journal_options.sync_hist). */
+	bo_hist batch_hist, sync_hist;
 	/* Set once (release) when the journal fails; readers acquire. */
 	atomic_int failed;
 	char failure[JOURNAL_ERR_LEN];
@@ -720,6 +727,7 @@ static int apply_batch(shard *s, uint64_t first, uint32_t n)
 	}
 	batch_done(s);
 	atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
+	bo_hist_observe(&s->batch_hist, n);
 	return 0;
 }
 
@@ -793,6 +801,7 @@ static void *shard_main(void *arg)
 		journal_poll(s->journal, &d);
 		publish_durable(s, d);
 	}
+	atomic_store_explicit(&s->running, 0, memory_order_relaxed);
 	return NULL;
 }
 
@@ -812,6 +821,7 @@ int shard_new(const shard_config *cfg, shard **out)
 	if (!s->cfg.clock)
 		s->cfg.clock = clock_realtime_ms;
 	atomic_init(&s->stopping, 0);
+	atomic_init(&s->running, 0);
 	atomic_init(&s->batches, 0);
 	atomic_init(&s->durable, 0);
 	atomic_init(&s->retain, cfg->retain_seq);
@@ -972,6 +982,7 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 	 * and refuses corruption (or a journal shorter than the snapshot). */
 	journal_options jopt = cfg->journal;
 	jopt.after_seq = info.seq;
+	jopt.sync_hist = &s->sync_hist;
 	rc = journal_open(cfg->data_dir, cfg->id, &jopt, &s->journal, &rec->journal, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -1041,8 +1052,10 @@ int shard_start(shard *s)
 			return -rc;
 		s->keeper_started = 1; /* before the writer starts: it reads this */
 	}
+	atomic_store_explicit(&s->running, 1, memory_order_relaxed);
 	int rc = pthread_create(&s->thread, NULL, shard_main, s);
 	if (rc != 0) {
+		atomic_store_explicit(&s->running, 0, memory_order_relaxed);
 		keeper_stop(s);
 		return -rc;
 	}
@@ -1111,7 +1124,15 @@ void shard_stats_get(const shard *cs, shard_stats *out)
 	out->snapshots = atomic_load_explicit(&s->snapshots, memory_order_relaxed);
 	out->snapshot_stall_ns_max = atomic_load_explicit(&s->snap_stall_ns_max, memory_order_relaxed);
 	out->snapshot_ns_last = atomic_load_explicit(&s->snap_ns_last, memory_order_relaxed);
+	out->in_depth = ring_used(s->in);
+	out->out_depth = ring_used(s->out);
 }
+
+int shard_running(const shard *s) { return atomic_load_explicit(&((shard *)s)->running, memory_order_relaxed); }
+
+const bo_hist *shard_batch_hist(const shard *s) { return &s->batch_hist; }
+
+const bo_hist *shard_sync_hist(const shard *s) { return &s->sync_hist; }
 
 uint32_t shard_for_event(uint64_t event_id, uint32_t shard_count)
 {

@@ -42,6 +42,7 @@
 
 #include <stdint.h>
 
+#include "base/hist.h"
 #include "engine/engine.h"
 #include "journal/journal.h"
 #include "ring.h"
@@ -208,8 +209,25 @@ typedef struct shard_stats {
 	uint64_t snapshots;		/* snapshots completed */
 	uint64_t snapshot_stall_ns_max; /* longest writer stall to start one (fork) */
 	uint64_t snapshot_ns_last;	/* start to completion of the last one */
+	uint32_t in_depth;		/* input ring: commands submitted, not yet applied */
+	uint32_t out_depth;		/* output ring: records claimed, not yet consumed
+					 * (waiting for the disk or for the consumer) */
 } shard_stats;
 void shard_stats_get(const shard *s, shard_stats *out /* OUT */);
+
+/* 1 while the writer thread runs (from shard_start until it stops or its
+ * journal fails), else 0. Thread-safe. */
+int shard_running(const shard *s);
+
+/* Histograms of the writer (base/hist.h), live: read with bo_hist_read
+ * from any thread while the shard exists. batch: commands per batch
+ * applied (expiry-only ticks not counted). sync: microseconds from
+ * submitting each journal write unit to the writer seeing it durable
+ * (write + fdatasync, the directory fsync of a new segment; group commit
+ * makes one unit of many batches); empty without data_dir. The shard sets
+ * its journal's journal_options.sync_hist itself (a caller's is ignored). */
+const bo_hist *shard_batch_hist(const shard *s);
+const bo_hist *shard_sync_hist(const shard *s);
 
 /* The shard an event lives on: XXH3-64 of the event id (little-endian
  * bytes) modulo shard_count. Stable across versions: it decides where

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hist.h"
 #include "base/json.h"
 #include "base/le.h"
 #include "base/parse.h"
@@ -109,4 +110,41 @@ Test(le, fixed_byte_order)
 	bo_le_store16(b, 0xbeefu);
 	cr_assert_eq(b[0], 0xef);
 	cr_assert_eq(b[1], 0xbe);
+}
+
+/* Bucket i holds 2^(i-1) < v <= 2^i (bucket 0: v <= 1), the top bucket
+ * everything above 2^(BO_HIST_TOP-1); reading gives cumulative-ready
+ * counts whose total is the count of values observed, and their sum. */
+Test(hist, buckets_and_read)
+{
+	cr_assert_eq(bo_hist_index(0), 0);
+	cr_assert_eq(bo_hist_index(1), 0);
+	cr_assert_eq(bo_hist_index(2), 1);
+	cr_assert_eq(bo_hist_index(3), 2);
+	cr_assert_eq(bo_hist_index(4), 2);
+	cr_assert_eq(bo_hist_index(5), 3);
+	cr_assert_eq(bo_hist_index(1000), 10);
+	cr_assert_eq(bo_hist_index(1024), 10);
+	cr_assert_eq(bo_hist_index(1025), 11);
+	for (uint32_t i = 1; i < BO_HIST_TOP; i++) {
+		cr_assert_eq(bo_hist_index(bo_hist_bound(i)), i, "bound of %u", i);
+		cr_assert_eq(bo_hist_index(bo_hist_bound(i) + 1), i + 1, "just over the bound of %u", i);
+	}
+	cr_assert_eq(bo_hist_index(UINT64_MAX), BO_HIST_TOP);
+	static bo_hist h;
+	const uint64_t vals[] = {0, 1, 2, 3, 1000, 5000000, UINT32_MAX};
+	uint64_t sum = 0;
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		bo_hist_observe(&h, vals[i]);
+		sum += vals[i];
+	}
+	bo_hist_snap s;
+	bo_hist_read(&h, &s);
+	cr_assert_eq(s.count, 7);
+	cr_assert_eq(s.sum, sum);
+	cr_assert_eq(s.n[0], 2);
+	cr_assert_eq(s.n[1], 1);
+	cr_assert_eq(s.n[2], 1);
+	cr_assert_eq(s.n[10], 1);
+	cr_assert_eq(s.n[BO_HIST_TOP], 2, "5 s and 4295 s are over 4.2 s");
 }

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -81,6 +82,7 @@ typedef struct hreq {
 	char *body;
 	size_t len, cap, max;
 	int too_big;
+	int64_t start_ns; /* bo_clock_ns at the request's first call (/metrics) */
 	gw_slot *sl;	/* POST: taken when submitted, given back once answered */
 	atomic_int done; /* the slot's last result is filed (release/acquire) */
 	int answered;	/* a response is queued */
@@ -162,6 +164,24 @@ static enum MHD_Result respond_error(hreq *h, unsigned code, int status, const c
 	return ret;
 }
 
+/* 401: {"status": "invalid", "detail": "unauthorized", "error": ...}, as
+ * nng answers a message without the token. */
+static enum MHD_Result respond_unauthorized(hreq *h)
+{
+	atomic_fetch_add_explicit(&h->hs->gw->unauthorized, 1, memory_order_relaxed);
+	bo_result r;
+	memset(&r, 0, sizeof(r));
+	wire_cmd_error e = {.status = BO_INVALID, .detail = BO_D_UNAUTHORIZED};
+	snprintf(e.text, sizeof(e.text), "missing or wrong token: send Authorization: Bearer TOKEN");
+	msgpack_sbuffer b;
+	msgpack_sbuffer_init(&b);
+	enum MHD_Result ret = json_encode_replies(&r, &e, 1, 0, &b) == 0
+				      ? respond(h, 401, "application/json", b.data, b.size, 0, NULL)
+				      : MHD_NO;
+	msgpack_sbuffer_destroy(&b);
+	return ret;
+}
+
 /* The replies of a completed slot. */
 static enum MHD_Result respond_slot(hreq *h)
 {
@@ -187,6 +207,8 @@ static enum MHD_Result respond_slot(hreq *h)
 	} else {
 		ret = respond(h, code, "application/json", sl->reply.data, sl->reply.size, retry, NULL);
 	}
+	gw_count_results(gw, sl->res, sl->errs, sl->cmds, sl->count);
+	gw_observe_request(gw, h->start_ns);
 	atomic_fetch_add_explicit(&gw->requests, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&gw->commands, sl->count, memory_order_relaxed);
 	h->sl = NULL;
@@ -281,6 +303,8 @@ static enum MHD_Result answer_query(hreq *h, const bo_cmd *c, const wire_cmd_err
 				  "application/json", b.data, b.size, 0, NULL)
 			: respond_error(h, 500, BO_INVALID, "internal error: reply could not be encoded", NULL);
 	msgpack_sbuffer_destroy(&b);
+	gw_count_results(gw, &r, e, c, 1);
+	gw_observe_request(gw, h->start_ns);
 	atomic_fetch_add_explicit(&gw->requests, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&gw->commands, 1, memory_order_relaxed);
 	return ret;
@@ -432,6 +456,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*con_cls = h;
 		h->hs = hs;
 		h->conn = conn;
+		h->start_ns = bo_clock_ns();
 		const char *allow = NULL;
 		h->route = route_of(url, &h->event_id, &allow);
 		int post = h->route == R_COMMAND || h->route == R_BATCH;
@@ -444,7 +469,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		/* The probes and the scrape stay open without the token: they
 		 * say nothing about any event or client. */
 		if (h->route < R_METRICS && !bearer_ok(h))
-			return respond_error(h, 401, BO_INVALID, "missing or wrong bearer token", NULL);
+			return respond_unauthorized(h);
 		h->max = h->route == R_BATCH ? BO_HTTP_BATCH_BODY_MAX : post ? BO_HTTP_BODY_MAX : 0;
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		uint64_t n;
@@ -610,11 +635,48 @@ int gw_http_start(gw_server *gw, char *err, size_t errlen)
 	return 0;
 }
 
+/* After the output threads stopped: a request still suspended has
+ * commands that never came out of their shard (one whose journal failed
+ * stops answering, shard.h); answer them busy (not applied, resend with
+ * the same request id) and resume, since MHD must not stop with a
+ * suspended connection. Returns the requests resumed. */
+static uint32_t resume_stuck(struct gw_http *hs)
+{
+	gw_server *gw = hs->gw;
+	uint32_t n = 0, first = gw->cfg.contexts + 1;
+	for (uint32_t i = 0; i < GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG; i++) {
+		gw_slot *sl = &gw->slots[first + i];
+		hreq *h = sl->front;
+		if (!h || atomic_load_explicit(&h->done, memory_order_acquire))
+			continue;
+		for (uint32_t c = 0; c < sl->count; c++) {
+			bo_result *r = &sl->res[c];
+			if (sl->errs[c].status != BO_OK || r->op != 0)
+				continue;
+			r->op = sl->cmds[c].op;
+			r->status = BO_BUSY;
+			r->client_id = sl->cmds[c].client_id;
+			r->request_id = sl->cmds[c].request_id;
+			r->event_id = sl->cmds[c].event_id;
+		}
+		http_done(sl);
+		n++;
+	}
+	return n;
+}
+
 void gw_http_stop(gw_server *gw)
 {
 	struct gw_http *hs = gw->http;
 	if (!hs)
 		return;
+	if (hs->d && resume_stuck(hs) > 0) {
+		bo_log(BO_LOG_WARN, "msg=\"HTTP requests left in a stopped shard answered busy\"");
+		/* Let MHD's threads answer them (they give back their slots). */
+		int64_t deadline = bo_clock_ns() + 2000000000;
+		while (atomic_load_explicit(&gw->in_flight, memory_order_relaxed) > 0 && bo_clock_ns() < deadline)
+			usleep(1000);
+	}
 	if (hs->d)
 		MHD_stop_daemon(hs->d);
 	free(hs->free_small);

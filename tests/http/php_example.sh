@@ -25,7 +25,7 @@ if ! command -v php >/dev/null 2>&1; then
 	log "SKIP: no php (install php8.2-cli php8.2-curl)"
 	exit 77
 fi
-if ! php -m | grep -qx curl; then
+if ! php -r 'exit(extension_loaded("curl") ? 0 : 1);'; then
 	log "SKIP: php has no curl extension (install php8.2-curl)"
 	exit 77
 fi

@@ -66,7 +66,7 @@ enum { EVENTS = 8, ROWS = 100, PER_ROW = 100, SEATS = ROWS * PER_ROW };
 /* Holds the bench may release later: filled by callbacks, taken by the
  * submitters. */
 static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t held_id[1 << 16], held_ev[1 << 16];
+static uint64_t held_id[1 << 16], held_ev[1 << 16], held_client[1 << 16];
 static uint32_t held_n;
 
 static atomic_uint_least64_t done, answered_ok, no_answer;
@@ -78,6 +78,7 @@ static void note_hold(const bo_result *r)
 	pthread_mutex_lock(&held_lock);
 	if (held_n < (1u << 16)) {
 		held_id[held_n] = r->claim_id;
+		held_client[held_n] = r->client_id; /* only it may release the hold */
 		held_ev[held_n++] = r->event_id;
 	}
 	pthread_mutex_unlock(&held_lock);
@@ -94,7 +95,9 @@ static void make_command(bo_cmd *c, uint64_t *rng)
 			c->op = BO_OP_RELEASE;
 			c->event_id = held_ev[k];
 			c->claim_id = held_id[k];
+			c->client_id = held_client[k];
 			held_id[k] = held_id[--held_n];
+			held_client[k] = held_client[held_n];
 			held_ev[k] = held_ev[held_n];
 		}
 		pthread_mutex_unlock(&held_lock);

@@ -94,6 +94,8 @@ static void create_event(engine *e, uint64_t id, uint32_t rows, uint32_t per_row
 /* Claims the bench knows about, to confirm/release/cancel them. */
 enum { LIVE = 1 << 14 };
 static uint64_t holds[LIVE], holds_ev[LIVE], books[LIVE], books_ev[LIVE];
+/* The client of each claim: only it may confirm, release or cancel it. */
+static uint64_t holds_cl[LIVE], books_cl[LIVE];
 static uint32_t nh, nb;
 static uint64_t req;
 
@@ -119,17 +121,21 @@ static void gen_command(bo_cmd *c, uint32_t events, uint32_t seats)
 		c->op = dice < 75 ? BO_OP_CONFIRM : BO_OP_RELEASE;
 		c->event_id = holds_ev[k];
 		c->claim_id = holds[k];
+		c->client_id = holds_cl[k];
 		c->payref_len = 12;
 		memcpy(c->payref, "psp_12345678", 12);
 		holds[k] = holds[--nh];
 		holds_ev[k] = holds_ev[nh];
+		holds_cl[k] = holds_cl[nh];
 	} else if (nb > 0) {
 		uint32_t k = (uint32_t)(rnd() % nb);
 		c->op = BO_OP_CANCEL;
 		c->event_id = books_ev[k];
 		c->claim_id = books[k];
+		c->client_id = books_cl[k];
 		books[k] = books[--nb];
 		books_ev[k] = books_ev[nb];
+		books_cl[k] = books_cl[nb];
 	} else {
 		c->op = BO_OP_QUERY_AVAIL;
 		c->event_id = 100;
@@ -140,9 +146,11 @@ static void note_result(const bo_cmd *c, const bo_result *r)
 {
 	if (c->op == BO_OP_HOLD_SEATS && nh < LIVE) {
 		holds[nh] = r->claim_id;
+		holds_cl[nh] = c->client_id;
 		holds_ev[nh++] = c->event_id;
 	} else if (c->op == BO_OP_CONFIRM && nb < LIVE) {
 		books[nb] = c->claim_id;
+		books_cl[nb] = c->client_id;
 		books_ev[nb++] = c->event_id;
 	}
 }

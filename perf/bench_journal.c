@@ -65,6 +65,7 @@ typedef struct client {
 	uint64_t rng;
 	uint64_t req;
 	uint64_t held[HELD_MAX]; /* claim ids to release */
+	uint64_t held_client[HELD_MAX]; /* their clients: only they may release */
 	uint32_t nheld;
 	uint64_t acked;
 	int64_t *lat; /* latency samples (ns), by tag */
@@ -81,7 +82,9 @@ static void make_command(client *c, bo_cmd *cmd)
 		uint32_t k = (uint32_t)(bench_rnd(&c->rng) % c->nheld);
 		cmd->op = BO_OP_RELEASE;
 		cmd->claim_id = c->held[k];
+		cmd->client_id = c->held_client[k];
 		c->held[k] = c->held[--c->nheld];
+		c->held_client[k] = c->held_client[c->nheld];
 		return;
 	}
 	cmd->op = BO_OP_HOLD_SEATS;
@@ -107,8 +110,10 @@ static uint64_t drain(client *c, int latency)
 				continue;
 			seen++;
 			const bo_result *r = &o->u.result;
-			if (r->op == BO_OP_HOLD_SEATS && r->status == BO_OK && c->nheld < HELD_MAX)
+			if (r->op == BO_OP_HOLD_SEATS && r->status == BO_OK && c->nheld < HELD_MAX) {
+				c->held_client[c->nheld] = r->client_id;
 				c->held[c->nheld++] = r->claim_id;
+			}
 			if (latency && c->lat)
 				c->lat[c->lat_n++] = now - (int64_t)o->tag;
 		}

@@ -141,6 +141,7 @@ enum {
 typedef struct held_list {
 	pthread_mutex_t lock;
 	uint64_t id[HELD_MAX], ev[HELD_MAX];
+	uint64_t client[HELD_MAX]; /* the hold's client: only it may release it */
 	uint32_t n;
 } held_list;
 
@@ -159,6 +160,7 @@ static void held_note(held_list *h, const bo_result *r)
 	pthread_mutex_lock(&h->lock);
 	if (h->n < HELD_MAX) {
 		h->id[h->n] = r->claim_id;
+		h->client[h->n] = r->client_id;
 		h->ev[h->n++] = r->event_id;
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -177,7 +179,9 @@ static void make_write(held_list *h, bo_cmd *c, uint64_t *rng)
 			c->op = BO_OP_RELEASE;
 			c->event_id = h->ev[k];
 			c->claim_id = h->id[k];
+			c->client_id = h->client[k];
 			h->id[k] = h->id[--h->n];
+			h->client[k] = h->client[h->n];
 			h->ev[k] = h->ev[h->n];
 		}
 		pthread_mutex_unlock(&h->lock);

@@ -92,6 +92,7 @@ typedef struct writer {
 	engine *e;
 	uint64_t seed, request;
 	uint64_t holds[HOLDS_KEPT], hold_event[HOLDS_KEPT];
+	uint64_t hold_client[HOLDS_KEPT]; /* only the hold's client may release it */
 	uint32_t head, count;
 } writer;
 
@@ -113,6 +114,7 @@ static bo_cmd next_cmd(writer *w)
 		c.op = BO_OP_RELEASE;
 		c.claim_id = w->holds[k];
 		c.event_id = w->hold_event[k];
+		c.client_id = w->hold_client[k];
 	} else if ((x >> 20) % 4 == 0) {
 		c.op = BO_OP_HOLD_POOL;
 		c.pool = (uint8_t)((x >> 24) % 2);
@@ -133,6 +135,7 @@ static void note(writer *w, const bo_result *res)
 	uint32_t k = (w->head + w->count) % HOLDS_KEPT;
 	w->holds[k] = res->claim_id;
 	w->hold_event[k] = res->event_id;
+	w->hold_client[k] = res->client_id;
 	w->count++;
 }
 

@@ -100,6 +100,12 @@ static void cmd_fields(FILE *f, const bo_cmd *c, const bo_seatmap *map, int json
 	default:
 		break;
 	}
+	/* Who may touch the claim beyond its own client (engine.h,
+	 * "Ownership"); only when set, so other lines read as they did. */
+	if (c->flags & BO_CMD_F_OPERATOR)
+		fprintf(f, "%s%soperator%strue", sep, q, eq);
+	if (c->flags & BO_CMD_F_ANY_CLIENT)
+		fprintf(f, "%s%sany_client%strue", sep, q, eq);
 }
 
 static void result_human(FILE *f, const bo_result *r)

@@ -24,6 +24,8 @@
  *    "retry_after_ms" exactly on throttled/busy with a hint; texts with
  *    quotes, controls and high bytes stay valid JSON; json_http_status
  *    follows its table.
+ *  - Every curl body of schemas/http.md decodes as its route takes it, and
+ *    its message-level example is the decoder's own text.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -784,4 +786,44 @@ Test(json, event_image_has_the_documented_keys)
 	cr_assert_eq(json_encode_event_image(&im, &sb), -EINVAL);
 	cr_assert_eq(sb.size, 0);
 	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- schemas/http.md ------------------------------------------------------ */
+
+/* Every curl body of schemas/http.md (-d '...') decodes, with no rejected
+ * command, as the route it is sent to; and its message-level example is
+ * this decoder's text, word for word. */
+Test(json, http_md_examples_decode)
+{
+	FILE *f = fopen(BO_SOURCE_ROOT "/schemas/http.md", "rb");
+	cr_assert(f != NULL, "cannot open " BO_SOURCE_ROOT "/schemas/http.md");
+	static char md[1 << 16];
+	size_t n = fread(md, 1, sizeof(md) - 1, f);
+	fclose(f);
+	md[n] = '\0';
+	int bodies = 0;
+	for (const char *p = strstr(md, "-d '"); p; p = strstr(p, "-d '")) {
+		p += 4;
+		const char *end = strchr(p, '\'');
+		cr_assert(end != NULL);
+		int shape = p[0] == '[' ? JSON_BATCH : JSON_ONE;
+		wire_msg msg;
+		int rc = json_decode_request(p, (size_t)(end - p), shape, jcmds, jerrs, CAP, &msg);
+		cr_assert_eq(rc, 0, "http.md body %d: %s", bodies, msg.error);
+		cr_assert_eq(msg.invalid, 0, "http.md body %d: %s", bodies, jerrs[0].text);
+		wire_free_maps(jcmds, msg.count);
+		bodies++;
+	}
+	cr_assert_geq(bodies, 5);
+	const char *body = strstr(md, "For the body `");
+	cr_assert(body != NULL);
+	body += strlen("For the body `");
+	const char *end = strchr(body, '`');
+	wire_msg msg;
+	cr_assert_eq(
+	        json_decode_request(body, (size_t)(end - body), JSON_ONE, jcmds, jerrs, CAP, &msg),
+	        -EINVAL);
+	char want[160];
+	snprintf(want, sizeof(want), "\"error\": \"%s\"}", msg.error);
+	cr_assert(strstr(end, want) != NULL, "http.md does not show %s", want);
 }

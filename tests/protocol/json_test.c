@@ -44,6 +44,7 @@
 #include "protocol/json.h"
 #include "protocol/wire.h"
 #include "tests/support/cmd.h"
+#include "tests/support/rng.h"
 
 #define CAP 64u
 
@@ -234,16 +235,12 @@ Test(json, a_batch_of_every_op_decodes_as_msgpack)
 
 /* ---- Random commands ------------------------------------------------------ */
 
-/* xorshift64*, seeded per run (printed on failure; JSON_TEST_SEED=<n>
- * replays a run). */
+/* Seeded per run (printed on failure; JSON_TEST_SEED=<n> replays a run). */
 static uint64_t rng = 88172645463325252ull;
 
 static uint64_t rnd(void)
 {
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 2685821657736338717ull;
+	return trng_xorshift(&rng);
 }
 
 /* Values of every width up to max: small ones, ones near 2^8/2^16/2^32

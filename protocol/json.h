@@ -4,7 +4,9 @@
  *
  * A JSON command is the msgpack command of schemas/protocol.md §3 written
  * as a JSON object: the same keys, the same rules, the same error texts and
- * details (protocol/field.h is the one key table both decoders follow).
+ * details — by construction: json.c turns the body into the msgpack message
+ * it stands for and decodes that with wire_decode_request, so the key
+ * table of request.c is the only one (json.c's top comment has the rule).
  * Integers are JSON integers (no fraction, no exponent); ids are exact
  * unsigned 64-bit values but, JSON parsers being what they are, only
  * 0..2^63-1 are accepted over HTTP (larger: invalid/malformed). A reply is

@@ -4,6 +4,9 @@
  * means and treats bodies as hostile input.
  *
  * How:
+ *  - Random batches of every op (random seat maps, values at every integer
+ *    width, payrefs with NULs) written as msgpack, turned into JSON by a
+ *    converter of the test's own, decode to what the msgpack decoder gives.
  *  - Every op, alone and in one batch: the JSON command decodes to the
  *    command the msgpack decoder gives for the same command written by
  *    wire_encode_request (tests/support/cmd.h builds it): equal by
@@ -24,19 +27,24 @@
  *    "retry_after_ms" exactly on throttled/busy with a hint; texts with
  *    quotes, controls and high bytes stay valid JSON; json_http_status
  *    follows its table.
+ *  - Every curl body of schemas/http.md decodes as its route takes it, and
+ *    its message-level example is the decoder's own text.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
+#include <msgpack.h>
 
 #include "base/seatmap.h"
 #include "engine/codec.h"
 #include "protocol/json.h"
 #include "protocol/wire.h"
 #include "tests/support/cmd.h"
+#include "tests/support/rng.h"
 
 #define CAP 64u
 
@@ -223,6 +231,150 @@ Test(json, a_batch_of_every_op_decodes_as_msgpack)
 	wire_free_maps(mcmds, n);
 	free(batch);
 	bo_seatmap_free(map);
+}
+
+/* ---- Random commands ------------------------------------------------------ */
+
+/* Seeded per run (printed on failure; JSON_TEST_SEED=<n> replays a run). */
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t rnd(void)
+{
+	return trng_xorshift(&rng);
+}
+
+/* Values of every width up to max: small ones, ones near 2^8/2^16/2^32
+ * and max itself are what a JSON or msgpack codec gets wrong. */
+static uint64_t rnd_upto(uint64_t max)
+{
+	static const uint64_t edges[] = {0,     1,     127,         128,           255,      256,
+	                                 65535, 65536, 4294967295u, 4294967296ull, INT64_MAX};
+	uint64_t v = rnd() % 3 == 0 ? edges[rnd() % (sizeof(edges) / sizeof(edges[0]))]
+	                            : rnd() >> (rnd() % 64);
+	return v > max ? max : v;
+}
+
+static bo_seatmap *rnd_map(void)
+{
+	uint32_t rows = (uint32_t)(rnd() % 5), seats[5], total = 0;
+	for (uint32_t r = 0; r < rows; r++)
+		total += seats[r] = (uint32_t)(rnd() % 20);
+	bo_seatmap *m =
+	        bo_seatmap_new(rows, total, (uint32_t)(rnd() % (BO_POOLS_PER_EVENT_MAX + 1)));
+	cr_assert(m != NULL);
+	m->category_count = (uint32_t)rnd_upto(UINT32_MAX);
+	int uniform = rnd() % 2;
+	for (uint32_t r = 0, first = 0; r < rows; first += seats[r++]) {
+		m->rows[r] = (bo_row_def){.section = (uint16_t)rnd_upto(UINT16_MAX),
+		                          .seats = (uint16_t)seats[r]};
+		for (uint32_t i = 0; i < seats[r]; i++)
+			m->categories[first + i] = (uint8_t)(uniform ? r : rnd_upto(UINT8_MAX));
+	}
+	for (uint32_t p = 0; p < m->pool_count; p++)
+		m->pool_capacity[p] = (uint32_t)rnd_upto(UINT32_MAX);
+	return m;
+}
+
+/* A command of op with random values in every field it could use (the
+ * encoder writes those its op has); ids within JSON's 0..2^63-1. */
+static bo_cmd rnd_cmd(uint8_t op)
+{
+	bo_cmd c = tcmd(op, rnd_upto(INT64_MAX), rnd_upto(INT64_MAX), rnd_upto(INT64_MAX));
+	c.seat_count = (uint8_t)(rnd() % (BO_SEATS_PER_HOLD_MAX + 1));
+	for (uint32_t i = 0; i < c.seat_count; i++)
+		c.seats[i] = (uint32_t)rnd_upto(UINT32_MAX);
+	c.ttl_ms = (uint32_t)rnd_upto(UINT32_MAX);
+	c.category = (uint8_t)rnd_upto(UINT8_MAX);
+	c.quantity = (uint16_t)rnd_upto(UINT16_MAX);
+	c.pool = (uint8_t)rnd_upto(UINT8_MAX);
+	c.claim_id = rnd_upto(INT64_MAX);
+	c.payref_len = (uint8_t)(rnd() % (BO_PAYREF_LEN_MAX + 1));
+	for (uint32_t i = 0; i < c.payref_len; i++)
+		c.payref[i] = (char)(rnd() % 128); /* ASCII, NUL included: JSON strings are UTF-8 */
+	if (op == BO_OP_CREATE_EVENT)
+		c.map = rnd_map();
+	return c;
+}
+
+/* The msgpack value o as JSON (a test-side converter over msgpack-c's
+ * unpacker and jansson: independent of json.c). */
+static json_t *to_json(const msgpack_object *o)
+{
+	switch (o->type) {
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		cr_assert(o->via.u64 <= INT64_MAX);
+		return json_integer((json_int_t)o->via.u64);
+	case MSGPACK_OBJECT_STR:
+		return json_stringn_nocheck(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_ARRAY: {
+		json_t *a = json_array();
+		for (uint32_t i = 0; i < o->via.array.size; i++)
+			json_array_append_new(a, to_json(&o->via.array.ptr[i]));
+		return a;
+	}
+	case MSGPACK_OBJECT_MAP: {
+		json_t *m = json_object();
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+			cr_assert_eq(kv->key.type, MSGPACK_OBJECT_STR);
+			json_object_setn_new_nocheck(m, kv->key.via.str.ptr, kv->key.via.str.size,
+			                             to_json(&kv->val));
+		}
+		return m;
+	}
+	default:
+		cr_assert_fail("wire_encode_request wrote a msgpack type %d", o->type);
+		return NULL;
+	}
+}
+
+/* Random batches of every op: the JSON of the msgpack request decodes to
+ * what the msgpack decoder gives, field for field. */
+Test(json, random_commands_decode_as_msgpack)
+{
+	const char *s = getenv("JSON_TEST_SEED");
+	uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+	rng = seed ? seed : 1;
+	bo_cmd cmds[CAP];
+	for (int round = 0; round < 300; round++) {
+		uint32_t n = 1 + (uint32_t)(rnd() % 24);
+		int as_array = n > 1 || rnd() % 2;
+		for (uint32_t i = 0; i < n; i++)
+			cmds[i] = rnd_cmd((uint8_t)(1 + rnd() % (BO_OP_COUNT - 1)));
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		cr_assert_eq(wire_encode_request(cmds, n, as_array, &sb), 0);
+		msgpack_unpacked up;
+		msgpack_unpacked_init(&up);
+		cr_assert_eq(msgpack_unpack_next(&up, sb.data, sb.size, NULL),
+		             MSGPACK_UNPACK_SUCCESS);
+		json_t *j = to_json(&up.data);
+		char *body = json_dumps(j, JSON_COMPACT);
+		cr_assert(body != NULL);
+		wire_msg msg;
+		int rc = json_decode_request(body, strlen(body), as_array ? JSON_BATCH : JSON_ONE,
+		                             jcmds, jerrs, CAP, &msg);
+		cr_assert_eq(rc, 0, "seed %llu: %s", (unsigned long long)seed, msg.error);
+		cr_assert(msg.count == n && msg.is_array == as_array, "seed %llu",
+		          (unsigned long long)seed);
+		mdecode(cmds, n, as_array);
+		for (uint32_t i = 0; i < n; i++) {
+			cr_assert_eq(jerrs[i].status, merrs[i].status, "seed %llu",
+			             (unsigned long long)seed);
+			cr_assert_str_eq(jerrs[i].text, merrs[i].text, "seed %llu",
+			                 (unsigned long long)seed);
+			if (merrs[i].status == BO_OK)
+				assert_same(&jcmds[i], &mcmds[i], bo_op_str(cmds[i].op));
+		}
+		wire_free_maps(jcmds, n);
+		wire_free_maps(mcmds, n);
+		for (uint32_t i = 0; i < n; i++)
+			bo_seatmap_free((bo_seatmap *)(uintptr_t)cmds[i].map);
+		free(body);
+		json_decref(j);
+		msgpack_unpacked_destroy(&up);
+		msgpack_sbuffer_destroy(&sb);
+	}
 }
 
 /* ---- Command-level rejections --------------------------------------------- */
@@ -784,4 +936,44 @@ Test(json, event_image_has_the_documented_keys)
 	cr_assert_eq(json_encode_event_image(&im, &sb), -EINVAL);
 	cr_assert_eq(sb.size, 0);
 	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- schemas/http.md ------------------------------------------------------ */
+
+/* Every curl body of schemas/http.md (-d '...') decodes, with no rejected
+ * command, as the route it is sent to; and its message-level example is
+ * this decoder's text, word for word. */
+Test(json, http_md_examples_decode)
+{
+	FILE *f = fopen(BO_SOURCE_ROOT "/schemas/http.md", "rb");
+	cr_assert(f != NULL, "cannot open " BO_SOURCE_ROOT "/schemas/http.md");
+	static char md[1 << 16];
+	size_t n = fread(md, 1, sizeof(md) - 1, f);
+	fclose(f);
+	md[n] = '\0';
+	int bodies = 0;
+	for (const char *p = strstr(md, "-d '"); p; p = strstr(p, "-d '")) {
+		p += 4;
+		const char *end = strchr(p, '\'');
+		cr_assert(end != NULL);
+		int shape = p[0] == '[' ? JSON_BATCH : JSON_ONE;
+		wire_msg msg;
+		int rc = json_decode_request(p, (size_t)(end - p), shape, jcmds, jerrs, CAP, &msg);
+		cr_assert_eq(rc, 0, "http.md body %d: %s", bodies, msg.error);
+		cr_assert_eq(msg.invalid, 0, "http.md body %d: %s", bodies, jerrs[0].text);
+		wire_free_maps(jcmds, msg.count);
+		bodies++;
+	}
+	cr_assert_geq(bodies, 5);
+	const char *body = strstr(md, "For the body `");
+	cr_assert(body != NULL);
+	body += strlen("For the body `");
+	const char *end = strchr(body, '`');
+	wire_msg msg;
+	cr_assert_eq(
+	        json_decode_request(body, (size_t)(end - body), JSON_ONE, jcmds, jerrs, CAP, &msg),
+	        -EINVAL);
+	char want[160];
+	snprintf(want, sizeof(want), "\"error\": \"%s\"}", msg.error);
+	cr_assert(strstr(end, want) != NULL, "http.md does not show %s", want);
 }

@@ -31,7 +31,7 @@
 #define PROG "bench_metrics"
 
 typedef struct scrape_stats {
-	bench_pcts ns;	   /* per render */
+	bench_pcts ns; /* per render */
 	int64_t max_ns;
 	size_t page_bytes; /* the last page's size */
 } scrape_stats;
@@ -70,7 +70,11 @@ static void traffic(gw_server *gw, uint32_t shards, uint32_t holds)
 	for (uint32_t k = 0; k < shards; k++) {
 		for (ev[k] = 1 + k * 1000; shard_for_event(ev[k], shards) != k; ev[k]++) {
 		}
-		bo_cmd c = {.op = BO_OP_CREATE_EVENT, .client_id = 1, .request_id = ev[k], .event_id = ev[k], .map = m};
+		bo_cmd c = {.op = BO_OP_CREATE_EVENT,
+		            .client_id = 1,
+		            .request_id = ev[k],
+		            .event_id = ev[k],
+		            .map = m};
 		bo_result r;
 		int rc = gw_apply_local(gw, &c, 1, &r, 10000);
 		if (rc != 0 || r.status != BO_OK)
@@ -84,8 +88,12 @@ static void traffic(gw_server *gw, uint32_t shards, uint32_t holds)
 		uint32_t n = holds - done < 1024 ? holds - done : 1024;
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t seat = (done + i) / shards % 4096;
-			cmds[i] = (bo_cmd){.op = BO_OP_HOLD_SEATS, .client_id = 10 + (done + i), .request_id = req++,
-					   .event_id = ev[(done + i) % shards], .seat_count = 1, .ttl_ms = 600000};
+			cmds[i] = (bo_cmd){.op = BO_OP_HOLD_SEATS,
+			                   .client_id = 10 + (done + i),
+			                   .request_id = req++,
+			                   .event_id = ev[(done + i) % shards],
+			                   .seat_count = 1,
+			                   .ttl_ms = 600000};
 			cmds[i].seats[0] = seat;
 		}
 		int rc = gw_apply_local(gw, cmds, n, res, 10000);

@@ -247,8 +247,8 @@ static void hist_series(page *p, const char *name, const char *labels, const bo_
 static void render_gateway(page *p, gw_server *gw)
 {
 	family(p, "boxoffice_results_total", "counter",
-	       "Command results answered to clients (nng and HTTP), by op and status (commands that did "
-	       "not decode: op=\"none\" unless their op was read).");
+	       "Command results answered to clients (nng and HTTP), by op and status (a command that did "
+	       "not decode counts as op=\"none\").");
 	for (int op = 0; op < BO_OP_COUNT; op++)
 		for (int st = 0; st < BO_STATUS_COUNT; st++) {
 			uint64_t v =

@@ -168,6 +168,28 @@ static void cli_call(nng_socket s, const bo_cmd *cmds, uint32_t n, int want_stat
 		             bo_status_str(want_status));
 }
 
+/* Sends raw bytes as a request and checks the reply holds n results (an
+ * array), each with status want_status. */
+static void cli_call_raw(nng_socket s, const void *buf, size_t len, uint32_t n, int want_status)
+{
+	int rv = nng_send(s, (void *)buf, len, 0);
+	cr_assert_eq(rv, 0, "send: %s", nng_strerror(rv));
+	nng_msg *m;
+	rv = nng_recvmsg(s, &m, 0);
+	cr_assert_eq(rv, 0, "no reply: %s", nng_strerror(rv));
+	bo_result r[4];
+	wire_reply_info info[4];
+	wire_msg wm;
+	cr_assert(n <= 4);
+	rv = wire_decode_replies(nng_msg_body(m), nng_msg_len(m), r, info, n, &wm);
+	nng_msg_free(m);
+	cr_assert_eq(rv, 0, "reply: %s", wm.error);
+	cr_assert_eq(wm.count, n);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(r[i].status, want_status, "reply %u: %s", i,
+		             bo_status_str(r[i].status));
+}
+
 /* ---- Reading the page ---------------------------------------------------- */
 
 static char *render(gw_server *gw)
@@ -313,8 +335,12 @@ Test(metrics, page_counts_what_was_sent)
 	cli_call(s, batch, N_BATCH, BO_OK);
 	bo_cmd q = tcmd_query_avail(ev);
 	cli_call(s, &q, 1, BO_OK);
+	/* [{"op": "nope"}]: a command that does not decode, in a message
+	 * that does. */
+	static const uint8_t bad_op[] = {0x91, 0x81, 0xa2, 'o', 'p', 0xa4, 'n', 'o', 'p', 'e'};
+	cli_call_raw(s, bad_op, sizeof(bad_op), 1, BO_INVALID);
 	nng_close(s);
-	const double messages = N_OK + N_TAKEN + 1 + 1;
+	const double messages = N_OK + N_TAKEN + 1 + 1 + 1;
 
 	char *page = render(t->gw);
 	cr_assert_eq(value(page, "boxoffice_results_total{op=\"hold_seats\",status=\"ok\"}"),
@@ -322,6 +348,9 @@ Test(metrics, page_counts_what_was_sent)
 	cr_assert_eq(value(page, "boxoffice_results_total{op=\"hold_seats\",status=\"taken\"}"),
 	             N_TAKEN);
 	cr_assert_eq(value(page, "boxoffice_results_total{op=\"query_avail\",status=\"ok\"}"), 1);
+	cr_assert_eq(value(page, "boxoffice_results_total{op=\"none\",status=\"invalid\"}"), 1,
+	             "the command that did not decode");
+	cr_assert_eq(value(page, "boxoffice_invalid_messages_total"), 0, "its message did decode");
 	cr_assert_eq(
 	        value_or(page, "boxoffice_results_total{op=\"create_event\",status=\"ok\"}", 0), 0,
 	        "gw_apply_local is no client request");

@@ -29,7 +29,7 @@
 
 typedef struct bo_hist {
 	atomic_uint_least64_t n[BO_HIST_BUCKETS]; /* per bucket, not cumulative */
-	atomic_uint_least64_t sum;		  /* of the values observed */
+	atomic_uint_least64_t sum;                /* of the values observed */
 } bo_hist;
 
 /* A copy, for rendering. */
@@ -49,7 +49,10 @@ static inline uint32_t bo_hist_index(uint64_t v)
 }
 
 /* Upper bound of bucket i < BO_HIST_TOP (inclusive): 2^i. */
-static inline uint64_t bo_hist_bound(uint32_t i) { return (uint64_t)1 << i; }
+static inline uint64_t bo_hist_bound(uint32_t i)
+{
+	return (uint64_t)1 << i;
+}
 
 /* Counts one value. Relaxed: a statistic orders nothing. */
 static inline void bo_hist_observe(bo_hist *h, uint64_t v)

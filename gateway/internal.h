@@ -182,13 +182,13 @@ void gw_auth_fini(gw_server *gw);
 
 /* Counts the results of one reply: res[i], or errs[i] when errs != NULL
  * and errs[i].status != BO_OK (a command that did not decode: its op is
- * then counted as cmds' op when known, else "none"). Call once per reply,
- * when it is encoded. */
+ * cmds[i].op, which the decoder leaves BO_OP_NONE; cmds may be NULL).
+ * Call once per reply, when it is encoded (boxoffice_results_total). */
 void gw_count_results(gw_server *gw, const bo_result *res, const wire_cmd_error *errs, const bo_cmd *cmds,
 		      uint32_t n);
 
-/* Counts one result (an op or status out of range counts as op "none" /
- * the status is asserted in range). */
+/* Counts one result: an op out of range counts as BO_OP_NONE ("none");
+ * status must be a bo_status. */
 void gw_count_result(gw_server *gw, int op, int status);
 
 /* Observes one request's latency: from start_ns (bo_clock_ns when it was

@@ -48,8 +48,8 @@ void gw_count_result(gw_server *gw, int op, int status)
 	atomic_fetch_add_explicit(&gw->results[op][status], 1, memory_order_relaxed);
 }
 
-void gw_count_results(gw_server *gw, const bo_result *res, const wire_cmd_error *errs, const bo_cmd *cmds,
-		      uint32_t n)
+void gw_count_results(gw_server *gw, const bo_result *res, const wire_cmd_error *errs,
+                      const bo_cmd *cmds, uint32_t n)
 {
 	/* One addition per run of equal (op, status): a batch of 4096 holds
 	 * that all succeed is one atomic, not 4096 on a line every output
@@ -73,7 +73,8 @@ void gw_count_results(gw_server *gw, const bo_result *res, const wire_cmd_error 
 			continue;
 		}
 		if (run)
-			atomic_fetch_add_explicit(&gw->results[op][status], run, memory_order_relaxed);
+			atomic_fetch_add_explicit(&gw->results[op][status], run,
+			                          memory_order_relaxed);
 		op = o;
 		status = st;
 		run = 1;
@@ -130,7 +131,10 @@ void gw_metrics_init(gw_server *gw)
 	balance_push(b, bo_clock_ns(), zero, GW_SHARDS_MAX); /* the start: nothing submitted yet */
 }
 
-void gw_metrics_fini(gw_server *gw) { pthread_mutex_destroy(&gw->balance.lock); }
+void gw_metrics_fini(gw_server *gw)
+{
+	pthread_mutex_destroy(&gw->balance.lock);
+}
 
 void gw_metrics_tick(gw_server *gw)
 {
@@ -206,7 +210,8 @@ static void family(page *p, const char *name, const char *type, const char *help
 /* One histogram series: cumulative buckets for finite bounds 0..top-1
  * (microseconds rendered as seconds when `us`), +Inf, _sum and _count.
  * `labels` is "" or `key="v",` (with the trailing comma). */
-static void hist_series(page *p, const char *name, const char *labels, const bo_hist *h, uint32_t top, int us)
+static void hist_series(page *p, const char *name, const char *labels, const bo_hist *h,
+                        uint32_t top, int us)
 {
 	bo_hist_snap s;
 	bo_hist_read(h, &s);
@@ -215,22 +220,23 @@ static void hist_series(page *p, const char *name, const char *labels, const bo_
 	for (uint32_t i = 0; i < top; i++) {
 		cum += s.n[i];
 		if (us)
-			put(p, "%s_bucket{%sle=\"" US_FMT "\"} %" PRIu64 "\n", name, labels, US_ARGS(bo_hist_bound(i)),
-			    cum);
+			put(p, "%s_bucket{%sle=\"" US_FMT "\"} %" PRIu64 "\n", name, labels,
+			    US_ARGS(bo_hist_bound(i)), cum);
 		else
-			put(p, "%s_bucket{%sle=\"%" PRIu64 "\"} %" PRIu64 "\n", name, labels, bo_hist_bound(i), cum);
+			put(p, "%s_bucket{%sle=\"%" PRIu64 "\"} %" PRIu64 "\n", name, labels,
+			    bo_hist_bound(i), cum);
 	}
 	put(p, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, s.count);
 	/* The labels without their trailing comma, in braces, or nothing. */
 	size_t ll = strlen(labels);
 	if (us)
-		put(p, "%s_sum%s%.*s%s " US_FMT "\n", name, ll ? "{" : "", (int)(ll ? ll - 1 : 0), labels,
-		    ll ? "}" : "", US_ARGS(s.sum));
+		put(p, "%s_sum%s%.*s%s " US_FMT "\n", name, ll ? "{" : "", (int)(ll ? ll - 1 : 0),
+		    labels, ll ? "}" : "", US_ARGS(s.sum));
 	else
-		put(p, "%s_sum%s%.*s%s %" PRIu64 "\n", name, ll ? "{" : "", (int)(ll ? ll - 1 : 0), labels,
-		    ll ? "}" : "", s.sum);
-	put(p, "%s_count%s%.*s%s %" PRIu64 "\n", name, ll ? "{" : "", (int)(ll ? ll - 1 : 0), labels,
-	    ll ? "}" : "", s.count);
+		put(p, "%s_sum%s%.*s%s %" PRIu64 "\n", name, ll ? "{" : "", (int)(ll ? ll - 1 : 0),
+		    labels, ll ? "}" : "", s.sum);
+	put(p, "%s_count%s%.*s%s %" PRIu64 "\n", name, ll ? "{" : "", (int)(ll ? ll - 1 : 0),
+	    labels, ll ? "}" : "", s.count);
 }
 
 /* Finite buckets shown for latencies: every one (1 us .. 4.2 s). For batch
@@ -241,18 +247,23 @@ static void hist_series(page *p, const char *name, const char *labels, const bo_
 static void render_gateway(page *p, gw_server *gw)
 {
 	family(p, "boxoffice_results_total", "counter",
-	       "Command results answered to clients (nng and HTTP), by op and status (commands that did "
-	       "not decode: op=\"none\" unless their op was read).");
+	       "Command results answered to clients (nng and HTTP), by op and status (a command that did "
+	       "not decode counts as op=\"none\").");
 	for (int op = 0; op < BO_OP_COUNT; op++)
 		for (int st = 0; st < BO_STATUS_COUNT; st++) {
-			uint64_t v = atomic_load_explicit(&gw->results[op][st], memory_order_relaxed);
+			uint64_t v =
+			        atomic_load_explicit(&gw->results[op][st], memory_order_relaxed);
 			if (v)
-				put(p, "boxoffice_results_total{op=\"%s\",status=\"%s\"} %" PRIu64 "\n",
-				    op == BO_OP_NONE ? "none" : bo_op_str(op), bo_status_str(st), v);
+				put(p,
+				    "boxoffice_results_total{op=\"%s\",status=\"%s\"} %" PRIu64
+				    "\n",
+				    op == BO_OP_NONE ? "none" : bo_op_str(op), bo_status_str(st),
+				    v);
 		}
 	uint64_t throttled = 0;
 	for (int op = 0; op < BO_OP_COUNT; op++)
-		throttled += atomic_load_explicit(&gw->results[op][BO_THROTTLED], memory_order_relaxed);
+		throttled +=
+		        atomic_load_explicit(&gw->results[op][BO_THROTTLED], memory_order_relaxed);
 	family(p, "boxoffice_throttled_total", "counter",
 	       "Commands answered throttled (hot-event token bucket): the sum over ops of "
 	       "boxoffice_results_total{status=\"throttled\"}.");
@@ -273,7 +284,8 @@ static void render_gateway(page *p, gw_server *gw)
 	put(p, "boxoffice_reads_total %" PRIu64 "\n", gs.reads);
 	family(p, "boxoffice_event_state_requests_total", "counter",
 	       "event_state requests (a subscriber's snapshot), by result.");
-	put(p, "boxoffice_event_state_requests_total{result=\"ok\"} %" PRIu64 "\n", gs.event_states);
+	put(p, "boxoffice_event_state_requests_total{result=\"ok\"} %" PRIu64 "\n",
+	    gs.event_states);
 	put(p, "boxoffice_event_state_requests_total{result=\"throttled\"} %" PRIu64 "\n",
 	    gs.event_states_throttled);
 	family(p, "boxoffice_request_duration_seconds", "histogram",
@@ -281,12 +293,14 @@ static void render_gateway(page *p, gw_server *gw)
 	       "taking it off the transport to its reply being handed back to the transport.");
 	hist_series(p, "boxoffice_request_duration_seconds", "", &gw->request_us, LAT_TOP, 1);
 
-	family(p, "boxoffice_subscribers", "gauge", "Projection subscribers connected (--publish).");
+	family(p, "boxoffice_subscribers", "gauge",
+	       "Projection subscribers connected (--publish).");
 	put(p, "boxoffice_subscribers %" PRIu32 "\n", gs.pub.subscribers);
 	family(p, "boxoffice_subscribers_refused_total", "counter",
 	       "Subscribers disconnected as they connected: the subscriber limit was reached.");
 	put(p, "boxoffice_subscribers_refused_total %" PRIu64 "\n", gs.pub.subscribers_refused);
-	family(p, "boxoffice_projections_published_total", "counter", "Projection messages handed to nng.");
+	family(p, "boxoffice_projections_published_total", "counter",
+	       "Projection messages handed to nng.");
 	put(p, "boxoffice_projections_published_total %" PRIu64 "\n", gs.pub.published);
 	family(p, "boxoffice_projections_dropped_total", "counter",
 	       "Projection messages dropped: the publisher's queue was full (subscribers resynchronise).");
@@ -296,18 +310,19 @@ static void render_gateway(page *p, gw_server *gw)
 	put(p, "boxoffice_projection_queue_messages %" PRIu32 "\n", gs.pub.queued);
 	family(p, "boxoffice_projection_queue_age_seconds", "gauge",
 	       "How long the oldest queued projection message has waited (0: none queued).");
-	put(p, "boxoffice_projection_queue_age_seconds " US_FMT "\n", US_ARGS(gs.pub.oldest_queued_us));
+	put(p, "boxoffice_projection_queue_age_seconds " US_FMT "\n",
+	    US_ARGS(gs.pub.oldest_queued_us));
 	static bo_hist empty; /* never observed */
 	family(p, "boxoffice_projection_queue_wait_seconds", "histogram",
 	       "Per projection message: from the read model emitting it to the publisher thread taking it "
 	       "(empty without --publish).");
-	hist_series(p, "boxoffice_projection_queue_wait_seconds", "", gw->pub ? gw_pub_queue_hist(gw->pub) : &empty,
-		    LAT_TOP, 1);
+	hist_series(p, "boxoffice_projection_queue_wait_seconds", "",
+	            gw->pub ? gw_pub_queue_hist(gw->pub) : &empty, LAT_TOP, 1);
 }
 
 /* One gauge or counter family over the shards: v[k]. */
-static void per_shard(page *p, const char *name, const char *type, const char *help, const uint64_t *v,
-		      uint32_t shards)
+static void per_shard(page *p, const char *name, const char *type, const char *help,
+                      const uint64_t *v, uint32_t shards)
 {
 	family(p, name, type, help);
 	for (uint32_t k = 0; k < shards; k++)
@@ -324,7 +339,7 @@ static void render_shards(page *p, gw_server *gw)
 		cmds[k] = ss[k].submitted;
 	}
 	per_shard(p, "boxoffice_shard_commands_total", "counter",
-		  "Commands accepted into the shard's input ring (its load).", cmds, shards);
+	          "Commands accepted into the shard's input ring (its load).", cmds, shards);
 	double window;
 	double bal = balance_get(gw, cmds, &window);
 	family(p, "boxoffice_shard_balance", "gauge",
@@ -337,41 +352,47 @@ static void render_shards(page *p, gw_server *gw)
 
 	for (uint32_t k = 0; k < shards; k++)
 		v[k] = ss[k].batches;
-	per_shard(p, "boxoffice_shard_batches_total", "counter", "Batches the shard's writer applied.", v, shards);
-	family(p, "boxoffice_shard_batch_size", "histogram", "Commands per batch applied by the shard's writer.");
+	per_shard(p, "boxoffice_shard_batches_total", "counter",
+	          "Batches the shard's writer applied.", v, shards);
+	family(p, "boxoffice_shard_batch_size", "histogram",
+	       "Commands per batch applied by the shard's writer.");
 	for (uint32_t k = 0; k < shards; k++) {
 		char labels[32];
 		snprintf(labels, sizeof(labels), "shard=\"%" PRIu32 "\",", k);
-		hist_series(p, "boxoffice_shard_batch_size", labels, shard_batch_hist(gw->shards[k]), BATCH_TOP, 0);
+		hist_series(p, "boxoffice_shard_batch_size", labels,
+		            shard_batch_hist(gw->shards[k]), BATCH_TOP, 0);
 	}
 	family(p, "boxoffice_ring_depth", "gauge",
 	       "Slots in use: input = commands submitted, not yet applied; output = results waiting for the "
 	       "disk or for the gateway.");
 	for (uint32_t k = 0; k < shards; k++) {
-		put(p, "boxoffice_ring_depth{shard=\"%" PRIu32 "\",ring=\"input\"} %" PRIu32 "\n", k, ss[k].in_depth);
-		put(p, "boxoffice_ring_depth{shard=\"%" PRIu32 "\",ring=\"output\"} %" PRIu32 "\n", k,
-		    ss[k].out_depth);
+		put(p, "boxoffice_ring_depth{shard=\"%" PRIu32 "\",ring=\"input\"} %" PRIu32 "\n",
+		    k, ss[k].in_depth);
+		put(p, "boxoffice_ring_depth{shard=\"%" PRIu32 "\",ring=\"output\"} %" PRIu32 "\n",
+		    k, ss[k].out_depth);
 	}
 	for (uint32_t k = 0; k < shards; k++)
 		v[k] = shard_failed(gw->shards[k]) == NULL && shard_running(gw->shards[k]);
 	per_shard(p, "boxoffice_shard_up", "gauge",
-		  "1 while the shard's writer runs and its journal has not failed (see /healthz).", v, shards);
+	          "1 while the shard's writer runs and its journal has not failed (see /healthz).",
+	          v, shards);
 	for (uint32_t k = 0; k < shards; k++)
 		v[k] = ss[k].durable_seq;
 	per_shard(p, "boxoffice_journal_durable_seq", "gauge",
-		  "Highest journal sequence on disk (every record up to it is synced).", v, shards);
+	          "Highest journal sequence on disk (every record up to it is synced).", v, shards);
 	family(p, "boxoffice_journal_sync_duration_seconds", "histogram",
 	       "Per journal write unit (group commit: one or more batches): from submitting its write to "
 	       "the writer seeing it durable (write + fdatasync).");
 	for (uint32_t k = 0; k < shards; k++) {
 		char labels[32];
 		snprintf(labels, sizeof(labels), "shard=\"%" PRIu32 "\",", k);
-		hist_series(p, "boxoffice_journal_sync_duration_seconds", labels, shard_sync_hist(gw->shards[k]),
-			    LAT_TOP, 1);
+		hist_series(p, "boxoffice_journal_sync_duration_seconds", labels,
+		            shard_sync_hist(gw->shards[k]), LAT_TOP, 1);
 	}
 	for (uint32_t k = 0; k < shards; k++)
 		v[k] = ss[k].snapshots;
-	per_shard(p, "boxoffice_snapshots_total", "counter", "Snapshots the shard completed.", v, shards);
+	per_shard(p, "boxoffice_snapshots_total", "counter", "Snapshots the shard completed.", v,
+	          shards);
 
 	/* The read model: what the output thread applied, against the disk. */
 	uint64_t vs[GW_SHARDS_MAX];
@@ -380,10 +401,11 @@ static void render_shards(page *p, gw_server *gw)
 		v[k] = ss[k].durable_seq > vs[k] ? ss[k].durable_seq - vs[k] : 0;
 	}
 	per_shard(p, "boxoffice_read_model_seq", "gauge",
-		  "Last journal sequence applied to the shard's read model.", vs, shards);
-	per_shard(p, "boxoffice_read_model_lag_records", "gauge",
-		  "Journal records durable but not yet in the read model (nor answered, nor projected).", v,
-		  shards);
+	          "Last journal sequence applied to the shard's read model.", vs, shards);
+	per_shard(
+	        p, "boxoffice_read_model_lag_records", "gauge",
+	        "Journal records durable but not yet in the read model (nor answered, nor projected).",
+	        v, shards);
 }
 
 static const char *const committer_states[] = {"off", "starting", "running", "retrying", "stopped"};
@@ -403,9 +425,9 @@ static void render_committers(page *p, gw_server *gw)
 		} else {
 			committer_status_get(gw->committers[k], &cs[k]);
 			state[k] = cs[k].state == COMMITTER_STARTING   ? 1
-				   : cs[k].state == COMMITTER_RUNNING  ? 2
-				   : cs[k].state == COMMITTER_RETRYING ? 3
-								       : 4;
+			           : cs[k].state == COMMITTER_RUNNING  ? 2
+			           : cs[k].state == COMMITTER_RETRYING ? 3
+			                                               : 4;
 		}
 	}
 	pthread_mutex_unlock(&gw->status_lock);
@@ -414,26 +436,29 @@ static void render_committers(page *p, gw_server *gw)
 	       "stopped.");
 	for (uint32_t k = 0; k < shards; k++)
 		for (uint8_t s = 0; s < 5; s++)
-			put(p, "boxoffice_committer_state{shard=\"%" PRIu32 "\",state=\"%s\"} %d\n", k,
-			    committer_states[s], state[k] == s);
+			put(p, "boxoffice_committer_state{shard=\"%" PRIu32 "\",state=\"%s\"} %d\n",
+			    k, committer_states[s], state[k] == s);
 	uint64_t v[GW_SHARDS_MAX];
 	for (uint32_t k = 0; k < shards; k++)
 		v[k] = cs[k].lag_records;
 	per_shard(p, "boxoffice_committer_lag_records", "gauge",
-		  "Durable journal records not yet applied to PostgreSQL (0 without a database).", v, shards);
+	          "Durable journal records not yet applied to PostgreSQL (0 without a database).",
+	          v, shards);
 	family(p, "boxoffice_committer_lag_seconds", "gauge",
 	       "Age of the oldest durable record not yet applied to PostgreSQL (0: none).");
 	for (uint32_t k = 0; k < shards; k++)
-		put(p, "boxoffice_committer_lag_seconds{shard=\"%" PRIu32 "\"} %" PRIu64 ".%03" PRIu64 "\n", k,
-		    cs[k].lag_ms / 1000, cs[k].lag_ms % 1000);
+		put(p,
+		    "boxoffice_committer_lag_seconds{shard=\"%" PRIu32 "\"} %" PRIu64 ".%03" PRIu64
+		    "\n",
+		    k, cs[k].lag_ms / 1000, cs[k].lag_ms % 1000);
 	for (uint32_t k = 0; k < shards; k++)
 		v[k] = cs[k].applied_seq;
 	per_shard(p, "boxoffice_committer_applied_seq", "gauge",
-		  "Last journal sequence applied to PostgreSQL.", v, shards);
+	          "Last journal sequence applied to PostgreSQL.", v, shards);
 	for (uint32_t k = 0; k < shards; k++)
 		v[k] = cs[k].retries;
 	per_shard(p, "boxoffice_committer_retries_total", "counter",
-		  "Times the committer retried after a database fault.", v, shards);
+	          "Times the committer retried after a database fault.", v, shards);
 }
 
 int gw_metrics_render(gw_server *gw, msgpack_sbuffer *out)
@@ -444,7 +469,8 @@ int gw_metrics_render(gw_server *gw, msgpack_sbuffer *out)
 	render_shards(&p, gw);
 	render_committers(&p, gw);
 	char reason[8];
-	family(&p, "boxoffice_healthy", "gauge", "1 when /healthz answers 200 (every shard writes its journal).");
+	family(&p, "boxoffice_healthy", "gauge",
+	       "1 when /healthz answers 200 (every shard writes its journal).");
 	put(&p, "boxoffice_healthy %d\n", gw_health(gw, reason, sizeof(reason)) == 0);
 	family(&p, "boxoffice_ready", "gauge", "1 when /readyz answers 200.");
 	put(&p, "boxoffice_ready %d\n", gw_ready(gw, reason, sizeof(reason)) == 0);

@@ -67,7 +67,10 @@ static int fail_hook(void *ctx, journal_io *io)
 	return atomic_load(&g_fail_io) ? -EIO : 0;
 }
 
-static void suite_init(void) { signal(SIGPIPE, SIG_IGN); }
+static void suite_init(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+}
 
 static void suite_fini(void)
 {
@@ -160,8 +163,31 @@ static void cli_call(nng_socket s, const bo_cmd *cmds, uint32_t n, int want_stat
 	cr_assert_eq(rv, 0, "reply: %s", wm.error);
 	cr_assert_eq(wm.count, n);
 	for (uint32_t i = 0; i < n; i++)
-		cr_assert_eq(r[i].status, want_status, "reply %u: %s/%s, not %s", i, bo_status_str(r[i].status),
-			     bo_detail_str(r[i].detail), bo_status_str(want_status));
+		cr_assert_eq(r[i].status, want_status, "reply %u: %s/%s, not %s", i,
+		             bo_status_str(r[i].status), bo_detail_str(r[i].detail),
+		             bo_status_str(want_status));
+}
+
+/* Sends raw bytes as a request and checks the reply holds n results (an
+ * array), each with status want_status. */
+static void cli_call_raw(nng_socket s, const void *buf, size_t len, uint32_t n, int want_status)
+{
+	int rv = nng_send(s, (void *)buf, len, 0);
+	cr_assert_eq(rv, 0, "send: %s", nng_strerror(rv));
+	nng_msg *m;
+	rv = nng_recvmsg(s, &m, 0);
+	cr_assert_eq(rv, 0, "no reply: %s", nng_strerror(rv));
+	bo_result r[4];
+	wire_reply_info info[4];
+	wire_msg wm;
+	cr_assert(n <= 4);
+	rv = wire_decode_replies(nng_msg_body(m), nng_msg_len(m), r, info, n, &wm);
+	nng_msg_free(m);
+	cr_assert_eq(rv, 0, "reply: %s", wm.error);
+	cr_assert_eq(wm.count, n);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(r[i].status, want_status, "reply %u: %s", i,
+		             bo_status_str(r[i].status));
 }
 
 /* ---- Reading the page ---------------------------------------------------- */
@@ -185,10 +211,11 @@ static char *render(gw_server *gw)
 static double value_or(const char *page, const char *series, double dflt)
 {
 	size_t len = strlen(series);
-	for (const char *l = page; *l; ) {
+	for (const char *l = page; *l;) {
 		const char *eol = strchr(l, '\n');
 		cr_assert_not_null(eol, "the page ends without a newline");
-		if (l[0] != '#' && (size_t)(eol - l) > len && strncmp(l, series, len) == 0 && l[len] == ' ') {
+		if (l[0] != '#' && (size_t)(eol - l) > len && strncmp(l, series, len) == 0 &&
+		    l[len] == ' ') {
 			char *end;
 			double v = strtod(l + len + 1, &end);
 			cr_assert_eq(end, eol, "not a number: %.*s", (int)(eol - l), l);
@@ -227,8 +254,8 @@ static double hist_check(const char *page, const char *name, const char *labels)
 	}
 	cr_assert_gt(buckets, 2, "no buckets of %s{%s}", name, labels);
 	size_t ll = strlen(labels);
-	snprintf(series, sizeof(series), "%.*s_count%s%.*s%s", (int)nl, name, ll ? "{" : "", (int)(ll ? ll - 1 : 0),
-		 labels, ll ? "}" : "");
+	snprintf(series, sizeof(series), "%.*s_count%s%.*s%s", (int)nl, name, ll ? "{" : "",
+	         (int)(ll ? ll - 1 : 0), labels, ll ? "}" : "");
 	double count = value(page, series);
 	cr_assert_eq(last, count, "%s: +Inf bucket %.0f, _count %.0f", series, last, count);
 	return count;
@@ -257,9 +284,9 @@ static int promtool_check(const tserver *t, const char *page)
 
 /* ==== 1. The page after known traffic ===================================== */
 
-#define N_OK 20u	  /* single holds that succeed */
-#define N_TAKEN 7u	  /* single holds of seats already held */
-#define N_BATCH 30u	  /* holds in one array message */
+#define N_OK 20u    /* single holds that succeed */
+#define N_TAKEN 7u  /* single holds of seats already held */
+#define N_BATCH 30u /* holds in one array message */
 #define SEATS 1024u
 
 /* An event id that lives on shard `want` of `shards`. */
@@ -283,7 +310,8 @@ Test(metrics, page_counts_what_was_sent)
 	bo_seatmap_free(map);
 
 	char *before = render(t->gw);
-	cr_assert_eq(value_or(before, "boxoffice_results_total{op=\"hold_seats\",status=\"ok\"}", 0), 0);
+	cr_assert_eq(
+	        value_or(before, "boxoffice_results_total{op=\"hold_seats\",status=\"ok\"}", 0), 0);
 	cr_assert_eq(value(before, "boxoffice_request_duration_seconds_count"), 0);
 	double shard1_before = value(before, "boxoffice_shard_commands_total{shard=\"1\"}");
 	cr_assert_eq(shard1_before, 1, "the local create_event went into shard 1's ring");
@@ -307,15 +335,25 @@ Test(metrics, page_counts_what_was_sent)
 	cli_call(s, batch, N_BATCH, BO_OK);
 	bo_cmd q = tcmd_query_avail(ev);
 	cli_call(s, &q, 1, BO_OK);
+	/* [{"op": "nope"}]: a command that does not decode, in a message
+	 * that does. */
+	static const uint8_t bad_op[] = {0x91, 0x81, 0xa2, 'o', 'p', 0xa4, 'n', 'o', 'p', 'e'};
+	cli_call_raw(s, bad_op, sizeof(bad_op), 1, BO_INVALID);
 	nng_close(s);
-	const double messages = N_OK + N_TAKEN + 1 + 1;
+	const double messages = N_OK + N_TAKEN + 1 + 1 + 1;
 
 	char *page = render(t->gw);
-	cr_assert_eq(value(page, "boxoffice_results_total{op=\"hold_seats\",status=\"ok\"}"), N_OK + N_BATCH);
-	cr_assert_eq(value(page, "boxoffice_results_total{op=\"hold_seats\",status=\"taken\"}"), N_TAKEN);
+	cr_assert_eq(value(page, "boxoffice_results_total{op=\"hold_seats\",status=\"ok\"}"),
+	             N_OK + N_BATCH);
+	cr_assert_eq(value(page, "boxoffice_results_total{op=\"hold_seats\",status=\"taken\"}"),
+	             N_TAKEN);
 	cr_assert_eq(value(page, "boxoffice_results_total{op=\"query_avail\",status=\"ok\"}"), 1);
-	cr_assert_eq(value_or(page, "boxoffice_results_total{op=\"create_event\",status=\"ok\"}", 0), 0,
-		     "gw_apply_local is no client request");
+	cr_assert_eq(value(page, "boxoffice_results_total{op=\"none\",status=\"invalid\"}"), 1,
+	             "the command that did not decode");
+	cr_assert_eq(value(page, "boxoffice_invalid_messages_total"), 0, "its message did decode");
+	cr_assert_eq(
+	        value_or(page, "boxoffice_results_total{op=\"create_event\",status=\"ok\"}", 0), 0,
+	        "gw_apply_local is no client request");
 	cr_assert_eq(value(page, "boxoffice_reads_total"), 1);
 	cr_assert_eq(value(page, "boxoffice_busy_total"), 0);
 	/* Every reply was handed to nng before the client had it: the
@@ -325,9 +363,10 @@ Test(metrics, page_counts_what_was_sent)
 
 	/* Load: every hold went into shard 1's ring (the query did not). */
 	cr_assert_eq(value(page, "boxoffice_shard_commands_total{shard=\"1\"}") - shard1_before,
-		     N_OK + N_TAKEN + N_BATCH);
+	             N_OK + N_TAKEN + N_BATCH);
 	cr_assert_eq(value(page, "boxoffice_shard_commands_total{shard=\"0\"}"), 0);
-	cr_assert_eq(value(page, "boxoffice_shard_balance"), 2.0, "all on one of two shards is max/avg 2");
+	cr_assert_eq(value(page, "boxoffice_shard_balance"), 2.0,
+	             "all on one of two shards is max/avg 2");
 	cr_assert_gt(value(page, "boxoffice_shard_balance_window_seconds"), 0);
 	for (int k = 0; k < 2; k++) {
 		char series[128], labels[32];
@@ -335,10 +374,10 @@ Test(metrics, page_counts_what_was_sent)
 		snprintf(series, sizeof(series), "boxoffice_shard_batches_total{shard=\"%d\"}", k);
 		double batches = value(page, series);
 		cr_assert_eq(hist_check(page, "boxoffice_shard_batch_size", labels), batches,
-			     "shard %d: one batch-size observation per batch", k);
+		             "shard %d: one batch-size observation per batch", k);
 		snprintf(series, sizeof(series), "boxoffice_shard_batch_size_sum{shard=\"%d\"}", k);
 		cr_assert_eq(value(page, series), k == 1 ? 1 + N_OK + N_TAKEN + N_BATCH : 0,
-			     "shard %d: the batch sizes add up to the commands applied", k);
+		             "shard %d: the batch sizes add up to the commands applied", k);
 		double syncs = hist_check(page, "boxoffice_journal_sync_duration_seconds", labels);
 		snprintf(series, sizeof(series), "boxoffice_journal_durable_seq{shard=\"%d\"}", k);
 		double durable = value(page, series);
@@ -348,14 +387,18 @@ Test(metrics, page_counts_what_was_sent)
 			cr_assert_gt(syncs, 0);
 		}
 		snprintf(series, sizeof(series), "boxoffice_read_model_seq{shard=\"%d\"}", k);
-		cr_assert_eq(value(page, series), durable, "shard %d: the read model is at the disk", k);
-		snprintf(series, sizeof(series), "boxoffice_read_model_lag_records{shard=\"%d\"}", k);
+		cr_assert_eq(value(page, series), durable,
+		             "shard %d: the read model is at the disk", k);
+		snprintf(series, sizeof(series), "boxoffice_read_model_lag_records{shard=\"%d\"}",
+		         k);
 		cr_assert_eq(value(page, series), 0);
 		snprintf(series, sizeof(series), "boxoffice_shard_up{shard=\"%d\"}", k);
 		cr_assert_eq(value(page, series), 1);
-		snprintf(series, sizeof(series), "boxoffice_committer_state{shard=\"%d\",state=\"off\"}", k);
+		snprintf(series, sizeof(series),
+		         "boxoffice_committer_state{shard=\"%d\",state=\"off\"}", k);
 		cr_assert_eq(value(page, series), 1, "no database: the committer is off");
-		snprintf(series, sizeof(series), "boxoffice_committer_state{shard=\"%d\",state=\"running\"}", k);
+		snprintf(series, sizeof(series),
+		         "boxoffice_committer_state{shard=\"%d\",state=\"running\"}", k);
 		cr_assert_eq(value(page, series), 0);
 	}
 	cr_assert_eq(value(page, "boxoffice_healthy"), 1);
@@ -374,8 +417,9 @@ Test(metrics, page_counts_what_was_sent)
 			cr_assert_eq(value(page, "boxoffice_projection_queue_age_seconds"), 0);
 			break;
 		}
-		cr_assert_lt(bo_clock_ms(), deadline, "the publisher did not drain: %.0f waits, %.0f published",
-			     waits, published);
+		cr_assert_lt(bo_clock_ms(), deadline,
+		             "the publisher did not drain: %.0f waits, %.0f published", waits,
+		             published);
 		usleep(1000);
 		free(page);
 		page = render(t->gw);
@@ -388,8 +432,9 @@ Test(metrics, page_counts_what_was_sent)
 	free(before);
 	free(page);
 	if (rc == 77) {
-		fprintf(stderr, "\n*** SKIPPED: promtool not found (install Debian's 'prometheus' package, "
-				"scripts/setup): the page was not checked by a Prometheus parser ***\n\n");
+		fprintf(stderr,
+		        "\n*** SKIPPED: promtool not found (install Debian's 'prometheus' package, "
+		        "scripts/setup): the page was not checked by a Prometheus parser ***\n\n");
 		cr_skip_test("promtool not found: the page was not checked by a Prometheus parser");
 	}
 	cr_assert_eq(rc, 0, "promtool check metrics refused the page (its findings are above)");
@@ -417,7 +462,8 @@ Test(metrics, health_fails_with_the_journal)
 	bo_seatmap_free(map); /* the gateway applies its own copy */
 	int64_t deadline = bo_clock_ms() + WAIT_MS;
 	while (gw_failed(t->gw) == NULL) {
-		cr_assert_lt(bo_clock_ms(), deadline, "the shard did not fail on a failing journal");
+		cr_assert_lt(bo_clock_ms(), deadline,
+		             "the shard did not fail on a failing journal");
 		usleep(1000);
 	}
 

@@ -46,21 +46,22 @@
 _Static_assert((GW_THROTTLE_STRIPES & (GW_THROTTLE_STRIPES - 1)) == 0, "stripes: a power of two");
 _Static_assert((GW_THROTTLE_PROBE & (GW_THROTTLE_PROBE - 1)) == 0, "probe: a power of two");
 /* tau + T + now stay far below INT64_MAX: at most 1e7 * 1e9 = 1e16 ns. */
-_Static_assert((int64_t)GW_THROTTLE_BURST_MAX * NS_PER_SEC < INT64_MAX / 4, "bucket spans fit int64");
+_Static_assert(NS_PER_SEC * GW_THROTTLE_BURST_MAX < INT64_MAX / 4,
+               "bucket spans fit int64");
 
 typedef struct tslot {
-	uint64_t event;	   /* the event (when used) */
-	int64_t tat_ns;	   /* GCRA: when the bucket is full again */
+	uint64_t event;    /* the event (when used) */
+	int64_t tat_ns;    /* GCRA: when the bucket is full again */
 	uint64_t admitted; /* takes of this event since it got the slot */
 	uint64_t refused;
-	uint32_t used;	   /* 0: never used (ends every lookup) */
+	uint32_t used; /* 0: never used (ends every lookup) */
 } tslot;
 
 typedef struct stripe {
 	pthread_mutex_t lock; /* guards everything below and the stripe's slots */
-	tslot *slots;	      /* per_stripe slots */
+	tslot *slots;         /* per_stripe slots */
 	int64_t overflow_tat_ns;
-	uint64_t admitted, refused;		  /* all takes of the stripe */
+	uint64_t admitted, refused;                   /* all takes of the stripe */
 	uint64_t overflow_admitted, overflow_refused; /* ... through the overflow bucket */
 	uint64_t reused;
 } __attribute__((aligned(64))) stripe; /* one lock per cache line */
@@ -77,8 +78,8 @@ struct gw_throttle {
 int gw_throttle_new(uint32_t rate, uint32_t burst, uint32_t events_max, gw_throttle **out)
 {
 	*out = NULL;
-	if (rate == 0 || rate > GW_THROTTLE_RATE_MAX || burst == 0 || burst > GW_THROTTLE_BURST_MAX ||
-	    events_max == 0 || events_max > EVENTS_MAX_MAX)
+	if (rate == 0 || rate > GW_THROTTLE_RATE_MAX || burst == 0 ||
+	    burst > GW_THROTTLE_BURST_MAX || events_max == 0 || events_max > EVENTS_MAX_MAX)
 		return -EINVAL;
 	uint32_t slots = GW_THROTTLE_STRIPES * GW_THROTTLE_PROBE;
 	while (slots < 2 * events_max)

@@ -71,7 +71,8 @@ typedef struct gw_throttle gw_throttle;
  * at least GW_THROTTLE_STRIPES * GW_THROTTLE_PROBE), 40 bytes each.
  * Returns 0 and *out (free with gw_throttle_free), -EINVAL (a value out of
  * range), -ENOMEM. */
-int gw_throttle_new(uint32_t rate, uint32_t burst, uint32_t events_max, gw_throttle **out /* OUT */);
+int gw_throttle_new(uint32_t rate, uint32_t burst, uint32_t events_max,
+                    gw_throttle **out /* OUT */);
 
 /* Frees t (NULL: nothing). No take may be running. */
 void gw_throttle_free(gw_throttle *t);
@@ -97,13 +98,13 @@ void gw_throttle_foreach(gw_throttle *t, uint32_t max, gw_throttle_fn fn, void *
 
 /* Totals since gw_throttle_new (monotonic counters); t NULL: all zero. */
 typedef struct gw_throttle_stats {
-	uint64_t admitted;	    /* takes admitted, all events */
-	uint64_t refused;	    /* takes refused, all events */
+	uint64_t admitted;          /* takes admitted, all events */
+	uint64_t refused;           /* takes refused, all events */
 	uint64_t overflow_admitted; /* ... of these, through an overflow bucket */
 	uint64_t overflow_refused;
-	uint64_t reused;	    /* slots given to another event (the old one was idle) */
-	uint32_t slots;		    /* table size */
-	uint32_t rate, burst;	    /* as configured */
+	uint64_t reused;      /* slots given to another event (the old one was idle) */
+	uint32_t slots;       /* table size */
+	uint32_t rate, burst; /* as configured */
 } gw_throttle_stats;
 void gw_throttle_stats_get(gw_throttle *t, gw_throttle_stats *out /* OUT */);
 

@@ -70,7 +70,10 @@ typedef struct tserver {
 
 static tserver g_srv;
 
-static void suite_init(void) { signal(SIGPIPE, SIG_IGN); }
+static void suite_init(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+}
 
 static void suite_fini(void)
 {
@@ -166,7 +169,8 @@ static void create_event(nng_socket s, uint64_t event)
 	bo_cmd c = tcmd_create(1, event, event, m);
 	bo_result r = call(s, &c);
 	bo_seatmap_free(m);
-	cr_assert_eq(r.status, BO_OK, "create_event %" PRIu64 ": %s", event, bo_status_str(r.status));
+	cr_assert_eq(r.status, BO_OK, "create_event %" PRIu64 ": %s", event,
+	             bo_status_str(r.status));
 }
 
 /* ---- The hot sale -------------------------------------------------------- */
@@ -182,7 +186,9 @@ typedef struct hot {
 	int64_t t_start, t_end; /* ns: before the first send, after the last reply */
 } hot;
 
-enum { HOT_MSG_MAX = 1024 };
+enum {
+	HOT_MSG_MAX = 1024
+};
 
 static void hot_classify(hot *h, const bo_result *r, uint32_t n)
 {
@@ -219,7 +225,8 @@ static void *hot_main(void *arg)
 	h->hint_min = UINT32_MAX;
 	h->t_start = bo_clock_ns();
 	while (!atomic_load(&h->stop)) {
-		uint64_t due = (uint64_t)(bo_clock_ns() - h->t_start) * h->offered_per_sec / 1000000000u;
+		uint64_t due =
+		        (uint64_t)(bo_clock_ns() - h->t_start) * h->offered_per_sec / 1000000000u;
 		if (due <= h->sent) {
 			struct timespec ts = {0, 1000000};
 			nanosleep(&ts, NULL);
@@ -270,12 +277,13 @@ static int64_t cold_run(nng_socket s, uint64_t event, uint32_t first)
 		next += COLD_GAP_NS;
 		uint32_t seat = first + i;
 		/* 10 holds a client: under the engine's 16. */
-		bo_cmd c = tcmd_hold_seats(first + i / 10 + 1, first + i + 1, event, &seat, 1, 600000);
+		bo_cmd c =
+		        tcmd_hold_seats(first + i / 10 + 1, first + i + 1, event, &seat, 1, 600000);
 		int64_t t0 = bo_clock_ns();
 		bo_result r = call(s, &c);
 		lat[i] = bo_clock_ns() - t0;
-		cr_assert_eq(r.status, BO_OK, "cold hold %u: %s (retry_after_ms %u)", i, bo_status_str(r.status),
-			     r.retry_after_ms);
+		cr_assert_eq(r.status, BO_OK, "cold hold %u: %s (retry_after_ms %u)", i,
+		             bo_status_str(r.status), r.retry_after_ms);
 	}
 	qsort(lat, COLD_N, sizeof(lat[0]), cmp_i64);
 	return lat[COLD_N * 99 / 100];
@@ -309,25 +317,29 @@ Test(hot_event, hot_sale_leaves_the_cold_event_alone)
 	gw_stats_get(g_srv.gw, &after);
 
 	double secs = (double)(h.t_end - h.t_start) / 1e9;
-	cr_log_info("hot: %.2f s, offered %" PRIu64 " (%.0f/s), applied %" PRIu64 ", throttled %" PRIu64
-		    ", hints %u..%u ms; cold p99 %.2f ms before, %.2f ms during",
-		    secs, h.sent, (double)h.sent / secs, h.applied, h.throttled, h.hint_min, h.hint_max,
-		    (double)base_p99 / 1e6, (double)hot_p99 / 1e6);
+	cr_log_info("hot: %.2f s, offered %" PRIu64 " (%.0f/s), applied %" PRIu64
+	            ", throttled %" PRIu64
+	            ", hints %u..%u ms; cold p99 %.2f ms before, %.2f ms during",
+	            secs, h.sent, (double)h.sent / secs, h.applied, h.throttled, h.hint_min,
+	            h.hint_max, (double)base_p99 / 1e6, (double)hot_p99 / 1e6);
 	cr_assert_eq(h.failures, 0, "the hot thread lost a reply");
 	cr_assert_eq(h.busy, 0, "the hot event was answered busy: the ring filled");
-	cr_assert_eq(after.busy - before.busy, 0, "nothing was answered busy: the ring never filled");
-	cr_assert_geq((double)h.sent, 5.0 * RATE * secs, "the hot thread offered too little to test anything");
+	cr_assert_eq(after.busy - before.busy, 0,
+	             "nothing was answered busy: the ring never filled");
+	cr_assert_geq((double)h.sent, 5.0 * RATE * secs,
+	              "the hot thread offered too little to test anything");
 	cr_assert_gt(h.throttled, 0, "the hot event was never throttled");
 	cr_assert_eq(h.bad_hints, 0, "a throttled reply without a hint in 1..%u ms (seen %u..%u)",
-		     (1000 + RATE - 1) / RATE, h.hint_min, h.hint_max);
+	             (1000 + RATE - 1) / RATE, h.hint_min, h.hint_max);
 	cr_assert_leq((double)h.applied, BURST + RATE * secs,
-		      "the hot event got %" PRIu64 " commands into its shard in %.2f s: more than its bucket",
-		      h.applied, secs);
+	              "the hot event got %" PRIu64
+	              " commands into its shard in %.2f s: more than its bucket",
+	              h.applied, secs);
 	cr_assert_eq(after.throttled - before.throttled, h.throttled,
-		     "every throttled answer was the hot event's (the cold one had none)");
+	             "every throttled answer was the hot event's (the cold one had none)");
 	cr_assert_leq(hot_p99, 4 * base_p99 + 100 * 1000000ll,
-		      "cold p99 %.2f ms during the hot sale, %.2f ms before", (double)hot_p99 / 1e6,
-		      (double)base_p99 / 1e6);
+	              "cold p99 %.2f ms during the hot sale, %.2f ms before", (double)hot_p99 / 1e6,
+	              (double)base_p99 / 1e6);
 	nng_close(h.s);
 	nng_close(s);
 }
@@ -369,7 +381,8 @@ Test(hot_event, local_commands_are_never_throttled)
 	cr_assert_eq(gw_apply_local(g_srv.gw, c, 20, r, WAIT_MS), 0);
 	bo_seatmap_free(m);
 	for (uint32_t i = 0; i < 20; i++)
-		cr_assert_eq(r[i].status, BO_OK, "local command %u: %s", i, bo_status_str(r[i].status));
+		cr_assert_eq(r[i].status, BO_OK, "local command %u: %s", i,
+		             bo_status_str(r[i].status));
 	/* Over the network the same event is throttled at once (burst 1). */
 	nng_socket s = req_open(g_srv.url);
 	uint32_t seat = 50;
@@ -377,7 +390,7 @@ Test(hot_event, local_commands_are_never_throttled)
 	bo_cmd b = tcmd_hold_seats(2, 2, 77, &seat, 1, 600000);
 	bo_result ra = call(s, &a), rb = call(s, &b);
 	cr_assert(ra.status == BO_THROTTLED || rb.status == BO_THROTTLED,
-		  "two commands within a second at rate 1, burst 1: %s, %s", bo_status_str(ra.status),
-		  bo_status_str(rb.status));
+	          "two commands within a second at rate 1, burst 1: %s, %s",
+	          bo_status_str(ra.status), bo_status_str(rb.status));
 	nng_close(s);
 }

@@ -121,10 +121,11 @@ Test(throttle, long_run_admits_burst_plus_rate_times_seconds)
 		uint64_t want = burst + (uint64_t)(10 * SEC / interval);
 		double real = (double)SEC / (double)interval;
 		cr_assert(real <= rate && real >= rate * 0.999,
-			  "rate %u: the rounding costs at most 0.1%% up to 1,000,000/s (%.3f/s)", rate, real);
+		          "rate %u: the rounding costs at most 0.1%% up to 1,000,000/s (%.3f/s)",
+		          rate, real);
 		cr_assert(admitted == want || admitted + 1 == want,
-			  "rate %u burst %u over 10 s: admitted %" PRIu64 ", want %" PRIu64, rate, burst,
-			  admitted, want);
+		          "rate %u burst %u over 10 s: admitted %" PRIu64 ", want %" PRIu64, rate,
+		          burst, admitted, want);
 		gw_throttle_free(t);
 	}
 }
@@ -145,16 +146,16 @@ Test(throttle, retry_hint_is_exact)
 			now += (int64_t)(trng_xorshift(&rng) % 1000);
 		int64_t interval = (SEC + rate - 1) / rate;
 		cr_assert(hint >= 1 && (int64_t)hint <= (interval + MS - 1) / MS,
-			  "rate %u: hint %u ms outside 1..ceil(interval)", rate, hint);
+		          "rate %u: hint %u ms outside 1..ceil(interval)", rate, hint);
 		/* A refusal changes nothing: ask again and again. */
 		for (int i = 0; i < 3; i++)
 			cr_assert_eq(gw_throttle_take(t, 9, now), hint);
 		if (hint > 1)
 			cr_assert_neq(gw_throttle_take(t, 9, now + (int64_t)(hint - 1) * MS), 0,
-				      "rate %u burst %u: admitted a ms before the hint (%u ms)", rate, burst,
-				      hint);
+			              "rate %u burst %u: admitted a ms before the hint (%u ms)",
+			              rate, burst, hint);
 		cr_assert_eq(gw_throttle_take(t, 9, now + (int64_t)hint * MS), 0,
-			     "rate %u burst %u: refused at the hint (%u ms)", rate, burst, hint);
+		             "rate %u burst %u: refused at the hint (%u ms)", rate, burst, hint);
 		gw_throttle_free(t);
 	}
 }
@@ -197,8 +198,10 @@ Test(throttle, agrees_with_a_model)
 			int e = (int)(trng_xorshift(&rng) % 4);
 			int want = model_take(&m[e], interval, burst, now);
 			int got = gw_throttle_take(t, 100 + (uint64_t)e, now) == 0;
-			cr_assert_eq(got, want, "round %d take %d: rate %u burst %u event %d: got %d, model %d",
-				     round, i, rate, burst, e, got, want);
+			cr_assert_eq(
+			        got, want,
+			        "round %d take %d: rate %u burst %u event %d: got %d, model %d",
+			        round, i, rate, burst, e, got, want);
 		}
 		gw_throttle_free(t);
 	}
@@ -213,7 +216,8 @@ Test(throttle, a_hot_event_leaves_others_whole)
 		gw_throttle_take(t, 1, T0);
 	for (uint64_t e = 2; e < 50; e++)
 		for (int i = 0; i < 5; i++)
-			cr_assert_eq(gw_throttle_take(t, e, T0), 0, "event %" PRIu64 " take %d", e, i);
+			cr_assert_eq(gw_throttle_take(t, e, T0), 0, "event %" PRIu64 " take %d", e,
+			             i);
 	gw_throttle_stats st;
 	gw_throttle_stats_get(t, &st);
 	cr_assert_eq(st.admitted, 5 + 48 * 5);
@@ -236,7 +240,7 @@ Test(throttle, full_table_shares_overflow_buckets_then_reuses_slots)
 		admitted += gw_throttle_take(t, e, T0) == 0;
 	gw_throttle_stats_get(t, &st);
 	cr_assert_leq(admitted, (uint64_t)st.slots + GW_THROTTLE_STRIPES,
-		      "spraying event ids must not buy admissions: %" PRIu64, admitted);
+	              "spraying event ids must not buy admissions: %" PRIu64, admitted);
 	cr_assert_geq(admitted, (uint64_t)st.slots / 2, "the table was used: %" PRIu64, admitted);
 	cr_assert_eq(st.admitted, admitted);
 	cr_assert_eq(st.refused, 20000 - admitted);
@@ -298,7 +302,11 @@ Test(throttle, foreach_most_refused_first)
 
 /* ==== 8. Concurrent takers ================================================ */
 
-enum { THREADS = 4, TAKES = 20000, BURST = 1000 };
+enum {
+	THREADS = 4,
+	TAKES = 20000,
+	BURST = 1000
+};
 
 typedef struct taker {
 	gw_throttle *t;

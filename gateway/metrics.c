@@ -27,6 +27,7 @@
  */
 #include "gateway/metrics.h"
 #include "gateway/internal.h"
+#include "gateway/throttle.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -198,6 +199,19 @@ __attribute__((format(printf, 2, 3))) static void put(page *p, const char *fmt, 
 		p->err = -ENOMEM;
 }
 
+/* Hot events listed in /metrics: the most throttled ones. */
+#define GW_METRICS_HOT_EVENTS 20
+#define BO_STR_(x) #x
+#define BO_STR(x) BO_STR_(x)
+
+static void put(page *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put_hot_event(void *ctx, uint64_t event_id, uint64_t admitted, uint64_t refused)
+{
+	(void)admitted;
+	put(ctx, "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"} %" PRIu64 "\n", event_id, refused);
+}
+
 static void family(page *p, const char *name, const char *type, const char *help)
 {
 	put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -268,6 +282,14 @@ static void render_gateway(page *p, gw_server *gw)
 	       "Commands answered throttled (hot-event token bucket): the sum over ops of "
 	       "boxoffice_results_total{status=\"throttled\"}.");
 	put(p, "boxoffice_throttled_total %" PRIu64 "\n", throttled);
+	if (gw->throttle) {
+		/* Per hot event: a label per event would be unbounded, so only
+		 * the GW_METRICS_HOT_EVENTS most refused ones (throttle.h). */
+		family(p, "boxoffice_event_throttled_total", "counter",
+		       "Mutating commands of one event refused by its token bucket, for the most "
+		       "throttled events (at most " BO_STR(GW_METRICS_HOT_EVENTS) ").");
+		gw_throttle_foreach(gw->throttle, GW_METRICS_HOT_EVENTS, put_hot_event, p);
+	}
 	gw_stats gs;
 	gw_stats_get(gw, &gs);
 	family(p, "boxoffice_requests_total", "counter", "Request messages answered (nng).");

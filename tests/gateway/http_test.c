@@ -342,6 +342,13 @@ Test(http, a_hot_event_is_throttled_and_another_is_not)
 		}
 	}
 	cr_assert_gt(throttled, 0, "40 quick holds against a bucket of 5 were never throttled");
+	/* /metrics counts them under the hot event, and only there. */
+	char line[128];
+	snprintf(line, sizeof(line), "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"} %d\n", hot, throttled);
+	cr_assert_eq(get(t, "/metrics")->status, 200);
+	cr_assert_not_null(strstr(g_r.body, line), "no '%s' in /metrics", line);
+	snprintf(line, sizeof(line), "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"}", cold);
+	cr_assert_null(strstr(g_r.body, line), "the cold event counted as throttled");
 	srv_stop(t);
 }
 

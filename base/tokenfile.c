@@ -31,9 +31,9 @@ static int check_stat(int fd, const char *path, char *err, size_t errlen)
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		snprintf(err, errlen,
-			 "auth token file %s: mode %04o lets group or others in; make it private "
-			 "(chmod 600 %s)",
-			 path, (unsigned)(st.st_mode & 07777), path);
+		         "auth token file %s: mode %04o lets group or others in; make it private "
+		         "(chmod 600 %s)",
+		         path, (unsigned)(st.st_mode & 07777), path);
 		return -EPERM;
 	}
 	return 0;
@@ -67,11 +67,12 @@ static int token_length(const char *buf, size_t n, const char *path, char *err, 
 		end--;
 	if (end > BO_AUTH_TOKEN_LEN_MAX) {
 		snprintf(err, errlen, "auth token file %s: the token is longer than %u bytes", path,
-			 BO_AUTH_TOKEN_LEN_MAX);
+		         BO_AUTH_TOKEN_LEN_MAX);
 		return -E2BIG;
 	}
 	if (end == 0) {
-		snprintf(err, errlen, "auth token file %s: empty (put one line with the token in it)", path);
+		snprintf(err, errlen,
+		         "auth token file %s: empty (put one line with the token in it)", path);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < end; i++) {
@@ -81,18 +82,19 @@ static int token_length(const char *buf, size_t n, const char *path, char *err, 
 			return -EINVAL;
 		}
 		if (c < 0x21 || c > 0x7e) {
-			snprintf(err, errlen,
-				 "auth token file %s: byte %zu is 0x%02x; the token is one line of visible ASCII "
-				 "characters (no spaces)",
-				 path, i, c);
+			snprintf(
+			        err, errlen,
+			        "auth token file %s: byte %zu is 0x%02x; the token is one line of visible ASCII "
+			        "characters (no spaces)",
+			        path, i, c);
 			return -EINVAL;
 		}
 	}
 	return (int)end;
 }
 
-int bo_token_file_read(const char *path, char out[BO_AUTH_TOKEN_LEN_MAX + 1], size_t *len, char *err,
-		       size_t errlen)
+int bo_token_file_read(const char *path, char out[BO_AUTH_TOKEN_LEN_MAX + 1], size_t *len,
+                       char *err, size_t errlen)
 {
 	assert(path != NULL && out != NULL && len != NULL && (err != NULL || errlen == 0));
 	memset(out, 0, BO_AUTH_TOKEN_LEN_MAX + 1);

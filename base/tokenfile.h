@@ -27,7 +27,7 @@
  * (not a regular file, empty, a character outside 0x21..0x7e, more than
  * one line), -E2BIG (longer than BO_AUTH_TOKEN_LEN_MAX), -EPERM (group or
  * others have any permission on it). out is zeroed on failure. */
-int bo_token_file_read(const char *path, char out[BO_AUTH_TOKEN_LEN_MAX + 1] /* OUT */, size_t *len /* OUT */,
-		       char *err /* OUT */, size_t errlen);
+int bo_token_file_read(const char *path, char out[BO_AUTH_TOKEN_LEN_MAX + 1] /* OUT */,
+                       size_t *len /* OUT */, char *err /* OUT */, size_t errlen);
 
 #endif /* BO_BASE_TOKENFILE_H */

@@ -265,7 +265,8 @@ typedef struct boc_server_report {
  * reply is checked as hostile input (bounded counts, every field typed).
  * Returns 0 when the server answered: out->status is its bo_status, BO_OK
  * with the rest of *out filled in, else (BO_BUSY: the server is stopping;
- * BO_INVALID: a server too old to know the request) err gets its text and
+ * BO_INVALID: a server too old to know the request, or one whose shared
+ * token boc_options.auth_token lacks) err gets its text and
  * the rest of *out is zero. Or, *out zeroed: BOC_ERR_TIMEOUT,
  * BOC_ERR_PROTOCOL (an undecodable reply; err says why), BOC_ERR_NOMEM,
  * BOC_ERR_TRANSPORT, -ESHUTDOWN (boc_close has begun). err may be NULL

@@ -117,8 +117,9 @@ int gw_addr_is_loopback(const char *url)
  * precise error. */
 static int is_network_url(const char *url)
 {
-	static const char *const net[] = {"tcp", "tcp4", "tcp6", "ws", "ws4", "ws6", "wss", "wss4", "wss6",
-					  "tls+tcp", "tls+tcp4", "tls+tcp6", "zt"};
+	static const char *const net[] = {"tcp",      "tcp4",     "tcp6", "ws",   "ws4",
+	                                  "ws6",      "wss",      "wss4", "wss6", "tls+tcp",
+	                                  "tls+tcp4", "tls+tcp6", "zt"};
 	const char *sep = strstr(url, "://");
 	if (sep == NULL)
 		return 1;
@@ -160,8 +161,9 @@ int gw_auth_check_config(const gw_config *cfg, char *err, size_t errlen)
 	assert(cfg != NULL && err != NULL);
 	if (cfg->auth_token != NULL) {
 		if (cfg->auth_token_len == 0 || cfg->auth_token_len > BO_AUTH_TOKEN_LEN_MAX) {
-			snprintf(err, errlen, "invalid configuration: the auth token must be 1..%u bytes",
-				 BO_AUTH_TOKEN_LEN_MAX);
+			snprintf(err, errlen,
+			         "invalid configuration: the auth token must be 1..%u bytes",
+			         BO_AUTH_TOKEN_LEN_MAX);
 			return -EINVAL;
 		}
 		return 0;
@@ -171,9 +173,9 @@ int gw_auth_check_config(const gw_config *cfg, char *err, size_t errlen)
 	if (url == NULL)
 		return 0;
 	snprintf(err, errlen,
-		 "refusing to listen on %s (%s): not a loopback address, and no auth token is set; "
-		 "give --auth-token-file FILE, or listen on 127.0.0.1, ::1, localhost or ipc://",
-		 url, kind);
+	         "refusing to listen on %s (%s): not a loopback address, and no auth token is set; "
+	         "give --auth-token-file FILE, or listen on 127.0.0.1, ::1, localhost or ipc://",
+	         url, kind);
 	return -EPERM;
 }
 

@@ -23,7 +23,8 @@
 #include "mpack.h"
 #include "pack.h"
 
-int wire_decode_auth(const uint8_t *buf, size_t len, const uint8_t **token, size_t *token_len, wire_msg *out)
+int wire_decode_auth(const uint8_t *buf, size_t len, const uint8_t **token, size_t *token_len,
+                     wire_msg *out)
 {
 	assert((buf != NULL || len == 0) && token != NULL && token_len != NULL && out != NULL);
 	memset(out, 0, sizeof(*out));
@@ -42,12 +43,13 @@ int wire_decode_auth(const uint8_t *buf, size_t len, const uint8_t **token, size
 		return -EINVAL;
 	}
 	if (t.kind != MPACK_STR && t.kind != MPACK_BIN) {
-		snprintf(out->error, sizeof(out->error), "'auth' must be a string, not %s", mpack_kind_name(t.kind));
+		snprintf(out->error, sizeof(out->error), "'auth' must be a string, not %s",
+		         mpack_kind_name(t.kind));
 		return -EINVAL;
 	}
 	if (t.n == 0 || t.n > BO_AUTH_TOKEN_LEN_MAX) {
-		snprintf(out->error, sizeof(out->error), "'auth' must be 1..%u bytes, not %u", BO_AUTH_TOKEN_LEN_MAX,
-			 t.n);
+		snprintf(out->error, sizeof(out->error), "'auth' must be 1..%u bytes, not %u",
+		         BO_AUTH_TOKEN_LEN_MAX, t.n);
 		return -EINVAL;
 	}
 	if (c.left == 0) {
@@ -71,6 +73,6 @@ int wire_encode_auth(const char *token, size_t len, msgpack_sbuffer *out)
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
 	int failed = msgpack_pack_map(&pk, 1) | pack_str(&pk, WIRE_AUTH_KEY) |
-		     msgpack_pack_str_with_body(&pk, token, len);
+	             msgpack_pack_str_with_body(&pk, token, len);
 	return pack_finish(out, start, failed);
 }

@@ -93,9 +93,10 @@ static void run(const char *const *argv, tproc_result *r)
 
 static void expect(const tproc_result *r, int code, const char *in_err, const char *what)
 {
-	cr_assert_eq(r->code, code, "%s: exit %d, want %d\n--- stdout:\n%s--- stderr:\n%s", what, r->code, code,
-		     r->out, r->err);
-	cr_assert_not_null(strstr(r->err, in_err), "%s: stderr lacks \"%s\":\n%s", what, in_err, r->err);
+	cr_assert_eq(r->code, code, "%s: exit %d, want %d\n--- stdout:\n%s--- stderr:\n%s", what,
+	             r->code, code, r->out, r->err);
+	cr_assert_not_null(strstr(r->err, in_err), "%s: stderr lacks \"%s\":\n%s", what, in_err,
+	                   r->err);
 }
 
 static int shard_dir_exists(void)
@@ -118,15 +119,18 @@ Test(auth_server, exposed_listener_without_token_fails_start)
 	const char *srv = bin_of("BOXOFFICE_SERVER");
 	tproc_result r;
 
-	const char *listen[] = {srv, "--no-pg", "--data-dir", g_srv.data_dir, "--listen", any, NULL};
+	const char *listen[] = {srv,        "--no-pg", "--data-dir", g_srv.data_dir,
+	                        "--listen", any,       NULL};
 	run(listen, &r);
-	snprintf(want, sizeof(want), "refusing to listen on %s (--listen): not a loopback address", any);
+	snprintf(want, sizeof(want), "refusing to listen on %s (--listen): not a loopback address",
+	         any);
 	expect(&r, 1, want, "--listen 0.0.0.0");
 	expect(&r, 1, "--auth-token-file", "--listen 0.0.0.0");
 	tproc_result_free(&r);
 
-	const char *publish[] = {srv,	   "--no-pg",	"--data-dir", g_srv.data_dir, "--listen",
-				 local, "--publish", any,	   NULL};
+	const char *publish[] = {srv,        "--no-pg", "--data-dir", g_srv.data_dir,
+	                         "--listen", local,     "--publish",  any,
+	                         NULL};
 	run(publish, &r);
 	snprintf(want, sizeof(want), "refusing to listen on %s (--publish)", any);
 	expect(&r, 1, want, "--publish 0.0.0.0");
@@ -147,13 +151,14 @@ Test(auth_server, bad_token_files_are_usage_errors)
 		mode_t mode;
 		const char *err;
 	} files[] = {
-		{"group", "tok\n", 4, 0640, "mode 0640 lets group or others in; make it private (chmod 600 "},
-		{"world", "tok\n", 4, 0604, "mode 0604 lets group or others in"},
-		{"empty", "", 0, 0600, "empty (put one line with the token in it)"},
-		{"newline", "\n", 1, 0600, "empty"},
-		{"two-lines", "tok\nmore\n", 9, 0600, "more than one line"},
-		{"space", "to k\n", 5, 0600, "byte 2 is 0x20"},
-		{"big", NULL, 0, 0600, "the token is longer than 256 bytes"},
+	        {"group", "tok\n", 4, 0640,
+	         "mode 0640 lets group or others in; make it private (chmod 600 "},
+	        {"world", "tok\n", 4, 0604, "mode 0604 lets group or others in"},
+	        {"empty", "", 0, 0600, "empty (put one line with the token in it)"},
+	        {"newline", "\n", 1, 0600, "empty"},
+	        {"two-lines", "tok\nmore\n", 9, 0600, "more than one line"},
+	        {"space", "to k\n", 5, 0600, "byte 2 is 0x20"},
+	        {"big", NULL, 0, 0600, "the token is longer than 256 bytes"},
 	};
 	const char *srv = bin_of("BOXOFFICE_SERVER");
 	const char *cli = bin_of("BOXOFFICE_CLI");
@@ -180,12 +185,16 @@ Test(auth_server, bad_token_files_are_usage_errors)
 		char full[PATH_MAX + 256];
 		snprintf(full, sizeof(full), "auth token file %s: %s", path, want);
 		tproc_result r;
-		const char *a[] = {srv, "--no-pg", "--data-dir", g_srv.data_dir, "--auth-token-file", path, NULL};
+		const char *a[] = {
+		        srv,  "--no-pg", "--data-dir", g_srv.data_dir, "--auth-token-file",
+		        path, NULL};
 		run(a, &r);
 		expect(&r, 2, full, path);
 		cr_assert_str_empty(r.out, "%s: nothing on stdout", path);
 		tproc_result_free(&r);
-		const char *c[] = {cli, "--auth-token-file", path, "--url", "tcp://127.0.0.1:1", "status", "1", NULL};
+		const char *c[] = {
+		        cli, "--auth-token-file", path, "--url", "tcp://127.0.0.1:1", "status", "1",
+		        NULL};
 		run(c, &r);
 		expect(&r, 2, full, path);
 		tproc_result_free(&r);
@@ -269,7 +278,8 @@ static void on_resync(void *ctx, uint64_t ev, const bo_event_image *im, int reas
 	((sub_seen *)ctx)->resyncs++;
 }
 
-static void on_no_image(void *ctx, uint64_t ev, int err, int status, const char *text, uint32_t retry_ms)
+static void on_no_image(void *ctx, uint64_t ev, int err, int status, const char *text,
+                        uint32_t retry_ms)
 {
 	(void)ev;
 	(void)text;
@@ -286,7 +296,8 @@ static int sub_gets_image(const char *token)
 	boc_sub_options o;
 	boc_sub_options_default(&o);
 	char pub[PATH_MAX + 32];
-	snprintf(pub, sizeof(pub), "ipc://%s/no-publisher", g_srv.dir); /* none: the image is enough */
+	snprintf(pub, sizeof(pub), "ipc://%s/no-publisher",
+	         g_srv.dir); /* none: the image is enough */
 	o.pub_url = pub;
 	o.req_url = g_srv.tcp_url;
 	o.auth_token = token;
@@ -300,7 +311,8 @@ static int sub_gets_image(const char *token)
 	boc_sub_close(s);
 	cr_assert_eq(seen.resyncs + seen.no_image, 1, "one outcome of the fetch");
 	if (seen.no_image)
-		cr_assert_eq(seen.last_status, BO_INVALID, "refused as invalid, not %d", seen.last_status);
+		cr_assert_eq(seen.last_status, BO_INVALID, "refused as invalid, not %d",
+		             seen.last_status);
 	return seen.resyncs == 1;
 }
 
@@ -308,9 +320,10 @@ static void cli_expect(const char *const *argv, int code, const char *in_out, co
 {
 	tproc_result r;
 	run(argv, &r);
-	cr_assert_eq(r.code, code, "%s: exit %d, want %d\n--- stdout:\n%s--- stderr:\n%s", what, r.code, code, r.out,
-		     r.err);
-	cr_assert_not_null(strstr(r.out, in_out), "%s: stdout lacks \"%s\":\n%s", what, in_out, r.out);
+	cr_assert_eq(r.code, code, "%s: exit %d, want %d\n--- stdout:\n%s--- stderr:\n%s", what,
+	             r.code, code, r.out, r.err);
+	cr_assert_not_null(strstr(r.out, in_out), "%s: stdout lacks \"%s\":\n%s", what, in_out,
+	                   r.out);
 	tproc_result_free(&r);
 }
 
@@ -346,12 +359,14 @@ Test(auth_server, token_server_end_to_end)
 	map->rows[0].seats = 10;
 	boc_create_event(&cmd, 0, 0, EV, map);
 	cr_assert_eq(boc_call(good, &cmd, &r, text, sizeof(text)), 0, "%s", text);
-	cr_assert_eq(r.status, BO_OK, "create with the token: %s (%s)", bo_status_str(r.status), text);
+	cr_assert_eq(r.status, BO_OK, "create with the token: %s (%s)", bo_status_str(r.status),
+	             text);
 	bo_seatmap_free(map);
 	uint32_t seat = 4;
 	boc_hold_seats(&cmd, 0, 0, EV, &seat, 1, 60000);
 	cr_assert_eq(boc_call(good, &cmd, &r, text, sizeof(text)), 0, "%s", text);
-	cr_assert_eq(r.status, BO_OK, "hold with the token: %s (%s)", bo_status_str(r.status), text);
+	cr_assert_eq(r.status, BO_OK, "hold with the token: %s (%s)", bo_status_str(r.status),
+	             text);
 	cr_assert(sub_gets_image(TOKEN), "event_state with the token");
 	expect_unauthorized(none, "this server requires an auth token", "no token, after");
 	boc_close(none);
@@ -362,12 +377,13 @@ Test(auth_server, token_server_end_to_end)
 	const char *cli = bin_of("BOXOFFICE_CLI");
 	char ev[16];
 	snprintf(ev, sizeof(ev), "%u", EV);
-	const char *with[] = {cli, "--url", g_srv.tcp_url, "--auth-token-file", g_tok, "status", ev, NULL};
+	const char *with[] = {cli,      "--url", g_srv.tcp_url, "--auth-token-file", g_tok,
+	                      "status", ev,      NULL};
 	cli_expect(with, 0, "9 free", "cli --auth-token-file");
 	const char *without[] = {cli, "--url", g_srv.tcp_url, "status", ev, NULL};
 	cli_expect(without, 1, "unauthorized", "cli without a token");
-	const char *hold[] = {cli, "--url", g_srv.tcp_url, "hold", ev, "--seats", "5", "--auth-token-file", g_tok,
-			      NULL};
+	const char *hold[] = {cli,       "--url", g_srv.tcp_url,       "hold", ev,
+	                      "--seats", "5",     "--auth-token-file", g_tok,  NULL};
 	cli_expect(hold, 0, "held 1 seats [5]", "cli hold, option after the command");
 	cr_assert_eq(setenv("BOXOFFICE_AUTH_TOKEN_FILE", g_tok, 1), 0);
 	cli_expect(without, 0, "8 free", "cli with BOXOFFICE_AUTH_TOKEN_FILE");

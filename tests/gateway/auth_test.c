@@ -137,7 +137,10 @@ static nng_socket cli_open(const char *url)
 }
 
 /* What a request carries in front of it. */
-enum { TOK_NONE, TOK_GIVEN };
+enum {
+	TOK_NONE,
+	TOK_GIVEN
+};
 
 /* Sends [{"auth": tok}] + body and returns the reply (the caller frees it). */
 static nng_msg *round_trip(nng_socket s, const char *tok, const msgpack_sbuffer *body)
@@ -158,8 +161,8 @@ static nng_msg *round_trip(nng_socket s, const char *tok, const msgpack_sbuffer 
 
 /* Sends cmds[0..n) (an array when as_array) and decodes the replies into
  * res[0..cap); returns their count. */
-static uint32_t call(nng_socket s, const char *tok, const bo_cmd *cmds, uint32_t n, int as_array, bo_result *res,
-		     wire_reply_info *info, uint32_t cap, int *is_array)
+static uint32_t call(nng_socket s, const char *tok, const bo_cmd *cmds, uint32_t n, int as_array,
+                     bo_result *res, wire_reply_info *info, uint32_t cap, int *is_array)
 {
 	msgpack_sbuffer body;
 	msgpack_sbuffer_init(&body);
@@ -175,7 +178,8 @@ static uint32_t call(nng_socket s, const char *tok, const bo_cmd *cmds, uint32_t
 }
 
 /* One command, one reply map. */
-static bo_result call1(nng_socket s, const char *tok, const bo_cmd *c, char *text /* OUT, may be NULL */)
+static bo_result call1(nng_socket s, const char *tok, const bo_cmd *c,
+                       char *text /* OUT, may be NULL */)
 {
 	bo_result r;
 	wire_reply_info info;
@@ -206,10 +210,12 @@ static int admin_status(nng_socket s, const char *tok, const msgpack_sbuffer *bo
 		bo_event_image im;
 		int st_status = -1, im_status = -1;
 		cr_assert(st);
-		int a = wire_decode_server_status(nng_msg_body(m), nng_msg_len(m), st, &st_status, &wm);
-		int b = wire_decode_event_image(nng_msg_body(m), nng_msg_len(m), &im, &im_status, &wm);
+		int a = wire_decode_server_status(nng_msg_body(m), nng_msg_len(m), st, &st_status,
+		                                  &wm);
+		int b = wire_decode_event_image(nng_msg_body(m), nng_msg_len(m), &im, &im_status,
+		                                &wm);
 		cr_assert((a == 0 && st_status == BO_OK) || (b == 0 && im_status == BO_OK),
-			  "neither an ok status nor an ok image");
+		          "neither an ok status nor an ok image");
 		if (b == 0)
 			bo_event_image_free(&im);
 		free(st);
@@ -219,10 +225,12 @@ static int admin_status(nng_socket s, const char *tok, const msgpack_sbuffer *bo
 	return status;
 }
 
-static void assert_unauthorized(const bo_result *r, const char *text, const char *want, const char *what)
+static void assert_unauthorized(const bo_result *r, const char *text, const char *want,
+                                const char *what)
 {
 	cr_assert_eq(r->status, BO_INVALID, "%s: status %s", what, bo_status_str(r->status));
-	cr_assert_eq(r->detail, BO_D_UNAUTHORIZED, "%s: detail %s", what, bo_detail_name(r->detail));
+	cr_assert_eq(r->detail, BO_D_UNAUTHORIZED, "%s: detail %s", what,
+	             bo_detail_name(r->detail));
 	cr_assert_eq(r->op, 0, "%s: a message-level answer echoes no op", what);
 	cr_assert_str_eq(text, want, "%s", what);
 }
@@ -231,9 +239,10 @@ static void assert_free(nng_socket s, uint32_t seats)
 {
 	bo_cmd q = tcmd_query_avail(EVENT);
 	bo_result r = call1(s, TOKEN, &q, NULL);
-	cr_assert_eq(r.status, BO_OK, "query_avail: %s/%s", bo_status_str(r.status), bo_detail_name(r.detail));
-	cr_assert_eq(r.avail.by_state[BO_SEAT_FREE], seats, "%u free seats, want %u", r.avail.by_state[BO_SEAT_FREE],
-		     seats);
+	cr_assert_eq(r.status, BO_OK, "query_avail: %s/%s", bo_status_str(r.status),
+	             bo_detail_name(r.detail));
+	cr_assert_eq(r.avail.by_state[BO_SEAT_FREE], seats, "%u free seats, want %u",
+	             r.avail.by_state[BO_SEAT_FREE], seats);
 }
 
 /* ==== 1. gw_addr_is_loopback ============================================== */
@@ -241,18 +250,42 @@ static void assert_free(nng_socket s, uint32_t seats)
 Test(auth, loopback_addresses)
 {
 	static const char *const yes[] = {
-		"tcp://127.0.0.1:7400", "tcp://127.1.2.3:7400", "tcp4://127.0.0.1:1", "tcp://[::1]:7400",
-		"tcp6://[::1]:7400",	"tcp://localhost:7400", "tcp://LocalHost:7400", "tcp://[::ffff:127.0.0.1]:7400",
-		"ipc:///tmp/sock",	"ipc://var/boxoffice.ipc", "inproc://x", "abstract://bo",
-		"127.0.0.1:7480",	"localhost:7480", "[::1]:7480", "ws://127.0.0.1:80/path",
+	        "tcp://127.0.0.1:7400", "tcp://127.1.2.3:7400",
+	        "tcp4://127.0.0.1:1",   "tcp://[::1]:7400",
+	        "tcp6://[::1]:7400",    "tcp://localhost:7400",
+	        "tcp://LocalHost:7400", "tcp://[::ffff:127.0.0.1]:7400",
+	        "ipc:///tmp/sock",      "ipc://var/boxoffice.ipc",
+	        "inproc://x",           "abstract://bo",
+	        "127.0.0.1:7480",       "localhost:7480",
+	        "[::1]:7480",           "ws://127.0.0.1:80/path",
 	};
 	static const char *const no[] = {
-		"tcp://0.0.0.0:7400", "tcp://[::]:7400", "tcp://:7400", "tcp://*:7400", "tcp://10.0.0.5:7400",
-		"tcp://192.168.1.2:7400", "tcp://8.8.8.8:7400", "tcp://[::2]:7400", "tcp://[fe80::1]:7400",
-		"tcp://example.com:7400", "tcp://localhost.evil.com:7400", "tcp://localhostx:7400",
-		"tcp://128.0.0.1:7400", "tcp://126.255.255.255:7400", "tcp://127.1:7400", "0.0.0.0:7480",
-		"10.1.2.3:7480", "::1:7480", "tcp://::1:7400", "tcp://[::1:7400", "tcp://127.0.0.1", "", "garbage",
-		"tcp://", "ws://0.0.0.0:80/path", "tcp://[::ffff:10.0.0.1]:7400",
+	        "tcp://0.0.0.0:7400",
+	        "tcp://[::]:7400",
+	        "tcp://:7400",
+	        "tcp://*:7400",
+	        "tcp://10.0.0.5:7400",
+	        "tcp://192.168.1.2:7400",
+	        "tcp://8.8.8.8:7400",
+	        "tcp://[::2]:7400",
+	        "tcp://[fe80::1]:7400",
+	        "tcp://example.com:7400",
+	        "tcp://localhost.evil.com:7400",
+	        "tcp://localhostx:7400",
+	        "tcp://128.0.0.1:7400",
+	        "tcp://126.255.255.255:7400",
+	        "tcp://127.1:7400",
+	        "0.0.0.0:7480",
+	        "10.1.2.3:7480",
+	        "::1:7480",
+	        "tcp://::1:7400",
+	        "tcp://[::1:7400",
+	        "tcp://127.0.0.1",
+	        "",
+	        "garbage",
+	        "tcp://",
+	        "ws://0.0.0.0:80/path",
+	        "tcp://[::ffff:10.0.0.1]:7400",
 	};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
 		cr_assert_eq(gw_addr_is_loopback(yes[i]), 1, "%s is loopback", yes[i]);
@@ -343,7 +376,8 @@ Test(auth, token_allows_any_address)
 	bo_result r = call1(s, NULL, &q, text);
 	assert_unauthorized(&r, text, "this server requires an auth token", "no token on 0.0.0.0");
 	r = call1(s, TOKEN, &q, text);
-	cr_assert_eq(r.status, BO_NOT_FOUND, "with the token: %s (%s)", bo_status_str(r.status), text);
+	cr_assert_eq(r.status, BO_NOT_FOUND, "with the token: %s (%s)", bo_status_str(r.status),
+	             text);
 	nng_close(s);
 	srv_stop(&g_srv);
 }
@@ -365,15 +399,18 @@ Test(auth, token_required_for_everything)
 	bo_seatmap *map = tcmd_rows_map(2, 10, 0, 0);
 	bo_cmd create = tcmd_create(1, 1, EVENT, map);
 	bo_result r = call1(s, NULL, &create, text);
-	assert_unauthorized(&r, text, "this server requires an auth token", "create without a token");
+	assert_unauthorized(&r, text, "this server requires an auth token",
+	                    "create without a token");
 	r = call1(s, TOKEN, &create, text);
-	cr_assert_eq(r.status, BO_OK, "create with the token: %s (%s)", bo_status_str(r.status), text);
+	cr_assert_eq(r.status, BO_OK, "create with the token: %s (%s)", bo_status_str(r.status),
+	             text);
 	bo_seatmap_free(map);
 	assert_free(s, 20);
 
 	/* Wrong tokens: same length, a prefix of it, longer, another case. */
-	static const char *const wrong[] = {"0123456789abcdef-the-tokeN", "0123456789abcdef-the-toke",
-					    "0123456789abcdef-the-token!", "0123456789ABCDEF-THE-TOKEN", "x"};
+	static const char *const wrong[] = {
+	        "0123456789abcdef-the-tokeN", "0123456789abcdef-the-toke",
+	        "0123456789abcdef-the-token!", "0123456789ABCDEF-THE-TOKEN", "x"};
 	uint32_t seats[2] = {3, 4};
 	uint64_t refused = 1;
 	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
@@ -384,7 +421,7 @@ Test(auth, token_required_for_everything)
 	}
 	/* An array: one map for the whole message, nothing of it applied. */
 	bo_cmd two[2] = {tcmd_hold_seats(7, 200, EVENT, seats, 1, 60000),
-			 tcmd_hold_seats(8, 201, EVENT, seats + 1, 1, 60000)};
+	                 tcmd_hold_seats(8, 201, EVENT, seats + 1, 1, 60000)};
 	bo_result res[2];
 	wire_reply_info info[2];
 	int is_array = -1;
@@ -411,13 +448,18 @@ Test(auth, token_required_for_everything)
 	cr_assert_eq(admin_status(s, NULL, &es, text), BO_INVALID);
 	cr_assert_eq(admin_status(s, "wrong", &es, text), BO_INVALID);
 	refused += 4;
-	cr_assert_eq(admin_status(s, TOKEN, &st, text), BO_OK, "server_status with the token: %s", text);
-	cr_assert_eq(admin_status(s, TOKEN, &es, text), BO_OK, "event_state with the token: %s", text);
+	cr_assert_eq(admin_status(s, TOKEN, &st, text), BO_OK, "server_status with the token: %s",
+	             text);
+	cr_assert_eq(admin_status(s, TOKEN, &es, text), BO_OK, "event_state with the token: %s",
+	             text);
 
 	/* A malformed prefix is malformed, not unauthorized. */
 	msgpack_sbuffer bad;
 	msgpack_sbuffer_init(&bad);
-	msgpack_sbuffer_write(&bad, "\x81\xa4" "auth\x05", 7);
+	msgpack_sbuffer_write(&bad,
+	                      "\x81\xa4"
+	                      "auth\x05",
+	                      7);
 	msgpack_sbuffer_write(&bad, st.data, st.size);
 	nng_msg *m;
 	cr_assert_eq(nng_send(s, bad.data, bad.size, 0), 0);
@@ -433,7 +475,7 @@ Test(auth, token_required_for_everything)
 	bo_cmd hold = tcmd_hold_seats(7, 300, EVENT, seats, 2, 60000);
 	r = call1(s, TOKEN, &hold, text);
 	cr_assert_eq(r.status, BO_OK, "hold with the token: %s/%s (%s)", bo_status_str(r.status),
-		     bo_detail_name(r.detail), text);
+	             bo_detail_name(r.detail), text);
 	assert_free(s, 18);
 	n = call(s, TOKEN, two, 2, 1, res, info, 2, &is_array);
 	cr_assert_eq(n, 2);
@@ -441,8 +483,8 @@ Test(auth, token_required_for_everything)
 
 	gw_stats gs;
 	gw_stats_get(g_srv.gw, &gs);
-	cr_assert_eq(gs.unauthorized, refused, "%lu refusals counted, want %lu", (unsigned long)gs.unauthorized,
-		     (unsigned long)refused);
+	cr_assert_eq(gs.unauthorized, refused, "%lu refusals counted, want %lu",
+	             (unsigned long)gs.unauthorized, (unsigned long)refused);
 	msgpack_sbuffer_destroy(&st);
 	msgpack_sbuffer_destroy(&es);
 	msgpack_sbuffer_destroy(&bad);

@@ -35,10 +35,10 @@
 
 /* The 50-byte release of schemas/protocol.md section 8. */
 static const uint8_t release_doc[] = {
-	0x85, 0xa2, 'o',  'p',  0xa7, 'r',  'e',  'l',  'e',  'a',  's',  'e',  0xa5,
-	'e',  'v',  'e',  'n',  't',  0x2a, 0xa6, 'c',  'l',  'i',  'e',  'n',  't',
-	0x07, 0xa7, 'r',  'e',  'q',  'u',  'e',  's',  't',  0x01, 0xa4, 'h',  'o',
-	'l',  'd',  0xcf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x85, 0xa2, 'o',  'p',  0xa7, 'r',  'e',  'l',  'e',  'a',  's',  'e', 0xa5,
+        'e',  'v',  'e',  'n',  't',  0x2a, 0xa6, 'c',  'l',  'i',  'e',  'n', 't',
+        0x07, 0xa7, 'r',  'e',  'q',  'u',  'e',  's',  't',  0x01, 0xa4, 'h', 'o',
+        'l',  'd',  0xcf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
 };
 
 /* Decodes from an exact-size heap copy; checks what every outcome
@@ -53,7 +53,8 @@ static int dec(const void *buf, size_t len, const uint8_t **tok_off, size_t *tok
 	int rc = wire_decode_auth(copy, len, &tok, tok_len, m);
 	if (rc > 0) {
 		cr_assert((size_t)rc < len, "a request follows the prefix");
-		cr_assert(tok >= copy && tok + *tok_len <= copy + rc, "the token lies inside the prefix");
+		cr_assert(tok >= copy && tok + *tok_len <= copy + rc,
+		          "the token lies inside the prefix");
 		cr_assert(*tok_len >= 1 && *tok_len <= BO_AUTH_TOKEN_LEN_MAX);
 		cr_assert_eq(m->error[0], '\0');
 		/* Hand back the offset: the copy dies here. */
@@ -61,7 +62,8 @@ static int dec(const void *buf, size_t len, const uint8_t **tok_off, size_t *tok
 	} else {
 		cr_assert_null(tok, "no token without a prefix");
 		cr_assert_eq(*tok_len, 0);
-		cr_assert((rc == 0) == (m->error[0] == '\0'), "a refusal has a message, only a refusal");
+		cr_assert((rc == 0) == (m->error[0] == '\0'),
+		          "a refusal has a message, only a refusal");
 		*tok_off = NULL;
 	}
 	free(copy);
@@ -81,7 +83,8 @@ Test(auth_prefix, doc_bytes)
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	cr_assert_eq(wire_encode_auth("s3cret", 6, &sb), 0);
-	static const uint8_t prefix[] = {0x81, 0xa4, 'a', 'u', 't', 'h', 0xa6, 's', '3', 'c', 'r', 'e', 't'};
+	static const uint8_t prefix[] = {0x81, 0xa4, 'a', 'u', 't', 'h', 0xa6,
+	                                 's',  '3',  'c', 'r', 'e', 't'};
 	cr_assert_eq(sb.size, sizeof(prefix));
 	cr_assert_arr_eq(sb.data, prefix, sizeof(prefix));
 	msgpack_sbuffer_write(&sb, (const char *)release_doc, sizeof(release_doc));
@@ -115,17 +118,35 @@ Test(auth_prefix, not_a_prefix)
 		const char *bytes;
 		size_t len;
 	} cases[] = {
-		{"the release command", (const char *)release_doc, sizeof(release_doc)},
-		{"an array of one command", "\x91\x82\xa2op\xabquery_avail\xa5" "event\x01", 20},
-		{"server_status", "\x81\xa2op\xadserver_status", 18},
-		{"a one-pair map keyed op", "\x81\xa2op\xa4" "auth", 9},
-		{"a two-pair map keyed auth first", "\x82\xa4" "auth\xa1x\xa2op\xa1y", 14},
-		{"a one-pair map with an integer key", "\x81\x01\xa4" "auth\x01", 8},
-		{"the key 'authx'", "\x81\xa5" "authx\xa1x\x01", 10},
-		{"the key 'aut'", "\x81\xa3" "aut\xa1x\x01", 8},
-		{"garbage", "\xc1\xc1\xc1", 3},
-		{"a lone fixmap header", "\x81", 1},
-		{"the empty message", "", 0},
+	        {"the release command", (const char *)release_doc, sizeof(release_doc)},
+	        {"an array of one command",
+	         "\x91\x82\xa2op\xabquery_avail\xa5"
+	         "event\x01",
+	         20},
+	        {"server_status", "\x81\xa2op\xadserver_status", 18},
+	        {"a one-pair map keyed op",
+	         "\x81\xa2op\xa4"
+	         "auth",
+	         9},
+	        {"a two-pair map keyed auth first",
+	         "\x82\xa4"
+	         "auth\xa1x\xa2op\xa1y",
+	         14},
+	        {"a one-pair map with an integer key",
+	         "\x81\x01\xa4"
+	         "auth\x01",
+	         8},
+	        {"the key 'authx'",
+	         "\x81\xa5"
+	         "authx\xa1x\x01",
+	         10},
+	        {"the key 'aut'",
+	         "\x81\xa3"
+	         "aut\xa1x\x01",
+	         8},
+	        {"garbage", "\xc1\xc1\xc1", 3},
+	        {"a lone fixmap header", "\x81", 1},
+	        {"the empty message", "", 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const uint8_t *tok;
@@ -144,13 +165,34 @@ Test(auth_prefix, broken)
 		size_t len;
 		const char *error;
 	} cases[] = {
-		{"an integer token", "\x81\xa4" "auth\x05\x01", 8, "'auth' must be a string, not "},
-		{"a map token", "\x81\xa4" "auth\x80\x01", 8, "'auth' must be a string, not "},
-		{"an empty token", "\x81\xa4" "auth\xa0\x01", 8, "'auth' must be 1..256 bytes, not 0"},
-		{"nothing after the prefix", "\x81\xa4" "auth\xa2xy", 9, "no request after the auth prefix"},
-		{"a token that ends early", "\x81\xa4" "auth\xa5xy", 9, "the auth prefix ends early"},
-		{"no token at all", "\x81\xa4" "auth", 6, "the auth prefix ends early"},
-		{"0xc1 as the token", "\x81\xa4" "auth\xc1\x01", 8, "the auth prefix ends early"},
+	        {"an integer token",
+	         "\x81\xa4"
+	         "auth\x05\x01",
+	         8, "'auth' must be a string, not "},
+	        {"a map token",
+	         "\x81\xa4"
+	         "auth\x80\x01",
+	         8, "'auth' must be a string, not "},
+	        {"an empty token",
+	         "\x81\xa4"
+	         "auth\xa0\x01",
+	         8, "'auth' must be 1..256 bytes, not 0"},
+	        {"nothing after the prefix",
+	         "\x81\xa4"
+	         "auth\xa2xy",
+	         9, "no request after the auth prefix"},
+	        {"a token that ends early",
+	         "\x81\xa4"
+	         "auth\xa5xy",
+	         9, "the auth prefix ends early"},
+	        {"no token at all",
+	         "\x81\xa4"
+	         "auth",
+	         6, "the auth prefix ends early"},
+	        {"0xc1 as the token",
+	         "\x81\xa4"
+	         "auth\xc1\x01",
+	         8, "the auth prefix ends early"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const uint8_t *tok;
@@ -159,7 +201,7 @@ Test(auth_prefix, broken)
 		int rc = dec(cases[i].bytes, cases[i].len, &tok, &tok_len, &m);
 		cr_assert_eq(rc, -EINVAL, "%s: %d", cases[i].name, rc);
 		cr_assert(strncmp(m.error, cases[i].error, strlen(cases[i].error)) == 0, "%s: '%s'",
-			  cases[i].name, m.error);
+		          cases[i].name, m.error);
 	}
 }
 
@@ -168,7 +210,10 @@ static size_t prefix_str16(size_t len, uint8_t *out)
 {
 	size_t n = 0;
 	out[n++] = 0x81;
-	memcpy(out + n, "\xa4" "auth", 5);
+	memcpy(out + n,
+	       "\xa4"
+	       "auth",
+	       5);
 	n += 5;
 	out[n++] = 0xda;
 	out[n++] = (uint8_t)(len >> 8);
@@ -202,10 +247,26 @@ Test(auth_prefix, other_forms_accepted)
 		const char *bytes;
 		size_t plen, tok_at, tok_len;
 	} cases[] = {
-		{"a bin token", "\x81\xa4" "auth\xc4\x03" "abc", 11, 8, 3},
-		{"a str8 token", "\x81\xa4" "auth\xd9\x03" "abc", 11, 8, 3},
-		{"a map16 header", "\xde\x00\x01\xa4" "auth\xa3" "abc", 12, 9, 3},
-		{"a str8 key", "\x81\xd9\x04" "auth\xa3" "abc", 11, 8, 3},
+	        {"a bin token",
+	         "\x81\xa4"
+	         "auth\xc4\x03"
+	         "abc",
+	         11, 8, 3},
+	        {"a str8 token",
+	         "\x81\xa4"
+	         "auth\xd9\x03"
+	         "abc",
+	         11, 8, 3},
+	        {"a map16 header",
+	         "\xde\x00\x01\xa4"
+	         "auth\xa3"
+	         "abc",
+	         12, 9, 3},
+	        {"a str8 key",
+	         "\x81\xd9\x04"
+	         "auth\xa3"
+	         "abc",
+	         11, 8, 3},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint8_t msg[128];

@@ -13,6 +13,10 @@
  *     (Debian's prometheus package: a real Prometheus text parser and
  *     linter) accepts the page; without promtool the test is skipped,
  *     loudly.
+ *  3. With a database (a private PostgreSQL, tests/support/pg.h; skipped
+ *     without one): each shard's committer shows as running (one-hot),
+ *     and once it has applied everything durable its applied sequence is
+ *     the journal's durable sequence and its lag is zero.
  *  2. gw_health/gw_ready: healthy and ready after start; a journal whose
  *     I/O fails (a fault hook, armed after start) turns both to -1 with
  *     the shard and the journal's reason, and the page says so; after
@@ -43,6 +47,7 @@
 #include "gateway/metrics.h"
 #include "protocol/wire.h"
 #include "tests/support/cmd.h"
+#include "tests/support/pg.h"
 #include "tests/support/tmpdir.h"
 
 #define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
@@ -87,8 +92,10 @@ static void suite_fini(void)
 
 TestSuite(metrics, .init = suite_init, .fini = suite_fini, .timeout = 120);
 
-/* `publish`: projections on ipc:// in the directory too. */
-static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, int publish)
+/* `publish`: projections on ipc:// in the directory too; `dsn`: NULL or
+ * the committers' database. */
+static void srv_start_db(tserver *t, uint32_t shards, journal_fault_fn hook, int publish,
+                         const char *dsn)
 {
 	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-metrics-test");
 	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
@@ -113,9 +120,15 @@ static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, int pu
 		cfg.publish[0] = t->pub_url;
 		cfg.publish_count = 1;
 	}
+	cfg.committer.dsn = dsn;
 	char err[GW_ERR_LEN];
 	rc = gw_start(&cfg, &t->gw, err, sizeof(err));
 	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
+}
+
+static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, int publish)
+{
+	srv_start_db(t, shards, hook, publish, NULL);
 }
 
 /* Stops and frees the server (a failed shard is no stop failure). */
@@ -501,4 +514,61 @@ Test(metrics, not_ready_once_stopping)
 	cr_assert_not_null(strstr(reason, "writer stopped"), "reason: %s", reason);
 	gw_free(t->gw);
 	t->gw = NULL;
+}
+
+/* ==== 3. The committers ==================================================== */
+
+Test(metrics, committer_state_and_lag)
+{
+	char dsn[PGT_DSN_MAX];
+	pgt_create_db("metrics", dsn, sizeof(dsn));
+	tserver *t = &g_srv;
+	srv_start_db(t, 2, NULL, 0, dsn);
+	const uint64_t ev = event_on(0, 2);
+	bo_seatmap *map = tcmd_rows_map(2, 8, 0, 0);
+	bo_cmd cmds[3];
+	cmds[0] = tcmd_create(1, 1, ev, map);
+	uint32_t seats[2] = {1, 2};
+	cmds[1] = tcmd_hold_seats(11, 2, ev, &seats[0], 1, 60000);
+	cmds[2] = tcmd_hold_seats(12, 3, ev, &seats[1], 1, 60000);
+	bo_result r[3];
+	cr_assert_eq(gw_apply_local(t->gw, cmds, 3, r, WAIT_MS), 0);
+	bo_seatmap_free(map);
+
+	/* Wait for the committers to be running and shard 0's to have
+	 * applied everything durable. */
+	int64_t deadline = bo_clock_ms() + WAIT_MS;
+	char *page = NULL;
+	for (;;) {
+		free(page);
+		page = render(t->gw);
+		double applied = value(page, "boxoffice_committer_applied_seq{shard=\"0\"}");
+		double durable = value(page, "boxoffice_journal_durable_seq{shard=\"0\"}");
+		if (value(page, "boxoffice_committer_state{shard=\"0\",state=\"running\"}") == 1 &&
+		    value(page, "boxoffice_committer_state{shard=\"1\",state=\"running\"}") == 1 &&
+		    durable >= 3 && applied == durable)
+			break;
+		cr_assert_lt(bo_clock_ms(), deadline,
+		             "committer of shard 0 not caught up: applied %.0f of %.0f", applied,
+		             durable);
+		usleep(2000);
+	}
+	for (int k = 0; k < 2; k++) {
+		static const char *const states[] = {"off", "starting", "running", "retrying",
+		                                     "stopped"};
+		double sum = 0;
+		for (int st = 0; st < 5; st++) {
+			char series[128];
+			snprintf(series, sizeof(series),
+			         "boxoffice_committer_state{shard=\"%d\",state=\"%s\"}", k,
+			         states[st]);
+			sum += value(page, series);
+		}
+		cr_assert_eq(sum, 1, "shard %d: one state at a time", k);
+	}
+	cr_assert_eq(value(page, "boxoffice_committer_lag_records{shard=\"0\"}"), 0);
+	cr_assert_eq(value(page, "boxoffice_committer_lag_seconds{shard=\"0\"}"), 0);
+	free(page);
+	srv_stop(t);
+	pgt_drop_db(dsn);
 }

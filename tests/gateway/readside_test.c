@@ -696,8 +696,13 @@ Test(readside, projections_follow_every_change)
 	atomic_store(&ts.stop, 1);
 	pthread_join(th, NULL);
 	cr_assert_eq(ts.dropped, 1);
-	cr_assert_eq(ts.gaps, 1, "the dropped message was seen as %lu gaps",
-	             (unsigned long)ts.gaps);
+	gw_stats_get(t->gw, &st);
+	/* More than one gap: another message was lost too; the publisher's
+	 * count tells whether its queue overflowed (a machine too slow for
+	 * the test) or the loss was elsewhere. */
+	cr_assert_eq(ts.gaps, 1,
+	             "the dropped message was seen as %lu gaps (publisher queue drops %lu)",
+	             (unsigned long)ts.gaps, (unsigned long)st.pub.dropped);
 	cr_assert_eq(ts.resyncs, 1);
 
 	/* The subscriber's images equal the server's read model ... */

@@ -562,9 +562,9 @@ static void run_rounds(trun *ru, nng_socket s, const uint64_t *events, uint32_t 
 			if (cause_of(r->op) == BO_CAUSE_HOLD) {
 				cr_assert_lt(ru->n, RUN_CLAIMS_MAX,
 				             "more holds than the run can follow");
-				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id,
-				                               r->client_id, 0,
-				                               cmds[i].ttl_ms == 1000};
+				ru->claims[ru->n++] =
+				        (tclaim){r->claim_id, r->event_id, r->client_id, 0,
+				                 cmds[i].ttl_ms == 1000};
 				continue;
 			}
 			/* A claim id is unique within its shard's engine only:

@@ -174,7 +174,8 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out /* OUT */
  * ever: -EBUSY (the queue holds queue_max commands: shed or retry later),
  * -EINVAL (the command cannot be encoded: op out of range, seat_count >
  * BO_SEATS_PER_HOLD_MAX, payref_len > BO_PAYREF_LEN_MAX, CREATE_EVENT
- * without a map, flags other than BO_CMD_F_OPERATOR on a release/cancel), -ESHUTDOWN (boc_close has begun). Never blocks on I/O. */
+ * without a map, flags other than BO_CMD_F_OPERATOR on a release/cancel),
+ * -ESHUTDOWN (boc_close has begun). Never blocks on I/O. */
 int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx);
 
 /* Submits *cmd and waits for its outcome. Returns 0 when the server

@@ -110,7 +110,8 @@ static uint64_t drain(client *c, int latency)
 				continue;
 			seen++;
 			const bo_result *r = &o->u.result;
-			if (r->op == BO_OP_HOLD_SEATS && r->status == BO_OK && c->nheld < HELD_MAX) {
+			if (r->op == BO_OP_HOLD_SEATS && r->status == BO_OK &&
+			    c->nheld < HELD_MAX) {
 				c->held_client[c->nheld] = r->client_id;
 				c->held[c->nheld++] = r->claim_id;
 			}

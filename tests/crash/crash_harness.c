@@ -321,7 +321,8 @@ static void *producer_main(void *arg)
 			 * thread goes into the request id: (client, request)
 			 * stays unique when two threads act for one client. */
 			if (cmds[i].client_id == 0)
-				cmds[i].client_id = client_base | ((uint64_t)(t + 1) << 24) | (n / 32);
+				cmds[i].client_id =
+				        client_base | ((uint64_t)(t + 1) << 24) | (n / 32);
 			cmds[i].request_id = ((uint64_t)(t + 1) << 40) | (n + 1);
 			n++;
 			lb_add(&lb, "sub %" PRIu64 " %" PRIu64 " %u\n", cmds[i].client_id,

@@ -1278,13 +1278,13 @@ Test(codec, version1_every_op_decodes_as_its_v2_value_with_the_old_rule)
 		int32_t n1 = to_v1(b, n);
 		bo_cmd y;
 		bo_seatmap *m;
-		cr_assert_eq(dec_cmd_exact(b, (size_t)n1, &y, &m), n1, SEED_FMT "iter %d op %u", SEED,
-		             iter, op);
+		cr_assert_eq(dec_cmd_exact(b, (size_t)n1, &y, &m), n1, SEED_FMT "iter %d op %u",
+		             SEED, iter, op);
 		bo_cmd want = x;
 		want.flags = claim_op(op) ? BO_CMD_F_ANY_CLIENT : 0;
 		cr_assert(cmds_same(&want, &y), SEED_FMT "iter %d op %u", SEED, iter, op);
-		cr_assert_eq(y.flags, want.flags, SEED_FMT "iter %d op %u: flags %u", SEED, iter, op,
-		             y.flags);
+		cr_assert_eq(y.flags, want.flags, SEED_FMT "iter %d op %u: flags %u", SEED, iter,
+		             op, y.flags);
 		bo_seatmap_free(m);
 		bo_seatmap_free((bo_seatmap *)x.map);
 		free(b);

@@ -596,8 +596,8 @@ typedef struct outcome_counts {
 	uint64_t expiries;
 	uint64_t confirm_after_expiry;
 	uint64_t recycled;
-	uint64_t not_owner_refused; /* claim ops of another client, refused */
-	uint64_t not_owner_allowed; /* ... allowed: operator or legacy flag */
+	uint64_t not_owner_refused;   /* claim ops of another client, refused */
+	uint64_t not_owner_allowed;   /* ... allowed: operator or legacy flag */
 	uint64_t idem_evicted_reexec; /* repeats answered fresh: evicted from the window */
 	uint64_t commands;
 } outcome_counts;

@@ -562,9 +562,9 @@ static void run_rounds(trun *ru, nng_socket s, const uint64_t *events, uint32_t 
 			if (cause_of(r->op) == BO_CAUSE_HOLD) {
 				cr_assert_lt(ru->n, RUN_CLAIMS_MAX,
 				             "more holds than the run can follow");
-				ru->claims[ru->n++] = (tclaim){r->claim_id, r->event_id,
-				                               r->client_id, 0,
-				                               cmds[i].ttl_ms == 1000};
+				ru->claims[ru->n++] =
+				        (tclaim){r->claim_id, r->event_id, r->client_id, 0,
+				                 cmds[i].ttl_ms == 1000};
 				continue;
 			}
 			/* A claim id is unique within its shard's engine only:
@@ -696,8 +696,13 @@ Test(readside, projections_follow_every_change)
 	atomic_store(&ts.stop, 1);
 	pthread_join(th, NULL);
 	cr_assert_eq(ts.dropped, 1);
-	cr_assert_eq(ts.gaps, 1, "the dropped message was seen as %lu gaps",
-	             (unsigned long)ts.gaps);
+	gw_stats_get(t->gw, &st);
+	/* More than one gap: another message was lost too; the publisher's
+	 * count tells whether its queue overflowed (a machine too slow for
+	 * the test) or the loss was elsewhere. */
+	cr_assert_eq(ts.gaps, 1,
+	             "the dropped message was seen as %lu gaps (publisher queue drops %lu)",
+	             (unsigned long)ts.gaps, (unsigned long)st.pub.dropped);
 	cr_assert_eq(ts.resyncs, 1);
 
 	/* The subscriber's images equal the server's read model ... */

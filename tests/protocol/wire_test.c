@@ -1344,7 +1344,8 @@ Test(wire, operator_key_on_release_and_cancel_only)
 	msgpack_pack_uint8(&pk, 1);
 	mp_str("operator");
 	msgpack_pack_false(&pk);
-	expect_cmd_invalid(BO_INVALID, BO_D_NONE, "key 'operator' does not apply to op 'hold_seats'");
+	expect_cmd_invalid(BO_INVALID, BO_D_NONE,
+	                   "key 'operator' does not apply to op 'hold_seats'");
 
 	/* The encoder writes the key only when set: a client's own release
 	 * is byte for byte what it was before the key existed. */

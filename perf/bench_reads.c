@@ -290,9 +290,12 @@ static void start_server(const char *path, const char *url, char *pub_url, size_
 	if (server_pid < 0)
 		bench_die(prog, "fork", -errno);
 	if (server_pid == 0) {
+		/* --throttle-rate 0: the saturated writes take ~75,000 commands/s
+		 * per event, over the default hot-event bucket; these figures
+		 * are the read model's and the engine's, not the throttle's. */
 		execl(path, path, "--data-dir", data, "--listen", url, "--publish", pub_url,
 		      "--shards", "2", "--sync", sync_mode, "--no-pg", "--log-level", "warn",
-		      (char *)NULL);
+		      "--throttle-rate", "0", (char *)NULL);
 		fprintf(stderr, "%s: cannot run %s: %s\n", prog, path, strerror(errno));
 		_exit(127);
 	}

@@ -37,6 +37,10 @@
  *  9. --publish: an address nng cannot use, a missing value, a ninth
  *     address (flag or BOXOFFICE_PUBLISH) each stop the server at start
  *     with its exit status (1, 2, 2, 2) and the reason on stderr.
+ * 10. --throttle-rate / --throttle-burst (and BOXOFFICE_THROTTLE_BURST) out
+ *     of range or not numbers: exit 2 naming the option and its range. The
+ *     load tests (4, 5) run with --throttle-rate 0: they prove durability
+ *     with one event at full speed, which throttling would refuse.
  *
  * How: the server binary named by $BOXOFFICE_SERVER (meson sets it) is
  * fork/exec'ed with a fresh mkdtemp directory (data dir, ipc socket, one log
@@ -1838,7 +1842,8 @@ Test(server, server_status_with_database, .fini = pg_fini)
 /* ---- 9. --publish: bad values are refused, nothing is left running -------- */
 
 /* Runs the server with argv[1..] (and env BOXOFFICE_PUBLISH = publish_env
- * when not NULL); it must exit with `code` and say `text` on stderr. */
+ * when not NULL); it must exit with `code` and say `text` on stderr. (Any
+ * option refused at start, not only --publish: bad_throttle_values_...) */
 static void publish_refused(const char *const *args, const char *publish_env, int code,
                             const char *text)
 {
@@ -1886,4 +1891,21 @@ Test(server, bad_publish_values_are_refused)
 	publish_refused(nine, NULL, 2, "at most 8 --publish addresses");
 	static const char *const no_args[] = {NULL};
 	publish_refused(no_args, "a,b,c,d,e,f,g,h,i", 2, "BOXOFFICE_PUBLISH: at most 8 addresses");
+}
+
+/* --throttle-rate / --throttle-burst and their variables: out of range or
+ * not a number is a usage error (exit 2) that names the option and its
+ * range; nothing starts. */
+Test(server, bad_throttle_values_are_refused)
+{
+	static const char *const word[] = {"--throttle-rate", "fast", NULL};
+	publish_refused(word, NULL, 2, "--throttle-rate takes a whole number in 0..10000000, not 'fast'");
+	static const char *const big[] = {"--throttle-rate", "10000001", NULL};
+	publish_refused(big, NULL, 2, "--throttle-rate takes a whole number in 0..10000000");
+	static const char *const zero[] = {"--throttle-burst", "0", NULL};
+	publish_refused(zero, NULL, 2, "--throttle-burst takes a whole number in 1..10000000, not '0'");
+	static const char *const no_args[] = {NULL};
+	setenv("BOXOFFICE_THROTTLE_BURST", "-1", 1);
+	publish_refused(no_args, NULL, 2, "BOXOFFICE_THROTTLE_BURST takes a whole number in 1..10000000");
+	unsetenv("BOXOFFICE_THROTTLE_BURST");
 }

@@ -286,15 +286,16 @@ static void render_gateway(page *p, gw_server *gw)
 		/* Per hot event: a label per event would be unbounded, so only
 		 * the GW_METRICS_HOT_EVENTS most refused ones (throttle.h). */
 		family(p, "boxoffice_event_throttled_total", "counter",
-		       "Mutating commands of one event refused by its token bucket, for the most "
+		       "Mutating commands of one event refused by its token bucket (from zero again when "
+		       "its bucket was handed to another event), for the most "
 		       "throttled events (at most " BO_STR(GW_METRICS_HOT_EVENTS) ").");
 		gw_throttle_foreach(gw->throttle, GW_METRICS_HOT_EVENTS, put_hot_event, p);
 	}
 	gw_stats gs;
 	gw_stats_get(gw, &gs);
-	family(p, "boxoffice_requests_total", "counter", "Request messages answered (nng).");
+	family(p, "boxoffice_requests_total", "counter", "Requests answered: nng messages and HTTP requests.");
 	put(p, "boxoffice_requests_total %" PRIu64 "\n", gs.requests);
-	family(p, "boxoffice_commands_total", "counter", "Commands answered (nng).");
+	family(p, "boxoffice_commands_total", "counter", "Commands answered, over nng and HTTP.");
 	put(p, "boxoffice_commands_total %" PRIu64 "\n", gs.commands);
 	family(p, "boxoffice_invalid_messages_total", "counter",
 	       "Request messages answered with a message-level invalid (undecodable).");

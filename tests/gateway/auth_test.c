@@ -49,92 +49,31 @@
 #include "protocol/projection.h"
 #include "protocol/wire.h"
 #include "tests/support/cmd.h"
+#include "tests/support/gwtest.h"
 #include "tests/support/proc.h"
 #include "tests/support/tmpdir.h"
 
-#define WAIT_MS 20000 /* bound on every wait for a reply (ASan, slow disk) */
 #define TOKEN "0123456789abcdef-the-token"
 #define EVENT 42u
 
-typedef struct tserver {
-	char dir[PATH_MAX];
-	char data_dir[PATH_MAX + 8];
-	char url[PATH_MAX + 16];
-	gw_server *gw;
-} tserver;
-
-static tserver g_srv;
+static tgw g_srv;
 
 static void suite_init(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 }
 
-static void suite_fini(void)
-{
-	if (g_srv.gw) {
-		gw_stop(g_srv.gw, 5000);
-		if (!gw_close_hung(g_srv.gw))
-			gw_free(g_srv.gw);
-		g_srv.gw = NULL;
-	}
-	if (g_srv.dir[0])
-		tmpdir_remove(g_srv.dir);
-}
+static void suite_fini(void) { tgw_cleanup(&g_srv); }
 
 TestSuite(auth, .init = suite_init, .fini = suite_fini, .timeout = 120);
 
-/* A configuration on a fresh directory listening on ipc:// there. */
-static void cfg_init(tserver *t, gw_config *cfg)
+static void srv_stop(void)
 {
-	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-auth-test");
-	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
-	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
-	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
-	cr_assert_eq(mkdir(t->data_dir, 0700), 0, "mkdir: %s", strerror(errno));
-	gw_config_default(cfg);
-	cfg->data_dir = t->data_dir;
-	cfg->shards = 2;
-	cfg->listen[0] = t->url;
-	cfg->listen_count = 1;
-	cfg->contexts = 4;
-	cfg->shard.engine.seats_max = 65536;
-	cfg->shard.engine.claims_max = 4096;
-	cfg->shard.engine.idem_capacity = 4096;
-	cfg->shard.engine.events_max = 16;
-}
-
-static void srv_start(tserver *t, gw_config *cfg)
-{
-	char err[GW_ERR_LEN];
-	int rc = gw_start(cfg, &t->gw, err, sizeof(err));
-	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
-}
-
-static void srv_stop(tserver *t)
-{
-	cr_assert_eq(gw_stop(t->gw, WAIT_MS), 0);
-	cr_assert_null(gw_failed(t->gw));
-	cr_assert_eq(gw_close_hung(t->gw), 0, "nng_close hung");
-	gw_free(t->gw);
-	t->gw = NULL;
-	tmpdir_remove(t->dir);
-	t->dir[0] = '\0';
+	cr_assert_null(gw_failed(g_srv.gw));
+	tgw_stop(&g_srv);
 }
 
 /* ---- Raw requests -------------------------------------------------------- */
-
-static nng_socket cli_open(const char *url)
-{
-	nng_socket s;
-	cr_assert_eq(nng_req0_open(&s), 0);
-	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, WAIT_MS);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, WAIT_MS);
-	int rv = nng_dial(s, url, NULL, 0);
-	cr_assert_eq(rv, 0, "dial %s: %s", url, nng_strerror(rv));
-	return s;
-}
 
 /* What a request carries in front of it. */
 enum {
@@ -301,7 +240,7 @@ static void assert_refused(gw_config *cfg, int want_rc, const char *want_in_err)
 	char err[GW_ERR_LEN];
 	int rc = gw_start(cfg, &gw, err, sizeof(err));
 	if (rc == 0) {
-		gw_stop(gw, WAIT_MS);
+		gw_stop(gw, TGW_WAIT_MS);
 		gw_free(gw);
 	}
 	cr_assert_eq(rc, want_rc, "gw_start: %d (%s), want %d", rc, err, want_rc);
@@ -311,36 +250,36 @@ static void assert_refused(gw_config *cfg, int want_rc, const char *want_in_err)
 
 Test(auth, start_refuses_exposed_without_token)
 {
-	gw_config cfg;
-	cfg_init(&g_srv, &cfg);
-	cfg.listen[1] = "tcp://0.0.0.0:7400";
-	cfg.listen_count = 2;
-	assert_refused(&cfg, -EPERM, "refusing to listen on tcp://0.0.0.0:7400 (--listen)");
-	assert_refused(&cfg, -EPERM, "--auth-token-file");
+	tgw_config(&g_srv, "bo-auth-test");
+	gw_config *cfg = &g_srv.cfg;
+	cfg->listen[1] = "tcp://0.0.0.0:7400";
+	cfg->listen_count = 2;
+	assert_refused(cfg, -EPERM, "refusing to listen on tcp://0.0.0.0:7400 (--listen)");
+	assert_refused(cfg, -EPERM, "--auth-token-file");
 
-	cfg.listen[1] = "ws://0.0.0.0:7402/bo";
-	assert_refused(&cfg, -EPERM, "refusing to listen on ws://0.0.0.0:7402/bo (--listen)");
-	cfg.listen[1] = "TLS+TCP://10.0.0.1:7400";
-	assert_refused(&cfg, -EPERM, "refusing to listen on TLS+TCP://10.0.0.1:7400 (--listen)");
+	cfg->listen[1] = "ws://0.0.0.0:7402/bo";
+	assert_refused(cfg, -EPERM, "refusing to listen on ws://0.0.0.0:7402/bo (--listen)");
+	cfg->listen[1] = "TLS+TCP://10.0.0.1:7400";
+	assert_refused(cfg, -EPERM, "refusing to listen on TLS+TCP://10.0.0.1:7400 (--listen)");
 
-	cfg.listen_count = 1;
-	cfg.publish[0] = "ipc:///tmp/never-used";
-	cfg.publish[1] = "tcp://[::]:7401";
-	cfg.publish_count = 2;
-	assert_refused(&cfg, -EPERM, "tcp://[::]:7401 (--publish)");
+	cfg->listen_count = 1;
+	cfg->publish[0] = "ipc:///tmp/never-used";
+	cfg->publish[1] = "tcp://[::]:7401";
+	cfg->publish_count = 2;
+	assert_refused(cfg, -EPERM, "tcp://[::]:7401 (--publish)");
 
-	cfg.publish_count = 0;
-	cfg.http = "0.0.0.0:7480";
-	assert_refused(&cfg, -EPERM, "0.0.0.0:7480 (--http)");
+	cfg->publish_count = 0;
+	cfg->http = "0.0.0.0:7480";
+	assert_refused(cfg, -EPERM, "0.0.0.0:7480 (--http)");
 
-	cfg.auth_token = "";
-	cfg.auth_token_len = 0;
-	assert_refused(&cfg, -EINVAL, "1..256 bytes");
+	cfg->auth_token = "";
+	cfg->auth_token_len = 0;
+	assert_refused(cfg, -EINVAL, "1..256 bytes");
 	static char big[BO_AUTH_TOKEN_LEN_MAX + 1];
 	memset(big, 'k', sizeof(big));
-	cfg.auth_token = big;
-	cfg.auth_token_len = sizeof(big);
-	assert_refused(&cfg, -EINVAL, "1..256 bytes");
+	cfg->auth_token = big;
+	cfg->auth_token_len = sizeof(big);
+	assert_refused(cfg, -EINVAL, "1..256 bytes");
 	/* Nothing was left behind: the data dir is as it was made. */
 	char shard0[PATH_MAX + 32];
 	snprintf(shard0, sizeof(shard0), "%s/shard-0000", g_srv.data_dir);
@@ -349,28 +288,28 @@ Test(auth, start_refuses_exposed_without_token)
 
 	/* A scheme nng does not know is left to nng, whose error names it
 	 * (after recovery: nng finds it out). */
-	cfg.auth_token = NULL;
-	cfg.auth_token_len = 0;
-	cfg.http = NULL;
-	cfg.listen[1] = "bogus://0.0.0.0:1";
-	cfg.listen_count = 2;
-	assert_refused(&cfg, -EINVAL, "cannot listen on bogus://0.0.0.0:1");
+	cfg->auth_token = NULL;
+	cfg->auth_token_len = 0;
+	cfg->http = NULL;
+	cfg->listen[1] = "bogus://0.0.0.0:1";
+	cfg->listen_count = 2;
+	assert_refused(cfg, -EINVAL, "cannot listen on bogus://0.0.0.0:1");
 }
 
 Test(auth, token_allows_any_address)
 {
-	gw_config cfg;
-	cfg_init(&g_srv, &cfg);
+	tgw_config(&g_srv, "bo-auth-test");
+	gw_config *cfg = &g_srv.cfg;
 	int port = tproc_free_port();
 	cr_assert_gt(port, 0);
 	char any[64], local[64];
 	snprintf(any, sizeof(any), "tcp://0.0.0.0:%d", port);
 	snprintf(local, sizeof(local), "tcp://127.0.0.1:%d", port);
-	cfg.listen[0] = any;
-	cfg.auth_token = TOKEN;
-	cfg.auth_token_len = strlen(TOKEN);
-	srv_start(&g_srv, &cfg);
-	nng_socket s = cli_open(local);
+	cfg->listen[0] = any;
+	cfg->auth_token = TOKEN;
+	cfg->auth_token_len = strlen(TOKEN);
+	tgw_start(&g_srv);
+	nng_socket s = tgw_req_open(local);
 	bo_cmd q = tcmd_query_avail(EVENT);
 	char text[WIRE_ERROR_LEN_MAX];
 	bo_result r = call1(s, NULL, &q, text);
@@ -379,21 +318,21 @@ Test(auth, token_allows_any_address)
 	cr_assert_eq(r.status, BO_NOT_FOUND, "with the token: %s (%s)", bo_status_str(r.status),
 	             text);
 	nng_close(s);
-	srv_stop(&g_srv);
+	srv_stop();
 }
 
 /* ==== 3. A server with a token ============================================ */
 
 Test(auth, token_required_for_everything)
 {
-	gw_config cfg;
-	cfg_init(&g_srv, &cfg);
+	tgw_config(&g_srv, "bo-auth-test");
+	gw_config *cfg = &g_srv.cfg;
 	char token[] = TOKEN; /* wiped after gw_start: the server keeps a copy */
-	cfg.auth_token = token;
-	cfg.auth_token_len = strlen(token);
-	srv_start(&g_srv, &cfg);
+	cfg->auth_token = token;
+	cfg->auth_token_len = strlen(token);
+	tgw_start(&g_srv);
 	memset(token, 'X', strlen(token));
-	nng_socket s = cli_open(g_srv.url);
+	nng_socket s = tgw_req_open(g_srv.url);
 	char text[WIRE_ERROR_LEN_MAX];
 
 	bo_seatmap *map = tcmd_rows_map(2, 10, 0, 0);
@@ -497,19 +436,18 @@ Test(auth, token_required_for_everything)
 	cr_assert_eq(gw_auth_ok(g_srv.gw, "1123456789abcdef-the-token", strlen(TOKEN)), 0);
 	cr_assert_eq(gw_auth_ok(g_srv.gw, NULL, 0), 0);
 	cr_assert_eq(gw_auth_ok(g_srv.gw, "", 0), 0);
-	srv_stop(&g_srv);
+	srv_stop();
 }
 
 /* ==== 4. A server without a token ========================================= */
 
 Test(auth, tokenless_server_ignores_the_prefix)
 {
-	gw_config cfg;
-	cfg_init(&g_srv, &cfg);
-	srv_start(&g_srv, &cfg);
+	tgw_config(&g_srv, "bo-auth-test");
+	tgw_start(&g_srv);
 	cr_assert_eq(gw_auth_ok(g_srv.gw, NULL, 0), 1);
 	cr_assert_eq(gw_auth_ok(g_srv.gw, "anything", 8), 1);
-	nng_socket s = cli_open(g_srv.url);
+	nng_socket s = tgw_req_open(g_srv.url);
 	char text[WIRE_ERROR_LEN_MAX];
 	bo_seatmap *map = tcmd_rows_map(1, 10, 0, 0);
 	bo_cmd create = tcmd_create(1, 1, EVENT, map);
@@ -527,5 +465,5 @@ Test(auth, tokenless_server_ignores_the_prefix)
 	gw_stats_get(g_srv.gw, &gs);
 	cr_assert_eq(gs.unauthorized, 0);
 	nng_close(s);
-	srv_stop(&g_srv);
+	srv_stop();
 }

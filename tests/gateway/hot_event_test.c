@@ -49,9 +49,8 @@
 #include "protocol/wire.h"
 #include "shard/shard.h"
 #include "tests/support/cmd.h"
-#include "tests/support/tmpdir.h"
+#include "tests/support/gwtest.h"
 
-#define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
 /* The bucket of the test: small enough that 10x is light for any build
  * (ASan included), large enough for a hint of 1..2 ms. */
@@ -61,71 +60,25 @@
 
 /* ---- The server ---------------------------------------------------------- */
 
-typedef struct tserver {
-	char dir[PATH_MAX];
-	char data_dir[PATH_MAX + 8];
-	char url[PATH_MAX + 16];
-	gw_server *gw;
-} tserver;
-
-static tserver g_srv;
+static tgw g_srv;
 
 static void suite_init(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 }
 
-static void suite_fini(void)
-{
-	if (g_srv.gw) {
-		gw_stop(g_srv.gw, 5000);
-		if (!gw_close_hung(g_srv.gw))
-			gw_free(g_srv.gw);
-		g_srv.gw = NULL;
-	}
-	if (g_srv.dir[0])
-		tmpdir_remove(g_srv.dir);
-}
+static void suite_fini(void) { tgw_cleanup(&g_srv); }
 
-static void srv_start(tserver *t, uint32_t rate, uint32_t burst)
+static void srv_start(tgw *t, uint32_t rate, uint32_t burst)
 {
-	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-hot-event-test");
-	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
-	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
-	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
-	cr_assert_eq(mkdir(t->data_dir, 0700), 0, "mkdir: %s", strerror(errno));
-	gw_config cfg;
-	gw_config_default(&cfg);
-	cfg.data_dir = t->data_dir;
-	cfg.shards = 2;
-	cfg.listen[0] = t->url;
-	cfg.listen_count = 1;
-	cfg.contexts = 8;
-	cfg.status_every_ms = 0;
-	cfg.shard.engine.seats_max = 65536;
-	cfg.shard.engine.claims_max = 65536;
-	cfg.shard.engine.idem_capacity = 65536;
-	cfg.shard.engine.events_max = 64;
-	cfg.throttle_rate = rate;
-	cfg.throttle_burst = burst;
-	char err[GW_ERR_LEN];
-	rc = gw_start(&cfg, &t->gw, err, sizeof(err));
-	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
+	tgw_config(t, "bo-hot-event-test");
+	t->cfg.contexts = 8;
+	t->cfg.throttle_rate = rate;
+	t->cfg.throttle_burst = burst;
+	tgw_start(t);
 }
 
 /* ---- Requests ------------------------------------------------------------ */
-
-static nng_socket req_open(const char *url)
-{
-	nng_socket s;
-	cr_assert_eq(nng_req0_open(&s), 0);
-	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, WAIT_MS);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, WAIT_MS);
-	int rv = nng_dial(s, url, NULL, 0);
-	cr_assert_eq(rv, 0, "dial %s: %s", url, nng_strerror(rv));
-	return s;
-}
 
 /* Sends c[0..n) as one message and decodes the replies into r. Returns 0,
  * or -1 (no reply, or one that does not decode): the hot thread counts
@@ -296,13 +249,13 @@ Test(hot_event, hot_sale_leaves_the_cold_event_alone)
 	srv_start(&g_srv, RATE, BURST);
 	uint64_t hot_ev, cold_ev;
 	same_shard_events(&hot_ev, &cold_ev);
-	nng_socket s = req_open(g_srv.url);
+	nng_socket s = tgw_req_open(g_srv.url);
 	create_event(s, hot_ev);
 	create_event(s, cold_ev);
 
 	int64_t base_p99 = cold_run(s, cold_ev, 0);
 
-	hot h = {.s = req_open(g_srv.url), .event = hot_ev, .offered_per_sec = 10 * RATE};
+	hot h = {.s = tgw_req_open(g_srv.url), .event = hot_ev, .offered_per_sec = 10 * RATE};
 	gw_stats before;
 	gw_stats_get(g_srv.gw, &before);
 	pthread_t th;
@@ -349,7 +302,7 @@ Test(hot_event, rate_zero_is_off)
 	srv_start(&g_srv, 0, 0);
 	uint64_t hot_ev, cold_ev;
 	same_shard_events(&hot_ev, &cold_ev);
-	nng_socket s = req_open(g_srv.url);
+	nng_socket s = tgw_req_open(g_srv.url);
 	create_event(s, hot_ev);
 	hot h = {.s = s, .event = hot_ev, .offered_per_sec = 10 * RATE};
 	pthread_t th;
@@ -378,13 +331,13 @@ Test(hot_event, local_commands_are_never_throttled)
 		c[i] = tcmd_hold_seats(100 + i, 1, 77, &seat, 1, 600000);
 	}
 	bo_result r[20];
-	cr_assert_eq(gw_apply_local(g_srv.gw, c, 20, r, WAIT_MS), 0);
+	cr_assert_eq(gw_apply_local(g_srv.gw, c, 20, r, TGW_WAIT_MS), 0);
 	bo_seatmap_free(m);
 	for (uint32_t i = 0; i < 20; i++)
 		cr_assert_eq(r[i].status, BO_OK, "local command %u: %s", i,
 		             bo_status_str(r[i].status));
 	/* Over the network the same event is throttled at once (burst 1). */
-	nng_socket s = req_open(g_srv.url);
+	nng_socket s = tgw_req_open(g_srv.url);
 	uint32_t seat = 50;
 	bo_cmd a = tcmd_hold_seats(2, 1, 77, &seat, 1, 600000);
 	bo_cmd b = tcmd_hold_seats(2, 2, 77, &seat, 1, 600000);

@@ -38,20 +38,14 @@
 #include "shard/shard.h"
 #include "tests/support/gate.h"
 #include "tests/support/httpc.h"
+#include "tests/support/gwtest.h"
 #include "tests/support/tmpdir.h"
 
-#define WAIT_MS 20000
 
-typedef struct tserver {
-	char dir[PATH_MAX];
-	char data_dir[PATH_MAX + 8];
-	char url[PATH_MAX + 16];
-	gw_config cfg;
-	gw_server *gw;
-	int port;
-} tserver;
+/* The server, and its HTTP front's port. */
+static tgw g_srv;
+static int g_port;
 
-static tserver g_srv;
 static gate g_gate = GATE_INIT(JOURNAL_IO_SYNC);
 static atomic_int g_fail_writes;
 
@@ -68,89 +62,54 @@ static void suite_init(void) { signal(SIGPIPE, SIG_IGN); }
 static void suite_fini(void)
 {
 	gate_set(&g_gate, 0);
-	if (g_srv.gw) {
-		gw_stop(g_srv.gw, 5000);
-		if (!gw_close_hung(g_srv.gw))
-			gw_free(g_srv.gw);
-		g_srv.gw = NULL;
-	}
-	if (g_srv.dir[0])
-		tmpdir_remove(g_srv.dir);
+	tgw_cleanup(&g_srv);
 }
 
 TestSuite(http, .init = suite_init, .fini = suite_fini, .timeout = 120);
 
 /* Starts an in-process server with HTTP on a free port; tweak adjusts the
  * configuration first. */
-static void srv_start(tserver *t, journal_fault_fn hook, void *hook_ctx, void (*tweak)(gw_config *))
+static void srv_start(tgw *t, journal_fault_fn hook, void *hook_ctx, void (*tweak)(gw_config *))
 {
-	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-http-test");
-	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
-	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
-	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
-	cr_assert_eq(mkdir(t->data_dir, 0700), 0);
-	gw_config *cfg = &t->cfg;
-	gw_config_default(cfg);
-	cfg->data_dir = t->data_dir;
-	cfg->shards = 2;
-	cfg->listen[0] = t->url;
-	cfg->listen_count = 1;
-	cfg->contexts = 4;
-	cfg->status_every_ms = 0;
-	cfg->http = "127.0.0.1:0";
-	cfg->shard.engine.seats_max = 65536;
-	cfg->shard.engine.claims_max = 65536;
-	cfg->shard.engine.idem_capacity = 65536;
-	cfg->shard.engine.events_max = 64;
-	cfg->shard.journal.fault = hook;
-	cfg->shard.journal.fault_ctx = hook_ctx;
+	tgw_config(t, "bo-http-test");
+	t->cfg.http = "127.0.0.1:0";
+	t->cfg.shard.journal.fault = hook;
+	t->cfg.shard.journal.fault_ctx = hook_ctx;
 	if (tweak)
-		tweak(cfg);
-	char err[GW_ERR_LEN];
-	rc = gw_start(cfg, &t->gw, err, sizeof(err));
-	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
-	t->port = gw_http_port(t->gw);
-	cr_assert_gt(t->port, 0);
-}
-
-static void srv_stop(tserver *t)
-{
-	cr_assert_eq(gw_stop(t->gw, WAIT_MS), 0, "gw_stop timed out");
-	cr_assert_eq(gw_close_hung(t->gw), 0, "nng_close hung");
-	gw_free(t->gw);
-	t->gw = NULL;
-	tmpdir_remove(t->dir);
-	t->dir[0] = '\0';
+		tweak(&t->cfg);
+	tgw_start(t);
+	g_port = gw_http_port(t->gw);
+	cr_assert_gt(g_port, 0);
 }
 
 static httpc_resp g_r; /* large: off the stack */
 
-static const httpc_resp *post(const tserver *t, const char *headers, const char *fmt, ...)
+static const httpc_resp *post(const tgw *t, const char *headers, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static const httpc_resp *post(const tserver *t, const char *headers, const char *fmt, ...)
+static const httpc_resp *post(const tgw *t, const char *headers, const char *fmt, ...)
 {
 	char body[4096];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(body, sizeof(body), fmt, ap);
 	va_end(ap);
-	int rc = httpc_do(t->port, "POST", "/v1/command", headers, body, &g_r);
+	int rc = httpc_do(g_port, "POST", "/v1/command", headers, body, &g_r);
 	cr_assert_eq(rc, 0, "POST: %s", strerror(-rc));
 	cr_assert_gt(g_r.status, 0, "no HTTP response to %s", body);
 	return &g_r;
 }
 
-static const httpc_resp *get(const tserver *t, const char *path)
+static const httpc_resp *get(const tgw *t, const char *path)
 {
-	int rc = httpc_do(t->port, "GET", path, "", NULL, &g_r);
+	int rc = httpc_do(g_port, "GET", path, "", NULL, &g_r);
 	cr_assert_eq(rc, 0, "GET %s: %s", path, strerror(-rc));
 	return &g_r;
 }
 
 static const char MAP[] = "{\"categories\":1,\"rows\":[{\"section\":0,\"seats\":20,\"category\":0}],\"pools\":[100]}";
 
-static void create(const tserver *t, uint64_t event)
+static void create(const tgw *t, uint64_t event)
 {
 	const httpc_resp *r = post(t, "",
 				   "{\"op\":\"create_event\",\"event\":%" PRIu64 ",\"client\":1,\"request\":%" PRIu64
@@ -170,7 +129,7 @@ static uint64_t hold_of(const httpc_resp *r)
 /* ---- 1. probes ---------------------------------------------------------- */
 
 typedef struct async_post {
-	const tserver *t;
+	const tgw *t;
 	char body[512];
 	httpc_resp r;
 	atomic_int done;
@@ -179,7 +138,7 @@ typedef struct async_post {
 static void *post_main(void *arg)
 {
 	async_post *a = arg;
-	httpc_do(a->t->port, "POST", "/v1/command", "", a->body, &a->r);
+	httpc_do(g_port, "POST", "/v1/command", "", a->body, &a->r);
 	atomic_store(&a->done, 1);
 	return NULL;
 }
@@ -187,7 +146,7 @@ static void *post_main(void *arg)
 
 Test(http, healthz_turns_503_on_journal_failure)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	atomic_store(&g_fail_writes, 0);
 	srv_start(t, fail_hook, NULL, NULL);
 	cr_assert_eq(get(t, "/healthz")->status, 200, "%s", g_r.body);
@@ -209,7 +168,7 @@ Test(http, healthz_turns_503_on_journal_failure)
 	const httpc_resp *r;
 	while ((r = get(t, "/healthz"))->status == 200) {
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		cr_assert_lt(t1.tv_sec - t0.tv_sec, WAIT_MS / 1000, "healthz stayed 200 after a journal failure");
+		cr_assert_lt(t1.tv_sec - t0.tv_sec, TGW_WAIT_MS / 1000, "healthz stayed 200 after a journal failure");
 		sched_yield();
 	}
 	cr_assert_eq(r->status, 503, "healthz after a journal failure: %d %s", r->status, r->body);
@@ -234,7 +193,7 @@ Test(http, healthz_turns_503_on_journal_failure)
 
 Test(http, answered_only_after_the_sync)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start(t, gate_hook, &g_gate, NULL);
 	create(t, 7);
 	gate_set(&g_gate, 1);
@@ -245,7 +204,7 @@ Test(http, answered_only_after_the_sync)
 		 "{\"op\":\"hold_seats\",\"event\":7,\"client\":3,\"request\":1,\"seats\":[4],\"ttl_ms\":60000}");
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, post_main, &a), 0);
-	gate_wait_entered(&g_gate, WAIT_MS);
+	gate_wait_entered(&g_gate, TGW_WAIT_MS);
 	/* The sync is held: the seat reads free and no answer has come. */
 	cr_assert_eq(get(t, "/v1/events/7/seats?seats=4")->status, 200);
 	cr_assert_not_null(strstr(g_r.body, "\"free\""), "%s", g_r.body);
@@ -255,14 +214,14 @@ Test(http, answered_only_after_the_sync)
 	cr_assert_eq(a.r.status, 200, "%d %s", a.r.status, a.r.body);
 	cr_assert_eq(get(t, "/v1/events/7/seats?seats=4")->status, 200);
 	cr_assert_not_null(strstr(g_r.body, "\"held\""), "read-your-writes: %s", g_r.body);
-	srv_stop(t);
+	tgw_stop(t);
 }
 
 /* ---- 3. ownership -------------------------------------------------------- */
 
 Test(http, another_clients_hold_is_refused)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start(t, NULL, NULL, NULL);
 	create(t, 9);
 	const httpc_resp *r = post(t, "",
@@ -290,7 +249,7 @@ Test(http, another_clients_hold_is_refused)
 	cr_assert_eq(r->status, 200, "an operator's release: %d %s", r->status, r->body);
 	r = get(t, "/v1/events/9/seats?seats=2,3");
 	cr_assert_not_null(strstr(r->body, "[\"free\",\"free\"]"), "released: %s", r->body);
-	srv_stop(t);
+	tgw_stop(t);
 }
 
 /* ---- 4. throttling ------------------------------------------------------- */
@@ -303,7 +262,7 @@ static void tweak_throttle(gw_config *c)
 
 Test(http, a_hot_event_is_throttled_and_another_is_not)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start(t, NULL, NULL, tweak_throttle);
 	/* Two events of the same shard. */
 	uint64_t hot = 0, cold = 0;
@@ -349,7 +308,7 @@ Test(http, a_hot_event_is_throttled_and_another_is_not)
 	cr_assert_not_null(strstr(g_r.body, line), "no '%s' in /metrics", line);
 	snprintf(line, sizeof(line), "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"}", cold);
 	cr_assert_null(strstr(g_r.body, line), "the cold event counted as throttled");
-	srv_stop(t);
+	tgw_stop(t);
 }
 
 /* ---- 5. token ------------------------------------------------------------- */
@@ -362,7 +321,7 @@ static void tweak_token(gw_config *c)
 
 Test(http, a_token_server_refuses_requests_without_it)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start(t, NULL, NULL, tweak_token);
 	static const char *bad[] = {"", "Authorization: Bearer wrong-token!\r\n",
 				    "Authorization: Basic czNjcmV0LXRva2Vu\r\n",
@@ -372,15 +331,15 @@ Test(http, a_token_server_refuses_requests_without_it)
 					   "{\"op\":\"create_event\",\"event\":11,\"client\":1,\"request\":1,\"map\":%s}",
 					   MAP);
 		cr_assert_eq(r->status, 401, "header '%s': %d %s", bad[i], r->status, r->body);
-		cr_assert_eq(httpc_do(t->port, "GET", "/v1/events/11/availability", bad[i], NULL, &g_r), 0);
+		cr_assert_eq(httpc_do(g_port, "GET", "/v1/events/11/availability", bad[i], NULL, &g_r), 0);
 		cr_assert_eq(g_r.status, 401, "a read with header '%s': %d", bad[i], g_r.status);
 	}
 	const char *good = "Authorization: Bearer s3cret-token\r\n";
-	cr_assert_eq(httpc_do(t->port, "GET", "/v1/events/11/availability", good, NULL, &g_r), 0);
+	cr_assert_eq(httpc_do(g_port, "GET", "/v1/events/11/availability", good, NULL, &g_r), 0);
 	cr_assert_eq(g_r.status, 404, "nothing was created: %d %s", g_r.status, g_r.body);
 	const httpc_resp *r = post(t, good,
 				   "{\"op\":\"create_event\",\"event\":11,\"client\":1,\"request\":1,\"map\":%s}", MAP);
 	cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
 	cr_assert_eq(get(t, "/healthz")->status, 200, "probes need no token");
-	srv_stop(t);
+	tgw_stop(t);
 }

@@ -48,19 +48,11 @@
 #include "protocol/wire.h"
 #include "tests/support/cmd.h"
 #include "tests/support/pg.h"
-#include "tests/support/tmpdir.h"
+#include "tests/support/gwtest.h"
 
-#define WAIT_MS 20000 /* bound on every wait for an event (ASan, slow disk) */
 
-typedef struct tserver {
-	char dir[PATH_MAX];
-	char data_dir[PATH_MAX + 8];
-	char url[PATH_MAX + 16];
-	char pub_url[PATH_MAX + 16];
-	gw_server *gw;
-} tserver;
 
-static tserver g_srv;
+static tgw g_srv;
 
 /* The fault hook of test 2: every journal I/O fails with EIO once armed. */
 static atomic_int g_fail_io;
@@ -77,82 +69,34 @@ static void suite_init(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-static void suite_fini(void)
-{
-	tserver *t = &g_srv;
-	if (t->gw) {
-		gw_stop(t->gw, 5000);
-		if (!gw_close_hung(t->gw))
-			gw_free(t->gw);
-		t->gw = NULL;
-	}
-	if (t->dir[0])
-		tmpdir_remove(t->dir);
-}
+static void suite_fini(void) { tgw_cleanup(&g_srv); }
 
 TestSuite(metrics, .init = suite_init, .fini = suite_fini, .timeout = 120);
 
 /* `publish`: projections on ipc:// in the directory too; `dsn`: NULL or
  * the committers' database. */
-static void srv_start_db(tserver *t, uint32_t shards, journal_fault_fn hook, int publish,
+static void srv_start_db(tgw *t, uint32_t shards, journal_fault_fn hook, int publish,
                          const char *dsn)
 {
-	int rc = tmpdir_make(t->dir, sizeof(t->dir), "bo-metrics-test");
-	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
-	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
-	snprintf(t->url, sizeof(t->url), "ipc://%s/sock", t->dir);
-	snprintf(t->pub_url, sizeof(t->pub_url), "ipc://%s/pub", t->dir);
-	cr_assert_eq(mkdir(t->data_dir, 0700), 0, "mkdir: %s", strerror(errno));
-	gw_config cfg;
-	gw_config_default(&cfg);
-	cfg.data_dir = t->data_dir;
-	cfg.shards = shards;
-	cfg.listen[0] = t->url;
-	cfg.listen_count = 1;
-	cfg.contexts = 4;
-	cfg.status_every_ms = 0;
-	cfg.shard.engine.seats_max = 65536;
-	cfg.shard.engine.claims_max = 16384;
-	cfg.shard.engine.idem_capacity = 16384;
-	cfg.shard.engine.events_max = 16;
-	cfg.shard.journal.fault = hook;
+	tgw_config(t, "bo-metrics-test");
+	gw_config *cfg = &t->cfg;
+	cfg->shards = shards;
+	cfg->shard.engine.events_max = 16;
+	cfg->shard.journal.fault = hook;
 	if (publish) {
-		cfg.publish[0] = t->pub_url;
-		cfg.publish_count = 1;
+		cfg->publish[0] = t->pub_url;
+		cfg->publish_count = 1;
 	}
-	cfg.committer.dsn = dsn;
-	char err[GW_ERR_LEN];
-	rc = gw_start(&cfg, &t->gw, err, sizeof(err));
-	cr_assert_eq(rc, 0, "gw_start: %d %s", rc, err);
+	cfg->committer.dsn = dsn;
+	tgw_start(t);
 }
 
-static void srv_start(tserver *t, uint32_t shards, journal_fault_fn hook, int publish)
+static void srv_start(tgw *t, uint32_t shards, journal_fault_fn hook, int publish)
 {
 	srv_start_db(t, shards, hook, publish, NULL);
 }
 
-/* Stops and frees the server (a failed shard is no stop failure). */
-static void srv_stop(tserver *t)
-{
-	cr_assert_eq(gw_stop(t->gw, WAIT_MS), 0);
-	cr_assert_eq(gw_close_hung(t->gw), 0, "nng_close hung");
-	gw_free(t->gw);
-	t->gw = NULL;
-}
-
 /* ---- Requests ------------------------------------------------------------ */
-
-static nng_socket cli_open(const char *url)
-{
-	nng_socket s;
-	cr_assert_eq(nng_req0_open(&s), 0);
-	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, WAIT_MS);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, WAIT_MS);
-	int rv = nng_dial(s, url, NULL, 0);
-	cr_assert_eq(rv, 0, "dial %s: %s", url, nng_strerror(rv));
-	return s;
-}
 
 /* Sends cmds[0..n) as one message (an array when n > 1) and checks each
  * reply's status. */
@@ -276,7 +220,7 @@ static double hist_check(const char *page, const char *name, const char *labels)
 
 /* `promtool check metrics` on the page: 0 when it passes, 77 when there is
  * no promtool. Its findings go to the test's output. */
-static int promtool_check(const tserver *t, const char *page)
+static int promtool_check(const tgw *t, const char *page)
 {
 	const char *tool = getenv("PROMTOOL") ? getenv("PROMTOOL") : "promtool";
 	char cmd[3 * PATH_MAX];
@@ -312,13 +256,13 @@ static uint64_t event_on(uint32_t want, uint32_t shards)
 
 Test(metrics, page_counts_what_was_sent)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start(t, 2, NULL, 1);
 	const uint64_t ev = event_on(1, 2); /* all the load on shard 1 */
 	bo_seatmap *map = tcmd_rows_map(8, SEATS / 8, 0, 0);
 	bo_cmd create = tcmd_create(1, 1, ev, map);
 	bo_result cr;
-	cr_assert_eq(gw_apply_local(t->gw, &create, 1, &cr, WAIT_MS), 0);
+	cr_assert_eq(gw_apply_local(t->gw, &create, 1, &cr, TGW_WAIT_MS), 0);
 	cr_assert_eq(cr.status, BO_OK);
 	bo_seatmap_free(map);
 
@@ -329,7 +273,7 @@ Test(metrics, page_counts_what_was_sent)
 	double shard1_before = value(before, "boxoffice_shard_commands_total{shard=\"1\"}");
 	cr_assert_eq(shard1_before, 1, "the local create_event went into shard 1's ring");
 
-	nng_socket s = cli_open(t->url);
+	nng_socket s = tgw_req_open(t->url);
 	uint32_t req = 100;
 	for (uint32_t i = 0; i < N_OK; i++) {
 		bo_cmd h = tcmd_hold_seats(1000 + i, req++, ev, &i, 1, 60000);
@@ -421,7 +365,7 @@ Test(metrics, page_counts_what_was_sent)
 	/* Projections (no subscriber: PUB sends to nobody, still counted):
 	 * once the publisher has drained its queue, every message it took
 	 * has a queue-wait observation and was published. */
-	int64_t deadline = bo_clock_ms() + WAIT_MS;
+	int64_t deadline = bo_clock_ms() + TGW_WAIT_MS;
 	for (;;) {
 		double published = value(page, "boxoffice_projections_published_total");
 		double waits = hist_check(page, "boxoffice_projection_queue_wait_seconds", "");
@@ -451,14 +395,14 @@ Test(metrics, page_counts_what_was_sent)
 		cr_skip_test("promtool not found: the page was not checked by a Prometheus parser");
 	}
 	cr_assert_eq(rc, 0, "promtool check metrics refused the page (its findings are above)");
-	srv_stop(t);
+	tgw_stop(t);
 }
 
 /* ==== 2. /healthz and /readyz ============================================= */
 
 Test(metrics, health_fails_with_the_journal)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start(t, 1, fail_hook, 0);
 	char reason[512];
 	cr_assert_eq(gw_health(t->gw, reason, sizeof(reason)), 0, "healthy at start: %s", reason);
@@ -473,7 +417,7 @@ Test(metrics, health_fails_with_the_journal)
 	bo_result r;
 	cr_assert_eq(gw_apply_local(t->gw, &create, 1, &r, 0), -ETIMEDOUT);
 	bo_seatmap_free(map); /* the gateway applies its own copy */
-	int64_t deadline = bo_clock_ms() + WAIT_MS;
+	int64_t deadline = bo_clock_ms() + TGW_WAIT_MS;
 	while (gw_failed(t->gw) == NULL) {
 		cr_assert_lt(bo_clock_ms(), deadline,
 		             "the shard did not fail on a failing journal");
@@ -495,17 +439,17 @@ Test(metrics, health_fails_with_the_journal)
 	cr_assert_eq(gw_health(t->gw, small, sizeof(small)), -1);
 	cr_assert_eq(strlen(small), sizeof(small) - 1);
 
-	srv_stop(t);
+	tgw_stop(t);
 	atomic_store(&g_fail_io, 0);
 }
 
 Test(metrics, not_ready_once_stopping)
 {
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start(t, 2, NULL, 0);
 	char reason[256];
 	cr_assert_eq(gw_ready(t->gw, reason, sizeof(reason)), 0, "ready at start: %s", reason);
-	cr_assert_eq(gw_stop(t->gw, WAIT_MS), 0);
+	cr_assert_eq(gw_stop(t->gw, TGW_WAIT_MS), 0);
 	cr_assert_eq(gw_close_hung(t->gw), 0, "nng_close hung");
 	/* Stopped, not yet freed: the flags are still readable. */
 	cr_assert_eq(gw_ready(t->gw, reason, sizeof(reason)), -1);
@@ -522,7 +466,7 @@ Test(metrics, committer_state_and_lag)
 {
 	char dsn[PGT_DSN_MAX];
 	pgt_create_db("metrics", dsn, sizeof(dsn));
-	tserver *t = &g_srv;
+	tgw *t = &g_srv;
 	srv_start_db(t, 2, NULL, 0, dsn);
 	const uint64_t ev = event_on(0, 2);
 	bo_seatmap *map = tcmd_rows_map(2, 8, 0, 0);
@@ -532,12 +476,12 @@ Test(metrics, committer_state_and_lag)
 	cmds[1] = tcmd_hold_seats(11, 2, ev, &seats[0], 1, 60000);
 	cmds[2] = tcmd_hold_seats(12, 3, ev, &seats[1], 1, 60000);
 	bo_result r[3];
-	cr_assert_eq(gw_apply_local(t->gw, cmds, 3, r, WAIT_MS), 0);
+	cr_assert_eq(gw_apply_local(t->gw, cmds, 3, r, TGW_WAIT_MS), 0);
 	bo_seatmap_free(map);
 
 	/* Wait for the committers to be running and shard 0's to have
 	 * applied everything durable. */
-	int64_t deadline = bo_clock_ms() + WAIT_MS;
+	int64_t deadline = bo_clock_ms() + TGW_WAIT_MS;
 	char *page = NULL;
 	for (;;) {
 		free(page);
@@ -569,6 +513,6 @@ Test(metrics, committer_state_and_lag)
 	cr_assert_eq(value(page, "boxoffice_committer_lag_records{shard=\"0\"}"), 0);
 	cr_assert_eq(value(page, "boxoffice_committer_lag_seconds{shard=\"0\"}"), 0);
 	free(page);
-	srv_stop(t);
+	tgw_stop(t);
 	pgt_drop_db(dsn);
 }

@@ -45,6 +45,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/parse.h"
 #include "gateway/auth.h"
 #include "gateway/internal.h"
 #include "gateway/metrics.h"
@@ -164,22 +165,33 @@ static enum MHD_Result respond_error(hreq *h, unsigned code, int status, const c
 	return ret;
 }
 
-/* 401: {"status": "invalid", "detail": "unauthorized", "error": ...}, as
- * nng answers a message without the token. */
-static enum MHD_Result respond_unauthorized(hreq *h)
+/* One reply object: r, or e when e->status is not ok (as
+ * json_encode_replies). code 0: the HTTP status of the reply's status. */
+static enum MHD_Result respond_reply(hreq *h, unsigned code, const bo_result *r, const wire_cmd_error *e)
 {
-	atomic_fetch_add_explicit(&h->hs->gw->unauthorized, 1, memory_order_relaxed);
-	bo_result r;
-	memset(&r, 0, sizeof(r));
-	wire_cmd_error e = {.status = BO_INVALID, .detail = BO_D_UNAUTHORIZED};
-	snprintf(e.text, sizeof(e.text), "missing or wrong token: send Authorization: Bearer TOKEN");
 	msgpack_sbuffer b;
 	msgpack_sbuffer_init(&b);
-	enum MHD_Result ret = json_encode_replies(&r, &e, 1, 0, &b) == 0
-				      ? respond(h, 401, "application/json", b.data, b.size, 0, NULL)
-				      : MHD_NO;
+	if (json_encode_replies(r, e, 1, 0, &b) != 0) {
+		msgpack_sbuffer_destroy(&b);
+		return respond_error(h, 500, BO_INVALID, "internal error: reply could not be encoded", NULL);
+	}
+	if (code == 0)
+		code = (unsigned)json_http_status(e->status != BO_OK ? e->status : r->status);
+	enum MHD_Result ret = respond(h, code, "application/json", b.data, b.size, 0, NULL);
 	msgpack_sbuffer_destroy(&b);
 	return ret;
+}
+
+/* A refusal that no command produced: {"status", "detail", "error"} with a
+ * detail, e.g. 401's unauthorized (as nng answers a message without the
+ * token) or 404's no_event. */
+static enum MHD_Result respond_refusal(hreq *h, unsigned code, uint8_t status, uint8_t detail, const char *text)
+{
+	bo_result r;
+	memset(&r, 0, sizeof(r));
+	wire_cmd_error e = {.status = status, .detail = detail};
+	snprintf(e.text, sizeof(e.text), "%s", text);
+	return respond_reply(h, code, &r, &e);
 }
 
 /* The replies of a completed slot. */
@@ -219,23 +231,16 @@ static enum MHD_Result respond_slot(hreq *h)
 
 /* ---- Routes ----------------------------------------------------------------- */
 
-/* Parses a decimal uint64 in s[0..n): digits only, no leading '+', at most
- * UINT64_MAX. Returns 0 or -1. */
+/* bo_parse_u64 (decimal, 0..UINT64_MAX) of s[0..n), which is not
+ * NUL-terminated where it sits (a path segment, a list entry). */
 static int parse_u64(const char *s, size_t n, uint64_t *out)
 {
-	if (n == 0 || n > 20)
+	char buf[24];
+	if (n == 0 || n >= sizeof(buf))
 		return -1;
-	uint64_t v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return bo_parse_u64(buf, 0, UINT64_MAX, 0, out) == 0 ? 0 : -1;
 }
 
 /* The route of a path, and the methods it takes (for 405's Allow). */
@@ -295,14 +300,7 @@ static enum MHD_Result answer_query(hreq *h, const bo_cmd *c, const wire_cmd_err
 		view_query(gw->views[shard_for_event(c->event_id, gw->cfg.shards)], c, &r);
 		atomic_fetch_add_explicit(&gw->reads, 1, memory_order_relaxed);
 	}
-	msgpack_sbuffer b;
-	msgpack_sbuffer_init(&b);
-	int rc = json_encode_replies(&r, e, 1, 0, &b);
-	enum MHD_Result ret =
-		rc == 0 ? respond(h, (unsigned)json_http_status(e->status != BO_OK ? e->status : r.status),
-				  "application/json", b.data, b.size, 0, NULL)
-			: respond_error(h, 500, BO_INVALID, "internal error: reply could not be encoded", NULL);
-	msgpack_sbuffer_destroy(&b);
+	enum MHD_Result ret = respond_reply(h, 0, &r, e);
 	gw_count_results(gw, &r, e, c, 1);
 	gw_observe_request(gw, h->start_ns);
 	atomic_fetch_add_explicit(&gw->requests, 1, memory_order_relaxed);
@@ -363,19 +361,8 @@ static enum MHD_Result answer_state(hreq *h)
 	}
 	bo_event_image im;
 	int rc = view_image(gw->views[shard_for_event(h->event_id, gw->cfg.shards)], h->event_id, &im);
-	if (rc == -ENOENT) {
-		bo_result r;
-		memset(&r, 0, sizeof(r));
-		wire_cmd_error e = {.status = BO_NOT_FOUND, .detail = BO_D_NO_EVENT};
-		snprintf(e.text, sizeof(e.text), "no such event");
-		msgpack_sbuffer b;
-		msgpack_sbuffer_init(&b);
-		enum MHD_Result ret = json_encode_replies(&r, &e, 1, 0, &b) == 0
-					      ? respond(h, 404, "application/json", b.data, b.size, 0, NULL)
-					      : MHD_NO;
-		msgpack_sbuffer_destroy(&b);
-		return ret;
-	}
+	if (rc == -ENOENT)
+		return respond_refusal(h, 0, BO_NOT_FOUND, BO_D_NO_EVENT, "no such event");
 	if (rc != 0)
 		return respond_error(h, 503, BO_BUSY, "out of memory for the event's image, retry later", NULL);
 	msgpack_sbuffer b;
@@ -468,8 +455,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return respond_error(h, 405, BO_INVALID, "method not allowed", allow);
 		/* The probes and the scrape stay open without the token: they
 		 * say nothing about any event or client. */
-		if (h->route < R_METRICS && !bearer_ok(h))
-			return respond_unauthorized(h);
+		if (h->route < R_METRICS && !bearer_ok(h)) {
+			atomic_fetch_add_explicit(&hs->gw->unauthorized, 1, memory_order_relaxed);
+			return respond_refusal(h, 401, BO_INVALID, BO_D_UNAUTHORIZED,
+					       "missing or wrong token: send Authorization: Bearer TOKEN");
+		}
 		h->max = h->route == R_BATCH ? BO_HTTP_BATCH_BODY_MAX : post ? BO_HTTP_BODY_MAX : 0;
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		uint64_t n;

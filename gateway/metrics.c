@@ -204,17 +204,23 @@ __attribute__((format(printf, 2, 3))) static void put(page *p, const char *fmt, 
 #define BO_STR_(x) #x
 #define BO_STR(x) BO_STR_(x)
 
-static void put(page *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 static void put_hot_event(void *ctx, uint64_t event_id, uint64_t admitted, uint64_t refused)
 {
 	(void)admitted;
-	put(ctx, "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"} %" PRIu64 "\n", event_id, refused);
+	put(ctx, "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"} %" PRIu64 "\n", event_id,
+	    refused);
 }
 
 static void family(page *p, const char *name, const char *type, const char *help)
 {
 	put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A family of one unlabelled sample: # HELP, # TYPE and the value. */
+static void scalar(page *p, const char *name, const char *type, const char *help, uint64_t v)
+{
+	family(p, name, type, help);
+	put(p, "%s %" PRIu64 "\n", name, v);
 }
 
 /* "S.UUUUUU": microseconds as seconds, exactly (no floating point). */
@@ -278,10 +284,10 @@ static void render_gateway(page *p, gw_server *gw)
 	for (int op = 0; op < BO_OP_COUNT; op++)
 		throttled +=
 		        atomic_load_explicit(&gw->results[op][BO_THROTTLED], memory_order_relaxed);
-	family(p, "boxoffice_throttled_total", "counter",
+	scalar(p, "boxoffice_throttled_total", "counter",
 	       "Commands answered throttled (hot-event token bucket): the sum over ops of "
-	       "boxoffice_results_total{status=\"throttled\"}.");
-	put(p, "boxoffice_throttled_total %" PRIu64 "\n", throttled);
+	       "boxoffice_results_total{status=\"throttled\"}.",
+	       (uint64_t)throttled);
 	if (gw->throttle) {
 		/* Per hot event: a label per event would be unbounded, so only
 		 * the GW_METRICS_HOT_EVENTS most refused ones (throttle.h). */
@@ -293,18 +299,18 @@ static void render_gateway(page *p, gw_server *gw)
 	}
 	gw_stats gs;
 	gw_stats_get(gw, &gs);
-	family(p, "boxoffice_requests_total", "counter", "Requests answered: nng messages and HTTP requests.");
-	put(p, "boxoffice_requests_total %" PRIu64 "\n", gs.requests);
-	family(p, "boxoffice_commands_total", "counter", "Commands answered, over nng and HTTP.");
-	put(p, "boxoffice_commands_total %" PRIu64 "\n", gs.commands);
-	family(p, "boxoffice_invalid_messages_total", "counter",
-	       "Request messages answered with a message-level invalid (undecodable).");
-	put(p, "boxoffice_invalid_messages_total %" PRIu64 "\n", gs.invalid_msgs);
-	family(p, "boxoffice_busy_total", "counter",
-	       "Commands the gateway answered busy (ring full, shard failed, draining).");
-	put(p, "boxoffice_busy_total %" PRIu64 "\n", gs.busy);
-	family(p, "boxoffice_reads_total", "counter", "Queries answered from the read model.");
-	put(p, "boxoffice_reads_total %" PRIu64 "\n", gs.reads);
+	scalar(p, "boxoffice_requests_total", "counter",
+	       "Requests answered: nng messages and HTTP requests.", (uint64_t)gs.requests);
+	scalar(p, "boxoffice_commands_total", "counter", "Commands answered, over nng and HTTP.",
+	       (uint64_t)gs.commands);
+	scalar(p, "boxoffice_invalid_messages_total", "counter",
+	       "Request messages answered with a message-level invalid (undecodable).",
+	       (uint64_t)gs.invalid_msgs);
+	scalar(p, "boxoffice_busy_total", "counter",
+	       "Commands the gateway answered busy (ring full, shard failed, draining).",
+	       (uint64_t)gs.busy);
+	scalar(p, "boxoffice_reads_total", "counter", "Queries answered from the read model.",
+	       (uint64_t)gs.reads);
 	family(p, "boxoffice_event_state_requests_total", "counter",
 	       "event_state requests (a subscriber's snapshot), by result.");
 	put(p, "boxoffice_event_state_requests_total{result=\"ok\"} %" PRIu64 "\n",
@@ -316,21 +322,19 @@ static void render_gateway(page *p, gw_server *gw)
 	       "taking it off the transport to its reply being handed back to the transport.");
 	hist_series(p, "boxoffice_request_duration_seconds", "", &gw->request_us, LAT_TOP, 1);
 
-	family(p, "boxoffice_subscribers", "gauge",
-	       "Projection subscribers connected (--publish).");
-	put(p, "boxoffice_subscribers %" PRIu32 "\n", gs.pub.subscribers);
-	family(p, "boxoffice_subscribers_refused_total", "counter",
-	       "Subscribers disconnected as they connected: the subscriber limit was reached.");
-	put(p, "boxoffice_subscribers_refused_total %" PRIu64 "\n", gs.pub.subscribers_refused);
-	family(p, "boxoffice_projections_published_total", "counter",
-	       "Projection messages handed to nng.");
-	put(p, "boxoffice_projections_published_total %" PRIu64 "\n", gs.pub.published);
-	family(p, "boxoffice_projections_dropped_total", "counter",
-	       "Projection messages dropped: the publisher's queue was full (subscribers resynchronise).");
-	put(p, "boxoffice_projections_dropped_total %" PRIu64 "\n", gs.pub.dropped);
-	family(p, "boxoffice_projection_queue_messages", "gauge",
-	       "Projection messages waiting for the publisher thread (the projection lag, in messages).");
-	put(p, "boxoffice_projection_queue_messages %" PRIu32 "\n", gs.pub.queued);
+	scalar(p, "boxoffice_subscribers", "gauge", "Projection subscribers connected (--publish).",
+	       (uint64_t)gs.pub.subscribers);
+	scalar(p, "boxoffice_subscribers_refused_total", "counter",
+	       "Subscribers disconnected as they connected: the subscriber limit was reached.",
+	       (uint64_t)gs.pub.subscribers_refused);
+	scalar(p, "boxoffice_projections_published_total", "counter",
+	       "Projection messages handed to nng.", (uint64_t)gs.pub.published);
+	scalar(p, "boxoffice_projections_dropped_total", "counter",
+	       "Projection messages dropped: the publisher's queue was full (subscribers resynchronise).",
+	       (uint64_t)gs.pub.dropped);
+	scalar(p, "boxoffice_projection_queue_messages", "gauge",
+	       "Projection messages waiting for the publisher thread (the projection lag, in messages).",
+	       (uint64_t)gs.pub.queued);
 	family(p, "boxoffice_projection_queue_age_seconds", "gauge",
 	       "How long the oldest queued projection message has waited (0: none queued).");
 	put(p, "boxoffice_projection_queue_age_seconds " US_FMT "\n",

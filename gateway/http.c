@@ -231,16 +231,16 @@ static enum MHD_Result respond_slot(hreq *h)
 
 /* ---- Routes ----------------------------------------------------------------- */
 
-/* bo_parse_u64 (decimal, 0..UINT64_MAX) of s[0..n), which is not
- * NUL-terminated where it sits (a path segment, a list entry). */
-static int parse_u64(const char *s, size_t n, uint64_t *out)
+/* bo_parse_u64 (decimal, 0..max) of s[0..n), which is not NUL-terminated
+ * where it sits (a path segment, a list entry). */
+static int parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
 	char buf[24];
 	if (n == 0 || n >= sizeof(buf))
 		return -1;
 	memcpy(buf, s, n);
 	buf[n] = '\0';
-	return bo_parse_u64(buf, 0, UINT64_MAX, 0, out) == 0 ? 0 : -1;
+	return bo_parse_u64(buf, 0, max, 0, out) == 0 ? 0 : -1;
 }
 
 /* The route of a path, and the methods it takes (for 405's Allow). */
@@ -264,7 +264,7 @@ static int route_of(const char *url, uint64_t *event_id, const char **allow)
 	if (strncmp(url, ev, sizeof(ev) - 1) != 0)
 		return R_NONE;
 	const char *id = url + sizeof(ev) - 1, *slash = strchr(id, '/');
-	if (!slash || parse_u64(id, (size_t)(slash - id), event_id) != 0)
+	if (!slash || parse_u64(id, (size_t)(slash - id), INT64_MAX, event_id) != 0)
 		return R_NONE;
 	*allow = "GET, HEAD";
 	if (strcmp(slash, "/availability") == 0)
@@ -326,7 +326,7 @@ static enum MHD_Result answer_seats(hreq *h)
 		const char *end = strchr(p, ',');
 		size_t n = end ? (size_t)(end - p) : strlen(p);
 		uint64_t v;
-		if (parse_u64(p, n, &v) != 0) {
+		if (parse_u64(p, n, UINT64_MAX, &v) != 0) {
 			e = (wire_cmd_error){.status = BO_INVALID, .detail = BO_D_NONE};
 			snprintf(e.text, sizeof(e.text), "'seats' must be seat numbers separated by commas");
 		} else if (c.seat_count == BO_QUERY_SEATS_MAX) {
@@ -463,7 +463,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		h->max = h->route == R_BATCH ? BO_HTTP_BATCH_BODY_MAX : post ? BO_HTTP_BODY_MAX : 0;
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		uint64_t n;
-		if (cl && parse_u64(cl, strlen(cl), &n) == 0 && n > h->max)
+		if (cl && parse_u64(cl, strlen(cl), UINT64_MAX, &n) == 0 && n > h->max)
 			return respond_error(h, 413, BO_INVALID, "request body too large", NULL);
 		return MHD_YES;
 	}
@@ -563,7 +563,7 @@ static int parse_addr(const char *s, struct sockaddr_in *a)
 {
 	const char *colon = strrchr(s, ':');
 	uint64_t port;
-	if (!colon || parse_u64(colon + 1, strlen(colon + 1), &port) != 0 || port > 65535)
+	if (!colon || parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != 0)
 		return -1;
 	char host[64];
 	size_t n = (size_t)(colon - s);

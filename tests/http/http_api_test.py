@@ -265,6 +265,8 @@ def test_errors():
             ("POST", "/v1/command", '{"op": "query_avail", "event": 1, "event": 2}', 400),
             ("POST", "/v1/command", b'{"op": "\xff\xfe", "event": 1}', 400),
             ("GET", "/v1/events/abc/availability", None, 404),
+            ("GET", "/v1/events/9223372036854775808/availability", None, 404),
+            ("GET", "/v1/events/-1/state", None, 404),
             ("GET", "/v1/events/1/seats", None, 400),
             ("GET", "/v1/events/1/seats?seats=1,x", None, 400),
         ]

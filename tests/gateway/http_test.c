@@ -84,10 +84,10 @@ static void srv_start(tgw *t, journal_fault_fn hook, void *hook_ctx, void (*twea
 
 static httpc_resp g_r; /* large: off the stack */
 
-static const httpc_resp *post(const tgw *t, const char *headers, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static const httpc_resp *post(const char *headers, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-static const httpc_resp *post(const tgw *t, const char *headers, const char *fmt, ...)
+static const httpc_resp *post(const char *headers, const char *fmt, ...)
 {
 	char body[4096];
 	va_list ap;
@@ -100,7 +100,7 @@ static const httpc_resp *post(const tgw *t, const char *headers, const char *fmt
 	return &g_r;
 }
 
-static const httpc_resp *get(const tgw *t, const char *path)
+static const httpc_resp *get(const char *path)
 {
 	int rc = httpc_do(g_port, "GET", path, "", NULL, &g_r);
 	cr_assert_eq(rc, 0, "GET %s: %s", path, strerror(-rc));
@@ -109,9 +109,9 @@ static const httpc_resp *get(const tgw *t, const char *path)
 
 static const char MAP[] = "{\"categories\":1,\"rows\":[{\"section\":0,\"seats\":20,\"category\":0}],\"pools\":[100]}";
 
-static void create(const tgw *t, uint64_t event)
+static void create(uint64_t event)
 {
-	const httpc_resp *r = post(t, "",
+	const httpc_resp *r = post("",
 				   "{\"op\":\"create_event\",\"event\":%" PRIu64 ",\"client\":1,\"request\":%" PRIu64
 				   ",\"map\":%s}",
 				   event, event, MAP);
@@ -149,10 +149,10 @@ Test(http, healthz_turns_503_on_journal_failure)
 	tgw *t = &g_srv;
 	atomic_store(&g_fail_writes, 0);
 	srv_start(t, fail_hook, NULL, NULL);
-	cr_assert_eq(get(t, "/healthz")->status, 200, "%s", g_r.body);
+	cr_assert_eq(get("/healthz")->status, 200, "%s", g_r.body);
 	cr_assert_str_eq(g_r.body, "ok\n");
-	cr_assert_eq(get(t, "/readyz")->status, 200, "%s", g_r.body);
-	create(t, 5);
+	cr_assert_eq(get("/readyz")->status, 200, "%s", g_r.body);
+	create(5);
 	atomic_store(&g_fail_writes, 1);
 	/* The hold's journal write fails: its shard stops, and the request
 	 * stays unanswered until the server stops (shard.h). */
@@ -166,7 +166,7 @@ Test(http, healthz_turns_503_on_journal_failure)
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	const httpc_resp *r;
-	while ((r = get(t, "/healthz"))->status == 200) {
+	while ((r = get("/healthz"))->status == 200) {
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		cr_assert_lt(t1.tv_sec - t0.tv_sec, TGW_WAIT_MS / 1000, "healthz stayed 200 after a journal failure");
 		sched_yield();
@@ -176,7 +176,7 @@ Test(http, healthz_turns_503_on_journal_failure)
 	cr_assert_not_null(strstr(r->body, "Input/output error"), "the reason says what failed: %s", r->body);
 	atomic_store(&g_fail_writes, 0);
 	/* A failed shard stays failed (its journal is in an unknown state). */
-	cr_assert_eq(get(t, "/healthz")->status, 503);
+	cr_assert_eq(get("/healthz")->status, 503);
 	cr_assert_eq(atomic_load(&a.done), 0, "a hold whose journal failed was answered: %s", a.r.body);
 	/* Stopping answers it busy: not applied, to be resent after restart. */
 	gw_stop(t->gw, 1000);
@@ -195,7 +195,7 @@ Test(http, answered_only_after_the_sync)
 {
 	tgw *t = &g_srv;
 	srv_start(t, gate_hook, &g_gate, NULL);
-	create(t, 7);
+	create(7);
 	gate_set(&g_gate, 1);
 	static async_post a;
 	memset(&a, 0, sizeof(a));
@@ -206,13 +206,13 @@ Test(http, answered_only_after_the_sync)
 	cr_assert_eq(pthread_create(&th, NULL, post_main, &a), 0);
 	gate_wait_entered(&g_gate, TGW_WAIT_MS);
 	/* The sync is held: the seat reads free and no answer has come. */
-	cr_assert_eq(get(t, "/v1/events/7/seats?seats=4")->status, 200);
+	cr_assert_eq(get("/v1/events/7/seats?seats=4")->status, 200);
 	cr_assert_not_null(strstr(g_r.body, "\"free\""), "%s", g_r.body);
 	cr_assert_eq(atomic_load(&a.done), 0, "answered before its journal sync: %s", a.r.body);
 	gate_set(&g_gate, 0);
 	pthread_join(th, NULL);
 	cr_assert_eq(a.r.status, 200, "%d %s", a.r.status, a.r.body);
-	cr_assert_eq(get(t, "/v1/events/7/seats?seats=4")->status, 200);
+	cr_assert_eq(get("/v1/events/7/seats?seats=4")->status, 200);
 	cr_assert_not_null(strstr(g_r.body, "\"held\""), "read-your-writes: %s", g_r.body);
 	tgw_stop(t);
 }
@@ -223,15 +223,15 @@ Test(http, another_clients_hold_is_refused)
 {
 	tgw *t = &g_srv;
 	srv_start(t, NULL, NULL, NULL);
-	create(t, 9);
-	const httpc_resp *r = post(t, "",
+	create(9);
+	const httpc_resp *r = post("",
 				   "{\"op\":\"hold_seats\",\"event\":9,\"client\":7,\"request\":1,\"seats\":[2,3],"
 				   "\"ttl_ms\":60000}");
 	cr_assert_eq(r->status, 200, "%s", r->body);
 	uint64_t hold = hold_of(r);
 	static const char *ops[] = {"release", "extend", "confirm"};
 	for (int i = 0; i < 3; i++) {
-		r = post(t, "",
+		r = post("",
 			 "{\"op\":\"%s\",\"event\":9,\"client\":8,\"request\":%d,\"hold\":%" PRIu64 "%s}", ops[i],
 			 10 + i, hold,
 			 i == 1	  ? ",\"ttl_ms\":60000"
@@ -240,14 +240,14 @@ Test(http, another_clients_hold_is_refused)
 		cr_assert_eq(r->status, 404, "%s by another client: %d %s", ops[i], r->status, r->body);
 		cr_assert_not_null(strstr(r->body, "\"no_hold\""), "%s", r->body);
 	}
-	r = get(t, "/v1/events/9/seats?seats=2,3");
+	r = get("/v1/events/9/seats?seats=2,3");
 	cr_assert_not_null(strstr(r->body, "[\"held\",\"held\"]"), "still held: %s", r->body);
-	r = post(t, "",
+	r = post("",
 		 "{\"op\":\"release\",\"event\":9,\"client\":99,\"request\":1,\"hold\":%" PRIu64
 		 ",\"operator\":true}",
 		 hold);
 	cr_assert_eq(r->status, 200, "an operator's release: %d %s", r->status, r->body);
-	r = get(t, "/v1/events/9/seats?seats=2,3");
+	r = get("/v1/events/9/seats?seats=2,3");
 	cr_assert_not_null(strstr(r->body, "[\"free\",\"free\"]"), "released: %s", r->body);
 	tgw_stop(t);
 }
@@ -273,12 +273,12 @@ Test(http, a_hot_event_is_throttled_and_another_is_not)
 			else
 				cold = id;
 		}
-	create(t, hot);
-	create(t, cold);
+	create(hot);
+	create(cold);
 	int throttled = 0;
 	for (int i = 0; i < 40; i++) {
 		const httpc_resp *r =
-			post(t, "",
+			post("",
 			     "{\"op\":\"hold_pool\",\"event\":%" PRIu64 ",\"client\":%d,\"request\":1,\"pool\":0,"
 			     "\"quantity\":1,\"ttl_ms\":60000}",
 			     hot, 1000 + i);
@@ -293,7 +293,7 @@ Test(http, a_hot_event_is_throttled_and_another_is_not)
 			cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
 		}
 		if (i % 16 == 0) { /* 3, and its create: within its bucket of 5 */
-			r = post(t, "",
+			r = post("",
 				 "{\"op\":\"hold_pool\",\"event\":%" PRIu64 ",\"client\":%d,\"request\":1,\"pool\":0,"
 				 "\"quantity\":1,\"ttl_ms\":60000}",
 				 cold, 5000 + i);
@@ -304,7 +304,7 @@ Test(http, a_hot_event_is_throttled_and_another_is_not)
 	/* /metrics counts them under the hot event, and only there. */
 	char line[128];
 	snprintf(line, sizeof(line), "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"} %d\n", hot, throttled);
-	cr_assert_eq(get(t, "/metrics")->status, 200);
+	cr_assert_eq(get("/metrics")->status, 200);
 	cr_assert_not_null(strstr(g_r.body, line), "no '%s' in /metrics", line);
 	snprintf(line, sizeof(line), "boxoffice_event_throttled_total{event=\"%" PRIu64 "\"}", cold);
 	cr_assert_null(strstr(g_r.body, line), "the cold event counted as throttled");
@@ -327,7 +327,7 @@ Test(http, a_token_server_refuses_requests_without_it)
 				    "Authorization: Basic czNjcmV0LXRva2Vu\r\n",
 				    "Authorization: Bearer s3cret-toke\r\n"};
 	for (int i = 0; i < 4; i++) {
-		const httpc_resp *r = post(t, bad[i],
+		const httpc_resp *r = post(bad[i],
 					   "{\"op\":\"create_event\",\"event\":11,\"client\":1,\"request\":1,\"map\":%s}",
 					   MAP);
 		cr_assert_eq(r->status, 401, "header '%s': %d %s", bad[i], r->status, r->body);
@@ -337,9 +337,9 @@ Test(http, a_token_server_refuses_requests_without_it)
 	const char *good = "Authorization: Bearer s3cret-token\r\n";
 	cr_assert_eq(httpc_do(g_port, "GET", "/v1/events/11/availability", good, NULL, &g_r), 0);
 	cr_assert_eq(g_r.status, 404, "nothing was created: %d %s", g_r.status, g_r.body);
-	const httpc_resp *r = post(t, good,
+	const httpc_resp *r = post(good,
 				   "{\"op\":\"create_event\",\"event\":11,\"client\":1,\"request\":1,\"map\":%s}", MAP);
 	cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
-	cr_assert_eq(get(t, "/healthz")->status, 200, "probes need no token");
+	cr_assert_eq(get("/healthz")->status, 200, "probes need no token");
 	tgw_stop(t);
 }

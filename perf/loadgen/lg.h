@@ -152,6 +152,11 @@ typedef struct lg_system {
 
 extern const lg_system lg_sys_boxoffice, lg_sys_frame, lg_sys_redis, lg_sys_pg, lg_sys_echo;
 
+/* boxoffice-bench --echo-server URL: a bare nng REP socket at url that
+ * sends every message back unchanged, until SIGTERM/SIGINT (sys_echo.c).
+ * Returns 0 after a signal, -errno + err when it cannot listen. */
+int lg_echo_serve(const char *url, char *err);
+
 /* The category of seat s: rows split into cfg->categories bands, best
  * (category 0) first. Every system uses this, so best-available means the
  * same thing everywhere. */

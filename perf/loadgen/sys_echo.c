@@ -124,7 +124,7 @@ static int echo_listen(const char *url, nng_socket *sock, echo_slot *slots, char
 {
 	int rv = nng_rep0_open(sock);
 	if (rv != 0) {
-		snprintf(err, LG_ERR_LEN, "echo server: rep0 socket: %s", nng_strerror(rv));
+		snprintf(err, LG_ERR_LEN, "rep0 socket: %s", nng_strerror(rv));
 		return echo_errno(rv);
 	}
 	for (unsigned i = 0; i < ECHO_CTX_COUNT && rv == 0; i++) {
@@ -135,8 +135,7 @@ static int echo_listen(const char *url, nng_socket *sock, echo_slot *slots, char
 	if (rv == 0)
 		rv = nng_listen(*sock, url, NULL, 0);
 	if (rv != 0) {
-		snprintf(err, LG_ERR_LEN, "echo server: listening at %s: %s", url,
-		         nng_strerror(rv));
+		snprintf(err, LG_ERR_LEN, "listening at %s: %s", url, nng_strerror(rv));
 		return echo_errno(rv);
 	}
 	for (unsigned i = 0; i < ECHO_CTX_COUNT; i++)
@@ -155,7 +154,7 @@ int lg_echo_serve(const char *url, char *err)
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 	echo_slot *slots = calloc(ECHO_CTX_COUNT, sizeof(*slots));
 	if (!slots) {
-		snprintf(err, LG_ERR_LEN, "echo server: out of memory");
+		snprintf(err, LG_ERR_LEN, "out of memory");
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		return -ENOMEM;
 	}

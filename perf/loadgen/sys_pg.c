@@ -4,7 +4,11 @@
  * libpq, synchronous_commit on.
  *
  * Target: a libpq conninfo (default "host=127.0.0.1 port=5432
- * dbname=postgres"). One PGconn per lg_conn. No options (--opt).
+ * dbname=postgres"). One PGconn per lg_conn. Options (--opt):
+ *   sync=round    (default) depth > 1: one Sync, so one transaction, per round
+ *   sync=request  depth > 1: one Sync, so one transaction, per request
+ * Setup logs synchronous_commit and fsync (SHOW) on stderr: both must be
+ * on for a fair comparison (boxoffice fsyncs before it answers).
  *
  * Schema, in its own schema `pgrowlock` so it never meets boxoffice's
  * committer tables in the same database (setup drops and creates it):
@@ -15,9 +19,14 @@
  *                   expires_at timestamptz,  PRIMARY KEY (event, seat))
  *   seats_taken  ON seats (event) INCLUDE (status, expires_at) WHERE status <> 0
  *       a read counts the event's non-free rows (booked, or held and not
- *       expired) from this index alone: its size follows the seats sold,
- *       not the hall, and INCLUDE lets the count skip the heap where the
- *       visibility map allows. free = capacity - that count.
+ *       expired) in this index: its size follows the seats sold, not the
+ *       hall, and INCLUDE lets the count skip the heap where the
+ *       visibility map allows. free = capacity - that count. A read thus
+ *       costs O(seats sold) — ~1 ms at a few hundred, ~35 ms at 12,000
+ *       sold of a flash event on this loaded machine. The other common
+ *       form, a per-event counter row updated by every hold, would put
+ *       every hold of an event behind one row lock held across its
+ *       commit's WAL flush: one hold per flush on a hot event.
  *   seats_open   ON seats (event, category, seat) WHERE status <> 2
  *       best-available walks the unsold seats of one category in seat
  *       order without stepping over the sold ones.
@@ -46,11 +55,17 @@
  *
  * depth 1: PQexecPrepared, one request per round trip. depth > 1: the
  * connection stays in libpq pipeline mode; exec sends every request with
- * PQsendQueryPrepared followed by its own PQpipelineSync, then reads all
- * answers. The Sync after each request makes it its own implicit
- * transaction: one Sync for the whole round would make the round one
- * transaction (one conflict aborting all of it, locks held until its end).
- * Commits of concurrent backends share WAL flushes (group commit).
+ * PQsendQueryPrepared, then PQpipelineSync, then reads all answers. The
+ * statements between two Syncs run in one implicit transaction, so the
+ * default (sync=round) commits the round at once: one WAL flush for up to
+ * depth requests, as a pgx batch or a JDBC batch does — PostgreSQL's
+ * counterpart of boxoffice's batches. The price: a failed statement (a
+ * deadlock) rolls back the whole round, and a round's row locks are held
+ * until its end. pg_round_outcome turns what the rollback undid into
+ * LG_BUSY, so no worker believes in a hold or a booking that is not there.
+ * sync=request puts a Sync after every request instead: independent
+ * transactions in one pipeline (~25% slower in the on-sale runs here;
+ * commits of concurrent backends still share WAL flushes).
  *
  * Outcomes: 40001 serialization failure and 40P01 deadlock (a real outcome
  * users see and retry; the seat-ordered locks make it rare), class 53

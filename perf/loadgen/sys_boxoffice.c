@@ -269,10 +269,13 @@ static int client_options(const lg_config *cfg, boc_options *o, char *token, siz
 		return -EINVAL;
 	if (lg_opt(cfg->opts, "linger_us", v, sizeof(v)) && o->linger_us == 0)
 		o->linger_zero = 1;
-	/* Room for every connection's whole round, whatever the batching. */
+	/* Room for every connection's whole round and for a setup/audit
+	 * round, whatever the batching. */
 	uint64_t need = (uint64_t)cfg->conns * cfg->depth * 2;
 	uint64_t dflt = (uint64_t)o->batch_max * o->inflight_max * 2;
 	uint64_t q = need > dflt ? need : dflt;
+	if (q < 2 * BX_ROUND)
+		q = 2 * BX_ROUND;
 	o->queue_max = (uint32_t)(q < BOC_QUEUE_MAX_MAX ? q : BOC_QUEUE_MAX_MAX);
 	if (lg_opt(cfg->opts, "token", v, sizeof(v))) {
 		int rc = read_token(v, token, toksz, err);

@@ -162,6 +162,8 @@ lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_ba
 
 void lg_wl_free(lg_wl *w)
 {
+	if (w)
+		free(w->fly);
 	free(w);
 }
 

@@ -141,12 +141,14 @@ static const char rd_lua_read[] = RD_LUA_NOW RD_LUA_SWEEP
 	"return tonumber(cap) - booked - redis.call('ZCOUNT', KEYS[1], now, '+inf')\n";
 
 /* KEYS: seat keys 1..n, held, free. ARGV: claim, ttl_ms, seat numbers 1..n.
- * Returns 1 (held) or 0 (a seat is taken; nothing written). */
+ * Returns 1 (held) or 0 (a seat is taken; nothing written). The expiry is
+ * passed on as a formatted integer: how Redis prints a Lua number changed
+ * between versions, and PXAT takes only integer digits. */
 static const char rd_lua_hold[] = "local n = #KEYS - 2\n"
 	"for i = 1, n do\n"
 	"  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end\n"
 	"end\n" RD_LUA_NOW
-	"local exp = now + tonumber(ARGV[2])\n"
+	"local exp = string.format('%d', now + tonumber(ARGV[2]))\n"
 	"local v = 'h:' .. ARGV[1]\n"
 	"for i = 1, n do\n"
 	"  redis.call('SET', KEYS[i], v, 'PXAT', exp)\n"
@@ -184,7 +186,7 @@ static const char rd_lua_hold_best[] = RD_LUA_NOW RD_LUA_SWEEP
 	"    return redis.error_reply('ERR free set out of step at seat ' .. seats[i])\n"
 	"  end\n"
 	"end\n"
-	"local exp = now + tonumber(ARGV[2])\n"
+	"local exp = string.format('%d', now + tonumber(ARGV[2]))\n"
 	"local v = 'h:' .. ARGV[1]\n"
 	"for i = 1, n do\n"
 	"  redis.call('SET', ARGV[7] .. seats[i], v, 'PXAT', exp)\n"

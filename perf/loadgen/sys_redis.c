@@ -14,7 +14,8 @@
  * EVALSHAs and then reads n replies: one pipeline of depth n, one write
  * and as many reads as the replies need. A lost connection (I/O error,
  * timeout) marks the rest of the round LG_NO_ANSWER; the next exec
- * reconnects and loads the scripts again (a restarted server forgot them).
+ * reconnects and loads the scripts again (a restarted server forgot them),
+ * or pauses 20 ms and answers LG_NO_ANSWER while the server is away.
  *
  * KEYS of event e (the hash tag {e} keeps an event in one Cluster slot, so
  * every script's keys are in one slot):
@@ -86,6 +87,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <hiredis.h>
 
@@ -98,6 +100,8 @@
 /* Keys SCAN returns per call in the audit (a hint to Redis). */
 #define RD_SCAN_COUNT "1000"
 #define RD_TIMEOUT_MS_DEFAULT 10000u
+/* Pause after a failed reconnect (see rd_ready). */
+#define RD_RECONNECT_PAUSE_MS 20
 
 /* ---- Scripts ---------------------------------------------------------- */
 
@@ -769,13 +773,16 @@ static void rd_lose(rd_conn *cn)
 }
 
 /* Reconnects (and reloads the scripts when needed). 0, or -1 when the
- * server is still unreachable. */
+ * server is still unreachable or not ready (LOADING refuses SCRIPT LOAD),
+ * after a pause: a refused connect returns at once, and a closed loop
+ * would otherwise spin, reporting a flood of instant no-answers instead of
+ * the outage's length. */
 static int rd_ready(rd_conn *cn)
 {
 	char err[LG_ERR_LEN];
 	if (!cn->c) {
 		if (!(cn->c = rd_connect(cn->sys, err)))
-			return -1;
+			goto pause;
 		cn->reload = 1;
 	}
 	if (cn->reload) {
@@ -784,11 +791,15 @@ static int rd_ready(rd_conn *cn)
 		char sha[LG_OP_COUNT][41];
 		if (rd_load_scripts(cn->c, sha, err) < 0) {
 			rd_lose(cn);
-			return -1;
+			goto pause;
 		}
 		cn->reload = 0;
 	}
 	return 0;
+pause:;
+	struct timespec ts = {0, RD_RECONNECT_PAUSE_MS * 1000000L};
+	nanosleep(&ts, NULL);
+	return -1;
 }
 
 static void rd_exec(void *connp, lg_req *reqs, unsigned n)

@@ -91,6 +91,7 @@
 
 #include <hiredis.h>
 
+#include "base/parse.h"
 #include "lg.h"
 
 /* Seat numbers one ZADD carries at setup (two arguments each). */
@@ -332,15 +333,10 @@ static int rd_parse_target(rd_sys *s, const char *target, char *err)
 	}
 	const char *colon = strrchr(target, ':');
 	size_t hlen = colon ? (size_t)(colon - target) : strlen(target);
-	long port = 6379;
-	if (colon) {
-		char *end;
-		errno = 0;
-		port = strtol(colon + 1, &end, 10);
-		if (errno || end == colon + 1 || *end || port < 1 || port > 65535) {
-			rd_errf(err, "redis: bad port in target '%s' (HOST:PORT)", target);
-			return -EINVAL;
-		}
+	uint64_t port = 6379;
+	if (colon && bo_parse_u64(colon + 1, 1, 65535, 0, &port) != 0) {
+		rd_errf(err, "redis: bad port in target '%s' (HOST:PORT, port 1..65535)", target);
+		return -EINVAL;
 	}
 	if (hlen == 0 || hlen >= sizeof(s->host)) {
 		rd_errf(err, "redis: bad host in target '%s' (HOST:PORT)", target);
@@ -493,11 +489,47 @@ static int rd_drain(redisContext *c, unsigned pending, char *err)
 	return rc;
 }
 
+/* Room for one ZADD of the free set at setup: RD_SETUP_CHUNK seats, each
+ * twice (score and member); it outgrows rd_args. */
+typedef struct rd_zadd {
+	const char *argv[2 + 2 * RD_SETUP_CHUNK];
+	size_t len[2 + 2 * RD_SETUP_CHUNK];
+	char text[(2 + 2 * RD_SETUP_CHUNK) * 24]; /* 24 > "bo:{4294967295}:free" */
+} rd_zadd;
+
+/* Appends ZADD bo:{e}:free of seats s0..s1-1 (score = member = seat). */
+static void rd_append_free(redisContext *c, rd_zadd *z, uint32_t e, uint32_t s0, uint32_t s1)
+{
+	assert(s1 > s0 && s1 - s0 <= RD_SETUP_CHUNK);
+	size_t argc = 2 + 2 * (size_t)(s1 - s0), used = 0;
+	char *p = z->text;
+	for (size_t i = 0; i < argc; i++) {
+		int len;
+		if (i == 0)
+			len = sprintf(p, "ZADD");
+		else if (i == 1)
+			len = sprintf(p, "bo:{%" PRIu32 "}:free", e);
+		else
+			len = sprintf(p, "%" PRIu32, s0 + (uint32_t)(i - 2) / 2);
+		z->argv[i] = p;
+		z->len[i] = (size_t)len;
+		p += len + 1;
+		used += (size_t)len + 1;
+	}
+	assert(used <= sizeof(z->text));
+	redisAppendCommandArgv(c, (int)argc, z->argv, z->len);
+}
+
 /* Creates cfg->events events: cap, booked 0, every seat in `free`.
  * Pipelined: setup of many events would otherwise take a round trip (and
  * with appendfsync always an fsync) per command. */
 static int rd_create_events(redisContext *c, const lg_config *cfg, rd_args *a, char *err)
 {
+	rd_zadd *z = malloc(sizeof(*z));
+	if (!z) {
+		rd_errf(err, "redis: setup: out of memory");
+		return -ENOMEM;
+	}
 	unsigned pending = 0;
 	int rc = 0;
 	for (uint32_t e = 0; e < cfg->events && rc == 0; e++) {
@@ -510,32 +542,9 @@ static int rd_create_events(redisContext *c, const lg_config *cfg, rd_args *a, c
 		redisAppendCommandArgv(c, a->argc, a->argv, a->len);
 		pending++;
 		for (uint32_t s0 = 0; s0 < cfg->seats_per_event; s0 += RD_SETUP_CHUNK) {
-			uint32_t s1 = s0 + RD_SETUP_CHUNK;
-			if (s1 > cfg->seats_per_event)
-				s1 = cfg->seats_per_event;
-			/* Formatted whole: the chunk outgrows rd_args. */
-			size_t argc = 2 + 2 * (size_t)(s1 - s0);
-			const char **argv = malloc(argc * sizeof(*argv));
-			size_t *lens = malloc(argc * sizeof(*lens));
-			char *text = malloc(argc * 24);
-			if (!argv || !lens || !text) {
-				free(argv), free(lens), free(text);
-				rd_errf(err, "redis: setup: out of memory");
-				return -ENOMEM;
-			}
-			size_t used = 0, i = 0;
-			used += (size_t)sprintf(text + used, "ZADD") + 1;
-			used += (size_t)sprintf(text + used, "bo:{%" PRIu32 "}:free", e) + 1;
-			for (uint32_t s = s0; s < s1; s++)
-				for (int twice = 0; twice < 2; twice++)
-					used += (size_t)sprintf(text + used, "%" PRIu32, s) + 1;
-			for (char *p = text; i < argc; i++) {
-				argv[i] = p;
-				lens[i] = strlen(p);
-				p += lens[i] + 1;
-			}
-			redisAppendCommandArgv(c, (int)argc, argv, lens);
-			free(argv), free(lens), free(text);
+			uint32_t left = cfg->seats_per_event - s0;
+			rd_append_free(c, z, e, s0,
+			               s0 + (left < RD_SETUP_CHUNK ? left : RD_SETUP_CHUNK));
 			pending++;
 		}
 		if (pending >= RD_SETUP_PIPE) {
@@ -545,6 +554,7 @@ static int rd_create_events(redisContext *c, const lg_config *cfg, rd_args *a, c
 	}
 	if (rc == 0)
 		rc = rd_drain(c, pending, err);
+	free(z);
 	return rc;
 }
 
@@ -565,15 +575,11 @@ static int rd_setup(const lg_config *cfg, void **sysp, char *err)
 		goto fail;
 	char buf[32];
 	uint64_t timeout_ms = RD_TIMEOUT_MS_DEFAULT;
-	if (lg_opt(cfg->opts, "timeout_ms", buf, sizeof(buf))) {
-		char *end;
-		errno = 0;
-		timeout_ms = strtoull(buf, &end, 10);
-		if (errno || end == buf || *end || timeout_ms == 0 || timeout_ms > 3600000) {
-			rd_errf(err, "redis: --opt timeout_ms=%s: want 1..3600000", buf);
-			rc = -EINVAL;
-			goto fail;
-		}
+	if (lg_opt(cfg->opts, "timeout_ms", buf, sizeof(buf)) &&
+	    bo_parse_u64(buf, 1, 3600000, 0, &timeout_ms) != 0) {
+		rd_errf(err, "redis: --opt timeout_ms=%s: want 1..3600000", buf);
+		rc = -EINVAL;
+		goto fail;
 	}
 	s->timeout.tv_sec = (time_t)(timeout_ms / 1000);
 	s->timeout.tv_usec = (suseconds_t)(timeout_ms % 1000 * 1000);

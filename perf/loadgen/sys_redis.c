@@ -81,6 +81,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -588,6 +589,10 @@ static int rd_setup(const lg_config *cfg, void **sysp, char *err)
 	s->categories = cfg->categories;
 	uint32_t rows = (cfg->seats_per_event + cfg->per_row - 1) / cfg->per_row;
 	s->rows_per_band = (rows + cfg->categories - 1) / cfg->categories;
+	/* hiredis sends with write(2): a server gone mid-write would end the
+	 * whole run with SIGPIPE instead of a LG_NO_ANSWER (main.c ignores it
+	 * too; this keeps the system correct under any caller). */
+	signal(SIGPIPE, SIG_IGN);
 	rc = -EIO;
 	if (!(c = rd_connect(s, err)))
 		goto fail;

@@ -77,9 +77,9 @@ typedef struct lg_audit_result {
 	uint64_t double_booked;    /* (a) seat confirmed by a second claim */
 	uint64_t held_while_held;  /* (b) seat held while another hold certainly lived */
 	uint64_t held_when_booked; /* (c) seat held after its booking was confirmed */
-	uint64_t oversell;	   /* (a) + (b) + (c) */
-	uint64_t holds;		   /* OK holds seen */
-	uint64_t bench_booked;	   /* seats of confirms answered OK */
+	uint64_t oversell;         /* (a) + (b) + (c) */
+	uint64_t holds;            /* OK holds seen */
+	uint64_t bench_booked;     /* seats of confirms answered OK */
 	uint64_t bench_booked_max; /* ... plus seats of confirms without an answer */
 } lg_audit_result;
 
@@ -94,7 +94,8 @@ typedef struct lg_workload_def {
 	/* Permille of READ, HOLD_SEATS, HOLD_BEST, CONFIRM, RELEASE. */
 	uint16_t mix[LG_OP_COUNT];
 	/* flash: confirm this permille of the OK holds, abandon the rest; and
-	 * end the run once holds asked for demand_x times the seats. */
+	 * end the run once holds asked for demand_x times the seats (holds
+	 * that were decided: shed and unanswered ones are retried demand). */
 	uint16_t confirm_permille;
 	uint32_t demand_x;
 	uint32_t ops; /* the ops it issues: bit (1u << LG_x) */
@@ -108,16 +109,17 @@ const lg_workload_def *lg_workload_find(const char *name, int quick);
 typedef struct lg_wl_shared {
 	const lg_workload_def *def;
 	const lg_config *cfg;
-	uint64_t demand_limit;	   /* seats holds may ask for; 0: unlimited */
-	_Atomic uint64_t demanded; /* seats asked for so far */
-	_Atomic int exhausted;	   /* the demand is used up: the run ends */
+	uint64_t demand_limit;     /* seats holds may ask for; 0: unlimited */
+	_Atomic uint64_t demanded; /* seats asked for by holds answered so far */
+	_Atomic int exhausted;     /* the demand is used up: the run ends */
 } lg_wl_shared;
 
 /* One connection's generator. */
 typedef struct lg_wl lg_wl;
 
 /* ids_base: random per run (not from --seed), so that ids never repeat
- * across runs against one server (its idempotency window). */
+ * across runs against one server (its idempotency window). NULL when out
+ * of memory. */
 lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_base);
 void lg_wl_free(lg_wl *w);
 /* Fills *r with the connection's next request (given `now_ns`) and *tag
@@ -126,7 +128,10 @@ void lg_wl_free(lg_wl *w);
  * exhausted (nothing filled). */
 int lg_wl_next(lg_wl *w, lg_req *r, int64_t *tag, uint64_t now_ns);
 /* Learns from a completed request (OK holds feed later confirms and
- * releases) and notes it in the audit log. */
+ * releases; a shed confirm or release is tried again later) and notes it
+ * in the audit log. A round is at most cfg->depth requests from
+ * lg_wl_next; lg_wl_done must see all of them, in the same order, before
+ * the next round begins (asserted). */
 void lg_wl_done(lg_wl *w, const lg_req *r, int64_t tag, uint64_t send_ns, uint64_t ack_ns,
                 lg_audit_log *log);
 

@@ -7,13 +7,37 @@
  * due, then takes every request already due (up to --depth) into one
  * exec. A request's latency runs from its INTENDED time, not from when it
  * was sent, so a system that falls behind is charged for the queue it
- * causes (wrk2's correction of coordinated omission). Requests still due
- * but unsent when the run ends are reported as "unsent".
+ * causes (wrk2's correction of coordinated omission). Requests due before
+ * the end but still queued then go out during a grace period (10% of the
+ * run, 0.5..5 s); what is left after it is reported as "unsent" (a system
+ * far below the offered rate).
  * Closed loop: --depth requests per exec, back to back; latency from send.
  *
  * The run ends after --duration seconds, when a workload's demand is used
  * up (flash), or at SIGINT/SIGTERM. Setup (event creation) is outside the
  * measured window.
+ *
+ * The last stdout line, one JSON object (times in ms, rates per second):
+ *   system, workload, mode ("open"/"closed"), conns, depth,
+ *   offered_per_sec (--rate; null in closed loop), events, seats_per_event,
+ *   per_row, categories, ttl_ms, seed,
+ *   duration_s   measured: from the common start to the last worker's end
+ *   requests     completed requests (every one has an outcome)
+ *   per_sec      requests / duration_s
+ *   unsent       open loop: due in the window but never sent (too slow)
+ *   demand_seats, demand_exhausted   flash: seats asked by decided holds
+ *   p50_ms p95_ms p99_ms p999_ms max_ms   all requests (~3% bucket error;
+ *                max exact)
+ *   outcomes {ok,taken,expired,busy,throttled,error,no_answer}
+ *   error_rate   (busy + throttled + error + no_answer) / requests
+ *   ops {read,hold_seats,hold_best,confirm,release}: each {requests,
+ *                per_sec, p50_ms..max_ms, outcomes, error_rate}
+ *   oversell     audit.c's count; oversell_detail {double_booked,
+ *                held_while_held, held_when_booked, holds_audited}
+ *   audit {bench_booked, bench_booked_max, <store>_booked, <store>_held
+ *                ..., error (when the system's audit failed), agree}
+ *   timeline [{t_s, per_sec, p99_ms}] with --timeline (whole seconds)
+ * --audit-only prints {system, workload, events, seats_per_event, audit}.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -132,8 +156,8 @@ static uint32_t arg_u32(const char *name, const char *v, uint32_t lo, uint32_t h
 {
 	uint64_t x;
 	if (bo_parse_u64(v, lo, hi, 0, &x) != 0) {
-		fprintf(stderr, "%s: %s takes a whole number in %u..%u, not '%s' (try --help)\n", prog,
-		        name, lo, hi, v);
+		fprintf(stderr, "%s: %s takes a whole number in %u..%u, not '%s' (try --help)\n",
+		        prog, name, lo, hi, v);
 		exit(2);
 	}
 	return (uint32_t)x;
@@ -145,17 +169,34 @@ static double arg_pos(const char *name, const char *v)
 	errno = 0;
 	double d = strtod(v, &end);
 	if (errno || end == v || *end || !(d > 0) || d > 1e12) {
-		fprintf(stderr, "%s: %s takes a positive number, not '%s' (try --help)\n", prog, name,
-		        v);
+		fprintf(stderr, "%s: %s takes a positive number, not '%s' (try --help)\n", prog,
+		        name, v);
 		exit(2);
 	}
 	return d;
 }
 
 enum {
-	O_SYSTEM = 256, O_TARGET, O_WORKLOAD, O_MODE, O_RATE, O_DURATION, O_CONNS, O_DEPTH,
-	O_EVENTS, O_SEATS, O_PER_ROW, O_CATEGORIES, O_TTL, O_NO_SETUP, O_OPT, O_TIMELINE,
-	O_QUICK, O_SEED, O_AUDIT_ONLY, O_ECHO
+	O_SYSTEM = 256,
+	O_TARGET,
+	O_WORKLOAD,
+	O_MODE,
+	O_RATE,
+	O_DURATION,
+	O_CONNS,
+	O_DEPTH,
+	O_EVENTS,
+	O_SEATS,
+	O_PER_ROW,
+	O_CATEGORIES,
+	O_TTL,
+	O_NO_SETUP,
+	O_OPT,
+	O_TIMELINE,
+	O_QUICK,
+	O_SEED,
+	O_AUDIT_ONLY,
+	O_ECHO
 };
 
 static const struct option long_opts[] = {
@@ -186,23 +227,57 @@ static const struct option long_opts[] = {
 static void parse_one(run_opts *o, int c, const char *v)
 {
 	switch (c) {
-	case O_SYSTEM: o->cfg.system = v; break;
-	case O_TARGET: o->cfg.target = v; break;
-	case O_WORKLOAD: o->cfg.workload = v; break;
-	case O_MODE: o->mode = v; break;
-	case O_RATE: o->rate = arg_pos("--rate", v); break;
-	case O_DURATION: o->duration = arg_pos("--duration", v); break;
-	case O_CONNS: o->cfg.conns = arg_u32("--conns", v, 1, CONNS_MAX); break;
-	case O_DEPTH: o->cfg.depth = arg_u32("--depth", v, 1, DEPTH_MAX); break;
-	case O_EVENTS: o->events = arg_u32("--events", v, 1, 1u << 24); break;
-	case O_SEATS: o->seats = arg_u32("--seats", v, 1, 1u << 24); break;
-	case O_PER_ROW: o->per_row = arg_u32("--per-row", v, 1, 4096); break;
-	case O_CATEGORIES: o->categories = arg_u32("--categories", v, 1, 8); break;
-	case O_TTL: o->ttl_ms = arg_u32("--ttl-ms", v, 1, 24u * 3600u * 1000u); break;
-	case O_NO_SETUP: o->cfg.setup = 0; break;
-	case O_OPT: o->cfg.opts = v; break;
-	case O_TIMELINE: o->timeline = 1; break;
-	case O_QUICK: o->quick = 1; break;
+	case O_SYSTEM:
+		o->cfg.system = v;
+		break;
+	case O_TARGET:
+		o->cfg.target = v;
+		break;
+	case O_WORKLOAD:
+		o->cfg.workload = v;
+		break;
+	case O_MODE:
+		o->mode = v;
+		break;
+	case O_RATE:
+		o->rate = arg_pos("--rate", v);
+		break;
+	case O_DURATION:
+		o->duration = arg_pos("--duration", v);
+		break;
+	case O_CONNS:
+		o->cfg.conns = arg_u32("--conns", v, 1, CONNS_MAX);
+		break;
+	case O_DEPTH:
+		o->cfg.depth = arg_u32("--depth", v, 1, DEPTH_MAX);
+		break;
+	case O_EVENTS:
+		o->events = arg_u32("--events", v, 1, 1u << 24);
+		break;
+	case O_SEATS:
+		o->seats = arg_u32("--seats", v, 1, 1u << 24);
+		break;
+	case O_PER_ROW:
+		o->per_row = arg_u32("--per-row", v, 1, 4096);
+		break;
+	case O_CATEGORIES:
+		o->categories = arg_u32("--categories", v, 1, 8);
+		break;
+	case O_TTL:
+		o->ttl_ms = arg_u32("--ttl-ms", v, 1, 24u * 3600u * 1000u);
+		break;
+	case O_NO_SETUP:
+		o->cfg.setup = 0;
+		break;
+	case O_OPT:
+		o->cfg.opts = v;
+		break;
+	case O_TIMELINE:
+		o->timeline = 1;
+		break;
+	case O_QUICK:
+		o->quick = 1;
+		break;
 	case O_SEED: {
 		uint64_t x;
 		if (bo_parse_u64(v, 0, UINT64_MAX, BO_PARSE_HEX, &x) != 0)
@@ -210,10 +285,17 @@ static void parse_one(run_opts *o, int c, const char *v)
 		o->seed = x;
 		break;
 	}
-	case O_AUDIT_ONLY: o->audit_only = 1; break;
-	case O_ECHO: o->echo_url = v; break;
-	case 'h': usage(stdout); exit(0);
-	default: exit(2); /* getopt said what */
+	case O_AUDIT_ONLY:
+		o->audit_only = 1;
+		break;
+	case O_ECHO:
+		o->echo_url = v;
+		break;
+	case 'h':
+		usage(stdout);
+		exit(0);
+	default:
+		exit(2); /* getopt said what */
 	}
 }
 
@@ -224,7 +306,8 @@ static const lg_workload_def *finish_opts(run_opts *o)
 	lg_config *cfg = &o->cfg;
 	const lg_workload_def *d = lg_workload_find(cfg->workload, o->quick);
 	if (!d)
-		die_usage("unknown workload '%s' (normal, on-sale, flash, many-events)", cfg->workload);
+		die_usage("unknown workload '%s' (normal, on-sale, flash, many-events)",
+		          cfg->workload);
 	cfg->events = o->events ? o->events : d->events;
 	cfg->seats_per_event = o->seats ? o->seats : d->seats;
 	cfg->per_row = o->per_row ? o->per_row : d->per_row;
@@ -234,8 +317,9 @@ static const lg_workload_def *finish_opts(run_opts *o)
 		cfg->per_row = cfg->seats_per_event;
 	uint32_t rows = (cfg->seats_per_event + cfg->per_row - 1) / cfg->per_row;
 	if (cfg->categories > rows) {
-		fprintf(stderr, "%s: --categories %u needs at least as many rows (%u) (try --help)\n",
-		        prog, cfg->categories, rows);
+		fprintf(stderr,
+		        "%s: --categories %u needs at least as many rows (%u) (try --help)\n", prog,
+		        cfg->categories, rows);
 		exit(2);
 	}
 	if (strcmp(o->mode, "open") && strcmp(o->mode, "closed"))
@@ -279,6 +363,7 @@ typedef struct worker {
 	/* Run-wide, read only. */
 	const run_opts *o;
 	uint64_t t0, end;
+	uint64_t drain_end; /* open loop: stop sending what is overdue */
 	/* Results. */
 	uint64_t stopped; /* when its loop ended */
 	uint64_t unsent;  /* open loop: due before the end, never sent */
@@ -338,12 +423,16 @@ static void run_open(worker *w)
 		uint64_t send = (uint64_t)bo_clock_ns();
 		w->sys->exec(w->conn, w->reqs, n);
 		finish_round(w, n, send, (uint64_t)bo_clock_ns());
-		if ((uint64_t)bo_clock_ns() >= w->end)
+		/* Requests due before the end still go out after it (their
+		 * latency counts from when they were due), for a grace period:
+		 * cutting them off would drop exactly the slowest tail. */
+		if ((uint64_t)bo_clock_ns() >= w->drain_end)
 			break;
 	}
 	/* What was due before the end and never went out. */
 	if (more && !stop_flag) {
-		double total = ((double)(w->end - w->t0) * w->o->rate / 1e9 - w->idx) / w->o->cfg.conns;
+		double total =
+		        ((double)(w->end - w->t0) * w->o->rate / 1e9 - w->idx) / w->o->cfg.conns;
 		uint64_t due_total = total > 0 ? (uint64_t)ceil(total) : 0;
 		w->unsent = due_total > k ? due_total - k : 0;
 	}
@@ -398,8 +487,7 @@ static void fail(const char *what, const char *err)
 	exit(1);
 }
 
-static worker *start_workers(const run_opts *o, const lg_system *sys, void *sysh,
-                             lg_wl_shared *sh)
+static worker *start_workers(const run_opts *o, const lg_system *sys, void *sysh, lg_wl_shared *sh)
 {
 	unsigned n = o->cfg.conns;
 	worker *ws = calloc(n, sizeof(*ws));
@@ -428,9 +516,12 @@ static worker *start_workers(const run_opts *o, const lg_system *sys, void *sysh
 	}
 	/* All start at once, a moment from now (threads take time to start). */
 	uint64_t t0 = (uint64_t)bo_clock_ns() + 50000000ull + 1000000ull * n;
+	/* Open loop's grace for overdue requests: 10% of the run, 0.5..5 s. */
+	double grace = o->duration / 10 < 0.5 ? 0.5 : o->duration / 10 > 5 ? 5 : o->duration / 10;
 	for (unsigned i = 0; i < n; i++) {
 		ws[i].t0 = t0;
 		ws[i].end = t0 + (uint64_t)(o->duration * 1e9);
+		ws[i].drain_end = ws[i].end + (uint64_t)(grace * 1e9);
 		if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0)
 			fail("cannot start a worker thread", strerror(errno));
 	}
@@ -476,7 +567,10 @@ static void finish_workers(const run_opts *o, const lg_system *sys, worker *ws, 
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-static double ms(uint64_t ns) { return (double)ns / 1e6; }
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
 
 static void print_latency(const lg_hist *h)
 {
@@ -504,8 +598,9 @@ static void print_ops(const lg_stats *s, double seconds)
 	printf(",\"ops\":{");
 	for (unsigned op = 0; op < LG_OP_COUNT; op++) {
 		const lg_hist *h = &s->op[op];
-		printf("%s\"%s\":{\"requests\":%llu,\"per_sec\":%.1f,", op ? "," : "", lg_op_key(op),
-		       (unsigned long long)h->count, seconds > 0 ? (double)h->count / seconds : 0);
+		printf("%s\"%s\":{\"requests\":%llu,\"per_sec\":%.1f,", op ? "," : "",
+		       lg_op_key(op), (unsigned long long)h->count,
+		       seconds > 0 ? (double)h->count / seconds : 0);
 		print_latency(h);
 		printf(",");
 		print_outcomes(s->outcomes[op]);
@@ -517,10 +612,12 @@ static void print_ops(const lg_stats *s, double seconds)
 static void print_timeline(const lg_stats *s, double seconds)
 {
 	printf(",\"timeline\":[");
-	uint32_t secs = (uint32_t)ceil(seconds);
+	/* Whole seconds only: the last moments after the end (answers to the
+	 * final round) would make a sliver of a second look like a spike. */
+	uint32_t secs = seconds >= 1 ? (uint32_t)floor(seconds) : 1;
 	for (uint32_t t = 0; t < secs; t++) {
 		const lg_hist *h = t < s->nsec ? s->sec[t] : NULL;
-		double width = seconds - t < 1 ? seconds - t : 1;
+		double width = seconds < 1 ? seconds : 1;
 		uint64_t n = h ? h->count : 0;
 		printf("%s{\"t_s\":%u,\"per_sec\":%.1f,\"p99_ms\":%.3f}", t ? "," : "", t,
 		       width > 0 ? (double)n / width : 0, h ? ms(lg_hist_quantile(h, 0.99)) : 0.0);
@@ -593,9 +690,9 @@ static void print_result(const run_opts *o, const lg_system *sys, const run_resu
 	       "\"ttl_ms\":%u,\"seed\":%llu,",
 	       o->cfg.events, o->cfg.seats_per_event, o->cfg.per_row, o->cfg.categories,
 	       o->cfg.ttl_ms, (unsigned long long)o->seed);
-	printf("\"duration_s\":%.3f,\"requests\":%llu,\"per_sec\":%.1f,\"unsent\":%llu,", rr->seconds,
-	       (unsigned long long)req, rr->seconds > 0 ? (double)req / rr->seconds : 0,
-	       (unsigned long long)rr->unsent);
+	printf("\"duration_s\":%.3f,\"requests\":%llu,\"per_sec\":%.1f,\"unsent\":%llu,",
+	       rr->seconds, (unsigned long long)req,
+	       rr->seconds > 0 ? (double)req / rr->seconds : 0, (unsigned long long)rr->unsent);
 	printf("\"demand_seats\":%llu,\"demand_exhausted\":%s,", (unsigned long long)rr->demanded,
 	       rr->exhausted ? "true" : "false");
 	print_latency(&s->all);

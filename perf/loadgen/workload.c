@@ -13,14 +13,19 @@
  * drawn per run so that two runs against one server never reuse an id
  * inside its idempotency window. --seed drives the choices only.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lg_internal.h"
 
-#define MIX(r, hs, hb, c, rel) {r, hs, hb, c, rel}
-#define OPS_SEATS ((1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_CONFIRM) | (1u << LG_RELEASE))
+#define MIX(r, hs, hb, c, rel)    \
+	{                         \
+		r, hs, hb, c, rel \
+	}
+#define OPS_SEATS \
+	((1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_CONFIRM) | (1u << LG_RELEASE))
 #define OPS_FLASH ((1u << LG_READ) | (1u << LG_HOLD_BEST) | (1u << LG_CONFIRM))
 
 /* name, events, seats, per_row, categories, ttl, mix (permille), confirm
@@ -50,11 +55,17 @@ const lg_workload_def *lg_workload_find(const char *name, int quick)
 
 static const char *const op_keys[LG_OP_COUNT] = {"read", "hold_seats", "hold_best", "confirm",
                                                  "release"};
-static const char *const outcome_keys[LG_OUTCOME_COUNT] = {
-        "ok", "taken", "expired", "busy", "throttled", "error", "no_answer"};
+static const char *const outcome_keys[LG_OUTCOME_COUNT] = {"ok",        "taken", "expired",  "busy",
+                                                           "throttled", "error", "no_answer"};
 
-const char *lg_op_key(unsigned op) { return op < LG_OP_COUNT ? op_keys[op] : "?"; }
-const char *lg_outcome_key(unsigned o) { return o < LG_OUTCOME_COUNT ? outcome_keys[o] : "?"; }
+const char *lg_op_key(unsigned op)
+{
+	return op < LG_OP_COUNT ? op_keys[op] : "?";
+}
+const char *lg_outcome_key(unsigned o)
+{
+	return o < LG_OUTCOME_COUNT ? outcome_keys[o] : "?";
+}
 
 int lg_opt(const char *opts, const char *key, char *buf, size_t bufsz)
 {
@@ -91,7 +102,7 @@ int lg_opt(const char *opts, const char *key, char *buf, size_t bufsz)
 typedef struct wl_hold {
 	uint64_t claim, client;
 	uint64_t deadline_ns; /* use it before this (ack + ttl - margin) */
-	int64_t tag;	      /* its index in the audit log */
+	int64_t tag;          /* its index in the audit log */
 	uint32_t event;
 	uint8_t n;
 	uint32_t seat[LG_SEATS_MAX];
@@ -108,6 +119,12 @@ struct lg_wl {
 	uint64_t nclient, nreq;
 	uint32_t top, count; /* stack in a ring: holds[(top - 1 - i) % MAX] */
 	wl_hold holds[WL_HOLDS_MAX];
+	/* The holds the current round confirms or releases, in request
+	 * order (lg_wl_done sees a round's requests in lg_wl_next's order):
+	 * one that was shed (busy, throttled) goes back on the stack, as a
+	 * buyer whose payment was refused for load tries again. */
+	wl_hold *fly;
+	uint32_t fly_n, fly_head;
 };
 
 static uint64_t rnd(uint64_t *s)
@@ -118,7 +135,10 @@ static uint64_t rnd(uint64_t *s)
 	return *s * 0x2545f4914f6cdd1dull;
 }
 
-static uint32_t rnd_below(uint64_t *s, uint32_t n) { return (uint32_t)((rnd(s) >> 32) * n >> 32); }
+static uint32_t rnd_below(uint64_t *s, uint32_t n)
+{
+	return (uint32_t)((rnd(s) >> 32) * n >> 32);
+}
 
 lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_base)
 {
@@ -132,12 +152,25 @@ lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_ba
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	w->rng = (z ^ (z >> 31)) | 1;
 	w->id_prefix = ((ids_base & 0xfffffull) << 43) | ((uint64_t)conn << 31);
+	w->fly = calloc(sh->cfg->depth, sizeof(*w->fly));
+	if (!w->fly) {
+		free(w);
+		return NULL;
+	}
 	return w;
 }
 
-void lg_wl_free(lg_wl *w) { free(w); }
+void lg_wl_free(lg_wl *w)
+{
+	if (w)
+		free(w->fly);
+	free(w);
+}
 
-static uint64_t next_request_id(lg_wl *w) { return w->id_prefix | (++w->nreq & 0x7fffffffull); }
+static uint64_t next_request_id(lg_wl *w)
+{
+	return w->id_prefix | (++w->nreq & 0x7fffffffull);
+}
 
 /* Pops the newest hold still usable at now_ns into *h. 0: none. */
 static int pop_hold(lg_wl *w, uint64_t now_ns, wl_hold *h)
@@ -181,18 +214,15 @@ static void make_hold_seats(lg_wl *w, lg_req *r)
 		r->seat[i] = start + i;
 }
 
-/* A best-available hold of 1..4 seats of a random category, counted
- * against the demand. 0: the demand is used up. */
+/* A best-available hold of 1..4 seats of a random category. 0: the
+ * demand is used up (lg_wl_done counts it as answers come). */
 static int make_hold_best(lg_wl *w, lg_req *r)
 {
 	const lg_config *cfg = w->sh->cfg;
 	uint32_t q = 1 + rnd_below(&w->rng, 4);
-	if (w->sh->demand_limit) {
-		uint64_t before = atomic_fetch_add(&w->sh->demanded, q);
-		if (before >= w->sh->demand_limit) {
-			atomic_store(&w->sh->exhausted, 1);
-			return 0;
-		}
+	if (w->sh->demand_limit && atomic_load(&w->sh->demanded) >= w->sh->demand_limit) {
+		atomic_store(&w->sh->exhausted, 1);
+		return 0;
 	}
 	r->op = LG_HOLD_BEST;
 	r->event = rnd_below(&w->rng, cfg->events);
@@ -214,6 +244,8 @@ static int make_write(lg_wl *w, lg_req *r, unsigned op, int64_t *tag, uint64_t n
 		r->client = h.client;
 		r->claim = h.claim;
 		*tag = h.tag;
+		assert(w->fly_n < w->sh->cfg->depth);
+		w->fly[w->fly_n++] = h;
 		return 1;
 	}
 	int best = op == LG_HOLD_BEST || (w->sh->def->ops & (1u << LG_HOLD_SEATS)) == 0;
@@ -255,10 +287,23 @@ void lg_wl_done(lg_wl *w, const lg_req *r, int64_t tag, uint64_t send_ns, uint64
                 lg_audit_log *log)
 {
 	if (r->op == LG_CONFIRM || r->op == LG_RELEASE) {
+		assert(w->fly_head < w->fly_n);
+		wl_hold h = w->fly[w->fly_head++];
+		assert(h.claim == r->claim && h.tag == tag);
+		if (w->fly_head == w->fly_n)
+			w->fly_head = w->fly_n = 0;
 		if (log && tag >= 0)
 			lg_audit_end(log, tag, r->op, r->outcome, send_ns, ack_ns);
+		if ((r->outcome == LG_BUSY || r->outcome == LG_THROTTLED) && h.deadline_ns > ack_ns)
+			push_hold(w, &h);
 		return;
 	}
+	/* Demand counts the holds the system decided on: a shed or lost one
+	 * (busy, throttled, no answer) is a buyer who comes back, not one
+	 * served. */
+	if (r->op == LG_HOLD_BEST && w->sh->demand_limit && r->outcome != LG_BUSY &&
+	    r->outcome != LG_THROTTLED && r->outcome != LG_NO_ANSWER)
+		atomic_fetch_add(&w->sh->demanded, r->n);
 	if ((r->op != LG_HOLD_SEATS && r->op != LG_HOLD_BEST) || r->outcome != LG_OK)
 		return;
 	wl_hold h = {.claim = r->claim_out, .client = r->client, .event = r->event, .tag = -1};
@@ -277,7 +322,8 @@ void lg_wl_done(lg_wl *w, const lg_req *r, int64_t tag, uint64_t send_ns, uint64
 	h.deadline_ns = ack_ns + (ttl_ns > LG_AUDIT_MARGIN_NS ? ttl_ns - LG_AUDIT_MARGIN_NS : 0);
 	/* flash: only confirm_permille of the holds are paid for; the rest
 	 * are abandoned and expire (their seats come back during the run). */
-	if (w->sh->def->confirm_permille && rnd_below(&w->rng, 1000) >= w->sh->def->confirm_permille)
+	if (w->sh->def->confirm_permille &&
+	    rnd_below(&w->rng, 1000) >= w->sh->def->confirm_permille)
 		return;
 	push_hold(w, &h);
 }

@@ -64,14 +64,18 @@ static int parse_target(const char *s, struct sockaddr_in *a)
 	const char *colon = strrchr(s, ':');
 	char host[64];
 	uint64_t port;
-	if (!colon || (size_t)(colon - s) >= sizeof(host) || bo_parse_u64(colon + 1, 1, 65535, 0, &port) != 0)
+	if (!colon || (size_t)(colon - s) >= sizeof(host) ||
+	    bo_parse_u64(colon + 1, 1, 65535, 0, &port) != 0)
 		return -1;
 	memcpy(host, s, (size_t)(colon - s));
 	host[colon - s] = '\0';
 	memset(a, 0, sizeof(*a));
 	a->sin_family = AF_INET;
 	a->sin_port = htons((uint16_t)port);
-	return inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &a->sin_addr) == 1 ? 0 : -1;
+	return inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host,
+	                 &a->sin_addr) == 1
+	               ? 0
+	               : -1;
 }
 
 static int dial(const struct sockaddr_in *a)
@@ -107,7 +111,8 @@ static int fr_setup(const lg_config *cfg, void **out, char *err)
 		snprintf(nng, sizeof(nng), "%s", FR_NNG_DEFAULT);
 	int rc = 0;
 	if (parse_target(s->target, &s->addr) != 0) {
-		snprintf(err, LG_ERR_LEN, "boxoffice-frame: target %.120s: want HOST:PORT (IPv4)", s->target);
+		snprintf(err, LG_ERR_LEN, "boxoffice-frame: target %.120s: want HOST:PORT (IPv4)",
+		         s->target);
 		rc = -EINVAL;
 	}
 	size_t ol = 0;
@@ -115,7 +120,8 @@ static int fr_setup(const lg_config *cfg, void **out, char *err)
 	static const char *const pass[] = {"token", "as", "pg"};
 	for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]) && rc == 0; i++)
 		if (lg_opt(cfg->opts, pass[i], v, sizeof(v)))
-			ol += (size_t)snprintf(s->opts + ol, sizeof(s->opts) - ol, "%s%s=%s", ol ? "," : "", pass[i], v);
+			ol += (size_t)snprintf(s->opts + ol, sizeof(s->opts) - ol, "%s%s=%s",
+			                       ol ? "," : "", pass[i], v);
 	if (rc == 0 && lg_opt(cfg->opts, "token", v, sizeof(v))) {
 		char tok[BO_AUTH_TOKEN_LEN_MAX + 2];
 		FILE *f = fopen(v, "r");
@@ -124,8 +130,12 @@ static int fr_setup(const lg_config *cfg, void **out, char *err)
 			fclose(f);
 		while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
 			n--;
-		if (n == 0 || n > BO_AUTH_TOKEN_LEN_MAX || wire_encode_auth(tok, n, &s->auth) != 0) {
-			snprintf(err, LG_ERR_LEN, "boxoffice-frame: token file %.160s: unreadable, empty or too long", v);
+		if (n == 0 || n > BO_AUTH_TOKEN_LEN_MAX ||
+		    wire_encode_auth(tok, n, &s->auth) != 0) {
+			snprintf(
+			        err, LG_ERR_LEN,
+			        "boxoffice-frame: token file %.160s: unreadable, empty or too long",
+			        v);
 			rc = -EINVAL;
 		}
 	}
@@ -138,8 +148,8 @@ static int fr_setup(const lg_config *cfg, void **out, char *err)
 		/* Does the framed front answer? */
 		int fd = dial(&s->addr);
 		if (fd < 0) {
-			snprintf(err, LG_ERR_LEN, "boxoffice-frame: cannot connect to %.120s: %s", s->target,
-				 strerror(-fd));
+			snprintf(err, LG_ERR_LEN, "boxoffice-frame: cannot connect to %.120s: %s",
+			         s->target, strerror(-fd));
 			rc = fd;
 			lg_sys_boxoffice.teardown(s->bx);
 		} else {
@@ -170,7 +180,8 @@ static int fr_conn_open(void *sysp, unsigned idx, void **out, char *err)
 	msgpack_sbuffer_init(&c->out);
 	c->fd = dial(&s->addr);
 	if (c->fd < 0) {
-		snprintf(err, LG_ERR_LEN, "boxoffice-frame: cannot connect to %.120s: %s", s->target, strerror(-c->fd));
+		snprintf(err, LG_ERR_LEN, "boxoffice-frame: cannot connect to %.120s: %s",
+		         s->target, strerror(-c->fd));
 		int rc = c->fd;
 		msgpack_sbuffer_destroy(&c->out);
 		free(c->in);
@@ -244,7 +255,8 @@ static int encode(fr_conn *c, const lg_req *q)
 	static const char zero[4];
 	if (msgpack_sbuffer_write(&c->out, zero, 4) != 0)
 		return -ENOMEM;
-	if (c->sys->auth.size && msgpack_sbuffer_write(&c->out, c->sys->auth.data, c->sys->auth.size) != 0)
+	if (c->sys->auth.size &&
+	    msgpack_sbuffer_write(&c->out, c->sys->auth.data, c->sys->auth.size) != 0)
 		return -ENOMEM;
 	bo_cmd cmd;
 	to_cmd(q, &cmd);
@@ -283,7 +295,8 @@ static int next_reply(fr_conn *c, size_t *off, const uint8_t **body, uint32_t *l
 		size_t have = c->in_len - *off;
 		if (have >= 4) {
 			const uint8_t *h = c->in + *off;
-			uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+			uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
+			             (uint32_t)h[2] << 8 | h[3];
 			if (n == 0 || n > WIRE_MSG_MAX)
 				return -1;
 			if (have >= 4 + (size_t)n) {
@@ -338,7 +351,8 @@ static void fr_exec(void *connp, lg_req *reqs, unsigned n)
 				break;
 			bo_result res;
 			wire_msg wm;
-			if (wire_decode_replies(body, len, &res, NULL, 1, &wm) != 0 || wm.is_array || wm.count != 1)
+			if (wire_decode_replies(body, len, &res, NULL, 1, &wm) != 0 ||
+			    wm.is_array || wm.count != 1)
 				reqs[got].outcome = LG_ERROR;
 			else
 				fill(&reqs[got], &res);
@@ -382,13 +396,13 @@ static void fr_teardown(void *sysp)
 }
 
 const lg_system lg_sys_frame = {
-	.name = "boxoffice-frame",
-	.ops = (1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_HOLD_BEST) | (1u << LG_CONFIRM) |
-	       (1u << LG_RELEASE),
-	.setup = fr_setup,
-	.conn_open = fr_conn_open,
-	.exec = fr_exec,
-	.conn_close = fr_conn_close,
-	.audit = fr_audit,
-	.teardown = fr_teardown,
+        .name = "boxoffice-frame",
+        .ops = (1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_HOLD_BEST) | (1u << LG_CONFIRM) |
+               (1u << LG_RELEASE),
+        .setup = fr_setup,
+        .conn_open = fr_conn_open,
+        .exec = fr_exec,
+        .conn_close = fr_conn_close,
+        .audit = fr_audit,
+        .teardown = fr_teardown,
 };

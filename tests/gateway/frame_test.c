@@ -24,6 +24,10 @@
  *     good request still works afterwards.
  * 10. stop: gw_stop with connections open and requests answered returns
  *     within its bound and closes them.
+ * 12. after-durability: with the journal's sync held, a hold is not
+ *     answered, a query pipelined behind it on the same connection waits
+ *     for it (its reply is ready but leaves second), and another
+ *     connection is served meanwhile; released, both come, in order.
  * 11. beyond-loopback: --frame on 0.0.0.0 without a token is refused
  *     (-EPERM, naming --frame), as --listen and --http are; a bad address
  *     is -EINVAL.
@@ -52,9 +56,11 @@
 #include "protocol/wire.h"
 #include "shard/shard.h"
 #include "tests/support/cmd.h"
+#include "tests/support/gate.h"
 #include "tests/support/gwtest.h"
 
 static tgw g_srv;
+static gate g_gate = GATE_INIT(JOURNAL_IO_SYNC);
 
 static void suite_init(void)
 {
@@ -62,6 +68,7 @@ static void suite_init(void)
 }
 static void suite_fini(void)
 {
+	gate_set(&g_gate, 0);
 	tgw_cleanup(&g_srv);
 }
 
@@ -610,4 +617,77 @@ Test(frame, beyond_loopback_needs_token)
 	cr_assert_eq(rc, -EINVAL, "a bad --frame address: %d", rc);
 	cr_assert(strstr(err, "--frame") != NULL, "%s", err);
 	tgw_cleanup(&g_srv);
+}
+
+/* Sends one command frame (no wait). */
+static void send_cmd(int fd, const bo_cmd *c)
+{
+	msgpack_sbuffer m;
+	encode(c, 1, 0, &m);
+	send_frame(fd, m.data, m.size);
+	msgpack_sbuffer_destroy(&m);
+}
+
+static bo_result recv_result(int fd)
+{
+	uint8_t *rep;
+	size_t len;
+	cr_assert_eq(recv_frame(fd, &rep, &len), 0, "no reply");
+	bo_result r;
+	wire_msg wm;
+	cr_assert_eq(wire_decode_replies(rep, len, &r, NULL, 1, &wm), 0, "%s", wm.error);
+	free(rep);
+	return r;
+}
+
+/* Waits until the front has taken n request frames in all. */
+static void wait_requests(uint64_t n)
+{
+	for (int i = 0; i < TGW_WAIT_MS; i++) {
+		gw_frame_stats st;
+		gw_frame_stats_get(g_srv.gw, &st);
+		if (st.requests >= n)
+			return;
+		usleep(1000);
+	}
+	cr_assert_fail("the front did not take %" PRIu64 " requests", n);
+}
+
+Test(frame, after_durability_in_order)
+{
+	tgw_config(&g_srv, "bo-frame-test");
+	g_srv.cfg.frame = "127.0.0.1:0";
+	g_srv.cfg.shard.journal.fault = gate_hook;
+	g_srv.cfg.shard.journal.fault_ctx = &g_gate;
+	tgw_start(&g_srv);
+	int port = gw_frame_port(g_srv.gw);
+	create_event(&g_srv, 1, 10, 10, 100);
+	gate_set(&g_gate, 1);
+	int fd = conn_open(port);
+	uint32_t seat = 4;
+	bo_cmd h = tcmd_hold_seats(3, 1, 1, &seat, 1, 60000), q = tcmd_query_avail(1);
+	q.request_id = 99; /* echoed: tells the replies apart */
+	send_cmd(fd, &h);
+	gate_wait_entered(&g_gate, TGW_WAIT_MS);
+	send_cmd(fd, &q);
+	wait_requests(2); /* both taken; the query is answered inside the server */
+	/* Another connection is served while the first waits. */
+	int other = conn_open(port);
+	bo_result r = frame_call(other, &q);
+	cr_assert_eq(r.status, BO_OK);
+	cr_assert_eq(r.avail.by_state[BO_SEAT_HELD], 0, "a hold shows before its sync");
+	uint8_t b;
+	ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT);
+	cr_assert(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK),
+	          "a reply left before the hold's journal sync (recv %zd)", n);
+	gate_set(&g_gate, 0);
+	r = recv_result(fd);
+	cr_assert_eq(r.op, BO_OP_HOLD_SEATS, "the first reply is not the hold's: out of order");
+	cr_assert_eq(r.status, BO_OK, "%s", bo_status_str(r.status));
+	r = recv_result(fd);
+	cr_assert_eq(r.op, BO_OP_QUERY_AVAIL);
+	cr_assert_eq(r.request_id, 99);
+	close(other);
+	close(fd);
+	tgw_stop(&g_srv);
 }

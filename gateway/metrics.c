@@ -268,7 +268,7 @@ static void hist_series(page *p, const char *name, const char *labels, const bo_
 static void render_gateway(page *p, gw_server *gw)
 {
 	family(p, "boxoffice_results_total", "counter",
-	       "Command results answered to clients (nng and HTTP), by op and status (a command that did "
+	       "Command results answered to clients (nng, HTTP and frames), by op and status (a command that did "
 	       "not decode counts as op=\"none\").");
 	for (int op = 0; op < BO_OP_COUNT; op++)
 		for (int st = 0; st < BO_STATUS_COUNT; st++) {
@@ -319,7 +319,7 @@ static void render_gateway(page *p, gw_server *gw)
 	put(p, "boxoffice_event_state_requests_total{result=\"throttled\"} %" PRIu64 "\n",
 	    gs.event_states_throttled);
 	family(p, "boxoffice_request_duration_seconds", "histogram",
-	       "Per request (an nng message or an HTTP request, one for a whole batch): from the gateway "
+	       "Per request (an nng message, an HTTP request or a request frame; one for a whole batch): from the gateway "
 	       "taking it off the transport to its reply being handed back to the transport.");
 	hist_series(p, "boxoffice_request_duration_seconds", "", &gw->request_us, LAT_TOP, 1);
 

@@ -122,7 +122,7 @@ void gw_config_default(gw_config *cfg);
  * in err (a shard that cannot recover, a committer that cannot start, an
  * address in use, a bad URL). A database that is down or refuses is no
  * start-up failure: it shows in the committers' status. -EPERM, before
- * anything is opened: a --listen, --publish or --http address that is not
+ * anything is opened: a --listen, --publish, --http or --frame address that is not
  * loopback (gateway/auth.h) while cfg has no auth_token; err names it. On
  * failure nothing is left running. */
 int gw_start(const gw_config *cfg, gw_server **out /* OUT */, char *err, size_t errlen);

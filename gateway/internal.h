@@ -195,7 +195,7 @@ void gw_http_stop(gw_server *gw);
 
 /* auth.c: gw_start's check, before anything is opened: 0, or -EINVAL (a
  * token of 0 or over BO_AUTH_TOKEN_LEN_MAX bytes) or -EPERM (a --listen,
- * --publish or --http address that is not loopback, and no token) with
+ * --publish, --http or --frame address that is not loopback, and no token) with
  * err naming the address. */
 int gw_auth_check_config(const gw_config *cfg, char *err, size_t errlen);
 /* auth.c: copies cfg.auth_token into gw (0 or -ENOMEM); gw_auth_fini

@@ -622,16 +622,14 @@ def recovered_audit(run, bo):
 
 
 def audit_figs(audit):
-    """The figures {name: value} of a run's audit object, whichever of the
-    shapes lg_audit takes in JSON: {"figs": {...}}, {"figs": [{name,value}]}
-    or the names at the top level."""
+    """The system's figures {name: value} of a run's "audit" object (lg.h's
+    lg_audit: NAME_booked, NAME_held beside boxoffice-bench's own
+    bench_booked and bench_booked_max, which are not a store's)."""
     if not isinstance(audit, dict):
         return {}
-    figs = audit.get("figs", audit)
-    if isinstance(figs, list):
-        return {f.get("name"): f.get("value") for f in figs if isinstance(f, dict)}
-    return {k: v for k, v in figs.items()
-            if isinstance(v, (int, float)) and (k.endswith("_booked") or k.endswith("_held"))}
+    return {k: v for k, v in audit.items()
+            if isinstance(v, int) and not isinstance(v, bool) and not k.startswith("bench_")
+            and (k.endswith("_booked") or k.endswith("_held"))}
 
 
 def audit_agreement(live, recovered):
@@ -662,8 +660,10 @@ def cmd_compare(run):
         if why:
             skipped[s.key] = why
     out = summarize_compare(run, runs, skipped, duration)
-    out["latency_vs_load"] = latency_sweep(run, runs)
+    latency_sweep(run, runs)
     plot_latency(run)
+    out["files"] = {"runs": str(run.out / "runs"), "latency": "latency_vs_load.json",
+                    "plot": "latency_vs_load.png"}
     out["errors"] = run.errors
     return out
 
@@ -723,8 +723,8 @@ def summarize_compare(run, runs, skipped, duration):
     out["boxoffice_audit"] = audit
     out["audits"] = {s.key: (runs[s.key] or {}).get("audit") for s in SETTINGS if runs.get(s.key)}
     out["targets"] = compare_targets(out, runs.get(ra))
-    out["settings"] = {s.key: {"system": s.system, "conns": s.conns, "depth": s.depth,
-                               "opt": s.opt, "what": s.what} for s in SETTINGS}
+    out["settings"] = {s.key: f"{s.system} --conns {s.conns} --depth {s.depth}"
+                       + (f" --opt {s.opt}" if s.opt else "") for s in SETTINGS}
     out["skipped"] = skipped
     return out
 
@@ -805,7 +805,8 @@ def latency_sweep(run, runs):
                              "achieved_per_sec": num(res, "per_sec"),
                              **{k: num(res, k) for k in ("p50_ms", "p95_ms", "p99_ms",
                                                          "p999_ms")}})
-        points[name] = {"setting": best, "closed_loop_per_sec": peak, "points": rows}
+        points[name] = {"setting": best, "conns": s.conns, "depth": s.depth,
+                        "closed_loop_per_sec": peak, "points": rows}
     write_sweep(run, points)
     return points
 
@@ -855,7 +856,8 @@ def plot_latency(run):
     plotted = [(name, p) for name, p in points.items() if p["points"]]
     for i, (name, p) in enumerate(plotted):
         lines.append(f"'latency_vs_load.dat' index {i} using 1:5 with linespoints lw 2 pt 7 "
-                     f"lc {i + 1} dt 1 title '{name} p99'")
+                     f"lc {i + 1} dt 1 title '{name} p99 ({p['setting']}, "
+                     f"{p['conns']} conns x {p['depth']})'")
         lines.append(f"'latency_vs_load.dat' index {i} using 1:3 with linespoints lw 1 pt 6 "
                      f"lc {i + 1} dt 3 title '{name} p50'")
     if not lines:
@@ -1045,10 +1047,13 @@ def cmd_slo(run):
     scraper.start()
     try:
         t0 = time.monotonic()
+        # --opt pg: the audit also counts the committer's tables (it waits
+        # for them to settle), so oversell covers PostgreSQL too.
         res = run.bench("slo", ["--system", "boxoffice", "--target", bo.url(),
                                 *workload_args(run), "--mode", "open", "--rate", str(rate),
                                 "--duration", str(duration), "--timeline", "--conns", "4",
-                                "--depth", "256"], bench_timeout(duration))
+                                "--depth", "256", "--opt", f"pg={dsn}"],
+                        bench_timeout(duration))
         t1 = time.monotonic()
     finally:
         scraper.stop()
@@ -1076,6 +1081,11 @@ def write_timeline(run, res):
     """slo_timeline.dat (t_s, per_sec, p99_ms per second of the load) and
     slo_timeline.png: throughput on the left axis, p99 on the right."""
     tl = (res or {}).get("timeline") or []
+    # The last second is cut short by the end of the run: a rate over a few
+    # milliseconds says nothing, so a last bucket under half a second goes.
+    dur = num(res, "duration_s")
+    if tl and dur is not None and dur - tl[-1].get("t_s", 0) < 0.5:
+        tl = tl[:-1]
     with open(run.out / "slo_timeline.dat", "w") as f:
         f.write("# t_s per_sec p99_ms (boxoffice-bench --timeline of the SLO run)\n")
         for p in tl:

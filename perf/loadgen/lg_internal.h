@@ -94,7 +94,8 @@ typedef struct lg_workload_def {
 	/* Permille of READ, HOLD_SEATS, HOLD_BEST, CONFIRM, RELEASE. */
 	uint16_t mix[LG_OP_COUNT];
 	/* flash: confirm this permille of the OK holds, abandon the rest; and
-	 * end the run once holds asked for demand_x times the seats. */
+	 * end the run once holds asked for demand_x times the seats (holds
+	 * that were decided: shed and unanswered ones are retried demand). */
 	uint16_t confirm_permille;
 	uint32_t demand_x;
 	uint32_t ops; /* the ops it issues: bit (1u << LG_x) */
@@ -109,7 +110,7 @@ typedef struct lg_wl_shared {
 	const lg_workload_def *def;
 	const lg_config *cfg;
 	uint64_t demand_limit;	   /* seats holds may ask for; 0: unlimited */
-	_Atomic uint64_t demanded; /* seats asked for so far */
+	_Atomic uint64_t demanded; /* seats asked for by holds answered so far */
 	_Atomic int exhausted;	   /* the demand is used up: the run ends */
 } lg_wl_shared;
 

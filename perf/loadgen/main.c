@@ -517,10 +517,12 @@ static void print_ops(const lg_stats *s, double seconds)
 static void print_timeline(const lg_stats *s, double seconds)
 {
 	printf(",\"timeline\":[");
-	uint32_t secs = (uint32_t)ceil(seconds);
+	/* Whole seconds only: the last moments after the end (answers to the
+	 * final round) would make a sliver of a second look like a spike. */
+	uint32_t secs = seconds >= 1 ? (uint32_t)floor(seconds) : 1;
 	for (uint32_t t = 0; t < secs; t++) {
 		const lg_hist *h = t < s->nsec ? s->sec[t] : NULL;
-		double width = seconds - t < 1 ? seconds - t : 1;
+		double width = seconds < 1 ? seconds : 1;
 		uint64_t n = h ? h->count : 0;
 		printf("%s{\"t_s\":%u,\"per_sec\":%.1f,\"p99_ms\":%.3f}", t ? "," : "", t,
 		       width > 0 ? (double)n / width : 0, h ? ms(lg_hist_quantile(h, 0.99)) : 0.0);

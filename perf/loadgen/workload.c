@@ -181,18 +181,15 @@ static void make_hold_seats(lg_wl *w, lg_req *r)
 		r->seat[i] = start + i;
 }
 
-/* A best-available hold of 1..4 seats of a random category, counted
- * against the demand. 0: the demand is used up. */
+/* A best-available hold of 1..4 seats of a random category. 0: the
+ * demand is used up (lg_wl_done counts it as answers come). */
 static int make_hold_best(lg_wl *w, lg_req *r)
 {
 	const lg_config *cfg = w->sh->cfg;
 	uint32_t q = 1 + rnd_below(&w->rng, 4);
-	if (w->sh->demand_limit) {
-		uint64_t before = atomic_fetch_add(&w->sh->demanded, q);
-		if (before >= w->sh->demand_limit) {
-			atomic_store(&w->sh->exhausted, 1);
-			return 0;
-		}
+	if (w->sh->demand_limit && atomic_load(&w->sh->demanded) >= w->sh->demand_limit) {
+		atomic_store(&w->sh->exhausted, 1);
+		return 0;
 	}
 	r->op = LG_HOLD_BEST;
 	r->event = rnd_below(&w->rng, cfg->events);
@@ -259,6 +256,12 @@ void lg_wl_done(lg_wl *w, const lg_req *r, int64_t tag, uint64_t send_ns, uint64
 			lg_audit_end(log, tag, r->op, r->outcome, send_ns, ack_ns);
 		return;
 	}
+	/* Demand counts the holds the system decided on: a shed or lost one
+	 * (busy, throttled, no answer) is a buyer who comes back, not one
+	 * served. */
+	if (r->op == LG_HOLD_BEST && w->sh->demand_limit && r->outcome != LG_BUSY &&
+	    r->outcome != LG_THROTTLED && r->outcome != LG_NO_ANSWER)
+		atomic_fetch_add(&w->sh->demanded, r->n);
 	if ((r->op != LG_HOLD_SEATS && r->op != LG_HOLD_BEST) || r->outcome != LG_OK)
 		return;
 	wl_hold h = {.claim = r->claim_out, .client = r->client, .event = r->event, .tag = -1};

@@ -153,6 +153,10 @@ static const char *first_exposed(const gw_config *cfg, const char **kind)
 		*kind = "--http";
 		return cfg->http;
 	}
+	if (cfg->frame != NULL && exposed(cfg->frame)) {
+		*kind = "--frame";
+		return cfg->frame;
+	}
 	return NULL;
 }
 

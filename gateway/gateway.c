@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "auth.h"
 #include "throttle.h"
+#include "frame.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -98,6 +99,11 @@ static int throttle_refused(gw_server *gw, const bo_cmd *c, bo_result *r, int64_
 static void slot_send(gw_slot *sl)
 {
 	gw_server *gw = sl->gw;
+	if (sl->reply_fn) {
+		gw_observe_request(gw, sl->start_ns);
+		sl->reply_fn(sl); /* the framed front (frame.c) sends it */
+		return;
+	}
 	nng_msg *m;
 	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, sl->reply.data, sl->reply.size) != 0) {
 		bo_log(BO_LOG_ERROR, "msg=\"out of memory for a reply: dropped (the client times out and retries)\"");
@@ -248,20 +254,18 @@ static int slot_auth(gw_slot *sl, const uint8_t *body, size_t len)
 	return -1;
 }
 
-static void slot_received(gw_slot *sl, nng_msg *msg)
+void gw_slot_receive(gw_slot *sl, const uint8_t *body, size_t len)
 {
 	gw_server *gw = sl->gw;
 	wire_msg wm;
 	uint64_t event_id = 0;
-	int skip = slot_auth(sl, nng_msg_body(msg), nng_msg_len(msg));
-	if (skip < 0) {
-		nng_msg_free(msg);
+	int skip = slot_auth(sl, body, len);
+	if (skip < 0)
 		return;
-	}
-	nng_msg_trim(msg, (size_t)skip); /* the request as it is without a token */
-	int admin = wire_decode_admin(nng_msg_body(msg), nng_msg_len(msg), &event_id, &wm);
+	body += skip; /* the request as it is without a token */
+	len -= (size_t)skip;
+	int admin = wire_decode_admin(body, len, &event_id, &wm);
 	if (admin != WIRE_ADMIN_NONE) {
-		nng_msg_free(msg);
 		if (admin < 0) {
 			atomic_fetch_add_explicit(&gw->invalid_msgs, 1, memory_order_relaxed);
 			send_error(sl, BO_INVALID, wm.error);
@@ -275,8 +279,7 @@ static void slot_received(gw_slot *sl, nng_msg *msg)
 		send_server_status(sl);
 		return;
 	}
-	int rc = wire_decode_request(nng_msg_body(msg), nng_msg_len(msg), sl->cmds, sl->errs, WIRE_BATCH_MAX, &wm);
-	nng_msg_free(msg);
+	int rc = wire_decode_request(body, len, sl->cmds, sl->errs, sl->cap, &wm);
 	if (rc != 0) {
 		atomic_fetch_add_explicit(&gw->invalid_msgs, 1, memory_order_relaxed);
 		send_error(sl, BO_INVALID, wm.error);
@@ -285,6 +288,14 @@ static void slot_received(gw_slot *sl, nng_msg *msg)
 	sl->count = wm.count;
 	sl->is_array = wm.is_array;
 	gw_slot_submit(sl);
+}
+
+static void slot_received(gw_slot *sl, nng_msg *msg)
+{
+	/* The message is ours until freed: decoding copies what it keeps (a
+	 * create_event's map), so nothing refers to it after this. */
+	gw_slot_receive(sl, nng_msg_body(msg), nng_msg_len(msg));
+	nng_msg_free(msg);
 }
 
 static void slot_cb(void *arg)
@@ -844,17 +855,31 @@ static int throttle_open(gw_server *gw, char *err, size_t errlen)
 	return rc;
 }
 
+/* The capacity of slot i: an nng context's and the local slot hold a full
+ * message; then come the HTTP front's (with --http), then the framed
+ * front's (with --frame), each front's small slots (one command) first. */
+static uint32_t slot_cap(const gw_config *cfg, uint32_t i)
+{
+	if (i <= cfg->contexts)
+		return WIRE_BATCH_MAX;
+	uint32_t h = i - cfg->contexts - 1;
+	if (cfg->http) {
+		if (h < GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG)
+			return h < GW_HTTP_SLOTS_SMALL ? 1 : BO_HTTP_BATCH_MAX;
+		h -= GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG;
+	}
+	return h < GW_FRAME_SLOTS_SMALL ? 1 : WIRE_BATCH_MAX;
+}
+
 static int slots_alloc(gw_server *gw, char *err, size_t errlen)
 {
 	uint32_t http = gw->cfg.http ? GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG : 0;
-	gw->slot_count = gw->cfg.contexts + 1 + http;
+	uint32_t frame = gw->cfg.frame ? GW_FRAME_SLOTS_SMALL + GW_FRAME_SLOTS_BIG : 0;
+	gw->slot_count = gw->cfg.contexts + 1 + http + frame;
 	gw->slots = calloc(gw->slot_count, sizeof(gw_slot));
 	int rc = gw->slots ? 0 : -ENOMEM;
-	for (uint32_t i = 0; i < gw->slot_count && rc == 0; i++) {
-		uint32_t h = i > gw->cfg.contexts ? i - gw->cfg.contexts - 1 : UINT32_MAX;
-		uint32_t cap = h == UINT32_MAX ? WIRE_BATCH_MAX : h < GW_HTTP_SLOTS_SMALL ? 1 : BO_HTTP_BATCH_MAX;
-		rc = slot_init(gw, &gw->slots[i], i, cap);
-	}
+	for (uint32_t i = 0; i < gw->slot_count && rc == 0; i++)
+		rc = slot_init(gw, &gw->slots[i], i, slot_cap(&gw->cfg, i));
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory for %u request slots", gw->slot_count);
 		return rc;
@@ -962,7 +987,10 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		rc = listeners_open(gw, err, errlen);
 	if (rc == 0 && cfg->http)
 		rc = gw_http_start(gw, err, errlen);
+	if (rc == 0 && cfg->frame)
+		rc = gw_frame_start(gw, err, errlen);
 	if (rc < 0) {
+		gw_frame_stop(gw);
 		gw_http_stop(gw);
 		if (gw->sock_open)
 			nng_close(gw->sock);
@@ -1017,6 +1045,7 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 	 * bytes are on the wire: give the pipes a moment to write them. */
 	usleep(200000);
 	gw_http_stop(gw);
+	gw_frame_stop(gw); /* after the output threads: it answers what they left busy */
 	for (uint32_t i = 0; i < gw->listener_count; i++)
 		nng_listener_close(gw->listeners[i]);
 	gw->listener_count = 0;

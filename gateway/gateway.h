@@ -77,6 +77,9 @@ typedef struct gw_config {
 	/* HTTP/JSON front (gateway/http.h): "HOST:PORT" (IPv4 literal or
 	 * "localhost"); NULL: none. */
 	const char *http;
+	/* Framed TCP front (gateway/frame.h, schemas/frame.md): "HOST:PORT"
+	 * as http; NULL: none. */
+	const char *frame;
 	/* Hot-event throttling (gateway/throttle.h): each event admits
 	 * throttle_rate mutating commands per second, in bursts of at most
 	 * throttle_burst; throttle_rate 0: off. Otherwise both in
@@ -143,6 +146,10 @@ int gw_close_hung(const gw_server *gw);
 /* The HTTP front's bound port (cfg.http with port 0 picks a free one), or
  * -1 without one. */
 int gw_http_port(const gw_server *gw);
+
+/* The framed front's bound port (cfg.frame with port 0 picks a free one),
+ * or -1 without one. */
+int gw_frame_port(const gw_server *gw);
 
 /* Frees a stopped server. */
 void gw_free(gw_server *gw);

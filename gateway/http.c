@@ -557,9 +557,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	bo_log(BO_LOG_DEBUG, "msg=\"http: %s\"", text);
 }
 
-/* "HOST:PORT" with HOST an IPv4 literal or "localhost"; PORT 0..65535 (0:
- * any free port). Returns 0 or -1. */
-static int parse_addr(const char *s, struct sockaddr_in *a)
+int gw_http_parse_addr(const char *s, struct sockaddr_in *a)
 {
 	const char *colon = strrchr(s, ':');
 	uint64_t port;
@@ -582,7 +580,7 @@ static int parse_addr(const char *s, struct sockaddr_in *a)
 int gw_http_start(gw_server *gw, char *err, size_t errlen)
 {
 	struct sockaddr_in addr;
-	if (parse_addr(gw->cfg.http, &addr) != 0) {
+	if (gw_http_parse_addr(gw->cfg.http, &addr) != 0) {
 		snprintf(err, errlen, "invalid --http address '%s': want HOST:PORT with an IPv4 HOST or localhost",
 			 gw->cfg.http);
 		return -EINVAL;

@@ -42,6 +42,10 @@ typedef struct gw_slot {
 	 * last result) instead of encoding a msgpack reply; front is its
 	 * request. */
 	void (*done_fn)(struct gw_slot *sl);
+	/* Set for the framed front's slots (frame.c): called instead of an
+	 * nng send once `reply` holds the encoded reply (or message-level
+	 * error), on whichever thread produced it. */
+	void (*reply_fn)(struct gw_slot *sl);
 	void *front;
 	nng_ctx ctx;
 	nng_aio *aio;
@@ -121,6 +125,7 @@ struct gw_server {
 	view *views[GW_SHARDS_MAX];
 	gw_pub *pub;
 	struct gw_http *http; /* NULL without cfg.http */
+	struct gw_frame *frame; /* NULL without cfg.frame */
 	atomic_uint_least64_t reads, event_states, event_states_throttled;
 	/* Hot-event throttling (throttle.h): NULL when cfg.throttle_rate is 0.
 	 * `throttled` counts commands answered BO_THROTTLED (relaxed: a
@@ -152,6 +157,21 @@ struct gw_server {
 #define GW_HTTP_SLOTS_SMALL BO_HTTP_INFLIGHT_MAX
 #define GW_HTTP_SLOTS_BIG BO_HTTP_BATCH_INFLIGHT_MAX
 
+/* The framed front's request slots (after the HTTP front's, if any):
+ * small ones hold one command, big ones a full message. */
+#define GW_FRAME_SLOTS_SMALL 1024u
+#define GW_FRAME_SLOTS_BIG 8u
+
+/* One request message body[0..len) (schemas/protocol.md: the optional
+ * auth prefix, admin requests, a map or a batch array of at most sl->cap
+ * commands) for slot sl, as an nng context takes it: refused, answered at
+ * once (a malformed message, event_state, server_status) or submitted.
+ * The reply reaches the slot's front (reply_fn, or nng) on whichever
+ * thread completes it, possibly before this returns. body is not kept
+ * (decoding copies what it needs). The caller counted the request in
+ * gw->in_flight and set sl->start_ns. */
+void gw_slot_receive(gw_slot *sl, const uint8_t *body, size_t len);
+
 /* Submits sl->cmds[0..count) (decoded, errs[] filled): reads answered from
  * the read model, writes routed to their shards; the last result calls
  * slot completion (done_fn for a front's slot). The caller counted the
@@ -166,6 +186,11 @@ int gw_event_state_admit(gw_server *gw);
  * (cfg.http set); gw_http_stop once nothing is in flight (no request is
  * suspended then); both from gw_start/gw_stop. */
 int gw_http_start(gw_server *gw, char *err, size_t errlen);
+/* "HOST:PORT" with HOST an IPv4 literal or "localhost"; PORT 0..65535 (0:
+ * any free port) into *a (the HTTP and framed fronts' addresses). Returns
+ * 0 or -1. */
+struct sockaddr_in;
+int gw_http_parse_addr(const char *s, struct sockaddr_in *a /* OUT */);
 void gw_http_stop(gw_server *gw);
 
 /* auth.c: gw_start's check, before anything is opened: 0, or -EINVAL (a

@@ -89,6 +89,10 @@ static void usage(FILE *f)
 		"  --http HOST:PORT      serve the HTTP/JSON API (schemas/http.md), /metrics, /healthz\n"
 		"                        and /readyz on HOST:PORT (an IPv4 address or localhost)\n"
 		"                        [BOXOFFICE_HTTP] (default: none; scripts/run: 127.0.0.1:7480)\n"
+		"  --frame HOST:PORT     serve the request messages of schemas/protocol.md as length-\n"
+		"                        prefixed frames over plain TCP (schemas/frame.md), the fastest\n"
+		"                        path for one command per request [BOXOFFICE_FRAME]\n"
+		"                        (default: none; scripts/run: 127.0.0.1:7402)\n"
 		"  --contexts N          requests in flight, 1..%u (default: %u)\n"
 		"  --recv-max BYTES      largest request accepted, <= %u (default: %u); a larger one\n"
 		"                        drops the connection (nng cannot answer it)\n"
@@ -175,6 +179,8 @@ static int options_from_env(srv_options *o)
 	}
 	if ((env = getenv("BOXOFFICE_HTTP")) && *env)
 		o->cfg.http = env;
+	if ((env = getenv("BOXOFFICE_FRAME")) && *env)
+		o->cfg.frame = env;
 	if ((env = getenv("BOXOFFICE_AUTH_TOKEN_FILE")) && *env)
 		o->auth_file = env;
 	if ((env = getenv("BOXOFFICE_PG_DSN")) && *env)
@@ -241,6 +247,7 @@ enum {
 	OPT_AUTH_TOKEN_FILE,
 	OPT_PUBLISH,
 	OPT_HTTP,
+	OPT_FRAME,
 	OPT_CONTEXTS,
 	OPT_RECV_MAX,
 	OPT_SYNC,
@@ -266,6 +273,7 @@ static const struct option long_options[] = {
 	{"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
 	{"publish", required_argument, NULL, OPT_PUBLISH},
 	{"http", required_argument, NULL, OPT_HTTP},
+	{"frame", required_argument, NULL, OPT_FRAME},
 	{"contexts", required_argument, NULL, OPT_CONTEXTS},
 	{"recv-max", required_argument, NULL, OPT_RECV_MAX},
 	{"sync", required_argument, NULL, OPT_SYNC},
@@ -405,6 +413,9 @@ static int opt_value(srv_options *o, int code, const char *val)
 		return 0;
 	case OPT_HTTP:
 		o->cfg.http = val; /* checked by gw_start, which says what is wrong */
+		return 0;
+	case OPT_FRAME:
+		o->cfg.frame = val; /* as --http */
 		return 0;
 	case OPT_LISTEN:
 		if (o->listen_flags++ == 0)

@@ -56,7 +56,10 @@ struct lg_audit_log {
 	size_t n, cap;
 };
 
-lg_audit_log *lg_audit_log_new(void) { return calloc(1, sizeof(lg_audit_log)); }
+lg_audit_log *lg_audit_log_new(void)
+{
+	return calloc(1, sizeof(lg_audit_log));
+}
 
 void lg_audit_log_free(lg_audit_log *log)
 {

@@ -77,9 +77,9 @@ typedef struct lg_audit_result {
 	uint64_t double_booked;    /* (a) seat confirmed by a second claim */
 	uint64_t held_while_held;  /* (b) seat held while another hold certainly lived */
 	uint64_t held_when_booked; /* (c) seat held after its booking was confirmed */
-	uint64_t oversell;	   /* (a) + (b) + (c) */
-	uint64_t holds;		   /* OK holds seen */
-	uint64_t bench_booked;	   /* seats of confirms answered OK */
+	uint64_t oversell;         /* (a) + (b) + (c) */
+	uint64_t holds;            /* OK holds seen */
+	uint64_t bench_booked;     /* seats of confirms answered OK */
 	uint64_t bench_booked_max; /* ... plus seats of confirms without an answer */
 } lg_audit_result;
 
@@ -109,9 +109,9 @@ const lg_workload_def *lg_workload_find(const char *name, int quick);
 typedef struct lg_wl_shared {
 	const lg_workload_def *def;
 	const lg_config *cfg;
-	uint64_t demand_limit;	   /* seats holds may ask for; 0: unlimited */
+	uint64_t demand_limit;     /* seats holds may ask for; 0: unlimited */
 	_Atomic uint64_t demanded; /* seats asked for by holds answered so far */
-	_Atomic int exhausted;	   /* the demand is used up: the run ends */
+	_Atomic int exhausted;     /* the demand is used up: the run ends */
 } lg_wl_shared;
 
 /* One connection's generator. */

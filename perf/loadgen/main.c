@@ -132,8 +132,8 @@ static uint32_t arg_u32(const char *name, const char *v, uint32_t lo, uint32_t h
 {
 	uint64_t x;
 	if (bo_parse_u64(v, lo, hi, 0, &x) != 0) {
-		fprintf(stderr, "%s: %s takes a whole number in %u..%u, not '%s' (try --help)\n", prog,
-		        name, lo, hi, v);
+		fprintf(stderr, "%s: %s takes a whole number in %u..%u, not '%s' (try --help)\n",
+		        prog, name, lo, hi, v);
 		exit(2);
 	}
 	return (uint32_t)x;
@@ -145,17 +145,34 @@ static double arg_pos(const char *name, const char *v)
 	errno = 0;
 	double d = strtod(v, &end);
 	if (errno || end == v || *end || !(d > 0) || d > 1e12) {
-		fprintf(stderr, "%s: %s takes a positive number, not '%s' (try --help)\n", prog, name,
-		        v);
+		fprintf(stderr, "%s: %s takes a positive number, not '%s' (try --help)\n", prog,
+		        name, v);
 		exit(2);
 	}
 	return d;
 }
 
 enum {
-	O_SYSTEM = 256, O_TARGET, O_WORKLOAD, O_MODE, O_RATE, O_DURATION, O_CONNS, O_DEPTH,
-	O_EVENTS, O_SEATS, O_PER_ROW, O_CATEGORIES, O_TTL, O_NO_SETUP, O_OPT, O_TIMELINE,
-	O_QUICK, O_SEED, O_AUDIT_ONLY, O_ECHO
+	O_SYSTEM = 256,
+	O_TARGET,
+	O_WORKLOAD,
+	O_MODE,
+	O_RATE,
+	O_DURATION,
+	O_CONNS,
+	O_DEPTH,
+	O_EVENTS,
+	O_SEATS,
+	O_PER_ROW,
+	O_CATEGORIES,
+	O_TTL,
+	O_NO_SETUP,
+	O_OPT,
+	O_TIMELINE,
+	O_QUICK,
+	O_SEED,
+	O_AUDIT_ONLY,
+	O_ECHO
 };
 
 static const struct option long_opts[] = {
@@ -186,23 +203,57 @@ static const struct option long_opts[] = {
 static void parse_one(run_opts *o, int c, const char *v)
 {
 	switch (c) {
-	case O_SYSTEM: o->cfg.system = v; break;
-	case O_TARGET: o->cfg.target = v; break;
-	case O_WORKLOAD: o->cfg.workload = v; break;
-	case O_MODE: o->mode = v; break;
-	case O_RATE: o->rate = arg_pos("--rate", v); break;
-	case O_DURATION: o->duration = arg_pos("--duration", v); break;
-	case O_CONNS: o->cfg.conns = arg_u32("--conns", v, 1, CONNS_MAX); break;
-	case O_DEPTH: o->cfg.depth = arg_u32("--depth", v, 1, DEPTH_MAX); break;
-	case O_EVENTS: o->events = arg_u32("--events", v, 1, 1u << 24); break;
-	case O_SEATS: o->seats = arg_u32("--seats", v, 1, 1u << 24); break;
-	case O_PER_ROW: o->per_row = arg_u32("--per-row", v, 1, 4096); break;
-	case O_CATEGORIES: o->categories = arg_u32("--categories", v, 1, 8); break;
-	case O_TTL: o->ttl_ms = arg_u32("--ttl-ms", v, 1, 24u * 3600u * 1000u); break;
-	case O_NO_SETUP: o->cfg.setup = 0; break;
-	case O_OPT: o->cfg.opts = v; break;
-	case O_TIMELINE: o->timeline = 1; break;
-	case O_QUICK: o->quick = 1; break;
+	case O_SYSTEM:
+		o->cfg.system = v;
+		break;
+	case O_TARGET:
+		o->cfg.target = v;
+		break;
+	case O_WORKLOAD:
+		o->cfg.workload = v;
+		break;
+	case O_MODE:
+		o->mode = v;
+		break;
+	case O_RATE:
+		o->rate = arg_pos("--rate", v);
+		break;
+	case O_DURATION:
+		o->duration = arg_pos("--duration", v);
+		break;
+	case O_CONNS:
+		o->cfg.conns = arg_u32("--conns", v, 1, CONNS_MAX);
+		break;
+	case O_DEPTH:
+		o->cfg.depth = arg_u32("--depth", v, 1, DEPTH_MAX);
+		break;
+	case O_EVENTS:
+		o->events = arg_u32("--events", v, 1, 1u << 24);
+		break;
+	case O_SEATS:
+		o->seats = arg_u32("--seats", v, 1, 1u << 24);
+		break;
+	case O_PER_ROW:
+		o->per_row = arg_u32("--per-row", v, 1, 4096);
+		break;
+	case O_CATEGORIES:
+		o->categories = arg_u32("--categories", v, 1, 8);
+		break;
+	case O_TTL:
+		o->ttl_ms = arg_u32("--ttl-ms", v, 1, 24u * 3600u * 1000u);
+		break;
+	case O_NO_SETUP:
+		o->cfg.setup = 0;
+		break;
+	case O_OPT:
+		o->cfg.opts = v;
+		break;
+	case O_TIMELINE:
+		o->timeline = 1;
+		break;
+	case O_QUICK:
+		o->quick = 1;
+		break;
 	case O_SEED: {
 		uint64_t x;
 		if (bo_parse_u64(v, 0, UINT64_MAX, BO_PARSE_HEX, &x) != 0)
@@ -210,10 +261,17 @@ static void parse_one(run_opts *o, int c, const char *v)
 		o->seed = x;
 		break;
 	}
-	case O_AUDIT_ONLY: o->audit_only = 1; break;
-	case O_ECHO: o->echo_url = v; break;
-	case 'h': usage(stdout); exit(0);
-	default: exit(2); /* getopt said what */
+	case O_AUDIT_ONLY:
+		o->audit_only = 1;
+		break;
+	case O_ECHO:
+		o->echo_url = v;
+		break;
+	case 'h':
+		usage(stdout);
+		exit(0);
+	default:
+		exit(2); /* getopt said what */
 	}
 }
 
@@ -224,7 +282,8 @@ static const lg_workload_def *finish_opts(run_opts *o)
 	lg_config *cfg = &o->cfg;
 	const lg_workload_def *d = lg_workload_find(cfg->workload, o->quick);
 	if (!d)
-		die_usage("unknown workload '%s' (normal, on-sale, flash, many-events)", cfg->workload);
+		die_usage("unknown workload '%s' (normal, on-sale, flash, many-events)",
+		          cfg->workload);
 	cfg->events = o->events ? o->events : d->events;
 	cfg->seats_per_event = o->seats ? o->seats : d->seats;
 	cfg->per_row = o->per_row ? o->per_row : d->per_row;
@@ -234,8 +293,9 @@ static const lg_workload_def *finish_opts(run_opts *o)
 		cfg->per_row = cfg->seats_per_event;
 	uint32_t rows = (cfg->seats_per_event + cfg->per_row - 1) / cfg->per_row;
 	if (cfg->categories > rows) {
-		fprintf(stderr, "%s: --categories %u needs at least as many rows (%u) (try --help)\n",
-		        prog, cfg->categories, rows);
+		fprintf(stderr,
+		        "%s: --categories %u needs at least as many rows (%u) (try --help)\n", prog,
+		        cfg->categories, rows);
 		exit(2);
 	}
 	if (strcmp(o->mode, "open") && strcmp(o->mode, "closed"))
@@ -343,7 +403,8 @@ static void run_open(worker *w)
 	}
 	/* What was due before the end and never went out. */
 	if (more && !stop_flag) {
-		double total = ((double)(w->end - w->t0) * w->o->rate / 1e9 - w->idx) / w->o->cfg.conns;
+		double total =
+		        ((double)(w->end - w->t0) * w->o->rate / 1e9 - w->idx) / w->o->cfg.conns;
 		uint64_t due_total = total > 0 ? (uint64_t)ceil(total) : 0;
 		w->unsent = due_total > k ? due_total - k : 0;
 	}
@@ -398,8 +459,7 @@ static void fail(const char *what, const char *err)
 	exit(1);
 }
 
-static worker *start_workers(const run_opts *o, const lg_system *sys, void *sysh,
-                             lg_wl_shared *sh)
+static worker *start_workers(const run_opts *o, const lg_system *sys, void *sysh, lg_wl_shared *sh)
 {
 	unsigned n = o->cfg.conns;
 	worker *ws = calloc(n, sizeof(*ws));
@@ -476,7 +536,10 @@ static void finish_workers(const run_opts *o, const lg_system *sys, worker *ws, 
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-static double ms(uint64_t ns) { return (double)ns / 1e6; }
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
 
 static void print_latency(const lg_hist *h)
 {
@@ -504,8 +567,9 @@ static void print_ops(const lg_stats *s, double seconds)
 	printf(",\"ops\":{");
 	for (unsigned op = 0; op < LG_OP_COUNT; op++) {
 		const lg_hist *h = &s->op[op];
-		printf("%s\"%s\":{\"requests\":%llu,\"per_sec\":%.1f,", op ? "," : "", lg_op_key(op),
-		       (unsigned long long)h->count, seconds > 0 ? (double)h->count / seconds : 0);
+		printf("%s\"%s\":{\"requests\":%llu,\"per_sec\":%.1f,", op ? "," : "",
+		       lg_op_key(op), (unsigned long long)h->count,
+		       seconds > 0 ? (double)h->count / seconds : 0);
 		print_latency(h);
 		printf(",");
 		print_outcomes(s->outcomes[op]);
@@ -595,9 +659,9 @@ static void print_result(const run_opts *o, const lg_system *sys, const run_resu
 	       "\"ttl_ms\":%u,\"seed\":%llu,",
 	       o->cfg.events, o->cfg.seats_per_event, o->cfg.per_row, o->cfg.categories,
 	       o->cfg.ttl_ms, (unsigned long long)o->seed);
-	printf("\"duration_s\":%.3f,\"requests\":%llu,\"per_sec\":%.1f,\"unsent\":%llu,", rr->seconds,
-	       (unsigned long long)req, rr->seconds > 0 ? (double)req / rr->seconds : 0,
-	       (unsigned long long)rr->unsent);
+	printf("\"duration_s\":%.3f,\"requests\":%llu,\"per_sec\":%.1f,\"unsent\":%llu,",
+	       rr->seconds, (unsigned long long)req,
+	       rr->seconds > 0 ? (double)req / rr->seconds : 0, (unsigned long long)rr->unsent);
 	printf("\"demand_seats\":%llu,\"demand_exhausted\":%s,", (unsigned long long)rr->demanded,
 	       rr->exhausted ? "true" : "false");
 	print_latency(&s->all);

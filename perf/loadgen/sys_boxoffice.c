@@ -131,7 +131,8 @@ static void on_result(void *ctx, int err, const bo_result *res, const char *text
 		q->outcome = outcome_of(err, res, q->op);
 		if (q->outcome == LG_OK && (q->op == LG_HOLD_SEATS || q->op == LG_HOLD_BEST)) {
 			q->claim_out = res->claim_id;
-			unsigned n = res->seat_count < LG_SEATS_MAX ? res->seat_count : LG_SEATS_MAX;
+			unsigned n =
+			        res->seat_count < LG_SEATS_MAX ? res->seat_count : LG_SEATS_MAX;
 			q->nseats_out = (uint8_t)n;
 			memcpy(q->seat_out, res->seats, n * sizeof(q->seat_out[0]));
 		} else if (q->outcome == LG_OK && q->op == LG_READ) {
@@ -246,7 +247,8 @@ static int opt_u32(const char *opts, const char *key, uint32_t lo, uint32_t hi, 
 	if (!lg_opt(opts, key, v, sizeof(v)))
 		return 0;
 	if (bo_parse_u64(v, lo, hi, 0, &x) != 0) {
-		snprintf(err, LG_ERR_LEN, "boxoffice: --opt %s=%s: expected %u..%u", key, v, lo, hi);
+		snprintf(err, LG_ERR_LEN, "boxoffice: --opt %s=%s: expected %u..%u", key, v, lo,
+		         hi);
 		return -EINVAL;
 	}
 	*out = (uint32_t)x;
@@ -261,7 +263,8 @@ static int client_options(const lg_config *cfg, boc_options *o, char *token, siz
 	if (lg_opt(cfg->opts, "single", v, sizeof(v)) && strcmp(v, "0") != 0) {
 		o->batch_max = 1;
 		o->linger_zero = 1;
-		o->inflight_max = cfg->conns < BOC_INFLIGHT_MAX_MAX ? cfg->conns : BOC_INFLIGHT_MAX_MAX;
+		o->inflight_max =
+		        cfg->conns < BOC_INFLIGHT_MAX_MAX ? cfg->conns : BOC_INFLIGHT_MAX_MAX;
 	}
 	if (opt_u32(cfg->opts, "linger_us", 0, BOC_LINGER_US_MAX, &o->linger_us, err) ||
 	    opt_u32(cfg->opts, "batch_max", 1, BOC_BATCH_MAX_DEFAULT, &o->batch_max, err) ||
@@ -269,10 +272,13 @@ static int client_options(const lg_config *cfg, boc_options *o, char *token, siz
 		return -EINVAL;
 	if (lg_opt(cfg->opts, "linger_us", v, sizeof(v)) && o->linger_us == 0)
 		o->linger_zero = 1;
-	/* Room for every connection's whole round, whatever the batching. */
+	/* Room for every connection's whole round and for a setup/audit
+	 * round, whatever the batching. */
 	uint64_t need = (uint64_t)cfg->conns * cfg->depth * 2;
 	uint64_t dflt = (uint64_t)o->batch_max * o->inflight_max * 2;
 	uint64_t q = need > dflt ? need : dflt;
+	if (q < 2 * BX_ROUND)
+		q = 2 * BX_ROUND;
 	o->queue_max = (uint32_t)(q < BOC_QUEUE_MAX_MAX ? q : BOC_QUEUE_MAX_MAX);
 	if (lg_opt(cfg->opts, "token", v, sizeof(v))) {
 		int rc = read_token(v, token, toksz, err);
@@ -321,9 +327,12 @@ static int create_events(bx_sys *s, char *err)
 			const bx_slot *sl = &r.slots[i];
 			if (sl->err < 0 || sl->res.status != BO_OK) {
 				snprintf(err, LG_ERR_LEN,
-				         "boxoffice: create event %u at %.120s: %s%s%s", e + i + 1, s->url,
-				         sl->err < 0 ? boc_strerror(sl->err) : boc_status_name(sl->res.status),
-				         sl->err < 0 ? "" : "/", sl->err < 0 ? "" : boc_detail_name(sl->res.detail));
+				         "boxoffice: create event %u at %.120s: %s%s%s", e + i + 1,
+				         s->url,
+				         sl->err < 0 ? boc_strerror(sl->err)
+				                     : boc_status_name(sl->res.status),
+				         sl->err < 0 ? "" : "/",
+				         sl->err < 0 ? "" : boc_detail_name(sl->res.detail));
 				rc = sl->err < 0 ? sl->err : -EEXIST;
 			}
 		}
@@ -333,7 +342,8 @@ static int create_events(bx_sys *s, char *err)
 		return rc;
 	if (rc == -EEXIST) {
 		size_t l = strlen(err);
-		snprintf(err + l, LG_ERR_LEN - l, " (a fresh server, or --no-setup for existing events)");
+		snprintf(err + l, LG_ERR_LEN - l,
+		         " (a fresh server, or --no-setup for existing events)");
 		return -EEXIST;
 	}
 	return 0;
@@ -366,14 +376,15 @@ static int bx_setup(const lg_config *cfg, void **out, char *err)
 	boc_query_avail(&cmd, 1);
 	rc = boc_call(s->c, &cmd, &res, text, sizeof(text));
 	if (rc < 0) {
-		snprintf(err, LG_ERR_LEN, "boxoffice: no answer from %.160s: %s", s->url, boc_strerror(rc));
+		snprintf(err, LG_ERR_LEN, "boxoffice: no answer from %.160s: %s", s->url,
+		         boc_strerror(rc));
 		boc_close(s->c);
 		free(s);
 		return rc;
 	}
 	if (res.status == BO_INVALID && res.detail == BO_D_UNAUTHORIZED) {
-		snprintf(err, LG_ERR_LEN, "boxoffice: %.160s wants the shared token (--opt token=FILE)",
-		         s->url);
+		snprintf(err, LG_ERR_LEN,
+		         "boxoffice: %.160s wants the shared token (--opt token=FILE)", s->url);
 		boc_close(s->c);
 		free(s);
 		return -EACCES;
@@ -436,7 +447,8 @@ static int sum_avail(bx_sys *s, int64_t *booked, int64_t *held, char *err)
 			if (sl->err < 0 || sl->res.status != BO_OK) {
 				snprintf(err, LG_ERR_LEN, "boxoffice: availability of event %u: %s",
 				         e + i + 1,
-				         sl->err < 0 ? boc_strerror(sl->err) : boc_status_name(sl->res.status));
+				         sl->err < 0 ? boc_strerror(sl->err)
+				                     : boc_status_name(sl->res.status));
 				rc = sl->err < 0 ? sl->err : -EPROTO;
 			}
 			*booked += sl->res.avail.by_state[BO_SEAT_BOOKED];

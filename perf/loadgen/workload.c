@@ -19,8 +19,12 @@
 
 #include "lg_internal.h"
 
-#define MIX(r, hs, hb, c, rel) {r, hs, hb, c, rel}
-#define OPS_SEATS ((1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_CONFIRM) | (1u << LG_RELEASE))
+#define MIX(r, hs, hb, c, rel)    \
+	{                         \
+		r, hs, hb, c, rel \
+	}
+#define OPS_SEATS \
+	((1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_CONFIRM) | (1u << LG_RELEASE))
 #define OPS_FLASH ((1u << LG_READ) | (1u << LG_HOLD_BEST) | (1u << LG_CONFIRM))
 
 /* name, events, seats, per_row, categories, ttl, mix (permille), confirm
@@ -50,11 +54,17 @@ const lg_workload_def *lg_workload_find(const char *name, int quick)
 
 static const char *const op_keys[LG_OP_COUNT] = {"read", "hold_seats", "hold_best", "confirm",
                                                  "release"};
-static const char *const outcome_keys[LG_OUTCOME_COUNT] = {
-        "ok", "taken", "expired", "busy", "throttled", "error", "no_answer"};
+static const char *const outcome_keys[LG_OUTCOME_COUNT] = {"ok",        "taken", "expired",  "busy",
+                                                           "throttled", "error", "no_answer"};
 
-const char *lg_op_key(unsigned op) { return op < LG_OP_COUNT ? op_keys[op] : "?"; }
-const char *lg_outcome_key(unsigned o) { return o < LG_OUTCOME_COUNT ? outcome_keys[o] : "?"; }
+const char *lg_op_key(unsigned op)
+{
+	return op < LG_OP_COUNT ? op_keys[op] : "?";
+}
+const char *lg_outcome_key(unsigned o)
+{
+	return o < LG_OUTCOME_COUNT ? outcome_keys[o] : "?";
+}
 
 int lg_opt(const char *opts, const char *key, char *buf, size_t bufsz)
 {
@@ -91,7 +101,7 @@ int lg_opt(const char *opts, const char *key, char *buf, size_t bufsz)
 typedef struct wl_hold {
 	uint64_t claim, client;
 	uint64_t deadline_ns; /* use it before this (ack + ttl - margin) */
-	int64_t tag;	      /* its index in the audit log */
+	int64_t tag;          /* its index in the audit log */
 	uint32_t event;
 	uint8_t n;
 	uint32_t seat[LG_SEATS_MAX];
@@ -118,7 +128,10 @@ static uint64_t rnd(uint64_t *s)
 	return *s * 0x2545f4914f6cdd1dull;
 }
 
-static uint32_t rnd_below(uint64_t *s, uint32_t n) { return (uint32_t)((rnd(s) >> 32) * n >> 32); }
+static uint32_t rnd_below(uint64_t *s, uint32_t n)
+{
+	return (uint32_t)((rnd(s) >> 32) * n >> 32);
+}
 
 lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_base)
 {
@@ -135,9 +148,15 @@ lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_ba
 	return w;
 }
 
-void lg_wl_free(lg_wl *w) { free(w); }
+void lg_wl_free(lg_wl *w)
+{
+	free(w);
+}
 
-static uint64_t next_request_id(lg_wl *w) { return w->id_prefix | (++w->nreq & 0x7fffffffull); }
+static uint64_t next_request_id(lg_wl *w)
+{
+	return w->id_prefix | (++w->nreq & 0x7fffffffull);
+}
 
 /* Pops the newest hold still usable at now_ns into *h. 0: none. */
 static int pop_hold(lg_wl *w, uint64_t now_ns, wl_hold *h)
@@ -280,7 +299,8 @@ void lg_wl_done(lg_wl *w, const lg_req *r, int64_t tag, uint64_t send_ns, uint64
 	h.deadline_ns = ack_ns + (ttl_ns > LG_AUDIT_MARGIN_NS ? ttl_ns - LG_AUDIT_MARGIN_NS : 0);
 	/* flash: only confirm_permille of the holds are paid for; the rest
 	 * are abandoned and expire (their seats come back during the run). */
-	if (w->sh->def->confirm_permille && rnd_below(&w->rng, 1000) >= w->sh->def->confirm_permille)
+	if (w->sh->def->confirm_permille &&
+	    rnd_below(&w->rng, 1000) >= w->sh->def->confirm_permille)
 		return;
 	push_hold(w, &h);
 }

@@ -49,7 +49,14 @@
 #include "base/log.h"
 #include "protocol/wire.h"
 
-enum { UD_ACCEPT = 1, UD_EVENT, UD_TIMER, UD_RECV, UD_SEND, UD_CANCEL };
+enum {
+	UD_ACCEPT = 1,
+	UD_EVENT,
+	UD_TIMER,
+	UD_RECV,
+	UD_SEND,
+	UD_CANCEL
+};
 #define UD(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
 #define FRAME_SLOTS (GW_FRAME_SLOTS_SMALL + GW_FRAME_SLOTS_BIG)
 #define FRAME_TICK_NS 100000000LL
@@ -86,7 +93,7 @@ struct gw_frame {
 	atomic_int stop;
 	_Atomic(fslot *) done_list;
 	uint32_t first; /* gw->slots index of frame slot 0 */
-	size_t bound;	/* largest frame body: cfg.recv_max_bytes */
+	size_t bound;   /* largest frame body: cfg.recv_max_bytes */
 	fslot fs[FRAME_SLOTS];
 	uint32_t free_small[GW_FRAME_SLOTS_SMALL], n_small;
 	uint32_t free_big[GW_FRAME_SLOTS_BIG], n_big;
@@ -100,6 +107,9 @@ struct gw_frame {
 	int64_t stop_deadline_ns;
 	uint64_t efd_buf;
 	struct __kernel_timespec tick;
+	/* /metrics: written by the front's thread, read by any (relaxed). */
+	int64_t refused_logged_ns;
+	atomic_uint_least64_t n_conns, n_accepted, n_refused, n_requests, n_bad, n_stalled;
 };
 
 static _Thread_local struct gw_frame *ring_thread_of; /* set on the front's own thread */
@@ -116,8 +126,8 @@ static void frame_reply(gw_slot *sl)
 	fslot *head = atomic_load_explicit(&fr->done_list, memory_order_relaxed);
 	do
 		fs->next = head;
-	while (!atomic_compare_exchange_weak_explicit(&fr->done_list, &head, fs, memory_order_release,
-						     memory_order_relaxed));
+	while (!atomic_compare_exchange_weak_explicit(&fr->done_list, &head, fs,
+	                                              memory_order_release, memory_order_relaxed));
 	if (head == NULL && ring_thread_of != fr) {
 		uint64_t one = 1;
 		ssize_t w = write(fr->efd, &one, sizeof(one));
@@ -164,7 +174,10 @@ static void post_timer(struct gw_frame *fr)
 	io_uring_sqe_set_data64(sqe, UD(UD_TIMER, 0));
 }
 
-static uint32_t conn_index(struct gw_frame *fr, const fconn *c) { return (uint32_t)(c - fr->conns); }
+static uint32_t conn_index(struct gw_frame *fr, const fconn *c)
+{
+	return (uint32_t)(c - fr->conns);
+}
 
 static void post_send(struct gw_frame *fr, fconn *c)
 {
@@ -257,6 +270,7 @@ static void conn_release_if_idle(struct gw_frame *fr, fconn *c)
 	c->fd = -1;
 	fr->free_conns[fr->n_free++] = idx;
 	fr->live--;
+	atomic_store_explicit(&fr->n_conns, fr->live, memory_order_relaxed);
 }
 
 static int conn_full(const fconn *c)
@@ -273,15 +287,18 @@ static void conn_want_recv(struct gw_frame *fr, fconn *c)
 		return;
 	size_t need = GW_FRAME_RECV_BUF;
 	if (c->in_len >= GW_FRAME_HEADER_BYTES) {
-		uint32_t n = (uint32_t)c->in[0] << 24 | (uint32_t)c->in[1] << 16 | (uint32_t)c->in[2] << 8 | c->in[3];
+		uint32_t n = (uint32_t)c->in[0] << 24 | (uint32_t)c->in[1] << 16 |
+		             (uint32_t)c->in[2] << 8 | c->in[3];
 		if (GW_FRAME_HEADER_BYTES + (size_t)n > need)
-			need = GW_FRAME_HEADER_BYTES + (size_t)n; /* n was checked against the bound */
+			need = GW_FRAME_HEADER_BYTES +
+			       (size_t)n; /* n was checked against the bound */
 	}
 	/* Grow for a big frame; shrink back once the big frames are past. */
 	if (c->in_cap != need && (c->in_cap < need || c->in_len <= need)) {
 		uint8_t *b = realloc(c->in, need);
 		if (!b) {
-			bo_log(BO_LOG_ERROR, "msg=\"frame: out of memory for a receive buffer: closing\" peer=%s bytes=%zu",
+			bo_log(BO_LOG_ERROR,
+			       "msg=\"frame: out of memory for a receive buffer: closing\" peer=%s bytes=%zu",
 			       c->peer, need);
 			conn_close(fr, c);
 			return;
@@ -303,13 +320,15 @@ static void conn_parse(struct gw_frame *fr, fconn *c)
 	size_t off = 0;
 	while (!c->eof && !conn_full(c) && c->in_len - off >= GW_FRAME_HEADER_BYTES) {
 		const uint8_t *h = c->in + off;
-		uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+		uint32_t n =
+		        (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
 		if (n == 0 || n > fr->bound) {
 			bo_log(BO_LOG_WARN,
 			       "msg=\"frame: bad frame length: answering what came before it, then closing\" "
 			       "peer=%s length=%" PRIu32 " bound=%zu",
 			       c->peer, n, fr->bound);
 			c->eof = 1;
+			atomic_fetch_add_explicit(&fr->n_bad, 1, memory_order_relaxed);
 			break;
 		}
 		if (c->in_len - off < GW_FRAME_HEADER_BYTES + (size_t)n)
@@ -326,6 +345,7 @@ static void conn_parse(struct gw_frame *fr, fconn *c)
 		c->q[(c->q_head + c->q_len) % GW_FRAME_INFLIGHT_MAX] = k;
 		c->q_len++;
 		atomic_fetch_add_explicit(&fr->gw->in_flight, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&fr->n_requests, 1, memory_order_relaxed);
 		sl->start_ns = bo_clock_ns();
 		gw_slot_receive(sl, body, n);
 		off += GW_FRAME_HEADER_BYTES + n;
@@ -368,16 +388,21 @@ static void conn_collect(struct gw_frame *fr, fconn *c)
 			break;
 		gw_slot *sl = &gw->slots[fr->first + k];
 		if (!c->closing) {
-			uint8_t h[GW_FRAME_HEADER_BYTES] = {(uint8_t)(sl->reply.size >> 24), (uint8_t)(sl->reply.size >> 16),
-							    (uint8_t)(sl->reply.size >> 8), (uint8_t)sl->reply.size};
+			uint8_t h[GW_FRAME_HEADER_BYTES] = {
+			        (uint8_t)(sl->reply.size >> 24), (uint8_t)(sl->reply.size >> 16),
+			        (uint8_t)(sl->reply.size >> 8), (uint8_t)sl->reply.size};
 			if (append(&c->next, &c->next_len, &c->next_cap, h, sizeof(h)) != 0 ||
-			    append(&c->next, &c->next_len, &c->next_cap, sl->reply.data, sl->reply.size) != 0) {
-				bo_log(BO_LOG_ERROR, "msg=\"frame: out of memory for replies: closing\" peer=%s", c->peer);
+			    append(&c->next, &c->next_len, &c->next_cap, sl->reply.data,
+			           sl->reply.size) != 0) {
+				bo_log(BO_LOG_ERROR,
+				       "msg=\"frame: out of memory for replies: closing\" peer=%s",
+				       c->peer);
 				conn_close(fr, c);
 			} else {
 				c->next_frames++;
 				atomic_fetch_add_explicit(&gw->requests, 1, memory_order_relaxed);
-				atomic_fetch_add_explicit(&gw->commands, sl->count, memory_order_relaxed);
+				atomic_fetch_add_explicit(&gw->commands, sl->count,
+				                          memory_order_relaxed);
 			}
 		}
 		slot_give(fr, k);
@@ -433,16 +458,28 @@ static void on_accept(struct gw_frame *fr, int res, unsigned flags)
 		if (res == -EINVAL && fr->multishot && !fr->stopping) {
 			fr->multishot = 0; /* a kernel without multishot accept */
 		} else if (res != -ECANCELED) {
-			bo_log(BO_LOG_WARN, "msg=\"frame: accept failed\" error=\"%s\"", strerror(-res));
+			bo_log(BO_LOG_WARN, "msg=\"frame: accept failed\" error=\"%s\"",
+			       strerror(-res));
 		}
 	} else if (fr->stopping || fr->n_free == 0) {
-		if (!fr->stopping)
-			bo_log(BO_LOG_WARN, "msg=\"frame: too many connections: refusing one\" max=%u",
-			       GW_FRAME_CONNS_MAX);
+		uint64_t n = fr->stopping ? 0
+		                          : atomic_fetch_add_explicit(&fr->n_refused, 1,
+		                                                      memory_order_relaxed) +
+		                                    1;
+		int64_t now = bo_clock_ns();
+		if (n > 0 &&
+		    now - fr->refused_logged_ns >= 1000000000) { /* a storm logs once a second */
+			fr->refused_logged_ns = now;
+			bo_log(BO_LOG_WARN,
+			       "msg=\"frame: too many connections: refusing\" max=%u refused_total=%" PRIu64,
+			       GW_FRAME_CONNS_MAX, n);
+		}
 		close(res);
 	} else {
 		fconn *c = &fr->conns[fr->free_conns[--fr->n_free]];
 		fr->live++;
+		atomic_store_explicit(&fr->n_conns, fr->live, memory_order_relaxed);
+		atomic_fetch_add_explicit(&fr->n_accepted, 1, memory_order_relaxed);
 		c->fd = res;
 		int one = 1;
 		setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -451,7 +488,8 @@ static void on_accept(struct gw_frame *fr, int res, unsigned flags)
 		char ip[INET_ADDRSTRLEN] = "?";
 		if (getpeername(res, (struct sockaddr *)&a, &alen) == 0 && a.sin_family == AF_INET)
 			inet_ntop(AF_INET, &a.sin_addr, ip, sizeof(ip));
-		snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, a.sin_family == AF_INET ? ntohs(a.sin_port) : 0);
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", ip,
+		         a.sin_family == AF_INET ? ntohs(a.sin_port) : 0);
 		conn_want_recv(fr, c);
 	}
 	if (!fr->accept_posted && !fr->stopping)
@@ -475,8 +513,8 @@ static void on_recv(struct gw_frame *fr, fconn *c, int res)
 		c->eof = 1; /* the replies owed still go out */
 		c->in_len = 0;
 	} else if (res < 0 && !c->closing) {
-		bo_log(BO_LOG_INFO, "msg=\"frame: receive failed: closing\" peer=%s error=\"%s\"", c->peer,
-		       strerror(-res));
+		bo_log(BO_LOG_INFO, "msg=\"frame: receive failed: closing\" peer=%s error=\"%s\"",
+		       c->peer, strerror(-res));
 		conn_close(fr, c);
 	}
 	mark_dirty(fr, c);
@@ -487,7 +525,8 @@ static void on_send(struct gw_frame *fr, fconn *c, int res)
 	c->send_posted = 0;
 	if (res < 0 || c->closing) {
 		if (!c->closing)
-			bo_log(BO_LOG_INFO, "msg=\"frame: send failed: closing\" peer=%s error=\"%s\"", c->peer,
+			bo_log(BO_LOG_INFO,
+			       "msg=\"frame: send failed: closing\" peer=%s error=\"%s\"", c->peer,
 			       strerror(-res));
 		conn_close(fr, c);
 		mark_dirty(fr, c);
@@ -519,9 +558,11 @@ static void on_tick(struct gw_frame *fr)
 			       "msg=\"frame: the client has not read its replies for %d ms: closing\" peer=%s "
 			       "unsent_bytes=%zu",
 			       GW_FRAME_STALL_MS, c->peer, c->out_len - c->out_off + c->next_len);
+			atomic_fetch_add_explicit(&fr->n_stalled, 1, memory_order_relaxed);
 			conn_close(fr, c);
 		} else if (late) {
-			bo_log(BO_LOG_WARN, "msg=\"frame: stopping: replies not taken in time, closing\" peer=%s",
+			bo_log(BO_LOG_WARN,
+			       "msg=\"frame: stopping: replies not taken in time, closing\" peer=%s",
 			       c->peer);
 			conn_close(fr, c);
 		}
@@ -552,8 +593,10 @@ static void fail_pending(struct gw_frame *fr)
 				continue;
 			gw_slot *sl = &fr->gw->slots[fr->first + k];
 			sl->reply.size = 0;
-			int rc = wire_encode_error(BO_BUSY, "server stopping, retry later", &sl->reply);
-			(void)rc; /* -ENOMEM leaves an empty reply: the client sees a short frame and retries */
+			int rc = wire_encode_error(BO_BUSY, "server stopping, retry later",
+			                           &sl->reply);
+			(void)rc; /* -ENOMEM leaves an empty reply: the client sees a short frame
+			             and retries */
 			fr->fs[k].done = 1;
 		}
 		if (c->fd >= 0)
@@ -633,8 +676,10 @@ static void *frame_main(void *arg)
 	/* A single-issuer ring belongs to the thread that enables it (liburing
 	 * 2.3 declares io_uring_enable_rings but does not export it). */
 	if ((fr->ring.flags & IORING_SETUP_R_DISABLED) &&
-	    syscall(__NR_io_uring_register, fr->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) != 0)
-		bo_log(BO_LOG_ERROR, "msg=\"frame: cannot enable the ring\" error=\"%s\"", strerror(errno));
+	    syscall(__NR_io_uring_register, fr->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL,
+	            0) != 0)
+		bo_log(BO_LOG_ERROR, "msg=\"frame: cannot enable the ring\" error=\"%s\"",
+		       strerror(errno));
 	post_event_read(fr);
 	post_timer(fr);
 	post_accept(fr);
@@ -649,12 +694,14 @@ static void *frame_main(void *arg)
 				conn_settle(fr, &fr->conns[fr->dirty[i]]);
 			fr->n_dirty = 0;
 			retry_starved(fr);
-		} while (fr->n_dirty > 0 || atomic_load_explicit(&fr->done_list, memory_order_relaxed) != NULL);
+		} while (fr->n_dirty > 0 ||
+		         atomic_load_explicit(&fr->done_list, memory_order_relaxed) != NULL);
 		if (fr->stopping && fr->live == 0 && !fr->accept_posted)
 			break;
 		int rc = io_uring_submit_and_wait(&fr->ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-			bo_log(BO_LOG_ERROR, "msg=\"frame: io_uring failed: the framed front stops\" error=\"%s\"",
+			bo_log(BO_LOG_ERROR,
+			       "msg=\"frame: io_uring failed: the framed front stops\" error=\"%s\"",
 			       strerror(-rc));
 			break;
 		}
@@ -677,8 +724,10 @@ static int listen_open(struct gw_frame *fr, char *err, size_t errlen)
 	const char *addr_s = fr->gw->cfg.frame;
 	struct sockaddr_in addr;
 	if (gw_http_parse_addr(addr_s, &addr) != 0) {
-		snprintf(err, errlen, "invalid --frame address '%s': want HOST:PORT with an IPv4 HOST or localhost",
-			 addr_s);
+		snprintf(
+		        err, errlen,
+		        "invalid --frame address '%s': want HOST:PORT with an IPv4 HOST or localhost",
+		        addr_s);
 		return -EINVAL;
 	}
 	fr->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -690,7 +739,8 @@ static int listen_open(struct gw_frame *fr, char *err, size_t errlen)
 	setsockopt(fr->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	struct sockaddr_in bound;
 	socklen_t blen = sizeof(bound);
-	if (bind(fr->lfd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fr->lfd, 1024) != 0 ||
+	if (bind(fr->lfd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+	    listen(fr->lfd, 1024) != 0 ||
 	    getsockname(fr->lfd, (struct sockaddr *)&bound, &blen) != 0) {
 		int e = errno;
 		snprintf(err, errlen, "cannot listen for frames on %s: %s", addr_s, strerror(e));
@@ -705,9 +755,9 @@ static int listen_open(struct gw_frame *fr, char *err, size_t errlen)
  * cooperative task work, else plain. */
 static int ring_open(struct gw_frame *fr, char *err, size_t errlen)
 {
-	static const unsigned flags[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
-		IORING_SETUP_COOP_TASKRUN, 0};
+	static const unsigned flags[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+	                                         IORING_SETUP_R_DISABLED,
+	                                 IORING_SETUP_COOP_TASKRUN, 0};
 	/* Posted at most: a recv and a send per connection, the accept, the
 	 * eventfd read, the timer and a cancel; completions get twice that. */
 	unsigned entries = 2 * GW_FRAME_CONNS_MAX + 8;
@@ -734,7 +784,8 @@ int gw_frame_start(gw_server *gw, char *err, size_t errlen)
 	fr->lfd = fr->efd = -1;
 	fr->multishot = 1;
 	fr->bound = gw->cfg.recv_max_bytes;
-	fr->first = gw->cfg.contexts + 1 + (gw->cfg.http ? GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG : 0);
+	fr->first =
+	        gw->cfg.contexts + 1 + (gw->cfg.http ? GW_HTTP_SLOTS_SMALL + GW_HTTP_SLOTS_BIG : 0);
 	assert(fr->first + FRAME_SLOTS == gw->slot_count);
 	for (uint32_t k = 0; k < FRAME_SLOTS; k++) {
 		gw_slot *sl = &gw->slots[fr->first + k];
@@ -762,7 +813,8 @@ int gw_frame_start(gw_server *gw, char *err, size_t errlen)
 	if (rc < 0)
 		return rc;
 	fr->started = 1;
-	bo_log(BO_LOG_INFO, "msg=\"listening for frames\" addr=%s port=%u", gw->cfg.frame, fr->port);
+	bo_log(BO_LOG_INFO, "msg=\"listening for frames\" addr=%s port=%u", gw->cfg.frame,
+	       fr->port);
 	return 0;
 }
 
@@ -802,4 +854,22 @@ void gw_frame_stop(gw_server *gw)
 	gw->frame = NULL;
 }
 
-int gw_frame_port(const gw_server *gw) { return gw->frame ? gw->frame->port : -1; }
+int gw_frame_stats_get(const gw_server *gw, gw_frame_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct gw_frame *fr = gw->frame;
+	if (!fr)
+		return -ENOENT;
+	out->connections = atomic_load_explicit(&fr->n_conns, memory_order_relaxed);
+	out->accepted = atomic_load_explicit(&fr->n_accepted, memory_order_relaxed);
+	out->refused = atomic_load_explicit(&fr->n_refused, memory_order_relaxed);
+	out->requests = atomic_load_explicit(&fr->n_requests, memory_order_relaxed);
+	out->bad_frames = atomic_load_explicit(&fr->n_bad, memory_order_relaxed);
+	out->stalled = atomic_load_explicit(&fr->n_stalled, memory_order_relaxed);
+	return 0;
+}
+
+int gw_frame_port(const gw_server *gw)
+{
+	return gw->frame ? gw->frame->port : -1;
+}

@@ -43,6 +43,19 @@
 /* The frame header: the body's length, 4 bytes big-endian. */
 #define GW_FRAME_HEADER_BYTES 4u
 
+/* The front's counters (/metrics); any thread. */
+typedef struct gw_frame_stats {
+	uint64_t connections; /* open now */
+	uint64_t accepted;    /* connections accepted since start */
+	uint64_t refused;     /* connections closed at once: GW_FRAME_CONNS_MAX open */
+	uint64_t requests;    /* request frames taken */
+	uint64_t bad_frames;  /* connections ended by a bad length */
+	uint64_t stalled;     /* connections closed: replies not read for GW_FRAME_STALL_MS */
+} gw_frame_stats;
+
+/* Fills out; 0, or -ENOENT without a framed front (out zeroed). */
+int gw_frame_stats_get(const gw_server *gw, gw_frame_stats *out /* OUT */);
+
 /* Starts the front on gw->cfg.frame ("HOST:PORT", IPv4 literal or
  * localhost; port 0: any free one) once the slots exist. Returns 0, or a
  * negative errno with the reason in err (a bad address, the address in use,

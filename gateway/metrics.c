@@ -28,6 +28,7 @@
 #include "gateway/metrics.h"
 #include "gateway/internal.h"
 #include "gateway/throttle.h"
+#include "gateway/frame.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -300,8 +301,8 @@ static void render_gateway(page *p, gw_server *gw)
 	gw_stats gs;
 	gw_stats_get(gw, &gs);
 	scalar(p, "boxoffice_requests_total", "counter",
-	       "Requests answered: nng messages and HTTP requests.", (uint64_t)gs.requests);
-	scalar(p, "boxoffice_commands_total", "counter", "Commands answered, over nng and HTTP.",
+	       "Requests answered: nng messages, HTTP requests and request frames.", (uint64_t)gs.requests);
+	scalar(p, "boxoffice_commands_total", "counter", "Commands answered, over nng, HTTP and frames.",
 	       (uint64_t)gs.commands);
 	scalar(p, "boxoffice_invalid_messages_total", "counter",
 	       "Request messages answered with a message-level invalid (undecodable).",
@@ -321,6 +322,25 @@ static void render_gateway(page *p, gw_server *gw)
 	       "Per request (an nng message or an HTTP request, one for a whole batch): from the gateway "
 	       "taking it off the transport to its reply being handed back to the transport.");
 	hist_series(p, "boxoffice_request_duration_seconds", "", &gw->request_us, LAT_TOP, 1);
+
+	gw_frame_stats fs;
+	if (gw_frame_stats_get(gw, &fs) == 0) {
+		scalar(p, "boxoffice_frame_connections", "gauge",
+		       "Framed TCP connections open (--frame, schemas/frame.md).", fs.connections);
+		scalar(p, "boxoffice_frame_connections_total", "counter",
+		       "Framed TCP connections accepted.", fs.accepted);
+		scalar(p, "boxoffice_frame_connections_refused_total", "counter",
+		       "Framed TCP connections closed as they came: the connection limit was reached.",
+		       fs.refused);
+		scalar(p, "boxoffice_frame_requests_total", "counter",
+		       "Request frames taken by the framed TCP front (also in boxoffice_requests_total).",
+		       fs.requests);
+		scalar(p, "boxoffice_frame_bad_frames_total", "counter",
+		       "Framed connections ended by a frame length of 0 or over the message bound.",
+		       fs.bad_frames);
+		scalar(p, "boxoffice_frame_stalled_total", "counter",
+		       "Framed connections closed because the client did not read its replies.", fs.stalled);
+	}
 
 	scalar(p, "boxoffice_subscribers", "gauge", "Projection subscribers connected (--publish).",
 	       (uint64_t)gs.pub.subscribers);

@@ -17,7 +17,8 @@
  *  7. token: with a token, a frame without it is refused (unauthorized)
  *     and applies nothing; with the prefix it is applied.
  *  8. many-connections: 200 connections, each with a request in flight at
- *     once, each gets its own reply.
+ *     once, each gets its own reply; the front's counters (/metrics) show
+ *     them (bad-length checks its bad-frame counter).
  *  9. fuzz: random bodies of random lengths never stop the server: each
  *     frame is answered (or the connection closed on a bad length), and a
  *     good request still works afterwards.
@@ -43,6 +44,7 @@
 #include <nng/nng.h>
 
 #include "base/seatmap.h"
+#include "gateway/frame.h"
 #include "gateway/gateway.h"
 #include "protocol/wire.h"
 #include "shard/shard.h"
@@ -51,8 +53,14 @@
 
 static tgw g_srv;
 
-static void suite_init(void) { signal(SIGPIPE, SIG_IGN); }
-static void suite_fini(void) { tgw_cleanup(&g_srv); }
+static void suite_init(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+}
+static void suite_fini(void)
+{
+	tgw_cleanup(&g_srv);
+}
 
 TestSuite(frame, .init = suite_init, .fini = suite_fini, .timeout = 120);
 
@@ -78,7 +86,8 @@ static void create_event(tgw *t, uint64_t event, uint32_t rows, uint32_t per_row
 	bo_cmd c = tcmd_create(1, event * 1000, event, m);
 	bo_result r;
 	cr_assert_eq(gw_apply_local(t->gw, &c, 1, &r, TGW_WAIT_MS), 0);
-	cr_assert_eq(r.status, BO_OK, "create_event %" PRIu64 ": %s", event, bo_status_str(r.status));
+	cr_assert_eq(r.status, BO_OK, "create_event %" PRIu64 ": %s", event,
+	             bo_status_str(r.status));
 	bo_seatmap_free(m);
 }
 
@@ -95,7 +104,8 @@ static int conn_open(int port)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s",
+	             strerror(errno));
 	return fd;
 }
 
@@ -238,7 +248,8 @@ Test(frame, same_as_nng)
 	size_t alen, blen;
 	frame_bytes(fd, &mq, &a, &alen);
 	nng_call(g_srv.url, &mq, &b, &blen);
-	cr_assert(alen == blen && memcmp(a, b, alen) == 0, "query_avail: frame and nng replies differ");
+	cr_assert(alen == blen && memcmp(a, b, alen) == 0,
+	          "query_avail: frame and nng replies differ");
 	free(a);
 	free(b);
 	/* The hold over frames, then the same ids over nng: the idempotent
@@ -251,9 +262,11 @@ Test(frame, same_as_nng)
 	cr_assert_eq(wire_decode_replies(b, blen, &rb, NULL, 1, &wm), 0);
 	cr_assert_eq(ra.status, BO_OK);
 	cr_assert_eq(ra.seat_count, 2);
-	cr_assert(ra.replayed == 0 && rb.replayed == 1, "the nng repeat is not the frame's replayed");
+	cr_assert(ra.replayed == 0 && rb.replayed == 1,
+	          "the nng repeat is not the frame's replayed");
 	rb.replayed = 0;
-	cr_assert(memcmp(&ra, &rb, sizeof(ra)) == 0, "hold_best: frame reply and nng repeat differ");
+	cr_assert(memcmp(&ra, &rb, sizeof(ra)) == 0,
+	          "hold_best: frame reply and nng repeat differ");
 	free(a);
 	free(b);
 	/* A malformed message: the same message-level error as nng's. */
@@ -262,7 +275,8 @@ Test(frame, same_as_nng)
 	msgpack_sbuffer_write(&bad, "\xc1", 1);
 	frame_bytes(fd, &bad, &a, &alen);
 	nng_call(g_srv.url, &bad, &b, &blen);
-	cr_assert(alen == blen && memcmp(a, b, alen) == 0, "malformed: frame and nng replies differ");
+	cr_assert(alen == blen && memcmp(a, b, alen) == 0,
+	          "malformed: frame and nng replies differ");
 	free(a);
 	free(b);
 	msgpack_sbuffer_destroy(&bad);
@@ -282,7 +296,9 @@ Test(frame, pipelined)
 		ev[1]++;
 	create_event(&g_srv, ev[0], 1, 1, 1000);
 	create_event(&g_srv, ev[1], 1, 1, 1000);
-	enum { N = 1000 };
+	enum {
+		N = 1000
+	};
 	msgpack_sbuffer all;
 	msgpack_sbuffer_init(&all);
 	for (uint32_t i = 0; i < N; i++) {
@@ -309,7 +325,8 @@ Test(frame, pipelined)
 		wire_msg wm;
 		cr_assert_eq(wire_decode_replies(rep, len, &r, NULL, 1, &wm), 0, "%s", wm.error);
 		free(rep);
-		cr_assert_eq(r.request_id, 1 + i, "reply %u answers request %" PRIu64 ": out of order", i, r.request_id);
+		cr_assert_eq(r.request_id, 1 + i,
+		             "reply %u answers request %" PRIu64 ": out of order", i, r.request_id);
 		cr_assert_eq(r.status, BO_OK, "hold %u: %s", i, bo_status_str(r.status));
 	}
 	close(fd);
@@ -320,7 +337,8 @@ Test(frame, batch)
 {
 	int port = srv_start(&g_srv, NULL);
 	create_event(&g_srv, 1, 10, 10, 100);
-	bo_cmd cmds[3] = {tcmd_hold_best(5, 1, 1, 0, 1, 60000), tcmd_query_avail(1), tcmd_query_avail(999)};
+	bo_cmd cmds[3] = {tcmd_hold_best(5, 1, 1, 0, 1, 60000), tcmd_query_avail(1),
+	                  tcmd_query_avail(999)};
 	msgpack_sbuffer m;
 	encode(cmds, 3, 1, &m);
 	int fd = conn_open(port);
@@ -330,8 +348,9 @@ Test(frame, batch)
 	bo_result r[3];
 	wire_msg wm;
 	cr_assert_eq(wire_decode_replies(rep, len, r, NULL, 3, &wm), 0, "%s", wm.error);
-	cr_assert(wm.is_array && wm.count == 3, "a batch is answered with an array of 3 (is_array %u, count %u)",
-		  wm.is_array, wm.count);
+	cr_assert(wm.is_array && wm.count == 3,
+	          "a batch is answered with an array of 3 (is_array %u, count %u)", wm.is_array,
+	          wm.count);
 	cr_assert_eq(r[0].status, BO_OK);
 	cr_assert_eq(r[0].op, BO_OP_HOLD_BEST);
 	cr_assert_eq(r[1].status, BO_OK);
@@ -369,7 +388,8 @@ Test(frame, bad_length)
 		write_all(fd, "abcdefgh", 8);
 		uint8_t *rep;
 		size_t len;
-		cr_assert_eq(recv_frame(fd, &rep, &len), 0, "the frame before the bad one was not answered");
+		cr_assert_eq(recv_frame(fd, &rep, &len), 0,
+		             "the frame before the bad one was not answered");
 		free(rep);
 		assert_closed(fd);
 		close(fd);
@@ -379,6 +399,9 @@ Test(frame, bad_length)
 		msgpack_sbuffer_destroy(&m);
 	}
 	assert_serving(port, 1);
+	gw_frame_stats st;
+	cr_assert_eq(gw_frame_stats_get(g_srv.gw, &st), 0);
+	cr_assert_eq(st.bad_frames, 2, "bad frames counted: %" PRIu64, st.bad_frames);
 	tgw_stop(&g_srv);
 }
 
@@ -437,7 +460,8 @@ Test(frame, token)
 	int fd = conn_open(port);
 	bo_cmd h = tcmd_hold_best(5, 21, 1, 0, 1, 60000);
 	bo_result r = frame_call(fd, &h);
-	cr_assert_eq(r.status, BO_INVALID, "a frame without the token: %s", bo_status_str(r.status));
+	cr_assert_eq(r.status, BO_INVALID, "a frame without the token: %s",
+	             bo_status_str(r.status));
 	uint8_t *rep;
 	size_t len;
 	msgpack_sbuffer m;
@@ -477,7 +501,9 @@ Test(frame, many_connections)
 {
 	int port = srv_start(&g_srv, NULL);
 	create_event(&g_srv, 1, 1, 1, 1000);
-	enum { N = 200 };
+	enum {
+		N = 200
+	};
 	int fds[N];
 	for (int i = 0; i < N; i++) {
 		fds[i] = conn_open(port);
@@ -496,11 +522,18 @@ Test(frame, many_connections)
 		bo_result r;
 		wire_msg wm;
 		cr_assert_eq(wire_decode_replies(rep, len, &r, NULL, 1, &wm), 0);
-		cr_assert_eq(r.client_id, 100 + (uint64_t)i, "connection %d got another's reply", i);
+		cr_assert_eq(r.client_id, 100 + (uint64_t)i, "connection %d got another's reply",
+		             i);
 		cr_assert_eq(r.status, BO_OK);
 		free(rep);
-		close(fds[i]);
 	}
+	gw_frame_stats st;
+	cr_assert_eq(gw_frame_stats_get(g_srv.gw, &st), 0);
+	cr_assert_eq(st.connections, N, "connections open: %" PRIu64, st.connections);
+	cr_assert_eq(st.accepted, N);
+	cr_assert_eq(st.requests, N);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
 	tgw_stop(&g_srv);
 }
 
@@ -516,7 +549,8 @@ Test(frame, fuzz)
 		for (size_t k = 0; k < n; k++)
 			body[k] = (uint8_t)rand();
 		if (i % 3 == 0)
-			body[0] = (uint8_t)(0x80 | (rand() & 0x0f)); /* a map: deeper into the decoder */
+			body[0] = (uint8_t)(0x80 |
+			                    (rand() & 0x0f)); /* a map: deeper into the decoder */
 		else if (i % 3 == 1)
 			body[0] = (uint8_t)(0x90 | (rand() & 0x0f)); /* an array */
 		send_frame(fd, body, n);

@@ -269,7 +269,8 @@ class Run:
         # 'postgres'): scripts/pg keeps the cluster inside it then.
         self.work = Path(tempfile.mkdtemp(prefix="bo-harness-"))
         self.work.chmod(0o755)
-        self.guard.tell(f"rm {self.work}")
+        if not args.keep:
+            self.guard.tell(f"rm {self.work}")
         self.procs = []
         self.pgs = []
         self.errors = []
@@ -514,9 +515,15 @@ class Setting:
         self.key, self.system, self.server = key, system, server
         self.conns, self.depth, self.opt, self.what = conns, depth, opt, what
 
-    def client_args(self):
+    def client_args(self, handle=None):
+        """--conns, --depth and --opt for boxoffice-bench; handle is the
+        system started for it (the framed front's setup and audit go over
+        the same server's nng socket, which --opt nng names)."""
+        opts = [self.opt] if self.opt else []
+        if self.system == "boxoffice-frame":
+            opts.append(f"nng={handle.url()}")
         a = ["--conns", str(self.conns), "--depth", str(self.depth)]
-        return a + (["--opt", self.opt] if self.opt else [])
+        return a + (["--opt", ",".join(opts)] if opts else [])
 
 
 # One command per request, then each system's best client setting. Redis is
@@ -610,7 +617,7 @@ def closed_run(run, systems, s, duration):
     try:
         res = run.bench(s.key, ["--system", s.system, "--target", target, *workload_args(run),
                                 "--mode", "closed", "--duration", str(duration),
-                                *s.client_args()], bench_timeout(duration))
+                                *s.client_args(handle)], bench_timeout(duration))
         if handle is not None:
             handle.stop()
         if res is not None and s.key == "boxoffice":
@@ -812,7 +819,7 @@ def latency_sweep(run, runs):
                 res = run.bench(f"sweep-{name}-{int(f * 100)}pct",
                                 ["--system", s.system, "--target", target, *workload_args(run),
                                  "--mode", "open", "--rate", str(rate),
-                                 "--duration", str(duration), *s.client_args()],
+                                 "--duration", str(duration), *s.client_args(handle)],
                                 bench_timeout(duration))
             finally:
                 if handle is not None:

@@ -334,8 +334,11 @@ class Run:
                       f"{'' if isinstance(res, dict) else ' without a JSON line'}", logp)
             return None
         (self.out / "runs" / f"{label}.json").write_text(json.dumps(res, indent=1) + "\n")
-        log(f"{label}: {fmt_rate(res.get('per_sec'))}/s, p99 {res.get('p99_ms')} ms, "
-            f"oversell {res.get('oversell')}, error_rate {res.get('error_rate')}")
+        if "per_sec" in res:
+            log(f"{label}: {fmt_rate(res.get('per_sec'))}/s, p99 {res.get('p99_ms')} ms, "
+                f"oversell {res.get('oversell')}, error_rate {res.get('error_rate')}")
+        else:
+            log(f"{label}: audit {json.dumps(res.get('audit'))}")
         return res
 
     def fail(self, label, why, logp):
@@ -799,7 +802,7 @@ def latency_sweep(run, runs):
     # --quick only proves the sweep works (one point a system): the test
     # suite's two quick runs must stay well under three minutes.
     fracs = [0.5] if run.quick else [0.1, 0.25, 0.5, 0.75, 0.9]
-    duration = 1 if run.quick else 5
+    duration = run.args.duration or (1 if run.quick else 5)
     by_key = {s.key: s for s in SETTINGS}
     points = {}
     for name, keys in SWEEP:
@@ -879,24 +882,25 @@ def plot_latency(run):
     lines = []
     plotted = [(name, p) for name, p in points.items() if p["points"]]
     for i, (name, p) in enumerate(plotted):
+        # One legend entry a system (its p50 shares the colour).
         lines.append(f"'latency_vs_load.dat' index {i} using 1:5 with linespoints lw 2 pt 7 "
-                     f"lc {i + 1} dt 1 title '{name} p99 ({p['setting']}, "
-                     f"{p['conns']} conns x {p['depth']})'")
+                     f"lc {i + 1} dt 1 title '{p['setting']} ({p['conns']} conns x "
+                     f"{p['depth']})'")
         lines.append(f"'latency_vs_load.dat' index {i} using 1:3 with linespoints lw 1 pt 6 "
-                     f"lc {i + 1} dt 3 title '{name} p50'")
+                     f"lc {i + 1} dt 3 notitle")
     if not lines:
         run.errors.append("latency_vs_load.png: no points to plot")
         return
     script = f"""# Written by perf/harness/harness.py
-set terminal pngcairo size 1100,700 noenhanced font ',10'
+set terminal pngcairo size 1100,760 noenhanced font ',10'
 set output 'latency_vs_load.png'
-set title 'Latency against offered load, open loop, {run.args.workload} (p99 solid, p50 dotted)'
+set title "Latency against offered load, open loop, {run.args.workload}\\np99 solid, p50 dotted in the same colour"
 set logscale xy
 set grid xtics ytics mxtics mytics lc rgb '#dddddd'
 set xlabel 'offered load (requests/s)'
 set ylabel 'latency (ms)'
 set format x '%.0s%c'
-set key outside right top
+set key below maxrows 3
 set datafile missing 'nan'
 plot {", ".join(lines)}
 """

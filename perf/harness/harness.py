@@ -958,6 +958,7 @@ def metrics_sample(m, t):
         "projection_age_ms": age * 1000 if age is not None else None,
         "read_model_lag_records": max(rml.values()) if rml else None,
         "balance": one(m, "boxoffice_shard_balance"),
+        "answered": one(m, "boxoffice_commands_total"),
         "commands": [shards[k] for k in sorted(shards)],
         "queue_wait": [(lab["le"], v) for lab, v in
                        m.get("boxoffice_projection_queue_wait_seconds_bucket", [])],
@@ -1007,13 +1008,32 @@ def hist_p95_ms(first, last):
     return None
 
 
-def slo_from_samples(samples):
-    """The /metrics figures of the load's samples (at least two)."""
-    out = {"samples": len(samples)}
-    lag = [s["commit_lag_ms"] for s in samples]
+def load_window(samples, rate):
+    """(i, j): samples[i] is the last one before the load, samples[j] the
+    last one during it, found from the server's own count of commands
+    answered: an interval in which it answered at least a tenth of the
+    offered rate is load (the bench's setup before it and its audit after
+    it are far slower). None when no interval was."""
+    active = [k for k in range(1, len(samples))
+              if None not in (samples[k]["answered"], samples[k - 1]["answered"])
+              and (samples[k]["answered"] - samples[k - 1]["answered"])
+              >= 0.1 * rate * (samples[k]["t"] - samples[k - 1]["t"])]
+    return (active[0] - 1, active[-1]) if active else None
+
+
+def slo_from_samples(samples, rate):
+    """The /metrics figures of the load: the counters from the sample
+    before it to its last one, the gauges of the samples during it."""
+    w = load_window(samples, rate)
+    if w is None:
+        return {"samples": 0}
+    samples = samples[w[0]:w[1] + 1]
+    during = samples[1:]
+    out = {"samples": len(during), "load_began_s": round(samples[0]["t"], 3)}
+    lag = [s["commit_lag_ms"] for s in during]
     out["commit_lag_ms_p95"] = p95(lag) if all(v is not None for v in lag) else None
-    out["projection_lag_ms_p95"] = p95(s["projection_age_ms"] for s in samples)
-    out["read_model_lag_records_p95"] = p95(s["read_model_lag_records"] for s in samples)
+    out["projection_lag_ms_p95"] = p95(s["projection_age_ms"] for s in during)
+    out["read_model_lag_records_p95"] = p95(s["read_model_lag_records"] for s in during)
     first, last = samples[0], samples[-1]
     c = [b - a for a, b in zip(first["commands"], last["commands"])]
     out["shard_commands"] = c
@@ -1087,12 +1107,12 @@ def cmd_slo(run):
         scraper.stop()
         bo.stop()
         pg.destroy()
-    # The samples of the load itself (the bench's setup came before it).
-    load = [s for s in scraper.samples if t1 - duration - 0.5 <= s["t"] <= t1]
-    m = slo_from_samples(load) if len(load) >= 2 else {"samples": len(load)}
-    if len(load) < 2:
-        run.errors.append(f"/metrics: {len(load)} samples during the load "
-                          f"({scraper.failures} scrapes failed)")
+    # The samples of the load itself (the bench's setup came before it, its
+    # audit after it: both inside the bench's lifetime).
+    m = slo_from_samples(scraper.samples, rate)
+    if m["samples"] < 1:
+        run.errors.append(f"/metrics: no sample during the load ({len(scraper.samples)} "
+                          f"samples, {scraper.failures} scrapes failed)")
     figs = slo_figures(res, m)
     out = {"bench": "slo", "workload": run.args.workload, "quick": run.quick, **figs,
            "offered_per_sec": rate, "achieved_per_sec": num(res, "per_sec"),
@@ -1101,8 +1121,22 @@ def cmd_slo(run):
            "server_args": bo.argv[1:], "audit": (res or {}).get("audit"),
            "outcomes": (res or {}).get("outcomes")}
     write_timeline(run, res)
+    write_samples(run, scraper.samples, m.pop("load_began_s", t0))
     out["errors"] = run.errors
     return out
+
+
+def write_samples(run, samples, t0):
+    """slo_metrics.dat: what each /metrics sample said, in seconds since
+    the sample before the load (so within a second of the timeline's
+    clock); negative: before the load."""
+    with open(run.out / "slo_metrics.dat", "w") as f:
+        f.write("# t_s commit_lag_ms projection_age_ms read_model_lag_records "
+                "shard_balance (/metrics once a second during the SLO run)\n")
+        for s in samples:
+            vals = [s["t"] - t0, s["commit_lag_ms"], s["projection_age_ms"],
+                    s["read_model_lag_records"], s["balance"]]
+            f.write(" ".join("nan" if v is None else f"{v:.6g}" for v in vals) + "\n")
 
 
 def write_timeline(run, res):

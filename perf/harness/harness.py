@@ -479,6 +479,9 @@ class Postgres:
         if restart:
             self.pg("stop")
             self.pg("start")
+        if self.n:  # the last run's rows are of no more use: keep the cluster small
+            self.pg("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                    f"DROP DATABASE IF EXISTS bench{self.n} WITH (FORCE)")
         self.n += 1
         db = f"bench{self.n}"
         self.pg("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE DATABASE {db}")
@@ -679,6 +682,7 @@ def cmd_compare(run):
     runs, skipped = {}, {}
     for s in SETTINGS:
         if run.args.only and not any(s.key.startswith(o) for o in run.args.only.split(",")):
+            skipped[s.key] = "not asked for (--only)"
             continue
         res, why = closed_run(run, run.systems, s, duration)
         runs[s.key] = res
@@ -712,6 +716,9 @@ def put_figures(out, name, res):
     out[f"{name}_per_sec"] = num(res, "per_sec")
     out[f"{name}_p99_ms"] = num(res, "p99_ms")
     out[f"{name}_oversell"] = num(res, "oversell")
+    # The run's own audit: its stores' booked seats equal what the bench
+    # saw confirmed (null: the system has no audit, or the run failed).
+    out[f"{name}_audit_agree"] = ((res or {}).get("audit") or {}).get("agree")
 
 
 def summarize_compare(run, runs, skipped, duration):

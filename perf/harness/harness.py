@@ -1211,6 +1211,9 @@ def check_compare(o):
     for k in ("boxoffice", "boxoffice_single"):
         if o.get(f"{k}_oversell") != 0:
             bad.append(f"{k}_oversell is {o.get(f'{k}_oversell')!r}, not 0")
+    for k in ("boxoffice", "boxoffice_single_nng", "boxoffice_single_frame"):
+        if o.get(f"{k}_audit_agree") is False:
+            bad.append(f"{k}_audit_agree is false: the server's stores disagree with the bench")
     if o.get("boxoffice_audit_agree") is not True:
         bad.append(f"boxoffice_audit_agree is {o.get('boxoffice_audit_agree')!r}: the "
                    f"recovered engine and the live run's stores disagree (or no audit)")
@@ -1257,6 +1260,8 @@ def selftest():
               ("compare null rate", check_compare, {**good_c, "postgres_per_sec": None}, False),
               ("compare audit disagrees", check_compare,
                {**good_c, "boxoffice_audit_agree": False}, False),
+              ("compare run audit disagrees", check_compare,
+               {**good_c, "boxoffice_single_frame_audit_agree": False}, False),
               ("compare run error", check_compare, {**good_c, "errors": ["x"]}, False),
               ("slo without p99", check_slo,
                {a: b for a, b in good_s.items() if a != "p99_ms"}, False),

@@ -118,7 +118,8 @@ typedef struct lg_wl_shared {
 typedef struct lg_wl lg_wl;
 
 /* ids_base: random per run (not from --seed), so that ids never repeat
- * across runs against one server (its idempotency window). */
+ * across runs against one server (its idempotency window). NULL when out
+ * of memory. */
 lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_base);
 void lg_wl_free(lg_wl *w);
 /* Fills *r with the connection's next request (given `now_ns`) and *tag
@@ -127,7 +128,10 @@ void lg_wl_free(lg_wl *w);
  * exhausted (nothing filled). */
 int lg_wl_next(lg_wl *w, lg_req *r, int64_t *tag, uint64_t now_ns);
 /* Learns from a completed request (OK holds feed later confirms and
- * releases) and notes it in the audit log. */
+ * releases; a shed confirm or release is tried again later) and notes it
+ * in the audit log. A round is at most cfg->depth requests from
+ * lg_wl_next; lg_wl_done must see all of them, in the same order, before
+ * the next round begins (asserted). */
 void lg_wl_done(lg_wl *w, const lg_req *r, int64_t tag, uint64_t send_ns, uint64_t ack_ns,
                 lg_audit_log *log);
 

@@ -349,6 +349,23 @@ static int create_events(bx_sys *s, char *err)
 	return 0;
 }
 
+static int sum_avail(bx_sys *s, int64_t *booked, int64_t *held, char *err);
+
+/* The read model learns of a new event a moment after the engine (it
+ * follows the journal): a read before that is answered not_found and
+ * would count as an error of the run. Waits until every event reads OK,
+ * 10 s at most. */
+static int wait_readable(bx_sys *s, char *err)
+{
+	int64_t booked, held, until = bo_clock_ms() + 10000;
+	int rc;
+	while ((rc = sum_avail(s, &booked, &held, err)) == -EPROTO && bo_clock_ms() < until) {
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return rc;
+}
+
 static int bx_setup(const lg_config *cfg, void **out, char *err)
 {
 	bx_sys *s = calloc(1, sizeof(*s));
@@ -393,8 +410,8 @@ static int bx_setup(const lg_config *cfg, void **out, char *err)
 	rc = s->map ? 0 : -ENOMEM;
 	if (rc == -ENOMEM)
 		snprintf(err, LG_ERR_LEN, "boxoffice: out of memory for the seat map");
-	if (rc == 0 && cfg->setup)
-		rc = create_events(s, err);
+	if (rc == 0 && cfg->setup && (rc = create_events(s, err)) == 0)
+		rc = wait_readable(s, err);
 	if (rc) {
 		boc_close(s->c);
 		bo_seatmap_free(s->map);

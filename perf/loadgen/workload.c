@@ -13,6 +13,7 @@
  * drawn per run so that two runs against one server never reuse an id
  * inside its idempotency window. --seed drives the choices only.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,12 @@ struct lg_wl {
 	uint64_t nclient, nreq;
 	uint32_t top, count; /* stack in a ring: holds[(top - 1 - i) % MAX] */
 	wl_hold holds[WL_HOLDS_MAX];
+	/* The holds the current round confirms or releases, in request
+	 * order (lg_wl_done sees a round's requests in lg_wl_next's order):
+	 * one that was shed (busy, throttled) goes back on the stack, as a
+	 * buyer whose payment was refused for load tries again. */
+	wl_hold *fly;
+	uint32_t fly_n, fly_head;
 };
 
 static uint64_t rnd(uint64_t *s)
@@ -145,11 +152,18 @@ lg_wl *lg_wl_new(lg_wl_shared *sh, unsigned conn, uint64_t seed, uint64_t ids_ba
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	w->rng = (z ^ (z >> 31)) | 1;
 	w->id_prefix = ((ids_base & 0xfffffull) << 43) | ((uint64_t)conn << 31);
+	w->fly = calloc(sh->cfg->depth, sizeof(*w->fly));
+	if (!w->fly) {
+		free(w);
+		return NULL;
+	}
 	return w;
 }
 
 void lg_wl_free(lg_wl *w)
 {
+	if (w)
+		free(w->fly);
 	free(w);
 }
 
@@ -230,6 +244,8 @@ static int make_write(lg_wl *w, lg_req *r, unsigned op, int64_t *tag, uint64_t n
 		r->client = h.client;
 		r->claim = h.claim;
 		*tag = h.tag;
+		assert(w->fly_n < w->sh->cfg->depth);
+		w->fly[w->fly_n++] = h;
 		return 1;
 	}
 	int best = op == LG_HOLD_BEST || (w->sh->def->ops & (1u << LG_HOLD_SEATS)) == 0;
@@ -271,8 +287,15 @@ void lg_wl_done(lg_wl *w, const lg_req *r, int64_t tag, uint64_t send_ns, uint64
                 lg_audit_log *log)
 {
 	if (r->op == LG_CONFIRM || r->op == LG_RELEASE) {
+		assert(w->fly_head < w->fly_n);
+		wl_hold h = w->fly[w->fly_head++];
+		assert(h.claim == r->claim && h.tag == tag);
+		if (w->fly_head == w->fly_n)
+			w->fly_head = w->fly_n = 0;
 		if (log && tag >= 0)
 			lg_audit_end(log, tag, r->op, r->outcome, send_ns, ack_ns);
+		if ((r->outcome == LG_BUSY || r->outcome == LG_THROTTLED) && h.deadline_ns > ack_ns)
+			push_hold(w, &h);
 		return;
 	}
 	/* Demand counts the holds the system decided on: a shed or lost one

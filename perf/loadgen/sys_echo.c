@@ -52,8 +52,9 @@
 #define EXEC_TIMEOUT_MS 10000
 /* Bytes of one encoded typical command (a hold of 8 seats is ~90). */
 #define ECHO_CMD_MAX 160u
-/* msgpack array header: fixarray (1 byte) up to 15, array16 (3) beyond. */
-#define ECHO_ARRAY_HDR_MAX 3u
+/* msgpack array header: fixarray (1 byte) up to 15, array16 (3) up to
+ * 65535, array32 (5) beyond (the driver allows depth 65536). */
+#define ECHO_ARRAY_HDR_MAX 5u
 
 typedef struct echo_sys {
 	char url[256];
@@ -180,10 +181,11 @@ int lg_echo_serve(const char *url, char *err)
 /* The typical command of op with n seats, as sys_boxoffice would send it. */
 static void echo_typical(const lg_config *cfg, int op, unsigned n, bo_cmd *c)
 {
-	static const uint8_t bo_ops[LG_OP_COUNT] = {
-	        [LG_READ] = BO_OP_QUERY_AVAIL, [LG_HOLD_SEATS] = BO_OP_HOLD_SEATS,
-	        [LG_HOLD_BEST] = BO_OP_HOLD_BEST, [LG_CONFIRM] = BO_OP_CONFIRM,
-	        [LG_RELEASE] = BO_OP_RELEASE};
+	static const uint8_t bo_ops[LG_OP_COUNT] = {[LG_READ] = BO_OP_QUERY_AVAIL,
+	                                            [LG_HOLD_SEATS] = BO_OP_HOLD_SEATS,
+	                                            [LG_HOLD_BEST] = BO_OP_HOLD_BEST,
+	                                            [LG_CONFIRM] = BO_OP_CONFIRM,
+	                                            [LG_RELEASE] = BO_OP_RELEASE};
 	memset(c, 0, sizeof(*c));
 	c->op = bo_ops[op];
 	c->event_id = cfg->events / 2 + 1;
@@ -311,7 +313,9 @@ static int echo_setup(const lg_config *cfg, void **out, char *err)
 		free(s);
 		return rc;
 	}
-	fprintf(stderr, "boxoffice-bench: nng-echo: message bytes per command: read %u, hold %u (2 seats), hold_best %u, confirm %u, release %u\n",
+	fprintf(stderr,
+	        "boxoffice-bench: nng-echo: message bytes per command: read %u, hold %u (2 seats),"
+	        " hold_best %u, confirm %u, release %u\n",
 	        s->cmd_len[LG_READ][1], s->cmd_len[LG_HOLD_SEATS][2], s->cmd_len[LG_HOLD_BEST][2],
 	        s->cmd_len[LG_CONFIRM][1], s->cmd_len[LG_RELEASE][1]);
 	*out = s;
@@ -345,33 +349,44 @@ static nng_msg *echo_message(const echo_sys *s, const lg_req *reqs, unsigned n, 
 	if (n <= 15) {
 		hdr[0] = (uint8_t)(0x90u | n);
 		hlen = 1;
-	} else {
+	} else if (n <= 0xffffu) {
 		hdr[0] = 0xdc;
 		hdr[1] = (uint8_t)(n >> 8);
 		hdr[2] = (uint8_t)n;
 		hlen = 3;
+	} else {
+		hdr[0] = 0xdd;
+		for (int k = 0; k < 4; k++)
+			hdr[1 + k] = (uint8_t)(n >> (24 - 8 * k));
+		hlen = 5;
+	}
+	/* Sized once and filled in place: nng_msg_append grows the body to
+	 * the exact size each time, quadratic over a deep round. */
+	size_t total = hlen;
+	for (unsigned i = 0; i < n; i++) {
+		assert(reqs[i].op < LG_OP_COUNT && reqs[i].n <= LG_SEATS_MAX);
+		total += s->cmd_len[reqs[i].op][reqs[i].n ? reqs[i].n : 1];
 	}
 	nng_msg *m;
-	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, hdr, hlen) != 0)
-		goto oom;
+	if (nng_msg_alloc(&m, total) != 0)
+		return NULL;
+	uint8_t *at = nng_msg_body(m);
+	memcpy(at, hdr, hlen);
+	at += hlen;
 	for (unsigned i = 0; i < n; i++) {
-		const lg_req *q = &reqs[i];
-		assert(q->op < LG_OP_COUNT && q->n <= LG_SEATS_MAX);
-		unsigned seats = q->n ? q->n : 1;
-		if (nng_msg_append(m, s->cmd[q->op][seats], s->cmd_len[q->op][seats]) != 0)
-			goto oom;
+		unsigned seats = reqs[i].n ? reqs[i].n : 1;
+		memcpy(at, s->cmd[reqs[i].op][seats], s->cmd_len[reqs[i].op][seats]);
+		at += s->cmd_len[reqs[i].op][seats];
 	}
-	*len = nng_msg_len(m);
+	assert((size_t)(at - (uint8_t *)nng_msg_body(m)) == total);
+	*len = total;
 	return m;
-oom:
-	nng_msg_free(m);
-	return NULL;
 }
 
 static void echo_exec(void *conn, lg_req *reqs, unsigned n)
 {
 	echo_conn *c = conn;
-	assert(n >= 1 && n <= c->sys->depth && n <= 0xffffu);
+	assert(n >= 1 && n <= c->sys->depth);
 	size_t len = 0;
 	nng_msg *m = echo_message(c->sys, reqs, n, &len);
 	/* Out of memory on the client is no answer from the system. */
@@ -396,8 +411,8 @@ static void echo_teardown(void *sys)
 
 const lg_system lg_sys_echo = {
         .name = "nng-echo",
-        .ops = (1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_HOLD_BEST) |
-               (1u << LG_CONFIRM) | (1u << LG_RELEASE),
+        .ops = (1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_HOLD_BEST) | (1u << LG_CONFIRM) |
+               (1u << LG_RELEASE),
         .setup = echo_setup,
         .conn_open = echo_conn_open,
         .exec = echo_exec,

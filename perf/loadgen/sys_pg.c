@@ -83,50 +83,50 @@ static const struct pg_stmt {
 	int nparams;
 	const char *sql;
 } pg_stmts[LG_OP_COUNT] = {
-	[LG_READ] = {"lg_read", 1,
-	             "SELECT e.capacity - (SELECT count(*) FROM pgrowlock.seats s"
-	             " WHERE s.event = $1 AND s.status <> 0"
-	             " AND (s.status = 2 OR s.expires_at > now()))"
-	             " FROM pgrowlock.events e WHERE e.event = $1"},
-	/* $2 seats, $3 claim, $4 ttl_ms */
-	[LG_HOLD_SEATS] = {"lg_hold_seats", 4,
-	                   "WITH want AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
-	                   " WHERE event = $1 AND seat = ANY($2::int[])"
-	                   " AND (status = 0 OR (status = 1 AND expires_at <= now()))"
-	                   " ORDER BY seat FOR UPDATE)"
-	                   " UPDATE pgrowlock.seats s SET status = 1, claim = $3,"
-	                   " expires_at = now() + $4::int * interval '1 millisecond'"
-	                   " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM want))"
-	                   " AND (SELECT count(*) FROM want) = cardinality($2::int[])"
-	                   " RETURNING s.seat"},
-	/* $2 category, $3 quantity, $4 claim, $5 ttl_ms */
-	[LG_HOLD_BEST] = {"lg_hold_best", 5,
-	                  "WITH pick AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
-	                  " WHERE event = $1 AND category = $2::smallint AND status <> 2"
-	                  " AND (status = 0 OR expires_at <= now())"
-	                  " ORDER BY seat LIMIT $3 FOR UPDATE SKIP LOCKED)"
-	                  " UPDATE pgrowlock.seats s SET status = 1, claim = $4,"
-	                  " expires_at = now() + $5::int * interval '1 millisecond'"
-	                  " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM pick))"
-	                  " AND (SELECT count(*) FROM pick) = $3"
-	                  " RETURNING s.seat"},
-	/* $2 seats, $3 claim */
-	[LG_CONFIRM] = {"lg_confirm", 3,
-	                "WITH mine AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
-	                " WHERE event = $1 AND seat = ANY($2::int[]) AND claim = $3"
-	                " AND status = 1 AND expires_at > now() ORDER BY seat FOR UPDATE)"
-	                " UPDATE pgrowlock.seats s SET status = 2, expires_at = NULL"
-	                " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM mine))"
-	                " AND (SELECT count(*) FROM mine) = cardinality($2::int[])"
-	                " RETURNING s.seat"},
-	[LG_RELEASE] = {"lg_release", 3,
-	                "WITH mine AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
-	                " WHERE event = $1 AND seat = ANY($2::int[]) AND claim = $3"
-	                " AND status = 1 AND expires_at > now() ORDER BY seat FOR UPDATE)"
-	                " UPDATE pgrowlock.seats s SET status = 0, claim = NULL, expires_at = NULL"
-	                " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM mine))"
-	                " AND (SELECT count(*) FROM mine) = cardinality($2::int[])"
-	                " RETURNING s.seat"},
+        [LG_READ] = {"lg_read", 1,
+                     "SELECT e.capacity - (SELECT count(*) FROM pgrowlock.seats s"
+                     " WHERE s.event = $1 AND s.status <> 0"
+                     " AND (s.status = 2 OR s.expires_at > now()))"
+                     " FROM pgrowlock.events e WHERE e.event = $1"},
+        /* $2 seats, $3 claim, $4 ttl_ms */
+        [LG_HOLD_SEATS] = {"lg_hold_seats", 4,
+                           "WITH want AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
+                           " WHERE event = $1 AND seat = ANY($2::int[])"
+                           " AND (status = 0 OR (status = 1 AND expires_at <= now()))"
+                           " ORDER BY seat FOR UPDATE)"
+                           " UPDATE pgrowlock.seats s SET status = 1, claim = $3,"
+                           " expires_at = now() + $4::int * interval '1 millisecond'"
+                           " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM want))"
+                           " AND (SELECT count(*) FROM want) = cardinality($2::int[])"
+                           " RETURNING s.seat"},
+        /* $2 category, $3 quantity, $4 claim, $5 ttl_ms */
+        [LG_HOLD_BEST] = {"lg_hold_best", 5,
+                          "WITH pick AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
+                          " WHERE event = $1 AND category = $2::smallint AND status <> 2"
+                          " AND (status = 0 OR expires_at <= now())"
+                          " ORDER BY seat LIMIT $3 FOR UPDATE SKIP LOCKED)"
+                          " UPDATE pgrowlock.seats s SET status = 1, claim = $4,"
+                          " expires_at = now() + $5::int * interval '1 millisecond'"
+                          " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM pick))"
+                          " AND (SELECT count(*) FROM pick) = $3"
+                          " RETURNING s.seat"},
+        /* $2 seats, $3 claim */
+        [LG_CONFIRM] = {"lg_confirm", 3,
+                        "WITH mine AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
+                        " WHERE event = $1 AND seat = ANY($2::int[]) AND claim = $3"
+                        " AND status = 1 AND expires_at > now() ORDER BY seat FOR UPDATE)"
+                        " UPDATE pgrowlock.seats s SET status = 2, expires_at = NULL"
+                        " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM mine))"
+                        " AND (SELECT count(*) FROM mine) = cardinality($2::int[])"
+                        " RETURNING s.seat"},
+        [LG_RELEASE] = {"lg_release", 3,
+                        "WITH mine AS MATERIALIZED (SELECT seat FROM pgrowlock.seats"
+                        " WHERE event = $1 AND seat = ANY($2::int[]) AND claim = $3"
+                        " AND status = 1 AND expires_at > now() ORDER BY seat FOR UPDATE)"
+                        " UPDATE pgrowlock.seats s SET status = 0, claim = NULL, expires_at = NULL"
+                        " WHERE s.event = $1 AND s.seat = ANY(ARRAY(SELECT seat FROM mine))"
+                        " AND (SELECT count(*) FROM mine) = cardinality($2::int[])"
+                        " RETURNING s.seat"},
 };
 
 #define PG_PARAMS_MAX 5
@@ -134,16 +134,28 @@ static const struct pg_stmt {
 #define PG_PARAM_LEN (2 + LG_SEATS_MAX * 11)
 
 typedef struct pg_sys {
-	char *conninfo;	     /* owned */
-	uint32_t depth;	     /* > 1: connections run in pipeline mode */
+	char *conninfo;       /* owned */
+	uint32_t depth;       /* > 1: connections run in pipeline mode */
 	int sync_per_request; /* --opt sync=request: one Sync (transaction) per request */
-	atomic_int err_said; /* the first LG_ERROR message was printed */
+	atomic_int err_said;  /* the first LG_ERROR message was printed */
 } pg_sys;
 
 typedef struct pg_conn {
 	pg_sys *sys;
 	PGconn *pc; /* NULL after a lost connection: exec reconnects */
 } pg_conn;
+
+/* libpq's messages end in a newline and may span lines; err is one line.
+ * Called on every error the system returns. */
+static void pg_err_trim(char *err)
+{
+	size_t n = strlen(err);
+	while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+		err[--n] = '\0';
+	for (char *p = err; *p; p++)
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
+}
 
 /* Runs one utility statement; 0, or -EIO with err naming `what`. */
 static int pg_run(PGconn *pc, const char *sql, const char *what, char *err)
@@ -214,8 +226,8 @@ static int pg_create(PGconn *pc, const lg_config *cfg, char *err)
 	         "INSERT INTO pgrowlock.events SELECT e, %" PRIu32
 	         " FROM generate_series(0, %" PRIu32 " - 1) e;"
 	         "INSERT INTO pgrowlock.seats (event, seat, category)"
-	         " SELECT e, s, (s / %" PRIu32 ") / %" PRIu32
-	         " FROM generate_series(0, %" PRIu32 " - 1) e,"
+	         " SELECT e, s, (s / %" PRIu32 ") / %" PRIu32 " FROM generate_series(0, %" PRIu32
+	         " - 1) e,"
 	         " generate_series(0, %" PRIu32 " - 1) s ORDER BY e, s;"
 	         "ALTER TABLE pgrowlock.seats ADD PRIMARY KEY (event, seat);"
 	         "CREATE INDEX seats_taken ON pgrowlock.seats (event)"
@@ -243,7 +255,8 @@ static int pg_check_events(PGconn *pc, const lg_config *cfg, char *err)
 		         PQresultErrorMessage(r));
 		rc = -ENOENT;
 	} else if (strtoull(PQgetvalue(r, 0, 0), NULL, 10) < cfg->events) {
-		snprintf(err, LG_ERR_LEN, "postgres: pgrowlock.events has %s events, the run needs %" PRIu32,
+		snprintf(err, LG_ERR_LEN,
+		         "postgres: pgrowlock.events has %s events, the run needs %" PRIu32,
 		         PQgetvalue(r, 0, 0), cfg->events);
 		rc = -ENOENT;
 	}
@@ -261,19 +274,24 @@ static int pg_setup(const lg_config *cfg, void **out, char *err)
 	if (lg_opt(cfg->opts, "sync", v, sizeof(v))) {
 		sync_per_request = strcmp(v, "request") == 0;
 		if (!sync_per_request && strcmp(v, "round") != 0) {
-			snprintf(err, LG_ERR_LEN, "postgres: --opt sync=%s: expected round or request", v);
+			snprintf(err, LG_ERR_LEN,
+			         "postgres: --opt sync=%s: expected round or request", v);
 			return -EINVAL;
 		}
 	}
 	PGconn *pc;
 	int rc = pg_connect(conninfo, &pc, err);
-	if (rc < 0)
+	if (rc < 0) {
+		pg_err_trim(err);
 		return rc;
+	}
 	pg_log_durability(pc);
 	rc = cfg->setup ? pg_create(pc, cfg, err) : pg_check_events(pc, cfg, err);
 	PQfinish(pc);
-	if (rc < 0)
+	if (rc < 0) {
+		pg_err_trim(err);
 		return rc;
+	}
 	pg_sys *s = calloc(1, sizeof(*s));
 	if (s)
 		s->conninfo = strdup(conninfo);
@@ -285,7 +303,9 @@ static int pg_setup(const lg_config *cfg, void **out, char *err)
 	s->depth = cfg->depth;
 	s->sync_per_request = sync_per_request;
 	if (cfg->depth > 1)
-		fprintf(stderr, "boxoffice-bench: postgres: pipeline of %" PRIu32 ", one transaction per %s\n",
+		fprintf(stderr,
+		        "boxoffice-bench: postgres: pipeline of %" PRIu32
+		        ", one transaction per %s\n",
 		        cfg->depth, sync_per_request ? "request" : "round");
 	*out = s;
 	return 0;
@@ -332,6 +352,7 @@ static int pg_conn_open(void *sys, unsigned idx, void **out, char *err)
 	c->sys = sys;
 	int rc = pg_open_pc(c->sys, &c->pc, err);
 	if (rc < 0) {
+		pg_err_trim(err);
 		free(c);
 		return rc;
 	}
@@ -416,7 +437,8 @@ static int pg_fill(pg_conn *c, lg_req *q, const PGresult *r)
 		return 0;
 	}
 	if (rows == 0) {
-		q->outcome = q->op == LG_HOLD_SEATS || q->op == LG_HOLD_BEST ? LG_TAKEN : LG_EXPIRED;
+		q->outcome =
+		        q->op == LG_HOLD_SEATS || q->op == LG_HOLD_BEST ? LG_TAKEN : LG_EXPIRED;
 		return 0;
 	}
 	/* The count check makes it all n rows or none: anything else is a bug. */
@@ -574,8 +596,10 @@ static int pg_audit(void *sys, const lg_config *cfg, lg_audit *out, char *err)
 	pg_sys *s = sys;
 	PGconn *pc;
 	int rc = pg_connect(s->conninfo, &pc, err);
-	if (rc < 0)
+	if (rc < 0) {
+		pg_err_trim(err);
 		return rc;
+	}
 	char sql[256];
 	snprintf(sql, sizeof(sql),
 	         "SELECT count(*) FILTER (WHERE status = 2),"
@@ -596,6 +620,8 @@ static int pg_audit(void *sys, const lg_config *cfg, lg_audit *out, char *err)
 	}
 	PQclear(r);
 	PQfinish(pc);
+	if (rc < 0)
+		pg_err_trim(err);
 	return rc;
 }
 
@@ -608,8 +634,8 @@ static void pg_teardown(void *sys)
 
 const lg_system lg_sys_pg = {
         .name = "postgres",
-        .ops = (1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_HOLD_BEST) |
-               (1u << LG_CONFIRM) | (1u << LG_RELEASE),
+        .ops = (1u << LG_READ) | (1u << LG_HOLD_SEATS) | (1u << LG_HOLD_BEST) | (1u << LG_CONFIRM) |
+               (1u << LG_RELEASE),
         .setup = pg_setup,
         .conn_open = pg_conn_open,
         .exec = pg_exec,

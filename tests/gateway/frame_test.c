@@ -24,6 +24,9 @@
  *     good request still works afterwards.
  * 10. stop: gw_stop with connections open and requests answered returns
  *     within its bound and closes them.
+ * 11. beyond-loopback: --frame on 0.0.0.0 without a token is refused
+ *     (-EPERM, naming --frame), as --listen and --http are; a bad address
+ *     is -EINVAL.
  */
 #include <criterion/criterion.h>
 
@@ -590,4 +593,21 @@ Test(frame, stop_with_connections)
 		assert_closed(fds[i]);
 		close(fds[i]);
 	}
+}
+
+Test(frame, beyond_loopback_needs_token)
+{
+	tgw_config(&g_srv, "bo-frame-test");
+	g_srv.cfg.frame = "0.0.0.0:0";
+	gw_server *gw = NULL;
+	char err[GW_ERR_LEN];
+	int rc = gw_start(&g_srv.cfg, &gw, err, sizeof(err));
+	cr_assert_eq(rc, -EPERM, "--frame 0.0.0.0 without a token started (%d)", rc);
+	cr_assert(strstr(err, "--frame") != NULL, "the refusal does not name --frame: %s", err);
+	cr_assert_null(gw);
+	g_srv.cfg.frame = "127.0.0.1:notaport";
+	rc = gw_start(&g_srv.cfg, &gw, err, sizeof(err));
+	cr_assert_eq(rc, -EINVAL, "a bad --frame address: %d", rc);
+	cr_assert(strstr(err, "--frame") != NULL, "%s", err);
+	tgw_cleanup(&g_srv);
 }

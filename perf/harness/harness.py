@@ -276,6 +276,9 @@ class Run:
         self.errors = []
         self.seq = 0
         (self.out / "runs").mkdir(parents=True, exist_ok=True)
+        # An earlier invocation's runs would pass for this one's.
+        for old in (self.out / "runs").glob("*.json"):
+            old.unlink()
         log(f"work directory {self.work}, results into {self.out}")
 
     def close(self):

@@ -1051,10 +1051,12 @@ def slo_from_samples(samples, rate):
     gauges = [s["balance"] for s in samples if s["balance"] is not None]
     out["shard_balance_gauge_max"] = max(gauges) if gauges else None
     out["projection_queue_wait_ms_p95"] = hist_p95_ms(first["queue_wait"], last["queue_wait"])
-    return out
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
 def slo_figure(value, goal, met, **more):
+    if isinstance(value, float):
+        value = round(value, 4)  # the samples' float noise says nothing
     return {"value": value, "target": goal, "met": bool(met) if value is not None else False,
             **more}
 

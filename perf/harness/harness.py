@@ -744,7 +744,6 @@ def summarize_compare(run, runs, skipped, duration):
     re_ = best_of(runs, ["redis_everysec", "redis_everysec_pipelined"])
     out["redis_always_best_setting"] = ra
     out["redis_everysec_best_setting"] = re_
-    out["nng_echo_oversell"] = None  # the echo keeps no seats: nothing to oversell
     bo = out["boxoffice_per_sec"]
     ra_rate = num(runs.get(ra), "per_sec")
     out["ratio_vs_redis_always"] = ratio(bo, ra_rate)

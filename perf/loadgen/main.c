@@ -33,7 +33,8 @@
  *   ops {read,hold_seats,hold_best,confirm,release}: each {requests,
  *                per_sec, p50_ms..max_ms, outcomes, error_rate}
  *   oversell     audit.c's count; oversell_detail {double_booked,
- *                held_while_held, held_when_booked, holds_audited}
+ *                held_while_held, held_when_booked, holds_audited}; both
+ *                null for a system without an audit (the echo keeps no seats)
  *   audit {bench_booked, bench_booked_max, <store>_booked, <store>_held
  *                ..., error (when the system's audit failed), agree}
  *   timeline [{t_s, per_sec, p99_ms}] with --timeline (whole seconds)
@@ -701,11 +702,17 @@ static void print_result(const run_opts *o, const lg_system *sys, const run_resu
 	printf(",\"error_rate\":%.6f", error_rate(tot, req));
 	print_ops(s, rr->seconds);
 	const lg_audit_result *au = &rr->audit;
-	printf(",\"oversell\":%llu,\"oversell_detail\":{\"double_booked\":%llu,"
-	       "\"held_while_held\":%llu,\"held_when_booked\":%llu,\"holds_audited\":%llu},",
-	       (unsigned long long)au->oversell, (unsigned long long)au->double_booked,
-	       (unsigned long long)au->held_while_held, (unsigned long long)au->held_when_booked,
-	       (unsigned long long)au->holds);
+	/* A system without an audit keeps no seats (the nng echo answers
+	 * every hold OK without holding anything): what the workers saw of
+	 * it proves nothing either way, so its oversell is null, not a count. */
+	if (!sys->audit)
+		printf(",\"oversell\":null,\"oversell_detail\":null,");
+	else
+		printf(",\"oversell\":%llu,\"oversell_detail\":{\"double_booked\":%llu,"
+		       "\"held_while_held\":%llu,\"held_when_booked\":%llu,\"holds_audited\":%llu},",
+		       (unsigned long long)au->oversell, (unsigned long long)au->double_booked,
+		       (unsigned long long)au->held_while_held,
+		       (unsigned long long)au->held_when_booked, (unsigned long long)au->holds);
 	print_audit(a, have_audit, aerr, rr, o->cfg.setup);
 	if (o->timeline)
 		print_timeline(s, rr->seconds);

@@ -31,6 +31,7 @@
 #include "base/parse.h"
 #include "client/boxoffice.h"
 #include "lg.h"
+#include "sys_bo.h"
 
 #define BX_URL_DEFAULT "tcp://127.0.0.1:7400"
 #define BX_PAYREF "boxoffice-bench"
@@ -98,25 +99,44 @@ static void round_wait(bx_round *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
-static uint8_t outcome_of(int err, const bo_result *res, unsigned op)
+/* What a boxoffice answer counts as (sys_bo.h): one mapping for every
+ * path to the server, so nng and frames are counted alike. */
+void lg_bo_fill(lg_req *q, int err, const bo_result *res)
 {
-	if (err < 0)
-		return LG_NO_ANSWER;
+	if (err < 0) {
+		q->outcome = LG_NO_ANSWER;
+		return;
+	}
 	switch (res->status) {
 	case BO_OK:
-		return LG_OK;
+		q->outcome = LG_OK;
+		break;
 	case BO_TAKEN:
-		return LG_TAKEN;
+		q->outcome = LG_TAKEN;
+		break;
 	case BO_EXPIRED:
-		return LG_EXPIRED;
+		q->outcome = LG_EXPIRED;
+		break;
 	case BO_NOT_FOUND: /* a claim recycled after its expiry */
-		return op == LG_CONFIRM || op == LG_RELEASE ? LG_EXPIRED : LG_ERROR;
+		q->outcome = q->op == LG_CONFIRM || q->op == LG_RELEASE ? LG_EXPIRED : LG_ERROR;
+		break;
 	case BO_BUSY:
-		return LG_BUSY;
+		q->outcome = LG_BUSY;
+		break;
 	case BO_THROTTLED:
-		return LG_THROTTLED;
+		q->outcome = LG_THROTTLED;
+		break;
 	default:
-		return LG_ERROR;
+		q->outcome = LG_ERROR;
+		break;
+	}
+	if (q->outcome == LG_OK && (q->op == LG_HOLD_SEATS || q->op == LG_HOLD_BEST)) {
+		q->claim_out = res->claim_id;
+		unsigned n = res->seat_count < LG_SEATS_MAX ? res->seat_count : LG_SEATS_MAX;
+		q->nseats_out = (uint8_t)n;
+		memcpy(q->seat_out, res->seats, n * sizeof(q->seat_out[0]));
+	} else if (q->outcome == LG_OK && q->op == LG_READ) {
+		q->avail_out = res->avail.by_state[BO_SEAT_FREE];
 	}
 }
 
@@ -127,17 +147,7 @@ static void on_result(void *ctx, int err, const bo_result *res, const char *text
 	(void)text;
 	bx_slot *s = ctx;
 	if (s->req) {
-		lg_req *q = s->req;
-		q->outcome = outcome_of(err, res, q->op);
-		if (q->outcome == LG_OK && (q->op == LG_HOLD_SEATS || q->op == LG_HOLD_BEST)) {
-			q->claim_out = res->claim_id;
-			unsigned n =
-			        res->seat_count < LG_SEATS_MAX ? res->seat_count : LG_SEATS_MAX;
-			q->nseats_out = (uint8_t)n;
-			memcpy(q->seat_out, res->seats, n * sizeof(q->seat_out[0]));
-		} else if (q->outcome == LG_OK && q->op == LG_READ) {
-			q->avail_out = res->avail.by_state[BO_SEAT_FREE];
-		}
+		lg_bo_fill(s->req, err, res);
 	} else {
 		s->err = err;
 		s->res = *res;

@@ -32,6 +32,7 @@
 #include "base/parse.h"
 #include "client/boxoffice.h"
 #include "lg.h"
+#include "sys_bo.h"
 #include "protocol/wire.h"
 
 #define FR_TARGET_DEFAULT "127.0.0.1:7402"
@@ -214,39 +215,6 @@ static void to_cmd(const lg_req *q, bo_cmd *cmd)
 	}
 }
 
-/* As lg_sys_boxoffice counts a status (its mapping is private to it). */
-static uint8_t outcome_of(const bo_result *res, unsigned op)
-{
-	switch (res->status) {
-	case BO_OK:
-		return LG_OK;
-	case BO_TAKEN:
-		return LG_TAKEN;
-	case BO_EXPIRED:
-		return LG_EXPIRED;
-	case BO_NOT_FOUND: /* a claim recycled after its expiry */
-		return op == LG_CONFIRM || op == LG_RELEASE ? LG_EXPIRED : LG_ERROR;
-	case BO_BUSY:
-		return LG_BUSY;
-	case BO_THROTTLED:
-		return LG_THROTTLED;
-	default:
-		return LG_ERROR;
-	}
-}
-
-static void fill(lg_req *q, const bo_result *res)
-{
-	q->outcome = outcome_of(res, q->op);
-	if (q->outcome == LG_OK && (q->op == LG_HOLD_SEATS || q->op == LG_HOLD_BEST)) {
-		q->claim_out = res->claim_id;
-		unsigned n = res->seat_count < LG_SEATS_MAX ? res->seat_count : LG_SEATS_MAX;
-		q->nseats_out = (uint8_t)n;
-		memcpy(q->seat_out, res->seats, n * sizeof(q->seat_out[0]));
-	} else if (q->outcome == LG_OK && q->op == LG_READ) {
-		q->avail_out = res->avail.by_state[BO_SEAT_FREE];
-	}
-}
 
 /* Appends the frame of one request: length, auth prefix, the command. */
 static int encode(fr_conn *c, const lg_req *q)
@@ -355,7 +323,7 @@ static void fr_exec(void *connp, lg_req *reqs, unsigned n)
 			    wm.is_array || wm.count != 1)
 				reqs[got].outcome = LG_ERROR;
 			else
-				fill(&reqs[got], &res);
+				lg_bo_fill(&reqs[got], 0, &res);
 		}
 		/* One request per frame, each answered in order: nothing is left
 		 * over unless the stream broke. */

@@ -127,7 +127,7 @@ static void usage(FILE *f)
 	        "  --categories N      price tiers, row bands, 1..8 (default: 4)\n"
 	        "  --ttl-ms N          hold TTL                     (default: 10000; flash 3000)\n"
 	        "  --no-setup          the events exist: do not create them\n"
-	        "  --opt k=v,k=v       system-specific options (see the system's source)\n"
+	        "  --opt k=v,k=v       system-specific options (below)\n"
 	        "  --timeline          per second: requests completed and their p99\n"
 	        "  --quick             2 s on small venues (the test suite's mode)\n"
 	        "  --seed N            the workload's choices (default: 1)\n"
@@ -138,6 +138,19 @@ static void usage(FILE *f)
 	        "Workloads (events x seats): normal 20 x 10000 (92%% reads), on-sale 20 x 50000\n"
 	        "(87%% reads), flash 1 x 50000 (25%% reads, best-available holds, 70%% confirmed,\n"
 	        "demand 10x the seats), many-events 2000 x 500 (the on-sale mix).\n"
+	        "Systems, their --target (default) and --opt keys:\n"
+	        "  boxoffice        nng URL (tcp://127.0.0.1:7400); single=1 (one command a\n"
+	        "                   message), linger_us=N, batch_max=N, inflight=N (the client\n"
+	        "                   library's options), token=FILE, as=NAME (audit figures'\n"
+	        "                   prefix, default read_model), pg=CONNINFO (also count the\n"
+	        "                   committer's tables)\n"
+	        "  boxoffice-frame  HOST:PORT of --frame (127.0.0.1:7402); nng=URL (setup and\n"
+	        "                   audit), token=FILE, as=NAME, pg=CONNINFO\n"
+	        "  redis            HOST:PORT, HOST or unix:PATH (127.0.0.1:6379); timeout_ms=N,\n"
+	        "                   flush=1 (empty a database that holds keys of others)\n"
+	        "  postgres         libpq conninfo (host=127.0.0.1 port=5432 dbname=postgres);\n"
+	        "                   sync=round (one commit per pipelined round) or request\n"
+	        "  nng-echo         nng URL of --echo-server (tcp://127.0.0.1:7409)\n"
 	        "Exit: 0 ok, 1 the run failed (system unreachable, setup refused), 2 usage.\n",
 	        CONNS_MAX, DEPTH_MAX);
 }

@@ -8,6 +8,10 @@
 #include "base/types.h"
 #include "lg.h"
 
+/* The boxoffice command for q: event e is event id e + 1; a confirm
+ * carries the payment reference "boxoffice-bench" (the engine wants one). */
+void lg_bo_cmd(const lg_req *q, bo_cmd *cmd /* OUT */);
+
 /* Fills q's outcome (and, when OK, its claim and seats or free seats)
  * from a boxoffice answer: err < 0 is no answer (res unused); TAKEN is
  * taken, EXPIRED and a confirm's or release's NOT_FOUND are expired,

@@ -159,9 +159,9 @@ static void on_result(void *ctx, int err, const bo_result *res, const char *text
 	pthread_mutex_unlock(&r->mu);
 }
 
-static void to_cmd(const lg_req *q, bo_cmd *cmd)
+void lg_bo_cmd(const lg_req *q, bo_cmd *cmd)
 {
-	uint64_t ev = (uint64_t)q->event + 1;
+	uint64_t ev = (uint64_t)q->event + 1; /* lg.h: boxoffice names event e as e + 1 */
 	switch (q->op) {
 	case LG_READ:
 		boc_query_avail(cmd, ev);
@@ -192,7 +192,7 @@ static void bx_exec(void *connp, lg_req *reqs, unsigned n)
 	unsigned refused = 0;
 	for (unsigned i = 0; i < n; i++) {
 		bo_cmd cmd;
-		to_cmd(&reqs[i], &cmd);
+		lg_bo_cmd(&reqs[i], &cmd);
 		r->slots[i].req = &reqs[i];
 		int rc = boc_submit(c->sys->c, &cmd, on_result, &r->slots[i]);
 		if (rc != 0) {

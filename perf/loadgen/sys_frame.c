@@ -37,7 +37,6 @@
 
 #define FR_TARGET_DEFAULT "127.0.0.1:7402"
 #define FR_NNG_DEFAULT "tcp://127.0.0.1:7400"
-#define FR_PAYREF "boxoffice-bench"
 /* A reply that takes longer is no answer (the server answers in ms). */
 #define FR_TIMEOUT_S 10
 #define FR_RBUF 65536u
@@ -193,29 +192,6 @@ static int fr_conn_open(void *sysp, unsigned idx, void **out, char *err)
 	return 0;
 }
 
-static void to_cmd(const lg_req *q, bo_cmd *cmd)
-{
-	uint64_t ev = (uint64_t)q->event + 1; /* lg.h: boxoffice names event e as e + 1 */
-	switch (q->op) {
-	case LG_READ:
-		boc_query_avail(cmd, ev);
-		break;
-	case LG_HOLD_SEATS:
-		boc_hold_seats(cmd, q->client, q->request_id, ev, q->seat, q->n, q->ttl_ms);
-		break;
-	case LG_HOLD_BEST:
-		boc_hold_best(cmd, q->client, q->request_id, ev, q->category, q->n, q->ttl_ms);
-		break;
-	case LG_CONFIRM:
-		boc_confirm(cmd, q->client, q->request_id, ev, q->claim, FR_PAYREF);
-		break;
-	default:
-		boc_release(cmd, q->client, q->request_id, ev, q->claim);
-		break;
-	}
-}
-
-
 /* Appends the frame of one request: length, auth prefix, the command. */
 static int encode(fr_conn *c, const lg_req *q)
 {
@@ -227,7 +203,7 @@ static int encode(fr_conn *c, const lg_req *q)
 	    msgpack_sbuffer_write(&c->out, c->sys->auth.data, c->sys->auth.size) != 0)
 		return -ENOMEM;
 	bo_cmd cmd;
-	to_cmd(q, &cmd);
+	lg_bo_cmd(q, &cmd);
 	int rc = wire_encode_request(&cmd, 1, 0, &c->out);
 	if (rc != 0)
 		return rc;

@@ -618,6 +618,19 @@ def bench_timeout(duration):
     return duration * 3 + 300
 
 
+def warmup_args(run):
+    """compare's runs (closed loop and the sweep) start with one second of
+    the same load that is not measured, for every system alike: the first
+    second of a fresh system (connections, the server's first touches of
+    its memory, the bench's own) has a p99 several times that of the
+    seconds after it, and a 5 s sweep point would report that second. The
+    SLO run measures everything from its first request (no warm-up)."""
+    return [] if run.quick else ["--warmup", str(WARMUP_S)]
+
+
+WARMUP_S = 1
+
+
 def closed_run(run, systems, s, duration):
     """One closed-loop run of setting s on a fresh system; its JSON or None.
     For boxoffice's batched setting also the recovered engine's audit."""
@@ -630,7 +643,8 @@ def closed_run(run, systems, s, duration):
     try:
         res = run.bench(s.key, ["--system", s.system, "--target", target, *workload_args(run),
                                 "--mode", "closed", "--duration", str(duration),
-                                *s.client_args(handle)], bench_timeout(duration))
+                                *warmup_args(run), *s.client_args(handle)],
+                        bench_timeout(duration + WARMUP_S))
         if handle is not None:
             handle.stop()
         if res is not None and s.key == "boxoffice":
@@ -835,8 +849,9 @@ def latency_sweep(run, runs):
                 res = run.bench(f"sweep-{name}-{int(f * 100)}pct",
                                 ["--system", s.system, "--target", target, *workload_args(run),
                                  "--mode", "open", "--rate", str(rate),
-                                 "--duration", str(duration), *s.client_args(handle)],
-                                bench_timeout(duration))
+                                 "--duration", str(duration), *warmup_args(run),
+                                 *s.client_args(handle)],
+                                bench_timeout(duration + WARMUP_S))
             finally:
                 if handle is not None:
                     handle.stop()

@@ -21,7 +21,10 @@
  *   system, workload, mode ("open"/"closed"), conns, depth,
  *   offered_per_sec (--rate; null in closed loop), events, seats_per_event,
  *   per_row, categories, ttl_ms, seed,
- *   duration_s   measured: from the common start to the last worker's end
+ *   warmup_s     --warmup: seconds of load before the measured window
+ *                (their requests are audited, not counted in any figure)
+ *   duration_s   measured: from the measured window's start (the common
+ *                start + warmup_s) to the last worker's end
  *   requests     completed requests (every one has an outcome)
  *   per_sec      requests / duration_s
  *   unsent       open loop: due in the window but never sent (too slow)
@@ -85,6 +88,7 @@ typedef struct run_opts {
 	const char *mode;
 	double rate;
 	double duration;
+	double warmup; /* seconds sent before the measured window, not measured */
 	uint64_t seed;
 	int timeline, quick, audit_only;
 	const char *echo_url;
@@ -119,6 +123,9 @@ static void usage(FILE *f)
 	        "                      (default: closed)\n"
 	        "  --rate N            open loop: requests offered per second, all connections\n"
 	        "  --duration S        seconds of load (default: 10; --quick: 2)\n"
+	        "  --warmup S          seconds of the same load before those, not measured\n"
+	        "                      (default: none): connections, caches and the\n"
+	        "                      server's first touches of memory settle first\n"
 	        "  --conns N           connections, one worker thread each, 1..%u (default: 4)\n"
 	        "  --depth N           requests per round trip (pipeline/batch), 1..%u (default: 16)\n"
 	        "  --events N          events the workload uses     (default: per workload)\n"
@@ -197,6 +204,7 @@ enum {
 	O_MODE,
 	O_RATE,
 	O_DURATION,
+	O_WARMUP,
 	O_CONNS,
 	O_DEPTH,
 	O_EVENTS,
@@ -220,6 +228,7 @@ static const struct option long_opts[] = {
         {"mode", required_argument, NULL, O_MODE},
         {"rate", required_argument, NULL, O_RATE},
         {"duration", required_argument, NULL, O_DURATION},
+        {"warmup", required_argument, NULL, O_WARMUP},
         {"conns", required_argument, NULL, O_CONNS},
         {"depth", required_argument, NULL, O_DEPTH},
         {"events", required_argument, NULL, O_EVENTS},
@@ -258,6 +267,9 @@ static void parse_one(run_opts *o, int c, const char *v)
 		break;
 	case O_DURATION:
 		o->duration = arg_pos("--duration", v);
+		break;
+	case O_WARMUP:
+		o->warmup = arg_pos("--warmup", v);
 		break;
 	case O_CONNS:
 		o->cfg.conns = arg_u32("--conns", v, 1, CONNS_MAX);
@@ -377,6 +389,7 @@ typedef struct worker {
 	/* Run-wide, read only. */
 	const run_opts *o;
 	uint64_t t0, end;
+	uint64_t m0;        /* the measured window's start: t0 + --warmup */
 	uint64_t drain_end; /* open loop: stop sending what is overdue */
 	/* Results. */
 	uint64_t stopped; /* when its loop ended */
@@ -397,7 +410,9 @@ static void finish_round(worker *w, unsigned n, uint64_t send, uint64_t done)
 	for (unsigned i = 0; i < n; i++) {
 		const lg_req *r = &w->reqs[i];
 		uint64_t lat = done > w->intended[i] ? done - w->intended[i] : 0;
-		if (lg_stats_add(w->stats, r->op, r->outcome, lat, done - w->t0))
+		/* The warm-up's requests count for the audit, not the figures. */
+		if (w->intended[i] >= w->m0 &&
+		    lg_stats_add(w->stats, r->op, r->outcome, lat, done - w->m0))
 			w->nomem = 1;
 		lg_wl_done(w->wl, r, w->tags[i], send, done, w->log);
 	}
@@ -534,7 +549,8 @@ static worker *start_workers(const run_opts *o, const lg_system *sys, void *sysh
 	double grace = o->duration / 10 < 0.5 ? 0.5 : o->duration / 10 > 5 ? 5 : o->duration / 10;
 	for (unsigned i = 0; i < n; i++) {
 		ws[i].t0 = t0;
-		ws[i].end = t0 + (uint64_t)(o->duration * 1e9);
+		ws[i].m0 = t0 + (uint64_t)(o->warmup * 1e9);
+		ws[i].end = ws[i].m0 + (uint64_t)(o->duration * 1e9);
 		ws[i].drain_end = ws[i].end + (uint64_t)(grace * 1e9);
 		if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0)
 			fail("cannot start a worker thread", strerror(errno));
@@ -562,7 +578,7 @@ static void finish_workers(const run_opts *o, const lg_system *sys, worker *ws, 
 		rr->unsent += ws[i].unsent;
 		logs[i] = ws[i].log;
 	}
-	rr->seconds = (double)(last - ws[0].t0) / 1e9;
+	rr->seconds = (double)(last - ws[0].m0) / 1e9;
 	rr->exhausted = atomic_load(&sh->exhausted);
 	rr->demanded = atomic_load(&sh->demanded);
 	if (lg_audit_check(logs, n, &rr->audit))
@@ -704,6 +720,7 @@ static void print_result(const run_opts *o, const lg_system *sys, const run_resu
 	       "\"ttl_ms\":%u,\"seed\":%llu,",
 	       o->cfg.events, o->cfg.seats_per_event, o->cfg.per_row, o->cfg.categories,
 	       o->cfg.ttl_ms, (unsigned long long)o->seed);
+	printf("\"warmup_s\":%.3f,", o->warmup);
 	printf("\"duration_s\":%.3f,\"requests\":%llu,\"per_sec\":%.1f,\"unsent\":%llu,",
 	       rr->seconds, (unsigned long long)req,
 	       rr->seconds > 0 ? (double)req / rr->seconds : 0, (unsigned long long)rr->unsent);

@@ -29,6 +29,7 @@
 
 #include "base/clock.h"
 #include "base/parse.h"
+#include "base/tokenfile.h"
 #include "client/boxoffice.h"
 #include "lg.h"
 #include "sys_bo.h"
@@ -228,26 +229,6 @@ static bo_seatmap *make_map(const lg_config *cfg)
 }
 
 /* Reads the token file into buf (trailing newlines cut). 0 / -errno. */
-static int read_token(const char *path, char *buf, size_t bufsz, char *err)
-{
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		int e = errno;
-		snprintf(err, LG_ERR_LEN, "boxoffice: token file %.160s: %s", path, strerror(e));
-		return -e;
-	}
-	size_t n = fread(buf, 1, bufsz - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	if (n == 0) {
-		snprintf(err, LG_ERR_LEN, "boxoffice: token file %.160s is empty", path);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /* --opt key=N as a number in [lo, hi]; absent: *out unchanged. */
 static int opt_u32(const char *opts, const char *key, uint32_t lo, uint32_t hi, uint32_t *out,
                    char *err)
@@ -265,8 +246,8 @@ static int opt_u32(const char *opts, const char *key, uint32_t lo, uint32_t hi, 
 	return 0;
 }
 
-static int client_options(const lg_config *cfg, boc_options *o, char *token, size_t toksz,
-                          char *err)
+static int client_options(const lg_config *cfg, boc_options *o,
+                          char token[BO_AUTH_TOKEN_LEN_MAX + 1], char *err)
 {
 	boc_options_default(o);
 	char v[512];
@@ -291,7 +272,9 @@ static int client_options(const lg_config *cfg, boc_options *o, char *token, siz
 		q = 2 * BX_ROUND;
 	o->queue_max = (uint32_t)(q < BOC_QUEUE_MAX_MAX ? q : BOC_QUEUE_MAX_MAX);
 	if (lg_opt(cfg->opts, "token", v, sizeof(v))) {
-		int rc = read_token(v, token, toksz, err);
+		/* The CLI's and the server's reader: same checks, same words. */
+		size_t len;
+		int rc = bo_token_file_read(v, token, &len, err, LG_ERR_LEN);
 		if (rc)
 			return rc;
 		o->auth_token = token;
@@ -386,9 +369,9 @@ static int bx_setup(const lg_config *cfg, void **out, char *err)
 	if (!lg_opt(cfg->opts, "as", s->as, sizeof(s->as)) || !s->as[0])
 		snprintf(s->as, sizeof(s->as), "read_model");
 	s->has_pg = lg_opt(cfg->opts, "pg", s->pg, sizeof(s->pg));
-	static char token[BO_AUTH_TOKEN_LEN_MAX + 2];
+	static char token[BO_AUTH_TOKEN_LEN_MAX + 1];
 	boc_options o;
-	int rc = client_options(cfg, &o, token, sizeof(token), err);
+	int rc = client_options(cfg, &o, token, err);
 	if (rc == 0 && (rc = boc_open(s->url, &o, &s->c)) != 0)
 		snprintf(err, LG_ERR_LEN, "boxoffice: cannot open a client of %.160s: %s", s->url,
 		         strerror(-rc));

@@ -30,6 +30,7 @@
 #include <msgpack.h>
 
 #include "base/parse.h"
+#include "base/tokenfile.h"
 #include "client/boxoffice.h"
 #include "lg.h"
 #include "sys_bo.h"
@@ -123,20 +124,12 @@ static int fr_setup(const lg_config *cfg, void **out, char *err)
 			ol += (size_t)snprintf(s->opts + ol, sizeof(s->opts) - ol, "%s%s=%s",
 			                       ol ? "," : "", pass[i], v);
 	if (rc == 0 && lg_opt(cfg->opts, "token", v, sizeof(v))) {
-		char tok[BO_AUTH_TOKEN_LEN_MAX + 2];
-		FILE *f = fopen(v, "r");
-		size_t n = f ? fread(tok, 1, sizeof(tok) - 1, f) : 0;
-		if (f)
-			fclose(f);
-		while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
-			n--;
-		if (n == 0 || n > BO_AUTH_TOKEN_LEN_MAX ||
-		    wire_encode_auth(tok, n, &s->auth) != 0) {
-			snprintf(
-			        err, LG_ERR_LEN,
-			        "boxoffice-frame: token file %.160s: unreadable, empty or too long",
-			        v);
-			rc = -EINVAL;
+		char tok[BO_AUTH_TOKEN_LEN_MAX + 1];
+		size_t n;
+		rc = bo_token_file_read(v, tok, &n, err, LG_ERR_LEN);
+		if (rc == 0 && wire_encode_auth(tok, n, &s->auth) != 0) {
+			snprintf(err, LG_ERR_LEN, "boxoffice-frame: out of memory");
+			rc = -ENOMEM;
 		}
 	}
 	lg_config bc = *cfg;

@@ -113,3 +113,28 @@ if not (au.get("agree") and lo <= au.get("engine_booked", -1) <= hi):
     print("FAILED: engine audit %s" % au, file=sys.stderr)
     sys.exit(1)
 EOF
+
+# A bad command line is a usage error: exit 2, a message naming the option
+# on stderr, nothing on stdout (no JSON line a script could take for a
+# result), and no connection attempted.
+bad_usage() {
+	local rc=0
+	"$bench" --target "$url" "$@" >"$dir/usage.out" 2>"$dir/usage.err" || rc=$?
+	if [[ $rc -ne 2 || -s $dir/usage.out || ! -s $dir/usage.err ]]; then
+		echo "FAILED: '$*' gave exit $rc (want 2), stdout:" >&2
+		cat "$dir/usage.out" "$dir/usage.err" >&2
+		exit 1
+	fi
+}
+bad_usage --system boxoffice --conns 0
+bad_usage --system boxoffice --conns abc
+bad_usage --system boxoffice --depth 100000
+bad_usage --system boxoffice --seats 0
+bad_usage --system boxoffice --workload bogus
+bad_usage --system bogus
+bad_usage --system boxoffice --mode open
+bad_usage --system boxoffice --mode open --rate -5
+bad_usage --system boxoffice --mode sideways
+bad_usage --system boxoffice --warmup x
+bad_usage --system boxoffice --no-such-option
+echo "usage errors: exit 2 with a message, nothing on stdout"

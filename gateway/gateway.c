@@ -407,7 +407,7 @@ static void *out_main(void *arg)
 			const shard_out *o = ring_slot(out, first + i);
 			if (o->kind == SHARD_OUT_RESULT)
 				view_add_result(v, &o->u.result, out_cmd(gw, o), o->seq, o->now_ms);
-			else
+			else if (o->kind == SHARD_OUT_EXPIRY)
 				view_add_expiry(v, &o->u.expiry, o->seq, o->now_ms);
 		}
 		view_batch_end(v, out_emit, oa);
@@ -427,6 +427,8 @@ static void *out_main(void *arg)
 			gw_slot *sl = &gw->slots[si];
 			assert(ci < sl->count);
 			sl->res[ci] = o->u.result;
+			if (o->u.result.status == BO_BUSY) /* a failed shard's answer (shard.h) */
+				atomic_fetch_add_explicit(&gw->busy, 1, memory_order_relaxed);
 			if (atomic_fetch_sub_explicit(&sl->pending, 1, memory_order_acq_rel) == 1)
 				slot_complete(sl);
 		}

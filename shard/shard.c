@@ -693,6 +693,31 @@ static int begin_batch(shard *s)
 	}
 }
 
+/* ---- After a failure: an answer for every command ------------------------ */
+
+/* A command the failed shard will not apply: busy, with the ids a client
+ * matches answers by. */
+static void busy_result(bo_result *r, uint8_t op, uint64_t client_id, uint64_t request_id, uint64_t event_id)
+{
+	memset(r, 0, sizeof(*r));
+	r->op = op;
+	r->status = BO_BUSY;
+	r->client_id = client_id;
+	r->request_id = request_id;
+	r->event_id = event_id;
+}
+
+/* Fills output slot o with the busy answer to input slot in. */
+static void fail_answer(shard_out *o, const shard_in *in, const shard *s)
+{
+	o->kind = SHARD_OUT_RESULT;
+	o->tag = in->tag;
+	o->seq = 0;
+	o->batch = s->batch_no;
+	o->now_ms = s->batch_ms;
+	busy_result(&o->u.result, in->cmd.op, in->cmd.client_id, in->cmd.request_id, in->cmd.event_id);
+}
+
 static int apply_batch(shard *s, uint64_t first, uint32_t n)
 {
 	int rc = begin_batch(s);
@@ -715,8 +740,15 @@ static int apply_batch(shard *s, uint64_t first, uint32_t n)
 			o->seq = s->seq_last;
 		}
 	}
-	if (rc != 0)
-		return rc; /* failed: nothing of this batch will be published */
+	if (rc != 0) {
+		/* Failed: nothing of this batch is acknowledged. Its slots
+		 * (some never filled) become busy answers, published with the
+		 * rest by fail_release_outputs(). */
+		for (uint32_t i = 0; i < n; i++)
+			fail_answer(ring_slot(s->out, out_first + i), ring_slot(s->in, first + i), s);
+		ring_release(s->in, n);
+		return rc;
+	}
 	ring_release(s->in, n);
 	if (s->journal) {
 		rc = journal_commit(s->journal);
@@ -747,6 +779,53 @@ static int tick(shard *s)
 	}
 	batch_done(s);
 	return 0;
+}
+
+/* The journal failed: every output slot claimed but not published belongs
+ * to a batch that is not durable (or to the batch the failure struck,
+ * already answered busy). A result becomes busy, an expiry void; then all of them
+ * are published, so the consumer answers every command that was waiting
+ * for the disk. */
+static void fail_release_outputs(shard *s)
+{
+	for (uint64_t q = s->out_published; q < s->out_next; q++) {
+		shard_out *o = ring_slot(s->out, q);
+		if (o->kind == SHARD_OUT_RESULT) {
+			const bo_result r = o->u.result;
+			busy_result(&o->u.result, r.op, r.client_id, r.request_id, r.event_id);
+			o->seq = 0;
+		} else {
+			o->kind = SHARD_OUT_VOID;
+		}
+	}
+	s->pending_len = 0;
+	publish_upto(s, s->out_next);
+}
+
+/* The writer after a failure, until shard_stop(): whatever is in the input
+ * ring (commands a producer submitted before it saw shard_failed(), or
+ * after) is answered busy at once, so no request waits for an answer that
+ * would never come. */
+static void fail_drain(shard *s, int64_t tick_ns)
+{
+	for (;;) {
+		uint64_t first;
+		uint32_t n = ring_poll(s->in, BO_BATCH_MAX, &first);
+		if (n == 0) {
+			if (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+				ring_wait(s->in, tick_ns);
+				continue;
+			}
+			/* One more poll after the flag, as in shard_main. */
+			if ((n = ring_poll(s->in, BO_BATCH_MAX, &first)) == 0)
+				return;
+		}
+		uint64_t out_first = out_claim(s, n);
+		for (uint32_t i = 0; i < n; i++)
+			fail_answer(ring_slot(s->out, out_first + i), ring_slot(s->in, first + i), s);
+		ring_release(s->in, n);
+		publish_upto(s, s->out_next);
+	}
 }
 
 static void *shard_main(void *arg)
@@ -802,6 +881,10 @@ static void *shard_main(void *arg)
 		publish_durable(s, d);
 	}
 	atomic_store_explicit(&s->running, 0, memory_order_relaxed);
+	if (shard_failed(s)) {
+		fail_release_outputs(s);
+		fail_drain(s, tick_ns);
+	}
 	return NULL;
 }
 

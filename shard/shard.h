@@ -35,7 +35,13 @@
  *
  * A journal failure (EIO, ENOSPC, short write) stops the shard: nothing more
  * is applied or acknowledged, shard_failed() says why, and the process
- * must restart (recovery rebuilds the durable state).
+ * must restart (recovery rebuilds the durable state). No command is left
+ * without an answer: every command submitted and not yet answered when the
+ * journal failed, and every command submitted afterwards until
+ * shard_stop(), comes out at once as a RESULT with status BO_BUSY and
+ * seq 0 (not acknowledged: after a restart a resend with the same request
+ * id gets the recorded result if the change did reach the disk). Expiries
+ * of batches that never became durable come out as SHARD_OUT_VOID.
  */
 #ifndef BO_SHARD_H
 #define BO_SHARD_H
@@ -55,10 +61,13 @@ typedef struct shard_in {
 	bo_cmd cmd;
 } shard_in;
 
-enum { SHARD_OUT_RESULT = 1, SHARD_OUT_EXPIRY = 2 };
+/* SHARD_OUT_VOID: a slot of a batch lost to a journal failure (an expiry
+ * that never became durable, or a result answered again as busy by the
+ * failed shard): consumers skip it. */
+enum { SHARD_OUT_RESULT = 1, SHARD_OUT_EXPIRY = 2, SHARD_OUT_VOID = 3 };
 
 typedef struct shard_out {
-	uint8_t kind;	 /* SHARD_OUT_RESULT or SHARD_OUT_EXPIRY */
+	uint8_t kind;	 /* SHARD_OUT_RESULT, SHARD_OUT_EXPIRY or SHARD_OUT_VOID */
 	uint8_t _pad[7];
 	uint64_t tag;	 /* RESULT: the command's tag */
 	uint64_t seq;	 /* journal sequence of the command's (or tick's) record;

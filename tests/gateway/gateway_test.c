@@ -19,6 +19,11 @@
  *     confirm and cancel get the answer an unknown id gets and change
  *     nothing; "operator": true releases it; "operator" on confirm is
  *     refused by the server's decoder before any engine sees it.
+ *  4. A shard whose journal fails while the server runs: the command in
+ *     the batch the failure struck, a command that was already in the
+ *     shard's ring, and every later command for that shard are answered
+ *     busy at once, while the other shard keeps serving, alone and in a
+ *     message that spans both.
  *
  * How: gw_start() on mkdtemp directories, listening on ipc:// in them;
  * requests over nng REQ sockets encoded with protocol/wire.h.
@@ -42,6 +47,7 @@
 #include "base/seatmap.h"
 #include "gateway/gateway.h"
 #include "protocol/wire.h"
+#include "shard/shard.h"
 #include "tests/support/cmd.h"
 #include "tests/support/gate.h"
 #include "tests/support/tmpdir.h"
@@ -437,4 +443,164 @@ Test(gateway, another_clients_hold_is_not_found_over_nng)
 	assert_free_seats(&r, EV_OWN, 10);
 	nng_close(s);
 	srv_stop(t);
+}
+
+/* ==== 4. A failed shard answers busy; the others serve ================== */
+
+/* Holds shard FAIL_SHARD's next journal write once armed, then fails it
+ * with EIO when released: the failure lands while a second command waits
+ * in that shard's ring. */
+#define FAIL_SHARD 1u
+
+typedef struct fail_hook {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int armed, entered, released;
+} fail_hook;
+
+static fail_hook g_fail = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+static int fail_hook_fn(void *ctx, journal_io *io)
+{
+	fail_hook *h = ctx;
+	if (io->shard_id != FAIL_SHARD || io->kind != JOURNAL_IO_WRITE)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	int rc = 0;
+	if (h->armed) {
+		h->entered = 1;
+		pthread_cond_broadcast(&h->cv);
+		while (!h->released)
+			pthread_cond_wait(&h->cv, &h->mu);
+		rc = -EIO;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+static void fail_hook_set(fail_hook *h, int armed, int released)
+{
+	pthread_mutex_lock(&h->mu);
+	h->armed = armed;
+	h->released = released;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void fail_hook_wait_entered(fail_hook *h)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&h->mu);
+	int rc = 0;
+	while (!h->entered && rc == 0)
+		rc = pthread_cond_timedwait(&h->cv, &h->mu, &until);
+	int entered = h->entered;
+	pthread_mutex_unlock(&h->mu);
+	cr_assert(entered, "the failing shard's writer never reached its journal write");
+}
+
+/* Waits until the shards' input rings have taken `n` commands in all. */
+static void wait_ring_commands(gw_server *gw, uint64_t n)
+{
+	for (int i = 0; i < WAIT_MS; i++) {
+		gw_stats st;
+		gw_stats_get(gw, &st);
+		if (st.ring_commands >= n)
+			return;
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+	}
+	cr_assert_fail("the shards took fewer than %lu commands", (unsigned long)n);
+}
+
+/* The first event id >= from that lives on shard k of 2. */
+static uint64_t event_on(uint32_t k, uint64_t from)
+{
+	while (shard_for_event(from, 2) != k)
+		from++;
+	return from;
+}
+
+static void assert_status(const bo_result *r, uint8_t status, const char *what)
+{
+	cr_assert_eq(r->status, status, "%s: %s/%s, expected %s", what, bo_status_str(r->status),
+		     bo_detail_str(r->detail), bo_status_str(status));
+}
+
+static void call_status(nng_socket s, const bo_cmd *c, uint8_t status, const char *what)
+{
+	bo_result r = cli_call(s, c);
+	assert_status(&r, status, what);
+}
+
+Test(gateway, failed_shard_answers_busy_at_once_others_serve)
+{
+	tserver *t = &g_srv[0];
+	fail_hook_set(&g_fail, 0, 0);
+	srv_start(t, 2, fail_hook_fn, &g_fail);
+	const uint64_t ev_ok = event_on(0, 100), ev_bad = event_on(FAIL_SHARD, 100);
+	nng_socket a = cli_open(t->url), b = cli_open(t->url);
+	/* A failed shard answers at once: seconds, not the 20 s of WAIT_MS. */
+	nng_socket_set_ms(a, NNG_OPT_RECVTIMEO, 5000);
+	nng_socket_set_ms(b, NNG_OPT_RECVTIMEO, 5000);
+	bo_seatmap *m0 = map_new(1, 8), *m1 = map_new(1, 8);
+	bo_cmd c0 = c_create(ev_ok, m0), c1 = c_create(ev_bad, m1);
+	call_status(a, &c0, BO_OK, "create on the healthy shard");
+	call_status(a, &c1, BO_OK, "create on the shard that will fail");
+
+	/* A's hold is in the batch the failure strikes; B's waits in the ring. */
+	fail_hook_set(&g_fail, 1, 0);
+	uint32_t seat1 = 1, seat2 = 2;
+	bo_cmd ha = tcmd_hold_seats(7, 1, ev_bad, &seat1, 1, 60000);
+	bo_cmd hb = tcmd_hold_seats(7, 2, ev_bad, &seat2, 1, 60000);
+	cli_send(a, &ha);
+	fail_hook_wait_entered(&g_fail);
+	cli_send(b, &hb);
+	wait_ring_commands(t->gw, 4);
+	fail_hook_set(&g_fail, 1, 1);
+	bo_result ra = cli_recv(a), rb = cli_recv(b);
+	assert_status(&ra, BO_BUSY, "the command of the batch the failure struck");
+	cr_assert_eq(ra.request_id, 1);
+	assert_status(&rb, BO_BUSY, "the command waiting in the failed shard's ring");
+	cr_assert_eq(rb.request_id, 2);
+	cr_assert_not_null(gw_failed(t->gw), "the server does not report the failed shard");
+
+	/* Later commands: busy for the failed shard, served by the other. */
+	bo_cmd hc = tcmd_hold_seats(7, 3, ev_bad, &seat1, 1, 60000);
+	call_status(a, &hc, BO_BUSY, "a later command for the failed shard");
+	bo_cmd hd = tcmd_hold_seats(7, 4, ev_ok, &seat1, 1, 60000);
+	call_status(a, &hd, BO_OK, "a hold on the healthy shard");
+	bo_cmd two[2] = {tcmd_hold_seats(7, 5, ev_ok, &seat2, 1, 60000),
+			 tcmd_hold_seats(7, 6, ev_bad, &seat2, 1, 60000)};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(wire_encode_request(two, 2, 1, &sb), 0);
+	cr_assert_eq(nng_send(a, sb.data, sb.size, 0), 0);
+	msgpack_sbuffer_destroy(&sb);
+	nng_msg *msg;
+	cr_assert_eq(nng_recvmsg(a, &msg, 0), 0, "no reply to the message spanning both shards");
+	bo_result r2[2];
+	wire_reply_info info[2];
+	wire_msg wm;
+	int rv = wire_decode_replies(nng_msg_body(msg), nng_msg_len(msg), r2, info, 2, &wm);
+	nng_msg_free(msg);
+	cr_assert_eq(rv, 0, "reply: %s", wm.error);
+	cr_assert_eq(wm.count, 2);
+	assert_status(&r2[0], BO_OK, "the healthy shard's part of a two-shard message");
+	assert_status(&r2[1], BO_BUSY, "the failed shard's part of a two-shard message");
+
+	gw_stats st;
+	gw_stats_get(t->gw, &st);
+	cr_assert_geq(st.busy, 4, "busy answers counted: %lu", (unsigned long)st.busy);
+	nng_close(a);
+	nng_close(b);
+	bo_seatmap_free(m0);
+	bo_seatmap_free(m1);
+	gw_stop(t->gw, WAIT_MS);
+	cr_assert_eq(gw_close_hung(t->gw), 0, "nng_close hung");
+	gw_free(t->gw);
+	t->gw = NULL;
+	fail_hook_set(&g_fail, 0, 0);
 }

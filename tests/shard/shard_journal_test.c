@@ -8,8 +8,11 @@
  *     submission order, with the journal seq of its record (0 for queries).
  *  2. A journal failure (EIO on write, EIO on fdatasync, ENOSPC on write, a
  *     short write) stops the shard: shard_failed() names the failure, no
- *     output of the failed batch or of anything later is ever published,
- *     producers get -EBUSY instead of hanging, stop/free return, and
+ *     output of the failed batch or of anything later is ever published
+ *     as an acknowledgement: every command not yet answered, and every
+ *     command submitted afterwards, is answered busy (seq 0) at once and
+ *     the lost batches' expiries come out void, so no producer waits for
+ *     an answer that would never come; stop/free return, and
  *     reopening recovers every acknowledged record as acknowledged, nothing
  *     of the failed write, and nothing else except records of the one batch
  *     the failure struck (a batch can span several writes and is published
@@ -413,12 +416,16 @@ static void sequential_load(run *r, uint32_t groups, uint32_t per)
 
 /* Checks the drained outputs: RESULTs in submission order (a prefix of the
  * tags), journaled ones with seqs 1, 2, ... in order and queries with 0,
- * batch numbers and times not going back. Returns the number of results. */
+ * batch numbers and times not going back. After a journal failure, the
+ * failed shard's answers: busy with seq 0 (never an acknowledgement after
+ * the first of them), void slots (the lost batches' records). Returns the
+ * number of results acknowledged (busy answers not counted). */
 static uint32_t check_outputs(const run *r, uint64_t *seq_last_out)
 {
-	uint32_t next_tag = 0;
+	uint32_t next_tag = 0, acked = 0;
 	uint64_t seq = 0, batch = 0;
 	int64_t now = 0;
+	bool busy_seen = false;
 	for (uint32_t i = 0; i < r->nout; i++) {
 		const shard_out *o = &r->outs[i];
 		cr_assert_geq(o->batch, batch, "record %u: batch %" PRIu64 " after %" PRIu64, i,
@@ -426,7 +433,12 @@ static uint32_t check_outputs(const run *r, uint64_t *seq_last_out)
 		cr_assert_geq(o->now_ms, now, "record %u: time went back", i);
 		batch = o->batch;
 		now = o->now_ms;
+		if (o->kind == SHARD_OUT_VOID) {
+			cr_assert_not_null(shard_failed(r->s), "record %u is void, yet the shard did not fail", i);
+			continue;
+		}
 		if (o->kind == SHARD_OUT_EXPIRY) {
+			cr_assert(!busy_seen, "record %u: an expiry published after the failed shard's busy answers", i);
 			cr_assert_eq(o->seq, seq + 1,
 			             "expiry: seq %" PRIu64 ", expected the tick's %" PRIu64,
 			             o->seq, seq + 1);
@@ -439,6 +451,18 @@ static uint32_t check_outputs(const run *r, uint64_t *seq_last_out)
 		             o->tag, next_tag);
 		const bo_cmd *c = &r->cmds[next_tag];
 		cr_assert_eq(o->u.result.op, c->op, "tag %u: result of another op", next_tag);
+		if (o->u.result.status == BO_BUSY) {
+			/* Only the failed shard answers busy (the engine never does). */
+			cr_assert_not_null(shard_failed(r->s), "tag %u answered busy by a healthy shard", next_tag);
+			cr_assert_eq(o->seq, 0, "tag %u: a busy answer with seq %" PRIu64, next_tag, o->seq);
+			cr_assert(o->u.result.client_id == c->client_id && o->u.result.request_id == c->request_id,
+				  "tag %u: a busy answer for another command", next_tag);
+			busy_seen = true;
+			next_tag++;
+			continue;
+		}
+		cr_assert(!busy_seen, "tag %u acknowledged after the failed shard answered busy", next_tag);
+		acked++;
 		if (entry_journals(c)) {
 			cr_assert_eq(o->seq, seq + 1, "tag %u: seq %" PRIu64 ", expected %" PRIu64,
 			             next_tag, o->seq, seq + 1);
@@ -451,7 +475,7 @@ static uint32_t check_outputs(const run *r, uint64_t *seq_last_out)
 	}
 	if (seq_last_out)
 		*seq_last_out = seq;
-	return next_tag;
+	return acked;
 }
 
 /* ---- The journal, read back ---------------------------------------------- */
@@ -531,8 +555,8 @@ static uint64_t acked_digest(const shard_config *cfg, const run *r)
 		const shard_out *o = &r->outs[i];
 		if (o->seq != 0) /* the journal keeps the times of records only */
 			engine_advance(e, o->now_ms, NULL, NULL);
-		if (o->kind != SHARD_OUT_RESULT)
-			continue;
+		if (o->kind != SHARD_OUT_RESULT || o->u.result.status == BO_BUSY)
+			continue; /* busy: the failed shard did not apply it */
 		bo_result res;
 		engine_apply(e, &r->cmds[o->tag], &res);
 		cr_assert_eq(res.status, o->u.result.status,
@@ -921,13 +945,19 @@ static void journal_failure_case(fault_mode mode, const char *what, const char *
 	cr_assert_not_null(strstr(msg, errtext), "the failure message does not say '%s': %s",
 	                   errtext, msg);
 
-	/* Producers get -EBUSY once the input ring is full, never a hang. */
-	bo_cmd q = query_cmd();
-	int rc = 0;
-	uint32_t tries = 0;
-	while (tries <= cfg.in_slots && (rc = shard_submit(r->s, &q, NULL, 1)) == 0)
-		tries++;
-	cr_assert_eq(rc, -EBUSY, "submit after the failure: %d after %u accepted", rc, tries);
+	/* Every command gets an answer, never a hang: what was waiting for the
+	 * disk or in the input ring, and what producers submit after the
+	 * failure (busy, at once). */
+	submit_load(r, r->submitted - 1, 3);
+	const int64_t answer_deadline = bo_clock_ms() + WAIT_MS;
+	while (r->results < r->submitted && bo_clock_ms() < answer_deadline)
+		if (drain(r) == 0)
+			ring_wait(shard_output(r->s), 1000000);
+	cr_assert_eq(r->results, r->submitted, "%u commands submitted, %u answered after the failure",
+		     r->submitted, r->results);
+	const shard_out *last = &r->outs[r->nout - 1];
+	cr_assert(last->kind == SHARD_OUT_RESULT && last->u.result.status == BO_BUSY,
+		  "a command submitted after the failure was not answered busy");
 
 	shard_stop(r->s);
 	drain(r);

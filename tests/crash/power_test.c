@@ -64,6 +64,7 @@
 #include "shard/apply.h"
 #include "shard/follower.h"
 #include "shard/shard.h"
+#include "shard/snapfile.h"
 #include "tests/support/cmd.h"
 #include "tests/support/rng.h"
 #include "tests/support/simfs.h"
@@ -133,6 +134,7 @@ static struct {
 	uint64_t in_window[WIN_COUNT];
 	uint64_t entries_pending, entries_old, sectors_pending, sectors_old, sizes_reverted;
 	uint64_t adopted, snapshots_recovered;
+	uint64_t snaps_published, snaps_ahead;
 } total;
 
 /* ---- One cut ----------------------------------------------------------------- */
@@ -159,6 +161,7 @@ typedef struct run {
 	uint32_t ncuts;
 	/* Windows, as the hook sees the event stream (see window_update). */
 	int seg_created, snap_renamed, seg_unlinked;
+	uint64_t ahead_seq; /* a snapshot put in place ahead of the journal */
 	/* The run's records, from the follower: rec[seq - 1]. */
 	struct {
 		int64_t ts;
@@ -194,18 +197,47 @@ static int windows_open(const run *r)
 	       (r->seg_unlinked << WIN_PRUNE);
 }
 
+/* A snapshot renamed into place (snap-S.snap, shard/snapfile.h) while the
+ * journal is durable only before S: a power cut now could keep the
+ * snapshot and lose records it holds. Fails the test (durable is read
+ * after the rename, so it was no higher then) and returns 1 from that
+ * event until the journal covers S, so that the hook cuts there too: the
+ * recovery of such a cut shows what the mistake costs. */
+static int snapshot_ahead(run *r, shard *s, const bo_fs_event *ev)
+{
+	if (r->ahead_seq && s && shard_durable_seq(s) < r->ahead_seq)
+		return 1; /* still ahead: cut again */
+	r->ahead_seq = 0;
+	if (ev->op != BO_FS_RENAME || !ends_with(ev->path2, ".snap") || !s)
+		return 0;
+	const char *name = strrchr(ev->path2, '/');
+	uint64_t seq;
+	if (!snapfile_name_parse(name ? name + 1 : ev->path2, &seq))
+		return 0;
+	total.snaps_published++;
+	uint64_t durable = shard_durable_seq(s);
+	if (durable >= seq)
+		return 0;
+	total.snaps_ahead++;
+	r->ahead_seq = seq;
+	fail("snapshot %s was put in place while the journal was durable only through seq %" PRIu64,
+	     ev->path2, durable);
+	return 1;
+}
+
 /* The simulator's hook: runs inside the observer, under its lock. */
 static void on_event(void *ctx, simfs *sim, const bo_fs_event *ev, uint64_t index)
 {
 	run *r = ctx;
+	shard *s = atomic_load(&r->s);
 	window_update(r, ev);
+	int ahead = snapshot_ahead(r, s, ev);
 	if (r->ncuts == CUTS_PER_RUN_MAX)
 		return;
 	int risky = windows_open(r) != 0;
-	if (trng_xorshift(&r->rng) % (risky ? 2 : 5) != 0)
+	if (!ahead && trng_xorshift(&r->rng) % (risky ? 2 : 5) != 0)
 		return;
 	cut *c = &r->cuts[r->ncuts];
-	shard *s = atomic_load(&r->s);
 	/* Before shard_open returned nothing was acknowledged. */
 	c->acked = s ? shard_durable_seq(s) : 0;
 	c->event = index;
@@ -363,8 +395,8 @@ static void drive(shard *s, uint64_t seed)
 static int slow_unit(void *ctx, journal_io *io)
 {
 	uint64_t *rng = ctx;
-	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(rng) % 16 == 0)
-		usleep(2000);
+	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(rng) % 4 == 0)
+		usleep(3000);
 	return 0;
 }
 
@@ -573,7 +605,7 @@ int main(void)
 		run *r = calloc(1, sizeof *r);
 		if (!r)
 			die("out of memory");
-		run_once(r, trng_mix64(seed + i), base, i);
+		run_once(r, trng_mix64(seed ^ trng_mix64(i)), base, i);
 		run_free(r);
 		if (failures == 0 && !keep) {
 			char dir[sizeof base + 16];
@@ -587,13 +619,15 @@ int main(void)
 	       "recovered past the acked bound %" PRIu64 ", a snapshot %" PRIu64 "; "
 	       "dropped or kept: entries %" PRIu64 "/%" PRIu64 " old, sectors %" PRIu64 "/%" PRIu64
 	       " old, sizes reverted %" PRIu64 "; files adopted %" PRIu64 "; "
+	       "snapshots published %" PRIu64 ", ahead of the journal %" PRIu64 "; "
 	       "records lost beyond the acked bound: %" PRIu64 "\n",
 	       total.cuts, total.runs, total.records, (double)bo_clock_ns() / 1e9 - t0,
 	       win_names[WIN_ROLL], total.in_window[WIN_ROLL], win_names[WIN_SNAP],
 	       total.in_window[WIN_SNAP], win_names[WIN_PRUNE], total.in_window[WIN_PRUNE],
 	       total.recovered_beyond, total.snapshots_recovered, total.entries_old,
 	       total.entries_pending, total.sectors_old, total.sectors_pending,
-	       total.sizes_reverted, total.adopted, total.lost);
+	       total.sizes_reverted, total.adopted, total.snaps_published, total.snaps_ahead,
+	       total.lost);
 	if (failures == 0)
 		for (int w = 0; w < WIN_COUNT; w++)
 			if (total.in_window[w] == 0 && want >= CUTS_DEFAULT)

@@ -55,10 +55,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/fsio.h"
 #include "engine/engine.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
@@ -121,6 +124,143 @@ static int ends_with(const char *s, const char *suffix)
 {
 	size_t a = strlen(s), b = strlen(suffix);
 	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* ---- The simulator's own rules ---------------------------------------------- */
+
+/* Reads path into buf[0..cap); returns the bytes, or -1 when it is absent. */
+static long read_back(const char *dir, const char *name, uint8_t *buf, size_t cap)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	long n = (long)fread(buf, 1, cap, f);
+	fclose(f);
+	return n;
+}
+
+static int is_dir(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void must(int ok, const char *what)
+{
+	if (!ok)
+		die("simulator self-check: %s", what);
+}
+
+/* Makes a small tree through the bo_fs_* wrappers under the simulator,
+ * then cuts it many times and proves that every cut keeps what a sync
+ * made durable and that, over the cuts, each kind of pending change is
+ * both dropped and kept: otherwise the power test below would pass for
+ * a simulator that keeps everything (or drops everything durable). */
+static void simfs_self_check(const char *base)
+{
+	snprintf(run_ctx, sizeof run_ctx, "simulator self-check");
+	char root[256], p[320], err[ERR_LEN];
+	snprintf(root, sizeof root, "%s/self", base);
+	must(mkdir(root, 0755) == 0, "mkdir");
+	simfs *sim;
+	must(simfs_new(root, &sim, err, sizeof err) == 0, err);
+	simfs_install(sim);
+	uint8_t v1[4 * SIMFS_SECTOR_BYTES], v2[sizeof v1];
+	memset(v1, 0x11, sizeof v1);
+	memset(v2, 0x22, sizeof v2);
+	/* a: durable v1 (file and name), then v2 over it, not synced. */
+	snprintf(p, sizeof p, "%s/a", root);
+	int fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, p, v1, sizeof v1, 0) == (ssize_t)sizeof v1, "write a");
+	must(bo_fs_fsync(fd, p) == 0 && bo_fs_fsync_dir(root) == 0, "sync a");
+	must(bo_fs_pwrite(fd, p, v2, sizeof v2, 0) == (ssize_t)sizeof v2, "rewrite a");
+	close(fd);
+	/* c renamed to d after its name was durable; e unlinked after. */
+	snprintf(p, sizeof p, "%s/c", root);
+	fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, p, v2, 200, 0) == 200 && bo_fs_fsync(fd, p) == 0, "c");
+	close(fd);
+	snprintf(p, sizeof p, "%s/e", root);
+	fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0, "e");
+	close(fd);
+	must(bo_fs_fsync_dir(root) == 0, "sync root");
+	char q[320];
+	snprintf(p, sizeof p, "%s/c", root);
+	snprintf(q, sizeof q, "%s/d", root);
+	must(bo_fs_rename(p, q) == 0, "rename c d");
+	snprintf(p, sizeof p, "%s/e", root);
+	must(bo_fs_unlink(p) == 0, "unlink e");
+	/* b: synced bytes, name not synced. */
+	snprintf(p, sizeof p, "%s/b", root);
+	fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, p, v1, 100, 0) == 100 && bo_fs_fsync(fd, p) == 0, "b");
+	close(fd);
+	/* sub/f: durable inside sub, but sub's own name is not. */
+	snprintf(p, sizeof p, "%s/sub", root);
+	must(bo_fs_mkdir(p, 0755) == 0, "mkdir sub");
+	snprintf(q, sizeof q, "%s/sub/f", root);
+	fd = bo_fs_open(q, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, q, v1, 10, 0) == 10 && bo_fs_fsync(fd, q) == 0, "f");
+	close(fd);
+	must(bo_fs_fsync_dir(p) == 0, "sync sub");
+	/* A forked child's reports are not the model's. */
+	uint64_t events = simfs_events(sim);
+	pid_t pid = fork();
+	if (pid == 0) {
+		snprintf(p, sizeof p, "%s/child", root);
+		int cfd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+		_exit(cfd >= 0 ? 0 : 1);
+	}
+	int status;
+	must(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	             WEXITSTATUS(status) == 0,
+	     "fork");
+	must(simfs_events(sim) == events, "a forked child's event reached the model");
+	simfs_install(NULL);
+
+	enum { A_OLD, A_NEW, A_MIXED, B_GONE, B_KEPT, C_ONLY, D_ONLY, E_GONE, E_BACK, SUB_GONE,
+	       SUB_KEPT, SEEN_COUNT };
+	unsigned seen[SEEN_COUNT] = {0};
+	for (unsigned k = 0; k < 200; k++) {
+		char out[300];
+		snprintf(out, sizeof out, "%s/cut-%u", base, k);
+		must(simfs_cut(sim, k, out, NULL, err, sizeof err) == 0, err);
+		uint8_t b[sizeof v1 + 1];
+		long n = read_back(out, "a", b, sizeof b);
+		must(n == (long)sizeof v1, "a synced file lost bytes or its name");
+		unsigned old = 0;
+		for (unsigned s = 0; s < 4; s++) {
+			const uint8_t *sec = b + s * SIMFS_SECTOR_BYTES;
+			int is1 = memcmp(sec, v1, SIMFS_SECTOR_BYTES) == 0;
+			must(is1 || memcmp(sec, v2, SIMFS_SECTOR_BYTES) == 0, "a sector was torn inside");
+			old += (unsigned)is1;
+		}
+		seen[old == 4 ? A_OLD : old == 0 ? A_NEW : A_MIXED]++;
+		n = read_back(out, "b", b, sizeof b);
+		must(n < 0 || (n == 100 && memcmp(b, v1, 100) == 0), "b's synced bytes changed");
+		seen[n < 0 ? B_GONE : B_KEPT]++;
+		long c = read_back(out, "c", b, sizeof b), d = read_back(out, "d", b, sizeof b);
+		must((c < 0 || c == 200) && (d < 0 || d == 200), "c's synced bytes changed");
+		if (c >= 0 && d < 0)
+			seen[C_ONLY]++;
+		if (d >= 0 && c < 0)
+			seen[D_ONLY]++;
+		seen[read_back(out, "e", b, sizeof b) < 0 ? E_GONE : E_BACK]++;
+		int sub = is_dir(out, "sub");
+		must(!sub || read_back(out, "sub/f", b, sizeof b) == 10, "sub/f lost its synced bytes");
+		seen[sub ? SUB_KEPT : SUB_GONE]++;
+		tmpdir_remove(out);
+	}
+	for (int i = 0; i < SEEN_COUNT; i++)
+		if (seen[i] == 0)
+			die("simulator self-check: outcome %d never happened in 200 cuts", i);
+	simfs_free(sim);
+	tmpdir_remove(root);
 }
 
 /* ---- Totals over all runs -------------------------------------------------- */
@@ -600,6 +740,7 @@ int main(void)
 	make_base(base, sizeof base);
 	printf("power_test: seed 0x%016" PRIx64 ", %" PRIu64 " cuts wanted, in %s\n", seed, want,
 	       base);
+	simfs_self_check(base);
 	double t0 = (double)bo_clock_ns() / 1e9;
 	for (uint32_t i = 0; total.cuts < want && failures == 0; i++) {
 		run *r = calloc(1, sizeof *r);

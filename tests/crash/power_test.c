@@ -302,6 +302,8 @@ typedef struct run {
 	/* Windows, as the hook sees the event stream (see window_update). */
 	int seg_created, snap_renamed, seg_unlinked;
 	uint64_t ahead_seq; /* a snapshot put in place ahead of the journal */
+	_Atomic uint64_t snap_last; /* the last snapshot put in place (its seq) */
+	uint64_t slow_rng;          /* slow_unit's generator (the writer's) */
 	/* The run's records, from the follower: rec[seq - 1]. */
 	struct {
 		int64_t ts;
@@ -355,6 +357,7 @@ static int snapshot_ahead(run *r, shard *s, const bo_fs_event *ev)
 	if (!snapfile_name_parse(name ? name + 1 : ev->path2, &seq))
 		return 0;
 	total.snaps_published++;
+	atomic_store(&r->snap_last, seq);
 	uint64_t durable = shard_durable_seq(s);
 	if (durable >= seq)
 		return 0;
@@ -528,14 +531,15 @@ static void drive(shard *s, uint64_t seed)
 	settle(s, &g, &inflight, 0);
 }
 
-/* Widens the windows the test looks into: now and then, the journal's next
- * unit waits a little before it is submitted, so that a snapshot child may
- * finish before the journal covers its sequence. Only timing: no verdict
- * depends on it. */
+/* Widens the windows the test looks into: the journal's next unit waits a
+ * little before it is submitted, often once a snapshot is due (a snapshot
+ * child may then finish before the journal covers its sequence), rarely
+ * otherwise. Only timing: no verdict depends on it. */
 static int slow_unit(void *ctx, journal_io *io)
 {
-	uint64_t *rng = ctx;
-	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(rng) % 4 == 0)
+	run *r = ctx;
+	int due = io->seq_last >= atomic_load(&r->snap_last) + SNAP_EVERY;
+	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(&r->slow_rng) % (due ? 2 : 32) == 0)
 		usleep(3000);
 	return 0;
 }
@@ -640,9 +644,9 @@ static void run_once(run *r, uint64_t seed, const char *base, uint32_t index)
 
 	shard_config cfg;
 	shard_cfg(&cfg, r->data, SNAP_EVERY);
-	uint64_t slow_rng = trng_mix64(seed ^ 0x51ull) | 1;
+	r->slow_rng = trng_mix64(seed ^ 0x51ull) | 1;
 	cfg.journal.fault = slow_unit;
-	cfg.journal.fault_ctx = &slow_rng;
+	cfg.journal.fault_ctx = r;
 	shard *s = NULL;
 	int rc = shard_open(&cfg, &s, NULL, err, sizeof err);
 	if (rc == -ENOSYS || rc == -EPERM) {

@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -79,6 +80,7 @@
 #define SNAP_EVERY 250u
 #define COMMANDS_PER_RUN 1500u
 #define CUTS_PER_RUN_MAX 60u
+#define SNAP_HOLD_MS 10L
 #define INFLIGHT_MAX 96u /* commands submitted and not yet answered */
 #define WAIT_MS 60000    /* a result or a record must come within this */
 #define ERR_LEN 2048u
@@ -319,9 +321,11 @@ typedef struct run {
 	uint32_t ncuts;
 	/* Windows, as the hook sees the event stream (see window_update). */
 	int seg_created, snap_renamed, seg_unlinked;
-	uint64_t ahead_seq;         /* a snapshot put in place ahead of the journal */
-	_Atomic uint64_t snap_last; /* the last snapshot put in place (its seq) */
-	uint64_t slow_rng;          /* slow_unit's generator (the writer's) */
+	uint64_t ahead_seq; /* a snapshot put in place ahead of the journal */
+	/* The last snapshot put in place (its seq), and its signal. */
+	pthread_mutex_t snap_mu;
+	pthread_cond_t snap_cv;
+	uint64_t snap_last;
 	/* The run's records, from the follower: rec[seq - 1]. */
 	struct {
 		int64_t ts;
@@ -375,7 +379,10 @@ static int snapshot_ahead(run *r, shard *s, const bo_fs_event *ev)
 	if (!snapfile_name_parse(name ? name + 1 : ev->path2, &seq))
 		return 0;
 	total.snaps_published++;
-	atomic_store(&r->snap_last, seq);
+	pthread_mutex_lock(&r->snap_mu);
+	r->snap_last = seq;
+	pthread_cond_broadcast(&r->snap_cv);
+	pthread_mutex_unlock(&r->snap_mu);
 	uint64_t durable = shard_durable_seq(s);
 	if (durable >= seq)
 		return 0;
@@ -550,16 +557,31 @@ static void drive(shard *s, uint64_t seed)
 	settle(s, &g, &inflight, 0);
 }
 
-/* Widens the windows the test looks into: the journal's next unit waits a
- * little before it is submitted, often once a snapshot is due (a snapshot
- * child may then finish before the journal covers its sequence), rarely
- * otherwise. Only timing: no verdict depends on it. */
-static int slow_unit(void *ctx, journal_io *io)
+/* Opens the window of a snapshot that overtakes the journal: once a
+ * snapshot is due, the journal's next unit is held (before its write is
+ * submitted) until a snapshot is put in place, or SNAP_HOLD_MS. A keeper
+ * that waits for the journal to cover the snapshot, as it must, cannot put
+ * it in place meanwhile, so the hold ends by its timeout; one that does not
+ * wait puts it in place while the journal is behind, and the hook sees it.
+ * Only timing: no verdict depends on how long the hold lasts. */
+static int hold_unit(void *ctx, journal_io *io)
 {
 	run *r = ctx;
-	int due = io->seq_last >= atomic_load(&r->snap_last) + SNAP_EVERY;
-	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(&r->slow_rng) % (due ? 2 : 32) == 0)
-		usleep(3000);
+	if (io->kind != JOURNAL_IO_WRITE)
+		return 0;
+	pthread_mutex_lock(&r->snap_mu);
+	uint64_t last = r->snap_last;
+	if (io->seq_last >= last + SNAP_EVERY) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += SNAP_HOLD_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (r->snap_last == last &&
+		       pthread_cond_timedwait(&r->snap_cv, &r->snap_mu, &until) == 0) {
+		}
+	}
+	pthread_mutex_unlock(&r->snap_mu);
 	return 0;
 }
 
@@ -664,8 +686,13 @@ static void run_once(run *r, uint64_t seed, const char *base, uint32_t index)
 
 	shard_config cfg;
 	shard_cfg(&cfg, r->data, SNAP_EVERY);
-	r->slow_rng = trng_mix64(seed ^ 0x51ull) | 1;
-	cfg.journal.fault = slow_unit;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->snap_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&r->snap_mu, NULL);
+	cfg.journal.fault = hold_unit;
 	cfg.journal.fault_ctx = r;
 	shard *s = NULL;
 	int rc = shard_open(&cfg, &s, NULL, err, sizeof err);
@@ -722,6 +749,8 @@ static void run_once(run *r, uint64_t seed, const char *base, uint32_t index)
 
 static void run_free(run *r)
 {
+	pthread_cond_destroy(&r->snap_cv);
+	pthread_mutex_destroy(&r->snap_mu);
 	for (uint64_t i = 0; i < r->nrec; i++)
 		free(r->rec[i].payload);
 	free(r->rec);

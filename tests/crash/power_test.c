@@ -37,6 +37,13 @@
  *      outruns it).
  * It also requires at least one cut per kind of window in the default
  * run, and that the simulator never met an event it could not model.
+ * And at the rename that puts a snapshot snap-S.snap in place, the journal
+ * must already be durable through S (checked in the hook; the hook then
+ * cuts at every event until it is, so a cut shows the cost): to open that
+ * window, the journal's next unit is held once a snapshot is due until one
+ * is put in place or 10 ms pass (hold_unit), which a correct keeper can
+ * never use. Before all that, a self-check proves that the simulator both
+ * drops and keeps each kind of pending change, and never a synced one.
  *
  * Snapshots are still written by a forked child today, whose writes the
  * simulator cannot see: it adopts the .tmp (synced by the child before it

@@ -638,6 +638,9 @@ static int job_or_stop(shard *s, const void *ctx)
 static void *keeper_main(void *arg)
 {
 	shard *s = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "bo-snap-%04u", s->cfg.id % 10000);
+	pthread_setname_np(pthread_self(), name); /* top -H, and the tests find it */
 	/* The lowest CPU priority, for this thread only (Linux's setpriority
 	 * takes a thread id): on a small machine the builder must not take CPU
 	 * from the writer or the gateway. Not SCHED_IDLE: under sustained full

@@ -108,14 +108,11 @@
  *
  * WRITER (snapshot_write_fd)
  *
- * The shard calls it on its snapshot builder thread, from an engine that
- * follows the journal (shard/replica.h). It uses no heap and no locks (a
- * child forked from a multi-threaded process may call it too: another
- * thread may have held the allocator's lock at fork()). It streams through
- * a 32 KiB stack buffer with bo_fs_pwrite at explicit offsets (large tables
- * go straight from the engine's memory), so a storage simulator sees every
- * byte (base/fsio.h; with no observer installed that is one relaxed load
- * more per write), and hashes with an XXH3 state on the stack. Two passes over the client table and the bucket index count
+ * Runs in a child forked from the multi-threaded server, where another
+ * thread may have held the allocator's lock at fork(): so no heap, no locks.
+ * It streams through a 32 KiB stack buffer with write(2) (large tables go to
+ * write(2) straight from the engine's memory) and hashes with an XXH3 state
+ * on the stack. Two passes over the client table and the bucket index count
  * the pairs first, as the header precedes them.
  */
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: no heap in the writer */
@@ -568,8 +565,6 @@ static void header_from_engine(const engine *e, uint32_t shard, uint64_t seq, in
  * buffer, or a memory block of the exact size. */
 typedef struct snap_out {
 	int fd;             /* >= 0: file mode; -1: memory mode */
-	const char *path;   /* file mode: the file's name, for bo_fs_pwrite */
-	uint64_t off;       /* file mode: bytes written so far */
 	uint8_t *mem;       /* memory mode: the destination */
 	uint8_t *buf;       /* file mode: staging buffer */
 	size_t buf_len;     /* bytes staged */
@@ -577,14 +572,16 @@ typedef struct snap_out {
 	uint64_t pos;       /* bytes emitted so far */
 	XXH3_state_t *hash; /* file mode: hash of everything emitted */
 	int err;            /* first -errno of a write; later output is dropped */
+	const char *path;   /* file mode: NULL (write(2)) or the file's path
+	                     * (bo_fs_pwrite at file_off, reported to fsio.h) */
+	uint64_t file_off;  /* bytes written to the file so far */
 } snap_out;
 
-/* At explicit offsets through bo_fs_pwrite, so that a storage simulator
- * sees the image's bytes land (base/fsio.h). */
 static int write_all(snap_out *o, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = bo_fs_pwrite(o->fd, o->path, p, n, (off_t)o->off);
+		ssize_t w = o->path ? bo_fs_pwrite(o->fd, o->path, p, n, (off_t)o->file_off)
+		                    : write(o->fd, p, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -593,8 +590,8 @@ static int write_all(snap_out *o, const uint8_t *p, size_t n)
 		if (w == 0)
 			return -EIO;
 		p += w;
-		o->off += (uint64_t)w;
 		n -= (size_t)w;
+		o->file_off += (uint64_t)w;
 	}
 	return 0;
 }
@@ -674,9 +671,15 @@ static void encode_body(const engine *e, const snap_header *h, snap_out *o)
 	}
 }
 
-int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd, const char *path)
+int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd)
 {
-	assert(e && fd >= 0 && path);
+	return snapshot_write_file(e, shard, seq, seq_ts_ms, fd, NULL);
+}
+
+int snapshot_write_file(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd,
+                        const char *path)
+{
+	assert(e && fd >= 0);
 	assert(seq_ts_ms >= 0 && seq_ts_ms <= e->now_ms); /* the contract: the clock at seq */
 	snap_header h;
 	header_from_engine(e, shard, seq, seq_ts_ms, &h);
@@ -687,7 +690,7 @@ int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq
 	XXH3_state_t st;
 	XXH3_INITSTATE(&st);
 	XXH3_64bits_reset(&st);
-	snap_out o = {.fd = fd, .path = path, .buf = buf, .buf_cap = sizeof(buf), .hash = &st};
+	snap_out o = {.fd = fd, .buf = buf, .buf_cap = sizeof(buf), .hash = &st, .path = path};
 	out_put(&o, hdr, sizeof(hdr));
 	encode_body(e, &h, &o);
 	out_flush(&o);

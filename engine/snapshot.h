@@ -32,16 +32,22 @@ typedef struct snapshot_info {
 	uint64_t bytes;	      /* size of the encoding */
 } snapshot_info;
 
-/* Writes the snapshot encoding of `e` to fd (open for writing; the image
- * goes at offsets 0..), which is the file `path` (named to the storage
- * observer of base/fsio.h: every write goes through bo_fs_pwrite). Uses no
- * heap and no locks (a stack buffer of 32 KiB), so a child process may call
- * it right after fork() from a multi-threaded parent. seq_ts_ms must be in [0, engine_now(e)] (asserted):
+/* Writes the snapshot encoding of `e` to fd (already open for writing, at
+ * offset 0). Uses no heap and no locks (a stack buffer of 32 KiB and
+ * write(2)), so a child process may call it right after fork() from a
+ * multi-threaded parent. seq_ts_ms must be in [0, engine_now(e)] (asserted):
  * it is written as the clock (a later clock that moved without changing
  * anything is not state), so it must not be older than the last change.
  * Returns 0, or the -errno of the first failed write (the file is then
  * incomplete: the caller removes it). Does not fsync. */
-int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd, const char *path);
+int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd);
+
+/* The same bytes, written with pwrite(2) at offsets from 0 through
+ * base/fsio.h's bo_fs_pwrite, so that a storage observer sees each write
+ * under `path` (the file fd was opened as); path NULL is snapshot_write_fd.
+ * Same outcomes; no heap and no locks either (an installed observer aside). */
+int snapshot_write_file(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd,
+                        const char *path);
 
 /* The snapshot encoding in memory (heap; tests, digests, tools): the same
  * bytes snapshot_write_fd writes. Returns 0 and a buffer the caller frees

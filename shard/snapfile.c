@@ -101,7 +101,7 @@ int snapfile_write_tmp(const engine *e, const char *dir, uint32_t shard, uint64_
 		goto out;
 	}
 	what = "write";
-	rc = snapshot_write_fd(e, shard, seq, seq_ts_ms, fd, tmp);
+	rc = snapshot_write_file(e, shard, seq, seq_ts_ms, fd, tmp);
 	if (rc == 0) {
 		what = "fsync";
 		if (bo_fs_fsync(fd, tmp) != 0)

@@ -1266,11 +1266,11 @@ Test(snapshot, write_errors_are_returned)
 	int fd = open("/dev/full", O_WRONLY);
 	if (fd < 0)
 		cr_skip_test("/dev/full not available: %s", strerror(errno));
-	cr_assert_eq(snapshot_write_fd(w.e, 0, 1, engine_now(w.e), fd, "/dev/full"), -ENOSPC);
+	cr_assert_eq(snapshot_write_fd(w.e, 0, 1, engine_now(w.e), fd), -ENOSPC);
 	close(fd);
 	fd = open("/dev/null", O_RDONLY);
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(snapshot_write_fd(w.e, 0, 1, engine_now(w.e), fd, "/dev/null"), -EBADF);
+	cr_assert_eq(snapshot_write_fd(w.e, 0, 1, engine_now(w.e), fd), -EBADF);
 	close(fd);
 	char err[SNAPSHOT_ERR_LEN];
 	cr_assert_lt(snapfile_save(w.e, "/tmp/no/such/snapshot/dir", 0, 1, engine_now(w.e), err,
@@ -1335,7 +1335,7 @@ Test(snapshot, write_fd_in_forked_child, .timeout = 120)
 		pid_t pid = fork();
 		cr_assert_geq(pid, 0);
 		if (pid == 0) {
-			int rc = snapshot_write_fd(w.e, 2, 77, engine_now(w.e), fd, path);
+			int rc = snapshot_write_fd(w.e, 2, 77, engine_now(w.e), fd);
 			_exit(rc == 0 ? 0 : 1);
 		}
 		close(fd);

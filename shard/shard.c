@@ -594,29 +594,50 @@ static int snapshot_install(shard *s, uint64_t S)
 	return 0;
 }
 
+/* Builder: steps 2 and 3 for S with the builder's engine. Returns 0, or -1
+ * (logged). t_caught: when the engine reached S. */
+static int snapshot_write(shard *s, uint64_t S, int64_t *t_caught)
+{
+	char err[REPLAY_ERR_LEN];
+	if (replica_catch_up(s->builder, S, err, sizeof(err)) < 0) {
+		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot skipped, journal kept\" seq=%" PRIu64 " err=\"%s\"",
+		       s->cfg.id, S, err);
+		return -1;
+	}
+	*t_caught = bo_clock_ns();
+	if (snapfile_write_tmp(replica_engine(s->builder), s->dir, s->cfg.id, S, replica_seq_ts(s->builder), err,
+			       sizeof(err)) < 0) {
+		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot write failed, journal kept\" err=\"%s\"", s->cfg.id, err);
+		return -1;
+	}
+	return 0;
+}
+
 /* Builder: one snapshot job, steps 1 to 6. */
 static void snapshot_build(shard *s)
 {
 	const uint64_t S = s->snap_target;
-	const int64_t cpu0 = thread_cpu_ns();
-	char err[REPLAY_ERR_LEN];
+	const int64_t cpu0 = thread_cpu_ns(), t0 = bo_clock_ns();
+	const int kept = s->builder != NULL;
 	if (builder_open(s) < 0)
 		return;
-	int rc = 0;
-	if (replica_seq(s->builder) > S) {
-		rc = -1; /* a newer snapshot exists already: nothing to do */
-	} else if ((rc = replica_catch_up(s->builder, S, err, sizeof(err))) < 0) {
-		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot skipped, journal kept\" seq=%" PRIu64 " err=\"%s\"",
-		       s->cfg.id, S, err);
-	} else if ((rc = snapfile_write_tmp(replica_engine(s->builder), s->dir, s->cfg.id, S,
-					    replica_seq_ts(s->builder), err, sizeof(err))) < 0) {
-		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot write failed, journal kept\" err=\"%s\"", s->cfg.id, err);
-	} else if ((rc = snapshot_install(s, S)) == 0) {
+	const uint64_t from = replica_seq(s->builder);
+	const int64_t t_open = bo_clock_ns();
+	int64_t t_caught = t_open;
+	/* from > S: a newer snapshot is official already, nothing to do. */
+	int rc = from > S ? -1 : snapshot_write(s, S, &t_caught);
+	if (rc == 0)
+		rc = snapshot_install(s, S);
+	if (rc == 0) {
+		const int64_t t_end = bo_clock_ns(), cpu = thread_cpu_ns() - cpu0;
 		atomic_fetch_add_explicit(&s->snapshots, 1, memory_order_relaxed);
-		atomic_store_explicit(&s->snap_ns_last, (uint64_t)(bo_clock_ns() - s->snap_started_ns),
-				      memory_order_relaxed);
-		atomic_store_explicit(&s->snap_cpu_ns_last, (uint64_t)(thread_cpu_ns() - cpu0),
-				      memory_order_relaxed);
+		atomic_store_explicit(&s->snap_ns_last, (uint64_t)(t_end - s->snap_started_ns), memory_order_relaxed);
+		atomic_store_explicit(&s->snap_cpu_ns_last, (uint64_t)cpu, memory_order_relaxed);
+		bo_log(BO_LOG_INFO,
+		       "shard=%u msg=\"snapshot made\" seq=%" PRIu64 " engine=%s from_seq=%" PRIu64
+		       " open_ms=%.1f catch_up_ms=%.1f write_ms=%.1f cpu_ms=%.1f",
+		       s->cfg.id, S, kept ? "kept" : "loaded", from, (double)(t_open - t0) / 1e6,
+		       (double)(t_caught - t_open) / 1e6, (double)(t_end - t_caught) / 1e6, (double)cpu / 1e6);
 	}
 	/* A replica that failed is not trusted further; a kept one follows on. */
 	if (rc < 0 || !s->cfg.snapshot_keep_engine) {

@@ -432,8 +432,9 @@ static void measure_snapshot(const char *dir, const options *o, load *w, figures
 	f->gap_ms = (double)st.batch_gap_ns_max / 1e6;
 	f->snapshot_cpu_s = (double)st.snapshot_cpu_ns_last / 1e9;
 	fprintf(stderr,
-		"snapshot of %u M seats (%s): %" PRIu64 " taken, last %.2fs (builder CPU %.2fs), writer's snapshot "
-		"work max %.4f ms, batch gap max %.2f ms building / %.2f ms not; RSS: engine %.0f MiB, builder +%.0f MiB\n",
+		"snapshot of %u M seats (%s): %" PRIu64 " taken, last %.2fs (builder CPU %.2fs), "
+		"writer's snapshot work max %.4f ms, batch gap max %.2f ms building / %.2f ms not; "
+		"RSS: engine %.0f MiB, builder +%.0f MiB\n",
 		big_events, o->keep_engine ? "engine kept" : "engine loaded", st.snapshots, f->snapshot_s,
 		f->snapshot_cpu_s, f->stall_ms, f->gap_snap_ms, f->gap_ms, f->engine_rss_mb, f->builder_rss_mb);
 }

@@ -69,7 +69,7 @@
 #define SHARD_PATH_MAX PATH_MAX
 #define SHARD_DIR_MAX (SHARD_PATH_MAX - 1 - SNAPFILE_NAME_LEN - sizeof(SNAPFILE_TMP_SUFFIX))
 
-/* The snapshot keeper's job state (shard.snap_state). */
+/* The snapshot builder's job state (shard.snap_state). */
 enum { SNAP_IDLE = 0, SNAP_RUNNING = 1 };
 
 /* An event count: threads wait on it for a condition on the shard's
@@ -98,8 +98,8 @@ struct shard {
 	char dir[SHARD_DIR_MAX]; /* data_dir/shard-NNNN */
 	pthread_t thread;
 	int started;
-	pthread_t keeper; /* the snapshot builder, with a journal */
-	int keeper_started;
+	pthread_t builder_thread; /* the snapshot builder, with a journal */
+	int builder_started;
 	/* Set by shard_stop() (release), read by the writer between batches
 	 * (acquire): whatever was published before the stop request is
 	 * visible to the writer's last poll, which runs after it sees the
@@ -113,18 +113,19 @@ struct shard {
 	atomic_uint_least64_t submitted; /* commands accepted by shard_submit */
 	/* Durable journal sequence. Stored (release) by the writer only after
 	 * journal_poll/journal_wait reported those records durable, loaded
-	 * (acquire) by followers and the keeper before they read journal files
+	 * (acquire) by followers (the snapshot builder's too) before they read journal files
 	 * or act on the records: what is read up to it is on disk. */
 	atomic_uint_least64_t durable;
 	atomic_uint_least64_t retain; /* shard_retain(): prune keeps records after it */
-	/* Waits for the durable sequence (followers, the keeper for its
-	 * snapshot's records), also bumped on failure and keeper stop. The
+	/* Waits for the durable sequence (followers, among them the snapshot
+	 * builder's), also bumped on failure and builder stop. The
 	 * writer pays a fence per durable advance, and a wake system call only
-	 * while someone sleeps here: a caught-up follower, or the keeper for
-	 * the few batches between its child's exit and durability. */
+	 * while someone sleeps here: a caught-up follower (the builder only
+	 * when it has caught up with a snapshot's records before they are
+	 * durable, for the few batches until they are). */
 	shard_event durable_ev;
-	/* The keeper's wait for a job (or stop): bumped once per snapshot, so
-	 * an idle keeper costs the writer nothing per batch. */
+	/* The builder's wait for a job (or stop): bumped once per snapshot, so
+	 * an idle builder costs the writer nothing per batch. */
 	shard_event job_ev;
 	/* Snapshot gauges (relaxed: statistics). */
 	atomic_uint_least64_t snapshots, snap_stall_ns_max, snap_ns_last, snap_cpu_ns_last;
@@ -149,7 +150,7 @@ struct shard {
 	 * done with them, after which the writer (acquire) may start the next
 	 * one. */
 	_Atomic uint32_t snap_state;
-	atomic_int keeper_stop; /* set by shard_stop once the writer is joined */
+	atomic_int builder_quit; /* set by shard_stop once the writer is joined */
 	uint64_t snap_target;	/* the job: a snapshot after this record */
 	int64_t snap_started_ns;
 	/* Builder-thread state: its engine, following the journal (kept
@@ -510,7 +511,7 @@ static void snapshot_start(shard *s)
 
 static void maybe_snapshot(shard *s)
 {
-	if (!s->keeper_started)
+	if (!s->builder_started)
 		return;
 	int asked = atomic_load_explicit(&s->snap_asked, memory_order_relaxed);
 	if (!asked && (s->cfg.snapshot_every == 0 || s->seq_last - s->snap_seq < s->cfg.snapshot_every))
@@ -650,13 +651,13 @@ static int job_or_stop(shard *s, const void *ctx)
 {
 	(void)ctx;
 	return atomic_load_explicit(&s->snap_state, memory_order_acquire) == SNAP_RUNNING ||
-	       atomic_load_explicit(&s->keeper_stop, memory_order_acquire);
+	       atomic_load_explicit(&s->builder_quit, memory_order_acquire);
 }
 
 /* The snapshot builder thread: one job at a time until shard_stop() (which
  * stops it only after the writer, so no job comes after the stop and a job
  * under way is finished: the writer has made every record durable). */
-static void *keeper_main(void *arg)
+static void *builder_main(void *arg)
 {
 	shard *s = arg;
 	char name[16];
@@ -857,7 +858,7 @@ static void *shard_main(void *arg)
 		}
 		if (!ring_wait(s->in, tick_ns) && tick(s) < 0)
 			break;
-		/* Idle too: a snapshot that fell due while the keeper was busy
+		/* Idle too: a snapshot that fell due while the builder was busy
 		 * with the previous one starts even when no command comes. */
 		maybe_snapshot(s);
 	}
@@ -909,7 +910,7 @@ int shard_new(const shard_config *cfg, shard **out)
 	atomic_init(&s->job_ev.count, 0);
 	atomic_init(&s->job_ev.waiters, 0);
 	atomic_init(&s->snap_state, SNAP_IDLE);
-	atomic_init(&s->keeper_stop, 0);
+	atomic_init(&s->builder_quit, 0);
 	int rc = ring_new(sizeof(shard_in), cfg->in_slots, &s->in);
 	if (rc == 0)
 		rc = ring_new(sizeof(shard_out), cfg->out_slots, &s->out);
@@ -1103,17 +1104,17 @@ int shard_open(const shard_config *cfg, shard **out, shard_recovery *rec, char *
 	return rc;
 }
 
-/* Stops and joins the keeper. Only once the writer is joined: then no job
- * comes after the stop, and the durable sequence the keeper sees is final. */
-static void keeper_stop(shard *s)
+/* Stops and joins the builder. Only once the writer is joined: then no job
+ * comes after the stop, and the durable sequence the builder sees is final. */
+static void builder_stop(shard *s)
 {
-	if (!s->keeper_started)
+	if (!s->builder_started)
 		return;
-	atomic_store_explicit(&s->keeper_stop, 1, memory_order_release);
+	atomic_store_explicit(&s->builder_quit, 1, memory_order_release);
 	event_notify(&s->job_ev);
 	event_notify(&s->durable_ev);
-	pthread_join(s->keeper, NULL);
-	s->keeper_started = 0;
+	pthread_join(s->builder_thread, NULL);
+	s->builder_started = 0;
 }
 
 int shard_start(shard *s)
@@ -1121,17 +1122,17 @@ int shard_start(shard *s)
 	assert(s && !s->started);
 	atomic_store_explicit(&s->stopping, 0, memory_order_relaxed); /* a stopped shard may restart */
 	if (s->journal) {
-		atomic_store_explicit(&s->keeper_stop, 0, memory_order_relaxed);
-		int rc = pthread_create(&s->keeper, NULL, keeper_main, s);
+		atomic_store_explicit(&s->builder_quit, 0, memory_order_relaxed);
+		int rc = pthread_create(&s->builder_thread, NULL, builder_main, s);
 		if (rc != 0)
 			return -rc;
-		s->keeper_started = 1; /* before the writer starts: it reads this */
+		s->builder_started = 1; /* before the writer starts: it reads this */
 	}
 	atomic_store_explicit(&s->running, 1, memory_order_relaxed);
 	int rc = pthread_create(&s->thread, NULL, shard_main, s);
 	if (rc != 0) {
 		atomic_store_explicit(&s->running, 0, memory_order_relaxed);
-		keeper_stop(s);
+		builder_stop(s);
 		return -rc;
 	}
 	s->started = 1;
@@ -1147,7 +1148,7 @@ void shard_stop(shard *s)
 	/* The writer notices within one tick (ring_wait's timeout). */
 	pthread_join(s->thread, NULL);
 	s->started = 0;
-	keeper_stop(s);
+	builder_stop(s);
 }
 
 void shard_free(shard *s)

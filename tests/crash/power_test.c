@@ -55,15 +55,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/fsio.h"
 #include "engine/engine.h"
 #include "journal/journal.h"
 #include "shard/apply.h"
 #include "shard/follower.h"
 #include "shard/shard.h"
+#include "shard/snapfile.h"
 #include "tests/support/cmd.h"
 #include "tests/support/rng.h"
 #include "tests/support/simfs.h"
@@ -122,6 +126,143 @@ static int ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* ---- The simulator's own rules ---------------------------------------------- */
+
+/* Reads path into buf[0..cap); returns the bytes, or -1 when it is absent. */
+static long read_back(const char *dir, const char *name, uint8_t *buf, size_t cap)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	long n = (long)fread(buf, 1, cap, f);
+	fclose(f);
+	return n;
+}
+
+static int is_dir(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void must(int ok, const char *what)
+{
+	if (!ok)
+		die("simulator self-check: %s", what);
+}
+
+/* Makes a small tree through the bo_fs_* wrappers under the simulator,
+ * then cuts it many times and proves that every cut keeps what a sync
+ * made durable and that, over the cuts, each kind of pending change is
+ * both dropped and kept: otherwise the power test below would pass for
+ * a simulator that keeps everything (or drops everything durable). */
+static void simfs_self_check(const char *base)
+{
+	snprintf(run_ctx, sizeof run_ctx, "simulator self-check");
+	char root[256], p[320], err[ERR_LEN];
+	snprintf(root, sizeof root, "%s/self", base);
+	must(mkdir(root, 0755) == 0, "mkdir");
+	simfs *sim;
+	must(simfs_new(root, &sim, err, sizeof err) == 0, err);
+	simfs_install(sim);
+	uint8_t v1[4 * SIMFS_SECTOR_BYTES], v2[sizeof v1];
+	memset(v1, 0x11, sizeof v1);
+	memset(v2, 0x22, sizeof v2);
+	/* a: durable v1 (file and name), then v2 over it, not synced. */
+	snprintf(p, sizeof p, "%s/a", root);
+	int fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, p, v1, sizeof v1, 0) == (ssize_t)sizeof v1, "write a");
+	must(bo_fs_fsync(fd, p) == 0 && bo_fs_fsync_dir(root) == 0, "sync a");
+	must(bo_fs_pwrite(fd, p, v2, sizeof v2, 0) == (ssize_t)sizeof v2, "rewrite a");
+	close(fd);
+	/* c renamed to d after its name was durable; e unlinked after. */
+	snprintf(p, sizeof p, "%s/c", root);
+	fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, p, v2, 200, 0) == 200 && bo_fs_fsync(fd, p) == 0, "c");
+	close(fd);
+	snprintf(p, sizeof p, "%s/e", root);
+	fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0, "e");
+	close(fd);
+	must(bo_fs_fsync_dir(root) == 0, "sync root");
+	char q[320];
+	snprintf(p, sizeof p, "%s/c", root);
+	snprintf(q, sizeof q, "%s/d", root);
+	must(bo_fs_rename(p, q) == 0, "rename c d");
+	snprintf(p, sizeof p, "%s/e", root);
+	must(bo_fs_unlink(p) == 0, "unlink e");
+	/* b: synced bytes, name not synced. */
+	snprintf(p, sizeof p, "%s/b", root);
+	fd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, p, v1, 100, 0) == 100 && bo_fs_fsync(fd, p) == 0, "b");
+	close(fd);
+	/* sub/f: durable inside sub, but sub's own name is not. */
+	snprintf(p, sizeof p, "%s/sub", root);
+	must(bo_fs_mkdir(p, 0755) == 0, "mkdir sub");
+	snprintf(q, sizeof q, "%s/sub/f", root);
+	fd = bo_fs_open(q, O_RDWR | O_CREAT | O_EXCL, 0644);
+	must(fd >= 0 && bo_fs_pwrite(fd, q, v1, 10, 0) == 10 && bo_fs_fsync(fd, q) == 0, "f");
+	close(fd);
+	must(bo_fs_fsync_dir(p) == 0, "sync sub");
+	/* A forked child's reports are not the model's. */
+	uint64_t events = simfs_events(sim);
+	pid_t pid = fork();
+	if (pid == 0) {
+		snprintf(p, sizeof p, "%s/child", root);
+		int cfd = bo_fs_open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+		_exit(cfd >= 0 ? 0 : 1);
+	}
+	int status;
+	must(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	             WEXITSTATUS(status) == 0,
+	     "fork");
+	must(simfs_events(sim) == events, "a forked child's event reached the model");
+	simfs_install(NULL);
+
+	enum { A_OLD, A_NEW, A_MIXED, B_GONE, B_KEPT, C_ONLY, D_ONLY, E_GONE, E_BACK, SUB_GONE,
+	       SUB_KEPT, SEEN_COUNT };
+	unsigned seen[SEEN_COUNT] = {0};
+	for (unsigned k = 0; k < 200; k++) {
+		char out[300];
+		snprintf(out, sizeof out, "%s/cut-%u", base, k);
+		must(simfs_cut(sim, k, out, NULL, err, sizeof err) == 0, err);
+		uint8_t b[sizeof v1 + 1];
+		long n = read_back(out, "a", b, sizeof b);
+		must(n == (long)sizeof v1, "a synced file lost bytes or its name");
+		unsigned old = 0;
+		for (unsigned s = 0; s < 4; s++) {
+			const uint8_t *sec = b + s * SIMFS_SECTOR_BYTES;
+			int is1 = memcmp(sec, v1, SIMFS_SECTOR_BYTES) == 0;
+			must(is1 || memcmp(sec, v2, SIMFS_SECTOR_BYTES) == 0, "a sector was torn inside");
+			old += (unsigned)is1;
+		}
+		seen[old == 4 ? A_OLD : old == 0 ? A_NEW : A_MIXED]++;
+		n = read_back(out, "b", b, sizeof b);
+		must(n < 0 || (n == 100 && memcmp(b, v1, 100) == 0), "b's synced bytes changed");
+		seen[n < 0 ? B_GONE : B_KEPT]++;
+		long c = read_back(out, "c", b, sizeof b), d = read_back(out, "d", b, sizeof b);
+		must((c < 0 || c == 200) && (d < 0 || d == 200), "c's synced bytes changed");
+		if (c >= 0 && d < 0)
+			seen[C_ONLY]++;
+		if (d >= 0 && c < 0)
+			seen[D_ONLY]++;
+		seen[read_back(out, "e", b, sizeof b) < 0 ? E_GONE : E_BACK]++;
+		int sub = is_dir(out, "sub");
+		must(!sub || read_back(out, "sub/f", b, sizeof b) == 10, "sub/f lost its synced bytes");
+		seen[sub ? SUB_KEPT : SUB_GONE]++;
+		tmpdir_remove(out);
+	}
+	for (int i = 0; i < SEEN_COUNT; i++)
+		if (seen[i] == 0)
+			die("simulator self-check: outcome %d never happened in 200 cuts", i);
+	simfs_free(sim);
+	tmpdir_remove(root);
+}
+
 /* ---- Totals over all runs -------------------------------------------------- */
 
 enum { WIN_ROLL, WIN_SNAP, WIN_PRUNE, WIN_COUNT };
@@ -133,6 +274,7 @@ static struct {
 	uint64_t in_window[WIN_COUNT];
 	uint64_t entries_pending, entries_old, sectors_pending, sectors_old, sizes_reverted;
 	uint64_t adopted, snapshots_recovered;
+	uint64_t snaps_published, snaps_ahead;
 } total;
 
 /* ---- One cut ----------------------------------------------------------------- */
@@ -159,6 +301,9 @@ typedef struct run {
 	uint32_t ncuts;
 	/* Windows, as the hook sees the event stream (see window_update). */
 	int seg_created, snap_renamed, seg_unlinked;
+	uint64_t ahead_seq; /* a snapshot put in place ahead of the journal */
+	_Atomic uint64_t snap_last; /* the last snapshot put in place (its seq) */
+	uint64_t slow_rng;          /* slow_unit's generator (the writer's) */
 	/* The run's records, from the follower: rec[seq - 1]. */
 	struct {
 		int64_t ts;
@@ -194,18 +339,48 @@ static int windows_open(const run *r)
 	       (r->seg_unlinked << WIN_PRUNE);
 }
 
+/* A snapshot renamed into place (snap-S.snap, shard/snapfile.h) while the
+ * journal is durable only before S: a power cut now could keep the
+ * snapshot and lose records it holds. Fails the test (durable is read
+ * after the rename, so it was no higher then) and returns 1 from that
+ * event until the journal covers S, so that the hook cuts there too: the
+ * recovery of such a cut shows what the mistake costs. */
+static int snapshot_ahead(run *r, shard *s, const bo_fs_event *ev)
+{
+	if (r->ahead_seq && s && shard_durable_seq(s) < r->ahead_seq)
+		return 1; /* still ahead: cut again */
+	r->ahead_seq = 0;
+	if (ev->op != BO_FS_RENAME || !ends_with(ev->path2, ".snap") || !s)
+		return 0;
+	const char *name = strrchr(ev->path2, '/');
+	uint64_t seq;
+	if (!snapfile_name_parse(name ? name + 1 : ev->path2, &seq))
+		return 0;
+	total.snaps_published++;
+	atomic_store(&r->snap_last, seq);
+	uint64_t durable = shard_durable_seq(s);
+	if (durable >= seq)
+		return 0;
+	total.snaps_ahead++;
+	r->ahead_seq = seq;
+	fail("snapshot %s was put in place while the journal was durable only through seq %" PRIu64,
+	     ev->path2, durable);
+	return 1;
+}
+
 /* The simulator's hook: runs inside the observer, under its lock. */
 static void on_event(void *ctx, simfs *sim, const bo_fs_event *ev, uint64_t index)
 {
 	run *r = ctx;
+	shard *s = atomic_load(&r->s);
 	window_update(r, ev);
+	int ahead = snapshot_ahead(r, s, ev);
 	if (r->ncuts == CUTS_PER_RUN_MAX)
 		return;
 	int risky = windows_open(r) != 0;
-	if (trng_xorshift(&r->rng) % (risky ? 2 : 5) != 0)
+	if (!ahead && trng_xorshift(&r->rng) % (risky ? 2 : 5) != 0)
 		return;
 	cut *c = &r->cuts[r->ncuts];
-	shard *s = atomic_load(&r->s);
 	/* Before shard_open returned nothing was acknowledged. */
 	c->acked = s ? shard_durable_seq(s) : 0;
 	c->event = index;
@@ -356,15 +531,16 @@ static void drive(shard *s, uint64_t seed)
 	settle(s, &g, &inflight, 0);
 }
 
-/* Widens the windows the test looks into: now and then, the journal's next
- * unit waits a little before it is submitted, so that a snapshot child may
- * finish before the journal covers its sequence. Only timing: no verdict
- * depends on it. */
+/* Widens the windows the test looks into: the journal's next unit waits a
+ * little before it is submitted, often once a snapshot is due (a snapshot
+ * child may then finish before the journal covers its sequence), rarely
+ * otherwise. Only timing: no verdict depends on it. */
 static int slow_unit(void *ctx, journal_io *io)
 {
-	uint64_t *rng = ctx;
-	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(rng) % 16 == 0)
-		usleep(2000);
+	run *r = ctx;
+	int due = io->seq_last >= atomic_load(&r->snap_last) + SNAP_EVERY;
+	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(&r->slow_rng) % (due ? 2 : 32) == 0)
+		usleep(3000);
 	return 0;
 }
 
@@ -468,9 +644,9 @@ static void run_once(run *r, uint64_t seed, const char *base, uint32_t index)
 
 	shard_config cfg;
 	shard_cfg(&cfg, r->data, SNAP_EVERY);
-	uint64_t slow_rng = trng_mix64(seed ^ 0x51ull) | 1;
+	r->slow_rng = trng_mix64(seed ^ 0x51ull) | 1;
 	cfg.journal.fault = slow_unit;
-	cfg.journal.fault_ctx = &slow_rng;
+	cfg.journal.fault_ctx = r;
 	shard *s = NULL;
 	int rc = shard_open(&cfg, &s, NULL, err, sizeof err);
 	if (rc == -ENOSYS || rc == -EPERM) {
@@ -568,12 +744,13 @@ int main(void)
 	make_base(base, sizeof base);
 	printf("power_test: seed 0x%016" PRIx64 ", %" PRIu64 " cuts wanted, in %s\n", seed, want,
 	       base);
+	simfs_self_check(base);
 	double t0 = (double)bo_clock_ns() / 1e9;
 	for (uint32_t i = 0; total.cuts < want && failures == 0; i++) {
 		run *r = calloc(1, sizeof *r);
 		if (!r)
 			die("out of memory");
-		run_once(r, trng_mix64(seed + i), base, i);
+		run_once(r, trng_mix64(seed ^ trng_mix64(i)), base, i);
 		run_free(r);
 		if (failures == 0 && !keep) {
 			char dir[sizeof base + 16];
@@ -587,13 +764,15 @@ int main(void)
 	       "recovered past the acked bound %" PRIu64 ", a snapshot %" PRIu64 "; "
 	       "dropped or kept: entries %" PRIu64 "/%" PRIu64 " old, sectors %" PRIu64 "/%" PRIu64
 	       " old, sizes reverted %" PRIu64 "; files adopted %" PRIu64 "; "
+	       "snapshots published %" PRIu64 ", ahead of the journal %" PRIu64 "; "
 	       "records lost beyond the acked bound: %" PRIu64 "\n",
 	       total.cuts, total.runs, total.records, (double)bo_clock_ns() / 1e9 - t0,
 	       win_names[WIN_ROLL], total.in_window[WIN_ROLL], win_names[WIN_SNAP],
 	       total.in_window[WIN_SNAP], win_names[WIN_PRUNE], total.in_window[WIN_PRUNE],
 	       total.recovered_beyond, total.snapshots_recovered, total.entries_old,
 	       total.entries_pending, total.sectors_old, total.sectors_pending,
-	       total.sizes_reverted, total.adopted, total.lost);
+	       total.sizes_reverted, total.adopted, total.snaps_published, total.snaps_ahead,
+	       total.lost);
 	if (failures == 0)
 		for (int w = 0; w < WIN_COUNT; w++)
 			if (total.in_window[w] == 0 && want >= CUTS_DEFAULT)

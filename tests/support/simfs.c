@@ -644,7 +644,8 @@ static void file_image(simfs *sim, node *f)
 	uint64_t nsec = (ext + SIMFS_SECTOR_BYTES - 1) / SIMFS_SECTOR_BYTES;
 	uint64_t cap = nsec * SIMFS_SECTOR_BYTES;
 	uint8_t *img = xcalloc(1, cap);
-	memcpy(img, f->dat, f->dsize);
+	if (f->dsize > 0)
+		memcpy(img, f->dat, f->dsize);
 	uint32_t *touch = xcalloc(nsec ? nsec : 1, sizeof *touch);
 	uint32_t *limit = xcalloc(nsec ? nsec : 1, sizeof *limit);
 	for (int pass = 0; pass < 2; pass++) {

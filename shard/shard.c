@@ -490,7 +490,14 @@ static int journal_command(shard *s, const bo_cmd *cmd, const bo_result *res)
  * Cost: the builder's CPU is a replay of the interval's records (the
  * writer's apply without batching, ring or journal) plus, by default, one
  * snapshot load per snapshot; its memory is a second engine while it
- * builds (always, with snapshot_keep_engine). perf/README.md has figures.
+ * builds (always, with snapshot_keep_engine). With no snapshot yet, the
+ * first build replays the journal from its first record, as a recovery
+ * without a snapshot did. The builder runs at the lowest priority: when the
+ * writer keeps both cores busy it falls behind, and the next snapshot,
+ * due once it is back, covers everything since (snapshots come less often;
+ * the writer is never slowed). A shard with a journal always has the
+ * builder thread (asleep unless building), so snapshots can be asked for
+ * even with snapshot_every 0. perf/README.md has figures.
  */
 
 /* Writer: hands a snapshot of the state after its last journaled record

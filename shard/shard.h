@@ -27,7 +27,8 @@
  * shard_snapshot_request) the shard snapshots its state after its last
  * journaled record S without stopping the writer: the writer only hands S
  * to the shard's snapshot builder thread (lowest CPU priority), which
- * brings a second engine to S from the journal (the newest snapshot file
+ * brings a second engine to S from the journal (the newest snapshot file,
+ * or the engine it kept from the last snapshot with snapshot_keep_engine,
  * plus the durable records after it, re-executed and verified: a follower,
  * replica.h), writes the image from that engine, puts the file in place
  * (rename, directory fsync) once the journal is durable through S (always

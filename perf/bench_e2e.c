@@ -12,6 +12,14 @@
  *                            i is due at t0 + i * 10 us and its latency
  *                            runs from when it was due (so a stall of the
  *                            generator is not hidden: coordinated omission)
+ *   latency_ms_p99_with_snapshot
+ *                            the same open loop (after the same saturated
+ *                            warm-up) against a second server that
+ *                            snapshots every (commands of the loop /
+ *                            shards / 3) records, so that each shard makes
+ *                            about two snapshots inside the measured window
+ *                            (snapshots_in_window counts those made official
+ *                            during it)
  *   single_requests_per_sec  one command per message (batch_max 1),
  *                            64 messages in flight
  *   nng_echo_messages_per_sec the same messages, pattern and socket kind
@@ -43,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -436,7 +445,7 @@ static void parse_options(int argc, char **argv, const char **server)
 			       "                 next to this program)\n"
 			       "  --shards N     server shards (default 2)\n"
 			       "  --snapshot-every N  server snapshot interval in records (default: the\n"
-			       "                 server's, 10,000,000; a snapshot forks the shard, see perf/README.md)\n"
+			       "                 server's, 10,000,000) for every phase but the one with snapshots\n"
 			       "  --sync none    UNSAFE server mode without fdatasync (shows the disk's share)\n"
 			       "  --hot-sale-throttle-rate N  the hot-sale server's --throttle-rate (default:\n"
 			       "                 the server's; 0 = off, to see the cold event without it). The\n"
@@ -499,12 +508,69 @@ static double echo_phase(int64_t ns)
 typedef struct figures {
 	double commands_per_sec;
 	double lat_ms_p50, lat_ms_p99, lat_ms_p999;
+	double lat_ms_p99_snap;
+	uint32_t snapshots_in_window;
 	double single_per_sec, echo_per_sec;
 	uint64_t no_answer;
 	double cold_p99_ms_alone, cold_p99_ms_hot;
 	double hot_offered_per_sec, hot_applied_per_sec;
 	uint64_t hot_throttled, hot_unhinted, cold_throttled;
 } figures;
+
+/* ---- Snapshots in the measured window -------------------------------------- */
+
+/* Snapshot files (snap-<seq>.snap) in the shard directories of dir. */
+static uint32_t count_snapshots(const char *dir)
+{
+	uint32_t n = 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "shard-", 6) != 0)
+			continue;
+		char sub[PATH_MAX];
+		snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
+		DIR *sd = opendir(sub);
+		struct dirent *f;
+		while (sd && (f = readdir(sd)) != NULL) {
+			size_t len = strlen(f->d_name);
+			n += strncmp(f->d_name, "snap-", 5) == 0 && len > 10 &&
+			     strcmp(f->d_name + len - 5, ".snap") == 0;
+		}
+		if (sd)
+			closedir(sd);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* latency_ms_p99_with_snapshot: the open loop against a fresh server that
+ * snapshots about twice per shard while it runs. */
+static void snapshot_phase(const char *server, const char *url, figures *f)
+{
+	const uint64_t total = quick ? 100000 : 1000000;
+	const uint64_t shards = strtoul(server_shards, NULL, 10);
+	char every[32];
+	snprintf(every, sizeof(every), "%" PRIu64, total / (shards ? shards : 1) / 3);
+	const char *saved = server_snapshot_every;
+	server_snapshot_every = every;
+	start_server(server, url, sync_mode, "0");
+	server_snapshot_every = saved;
+	create_events(url);
+	pthread_mutex_lock(&held_lock);
+	held_n = 0; /* the holds of the first server are not on this one */
+	pthread_mutex_unlock(&held_lock);
+	/* The same warm-up as the first server's open loop had (its saturated
+	 * phase): the first second of a fresh server is slower, and that is
+	 * not what this figure is about. */
+	saturated(url, quick ? 1000000000ll : 5000000000ll, 2, 4096, 8, 0);
+	const uint32_t before = count_snapshots(data_dir);
+	double p50, p999;
+	open_loop(url, total, &p50, &f->lat_ms_p99_snap, &p999);
+	f->snapshots_in_window = count_snapshots(data_dir) - before;
+	stop_server();
+}
 
 /* ---- Hot sale: a cold event beside a hot one on the same shard ------------ */
 
@@ -638,13 +704,14 @@ static void print_json(const figures *f)
 {
 	printf("{\"bench\":\"e2e\",\"quick\":%s,\"sync\":\"%s\",\"commands_per_sec\":%.0f,\"offered_per_sec\":100000,"
 	       "\"latency_ms_p50\":%.3f,\"latency_ms_p99\":%.3f,\"latency_ms_p999\":%.3f,"
+	       "\"latency_ms_p99_with_snapshot\":%.3f,\"snapshots_in_window\":%u,"
 	       "\"single_requests_per_sec\":%.0f,\"nng_echo_messages_per_sec\":%.0f,"
 	       "\"single_vs_echo\":%.2f,\"no_answer\":%" PRIu64 ","
 	       "\"cold_event_latency_ms_p99_without_hot_sale\":%.3f,\"cold_event_latency_ms_p99_during_hot_sale\":%.3f,"
 	       "\"hot_sale_offered_per_sec\":%.0f,\"hot_sale_admitted_per_sec\":%.0f,\"hot_sale_throttled\":%" PRIu64
 	       ",\"hot_sale_throttled_without_hint\":%" PRIu64 ",\"cold_event_throttled\":%" PRIu64 "}\n",
 	       quick ? "true" : "false", sync_mode, f->commands_per_sec, f->lat_ms_p50, f->lat_ms_p99, f->lat_ms_p999,
-	       f->single_per_sec, f->echo_per_sec, f->echo_per_sec > 0 ? f->single_per_sec / f->echo_per_sec : 0.0,
+	       f->lat_ms_p99_snap, f->snapshots_in_window, f->single_per_sec, f->echo_per_sec, f->echo_per_sec > 0 ? f->single_per_sec / f->echo_per_sec : 0.0,
 	       f->no_answer, f->cold_p99_ms_alone, f->cold_p99_ms_hot, f->hot_offered_per_sec, f->hot_applied_per_sec,
 	       f->hot_throttled, f->hot_unhinted, f->cold_throttled);
 }
@@ -681,6 +748,10 @@ int main(int argc, char **argv)
 
 	f.echo_per_sec = echo_phase(phase);
 	stop_server();
+
+	snapshot_phase(server, url, &f);
+	fprintf(stderr, "offered 100k/s with snapshots (%u made): p99 %.3f ms\n", f.snapshots_in_window,
+		f.lat_ms_p99_snap);
 
 	hot_sale_phase(server, url, &f);
 	fprintf(stderr,

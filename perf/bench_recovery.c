@@ -1,7 +1,7 @@
 /*
  * bench_recovery — how fast a shard comes back, and what snapshots cost.
  *
- *   scripts/bench recovery [--quick] [--dir DIR] [--commands N]
+ *   scripts/bench recovery [--quick] [--dir DIR] [--commands N] [--keep-engine]
  *
  *   records_per_sec           journal records re-executed (and verified
  *                             against their recorded results) per second
@@ -9,9 +9,36 @@
  *   restart_seconds           shard_open() of a journal of N commands
  *                             (default 10,000,000) without a snapshot ...
  *   restart_seconds_snapshot  ... and with a snapshot taken at its end
- *   snapshot_seconds          fork to renamed file, for 10M seats
- *   max_shard_stall_ms        the writer's longest stall (fork) while
- *                             snapshotting 10M seats under load
+ *
+ * Snapshots of 10M seats (1M with --quick): a first one, 200,000 more
+ * records, then the measured one, asked for while 100,000 commands/s are
+ * offered until it is official:
+ *   snapshot_seconds          from the writer handing S to the builder to
+ *                             the file renamed into place (the builder
+ *                             loads the first snapshot, or keeps its engine
+ *                             with --keep-engine, catches up the 200,000
+ *                             records to S from the journal and writes)
+ *   max_shard_stall_ms        the longest time the WRITER spent on snapshot
+ *                             work: handing a snapshot to the builder (a
+ *                             store and a futex wake). Until issue 12 the
+ *                             shard forked and this was the fork's stall.
+ *   batch_gap_ms_max_snapshot / _no_snapshot
+ *                             the writer's longest gap from the end of one
+ *                             batch to the end of the next while input kept
+ *                             coming, while a snapshot was being built /
+ *                             while none was: everything that delayed the
+ *                             writer (its own work, other threads taking
+ *                             its CPU, the machine), so the difference is
+ *                             what building costs it indirectly. Noisy on
+ *                             a shared machine.
+ *   snapshot_cpu_seconds      the builder thread's CPU time for that one
+ *   engine_rss_mb             anonymous resident memory (RssAnon) the live
+ *                             engine holds at the end (its 10M seats, the
+ *                             claims and the idempotency window) ...
+ *   builder_rss_mb            ... and the most the process held beyond the
+ *                             live engine at its largest (measured once the
+ *                             builder is gone): the builder's engine, which
+ *                             with --keep-engine stays all the time
  *
  * The journal is written through a real shard with --sync none (UNSAFE,
  * only to fill the disk fast: durability is not what is measured here).
@@ -187,6 +214,7 @@ static void make_batch(bo_cmd *cmds, uint32_t n, uint64_t *rng, uint64_t *req, u
 
 typedef struct options {
 	int quick;
+	int keep_engine;   /* --keep-engine: shard_config.snapshot_keep_engine */
 	const char *dir;   /* --dir, or NULL for a new directory removed afterwards */
 	uint64_t commands; /* journal length for the restart figures */
 } options;
@@ -198,6 +226,8 @@ static void parse_options(int argc, char **argv, options *o)
 		if (!strcmp(argv[i], "--quick")) {
 			o->quick = 1;
 			o->commands = 200000;
+		} else if (!strcmp(argv[i], "--keep-engine")) {
+			o->keep_engine = 1;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
 			o->dir = argv[++i];
 		} else if (!strcmp(argv[i], "--commands") && i + 1 < argc) {
@@ -207,12 +237,13 @@ static void parse_options(int argc, char **argv, options *o)
 				exit(2);
 			}
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: bench_recovery [--quick] [--dir DIR] [--commands N]\n"
+			printf("usage: bench_recovery [--quick] [--dir DIR] [--commands N] [--keep-engine]\n"
 			       "Restart time of a shard from its journal (with and without a snapshot) and the\n"
 			       "cost of snapshotting 10M seats. Last stdout line: one JSON object.\n"
 			       "  --quick       200,000 commands and 1M seats (the test suite runs this)\n"
 			       "  --dir DIR     work directory (default: new under /var/tmp, removed after)\n"
-			       "  --commands N  journal length for the restart figures (default 10,000,000)\n");
+			       "  --commands N  journal length for the restart figures (default 10,000,000)\n"
+			       "  --keep-engine the snapshot builder keeps its engine between snapshots\n");
 			exit(0);
 		} else {
 			bench_bad_option(prog, argv[i]);
@@ -235,8 +266,24 @@ typedef struct load {
 typedef struct figures {
 	double records_per_sec, restart_plain_s, restart_snap_s;
 	uint32_t snapshot_events; /* of 1M seats each */
-	double snapshot_s, stall_ms;
+	double snapshot_s, stall_ms, gap_snap_ms, gap_ms, snapshot_cpu_s, engine_rss_mb, builder_rss_mb;
 } figures;
+
+/* Anonymous resident memory of the process (RssAnon: the engines' tables,
+ * not the page cache the journal's mapped segments count under RssFile),
+ * in MiB. */
+static double rss_mb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %lu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (double)kb / 1024.0;
+}
 
 /* A journal of `commands` commands in cfg's directory, written through a
  * shard that is stopped again. */
@@ -278,7 +325,8 @@ static void restart_plain(shard_config *cfg, load *w, figures *f)
 	make_batch(batch, 1, &w->rng, &w->req, EVENTS, SEATS);
 	run(s, batch, 1);
 	shard_stats st = {0};
-	/* Wait (at most 10 minutes) for the child to write it. */
+	/* Wait (at most 10 minutes) for the builder to write it: it replays
+	 * the whole journal first (there is no snapshot to start from). */
 	for (int i = 0; i < 12000 && st.snapshots == 0; i++) {
 		drain_until_idle(s);
 		shard_stats_get(s, &st);
@@ -303,45 +351,104 @@ static void restart_from_snapshot(const shard_config *cfg, figures *f)
 	shard_free(s);
 }
 
-/* snapshot_seconds, max_shard_stall_ms: events of 1M seats each (one with
- * --quick, else ten) in dir, loaded until the shard has snapshotted them
- * (once with --quick, else twice). */
-static void measure_snapshot(const char *dir, int quick, load *w, figures *f)
+/* Records between the snapshot figures' snapshots. */
+enum { SNAP_GAP_RECORDS = 200000 };
+/* The offered load while the measured snapshot is built: the issue's
+ * 100,000 commands/s, in slices of PACE_BATCH every 10 ms. */
+enum { PACE_BATCH = 1000, PACE_NS = 10000000 };
+
+/* Closed loop: n commands on the big events, results awaited. */
+static void fill(shard *s, load *w, uint32_t events, uint64_t n)
 {
-	const uint32_t big_events = quick ? 1 : 10;
+	for (uint64_t sent = 0; sent < n; sent += BATCH) {
+		make_batch(batch, BATCH, &w->rng, &w->req, events, 1000000);
+		run(s, batch, BATCH);
+	}
+}
+
+/* Asks for a snapshot and waits (10 minutes at most) until it is official,
+ * offering 100k commands/s meanwhile when `paced`; *rss_max follows the
+ * process's RssAnon. */
+static void snapshot_now(shard *s, load *w, uint32_t events, int paced, double *rss_max)
+{
+	drain_until_idle(s);
+	shard_stats st;
+	shard_stats_get(s, &st);
+	const uint64_t before = st.snapshots;
+	shard_snapshot_request(s);
+	const int64_t t0 = bo_clock_ns();
+	for (int64_t next = t0; st.snapshots == before; next += PACE_NS) {
+		if (bo_clock_ns() - t0 > 600 * 1000000000ll)
+			bench_die(prog, "waiting for the snapshot", -ETIMEDOUT);
+		if (paced) {
+			make_batch(batch, PACE_BATCH, &w->rng, &w->req, events, 1000000);
+			run(s, batch, PACE_BATCH);
+		}
+		double r = rss_mb();
+		if (r > *rss_max)
+			*rss_max = r;
+		int64_t left = next + PACE_NS - bo_clock_ns();
+		if (left > 0)
+			usleep((useconds_t)(left / 1000));
+		shard_stats_get(s, &st);
+	}
+}
+
+/* The snapshot figures: events of 1M seats each (one with --quick, else
+ * ten) and SNAP_GAP_RECORDS commands, a first snapshot (from the journal
+ * alone), SNAP_GAP_RECORDS more commands, then the measured snapshot (from
+ * the first one, or the kept engine) while 100k commands/s are offered. */
+static void measure_snapshot(const char *dir, const options *o, load *w, figures *f)
+{
+	const uint32_t big_events = o->quick ? 1 : 10;
 	shard_config cfg;
 	config(&cfg, dir, 1u << 24);
-	cfg.snapshot_every = 200000;
+	cfg.snapshot_every = 0; /* only when asked */
+	cfg.snapshot_keep_engine = o->keep_engine;
 	shard_recovery rec;
+	double rss0 = rss_mb();
 	shard *s = open_shard(&cfg, &rec);
 	for (uint32_t e = 0; e < big_events; e++)
 		create_event(s, 100 + e, 10000, 100, ++w->req);
-	uint64_t target = quick ? 1 : 2;
-	shard_stats st = {0};
-	for (uint64_t sent = 0; st.snapshots < target && sent < 50000000;) {
-		make_batch(batch, BATCH, &w->rng, &w->req, big_events, 1000000);
-		run(s, batch, BATCH);
-		sent += BATCH;
-		shard_stats_get(s, &st);
-	}
+	double rss_max = rss_mb();
+	fill(s, w, big_events, SNAP_GAP_RECORDS);
+	snapshot_now(s, w, big_events, 0, &rss_max);
+	fill(s, w, big_events, SNAP_GAP_RECORDS);
+	snapshot_now(s, w, big_events, 1, &rss_max);
 	drain_until_idle(s);
 	stop_shard(s);
+	/* The builder's engine is freed now (with the builder thread): what
+	 * is left is the live engine at its largest. */
+	const double rss_live = rss_mb();
+	f->engine_rss_mb = rss_live - rss0;
+	f->builder_rss_mb = rss_max - rss_live;
+	shard_stats st;
 	shard_stats_get(s, &st);
 	shard_free(s);
 	f->snapshot_events = big_events;
 	f->snapshot_s = (double)st.snapshot_ns_last / 1e9;
 	f->stall_ms = (double)st.snapshot_stall_ns_max / 1e6;
-	fprintf(stderr, "snapshot of %u M seats: %" PRIu64 " taken, last %.2fs, writer stall max %.2f ms\n",
-		big_events, st.snapshots, f->snapshot_s, f->stall_ms);
+	f->gap_snap_ms = (double)st.batch_gap_ns_max_snapshot / 1e6;
+	f->gap_ms = (double)st.batch_gap_ns_max / 1e6;
+	f->snapshot_cpu_s = (double)st.snapshot_cpu_ns_last / 1e9;
+	fprintf(stderr,
+		"snapshot of %u M seats (%s): %" PRIu64 " taken, last %.2fs (builder CPU %.2fs), "
+		"writer's snapshot work max %.4f ms, batch gap max %.2f ms building / %.2f ms not; "
+		"RSS: engine %.0f MiB, builder +%.0f MiB\n",
+		big_events, o->keep_engine ? "engine kept" : "engine loaded", st.snapshots, f->snapshot_s,
+		f->snapshot_cpu_s, f->stall_ms, f->gap_snap_ms, f->gap_ms, f->engine_rss_mb, f->builder_rss_mb);
 }
 
 static void print_json(const options *o, const figures *f)
 {
 	printf("{\"bench\":\"recovery\",\"quick\":%s,\"commands\":%" PRIu64 ",\"records_per_sec\":%.0f,"
 	       "\"restart_seconds\":%.3f,\"restart_seconds_snapshot\":%.3f,\"snapshot_seats\":%u000000,"
-	       "\"snapshot_seconds\":%.3f,\"max_shard_stall_ms\":%.3f}\n",
+	       "\"snapshot_seconds\":%.3f,\"max_shard_stall_ms\":%.4f,\"batch_gap_ms_max_snapshot\":%.3f,"
+	       "\"batch_gap_ms_max_no_snapshot\":%.3f,\"snapshot_keep_engine\":%s,\"snapshot_cpu_seconds\":%.3f,"
+	       "\"engine_rss_mb\":%.0f,\"builder_rss_mb\":%.0f}\n",
 	       o->quick ? "true" : "false", o->commands, f->records_per_sec, f->restart_plain_s, f->restart_snap_s,
-	       f->snapshot_events, f->snapshot_s, f->stall_ms);
+	       f->snapshot_events, f->snapshot_s, f->stall_ms, f->gap_snap_ms, f->gap_ms,
+	       o->keep_engine ? "true" : "false", f->snapshot_cpu_s, f->engine_rss_mb, f->builder_rss_mb);
 }
 
 int main(int argc, char **argv)
@@ -366,7 +473,7 @@ int main(int argc, char **argv)
 	write_journal(&cfg, o.commands, &w);
 	restart_plain(&cfg, &w, &f);
 	restart_from_snapshot(&cfg, &f);
-	measure_snapshot(dir_snapshot, o.quick, &w, &f);
+	measure_snapshot(dir_snapshot, &o, &w, &f);
 
 	if (!o.dir)
 		bench_remove_dir(prog, root);

@@ -39,6 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
+
 struct follower {
 	shard *shard;
 	const char *root; /* the shard's data_dir (borrowed from its config) */
@@ -166,6 +168,28 @@ int follower_next(follower *f, journal_record *rec, uint32_t timeout_ms)
 		}
 	}
 	return read_durable(f, rec);
+}
+
+int follower_feed(follower *f, uint64_t upto, follower_sink_fn sink, void *ctx, uint32_t timeout_ms)
+{
+	assert(f && sink);
+	const int64_t deadline = bo_clock_ns() + (int64_t)timeout_ms * 1000000;
+	while (follower_position(f) < upto) {
+		int64_t left_ms = (deadline - bo_clock_ns()) / 1000000;
+		journal_record rec;
+		int rc = follower_next(f, &rec, left_ms > 0 ? (uint32_t)left_ms : 0);
+		if (rc <= 0)
+			return rc;
+		rc = sink(ctx, &rec);
+		if (rc < 0) {
+			/* Delivered again on the next call: the sink did not take it. */
+			f->next_seq--;
+			journal_reader_close(f->r);
+			f->r = NULL;
+			return rc;
+		}
+	}
+	return 1;
 }
 
 uint64_t follower_position(const follower *f) { return f->next_seq - 1; }

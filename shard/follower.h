@@ -68,6 +68,23 @@ int follower_open(shard *s, uint64_t after_seq, follower **out /* OUT */, char *
  *   -ENOMEM / -errno of opening or reading a segment. */
 int follower_next(follower *f, journal_record *rec /* OUT */, uint32_t timeout_ms);
 
+/* A sink: what a follower hands its records to (follower_feed). Returns 0
+ * to go on, or a negative errno to stop; the record is borrowed for the
+ * call. */
+typedef int (*follower_sink_fn)(void *ctx, const journal_record *rec);
+
+/* Delivers the durable records after follower_position(f), in order, to
+ * sink, until the position reaches `upto` (UINT64_MAX: never), waiting up
+ * to timeout_ms in all for records to become durable. The follower's
+ * general form: a start sequence (follower_open) and a sink; the snapshot
+ * builder's sink re-executes records into an engine (replica.h), a hot
+ * standby's would too.
+ * Returns 1 when the position is `upto`; 0 when no further record became
+ * durable in time (position < upto, everything durable delivered); the
+ * sink's negative return (the follower stays usable: its position is the
+ * record before the one the sink refused); or follower_next's failure. */
+int follower_feed(follower *f, uint64_t upto, follower_sink_fn sink, void *ctx, uint32_t timeout_ms);
+
 /* Sequence of the last record delivered (after_seq before the first). */
 uint64_t follower_position(const follower *f);
 

@@ -23,12 +23,19 @@
  * once, but published on durability). The writer goes on applying the next
  * batch while the previous one syncs. On open, the shard recovers: the
  * newest valid snapshot, then the journal after it, re-executed and
- * verified record by record. Every snapshot_every records it snapshots its
- * state from a forked child (the writer stalls only for fork()); the
- * shard's snapshot keeper thread waits for the child, puts the file in
- * place once the journal is durable up to it, and prunes the journal
- * segments it covers, so the writer itself makes no file system call for
- * snapshots beyond the fork.
+ * verified record by record. Every snapshot_every records (or when asked:
+ * shard_snapshot_request) the shard snapshots its state after its last
+ * journaled record S without stopping the writer: the writer only hands S
+ * to the shard's snapshot builder thread (lowest CPU priority), which
+ * brings a second engine to S from the journal (the newest snapshot file,
+ * or the engine it kept from the last snapshot with snapshot_keep_engine,
+ * plus the durable records after it, re-executed and verified: a follower,
+ * replica.h), writes the image from that engine, puts the file in place
+ * (rename, directory fsync) once the journal is durable through S (always
+ * true by then: the builder reads only durable records; checked anyway),
+ * and prunes the journal segments it covers (never past shard_retain's
+ * floor). The writer makes no file-system call and copies nothing for a
+ * snapshot; what the builder costs in CPU and memory is in perf/README.md.
  *
  * Other threads may follow the durable sequence: shard_durable_seq() reads
  * it, shard_durable_wait() sleeps until it passes a given sequence.
@@ -95,7 +102,13 @@ typedef struct shard_config {
 	 * (tests and engine benchmarks only). */
 	const char *data_dir;	  /* journal and snapshots under data_dir/shard-NNNN */
 	journal_options journal;  /* sync mode, segment size, force_truncate, fault hook */
-	uint64_t snapshot_every;  /* records between snapshots; 0: never */
+	uint64_t snapshot_every;  /* records between snapshots; 0: only when asked */
+	/* 1: the snapshot builder keeps its engine between snapshots and only
+	 * catches up the records since the last one (a second engine's memory
+	 * all the time); 0 (default): it loads the newest snapshot when the
+	 * next one is due and frees the engine after (the memory only while it
+	 * builds, plus one snapshot load of CPU per snapshot). */
+	int snapshot_keep_engine;
 	int prune;		  /* remove segments a snapshot covers (default 1) */
 	/* Retention for a follower that must see every record (the database
 	 * committer): pruning never removes a record after this sequence.
@@ -173,8 +186,8 @@ int shard_start(shard *s);
 
 /* Stops the writer after it has applied everything already published and
  * made it durable (its outputs are published), and joins it; then lets the
- * snapshot keeper finish a snapshot in progress (wait for the child, put
- * the file in place if the journal covers it, prune) and joins it too. The
+ * snapshot builder finish a snapshot in progress (catch up to its sequence,
+ * write it, put the file in place, prune) and joins it too. The
  * output ring must keep being drained until this returns (the writer waits
  * for room there; it never drops a record). Producers must have stopped
  * submitting. Idempotent; a stopped shard may be started again. */
@@ -182,6 +195,15 @@ void shard_stop(shard *s);
 
 /* Stops the shard if needed and frees everything. */
 void shard_free(shard *s);
+
+/* Asks for a snapshot of the state after the last journaled record, as if
+ * snapshot_every had come due: the writer hands it to the builder at its
+ * next batch boundary (within tick_ms when idle), or once the snapshot
+ * being built is done. Nothing happens when no record was journaled since
+ * the last snapshot began. Returns at once; shard_stats.snapshots counts
+ * the snapshots made official. Thread-safe; a shard without data_dir
+ * ignores it. */
+void shard_snapshot_request(shard *s);
 
 /* Submits n commands (1..BO_BATCH_MAX) as consecutive ring slots: all or
  * nothing. Returns 0, or -EBUSY at once when the ring lacks room (the caller
@@ -215,9 +237,17 @@ typedef struct shard_stats {
 	uint64_t batches;		/* batches applied */
 	uint64_t submitted;		/* commands accepted into the input ring */
 	uint64_t durable_seq;		/* highest durable journal sequence */
-	uint64_t snapshots;		/* snapshots completed */
-	uint64_t snapshot_stall_ns_max; /* longest writer stall to start one (fork) */
-	uint64_t snapshot_ns_last;	/* start to completion of the last one */
+	uint64_t snapshots;		/* snapshots made official */
+	uint64_t snapshot_stall_ns_max; /* longest time the writer spent starting one
+					 * (handing it to the builder) */
+	uint64_t snapshot_ns_last;	/* start to official, the last one */
+	uint64_t snapshot_cpu_ns_last;	/* the builder's CPU time for the last one */
+	/* The writer's longest gap from the end of one batch to the end of the
+	 * next while input kept coming (its own work, disk waits when it had
+	 * to, and whatever took its CPU): while a snapshot was being built,
+	 * and while none was. */
+	uint64_t batch_gap_ns_max_snapshot;
+	uint64_t batch_gap_ns_max;
 	uint32_t in_depth;		/* input ring: commands submitted, not yet applied */
 	uint32_t out_depth;		/* output ring: records claimed, not yet consumed
 					 * (waiting for the disk or for the consumer) */

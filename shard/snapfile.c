@@ -72,21 +72,29 @@ int snapfile_peek(const char *path, snapshot_info *info, char *err, size_t errle
 
 /* ---- Save ---------------------------------------------------------------- */
 
-int snapfile_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
-                  char *err, size_t errlen)
+/* The final and temporary paths of the snapshot of seq in dir. */
+static int save_paths(const char *dir, uint64_t seq, char *final, char *tmp, char *err, size_t errlen)
+{
+	if (snapfile_path(final, PATH_MAX, dir, seq) < 0 ||
+	    snprintf(tmp, PATH_MAX, "%s" SNAPFILE_TMP_SUFFIX, final) >= PATH_MAX) {
+		if (err && errlen)
+			snprintf(err, errlen, "snapshot directory path too long: %s", dir);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+int snapfile_write_tmp(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
+                       char *err, size_t errlen)
 {
 	assert(e && dir);
 	if (err && errlen)
 		err[0] = '\0';
 	char tmp[PATH_MAX], final[PATH_MAX];
-	if (snapfile_path(final, sizeof(final), dir, seq) < 0 ||
-	    snprintf(tmp, sizeof(tmp), "%s" SNAPFILE_TMP_SUFFIX, final) >= (int)sizeof(tmp)) {
-		if (err && errlen)
-			snprintf(err, errlen, "snapshot directory path too long: %s", dir);
-		return -ENAMETOOLONG;
-	}
+	int rc = save_paths(dir, seq, final, tmp, err, errlen);
+	if (rc < 0)
+		return rc;
 	const char *what = "create";
-	int rc = 0;
 	int fd = bo_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
@@ -103,24 +111,49 @@ int snapfile_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq
 		what = "close";
 		rc = -errno;
 	}
-	if (rc == 0) {
-		what = "rename";
-		if (bo_fs_rename(tmp, final) != 0)
-			rc = -errno;
-	}
-	if (rc == 0) {
-		what = "fsync the directory of";
-		rc = bo_fs_fsync_dir(dir);
-		if (rc < 0) /* the file is complete; only its name may not be durable yet */
-			goto out;
+	if (rc == 0)
 		return 0;
-	}
 	bo_fs_unlink(tmp);
 out:
 	if (err && errlen)
-		snprintf(err, errlen, "cannot %s %s: %s", what, rc == 0 ? final : tmp,
-		         strerror(-rc));
+		snprintf(err, errlen, "cannot %s %s: %s", what, tmp, strerror(-rc));
 	return rc;
+}
+
+int snapfile_publish(const char *dir, uint64_t seq, char *err, size_t errlen)
+{
+	assert(dir);
+	if (err && errlen)
+		err[0] = '\0';
+	char tmp[PATH_MAX], final[PATH_MAX];
+	int rc = save_paths(dir, seq, final, tmp, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (bo_fs_rename(tmp, final) != 0) {
+		rc = -errno;
+		if (err && errlen)
+			snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(-rc));
+		bo_fs_unlink(tmp);
+		return rc;
+	}
+	rc = bo_fs_fsync_dir(dir);
+	if (rc < 0 && err && errlen) /* the file is complete; only its name may not be durable yet */
+		snprintf(err, errlen, "cannot fsync the directory of %s: %s", final, strerror(-rc));
+	return rc;
+}
+
+void snapfile_discard_tmp(const char *dir, uint64_t seq)
+{
+	char tmp[PATH_MAX], final[PATH_MAX];
+	if (save_paths(dir, seq, final, tmp, NULL, 0) == 0)
+		bo_fs_unlink(tmp);
+}
+
+int snapfile_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
+                  char *err, size_t errlen)
+{
+	int rc = snapfile_write_tmp(e, dir, shard, seq, seq_ts_ms, err, errlen);
+	return rc < 0 ? rc : snapfile_publish(dir, seq, err, errlen);
 }
 
 /* ---- Load the newest valid one ------------------------------------------- */

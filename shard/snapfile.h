@@ -45,6 +45,25 @@ int snapfile_name_parse(const char *name, uint64_t *seq /* OUT */);
 int snapfile_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
                   char *err, size_t errlen);
 
+/* snapfile_save in two steps, for a caller that must check something in
+ * between (the shard: that its journal covers seq). Every file-system
+ * change goes through base/fsio.h's wrappers.
+ *
+ * Step 1: writes the snapshot into <dir>/snap-<seq>.snap + SNAPFILE_TMP_SUFFIX
+ * and fsyncs it. Returns 0, or -errno (err says what failed; the .tmp is
+ * removed). */
+int snapfile_write_tmp(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
+                       char *err, size_t errlen);
+
+/* Step 2: makes it official: renames the .tmp to its final name and fsyncs
+ * dir. Returns 0, or -errno with err: the rename failed (the .tmp is
+ * removed), or only the directory fsync did (the file is in place but its
+ * name may not be durable: nothing it covers may be pruned). */
+int snapfile_publish(const char *dir, uint64_t seq, char *err, size_t errlen);
+
+/* Removes the .tmp of step 1 (a snapshot that must not become official). */
+void snapfile_discard_tmp(const char *dir, uint64_t seq);
+
 /* Loads the newest snapshot of dir that is valid, skipping (and naming in
  * err, as a warning, with the reason) invalid ones: unreadable, corrupt, or
  * whose header seq differs from its file name. Only names of the form

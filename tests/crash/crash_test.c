@@ -10,7 +10,7 @@
  * How: cycle after cycle, it starts crash_harness (HARNESS) on one data
  * directory with its stdout on a pipe, lets it run a random 30..300 ms and
  * kills its whole process group with SIGKILL (shard writers, journal
- * writes in flight, output threads, a snapshot child being written: all of
+ * writes in flight, output threads, snapshot builders writing: all of
  * it dies at once). Every tenth cycle it sends SIGTERM instead and expects
  * a clean exit with every submitted command answered. Each start of the
  * harness is itself a recovery of the previous crash: if shard_open()
@@ -298,7 +298,7 @@ static void run_harness(const char *harness, const char *dir, const char *mode, 
 		exit(1);
 	}
 	if (pid == 0) {
-		/* Own process group: the kill reaches a snapshot child too. */
+		/* Own process group: the kill reaches the whole harness at once. */
 		setpgid(0, 0);
 		/* SIGTERM stays blocked (the mask survives exec) until the
 		 * harness has installed its handler and unblocks it: a SIGTERM

@@ -21,6 +21,10 @@
  *  5. A start that was pruned is an error (-ENODATA), not a silent skip:
  *     for a follower opened afterwards from seq 0, and for one opened
  *     before the prune that fell behind it.
+ *  6. follower_feed (a start and a sink): records go to the sink in order
+ *     up to the bound asked for (1), a sink's refusal is returned and the
+ *     refused record comes again on the next call (nothing skipped), and
+ *     past the durable sequence it returns 0 (caught up).
  *
  * How: shards in mkdtemp directories under /tmp with a fake clock (so idle
  * ticks journal nothing), commands submitted and their results drained by
@@ -609,4 +613,48 @@ Test(follower, a_pruned_start_is_an_error_not_a_skip)
 	cr_assert_eq(rc, 1, "%s", follower_error(late));
 	cr_assert_eq(jr.seq, first);
 	follower_close(late);
+}
+
+/* ==== 6. follower_feed ===================================================== */
+
+typedef struct sink_log {
+	uint64_t seqs[64];
+	uint32_t n;
+	uint64_t refuse; /* refuse this seq once (0: none) */
+} sink_log;
+
+static int log_sink(void *ctx, const journal_record *rec)
+{
+	sink_log *l = ctx;
+	if (rec->seq == l->refuse) {
+		l->refuse = 0;
+		return -EAGAIN;
+	}
+	cr_assert_lt(l->n, 64u);
+	l->seqs[l->n++] = rec->seq;
+	return 0;
+}
+
+Test(follower, feed_delivers_in_order_up_to_the_bound_and_again_what_its_sink_refused)
+{
+	shard_config cfg = config();
+	shard *s = open_started(&cfg);
+	create_event(s);
+	load(s, 30, 4);
+	const uint64_t durable = shard_durable_seq(s);
+	cr_assert(durable >= 20 && durable <= 64, "durable %" PRIu64, durable);
+	follower *f;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(follower_open(s, 0, &f, err, sizeof(err)), 0, "%s", err);
+	sink_log l = {.refuse = 7};
+	cr_assert_eq(follower_feed(f, 10, log_sink, &l, 0), -EAGAIN, "the sink's refusal is returned");
+	cr_assert_eq(follower_position(f), 6);
+	cr_assert_eq(follower_feed(f, 10, log_sink, &l, 0), 1, "%s", follower_error(f));
+	cr_assert_eq(follower_position(f), 10);
+	cr_assert_eq(follower_feed(f, UINT64_MAX, log_sink, &l, 0), 0, "caught up: %s", follower_error(f));
+	cr_assert_eq(follower_position(f), durable);
+	cr_assert_eq(l.n, durable);
+	for (uint32_t i = 0; i < l.n; i++)
+		cr_assert_eq(l.seqs[i], i + 1, "record %u delivered as seq %" PRIu64, i + 1, l.seqs[i]);
+	follower_close(f);
 }

@@ -30,11 +30,13 @@
  *     snapshot is skipped with a warning naming it, and when pruning removed
  *     what an older snapshot would need, shard_open refuses instead of
  *     loading wrong state.
- *  4b. Snapshot work stays off the writer thread: no prune, rename, fsync
- *     or waitpid is ever called on it (checked through --wrap'ed
- *     functions); a prune goes only up to a snapshot that was renamed into
- *     place, with the directory fsynced after the rename, and is durable;
- *     and a prune held back does not stop the writer from answering.
+ *  4b. Snapshot work stays off the writer thread: no prune, rename or fsync
+ *     is ever called on it, and nothing forks (checked through --wrap'ed
+ *     functions); a snapshot is renamed into place (made official) only
+ *     once the journal is durable through its seq; a prune goes only up to
+ *     a snapshot that was renamed into place, with the directory fsynced
+ *     after the rename, and is durable; and a prune held back does not stop
+ *     the writer from answering.
  *  5. An idle tick that expires a hold is journaled (an EXPIRY output with
  *     the tick record's seq) and the expiry survives a restart.
  *  6. A corrupt record with good records after it is refused on open
@@ -1185,6 +1187,8 @@ static shard_config snapshot_config(int prune)
  * 4 load commands are journaled). */
 _Static_assert(1 + SNAP_LOAD_GROUPS * 10 + 2 * SNAP_EVERY <= CMDS_MAX, "the run holds the load and its tail");
 
+static void keep_watch(shard *s); /* 4b's checks against s's durable seq */
+
 /* Runs the snapshot load and stops. Returns the digest before stop, the
  * last seq and (tail_seq) a seq every snapshot taken after the load is
  * newer than. */
@@ -1192,6 +1196,7 @@ static uint64_t snapshot_load_run(const shard_config *cfg, run *r, uint64_t *seq
                                   uint64_t *tail_seq_out)
 {
 	r->s = open_ok(cfg, NULL);
+	keep_watch(r->s); /* the rename and prune checks' durable seq */
 	cr_assert_eq(shard_start(r->s), 0);
 	submit_create(r);
 	cr_assert(wait_results(r, 1));
@@ -1201,7 +1206,7 @@ static uint64_t snapshot_load_run(const shard_config *cfg, run *r, uint64_t *seq
 	 * after tail_seq makes one due whatever the snapshot under way
 	 * (started at some seq <= tail_seq) is doing, and the writer starts
 	 * it as soon as the keeper is done with that one, idle or not. When it
-	 * completes depends on a child at the lowest CPU priority: wait for
+	 * completes depends on a builder at the lowest CPU priority: wait for
 	 * that event (its file in place), not for a number of commands, which
 	 * on a busy machine can all pass before the child gets the CPU. */
 	uint64_t snaps[512];
@@ -1233,6 +1238,7 @@ static uint64_t snapshot_load_run(const shard_config *cfg, run *r, uint64_t *seq
 	cr_assert_geq(st.snapshots, 2, "only %" PRIu64 " snapshots for %" PRIu64 " records",
 	              st.snapshots, *seq_last);
 	uint64_t d = engine_digest(shard_engine(r->s));
+	keep_watch(NULL); /* the builder is joined: nothing renames or prunes now */
 	close_shard(r->s);
 	r->s = NULL;
 	return d;
@@ -1388,17 +1394,17 @@ Test(shard_journal, pruned_journal_without_a_usable_snapshot_is_refused)
 /* ---- 4b. Snapshot work stays off the writer --------------------------------
  *
  * This executable is linked with --wrap for journal_prune, rename, fsync
- * and waitpid (tests/meson.build), so every call the shard or the journal
+ * and fork (tests/meson.build), so every call the shard or the journal
  * makes to them comes through the wrappers below first. The writer thread
  * is recognised by the shard's clock, which only the writer reads. The
- * wrappers count calls per thread kind, check the order the keeper must
- * keep (a prune up to S only after snap-S.snap was renamed into place, the
- * directory fsynced after that, and the journal durable up to S), and can
- * hold a prune back to show the writer does not wait for it. Calls in a
- * forked snapshot child touch only the child's copy of these counters.
+ * wrappers count calls per thread kind, check the order the snapshot
+ * builder must keep (snap-S.snap renamed into place only with the journal
+ * durable up to S; a prune up to S only after that rename, the directory
+ * fsynced after it, and the journal durable up to S), and can hold a prune
+ * back to show the writer does not wait for it.
  */
-enum { CALL_PRUNE, CALL_RENAME, CALL_FSYNC, CALL_WAITPID, CALL_KINDS };
-static const char *const call_names[CALL_KINDS] = {"journal_prune", "rename", "fsync", "waitpid"};
+enum { CALL_PRUNE, CALL_RENAME, CALL_FSYNC, CALL_FORK, CALL_KINDS };
+static const char *const call_names[CALL_KINDS] = {"journal_prune", "rename", "fsync", "fork"};
 
 static pthread_t writer_thread;
 static atomic_bool writer_known;
@@ -1414,6 +1420,13 @@ static struct {
 	char violation[512];
 	bool hold, held, released; /* holding the first prune back */
 } keep = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void keep_watch(shard *s)
+{
+	pthread_mutex_lock(&keep.mu);
+	keep.s = s;
+	pthread_mutex_unlock(&keep.mu);
+}
 
 static int64_t writer_clock(void *ctx)
 {
@@ -1475,6 +1488,13 @@ int __wrap_rename(const char *from, const char *to);
 int __wrap_rename(const char *from, const char *to)
 {
 	note_call(CALL_RENAME);
+	pthread_mutex_lock(&keep.mu);
+	const char *base = strrchr(to, '/');
+	uint64_t seq;
+	if (keep.s && snapfile_name_parse(base ? base + 1 : to, &seq) && shard_durable_seq(keep.s) < seq)
+		keep_violation("snapshot %" PRIu64 " made official with the journal durable to %" PRIu64, seq,
+		               shard_durable_seq(keep.s));
+	pthread_mutex_unlock(&keep.mu);
 	int rc = __real_rename(from, to);
 	pthread_mutex_lock(&keep.mu);
 	snprintf(keep.renamed_to, sizeof(keep.renamed_to), "%s", rc == 0 ? to : "");
@@ -1498,12 +1518,12 @@ int __wrap_fsync(int fd)
 	return rc;
 }
 
-pid_t __real_waitpid(pid_t pid, int *status, int options);
-pid_t __wrap_waitpid(pid_t pid, int *status, int options);
-pid_t __wrap_waitpid(pid_t pid, int *status, int options)
+pid_t __real_fork(void);
+pid_t __wrap_fork(void);
+pid_t __wrap_fork(void)
 {
-	note_call(CALL_WAITPID);
-	return __real_waitpid(pid, status, options);
+	note_call(CALL_FORK);
+	return __real_fork();
 }
 
 Test(shard_journal, snapshot_file_work_and_pruning_run_off_the_writer_in_a_crash_safe_order)
@@ -1522,7 +1542,7 @@ Test(shard_journal, snapshot_file_work_and_pruning_run_off_the_writer_in_a_crash
 	}
 	cr_assert_geq(atomic_load(&calls_elsewhere[CALL_PRUNE]), 1, "nothing was pruned");
 	cr_assert_geq(atomic_load(&calls_elsewhere[CALL_RENAME]), 2, "fewer than two snapshots put in place");
-	cr_assert_geq(atomic_load(&calls_elsewhere[CALL_WAITPID]), 2, "no snapshot child reaped");
+	cr_assert_eq(atomic_load(&calls_elsewhere[CALL_FORK]), 0, "the shard forked");
 	cr_assert_eq(keep.violations, 0, "%u order violations; the first: %s", keep.violations, keep.violation);
 	run_free(r);
 }

@@ -7,7 +7,7 @@
  * published; a stopped shard working again after shard_start();
  * shard_for_event() stable and balanced; bad configs refused. And, run
  * under ThreadSanitizer too: a durable shard taking snapshots (writer,
- * snapshot keeper, forked children) while a follower thread reads its
+ * the snapshot builder and its own follower) while a follower thread reads its
  * journal delivers every durable record once, in order.
  *
  * How: real threads against a real shard. Three producers submit a few

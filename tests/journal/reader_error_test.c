@@ -346,8 +346,8 @@ static void assert_refused_at(uint64_t bad, uint64_t after)
 	             g_off[bad]);
 	cr_assert_eq(at.seq, bad);
 	char want[PATH_MAX + 64];
-	snprintf(want, sizeof want, "%s offset %" PRIu64 " (expected seq %" PRIu64 ")",
-	         g_file[bad], g_off[bad], bad);
+	snprintf(want, sizeof want, "%s offset %" PRIu64 " (expected seq %" PRIu64 ")", g_file[bad],
+	         g_off[bad], bad);
 	cr_assert_not_null(strstr(msg, want), "%s", msg);
 
 	/* A reader that starts later (after a snapshot) checks the link too. */

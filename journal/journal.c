@@ -165,6 +165,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,7 @@
 #include <xxhash.h>
 
 #include "base/clock.h"
+#include "base/fsio.h"
 #include "base/le.h"
 #include "base/parse.h"
 #include "journal_internal.h"
@@ -184,6 +186,8 @@
 #define SEG_HDR_BYTES 64u
 #define REC_HDR_BYTES 48u
 #define UNIT_INDEX_NONE UINT32_MAX /* before the first record of a segment */
+/* The spare segment's file name in the shard directory (not a segment name). */
+#define SPARE_NAME "segment.spare"
 
 /* Field offsets of the segment header (the first table above). */
 enum {
@@ -971,15 +975,37 @@ typedef struct jbuf {
 	uint32_t records;   /* records in the unit */
 	uint64_t seq_first; /* first record's seq (valid when records > 0) */
 	uint64_t prev;      /* chain value before the unit's first record */
-	int header;         /* 1: the unit opens a segment; mem[0..64) holds its header */
+	int header;         /* 1: the unit opens a segment; mem[0..64) holds its header
+	                     * and its chain begins by renaming the spare into place */
 } jbuf;
 
+/* The I/Os of one unit, in chain order (a unit uses a subset). */
 enum {
-	OP_WRITE = 0,
-	OP_SYNC = 1,
-	OP_DIRSYNC = 2,
-	OP_COUNT = 3
+	OP_RENAME = 0,  /* the spare becomes the new segment (its first unit only) */
+	OP_WRITE = 1,
+	OP_SYNC = 2,
+	OP_DIRSYNC = 3, /* the new name made durable (its first unit only) */
+	OP_COUNT = 4
 };
+
+/* The spare segment: the next segment, created and fallocated ahead of time
+ * by a thread of the journal's own so that roll-over on the writer is only
+ * a RENAMEAT linked before the new segment's first write. */
+typedef struct jspare {
+	pthread_t thread;
+	int thread_live;      /* started: journal_free stops and joins it */
+	pthread_mutex_t mu;   /* guards the fields below */
+	pthread_cond_t cv;    /* signalled on every change of them */
+	int want;             /* the writer asks for a spare (the last one's rename is done) */
+	int stop;             /* journal_free: exit */
+	int fd;               /* -1, or a spare ready to take (owned until taken) */
+	int rc;               /* 0, or the -errno that made creating one fail */
+	char err[JOURNAL_ERR_LEN];
+	uint64_t bytes;       /* its size: opt.segment_bytes */
+	int sync;             /* fsync it and the directory once created (not UNSAFE) */
+	char path[PATH_MAX];  /* <dir>/SPARE_NAME */
+	char dir[DIR_MAX];
+} jspare;
 
 _Static_assert(RING_ENTRIES >= OP_COUNT, "one unit's SQEs fit the ring");
 
@@ -1002,6 +1028,9 @@ struct journal {
 	/* The previous segment while the unit in flight still writes to it. */
 	int old_fd; /* -1 or owned */
 	char old_path[PATH_MAX];
+
+	jspare spare;
+	int unit_renames;       /* the unit in flight renames the spare into place */
 
 	/* The unit in flight. */
 	int inflight;           /* 1 while the kernel holds buf[1 - fill] */
@@ -1085,10 +1114,13 @@ static void invalidate_unit(journal *j)
 
 static const char *op_name(int op)
 {
-	return op == OP_WRITE  ? "write of "
-	       : op == OP_SYNC ? "fdatasync of "
-	                       : "directory fsync for the new segment ";
+	return op == OP_WRITE    ? "write of "
+	       : op == OP_SYNC   ? "fdatasync of "
+	       : op == OP_RENAME ? "rename of the spare segment to "
+	                         : "directory fsync for the new segment ";
 }
+
+static void spare_request(journal *j);
 
 /* One completion of the unit in flight. */
 static void reap_one(journal *j, struct io_uring_cqe *cqe)
@@ -1097,6 +1129,10 @@ static void reap_one(journal *j, struct io_uring_cqe *cqe)
 	assert(op < OP_COUNT && j->inflight && j->pending > 0);
 	int res = j->inj[op] != 0 ? j->inj[op] : cqe->res;
 	int bad = op == OP_WRITE ? res != (int)j->expect_len : res != 0;
+	if (op == OP_RENAME && !bad) {
+		bo_fs_event ev = {.op = BO_FS_RENAME, .path = j->spare.path, .path2 = j->unit_path};
+		bo_fs_note(&ev);
+	}
 	if (bad && j->unit_rc == 0) {
 		j->unit_rc = res < 0 ? res : -EIO;
 		if (res < 0)
@@ -1120,6 +1156,8 @@ static void reap_one(journal *j, struct io_uring_cqe *cqe)
 	if (j->unit_rc == 0) {
 		assert(j->unit_seq_last > j->durable_seq);
 		j->durable_seq = j->unit_seq_last;
+		if (j->unit_renames)
+			spare_request(j); /* its name is free again */
 		if (j->opt.sync_hist)
 			bo_hist_observe(j->opt.sync_hist,
 			                (uint64_t)(bo_clock_ns() - j->unit_start_ns) / 1000);
@@ -1213,27 +1251,42 @@ static int submit_fill(journal *j)
 	j->unit_rc = 0;
 	memset(j->inj, 0, sizeof j->inj);
 
-	int nops = 1 + (j->opt.sync == JOURNAL_SYNC_DATA) +
-	           (j->opt.sync == JOURNAL_SYNC_DATA && b->header);
-	journal_io io = {.kind = JOURNAL_IO_WRITE,
-	                 .shard_id = j->shard_id,
-	                 .path = j->seg_path,
+	/* The chain, in order: rename of the spare into place (a unit opening a
+	 * segment), write, fdatasync, directory fsync (opening a segment). */
+	const int sync = j->opt.sync == JOURNAL_SYNC_DATA;
+	int ops[OP_COUNT], nops = 0;
+	if (b->header)
+		ops[nops++] = OP_RENAME;
+	ops[nops++] = OP_WRITE;
+	if (sync)
+		ops[nops++] = OP_SYNC;
+	if (sync && b->header)
+		ops[nops++] = OP_DIRSYNC;
+	j->unit_renames = b->header;
+	static const journal_io_kind kind_of[OP_COUNT] = {
+	        [OP_RENAME] = JOURNAL_IO_RENAME,
+	        [OP_WRITE] = JOURNAL_IO_WRITE,
+	        [OP_SYNC] = JOURNAL_IO_SYNC,
+	        [OP_DIRSYNC] = JOURNAL_IO_DIRSYNC,
+	};
+	journal_io io = {.shard_id = j->shard_id,
 	                 .offset = off,
 	                 .buf = (uint8_t *)start,
 	                 .len = len,
 	                 .seq_first = b->seq_first,
 	                 .seq_last = seq_last};
-	for (int op = 0; op < nops; op++) {
-		if (op > 0) {
-			io.kind = op == OP_SYNC ? JOURNAL_IO_SYNC : JOURNAL_IO_DIRSYNC;
-			io.path = op == OP_SYNC ? j->seg_path : j->dir;
-		}
+	for (int k = 0; k < nops; k++) {
+		int op = ops[k];
+		io.kind = kind_of[op];
+		io.path = op == OP_DIRSYNC ? j->dir : j->seg_path;
 		uint32_t len_before = io.len;
 		j->inj[op] = consult_fault(j, &io);
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&j->ring);
 		assert(sqe != NULL); /* a unit's SQEs fit the ring (RING_ENTRIES) */
 		if (j->inj[op] != 0)
 			io_uring_prep_nop(sqe);
+		else if (op == OP_RENAME)
+			io_uring_prep_renameat(sqe, AT_FDCWD, j->spare.path, AT_FDCWD, j->seg_path, 0);
 		else if (op == OP_WRITE)
 			io_uring_prep_write(sqe, j->seg_fd, start,
 			                    io.len <= len_before ? io.len : len_before, off);
@@ -1241,9 +1294,10 @@ static int submit_fill(journal *j)
 			io_uring_prep_fsync(sqe, j->seg_fd, IORING_FSYNC_DATASYNC);
 		else
 			io_uring_prep_fsync(sqe, j->dir_fd, 0);
-		/* Link so the fdatasync starts only after the write completed (and the
-		 * directory fsync after that); a failed or short write cancels the rest. */
-		if (op + 1 < nops)
+		/* Link so that each I/O starts only after the one before completed:
+		 * the write after the rename, the fdatasync after the write, the
+		 * directory fsync last; a failure or short write cancels the rest. */
+		if (k + 1 < nops)
 			sqe->flags |= IOSQE_IO_LINK;
 		io_uring_sqe_set_data64(sqe, (uint64_t)op);
 	}
@@ -1279,49 +1333,178 @@ static int flush_fill(journal *j)
 	return submit_fill(j);
 }
 
-static int create_segment(journal *j, uint64_t first_seq, char *err, size_t err_len)
+/* ==== The spare segment ====================================================
+ *
+ * Roll-over used to create and fallocate the next segment on the writer
+ * (~100 us, more on a busy disk, right inside a batch's latency). Now a
+ * thread of the journal's own keeps one spare file, SPARE_NAME in the shard
+ * directory, created, allocated to segment_bytes and synced with its
+ * directory entry ahead of time. At roll-over the writer takes its open fd
+ * and the segment's first unit renames it into place as the first link of
+ * its chain: RENAMEAT -> write (header + records) -> fdatasync -> fsync of
+ * the directory, so the new name is durable before any record in it is
+ * reported durable, as before. The thread is asked for the next spare only
+ * once that chain has completed (the name is free again), so there is never
+ * more than one spare; should the writer need it before it is ready (a
+ * segment filled faster than a spare is made), it waits for it.
+ *
+ * A spare is never written before it is renamed (the write is linked after
+ * the rename), and readers, recovery, pruning and the tools only read files
+ * named like segments: one left by a crash (or a failed rename) is ignored,
+ * and truncated to zero by the next journal_open's spare; journal_close
+ * removes an unused one.
+ */
+
+static int spare_create(jspare *sp, int *fd_out, char *err, size_t err_len)
 {
-	char name[SEG_NAME_LEN + 1];
-	seg_name(name, sizeof name, first_seq);
-	snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
-	int fd = open(j->seg_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int fd = bo_fs_open(sp->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		int e = errno;
-		msg(err, err_len, "create %s: %s", j->seg_path, strerror(e));
+		msg(err, err_len, "create %s: %s", sp->path, strerror(e));
 		return -e;
 	}
-	if (fallocate(fd, 0, 0, (off_t)j->opt.segment_bytes) != 0) {
-		int e = errno;
+	const char *what = "fallocate";
+	int rc = bo_fs_fallocate(fd, sp->path, 0, 0, (off_t)sp->bytes) == 0 ? 0 : -errno;
+	if (rc == -EOPNOTSUPP) {
 		/* A file system without fallocate still works, with slower syncs. */
-		if (e != EOPNOTSUPP || ftruncate(fd, (off_t)j->opt.segment_bytes) != 0) {
-			if (e == EOPNOTSUPP)
-				e = errno;
-			close(fd);
-			unlink(j->seg_path);
-			msg(err, err_len, "fallocate %s (%" PRIu64 " bytes): %s", j->seg_path,
-			    j->opt.segment_bytes, strerror(e));
-			return -e;
-		}
+		what = "ftruncate";
+		rc = bo_fs_ftruncate(fd, sp->path, (off_t)sp->bytes) == 0 ? 0 : -errno;
 	}
-	j->seg_fd = fd;
-	j->seg_bytes = j->opt.segment_bytes;
-	j->seg_off = SEG_HDR_BYTES;
-	/* The header goes out with the segment's first unit, whose chain also
-	 * fsyncs the directory: so the new name is durable before any record in
-	 * it is reported durable. A crash before leaves a zero header, which
-	 * recovery treats as a torn tail. */
-	jbuf *b = &j->buf[j->fill];
-	assert(b->records == 0);
-	seghdr_build(b->mem, j->shard_id, first_seq, j->last_checksum, j->seg_bytes);
-	b->header = 1;
+	/* Synced here, off the writer: the first unit's fdatasync then has no
+	 * allocation to commit, and its directory fsync only the rename. */
+	if (rc == 0 && sp->sync) {
+		what = "fsync";
+		rc = bo_fs_fsync(fd, sp->path) == 0 ? 0 : -errno;
+	}
+	if (rc == 0 && sp->sync) {
+		what = "fsync of the directory of";
+		rc = bo_fs_fsync_dir(sp->dir);
+	}
+	if (rc != 0) {
+		close(fd);
+		bo_fs_unlink(sp->path);
+		msg(err, err_len, "%s %s (spare segment, %" PRIu64 " bytes): %s", what, sp->path,
+		    sp->bytes, strerror(-rc));
+		return rc;
+	}
+	*fd_out = fd;
 	return 0;
 }
 
-/* The fill buffer is empty and the record does not fit the segment: open the
- * next one. */
+/* The spare thread: makes a spare whenever one is wanted and none is ready. */
+static void *spare_main(void *arg)
+{
+	jspare *sp = arg;
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (!sp->stop && !(sp->want && sp->fd < 0 && sp->rc == 0))
+			pthread_cond_wait(&sp->cv, &sp->mu);
+		if (sp->stop)
+			break;
+		pthread_mutex_unlock(&sp->mu);
+		int fd = -1;
+		char err[JOURNAL_ERR_LEN];
+		int rc = spare_create(sp, &fd, err, sizeof err);
+		pthread_mutex_lock(&sp->mu);
+		sp->want = 0;
+		if (rc == 0) {
+			sp->fd = fd;
+		} else {
+			sp->rc = rc;
+			memcpy(sp->err, err, sizeof sp->err);
+		}
+		pthread_cond_broadcast(&sp->cv);
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/* Asks the spare thread for the next spare (writer; no file-system work). */
+static void spare_request(journal *j)
+{
+	jspare *sp = &j->spare;
+	pthread_mutex_lock(&sp->mu);
+	sp->want = 1;
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+/* Starts the spare thread, which makes the first spare at once. */
+static int spare_start(journal *j, char *m, size_t m_len)
+{
+	jspare *sp = &j->spare;
+	snprintf(sp->dir, sizeof sp->dir, "%s", j->dir);
+	snprintf(sp->path, sizeof sp->path, "%s/" SPARE_NAME, j->dir);
+	sp->bytes = j->opt.segment_bytes;
+	sp->sync = j->opt.sync == JOURNAL_SYNC_DATA;
+	sp->want = 1;
+	int rc = pthread_create(&sp->thread, NULL, spare_main, sp);
+	if (rc != 0) {
+		msg(m, m_len, "starting the spare segment thread: %s", strerror(rc));
+		return -rc;
+	}
+	sp->thread_live = 1;
+	return 0;
+}
+
+/* Stops the spare thread and removes an unused spare. */
+static void spare_stop(journal *j)
+{
+	jspare *sp = &j->spare;
+	if (sp->thread_live) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = 1;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+		sp->thread_live = 0;
+	}
+	if (sp->fd >= 0) {
+		close(sp->fd);
+		sp->fd = -1;
+		bo_fs_unlink(sp->path);
+	}
+}
+
+/* Takes the ready spare's fd, waiting for it if need be. 0, or the journal's
+ * failure (a failed unit), or the -errno of making the spare (message in m). */
+static int spare_take(journal *j, int *fd, char *m, size_t m_len)
+{
+	jspare *sp = &j->spare;
+	/* The next spare is asked for when the unit renaming the last one has
+	 * completed: if it is in flight, let it finish. */
+	if (j->inflight && j->unit_renames) {
+		reap(j, 1);
+		if (j->fail_rc != 0)
+			return j->fail_rc;
+	}
+	pthread_mutex_lock(&sp->mu);
+	/* Asked for, and not failed: it comes. */
+	assert(sp->fd >= 0 || sp->rc != 0 || sp->want);
+	while (sp->fd < 0 && sp->rc == 0)
+		pthread_cond_wait(&sp->cv, &sp->mu);
+	int rc = sp->rc;
+	*fd = sp->fd;
+	sp->fd = -1;
+	if (rc != 0)
+		msg(m, m_len, "%s", sp->err);
+	pthread_mutex_unlock(&sp->mu);
+	return rc;
+}
+
+/* The fill buffer is empty and the record does not fit the segment: the
+ * spare becomes the next segment (renamed by the first unit's chain). */
 static int roll_segment(journal *j)
 {
 	assert(j->buf[j->fill].records == 0);
+	int fd = -1;
+	char m[JOURNAL_ERR_LEN];
+	int rc = spare_take(j, &fd, m, sizeof m);
+	if (rc != 0) {
+		if (j->fail_rc == 0)
+			fail(j, rc, "segment roll-over at seq %" PRIu64 ": %s", j->next_seq, m);
+		return j->fail_rc;
+	}
 	if (j->inflight) {
 		assert(j->old_fd < 0); /* two roll-overs in one unit's flight are impossible */
 		j->old_fd = j->seg_fd;
@@ -1330,12 +1513,20 @@ static int roll_segment(journal *j)
 	} else if (j->seg_fd >= 0) {
 		close(j->seg_fd);
 	}
-	j->seg_fd = -1;
-	char m[JOURNAL_ERR_LEN];
-	int rc = create_segment(j, j->next_seq, m, sizeof m);
-	if (rc != 0)
-		fail(j, rc, "segment roll-over at seq %" PRIu64 ": %s", j->next_seq, m);
-	return rc;
+	char name[SEG_NAME_LEN + 1];
+	seg_name(name, sizeof name, j->next_seq);
+	snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
+	j->seg_fd = fd;
+	j->seg_bytes = j->spare.bytes;
+	j->seg_off = SEG_HDR_BYTES;
+	/* The header goes out with the segment's first unit, whose chain renames
+	 * the spare first and fsyncs the directory last: so the new name is
+	 * durable before any record in it is reported durable. A crash before
+	 * leaves a zero header or the spare's name, both a torn tail. */
+	jbuf *b = &j->buf[j->fill];
+	seghdr_build(b->mem, j->shard_id, j->next_seq, j->last_checksum, j->seg_bytes);
+	b->header = 1;
+	return 0;
 }
 
 int journal_append(journal *j, int64_t timestamp_ms, const void *payload, uint32_t payload_len,
@@ -1429,6 +1620,9 @@ static void journal_free(journal *j)
 {
 	if (j->ring_live)
 		io_uring_queue_exit(&j->ring);
+	spare_stop(j);
+	pthread_mutex_destroy(&j->spare.mu);
+	pthread_cond_destroy(&j->spare.cv);
 	if (j->seg_fd >= 0)
 		close(j->seg_fd);
 	if (j->old_fd >= 0)
@@ -1548,8 +1742,10 @@ static journal *journal_new(const char *root, uint32_t shard_id, const journal_o
 	}
 	j->opt = *o;
 	j->shard_id = shard_id;
-	j->seg_fd = j->old_fd = j->dir_fd = -1;
+	j->seg_fd = j->old_fd = j->dir_fd = j->spare.fd = -1;
 	j->next_seq = 1;
+	pthread_mutex_init(&j->spare.mu, NULL);
+	pthread_cond_init(&j->spare.cv, NULL);
 	*rc = jnl_shard_dir(j->dir, sizeof j->dir, root, shard_id, NULL, 0);
 	if (*rc != 0) {
 		free(j);
@@ -1741,6 +1937,8 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
 		rc = recover(j, root, &r, rec, m, sizeof m);
 	if (rc == 0)
 		rc = reopen_tail(j, r, m, sizeof m);
+	if (rc == 0)
+		rc = spare_start(j, m, sizeof m);
 	journal_reader_close(r);
 	if (rc != 0) {
 		msg(err, err_len, "%s%s",

@@ -104,6 +104,8 @@ typedef enum journal_io_kind {
 	JOURNAL_IO_WRITE = 0,   /* a batch's bytes into a segment */
 	JOURNAL_IO_SYNC = 1,    /* fdatasync of the segment */
 	JOURNAL_IO_DIRSYNC = 2, /* fsync of the shard directory (new segment) */
+	JOURNAL_IO_RENAME = 3,  /* the spare file renamed to the new segment's name
+	                         * (path: that name), first in the new segment's chain */
 } journal_io_kind;
 
 typedef struct journal_io {

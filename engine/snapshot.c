@@ -120,6 +120,7 @@
 #include "snapshot.h"
 #include "check.h"
 #include "engine_internal.h"
+#include "base/fsio.h"
 #include "base/le.h"
 
 #include <assert.h>
@@ -571,12 +572,16 @@ typedef struct snap_out {
 	uint64_t pos;       /* bytes emitted so far */
 	XXH3_state_t *hash; /* file mode: hash of everything emitted */
 	int err;            /* first -errno of a write; later output is dropped */
+	const char *path;   /* file mode: NULL (write(2)) or the file's path
+	                     * (bo_fs_pwrite at file_off, reported to fsio.h) */
+	uint64_t file_off;  /* bytes written to the file so far */
 } snap_out;
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+static int write_all(snap_out *o, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = o->path ? bo_fs_pwrite(o->fd, o->path, p, n, (off_t)o->file_off)
+		                    : write(o->fd, p, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -586,6 +591,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 			return -EIO;
 		p += w;
 		n -= (size_t)w;
+		o->file_off += (uint64_t)w;
 	}
 	return 0;
 }
@@ -594,7 +600,7 @@ static void out_emit(snap_out *o, const void *p, size_t n)
 {
 	XXH3_64bits_update(o->hash, p, n);
 	if (!o->err)
-		o->err = write_all(o->fd, p, n);
+		o->err = write_all(o, p, n);
 }
 
 static void out_flush(snap_out *o)
@@ -667,6 +673,12 @@ static void encode_body(const engine *e, const snap_header *h, snap_out *o)
 
 int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd)
 {
+	return snapshot_write_file(e, shard, seq, seq_ts_ms, fd, NULL);
+}
+
+int snapshot_write_file(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd,
+                        const char *path)
+{
 	assert(e && fd >= 0);
 	assert(seq_ts_ms >= 0 && seq_ts_ms <= e->now_ms); /* the contract: the clock at seq */
 	snap_header h;
@@ -678,7 +690,7 @@ int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq
 	XXH3_state_t st;
 	XXH3_INITSTATE(&st);
 	XXH3_64bits_reset(&st);
-	snap_out o = {.fd = fd, .buf = buf, .buf_cap = sizeof(buf), .hash = &st};
+	snap_out o = {.fd = fd, .buf = buf, .buf_cap = sizeof(buf), .hash = &st, .path = path};
 	out_put(&o, hdr, sizeof(hdr));
 	encode_body(e, &h, &o);
 	out_flush(&o);
@@ -686,7 +698,7 @@ int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq
 	uint8_t trailer[SNAP_TRAILER_BYTES];
 	bo_le_store64(trailer, XXH3_64bits_digest(&st));
 	if (!o.err)
-		o.err = write_all(fd, trailer, sizeof(trailer));
+		o.err = write_all(&o, trailer, sizeof(trailer));
 	return o.err;
 }
 

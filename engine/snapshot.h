@@ -42,6 +42,13 @@ typedef struct snapshot_info {
  * incomplete: the caller removes it). Does not fsync. */
 int snapshot_write_fd(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd);
 
+/* The same bytes, written with pwrite(2) at offsets from 0 through
+ * base/fsio.h's bo_fs_pwrite, so that a storage observer sees each write
+ * under `path` (the file fd was opened as); path NULL is snapshot_write_fd.
+ * Same outcomes; no heap and no locks either (an installed observer aside). */
+int snapshot_write_file(const engine *e, uint32_t shard, uint64_t seq, int64_t seq_ts_ms, int fd,
+                        const char *path);
+
 /* The snapshot encoding in memory (heap; tests, digests, tools): the same
  * bytes snapshot_write_fd writes. Returns 0 and a buffer the caller frees
  * with free(), or -ENOMEM (*buf NULL). */

@@ -1044,6 +1044,13 @@ struct journal {
 	int64_t unit_start_ns;  /* when it was submitted (opt.sync_hist) */
 	int unit_rc;            /* first failure among its completions */
 	char unit_err[JOURNAL_ERR_LEN];
+	/* For the storage observer (base/fsio.h), filled only while one is
+	 * installed: what each SQE really is, as prepared (a NOP put in place
+	 * of an fdatasync must report no sync), and the bytes the write takes. */
+	int unit_observed;
+	uint8_t unit_opcode[OP_COUNT];
+	int unit_sqe_fd[OP_COUNT];
+	const uint8_t *unit_buf;
 
 	uint64_t next_seq;      /* seq the next append gets */
 	uint64_t last_checksum; /* chain value: checksum of next_seq - 1 */
@@ -1097,12 +1104,12 @@ static void invalidate_unit(journal *j)
 	int ok = 1;
 	while (off < end && ok) {
 		size_t n = end - off < PAGE_BYTES ? (size_t)(end - off) : PAGE_BYTES;
-		ssize_t w = pwrite(j->unit_fd, zero_page, n, (off_t)off);
+		ssize_t w = bo_fs_pwrite(j->unit_fd, j->unit_path, zero_page, n, (off_t)off);
 		ok = w == (ssize_t)n;
 		off += n;
 	}
 	if (ok && j->opt.sync == JOURNAL_SYNC_DATA)
-		ok = fdatasync(j->unit_fd) == 0;
+		ok = bo_fs_fdatasync(j->unit_fd, j->unit_path) == 0;
 	if (!ok) {
 		size_t l = strlen(j->err);
 		snprintf(j->err + l, sizeof j->err - l,
@@ -1122,17 +1129,37 @@ static const char *op_name(int op)
 
 static void spare_request(journal *j);
 
+/* Reports a successful completion to the storage observer from what the
+ * SQE really was: its opcode and fd, not what the unit meant it to be. */
+static void note_completion(const journal *j, uint64_t op, int res)
+{
+	bo_fs_event ev = {.path = j->unit_sqe_fd[op] == j->dir_fd ? j->dir : j->unit_path};
+	if (j->unit_opcode[op] == IORING_OP_WRITE && res > 0) {
+		ev.op = BO_FS_WRITE;
+		ev.off = j->unit_off;
+		ev.buf = j->unit_buf;
+		ev.len = (uint64_t)res; /* a short write reports what it wrote */
+	} else if (j->unit_opcode[op] == IORING_OP_FSYNC && res == 0) {
+		ev.op = BO_FS_SYNC;
+	} else if (j->unit_opcode[op] == IORING_OP_RENAMEAT && res == 0) {
+		ev.op = BO_FS_RENAME; /* the spare into place (roll_segment) */
+		ev.path = j->spare.path;
+		ev.path2 = j->unit_path;
+	} else {
+		return; /* a NOP, or a failed or cancelled I/O: nothing changed */
+	}
+	bo_fs_note(&ev);
+}
+
 /* One completion of the unit in flight. */
 static void reap_one(journal *j, struct io_uring_cqe *cqe)
 {
 	uint64_t op = io_uring_cqe_get_data64(cqe);
 	assert(op < OP_COUNT && j->inflight && j->pending > 0);
+	if (j->unit_observed)
+		note_completion(j, op, cqe->res);
 	int res = j->inj[op] != 0 ? j->inj[op] : cqe->res;
 	int bad = op == OP_WRITE ? res != (int)j->expect_len : res != 0;
-	if (op == OP_RENAME && !bad) {
-		bo_fs_event ev = {.op = BO_FS_RENAME, .path = j->spare.path, .path2 = j->unit_path};
-		bo_fs_note(&ev);
-	}
 	if (bad && j->unit_rc == 0) {
 		j->unit_rc = res < 0 ? res : -EIO;
 		if (res < 0)
@@ -1250,6 +1277,8 @@ static int submit_fill(journal *j)
 	j->expect_len = len;
 	j->unit_rc = 0;
 	memset(j->inj, 0, sizeof j->inj);
+	j->unit_observed = bo_fs_observed();
+	j->unit_buf = start;
 
 	/* The chain, in order: rename of the spare into place (a unit opening a
 	 * segment), write, fdatasync, directory fsync (opening a segment). */
@@ -1300,6 +1329,10 @@ static int submit_fill(journal *j)
 		if (k + 1 < nops)
 			sqe->flags |= IOSQE_IO_LINK;
 		io_uring_sqe_set_data64(sqe, (uint64_t)op);
+		if (j->unit_observed) {
+			j->unit_opcode[op] = sqe->opcode;
+			j->unit_sqe_fd[op] = sqe->fd;
+		}
 	}
 	if (j->opt.sync_hist)
 		j->unit_start_ns = bo_clock_ns();
@@ -1660,7 +1693,7 @@ int jnl_map_file(const char *path, uint32_t shard_id, const uint8_t **map, uint6
 
 int jnl_zero_tail(const char *path, uint64_t from, char *err, size_t err_len)
 {
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_CLOEXEC); /* no O_CREAT: creates nothing */
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		int e = errno;
@@ -1671,17 +1704,18 @@ int jnl_zero_tail(const char *path, uint64_t from, char *err, size_t err_len)
 	}
 	uint64_t to = (uint64_t)st.st_size;
 	int rc = 0;
-	if (to > from && fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)from,
-	                           (off_t)(to - from)) != 0) {
+	if (to > from && bo_fs_fallocate(fd, path, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+	                                 (off_t)from, (off_t)(to - from)) != 0) {
 		/* No ZERO_RANGE here: write the zeros, last page first. */
 		while (to > from && rc == 0) {
 			uint64_t o = to - from > PAGE_BYTES ? to - PAGE_BYTES : from;
-			if (pwrite(fd, zero_page, (size_t)(to - o), (off_t)o) != (ssize_t)(to - o))
+			if (bo_fs_pwrite(fd, path, zero_page, (size_t)(to - o), (off_t)o) !=
+			    (ssize_t)(to - o))
 				rc = errno != 0 ? -errno : -EIO;
 			to = o;
 		}
 	}
-	if (rc == 0 && fdatasync(fd) != 0)
+	if (rc == 0 && bo_fs_fdatasync(fd, path) != 0)
 		rc = -errno;
 	close(fd);
 	if (rc != 0)
@@ -1692,11 +1726,7 @@ int jnl_zero_tail(const char *path, uint64_t from, char *err, size_t err_len)
 
 int jnl_fsync_dir(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = fd < 0 || fsync(fd) != 0 ? -errno : 0;
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return bo_fs_fsync_dir(path);
 }
 
 /* ==== Open: recovery, then positioning ====================================== */
@@ -1760,7 +1790,7 @@ static journal *journal_new(const char *root, uint32_t shard_id, const journal_o
 static int open_dir(journal *j, const char *root, char *m, size_t m_len)
 {
 	int rc = 0;
-	if (mkdir(j->dir, 0755) == 0) {
+	if (bo_fs_mkdir(j->dir, 0755) == 0) {
 		rc = jnl_fsync_dir(root);
 		if (rc != 0)
 			msg(m, m_len, "fsync %s: %s", root, strerror(-rc));
@@ -1821,14 +1851,14 @@ static int apply_cut(journal *j, const journal_reader *r, char *err, size_t err_
 			}
 			continue;
 		}
-		if (unlink(path) != 0) {
+		if (bo_fs_unlink(path) != 0) {
 			int e = errno;
 			msg(err, err_len, "removing %s after the cut: %s", path, strerror(e));
 			return -e;
 		}
 		removed = 1;
 	}
-	if (removed && fsync(j->dir_fd) != 0) {
+	if (removed && bo_fs_fsync(j->dir_fd, j->dir) != 0) {
 		int e = errno;
 		msg(err, err_len, "fsync %s: %s", j->dir, strerror(e));
 		return -e;
@@ -1895,7 +1925,8 @@ static int reopen_tail(journal *j, const journal_reader *r, char *m, size_t m_le
 	}
 	/* Re-allocate a segment truncated from outside (a no-op otherwise), so
 	 * appends never extend the file. */
-	if (fallocate(j->seg_fd, 0, 0, (off_t)j->seg_bytes) != 0 && errno != EOPNOTSUPP) {
+	if (bo_fs_fallocate(j->seg_fd, j->seg_path, 0, 0, (off_t)j->seg_bytes) != 0 &&
+	    errno != EOPNOTSUPP) {
 		int rc = -errno;
 		msg(m, m_len, "fallocate %s: %s", j->seg_path, strerror(-rc));
 		return rc;
@@ -2064,7 +2095,7 @@ int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *
 	for (uint32_t i = 0; i < keep && rc == 0; i++) {
 		seg_name(name, sizeof name, segs[i].first_seq);
 		snprintf(path, sizeof path, "%s/%s", dir, name);
-		if (unlink(path) != 0) {
+		if (bo_fs_unlink(path) != 0) {
 			rc = -errno;
 			msg(err, err_len,
 			    "journal shard %" PRIu32 ": prune: unlink %s: %s (%" PRIu32
@@ -2074,7 +2105,7 @@ int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *
 			removed++;
 		}
 	}
-	if (removed > 0 && fsync(dfd) != 0 && rc == 0) {
+	if (removed > 0 && bo_fs_fsync(dfd, dir) != 0 && rc == 0) {
 		rc = -errno;
 		msg(err, err_len, "journal shard %" PRIu32 ": prune: fsync %s: %s", shard_id, dir,
 		    strerror(-rc));

@@ -60,6 +60,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fsio.h"
 #include "journal_internal.h"
 
 /* Digits of the offset in a partial backup's name: any uint64, zero-padded
@@ -180,7 +181,7 @@ static int backup_copy(const uint8_t *m, uint64_t n, uint64_t from, const char *
                        uint32_t shard_id, char *err, size_t err_len)
 {
 	assert(from <= n);
-	int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int fd = bo_fs_open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		int e = errno;
 		msg(err, err_len, "journal shard %" PRIu32 ": truncate_at: create backup %s: %s%s",
@@ -192,13 +193,13 @@ static int backup_copy(const uint8_t *m, uint64_t n, uint64_t from, const char *
 	for (uint64_t o = from; o < n && rc == 0;) {
 		size_t len = n - o < PAGE_BYTES ? (size_t)(n - o) : PAGE_BYTES;
 		if (last_nonzero_end(m, o, o + len) != o &&
-		    pwrite(fd, m + o, len, (off_t)(o - from)) != (ssize_t)len)
+		    bo_fs_pwrite(fd, dst, m + o, len, (off_t)(o - from)) != (ssize_t)len)
 			rc = errno != 0 ? -errno : -EIO;
 		o += len;
 	}
-	if (rc == 0 && ftruncate(fd, (off_t)(n - from)) != 0)
+	if (rc == 0 && bo_fs_ftruncate(fd, dst, (off_t)(n - from)) != 0)
 		rc = -errno;
-	if (rc == 0 && fsync(fd) != 0)
+	if (rc == 0 && bo_fs_fsync(fd, dst) != 0)
 		rc = -errno;
 	close(fd);
 	if (rc != 0)
@@ -266,7 +267,7 @@ static int cut_segments(const char *dir, const cut_plan *plan, uint32_t *removed
 		snprintf(path, sizeof path, "%s/%s", dir, name);
 		if (s == 0 && plan->cut_off > 0) {
 			rc = jnl_zero_tail(path, plan->cut_off, m, m_len);
-		} else if (unlink(path) != 0) {
+		} else if (bo_fs_unlink(path) != 0) {
 			rc = -errno;
 			msg(m, m_len, "unlink %s: %s", path, strerror(-rc));
 		} else {

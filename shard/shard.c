@@ -51,6 +51,7 @@
 #include <xxhash.h>
 
 #include "base/clock.h"
+#include "base/fsio.h"
 #include "base/log.h"
 #include "engine/snapshot.h"
 #include "shard/apply.h"
@@ -478,6 +479,8 @@ static _Noreturn void snapshot_child(const shard *s)
 	if (nice(19) == -1) {
 		/* not fatal: the snapshot is still written */
 	}
+	/* Plain calls, not base/fsio.h's: an observer lives in the parent, and
+	 * this child would only report to its own copy of it. */
 	int fd = open(s->snap_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		_exit(errno_status(errno));
@@ -545,7 +548,7 @@ static int snapshot_reap(shard *s)
 		snprintf(why, sizeof(why), "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot failed, journal kept\" seq=%" PRIu64 " file=%s err=\"%s\"",
 	       s->cfg.id, s->snap_child_seq, s->snap_tmp, why);
-	unlink(s->snap_tmp);
+	bo_fs_unlink(s->snap_tmp);
 	return 0;
 }
 
@@ -564,22 +567,19 @@ static int snapshot_install(shard *s)
 	int rc = snapfile_path(final, sizeof(final), s->dir, s->snap_child_seq);
 	assert(rc == 0);
 	(void)rc;
-	if (rename(s->snap_tmp, final) != 0) {
+	if (bo_fs_rename(s->snap_tmp, final) != 0) {
 		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot rename failed\" file=%s err=\"%s\"", s->cfg.id,
 		       s->snap_tmp, strerror(errno));
-		unlink(s->snap_tmp);
+		bo_fs_unlink(s->snap_tmp);
 		return -1;
 	}
-	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0) {
+	int drc = bo_fs_fsync_dir(s->dir);
+	if (drc != 0) {
 		/* The snapshot may not survive a crash: prune nothing it covers. */
 		bo_log(BO_LOG_WARN, "shard=%u msg=\"snapshot directory sync failed, journal kept\" dir=%s err=\"%s\"",
-		       s->cfg.id, s->dir, strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
+		       s->cfg.id, s->dir, strerror(-drc));
 		return -1;
 	}
-	close(dfd);
 	if (s->cfg.prune) {
 		char err[JOURNAL_ERR_LEN];
 		uint64_t upto = s->snap_child_seq, floor = shard_retained(s);
@@ -600,7 +600,7 @@ static void snapshot_complete(shard *s)
 	if (shard_failed(s) || shard_durable_seq(s) < s->snap_child_seq) {
 		/* Failed, or stopped short of S: the journal may lose what the
 		 * snapshot holds. */
-		unlink(s->snap_tmp);
+		bo_fs_unlink(s->snap_tmp);
 		return;
 	}
 	if (snapshot_install(s) < 0)
@@ -868,7 +868,7 @@ static void remove_stale_snapshots(const char *dir)
 		stem[SNAPFILE_NAME_LEN] = '\0';
 		if (snapfile_name_parse(stem, &seq) &&
 		    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < (int)sizeof(path))
-			unlink(path);
+			bo_fs_unlink(path);
 	}
 	closedir(d);
 }
@@ -891,7 +891,7 @@ static int recover_snapshot(shard *s, snapshot_info *info, char *err, size_t err
 		snprintf(err, errlen, "data directory path too long: %s", cfg->data_dir);
 		return -ENAMETOOLONG;
 	}
-	if (mkdir(cfg->data_dir, 0755) != 0 && errno != EEXIST) {
+	if (bo_fs_mkdir(cfg->data_dir, 0755) != 0 && errno != EEXIST) {
 		int e = errno;
 		snprintf(err, errlen, "cannot create data directory %s: %s", cfg->data_dir, strerror(e));
 		return -e;

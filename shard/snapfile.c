@@ -4,6 +4,7 @@
  */
 #include "shard/snapfile.h"
 
+#include "base/fsio.h"
 #include "base/parse.h"
 
 #include <assert.h>
@@ -71,16 +72,6 @@ int snapfile_peek(const char *path, snapshot_info *info, char *err, size_t errle
 
 /* ---- Save ---------------------------------------------------------------- */
 
-static int fsync_dir(const char *dir)
-{
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	int rc = fsync(dfd) == 0 ? 0 : -errno;
-	close(dfd);
-	return rc;
-}
-
 int snapfile_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq, int64_t seq_ts_ms,
                   char *err, size_t errlen)
 {
@@ -96,16 +87,16 @@ int snapfile_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq
 	}
 	const char *what = "create";
 	int rc = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = bo_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
 		goto out;
 	}
 	what = "write";
-	rc = snapshot_write_fd(e, shard, seq, seq_ts_ms, fd);
+	rc = snapshot_write_file(e, shard, seq, seq_ts_ms, fd, tmp);
 	if (rc == 0) {
 		what = "fsync";
-		if (fsync(fd) != 0)
+		if (bo_fs_fsync(fd, tmp) != 0)
 			rc = -errno;
 	}
 	if (close(fd) != 0 && rc == 0) {
@@ -114,17 +105,17 @@ int snapfile_save(const engine *e, const char *dir, uint32_t shard, uint64_t seq
 	}
 	if (rc == 0) {
 		what = "rename";
-		if (rename(tmp, final) != 0)
+		if (bo_fs_rename(tmp, final) != 0)
 			rc = -errno;
 	}
 	if (rc == 0) {
 		what = "fsync the directory of";
-		rc = fsync_dir(dir);
+		rc = bo_fs_fsync_dir(dir);
 		if (rc < 0) /* the file is complete; only its name may not be durable yet */
 			goto out;
 		return 0;
 	}
-	unlink(tmp);
+	bo_fs_unlink(tmp);
 out:
 	if (err && errlen)
 		snprintf(err, errlen, "cannot %s %s: %s", what, rc == 0 ? final : tmp,

@@ -30,10 +30,22 @@
  * bytes unchanged, cut bytes zero, and the journal opens without force and
  * appends. Refusals (beyond the end, seq 0, pruned start, bad backup dir,
  * existing backup) must leave every byte as it was.
+ *
+ * Roll-over off the writer: a storage observer (base/fsio.h) sees every
+ * file-system change with the thread that made it; while the test thread
+ * appends across many segments, no file is created, sized or removed on it
+ * (the spare thread does that), every segment gets its name by a rename of
+ * the spare, reported before the segment's first write, and a failing
+ * rename fails the journal like any other I/O of its chain. A spare left
+ * behind (a copy of a real segment, or the last segment under the spare's
+ * name as after a crash that lost its rename) is ignored by the reader,
+ * recovery, prune and the segment listing, and gone after journal_close.
  */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -43,6 +55,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fsio.h"
 #include "journal/journal.h"
 #include "journal/maint.h"
 #include "tests/support/tmpdir.h"
@@ -1244,8 +1257,8 @@ Test(journal, truncate_at_repairs_a_corrupt_journal_with_an_exact_backup)
 	cr_assert_eq(read_all_ok(), 1700);
 
 	/* A second repair never overwrites an earlier backup. */
-	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1500, bak, err, sizeof err), -EEXIST,
-	             "%s", err);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1500, bak, err, sizeof err), -EEXIST, "%s",
+	             err);
 	cr_assert_eq(read_all_ok(), 1700);
 }
 
@@ -1359,14 +1372,181 @@ Test(journal, segment_names)
 	const char *bad[] = {
 	        "0000000000000000001.seg",   /* 19 digits */
 	        "000000000000000000001.seg", /* 21 digits */
-	        "0000000000000000000a.seg",  "+0000000000000000001.seg", " 0000000000000000001.seg",
+	        "0000000000000000000a.seg",
+	        "+0000000000000000001.seg",
+	        " 0000000000000000001.seg",
 	        "18446744073709551616.seg", /* 2^64 */
-	        "00000000000000000001.SEG",  "00000000000000000001.seg.tmp", "00000000000000000001",
-	        "snap-00000000000000000001.snap", "",
+	        "00000000000000000001.SEG",
+	        "00000000000000000001.seg.tmp",
+	        "00000000000000000001",
+	        "snap-00000000000000000001.snap",
+	        "",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = 7;
 		cr_assert_eq(journal_segment_name_parse(bad[i], &v), 0, "accepted '%s'", bad[i]);
 		cr_assert_eq(v, 7, "'%s' wrote its output", bad[i]);
 	}
+}
+
+/* ==== Roll-over off the writer ================================================ */
+
+Test(journal, eio_on_rename_of_the_spare_fails_journal)
+{
+	fault_case(JOURNAL_IO_RENAME, -EIO, 0, JOURNAL_SYNC_DATA);
+}
+
+#define SPARE_FILE "segment.spare" /* journal.c's SPARE_NAME */
+
+typedef struct fs_watch {
+	pthread_t writer;
+	pthread_mutex_t mu;
+	uint64_t on_writer[BO_FS_UNLINK + 1]; /* events by op, made on the writer */
+	uint64_t renames;                     /* spare -> segment */
+	uint64_t bad_renames;                 /* anything else renamed */
+	uint64_t writes_before_rename;        /* a write to a segment not yet named */
+	char named[256][64];                  /* segment names the renames made */
+	uint32_t n_named;
+} fs_watch;
+
+static const char *base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b != NULL ? b + 1 : path;
+}
+
+static void watch_fs(void *ctx, const bo_fs_event *ev)
+{
+	fs_watch *w = ctx;
+	pthread_mutex_lock(&w->mu);
+	if (pthread_equal(pthread_self(), w->writer))
+		w->on_writer[ev->op]++;
+	if (ev->op == BO_FS_RENAME) {
+		if (strcmp(base_name(ev->path), SPARE_FILE) == 0 && w->n_named < 256 &&
+		    strlen(base_name(ev->path2)) < 64) {
+			w->renames++;
+			snprintf(w->named[w->n_named++], 64, "%s", base_name(ev->path2));
+		} else {
+			w->bad_renames++;
+		}
+	}
+	if (ev->op == BO_FS_WRITE) {
+		int known = 0;
+		for (uint32_t i = 0; i < w->n_named && !known; i++)
+			known = strcmp(w->named[i], base_name(ev->path)) == 0;
+		w->writes_before_rename += !known;
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
+Test(journal, roll_over_creates_no_file_on_the_writer)
+{
+	journal_options o = small_opts();
+	static fs_watch w;
+	memset(&w, 0, sizeof w);
+	w.writer = pthread_self();
+	pthread_mutex_init(&w.mu, NULL);
+	journal *j = open_ok(&o, NULL); /* opening may create (the directory) */
+	bo_fs_observe(watch_fs, &w);
+	writer wr = {j, 1, 0};
+	write_batches(&wr, 4000, 40, 21);
+	bo_fs_observe(NULL, NULL);
+	uint64_t writer_fs = w.on_writer[BO_FS_CREATE] + w.on_writer[BO_FS_SIZE] +
+	                     w.on_writer[BO_FS_TRUNCATE] + w.on_writer[BO_FS_ZERO] +
+	                     w.on_writer[BO_FS_MKDIR] + w.on_writer[BO_FS_UNLINK];
+	cr_assert_eq(writer_fs, 0,
+	             "file-system work on the writer: %" PRIu64 " creates, %" PRIu64
+	             " fallocates, %" PRIu64 " unlinks",
+	             w.on_writer[BO_FS_CREATE], w.on_writer[BO_FS_SIZE], w.on_writer[BO_FS_UNLINK]);
+	cr_assert_eq(w.bad_renames, 0);
+	cr_assert_eq(w.writes_before_rename, 0, "a segment written before it got its name");
+	cr_assert_eq(journal_close(j, NULL), 0);
+	char names[64][64];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 5, "only %d segments: roll-over untested", n);
+	/* Every segment got its name from the spare, in log order. */
+	cr_assert_eq(w.renames, (uint64_t)n);
+	for (int i = 0; i < n; i++)
+		cr_assert_str_eq(w.named[i], names[i]);
+	cr_assert_eq(read_all_ok(), 4000);
+}
+
+static int spare_exists(void)
+{
+	char p[256];
+	seg_path(p, sizeof p, SPARE_FILE);
+	return access(p, F_OK) == 0;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(in >= 0 && out >= 0, "copy %s to %s", from, to);
+	char b[4096];
+	ssize_t n;
+	while ((n = read(in, b, sizeof b)) > 0)
+		cr_assert_eq(write(out, b, (size_t)n), n);
+	cr_assert_eq(n, 0);
+	close(in);
+	close(out);
+}
+
+static int count_segment_cb(void *ctx, const journal_segment_info *info)
+{
+	(void)info;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+Test(journal, a_spare_left_behind_is_ignored_and_removed)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_batches(&w, 3000, 40, 22);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert(!spare_exists(), "journal_close leaves no spare");
+	char names[64][64], last[256], spare[256];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 3);
+	seg_path(last, sizeof last, names[n - 1]);
+	seg_path(spare, sizeof spare, SPARE_FILE);
+
+	/* A spare holding a whole valid segment (header and records): nobody
+	 * reads it, whatever it holds. */
+	copy_file(last, spare);
+	cr_assert_eq(read_all_ok(), 3000);
+	int listed = 0;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_segments(g_root, SHARD, count_segment_cb, &listed, err, sizeof err), n,
+	             "%s", err);
+	cr_assert_eq(listed, n);
+	cr_assert_eq(journal_prune(g_root, SHARD, 1, err, sizeof err), 0, "%s", err);
+	journal_recovery rec;
+	w.j = open_ok(&o, &rec);
+	cr_assert_eq(rec.last_seq, 3000);
+	cr_assert_eq(rec.bytes_cut, 0, "%s", rec.note);
+	write_batches(&w, 3500, 40, 23);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert(!spare_exists(), "the old spare is gone after close");
+	cr_assert_eq(read_all_ok(), 3500);
+
+	/* A crash after the last segment's first unit was written but before its
+	 * rename was durable: its records are under the spare's name (never
+	 * acknowledged). The log ends at the segment before; appending goes on
+	 * from there and the segment gets its name again. */
+	n = list_segments(names, 64);
+	seg_path(last, sizeof last, names[n - 1]);
+	uint64_t first_lost = strtoull(names[n - 1], NULL, 10);
+	cr_assert_eq(rename(last, spare), 0);
+	w.j = open_ok(&o, &rec);
+	cr_assert_eq(rec.last_seq, first_lost - 1);
+	cr_assert_eq(rec.bytes_cut, 0, "%s", rec.note);
+	w.next = first_lost;
+	w.durable = first_lost - 1;
+	write_batches(&w, 4000, 40, 24);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert(!spare_exists());
+	cr_assert_eq(read_all_ok(), 4000);
+	cr_assert_eq(list_segments(names, 64) > n - 1, 1);
+	cr_assert_eq(access(last, F_OK), 0, "%s named again", names[n - 1]);
 }

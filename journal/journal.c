@@ -9,7 +9,10 @@
  * least 4 decimal digits). It holds segment files named by the sequence
  * number of their first record, 20 decimal digits, so names sort in log
  * order:  shard-0003/00000000000000000001.seg, .../00000000000000052117.seg
- * Other files in the directory are ignored. All integers are little-endian,
+ * Other files in the directory are ignored. One of them is the journal's
+ * own: "segment.spare", the next segment created and fallocated ahead of
+ * time (see The spare segment below); it becomes a segment only by being
+ * renamed to one, holds nothing before that, and is never read. All integers are little-endian,
  * stored and loaded byte by byte (base/le.h) whatever the host.
  * XXH3 below is XXH3_64bits() of xxhash 0.8 with the default seed and secret.
  *
@@ -45,7 +48,8 @@
  *
  * A write unit is the bytes of one write buffer: the records of one or more
  * committed batches, submitted as one write followed by one fdatasync (the
- * first unit of a segment also carries the segment header and an fsync of the
+ * first unit of a segment also carries the segment header, and its chain is
+ * rename of the spare to the segment's name, write, fdatasync, fsync of the
  * directory). At most one unit is in flight at a time; the next is submitted
  * only after every I/O of the previous one completed successfully. A unit
  * never spans segments, so neither does a record. The unused end of a

@@ -38,13 +38,18 @@
  *
  * Threading: a journal or a reader belongs to one thread at a time. Nothing
  * here is thread-safe; a journal may be handed to another thread between
- * calls with the usual happens-before of the hand-over.
+ * calls with the usual happens-before of the hand-over. An open journal has
+ * a thread of its own (started by journal_open, joined by journal_close)
+ * that creates and fallocates the next segment ahead of time as the file
+ * "segment.spare" in the shard directory; no reader or tool looks at it.
  *
  * Allocation: journal_open() and journal_reader_open() allocate everything.
  * journal_append(), journal_commit(), journal_poll() and journal_wait() never
  * allocate; they make no system call other than io_uring submission and
- * completion waits, except at segment roll-over (create + fallocate the next
- * segment, ~100 us every segment_bytes) and after an I/O failure.
+ * completion waits (and, at segment roll-over, a mutex hand-over of the
+ * spare: it is renamed into place by the new segment's first io_uring chain,
+ * and the writer waits only if the spare is not ready yet, i.e. when a
+ * segment fills faster than one is created), except after an I/O failure.
  *
  * Errors: functions return 0 (or a count) on success and a negative errno on
  * failure. Errors are operating errors (disk, hostile files, limits) and come
@@ -69,9 +74,10 @@
  * the largest command entry fits). Changing this value changes both. */
 #define JOURNAL_PAYLOAD_BYTES_MAX (2u << 20)
 
-/* Default segment size: big enough that roll-over (~100 us of create +
- * fallocate + a directory fsync) is rare (every ~0.5 s at 1M records/s of
- * ~150 bytes), small enough to archive or delete segment by segment. */
+/* Default segment size: big enough that roll-over (a rename and a directory
+ * fsync in the new segment's first chain; the file is made ahead of time)
+ * is rare (every ~0.5 s at 1M records/s of ~150 bytes), small enough to
+ * archive or delete segment by segment. */
 #define JOURNAL_SEGMENT_BYTES_DEFAULT (64ull << 20)
 
 /* Default size of each of the two write buffers: holds a full batch

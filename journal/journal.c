@@ -50,10 +50,14 @@
  * committed batches, submitted as one write followed by one fdatasync (the
  * first unit of a segment also carries the segment header, and its chain is
  * rename of the spare to the segment's name, write, fdatasync, fsync of the
- * directory). At most one unit is in flight at a time; the next is submitted
- * only after every I/O of the previous one completed successfully. A unit
- * never spans segments, so neither does a record. The unused end of a
- * segment stays zero.
+ * directory). At most two units are in flight at a time (their I/Os may
+ * reach the disk in any order), and two only when both write to the same
+ * segment and neither opens it: a unit that opens a segment is submitted
+ * only after every I/O of the units before it completed successfully, and
+ * nothing is submitted beside it until all of its own have. A unit's
+ * records are reported durable only once it and every unit before it have
+ * completed successfully. A unit never spans segments, so neither does a
+ * record. The unused end of a segment stays zero.
  *
  * A segment header is valid if and only if its magic, version, header bytes,
  * shard id and reserved bytes are as above, its checksum matches, first_seq
@@ -134,26 +138,39 @@
  *     aligned offset from the hole to the end of the segment and all bytes
  *     of later segments for well-formed records, and look at later
  *     segments' headers. The hole is CORRUPTION if any of:
- *       a later segment has a well-formed header (a new segment's header is
- *       written only after the unit before it was durable),
- *       a well-formed record R with R.seq <= L.seq (a duplicate), or with
- *       R.seq - R.unit_index > e (R's unit began after the hole, so it was
- *       submitted after the unit holding the hole was durable),
- *       well-formed records of two different units (different seq - index).
+ * *       a later segment has a well-formed header (a new segment's header is
+ *       written only after the units before it were durable),
+ *       a well-formed record R with R.seq <= L.seq (a duplicate);
+ *     and, calling R's unit first seq f = R.seq - R.unit_index, the records
+ *     with f <= e (the TORN unit, holding the hole) and those with f > e
+ *     (the NEXT unit, submitted while the torn one was in flight) must fit
+ *     two units in flight together; it is corruption if:
+ *       torn-unit records with two different f,
+ *       a torn-unit record after (at a larger offset than) a next-unit one,
+ *       next-unit records with two different f (a third unit: at most two
+ *       are in flight),
+ *       a next-unit record in a later segment than the hole's, or beside a
+ *       torn unit that opens the segment (the segment starts at e or later,
+ *       or a torn-unit record has f = the segment's first seq: such a unit
+ *       is alone in flight),
+ *       a next-unit f <= the largest seq of a torn-unit record.
  *     Otherwise the hole is a TORN TAIL: all bytes after L belong at most to
- *     the single unit that was in flight at the crash (whose sectors reach
- *     the disk in any order), which was never reported durable. The log ends
- *     at L; what follows is cut (journal_open zeroes the rest of L's
- *     segment and deletes later segments) and reported (bytes, records).
+ *     the two units that were in flight at the crash (whose sectors reach
+ *     the disk in any order), neither of which was reported durable (the
+ *     next unit is reported only after the torn one). The log ends at L;
+ *     what follows is cut (journal_open zeroes the rest of L's segment and
+ *     deletes later segments) and reported (bytes, records).
  * Missing and duplicated segments after START break the header rule
  * (first_seq not e, or not the file name) and are corruption (a missing
  * head: see PRUNED JOURNALS). Corruption is refused with the
  * file, offset and expected seq, unless force_truncate is set, in which
  * case it is cut like a torn tail and reported as forced.
  *
- * What this cannot tell apart: damage confined to the final unit (say a
- * flipped bit in the last batch written before a clean shutdown) looks like
- * a torn write of that unit and is cut, with a report, not refused. Telling
+ * What this cannot tell apart: damage confined to the final two units (say a
+ * flipped bit in one of the last two batches written before a clean
+ * shutdown) looks like a torn write of units in flight and is cut, with a
+ * report, not refused; damage followed by two or more whole units is
+ * refused. Telling
  * them apart needs a second copy of the tail's headers (TigerBeetle's
  * redundant headers); that is left open.
  *
@@ -222,9 +239,10 @@ enum {
  * to 8 (a constant expression, for the assertions below). */
 #define REC_BYTES(len) (((uint64_t)REC_HDR_BYTES + (uint64_t)(len) + 7u) & ~(uint64_t)7u)
 
-/* io_uring entries: one unit in flight needs at most OP_COUNT of them
- * (write, fdatasync, directory fsync; asserted below); 8 leaves room and is
- * a power of two, which the kernel would round up to anyway. */
+/* io_uring entries: the units in flight need at most UNITS_MAX * OP_COUNT
+ * of them (asserted below; a unit opening a segment, the only one with four,
+ * is alone in flight); 8 is a power of two, which the kernel would round up
+ * to anyway. */
 #define RING_ENTRIES 8u
 
 _Static_assert(SEG_OFF_CHECKSUM + 8 == SEG_HDR_BYTES, "the header checksum ends the header");
@@ -527,6 +545,38 @@ static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
 	}
 }
 
+/* A well-formed record x found after a hole where seq e was expected (in the
+ * hole's segment or not, which starts at seg_first): NULL if it may belong
+ * to one of the units in flight at a crash, else why not. Tracks those
+ * units in *torn_first, *torn_last and *next_first (see rd_hole). */
+static const char *hole_record_bad(const jrec *x, uint64_t e, int same_segment,
+                                   uint64_t seg_first, uint64_t *torn_first, uint64_t *torn_last,
+                                   uint64_t *next_first)
+{
+	uint64_t uf = x->seq - x->unit_index;
+	if (x->seq < e)
+		return "a duplicate of a record already read";
+	if (uf <= e) {
+		if (*torn_first != 0 && uf != *torn_first)
+			return "a second unit begun before the hole";
+		if (*next_first != 0)
+			return "the unit at the hole continues after the next unit's records";
+		*torn_first = uf;
+		*torn_last = x->seq > *torn_last ? x->seq : *torn_last;
+		return NULL;
+	}
+	if (*next_first != 0 && uf != *next_first)
+		return "records of a third unit (at most two are in flight)";
+	if (!same_segment)
+		return "a later unit in a later segment (units in flight share one)";
+	if (seg_first >= e || *torn_first == seg_first)
+		return "a later unit beside the unit that opens the segment (which is alone in flight)";
+	if (uf <= *torn_last)
+		return "a later unit overlapping the unit at the hole";
+	*next_first = uf;
+	return NULL;
+}
+
 /* The hole at (segment i, offset off): decide torn tail or corruption, as
  * the READER / RECOVERY ALGORITHM says. `why` describes what is wrong at the
  * hole. */
@@ -541,7 +591,13 @@ static int rd_hole(journal_reader *r, uint32_t i, uint64_t off, const char *why)
 		seg_name(name, sizeof name, r->segs[i].first_seq);
 		snprintf(hole_path, sizeof hole_path, "%s/%s", r->dir, name);
 	}
-	uint64_t unit_first = 0; /* 0: no torn-unit record seen yet */
+	/* The units whose records may follow the hole (UNITS_MAX = 2 in flight
+	 * at the crash): the torn unit, which began at or before e, and the one
+	 * submitted while it was in flight, which begins after it in the same
+	 * segment. Each is known by its first seq (seq - unit_index); 0: none
+	 * seen yet. */
+	uint64_t torn_first = 0, torn_last = 0, next_first = 0;
+	const uint64_t seg_first = r->segs[i].first_seq;
 	uint64_t records_cut = 0, bytes_cut = 0;
 	int corrupt = 0;
 	rd_unmap(r);
@@ -572,17 +628,15 @@ static int rd_hole(journal_reader *r, uint32_t i, uint64_t off, const char *why)
 				o += 8;
 				continue;
 			}
-			uint64_t uf = x.seq - x.unit_index;
-			int bad = x.seq < e || uf > e || (unit_first != 0 && uf != unit_first);
-			if (bad && !corrupt) {
+			const char *bad = hole_record_bad(&x, e, s == i, seg_first, &torn_first,
+			                                  &torn_last, &next_first);
+			if (bad != NULL && !corrupt) {
 				corrupt = 1;
 				msg(evidence, sizeof evidence,
 				    "a valid record follows at %s offset %" PRIu64 " (seq %" PRIu64
-				    ")",
-				    path, o, x.seq);
+				    "): %s",
+				    path, o, x.seq, bad);
 			}
-			if (unit_first == 0)
-				unit_first = uf;
 			records_cut++;
 			o += x.bytes;
 		}
@@ -940,15 +994,21 @@ void jnl_reader_position(const journal_reader *r, uint32_t *seg, uint64_t *off)
 
 /* ==== Appender ================================================================
  *
- * Two write buffers: one is filled by journal_append(), the other may be in
- * flight as the single unit the kernel is writing. Why one unit in flight
- * and not four: the recovery rule above needs "everything after the last
- * durable byte belongs to one unit"; with several units in flight, a later
- * unit can reach the disk before an earlier one and a crash would leave a
- * hole that looks exactly like corruption. Group commit does not suffer:
- * whatever is committed while a unit is in flight waits in the fill buffer
- * and goes with the next single write + fdatasync, so the unit grows with
- * the load (measured below).
+ * Three write buffers: one is filled by journal_append(), up to two are in
+ * flight as the units the kernel is writing (UNITS_MAX). With one unit in
+ * flight, a batch committed while it syncs waits for the rest of that sync
+ * and then for its own: two round trips. With two, it goes at once as its
+ * own write + fdatasync chain and is acknowledged when both are done: about
+ * one round trip (throwaway /tmp/hj/exp/ov.c, 152-byte records at 100k/s,
+ * group commit, busy shared disk: p50 5.2-6.5 ms with one in flight, 1.0-1.7
+ * ms with two). Why two and not four: a later unit can reach the disk before
+ * an earlier one, and the recovery rule above must tell the holes a crash
+ * leaves from corruption; it accepts the records of exactly the two units
+ * that can be in flight together (same segment, neither opening it), and
+ * each more unit allowed would let more damage pass as a torn tail. Group
+ * commit does not suffer: whatever is committed while two units are in
+ * flight waits in the fill buffer and goes as the next unit, so units grow
+ * with the load (measured below).
  *
  * Write + fdatasync as two linked SQEs (IOSQE_IO_LINK) or one O_DSYNC write?
  * Measured on this machine (ext4 on virtio, 2 cores; throwaway program
@@ -1011,7 +1071,33 @@ typedef struct jspare {
 	char dir[DIR_MAX];
 } jspare;
 
-_Static_assert(RING_ENTRIES >= OP_COUNT, "one unit's SQEs fit the ring");
+/* Units in flight at most (see the Appender comment and the recovery rule). */
+#define UNITS_MAX 2u
+#define BUFS (UNITS_MAX + 1u) /* each unit in flight holds one, one is filled */
+
+_Static_assert(RING_ENTRIES >= UNITS_MAX * OP_COUNT, "the units' SQEs fit the ring");
+
+/* A unit submitted and not yet retired (its records not yet counted durable). */
+typedef struct junit {
+	uint32_t buf;           /* the buffer it holds */
+	uint32_t pending;       /* its completions still to come */
+	int inj[OP_COUNT];      /* injected result per op (0 = none) */
+	uint32_t expect_len;    /* bytes its write must report */
+	int fd;                 /* segment fd it writes to */
+	const char *path;       /* and that file's path (seg_path or old_path) */
+	uint64_t off;           /* file offset of its write */
+	uint64_t seq_first;     /* its records */
+	uint64_t seq_last;
+	int64_t start_ns;       /* when it was submitted (opt.sync_hist) */
+	int renames;            /* it opens a segment: renames the spare into place */
+	/* For the storage observer (base/fsio.h), filled only while one is
+	 * installed: what each SQE really is, as prepared (a NOP put in place
+	 * of an fdatasync must report no sync), and the bytes the write takes. */
+	int observed;
+	uint8_t opcode[OP_COUNT];
+	int sqe_fd[OP_COUNT];
+	const uint8_t *wbuf;
+} junit;
 
 struct journal {
 	journal_options opt; /* copy of the caller's options */
@@ -1020,7 +1106,8 @@ struct journal {
 	int dir_fd;        /* for directory fsync; owned */
 	struct io_uring ring;
 	int ring_live; /* ring initialised: journal_free tears it down */
-	jbuf buf[2];
+	int ring_broken; /* waiting on it failed: no completion will come */
+	jbuf buf[BUFS];
 	uint32_t fill;      /* index of the buffer being filled */
 	int commit_pending; /* records committed in the fill buffer, not submitted */
 
@@ -1029,32 +1116,23 @@ struct journal {
 	char seg_path[PATH_MAX];
 	uint64_t seg_bytes; /* its size */
 	uint64_t seg_off;   /* file offset where the fill buffer's records go */
-	/* The previous segment while the unit in flight still writes to it. */
+	/* The previous segment while units in flight still write to it. */
 	int old_fd; /* -1 or owned */
 	char old_path[PATH_MAX];
 
 	jspare spare;
-	int unit_renames;       /* the unit in flight renames the spare into place */
 
-	/* The unit in flight. */
-	int inflight;           /* 1 while the kernel holds buf[1 - fill] */
-	uint32_t pending;       /* its completions still to come */
-	int inj[OP_COUNT];      /* injected result per op (0 = none) */
-	uint32_t expect_len;    /* bytes its write must report */
-	int unit_fd;            /* segment fd it writes to */
-	const char *unit_path;  /* and that file's path (seg_path or old_path) */
-	uint64_t unit_off;      /* file offset of its write */
-	uint64_t unit_seq_last; /* its last record */
-	int64_t unit_start_ns;  /* when it was submitted (opt.sync_hist) */
-	int unit_rc;            /* first failure among its completions */
-	char unit_err[JOURNAL_ERR_LEN];
-	/* For the storage observer (base/fsio.h), filled only while one is
-	 * installed: what each SQE really is, as prepared (a NOP put in place
-	 * of an fdatasync must report no sync), and the bytes the write takes. */
-	int unit_observed;
-	uint8_t unit_opcode[OP_COUNT];
-	int unit_sqe_fd[OP_COUNT];
-	const uint8_t *unit_buf;
+	/* The units in flight, oldest first: unit[(head + k) % UNITS_MAX] for
+	 * k < nflight. They are retired (counted durable) in that order only. */
+	junit unit[UNITS_MAX];
+	uint32_t head;
+	uint32_t nflight;
+	/* After a failure: the bytes of the units not retired, to zero once none
+	 * is in flight any more (invalidate). */
+	int inval_pending;
+	int inval_fd;
+	const char *inval_path;
+	uint64_t inval_from, inval_to;
 
 	uint64_t next_seq;      /* seq the next append gets */
 	uint64_t last_checksum; /* chain value: checksum of next_seq - 1 */
@@ -1099,21 +1177,24 @@ static void fail(journal *j, int rc, const char *fmt, ...)
 	         j->shard_id, m, j->durable_seq, unsafe_tag(j));
 }
 
-/* After a failed unit: best effort to zero its bytes so that a restart does
- * not bring back records that were never reported durable (they may have
+/* After a failed unit, once no unit is in flight: best effort to zero the
+ * bytes of every unit not retired (the failed one and the one in flight
+ * beside it: they are contiguous in one segment) so that a restart does not
+ * bring back records that were never reported durable (they may have
  * reached the page cache or the disk in part). */
-static void invalidate_unit(journal *j)
+static void invalidate_units(journal *j)
 {
-	uint64_t off = j->unit_off, end = j->unit_off + j->expect_len;
+	uint64_t off = j->inval_from, end = j->inval_to;
 	int ok = 1;
+	j->inval_pending = 0;
 	while (off < end && ok) {
 		size_t n = end - off < PAGE_BYTES ? (size_t)(end - off) : PAGE_BYTES;
-		ssize_t w = bo_fs_pwrite(j->unit_fd, j->unit_path, zero_page, n, (off_t)off);
+		ssize_t w = bo_fs_pwrite(j->inval_fd, j->inval_path, zero_page, n, (off_t)off);
 		ok = w == (ssize_t)n;
 		off += n;
 	}
 	if (ok && j->opt.sync == JOURNAL_SYNC_DATA)
-		ok = bo_fs_fdatasync(j->unit_fd, j->unit_path) == 0;
+		ok = bo_fs_fdatasync(j->inval_fd, j->inval_path) == 0;
 	if (!ok) {
 		size_t l = strlen(j->err);
 		snprintf(j->err + l, sizeof j->err - l,
@@ -1135,92 +1216,151 @@ static void spare_request(journal *j);
 
 /* Reports a successful completion to the storage observer from what the
  * SQE really was: its opcode and fd, not what the unit meant it to be. */
-static void note_completion(const journal *j, uint64_t op, int res)
+static void note_completion(const journal *j, const junit *u, uint64_t op, int res)
 {
-	bo_fs_event ev = {.path = j->unit_sqe_fd[op] == j->dir_fd ? j->dir : j->unit_path};
-	if (j->unit_opcode[op] == IORING_OP_WRITE && res > 0) {
+	bo_fs_event ev = {.path = u->sqe_fd[op] == j->dir_fd ? j->dir : u->path};
+	if (u->opcode[op] == IORING_OP_WRITE && res > 0) {
 		ev.op = BO_FS_WRITE;
-		ev.off = j->unit_off;
-		ev.buf = j->unit_buf;
+		ev.off = u->off;
+		ev.buf = u->wbuf;
 		ev.len = (uint64_t)res; /* a short write reports what it wrote */
-	} else if (j->unit_opcode[op] == IORING_OP_FSYNC && res == 0) {
+	} else if (u->opcode[op] == IORING_OP_FSYNC && res == 0) {
 		ev.op = BO_FS_SYNC;
-	} else if (j->unit_opcode[op] == IORING_OP_RENAMEAT && res == 0) {
+	} else if (u->opcode[op] == IORING_OP_RENAMEAT && res == 0) {
 		ev.op = BO_FS_RENAME; /* the spare into place (roll_segment) */
 		ev.path = j->spare.path;
-		ev.path2 = j->unit_path;
+		ev.path2 = u->path;
 	} else {
 		return; /* a NOP, or a failed or cancelled I/O: nothing changed */
 	}
 	bo_fs_note(&ev);
 }
 
-/* One completion of the unit in flight. */
-static void reap_one(journal *j, struct io_uring_cqe *cqe)
+static junit *unit_at(journal *j, uint32_t k)
 {
-	uint64_t op = io_uring_cqe_get_data64(cqe);
-	assert(op < OP_COUNT && j->inflight && j->pending > 0);
-	if (j->unit_observed)
-		note_completion(j, op, cqe->res);
-	int res = j->inj[op] != 0 ? j->inj[op] : cqe->res;
-	int bad = op == OP_WRITE ? res != (int)j->expect_len : res != 0;
-	if (bad && j->unit_rc == 0) {
-		j->unit_rc = res < 0 ? res : -EIO;
-		if (res < 0)
-			snprintf(j->unit_err, sizeof j->unit_err,
-			         "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64
-			         "..%" PRIu64 "): %s",
-			         op_name((int)op), j->unit_path, j->unit_off, j->expect_len,
-			         j->durable_seq + 1, j->unit_seq_last, strerror(-res));
-		else
-			snprintf(j->unit_err, sizeof j->unit_err,
-			         "short write to %s offset %" PRIu64 ": %d of %" PRIu32
-			         " bytes (seqs %" PRIu64 "..%" PRIu64 ")",
-			         j->unit_path, j->unit_off, res, j->expect_len, j->durable_seq + 1,
-			         j->unit_seq_last);
-	}
-	if (--j->pending > 0)
+	assert(k < j->nflight);
+	return &j->unit[(j->head + k) % UNITS_MAX];
+}
+
+/* Does any unit in flight write to fd / open a segment? */
+static int units_use_fd(journal *j, int fd)
+{
+	for (uint32_t k = 0; k < j->nflight; k++)
+		if (unit_at(j, k)->fd == fd)
+			return 1;
+	return 0;
+}
+static int units_rename(journal *j)
+{
+	for (uint32_t k = 0; k < j->nflight; k++)
+		if (unit_at(j, k)->renames)
+			return 1;
+	return 0;
+}
+
+/* A failed I/O of unit u: the journal fails at once (durable_seq stays where
+ * the retired units left it, so nothing in flight beside u is ever reported
+ * durable), and the bytes of every unit in flight are zeroed once the last
+ * of them has completed. */
+static void unit_failed(journal *j, const junit *u, int op, int res)
+{
+	if (j->fail_rc != 0)
 		return;
-	/* The whole chain is done: this unit is durable, or the journal failed.
-	 * One unit in flight means completions are in log order by construction. */
-	j->inflight = 0;
-	if (j->unit_rc == 0) {
-		assert(j->unit_seq_last > j->durable_seq);
-		j->durable_seq = j->unit_seq_last;
-		if (j->unit_renames)
-			spare_request(j); /* its name is free again */
-		if (j->opt.sync_hist)
-			bo_hist_observe(j->opt.sync_hist,
-			                (uint64_t)(bo_clock_ns() - j->unit_start_ns) / 1000);
-	} else {
-		fail(j, j->unit_rc, "%s", j->unit_err);
-		invalidate_unit(j);
+	const junit *last = unit_at(j, j->nflight - 1);
+	if (res < 0)
+		fail(j, res,
+		     "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64 "..%" PRIu64
+		     "): %s",
+		     op_name(op), u->path, u->off, u->expect_len, j->durable_seq + 1, last->seq_last,
+		     strerror(-res));
+	else
+		fail(j, -EIO,
+		     "short write to %s offset %" PRIu64 ": %d of %" PRIu32 " bytes (seqs %" PRIu64
+		     "..%" PRIu64 ")",
+		     u->path, u->off, res, u->expect_len, j->durable_seq + 1, last->seq_last);
+	const junit *first = unit_at(j, 0);
+	assert(first->fd == last->fd && last->off >= first->off); /* one segment, in order */
+	j->inval_pending = 1;
+	j->inval_fd = first->fd;
+	j->inval_path = first->path;
+	j->inval_from = first->off;
+	j->inval_to = last->off + last->expect_len;
+}
+
+/* Retires the completed units at the head, in log order: durable_seq only
+ * ever moves over a contiguous prefix of completed units. */
+static void retire(journal *j)
+{
+	while (j->nflight > 0 && unit_at(j, 0)->pending == 0) {
+		junit *u = unit_at(j, 0);
+		if (j->fail_rc == 0) {
+			assert(u->seq_first == j->durable_seq + 1 && u->seq_last > j->durable_seq);
+			j->durable_seq = u->seq_last;
+			if (u->renames)
+				spare_request(j); /* its name is free again */
+			if (j->opt.sync_hist)
+				bo_hist_observe(j->opt.sync_hist,
+				                (uint64_t)(bo_clock_ns() - u->start_ns) / 1000);
+		}
+		j->head = (j->head + 1) % UNITS_MAX;
+		j->nflight--;
 	}
-	if (j->old_fd >= 0 && j->unit_fd == j->old_fd) {
+	if (j->nflight == 0 && j->inval_pending)
+		invalidate_units(j);
+	if (j->old_fd >= 0 && !units_use_fd(j, j->old_fd)) {
 		close(j->old_fd);
 		j->old_fd = -1;
 	}
 }
 
-/* Reaps what has completed; with `block`, waits for the unit in flight. */
+/* One completion of a unit in flight (user data: slot * OP_COUNT + op). */
+static void reap_one(journal *j, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	uint64_t op = ud % OP_COUNT;
+	assert(ud / OP_COUNT < UNITS_MAX);
+	junit *u = &j->unit[ud / OP_COUNT];
+	assert(j->nflight > 0 && u->pending > 0);
+	if (u->observed)
+		note_completion(j, u, op, cqe->res);
+	int res = u->inj[op] != 0 ? u->inj[op] : cqe->res;
+	int bad = op == OP_WRITE ? res != (int)u->expect_len : res != 0;
+	if (bad)
+		unit_failed(j, u, (int)op, res);
+	u->pending--;
+}
+
+/* Reaps what has completed; with `block`, waits for one completion first
+ * (a unit must be in flight). Then retires what it can. */
 static void reap(journal *j, int block)
 {
-	while (j->inflight) {
+	assert(!block || j->nflight > 0);
+	while (j->nflight > 0 && !j->ring_broken) {
 		struct io_uring_cqe *cqe;
 		int rc = block ? io_uring_wait_cqe(&j->ring, &cqe)
 		               : io_uring_peek_cqe(&j->ring, &cqe);
 		if (rc == -EAGAIN && !block)
-			return;
+			break;
 		if (rc == -EINTR)
 			continue;
 		if (rc < 0) {
 			/* The ring itself broke; we cannot know what reached the disk. */
 			fail(j, rc, "io_uring wait: %s", strerror(-rc));
+			j->ring_broken = 1;
 			return;
 		}
 		reap_one(j, cqe);
 		io_uring_cqe_seen(&j->ring, cqe);
+		block = 0;
 	}
+	retire(j);
+}
+
+/* Waits until no unit is in flight (or the ring broke). */
+static void reap_all(journal *j)
+{
+	while (j->nflight > 0 && !j->ring_broken)
+		reap(j, 1);
 }
 
 /* Before each I/O: the fault hook may change or fail it. Returns the
@@ -1259,30 +1399,45 @@ static void assert_unit_valid(const journal *j, const jbuf *b)
 	}
 }
 
-/* Submits the fill buffer as the unit in flight (nothing may be in flight)
- * and switches to the other buffer. */
+/* May the fill buffer go now? It holds records, the journal has not
+ * failed, fewer than UNITS_MAX units are in flight, and it joins units in
+ * flight only when neither it nor they open a segment (a unit that opens a
+ * segment is alone in flight: the recovery rule relies on it). */
+static int can_submit(journal *j)
+{
+	const jbuf *b = &j->buf[j->fill];
+	if (b->records == 0 || j->fail_rc != 0 || j->nflight >= UNITS_MAX)
+		return 0;
+	return j->nflight == 0 || (!b->header && !units_rename(j));
+}
+
+/* Submits the fill buffer as a unit (can_submit) and switches to a free
+ * buffer. */
 static int submit_fill(journal *j)
 {
-	assert(!j->inflight);
-	if (j->fail_rc != 0)
-		return j->fail_rc;
+	assert(can_submit(j));
 	jbuf *b = &j->buf[j->fill];
-	assert(b->records > 0);
 	assert_unit_valid(j, b);
 	const uint8_t *start = b->header ? b->mem : b->mem + SEG_HDR_BYTES;
 	uint32_t len = b->used + (b->header ? SEG_HDR_BYTES : 0);
 	uint64_t off = b->header ? 0 : j->seg_off;
 	uint64_t seq_last = b->seq_first + b->records - 1;
+	const uint32_t slot = (j->head + j->nflight) % UNITS_MAX;
+	junit *u = &j->unit[slot];
+	/* Units in flight together are contiguous in one segment. */
+	assert(j->nflight == 0 || (unit_at(j, j->nflight - 1)->fd == j->seg_fd &&
+	                           unit_at(j, j->nflight - 1)->seq_last + 1 == b->seq_first));
 
-	j->unit_fd = j->seg_fd;
-	j->unit_path = j->seg_path;
-	j->unit_off = off;
-	j->unit_seq_last = seq_last;
-	j->expect_len = len;
-	j->unit_rc = 0;
-	memset(j->inj, 0, sizeof j->inj);
-	j->unit_observed = bo_fs_observed();
-	j->unit_buf = start;
+	memset(u, 0, sizeof *u);
+	u->buf = j->fill;
+	u->fd = j->seg_fd;
+	u->path = j->seg_path;
+	u->off = off;
+	u->seq_first = b->seq_first;
+	u->seq_last = seq_last;
+	u->expect_len = len;
+	u->observed = bo_fs_observed();
+	u->wbuf = start;
 
 	/* The chain, in order: rename of the spare into place (a unit opening a
 	 * segment), write, fdatasync, directory fsync (opening a segment). */
@@ -1295,7 +1450,7 @@ static int submit_fill(journal *j)
 		ops[nops++] = OP_SYNC;
 	if (sync && b->header)
 		ops[nops++] = OP_DIRSYNC;
-	j->unit_renames = b->header;
+	u->renames = b->header;
 	static const journal_io_kind kind_of[OP_COUNT] = {
 	        [OP_RENAME] = JOURNAL_IO_RENAME,
 	        [OP_WRITE] = JOURNAL_IO_WRITE,
@@ -1313,10 +1468,10 @@ static int submit_fill(journal *j)
 		io.kind = kind_of[op];
 		io.path = op == OP_DIRSYNC ? j->dir : j->seg_path;
 		uint32_t len_before = io.len;
-		j->inj[op] = consult_fault(j, &io);
+		u->inj[op] = consult_fault(j, &io);
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&j->ring);
-		assert(sqe != NULL); /* a unit's SQEs fit the ring (RING_ENTRIES) */
-		if (j->inj[op] != 0)
+		assert(sqe != NULL); /* the units' SQEs fit the ring (RING_ENTRIES) */
+		if (u->inj[op] != 0)
 			io_uring_prep_nop(sqe);
 		else if (op == OP_RENAME)
 			io_uring_prep_renameat(sqe, AT_FDCWD, j->spare.path, AT_FDCWD, j->seg_path, 0);
@@ -1332,14 +1487,14 @@ static int submit_fill(journal *j)
 		 * directory fsync last; a failure or short write cancels the rest. */
 		if (k + 1 < nops)
 			sqe->flags |= IOSQE_IO_LINK;
-		io_uring_sqe_set_data64(sqe, (uint64_t)op);
-		if (j->unit_observed) {
-			j->unit_opcode[op] = sqe->opcode;
-			j->unit_sqe_fd[op] = sqe->fd;
+		io_uring_sqe_set_data64(sqe, (uint64_t)slot * OP_COUNT + (uint64_t)op);
+		if (u->observed) {
+			u->opcode[op] = sqe->opcode;
+			u->sqe_fd[op] = sqe->fd;
 		}
 	}
 	if (j->opt.sync_hist)
-		j->unit_start_ns = bo_clock_ns();
+		u->start_ns = bo_clock_ns();
 	int rc = io_uring_submit(&j->ring);
 	if (rc != nops) {
 		int e = rc < 0 ? rc : -EIO;
@@ -1349,10 +1504,19 @@ static int submit_fill(journal *j)
 		     rc < 0 ? strerror(-rc) : "partial submit");
 		return e;
 	}
-	j->inflight = 1;
-	j->pending = (uint32_t)nops;
+	u->pending = (uint32_t)nops;
+	j->nflight++;
 	j->seg_off = (b->header ? 0 : j->seg_off) + len;
-	j->fill ^= 1u;
+	/* The next fill buffer: the one no unit in flight holds. */
+	uint32_t next = 0;
+	for (int held = 1; held;) {
+		held = 0;
+		for (uint32_t k = 0; k < j->nflight && !held; k++)
+			held = unit_at(j, k)->buf == next;
+		next += (uint32_t)held;
+	}
+	assert(next < BUFS);
+	j->fill = next;
 	jbuf *n = &j->buf[j->fill];
 	n->used = 0;
 	n->records = 0;
@@ -1361,10 +1525,11 @@ static int submit_fill(journal *j)
 	return 0;
 }
 
-/* Waits for the unit in flight, then submits the fill buffer. */
+/* Waits until the fill buffer may go, then submits it. */
 static int flush_fill(journal *j)
 {
-	reap(j, 1);
+	while (j->fail_rc == 0 && !can_submit(j))
+		reap(j, 1);
 	if (j->fail_rc != 0)
 		return j->fail_rc;
 	return submit_fill(j);
@@ -1510,8 +1675,8 @@ static int spare_take(journal *j, int *fd, char *m, size_t m_len)
 	jspare *sp = &j->spare;
 	/* The next spare is asked for when the unit renaming the last one has
 	 * completed: if it is in flight, let it finish. */
-	if (j->inflight && j->unit_renames) {
-		reap(j, 1);
+	if (units_rename(j)) {
+		reap_all(j);
 		if (j->fail_rc != 0)
 			return j->fail_rc;
 	}
@@ -1542,11 +1707,16 @@ static int roll_segment(journal *j)
 			fail(j, rc, "segment roll-over at seq %" PRIu64 ": %s", j->next_seq, m);
 		return j->fail_rc;
 	}
-	if (j->inflight) {
-		assert(j->old_fd < 0); /* two roll-overs in one unit's flight are impossible */
+	if (j->nflight > 0) {
+		/* They all write to this segment: the unit that opened it was
+		 * alone in flight and retired (spare_take), which closed old_fd. */
+		assert(j->old_fd < 0);
 		j->old_fd = j->seg_fd;
 		memcpy(j->old_path, j->seg_path, sizeof j->old_path);
-		j->unit_path = j->old_path;
+		for (uint32_t k = 0; k < j->nflight; k++) {
+			assert(unit_at(j, k)->fd == j->old_fd);
+			unit_at(j, k)->path = j->old_path;
+		}
 	} else if (j->seg_fd >= 0) {
 		close(j->seg_fd);
 	}
@@ -1611,7 +1781,7 @@ int journal_commit(journal *j)
 		return 0;
 	j->commit_pending = 1;
 	reap(j, 0);
-	if (!j->inflight)
+	if (can_submit(j))
 		return submit_fill(j);
 	return j->fail_rc;
 }
@@ -1620,7 +1790,7 @@ int journal_poll(journal *j, uint64_t *durable_seq)
 {
 	assert(j != NULL);
 	reap(j, 0);
-	if (j->fail_rc == 0 && !j->inflight && j->commit_pending)
+	if (j->commit_pending && can_submit(j))
 		submit_fill(j);
 	if (durable_seq != NULL)
 		*durable_seq = j->durable_seq;
@@ -1631,8 +1801,9 @@ int journal_wait(journal *j, uint64_t seq, uint64_t *durable_seq)
 {
 	assert(j != NULL && seq < j->next_seq); /* waiting for a record never appended */
 	while (j->durable_seq < seq && j->fail_rc == 0) {
-		if (!j->inflight)
-			submit_fill(j); /* seq is > durable, so it is in the fill buffer */
+		/* seq is > durable: in a unit in flight, or in the fill buffer. */
+		if (seq >= j->buf[j->fill].seq_first && can_submit(j))
+			submit_fill(j);
 		else
 			reap(j, 1);
 	}
@@ -1666,7 +1837,7 @@ static void journal_free(journal *j)
 		close(j->old_fd);
 	if (j->dir_fd >= 0)
 		close(j->dir_fd);
-	for (int i = 0; i < 2; i++)
+	for (uint32_t i = 0; i < BUFS; i++)
 		free(j->buf[i].mem);
 	free(j);
 }
@@ -1678,7 +1849,7 @@ int journal_close(journal *j, uint64_t *durable_seq)
 	if (j->fail_rc == 0 && j->next_seq > 1)
 		rc = journal_wait(j, j->next_seq - 1, NULL);
 	/* The kernel may still hold a buffer after a failure: never free it early. */
-	reap(j, 1);
+	reap_all(j);
 	if (durable_seq != NULL)
 		*durable_seq = j->durable_seq;
 	rc = j->fail_rc != 0 ? j->fail_rc : rc;
@@ -1822,7 +1993,7 @@ static int alloc_io(journal *j, char *m, size_t m_len)
 		return rc;
 	}
 	j->ring_live = 1;
-	for (int i = 0; i < 2; i++) {
+	for (uint32_t i = 0; i < BUFS; i++) {
 		/* The head room takes a page so that the buffer size stays a page multiple. */
 		j->buf[i].mem = aligned_alloc(PAGE_BYTES, (size_t)j->opt.buffer_bytes + PAGE_BYTES);
 		if (j->buf[i].mem == NULL) {

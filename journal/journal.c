@@ -549,9 +549,8 @@ static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
  * hole's segment or not, which starts at seg_first): NULL if it may belong
  * to one of the units in flight at a crash, else why not. Tracks those
  * units in *torn_first, *torn_last and *next_first (see rd_hole). */
-static const char *hole_record_bad(const jrec *x, uint64_t e, int same_segment,
-                                   uint64_t seg_first, uint64_t *torn_first, uint64_t *torn_last,
-                                   uint64_t *next_first)
+static const char *hole_record_bad(const jrec *x, uint64_t e, int same_segment, uint64_t seg_first,
+                                   uint64_t *torn_first, uint64_t *torn_last, uint64_t *next_first)
 {
 	uint64_t uf = x->seq - x->unit_index;
 	if (x->seq < e)
@@ -1045,7 +1044,7 @@ typedef struct jbuf {
 
 /* The I/Os of one unit, in chain order (a unit uses a subset). */
 enum {
-	OP_RENAME = 0,  /* the spare becomes the new segment (its first unit only) */
+	OP_RENAME = 0, /* the spare becomes the new segment (its first unit only) */
 	OP_WRITE = 1,
 	OP_SYNC = 2,
 	OP_DIRSYNC = 3, /* the new name made durable (its first unit only) */
@@ -1057,17 +1056,17 @@ enum {
  * a RENAMEAT linked before the new segment's first write. */
 typedef struct jspare {
 	pthread_t thread;
-	int thread_live;      /* started: journal_free stops and joins it */
-	pthread_mutex_t mu;   /* guards the fields below */
-	pthread_cond_t cv;    /* signalled on every change of them */
-	int want;             /* the writer asks for a spare (the last one's rename is done) */
-	int stop;             /* journal_free: exit */
-	int fd;               /* -1, or a spare ready to take (owned until taken) */
-	int rc;               /* 0, or the -errno that made creating one fail */
+	int thread_live;    /* started: journal_free stops and joins it */
+	pthread_mutex_t mu; /* guards the fields below */
+	pthread_cond_t cv;  /* signalled on every change of them */
+	int want;           /* the writer asks for a spare (the last one's rename is done) */
+	int stop;           /* journal_free: exit */
+	int fd;             /* -1, or a spare ready to take (owned until taken) */
+	int rc;             /* 0, or the -errno that made creating one fail */
 	char err[JOURNAL_ERR_LEN];
-	uint64_t bytes;       /* its size: opt.segment_bytes */
-	int sync;             /* fsync it and the directory once created (not UNSAFE) */
-	char path[PATH_MAX];  /* <dir>/SPARE_NAME */
+	uint64_t bytes;      /* its size: opt.segment_bytes */
+	int sync;            /* fsync it and the directory once created (not UNSAFE) */
+	char path[PATH_MAX]; /* <dir>/SPARE_NAME */
 	char dir[DIR_MAX];
 } jspare;
 
@@ -1079,17 +1078,17 @@ _Static_assert(RING_ENTRIES >= UNITS_MAX * OP_COUNT, "the units' SQEs fit the ri
 
 /* A unit submitted and not yet retired (its records not yet counted durable). */
 typedef struct junit {
-	uint32_t buf;           /* the buffer it holds */
-	uint32_t pending;       /* its completions still to come */
-	int inj[OP_COUNT];      /* injected result per op (0 = none) */
-	uint32_t expect_len;    /* bytes its write must report */
-	int fd;                 /* segment fd it writes to */
-	const char *path;       /* and that file's path (seg_path or old_path) */
-	uint64_t off;           /* file offset of its write */
-	uint64_t seq_first;     /* its records */
+	uint32_t buf;        /* the buffer it holds */
+	uint32_t pending;    /* its completions still to come */
+	int inj[OP_COUNT];   /* injected result per op (0 = none) */
+	uint32_t expect_len; /* bytes its write must report */
+	int fd;              /* segment fd it writes to */
+	const char *path;    /* and that file's path (seg_path or old_path) */
+	uint64_t off;        /* file offset of its write */
+	uint64_t seq_first;  /* its records */
 	uint64_t seq_last;
-	int64_t start_ns;       /* when it was submitted (opt.sync_hist) */
-	int renames;            /* it opens a segment: renames the spare into place */
+	int64_t start_ns; /* when it was submitted (opt.sync_hist) */
+	int renames;      /* it opens a segment: renames the spare into place */
 	/* For the storage observer (base/fsio.h), filled only while one is
 	 * installed: what each SQE really is, as prepared (a NOP put in place
 	 * of an fdatasync must report no sync), and the bytes the write takes. */
@@ -1105,7 +1104,7 @@ struct journal {
 	char dir[DIR_MAX]; /* <root>/shard-NNNN */
 	int dir_fd;        /* for directory fsync; owned */
 	struct io_uring ring;
-	int ring_live; /* ring initialised: journal_free tears it down */
+	int ring_live;   /* ring initialised: journal_free tears it down */
 	int ring_broken; /* waiting on it failed: no completion will come */
 	jbuf buf[BUFS];
 	uint32_t fill;      /* index of the buffer being filled */
@@ -1271,8 +1270,8 @@ static void unit_failed(journal *j, const junit *u, int op, int res)
 		fail(j, res,
 		     "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64 "..%" PRIu64
 		     "): %s",
-		     op_name(op), u->path, u->off, u->expect_len, j->durable_seq + 1, last->seq_last,
-		     strerror(-res));
+		     op_name(op), u->path, u->off, u->expect_len, j->durable_seq + 1,
+		     last->seq_last, strerror(-res));
 	else
 		fail(j, -EIO,
 		     "short write to %s offset %" PRIu64 ": %d of %" PRIu32 " bytes (seqs %" PRIu64
@@ -1474,7 +1473,8 @@ static int submit_fill(journal *j)
 		if (u->inj[op] != 0)
 			io_uring_prep_nop(sqe);
 		else if (op == OP_RENAME)
-			io_uring_prep_renameat(sqe, AT_FDCWD, j->spare.path, AT_FDCWD, j->seg_path, 0);
+			io_uring_prep_renameat(sqe, AT_FDCWD, j->spare.path, AT_FDCWD, j->seg_path,
+			                       0);
 		else if (op == OP_WRITE)
 			io_uring_prep_write(sqe, j->seg_fd, start,
 			                    io.len <= len_before ? io.len : len_before, off);
@@ -2229,8 +2229,7 @@ static int check_new_first(const char *path, uint32_t shard_id, uint64_t first_s
 	return 0;
 }
 
-int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err,
-                  size_t err_len)
+int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err, size_t err_len)
 {
 	assert(root != NULL);
 	char dir[DIR_MAX];

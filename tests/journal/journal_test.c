@@ -40,6 +40,15 @@
  * behind (a copy of a real segment, or the last segment under the spare's
  * name as after a crash that lost its rename) is ignored by the reader,
  * recovery, prune and the segment listing, and gone after journal_close.
+ *
+ * Two units in flight: units are made one per batch (commit, then wait), so
+ * their records are known; a crash that tore the older of two units in
+ * flight is made by zeroing records of the second-to-last unit (some, or
+ * all of them) with the last unit intact: recovery must cut (not refuse)
+ * and keep exactly the records before the hole. Damage followed by two
+ * whole units (a third unit) and damage in a segment's opening unit
+ * followed by another unit (a unit that opens a segment is alone in
+ * flight) must be refused.
  */
 #include <criterion/criterion.h>
 
@@ -1549,4 +1558,119 @@ Test(journal, a_spare_left_behind_is_ignored_and_removed)
 	cr_assert_eq(read_all_ok(), 4000);
 	cr_assert_eq(list_segments(names, 64) > n - 1, 1);
 	cr_assert_eq(access(last, F_OK), 0, "%s named again", names[n - 1]);
+}
+
+/* ==== Two units in flight: what recovery accepts after a hole ================ */
+
+/* Appends `units` batches of `per` records, each committed and waited for,
+ * so that each is one unit. */
+static void write_units(writer *w, uint32_t units, uint32_t per)
+{
+	uint8_t p[PAYLOAD_MAX];
+	for (uint32_t u = 0; u < units; u++) {
+		for (uint32_t k = 0; k < per; k++, w->next++)
+			cr_assert_eq(journal_append(w->j, ts_of(w->next), p, payload_of(w->next, p),
+			                            NULL),
+			             0, "%s", journal_error(w->j));
+		cr_assert_eq(journal_commit(w->j), 0, "%s", journal_error(w->j));
+		cr_assert_eq(journal_wait(w->j, w->next - 1, &w->durable), 0, "%s",
+		             journal_error(w->j));
+	}
+}
+
+/* Zeroes records first..last (as if their sectors never reached the disk). */
+static void zero_records(uint64_t first, uint64_t last)
+{
+	static const uint8_t zeros[48 + PAYLOAD_MAX + 8];
+	enum {
+		MAX = 16
+	};
+	char path[MAX][256];
+	uint64_t off[MAX];
+	uint32_t len[MAX];
+	cr_assert_lt(last - first, MAX);
+	for (uint64_t s = first; s <= last; s++) /* all found before any is zeroed */
+		locate(s, path[s - first], sizeof path[0], &off[s - first], &len[s - first]);
+	for (uint64_t s = first; s <= last; s++)
+		overwrite(path[s - first], off[s - first], zeros, (48 + len[s - first] + 7) & ~7u);
+}
+
+enum {
+	PER = 5
+};
+
+static void torn_older_of_two_is_cut(uint64_t zero_from_k, uint64_t zero_to_k)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_units(&w, 40, PER); /* seqs 1..200, all in the first segment */
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	char names[4][64];
+	cr_assert_eq(list_segments(names, 4), 1, "the units must share one segment");
+	/* Unit 39 (seqs 191..195) torn, unit 40 (196..200) whole. */
+	uint64_t u39 = 38 * PER + 1;
+	zero_records(u39 + zero_from_k, u39 + zero_to_k);
+	journal_recovery rec;
+	w.j = open_ok(&o, &rec); /* not refused */
+	cr_assert_eq(rec.last_seq, u39 + zero_from_k - 1, "%s", rec.note);
+	cr_assert_eq(rec.forced, 0);
+	cr_assert_eq(rec.records_cut, (PER - 1 - zero_to_k) + PER, "%s", rec.note);
+	cr_assert_neq(strstr(rec.note, "torn tail"), NULL, "%s", rec.note);
+	/* And the journal goes on from there. */
+	w.next = rec.last_seq + 1;
+	w.durable = rec.last_seq;
+	write_batches(&w, 300, 20, 31);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert_eq(read_all_ok(), 300);
+}
+
+Test(journal, two_in_flight_older_torn_in_the_middle_is_cut_not_refused)
+{
+	torn_older_of_two_is_cut(2, 2);
+}
+
+Test(journal, two_in_flight_older_never_written_is_cut_not_refused)
+{
+	torn_older_of_two_is_cut(0, PER - 1);
+}
+
+Test(journal, a_third_unit_after_a_hole_is_corruption)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_units(&w, 40, PER);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	/* Unit 38 damaged, units 39 and 40 whole after it. */
+	uint64_t bad = 37 * PER + 3;
+	zero_records(bad, bad);
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG, "%s", err);
+	cr_assert_neq(strstr(err, "third unit"), NULL, "%s", err);
+	char want[64];
+	snprintf(want, sizeof want, "expected seq %" PRIu64, bad);
+	cr_assert_neq(strstr(err, want), NULL, "%s", err);
+	cr_assert_eq(read_all(0, &(int){0}, err, sizeof err), bad - 1);
+}
+
+Test(journal, a_unit_beside_a_segment_opening_unit_is_corruption)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	char names[8][64];
+	while (list_segments(names, 8) < 2)
+		write_units(&w, 1, PER);
+	/* The last batch was split by the roll-over: its second part opened
+	 * segment 2 as a unit of its own. One more unit after it. */
+	uint64_t opening = strtoull(names[1], NULL, 10);
+	uint64_t next_unit = w.next;
+	cr_assert_geq(next_unit - opening, 3, "an opening unit of 3+ records (sizes are fixed)");
+	write_units(&w, 1, PER);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert_eq(list_segments(names, 8), 2);
+	/* Its second record torn: its third is still there, so the torn unit is
+	 * seen to open the segment. */
+	zero_records(opening + 1, opening + 1);
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG, "%s", err);
+	cr_assert_neq(strstr(err, "opens the segment"), NULL, "%s", err);
 }

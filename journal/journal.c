@@ -1089,6 +1089,8 @@ typedef struct junit {
 	uint64_t seq_last;
 	int64_t start_ns; /* when it was submitted (opt.sync_hist) */
 	int renames;      /* it opens a segment: renames the spare into place */
+	int rc;           /* first failure among its completions */
+	char err[JOURNAL_ERR_LEN];
 	/* For the storage observer (base/fsio.h), filled only while one is
 	 * installed: what each SQE really is, as prepared (a NOP put in place
 	 * of an fdatasync must report no sync), and the bytes the write takes. */
@@ -1257,59 +1259,67 @@ static int units_rename(journal *j)
 	return 0;
 }
 
-/* A failed I/O of unit u: the journal fails at once (durable_seq stays where
- * the retired units left it, so nothing in flight beside u is ever reported
- * durable), and the bytes of every unit in flight are zeroed once the last
- * of them has completed. */
-static void unit_failed(journal *j, const junit *u, int op, int res)
+/* The unit at the head has completed: count it durable, or, if one of its
+ * I/Os failed, fail the journal there. Units before a failed one were
+ * retired (durable) already; the failed one and the unit in flight beside
+ * it (after it) are zeroed once nothing is in flight any more. */
+static void retire_head(journal *j)
 {
-	if (j->fail_rc != 0)
-		return;
-	const junit *last = unit_at(j, j->nflight - 1);
-	if (res < 0)
-		fail(j, res,
-		     "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64 "..%" PRIu64
-		     "): %s",
-		     op_name(op), u->path, u->off, u->expect_len, j->durable_seq + 1,
-		     last->seq_last, strerror(-res));
-	else
-		fail(j, -EIO,
-		     "short write to %s offset %" PRIu64 ": %d of %" PRIu32 " bytes (seqs %" PRIu64
-		     "..%" PRIu64 ")",
-		     u->path, u->off, res, u->expect_len, j->durable_seq + 1, last->seq_last);
-	const junit *first = unit_at(j, 0);
-	assert(first->fd == last->fd && last->off >= first->off); /* one segment, in order */
-	j->inval_pending = 1;
-	j->inval_fd = first->fd;
-	j->inval_path = first->path;
-	j->inval_from = first->off;
-	j->inval_to = last->off + last->expect_len;
+	junit *u = unit_at(j, 0);
+	if (j->fail_rc == 0 && u->rc != 0) {
+		fail(j, u->rc, "%s", u->err);
+		const junit *last = unit_at(j, j->nflight - 1);
+		/* Units in flight together: one segment, contiguous, in order. */
+		assert(last->fd == u->fd && last->off >= u->off);
+		j->inval_pending = 1;
+		j->inval_fd = u->fd;
+		j->inval_path = u->path;
+		j->inval_from = u->off;
+		j->inval_to = last->off + last->expect_len;
+	} else if (j->fail_rc == 0) {
+		assert(u->seq_first == j->durable_seq + 1 && u->seq_last > j->durable_seq);
+		j->durable_seq = u->seq_last;
+		if (u->renames)
+			spare_request(j); /* its name is free again */
+		if (j->opt.sync_hist)
+			bo_hist_observe(j->opt.sync_hist,
+			                (uint64_t)(bo_clock_ns() - u->start_ns) / 1000);
+	}
+	j->head = (j->head + 1) % UNITS_MAX;
+	j->nflight--;
 }
 
 /* Retires the completed units at the head, in log order: durable_seq only
  * ever moves over a contiguous prefix of completed units. */
 static void retire(journal *j)
 {
-	while (j->nflight > 0 && unit_at(j, 0)->pending == 0) {
-		junit *u = unit_at(j, 0);
-		if (j->fail_rc == 0) {
-			assert(u->seq_first == j->durable_seq + 1 && u->seq_last > j->durable_seq);
-			j->durable_seq = u->seq_last;
-			if (u->renames)
-				spare_request(j); /* its name is free again */
-			if (j->opt.sync_hist)
-				bo_hist_observe(j->opt.sync_hist,
-				                (uint64_t)(bo_clock_ns() - u->start_ns) / 1000);
-		}
-		j->head = (j->head + 1) % UNITS_MAX;
-		j->nflight--;
-	}
+	while (j->nflight > 0 && unit_at(j, 0)->pending == 0)
+		retire_head(j);
 	if (j->nflight == 0 && j->inval_pending)
 		invalidate_units(j);
 	if (j->old_fd >= 0 && !units_use_fd(j, j->old_fd)) {
 		close(j->old_fd);
 		j->old_fd = -1;
 	}
+}
+
+/* The first failed I/O of unit u, kept until u reaches the head (retire). */
+static void unit_failed(junit *u, int op, int res)
+{
+	if (u->rc != 0)
+		return;
+	u->rc = res < 0 ? res : -EIO;
+	if (res < 0)
+		snprintf(u->err, sizeof u->err,
+		         "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64 "..%" PRIu64
+		         "): %s",
+		         op_name(op), u->path, u->off, u->expect_len, u->seq_first, u->seq_last,
+		         strerror(-res));
+	else
+		snprintf(u->err, sizeof u->err,
+		         "short write to %s offset %" PRIu64 ": %d of %" PRIu32
+		         " bytes (seqs %" PRIu64 "..%" PRIu64 ")",
+		         u->path, u->off, res, u->expect_len, u->seq_first, u->seq_last);
 }
 
 /* One completion of a unit in flight (user data: slot * OP_COUNT + op). */
@@ -1325,7 +1335,7 @@ static void reap_one(journal *j, struct io_uring_cqe *cqe)
 	int res = u->inj[op] != 0 ? u->inj[op] : cqe->res;
 	int bad = op == OP_WRITE ? res != (int)u->expect_len : res != 0;
 	if (bad)
-		unit_failed(j, u, (int)op, res);
+		unit_failed(u, (int)op, res);
 	u->pending--;
 }
 
@@ -1407,6 +1417,9 @@ static int can_submit(journal *j)
 	const jbuf *b = &j->buf[j->fill];
 	if (b->records == 0 || j->fail_rc != 0 || j->nflight >= UNITS_MAX)
 		return 0;
+	for (uint32_t k = 0; k < j->nflight; k++)
+		if (unit_at(j, k)->rc != 0)
+			return 0; /* the journal fails when that unit retires */
 	return j->nflight == 0 || (!b->header && !units_rename(j));
 }
 

@@ -1,7 +1,9 @@
 /*
  * fsio.c — the file-system wrappers and their observer (fsio.h).
  */
+#ifndef _GNU_SOURCE /* meson defines it for every file */
 #define _GNU_SOURCE
+#endif
 #include "fsio.h"
 
 #include <assert.h>
@@ -9,6 +11,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h> /* rename */
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -79,8 +79,8 @@
 #define SNAP_EVERY 250u
 #define COMMANDS_PER_RUN 1500u
 #define CUTS_PER_RUN_MAX 60u
-#define INFLIGHT_MAX 96u  /* commands submitted and not yet answered */
-#define WAIT_MS 60000     /* a result or a record must come within this */
+#define INFLIGHT_MAX 96u /* commands submitted and not yet answered */
+#define WAIT_MS 60000    /* a result or a record must come within this */
 #define ERR_LEN 2048u
 
 /* ---- Failures -------------------------------------------------------------- */
@@ -223,8 +223,20 @@ static void simfs_self_check(const char *base)
 	must(simfs_events(sim) == events, "a forked child's event reached the model");
 	simfs_install(NULL);
 
-	enum { A_OLD, A_NEW, A_MIXED, B_GONE, B_KEPT, C_ONLY, D_ONLY, E_GONE, E_BACK, SUB_GONE,
-	       SUB_KEPT, SEEN_COUNT };
+	enum {
+		A_OLD,
+		A_NEW,
+		A_MIXED,
+		B_GONE,
+		B_KEPT,
+		C_ONLY,
+		D_ONLY,
+		E_GONE,
+		E_BACK,
+		SUB_GONE,
+		SUB_KEPT,
+		SEEN_COUNT
+	};
 	unsigned seen[SEEN_COUNT] = {0};
 	for (unsigned k = 0; k < 200; k++) {
 		char out[300];
@@ -237,7 +249,8 @@ static void simfs_self_check(const char *base)
 		for (unsigned s = 0; s < 4; s++) {
 			const uint8_t *sec = b + s * SIMFS_SECTOR_BYTES;
 			int is1 = memcmp(sec, v1, SIMFS_SECTOR_BYTES) == 0;
-			must(is1 || memcmp(sec, v2, SIMFS_SECTOR_BYTES) == 0, "a sector was torn inside");
+			must(is1 || memcmp(sec, v2, SIMFS_SECTOR_BYTES) == 0,
+			     "a sector was torn inside");
 			old += (unsigned)is1;
 		}
 		seen[old == 4 ? A_OLD : old == 0 ? A_NEW : A_MIXED]++;
@@ -252,7 +265,8 @@ static void simfs_self_check(const char *base)
 			seen[D_ONLY]++;
 		seen[read_back(out, "e", b, sizeof b) < 0 ? E_GONE : E_BACK]++;
 		int sub = is_dir(out, "sub");
-		must(!sub || read_back(out, "sub/f", b, sizeof b) == 10, "sub/f lost its synced bytes");
+		must(!sub || read_back(out, "sub/f", b, sizeof b) == 10,
+		     "sub/f lost its synced bytes");
 		seen[sub ? SUB_KEPT : SUB_GONE]++;
 		tmpdir_remove(out);
 	}
@@ -265,9 +279,13 @@ static void simfs_self_check(const char *base)
 
 /* ---- Totals over all runs -------------------------------------------------- */
 
-enum { WIN_ROLL, WIN_SNAP, WIN_PRUNE, WIN_COUNT };
-static const char *const win_names[WIN_COUNT] = {"roll-over", "snapshot publication",
-                                                 "pruning"};
+enum {
+	WIN_ROLL,
+	WIN_SNAP,
+	WIN_PRUNE,
+	WIN_COUNT
+};
+static const char *const win_names[WIN_COUNT] = {"roll-over", "snapshot publication", "pruning"};
 
 static struct {
 	uint64_t cuts, runs, records, lost, recovered_beyond;
@@ -281,9 +299,9 @@ static struct {
 
 typedef struct cut {
 	char dir[256];
-	uint64_t acked;  /* D: shard_durable_seq() at the cut */
-	uint64_t event;  /* the simulator's event index */
-	int windows;     /* bit per WIN_*: open at the cut */
+	uint64_t acked; /* D: shard_durable_seq() at the cut */
+	uint64_t event; /* the simulator's event index */
+	int windows;    /* bit per WIN_*: open at the cut */
 	uint64_t seed;
 	uint64_t recovered; /* R, after recovery */
 	uint64_t digest;
@@ -301,13 +319,15 @@ typedef struct run {
 	uint32_t ncuts;
 	/* Windows, as the hook sees the event stream (see window_update). */
 	int seg_created, snap_renamed, seg_unlinked;
-	uint64_t ahead_seq; /* a snapshot put in place ahead of the journal */
+	uint64_t ahead_seq;         /* a snapshot put in place ahead of the journal */
+	_Atomic uint64_t snap_last; /* the last snapshot put in place (its seq) */
+	uint64_t slow_rng;          /* slow_unit's generator (the writer's) */
 	/* The run's records, from the follower: rec[seq - 1]. */
 	struct {
 		int64_t ts;
 		uint32_t len;
 		uint8_t *payload;
-	} *rec;
+	} * rec;
 	uint64_t nrec, caprec;
 	atomic_int follower_stop;
 	_Atomic uint64_t follow_to; /* the follower stops once here (with stop) */
@@ -327,8 +347,9 @@ static void window_update(run *r, const bo_fs_event *ev)
 		r->snap_renamed = 1;
 	else if (ev->op == BO_FS_UNLINK && ends_with(ev->path, ".seg"))
 		r->seg_unlinked = 1;
-	else if (ev->op == BO_FS_SYNC && !ends_with(ev->path, ".seg") && !ends_with(ev->path, ".tmp") &&
-	         !ends_with(ev->path, ".snap") && !ends_with(ev->path, ".spare"))
+	else if (ev->op == BO_FS_SYNC && !ends_with(ev->path, ".seg") &&
+	         !ends_with(ev->path, ".tmp") && !ends_with(ev->path, ".snap") &&
+	         !ends_with(ev->path, ".spare"))
 		r->seg_created = r->snap_renamed = r->seg_unlinked = 0; /* a directory sync */
 }
 
@@ -356,6 +377,7 @@ static int snapshot_ahead(run *r, shard *s, const bo_fs_event *ev)
 	if (!snapfile_name_parse(name ? name + 1 : ev->path2, &seq))
 		return 0;
 	total.snaps_published++;
+	atomic_store(&r->snap_last, seq);
 	uint64_t durable = shard_durable_seq(s);
 	if (durable >= seq)
 		return 0;
@@ -436,7 +458,8 @@ static void *follow(void *arg)
 			break;
 		}
 		if (rc == 0) {
-			if (atomic_load(&r->follower_stop) && follower_position(f) >= atomic_load(&r->follow_to))
+			if (atomic_load(&r->follower_stop) &&
+			    follower_position(f) >= atomic_load(&r->follow_to))
 				break;
 			continue;
 		}
@@ -529,14 +552,15 @@ static void drive(shard *s, uint64_t seed)
 	settle(s, &g, &inflight, 0);
 }
 
-/* Widens the windows the test looks into: now and then, the journal's next
- * unit waits a little before it is submitted, so that a snapshot child may
- * finish before the journal covers its sequence. Only timing: no verdict
- * depends on it. */
+/* Widens the windows the test looks into: the journal's next unit waits a
+ * little before it is submitted, often once a snapshot is due (a snapshot
+ * child may then finish before the journal covers its sequence), rarely
+ * otherwise. Only timing: no verdict depends on it. */
 static int slow_unit(void *ctx, journal_io *io)
 {
-	uint64_t *rng = ctx;
-	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(rng) % 4 == 0)
+	run *r = ctx;
+	int due = io->seq_last >= atomic_load(&r->snap_last) + SNAP_EVERY;
+	if (io->kind == JOURNAL_IO_WRITE && trng_xorshift(&r->slow_rng) % (due ? 2 : 32) == 0)
 		usleep(3000);
 	return 0;
 }
@@ -554,7 +578,8 @@ static void recover_cut(run *r, cut *c)
 	char err[ERR_LEN] = "";
 	int rc = shard_open(&cfg, &s, &rec, err, sizeof err);
 	if (rc != 0) {
-		fail("cut %s (event %" PRIu64 ", acked %" PRIu64 ", windows 0x%x): recovery refused "
+		fail("cut %s (event %" PRIu64 ", acked %" PRIu64
+		     ", windows 0x%x): recovery refused "
 		     "(%s): %s",
 		     c->dir, c->event, c->acked, c->windows, strerror(-rc), err);
 		return;
@@ -641,9 +666,9 @@ static void run_once(run *r, uint64_t seed, const char *base, uint32_t index)
 
 	shard_config cfg;
 	shard_cfg(&cfg, r->data, SNAP_EVERY);
-	uint64_t slow_rng = trng_mix64(seed ^ 0x51ull) | 1;
+	r->slow_rng = trng_mix64(seed ^ 0x51ull) | 1;
 	cfg.journal.fault = slow_unit;
-	cfg.journal.fault_ctx = &slow_rng;
+	cfg.journal.fault_ctx = r;
 	shard *s = NULL;
 	int rc = shard_open(&cfg, &s, NULL, err, sizeof err);
 	if (rc == -ENOSYS || rc == -EPERM) {
@@ -670,14 +695,16 @@ static void run_once(run *r, uint64_t seed, const char *base, uint32_t index)
 	if (r->follower_err[0])
 		die("follower: %s", r->follower_err);
 	if (r->nrec != shard_durable_seq(s))
-		die("the follower read %" PRIu64 " records of %" PRIu64, r->nrec, shard_durable_seq(s));
+		die("the follower read %" PRIu64 " records of %" PRIu64, r->nrec,
+		    shard_durable_seq(s));
 	shard_stats st;
 	shard_stats_get(s, &st);
 	atomic_store(&r->s, NULL);
 	shard_free(s);
 	simfs_install(NULL);
 	if (simfs_anomalies(sim) != 0)
-		fail("the simulator met %" PRIu64 " events it could not model", simfs_anomalies(sim));
+		fail("the simulator met %" PRIu64 " events it could not model",
+		     simfs_anomalies(sim));
 	total.adopted += simfs_adopted(sim);
 	simfs_free(sim);
 	if (st.snapshots == 0)

@@ -18,7 +18,12 @@
 #include "tests/support/rng.h"
 
 /* A change to a file not yet covered by a sync. */
-enum { CH_WRITE = 1, CH_ZERO, CH_GROW, CH_TRUNC };
+enum {
+	CH_WRITE = 1,
+	CH_ZERO,
+	CH_GROW,
+	CH_TRUNC
+};
 
 typedef struct change {
 	int kind;
@@ -653,11 +658,13 @@ static void file_image(simfs *sim, node *f)
 		for (uint32_t i = 0; i < f->nch; i++) {
 			const change *c = &f->ch[i];
 			uint64_t lo = c->kind == CH_TRUNC ? c->len : c->off;
-			uint64_t hi = c->kind == CH_TRUNC ? (sz > c->len ? sz : c->len) : c->off + c->len;
+			uint64_t hi =
+			        c->kind == CH_TRUNC ? (sz > c->len ? sz : c->len) : c->off + c->len;
 			sz = size_after(c, sz);
 			if (c->kind == CH_GROW || hi <= lo)
 				continue;
-			for (uint64_t s = lo / SIMFS_SECTOR_BYTES; s * SIMFS_SECTOR_BYTES < hi; s++) {
+			for (uint64_t s = lo / SIMFS_SECTOR_BYTES; s * SIMFS_SECTOR_BYTES < hi;
+			     s++) {
 				if (pass == 0) {
 					touch[s]++;
 				} else if (limit[s] > 0) {
@@ -834,6 +841,15 @@ static uint64_t locked_get(simfs *sim, const uint64_t *p)
 	return v;
 }
 
-uint64_t simfs_events(simfs *sim) { return locked_get(sim, &sim->events); }
-uint64_t simfs_adopted(simfs *sim) { return locked_get(sim, &sim->adopted); }
-uint64_t simfs_anomalies(simfs *sim) { return locked_get(sim, &sim->anomalies); }
+uint64_t simfs_events(simfs *sim)
+{
+	return locked_get(sim, &sim->events);
+}
+uint64_t simfs_adopted(simfs *sim)
+{
+	return locked_get(sim, &sim->adopted);
+}
+uint64_t simfs_anomalies(simfs *sim)
+{
+	return locked_get(sim, &sim->anomalies);
+}

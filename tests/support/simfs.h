@@ -31,6 +31,14 @@
  *     not yet durable. simfs_adopted() counts them, so a test can tell when
  *     a writer escapes the model.
  *
+ * A SYNC makes durable every change to that file (or directory) reported
+ * before it, as base/fsio.h says. A reporter with several I/Os of one file
+ * in flight (io_uring chains that overlap) must keep that true: a write
+ * whose completion is reaped before the completion of an fdatasync that
+ * was already running may not be covered by it, so its report has to wait
+ * until that SYNC is reported (reporting it later only hides states from
+ * the cuts; reporting it earlier would make the model too kind).
+ *
  * Only paths under the root are modelled (spelled as the root is: paths
  * are compared as strings after collapsing "//" and "/./"); other events
  * are ignored. Events reported from another process (a forked child's copy
@@ -59,14 +67,14 @@ typedef struct simfs simfs;
 /* What one cut decided (for a test's summary: proof that the cut had
  * something to drop). */
 typedef struct simfs_cut_stats {
-	uint32_t files;            /* files written out */
-	uint32_t dirs;             /* directories written out (the root excluded) */
-	uint32_t entries_pending;  /* entries whose durable and current bindings differ */
-	uint32_t entries_old;      /* ... of which the cut kept the durable (old) one */
-	uint64_t sectors_pending;  /* sectors of the files written out with pending changes */
-	uint64_t sectors_old;      /* ... of which the cut kept less than every change */
-	uint32_t sizes_reverted;   /* files written out shorter or longer than their current size */
-	uint64_t bytes;            /* bytes written out */
+	uint32_t files;           /* files written out */
+	uint32_t dirs;            /* directories written out (the root excluded) */
+	uint32_t entries_pending; /* entries whose durable and current bindings differ */
+	uint32_t entries_old;     /* ... of which the cut kept the durable (old) one */
+	uint64_t sectors_pending; /* sectors of the files written out with pending changes */
+	uint64_t sectors_old;     /* ... of which the cut kept less than every change */
+	uint32_t sizes_reverted;  /* files written out shorter or longer than their current size */
+	uint64_t bytes;           /* bytes written out */
 } simfs_cut_stats;
 
 /* Called after each modelled event (the simulator holds its lock; the hook

@@ -1075,6 +1075,7 @@ typedef struct jspare {
 #define BUFS (UNITS_MAX + 1u) /* each unit in flight holds one, one is filled */
 
 _Static_assert(RING_ENTRIES >= UNITS_MAX * OP_COUNT, "the units' SQEs fit the ring");
+_Static_assert(UNITS_MAX == 2, "reap_one holds back the reports of the second unit only");
 
 /* A unit submitted and not yet retired (its records not yet counted durable). */
 typedef struct junit {
@@ -1098,6 +1099,9 @@ typedef struct junit {
 	uint8_t opcode[OP_COUNT];
 	int sqe_fd[OP_COUNT];
 	const uint8_t *wbuf;
+	uint32_t deferred; /* completions held back (reap_one), in order */
+	uint8_t defer_op[OP_COUNT];
+	int defer_res[OP_COUNT];
 } junit;
 
 struct journal {
@@ -1330,13 +1334,30 @@ static void reap_one(journal *j, struct io_uring_cqe *cqe)
 	assert(ud / OP_COUNT < UNITS_MAX);
 	junit *u = &j->unit[ud / OP_COUNT];
 	assert(j->nflight > 0 && u->pending > 0);
-	if (u->observed)
-		note_completion(j, u, op, cqe->res);
+	if (u->observed) {
+		/* A unit's completions are reported only once every unit before it
+		 * has completed (tests/support/simfs.h): its write may have missed
+		 * the earlier unit's running fdatasync, so it must not be reported
+		 * before that sync, which covers everything reported before it. */
+		if (u != unit_at(j, 0) && unit_at(j, 0)->pending > 0) {
+			assert(u->deferred < OP_COUNT);
+			u->defer_op[u->deferred] = (uint8_t)op;
+			u->defer_res[u->deferred++] = cqe->res;
+		} else {
+			note_completion(j, u, op, cqe->res);
+		}
+	}
 	int res = u->inj[op] != 0 ? u->inj[op] : cqe->res;
 	int bad = op == OP_WRITE ? res != (int)u->expect_len : res != 0;
 	if (bad)
 		unit_failed(u, (int)op, res);
 	u->pending--;
+	if (u == unit_at(j, 0) && u->pending == 0 && j->nflight > 1) {
+		junit *n = unit_at(j, 1); /* UNITS_MAX is 2: the only one deferred */
+		for (uint32_t k = 0; k < n->deferred; k++)
+			note_completion(j, n, n->defer_op[k], n->defer_res[k]);
+		n->deferred = 0;
+	}
 }
 
 /* Reaps what has completed; with `block`, waits for one completion first

@@ -222,14 +222,17 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
  * journal has failed (now or before), the negative errno of that failure
  * with journal_error() saying what happened — the record was not appended.
  * May block: when the write buffer is full, or the segment is full, while
- * the previous batch is still being written (backpressure). */
+ * earlier batches are still being written (backpressure), or at roll-over
+ * while the spare segment is still being made. */
 int journal_append(journal *j, int64_t timestamp_ms, const void *payload, uint32_t payload_len,
                    uint64_t *seq_out);
 
 /* Ends a batch: everything appended so far is submitted as one write +
- * fdatasync now if no other batch is in flight, or else as soon as the one
- * in flight completes (journal_poll/journal_wait submit it), together with
- * whatever is committed meanwhile (group commit). Returns at once.
+ * fdatasync now if fewer than two earlier writes are in flight (and neither
+ * they nor this one open a new segment), or else as soon as that holds
+ * (journal_poll/journal_wait submit it), together with whatever is
+ * committed meanwhile (group commit). Its records become durable (durable
+ * seq) once its write and every earlier one have completed. Returns at once.
  * Returns 0, or the negative errno of the journal's failure. */
 int journal_commit(journal *j);
 

@@ -9,7 +9,10 @@
  * least 4 decimal digits). It holds segment files named by the sequence
  * number of their first record, 20 decimal digits, so names sort in log
  * order:  shard-0003/00000000000000000001.seg, .../00000000000000052117.seg
- * Other files in the directory are ignored. All integers are little-endian,
+ * Other files in the directory are ignored. One of them is the journal's
+ * own: "segment.spare", the next segment created and fallocated ahead of
+ * time (see The spare segment below); it becomes a segment only by being
+ * renamed to one, holds nothing before that, and is never read. All integers are little-endian,
  * stored and loaded byte by byte (base/le.h) whatever the host.
  * XXH3 below is XXH3_64bits() of xxhash 0.8 with the default seed and secret.
  *
@@ -45,11 +48,16 @@
  *
  * A write unit is the bytes of one write buffer: the records of one or more
  * committed batches, submitted as one write followed by one fdatasync (the
- * first unit of a segment also carries the segment header and an fsync of the
- * directory). At most one unit is in flight at a time; the next is submitted
- * only after every I/O of the previous one completed successfully. A unit
- * never spans segments, so neither does a record. The unused end of a
- * segment stays zero.
+ * first unit of a segment also carries the segment header, and its chain is
+ * rename of the spare to the segment's name, write, fdatasync, fsync of the
+ * directory). At most two units are in flight at a time (their I/Os may
+ * reach the disk in any order), and two only when both write to the same
+ * segment and neither opens it: a unit that opens a segment is submitted
+ * only after every I/O of the units before it completed successfully, and
+ * nothing is submitted beside it until all of its own have. A unit's
+ * records are reported durable only once it and every unit before it have
+ * completed successfully. A unit never spans segments, so neither does a
+ * record. The unused end of a segment stays zero.
  *
  * A segment header is valid if and only if its magic, version, header bytes,
  * shard id and reserved bytes are as above, its checksum matches, first_seq
@@ -130,26 +138,39 @@
  *     aligned offset from the hole to the end of the segment and all bytes
  *     of later segments for well-formed records, and look at later
  *     segments' headers. The hole is CORRUPTION if any of:
- *       a later segment has a well-formed header (a new segment's header is
- *       written only after the unit before it was durable),
- *       a well-formed record R with R.seq <= L.seq (a duplicate), or with
- *       R.seq - R.unit_index > e (R's unit began after the hole, so it was
- *       submitted after the unit holding the hole was durable),
- *       well-formed records of two different units (different seq - index).
+ * *       a later segment has a well-formed header (a new segment's header is
+ *       written only after the units before it were durable),
+ *       a well-formed record R with R.seq <= L.seq (a duplicate);
+ *     and, calling R's unit first seq f = R.seq - R.unit_index, the records
+ *     with f <= e (the TORN unit, holding the hole) and those with f > e
+ *     (the NEXT unit, submitted while the torn one was in flight) must fit
+ *     two units in flight together; it is corruption if:
+ *       torn-unit records with two different f,
+ *       a torn-unit record after (at a larger offset than) a next-unit one,
+ *       next-unit records with two different f (a third unit: at most two
+ *       are in flight),
+ *       a next-unit record in a later segment than the hole's, or beside a
+ *       torn unit that opens the segment (the segment starts at e or later,
+ *       or a torn-unit record has f = the segment's first seq: such a unit
+ *       is alone in flight),
+ *       a next-unit f <= the largest seq of a torn-unit record.
  *     Otherwise the hole is a TORN TAIL: all bytes after L belong at most to
- *     the single unit that was in flight at the crash (whose sectors reach
- *     the disk in any order), which was never reported durable. The log ends
- *     at L; what follows is cut (journal_open zeroes the rest of L's
- *     segment and deletes later segments) and reported (bytes, records).
+ *     the two units that were in flight at the crash (whose sectors reach
+ *     the disk in any order), neither of which was reported durable (the
+ *     next unit is reported only after the torn one). The log ends at L;
+ *     what follows is cut (journal_open zeroes the rest of L's segment and
+ *     deletes later segments) and reported (bytes, records).
  * Missing and duplicated segments after START break the header rule
  * (first_seq not e, or not the file name) and are corruption (a missing
  * head: see PRUNED JOURNALS). Corruption is refused with the
  * file, offset and expected seq, unless force_truncate is set, in which
  * case it is cut like a torn tail and reported as forced.
  *
- * What this cannot tell apart: damage confined to the final unit (say a
- * flipped bit in the last batch written before a clean shutdown) looks like
- * a torn write of that unit and is cut, with a report, not refused. Telling
+ * What this cannot tell apart: damage confined to the final two units (say a
+ * flipped bit in one of the last two batches written before a clean
+ * shutdown) looks like a torn write of units in flight and is cut, with a
+ * report, not refused; damage followed by two or more whole units is
+ * refused. Telling
  * them apart needs a second copy of the tail's headers (TigerBeetle's
  * redundant headers); that is left open.
  *
@@ -165,6 +186,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +207,8 @@
 #define SEG_HDR_BYTES 64u
 #define REC_HDR_BYTES 48u
 #define UNIT_INDEX_NONE UINT32_MAX /* before the first record of a segment */
+/* The spare segment's file name in the shard directory (not a segment name). */
+#define SPARE_NAME "segment.spare"
 
 /* Field offsets of the segment header (the first table above). */
 enum {
@@ -215,9 +239,10 @@ enum {
  * to 8 (a constant expression, for the assertions below). */
 #define REC_BYTES(len) (((uint64_t)REC_HDR_BYTES + (uint64_t)(len) + 7u) & ~(uint64_t)7u)
 
-/* io_uring entries: one unit in flight needs at most OP_COUNT of them
- * (write, fdatasync, directory fsync; asserted below); 8 leaves room and is
- * a power of two, which the kernel would round up to anyway. */
+/* io_uring entries: the units in flight need at most UNITS_MAX * OP_COUNT
+ * of them (asserted below; a unit opening a segment, the only one with four,
+ * is alone in flight); 8 is a power of two, which the kernel would round up
+ * to anyway. */
 #define RING_ENTRIES 8u
 
 _Static_assert(SEG_OFF_CHECKSUM + 8 == SEG_HDR_BYTES, "the header checksum ends the header");
@@ -520,6 +545,37 @@ static void rd_end(journal_reader *r, uint32_t cut_seg, uint64_t cut_off)
 	}
 }
 
+/* A well-formed record x found after a hole where seq e was expected (in the
+ * hole's segment or not, which starts at seg_first): NULL if it may belong
+ * to one of the units in flight at a crash, else why not. Tracks those
+ * units in *torn_first, *torn_last and *next_first (see rd_hole). */
+static const char *hole_record_bad(const jrec *x, uint64_t e, int same_segment, uint64_t seg_first,
+                                   uint64_t *torn_first, uint64_t *torn_last, uint64_t *next_first)
+{
+	uint64_t uf = x->seq - x->unit_index;
+	if (x->seq < e)
+		return "a duplicate of a record already read";
+	if (uf <= e) {
+		if (*torn_first != 0 && uf != *torn_first)
+			return "a second unit begun before the hole";
+		if (*next_first != 0)
+			return "the unit at the hole continues after the next unit's records";
+		*torn_first = uf;
+		*torn_last = x->seq > *torn_last ? x->seq : *torn_last;
+		return NULL;
+	}
+	if (*next_first != 0 && uf != *next_first)
+		return "records of a third unit (at most two are in flight)";
+	if (!same_segment)
+		return "a later unit in a later segment (units in flight share one)";
+	if (seg_first >= e || *torn_first == seg_first)
+		return "a later unit beside the unit that opens the segment (which is alone in flight)";
+	if (uf <= *torn_last)
+		return "a later unit overlapping the unit at the hole";
+	*next_first = uf;
+	return NULL;
+}
+
 /* The hole at (segment i, offset off): decide torn tail or corruption, as
  * the READER / RECOVERY ALGORITHM says. `why` describes what is wrong at the
  * hole. */
@@ -534,7 +590,13 @@ static int rd_hole(journal_reader *r, uint32_t i, uint64_t off, const char *why)
 		seg_name(name, sizeof name, r->segs[i].first_seq);
 		snprintf(hole_path, sizeof hole_path, "%s/%s", r->dir, name);
 	}
-	uint64_t unit_first = 0; /* 0: no torn-unit record seen yet */
+	/* The units whose records may follow the hole (UNITS_MAX = 2 in flight
+	 * at the crash): the torn unit, which began at or before e, and the one
+	 * submitted while it was in flight, which begins after it in the same
+	 * segment. Each is known by its first seq (seq - unit_index); 0: none
+	 * seen yet. */
+	uint64_t torn_first = 0, torn_last = 0, next_first = 0;
+	const uint64_t seg_first = r->segs[i].first_seq;
 	uint64_t records_cut = 0, bytes_cut = 0;
 	int corrupt = 0;
 	rd_unmap(r);
@@ -565,17 +627,15 @@ static int rd_hole(journal_reader *r, uint32_t i, uint64_t off, const char *why)
 				o += 8;
 				continue;
 			}
-			uint64_t uf = x.seq - x.unit_index;
-			int bad = x.seq < e || uf > e || (unit_first != 0 && uf != unit_first);
-			if (bad && !corrupt) {
+			const char *bad = hole_record_bad(&x, e, s == i, seg_first, &torn_first,
+			                                  &torn_last, &next_first);
+			if (bad != NULL && !corrupt) {
 				corrupt = 1;
 				msg(evidence, sizeof evidence,
 				    "a valid record follows at %s offset %" PRIu64 " (seq %" PRIu64
-				    ")",
-				    path, o, x.seq);
+				    "): %s",
+				    path, o, x.seq, bad);
 			}
-			if (unit_first == 0)
-				unit_first = uf;
 			records_cut++;
 			o += x.bytes;
 		}
@@ -933,15 +993,21 @@ void jnl_reader_position(const journal_reader *r, uint32_t *seg, uint64_t *off)
 
 /* ==== Appender ================================================================
  *
- * Two write buffers: one is filled by journal_append(), the other may be in
- * flight as the single unit the kernel is writing. Why one unit in flight
- * and not four: the recovery rule above needs "everything after the last
- * durable byte belongs to one unit"; with several units in flight, a later
- * unit can reach the disk before an earlier one and a crash would leave a
- * hole that looks exactly like corruption. Group commit does not suffer:
- * whatever is committed while a unit is in flight waits in the fill buffer
- * and goes with the next single write + fdatasync, so the unit grows with
- * the load (measured below).
+ * Three write buffers: one is filled by journal_append(), up to two are in
+ * flight as the units the kernel is writing (UNITS_MAX). With one unit in
+ * flight, a batch committed while it syncs waits for the rest of that sync
+ * and then for its own: two round trips. With two, it goes at once as its
+ * own write + fdatasync chain and is acknowledged when both are done: about
+ * one round trip (throwaway /tmp/hj/exp/ov.c, 152-byte records at 100k/s,
+ * group commit, busy shared disk: p50 5.2-6.5 ms with one in flight, 1.0-1.7
+ * ms with two). Why two and not four: a later unit can reach the disk before
+ * an earlier one, and the recovery rule above must tell the holes a crash
+ * leaves from corruption; it accepts the records of exactly the two units
+ * that can be in flight together (same segment, neither opening it), and
+ * each more unit allowed would let more damage pass as a torn tail. Group
+ * commit does not suffer: whatever is committed while two units are in
+ * flight waits in the fill buffer and goes as the next unit, so units grow
+ * with the load (measured below).
  *
  * Write + fdatasync as two linked SQEs (IOSQE_IO_LINK) or one O_DSYNC write?
  * Measured on this machine (ext4 on virtio, 2 cores; throwaway program
@@ -972,17 +1038,71 @@ typedef struct jbuf {
 	uint32_t records;   /* records in the unit */
 	uint64_t seq_first; /* first record's seq (valid when records > 0) */
 	uint64_t prev;      /* chain value before the unit's first record */
-	int header;         /* 1: the unit opens a segment; mem[0..64) holds its header */
+	int header;         /* 1: the unit opens a segment; mem[0..64) holds its header
+	                     * and its chain begins by renaming the spare into place */
 } jbuf;
 
+/* The I/Os of one unit, in chain order (a unit uses a subset). */
 enum {
-	OP_WRITE = 0,
-	OP_SYNC = 1,
-	OP_DIRSYNC = 2,
-	OP_COUNT = 3
+	OP_RENAME = 0, /* the spare becomes the new segment (its first unit only) */
+	OP_WRITE = 1,
+	OP_SYNC = 2,
+	OP_DIRSYNC = 3, /* the new name made durable (its first unit only) */
+	OP_COUNT = 4
 };
 
-_Static_assert(RING_ENTRIES >= OP_COUNT, "one unit's SQEs fit the ring");
+/* The spare segment: the next segment, created and fallocated ahead of time
+ * by a thread of the journal's own so that roll-over on the writer is only
+ * a RENAMEAT linked before the new segment's first write. */
+typedef struct jspare {
+	pthread_t thread;
+	int thread_live;    /* started: journal_free stops and joins it */
+	pthread_mutex_t mu; /* guards the fields below */
+	pthread_cond_t cv;  /* signalled on every change of them */
+	int want;           /* the writer asks for a spare (the last one's rename is done) */
+	int stop;           /* journal_free: exit */
+	int fd;             /* -1, or a spare ready to take (owned until taken) */
+	int rc;             /* 0, or the -errno that made creating one fail */
+	char err[JOURNAL_ERR_LEN];
+	uint64_t bytes;      /* its size: opt.segment_bytes */
+	int sync;            /* fsync it and the directory once created (not UNSAFE) */
+	char path[PATH_MAX]; /* <dir>/SPARE_NAME */
+	char dir[DIR_MAX];
+} jspare;
+
+/* Units in flight at most (see the Appender comment and the recovery rule). */
+#define UNITS_MAX 2u
+#define BUFS (UNITS_MAX + 1u) /* each unit in flight holds one, one is filled */
+
+_Static_assert(RING_ENTRIES >= UNITS_MAX * OP_COUNT, "the units' SQEs fit the ring");
+_Static_assert(UNITS_MAX == 2, "reap_one holds back the reports of the second unit only");
+
+/* A unit submitted and not yet retired (its records not yet counted durable). */
+typedef struct junit {
+	uint32_t buf;        /* the buffer it holds */
+	uint32_t pending;    /* its completions still to come */
+	int inj[OP_COUNT];   /* injected result per op (0 = none) */
+	uint32_t expect_len; /* bytes its write must report */
+	int fd;              /* segment fd it writes to */
+	const char *path;    /* and that file's path (seg_path or old_path) */
+	uint64_t off;        /* file offset of its write */
+	uint64_t seq_first;  /* its records */
+	uint64_t seq_last;
+	int64_t start_ns; /* when it was submitted (opt.sync_hist) */
+	int renames;      /* it opens a segment: renames the spare into place */
+	int rc;           /* first failure among its completions */
+	char err[JOURNAL_ERR_LEN];
+	/* For the storage observer (base/fsio.h), filled only while one is
+	 * installed: what each SQE really is, as prepared (a NOP put in place
+	 * of an fdatasync must report no sync), and the bytes the write takes. */
+	int observed;
+	uint8_t opcode[OP_COUNT];
+	int sqe_fd[OP_COUNT];
+	const uint8_t *wbuf;
+	uint32_t deferred; /* completions held back (reap_one), in order */
+	uint8_t defer_op[OP_COUNT];
+	int defer_res[OP_COUNT];
+} junit;
 
 struct journal {
 	journal_options opt; /* copy of the caller's options */
@@ -990,8 +1110,9 @@ struct journal {
 	char dir[DIR_MAX]; /* <root>/shard-NNNN */
 	int dir_fd;        /* for directory fsync; owned */
 	struct io_uring ring;
-	int ring_live; /* ring initialised: journal_free tears it down */
-	jbuf buf[2];
+	int ring_live;   /* ring initialised: journal_free tears it down */
+	int ring_broken; /* waiting on it failed: no completion will come */
+	jbuf buf[BUFS];
 	uint32_t fill;      /* index of the buffer being filled */
 	int commit_pending; /* records committed in the fill buffer, not submitted */
 
@@ -1000,29 +1121,23 @@ struct journal {
 	char seg_path[PATH_MAX];
 	uint64_t seg_bytes; /* its size */
 	uint64_t seg_off;   /* file offset where the fill buffer's records go */
-	/* The previous segment while the unit in flight still writes to it. */
+	/* The previous segment while units in flight still write to it. */
 	int old_fd; /* -1 or owned */
 	char old_path[PATH_MAX];
 
-	/* The unit in flight. */
-	int inflight;           /* 1 while the kernel holds buf[1 - fill] */
-	uint32_t pending;       /* its completions still to come */
-	int inj[OP_COUNT];      /* injected result per op (0 = none) */
-	uint32_t expect_len;    /* bytes its write must report */
-	int unit_fd;            /* segment fd it writes to */
-	const char *unit_path;  /* and that file's path (seg_path or old_path) */
-	uint64_t unit_off;      /* file offset of its write */
-	uint64_t unit_seq_last; /* its last record */
-	int64_t unit_start_ns;  /* when it was submitted (opt.sync_hist) */
-	int unit_rc;            /* first failure among its completions */
-	char unit_err[JOURNAL_ERR_LEN];
-	/* For the storage observer (base/fsio.h), filled only while one is
-	 * installed: what each SQE really is, as prepared (a NOP put in place
-	 * of an fdatasync must report no sync), and the bytes the write takes. */
-	int unit_observed;
-	uint8_t unit_opcode[OP_COUNT];
-	int unit_sqe_fd[OP_COUNT];
-	const uint8_t *unit_buf;
+	jspare spare;
+
+	/* The units in flight, oldest first: unit[(head + k) % UNITS_MAX] for
+	 * k < nflight. They are retired (counted durable) in that order only. */
+	junit unit[UNITS_MAX];
+	uint32_t head;
+	uint32_t nflight;
+	/* After a failure: the bytes of the units not retired, to zero once none
+	 * is in flight any more (invalidate). */
+	int inval_pending;
+	int inval_fd;
+	const char *inval_path;
+	uint64_t inval_from, inval_to;
 
 	uint64_t next_seq;      /* seq the next append gets */
 	uint64_t last_checksum; /* chain value: checksum of next_seq - 1 */
@@ -1067,21 +1182,24 @@ static void fail(journal *j, int rc, const char *fmt, ...)
 	         j->shard_id, m, j->durable_seq, unsafe_tag(j));
 }
 
-/* After a failed unit: best effort to zero its bytes so that a restart does
- * not bring back records that were never reported durable (they may have
+/* After a failed unit, once no unit is in flight: best effort to zero the
+ * bytes of every unit not retired (the failed one and the one in flight
+ * beside it: they are contiguous in one segment) so that a restart does not
+ * bring back records that were never reported durable (they may have
  * reached the page cache or the disk in part). */
-static void invalidate_unit(journal *j)
+static void invalidate_units(journal *j)
 {
-	uint64_t off = j->unit_off, end = j->unit_off + j->expect_len;
+	uint64_t off = j->inval_from, end = j->inval_to;
 	int ok = 1;
+	j->inval_pending = 0;
 	while (off < end && ok) {
 		size_t n = end - off < PAGE_BYTES ? (size_t)(end - off) : PAGE_BYTES;
-		ssize_t w = bo_fs_pwrite(j->unit_fd, j->unit_path, zero_page, n, (off_t)off);
+		ssize_t w = bo_fs_pwrite(j->inval_fd, j->inval_path, zero_page, n, (off_t)off);
 		ok = w == (ssize_t)n;
 		off += n;
 	}
 	if (ok && j->opt.sync == JOURNAL_SYNC_DATA)
-		ok = bo_fs_fdatasync(j->unit_fd, j->unit_path) == 0;
+		ok = bo_fs_fdatasync(j->inval_fd, j->inval_path) == 0;
 	if (!ok) {
 		size_t l = strlen(j->err);
 		snprintf(j->err + l, sizeof j->err - l,
@@ -1093,93 +1211,186 @@ static void invalidate_unit(journal *j)
 
 static const char *op_name(int op)
 {
-	return op == OP_WRITE  ? "write of "
-	       : op == OP_SYNC ? "fdatasync of "
-	                       : "directory fsync for the new segment ";
+	return op == OP_WRITE    ? "write of "
+	       : op == OP_SYNC   ? "fdatasync of "
+	       : op == OP_RENAME ? "rename of the spare segment to "
+	                         : "directory fsync for the new segment ";
 }
+
+static void spare_request(journal *j);
 
 /* Reports a successful completion to the storage observer from what the
  * SQE really was: its opcode and fd, not what the unit meant it to be. */
-static void note_completion(const journal *j, uint64_t op, int res)
+static void note_completion(const journal *j, const junit *u, uint64_t op, int res)
 {
-	bo_fs_event ev = {.path = j->unit_sqe_fd[op] == j->dir_fd ? j->dir : j->unit_path};
-	if (j->unit_opcode[op] == IORING_OP_WRITE && res > 0) {
+	bo_fs_event ev = {.path = u->sqe_fd[op] == j->dir_fd ? j->dir : u->path};
+	if (u->opcode[op] == IORING_OP_WRITE && res > 0) {
 		ev.op = BO_FS_WRITE;
-		ev.off = j->unit_off;
-		ev.buf = j->unit_buf;
+		ev.off = u->off;
+		ev.buf = u->wbuf;
 		ev.len = (uint64_t)res; /* a short write reports what it wrote */
-	} else if (j->unit_opcode[op] == IORING_OP_FSYNC && res == 0) {
+	} else if (u->opcode[op] == IORING_OP_FSYNC && res == 0) {
 		ev.op = BO_FS_SYNC;
+	} else if (u->opcode[op] == IORING_OP_RENAMEAT && res == 0) {
+		ev.op = BO_FS_RENAME; /* the spare into place (roll_segment) */
+		ev.path = j->spare.path;
+		ev.path2 = u->path;
 	} else {
 		return; /* a NOP, or a failed or cancelled I/O: nothing changed */
 	}
 	bo_fs_note(&ev);
 }
 
-/* One completion of the unit in flight. */
-static void reap_one(journal *j, struct io_uring_cqe *cqe)
+static junit *unit_at(journal *j, uint32_t k)
 {
-	uint64_t op = io_uring_cqe_get_data64(cqe);
-	assert(op < OP_COUNT && j->inflight && j->pending > 0);
-	if (j->unit_observed)
-		note_completion(j, op, cqe->res);
-	int res = j->inj[op] != 0 ? j->inj[op] : cqe->res;
-	int bad = op == OP_WRITE ? res != (int)j->expect_len : res != 0;
-	if (bad && j->unit_rc == 0) {
-		j->unit_rc = res < 0 ? res : -EIO;
-		if (res < 0)
-			snprintf(j->unit_err, sizeof j->unit_err,
-			         "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64
-			         "..%" PRIu64 "): %s",
-			         op_name((int)op), j->unit_path, j->unit_off, j->expect_len,
-			         j->durable_seq + 1, j->unit_seq_last, strerror(-res));
-		else
-			snprintf(j->unit_err, sizeof j->unit_err,
-			         "short write to %s offset %" PRIu64 ": %d of %" PRIu32
-			         " bytes (seqs %" PRIu64 "..%" PRIu64 ")",
-			         j->unit_path, j->unit_off, res, j->expect_len, j->durable_seq + 1,
-			         j->unit_seq_last);
-	}
-	if (--j->pending > 0)
-		return;
-	/* The whole chain is done: this unit is durable, or the journal failed.
-	 * One unit in flight means completions are in log order by construction. */
-	j->inflight = 0;
-	if (j->unit_rc == 0) {
-		assert(j->unit_seq_last > j->durable_seq);
-		j->durable_seq = j->unit_seq_last;
+	assert(k < j->nflight);
+	return &j->unit[(j->head + k) % UNITS_MAX];
+}
+
+/* Does any unit in flight write to fd / open a segment? */
+static int units_use_fd(journal *j, int fd)
+{
+	for (uint32_t k = 0; k < j->nflight; k++)
+		if (unit_at(j, k)->fd == fd)
+			return 1;
+	return 0;
+}
+static int units_rename(journal *j)
+{
+	for (uint32_t k = 0; k < j->nflight; k++)
+		if (unit_at(j, k)->renames)
+			return 1;
+	return 0;
+}
+
+/* The unit at the head has completed: count it durable, or, if one of its
+ * I/Os failed, fail the journal there. Units before a failed one were
+ * retired (durable) already; the failed one and the unit in flight beside
+ * it (after it) are zeroed once nothing is in flight any more. */
+static void retire_head(journal *j)
+{
+	junit *u = unit_at(j, 0);
+	if (j->fail_rc == 0 && u->rc != 0) {
+		fail(j, u->rc, "%s", u->err);
+		const junit *last = unit_at(j, j->nflight - 1);
+		/* Units in flight together: one segment, contiguous, in order. */
+		assert(last->fd == u->fd && last->off >= u->off);
+		j->inval_pending = 1;
+		j->inval_fd = u->fd;
+		j->inval_path = u->path;
+		j->inval_from = u->off;
+		j->inval_to = last->off + last->expect_len;
+	} else if (j->fail_rc == 0) {
+		assert(u->seq_first == j->durable_seq + 1 && u->seq_last > j->durable_seq);
+		j->durable_seq = u->seq_last;
+		if (u->renames)
+			spare_request(j); /* its name is free again */
 		if (j->opt.sync_hist)
 			bo_hist_observe(j->opt.sync_hist,
-			                (uint64_t)(bo_clock_ns() - j->unit_start_ns) / 1000);
-	} else {
-		fail(j, j->unit_rc, "%s", j->unit_err);
-		invalidate_unit(j);
+			                (uint64_t)(bo_clock_ns() - u->start_ns) / 1000);
 	}
-	if (j->old_fd >= 0 && j->unit_fd == j->old_fd) {
+	j->head = (j->head + 1) % UNITS_MAX;
+	j->nflight--;
+}
+
+/* Retires the completed units at the head, in log order: durable_seq only
+ * ever moves over a contiguous prefix of completed units. */
+static void retire(journal *j)
+{
+	while (j->nflight > 0 && unit_at(j, 0)->pending == 0)
+		retire_head(j);
+	if (j->nflight == 0 && j->inval_pending)
+		invalidate_units(j);
+	if (j->old_fd >= 0 && !units_use_fd(j, j->old_fd)) {
 		close(j->old_fd);
 		j->old_fd = -1;
 	}
 }
 
-/* Reaps what has completed; with `block`, waits for the unit in flight. */
+/* The first failed I/O of unit u, kept until u reaches the head (retire). */
+static void unit_failed(junit *u, int op, int res)
+{
+	if (u->rc != 0)
+		return;
+	u->rc = res < 0 ? res : -EIO;
+	if (res < 0)
+		snprintf(u->err, sizeof u->err,
+		         "%s%s offset %" PRIu64 " (%" PRIu32 " bytes, seqs %" PRIu64 "..%" PRIu64
+		         "): %s",
+		         op_name(op), u->path, u->off, u->expect_len, u->seq_first, u->seq_last,
+		         strerror(-res));
+	else
+		snprintf(u->err, sizeof u->err,
+		         "short write to %s offset %" PRIu64 ": %d of %" PRIu32
+		         " bytes (seqs %" PRIu64 "..%" PRIu64 ")",
+		         u->path, u->off, res, u->expect_len, u->seq_first, u->seq_last);
+}
+
+/* One completion of a unit in flight (user data: slot * OP_COUNT + op). */
+static void reap_one(journal *j, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	uint64_t op = ud % OP_COUNT;
+	assert(ud / OP_COUNT < UNITS_MAX);
+	junit *u = &j->unit[ud / OP_COUNT];
+	assert(j->nflight > 0 && u->pending > 0);
+	if (u->observed) {
+		/* A unit's completions are reported only once every unit before it
+		 * has completed (tests/support/simfs.h): its write may have missed
+		 * the earlier unit's running fdatasync, so it must not be reported
+		 * before that sync, which covers everything reported before it. */
+		if (u != unit_at(j, 0) && unit_at(j, 0)->pending > 0) {
+			assert(u->deferred < OP_COUNT);
+			u->defer_op[u->deferred] = (uint8_t)op;
+			u->defer_res[u->deferred++] = cqe->res;
+		} else {
+			note_completion(j, u, op, cqe->res);
+		}
+	}
+	int res = u->inj[op] != 0 ? u->inj[op] : cqe->res;
+	int bad = op == OP_WRITE ? res != (int)u->expect_len : res != 0;
+	if (bad)
+		unit_failed(u, (int)op, res);
+	u->pending--;
+	if (u == unit_at(j, 0) && u->pending == 0 && j->nflight > 1) {
+		junit *n = unit_at(j, 1); /* UNITS_MAX is 2: the only one deferred */
+		for (uint32_t k = 0; k < n->deferred; k++)
+			note_completion(j, n, n->defer_op[k], n->defer_res[k]);
+		n->deferred = 0;
+	}
+}
+
+/* Reaps what has completed; with `block`, waits for one completion first
+ * (a unit must be in flight). Then retires what it can. */
 static void reap(journal *j, int block)
 {
-	while (j->inflight) {
+	assert(!block || j->nflight > 0);
+	while (j->nflight > 0 && !j->ring_broken) {
 		struct io_uring_cqe *cqe;
 		int rc = block ? io_uring_wait_cqe(&j->ring, &cqe)
 		               : io_uring_peek_cqe(&j->ring, &cqe);
 		if (rc == -EAGAIN && !block)
-			return;
+			break;
 		if (rc == -EINTR)
 			continue;
 		if (rc < 0) {
 			/* The ring itself broke; we cannot know what reached the disk. */
 			fail(j, rc, "io_uring wait: %s", strerror(-rc));
+			j->ring_broken = 1;
 			return;
 		}
 		reap_one(j, cqe);
 		io_uring_cqe_seen(&j->ring, cqe);
+		block = 0;
 	}
+	retire(j);
+}
+
+/* Waits until no unit is in flight (or the ring broke). */
+static void reap_all(journal *j)
+{
+	while (j->nflight > 0 && !j->ring_broken)
+		reap(j, 1);
 }
 
 /* Before each I/O: the fault hook may change or fail it. Returns the
@@ -1218,52 +1429,86 @@ static void assert_unit_valid(const journal *j, const jbuf *b)
 	}
 }
 
-/* Submits the fill buffer as the unit in flight (nothing may be in flight)
- * and switches to the other buffer. */
+/* May the fill buffer go now? It holds records, the journal has not
+ * failed, fewer than UNITS_MAX units are in flight, and it joins units in
+ * flight only when neither it nor they open a segment (a unit that opens a
+ * segment is alone in flight: the recovery rule relies on it). */
+static int can_submit(journal *j)
+{
+	const jbuf *b = &j->buf[j->fill];
+	if (b->records == 0 || j->fail_rc != 0 || j->nflight >= UNITS_MAX)
+		return 0;
+	for (uint32_t k = 0; k < j->nflight; k++)
+		if (unit_at(j, k)->rc != 0)
+			return 0; /* the journal fails when that unit retires */
+	return j->nflight == 0 || (!b->header && !units_rename(j));
+}
+
+/* Submits the fill buffer as a unit (can_submit) and switches to a free
+ * buffer. */
 static int submit_fill(journal *j)
 {
-	assert(!j->inflight);
-	if (j->fail_rc != 0)
-		return j->fail_rc;
+	assert(can_submit(j));
 	jbuf *b = &j->buf[j->fill];
-	assert(b->records > 0);
 	assert_unit_valid(j, b);
 	const uint8_t *start = b->header ? b->mem : b->mem + SEG_HDR_BYTES;
 	uint32_t len = b->used + (b->header ? SEG_HDR_BYTES : 0);
 	uint64_t off = b->header ? 0 : j->seg_off;
 	uint64_t seq_last = b->seq_first + b->records - 1;
+	const uint32_t slot = (j->head + j->nflight) % UNITS_MAX;
+	junit *u = &j->unit[slot];
+	/* Units in flight together are contiguous in one segment. */
+	assert(j->nflight == 0 || (unit_at(j, j->nflight - 1)->fd == j->seg_fd &&
+	                           unit_at(j, j->nflight - 1)->seq_last + 1 == b->seq_first));
 
-	j->unit_fd = j->seg_fd;
-	j->unit_path = j->seg_path;
-	j->unit_off = off;
-	j->unit_seq_last = seq_last;
-	j->expect_len = len;
-	j->unit_rc = 0;
-	memset(j->inj, 0, sizeof j->inj);
-	j->unit_observed = bo_fs_observed();
-	j->unit_buf = start;
+	memset(u, 0, sizeof *u);
+	u->buf = j->fill;
+	u->fd = j->seg_fd;
+	u->path = j->seg_path;
+	u->off = off;
+	u->seq_first = b->seq_first;
+	u->seq_last = seq_last;
+	u->expect_len = len;
+	u->observed = bo_fs_observed();
+	u->wbuf = start;
 
-	int nops = 1 + (j->opt.sync == JOURNAL_SYNC_DATA) +
-	           (j->opt.sync == JOURNAL_SYNC_DATA && b->header);
-	journal_io io = {.kind = JOURNAL_IO_WRITE,
-	                 .shard_id = j->shard_id,
-	                 .path = j->seg_path,
+	/* The chain, in order: rename of the spare into place (a unit opening a
+	 * segment), write, fdatasync, directory fsync (opening a segment). */
+	const int sync = j->opt.sync == JOURNAL_SYNC_DATA;
+	int ops[OP_COUNT], nops = 0;
+	if (b->header)
+		ops[nops++] = OP_RENAME;
+	ops[nops++] = OP_WRITE;
+	if (sync)
+		ops[nops++] = OP_SYNC;
+	if (sync && b->header)
+		ops[nops++] = OP_DIRSYNC;
+	u->renames = b->header;
+	static const journal_io_kind kind_of[OP_COUNT] = {
+	        [OP_RENAME] = JOURNAL_IO_RENAME,
+	        [OP_WRITE] = JOURNAL_IO_WRITE,
+	        [OP_SYNC] = JOURNAL_IO_SYNC,
+	        [OP_DIRSYNC] = JOURNAL_IO_DIRSYNC,
+	};
+	journal_io io = {.shard_id = j->shard_id,
 	                 .offset = off,
 	                 .buf = (uint8_t *)start,
 	                 .len = len,
 	                 .seq_first = b->seq_first,
 	                 .seq_last = seq_last};
-	for (int op = 0; op < nops; op++) {
-		if (op > 0) {
-			io.kind = op == OP_SYNC ? JOURNAL_IO_SYNC : JOURNAL_IO_DIRSYNC;
-			io.path = op == OP_SYNC ? j->seg_path : j->dir;
-		}
+	for (int k = 0; k < nops; k++) {
+		int op = ops[k];
+		io.kind = kind_of[op];
+		io.path = op == OP_DIRSYNC ? j->dir : j->seg_path;
 		uint32_t len_before = io.len;
-		j->inj[op] = consult_fault(j, &io);
+		u->inj[op] = consult_fault(j, &io);
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&j->ring);
-		assert(sqe != NULL); /* a unit's SQEs fit the ring (RING_ENTRIES) */
-		if (j->inj[op] != 0)
+		assert(sqe != NULL); /* the units' SQEs fit the ring (RING_ENTRIES) */
+		if (u->inj[op] != 0)
 			io_uring_prep_nop(sqe);
+		else if (op == OP_RENAME)
+			io_uring_prep_renameat(sqe, AT_FDCWD, j->spare.path, AT_FDCWD, j->seg_path,
+			                       0);
 		else if (op == OP_WRITE)
 			io_uring_prep_write(sqe, j->seg_fd, start,
 			                    io.len <= len_before ? io.len : len_before, off);
@@ -1271,18 +1516,19 @@ static int submit_fill(journal *j)
 			io_uring_prep_fsync(sqe, j->seg_fd, IORING_FSYNC_DATASYNC);
 		else
 			io_uring_prep_fsync(sqe, j->dir_fd, 0);
-		/* Link so the fdatasync starts only after the write completed (and the
-		 * directory fsync after that); a failed or short write cancels the rest. */
-		if (op + 1 < nops)
+		/* Link so that each I/O starts only after the one before completed:
+		 * the write after the rename, the fdatasync after the write, the
+		 * directory fsync last; a failure or short write cancels the rest. */
+		if (k + 1 < nops)
 			sqe->flags |= IOSQE_IO_LINK;
-		io_uring_sqe_set_data64(sqe, (uint64_t)op);
-		if (j->unit_observed) {
-			j->unit_opcode[op] = sqe->opcode;
-			j->unit_sqe_fd[op] = sqe->fd;
+		io_uring_sqe_set_data64(sqe, (uint64_t)slot * OP_COUNT + (uint64_t)op);
+		if (u->observed) {
+			u->opcode[op] = sqe->opcode;
+			u->sqe_fd[op] = sqe->fd;
 		}
 	}
 	if (j->opt.sync_hist)
-		j->unit_start_ns = bo_clock_ns();
+		u->start_ns = bo_clock_ns();
 	int rc = io_uring_submit(&j->ring);
 	if (rc != nops) {
 		int e = rc < 0 ? rc : -EIO;
@@ -1292,10 +1538,19 @@ static int submit_fill(journal *j)
 		     rc < 0 ? strerror(-rc) : "partial submit");
 		return e;
 	}
-	j->inflight = 1;
-	j->pending = (uint32_t)nops;
+	u->pending = (uint32_t)nops;
+	j->nflight++;
 	j->seg_off = (b->header ? 0 : j->seg_off) + len;
-	j->fill ^= 1u;
+	/* The next fill buffer: the one no unit in flight holds. */
+	uint32_t next = 0;
+	for (int held = 1; held;) {
+		held = 0;
+		for (uint32_t k = 0; k < j->nflight && !held; k++)
+			held = unit_at(j, k)->buf == next;
+		next += (uint32_t)held;
+	}
+	assert(next < BUFS);
+	j->fill = next;
 	jbuf *n = &j->buf[j->fill];
 	n->used = 0;
 	n->records = 0;
@@ -1304,73 +1559,215 @@ static int submit_fill(journal *j)
 	return 0;
 }
 
-/* Waits for the unit in flight, then submits the fill buffer. */
+/* Waits until the fill buffer may go, then submits it. */
 static int flush_fill(journal *j)
 {
-	reap(j, 1);
+	while (j->fail_rc == 0 && !can_submit(j))
+		reap(j, 1);
 	if (j->fail_rc != 0)
 		return j->fail_rc;
 	return submit_fill(j);
 }
 
-static int create_segment(journal *j, uint64_t first_seq, char *err, size_t err_len)
+/* ==== The spare segment ====================================================
+ *
+ * Roll-over used to create and fallocate the next segment on the writer
+ * (~100 us, more on a busy disk, right inside a batch's latency). Now a
+ * thread of the journal's own keeps one spare file, SPARE_NAME in the shard
+ * directory, created, allocated to segment_bytes and synced with its
+ * directory entry ahead of time. At roll-over the writer takes its open fd
+ * and the segment's first unit renames it into place as the first link of
+ * its chain: RENAMEAT -> write (header + records) -> fdatasync -> fsync of
+ * the directory, so the new name is durable before any record in it is
+ * reported durable, as before. The thread is asked for the next spare only
+ * once that chain has completed (the name is free again), so there is never
+ * more than one spare; should the writer need it before it is ready (a
+ * segment filled faster than a spare is made), it waits for it.
+ *
+ * A spare is never written before it is renamed (the write is linked after
+ * the rename), and readers, recovery, pruning and the tools only read files
+ * named like segments: one left by a crash (or a failed rename) is ignored,
+ * and truncated to zero by the next journal_open's spare; journal_close
+ * removes an unused one.
+ */
+
+static int spare_create(jspare *sp, int *fd_out, char *err, size_t err_len)
 {
-	char name[SEG_NAME_LEN + 1];
-	seg_name(name, sizeof name, first_seq);
-	snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
-	int fd = bo_fs_open(j->seg_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int fd = bo_fs_open(sp->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		int e = errno;
-		msg(err, err_len, "create %s: %s", j->seg_path, strerror(e));
+		msg(err, err_len, "create %s: %s", sp->path, strerror(e));
 		return -e;
 	}
-	if (bo_fs_fallocate(fd, j->seg_path, 0, 0, (off_t)j->opt.segment_bytes) != 0) {
-		int e = errno;
+	const char *what = "fallocate";
+	int rc = bo_fs_fallocate(fd, sp->path, 0, 0, (off_t)sp->bytes) == 0 ? 0 : -errno;
+	if (rc == -EOPNOTSUPP) {
 		/* A file system without fallocate still works, with slower syncs. */
-		if (e != EOPNOTSUPP ||
-		    bo_fs_ftruncate(fd, j->seg_path, (off_t)j->opt.segment_bytes) != 0) {
-			if (e == EOPNOTSUPP)
-				e = errno;
-			close(fd);
-			bo_fs_unlink(j->seg_path);
-			msg(err, err_len, "fallocate %s (%" PRIu64 " bytes): %s", j->seg_path,
-			    j->opt.segment_bytes, strerror(e));
-			return -e;
-		}
+		what = "ftruncate";
+		rc = bo_fs_ftruncate(fd, sp->path, (off_t)sp->bytes) == 0 ? 0 : -errno;
 	}
-	j->seg_fd = fd;
-	j->seg_bytes = j->opt.segment_bytes;
-	j->seg_off = SEG_HDR_BYTES;
-	/* The header goes out with the segment's first unit, whose chain also
-	 * fsyncs the directory: so the new name is durable before any record in
-	 * it is reported durable. A crash before leaves a zero header, which
-	 * recovery treats as a torn tail. */
-	jbuf *b = &j->buf[j->fill];
-	assert(b->records == 0);
-	seghdr_build(b->mem, j->shard_id, first_seq, j->last_checksum, j->seg_bytes);
-	b->header = 1;
+	/* Synced here, off the writer: the first unit's fdatasync then has no
+	 * allocation to commit, and its directory fsync only the rename. */
+	if (rc == 0 && sp->sync) {
+		what = "fsync";
+		rc = bo_fs_fsync(fd, sp->path) == 0 ? 0 : -errno;
+	}
+	if (rc == 0 && sp->sync) {
+		what = "fsync of the directory of";
+		rc = bo_fs_fsync_dir(sp->dir);
+	}
+	if (rc != 0) {
+		close(fd);
+		bo_fs_unlink(sp->path);
+		msg(err, err_len, "%s %s (spare segment, %" PRIu64 " bytes): %s", what, sp->path,
+		    sp->bytes, strerror(-rc));
+		return rc;
+	}
+	*fd_out = fd;
 	return 0;
 }
 
-/* The fill buffer is empty and the record does not fit the segment: open the
- * next one. */
+/* The spare thread: makes a spare whenever one is wanted and none is ready. */
+static void *spare_main(void *arg)
+{
+	jspare *sp = arg;
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (!sp->stop && !(sp->want && sp->fd < 0 && sp->rc == 0))
+			pthread_cond_wait(&sp->cv, &sp->mu);
+		if (sp->stop)
+			break;
+		pthread_mutex_unlock(&sp->mu);
+		int fd = -1;
+		char err[JOURNAL_ERR_LEN];
+		int rc = spare_create(sp, &fd, err, sizeof err);
+		pthread_mutex_lock(&sp->mu);
+		sp->want = 0;
+		if (rc == 0) {
+			sp->fd = fd;
+		} else {
+			sp->rc = rc;
+			memcpy(sp->err, err, sizeof sp->err);
+		}
+		pthread_cond_broadcast(&sp->cv);
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/* Asks the spare thread for the next spare (writer; no file-system work). */
+static void spare_request(journal *j)
+{
+	jspare *sp = &j->spare;
+	pthread_mutex_lock(&sp->mu);
+	sp->want = 1;
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+/* Starts the spare thread, which makes the first spare at once. */
+static int spare_start(journal *j, char *m, size_t m_len)
+{
+	jspare *sp = &j->spare;
+	snprintf(sp->dir, sizeof sp->dir, "%s", j->dir);
+	snprintf(sp->path, sizeof sp->path, "%s/" SPARE_NAME, j->dir);
+	sp->bytes = j->opt.segment_bytes;
+	sp->sync = j->opt.sync == JOURNAL_SYNC_DATA;
+	sp->want = 1;
+	int rc = pthread_create(&sp->thread, NULL, spare_main, sp);
+	if (rc != 0) {
+		msg(m, m_len, "starting the spare segment thread: %s", strerror(rc));
+		return -rc;
+	}
+	sp->thread_live = 1;
+	return 0;
+}
+
+/* Stops the spare thread and removes an unused spare. */
+static void spare_stop(journal *j)
+{
+	jspare *sp = &j->spare;
+	if (sp->thread_live) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = 1;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+		sp->thread_live = 0;
+	}
+	if (sp->fd >= 0) {
+		close(sp->fd);
+		sp->fd = -1;
+		bo_fs_unlink(sp->path);
+	}
+}
+
+/* Takes the ready spare's fd, waiting for it if need be. 0, or the journal's
+ * failure (a failed unit), or the -errno of making the spare (message in m). */
+static int spare_take(journal *j, int *fd, char *m, size_t m_len)
+{
+	jspare *sp = &j->spare;
+	/* The next spare is asked for when the unit renaming the last one has
+	 * completed: if it is in flight, let it finish. */
+	if (units_rename(j)) {
+		reap_all(j);
+		if (j->fail_rc != 0)
+			return j->fail_rc;
+	}
+	pthread_mutex_lock(&sp->mu);
+	/* Asked for, and not failed: it comes. */
+	assert(sp->fd >= 0 || sp->rc != 0 || sp->want);
+	while (sp->fd < 0 && sp->rc == 0)
+		pthread_cond_wait(&sp->cv, &sp->mu);
+	int rc = sp->rc;
+	*fd = sp->fd;
+	sp->fd = -1;
+	if (rc != 0)
+		msg(m, m_len, "%s", sp->err);
+	pthread_mutex_unlock(&sp->mu);
+	return rc;
+}
+
+/* The fill buffer is empty and the record does not fit the segment: the
+ * spare becomes the next segment (renamed by the first unit's chain). */
 static int roll_segment(journal *j)
 {
 	assert(j->buf[j->fill].records == 0);
-	if (j->inflight) {
-		assert(j->old_fd < 0); /* two roll-overs in one unit's flight are impossible */
+	int fd = -1;
+	char m[JOURNAL_ERR_LEN];
+	int rc = spare_take(j, &fd, m, sizeof m);
+	if (rc != 0) {
+		if (j->fail_rc == 0)
+			fail(j, rc, "segment roll-over at seq %" PRIu64 ": %s", j->next_seq, m);
+		return j->fail_rc;
+	}
+	if (j->nflight > 0) {
+		/* They all write to this segment: the unit that opened it was
+		 * alone in flight and retired (spare_take), which closed old_fd. */
+		assert(j->old_fd < 0);
 		j->old_fd = j->seg_fd;
 		memcpy(j->old_path, j->seg_path, sizeof j->old_path);
-		j->unit_path = j->old_path;
+		for (uint32_t k = 0; k < j->nflight; k++) {
+			assert(unit_at(j, k)->fd == j->old_fd);
+			unit_at(j, k)->path = j->old_path;
+		}
 	} else if (j->seg_fd >= 0) {
 		close(j->seg_fd);
 	}
-	j->seg_fd = -1;
-	char m[JOURNAL_ERR_LEN];
-	int rc = create_segment(j, j->next_seq, m, sizeof m);
-	if (rc != 0)
-		fail(j, rc, "segment roll-over at seq %" PRIu64 ": %s", j->next_seq, m);
-	return rc;
+	char name[SEG_NAME_LEN + 1];
+	seg_name(name, sizeof name, j->next_seq);
+	snprintf(j->seg_path, sizeof j->seg_path, "%s/%s", j->dir, name);
+	j->seg_fd = fd;
+	j->seg_bytes = j->spare.bytes;
+	j->seg_off = SEG_HDR_BYTES;
+	/* The header goes out with the segment's first unit, whose chain renames
+	 * the spare first and fsyncs the directory last: so the new name is
+	 * durable before any record in it is reported durable. A crash before
+	 * leaves a zero header or the spare's name, both a torn tail. */
+	jbuf *b = &j->buf[j->fill];
+	seghdr_build(b->mem, j->shard_id, j->next_seq, j->last_checksum, j->seg_bytes);
+	b->header = 1;
+	return 0;
 }
 
 int journal_append(journal *j, int64_t timestamp_ms, const void *payload, uint32_t payload_len,
@@ -1418,7 +1815,7 @@ int journal_commit(journal *j)
 		return 0;
 	j->commit_pending = 1;
 	reap(j, 0);
-	if (!j->inflight)
+	if (can_submit(j))
 		return submit_fill(j);
 	return j->fail_rc;
 }
@@ -1427,7 +1824,7 @@ int journal_poll(journal *j, uint64_t *durable_seq)
 {
 	assert(j != NULL);
 	reap(j, 0);
-	if (j->fail_rc == 0 && !j->inflight && j->commit_pending)
+	if (j->commit_pending && can_submit(j))
 		submit_fill(j);
 	if (durable_seq != NULL)
 		*durable_seq = j->durable_seq;
@@ -1438,8 +1835,9 @@ int journal_wait(journal *j, uint64_t seq, uint64_t *durable_seq)
 {
 	assert(j != NULL && seq < j->next_seq); /* waiting for a record never appended */
 	while (j->durable_seq < seq && j->fail_rc == 0) {
-		if (!j->inflight)
-			submit_fill(j); /* seq is > durable, so it is in the fill buffer */
+		/* seq is > durable: in a unit in flight, or in the fill buffer. */
+		if (seq >= j->buf[j->fill].seq_first && can_submit(j))
+			submit_fill(j);
 		else
 			reap(j, 1);
 	}
@@ -1464,13 +1862,16 @@ static void journal_free(journal *j)
 {
 	if (j->ring_live)
 		io_uring_queue_exit(&j->ring);
+	spare_stop(j);
+	pthread_mutex_destroy(&j->spare.mu);
+	pthread_cond_destroy(&j->spare.cv);
 	if (j->seg_fd >= 0)
 		close(j->seg_fd);
 	if (j->old_fd >= 0)
 		close(j->old_fd);
 	if (j->dir_fd >= 0)
 		close(j->dir_fd);
-	for (int i = 0; i < 2; i++)
+	for (uint32_t i = 0; i < BUFS; i++)
 		free(j->buf[i].mem);
 	free(j);
 }
@@ -1482,7 +1883,7 @@ int journal_close(journal *j, uint64_t *durable_seq)
 	if (j->fail_rc == 0 && j->next_seq > 1)
 		rc = journal_wait(j, j->next_seq - 1, NULL);
 	/* The kernel may still hold a buffer after a failure: never free it early. */
-	reap(j, 1);
+	reap_all(j);
 	if (durable_seq != NULL)
 		*durable_seq = j->durable_seq;
 	rc = j->fail_rc != 0 ? j->fail_rc : rc;
@@ -1580,8 +1981,10 @@ static journal *journal_new(const char *root, uint32_t shard_id, const journal_o
 	}
 	j->opt = *o;
 	j->shard_id = shard_id;
-	j->seg_fd = j->old_fd = j->dir_fd = -1;
+	j->seg_fd = j->old_fd = j->dir_fd = j->spare.fd = -1;
 	j->next_seq = 1;
+	pthread_mutex_init(&j->spare.mu, NULL);
+	pthread_cond_init(&j->spare.cv, NULL);
 	*rc = jnl_shard_dir(j->dir, sizeof j->dir, root, shard_id, NULL, 0);
 	if (*rc != 0) {
 		free(j);
@@ -1624,7 +2027,7 @@ static int alloc_io(journal *j, char *m, size_t m_len)
 		return rc;
 	}
 	j->ring_live = 1;
-	for (int i = 0; i < 2; i++) {
+	for (uint32_t i = 0; i < BUFS; i++) {
 		/* The head room takes a page so that the buffer size stays a page multiple. */
 		j->buf[i].mem = aligned_alloc(PAGE_BYTES, (size_t)j->opt.buffer_bytes + PAGE_BYTES);
 		if (j->buf[i].mem == NULL) {
@@ -1774,6 +2177,8 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
 		rc = recover(j, root, &r, rec, m, sizeof m);
 	if (rc == 0)
 		rc = reopen_tail(j, r, m, sizeof m);
+	if (rc == 0)
+		rc = spare_start(j, m, sizeof m);
 	journal_reader_close(r);
 	if (rc != 0) {
 		msg(err, err_len, "%s%s",
@@ -1858,8 +2263,7 @@ static int check_new_first(const char *path, uint32_t shard_id, uint64_t first_s
 	return 0;
 }
 
-int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err,
-                  size_t err_len)
+int journal_prune(const char *root, uint32_t shard_id, uint64_t upto_seq, char *err, size_t err_len)
 {
 	assert(root != NULL);
 	char dir[DIR_MAX];

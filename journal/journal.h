@@ -38,13 +38,18 @@
  *
  * Threading: a journal or a reader belongs to one thread at a time. Nothing
  * here is thread-safe; a journal may be handed to another thread between
- * calls with the usual happens-before of the hand-over.
+ * calls with the usual happens-before of the hand-over. An open journal has
+ * a thread of its own (started by journal_open, joined by journal_close)
+ * that creates and fallocates the next segment ahead of time as the file
+ * "segment.spare" in the shard directory; no reader or tool looks at it.
  *
  * Allocation: journal_open() and journal_reader_open() allocate everything.
  * journal_append(), journal_commit(), journal_poll() and journal_wait() never
  * allocate; they make no system call other than io_uring submission and
- * completion waits, except at segment roll-over (create + fallocate the next
- * segment, ~100 us every segment_bytes) and after an I/O failure.
+ * completion waits (and, at segment roll-over, a mutex hand-over of the
+ * spare: it is renamed into place by the new segment's first io_uring chain,
+ * and the writer waits only if the spare is not ready yet, i.e. when a
+ * segment fills faster than one is created), except after an I/O failure.
  *
  * Errors: functions return 0 (or a count) on success and a negative errno on
  * failure. Errors are operating errors (disk, hostile files, limits) and come
@@ -69,9 +74,10 @@
  * the largest command entry fits). Changing this value changes both. */
 #define JOURNAL_PAYLOAD_BYTES_MAX (2u << 20)
 
-/* Default segment size: big enough that roll-over (~100 us of create +
- * fallocate + a directory fsync) is rare (every ~0.5 s at 1M records/s of
- * ~150 bytes), small enough to archive or delete segment by segment. */
+/* Default segment size: big enough that roll-over (a rename and a directory
+ * fsync in the new segment's first chain; the file is made ahead of time)
+ * is rare (every ~0.5 s at 1M records/s of ~150 bytes), small enough to
+ * archive or delete segment by segment. */
 #define JOURNAL_SEGMENT_BYTES_DEFAULT (64ull << 20)
 
 /* Default size of each of the two write buffers: holds a full batch
@@ -104,6 +110,8 @@ typedef enum journal_io_kind {
 	JOURNAL_IO_WRITE = 0,   /* a batch's bytes into a segment */
 	JOURNAL_IO_SYNC = 1,    /* fdatasync of the segment */
 	JOURNAL_IO_DIRSYNC = 2, /* fsync of the shard directory (new segment) */
+	JOURNAL_IO_RENAME = 3,  /* the spare file renamed to the new segment's name
+	                         * (path: that name), first in the new segment's chain */
 } journal_io_kind;
 
 typedef struct journal_io {
@@ -214,14 +222,17 @@ int journal_open(const char *root, uint32_t shard_id, const journal_options *opt
  * journal has failed (now or before), the negative errno of that failure
  * with journal_error() saying what happened — the record was not appended.
  * May block: when the write buffer is full, or the segment is full, while
- * the previous batch is still being written (backpressure). */
+ * earlier batches are still being written (backpressure), or at roll-over
+ * while the spare segment is still being made. */
 int journal_append(journal *j, int64_t timestamp_ms, const void *payload, uint32_t payload_len,
                    uint64_t *seq_out);
 
 /* Ends a batch: everything appended so far is submitted as one write +
- * fdatasync now if no other batch is in flight, or else as soon as the one
- * in flight completes (journal_poll/journal_wait submit it), together with
- * whatever is committed meanwhile (group commit). Returns at once.
+ * fdatasync now if fewer than two earlier writes are in flight (and neither
+ * they nor this one open a new segment), or else as soon as that holds
+ * (journal_poll/journal_wait submit it), together with whatever is
+ * committed meanwhile (group commit). Its records become durable (durable
+ * seq) once its write and every earlier one have completed. Returns at once.
  * Returns 0, or the negative errno of the journal's failure. */
 int journal_commit(journal *j);
 

@@ -351,14 +351,16 @@ typedef struct run {
  * not yet synced; segments unlinked whose removal is not yet synced. */
 static void window_update(run *r, const bo_fs_event *ev)
 {
-	if (ev->op == BO_FS_CREATE && ends_with(ev->path, ".seg"))
-		r->seg_created = 1;
+	if ((ev->op == BO_FS_CREATE && ends_with(ev->path, ".seg")) ||
+	    (ev->op == BO_FS_RENAME && ends_with(ev->path2, ".seg")))
+		r->seg_created = 1; /* the journal names a segment by renaming its spare */
 	else if (ev->op == BO_FS_RENAME && ends_with(ev->path2, ".snap"))
 		r->snap_renamed = 1;
 	else if (ev->op == BO_FS_UNLINK && ends_with(ev->path, ".seg"))
 		r->seg_unlinked = 1;
 	else if (ev->op == BO_FS_SYNC && !ends_with(ev->path, ".seg") &&
-	         !ends_with(ev->path, ".tmp") && !ends_with(ev->path, ".snap"))
+	         !ends_with(ev->path, ".tmp") && !ends_with(ev->path, ".snap") &&
+	         !ends_with(ev->path, ".spare"))
 		r->seg_created = r->snap_renamed = r->seg_unlinked = 0; /* a directory sync */
 }
 

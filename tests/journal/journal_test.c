@@ -30,10 +30,31 @@
  * bytes unchanged, cut bytes zero, and the journal opens without force and
  * appends. Refusals (beyond the end, seq 0, pruned start, bad backup dir,
  * existing backup) must leave every byte as it was.
+ *
+ * Roll-over off the writer: a storage observer (base/fsio.h) sees every
+ * file-system change with the thread that made it; while the test thread
+ * appends across many segments, no file is created, sized or removed on it
+ * (the spare thread does that), every segment gets its name by a rename of
+ * the spare, reported before the segment's first write, and a failing
+ * rename fails the journal like any other I/O of its chain. A spare left
+ * behind (a copy of a real segment, or the last segment under the spare's
+ * name as after a crash that lost its rename) is ignored by the reader,
+ * recovery, prune and the segment listing, and gone after journal_close.
+ *
+ * Two units in flight: units are made one per batch (commit, then wait), so
+ * their records are known; a crash that tore the older of two units in
+ * flight is made by zeroing records of the second-to-last unit (some, or
+ * all of them) with the last unit intact: recovery must cut (not refuse)
+ * and keep exactly the records before the hole. Damage followed by two
+ * whole units (a third unit) and damage in a segment's opening unit
+ * followed by another unit (a unit that opens a segment is alone in
+ * flight) must be refused.
  */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -43,6 +64,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fsio.h"
 #include "journal/journal.h"
 #include "journal/maint.h"
 #include "tests/support/tmpdir.h"
@@ -1244,8 +1266,8 @@ Test(journal, truncate_at_repairs_a_corrupt_journal_with_an_exact_backup)
 	cr_assert_eq(read_all_ok(), 1700);
 
 	/* A second repair never overwrites an earlier backup. */
-	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1500, bak, err, sizeof err), -EEXIST,
-	             "%s", err);
+	cr_assert_eq(journal_truncate_at(g_root, SHARD, 1500, bak, err, sizeof err), -EEXIST, "%s",
+	             err);
 	cr_assert_eq(read_all_ok(), 1700);
 }
 
@@ -1359,14 +1381,296 @@ Test(journal, segment_names)
 	const char *bad[] = {
 	        "0000000000000000001.seg",   /* 19 digits */
 	        "000000000000000000001.seg", /* 21 digits */
-	        "0000000000000000000a.seg",  "+0000000000000000001.seg", " 0000000000000000001.seg",
+	        "0000000000000000000a.seg",
+	        "+0000000000000000001.seg",
+	        " 0000000000000000001.seg",
 	        "18446744073709551616.seg", /* 2^64 */
-	        "00000000000000000001.SEG",  "00000000000000000001.seg.tmp", "00000000000000000001",
-	        "snap-00000000000000000001.snap", "",
+	        "00000000000000000001.SEG",
+	        "00000000000000000001.seg.tmp",
+	        "00000000000000000001",
+	        "snap-00000000000000000001.snap",
+	        "",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = 7;
 		cr_assert_eq(journal_segment_name_parse(bad[i], &v), 0, "accepted '%s'", bad[i]);
 		cr_assert_eq(v, 7, "'%s' wrote its output", bad[i]);
 	}
+}
+
+/* ==== Roll-over off the writer ================================================ */
+
+Test(journal, eio_on_rename_of_the_spare_fails_journal)
+{
+	fault_case(JOURNAL_IO_RENAME, -EIO, 0, JOURNAL_SYNC_DATA);
+}
+
+#define SPARE_FILE "segment.spare" /* journal.c's SPARE_NAME */
+
+typedef struct fs_watch {
+	pthread_t writer;
+	pthread_mutex_t mu;
+	uint64_t on_writer[BO_FS_UNLINK + 1]; /* events by op, made on the writer */
+	uint64_t renames;                     /* spare -> segment */
+	uint64_t bad_renames;                 /* anything else renamed */
+	uint64_t writes_before_rename;        /* a write to a segment not yet named */
+	char named[256][64];                  /* segment names the renames made */
+	uint32_t n_named;
+} fs_watch;
+
+static const char *base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b != NULL ? b + 1 : path;
+}
+
+static void watch_fs(void *ctx, const bo_fs_event *ev)
+{
+	fs_watch *w = ctx;
+	pthread_mutex_lock(&w->mu);
+	if (pthread_equal(pthread_self(), w->writer))
+		w->on_writer[ev->op]++;
+	if (ev->op == BO_FS_RENAME) {
+		if (strcmp(base_name(ev->path), SPARE_FILE) == 0 && w->n_named < 256 &&
+		    strlen(base_name(ev->path2)) < 64) {
+			w->renames++;
+			snprintf(w->named[w->n_named++], 64, "%s", base_name(ev->path2));
+		} else {
+			w->bad_renames++;
+		}
+	}
+	if (ev->op == BO_FS_WRITE) {
+		int known = 0;
+		for (uint32_t i = 0; i < w->n_named && !known; i++)
+			known = strcmp(w->named[i], base_name(ev->path)) == 0;
+		w->writes_before_rename += !known;
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
+Test(journal, roll_over_creates_no_file_on_the_writer)
+{
+	journal_options o = small_opts();
+	static fs_watch w;
+	memset(&w, 0, sizeof w);
+	w.writer = pthread_self();
+	pthread_mutex_init(&w.mu, NULL);
+	journal *j = open_ok(&o, NULL); /* opening may create (the directory) */
+	bo_fs_observe(watch_fs, &w);
+	writer wr = {j, 1, 0};
+	write_batches(&wr, 4000, 40, 21);
+	bo_fs_observe(NULL, NULL);
+	uint64_t writer_fs = w.on_writer[BO_FS_CREATE] + w.on_writer[BO_FS_SIZE] +
+	                     w.on_writer[BO_FS_TRUNCATE] + w.on_writer[BO_FS_ZERO] +
+	                     w.on_writer[BO_FS_MKDIR] + w.on_writer[BO_FS_UNLINK];
+	cr_assert_eq(writer_fs, 0,
+	             "file-system work on the writer: %" PRIu64 " creates, %" PRIu64
+	             " fallocates, %" PRIu64 " unlinks",
+	             w.on_writer[BO_FS_CREATE], w.on_writer[BO_FS_SIZE], w.on_writer[BO_FS_UNLINK]);
+	cr_assert_eq(w.bad_renames, 0);
+	cr_assert_eq(w.writes_before_rename, 0, "a segment written before it got its name");
+	cr_assert_eq(journal_close(j, NULL), 0);
+	char names[64][64];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 5, "only %d segments: roll-over untested", n);
+	/* Every segment got its name from the spare, in log order. */
+	cr_assert_eq(w.renames, (uint64_t)n);
+	for (int i = 0; i < n; i++)
+		cr_assert_str_eq(w.named[i], names[i]);
+	cr_assert_eq(read_all_ok(), 4000);
+}
+
+static int spare_exists(void)
+{
+	char p[256];
+	seg_path(p, sizeof p, SPARE_FILE);
+	return access(p, F_OK) == 0;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(in >= 0 && out >= 0, "copy %s to %s", from, to);
+	char b[4096];
+	ssize_t n;
+	while ((n = read(in, b, sizeof b)) > 0)
+		cr_assert_eq(write(out, b, (size_t)n), n);
+	cr_assert_eq(n, 0);
+	close(in);
+	close(out);
+}
+
+static int count_segment_cb(void *ctx, const journal_segment_info *info)
+{
+	(void)info;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+Test(journal, a_spare_left_behind_is_ignored_and_removed)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_batches(&w, 3000, 40, 22);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert(!spare_exists(), "journal_close leaves no spare");
+	char names[64][64], last[256], spare[256];
+	int n = list_segments(names, 64);
+	cr_assert_geq(n, 3);
+	seg_path(last, sizeof last, names[n - 1]);
+	seg_path(spare, sizeof spare, SPARE_FILE);
+
+	/* A spare holding a whole valid segment (header and records): nobody
+	 * reads it, whatever it holds. */
+	copy_file(last, spare);
+	cr_assert_eq(read_all_ok(), 3000);
+	int listed = 0;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_segments(g_root, SHARD, count_segment_cb, &listed, err, sizeof err), n,
+	             "%s", err);
+	cr_assert_eq(listed, n);
+	cr_assert_eq(journal_prune(g_root, SHARD, 1, err, sizeof err), 0, "%s", err);
+	journal_recovery rec;
+	w.j = open_ok(&o, &rec);
+	cr_assert_eq(rec.last_seq, 3000);
+	cr_assert_eq(rec.bytes_cut, 0, "%s", rec.note);
+	write_batches(&w, 3500, 40, 23);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert(!spare_exists(), "the old spare is gone after close");
+	cr_assert_eq(read_all_ok(), 3500);
+
+	/* A crash after the last segment's first unit was written but before its
+	 * rename was durable: its records are under the spare's name (never
+	 * acknowledged). The log ends at the segment before; appending goes on
+	 * from there and the segment gets its name again. */
+	n = list_segments(names, 64);
+	seg_path(last, sizeof last, names[n - 1]);
+	uint64_t first_lost = strtoull(names[n - 1], NULL, 10);
+	cr_assert_eq(rename(last, spare), 0);
+	w.j = open_ok(&o, &rec);
+	cr_assert_eq(rec.last_seq, first_lost - 1);
+	cr_assert_eq(rec.bytes_cut, 0, "%s", rec.note);
+	w.next = first_lost;
+	w.durable = first_lost - 1;
+	write_batches(&w, 4000, 40, 24);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert(!spare_exists());
+	cr_assert_eq(read_all_ok(), 4000);
+	cr_assert_eq(list_segments(names, 64) > n - 1, 1);
+	cr_assert_eq(access(last, F_OK), 0, "%s named again", names[n - 1]);
+}
+
+/* ==== Two units in flight: what recovery accepts after a hole ================ */
+
+/* Appends `units` batches of `per` records, each committed and waited for,
+ * so that each is one unit. */
+static void write_units(writer *w, uint32_t units, uint32_t per)
+{
+	uint8_t p[PAYLOAD_MAX];
+	for (uint32_t u = 0; u < units; u++) {
+		for (uint32_t k = 0; k < per; k++, w->next++)
+			cr_assert_eq(journal_append(w->j, ts_of(w->next), p, payload_of(w->next, p),
+			                            NULL),
+			             0, "%s", journal_error(w->j));
+		cr_assert_eq(journal_commit(w->j), 0, "%s", journal_error(w->j));
+		cr_assert_eq(journal_wait(w->j, w->next - 1, &w->durable), 0, "%s",
+		             journal_error(w->j));
+	}
+}
+
+/* Zeroes records first..last (as if their sectors never reached the disk). */
+static void zero_records(uint64_t first, uint64_t last)
+{
+	static const uint8_t zeros[48 + PAYLOAD_MAX + 8];
+	enum {
+		MAX = 16
+	};
+	char path[MAX][256];
+	uint64_t off[MAX];
+	uint32_t len[MAX];
+	cr_assert_lt(last - first, MAX);
+	for (uint64_t s = first; s <= last; s++) /* all found before any is zeroed */
+		locate(s, path[s - first], sizeof path[0], &off[s - first], &len[s - first]);
+	for (uint64_t s = first; s <= last; s++)
+		overwrite(path[s - first], off[s - first], zeros, (48 + len[s - first] + 7) & ~7u);
+}
+
+enum {
+	PER = 5
+};
+
+static void torn_older_of_two_is_cut(uint64_t zero_from_k, uint64_t zero_to_k)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_units(&w, 40, PER); /* seqs 1..200, all in the first segment */
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	char names[4][64];
+	cr_assert_eq(list_segments(names, 4), 1, "the units must share one segment");
+	/* Unit 39 (seqs 191..195) torn, unit 40 (196..200) whole. */
+	uint64_t u39 = 38 * PER + 1;
+	zero_records(u39 + zero_from_k, u39 + zero_to_k);
+	journal_recovery rec;
+	w.j = open_ok(&o, &rec); /* not refused */
+	cr_assert_eq(rec.last_seq, u39 + zero_from_k - 1, "%s", rec.note);
+	cr_assert_eq(rec.forced, 0);
+	cr_assert_eq(rec.records_cut, (PER - 1 - zero_to_k) + PER, "%s", rec.note);
+	cr_assert_neq(strstr(rec.note, "torn tail"), NULL, "%s", rec.note);
+	/* And the journal goes on from there. */
+	w.next = rec.last_seq + 1;
+	w.durable = rec.last_seq;
+	write_batches(&w, 300, 20, 31);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert_eq(read_all_ok(), 300);
+}
+
+Test(journal, two_in_flight_older_torn_in_the_middle_is_cut_not_refused)
+{
+	torn_older_of_two_is_cut(2, 2);
+}
+
+Test(journal, two_in_flight_older_never_written_is_cut_not_refused)
+{
+	torn_older_of_two_is_cut(0, PER - 1);
+}
+
+Test(journal, a_third_unit_after_a_hole_is_corruption)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	write_units(&w, 40, PER);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	/* Unit 38 damaged, units 39 and 40 whole after it. */
+	uint64_t bad = 37 * PER + 3;
+	zero_records(bad, bad);
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG, "%s", err);
+	cr_assert_neq(strstr(err, "third unit"), NULL, "%s", err);
+	char want[64];
+	snprintf(want, sizeof want, "expected seq %" PRIu64, bad);
+	cr_assert_neq(strstr(err, want), NULL, "%s", err);
+	cr_assert_eq(read_all(0, &(int){0}, err, sizeof err), bad - 1);
+}
+
+Test(journal, a_unit_beside_a_segment_opening_unit_is_corruption)
+{
+	journal_options o = small_opts();
+	writer w = {open_ok(&o, NULL), 1, 0};
+	char names[8][64];
+	while (list_segments(names, 8) < 2)
+		write_units(&w, 1, PER);
+	/* The last batch was split by the roll-over: its second part opened
+	 * segment 2 as a unit of its own. One more unit after it. */
+	uint64_t opening = strtoull(names[1], NULL, 10);
+	uint64_t next_unit = w.next;
+	cr_assert_geq(next_unit - opening, 3, "an opening unit of 3+ records (sizes are fixed)");
+	write_units(&w, 1, PER);
+	cr_assert_eq(journal_close(w.j, NULL), 0);
+	cr_assert_eq(list_segments(names, 8), 2);
+	/* Its second record torn: its third is still there, so the torn unit is
+	 * seen to open the segment. */
+	zero_records(opening + 1, opening + 1);
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(open_fails(&o, err, sizeof err), -EBADMSG, "%s", err);
+	cr_assert_neq(strstr(err, "opens the segment"), NULL, "%s", err);
 }

@@ -16,6 +16,15 @@
  * reader says the log ends (a short log), the place is checked against
  * where the journal itself appends the next record. io_uring refused by
  * the kernel skips the tests, loudly.
+ *
+ * The hash chain: a record rewritten by hand (record format at the top of
+ * journal/journal.c) with the right seq and a correctly computed checksum
+ * but a `prev` that is not the previous record's checksum — a stale link,
+ * or a record spliced from another journal of the same shard — must be
+ * refused by the reader (from seq 1 and from a later after_seq) and by
+ * journal_open, at that record's file, offset and seq. Nothing else about
+ * such a record is wrong, so these tests fail if the reader stops checking
+ * the link.
  */
 #include <criterion/criterion.h>
 
@@ -28,6 +37,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
+#include "base/le.h"
 #include "journal/journal.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/uring_skip.h"
@@ -275,4 +287,131 @@ Test(reader_error, an_unreadable_segment_is_an_io_error_naming_it)
 	cr_assert_str_eq(at.file, g_file[s2]);
 	cr_assert_eq(at.has_offset, 0);
 	cr_assert_eq(at.seq, s2);
+}
+
+/* ==== The hash chain ======================================================== */
+
+/* Record layout (journal.c): checksum at 0 covers bytes 8 .. end; prev at 8. */
+#define REC_HDR 48u
+#define REC_SIZE ((REC_HDR + PAYLOAD + 7u) & ~7u)
+
+static void read_record(const char *file, uint64_t off, uint8_t rec[REC_SIZE])
+{
+	int fd = open(file, O_RDONLY);
+	cr_assert_geq(fd, 0, "open %s", file);
+	cr_assert_eq(pread(fd, rec, REC_SIZE, (off_t)off), (ssize_t)REC_SIZE);
+	close(fd);
+}
+
+static void write_record(const char *file, uint64_t off, const uint8_t rec[REC_SIZE])
+{
+	int fd = open(file, O_RDWR);
+	cr_assert_geq(fd, 0, "open %s", file);
+	cr_assert_eq(pwrite(fd, rec, REC_SIZE, (off_t)off), (ssize_t)REC_SIZE);
+	close(fd);
+}
+
+/* Record `seq` with its link set to `prev` and its checksum recomputed, so
+ * that it is well-formed: only the chain can tell it is wrong. */
+static void relink(uint64_t seq, uint64_t prev)
+{
+	uint8_t rec[REC_SIZE];
+	read_record(g_file[seq], g_off[seq], rec);
+	cr_assert_eq(bo_le_load64(rec + 16), seq, "the map is right");
+	cr_assert_neq(bo_le_load64(rec + 8), prev, "a different link");
+	bo_le_store64(rec + 8, prev);
+	bo_le_store64(rec, XXH3_64bits(rec + 8, REC_SIZE - 8));
+	write_record(g_file[seq], g_off[seq], rec);
+}
+
+static uint64_t checksum_of(uint64_t seq)
+{
+	uint8_t rec[REC_SIZE];
+	read_record(g_file[seq], g_off[seq], rec);
+	return bo_le_load64(rec);
+}
+
+/* The reader (from 0 and from `after`) and journal_open refuse the journal
+ * at record `bad`: its file, offset and seq. */
+static void assert_refused_at(uint64_t bad, uint64_t after)
+{
+	journal_error_at at;
+	uint64_t handed;
+	char msg[JOURNAL_ERR_LEN];
+	cr_assert_eq(read_until_stop(0, &at, &handed, msg), -EBADMSG, "%s", msg);
+	cr_assert_eq(handed, bad - 1);
+	cr_assert_str_eq(at.file, g_file[bad]);
+	cr_assert_eq(at.has_offset, 1);
+	cr_assert_eq(at.offset, g_off[bad], "offset %" PRIu64 ", record at %" PRIu64, at.offset,
+	             g_off[bad]);
+	cr_assert_eq(at.seq, bad);
+	char want[PATH_MAX + 64];
+	snprintf(want, sizeof want, "%s offset %" PRIu64 " (expected seq %" PRIu64 ")", g_file[bad],
+	         g_off[bad], bad);
+	cr_assert_not_null(strstr(msg, want), "%s", msg);
+
+	/* A reader that starts later (after a snapshot) checks the link too. */
+	cr_assert_lt(after, bad);
+	cr_assert_eq(read_until_stop(after, &at, &handed, msg), -EBADMSG, "%s", msg);
+	cr_assert_eq(handed, bad - 1 - after);
+	cr_assert_str_eq(at.file, g_file[bad]);
+	cr_assert_eq(at.offset, g_off[bad]);
+	cr_assert_eq(at.seq, bad);
+
+	/* Recovery refuses to open it (and cuts nothing: the record stays). */
+	journal_options o = small_opts();
+	journal *j = NULL;
+	cr_assert_eq(journal_open(g_root, SHARD, &o, &j, NULL, msg, sizeof msg), -EBADMSG,
+	             "journal_open accepted a broken chain");
+	cr_assert_null(j);
+	cr_assert_not_null(strstr(msg, want), "%s", msg);
+	cr_assert_eq(read_until_stop(0, &at, &handed, NULL), -EBADMSG);
+	cr_assert_eq(handed, bad - 1);
+}
+
+Test(reader_error, a_record_linked_to_a_stale_predecessor_is_refused_at_its_place)
+{
+	/* Mid-segment, with valid records of later units after it: record k
+	 * points at record k - 2, as if it had been written after k - 2 by a
+	 * writer that lost k - 1 (seq and checksum are right). */
+	uint64_t k = next_segment_start(1) + 40;
+	relink(k, checksum_of(k - 2));
+	assert_refused_at(k, k - 10);
+}
+
+Test(reader_error, a_segments_first_record_spliced_from_another_journal_is_refused)
+{
+	/* Another journal of the same shard, same record sizes and units but
+	 * other payloads: its record s3 is well-formed here (same shard, seq,
+	 * unit index, right checksum), but its link is the other journal's
+	 * chain, not this segment's seed. */
+	uint64_t s2 = next_segment_start(1);
+	uint64_t s3 = next_segment_start(s2);
+	cr_assert_eq(g_off[s3], 64, "a segment's first record follows its header");
+	char other[64];
+	int rc = tmpdir_make(other, sizeof other, "bo_rderr_other");
+	cr_assert_eq(rc, 0, "mkdtemp: %s", strerror(-rc));
+	journal_options o = small_opts();
+	journal *j;
+	char err[JOURNAL_ERR_LEN];
+	cr_assert_eq(journal_open(other, SHARD, &o, &j, NULL, err, sizeof err), 0, "%s", err);
+	for (uint64_t s = 1; s <= s3; s++) {
+		uint8_t p[PAYLOAD];
+		for (uint32_t i = 0; i < PAYLOAD; i++)
+			p[i] = (uint8_t)(s * 7u + i + 1u); /* not append_one's bytes */
+		cr_assert_eq(journal_append(j, 1700000000000 + (int64_t)s, p, PAYLOAD, NULL), 0);
+		if (s % 50 == 0)
+			cr_assert_eq(journal_commit(j), 0, "%s", journal_error(j));
+	}
+	cr_assert_eq(journal_close(j, NULL), 0);
+	char file[PATH_MAX];
+	snprintf(file, sizeof file, "%s%s", other, g_file[s3] + strlen(g_root));
+	uint8_t rec[REC_SIZE];
+	read_record(file, 64, rec);
+	tmpdir_remove(other);
+	cr_assert_eq(bo_le_load64(rec + 16), s3, "the same seq at the same place");
+	cr_assert_eq(XXH3_64bits(rec + 8, REC_SIZE - 8), bo_le_load64(rec), "well-formed");
+	cr_assert_neq(bo_le_load64(rec + 8), checksum_of(s3 - 1), "another chain");
+	write_record(g_file[s3], 64, rec);
+	assert_refused_at(s3, s2);
 }

@@ -58,11 +58,12 @@ void gw_config_default(gw_config *cfg)
 	cfg->contexts = GW_CONTEXTS_DEFAULT;
 	cfg->recv_max_bytes = WIRE_MSG_MAX;
 	shard_config_default(&cfg->shard);
-	/* A snapshot forks the shard: copy-on-write faults after the fork
-	 * stall the writer (tens of ms at p99 under load, perf/README.md), so
-	 * not too often; 10M records replay in ~2.5 s (scripts/bench
-	 * recovery), which bounds a restart without one. */
-	cfg->shard.snapshot_every = 10000000;
+	/* Chosen for restart time: a snapshot costs the writer one hand-off
+	 * (the builder thread replays the journal), so the interval only
+	 * trades the builder's snapshot loads against the records a restart
+	 * replays: at most about this many plus what arrived while the last
+	 * one was built (perf/README.md, issue 12: ~1.5 s at 5M). */
+	cfg->shard.snapshot_every = 5000000;
 	committer_config_default(&cfg->committer);
 	cfg->committer.dsn = NULL;
 	cfg->status_every_ms = GW_STATUS_EVERY_MS_DEFAULT;

@@ -98,7 +98,7 @@ static void usage(FILE *f)
 		"                        drops the connection (nng cannot answer it)\n"
 		"  --sync data|none      data: fdatasync every group commit (default). none: UNSAFE,\n"
 		"                        benchmarks only: acknowledged changes can be lost on power loss\n"
-		"  --snapshot-every N    journal records between snapshots, 0 = never (default: 10000000)\n"
+		"  --snapshot-every N    journal records between snapshots, 0 = never (default: 5000000)\n"
 		"  --seats-max N         seats per shard (default: %u)\n"
 		"  --claims-max N        holds + bookings per shard (default: %u)\n"
 		"  --idem-capacity N     idempotency window entries per shard, power of two (default: %u)\n"

@@ -143,7 +143,7 @@ static char data_dir[256];
 static void stop_server(void) { bench_server_stop(prog, &server_pid, data_dir); }
 
 static const char *server_shards = "2";
-static const char *server_snapshot_every = "10000000"; /* the server's default */
+static const char *server_snapshot_every = "5000000"; /* the server's default */
 
 /* throttle_rate: the server's --throttle-rate, NULL for its default. */
 static void start_server(const char *path, const char *url, const char *sync, const char *throttle_rate)

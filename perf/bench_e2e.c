@@ -445,7 +445,7 @@ static void parse_options(int argc, char **argv, const char **server)
 			       "                 next to this program)\n"
 			       "  --shards N     server shards (default 2)\n"
 			       "  --snapshot-every N  server snapshot interval in records (default: the\n"
-			       "                 server's, 10,000,000) for every phase but the one with snapshots\n"
+			       "                 server's, 5,000,000) for every phase but the one with snapshots\n"
 			       "  --sync none    UNSAFE server mode without fdatasync (shows the disk's share)\n"
 			       "  --hot-sale-throttle-rate N  the hot-sale server's --throttle-rate (default:\n"
 			       "                 the server's; 0 = off, to see the cold event without it). The\n"

@@ -1295,12 +1295,72 @@ void engine_apply(engine *e, const bo_cmd *c, bo_result *r)
 		idem_store(e, c, content, r);
 }
 
+/* Prefetches the claim lines a claim op reads first: its id's slot (gen,
+ * state, event and client on the first two lines, its seats on the next).
+ * An id out of range is left alone (the lookup will refuse it). */
+static inline void prefetch_claim(const engine *e, uint64_t claim_id)
+{
+	uint32_t slot = (uint32_t)claim_id;
+	if (slot >= e->claims_fresh)
+		return;
+	const char *p = (const char *)&e->claims[slot];
+	__builtin_prefetch(p, 1);
+	__builtin_prefetch(p + 64, 1);
+	__builtin_prefetch(p + sizeof(claim) - 1, 1);
+}
+
+/* Prefetches the slot the next hold will take when the table is full: the
+ * oldest recycle entry's claim (and the one after, in case this command's
+ * predecessor takes the first), which claim_take() checks and rewrites. */
+static inline void prefetch_recycled(const engine *e)
+{
+	if (e->claims_fresh < e->cfg.claims_max)
+		return;
+	const uint64_t cap = eng_recycle_cap(&e->cfg);
+	for (uint64_t pos = e->recycle_head; pos < e->recycle_tail && pos < e->recycle_head + 2; pos++)
+		__builtin_prefetch(&e->claims[e->recycle[pos % cap]], 1);
+}
+
+/* Prefetches the first seat a seat op names (its state decides the
+ * answer). The event table is small and hot: finding the event is cheap. */
+static inline void prefetch_seat(const engine *e, const bo_cmd *c)
+{
+	if (c->seat_count == 0)
+		return;
+	const event *ev = event_find(e, c->event_id);
+	if (ev && c->seats[0] < ev->seat_count)
+		__builtin_prefetch(&e->seats[ev->seat_base + c->seats[0]], 1);
+}
+
 void engine_prefetch(const engine *e, const bo_cmd *c)
 {
 	if (bo_op_mutates(c->op) && c->client_id != 0) {
 		uint32_t h = idem_hash(c->client_id, c->request_id);
 		__builtin_prefetch(&e->idem_index[h & e->idem_index_mask]);
 		__builtin_prefetch(&e->clients[(uint32_t)mix64(c->client_id) & e->clients_mask]);
+	}
+	switch (c->op) {
+	case BO_OP_HOLD_SEATS:
+		prefetch_recycled(e);
+		prefetch_seat(e, c);
+		break;
+	case BO_OP_HOLD_BEST:
+	case BO_OP_HOLD_POOL:
+		prefetch_recycled(e);
+		break;
+	case BO_OP_EXTEND:
+	case BO_OP_RELEASE:
+	case BO_OP_CONFIRM:
+	case BO_OP_CANCEL:
+		prefetch_claim(e, c->claim_id);
+		break;
+	case BO_OP_BLOCK:
+	case BO_OP_UNBLOCK:
+	case BO_OP_QUERY_SEATS:
+		prefetch_seat(e, c);
+		break;
+	default:
+		break;
 	}
 	if (c->event_id != 0)
 		__builtin_prefetch(&e->event_index[(uint32_t)mix64(c->event_id) & e->event_index_mask]);

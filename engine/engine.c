@@ -474,9 +474,12 @@ static void idem_evict_oldest(engine *e)
 	e->idem_head++;
 }
 
+/* Only engine_apply() calls this, right after idem_find() found no entry
+ * for the key and with nothing in between that touches the window, so the
+ * key is new. (That was an assert() running the whole lookup a second
+ * time: ~60 instructions a command, measured with cachegrind.) */
 static void idem_store(engine *e, const bo_cmd *cmd, uint64_t content, const bo_result *r)
 {
-	assert(idem_find(e, cmd->client_id, cmd->request_id) == NULL);
 	if ((uint32_t)e->idem_tail == UINT32_MAX) {
 		/* Position k * 2^32 - 1 would be stored as pos1 = 0, "never used":
 		 * leave it as a hole (client 0 matches no key) once per 2^32. */

@@ -399,17 +399,24 @@ static void seat_set(engine *e, event *ev, uint32_t s, uint8_t state, uint32_t o
 		if (state == BO_SEAT_FREE) {
 			ev->free_by_cat[st->cat]++;
 			/* The run this seat joins: count its free neighbours of
-			 * the same category inside the row. */
+			 * the same category inside the row. No run is longer
+			 * than the row: when the bound already covers the row
+			 * (as it does from the event's creation until a
+			 * best-available scan tightens it, so nearly always
+			 * under explicit-seat holds), counting could not raise
+			 * it and would walk up to the whole row. */
 			rowcat *rc = rowcat_of(e, ev, st->row, st->cat);
 			assert(rc);
-			const seat *base = &e->seats[ev->seat_base];
-			uint32_t lo = s, hi = s + 1;
-			while (lo > rw->first && base[lo - 1].state == BO_SEAT_FREE && base[lo - 1].cat == st->cat)
-				lo--;
-			while (hi < rw->first + rw->len && base[hi].state == BO_SEAT_FREE && base[hi].cat == st->cat)
-				hi++;
-			if (hi - lo > rc->max_run)
-				rc->max_run = (uint8_t)(hi - lo > 255 ? 255 : hi - lo);
+			if (rc->max_run < rw->len && rc->max_run < 255) {
+				const seat *base = &e->seats[ev->seat_base];
+				uint32_t lo = s, hi = s + 1;
+				while (lo > rw->first && base[lo - 1].state == BO_SEAT_FREE && base[lo - 1].cat == st->cat)
+					lo--;
+				while (hi < rw->first + rw->len && base[hi].state == BO_SEAT_FREE && base[hi].cat == st->cat)
+					hi++;
+				if (hi - lo > rc->max_run)
+					rc->max_run = (uint8_t)(hi - lo > 255 ? 255 : hi - lo);
+			}
 		} else {
 			ev->free_by_cat[st->cat]--;
 		}

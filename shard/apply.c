@@ -30,6 +30,12 @@ int replay_apply(engine *e, const journal_record *rec, int verify, entry *out, c
 			 rec->seq, rec->file ? rec->file : "?", rec->offset, rec->payload_len);
 		return REPLAY_MALFORMED;
 	}
+	/* Start every cold line the command touches (its idempotency bucket,
+	 * client slot, claim, seat) at once, before the clock advance: the
+	 * lookups inside engine_apply() then find them in flight together
+	 * instead of missing one after the other (~200 ns each here). */
+	if (en.kind == ENTRY_COMMAND)
+		engine_prefetch(e, &en.cmd);
 	engine_advance(e, rec->timestamp_ms, NULL, NULL);
 	int rc = REPLAY_OK;
 	if (en.kind == ENTRY_COMMAND) {

@@ -279,7 +279,7 @@ typedef struct rd {
 
 /* 1 when n more bytes are available (and marks the reader bad if not), so
  * a count can be checked against the input before it is trusted. */
-static int need(rd *r, uint64_t n)
+static inline int need(rd *r, uint64_t n)
 {
 	if (r->bad || n > r->left) {
 		r->bad = 1;
@@ -288,7 +288,7 @@ static int need(rd *r, uint64_t n)
 	return 1;
 }
 
-static uint32_t get_u8(rd *r)
+static inline uint32_t get_u8(rd *r)
 {
 	if (!need(r, 1))
 		return 0;
@@ -296,7 +296,7 @@ static uint32_t get_u8(rd *r)
 	return *r->p++;
 }
 
-static uint32_t get_u16(rd *r)
+static inline uint32_t get_u16(rd *r)
 {
 	if (!need(r, 2))
 		return 0;
@@ -306,7 +306,7 @@ static uint32_t get_u16(rd *r)
 	return v;
 }
 
-static uint32_t get_u32(rd *r)
+static inline uint32_t get_u32(rd *r)
 {
 	if (!need(r, 4))
 		return 0;
@@ -316,7 +316,7 @@ static uint32_t get_u32(rd *r)
 	return v;
 }
 
-static uint64_t get_u64(rd *r)
+static inline uint64_t get_u64(rd *r)
 {
 	if (!need(r, 8))
 		return 0;

@@ -192,9 +192,12 @@ void engine_apply(engine *e, const bo_cmd *cmd, bo_result *out /* OUT */);
 int64_t engine_now(const engine *e);
 
 /* A hint, no effect on state: starts loading the cache lines that applying
- * `cmd` will touch first (its idempotency bucket, its event). A writer
- * that applies a batch calls it for command i+1 before applying command i,
- * so the misses of one overlap the work of the other. */
+ * `cmd` will touch first (its idempotency bucket, client slot and event;
+ * the claim a claim op names; the slot a hold would recycle; the first
+ * seat a seat op names). A writer that applies a batch calls it for
+ * command i+1 before applying command i, so the misses of one overlap the
+ * work of the other; a replay calls it right before applying, so the
+ * misses of one command overlap each other. */
 void engine_prefetch(const engine *e, const bo_cmd *cmd);
 
 /* ---- Inspection (tests, tools; not for the hot path) --------------------- */

@@ -28,6 +28,7 @@
 
 #include <mimalloc.h>
 
+#include "base/parse.h"
 #include "bench_util.h"
 #include "engine/engine.h"
 #include "shard/ring.h"
@@ -36,6 +37,7 @@ static const char *prog = "bench_engine";
 
 static int quick;
 static const char *only; /* --only NAME: run one part (memory, commands, best, ring, latency) */
+static uint64_t commands_opt; /* --commands N: commands_per_sec's length (0: the mode's default) */
 
 static int want(const char *name) { return !only || !strcmp(only, name); }
 
@@ -162,7 +164,7 @@ static double bench_commands(void)
 	for (uint32_t i = 0; i < events; i++)
 		create_event(e, 100 + i, rows, per_row, 4);
 
-	const uint64_t total = quick ? 2000000 : 30000000;
+	const uint64_t total = commands_opt ? commands_opt : quick ? 2000000 : 30000000;
 	uint64_t ok = 0;
 	int64_t t_ms = 1000;
 	bo_cmd cmd[2];
@@ -425,11 +427,18 @@ static void parse_options(int argc, char **argv)
 			quick = 1;
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = argv[++i];
+		} else if (!strcmp(argv[i], "--commands") && i + 1 < argc) {
+			if (bo_parse_u64(argv[++i], 1, UINT64_MAX, 0, &commands_opt) != 0) {
+				fprintf(stderr, "%s: --commands takes a positive whole number, not '%s'\n", prog,
+					argv[i]);
+				exit(2);
+			}
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: bench_engine [--quick] [--only PART]\n"
+			printf("usage: bench_engine [--quick] [--only PART] [--commands N]\n"
 			       "Measures the engine core; progress on stderr, one JSON line last on stdout.\n"
 			       "  --quick      a few seconds, smaller counts (the test suite runs this)\n"
-			       "  --only PART  one of memory, commands, best, ring, latency (others print 0)\n");
+			       "  --only PART  one of memory, commands, best, ring, latency (others print 0)\n"
+			       "  --commands N commands_per_sec over N commands (default 30M, 2M with --quick)\n");
 			exit(0);
 		} else {
 			bench_bad_option(prog, argv[i]);

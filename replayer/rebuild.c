@@ -10,6 +10,7 @@
  */
 #include "rebuild.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -274,25 +275,18 @@ static void check_older_snaps(const rebuild *b, replay_report *r, pass *p)
 	}
 }
 
-/* Re-executes one record. Returns 0, or -1 with a problem added (p->stopped). */
-static int reexecute(rebuild *b, replay_report *r, pass *p, const journal_record *rec)
+/* Applies a staged record (its seq already checked), then compares the
+ * snapshots of its seq. Returns 0, or -1 with a problem added (p->stopped). */
+static int apply_staged(rebuild *b, replay_report *r, pass *p, replay_staged *st, replay_progress *pg)
 {
-	if (rec->seq != p->expect) {
-		/* The reader guarantees continuity; a break here is a reader bug
-		 * or a file changing under us: still a finding. */
-		replay_report_problem(r, "corruption", p->expect, rec->file, rec->offset, 1, 0,
-		                      "%s offset %" PRIu64 ": expected seq %" PRIu64
-		                      ", found %" PRIu64,
-		                      rec->file, rec->offset, p->expect, rec->seq);
-		p->stopped = 1;
-		return -1;
-	}
-	if (rec->file && strcmp(rec->file, p->last_file) != 0)
-		snprintf(p->last_file, sizeof p->last_file, "%s", rec->file);
-	entry en;
-	char aerr[REPLAY_ERR_LEN] = "";
-	int ar = replay_apply(b->e, rec, 1, &en, aerr, sizeof aerr);
-	if (ar == REPLAY_MISMATCH) {
+	const journal_record *rec = &st->rec;
+	/* The kind is all this needs of the entry: no copy of it (~700 bytes). */
+	const int kind = st->en.kind;
+	char aerr[REPLAY_ERR_LEN]; /* not "= \"\"": that zeroes 1 KiB a record */
+	aerr[0] = '\0';
+	int ar = replay_apply_staged(b->e, st, 1, NULL, aerr, sizeof aerr);
+	if (ar != REPLAY_OK) {
+		assert(ar == REPLAY_MISMATCH); /* a staged record decoded */
 		/* A capacity other than the server's changes LIMIT answers: say
 		 * which one was used, so that case is recognisable. */
 		replay_report_problem(r, "mismatch", rec->seq, rec->file, rec->offset, 1, 0,
@@ -300,43 +294,101 @@ static int reexecute(rebuild *b, replay_report *r, pass *p, const journal_record
 		                      " idem_capacity %" PRIu32 " events_max %" PRIu32 " from %s]",
 		                      aerr, b->cfg.seats_max, b->cfg.claims_max,
 		                      b->cfg.idem_capacity, b->cfg.events_max, b->cfg_source);
-	} else if (ar != REPLAY_OK) {
-		replay_report_problem(r, "malformed", rec->seq, rec->file, rec->offset, 1, 0, "%s",
-		                      aerr);
-	} else {
-		if (r->first_seq == 0)
-			r->first_seq = rec->seq;
-		r->last_seq = rec->seq;
-		r->last_ts_ms = rec->timestamp_ms;
-		r->records++;
-		if (en.kind == ENTRY_TICK)
-			r->ticks++;
-		else
-			r->commands++;
-		p->expect = rec->seq + 1;
-		return 0;
+		p->stopped = 1;
+		return -1;
 	}
+	if (r->first_seq == 0)
+		r->first_seq = rec->seq;
+	r->last_seq = rec->seq;
+	r->last_ts_ms = rec->timestamp_ms;
+	r->records++;
+	if (kind == ENTRY_TICK)
+		r->ticks++;
+	else
+		r->commands++;
+	p->expect = rec->seq + 1;
+	const replay_shard_dir *d = b->d;
+	for (; p->si < d->snap_count && d->snaps[p->si].seq <= rec->seq; p->si++)
+		if (b->check_snaps && d->snaps[p->si].seq == rec->seq)
+			compare_snap(r, d, p->si, b->e, &b->cfg);
+	replay_progress_tick(pg, rec);
+	return 0;
+}
+
+/* Checks that a record has the seq `expect` and stages it (decoded, its
+ * cache lines on the way). Returns 0; or -1 (bad seq) / -2 (malformed,
+ * st dropped) with nothing reported yet: the record before it must be
+ * applied first, in journal order. */
+static int stage_checked(rebuild *b, pass *p, uint64_t expect, const journal_record *rec, replay_staged *st)
+{
+	if (rec->seq != expect)
+		return -1;
+	if (rec->file && strcmp(rec->file, p->last_file) != 0)
+		snprintf(p->last_file, sizeof p->last_file, "%s", rec->file);
+	if (replay_stage(b->e, rec, st) != REPLAY_OK) {
+		replay_staged_drop(st);
+		return -2;
+	}
+	return 0;
+}
+
+/* Reports why stage_checked() refused rec (its rc `sc`). */
+static void stage_problem(replay_report *r, pass *p, int sc, uint64_t expect, const journal_record *rec,
+                          const replay_staged *st)
+{
+	if (sc == -1)
+		/* The reader guarantees continuity; a break here is a reader
+		 * bug or a file changing under us: still a finding. */
+		replay_report_problem(r, "corruption", expect, rec->file, rec->offset, 1, 0,
+		                      "%s offset %" PRIu64 ": expected seq %" PRIu64
+		                      ", found %" PRIu64,
+		                      rec->file, rec->offset, expect, rec->seq);
+	else
+		replay_report_problem(r, "malformed", rec->seq, rec->file, rec->offset, 1, 0, "%s",
+		                      st->err);
 	p->stopped = 1;
-	return -1;
 }
 
 /* Reads and re-executes up to stop_seq or the end. Returns the reader's
- * last rc (1 when stopped before the reader's end). */
+ * last rc (1 when stopped before the reader's end). Runs one record behind
+ * the reader: record n+1 is decoded and its cache lines requested before
+ * record n is applied (replay_stage), which keeps the engine's misses off
+ * the critical path; everything is still applied, compared and reported
+ * in journal order. */
 static int reexecute_all(rebuild *b, replay_report *r, pass *p)
 {
 	const replay_shard_dir *d = b->d;
 	replay_progress pg;
 	replay_progress_begin(&pg, b->o->no_progress, d, 0);
+	replay_staged bufs[2];
+	replay_staged *cur = NULL, *next = &bufs[0];
 	journal_record rec;
 	int rc;
 	while ((rc = journal_reader_next(p->rd, &rec)) == 1) {
-		if (rec.seq > b->stop_seq || reexecute(b, r, p, &rec) != 0)
+		if (rec.seq > b->stop_seq)
 			break;
-		for (; p->si < d->snap_count && d->snaps[p->si].seq <= rec.seq; p->si++)
-			if (b->check_snaps && d->snaps[p->si].seq == rec.seq)
-				compare_snap(r, d, p->si, b->e, &b->cfg);
-		replay_progress_tick(&pg, &rec);
+		uint64_t expect = cur ? cur->rec.seq + 1 : p->expect;
+		int sc = stage_checked(b, p, expect, &rec, next);
+		if (cur) {
+			int ar = apply_staged(b, r, p, cur, &pg);
+			cur = NULL;
+			if (ar != 0) {
+				if (sc == 0)
+					replay_staged_drop(next);
+				break;
+			}
+		}
+		if (sc != 0) {
+			stage_problem(r, p, sc, expect, &rec, next);
+			break;
+		}
+		cur = next;
+		next = cur == &bufs[0] ? &bufs[1] : &bufs[0];
 	}
+	/* The last record read. If it fails, re-execution stopped on it, as
+	 * if the reader had not gone further (1: how the end looked is moot). */
+	if (cur && apply_staged(b, r, p, cur, &pg) != 0)
+		rc = 1;
 	replay_progress_end(&pg);
 	return rc;
 }

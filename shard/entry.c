@@ -57,38 +57,48 @@ int32_t entry_encode_tick(uint8_t *buf, size_t cap)
 	return 1;
 }
 
+/* A payload that does not decode: *out is all zeroes, as on entry. */
+static int decode_failed(entry *out, int rc)
+{
+	memset(out, 0, sizeof(*out));
+	return rc;
+}
+
 int entry_decode(const uint8_t *buf, size_t len, entry *out, bo_seatmap **map_out)
 {
 	assert(buf || len == 0);
 	assert(out && map_out);
-	memset(out, 0, sizeof(*out));
 	*map_out = NULL;
 	if (len < 1)
-		return -EINVAL;
+		return decode_failed(out, -EINVAL);
 	if (buf[0] == ENTRY_TICK) {
+		memset(out, 0, sizeof(*out));
 		if (len != 1)
 			return -EINVAL;
 		out->kind = ENTRY_TICK;
 		return 0;
 	}
+	/* No memset of the whole entry up front: both decoders clear what
+	 * they fill (cmd, res) first, and a replay decodes every record (the
+	 * two ~300-byte clears were a twentieth of verify's instructions). */
 	const size_t h = ENTRY_COMMAND_HEADER_BYTES;
 	if (buf[0] != ENTRY_COMMAND || len < h)
-		return -EINVAL;
+		return decode_failed(out, -EINVAL);
 	uint32_t c = bo_le_load32(buf + 1);
 	if (c > len - h)
-		return -EINVAL;
+		return decode_failed(out, -EINVAL);
 	bo_seatmap *map = NULL;
 	int32_t used = codec_cmd_decode(buf + h, c, &out->cmd, &map);
 	if (used < 0)
-		return used;
+		return decode_failed(out, used);
 	if ((uint32_t)used != c || !entry_journals(&out->cmd)) {
 		bo_seatmap_free(map);
-		return -EINVAL;
+		return decode_failed(out, -EINVAL);
 	}
 	int32_t r = codec_result_decode(buf + h + c, len - h - c, &out->res);
 	if (r < 0 || (size_t)r != len - h - c || out->res.op != out->cmd.op) {
 		bo_seatmap_free(map);
-		return r < 0 ? r : -EINVAL;
+		return decode_failed(out, r < 0 ? r : -EINVAL);
 	}
 	out->kind = ENTRY_COMMAND;
 	*map_out = map;

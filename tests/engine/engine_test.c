@@ -3199,3 +3199,39 @@ Test(export, images_equal_seats_and_avail_and_pool_holds_are_the_active_ones)
 	bo_seatmap_free(m2);
 	engine_free(e);
 }
+
+/* engine_prefetch() reads the tables to pick addresses (the recycle queue,
+ * the event table, a claim slot named by a command): whatever the command
+ * holds, it must change nothing, not even in a full claim table. */
+Test(prefetch, hostile_commands_change_nothing)
+{
+	engine *e = engine_with(1u << 16, 4, 1024, 16);
+	create_plain(e, EV);
+	/* Fill the claim table, then end one hold so the recycle queue has an
+	 * entry (the slot a hold would take next). */
+	uint64_t ids[4];
+	for (uint32_t i = 0; i < 4; i++) {
+		bo_cmd h = cmd_hold_seats(C1, EV, TTL, SEATS(i));
+		bo_result r = run(e, &h);
+		EXPECT_OK(&r);
+		ids[i] = r.claim_id;
+	}
+	bo_cmd rel = cmd_claim(BO_OP_RELEASE, C1, EV, ids[0]);
+	bo_result r = run(e, &rel);
+	EXPECT_OK(&r);
+	const uint64_t claim_ids[] = {0, ids[1], (uint64_t)UINT32_MAX, UINT64_MAX, (7ull << 32) | 3};
+	const uint32_t seats[] = {0, 29, 30, UINT32_MAX};
+	const uint64_t events[] = {0, EV, EV + 1, UINT64_MAX};
+	uint64_t d = engine_digest(e);
+	for (uint8_t op = 0; op <= BO_OP_COUNT; op++)
+		for (uint32_t ev = 0; ev < 4; ev++)
+			for (uint32_t k = 0; k < 5; k++) {
+				bo_cmd c = cmd_new(op, k == 0 ? 0 : C1, events[ev]);
+				c.claim_id = claim_ids[k];
+				c.seat_count = (uint8_t)(k == 4 ? 200 : k);
+				c.seats[0] = seats[k % 4];
+				engine_prefetch(e, &c);
+			}
+	cr_assert_eq(engine_digest(e), d, "a prefetch changed the engine");
+	engine_free(e);
+}

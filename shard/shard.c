@@ -1091,6 +1091,21 @@ static int recover_snapshot(shard *s, snapshot_info *info, char *err, size_t err
 	return 0;
 }
 
+/* Applies a staged record during recovery. Returns 0, or -EPROTO
+ * (mismatch) with err set. */
+static int recover_apply(shard *s, replay_staged *st, shard_recovery *rec, char *err, size_t errlen)
+{
+	char rerr[REPLAY_ERR_LEN];
+	if (replay_apply_staged(s->engine, st, s->cfg.verify_replay, NULL, rerr, sizeof(rerr)) != REPLAY_OK) {
+		snprintf(err, errlen, "%s", rerr);
+		return -EPROTO;
+	}
+	s->seq_last = st->rec.seq;
+	s->seq_last_ms = st->rec.timestamp_ms;
+	rec->replayed++;
+	return 0;
+}
+
 /* Recovery, step 3: re-executes (and verifies) the records after the
  * snapshot's seq, which s->seq_last holds on entry. */
 static int recover_replay(shard *s, const journal_options *jopt, shard_recovery *rec, char *err, size_t errlen)
@@ -1102,26 +1117,51 @@ static int recover_replay(shard *s, const journal_options *jopt, shard_recovery 
 	if (rc < 0)
 		return rc;
 	journal_record jr;
-	char rerr[REPLAY_ERR_LEN];
+	/* One record behind the reader: record n+1 is decoded and its cache
+	 * lines requested (replay_stage) before record n is applied. */
+	replay_staged *st = calloc(2, sizeof(*st));
+	if (!st) {
+		journal_reader_close(r);
+		snprintf(err, errlen, "replay: out of memory");
+		return -ENOMEM;
+	}
+	replay_staged *cur = NULL, *next = &st[0];
 	while ((rc = journal_reader_next(r, &jr)) == 1) {
 		if (jr.seq <= after)
 			continue;
-		if (jr.seq != s->seq_last + 1) {
+		uint64_t expect = (cur ? cur->rec.seq : s->seq_last) + 1;
+		int bad_seq = jr.seq != expect;
+		int sr = bad_seq ? REPLAY_OK : replay_stage(s->engine, &jr, next);
+		if (cur) {
+			int ar = recover_apply(s, cur, rec, err, errlen);
+			cur = NULL;
+			if (ar < 0) {
+				rc = ar;
+				break;
+			}
+		}
+		if (bad_seq) {
 			snprintf(err, errlen, "journal skips from seq %" PRIu64 " to %" PRIu64 " (%s)", s->seq_last,
 				 jr.seq, jr.file);
 			rc = -EBADMSG;
 			break;
 		}
-		int ar = replay_apply(s->engine, &jr, cfg->verify_replay, NULL, rerr, sizeof(rerr));
-		if (ar != REPLAY_OK) {
-			snprintf(err, errlen, "%s", rerr);
-			rc = ar == REPLAY_MISMATCH ? -EPROTO : -EBADMSG;
+		if (sr != REPLAY_OK) {
+			snprintf(err, errlen, "%s", next->err);
+			rc = -EBADMSG;
 			break;
 		}
-		s->seq_last = jr.seq;
-		s->seq_last_ms = jr.timestamp_ms;
-		rec->replayed++;
+		cur = next;
+		next = cur == &st[0] ? &st[1] : &st[0];
 	}
+	if (cur && rc >= 0) {
+		int ar = recover_apply(s, cur, rec, err, errlen);
+		if (ar < 0)
+			rc = ar;
+	}
+	for (int i = 0; i < 2; i++)
+		replay_staged_drop(&st[i]);
+	free(st);
 	if (rc < 0 && !err[0])
 		snprintf(err, errlen, "%s", journal_reader_error(r));
 	journal_reader_close(r);

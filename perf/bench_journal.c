@@ -21,17 +21,28 @@
  *   syncs_per_sec        fdatasyncs issued (group commits), counted by the
  *                        journal's I/O hook, during the saturated phase
  *   bytes_per_command    journal bytes written per command
+ *   disk_sync_us_p*      the disk's own floor, measured in the same run
+ *                        just before the latency phase: DISK_PROBES
+ *                        sequential 16 KiB pwrite + fdatasync pairs (about
+ *                        one group commit's bytes at 100k/s) into a
+ *                        fallocated file beside the journal, one at a time.
+ *                        An acknowledgement waits for at least one such
+ *                        round trip, so ack_latency_us_p99 cannot be
+ *                        below disk_sync_us_p99 on this disk.
  *
  * Progress on stderr; the last stdout line is one JSON object.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "base/parse.h"
 #include "bench_util.h"
 #include "shard/shard.h"
 
@@ -138,6 +149,7 @@ typedef struct options {
 	int quick;
 	const char *dir; /* --dir, or NULL for a new directory removed afterwards */
 	journal_sync sync;
+	uint64_t segment_bytes; /* --segment-bytes, 0: the journal's default */
 } options;
 
 static void parse_options(int argc, char **argv, options *o)
@@ -150,14 +162,23 @@ static void parse_options(int argc, char **argv, options *o)
 			o->dir = argv[++i];
 		} else if (!strcmp(argv[i], "--sync") && i + 1 < argc) {
 			o->sync = bench_sync_durable(prog, argv[++i]) ? JOURNAL_SYNC_DATA : JOURNAL_SYNC_NONE_UNSAFE;
+		} else if (!strcmp(argv[i], "--segment-bytes") && i + 1 < argc) {
+			const char *v = argv[++i];
+			if (bo_parse_u64(v, 8u << 20, UINT64_MAX, 0, &o->segment_bytes) != 0 || o->segment_bytes % 4096 != 0 ||
+			    o->segment_bytes < (8u << 20)) {
+				fprintf(stderr, "%s: --segment-bytes: a multiple of 4096, at least 8 MiB: %s\n", prog, v);
+				exit(2);
+			}
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: bench_journal [--quick] [--dir DIR] [--sync data|none]\n"
+			printf("usage: bench_journal [--quick] [--dir DIR] [--sync data|none] [--segment-bytes N]\n"
 			       "One durable shard: saturated commands/s with fdatasync group commit, and ack\n"
 			       "latency at an offered 100,000 commands/s. Last stdout line: one JSON object.\n"
 			       "  --quick      about two seconds (the test suite runs this)\n"
 			       "  --dir DIR    where the journal goes (default: a new directory under /var/tmp,\n"
 			       "               removed afterwards); it must be on the disk you want measured\n"
-			       "  --sync none  UNSAFE: no fdatasync (shows what the disk costs)\n");
+			       "  --sync none  UNSAFE: no fdatasync (shows what the disk costs)\n"
+			       "  --segment-bytes N  journal segment size (default 64 MiB); one larger than the\n"
+			       "               run's journal keeps segment preparation out of the measurement\n");
 			exit(0);
 		} else {
 			bench_bad_option(prog, argv[i]);
@@ -169,13 +190,15 @@ static void parse_options(int argc, char **argv, options *o)
 
 /* Opens and starts the shard with its journal in dir, counting its I/O in
  * *io; exits on failure. */
-static shard *start_shard(const char *dir, journal_sync sync, io_count *io)
+static shard *start_shard(const char *dir, journal_sync sync, uint64_t segment_bytes, io_count *io)
 {
 	shard_config cfg;
 	shard_config_default(&cfg);
 	cfg.engine.seats_max = 1u << 20;
 	cfg.data_dir = dir;
 	cfg.journal.sync = sync;
+	if (segment_bytes)
+		cfg.journal.segment_bytes = segment_bytes;
 	cfg.journal.fault = count_io;
 	cfg.journal.fault_ctx = io;
 	shard *s;
@@ -227,7 +250,46 @@ static void stop_shard(shard *s)
 typedef struct figures {
 	double commands_per_sec, syncs_per_sec, bytes_per_command;
 	double ack_us_p50, ack_us_p99, ack_us_p999;
+	double disk_us_p50, disk_us_p99, disk_us_p999;
+	double unit_sync_us_p99_bound;
 } figures;
+
+enum { DISK_PROBE_BYTES = 16384, DISK_PROBES = 2000, DISK_PROBES_QUICK = 200 };
+
+/* disk_sync_us_p*: the disk's write + fdatasync round trip, with no journal
+ * in the way (see the header). */
+static void measure_disk(const char *dir, uint32_t probes, figures *f)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/disk-probe", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		bench_die(prog, "open the disk probe", -errno);
+	const off_t size = (off_t)probes * DISK_PROBE_BYTES;
+	if (fallocate(fd, 0, 0, size) != 0 && ftruncate(fd, size) != 0)
+		bench_die(prog, "size the disk probe", -errno);
+	static uint8_t buf[DISK_PROBE_BYTES];
+	memset(buf, 0xa5, sizeof(buf));
+	int64_t *lat = malloc(probes * sizeof(int64_t));
+	if (!lat)
+		bench_die(prog, "malloc", -ENOMEM);
+	for (uint32_t i = 0; i < probes; i++) {
+		int64_t t0 = bo_clock_ns();
+		if (pwrite(fd, buf, sizeof(buf), (off_t)i * DISK_PROBE_BYTES) != (ssize_t)sizeof(buf) ||
+		    fdatasync(fd) != 0)
+			bench_die(prog, "disk probe write + fdatasync", -errno);
+		lat[i] = bo_clock_ns() - t0;
+	}
+	close(fd);
+	unlink(path);
+	bench_pcts pc = bench_percentiles(lat, probes);
+	free(lat);
+	f->disk_us_p50 = (double)pc.p50 / 1000.0;
+	f->disk_us_p99 = (double)pc.p99 / 1000.0;
+	f->disk_us_p999 = (double)pc.p999 / 1000.0;
+	fprintf(stderr, "disk: %u x (16 KiB write + fdatasync): p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n", probes,
+		f->disk_us_p50, f->disk_us_p99, f->disk_us_p999);
+}
 
 /* commands_per_sec, syncs_per_sec, bytes_per_command: up to INFLIGHT
  * commands outstanding for sat_ns, then every answer awaited. */
@@ -302,14 +364,35 @@ static void measure_latency(client *c, uint64_t rate, uint64_t total, figures *f
 	c->lat = NULL;
 }
 
+/* unit_sync_us_p99_bound: the journal's own write + fdatasync latency per
+ * unit during the latency phase (shard_sync_hist: power-of-two buckets, so
+ * the upper bound of the bucket holding the 99th percentile). */
+static void unit_sync_p99(const bo_hist_snap *a, const bo_hist_snap *b, figures *f)
+{
+	uint64_t n = b->count - a->count, seen = 0;
+	f->unit_sync_us_p99_bound = 0;
+	for (uint32_t i = 0; i < BO_HIST_BUCKETS && n > 0; i++) {
+		seen += b->n[i] - a->n[i];
+		if (seen * 100 >= n * 99) {
+			f->unit_sync_us_p99_bound = i < BO_HIST_TOP ? (double)bo_hist_bound(i) : -1;
+			break;
+		}
+	}
+	fprintf(stderr, "journal units during the latency phase: %" PRIu64 ", write + fdatasync p99 <= %.0f us\n", n,
+		f->unit_sync_us_p99_bound);
+}
+
 static void print_json(const options *o, uint64_t offered, const figures *f)
 {
 	printf("{\"bench\":\"journal\",\"quick\":%s,\"sync\":\"%s\",\"commands_per_sec\":%.0f,"
 	       "\"ack_latency_us_p50\":%.0f,\"ack_latency_us_p99\":%.0f,\"ack_latency_us_p999\":%.0f,"
-	       "\"offered_per_sec\":%" PRIu64 ",\"syncs_per_sec\":%.0f,\"bytes_per_command\":%.1f}\n",
+	       "\"offered_per_sec\":%" PRIu64 ",\"syncs_per_sec\":%.0f,\"bytes_per_command\":%.1f,"
+	       "\"disk_sync_us_p50\":%.0f,\"disk_sync_us_p99\":%.0f,\"disk_sync_us_p999\":%.0f,"
+	       "\"unit_sync_us_p99_bound\":%.0f}\n",
 	       o->quick ? "true" : "false", o->sync == JOURNAL_SYNC_DATA ? "data" : "none-UNSAFE",
 	       f->commands_per_sec, f->ack_us_p50, f->ack_us_p99, f->ack_us_p999, offered, f->syncs_per_sec,
-	       f->bytes_per_command);
+	       f->bytes_per_command, f->disk_us_p50, f->disk_us_p99, f->disk_us_p999,
+	       f->unit_sync_us_p99_bound);
 }
 
 int main(int argc, char **argv)
@@ -326,14 +409,19 @@ int main(int argc, char **argv)
 
 	io_count io = {0};
 	static client c;
-	c.s = start_shard(dir, o.sync, &io);
+	c.s = start_shard(dir, o.sync, o.segment_bytes, &io);
 	c.rng = 0x9e3779b97f4a7c15ull;
 	create_event(&c);
 
 	figures f;
 	const uint64_t rate = 100000;
 	measure_saturated(&c, &io, o.quick ? 1000000000ll : 5000000000ll, &f);
+	measure_disk(dir, o.quick ? DISK_PROBES_QUICK : DISK_PROBES, &f);
+	bo_hist_snap u0, u1;
+	bo_hist_read(shard_sync_hist(c.s), &u0);
 	measure_latency(&c, rate, o.quick ? 100000 : 1000000, &f);
+	bo_hist_read(shard_sync_hist(c.s), &u1);
+	unit_sync_p99(&u0, &u1, &f);
 
 	stop_shard(c.s);
 	if (!o.dir)

@@ -14,7 +14,18 @@
  *   ring_messages_per_sec   2 producer threads -> 1 consumer thread, claims
  *                           of 64 slots of 64 bytes;
  *   ring_latency_ns_p99     publish -> consume, one paced producer;
- *   bytes_per_seat          resident memory added by 10M seats.
+ *   bytes_per_seat          resident memory added by 10M seats;
+ *   memory_latency_ns       the machine's price of a cold line: one load
+ *                           at a random line of 256 MiB (the size of the
+ *                           engine's random-access tables: claims, the
+ *                           idempotency window, the per-client counters),
+ *                           each load's address coming from the previous
+ *                           one, with transparent huge pages as the engine
+ *                           asks for them;
+ *   memory_parallel_ns      the same with eight independent chains at once:
+ *                           the cost per cold line when, as the engine's
+ *                           prefetching arranges, misses overlap. At 5M
+ *                           commands/s a command has 200 ns in all.
  * Progress goes to stderr; the last stdout line is one JSON object.
  */
 #include <errno.h>
@@ -24,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <mimalloc.h>
@@ -36,7 +48,7 @@
 static const char *prog = "bench_engine";
 
 static int quick;
-static const char *only; /* --only NAME: run one part (memory, commands, best, ring, latency) */
+static const char *only; /* --only NAME: run one part (memory, commands, best, ring, latency, dram) */
 static uint64_t commands_opt; /* --commands N: commands_per_sec's length (0: the mode's default) */
 
 static int want(const char *name) { return !only || !strcmp(only, name); }
@@ -437,7 +449,7 @@ static void parse_options(int argc, char **argv)
 			printf("usage: bench_engine [--quick] [--only PART] [--commands N]\n"
 			       "Measures the engine core; progress on stderr, one JSON line last on stdout.\n"
 			       "  --quick      a few seconds, smaller counts (the test suite runs this)\n"
-			       "  --only PART  one of memory, commands, best, ring, latency (others print 0)\n"
+			       "  --only PART  one of memory, commands, best, ring, latency, dram (others print 0)\n"
 			       "  --commands N commands_per_sec over N commands (default 30M, 2M with --quick)\n");
 			exit(0);
 		} else {
@@ -446,21 +458,82 @@ static void parse_options(int argc, char **argv)
 	}
 }
 
+/* ---- memory_latency_ns, memory_parallel_ns -------------------------------- */
+
+enum { CHAINS = 8 };
+
+/* One cycle through every line of a (n lines of 64 bytes) in random order:
+ * word 0 of each line holds the index of the next line's word 0. */
+static void link_cycle(uint64_t *a, uint64_t n)
+{
+	uint32_t *perm = malloc(n * sizeof(*perm));
+	if (!perm)
+		bench_die(prog, "malloc", -ENOMEM);
+	for (uint64_t i = 0; i < n; i++)
+		perm[i] = (uint32_t)i;
+	uint64_t rng = 0x2545f4914f6cdd1dull;
+	for (uint64_t i = n - 1; i > 0; i--) {
+		uint64_t j = bench_rnd(&rng) % (i + 1);
+		uint32_t t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	for (uint64_t k = 0; k < n; k++)
+		a[(uint64_t)perm[k] * 8] = (uint64_t)perm[(k + 1) % n] * 8;
+	free(perm);
+}
+
+static double bench_memory_latency(double *parallel_ns)
+{
+	const uint64_t bytes = quick ? 64ull << 20 : 256ull << 20, n = bytes / 64;
+	const uint64_t steps = quick ? 1000000 : 4000000;
+	uint64_t *a = mi_malloc_aligned(bytes, 2u << 20);
+	if (!a)
+		bench_die(prog, "mi_malloc_aligned", -ENOMEM);
+	madvise(a, bytes, MADV_HUGEPAGE); /* as the engine does; no THP is fine too */
+	link_cycle(a, n);
+	uint64_t p = 0;
+	for (uint64_t i = 0; i < n / 4; i++) /* fault the pages in, warm the TLB's walker caches */
+		p = a[p];
+	int64_t t0 = bo_clock_ns();
+	for (uint64_t i = 0; i < steps; i++)
+		p = a[p];
+	double dep = (double)(bo_clock_ns() - t0) / (double)steps;
+	uint64_t q[CHAINS];
+	for (int c = 0; c < CHAINS; c++) /* starting points spread along the cycle */
+		for (uint64_t i = 0; i < 997 * (uint64_t)(c + 1); i++)
+			p = q[c] = a[p];
+	t0 = bo_clock_ns();
+	for (uint64_t i = 0; i < steps / CHAINS; i++)
+		for (int c = 0; c < CHAINS; c++)
+			q[c] = a[q[c]];
+	*parallel_ns = (double)(bo_clock_ns() - t0) / (double)(steps / CHAINS * CHAINS);
+	uint64_t sink = p;
+	for (int c = 0; c < CHAINS; c++)
+		sink ^= q[c];
+	mi_free(a);
+	fprintf(stderr, "memory: a dependent random line %.0f ns, %d chains at once %.0f ns a line (%" PRIu64 ")\n",
+		dep, CHAINS, *parallel_ns, sink & 1);
+	return dep;
+}
+
 /* The figures of one run; a part not run (--only) stays 0. */
 typedef struct figures {
 	double commands_per_sec, best_per_sec, ring_per_sec;
 	double ring_lat_p50_ns, ring_lat_p99_ns;
 	double bytes_per_seat;
 	uint64_t seats_measured;
+	double mem_latency_ns, mem_parallel_ns;
 } figures;
 
 static void print_json(const figures *f)
 {
 	printf("{\"bench\":\"engine\",\"quick\":%s,\"commands_per_sec\":%.0f,\"best_available_per_sec\":%.0f,"
 	       "\"ring_messages_per_sec\":%.0f,\"ring_latency_ns_p50\":%.0f,\"ring_latency_ns_p99\":%.0f,"
-	       "\"bytes_per_seat\":%.2f,\"seats_measured\":%" PRIu64 "}\n",
+	       "\"bytes_per_seat\":%.2f,\"seats_measured\":%" PRIu64
+	       ",\"memory_latency_ns\":%.0f,\"memory_parallel_ns\":%.0f}\n",
 	       quick ? "true" : "false", f->commands_per_sec, f->best_per_sec, f->ring_per_sec, f->ring_lat_p50_ns,
-	       f->ring_lat_p99_ns, f->bytes_per_seat, f->seats_measured);
+	       f->ring_lat_p99_ns, f->bytes_per_seat, f->seats_measured, f->mem_latency_ns, f->mem_parallel_ns);
 }
 
 int main(int argc, char **argv)
@@ -477,6 +550,8 @@ int main(int argc, char **argv)
 		f.ring_per_sec = bench_ring();
 	if (want("latency"))
 		f.ring_lat_p99_ns = bench_ring_latency(&f.ring_lat_p50_ns);
+	if (want("dram"))
+		f.mem_latency_ns = bench_memory_latency(&f.mem_parallel_ns);
 	print_json(&f);
 	return 0;
 }

@@ -11,8 +11,8 @@
  *   restart_seconds_snapshot  ... and with a snapshot taken at its end
  *
  * Snapshots of 10M seats (1M with --quick): a first one, 200,000 more
- * records, then the measured one, asked for while 100,000 commands/s are
- * offered until it is official:
+ * records, then the measured one, asked for while 100,000 commands/s
+ * (10,000 with --quick) are offered until it is official:
  *   snapshot_seconds          from the writer handing S to the builder to
  *                             the file renamed into place (the builder
  *                             loads the first snapshot, or keeps its engine

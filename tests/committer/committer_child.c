@@ -165,23 +165,6 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-/* Takes the published results, feeding them to the generator. */
-static uint32_t drain(child *ch)
-{
-	ring *o = shard_output(ch->s);
-	uint64_t first;
-	uint32_t k = ring_poll(o, SHARD_OUT_POLL_MAX, &first), got = 0;
-	for (uint32_t i = 0; i < k; i++) {
-		const shard_out *out = ring_slot(o, first + i);
-		if (out->kind != SHARD_OUT_RESULT)
-			continue;
-		got++;
-		tstream_note(&ch->g, &out->u.result);
-	}
-	ring_release(o, k);
-	return got;
-}
-
 /* Submits n commands and waits for their n results (the shard publishes a
  * result once its record is durable: each is an acknowledgement). Exits
  * the process when the shard failed or hung. */
@@ -193,7 +176,7 @@ static void submit_wait(child *ch, const bo_cmd *cmds, uint32_t n)
 	while (got < n) {
 		if (!submitted)
 			submitted = shard_submit(ch->s, cmds, NULL, n) == 0;
-		uint32_t k = drain(ch);
+		uint32_t k = tstream_drain(ch->s, &ch->g);
 		got += k;
 		if (k)
 			continue;

@@ -492,29 +492,12 @@ static void *follow(void *arg)
 	return NULL;
 }
 
-/* Takes what the output ring holds; returns the results among it. */
-static uint32_t drain(shard *s, tstream_gen *g)
-{
-	ring *o = shard_output(s);
-	uint64_t first;
-	uint32_t k = ring_poll(o, SHARD_OUT_POLL_MAX, &first), got = 0;
-	for (uint32_t i = 0; i < k; i++) {
-		const shard_out *out = ring_slot(o, first + i);
-		if (out->kind != SHARD_OUT_RESULT)
-			continue;
-		got++;
-		tstream_note(g, &out->u.result);
-	}
-	ring_release(o, k);
-	return got;
-}
-
 /* Waits until at most `left` submitted commands are unanswered. */
 static void settle(shard *s, tstream_gen *g, uint64_t *inflight, uint64_t left)
 {
 	const int64_t deadline = bo_clock_ms() + WAIT_MS;
 	while (*inflight > left) {
-		uint32_t k = drain(s, g);
+		uint32_t k = tstream_drain(s, g);
 		*inflight -= k;
 		if (k > 0)
 			continue;

@@ -26,33 +26,16 @@ int64_t tstream_clock(void *ctx)
 	return atomic_load(&stream_clock_ms);
 }
 
-/* Drains results, remembering claim ids. Returns how many came. */
-static uint32_t drain(shard *s, tstream_gen *g)
-{
-	ring *o = shard_output(s);
-	uint64_t first;
-	uint32_t k = ring_poll(o, SHARD_OUT_POLL_MAX, &first), got = 0;
-	for (uint32_t i = 0; i < k; i++) {
-		const shard_out *out = ring_slot(o, first + i);
-		if (out->kind != SHARD_OUT_RESULT)
-			continue;
-		got++;
-		tstream_note(g, &out->u.result);
-	}
-	ring_release(o, k);
-	return got;
-}
-
 void tstream_submit_wait(shard *s, tstream_gen *g, const bo_cmd *c, uint32_t n)
 {
 	const int64_t deadline = bo_clock_ms() + WAIT_MS;
 	while (shard_submit(s, c, NULL, n) == -EBUSY) {
-		drain(s, g);
+		tstream_drain(s, g);
 		cr_assert_lt(bo_clock_ms(), deadline, "ring stayed full");
 	}
 	uint32_t got = 0;
 	while (got < n) {
-		uint32_t k = drain(s, g);
+		uint32_t k = tstream_drain(s, g);
 		got += k;
 		if (k == 0) {
 			cr_assert_null(shard_failed(s), "%s", shard_failed(s));

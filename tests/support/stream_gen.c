@@ -118,3 +118,19 @@ void tstream_shard_config(shard_config *cfg, const char *dir, shard_clock_fn clo
 	cfg->journal.payload_bytes_max = 8u << 10; /* the stream's maps are small */
 	cfg->journal.buffer_bytes = 16u << 10;
 }
+
+uint32_t tstream_drain(shard *s, tstream_gen *g)
+{
+	ring *o = shard_output(s);
+	uint64_t first;
+	uint32_t k = ring_poll(o, SHARD_OUT_POLL_MAX, &first), got = 0;
+	for (uint32_t i = 0; i < k; i++) {
+		const shard_out *out = ring_slot(o, first + i);
+		if (out->kind != SHARD_OUT_RESULT)
+			continue;
+		got++;
+		tstream_note(g, &out->u.result);
+	}
+	ring_release(o, k);
+	return got;
+}

@@ -48,6 +48,11 @@ bo_cmd tstream_random_cmd(tstream_gen *g);
  * later extends, releases, confirms and cancels name real claims. */
 void tstream_note(tstream_gen *g, const bo_result *r);
 
+/* Takes what shard s's output ring holds now (up to SHARD_OUT_POLL_MAX
+ * records), feeds every result to tstream_note and returns how many
+ * results there were. The caller is the ring's one consumer. */
+uint32_t tstream_drain(shard *s, tstream_gen *g);
+
 /* Remembers claim (of event, made by client; 0 when not known) learned
  * otherwise: a restarted process finds the holds and bookings of its
  * recovered engine on its seats. Claim ops on a claim are sent mostly by

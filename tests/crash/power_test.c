@@ -69,6 +69,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/parse.h"
 #include "base/fsio.h"
 #include "engine/engine.h"
 #include "journal/journal.h"
@@ -782,12 +783,13 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	uint64_t want = CUTS_DEFAULT;
 	const char *e = getenv("BO_POWER_CUTS");
-	if (e && *e)
-		want = strtoull(e, NULL, 10);
+	/* A bad count must not pass quietly as zero cuts. */
+	if (e && *e && bo_parse_u64(e, 1, UINT64_MAX, 0, &want) != 0)
+		die("BO_POWER_CUTS: a whole number >= 1, not '%s'", e);
 	uint64_t seed = (uint64_t)bo_clock_ns() ^ ((uint64_t)getpid() << 32);
 	e = getenv("BO_POWER_SEED");
-	if (e && *e)
-		seed = strtoull(e, NULL, 0);
+	if (e && *e && bo_parse_u64(e, 0, UINT64_MAX, BO_PARSE_HEX, &seed) != 0)
+		die("BO_POWER_SEED: a number (decimal, or hex with 0x), not '%s'", e);
 	int keep = getenv("BO_POWER_KEEP") && strcmp(getenv("BO_POWER_KEEP"), "1") == 0;
 	char base[200];
 	make_base(base, sizeof base);

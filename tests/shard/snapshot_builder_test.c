@@ -51,6 +51,7 @@
 
 #include <criterion/criterion.h>
 
+#include "base/parse.h"
 #include "base/clock.h"
 #include "engine/snapshot.h"
 #include "shard/apply.h"
@@ -263,7 +264,11 @@ static void compare_point(brun *r, uint64_t seed, int point, uint64_t *snaps)
 static uint64_t env_u64(const char *name, uint64_t fallback)
 {
 	const char *v = getenv(name);
-	return v && *v ? strtoull(v, NULL, 10) : fallback;
+	uint64_t n = fallback;
+	/* A bad count must not pass quietly as zero seeds. */
+	if (v && *v && bo_parse_u64(v, 1, UINT64_MAX, 0, &n) != 0)
+		cr_assert_fail("%s: a whole number >= 1, not '%s'", name, v);
+	return n;
 }
 
 Test(snapshot_builder, the_follower_built_snapshot_equals_the_live_engines_byte_for_byte)

@@ -9,7 +9,7 @@
 const char *bo_status_str(int status)
 {
 	static const char *const names[BO_STATUS_COUNT] = {
-		"ok", "taken", "expired", "not_found", "invalid", "limit", "conflict", "busy", "throttled",
+		"ok", "taken", "expired", "not_found", "invalid", "limit", "conflict", "busy", "throttled", "not_primary",
 	};
 	return status >= 0 && status < BO_STATUS_COUNT ? names[status] : "unknown";
 }

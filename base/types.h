@@ -27,6 +27,9 @@ typedef enum bo_status {
 	BO_CONFLICT = 6,  /* (client, request) reused with different content */
 	BO_BUSY = 7,	  /* never produced by the engine: ring full (gateway) */
 	BO_THROTTLED = 8, /* never produced by the engine: hot event throttled */
+	BO_NOT_PRIMARY = 9, /* never produced by the engine: this server does not
+			     * (or no longer) hold the shard's primary; the reply
+			     * names the current one (schemas/protocol.md) */
 	BO_STATUS_COUNT
 } bo_status;
 

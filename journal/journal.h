@@ -184,6 +184,8 @@ typedef struct journal_record {
 	const uint8_t *payload; /* borrowed: valid until the next reader call */
 	const char *file;       /* segment holding it; borrowed, same lifetime */
 	uint64_t offset;        /* byte offset of the record in that file */
+	uint64_t checksum;      /* the record's checksum (the next record's prev):
+	                         * replication sends it as the chain point */
 } journal_record;
 
 /* ---- Options --------------------------------------------------------------- */

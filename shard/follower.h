@@ -52,6 +52,12 @@ typedef struct follower follower;
  * it has), -ENOMEM, or the -errno of reading the shard directory. */
 int follower_open(shard *s, uint64_t after_seq, follower **out /* OUT */, char *err, size_t errlen);
 
+/* follower_open, bounded by shard_released_seq() instead of the durable
+ * sequence: delivers only records whose outputs were published (durable
+ * here and on every in-sync standby). The database committer's form: what
+ * reaches PostgreSQL can never be lost by a failover. */
+int follower_open_released(shard *s, uint64_t after_seq, follower **out /* OUT */, char *err, size_t errlen);
+
 /* The next record: seq is one more than the previous one's (after_seq + 1
  * first). Waits up to timeout_ms (0: does not wait) for it to become
  * durable.

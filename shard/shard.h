@@ -116,6 +116,7 @@ typedef struct shard_config {
 	 * shard_retain() moves it. */
 	uint64_t retain_seq;
 	int verify_replay;	  /* recovery compares re-executed results (default 1) */
+	int standby;		  /* open as a standby (see "Replication roles"); default 0 */
 } shard_config;
 
 /* What opening a durable shard found. */
@@ -267,6 +268,101 @@ int shard_running(const shard *s);
  * its journal's journal_options.sync_hist itself (a caller's is ignored). */
 const bo_hist *shard_batch_hist(const shard *s);
 const bo_hist *shard_sync_hist(const shard *s);
+
+/* ---- Replication roles (issue 13; DESIGN.md "Beyond one machine") --------
+ *
+ * A durable shard is a PRIMARY (the default: it takes commands from its
+ * input ring) or a STANDBY (shard_config.standby = 1): it takes no command
+ * (each one submitted is answered at once with status BO_NOT_PRIMARY, seq
+ * 0) and instead appends, through shard_replicate(), the records its
+ * primary made durable, re-executing each one into its engine exactly as
+ * recovery does (verified: a record whose recorded result differs is
+ * refused), with the same group commit. Its journal is then a byte-equal
+ * copy of the primary's records: same sequence, timestamps, payloads and
+ * so the same checksums (the hash chain is a function of them).
+ *
+ * Epochs: the control plane numbers each primary term (1, 2, ...). A
+ * shard's epoch is the highest epoch it has journaled: shard_promote()
+ * journals an EPOCH record (shard/entry.h ENTRY_EPOCH; no effect on the
+ * engine; replay, recovery, followers, boxoffice-replay and the committer
+ * accept and skip it) as the first record of its term, and a standby that
+ * replicates an EPOCH record takes its epoch. shard_epoch() reads it.
+ *
+ * Synchronous replication ("sync floor"): a primary's replies and expiries
+ * are published only up to min(its own durable sequence, the sync floor),
+ * where the floor is set by the replication layer to the lowest durable
+ * sequence of the in-sync standbys (UINT64_MAX, the default: no standby,
+ * its own durability is enough). shard_released_seq() is that published
+ * point; the database committer follows it (follower_open_released), the
+ * replication sender and the snapshot builder follow the local durable
+ * sequence. */
+
+/* Sequence through which outputs have been published (durable here AND at
+ * or below the sync floor). Never decreases. Thread-safe. Equals
+ * shard_durable_seq() while the floor is UINT64_MAX. */
+uint64_t shard_released_seq(const shard *s);
+
+/* Sets the sync floor (see above): outputs of records after `seq` wait.
+ * May move either way (a standby dropped: UINT64_MAX; a standby added:
+ * its acknowledged sequence); what was published stays published. Wakes
+ * the writer when outputs become publishable. Thread-safe, any thread. */
+void shard_set_sync_floor(shard *s, uint64_t seq);
+
+/* The shard's epoch: the highest epoch journaled (recovered, promoted or
+ * replicated); 0 when none was. Thread-safe. */
+uint64_t shard_epoch(const shard *s);
+
+/* 1 while the shard is a standby, 0 while it is a primary. Thread-safe. */
+int shard_is_standby(const shard *s);
+
+/* Standby only, from one thread (the replication receiver): hands the
+ * writer n records (records[i].seq == shard's last seq + 1 + i; payload,
+ * timestamp and seq used; file/offset ignored) whose predecessor's
+ * checksum is prev_checksum, and waits until the writer has appended them
+ * to its journal (not yet durable: wait with shard_durable_wait, then
+ * acknowledge). The payloads are copied before it returns.
+ * Returns 0; or, with a message in err, nothing appended:
+ *   -EPERM     the shard is a primary (promoted meanwhile);
+ *   -ESTALE    epoch < shard_epoch(s) (records of an older term: fencing);
+ *   -ERANGE    records[0].seq != last seq + 1 (a gap or an overlap; err says
+ *              which and the shard's last seq, so the sender resumes there);
+ *   -EBADMSG   prev_checksum is not the checksum of the shard's last record
+ *              (the histories diverged: the standby must cut its tail,
+ *              shard_cut_after, or be rebuilt), or a payload does not decode;
+ *   -EPROTO    re-execution gave another result than recorded;
+ *   -ESHUTDOWN the shard failed or is stopping.
+ * `epoch` is the sender's term; a record batch of a newer term is accepted
+ * (the new primary's first record is its EPOCH record). */
+int shard_replicate(shard *s, uint64_t epoch, uint64_t prev_checksum, const journal_record *records, uint32_t n,
+		    char *err, size_t errlen);
+
+/* The last journaled record: its sequence and checksum (0, 0 when the
+ * journal is empty; the chain seed after a pruned head). Thread-safe. */
+void shard_last_record(const shard *s, uint64_t *seq /* OUT */, uint64_t *checksum /* OUT */);
+
+/* Standby -> primary for term `epoch` (> shard_epoch(s)): the writer
+ * journals an EPOCH record and then takes commands from its input ring.
+ * Returns 0 once the EPOCH record is appended (its reply-side effects come
+ * with durability as usual); -EINVAL epoch not newer; -EPERM not a
+ * standby; -ESHUTDOWN failed. Thread-safe (the control-plane thread). */
+int shard_promote(shard *s, uint64_t epoch);
+
+/* Primary -> fenced: this server learned that another holds a newer term.
+ * At once, nothing more is published: every result not yet published and
+ * every later command is answered with BO_NOT_PRIMARY (seq 0, like the
+ * failed shard's busy), expiries not yet published become SHARD_OUT_VOID.
+ * The journal keeps what it has (its unacknowledged tail is cut when the
+ * server rejoins as a standby). Idempotent. Thread-safe. After it, only
+ * shard_stop/shard_free (and reopening as a standby). */
+void shard_fence(shard *s);
+
+/* Rejoining: with the shard closed, removes every journal record after
+ * `seq` (the start of the term this copy missed, minus one) and every
+ * snapshot after it, durably (files synced, directory fsynced), so that
+ * shard_open then recovers exactly the state through `seq`. Returns 0, or
+ * a negative errno with err: -ERANGE seq is before the oldest snapshot or
+ * kept record (the copy must be rebuilt from the primary). */
+int shard_cut_after(const char *data_dir, uint32_t shard_id, uint64_t seq, char *err, size_t errlen);
 
 /* The shard an event lives on: XXH3-64 of the event id (little-endian
  * bytes) modulo shard_count. Stable across versions: it decides where

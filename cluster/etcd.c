@@ -52,7 +52,7 @@
 
 struct etcd {
 	CURL *curl;                                          /* reused: keeps connections alive */
-	struct curl_slist *headers;                          /* Content-Type: application/json */
+	struct curl_slist *headers;                          /* Content-Type: json; no Expect */
 	char endpoints[ETCD_ENDPOINTS_MAX][ETCD_ENDPOINT_LEN_MAX]; /* "http://host:port" */
 	size_t endpoints_n;                                  /* 1..ETCD_ENDPOINTS_MAX */
 	size_t current;                                      /* index of the one that last worked */
@@ -344,7 +344,10 @@ int etcd_open(const char *endpoints, int timeout_ms, etcd **out, char *err, size
 	}
 	e->curl = curl_easy_init();
 	e->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	if (e->curl == NULL || e->headers == NULL) {
+	/* No "Expect: 100-continue" on larger bodies: curl would wait up to a
+	 * second for the 100 before sending, inside the caller's budget. */
+	struct curl_slist *h = e->headers != NULL ? curl_slist_append(e->headers, "Expect:") : NULL;
+	if (e->curl == NULL || h == NULL) {
 		etcd_close(e);
 		seterr(err, errlen, "out of memory");
 		return -ENOMEM;

@@ -75,8 +75,8 @@ typedef struct etcd_kv {
  * Nothing is sent yet: an etcd that is down is seen by the first call.
  * Returns 0 and the handle in *out (the caller owns it: etcd_close);
  * -EINVAL when the list is empty, too long, or an entry is not http://host:port;
- * -ENOMEM. Not thread-safe only in the sense above; curl_global_init is
- * done once per process, thread-safely, by the first open. */
+ * -ENOMEM. Handles may be opened from several threads at once:
+ * curl_global_init runs once per process (pthread_once) at the first open. */
 int etcd_open(const char *endpoints, int timeout_ms, etcd **out, char *err, size_t errlen);
 
 /* Frees the handle (NULL is fine). Leases it granted are NOT revoked. */

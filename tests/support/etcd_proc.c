@@ -105,7 +105,7 @@ static int plan(tetcd *c, size_t n, const char *const *ips)
 static int spawn(tetcd *c, size_t i, const char *bin, const char *initial, const char *token)
 {
 	tetcd_member *m = &c->m[i];
-	char name[16], peer[64];
+	char name[24], peer[64];
 	snprintf(name, sizeof(name), "m%zu", i);
 	snprintf(peer, sizeof(peer), "http://%s:%d", m->ip, m->peer_port);
 	const char *argv[] = {

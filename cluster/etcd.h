@@ -36,7 +36,9 @@
  *                missing or ill-typed fields, bad base64, an HTTP status
  *                without etcd's error body): it is outside input, it is
  *                refused with a message, never trusted;
- *   -EIO         any other error etcd reported (its message is in err);
+ *   -EIO         any other error etcd reported (its message is in err), or
+ *                the connection broke before the whole answer came (a
+ *                write's outcome is then unknown, as after -ETIMEDOUT);
  *   -EINVAL      an argument etcd refuses (e.g. an empty key);
  *   -ENOMEM      out of memory.
  * Out-parameters are written only on success unless said otherwise.

@@ -93,8 +93,8 @@ const char *etcd_endpoint(const etcd *e);
  * frees it with free()), *len its length without the NUL, *mod_revision its
  * mod_revision (each out-parameter may be NULL); 0 when the key does not
  * exist (*value is then set to NULL when value is not NULL); < 0 an error. */
-int etcd_get(etcd *e, const char *key, char **value, size_t *len, int64_t *mod_revision,
-             char *err, size_t errlen);
+int etcd_get(etcd *e, const char *key, char **value, size_t *len, int64_t *mod_revision, char *err,
+             size_t errlen);
 
 /* Reads every key that starts with prefix ("" means every key), sorted by
  * key, in one linearizable read. Returns 0 with *kvs (heap, NULL when *n is

@@ -52,8 +52,7 @@ static char err[512];
 
 static void sleep_ms(int ms)
 {
-	nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L},
-	          NULL);
+	nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
 }
 
 /* Starts a private single member (or skips loudly) and opens a handle. */
@@ -92,8 +91,14 @@ TestSuite(cluster, .fini = fini);
 Test(cluster, open_refuses_bad_endpoint_lists)
 {
 	etcd *e = NULL;
-	const char *bad[] = {"", " ", "127.0.0.1:2379", "http://host", "http://h:1/path",
-	                     "http://a:1,,http://b:2", "https://a:1", "http://a:1 x"};
+	const char *bad[] = {"",
+	                     " ",
+	                     "127.0.0.1:2379",
+	                     "http://host",
+	                     "http://h:1/path",
+	                     "http://a:1,,http://b:2",
+	                     "https://a:1",
+	                     "http://a:1 x"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_expect_eq(etcd_open(bad[i], 100, &e, err, sizeof(err)), -EINVAL, "'%s'", bad[i]);
 	cr_assert_eq(etcd_open(" http://a:1 , http://b:2 ", 100, &e, err, sizeof(err)), 0, "%s",
@@ -307,8 +312,7 @@ Test(cluster, watch_prefix)
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, put_later, &p), 0);
 	t0 = bo_clock_ms();
-	cr_expect_eq(etcd_watch_prefix(e, "/w/", rev, 10000, &got, err, sizeof(err)), 1, "%s",
-	             err);
+	cr_expect_eq(etcd_watch_prefix(e, "/w/", rev, 10000, &got, err, sizeof(err)), 1, "%s", err);
 	took = bo_clock_ms() - t0;
 	pthread_join(th, NULL);
 	cr_assert_eq(p.rc, 0);
@@ -317,8 +321,7 @@ Test(cluster, watch_prefix)
 	cr_expect_eq(got, put_rev);
 
 	/* A change already made after the revision is found from history. */
-	cr_expect_eq(etcd_watch_prefix(e, "/w/", rev, 5000, &got, err, sizeof(err)), 1, "%s",
-	             err);
+	cr_expect_eq(etcd_watch_prefix(e, "/w/", rev, 5000, &got, err, sizeof(err)), 1, "%s", err);
 	cr_expect_eq(got, put_rev);
 	/* And from the change's own revision on, nothing new: timeout. */
 	cr_expect_eq(etcd_watch_prefix(e, "/w/", put_rev, 300, &got, err, sizeof(err)), 0, "%s",
@@ -423,8 +426,9 @@ static void read_request(int fd)
 		buf[len] = '\0';
 		char *end = strstr(buf, "\r\n\r\n");
 		const char *cl_hdr = strcasestr(buf, "Content-Length:");
-		if (end != NULL && (cl_hdr == NULL ||
-		                    (size_t)(end + 4 - buf) + strtoul(cl_hdr + 15, NULL, 10) <= len))
+		if (end != NULL &&
+		    (cl_hdr == NULL ||
+		     (size_t)(end + 4 - buf) + strtoul(cl_hdr + 15, NULL, 10) <= len))
 			return;
 		if (len == sizeof(buf) - 1)
 			return;
@@ -515,31 +519,32 @@ Test(cluster, malformed_answers_are_refused)
 	int64_t mod = 0;
 
 	/* The control: a well-formed answer is read (the fake is heard). */
-	fake_answer(&f, 200, "{" HDR ",\"kvs\":[{\"key\":\"YQ==\",\"value\":\"MQ==\","
-	                     "\"mod_revision\":\"3\"}],\"count\":\"1\"}");
+	fake_answer(&f, 200,
+	            "{" HDR ",\"kvs\":[{\"key\":\"YQ==\",\"value\":\"MQ==\","
+	            "\"mod_revision\":\"3\"}],\"count\":\"1\"}");
 	cr_assert_eq(etcd_get(e, "a", &v, &len, &mod, err, sizeof(err)), 1, "%s", err);
 	cr_expect_str_eq(v, "1");
 	cr_expect_eq(mod, 3);
 	free(v);
 
 	const char *bad_get[] = {
-		"hello",
-		"",
-		"{" HDR ",\"kvs\":[{\"key\":\"YQ==\",\"val",             /* truncated */
-		"[1,2]",                                                 /* not an object */
-		"{\"kvs\":[]}",                                          /* no header */
-		"{\"header\":{\"revision\":\"abc\"}}",                   /* not a number */
-		"{\"header\":{\"revision\":\"99999999999999999999\"}}",  /* overflows */
-		"{\"header\":{\"revision\":true}}",                      /* wrong type */
-		"{" HDR ",\"kvs\":\"x\"}",                               /* kvs not an array */
-		"{" HDR ",\"kvs\":[7]}",                                 /* kv not an object */
-		"{" HDR ",\"kvs\":[{\"key\":\"!!!!\",\"mod_revision\":\"2\"}]}", /* bad base64 */
-		"{" HDR ",\"kvs\":[{\"key\":\"YQ=\",\"mod_revision\":\"2\"}]}",  /* bad length */
-		"{" HDR ",\"kvs\":[{\"key\":\"YR==\",\"mod_revision\":\"2\"}]}", /* not canonical */
-		"{" HDR ",\"kvs\":[{\"key\":\"YQ==\",\"value\":5,\"mod_revision\":\"2\"}]}",
-		"{" HDR ",\"kvs\":[{\"key\":\"YQ==\"}]}",                /* no mod_revision */
-		"{" HDR ",\"kvs\":[{\"key\":\"Yg==\",\"mod_revision\":\"2\"}]}", /* another key */
-		"{" HDR ",\"kvs\":[{\"key\":\"YQBh\",\"mod_revision\":\"2\"}]}", /* NUL in key */
+	        "hello",
+	        "",
+	        "{" HDR ",\"kvs\":[{\"key\":\"YQ==\",\"val",            /* truncated */
+	        "[1,2]",                                                /* not an object */
+	        "{\"kvs\":[]}",                                         /* no header */
+	        "{\"header\":{\"revision\":\"abc\"}}",                  /* not a number */
+	        "{\"header\":{\"revision\":\"99999999999999999999\"}}", /* overflows */
+	        "{\"header\":{\"revision\":true}}",                     /* wrong type */
+	        "{" HDR ",\"kvs\":\"x\"}",                              /* kvs not an array */
+	        "{" HDR ",\"kvs\":[7]}",                                /* kv not an object */
+	        "{" HDR ",\"kvs\":[{\"key\":\"!!!!\",\"mod_revision\":\"2\"}]}", /* bad base64 */
+	        "{" HDR ",\"kvs\":[{\"key\":\"YQ=\",\"mod_revision\":\"2\"}]}",  /* bad length */
+	        "{" HDR ",\"kvs\":[{\"key\":\"YR==\",\"mod_revision\":\"2\"}]}", /* not canonical */
+	        "{" HDR ",\"kvs\":[{\"key\":\"YQ==\",\"value\":5,\"mod_revision\":\"2\"}]}",
+	        "{" HDR ",\"kvs\":[{\"key\":\"YQ==\"}]}", /* no mod_revision */
+	        "{" HDR ",\"kvs\":[{\"key\":\"Yg==\",\"mod_revision\":\"2\"}]}", /* another key */
+	        "{" HDR ",\"kvs\":[{\"key\":\"YQBh\",\"mod_revision\":\"2\"}]}", /* NUL in key */
 	};
 	for (size_t i = 0; i < sizeof(bad_get) / sizeof(bad_get[0]); i++) {
 		fake_answer(&f, 200, bad_get[i]);
@@ -551,8 +556,9 @@ Test(cluster, malformed_answers_are_refused)
 	}
 
 	/* Error statuses: etcd's error body is mapped; anything else is -EPROTO. */
-	fake_answer(&f, 503, "{\"error\":\"etcdserver: no leader\",\"message\":"
-	                     "\"etcdserver: no leader\",\"code\":14}");
+	fake_answer(&f, 503,
+	            "{\"error\":\"etcdserver: no leader\",\"message\":"
+	            "\"etcdserver: no leader\",\"code\":14}");
 	cr_expect_eq(etcd_put(e, "a", "1", 1, 0, err, sizeof(err)), -EAGAIN, "%s", err);
 	cr_expect(strstr(err, "no leader") != NULL, "%s", err);
 	fake_answer(&f, 500, "oops");
@@ -590,15 +596,17 @@ Test(cluster, malformed_answers_are_refused)
 	cr_expect_eq(etcd_watch_prefix(e, "a", 4, 1000, &rev, err, sizeof(err)), -EPROTO, "%s",
 	             err);
 	/* History compacted past the revision: a change (the caller re-reads). */
-	fake_answer(&f, 200, "{\"result\":{" HDR ",\"created\":true}}\n{\"result\":{" HDR
-	                     ",\"canceled\":true,\"compact_revision\":\"4\"}}\n");
+	fake_answer(&f, 200,
+	            "{\"result\":{" HDR ",\"created\":true}}\n{\"result\":{" HDR
+	            ",\"canceled\":true,\"compact_revision\":\"4\"}}\n");
 	cr_expect_eq(etcd_watch_prefix(e, "a", 2, 1000, &rev, err, sizeof(err)), 1, "%s", err);
 	cr_expect_eq(rev, 4);
 	fake_answer(&f, 200, "{\"result\":{" HDR ",\"canceled\":true}}\n");
 	cr_expect_eq(etcd_watch_prefix(e, "a", 2, 1000, &rev, err, sizeof(err)), -EIO, "%s", err);
 	/* The control: an event is read. */
-	fake_answer(&f, 200, "{\"result\":{" HDR ",\"created\":true}}\n{\"result\":{" HDR
-	                     ",\"events\":[{\"kv\":{\"key\":\"YQ==\",\"mod_revision\":\"5\"}}]}}\n");
+	fake_answer(&f, 200,
+	            "{\"result\":{" HDR ",\"created\":true}}\n{\"result\":{" HDR
+	            ",\"events\":[{\"kv\":{\"key\":\"YQ==\",\"mod_revision\":\"5\"}}]}}\n");
 	cr_expect_eq(etcd_watch_prefix(e, "a", 4, 1000, &rev, err, sizeof(err)), 1, "%s", err);
 	cr_expect_eq(rev, 5);
 
@@ -641,7 +649,8 @@ Test(cluster, quorum_loss_is_an_error_not_a_hang, .timeout = 120)
 	int64_t bound = bo_clock_ms() + 15000;
 	while ((rc = etcd_put(e, "/q", "p", 1, 0, err, sizeof(err))) < 0)
 		cr_assert_lt(bo_clock_ms(), bound, "no progress without the hung member: %s", err);
-	cr_log_info("progress without the hung member after %lld ms", (long long)(bo_clock_ms() - t0));
+	cr_log_info("progress without the hung member after %lld ms",
+	            (long long)(bo_clock_ms() - t0));
 	cr_assert_eq(tetcd_resume(&cl, 0), 0);
 
 	cr_assert_eq(tetcd_kill(&cl, 1), 0);

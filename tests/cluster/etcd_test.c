@@ -11,7 +11,8 @@
  *  - a fake HTTP server in a thread answering garbage, truncated JSON, wrong
  *    types, bad base64, error statuses and silence: each is a clean -EPROTO
  *    (or -ETIMEDOUT within the budget), never a crash; a well-formed answer
- *    is accepted (so the fake server itself is proven to be read);
+ *    is accepted (so the fake server itself is proven to be read); every
+ *    cut of a valid answer and 300 seeded random damages of it end cleanly;
  *  - a 3-member cluster losing 2 members: a put is an error within
  *    timeout_ms plus slack, not a hang.
  * Without an etcd binary the real-etcd tests skip loudly.
@@ -619,6 +620,58 @@ Test(cluster, malformed_answers_are_refused)
 	cr_expect_geq(took, 900, "gave it its time (%lld ms)", (long long)took);
 	cr_expect_eq(etcd_watch_prefix(e, "a", 4, 500, &rev, err, sizeof(err)), -ETIMEDOUT,
 	             "a watch never created is no 'nothing changed': %s", err);
+	fake_stop(&f);
+	finish(e);
+}
+
+/* Every cut of a valid answer, and random byte changes in it, give a clean
+ * result (read, missing, or an error with a message), never a crash or a
+ * sanitizer report; every cut is refused. Seeded: the failing seed and
+ * answer are printed. */
+Test(cluster, damaged_answers_never_crash)
+{
+	fake f;
+	fake_start(&f);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", f.port);
+	etcd *e = NULL;
+	cr_assert_eq(etcd_open(url, 1000, &e, err, sizeof(err)), 0, "%s", err);
+	const char *good = "{" HDR ",\"kvs\":[{\"key\":\"YQ==\",\"create_revision\":\"2\","
+	                   "\"mod_revision\":\"3\",\"version\":\"2\",\"value\":\"aGVsbG8=\","
+	                   "\"lease\":\"7\"}],\"count\":\"1\"}";
+	size_t good_len = strlen(good);
+	char body[512];
+	char *v = NULL;
+	size_t len = 0;
+	for (size_t cut = 0; cut < good_len; cut++) {
+		memcpy(body, good, cut);
+		body[cut] = '\0';
+		fake_answer(&f, 200, body);
+		cr_assert_eq(etcd_get(e, "a", &v, &len, NULL, err, sizeof(err)), -EPROTO,
+		             "cut at %zu: %s", cut, body);
+	}
+	uint64_t seed = 0x5eed0001u;
+	for (int round = 0; round < 300; round++) {
+		memcpy(body, good, good_len + 1);
+		uint64_t x = seed + (uint64_t)round * 0x9e3779b97f4a7c15u;
+		for (int k = 0; k < 1 + round % 4; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			/* Printable changes, so the fake's text stays a C string. */
+			body[x % good_len] = (char)(0x20 + (x >> 32) % 0x5f);
+		}
+		fake_answer(&f, 200, body);
+		v = NULL;
+		int rc = etcd_get(e, "a", &v, &len, NULL, err, sizeof(err));
+		cr_assert(rc == 1 || rc == 0 || rc == -EPROTO, "round %d (seed %#llx): %d for %s",
+		          round, (unsigned long long)seed, rc, body);
+		if (rc == 1) {
+			cr_assert_eq(v[len], '\0');
+			free(v);
+		} else {
+			cr_assert_null(v);
+		}
+		cr_assert(rc >= 0 || err[0] != '\0', "a message for round %d", round);
+	}
 	fake_stop(&f);
 	finish(e);
 }

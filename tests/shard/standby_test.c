@@ -33,6 +33,9 @@
  *     first 60 records; a cut beyond the end is -ERANGE and changes
  *     nothing; reopened as a standby it replicates 61.. of another
  *     primary's history (an EPOCH record first) and ends equal to it.
+ *  7. A writer whose output ring is full of results the floor holds
+ *     stops taking input (its input ring stays full), publishes nothing,
+ *     and is woken by the floor's move: every result then comes out.
  *
  * The journals run without fdatasync (what is tested is the replication
  * logic; durability is still what the shard publishes), on a test clock.
@@ -40,6 +43,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -805,4 +809,56 @@ Test(standby, cut_after_then_rejoin_as_standby)
 	recs_free(&v);
 	node_free(&p);
 	node_free(&ref);
+}
+
+/* ---- 7. A writer blocked by the floor (output ring full) --------------------- */
+
+/* With the floor held, the writer fills the output ring with held results
+ * and waits for the floor (not for the disk, not spinning): it stops
+ * taking input; moving the floor wakes it and every result comes out. */
+Test(standby, a_full_output_ring_waits_for_the_floor)
+{
+	node p;
+	node_new(&p, "bo-standby-full", 0, 51);
+	create_events(&p);
+	const uint64_t X = shard_durable_seq(p.s);
+	shard_set_sync_floor(p.s, X);
+	const shard_config *cfg = shard_get_config(p.s);
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	/* Submit until the input ring stays full for 200 ms: the writer has
+	 * filled its output ring with held results and waits for the floor
+	 * (what the 200 ms decide is only when to stop submitting). */
+	uint32_t total = 0;
+	int64_t busy_since = 0;
+	for (;;) {
+		cr_assert_lt(bo_clock_ms(), deadline, "the writer never blocked (%u submitted)", total);
+		uint32_t seat = 0;
+		bo_cmd c = tcmd_hold_seats(10 + total % 7, p.g.request + 1, TSTREAM_EVENT_FIRST, &seat, 1, 600000);
+		if (shard_submit(p.s, &c, NULL, 1) == 0) {
+			p.g.request++;
+			total++;
+			busy_since = 0;
+			continue;
+		}
+		if (busy_since == 0)
+			busy_since = bo_clock_ms();
+		else if (bo_clock_ms() - busy_since > 200)
+			break;
+		usleep(1000);
+	}
+	cr_assert_gt(total, cfg->in_slots, "%u submitted", total);
+	shard_stats st;
+	shard_stats_get(p.s, &st);
+	cr_assert_eq(st.in_depth, cfg->in_slots);
+	uint64_t seqs[SHARD_OUT_POLL_MAX];
+	cr_assert_eq(take_outputs(&p, seqs, SHARD_OUT_POLL_MAX, 20), 0, "a held output was published");
+	cr_assert_eq(shard_released_seq(p.s), X);
+	shard_set_sync_floor(p.s, UINT64_MAX);
+	uint32_t got = 0;
+	while (got < total) {
+		cr_assert_lt(bo_clock_ms(), deadline, "%u of %u results", got, total);
+		got += take_outputs(&p, seqs, SHARD_OUT_POLL_MAX, 100);
+	}
+	cr_assert_eq(shard_released_seq(p.s), X + total);
+	node_free(&p);
 }

@@ -191,7 +191,14 @@ int shard_start(shard *s);
  * write it, put the file in place, prune) and joins it too. The
  * output ring must keep being drained until this returns (the writer waits
  * for room there; it never drops a record). Producers must have stopped
- * submitting. Idempotent; a stopped shard may be started again. */
+ * submitting. Idempotent; a stopped shard may be started again.
+ * With the sync floor holding outputs back (a standby has not confirmed
+ * them), the stop does not wait for it: those results are answered
+ * BO_NOT_PRIMARY (seq 0) and their expiries become SHARD_OUT_VOID, as
+ * shard_fence does, and the shard stays fenced if started again (a primary
+ * that could not confirm cannot acknowledge; the client's retry with the
+ * same request id finds the result wherever the record survived). A
+ * standby's shard_replicate waiting meanwhile gets -ESHUTDOWN. */
 void shard_stop(shard *s);
 
 /* Stops the shard if needed and frees everything. */
@@ -277,9 +284,11 @@ const bo_hist *shard_sync_hist(const shard *s);
  * 0) and instead appends, through shard_replicate(), the records its
  * primary made durable, re-executing each one into its engine exactly as
  * recovery does (verified: a record whose recorded result differs is
- * refused), with the same group commit. Its journal is then a byte-equal
- * copy of the primary's records: same sequence, timestamps, payloads and
- * so the same checksums (the hash chain is a function of them).
+ * refused), with the same group commit. Its journal then holds the
+ * primary's records: same sequence, timestamps and payloads, so the same
+ * CONTENT checksums (journal_record.checksum; the on-disk checksum and
+ * chain also cover how each side grouped its records into write units,
+ * which differs, so replication compares content checksums).
  *
  * Epochs: the control plane numbers each primary term (1, 2, ...). A
  * shard's epoch is the highest epoch it has journaled: shard_promote()
@@ -301,6 +310,11 @@ const bo_hist *shard_sync_hist(const shard *s);
  * or below the sync floor). Never decreases. Thread-safe. Equals
  * shard_durable_seq() while the floor is UINT64_MAX. */
 uint64_t shard_released_seq(const shard *s);
+
+/* shard_durable_wait for the released sequence: waits until it exceeds
+ * `seq` (same outcomes, -ESHUTDOWN when the shard failed). The database
+ * committer's wait (follower_open_released). Thread-safe. */
+int shard_released_wait(const shard *s, uint64_t seq, int64_t timeout_ns, uint64_t *released /* OUT */);
 
 /* Sets the sync floor (see above): outputs of records after `seq` wait.
  * May move either way (a standby dropped: UINT64_MAX; a standby added:
@@ -336,8 +350,13 @@ int shard_is_standby(const shard *s);
 int shard_replicate(shard *s, uint64_t epoch, uint64_t prev_checksum, const journal_record *records, uint32_t n,
 		    char *err, size_t errlen);
 
-/* The last journaled record: its sequence and checksum (0, 0 when the
- * journal is empty; the chain seed after a pruned head). Thread-safe. */
+/* The last journaled record: its sequence and content checksum
+ * (journal_record.checksum; what shard_replicate compares prev_checksum
+ * with). (0, 0) when the journal is empty; after a pruned head, the
+ * checksum of the snapshot's record, which recovery reads (0 in the one
+ * case it cannot: the remaining segments start right after the snapshot
+ * and hold nothing yet). Updated by the writer once per batch or
+ * replicated run. Thread-safe. */
 void shard_last_record(const shard *s, uint64_t *seq /* OUT */, uint64_t *checksum /* OUT */);
 
 /* Standby -> primary for term `epoch` (> shard_epoch(s)): the writer

@@ -536,7 +536,7 @@ static void retry_schedule(retry *r, uint32_t from, const wire_reply_info *info)
 	/* Later batches follow the last answer, unless another one moved it. */
 	uint32_t expect = from;
 	atomic_compare_exchange_strong_explicit(&c->home, &expect, (uint32_t)t,
-	                                        memory_order_relaxed, memory_order_relaxed);
+	                                        memory_order_release, memory_order_relaxed);
 	r->resends++;
 	atomic_fetch_add_explicit(&c->st_retries, 1, memory_order_relaxed);
 	r->phase = RETRY_WAIT;
@@ -801,7 +801,7 @@ static void slot_send(slot *s)
 		slot_release(s);
 		return;
 	}
-	uint32_t t = atomic_load_explicit(&c->home, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->home, memory_order_acquire);
 	if (!(s->ctx_open & (1u << t))) {
 		if ((rv = nng_ctx_open(&s->ctx[t], c->targets[t].sock)) != 0) {
 			slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
@@ -1385,7 +1385,7 @@ static int status_round_trip_to(boc_client *c, uint32_t t, const msgpack_sbuffer
 static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg **reply, char *why,
                              size_t whylen)
 {
-	return status_round_trip_to(c, atomic_load_explicit(&c->home, memory_order_relaxed), req, reply,
+	return status_round_trip_to(c, atomic_load_explicit(&c->home, memory_order_acquire), req, reply,
 	                            why, whylen);
 }
 
@@ -1554,7 +1554,7 @@ int boc_switchover(boc_client *c, uint32_t shard, uint32_t to, int *status, char
 	msgpack_sbuffer_init(&sb);
 	if (rv == 0 && wire_encode_switchover_request(shard, to, &sb) != 0)
 		rv = BOC_ERR_NOMEM;
-	uint32_t t = atomic_load_explicit(&c->home, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->home, memory_order_acquire);
 	/* Only the shard's primary can hand it over: follow not_primary. */
 	for (uint32_t attempt = 0; rv == 0; attempt++) {
 		nng_msg *reply = NULL;

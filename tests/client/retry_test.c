@@ -42,10 +42,10 @@
 /* ---- Stub servers ---------------------------------------------------------- */
 
 enum stub_mode {
-	STUB_OK,          /* every command ok */
-	STUB_NP_NAMED,    /* every command not_primary, naming `primary` */
-	STUB_NP_WHOLE,    /* one message-level not_primary naming `primary` */
-	STUB_NP_UNKNOWN,  /* every command not_primary, no primary named */
+	STUB_OK,         /* every command ok */
+	STUB_NP_NAMED,   /* every command not_primary, naming `primary` */
+	STUB_NP_WHOLE,   /* one message-level not_primary naming `primary` */
+	STUB_NP_UNKNOWN, /* every command not_primary, no primary named */
 };
 
 #define SEEN_MAX 256u
@@ -61,8 +61,8 @@ typedef struct stub {
 	uint32_t seen;                  /* commands received */
 	uint64_t seen_client[SEEN_MAX]; /* their ids, in order */
 	uint64_t seen_request[SEEN_MAX];
-	uint64_t seen_epoch[SEEN_MAX];  /* the message's "epoch" */
-	uint32_t switchovers;           /* switchover requests */
+	uint64_t seen_epoch[SEEN_MAX]; /* the message's "epoch" */
+	uint32_t switchovers;          /* switchover requests */
 	wire_admin_args last_switchover;
 	bo_cmd cmds[64];
 	wire_cmd_error errs[64];
@@ -101,7 +101,8 @@ static int stub_admin(stub *s, nng_msg *req, msgpack_sbuffer *sb)
 		if (s->mode == STUB_OK)
 			cr_assert_eq(wire_encode_ok(sb), 0);
 		else
-			cr_assert_eq(wire_encode_not_primary(&s->primary, "ask the primary", sb), 0);
+			cr_assert_eq(wire_encode_not_primary(&s->primary, "ask the primary", sb),
+			             0);
 	}
 	stub_send(s, sb);
 	return 1;
@@ -426,7 +427,8 @@ Test(retry, switchover_follows_not_primary_and_cluster_status, .timeout = 60)
 		s->released_seq = 98;
 	}
 	stub_cluster.shards[0].standby_count = 1;
-	stub_cluster.shards[0].standbys[0] = (wire_standby_status){.node = 1, .acked_seq = 95, .lag_records = 5};
+	stub_cluster.shards[0].standbys[0] =
+	        (wire_standby_status){.node = 1, .acked_seq = 95, .lag_records = 5};
 	boc_cluster_report rep;
 	cr_assert_eq(boc_cluster_status(c, &rep, text, sizeof(text)), 0, "%s", text);
 	cr_assert_eq(rep.status, BO_OK);

@@ -664,6 +664,15 @@ static void retry_aio_cb(void *arg)
 			return;
 		}
 		nng_msg *msg = nng_aio_get_msg(r->aio);
+		if (msg == NULL) {
+			/* nng 1.5.2 completed a receive with success and no
+			 * message (seen against a SIGSTOPped server, on the first
+			 * resend after a timeout; tests/cluster/faults.py
+			 * pause_primary). Not a reply: resend like a timeout. */
+			retry_note(r, BOC_ERR_TIMEOUT, NULL, "no reply from the server");
+			retry_schedule(r, r->target, NULL);
+			return;
+		}
 		nng_aio_set_msg(r->aio, NULL);
 		retry_reply(r, msg);
 		nng_msg_free(msg);

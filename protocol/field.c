@@ -148,3 +148,46 @@ int field_dup_key(const char *name, wire_cmd_error *e)
 	field_fail(e, BO_INVALID, BO_D_NONE, "key '%s' given twice", name);
 	return -1;
 }
+
+int field_primary(mpack_cur *c, const char *name, wire_primary *p, wire_cmd_error *e)
+{
+	int64_t pairs = field_map(c, name, e);
+	if (pairs < 0)
+		return -1;
+	int has_node = 0, has_address = 0;
+	for (int64_t i = 0; i < pairs; i++) {
+		mpack_tok k, s;
+		uint64_t v;
+		if (field_key(c, name, &k, e) < 0)
+			return -1;
+		int is_node = mpack_str_is(&k, "node"), is_address = mpack_str_is(&k, "address");
+		if ((is_node && has_node) || (is_address && has_address))
+			return field_dup_key(is_node ? "node" : "address", e);
+		if (is_node) {
+			if (field_uint(c, "node", UINT32_MAX, BO_D_NONE, &v, e) < 0)
+				return -1;
+			p->node = (uint32_t)v;
+			has_node = 1;
+		} else if (is_address) {
+			if (field_str(c, "address", &s, e) < 0)
+				return -1;
+			if (s.n == 0 || s.n >= WIRE_ADDRESS_LEN_MAX) {
+				field_fail(e, BO_INVALID, BO_D_NONE,
+				           "'%s'.address has %" PRIu32 " bytes, must be 1..%u", name,
+				           s.n, WIRE_ADDRESS_LEN_MAX - 1);
+				return -1;
+			}
+			memcpy(p->address, s.data, s.n);
+			p->address[s.n] = '\0';
+			has_address = 1;
+		} else {
+			mpack_skip(c); /* a newer server's key */
+		}
+	}
+	if (!has_node || !has_address) {
+		field_fail(e, BO_INVALID, BO_D_NONE, "'%s' needs 'node' and 'address'", name);
+		return -1;
+	}
+	p->known = 1;
+	return 0;
+}

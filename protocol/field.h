@@ -57,4 +57,10 @@ int field_key(mpack_cur *c, const char *where, mpack_tok *k /* OUT */, wire_cmd_
 int field_unknown_key(const mpack_tok *k, const char *where, wire_cmd_error *e);
 int field_dup_key(const char *name, wire_cmd_error *e);
 
+/* Reads a not_primary reply's "primary": {"node": uint32, "address": a
+ * string of 1..WIRE_ADDRESS_LEN_MAX-1 bytes} (other keys skipped) into
+ * p->node/address and sets p->known. An address is never truncated: a
+ * longer one fails. Returns 0 or -1. */
+int field_primary(mpack_cur *c, const char *name, wire_primary *p /* OUT */, wire_cmd_error *e);
+
 #endif /* BO_PROTOCOL_FIELD_H */

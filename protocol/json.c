@@ -191,6 +191,13 @@ static int mp_reply(const char *mp, size_t len, uint32_t retry_ms, msgpack_sbuff
 int json_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32_t count,
                         int is_array, msgpack_sbuffer *out)
 {
+	return json_encode_replies_primary(res, errs, NULL, count, is_array, out);
+}
+
+int json_encode_replies_primary(const bo_result *res, const wire_cmd_error *errs,
+                                const wire_primary *primary, uint32_t count, int is_array,
+                                msgpack_sbuffer *out)
+{
 	assert(out != NULL && (res != NULL || count == 0));
 	assert(is_array ? count <= WIRE_BATCH_MAX : count == 1);
 	size_t start = out->size;
@@ -201,7 +208,7 @@ int json_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32
 	for (uint32_t i = 0; i < count && rc == 0 && !failed; i++) {
 		const wire_cmd_error *e = errs ? &errs[i] : NULL;
 		mp.size = 0;
-		rc = wire_encode_replies(&res[i], e, 1, 0, &mp);
+		rc = wire_encode_replies_primary(&res[i], e, primary ? &primary[i] : NULL, 1, 0, &mp);
 		if (rc < 0)
 			break;
 		int shed = res[i].status == BO_THROTTLED || res[i].status == BO_BUSY;
@@ -252,6 +259,8 @@ int json_http_status(int status)
 		return 503;
 	case BO_THROTTLED:
 		return 429;
+	case BO_NOT_PRIMARY:
+		return 421; /* Misdirected Request: ask the server the reply names */
 	default:
 		return 500; /* not a bo_status: a bug upstream, never a client's fault */
 	}

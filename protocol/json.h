@@ -59,13 +59,21 @@ int json_decode_request(const char *body, size_t len, int shape, bo_cmd *cmds /*
 int json_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32_t count,
                         int is_array, msgpack_sbuffer *out);
 
+/* As json_encode_replies, and a not_primary reply i carries "epoch" and
+ * "primary" from primary[i] (primary may be NULL), as
+ * wire_encode_replies_primary. */
+int json_encode_replies_primary(const bo_result *res, const wire_cmd_error *errs,
+                                const wire_primary *primary, uint32_t count, int is_array,
+                                msgpack_sbuffer *out);
+
 /* Appends {"status": ..., "detail": ..., "error": text} (a message-level
  * error: detail "malformed" for BO_INVALID, "none" otherwise). */
 int json_encode_error(int status, const char *text, msgpack_sbuffer *out);
 
 /* The HTTP status for a reply of status `status` (bo_status):
  * ok 200, taken 409, conflict 409, expired 410, not_found 404, invalid 400,
- * limit 422, busy 503, throttled 429. A batch is answered 200 whatever its
+ * limit 422, busy 503, throttled 429, not_primary 421 (Misdirected
+ * Request). A batch is answered 200 whatever its
  * commands' statuses (each reply has its own). */
 int json_http_status(int status);
 

@@ -18,6 +18,10 @@
  * "retry_after_ms" (bo_result.retry_after_ms, set by the gateway) is written
  * on busy/throttled replies that have a hint (non-zero) and read back on
  * those statuses only, by the same rule.
+ *
+ * "epoch" and "primary" (wire_primary, given beside the results by the
+ * gateway) are written on not_primary replies only, after every other key,
+ * and read back into wire_reply_info.primary on that status only.
  */
 #include "wire.h"
 
@@ -44,6 +48,8 @@ static const char *status_text(int status)
 		return "server busy, retry later";
 	case BO_THROTTLED:
 		return "event throttled, retry later";
+	case BO_NOT_PRIMARY:
+		return "this server is not the primary of the shard";
 	default:
 		return bo_status_str(status);
 	}
@@ -71,6 +77,8 @@ enum rkey {
 	R_AVAIL,
 	R_SEQ, /* queries answered by the read model: bo_result.view_seq */
 	R_RETRY, /* busy/throttled with a hint: bo_result.retry_after_ms */
+	R_EPOCH,   /* not_primary: wire_primary.epoch */
+	R_PRIMARY, /* not_primary with a known primary: {"node", "address"} */
 	R_COUNT
 };
 
@@ -92,6 +100,7 @@ static const char *const rkey_names[R_COUNT] = {
         "status",   "detail",   "error",  "op",      "client",        "request",
         "event",    "replayed", "hold",   "booking", "expires_at_ms", "seats",
         "quantity", "pool",     "states", "avail",   "seq",           "retry_after_ms",
+        "epoch",    "primary",
 };
 
 /* ---- Reply encoding (server side) ---------------------------------------- */
@@ -212,7 +221,7 @@ static int pk_rvalue(msgpack_packer *pk, int k, const bo_result *r)
 		return msgpack_pack_uint64(pk, r->view_seq);
 	case R_RETRY:
 		return msgpack_pack_uint32(pk, r->retry_after_ms);
-	default:
+	default: /* R_EPOCH, R_PRIMARY: pk_primary */
 		assert(!"every reply key is handled");
 		return -1;
 	}
@@ -230,20 +239,48 @@ static int is_shed(int status)
 	return status == BO_BUSY || status == BO_THROTTLED;
 }
 
-static int pk_result(msgpack_packer *pk, const bo_result *r)
+/* A primary is encodable when unknown, or known with a non-empty
+ * NUL-terminated address. */
+static int primary_encodable(const wire_primary *p)
+{
+	return !p || !p->known ||
+	       (p->address[0] != '\0' && memchr(p->address, '\0', sizeof(p->address)) != NULL);
+}
+
+/* The not_primary keys (present: RB(R_EPOCH) and maybe RB(R_PRIMARY)). */
+static int pk_primary(msgpack_packer *pk, uint32_t present, const wire_primary *p)
+{
+	int rc = 0;
+	if (present & RB(R_EPOCH))
+		rc |= pack_kv_u64(pk, rkey_names[R_EPOCH], p ? p->epoch : 0);
+	if (present & RB(R_PRIMARY))
+		rc |= pack_str(pk, rkey_names[R_PRIMARY]) | msgpack_pack_map(pk, 2) |
+		      pack_kv_u64(pk, "node", p->node) | pack_kv_str(pk, "address", p->address);
+	return rc;
+}
+
+/* The keys a not_primary reply adds. */
+static uint32_t primary_keys(int status, const wire_primary *p)
+{
+	if (status != BO_NOT_PRIMARY)
+		return 0;
+	return RB(R_EPOCH) | (p && p->known ? RB(R_PRIMARY) : 0);
+}
+
+static int pk_result(msgpack_packer *pk, const bo_result *r, const wire_primary *p)
 {
 	int op_ok = r->op > BO_OP_NONE && r->op < BO_OP_COUNT;
 	uint32_t present = RB(R_STATUS) | RB(R_CLIENT) | RB(R_REQUEST) | RB(R_EVENT) |
 	                   (op_ok ? RB(R_OP) : 0) | (r->replayed ? RB(R_REPLAYED) : 0) |
 	                   (is_query(r->op) && r->view_seq != 0 ? RB(R_SEQ) : 0) |
 	                   (is_shed(r->status) && r->retry_after_ms != 0 ? RB(R_RETRY) : 0) |
-	                   reply_keys(r);
+	                   reply_keys(r) | primary_keys(r->status, p);
 	int rc = msgpack_pack_map(pk, (size_t)__builtin_popcount(present));
-	for (int k = 0; k < R_COUNT; k++) {
+	for (int k = 0; k < R_EPOCH; k++) {
 		if (present & RB(k))
 			rc |= pack_str(pk, rkey_names[k]) | pk_rvalue(pk, k, r);
 	}
-	return rc;
+	return rc | pk_primary(pk, present, p);
 }
 
 static int pk_cmd_error(msgpack_packer *pk, const wire_cmd_error *e)
@@ -258,13 +295,21 @@ static int pk_cmd_error(msgpack_packer *pk, const wire_cmd_error *e)
 int wire_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32_t count,
                         int is_array, msgpack_sbuffer *out)
 {
+	return wire_encode_replies_primary(res, errs, NULL, count, is_array, out);
+}
+
+int wire_encode_replies_primary(const bo_result *res, const wire_cmd_error *errs,
+                                const wire_primary *primary, uint32_t count, int is_array,
+                                msgpack_sbuffer *out)
+{
 	assert(out != NULL && (res != NULL || count == 0));
 	assert(is_array ? count <= WIRE_BATCH_MAX : count == 1);
 	for (uint32_t i = 0; i < count; i++) {
 		if (errs && errs[i].status != BO_OK) {
 			if (errs[i].status >= BO_STATUS_COUNT)
 				return -EINVAL;
-		} else if (!result_encodable(&res[i])) {
+		} else if (!result_encodable(&res[i]) ||
+		           !primary_encodable(primary ? &primary[i] : NULL)) {
 			return -EINVAL;
 		}
 	}
@@ -276,7 +321,7 @@ int wire_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32
 		if (errs && errs[i].status != BO_OK)
 			failed |= pk_cmd_error(&pk, &errs[i]);
 		else
-			failed |= pk_result(&pk, &res[i]);
+			failed |= pk_result(&pk, &res[i], primary ? &primary[i] : NULL);
 	}
 	return pack_finish(out, start, failed);
 }
@@ -293,6 +338,22 @@ int wire_encode_error(int status, const char *message, msgpack_sbuffer *out)
 	        status == BO_INVALID ? WIRE_DETAIL_MALFORMED : bo_detail_name(BO_D_NONE);
 	int failed = msgpack_pack_map(&pk, 3) | pack_kv_str(&pk, "status", bo_status_str(status)) |
 	             pack_kv_str(&pk, "detail", detail) | pack_kv_str(&pk, "error", message);
+	return pack_finish(out, start, failed);
+}
+
+int wire_encode_not_primary(const wire_primary *p, const char *message, msgpack_sbuffer *out)
+{
+	assert(message != NULL && out != NULL);
+	if (!primary_encodable(p))
+		return -EINVAL;
+	size_t start = out->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	uint32_t present = primary_keys(BO_NOT_PRIMARY, p);
+	int failed = msgpack_pack_map(&pk, 3 + (size_t)__builtin_popcount(present)) |
+	             pack_kv_str(&pk, "status", bo_status_str(BO_NOT_PRIMARY)) |
+	             pack_kv_str(&pk, "detail", bo_detail_name(BO_D_NONE)) |
+	             pack_kv_str(&pk, "error", message) | pk_primary(&pk, present, p);
 	return pack_finish(out, start, failed);
 }
 
@@ -552,6 +613,16 @@ static int rr_retry(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error
 	return 0;
 }
 
+static int rr_epoch(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error *e)
+{
+	return field_uint(c, name, UINT64_MAX, BO_D_NONE, &x->info->primary.epoch, e);
+}
+
+static int rr_primary(mpack_cur *c, const char *name, reply_ctx *x, wire_cmd_error *e)
+{
+	return field_primary(c, name, &x->info->primary, e);
+}
+
 static rkey_reader const rkey_readers[R_COUNT] = {
         [R_STATUS] = rr_status,     [R_DETAIL] = rr_detail,
         [R_ERROR] = rr_error,       [R_OP] = rr_op,
@@ -562,6 +633,7 @@ static rkey_reader const rkey_readers[R_COUNT] = {
         [R_QUANTITY] = rr_quantity, [R_POOL] = rr_pool,
         [R_STATES] = rr_states,     [R_AVAIL] = rr_avail,
         [R_SEQ] = rr_seq,           [R_RETRY] = rr_retry,
+        [R_EPOCH] = rr_epoch,       [R_PRIMARY] = rr_primary,
 };
 
 /* ---- Reply decoding: one reply, one message ------------------------------ */
@@ -621,6 +693,8 @@ static int decode_reply(mpack_cur *c, bo_result *r, wire_reply_info *info, wire_
 		r->view_seq = 0; /* only a query's "seq" means something */
 	if (!is_shed(r->status))
 		r->retry_after_ms = 0; /* only a shed command's hint does */
+	if (r->status != BO_NOT_PRIMARY)
+		memset(&info->primary, 0, sizeof(info->primary));
 	return 0;
 }
 

@@ -39,6 +39,9 @@
  *      map       seat map           create_event R
  *      operator  bool               release, cancel O (true: BO_CMD_F_OPERATOR,
  *                                   any client's claim; false = absent)
+ *      epoch     uint64             all O (the shard-map epoch the client
+ *                                   routed by; reported in wire_msg.epoch,
+ *                                   never changes what the command does)
  *
  *    "operator" on any other op is malformed ("does not apply"): an
  *    operator may only undo a claim, never extend or confirm another
@@ -103,6 +106,7 @@ enum key {
 	K_PAYREF,
 	K_MAP,
 	K_OPERATOR,
+	K_EPOCH, /* last: written after the others, from the caller's epoch */
 	K_COUNT
 };
 
@@ -147,6 +151,7 @@ static uint32_t op_keys(uint32_t op)
 typedef struct cmd_ctx {
 	bo_cmd *cmd;
 	mpack_cur map_at;
+	uint64_t epoch; /* "epoch", 0 when absent */
 } cmd_ctx;
 
 /* Reads the value of one key into the command; 0 or -1 (e filled). */
@@ -183,6 +188,11 @@ static int rd_client(mpack_cur *c, const char *name, cmd_ctx *x, wire_cmd_error 
 static int rd_request(mpack_cur *c, const char *name, cmd_ctx *x, wire_cmd_error *e)
 {
 	return field_uint(c, name, UINT64_MAX, BO_D_NONE, &x->cmd->request_id, e);
+}
+
+static int rd_epoch(mpack_cur *c, const char *name, cmd_ctx *x, wire_cmd_error *e)
+{
+	return field_uint(c, name, UINT64_MAX, BO_D_NONE, &x->epoch, e);
 }
 
 /* "hold" and "booking": the same claim id under the name its op uses. */
@@ -298,6 +308,7 @@ static const struct key_def {
         [K_PAYREF] = {"payref", rd_payref},
         [K_MAP] = {"map", rd_map},
         [K_OPERATOR] = {"operator", rd_operator},
+        [K_EPOCH] = {"epoch", rd_epoch},
 };
 
 /* Ops on which an operator may act on any client's claim (engine.h). */
@@ -312,6 +323,7 @@ static bool op_takes_operator(uint32_t op)
 typedef struct dec {
 	uint64_t map_seats; /* seats of the maps allocated so far in this message */
 	int nomem;          /* a map allocation failed */
+	uint64_t epoch;     /* the highest "epoch" of the commands decoded */
 } dec;
 
 /* A seat map row, first pass: its section, its seat count and, for a
@@ -611,7 +623,7 @@ static int check_keys(uint8_t op, uint32_t seen, wire_cmd_error *e)
 	uint32_t required = op_keys(op) | KB(K_OP) | KB(K_EVENT);
 	if (bo_op_mutates(op))
 		required |= KB(K_CLIENT) | KB(K_REQUEST);
-	uint32_t allowed = required | KB(K_CLIENT) | KB(K_REQUEST);
+	uint32_t allowed = required | KB(K_CLIENT) | KB(K_REQUEST) | KB(K_EPOCH);
 	if (op_takes_operator(op))
 		allowed |= KB(K_OPERATOR);
 	for (int j = 0; j < K_COUNT; j++) {
@@ -647,6 +659,8 @@ static int decode_cmd(mpack_cur *c, dec *d, bo_cmd *cmd, wire_cmd_error *e)
 			goto bad;
 		cmd->map = m;
 	}
+	if (x.epoch > d->epoch)
+		d->epoch = x.epoch;
 	return 0;
 bad:
 	memset(cmd, 0, sizeof(*cmd));
@@ -708,6 +722,7 @@ int wire_decode_request(const uint8_t *buf, size_t len, bo_cmd *cmds, wire_cmd_e
 		snprintf(out->error, sizeof(out->error), "out of memory decoding seat maps");
 		return -ENOMEM;
 	}
+	out->epoch = d.epoch;
 	return 0;
 }
 
@@ -788,26 +803,36 @@ static int pk_value(msgpack_packer *pk, int k, const bo_cmd *c)
 		return pk_seatmap(pk, c->map);
 	case K_OPERATOR:
 		return msgpack_pack_true(pk);
-	default:
+	default: /* K_EPOCH: pk_cmd */
 		assert(!"every key is handled");
 		return -1;
 	}
 }
 
-static int pk_cmd(msgpack_packer *pk, const bo_cmd *c)
+static int pk_cmd(msgpack_packer *pk, const bo_cmd *c, uint64_t epoch)
 {
 	uint32_t present = op_keys(c->op) | KB(K_OP) | KB(K_EVENT) | KB(K_CLIENT) | KB(K_REQUEST);
 	if (c->flags & BO_CMD_F_OPERATOR)
 		present |= KB(K_OPERATOR); /* only when set: the server's default */
+	if (epoch != 0)
+		present |= KB(K_EPOCH);
 	int rc = msgpack_pack_map(pk, (size_t)__builtin_popcount(present));
-	for (int k = 0; k < K_COUNT; k++) {
+	for (int k = 0; k < K_EPOCH; k++) {
 		if (present & KB(k))
 			rc |= pack_str(pk, keys[k].name) | pk_value(pk, k, c);
 	}
+	if (present & KB(K_EPOCH))
+		rc |= pack_kv_u64(pk, keys[K_EPOCH].name, epoch);
 	return rc;
 }
 
 int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sbuffer *out)
+{
+	return wire_encode_request_epoch(cmds, n, as_array, 0, out);
+}
+
+int wire_encode_request_epoch(const bo_cmd *cmds, uint32_t n, int as_array, uint64_t epoch,
+                              msgpack_sbuffer *out)
 {
 	assert(out != NULL && (cmds != NULL || n == 0));
 	if (as_array ? n > WIRE_BATCH_MAX : n != 1)
@@ -829,7 +854,7 @@ int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sb
 	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
 	int failed = as_array ? msgpack_pack_array(&pk, n) : 0;
 	for (uint32_t i = 0; i < n; i++)
-		failed |= pk_cmd(&pk, &cmds[i]);
+		failed |= pk_cmd(&pk, &cmds[i], epoch);
 	if (!failed && out->size - start > WIRE_MSG_MAX) {
 		out->size = start;
 		return -EINVAL; /* the server would refuse it */

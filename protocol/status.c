@@ -27,6 +27,17 @@
 
 #define ADMIN_OP_SERVER_STATUS "server_status"
 #define ADMIN_OP_EVENT_STATE "event_state"
+#define ADMIN_OP_CLUSTER_STATUS "cluster_status"
+#define ADMIN_OP_SWITCHOVER "switchover"
+
+/* The admin ops by wire_admin. */
+static const char *const admin_op_names[] = {
+        [WIRE_ADMIN_SERVER_STATUS] = ADMIN_OP_SERVER_STATUS,
+        [WIRE_ADMIN_EVENT_STATE] = ADMIN_OP_EVENT_STATE,
+        [WIRE_ADMIN_CLUSTER_STATUS] = ADMIN_OP_CLUSTER_STATUS,
+        [WIRE_ADMIN_SWITCHOVER] = ADMIN_OP_SWITCHOVER,
+};
+#define ADMIN_OP_LAST WIRE_ADMIN_SWITCHOVER
 
 static const char *const committer_state_names[WIRE_COMMITTER_STATE_COUNT] = {
         [WIRE_COMMITTER_OFF] = "off",         [WIRE_COMMITTER_STARTING] = "starting",
@@ -66,31 +77,71 @@ static int admin_op(mpack_cur c)
 		}
 		if (mpack_read(&c, &v) < 0 || v.kind != MPACK_STR)
 			return WIRE_ADMIN_NONE;
-		if (mpack_str_is(&v, ADMIN_OP_SERVER_STATUS))
-			return WIRE_ADMIN_SERVER_STATUS;
-		if (mpack_str_is(&v, ADMIN_OP_EVENT_STATE))
-			return WIRE_ADMIN_EVENT_STATE;
+		for (int op = WIRE_ADMIN_NONE + 1; op <= ADMIN_OP_LAST; op++)
+			if (mpack_str_is(&v, admin_op_names[op]))
+				return op;
 		return WIRE_ADMIN_NONE;
 	}
 	return WIRE_ADMIN_NONE;
 }
 
 /* The keys of an admin request: "op", "client"/"request" (uint64, ignored:
- * a generic client may send them with everything) and, for event_state
- * only, "event" (required, a uint64 other than 0) into *event_id. */
-static int admin_keys(mpack_cur c, int kind, uint64_t *event_id, wire_cmd_error *e)
+ * a generic client may send them with everything), "epoch" (uint64, the
+ * shard-map epoch the client routed by: reported only), and the op's own:
+ * event_state "event" (required, a uint64 other than 0), switchover
+ * "shard" and "to" (required, uint32). */
+enum {
+	A_OP,
+	A_CLIENT,
+	A_REQUEST,
+	A_EPOCH,
+	A_EVENT,
+	A_SHARD,
+	A_TO,
+	A_COUNT
+};
+static const char *const admin_key_names[A_COUNT] = {"op",    "client", "request", "epoch",
+                                                      "event", "shard",  "to"};
+
+/* The keys an admin op requires beyond the common ones. */
+static uint32_t admin_op_keys(int kind)
 {
-	enum {
-		K_OP,
-		K_CLIENT,
-		K_REQUEST,
-		K_EVENT,
-		K_COUNT
-	};
-	static const char *const names[K_COUNT] = {"op", "client", "request", "event"};
-	const char *op =
-	        kind == WIRE_ADMIN_EVENT_STATE ? ADMIN_OP_EVENT_STATE : ADMIN_OP_SERVER_STATUS;
-	int nkeys = kind == WIRE_ADMIN_EVENT_STATE ? K_COUNT : K_EVENT;
+	switch (kind) {
+	case WIRE_ADMIN_EVENT_STATE:
+		return 1u << A_EVENT;
+	case WIRE_ADMIN_SWITCHOVER:
+		return (1u << A_SHARD) | (1u << A_TO);
+	default:
+		return 0;
+	}
+}
+
+static int admin_value(mpack_cur *c, int key, wire_admin_args *a, uint64_t *epoch, wire_cmd_error *e)
+{
+	uint64_t v;
+	uint64_t max = key == A_SHARD || key == A_TO ? UINT32_MAX : UINT64_MAX;
+	if (key == A_OP) {
+		mpack_skip(c); /* admin_op() read it */
+		return 0;
+	}
+	if (field_uint(c, admin_key_names[key], max, BO_D_NONE, &v, e) < 0)
+		return -1;
+	if (key == A_EVENT)
+		a->event_id = v;
+	else if (key == A_SHARD)
+		a->shard = (uint32_t)v;
+	else if (key == A_TO)
+		a->to = (uint32_t)v;
+	else if (key == A_EPOCH)
+		*epoch = v;
+	return 0;
+}
+
+static int admin_keys(mpack_cur c, int kind, wire_admin_args *a, uint64_t *epoch, wire_cmd_error *e)
+{
+	const char *op = admin_op_names[kind];
+	uint32_t required = admin_op_keys(kind);
+	uint32_t allowed = required | (1u << A_OP) | (1u << A_CLIENT) | (1u << A_REQUEST) | (1u << A_EPOCH);
 	mpack_tok t;
 	int rc = mpack_read(&c, &t);
 	assert(rc == 0 && t.kind == MPACK_MAP);
@@ -101,8 +152,8 @@ static int admin_keys(mpack_cur c, int kind, uint64_t *event_id, wire_cmd_error 
 		if (field_key(&c, "a request", &k, e) < 0)
 			return -1;
 		int key = -1;
-		for (int j = 0; j < nkeys && key < 0; j++)
-			if (mpack_str_is(&k, names[j]))
+		for (int j = 0; j < A_COUNT && key < 0; j++)
+			if ((allowed & (1u << j)) && mpack_str_is(&k, admin_key_names[j]))
 				key = j;
 		if (key < 0) {
 			char kb[48];
@@ -112,23 +163,18 @@ static int admin_keys(mpack_cur c, int kind, uint64_t *event_id, wire_cmd_error 
 			return -1;
 		}
 		if (seen & (1u << key))
-			return field_dup_key(names[key], e);
+			return field_dup_key(admin_key_names[key], e);
 		seen |= 1u << key;
-		uint64_t v;
-		if (key == K_OP) {
-			mpack_skip(&c); /* admin_op() read it */
-			continue;
-		}
-		if (field_uint(&c, names[key], UINT64_MAX, BO_D_NONE, &v, e) < 0)
+		if (admin_value(&c, key, a, epoch, e) < 0)
 			return -1;
-		if (key == K_EVENT)
-			*event_id = v;
 	}
-	if (kind == WIRE_ADMIN_EVENT_STATE && !(seen & (1u << K_EVENT))) {
-		field_fail(e, BO_INVALID, BO_D_NONE, "missing key 'event'");
-		return -1;
+	for (int j = 0; j < A_COUNT; j++) {
+		if ((required & (1u << j)) && !(seen & (1u << j))) {
+			field_fail(e, BO_INVALID, BO_D_NONE, "missing key '%s'", admin_key_names[j]);
+			return -1;
+		}
 	}
-	if (kind == WIRE_ADMIN_EVENT_STATE && *event_id == 0) {
+	if (kind == WIRE_ADMIN_EVENT_STATE && a->event_id == 0) {
 		field_fail(e, BO_INVALID, BO_D_NONE, "'event' must not be 0");
 		return -1;
 	}
@@ -137,9 +183,18 @@ static int admin_keys(mpack_cur c, int kind, uint64_t *event_id, wire_cmd_error 
 
 int wire_decode_admin(const uint8_t *buf, size_t len, uint64_t *event_id, wire_msg *out)
 {
-	assert((buf != NULL || len == 0) && event_id != NULL && out != NULL);
+	assert(event_id != NULL);
+	wire_admin_args a;
+	int rc = wire_decode_admin_args(buf, len, &a, out);
+	*event_id = a.event_id;
+	return rc;
+}
+
+int wire_decode_admin_args(const uint8_t *buf, size_t len, wire_admin_args *args, wire_msg *out)
+{
+	assert((buf != NULL || len == 0) && args != NULL && out != NULL);
 	memset(out, 0, sizeof(*out));
-	*event_id = 0;
+	memset(args, 0, sizeof(*args));
 	if (len == 0 || len > WIRE_ADMIN_MSG_MAX || !starts_with_map(buf))
 		return WIRE_ADMIN_NONE;
 	mpack_cur c, inside;
@@ -151,12 +206,14 @@ int wire_decode_admin(const uint8_t *buf, size_t len, uint64_t *event_id, wire_m
 	if (kind == WIRE_ADMIN_NONE)
 		return WIRE_ADMIN_NONE;
 	wire_cmd_error e = {0};
-	uint64_t ev = 0;
-	if (admin_keys(c, kind, &ev, &e) < 0) {
+	wire_admin_args a = {0};
+	uint64_t epoch = 0;
+	if (admin_keys(c, kind, &a, &epoch, &e) < 0) {
 		snprintf(out->error, sizeof(out->error), "%s", e.text);
 		return -EINVAL;
 	}
-	*event_id = ev;
+	*args = a;
+	out->epoch = epoch;
 	out->count = 1;
 	return kind;
 }
@@ -457,6 +514,308 @@ int wire_decode_server_status(const uint8_t *buf, size_t len, wire_server_status
 		memset(st, 0, sizeof(*st));
 		snprintf(msg->error, sizeof(msg->error), "%s", r.error);
 	}
+	msg->count = 1;
+	return 0;
+}
+
+/* ---- cluster_status, switchover and plain status replies (issue 13) ------- */
+
+static const char *const role_names[WIRE_ROLE_COUNT] = {
+        [WIRE_ROLE_NONE] = "none",
+        [WIRE_ROLE_PRIMARY] = "primary",
+        [WIRE_ROLE_STANDBY] = "standby",
+        [WIRE_ROLE_FENCED] = "fenced",
+};
+
+const char *wire_role_name(int role)
+{
+	return role >= 0 && role < WIRE_ROLE_COUNT ? role_names[role] : NULL;
+}
+
+int wire_encode_cluster_status_request(msgpack_sbuffer *out)
+{
+	assert(out != NULL);
+	size_t start = out->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	int failed = msgpack_pack_map(&pk, 1) | pack_kv_str(&pk, "op", ADMIN_OP_CLUSTER_STATUS);
+	return pack_finish(out, start, failed);
+}
+
+int wire_encode_switchover_request(uint32_t shard, uint32_t to, msgpack_sbuffer *out)
+{
+	assert(out != NULL);
+	size_t start = out->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	int failed = msgpack_pack_map(&pk, 3) | pack_kv_str(&pk, "op", ADMIN_OP_SWITCHOVER) |
+	             pack_kv_u64(&pk, "shard", shard) | pack_kv_u64(&pk, "to", to);
+	return pack_finish(out, start, failed);
+}
+
+int wire_encode_ok(msgpack_sbuffer *out)
+{
+	assert(out != NULL);
+	size_t start = out->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	int failed = msgpack_pack_map(&pk, 1) | pack_kv_str(&pk, "status", bo_status_str(BO_OK));
+	return pack_finish(out, start, failed);
+}
+
+static int cluster_encodable(const wire_cluster_status *st)
+{
+	if (st->shard_count == 0 || st->shard_count > WIRE_STATUS_SHARDS_MAX)
+		return 0;
+	for (uint32_t i = 0; i < st->shard_count; i++) {
+		const wire_shard_cluster *s = &st->shards[i];
+		if (s->shard != i || s->role >= WIRE_ROLE_COUNT ||
+		    s->in_sync_count > WIRE_CLUSTER_STANDBYS_MAX + 1 ||
+		    s->standby_count > WIRE_CLUSTER_STANDBYS_MAX)
+			return 0;
+	}
+	return 1;
+}
+
+static int pk_shard_cluster(msgpack_packer *pk, const wire_shard_cluster *s)
+{
+	int rc = msgpack_pack_map(pk, 8 + (s->primary_known ? 1 : 0)) |
+	         pack_kv_u64(pk, "shard", s->shard) | pack_kv_u64(pk, "epoch", s->epoch) |
+	         pack_kv_str(pk, "role", role_names[s->role]);
+	if (s->primary_known)
+		rc |= pack_kv_u64(pk, "primary", s->primary);
+	rc |= pack_str(pk, "in_sync") | pack_u32_array(pk, s->in_sync, s->in_sync_count) |
+	      pack_kv_u64(pk, "last_seq", s->last_seq) | pack_kv_u64(pk, "durable_seq", s->durable_seq) |
+	      pack_kv_u64(pk, "released_seq", s->released_seq) | pack_str(pk, "standbys") |
+	      msgpack_pack_array(pk, s->standby_count);
+	for (uint32_t j = 0; j < s->standby_count; j++) {
+		const wire_standby_status *b = &s->standbys[j];
+		rc |= msgpack_pack_map(pk, 3) | pack_kv_u64(pk, "node", b->node) |
+		      pack_kv_u64(pk, "acked_seq", b->acked_seq) |
+		      pack_kv_u64(pk, "lag_records", b->lag_records);
+	}
+	return rc;
+}
+
+int wire_encode_cluster_status(const wire_cluster_status *st, msgpack_sbuffer *out)
+{
+	assert(st != NULL && out != NULL);
+	if (!cluster_encodable(st))
+		return -EINVAL;
+	size_t start = out->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	int failed = msgpack_pack_map(&pk, 3) | pack_kv_str(&pk, "status", bo_status_str(BO_OK)) |
+	             pack_kv_u64(&pk, "node", st->node) | pack_str(&pk, "shards") |
+	             msgpack_pack_array(&pk, st->shard_count);
+	for (uint32_t i = 0; i < st->shard_count; i++)
+		failed |= pk_shard_cluster(&pk, &st->shards[i]);
+	return pack_finish(out, start, failed);
+}
+
+/* "role" (base: the role byte). */
+static int read_role(mpack_cur *c, void *base, wire_cmd_error *e)
+{
+	int idx = read_name(c, "role", wire_role_name, WIRE_ROLE_COUNT, e);
+	if (idx < 0)
+		return -1;
+	*(uint8_t *)base = (uint8_t)idx;
+	return 0;
+}
+
+/* "primary" of a shard (base: the wire_shard_cluster). */
+static int read_cluster_primary(mpack_cur *c, void *base, wire_cmd_error *e)
+{
+	wire_shard_cluster *s = base;
+	uint64_t v;
+	if (field_uint(c, "primary", UINT32_MAX, BO_D_NONE, &v, e) < 0)
+		return -1;
+	s->primary = (uint32_t)v;
+	s->primary_known = 1;
+	return 0;
+}
+
+/* "in_sync" (base: the wire_shard_cluster). */
+static int read_in_sync(mpack_cur *c, void *base, wire_cmd_error *e)
+{
+	wire_shard_cluster *s = base;
+	uint32_t n;
+	if (field_array(c, "in_sync", WIRE_CLUSTER_STANDBYS_MAX + 1, BO_D_NONE, &n, e) < 0)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t v;
+		if (field_uint(c, "in_sync", UINT32_MAX, BO_D_NONE, &v, e) < 0)
+			return -1;
+		s->in_sync[i] = (uint32_t)v;
+	}
+	s->in_sync_count = n;
+	return 0;
+}
+
+/* "standbys" (base: the wire_shard_cluster). */
+static int read_standbys(mpack_cur *c, void *base, wire_cmd_error *e)
+{
+	static const fdef defs[] = {
+	        {"node", F_U32, 1, offsetof(wire_standby_status, node), 0, NULL},
+	        FU64(wire_standby_status, acked_seq),
+	        FU64(wire_standby_status, lag_records),
+	};
+	wire_shard_cluster *s = base;
+	uint32_t n;
+	if (field_array(c, "standbys", WIRE_CLUSTER_STANDBYS_MAX, BO_D_NONE, &n, e) < 0)
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		if (read_object(c, "standbys[]", defs, (int)(sizeof(defs) / sizeof(defs[0])),
+		                &s->standbys[i], e) < 0)
+			return -1;
+	s->standby_count = n;
+	return 0;
+}
+
+/* The top-level map of a cluster_status reply. */
+typedef struct cluster_reply {
+	int status;
+	char error[WIRE_ERROR_LEN_MAX];
+	wire_cluster_status *st;
+	int has_node;
+	int has_shards;
+} cluster_reply;
+
+static int read_cluster_node(mpack_cur *c, void *base, wire_cmd_error *e)
+{
+	cluster_reply *r = (cluster_reply *)((char *)base - offsetof(cluster_reply, st));
+	uint64_t v;
+	if (field_uint(c, "node", UINT32_MAX, BO_D_NONE, &v, e) < 0)
+		return -1;
+	r->st->node = (uint32_t)v;
+	r->has_node = 1;
+	return 0;
+}
+
+static int read_cluster_shards(mpack_cur *c, void *base, wire_cmd_error *e)
+{
+	static const fdef defs[] = {
+	        {"shard", F_U32, 1, offsetof(wire_shard_cluster, shard), 0, NULL},
+	        FU64(wire_shard_cluster, epoch),
+	        {"role", F_SUB, 1, offsetof(wire_shard_cluster, role), 0, read_role},
+	        {"primary", F_SUB, 0, 0, 0, read_cluster_primary},
+	        {"in_sync", F_SUB, 1, 0, 0, read_in_sync},
+	        FU64(wire_shard_cluster, last_seq),
+	        FU64(wire_shard_cluster, durable_seq),
+	        FU64(wire_shard_cluster, released_seq),
+	        {"standbys", F_SUB, 1, 0, 0, read_standbys},
+	};
+	cluster_reply *r = (cluster_reply *)((char *)base - offsetof(cluster_reply, st));
+	uint32_t n;
+	if (field_array(c, "shards", WIRE_STATUS_SHARDS_MAX, BO_D_NONE, &n, e) < 0)
+		return -1;
+	if (n == 0) {
+		field_fail(e, BO_INVALID, BO_D_NONE, "'shards' is empty");
+		return -1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		wire_shard_cluster *s = &r->st->shards[i];
+		if (read_object(c, "shards[]", defs, (int)(sizeof(defs) / sizeof(defs[0])), s, e) < 0)
+			return -1;
+		if (s->shard != i) {
+			field_fail(e, BO_INVALID, BO_D_NONE,
+			           "shards[%" PRIu32 "] describes shard %" PRIu32, i, s->shard);
+			return -1;
+		}
+	}
+	r->st->shard_count = n;
+	r->has_shards = 1;
+	return 0;
+}
+
+int wire_decode_cluster_status(const uint8_t *buf, size_t len, wire_cluster_status *st, int *status,
+                               wire_msg *msg)
+{
+	assert((buf != NULL || len == 0) && st != NULL && status != NULL && msg != NULL);
+	static const fdef defs[] = {
+	        {"status", F_STATUS, 1, offsetof(cluster_reply, status), 0, NULL},
+	        {"node", F_SUB, 0, offsetof(cluster_reply, st), 0, read_cluster_node},
+	        {"shards", F_SUB, 0, offsetof(cluster_reply, st), 0, read_cluster_shards},
+	        {"detail", F_SKIP, 0, 0, 0, NULL},
+	        {"error", F_TEXT, 0, offsetof(cluster_reply, error), WIRE_ERROR_LEN_MAX, NULL},
+	};
+	memset(st, 0, sizeof(*st));
+	*status = BO_INVALID;
+	memset(msg, 0, sizeof(*msg));
+	mpack_cur c, inside;
+	mpack_tok top;
+	if (field_message(buf, len, &c, &top, &inside, msg) < 0)
+		return -EINVAL;
+	if (top.kind != MPACK_MAP) {
+		snprintf(msg->error, sizeof(msg->error),
+		         "a cluster_status reply must be a map, not %s", mpack_kind_name(top.kind));
+		return -EINVAL;
+	}
+	cluster_reply r = {.st = st};
+	wire_cmd_error e = {0};
+	int rc = read_object(&c, "the reply", defs, (int)(sizeof(defs) / sizeof(defs[0])), &r, &e);
+	if (rc == 0 && r.status == BO_OK && !(r.has_node && r.has_shards))
+		field_fail(&e, BO_INVALID, BO_D_NONE, "an ok reply needs 'node' and 'shards'");
+	if (e.status != BO_OK) {
+		memset(st, 0, sizeof(*st));
+		snprintf(msg->error, sizeof(msg->error), "cluster_status reply: %.100s", e.text);
+		return -EINVAL;
+	}
+	*status = r.status;
+	if (r.status != BO_OK) {
+		memset(st, 0, sizeof(*st));
+		snprintf(msg->error, sizeof(msg->error), "%s", r.error);
+	}
+	msg->count = 1;
+	return 0;
+}
+
+/* A reply that is only a status (switchover's). */
+typedef struct plain_reply {
+	int status;
+	char error[WIRE_ERROR_LEN_MAX];
+	wire_primary primary;
+} plain_reply;
+
+static int read_plain_primary(mpack_cur *c, void *base, wire_cmd_error *e)
+{
+	return field_primary(c, "primary", base, e);
+}
+
+int wire_decode_status_reply(const uint8_t *buf, size_t len, int *status, wire_primary *primary,
+                             wire_msg *msg)
+{
+	assert((buf != NULL || len == 0) && status != NULL && msg != NULL);
+	static const fdef defs[] = {
+	        {"status", F_STATUS, 1, offsetof(plain_reply, status), 0, NULL},
+	        {"detail", F_SKIP, 0, 0, 0, NULL},
+	        {"error", F_TEXT, 0, offsetof(plain_reply, error), WIRE_ERROR_LEN_MAX, NULL},
+	        {"epoch", F_U64, 0, offsetof(plain_reply, primary.epoch), 0, NULL},
+	        {"primary", F_SUB, 0, offsetof(plain_reply, primary), 0, read_plain_primary},
+	};
+	*status = BO_INVALID;
+	if (primary)
+		memset(primary, 0, sizeof(*primary));
+	memset(msg, 0, sizeof(*msg));
+	mpack_cur c, inside;
+	mpack_tok top;
+	if (field_message(buf, len, &c, &top, &inside, msg) < 0)
+		return -EINVAL;
+	if (top.kind != MPACK_MAP) {
+		snprintf(msg->error, sizeof(msg->error), "a reply must be a map, not %s",
+		         mpack_kind_name(top.kind));
+		return -EINVAL;
+	}
+	plain_reply r = {0};
+	wire_cmd_error e = {0};
+	if (read_object(&c, "the reply", defs, (int)(sizeof(defs) / sizeof(defs[0])), &r, &e) < 0) {
+		snprintf(msg->error, sizeof(msg->error), "reply: %.100s", e.text);
+		return -EINVAL;
+	}
+	*status = r.status;
+	snprintf(msg->error, sizeof(msg->error), "%s", r.error);
+	if (primary && r.status == BO_NOT_PRIMARY)
+		*primary = r.primary;
 	msg->count = 1;
 	return 0;
 }

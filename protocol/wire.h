@@ -90,14 +90,45 @@ typedef struct wire_msg {
 	uint32_t count;                 /* commands (or replies) in the message */
 	uint32_t invalid;               /* requests: commands that did not decode */
 	uint8_t is_array;               /* 1: the message was an array (reply with one) */
+	uint64_t epoch;                 /* requests: the highest "epoch" a command (or
+	                                 * the admin request) carried, 0 when none */
 	char error[WIRE_ERROR_LEN_MAX]; /* message-level failure, "" otherwise */
 } wire_msg;
+
+/* ---- not_primary (issue 13) ----------------------------------------------
+ *
+ * A reply with status "not_primary" (BO_NOT_PRIMARY: this server does not,
+ * or no longer, hold the primary of the command's shard) carries
+ *     "epoch":   uint, the shard's epoch as this server knows it (0: none)
+ *     "primary": {"node": uint, "address": "tcp://host:port"}, the primary
+ *                the server believes current; absent when it knows none.
+ * A request (each command map, and an admin request) may carry
+ *     "epoch":   uint, the shard-map epoch the client routed by.
+ * The server answers by its own role whatever the epoch says (a stale one
+ * is only reported: wire_msg.epoch); a client retries a not_primary reply
+ * at the named primary with the SAME client and request ids
+ * (schemas/protocol.md section "not_primary").
+ */
+
+/* Bytes of a node's client address, NUL included. */
+#define WIRE_ADDRESS_LEN_MAX 128u
+
+/* The primary a not_primary reply names. */
+typedef struct wire_primary {
+	uint64_t epoch;                       /* the shard's epoch (0: none) */
+	uint8_t known;                        /* 1: node and address are set */
+	uint32_t node;                        /* the primary's node id */
+	char address[WIRE_ADDRESS_LEN_MAX];   /* its client address, NUL-terminated */
+} wire_primary;
 
 /* What wire_decode_replies() learnt about one reply besides its bo_result. */
 typedef struct wire_reply_info {
 	uint8_t malformed;              /* 1: detail "malformed" (the server could not
 	                                 * decode the command, or the whole message) */
 	char error[WIRE_ERROR_LEN_MAX]; /* the reply's "error" text, "" when none */
+	wire_primary primary;           /* status not_primary: its "epoch" and
+	                                 * "primary" (known 0 when absent); zeroed
+	                                 * for every other status */
 } wire_reply_info;
 
 /* ---- Server side --------------------------------------------------------- */
@@ -143,6 +174,21 @@ void wire_free_maps(bo_cmd *cmds, uint32_t count);
 int wire_encode_replies(const bo_result *res, const wire_cmd_error *errs, uint32_t count,
                         int is_array, msgpack_sbuffer *out);
 
+/* As wire_encode_replies, and every reply i whose status is not_primary
+ * carries "epoch" and "primary" from primary[i] (primary may be NULL: epoch
+ * 0, no primary). Same returns; -EINVAL also for a known primary whose
+ * address is empty or lacks its NUL. */
+int wire_encode_replies_primary(const bo_result *res, const wire_cmd_error *errs, const wire_primary *primary,
+                                uint32_t count, int is_array, msgpack_sbuffer *out);
+
+/* Appends a message-level not_primary reply (one map, whatever the
+ * request's shape: the whole message was refused because this server is
+ * not the primary, e.g. an admin op that only a primary serves):
+ * {"status": "not_primary", "detail": "none", "error": message, "epoch": ..,
+ *  "primary": {..} when p->known}. p may be NULL. 0, -EINVAL (address as
+ * above) or -ENOMEM. */
+int wire_encode_not_primary(const wire_primary *p, const char *message, msgpack_sbuffer *out);
+
 /* Appends a message-level reply, one map whatever the request's shape:
  * {"status": <status>, "detail": "malformed" for BO_INVALID else "none",
  *  "error": message}. For a request that failed wire_decode_request
@@ -163,6 +209,10 @@ int wire_encode_error(int status, const char *message, msgpack_sbuffer *out);
  * do not sum to its seat_count; or a message over WIRE_MSG_MAX) or -ENOMEM; on failure `out` is
  * unchanged. The server decodes what this writes into commands equal to cmds (codec_cmd_equal). */
 int wire_encode_request(const bo_cmd *cmds, uint32_t n, int as_array, msgpack_sbuffer *out);
+
+/* As wire_encode_request, and when epoch != 0 every command carries
+ * "epoch": epoch (the shard-map epoch the client routed by). */
+int wire_encode_request_epoch(const bo_cmd *cmds, uint32_t n, int as_array, uint64_t epoch, msgpack_sbuffer *out);
 
 /* Decodes a reply message into out[0..cap) and, when info != NULL,
  * info[0..cap). Unknown keys in a reply are skipped (a v1 client keeps
@@ -208,7 +258,16 @@ typedef enum wire_admin {
 	WIRE_ADMIN_SERVER_STATUS = 1, /* {"op": "server_status"} */
 	WIRE_ADMIN_EVENT_STATE = 2,   /* {"op": "event_state", "event": uint}: a
 	                               * subscriber's snapshot (protocol/projection.h) */
+	WIRE_ADMIN_CLUSTER_STATUS = 3, /* {"op": "cluster_status"} */
+	WIRE_ADMIN_SWITCHOVER = 4,    /* {"op": "switchover", "shard": uint, "to": uint} */
 } wire_admin;
+
+/* The arguments of an admin request (wire_decode_admin_args). */
+typedef struct wire_admin_args {
+	uint64_t event_id; /* event_state: its "event" (!= 0) */
+	uint32_t shard;    /* switchover: the shard to move */
+	uint32_t to;       /* switchover: the node to make its primary */
+} wire_admin_args;
 
 /* Shards a server_status reply describes at most. The gateway's
  * GW_SHARDS_MAX and the client library's BOC_SHARDS_MAX are asserted equal
@@ -274,6 +333,12 @@ const char *wire_committer_state_name(int state);
  * uint64 other than 0); 0 for the others. */
 int wire_decode_admin(const uint8_t *buf, size_t len, uint64_t *event_id /* OUT */, wire_msg *out /* OUT */);
 
+/* As wire_decode_admin, with every admin op's arguments in *args (zeroed
+ * for the fields an op does not take). switchover requires "shard" and
+ * "to", uints of at most UINT32_MAX. Any admin request may carry "epoch"
+ * (a uint64, out->epoch). */
+int wire_decode_admin_args(const uint8_t *buf, size_t len, wire_admin_args *args /* OUT */, wire_msg *out /* OUT */);
+
 /* Server side: appends the "ok" reply of server_status:
  * {"status": "ok", "version": ..., "shards": [...]} (schemas/protocol.md
  * section 11). Returns 0, -EINVAL (shard_count 0 or over
@@ -297,6 +362,96 @@ int wire_encode_server_status_request(msgpack_sbuffer *out);
  * field are truncated. Allocates nothing. */
 int wire_decode_server_status(const uint8_t *buf, size_t len, wire_server_status *st /* OUT */,
                               int *status /* OUT */, wire_msg *msg /* OUT */);
+
+/* ---- Admin requests: cluster_status and switchover (issue 13) -------------
+ *
+ * cluster_status: the replication state of this server's shards as it
+ * sees it. switchover: ask this server (which must be the shard's
+ * primary) to hand the shard's primary to node "to"; the reply is
+ * {"status": "ok"} once done, or an error (wire_encode_error; not_primary
+ * from a server that is not the shard's primary).
+ */
+
+/* Standbys of one shard a cluster_status reply lists at most; in_sync has
+ * at most one more (the primary). */
+#define WIRE_CLUSTER_STANDBYS_MAX 8u
+
+/* A server's role for one shard. */
+typedef enum wire_role {
+	WIRE_ROLE_NONE = 0,    /* "none": the server holds no copy */
+	WIRE_ROLE_PRIMARY = 1, /* "primary" */
+	WIRE_ROLE_STANDBY = 2, /* "standby" */
+	WIRE_ROLE_FENCED = 3,  /* "fenced": an old primary that learnt of a newer term */
+	WIRE_ROLE_COUNT
+} wire_role;
+
+typedef struct wire_standby_status {
+	uint32_t node;        /* the standby's node id */
+	uint64_t acked_seq;   /* its last acknowledged durable sequence */
+	uint64_t lag_records; /* the primary's last_seq - acked_seq */
+} wire_standby_status;
+
+typedef struct wire_shard_cluster {
+	uint32_t shard;        /* its index: entry i of the reply is shard i */
+	uint64_t epoch;        /* the shard's epoch here */
+	uint8_t role;          /* wire_role */
+	uint8_t primary_known; /* 1: primary is set ("primary" present) */
+	uint32_t primary;      /* the primary's node id */
+	uint32_t in_sync_count;
+	uint32_t in_sync[WIRE_CLUSTER_STANDBYS_MAX + 1]; /* node ids */
+	uint64_t last_seq;     /* last journaled record */
+	uint64_t durable_seq;  /* highest durable sequence */
+	uint64_t released_seq; /* highest sequence released to replies */
+	uint32_t standby_count; /* role primary: standbys[] in use; else 0 */
+	wire_standby_status standbys[WIRE_CLUSTER_STANDBYS_MAX];
+} wire_shard_cluster;
+
+/* An "ok" cluster_status reply. */
+typedef struct wire_cluster_status {
+	uint32_t node;        /* this server's node id */
+	uint32_t shard_count; /* 1..WIRE_STATUS_SHARDS_MAX */
+	wire_shard_cluster shards[WIRE_STATUS_SHARDS_MAX];
+} wire_cluster_status;
+
+/* "none", "primary", "standby", "fenced"; NULL out of range. */
+const char *wire_role_name(int role);
+
+/* Server side: appends the "ok" reply of cluster_status:
+ * {"status": "ok", "node": N, "shards": [{"shard", "epoch", "role",
+ *  "primary" (absent when unknown), "in_sync": [..], "last_seq",
+ *  "durable_seq", "released_seq", "standbys": [{"node", "acked_seq",
+ *  "lag_records"}, ..]}, ..]}. Returns 0, -EINVAL (shard_count 0 or over
+ * WIRE_STATUS_SHARDS_MAX, shards[i].shard != i, a role out of range, a
+ * count over its array) or -ENOMEM; on failure `out` is unchanged. */
+int wire_encode_cluster_status(const wire_cluster_status *st, msgpack_sbuffer *out);
+
+/* Client side: appends {"op": "cluster_status"}. 0 or -ENOMEM. */
+int wire_encode_cluster_status_request(msgpack_sbuffer *out);
+
+/* Client side: decodes the reply to cluster_status, as
+ * wire_decode_server_status does (0 with *status; BO_OK fills *st, another
+ * status leaves it zeroed with msg->error the reply's text; -EINVAL for a
+ * reply that is not valid, msg->error says why: a missing or mistyped key,
+ * an unknown role, counts over their arrays, an entry whose "shard" is not
+ * its index). Unknown keys are skipped. Allocates nothing. */
+int wire_decode_cluster_status(const uint8_t *buf, size_t len, wire_cluster_status *st /* OUT */,
+                               int *status /* OUT */, wire_msg *msg /* OUT */);
+
+/* Server side: appends {"status": "ok"} (the reply of a switchover that
+ * completed). 0 or -ENOMEM. */
+int wire_encode_ok(msgpack_sbuffer *out);
+
+/* Client side: appends {"op": "switchover", "shard": shard, "to": to}.
+ * 0 or -ENOMEM. */
+int wire_encode_switchover_request(uint32_t shard, uint32_t to, msgpack_sbuffer *out);
+
+/* Client side: decodes a reply that is only a status (switchover's):
+ * 0 with *status, msg->error its "error" text ("" when none) and, for
+ * not_primary, *primary its "epoch"/"primary" (primary may be NULL);
+ * -EINVAL when not a reply map with a known status (msg->error why).
+ * Unknown keys are skipped. */
+int wire_decode_status_reply(const uint8_t *buf, size_t len, int *status /* OUT */,
+                             wire_primary *primary /* OUT, may be NULL */, wire_msg *msg /* OUT */);
 
 /* ---- The shared token: the auth prefix -------------------------------------
  *

@@ -883,6 +883,7 @@ Test(json, http_status_table)
 	        [BO_OK] = 200,        [BO_TAKEN] = 409,   [BO_EXPIRED] = 410,
 	        [BO_NOT_FOUND] = 404, [BO_INVALID] = 400, [BO_LIMIT] = 422,
 	        [BO_CONFLICT] = 409,  [BO_BUSY] = 503,    [BO_THROTTLED] = 429,
+        [BO_NOT_PRIMARY] = 421,
 	};
 	for (int s = 0; s < BO_STATUS_COUNT; s++)
 		cr_assert_eq(json_http_status(s), want[s], "status %s", bo_status_str(s));

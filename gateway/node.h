@@ -27,6 +27,7 @@
 #ifndef BO_GATEWAY_NODE_H
 #define BO_GATEWAY_NODE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define GW_NODE_ID_MAX 1000000u

@@ -221,7 +221,7 @@ static void sender_halt(gw_sender *sd, const char *why)
  * diverged). Opens *f at seq and sets *prev. 0, or -1 after halting. */
 static int sender_position(gw_sender *sd, shard *s, uint64_t seq, uint64_t checksum, follower **f, uint64_t *prev)
 {
-	char err[JOURNAL_ERR_LEN], why[160];
+	char err[JOURNAL_ERR_LEN], why[320];
 	follower_close(*f);
 	*f = NULL;
 	if (seq > shard_durable_seq(s)) {
@@ -243,7 +243,7 @@ static int sender_position(gw_sender *sd, shard *s, uint64_t seq, uint64_t check
 		snprintf(err, sizeof(err), "%s", *f ? follower_error(*f) : "");
 	}
 	if (rc < 0) {
-		snprintf(why, sizeof(why), "cannot read the journal after %" PRIu64 ": %s", seq, err);
+		snprintf(why, sizeof(why), "cannot read the journal after %" PRIu64 ": %.200s", seq, err);
 		sender_halt(sd, why);
 		return -1;
 	}
@@ -288,7 +288,7 @@ static int sender_mail(gw_sender *sd, shard *s, follower **f, uint64_t *prev, in
 		return 1;
 	case REPL_R_STALE:
 	case REPL_R_DIVERGED:
-		snprintf(why, sizeof(why), "standby refused: %s (%s)", repl_reason_name(rf->reason), rf->message);
+		snprintf(why, sizeof(why), "standby refused: %s (%.120s)", repl_reason_name(rf->reason), rf->message);
 		sender_halt(sd, why);
 		return -1;
 	default: /* failed, not_standby: it may come back */

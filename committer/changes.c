@@ -770,14 +770,17 @@ int chg_record(chg_state *st, const journal_record *rec, char *err, size_t errle
 		return rc;
 	if (rc)
 		return fail(st, -EBADMSG, "record %llu does not decode", (unsigned long long)rec->seq);
-	if (rec->timestamp_ms > st->now_ms)
+	/* An EPOCH record (a primary's term begins, issue 13) changes nothing,
+	 * not even the engine's clock: it only takes its place in the batch. */
+	const int epoch = e.kind == ENTRY_EPOCH;
+	if (!epoch && rec->timestamp_ms > st->now_ms)
 		st->now_ms = rec->timestamp_ms; /* the engine's clock never goes back */
 	if (st->b.first_seq == 0) {
 		st->b.first_seq = rec->seq;
 		st->b.first_ms = rec->timestamp_ms;
 	}
 	st->ordinal = 0;
-	rc = expire_until(st, rec);
+	rc = epoch ? 0 : expire_until(st, rec);
 	if (rc == 0 && e.kind == ENTRY_COMMAND && e.res.status == BO_OK && !e.res.replayed)
 		rc = on_result(st, rec, &e, &map);
 	bo_seatmap_free(map);

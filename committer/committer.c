@@ -208,7 +208,7 @@ static int fill_batch(committer *c, follower *f, chg_state *cs, int *idle, int *
 static int open_follower(committer *c, uint64_t applied, follower **f, char *reason, size_t cap)
 {
 	char err[JOURNAL_ERR_LEN];
-	int rc = follower_open(c->s, applied, f, err, sizeof(err));
+	int rc = follower_open_released(c->s, applied, f, err, sizeof(err));
 	if (rc == 0)
 		return -1;
 	if (rc == -ERANGE)

@@ -318,6 +318,19 @@ static int rec_parse(const uint8_t *base, uint64_t size, uint64_t off, uint32_t 
 	return 1;
 }
 
+/* The record's CONTENT checksum (journal_record.checksum): XXH3 of its
+ * bytes without the checksum, prev and unit_index fields, i.e. of its seq,
+ * timestamp, payload length, shard and payload. Unlike the stored checksum
+ * it does not depend on how the writer grouped records into write units
+ * (unit_index) nor on the chain before it (prev), so a standby that appends
+ * the same records with its own group commit has equal content checksums
+ * record for record: replication compares them (issue 13). */
+static uint64_t rec_content(const uint8_t *p, uint64_t bytes)
+{
+	uint64_t h = XXH3_64bits(p + REC_OFF_SEQ, REC_OFF_UNIT_INDEX - REC_OFF_SEQ);
+	return XXH3_64bits_withSeed(p + REC_OFF_RESERVED, (size_t)bytes - REC_OFF_RESERVED, h);
+}
+
 /* Rule (5): does well-formed `r` continue the chain after (seq, checksum,
  * unit index of the previous record in this segment or UNIT_INDEX_NONE)? */
 static int rec_follows(const jrec *r, uint64_t next_seq, uint64_t prev_checksum, uint32_t prev_unit)
@@ -423,6 +436,7 @@ struct journal_reader {
 	uint64_t off;           /* next record offset in the current segment */
 	uint64_t next_seq;      /* e: the seq expected next */
 	uint64_t last_checksum; /* checksum of record next_seq - 1 (0 before seq 1) */
+	uint64_t last_content;  /* rec_content of record next_seq - 1 (0: none read) */
 	uint32_t last_unit;     /* unit index of the previous record in this segment */
 	int state;              /* RD_RUN / RD_END / RD_ERROR */
 	int rc;                 /* what next() returns once state != RD_RUN */
@@ -917,6 +931,7 @@ int journal_reader_next(journal_reader *r, journal_record *rec)
 			r->off += x.bytes;
 			r->next_seq = x.seq + 1;
 			r->last_checksum = x.checksum;
+			r->last_content = rec_content(r->map + off, x.bytes);
 			r->last_unit = x.unit_index;
 			r->tail_off = r->off;
 			if (r->rec.first_seq == 0)
@@ -930,6 +945,7 @@ int journal_reader_next(journal_reader *r, journal_record *rec)
 			rec->payload = r->map + off + REC_HDR_BYTES;
 			rec->file = r->path;
 			rec->offset = off;
+			rec->checksum = r->last_content;
 			return 1;
 		}
 		if (r->off >= r->map_bytes ||
@@ -1141,6 +1157,7 @@ struct journal {
 
 	uint64_t next_seq;      /* seq the next append gets */
 	uint64_t last_checksum; /* chain value: checksum of next_seq - 1 */
+	uint64_t last_content;  /* rec_content of next_seq - 1 (journal_last) */
 	uint64_t durable_seq;   /* records 1..durable_seq are durable */
 	int fail_rc;            /* 0, or the -errno that failed the journal */
 	char err[JOURNAL_ERR_LEN];
@@ -1795,9 +1812,10 @@ int journal_append(journal *j, int64_t timestamp_ms, const void *payload, uint32
 		b->seq_first = j->next_seq;
 		b->prev = j->last_checksum;
 	}
-	j->last_checksum =
-	        rec_build(b->mem + SEG_HDR_BYTES + b->used, j->last_checksum, j->next_seq,
-	                  timestamp_ms, j->shard_id, b->records, payload, payload_len);
+	uint8_t *at = b->mem + SEG_HDR_BYTES + b->used;
+	j->last_checksum = rec_build(at, j->last_checksum, j->next_seq, timestamp_ms, j->shard_id,
+	                             b->records, payload, payload_len);
+	j->last_content = rec_content(at, bytes);
 	b->used += (uint32_t)bytes;
 	b->records++;
 	if (seq_out != NULL)
@@ -1844,6 +1862,13 @@ int journal_wait(journal *j, uint64_t seq, uint64_t *durable_seq)
 	if (durable_seq != NULL)
 		*durable_seq = j->durable_seq;
 	return j->fail_rc;
+}
+
+void journal_last(const journal *j, uint64_t *seq, uint64_t *checksum)
+{
+	assert(j != NULL && seq != NULL && checksum != NULL);
+	*seq = j->next_seq - 1;
+	*checksum = j->last_content;
 }
 
 const char *journal_error(const journal *j)
@@ -2108,6 +2133,7 @@ static int recover(journal *j, const char *root, journal_reader **rp, journal_re
 		journal_reader_recovery(r, rec);
 	j->next_seq = r->next_seq;
 	j->last_checksum = r->last_checksum;
+	j->last_content = r->last_content;
 	j->durable_seq = r->next_seq - 1;
 	return apply_cut(j, r, m, m_len);
 }

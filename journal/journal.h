@@ -184,8 +184,12 @@ typedef struct journal_record {
 	const uint8_t *payload; /* borrowed: valid until the next reader call */
 	const char *file;       /* segment holding it; borrowed, same lifetime */
 	uint64_t offset;        /* byte offset of the record in that file */
-	uint64_t checksum;      /* the record's checksum (the next record's prev):
-	                         * replication sends it as the chain point */
+	uint64_t checksum;      /* the record's CONTENT checksum: XXH3 of its seq,
+	                         * timestamp, payload length, shard id and payload
+	                         * (not of the on-disk checksum, prev or unit_index
+	                         * fields, which depend on the writer's grouping
+	                         * into write units): equal on every copy of the
+	                         * record; replication sends it as the chain point */
 } journal_record;
 
 /* ---- Options --------------------------------------------------------------- */
@@ -250,6 +254,14 @@ int journal_poll(journal *j, uint64_t *durable_seq);
  * Returns 0 with *durable_seq >= seq, or the negative errno of the failure
  * (then *durable_seq < seq). */
 int journal_wait(journal *j, uint64_t seq, uint64_t *durable_seq);
+
+/* The last record (appended, or the last one recovery read, durable or
+ * not): its sequence and its content checksum (journal_record.checksum).
+ * (0, 0) for an empty journal; the checksum is 0 when the last record was
+ * not read (a journal opened after_seq A whose remaining segments start at
+ * A + 1 and hold nothing yet). Replication compares it with the sender's
+ * chain point. */
+void journal_last(const journal *j, uint64_t *seq /* OUT */, uint64_t *checksum /* OUT */);
 
 /* The failure message, "" while the journal is healthy. Owned by j. */
 const char *journal_error(const journal *j);

@@ -332,3 +332,38 @@ int journal_truncate_at(const char *root, uint32_t shard_id, uint64_t seq, const
 	free(plan.segs);
 	return rc;
 }
+
+int journal_cut_after(const char *root, uint32_t shard_id, uint64_t seq, char *err, size_t err_len)
+{
+	assert(root != NULL);
+	char dir[DIR_MAX];
+	int rc = jnl_shard_dir(dir, sizeof dir, root, shard_id, err, err_len);
+	if (rc != 0)
+		return rc;
+	if (seq == UINT64_MAX) {
+		msg(err, err_len, "journal shard %" PRIu32 ": cut_after: seq out of range", shard_id);
+		return -ERANGE;
+	}
+	cut_plan plan;
+	/* Truncating "at seq + 1" keeps seq: the same plan, no backup. */
+	rc = find_cut(root, shard_id, seq + 1, &plan, err, err_len);
+	if (rc != 0) {
+		free(plan.segs);
+		return rc;
+	}
+	char m[JOURNAL_ERR_LEN] = "";
+	uint32_t removed = 0;
+	rc = cut_segments(dir, &plan, &removed, m, sizeof m);
+	if (rc != 0)
+		msg(err, err_len,
+		    "journal shard %" PRIu32 ": cut_after %" PRIu64 ": %.700s; %" PRIu32
+		    " segments removed so far",
+		    shard_id, seq, m, removed);
+	else
+		msg(err, err_len,
+		    "journal shard %" PRIu32 ": cut after seq %" PRIu64 " from offset %" PRIu64
+		    ", removed %" PRIu32 " segments",
+		    shard_id, seq, plan.cut_off, removed);
+	free(plan.segs);
+	return rc;
+}

@@ -46,4 +46,21 @@
 int journal_truncate_at(const char *root, uint32_t shard_id, uint64_t seq, const char *backup_dir,
                         char *err, size_t err_len);
 
+/* Replication's cut (issue 13): a copy rejoining as a standby drops the
+ * records after `seq` that the new primary's term replaced, so that `seq`
+ * becomes its last record. The same cut as journal_truncate_at(seq + 1)
+ * without the backup: the records cut were never acknowledged (a reply
+ * needs every in-sync copy durable), so nothing is kept of them. Later
+ * segments are deleted newest first, the rest of seq's segment is zeroed
+ * and synced (seq 0: every segment goes), the directory fsynced: a crash
+ * part-way leaves a valid journal ending at seq or a little later, and
+ * running it again finishes it. The shard must not be running.
+ * Returns 0 (err: what was cut); or, nothing cut, with the reason in err:
+ *   -ERANGE   record seq is not readable: beyond the end of the log, or
+ *             before its first remaining segment (pruned), or seq 0 on a
+ *             pruned journal;
+ *   -ENOENT / -ENOMEM / -errno of a failed read;
+ * or -errno of a failed unlink/zeroing/fsync (err says how far it got). */
+int journal_cut_after(const char *root, uint32_t shard_id, uint64_t seq, char *err, size_t err_len);
+
 #endif /* BO_JOURNAL_MAINT_H */

@@ -116,7 +116,7 @@ static int stats_record(stats *s, const journal_record *rec)
 	s->rec_bytes += RECORD_BYTES(rec->payload_len);
 	if (en.kind == ENTRY_TICK) {
 		s->ticks++;
-	} else {
+	} else if (en.kind == ENTRY_COMMAND) { /* EPOCH records: only in records */
 		s->commands++;
 		if (en.cmd.op < BO_OP_COUNT)
 			s->by_op[en.cmd.op]++;

@@ -304,8 +304,8 @@ static int apply_staged(rebuild *b, replay_report *r, pass *p, replay_staged *st
 	r->records++;
 	if (kind == ENTRY_TICK)
 		r->ticks++;
-	else
-		r->commands++;
+	else if (kind == ENTRY_COMMAND)
+		r->commands++; /* an EPOCH record (a term's start) is neither */
 	p->expect = rec->seq + 1;
 	const replay_shard_dir *d = b->d;
 	for (; p->si < d->snap_count && d->snaps[p->si].seq <= rec->seq; p->si++)

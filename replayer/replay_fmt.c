@@ -162,7 +162,7 @@ void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const
 	assert(f && rec && en);
 	char t[REPLAY_FMT_TIME_LEN];
 	replay_fmt_time(rec->timestamp_ms, t, sizeof t);
-	const char *kind = en->kind == ENTRY_TICK ? "tick" : "command";
+	const char *kind = en->kind == ENTRY_TICK ? "tick" : en->kind == ENTRY_EPOCH ? "epoch" : "command";
 	if (json) {
 		fprintf(f,
 		        "{\"shard\":%" PRIu32 ",\"seq\":%" PRIu64 ",\"ts_ms\":%" PRId64
@@ -180,6 +180,8 @@ void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const
 			cmd_fields(f, c, map, 1);
 			fputc('}', f);
 			result_json(f, &en->res);
+		} else if (en->kind == ENTRY_EPOCH) {
+			fprintf(f, ",\"epoch\":%" PRIu64, en->epoch);
 		}
 		fputs(",\"file\":", f);
 		bo_json_cstr(f, rec->file ? rec->file : "");
@@ -194,6 +196,8 @@ void replay_fmt_record(FILE *f, uint32_t shard, const journal_record *rec, const
 		        bo_op_str(c->op), c->client_id, c->request_id, c->event_id);
 		cmd_fields(f, c, map, 0);
 		result_human(f, &en->res);
+	} else if (en->kind == ENTRY_EPOCH) {
+		fprintf(f, " epoch=%" PRIu64, en->epoch);
 	}
 	fputc('\n', f);
 }

@@ -63,8 +63,11 @@ int replay_apply_staged(engine *e, replay_staged *st, int verify, entry *out, ch
 {
 	assert(e && st && st->rc == REPLAY_OK);
 	const journal_record *rec = &st->rec;
-	engine_advance(e, rec->timestamp_ms, NULL, NULL);
 	int rc = REPLAY_OK;
+	/* An EPOCH record marks a term and nothing else: not even the clock
+	 * moves (the primary journaled it without advancing its engine). */
+	if (st->en.kind != ENTRY_EPOCH)
+		engine_advance(e, rec->timestamp_ms, NULL, NULL);
 	if (st->en.kind == ENTRY_COMMAND) {
 		bo_result got;
 		engine_apply(e, &st->en.cmd, &got);

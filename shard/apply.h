@@ -3,7 +3,9 @@
  * path shared by recovery, `boxoffice-replay verify` and `snapshot`.
  *
  * Replaying a record is exactly what the shard did when it wrote it:
- * engine_advance(record timestamp), then engine_apply(command). With
+ * engine_advance(record timestamp), then engine_apply(command); an EPOCH
+ * record (entry.h) changes nothing: its epoch is in the decoded entry
+ * (`out`, or the staged entry) for the caller to keep. With
  * `verify`, the result is compared with the recorded one (codec's notion
  * of the meaningful fields): a difference means the engine is not
  * deterministic, or the journal was written by different code.

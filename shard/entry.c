@@ -57,6 +57,16 @@ int32_t entry_encode_tick(uint8_t *buf, size_t cap)
 	return 1;
 }
 
+int32_t entry_encode_epoch(uint64_t epoch, uint8_t *buf, size_t cap)
+{
+	assert(epoch >= 1);
+	if (cap < ENTRY_EPOCH_BYTES)
+		return -ENOSPC;
+	buf[0] = ENTRY_EPOCH;
+	bo_le_store64(buf + 1, epoch);
+	return (int32_t)ENTRY_EPOCH_BYTES;
+}
+
 /* A payload that does not decode: *out is all zeroes, as on entry. */
 static int decode_failed(entry *out, int rc)
 {
@@ -76,6 +86,15 @@ int entry_decode(const uint8_t *buf, size_t len, entry *out, bo_seatmap **map_ou
 		if (len != 1)
 			return -EINVAL;
 		out->kind = ENTRY_TICK;
+		return 0;
+	}
+	if (buf[0] == ENTRY_EPOCH) {
+		memset(out, 0, sizeof(*out));
+		uint64_t epoch = len == ENTRY_EPOCH_BYTES ? bo_le_load64(buf + 1) : 0;
+		if (epoch == 0)
+			return -EINVAL;
+		out->kind = ENTRY_EPOCH;
+		out->epoch = epoch;
 		return 0;
 	}
 	/* No memset of the whole entry up front: both decoders clear what
@@ -101,6 +120,7 @@ int entry_decode(const uint8_t *buf, size_t len, entry *out, bo_seatmap **map_ou
 		return decode_failed(out, r < 0 ? r : -EINVAL);
 	}
 	out->kind = ENTRY_COMMAND;
+	out->epoch = 0;
 	*map_out = map;
 	return 0;
 }

@@ -14,9 +14,14 @@
  *   TICK     byte 0 = ENTRY_TICK and nothing else: an idle advance of the
  *            clock (the record's timestamp) that changed state, i.e.
  *            expired holds or aged out idempotency entries.
+ *   EPOCH    byte 0 = ENTRY_EPOCH, bytes 1..8 = u64 little-endian epoch (>=
+ *            1): the first record of a primary's term (shard_promote,
+ *            issue 13). No effect on the engine, not even a clock advance;
+ *            replay records the epoch (the shard's epoch is the highest
+ *            journaled) and every other reader skips it.
  *
  * Replaying a record is: engine_advance(record timestamp), then, for a
- * COMMAND, engine_apply() — see shard/apply.h.
+ * COMMAND, engine_apply() — see shard/apply.h; an EPOCH record is skipped.
  */
 #ifndef BO_SHARD_ENTRY_H
 #define BO_SHARD_ENTRY_H
@@ -28,7 +33,10 @@
 #include "engine/engine.h"
 #include "journal/journal.h"
 
-enum { ENTRY_COMMAND = 1, ENTRY_TICK = 2 };
+enum { ENTRY_COMMAND = 1, ENTRY_TICK = 2, ENTRY_EPOCH = 3 };
+
+/* Bytes of an EPOCH entry: the kind and the u64 epoch. */
+#define ENTRY_EPOCH_BYTES (1u + 8u)
 
 /* Does this command change state, so that it must be journaled? */
 static inline int entry_journals(const bo_cmd *cmd)
@@ -71,8 +79,13 @@ int32_t entry_command_size(const bo_cmd *cmd, const bo_result *res);
 /* Encodes a tick (1 byte). Returns 1, or -ENOSPC. */
 int32_t entry_encode_tick(uint8_t *buf, size_t cap);
 
+/* Encodes an epoch record (epoch >= 1). Returns ENTRY_EPOCH_BYTES, or
+ * -ENOSPC. */
+int32_t entry_encode_epoch(uint64_t epoch, uint8_t *buf, size_t cap);
+
 typedef struct entry {
-	int kind;	/* ENTRY_COMMAND or ENTRY_TICK */
+	int kind;	/* ENTRY_COMMAND, ENTRY_TICK or ENTRY_EPOCH */
+	uint64_t epoch; /* EPOCH: the term it opens; 0 otherwise */
 	bo_cmd cmd;	/* COMMAND; cmd.map points at *map_out when a map came */
 	bo_result res;	/* COMMAND: the recorded result */
 } entry;

@@ -47,7 +47,9 @@ struct follower {
 	uint32_t shard_id;
 	journal_reader *r; /* NULL: opened again at the next read */
 	uint64_t next_seq; /* the record to deliver next */
-	uint64_t durable;  /* the shard's durable sequence, as last seen */
+	uint64_t durable;  /* the bound as last seen: the shard's durable sequence,
+			    * or its released one (follower_open_released) */
+	int released;	   /* bounded by shard_released_seq */
 	int rc;		   /* 0 while healthy; then what every call returns */
 	char err[JOURNAL_ERR_LEN];
 };
@@ -74,7 +76,7 @@ static int reader_open(follower *f)
 	return journal_reader_open_from(f->root, f->shard_id, &opt, f->next_seq - 1, &f->r, f->err, sizeof(f->err));
 }
 
-int follower_open(shard *s, uint64_t after_seq, follower **out, char *err, size_t errlen)
+static int open_bounded(shard *s, uint64_t after_seq, int released, follower **out, char *err, size_t errlen)
 {
 	assert(s && out && err && errlen > 0);
 	*out = NULL;
@@ -100,7 +102,8 @@ int follower_open(shard *s, uint64_t after_seq, follower **out, char *err, size_
 	f->root = cfg->data_dir;
 	f->shard_id = cfg->id;
 	f->next_seq = after_seq + 1;
-	f->durable = durable;
+	f->released = released;
+	f->durable = released ? shard_released_seq(s) : durable;
 	int rc = reader_open(f);
 	if (rc < 0) {
 		snprintf(err, errlen, "%s", f->err);
@@ -109,6 +112,18 @@ int follower_open(shard *s, uint64_t after_seq, follower **out, char *err, size_
 	}
 	*out = f;
 	return 0;
+}
+
+int follower_open(shard *s, uint64_t after_seq, follower **out, char *err, size_t errlen)
+{
+	return open_bounded(s, after_seq, 0, out, err, errlen);
+}
+
+/* The released sequence never passes the durable one, so what it delivers
+ * is durable too: read_durable's reasoning holds. */
+int follower_open_released(shard *s, uint64_t after_seq, follower **out, char *err, size_t errlen)
+{
+	return open_bounded(s, after_seq, 1, out, err, errlen);
 }
 
 /* Reads record next_seq, which is durable. Returns 1 or a failure. */
@@ -158,7 +173,9 @@ int follower_next(follower *f, journal_record *rec, uint32_t timeout_ms)
 	if (f->rc != 0)
 		return f->rc;
 	if (f->next_seq > f->durable) {
-		int rc = shard_durable_wait(f->shard, f->next_seq - 1, (int64_t)timeout_ms * 1000000, &f->durable);
+		const int64_t ns = (int64_t)timeout_ms * 1000000;
+		int rc = f->released ? shard_released_wait(f->shard, f->next_seq - 1, ns, &f->durable)
+				     : shard_durable_wait(f->shard, f->next_seq - 1, ns, &f->durable);
 		if (rc == 0)
 			return 0;
 		if (rc < 0) {

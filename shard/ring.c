@@ -119,6 +119,8 @@ struct ring {
 	/* ---- Futex word: producers read it on every publish, the consumer
 	 * writes it only when it goes to sleep, so it gets its own line. ---- */
 	alignas(RING_LINE_BYTES) _Atomic uint32_t sleeping; /* 1: consumer is going to sleep */
+	/* ring_kick(): wakes that are not slots (rare: same line). */
+	_Atomic uint32_t kicks;
 };
 
 /* Pads the struct's tail so nothing allocated after it shares the last line. */
@@ -319,6 +321,30 @@ static inline bool ring_ready(const ring *r)
 	return atomic_load_explicit(slot_header(r, r->next), memory_order_acquire) == r->next;
 }
 
+uint32_t ring_kicks(const ring *r)
+{
+	assert(r != NULL);
+	/* Seq_cst: ordered before whatever the consumer checks next (its own
+	 * mailbox), so a kick after that check changes the count it keeps. */
+	return atomic_load_explicit(&((ring *)r)->kicks, memory_order_seq_cst);
+}
+
+void ring_kick(ring *r)
+{
+	assert(r != NULL);
+	/* Seq_cst RMW then the Dekker fence, as in ring_publish(): either the
+	 * consumer's re-check sees the new count or we see its flag. */
+	atomic_fetch_add_explicit(&r->kicks, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	ring_wake(r);
+}
+
+/* Ready, or kicked since the consumer read `seen`. */
+static inline bool ring_ready_or_kicked(const ring *r, uint32_t seen)
+{
+	return ring_ready(r) || atomic_load_explicit(&((ring *)r)->kicks, memory_order_seq_cst) != seen;
+}
+
 uint32_t ring_poll(ring *r, uint32_t max, uint64_t *first /* OUT */)
 {
 	assert(r != NULL && first != NULL);
@@ -355,15 +381,21 @@ void ring_release(ring *r, uint32_t n)
 int ring_wait(ring *r, int64_t timeout_ns)
 {
 	assert(r != NULL);
+	return ring_wait_kicked(r, timeout_ns, ring_kicks(r));
+}
 
-	if (ring_ready(r))
-		return 1;
+int ring_wait_kicked(ring *r, int64_t timeout_ns, uint32_t kicks_seen)
+{
+	assert(r != NULL);
+
+	if (ring_ready_or_kicked(r, kicks_seen))
+		return ring_ready(r) ? 1 : 0;
 	if (timeout_ns <= 0) /* a plain check: the caller does not want to wait */
 		return 0;
 	for (uint32_t i = 0; i < RING_WAIT_SPINS; i++) {
 		cpu_pause();
-		if (ring_ready(r))
-			return 1;
+		if (ring_ready_or_kicked(r, kicks_seen))
+			return ring_ready(r) ? 1 : 0;
 	}
 
 	int64_t deadline_ns = bo_clock_ns() + timeout_ns;
@@ -375,7 +407,7 @@ int ring_wait(ring *r, int64_t timeout_ns)
 		 * fence in ring_publish(): a producer whose publish we miss here
 		 * sees the flag and wakes us. */
 		atomic_thread_fence(memory_order_seq_cst);
-		if (ring_ready(r))
+		if (ring_ready_or_kicked(r, kicks_seen))
 			break;
 		int64_t left_ns = deadline_ns - bo_clock_ns();
 		if (left_ns <= 0)

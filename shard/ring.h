@@ -83,6 +83,16 @@ void ring_release(ring *r, uint32_t n);
  * is ready, 0 on timeout. timeout_ns <= 0 only checks, without waiting. */
 int ring_wait(ring *r, int64_t timeout_ns);
 
+/* Wakes that are not slots (the shard's replication mailbox, its sync
+ * floor): the consumer reads ring_kicks() BEFORE it checks its other
+ * sources of work, and passes the value to ring_wait_kicked(), which then
+ * returns (0 unless a slot is ready) as soon as anyone calls ring_kick()
+ * after that read. ring_kick() is callable from any thread; it makes a
+ * system call only while the consumer sleeps. */
+uint32_t ring_kicks(const ring *r);
+void ring_kick(ring *r);
+int ring_wait_kicked(ring *r, int64_t timeout_ns, uint32_t kicks_seen);
+
 /* Slots claimed but not yet released (a gauge; racy by nature). */
 uint32_t ring_used(const ring *r);
 

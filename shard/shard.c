@@ -51,6 +51,7 @@
 
 #include "base/clock.h"
 #include "base/fsio.h"
+#include "journal/maint.h"
 #include "base/log.h"
 #include "engine/snapshot.h"
 #include "shard/apply.h"
@@ -83,6 +84,22 @@ typedef struct shard_event {
 	_Atomic uint32_t count;
 	atomic_uint waiters;
 } shard_event;
+
+/* The writer's mailbox (shard_replicate, shard_promote): one request at a
+ * time, under mb_mu. The caller fills it and sets `posted` (release) and
+ * kicks the writer's input ring; the writer serves it between batches,
+ * sets `done` and signals. `closed` while no writer serves (before
+ * shard_start, after its loop): requests get -ESHUTDOWN. */
+enum { MAIL_NONE = 0, MAIL_REPLICATE = 1, MAIL_PROMOTE = 2 };
+typedef struct shard_mail {
+	int kind;
+	int done, rc, closed;
+	uint64_t epoch, prev;
+	const journal_record *recs; /* the caller's: it waits until served */
+	uint32_t n;
+	char *err;
+	size_t errlen;
+} shard_mail;
 
 typedef struct pending_batch {
 	uint64_t seq_last; /* journal sequence covering the batch */
@@ -157,7 +174,26 @@ struct shard {
 	 * between snapshots only with cfg.snapshot_keep_engine). */
 	replica *builder;
 
+	/* Replication (shard.h, "Replication roles"). */
+	atomic_int standby;		   /* 1 while a standby */
+	atomic_uint_least64_t epoch;	   /* highest epoch journaled */
+	atomic_uint_least64_t sync_floor;  /* shard_set_sync_floor */
+	/* Published outputs reach this seq (shard_released_seq): stored
+	 * (release) by the writer, bumps durable_ev like `durable`. */
+	atomic_uint_least64_t released;
+	atomic_int fence_asked;		   /* shard_fence() was called */
+	/* Waits of the writer for the sync floor (its pending FIFO or output
+	 * ring full of held outputs): bumped by the floor, fence and stop. */
+	shard_event floor_ev;
+	pthread_mutex_t last_mu;	   /* shard_last_record's pair */
+	uint64_t last_pub_seq, last_pub_sum;
+	pthread_mutex_t mb_mu;
+	pthread_cond_t mb_cv;
+	atomic_int mb_posted;
+	shard_mail mb;
+
 	/* Writer-thread state. */
+	int fenced;		 /* fenced (shard_fence, or a stop with held outputs) */
 	int64_t batch_ms;
 	uint64_t batch_no;
 	uint64_t seq_last;	 /* last journal sequence appended */
@@ -324,16 +360,48 @@ static void publish_upto(shard *s, uint64_t out_end)
 	}
 }
 
-/* Publishes every batch whose records are all durable. */
+static void fence_outputs(shard *s);
+
+/* The sequence outputs may be published through: durable here and at or
+ * below the sync floor; never less than what was released already (a floor
+ * moved down keeps what was published). Stores it for shard_released_seq. */
+static uint64_t release_point(shard *s, uint64_t durable)
+{
+	uint64_t floor = atomic_load_explicit(&s->sync_floor, memory_order_acquire);
+	uint64_t lim = durable < floor ? durable : floor;
+	uint64_t rel = atomic_load_explicit(&s->released, memory_order_relaxed);
+	if (lim > rel) {
+		/* Release: pairs with shard_released_seq's acquire (the records
+		 * through it are durable: the durable store came first). */
+		atomic_store_explicit(&s->released, lim, memory_order_release);
+		rel = lim;
+	}
+	return rel;
+}
+
+/* Publishes every batch whose records are all durable and released (at or
+ * below the sync floor). A fenced shard publishes nothing real: whatever
+ * is unpublished is answered BO_NOT_PRIMARY (fence_outputs). */
 static void publish_durable(shard *s, uint64_t durable)
 {
+	uint64_t rel0 = atomic_load_explicit(&s->released, memory_order_relaxed);
+	int moved = 0;
 	if (durable > atomic_load_explicit(&s->durable, memory_order_relaxed)) {
 		/* Release: pairs with shard_durable_seq's acquire. */
 		atomic_store_explicit(&s->durable, durable, memory_order_release);
-		event_notify(&s->durable_ev);
+		moved = 1;
 	}
+	if (s->fenced || atomic_load_explicit(&s->fence_asked, memory_order_acquire)) {
+		if (moved)
+			event_notify(&s->durable_ev);
+		fence_outputs(s);
+		return;
+	}
+	uint64_t rel = release_point(s, durable);
+	if (moved || rel != rel0)
+		event_notify(&s->durable_ev); /* followers of either sequence */
 	uint64_t end = s->out_published;
-	while (s->pending_len > 0 && s->pending[s->pending_head].seq_last <= durable) {
+	while (s->pending_len > 0 && s->pending[s->pending_head].seq_last <= rel) {
 		end = s->pending[s->pending_head].out_end;
 		s->pending_head = (s->pending_head + 1) % PENDING_MAX;
 		s->pending_len--;
@@ -373,6 +441,47 @@ static int wait_pending(shard *s, int all)
 	return rc;
 }
 
+static int floor_moved(shard *s, const void *ctx)
+{
+	const uint64_t *seen = ctx;
+	return atomic_load_explicit(&s->sync_floor, memory_order_acquire) != seen[0] ||
+	       atomic_load_explicit(&s->fence_asked, memory_order_acquire) ||
+	       atomic_load_explicit(&s->stopping, memory_order_acquire);
+}
+
+/* Blocks until the oldest pending batch is published: it waits for the
+ * disk, or for the sync floor (a standby's acknowledgement). A fence, or a
+ * stop, while the floor holds it: the held outputs are answered
+ * BO_NOT_PRIMARY (fence_outputs) — a primary that stops before its standby
+ * confirmed cannot acknowledge; the client's retry with the same request
+ * id finds the result wherever the record survived. Returns 0 or a failure. */
+static int wait_oldest(shard *s);
+static int wait_oldest(shard *s)
+{
+	if (!s->journal || s->pending_len == 0)
+		return reap(s);
+	for (;;) {
+		if (s->pending_len == 0)
+			return 0;
+		const pending_batch *p = &s->pending[s->pending_head];
+		if (p->seq_last > shard_durable_seq(s))
+			return wait_pending(s, 0);
+		uint64_t seen = atomic_load_explicit(&s->sync_floor, memory_order_acquire);
+		uint32_t before = s->pending_len;
+		if (reap(s) < 0)
+			return -1;
+		if (s->pending_len < before || s->fenced)
+			return 0;
+		if (atomic_load_explicit(&s->fence_asked, memory_order_acquire) ||
+		    atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+			s->fenced = 1;
+			fence_outputs(s);
+			return 0;
+		}
+		event_wait(s, &s->floor_ev, floor_moved, &seen, INT64_MAX);
+	}
+}
+
 /* Claims n output slots. The unpublished slots of pending batches may be
  * what fills the ring: then wait for the disk, which publishes them, and
  * for the consumer. */
@@ -380,7 +489,7 @@ static uint64_t out_claim(shard *s, uint32_t n)
 {
 	uint64_t first;
 	while (ring_claim(s->out, n, &first) != 0) {
-		if (s->pending_len > 0 && wait_pending(s, 0) == 0)
+		if (s->pending_len > 0 && wait_oldest(s) == 0)
 			continue;
 		/* Everything claimed is published (or the journal failed and
 		 * nothing more will be): only the consumer can make room. */
@@ -392,17 +501,24 @@ static uint64_t out_claim(shard *s, uint32_t n)
 	return first;
 }
 
+static void note_last_record(shard *s);
+
 /* Ends a batch: its outputs wait for the journal sequence reached so far. */
 static void batch_done(shard *s)
 {
+	note_last_record(s);
 	if (!s->journal) {
 		publish_upto(s, s->out_next);
 		return;
 	}
+	if (s->fenced) {
+		fence_outputs(s); /* a fenced shard's answers: not_primary at once */
+		return;
+	}
 	if (s->pending_len == PENDING_MAX)
-		wait_pending(s, 0);
-	if (s->pending_len == 0 && s->seq_last <= shard_durable_seq(s)) {
-		publish_upto(s, s->out_next); /* nothing of it is waiting for the disk */
+		wait_oldest(s);
+	if (s->pending_len == 0 && s->seq_last <= atomic_load_explicit(&s->released, memory_order_relaxed)) {
+		publish_upto(s, s->out_next); /* nothing of it waits for the disk or the floor */
 		return;
 	}
 	uint32_t tail = (s->pending_head + s->pending_len) % PENDING_MAX;
@@ -754,29 +870,48 @@ static int begin_batch(shard *s)
 
 /* A command the failed shard will not apply: busy, with the ids a client
  * matches answers by. */
-static void busy_result(bo_result *r, uint8_t op, uint64_t client_id, uint64_t request_id, uint64_t event_id)
+static void refused_result(bo_result *r, uint8_t status, uint8_t op, uint64_t client_id, uint64_t request_id,
+			   uint64_t event_id)
 {
 	memset(r, 0, sizeof(*r));
 	r->op = op;
-	r->status = BO_BUSY;
+	r->status = status;
 	r->client_id = client_id;
 	r->request_id = request_id;
 	r->event_id = event_id;
 }
 
-/* Fills output slot o with the busy answer to input slot in. */
-static void fail_answer(shard_out *o, const shard_in *in, const shard *s)
+/* Fills output slot o with the refusal (BO_BUSY: failed; BO_NOT_PRIMARY:
+ * standby or fenced) of input slot in. */
+static void refuse_answer(shard_out *o, const shard_in *in, const shard *s, uint8_t status)
 {
 	o->kind = SHARD_OUT_RESULT;
 	o->tag = in->tag;
 	o->seq = 0;
 	o->batch = s->batch_no;
 	o->now_ms = s->batch_ms;
-	busy_result(&o->u.result, in->cmd.op, in->cmd.client_id, in->cmd.request_id, in->cmd.event_id);
+	refused_result(&o->u.result, status, in->cmd.op, in->cmd.client_id, in->cmd.request_id, in->cmd.event_id);
+}
+
+static void fail_answer(shard_out *o, const shard_in *in, const shard *s) { refuse_answer(o, in, s, BO_BUSY); }
+
+/* Answers n input slots from `first` with `status` at once (a standby's or
+ * a fenced or failed shard's commands): nothing is applied. */
+static void refuse_batch(shard *s, uint64_t first, uint32_t n, uint8_t status)
+{
+	uint64_t out_first = out_claim(s, n);
+	for (uint32_t i = 0; i < n; i++)
+		refuse_answer(ring_slot(s->out, out_first + i), ring_slot(s->in, first + i), s, status);
+	ring_release(s->in, n);
+	publish_upto(s, s->out_next);
 }
 
 static int apply_batch(shard *s, uint64_t first, uint32_t n)
 {
+	if (s->fenced || atomic_load_explicit(&s->standby, memory_order_relaxed)) {
+		refuse_batch(s, first, n, BO_NOT_PRIMARY);
+		return 0;
+	}
 	int rc = begin_batch(s);
 	/* One output claim for all of the batch's results: n <= BO_BATCH_MAX
 	 * and the output ring holds at least two batches. */
@@ -843,13 +978,13 @@ static int tick(shard *s)
  * already answered busy). A result becomes busy, an expiry void; then all of them
  * are published, so the consumer answers every command that was waiting
  * for the disk. */
-static void fail_release_outputs(shard *s)
+static void release_outputs_as(shard *s, uint8_t status)
 {
 	for (uint64_t q = s->out_published; q < s->out_next; q++) {
 		shard_out *o = ring_slot(s->out, q);
 		if (o->kind == SHARD_OUT_RESULT) {
 			const bo_result r = o->u.result;
-			busy_result(&o->u.result, r.op, r.client_id, r.request_id, r.event_id);
+			refused_result(&o->u.result, status, r.op, r.client_id, r.request_id, r.event_id);
 			o->seq = 0;
 		} else {
 			o->kind = SHARD_OUT_VOID;
@@ -857,6 +992,17 @@ static void fail_release_outputs(shard *s)
 	}
 	s->pending_len = 0;
 	publish_upto(s, s->out_next);
+}
+
+static void fail_release_outputs(shard *s) { release_outputs_as(s, BO_BUSY); }
+
+/* Fenced: every output not published (held for the disk or the sync
+ * floor) is answered BO_NOT_PRIMARY, expiries become VOID; published at
+ * once. From then on the writer publishes nothing real (s->fenced). */
+static void fence_outputs(shard *s)
+{
+	s->fenced = 1;
+	release_outputs_as(s, BO_NOT_PRIMARY);
 }
 
 /* The writer after a failure, until shard_stop(): whatever is in the input
@@ -877,12 +1023,337 @@ static void fail_drain(shard *s, int64_t tick_ns)
 			if ((n = ring_poll(s->in, BO_BATCH_MAX, &first)) == 0)
 				return;
 		}
-		uint64_t out_first = out_claim(s, n);
-		for (uint32_t i = 0; i < n; i++)
-			fail_answer(ring_slot(s->out, out_first + i), ring_slot(s->in, first + i), s);
-		ring_release(s->in, n);
-		publish_upto(s, s->out_next);
+		refuse_batch(s, first, n, BO_BUSY);
 	}
+}
+
+/* ---- Replication: standby appends, promotion, fencing ------------------- */
+
+/* Publishes the last journaled record for shard_last_record (writer). */
+static void note_last_record(shard *s)
+{
+	if (!s->journal)
+		return;
+	uint64_t seq, sum;
+	journal_last(s->journal, &seq, &sum);
+	pthread_mutex_lock(&s->last_mu);
+	s->last_pub_seq = seq;
+	s->last_pub_sum = sum;
+	pthread_mutex_unlock(&s->last_mu);
+}
+
+static void epoch_raise(shard *s, uint64_t epoch)
+{
+	if (epoch > atomic_load_explicit(&s->epoch, memory_order_relaxed))
+		atomic_store_explicit(&s->epoch, epoch, memory_order_release);
+}
+
+static int recover_snapshot(shard *s, snapshot_info *info, char *err, size_t errlen);
+static int recover_replay(shard *s, const journal_options *jopt, shard_recovery *rec, char *err, size_t errlen);
+
+/* A standby's engine ran records it then refused (a result that differs,
+ * a later record that does not decode): the engine is ahead of the
+ * journal. It is rebuilt as recovery builds it (newest snapshot, then the
+ * journal through the last record appended, which is made durable first
+ * so the reader sees it), so a refusal leaves the shard as it was. Rare:
+ * a bug or a hostile sender. Returns 0, or fails the shard. */
+static int rebuild_engine(shard *s)
+{
+	char err[JOURNAL_ERR_LEN] = "";
+	int rc = wait_pending(s, 1);
+	if (rc == 0 && s->seq_last > shard_durable_seq(s)) {
+		uint64_t d;
+		rc = journal_wait(s->journal, s->seq_last, &d);
+		publish_durable(s, d);
+	}
+	if (rc < 0)
+		return rc;
+	const uint64_t target = s->seq_last;
+	const int64_t target_ms = s->seq_last_ms;
+	engine_free(s->engine);
+	s->engine = NULL;
+	snapshot_info info = {0};
+	rc = recover_snapshot(s, &info, err, sizeof(err));
+	shard_recovery tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.journal.last_seq = target;
+	if (rc == 0) {
+		journal_options jopt = s->cfg.journal;
+		jopt.after_seq = info.seq;
+		s->seq_last = info.seq;
+		s->seq_last_ms = info.seq_ts_ms;
+		rc = recover_replay(s, &jopt, &tmp, err, sizeof(err));
+	}
+	if (rc < 0) {
+		s->seq_last = target;
+		s->seq_last_ms = target_ms;
+		bo_log(BO_LOG_ERROR, "shard=%u msg=\"standby engine rebuild failed\" err=\"%s\"", s->cfg.id, err);
+		shard_fail(s, "standby engine rebuild", rc);
+		return rc;
+	}
+	assert(s->seq_last == target);
+	return 0;
+}
+
+/* Checks a replicated run against the standby's journal: epoch, sequence
+ * continuity, the chain point. Returns 0 or the refusal (err set). */
+static int replicate_check(shard *s, const shard_mail *m)
+{
+	uint64_t last, sum;
+	journal_last(s->journal, &last, &sum);
+	assert(last == s->seq_last);
+	uint64_t epoch = atomic_load_explicit(&s->epoch, memory_order_relaxed);
+	if (m->epoch < epoch) {
+		snprintf(m->err, m->errlen, "shard %u: records of epoch %" PRIu64 " refused: this standby is at epoch %" PRIu64,
+			 s->cfg.id, m->epoch, epoch);
+		return -ESTALE;
+	}
+	for (uint32_t i = 0; i < m->n; i++) {
+		if (m->recs[i].seq != last + 1 + i) {
+			snprintf(m->err, m->errlen,
+				 "shard %u: record %u of the run has seq %" PRIu64 ", expected %" PRIu64
+				 " (%s; this standby's last seq is %" PRIu64 ")",
+				 s->cfg.id, i, m->recs[i].seq, last + 1 + i,
+				 m->recs[i].seq > last + 1 + i ? "a gap" : "an overlap", last);
+			return -ERANGE;
+		}
+	}
+	if (m->n > 0 && m->prev != sum) {
+		snprintf(m->err, m->errlen,
+			 "shard %u: the run's previous checksum %#" PRIx64 " is not that of this standby's record %" PRIu64
+			 " (%#" PRIx64 "): the histories diverged",
+			 s->cfg.id, m->prev, last, sum);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Writer: a standby's shard_replicate. Re-executes (verified) every record
+ * first, then appends them all with their timestamps, so a refusal appends
+ * nothing (and an engine that ran refused records is rebuilt). */
+static int serve_replicate(shard *s, shard_mail *m)
+{
+	if (shard_failed(s))
+		return -ESHUTDOWN;
+	if (!atomic_load_explicit(&s->standby, memory_order_relaxed)) {
+		snprintf(m->err, m->errlen, "shard %u is a primary", s->cfg.id);
+		return -EPERM;
+	}
+	int rc = replicate_check(s, m);
+	if (rc < 0)
+		return rc;
+	uint64_t new_epoch = 0;
+	for (uint32_t i = 0; i < m->n; i++) {
+		entry en;
+		int ar = replay_apply(s->engine, &m->recs[i], 1, &en, m->err, m->errlen);
+		if (ar != REPLAY_OK) {
+			rc = ar == REPLAY_MALFORMED ? -EBADMSG : -EPROTO;
+			/* The engine ran records 0..i-1 (and i, for a mismatch). */
+			if ((i > 0 || ar == REPLAY_MISMATCH) && rebuild_engine(s) < 0)
+				return -ESHUTDOWN;
+			return rc;
+		}
+		if (en.kind == ENTRY_EPOCH && en.epoch > new_epoch)
+			new_epoch = en.epoch;
+	}
+	for (uint32_t i = 0; i < m->n; i++) {
+		const journal_record *r = &m->recs[i];
+		if (journal_put(s, r->timestamp_ms, r->payload, r->payload_len) < 0)
+			return -ESHUTDOWN;
+	}
+	if (m->n > 0) {
+		rc = journal_commit(s->journal);
+		if (rc < 0) {
+			shard_fail(s, "journal commit", rc);
+			return -ESHUTDOWN;
+		}
+		batch_done(s); /* no outputs: only the durability of the run */
+	}
+	epoch_raise(s, new_epoch);
+	return 0;
+}
+
+/* Writer: shard_promote. */
+static int serve_promote(shard *s, shard_mail *m)
+{
+	if (shard_failed(s))
+		return -ESHUTDOWN;
+	if (!atomic_load_explicit(&s->standby, memory_order_relaxed))
+		return -EPERM;
+	if (m->epoch <= atomic_load_explicit(&s->epoch, memory_order_relaxed))
+		return -EINVAL;
+	uint8_t buf[ENTRY_EPOCH_BYTES];
+	int32_t len = entry_encode_epoch(m->epoch, buf, sizeof(buf));
+	assert(len == (int32_t)ENTRY_EPOCH_BYTES);
+	/* The engine's clock, not the wall clock: the record moves nothing,
+	 * and the batches after it begin from that time anyway. */
+	if (journal_put(s, engine_now(s->engine), buf, (uint32_t)len) < 0)
+		return -ESHUTDOWN;
+	int rc = journal_commit(s->journal);
+	if (rc < 0) {
+		shard_fail(s, "journal commit", rc);
+		return -ESHUTDOWN;
+	}
+	batch_done(s);
+	epoch_raise(s, m->epoch);
+	atomic_store_explicit(&s->standby, 0, memory_order_release);
+	bo_log(BO_LOG_INFO, "shard=%u msg=\"promoted to primary\" epoch=%" PRIu64 " seq=%" PRIu64, s->cfg.id, m->epoch,
+	       s->seq_last);
+	return 0;
+}
+
+/* Writer: serves the mailbox if a request is posted. */
+static void serve_mail(shard *s)
+{
+	/* Acquire: pairs with mail_call's release, so the request is whole. */
+	if (!atomic_load_explicit(&s->mb_posted, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&s->mb_mu);
+	shard_mail *m = &s->mb;
+	assert(m->kind != MAIL_NONE && !m->done);
+	m->rc = m->kind == MAIL_REPLICATE ? serve_replicate(s, m) : serve_promote(s, m);
+	note_last_record(s);
+	m->done = 1;
+	atomic_store_explicit(&s->mb_posted, 0, memory_order_relaxed);
+	pthread_cond_broadcast(&s->mb_cv);
+	pthread_mutex_unlock(&s->mb_mu);
+}
+
+/* Writer, at its end (and shard_new: before any start): requests get
+ * -ESHUTDOWN from now on, a posted one too. */
+static void mail_close(shard *s, int closed)
+{
+	pthread_mutex_lock(&s->mb_mu);
+	s->mb.closed = closed;
+	if (closed && s->mb.kind != MAIL_NONE && !s->mb.done) {
+		s->mb.rc = -ESHUTDOWN;
+		s->mb.done = 1;
+		atomic_store_explicit(&s->mb_posted, 0, memory_order_relaxed);
+	}
+	pthread_cond_broadcast(&s->mb_cv);
+	pthread_mutex_unlock(&s->mb_mu);
+}
+
+/* Caller side: posts *req, wakes the writer, waits for its answer. */
+static int mail_call(shard *s, const shard_mail *req)
+{
+	pthread_mutex_lock(&s->mb_mu);
+	while (s->mb.kind != MAIL_NONE && !s->mb.closed)
+		pthread_cond_wait(&s->mb_cv, &s->mb_mu);
+	if (s->mb.closed) {
+		pthread_mutex_unlock(&s->mb_mu);
+		if (req->err && req->errlen)
+			snprintf(req->err, req->errlen, "shard %u: not running", s->cfg.id);
+		return -ESHUTDOWN;
+	}
+	s->mb = *req;
+	s->mb.done = 0;
+	s->mb.closed = 0;
+	atomic_store_explicit(&s->mb_posted, 1, memory_order_release);
+	pthread_mutex_unlock(&s->mb_mu);
+	ring_kick(s->in);
+	pthread_mutex_lock(&s->mb_mu);
+	while (!s->mb.done)
+		pthread_cond_wait(&s->mb_cv, &s->mb_mu);
+	int rc = s->mb.rc;
+	int closed = s->mb.closed;
+	memset(&s->mb, 0, sizeof(s->mb));
+	s->mb.closed = closed;
+	pthread_cond_broadcast(&s->mb_cv);
+	pthread_mutex_unlock(&s->mb_mu);
+	return rc;
+}
+
+int shard_replicate(shard *s, uint64_t epoch, uint64_t prev_checksum, const journal_record *records, uint32_t n,
+		    char *err, size_t errlen)
+{
+	assert(s && (records || n == 0) && err && errlen > 0);
+	err[0] = '\0';
+	if (!s->journal) {
+		snprintf(err, errlen, "shard %u has no journal", s->cfg.id);
+		return -EPERM;
+	}
+	shard_mail req = {.kind = MAIL_REPLICATE, .epoch = epoch, .prev = prev_checksum, .recs = records, .n = n,
+			  .err = err, .errlen = errlen};
+	int rc = mail_call(s, &req);
+	if (rc == -ESHUTDOWN && !err[0])
+		snprintf(err, errlen, "shard %u stopped: %s", s->cfg.id, shard_failed(s) ? shard_failed(s) : "stopping");
+	if (rc == -EPROTO || rc == -EBADMSG)
+		bo_log(BO_LOG_WARN, "shard=%u msg=\"replicated records refused\" err=\"%s\"", s->cfg.id, err);
+	return rc;
+}
+
+int shard_promote(shard *s, uint64_t epoch)
+{
+	assert(s);
+	if (!s->journal)
+		return -EPERM;
+	char err[64];
+	shard_mail req = {.kind = MAIL_PROMOTE, .epoch = epoch, .err = err, .errlen = sizeof(err)};
+	return mail_call(s, &req);
+}
+
+void shard_fence(shard *s)
+{
+	assert(s);
+	if (atomic_exchange_explicit(&s->fence_asked, 1, memory_order_acq_rel))
+		return;
+	bo_log(BO_LOG_WARN, "shard=%u msg=\"fenced: another server holds a newer term\"", s->cfg.id);
+	event_notify(&s->floor_ev);
+	ring_kick(s->in);
+}
+
+void shard_set_sync_floor(shard *s, uint64_t seq)
+{
+	assert(s);
+	/* Release: the writer acquires it in release_point / floor_moved. */
+	atomic_store_explicit(&s->sync_floor, seq, memory_order_release);
+	event_notify(&s->floor_ev);
+	ring_kick(s->in);
+}
+
+uint64_t shard_released_seq(const shard *s)
+{
+	return atomic_load_explicit(&((shard *)s)->released, memory_order_acquire);
+}
+
+static int released_passed(shard *s, const void *ctx)
+{
+	return shard_released_seq(s) > *(const uint64_t *)ctx || shard_failed(s) != NULL;
+}
+
+int shard_released_wait(const shard *cs, uint64_t seq, int64_t timeout_ns, uint64_t *released)
+{
+	assert(cs);
+	shard *s = (shard *)cs;
+	if (timeout_ns > 0 && !released_passed(s, &seq)) {
+		int64_t now = bo_clock_ns();
+		int64_t deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+		event_wait(s, &s->durable_ev, released_passed, &seq, deadline);
+	}
+	uint64_t r = shard_released_seq(s);
+	if (released)
+		*released = r;
+	if (r > seq)
+		return 1;
+	return shard_failed(s) ? -ESHUTDOWN : 0;
+}
+
+uint64_t shard_epoch(const shard *s) { return atomic_load_explicit(&((shard *)s)->epoch, memory_order_acquire); }
+
+int shard_is_standby(const shard *s)
+{
+	return atomic_load_explicit(&((shard *)s)->standby, memory_order_acquire);
+}
+
+void shard_last_record(const shard *cs, uint64_t *seq, uint64_t *checksum)
+{
+	assert(cs && seq && checksum);
+	shard *s = (shard *)cs;
+	pthread_mutex_lock(&s->last_mu);
+	*seq = s->last_pub_seq;
+	*checksum = s->last_pub_sum;
+	pthread_mutex_unlock(&s->last_mu);
 }
 
 /* Statistics: the time from the end of the previous batch to the end of
@@ -910,7 +1381,15 @@ static void *shard_main(void *arg)
 	shard *s = arg;
 	const int64_t tick_ns = (int64_t)s->cfg.tick_ms * 1000000;
 	for (;;) {
+		/* Read before looking at the mailbox and the floor: a kick after
+		 * this wakes the ring_wait_kicked below. */
+		const uint32_t kicks = ring_kicks(s->in);
 		if (reap(s) < 0)
+			break;
+		if (!s->fenced && atomic_load_explicit(&s->fence_asked, memory_order_acquire))
+			fence_outputs(s);
+		serve_mail(s);
+		if (shard_failed(s))
 			break;
 		uint64_t first;
 		uint32_t n = ring_poll(s->in, BO_BATCH_MAX, &first);
@@ -922,7 +1401,7 @@ static void *shard_main(void *arg)
 			continue;
 		}
 		s->gap_from_ns = 0; /* no input: the next gap is no stall */
-		if (s->pending_len > 0) {
+		if (s->pending_len > 0 && s->pending[s->pending_head].seq_last > shard_durable_seq(s)) {
 			/* Idle with a batch on its way to disk: wait for it, so its
 			 * answers leave now; commands arriving meanwhile gather
 			 * into the next batch (group commit). */
@@ -942,7 +1421,11 @@ static void *shard_main(void *arg)
 				break;
 			continue;
 		}
-		if (!ring_wait(s->in, tick_ns) && tick(s) < 0)
+		/* A standby's engine moves only by replicated records (its own
+		 * ticks would journal records the primary does not have); a
+		 * fenced shard journals nothing more of its own either. */
+		const int quiet = s->fenced || atomic_load_explicit(&s->standby, memory_order_relaxed);
+		if (!ring_wait_kicked(s->in, tick_ns, kicks) && ring_kicks(s->in) == kicks && !quiet && tick(s) < 0)
 			break;
 		/* Idle too: a snapshot that fell due while the builder was busy
 		 * with the previous one starts even when no command comes. */
@@ -950,6 +1433,11 @@ static void *shard_main(void *arg)
 	}
 	if (!shard_failed(s)) {
 		wait_pending(s, 1);
+		/* Outputs the sync floor still holds (its standby did not confirm
+		 * them): a stopping primary cannot acknowledge them; answered
+		 * BO_NOT_PRIMARY like a fence (shard_stop's contract). */
+		if (s->pending_len > 0 || s->out_published < s->out_next)
+			fence_outputs(s);
 	} else if (s->journal) {
 		/* The failure may have been found while batches before it were
 		 * already durable (a mid-batch flush waits for the write in
@@ -960,6 +1448,7 @@ static void *shard_main(void *arg)
 		publish_durable(s, d);
 	}
 	atomic_store_explicit(&s->running, 0, memory_order_relaxed);
+	mail_close(s, 1);
 	if (shard_failed(s)) {
 		fail_release_outputs(s);
 		fail_drain(s, tick_ns);
@@ -1001,6 +1490,18 @@ int shard_new(const shard_config *cfg, shard **out)
 	atomic_init(&s->job_ev.waiters, 0);
 	atomic_init(&s->snap_state, SNAP_IDLE);
 	atomic_init(&s->builder_quit, 0);
+	atomic_init(&s->standby, cfg->standby ? 1 : 0);
+	atomic_init(&s->epoch, 0);
+	atomic_init(&s->sync_floor, UINT64_MAX);
+	atomic_init(&s->released, 0);
+	atomic_init(&s->fence_asked, 0);
+	atomic_init(&s->floor_ev.count, 0);
+	atomic_init(&s->floor_ev.waiters, 0);
+	atomic_init(&s->mb_posted, 0);
+	pthread_mutex_init(&s->last_mu, NULL);
+	pthread_mutex_init(&s->mb_mu, NULL);
+	pthread_cond_init(&s->mb_cv, NULL);
+	s->mb.closed = 1; /* until shard_start */
 	int rc = ring_new(sizeof(shard_in), cfg->in_slots, &s->in);
 	if (rc == 0)
 		rc = ring_new(sizeof(shard_out), cfg->out_slots, &s->out);
@@ -1096,6 +1597,8 @@ static int recover_snapshot(shard *s, snapshot_info *info, char *err, size_t err
 static int recover_apply(shard *s, replay_staged *st, shard_recovery *rec, char *err, size_t errlen)
 {
 	char rerr[REPLAY_ERR_LEN];
+	if (st->en.kind == ENTRY_EPOCH)
+		epoch_raise(s, st->en.epoch); /* the term journaled last is the shard's */
 	if (replay_apply_staged(s->engine, st, s->cfg.verify_replay, NULL, rerr, sizeof(rerr)) != REPLAY_OK) {
 		snprintf(err, errlen, "%s", rerr);
 		return -EPROTO;
@@ -1204,8 +1707,12 @@ static int recover(shard *s, shard_recovery *rec, char *err, size_t errlen)
 	 * loaded, not after this start: a process that restarts often must
 	 * still snapshot, or its recoveries grow without bound. */
 	s->snap_seq = info.seq;
-	/* No thread runs yet: shard_start's pthread_create publishes it. */
+	/* No thread runs yet: shard_start's pthread_create publishes it. What
+	 * the journal holds at open counts as released: its outputs were
+	 * published (or lost with the process) before. */
 	atomic_store_explicit(&s->durable, s->seq_last, memory_order_relaxed);
+	atomic_store_explicit(&s->released, s->seq_last, memory_order_relaxed);
+	note_last_record(s);
 	rec->seconds = (double)(bo_clock_ns() - t0) / 1e9;
 	return 0;
 }
@@ -1259,8 +1766,10 @@ int shard_start(shard *s)
 		s->builder_started = 1; /* before the writer starts: it reads this */
 	}
 	atomic_store_explicit(&s->running, 1, memory_order_relaxed);
+	mail_close(s, 0);
 	int rc = pthread_create(&s->thread, NULL, shard_main, s);
 	if (rc != 0) {
+		mail_close(s, 1);
 		atomic_store_explicit(&s->running, 0, memory_order_relaxed);
 		builder_stop(s);
 		return -rc;
@@ -1275,6 +1784,8 @@ void shard_stop(shard *s)
 	if (!s->started)
 		return;
 	atomic_store_explicit(&s->stopping, 1, memory_order_release);
+	event_notify(&s->floor_ev); /* a writer held by the sync floor: see wait_oldest */
+	ring_kick(s->in);
 	/* The writer notices within one tick (ring_wait's timeout). */
 	pthread_join(s->thread, NULL);
 	s->started = 0;
@@ -1293,6 +1804,9 @@ void shard_free(shard *s)
 	engine_free(s->engine);
 	ring_free(s->in);
 	ring_free(s->out);
+	pthread_mutex_destroy(&s->last_mu);
+	pthread_mutex_destroy(&s->mb_mu);
+	pthread_cond_destroy(&s->mb_cv);
 	mi_free(s);
 }
 
@@ -1342,6 +1856,123 @@ int shard_running(const shard *s) { return atomic_load_explicit(&((shard *)s)->r
 const bo_hist *shard_batch_hist(const shard *s) { return &s->batch_hist; }
 
 const bo_hist *shard_sync_hist(const shard *s) { return &s->sync_hist; }
+
+/* ---- Rejoining: cutting a closed shard's tail ----------------------------- */
+
+typedef struct cut_scan {
+	uint64_t seq;	     /* the cut: keep through it */
+	uint64_t keep_snap;  /* newest snapshot <= seq (0: none) */
+	uint64_t later[64];  /* snapshots after seq (the first 64) */
+	uint32_t nlater, more;
+} cut_scan;
+
+/* Lists the snapshots of dir around the cut. Returns 0 or -errno. */
+static int cut_scan_snaps(const char *dir, cut_scan *c)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t seq;
+		if (!snapfile_name_parse(de->d_name, &seq))
+			continue;
+		if (seq <= c->seq) {
+			if (seq > c->keep_snap)
+				c->keep_snap = seq;
+		} else if (c->nlater < sizeof(c->later) / sizeof(c->later[0])) {
+			c->later[c->nlater++] = seq;
+		} else {
+			c->more = 1;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Can recovery rebuild the state through c->seq after the cut? It starts
+ * from keep_snap (or nothing) and needs the journal's records from there
+ * through seq: record seq readable after keep_snap. Returns 0 or -ERANGE
+ * (err says why), or the reader's -errno. */
+static int cut_check_journal(const char *root, uint32_t id, const cut_scan *c, char *err, size_t errlen)
+{
+	journal_reader *r;
+	journal_options opt;
+	journal_options_default(&opt);
+	int rc = journal_reader_open_from(root, id, &opt, c->keep_snap, &r, err, errlen);
+	if (rc < 0) {
+		if (rc == -EBADMSG)
+			rc = -ERANGE; /* a missing head: the records after the snapshot are gone */
+		return rc;
+	}
+	uint64_t last = c->keep_snap;
+	journal_record x;
+	while (last < c->seq && (rc = journal_reader_next(r, &x)) == 1)
+		last = x.seq;
+	if (rc < 0)
+		snprintf(err, errlen, "%s", journal_reader_error(r));
+	journal_reader_close(r);
+	if (rc >= 0 && last < c->seq) {
+		snprintf(err, errlen, "shard %u: cannot cut after seq %" PRIu64 ": the journal ends at %" PRIu64, id,
+			 c->seq, last);
+		return -ERANGE;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+int shard_cut_after(const char *data_dir, uint32_t shard_id, uint64_t seq, char *err, size_t errlen)
+{
+	assert(data_dir && err && errlen > 0);
+	err[0] = '\0';
+	char dir[SHARD_DIR_MAX];
+	if (snprintf(dir, sizeof(dir), "%s/shard-%04u", data_dir, shard_id) >= (int)sizeof(dir)) {
+		snprintf(err, errlen, "data directory path too long: %s", data_dir);
+		return -ENAMETOOLONG;
+	}
+	cut_scan c = {.seq = seq};
+	int rc = cut_scan_snaps(dir, &c);
+	if (rc < 0) {
+		snprintf(err, errlen, "shard %u: reading %s: %s", shard_id, dir, strerror(-rc));
+		return rc;
+	}
+	/* Check first: nothing changes unless the state through seq can be
+	 * recovered afterwards (no snapshot <= seq and a pruned journal, or a
+	 * journal that ends before seq, cannot). */
+	rc = cut_check_journal(data_dir, shard_id, &c, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* Snapshots after seq go first: a crash before the journal cut leaves
+	 * an older snapshot and a longer journal (a valid, longer state; the
+	 * cut is run again), never a snapshot the journal no longer reaches. */
+	for (;;) {
+		for (uint32_t i = 0; i < c.nlater; i++) {
+			char path[SHARD_PATH_MAX];
+			if (snapfile_path(path, sizeof(path), dir, c.later[i]) < 0 ||
+			    (bo_fs_unlink(path) != 0 && errno != ENOENT)) {
+				int e = errno ? errno : ENAMETOOLONG;
+				snprintf(err, errlen, "shard %u: removing snapshot %" PRIu64 ": %s", shard_id,
+					 c.later[i], strerror(e));
+				return -e;
+			}
+		}
+		if (!c.more)
+			break;
+		c.nlater = 0;
+		c.more = 0;
+		if ((rc = cut_scan_snaps(dir, &c)) < 0)
+			return rc;
+	}
+	rc = bo_fs_fsync_dir(dir);
+	if (rc != 0) {
+		rc = rc < 0 ? rc : -errno;
+		snprintf(err, errlen, "shard %u: fsync %s: %s", shard_id, dir, strerror(-rc));
+		return rc;
+	}
+	rc = journal_cut_after(data_dir, shard_id, seq, err, errlen);
+	if (rc == 0)
+		bo_log(BO_LOG_INFO, "shard=%u msg=\"%s\"", shard_id, err);
+	return rc;
+}
 
 uint32_t shard_for_event(uint64_t event_id, uint32_t shard_count)
 {

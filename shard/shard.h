@@ -277,9 +277,11 @@ const bo_hist *shard_sync_hist(const shard *s);
  * 0) and instead appends, through shard_replicate(), the records its
  * primary made durable, re-executing each one into its engine exactly as
  * recovery does (verified: a record whose recorded result differs is
- * refused), with the same group commit. Its journal is then a byte-equal
- * copy of the primary's records: same sequence, timestamps, payloads and
- * so the same checksums (the hash chain is a function of them).
+ * refused), with the same group commit. Its journal then holds the
+ * primary's records: same sequence, timestamps and payloads, so the same
+ * CONTENT checksums (journal_record.checksum; the on-disk checksum and
+ * chain also cover how each side grouped its records into write units,
+ * which differs, so replication compares content checksums).
  *
  * Epochs: the control plane numbers each primary term (1, 2, ...). A
  * shard's epoch is the highest epoch it has journaled: shard_promote()
@@ -301,6 +303,11 @@ const bo_hist *shard_sync_hist(const shard *s);
  * or below the sync floor). Never decreases. Thread-safe. Equals
  * shard_durable_seq() while the floor is UINT64_MAX. */
 uint64_t shard_released_seq(const shard *s);
+
+/* shard_durable_wait for the released sequence: waits until it exceeds
+ * `seq` (same outcomes, -ESHUTDOWN when the shard failed). The database
+ * committer's wait (follower_open_released). Thread-safe. */
+int shard_released_wait(const shard *s, uint64_t seq, int64_t timeout_ns, uint64_t *released /* OUT */);
 
 /* Sets the sync floor (see above): outputs of records after `seq` wait.
  * May move either way (a standby dropped: UINT64_MAX; a standby added:

@@ -588,7 +588,7 @@ static int act(gw_node *n, uint32_t k, const role_view *v, const role_action *a)
 		gw_repl_follow(n->repl, k, 0);
 		sh->following = 0;
 		set_local(n, k, ROLE_NONE);
-		if (v->local != ROLE_NONE || a->cut || !shard_is_standby(s)) {
+		if (a->cut || v->local == ROLE_FENCED || !shard_is_standby(s)) {
 			if (reopen_shard(n, k, a->cut, a->cut_after, 1) < 0)
 				return 0;
 		}
@@ -854,6 +854,8 @@ int gw_node_start(gw_server *gw, gw_node **out, char *err, size_t errlen)
 	n->advertise = c->advertise ? c->advertise : gw->cfg.listen[0];
 	n->shards = gw->cfg.shards;
 	pthread_mutex_init(&n->lock, NULL);
+	for (uint32_t k = 0; k < n->shards; k++)
+		n->sh[k].local = ROLE_STANDBY; /* gw_start opened every copy as a standby */
 	int etcd_timeout = (int)(c->lease_ms / 3 < 200 ? 200 : c->lease_ms / 3);
 	int rc = etcd_open(c->etcd, etcd_timeout, &n->e, err, errlen);
 	if (rc == 0)

@@ -42,6 +42,7 @@
 #include "cluster/role.h"
 #include "journal/journal.h"
 #include "protocol/wire.h"
+#include "shard/shard.h"
 #include "tests/support/etcd_proc.h"
 #include "tests/support/proc.h"
 #include "tests/support/tmpdir.h"
@@ -50,6 +51,7 @@
 #define LEASE_MS 2000
 #define EVENTS 4
 #define SEATS_PER_EVENT 600
+#define GW_SWITCHOVER_WAIT_MS 15000
 
 typedef struct tnode {
 	int id;
@@ -60,6 +62,7 @@ typedef struct tnode {
 	char client_url[64];
 	char repl_url[64];
 	pid_t pid;
+	int run; /* starts so far: each run logs to server-RUN.log */
 } tnode;
 
 static tetcd tetcd_c;
@@ -83,6 +86,7 @@ static void node_start(tnode *n)
 			      "--etcd",	      tetcd_c.endpoints, "--node-id", id,		   "--repl",
 			      n->repl_url,    "--lease-ms", lease,	   "--throttle-rate", "0",
 			      NULL};
+	snprintf(n->log, sizeof(n->log), "%s/server-%d.log", n->dir, ++n->run);
 	int rc = tproc_spawn(argv, n->log, &n->pid);
 	cr_assert_eq(rc, 0, "cannot start node %d: %s", n->id, strerror(-rc));
 }
@@ -93,7 +97,6 @@ static void node_init(tnode *n, int id)
 	snprintf(n->ip, sizeof(n->ip), "127.0.0.%d", 10 + id);
 	snprintf(n->dir, sizeof(n->dir), "%s/node%d", root, id);
 	snprintf(n->data, sizeof(n->data), "%s/data", n->dir);
-	snprintf(n->log, sizeof(n->log), "%s/server.log", n->dir);
 	int cp = tproc_free_port(), rp = tproc_free_port();
 	cr_assert(cp > 0 && rp > 0);
 	snprintf(n->client_url, sizeof(n->client_url), "tcp://%s:%d", n->ip, cp);
@@ -507,4 +510,117 @@ Test(node, journals_agree_and_standby_loss)
 		cr_assert_eq(res.status, BO_OK, "hold after the standby died: %s", boc_status_name(res.status));
 	}
 	boc_close(c1);
+}
+
+/* Asks node n to hand shard k to node `to`; returns the reply's status. */
+static int switchover(const tnode *n, uint32_t k, uint32_t to, char *text, size_t cap)
+{
+	nng_socket s;
+	cr_assert_eq(nng_req0_open(&s), 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, GW_SWITCHOVER_WAIT_MS);
+	msgpack_sbuffer buf;
+	msgpack_sbuffer_init(&buf);
+	cr_assert_eq(nng_dial(s, n->client_url, NULL, 0), 0);
+	cr_assert_eq(wire_encode_switchover_request(k, to, &buf), 0);
+	cr_assert_eq(nng_send(s, buf.data, buf.size, 0), 0);
+	void *reply;
+	size_t len;
+	int rc = nng_recv(s, &reply, &len, NNG_FLAG_ALLOC);
+	cr_assert_eq(rc, 0, "no switchover reply: %s", nng_strerror(rc));
+	int status = -1;
+	wire_msg wm;
+	cr_assert_eq(wire_decode_status_reply(reply, len, &status, NULL, &wm), 0, "%s", wm.error);
+	snprintf(text, cap, "%s", wm.error);
+	nng_free(reply, len);
+	msgpack_sbuffer_destroy(&buf);
+	nng_close(s);
+	return status;
+}
+
+static int pred_shard_role(const wire_cluster_status *st, void *ctx)
+{
+	const uint32_t *w = ctx; /* shard, primary, role here, node also in sync */
+	const wire_shard_cluster *sc = &st->shards[w[0]];
+	return st->shard_count == SHARDS && sc->primary_known && sc->primary == w[1] && sc->role == w[2] &&
+	       (w[3] == 0 || in_sync_has(sc, w[3]));
+}
+
+static int hold_at(const tnode *n, uint64_t client, uint64_t event, uint32_t seat)
+{
+	boc_client *c = client_open(n);
+	bo_cmd cmd;
+	boc_hold_seats(&cmd, client, 1, event, &seat, 1, 600000);
+	bo_result res;
+	char text[256];
+	int rc = boc_call(c, &cmd, &res, text, sizeof(text));
+	boc_close(c);
+	cr_assert_eq(rc, 0, "hold at node %d: %s", n->id, boc_strerror(rc));
+	return res.status;
+}
+
+Test(node, rejoin_and_switchover)
+{
+	node_start(&nodes[0]);
+	node_start(&nodes[1]);
+	want w12 = {.primary = 1, .in_sync_also = 2};
+	if (wait_status(&nodes[0], 30000, pred_roles, &w12, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 primary with node 2 in sync: not reached");
+	}
+	boc_client *c1 = client_open(&nodes[0]);
+	create_events(c1);
+	boc_close(c1);
+	for (uint32_t i = 0; i < 40; i++)
+		cr_assert_eq(hold_at(&nodes[0], 300000 + i, 1 + i % EVENTS, i), BO_OK);
+	int st;
+	cr_assert_eq(tproc_signal_wait(nodes[0].pid, SIGKILL, 5000, &st, NULL), 0);
+	nodes[0].pid = 0;
+	want w2 = {.primary = 2};
+	if (wait_status(&nodes[1], 20000, pred_roles, &w2, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 2 did not promote");
+	}
+	for (uint32_t i = 0; i < 40; i++)
+		cr_assert_eq(hold_at(&nodes[1], 400000 + i, 1 + i % EVENTS, 100 + i), BO_OK);
+	/* Node 1 comes back: it rejoins as a standby and is in sync again. */
+	node_start(&nodes[0]);
+	want w21 = {.primary = 2, .in_sync_also = 1};
+	if (wait_status(&nodes[1], 30000, pred_roles, &w21, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 did not rejoin in sync");
+	}
+	/* Planned switchover of shard 0 back to node 1. */
+	char text[256];
+	int status = switchover(&nodes[1], 0, 1, text, sizeof(text));
+	cr_assert_eq(status, BO_OK, "switchover: %s %s", boc_status_name(status), text);
+	uint32_t w_new[4] = {0, 1, WIRE_ROLE_PRIMARY, 0};
+	if (wait_status(&nodes[0], 20000, pred_shard_role, w_new, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 is not shard 0's primary after the switchover");
+	}
+	uint32_t w_old[4] = {0, 1, WIRE_ROLE_STANDBY, 0};
+	if (wait_status(&nodes[1], 20000, pred_shard_role, w_old, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 2 did not become shard 0's standby after the switchover");
+	}
+	uint32_t w_sync[4] = {0, 1, WIRE_ROLE_PRIMARY, 2};
+	if (wait_status(&nodes[0], 20000, pred_shard_role, w_sync, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 2 did not become shard 0's in-sync standby again");
+	}
+	/* Each node takes the writes of the shard it is primary of and
+	 * refuses the other's with not_primary. Every earlier hold is there. */
+	for (uint64_t e = 1; e <= EVENTS; e++) {
+		int zero = shard_for_event(e, SHARDS) == 0;
+		int s1 = hold_at(&nodes[0], 500000 + e, e, 300);
+		int s2 = hold_at(&nodes[1], 600000 + e, e, 301);
+		cr_assert_eq(s1, zero ? BO_OK : BO_NOT_PRIMARY, "event %" PRIu64 " at node 1: %s", e, boc_status_name(s1));
+		cr_assert_eq(s2, zero ? BO_NOT_PRIMARY : BO_OK, "event %" PRIu64 " at node 2: %s", e, boc_status_name(s2));
+	}
+	for (uint32_t i = 0; i < 40; i++) {
+		uint64_t e = 1 + i % EVENTS;
+		const tnode *p = shard_for_event(e, SHARDS) == 0 ? &nodes[0] : &nodes[1];
+		cr_assert_eq(hold_at(p, 300000 + i, e, i), BO_OK, "hold %u (epoch 1) lost", i);
+		cr_assert_eq(hold_at(p, 400000 + i, e, 100 + i), BO_OK, "hold %u (epoch 2) lost", i);
+	}
 }

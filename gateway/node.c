@@ -33,6 +33,8 @@
 #include "protocol/wire.h"
 #include "shard/shard.h"
 
+_Static_assert(GW_NODE_ID_MAX == ROLE_NODE_ID_MAX, "node ids as the role machine takes them");
+
 #define NODE_PREFIX "/boxoffice/"
 #define NODE_KEYS "/boxoffice/nodes/"
 #define SHARD_KEYS "/boxoffice/shards/"
@@ -483,13 +485,11 @@ static void senders_sync(gw_node *n, uint32_t k)
 			continue;
 		gw_repl_sender_start(n->repl, k, ne->id, ne->repl);
 	}
-	for (uint32_t id = 1; id <= ROLE_NODE_ID_MAX && id < 256; id++) {
-		gw_sender_info si;
-		if (!gw_repl_sender_info(n->repl, k, id, &si))
-			continue;
-		if (!node_find(n, id) && !(m->present && role_map_in_sync(m, id)))
-			gw_repl_sender_stop(n->repl, k, id);
-	}
+	uint32_t ids[ROLE_NODES_MAX];
+	uint32_t cnt = gw_repl_sender_nodes(n->repl, k, ids, ROLE_NODES_MAX);
+	for (uint32_t i = 0; i < cnt; i++)
+		if (!node_find(n, ids[i]) && !(m->present && role_map_in_sync(m, ids[i])))
+			gw_repl_sender_stop(n->repl, k, ids[i]);
 }
 
 static void view_build(gw_node *n, uint32_t k, role_view *v)
@@ -514,12 +514,20 @@ static void view_build(gw_node *n, uint32_t k, role_view *v)
 	if (sh->local == ROLE_PRIMARY) {
 		senders_sync(n, k);
 		uint64_t now = (uint64_t)bo_clock_ms();
-		for (uint32_t id = 1; id < 256 && v->peer_count < ROLE_NODES_MAX; id++) {
+		/* Peers: every node with a sender, then in-sync members without. */
+		uint32_t ids[2 * ROLE_NODES_MAX];
+		uint32_t cnt = gw_repl_sender_nodes(n->repl, k, ids, ROLE_NODES_MAX);
+		for (uint32_t i = 0; v->map.present && i < v->map.in_sync_count; i++) {
+			uint32_t id = v->map.in_sync[i], dup = id == v->self;
+			for (uint32_t j = 0; j < cnt && !dup; j++)
+				dup = ids[j] == id;
+			if (!dup)
+				ids[cnt++] = id;
+		}
+		for (uint32_t i = 0; i < cnt && v->peer_count < ROLE_NODES_MAX; i++) {
+			uint32_t id = ids[i];
 			gw_sender_info si;
 			int has = gw_repl_sender_info(n->repl, k, id, &si);
-			int member = v->map.present && role_map_in_sync(&v->map, id) && id != v->self;
-			if (!has && !member)
-				continue;
 			role_peer *p = &v->peers[v->peer_count++];
 			p->node = id;
 			if (has) {
@@ -828,12 +836,14 @@ void gw_node_cluster_status(gw_node *n, wire_cluster_status *out)
 		gw_shard_release(gw, k);
 		if (local != ROLE_PRIMARY)
 			continue;
-		for (uint32_t id = 1; id < 256 && o->standby_count < WIRE_CLUSTER_STANDBYS_MAX; id++) {
+		uint32_t ids[ROLE_NODES_MAX];
+		uint32_t cnt = gw_repl_sender_nodes(n->repl, k, ids, ROLE_NODES_MAX);
+		for (uint32_t i = 0; i < cnt && o->standby_count < WIRE_CLUSTER_STANDBYS_MAX; i++) {
 			gw_sender_info si;
-			if (!gw_repl_sender_info(n->repl, k, id, &si))
+			if (!gw_repl_sender_info(n->repl, k, ids[i], &si))
 				continue;
 			wire_standby_status *w = &o->standbys[o->standby_count++];
-			w->node = id;
+			w->node = ids[i];
 			w->acked_seq = si.acked_seq;
 			w->lag_records = o->last_seq > si.acked_seq ? o->last_seq - si.acked_seq : 0;
 		}

@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_NODE_ID_MAX 1000000u
+#define GW_NODE_ID_MAX 65535u /* = ROLE_NODE_ID_MAX (cluster/role.h) */
 #define GW_NODE_LEASE_MS_DEFAULT 3000u
 #define GW_NODE_LEASE_MS_MIN 300u
 #define GW_NODE_LEASE_MS_MAX 600000u

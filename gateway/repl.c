@@ -550,6 +550,17 @@ int gw_repl_sender_info(gw_repl *r, uint32_t k, uint32_t node, gw_sender_info *o
 	return found;
 }
 
+uint32_t gw_repl_sender_nodes(gw_repl *r, uint32_t k, uint32_t *nodes, uint32_t max)
+{
+	uint32_t n = 0;
+	pthread_mutex_lock(&r->lock);
+	for (uint32_t i = 0; i < GW_REPL_PEERS_MAX && n < max; i++)
+		if (r->senders[k][i])
+			nodes[n++] = r->senders[k][i]->node;
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
 int gw_repl_gate(gw_repl *r, uint32_t k, uint32_t node, int gated)
 {
 	int found = 0;

@@ -105,6 +105,10 @@ void gw_repl_senders_stop_shard(gw_repl *r, uint32_t k);
 /* The sender of (k, node): 1 with *out, 0 when none. */
 int gw_repl_sender_info(gw_repl *r, uint32_t k, uint32_t node, gw_sender_info *out /* OUT */);
 
+/* The standbys shard k has senders to: up to max node ids into nodes[];
+ * returns how many. */
+uint32_t gw_repl_sender_nodes(gw_repl *r, uint32_t k, uint32_t *nodes /* OUT */, uint32_t max);
+
 /* Gates / ungates the sender of (k, node) and sets the shard's sync floor
  * to the minimum acknowledged sequence of its gated senders (UINT64_MAX
  * when none). Gating a sender that does not exist: -ENOENT. */

@@ -459,6 +459,20 @@ Test(node, failover_loses_nothing)
 		journals_agree(k, m.start_seq - 1);
 	}
 	fprintf(stderr, "node_test: %u holds acknowledged, %u attempted\n", acked, done);
+
+	/* Node 1 comes back: its tail after the term's start (if it had one)
+	 * is cut, it catches up and is in sync again; then the journals agree
+	 * through what node 2 has from it. */
+	node_start(&nodes[0]);
+	want w21 = {.primary = 2, .in_sync_also = 1};
+	if (wait_status(&nodes[1], 30000, pred_roles, &w21, &cs) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 did not rejoin in sync");
+	}
+	for (uint32_t k = 0; k < SHARDS; k++) {
+		cr_assert_eq(cs.shards[k].standby_count, 1);
+		journals_agree(k, cs.shards[k].standbys[0].acked_seq);
+	}
 }
 
 Test(node, journals_agree_and_standby_loss)

@@ -183,7 +183,9 @@ static void sender_recv_cb(void *arg)
 		uint64_t prev = atomic_load(&sd->acked_seq);
 		/* Only what was sent in this stream counts (a late ACK of an
 		 * older stream names records the standby has anyway). */
-		uint64_t a = msg.u.ack.durable_seq;
+		uint64_t a = msg.u.ack.durable_seq, sent = atomic_load(&sd->sent_seq);
+		if (a > sent)
+			a = sent; /* never more than this stream carried */
 		if (a > prev && atomic_load(&sd->state) == GW_SENDER_STREAMING) {
 			atomic_store(&sd->acked_seq, a);
 			if (atomic_load(&sd->gated))
@@ -738,11 +740,16 @@ static void *ack_main(void *arg)
 		pthread_mutex_unlock(&as->lock);
 		uint64_t durable = 0;
 		shard *s = gw_shard_acquire(r->gw, k);
-		int rc = s ? shard_durable_wait(s, acked, 50 * 1000000LL, &durable) : 0;
+		int standby = s && shard_is_standby(s);
+		int rc = standby ? shard_durable_wait(s, acked, 50 * 1000000LL, &durable) : 0;
 		gw_shard_release(r->gw, k);
-		if (rc == 1) {
-			repl_ack a = {.shard = k, .epoch = epoch, .durable_seq = durable,
-				      .last_seq = appended > durable ? appended : durable};
+		/* Only what was appended from the stream is acknowledged: after
+		 * a promotion this copy's durable sequence covers records of
+		 * its own term, which the old primary must never count. */
+		if (durable > appended)
+			durable = appended;
+		if (rc == 1 && durable > acked) {
+			repl_ack a = {.shard = k, .epoch = epoch, .durable_seq = durable, .last_seq = appended};
 			buf.size = 0;
 			if (repl_encode_ack(&a, &buf) == 0)
 				send_buf(r->lsock, p, &buf);
@@ -750,6 +757,8 @@ static void *ack_main(void *arg)
 		pthread_mutex_lock(&as->lock);
 		if (rc == 1 && durable > as->acked)
 			as->acked = durable;
+		if (!standby)
+			as->acked = as->appended; /* promoted or reopening: nothing to acknowledge */
 		if (rc < 0)
 			as->acked = as->appended; /* failed shard: nothing more becomes durable */
 	}

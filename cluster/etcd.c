@@ -51,12 +51,12 @@
 #define ETCD_CONNECT_MS_MIN 50
 
 struct etcd {
-	CURL *curl;                                          /* reused: keeps connections alive */
-	struct curl_slist *headers;                          /* Content-Type: application/json */
+	CURL *curl;                 /* reused: keeps connections alive */
+	struct curl_slist *headers; /* Content-Type: json; no Expect */
 	char endpoints[ETCD_ENDPOINTS_MAX][ETCD_ENDPOINT_LEN_MAX]; /* "http://host:port" */
-	size_t endpoints_n;                                  /* 1..ETCD_ENDPOINTS_MAX */
-	size_t current;                                      /* index of the one that last worked */
-	int timeout_ms;                                      /* budget of every call */
+	size_t endpoints_n;                                        /* 1..ETCD_ENDPOINTS_MAX */
+	size_t current; /* index of the one that last worked */
+	int timeout_ms; /* budget of every call */
 };
 
 /* What the write callback collects of one answer. */
@@ -69,7 +69,7 @@ typedef struct etcd_buf {
 } etcd_buf;
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -84,7 +84,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 /* ---- base64 (RFC 4648, standard alphabet, with padding) ----------------- */
 
 static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Encodes src[0..len) as a NUL-terminated heap string; NULL when out of memory. */
 static char *b64_encode(const void *src, size_t len)
@@ -257,8 +257,7 @@ static int grpc_errno(int64_t code)
 
 /* Turns an error object of the gateway into -errno and a message. Returns
  * -EPROTO when obj is not such an object. */
-static int error_from(const json_t *obj, const char *what, const char *ep, char *err,
-                      size_t errlen)
+static int error_from(const json_t *obj, const char *what, const char *ep, char *err, size_t errlen)
 {
 	const json_t *code = json_object_get(obj, "code");
 	const char *msg = json_string_value(json_object_get(obj, "message"));
@@ -344,7 +343,10 @@ int etcd_open(const char *endpoints, int timeout_ms, etcd **out, char *err, size
 	}
 	e->curl = curl_easy_init();
 	e->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	if (e->curl == NULL || e->headers == NULL) {
+	/* No "Expect: 100-continue" on larger bodies: curl would wait up to a
+	 * second for the 100 before sending, inside the caller's budget. */
+	struct curl_slist *h = e->headers != NULL ? curl_slist_append(e->headers, "Expect:") : NULL;
+	if (e->curl == NULL || h == NULL) {
 		etcd_close(e);
 		seterr(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -430,13 +432,17 @@ static bool never_sent(CURL *c, CURLcode rc)
 }
 
 /* What one transfer on one endpoint gave. */
-typedef enum { XFER_DONE, XFER_NEXT, XFER_FAILED } xfer_outcome;
+typedef enum {
+	XFER_DONE,
+	XFER_NEXT,
+	XFER_FAILED
+} xfer_outcome;
 
 /* Runs the transfer set up on e->curl against endpoint i and classifies it:
  * XFER_DONE (an HTTP answer came, *status set), XFER_NEXT (not sent: try
  * the next endpoint), XFER_FAILED (rc set, err written). */
-static xfer_outcome run_xfer(etcd *e, size_t i, const char *what, const etcd_buf *b,
-                             long *status, int *rc, char *err, size_t errlen)
+static xfer_outcome run_xfer(etcd *e, size_t i, const char *what, const etcd_buf *b, long *status,
+                             int *rc, char *err, size_t errlen)
 {
 	CURLcode cr = curl_easy_perform(e->curl);
 	const char *ep = e->endpoints[i];
@@ -478,9 +484,9 @@ static int64_t connect_share(int64_t left_ms, size_t untried)
  * within deadline_ms (monotonic); total_ms > 0 bounds each transfer
  * instead of what is left of the deadline. Collects the answer through cb.
  * Returns 0 with *status, or < 0; *used: the endpoint tried last. */
-static int post(etcd *e, const char *path, const char *body, int64_t deadline_ms,
-                int64_t total_ms, curl_write_callback cb, void *ud, const etcd_buf *b,
-                const char *what, long *status, size_t *used, char *err, size_t errlen)
+static int post(etcd *e, const char *path, const char *body, int64_t deadline_ms, int64_t total_ms,
+                curl_write_callback cb, void *ud, const etcd_buf *b, const char *what, long *status,
+                size_t *used, char *err, size_t errlen)
 {
 	int rc = -ETIMEDOUT;
 	seterr(err, errlen, "%s: no time left", what);
@@ -512,8 +518,8 @@ static int post(etcd *e, const char *path, const char *body, int64_t deadline_ms
 /* One unary call: POSTs req (a JSON object, consumed) to path and returns the
  * parsed answer in *ans (the caller json_decrefs it). An etcd error answer
  * becomes its -errno (see grpc_errno); anything not JSON is -EPROTO. */
-static int call(etcd *e, const char *path, json_t *req, const char *what, json_t **ans,
-                char *err, size_t errlen)
+static int call(etcd *e, const char *path, json_t *req, const char *what, json_t **ans, char *err,
+                size_t errlen)
 {
 	char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
@@ -537,8 +543,8 @@ static int call(etcd *e, const char *path, json_t *req, const char *what, json_t
 	json_t *j = json_loadb(b.data != NULL ? b.data : "", b.len, 0, &je);
 	free(b.data);
 	if (!json_is_object(j)) {
-		seterr(err, errlen, "%s at %s: HTTP %ld, answer is not a JSON object (%s)", what, ep,
-		       status, j == NULL ? je.text : "another type");
+		seterr(err, errlen, "%s at %s: HTTP %ld, answer is not a JSON object (%s)", what,
+		       ep, status, j == NULL ? je.text : "another type");
 		json_decref(j);
 		return -EPROTO;
 	}
@@ -720,8 +726,8 @@ static int range(etcd *e, json_t *req, const char *what, etcd_kv **kvs, size_t *
 	return rc;
 }
 
-int etcd_get(etcd *e, const char *key, char **value, size_t *len, int64_t *mod_revision,
-             char *err, size_t errlen)
+int etcd_get(etcd *e, const char *key, char **value, size_t *len, int64_t *mod_revision, char *err,
+             size_t errlen)
 {
 	if (value != NULL)
 		*value = NULL;
@@ -881,8 +887,9 @@ static json_t *cas_req(const char *key, int64_t expect, const void *value, size_
 	          json_object_set_new(cmp, "target",
 	                              json_string(expect == 0 ? "VERSION" : "MOD")) == 0 &&
 	          set_i64(cmp, expect == 0 ? "version" : "mod_revision", expect) == 0;
-	ok = ok && json_array_append(cmps, cmp) == 0 && json_object_set(op, "request_put", put) == 0 &&
-	     json_array_append(ops, op) == 0 && json_object_set(txn, "compare", cmps) == 0 &&
+	ok = ok && json_array_append(cmps, cmp) == 0 &&
+	     json_object_set(op, "request_put", put) == 0 && json_array_append(ops, op) == 0 &&
+	     json_object_set(txn, "compare", cmps) == 0 &&
 	     json_object_set(txn, "success", ops) == 0;
 	json_decref(cmp);
 	json_decref(cmps);
@@ -934,8 +941,7 @@ int etcd_cas(etcd *e, const char *key, int64_t expect_mod_revision, const void *
 
 /* ---- leases ----------------------------------------------------------- */
 
-int etcd_lease_grant(etcd *e, int64_t ttl_ms, int64_t *id, int64_t *ttl_s, char *err,
-                     size_t errlen)
+int etcd_lease_grant(etcd *e, int64_t ttl_ms, int64_t *id, int64_t *ttl_s, char *err, size_t errlen)
 {
 	int64_t ttl = ttl_ms <= 1000 ? 1 : (ttl_ms + 999) / 1000;
 	json_t *req = json_object();
@@ -1043,7 +1049,8 @@ static int64_t events_revision(const json_t *events)
 	int64_t best = 0;
 	size_t i;
 	const json_t *ev;
-	json_array_foreach(events, i, ev) {
+	json_array_foreach(events, i, ev)
+	{
 		int64_t rev = 0;
 		const json_t *kv = json_object_get(ev, "kv");
 		if (json_is_object(kv) && json_i64(kv, "mod_revision", &rev, NULL, 0) == 0 &&
@@ -1081,7 +1088,8 @@ static void watch_message(watch_state *st, const char *line, size_t len)
 			seterr(st->err, st->errlen, "watch at %s: bad message %s", st->ep, why);
 			st->result = -EPROTO;
 		} else if (json_is_true(json_object_get(res, "canceled"))) {
-			const char *reason = json_string_value(json_object_get(res, "cancel_reason"));
+			const char *reason =
+			        json_string_value(json_object_get(res, "cancel_reason"));
 			st->result = compact > 0 ? 1 : -EIO;
 			st->revision = compact;
 			if (compact <= 0)

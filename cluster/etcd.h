@@ -36,7 +36,9 @@
  *                missing or ill-typed fields, bad base64, an HTTP status
  *                without etcd's error body): it is outside input, it is
  *                refused with a message, never trusted;
- *   -EIO         any other error etcd reported (its message is in err);
+ *   -EIO         any other error etcd reported (its message is in err), or
+ *                the connection broke before the whole answer came (a
+ *                write's outcome is then unknown, as after -ETIMEDOUT);
  *   -EINVAL      an argument etcd refuses (e.g. an empty key);
  *   -ENOMEM      out of memory.
  * Out-parameters are written only on success unless said otherwise.
@@ -75,8 +77,8 @@ typedef struct etcd_kv {
  * Nothing is sent yet: an etcd that is down is seen by the first call.
  * Returns 0 and the handle in *out (the caller owns it: etcd_close);
  * -EINVAL when the list is empty, too long, or an entry is not http://host:port;
- * -ENOMEM. Not thread-safe only in the sense above; curl_global_init is
- * done once per process, thread-safely, by the first open. */
+ * -ENOMEM. Handles may be opened from several threads at once:
+ * curl_global_init runs once per process (pthread_once) at the first open. */
 int etcd_open(const char *endpoints, int timeout_ms, etcd **out, char *err, size_t errlen);
 
 /* Frees the handle (NULL is fine). Leases it granted are NOT revoked. */
@@ -91,8 +93,8 @@ const char *etcd_endpoint(const etcd *e);
  * frees it with free()), *len its length without the NUL, *mod_revision its
  * mod_revision (each out-parameter may be NULL); 0 when the key does not
  * exist (*value is then set to NULL when value is not NULL); < 0 an error. */
-int etcd_get(etcd *e, const char *key, char **value, size_t *len, int64_t *mod_revision,
-             char *err, size_t errlen);
+int etcd_get(etcd *e, const char *key, char **value, size_t *len, int64_t *mod_revision, char *err,
+             size_t errlen);
 
 /* Reads every key that starts with prefix ("" means every key), sorted by
  * key, in one linearizable read. Returns 0 with *kvs (heap, NULL when *n is

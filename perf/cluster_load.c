@@ -64,7 +64,8 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 nothing acknowledged was lost, 1 something was, 2 error.\n"
 	"Last line of stdout: a JSON object (acknowledged, lost_acknowledged,\n"
-	"resent, max_gap_ms, holds_per_sec).\n";
+	"resent, max_gap_ms, holds_per_sec, latency_us_p50/p99/p999: first\n"
+	"submission to the ok, resends included).\n";
 
 enum { OP_IDLE = 0, OP_SENT, OP_RETRY, OP_ACKED };
 
@@ -73,6 +74,8 @@ typedef struct cl_op {
 	uint32_t seat;
 	_Atomic int state;
 	int64_t retry_at_ns;
+	int64_t first_sent_ns; /* the first submission: latency counts resends */
+	uint32_t latency_us;   /* first submission to the ok (UINT32_MAX capped) */
 } cl_op;
 
 typedef struct cl_run {
@@ -126,6 +129,8 @@ static void on_hold(void *ctx, int err, const bo_result *res, const char *text)
 	(void)text;
 	if (err == 0 && res->status == BO_OK) {
 		op->hold = res->claim_id;
+		int64_t us = (now_ns() - op->first_sent_ns) / 1000;
+		op->latency_us = us > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 		atomic_fetch_add(&r->acked, 1);
 		note_ack(r);
 		atomic_store(&op->state, OP_ACKED);
@@ -154,6 +159,8 @@ static int submit_op(cl_run *r, cl_op *op)
 	boc_hold_seats(&cmd, op->client, op->request, op->event, &op->seat, 1, CL_TTL_MS);
 	/* The callback needs the run: carried in retry_at_ns while in flight. */
 	op->retry_at_ns = (int64_t)(uintptr_t)r;
+	if (op->first_sent_ns == 0)
+		op->first_sent_ns = now_ns();
 	atomic_store(&op->state, OP_SENT);
 	int rc = boc_submit(r->c, &cmd, on_hold, op);
 	if (rc != 0) {
@@ -181,8 +188,9 @@ static void on_verify(void *ctx, int err, const bo_result *res, const char *text
 	cl_op *op = ctx;
 	cl_run *r = (cl_run *)(uintptr_t)op->retry_at_ns;
 	(void)text;
-	if (err != 0 || res->status == BO_NOT_PRIMARY || res->status == BO_BUSY) {
-		atomic_store(&op->state, OP_RETRY); /* no verdict yet */
+	if (err != 0 || res->status == BO_NOT_PRIMARY || res->status == BO_BUSY ||
+	    res->status == BO_THROTTLED) {
+		atomic_store(&op->state, OP_RETRY); /* no verdict yet: shed, not answered */
 	} else {
 		if (res->status != BO_OK || res->claim_id != op->hold) {
 			atomic_fetch_add(&r->lost, 1);
@@ -229,7 +237,34 @@ static int verify(cl_run *r, int64_t deadline_ns)
 			return 0;
 		if (now_ns() > deadline_ns)
 			return -ETIMEDOUT;
+		usleep(10000); /* what was shed (busy, throttled) goes again */
 	}
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Latency percentiles (microseconds) of the acknowledged holds. */
+static void latencies(const cl_run *r, uint32_t *p50, uint32_t *p99, uint32_t *p999)
+{
+	*p50 = *p99 = *p999 = 0;
+	uint32_t *v = malloc((r->next + 1) * sizeof *v);
+	size_t n = 0;
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < r->next; i++)
+		if (r->ops[i].hold != 0)
+			v[n++] = r->ops[i].latency_us;
+	if (n > 0) {
+		qsort(v, n, sizeof *v, cmp_u32);
+		*p50 = v[n / 2];
+		*p99 = v[(size_t)((double)n * 0.99)];
+		*p999 = v[(size_t)((double)n * 0.999)];
+	}
+	free(v);
 }
 
 static int create_events(boc_client *c, uint64_t client, uint64_t first, uint32_t n)
@@ -424,6 +459,8 @@ int main(int argc, char **argv)
 		while (!g_go)
 			usleep(10000);
 	}
+	uint32_t p50, p99, p999;
+	latencies(&r, &p50, &p99, &p999);
 	int vrc = verify(&r, now_ns() + 120ll * 1000000000);
 	uint64_t lost = atomic_load(&r.lost) + atomic_load(&r.refused);
 	fprintf(stderr, "cluster_load: %" PRIu64 " holds acknowledged in %.1f s, %" PRIu64
@@ -432,10 +469,11 @@ int main(int argc, char **argv)
 	        vrc != 0 ? " (verification timed out: the cluster stopped answering)" : "");
 	printf("{\"sent\":%zu,\"acknowledged\":%" PRIu64 ",\"lost_acknowledged\":%" PRIu64
 	       ",\"unverified\":%" PRIu64 ",\"resent\":%" PRIu64 ",\"not_primary\":%" PRIu64
-	       ",\"max_gap_ms\":%.1f,\"holds_per_sec\":%.0f,\"seconds\":%.2f}\n",
+	       ",\"max_gap_ms\":%.1f,\"holds_per_sec\":%.0f,\"seconds\":%.2f"
+	       ",\"latency_us_p50\":%u,\"latency_us_p99\":%u,\"latency_us_p999\":%u}\n",
 	       r.next, acked, lost, acked - atomic_load(&r.verified), atomic_load(&r.resent),
 	       atomic_load(&r.not_primary), (double)atomic_load(&r.max_gap_ns) / 1e6,
-	       (double)acked / secs, secs);
+	       (double)acked / secs, secs, p50, p99, p999);
 	boc_close(c);
 	free(r.ops);
 	return lost != 0 || vrc != 0 || acked < r.next ? 1 : 0; /* unacknowledged at the end: the cluster stopped answering */

@@ -105,20 +105,42 @@ static int plan(tetcd *c, size_t n, const char *const *ips)
 static int spawn(tetcd *c, size_t i, const char *bin, const char *initial, const char *token)
 {
 	tetcd_member *m = &c->m[i];
-	char name[16], peer[64];
+	char name[24], peer[64];
 	snprintf(name, sizeof(name), "m%zu", i);
 	snprintf(peer, sizeof(peer), "http://%s:%d", m->ip, m->peer_port);
 	const char *argv[] = {
-		bin, "--name", name, "--data-dir", m->dir,
-		"--listen-client-urls", m->url, "--advertise-client-urls", m->url,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", initial, "--initial-cluster-state", "new",
-		"--initial-cluster-token", token,
-		/* etcd's defaults (100 ms heartbeat, 1 s election), written out
-		 * because the quorum test's timing reasons on them. */
-		"--heartbeat-interval", "100", "--election-timeout", "1000",
-		"--log-level", "warn", "--logger", "zap", "--log-outputs", "stderr",
-		NULL,
+	        bin,
+	        "--name",
+	        name,
+	        "--data-dir",
+	        m->dir,
+	        "--listen-client-urls",
+	        m->url,
+	        "--advertise-client-urls",
+	        m->url,
+	        "--listen-peer-urls",
+	        peer,
+	        "--initial-advertise-peer-urls",
+	        peer,
+	        "--initial-cluster",
+	        initial,
+	        "--initial-cluster-state",
+	        "new",
+	        "--initial-cluster-token",
+	        token,
+	        /* etcd's defaults (100 ms heartbeat, 1 s election), written out
+	         * because the quorum test's timing reasons on them. */
+	        "--heartbeat-interval",
+	        "100",
+	        "--election-timeout",
+	        "1000",
+	        "--log-level",
+	        "warn",
+	        "--logger",
+	        "zap",
+	        "--log-outputs",
+	        "stderr",
+	        NULL,
 	};
 	return tproc_spawn(argv, m->log, &m->pid);
 }
@@ -173,8 +195,7 @@ static int start_once(tetcd *c, const char *bin, size_t *failed)
 		         i > 0 ? "," : "", i, c->m[i].ip, c->m[i].peer_port);
 	}
 	char token[64];
-	snprintf(token, sizeof(token), "bo-test-%d-%lld", (int)getpid(),
-	         (long long)bo_clock_ns());
+	snprintf(token, sizeof(token), "bo-test-%d-%lld", (int)getpid(), (long long)bo_clock_ns());
 	for (size_t i = 0; i < c->n; i++) {
 		int rc = spawn(c, i, bin, initial, token);
 		if (rc < 0) {

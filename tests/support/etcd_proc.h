@@ -31,20 +31,20 @@
 #define TETCD_READY_MS 30000
 
 typedef struct tetcd_member {
-	pid_t pid;          /* 0: not running (killed or never started) */
-	bool paused;        /* SIGSTOPped by tetcd_pause */
-	char ip[16];        /* its loopback address, e.g. "127.0.0.21" */
-	int client_port;    /* its client (gateway) port */
-	int peer_port;      /* its raft peer port */
-	char url[64];       /* "http://ip:client_port" */
-	char dir[256];      /* its data directory */
-	char log[256];      /* its stdout+stderr */
+	pid_t pid;       /* 0: not running (killed or never started) */
+	bool paused;     /* SIGSTOPped by tetcd_pause */
+	char ip[16];     /* its loopback address, e.g. "127.0.0.21" */
+	int client_port; /* its client (gateway) port */
+	int peer_port;   /* its raft peer port */
+	char url[64];    /* "http://ip:client_port" */
+	char dir[256];   /* its data directory */
+	char log[256];   /* its stdout+stderr */
 } tetcd_member;
 
 typedef struct tetcd {
-	size_t n;                              /* members */
-	tetcd_member m[TETCD_MEMBERS_MAX];     /* in the order of the ips given */
-	char root[200];                        /* holds the members' dirs and logs */
+	size_t n;                               /* members */
+	tetcd_member m[TETCD_MEMBERS_MAX];      /* in the order of the ips given */
+	char root[200];                         /* holds the members' dirs and logs */
 	char endpoints[TETCD_MEMBERS_MAX * 66]; /* "url1,url2,..." for etcd_open */
 } tetcd;
 

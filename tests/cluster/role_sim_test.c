@@ -25,6 +25,9 @@
  *    and acks its durable seq to the primary it verified. The primary
  *    releases (acknowledges to the client) up to min(durable, sync floor),
  *    the floor being the lowest ack of its gated peers.
+ *  - each node's picture of etcd lags (a watch): half of its control rounds
+ *    decide on the map and live set it read before, so decisions race
+ *    other nodes' CAS, which the compare on mod_revision must settle;
  *  - nodes crash and restart (volatile state lost), pause (no step at all,
  *    so a lease can expire under a primary that still believes it is one),
  *    and each runs a control loop that reads etcd, builds a role_view,
@@ -180,6 +183,11 @@ typedef struct sim {
 	char failure[512];
 } sim;
 
+/* How often each action ran (CAS succeeded where there is one) over all
+ * runs: printed at the end, so a run that never reaches a rule shows. */
+static uint64_t executed[ROLE_ACT_COUNT];
+static uint64_t late_acks, cuts, map_changes;
+
 /* ---- Helpers -------------------------------------------------------------- */
 
 static uint64_t rnd(sim *s, uint64_t n)
@@ -290,6 +298,7 @@ static int etcd_cas(sim *s, int id, int k, const role_map *nm)
 		s->truth[k].epoch_start[nm->epoch] = nm->start_seq;
 	}
 	s->map_epoch[k] = nm->epoch;
+	map_changes++;
 	trace(s, "etcd shard %d rev %" PRId64 " by %d: %s", k, s->rev, id, s->map_text[k]);
 	if (chance(s, 50000))
 		return -ETIMEDOUT; /* applied, answer lost */
@@ -339,6 +348,8 @@ static void acknowledge(sim *s, int id, int k, uint64_t q)
 	uint64_t e = h->epoch;
 	if (t->acker[e] && t->acker[e] != (uint32_t)id)
 		violation(s, "(b) shard %d epoch %" PRIu64 ": nodes %u and %d both acknowledge", k, e, t->acker[e], id);
+	if (s->map_epoch[k] > e)
+		late_acks++;
 	t->acker[e] = (uint32_t)id;
 	if (s->map_epoch[k] > e && t->epoch_start[e + 1] && q >= t->epoch_start[e + 1])
 		violation(s, "(b) shard %d: node %d (epoch %" PRIu64 ") acknowledges seq %" PRIu64
@@ -674,6 +685,7 @@ static int execute(sim *s, int id, int k, const role_action *a)
 			h->last = h->durable = a->cut_after;
 			h->epoch = log_epoch(h);
 			trace(s, "node %d shard %d: cut after %" PRIu64, id, k, a->cut_after);
+			cuts++;
 		}
 		h->local = ROLE_STANDBY;
 		h->following = 0;
@@ -746,7 +758,13 @@ static int execute(sim *s, int id, int k, const role_action *a)
 static void control(sim *s, int id, int k)
 {
 	nshard *h = &s->n[id].sh[k];
-	etcd_read(s, id, k);
+	/* The node's watch lags: half of the rounds decide on the map and the
+	 * live set as they were, so a decision may race another node's CAS
+	 * (which its own CAS then loses, on mod_revision). */
+	if (!etcd_ok(s, id))
+		h->fresh = 0;
+	else if (!h->fresh || chance(s, 500000))
+		etcd_read(s, id, k);
 	h->hold = 0;
 	for (int round = 0; round < 6; round++) {
 		role_view v;
@@ -756,6 +774,7 @@ static void control(sim *s, int id, int k)
 		if (a.act != ROLE_ACT_NONE && a.act != ROLE_ACT_HOLD_WRITES)
 			trace(s, "node %d shard %d %s e%" PRIu64 " last %" PRIu64 ": %s %u (%s)", id, k,
 			      role_local_name(h->local), h->epoch, h->last, role_act_name(a.act), a.peer, a.why);
+		executed[a.act]++;
 		if (!execute(s, id, k, &a))
 			return;
 	}
@@ -998,5 +1017,10 @@ Test(role_sim, invariants_hold_over_seeds, .timeout = 3600)
 			failed = i;
 	cr_assert_eq(failed, 0, "seed %" PRIu64 " broke an invariant (trace above)", failed);
 	cr_log_info("%" PRIu64 " seeds, %" PRIu64 " acknowledged commands", seeds, acks);
-	fprintf(stderr, "role_sim: %" PRIu64 " seeds, %" PRIu64 " acknowledged commands\n", seeds, acks);
+	fprintf(stderr, "role_sim: %" PRIu64 " seeds, %" PRIu64 " acknowledged commands, %" PRIu64
+			" map changes, %" PRIu64 " late acknowledgements by an old primary, %" PRIu64 " cuts; decisions:",
+		seeds, acks, map_changes, late_acks, cuts);
+	for (int a = 1; a < ROLE_ACT_COUNT; a++)
+		fprintf(stderr, " %s %" PRIu64, role_act_name((role_act)a), executed[a]);
+	fprintf(stderr, "\n");
 }

@@ -14,7 +14,8 @@
  *    unreachable; it may lose quorum (no CAS, no renewal, no read, and no
  *    lease expires, as etcd's leases need a leader; on recovery every lease
  *    gets a full TTL again). A CAS's answer may be lost after it applied
- *    (the node sees -ETIMEDOUT and must re-read, as role.h tells it).
+ *    (the node sees -ETIMEDOUT and must re-read, as role.h tells it), or
+ *    be lost before it (-ETIMEDOUT, nothing changed).
  *  - the data plane: each node's journal per shard: entries (epoch, payload,
  *    chained hash), an appended end and a durable end (appends become
  *    durable a few ticks later; a crash loses the undurable tail). The
@@ -282,8 +283,8 @@ static void reset_peers(sim *s, nshard *h)
  * with its answer lost). */
 static int etcd_cas(sim *s, int id, int k, const role_map *nm)
 {
-	if (!etcd_ok(s, id))
-		return -ETIMEDOUT;
+	if (!etcd_ok(s, id) || chance(s, 30000))
+		return -ETIMEDOUT; /* not applied: the request was lost */
 	int match = nm->mod_revision == 0 ? !s->map_present[k]
 					   : s->map_present[k] && s->map_rev[k] == nm->mod_revision;
 	if (!match)
@@ -766,7 +767,10 @@ static void control(sim *s, int id, int k)
 	else if (!h->fresh || chance(s, 500000))
 		etcd_read(s, id, k);
 	h->hold = 0;
-	for (int round = 0; round < 6; round++) {
+	/* The writer and the links run between two actions of the control
+	 * thread: a round executes 1..4 of them, then the world moves on. */
+	int rounds = 1 + (int)rnd(s, 4);
+	for (int round = 0; round < rounds; round++) {
 		role_view v;
 		role_action a;
 		build_view(s, id, k, &v);

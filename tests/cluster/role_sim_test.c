@@ -285,6 +285,11 @@ static int etcd_cas(sim *s, int id, int k, const role_map *nm)
 {
 	if (!etcd_ok(s, id) || chance(s, 30000))
 		return -ETIMEDOUT; /* not applied: the request was lost */
+	char why[128];
+	if (role_map_check(nm, why, sizeof why) != 0) {
+		violation(s, "node %d wrote an invalid map for shard %d: %s", id, k, why);
+		return 0;
+	}
 	int match = nm->mod_revision == 0 ? !s->map_present[k]
 					   : s->map_present[k] && s->map_rev[k] == nm->mod_revision;
 	if (!match)

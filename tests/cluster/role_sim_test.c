@@ -21,7 +21,8 @@
  *    durable a few ticks later; a crash loses the undurable tail). The
  *    primary appends client commands, ships durable runs (prev seq, prev
  *    hash, up to 8 entries) to the standbys that said hello, over a link
- *    that drops, delays (so reorders) and partitions; a standby appends only
+ *    that drops, delays (so reorders; one message in 200 by up to 3 s, so
+ *    it may arrive terms later) and partitions; a standby appends only
  *    in order, only from a term >= its own epoch, only when the chain holds,
  *    and acks its durable seq to the primary it verified. The primary
  *    releases (acknowledges to the client) up to min(durable, sync floor),
@@ -267,6 +268,8 @@ static void send(sim *s, msg m)
 	if (s->cut[m.from][m.to] || chance(s, (uint32_t)s->loss_pct * 10000) || s->net_count == NET_MAX)
 		return;
 	m.at = s->now + 1 + rnd(s, (uint64_t)s->delay_max_ms);
+	if (!s->healed && chance(s, 5000))
+		m.at += rnd(s, 3000); /* a straggler: retransmissions, a stalled socket */
 	s->net[s->net_count++] = m;
 }
 

@@ -38,12 +38,19 @@
  *    promoted and can release nothing new (fencing by acks, not by time).
  *
  * WHAT role_decide NEEDS FROM THE DATA PLANE (h-node must guarantee it):
- *  - a standby's ack to the primary of term E is its durable sequence, sent
- *    only for records it appended from THIS primary's stream after the
- *    hash-chain check passed (never a sequence of an unverified tail);
- *  - a standby appends only records of a term >= its own epoch
- *    (shard_replicate -ESTALE otherwise);
- *  - the primary ships only records durable on it.
+ *  - a standby's ack to the primary of term E carries E and its DURABLE
+ *    sequence, and is sent only once a run from THIS primary's stream
+ *    passed the hash-chain check (an empty run too: the primary's idle
+ *    heartbeat carries prev seq/checksum), never for an unverified tail;
+ *    the primary counts an ack only when E is its own term;
+ *  - a standby appends only at its last seq + 1, only when the run's prev
+ *    checksum is its last record's (-EBADMSG: set view.diverged) and only
+ *    from a term >= its own epoch (shard_replicate -ESTALE);
+ *  - the primary ships only records durable on it;
+ *  - a standby whose primary is silent for ack_timeout_ms / 2 drops the
+ *    connection and says hello again (a restarted primary forgets it);
+ *  - released (acknowledged) = min(durable, min acked_seq of the GATED
+ *    peers); a new term starts with no peer gated and in_sync [self].
  */
 #ifndef BO_CLUSTER_ROLE_H
 #define BO_CLUSTER_ROLE_H
@@ -158,7 +165,9 @@ typedef struct role_view {
 	                      * check (-EBADMSG) even after the cut */
 	int writes_stopped;  /* primary: new commands are refused (handoff) */
 	role_peer peers[ROLE_NODES_MAX]; /* primary: every in-sync member but
-	                      * self, and every other node connected as a standby */
+	                      * self (silent since the term began if it never
+	                      * acked), and every other node that said hello or
+	                      * acked in this term, until UNGATE_PEER forgets it */
 	uint32_t peer_count;
 	role_config cfg;
 } role_view;
@@ -175,7 +184,9 @@ typedef enum role_act {
 	ROLE_ACT_FOLLOW,         /* connect the receiver to `peer` */
 	ROLE_ACT_REBUILD,        /* this copy cannot continue the primary's chain */
 	ROLE_ACT_DROP_STANDBY,   /* CAS new_map (in_sync - peer), then ungate */
-	ROLE_ACT_HOLD_WRITES,    /* in-sync peer silent, min_in_sync forbids dropping */
+	ROLE_ACT_HOLD_WRITES,    /* in-sync peer silent and min_in_sync forbids
+	                          * dropping it (peer), or fewer members than
+	                          * min_in_sync (peer 0): refuse new commands */
 	ROLE_ACT_GATE_PEER,      /* include peer in the sync floor */
 	ROLE_ACT_UNGATE_PEER,    /* remove a gated non-member from the floor */
 	ROLE_ACT_ADD_STANDBY,    /* CAS new_map (in_sync + peer) */
@@ -236,11 +247,14 @@ typedef struct role_action {
  *  DROP_STANDBY  CAS new_map = map with in_sync - peer. Only AFTER it
  *              succeeded: ungate the peer (floor without it). Until then
  *              the floor keeps waiting for it (nothing released alone).
- *  HOLD_WRITES with in_sync_count - 1 < min_in_sync: keep the floor, refuse
- *              new commands (busy) until the peer acks again or is back.
+ *  HOLD_WRITES keep the floor, refuse new commands (busy) while the last
+ *              decision is HOLD_WRITES (the next other decision, e.g.
+ *              GATE/ADD of a returning standby, ends it). Nothing else:
+ *              what needs the silent peer's ack simply is not released.
  *  GATE_PEER   set the floor to include peer (shard_set_sync_floor(min of
- *              gated acked_seq)), THEN read the local last seq into
- *              peer.gate_seq, gated = 1. No CAS.
+ *              gated acked_seq)), THEN read the local durable last seq into
+ *              peer.gate_seq, gated = 1. No CAS. (Also chosen for an
+ *              in-sync member that is not gated: defensive, never expected.)
  *  UNGATE_PEER a gated peer that is not a member went silent: gated = 0,
  *              recompute the floor. No CAS.
  *  ADD_STANDBY peer gated and acked_seq >= gate_seq: CAS new_map = map with
@@ -248,9 +262,16 @@ typedef struct role_action {
  *  STOP_WRITES map.handoff == an in-sync connected peer: refuse new
  *              commands (not_primary/busy); writes_stopped = 1.
  *  HANDOFF     writes stopped and the target acked last_seq: CAS new_map =
- *              {epoch+1, target, [target, self], last_seq+1, handoff 0};
- *              on success shard_fence, local = FENCED (then REJOIN, FOLLOW);
- *              the target ASSUMEs the new term.
+ *              {epoch+1, target, [target], last_seq+1, handoff 0}; on
+ *              success shard_fence at once, local = FENCED (then REJOIN,
+ *              FOLLOW, and the new primary re-adds this node: gate, add).
+ *              The target ASSUMEs the new term (its last seq is exactly
+ *              start_seq - 1, so no client request fails). The old primary
+ *              is left out of in_sync on purpose: the new primary does not
+ *              wait for it, so it must not count as holding everything.
+ *              (Waiting for the target's ack is for a seamless switch, not
+ *              for safety: without it the target finds its last seq short
+ *              of start_seq and takes a term of its own with PROMOTE.)
  *  RESUME_WRITES writes_stopped but no valid handoff pending: take commands.
  *  CLEAR_HANDOFF map.handoff names no in-sync, live peer: CAS new_map = map
  *              with handoff 0.

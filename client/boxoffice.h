@@ -52,6 +52,22 @@
  * Bad input from the server never crashes the library: it becomes
  * BOC_ERR_PROTOCOL.
  *
+ * Several servers (issue 13: shards spread over servers, a primary and
+ * standbys per shard): boc_open takes a comma-separated list of addresses
+ * (or boc_open_servers an array). Commands go to the server the library
+ * believes is the primary (at first the first address). A reply with
+ * status BO_NOT_PRIMARY is not handed to the caller while retries remain:
+ * the command is resent, with the SAME client and request ids (the
+ * server's idempotency window makes that safe), to the primary the reply
+ * names (at once; after retry_backoff_ms if it names the server just
+ * asked), or, when it names none, to the next address of the list after
+ * retry_backoff_ms; that server becomes the one later commands go to.
+ * With more than one address, a lost connection or a timeout also moves
+ * the command to the next address and resends it. After retry_max resends
+ * the last outcome is returned (status BO_NOT_PRIMARY, or the BOC_ERR_*).
+ * schemas/protocol.md, "not_primary", is the rule for clients in other
+ * languages.
+ *
  * Live availability (projections): see "Subscriber" below, a separate
  * object (boc_sub) with its own sockets, used by one thread.
  *
@@ -107,6 +123,12 @@ extern "C" {
 #define BOC_TIMEOUT_MS_DEFAULT 5000u /* well past the server's p99 under load */
 #define BOC_TIMEOUT_MS_MAX 3600000u
 #define BOC_QUEUE_MAX_MAX (1u << 20) /* commands waiting; ~240 bytes each */
+#define BOC_SERVERS_MAX 16u          /* addresses: given plus learned from replies */
+#define BOC_ADDRESS_LEN_MAX 128u     /* one address, NUL included */
+#define BOC_RETRY_MAX_DEFAULT 50u    /* resends of one command (~10 s of backoff) */
+#define BOC_RETRY_MAX_MAX 10000u
+#define BOC_RETRY_BACKOFF_MS_DEFAULT 200u /* wait before asking another server */
+#define BOC_RETRY_BACKOFF_MS_MAX 60000u
 
 typedef struct boc_options {
 	/* Microseconds the oldest queued command may wait for others to join
@@ -141,6 +163,18 @@ typedef struct boc_options {
 	 * status BO_INVALID, detail BO_D_UNAUTHORIZED for every command of the
 	 * message, nothing applied; a server without one ignores it. */
 	const char *auth_token;
+	/* Resends of one command after a not_primary reply (or, with several
+	 * addresses, a lost connection or timeout), 1..BOC_RETRY_MAX_MAX;
+	 * 0 = BOC_RETRY_MAX_DEFAULT. no_retry = 1: never resend (a
+	 * not_primary reply is returned as it came). Each resend is bounded by
+	 * timeout_ms, so a command's callback comes at the latest after about
+	 * (retry_max + 1) * (timeout_ms + retry_backoff_ms). */
+	uint32_t retry_max;
+	uint32_t no_retry;
+	/* Milliseconds before resending to a server that is not named as the
+	 * primary (the next address, or the same one again), 1..
+	 * BOC_RETRY_BACKOFF_MS_MAX; 0 = BOC_RETRY_BACKOFF_MS_DEFAULT. */
+	uint32_t retry_backoff_ms;
 } boc_options;
 
 /* Fills *opt with every default (what a NULL options pointer means). */
@@ -164,6 +198,13 @@ typedef void (*boc_callback)(void *ctx, int err, const bo_result *res, const cha
  * option out of range or a URL nng does not accept, -ENOMEM, or
  * BOC_ERR_TRANSPORT when nng cannot make a socket or thread. */
 int boc_open(const char *url, const boc_options *opt, boc_client **out /* OUT */);
+/* `url` may also be a comma-separated list of addresses of the servers of
+ * one cluster ("tcp://10.0.0.1:7400,tcp://10.0.0.2:7400", at most
+ * BOC_SERVERS_MAX, each < BOC_ADDRESS_LEN_MAX bytes; -EINVAL otherwise):
+ * see "Several servers" at the top. boc_open_servers takes them as an
+ * array of n >= 1 addresses (no commas inside). */
+int boc_open_servers(const char *const *urls, uint32_t n, const boc_options *opt,
+                     boc_client **out /* OUT */);
 
 /* Queues a copy of *cmd; `cb(ctx, ...)` gets its outcome later (cb may be
  * NULL: fire and forget). If cmd->request_id is 0 the library assigns a
@@ -211,6 +252,7 @@ typedef struct boc_stats {
 	uint64_t replies;            /* commands answered by the server */
 	uint64_t failures;           /* commands completed with a BOC_ERR_* */
 	uint64_t refused_busy;       /* boc_submit calls answered -EBUSY */
+	uint64_t retries;            /* resends after not_primary or a lost server */
 } boc_stats;
 void boc_stats_get(boc_client *c, boc_stats *out /* OUT */);
 
@@ -278,6 +320,63 @@ int boc_server_status(boc_client *c, boc_server_report *out /* OUT */, char *err
 
 /* "off", "starting", "running", "retrying", "stopped"; NULL out of range. */
 const char *boc_committer_state_name(int state);
+
+/* ---- Cluster status and switchover (schemas/protocol.md, issue 13) ---------
+ * The replication state of the server's shards as that server sees it. */
+
+#define BOC_CLUSTER_STANDBYS_MAX 8u /* standbys per shard a reply lists at most */
+
+/* A server's role for one shard. */
+enum boc_role {
+	BOC_ROLE_NONE = 0,    /* it holds no copy */
+	BOC_ROLE_PRIMARY = 1, /* it serves the shard */
+	BOC_ROLE_STANDBY = 2, /* it follows the primary */
+	BOC_ROLE_FENCED = 3,  /* an old primary that learnt of a newer term */
+};
+
+typedef struct boc_standby_status {
+	uint32_t node;        /* the standby's node id */
+	uint64_t acked_seq;   /* its last acknowledged durable sequence */
+	uint64_t lag_records; /* records it has not acknowledged */
+} boc_standby_status;
+
+typedef struct boc_shard_cluster {
+	uint32_t shard;
+	uint64_t epoch;
+	int role;              /* enum boc_role */
+	int primary_known;     /* 1: primary is set */
+	uint32_t primary;      /* the primary's node id */
+	uint32_t in_sync_count;
+	uint32_t in_sync[BOC_CLUSTER_STANDBYS_MAX + 1];
+	uint64_t last_seq;     /* last journaled record */
+	uint64_t durable_seq;  /* highest durable sequence */
+	uint64_t released_seq; /* highest sequence released to replies */
+	uint32_t standby_count; /* primary only: standbys[] in use */
+	boc_standby_status standbys[BOC_CLUSTER_STANDBYS_MAX];
+} boc_shard_cluster;
+
+typedef struct boc_cluster_report {
+	int status;           /* the server's bo_status: BO_OK, or why not */
+	uint32_t node;        /* the answering server's node id */
+	uint32_t shard_count; /* BO_OK: 1..BOC_SHARDS_MAX */
+	boc_shard_cluster shards[BOC_SHARDS_MAX];
+} boc_cluster_report;
+
+/* Asks the server the library currently sends to (the first address at
+ * first) for its cluster status; outcomes as boc_server_status. */
+int boc_cluster_status(boc_client *c, boc_cluster_report *out /* OUT */, char *err /* OUT */,
+                       size_t errlen);
+
+/* Asks the primary of `shard` to hand it to node `to` and waits for the
+ * answer (the server replies once done, or with why not). A not_primary
+ * answer is followed to the primary it names, as for commands (retry_max).
+ * Returns 0 when a server answered: *status is its bo_status (BO_OK: done)
+ * and err its text; or a BOC_ERR_* / -ESHUTDOWN as boc_server_status. */
+int boc_switchover(boc_client *c, uint32_t shard, uint32_t to, int *status /* OUT */,
+                   char *err /* OUT */, size_t errlen);
+
+/* "none", "primary", "standby", "fenced"; NULL out of range. */
+const char *boc_role_name(int role);
 
 /* ---- Names of server answers ---------------------------------------------- */
 

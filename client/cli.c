@@ -47,6 +47,10 @@ static const char *const usage_main =
         "\n"
         "Options (before or after COMMAND):\n"
         "  --url URL        server address (default $BOXOFFICE_URL or " CLI_URL_DEFAULT ")\n"
+        "  --server URL     a server of the cluster; give it several times (or a\n"
+        "                   comma-separated list, also for --url): commands go to the\n"
+        "                   shard's primary, following not_primary answers with the\n"
+        "                   same --client/--request, and skip servers that do not answer\n"
         "  --json           print the reply as one JSON object\n"
         "  --client ID      client id of mutating commands (default: random per run);\n"
         "                   a hold is its client's: extend, release, confirm and cancel\n"
@@ -75,6 +79,11 @@ static const char *const usage_main =
         "  status ID        [--seats LIST]\n"
         "  server-status    the server's shards: durable journal sequence, database\n"
         "                   committer state and lag\n"
+        "  cluster          each server's view of the shard map: epoch, role, primary,\n"
+        "                   in-sync set, replication lag\n"
+        "  switchover SHARD NODE\n"
+        "                   move SHARD's primary to NODE (an in-sync standby), with no\n"
+        "                   failed request\n"
         "  watch ID         [--pub URL] [--server URL] [--count N] [--timeout-ms MS]\n"
         "                   live availability of event ID: its seats and pools, then\n"
         "                   a line per change, resynchronised when messages are lost\n"
@@ -156,6 +165,28 @@ static const char *const usage_server_status =
         "\"applied_seq\", \"lag_records\", \"lag_ms\", \"batches\", \"changes\", \"outbox\",\n"
         "\"retries\", \"reason\"}}]} (schemas/protocol.md section 11).\n"
         "Exit status 0 whenever the server answered ok, whatever the committers' state.\n";
+
+static const char *const usage_cluster =
+        "usage: boxoffice-cli cluster [--json]\n"
+        "\nAsks every server given (--server, --url) for its view of the cluster and\n"
+        "prints one table per server: per shard its epoch, this server's role\n"
+        "(primary, standby, fenced, none), the primary's node, the in-sync set, the\n"
+        "last, durable and released sequences, and on a primary each standby's lag in\n"
+        "records (node:lag). --json prints one object per server: {\"ok\": true,\n"
+        "\"url\", \"node\", \"shards\": [{\"shard\", \"epoch\", \"role\", \"primary\",\n"
+        "\"in_sync\", \"last_seq\", \"durable_seq\", \"released_seq\", \"standbys\":\n"
+        "[{\"node\", \"acked_seq\", \"lag_records\"}]}]} (schemas/protocol.md,\n"
+        "\"cluster_status\").\n"
+        "Exit status 0 when every server answered, 3 when one did not.\n";
+
+static const char *const usage_switchover =
+        "usage: boxoffice-cli switchover SHARD NODE [--json]\n"
+        "\nAsks the primary of SHARD to hand it to NODE, which must be one of its\n"
+        "in-sync standbys: the primary stops taking commands for the shard, waits\n"
+        "until NODE has every record, and NODE takes over with the next epoch;\n"
+        "clients follow it (not_primary) and resend, so no request fails. The\n"
+        "command may be sent to any server: a not_primary answer is followed to the\n"
+        "primary it names. Prints the outcome once the switchover is done or refused.\n";
 
 static const char *const usage_watch =
         "usage: boxoffice-cli watch ID [--json] [--pub URL] [--server URL] [--count N]\n"
@@ -680,6 +711,7 @@ static void print_human_refused(const bo_result *r, const char *text)
 
 typedef struct global {
 	const char *url;
+	char servers[BOC_SERVERS_MAX * BOC_ADDRESS_LEN_MAX]; /* --server, comma-joined */
 	bool json;
 	uint64_t client, request;
 	uint32_t timeout_ms;
@@ -695,6 +727,9 @@ typedef struct built {
 	bo_seatmap *map;                  /* create-event's map (freed by main), else NULL */
 	uint32_t ttl_ms;                  /* the TTL asked for (hold, extend), else 0 */
 	bool server_status;               /* server-status: no command, boc_server_status */
+	bool cluster;                     /* cluster: boc_cluster_status of every server */
+	bool switchover;                  /* switchover: boc_switchover */
+	uint32_t shard, node;             /* switchover: its arguments */
 	bool watch;                       /* watch: a subscriber, not a command */
 	uint64_t event;                   /* watch: the event */
 	const char *pub_url, *server_url; /* watch: NULL for the defaults */
@@ -886,6 +921,20 @@ static void cmd_server_status(args *a, built *b)
 	b->server_status = true;
 }
 
+static void cmd_cluster(args *a, built *b)
+{
+	args_done(a, 0, "no arguments");
+	b->cluster = true;
+}
+
+static void cmd_switchover(args *a, built *b)
+{
+	args_done(a, 2, "SHARD and NODE");
+	b->switchover = true;
+	b->shard = (uint32_t)num_arg("SHARD", a->pos[0], UINT32_MAX);
+	b->node = (uint32_t)num_arg("NODE", a->pos[1], UINT32_MAX);
+}
+
 static void cmd_watch(args *a, built *b)
 {
 	b->pub_url = opt_get(a, "pub");
@@ -920,6 +969,8 @@ static const struct cli_cmd {
         {"unblock", &usage_block, cmd_unblock},
         {"status", &usage_status, cmd_status},
         {"server-status", &usage_server_status, cmd_server_status},
+        {"cluster", &usage_cluster, cmd_cluster},
+        {"switchover", &usage_switchover, cmd_switchover},
         {"watch", &usage_watch, cmd_watch},
 };
 
@@ -971,7 +1022,7 @@ static void build(global *g, int argc, char **argv, built *b)
 
 static bool is_global_with_value(const char *key)
 {
-	return strcmp(key, "--url") == 0 || strcmp(key, "--client") == 0 ||
+	return strcmp(key, "--url") == 0 || strcmp(key, "--server") == 0 || strcmp(key, "--client") == 0 ||
 	       strcmp(key, "--request") == 0 || strcmp(key, "--timeout") == 0 ||
 	       strcmp(key, "--auth-token-file") == 0;
 }
@@ -981,6 +1032,11 @@ static bool take_global(global *g, const char *key, const char *val)
 {
 	if (strcmp(key, "--url") == 0) {
 		g->url = val;
+	} else if (strcmp(key, "--server") == 0) {
+		size_t have = strlen(g->servers);
+		if (val[0] == '\0' || have + 1 + strlen(val) >= sizeof(g->servers))
+			usage_error("--server: empty, or too many servers");
+		snprintf(g->servers + have, sizeof(g->servers) - have, "%s%s", have ? "," : "", val);
 	} else if (strcmp(key, "--client") == 0) {
 		/* 0 would mean "pick one for me": a retry with the same flags
 		 * would then not be the same request. */
@@ -1050,7 +1106,10 @@ static int globals_after(global *g, int first, int argc, char **argv, char **res
 		if (strncmp(s, "--", 2) == 0 && klen < sizeof(key)) {
 			memcpy(key, s, klen);
 			key[klen] = '\0';
-			if (is_global_with_value(key)) {
+			/* watch has a --server of its own (its request socket). */
+			bool watch_server = strcmp(key, "--server") == 0 && first < argc &&
+			                    strcmp(argv[first], "watch") == 0;
+			if (is_global_with_value(key) && !watch_server) {
 				const char *val = eq ? eq + 1 : (k + 1 < argc ? argv[++k] : NULL);
 				if (!val)
 					usage_error("option %s needs a value", key);
@@ -1176,6 +1235,169 @@ static int run_server_status(const global *g, boc_client *c)
 	else
 		print_server_status_table(&st);
 	return EXIT_OK;
+}
+
+/* ---- cluster and switchover -------------------------------------------------- */
+
+static void print_cluster_json(const char *url, const boc_cluster_report *r)
+{
+	printf("{\"ok\":true,\"status\":\"ok\",\"url\":");
+	bo_json_cstr(stdout, url);
+	printf(",\"node\":%" PRIu32 ",\"shards\":[", r->node);
+	for (uint32_t k = 0; k < r->shard_count && k < BOC_SHARDS_MAX; k++) {
+		const boc_shard_cluster *s = &r->shards[k];
+		const char *role = boc_role_name(s->role);
+		printf("%s{\"shard\":%" PRIu32 ",\"epoch\":%" PRIu64 ",\"role\":", k ? "," : "",
+		       s->shard, s->epoch);
+		bo_json_cstr(stdout, role ? role : "unknown");
+		if (s->primary_known)
+			printf(",\"primary\":%" PRIu32, s->primary);
+		else
+			printf(",\"primary\":null");
+		printf(",\"in_sync\":[");
+		for (uint32_t i = 0; i < s->in_sync_count && i <= BOC_CLUSTER_STANDBYS_MAX; i++)
+			printf("%s%" PRIu32, i ? "," : "", s->in_sync[i]);
+		printf("],\"last_seq\":%" PRIu64 ",\"durable_seq\":%" PRIu64
+		       ",\"released_seq\":%" PRIu64 ",\"standbys\":[",
+		       s->last_seq, s->durable_seq, s->released_seq);
+		for (uint32_t i = 0; i < s->standby_count && i < BOC_CLUSTER_STANDBYS_MAX; i++)
+			printf("%s{\"node\":%" PRIu32 ",\"acked_seq\":%" PRIu64
+			       ",\"lag_records\":%" PRIu64 "}",
+			       i ? "," : "", s->standbys[i].node, s->standbys[i].acked_seq,
+			       s->standbys[i].lag_records);
+		printf("]}");
+	}
+	printf("]}\n");
+}
+
+/* One row per shard: what this server believes. */
+static void print_cluster_table(const char *url, const boc_cluster_report *r)
+{
+	printf("node %" PRIu32 " (%s), %" PRIu32 " shard%s\n", r->node, url, r->shard_count,
+	       r->shard_count == 1 ? "" : "s");
+	printf("%5s %8s %-8s %7s %-14s %12s %12s %12s  %s\n", "shard", "epoch", "role", "primary",
+	       "in_sync", "last_seq", "durable", "released", "lag (node:records)");
+	for (uint32_t k = 0; k < r->shard_count && k < BOC_SHARDS_MAX; k++) {
+		const boc_shard_cluster *s = &r->shards[k];
+		const char *role = boc_role_name(s->role);
+		char primary[16] = "-", in_sync[64] = "";
+		if (s->primary_known)
+			snprintf(primary, sizeof(primary), "%" PRIu32, s->primary);
+		for (uint32_t i = 0; i < s->in_sync_count && i <= BOC_CLUSTER_STANDBYS_MAX; i++) {
+			size_t at = strlen(in_sync);
+			snprintf(in_sync + at, sizeof(in_sync) - at, "%s%" PRIu32, i ? "," : "",
+			         s->in_sync[i]);
+		}
+		printf("%5" PRIu32 " %8" PRIu64 " %-8s %7s %-14s %12" PRIu64 " %12" PRIu64
+		       " %12" PRIu64 "  ",
+		       s->shard, s->epoch, role ? role : "unknown", primary, in_sync[0] ? in_sync : "-",
+		       s->last_seq, s->durable_seq, s->released_seq);
+		if (s->standby_count == 0)
+			printf("-");
+		for (uint32_t i = 0; i < s->standby_count && i < BOC_CLUSTER_STANDBYS_MAX; i++)
+			printf("%s%" PRIu32 ":%" PRIu64, i ? " " : "", s->standbys[i].node,
+			       s->standbys[i].lag_records);
+		putchar('\n');
+	}
+}
+
+/* cluster_status of one server; returns the exit code for it. */
+static int cluster_one(const global *g, const boc_options *o, const char *url)
+{
+	static boc_cluster_report r; /* tens of KiB */
+	boc_client *c;
+	int rc = boc_open(url, o, &c);
+	if (rc == -EINVAL)
+		usage_error("'%s' is not an address nng accepts", url);
+	char text[BOC_TEXT_LEN_MAX] = "";
+	if (rc == 0) {
+		rc = boc_cluster_status(c, &r, text, sizeof(text));
+		boc_close(c);
+	}
+	if (rc < 0) {
+		if (g->json) {
+			printf("{\"ok\":false,\"status\":\"no_answer\",\"url\":");
+			bo_json_cstr(stdout, url);
+			printf(",\"error\":");
+			bo_json_cstr(stdout, text[0] ? text : boc_strerror(rc));
+			printf("}\n");
+		}
+		fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", url, boc_strerror(rc),
+		        text);
+		return EXIT_NO_ANSWER;
+	}
+	if (r.status != BO_OK) {
+		const char *name = boc_status_name(r.status);
+		if (g->json) {
+			printf("{\"ok\":false,\"url\":");
+			bo_json_cstr(stdout, url);
+			printf(",\"status\":");
+			bo_json_cstr(stdout, name ? name : "unknown");
+			printf(",\"error\":");
+			bo_json_cstr(stdout, text);
+			printf("}\n");
+		} else {
+			printf("%s: cluster refused: %s: %s\n", url, name ? name : "unknown", text);
+		}
+		return EXIT_REFUSED;
+	}
+	if (g->json)
+		print_cluster_json(url, &r);
+	else
+		print_cluster_table(url, &r);
+	return EXIT_OK;
+}
+
+/* cluster: every server of the list, each for itself (no retry: a
+ * server's own view is what is asked). The worst outcome is the exit code. */
+static int run_cluster(const global *g, const boc_options *base)
+{
+	boc_options o = *base;
+	o.no_retry = 1;
+	char list[sizeof(g->servers)];
+	snprintf(list, sizeof(list), "%s", g->url);
+	int code = EXIT_OK;
+	bool first = true;
+	for (char *save = NULL, *url = strtok_r(list, ",", &save); url != NULL;
+	     url = strtok_r(NULL, ",", &save)) {
+		if (!first && !g->json)
+			putchar('\n');
+		first = false;
+		int rc = cluster_one(g, &o, url);
+		if (rc > code)
+			code = rc;
+	}
+	return code;
+}
+
+static int run_switchover(const global *g, const built *b, boc_client *c)
+{
+	int status;
+	char text[BOC_TEXT_LEN_MAX];
+	int rc = boc_switchover(c, b->shard, b->node, &status, text, sizeof(text));
+	if (rc < 0) {
+		if (g->json) {
+			printf("{\"ok\":false,\"status\":\"no_answer\",\"error\":");
+			bo_json_cstr(stdout, text);
+			printf("}\n");
+		}
+		fprintf(stderr, "boxoffice-cli: no answer from %s: %s (%s)\n", g->url,
+		        boc_strerror(rc), text);
+		return EXIT_NO_ANSWER;
+	}
+	const char *name = boc_status_name(status);
+	if (g->json) {
+		printf("{\"ok\":%s,\"status\":", status == BO_OK ? "true" : "false");
+		bo_json_cstr(stdout, name ? name : "unknown");
+		printf(",\"shard\":%" PRIu32 ",\"to\":%" PRIu32 ",\"error\":", b->shard, b->node);
+		bo_json_cstr(stdout, text);
+		printf("}\n");
+	} else if (status == BO_OK) {
+		printf("shard %" PRIu32 ": primary moved to node %" PRIu32 "\n", b->shard, b->node);
+	} else {
+		printf("switchover refused: %s: %s\n", name ? name : "unknown", text);
+	}
+	return status == BO_OK ? EXIT_OK : EXIT_REFUSED;
 }
 
 /* ---- watch ----------------------------------------------------------------- */
@@ -1421,6 +1643,8 @@ int main(int argc, char **argv)
 	static char *rest[256];
 	int nrest =
 	        globals_after(&g, first, argc, argv, rest, (int)(sizeof(rest) / sizeof(rest[0])));
+	if (g.servers[0] != '\0')
+		g.url = g.servers; /* --server wins over --url and $BOXOFFICE_URL */
 	if (nrest == 0)
 		usage_error("no command given");
 	if (g.timeout_ms == 0)
@@ -1451,6 +1675,11 @@ int main(int argc, char **argv)
 	o.timeout_ms = g.timeout_ms;
 	o.client_id = g.client;
 	o.auth_token = g.auth_token; /* "" without a file: none */
+	if (b.cluster) {
+		g_command = NULL;
+		int code = run_cluster(&g, &o);
+		return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
+	}
 	boc_client *c;
 	int rc = boc_open(g.url, &o, &c);
 	g_command = NULL;
@@ -1463,6 +1692,11 @@ int main(int argc, char **argv)
 	}
 	if (b.server_status) {
 		int code = run_server_status(&g, c);
+		boc_close(c);
+		return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
+	}
+	if (b.switchover) {
+		int code = run_switchover(&g, &b, c);
 		boc_close(c);
 		return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
 	}

@@ -32,6 +32,21 @@
  * load on an overloaded server, and retrying is the caller's decision (with
  * the same request id, which the server's idempotency window makes safe).
  *
+ * SEVERAL SERVERS
+ *
+ * One REQ socket per server address (targets[]: the configured ones, then
+ * the ones not_primary replies named, never removed, so a target index
+ * stays valid for the client's life). `home` is the target new batches go
+ * to; a slot opens a context on a target's socket the first time it sends
+ * there. A command answered not_primary (or, with several targets, lost
+ * with its connection) leaves the batching path for a retry: a small state
+ * machine of its own (struct retry: one aio, one context) that waits,
+ * resends the same command (same client and request ids) as a message of
+ * its own and either delivers the answer or tries again, at most retry_max
+ * times. It also moves `home`, so later batches go where the last answer
+ * pointed. A finished retry's aio cannot be freed from its own callback:
+ * the flusher thread reaps finished retries, boc_close the rest.
+ *
  * Taking entries out of the ring without holding the lock for the copy:
  * the flusher advances the head under the lock and counts the taken entries
  * in `taking` until it has copied them; submitters count `taking` as used,
@@ -54,6 +69,7 @@
 #include <msgpack/sbuffer.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "base/clock.h"
 #include "protocol/wire.h"
@@ -89,7 +105,9 @@ enum slot_phase {
 /* One message in flight: an nng context and the batch it carries. */
 typedef struct slot {
 	struct boc_client *client;
-	nng_ctx ctx;
+	nng_ctx ctx[BOC_SERVERS_MAX]; /* one per target, opened on first use */
+	uint32_t ctx_open;            /* bit t: ctx[t] is open */
+	uint32_t target;              /* where the batch in flight went */
 	nng_aio *aio;
 	int phase;             /* slot_phase; FREE only under client->mu */
 	uint32_t n;            /* entries in e[] */
@@ -101,10 +119,48 @@ typedef struct slot {
 	struct slot *next_free;
 } slot;
 
-struct boc_client {
-	boc_options opt;
+/* One server address and its REQ socket. */
+typedef struct target {
+	char url[BOC_ADDRESS_LEN_MAX];
 	nng_socket sock;
 	nng_dialer dialer;
+} target;
+
+/* A command being resent after not_primary or a lost server (see SEVERAL
+ * SERVERS). Owned by its aio callback while not done; listed in
+ * client->retries until reaped. */
+typedef struct retry {
+	struct boc_client *client;
+	entry en;
+	uint32_t resends; /* resends started so far */
+	uint32_t target;  /* where the next (or current) attempt goes */
+	uint64_t epoch;   /* the epoch the last not_primary named (sent along) */
+	int phase;        /* retry_phase */
+	bool done;        /* the callback ran: reap it */
+	nng_aio *aio;
+	nng_ctx ctx;
+	bool ctx_open;
+	uint32_t ctx_target;
+	/* The last outcome, returned when the resends run out. */
+	int last_err;
+	bo_result last_res;
+	char last_text[BOC_TEXT_LEN_MAX];
+	wire_reply_info info; /* scratch for decoding */
+	struct retry *next;
+} retry;
+
+enum retry_phase {
+	RETRY_WAIT,
+	RETRY_SEND,
+	RETRY_RECV
+};
+
+struct boc_client {
+	boc_options opt;
+	target targets[BOC_SERVERS_MAX];
+	_Atomic uint32_t ntargets; /* targets[0..ntargets) are open; grows under mu */
+	uint32_t nconfigured;      /* the addresses given to boc_open */
+	_Atomic uint32_t home;     /* where new batches go */
 
 	pthread_mutex_t mu;
 	pthread_cond_t flush_cv; /* flusher waits: queue due, slot freed, closing */
@@ -118,6 +174,9 @@ struct boc_client {
 	uint32_t slots_busy;
 	bool closing;  /* boc_close began: refuse submits, flush without linger */
 	bool stopping; /* boc_close stops the flusher and the aios */
+	retry *retries;        /* every retry not yet reaped */
+	uint32_t retries_live; /* of which not done */
+	uint32_t retries_done; /* of which done, waiting for the reaper */
 
 	slot *slots; /* [inflight_max] */
 	pthread_t flusher;
@@ -131,7 +190,12 @@ struct boc_client {
 	 * are statistics that order nothing. */
 	_Atomic uint64_t request_seq;
 	_Atomic uint64_t st_submitted, st_messages, st_cmds_sent, st_replies, st_failures, st_busy;
+	_Atomic uint64_t st_retries;
 };
+
+static void retry_start(boc_client *c, const entry *en, uint32_t from, int err,
+                        const bo_result *res, const wire_reply_info *info, const char *text);
+static bool can_failover(const boc_client *c);
 
 /* ---- Helpers ------------------------------------------------------------- */
 
@@ -230,6 +294,21 @@ static void slot_fail_all(slot *s, int err, const char *why)
 	s->n = 0;
 }
 
+/* A batch lost with its connection (no reply, or no send): with several
+ * servers every command moves to a retry on the next one; else, or when
+ * the client is closing, it fails as before. */
+static void slot_fail_or_retry(slot *s, int err, const char *why)
+{
+	boc_client *c = s->client;
+	if (err == BOC_ERR_CLOSED || !can_failover(c)) {
+		slot_fail_all(s, err, why);
+		return;
+	}
+	for (uint32_t i = 0; i < s->n; i++)
+		retry_start(c, &s->e[i], s->target, err, NULL, NULL, why);
+	s->n = 0;
+}
+
 static nng_duration ms_left(int64_t deadline_ns)
 {
 	int64_t left = deadline_ns - bo_clock_ns();
@@ -281,6 +360,10 @@ static void slot_deliver(slot *s, nng_msg *msg)
 			           i, r.request_id, en->cmd.request_id);
 			continue;
 		}
+		if (r.status == BO_NOT_PRIMARY && !c->opt.no_retry) {
+			retry_start(c, en, s->target, 0, &r, inf, inf->error);
+			continue;
+		}
 		atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
 		if (en->cb != NULL)
 			en->cb(en->ctx, 0, &r, inf->error);
@@ -301,8 +384,8 @@ static void slot_aio_cb(void *arg)
 			if (msg != NULL)
 				nng_msg_free(msg);
 			nng_aio_set_msg(s->aio, NULL);
-			slot_fail_all(s, err_from_nng(rv),
-			              nng_why(rv, "no connection to the server"));
+			slot_fail_or_retry(s, err_from_nng(rv),
+			                   nng_why(rv, "no connection to the server"));
 			slot_release(s);
 			return;
 		}
@@ -316,12 +399,12 @@ static void slot_aio_cb(void *arg)
 		}
 		s->phase = SLOT_RECEIVING;
 		nng_aio_set_timeout(s->aio, ms_left(s->deadline_ns));
-		nng_ctx_recv(s->ctx, s->aio);
+		nng_ctx_recv(s->ctx[s->target], s->aio);
 		return;
 	}
 	assert(s->phase == SLOT_RECEIVING);
 	if (rv != 0) {
-		slot_fail_all(s, err_from_nng(rv), nng_why(rv, "no reply from the server"));
+		slot_fail_or_retry(s, err_from_nng(rv), nng_why(rv, "no reply from the server"));
 		slot_release(s);
 		return;
 	}
@@ -330,6 +413,327 @@ static void slot_aio_cb(void *arg)
 	slot_deliver(s, msg);
 	nng_msg_free(msg);
 	slot_release(s);
+}
+
+/* ---- Targets ------------------------------------------------------------- */
+
+/* Opens target t's REQ socket and starts dialling url (not waiting for
+ * the server). Returns 0, -EINVAL (nng refuses the URL), -ENOMEM or
+ * BOC_ERR_TRANSPORT; nothing is left open on failure. */
+static int target_open(target *t, const char *url)
+{
+	snprintf(t->url, sizeof(t->url), "%s", url);
+	int rv = nng_req0_open(&t->sock);
+	if (rv != 0)
+		return rv == NNG_ENOMEM ? -ENOMEM : BOC_ERR_TRANSPORT;
+	/* No silent resends (see TIMEOUTS); replies as large as the server
+	 * may send; redial a restarted server quickly but without spinning. */
+	if (nng_socket_set_ms(t->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE) != 0)
+		nng_socket_set_ms(t->sock, NNG_OPT_REQ_RESENDTIME, (nng_duration)INT32_MAX);
+	nng_socket_set_size(t->sock, NNG_OPT_RECVMAXSZ, WIRE_MSG_MAX + WIRE_SP_HEADER_BYTES);
+	nng_socket_set_ms(t->sock, NNG_OPT_RECONNMINT, 20);
+	nng_socket_set_ms(t->sock, NNG_OPT_RECONNMAXT, 500);
+	/* Non-blocking: the server may start after its clients. */
+	rv = nng_dial(t->sock, url, &t->dialer, NNG_FLAG_NONBLOCK);
+	if (rv != 0) {
+		nng_close(t->sock);
+		return rv == NNG_ENOMEM ? -ENOMEM : -EINVAL;
+	}
+	return 0;
+}
+
+/* The target of `address`, opened (and dialled) if new; -1 when there is
+ * no room left or it cannot be opened (the caller then tries the next
+ * configured address instead). Any thread. */
+static int target_find_or_add(boc_client *c, const char *address)
+{
+	pthread_mutex_lock(&c->mu);
+	uint32_t n = atomic_load_explicit(&c->ntargets, memory_order_relaxed);
+	int found = -1;
+	for (uint32_t i = 0; i < n && found < 0; i++)
+		if (strcmp(c->targets[i].url, address) == 0)
+			found = (int)i;
+	if (found < 0 && n < BOC_SERVERS_MAX && !c->stopping &&
+	    target_open(&c->targets[n], address) == 0) {
+		found = (int)n;
+		/* Release: a reader that sees the count sees the socket. */
+		atomic_store_explicit(&c->ntargets, n + 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return found;
+}
+
+/* The target after `t`, cycling through every known one. */
+static uint32_t target_next(const boc_client *c, uint32_t t)
+{
+	uint32_t n = atomic_load_explicit(&c->ntargets, memory_order_acquire);
+	return (t + 1) % n;
+}
+
+/* Whether a lost connection is worth a retry elsewhere. */
+static bool can_failover(const boc_client *c)
+{
+	return !c->opt.no_retry && atomic_load_explicit(&c->ntargets, memory_order_acquire) > 1;
+}
+
+/* ---- Retries (see SEVERAL SERVERS) ---------------------------------------- */
+
+/* Hands a retry's final outcome to its callback and marks it for the
+ * reaper. Called once per retry, from its aio callback or boc_close. */
+static void retry_finish(retry *r, int err, const bo_result *res, const char *text)
+{
+	boc_client *c = r->client;
+	if (err < 0) {
+		fail_entry(c, &r->en, err, "%s", text);
+	} else {
+		atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
+		if (r->en.cb != NULL)
+			r->en.cb(r->en.ctx, 0, res, text);
+	}
+	pthread_mutex_lock(&c->mu);
+	r->done = true;
+	c->retries_live--;
+	c->retries_done++;
+	pthread_cond_signal(&c->flush_cv); /* the reaper */
+	if (c->closing)
+		pthread_cond_broadcast(&c->idle_cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Keeps an outcome as the one to return when the resends run out. */
+static void retry_note(retry *r, int err, const bo_result *res, const char *text)
+{
+	r->last_err = err;
+	if (res != NULL)
+		r->last_res = *res;
+	snprintf(r->last_text, sizeof(r->last_text), "%s", text);
+}
+
+/* Decides where and when the next attempt goes after an outcome at
+ * target `from` (info: a not_primary reply's, or NULL), and starts the
+ * wait; or finishes the retry when no resend is left. */
+static void retry_schedule(retry *r, uint32_t from, const wire_reply_info *info)
+{
+	boc_client *c = r->client;
+	if (r->resends >= c->opt.retry_max) {
+		retry_finish(r, r->last_err, &r->last_res, r->last_text);
+		return;
+	}
+	int t = -1;
+	if (info != NULL && info->primary.known)
+		t = target_find_or_add(c, info->primary.address);
+	if (info != NULL)
+		r->epoch = info->primary.epoch;
+	if (t < 0)
+		t = (int)target_next(c, from);
+	/* A named primary elsewhere is asked at once; the same server again,
+	 * or a guess (no primary named), after the backoff. A lost connection
+	 * was already waited for (the send or receive timed out). */
+	nng_duration wait = info == NULL ? 0 : (uint32_t)t == from || !info->primary.known
+	                                           ? (nng_duration)c->opt.retry_backoff_ms
+	                                           : 0;
+	r->target = (uint32_t)t;
+	/* Later batches follow the last answer, unless another one moved it. */
+	uint32_t expect = from;
+	atomic_compare_exchange_strong_explicit(&c->home, &expect, (uint32_t)t,
+	                                        memory_order_relaxed, memory_order_relaxed);
+	r->resends++;
+	atomic_fetch_add_explicit(&c->st_retries, 1, memory_order_relaxed);
+	r->phase = RETRY_WAIT;
+	nng_sleep_aio(wait, r->aio);
+}
+
+/* Sends the retried command (one command, as an array of one) to its
+ * target. Returns 0 or a BOC_ERR_* with why. */
+static int retry_send(retry *r, char *why, size_t whylen)
+{
+	boc_client *c = r->client;
+	if (r->ctx_open && r->ctx_target != r->target) {
+		nng_ctx_close(r->ctx);
+		r->ctx_open = false;
+	}
+	int rv;
+	if (!r->ctx_open) {
+		if ((rv = nng_ctx_open(&r->ctx, c->targets[r->target].sock)) != 0) {
+			snprintf(why, whylen, "%s", nng_strerror(rv));
+			return err_from_nng(rv);
+		}
+		nng_ctx_set_ms(r->ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+		r->ctx_open = true;
+		r->ctx_target = r->target;
+	}
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	rv = wire_encode_request_epoch(&r->en.cmd, 1, 1, r->epoch, &sb);
+	nng_msg *msg = NULL;
+	if (rv == 0 && (rv = nng_msg_alloc(&msg, c->auth_len + sb.size)) == 0) {
+		memcpy(nng_msg_body(msg), c->auth, c->auth_len);
+		memcpy((uint8_t *)nng_msg_body(msg) + c->auth_len, sb.data, sb.size);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	if (msg == NULL) {
+		snprintf(why, whylen, "out of memory encoding the request");
+		return BOC_ERR_NOMEM; /* it was encodable once: only memory fails */
+	}
+	atomic_fetch_add_explicit(&c->st_messages, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->st_cmds_sent, 1, memory_order_relaxed);
+	r->phase = RETRY_SEND;
+	nng_aio_set_msg(r->aio, msg);
+	nng_aio_set_timeout(r->aio, (nng_duration)c->opt.timeout_ms);
+	nng_ctx_send(r->ctx, r->aio);
+	return 0;
+}
+
+/* The answer to a retried command: delivered, or retried again when it is
+ * not_primary. */
+static void retry_reply(retry *r, nng_msg *msg)
+{
+	wire_msg m;
+	bo_result *res = &r->last_res;
+	int rv = wire_decode_replies(nng_msg_body(msg), nng_msg_len(msg), res, &r->info, 1, &m);
+	if (rv == 0 && m.count == 1 && (!m.is_array || r->info.malformed)) {
+		/* A message-level answer, or one the server could not read:
+		 * the ids come from the command. */
+		res->op = r->en.cmd.op;
+		res->client_id = r->en.cmd.client_id;
+		res->request_id = r->en.cmd.request_id;
+		res->event_id = r->en.cmd.event_id;
+	}
+	if (rv != 0 || m.count != 1 || res->request_id != r->en.cmd.request_id ||
+	    res->op != r->en.cmd.op) {
+		char why[WIRE_ERROR_LEN_MAX + 32];
+		snprintf(why, sizeof(why), "undecodable reply: %s",
+		         rv != 0 ? m.error : "not the answer to the command sent");
+		retry_finish(r, BOC_ERR_PROTOCOL, NULL, why);
+		return;
+	}
+	if (res->status == BO_NOT_PRIMARY) {
+		retry_note(r, 0, res, r->info.error);
+		retry_schedule(r, r->target, &r->info);
+		return;
+	}
+	bo_result out = *res;
+	retry_finish(r, 0, &out, r->info.error);
+}
+
+static void retry_aio_cb(void *arg)
+{
+	retry *r = arg;
+	boc_client *c = r->client;
+	int rv = nng_aio_result(r->aio);
+	pthread_mutex_lock(&c->mu);
+	bool stopping = c->stopping;
+	pthread_mutex_unlock(&c->mu);
+	if (stopping || rv == NNG_ECANCELED || rv == NNG_ECLOSED) {
+		if (r->phase == RETRY_SEND && rv != 0) {
+			nng_msg *msg = nng_aio_get_msg(r->aio);
+			if (msg != NULL)
+				nng_msg_free(msg);
+		} else if (r->phase == RETRY_RECV && rv == 0) {
+			nng_msg_free(nng_aio_get_msg(r->aio));
+		}
+		nng_aio_set_msg(r->aio, NULL);
+		retry_finish(r, BOC_ERR_CLOSED, NULL, "client closed before the reply");
+		return;
+	}
+	char why[BOC_TEXT_LEN_MAX];
+	switch (r->phase) {
+	case RETRY_WAIT:
+		if ((rv = retry_send(r, why, sizeof(why))) != 0)
+			retry_finish(r, rv, NULL, why);
+		return;
+	case RETRY_SEND:
+		if (rv != 0) {
+			nng_msg *msg = nng_aio_get_msg(r->aio);
+			if (msg != NULL)
+				nng_msg_free(msg);
+			nng_aio_set_msg(r->aio, NULL);
+			retry_note(r, err_from_nng(rv), NULL, nng_why(rv, "no connection to the server"));
+			retry_schedule(r, r->target, NULL);
+			return;
+		}
+		r->phase = RETRY_RECV;
+		nng_aio_set_timeout(r->aio, (nng_duration)c->opt.timeout_ms);
+		nng_ctx_recv(r->ctx, r->aio);
+		return;
+	default:
+		if (rv != 0) {
+			retry_note(r, err_from_nng(rv), NULL, nng_why(rv, "no reply from the server"));
+			retry_schedule(r, r->target, NULL);
+			return;
+		}
+		nng_msg *msg = nng_aio_get_msg(r->aio);
+		nng_aio_set_msg(r->aio, NULL);
+		retry_reply(r, msg);
+		nng_msg_free(msg);
+		return;
+	}
+}
+
+/* Takes over entry `en` after an outcome at target `from`: err < 0 (a lost
+ * connection, text why) or a not_primary reply (res, info). If the client
+ * is stopping or no retry can be made, the outcome is delivered now. */
+static void retry_start(boc_client *c, const entry *en, uint32_t from, int err,
+                        const bo_result *res, const wire_reply_info *info, const char *text)
+{
+	retry *r = calloc(1, sizeof(*r));
+	int rv = r == NULL ? NNG_ENOMEM : nng_aio_alloc(&r->aio, retry_aio_cb, r);
+	bool ok = rv == 0;
+	pthread_mutex_lock(&c->mu);
+	if (ok && !c->stopping) {
+		r->next = c->retries;
+		c->retries = r;
+		c->retries_live++;
+	} else {
+		ok = false;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!ok) {
+		if (r != NULL && r->aio != NULL)
+			nng_aio_free(r->aio);
+		free(r);
+		if (err < 0) {
+			fail_entry(c, en, err, "%s", text);
+		} else {
+			atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
+			if (en->cb != NULL)
+				en->cb(en->ctx, 0, res, text);
+		}
+		return;
+	}
+	r->client = c;
+	r->en = *en;
+	retry_note(r, err, res, text);
+	retry_schedule(r, from, info);
+}
+
+/* Frees the finished retries (flusher thread, or boc_close once nothing
+ * else runs): nng_aio_free waits for a callback still returning. */
+static void retries_reap(boc_client *c, bool all)
+{
+	pthread_mutex_lock(&c->mu);
+	retry *dead = NULL;
+	for (retry **pp = &c->retries; *pp != NULL;) {
+		retry *r = *pp;
+		if (r->done || all) {
+			*pp = r->next;
+			r->next = dead;
+			dead = r;
+			if (r->done)
+				c->retries_done--;
+		} else {
+			pp = &r->next;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	while (dead != NULL) {
+		retry *r = dead;
+		dead = r->next;
+		nng_aio_free(r->aio);
+		if (r->ctx_open)
+			nng_ctx_close(r->ctx);
+		free(r);
+	}
 }
 
 /* ---- Sending (flusher thread) -------------------------------------------- */
@@ -397,6 +801,17 @@ static void slot_send(slot *s)
 		slot_release(s);
 		return;
 	}
+	uint32_t t = atomic_load_explicit(&c->home, memory_order_relaxed);
+	if (!(s->ctx_open & (1u << t))) {
+		if ((rv = nng_ctx_open(&s->ctx[t], c->targets[t].sock)) != 0) {
+			slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
+			slot_release(s);
+			return;
+		}
+		nng_ctx_set_ms(s->ctx[t], NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+		s->ctx_open |= 1u << t;
+	}
+	s->target = t;
 	nng_msg *msg = NULL;
 	if ((rv = nng_msg_alloc(&msg, c->auth_len + s->sbuf.size)) != 0) {
 		slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
@@ -410,7 +825,7 @@ static void slot_send(slot *s)
 	s->phase = SLOT_SENDING;
 	nng_aio_set_msg(s->aio, msg);
 	nng_aio_set_timeout(s->aio, ms_left(s->deadline_ns));
-	nng_ctx_send(s->ctx, s->aio);
+	nng_ctx_send(s->ctx[t], s->aio);
 }
 
 /* The batching decision: a message leaves when it is full (batch_max), when
@@ -426,6 +841,12 @@ static void *flusher_main(void *arg)
 	for (;;) {
 		if (c->stopping)
 			break;
+		if (c->retries_done > 0) {
+			pthread_mutex_unlock(&c->mu);
+			retries_reap(c, false);
+			pthread_mutex_lock(&c->mu);
+			continue;
+		}
 		if (c->q_len == 0 || c->free_slots == NULL) {
 			pthread_cond_wait(&c->flush_cv, &c->mu);
 			continue;
@@ -474,6 +895,8 @@ void boc_options_default(boc_options *opt)
 	opt->inflight_max = BOC_INFLIGHT_MAX_DEFAULT;
 	opt->queue_max = BOC_BATCH_MAX_DEFAULT * BOC_INFLIGHT_MAX_DEFAULT * 2;
 	opt->timeout_ms = BOC_TIMEOUT_MS_DEFAULT;
+	opt->retry_max = BOC_RETRY_MAX_DEFAULT;
+	opt->retry_backoff_ms = BOC_RETRY_BACKOFF_MS_DEFAULT;
 }
 
 /* Fills defaults into zero fields and checks ranges. */
@@ -493,6 +916,13 @@ static int options_resolve(const boc_options *in, boc_options *o)
 		o->timeout_ms = in->timeout_ms;
 	o->client_id = in->client_id;
 	o->auth_token = in->auth_token;
+	o->no_retry = in->no_retry;
+	if (in->retry_max)
+		o->retry_max = in->retry_max;
+	if (in->retry_backoff_ms)
+		o->retry_backoff_ms = in->retry_backoff_ms;
+	if (o->retry_max > BOC_RETRY_MAX_MAX || o->retry_backoff_ms > BOC_RETRY_BACKOFF_MS_MAX)
+		return -EINVAL;
 	if (o->auth_token != NULL && strlen(o->auth_token) > BO_AUTH_TOKEN_LEN_MAX)
 		return -EINVAL;
 	if (o->linger_us > BOC_LINGER_US_MAX || o->batch_max > WIRE_BATCH_MAX ||
@@ -541,10 +971,43 @@ static void client_free_mem(boc_client *c)
 	free(c);
 }
 
+/* Splits a comma-separated list of addresses into urls[] (pointers into
+ * buf). Returns the count, or -EINVAL (empty entry, too many, too long). */
+static int split_urls(const char *list, char buf[BOC_SERVERS_MAX][BOC_ADDRESS_LEN_MAX],
+                      const char *urls[BOC_SERVERS_MAX])
+{
+	uint32_t n = 0;
+	const char *p = list;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == 0 || len >= BOC_ADDRESS_LEN_MAX || n == BOC_SERVERS_MAX)
+			return -EINVAL;
+		memcpy(buf[n], p, len);
+		buf[n][len] = '\0';
+		urls[n] = buf[n];
+		n++;
+		if (!comma)
+			return (int)n;
+		p = comma + 1;
+	}
+}
+
 int boc_open(const char *url, const boc_options *opt, boc_client **out)
 {
 	assert(url != NULL && out != NULL);
 	*out = NULL;
+	char buf[BOC_SERVERS_MAX][BOC_ADDRESS_LEN_MAX];
+	const char *urls[BOC_SERVERS_MAX];
+	int n = split_urls(url, buf, urls);
+	if (n < 0)
+		return -EINVAL;
+	return boc_open_servers(urls, (uint32_t)n, opt, out);
+}
+
+/* Allocates the client and its slots, options resolved. */
+static int client_alloc(const boc_options *opt, boc_client **out)
+{
 	boc_client *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
@@ -577,40 +1040,40 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out)
 			return -ENOMEM;
 		}
 	}
+	*out = c;
+	return 0;
+}
 
-	int rv = nng_req0_open(&c->sock);
-	if (rv != 0) {
-		client_free_mem(c);
-		return rv == NNG_ENOMEM ? -ENOMEM : BOC_ERR_TRANSPORT;
-	}
-	/* No silent resends (see TIMEOUTS); replies as large as the server
-	 * may send; redial a restarted server quickly but without spinning. */
-	if (nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE) != 0)
-		nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, (nng_duration)INT32_MAX);
-	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, WIRE_MSG_MAX + WIRE_SP_HEADER_BYTES);
-	nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 20);
-	nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 500);
-
+int boc_open_servers(const char *const *urls, uint32_t n, const boc_options *opt, boc_client **out)
+{
+	assert(urls != NULL && out != NULL);
+	*out = NULL;
+	if (n == 0 || n > BOC_SERVERS_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (urls[i] == NULL || urls[i][0] == '\0' || strlen(urls[i]) >= BOC_ADDRESS_LEN_MAX ||
+		    strchr(urls[i], ',') != NULL)
+			return -EINVAL;
+	boc_client *c;
+	int rv = client_alloc(opt, &c);
+	if (rv != 0)
+		return rv;
 	uint32_t opened = 0;
-	for (; opened < c->opt.inflight_max; opened++) {
-		slot *s = &c->slots[opened];
-		if ((rv = nng_aio_alloc(&s->aio, slot_aio_cb, s)) != 0)
+	for (; opened < n && rv == 0; opened++)
+		if ((rv = target_open(&c->targets[opened], urls[opened])) != 0)
 			break;
-		if ((rv = nng_ctx_open(&s->ctx, c->sock)) != 0) {
-			nng_aio_free(s->aio);
+	atomic_store_explicit(&c->ntargets, opened, memory_order_relaxed);
+	c->nconfigured = n;
+
+	uint32_t aios = 0;
+	for (; rv == 0 && aios < c->opt.inflight_max; aios++) {
+		slot *s = &c->slots[aios];
+		if ((rv = nng_aio_alloc(&s->aio, slot_aio_cb, s)) != 0) {
+			rv = rv == NNG_ENOMEM ? -ENOMEM : BOC_ERR_TRANSPORT;
 			break;
 		}
-		nng_ctx_set_ms(s->ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 		s->next_free = c->free_slots;
 		c->free_slots = s;
-	}
-	if (rv == 0) {
-		/* Non-blocking: the server may start after its clients. */
-		rv = nng_dial(c->sock, url, &c->dialer, NNG_FLAG_NONBLOCK);
-		if (rv != 0)
-			rv = (rv == NNG_ENOMEM) ? -ENOMEM : -EINVAL;
-	} else {
-		rv = rv == NNG_ENOMEM ? -ENOMEM : BOC_ERR_TRANSPORT;
 	}
 	bool locks = false;
 	if (rv == 0) {
@@ -628,11 +1091,10 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out)
 			rv = BOC_ERR_TRANSPORT;
 	}
 	if (rv != 0) {
-		nng_close(c->sock);
-		for (uint32_t i = 0; i < opened; i++) {
-			nng_ctx_close(c->slots[i].ctx);
+		for (uint32_t i = 0; i < opened; i++)
+			nng_close(c->targets[i].sock);
+		for (uint32_t i = 0; i < aios; i++)
 			nng_aio_free(c->slots[i].aio);
-		}
 		if (locks) {
 			pthread_cond_destroy(&c->idle_cv);
 			pthread_cond_destroy(&c->flush_cv);
@@ -760,7 +1222,8 @@ void boc_close(boc_client *c)
 	pthread_cond_signal(&c->flush_cv);
 	int64_t deadline = bo_clock_ns() + (int64_t)c->opt.timeout_ms * 1000000;
 	struct timespec ts = ns_to_ts(deadline);
-	while ((c->q_len > 0 || c->q_taking > 0 || c->slots_busy > 0) && bo_clock_ns() < deadline)
+	while ((c->q_len > 0 || c->q_taking > 0 || c->slots_busy > 0 || c->retries_live > 0) &&
+	       bo_clock_ns() < deadline)
 		pthread_cond_timedwait(&c->idle_cv, &c->mu, &ts);
 	c->stopping = true;
 	pthread_cond_signal(&c->flush_cv);
@@ -791,11 +1254,34 @@ void boc_close(boc_client *c)
 		           "client closed before the command was sent");
 	c->q_len = 0;
 
+	/* Retries: no new one starts now (stopping); stop the live ones. A
+	 * callback that could not start its next operation after the stop
+	 * did not run again: its command is failed here. The list itself only
+	 * changes in the reaper, which is the flusher (joined) or this. */
+	for (retry *r = c->retries; r != NULL; r = r->next) {
+		nng_aio_stop(r->aio);
+		pthread_mutex_lock(&c->mu);
+		bool done = r->done;
+		pthread_mutex_unlock(&c->mu);
+		if (!done) {
+			nng_msg *msg = nng_aio_get_msg(r->aio);
+			if (msg != NULL)
+				nng_msg_free(msg);
+			nng_aio_set_msg(r->aio, NULL);
+			retry_finish(r, BOC_ERR_CLOSED, NULL, "client closed before the reply");
+		}
+	}
+	retries_reap(c, true);
+
 	for (uint32_t i = 0; i < c->opt.inflight_max; i++) {
-		nng_ctx_close(c->slots[i].ctx);
+		for (uint32_t t = 0; t < BOC_SERVERS_MAX; t++)
+			if (c->slots[i].ctx_open & (1u << t))
+				nng_ctx_close(c->slots[i].ctx[t]);
 		nng_aio_free(c->slots[i].aio);
 	}
-	nng_close(c->sock);
+	uint32_t nt = atomic_load_explicit(&c->ntargets, memory_order_acquire);
+	for (uint32_t t = 0; t < nt; t++)
+		nng_close(c->targets[t].sock);
 	pthread_cond_destroy(&c->idle_cv);
 	pthread_cond_destroy(&c->flush_cv);
 	pthread_mutex_destroy(&c->mu);
@@ -811,6 +1297,7 @@ void boc_stats_get(boc_client *c, boc_stats *out)
 	out->replies = atomic_load_explicit(&c->st_replies, memory_order_relaxed);
 	out->failures = atomic_load_explicit(&c->st_failures, memory_order_relaxed);
 	out->refused_busy = atomic_load_explicit(&c->st_busy, memory_order_relaxed);
+	out->retries = atomic_load_explicit(&c->st_retries, memory_order_relaxed);
 }
 
 const char *boc_strerror(int err)
@@ -847,8 +1334,8 @@ const char *boc_strerror(int err)
  * slots carry engine commands, and a status request must not wait behind
  * (or be coalesced with) them. Returns 0 with *reply (the caller frees
  * it) or a BOC_ERR_*; text says why. */
-static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg **reply, char *why,
-                             size_t whylen)
+static int status_round_trip_to(boc_client *c, uint32_t t, const msgpack_sbuffer *req, nng_msg **reply,
+                                char *why, size_t whylen)
 {
 	*reply = NULL;
 	int64_t deadline = bo_clock_ns() + (int64_t)c->opt.timeout_ms * 1000000;
@@ -860,7 +1347,7 @@ static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg 
 		snprintf(why, whylen, "%s", nng_strerror(rv));
 		return err_from_nng(rv);
 	}
-	if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
+	if ((rv = nng_ctx_open(&ctx, c->targets[t].sock)) != 0) {
 		nng_aio_free(aio);
 		snprintf(why, whylen, "%s", nng_strerror(rv));
 		return err_from_nng(rv);
@@ -892,6 +1379,14 @@ static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg 
 	nng_ctx_close(ctx);
 	nng_aio_free(aio);
 	return rv == 0 ? 0 : err_from_nng(rv);
+}
+
+/* The same, to the server new batches go to. */
+static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg **reply, char *why,
+                             size_t whylen)
+{
+	return status_round_trip_to(c, atomic_load_explicit(&c->home, memory_order_relaxed), req, reply,
+	                            why, whylen);
 }
 
 static void committer_from_wire(boc_committer_status *o, const wire_committer_status *w)
@@ -964,6 +1459,140 @@ int boc_server_status(boc_client *c, boc_server_report *out, char *err, size_t e
 const char *boc_committer_state_name(int state)
 {
 	return wire_committer_state_name(state);
+}
+
+/* ---- Cluster status and switchover ---------------------------------------- */
+
+_Static_assert(BOC_CLUSTER_STANDBYS_MAX == WIRE_CLUSTER_STANDBYS_MAX, "a shard's standbys fit");
+_Static_assert(BOC_ADDRESS_LEN_MAX == WIRE_ADDRESS_LEN_MAX, "a named primary's address fits");
+_Static_assert((int)BOC_ROLE_NONE == (int)WIRE_ROLE_NONE &&
+                       (int)BOC_ROLE_PRIMARY == (int)WIRE_ROLE_PRIMARY &&
+                       (int)BOC_ROLE_STANDBY == (int)WIRE_ROLE_STANDBY &&
+                       (int)BOC_ROLE_FENCED == (int)WIRE_ROLE_FENCED,
+               "roles are the wire's");
+
+static void cluster_from_wire(boc_cluster_report *o, const wire_cluster_status *w)
+{
+	o->node = w->node;
+	o->shard_count = w->shard_count;
+	for (uint32_t k = 0; k < w->shard_count; k++) {
+		const wire_shard_cluster *ws = &w->shards[k];
+		boc_shard_cluster *os = &o->shards[k];
+		os->shard = ws->shard;
+		os->epoch = ws->epoch;
+		os->role = ws->role;
+		os->primary_known = ws->primary_known;
+		os->primary = ws->primary;
+		os->in_sync_count = ws->in_sync_count;
+		memcpy(os->in_sync, ws->in_sync, sizeof(os->in_sync));
+		os->last_seq = ws->last_seq;
+		os->durable_seq = ws->durable_seq;
+		os->released_seq = ws->released_seq;
+		os->standby_count = ws->standby_count;
+		for (uint32_t i = 0; i < ws->standby_count; i++) {
+			os->standbys[i].node = ws->standbys[i].node;
+			os->standbys[i].acked_seq = ws->standbys[i].acked_seq;
+			os->standbys[i].lag_records = ws->standbys[i].lag_records;
+		}
+	}
+}
+
+static bool client_closing(boc_client *c)
+{
+	pthread_mutex_lock(&c->mu);
+	bool closing = c->closing;
+	pthread_mutex_unlock(&c->mu);
+	return closing;
+}
+
+int boc_cluster_status(boc_client *c, boc_cluster_report *out, char *err, size_t errlen)
+{
+	assert(c != NULL && out != NULL && (err != NULL || errlen == 0));
+	memset(out, 0, sizeof(*out));
+	out->status = BOC_STATUS_NO_ANSWER;
+	char why[BOC_TEXT_LEN_MAX + 32] = "";
+	int rv = client_closing(c) ? -ESHUTDOWN : 0;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	nng_msg *reply = NULL;
+	wire_cluster_status *w = NULL; /* tens of KiB: not on the caller's stack */
+	if (rv == 0 && (wire_encode_cluster_status_request(&sb) != 0 || !(w = malloc(sizeof(*w)))))
+		rv = BOC_ERR_NOMEM;
+	if (rv == 0)
+		rv = status_round_trip(c, &sb, &reply, why, sizeof(why));
+	if (rv == 0) {
+		wire_msg m;
+		int status;
+		if (wire_decode_cluster_status(nng_msg_body(reply), nng_msg_len(reply), w, &status,
+		                               &m) != 0) {
+			snprintf(why, sizeof(why), "undecodable reply: %s", m.error);
+			rv = BOC_ERR_PROTOCOL;
+		} else {
+			out->status = status;
+			if (status == BO_OK)
+				cluster_from_wire(out, w);
+			snprintf(why, sizeof(why), "%s", status == BO_OK ? "" : m.error);
+		}
+		nng_msg_free(reply);
+	}
+	if (rv != 0 && why[0] == '\0')
+		snprintf(why, sizeof(why), "%s", boc_strerror(rv));
+	if (errlen > 0)
+		snprintf(err, errlen, "%s", why);
+	free(w);
+	msgpack_sbuffer_destroy(&sb);
+	return rv;
+}
+
+int boc_switchover(boc_client *c, uint32_t shard, uint32_t to, int *status, char *err, size_t errlen)
+{
+	assert(c != NULL && status != NULL && (err != NULL || errlen == 0));
+	*status = BOC_STATUS_NO_ANSWER;
+	char why[BOC_TEXT_LEN_MAX + 32] = "";
+	int rv = client_closing(c) ? -ESHUTDOWN : 0;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (rv == 0 && wire_encode_switchover_request(shard, to, &sb) != 0)
+		rv = BOC_ERR_NOMEM;
+	uint32_t t = atomic_load_explicit(&c->home, memory_order_relaxed);
+	/* Only the shard's primary can hand it over: follow not_primary. */
+	for (uint32_t attempt = 0; rv == 0; attempt++) {
+		nng_msg *reply = NULL;
+		if ((rv = status_round_trip_to(c, t, &sb, &reply, why, sizeof(why))) != 0)
+			break;
+		wire_msg m;
+		wire_primary p;
+		int st;
+		rv = wire_decode_status_reply(nng_msg_body(reply), nng_msg_len(reply), &st, &p, &m);
+		nng_msg_free(reply);
+		if (rv != 0) {
+			snprintf(why, sizeof(why), "undecodable reply: %s", m.error);
+			rv = BOC_ERR_PROTOCOL;
+			break;
+		}
+		*status = st;
+		snprintf(why, sizeof(why), "%s", m.error);
+		if (st != BO_NOT_PRIMARY || c->opt.no_retry || attempt >= c->opt.retry_max)
+			break;
+		int next = p.known ? target_find_or_add(c, p.address) : -1;
+		if (next < 0 || (uint32_t)next == t) {
+			next = (int)target_next(c, t);
+			nng_msleep((nng_duration)c->opt.retry_backoff_ms);
+		}
+		t = (uint32_t)next;
+		atomic_fetch_add_explicit(&c->st_retries, 1, memory_order_relaxed);
+	}
+	if (rv != 0 && why[0] == '\0')
+		snprintf(why, sizeof(why), "%s", boc_strerror(rv));
+	if (errlen > 0)
+		snprintf(err, errlen, "%s", why);
+	msgpack_sbuffer_destroy(&sb);
+	return rv;
+}
+
+const char *boc_role_name(int role)
+{
+	return wire_role_name(role);
 }
 
 /* ---- Names --------------------------------------------------------------- */

@@ -40,7 +40,11 @@
  * 11. a command refused `throttled` (a server with --throttle-rate 1
  *     --throttle-burst 1: a hot event) exits 1 and says when to retry:
  *     "retry in N ms or later" with N in 1..1000, and "retry_after_ms"
- *     in --json.
+ *     in --json;
+ * 12. cluster prints a stand-in server's cluster_status as a table (epoch,
+ *     role, primary, in-sync set, standby lag) and as --json with the
+ *     documented keys; switchover prints its outcome (ok: exit 0; a
+ *     refusal: exit 1 with the server's text); both have --help texts.
  *
  * How: $BOXOFFICE_SERVER and $BOXOFFICE_CLI (meson sets both) name the
  * binaries. Each server test fork/execs its own server with a fresh mkdtemp
@@ -72,6 +76,7 @@
 #include <nng/transport/tcp/tcp.h>
 
 #include "base/limits.h"
+#include "protocol/wire.h"
 #include "tests/support/json_check.h"
 #include "tests/support/proc.h"
 #include "tests/support/server.h"
@@ -1242,4 +1247,114 @@ Test(cli, throttled_says_when_to_retry, .init = srv_setup_throttled, .fini = dir
 	}
 	cr_assert(human && json, "20 holds of one event at 1/s were never throttled");
 	srv_stop_clean();
+}
+
+/* ---- 12. cluster and switchover (issue 13) ----------------------------------- */
+
+/* A stand-in server answering one request with the encoding in sb. */
+static stub_srv stub_listen(const msgpack_sbuffer *sb)
+{
+	stub_srv st = {.reply = (const uint8_t *)sb->data, .len = sb->size};
+	cr_assert_eq(nng_rep0_open(&st.sock), 0);
+	cr_assert_eq(nng_socket_set_ms(st.sock, NNG_OPT_RECVTIMEO, 20000), 0);
+	nng_listener l;
+	cr_assert_eq(nng_listen(st.sock, "tcp://127.0.0.1:0", &l, 0), 0);
+	int port = 0;
+	cr_assert_eq(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+	snprintf(g_url, sizeof(g_url), "tcp://127.0.0.1:%d", port);
+	return st;
+}
+
+/* `cluster` prints the shard map as the server sees it: a table with the
+ * epoch, role, primary, in-sync set and each standby's lag; --json one
+ * object with the documented keys. */
+Test(cli, cluster_table_and_json, .init = dir_setup, .fini = dir_teardown)
+{
+	static wire_cluster_status cs;
+	memset(&cs, 0, sizeof(cs));
+	cs.node = 1;
+	cs.shard_count = 2;
+	cs.shards[0] = (wire_shard_cluster){.shard = 0, .epoch = 4, .role = WIRE_ROLE_PRIMARY,
+	                                    .primary_known = 1, .primary = 1, .in_sync_count = 2,
+	                                    .in_sync = {1, 2}, .last_seq = 120, .durable_seq = 120,
+	                                    .released_seq = 117, .standby_count = 1,
+	                                    .standbys = {{.node = 2, .acked_seq = 117, .lag_records = 3}}};
+	cs.shards[1] = (wire_shard_cluster){.shard = 1, .epoch = 9, .role = WIRE_ROLE_STANDBY,
+	                                    .primary_known = 1, .primary = 2, .in_sync_count = 2,
+	                                    .in_sync = {2, 1}, .last_seq = 55, .durable_seq = 55,
+	                                    .released_seq = 0};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(wire_encode_cluster_status(&cs, &sb), 0);
+	for (int json = 0; json < 2; json++) {
+		pthread_t th;
+		stub_srv st = stub_listen(&sb);
+		cr_assert_eq(pthread_create(&th, NULL, stub_main, &st), 0);
+		run r;
+		if (json)
+			CLI(&r, "--json", "cluster");
+		else
+			CLI(&r, "cluster");
+		pthread_join(th, NULL);
+		nng_close(st.sock);
+		cr_assert(st.served, "the CLI never asked the stand-in server");
+		expect_ok(&r);
+		if (json) {
+			expect_json(&r, "ok", "true");
+			expect_json(&r, "node", "1");
+			cr_assert_not_null(strstr(r.out, "\"role\":\"primary\",\"primary\":1,\"in_sync\":[1,2]"),
+			                   "%s", r.out);
+			cr_assert_not_null(strstr(r.out, "\"standbys\":[{\"node\":2,\"acked_seq\":117,"
+			                                 "\"lag_records\":3}]"),
+			                   "%s", r.out);
+			cr_assert_not_null(strstr(r.out, "\"epoch\":9,\"role\":\"standby\""), "%s", r.out);
+		} else {
+			expect_out(&r, "node 1 (");
+			expect_out(&r, "shard    epoch role     primary in_sync");
+			expect_out(&r, "    0        4 primary        1 1,2");
+			expect_out(&r, "  2:3\n");
+			expect_out(&r, "    1        9 standby        2 2,1");
+		}
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* `switchover` prints the outcome; a refusal exits 1 with its text. */
+Test(cli, switchover_outcomes, .init = dir_setup, .fini = dir_teardown)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(wire_encode_ok(&sb), 0);
+	pthread_t th;
+	stub_srv st = stub_listen(&sb);
+	cr_assert_eq(pthread_create(&th, NULL, stub_main, &st), 0);
+	run r;
+	CLI(&r, "switchover", "3", "2");
+	pthread_join(th, NULL);
+	nng_close(st.sock);
+	expect_ok(&r);
+	expect_out(&r, "shard 3: primary moved to node 2");
+
+	sb.size = 0;
+	cr_assert_eq(wire_encode_error(BO_INVALID, "node 2 is not in sync", &sb), 0);
+	st = stub_listen(&sb);
+	cr_assert_eq(pthread_create(&th, NULL, stub_main, &st), 0);
+	CLI(&r, "switchover", "3", "2");
+	pthread_join(th, NULL);
+	nng_close(st.sock);
+	expect_refused(&r, "switchover refused: invalid: node 2 is not in sync");
+	msgpack_sbuffer_destroy(&sb);
+
+	CLI(&r, "switchover", "3");
+	expect_code(&r, 2);
+	cr_assert_not_null(strstr(r.err, "expected SHARD and NODE"), "%s", r.err);
+	CLI(&r, "switchover", "--help");
+	expect_ok(&r);
+	expect_out(&r, "usage: boxoffice-cli switchover SHARD NODE");
+	CLI(&r, "cluster", "--help");
+	expect_ok(&r);
+	expect_out(&r, "usage: boxoffice-cli cluster [--json]");
+	cli_exec(&r, false, (const char *const[]){"--help", NULL});
+	expect_out(&r, "  cluster          ");
+	expect_out(&r, "  --server URL     ");
 }

@@ -23,6 +23,14 @@
  *    shards, huge declared counts) and every truncation of a valid reply
  *    are -EINVAL with a message, read from exact-size heap copies (ASan
  *    sees any over-read); an over-long reason is truncated, not overflowed.
+ *  - cluster_status and switchover (issue 13): the requests are recognised
+ *    with their arguments and "epoch", refusals name the key; a full
+ *    cluster_status reply (64 shards, every role, known and unknown
+ *    primaries, in_sync and standbys at their bounds) survives
+ *    encode/decode; the encoder refuses what it must not write; malformed
+ *    replies and every truncation are -EINVAL with a message; a
+ *    not_primary refusal decodes as its status; status-only replies
+ *    (switchover's) carry their text and, for not_primary, the primary.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -703,5 +711,315 @@ Test(wire_status, every_truncation_is_rejected)
 		             "prefix of %zu bytes", len);
 		cr_assert_neq(m.error[0], '\0');
 	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- cluster_status and switchover (issue 13) ----------------------------- */
+
+static wire_cluster_status cl_in, cl_out;
+
+static int cluster_decode(const void *buf, size_t len, int *status, wire_msg *m)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	cr_assert(copy);
+	memcpy(copy, buf, len);
+	int rc = wire_decode_cluster_status(copy, len, &cl_out, status, m);
+	free(copy);
+	return rc;
+}
+
+static void fill_cluster(wire_cluster_status *st, uint32_t n)
+{
+	memset(st, 0, sizeof(*st));
+	st->node = UINT32_MAX;
+	st->shard_count = n;
+	for (uint32_t k = 0; k < n; k++) {
+		wire_shard_cluster *s = &st->shards[k];
+		s->shard = k;
+		s->epoch = k == 0 ? UINT64_MAX : k + 1;
+		s->role = (uint8_t)(k % WIRE_ROLE_COUNT);
+		s->primary_known = k % 5 != 3;
+		s->primary = s->primary_known ? k % 3 : 0;
+		s->in_sync_count = k % (WIRE_CLUSTER_STANDBYS_MAX + 2);
+		for (uint32_t i = 0; i < s->in_sync_count; i++)
+			s->in_sync[i] = i * 7 + k;
+		s->last_seq = k * 1000 + 9;
+		s->durable_seq = k * 1000 + 5;
+		s->released_seq = k * 1000;
+		s->standby_count = s->role == WIRE_ROLE_PRIMARY ? k % (WIRE_CLUSTER_STANDBYS_MAX + 1) : 0;
+		for (uint32_t i = 0; i < s->standby_count; i++)
+			s->standbys[i] = (wire_standby_status){
+			        .node = i + 100, .acked_seq = k * 1000 - i, .lag_records = 9 + i};
+	}
+}
+
+static void assert_cluster_equal(const wire_cluster_status *a, const wire_cluster_status *b)
+{
+	cr_assert_eq(a->node, b->node);
+	cr_assert_eq(a->shard_count, b->shard_count);
+	for (uint32_t k = 0; k < a->shard_count; k++) {
+		const wire_shard_cluster *x = &a->shards[k], *y = &b->shards[k];
+		cr_assert(x->shard == y->shard && x->epoch == y->epoch && x->role == y->role &&
+		                  x->primary_known == y->primary_known && x->primary == y->primary &&
+		                  x->in_sync_count == y->in_sync_count && x->last_seq == y->last_seq &&
+		                  x->durable_seq == y->durable_seq && x->released_seq == y->released_seq &&
+		                  x->standby_count == y->standby_count,
+		          "shard %u", k);
+		cr_assert(memcmp(x->in_sync, y->in_sync, x->in_sync_count * sizeof(uint32_t)) == 0);
+		for (uint32_t i = 0; i < x->standby_count; i++)
+			cr_assert(x->standbys[i].node == y->standbys[i].node &&
+			          x->standbys[i].acked_seq == y->standbys[i].acked_seq &&
+			          x->standbys[i].lag_records == y->standbys[i].lag_records);
+	}
+}
+
+Test(wire_status, cluster_status_request_and_switchover_decode)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(wire_encode_cluster_status_request(&sb), 0);
+	wire_msg m;
+	wire_admin_args a;
+	cr_assert_eq(wire_decode_admin_args((const uint8_t *)sb.data, sb.size, &a, &m),
+	             WIRE_ADMIN_CLUSTER_STATUS);
+	sb.size = 0;
+	cr_assert_eq(wire_encode_switchover_request(7, UINT32_MAX, &sb), 0);
+	cr_assert_eq(wire_decode_admin_args((const uint8_t *)sb.data, sb.size, &a, &m),
+	             WIRE_ADMIN_SWITCHOVER, "%s", m.error);
+	cr_assert_eq(a.shard, 7);
+	cr_assert_eq(a.to, UINT32_MAX);
+	cr_assert_eq(a.event_id, 0);
+	uint64_t ev;
+	cr_assert_eq(wire_decode_admin((const uint8_t *)sb.data, sb.size, &ev, &m), WIRE_ADMIN_SWITCHOVER);
+
+	/* Hand-built: refusals name the key; "epoch" is taken by every admin op. */
+	static const struct {
+		const char *op;
+		const char *keys[3];
+		int64_t vals[3];
+		int n;
+		int want;
+		const char *err;
+	} cases[] = {
+	        {"switchover", {"shard"}, {1}, 1, -EINVAL, "missing key 'to'"},
+	        {"switchover", {"to"}, {1}, 1, -EINVAL, "missing key 'shard'"},
+	        {"switchover", {"shard", "to"}, {1, (int64_t)UINT32_MAX + 1}, 2, -EINVAL, "'to' is 4294967296"},
+	        {"switchover", {"shard", "to", "to"}, {1, 2, 2}, 3, -EINVAL, "key 'to' given twice"},
+	        {"switchover", {"shard", "to", "event"}, {1, 2, 2}, 3, -EINVAL,
+	         "key 'event' does not apply to op 'switchover'"},
+	        {"cluster_status", {"shard"}, {1}, 1, -EINVAL,
+	         "key 'shard' does not apply to op 'cluster_status'"},
+	        {"server_status", {"to"}, {1}, 1, -EINVAL, "key 'to' does not apply to op 'server_status'"},
+	        {"cluster_status", {"epoch"}, {12}, 1, WIRE_ADMIN_CLUSTER_STATUS, ""},
+	        {"switchover", {"shard", "to", "epoch"}, {1, 2, -1}, 3, -EINVAL, "'epoch' must not be negative"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sb.size = 0;
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 1 + (uint32_t)cases[i].n);
+		pk_s(&pk, "op");
+		pk_s(&pk, cases[i].op);
+		for (int k = 0; k < cases[i].n; k++) {
+			pk_s(&pk, cases[i].keys[k]);
+			msgpack_pack_int64(&pk, cases[i].vals[k]);
+		}
+		int rc = wire_decode_admin_args((const uint8_t *)sb.data, sb.size, &a, &m);
+		cr_assert_eq(rc, cases[i].want, "case %zu: %s", i, m.error);
+		cr_assert(strstr(m.error, cases[i].err) != NULL, "case %zu: '%s' lacks '%s'", i, m.error,
+		          cases[i].err);
+		if (rc == WIRE_ADMIN_CLUSTER_STATUS)
+			cr_assert_eq(m.epoch, 12);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+Test(wire_status, cluster_status_reply_roundtrip)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (uint32_t n = 1; n <= WIRE_STATUS_SHARDS_MAX; n += 21) {
+		fill_cluster(&cl_in, n == 64 ? 64 : n);
+		sb.size = 0;
+		cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), 0);
+		int status;
+		wire_msg m;
+		cr_assert_eq(cluster_decode(sb.data, sb.size, &status, &m), 0, "%s", m.error);
+		cr_assert_eq(status, BO_OK);
+		assert_cluster_equal(&cl_in, &cl_out);
+	}
+	fill_cluster(&cl_in, WIRE_STATUS_SHARDS_MAX);
+	sb.size = 0;
+	cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), 0);
+	int status;
+	wire_msg m;
+	cr_assert_eq(cluster_decode(sb.data, sb.size, &status, &m), 0, "%s", m.error);
+	assert_cluster_equal(&cl_in, &cl_out);
+
+	/* Every truncation is refused with a message. */
+	fill_cluster(&cl_in, 6);
+	sb.size = 0;
+	cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), 0);
+	for (size_t len = 0; len < sb.size; len++) {
+		cr_assert_eq(cluster_decode(sb.data, len, &status, &m), -EINVAL, "prefix %zu", len);
+		cr_assert_neq(m.error[0], '\0');
+	}
+
+	/* A refusal decodes as its status with its text. */
+	sb.size = 0;
+	wire_primary p = {.epoch = 3, .known = 1, .node = 2, .address = "tcp://h:1"};
+	cr_assert_eq(wire_encode_not_primary(&p, "not here", &sb), 0);
+	cr_assert_eq(cluster_decode(sb.data, sb.size, &status, &m), 0, "%s", m.error);
+	cr_assert_eq(status, BO_NOT_PRIMARY);
+	cr_assert_str_eq(m.error, "not here");
+	cr_assert_eq(cl_out.shard_count, 0);
+	msgpack_sbuffer_destroy(&sb);
+
+	cr_assert_str_eq(wire_role_name(WIRE_ROLE_FENCED), "fenced");
+	cr_assert_str_eq(wire_role_name(WIRE_ROLE_NONE), "none");
+	cr_assert_null(wire_role_name(WIRE_ROLE_COUNT));
+}
+
+Test(wire_status, cluster_status_encoder_refusals)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	fill_cluster(&cl_in, 3);
+	cl_in.shards[1].role = WIRE_ROLE_COUNT;
+	cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), -EINVAL);
+	fill_cluster(&cl_in, 3);
+	cl_in.shards[1].in_sync_count = WIRE_CLUSTER_STANDBYS_MAX + 2;
+	cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), -EINVAL);
+	fill_cluster(&cl_in, 3);
+	cl_in.shards[1].standby_count = WIRE_CLUSTER_STANDBYS_MAX + 1;
+	cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), -EINVAL);
+	fill_cluster(&cl_in, 3);
+	cl_in.shards[2].shard = 1;
+	cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), -EINVAL);
+	fill_cluster(&cl_in, 3);
+	cl_in.shard_count = 0;
+	cr_assert_eq(wire_encode_cluster_status(&cl_in, &sb), -EINVAL);
+	cr_assert_eq(sb.size, 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* One shard entry, with a fault chosen by `fault`. */
+static void pk_bad_shard(msgpack_packer *pk, int fault)
+{
+	msgpack_pack_map(pk, fault == 0 ? 7 : 8);
+	pk_s(pk, "shard");
+	msgpack_pack_uint32(pk, fault == 5 ? 1 : 0);
+	pk_s(pk, "epoch");
+	msgpack_pack_uint32(pk, 1);
+	if (fault != 0) {
+		pk_s(pk, "role");
+		pk_s(pk, fault == 1 ? "emperor" : "primary");
+	}
+	pk_s(pk, "in_sync");
+	msgpack_pack_array(pk, fault == 2 ? WIRE_CLUSTER_STANDBYS_MAX + 2 : 1);
+	for (uint32_t i = 0; i < (fault == 2 ? WIRE_CLUSTER_STANDBYS_MAX + 2 : 1); i++)
+		msgpack_pack_uint32(pk, i);
+	pk_s(pk, "last_seq");
+	msgpack_pack_uint32(pk, 1);
+	pk_s(pk, "durable_seq");
+	msgpack_pack_uint32(pk, 1);
+	pk_s(pk, "released_seq");
+	if (fault == 4)
+		pk_s(pk, "one");
+	else
+		msgpack_pack_uint32(pk, 1);
+	pk_s(pk, "standbys");
+	msgpack_pack_array(pk, fault == 3 ? WIRE_CLUSTER_STANDBYS_MAX + 1 : 0);
+	for (uint32_t i = 0; fault == 3 && i < WIRE_CLUSTER_STANDBYS_MAX + 1; i++) {
+		msgpack_pack_map(pk, 3);
+		pk_s(pk, "node");
+		msgpack_pack_uint32(pk, i);
+		pk_s(pk, "acked_seq");
+		msgpack_pack_uint32(pk, i);
+		pk_s(pk, "lag_records");
+		msgpack_pack_uint32(pk, i);
+	}
+}
+
+Test(wire_status, malformed_cluster_status_replies_are_rejected)
+{
+	static const char *const why[] = {
+	        "missing key 'role'", "unknown role 'emperor'", "'in_sync' has 10 entries",
+	        "'standbys' has 9 entries", "'released_seq' must be an unsigned integer",
+	        "shards[0] describes shard 1",
+	};
+	for (int fault = 0; fault < 6; fault++) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 3);
+		pk_s(&pk, "status");
+		pk_s(&pk, "ok");
+		pk_s(&pk, "node");
+		msgpack_pack_uint32(&pk, 1);
+		pk_s(&pk, "shards");
+		msgpack_pack_array(&pk, 1);
+		pk_bad_shard(&pk, fault);
+		int status;
+		wire_msg m;
+		cr_assert_eq(cluster_decode(sb.data, sb.size, &status, &m), -EINVAL, "fault %d", fault);
+		cr_assert(strstr(m.error, why[fault]) != NULL, "'%s' lacks '%s'", m.error, why[fault]);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	/* "ok" without "node": refused. */
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	pk_s(&pk, "status");
+	pk_s(&pk, "ok");
+	pk_s(&pk, "shards");
+	msgpack_pack_array(&pk, 1);
+	pk_bad_shard(&pk, 6);
+	int status;
+	wire_msg m;
+	cr_assert_eq(cluster_decode(sb.data, sb.size, &status, &m), -EINVAL);
+	cr_assert(strstr(m.error, "needs 'node' and 'shards'") != NULL, "%s", m.error);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+Test(wire_status, status_only_replies)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int status;
+	wire_primary p;
+	wire_msg m;
+	cr_assert_eq(wire_encode_ok(&sb), 0);
+	cr_assert_eq(wire_decode_status_reply((const uint8_t *)sb.data, sb.size, &status, &p, &m), 0);
+	cr_assert_eq(status, BO_OK);
+	cr_assert_str_eq(m.error, "");
+	sb.size = 0;
+	cr_assert_eq(wire_encode_error(BO_INVALID, "node 9 is not in sync", &sb), 0);
+	cr_assert_eq(wire_decode_status_reply((const uint8_t *)sb.data, sb.size, &status, &p, &m), 0);
+	cr_assert_eq(status, BO_INVALID);
+	cr_assert_str_eq(m.error, "node 9 is not in sync");
+	cr_assert_eq(p.known, 0);
+	sb.size = 0;
+	wire_primary in = {.epoch = 5, .known = 1, .node = 4, .address = "tcp://127.0.0.4:7000"};
+	cr_assert_eq(wire_encode_not_primary(&in, "ask node 4", &sb), 0);
+	cr_assert_eq(wire_decode_status_reply((const uint8_t *)sb.data, sb.size, &status, &p, &m), 0);
+	cr_assert_eq(status, BO_NOT_PRIMARY);
+	cr_assert(p.known == 1 && p.node == 4 && p.epoch == 5);
+	cr_assert_str_eq(p.address, "tcp://127.0.0.4:7000");
+	for (size_t len = 0; len < sb.size; len++)
+		cr_assert_eq(wire_decode_status_reply((const uint8_t *)sb.data, len, &status, &p, &m),
+		             -EINVAL);
+	sb.size = 0;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	pk_s(&pk, "status");
+	pk_s(&pk, "sleepy");
+	cr_assert_eq(wire_decode_status_reply((const uint8_t *)sb.data, sb.size, &status, NULL, &m),
+	             -EINVAL);
+	cr_assert(strstr(m.error, "unknown status 'sleepy'") != NULL, "%s", m.error);
 	msgpack_sbuffer_destroy(&sb);
 }

@@ -529,6 +529,150 @@ Test(wire, shed_replies_carry_the_retry_hint)
 	cr_assert(strstr(msg.error, "retry_after_ms") != NULL, "%s", msg.error);
 }
 
+/* not_primary (issue 13): a reply with that status carries "epoch" and,
+ * when the server knows it, "primary" {"node", "address"}; both read back
+ * into wire_reply_info.primary on that status only. */
+Test(wire, not_primary_replies_name_the_primary)
+{
+	static const uint8_t key[] = {0xa7, 'p', 'r', 'i', 'm', 'a', 'r', 'y'};
+	bo_result r[3] = {
+	        {.op = BO_OP_HOLD_SEATS, .status = BO_NOT_PRIMARY, .client_id = 3, .request_id = 4,
+	         .event_id = 9},
+	        {.op = BO_OP_RELEASE, .status = BO_NOT_PRIMARY, .client_id = 3, .request_id = 5,
+	         .event_id = 10},
+	        {.op = BO_OP_RELEASE, .status = BO_TAKEN, .client_id = 3, .request_id = 6},
+	};
+	wire_primary p[3] = {{.epoch = 7, .known = 1, .node = 2, .address = "tcp://127.0.0.2:7100"},
+	                     {.epoch = UINT64_MAX, .known = 0},
+	                     {.epoch = 99, .known = 1, .node = 1, .address = "tcp://x:1"}};
+	wire_msg msg;
+	mp_begin();
+	cr_assert_eq(wire_encode_replies_primary(r, NULL, p, 3, 1, &sb), 0);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(msg.count, 3);
+	cr_assert_eq(results[0].status, BO_NOT_PRIMARY);
+	cr_assert_eq(results[0].request_id, 4);
+	cr_assert_eq(infos[0].primary.known, 1);
+	cr_assert_eq(infos[0].primary.epoch, 7);
+	cr_assert_eq(infos[0].primary.node, 2);
+	cr_assert_str_eq(infos[0].primary.address, "tcp://127.0.0.2:7100");
+	cr_assert_str_eq(infos[0].error, "this server is not the primary of the shard");
+	cr_assert_eq(infos[1].primary.known, 0, "unknown primary: no key");
+	cr_assert_eq(infos[1].primary.epoch, UINT64_MAX);
+	cr_assert_eq(results[2].status, BO_TAKEN);
+	cr_assert_eq(infos[2].primary.known, 0, "only a not_primary reply names a primary");
+	cr_assert_eq(infos[2].primary.epoch, 0);
+
+	/* Without primaries (wire_encode_replies): epoch 0, no primary key. */
+	mp_begin();
+	cr_assert_eq(wire_encode_replies(r, NULL, 1, 0, &sb), 0);
+	cr_assert(memmem(sb.data, sb.size, key, sizeof(key)) == NULL);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].status, BO_NOT_PRIMARY);
+	cr_assert_eq(infos[0].primary.known, 0);
+
+	/* A known primary without an address is not written. */
+	mp_begin();
+	mp_str("prefix");
+	size_t before = sb.size;
+	wire_primary bad = {.known = 1, .node = 1};
+	cr_assert_eq(wire_encode_replies_primary(r, NULL, &bad, 1, 0, &sb), -EINVAL);
+	cr_assert_eq(wire_encode_not_primary(&bad, "x", &sb), -EINVAL);
+	memset(bad.address, 'a', sizeof(bad.address));
+	cr_assert_eq(wire_encode_not_primary(&bad, "x", &sb), -EINVAL);
+	cr_assert_eq(sb.size, before);
+
+	/* Message-level not_primary. */
+	mp_begin();
+	cr_assert_eq(wire_encode_not_primary(&p[0], "shard 3 moved", &sb), 0);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(results[0].status, BO_NOT_PRIMARY);
+	cr_assert_eq(results[0].op, 0);
+	cr_assert_str_eq(infos[0].error, "shard 3 moved");
+	cr_assert_str_eq(infos[0].primary.address, "tcp://127.0.0.2:7100");
+	mp_begin();
+	cr_assert_eq(wire_encode_not_primary(NULL, "no idea", &sb), 0);
+	cr_assert_eq(decode_rep(sb.data, sb.size, &msg), 0, "%s", msg.error);
+	cr_assert_eq(infos[0].primary.known, 0);
+
+	/* Hostile "primary" values. */
+	static const struct {
+		const char *why;
+		int form;
+	} bads[] = {{"needs 'node' and 'address'", 0}, {"'node' is", 1}, {"bytes, must be 1..127", 2},
+	            {"'primary' must be a map", 3},    {"key 'node' given twice", 4}};
+	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+		mp_begin();
+		msgpack_pack_map(&pk, 2);
+		mp_kv_s("status", "not_primary");
+		mp_str("primary");
+		switch (bads[i].form) {
+		case 0:
+			msgpack_pack_map(&pk, 1);
+			mp_kv_u("node", 1);
+			break;
+		case 1:
+			msgpack_pack_map(&pk, 2);
+			mp_kv_u("node", (uint64_t)UINT32_MAX + 1);
+			mp_kv_s("address", "tcp://a:1");
+			break;
+		case 2:
+			msgpack_pack_map(&pk, 2);
+			mp_kv_u("node", 1);
+			mp_kv_s("address", "");
+			break;
+		case 3:
+			msgpack_pack_uint8(&pk, 2);
+			break;
+		default:
+			msgpack_pack_map(&pk, 3);
+			mp_kv_u("node", 1);
+			mp_kv_u("node", 1);
+			mp_kv_s("address", "tcp://a:1");
+			break;
+		}
+		cr_assert_eq(decode_rep(sb.data, sb.size, &msg), -EINVAL, "%s", bads[i].why);
+		cr_assert(strstr(msg.error, bads[i].why) != NULL, "'%s' lacks '%s'", msg.error, bads[i].why);
+	}
+}
+
+/* A request may carry "epoch" (any op): the decoder reports the highest
+ * in wire_msg.epoch and decodes the command as without it. */
+Test(wire, requests_carry_the_routing_epoch)
+{
+	bo_cmd c[2];
+	random_cmd(&c[0], BO_OP_RELEASE);
+	random_cmd(&c[1], BO_OP_QUERY_AVAIL);
+	wire_msg msg;
+	mp_begin();
+	cr_assert_eq(wire_encode_request_epoch(c, 2, 1, 41, &sb), 0);
+	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
+	cr_assert_eq(msg.invalid, 0, "%s", errs[0].text);
+	cr_assert_eq(msg.epoch, 41);
+	cr_assert(codec_cmd_equal(&cmds[0], &c[0]) && codec_cmd_equal(&cmds[1], &c[1]));
+	mp_begin();
+	cr_assert_eq(wire_encode_request(c, 1, 0, &sb), 0);
+	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
+	cr_assert_eq(msg.epoch, 0, "no key: 0");
+
+	mp_begin();
+	msgpack_pack_array(&pk, 2);
+	mp_release(1);
+	mp_kv_u("epoch", 3);
+	mp_release(1);
+	mp_kv_u("epoch", 9);
+	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
+	cr_assert_eq(msg.epoch, 9, "the highest");
+	mp_begin();
+	mp_release(1);
+	mp_str("epoch");
+	msgpack_pack_int64(&pk, -1);
+	cr_assert_eq(decode_req(sb.data, sb.size, WIRE_BATCH_MAX, &msg), 0, "%s", msg.error);
+	cr_assert_eq(msg.invalid, 1);
+	cr_assert(strstr(errs[0].text, "'epoch' must not be negative") != NULL, "%s", errs[0].text);
+	cr_assert_eq(msg.epoch, 0, "a rejected command reports no epoch");
+}
+
 Test(wire, unencodable_values_leave_buffer_unchanged)
 {
 	bo_cmd c;

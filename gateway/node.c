@@ -34,6 +34,7 @@
 #include "shard/shard.h"
 
 _Static_assert(GW_NODE_ID_MAX == ROLE_NODE_ID_MAX, "node ids as the role machine takes them");
+_Static_assert(GW_NODE_ADDR_MAX == WIRE_ADDRESS_LEN_MAX, "a node's address fits a not_primary reply");
 
 #define NODE_PREFIX "/boxoffice/"
 #define NODE_KEYS "/boxoffice/nodes/"
@@ -866,6 +867,14 @@ int gw_node_start(gw_server *gw, gw_node **out, char *err, size_t errlen)
 	pthread_mutex_init(&n->lock, NULL);
 	for (uint32_t k = 0; k < n->shards; k++)
 		n->sh[k].local = ROLE_STANDBY; /* gw_start opened every copy as a standby */
+	if (strlen(n->advertise) >= GW_NODE_ADDR_MAX || strlen(c->repl) >= GW_NODE_ADDR_MAX ||
+	    strpbrk(n->advertise, "\"\\") || strpbrk(c->repl, "\"\\")) {
+		snprintf(err, errlen, "--advertise and --repl: URLs of at most %u bytes without quotes or backslashes",
+			 GW_NODE_ADDR_MAX - 1);
+		pthread_mutex_destroy(&n->lock);
+		free(n);
+		return -EINVAL;
+	}
 	int etcd_timeout = (int)(c->lease_ms / 3 < 200 ? 200 : c->lease_ms / 3);
 	int rc = etcd_open(c->etcd, etcd_timeout, &n->e, err, errlen);
 	if (rc == 0)

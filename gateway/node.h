@@ -35,7 +35,7 @@
 #define GW_NODE_LEASE_MS_MIN 300u
 #define GW_NODE_LEASE_MS_MAX 600000u
 #define GW_NODE_POLL_MS 100u  /* the control loop's period at most */
-#define GW_NODE_ADDR_MAX 256u /* an address (URL) as stored in etcd, NUL included */
+#define GW_NODE_ADDR_MAX 128u /* an address (URL) as stored in etcd, NUL included (= WIRE_ADDRESS_LEN_MAX) */
 
 /* The cluster part of gw_config (server options --node-id ...). */
 typedef struct gw_node_config {

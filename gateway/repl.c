@@ -59,6 +59,7 @@ struct gw_sender {
 	nng_dialer dialer;
 	nng_aio *raio; /* receive aio: ACK / STATE / REFUSE */
 	atomic_int state;
+	atomic_uint_least64_t epoch; /* the primary's term: only acks of it count */
 	atomic_uint_least64_t acked_seq, sent_seq;
 	atomic_int_least64_t heard_ns; /* last ACK or STATE */
 	atomic_int gated;
@@ -186,7 +187,10 @@ static void sender_recv_cb(void *arg)
 		uint64_t a = msg.u.ack.durable_seq, sent = atomic_load(&sd->sent_seq);
 		if (a > sent)
 			a = sent; /* never more than this stream carried */
-		if (a > prev && atomic_load(&sd->state) == GW_SENDER_STREAMING) {
+		/* An ack counts only for this primary's term (role.h): a late
+		 * ack of an older stream, or one of another term, is ignored. */
+		if (a > prev && msg.u.ack.epoch == atomic_load(&sd->epoch) &&
+		    atomic_load(&sd->state) == GW_SENDER_STREAMING) {
 			atomic_store(&sd->acked_seq, a);
 			if (atomic_load(&sd->gated))
 				floor_update(sd->r, sd->k);
@@ -370,6 +374,7 @@ static void *sender_main(void *arg)
 	/* The shard stays this node's primary while a sender of it runs: the
 	 * node stops the senders before it stops or swaps the shard. */
 	shard *s = r->gw->shards[sd->k];
+	atomic_store(&sd->epoch, shard_epoch(s));
 	follower *f = NULL;
 	uint64_t prev = 0;
 	int64_t probe_at = 0, last_probe = 0;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -543,6 +544,19 @@ Test(node, journals_agree_and_standby_loss)
 		cr_assert_eq(res.status, BO_OK, "hold after the standby died: %s", boc_status_name(res.status));
 	}
 	boc_close(c1);
+	/* A graceful stop of a cluster node: exit 0, and (in the sanitizer
+	 * build) no report of a leak or a bad access in its log. */
+	int64_t took;
+	cr_assert_eq(tproc_signal_wait(nodes[0].pid, SIGTERM, 20000, &st, &took), 0);
+	nodes[0].pid = 0;
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node 1 did not stop cleanly (status %d)", st);
+	char *log = tproc_read_file(nodes[0].log, NULL);
+	cr_assert(log);
+	const char *bad = tproc_sanitizer_report(log);
+	if (bad)
+		tproc_dump_tail(nodes[0].log, 8000);
+	cr_assert(!bad, "sanitizer report in node 1's log: %.80s", bad);
+	free(log);
 }
 
 /* Asks node n to hand shard k to node `to`; returns the reply's status. */

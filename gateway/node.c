@@ -284,6 +284,15 @@ static void node_keepalive(gw_node *n)
 
 /* ---- Local effects ---------------------------------------------------------- */
 
+/* The flags the submit path reads (gw_node_serving) change under the
+ * shard's write lock. */
+static void set_held(gw_node *n, uint32_t k, int held)
+{
+	pthread_rwlock_wrlock(&n->gw->shard_rw[k]);
+	n->sh[k].writes_held = held;
+	pthread_rwlock_unlock(&n->gw->shard_rw[k]);
+}
+
 static void set_local(gw_node *n, uint32_t k, role_local l)
 {
 	gw_server *gw = n->gw;
@@ -342,8 +351,11 @@ static int reopen_shard(gw_node *n, uint32_t k, int cut, uint64_t cut_after, int
 		view_free(v);
 		v = NULL;
 	}
-	if (!v)
-		v = oldv; /* keep serving what we have; the failure is logged */
+	if (!v) {
+		bo_log(BO_LOG_ERROR, "msg=\"cannot rebuild the shard's read model: queries answer from the old one\" shard=%u error=%d",
+		       k, rc);
+		v = oldv;
+	}
 	/* status_lock before shard_rw: cluster_status takes them so. */
 	pthread_mutex_lock(&gw->status_lock);
 	pthread_rwlock_wrlock(&gw->shard_rw[k]);
@@ -395,7 +407,9 @@ static int become_primary(gw_node *n, uint32_t k, uint64_t epoch, const char *wh
 		return rc;
 	}
 	node_shard *sh = &n->sh[k];
+	pthread_rwlock_wrlock(&n->gw->shard_rw[k]);
 	sh->writes_stopped = sh->writes_held = 0;
+	pthread_rwlock_unlock(&n->gw->shard_rw[k]);
 	memset(sh->gate_node, 0, sizeof(sh->gate_node));
 	sh->term_start_ms = (uint64_t)bo_clock_ms();
 	set_local(n, k, ROLE_PRIMARY);
@@ -410,7 +424,9 @@ static void become_fenced(gw_node *n, uint32_t k, const char *why)
 	set_local(n, k, ROLE_FENCED);
 	shard_fence(n->gw->shards[k]);
 	gw_repl_senders_stop_shard(n->repl, k);
+	pthread_rwlock_wrlock(&n->gw->shard_rw[k]);
 	n->sh[k].writes_stopped = n->sh[k].writes_held = 0;
+	pthread_rwlock_unlock(&n->gw->shard_rw[k]);
 	bo_log(BO_LOG_WARN, "msg=\"role change: fenced\" shard=%u epoch=%" PRIu64 " map_epoch=%" PRIu64 " node=%u why=\"%s\"",
 	       k, shard_epoch(n->gw->shards[k]), n->sh[k].map.epoch, n->cfg.node_id, why);
 }
@@ -559,14 +575,12 @@ static int act(gw_node *n, uint32_t k, const role_view *v, const role_action *a)
 	gw_server *gw = n->gw;
 	node_shard *sh = &n->sh[k];
 	shard *s = gw->shards[k];
-	if (a->act != ROLE_ACT_HOLD_WRITES && a->act != ROLE_ACT_NONE && sh->writes_held) {
-		sh->writes_held = 0;
+	if (a->act != ROLE_ACT_HOLD_WRITES && sh->writes_held) {
+		set_held(n, k, 0);
 		bo_log(BO_LOG_INFO, "msg=\"writes resumed\" shard=%u", k);
 	}
 	switch (a->act) {
 	case ROLE_ACT_NONE:
-		if (sh->writes_held && v->local == ROLE_PRIMARY)
-			sh->writes_held = 0;
 		return 0;
 	case ROLE_ACT_CREATE_MAP:
 		if (map_cas(n, k, &a->new_map) != 1)
@@ -577,7 +591,9 @@ static int act(gw_node *n, uint32_t k, const role_view *v, const role_action *a)
 		return 1;
 	case ROLE_ACT_PROMOTE: {
 		int64_t last = quiesce_standby(n, k);
-		if (last < 0 || (uint64_t)last != v->last_seq)
+		if (last < 0)
+			return 0; /* not durable in time (a failing disk?): next turn */
+		if ((uint64_t)last != v->last_seq)
 			return 1; /* moved: ask again with the new last seq */
 		if (map_cas(n, k, &a->new_map) != 1)
 			return 0;
@@ -633,7 +649,8 @@ static int act(gw_node *n, uint32_t k, const role_view *v, const role_action *a)
 		if (!sh->writes_held)
 			bo_log(BO_LOG_WARN, "msg=\"writes held: --min-in-sync not met\" shard=%u standby=%u why=\"%s\"", k,
 			       a->peer, a->why);
-		sh->writes_held = 1;
+		if (!sh->writes_held)
+			set_held(n, k, 1);
 		return 0;
 	case ROLE_ACT_GATE_PEER:
 		gw_repl_gate(n->repl, k, a->peer, 1);

@@ -1,8 +1,10 @@
 /*
  * node.c — the control plane of a cluster node (see node.h).
  *
- * The control thread's loop: renew the lease when a third of it passed;
- * read /boxoffice/ (node keys and shard maps) in one linearizable read;
+ * A lease thread of its own (own etcd handle) grants the lease, writes the
+ * node key under it and renews it every third of its TTL, registering
+ * again when etcd says it expired. The control thread's loop: read
+ * /boxoffice/ (node keys and shard maps) in one linearizable read;
  * per shard, build the role view (cluster/role.h), ask role_decide for the
  * next action and execute it in the order role.h documents (the CAS
  * first, the local effect after), a few actions per shard per turn; then
@@ -74,10 +76,16 @@ struct gw_node {
 	gw_node_config cfg;
 	const char *advertise;
 	uint32_t shards;
-	etcd *e;
+	etcd *e;  /* the control thread's handle */
+	etcd *ke; /* the lease thread's own (a handle is one thread's) */
 	int64_t lease;
 	int64_t renew_at_ms;
 	int registered;
+	/* The lease thread: renewal never waits behind the control thread's
+	 * reads and CASes (a slow etcd must not let a healthy node's key
+	 * expire sooner than it must). */
+	pthread_t lease_thread;
+	int lease_started;
 	pthread_t thread;
 	int started;
 	atomic_int stop;
@@ -233,7 +241,7 @@ static int node_register(gw_node *n)
 {
 	char err[256], val[3 * GW_NODE_ADDR_MAX + 64];
 	int64_t id, ttl_s;
-	int rc = etcd_lease_grant(n->e, n->cfg.lease_ms, &id, &ttl_s, err, sizeof(err));
+	int rc = etcd_lease_grant(n->ke, n->cfg.lease_ms, &id, &ttl_s, err, sizeof(err));
 	if (rc == 0) {
 		json_t *j = json_pack("{s:i,s:s,s:s}", "id", (json_int_t)n->cfg.node_id, "client", n->advertise, "repl",
 				      n->cfg.repl);
@@ -243,7 +251,7 @@ static int node_register(gw_node *n)
 		free(text);
 		char key[64];
 		snprintf(key, sizeof(key), NODE_KEYS "%u", n->cfg.node_id);
-		rc = val[0] ? etcd_put(n->e, key, val, strlen(val), id, err, sizeof(err)) : -ENOMEM;
+		rc = val[0] ? etcd_put(n->ke, key, val, strlen(val), id, err, sizeof(err)) : -ENOMEM;
 	}
 	if (rc < 0) {
 		bo_log(BO_LOG_WARN, "msg=\"cannot register this node in etcd (retrying)\" node=%u error=\"%s\"",
@@ -269,7 +277,7 @@ static void node_keepalive(gw_node *n)
 	if (now < n->renew_at_ms)
 		return;
 	char err[256];
-	int rc = etcd_lease_keepalive(n->e, n->lease, NULL, err, sizeof(err));
+	int rc = etcd_lease_keepalive(n->ke, n->lease, NULL, err, sizeof(err));
 	if (rc == 1) {
 		n->renew_at_ms = now + n->cfg.lease_ms / 3;
 	} else if (rc == 0) {
@@ -280,6 +288,17 @@ static void node_keepalive(gw_node *n)
 		bo_log(BO_LOG_WARN, "msg=\"lease keepalive failed (retrying)\" node=%u error=\"%s\"", n->cfg.node_id, err);
 		n->renew_at_ms = now + 100;
 	}
+}
+
+static void *lease_main(void *arg)
+{
+	gw_node *n = arg;
+	while (!atomic_load(&n->stop)) {
+		node_keepalive(n);
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
 }
 
 /* ---- Local effects ---------------------------------------------------------- */
@@ -801,7 +820,6 @@ static void *node_main(void *arg)
 {
 	gw_node *n = arg;
 	while (!atomic_load(&n->stop)) {
-		node_keepalive(n);
 		node_read(n);
 		for (uint32_t k = 0; k < n->shards && !atomic_load(&n->stop); k++)
 			shard_turn(n, k);
@@ -895,11 +913,17 @@ int gw_node_start(gw_server *gw, gw_node **out, char *err, size_t errlen)
 	int etcd_timeout = (int)(c->lease_ms / 3 < 200 ? 200 : c->lease_ms / 3);
 	int rc = etcd_open(c->etcd, etcd_timeout, &n->e, err, errlen);
 	if (rc == 0)
+		rc = etcd_open(c->etcd, etcd_timeout, &n->ke, err, errlen);
+	if (rc == 0)
 		rc = gw_repl_start(gw, c->repl, c->node_id, c->min_in_sync, &n->repl, err, errlen);
 	if (rc == 0) {
 		gw->node = n; /* the submit path reads roles from here on */
-		rc = -pthread_create(&n->thread, NULL, node_main, n);
-		n->started = rc == 0;
+		rc = -pthread_create(&n->lease_thread, NULL, lease_main, n);
+		n->lease_started = rc == 0;
+		if (rc == 0) {
+			rc = -pthread_create(&n->thread, NULL, node_main, n);
+			n->started = rc == 0;
+		}
 		if (rc < 0)
 			snprintf(err, errlen, "cannot start the control thread: %s", strerror(-rc));
 	}
@@ -922,15 +946,19 @@ void gw_node_stop(gw_node *n)
 	if (n->started)
 		pthread_join(n->thread, NULL);
 	n->started = 0;
+	if (n->lease_started)
+		pthread_join(n->lease_thread, NULL);
+	n->lease_started = 0;
 	if (n->sw_pending)
 		sw_finish(n, BO_BUSY, "the server is stopping");
 	gw_repl_stop(n->repl);
 	n->repl = NULL;
 	if (n->registered)
-		etcd_lease_revoke(n->e, n->lease, NULL, 0);
+		etcd_lease_revoke(n->ke, n->lease, NULL, 0);
 	n->registered = 0;
 	etcd_close(n->e);
-	n->e = NULL;
+	etcd_close(n->ke);
+	n->e = n->ke = NULL;
 	n->started = 0;
 }
 

@@ -8,8 +8,11 @@
  * is exactly the single-machine server and nothing here runs.
  *
  * THREADS
- *   One control-plane thread per node (node.c): etcd lease grant and
- *   keepalive, a watch of /boxoffice/ (short polls), the shard maps and
+ *   A lease thread (node.c): etcd lease grant, the node key under it,
+ *   keepalive every third of the TTL, on an etcd handle of its own so that
+ *   renewal never waits behind the control thread.
+ *   One control-plane thread per node (node.c): a watch of /boxoffice/
+ *   (short polls), the shard maps and
  *   node keys re-read on every change and at least every
  *   GW_NODE_POLL_MS; per shard it builds the role view, asks the role
  *   machine (cluster/role.h) what to do, and does it: the etcd CAS first,

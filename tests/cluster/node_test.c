@@ -594,14 +594,24 @@ static int pred_shard_role(const wire_cluster_status *st, void *ctx)
 
 static int hold_at(const tnode *n, uint64_t client, uint64_t event, uint32_t seat)
 {
-	boc_client *c = client_open(n);
+	/* A generous timeout: this is about what is answered, not how fast
+	 * (a loaded 2-core machine runs the other tests beside). */
+	boc_options opt;
+	boc_options_default(&opt);
+	opt.timeout_ms = 5000;
+	opt.linger_us = 0;
+	opt.no_retry = 1;
+	boc_client *c;
+	cr_assert_eq(boc_open(n->client_url, &opt, &c), 0);
 	bo_cmd cmd;
 	boc_hold_seats(&cmd, client, 1, event, &seat, 1, 600000);
 	bo_result res;
 	char text[256];
+	int64_t t0 = bo_clock_ms();
 	int rc = boc_call(c, &cmd, &res, text, sizeof(text));
 	boc_close(c);
-	cr_assert_eq(rc, 0, "hold at node %d: %s", n->id, boc_strerror(rc));
+	cr_assert_eq(rc, 0, "hold (client %" PRIu64 ", event %" PRIu64 ") at node %d: %s after %" PRId64 " ms", client,
+		     event, n->id, boc_strerror(rc), bo_clock_ms() - t0);
 	return res.status;
 }
 
@@ -669,5 +679,62 @@ Test(node, rejoin_and_switchover)
 		const tnode *p = shard_for_event(e, SHARDS) == 0 ? &nodes[0] : &nodes[1];
 		cr_assert_eq(hold_at(p, 300000 + i, e, i), BO_OK, "hold %u (epoch 1) lost", i);
 		cr_assert_eq(hold_at(p, 400000 + i, e, 100 + i), BO_OK, "hold %u (epoch 2) lost", i);
+	}
+}
+
+static int pred_all_standby(const wire_cluster_status *st, void *ctx)
+{
+	uint32_t primary = *(const uint32_t *)ctx;
+	if (st->shard_count != SHARDS)
+		return 0;
+	for (uint32_t k = 0; k < SHARDS; k++)
+		if (st->shards[k].role != WIRE_ROLE_STANDBY || !st->shards[k].primary_known ||
+		    st->shards[k].primary != primary)
+			return 0;
+	return 1;
+}
+
+/* SIGSTOP the primary past its lease: node 2 promotes; SIGCONT: node 1
+ * learns of the newer term, fences (acknowledges nothing more), cuts its
+ * tail, reopens as a standby and is in sync again, all while running. */
+Test(node, paused_primary_steps_down)
+{
+	node_start(&nodes[0]);
+	node_start(&nodes[1]);
+	want w12 = {.primary = 1, .in_sync_also = 2};
+	if (wait_status(&nodes[0], 30000, pred_roles, &w12, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 primary with node 2 in sync: not reached");
+	}
+	boc_client *c1 = client_open(&nodes[0]);
+	create_events(c1);
+	boc_close(c1);
+	for (uint32_t i = 0; i < 20; i++)
+		cr_assert_eq(hold_at(&nodes[0], 700000 + i, 1 + i % EVENTS, i), BO_OK);
+	cr_assert_eq(kill(nodes[0].pid, SIGSTOP), 0);
+	want w2 = {.primary = 2};
+	int rc = wait_status(&nodes[1], 20000, pred_roles, &w2, NULL);
+	kill(nodes[0].pid, SIGCONT);
+	if (rc != 0) {
+		dump_logs();
+		cr_assert_fail("node 2 did not promote while node 1 was paused");
+	}
+	for (uint32_t i = 0; i < 20; i++)
+		cr_assert_eq(hold_at(&nodes[1], 800000 + i, 1 + i % EVENTS, 100 + i), BO_OK);
+	uint32_t p2 = 2;
+	if (wait_status(&nodes[0], 20000, pred_all_standby, &p2, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 did not step down to a standby of node 2");
+	}
+	want w21 = {.primary = 2, .in_sync_also = 1};
+	if (wait_status(&nodes[1], 30000, pred_roles, &w21, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 did not become in sync again");
+	}
+	/* Node 1 refuses writes now; every acknowledged hold is on node 2. */
+	cr_assert_eq(hold_at(&nodes[0], 900000, 1, 500), BO_NOT_PRIMARY);
+	for (uint32_t i = 0; i < 20; i++) {
+		cr_assert_eq(hold_at(&nodes[1], 700000 + i, 1 + i % EVENTS, i), BO_OK, "hold %u of epoch 1 lost", i);
+		cr_assert_eq(hold_at(&nodes[1], 800000 + i, 1 + i % EVENTS, 100 + i), BO_OK);
 	}
 }

@@ -59,9 +59,9 @@
  * status BO_NOT_PRIMARY is not handed to the caller while retries remain:
  * the command is resent, with the SAME client and request ids (the
  * server's idempotency window makes that safe), to the primary the reply
- * names (at once; after retry_backoff_ms if it names the server just
+ * names (at once; after backoff_ms if it names the server just
  * asked), or, when it names none, to the next address of the list after
- * retry_backoff_ms; that server becomes the one later commands go to.
+ * backoff_ms; that server becomes the one later commands go to.
  * With more than one address, a lost connection or a timeout also moves
  * the command to the next address and resends it. After retry_max resends
  * the last outcome is returned (status BO_NOT_PRIMARY, or the BOC_ERR_*).
@@ -163,19 +163,29 @@ typedef struct boc_options {
 	 * status BO_INVALID, detail BO_D_UNAUTHORIZED for every command of the
 	 * message, nothing applied; a server without one ignores it. */
 	const char *auth_token;
+} boc_options;
+
+/* How the library resends (see "Several servers" at the top). A struct of
+ * its own, given to boc_open_servers, so boc_options keeps its size (the
+ * shared library's ABI). Each zero field takes its default. */
+typedef struct boc_retry_options {
 	/* Resends of one command after a not_primary reply (or, with several
 	 * addresses, a lost connection or timeout), 1..BOC_RETRY_MAX_MAX;
-	 * 0 = BOC_RETRY_MAX_DEFAULT. no_retry = 1: never resend (a
-	 * not_primary reply is returned as it came). Each resend is bounded by
-	 * timeout_ms, so a command's callback comes at the latest after about
-	 * (retry_max + 1) * (timeout_ms + retry_backoff_ms). */
+	 * 0 = BOC_RETRY_MAX_DEFAULT. Each resend is bounded by timeout_ms, so
+	 * a command's callback comes at the latest after about
+	 * (retry_max + 1) * (timeout_ms + backoff_ms). */
 	uint32_t retry_max;
-	uint32_t no_retry;
 	/* Milliseconds before resending to a server that is not named as the
-	 * primary (the next address, or the same one again), 1..
-	 * BOC_RETRY_BACKOFF_MS_MAX; 0 = BOC_RETRY_BACKOFF_MS_DEFAULT. */
-	uint32_t retry_backoff_ms;
-} boc_options;
+	 * primary (the next address, or the same one again),
+	 * 1..BOC_RETRY_BACKOFF_MS_MAX; 0 = BOC_RETRY_BACKOFF_MS_DEFAULT. */
+	uint32_t backoff_ms;
+	/* 1: never resend (a not_primary reply is returned as it came, a lost
+	 * connection fails as with one address). */
+	uint32_t no_retry;
+} boc_retry_options;
+
+/* Fills *ro with every default (what a NULL pointer means). */
+void boc_retry_options_default(boc_retry_options *ro /* OUT */);
 
 /* Fills *opt with every default (what a NULL options pointer means). */
 void boc_options_default(boc_options *opt /* OUT */);
@@ -201,10 +211,12 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out /* OUT */
 /* `url` may also be a comma-separated list of addresses of the servers of
  * one cluster ("tcp://10.0.0.1:7400,tcp://10.0.0.2:7400", at most
  * BOC_SERVERS_MAX, each < BOC_ADDRESS_LEN_MAX bytes; -EINVAL otherwise):
- * see "Several servers" at the top. boc_open_servers takes them as an
- * array of n >= 1 addresses (no commas inside). */
+ * see "Several servers" at the top; boc_open resends with the default
+ * boc_retry_options. boc_open_servers takes the addresses as an array of
+ * n >= 1 (no commas inside) and the retry options (NULL: defaults;
+ * -EINVAL for one out of range). */
 int boc_open_servers(const char *const *urls, uint32_t n, const boc_options *opt,
-                     boc_client **out /* OUT */);
+                     const boc_retry_options *retry, boc_client **out /* OUT */);
 
 /* Queues a copy of *cmd; `cb(ctx, ...)` gets its outcome later (cb may be
  * NULL: fire and forget). If cmd->request_id is 0 the library assigns a
@@ -252,9 +264,12 @@ typedef struct boc_stats {
 	uint64_t replies;            /* commands answered by the server */
 	uint64_t failures;           /* commands completed with a BOC_ERR_* */
 	uint64_t refused_busy;       /* boc_submit calls answered -EBUSY */
-	uint64_t retries;            /* resends after not_primary or a lost server */
 } boc_stats;
 void boc_stats_get(boc_client *c, boc_stats *out /* OUT */);
+
+/* Resends since boc_open (after not_primary or a lost server; switchover's
+ * included). Not in boc_stats, which keeps its size (the ABI). */
+uint64_t boc_retries(boc_client *c);
 
 /* Text for a BOC_ERR_* or submit refusal ("timeout", ...); "ok" for 0. */
 const char *boc_strerror(int err);

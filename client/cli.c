@@ -1306,7 +1306,10 @@ static int cluster_one(const global *g, const boc_options *o, const char *url)
 {
 	static boc_cluster_report r; /* tens of KiB */
 	boc_client *c;
-	int rc = boc_open(url, o, &c);
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	ro.no_retry = 1;
+	int rc = boc_open_servers((const char *const[]){url}, 1, o, &ro, &c);
 	if (rc == -EINVAL)
 		usage_error("'%s' is not an address nng accepts", url);
 	char text[BOC_TEXT_LEN_MAX] = "";
@@ -1350,10 +1353,8 @@ static int cluster_one(const global *g, const boc_options *o, const char *url)
 
 /* cluster: every server of the list, each for itself (no retry: a
  * server's own view is what is asked). The worst outcome is the exit code. */
-static int run_cluster(const global *g, const boc_options *base)
+static int run_cluster(const global *g, const boc_options *o)
 {
-	boc_options o = *base;
-	o.no_retry = 1;
 	char list[sizeof(g->servers)];
 	snprintf(list, sizeof(list), "%s", g->url);
 	int code = EXIT_OK;
@@ -1363,7 +1364,7 @@ static int run_cluster(const global *g, const boc_options *base)
 		if (!first && !g->json)
 			putchar('\n');
 		first = false;
-		int rc = cluster_one(g, &o, url);
+		int rc = cluster_one(g, o, url);
 		if (rc > code)
 			code = rc;
 	}

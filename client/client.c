@@ -157,6 +157,7 @@ enum retry_phase {
 
 struct boc_client {
 	boc_options opt;
+	boc_retry_options ropt;
 	target targets[BOC_SERVERS_MAX];
 	_Atomic uint32_t ntargets; /* targets[0..ntargets) are open; grows under mu */
 	uint32_t nconfigured;      /* the addresses given to boc_open */
@@ -360,7 +361,7 @@ static void slot_deliver(slot *s, nng_msg *msg)
 			           i, r.request_id, en->cmd.request_id);
 			continue;
 		}
-		if (r.status == BO_NOT_PRIMARY && !c->opt.no_retry) {
+		if (r.status == BO_NOT_PRIMARY && !c->ropt.no_retry) {
 			retry_start(c, en, s->target, 0, &r, inf, inf->error);
 			continue;
 		}
@@ -473,7 +474,7 @@ static uint32_t target_next(const boc_client *c, uint32_t t)
 /* Whether a lost connection is worth a retry elsewhere. */
 static bool can_failover(const boc_client *c)
 {
-	return !c->opt.no_retry && atomic_load_explicit(&c->ntargets, memory_order_acquire) > 1;
+	return !c->ropt.no_retry && atomic_load_explicit(&c->ntargets, memory_order_acquire) > 1;
 }
 
 /* ---- Retries (see SEVERAL SERVERS) ---------------------------------------- */
@@ -515,7 +516,7 @@ static void retry_note(retry *r, int err, const bo_result *res, const char *text
 static void retry_schedule(retry *r, uint32_t from, const wire_reply_info *info)
 {
 	boc_client *c = r->client;
-	if (r->resends >= c->opt.retry_max) {
+	if (r->resends >= c->ropt.retry_max) {
 		retry_finish(r, r->last_err, &r->last_res, r->last_text);
 		return;
 	}
@@ -530,13 +531,13 @@ static void retry_schedule(retry *r, uint32_t from, const wire_reply_info *info)
 	 * or a guess (no primary named), after the backoff. A lost connection
 	 * was already waited for (the send or receive timed out). */
 	nng_duration wait = info == NULL ? 0 : (uint32_t)t == from || !info->primary.known
-	                                           ? (nng_duration)c->opt.retry_backoff_ms
+	                                           ? (nng_duration)c->ropt.backoff_ms
 	                                           : 0;
 	r->target = (uint32_t)t;
 	/* Later batches follow the last answer, unless another one moved it. */
 	uint32_t expect = from;
 	atomic_compare_exchange_strong_explicit(&c->home, &expect, (uint32_t)t,
-	                                        memory_order_relaxed, memory_order_relaxed);
+	                                        memory_order_release, memory_order_relaxed);
 	r->resends++;
 	atomic_fetch_add_explicit(&c->st_retries, 1, memory_order_relaxed);
 	r->phase = RETRY_WAIT;
@@ -801,7 +802,7 @@ static void slot_send(slot *s)
 		slot_release(s);
 		return;
 	}
-	uint32_t t = atomic_load_explicit(&c->home, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->home, memory_order_acquire);
 	if (!(s->ctx_open & (1u << t))) {
 		if ((rv = nng_ctx_open(&s->ctx[t], c->targets[t].sock)) != 0) {
 			slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
@@ -895,8 +896,31 @@ void boc_options_default(boc_options *opt)
 	opt->inflight_max = BOC_INFLIGHT_MAX_DEFAULT;
 	opt->queue_max = BOC_BATCH_MAX_DEFAULT * BOC_INFLIGHT_MAX_DEFAULT * 2;
 	opt->timeout_ms = BOC_TIMEOUT_MS_DEFAULT;
-	opt->retry_max = BOC_RETRY_MAX_DEFAULT;
-	opt->retry_backoff_ms = BOC_RETRY_BACKOFF_MS_DEFAULT;
+}
+
+void boc_retry_options_default(boc_retry_options *ro)
+{
+	assert(ro != NULL);
+	memset(ro, 0, sizeof(*ro));
+	ro->retry_max = BOC_RETRY_MAX_DEFAULT;
+	ro->backoff_ms = BOC_RETRY_BACKOFF_MS_DEFAULT;
+}
+
+/* Fills defaults into zero fields and checks ranges. */
+static int retry_options_resolve(const boc_retry_options *in, boc_retry_options *o)
+{
+	boc_retry_options_default(o);
+	if (in == NULL)
+		return 0;
+	o->no_retry = in->no_retry;
+	if (in->retry_max)
+		o->retry_max = in->retry_max;
+	if (in->backoff_ms)
+		o->backoff_ms = in->backoff_ms;
+	return o->retry_max <= BOC_RETRY_MAX_MAX && o->backoff_ms <= BOC_RETRY_BACKOFF_MS_MAX &&
+	                       o->no_retry <= 1
+	               ? 0
+	               : -EINVAL;
 }
 
 /* Fills defaults into zero fields and checks ranges. */
@@ -916,13 +940,7 @@ static int options_resolve(const boc_options *in, boc_options *o)
 		o->timeout_ms = in->timeout_ms;
 	o->client_id = in->client_id;
 	o->auth_token = in->auth_token;
-	o->no_retry = in->no_retry;
-	if (in->retry_max)
-		o->retry_max = in->retry_max;
-	if (in->retry_backoff_ms)
-		o->retry_backoff_ms = in->retry_backoff_ms;
-	if (o->retry_max > BOC_RETRY_MAX_MAX || o->retry_backoff_ms > BOC_RETRY_BACKOFF_MS_MAX)
-		return -EINVAL;
+
 	if (o->auth_token != NULL && strlen(o->auth_token) > BO_AUTH_TOKEN_LEN_MAX)
 		return -EINVAL;
 	if (o->linger_us > BOC_LINGER_US_MAX || o->batch_max > WIRE_BATCH_MAX ||
@@ -1002,16 +1020,16 @@ int boc_open(const char *url, const boc_options *opt, boc_client **out)
 	int n = split_urls(url, buf, urls);
 	if (n < 0)
 		return -EINVAL;
-	return boc_open_servers(urls, (uint32_t)n, opt, out);
+	return boc_open_servers(urls, (uint32_t)n, opt, NULL, out);
 }
 
 /* Allocates the client and its slots, options resolved. */
-static int client_alloc(const boc_options *opt, boc_client **out)
+static int client_alloc(const boc_options *opt, const boc_retry_options *ropt, boc_client **out)
 {
 	boc_client *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
-	if (options_resolve(opt, &c->opt) != 0) {
+	if (options_resolve(opt, &c->opt) != 0 || retry_options_resolve(ropt, &c->ropt) != 0) {
 		free(c);
 		return -EINVAL;
 	}
@@ -1044,7 +1062,8 @@ static int client_alloc(const boc_options *opt, boc_client **out)
 	return 0;
 }
 
-int boc_open_servers(const char *const *urls, uint32_t n, const boc_options *opt, boc_client **out)
+int boc_open_servers(const char *const *urls, uint32_t n, const boc_options *opt,
+                     const boc_retry_options *ropt, boc_client **out)
 {
 	assert(urls != NULL && out != NULL);
 	*out = NULL;
@@ -1055,7 +1074,7 @@ int boc_open_servers(const char *const *urls, uint32_t n, const boc_options *opt
 		    strchr(urls[i], ',') != NULL)
 			return -EINVAL;
 	boc_client *c;
-	int rv = client_alloc(opt, &c);
+	int rv = client_alloc(opt, ropt, &c);
 	if (rv != 0)
 		return rv;
 	uint32_t opened = 0;
@@ -1297,7 +1316,12 @@ void boc_stats_get(boc_client *c, boc_stats *out)
 	out->replies = atomic_load_explicit(&c->st_replies, memory_order_relaxed);
 	out->failures = atomic_load_explicit(&c->st_failures, memory_order_relaxed);
 	out->refused_busy = atomic_load_explicit(&c->st_busy, memory_order_relaxed);
-	out->retries = atomic_load_explicit(&c->st_retries, memory_order_relaxed);
+}
+
+uint64_t boc_retries(boc_client *c)
+{
+	assert(c != NULL);
+	return atomic_load_explicit(&c->st_retries, memory_order_relaxed);
 }
 
 const char *boc_strerror(int err)
@@ -1385,7 +1409,7 @@ static int status_round_trip_to(boc_client *c, uint32_t t, const msgpack_sbuffer
 static int status_round_trip(boc_client *c, const msgpack_sbuffer *req, nng_msg **reply, char *why,
                              size_t whylen)
 {
-	return status_round_trip_to(c, atomic_load_explicit(&c->home, memory_order_relaxed), req, reply,
+	return status_round_trip_to(c, atomic_load_explicit(&c->home, memory_order_acquire), req, reply,
 	                            why, whylen);
 }
 
@@ -1554,7 +1578,7 @@ int boc_switchover(boc_client *c, uint32_t shard, uint32_t to, int *status, char
 	msgpack_sbuffer_init(&sb);
 	if (rv == 0 && wire_encode_switchover_request(shard, to, &sb) != 0)
 		rv = BOC_ERR_NOMEM;
-	uint32_t t = atomic_load_explicit(&c->home, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->home, memory_order_acquire);
 	/* Only the shard's primary can hand it over: follow not_primary. */
 	for (uint32_t attempt = 0; rv == 0; attempt++) {
 		nng_msg *reply = NULL;
@@ -1572,12 +1596,12 @@ int boc_switchover(boc_client *c, uint32_t shard, uint32_t to, int *status, char
 		}
 		*status = st;
 		snprintf(why, sizeof(why), "%s", m.error);
-		if (st != BO_NOT_PRIMARY || c->opt.no_retry || attempt >= c->opt.retry_max)
+		if (st != BO_NOT_PRIMARY || c->ropt.no_retry || attempt >= c->ropt.retry_max)
 			break;
 		int next = p.known ? target_find_or_add(c, p.address) : -1;
 		if (next < 0 || (uint32_t)next == t) {
 			next = (int)target_next(c, t);
-			nng_msleep((nng_duration)c->opt.retry_backoff_ms);
+			nng_msleep((nng_duration)c->ropt.backoff_ms);
 		}
 		t = (uint32_t)next;
 		atomic_fetch_add_explicit(&c->st_retries, 1, memory_order_relaxed);

@@ -62,8 +62,12 @@ def cluster(args, name, nodes, extra=()):
     work = os.path.join(args.work, name)
     c = bocluster.Cluster(args.build, work, nodes=nodes, members=3, shards=args.shards,
                           lease_ms=args.lease_ms, server_args=extra)
-    c.start()
-    c.wait_in_sync(timeout=60)
+    try:
+        c.start()
+        c.wait_in_sync(timeout=60)
+    except BaseException:
+        c.stop()
+        raise
     return c
 
 

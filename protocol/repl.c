@@ -38,8 +38,10 @@ static const char *const type_names[REPL_TYPE_COUNT] = {
 };
 
 static const char *const reason_names[REPL_REASON_COUNT] = {
-        [REPL_R_STALE] = "stale",   [REPL_R_GAP] = "gap",
-        [REPL_R_DIVERGED] = "diverged", [REPL_R_FAILED] = "failed",
+        [REPL_R_STALE] = "stale",
+        [REPL_R_GAP] = "gap",
+        [REPL_R_DIVERGED] = "diverged",
+        [REPL_R_FAILED] = "failed",
         [REPL_R_NOT_STANDBY] = "not_standby",
 };
 
@@ -72,7 +74,8 @@ int repl_encode_append(uint32_t shard, uint64_t epoch, uint64_t first_seq, uint6
 	uint64_t bytes = APPEND_ENVELOPE_BYTES;
 	for (; k < n && k < REPL_RECORDS_MAX; k++) {
 		assert(recs[k].seq == first_seq + k);
-		if (recs[k].len > REPL_PAYLOAD_BYTES_MAX || (recs[k].payload == NULL && recs[k].len > 0))
+		if (recs[k].len > REPL_PAYLOAD_BYTES_MAX ||
+		    (recs[k].payload == NULL && recs[k].len > 0))
 			return -EINVAL;
 		uint64_t need = RECORD_OVERHEAD_BYTES + (uint64_t)recs[k].len;
 		if (bytes + need > REPL_MSG_MAX)
@@ -88,7 +91,8 @@ int repl_encode_append(uint32_t shard, uint64_t epoch, uint64_t first_seq, uint6
 	             pack_kv_u64(&pk, "prev", prev) | pack_str(&pk, "records") |
 	             msgpack_pack_array(&pk, k);
 	for (uint32_t i = 0; i < k; i++)
-		failed |= msgpack_pack_array(&pk, 2) | msgpack_pack_int64(&pk, recs[i].timestamp_ms) |
+		failed |= msgpack_pack_array(&pk, 2) |
+		          msgpack_pack_int64(&pk, recs[i].timestamp_ms) |
 		          msgpack_pack_bin_with_body(&pk, recs[i].payload, recs[i].len);
 	int rc = pack_finish(out, start, failed);
 	if (rc == 0)
@@ -112,7 +116,8 @@ int repl_encode_ack(const repl_ack *a, msgpack_sbuffer *out)
 int repl_encode_refuse(const repl_refuse *r, msgpack_sbuffer *out)
 {
 	assert(r != NULL && out != NULL);
-	if (repl_reason_name(r->reason) == NULL || memchr(r->message, '\0', sizeof(r->message)) == NULL)
+	if (repl_reason_name(r->reason) == NULL ||
+	    memchr(r->message, '\0', sizeof(r->message)) == NULL)
 		return -EINVAL;
 	size_t start = out->size;
 	msgpack_packer pk;
@@ -143,10 +148,11 @@ int repl_encode_state(const repl_state *s, msgpack_sbuffer *out)
 	size_t start = out->size;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-	int failed = pk_head(&pk, 7, REPL_STATE) | pack_kv_u64(&pk, "shard", s->shard) |
-	             pack_kv_u64(&pk, "epoch", s->epoch) | pack_kv_u64(&pk, "last_seq", s->last_seq) |
-	             pack_kv_u64(&pk, "last_checksum", s->last_checksum) |
-	             pack_kv_u64(&pk, "durable_seq", s->durable_seq) | pack_kv_u64(&pk, "node", s->node);
+	int failed =
+	        pk_head(&pk, 7, REPL_STATE) | pack_kv_u64(&pk, "shard", s->shard) |
+	        pack_kv_u64(&pk, "epoch", s->epoch) | pack_kv_u64(&pk, "last_seq", s->last_seq) |
+	        pack_kv_u64(&pk, "last_checksum", s->last_checksum) |
+	        pack_kv_u64(&pk, "durable_seq", s->durable_seq) | pack_kv_u64(&pk, "node", s->node);
 	return pack_finish(out, start, failed);
 }
 
@@ -167,7 +173,10 @@ typedef struct rkey {
 	size_t off; /* into the type's member of repl_msg.u */
 } rkey;
 
-#define RK(t, f, k) {#f, k, offsetof(t, f)}
+#define RK(t, f, k)                   \
+	{                             \
+#f, k, offsetof(t, f) \
+	}
 
 static const rkey append_keys[] = {
         RK(repl_append, shard, K_U32),     RK(repl_append, epoch, K_U64),
@@ -191,9 +200,9 @@ static const rkey probe_keys[] = {
         RK(repl_probe, node, K_U32),
 };
 static const rkey state_keys[] = {
-        RK(repl_state, shard, K_U32),         RK(repl_state, epoch, K_U64),
-        RK(repl_state, last_seq, K_U64),      RK(repl_state, last_checksum, K_U64),
-        RK(repl_state, durable_seq, K_U64),   RK(repl_state, node, K_U32),
+        RK(repl_state, shard, K_U32),       RK(repl_state, epoch, K_U64),
+        RK(repl_state, last_seq, K_U64),    RK(repl_state, last_checksum, K_U64),
+        RK(repl_state, durable_seq, K_U64), RK(repl_state, node, K_U32),
 };
 
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -233,7 +242,8 @@ static int read_record(mpack_cur *c, uint32_t i, repl_record *r, wire_cmd_error 
 	}
 	r->timestamp_ms = t.kind == MPACK_UINT ? (int64_t)t.u : t.i;
 	if (mpack_read(c, &t) < 0 || t.kind != MPACK_BIN) {
-		field_fail(e, BO_INVALID, BO_D_NONE, "records[%" PRIu32 "]: payload must be a bin", i);
+		field_fail(e, BO_INVALID, BO_D_NONE, "records[%" PRIu32 "]: payload must be a bin",
+		           i);
 		return -1;
 	}
 	if (t.n > REPL_PAYLOAD_BYTES_MAX) {
@@ -270,7 +280,8 @@ static int read_value(mpack_cur *c, const rkey *k, char *base, rec_out *ro, wire
 	mpack_tok s;
 	switch (k->kind) {
 	case K_U64:
-		return field_uint(c, k->name, UINT64_MAX, BO_D_NONE, (uint64_t *)(void *)(base + k->off), e);
+		return field_uint(c, k->name, UINT64_MAX, BO_D_NONE,
+		                  (uint64_t *)(void *)(base + k->off), e);
 	case K_U32:
 		if (field_uint(c, k->name, UINT32_MAX, BO_D_NONE, &v, e) < 0)
 			return -1;
@@ -322,7 +333,8 @@ static int read_type(mpack_cur *c, uint32_t pairs, wire_cmd_error *e)
 }
 
 /* The keys after "type", with the type's table, into base. */
-static int read_keys(mpack_cur *c, uint32_t pairs, int type, char *base, rec_out *ro, wire_cmd_error *e)
+static int read_keys(mpack_cur *c, uint32_t pairs, int type, char *base, rec_out *ro,
+                     wire_cmd_error *e)
 {
 	const rkey *keys = type_keys[type].keys;
 	int nk = type_keys[type].n;
@@ -349,8 +361,8 @@ static int read_keys(mpack_cur *c, uint32_t pairs, int type, char *base, rec_out
 	}
 	for (int j = 0; j < nk; j++) {
 		if (!(seen & (1u << j))) {
-			field_fail(e, BO_INVALID, BO_D_NONE, "%s: missing key '%s'", type_names[type],
-			           keys[j].name);
+			field_fail(e, BO_INVALID, BO_D_NONE, "%s: missing key '%s'",
+			           type_names[type], keys[j].name);
 			return -1;
 		}
 	}
@@ -366,8 +378,8 @@ static int check_append(repl_append *a, repl_record *recs, wire_cmd_error *e)
 	}
 	if (a->first_seq - 1 > UINT64_MAX - a->count) {
 		field_fail(e, BO_INVALID, BO_D_NONE,
-		           "append: first_seq %" PRIu64 " + %" PRIu32 " records overflows", a->first_seq,
-		           a->count);
+		           "append: first_seq %" PRIu64 " + %" PRIu32 " records overflows",
+		           a->first_seq, a->count);
 		return -1;
 	}
 	for (uint32_t i = 0; i < a->count; i++)
@@ -391,13 +403,15 @@ static int decode_msg(const uint8_t *buf, size_t len, repl_msg *out, rec_out *ro
 	mpack_walk_error why = mpack_walk(&c, 1, REPL_DEPTH_MAX);
 	if (why != MPACK_WALK_OK) {
 		field_fail(e, BO_INVALID, BO_D_NONE,
-		           why == MPACK_WALK_DEPTH ? "containers nested deeper than %u (at byte %zu)"
-		                                   : "not msgpack: truncated or invalid (depth %u, at byte %zu)",
+		           why == MPACK_WALK_DEPTH
+		                   ? "containers nested deeper than %u (at byte %zu)"
+		                   : "not msgpack: truncated or invalid (depth %u, at byte %zu)",
 		           REPL_DEPTH_MAX, (size_t)(c.p - buf));
 		return -1;
 	}
 	if (c.left != 0) {
-		field_fail(e, BO_INVALID, BO_D_NONE, "%zu trailing bytes after the message", c.left);
+		field_fail(e, BO_INVALID, BO_D_NONE, "%zu trailing bytes after the message",
+		           c.left);
 		return -1;
 	}
 	c = mpack_cur_init(buf, len);
@@ -420,11 +434,11 @@ static int decode_msg(const uint8_t *buf, size_t len, repl_msg *out, rec_out *ro
 	return 0;
 }
 
-int repl_decode(const uint8_t *buf, size_t len, repl_msg *out, repl_record *recs, uint32_t cap, char *err,
-                size_t errlen)
+int repl_decode(const uint8_t *buf, size_t len, repl_msg *out, repl_record *recs, uint32_t cap,
+                char *err, size_t errlen)
 {
-	assert((buf != NULL || len == 0) && out != NULL && (recs != NULL || cap == 0) && err != NULL &&
-	       errlen >= 1);
+	assert((buf != NULL || len == 0) && out != NULL && (recs != NULL || cap == 0) &&
+	       err != NULL && errlen >= 1);
 	memset(out, 0, sizeof(*out));
 	err[0] = '\0';
 	rec_out ro = {.recs = recs, .cap = cap};

@@ -124,10 +124,10 @@ typedef struct repl_ack {
 
 typedef struct repl_refuse {
 	uint32_t shard;
-	uint64_t epoch;         /* the standby's epoch */
-	uint8_t reason;         /* repl_reason, never NONE */
-	uint64_t last_seq;      /* the standby's last record */
-	uint64_t last_checksum; /* its checksum */
+	uint64_t epoch;                     /* the standby's epoch */
+	uint8_t reason;                     /* repl_reason, never NONE */
+	uint64_t last_seq;                  /* the standby's last record */
+	uint64_t last_checksum;             /* its checksum */
 	char message[REPL_MESSAGE_LEN_MAX]; /* human-readable, NUL-terminated */
 } repl_refuse;
 
@@ -172,8 +172,9 @@ const char *repl_reason_name(int reason);
  * first_seq + *taken and prev = the checksum of the last one sent.
  * Returns 0, -EINVAL (first_seq 0, a payload over REPL_PAYLOAD_BYTES_MAX or
  * NULL with len > 0) or -ENOMEM; on failure `out` is unchanged, *taken 0. */
-int repl_encode_append(uint32_t shard, uint64_t epoch, uint64_t first_seq, uint64_t prev, const repl_record *recs,
-                       uint32_t n, uint32_t *taken /* OUT */, msgpack_sbuffer *out);
+int repl_encode_append(uint32_t shard, uint64_t epoch, uint64_t first_seq, uint64_t prev,
+                       const repl_record *recs, uint32_t n, uint32_t *taken /* OUT */,
+                       msgpack_sbuffer *out);
 
 /* Appends an ack. 0 or -ENOMEM (`out` unchanged). */
 int repl_encode_ack(const repl_ack *a, msgpack_sbuffer *out);
@@ -199,7 +200,7 @@ int repl_encode_state(const repl_state *s, msgpack_sbuffer *out);
  * first_seq 0, first_seq + count overflowing), no records, more records
  * than cap or REPL_RECORDS_MAX, a record not a [int, bin] pair, a payload
  * over REPL_PAYLOAD_BYTES_MAX, an unknown reason. out is zeroed then. */
-int repl_decode(const uint8_t *buf, size_t len, repl_msg *out /* OUT */, repl_record *recs /* OUT */, uint32_t cap,
-                char *err /* OUT */, size_t errlen);
+int repl_decode(const uint8_t *buf, size_t len, repl_msg *out /* OUT */,
+                repl_record *recs /* OUT */, uint32_t cap, char *err /* OUT */, size_t errlen);
 
 #endif /* BO_PROTOCOL_REPL_H */

@@ -333,6 +333,10 @@ const char *wire_committer_state_name(int state);
  * uint64 other than 0); 0 for the others. */
 int wire_decode_admin(const uint8_t *buf, size_t len, uint64_t *event_id /* OUT */, wire_msg *out /* OUT */);
 
+/* wire_decode_admin knows only server_status and event_state: it answers
+ * WIRE_ADMIN_NONE for cluster_status and switchover (well formed or not),
+ * so a server that does not serve them answers bad_op as before. A server
+ * that serves them calls this instead. */
 /* As wire_decode_admin, with every admin op's arguments in *args (zeroed
  * for the fields an op does not take). switchover requires "shard" and
  * "to", uints of at most UINT32_MAX. Any admin request may carry "epoch"

@@ -146,8 +146,15 @@ class Node:
     def __init__(self, cluster, node_id):
         self.id = node_id
         self.ip = NODE_IP.format(10 + node_id)
-        self.port = 7400 + 10 * node_id
-        self.repl_port = self.port + 1
+        if cluster.fixed_ports:
+            # scripts/cluster: addresses a user can type (and read in --help).
+            self.port = 7400 + 10 * node_id
+            self.repl_port = self.port + 1
+        else:
+            # Tests: fresh ports per cluster, so one scenario's sockets in
+            # TIME_WAIT (or a test elsewhere on the machine) never collide.
+            self.port = free_port(self.ip)
+            self.repl_port = free_port(self.ip)
         self.client = "tcp://%s:%d" % (self.ip, self.port)
         self.repl = "tcp://%s:%d" % (self.ip, self.repl_port)
         self.data = os.path.join(cluster.work, "node-%d" % node_id)
@@ -189,8 +196,10 @@ class Node:
 class Cluster:
     """etcd (members) + boxoffice-server nodes 1..nodes, work files under work."""
 
-    def __init__(self, build, work, nodes=2, members=3, shards=2, lease_ms=3000, server_args=()):
+    def __init__(self, build, work, nodes=2, members=3, shards=2, lease_ms=3000, server_args=(),
+                 fixed_ports=False):
         self.build = build
+        self.fixed_ports = fixed_ports
         self.server = os.path.join(build, "gateway", "boxoffice-server")
         self.work = work
         self.shards = shards

@@ -460,18 +460,17 @@ static int wait_oldest(shard *s)
 {
 	if (!s->journal || s->pending_len == 0)
 		return reap(s);
+	const uint32_t before = s->pending_len;
 	for (;;) {
-		if (s->pending_len == 0)
-			return 0;
 		const pending_batch *p = &s->pending[s->pending_head];
-		if (p->seq_last > shard_durable_seq(s))
-			return wait_pending(s, 0);
 		uint64_t seen = atomic_load_explicit(&s->sync_floor, memory_order_acquire);
-		uint32_t before = s->pending_len;
-		if (reap(s) < 0)
-			return -1;
+		int rc = p->seq_last > shard_durable_seq(s) ? wait_pending(s, 0) : reap(s);
+		if (rc < 0)
+			return rc;
 		if (s->pending_len < before || s->fenced)
 			return 0;
+		if (p->seq_last > shard_durable_seq(s))
+			continue; /* not durable yet (a spurious return) */
 		if (atomic_load_explicit(&s->fence_asked, memory_order_acquire) ||
 		    atomic_load_explicit(&s->stopping, memory_order_acquire)) {
 			s->fenced = 1;
@@ -515,8 +514,8 @@ static void batch_done(shard *s)
 		fence_outputs(s); /* a fenced shard's answers: not_primary at once */
 		return;
 	}
-	if (s->pending_len == PENDING_MAX)
-		wait_oldest(s);
+	if (s->pending_len == PENDING_MAX && wait_oldest(s) < 0)
+		return; /* failed: fail_release_outputs answers everything pending */
 	if (s->pending_len == 0 && s->seq_last <= atomic_load_explicit(&s->released, memory_order_relaxed)) {
 		publish_upto(s, s->out_next); /* nothing of it waits for the disk or the floor */
 		return;

@@ -191,7 +191,14 @@ int shard_start(shard *s);
  * write it, put the file in place, prune) and joins it too. The
  * output ring must keep being drained until this returns (the writer waits
  * for room there; it never drops a record). Producers must have stopped
- * submitting. Idempotent; a stopped shard may be started again. */
+ * submitting. Idempotent; a stopped shard may be started again.
+ * With the sync floor holding outputs back (a standby has not confirmed
+ * them), the stop does not wait for it: those results are answered
+ * BO_NOT_PRIMARY (seq 0) and their expiries become SHARD_OUT_VOID, as
+ * shard_fence does, and the shard stays fenced if started again (a primary
+ * that could not confirm cannot acknowledge; the client's retry with the
+ * same request id finds the result wherever the record survived). A
+ * standby's shard_replicate waiting meanwhile gets -ESHUTDOWN. */
 void shard_stop(shard *s);
 
 /* Stops the shard if needed and frees everything. */
@@ -343,8 +350,13 @@ int shard_is_standby(const shard *s);
 int shard_replicate(shard *s, uint64_t epoch, uint64_t prev_checksum, const journal_record *records, uint32_t n,
 		    char *err, size_t errlen);
 
-/* The last journaled record: its sequence and checksum (0, 0 when the
- * journal is empty; the chain seed after a pruned head). Thread-safe. */
+/* The last journaled record: its sequence and content checksum
+ * (journal_record.checksum; what shard_replicate compares prev_checksum
+ * with). (0, 0) when the journal is empty; after a pruned head, the
+ * checksum of the snapshot's record, which recovery reads (0 in the one
+ * case it cannot: the remaining segments start right after the snapshot
+ * and hold nothing yet). Updated by the writer once per batch or
+ * replicated run. Thread-safe. */
 void shard_last_record(const shard *s, uint64_t *seq /* OUT */, uint64_t *checksum /* OUT */);
 
 /* Standby -> primary for term `epoch` (> shard_epoch(s)): the writer

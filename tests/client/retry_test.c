@@ -42,10 +42,10 @@
 /* ---- Stub servers ---------------------------------------------------------- */
 
 enum stub_mode {
-	STUB_OK,          /* every command ok */
-	STUB_NP_NAMED,    /* every command not_primary, naming `primary` */
-	STUB_NP_WHOLE,    /* one message-level not_primary naming `primary` */
-	STUB_NP_UNKNOWN,  /* every command not_primary, no primary named */
+	STUB_OK,         /* every command ok */
+	STUB_NP_NAMED,   /* every command not_primary, naming `primary` */
+	STUB_NP_WHOLE,   /* one message-level not_primary naming `primary` */
+	STUB_NP_UNKNOWN, /* every command not_primary, no primary named */
 };
 
 #define SEEN_MAX 256u
@@ -61,8 +61,8 @@ typedef struct stub {
 	uint32_t seen;                  /* commands received */
 	uint64_t seen_client[SEEN_MAX]; /* their ids, in order */
 	uint64_t seen_request[SEEN_MAX];
-	uint64_t seen_epoch[SEEN_MAX];  /* the message's "epoch" */
-	uint32_t switchovers;           /* switchover requests */
+	uint64_t seen_epoch[SEEN_MAX]; /* the message's "epoch" */
+	uint32_t switchovers;          /* switchover requests */
 	wire_admin_args last_switchover;
 	bo_cmd cmds[64];
 	wire_cmd_error errs[64];
@@ -101,7 +101,8 @@ static int stub_admin(stub *s, nng_msg *req, msgpack_sbuffer *sb)
 		if (s->mode == STUB_OK)
 			cr_assert_eq(wire_encode_ok(sb), 0);
 		else
-			cr_assert_eq(wire_encode_not_primary(&s->primary, "ask the primary", sb), 0);
+			cr_assert_eq(wire_encode_not_primary(&s->primary, "ask the primary", sb),
+			             0);
 	}
 	stub_send(s, sb);
 	return 1;
@@ -212,8 +213,35 @@ static boc_options opts(void)
 	boc_options o;
 	boc_options_default(&o);
 	o.timeout_ms = 2000;
-	o.retry_backoff_ms = 10;
 	return o;
+}
+
+/* Retries as by default, with a short backoff so the tests run fast. */
+static boc_retry_options ropts(void)
+{
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	ro.backoff_ms = 10;
+	return ro;
+}
+
+/* Opens a client of one address or a comma-separated list. */
+static void open_list(const char *list, const boc_options *o, const boc_retry_options *ro,
+                      boc_client **c)
+{
+	const char *urls[4];
+	char buf[4][64];
+	uint32_t n = 0;
+	for (const char *p = list; *p && n < 4; n++) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		cr_assert_lt(len, sizeof(buf[0]));
+		memcpy(buf[n], p, len);
+		buf[n][len] = '\0';
+		urls[n] = buf[n];
+		p += len + (comma != NULL);
+	}
+	cr_assert_eq(boc_open_servers(urls, n, o, ro, c), 0);
 }
 
 static void hold_cmd(bo_cmd *cmd)
@@ -231,8 +259,9 @@ static void follows_the_named_primary(int mode)
 	stub *a = stub_start(mode);
 	stub_names(a, b, 2);
 	boc_options o = opts();
+	boc_retry_options ro = ropts();
 	boc_client *c;
-	cr_assert_eq(boc_open(a->url, &o, &c), 0);
+	open_list(a->url, &o, &ro, &c);
 	bo_cmd cmd;
 	hold_cmd(&cmd);
 	cmd.request_id = 777;
@@ -251,7 +280,7 @@ static void follows_the_named_primary(int mode)
 	cr_assert_eq(b->seen_epoch[0], 7, "the resend carries the epoch it was told");
 	boc_stats st;
 	boc_stats_get(c, &st);
-	cr_assert_eq(st.retries, 1);
+	cr_assert_eq(boc_retries(c), 1);
 	cr_assert_eq(st.replies, 1);
 
 	/* The next command goes straight to B. */
@@ -279,9 +308,10 @@ Test(retry, retries_are_bounded, .timeout = 60)
 {
 	stub *a = stub_start(STUB_NP_UNKNOWN);
 	boc_options o = opts();
-	o.retry_max = 3;
+	boc_retry_options ro = ropts();
+	ro.retry_max = 3;
 	boc_client *c;
-	cr_assert_eq(boc_open(a->url, &o, &c), 0);
+	open_list(a->url, &o, &ro, &c);
 	bo_cmd cmd;
 	hold_cmd(&cmd);
 	bo_result res;
@@ -295,8 +325,8 @@ Test(retry, retries_are_bounded, .timeout = 60)
 	boc_close(c);
 
 	/* no_retry: the first answer as it came. */
-	o.no_retry = 1;
-	cr_assert_eq(boc_open(a->url, &o, &c), 0);
+	ro.no_retry = 1;
+	open_list(a->url, &o, &ro, &c);
 	hold_cmd(&cmd);
 	cr_assert_eq(boc_call(c, &cmd, &res, text, sizeof(text)), 0, "%s", text);
 	cr_assert_eq(res.status, BO_NOT_PRIMARY);
@@ -312,8 +342,9 @@ Test(retry, unknown_primary_moves_through_the_list, .timeout = 60)
 	char list[160];
 	snprintf(list, sizeof(list), "%s,%s", a->url, b->url);
 	boc_options o = opts();
+	boc_retry_options ro = ropts();
 	boc_client *c;
-	cr_assert_eq(boc_open(list, &o, &c), 0);
+	open_list(list, &o, &ro, &c);
 	bo_cmd cmd;
 	hold_cmd(&cmd);
 	bo_result res;
@@ -340,7 +371,7 @@ Test(retry, a_dead_server_is_skipped, .timeout = 60)
 	boc_options o = opts();
 	o.timeout_ms = 300;
 	boc_client *c;
-	cr_assert_eq(boc_open_servers(urls, 2, &o, &c), 0);
+	cr_assert_eq(boc_open_servers(urls, 2, &o, NULL, &c), 0);
 	bo_cmd cmd;
 	hold_cmd(&cmd);
 	cmd.request_id = 99;
@@ -356,9 +387,7 @@ Test(retry, a_dead_server_is_skipped, .timeout = 60)
 	cr_assert_eq(boc_open(dead_url, &o, &c), 0);
 	hold_cmd(&cmd);
 	cr_assert_eq(boc_call(c, &cmd, &res, text, sizeof(text)), BOC_ERR_TIMEOUT);
-	boc_stats st;
-	boc_stats_get(c, &st);
-	cr_assert_eq(st.retries, 0);
+	cr_assert_eq(boc_retries(c), 0);
 	boc_close(c);
 	stub_stop(b);
 }
@@ -370,7 +399,7 @@ Test(retry, switchover_follows_not_primary_and_cluster_status, .timeout = 60)
 	stub_names(a, b, 2);
 	boc_options o = opts();
 	boc_client *c;
-	cr_assert_eq(boc_open(a->url, &o, &c), 0);
+	cr_assert_eq(boc_open(a->url, &o, &c), 0, "boc_open: default retries");
 	int status;
 	char text[BOC_TEXT_LEN_MAX];
 	cr_assert_eq(boc_switchover(c, 5, 9, &status, text, sizeof(text)), 0, "%s", text);
@@ -398,7 +427,8 @@ Test(retry, switchover_follows_not_primary_and_cluster_status, .timeout = 60)
 		s->released_seq = 98;
 	}
 	stub_cluster.shards[0].standby_count = 1;
-	stub_cluster.shards[0].standbys[0] = (wire_standby_status){.node = 1, .acked_seq = 95, .lag_records = 5};
+	stub_cluster.shards[0].standbys[0] =
+	        (wire_standby_status){.node = 1, .acked_seq = 95, .lag_records = 5};
 	boc_cluster_report rep;
 	cr_assert_eq(boc_cluster_status(c, &rep, text, sizeof(text)), 0, "%s", text);
 	cr_assert_eq(rep.status, BO_OK);
@@ -428,10 +458,15 @@ Test(retry, address_lists)
 	cr_assert_eq(boc_open("tcp://127.0.0.1:1,tcp://127.0.0.1:2", NULL, &c), 0);
 	boc_close(c);
 	const char *bad[1] = {"tcp://a:1,tcp://b:2"};
-	cr_assert_eq(boc_open_servers(bad, 1, NULL, &c), -EINVAL);
-	cr_assert_eq(boc_open_servers(bad, 0, NULL, &c), -EINVAL);
-	boc_options o;
-	boc_options_default(&o);
-	o.retry_max = BOC_RETRY_MAX_MAX + 1;
-	cr_assert_eq(boc_open("tcp://127.0.0.1:1", &o, &c), -EINVAL);
+	cr_assert_eq(boc_open_servers(bad, 1, NULL, NULL, &c), -EINVAL);
+	cr_assert_eq(boc_open_servers(bad, 0, NULL, NULL, &c), -EINVAL);
+	const char *one[1] = {"tcp://127.0.0.1:1"};
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	cr_assert_eq(ro.retry_max, BOC_RETRY_MAX_DEFAULT);
+	ro.retry_max = BOC_RETRY_MAX_MAX + 1;
+	cr_assert_eq(boc_open_servers(one, 1, NULL, &ro, &c), -EINVAL);
+	boc_retry_options_default(&ro);
+	ro.backoff_ms = BOC_RETRY_BACKOFF_MS_MAX + 1;
+	cr_assert_eq(boc_open_servers(one, 1, NULL, &ro, &c), -EINVAL);
 }

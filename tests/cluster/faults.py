@@ -174,8 +174,12 @@ def new_cluster(args, name, extra=()):
     shutil.rmtree(work, ignore_errors=True)
     c = bocluster.Cluster(args.build, work, nodes=2, members=3, shards=2, lease_ms=LEASE_MS,
                           server_args=extra)
-    c.start()
-    c.wait_in_sync(timeout=60)
+    try:
+        c.start()
+        c.wait_in_sync(timeout=60)
+    except BaseException:
+        c.stop()
+        raise
     return c, work
 
 

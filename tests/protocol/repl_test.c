@@ -47,7 +47,8 @@ static int decode(const void *buf, size_t len, repl_msg *m, uint32_t cap, char *
 	int rc = repl_decode(copy, len, m, recs, cap, err, errlen);
 	if (rc == 0 && m->type == REPL_APPEND) {
 		for (uint32_t i = 0; i < m->u.append.count; i++) {
-			cr_assert(recs[i].payload >= copy && recs[i].payload + recs[i].len <= copy + len,
+			cr_assert(recs[i].payload >= copy &&
+			                  recs[i].payload + recs[i].len <= copy + len,
 			          "record %u's payload points into the message (zero copy)", i);
 			recs[i].payload = (const uint8_t *)buf + (recs[i].payload - copy);
 		}
@@ -70,8 +71,8 @@ Test(repl, append_round_trip_is_zero_copy)
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	uint32_t taken = 0;
-	cr_assert_eq(repl_encode_append(UINT32_MAX, UINT64_MAX, UINT64_MAX - 3, 0xfeedfacecafebeefu, in,
-	                                3, &taken, &sb),
+	cr_assert_eq(repl_encode_append(UINT32_MAX, UINT64_MAX, UINT64_MAX - 3, 0xfeedfacecafebeefu,
+	                                in, 3, &taken, &sb),
 	             0);
 	cr_assert_eq(taken, 3);
 	repl_msg m;
@@ -90,18 +91,28 @@ Test(repl, append_round_trip_is_zero_copy)
 		cr_assert(memcmp(recs[i].payload, payloads[i], in[i].len) == 0);
 	}
 	/* "type" is the first key, as the doc says. */
-	cr_assert(memcmp(sb.data + 1, "\xa4type\xa6" "append", 12) == 0);
+	cr_assert(memcmp(sb.data + 1,
+	                 "\xa4type\xa6"
+	                 "append",
+	                 12) == 0);
 	msgpack_sbuffer_destroy(&sb);
 }
 
 Test(repl, small_messages_round_trip)
 {
 	repl_ack ack = {.shard = 7, .epoch = 3, .durable_seq = 99, .last_seq = UINT64_MAX};
-	repl_refuse ref = {.shard = 0, .epoch = UINT64_MAX, .reason = REPL_R_DIVERGED,
-	                   .last_seq = 41, .last_checksum = 0x1234567890abcdefu};
+	repl_refuse ref = {.shard = 0,
+	                   .epoch = UINT64_MAX,
+	                   .reason = REPL_R_DIVERGED,
+	                   .last_seq = 41,
+	                   .last_checksum = 0x1234567890abcdefu};
 	snprintf(ref.message, sizeof(ref.message), "prev \"x\" does not match record 41");
 	repl_probe pr = {.shard = 63, .epoch = 9, .node = UINT32_MAX};
-	repl_state stt = {.shard = 1, .epoch = 2, .last_seq = 3, .last_checksum = 4, .durable_seq = 2,
+	repl_state stt = {.shard = 1,
+	                  .epoch = 2,
+	                  .last_seq = 3,
+	                  .last_checksum = 4,
+	                  .durable_seq = 2,
 	                  .node = 5};
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
@@ -136,14 +147,16 @@ Test(repl, small_messages_round_trip)
 	cr_assert_eq(repl_encode_probe(&pr, &sb), 0);
 	cr_assert_eq(decode(sb.data, sb.size, &m, 0, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(m.type, REPL_PROBE);
-	cr_assert(m.u.probe.shard == pr.shard && m.u.probe.epoch == pr.epoch && m.u.probe.node == pr.node);
+	cr_assert(m.u.probe.shard == pr.shard && m.u.probe.epoch == pr.epoch &&
+	          m.u.probe.node == pr.node);
 
 	sb.size = 0;
 	cr_assert_eq(repl_encode_state(&stt, &sb), 0);
 	cr_assert_eq(decode(sb.data, sb.size, &m, 0, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(m.type, REPL_STATE);
 	cr_assert(m.u.state.shard == 1 && m.u.state.epoch == 2 && m.u.state.last_seq == 3 &&
-	          m.u.state.last_checksum == 4 && m.u.state.durable_seq == 2 && m.u.state.node == 5);
+	          m.u.state.last_checksum == 4 && m.u.state.durable_seq == 2 &&
+	          m.u.state.node == 5);
 	msgpack_sbuffer_destroy(&sb);
 }
 
@@ -151,9 +164,10 @@ Test(repl, small_messages_round_trip)
 Test(repl, ack_bytes_are_the_doc_example)
 {
 	static const uint8_t doc[51] = {
-	        0x85, 0xa4, 't', 'y', 'p', 'e', 0xa3, 'a', 'c', 'k', 0xa5, 's', 'h', 'a', 'r', 'd', 0x03,
-	        0xa5, 'e', 'p', 'o', 'c', 'h', 0x0c, 0xab, 'd', 'u', 'r', 'a', 'b', 'l', 'e', '_', 's',
-	        'e', 'q', 0xcd, 0x03, 0xea, 0xa8, 'l', 'a', 's', 't', '_', 's', 'e', 'q', 0xcd, 0x03, 0xea};
+	        0x85, 0xa4, 't', 'y',  'p',  'e', 0xa3, 'a', 'c', 'k',  0xa5, 's',  'h',
+	        'a',  'r',  'd', 0x03, 0xa5, 'e', 'p',  'o', 'c', 'h',  0x0c, 0xab, 'd',
+	        'u',  'r',  'a', 'b',  'l',  'e', '_',  's', 'e', 'q',  0xcd, 0x03, 0xea,
+	        0xa8, 'l',  'a', 's',  't',  '_', 's',  'e', 'q', 0xcd, 0x03, 0xea};
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	repl_ack a = {.shard = 3, .epoch = 12, .durable_seq = 1002, .last_seq = 1002};
@@ -203,7 +217,8 @@ Test(repl, encoder_splits_at_the_record_bound)
 	cr_assert_eq(out[REPL_RECORDS_MAX - 1].seq, 10 + REPL_RECORDS_MAX - 1);
 	/* The rest goes in a second message. */
 	sb.size = 0;
-	cr_assert_eq(repl_encode_append(1, 1, 10 + taken, 0, in + taken, n - taken, &taken, &sb), 0);
+	cr_assert_eq(repl_encode_append(1, 1, 10 + taken, 0, in + taken, n - taken, &taken, &sb),
+	             0);
 	cr_assert_eq(taken, 5);
 	free(out);
 	free(in);
@@ -336,7 +351,9 @@ Test(repl, every_missing_or_repeated_key_is_refused)
 	        {"append", {"shard", "epoch", "first_seq", "prev", "records"}, 5},
 	        {"refuse", {"shard", "epoch", "reason", "last_seq", "last_checksum", "message"}, 6},
 	        {"probe", {"shard", "epoch", "node"}, 3},
-	        {"state", {"shard", "epoch", "last_seq", "last_checksum", "durable_seq", "node"}, 6},
+	        {"state",
+	         {"shard", "epoch", "last_seq", "last_checksum", "durable_seq", "node"},
+	         6},
 	};
 	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
 		for (int skip = 0; skip < types[t].n; skip++) {
@@ -360,7 +377,8 @@ Test(repl, every_missing_or_repeated_key_is_refused)
 				}
 			}
 			char w[80];
-			snprintf(w, sizeof(w), "%s: missing key '%s'", types[t].type, types[t].keys[skip]);
+			snprintf(w, sizeof(w), "%s: missing key '%s'", types[t].type,
+			         types[t].keys[skip]);
 			refused(w);
 		}
 	}
@@ -577,8 +595,8 @@ static void mutate_all(const msgpack_sbuffer *sb)
 	}
 	uint8_t *copy = malloc(sb->size);
 	cr_assert(copy);
-	static const uint8_t vals[] = {0x00, 0x01, 0x7f, 0x80, 0x90, 0xc0, 0xc1, 0xc4, 0xcc,
-	                               0xd0, 0xd9, 0xdc, 0xdd, 0xde, 0xdf, 0xff};
+	static const uint8_t vals[] = {0x00, 0x01, 0x7f, 0x80, 0x90, 0xc0, 0xc1, 0xc4,
+	                               0xcc, 0xd0, 0xd9, 0xdc, 0xdd, 0xde, 0xdf, 0xff};
 	for (size_t at = 0; at < sb->size; at++) {
 		for (size_t v = 0; v < sizeof(vals); v++) {
 			memcpy(copy, sb->data, sb->size);
@@ -592,8 +610,9 @@ static void mutate_all(const msgpack_sbuffer *sb)
 
 Test(repl, truncated_and_corrupted_messages_never_crash)
 {
-	repl_record in[2] = {{.seq = 1, .timestamp_ms = 100, .payload = (const uint8_t *)"ab", .len = 2},
-	                     {.seq = 2, .timestamp_ms = 101, .payload = (const uint8_t *)"c", .len = 1}};
+	repl_record in[2] = {
+	        {.seq = 1, .timestamp_ms = 100, .payload = (const uint8_t *)"ab", .len = 2},
+	        {.seq = 2, .timestamp_ms = 101, .payload = (const uint8_t *)"c", .len = 1}};
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	uint32_t taken;

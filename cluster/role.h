@@ -110,7 +110,8 @@ int role_map_in_sync(const role_map *m, uint32_t node);
 
 /* What this node's copy of the shard is doing now. */
 typedef enum role_local {
-	ROLE_NONE = 0,    /* the shard is not open here yet (start-up) */
+	ROLE_NONE = 0,    /* the shard is not open here yet (start-up): every
+	                   * action but NONE opens it as a standby first */
 	ROLE_STANDBY = 1, /* open as a standby (shard_is_standby); `following`
 	                   * says which primary its receiver is connected to */
 	ROLE_PRIMARY = 2, /* promoted: serving term local_epoch */
@@ -139,7 +140,10 @@ typedef struct role_config {
 	                            * (acknowledged records may be lost) */
 	uint64_t gate_lag_max;     /* gate a peer only when its acked_seq is within
 	                            * this many records of the local last seq (a
-	                            * peer far behind would stall the releases) */
+	                            * peer far behind would stall the releases);
+	                            * 0 would need an exact catch-up, which a
+	                            * loaded primary never shows: take a few
+	                            * batches' worth (the simulator uses 64) */
 } role_config;
 
 /* What node `self` knows about one shard at one instant. The fields must be

@@ -39,7 +39,8 @@
 
 /* ---- Map rules and text ------------------------------------------------ */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -70,17 +71,19 @@ int role_map_check(const role_map *m, char *err, size_t errlen)
 	if (m->epoch < 1)
 		return fail(err, errlen, "shard map: epoch must be >= 1");
 	if (!node_ok(m->primary))
-		return fail(err, errlen, "shard map: primary %u is not a node id (1..%u)", m->primary,
-			    ROLE_NODE_ID_MAX);
+		return fail(err, errlen, "shard map: primary %u is not a node id (1..%u)",
+		            m->primary, ROLE_NODE_ID_MAX);
 	if (m->in_sync_count < 1 || m->in_sync_count > ROLE_NODES_MAX)
-		return fail(err, errlen, "shard map: in_sync has %u members (1..%d)", m->in_sync_count,
-			    ROLE_NODES_MAX);
+		return fail(err, errlen, "shard map: in_sync has %u members (1..%d)",
+		            m->in_sync_count, ROLE_NODES_MAX);
 	for (uint32_t i = 0; i < m->in_sync_count; i++) {
 		if (!node_ok(m->in_sync[i]))
-			return fail(err, errlen, "shard map: in_sync member %u is not a node id", m->in_sync[i]);
+			return fail(err, errlen, "shard map: in_sync member %u is not a node id",
+			            m->in_sync[i]);
 		for (uint32_t j = 0; j < i; j++)
 			if (m->in_sync[j] == m->in_sync[i])
-				return fail(err, errlen, "shard map: in_sync lists node %u twice", m->in_sync[i]);
+				return fail(err, errlen, "shard map: in_sync lists node %u twice",
+				            m->in_sync[i]);
 	}
 	if (!role_map_in_sync(m, m->primary))
 		return fail(err, errlen, "shard map: primary %u is not in in_sync", m->primary);
@@ -97,17 +100,21 @@ int role_map_encode(const role_map *m, char *buf, size_t len)
 	char members[ROLE_NODES_MAX * 8 + 1];
 	size_t at = 0;
 	for (uint32_t i = 0; i < m->in_sync_count; i++)
-		at += (size_t)snprintf(members + at, sizeof members - at, "%s%u", i ? "," : "", m->in_sync[i]);
+		at += (size_t)snprintf(members + at, sizeof members - at, "%s%u", i ? "," : "",
+		                       m->in_sync[i]);
 	assert(at < sizeof members);
 	int n;
 	if (m->handoff)
-		n = snprintf(buf, len,
-			     "{\"epoch\":%llu,\"primary\":%u,\"in_sync\":[%s],\"start_seq\":%llu,\"handoff\":%u}",
-			     (unsigned long long)m->epoch, m->primary, members, (unsigned long long)m->start_seq,
-			     m->handoff);
+		n = snprintf(
+		        buf, len,
+		        "{\"epoch\":%llu,\"primary\":%u,\"in_sync\":[%s],\"start_seq\":%llu,\"handoff\":%u}",
+		        (unsigned long long)m->epoch, m->primary, members,
+		        (unsigned long long)m->start_seq, m->handoff);
 	else
-		n = snprintf(buf, len, "{\"epoch\":%llu,\"primary\":%u,\"in_sync\":[%s],\"start_seq\":%llu}",
-			     (unsigned long long)m->epoch, m->primary, members, (unsigned long long)m->start_seq);
+		n = snprintf(buf, len,
+		             "{\"epoch\":%llu,\"primary\":%u,\"in_sync\":[%s],\"start_seq\":%llu}",
+		             (unsigned long long)m->epoch, m->primary, members,
+		             (unsigned long long)m->start_seq);
 	assert(n > 0);
 	if ((size_t)n >= len)
 		return -ENOSPC;
@@ -182,7 +189,13 @@ static int read_key(cursor *c, char *key, size_t keylen)
 	return 0;
 }
 
-enum { K_EPOCH = 1, K_PRIMARY = 2, K_IN_SYNC = 4, K_START = 8, K_HANDOFF = 16 };
+enum {
+	K_EPOCH = 1,
+	K_PRIMARY = 2,
+	K_IN_SYNC = 4,
+	K_START = 8,
+	K_HANDOFF = 16
+};
 
 static int read_members(cursor *c, role_map *m, char *err, size_t errlen)
 {
@@ -193,12 +206,15 @@ static int read_members(cursor *c, role_map *m, char *err, size_t errlen)
 	do {
 		uint64_t v;
 		if (read_u64(c, &v) != 0)
-			return fail(err, errlen, "shard map: in_sync holds something other than a node id");
+			return fail(err, errlen,
+			            "shard map: in_sync holds something other than a node id");
 		if (m->in_sync_count == ROLE_NODES_MAX)
-			return fail(err, errlen, "shard map: in_sync has more than %d members", ROLE_NODES_MAX);
+			return fail(err, errlen, "shard map: in_sync has more than %d members",
+			            ROLE_NODES_MAX);
 		if (!node_ok(v))
-			return fail(err, errlen, "shard map: in_sync member %llu is not a node id (1..%u)",
-				    (unsigned long long)v, ROLE_NODE_ID_MAX);
+			return fail(err, errlen,
+			            "shard map: in_sync member %llu is not a node id (1..%u)",
+			            (unsigned long long)v, ROLE_NODE_ID_MAX);
 		m->in_sync[m->in_sync_count++] = (uint32_t)v;
 	} while (take(c, ','));
 	if (!take(c, ']'))
@@ -212,12 +228,12 @@ static int read_field(cursor *c, role_map *m, unsigned *seen, char *err, size_t 
 	char key[16];
 	if (read_key(c, key, sizeof key) != 0)
 		return fail(err, errlen, "shard map: expected a known key");
-	unsigned bit = !strcmp(key, "epoch")	   ? K_EPOCH
-		       : !strcmp(key, "primary")   ? K_PRIMARY
-		       : !strcmp(key, "in_sync")   ? K_IN_SYNC
-		       : !strcmp(key, "start_seq") ? K_START
-		       : !strcmp(key, "handoff")   ? K_HANDOFF
-						   : 0;
+	unsigned bit = !strcmp(key, "epoch")       ? K_EPOCH
+	               : !strcmp(key, "primary")   ? K_PRIMARY
+	               : !strcmp(key, "in_sync")   ? K_IN_SYNC
+	               : !strcmp(key, "start_seq") ? K_START
+	               : !strcmp(key, "handoff")   ? K_HANDOFF
+	                                           : 0;
 	if (!bit)
 		return fail(err, errlen, "shard map: unknown key \"%s\"", key);
 	if (*seen & bit)
@@ -236,7 +252,7 @@ static int read_field(cursor *c, role_map *m, unsigned *seen, char *err, size_t 
 		m->start_seq = v;
 	else if (v > ROLE_NODE_ID_MAX && !(bit == K_HANDOFF && v == 0))
 		return fail(err, errlen, "shard map: \"%s\" %llu is not a node id (1..%u)", key,
-			    (unsigned long long)v, ROLE_NODE_ID_MAX);
+		            (unsigned long long)v, ROLE_NODE_ID_MAX);
 	else if (bit == K_PRIMARY)
 		m->primary = (uint32_t)v;
 	else
@@ -271,10 +287,10 @@ int role_map_decode(const char *text, size_t len, role_map *out, char *err, size
 	const unsigned need = K_EPOCH | K_PRIMARY | K_IN_SYNC | K_START;
 	if ((seen & need) != need)
 		return fail(err, errlen, "shard map: missing %s",
-			    !(seen & K_EPOCH)	  ? "epoch"
-			    : !(seen & K_PRIMARY) ? "primary"
-			    : !(seen & K_IN_SYNC) ? "in_sync"
-						  : "start_seq");
+		            !(seen & K_EPOCH)     ? "epoch"
+		            : !(seen & K_PRIMARY) ? "primary"
+		            : !(seen & K_IN_SYNC) ? "in_sync"
+		                                  : "start_seq");
 	int rc = role_map_check(&m, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -288,23 +304,23 @@ int role_map_decode(const char *text, size_t len, role_map *out, char *err, size
 const char *role_act_name(role_act a)
 {
 	static const char *const names[ROLE_ACT_COUNT] = {
-		[ROLE_ACT_NONE] = "none",
-		[ROLE_ACT_CREATE_MAP] = "create_map",
-		[ROLE_ACT_PROMOTE] = "promote",
-		[ROLE_ACT_ASSUME] = "assume",
-		[ROLE_ACT_FENCE] = "fence",
-		[ROLE_ACT_REJOIN] = "rejoin",
-		[ROLE_ACT_FOLLOW] = "follow",
-		[ROLE_ACT_REBUILD] = "rebuild",
-		[ROLE_ACT_DROP_STANDBY] = "drop_standby",
-		[ROLE_ACT_HOLD_WRITES] = "hold_writes",
-		[ROLE_ACT_GATE_PEER] = "gate_peer",
-		[ROLE_ACT_UNGATE_PEER] = "ungate_peer",
-		[ROLE_ACT_ADD_STANDBY] = "add_standby",
-		[ROLE_ACT_STOP_WRITES] = "stop_writes",
-		[ROLE_ACT_HANDOFF] = "handoff",
-		[ROLE_ACT_RESUME_WRITES] = "resume_writes",
-		[ROLE_ACT_CLEAR_HANDOFF] = "clear_handoff",
+	        [ROLE_ACT_NONE] = "none",
+	        [ROLE_ACT_CREATE_MAP] = "create_map",
+	        [ROLE_ACT_PROMOTE] = "promote",
+	        [ROLE_ACT_ASSUME] = "assume",
+	        [ROLE_ACT_FENCE] = "fence",
+	        [ROLE_ACT_REJOIN] = "rejoin",
+	        [ROLE_ACT_FOLLOW] = "follow",
+	        [ROLE_ACT_REBUILD] = "rebuild",
+	        [ROLE_ACT_DROP_STANDBY] = "drop_standby",
+	        [ROLE_ACT_HOLD_WRITES] = "hold_writes",
+	        [ROLE_ACT_GATE_PEER] = "gate_peer",
+	        [ROLE_ACT_UNGATE_PEER] = "ungate_peer",
+	        [ROLE_ACT_ADD_STANDBY] = "add_standby",
+	        [ROLE_ACT_STOP_WRITES] = "stop_writes",
+	        [ROLE_ACT_HANDOFF] = "handoff",
+	        [ROLE_ACT_RESUME_WRITES] = "resume_writes",
+	        [ROLE_ACT_CLEAR_HANDOFF] = "clear_handoff",
 	};
 	return (unsigned)a < ROLE_ACT_COUNT ? names[a] : "?";
 }
@@ -392,7 +408,8 @@ static int decide_members(const role_view *v, role_action *out, uint32_t *hold)
 		const role_peer *p = find_peer(v, node);
 		assert(p && "role_view.peers must list every in-sync member");
 		if (!p->gated) {
-			act(out, ROLE_ACT_GATE_PEER, node, "an in-sync member is not in the sync floor");
+			act(out, ROLE_ACT_GATE_PEER, node,
+			    "an in-sync member is not in the sync floor");
 			return 1;
 		}
 	}
@@ -424,7 +441,8 @@ static int decide_handoff(const role_view *v, role_action *out)
 	int target_ok = h && h != v->self && role_map_in_sync(m, h) && is_live(v, h);
 	if (h && !target_ok) {
 		if (v->writes_stopped) {
-			act(out, ROLE_ACT_RESUME_WRITES, 0, "the handoff target is no longer valid");
+			act(out, ROLE_ACT_RESUME_WRITES, 0,
+			    "the handoff target is no longer valid");
 			return 1;
 		}
 		act(out, ROLE_ACT_CLEAR_HANDOFF, h, "handoff names no live in-sync peer");
@@ -465,14 +483,17 @@ static int decide_joiners(const role_view *v, role_action *out)
 			return 1;
 		}
 		if (p->gated && p->acked_seq >= p->gate_seq && m->in_sync_count < ROLE_NODES_MAX) {
-			act(out, ROLE_ACT_ADD_STANDBY, p->node, "a gated standby acknowledged its gate point");
+			act(out, ROLE_ACT_ADD_STANDBY, p->node,
+			    "a gated standby acknowledged its gate point");
 			role_map *n = same_term(v, out);
 			n->in_sync[n->in_sync_count++] = p->node;
 			return 1;
 		}
-		if (!p->gated && p->connected && !silent && p->acked_seq + v->cfg.gate_lag_max >= v->last_seq &&
+		if (!p->gated && p->connected && !silent &&
+		    p->acked_seq + v->cfg.gate_lag_max >= v->last_seq &&
 		    m->in_sync_count < ROLE_NODES_MAX) {
-			act(out, ROLE_ACT_GATE_PEER, p->node, "a standby caught up: wait for its acks");
+			act(out, ROLE_ACT_GATE_PEER, p->node,
+			    "a standby caught up: wait for its acks");
 			return 1;
 		}
 	}
@@ -490,7 +511,8 @@ static void decide_primary(const role_view *v, role_action *out)
 	if (decide_members(v, out, &hold) || decide_handoff(v, out) || decide_joiners(v, out))
 		return;
 	if (hold) {
-		act(out, ROLE_ACT_HOLD_WRITES, hold, "a standby is silent and min_in_sync forbids dropping it");
+		act(out, ROLE_ACT_HOLD_WRITES, hold,
+		    "a standby is silent and min_in_sync forbids dropping it");
 		return;
 	}
 	if (m->in_sync_count < v->cfg.min_in_sync) {
@@ -531,19 +553,22 @@ static void decide_standby(const role_view *v, role_action *out)
 			act(out, ROLE_ACT_ASSUME, 0, "the map names this node for a newer term");
 			return;
 		}
-		act(out, ROLE_ACT_PROMOTE, 0, "the map names this node but its term was lost: new term");
+		act(out, ROLE_ACT_PROMOTE, 0,
+		    "the map names this node but its term was lost: new term");
 		new_term(v, out, v->self, v->last_seq + 1);
 		return;
 	}
 	if (v->diverged) {
-		act(out, ROLE_ACT_REBUILD, m->primary, "the primary's chain does not continue this copy");
+		act(out, ROLE_ACT_REBUILD, m->primary,
+		    "the primary's chain does not continue this copy");
 		return;
 	}
 	if (!is_live(v, m->primary) && v->local_epoch <= m->epoch &&
 	    (role_map_in_sync(m, v->self) || v->cfg.allow_unsafe_promote)) {
 		act(out, ROLE_ACT_PROMOTE, 0,
-		    role_map_in_sync(m, v->self) ? "the primary's node key is gone"
-						 : "the primary's node key is gone (UNSAFE: not in sync)");
+		    role_map_in_sync(m, v->self)
+		            ? "the primary's node key is gone"
+		            : "the primary's node key is gone (UNSAFE: not in sync)");
 		new_term(v, out, v->self, v->last_seq + 1);
 		return;
 	}
@@ -578,7 +603,8 @@ void role_decide(const role_view *v, role_action *out)
 		else if (v->local == ROLE_FENCED)
 			rejoin(v, out, "fenced: reopen as a standby");
 		else if (v->self == v->cfg.bootstrap_primary) {
-			act(out, ROLE_ACT_CREATE_MAP, 0, "no map: this node is the bootstrap primary");
+			act(out, ROLE_ACT_CREATE_MAP, 0,
+			    "no map: this node is the bootstrap primary");
 			new_term(v, out, v->self, v->last_seq + 1);
 		} else
 			act(out, ROLE_ACT_NONE, 0, "no map yet");

@@ -73,14 +73,14 @@
 
 /* One shard's map as read from etcd (or as about to be written). */
 typedef struct role_map {
-	int present;                       /* 0: the key does not exist (the rest is 0) */
-	uint64_t epoch;                    /* >= 1 when present */
-	uint32_t primary;                  /* node id serving epoch; in in_sync */
-	uint32_t in_sync[ROLE_NODES_MAX];  /* members, in_sync_count of them */
-	uint32_t in_sync_count;            /* 1..ROLE_NODES_MAX when present */
-	uint64_t start_seq;                /* first seq of this term (its EPOCH record) */
-	uint32_t handoff;                  /* switchover target; 0: none */
-	int64_t mod_revision;              /* etcd's, what the next CAS compares; 0 absent */
+	int present;                      /* 0: the key does not exist (the rest is 0) */
+	uint64_t epoch;                   /* >= 1 when present */
+	uint32_t primary;                 /* node id serving epoch; in in_sync */
+	uint32_t in_sync[ROLE_NODES_MAX]; /* members, in_sync_count of them */
+	uint32_t in_sync_count;           /* 1..ROLE_NODES_MAX when present */
+	uint64_t start_seq;               /* first seq of this term (its EPOCH record) */
+	uint32_t handoff;                 /* switchover target; 0: none */
+	int64_t mod_revision;             /* etcd's, what the next CAS compares; 0 absent */
 } role_map;
 
 /* Writes m (present) as the JSON text above into buf[0..len), NUL
@@ -97,7 +97,8 @@ int role_map_encode(const role_map *m, char *buf, size_t len);
  * or -EPROTO with a one-line message in err (always NUL terminated when
  * errlen > 0) for anything else, including a value role_map_check refuses.
  * *out is written only on success. */
-int role_map_decode(const char *text, size_t len, role_map *out /* OUT */, char *err, size_t errlen);
+int role_map_decode(const char *text, size_t len, role_map *out /* OUT */, char *err,
+                    size_t errlen);
 
 /* The map's rules: epoch >= 1; node ids in 1..ROLE_NODE_ID_MAX; in_sync
  * 1..ROLE_NODES_MAX members without duplicates, containing primary;
@@ -110,7 +111,8 @@ int role_map_in_sync(const role_map *m, uint32_t node);
 
 /* What this node's copy of the shard is doing now. */
 typedef enum role_local {
-	ROLE_NONE = 0,    /* the shard is not open here yet (start-up) */
+	ROLE_NONE = 0,    /* the shard is not open here yet (start-up): every
+	                   * action but NONE opens it as a standby first */
 	ROLE_STANDBY = 1, /* open as a standby (shard_is_standby); `following`
 	                   * says which primary its receiver is connected to */
 	ROLE_PRIMARY = 2, /* promoted: serving term local_epoch */
@@ -132,14 +134,17 @@ typedef struct role_peer {
 
 /* Operator settings (the same on every node). */
 typedef struct role_config {
-	uint64_t ack_timeout_ms;   /* an in-sync standby silent longer is dropped */
-	uint32_t min_in_sync;      /* 1 (default) or more: below it, hold writes */
+	uint64_t ack_timeout_ms;    /* an in-sync standby silent longer is dropped */
+	uint32_t min_in_sync;       /* 1 (default) or more: below it, hold writes */
 	uint32_t bootstrap_primary; /* the node that creates an absent map; 0: none */
-	int allow_unsafe_promote;  /* a node not in in_sync may take a new term
-	                            * (acknowledged records may be lost) */
-	uint64_t gate_lag_max;     /* gate a peer only when its acked_seq is within
-	                            * this many records of the local last seq (a
-	                            * peer far behind would stall the releases) */
+	int allow_unsafe_promote;   /* a node not in in_sync may take a new term
+	                             * (acknowledged records may be lost) */
+	uint64_t gate_lag_max;      /* gate a peer only when its acked_seq is within
+	                             * this many records of the local last seq (a
+	                             * peer far behind would stall the releases);
+	                             * 0 would need an exact catch-up, which a
+	                             * loaded primary never shows: take a few
+	                             * batches' worth (the simulator uses 64) */
 } role_config;
 
 /* What node `self` knows about one shard at one instant. The fields must be
@@ -147,27 +152,27 @@ typedef struct role_config {
  * in particular last_seq is read BEFORE local_epoch (both only grow; an
  * epoch read after the seq never misses the EPOCH record under that seq). */
 typedef struct role_view {
-	uint32_t self;       /* this node's id */
-	role_map map;        /* the last map read or written by this node */
-	int map_fresh;       /* 1: map is etcd's current value as far as known
-	                      * (etcd reachable, watch up to date); 0: etcd not
-	                      * reachable: no CAS is attempted, nothing changes */
+	uint32_t self;                /* this node's id */
+	role_map map;                 /* the last map read or written by this node */
+	int map_fresh;                /* 1: map is etcd's current value as far as known
+	                               * (etcd reachable, watch up to date); 0: etcd not
+	                               * reachable: no CAS is attempted, nothing changes */
 	uint32_t live[ROLE_LIVE_MAX]; /* node ids whose node key exists */
 	uint32_t live_count;
-	role_local local;    /* see role_local */
-	uint64_t local_epoch; /* shard_epoch (0 none) */
-	uint64_t last_seq;   /* the last journaled seq, DURABLE (standby: after
-	                      * the receiver appended it and it synced) */
-	uint64_t released_seq; /* primary: shard_released_seq */
-	uint32_t following;  /* standby: the primary the receiver is connected
-	                      * to (0: none) */
-	int diverged;        /* standby: the receiver was refused by the chain
-	                      * check (-EBADMSG) even after the cut */
-	int writes_stopped;  /* primary: new commands are refused (handoff) */
+	role_local local;                /* see role_local */
+	uint64_t local_epoch;            /* shard_epoch (0 none) */
+	uint64_t last_seq;               /* the last journaled seq, DURABLE (standby: after
+	                                  * the receiver appended it and it synced) */
+	uint64_t released_seq;           /* primary: shard_released_seq */
+	uint32_t following;              /* standby: the primary the receiver is connected
+	                                  * to (0: none) */
+	int diverged;                    /* standby: the receiver was refused by the chain
+	                                  * check (-EBADMSG) even after the cut */
+	int writes_stopped;              /* primary: new commands are refused (handoff) */
 	role_peer peers[ROLE_NODES_MAX]; /* primary: every in-sync member but
-	                      * self (silent since the term began if it never
-	                      * acked), and every other node that said hello or
-	                      * acked in this term, until UNGATE_PEER forgets it */
+	                                  * self (silent since the term began if it never
+	                                  * acked), and every other node that said hello or
+	                                  * acked in this term, until UNGATE_PEER forgets it */
 	uint32_t peer_count;
 	role_config cfg;
 } role_view;
@@ -175,25 +180,25 @@ typedef struct role_view {
 /* The next action. See role_decide for each one's exact CAS and the order
  * of its local effects. */
 typedef enum role_act {
-	ROLE_ACT_NONE = 0,       /* nothing to do now */
-	ROLE_ACT_CREATE_MAP,     /* CAS create new_map */
-	ROLE_ACT_PROMOTE,        /* CAS new_map (a new term for self) */
-	ROLE_ACT_ASSUME,         /* the map already names self: shard_promote(map.epoch) */
-	ROLE_ACT_FENCE,          /* shard_fence */
-	ROLE_ACT_REJOIN,         /* close, cut (when cut), reopen as standby */
-	ROLE_ACT_FOLLOW,         /* connect the receiver to `peer` */
-	ROLE_ACT_REBUILD,        /* this copy cannot continue the primary's chain */
-	ROLE_ACT_DROP_STANDBY,   /* CAS new_map (in_sync - peer), then ungate */
-	ROLE_ACT_HOLD_WRITES,    /* in-sync peer silent and min_in_sync forbids
-	                          * dropping it (peer), or fewer members than
-	                          * min_in_sync (peer 0): refuse new commands */
-	ROLE_ACT_GATE_PEER,      /* include peer in the sync floor */
-	ROLE_ACT_UNGATE_PEER,    /* remove a gated non-member from the floor */
-	ROLE_ACT_ADD_STANDBY,    /* CAS new_map (in_sync + peer) */
-	ROLE_ACT_STOP_WRITES,    /* handoff step 1: refuse new commands */
-	ROLE_ACT_HANDOFF,        /* handoff step 2: CAS new_map, then fence */
-	ROLE_ACT_RESUME_WRITES,  /* a handoff was abandoned: take commands again */
-	ROLE_ACT_CLEAR_HANDOFF,  /* CAS new_map (handoff 0): the target is not valid */
+	ROLE_ACT_NONE = 0,      /* nothing to do now */
+	ROLE_ACT_CREATE_MAP,    /* CAS create new_map */
+	ROLE_ACT_PROMOTE,       /* CAS new_map (a new term for self) */
+	ROLE_ACT_ASSUME,        /* the map already names self: shard_promote(map.epoch) */
+	ROLE_ACT_FENCE,         /* shard_fence */
+	ROLE_ACT_REJOIN,        /* close, cut (when cut), reopen as standby */
+	ROLE_ACT_FOLLOW,        /* connect the receiver to `peer` */
+	ROLE_ACT_REBUILD,       /* this copy cannot continue the primary's chain */
+	ROLE_ACT_DROP_STANDBY,  /* CAS new_map (in_sync - peer), then ungate */
+	ROLE_ACT_HOLD_WRITES,   /* in-sync peer silent and min_in_sync forbids
+	                         * dropping it (peer), or fewer members than
+	                         * min_in_sync (peer 0): refuse new commands */
+	ROLE_ACT_GATE_PEER,     /* include peer in the sync floor */
+	ROLE_ACT_UNGATE_PEER,   /* remove a gated non-member from the floor */
+	ROLE_ACT_ADD_STANDBY,   /* CAS new_map (in_sync + peer) */
+	ROLE_ACT_STOP_WRITES,   /* handoff step 1: refuse new commands */
+	ROLE_ACT_HANDOFF,       /* handoff step 2: CAS new_map, then fence */
+	ROLE_ACT_RESUME_WRITES, /* a handoff was abandoned: take commands again */
+	ROLE_ACT_CLEAR_HANDOFF, /* CAS new_map (handoff 0): the target is not valid */
 	ROLE_ACT_COUNT
 } role_act;
 

@@ -72,18 +72,18 @@
 
 #define NODES_MAX 3
 #define SHARDS_MAX 2
-#define LOG_MAX 16384	   /* entries per journal: a run appends far fewer */
-#define EPOCHS_MAX 4096	   /* terms per shard per run */
-#define NET_MAX 8192	   /* messages in flight */
-#define RUN_ENTRIES_MAX 8  /* entries per replication message */
+#define LOG_MAX 16384     /* entries per journal: a run appends far fewer */
+#define EPOCHS_MAX 4096   /* terms per shard per run */
+#define NET_MAX 8192      /* messages in flight */
+#define RUN_ENTRIES_MAX 8 /* entries per replication message */
 #define TICK_MS 5
-#define TTL_MS 3000	   /* node lease */
-#define RENEW_MS 1000	   /* TTL / 3 */
-#define CONTROL_MS 20	   /* control loop period */
-#define ACK_TIMEOUT_MS 600 /* an in-sync standby silent longer is dropped */
-#define HELLO_MS 50	   /* a standby not yet verified says hello again */
-#define HEARTBEAT_MS 50	   /* an idle primary still ships an empty run */
-#define FAULT_MS 20000	   /* faults happen during this much simulated time */
+#define TTL_MS 3000         /* node lease */
+#define RENEW_MS 1000       /* TTL / 3 */
+#define CONTROL_MS 20       /* control loop period */
+#define ACK_TIMEOUT_MS 600  /* an in-sync standby silent longer is dropped */
+#define HELLO_MS 50         /* a standby not yet verified says hello again */
+#define HEARTBEAT_MS 50     /* an idle primary still ships an empty run */
+#define FAULT_MS 20000      /* faults happen during this much simulated time */
 #define HEAL_LIMIT_MS 15000 /* after it, every shard must acknowledge within this */
 #define TRACE_LINES 256
 #define TRACE_LEN 160
@@ -91,14 +91,14 @@
 /* ---- State ---------------------------------------------------------------- */
 
 typedef struct entry {
-	uint64_t epoch;	  /* the term that wrote it */
+	uint64_t epoch;   /* the term that wrote it */
 	uint64_t payload; /* client command id; 0: the term's EPOCH record */
-	uint64_t hash;	  /* chained: f(previous hash, seq, epoch, payload) */
+	uint64_t hash;    /* chained: f(previous hash, seq, epoch, payload) */
 } entry;
 
 typedef struct speer { /* a primary's knowledge of one standby, per term */
-	int known;	   /* said hello or acked in this term */
-	int hello;	   /* ship to it */
+	int known;     /* said hello or acked in this term */
+	int hello;     /* ship to it */
 	int acked_any;
 	uint64_t acked;
 	uint64_t last_ack_ms;
@@ -140,7 +140,12 @@ typedef struct node {
 	nshard sh[SHARDS_MAX];
 } node;
 
-enum { M_HELLO, M_APPEND, M_ACK, M_DIVERGED };
+enum {
+	M_HELLO,
+	M_APPEND,
+	M_ACK,
+	M_DIVERGED
+};
 
 typedef struct msg {
 	uint64_t at;
@@ -150,9 +155,9 @@ typedef struct msg {
 	entry e[RUN_ENTRIES_MAX];
 } msg;
 
-typedef struct shard_truth { /* what the checker knows */
+typedef struct shard_truth {                    /* what the checker knows */
 	uint64_t acked_max_seq, acked_max_hash; /* the acknowledged history's end */
-	uint32_t acker[EPOCHS_MAX];		/* who acknowledged in each epoch */
+	uint32_t acker[EPOCHS_MAX];             /* who acknowledged in each epoch */
 	uint64_t epoch_start[EPOCHS_MAX];
 	uint64_t acks, acks_after_heal;
 } shard_truth;
@@ -230,7 +235,8 @@ static void violation(sim *s, const char *fmt, ...)
 
 static uint64_t chain(uint64_t prev, uint64_t seq, uint64_t epoch, uint64_t payload)
 {
-	return trng_mix64(prev ^ trng_mix64(seq * 0x100000001b3ull ^ trng_mix64(epoch ^ (payload << 20))));
+	return trng_mix64(prev ^
+	                  trng_mix64(seq * 0x100000001b3ull ^ trng_mix64(epoch ^ (payload << 20))));
 }
 
 static int active(const sim *s, int id)
@@ -265,7 +271,8 @@ static void append(nshard *h, uint64_t epoch, uint64_t payload)
 
 static void send(sim *s, msg m)
 {
-	if (s->cut[m.from][m.to] || chance(s, (uint32_t)s->loss_pct * 10000) || s->net_count == NET_MAX)
+	if (s->cut[m.from][m.to] || chance(s, (uint32_t)s->loss_pct * 10000) ||
+	    s->net_count == NET_MAX)
 		return;
 	m.at = s->now + 1 + rnd(s, (uint64_t)s->delay_max_ms);
 	if (!s->healed && chance(s, 5000))
@@ -294,11 +301,12 @@ static int etcd_cas(sim *s, int id, int k, const role_map *nm)
 		return 0;
 	}
 	int match = nm->mod_revision == 0 ? !s->map_present[k]
-					   : s->map_present[k] && s->map_rev[k] == nm->mod_revision;
+	                                  : s->map_present[k] && s->map_rev[k] == nm->mod_revision;
 	if (!match)
 		return 0;
 	if (s->map_present[k] && nm->epoch < s->map_epoch[k])
-		violation(s, "(d) shard %d: map epoch %" PRIu64 " -> %" PRIu64, k, s->map_epoch[k], nm->epoch);
+		violation(s, "(d) shard %d: map epoch %" PRIu64 " -> %" PRIu64, k, s->map_epoch[k],
+		          nm->epoch);
 	cr_assert_gt(role_map_encode(nm, s->map_text[k], ROLE_MAP_JSON_MAX), 0);
 	s->map_present[k] = 1;
 	s->map_rev[k] = ++s->rev;
@@ -326,7 +334,8 @@ static void etcd_read(sim *s, int id, int k)
 	memset(&h->map, 0, sizeof h->map);
 	if (s->map_present[k]) {
 		char err[128];
-		int rc = role_map_decode(s->map_text[k], strlen(s->map_text[k]), &h->map, err, sizeof err);
+		int rc = role_map_decode(s->map_text[k], strlen(s->map_text[k]), &h->map, err,
+		                         sizeof err);
 		cr_assert_eq(rc, 0, "decode of our own text: %s", err);
 		h->map.mod_revision = s->map_rev[k];
 	}
@@ -356,17 +365,22 @@ static void acknowledge(sim *s, int id, int k, uint64_t q)
 	shard_truth *t = &s->truth[k];
 	uint64_t e = h->epoch;
 	if (t->acker[e] && t->acker[e] != (uint32_t)id)
-		violation(s, "(b) shard %d epoch %" PRIu64 ": nodes %u and %d both acknowledge", k, e, t->acker[e], id);
+		violation(s, "(b) shard %d epoch %" PRIu64 ": nodes %u and %d both acknowledge", k,
+		          e, t->acker[e], id);
 	if (s->map_epoch[k] > e)
 		late_acks++;
 	t->acker[e] = (uint32_t)id;
 	if (s->map_epoch[k] > e && t->epoch_start[e + 1] && q >= t->epoch_start[e + 1])
-		violation(s, "(b) shard %d: node %d (epoch %" PRIu64 ") acknowledges seq %" PRIu64
-			  " after epoch %" PRIu64 " started at %" PRIu64, k, id, e, q, e + 1, t->epoch_start[e + 1]);
+		violation(s,
+		          "(b) shard %d: node %d (epoch %" PRIu64 ") acknowledges seq %" PRIu64
+		          " after epoch %" PRIu64 " started at %" PRIu64,
+		          k, id, e, q, e + 1, t->epoch_start[e + 1]);
 	if (q > t->acked_max_seq && t->acked_max_seq &&
 	    (h->last < t->acked_max_seq || h->log[t->acked_max_seq].hash != t->acked_max_hash))
-		violation(s, "(a) shard %d: node %d acknowledges seq %" PRIu64 " without the acknowledged seq %" PRIu64,
-			  k, id, q, t->acked_max_seq);
+		violation(s,
+		          "(a) shard %d: node %d acknowledges seq %" PRIu64
+		          " without the acknowledged seq %" PRIu64,
+		          k, id, q, t->acked_max_seq);
 	if (q <= t->acked_max_seq) {
 		/* A late release of an older record (its ack came from a standby
 		 * before it took a newer term): it must be on the acknowledged
@@ -374,12 +388,15 @@ static void acknowledge(sim *s, int id, int k, uint64_t q)
 		const nshard *ref = NULL;
 		for (int j = 1; j <= s->nodes && !ref; j++) {
 			const nshard *c = &s->n[j].sh[k];
-			if (c->last >= t->acked_max_seq && c->log[t->acked_max_seq].hash == t->acked_max_hash)
+			if (c->last >= t->acked_max_seq &&
+			    c->log[t->acked_max_seq].hash == t->acked_max_hash)
 				ref = c;
 		}
 		if (!ref || ref->log[q].hash != h->log[q].hash)
-			violation(s, "(a) shard %d: node %d acknowledges seq %" PRIu64 " off the acknowledged history", k,
-				  id, q);
+			violation(s,
+			          "(a) shard %d: node %d acknowledges seq %" PRIu64
+			          " off the acknowledged history",
+			          k, id, q);
 	}
 	if (q > t->acked_max_seq) {
 		t->acked_max_seq = q;
@@ -397,13 +414,16 @@ static void check(sim *s)
 		if (!s->map_present[k])
 			continue;
 		role_map m;
-		cr_assert_eq(role_map_decode(s->map_text[k], strlen(s->map_text[k]), &m, NULL, 0), 0);
+		cr_assert_eq(role_map_decode(s->map_text[k], strlen(s->map_text[k]), &m, NULL, 0),
+		             0);
 		for (uint32_t i = 0; i < m.in_sync_count && t->acked_max_seq; i++) {
 			const nshard *h = &s->n[m.in_sync[i]].sh[k];
-			if (h->durable < t->acked_max_seq || h->log[t->acked_max_seq].hash != t->acked_max_hash)
+			if (h->durable < t->acked_max_seq ||
+			    h->log[t->acked_max_seq].hash != t->acked_max_hash)
 				violation(s,
-					  "(a) shard %d: in-sync node %u (durable %" PRIu64 ") lacks acknowledged seq %" PRIu64,
-					  k, m.in_sync[i], h->durable, t->acked_max_seq);
+				          "(a) shard %d: in-sync node %u (durable %" PRIu64
+				          ") lacks acknowledged seq %" PRIu64,
+				          k, m.in_sync[i], h->durable, t->acked_max_seq);
 		}
 		const nshard *p = &s->n[m.primary].sh[k];
 		if (!s->n[m.primary].up || p->local != ROLE_PRIMARY || p->epoch != m.epoch)
@@ -414,8 +434,11 @@ static void check(sim *s)
 				continue;
 			uint64_t c = h->last < p->last ? h->last : p->last;
 			if (h->log[c].hash != p->log[c].hash)
-				violation(s, "(c) shard %d: node %d and primary %u differ at seq %" PRIu64 " (epoch %" PRIu64 ")",
-					  k, j, m.primary, c, m.epoch);
+				violation(
+				        s,
+				        "(c) shard %d: node %d and primary %u differ at seq %" PRIu64
+				        " (epoch %" PRIu64 ")",
+				        k, j, m.primary, c, m.epoch);
 		}
 	}
 }
@@ -426,7 +449,11 @@ static void standby_hello(sim *s, int id, int k)
 {
 	nshard *h = &s->n[id].sh[k];
 	h->last_hello_ms = s->now;
-	send(s, (msg){.kind = M_HELLO, .from = id, .to = (int)h->following, .shard = k, .seq = h->last});
+	send(s, (msg){.kind = M_HELLO,
+	              .from = id,
+	              .to = (int)h->following,
+	              .shard = k,
+	              .seq = h->last});
 }
 
 static void on_hello(sim *s, const msg *m)
@@ -436,7 +463,11 @@ static void on_hello(sim *s, const msg *m)
 		return;
 	if (m->seq > h->durable) {
 		/* Its tail is not ours (an older term's): it cannot continue. */
-		send(s, (msg){.kind = M_DIVERGED, .from = m->to, .to = m->from, .shard = m->shard, .epoch = h->epoch});
+		send(s, (msg){.kind = M_DIVERGED,
+		              .from = m->to,
+		              .to = m->from,
+		              .shard = m->shard,
+		              .epoch = h->epoch});
 		return;
 	}
 	speer *p = &h->peers[m->from];
@@ -467,7 +498,8 @@ static void on_append(sim *s, const msg *m)
 	}
 	for (int i = 0; i < m->n; i++)
 		append(h, m->e[i].epoch, m->e[i].payload);
-	cr_assert_eq(h->log[h->last].hash, m->n ? m->e[m->n - 1].hash : m->prev_hash, "chain arithmetic");
+	cr_assert_eq(h->log[h->last].hash, m->n ? m->e[m->n - 1].hash : m->prev_hash,
+	             "chain arithmetic");
 	h->verified = 1;
 	h->verified_epoch = m->epoch;
 	h->last_append_ms = s->now;
@@ -569,11 +601,16 @@ static void node_shard_tick(sim *s, int id, int k)
 			h->verified = 0;
 		if (!h->verified && s->now - h->last_hello_ms >= HELLO_MS)
 			standby_hello(s, id, k);
-		if (h->verified && (h->durable > h->acked_sent || s->now - h->last_ack_sent_ms >= HEARTBEAT_MS)) {
+		if (h->verified &&
+		    (h->durable > h->acked_sent || s->now - h->last_ack_sent_ms >= HEARTBEAT_MS)) {
 			h->acked_sent = h->durable;
 			h->last_ack_sent_ms = s->now;
-			send(s, (msg){.kind = M_ACK, .from = id, .to = (int)h->following, .shard = k,
-				      .epoch = h->verified_epoch, .seq = h->durable});
+			send(s, (msg){.kind = M_ACK,
+			              .from = id,
+			              .to = (int)h->following,
+			              .shard = k,
+			              .epoch = h->verified_epoch,
+			              .seq = h->durable});
 		}
 	}
 }
@@ -607,7 +644,8 @@ static void build_view(sim *s, int id, int k, role_view *v)
 		if (j == id || (!p->known && !role_map_in_sync(&h->map, (uint32_t)j)))
 			continue;
 		role_peer *r = &v->peers[v->peer_count++];
-		uint64_t from = p->acked_any && p->last_ack_ms > p->since_ms ? p->last_ack_ms : p->since_ms;
+		uint64_t from =
+		        p->acked_any && p->last_ack_ms > p->since_ms ? p->last_ack_ms : p->since_ms;
 		r->node = (uint32_t)j;
 		r->silent_ms = s->now - from;
 		r->connected = p->acked_any && r->silent_ms <= ACK_TIMEOUT_MS;
@@ -650,7 +688,8 @@ static void become_primary(sim *s, int id, int k, uint64_t epoch, uint64_t start
 	h->writes_stopped = 0;
 	h->hold = 0;
 	reset_peers(s, h);
-	trace(s, "node %d shard %d: primary of epoch %" PRIu64 " from seq %" PRIu64, id, k, epoch, start_seq);
+	trace(s, "node %d shard %d: primary of epoch %" PRIu64 " from seq %" PRIu64, id, k, epoch,
+	      start_seq);
 }
 
 static void stop_receiver(nshard *h)
@@ -684,8 +723,8 @@ static int execute(sim *s, int id, int k, const role_action *a)
 		return 1;
 	case ROLE_ACT_FENCE:
 		h->local = ROLE_FENCED;
-		trace(s, "node %d shard %d: fenced (epoch %" PRIu64 ", released %" PRIu64 ")", id, k, h->epoch,
-		      h->released);
+		trace(s, "node %d shard %d: fenced (epoch %" PRIu64 ", released %" PRIu64 ")", id,
+		      k, h->epoch, h->released);
 		return 1;
 	case ROLE_ACT_REJOIN:
 		h->durable = h->last; /* a clean close syncs */
@@ -721,7 +760,8 @@ static int execute(sim *s, int id, int k, const role_action *a)
 		h->epoch = log_epoch(h);
 		h->diverged = 0;
 		h->verified = 0;
-		trace(s, "node %d shard %d: rebuilt from %u up to %" PRIu64, id, k, h->map.primary, h->last);
+		trace(s, "node %d shard %d: rebuilt from %u up to %" PRIu64, id, k, h->map.primary,
+		      h->last);
 		standby_hello(s, id, k);
 		return 0;
 	}
@@ -784,8 +824,9 @@ static void control(sim *s, int id, int k)
 		build_view(s, id, k, &v);
 		role_decide(&v, &a);
 		if (a.act != ROLE_ACT_NONE && a.act != ROLE_ACT_HOLD_WRITES)
-			trace(s, "node %d shard %d %s e%" PRIu64 " last %" PRIu64 ": %s %u (%s)", id, k,
-			      role_local_name(h->local), h->epoch, h->last, role_act_name(a.act), a.peer, a.why);
+			trace(s, "node %d shard %d %s e%" PRIu64 " last %" PRIu64 ": %s %u (%s)",
+			      id, k, role_local_name(h->local), h->epoch, h->last,
+			      role_act_name(a.act), a.peer, a.why);
 		executed[a.act]++;
 		if (!execute(s, id, k, &a))
 			return;
@@ -863,7 +904,8 @@ static void faults(sim *s)
 		trace(s, "etcd quorum %s", s->quorum ? "BACK" : "LOST");
 		if (s->quorum)
 			for (int j = 1; j <= s->nodes; j++)
-				s->key_expiry[j] = s->now + TTL_MS; /* a new leader renews every lease */
+				s->key_expiry[j] =
+				        s->now + TTL_MS; /* a new leader renews every lease */
 	}
 	if (chance(s, 400))
 		operator_handoff(s);
@@ -943,9 +985,12 @@ static void sim_free(sim *s)
 
 static void print_failure(const sim *s)
 {
-	fprintf(stderr, "role_sim: seed %" PRIu64 " (replay: BO_SIM_SEED=%" PRIu64 "): %d nodes, %d shards, "
-			"min_in_sync %u, loss %d%%, delay <= %d ms\n",
-		s->seed, s->seed, s->nodes, s->shards, s->min_in_sync, s->loss_pct, s->delay_max_ms);
+	fprintf(stderr,
+	        "role_sim: seed %" PRIu64 " (replay: BO_SIM_SEED=%" PRIu64
+	        "): %d nodes, %d shards, "
+	        "min_in_sync %u, loss %d%%, delay <= %d ms\n",
+	        s->seed, s->seed, s->nodes, s->shards, s->min_in_sync, s->loss_pct,
+	        s->delay_max_ms);
 	uint64_t first = s->trace_count > TRACE_LINES ? s->trace_count - TRACE_LINES : 0;
 	for (uint64_t i = first; i < s->trace_count; i++)
 		fprintf(stderr, "  %s\n", s->trace[i % TRACE_LINES]);
@@ -989,8 +1034,10 @@ static int run(uint64_t seed, uint64_t *acks)
 			if (live)
 				break;
 			if (s->now >= heal_at + HEAL_LIMIT_MS)
-				violation(s, "(e) no acknowledgement on every shard %d ms after the faults healed",
-					  HEAL_LIMIT_MS);
+				violation(
+				        s,
+				        "(e) no acknowledgement on every shard %d ms after the faults healed",
+				        HEAL_LIMIT_MS);
 		}
 	}
 	int ok = !s->failure[0];
@@ -1029,9 +1076,11 @@ Test(role_sim, invariants_hold_over_seeds, .timeout = 3600)
 			failed = i;
 	cr_assert_eq(failed, 0, "seed %" PRIu64 " broke an invariant (trace above)", failed);
 	cr_log_info("%" PRIu64 " seeds, %" PRIu64 " acknowledged commands", seeds, acks);
-	fprintf(stderr, "role_sim: %" PRIu64 " seeds, %" PRIu64 " acknowledged commands, %" PRIu64
-			" map changes, %" PRIu64 " late acknowledgements by an old primary, %" PRIu64 " cuts; decisions:",
-		seeds, acks, map_changes, late_acks, cuts);
+	fprintf(stderr,
+	        "role_sim: %" PRIu64 " seeds, %" PRIu64 " acknowledged commands, %" PRIu64
+	        " map changes, %" PRIu64 " late acknowledgements by an old primary, %" PRIu64
+	        " cuts; decisions:",
+	        seeds, acks, map_changes, late_acks, cuts);
 	for (int a = 1; a < ROLE_ACT_COUNT; a++)
 		fprintf(stderr, " %s %" PRIu64, role_act_name((role_act)a), executed[a]);
 	fprintf(stderr, "\n");

@@ -24,13 +24,20 @@
 
 Test(role_map, round_trip)
 {
-	role_map m = {.present = 1, .epoch = 7, .primary = 2, .in_sync = {2, 3, 65535}, .in_sync_count = 3,
-		      .start_seq = 18446744073709551615ull, .handoff = 3};
+	role_map m = {.present = 1,
+	              .epoch = 7,
+	              .primary = 2,
+	              .in_sync = {2, 3, 65535},
+	              .in_sync_count = 3,
+	              .start_seq = 18446744073709551615ull,
+	              .handoff = 3};
 	char buf[ROLE_MAP_JSON_MAX];
 	int n = role_map_encode(&m, buf, sizeof buf);
 	cr_assert_gt(n, 0);
-	cr_assert_str_eq(buf, "{\"epoch\":7,\"primary\":2,\"in_sync\":[2,3,65535],\"start_seq\":18446744073709551615,"
-			      "\"handoff\":3}");
+	cr_assert_str_eq(
+	        buf,
+	        "{\"epoch\":7,\"primary\":2,\"in_sync\":[2,3,65535],\"start_seq\":18446744073709551615,"
+	        "\"handoff\":3}");
 	role_map back;
 	char err[128] = "";
 	cr_assert_eq(role_map_decode(buf, (size_t)n, &back, err, sizeof err), 0, "%s", err);
@@ -46,11 +53,14 @@ Test(role_map, round_trip)
 	m.in_sync_count = 1;
 	m.in_sync[0] = 2;
 	n = role_map_encode(&m, buf, sizeof buf);
-	cr_assert_str_eq(buf, "{\"epoch\":7,\"primary\":2,\"in_sync\":[2],\"start_seq\":18446744073709551615}",
-			 "handoff 0 is left out");
+	cr_assert_str_eq(
+	        buf,
+	        "{\"epoch\":7,\"primary\":2,\"in_sync\":[2],\"start_seq\":18446744073709551615}",
+	        "handoff 0 is left out");
 	cr_assert_eq(role_map_encode(&m, buf, (size_t)n), -ENOSPC, "no room for the NUL");
 	/* Whitespace between tokens, another key order and handoff 0 are fine. */
-	const char *spaced = " {\n\"start_seq\" : 5 ,\"in_sync\":[ 4 , 1 ],\t\"primary\":1,\"epoch\":3,\"handoff\":0}\r\n";
+	const char *spaced =
+	        " {\n\"start_seq\" : 5 ,\"in_sync\":[ 4 , 1 ],\t\"primary\":1,\"epoch\":3,\"handoff\":0}\r\n";
 	cr_assert_eq(role_map_decode(spaced, strlen(spaced), &back, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(back.start_seq, 5);
 	cr_assert_eq(back.in_sync[0], 4);
@@ -60,43 +70,49 @@ Test(role_map, round_trip)
 Test(role_map, refuses_malformed)
 {
 	static const char *const bad[] = {
-		"",
-		"[]",
-		"{}",
-		"null",
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1]}",                               /* no start_seq */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1,\"x\":1}",        /* unknown key */
-		"{\"epoch\":1,\"epoch\":2,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",    /* repeated */
-		"{\"epoch\":0,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",                /* epoch 0 */
-		"{\"epoch\":-1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",               /* sign */
-		"{\"epoch\":1.0,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",              /* fraction */
-		"{\"epoch\":1e3,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",              /* exponent */
-		"{\"epoch\":01,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",               /* leading 0 */
-		"{\"epoch\":18446744073709551616,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}", /* overflow */
-		"{\"epoch\":\"1\",\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",            /* string */
-		"{\"epoch\":1,\"primary\":0,\"in_sync\":[1],\"start_seq\":1}",                /* id 0 */
-		"{\"epoch\":1,\"primary\":65536,\"in_sync\":[65536],\"start_seq\":1}",        /* id too big */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[2],\"start_seq\":1}",                /* primary outside */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1,1],\"start_seq\":1}",              /* duplicate */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[],\"start_seq\":1}",                 /* empty */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1,2,3,4,5,6,7,8,9],\"start_seq\":1}", /* too many */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1,],\"start_seq\":1}",               /* trailing , */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":1,\"start_seq\":1}",                  /* not array */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":0}",                /* start 0 */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1,\"handoff\":70000}",
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}x",               /* trailing */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1",                 /* unclosed */
-		"{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1,}",               /* trailing , */
-		"{\"ep\\u006fch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",          /* escaped key */
-		"{\"epoch\" 1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",                /* no colon */
+	        "",
+	        "[]",
+	        "{}",
+	        "null",
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1]}", /* no start_seq */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1,\"x\":1}", /* unknown
+	                                                                                  key */
+	        "{\"epoch\":1,\"epoch\":2,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}", /* repeated
+	                                                                                    */
+	        "{\"epoch\":0,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",   /* epoch 0 */
+	        "{\"epoch\":-1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",  /* sign */
+	        "{\"epoch\":1.0,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}", /* fraction */
+	        "{\"epoch\":1e3,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}", /* exponent */
+	        "{\"epoch\":01,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",  /* leading 0 */
+	        "{\"epoch\":18446744073709551616,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}", /* overflow */
+	        "{\"epoch\":\"1\",\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",     /* string */
+	        "{\"epoch\":1,\"primary\":0,\"in_sync\":[1],\"start_seq\":1}",         /* id 0 */
+	        "{\"epoch\":1,\"primary\":65536,\"in_sync\":[65536],\"start_seq\":1}", /* id too big
+	                                                                                */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[2],\"start_seq\":1}", /* primary outside */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1,1],\"start_seq\":1}", /* duplicate */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[],\"start_seq\":1}",    /* empty */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1,2,3,4,5,6,7,8,9],\"start_seq\":1}", /* too
+	                                                                                          many
+	                                                                                        */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1,],\"start_seq\":1}", /* trailing , */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":1,\"start_seq\":1}",    /* not array */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":0}",  /* start 0 */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1,\"handoff\":70000}",
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}x", /* trailing */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1",   /* unclosed */
+	        "{\"epoch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1,}", /* trailing , */
+	        "{\"ep\\u006fch\":1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}", /* escaped key
+	                                                                              */
+	        "{\"epoch\" 1,\"primary\":1,\"in_sync\":[1],\"start_seq\":1}",       /* no colon */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		role_map out;
 		memset(&out, 0xa5, sizeof out);
 		role_map before = out;
 		char err[128] = "";
-		cr_assert_eq(role_map_decode(bad[i], strlen(bad[i]), &out, err, sizeof err), -EPROTO,
-			     "accepted: %s", bad[i]);
+		cr_assert_eq(role_map_decode(bad[i], strlen(bad[i]), &out, err, sizeof err),
+		             -EPROTO, "accepted: %s", bad[i]);
 		cr_assert_neq(err[0], '\0', "no message for: %s", bad[i]);
 		cr_assert_eq(memcmp(&out, &before, sizeof out), 0, "*out written for: %s", bad[i]);
 	}
@@ -112,8 +128,8 @@ Test(role_map, refuses_malformed)
 
 /* A view of node `self` with a fresh map {epoch, primary, in_sync} and the
  * given live nodes. */
-static role_view view_of(uint32_t self, role_local local, uint64_t epoch, uint32_t primary, const uint32_t *members,
-			 uint32_t n)
+static role_view view_of(uint32_t self, role_local local, uint64_t epoch, uint32_t primary,
+                         const uint32_t *members, uint32_t n)
 {
 	role_view v;
 	memset(&v, 0, sizeof v);
@@ -141,7 +157,8 @@ static role_view view_of(uint32_t self, role_local local, uint64_t epoch, uint32
 	return v;
 }
 
-static void add_peer(role_view *v, uint32_t node, uint64_t acked, uint64_t silent_ms, int gated, uint64_t gate_seq)
+static void add_peer(role_view *v, uint32_t node, uint64_t acked, uint64_t silent_ms, int gated,
+                     uint64_t gate_seq)
 {
 	role_peer *p = &v->peers[v->peer_count++];
 	p->node = node;

@@ -232,9 +232,12 @@ static boc_client *client_open(const tnode *n)
 	boc_options_default(&opt);
 	opt.timeout_ms = 1000;
 	opt.linger_us = 0;
-	opt.no_retry = 1;
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	ro.no_retry = 1;
 	boc_client *c;
-	cr_assert_eq(boc_open(n->client_url, &opt, &c), 0);
+	const char *urls[] = {n->client_url};
+	cr_assert_eq(boc_open_servers(urls, 1, &opt, &ro, &c), 0);
 	return c;
 }
 
@@ -246,11 +249,12 @@ static boc_client *cluster_client_open(void)
 	boc_options_default(&opt);
 	opt.timeout_ms = 1000;
 	opt.linger_us = 0;
-	opt.retry_max = 8;
-	char urls[160];
-	snprintf(urls, sizeof(urls), "%s,%s", nodes[0].client_url, nodes[1].client_url);
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	ro.retry_max = 8;
+	const char *urls[] = {nodes[0].client_url, nodes[1].client_url};
 	boc_client *c;
-	cr_assert_eq(boc_open(urls, &opt, &c), 0);
+	cr_assert_eq(boc_open_servers(urls, 2, &opt, &ro, &c), 0);
 	return c;
 }
 
@@ -600,9 +604,12 @@ static int hold_at(const tnode *n, uint64_t client, uint64_t event, uint32_t sea
 	boc_options_default(&opt);
 	opt.timeout_ms = 5000;
 	opt.linger_us = 0;
-	opt.no_retry = 1;
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	ro.no_retry = 1;
+	const char *urls[] = {n->client_url};
 	boc_client *c;
-	cr_assert_eq(boc_open(n->client_url, &opt, &c), 0);
+	cr_assert_eq(boc_open_servers(urls, 1, &opt, &ro, &c), 0);
 	bo_cmd cmd;
 	boc_hold_seats(&cmd, client, 1, event, &seat, 1, 600000);
 	bo_result res;

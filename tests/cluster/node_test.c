@@ -64,6 +64,8 @@ typedef struct tnode {
 	char repl_url[64];
 	pid_t pid;
 	int run; /* starts so far: each run logs to server-RUN.log */
+	const char *extra; /* one more option for every run (NULL: none) */
+	const char *extra_val;
 } tnode;
 
 static tetcd tetcd_c;
@@ -86,7 +88,7 @@ static void node_start(tnode *n)
 			      "--no-pg",      "--status-every", "0",	   "--listen",	   n->client_url,
 			      "--etcd",	      tetcd_c.endpoints, "--node-id", id,		   "--repl",
 			      n->repl_url,    "--lease-ms", lease,	   "--throttle-rate", "0",
-			      NULL};
+			      n->extra,	      n->extra_val, NULL};
 	snprintf(n->log, sizeof(n->log), "%s/server-%d.log", n->dir, ++n->run);
 	int rc = tproc_spawn(argv, n->log, &n->pid);
 	cr_assert_eq(rc, 0, "cannot start node %d: %s", n->id, strerror(-rc));
@@ -744,4 +746,65 @@ Test(node, paused_primary_steps_down)
 		cr_assert_eq(hold_at(&nodes[1], 700000 + i, 1 + i % EVENTS, i), BO_OK, "hold %u of epoch 1 lost", i);
 		cr_assert_eq(hold_at(&nodes[1], 800000 + i, 1 + i % EVENTS, 100 + i), BO_OK);
 	}
+}
+
+/* --min-in-sync 2: with the standby dead the primary acknowledges nothing
+ * (the held write is not lost, not answered ok); once the standby is back
+ * and in sync, the held write and new ones are acknowledged. */
+Test(node, min_in_sync_two)
+{
+	for (int i = 0; i < 2; i++) {
+		nodes[i].extra = "--min-in-sync";
+		nodes[i].extra_val = "2";
+	}
+	node_start(&nodes[0]);
+	node_start(&nodes[1]);
+	want w12 = {.primary = 1, .in_sync_also = 2};
+	if (wait_status(&nodes[0], 30000, pred_roles, &w12, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 primary with node 2 in sync: not reached");
+	}
+	boc_client *c1 = client_open(&nodes[0]);
+	create_events(c1);
+	boc_close(c1);
+	cr_assert_eq(hold_at(&nodes[0], 910000, 1, 1), BO_OK);
+	int st;
+	cr_assert_eq(tproc_signal_wait(nodes[1].pid, SIGKILL, 5000, &st, NULL), 0);
+	nodes[1].pid = 0;
+	/* Not acknowledged while the standby is away (busy, or no answer). */
+	boc_options opt;
+	boc_options_default(&opt);
+	opt.timeout_ms = 3000;
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	ro.no_retry = 1;
+	const char *urls[] = {nodes[0].client_url};
+	boc_client *c;
+	cr_assert_eq(boc_open_servers(urls, 1, &opt, &ro, &c), 0);
+	bo_cmd cmd;
+	uint32_t seat = 2;
+	boc_hold_seats(&cmd, 910001, 1, 1, &seat, 1, 600000);
+	bo_result res;
+	int rc = boc_call(c, &cmd, &res, NULL, 0);
+	cr_assert(rc != 0 || res.status != BO_OK, "acknowledged with the only standby dead and --min-in-sync 2");
+	boc_close(c);
+	want still = {.primary = 1, .in_sync_also = 2};
+	wire_cluster_status cs;
+	cr_assert_eq(cluster_status(&nodes[0], &cs), 0);
+	cr_assert(pred_roles(&cs, &still), "the dead standby was dropped despite --min-in-sync 2");
+	node_start(&nodes[1]);
+	/* Back: the same request is acknowledged (busy until the standby
+	 * acknowledges again), and new ones. */
+	int status = -1;
+	int64_t until = bo_clock_ms() + 20000;
+	while (status != BO_OK && bo_clock_ms() < until) {
+		status = hold_at(&nodes[0], 910001, 1, 2);
+		cr_assert(status == BO_OK || status == BO_BUSY, "held hold: %s", boc_status_name(status));
+		if (status != BO_OK) {
+			struct timespec ts = {0, 50 * 1000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	cr_assert_eq(status, BO_OK, "the held hold after the standby came back");
+	cr_assert_eq(hold_at(&nodes[0], 910002, 1, 3), BO_OK);
 }

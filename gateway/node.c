@@ -586,6 +586,52 @@ static void view_build(gw_node *n, uint32_t k, role_view *v)
 
 /* ---- Executing an action ------------------------------------------------------ */
 
+/* The primary's actions about one standby (role.h's order). Returns as
+ * act(). */
+static int act_peer(gw_node *n, uint32_t k, const role_action *a)
+{
+	node_shard *sh = &n->sh[k];
+	shard *s = n->gw->shards[k];
+	switch (a->act) {
+	case ROLE_ACT_DROP_STANDBY:
+		if (map_cas(n, k, &a->new_map) != 1)
+			return 0;
+		gw_repl_gate(n->repl, k, a->peer, 0);
+		bo_log(BO_LOG_WARN, "msg=\"standby dropped from in_sync\" shard=%u epoch=%" PRIu64 " standby=%u node=%u why=\"%s\"",
+		       k, a->new_map.epoch, a->peer, n->cfg.node_id, a->why);
+		return 1;
+	case ROLE_ACT_HOLD_WRITES:
+		if (!sh->writes_held)
+			bo_log(BO_LOG_WARN, "msg=\"writes held: --min-in-sync not met\" shard=%u standby=%u why=\"%s\"", k,
+			       a->peer, a->why);
+		if (!sh->writes_held)
+			set_held(n, k, 1);
+		return 0;
+	case ROLE_ACT_GATE_PEER:
+		gw_repl_gate(n->repl, k, a->peer, 1);
+		{
+			uint64_t last, cs;
+			shard_last_record(s, &last, &cs);
+			gate_seq_set(sh, a->peer, last);
+		}
+		bo_log(BO_LOG_INFO, "msg=\"standby gated\" shard=%u standby=%u gate_seq=%" PRIu64, k, a->peer,
+		       gate_seq_of(sh, a->peer));
+		return 1;
+	case ROLE_ACT_UNGATE_PEER:
+		gw_repl_gate(n->repl, k, a->peer, 0);
+		bo_log(BO_LOG_INFO, "msg=\"standby ungated\" shard=%u standby=%u why=\"%s\"", k, a->peer, a->why);
+		return 1;
+	case ROLE_ACT_ADD_STANDBY:
+		if (map_cas(n, k, &a->new_map) != 1)
+			return 0;
+		bo_log(BO_LOG_INFO, "msg=\"standby in sync\" shard=%u epoch=%" PRIu64 " standby=%u node=%u", k,
+		       a->new_map.epoch, a->peer, n->cfg.node_id);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Executes a (role.h's order). Returns 1 when the caller may ask again at
  * once, 0 when the shard waits for the next turn (nothing to do, a lost
  * CAS, an error). */
@@ -658,39 +704,11 @@ static int act(gw_node *n, uint32_t k, const role_view *v, const role_action *a)
 		sh->rebuild_logged = 1;
 		return 0;
 	case ROLE_ACT_DROP_STANDBY:
-		if (map_cas(n, k, &a->new_map) != 1)
-			return 0;
-		gw_repl_gate(n->repl, k, a->peer, 0);
-		bo_log(BO_LOG_WARN, "msg=\"standby dropped from in_sync\" shard=%u epoch=%" PRIu64 " standby=%u node=%u why=\"%s\"",
-		       k, a->new_map.epoch, a->peer, n->cfg.node_id, a->why);
-		return 1;
 	case ROLE_ACT_HOLD_WRITES:
-		if (!sh->writes_held)
-			bo_log(BO_LOG_WARN, "msg=\"writes held: --min-in-sync not met\" shard=%u standby=%u why=\"%s\"", k,
-			       a->peer, a->why);
-		if (!sh->writes_held)
-			set_held(n, k, 1);
-		return 0;
 	case ROLE_ACT_GATE_PEER:
-		gw_repl_gate(n->repl, k, a->peer, 1);
-		{
-			uint64_t last, cs;
-			shard_last_record(s, &last, &cs);
-			gate_seq_set(sh, a->peer, last);
-		}
-		bo_log(BO_LOG_INFO, "msg=\"standby gated\" shard=%u standby=%u gate_seq=%" PRIu64, k, a->peer,
-		       gate_seq_of(sh, a->peer));
-		return 1;
 	case ROLE_ACT_UNGATE_PEER:
-		gw_repl_gate(n->repl, k, a->peer, 0);
-		bo_log(BO_LOG_INFO, "msg=\"standby ungated\" shard=%u standby=%u why=\"%s\"", k, a->peer, a->why);
-		return 1;
 	case ROLE_ACT_ADD_STANDBY:
-		if (map_cas(n, k, &a->new_map) != 1)
-			return 0;
-		bo_log(BO_LOG_INFO, "msg=\"standby in sync\" shard=%u epoch=%" PRIu64 " standby=%u node=%u", k,
-		       a->new_map.epoch, a->peer, n->cfg.node_id);
-		return 1;
+		return act_peer(n, k, a);
 	case ROLE_ACT_STOP_WRITES:
 		pthread_rwlock_wrlock(&gw->shard_rw[k]);
 		sh->writes_stopped = 1;

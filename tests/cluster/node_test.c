@@ -227,12 +227,14 @@ static int pred_roles(const wire_cluster_status *st, void *ctx)
 
 /* ---- Commands --------------------------------------------------------------- */
 
-/* A client of node n alone that returns not_primary as it came. */
+/* A client of node n alone that returns not_primary as it came. Its
+ * timeout is generous: these calls check answers, not latency (a loaded
+ * 2-core machine, a sanitizer build, two fsyncs per write). */
 static boc_client *client_open(const tnode *n)
 {
 	boc_options opt;
 	boc_options_default(&opt);
-	opt.timeout_ms = 1000;
+	opt.timeout_ms = 5000;
 	opt.linger_us = 0;
 	boc_retry_options ro;
 	boc_retry_options_default(&ro);

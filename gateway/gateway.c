@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "throttle.h"
 #include "frame.h"
+#include "node.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -70,6 +71,7 @@ void gw_config_default(gw_config *cfg)
 	cfg->version = "unknown";
 	cfg->throttle_rate = GW_THROTTLE_RATE_DEFAULT; /* the reasoning: throttle.h */
 	cfg->throttle_burst = GW_THROTTLE_BURST_DEFAULT;
+	gw_node_config_default(&cfg->node);
 }
 
 static void busy_result(const bo_cmd *cmd, bo_result *r)
@@ -80,6 +82,14 @@ static void busy_result(const bo_cmd *cmd, bo_result *r)
 	r->client_id = cmd->client_id;
 	r->request_id = cmd->request_id;
 	r->event_id = cmd->event_id;
+}
+
+/* A command of a shard this node is not the primary of (cluster mode):
+ * not submitted; the reply names the primary (slot_complete). */
+static void not_primary_result(const bo_cmd *cmd, bo_result *r)
+{
+	busy_result(cmd, r);
+	r->status = BO_NOT_PRIMARY;
 }
 
 /* Takes a token of c's event (throttle.h); when refused, answers c
@@ -145,7 +155,19 @@ static void slot_complete(gw_slot *sl)
 	}
 	gw_count_results(sl->gw, sl->res, sl->errs, sl->cmds, sl->count);
 	sl->reply.size = 0;
-	if (wire_encode_replies(sl->res, sl->errs, sl->count, sl->is_array, &sl->reply) != 0) {
+	int rc;
+	if (sl->gw->node && sl->primary) {
+		/* Cluster: a not_primary result names the primary the map
+		 * cache knows, so the client retries there. */
+		for (uint32_t i = 0; i < sl->count; i++)
+			if (sl->res[i].status == BO_NOT_PRIMARY)
+				gw_node_primary(sl->gw->node, shard_for_event(sl->cmds[i].event_id, sl->gw->cfg.shards),
+						&sl->primary[i]);
+		rc = wire_encode_replies_primary(sl->res, sl->errs, sl->primary, sl->count, sl->is_array, &sl->reply);
+	} else {
+		rc = wire_encode_replies(sl->res, sl->errs, sl->count, sl->is_array, &sl->reply);
+	}
+	if (rc != 0) {
 		/* A result without an encoding is an engine/codec bug; say so
 		 * to the client rather than leaving it waiting. */
 		bo_log(BO_LOG_ERROR, "msg=\"reply could not be encoded\" commands=%u", sl->count);
@@ -173,7 +195,19 @@ void gw_slot_submit(gw_slot *sl)
 		 * durable (and applied) as they arrive. */
 		const bo_cmd *c = &sl->cmds[i];
 		if (sl->errs[i].status == BO_OK && (c->op == BO_OP_QUERY_AVAIL || c->op == BO_OP_QUERY_SEATS)) {
-			view_query(gw->views[shard_for_event(c->event_id, gw->cfg.shards)], c, &sl->res[i]);
+			uint32_t k = shard_for_event(c->event_id, gw->cfg.shards);
+			if (gw->node) {
+				/* Cluster: only the primary's read model is
+				 * current (a standby's is rebuilt on promotion). */
+				pthread_rwlock_rdlock(&gw->shard_rw[k]);
+				if (gw_node_serving(gw->node, k) != 0)
+					view_query(gw->views[k], c, &sl->res[i]);
+				else
+					not_primary_result(c, &sl->res[i]);
+				pthread_rwlock_unlock(&gw->shard_rw[k]);
+			} else {
+				view_query(gw->views[k], c, &sl->res[i]);
+			}
 			reads++;
 		} else if (throttle && sl->errs[i].status == BO_OK && bo_op_mutates(c->op) &&
 			   throttle_refused(gw, c, &sl->res[i], now_ns)) {
@@ -198,7 +232,18 @@ void gw_slot_submit(gw_slot *sl)
 		}
 		if (n == 0)
 			continue;
-		int rc = draining || shard_failed(gw->shards[k]) ? -EBUSY : 0;
+		int rc = draining ? -EBUSY : 0;
+		if (gw->node)
+			pthread_rwlock_rdlock(&gw->shard_rw[k]); /* the node swaps roles and shards under it */
+		int serving = gw->node && rc == 0 ? gw_node_serving(gw->node, k) : 1;
+		if (serving == 0) {
+			pthread_rwlock_unlock(&gw->shard_rw[k]);
+			for (uint32_t j = 0; j < n; j++)
+				not_primary_result(&sl->scratch[j], &sl->res[(uint32_t)sl->tags[j]]);
+			continue;
+		}
+		if (rc == 0 && (serving < 0 || shard_failed(gw->shards[k])))
+			rc = -EBUSY;
 		if (rc == 0) {
 			/* Count before submitting: a result may come back before
 			 * shard_submit returns. */
@@ -207,6 +252,8 @@ void gw_slot_submit(gw_slot *sl)
 			if (rc != 0)
 				atomic_fetch_sub_explicit(&sl->pending, n, memory_order_relaxed);
 		}
+		if (gw->node)
+			pthread_rwlock_unlock(&gw->shard_rw[k]);
 		if (rc != 0) {
 			atomic_fetch_add_explicit(&gw->busy, n, memory_order_relaxed);
 			for (uint32_t j = 0; j < n; j++)
@@ -220,6 +267,7 @@ void gw_slot_submit(gw_slot *sl)
 
 static void send_server_status(gw_slot *sl);
 static void send_event_state(gw_slot *sl, uint64_t event_id);
+static void send_cluster_admin(gw_slot *sl, int admin, const wire_admin_args *args);
 
 /* The shared token (schemas/protocol.md section 17): the length of the
  * message's auth prefix (0: none) when the message may go on, or -1 after
@@ -259,13 +307,13 @@ void gw_slot_receive(gw_slot *sl, const uint8_t *body, size_t len)
 {
 	gw_server *gw = sl->gw;
 	wire_msg wm;
-	uint64_t event_id = 0;
+	wire_admin_args args;
 	int skip = slot_auth(sl, body, len);
 	if (skip < 0)
 		return;
 	body += skip; /* the request as it is without a token */
 	len -= (size_t)skip;
-	int admin = wire_decode_admin(body, len, &event_id, &wm);
+	int admin = wire_decode_admin_args(body, len, &args, &wm);
 	if (admin != WIRE_ADMIN_NONE) {
 		if (admin < 0) {
 			atomic_fetch_add_explicit(&gw->invalid_msgs, 1, memory_order_relaxed);
@@ -273,7 +321,11 @@ void gw_slot_receive(gw_slot *sl, const uint8_t *body, size_t len)
 			return;
 		}
 		if (admin == WIRE_ADMIN_EVENT_STATE) {
-			send_event_state(sl, event_id);
+			send_event_state(sl, args.event_id);
+			return;
+		}
+		if (admin == WIRE_ADMIN_CLUSTER_STATUS || admin == WIRE_ADMIN_SWITCHOVER) {
+			send_cluster_admin(sl, admin, &args);
 			return;
 		}
 		assert(admin == WIRE_ADMIN_SERVER_STATUS);
@@ -397,7 +449,8 @@ static void *out_main(void *arg)
 		assert(more == 0 || more_first == first + held);
 		uint32_t polled = held + more;
 		if (polled == 0) {
-			if (atomic_load_explicit(&gw->out_stop, memory_order_relaxed))
+			if (atomic_load_explicit(&gw->out_stop, memory_order_relaxed) ||
+			    atomic_load_explicit(&gw->out_stop_k[oa->shard], memory_order_relaxed))
 				break;
 			ring_wait(out, 10 * 1000000);
 			continue;
@@ -475,7 +528,26 @@ static void send_event_state(gw_slot *sl, uint64_t event_id)
 		return;
 	}
 	bo_event_image im;
-	int rc = view_image(gw->views[shard_for_event(event_id, gw->cfg.shards)], event_id, &im);
+	uint32_t k = shard_for_event(event_id, gw->cfg.shards);
+	int rc;
+	if (gw->node) {
+		pthread_rwlock_rdlock(&gw->shard_rw[k]);
+		int serving = gw_node_serving(gw->node, k) != 0;
+		rc = serving ? view_image(gw->views[k], event_id, &im) : 0;
+		pthread_rwlock_unlock(&gw->shard_rw[k]);
+		if (!serving) {
+			wire_primary p;
+			gw_node_primary(gw->node, k, &p);
+			sl->reply.size = 0;
+			if (wire_encode_not_primary(&p, "this server is not the primary of the event's shard", &sl->reply) == 0)
+				slot_send(sl);
+			else
+				send_error(sl, BO_BUSY, "out of memory, retry later");
+			return;
+		}
+	} else {
+		rc = view_image(gw->views[k], event_id, &im);
+	}
 	if (rc == -ENOENT) {
 		/* {"status": "not_found", "detail": "no_event", "error": ...}:
 		 * the refusal shape of a command that failed to decode. */
@@ -595,6 +667,61 @@ static void send_server_status(gw_slot *sl)
 	if (rc != 0) {
 		bo_log(BO_LOG_ERROR, "msg=\"server_status reply could not be encoded\" error=%d", rc);
 		send_error(sl, BO_INVALID, "internal error: server_status reply could not be encoded");
+		return;
+	}
+	slot_send(sl);
+}
+
+/* switchover's completion (the node's control thread). */
+static void switchover_done(void *ctx, int status, const char *text)
+{
+	gw_slot *sl = ctx;
+	sl->reply.size = 0;
+	if (status == BO_NOT_PRIMARY) {
+		wire_primary p;
+		uint32_t k = (uint32_t)sl->start_aux;
+		gw_node_primary(sl->gw->node, k, &p);
+		if (wire_encode_not_primary(&p, text, &sl->reply) == 0) {
+			slot_send(sl);
+			return;
+		}
+	} else if (status == BO_OK) {
+		if (wire_encode_ok(&sl->reply) == 0) {
+			slot_send(sl);
+			return;
+		}
+	}
+	send_error(sl, status == BO_NOT_PRIMARY || status == BO_OK ? BO_BUSY : status,
+		   status == BO_OK ? "out of memory, retry later" : text);
+}
+
+/* cluster_status and switchover: a single server answers them invalid (it
+ * is no cluster node). */
+static void send_cluster_admin(gw_slot *sl, int admin, const wire_admin_args *args)
+{
+	gw_server *gw = sl->gw;
+	sl->count = 0;
+	if (atomic_load_explicit(&gw->draining, memory_order_relaxed)) {
+		send_error(sl, BO_BUSY, "server stopping, retry later");
+		return;
+	}
+	if (!gw->node) {
+		send_error(sl, BO_INVALID, "this server is not a cluster node (started without --etcd)");
+		return;
+	}
+	if (admin == WIRE_ADMIN_SWITCHOVER) {
+		sl->start_aux = args->shard;
+		gw_node_switchover(gw->node, args->shard, args->to, switchover_done, sl);
+		return;
+	}
+	pthread_mutex_lock(&gw->status_lock);
+	gw_node_cluster_status(gw->node, &gw->cluster_buf);
+	sl->reply.size = 0;
+	int rc = wire_encode_cluster_status(&gw->cluster_buf, &sl->reply);
+	pthread_mutex_unlock(&gw->status_lock);
+	if (rc != 0) {
+		bo_log(BO_LOG_ERROR, "msg=\"cluster_status reply could not be encoded\" error=%d", rc);
+		send_error(sl, BO_INVALID, "internal error: cluster_status reply could not be encoded");
 		return;
 	}
 	slot_send(sl);
@@ -745,6 +872,8 @@ static int slot_init(gw_server *gw, gw_slot *sl, uint32_t index, uint32_t cap)
 	sl->res = calloc(cap, sizeof(bo_result));
 	sl->scratch = calloc(cap, sizeof(bo_cmd));
 	sl->tags = calloc(cap, sizeof(uint64_t));
+	if (gw->cfg.node.etcd && !(sl->primary = calloc(cap, sizeof(wire_primary))))
+		return -ENOMEM;
 	msgpack_sbuffer_init(&sl->reply);
 	if (!sl->cmds || !sl->errs || !sl->res || !sl->scratch || !sl->tags)
 		return -ENOMEM;
@@ -761,8 +890,27 @@ static void slot_fini(gw_slot *sl)
 	free(sl->res);
 	free(sl->scratch);
 	free(sl->tags);
+	free(sl->primary);
 	msgpack_sbuffer_destroy(&sl->reply);
 	sem_destroy(&sl->done);
+}
+
+int gw_out_start(gw_server *gw, uint32_t k)
+{
+	atomic_store_explicit(&gw->out_stop_k[k], 0, memory_order_relaxed);
+	gw->out_args[k] = (out_arg){.gw = gw, .shard = k};
+	msgpack_sbuffer_init(&gw->out_args[k].scratch);
+	int rc = -pthread_create(&gw->out_threads[k], NULL, out_main, &gw->out_args[k]);
+	if (rc < 0)
+		msgpack_sbuffer_destroy(&gw->out_args[k].scratch);
+	return rc;
+}
+
+void gw_out_stop(gw_server *gw, uint32_t k)
+{
+	atomic_store_explicit(&gw->out_stop_k[k], 1, memory_order_relaxed);
+	pthread_join(gw->out_threads[k], NULL);
+	msgpack_sbuffer_destroy(&gw->out_args[k].scratch);
 }
 
 static void stop_outputs(gw_server *gw)
@@ -792,6 +940,10 @@ static int shards_open(gw_server *gw, char *err, size_t errlen)
 		shard_config sc = cfg->shard;
 		sc.id = k;
 		sc.data_dir = cfg->data_dir;
+		/* Cluster: every copy starts as a standby; the node's control
+		 * thread promotes the ones the shard map gives this node. */
+		if (cfg->node.etcd)
+			sc.standby = 1;
 		if (cfg->committer.dsn)
 			sc.retain_seq = 0; /* keep the journal until the committer applied it */
 		shard_recovery rec;
@@ -830,9 +982,7 @@ static int shards_start(gw_server *gw, char *err, size_t errlen)
 			snprintf(err, errlen, "shard %u: cannot start its thread: %s", k, strerror(-rc));
 			return rc;
 		}
-		gw->out_args[k] = (out_arg){.gw = gw, .shard = k};
-		msgpack_sbuffer_init(&gw->out_args[k].scratch);
-		rc = -pthread_create(&gw->out_threads[k], NULL, out_main, &gw->out_args[k]);
+		rc = gw_out_start(gw, k);
 		if (rc < 0) {
 			snprintf(err, errlen, "shard %u: cannot start its output thread: %s", k, strerror(-rc));
 			return rc;
@@ -962,6 +1112,14 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&gw->local_lock, NULL);
+	pthread_rwlockattr_t rwa;
+	pthread_rwlockattr_init(&rwa);
+	/* The submit path takes it for reading all the time: the node's rare
+	 * writes must not starve. */
+	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	for (uint32_t k = 0; k < GW_SHARDS_MAX; k++)
+		pthread_rwlock_init(&gw->shard_rw[k], &rwa);
+	pthread_rwlockattr_destroy(&rwa);
 	pthread_mutex_init(&gw->status_lock, NULL);
 	pthread_mutex_init(&gw->status_stop_lock, NULL);
 	pthread_mutex_init(&gw->es_lock, NULL);
@@ -986,6 +1144,10 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		rc = slots_alloc(gw, err, errlen);
 	if (rc == 0)
 		rc = socket_open(gw, err, errlen);
+	if (rc == 0 && cfg->node.etcd) {
+		gw_node *node;
+		rc = gw_node_start(gw, &node, err, errlen);
+	}
 	if (rc == 0)
 		rc = listeners_open(gw, err, errlen);
 	if (rc == 0 && cfg->http)
@@ -997,6 +1159,7 @@ int gw_start(const gw_config *cfg, gw_server **out, char *err, size_t errlen)
 		gw_http_stop(gw);
 		if (gw->sock_open)
 			nng_close(gw->sock);
+		gw_node_stop(gw->node);
 		stop_shards(gw);
 		status_thread_stop(gw);
 		committers_stop(gw);
@@ -1033,6 +1196,9 @@ int gw_stop(gw_server *gw, int64_t timeout_ms)
 		}
 		usleep(1000);
 	}
+	/* The node first: its senders follow the shards, its control thread
+	 * may reopen them. */
+	gw_node_stop(gw->node);
 	stop_shards(gw);
 	/* The output threads are joined: nothing more is published. */
 	gw_pub_stop(gw->pub);
@@ -1099,6 +1265,9 @@ void gw_free(gw_server *gw)
 	gw_pub_free(gw->pub);
 	gw_throttle_free(gw->throttle);
 	gw_metrics_fini(gw);
+	gw_node_free(gw->node);
+	for (uint32_t k = 0; k < GW_SHARDS_MAX; k++)
+		pthread_rwlock_destroy(&gw->shard_rw[k]);
 	pthread_mutex_destroy(&gw->es_lock);
 	pthread_mutex_destroy(&gw->local_lock);
 	pthread_mutex_destroy(&gw->status_lock);

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "committer/committer.h"
+#include "gateway/node.h"
 #include "gateway/publish.h"
 #include "protocol/wire.h"
 #include "shard/shard.h"
@@ -91,6 +92,8 @@ typedef struct gw_config {
 	 * without one. Copied by gw_start. */
 	const char *auth_token;
 	size_t auth_token_len;
+	/* Cluster node (gateway/node.h): node.etcd NULL: a single server. */
+	gw_node_config node;
 } gw_config;
 
 typedef struct gw_server gw_server;

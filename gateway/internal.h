@@ -53,6 +53,7 @@ typedef struct gw_slot {
 	uint32_t count;
 	uint8_t is_array;
 	int64_t start_ns; /* bo_clock_ns when the request was received (/metrics) */
+	uint64_t start_aux; /* switchover: the shard asked about */
 	/* Results outstanding + 1 while submitting. Acq_rel: each output
 	 * thread's write of res[i] happens before its decrement, and the
 	 * thread that reaches zero reads every res[] after it. */
@@ -62,6 +63,9 @@ typedef struct gw_slot {
 	bo_result *res;
 	bo_cmd *scratch; /* one shard's commands, contiguous for shard_submit */
 	uint64_t *tags;
+	/* Cluster mode: what each not_primary result's reply names (filled
+	 * at completion from the node's map cache); NULL otherwise. */
+	wire_primary *primary;
 	msgpack_sbuffer reply;
 	sem_t done;
 } gw_slot;
@@ -151,7 +155,27 @@ struct gw_server {
 	atomic_uint_least64_t view_seq[GW_SHARDS_MAX];
 	atomic_int ready;
 	gw_balance balance;
+	/* Cluster mode (gateway/node.h): the node; NULL for a single server.
+	 * shard_rw[k] guards shards[k] and views[k] against the node swapping
+	 * them (write: the node thread, briefly) and the role the submit path
+	 * checks; out_stop_k[k] stops shard k's output thread alone. */
+	struct gw_node *node;
+	wire_cluster_status cluster_buf; /* under status_lock: off every stack */
+	pthread_rwlock_t shard_rw[GW_SHARDS_MAX];
+	atomic_int out_stop_k[GW_SHARDS_MAX];
 };
+
+/* Shard k for a data-plane thread (replication), with shard_rw[k] held for
+ * reading; NULL while the node is reopening it. Always pair with
+ * gw_shard_release (also after NULL). */
+shard *gw_shard_acquire(gw_server *gw, uint32_t k);
+void gw_shard_release(gw_server *gw, uint32_t k);
+
+/* Shard k's output thread alone (the node reopening or refreshing it):
+ * stop after shard_stop returned (it drains what the writer published),
+ * start before shard_start. */
+int gw_out_start(gw_server *gw, uint32_t k);
+void gw_out_stop(gw_server *gw, uint32_t k);
 
 /* The HTTP front's request slots (after the local slot in slots[]). */
 #define GW_HTTP_SLOTS_SMALL BO_HTTP_INFLIGHT_MAX

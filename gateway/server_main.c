@@ -19,6 +19,7 @@
 #include "base/seatmap.h"
 #include "base/tokenfile.h"
 #include "gateway/gateway.h"
+#include "gateway/node.h"
 #include "gateway/throttle.h"
 #include "protocol/wire.h"
 
@@ -56,6 +57,7 @@ typedef struct srv_options {
 	 * token read from it, which cfg.auth_token points at. */
 	const char *auth_file;
 	char auth_token[BO_AUTH_TOKEN_LEN_MAX + 1];
+	int cluster_flags; /* cluster options given (they need --etcd) */
 } srv_options;
 
 static void usage(FILE *f)
@@ -121,6 +123,27 @@ static void usage(FILE *f)
 		"  --throttle-burst N    commands an idle event may send at once, 1..%u\n"
 		"                        [BOXOFFICE_THROTTLE_BURST] (default: %u, one full message)\n"
 		"  --demo                create the demo venue (event 1) if it does not exist\n"
+		"\n"
+		"Cluster (issue 13; only with --etcd, otherwise a single server as above):\n"
+		"  --etcd URL[,URL...]   etcd endpoints (http://HOST:PORT of its HTTP/JSON gateway): the\n"
+		"                        shard map lives under /boxoffice/ there. Every node opens every\n"
+		"                        shard (same --shards everywhere): primary where the map says so,\n"
+		"                        else a standby fed by the primary's journal. Not with --pg-dsn\n"
+		"                        (the committer does not yet follow role changes)\n"
+		"  --node-id N           this node's id, 1..%u (required with --etcd)\n"
+		"  --repl URL            this node's replication listener, e.g. tcp://127.0.0.11:7101\n"
+		"                        (required with --etcd); primaries dial it\n"
+		"  --advertise URL       the client address other nodes tell clients (not_primary\n"
+		"                        replies) (default: the first --listen)\n"
+		"  --lease-ms MS         this node's etcd lease, %u..%u (default: %u): a primary is\n"
+		"                        replaced about this long after it stops renewing\n"
+		"  --min-in-sync 1|2     copies a write needs, the primary's included (default: 1: a\n"
+		"                        silent standby is dropped and the primary goes on alone; 2:\n"
+		"                        writes wait instead)\n"
+		"  --bootstrap-primary N the node that creates missing shard maps, naming itself the\n"
+		"                        primary (default: 1)\n"
+		"  --allow-unsafe-promote  let a standby that is not in sync take a shard whose\n"
+		"                        primary is gone (acknowledged changes may be lost)\n"
 		"  --log-level LEVEL     debug, info, warn or error (default: info)\n"
 		"  --version             print the version and exit\n"
 		"  -h, --help            this text\n"
@@ -130,7 +153,8 @@ static void usage(FILE *f)
 		prog, GW_SHARDS_MAX, GW_LISTEN_MAX, BO_AUTH_TOKEN_LEN_MAX, GW_PUBLISH_MAX, GW_CONTEXTS_MAX, GW_CONTEXTS_DEFAULT, WIRE_MSG_MAX, WIRE_MSG_MAX,
 		BO_SEATS_PER_SHARD_DEFAULT, BO_CLAIMS_PER_SHARD_DEFAULT, BO_IDEM_CAPACITY_DEFAULT,
 		BO_EVENTS_PER_SHARD_MAX, GW_STATUS_EVERY_MS_MAX / 1000, GW_STATUS_EVERY_MS_DEFAULT / 1000,
-		GW_THROTTLE_RATE_MAX, GW_THROTTLE_RATE_DEFAULT, GW_THROTTLE_BURST_MAX, GW_THROTTLE_BURST_DEFAULT);
+		GW_THROTTLE_RATE_MAX, GW_THROTTLE_RATE_DEFAULT, GW_THROTTLE_BURST_MAX, GW_THROTTLE_BURST_DEFAULT,
+		GW_NODE_ID_MAX, GW_NODE_LEASE_MS_MIN, GW_NODE_LEASE_MS_MAX, GW_NODE_LEASE_MS_DEFAULT);
 }
 
 /* ---- Options ------------------------------------------------------------- */
@@ -262,6 +286,14 @@ enum {
 	OPT_THROTTLE_RATE,
 	OPT_THROTTLE_BURST,
 	OPT_DEMO,
+	OPT_ETCD,
+	OPT_NODE_ID,
+	OPT_REPL,
+	OPT_ADVERTISE,
+	OPT_LEASE_MS,
+	OPT_MIN_IN_SYNC,
+	OPT_BOOTSTRAP_PRIMARY,
+	OPT_ALLOW_UNSAFE_PROMOTE,
 	OPT_LOG_LEVEL,
 	OPT_VERSION,
 };
@@ -288,6 +320,14 @@ static const struct option long_options[] = {
 	{"throttle-rate", required_argument, NULL, OPT_THROTTLE_RATE},
 	{"throttle-burst", required_argument, NULL, OPT_THROTTLE_BURST},
 	{"demo", no_argument, NULL, OPT_DEMO},
+	{"etcd", required_argument, NULL, OPT_ETCD},
+	{"node-id", required_argument, NULL, OPT_NODE_ID},
+	{"repl", required_argument, NULL, OPT_REPL},
+	{"advertise", required_argument, NULL, OPT_ADVERTISE},
+	{"lease-ms", required_argument, NULL, OPT_LEASE_MS},
+	{"min-in-sync", required_argument, NULL, OPT_MIN_IN_SYNC},
+	{"bootstrap-primary", required_argument, NULL, OPT_BOOTSTRAP_PRIMARY},
+	{"allow-unsafe-promote", no_argument, NULL, OPT_ALLOW_UNSAFE_PROMOTE},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{"help", no_argument, NULL, 'h'},
@@ -399,6 +439,30 @@ static int opt_number(srv_options *o, int code, const char *val)
 			return -1;
 		c->throttle_burst = (uint32_t)v;
 		return 0;
+	case OPT_NODE_ID:
+		if (opt_u64(name, val, 1, GW_NODE_ID_MAX, &v) < 0)
+			return -1;
+		c->node.node_id = (uint32_t)v;
+		o->cluster_flags++;
+		return 0;
+	case OPT_LEASE_MS:
+		if (opt_u64(name, val, GW_NODE_LEASE_MS_MIN, GW_NODE_LEASE_MS_MAX, &v) < 0)
+			return -1;
+		c->node.lease_ms = (uint32_t)v;
+		o->cluster_flags++;
+		return 0;
+	case OPT_MIN_IN_SYNC:
+		if (opt_u64(name, val, 1, 2, &v) < 0)
+			return -1;
+		c->node.min_in_sync = (uint32_t)v;
+		o->cluster_flags++;
+		return 0;
+	case OPT_BOOTSTRAP_PRIMARY:
+		if (opt_u64(name, val, 1, GW_NODE_ID_MAX, &v) < 0)
+			return -1;
+		c->node.bootstrap_primary = (uint32_t)v;
+		o->cluster_flags++;
+		return 0;
 	}
 	assert(!"every numeric option has a case");
 	return -1;
@@ -435,6 +499,22 @@ static int opt_value(srv_options *o, int code, const char *val)
 		return 0;
 	case OPT_AUTH_TOKEN_FILE:
 		o->auth_file = val;
+		return 0;
+	case OPT_ETCD:
+	case OPT_REPL:
+	case OPT_ADVERTISE:
+		if (!*val) {
+			fprintf(stderr, "%s: %s takes a value (try --help)\n", prog, opt_name(code));
+			return -1;
+		}
+		if (code == OPT_ETCD)
+			o->cfg.node.etcd = val;
+		else if (code == OPT_REPL)
+			o->cfg.node.repl = val;
+		else
+			o->cfg.node.advertise = val;
+		if (code != OPT_ETCD)
+			o->cluster_flags++;
 		return 0;
 	case OPT_PG_DSN:
 		if (!*val) {
@@ -497,6 +577,39 @@ static int options_auth(srv_options *o)
 	return 0;
 }
 
+/* The cluster options hang together: none without --etcd (a node that
+ * forgot --etcd would run as a lone primary beside the cluster); with it,
+ * a node id and a replication address, and no database committer (it
+ * does not follow role changes yet). Returns 0 or -1 (said on stderr). */
+static int options_cluster(srv_options *o)
+{
+	const gw_node_config *n = &o->cfg.node;
+	if (!n->etcd) {
+		if (o->cluster_flags == 0)
+			return 0;
+		fprintf(stderr, "%s: --node-id, --repl, --advertise, --lease-ms, --min-in-sync, --bootstrap-primary "
+				"and --allow-unsafe-promote need --etcd\n",
+			prog);
+		return -1;
+	}
+	if (n->node_id == 0 || !n->repl) {
+		fprintf(stderr, "%s: --etcd needs --node-id N and --repl URL\n", prog);
+		return -1;
+	}
+	if (strncmp(n->etcd, "http://", 7) != 0 && strncmp(n->etcd, "https://", 8) != 0) {
+		fprintf(stderr, "%s: --etcd takes http://HOST:PORT[,http://HOST:PORT...], not '%s'\n", prog,
+			n->etcd);
+		return -1;
+	}
+	if (o->cfg.committer.dsn) {
+		fprintf(stderr, "%s: --etcd with a database (--pg-dsn or BOXOFFICE_PG_DSN) is not supported yet: "
+				"pass --no-pg\n",
+			prog);
+		return -1;
+	}
+	return 0;
+}
+
 /* Parses argv into o (over the environment's values). Returns -1 to go on,
  * else the status to exit with: EXIT_OK after --help or --version,
  * EXIT_USAGE after a usage error (said on stderr). */
@@ -519,6 +632,10 @@ static int options_from_args(srv_options *o, int argc, char **argv)
 		case OPT_NO_PG:
 			o->no_pg_flag = 1;
 			break;
+		case OPT_ALLOW_UNSAFE_PROMOTE:
+			o->cfg.node.allow_unsafe_promote = 1;
+			o->cluster_flags++;
+			break;
 		case ':':
 			fprintf(stderr, "%s: %s needs a value (try --help)\n", prog, argv[optind - 1]);
 			return EXIT_USAGE;
@@ -537,7 +654,7 @@ static int options_from_args(srv_options *o, int argc, char **argv)
 		fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[optind]);
 		return EXIT_USAGE;
 	}
-	return options_database(o) < 0 || options_auth(o) < 0 ? EXIT_USAGE : -1;
+	return options_database(o) < 0 || options_auth(o) < 0 || options_cluster(o) < 0 ? EXIT_USAGE : -1;
 }
 
 /* ---- Start, run, stop ---------------------------------------------------- */

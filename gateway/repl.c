@@ -724,6 +724,9 @@ typedef struct ack_arg {
 	uint32_t k;
 } ack_arg;
 
+/* An idle standby repeats its last acknowledgement this often. */
+#define GW_REPL_REACK_NS (200 * 1000000LL)
+
 static void *ack_main(void *arg)
 {
 	gw_repl *r = ((ack_arg *)arg)->r;
@@ -732,10 +735,34 @@ static void *ack_main(void *arg)
 	ack_state *as = &r->acks[k];
 	msgpack_sbuffer buf;
 	msgpack_sbuffer_init(&buf);
+	int64_t last_ack_ns = 0;
 	pthread_mutex_lock(&as->lock);
 	while (!atomic_load(&r->stop)) {
 		if (as->appended <= as->acked) {
-			int64_t wake = bo_clock_ns() + 50 * 1000000LL;
+			int64_t now = bo_clock_ns();
+			if (as->acked > 0 && now - last_ack_ns > GW_REPL_REACK_NS) {
+				/* Idle: say the last acknowledgement again. The
+				 * primary ignores acks while it re-probes, and an
+				 * idle stream sends nothing that would make this
+				 * copy ack again: without the repeat a gated standby
+				 * could wait for ever below its gate (seen: shard 1
+				 * gated at 44, acked 30, no load). Acks are
+				 * cumulative, so a repeat is harmless. */
+				repl_ack a = {.shard = k, .epoch = as->epoch, .durable_seq = as->acked,
+					      .last_seq = as->appended};
+				nng_pipe p = as->pipe;
+				pthread_mutex_unlock(&as->lock);
+				shard *s = gw_shard_acquire(r->gw, k);
+				int standby = s && shard_is_standby(s);
+				gw_shard_release(r->gw, k);
+				buf.size = 0;
+				if (standby && repl_encode_ack(&a, &buf) == 0)
+					send_buf(r->lsock, p, &buf);
+				last_ack_ns = now;
+				pthread_mutex_lock(&as->lock);
+				continue;
+			}
+			int64_t wake = now + 50 * 1000000LL;
 			struct timespec ts = {.tv_sec = wake / 1000000000, .tv_nsec = wake % 1000000000};
 			pthread_cond_timedwait(&as->cv, &as->lock, &ts);
 			continue;
@@ -758,6 +785,7 @@ static void *ack_main(void *arg)
 			buf.size = 0;
 			if (repl_encode_ack(&a, &buf) == 0)
 				send_buf(r->lsock, p, &buf);
+			last_ack_ns = bo_clock_ns();
 		}
 		pthread_mutex_lock(&as->lock);
 		if (rc == 1 && durable > as->acked)

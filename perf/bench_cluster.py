@@ -51,6 +51,8 @@ def run_load(c, rate, seconds, events, first_event):
                         "--events", str(events), "--first-event", str(first_event),
                         "--report-ms", "0"], capture_output=True, text=True, timeout=seconds + 600)
     lines = [x for x in p.stdout.splitlines() if x.startswith("{")]
+    if p.returncode != 0 and lines and json.loads(lines[-1]).get("refused"):
+        raise RuntimeError("cluster_load: holds refused: %s" % p.stderr[-2000:])
     if not lines:
         raise RuntimeError("cluster_load printed no result: %s" % p.stderr[-2000:])
     r = json.loads(lines[-1])
@@ -60,6 +62,9 @@ def run_load(c, rate, seconds, events, first_event):
 
 def cluster(args, name, nodes, extra=()):
     work = os.path.join(args.work, name)
+    # Room for every run's holds in one cluster: the saturated runs alone
+    # make millions (the default 1,048,576 claims per shard ran out).
+    extra = ("--claims-max", "8388608") + tuple(extra)
     c = bocluster.Cluster(args.build, work, nodes=nodes, members=3, shards=args.shards,
                           lease_ms=args.lease_ms, server_args=extra)
     try:

@@ -11,12 +11,15 @@
  * answered ok exactly once and stays.
  *
  * How loss is judged — by the server's own memory, not by timing: at the
- * end every hold that was acknowledged (answered ok) is sent again with the
- * SAME (client id, request id). A cluster that kept it answers from its
- * idempotency window with the recorded result: ok, the same hold id. A
- * cluster that lost it executes it afresh (a new hold id) or refuses it
- * (the seat went to someone else: an oversell). Either counts in
- * lost_acknowledged. Holds that never got an ok (no answer, not_primary,
+ * end every acknowledged seat's state is asked (query_seats): nothing of
+ * this run releases a hold and nobody else asks for these seats, so each
+ * must still be held; a free seat (or a vanished event) counts in
+ * lost_acknowledged. A run of at most CL_RESEND_CHECK_MAX holds (inside
+ * the servers' idempotency window) is checked first more strictly: every
+ * acknowledged hold is sent again with the SAME (client id, request id),
+ * and a cluster that kept it answers from the window with the recorded
+ * result, the same hold id; one that lost it executes it afresh (a new
+ * hold id) or refuses it. Holds that never got an ok (no answer, not_primary,
  * busy) are resent with their request id until they do, so the idempotency
  * window makes an unknown outcome harmless.
  *
@@ -25,6 +28,7 @@
  * object as the last line of stdout. Exit 0 when nothing acknowledged was
  * lost, 1 when something was, 2 on a usage or set-up error.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -41,14 +45,16 @@
 
 #define CL_ROWS 100u
 #define CL_SEATS_PER_ROW 1000u
+#define CL_RESEND_CHECK_MAX (BO_IDEM_CAPACITY_DEFAULT / 2)
 #define CL_TTL_MS BO_TTL_MS_MAX /* 30 minutes: longer than any run */
 
 static const char usage[] =
 	"usage: cluster_load --server URL[,URL...] [OPTIONS]\n"
 	"\n"
 	"Holds seats one by one against a boxoffice cluster (or one server) and\n"
-	"counts, at the end, the acknowledged holds the cluster lost: each is\n"
-	"resent with its (client, request id) and must come back with its hold.\n"
+	"counts, at the end, the acknowledged holds the cluster lost: every\n"
+	"acknowledged seat must still be held, and (up to 131,072 holds) each\n"
+	"hold resent with its (client, request id) must come back as itself.\n"
 	"\n"
 	"  --server URLS      the servers' client addresses (comma-separated); the\n"
 	"                     client library follows not_primary answers\n"
@@ -64,7 +70,8 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 every hold acknowledged and kept, 1 one was lost, refused\n"
 	"or never answered, 2 error.\n"
-	"Last line of stdout: a JSON object (acknowledged, refused, lost_acknowledged,\n"
+	"Last line of stdout: a JSON object (acknowledged, refused, lost_acknowledged:\n"
+	"losses found, a lost hold counting once per check that saw it;\n"
 	"resent, max_gap_ms, holds_per_sec, latency_us_p50/p99/p999: first\n"
 	"submission to the ok, resends included).\n";
 
@@ -244,6 +251,115 @@ static int verify(cl_run *r, int64_t deadline_ns)
 			return -ETIMEDOUT;
 		usleep(10000); /* what was shed (busy, throttled) goes again */
 	}
+}
+
+/* ---- Verification by the seats' state ------------------------------------
+ * The resend check above needs every acknowledged hold inside the
+ * servers' idempotency window (BO_IDEM_CAPACITY_DEFAULT per shard); a long
+ * run is beyond it (a resend then runs afresh and is refused: the seat is
+ * taken by the very hold being checked). So every run also asks the state
+ * of every acknowledged seat: no hold of this run is ever released and no
+ * other client asks for these seats, so each must still be held. */
+typedef struct cl_chunk {
+	cl_run *r;
+	uint64_t event;
+	uint32_t seats[BO_QUERY_SEATS_MAX];
+	uint32_t n;
+	_Atomic int state; /* OP_RETRY: to ask (again); OP_SENT; OP_IDLE: done */
+} cl_chunk;
+
+static void on_seats(void *ctx, int err, const bo_result *res, const char *text)
+{
+	cl_chunk *ch = ctx;
+	cl_run *r = ch->r;
+	(void)text;
+	if (err == 0 && res->status == BO_NOT_FOUND) {
+		/* The event itself is gone: every seat of the chunk with it. */
+		if (atomic_fetch_add(&r->lost, ch->n) < 10)
+			fprintf(stderr, "LOST: event %" PRIu64 " is gone (%u acknowledged seats)\n", ch->event,
+			        ch->n);
+		atomic_fetch_add(&r->verified, ch->n);
+		atomic_store(&ch->state, OP_IDLE);
+	} else if (err != 0 || res->status != BO_OK) {
+		atomic_store(&ch->state, OP_RETRY); /* no answer, shed, not_primary: ask again */
+	} else {
+		for (uint32_t i = 0; i < ch->n; i++) {
+			if (res->seat_state[i] == BO_SEAT_HELD || res->seat_state[i] == BO_SEAT_BOOKED)
+				continue;
+			if (atomic_fetch_add(&r->lost, 1) < 10)
+				fprintf(stderr, "LOST: event %" PRIu64 " seat %u was acknowledged held, now %s\n",
+				        ch->event, ch->seats[i], bo_seat_state_str(res->seat_state[i]));
+		}
+		atomic_fetch_add(&r->verified, ch->n);
+		atomic_store(&ch->state, OP_IDLE);
+	}
+	atomic_fetch_sub(&r->verify_pending, 1);
+}
+
+/* Builds the chunks: the acknowledged seats of each event, up to
+ * BO_QUERY_SEATS_MAX per query. Returns the count, or 0 (out of memory:
+ * *out NULL). */
+static size_t seat_chunks(cl_run *r, uint64_t events, cl_chunk **out)
+{
+	size_t cap = r->next / BO_QUERY_SEATS_MAX + events + 1, n = 0;
+	cl_chunk *ch = calloc(cap, sizeof *ch);
+	*out = ch;
+	if (ch == NULL)
+		return 0;
+	for (uint64_t e = 0; e < events; e++) {
+		cl_chunk *cur = NULL;
+		for (size_t i = e; i < r->next; i += events) {
+			if (r->ops[i].hold == 0)
+				continue; /* never acknowledged (refused): nothing to check */
+			if (cur == NULL || cur->n == BO_QUERY_SEATS_MAX) {
+				assert(n < cap);
+				cur = &ch[n++];
+				cur->r = r;
+				cur->event = r->ops[i].event;
+				atomic_store(&cur->state, OP_RETRY);
+			}
+			cur->seats[cur->n++] = r->ops[i].seat;
+		}
+	}
+	return n;
+}
+
+/* Asks every chunk until each got an answer. 0, or -ETIMEDOUT. */
+static int verify_seats(cl_run *r, uint64_t events, int64_t deadline_ns)
+{
+	cl_chunk *ch;
+	size_t n = seat_chunks(r, events, &ch);
+	if (ch == NULL)
+		return -ENOMEM;
+	int rc = 0;
+	for (;;) {
+		size_t todo = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (atomic_load(&ch[i].state) != OP_RETRY)
+				continue;
+			todo++;
+			bo_cmd cmd;
+			boc_query_seats(&cmd, ch[i].event, ch[i].seats, ch[i].n);
+			atomic_store(&ch[i].state, OP_SENT);
+			atomic_fetch_add(&r->verify_pending, 1);
+			if (boc_submit(r->c, &cmd, on_seats, &ch[i]) != 0) {
+				atomic_fetch_sub(&r->verify_pending, 1);
+				atomic_store(&ch[i].state, OP_RETRY);
+				break; /* queue full: wait below */
+			}
+		}
+		while (atomic_load(&r->verify_pending) > 0)
+			usleep(1000);
+		if (todo == 0)
+			break;
+		if (now_ns() > deadline_ns) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		usleep(10000);
+	}
+	free(ch);
+	return rc;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -466,12 +582,20 @@ int main(int argc, char **argv)
 	}
 	uint32_t p50, p99, p999;
 	latencies(&r, &p50, &p99, &p999);
-	int vrc = verify(&r, now_ns() + 120ll * 1000000000);
+	/* Within the idempotency window (BO_IDEM_CAPACITY_DEFAULT per shard;
+	 * a fraction of one shard's, whatever the shard count): also resend
+	 * each hold, which must come back as the same hold. */
+	int vrc = 0;
+	if (acked <= CL_RESEND_CHECK_MAX)
+		vrc = verify(&r, now_ns() + 120ll * 1000000000);
+	uint64_t resend_verified = atomic_exchange(&r.verified, 0);
+	if (vrc == 0)
+		vrc = verify_seats(&r, a.events, now_ns() + 300ll * 1000000000);
 	uint64_t lost = atomic_load(&r.lost) + atomic_load(&r.taken);
 	uint64_t refused = atomic_load(&r.refused);
 	fprintf(stderr, "cluster_load: %" PRIu64 " holds acknowledged in %.1f s, %" PRIu64
-	        " verified, %" PRIu64 " lost%s\n",
-	        acked, secs, atomic_load(&r.verified), lost,
+	        " checked by resend, %" PRIu64 " seats checked, %" PRIu64 " losses found%s\n",
+	        acked, secs, resend_verified, atomic_load(&r.verified), lost,
 	        vrc != 0 ? " (verification timed out: the cluster stopped answering)" : "");
 	printf("{\"sent\":%zu,\"acknowledged\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"lost_acknowledged\":%" PRIu64
 	       ",\"unverified\":%" PRIu64 ",\"resent\":%" PRIu64 ",\"not_primary\":%" PRIu64

@@ -43,7 +43,8 @@ static int decode(const void *buf, size_t len, repl_msg *m, uint32_t cap, char *
 {
 	uint8_t *copy = malloc(len ? len : 1);
 	cr_assert(copy);
-	memcpy(copy, buf, len);
+	if (len > 0) /* an empty sbuffer's data is NULL: memcpy must not see it */
+		memcpy(copy, buf, len);
 	int rc = repl_decode(copy, len, m, recs, cap, err, errlen);
 	if (rc == 0 && m->type == REPL_APPEND) {
 		for (uint32_t i = 0; i < m->u.append.count; i++) {

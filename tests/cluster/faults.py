@@ -37,6 +37,7 @@ and the whole run exits 77 only if nothing else ran.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -183,6 +184,23 @@ def new_cluster(args, name, extra=()):
     return c, work
 
 
+@contextlib.contextmanager
+def scenario(args, name, extra=(), timeout_ms=1000):
+    """A fresh cluster under load, acknowledging already. On the way out
+    the load and the cluster stop whatever happened (Cluster.stop resumes
+    paused nodes first); after a body that passed, the journals must agree."""
+    c, work = new_cluster(args, name, extra)
+    load = Load(c, work, timeout_ms=timeout_ms)
+    try:
+        load.wait_more(c, "the first acknowledgements", 500)
+        yield c, EpochWatch(c), load
+    finally:
+        if load.proc.poll() is None:
+            load.proc.kill()
+        c.stop()
+    check_journals(c)
+
+
 def wait_takeover(c, ew, shard, old_primary, old_epoch, t_kill):
     m = c.wait("shard %d taken over from node %d" % (shard, old_primary),
                lambda: (lambda mm: mm if mm[shard]["primary"] != old_primary and
@@ -192,12 +210,8 @@ def wait_takeover(c, ew, shard, old_primary, old_epoch, t_kill):
 
 
 def sc_kill_primary(args):
-    c, work = new_cluster(args, "kill_primary")
-    ew = EpochWatch(c)
-    load = Load(c, work)
     times = []
-    try:
-        load.wait_more(c, "the first acknowledgements", 500)
+    with scenario(args, "kill_primary") as (c, ew, load):
         for cycle in range(args.cycles):
             maps = ew.maps()
             victim, epoch = maps[0]["primary"], maps[0]["epoch"]
@@ -213,11 +227,6 @@ def sc_kill_primary(args):
             c.wait_in_sync(timeout=60)
             ew.maps()
         res = load.finish()
-    finally:
-        if load.proc.poll() is None:
-            load.proc.kill()
-        c.stop()
-    check_journals(c)
     times.sort()
     return {"failover_seconds_p50": times[len(times) // 2], "failover_seconds_max": times[-1],
             "cycles": len(times), "lost_acknowledged": res["lost_acknowledged"]}
@@ -225,8 +234,6 @@ def sc_kill_primary(args):
 
 def sc_kill_standby(args, min_in_sync=1):
     extra = ("--min-in-sync", "2") if min_in_sync == 2 else ()
-    c, work = new_cluster(args, "kill_standby" if min_in_sync == 1 else "min_in_sync", extra)
-    ew = EpochWatch(c)
     # With --min-in-sync 2 the primary holds writes for as long as the
     # standby is away (~6 s here): the client waits that out rather than
     # time out each held command after 1 s. (With 1 s, the client library's
@@ -234,9 +241,9 @@ def sc_kill_standby(args, min_in_sync=1):
     # delivering any outcome for 15+ s after the writes resumed — a known
     # bug of client/client.c's retry path under a retry storm, written up
     # in DESIGN.md; not what this scenario is about.)
-    load = Load(c, work, timeout_ms=15000 if min_in_sync == 2 else 1000)
-    try:
-        load.wait_more(c, "the first acknowledgements", 500)
+    name = "kill_standby" if min_in_sync == 1 else "min_in_sync"
+    timeout_ms = 15000 if min_in_sync == 2 else 1000
+    with scenario(args, name, extra, timeout_ms) as (c, ew, load):
         maps = ew.maps()
         primary = maps[0]["primary"]
         check(all(m["primary"] == primary for m in maps.values()),
@@ -263,11 +270,6 @@ def sc_kill_standby(args, min_in_sync=1):
         c.wait_in_sync(timeout=60)
         load.wait_more(c, "acknowledgements with the standby back", 500)
         res = load.finish()
-    finally:
-        if load.proc.poll() is None:
-            load.proc.kill()
-        c.stop()
-    check_journals(c)
     return {"lost_acknowledged": res["lost_acknowledged"]}
 
 
@@ -283,49 +285,38 @@ def sc_link_cut(args):
         return "nft cannot add a table here: %s" % p.stderr.strip()
     nft("add", "chain", "inet", "bo_faults", "out",
         "{ type filter hook output priority 0 ; policy accept ; }")
-    c, work = new_cluster(args, "link_cut")
-    ew = EpochWatch(c)
-    load = Load(c, work)
     try:
-        load.wait_more(c, "the first acknowledgements", 500)
-        maps = ew.maps()
-        primary = maps[0]["primary"]
-        standby = other(primary)
-        s = c.nodes[standby]
-        # The replication link: every packet to or from the standby's
-        # replication port (the primary dials it).
-        for d in ("dport", "sport"):
-            r = nft("add", "rule", "inet", "bo_faults", "out", "ip", "daddr" if d == "dport" else "saddr",
-                    s.ip, "tcp", d, str(s.repl_port), "drop")
-            check(r.returncode == 0, "nft rule: %s" % r.stderr)
-        t0 = time.monotonic()
-        c.wait("node %d dropped from in_sync after the cut" % standby,
-               lambda: all(m["in_sync"] == [primary] for m in ew.maps().values()), 30)
-        load.wait_more(c, "acknowledgements with the link cut", 500)
-        # The standby must not promote while the primary's lease lives:
-        # watch the map for two leases past the cut.
-        while time.monotonic() < t0 + 2 * LEASE_MS / 1000:
-            check(all(m["primary"] == primary for m in ew.maps().values()),
-                  "the standby promoted while the primary lived: %s" % ew.maps())
-            time.sleep(0.05)
-        nft("flush", "chain", "inet", "bo_faults", "out")
-        c.wait_in_sync(timeout=60)
-        res = load.finish()
+        with scenario(args, "link_cut") as (c, ew, load):
+            maps = ew.maps()
+            primary = maps[0]["primary"]
+            standby = other(primary)
+            s = c.nodes[standby]
+            # The replication link: every packet to or from the standby's
+            # replication port (the primary dials it).
+            for d in ("dport", "sport"):
+                r = nft("add", "rule", "inet", "bo_faults", "out", "ip", "daddr" if d == "dport" else "saddr",
+                        s.ip, "tcp", d, str(s.repl_port), "drop")
+                check(r.returncode == 0, "nft rule: %s" % r.stderr)
+            t0 = time.monotonic()
+            c.wait("node %d dropped from in_sync after the cut" % standby,
+                   lambda: all(m["in_sync"] == [primary] for m in ew.maps().values()), 30)
+            load.wait_more(c, "acknowledgements with the link cut", 500)
+            # The standby must not promote while the primary's lease lives:
+            # watch the map for two leases past the cut.
+            while time.monotonic() < t0 + 2 * LEASE_MS / 1000:
+                check(all(m["primary"] == primary for m in ew.maps().values()),
+                      "the standby promoted while the primary lived: %s" % ew.maps())
+                time.sleep(0.05)
+            nft("flush", "chain", "inet", "bo_faults", "out")
+            c.wait_in_sync(timeout=60)
+            res = load.finish()
     finally:
         nft("delete", "table", "inet", "bo_faults")
-        if load.proc.poll() is None:
-            load.proc.kill()
-        c.stop()
-    check_journals(c)
     return {"lost_acknowledged": res["lost_acknowledged"]}
 
 
 def sc_pause_primary(args):
-    c, work = new_cluster(args, "pause_primary")
-    ew = EpochWatch(c)
-    load = Load(c, work)
-    try:
-        load.wait_more(c, "the first acknowledgements", 500)
+    with scenario(args, "pause_primary") as (c, ew, load):
         maps = ew.maps()
         primary, epoch = maps[0]["primary"], maps[0]["epoch"]
         c.nodes[primary].signal(signal.SIGSTOP)
@@ -340,21 +331,11 @@ def sc_pause_primary(args):
               "node %d is primary again: %s" % (primary, ew.maps()))
         load.wait_more(c, "acknowledgements after the old primary rejoined", 300)
         res = load.finish()
-    finally:
-        c.nodes[primary].signal(signal.SIGCONT)
-        if load.proc.poll() is None:
-            load.proc.kill()
-        c.stop()
-    check_journals(c)
     return {"lost_acknowledged": res["lost_acknowledged"]}
 
 
 def sc_quorum_loss(args):
-    c, work = new_cluster(args, "quorum_loss")
-    ew = EpochWatch(c)
-    load = Load(c, work)
-    try:
-        load.wait_more(c, "the first acknowledgements", 500)
+    with scenario(args, "quorum_loss") as (c, ew, load):
         before = ew.maps()
         c.etcd.kill(1)
         c.etcd.kill(2)
@@ -370,11 +351,6 @@ def sc_quorum_loss(args):
               "the maps changed while etcd had no quorum: %s -> %s" % (before, after))
         load.wait_more(c, "acknowledgements with the quorum back", 300)
         res = load.finish()
-    finally:
-        if load.proc.poll() is None:
-            load.proc.kill()
-        c.stop()
-    check_journals(c)
     return {"lost_acknowledged": res["lost_acknowledged"]}
 
 

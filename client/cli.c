@@ -51,6 +51,9 @@ static const char *const usage_main =
         "                   comma-separated list, also for --url): commands go to the\n"
         "                   shard's primary, following not_primary answers with the\n"
         "                   same --client/--request, and skip servers that do not answer\n"
+        "  --no-retry       ask only the one server given and never resend: a\n"
+        "                   not_primary answer is printed as it came (to ask a given\n"
+        "                   server what it answers, e.g. a deposed primary)\n"
         "  --json           print the reply as one JSON object\n"
         "  --client ID      client id of mutating commands (default: random per run);\n"
         "                   a hold is its client's: extend, release, confirm and cancel\n"
@@ -713,6 +716,7 @@ typedef struct global {
 	const char *url;
 	char servers[BOC_SERVERS_MAX * BOC_ADDRESS_LEN_MAX]; /* --server, comma-joined */
 	bool json;
+	bool no_retry; /* --no-retry */
 	uint64_t client, request;
 	uint32_t timeout_ms;
 	const char *auth_file;                    /* --auth-token-file, NULL: none */
@@ -1072,6 +1076,10 @@ static int globals_before(global *g, int argc, char **argv)
 			g->json = true;
 			continue;
 		}
+		if (strcmp(s, "--no-retry") == 0) {
+			g->no_retry = true;
+			continue;
+		}
 		const char *val = NULL;
 		const char *eq = strchr(s, '=');
 		char key[32];
@@ -1103,6 +1111,10 @@ static int globals_after(global *g, int first, int argc, char **argv, char **res
 		const char *eq = strchr(s, '=');
 		char key[32];
 		size_t klen = eq ? (size_t)(eq - s) : strlen(s);
+		if (strcmp(s, "--no-retry") == 0) {
+			g->no_retry = true;
+			continue;
+		}
 		if (strncmp(s, "--", 2) == 0 && klen < sizeof(key)) {
 			memcpy(key, s, klen);
 			key[klen] = '\0';
@@ -1682,7 +1694,17 @@ int main(int argc, char **argv)
 		return fflush(stdout) == 0 ? code : EXIT_NO_ANSWER;
 	}
 	boc_client *c;
-	int rc = boc_open(g.url, &o, &c);
+	int rc;
+	if (g.no_retry) {
+		if (strchr(g.url, ',') != NULL)
+			usage_error("--no-retry asks one server: give one --url or --server");
+		boc_retry_options ro;
+		boc_retry_options_default(&ro);
+		ro.no_retry = 1;
+		rc = boc_open_servers((const char *const[]){g.url}, 1, &o, &ro, &c);
+	} else {
+		rc = boc_open(g.url, &o, &c);
+	}
 	g_command = NULL;
 	if (rc == -EINVAL)
 		usage_error("--url '%s' is not an address nng accepts", g.url);

@@ -24,8 +24,10 @@ Scenarios (--only NAME,...):
                  the primary drops the standby and goes on; the standby does
                  not promote while the primary's lease lives.
   pause_primary  SIGSTOP the primary past its lease: the standby promotes;
-                 SIGCONT: the old primary acknowledges nothing more and
-                 steps down (rejoins as a standby).
+                 commands sent to the paused primary alone (boxoffice-cli
+                 --no-retry) after the new term began get no ok from it
+                 after SIGCONT; it steps down (rejoins as a standby) and no
+                 node holds what it executed of them.
   quorum_loss    kill 2 of the 3 etcd members: the data path keeps serving
                  (acknowledgements continue for 3 leases), no map changes;
                  then the members come back.
@@ -315,23 +317,76 @@ def sc_link_cut(args):
     return {"lost_acknowledged": res["lost_acknowledged"]}
 
 
+def cli(c, *args):
+    """boxoffice-cli --json ARGS in the background."""
+    exe = os.path.join(c.build, "client", "boxoffice-cli")
+    return subprocess.Popen([exe, "--json"] + list(args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def cli_answer(p, timeout=60):
+    """The JSON answer of a cli() process."""
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise Failed("boxoffice-cli %s did not finish in %ds" % (p.args[2:], timeout))
+    lines = [x for x in out.splitlines() if x.startswith("{")]
+    check(lines, "boxoffice-cli %s printed no answer (exit %d): %s" % (p.args[2:], p.returncode, err))
+    return json.loads(lines[-1])
+
+
+# The deposed primary's own event: seats only the probes below ask for.
+PROBE_EVENT, PROBE_SEATS = 7000, 8
+
+
 def sc_pause_primary(args):
     with scenario(args, "pause_primary") as (c, ew, load):
         maps = ew.maps()
         primary, epoch = maps[0]["primary"], maps[0]["epoch"]
+        check(all(m["primary"] == primary for m in maps.values()),
+              "the shards started on different primaries: %s" % maps)
+        made = cli_answer(cli(c, "--server", c.clients(), "create-event", str(PROBE_EVENT),
+                              "--rows", "1", "--seats-per-row", str(PROBE_SEATS)))
+        check(made["status"] == "ok", "create-event %d: %s" % (PROBE_EVENT, made))
         c.nodes[primary].signal(signal.SIGSTOP)
         t0 = time.monotonic()
         wait_takeover(c, ew, 0, primary, epoch, t0)
         load.wait_more(c, "acknowledgements by the new primary", 300)
+        # Commands sent to the paused primary only (no resend elsewhere) after
+        # the new term began: it wakes up with them queued, believing it
+        # serves. It must acknowledge none of them: its standby is now the
+        # primary of a newer epoch and refuses its records, so nothing it
+        # executes is ever released, and on seeing the new map it answers
+        # not_primary.
+        probes = [cli(c, "--url", c.nodes[primary].client, "--no-retry", "--timeout", "30000",
+                      "hold", str(PROBE_EVENT), "--seats", str(i)) for i in range(PROBE_SEATS)]
         c.nodes[primary].signal(signal.SIGCONT)
+        answers = [cli_answer(p) for p in probes]
+        statuses = [a["status"] for a in answers]
+        log("the deposed primary answered the %d probes: %s" % (len(probes), statuses))
+        check(all(a["status"] != "ok" for a in answers),
+              "the deposed primary (node %d) acknowledged commands after the new term: %s" %
+              (primary, [a for a in answers if a["status"] == "ok"]))
         # The old primary wakes up believing it serves: it must step down
         # and rejoin as the standby of the new term.
         c.wait_in_sync(timeout=60)
         check(all(m["primary"] == other(primary) for m in ew.maps().values()),
               "node %d is primary again: %s" % (primary, ew.maps()))
+        # Whatever the deposed primary executed of the probes was cut from
+        # its journal at rejoin: no probe's seat is held anywhere.
+        seats = ",".join(str(i) for i in range(PROBE_SEATS))
+        for n in c.nodes.values():
+            st = cli_answer(cli(c, "--url", n.client, "--no-retry", "status", str(PROBE_EVENT),
+                                "--seats", seats))
+            check(st["status"] in ("ok", "not_primary"), "status on node %d: %s" % (n.id, st))
+            if st["status"] == "ok":
+                check(all(x == "free" for x in st["seat_states"]),
+                      "node %d holds a probe of the deposed term: %s" % (n.id, st["seat_states"]))
         load.wait_more(c, "acknowledgements after the old primary rejoined", 300)
         res = load.finish()
-    return {"lost_acknowledged": res["lost_acknowledged"]}
+    return {"lost_acknowledged": res["lost_acknowledged"],
+            "probes_answered": sum(1 for s in statuses if s != "no_answer")}
 
 
 def sc_quorum_loss(args):

@@ -13,6 +13,12 @@ hold verified at the end):
   ack_latency_us_p50/p99            two nodes, 100,000 holds/s offered
                                     (first submission to the ok; target p99
                                     <= 3,000)
+  ack_latency_us_p99_without_standby
+                                    the same offer to the one node: what
+                                    the standby adds, measured in one run
+  ack_latency_us_p99_by_rate        two nodes, p99 at 10k, 30k and 100k
+                                    holds/s offered: where the tail comes
+                                    from (load, not the standby's fsync)
   failover_seconds_p50/max          kill -9 of the primary, --cycles times
                                     (map changed to the standby; target:
                                     lease + 1 s)
@@ -120,6 +126,11 @@ def main():
         ev += 100
         out["commands_per_sec_without_standby"] = r["holds_per_sec"]
         lost += r["lost_acknowledged"]
+        r = run_load(c, 100000, args.seconds, 64, ev)
+        ev += 100
+        out["ack_latency_us_p50_without_standby"] = r["latency_us_p50"]
+        out["ack_latency_us_p99_without_standby"] = r["latency_us_p99"]
+        lost += r["lost_acknowledged"]
     finally:
         c.stop()
     # Two nodes: node 1 primary of everything, node 2 its standby.
@@ -135,6 +146,14 @@ def main():
         out["ack_latency_us_p99"] = r["latency_us_p99"]
         out["ack_holds_per_sec_at_100k"] = r["holds_per_sec"]
         lost += r["lost_acknowledged"]
+        by_rate = {}
+        for rate in (10000, 30000):
+            r = run_load(c, rate, args.seconds, 64, ev)
+            ev += 100
+            by_rate[str(rate)] = r["latency_us_p99"]
+            lost += r["lost_acknowledged"]
+        by_rate["100000"] = out["ack_latency_us_p99"]
+        out["ack_latency_us_p99_by_rate"] = by_rate
         # Scale out: half the shards' primaries to node 2.
         for k in range(args.shards):
             if k % 2 == 1:

@@ -61,7 +61,11 @@
  * server's idempotency window makes that safe), to the primary the reply
  * names (at once; after backoff_ms if it names the server just
  * asked), or, when it names none, to the next address of the list after
- * backoff_ms; that server becomes the one later commands go to.
+ * backoff_ms. Later commands for the same event go straight to the
+ * server that was named (a cache of event -> server learnt from these
+ * answers; a message of commands for events on different servers is
+ * split, one message per server); commands for events not in the cache
+ * go to the server that answered last.
  * With more than one address, a lost connection or a timeout also moves
  * the command to the next address and resends it. After retry_max resends
  * the last outcome is returned (status BO_NOT_PRIMARY, or the BOC_ERR_*).

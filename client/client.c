@@ -47,6 +47,21 @@
  * pointed. A finished retry's aio cannot be freed from its own callback:
  * the flusher thread reaps finished retries, boc_close the rest.
  *
+ * ROUTES
+ *
+ * The shards' primaries may sit on different servers, so one `home` for
+ * every command would have every other command answered not_primary and
+ * resent. The client keeps a small direct-mapped cache event -> target
+ * (routes[]), learnt from the answers: the primary a not_primary reply
+ * names, and the server that applied a retried mutating command. The
+ * flusher splits each batch it takes by target (events not in the cache go
+ * to `home`) and sends each part as a message of its own; parts that find
+ * no free slot wait in `carry` (flusher-owned, counted as queued) and go
+ * before anything else is taken. The cache is only a hint: an entry torn by
+ * two concurrent writers, evicted, or stale after a failover sends a
+ * command to the wrong server, which answers not_primary — one retry, and
+ * the cache learns again.
+ *
  * Taking entries out of the ring without holding the lock for the copy:
  * the flusher advances the head under the lock and counts the taken entries
  * in `taking` until it has copied them; submitters count `taking` as used,
@@ -155,6 +170,15 @@ enum retry_phase {
 	RETRY_RECV
 };
 
+/* One cached route (see ROUTES): target + 1 (0: empty) for event. */
+typedef struct route {
+	_Atomic uint64_t event;
+	_Atomic uint32_t target1;
+} route;
+
+#define ROUTES_LOG2 12u
+#define ROUTES (1u << ROUTES_LOG2)
+
 struct boc_client {
 	boc_options opt;
 	boc_retry_options ropt;
@@ -175,12 +199,18 @@ struct boc_client {
 	uint32_t slots_busy;
 	bool closing;  /* boc_close began: refuse submits, flush without linger */
 	bool stopping; /* boc_close stops the flusher and the aios */
+	uint32_t carry_n;      /* entries in carry (see ROUTES) */
 	retry *retries;        /* every retry not yet reaped */
 	uint32_t retries_live; /* of which not done */
 	uint32_t retries_done; /* of which done, waiting for the reaper */
 
 	slot *slots; /* [inflight_max] */
 	pthread_t flusher;
+	/* The flusher's own: batch parts waiting for a free slot, and the
+	 * target of each (see ROUTES). carry_n is under mu. */
+	entry *carry;           /* [batch_max] */
+	uint32_t *carry_target; /* [batch_max] */
+	route routes[ROUTES];
 	/* The auth prefix sent in front of every message ({"auth": token},
 	 * schemas/protocol.md section 17); auth_len 0: none. Written at
 	 * boc_open only. */
@@ -477,6 +507,34 @@ static bool can_failover(const boc_client *c)
 	return !c->ropt.no_retry && atomic_load_explicit(&c->ntargets, memory_order_acquire) > 1;
 }
 
+/* ---- Routes (see ROUTES) --------------------------------------------------- */
+
+static uint32_t route_index(uint64_t event)
+{
+	return (uint32_t)((event * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - ROUTES_LOG2));
+}
+
+/* Remembers that event's commands go to target t. Any thread. */
+static void route_set(boc_client *c, uint64_t event, uint32_t t)
+{
+	route *r = &c->routes[route_index(event)];
+	/* A torn pair only misroutes one command (see ROUTES). */
+	atomic_store_explicit(&r->target1, 0, memory_order_relaxed);
+	atomic_store_explicit(&r->event, event, memory_order_relaxed);
+	atomic_store_explicit(&r->target1, t + 1, memory_order_release);
+}
+
+/* Where event's commands go: its cached target, else `home`. */
+static uint32_t route_get(boc_client *c, uint64_t event)
+{
+	const route *r = &c->routes[route_index(event)];
+	uint32_t t1 = atomic_load_explicit(&r->target1, memory_order_acquire);
+	uint32_t n = atomic_load_explicit(&c->ntargets, memory_order_acquire);
+	if (t1 != 0 && t1 <= n && atomic_load_explicit(&r->event, memory_order_relaxed) == event)
+		return t1 - 1;
+	return atomic_load_explicit(&c->home, memory_order_acquire);
+}
+
 /* ---- Retries (see SEVERAL SERVERS) ---------------------------------------- */
 
 /* Hands a retry's final outcome to its callback and marks it for the
@@ -521,8 +579,11 @@ static void retry_schedule(retry *r, uint32_t from, const wire_reply_info *info)
 		return;
 	}
 	int t = -1;
-	if (info != NULL && info->primary.known)
+	if (info != NULL && info->primary.known) {
 		t = target_find_or_add(c, info->primary.address);
+		if (t >= 0)
+			route_set(c, r->en.cmd.event_id, (uint32_t)t);
+	}
 	if (info != NULL)
 		r->epoch = info->primary.epoch;
 	if (t < 0)
@@ -627,6 +688,8 @@ static void retry_reply(retry *r, nng_msg *msg)
 		retry_schedule(r, r->target, &r->info);
 		return;
 	}
+	if (bo_op_mutates(r->en.cmd.op))
+		route_set(r->client, r->en.cmd.event_id, r->target); /* it applied it: the primary */
 	bo_result out = *res;
 	retry_finish(r, 0, &out, r->info.error);
 }
@@ -807,8 +870,9 @@ static int slot_encode(slot *s)
 	return wire_encode_request(cmds, kept, 1, &s->sbuf);
 }
 
-/* Sends the slot's batch (flusher thread, slot owned, lock not held). */
-static void slot_send(slot *s)
+/* Sends the slot's batch to target t (flusher thread, slot owned, lock
+ * not held). */
+static void slot_send(slot *s, uint32_t t)
 {
 	boc_client *c = s->client;
 	int64_t now = bo_clock_ns();
@@ -837,7 +901,6 @@ static void slot_send(slot *s)
 		slot_release(s);
 		return;
 	}
-	uint32_t t = atomic_load_explicit(&c->home, memory_order_acquire);
 	if (!(s->ctx_open & (1u << t))) {
 		if ((rv = nng_ctx_open(&s->ctx[t], c->targets[t].sock)) != 0) {
 			slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
@@ -864,6 +927,17 @@ static void slot_send(slot *s)
 	nng_ctx_send(s->ctx[t], s->aio);
 }
 
+/* Takes a free slot for sending (mu held, a slot free). */
+static slot *slot_take(boc_client *c)
+{
+	slot *s = c->free_slots;
+	assert(s != NULL);
+	c->free_slots = s->next_free;
+	c->slots_busy++;
+	s->phase = SLOT_SENDING;
+	return s;
+}
+
 /* The batching decision: a message leaves when it is full (batch_max), when
  * its oldest command has waited linger_us (bounded latency cost of
  * batching), or at once when the client is closing. Waiting only while a
@@ -883,6 +957,32 @@ static void *flusher_main(void *arg)
 			pthread_mutex_lock(&c->mu);
 			continue;
 		}
+		if (c->carry_n > 0) {
+			/* Parts of an earlier batch first (their commands are the
+			 * oldest): one target's entries per slot. */
+			if (c->free_slots == NULL) {
+				pthread_cond_wait(&c->flush_cv, &c->mu);
+				continue;
+			}
+			slot *s = slot_take(c);
+			pthread_mutex_unlock(&c->mu);
+			uint32_t t = c->carry_target[0], n = 0, kept = 0;
+			for (uint32_t i = 0; i < c->carry_n; i++) {
+				if (c->carry_target[i] == t) {
+					s->e[n++] = c->carry[i];
+				} else {
+					c->carry[kept] = c->carry[i];
+					c->carry_target[kept++] = c->carry_target[i];
+				}
+			}
+			s->n = n;
+			pthread_mutex_lock(&c->mu);
+			c->carry_n = kept;
+			pthread_mutex_unlock(&c->mu);
+			slot_send(s, t);
+			pthread_mutex_lock(&c->mu);
+			continue;
+		}
 		if (c->q_len == 0 || c->free_slots == NULL) {
 			pthread_cond_wait(&c->flush_cv, &c->mu);
 			continue;
@@ -893,10 +993,7 @@ static void *flusher_main(void *arg)
 			pthread_cond_timedwait(&c->flush_cv, &c->mu, &ts);
 			continue;
 		}
-		slot *s = c->free_slots;
-		c->free_slots = s->next_free;
-		c->slots_busy++;
-		s->phase = SLOT_SENDING;
+		slot *s = slot_take(c);
 		uint32_t n = c->q_len < c->opt.batch_max ? c->q_len : c->opt.batch_max;
 		uint32_t start = c->q_head;
 		c->q_head = (c->q_head + n) % c->opt.queue_max;
@@ -908,12 +1005,25 @@ static void *flusher_main(void *arg)
 		uint32_t first = c->opt.queue_max - start < n ? c->opt.queue_max - start : n;
 		memcpy(s->e, &c->q[start], (size_t)first * sizeof(entry));
 		memcpy(s->e + first, c->q, (size_t)(n - first) * sizeof(entry));
-		s->n = n;
+		/* Split by route: the first entry's target stays in the slot,
+		 * the rest wait in carry for slots of their own. */
+		uint32_t t = route_get(c, s->e[0].cmd.event_id), kept = 0, carried = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t ti = i == 0 ? t : route_get(c, s->e[i].cmd.event_id);
+			if (ti == t) {
+				s->e[kept++] = s->e[i];
+			} else {
+				c->carry[carried] = s->e[i];
+				c->carry_target[carried++] = ti;
+			}
+		}
+		s->n = kept;
 
 		pthread_mutex_lock(&c->mu);
 		c->q_taking = 0;
+		c->carry_n = carried;
 		pthread_mutex_unlock(&c->mu);
-		slot_send(s);
+		slot_send(s, t);
 		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -1020,6 +1130,8 @@ static void client_free_mem(boc_client *c)
 	}
 	free(c->slots);
 	free(c->q);
+	free(c->carry);
+	free(c->carry_target);
 	explicit_bzero(c->auth, sizeof(c->auth));
 	free(c);
 }
@@ -1077,7 +1189,9 @@ static int client_alloc(const boc_options *opt, const boc_retry_options *ropt, b
 	c->request_base = random_u64();
 	c->q = calloc(c->opt.queue_max, sizeof(entry));
 	c->slots = calloc(c->opt.inflight_max, sizeof(slot));
-	if (c->q == NULL || c->slots == NULL) {
+	c->carry = calloc(c->opt.batch_max, sizeof(entry));
+	c->carry_target = calloc(c->opt.batch_max, sizeof(uint32_t));
+	if (c->q == NULL || c->slots == NULL || c->carry == NULL || c->carry_target == NULL) {
 		client_free_mem(c);
 		return -ENOMEM;
 	}
@@ -1276,7 +1390,8 @@ void boc_close(boc_client *c)
 	pthread_cond_signal(&c->flush_cv);
 	int64_t deadline = bo_clock_ns() + (int64_t)c->opt.timeout_ms * 1000000;
 	struct timespec ts = ns_to_ts(deadline);
-	while ((c->q_len > 0 || c->q_taking > 0 || c->slots_busy > 0 || c->retries_live > 0) &&
+	while ((c->q_len > 0 || c->q_taking > 0 || c->carry_n > 0 || c->slots_busy > 0 ||
+	        c->retries_live > 0) &&
 	       bo_clock_ns() < deadline)
 		pthread_cond_timedwait(&c->idle_cv, &c->mu, &ts);
 	c->stopping = true;
@@ -1307,6 +1422,9 @@ void boc_close(boc_client *c)
 		fail_entry(c, &c->q[(c->q_head + k) % c->opt.queue_max], BOC_ERR_CLOSED,
 		           "client closed before the command was sent");
 	c->q_len = 0;
+	for (uint32_t k = 0; k < c->carry_n; k++)
+		fail_entry(c, &c->carry[k], BOC_ERR_CLOSED, "client closed before the command was sent");
+	c->carry_n = 0;
 
 	/* Retries: no new one starts now (stopping); stop the live ones. A
 	 * callback that could not start its next operation after the stop

@@ -25,8 +25,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,7 @@ enum stub_mode {
 	STUB_NP_NAMED,   /* every command not_primary, naming `primary` */
 	STUB_NP_WHOLE,   /* one message-level not_primary naming `primary` */
 	STUB_NP_UNKNOWN, /* every command not_primary, no primary named */
+	STUB_SPLIT,      /* ok for events of its parity, else not_primary naming `primary` */
 };
 
 #define SEEN_MAX 256u
@@ -54,6 +57,8 @@ typedef struct stub {
 	nng_socket sock;
 	char url[64];
 	int mode;
+	uint64_t parity;      /* STUB_SPLIT: the events it owns (event % 2) */
+	uint32_t strays;      /* STUB_SPLIT: commands for events it does not own */
 	wire_primary primary; /* what not_primary replies name */
 	pthread_t thread;
 	atomic_int stop;
@@ -131,10 +136,19 @@ static void stub_answer(stub *s, nng_msg *req)
 		memset(r, 0, sizeof(*r));
 		r->op = s->cmds[i].op;
 		r->status = s->mode == STUB_OK ? BO_OK : BO_NOT_PRIMARY;
+		if (s->mode == STUB_SPLIT) {
+			bool mine = s->cmds[i].event_id % 2 == s->parity;
+			r->status = mine ? BO_OK : BO_NOT_PRIMARY;
+			if (!mine) {
+				pthread_mutex_lock(&s->mu);
+				s->strays++;
+				pthread_mutex_unlock(&s->mu);
+			}
+		}
 		r->client_id = s->cmds[i].client_id;
 		r->request_id = s->cmds[i].request_id;
 		r->event_id = s->cmds[i].event_id;
-		if (s->mode == STUB_OK && r->op == BO_OP_HOLD_SEATS)
+		if (r->status == BO_OK && r->op == BO_OP_HOLD_SEATS)
 			r->claim_id = 4242;
 		s->prim[i] = s->primary;
 		if (s->mode == STUB_NP_UNKNOWN)
@@ -189,6 +203,14 @@ static void stub_names(stub *s, const stub *to, uint32_t node)
 {
 	s->primary = (wire_primary){.epoch = 7, .known = 1, .node = node};
 	snprintf(s->primary.address, sizeof(s->primary.address), "%s", to->url);
+}
+
+static uint32_t stub_strays(stub *s)
+{
+	pthread_mutex_lock(&s->mu);
+	uint32_t n = s->strays;
+	pthread_mutex_unlock(&s->mu);
+	return n;
 }
 
 static uint32_t stub_seen(stub *s)
@@ -443,6 +465,86 @@ Test(retry, switchover_follows_not_primary_and_cluster_status, .timeout = 60)
 	boc_close(c);
 	stub_stop(a);
 	stub_stop(b);
+}
+
+/* A burst of commands: each callback counts itself. */
+typedef struct burst {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint32_t done, ok;
+} burst;
+
+static void burst_cb(void *ctx, int err, const bo_result *res, const char *text)
+{
+	(void)text;
+	burst *b = ctx;
+	pthread_mutex_lock(&b->mu);
+	b->done++;
+	if (err == 0 && res->status == BO_OK && res->claim_id == 4242)
+		b->ok++;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* The shards' primaries on two servers (A owns the even events, B the
+ * odd ones; each names the other for the rest): after one not_primary per
+ * event, the client sends each event's commands straight to its owner —
+ * one command at a time, and in batches that mix both servers' events,
+ * which the client splits. Without the per-event routes, every command
+ * for the other server's events would be answered not_primary and resent
+ * (boc_retries ~ half the commands). */
+Test(retry, commands_go_to_their_events_primary, .timeout = 60)
+{
+	enum { EVENTS = 8, ROUNDS = 50, BURST = 2000 };
+	stub *a = stub_start(STUB_SPLIT);
+	stub *b = stub_start(STUB_SPLIT);
+	a->parity = 0;
+	b->parity = 1;
+	stub_names(a, b, 2);
+	stub_names(b, a, 1);
+	boc_options o = opts();
+	o.batch_max = 64; /* what a stub decodes at once */
+	boc_retry_options ro = ropts();
+	boc_client *c;
+	char list[160];
+	snprintf(list, sizeof(list), "%s,%s", a->url, b->url);
+	open_list(list, &o, &ro, &c);
+	bo_cmd cmd;
+	bo_result res;
+	char text[BOC_TEXT_LEN_MAX];
+	for (uint32_t i = 0; i < ROUNDS * EVENTS; i++) {
+		hold_cmd(&cmd);
+		cmd.event_id = 100 + i % EVENTS;
+		cr_assert_eq(boc_call(c, &cmd, &res, text, sizeof(text)), 0, "%s", text);
+		cr_assert_eq(res.status, BO_OK, "status %s: %s", boc_status_name(res.status), text);
+		cr_assert_eq(res.claim_id, 4242);
+	}
+	uint64_t learnt = boc_retries(c);
+	cr_assert_leq(learnt, EVENTS, "%" PRIu64 " resends for %d commands: at most one per event",
+	              learnt, ROUNDS * EVENTS);
+	cr_assert_leq(stub_strays(a) + stub_strays(b), EVENTS);
+
+	/* Mixed batches: nothing more is resent. */
+	burst bu = {.done = 0};
+	pthread_mutex_init(&bu.mu, NULL);
+	pthread_cond_init(&bu.cv, NULL);
+	for (uint32_t i = 0; i < BURST; i++) {
+		hold_cmd(&cmd);
+		cmd.event_id = 100 + i % EVENTS;
+		cr_assert_eq(boc_submit(c, &cmd, burst_cb, &bu), 0);
+	}
+	pthread_mutex_lock(&bu.mu);
+	while (bu.done < BURST)
+		pthread_cond_wait(&bu.cv, &bu.mu);
+	pthread_mutex_unlock(&bu.mu);
+	cr_assert_eq(bu.ok, BURST, "every command of the burst answered ok by its owner");
+	cr_assert_eq(boc_retries(c), learnt, "the burst's commands all went to their owners");
+	cr_assert_leq(stub_strays(a) + stub_strays(b), EVENTS, "no stray after the first per event");
+	boc_close(c);
+	stub_stop(a);
+	stub_stop(b);
+	pthread_mutex_destroy(&bu.mu);
+	pthread_cond_destroy(&bu.cv);
 }
 
 Test(retry, address_lists)

@@ -281,6 +281,13 @@ static int sender_mail(gw_sender *sd, shard *s, follower **f, uint64_t *prev, in
 			return -1;
 		atomic_store(&sd->acked_seq, st->durable_seq < st->last_seq ? st->durable_seq : st->last_seq);
 		atomic_store(&sd->state, GW_SENDER_STREAMING);
+		/* What the STATE counts as acknowledged moves the floor now, as
+		 * an ACK would: a standby that comes back holding every record
+		 * we have (it made them durable, then died before its ACK came
+		 * through) gets nothing more to append, so no ACK will ever come,
+		 * and the replies of those records would stay held for good. */
+		if (atomic_load(&sd->gated))
+			floor_update(sd->r, sd->k);
 		bo_log(BO_LOG_INFO, "msg=\"replication to standby streaming\" shard=%u node=%u from_seq=%" PRIu64, sd->k,
 		       sd->node, st->last_seq);
 		return 1;

@@ -27,7 +27,9 @@
  * record; STALE / DIVERGED stop it (logged; the control plane decides);
  * FAILED / NOT_STANDBY probe again after a pause. A sender that sent
  * records and got no acknowledgement for GW_REPL_REPROBE_MS probes again
- * (a message lost on a reconnect).
+ * (a message lost on a reconnect). The durable sequence a STATE reports
+ * (up to its last record, which the sender matched) counts as
+ * acknowledged, and moves the shard's floor, as an ACK does.
  */
 #ifndef BO_GATEWAY_REPL_H
 #define BO_GATEWAY_REPL_H

@@ -16,8 +16,10 @@
  *   - kill -9 of the standby: the primary drops it from in_sync and goes on;
  *   - with node 2 played by the test (its replication answered by hand, to
  *     lose what a real server cannot lose on cue): a standby that comes
- *     back holding every record, its last ACK lost: with nothing more to
- *     send, its STATE releases the held reply.
+ *     back holding every record, its last ACK lost, and an append lost on
+ *     its way to a live standby — either way, with nothing more to send,
+ *     the held reply is released (GW_REPL_REPROBE_MS, the STATE counted as
+ *     an acknowledgement).
  *
  * Every wait is for an event (cluster_status polled, with a deadline).
  * Without the etcd binary the tests are skipped, loudly.
@@ -829,8 +831,8 @@ Test(node, min_in_sync_two)
 }
 
 /* ---- Node 2 played by the test ----------------------------------------------
- * What a real standby cannot be made to do on cue — die between making
- * records durable and acknowledging them — a
+ * What a real standby cannot be made to do on cue — lose an append on its
+ * way, or die between making records durable and acknowledging them — a
  * stand-in does: the test registers node 2's key in etcd and answers node
  * 1's replication itself on node 2's repl address, with a PAIR1 poly
  * listener as gateway/repl.c's receiver. It answers a probe with STATE
@@ -1156,5 +1158,29 @@ Test(node, standby_back_with_every_record)
 	fake_start();
 	cr_assert_eq(pending_wait(&h), BO_OK, "the held hold after the standby came back with it: %s (err %d)",
 		     h.status < 0 ? "no answer" : boc_status_name(h.status), h.err);
+	fake_stop();
+}
+
+/* An append is lost on its way (as on a reconnect) while the standby stays
+ * up and answers every heartbeat probe: node 1 must not wait for ever for
+ * an acknowledgement that cannot come — with no progress it probes again,
+ * resends from the standby's last record, and the held reply is released.
+ * Before the fix the heartbeats' STATEs counted as "heard" and hid it. */
+Test(node, lost_append_is_resent)
+{
+	fake_cluster_up();
+	uint32_t k = shard_for_event(1, SHARDS);
+	pthread_mutex_lock(&fake.lock);
+	fake.sh[k].drop_next = 1;
+	uint64_t before = fake.sh[k].last;
+	pthread_mutex_unlock(&fake.lock);
+	pending_hold h = {0};
+	pending_send(&h, 952001, 1, 3);
+	cr_assert_eq(pending_wait(&h), BO_OK, "the hold whose append was lost: %s (err %d)",
+		     h.status < 0 ? "no answer" : boc_status_name(h.status), h.err);
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_eq(fake.sh[k].drop_next, 0, "no append was lost: the test proved nothing");
+	cr_assert_gt(fake.sh[k].last, before);
+	pthread_mutex_unlock(&fake.lock);
 	fake_stop();
 }

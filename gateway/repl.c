@@ -61,7 +61,13 @@ struct gw_sender {
 	atomic_int state;
 	atomic_uint_least64_t epoch; /* the primary's term: only acks of it count */
 	atomic_uint_least64_t acked_seq, sent_seq;
-	atomic_int_least64_t heard_ns; /* last ACK or STATE */
+	atomic_int_least64_t heard_ns; /* last ACK or STATE: the standby lives */
+	/* Since when the stream waits for its acknowledgement to move: the
+	 * last ACK that moved acked_seq, the positioning, or the send that
+	 * made sent_seq pass acked_seq. Not heard_ns: the heartbeats' STATEs
+	 * refresh that every GW_REPL_HEARTBEAT_MS while the standby lives,
+	 * which would hide an append or an ACK lost on a reconnect for ever. */
+	atomic_int_least64_t progress_ns;
 	atomic_int gated;
 	pthread_mutex_t lock; /* mailbox, halt_reason */
 	mailbox box;
@@ -192,6 +198,7 @@ static void sender_recv_cb(void *arg)
 		if (a > prev && msg.u.ack.epoch == atomic_load(&sd->epoch) &&
 		    atomic_load(&sd->state) == GW_SENDER_STREAMING) {
 			atomic_store(&sd->acked_seq, a);
+			atomic_store(&sd->progress_ns, bo_clock_ns());
 			if (atomic_load(&sd->gated))
 				floor_update(sd->r, sd->k);
 		}
@@ -255,6 +262,7 @@ static int sender_position(gw_sender *sd, shard *s, uint64_t seq, uint64_t check
 	}
 	*prev = seq > 0 ? checksum : 0;
 	atomic_store(&sd->sent_seq, seq);
+	atomic_store(&sd->progress_ns, bo_clock_ns());
 	return 0;
 }
 
@@ -281,6 +289,13 @@ static int sender_mail(gw_sender *sd, shard *s, follower **f, uint64_t *prev, in
 			return -1;
 		atomic_store(&sd->acked_seq, st->durable_seq < st->last_seq ? st->durable_seq : st->last_seq);
 		atomic_store(&sd->state, GW_SENDER_STREAMING);
+		/* What the STATE counts as acknowledged moves the floor now, as
+		 * an ACK would: a standby that comes back holding every record
+		 * we have (it made them durable, then died before its ACK came
+		 * through) gets nothing more to append, so no ACK will ever come,
+		 * and the replies of those records would stay held for good. */
+		if (atomic_load(&sd->gated))
+			floor_update(sd->r, sd->k);
 		bo_log(BO_LOG_INFO, "msg=\"replication to standby streaming\" shard=%u node=%u from_seq=%" PRIu64, sd->k,
 		       sd->node, st->last_seq);
 		return 1;
@@ -352,6 +367,11 @@ static int sender_gather(gw_sender *sd, follower *f, uint32_t wait_ms)
 static int sender_ship(gw_sender *sd, shard *s, uint32_t n, uint64_t *prev)
 {
 	uint64_t epoch = shard_epoch(s);
+	/* Nothing was outstanding: the wait for an acknowledgement starts now
+	 * (an idle stream's last progress may be long ago). The ACK callback
+	 * cannot move acked_seq past sent_seq meanwhile: it clamps to it. */
+	if (atomic_load(&sd->sent_seq) <= atomic_load(&sd->acked_seq))
+		atomic_store(&sd->progress_ns, bo_clock_ns());
 	for (uint32_t i = 0; i < n;) {
 		uint32_t taken = 0;
 		sd->buf.size = 0;
@@ -410,10 +430,13 @@ static void *sender_main(void *arg)
 			sender_probe(sd, s); /* its STATE tells the control plane the standby lives */
 			last_probe = now;
 		}
-		int64_t heard_ms = (bo_clock_ns() - atomic_load(&sd->heard_ns)) / 1000000;
-		if (atomic_load(&sd->sent_seq) > atomic_load(&sd->acked_seq) && heard_ms > GW_REPL_REPROBE_MS) {
-			/* Sent and not acknowledged for long: a message may have
-			 * been lost on a reconnect; the standby says where it is. */
+		int64_t waited_ms = (bo_clock_ns() - atomic_load(&sd->progress_ns)) / 1000000;
+		if (atomic_load(&sd->sent_seq) > atomic_load(&sd->acked_seq) && waited_ms > GW_REPL_REPROBE_MS) {
+			/* Sent and no acknowledgement moved for long: an append
+			 * or an ACK may have been lost on a reconnect (the
+			 * standby's repeated ACK goes to the pipe of its last
+			 * append); the standby's STATE says where it is. A
+			 * standby merely slow to sync costs one probe. */
 			atomic_store(&sd->state, GW_SENDER_CONNECTING);
 			probe_at = now;
 		}
@@ -471,6 +494,7 @@ int gw_repl_sender_start(gw_repl *r, uint32_t k, uint32_t node, const char *url)
 	pthread_mutex_init(&sd->lock, NULL);
 	msgpack_sbuffer_init(&sd->buf);
 	atomic_store(&sd->heard_ns, bo_clock_ns());
+	atomic_store(&sd->progress_ns, bo_clock_ns());
 	sd->recs = calloc(SEND_RECORDS_MAX, sizeof(repl_record));
 	sd->checksums = calloc(SEND_RECORDS_MAX, sizeof(uint64_t));
 	sd->stage = malloc(GW_REPL_BATCH_BYTES + JOURNAL_PAYLOAD_BYTES_MAX);

@@ -25,9 +25,12 @@
  *
  * What a sender does on a refusal: GAP resumes from the standby's last
  * record; STALE / DIVERGED stop it (logged; the control plane decides);
- * FAILED / NOT_STANDBY probe again after a pause. A sender that sent
- * records and got no acknowledgement for GW_REPL_REPROBE_MS probes again
- * (a message lost on a reconnect).
+ * FAILED / NOT_STANDBY probe again after a pause. A sender whose
+ * acknowledged sequence has not moved for GW_REPL_REPROBE_MS while records
+ * are outstanding probes again (an append or an ACK lost on a reconnect:
+ * no later ACK may ever come). The durable sequence a STATE reports (up to
+ * its last record, which the sender matched) counts as acknowledged, and
+ * moves the shard's floor, as an ACK does.
  */
 #ifndef BO_GATEWAY_REPL_H
 #define BO_GATEWAY_REPL_H

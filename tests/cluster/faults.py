@@ -421,11 +421,7 @@ SCENARIOS = {
 
 # Scenarios that show an open bug: listed loudly on every run, run only
 # with --only. Each entry says what fails; DESIGN.md ("Not done yet") too.
-KNOWN_BUGS = {
-    "min_in_sync": "open bug: with --min-in-sync 2, after the standby is killed and restarted "
-                   "one shard's stream sometimes stops (the primary logs streaming, the standby "
-                   "appends nothing), so that shard's writes stay held (1 run in 3)",
-}
+KNOWN_BUGS = {}  # none open now
 
 
 def main():

@@ -13,7 +13,13 @@
  *     request ids) reach node 2, every acknowledged hold is in node 2's
  *     state (the seat is held, and the retried request is answered from its
  *     idempotency window with the same hold), no seat acknowledged twice;
- *   - kill -9 of the standby: the primary drops it from in_sync and goes on.
+ *   - kill -9 of the standby: the primary drops it from in_sync and goes on;
+ *   - with node 2 played by the test (its replication answered by hand, to
+ *     lose what a real server cannot lose on cue): a standby that comes
+ *     back holding every record, its last ACK lost, and an append lost on
+ *     its way to a live standby — either way, with nothing more to send,
+ *     the held reply is released (GW_REPL_REPROBE_MS, the STATE counted as
+ *     an acknowledgement).
  *
  * Every wait is for an event (cluster_status polled, with a deadline).
  * Without the etcd binary the tests are skipped, loudly.
@@ -21,6 +27,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +41,7 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/pair1/pair.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "base/clock.h"
@@ -42,6 +50,7 @@
 #include "cluster/etcd.h"
 #include "cluster/role.h"
 #include "journal/journal.h"
+#include "protocol/repl.h"
 #include "protocol/wire.h"
 #include "shard/shard.h"
 #include "tests/support/etcd_proc.h"
@@ -600,13 +609,14 @@ static int pred_shard_role(const wire_cluster_status *st, void *ctx)
 	       (w[3] == 0 || in_sync_has(sc, w[3]));
 }
 
-static int hold_at(const tnode *n, uint64_t client, uint64_t event, uint32_t seat)
+/* One hold at node n, no retry, answered within timeout_ms: 0 with its
+ * status, or the client's error (-ETIMEDOUT: no answer). */
+static int hold_send(const tnode *n, uint64_t client, uint64_t event, uint32_t seat, uint32_t timeout_ms,
+		     int *status /* OUT */)
 {
-	/* A generous timeout: this is about what is answered, not how fast
-	 * (a loaded 2-core machine runs the other tests beside). */
 	boc_options opt;
 	boc_options_default(&opt);
-	opt.timeout_ms = 5000;
+	opt.timeout_ms = timeout_ms;
 	opt.linger_us = 0;
 	boc_retry_options ro;
 	boc_retry_options_default(&ro);
@@ -617,13 +627,22 @@ static int hold_at(const tnode *n, uint64_t client, uint64_t event, uint32_t sea
 	bo_cmd cmd;
 	boc_hold_seats(&cmd, client, 1, event, &seat, 1, 600000);
 	bo_result res;
-	char text[256];
-	int64_t t0 = bo_clock_ms();
-	int rc = boc_call(c, &cmd, &res, text, sizeof(text));
+	int rc = boc_call(c, &cmd, &res, NULL, 0);
 	boc_close(c);
+	*status = rc == 0 ? res.status : -1;
+	return rc;
+}
+
+static int hold_at(const tnode *n, uint64_t client, uint64_t event, uint32_t seat)
+{
+	/* A generous timeout: this is about what is answered, not how fast
+	 * (a loaded 2-core machine runs the other tests beside). */
+	int status;
+	int64_t t0 = bo_clock_ms();
+	int rc = hold_send(n, client, event, seat, 5000, &status);
 	cr_assert_eq(rc, 0, "hold (client %" PRIu64 ", event %" PRIu64 ") at node %d: %s after %" PRId64 " ms", client,
 		     event, n->id, boc_strerror(rc), bo_clock_ms() - t0);
-	return res.status;
+	return status;
 }
 
 Test(node, rejoin_and_switchover)
@@ -809,4 +828,359 @@ Test(node, min_in_sync_two)
 	}
 	cr_assert_eq(status, BO_OK, "the held hold after the standby came back");
 	cr_assert_eq(hold_at(&nodes[0], 910002, 1, 3), BO_OK);
+}
+
+/* ---- Node 2 played by the test ----------------------------------------------
+ * What a real standby cannot be made to do on cue — lose an append on its
+ * way, or die between making records durable and acknowledging them — a
+ * stand-in does: the test registers node 2's key in etcd and answers node
+ * 1's replication itself on node 2's repl address, with a PAIR1 poly
+ * listener as gateway/repl.c's receiver. It answers a probe with STATE
+ * (its last record is durable: it keeps no journal, only a sequence per
+ * shard; the checksum it names is read from node 1's journal, the same
+ * record), takes appends in order (GAP otherwise) and acknowledges them
+ * while `acking`; idle, it repeats its last acknowledgement on each probe,
+ * as the real ack thread repeats it (GW_REPL_REACK_NS). */
+typedef struct fake_shard {
+	uint64_t epoch;	    /* of the last append taken */
+	uint64_t last;	    /* last record taken (all of them "durable") */
+	uint64_t acked;	    /* acknowledged in this life (a restart forgets it) */
+	uint64_t cs_seq;    /* cs is the checksum of record cs_seq */
+	uint64_t cs;
+	int drop_next;	    /* the next append is lost on its way */
+} fake_shard;
+
+static struct {
+	nng_socket sock;
+	pthread_t thread;
+	int running;
+	atomic_int stop;
+	atomic_int acking;
+	pthread_mutex_t lock; /* sh[], error */
+	fake_shard sh[SHARDS];
+	/* What went wrong on the stand-in's thread (criterion asserts only on
+	 * the test's own): checked by fake_stop. */
+	char error[256];
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Under fake.lock: the first error is kept. */
+static void fake_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fake_error(const char *fmt, ...)
+{
+	if (fake.error[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(fake.error, sizeof(fake.error), fmt, ap);
+	va_end(ap);
+}
+
+/* Under fake.lock: the content checksum of record seq of shard k in node
+ * 1's journal (0 after an error). */
+static uint64_t journal_checksum_at(uint32_t k, uint64_t seq)
+{
+	journal_reader *r;
+	char err[512];
+	if (journal_reader_open(nodes[0].data, k, NULL, &r, err, sizeof(err)) != 0) {
+		fake_error("node 1's journal of shard %u: %s", k, err);
+		return 0;
+	}
+	journal_record rec;
+	int rc;
+	while ((rc = journal_reader_next(r, &rec)) == 1 && rec.seq < seq)
+		;
+	uint64_t cs = rc == 1 && rec.seq == seq ? rec.checksum : 0;
+	if (cs == 0)
+		fake_error("shard %u: record %" PRIu64 " not in node 1's journal", k, seq);
+	journal_reader_close(r);
+	return cs;
+}
+
+/* Under fake.lock. */
+static void fake_send(nng_pipe p, int encoded, const msgpack_sbuffer *b)
+{
+	nng_msg *m;
+	if (encoded != 0 || nng_msg_alloc(&m, 0) != 0) {
+		fake_error("cannot encode or allocate a replication message");
+		return;
+	}
+	if (nng_msg_append(m, b->data, b->size) != 0) {
+		nng_msg_free(m);
+		fake_error("cannot allocate a replication message");
+		return;
+	}
+	nng_msg_set_pipe(m, p);
+	if (nng_sendmsg(fake.sock, m, 0) != 0)
+		nng_msg_free(m); /* lost, as a real standby's reply can be */
+}
+
+/* Under fake.lock. */
+static uint64_t fake_checksum(uint32_t k)
+{
+	fake_shard *s = &fake.sh[k];
+	if (s->last == 0)
+		return 0;
+	if (s->cs_seq != s->last) {
+		s->cs = journal_checksum_at(k, s->last);
+		s->cs_seq = s->last;
+	}
+	return s->cs;
+}
+
+static void fake_ack(nng_pipe p, uint32_t k, uint64_t epoch, msgpack_sbuffer *b)
+{
+	fake_shard *s = &fake.sh[k];
+	repl_ack a = {.shard = k, .epoch = epoch, .durable_seq = s->acked, .last_seq = s->last};
+	b->size = 0;
+	fake_send(p, repl_encode_ack(&a, b), b);
+}
+
+/* Under fake.lock. */
+static void fake_take(nng_pipe p, const repl_msg *msg, msgpack_sbuffer *b)
+{
+	if (msg->type == REPL_PROBE && msg->u.probe.shard < SHARDS) {
+		uint32_t k = msg->u.probe.shard;
+		fake_shard *s = &fake.sh[k];
+		repl_state st = {.shard = k, .epoch = s->epoch, .last_seq = s->last, .last_checksum = fake_checksum(k),
+				 .durable_seq = s->last, .node = 2};
+		b->size = 0;
+		fake_send(p, repl_encode_state(&st, b), b);
+		if (atomic_load(&fake.acking) && s->acked > 0)
+			fake_ack(p, k, s->epoch, b);
+	} else if (msg->type == REPL_APPEND && msg->u.append.shard < SHARDS) {
+		const repl_append *a = &msg->u.append;
+		fake_shard *s = &fake.sh[a->shard];
+		if (s->drop_next) {
+			s->drop_next = 0;
+		} else if (a->first_seq != s->last + 1) {
+			repl_refuse rf = {.shard = a->shard, .epoch = s->epoch, .reason = REPL_R_GAP, .last_seq = s->last,
+					  .last_checksum = fake_checksum(a->shard)};
+			snprintf(rf.message, sizeof(rf.message), "expected %" PRIu64, s->last + 1);
+			b->size = 0;
+			fake_send(p, repl_encode_refuse(&rf, b), b);
+		} else {
+			s->last = a->first_seq + a->count - 1;
+			if (a->epoch > s->epoch)
+				s->epoch = a->epoch;
+			if (atomic_load(&fake.acking)) {
+				s->acked = s->last;
+				fake_ack(p, a->shard, a->epoch, b);
+			}
+		}
+	}
+}
+
+static void *fake_main(void *arg)
+{
+	(void)arg;
+	static repl_record recs[REPL_RECORDS_MAX]; /* one stand-in thread at a time */
+	msgpack_sbuffer b;
+	msgpack_sbuffer_init(&b);
+	while (!atomic_load(&fake.stop)) {
+		nng_msg *m;
+		if (nng_recvmsg(fake.sock, &m, 0) != 0)
+			continue; /* the receive timeout: look at stop */
+		repl_msg msg;
+		char err[128];
+		nng_pipe p = nng_msg_get_pipe(m);
+		int rc = repl_decode(nng_msg_body(m), nng_msg_len(m), &msg, recs, REPL_RECORDS_MAX, err, sizeof(err));
+		nng_msg_free(m); /* the payloads are not looked at */
+		pthread_mutex_lock(&fake.lock);
+		if (rc != 0)
+			fake_error("node 1 sent a bad replication message: %s", err);
+		else
+			fake_take(p, &msg, &b);
+		pthread_mutex_unlock(&fake.lock);
+	}
+	msgpack_sbuffer_destroy(&b);
+	return NULL;
+}
+
+/* Starts (or restarts) node 2's stand-in on its repl address. A restart
+ * keeps the records (they were durable) and forgets what it acknowledged. */
+static void fake_start(void)
+{
+	pthread_mutex_lock(&fake.lock);
+	for (uint32_t k = 0; k < SHARDS; k++)
+		fake.sh[k].acked = 0;
+	pthread_mutex_unlock(&fake.lock);
+	cr_assert_eq(nng_pair1_open_poly(&fake.sock), 0);
+	nng_socket_set_size(fake.sock, NNG_OPT_RECVMAXSZ, REPL_MSG_MAX);
+	nng_socket_set_ms(fake.sock, NNG_OPT_RECVTIMEO, 50);
+	nng_socket_set_ms(fake.sock, NNG_OPT_SENDTIMEO, 200);
+	/* The port was just closed by the stand-in's previous life. */
+	int rc;
+	int64_t until = bo_clock_ms() + 5000;
+	while ((rc = nng_listen(fake.sock, nodes[1].repl_url, NULL, 0)) == NNG_EADDRINUSE && bo_clock_ms() < until) {
+		struct timespec ts = {0, 20 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_eq(rc, 0, "node 2's stand-in cannot listen on %s: %s", nodes[1].repl_url, nng_strerror(rc));
+	atomic_store(&fake.acking, 1);
+	atomic_store(&fake.stop, 0);
+	cr_assert_eq(pthread_create(&fake.thread, NULL, fake_main, NULL), 0);
+	fake.running = 1;
+}
+
+/* "kill -9": the connections close, no reply of any kind goes out. Then
+ * what went wrong on its thread fails the test. */
+static void fake_stop(void)
+{
+	if (!fake.running)
+		return;
+	atomic_store(&fake.stop, 1);
+	pthread_join(fake.thread, NULL);
+	nng_close(fake.sock);
+	fake.running = 0;
+	cr_assert_eq(fake.error[0], 0, "node 2's stand-in: %s", fake.error);
+}
+
+static uint64_t fake_last(uint32_t k)
+{
+	pthread_mutex_lock(&fake.lock);
+	uint64_t last = fake.sh[k].last;
+	pthread_mutex_unlock(&fake.lock);
+	return last;
+}
+
+/* Node 2's key, as a live server writes it (no lease: it stays while the
+ * stand-in is "dead", as a key does for a lease time), then the stand-in;
+ * then node 1, primary with the stand-in in sync. */
+static void fake_cluster_up(void)
+{
+	etcd *e;
+	char err[512], val[256];
+	cr_assert_eq(etcd_open(tetcd_c.endpoints, 2000, &e, err, sizeof(err)), 0, "%s", err);
+	int len = snprintf(val, sizeof(val), "{\"id\":2,\"client\":\"%s\",\"repl\":\"%s\"}", nodes[1].client_url,
+			   nodes[1].repl_url);
+	cr_assert_eq(etcd_put(e, "/boxoffice/nodes/2", val, (size_t)len, 0, err, sizeof(err)), 0, "%s", err);
+	etcd_close(e);
+	fake_start();
+	nodes[0].extra = "--min-in-sync";
+	nodes[0].extra_val = "2";
+	node_start(&nodes[0]);
+	want w12 = {.primary = 1, .in_sync_also = 2};
+	if (wait_status(&nodes[0], 30000, pred_roles, &w12, NULL) != 0) {
+		dump_logs();
+		cr_assert_fail("node 1 primary with node 2's stand-in in sync: not reached");
+	}
+	boc_client *c1 = client_open(&nodes[0]);
+	create_events(c1);
+	boc_close(c1);
+	cr_assert_eq(hold_at(&nodes[0], 950000, 1, 1), BO_OK);
+}
+
+/* A hold sent once and left to its fate; its answer lands in `status`. */
+typedef struct pending_hold {
+	boc_client *c;
+	atomic_int done;
+	int err, status;
+} pending_hold;
+
+static void pending_cb(void *ctx, int err, const bo_result *res, const char *text)
+{
+	pending_hold *h = ctx;
+	(void)text;
+	h->err = err;
+	h->status = err == 0 ? res->status : -1;
+	atomic_store(&h->done, 1);
+}
+
+static void pending_send(pending_hold *h, uint64_t client, uint64_t event, uint32_t seat)
+{
+	boc_options opt;
+	boc_options_default(&opt);
+	opt.timeout_ms = 20000; /* beyond the scenario: an answer, not a timeout, ends it */
+	opt.linger_us = 0;
+	boc_retry_options ro;
+	boc_retry_options_default(&ro);
+	ro.no_retry = 1;
+	const char *urls[] = {nodes[0].client_url};
+	cr_assert_eq(boc_open_servers(urls, 1, &opt, &ro, &h->c), 0);
+	bo_cmd cmd;
+	boc_hold_seats(&cmd, client, 1, event, &seat, 1, 600000);
+	cr_assert_eq(boc_submit(h->c, &cmd, pending_cb, h), 0);
+}
+
+/* Waits for the answer (at most the client's timeout); closes the client. */
+static int pending_wait(pending_hold *h)
+{
+	while (!atomic_load(&h->done)) {
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	boc_close(h->c);
+	return h->status;
+}
+
+/* An event of shard k. */
+static uint64_t event_of_shard(uint32_t k)
+{
+	for (uint64_t e = 1; e <= EVENTS; e++)
+		if (shard_for_event(e, SHARDS) == k)
+			return e;
+	cr_assert_fail("no event of shard %u among the %d", k, EVENTS);
+	return 0;
+}
+
+/* The standby dies after its records became durable and before node 1
+ * heard its acknowledgement, and comes back with every record node 1 has:
+ * nothing is left to send, so no acknowledgement will ever come. Its STATE
+ * (durable through the last record) must release the held reply — the
+ * floor follows what the sender counts as acknowledged. Before the fix the
+ * sender counted it and the floor never moved: the shard's writes stayed
+ * held for good (faults.py min_in_sync, 1 run in 3). */
+Test(node, standby_back_with_every_record)
+{
+	fake_cluster_up();
+	uint32_t k = shard_for_event(1, SHARDS);
+	uint64_t other = event_of_shard(1 - k);
+	/* Its records reach the stand-in, which acknowledges nothing more. */
+	atomic_store(&fake.acking, 0);
+	uint64_t before = fake_last(k);
+	pending_hold h = {0};
+	pending_send(&h, 950001, 1, 2);
+	int64_t until = bo_clock_ms() + 10000;
+	while (fake_last(k) == before && bo_clock_ms() < until) {
+		struct timespec ts = {0, 5 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_gt(fake_last(k), before, "the held hold's record never reached node 2's stand-in");
+	fake_stop();
+	/* Node 1 notices the standby is gone: it holds new writes (answers
+	 * busy; asked on the other shard, whose records do not matter here). */
+	int status = -1;
+	until = bo_clock_ms() + 10000;
+	for (uint32_t i = 0; status != BO_BUSY && bo_clock_ms() < until; i++)
+		hold_send(&nodes[0], 951000 + i, other, 10 + i, 300, &status);
+	cr_assert_eq(status, BO_BUSY, "node 1 did not hold writes with its only standby dead");
+	cr_assert_eq(atomic_load(&h.done), 0, "the hold was answered with its standby dead");
+	fake_start();
+	cr_assert_eq(pending_wait(&h), BO_OK, "the held hold after the standby came back with it: %s (err %d)",
+		     h.status < 0 ? "no answer" : boc_status_name(h.status), h.err);
+	fake_stop();
+}
+
+/* An append is lost on its way (as on a reconnect) while the standby stays
+ * up and answers every heartbeat probe: node 1 must not wait for ever for
+ * an acknowledgement that cannot come — with no progress it probes again,
+ * resends from the standby's last record, and the held reply is released.
+ * Before the fix the heartbeats' STATEs counted as "heard" and hid it. */
+Test(node, lost_append_is_resent)
+{
+	fake_cluster_up();
+	uint32_t k = shard_for_event(1, SHARDS);
+	pthread_mutex_lock(&fake.lock);
+	fake.sh[k].drop_next = 1;
+	uint64_t before = fake.sh[k].last;
+	pthread_mutex_unlock(&fake.lock);
+	pending_hold h = {0};
+	pending_send(&h, 952001, 1, 3);
+	cr_assert_eq(pending_wait(&h), BO_OK, "the hold whose append was lost: %s (err %d)",
+		     h.status < 0 ? "no answer" : boc_status_name(h.status), h.err);
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_eq(fake.sh[k].drop_next, 0, "no append was lost: the test proved nothing");
+	cr_assert_gt(fake.sh[k].last, before);
+	pthread_mutex_unlock(&fake.lock);
+	fake_stop();
 }

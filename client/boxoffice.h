@@ -37,16 +37,18 @@
  *    and the server's idempotency window gives the first answer again.
  *
  * Every callback is called exactly once per accepted command (boc_submit
- * returned 0), at the latest about timeout_ms after boc_submit (and at the
- * latest when boc_close returns). A full local queue or a closing client
- * is refused at once by boc_submit; nothing in this library blocks for
- * the server without a timeout.
+ * returned 0), at the latest about timeout_ms after boc_submit, or, for a
+ * command the library resends (see "Several servers"), at the latest
+ * about max(timeout_ms, deadline_ms) after it (and at the latest when
+ * boc_close returns). A full local queue or a closing client is refused at
+ * once by boc_submit; nothing in this library blocks for the server
+ * without a timeout.
  *
  * Threads: boc_submit and boc_call may be called from any number of threads
  * at once. Callbacks run on nng's worker threads (or, for commands that
- * fail before they are sent, on the library's flusher thread or the thread
- * in boc_close); they must be quick and may call boc_submit, but never
- * boc_call or boc_close (both wait for callbacks).
+ * fail before they are sent or resent, on the library's flusher thread or
+ * the thread in boc_close); they must be quick and may call boc_submit,
+ * but never boc_call or boc_close (both wait for callbacks).
  *
  * A NULL pointer where an object is required is a programmer error (assert).
  * Bad input from the server never crashes the library: it becomes
@@ -59,18 +61,25 @@
  * status BO_NOT_PRIMARY is not handed to the caller while retries remain:
  * the command is resent, with the SAME client and request ids (the
  * server's idempotency window makes that safe), to the primary the reply
- * names (at once; after backoff_ms if it names the server just
- * asked), or, when it names none, to the next address of the list after
- * backoff_ms. Later commands for the same event go straight to the
- * server that was named (a cache of event -> server learnt from these
- * answers; a message of commands for events on different servers is
- * split, one message per server); commands for events not in the cache
- * go to the server that answered last.
- * With more than one address, a lost connection or a timeout also moves
- * the command to the next address and resends it. After retry_max resends
- * the last outcome is returned (status BO_NOT_PRIMARY, or the BOC_ERR_*).
- * schemas/protocol.md, "not_primary", is the rule for clients in other
- * languages.
+ * names (at once), or, when it names none or the server just asked, to the
+ * next address of the list after a backoff; that server becomes the one
+ * later commands for events the library knows no primary of go to. Later
+ * commands for the same event go straight to the primary that was named
+ * (a cache of event -> server learnt from the answers; a message of
+ * commands for events on different servers is split, one message per
+ * server). With more than one address, a lost connection or
+ * a timeout also moves the command to the next address after a backoff.
+ * A backoff is drawn at random from [b/2, b], so that many clients do not
+ * resend in step: b = backoff_ms after an answer, and after an attempt
+ * that got none, backoff_ms doubled with each resend of the command, up to
+ * 4 * backoff_ms. Resends are batched like new commands and sent by the
+ * library's own thread, never on nng's. The last outcome (status
+ * BO_NOT_PRIMARY, or the BOC_ERR_*) is returned after retry_max resends,
+ * or when the next resend would come after the command's deadline
+ * (deadline_ms after boc_submit); a command still waiting for a resend at
+ * its deadline ends then with BOC_ERR_TIMEOUT. Commands waiting for a
+ * resend count against queue_max. schemas/protocol.md, "not_primary", is
+ * the rule for clients in other languages.
  *
  * Live availability (projections): see "Subscriber" below, a separate
  * object (boc_sub) with its own sockets, used by one thread.
@@ -129,10 +138,13 @@ extern "C" {
 #define BOC_QUEUE_MAX_MAX (1u << 20) /* commands waiting; ~240 bytes each */
 #define BOC_SERVERS_MAX 16u          /* addresses: given plus learned from replies */
 #define BOC_ADDRESS_LEN_MAX 128u     /* one address, NUL included */
-#define BOC_RETRY_MAX_DEFAULT 50u    /* resends of one command (~10 s of backoff) */
+#define BOC_RETRY_MAX_DEFAULT 50u    /* resends of one command; the deadline comes first */
 #define BOC_RETRY_MAX_MAX 10000u
-#define BOC_RETRY_BACKOFF_MS_DEFAULT 200u /* wait before asking another server */
+#define BOC_RETRY_BACKOFF_MS_DEFAULT 200u /* first wait before asking a server again */
 #define BOC_RETRY_BACKOFF_MS_MAX 60000u
+/* A failover (a lease of 3 s, then the election) with margin. */
+#define BOC_RETRY_DEADLINE_MS_DEFAULT 10000u
+#define BOC_RETRY_DEADLINE_MS_MAX BOC_TIMEOUT_MS_MAX
 
 typedef struct boc_options {
 	/* Microseconds the oldest queued command may wait for others to join
@@ -145,12 +157,13 @@ typedef struct boc_options {
 	uint32_t batch_max;
 	/* Messages in flight at once (one nng context each), 1..256. */
 	uint32_t inflight_max;
-	/* Commands queued and not yet sent, batch_max..BOC_QUEUE_MAX_MAX;
-	 * default batch_max * inflight_max * 2. boc_submit answers -EBUSY
-	 * beyond it. */
+	/* Commands queued and not yet sent, or waiting for a resend,
+	 * batch_max..BOC_QUEUE_MAX_MAX; default batch_max * inflight_max * 2.
+	 * boc_submit answers -EBUSY beyond it. */
 	uint32_t queue_max;
-	/* Milliseconds from boc_submit to its callback at most (plus
-	 * scheduling), 1..BOC_TIMEOUT_MS_MAX; also what boc_close waits. */
+	/* Milliseconds one attempt of a command may take at most (plus
+	 * scheduling): from boc_submit to its callback when it is not resent,
+	 * 1..BOC_TIMEOUT_MS_MAX; also what boc_close waits. */
 	uint32_t timeout_ms;
 	/* client_id given to mutating commands whose client_id is 0. 0 = a
 	 * random non-zero id drawn at boc_open (boc_client_id() tells it).
@@ -175,17 +188,25 @@ typedef struct boc_options {
 typedef struct boc_retry_options {
 	/* Resends of one command after a not_primary reply (or, with several
 	 * addresses, a lost connection or timeout), 1..BOC_RETRY_MAX_MAX;
-	 * 0 = BOC_RETRY_MAX_DEFAULT. Each resend is bounded by timeout_ms, so
-	 * a command's callback comes at the latest after about
-	 * (retry_max + 1) * (timeout_ms + backoff_ms). */
+	 * 0 = BOC_RETRY_MAX_DEFAULT. */
 	uint32_t retry_max;
-	/* Milliseconds before resending to a server that is not named as the
-	 * primary (the next address, or the same one again),
-	 * 1..BOC_RETRY_BACKOFF_MS_MAX; 0 = BOC_RETRY_BACKOFF_MS_DEFAULT. */
+	/* Milliseconds of backoff before resending to a server that is not
+	 * named as the primary (the next address, or the same one again);
+	 * after an attempt without an answer it doubles with each resend of
+	 * the command, up to 4 times this; each wait is drawn from the upper
+	 * half of it. 1..BOC_RETRY_BACKOFF_MS_MAX;
+	 * 0 = BOC_RETRY_BACKOFF_MS_DEFAULT. */
 	uint32_t backoff_ms;
 	/* 1: never resend (a not_primary reply is returned as it came, a lost
 	 * connection fails as with one address). */
 	uint32_t no_retry;
+	/* Milliseconds from boc_submit by which a command that is resent gets
+	 * its outcome, whatever the servers do: no resend is started that
+	 * would come later, each attempt ends by then, and one still waiting
+	 * for its resend then ends with BOC_ERR_TIMEOUT. At least timeout_ms
+	 * (a smaller value means timeout_ms), ..BOC_RETRY_DEADLINE_MS_MAX;
+	 * 0 = BOC_RETRY_DEADLINE_MS_DEFAULT. */
+	uint32_t deadline_ms;
 } boc_retry_options;
 
 /* Fills *ro with every default (what a NULL pointer means). */
@@ -239,7 +260,8 @@ int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx);
  * answered (*out holds the answer, any status; err gets its text or ""),
  * or a negative value: boc_submit's refusals (-EBUSY, -EINVAL, -ESHUTDOWN)
  * or a BOC_ERR_* (then *out is as described at the top). err may be NULL
- * (errlen 0). Returns within about timeout_ms (+ linger). Must not be
+ * (errlen 0). Returns within about timeout_ms (+ linger), or for a command
+ * that is resent (see "Several servers") by its deadline. Must not be
  * called from a callback. */
 int boc_call(boc_client *c, const bo_cmd *cmd, bo_result *out /* OUT */, char *err /* OUT */,
              size_t errlen);

@@ -12,55 +12,106 @@
  *                            ▼ (nng worker thread)
  *                        decode replies, match them to the batch by position
  *                        (REQ/REP keeps order), check echoed request ids,
- *                        call each entry's callback, free the slot
+ *                        call each entry's callback, free the slot; a command
+ *                        to resend goes to the resend pool (RESENDS), which
+ *                        the flusher empties into slots like the queue
  *
- * Only the mutex-protected counters (queue head/length, free slots, flags)
- * are shared; a slot's batch is touched by one party at a time: the flusher
- * while it fills and sends it, then the aio callback, then (after
- * nng_aio_stop) boc_close. A slot goes back to the free list only after its
+ * Only the mutex-protected state (queue head/length, resend pool, free
+ * slots, flags) is shared; a slot's batch is touched by one party at a
+ * time: the flusher while it fills and sends it, then the aio callback,
+ * then (after nng_aio_stop) boc_close. A slot goes back to the free list only after its
  * callbacks ran, so "every callback exactly once" is a property of the slot
  * life cycle: FREE -> (flusher) SENDING -> (aio) RECEIVING -> deliver -> FREE.
  *
  * TIMEOUTS
  *
- * Each entry records when it was submitted. A batch's deadline is its
- * oldest entry's submit time + timeout_ms; entries already past it when the
- * flusher takes them fail at once, the rest bound the nng send (which waits
- * for a connected pipe: a down server shows up here) and the receive. So a
- * callback runs at most about timeout_ms after its boc_submit, whatever the
- * server does. REQ resends are disabled: a silent resend would double the
- * load on an overloaded server, and retrying is the caller's decision (with
- * the same request id, which the server's idempotency window makes safe).
+ * Each entry records when it was submitted and when its current attempt
+ * began (the submit, or its resend). A batch's deadline is the earliest of
+ * its entries' attempt start + timeout_ms and command deadline (BOUNDS);
+ * entries already past theirs when the flusher takes them fail at once, the
+ * rest bound the nng send (which waits for a connected pipe: a down server
+ * shows up here) and the receive. So an attempt ends at most about
+ * timeout_ms after it began, whatever the server does. REQ resends are
+ * disabled: a silent resend would double the load on an overloaded server;
+ * the library's own resends (RESENDS) are bounded and batched.
  *
  * SEVERAL SERVERS
  *
  * One REQ socket per server address (targets[]: the configured ones, then
  * the ones not_primary replies named, never removed, so a target index
- * stays valid for the client's life). `home` is the target new batches go
- * to; a slot opens a context on a target's socket the first time it sends
- * there. A command answered not_primary (or, with several targets, lost
- * with its connection) leaves the batching path for a retry: a small state
- * machine of its own (struct retry: one aio, one context) that waits,
- * resends the same command (same client and request ids) as a message of
- * its own and either delivers the answer or tries again, at most retry_max
- * times. It also moves `home`, so later batches go where the last answer
- * pointed. A finished retry's aio cannot be freed from its own callback:
- * the flusher thread reaps finished retries, boc_close the rest.
+ * stays valid for the client's life; a named one is opened by the flusher,
+ * or by boc_switchover's thread, before its first send). `home` is the
+ * target new batches go to; a slot opens a context on a target's socket
+ * the first time it sends there.
  *
  * ROUTES
  *
  * The shards' primaries may sit on different servers, so one `home` for
  * every command would have every other command answered not_primary and
- * resent. The client keeps a small direct-mapped cache event -> target
- * (routes[]), learnt from the answers: the primary a not_primary reply
- * names, and the server that applied a retried mutating command. The
- * flusher splits each batch it takes by target (events not in the cache go
- * to `home`) and sends each part as a message of its own; parts that find
- * no free slot wait in `carry` (flusher-owned, counted as queued) and go
- * before anything else is taken. The cache is only a hint: an entry torn by
- * two concurrent writers, evicted, or stale after a failover sends a
- * command to the wrong server, which answers not_primary — one retry, and
- * the cache learns again.
+ * resent (scale-out 0.044 in perf/README.md, issue 13). The client keeps a
+ * small direct-mapped cache event -> target (routes[]), learnt from the
+ * answers: the primary a not_primary reply names, and the server that
+ * answered a mutating command (anything but not_primary). The flusher
+ * splits each new batch by target: the first command's target keeps its
+ * part; the other commands are parked in the resend pool (RESENDS), due at
+ * once, for their own targets (not counted as resends), and leave in the
+ * next passes, one message per target. Events not in the cache go to
+ * `home`. The cache is only a hint: an entry torn by two concurrent
+ * writers, evicted, or stale after a failover sends a command to the
+ * wrong server, which answers not_primary: one resend, and the cache
+ * learns again.
+ *
+ * RESENDS
+ *
+ * A command answered not_primary (or, with several targets, lost with its
+ * connection or timed out) is resent with the same client and request ids.
+ * Resends travel like new commands: in batches, sent by the flusher thread
+ * on the slots' contexts. The aio callback that sees the outcome only
+ * decides, under the lock, where and when (retry_batch): it parks the entry
+ * in the resend pool with a target and a due time and wakes the flusher;
+ * it opens no context, builds no message and calls nothing of nng's. The
+ * flusher sends due resends (those of one target, up to batch_max, in the
+ * order they were parked) before new batches: they are older.
+ *
+ * Why so: the first design gave each resent command an aio and a REQ
+ * context of its own, opened and sent from nng's callback threads. When a
+ * primary held thousands of commands (--min-in-sync 2 with the standby
+ * down), each timed-out batch of 4096 became 4096 one-command messages,
+ * all resent at once and again after every timeout: the client's and the
+ * server's time went to per-message overhead, every attempt timed out
+ * before its reply was read, and each left one more copy held at the
+ * primary, to be answered in vain later (tests/client/retry_hold_test.c:
+ * 8192 held commands made 124,000-409,000 resends, and outcomes resumed
+ * only 7-50 s after the primary did).
+ *
+ * When: a resend to another server that a not_primary reply names goes at
+ * once. Every other one (no primary named, the same server named, a lost
+ * connection, a timeout) waits a backoff drawn uniformly from the upper
+ * half of a span, so that the clients of one failover do not come back in
+ * step. The span is backoff_ms after an answer (the server is fine, the
+ * shard's primary is being elected: ask again soon), and doubles with the
+ * command's resends, up to 2^RESEND_DOUBLINGS_MAX times, after an attempt
+ * without one (the server is down or holds the command: spare it). One
+ * draw per outcome of a batch, so that a batch's commands stay one batch.
+ *
+ * BOUNDS
+ *
+ * A command's deadline is its submit time + max(timeout_ms, deadline_ms)
+ * (timeout_ms alone with no_retry). It is resent only while fewer than
+ * retry_max resends were made and the resend is due before the deadline;
+ * each attempt is bounded by timeout_ms and by the deadline; a resend
+ * still waiting at its deadline fails then (the flusher wakes for the
+ * earliest one). So every callback comes by the deadline, plus scheduling,
+ * whatever the servers do. The pool cannot overflow: boc_submit counts the
+ * waiting resends against queue_max, so queue + pool + slots never hold
+ * more than queue_max + inflight_max * batch_max commands, its capacity.
+ *
+ * nng_sleep_aio is not used: in nng 1.5.2 an aio that once slept reports
+ * the timeout of a later operation as success (aio.c sets a_expire_ok for
+ * the sleep and never clears it), so a timed-out send "succeeded" with the
+ * request handed back on the aio (the retry path overwrote it with the
+ * next one: the requests LeakSanitizer found at the exit of the cluster
+ * tests), and a timed-out receive "succeeded" without a message.
  *
  * Taking entries out of the ring without holding the lock for the copy:
  * the flusher advances the head under the lock and counts the taken entries
@@ -103,13 +154,34 @@ _Static_assert((int)BOC_COMMITTER_OFF == (int)WIRE_COMMITTER_OFF &&
 _Static_assert(BOC_STATUS_NO_ANSWER >= BO_STATUS_COUNT && BOC_STATUS_NO_ANSWER <= UINT8_MAX,
                "no-answer status is no bo_status and fits bo_result.status");
 
+/* After attempts without an answer, a resend's backoff doubles this many
+ * times at most (see RESENDS): with the default 200 ms, waits of 100-200,
+ * 200-400 and then 400-800 ms, so that a command a server cannot answer
+ * costs it a batch or two a second. */
+#define RESEND_DOUBLINGS_MAX 2u
+_Static_assert((1u << RESEND_DOUBLINGS_MAX) == 4, "boxoffice.h: backoffs grow to 4 * backoff_ms");
+/* Resends failed at their deadline per pass of the flusher (on its stack). */
+#define EXPIRE_CHUNK 32u
+
 /* One submitted command waiting for its outcome. */
 typedef struct entry {
-	bo_cmd cmd;        /* copy of the caller's command, ids filled in */
-	boc_callback cb;   /* may be NULL */
-	void *ctx;         /* cb's argument */
-	int64_t submit_ns; /* CLOCK_MONOTONIC at boc_submit: starts its timeout */
+	bo_cmd cmd;          /* copy of the caller's command, ids filled in */
+	boc_callback cb;     /* may be NULL */
+	void *ctx;           /* cb's argument */
+	int64_t submit_ns;   /* CLOCK_MONOTONIC at boc_submit */
+	int64_t attempt_ns;  /* start of the current attempt: submit_ns, then each resend's */
+	int64_t deadline_ns; /* the callback runs by then (see BOUNDS) */
+	uint64_t epoch;      /* the largest epoch a not_primary named (sent along) */
+	uint32_t resends;    /* resends so far */
 } entry;
+
+/* A command of the resend pool waiting for its time (see RESENDS). */
+typedef struct rwait {
+	int64_t due_ns;      /* resend it no earlier */
+	int64_t deadline_ns; /* its entry's: fail it then */
+	uint32_t pool;       /* its entry: client->r_pool[pool] */
+	uint32_t target;     /* where it goes */
+} rwait;
 
 enum slot_phase {
 	SLOT_FREE = 0,
@@ -123,13 +195,15 @@ typedef struct slot {
 	nng_ctx ctx[BOC_SERVERS_MAX]; /* one per target, opened on first use */
 	uint32_t ctx_open;            /* bit t: ctx[t] is open */
 	uint32_t target;              /* where the batch in flight went */
+	bool resend;                  /* the batch is of resends: it goes to target */
 	nng_aio *aio;
 	int phase;             /* slot_phase; FREE only under client->mu */
 	uint32_t n;            /* entries in e[] */
-	int64_t deadline_ns;   /* oldest entry's submit + timeout */
+	int64_t deadline_ns;   /* the earliest of its entries' attempt limits */
 	entry *e;              /* [batch_max] */
 	bo_result *res;        /* [batch_max] decoded replies */
 	wire_reply_info *info; /* [batch_max] */
+	uint8_t *parked;       /* [batch_max] retry_batch's scratch: 1 = resent */
 	msgpack_sbuffer sbuf;  /* encoded request, reused */
 	struct slot *next_free;
 } slot;
@@ -139,36 +213,8 @@ typedef struct target {
 	char url[BOC_ADDRESS_LEN_MAX];
 	nng_socket sock;
 	nng_dialer dialer;
+	bool open; /* under mu: sock is open (a named target opens on first use) */
 } target;
-
-/* A command being resent after not_primary or a lost server (see SEVERAL
- * SERVERS). Owned by its aio callback while not done; listed in
- * client->retries until reaped. */
-typedef struct retry {
-	struct boc_client *client;
-	entry en;
-	uint32_t resends; /* resends started so far */
-	uint32_t target;  /* where the next (or current) attempt goes */
-	uint64_t epoch;   /* the epoch the last not_primary named (sent along) */
-	int phase;        /* retry_phase */
-	bool done;        /* the callback ran: reap it */
-	nng_aio *aio;
-	nng_ctx ctx;
-	bool ctx_open;
-	uint32_t ctx_target;
-	/* The last outcome, returned when the resends run out. */
-	int last_err;
-	bo_result last_res;
-	char last_text[BOC_TEXT_LEN_MAX];
-	wire_reply_info info; /* scratch for decoding */
-	struct retry *next;
-} retry;
-
-enum retry_phase {
-	RETRY_WAIT,
-	RETRY_SEND,
-	RETRY_RECV
-};
 
 /* One cached route (see ROUTES): target + 1 (0: empty) for event. */
 typedef struct route {
@@ -182,14 +228,15 @@ typedef struct route {
 struct boc_client {
 	boc_options opt;
 	boc_retry_options ropt;
+	int64_t life_ns; /* submit to deadline of every command (see BOUNDS) */
 	target targets[BOC_SERVERS_MAX];
-	_Atomic uint32_t ntargets; /* targets[0..ntargets) are open; grows under mu */
+	_Atomic uint32_t ntargets; /* targets[0..ntargets) are known; grows under mu */
 	uint32_t nconfigured;      /* the addresses given to boc_open */
 	_Atomic uint32_t home;     /* where new batches go */
 
 	pthread_mutex_t mu;
-	pthread_cond_t flush_cv; /* flusher waits: queue due, slot freed, closing */
-	pthread_cond_t idle_cv;  /* boc_close waits: queue empty and all slots free */
+	pthread_cond_t flush_cv; /* flusher waits: queue due, resend due, slot freed, closing */
+	pthread_cond_t idle_cv;  /* boc_close waits: queue and pool empty and all slots free */
 	/* Under mu: */
 	entry *q;          /* [queue_max] ring */
 	uint32_t q_head;   /* oldest queued */
@@ -199,18 +246,20 @@ struct boc_client {
 	uint32_t slots_busy;
 	bool closing;  /* boc_close began: refuse submits, flush without linger */
 	bool stopping; /* boc_close stops the flusher and the aios */
-	uint32_t carry_n;      /* entries in carry (see ROUTES) */
-	retry *retries;        /* every retry not yet reaped */
-	uint32_t retries_live; /* of which not done */
-	uint32_t retries_done; /* of which done, waiting for the reaper */
+	/* The resend pool (see RESENDS and BOUNDS), under mu: */
+	entry *r_pool;    /* [r_max] parked commands */
+	uint32_t *r_free; /* [r_max] stack of free r_pool indices */
+	uint32_t r_nfree;
+	rwait *r_wait;          /* [r_max] the parked ones, in the order parked */
+	uint32_t r_len;         /* parked */
+	uint32_t r_max;         /* queue_max + inflight_max * batch_max; 0 with no_retry */
+	int64_t r_due_min;      /* the earliest due_ns in r_wait, INT64_MAX when empty */
+	int64_t r_deadline_min; /* the earliest deadline_ns in r_wait, likewise */
+	uint64_t r_rand;        /* xorshift64 state of the backoff draws, never 0 */
 
 	slot *slots; /* [inflight_max] */
 	pthread_t flusher;
-	/* The flusher's own: batch parts waiting for a free slot, and the
-	 * target of each (see ROUTES). carry_n is under mu. */
-	entry *carry;           /* [batch_max] */
-	uint32_t *carry_target; /* [batch_max] */
-	route routes[ROUTES];
+	route routes[ROUTES]; /* see ROUTES */
 	/* The auth prefix sent in front of every message ({"auth": token},
 	 * schemas/protocol.md section 17); auth_len 0: none. Written at
 	 * boc_open only. */
@@ -224,9 +273,9 @@ struct boc_client {
 	_Atomic uint64_t st_retries;
 };
 
-static void retry_start(boc_client *c, const entry *en, uint32_t from, int err,
-                        const bo_result *res, const wire_reply_info *info, const char *text);
+static void retry_batch(slot *s, uint32_t n, int err, const char *why);
 static bool can_failover(const boc_client *c);
+static void route_set(boc_client *c, uint64_t event, uint32_t t);
 
 /* ---- Helpers ------------------------------------------------------------- */
 
@@ -326,8 +375,8 @@ static void slot_fail_all(slot *s, int err, const char *why)
 }
 
 /* A batch lost with its connection (no reply, or no send): with several
- * servers every command moves to a retry on the next one; else, or when
- * the client is closing, it fails as before. */
+ * servers its commands are resent elsewhere (retry_batch); else, or when
+ * the client is closing, they fail. */
 static void slot_fail_or_retry(slot *s, int err, const char *why)
 {
 	boc_client *c = s->client;
@@ -335,9 +384,7 @@ static void slot_fail_or_retry(slot *s, int err, const char *why)
 		slot_fail_all(s, err, why);
 		return;
 	}
-	for (uint32_t i = 0; i < s->n; i++)
-		retry_start(c, &s->e[i], s->target, err, NULL, NULL, why);
-	s->n = 0;
+	retry_batch(s, s->n, err, why);
 }
 
 static nng_duration ms_left(int64_t deadline_ns)
@@ -353,7 +400,9 @@ static nng_duration ms_left(int64_t deadline_ns)
 /* Matches the decoded reply message to the slot's batch and calls every
  * callback. The server answers an array request with an array of the same
  * length and order; a message-level answer (one map: the server shed or
- * refused the whole message) applies to every command. */
+ * refused the whole message) applies to every command. not_primary answers
+ * are packed at the front of the batch (entry, result, info) and handed to
+ * retry_batch together. */
 static void slot_deliver(slot *s, nng_msg *msg)
 {
 	boc_client *c = s->client;
@@ -374,10 +423,15 @@ static void slot_deliver(slot *s, nng_msg *msg)
 		slot_fail_all(s, BOC_ERR_PROTOCOL, why);
 		return;
 	}
+	/* A message-level answer is read for every command, while the packing
+	 * below overwrites res[0] and info[0]: keep it aside. */
+	bo_result whole_res = s->res[0];
+	wire_reply_info whole_info = s->info[0];
+	uint32_t resend = 0;
 	for (uint32_t i = 0; i < s->n; i++) {
 		const entry *en = &s->e[i];
-		bo_result r = s->res[whole ? 0 : i];
-		const wire_reply_info *inf = &s->info[whole ? 0 : i];
+		bo_result r = whole ? whole_res : s->res[i];
+		const wire_reply_info *inf = whole ? &whole_info : &s->info[i];
 		if (whole || inf->malformed) {
 			/* The server could not read this command (or the message):
 			 * it echoes nothing, so the ids come from the command. */
@@ -392,14 +446,23 @@ static void slot_deliver(slot *s, nng_msg *msg)
 			continue;
 		}
 		if (r.status == BO_NOT_PRIMARY && !c->ropt.no_retry) {
-			retry_start(c, en, s->target, 0, &r, inf, inf->error);
+			/* resend <= i: each slot is read before it is written. */
+			s->e[resend] = *en;
+			s->res[resend] = r;
+			if (&s->info[resend] != inf)
+				s->info[resend] = *inf;
+			resend++;
 			continue;
 		}
+		if (bo_op_mutates(en->cmd.op))
+			route_set(c, en->cmd.event_id, s->target); /* it answered: the primary */
 		atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
 		if (en->cb != NULL)
 			en->cb(en->ctx, 0, &r, inf->error);
 	}
 	s->n = 0;
+	if (resend > 0)
+		retry_batch(s, resend, 0, NULL);
 }
 
 /* nng calls this when the slot's send or receive completes. */
@@ -409,12 +472,18 @@ static void slot_aio_cb(void *arg)
 	boc_client *c = s->client;
 	int rv = nng_aio_result(s->aio);
 	if (s->phase == SLOT_SENDING) {
-		if (rv != 0) {
-			/* The message is still ours when a send fails. */
-			nng_msg *msg = nng_aio_get_msg(s->aio);
-			if (msg != NULL)
-				nng_msg_free(msg);
+		/* nng takes the message only from a send that succeeds; one it
+		 * hands back is ours, and the send did not happen whatever the
+		 * result says (nng 1.5.2 reports success for an aio that once
+		 * slept: see the note at the top; slots never sleep). */
+		nng_msg *back = nng_aio_get_msg(s->aio);
+		if (back != NULL) {
+			nng_msg_free(back);
 			nng_aio_set_msg(s->aio, NULL);
+			if (rv == 0)
+				rv = NNG_ETIMEDOUT;
+		}
+		if (rv != 0) {
 			slot_fail_or_retry(s, err_from_nng(rv),
 			                   nng_why(rv, "no connection to the server"));
 			slot_release(s);
@@ -434,12 +503,14 @@ static void slot_aio_cb(void *arg)
 		return;
 	}
 	assert(s->phase == SLOT_RECEIVING);
+	nng_msg *msg = rv == 0 ? nng_aio_get_msg(s->aio) : NULL;
+	if (rv == 0 && msg == NULL)
+		rv = NNG_ETIMEDOUT; /* the same nng defect on a receive: no reply */
 	if (rv != 0) {
 		slot_fail_or_retry(s, err_from_nng(rv), nng_why(rv, "no reply from the server"));
 		slot_release(s);
 		return;
 	}
-	nng_msg *msg = nng_aio_get_msg(s->aio);
 	nng_aio_set_msg(s->aio, NULL);
 	slot_deliver(s, msg);
 	nng_msg_free(msg);
@@ -473,25 +544,52 @@ static int target_open(target *t, const char *url)
 	return 0;
 }
 
+/* The target of `address`, added (not opened: see target_open_locked) if
+ * new; -1 when there is no room left or the client stops. Under mu: the
+ * aio callbacks use it, and they must not open sockets. */
+static int target_find_or_add_locked(boc_client *c, const char *address)
+{
+	uint32_t n = atomic_load_explicit(&c->ntargets, memory_order_relaxed);
+	for (uint32_t i = 0; i < n; i++)
+		if (strcmp(c->targets[i].url, address) == 0)
+			return (int)i;
+	if (n == BOC_SERVERS_MAX || c->stopping)
+		return -1;
+	snprintf(c->targets[n].url, sizeof(c->targets[n].url), "%s", address);
+	c->targets[n].open = false;
+	/* Release: a reader that sees the count sees the address. */
+	atomic_store_explicit(&c->ntargets, n + 1, memory_order_release);
+	return (int)n;
+}
+
+/* Opens target t's socket if it is not open yet. Under mu (opening does
+ * not wait for the server). Returns 0 or target_open's error. */
+static int target_open_locked(boc_client *c, uint32_t t)
+{
+	assert(t < atomic_load_explicit(&c->ntargets, memory_order_relaxed));
+	target *tg = &c->targets[t];
+	if (tg->open)
+		return 0;
+	if (c->stopping)
+		return BOC_ERR_CLOSED;
+	char url[BOC_ADDRESS_LEN_MAX];
+	memcpy(url, tg->url, sizeof(url));
+	int rv = target_open(tg, url);
+	tg->open = rv == 0;
+	return rv;
+}
+
 /* The target of `address`, opened (and dialled) if new; -1 when there is
  * no room left or it cannot be opened (the caller then tries the next
- * configured address instead). Any thread. */
+ * configured address instead). A caller's thread, never an aio callback. */
 static int target_find_or_add(boc_client *c, const char *address)
 {
 	pthread_mutex_lock(&c->mu);
-	uint32_t n = atomic_load_explicit(&c->ntargets, memory_order_relaxed);
-	int found = -1;
-	for (uint32_t i = 0; i < n && found < 0; i++)
-		if (strcmp(c->targets[i].url, address) == 0)
-			found = (int)i;
-	if (found < 0 && n < BOC_SERVERS_MAX && !c->stopping &&
-	    target_open(&c->targets[n], address) == 0) {
-		found = (int)n;
-		/* Release: a reader that sees the count sees the socket. */
-		atomic_store_explicit(&c->ntargets, n + 1, memory_order_release);
-	}
+	int t = target_find_or_add_locked(c, address);
+	if (t >= 0 && target_open_locked(c, (uint32_t)t) != 0)
+		t = -1;
 	pthread_mutex_unlock(&c->mu);
-	return found;
+	return t;
 }
 
 /* The target after `t`, cycling through every known one. */
@@ -507,6 +605,48 @@ static bool can_failover(const boc_client *c)
 	return !c->ropt.no_retry && atomic_load_explicit(&c->ntargets, memory_order_acquire) > 1;
 }
 
+/* ---- Resends (see RESENDS and BOUNDS) ------------------------------------ */
+
+/* The next backoff draw (xorshift64: spreading waits needs no more). */
+static uint64_t rand_next_locked(boc_client *c)
+{
+	uint64_t x = c->r_rand;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	c->r_rand = x;
+	assert(x != 0);
+	return x;
+}
+
+/* The wait before a resend when no other server was named: backoff_ms
+ * doubled `doublings` times (at most RESEND_DOUBLINGS_MAX), from the upper
+ * half of that by `draw`. */
+static int64_t backoff_ns(const boc_client *c, uint32_t doublings, uint64_t draw)
+{
+	if (doublings > RESEND_DOUBLINGS_MAX)
+		doublings = RESEND_DOUBLINGS_MAX;
+	int64_t full = (int64_t)c->ropt.backoff_ms * 1000000 << doublings;
+	int64_t half = full / 2;
+	assert(half > 0);
+	return half + (int64_t)(draw % (uint64_t)(half + 1));
+}
+
+/* Puts a copy of *en into the pool, due at due_ns, for target t. */
+static void park_locked(boc_client *c, const entry *en, uint32_t t, int64_t due_ns)
+{
+	assert(c->r_nfree > 0 && c->r_len < c->r_max); /* see BOUNDS */
+	assert(due_ns < en->deadline_ns);
+	uint32_t k = c->r_free[--c->r_nfree];
+	c->r_pool[k] = *en;
+	c->r_wait[c->r_len++] =
+	        (rwait){.due_ns = due_ns, .deadline_ns = en->deadline_ns, .pool = k, .target = t};
+	if (due_ns < c->r_due_min)
+		c->r_due_min = due_ns;
+	if (en->deadline_ns < c->r_deadline_min)
+		c->r_deadline_min = en->deadline_ns;
+}
+
 /* ---- Routes (see ROUTES) --------------------------------------------------- */
 
 static uint32_t route_index(uint64_t event)
@@ -514,17 +654,7 @@ static uint32_t route_index(uint64_t event)
 	return (uint32_t)((event * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - ROUTES_LOG2));
 }
 
-/* Remembers that event's commands go to target t. Any thread. */
-static void route_set(boc_client *c, uint64_t event, uint32_t t)
-{
-	route *r = &c->routes[route_index(event)];
-	/* A torn pair only misroutes one command (see ROUTES). */
-	atomic_store_explicit(&r->target1, 0, memory_order_relaxed);
-	atomic_store_explicit(&r->event, event, memory_order_relaxed);
-	atomic_store_explicit(&r->target1, t + 1, memory_order_release);
-}
-
-/* Where event's commands go: its cached target, else `home`. */
+/* Where event's commands go: its cached target, else `home`. Any thread. */
 static uint32_t route_get(boc_client *c, uint64_t event)
 {
 	const route *r = &c->routes[route_index(event)];
@@ -535,312 +665,148 @@ static uint32_t route_get(boc_client *c, uint64_t event)
 	return atomic_load_explicit(&c->home, memory_order_acquire);
 }
 
-/* ---- Retries (see SEVERAL SERVERS) ---------------------------------------- */
-
-/* Hands a retry's final outcome to its callback and marks it for the
- * reaper. Called once per retry, from its aio callback or boc_close. */
-static void retry_finish(retry *r, int err, const bo_result *res, const char *text)
+/* Remembers that event's commands go to target t (a store only when that
+ * changes it). Any thread. */
+static void route_set(boc_client *c, uint64_t event, uint32_t t)
 {
-	boc_client *c = r->client;
-	if (err < 0) {
-		fail_entry(c, &r->en, err, "%s", text);
-	} else {
-		atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
-		if (r->en.cb != NULL)
-			r->en.cb(r->en.ctx, 0, res, text);
-	}
-	pthread_mutex_lock(&c->mu);
-	r->done = true;
-	c->retries_live--;
-	c->retries_done++;
-	pthread_cond_signal(&c->flush_cv); /* the reaper */
-	if (c->closing)
-		pthread_cond_broadcast(&c->idle_cv);
-	pthread_mutex_unlock(&c->mu);
-}
-
-/* Keeps an outcome as the one to return when the resends run out. */
-static void retry_note(retry *r, int err, const bo_result *res, const char *text)
-{
-	r->last_err = err;
-	if (res != NULL)
-		r->last_res = *res;
-	snprintf(r->last_text, sizeof(r->last_text), "%s", text);
-}
-
-/* Decides where and when the next attempt goes after an outcome at
- * target `from` (info: a not_primary reply's, or NULL), and starts the
- * wait; or finishes the retry when no resend is left. */
-static void retry_schedule(retry *r, uint32_t from, const wire_reply_info *info)
-{
-	boc_client *c = r->client;
-	if (r->resends >= c->ropt.retry_max) {
-		retry_finish(r, r->last_err, &r->last_res, r->last_text);
+	if (route_get(c, event) == t)
 		return;
-	}
-	int t = -1;
-	if (info != NULL && info->primary.known) {
-		t = target_find_or_add(c, info->primary.address);
+	route *r = &c->routes[route_index(event)];
+	/* A torn pair only misroutes one command (see ROUTES). */
+	atomic_store_explicit(&r->target1, 0, memory_order_relaxed);
+	atomic_store_explicit(&r->event, event, memory_order_relaxed);
+	atomic_store_explicit(&r->target1, t + 1, memory_order_release);
+}
+
+/* Decides, for s->e[0..n) after an outcome at s->target, which are resent,
+ * where and when, parks those and delivers the others' outcome. The
+ * outcome: err < 0 (lost connection or timeout, text why) for all, or
+ * err == 0: s->res[i] and s->info[i] hold entry i's not_primary answer.
+ * An aio callback (or the flusher, for a send that could not start): only
+ * the lock is taken, nothing of nng's is called. Empties the slot. */
+static void retry_batch(slot *s, uint32_t n, int err, const char *why)
+{
+	boc_client *c = s->client;
+	assert(n <= c->opt.batch_max);
+	assert(err <= 0 && (err < 0) == (why != NULL));
+	uint32_t from = s->target;
+	int64_t now = bo_clock_ns();
+	uint32_t parked = 0;
+	pthread_mutex_lock(&c->mu);
+	bool may = !c->stopping && !c->ropt.no_retry && c->r_max > 0;
+	uint64_t draw = may ? rand_next_locked(c) : 0; /* one per outcome: see RESENDS */
+	for (uint32_t i = 0; i < n; i++) {
+		entry *en = &s->e[i];
+		const wire_primary *p = err == 0 ? &s->info[i].primary : NULL;
+		s->parked[i] = 0;
+		if (!may || en->resends >= c->ropt.retry_max)
+			continue;
+		int t = p != NULL && p->known ? target_find_or_add_locked(c, p->address) : -1;
 		if (t >= 0)
-			route_set(c, r->en.cmd.event_id, (uint32_t)t);
+			route_set(c, en->cmd.event_id, (uint32_t)t);
+		bool elsewhere = t >= 0 && (uint32_t)t != from;
+		if (!elsewhere)
+			t = (int)target_next(c, from);
+		/* Back off harder only from a server that did not answer. */
+		int64_t due =
+		        now + (elsewhere ? 0 : backoff_ns(c, err < 0 ? en->resends : 0, draw));
+		if (due >= en->deadline_ns)
+			continue; /* no time left for it: its outcome now */
+		if (p != NULL && p->epoch > en->epoch)
+			en->epoch = p->epoch;
+		en->resends++;
+		park_locked(c, en, (uint32_t)t, due);
+		s->parked[i] = 1;
+		parked++;
+		/* Later batches follow the last answer, unless another one
+		 * moved them already. */
+		uint32_t expect = from;
+		atomic_compare_exchange_strong_explicit(&c->home, &expect, (uint32_t)t,
+		                                        memory_order_release, memory_order_relaxed);
 	}
-	if (info != NULL)
-		r->epoch = info->primary.epoch;
-	if (t < 0)
-		t = (int)target_next(c, from);
-	/* A named primary elsewhere is asked at once; the same server again,
-	 * or a guess (no primary named), after the backoff. A lost connection
-	 * was already waited for (the send or receive timed out). */
-	nng_duration wait = info == NULL ? 0 : (uint32_t)t == from || !info->primary.known
-	                                           ? (nng_duration)c->ropt.backoff_ms
-	                                           : 0;
-	r->target = (uint32_t)t;
-	/* Later batches follow the last answer, unless another one moved it. */
-	uint32_t expect = from;
-	atomic_compare_exchange_strong_explicit(&c->home, &expect, (uint32_t)t,
-	                                        memory_order_release, memory_order_relaxed);
-	r->resends++;
-	atomic_fetch_add_explicit(&c->st_retries, 1, memory_order_relaxed);
-	r->phase = RETRY_WAIT;
-	nng_sleep_aio(wait, r->aio);
-}
-
-/* Drops the context after an attempt that got no reply (a failed send, a
- * timed-out or empty receive): the next attempt takes a fresh one. A REQ
- * context keeps its unanswered request for a resend, and nng 1.5.2 both
- * leaked that request when the context was reused (LeakSanitizer, in
- * node_test's switchover) and once completed a later receive with success
- * and no message; a fresh context per attempt has neither. */
-static void retry_drop_ctx(retry *r)
-{
-	if (r->ctx_open) {
-		nng_ctx_close(r->ctx);
-		r->ctx_open = false;
-	}
-}
-
-/* Sends the retried command (one command, as an array of one) to its
- * target. Returns 0 or a BOC_ERR_* with why. */
-static int retry_send(retry *r, char *why, size_t whylen)
-{
-	boc_client *c = r->client;
-	if (r->ctx_open && r->ctx_target != r->target) {
-		nng_ctx_close(r->ctx);
-		r->ctx_open = false;
-	}
-	int rv;
-	if (!r->ctx_open) {
-		if ((rv = nng_ctx_open(&r->ctx, c->targets[r->target].sock)) != 0) {
-			snprintf(why, whylen, "%s", nng_strerror(rv));
-			return err_from_nng(rv);
-		}
-		nng_ctx_set_ms(r->ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-		r->ctx_open = true;
-		r->ctx_target = r->target;
-	}
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	rv = wire_encode_request_epoch(&r->en.cmd, 1, 1, r->epoch, &sb);
-	nng_msg *msg = NULL;
-	if (rv == 0 && (rv = nng_msg_alloc(&msg, c->auth_len + sb.size)) == 0) {
-		memcpy(nng_msg_body(msg), c->auth, c->auth_len);
-		memcpy((uint8_t *)nng_msg_body(msg) + c->auth_len, sb.data, sb.size);
-	}
-	msgpack_sbuffer_destroy(&sb);
-	if (msg == NULL) {
-		snprintf(why, whylen, "out of memory encoding the request");
-		return BOC_ERR_NOMEM; /* it was encodable once: only memory fails */
-	}
-	atomic_fetch_add_explicit(&c->st_messages, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&c->st_cmds_sent, 1, memory_order_relaxed);
-	r->phase = RETRY_SEND;
-	nng_aio_set_msg(r->aio, msg);
-	nng_aio_set_timeout(r->aio, (nng_duration)c->opt.timeout_ms);
-	nng_ctx_send(r->ctx, r->aio);
-	return 0;
-}
-
-/* The answer to a retried command: delivered, or retried again when it is
- * not_primary. */
-static void retry_reply(retry *r, nng_msg *msg)
-{
-	wire_msg m;
-	bo_result *res = &r->last_res;
-	int rv = wire_decode_replies(nng_msg_body(msg), nng_msg_len(msg), res, &r->info, 1, &m);
-	if (rv == 0 && m.count == 1 && (!m.is_array || r->info.malformed)) {
-		/* A message-level answer, or one the server could not read:
-		 * the ids come from the command. */
-		res->op = r->en.cmd.op;
-		res->client_id = r->en.cmd.client_id;
-		res->request_id = r->en.cmd.request_id;
-		res->event_id = r->en.cmd.event_id;
-	}
-	if (rv != 0 || m.count != 1 || res->request_id != r->en.cmd.request_id ||
-	    res->op != r->en.cmd.op) {
-		char why[WIRE_ERROR_LEN_MAX + 32];
-		snprintf(why, sizeof(why), "undecodable reply: %s",
-		         rv != 0 ? m.error : "not the answer to the command sent");
-		retry_finish(r, BOC_ERR_PROTOCOL, NULL, why);
-		return;
-	}
-	if (res->status == BO_NOT_PRIMARY) {
-		retry_note(r, 0, res, r->info.error);
-		retry_schedule(r, r->target, &r->info);
-		return;
-	}
-	if (bo_op_mutates(r->en.cmd.op))
-		route_set(r->client, r->en.cmd.event_id, r->target); /* it applied it: the primary */
-	bo_result out = *res;
-	retry_finish(r, 0, &out, r->info.error);
-}
-
-static void retry_aio_cb(void *arg)
-{
-	retry *r = arg;
-	boc_client *c = r->client;
-	int rv = nng_aio_result(r->aio);
-	pthread_mutex_lock(&c->mu);
-	bool stopping = c->stopping;
+	if (parked > 0)
+		pthread_cond_signal(&c->flush_cv);
 	pthread_mutex_unlock(&c->mu);
-	if (stopping || rv == NNG_ECANCELED || rv == NNG_ECLOSED) {
-		if (r->phase == RETRY_SEND && rv != 0) {
-			nng_msg *msg = nng_aio_get_msg(r->aio);
-			if (msg != NULL)
-				nng_msg_free(msg);
-		} else if (r->phase == RETRY_RECV && rv == 0) {
-			nng_msg_free(nng_aio_get_msg(r->aio));
-		}
-		nng_aio_set_msg(r->aio, NULL);
-		retry_finish(r, BOC_ERR_CLOSED, NULL, "client closed before the reply");
-		return;
-	}
-	char why[BOC_TEXT_LEN_MAX];
-	switch (r->phase) {
-	case RETRY_WAIT:
-		if ((rv = retry_send(r, why, sizeof(why))) != 0)
-			retry_finish(r, rv, NULL, why);
-		return;
-	case RETRY_SEND:
-		if (rv != 0) {
-			nng_msg *msg = nng_aio_get_msg(r->aio);
-			if (msg != NULL)
-				nng_msg_free(msg);
-			nng_aio_set_msg(r->aio, NULL);
-			retry_drop_ctx(r);
-			retry_note(r, err_from_nng(rv), NULL, nng_why(rv, "no connection to the server"));
-			retry_schedule(r, r->target, NULL);
-			return;
-		}
-		r->phase = RETRY_RECV;
-		nng_aio_set_timeout(r->aio, (nng_duration)c->opt.timeout_ms);
-		nng_ctx_recv(r->ctx, r->aio);
-		return;
-	default:
-		if (rv != 0) {
-			retry_drop_ctx(r);
-			retry_note(r, err_from_nng(rv), NULL, nng_why(rv, "no reply from the server"));
-			retry_schedule(r, r->target, NULL);
-			return;
-		}
-		nng_msg *msg = nng_aio_get_msg(r->aio);
-		if (msg == NULL) {
-			/* nng 1.5.2 completed a receive with success and no
-			 * message (seen against a SIGSTOPped server, on the first
-			 * resend after a timeout; tests/cluster/faults.py
-			 * pause_primary). Not a reply: resend like a timeout. */
-			retry_drop_ctx(r);
-			retry_note(r, BOC_ERR_TIMEOUT, NULL, "no reply from the server");
-			retry_schedule(r, r->target, NULL);
-			return;
-		}
-		nng_aio_set_msg(r->aio, NULL);
-		retry_reply(r, msg);
-		nng_msg_free(msg);
-		return;
-	}
-}
-
-/* Takes over entry `en` after an outcome at target `from`: err < 0 (a lost
- * connection, text why) or a not_primary reply (res, info). If the client
- * is stopping or no retry can be made, the outcome is delivered now. */
-static void retry_start(boc_client *c, const entry *en, uint32_t from, int err,
-                        const bo_result *res, const wire_reply_info *info, const char *text)
-{
-	retry *r = calloc(1, sizeof(*r));
-	int rv = r == NULL ? NNG_ENOMEM : nng_aio_alloc(&r->aio, retry_aio_cb, r);
-	bool ok = rv == 0;
-	pthread_mutex_lock(&c->mu);
-	if (ok && !c->stopping) {
-		r->next = c->retries;
-		c->retries = r;
-		c->retries_live++;
-	} else {
-		ok = false;
-	}
-	pthread_mutex_unlock(&c->mu);
-	if (!ok) {
-		if (r != NULL && r->aio != NULL)
-			nng_aio_free(r->aio);
-		free(r);
+	atomic_fetch_add_explicit(&c->st_retries, parked, memory_order_relaxed);
+	for (uint32_t i = 0; i < n; i++) {
+		const entry *en = &s->e[i];
+		if (s->parked[i])
+			continue;
 		if (err < 0) {
-			fail_entry(c, en, err, "%s", text);
-		} else {
-			atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
-			if (en->cb != NULL)
-				en->cb(en->ctx, 0, res, text);
+			fail_entry(c, en, err, "%s", why);
+			continue;
 		}
-		return;
+		atomic_fetch_add_explicit(&c->st_replies, 1, memory_order_relaxed);
+		if (en->cb != NULL)
+			en->cb(en->ctx, 0, &s->res[i], s->info[i].error);
 	}
-	r->client = c;
-	r->en = *en;
-	retry_note(r, err, res, text);
-	retry_schedule(r, from, info);
+	s->n = 0;
 }
 
-/* Frees the finished retries (flusher thread, or boc_close once nothing
- * else runs): nng_aio_free waits for a callback still returning. */
-static void retries_reap(boc_client *c, bool all)
+/* Moves the due resends of one target (the first due one's), in the order
+ * they were parked, up to batch_max, into the free slot s. Under mu.
+ * Returns how many. */
+static uint32_t take_resends_locked(boc_client *c, slot *s, int64_t now)
 {
-	pthread_mutex_lock(&c->mu);
-	retry *dead = NULL;
-	for (retry **pp = &c->retries; *pp != NULL;) {
-		retry *r = *pp;
-		if (r->done || all) {
-			*pp = r->next;
-			r->next = dead;
-			dead = r;
-			if (r->done)
-				c->retries_done--;
-		} else {
-			pp = &r->next;
+	uint32_t n = 0, kept = 0;
+	int64_t t = -1;
+	int64_t due_min = INT64_MAX, deadline_min = INT64_MAX;
+	for (uint32_t i = 0; i < c->r_len; i++) {
+		rwait w = c->r_wait[i];
+		if (w.due_ns <= now && n < c->opt.batch_max && (t < 0 || w.target == (uint32_t)t)) {
+			t = w.target;
+			s->e[n++] = c->r_pool[w.pool];
+			c->r_free[c->r_nfree++] = w.pool;
+			continue;
 		}
+		c->r_wait[kept++] = w;
+		if (w.due_ns < due_min)
+			due_min = w.due_ns;
+		if (w.deadline_ns < deadline_min)
+			deadline_min = w.deadline_ns;
 	}
-	pthread_mutex_unlock(&c->mu);
-	while (dead != NULL) {
-		retry *r = dead;
-		dead = r->next;
-		/* Aborts a send or receive still pending (boc_close) and waits
-		 * for its callback. An aborted send may not call back at all:
-		 * its request then still hangs on the aio, ours to free (every
-		 * callback path clears the aio's message when it takes it).
-		 * LeakSanitizer found those in node_test. */
-		nng_aio_stop(r->aio);
-		nng_msg *left = nng_aio_get_msg(r->aio);
-		if (left != NULL)
-			nng_msg_free(left);
-		nng_aio_free(r->aio);
-		if (r->ctx_open)
-			nng_ctx_close(r->ctx);
-		free(r);
+	assert(n > 0 && t >= 0);
+	c->r_len = kept;
+	c->r_due_min = due_min;
+	c->r_deadline_min = deadline_min;
+	s->n = n;
+	s->target = (uint32_t)t;
+	s->resend = true;
+	return n;
+}
+
+/* Moves up to cap resends whose deadline has come into out[]. Under mu.
+ * Returns how many. */
+static uint32_t take_expired_locked(boc_client *c, int64_t now, entry *out, uint32_t cap)
+{
+	uint32_t n = 0, kept = 0;
+	int64_t due_min = INT64_MAX, deadline_min = INT64_MAX;
+	for (uint32_t i = 0; i < c->r_len; i++) {
+		rwait w = c->r_wait[i];
+		if (w.deadline_ns <= now && n < cap) {
+			out[n++] = c->r_pool[w.pool];
+			c->r_free[c->r_nfree++] = w.pool;
+			continue;
+		}
+		c->r_wait[kept++] = w;
+		if (w.due_ns < due_min)
+			due_min = w.due_ns;
+		if (w.deadline_ns < deadline_min)
+			deadline_min = w.deadline_ns;
 	}
+	c->r_len = kept;
+	c->r_due_min = due_min;
+	c->r_deadline_min = deadline_min;
+	return n;
 }
 
 /* ---- Sending (flusher thread) -------------------------------------------- */
 
-/* Encodes e[0..n) as one array into sbuf. On -EINVAL (a command without an
- * encoding, or the message would exceed WIRE_MSG_MAX) finds the commands
- * that cannot be encoded alone, fails them and retries with the rest. */
-static int slot_encode(slot *s)
+/* Encodes e[0..n) as one array into sbuf, every command carrying `epoch`
+ * when it is not 0. On -EINVAL (a command without an encoding, or the
+ * message would exceed WIRE_MSG_MAX) finds the commands that cannot be
+ * encoded alone, fails them and retries with the rest. */
+static int slot_encode(slot *s, uint64_t epoch)
 {
 	boc_client *c = s->client;
 	s->sbuf.size = 0;
@@ -850,7 +816,7 @@ static int slot_encode(slot *s)
 	bo_cmd *cmds = (bo_cmd *)(void *)s->res;
 	for (uint32_t i = 0; i < s->n; i++)
 		cmds[i] = s->e[i].cmd;
-	int rv = wire_encode_request(cmds, s->n, 1, &s->sbuf);
+	int rv = wire_encode_request_epoch(cmds, s->n, 1, epoch, &s->sbuf);
 	if (rv != -EINVAL)
 		return rv;
 	uint32_t kept = 0;
@@ -867,32 +833,55 @@ static int slot_encode(slot *s)
 	s->sbuf.size = 0;
 	if (kept == 0)
 		return 0;
-	return wire_encode_request(cmds, kept, 1, &s->sbuf);
+	return wire_encode_request_epoch(cmds, kept, 1, epoch, &s->sbuf);
 }
 
-/* Sends the slot's batch to target t (flusher thread, slot owned, lock
- * not held). */
-static void slot_send(slot *s, uint32_t t)
+/* Fails the entries whose time is up (see TIMEOUTS and BOUNDS), keeps the
+ * others in order, and sets the slot's deadline from them. Returns the
+ * largest epoch among them, for the message. */
+static uint64_t slot_expire(slot *s, int64_t now)
 {
 	boc_client *c = s->client;
-	int64_t now = bo_clock_ns();
 	int64_t timeout_ns = (int64_t)c->opt.timeout_ms * 1000000;
-	/* The queue is FIFO: entries past their deadline are at the front. */
-	uint32_t expired = 0;
-	while (expired < s->n && s->e[expired].submit_ns + timeout_ns <= now)
-		expired++;
-	if (expired > 0) {
-		fail_range(c, s->e, expired, BOC_ERR_TIMEOUT,
-		           "timed out in the local queue (all connections busy)");
-		memmove(s->e, s->e + expired, (size_t)(s->n - expired) * sizeof(entry));
-		s->n -= expired;
+	const char *why = s->resend ? "no answer before the command's deadline (resends made)"
+	                            : "timed out in the local queue (all connections busy)";
+	uint32_t kept = 0;
+	uint64_t epoch = 0;
+	s->deadline_ns = INT64_MAX;
+	for (uint32_t i = 0; i < s->n; i++) {
+		entry *en = &s->e[i];
+		if (s->resend)
+			en->attempt_ns = now;
+		int64_t limit = en->attempt_ns + timeout_ns;
+		if (en->deadline_ns < limit)
+			limit = en->deadline_ns;
+		if (limit <= now) {
+			fail_entry(c, en, BOC_ERR_TIMEOUT, "%s", why);
+			continue;
+		}
+		if (limit < s->deadline_ns)
+			s->deadline_ns = limit;
+		if (en->epoch > epoch)
+			epoch = en->epoch;
+		if (kept != i)
+			s->e[kept] = *en;
+		kept++;
 	}
+	s->n = kept;
+	return epoch;
+}
+
+/* Sends the slot's batch (flusher thread, slot owned, lock not held) to
+ * s->target: a new batch's route (ROUTES), a batch of resends' target. */
+static void slot_send(slot *s)
+{
+	boc_client *c = s->client;
+	uint64_t epoch = slot_expire(s, bo_clock_ns());
 	if (s->n == 0) {
 		slot_release(s);
 		return;
 	}
-	s->deadline_ns = s->e[0].submit_ns + timeout_ns;
-	int rv = slot_encode(s);
+	int rv = slot_encode(s, epoch);
 	if (rv != 0 || s->n == 0) {
 		if (rv == -EINVAL)
 			slot_fail_all(s, BOC_ERR_INVALID, "batch exceeds the message size limit");
@@ -901,16 +890,25 @@ static void slot_send(slot *s, uint32_t t)
 		slot_release(s);
 		return;
 	}
-	if (!(s->ctx_open & (1u << t))) {
-		if ((rv = nng_ctx_open(&s->ctx[t], c->targets[t].sock)) != 0) {
-			slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
-			slot_release(s);
-			return;
+	uint32_t t = s->target; /* a resend's, or the new batch's route (route_split_locked) */
+	pthread_mutex_lock(&c->mu);
+	rv = target_open_locked(c, t);
+	pthread_mutex_unlock(&c->mu);
+	if (rv == 0 && !(s->ctx_open & (1u << t))) {
+		if ((rv = nng_ctx_open(&s->ctx[t], c->targets[t].sock)) == 0) {
+			nng_ctx_set_ms(s->ctx[t], NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+			s->ctx_open |= 1u << t;
+		} else {
+			rv = err_from_nng(rv);
 		}
-		nng_ctx_set_ms(s->ctx[t], NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-		s->ctx_open |= 1u << t;
 	}
-	s->target = t;
+	if (rv != 0) {
+		/* A named address nng refuses, or no memory: another may do. */
+		slot_fail_or_retry(s, rv == BOC_ERR_CLOSED ? rv : BOC_ERR_TRANSPORT,
+		                   "cannot open a connection to the server");
+		slot_release(s);
+		return;
+	}
 	nng_msg *msg = NULL;
 	if ((rv = nng_msg_alloc(&msg, c->auth_len + s->sbuf.size)) != 0) {
 		slot_fail_all(s, err_from_nng(rv), nng_strerror(rv));
@@ -927,104 +925,127 @@ static void slot_send(slot *s, uint32_t t)
 	nng_ctx_send(s->ctx[t], s->aio);
 }
 
-/* Takes a free slot for sending (mu held, a slot free). */
-static slot *slot_take(boc_client *c)
+/* Takes a free slot. Under mu. */
+static slot *slot_take_locked(boc_client *c)
 {
 	slot *s = c->free_slots;
-	assert(s != NULL);
+	assert(s != NULL && s->phase == SLOT_FREE);
 	c->free_slots = s->next_free;
 	c->slots_busy++;
 	s->phase = SLOT_SENDING;
 	return s;
 }
 
+/* Splits a new batch by route (see ROUTES): the first command's target
+ * keeps its part in s (s->target); the others are parked, due now, for
+ * their own targets. Under mu. Nothing is parked without a pool (no_retry:
+ * one server) or for a command whose deadline has come (slot_expire fails
+ * it). The pool has room: it holds queue_max + inflight_max * batch_max,
+ * every command the client can hold (BOUNDS). */
+static void route_split_locked(boc_client *c, slot *s)
+{
+	uint32_t t = s->n > 0 ? route_get(c, s->e[0].cmd.event_id)
+	                      : atomic_load_explicit(&c->home, memory_order_acquire);
+	s->target = t;
+	if (c->r_max == 0)
+		return;
+	int64_t now = bo_clock_ns();
+	uint32_t kept = 0, parked = 0;
+	for (uint32_t i = 0; i < s->n; i++) {
+		const entry *en = &s->e[i];
+		uint32_t ti = i == 0 ? t : route_get(c, en->cmd.event_id);
+		if (ti != t && now < en->deadline_ns) {
+			park_locked(c, en, ti, now);
+			parked++;
+			continue;
+		}
+		if (kept != i)
+			s->e[kept] = *en;
+		kept++;
+	}
+	s->n = kept;
+	if (parked > 0)
+		pthread_cond_signal(&c->flush_cv);
+}
+
+/* Fills slot s with the oldest queued commands (up to batch_max). Called
+ * under mu; returns with it held, but copies without it (see the note on
+ * `taking` at the top). */
+static void take_queued_locked(boc_client *c, slot *s)
+{
+	uint32_t n = c->q_len < c->opt.batch_max ? c->q_len : c->opt.batch_max;
+	uint32_t start = c->q_head;
+	c->q_head = (c->q_head + n) % c->opt.queue_max;
+	c->q_len -= n;
+	c->q_taking = n;
+	pthread_mutex_unlock(&c->mu);
+
+	/* Copy outside the lock: submitters keep queueing meanwhile. */
+	uint32_t first = c->opt.queue_max - start < n ? c->opt.queue_max - start : n;
+	memcpy(s->e, &c->q[start], (size_t)first * sizeof(entry));
+	memcpy(s->e + first, c->q, (size_t)(n - first) * sizeof(entry));
+	s->n = n;
+	s->resend = false;
+
+	pthread_mutex_lock(&c->mu);
+	c->q_taking = 0;
+	route_split_locked(c, s);
+}
+
 /* The batching decision: a message leaves when it is full (batch_max), when
  * its oldest command has waited linger_us (bounded latency cost of
  * batching), or at once when the client is closing. Waiting only while a
  * slot is free means that under load (all slots busy) batches grow on their
- * own while replies are outstanding, without any linger. */
+ * own while replies are outstanding, without any linger. Due resends go
+ * first (they are older); resends whose deadline came fail here even when
+ * no slot is free (BOUNDS). */
 static void *flusher_main(void *arg)
 {
 	boc_client *c = arg;
 	int64_t linger_ns = (int64_t)c->opt.linger_us * 1000;
+	entry expired[EXPIRE_CHUNK];
 	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		if (c->stopping)
-			break;
-		if (c->retries_done > 0) {
+	while (!c->stopping) {
+		int64_t now = bo_clock_ns();
+		if (c->r_len > 0 && c->r_deadline_min <= now) {
+			uint32_t n = take_expired_locked(c, now, expired, EXPIRE_CHUNK);
 			pthread_mutex_unlock(&c->mu);
-			retries_reap(c, false);
+			fail_range(
+			        c, expired, n, BOC_ERR_TIMEOUT,
+			        "no answer before the command's deadline (waiting for a resend)");
+			pthread_mutex_lock(&c->mu);
+			if (c->closing)
+				pthread_cond_broadcast(&c->idle_cv);
+			continue;
+		}
+		slot *s = NULL;
+		int64_t wake = c->r_len > 0 ? c->r_deadline_min : INT64_MAX;
+		if (c->free_slots != NULL && c->r_len > 0 && c->r_due_min <= now) {
+			s = slot_take_locked(c);
+			take_resends_locked(c, s, now);
+		} else if (c->free_slots != NULL && c->q_len > 0) {
+			int64_t due = c->q[c->q_head].submit_ns + linger_ns;
+			if (c->closing || c->q_len >= c->opt.batch_max || now >= due) {
+				s = slot_take_locked(c);
+				take_queued_locked(c, s);
+			} else if (due < wake) {
+				wake = due;
+			}
+		}
+		if (s != NULL) {
+			pthread_mutex_unlock(&c->mu);
+			slot_send(s);
 			pthread_mutex_lock(&c->mu);
 			continue;
 		}
-		if (c->carry_n > 0) {
-			/* Parts of an earlier batch first (their commands are the
-			 * oldest): one target's entries per slot. */
-			if (c->free_slots == NULL) {
-				pthread_cond_wait(&c->flush_cv, &c->mu);
-				continue;
-			}
-			slot *s = slot_take(c);
-			pthread_mutex_unlock(&c->mu);
-			uint32_t t = c->carry_target[0], n = 0, kept = 0;
-			for (uint32_t i = 0; i < c->carry_n; i++) {
-				if (c->carry_target[i] == t) {
-					s->e[n++] = c->carry[i];
-				} else {
-					c->carry[kept] = c->carry[i];
-					c->carry_target[kept++] = c->carry_target[i];
-				}
-			}
-			s->n = n;
-			pthread_mutex_lock(&c->mu);
-			c->carry_n = kept;
-			pthread_mutex_unlock(&c->mu);
-			slot_send(s, t);
-			pthread_mutex_lock(&c->mu);
-			continue;
-		}
-		if (c->q_len == 0 || c->free_slots == NULL) {
+		if (c->free_slots != NULL && c->r_len > 0 && c->r_due_min < wake)
+			wake = c->r_due_min;
+		if (wake == INT64_MAX) {
 			pthread_cond_wait(&c->flush_cv, &c->mu);
-			continue;
-		}
-		int64_t due = c->q[c->q_head].submit_ns + linger_ns;
-		if (!c->closing && c->q_len < c->opt.batch_max && bo_clock_ns() < due) {
-			struct timespec ts = ns_to_ts(due);
+		} else {
+			struct timespec ts = ns_to_ts(wake);
 			pthread_cond_timedwait(&c->flush_cv, &c->mu, &ts);
-			continue;
 		}
-		slot *s = slot_take(c);
-		uint32_t n = c->q_len < c->opt.batch_max ? c->q_len : c->opt.batch_max;
-		uint32_t start = c->q_head;
-		c->q_head = (c->q_head + n) % c->opt.queue_max;
-		c->q_len -= n;
-		c->q_taking = n;
-		pthread_mutex_unlock(&c->mu);
-
-		/* Copy outside the lock: submitters keep queueing meanwhile. */
-		uint32_t first = c->opt.queue_max - start < n ? c->opt.queue_max - start : n;
-		memcpy(s->e, &c->q[start], (size_t)first * sizeof(entry));
-		memcpy(s->e + first, c->q, (size_t)(n - first) * sizeof(entry));
-		/* Split by route: the first entry's target stays in the slot,
-		 * the rest wait in carry for slots of their own. */
-		uint32_t t = route_get(c, s->e[0].cmd.event_id), kept = 0, carried = 0;
-		for (uint32_t i = 0; i < n; i++) {
-			uint32_t ti = i == 0 ? t : route_get(c, s->e[i].cmd.event_id);
-			if (ti == t) {
-				s->e[kept++] = s->e[i];
-			} else {
-				c->carry[carried] = s->e[i];
-				c->carry_target[carried++] = ti;
-			}
-		}
-		s->n = kept;
-
-		pthread_mutex_lock(&c->mu);
-		c->q_taking = 0;
-		c->carry_n = carried;
-		pthread_mutex_unlock(&c->mu);
-		slot_send(s, t);
-		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -1049,6 +1070,7 @@ void boc_retry_options_default(boc_retry_options *ro)
 	memset(ro, 0, sizeof(*ro));
 	ro->retry_max = BOC_RETRY_MAX_DEFAULT;
 	ro->backoff_ms = BOC_RETRY_BACKOFF_MS_DEFAULT;
+	ro->deadline_ms = BOC_RETRY_DEADLINE_MS_DEFAULT;
 }
 
 /* Fills defaults into zero fields and checks ranges. */
@@ -1062,8 +1084,10 @@ static int retry_options_resolve(const boc_retry_options *in, boc_retry_options 
 		o->retry_max = in->retry_max;
 	if (in->backoff_ms)
 		o->backoff_ms = in->backoff_ms;
+	if (in->deadline_ms)
+		o->deadline_ms = in->deadline_ms;
 	return o->retry_max <= BOC_RETRY_MAX_MAX && o->backoff_ms <= BOC_RETRY_BACKOFF_MS_MAX &&
-	                       o->no_retry <= 1
+	                       o->deadline_ms <= BOC_RETRY_DEADLINE_MS_MAX && o->no_retry <= 1
 	               ? 0
 	               : -EINVAL;
 }
@@ -1125,13 +1149,15 @@ static void client_free_mem(boc_client *c)
 			free(c->slots[i].e);
 			free(c->slots[i].res);
 			free(c->slots[i].info);
+			free(c->slots[i].parked);
 			msgpack_sbuffer_destroy(&c->slots[i].sbuf);
 		}
 	}
 	free(c->slots);
 	free(c->q);
-	free(c->carry);
-	free(c->carry_target);
+	free(c->r_pool);
+	free(c->r_free);
+	free(c->r_wait);
 	explicit_bzero(c->auth, sizeof(c->auth));
 	free(c);
 }
@@ -1187,14 +1213,37 @@ static int client_alloc(const boc_options *opt, const boc_retry_options *ropt, b
 		return -ENOMEM;
 	}
 	c->request_base = random_u64();
+	/* See BOUNDS for both. */
+	uint32_t life_ms = c->opt.timeout_ms;
+	if (!c->ropt.no_retry && c->ropt.deadline_ms > life_ms)
+		life_ms = c->ropt.deadline_ms;
+	c->life_ns = (int64_t)life_ms * 1000000;
+	c->r_max = c->ropt.no_retry ? 0 : c->opt.queue_max + c->opt.inflight_max * c->opt.batch_max;
+	_Static_assert((uint64_t)BOC_QUEUE_MAX_MAX +
+	                               (uint64_t)BOC_INFLIGHT_MAX_MAX * WIRE_BATCH_MAX <
+	                       UINT32_MAX,
+	               "the resend pool's size fits");
+	c->r_due_min = INT64_MAX;
+	c->r_deadline_min = INT64_MAX;
+	do
+		c->r_rand = random_u64();
+	while (c->r_rand == 0);
 	c->q = calloc(c->opt.queue_max, sizeof(entry));
 	c->slots = calloc(c->opt.inflight_max, sizeof(slot));
-	c->carry = calloc(c->opt.batch_max, sizeof(entry));
-	c->carry_target = calloc(c->opt.batch_max, sizeof(uint32_t));
-	if (c->q == NULL || c->slots == NULL || c->carry == NULL || c->carry_target == NULL) {
+	if (c->r_max > 0) {
+		/* Untouched pages of the pool cost no memory until a resend. */
+		c->r_pool = calloc(c->r_max, sizeof(entry));
+		c->r_free = calloc(c->r_max, sizeof(uint32_t));
+		c->r_wait = calloc(c->r_max, sizeof(rwait));
+	}
+	if (c->q == NULL || c->slots == NULL ||
+	    (c->r_max > 0 && (c->r_pool == NULL || c->r_free == NULL || c->r_wait == NULL))) {
 		client_free_mem(c);
 		return -ENOMEM;
 	}
+	for (uint32_t k = 0; k < c->r_max; k++)
+		c->r_free[k] = c->r_max - 1 - k;
+	c->r_nfree = c->r_max;
 	for (uint32_t i = 0; i < c->opt.inflight_max; i++) {
 		slot *s = &c->slots[i];
 		s->client = c;
@@ -1202,7 +1251,8 @@ static int client_alloc(const boc_options *opt, const boc_retry_options *ropt, b
 		s->e = calloc(c->opt.batch_max, sizeof(entry));
 		s->res = calloc(c->opt.batch_max, sizeof(bo_result));
 		s->info = calloc(c->opt.batch_max, sizeof(wire_reply_info));
-		if (s->e == NULL || s->res == NULL || s->info == NULL) {
+		s->parked = calloc(c->opt.batch_max, sizeof(uint8_t));
+		if (s->e == NULL || s->res == NULL || s->info == NULL || s->parked == NULL) {
 			client_free_mem(c);
 			return -ENOMEM;
 		}
@@ -1227,9 +1277,11 @@ int boc_open_servers(const char *const *urls, uint32_t n, const boc_options *opt
 	if (rv != 0)
 		return rv;
 	uint32_t opened = 0;
-	for (; opened < n && rv == 0; opened++)
+	for (; opened < n && rv == 0; opened++) {
 		if ((rv = target_open(&c->targets[opened], urls[opened])) != 0)
 			break;
+		c->targets[opened].open = true;
+	}
 	atomic_store_explicit(&c->ntargets, opened, memory_order_relaxed);
 	c->nconfigured = n;
 
@@ -1311,13 +1363,18 @@ int boc_submit(boc_client *c, const bo_cmd *cmd, boc_callback cb, void *ctx)
 	en.cb = cb;
 	en.ctx = ctx;
 	en.submit_ns = bo_clock_ns();
+	en.attempt_ns = en.submit_ns;
+	en.deadline_ns = en.submit_ns + c->life_ns;
+	en.epoch = 0;
+	en.resends = 0;
 
 	pthread_mutex_lock(&c->mu);
 	if (c->closing) {
 		pthread_mutex_unlock(&c->mu);
 		return -ESHUTDOWN;
 	}
-	if (c->q_len + c->q_taking >= c->opt.queue_max) {
+	/* Waiting resends count: they bound the pool (BOUNDS). */
+	if (c->q_len + c->q_taking + c->r_len >= c->opt.queue_max) {
 		pthread_mutex_unlock(&c->mu);
 		atomic_fetch_add_explicit(&c->st_busy, 1, memory_order_relaxed);
 		return -EBUSY;
@@ -1390,8 +1447,7 @@ void boc_close(boc_client *c)
 	pthread_cond_signal(&c->flush_cv);
 	int64_t deadline = bo_clock_ns() + (int64_t)c->opt.timeout_ms * 1000000;
 	struct timespec ts = ns_to_ts(deadline);
-	while ((c->q_len > 0 || c->q_taking > 0 || c->carry_n > 0 || c->slots_busy > 0 ||
-	        c->retries_live > 0) &&
+	while ((c->q_len > 0 || c->q_taking > 0 || c->slots_busy > 0 || c->r_len > 0) &&
 	       bo_clock_ns() < deadline)
 		pthread_cond_timedwait(&c->idle_cv, &c->mu, &ts);
 	c->stopping = true;
@@ -1422,28 +1478,13 @@ void boc_close(boc_client *c)
 		fail_entry(c, &c->q[(c->q_head + k) % c->opt.queue_max], BOC_ERR_CLOSED,
 		           "client closed before the command was sent");
 	c->q_len = 0;
-	for (uint32_t k = 0; k < c->carry_n; k++)
-		fail_entry(c, &c->carry[k], BOC_ERR_CLOSED, "client closed before the command was sent");
-	c->carry_n = 0;
 
-	/* Retries: no new one starts now (stopping); stop the live ones. A
-	 * callback that could not start its next operation after the stop
-	 * did not run again: its command is failed here. The list itself only
-	 * changes in the reaper, which is the flusher (joined) or this. */
-	for (retry *r = c->retries; r != NULL; r = r->next) {
-		nng_aio_stop(r->aio);
-		pthread_mutex_lock(&c->mu);
-		bool done = r->done;
-		pthread_mutex_unlock(&c->mu);
-		if (!done) {
-			nng_msg *msg = nng_aio_get_msg(r->aio);
-			if (msg != NULL)
-				nng_msg_free(msg);
-			nng_aio_set_msg(r->aio, NULL);
-			retry_finish(r, BOC_ERR_CLOSED, NULL, "client closed before the reply");
-		}
-	}
-	retries_reap(c, true);
+	/* Nor resends: the callbacks park none once stopping is set, and the
+	 * ones parked before wait for a flusher that is gone. */
+	for (uint32_t k = 0; k < c->r_len; k++)
+		fail_entry(c, &c->r_pool[c->r_wait[k].pool], BOC_ERR_CLOSED,
+		           "client closed before the command was resent");
+	c->r_len = 0;
 
 	for (uint32_t i = 0; i < c->opt.inflight_max; i++) {
 		for (uint32_t t = 0; t < BOC_SERVERS_MAX; t++)
@@ -1453,7 +1494,8 @@ void boc_close(boc_client *c)
 	}
 	uint32_t nt = atomic_load_explicit(&c->ntargets, memory_order_acquire);
 	for (uint32_t t = 0; t < nt; t++)
-		nng_close(c->targets[t].sock);
+		if (c->targets[t].open)
+			nng_close(c->targets[t].sock);
 	pthread_cond_destroy(&c->idle_cv);
 	pthread_cond_destroy(&c->flush_cv);
 	pthread_mutex_destroy(&c->mu);

@@ -36,6 +36,7 @@ static int err_set(pgs_err *e, int retry, const char *fmt, ...)
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
 	e->retry = retry;
+	e->moved = 0;
 	return -1;
 }
 
@@ -782,6 +783,7 @@ int pgs_apply(pgstore *p, uint32_t shard, uint64_t prev_seq, const chg_batch *b,
 			"shard %u's checkpoint is no longer %" PRIu64
 			": another committer is writing this shard to the same database",
 			shard, prev_seq);
+		e->moved = 1;
 		goto fail;
 	}
 	PQclear(r);

@@ -40,6 +40,8 @@ extern const unsigned pgs_migration_count; /* = the schema version this binary w
 
 typedef struct pgs_err {
 	int retry;	/* 1: transient, try again later; 0: fatal */
+	int moved;	/* pgs_apply: the checkpoint was not prev_seq (another
+			 * committer moved it); retry is 0 */
 	char msg[256];
 } pgs_err;
 
@@ -68,7 +70,8 @@ int pgs_load_holds(pgstore *p, uint32_t shard, chg_state *st, pgs_err *err /* OU
  * with the checkpoint's compare-and-set on prev_seq, and NOTIFYs `channel`
  * when it wrote outbox rows. 0 or -1 with *err; when the connection broke
  * during COMMIT the outcome is unknown: the caller re-reads the checkpoint
- * (it does after every failure). */
+ * (it does after every failure). A checkpoint that is no longer prev_seq
+ * (another committer moved it) writes nothing and sets err->moved. */
 int pgs_apply(pgstore *p, uint32_t shard, uint64_t prev_seq, const chg_batch *b, const char *channel,
 	      pgs_err *err /* OUT */);
 

@@ -24,6 +24,13 @@
  *     ahead of the journal, a role without the privilege to create the
  *     schema, a read-only database; once the cause is gone a new committer
  *     catches up and the database equals the journal.
+ *  5. two copies, one database (a cluster's failover): two committers
+ *     follow two copies of one journal into one database at once, made to
+ *     race for the same checkpoint (a row lock holds both at its
+ *     compare-and-set, then lets go). With committer_config.shared the
+ *     loser starts again from the checkpoint the winner moved, both end
+ *     running, and the database equals the journal, every record once;
+ *     without it the loser stops, naming the other committer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -333,3 +340,102 @@ Test(committer, faults_stop_with_a_reason)
 	PQfinish(db);
 	oracle_free(&o);
 }
+
+/* ---- 5. two copies, one database ------------------------------------------------------ */
+
+static committer *start_shared(shard *s, int shared)
+{
+	committer_config cc;
+	committer_config_default(&cc);
+	cc.dsn = db_dsn;
+	cc.batch_records = BATCH_RECORDS;
+	cc.retry_min_ms = 20;
+	cc.retry_max_ms = 200;
+	cc.shared = shared;
+	committer *c = NULL;
+	char err[256];
+	cr_assert_eq(committer_start(s, &cc, &c, err, sizeof(err)), 0, "%s", err);
+	return c;
+}
+
+/* Waits until n sessions of the test's database wait for a lock. */
+static void wait_lock_waiters(PGconn *db, long long n)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND wait_event_type = 'Lock'", db_name);
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	while (pgt_scalar(db, sql) < n) {
+		cr_assert_lt(bo_clock_ms(), deadline, "the committers never reached the checkpoint's lock");
+		usleep(2000);
+	}
+}
+
+static void two_copies(int shared)
+{
+	/* The database knows the first half; both copies hold both halves. */
+	shard *s = open_shard(0);
+	tstream_gen g = {.rng = 31};
+	tstream_create_events(s, &g);
+	tstream_run(s, &g, 1500, 0, NULL);
+	committer *c = start_shared(s, shared);
+	wait_applied(c, s);
+	committer_stop(c);
+	tstream_run(s, &g, 3000, 0, NULL);
+	shard_stop(s);
+	char copy_root[64], cmd[256];
+	cr_assert_eq(tmpdir_make(copy_root, sizeof(copy_root), "bo-committer-copy"), 0);
+	snprintf(cmd, sizeof(cmd), "cp -a '%s/shard-0000' '%s/'", data_root, copy_root);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	shard *s2 = tstream_open_shard(copy_root, 0);
+	cr_assert_eq(shard_durable_seq(s2), shard_durable_seq(s));
+
+	/* Both committers read the checkpoint, then wait on its row. */
+	PGconn *lk = db_connect(), *db = db_connect();
+	db_exec(lk, "BEGIN; SELECT 1 FROM boxoffice.checkpoints WHERE shard = 0 FOR UPDATE");
+	committer *a = start_shared(s, shared), *b = start_shared(s2, shared);
+	wait_lock_waiters(db, 2);
+	db_exec(lk, "COMMIT");
+	PQfinish(lk);
+	PQfinish(db);
+	committer_status sa, sb;
+	if (shared) {
+		wait_applied(a, s);
+		wait_applied(b, s2);
+		committer_status_get(a, &sa);
+		committer_status_get(b, &sb);
+		cr_assert_geq(sa.retries + sb.retries, 1, "neither committer lost the checkpoint: the test proves nothing");
+		cr_assert_leq(sa.carried_seq, shard_released_seq(s));
+		cr_assert_leq(sb.carried_seq, shard_released_seq(s2));
+		cr_log_info("shared: carried %" PRIu64 " and %" PRIu64 ", restarts %" PRIu64 " and %" PRIu64,
+			    sa.carried_seq, sb.carried_seq, sa.retries, sb.retries);
+	} else {
+		/* One of them wins and finishes; the other stops, saying why. */
+		const int64_t deadline = bo_clock_ms() + WAIT_MS;
+		for (;;) {
+			committer_status_get(a, &sa);
+			committer_status_get(b, &sb);
+			if (sa.state == COMMITTER_STOPPED || sb.state == COMMITTER_STOPPED)
+				break;
+			cr_assert_lt(bo_clock_ms(), deadline, "neither committer stopped without shared");
+			usleep(2000);
+		}
+		committer_status *lost = sa.state == COMMITTER_STOPPED ? &sa : &sb;
+		cr_assert(strstr(lost->reason, "another committer"), "reason: %s", lost->reason);
+		wait_applied(sa.state == COMMITTER_STOPPED ? b : a, sa.state == COMMITTER_STOPPED ? s2 : s);
+	}
+	committer_stop(a);
+	committer_stop(b);
+	shard_free(s2);
+	tmpdir_remove(copy_root);
+	oracle o;
+	oracle_run(&o, data_root, 0);
+	db = db_connect();
+	oracle_check(&o, db, 0);
+	PQfinish(db);
+	oracle_free(&o);
+}
+
+Test(committer, two_copies_shared_checkpoint) { two_copies(1); }
+
+Test(committer, two_copies_not_shared_stops_one) { two_copies(0); }

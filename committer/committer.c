@@ -241,7 +241,9 @@ static int session_start(committer *c, pgstore **pg, chg_state **cs, uint64_t *a
 {
 	pgs_err e;
 	uint64_t outbox = 0;
-	if (pgs_connect(c->dsn, pg, &e) < 0 || pgs_migrate(*pg, &e) < 0 ||
+	/* The checkpoint and the holds active at it from one snapshot: another
+	 * server's committer may commit in between (a cluster's failover). */
+	if (pgs_connect(c->dsn, pg, &e) < 0 || pgs_migrate(*pg, &e) < 0 || pgs_snapshot_begin(*pg, &e) < 0 ||
 	    pgs_checkpoint(*pg, c->shard_id, applied, &outbox, &e) < 0)
 		return pg_fail(&e, reason, cap);
 	if (chg_new(c->shard_id, cs) != 0) {
@@ -249,7 +251,7 @@ static int session_start(committer *c, pgstore **pg, chg_state **cs, uint64_t *a
 		return SESSION_RETRY;
 	}
 	chg_position(*cs, *applied, outbox);
-	if (pgs_load_holds(*pg, c->shard_id, *cs, &e) < 0)
+	if (pgs_load_holds(*pg, c->shard_id, *cs, &e) < 0 || pgs_snapshot_end(*pg, &e) < 0)
 		return pg_fail(&e, reason, cap);
 	pthread_mutex_lock(&c->lock);
 	c->st.applied_seq = *applied;

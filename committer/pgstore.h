@@ -58,6 +58,16 @@ void pgs_close(pgstore *p);
  * whose schema is newer is refused (fatal). 0 or -1 with *err. */
 int pgs_migrate(pgstore *p, pgs_err *err /* OUT */);
 
+/* A transaction in REPEATABLE READ: pgs_checkpoint and pgs_load_holds
+ * between pgs_snapshot_begin and pgs_snapshot_end see the database at one
+ * instant. Needed where another committer may commit between the two reads
+ * (committer_config.shared): the holds of its batch would be loaded as
+ * active at the older checkpoint, and met again in the journal. (Creating
+ * the checkpoint row while the other one creates it too fails with a
+ * serialization failure, retried.) 0 or -1 with *err. */
+int pgs_snapshot_begin(pgstore *p, pgs_err *err /* OUT */);
+int pgs_snapshot_end(pgstore *p, pgs_err *err /* OUT */);
+
 /* Reads (creating it at 0 when absent) the shard's checkpoint: the last
  * journal sequence applied and the last outbox position. 0 or -1. */
 int pgs_checkpoint(pgstore *p, uint32_t shard, uint64_t *seq /* OUT */, uint64_t *outbox /* OUT */,

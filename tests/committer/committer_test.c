@@ -27,10 +27,12 @@
  *  5. two copies, one database (a cluster's failover): two committers
  *     follow two copies of one journal into one database at once, made to
  *     race for the same checkpoint (a row lock holds both at its
- *     compare-and-set, then lets go). With committer_config.shared the
- *     loser starts again from the checkpoint the winner moved, both end
- *     running, and the database equals the journal, every record once;
- *     without it the loser stops, naming the other committer.
+ *     compare-and-set, then lets go; batches of 16 records keep them
+ *     racing). With committer_config.shared each loser starts again from
+ *     the checkpoint the winner moved (reading it and the active holds in
+ *     one snapshot: the other may commit in between), both end running,
+ *     and the database equals the journal, every record once; without it
+ *     the loser stops, naming the other committer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -58,6 +60,9 @@ static char data_root[64];
 static char db_dsn[PGT_DSN_MAX];
 static char db_name[64];
 static shard *the_shard;
+/* Test 5's second copy of the journal, removed by teardown. */
+static char copy_root[64];
+static shard *copy_shard;
 /* ---- Databases -------------------------------------------------------------- */
 
 static const char *admin_dsn(void) { return pgt_require(); }
@@ -95,6 +100,11 @@ static void teardown(void)
 {
 	shard_free(the_shard);
 	the_shard = NULL;
+	shard_free(copy_shard);
+	copy_shard = NULL;
+	if (copy_root[0])
+		tmpdir_remove(copy_root);
+	copy_root[0] = '\0';
 	if (data_root[0])
 		tmpdir_remove(data_root);
 	if (db_name[0])
@@ -343,12 +353,12 @@ Test(committer, faults_stop_with_a_reason)
 
 /* ---- 5. two copies, one database ------------------------------------------------------ */
 
-static committer *start_shared(shard *s, int shared)
+static committer *start_shared(shard *s, int shared, uint32_t batch_records)
 {
 	committer_config cc;
 	committer_config_default(&cc);
 	cc.dsn = db_dsn;
-	cc.batch_records = BATCH_RECORDS;
+	cc.batch_records = batch_records;
 	cc.retry_min_ms = 20;
 	cc.retry_max_ms = 200;
 	cc.shared = shared;
@@ -378,22 +388,25 @@ static void two_copies(int shared)
 	tstream_gen g = {.rng = 31};
 	tstream_create_events(s, &g);
 	tstream_run(s, &g, 1500, 0, NULL);
-	committer *c = start_shared(s, shared);
+	committer *c = start_shared(s, shared, BATCH_RECORDS);
 	wait_applied(c, s);
 	committer_stop(c);
 	tstream_run(s, &g, 3000, 0, NULL);
 	shard_stop(s);
-	char copy_root[64], cmd[256];
+	char cmd[256];
 	cr_assert_eq(tmpdir_make(copy_root, sizeof(copy_root), "bo-committer-copy"), 0);
 	snprintf(cmd, sizeof(cmd), "cp -a '%s/shard-0000' '%s/'", data_root, copy_root);
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
-	shard *s2 = tstream_open_shard(copy_root, 0);
+	shard *s2 = copy_shard = tstream_open_shard(copy_root, 0);
 	cr_assert_eq(shard_durable_seq(s2), shard_durable_seq(s));
 
-	/* Both committers read the checkpoint, then wait on its row. */
+	/* Both committers read the checkpoint, then wait on its row. Small
+	 * batches then keep them racing: each lost compare-and-set starts a
+	 * session again (checkpoint and active holds read back) while the
+	 * other commits. */
 	PGconn *lk = db_connect(), *db = db_connect();
 	db_exec(lk, "BEGIN; SELECT 1 FROM boxoffice.checkpoints WHERE shard = 0 FOR UPDATE");
-	committer *a = start_shared(s, shared), *b = start_shared(s2, shared);
+	committer *a = start_shared(s, shared, 16), *b = start_shared(s2, shared, 16);
 	wait_lock_waiters(db, 2);
 	db_exec(lk, "COMMIT");
 	PQfinish(lk);
@@ -426,8 +439,6 @@ static void two_copies(int shared)
 	}
 	committer_stop(a);
 	committer_stop(b);
-	shard_free(s2);
-	tmpdir_remove(copy_root);
 	oracle o;
 	oracle_run(&o, data_root, 0);
 	db = db_connect();

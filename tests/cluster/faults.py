@@ -493,7 +493,13 @@ def sc_committer(args):
         return "no psql binary (Debian package postgresql-client)"
     db = PgDb(admin, "bo_faults_%d" % os.getpid())
     try:
-        with scenario(args, "committer", pg_dsn=db.dsn) as (c, ew, load):
+        # A client timeout longer than a takeover: with 1 s, the client
+        # library's retries of the commands stuck at the paused primary
+        # sometimes stop delivering outcomes (the open client bug of
+        # DESIGN.md; seen here once in the ASan build: the new primary
+        # applied thousands of holds, the load saw none). How the client
+        # retries is not what this scenario is about; the database is.
+        with scenario(args, "committer", pg_dsn=db.dsn, timeout_ms=10000) as (c, ew, load):
             maps = ew.maps()
             c.wait("the primary's committer carrying every shard",
                    lambda: all(v[1] > 0 for v in committer_states(c, maps[0]["primary"]).values()), 60)

@@ -112,8 +112,9 @@ static void backoff_sleep(committer *c, uint32_t ms)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* Session outcomes. */
-enum { SESSION_DONE = 0, SESSION_RETRY = 1, SESSION_FATAL = 2 };
+/* Session outcomes. SESSION_AGAIN: another committer moved the checkpoint
+ * (committer_config.shared): start again from it at once, no backoff. */
+enum { SESSION_DONE = 0, SESSION_RETRY = 1, SESSION_FATAL = 2, SESSION_AGAIN = 3 };
 
 static int pg_fail(const pgs_err *e, char *reason, size_t cap)
 {
@@ -126,14 +127,25 @@ static int pg_fail(const pgs_err *e, char *reason, size_t cap)
 static int commit_batch(committer *c, pgstore *pg, chg_state *cs, uint64_t *applied, char *reason, size_t cap)
 {
 	const chg_batch *b = chg_get_batch(cs);
+	/* The follower hands out released records only, and the released
+	 * sequence never goes back: what reaches the database is on every
+	 * in-sync copy, so no failover can take it back (a cut of a rejoining
+	 * copy stays after it: gateway/node.c checks that side). */
+	assert(b->last_seq <= shard_released_seq(c->s));
 	pgs_err e;
-	if (pgs_apply(pg, c->shard_id, *applied, b, c->channel, &e) < 0)
+	if (pgs_apply(pg, c->shard_id, *applied, b, c->channel, &e) < 0) {
+		if (e.moved && c->cfg.shared) {
+			snprintf(reason, cap, "%s", e.msg);
+			return SESSION_AGAIN;
+		}
 		return pg_fail(&e, reason, cap);
+	}
 	*applied = b->last_seq;
 	shard_retain(c->s, b->last_seq);
 	int64_t now = wall_ms();
 	pthread_mutex_lock(&c->lock);
 	c->st.applied_seq = b->last_seq;
+	c->st.carried_seq = b->last_seq;
 	c->st.batches++;
 	c->st.changes += b->changes.n;
 	c->st.outbox += b->outbox.n;
@@ -214,8 +226,11 @@ static int open_follower(committer *c, uint64_t applied, follower **f, char *rea
 	if (rc == -ERANGE)
 		snprintf(reason, cap,
 			 "the database's checkpoint (%" PRIu64 ") is ahead of this shard's journal (durable %" PRIu64
-			 "): the database was written from another journal",
-			 applied, shard_durable_seq(c->s));
+			 "): the database was written from another journal%s",
+			 applied, shard_durable_seq(c->s),
+			 c->cfg.shared ? " (in a cluster: another node's committer carried this shard further; "
+					 "this node is no longer its primary, or was promoted unsafely)"
+				       : "");
 	else
 		snprintf(reason, cap, "journal: %.200s", err);
 	return rc == -ENOMEM ? SESSION_RETRY : SESSION_FATAL;
@@ -226,7 +241,9 @@ static int session_start(committer *c, pgstore **pg, chg_state **cs, uint64_t *a
 {
 	pgs_err e;
 	uint64_t outbox = 0;
-	if (pgs_connect(c->dsn, pg, &e) < 0 || pgs_migrate(*pg, &e) < 0 ||
+	/* The checkpoint and the holds active at it from one snapshot: another
+	 * server's committer may commit in between (a cluster's failover). */
+	if (pgs_connect(c->dsn, pg, &e) < 0 || pgs_migrate(*pg, &e) < 0 || pgs_snapshot_begin(*pg, &e) < 0 ||
 	    pgs_checkpoint(*pg, c->shard_id, applied, &outbox, &e) < 0)
 		return pg_fail(&e, reason, cap);
 	if (chg_new(c->shard_id, cs) != 0) {
@@ -234,7 +251,7 @@ static int session_start(committer *c, pgstore **pg, chg_state **cs, uint64_t *a
 		return SESSION_RETRY;
 	}
 	chg_position(*cs, *applied, outbox);
-	if (pgs_load_holds(*pg, c->shard_id, *cs, &e) < 0)
+	if (pgs_load_holds(*pg, c->shard_id, *cs, &e) < 0 || pgs_snapshot_end(*pg, &e) < 0)
 		return pg_fail(&e, reason, cap);
 	pthread_mutex_lock(&c->lock);
 	c->st.applied_seq = *applied;
@@ -300,6 +317,19 @@ static void *run(void *arg)
 		if (rc == SESSION_FATAL) {
 			set_state(c, COMMITTER_STOPPED, reason);
 			break;
+		}
+		if (rc == SESSION_AGAIN) {
+			/* Not a fault of the database: the other committer carried
+			 * the same records (committer_config.shared). Counted as a
+			 * retried attempt all the same. */
+			pthread_mutex_lock(&c->lock);
+			c->st.retries++;
+			pthread_mutex_unlock(&c->lock);
+			bo_log(BO_LOG_INFO, "shard=%u msg=\"committer: checkpoint moved by another committer, "
+			       "starting again from the database's\" reason=\"%s\"", c->shard_id, reason);
+			if (atomic_load(&c->stop))
+				break;
+			continue;
 		}
 		pthread_mutex_lock(&c->lock);
 		int was_running = c->st.state == COMMITTER_RUNNING;
@@ -394,8 +424,12 @@ void committer_status_get(const committer *cc, committer_status *out)
 	out->lag_ms = out->lag_records && oldest && now > oldest ? (uint64_t)(now - oldest) : 0;
 }
 
-void committer_stop(committer *c)
+void committer_stop(committer *c) { committer_finish(c, NULL); }
+
+void committer_finish(committer *c, committer_status *last)
 {
+	if (last)
+		memset(last, 0, sizeof(*last));
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->lock);
@@ -403,6 +437,8 @@ void committer_stop(committer *c)
 	pthread_cond_broadcast(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 	pthread_join(c->thread, NULL);
+	if (last)
+		committer_status_get(c, last);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
 	free(c->channel);

@@ -27,6 +27,11 @@
  * committer moves the shard's retention floor (shard_retain), so the journal
  * keeps every record the database has not got.
  *
+ * It follows the RELEASED journal (follower_open_released): records durable
+ * here and on every in-sync standby (shard.h, "Replication roles"), so the
+ * database never holds a record that a failover can lose; on a server
+ * without standbys that is the durable journal.
+ *
  * Outages: a lost connection, a database that is shutting down, starting,
  * or refusing connections, a serialization failure or a full disk are
  * retried with a bounded exponential backoff (retry_min_ms .. retry_max_ms),
@@ -75,6 +80,15 @@ typedef struct committer_config {
 	uint32_t retry_min_ms;	  /* first backoff (default 100) */
 	uint32_t retry_max_ms;	  /* backoff bound (default 5000) */
 	const char *notify_channel; /* NOTIFY channel for the outbox (default "boxoffice_inventory") */
+	/* 1: another server's committer may carry this same journal into the
+	 * same database (a cluster: the old primary's committer finishing a
+	 * batch while the new primary's has started; both journals hold the
+	 * same records up to the new term's start, so either may apply them).
+	 * A checkpoint the other one moved is then not a fault: the session
+	 * starts again at once from the database's checkpoint. 0 (default):
+	 * it is one (two servers writing one shard into one database), and
+	 * the committer stops. */
+	int shared;
 	/* Called on the committer's thread after each commit (NULL: none);
 	 * tests and benchmarks measure with it. */
 	void (*on_commit)(void *ctx, const committer_commit *info);
@@ -88,13 +102,16 @@ typedef struct committer_status {
 	uint32_t shard_id;
 	int state;		/* committer_state */
 	uint64_t applied_seq;	/* the checkpoint: last journal sequence in the database */
+	uint64_t carried_seq;	/* the last sequence this committer committed itself
+				 * (0: none); never above shard_released_seq */
 	uint64_t durable_seq;	/* the shard's durable sequence */
 	uint64_t lag_records;	/* durable_seq - applied_seq */
 	uint64_t lag_ms;	/* age of the oldest durable record not yet applied (0: none) */
 	uint64_t batches;	/* transactions committed */
 	uint64_t changes;	/* seat_changes rows written */
 	uint64_t outbox;	/* inventory_events rows written */
-	uint64_t retries;	/* failed attempts retried */
+	uint64_t retries;	/* failed attempts retried (shared: a checkpoint
+				 * the other committer moved counts too) */
 	uint64_t last_commit_ms; /* wall clock of the last commit (0: none yet) */
 	char reason[COMMITTER_REASON_LEN]; /* RETRYING/STOPPED: why; "" otherwise */
 } committer_status;
@@ -114,5 +131,9 @@ void committer_status_get(const committer *c, committer_status *out /* OUT */);
  * database is reachable; it does not wait for a database that is down),
  * then exits; joins it and frees c. Accepts NULL. */
 void committer_stop(committer *c);
+
+/* committer_stop, and *last (may be NULL) gets the status it ended with
+ * (what it carried: carried_seq). Accepts NULL c (then *last is zeroed). */
+void committer_finish(committer *c, committer_status *last /* OUT */);
 
 #endif /* BO_COMMITTER_H */

@@ -36,6 +36,7 @@ static int err_set(pgs_err *e, int retry, const char *fmt, ...)
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
 	e->retry = retry;
+	e->moved = 0;
 	return -1;
 }
 
@@ -209,18 +210,33 @@ fail:
 
 /* ---- Checkpoint and holds --------------------------------------------------- */
 
+int pgs_snapshot_begin(pgstore *p, pgs_err *e)
+{
+	return exec_cmd(p, "BEGIN ISOLATION LEVEL REPEATABLE READ", "opening the read snapshot", e);
+}
+
+int pgs_snapshot_end(pgstore *p, pgs_err *e) { return exec_cmd(p, "COMMIT", "closing the read snapshot", e); }
+
 int pgs_checkpoint(pgstore *p, uint32_t shard, uint64_t *seq, uint64_t *outbox, pgs_err *e)
 {
 	char sql[256];
-	snprintf(sql, sizeof(sql),
-		 "INSERT INTO boxoffice.checkpoints (shard, journal_seq, outbox_position) VALUES (%u, 0, 0)"
-		 " ON CONFLICT (shard) DO NOTHING",
-		 shard);
-	if (exec_cmd(p, sql, "creating the checkpoint", e) < 0)
-		return -1;
+	/* Read first, create only when absent: in a snapshot (pgs_snapshot_begin)
+	 * an INSERT ... ON CONFLICT on a row another committer has moved since
+	 * fails with a serialization failure, a needless retry. */
 	snprintf(sql, sizeof(sql),
 		 "SELECT journal_seq, outbox_position FROM boxoffice.checkpoints WHERE shard = %u", shard);
 	PGresult *r = PQexec(p->conn, sql);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0) {
+		PQclear(r);
+		char ins[256];
+		snprintf(ins, sizeof(ins),
+			 "INSERT INTO boxoffice.checkpoints (shard, journal_seq, outbox_position) VALUES (%u, 0, 0)"
+			 " ON CONFLICT (shard) DO NOTHING",
+			 shard);
+		if (exec_cmd(p, ins, "creating the checkpoint", e) < 0)
+			return -1;
+		r = PQexec(p->conn, sql);
+	}
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
 		return err_result(e, p->conn, r, "reading the checkpoint");
 	long long s = strtoll(PQgetvalue(r, 0, 0), NULL, 10), o = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
@@ -782,6 +798,7 @@ int pgs_apply(pgstore *p, uint32_t shard, uint64_t prev_seq, const chg_batch *b,
 			"shard %u's checkpoint is no longer %" PRIu64
 			": another committer is writing this shard to the same database",
 			shard, prev_seq);
+		e->moved = 1;
 		goto fail;
 	}
 	PQclear(r);

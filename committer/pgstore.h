@@ -40,6 +40,8 @@ extern const unsigned pgs_migration_count; /* = the schema version this binary w
 
 typedef struct pgs_err {
 	int retry;	/* 1: transient, try again later; 0: fatal */
+	int moved;	/* pgs_apply: the checkpoint was not prev_seq (another
+			 * committer moved it); retry is 0 */
 	char msg[256];
 } pgs_err;
 
@@ -56,6 +58,16 @@ void pgs_close(pgstore *p);
  * whose schema is newer is refused (fatal). 0 or -1 with *err. */
 int pgs_migrate(pgstore *p, pgs_err *err /* OUT */);
 
+/* A transaction in REPEATABLE READ: pgs_checkpoint and pgs_load_holds
+ * between pgs_snapshot_begin and pgs_snapshot_end see the database at one
+ * instant. Needed where another committer may commit between the two reads
+ * (committer_config.shared): the holds of its batch would be loaded as
+ * active at the older checkpoint, and met again in the journal. (Creating
+ * the checkpoint row while the other one creates it too fails with a
+ * serialization failure, retried.) 0 or -1 with *err. */
+int pgs_snapshot_begin(pgstore *p, pgs_err *err /* OUT */);
+int pgs_snapshot_end(pgstore *p, pgs_err *err /* OUT */);
+
 /* Reads (creating it at 0 when absent) the shard's checkpoint: the last
  * journal sequence applied and the last outbox position. 0 or -1. */
 int pgs_checkpoint(pgstore *p, uint32_t shard, uint64_t *seq /* OUT */, uint64_t *outbox /* OUT */,
@@ -68,7 +80,8 @@ int pgs_load_holds(pgstore *p, uint32_t shard, chg_state *st, pgs_err *err /* OU
  * with the checkpoint's compare-and-set on prev_seq, and NOTIFYs `channel`
  * when it wrote outbox rows. 0 or -1 with *err; when the connection broke
  * during COMMIT the outcome is unknown: the caller re-reads the checkpoint
- * (it does after every failure). */
+ * (it does after every failure). A checkpoint that is no longer prev_seq
+ * (another committer moved it) writes nothing and sets err->moved. */
 int pgs_apply(pgstore *p, uint32_t shard, uint64_t prev_seq, const chg_batch *b, const char *channel,
 	      pgs_err *err /* OUT */);
 

@@ -609,8 +609,13 @@ static void shard_status_fill(gw_server *gw, uint32_t k, wire_shard_status *o)
 		return;
 	}
 	if (!gw->committers[k]) {
-		w->state = WIRE_COMMITTER_STOPPED;
-		snprintf(w->reason, sizeof(w->reason), "the server is stopping");
+		int why = gw_committer_absent(gw, k);
+		w->state = why == GW_COMMITTER_OFF_HERE ? WIRE_COMMITTER_OFF : WIRE_COMMITTER_STOPPED;
+		snprintf(w->reason, sizeof(w->reason), "%s",
+			 why == GW_COMMITTER_OFF_HERE ? "not the shard's primary here: its primary's committer carries "
+							"it to PostgreSQL"
+			 : why == GW_COMMITTER_NOT_STARTED ? "the committer did not start (the log says why)"
+							   : "the server is stopping");
 		return;
 	}
 	committer_status cs;
@@ -822,41 +827,75 @@ static void status_thread_stop(gw_server *gw)
 	gw->status_started = 0;
 }
 
-/* One committer per started shard (with a dsn). Returns 0 or a negative
- * errno (err); what started is stopped by committers_stop(). */
-static int committers_start(gw_server *gw, char *err, size_t errlen)
+int gw_committer_absent(gw_server *gw, uint32_t k)
 {
+	assert(gw->cfg.committer.dsn && !gw->committers[k]);
+	if (gw->committer_failed[k])
+		return GW_COMMITTER_NOT_STARTED;
+	if (!gw->cfg.node.etcd || atomic_load_explicit(&gw->draining, memory_order_relaxed))
+		return GW_COMMITTER_GONE;
+	return GW_COMMITTER_OFF_HERE;
+}
+
+int gw_committer_start(gw_server *gw, uint32_t k, char *err, size_t errlen)
+{
+	assert(k < gw->cfg.shards);
 	if (!gw->cfg.committer.dsn)
 		return 0;
+	assert(gw->committers[k] == NULL); /* one committer per shard and database */
+	committer_config cc = gw->cfg.committer;
+	/* In a cluster the old primary's committer may still finish a batch
+	 * after this one started (committer.h: shared). */
+	cc.shared = gw->cfg.node.etcd != NULL;
+	char cerr[GW_ERR_LEN];
+	committer *c;
+	int rc = committer_start(gw->shards[k], &cc, &c, cerr, sizeof(cerr));
+	pthread_mutex_lock(&gw->status_lock);
+	gw->committers[k] = rc < 0 ? NULL : c;
+	gw->committer_failed[k] = rc < 0;
+	pthread_mutex_unlock(&gw->status_lock);
+	if (rc < 0)
+		snprintf(err, errlen, "shard %u: cannot start its database committer: %s", k, cerr);
+	return rc;
+}
+
+int gw_committer_stop(gw_server *gw, uint32_t k, committer_status *last)
+{
+	assert(k < gw->cfg.shards);
+	pthread_mutex_lock(&gw->status_lock);
+	committer *c = gw->committers[k];
+	gw->committers[k] = NULL;
+	gw->committer_failed[k] = 0;
+	pthread_mutex_unlock(&gw->status_lock);
+	if (last)
+		memset(last, 0, sizeof(*last));
+	if (!c)
+		return 0;
+	committer_finish(c, last);
+	return 1;
+}
+
+/* One committer per started shard (with a dsn; in a cluster none: the
+ * node starts each where its shard becomes primary). Returns 0 or a
+ * negative errno (err); what started is stopped by committers_stop(). */
+static int committers_start(gw_server *gw, char *err, size_t errlen)
+{
+	if (!gw->cfg.committer.dsn || gw->cfg.node.etcd)
+		return 0;
 	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
-		char cerr[GW_ERR_LEN];
-		committer *c;
-		int rc = committer_start(gw->shards[k], &gw->cfg.committer, &c, cerr, sizeof(cerr));
-		if (rc < 0) {
-			snprintf(err, errlen, "shard %u: cannot start its database committer: %s", k, cerr);
+		int rc = gw_committer_start(gw, k, err, errlen);
+		if (rc < 0)
 			return rc;
-		}
-		pthread_mutex_lock(&gw->status_lock);
-		gw->committers[k] = c;
-		pthread_mutex_unlock(&gw->status_lock);
 	}
 	return 0;
 }
 
-/* Takes the committers out of reach of server_status, then stops each: it
- * applies what is durable (the shards are stopped: nothing more comes) when
- * the database is reachable, and exits. */
+/* Stops every committer: each applies what is released (the shards are
+ * stopped: nothing more comes) when the database is reachable, and exits. */
 static void committers_stop(gw_server *gw)
 {
-	committer *cs[GW_SHARDS_MAX];
-	pthread_mutex_lock(&gw->status_lock);
-	for (uint32_t k = 0; k < gw->cfg.shards; k++) {
-		cs[k] = gw->committers[k];
-		gw->committers[k] = NULL;
-	}
-	pthread_mutex_unlock(&gw->status_lock);
 	for (uint32_t k = 0; k < gw->cfg.shards; k++)
-		committer_stop(cs[k]);
+		gw_committer_stop(gw, k, NULL);
 }
 
 /* ---- Life cycle ---------------------------------------------------------- */

@@ -112,9 +112,12 @@ struct gw_server {
 	int close_hung;	   /* gw_stop gave up on nng_close: do not free */
 	atomic_uint_least64_t requests, commands, invalid_msgs, busy;
 	/* Database committers (NULL without a dsn, and after gw_stop stopped
-	 * them). status_lock guards the pointers against a server_status
-	 * reader while gw_stop takes them out, and the status buffer. */
+	 * them; in a cluster, NULL where this node is not the shard's primary:
+	 * the node starts and stops them, gw_committer_start/stop).
+	 * status_lock guards the pointers against a server_status reader while
+	 * they change, and the status buffer. */
 	committer *committers[GW_SHARDS_MAX];
+	uint8_t committer_failed[GW_SHARDS_MAX]; /* under status_lock: the last start failed */
 	pthread_mutex_t status_lock;
 	wire_server_status status_buf; /* under status_lock: ~20 KiB, off every stack */
 	/* The status thread: logs every status_every_ms and on state changes. */
@@ -176,6 +179,25 @@ void gw_shard_release(gw_server *gw, uint32_t k);
  * start before shard_start. */
 int gw_out_start(gw_server *gw, uint32_t k);
 void gw_out_stop(gw_server *gw, uint32_t k);
+
+/* Shard k's database committer (cluster: the node's control thread, as k
+ * becomes primary here or stops being it). Start: with a dsn, starts it on
+ * gw->shards[k] (none may run); 0, or a negative errno with err (then
+ * there is none); without a dsn, 0 and nothing. Stop: takes it out of
+ * reach of the status readers, stops it (it applies what is released when
+ * the database answers) and frees it; *last (may be NULL) gets its last
+ * status (zeroed when none ran). Returns 1 when one ran, else 0. */
+int gw_committer_start(gw_server *gw, uint32_t k, char *err, size_t errlen);
+int gw_committer_stop(gw_server *gw, uint32_t k, committer_status *last /* OUT */);
+
+/* With a database and no committer for shard k (status_lock held):
+ * GW_COMMITTER_OFF_HERE when this is a cluster node that is not k's
+ * primary (its primary's committer carries k), GW_COMMITTER_NOT_STARTED
+ * when gw_committer_start failed (logged) and no stop came since,
+ * GW_COMMITTER_GONE when the server is stopping (or a single server's
+ * committer is missing for another reason). */
+enum { GW_COMMITTER_OFF_HERE = 1, GW_COMMITTER_NOT_STARTED, GW_COMMITTER_GONE };
+int gw_committer_absent(gw_server *gw, uint32_t k);
 
 /* The HTTP front's request slots (after the local slot in slots[]). */
 #define GW_HTTP_SLOTS_SMALL BO_HTTP_INFLIGHT_MAX

@@ -465,8 +465,9 @@ static void render_committers(page *p, gw_server *gw)
 	memset(cs, 0, shards * sizeof(cs[0]));
 	pthread_mutex_lock(&gw->status_lock); /* the committer pointers */
 	for (uint32_t k = 0; k < shards; k++) {
-		if (!gw->cfg.committer.dsn) {
-			state[k] = 0;
+		if (!gw->cfg.committer.dsn ||
+		    (!gw->committers[k] && gw_committer_absent(gw, k) == GW_COMMITTER_OFF_HERE)) {
+			state[k] = 0; /* no database, or (cluster) not the shard's primary here */
 		} else if (!gw->committers[k]) {
 			state[k] = 4;
 		} else {
@@ -479,8 +480,8 @@ static void render_committers(page *p, gw_server *gw)
 	}
 	pthread_mutex_unlock(&gw->status_lock);
 	family(p, "boxoffice_committer_state", "gauge",
-	       "The shard's PostgreSQL committer, one-hot: off (no database), starting, running, retrying, "
-	       "stopped.");
+	       "The shard's PostgreSQL committer, one-hot: off (no database, or in a cluster not the shard's "
+	       "primary here), starting, running, retrying, stopped.");
 	for (uint32_t k = 0; k < shards; k++)
 		for (uint8_t s = 0; s < 5; s++)
 			put(p, "boxoffice_committer_state{shard=\"%" PRIu32 "\",state=\"%s\"} %d\n",

@@ -67,6 +67,10 @@ typedef struct node_shard {
 	int reopening; /* gw_shard_acquire returns NULL */
 	int rebuild_logged;
 	uint64_t term_start_ms;
+	/* The last sequence this node's database committer carried of this
+	 * shard (0: none ran): the history up to it is in PostgreSQL, so no
+	 * cut of a rejoin may remove it (checked in act REJOIN). */
+	uint64_t carried_seq;
 	uint32_t gate_node[ROLE_NODES_MAX];
 	uint64_t gate_seq[ROLE_NODES_MAX];
 } node_shard;
@@ -359,6 +363,11 @@ static int reopen_shard(gw_node *n, uint32_t k, int cut, uint64_t cut_after, int
 		sc.id = k;
 		sc.data_dir = gw->cfg.data_dir;
 		sc.standby = 1;
+		/* As gw_start opens it: with a database, a standby keeps its whole
+		 * journal, since the committer it runs once promoted resumes from
+		 * the database's checkpoint, which it cannot know before. */
+		if (gw->cfg.committer.dsn)
+			sc.retain_seq = 0;
 		if (rc == 0 && (rc = shard_open(&sc, &s, &rec, err, sizeof(err))) < 0) {
 			bo_log(BO_LOG_ERROR, "msg=\"cannot reopen the shard as a standby\" shard=%u error=\"%s\"", k, err);
 			s = old;
@@ -413,6 +422,36 @@ static int64_t quiesce_standby(gw_node *n, uint32_t k)
 	return shard_durable_seq(s) >= last ? (int64_t)last : -1;
 }
 
+/* Stops shard k's database committer, if one runs here, and remembers how
+ * far it carried (node_shard.carried_seq). The shard's released sequence
+ * stays where it was: the caller fenced the shard, or it is a standby. */
+static void committer_off(gw_node *n, uint32_t k)
+{
+	committer_status last;
+	if (!gw_committer_stop(n->gw, k, &last))
+		return;
+	/* It carried only released records (committer.c asserts it). */
+	assert(last.carried_seq <= shard_released_seq(n->gw->shards[k]));
+	if (last.carried_seq > n->sh[k].carried_seq)
+		n->sh[k].carried_seq = last.carried_seq;
+	bo_log(BO_LOG_INFO, "msg=\"committer stopped: not the shard's primary any more\" shard=%u carried_seq=%" PRIu64
+	       " applied_seq=%" PRIu64, k, last.carried_seq, last.applied_seq);
+}
+
+/* Starts shard k's committer once k is promoted here: it resumes
+ * from the database's own checkpoint, which the old primary's committer
+ * left at a record this copy holds, equal byte for byte (the database
+ * never gets more than what every in-sync copy has, and only an in-sync
+ * copy is promoted). A failure leaves the shard serving without one,
+ * loudly (server_status shows it stopped). */
+static void committer_on(gw_node *n, uint32_t k)
+{
+	char err[GW_ERR_LEN];
+	if (gw_committer_start(n->gw, k, err, sizeof(err)) < 0)
+		bo_log(BO_LOG_ERROR, "msg=\"the shard serves without its database committer\" shard=%u error=\"%s\"", k,
+		       err);
+}
+
 /* Standby -> primary of `epoch`: the read model rebuilt from the engine
  * (a standby's replicated records do not pass through the output thread),
  * then shard_promote. 0 or < 0. */
@@ -433,6 +472,7 @@ static int become_primary(gw_node *n, uint32_t k, uint64_t epoch, const char *wh
 	sh->term_start_ms = (uint64_t)bo_clock_ms();
 	set_local(n, k, ROLE_PRIMARY);
 	gw_repl_floor_update(n->repl, k);
+	committer_on(n, k);
 	bo_log(BO_LOG_WARN, "msg=\"role change: primary\" shard=%u epoch=%" PRIu64 " node=%u why=\"%s\"", k, epoch,
 	       n->cfg.node_id, why);
 	return 0;
@@ -442,6 +482,9 @@ static void become_fenced(gw_node *n, uint32_t k, const char *why)
 {
 	set_local(n, k, ROLE_FENCED);
 	shard_fence(n->gw->shards[k]);
+	/* After the fence: nothing more is released, so the committer's last
+	 * batch is of records the new term holds too. */
+	committer_off(n, k);
 	gw_repl_senders_stop_shard(n->repl, k);
 	pthread_rwlock_wrlock(&n->gw->shard_rw[k]);
 	n->sh[k].writes_stopped = n->sh[k].writes_held = 0;
@@ -632,6 +675,23 @@ static int act_peer(gw_node *n, uint32_t k, const role_action *a)
 	}
 }
 
+/* A rejoin's cut would remove records this node's committer put into
+ * PostgreSQL. role.h's safety argument rules it out: the committer carries
+ * released records only, which every in-sync copy had durable, and the new
+ * term starts after the last record of an in-sync copy. So it is a broken
+ * invariant (asserted), unless an operator allowed a standby that was not
+ * in sync to take the shard: then the database holds records the cluster
+ * lost, and only a rebuild of the database from the journal can fix it. */
+static void cut_below_database(gw_node *n, uint32_t k, uint64_t cut_after)
+{
+	bo_log(BO_LOG_ERROR,
+	       "msg=\"the journal is cut below what this node's committer put into PostgreSQL: the database holds "
+	       "records the cluster lost; rebuild it from the primary's journal (boxoffice-replay to-postgres)\" "
+	       "shard=%u cut_after=%" PRIu64 " carried_seq=%" PRIu64 " allow_unsafe_promote=%d",
+	       k, cut_after, n->sh[k].carried_seq, n->cfg.allow_unsafe_promote);
+	assert(n->cfg.allow_unsafe_promote && "a cut below the committer's position without an unsafe promotion");
+}
+
 /* Executes a (role.h's order). Returns 1 when the caller may ask again at
  * once, 0 when the shard waits for the next turn (nothing to do, a lost
  * CAS, an error). */
@@ -677,6 +737,9 @@ static int act(gw_node *n, uint32_t k, const role_view *v, const role_action *a)
 		gw_repl_senders_stop_shard(n->repl, k);
 		gw_repl_follow(n->repl, k, 0);
 		sh->following = 0;
+		committer_off(n, k); /* before the reopen: it follows this shard object */
+		if (a->cut && sh->carried_seq > a->cut_after)
+			cut_below_database(n, k, a->cut_after);
 		set_local(n, k, ROLE_NONE);
 		if (a->cut || v->local == ROLE_FENCED || !shard_is_standby(s)) {
 			if (reopen_shard(n, k, a->cut, a->cut_after, 1) < 0)

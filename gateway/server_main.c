@@ -108,7 +108,10 @@ static void usage(FILE *f)
 		"  --pg-dsn DSN          carry every shard's journal into PostgreSQL (libpq connection\n"
 		"                        string, e.g. 'host=/path/to/socket dbname=boxoffice'): one\n"
 		"                        committer thread per shard; the journal is kept until applied\n"
-		"                        [BOXOFFICE_PG_DSN]\n"
+		"                        [BOXOFFICE_PG_DSN]. With --etcd, give every node the same\n"
+		"                        database: only a shard's current primary runs its committer\n"
+		"                        (carrying what every in-sync copy holds); a new primary's\n"
+		"                        resumes from the database's checkpoint\n"
 		"  --no-pg               run the engine alone, without a database [BOXOFFICE_NO_PG=1];\n"
 		"                        conflicts with --pg-dsn. With neither, the engine also runs\n"
 		"                        alone and the log says the journal is not carried to PostgreSQL\n"
@@ -128,8 +131,8 @@ static void usage(FILE *f)
 		"  --etcd URL[,URL...]   etcd endpoints (http://HOST:PORT of its HTTP/JSON gateway): the\n"
 		"                        shard map lives under /boxoffice/ there. Every node opens every\n"
 		"                        shard (same --shards everywhere): primary where the map says so,\n"
-		"                        else a standby fed by the primary's journal. Not with --pg-dsn\n"
-		"                        (the committer does not yet follow role changes)\n"
+		"                        else a standby fed by the primary's journal. With --pg-dsn,\n"
+		"                        the shard's primary carries it to PostgreSQL (see --pg-dsn)\n"
 		"  --node-id N           this node's id, 1..%u (required with --etcd)\n"
 		"  --repl URL            this node's replication listener, e.g. tcp://127.0.0.11:7101\n"
 		"                        (required with --etcd); primaries dial it\n"
@@ -143,7 +146,8 @@ static void usage(FILE *f)
 		"  --bootstrap-primary N the node that creates missing shard maps, naming itself the\n"
 		"                        primary (default: 1)\n"
 		"  --allow-unsafe-promote  let a standby that is not in sync take a shard whose\n"
-		"                        primary is gone (acknowledged changes may be lost)\n"
+		"                        primary is gone (acknowledged changes may be lost; with\n"
+		"                        --pg-dsn the database may then hold changes the cluster lost)\n"
 		"  --log-level LEVEL     debug, info, warn or error (default: info)\n"
 		"  --version             print the version and exit\n"
 		"  -h, --help            this text\n"
@@ -579,8 +583,7 @@ static int options_auth(srv_options *o)
 
 /* The cluster options hang together: none without --etcd (a node that
  * forgot --etcd would run as a lone primary beside the cluster); with it,
- * a node id and a replication address, and no database committer (it
- * does not follow role changes yet). Returns 0 or -1 (said on stderr). */
+ * a node id and a replication address. Returns 0 or -1 (said on stderr). */
 static int options_cluster(srv_options *o)
 {
 	const gw_node_config *n = &o->cfg.node;
@@ -599,12 +602,6 @@ static int options_cluster(srv_options *o)
 	if (strncmp(n->etcd, "http://", 7) != 0 && strncmp(n->etcd, "https://", 8) != 0) {
 		fprintf(stderr, "%s: --etcd takes http://HOST:PORT[,http://HOST:PORT...], not '%s'\n", prog,
 			n->etcd);
-		return -1;
-	}
-	if (o->cfg.committer.dsn) {
-		fprintf(stderr, "%s: --etcd with a database (--pg-dsn or BOXOFFICE_PG_DSN) is not supported yet: "
-				"pass --no-pg\n",
-			prog);
 		return -1;
 	}
 	return 0;

@@ -164,10 +164,13 @@ class Node:
 
     def args(self):
         c = self.cluster
+        # The database explicitly, never from the caller's environment
+        # (BOXOFFICE_PG_DSN): every node the same one, or none.
+        db = ["--pg-dsn", c.pg_dsn] if c.pg_dsn else ["--no-pg"]
         return [c.server, "--node-id", str(self.id), "--etcd", c.etcd.endpoints(),
                 "--data-dir", self.data, "--shards", str(c.shards),
                 "--listen", self.client, "--repl", self.repl,
-                "--lease-ms", str(c.lease_ms)] + list(c.server_args)
+                "--lease-ms", str(c.lease_ms)] + db + list(c.server_args)
 
     def start(self):
         os.makedirs(self.data, exist_ok=True)
@@ -194,11 +197,14 @@ class Node:
 
 
 class Cluster:
-    """etcd (members) + boxoffice-server nodes 1..nodes, work files under work."""
+    """etcd (members) + boxoffice-server nodes 1..nodes, work files under work.
+    pg_dsn: the PostgreSQL database every node's committer writes to (the
+    shard's primary carries it); None: --no-pg."""
 
     def __init__(self, build, work, nodes=2, members=3, shards=2, lease_ms=3000, server_args=(),
-                 fixed_ports=False):
+                 fixed_ports=False, pg_dsn=None):
         self.build = build
+        self.pg_dsn = pg_dsn
         self.fixed_ports = fixed_ports
         self.server = os.path.join(build, "gateway", "boxoffice-server")
         self.work = work

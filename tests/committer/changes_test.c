@@ -13,6 +13,10 @@
  *     order, attributed to that record.
  *  4. The payref text form escapes every byte that is not printable ASCII,
  *     and the backslash, as \xHH.
+ *  5. An EPOCH record (a new primary's first, issue 13) takes its place in
+ *     the batch (sequence, count) and changes nothing: no row, and no
+ *     expiry even at a time past a hold's end (the engine does not move
+ *     its clock for it either); the next record at that time expires it.
  */
 #include <errno.h>
 #include <string.h>
@@ -151,6 +155,38 @@ Test(changes, expiry_at_the_first_record_reaching_it)
 	cr_assert_eq(b->holds.v[0].is_new, 0);
 	cr_assert_eq(b->holds.v[0].state, CHG_H_EXPIRED);
 	cr_assert_eq(chg_active_holds(st), 0);
+	chg_free(st);
+}
+
+Test(changes, epoch_record_changes_nothing)
+{
+	chg_state *st;
+	cr_assert_eq(chg_new(0, &st), 0);
+	char err[256];
+	uint32_t s1 = 3;
+	bo_cmd h = tcmd_hold_seats(7, 1, 1, &s1, 1, 5000);
+	bo_result r = ok_hold(5, 3, 1, 6000);
+	journal_record rec = rec_of(1, 1000, &h, &r);
+	cr_assert_eq(chg_record(st, &rec, err, sizeof(err)), 0, "%s", err);
+	chg_batch_clear(st);
+	uint8_t ep[ENTRY_EPOCH_BYTES];
+	cr_assert_eq(entry_encode_epoch(2, ep, sizeof(ep)), (int32_t)ENTRY_EPOCH_BYTES);
+	journal_record e = {.seq = 2, .timestamp_ms = 7000, .payload = ep, .payload_len = ENTRY_EPOCH_BYTES};
+	cr_assert_eq(chg_record(st, &e, err, sizeof(err)), 0, "%s", err);
+	const chg_batch *b = chg_get_batch(st);
+	cr_assert_eq(b->first_seq, 2);
+	cr_assert_eq(b->last_seq, 2);
+	cr_assert_eq(b->records, 1);
+	cr_assert_eq(b->changes.n + b->holds.n + b->seats.n + b->outbox.n + b->events.n, 0, "an EPOCH record made rows");
+	cr_assert_eq(chg_active_holds(st), 1, "the EPOCH record's time expired a hold");
+	uint8_t tick[1];
+	cr_assert_eq(entry_encode_tick(tick, 1), 1);
+	journal_record t = {.seq = 3, .timestamp_ms = 7000, .payload = tick, .payload_len = 1};
+	cr_assert_eq(chg_record(st, &t, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(b->changes.n, 1);
+	cr_assert_eq(b->changes.v[0].cause, CHG_EXPIRY);
+	cr_assert_eq(b->changes.v[0].seq, 3);
+	cr_assert_eq(b->records, 2);
 	chg_free(st);
 }
 

@@ -24,6 +24,15 @@
  *     ahead of the journal, a role without the privilege to create the
  *     schema, a read-only database; once the cause is gone a new committer
  *     catches up and the database equals the journal.
+ *  5. two copies, one database (a cluster's failover): two committers
+ *     follow two copies of one journal into one database at once, made to
+ *     race for the same checkpoint (a row lock holds both at its
+ *     compare-and-set, then lets go; batches of 16 records keep them
+ *     racing). With committer_config.shared each loser starts again from
+ *     the checkpoint the winner moved (reading it and the active holds in
+ *     one snapshot: the other may commit in between), both end running,
+ *     and the database equals the journal, every record once; without it
+ *     the loser stops, naming the other committer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,6 +60,9 @@ static char data_root[64];
 static char db_dsn[PGT_DSN_MAX];
 static char db_name[64];
 static shard *the_shard;
+/* Test 5's second copy of the journal, removed by teardown. */
+static char copy_root[64];
+static shard *copy_shard;
 /* ---- Databases -------------------------------------------------------------- */
 
 static const char *admin_dsn(void) { return pgt_require(); }
@@ -88,6 +100,11 @@ static void teardown(void)
 {
 	shard_free(the_shard);
 	the_shard = NULL;
+	shard_free(copy_shard);
+	copy_shard = NULL;
+	if (copy_root[0])
+		tmpdir_remove(copy_root);
+	copy_root[0] = '\0';
 	if (data_root[0])
 		tmpdir_remove(data_root);
 	if (db_name[0])
@@ -333,3 +350,103 @@ Test(committer, faults_stop_with_a_reason)
 	PQfinish(db);
 	oracle_free(&o);
 }
+
+/* ---- 5. two copies, one database ------------------------------------------------------ */
+
+static committer *start_shared(shard *s, int shared, uint32_t batch_records)
+{
+	committer_config cc;
+	committer_config_default(&cc);
+	cc.dsn = db_dsn;
+	cc.batch_records = batch_records;
+	cc.retry_min_ms = 20;
+	cc.retry_max_ms = 200;
+	cc.shared = shared;
+	committer *c = NULL;
+	char err[256];
+	cr_assert_eq(committer_start(s, &cc, &c, err, sizeof(err)), 0, "%s", err);
+	return c;
+}
+
+/* Waits until n sessions of the test's database wait for a lock. */
+static void wait_lock_waiters(PGconn *db, long long n)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND wait_event_type = 'Lock'", db_name);
+	const int64_t deadline = bo_clock_ms() + WAIT_MS;
+	while (pgt_scalar(db, sql) < n) {
+		cr_assert_lt(bo_clock_ms(), deadline, "the committers never reached the checkpoint's lock");
+		usleep(2000);
+	}
+}
+
+static void two_copies(int shared)
+{
+	/* The database knows the first half; both copies hold both halves. */
+	shard *s = open_shard(0);
+	tstream_gen g = {.rng = 31};
+	tstream_create_events(s, &g);
+	tstream_run(s, &g, 1500, 0, NULL);
+	committer *c = start_shared(s, shared, BATCH_RECORDS);
+	wait_applied(c, s);
+	committer_stop(c);
+	tstream_run(s, &g, 3000, 0, NULL);
+	shard_stop(s);
+	char cmd[256];
+	cr_assert_eq(tmpdir_make(copy_root, sizeof(copy_root), "bo-committer-copy"), 0);
+	snprintf(cmd, sizeof(cmd), "cp -a '%s/shard-0000' '%s/'", data_root, copy_root);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	shard *s2 = copy_shard = tstream_open_shard(copy_root, 0);
+	cr_assert_eq(shard_durable_seq(s2), shard_durable_seq(s));
+
+	/* Both committers read the checkpoint, then wait on its row. Small
+	 * batches then keep them racing: each lost compare-and-set starts a
+	 * session again (checkpoint and active holds read back) while the
+	 * other commits. */
+	PGconn *lk = db_connect(), *db = db_connect();
+	db_exec(lk, "BEGIN; SELECT 1 FROM boxoffice.checkpoints WHERE shard = 0 FOR UPDATE");
+	committer *a = start_shared(s, shared, 16), *b = start_shared(s2, shared, 16);
+	wait_lock_waiters(db, 2);
+	db_exec(lk, "COMMIT");
+	PQfinish(lk);
+	PQfinish(db);
+	committer_status sa, sb;
+	if (shared) {
+		wait_applied(a, s);
+		wait_applied(b, s2);
+		committer_status_get(a, &sa);
+		committer_status_get(b, &sb);
+		cr_assert_geq(sa.retries + sb.retries, 1, "neither committer lost the checkpoint: the test proves nothing");
+		cr_assert_leq(sa.carried_seq, shard_released_seq(s));
+		cr_assert_leq(sb.carried_seq, shard_released_seq(s2));
+		cr_log_info("shared: carried %" PRIu64 " and %" PRIu64 ", restarts %" PRIu64 " and %" PRIu64,
+			    sa.carried_seq, sb.carried_seq, sa.retries, sb.retries);
+	} else {
+		/* One of them wins and finishes; the other stops, saying why. */
+		const int64_t deadline = bo_clock_ms() + WAIT_MS;
+		for (;;) {
+			committer_status_get(a, &sa);
+			committer_status_get(b, &sb);
+			if (sa.state == COMMITTER_STOPPED || sb.state == COMMITTER_STOPPED)
+				break;
+			cr_assert_lt(bo_clock_ms(), deadline, "neither committer stopped without shared");
+			usleep(2000);
+		}
+		committer_status *lost = sa.state == COMMITTER_STOPPED ? &sa : &sb;
+		cr_assert(strstr(lost->reason, "another committer"), "reason: %s", lost->reason);
+		wait_applied(sa.state == COMMITTER_STOPPED ? b : a, sa.state == COMMITTER_STOPPED ? s2 : s);
+	}
+	committer_stop(a);
+	committer_stop(b);
+	oracle o;
+	oracle_run(&o, data_root, 0);
+	db = db_connect();
+	oracle_check(&o, db, 0);
+	PQfinish(db);
+	oracle_free(&o);
+}
+
+Test(committer, two_copies_shared_checkpoint) { two_copies(1); }
+
+Test(committer, two_copies_not_shared_stops_one) { two_copies(0); }

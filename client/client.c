@@ -743,47 +743,23 @@ static void retry_batch(slot *s, uint32_t n, int err, const char *why)
 	s->n = 0;
 }
 
-/* Moves the due resends of one target (the first due one's), in the order
- * they were parked, up to batch_max, into the free slot s. Under mu.
- * Returns how many. */
-static uint32_t take_resends_locked(boc_client *c, slot *s, int64_t now)
+/* Moves parked commands into out[] (up to cap), in the order they were
+ * parked, keeps the others and recomputes the pool's earliest times. Under
+ * mu. expired: those whose deadline has come; else the due ones of one
+ * target (the first due one's, returned in *where). Returns how many. */
+static uint32_t pool_take_locked(boc_client *c, int64_t now, bool expired, entry *out, uint32_t cap,
+                                 int64_t *where)
 {
 	uint32_t n = 0, kept = 0;
 	int64_t t = -1;
 	int64_t due_min = INT64_MAX, deadline_min = INT64_MAX;
 	for (uint32_t i = 0; i < c->r_len; i++) {
 		rwait w = c->r_wait[i];
-		if (w.due_ns <= now && n < c->opt.batch_max && (t < 0 || w.target == (uint32_t)t)) {
-			t = w.target;
-			s->e[n++] = c->r_pool[w.pool];
-			c->r_free[c->r_nfree++] = w.pool;
-			continue;
-		}
-		c->r_wait[kept++] = w;
-		if (w.due_ns < due_min)
-			due_min = w.due_ns;
-		if (w.deadline_ns < deadline_min)
-			deadline_min = w.deadline_ns;
-	}
-	assert(n > 0 && t >= 0);
-	c->r_len = kept;
-	c->r_due_min = due_min;
-	c->r_deadline_min = deadline_min;
-	s->n = n;
-	s->target = (uint32_t)t;
-	s->resend = true;
-	return n;
-}
-
-/* Moves up to cap resends whose deadline has come into out[]. Under mu.
- * Returns how many. */
-static uint32_t take_expired_locked(boc_client *c, int64_t now, entry *out, uint32_t cap)
-{
-	uint32_t n = 0, kept = 0;
-	int64_t due_min = INT64_MAX, deadline_min = INT64_MAX;
-	for (uint32_t i = 0; i < c->r_len; i++) {
-		rwait w = c->r_wait[i];
-		if (w.deadline_ns <= now && n < cap) {
+		bool take = n < cap && (expired ? w.deadline_ns <= now
+		                                : w.due_ns <= now && (t < 0 || w.target == (uint32_t)t));
+		if (take) {
+			if (!expired)
+				t = w.target;
 			out[n++] = c->r_pool[w.pool];
 			c->r_free[c->r_nfree++] = w.pool;
 			continue;
@@ -797,7 +773,20 @@ static uint32_t take_expired_locked(boc_client *c, int64_t now, entry *out, uint
 	c->r_len = kept;
 	c->r_due_min = due_min;
 	c->r_deadline_min = deadline_min;
+	if (where != NULL)
+		*where = t;
 	return n;
+}
+
+/* Moves the due resends of one target into the free slot s (see
+ * pool_take_locked). Under mu. */
+static void take_resends_locked(boc_client *c, slot *s, int64_t now)
+{
+	int64_t t;
+	s->n = pool_take_locked(c, now, false, s->e, c->opt.batch_max, &t);
+	assert(s->n > 0 && t >= 0);
+	s->target = (uint32_t)t;
+	s->resend = true;
 }
 
 /* ---- Sending (flusher thread) -------------------------------------------- */
@@ -1008,7 +997,7 @@ static void *flusher_main(void *arg)
 	while (!c->stopping) {
 		int64_t now = bo_clock_ns();
 		if (c->r_len > 0 && c->r_deadline_min <= now) {
-			uint32_t n = take_expired_locked(c, now, expired, EXPIRE_CHUNK);
+			uint32_t n = pool_take_locked(c, now, true, expired, EXPIRE_CHUNK, NULL);
 			pthread_mutex_unlock(&c->mu);
 			fail_range(
 			        c, expired, n, BOC_ERR_TIMEOUT,

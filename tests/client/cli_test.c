@@ -814,6 +814,11 @@ Test(cli, usage_errors_exit_2_without_network, .init = dir_setup, .fini = dir_te
 	        {{"create-event", "9", "--map", bad_map}, ":2:"},
 	        {{"create-event", "9", "--map", bad_map, "--pool", "3"}, "cannot be combined"},
 	        {{"--url", "foo://nowhere", "status", "1"}, "not an address"},
+	        {{"--no-retry", "--url", "tcp://127.0.0.1:1,tcp://127.0.0.1:2", "status", "1"},
+	         "--no-retry asks one server"},
+	        {{"status", "1", "--no-retry", "--server", "tcp://127.0.0.1:1", "--server",
+	          "tcp://127.0.0.1:2"},
+	         "--no-retry asks one server"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *args[16] = {"--timeout", "5000"};
